@@ -1,0 +1,35 @@
+# Tierwise: `make run` serves the API with demo data; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_CUSTOMERS ?= 2000
+
+.PHONY: install run test openapi lock bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+run: install
+	$(BIN)/tierwise serve --setup --demo-customers $(DEMO_CUSTOMERS)
+
+test: install
+	$(BIN)/pytest
+
+openapi: install
+	$(BIN)/tierwise openapi --output openapi/openapi.json
+
+# Re-pin every dependency (needs network access to the package index).
+lock:
+	$(PYTHON) -m pip install --quiet uv
+	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements.lock
+
+bench: install
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache

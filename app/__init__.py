@@ -1,0 +1,1 @@
+"""Tierwise: customer tiering and next-best-product service."""

@@ -1,0 +1,1 @@
+"""API keys: creation (shown once), listing, revocation; stored as peppered hashes."""

@@ -1,0 +1,32 @@
+"""HTTP routes for API keys (admin only)."""
+
+from fastapi import APIRouter, Request, status
+
+from app.apikeys import service
+from app.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
+from app.core.db import SessionDep
+from app.core.errors import problem_responses
+from app.core.security import Scope, require_scope
+
+router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"], dependencies=[require_scope(Scope.ADMIN)],
+                   responses=problem_responses(401, 403))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated,
+             responses=problem_responses(422))
+async def create_api_key(body: ApiKeyCreate, session: SessionDep, request: Request) -> ApiKeyCreated:
+    """Create a key for a calling system. The key is in this response only; store it in a secret manager."""
+    row, key = await service.create_api_key(session, body.name, body.role, request.app.state.settings.api_key_pepper)
+    return ApiKeyCreated(**ApiKeyRead.model_validate(row).model_dump(), key=key)
+
+
+@router.get("", response_model=list[ApiKeyRead])
+async def list_api_keys(session: SessionDep, include_revoked: bool = False) -> list[ApiKeyRead]:
+    """Every key's name, role and scopes; never the key or its hash."""
+    return [ApiKeyRead.model_validate(row) for row in await service.list_api_keys(session, include_revoked)]
+
+
+@router.delete("/{key_id}", response_model=ApiKeyRead, responses=problem_responses(404))
+async def revoke_api_key(key_id: int, session: SessionDep) -> ApiKeyRead:
+    """Revoke a key; it stops working on the next request."""
+    return ApiKeyRead.model_validate(await service.revoke_api_key(session, key_id))

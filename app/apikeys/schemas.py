@@ -1,0 +1,32 @@
+"""API key request and response bodies."""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["app", "integration", "admin"]
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"name": "mobile-backend-prod", "role": "app"}]})
+
+    name: str = Field(min_length=1, max_length=100, description="Who uses the key, e.g. the calling system.")
+    role: Role = Field(description="A preset: app (mobile backend), integration (core-banking feeds) or admin.")
+
+
+class ApiKeyRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    role: Role
+    scopes: list[str]
+    lookup_id: str = Field(description="The public part of the key (tw_<lookup_id>_...), to tell keys apart.")
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyRead):
+    key: str = Field(description="The key itself. Shown this once; only its hash is stored.")

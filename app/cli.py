@@ -1,0 +1,165 @@
+"""The `tierwise` command: serve, migrate, demo data, API keys and the OpenAPI export."""
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings, get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.embedded import resolve_database_url
+
+cli = typer.Typer(help="Tierwise: customer tiering and next-best-product service.", no_args_is_help=True)
+keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+cli.add_typer(keys_cli, name="api-keys")
+
+
+@asynccontextmanager
+async def command_session(settings: Settings) -> AsyncIterator[AsyncSession]:
+    """A session for one CLI command: committed when the command succeeds, like a request."""
+    engine = create_engine(resolve_database_url(settings), settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            yield session
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply every database migration (alembic upgrade head)."""
+    from app.core.migrations import upgrade_to_head
+
+    upgrade_to_head(resolve_database_url(get_settings()))
+    typer.echo("database at head")
+
+
+@cli.command()
+def demo(customers: Annotated[int, typer.Option("--customers", "-n", min=1)] = 1000,
+         seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bank.")] = 7) -> None:
+    """Generate a reproducible synthetic bank: products, customers, holdings, balances and 90 days of activity."""
+    from app.demo import generate_demo_bank
+
+    settings = get_settings()
+
+    async def run() -> dict:
+        async with command_session(settings) as session:
+            return await generate_demo_bank(session, customers=customers, seed=seed)
+
+    typer.echo(json.dumps(asyncio.run(run())))
+
+
+@keys_cli.command("create")
+def create_key(name: Annotated[str, typer.Option()],
+               role: Annotated[str, typer.Option(help="app, integration or admin")] = "admin") -> None:
+    """Create a key; it is printed once and only its hash is stored."""
+    from app.apikeys import service
+    from app.core.security import ROLE_SCOPES
+
+    if role not in ROLE_SCOPES:
+        raise typer.BadParameter(f"role must be one of {', '.join(ROLE_SCOPES)}")
+    settings = get_settings()
+
+    async def run() -> str:
+        async with command_session(settings) as session:
+            _, key = await service.create_api_key(session, name, role, settings.api_key_pepper)
+            return key
+
+    typer.echo(asyncio.run(run()))
+
+
+@keys_cli.command("list")
+def list_keys(include_revoked: bool = False) -> None:
+    """List keys: id, name, role, lookup id, created and revoked times."""
+    from app.apikeys import service
+
+    async def run() -> list:
+        async with command_session(get_settings()) as session:
+            return await service.list_api_keys(session, include_revoked)
+
+    for row in asyncio.run(run()):
+        typer.echo(f"{row.id}\t{row.name}\t{row.role}\ttw_{row.lookup_id}_…\t{row.created_at:%Y-%m-%d}\t"
+                   f"{'revoked ' + format(row.revoked_at, '%Y-%m-%d') if row.revoked_at else 'active'}")
+
+
+@keys_cli.command("revoke")
+def revoke_key(key_id: int) -> None:
+    """Revoke a key by id; it stops working at once."""
+    from app.apikeys import service
+
+    async def run() -> None:
+        async with command_session(get_settings()) as session:
+            await service.revoke_api_key(session, key_id)
+
+    asyncio.run(run())
+    typer.echo(f"revoked {key_id}")
+
+
+@cli.command()
+def openapi(output: Annotated[Path | None, typer.Option(help="File to write; stdout when omitted.")] = None) -> None:
+    """Export the OpenAPI document of the app."""
+    from app.main import create_app
+
+    document = json.dumps(create_app(Settings(environment="test")).openapi(), indent=2, sort_keys=True) + "\n"
+    if output:
+        output.write_text(document)
+    else:
+        typer.echo(document, nl=False)
+
+
+async def _prepare(settings: Settings, demo_customers: int) -> str:
+    """Demo data when the database is empty, and the admin key `make run` prints (kept in the data folder)."""
+    from app.apikeys import service
+    from app.customers.models import Customer
+
+    key_file = settings.data_dir / "admin-key"
+    async with command_session(settings) as session:
+        if not await session.scalar(select(func.count()).select_from(Customer)):
+            from app.demo import generate_demo_bank
+
+            typer.echo(f"loading demo data: {demo_customers} customers ...")
+            await generate_demo_bank(session, customers=demo_customers, seed=7)
+        if key_file.exists():
+            key = key_file.read_text().strip()
+            if await service.resolve_principal(session, key, settings.api_key_pepper):
+                return key
+        _, key = await service.create_api_key(session, "make-run-admin", "admin", settings.api_key_pepper)
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key + "\n")
+    os.chmod(key_file, 0o600)
+    return key
+
+
+@cli.command()
+def serve(setup: Annotated[bool, typer.Option(help="Migrate, load demo data if empty, print an admin key.")] = False,
+          demo_customers: int = 2000, host: str | None = None, port: int | None = None,
+          workers: int = 1) -> None:
+    """Serve the API (Swagger at /docs)."""
+    import uvicorn
+
+    from app.core.logging import configure_logging
+
+    settings = get_settings()
+    host, port = host or settings.host, port or settings.port
+    if setup:
+        from app.core.migrations import upgrade_to_head
+
+        upgrade_to_head(resolve_database_url(settings))
+        key = asyncio.run(_prepare(settings, demo_customers))
+        typer.echo(f"\nTierwise is starting on http://{host}:{port}  (Swagger: http://{host}:{port}/docs)")
+        typer.echo(f"Admin API key (Authorize in Swagger, or X-API-Key header): {key}\n")
+    configure_logging(settings.log_level)
+    uvicorn.run("app.main:create_production_app", factory=True, host=host, port=port, workers=workers,
+                log_config=None, access_log=False, timeout_graceful_shutdown=20)
+
+
+def main() -> None:
+    cli()

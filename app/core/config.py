@@ -1,0 +1,50 @@
+"""Settings for the whole service, read from TIERWISE_* environment variables."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_PEPPER = "development-only-pepper"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TIERWISE_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    # A server URL such as postgresql://user@host:5432/tierwise. Unset: an embedded Postgres in data_dir.
+    database_url: str | None = None
+    data_dir: Path = Path(".tierwise")
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
+    db_pool_timeout_s: float = Field(5.0, gt=0)
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+
+    # Keys are stored as HMAC-SHA256(pepper, key): a leaked table alone does not reveal usable keys.
+    api_key_pepper: str = DEVELOPMENT_PEPPER
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_import_body_bytes: int = Field(64 * 1_048_576, ge=1024)
+    max_import_lines: int = Field(100_000, ge=1)
+    max_event_batch: int = Field(10_000, ge=1)
+
+    risk_assessment_valid_days: int = Field(365, ge=1)
+    currency: str = "EUR"
+
+    @model_validator(mode="after")
+    def refuse_unsafe_defaults(self) -> "Settings":
+        if self.environment == "production":
+            if self.api_key_pepper == DEVELOPMENT_PEPPER or len(self.api_key_pepper) < 16:
+                raise ValueError("TIERWISE_API_KEY_PEPPER must be set to a secret of 16+ characters in production")
+            if not self.database_url:
+                raise ValueError("TIERWISE_DATABASE_URL is required in production")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

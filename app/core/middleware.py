@@ -1,0 +1,96 @@
+"""ASGI middleware: request id, access log and Prometheus metrics, and the request body size limit."""
+
+import logging
+import time
+import uuid
+
+from prometheus_client import Counter, Histogram
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import PROBLEM_JSON, PROBLEM_TYPE_BASE
+from app.core.logging import request_id_var
+
+log = logging.getLogger("tierwise.access")
+
+REQUESTS = Counter("tierwise_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("tierwise_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (X-Request-ID, echoed back), logs it once and counts it by route template."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status_holder = [500]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            REQUESTS.labels(scope["method"], template, str(status_holder[0])).inc()
+            LATENCY.labels(scope["method"], template).observe(elapsed)
+            log.info("request", extra={"method": scope["method"], "route": template, "status": status_holder[0],
+                                       "duration_ms": round(elapsed * 1000, 2)})
+            request_id_var.reset(token)
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over the limit with 413 problem+json, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, large_paths: dict[str, int] | None = None) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.large_paths = large_paths or {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.large_paths.get(scope["path"], self.max_bytes)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _send_413(send, limit)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # An HTTPException raised while the body is read reaches the problem+json handler as a 413.
+                    raise HTTPException(413, f"The request body exceeds {limit} bytes.")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    import json
+
+    body = json.dumps({"type": PROBLEM_TYPE_BASE + "payload-too-large", "title": "Payload too large",
+                       "status": 413, "detail": f"The request body exceeds {limit} bytes."}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

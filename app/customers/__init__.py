@@ -1,0 +1,1 @@
+"""Customers: profiles, holdings, activity events and the metrics derived from them."""

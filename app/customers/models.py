@@ -1,0 +1,119 @@
+"""Customer tables: profile, current holdings, balance history, events and their daily rollups."""
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, Numeric,
+                        SmallInteger, String, Text, func, text)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base
+
+Money = Numeric(18, 2)
+
+
+class Customer(Base):
+    __tablename__ = "customer"
+    __table_args__ = (
+        CheckConstraint("segment IN ('retail', 'small_business')", name="segment"),
+        CheckConstraint("risk_level BETWEEN 1 AND 5", name="risk_level"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    segment: Mapped[str] = mapped_column(String(20))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    onboarded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    risk_level: Mapped[int | None] = mapped_column(SmallInteger)
+    risk_assessed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    marketing_consent: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    last_txn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Holding(Base):
+    """The customer's current products: replaced as a set by PUT .../holdings."""
+
+    __tablename__ = "holding"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+    product_code: Mapped[str] = mapped_column(ForeignKey("product.code"), primary_key=True)
+    opened_at: Mapped[date | None] = mapped_column(Date)
+    balance: Mapped[Decimal] = mapped_column(Money)
+    as_of: Mapped[date] = mapped_column(Date)
+
+
+class HoldingBalance(Base):
+    """Every balance reported for a holding, by date: the history averages are computed from."""
+
+    __tablename__ = "holding_balance"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+    product_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    balance: Mapped[Decimal] = mapped_column(Money)
+
+
+class CustomerAumDaily(Base):
+    """Assets under management on each day a holdings set was reported (a step function between days)."""
+
+    __tablename__ = "customer_aum_daily"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    aum: Mapped[Decimal] = mapped_column(Money)
+
+
+class CustomerEvent(Base):
+    """Raw activity: transactions, app logins and referrals, each once per client event_id."""
+
+    __tablename__ = "customer_event"
+    __table_args__ = (
+        CheckConstraint("kind IN ('transaction', 'login', 'referral')", name="kind"),
+        CheckConstraint("direction IS NULL OR direction IN ('credit', 'debit')", name="direction"),
+        Index("uq_customer_event_customer_id_event_id", "customer_id", "event_id", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    amount: Mapped[Decimal | None] = mapped_column(Money)
+    direction: Mapped[str | None] = mapped_column(String(10))
+    channel: Mapped[str | None] = mapped_column(String(20))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CustomerActivityDaily(Base):
+    """Events rolled up per customer and day, maintained on intake: the source of the activity metrics."""
+
+    __tablename__ = "customer_activity_daily"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    txn_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    txn_amount: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))
+    logins: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    referrals: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class CustomAttributeDefinition(Base):
+    """A typed custom attribute a bank declares; customers carry its values in `customer.attributes`."""
+
+    __tablename__ = "custom_attribute_definition"
+    __table_args__ = (
+        CheckConstraint("type IN ('number', 'integer', 'string', 'boolean', 'date', 'string_set')", name="type"),
+    )
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    unit: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

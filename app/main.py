@@ -1,0 +1,69 @@
+"""The application factory: routers, middleware, error handlers and the database lifespan."""
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.apikeys.router import router as apikeys_router
+from app.core.config import Settings, get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.embedded import resolve_database_url
+from app.core.errors import install_error_handlers
+from app.core.health import POOL_COLLECTOR
+from app.core.health import router as health_router
+from app.core.logging import configure_logging
+from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+
+DESCRIPTION = """
+Customer tiering and next-best-product recommendations for retail and mobile banking.
+
+Authenticate with an API key in the `X-API-Key` header (the **Authorize** button). Roles:
+**app** (mobile backend: read customers, tiers and recommendations; write feedback),
+**integration** (write customers, holdings and events) and **admin** (everything).
+Every error is an RFC 9457 `application/problem+json` document.
+"""
+
+ROUTERS = [apikeys_router]
+
+
+def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAPI:
+    """Build the app. Tests pass a sessionmaker bound to their own connection; otherwise the lifespan opens
+    the one engine (and the embedded Postgres when no database URL is configured)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if sessionmaker is not None:
+            app.state.sessionmaker = sessionmaker
+            yield
+            return
+        engine = create_engine(resolve_database_url(settings), settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        POOL_COLLECTOR.engine = engine
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(title="Tierwise", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  openapi_tags=[])
+    app.state.settings = settings
+    if sessionmaker is not None:
+        app.state.sessionmaker = sessionmaker
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       large_paths={"/v1/customers/import": settings.max_import_body_bytes,
+                                    "/v1/events": settings.max_import_body_bytes})
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health_router)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def create_production_app() -> FastAPI:
+    """Entry point for uvicorn --factory."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

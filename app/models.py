@@ -1,0 +1,16 @@
+"""Every table's model, imported in one place so that Alembic and the tests see the whole schema."""
+
+from app.apikeys.models import ApiKey  # noqa: F401
+from app.core.db import Base
+from app.customers.models import (  # noqa: F401
+    CustomAttributeDefinition,
+    Customer,
+    CustomerActivityDaily,
+    CustomerAumDaily,
+    CustomerEvent,
+    Holding,
+    HoldingBalance,
+)
+from app.products.models import Product  # noqa: F401
+
+metadata = Base.metadata

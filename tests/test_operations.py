@@ -1,0 +1,62 @@
+"""Liveness, readiness, metrics, request ids and the problem+json error format."""
+
+
+async def test_healthz_is_ok_without_a_key(client):
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_reports_database_at_head(client):
+    response = await client.get("/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "ready"
+
+
+async def test_metrics_count_requests_by_route_template(client, as_role):
+    await client.get("/v1/api-keys/12345", headers=as_role("admin"))
+    text = (await client.get("/metrics")).text
+    assert "tierwise_http_requests_total" in text
+    assert 'route="/healthz"' in text or 'route="/v1/api-keys/{key_id}"' in text
+    assert "tierwise_db_pool_checked_out" in text
+
+
+async def test_request_id_is_echoed_or_generated(client):
+    echoed = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert echoed.headers["x-request-id"] == "abc-123"
+    generated = await client.get("/healthz")
+    assert len(generated.headers["x-request-id"]) == 32
+
+
+async def test_unknown_route_is_problem_json(client):
+    response = await client.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == 404 and body["title"] == "Not found" and body["type"].endswith("/not-found")
+
+
+async def test_missing_key_is_401_and_wrong_scope_is_403(client, as_role):
+    missing = await client.get("/v1/api-keys")
+    assert missing.status_code == 401
+    assert missing.headers["content-type"] == "application/problem+json"
+    unknown = await client.get("/v1/api-keys", headers={"X-API-Key": "tw_000000000000_nope"})
+    assert unknown.status_code == 401
+    forbidden = await client.get("/v1/api-keys", headers=as_role("app"))
+    assert forbidden.status_code == 403
+    assert "admin" in forbidden.json()["detail"]
+
+
+async def test_oversized_body_is_413_problem_json(client, as_role):
+    big = b"{" + b" " * 2_000_000 + b"}"
+    response = await client.post("/v1/api-keys", content=big,
+                                 headers={**as_role("admin"), "Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_validation_error_points_at_each_bad_field(client, as_role):
+    response = await client.post("/v1/api-keys", json={"name": "", "role": "superuser"}, headers=as_role("admin"))
+    assert response.status_code == 422
+    pointers = {e["pointer"] for e in response.json()["errors"]}
+    assert pointers == {"/name", "/role"}
