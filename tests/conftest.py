@@ -40,24 +40,39 @@ def test_settings() -> Settings:
     return Settings(environment="test", database_url=None, api_key_pepper="test-pepper-0123456789")
 
 
-@pytest.fixture(scope="session")
-def database_url() -> str:
-    """A fresh database for this test session, migrated with `alembic upgrade head`; dropped at the end."""
-    server = _server_url()
-    name = f"tierwise_test_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
+def _admin_sql(server: str, sql: str) -> None:
+    async def run() -> None:
         conn = await asyncpg.connect(_plain_dsn(server, "postgres"))
         try:
             await conn.execute(sql)
         finally:
             await conn.close()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = to_async_url(_plain_dsn(server, name))
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def scratch_database():
+    """A factory of empty databases on the test server (dropped at the end); returns each one's asyncpg URL."""
+    server, names = _server_url(), []
+
+    def create() -> str:
+        name = f"tierwise_test_{uuid.uuid4().hex[:10]}"
+        _admin_sql(server, f'CREATE DATABASE "{name}"')
+        names.append(name)
+        return to_async_url(_plain_dsn(server, name))
+
+    yield create
+    for name in names:
+        _admin_sql(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(scratch_database) -> str:
+    """The suite's database, migrated with `alembic upgrade head` (which also tests the migrations)."""
+    url = scratch_database()
     upgrade_to_head(url)
-    yield url
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return url
 
 
 @pytest.fixture(scope="session")

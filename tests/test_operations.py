@@ -14,10 +14,10 @@ async def test_readyz_reports_database_at_head(client):
 
 
 async def test_metrics_count_requests_by_route_template(client, as_role):
-    await client.get("/v1/api-keys/12345", headers=as_role("admin"))
+    await client.delete("/v1/api-keys/12345", headers=as_role("admin"))
     text = (await client.get("/metrics")).text
     assert "tierwise_http_requests_total" in text
-    assert 'route="/healthz"' in text or 'route="/v1/api-keys/{key_id}"' in text
+    assert 'route="/v1/api-keys/{key_id}",status="404"' in text
     assert "tierwise_db_pool_checked_out" in text
 
 

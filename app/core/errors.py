@@ -62,8 +62,20 @@ class InvalidInput(AppError):
 
     status, title, slug = 422, "Validation failed", "validation-failed"
 
-    def __init__(self, pointer: str, detail: str, **extra: Any) -> None:
-        super().__init__(f"{pointer}: {detail}", errors=[{"pointer": pointer, "detail": detail}], **extra)
+    def __init__(self, pointer: str, detail: str, *, location: str = "body", **extra: Any) -> None:
+        """pointer: a JSON pointer into the body (/items/3/amount), or a parameter name for other locations."""
+        field = {"location": location, "detail": detail}
+        field["pointer" if location == "body" else "parameter"] = pointer
+        super().__init__(f"{pointer}: {detail}", errors=[field], **extra)
+
+
+class InvalidFields(AppError):
+    """Several bad fields at once (422), each with its pointer."""
+
+    status, title, slug = 422, "Validation failed", "validation-failed"
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(_describe(errors), errors=errors)
 
 
 class ServiceUnavailable(AppError):

@@ -1,0 +1,162 @@
+"""HTTP routes for customers, their holdings, activity events and custom attribute definitions."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from pydantic import ValidationError
+
+from app.core.db import SessionDep
+from app.core.errors import InvalidInput, problem_responses, validation_errors
+from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
+from app.core.security import Scope, require_scope
+from app.customers import service
+from app.rules.attributes import is_builtin_attribute
+from app.customers.schemas import (AttributeDefinitionPut, AttributeDefinitionRead, CustomerImportLine,
+                                   CustomerPatch, CustomerRead, CustomerSummary, CustomerUpsert, EventBatch,
+                                   EventBatchResult, ExternalId, HoldingRead, HoldingsPut, HoldingsRead,
+                                   ImportResult, Segment)
+
+router = APIRouter(prefix="/v1/customers", tags=["customers"], responses=problem_responses(401, 403))
+events_router = APIRouter(prefix="/v1/events", tags=["events"], responses=problem_responses(401, 403))
+attributes_router = APIRouter(prefix="/v1/attributes/custom", tags=["attributes"],
+                              responses=problem_responses(401, 403))
+
+ExternalIdPath = Annotated[ExternalId, Path(description="The bank's own customer id.")]
+READ = [require_scope(Scope.CUSTOMERS_READ)]
+WRITE = [require_scope(Scope.CUSTOMERS_WRITE)]
+
+
+async def _read(session, external_id: str) -> CustomerRead:
+    customer, metrics = await service.get_customer(session, external_id)
+    return CustomerRead(**CustomerSummary.model_validate(customer).model_dump(), metrics=metrics)
+
+
+@router.get("", response_model=Page[CustomerSummary], dependencies=READ, responses=problem_responses(422))
+async def list_customers(session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50,
+                         segment: Segment | None = None,
+                         risk_level: Annotated[int | None, Query(ge=1, le=5)] = None) -> Page[CustomerSummary]:
+    """Customers in a stable order; follow `next_cursor` for the next page (new customers never shift pages)."""
+    rows = await service.list_customers(session, after_id=decode_cursor(cursor), limit=limit, segment=segment,
+                                        risk_level=risk_level)
+    items, next_cursor = page_of(rows, limit)
+    return Page[CustomerSummary](items=[CustomerSummary.model_validate(r) for r in items], next_cursor=next_cursor)
+
+
+@router.post("/import", response_model=ImportResult, dependencies=WRITE, responses=problem_responses(413, 422),
+             openapi_extra={"requestBody": {"required": True, "content": {"application/x-ndjson": {
+                 "schema": {"type": "string", "description": "One CustomerImportLine JSON object per line."},
+                 "example": '{"external_id": "C0001042", "segment": "retail", "onboarded_at": '
+                            '"2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z", '
+                            '"marketing_consent": true}\n{"external_id": "C0001043", "segment": "small_business", '
+                            '"onboarded_at": "2020-01-15T00:00:00Z"}\n'}}}})
+async def import_customers(request: Request, session: SessionDep) -> ImportResult:
+    """Upsert up to 100,000 customers from NDJSON (one profile with its `external_id` per line). Every line is
+    validated; good lines are stored even when others are rejected, and each rejection names its line and field."""
+    limit = request.app.state.settings.max_import_lines
+    accepted, rejections = [], []
+    line_no = 0
+    buffer = b""
+
+    def take(raw: bytes) -> None:
+        nonlocal line_no
+        line_no += 1
+        if line_no > limit:
+            raise InvalidInput("body", f"at most {limit} lines per request")
+        if not raw.strip():
+            return
+        try:
+            accepted.append((line_no, CustomerImportLine.model_validate_json(raw)))
+        except ValidationError as exc:
+            first = validation_errors([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])[0]
+            rejections.append({"line": line_no, "pointer": first.get("pointer") or None, "detail": first["detail"]})
+
+    async for chunk in request.stream():
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            take(raw)
+    if buffer.strip():
+        take(buffer)
+    created, updated, attribute_rejections = await service.import_customers(session, accepted)
+    rejections = sorted(rejections + attribute_rejections, key=lambda r: r["line"])
+    return ImportResult(accepted=len(accepted) - len(attribute_rejections), created=created, updated=updated,
+                        rejected=len(rejections), rejections=rejections)
+
+
+@router.put("/{external_id}", response_model=CustomerRead, dependencies=WRITE,
+            responses={201: {"model": CustomerRead, "description": "Created"}, **problem_responses(422)})
+async def upsert_customer(external_id: ExternalIdPath, body: CustomerUpsert, session: SessionDep,
+                          response: Response) -> CustomerRead:
+    """Create or replace a customer by the bank's own id: 201 when created, 200 when updated. Safe to retry."""
+    created = await service.upsert_customer(session, external_id, body)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return await _read(session, external_id)
+
+
+@router.get("/{external_id}", response_model=CustomerRead, dependencies=READ, responses=problem_responses(404))
+async def get_customer(external_id: ExternalIdPath, session: SessionDep) -> CustomerRead:
+    """The profile with its derived metrics (AUM, averages, activity), the values tier rules see."""
+    return await _read(session, external_id)
+
+
+@router.patch("/{external_id}", response_model=CustomerRead, dependencies=WRITE,
+              responses=problem_responses(404, 422))
+async def patch_customer(external_id: ExternalIdPath, body: CustomerPatch, session: SessionDep) -> CustomerRead:
+    """Change some profile fields; custom attributes are merged (null removes one)."""
+    await service.patch_customer(session, external_id, body)
+    return await _read(session, external_id)
+
+
+@router.delete("/{external_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=WRITE,
+               responses=problem_responses(404))
+async def erase_customer(external_id: ExternalIdPath, session: SessionDep, request: Request) -> None:
+    """Erase a customer (right to erasure): personal fields, holdings and events are removed; anonymous counts
+    stay. Repeating the request succeeds again."""
+    await service.erase_customer(session, external_id, request.app.state.settings.api_key_pepper)
+
+
+@router.get("/{external_id}/holdings", response_model=HoldingsRead, dependencies=READ,
+            responses=problem_responses(404))
+async def get_holdings(external_id: ExternalIdPath, session: SessionDep) -> HoldingsRead:
+    """The customer's current products and balances."""
+    rows = await service.get_holdings(session, external_id)
+    return HoldingsRead(holdings=[HoldingRead.model_validate(r) for r in rows])
+
+
+@router.put("/{external_id}/holdings", response_model=HoldingsRead, dependencies=WRITE,
+            responses=problem_responses(404, 422))
+async def replace_holdings(external_id: ExternalIdPath, body: HoldingsPut, session: SessionDep) -> HoldingsRead:
+    """Replace the customer's whole product set. Each balance is also kept in a dated history, from which
+    averages such as aum_avg_3m are computed."""
+    rows = await service.replace_holdings(session, external_id, body.holdings)
+    return HoldingsRead(holdings=[HoldingRead.model_validate(r) for r in rows])
+
+
+@events_router.post("", response_model=EventBatchResult, dependencies=[require_scope(Scope.EVENTS_WRITE)],
+                    responses=problem_responses(413, 422))
+async def ingest_events(body: EventBatch, session: SessionDep) -> EventBatchResult:
+    """Record transactions, app logins and referrals for many customers. Each event carries your `event_id`:
+    a retried batch changes nothing. A batch with any unknown customer is refused whole (422 naming each)."""
+    recorded, _ = await service.ingest_events(session, body.events)
+    return EventBatchResult(received=len(body.events), recorded=recorded, duplicates=len(body.events) - recorded)
+
+
+AttributeName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="snake_case name")]
+
+
+@attributes_router.get("", response_model=list[AttributeDefinitionRead],
+                       dependencies=[require_scope(Scope.ATTRIBUTES_READ)])
+async def list_attribute_definitions(session: SessionDep) -> list[AttributeDefinitionRead]:
+    """Custom attributes the bank has declared."""
+    return [AttributeDefinitionRead.model_validate(d) for d in await service.list_attribute_definitions(session)]
+
+
+@attributes_router.put("/{name}", response_model=AttributeDefinitionRead,
+                       dependencies=[require_scope(Scope.ATTRIBUTES_WRITE)], responses=problem_responses(409, 422))
+async def put_attribute_definition(name: AttributeName, body: AttributeDefinitionPut,
+                                   session: SessionDep) -> AttributeDefinitionRead:
+    """Declare (or describe again) a typed custom attribute; customers may then carry it and rules use it."""
+    if is_builtin_attribute(name):
+        raise InvalidInput("name", f"'{name}' is a built-in attribute", location="path")
+    definition = await service.put_attribute_definition(session, name, body.type, body.description, body.unit)
+    return AttributeDefinitionRead.model_validate(definition)

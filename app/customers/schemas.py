@@ -1,0 +1,274 @@
+"""Customer, holdings and event request/response bodies."""
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator,
+                      model_validator)
+
+Segment = Literal["retail", "small_business"]
+ExternalId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")]
+Money = Annotated[Decimal, Field(max_digits=18, decimal_places=2)]
+MAX_CUSTOM_ATTRIBUTES = 50
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _not_in_future(value: datetime | None) -> datetime | None:
+    if value is not None and value > datetime.now(UTC) + CLOCK_SKEW:
+        raise ValueError("must not be in the future")
+    return value
+
+
+class CustomerFields(BaseModel):
+    """Profile fields shared by upsert and patch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: str | None = Field(None, min_length=1, max_length=200,
+                                     description="Optional name for relationship managers; personal data.")
+    birth_date: date | None = Field(None, description="Personal data; used for age and birthday care lists.")
+    risk_level: int | None = Field(None, ge=1, le=5, description="Assessed risk tolerance C1..C5 (1 = cautious).")
+    risk_assessed_at: AwareDatetime | None = Field(
+        None, description="When the risk questionnaire was done; it expires after a configured period (a year).")
+    marketing_consent: bool | None = None
+    attributes: dict[str, Any] | None = Field(
+        None, description="Values of custom attributes declared at /v1/attributes/custom.")
+
+    @field_validator("birth_date")
+    @classmethod
+    def birth_date_is_plausible(cls, value: date | None) -> date | None:
+        if value is not None and not (date(1900, 1, 1) <= value <= date.today()):
+            raise ValueError("must be between 1900-01-01 and today")
+        return value
+
+    @field_validator("risk_assessed_at")
+    @classmethod
+    def assessed_not_in_future(cls, value):
+        return _not_in_future(value)
+
+    @field_validator("attributes")
+    @classmethod
+    def few_attributes(cls, value):
+        if value is not None and len(value) > MAX_CUSTOM_ATTRIBUTES:
+            raise ValueError(f"at most {MAX_CUSTOM_ATTRIBUTES} custom attributes")
+        return value
+
+
+class CustomerUpsert(CustomerFields):
+    """The whole profile, as PUT /v1/customers/{external_id} sends it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "segment": "retail", "display_name": "Maria Rossi", "birth_date": "1979-04-12",
+        "onboarded_at": "2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z",
+        "marketing_consent": True, "attributes": {"employer_payroll": True}}]})
+
+    segment: Segment
+    onboarded_at: AwareDatetime = Field(description="When the customer relationship started.")
+    marketing_consent: bool = False
+    attributes: dict[str, Any] = Field(default_factory=dict,
+                                       description="Values of custom attributes declared at /v1/attributes/custom.")
+
+    @field_validator("onboarded_at")
+    @classmethod
+    def onboarded_not_in_future(cls, value):
+        return _not_in_future(value)
+
+    @model_validator(mode="after")
+    def risk_level_needs_assessment_date(self) -> "CustomerUpsert":
+        if self.risk_level is not None and self.risk_assessed_at is None:
+            raise ValueError("risk_assessed_at is required when risk_level is given")
+        return self
+
+
+class CustomerImportLine(CustomerUpsert):
+    """One NDJSON line of POST /v1/customers/import."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: ExternalId
+
+
+class CustomerPatch(CustomerFields):
+    """Any subset of the profile; fields left out are unchanged, null clears an optional field."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"risk_level": 4, "risk_assessed_at": "2026-11-20T10:00:00Z"}, {"marketing_consent": False}]})
+
+    segment: Segment | None = None
+    onboarded_at: AwareDatetime | None = None
+
+
+class CustomerMetrics(BaseModel):
+    """Metrics derived from holdings and activity; the same values rules see."""
+
+    aum: Decimal = Field(description="Assets under management today: deposit, wealth, fund and insurance balances.")
+    aum_avg_3m: Decimal = Field(description="Daily-average AUM over the trailing three months.")
+    aum_trend_3m: Decimal | None = Field(description="Today's AUM against that average: -0.25 is 25% below it.")
+    deposit_balance: Decimal
+    investment_balance: Decimal
+    loan_balance: Decimal
+    products_held_count: int
+    held_products: list[str]
+    held_categories: list[str]
+    tenure_months: int
+    age: int | None
+    txn_count_90d: int
+    txn_amount_90d: Decimal
+    days_since_last_txn: int | None
+    logins_30d: int
+    referrals_12m: int
+    risk_tolerance: int | None = Field(description="risk_level while the assessment is valid, else null.")
+
+
+class CustomerSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    external_id: str
+    segment: Segment
+    display_name: str | None
+    birth_date: date | None
+    onboarded_at: datetime
+    risk_level: int | None
+    risk_assessed_at: datetime | None
+    marketing_consent: bool
+    attributes: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomerRead(CustomerSummary):
+    metrics: CustomerMetrics
+
+
+class HoldingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product_code: str = Field(min_length=1, max_length=40)
+    opened_at: date | None = None
+    balance: Money = Field(description="Balance in the configured currency; loans and cards as amounts owed.")
+    as_of: date = Field(description="The date the balance was taken.")
+
+    @field_validator("as_of")
+    @classmethod
+    def as_of_not_in_future(cls, value: date) -> date:
+        if value > date.today() + timedelta(days=1):
+            raise ValueError("must not be in the future")
+        return value
+
+
+class HoldingsPut(BaseModel):
+    """The customer's complete set of products; products left out are closed."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"holdings": [
+        {"product_code": "current_account", "opened_at": "2012-06-01", "balance": "8450.20", "as_of": "2026-11-22"},
+        {"product_code": "term_deposit_12m", "opened_at": "2026-01-15", "balance": "50000.00",
+         "as_of": "2026-11-22"},
+        {"product_code": "balanced_fund", "opened_at": "2024-03-02", "balance": "132500.00",
+         "as_of": "2026-11-22"}]}]})
+
+    holdings: list[HoldingIn] = Field(max_length=200)
+
+    @field_validator("holdings")
+    @classmethod
+    def unique_products(cls, value: list[HoldingIn]) -> list[HoldingIn]:
+        codes = [h.product_code for h in value]
+        if len(set(codes)) != len(codes):
+            raise ValueError("each product_code may appear once")
+        return value
+
+
+class HoldingRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    product_code: str
+    opened_at: date | None
+    balance: Decimal
+    as_of: date
+
+
+class HoldingsRead(BaseModel):
+    holdings: list[HoldingRead]
+
+
+class EventBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=100, description="The sender's id; a retried event is ignored.")
+    customer_id: ExternalId = Field(description="The bank's external id of the customer.")
+    occurred_at: AwareDatetime
+
+    @field_validator("occurred_at")
+    @classmethod
+    def occurred_not_in_future(cls, value):
+        return _not_in_future(value)
+
+
+class TransactionEvent(EventBase):
+    type: Literal["transaction"]
+    amount: Money = Field(gt=0)
+    direction: Literal["credit", "debit"]
+    channel: Literal["mobile", "web", "branch", "atm", "card", "transfer"]
+
+
+class LoginEvent(EventBase):
+    type: Literal["login"]
+    channel: Literal["mobile", "web"] = "mobile"
+
+
+class ReferralEvent(EventBase):
+    """This customer brought in a new customer."""
+
+    type: Literal["referral"]
+
+
+Event = Annotated[TransactionEvent | LoginEvent | ReferralEvent, Field(discriminator="type")]
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"events": [
+        {"type": "transaction", "event_id": "txn-2026-11-22-000981", "customer_id": "C0001042",
+         "occurred_at": "2026-11-22T08:14:03Z", "amount": "54.90", "direction": "debit", "channel": "card"},
+        {"type": "login", "event_id": "login-88120391", "customer_id": "C0001042",
+         "occurred_at": "2026-11-22T08:10:41Z", "channel": "mobile"},
+        {"type": "referral", "event_id": "ref-77120", "customer_id": "C0001042",
+         "occurred_at": "2026-11-21T17:02:00Z"}]}]})
+
+    events: list[Event] = Field(min_length=1, max_length=10_000)
+
+
+class EventBatchResult(BaseModel):
+    received: int
+    recorded: int = Field(description="Events stored by this request.")
+    duplicates: int = Field(description="Events already stored earlier (retries); they changed nothing.")
+
+
+class ImportRejection(BaseModel):
+    line: int
+    pointer: str | None = None
+    detail: str
+
+
+class ImportResult(BaseModel):
+    accepted: int
+    created: int
+    updated: int
+    rejected: int
+    rejections: list[ImportRejection]
+
+
+class AttributeDefinitionPut(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"type": "boolean", "description": "Salary is paid into an account with us."},
+        {"type": "number", "unit": "EUR", "description": "Declared annual income."}]})
+
+    type: Literal["number", "integer", "string", "boolean", "date", "string_set"]
+    description: str = Field("", max_length=500)
+    unit: str | None = Field(None, max_length=20)
+
+
+class AttributeDefinitionRead(AttributeDefinitionPut):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    created_at: datetime

@@ -1,0 +1,359 @@
+"""Customer operations: upsert, read with metrics, erase, holdings, event intake and custom attributes."""
+
+import hashlib
+import hmac
+import json
+from collections import defaultdict
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table, bindparam, column, delete, func, literal_column, select, table, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import InvalidFields, InvalidInput
+from app.customers.errors import CustomerNotFound
+from app.customers.models import (CustomAttributeDefinition, Customer, CustomerAumDaily, CustomerEvent,
+                                  CustomerActivityDaily, Holding, HoldingBalance)
+from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
+from app.products.models import Product
+
+# Product categories that count as assets under management (loans and cards are owed, not held).
+AUM_CATEGORIES = ("deposit", "wealth", "fund", "insurance")
+METRIC_COLUMNS = ("aum", "aum_avg_3m", "aum_trend_3m", "deposit_balance", "investment_balance", "loan_balance",
+                  "products_held_count", "held_products", "held_categories", "tenure_months", "age",
+                  "txn_count_90d", "txn_amount_90d", "days_since_last_txn", "logins_30d", "referrals_12m",
+                  "risk_tolerance")
+customer_features = table("customer_features", column("customer_id"), *(column(name) for name in METRIC_COLUMNS))
+
+PROFILE_FIELDS = ("segment", "display_name", "birth_date", "onboarded_at", "risk_level", "risk_assessed_at",
+                  "marketing_consent", "attributes")
+
+
+# ---- custom attributes -------------------------------------------------------------------------------------
+
+async def list_attribute_definitions(session: AsyncSession) -> list[CustomAttributeDefinition]:
+    return list((await session.scalars(select(CustomAttributeDefinition).order_by(CustomAttributeDefinition.name))))
+
+
+async def put_attribute_definition(session: AsyncSession, name: str, type_: str, description: str,
+                                   unit: str | None) -> CustomAttributeDefinition:
+    existing = await session.get(CustomAttributeDefinition, name)
+    if existing is not None and existing.type != type_:
+        in_use = await session.scalar(select(func.count()).select_from(Customer)
+                                      .where(Customer.attributes.has_key(name)))
+        if in_use:
+            from app.customers.errors import AttributeDefinitionInUse
+
+            raise AttributeDefinitionInUse(f"{in_use} customers carry '{name}'; its type cannot change.")
+    stmt = insert(CustomAttributeDefinition).values(name=name, type=type_, description=description, unit=unit)
+    stmt = stmt.on_conflict_do_update(index_elements=["name"],
+                                      set_={"type": type_, "description": description, "unit": unit})
+    await session.execute(stmt)
+    return await session.get(CustomAttributeDefinition, name, populate_existing=True)
+
+
+def _attribute_type_error(type_: str, value: Any) -> str | None:
+    """Why value does not fit a custom attribute of type type_, or None when it fits."""
+    if type_ == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return "must be a number"
+    if type_ == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        return "must be an integer"
+    if type_ == "boolean" and not isinstance(value, bool):
+        return "must be true or false"
+    if type_ == "string" and not (isinstance(value, str) and len(value) <= 500):
+        return "must be a string of at most 500 characters"
+    if type_ == "date":
+        try:
+            date.fromisoformat(value)
+        except (TypeError, ValueError):
+            return "must be an ISO date (YYYY-MM-DD)"
+    if type_ == "string_set" and not (isinstance(value, list) and len(value) <= 100
+                                      and all(isinstance(v, str) and len(v) <= 100 for v in value)
+                                      and len(set(value)) == len(value)):
+        return "must be a list of distinct strings"
+    return None
+
+
+def attribute_errors(attributes: dict[str, Any], definitions: dict[str, str], pointer: str = "/attributes"
+                     ) -> list[dict[str, str]]:
+    """One error per custom attribute that is undeclared or of the wrong type (null clears a value)."""
+    errors = []
+    for name, value in attributes.items():
+        where = f"{pointer}/{name}"
+        if name not in definitions:
+            errors.append({"pointer": where, "detail": f"no custom attribute '{name}' is declared"})
+        elif value is not None and (why := _attribute_type_error(definitions[name], value)):
+            errors.append({"pointer": where, "detail": f"{why} ({definitions[name]})"})
+    return errors
+
+
+async def attribute_types(session: AsyncSession) -> dict[str, str]:
+    rows = await session.execute(select(CustomAttributeDefinition.name, CustomAttributeDefinition.type))
+    return dict(rows.all())
+
+
+def _clean_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attributes.items() if v is not None}
+
+
+# ---- profile -----------------------------------------------------------------------------------------------
+
+async def upsert_customer(session: AsyncSession, external_id: str, body: CustomerUpsert) -> bool:
+    """Create or replace a customer's profile; True when it was created."""
+    if errors := attribute_errors(body.attributes, await attribute_types(session)):
+        raise InvalidFields(errors)
+    values = body.model_dump(include=set(PROFILE_FIELDS))
+    values["attributes"] = _clean_attributes(values["attributes"])
+    stmt = insert(Customer).values(external_id=external_id, **values)
+    stmt = stmt.on_conflict_do_update(index_elements=["external_id"], set_={**values, "updated_at": func.now()})
+    created = await session.scalar(stmt.returning(literal_column("xmax = 0")))
+    return bool(created)
+
+
+async def import_customers(session: AsyncSession, lines: list[tuple[int, CustomerImportLine]]
+                           ) -> tuple[int, int, list[dict]]:
+    """Upsert validated import lines in chunks; returns (created, updated, rejections of attribute checks)."""
+    definitions = await attribute_types(session)
+    rejections, latest = [], {}
+    for line_no, line in lines:
+        if errors := attribute_errors(line.attributes, definitions):
+            rejections.extend({"line": line_no, **e} for e in errors[:1])
+        else:
+            latest[line.external_id] = line  # a later line for the same customer wins
+    created = updated = 0
+    items = list(latest.items())
+    for start in range(0, len(items), 5000):
+        columns: dict[str, list] = defaultdict(list)
+        for external_id, line in items[start:start + 5000]:
+            columns["external_ids"].append(external_id)
+            for field in PROFILE_FIELDS:
+                value = getattr(line, field)
+                columns[field].append(json.dumps(_clean_attributes(value)) if field == "attributes" else value)
+        flags = (await session.scalars(_IMPORT_CUSTOMERS, dict(columns))).all()
+        created += sum(1 for f in flags if f)
+        updated += len(flags) - sum(1 for f in flags if f)
+    return created, updated, rejections
+
+
+# Set-based upsert of many profiles: one statement per chunk, columns passed as arrays.
+_IMPORT_CUSTOMERS = text("""
+INSERT INTO customer AS c (external_id, segment, display_name, birth_date, onboarded_at, risk_level,
+                           risk_assessed_at, marketing_consent, attributes)
+SELECT * FROM unnest(CAST(:external_ids AS text[]), CAST(:segment AS text[]), CAST(:display_name AS text[]),
+                     CAST(:birth_date AS date[]), CAST(:onboarded_at AS timestamptz[]),
+                     CAST(:risk_level AS smallint[]), CAST(:risk_assessed_at AS timestamptz[]),
+                     CAST(:marketing_consent AS boolean[]), CAST(:attributes AS jsonb[]))
+ON CONFLICT (external_id) DO UPDATE SET
+    segment = excluded.segment, display_name = excluded.display_name, birth_date = excluded.birth_date,
+    onboarded_at = excluded.onboarded_at, risk_level = excluded.risk_level,
+    risk_assessed_at = excluded.risk_assessed_at, marketing_consent = excluded.marketing_consent,
+    attributes = excluded.attributes, updated_at = now()
+RETURNING xmax = 0
+""")
+
+
+async def _customer_row(session: AsyncSession, external_id: str, *, for_update: bool = False) -> Customer:
+    query = select(Customer).where(Customer.external_id == external_id, Customer.erased_at.is_(None))
+    if for_update:
+        query = query.with_for_update()
+    customer = await session.scalar(query)
+    if customer is None:
+        raise CustomerNotFound(external_id)
+    return customer
+
+
+async def customer_id_of(session: AsyncSession, external_id: str) -> int:
+    customer_id = await session.scalar(select(Customer.id).where(Customer.external_id == external_id,
+                                                                 Customer.erased_at.is_(None)))
+    if customer_id is None:
+        raise CustomerNotFound(external_id)
+    return customer_id
+
+
+_customer_with_metrics = (
+    select(Customer, *(customer_features.c[name] for name in METRIC_COLUMNS))
+    .join(customer_features, customer_features.c.customer_id == Customer.id)
+    .where(Customer.external_id == bindparam("external_id"), Customer.erased_at.is_(None))
+)
+
+
+async def get_customer(session: AsyncSession, external_id: str) -> tuple[Customer, dict[str, Any]]:
+    """The profile and its derived metrics, in one query."""
+    row = (await session.execute(_customer_with_metrics, {"external_id": external_id})).first()
+    if row is None:
+        raise CustomerNotFound(external_id)
+    customer, *metrics = row
+    return customer, dict(zip(METRIC_COLUMNS, metrics, strict=True))
+
+
+async def patch_customer(session: AsyncSession, external_id: str, body: CustomerPatch) -> None:
+    customer = await _customer_row(session, external_id, for_update=True)
+    changes = body.model_dump(exclude_unset=True)
+    for required in ("segment", "onboarded_at", "marketing_consent"):
+        if required in changes and changes[required] is None:
+            raise InvalidInput(f"/{required}", "may not be null")
+    if "attributes" in changes:
+        attributes = changes["attributes"] or {}
+        if errors := attribute_errors(attributes, await attribute_types(session)):
+            raise InvalidFields(errors)
+        changes["attributes"] = _clean_attributes({**customer.attributes, **attributes})
+    risk_level = changes.get("risk_level", customer.risk_level)
+    if risk_level is not None and changes.get("risk_assessed_at", customer.risk_assessed_at) is None:
+        raise InvalidInput("/risk_assessed_at", "is required when risk_level is set")
+    for field, value in changes.items():
+        setattr(customer, field, value)
+    customer.updated_at = datetime.now(UTC)
+    await session.flush()
+
+
+def erasure_token(external_id: str, secret: str) -> str:
+    """What an erased customer's external_id becomes: keyed, so it cannot be reversed by guessing ids."""
+    return "erased:" + hmac.new(secret.encode(), external_id.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+async def erase_customer(session: AsyncSession, external_id: str, secret: str) -> None:
+    """Right to erasure: personal fields, holdings, balances and events go; an anonymous row stays so that
+    counts in reports do not change. Idempotent: erasing an erased customer succeeds again."""
+    token = erasure_token(external_id, secret)
+    customer = await session.scalar(select(Customer).where(Customer.external_id.in_([external_id, token]))
+                                    .with_for_update())
+    if customer is None:
+        raise CustomerNotFound(external_id)
+    if customer.erased_at is not None:
+        return
+    for model in (Holding, HoldingBalance, CustomerAumDaily, CustomerActivityDaily, CustomerEvent):
+        await session.execute(delete(model).where(model.customer_id == customer.id))
+    await session.execute(update(Customer).where(Customer.id == customer.id).values(
+        external_id=token, display_name=None, birth_date=None, attributes={}, risk_level=None,
+        risk_assessed_at=None, marketing_consent=False, last_txn_at=None,
+        onboarded_at=func.date_trunc("year", Customer.onboarded_at), erased_at=func.now(), updated_at=func.now()))
+    await session.flush()
+
+
+async def list_customers(session: AsyncSession, *, after_id: int | None, limit: int, segment: str | None = None,
+                         risk_level: int | None = None, extra_filters=()) -> list[Customer]:
+    query = select(Customer).where(Customer.erased_at.is_(None)).order_by(Customer.id).limit(limit + 1)
+    if after_id is not None:
+        query = query.where(Customer.id > after_id)
+    if segment is not None:
+        query = query.where(Customer.segment == segment)
+    if risk_level is not None:
+        query = query.where(Customer.risk_level == risk_level)
+    for condition in extra_filters:
+        query = query.where(condition)
+    return list((await session.scalars(query)).all())
+
+
+# ---- holdings ----------------------------------------------------------------------------------------------
+
+async def get_holdings(session: AsyncSession, external_id: str) -> list[Holding]:
+    customer_id = await customer_id_of(session, external_id)
+    return list(await session.scalars(select(Holding).where(Holding.customer_id == customer_id)
+                                      .order_by(Holding.product_code)))
+
+
+async def replace_holdings(session: AsyncSession, external_id: str, holdings: list[HoldingIn]) -> list[Holding]:
+    """Replace the customer's product set; record each balance in the history and the day's AUM snapshot."""
+    customer = await _customer_row(session, external_id, for_update=True)
+    categories = dict((await session.execute(
+        select(Product.code, Product.category).where(Product.code.in_([h.product_code for h in holdings]))
+    )).all())
+    errors = [{"pointer": f"/holdings/{i}/product_code", "detail": f"unknown product '{h.product_code}'"}
+              for i, h in enumerate(holdings) if h.product_code not in categories]
+    if errors:
+        raise InvalidFields(errors)
+    codes = [h.product_code for h in holdings]
+    await session.execute(delete(Holding).where(Holding.customer_id == customer.id,
+                                                Holding.product_code.not_in(codes)))
+    if holdings:
+        rows = [{"customer_id": customer.id, **h.model_dump()} for h in holdings]
+        stmt = insert(Holding).values(rows)
+        await session.execute(stmt.on_conflict_do_update(
+            index_elements=["customer_id", "product_code"],
+            set_={"opened_at": stmt.excluded.opened_at, "balance": stmt.excluded.balance,
+                  "as_of": stmt.excluded.as_of}))
+        history = insert(HoldingBalance).values(
+            [{"customer_id": customer.id, "product_code": h.product_code, "as_of": h.as_of, "balance": h.balance}
+             for h in holdings])
+        await session.execute(history.on_conflict_do_update(
+            index_elements=["customer_id", "product_code", "as_of"], set_={"balance": history.excluded.balance}))
+    day = max((h.as_of for h in holdings), default=date.today())
+    aum = sum((h.balance for h in holdings if categories[h.product_code] in AUM_CATEGORIES), Decimal("0"))
+    snapshot = insert(CustomerAumDaily).values(customer_id=customer.id, day=day, aum=aum)
+    await session.execute(snapshot.on_conflict_do_update(index_elements=["customer_id", "day"],
+                                                         set_={"aum": aum}))
+    customer.updated_at = datetime.now(UTC)
+    await session.flush()
+    return list(await session.scalars(select(Holding).where(Holding.customer_id == customer.id)
+                                      .order_by(Holding.product_code)))
+
+
+# ---- events ------------------------------------------------------------------------------------------------
+
+# One round trip: store new events (a retried event_id does nothing), roll the new ones up per customer and day,
+# and advance each customer's last transaction time. Only rows actually inserted reach the rollups.
+_INGEST_EVENTS = text("""
+WITH incoming AS (
+    SELECT * FROM unnest(
+        CAST(:customer_ids AS bigint[]), CAST(:event_ids AS text[]), CAST(:kinds AS text[]),
+        CAST(:occurred AS timestamptz[]), CAST(:amounts AS numeric[]), CAST(:directions AS text[]),
+        CAST(:channels AS text[])
+    ) AS t(customer_id, event_id, kind, occurred_at, amount, direction, channel)
+    ORDER BY customer_id, event_id
+), inserted AS (
+    INSERT INTO customer_event (customer_id, event_id, kind, occurred_at, amount, direction, channel)
+    SELECT customer_id, event_id, kind, occurred_at, amount, direction, channel FROM incoming
+    ON CONFLICT (customer_id, event_id) DO NOTHING
+    RETURNING customer_id, kind, occurred_at, amount
+), rolled AS (
+    INSERT INTO customer_activity_daily AS d (customer_id, day, txn_count, txn_amount, logins, referrals)
+    SELECT customer_id, (occurred_at AT TIME ZONE 'UTC')::date,
+           count(*) FILTER (WHERE kind = 'transaction'),
+           coalesce(sum(amount) FILTER (WHERE kind = 'transaction'), 0),
+           count(*) FILTER (WHERE kind = 'login'),
+           count(*) FILTER (WHERE kind = 'referral')
+    FROM inserted GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (customer_id, day) DO UPDATE SET
+        txn_count = d.txn_count + excluded.txn_count, txn_amount = d.txn_amount + excluded.txn_amount,
+        logins = d.logins + excluded.logins, referrals = d.referrals + excluded.referrals
+), last_txn AS (
+    UPDATE customer c SET last_txn_at = greatest(c.last_txn_at, t.last_at)
+    FROM (SELECT customer_id, max(occurred_at) AS last_at FROM inserted WHERE kind = 'transaction' GROUP BY 1) t
+    WHERE c.id = t.customer_id
+)
+SELECT count(*) FROM inserted
+""")
+
+
+_LOCK_CUSTOMERS = text("SELECT 1 FROM customer WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id "
+                       "FOR NO KEY UPDATE")
+
+
+async def ingest_events(session: AsyncSession, events: list) -> tuple[int, set[int]]:
+    """Store a batch of events for many customers; returns (how many were new, the customers touched).
+    Unknown customers are a 422 naming each offending event; nothing is stored then."""
+    external_ids = {e.customer_id for e in events}
+    ids = dict((await session.execute(
+        select(Customer.external_id, Customer.id).where(Customer.external_id.in_(external_ids),
+                                                        Customer.erased_at.is_(None))
+    )).all())
+    errors = [{"pointer": f"/events/{i}/customer_id", "detail": f"unknown customer '{e.customer_id}'"}
+              for i, e in enumerate(events) if e.customer_id not in ids]
+    if errors:
+        raise InvalidFields(errors[:100])
+    # Lock the batch's customers in id order first: concurrent batches for the same customers then queue
+    # instead of deadlocking on the rollup and last-transaction updates.
+    await session.execute(_LOCK_CUSTOMERS, {"ids": sorted(ids.values())})
+    columns: dict[str, list] = defaultdict(list)
+    for e in events:
+        columns["customer_ids"].append(ids[e.customer_id])
+        columns["event_ids"].append(e.event_id)
+        columns["kinds"].append(e.type)
+        columns["occurred"].append(e.occurred_at)
+        columns["amounts"].append(getattr(e, "amount", None))
+        columns["directions"].append(getattr(e, "direction", None))
+        columns["channels"].append(getattr(e, "channel", None))
+    recorded = await session.scalar(_INGEST_EVENTS, dict(columns))
+    return recorded or 0, set(ids.values())

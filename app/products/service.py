@@ -1,0 +1,103 @@
+"""Product catalog operations: create, read, update, list and deactivate; the session is flushed, never committed."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import any_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import InvalidInput
+from app.core.pagination import page_of
+from app.products.errors import ProductCodeTaken, ProductNotFound
+from app.products.models import Product
+from app.products.schemas import ProductCreate, ProductUpdate
+from app.rules import Condition, check_condition, dump_condition, load_catalog
+
+UNIQUE_VIOLATION = "23505"
+
+
+def ensure_active_window(active_from: datetime | None, active_to: datetime | None) -> None:
+    """422 at /active_to unless the sales window ends after it starts."""
+    if active_from is not None and active_to is not None and active_to <= active_from:
+        raise InvalidInput("/active_to", "must be after active_from")
+
+
+async def checked_eligibility(session: AsyncSession, condition: Condition | None) -> dict | None:
+    """The condition as stored JSON, after checking its attributes and value types (422 at /eligibility/...)."""
+    if condition is None:
+        return None
+    check_condition(condition, await load_catalog(session), "/eligibility")
+    return dump_condition(condition)
+
+
+async def find_product(session: AsyncSession, code: str) -> Product | None:
+    return await session.scalar(select(Product).where(Product.code == code))
+
+
+async def get_product(session: AsyncSession, code: str) -> Product:
+    product = await find_product(session, code)
+    if product is None:
+        raise ProductNotFound(code)
+    return product
+
+
+async def create_product(session: AsyncSession, fields: ProductCreate) -> Product:
+    ensure_active_window(fields.active_from, fields.active_to)
+    if await find_product(session, fields.code) is not None:
+        raise ProductCodeTaken(fields.code)
+    values = fields.model_dump()
+    values["eligibility"] = await checked_eligibility(session, fields.eligibility)
+    product = Product(**values)
+    try:
+        # A savepoint: losing a race on the code rolls back only this insert, not the request's transaction.
+        async with session.begin_nested():
+            session.add(product)
+            await session.flush()
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) == UNIQUE_VIOLATION:
+            raise ProductCodeTaken(fields.code) from None
+        raise
+    await session.refresh(product)
+    return product
+
+
+async def update_product(session: AsyncSession, code: str, changes: ProductUpdate) -> Product:
+    product = await get_product(session, code)
+    updates = changes.model_dump(exclude_unset=True)
+    if not updates:
+        return product
+    ensure_active_window(updates.get("active_from", product.active_from), updates.get("active_to", product.active_to))
+    if "eligibility" in updates:
+        updates["eligibility"] = await checked_eligibility(session, changes.eligibility)
+    for field, value in updates.items():
+        setattr(product, field, value)
+    product.updated_at = datetime.now(UTC)
+    await session.flush()
+    await session.refresh(product)  # the stored values (e.g. numeric scale), as a later read returns them
+    return product
+
+
+async def deactivate_product(session: AsyncSession, code: str) -> Product:
+    """Switch a product off; idempotent. Products are never deleted: holdings and feedback refer to them."""
+    product = await get_product(session, code)
+    if product.is_active:
+        product.is_active = False
+        product.updated_at = datetime.now(UTC)
+        await session.flush()
+    return product
+
+
+async def list_products(session: AsyncSession, *, category: str | None = None, channel: str | None = None,
+                        is_active: bool | None = None, after_id: int | None = None,
+                        limit: int) -> tuple[list[Product], str | None]:
+    """One page of products in id order and the cursor of the next page (None on the last page)."""
+    query = select(Product).order_by(Product.id).limit(limit + 1)
+    if category is not None:
+        query = query.where(Product.category == category)
+    if channel is not None:
+        query = query.where(any_(Product.channels) == channel)
+    if is_active is not None:
+        query = query.where(Product.is_active.is_(is_active))
+    if after_id is not None:
+        query = query.where(Product.id > after_id)
+    return page_of(list((await session.scalars(query)).all()), limit)
