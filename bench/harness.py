@@ -1,0 +1,102 @@
+"""Benchmark plumbing: a scratch database migrated to head, and the API served by uvicorn on loopback."""
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+from sqlalchemy.engine import make_url
+
+from app.core.config import Settings
+from app.core.embedded import start_embedded_postgres, to_async_url
+from app.core.migrations import upgrade_to_head
+
+ROOT = Path(__file__).resolve().parents[1]
+PEPPER = "bench-pepper-0123456789"
+
+
+def server_url() -> str:
+    return os.environ.get("TIERWISE_DATABASE_URL") or start_embedded_postgres(ROOT / ".tierwise" / "bench")
+
+
+def plain_dsn(url: str, database: str | None = None) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    if database:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def scratch_database():
+    """A new database on the benchmark server, migrated to head; dropped afterwards. Yields its plain DSN."""
+    server = server_url()
+    name = f"tierwise_bench_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(plain_dsn(server, "postgres"))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    dsn = plain_dsn(server, name)
+    try:
+        upgrade_to_head(to_async_url(dsn))
+        yield dsn
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(dsn: str, workers: int = 1, app: str = "app.main:create_production_app"):
+    """uvicorn serving the app on a free loopback port; yields the base URL."""
+    port = free_port()
+    env = {**os.environ, "TIERWISE_DATABASE_URL": dsn, "TIERWISE_API_KEY_PEPPER": PEPPER,
+           "TIERWISE_LOG_LEVEL": "WARNING", "TIERWISE_ENVIRONMENT": "production"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers), "--no-access-log", "--log-level", "warning", "--loop", "uvloop"],
+        env=env, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("the server did not start")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def create_key(dsn: str, role: str = "admin") -> str:
+    from app.apikeys import service
+    from app.core.db import create_engine, create_sessionmaker
+
+    engine = create_engine(to_async_url(dsn), Settings(database_url=dsn))
+    try:
+        async with create_sessionmaker(engine)() as session:
+            _, key = await service.create_api_key(session, f"bench-{role}", role, PEPPER)
+            await session.commit()
+            return key
+    finally:
+        await engine.dispose()
