@@ -163,3 +163,7 @@ def serve(setup: Annotated[bool, typer.Option(help="Migrate, load demo data if e
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()
