@@ -2,6 +2,7 @@
 transaction that the app's sessions join with savepoints."""
 
 import asyncio
+import concurrent.futures
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -48,7 +49,13 @@ def _admin_sql(server: str, sql: str) -> None:
         finally:
             await conn.close()
 
-    asyncio.run(run())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(run())
+    else:  # called from an async test: run on a loop of its own in a helper thread
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, run()).result()
 
 
 @pytest.fixture(scope="session")

@@ -60,3 +60,33 @@ async def test_validation_error_points_at_each_bad_field(client, as_role):
     assert response.status_code == 422
     pointers = {e["pointer"] for e in response.json()["errors"]}
     assert pointers == {"/name", "/role"}
+
+
+async def test_unexpected_error_is_500_without_internals(client, as_role, monkeypatch):
+    from app.apikeys import service
+
+    async def explode(*args, **kwargs):
+        raise RuntimeError("password=hunter2 at db.internal:5432")
+
+    monkeypatch.setattr(service, "list_api_keys", explode)
+    response = await client.get("/v1/api-keys", headers=as_role("admin"))
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "hunter2" not in response.text and "RuntimeError" not in response.text
+
+
+async def test_readyz_is_503_when_migrations_are_not_at_head(scratch_database, test_settings):
+    import httpx
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from app.core.db import create_sessionmaker
+    from app.main import create_app
+
+    engine = create_async_engine(scratch_database())  # an empty database: no alembic_version at all
+    app = create_app(test_settings, sessionmaker=create_sessionmaker(engine))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.get("/readyz")
+    await engine.dispose()
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"]

@@ -89,7 +89,7 @@ def problem(status: int, title: str, detail: str, slug: str, *, errors: list | N
         body["instance"] = instance
     if errors:
         body["errors"] = errors
-    body.update(extra)
+    body.update({k: v for k, v in extra.items() if k not in body})  # extensions never replace the standard members
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

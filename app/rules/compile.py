@@ -121,7 +121,7 @@ def json_value(value: Any, type_: AttributeType) -> Any:
     if isinstance(value, Decimal):
         if type_ is AttributeType.integer and value == value.to_integral_value():
             return int(value)
-        return str(value)
+        return format(value, "f")  # plain notation: "620000", never "6.2E+5"
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, list | tuple | set | frozenset):
