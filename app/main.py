@@ -9,6 +9,7 @@ from app.customers.router import attributes_router, events_router
 from app.customers.router import router as customers_router
 from app.products.router import router as products_router
 from app.rules.router import router as rules_router
+from app.tiering.router import router as tiering_router
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.embedded import resolve_database_url
@@ -27,7 +28,8 @@ Authenticate with an API key in the `X-API-Key` header (the **Authorize** button
 Every error is an RFC 9457 `application/problem+json` document.
 """
 
-ROUTERS = [customers_router, events_router, rules_router, attributes_router, products_router, apikeys_router]
+ROUTERS = [customers_router, events_router, rules_router, attributes_router, products_router, apikeys_router,
+           tiering_router]
 
 
 def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAPI:

@@ -12,5 +12,6 @@ from app.customers.models import (  # noqa: F401
     HoldingBalance,
 )
 from app.products.models import Product  # noqa: F401
+from app.tiering.models import TierPolicy, TierPolicyChange, TierPolicyVersion  # noqa: F401
 
 metadata = Base.metadata

@@ -1,0 +1,172 @@
+"""HTTP routes for tier policies: versioned tier definitions, their lifecycle, what-if and simulation."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Request, Response, status
+
+from app.core.db import SessionDep
+from app.core.errors import problem_responses
+from app.core.security import Scope, require_scope
+from app.tiering import service
+from app.tiering.models import TierPolicy, TierPolicyVersion
+from app.tiering.schemas import (SimulationResult, TierPolicyChangeList, TierPolicyChangeRead, TierPolicyCreate,
+                                 TierPolicyList, TierPolicyRead, TierPolicySummary, TierPolicyVersionCreate,
+                                 TierPolicyVersionRead, TierPolicyVersionSummary, TierPolicyVersionUpdate,
+                                 TierRead, WhatIfRequest, WhatIfResult)
+
+router = APIRouter(prefix="/v1/tier-policies", tags=["tier-policies"])
+
+READ = [require_scope(Scope.POLICIES_READ)]
+WRITE = [require_scope(Scope.POLICIES_WRITE)]
+KeyPath = Annotated[str, Path(max_length=40, description="The policy key, e.g. `wealth`.", examples=["wealth"])]
+VersionPath = Annotated[int, Path(ge=1, le=2_147_483_647, description="The version number.", examples=[1])]
+ETAG_HEADER = {"ETag": {"description": "The version's ETag; send it as If-Match to edit a draft.",
+                        "schema": {"type": "string"}}}
+
+
+def _problems(*statuses: int) -> dict:
+    responses = problem_responses(*[s for s in statuses if s != 428])
+    if 428 in statuses:
+        responses[428] = {**problem_responses(428)[428], "description": "Precondition required (no If-Match)"}
+    return responses
+
+
+def _actor(request: Request) -> str:
+    return request.state.principal.name
+
+
+def _version_read(policy: TierPolicy, version: TierPolicyVersion, response: Response) -> TierPolicyVersionRead:
+    response.headers["ETag"] = service.etag_of(version)
+    return TierPolicyVersionRead(
+        policy_key=policy.key, version=version.version, status=version.status,
+        tiers=[TierRead(**tier) for tier in version.tiers], downgrade_grace_days=version.downgrade_grace_days,
+        description=version.description, created_by=version.created_by, created_at=version.created_at,
+        updated_at=version.updated_at, activated_at=version.activated_at, retired_at=version.retired_at)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TierPolicyVersionRead, dependencies=WRITE,
+             responses={201: {"headers": ETAG_HEADER}, **_problems(401, 403, 409, 422)})
+async def create_tier_policy(body: TierPolicyCreate, session: SessionDep, request: Request,
+                             response: Response) -> TierPolicyVersionRead:
+    """Create a policy with its first version, as draft version 1.
+
+    Tiers are tried in order and the first match wins; each condition is checked against the attribute
+    catalog, codes must be unique and no tier may follow an unconditional one (each error is a 422 pointing
+    at the node, e.g. `/tiers/2/condition/all/1/attr`). Simulate the draft, then activate it. A key already
+    taken is a 409.
+    """
+    policy, version = await service.create_policy(session, body, _actor(request))
+    return _version_read(policy, version, response)
+
+
+@router.get("", response_model=TierPolicyList, dependencies=READ, responses=_problems(401, 403))
+async def list_tier_policies(session: SessionDep) -> TierPolicyList:
+    """Every policy by key, with the number of its active version (null when none is active)."""
+    rows = await service.list_policies(session)
+    return TierPolicyList(items=[TierPolicySummary(
+        key=p.key, name=p.name, description=p.description, active_version=active, latest_version=latest,
+        created_at=p.created_at) for p, active, latest in rows])
+
+
+@router.get("/{key}", response_model=TierPolicyRead, dependencies=READ, responses=_problems(401, 403, 404))
+async def get_tier_policy(key: KeyPath, session: SessionDep) -> TierPolicyRead:
+    """A policy with a summary of every version (status, tier codes, who created it, when it was active)."""
+    policy = await service.get_policy(session, key)
+    versions = await service.list_versions(session, policy)
+    active = next((v.version for v in versions if v.status == "active"), None)
+    return TierPolicyRead(
+        key=policy.key, name=policy.name, description=policy.description, active_version=active,
+        latest_version=max(v.version for v in versions), created_at=policy.created_at,
+        versions=[TierPolicyVersionSummary(
+            version=v.version, status=v.status, tier_codes=[t["code"] for t in v.tiers],
+            downgrade_grace_days=v.downgrade_grace_days, description=v.description, created_by=v.created_by,
+            created_at=v.created_at, activated_at=v.activated_at, retired_at=v.retired_at) for v in versions])
+
+
+@router.get("/{key}/changes", response_model=TierPolicyChangeList, dependencies=READ,
+            responses=_problems(401, 403, 404))
+async def list_tier_policy_changes(key: KeyPath, session: SessionDep) -> TierPolicyChangeList:
+    """The policy's audit trail, oldest first: who created, edited, activated, retired or rolled back what."""
+    policy = await service.get_policy(session, key)
+    changes = await service.list_changes(session, policy)
+    return TierPolicyChangeList(items=[TierPolicyChangeRead(version=c.version, action=c.action, actor=c.actor,
+                                                            at=c.at, detail=c.detail) for c in changes])
+
+
+@router.post("/{key}/versions", status_code=status.HTTP_201_CREATED, response_model=TierPolicyVersionRead,
+             dependencies=WRITE, responses={201: {"headers": ETAG_HEADER}, **_problems(401, 403, 404, 422)})
+async def add_tier_policy_version(key: KeyPath, body: TierPolicyVersionCreate, session: SessionDep,
+                                  request: Request, response: Response) -> TierPolicyVersionRead:
+    """Add a draft version after the latest one: give its tiers, or `copy_from` an existing version."""
+    policy, version = await service.add_version(session, key, body, _actor(request))
+    return _version_read(policy, version, response)
+
+
+@router.get("/{key}/versions/{version}", response_model=TierPolicyVersionRead, dependencies=READ,
+            responses={200: {"headers": ETAG_HEADER}, **_problems(401, 403, 404)})
+async def get_tier_policy_version(key: KeyPath, version: VersionPath, session: SessionDep,
+                                  response: Response) -> TierPolicyVersionRead:
+    """One version in full, with its ETag (send it as If-Match to edit a draft)."""
+    policy = await service.get_policy(session, key)
+    return _version_read(policy, await service.get_version(session, policy, version), response)
+
+
+@router.put("/{key}/versions/{version}", response_model=TierPolicyVersionRead, dependencies=WRITE,
+            responses={200: {"headers": ETAG_HEADER}, **_problems(401, 403, 404, 409, 412, 422, 428)})
+async def edit_tier_policy_version(
+    key: KeyPath, version: VersionPath, body: TierPolicyVersionUpdate, session: SessionDep, request: Request,
+    response: Response,
+    if_match: Annotated[str | None, Header(description="The ETag from reading the version.")] = None,
+) -> TierPolicyVersionRead:
+    """Replace a draft's tiers, grace and description.
+
+    Only drafts change (an active or retired version is a 409; add a version instead). Send If-Match with the
+    ETag you read: without it 428, and 412 if someone changed the draft since.
+    """
+    policy, found = await service.edit_version(session, key, version, body, if_match, _actor(request))
+    return _version_read(policy, found, response)
+
+
+@router.post("/{key}/versions/{version}/activate", response_model=TierPolicyVersionRead, dependencies=WRITE,
+             responses=_problems(401, 403, 404, 409))
+async def activate_tier_policy_version(key: KeyPath, version: VersionPath, session: SessionDep, request: Request,
+                                       response: Response) -> TierPolicyVersionRead:
+    """Make this version the active one; the previously active version is retired in the same transaction.
+
+    Activating a retired version older than the active one is a rollback (recorded as such in the audit).
+    Activating the active version changes nothing. A concurrent activation that wins the race makes this a 409.
+    """
+    policy, found = await service.activate_version(session, key, version, _actor(request))
+    return _version_read(policy, found, response)
+
+
+@router.post("/{key}/versions/{version}/retire", response_model=TierPolicyVersionRead, dependencies=WRITE,
+             responses=_problems(401, 403, 404, 409))
+async def retire_tier_policy_version(key: KeyPath, version: VersionPath, session: SessionDep, request: Request,
+                                     response: Response) -> TierPolicyVersionRead:
+    """Retire the active version (the policy then has none active) or discard a draft."""
+    policy, found = await service.retire_version(session, key, version, _actor(request))
+    return _version_read(policy, found, response)
+
+
+@router.post("/{key}/versions/{version}/evaluate", response_model=WhatIfResult, dependencies=READ,
+             responses=_problems(401, 403, 404, 422))
+async def evaluate_tier_policy_version(key: KeyPath, version: VersionPath, body: WhatIfRequest,
+                                       session: SessionDep) -> WhatIfResult:
+    """What-if: the tier a customer with these attribute values would land in, and why.
+
+    The explanation lists each tier in order up to the match, with every comparison's value, threshold and
+    result. Attributes not given take the value a customer without data has (0 for sums and counts).
+    """
+    return await service.evaluate_what_if(session, key, version, body.attributes)
+
+
+@router.post("/{key}/versions/{version}/simulate", response_model=SimulationResult, dependencies=READ,
+             responses=_problems(401, 403, 404))
+async def simulate_tier_policy_version(key: KeyPath, version: VersionPath, session: SessionDep) -> SimulationResult:
+    """Evaluate this version against today's whole customer population, in one set-based SQL statement.
+
+    Returns the tier distribution and, against the active version, the migration matrix and how many
+    customers would move up, down or stay by tier rank. Writes nothing.
+    """
+    return await service.simulate_version(session, key, version)

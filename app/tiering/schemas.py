@@ -1,0 +1,212 @@
+"""Tier policy request and response bodies: policies, versions and their tiers, what-if and simulation results."""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from app.rules.schema import Condition
+
+PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{1,39}$")]
+TierCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, Field(max_length=2000)]
+GraceDays = Annotated[int, Field(ge=0, le=730)]
+VersionStatus = Literal["draft", "active", "retired"]
+MAX_TIERS = 20
+
+TIERS_DOC = ("Ordered tiers, at most 20; the first whose condition matches wins. Only the last may be "
+             "unconditional ({\"always\": true}); a tier after an unconditional one could never match.")
+GRACE_DOC = ("Days a customer must qualify lower, without a break, before a downgrade applies (0..730); "
+             "upgrades apply at once. One number per policy version.")
+
+WEALTH_TIERS = [
+    {"code": "private", "label": "Private Banking", "rank": 40,
+     "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 10000000}},
+    {"code": "wealth", "label": "Wealth", "rank": 30,
+     "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 500000}},
+    {"code": "gold", "label": "Gold", "rank": 20,
+     "condition": {"all": [{"attr": "aum_avg_3m", "op": "gte", "value": 50000},
+                           {"attr": "tenure_months", "op": "gte", "value": 6}]}},
+    {"code": "mass", "label": "Everyday", "rank": 10, "condition": {"always": True}},
+]
+
+
+class Tier(BaseModel):
+    """One tier of a version: customers matching `condition` (and no earlier tier) land here."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": WEALTH_TIERS[1:2]})
+
+    code: TierCode = Field(description="Stable tier code, unique within the version: ^[a-z][a-z0-9_]{0,39}$.")
+    label: Label = Field(description="Name shown to customers and staff.")
+    rank: int = Field(ge=0, le=10000, description="Higher is a better tier; compares tiers for upgrades and "
+                                                  "downgrades, also across versions.")
+    condition: Condition = Field(description="Who qualifies, in the rule language (GET /v1/attributes).")
+
+
+Tiers = Annotated[list[Tier], Field(min_length=1, max_length=MAX_TIERS, description=TIERS_DOC)]
+
+
+class TierPolicyCreate(BaseModel):
+    """A new policy and its first version, created as draft version 1."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "key": "wealth", "name": "Wealth tiers", "description": "Relationship tiers by 3-month average AUM.",
+        "tiers": WEALTH_TIERS, "downgrade_grace_days": 90,
+        "version_description": "Thresholds approved by the retail committee, March 2026.",
+    }]})
+
+    key: PolicyKey = Field(description="Stable policy key, lowercase: e.g. wealth, lifecycle, loyalty, needs.")
+    name: Name
+    description: Description = ""
+    tiers: Tiers
+    downgrade_grace_days: GraceDays = Field(0, description=GRACE_DOC)
+    version_description: Description = Field("", description="What version 1 is about.")
+
+
+class TierPolicyVersionCreate(BaseModel):
+    """A new draft version: give the tiers, or copy them from an existing version with `copy_from`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"tiers": WEALTH_TIERS, "downgrade_grace_days": 120, "description": "Longer grace after customer feedback."},
+        {"copy_from": 1, "description": "Start from version 1 and edit the draft."},
+    ]})
+
+    tiers: Tiers | None = None
+    downgrade_grace_days: GraceDays | None = Field(None, description=GRACE_DOC + " Default: copied, else 0.")
+    description: Description = ""
+    copy_from: int | None = Field(None, ge=1, description="Copy tiers and grace from this version number; "
+                                                          "`tiers` and `downgrade_grace_days` given here win.")
+
+    @model_validator(mode="after")
+    def tiers_or_copy(self) -> "TierPolicyVersionCreate":
+        if self.tiers is None and self.copy_from is None:
+            raise ValueError("give tiers, or copy_from with the version number to copy")
+        return self
+
+
+class TierPolicyVersionUpdate(BaseModel):
+    """The whole content of a draft version (PUT replaces it); send If-Match with the version's ETag."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"tiers": WEALTH_TIERS, "downgrade_grace_days": 60, "description": "Shorter grace."},
+    ]})
+
+    tiers: Tiers
+    downgrade_grace_days: GraceDays = Field(0, description=GRACE_DOC)
+    description: Description = ""
+
+
+class TierRead(BaseModel):
+    code: str
+    label: str
+    rank: int
+    condition: dict[str, Any]
+
+
+class TierPolicyVersionRead(BaseModel):
+    """A full version, with its tiers."""
+
+    policy_key: str
+    version: int
+    status: VersionStatus
+    tiers: list[TierRead]
+    downgrade_grace_days: int = Field(description=GRACE_DOC)
+    description: str
+    created_by: str = Field(description="The name of the API key that created the version.")
+    created_at: datetime
+    updated_at: datetime
+    activated_at: datetime | None
+    retired_at: datetime | None
+
+
+class TierPolicyVersionSummary(BaseModel):
+    version: int
+    status: VersionStatus
+    tier_codes: list[str]
+    downgrade_grace_days: int
+    description: str
+    created_by: str
+    created_at: datetime
+    activated_at: datetime | None
+    retired_at: datetime | None
+
+
+class TierPolicySummary(BaseModel):
+    key: str
+    name: str
+    description: str
+    active_version: int | None = Field(description="The active version's number; null when none is active.")
+    latest_version: int
+    created_at: datetime
+
+
+class TierPolicyRead(TierPolicySummary):
+    versions: list[TierPolicyVersionSummary]
+
+
+class TierPolicyList(BaseModel):
+    items: list[TierPolicySummary]
+
+
+class TierPolicyChangeRead(BaseModel):
+    version: int | None
+    action: Literal["create", "add_version", "edit", "activate", "retire", "rollback"]
+    actor: str = Field(description="The name of the API key that made the change.")
+    at: datetime
+    detail: dict[str, Any]
+
+
+class TierPolicyChangeList(BaseModel):
+    items: list[TierPolicyChangeRead]
+
+
+class WhatIfRequest(BaseModel):
+    """Attribute values of a hypothetical customer; attributes not given take the no-data value (0, [], null)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"attributes": {"aum_avg_3m": 620000, "tenure_months": 40, "held_categories": ["deposit", "fund"]}},
+    ]})
+
+    attributes: dict[str, Any] = Field(description="{attribute name: value}, as GET /v1/attributes types them.")
+
+
+class TierExplanation(BaseModel):
+    tier: str
+    matched: bool
+    conditions: list[dict[str, Any]] = Field(
+        description="Each comparison: pointer, attribute, operator, threshold, value and result "
+                    "(true, false, or null when the value is missing).")
+
+
+class WhatIfResult(BaseModel):
+    tier: str | None = Field(description="The tier the values land in; null when no tier matches.")
+    label: str | None
+    rank: int | None
+    explanation: list[TierExplanation] = Field(description="Each tier in order, up to and including the match.")
+
+
+class TierShare(BaseModel):
+    tier: str | None = Field(description="A tier code; null for customers no tier matches.")
+    customers: int
+    share: float = Field(description="customers / population, rounded to 4 places.")
+
+
+class TierMigration(BaseModel):
+    from_: str | None = Field(alias="from", serialization_alias="from",
+                              description="The tier under the active version; null without one.")
+    to: str | None
+    customers: int
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class SimulationResult(BaseModel):
+    population: int
+    distribution: list[TierShare]
+    against_version: int | None = Field(description="The active version compared against; null when none.")
+    migration: list[TierMigration]
+    upgrades: int = Field(description="Customers whose tier rank would rise (both sides have a tier).")
+    downgrades: int = Field(description="Customers whose tier rank would fall (both sides have a tier).")
+    unchanged: int = Field(description="Customers whose tier rank stays the same (both sides have a tier).")
