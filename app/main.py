@@ -9,6 +9,7 @@ from app.customers.router import attributes_router, events_router
 from app.customers.router import router as customers_router
 from app.products.router import router as products_router
 from app.rules.router import router as rules_router
+from app.tiering.assignment_router import care_router, customer_tiers_router, runs_router, transitions_router
 from app.tiering.router import router as tiering_router
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
@@ -29,7 +30,8 @@ Every error is an RFC 9457 `application/problem+json` document.
 """
 
 ROUTERS = [customers_router, events_router, rules_router, attributes_router, products_router, apikeys_router,
-           tiering_router]
+           tiering_router,
+           customer_tiers_router, transitions_router, runs_router, care_router]
 
 
 def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAPI:

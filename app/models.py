@@ -12,6 +12,13 @@ from app.customers.models import (  # noqa: F401
     HoldingBalance,
 )
 from app.products.models import Product  # noqa: F401
-from app.tiering.models import TierPolicy, TierPolicyChange, TierPolicyVersion  # noqa: F401
+from app.tiering.models import (  # noqa: F401
+    TierAssignment,
+    TierPolicy,
+    TierPolicyChange,
+    TierPolicyVersion,
+    TierRun,
+    TierTransition,
+)
 
 metadata = Base.metadata

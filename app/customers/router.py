@@ -10,6 +10,8 @@ from app.core.errors import InvalidInput, problem_responses, validation_errors
 from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from app.core.security import Scope, require_scope
 from app.customers import service
+from app.tiering import assignment as tiering
+from app.tiering import service as policies_service
 from app.rules.attributes import is_builtin_attribute
 from app.customers.schemas import (AttributeDefinitionPut, AttributeDefinitionRead, CustomerImportLine,
                                    CustomerPatch, CustomerRead, CustomerSummary, CustomerUpsert, EventBatch,
@@ -34,10 +36,22 @@ async def _read(session, external_id: str) -> CustomerRead:
 @router.get("", response_model=Page[CustomerSummary], dependencies=READ, responses=problem_responses(422))
 async def list_customers(session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50,
                          segment: Segment | None = None,
-                         risk_level: Annotated[int | None, Query(ge=1, le=5)] = None) -> Page[CustomerSummary]:
-    """Customers in a stable order; follow `next_cursor` for the next page (new customers never shift pages)."""
+                         risk_level: Annotated[int | None, Query(ge=1, le=5)] = None,
+                         policy: Annotated[str | None, Query(max_length=40, description="Tier policy key.")] = None,
+                         tier: Annotated[str | None, Query(max_length=40, description="Tier under `policy`.")] = None,
+                         at_risk: Annotated[bool | None, Query(description="Downgrade pending under `policy`: "
+                                                                           "the retention list.")] = None,
+                         ) -> Page[CustomerSummary]:
+    """Customers in a stable order; follow `next_cursor` for the next page (new customers never shift pages).
+    With `policy`, filter by `tier` and/or `at_risk` (customers who would fall a tier when their grace ends)."""
+    filters = []
+    if policy is not None:
+        policy_id = (await policies_service.get_policy(session, policy)).id
+        filters.append(tiering.tier_filter(policy_id, tier, at_risk))
+    elif tier is not None or at_risk is not None:
+        raise InvalidInput("policy", "is required with tier or at_risk", location="query")
     rows = await service.list_customers(session, after_id=decode_cursor(cursor), limit=limit, segment=segment,
-                                        risk_level=risk_level)
+                                        risk_level=risk_level, extra_filters=filters)
     items, next_cursor = page_of(rows, limit)
     return Page[CustomerSummary](items=[CustomerSummary.model_validate(r) for r in items], next_cursor=next_cursor)
 
@@ -77,7 +91,8 @@ async def import_customers(request: Request, session: SessionDep) -> ImportResul
             take(raw)
     if buffer.strip():
         take(buffer)
-    created, updated, attribute_rejections = await service.import_customers(session, accepted)
+    created, updated, attribute_rejections, ids = await service.import_customers(session, accepted)
+    await tiering.refresh_customers(session, ids)
     rejections = sorted(rejections + attribute_rejections, key=lambda r: r["line"])
     return ImportResult(accepted=len(accepted) - len(attribute_rejections), created=created, updated=updated,
                         rejected=len(rejections), rejections=rejections)
@@ -88,7 +103,8 @@ async def import_customers(request: Request, session: SessionDep) -> ImportResul
 async def upsert_customer(external_id: ExternalIdPath, body: CustomerUpsert, session: SessionDep,
                           response: Response) -> CustomerRead:
     """Create or replace a customer by the bank's own id: 201 when created, 200 when updated. Safe to retry."""
-    created = await service.upsert_customer(session, external_id, body)
+    customer_id, created = await service.upsert_customer(session, external_id, body)
+    await tiering.refresh_customers(session, [customer_id])
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return await _read(session, external_id)
 
@@ -103,7 +119,8 @@ async def get_customer(external_id: ExternalIdPath, session: SessionDep) -> Cust
               responses=problem_responses(404, 422))
 async def patch_customer(external_id: ExternalIdPath, body: CustomerPatch, session: SessionDep) -> CustomerRead:
     """Change some profile fields; custom attributes are merged (null removes one)."""
-    await service.patch_customer(session, external_id, body)
+    customer_id = await service.patch_customer(session, external_id, body)
+    await tiering.refresh_customers(session, [customer_id])
     return await _read(session, external_id)
 
 
@@ -128,7 +145,8 @@ async def get_holdings(external_id: ExternalIdPath, session: SessionDep) -> Hold
 async def replace_holdings(external_id: ExternalIdPath, body: HoldingsPut, session: SessionDep) -> HoldingsRead:
     """Replace the customer's whole product set. Each balance is also kept in a dated history, from which
     averages such as aum_avg_3m are computed."""
-    rows = await service.replace_holdings(session, external_id, body.holdings)
+    customer_id, rows = await service.replace_holdings(session, external_id, body.holdings)
+    await tiering.refresh_customers(session, [customer_id])
     return HoldingsRead(holdings=[HoldingRead.model_validate(r) for r in rows])
 
 
@@ -137,7 +155,8 @@ async def replace_holdings(external_id: ExternalIdPath, body: HoldingsPut, sessi
 async def ingest_events(body: EventBatch, session: SessionDep) -> EventBatchResult:
     """Record transactions, app logins and referrals for many customers. Each event carries your `event_id`:
     a retried batch changes nothing. A batch with any unknown customer is refused whole (422 naming each)."""
-    recorded, _ = await service.ingest_events(session, body.events)
+    recorded, customer_ids = await service.ingest_events(session, body.events)
+    await tiering.refresh_customers(session, list(customer_ids))
     return EventBatchResult(received=len(body.events), recorded=recorded, duplicates=len(body.events) - recorded)
 
 

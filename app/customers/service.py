@@ -100,21 +100,22 @@ def _clean_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
 
 # ---- profile -----------------------------------------------------------------------------------------------
 
-async def upsert_customer(session: AsyncSession, external_id: str, body: CustomerUpsert) -> bool:
-    """Create or replace a customer's profile; True when it was created."""
+async def upsert_customer(session: AsyncSession, external_id: str, body: CustomerUpsert) -> tuple[int, bool]:
+    """Create or replace a customer's profile; (customer id, True when it was created)."""
     if errors := attribute_errors(body.attributes, await attribute_types(session)):
         raise InvalidFields(errors)
     values = body.model_dump(include=set(PROFILE_FIELDS))
     values["attributes"] = _clean_attributes(values["attributes"])
     stmt = insert(Customer).values(external_id=external_id, **values)
     stmt = stmt.on_conflict_do_update(index_elements=["external_id"], set_={**values, "updated_at": func.now()})
-    created = await session.scalar(stmt.returning(literal_column("xmax = 0")))
-    return bool(created)
+    customer_id, created = (await session.execute(stmt.returning(Customer.id, literal_column("xmax = 0")))).one()
+    return customer_id, bool(created)
 
 
 async def import_customers(session: AsyncSession, lines: list[tuple[int, CustomerImportLine]]
-                           ) -> tuple[int, int, list[dict]]:
-    """Upsert validated import lines in chunks; returns (created, updated, rejections of attribute checks)."""
+                           ) -> tuple[int, int, list[dict], list[int]]:
+    """Upsert validated import lines in chunks; returns (created, updated, rejections of attribute checks,
+    the ids of the customers written)."""
     definitions = await attribute_types(session)
     rejections, latest = [], {}
     for line_no, line in lines:
@@ -123,6 +124,7 @@ async def import_customers(session: AsyncSession, lines: list[tuple[int, Custome
         else:
             latest[line.external_id] = line  # a later line for the same customer wins
     created = updated = 0
+    ids: list[int] = []
     items = list(latest.items())
     for start in range(0, len(items), 5000):
         columns: dict[str, list] = defaultdict(list)
@@ -131,10 +133,11 @@ async def import_customers(session: AsyncSession, lines: list[tuple[int, Custome
             for field in PROFILE_FIELDS:
                 value = getattr(line, field)
                 columns[field].append(json.dumps(_clean_attributes(value)) if field == "attributes" else value)
-        flags = (await session.scalars(_IMPORT_CUSTOMERS, dict(columns))).all()
-        created += sum(1 for f in flags if f)
-        updated += len(flags) - sum(1 for f in flags if f)
-    return created, updated, rejections
+        rows = (await session.execute(_IMPORT_CUSTOMERS, dict(columns))).all()
+        ids.extend(row.id for row in rows)
+        created += sum(1 for row in rows if row.created)
+        updated += sum(1 for row in rows if not row.created)
+    return created, updated, rejections, ids
 
 
 # Set-based upsert of many profiles: one statement per chunk, columns passed as arrays.
@@ -150,7 +153,7 @@ ON CONFLICT (external_id) DO UPDATE SET
     onboarded_at = excluded.onboarded_at, risk_level = excluded.risk_level,
     risk_assessed_at = excluded.risk_assessed_at, marketing_consent = excluded.marketing_consent,
     attributes = excluded.attributes, updated_at = now()
-RETURNING xmax = 0
+RETURNING id, xmax = 0 AS created
 """)
 
 
@@ -188,7 +191,7 @@ async def get_customer(session: AsyncSession, external_id: str) -> tuple[Custome
     return customer, dict(zip(METRIC_COLUMNS, metrics, strict=True))
 
 
-async def patch_customer(session: AsyncSession, external_id: str, body: CustomerPatch) -> None:
+async def patch_customer(session: AsyncSession, external_id: str, body: CustomerPatch) -> int:
     customer = await _customer_row(session, external_id, for_update=True)
     changes = body.model_dump(exclude_unset=True)
     for required in ("segment", "onboarded_at", "marketing_consent"):
@@ -206,6 +209,7 @@ async def patch_customer(session: AsyncSession, external_id: str, body: Customer
         setattr(customer, field, value)
     customer.updated_at = datetime.now(UTC)
     await session.flush()
+    return customer.id
 
 
 def erasure_token(external_id: str, secret: str) -> str:
@@ -223,7 +227,9 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str) -
         raise CustomerNotFound(external_id)
     if customer.erased_at is not None:
         return
-    for model in (Holding, HoldingBalance, CustomerAumDaily, CustomerActivityDaily, CustomerEvent):
+    from app.tiering.models import TierAssignment  # its facts hold the customer's values
+
+    for model in (Holding, HoldingBalance, CustomerAumDaily, CustomerActivityDaily, CustomerEvent, TierAssignment):
         await session.execute(delete(model).where(model.customer_id == customer.id))
     await session.execute(update(Customer).where(Customer.id == customer.id).values(
         external_id=token, display_name=None, birth_date=None, attributes={}, risk_level=None,
@@ -254,7 +260,8 @@ async def get_holdings(session: AsyncSession, external_id: str) -> list[Holding]
                                       .order_by(Holding.product_code)))
 
 
-async def replace_holdings(session: AsyncSession, external_id: str, holdings: list[HoldingIn]) -> list[Holding]:
+async def replace_holdings(session: AsyncSession, external_id: str, holdings: list[HoldingIn]
+                           ) -> tuple[int, list[Holding]]:
     """Replace the customer's product set; record each balance in the history and the day's AUM snapshot."""
     customer = await _customer_row(session, external_id, for_update=True)
     categories = dict((await session.execute(
@@ -286,8 +293,8 @@ async def replace_holdings(session: AsyncSession, external_id: str, holdings: li
                                                          set_={"aum": aum}))
     customer.updated_at = datetime.now(UTC)
     await session.flush()
-    return list(await session.scalars(select(Holding).where(Holding.customer_id == customer.id)
-                                      .order_by(Holding.product_code)))
+    return customer.id, list(await session.scalars(select(Holding).where(Holding.customer_id == customer.id)
+                                                   .order_by(Holding.product_code)))
 
 
 # ---- events ------------------------------------------------------------------------------------------------

@@ -51,3 +51,8 @@ class StaleVersion(PreconditionFailed):
     def __init__(self, current_etag: str) -> None:
         super().__init__("The version changed since you read it (the If-Match ETag is stale); read it again.",
                          headers={"ETag": current_etag})
+
+
+class NoTierAssignment(NotFound):
+    def __init__(self, policy_key: str) -> None:
+        super().__init__(f"The customer has no tier under '{policy_key}' yet; evaluate it first.")

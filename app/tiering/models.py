@@ -62,3 +62,81 @@ class TierPolicyChange(Base):
     actor: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+
+
+class TierAssignment(Base):
+    """A customer's current tier under one policy, with the grace state, any override and the evaluated facts."""
+
+    __tablename__ = "tier_assignment"
+    __table_args__ = (
+        Index("ix_tier_assignment_policy_tier", "policy_id", "tier_code"),
+        Index("ix_tier_assignment_at_risk", "policy_id", postgresql_where=text("lower_since IS NOT NULL")),
+    )
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("tier_policy.id", ondelete="CASCADE"), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("tier_policy_version.id"))
+    tier_code: Mapped[str] = mapped_column(String(40))
+    tier_rank: Mapped[int] = mapped_column(Integer)
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # What the rules say today; differs from tier_code while a downgrade waits out its grace period.
+    qualified_code: Mapped[str] = mapped_column(String(40))
+    qualified_rank: Mapped[int] = mapped_column(Integer)
+    lower_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    evaluated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The customer's value and the result of every comparison of the version, in compile_explanation order.
+    facts: Mapped[list[Any]] = mapped_column(JSONB)
+    override_code: Mapped[str | None] = mapped_column(String(40))
+    override_rank: Mapped[int | None] = mapped_column(Integer)
+    override_reason: Mapped[str | None] = mapped_column(Text)
+    override_actor: Mapped[str | None] = mapped_column(String(200))
+    override_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TierTransition(Base):
+    """The change feed: every tier change of every customer, in an order readers can follow with a cursor."""
+
+    __tablename__ = "tier_transition"
+    __table_args__ = (
+        CheckConstraint("direction IN ('initial', 'upgrade', 'downgrade', 'lateral')", name="direction"),
+        Index("ix_tier_transition_feed", "tx_id", "id"),
+        Index("ix_tier_transition_customer", "customer_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # The writing transaction's id: the feed only shows rows of transactions older than every running one,
+    # so a row can never appear behind a cursor a reader has already passed.
+    tx_id: Mapped[int] = mapped_column(BigInteger, server_default=text("(pg_current_xact_id()::text)::bigint"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
+    policy_id: Mapped[int] = mapped_column(ForeignKey("tier_policy.id", ondelete="CASCADE"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("tier_policy_version.id"))
+    from_code: Mapped[str | None] = mapped_column(String(40))
+    to_code: Mapped[str] = mapped_column(String(40))
+    direction: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class TierRun(Base):
+    """A batch evaluation of one policy (or all active ones) over the whole population, in chunks."""
+
+    __tablename__ = "tier_run"
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'succeeded', 'failed')", name="status"),
+        # One run per target at a time (policy_id NULL = every active policy).
+        Index("uq_tier_run_one_running", text("coalesce(policy_id, 0)"), unique=True,
+              postgresql_where=text("status = 'running'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    policy_id: Mapped[int | None] = mapped_column(ForeignKey("tier_policy.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(10), server_default=text("'running'"))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    total: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    processed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    upgrades: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    downgrades: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)

@@ -2,12 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Header, Path, Request, Response, status
 
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.security import Scope, require_scope
-from app.tiering import service
+from app.tiering import batch, service
 from app.tiering.models import TierPolicy, TierPolicyVersion
 from app.tiering.schemas import (SimulationResult, TierPolicyChangeList, TierPolicyChangeRead, TierPolicyCreate,
                                  TierPolicyList, TierPolicyRead, TierPolicySummary, TierPolicyVersionCreate,
@@ -130,13 +130,21 @@ async def edit_tier_policy_version(
 @router.post("/{key}/versions/{version}/activate", response_model=TierPolicyVersionRead, dependencies=WRITE,
              responses=_problems(401, 403, 404, 409))
 async def activate_tier_policy_version(key: KeyPath, version: VersionPath, session: SessionDep, request: Request,
-                                       response: Response) -> TierPolicyVersionRead:
+                                       response: Response, background: BackgroundTasks) -> TierPolicyVersionRead:
     """Make this version the active one; the previously active version is retired in the same transaction.
 
     Activating a retired version older than the active one is a rollback (recorded as such in the audit).
     Activating the active version changes nothing. A concurrent activation that wins the race makes this a 409.
+    Activation starts a tier run for the policy (see /v1/tier-runs) once it has committed.
     """
     policy, found = await service.activate_version(session, key, version, _actor(request))
+    try:
+        run = await batch.start_run(session, policy, _actor(request))
+    except batch.TierRunAlreadyRunning:
+        pass  # the running run re-reads nothing; the next run (cron or POST /v1/tier-runs) applies this version
+    else:
+        background.add_task(batch.execute_run, request.app.state.sessionmaker, run.id)
+        response.headers["Location"] = f"/v1/tier-runs/{run.id}"
     return _version_read(policy, found, response)
 
 

@@ -1,9 +1,9 @@
 """Tier policy request and response bodies: policies, versions and their tiers, what-if and simulation results."""
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app.rules.schema import Condition
 
@@ -210,3 +210,93 @@ class SimulationResult(BaseModel):
     upgrades: int = Field(description="Customers whose tier rank would rise (both sides have a tier).")
     downgrades: int = Field(description="Customers whose tier rank would fall (both sides have a tier).")
     unchanged: int = Field(description="Customers whose tier rank stays the same (both sides have a tier).")
+
+
+# ---- assignment ------------------------------------------------------------------------------------------------
+
+class TierOverrideRead(BaseModel):
+    tier: str
+    reason: str
+    actor: str
+    expires_at: datetime | None
+
+
+class CustomerTier(BaseModel):
+    """A customer's tier under one active policy."""
+
+    policy: str
+    policy_version: int = Field(description="The version that decided the tier.")
+    tier: str = Field(description="The tier the customer has (an unexpired override wins over the rules).")
+    label: str
+    rank: int
+    since: datetime = Field(description="When the customer entered the tier the rules gave.")
+    evaluated_at: datetime
+    qualified_tier: str = Field(description="What the rules give today; lower than `tier` while in grace.")
+    at_risk: bool = Field(description="Qualifies lower today: the downgrade applies on `downgrade_on` unless the "
+                                      "customer qualifies again before then.")
+    downgrade_to: str | None
+    downgrade_on: date | None
+    override: TierOverrideRead | None
+    explanation: list[TierExplanation] = Field(
+        description="The tiers tried in order, with each comparison's value, threshold and result, as evaluated.")
+
+
+class CustomerTiers(BaseModel):
+    customer_id: str
+    tiers: list[CustomerTier]
+
+
+class TierOverridePut(BaseModel):
+    """A relationship manager's decision to hold a customer in a tier."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"tier": "private", "reason": "Inheritance transfer of 12M expected in January; approved by RM lead.",
+         "expires_at": "2027-03-31T23:59:59Z"}]})
+
+    tier: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+    reason: str = Field(min_length=3, max_length=1000)
+    expires_at: AwareDatetime | None = Field(None, description="When the override stops applying by itself.")
+
+
+class TierTransitionRead(BaseModel):
+    customer_id: str
+    policy: str
+    from_tier: str | None
+    to_tier: str
+    direction: Literal["initial", "upgrade", "downgrade", "lateral"]
+    reason: str = Field(description="rules, grace_elapsed, override, override_removed or override_expired")
+    at: datetime
+
+
+class TierTransitionPage(BaseModel):
+    items: list[TierTransitionRead]
+    next_cursor: str | None = Field(description="Pass as `after` to continue; also when no new rows yet.")
+
+
+class TierRunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"policy": "wealth"}, {"all": True}]})
+
+    policy: str | None = Field(None, description="One policy key; or set `all`.")
+    all: bool = Field(False, description="Every active policy.")
+
+    @model_validator(mode="after")
+    def one_target(self) -> "TierRunCreate":
+        if (self.policy is None) == (not self.all):
+            raise ValueError("give either `policy` or `all: true`")
+        return self
+
+
+class TierRunRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    policy: str | None
+    status: Literal["running", "succeeded", "failed"]
+    requested_by: str
+    total: int
+    processed: int
+    upgrades: int
+    downgrades: int
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None

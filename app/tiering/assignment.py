@@ -1,0 +1,446 @@
+"""Tier assignment: one set-based statement decides the tiers of one customer or a chunk of millions.
+
+For each customer in scope it evaluates the active version's tiers (the one compiler's CASE over customer_features),
+applies the downgrade grace against the stored assignment, upserts the assignment with the facts that decided it,
+and appends every change to the tier_transition feed; all in one SQL statement, no Python loop per customer.
+"""
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
+
+from app.rules import (AttributeCatalog, AttributeType, ExplainedLeaf, compile_explanation, customer_features,
+                       explain_row, parse_condition)
+from app.tiering.models import TierAssignment, TierPolicy, TierPolicyVersion, TierTransition
+from app.tiering.service import tier_case
+
+JSONB_ARGS_PER_CALL = 50  # jsonb_build_array takes at most 100 arguments
+
+
+@dataclass(frozen=True)
+class CompiledVersion:
+    """A policy version made ready to run: its CASE, the facts it records, and how to read them back."""
+
+    policy_id: int
+    policy_key: str
+    version_id: int
+    version: int
+    grace_days: int
+    tiers: list[dict[str, Any]]
+    tier_code: ColumnElement[str | None]
+    facts: ColumnElement[Any]
+    leaves: list[list[ExplainedLeaf]]  # per tier, in compile_explanation order
+
+    @property
+    def rank_of(self) -> dict[str, int]:
+        return {tier["code"]: tier["rank"] for tier in self.tiers}
+
+
+_compiled: OrderedDict[tuple, CompiledVersion] = OrderedDict()
+
+
+def compile_version(policy: TierPolicy, version: TierPolicyVersion, catalog: AttributeCatalog) -> CompiledVersion:
+    """Compile once per (version, catalog): active versions never change, so the result is cached."""
+    key = (version.id, version.updated_at, tuple((a.name, a.type) for a in catalog.custom))
+    if key in _compiled:
+        _compiled.move_to_end(key)
+        return _compiled[key]
+    leaves, facts = [], []
+    for i, tier in enumerate(version.tiers):
+        condition = parse_condition(tier["condition"], f"/tiers/{i}/condition")
+        tier_leaves = compile_explanation(condition, catalog, customer_features, pointer=f"/tiers/{i}/condition",
+                                          label_prefix=f"t{i}")
+        leaves.append(tier_leaves)
+        for leaf in tier_leaves:
+            value = leaf.value.element if hasattr(leaf.value, "element") else leaf.value
+            if leaf.attribute_type is AttributeType.number:
+                value = sa.cast(value, sa.Text())  # exact decimals, not JSON floats
+            facts += [value, leaf.result.element if hasattr(leaf.result, "element") else leaf.result]
+    compiled = CompiledVersion(
+        policy_id=policy.id, policy_key=policy.key, version_id=version.id, version=version.version,
+        grace_days=version.downgrade_grace_days, tiers=list(version.tiers),
+        tier_code=tier_case(version.tiers, catalog, customer_features), facts=_jsonb_array(facts), leaves=leaves)
+    _compiled[key] = compiled
+    while len(_compiled) > 256:
+        _compiled.popitem(last=False)
+    return compiled
+
+
+def _jsonb_array(values: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+    if not values:
+        return sa.cast(sa.literal("[]"), JSONB)
+    parts = [func.jsonb_build_array(*values[i:i + JSONB_ARGS_PER_CALL], type_=JSONB)
+             for i in range(0, len(values), JSONB_ARGS_PER_CALL)]
+    result = parts[0]
+    for part in parts[1:]:
+        result = result.op("||", return_type=JSONB)(part)
+    return result
+
+
+def assignment_statement(compiled: CompiledVersion, scope: ColumnElement[bool]):
+    """The one statement: evaluate, apply grace, upsert assignments, append transitions; returns per-direction
+    counts. `scope` restricts customer_features (one id, a list, or an id range); :now is the evaluation time."""
+    now = bindparam("now", type_=sa.DateTime(timezone=True))
+    tiers = sa.values(sa.column("code", sa.Text()), sa.column("rank", sa.Integer()), name="tiers").data(
+        [(tier["code"], tier["rank"]) for tier in compiled.tiers])
+    qualified = (select(customer_features.c.customer_id, compiled.tier_code.label("q_code"),
+                        compiled.facts.label("facts"))
+                 .where(scope).cte("qualified"))
+    current = TierAssignment.__table__.alias("current")
+    grace_over = sa.func.coalesce(current.c.lower_since, now) <= now - sa.func.make_interval(
+        0, 0, 0, compiled.grace_days)
+    decision = sa.case(
+        (current.c.customer_id.is_(None), "initial"),
+        (tiers.c.rank > current.c.tier_rank, "upgrade"),
+        (sa.and_(tiers.c.rank == current.c.tier_rank, qualified.c.q_code == current.c.tier_code), "same"),
+        (tiers.c.rank == current.c.tier_rank, "lateral"),
+        (grace_over, "downgrade"),
+        else_="grace",
+    )
+    decided = (
+        select(qualified.c.customer_id, qualified.c.q_code, tiers.c.rank.label("q_rank"), qualified.c.facts,
+               current.c.tier_code.label("old_code"), current.c.tier_rank.label("old_rank"),
+               current.c.since.label("old_since"), current.c.lower_since.label("old_lower_since"),
+               decision.label("decision"))
+        .select_from(qualified.join(tiers, tiers.c.code == qualified.c.q_code)
+                     .outerjoin(current, sa.and_(current.c.customer_id == qualified.c.customer_id,
+                                                 current.c.policy_id == compiled.policy_id)))
+        .cte("decided"))
+    keeps_tier = decided.c.decision == "grace"
+    rows = select(
+        decided.c.customer_id, sa.literal(compiled.policy_id, sa.BigInteger()),
+        sa.literal(compiled.version_id, sa.BigInteger()),
+        sa.case((keeps_tier, decided.c.old_code), else_=decided.c.q_code),
+        sa.case((keeps_tier, decided.c.old_rank), else_=decided.c.q_rank),
+        sa.case((decided.c.decision.in_(["same", "grace"]), decided.c.old_since), else_=now),
+        decided.c.q_code, decided.c.q_rank,
+        sa.case((keeps_tier, sa.func.coalesce(decided.c.old_lower_since, now)), else_=sa.null()),
+        now, decided.c.facts)
+    table = TierAssignment.__table__
+    upsert = insert(table).from_select(
+        ["customer_id", "policy_id", "version_id", "tier_code", "tier_rank", "since", "qualified_code",
+         "qualified_rank", "lower_since", "evaluated_at", "facts"], rows)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["customer_id", "policy_id"],
+        set_={name: upsert.excluded[name] for name in ("version_id", "tier_code", "tier_rank", "since",
+                                                        "qualified_code", "qualified_rank", "lower_since",
+                                                        "evaluated_at", "facts")},
+    ).returning(table.c.customer_id).cte("upserted")
+    changed = decided.c.decision.in_(["initial", "upgrade", "downgrade", "lateral"])
+    transitions = insert(TierTransition.__table__).from_select(
+        ["customer_id", "policy_id", "version_id", "from_code", "to_code", "direction", "reason", "at"],
+        select(decided.c.customer_id, sa.literal(compiled.policy_id, sa.BigInteger()),
+               sa.literal(compiled.version_id, sa.BigInteger()), decided.c.old_code, decided.c.q_code,
+               decided.c.decision,
+               sa.case((decided.c.decision == "downgrade", "grace_elapsed"), else_="rules"), now)
+        .where(changed).order_by(decided.c.customer_id)
+    ).returning(TierTransition.__table__.c.direction).cte("transitions")
+    upserted_count = select(func.count()).select_from(upsert).scalar_subquery()
+    return select(
+        upserted_count.label("evaluated"),
+        select(func.count()).select_from(transitions).where(transitions.c.direction == "upgrade")
+        .scalar_subquery().label("upgrades"),
+        select(func.count()).select_from(transitions).where(transitions.c.direction == "downgrade")
+        .scalar_subquery().label("downgrades"),
+        select(func.count()).select_from(transitions).where(transitions.c.direction == "initial")
+        .scalar_subquery().label("initial"),
+    )
+
+
+@dataclass
+class AssignmentCounts:
+    evaluated: int = 0
+    upgrades: int = 0
+    downgrades: int = 0
+    initial: int = 0
+
+    def add(self, other: "AssignmentCounts") -> None:
+        self.evaluated += other.evaluated
+        self.upgrades += other.upgrades
+        self.downgrades += other.downgrades
+        self.initial += other.initial
+
+
+async def assign(session: AsyncSession, compiled: CompiledVersion, scope: ColumnElement[bool],
+                 now: datetime, params: dict[str, Any] | None = None) -> AssignmentCounts:
+    row = (await session.execute(assignment_statement(compiled, scope), {"now": now, **(params or {})})).one()
+    return AssignmentCounts(evaluated=row.evaluated, upgrades=row.upgrades, downgrades=row.downgrades,
+                            initial=row.initial)
+
+
+def scope_ids() -> ColumnElement[bool]:
+    """Customers whose ids are in the :customer_ids array."""
+    return customer_features.c.customer_id == sa.any_(bindparam("customer_ids", type_=ARRAY(sa.BigInteger())))
+
+
+def scope_range() -> ColumnElement[bool]:
+    """Customers with ids in [:id_from, :id_to)."""
+    return sa.and_(customer_features.c.customer_id >= bindparam("id_from", type_=sa.BigInteger()),
+                   customer_features.c.customer_id < bindparam("id_to", type_=sa.BigInteger()))
+
+
+def explain_facts(compiled: CompiledVersion, facts: list[Any], qualified_code: str) -> list[dict[str, Any]]:
+    """The stored facts read back as an explanation: each tier tried in order, up to the one that matched."""
+    out, position = [], 0
+    for tier, leaves in zip(compiled.tiers, compiled.leaves, strict=True):
+        row = {}
+        for leaf in leaves:
+            row[leaf.value_key], row[leaf.result_key] = facts[position], facts[position + 1]
+            position += 2
+        matched = tier["code"] == qualified_code
+        out.append({"tier": tier["code"], "matched": matched, "conditions": explain_row(leaves, row)})
+        if matched:
+            break
+    return out
+
+
+# ---- orchestration: which versions, which customers ------------------------------------------------------------
+
+async def active_versions(session: AsyncSession, policy_ids: Sequence[int] | None = None
+                          ) -> list[tuple[TierPolicy, TierPolicyVersion]]:
+    query = (select(TierPolicy, TierPolicyVersion).join(TierPolicyVersion, TierPolicyVersion.policy_id == TierPolicy.id)
+             .where(TierPolicyVersion.status == "active").order_by(TierPolicy.key))
+    if policy_ids is not None:
+        query = query.where(TierPolicy.id.in_(policy_ids))
+    return [(policy, version) for policy, version in (await session.execute(query)).all()]
+
+
+async def compiled_active_versions(session: AsyncSession, policy_ids: Sequence[int] | None = None
+                                   ) -> list[CompiledVersion]:
+    from app.rules import load_catalog
+
+    pairs = await active_versions(session, policy_ids)
+    if not pairs:
+        return []
+    catalog = await load_catalog(session)
+    return [compile_version(policy, version, catalog) for policy, version in pairs]
+
+
+async def refresh_customers(session: AsyncSession, customer_ids: Sequence[int], now: datetime | None = None,
+                            policy_ids: Sequence[int] | None = None) -> AssignmentCounts:
+    """Re-evaluate every active policy for these customers, in the caller's transaction (so a write to a
+    customer and its new tier commit together: the app never reads a stale tier after a deposit)."""
+    totals = AssignmentCounts()
+    if not customer_ids:
+        return totals
+    now = now or await session.scalar(select(func.now()))
+    ids = sorted(set(customer_ids))
+    for compiled in await compiled_active_versions(session, policy_ids):
+        totals.add(await assign(session, compiled, scope_ids(), now, {"customer_ids": ids}))
+        await expire_overrides(session, compiled.policy_id, now, customer_ids=ids)
+    return totals
+
+
+_EXPIRE_OVERRIDES = sa.text("""
+WITH expired AS (
+    SELECT customer_id, override_code, override_rank, tier_code, tier_rank, version_id FROM tier_assignment
+    WHERE policy_id = :policy_id AND override_expires_at <= :now
+      AND (CAST(:customer_ids AS bigint[]) IS NULL OR customer_id = ANY(CAST(:customer_ids AS bigint[])))
+    ORDER BY customer_id FOR UPDATE
+), cleared AS (
+    UPDATE tier_assignment a SET override_code = NULL, override_rank = NULL, override_reason = NULL,
+                                 override_actor = NULL, override_expires_at = NULL
+    FROM expired e WHERE a.customer_id = e.customer_id AND a.policy_id = :policy_id
+    RETURNING a.customer_id
+)
+INSERT INTO tier_transition (customer_id, policy_id, version_id, from_code, to_code, direction, reason, at)
+SELECT customer_id, :policy_id, version_id, override_code, tier_code,
+       CASE WHEN tier_rank > override_rank THEN 'upgrade' WHEN tier_rank < override_rank THEN 'downgrade'
+            ELSE 'lateral' END, 'override_expired', :now
+FROM expired WHERE override_code <> tier_code
+""")
+
+
+async def expire_overrides(session: AsyncSession, policy_id: int, now: datetime,
+                           customer_ids: Sequence[int] | None = None) -> None:
+    """Clear overrides past their expiry and note each in the feed. Reads already ignore an expired override;
+    this only tidies the row and tells feed readers."""
+    await session.execute(_EXPIRE_OVERRIDES, {"policy_id": policy_id, "now": now,
+                                              "customer_ids": list(customer_ids) if customer_ids else None})
+
+
+# ---- reads -------------------------------------------------------------------------------------------------------
+
+_explainers: dict[int, CompiledVersion] = {}
+
+
+async def explainer(session: AsyncSession, version_id: int) -> CompiledVersion:
+    """The compiled form of any version an assignment refers to (versions referred to are never edited)."""
+    if version_id not in _explainers:
+        from app.rules import load_catalog
+
+        policy, version = (await session.execute(
+            select(TierPolicy, TierPolicyVersion).join(TierPolicyVersion, TierPolicyVersion.policy_id == TierPolicy.id)
+            .where(TierPolicyVersion.id == version_id))).one()
+        _explainers[version_id] = compile_version(policy, version, await load_catalog(session))
+    return _explainers[version_id]
+
+
+def effective_tier_code(assignment=TierAssignment, now=None) -> ColumnElement[str]:
+    """The tier a customer has: an unexpired override, else the tier the rules (and grace) gave."""
+    now = now if now is not None else func.now()
+    override_applies = sa.and_(assignment.override_code.is_not(None),
+                               sa.or_(assignment.override_expires_at.is_(None), assignment.override_expires_at > now))
+    return sa.case((override_applies, assignment.override_code), else_=assignment.tier_code)
+
+
+_customer_assignments = (
+    select(TierAssignment, TierPolicy.key, TierPolicyVersion.version, func.now().label("now"))
+    .join(TierPolicy, TierPolicy.id == TierAssignment.policy_id)
+    .join(TierPolicyVersion, TierPolicyVersion.id == TierAssignment.version_id)
+    .where(TierAssignment.customer_id == bindparam("customer_id"))
+    .order_by(TierPolicy.key)
+)
+
+
+async def customer_assignments(session: AsyncSession, customer_id: int) -> list[dict[str, Any]]:
+    """Every tier of a customer with since-when, grace state, override and explanation: one indexed read."""
+    out = []
+    for assignment, key, version_number, now in (await session.execute(
+            _customer_assignments, {"customer_id": customer_id})).all():
+        compiled = await explainer(session, assignment.version_id)
+        labels = {tier["code"]: tier["label"] for tier in compiled.tiers}
+        override_applies = assignment.override_code is not None and (
+            assignment.override_expires_at is None or assignment.override_expires_at > now)
+        tier = assignment.override_code if override_applies else assignment.tier_code
+        at_risk = assignment.lower_since is not None
+        out.append({
+            "policy": key, "policy_version": version_number, "tier": tier, "label": labels.get(tier, tier),
+            "rank": assignment.override_rank if override_applies else assignment.tier_rank,
+            "since": assignment.since, "evaluated_at": assignment.evaluated_at,
+            "qualified_tier": assignment.qualified_code, "at_risk": at_risk,
+            "downgrade_to": assignment.qualified_code if at_risk else None,
+            "downgrade_on": (assignment.lower_since + _days(compiled.grace_days)).date() if at_risk else None,
+            "override": {"tier": assignment.override_code, "reason": assignment.override_reason,
+                         "actor": assignment.override_actor, "expires_at": assignment.override_expires_at}
+            if override_applies else None,
+            "explanation": explain_facts(compiled, assignment.facts, assignment.qualified_code),
+        })
+    return out
+
+
+def _days(n: int):
+    from datetime import timedelta
+
+    return timedelta(days=n)
+
+
+async def set_override(session: AsyncSession, customer_id: int, policy: TierPolicy, tier_code: str, reason: str,
+                       expires_at: datetime | None, actor: str) -> None:
+    """Pin a customer's tier under a policy (a relationship manager's decision), until it expires or is removed."""
+    from app.core.errors import InvalidInput
+    from app.tiering.errors import NoTierAssignment
+
+    assignment = await session.get(TierAssignment, (customer_id, policy.id), with_for_update=True)
+    if assignment is None:
+        raise NoTierAssignment(policy.key)
+    compiled = await explainer(session, assignment.version_id)
+    if tier_code not in compiled.rank_of:
+        raise InvalidInput("/tier", f"'{tier_code}' is not a tier of {policy.key} version {compiled.version}: "
+                                    f"one of {', '.join(compiled.rank_of)}")
+    now = await session.scalar(select(func.now()))
+    before_code, before_rank = _effective(assignment, now)
+    assignment.override_code, assignment.override_rank = tier_code, compiled.rank_of[tier_code]
+    assignment.override_reason, assignment.override_actor, assignment.override_expires_at = reason, actor, expires_at
+    _note(session, assignment, before_code, before_rank, tier_code, compiled.rank_of[tier_code], "override", now)
+    await session.flush()
+
+
+async def remove_override(session: AsyncSession, customer_id: int, policy: TierPolicy) -> None:
+    assignment = await session.get(TierAssignment, (customer_id, policy.id), with_for_update=True)
+    if assignment is None or assignment.override_code is None:
+        return
+    now = await session.scalar(select(func.now()))
+    before_code, before_rank = _effective(assignment, now)
+    assignment.override_code = assignment.override_rank = assignment.override_reason = None
+    assignment.override_actor = assignment.override_expires_at = None
+    _note(session, assignment, before_code, before_rank, assignment.tier_code, assignment.tier_rank,
+          "override_removed", now)
+    await session.flush()
+
+
+def _effective(assignment: TierAssignment, now: datetime) -> tuple[str, int]:
+    if assignment.override_code is not None and (assignment.override_expires_at is None
+                                                 or assignment.override_expires_at > now):
+        return assignment.override_code, assignment.override_rank
+    return assignment.tier_code, assignment.tier_rank
+
+
+def _note(session: AsyncSession, assignment: TierAssignment, from_code: str, from_rank: int, to_code: str,
+          to_rank: int, reason: str, now: datetime) -> None:
+    if from_code == to_code:
+        return
+    direction = "upgrade" if to_rank > from_rank else "downgrade" if to_rank < from_rank else "lateral"
+    session.add(TierTransition(customer_id=assignment.customer_id, policy_id=assignment.policy_id,
+                               version_id=assignment.version_id, from_code=from_code, to_code=to_code,
+                               direction=direction, reason=reason, at=now))
+
+
+_FEED_VISIBLE = sa.text("(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
+_OWN_TRANSACTION = sa.text("(pg_current_xact_id_if_assigned()::text)::bigint")
+
+
+async def transitions_page(session: AsyncSession, *, after: tuple[int, int] | None, limit: int,
+                           customer_id: int | None = None, policy_id: int | None = None) -> list[Any]:
+    """Transitions in feed order (writing transaction, then id). The feed shows only rows of transactions that
+    finished before every transaction still running, so nothing can later appear behind a reader's cursor."""
+    from app.customers.models import Customer
+
+    query = (select(TierTransition, TierPolicy.key, Customer.external_id)
+             .join(TierPolicy, TierPolicy.id == TierTransition.policy_id)
+             .join(Customer, Customer.id == TierTransition.customer_id)
+             .order_by(TierTransition.tx_id, TierTransition.id).limit(limit + 1))
+    if customer_id is None:
+        # (a transaction also sees the rows it wrote itself)
+        query = query.where(sa.or_(TierTransition.tx_id < _FEED_VISIBLE, TierTransition.tx_id == _OWN_TRANSACTION))
+    else:
+        query = query.where(TierTransition.customer_id == customer_id)
+    if policy_id is not None:
+        query = query.where(TierTransition.policy_id == policy_id)
+    if after is not None:
+        query = query.where(sa.tuple_(TierTransition.tx_id, TierTransition.id) > sa.tuple_(*after))
+    return list((await session.execute(query)).all())
+
+
+def tier_filter(policy_id: int, tier: str | None, at_risk: bool | None) -> ColumnElement[bool]:
+    """Customers (by customer.id) holding a tier under a policy, or at risk of a downgrade: for list filters."""
+    from app.customers.models import Customer
+
+    query = select(TierAssignment.customer_id).where(TierAssignment.policy_id == policy_id)
+    if tier is not None:
+        query = query.where(effective_tier_code() == tier)
+    if at_risk is not None:
+        query = query.where(TierAssignment.lower_since.is_not(None) if at_risk else TierAssignment.lower_since.is_(None))
+    return Customer.id.in_(query)
+
+
+_CARE_CALENDAR = sa.text("""
+SELECT c.external_id AS customer_id, c.display_name, a.tier AS tier, o.occasion,
+       o.next_date::text AS date, date_part('year', age(o.next_date, o.origin))::int AS years
+FROM (SELECT customer_id,
+             CASE WHEN override_code IS NOT NULL AND (override_expires_at IS NULL OR override_expires_at > now())
+                  THEN override_code ELSE tier_code END AS tier
+      FROM tier_assignment WHERE policy_id = :policy_id) a
+JOIN customer c ON c.id = a.customer_id AND c.erased_at IS NULL
+CROSS JOIN LATERAL (VALUES ('birthday', c.birth_date), ('anniversary', (c.onboarded_at AT TIME ZONE 'UTC')::date))
+     AS d(occasion, origin)
+CROSS JOIN LATERAL (SELECT d.occasion, d.origin,
+     (d.origin + (date_part('year', age(current_date - 1, d.origin)) + 1) * interval '1 year')::date AS next_date) o
+WHERE a.tier = :tier AND d.origin IS NOT NULL AND o.next_date <= current_date + CAST(:days AS integer)
+  AND date_part('year', age(o.next_date, o.origin)) >= 1
+ORDER BY o.next_date, c.external_id
+LIMIT 1000
+""")
+
+
+async def care_calendar(session: AsyncSession, policy_id: int, tier: str, days: int) -> list[dict[str, Any]]:
+    rows = await session.execute(_CARE_CALENDAR, {"policy_id": policy_id, "tier": tier, "days": days})
+    return [dict(row._mapping) for row in rows]

@@ -1,0 +1,152 @@
+"""HTTP routes for customers' tiers: read with explanation, refresh, overrides, history, the change feed,
+batch runs and the relationship manager's care calendar."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, status
+from pydantic import BaseModel
+
+from app.core.db import SessionDep
+from app.core.errors import problem_responses
+from app.core.pagination import LimitParam, decode_key_cursor, encode_cursor, page_of
+from app.core.security import Scope, require_scope
+from app.customers import service as customers_service
+from app.customers.schemas import ExternalId
+from app.tiering import assignment, batch
+from app.tiering import service as policies_service
+from app.tiering.schemas import (CustomerTier, CustomerTiers, TierOverridePut, TierRunCreate, TierRunRead,
+                                 TierTransitionPage, TierTransitionRead)
+
+customer_tiers_router = APIRouter(prefix="/v1/customers/{external_id}/tiers", tags=["tiers"],
+                                  responses=problem_responses(401, 403, 404))
+transitions_router = APIRouter(prefix="/v1/tier-transitions", tags=["tiers"], responses=problem_responses(401, 403))
+runs_router = APIRouter(prefix="/v1/tier-runs", tags=["tier-runs"], responses=problem_responses(401, 403))
+care_router = APIRouter(prefix="/v1/care-calendar", tags=["tiers"], responses=problem_responses(401, 403))
+
+ExternalIdPath = Annotated[ExternalId, Path(description="The bank's own customer id.")]
+PolicyKeyPath = Annotated[str, Path(max_length=40, description="The policy key, e.g. `wealth`.")]
+
+
+async def _tiers(session, external_id: str) -> CustomerTiers:
+    customer_id = await customers_service.customer_id_of(session, external_id)
+    items = await assignment.customer_assignments(session, customer_id)
+    return CustomerTiers(customer_id=external_id, tiers=[CustomerTier(**item) for item in items])
+
+
+@customer_tiers_router.get("", response_model=CustomerTiers, dependencies=[require_scope(Scope.TIERS_READ)])
+async def get_customer_tiers(external_id: ExternalIdPath, session: SessionDep) -> CustomerTiers:
+    """The customer's tier under every active policy: since when, by which version, whether a downgrade is
+    pending (at risk, to which tier, on which date), any override, and why: each tier tried with every
+    comparison's value, threshold and result."""
+    return await _tiers(session, external_id)
+
+
+@customer_tiers_router.post("/evaluate", response_model=CustomerTiers,
+                            dependencies=[require_scope(Scope.CUSTOMERS_WRITE)])
+async def evaluate_customer_tiers(external_id: ExternalIdPath, session: SessionDep) -> CustomerTiers:
+    """Re-evaluate the customer's tiers now (they also refresh on every change to the customer's data)."""
+    customer_id = await customers_service.customer_id_of(session, external_id)
+    await assignment.refresh_customers(session, [customer_id])
+    return await _tiers(session, external_id)
+
+
+@customer_tiers_router.get("/history", response_model=TierTransitionPage,
+                           dependencies=[require_scope(Scope.TIERS_READ)], responses=problem_responses(422))
+async def get_customer_tier_history(external_id: ExternalIdPath, session: SessionDep,
+                                    after: Annotated[str | None, Query(max_length=64)] = None,
+                                    limit: LimitParam = 100) -> TierTransitionPage:
+    """Every tier change of this customer, oldest first."""
+    customer_id = await customers_service.customer_id_of(session, external_id)
+    rows = await assignment.transitions_page(session, after=decode_key_cursor(after, 2), limit=limit,
+                                             customer_id=customer_id)
+    return _transition_page(rows, limit)
+
+
+@customer_tiers_router.put("/{policy_key}/override", response_model=CustomerTiers,
+                           dependencies=[require_scope(Scope.TIERS_WRITE)], responses=problem_responses(422))
+async def put_tier_override(external_id: ExternalIdPath, policy_key: PolicyKeyPath, body: TierOverridePut,
+                            session: SessionDep, request: Request) -> CustomerTiers:
+    """Hold the customer in a tier (a relationship manager's decision) with a reason; it stops applying by
+    itself at `expires_at`. The change appears in the feed."""
+    customer_id = await customers_service.customer_id_of(session, external_id)
+    policy = await policies_service.get_policy(session, policy_key)
+    await assignment.set_override(session, customer_id, policy, body.tier, body.reason, body.expires_at,
+                                  request.state.principal.name)
+    return await _tiers(session, external_id)
+
+
+@customer_tiers_router.delete("/{policy_key}/override", response_model=CustomerTiers,
+                              dependencies=[require_scope(Scope.TIERS_WRITE)])
+async def delete_tier_override(external_id: ExternalIdPath, policy_key: PolicyKeyPath,
+                               session: SessionDep) -> CustomerTiers:
+    """Remove an override; the tier the rules give applies again."""
+    customer_id = await customers_service.customer_id_of(session, external_id)
+    policy = await policies_service.get_policy(session, policy_key)
+    await assignment.remove_override(session, customer_id, policy)
+    return await _tiers(session, external_id)
+
+
+def _transition_page(rows, limit: int) -> TierTransitionPage:
+    items, _ = page_of(rows, limit, key_of=lambda row: (row[0].tx_id, row[0].id))
+    last = items[-1][0] if items else None
+    return TierTransitionPage(
+        items=[TierTransitionRead(customer_id=external_id, policy=key, from_tier=t.from_code, to_tier=t.to_code,
+                                  direction=t.direction, reason=t.reason, at=t.at) for t, key, external_id in items],
+        next_cursor=encode_cursor(last.tx_id, last.id) if last else None)
+
+
+@transitions_router.get("", response_model=TierTransitionPage, dependencies=[require_scope(Scope.TIERS_READ)],
+                        responses=problem_responses(404, 422))
+async def list_tier_transitions(session: SessionDep, after: Annotated[str | None, Query(max_length=64)] = None,
+                                policy: Annotated[str | None, Query(max_length=40)] = None,
+                                limit: LimitParam = 100) -> TierTransitionPage:
+    """The change feed of every upgrade and downgrade, in a stable order. Keep the `next_cursor` and pass it as
+    `after` next time: you get each transition exactly once, none missed, none repeated. With no new
+    transitions the same cursor comes back."""
+    policy_id = (await policies_service.get_policy(session, policy)).id if policy else None
+    key = decode_key_cursor(after, 2)
+    rows = await assignment.transitions_page(session, after=key, limit=limit, policy_id=policy_id)
+    page = _transition_page(rows, limit)
+    if page.next_cursor is None and after is not None:
+        page.next_cursor = after
+    return page
+
+
+@runs_router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=TierRunRead,
+                  dependencies=[require_scope(Scope.POLICIES_WRITE)], responses=problem_responses(404, 409, 422))
+async def start_tier_run(body: TierRunCreate, session: SessionDep, request: Request,
+                         background: BackgroundTasks) -> TierRunRead:
+    """Evaluate every customer under one policy (or all active ones) in the background; follow it at
+    GET /v1/tier-runs/{id}. One run per policy at a time (409 while one runs)."""
+    policy = await policies_service.get_policy(session, body.policy) if body.policy else None
+    run = await batch.start_run(session, policy, request.state.principal.name)
+    background.add_task(batch.execute_run, request.app.state.sessionmaker, run.id)
+    return TierRunRead.model_validate({**run.__dict__, "policy": policy.key if policy else None})
+
+
+@runs_router.get("/{run_id}", response_model=TierRunRead, dependencies=[require_scope(Scope.POLICIES_READ)],
+                 responses=problem_responses(404))
+async def get_tier_run(run_id: Annotated[int, Path(ge=1, le=2**62)], session: SessionDep) -> TierRunRead:
+    """A run's status and progress: processed of total customers, upgrades and downgrades so far."""
+    run, key = await batch.get_run(session, run_id)
+    return TierRunRead.model_validate({**run.__dict__, "policy": key})
+
+
+class CareEntry(BaseModel):
+    customer_id: str
+    display_name: str | None
+    tier: str
+    occasion: str
+    date: str
+    years: int
+
+
+@care_router.get("", response_model=list[CareEntry], dependencies=[require_scope(Scope.CUSTOMERS_READ)],
+                 responses=problem_responses(404, 422))
+async def care_calendar(session: SessionDep, policy: Annotated[str, Query(max_length=40)],
+                        tier: Annotated[str, Query(max_length=40)],
+                        days: Annotated[int, Query(ge=0, le=60)] = 7) -> list[CareEntry]:
+    """Customers of a tier whose birthday or customer anniversary falls within the next `days` days: the small
+    attentions that keep loyal customers."""
+    policy_row = await policies_service.get_policy(session, policy)
+    return [CareEntry(**row) for row in await assignment.care_calendar(session, policy_row.id, tier, days)]

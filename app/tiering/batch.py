@@ -1,0 +1,93 @@
+"""Batch tier runs: every customer under one policy (or all active ones), set-based, in chunks by customer id.
+
+Each chunk is one transaction running the same assignment statement a single customer gets, so a run that dies
+mid-way leaves every customer consistent (each chunk committed whole or not at all) and is marked failed; a new
+run simply evaluates everyone again.
+"""
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.errors import Conflict
+from app.customers.models import Customer
+from app.tiering.assignment import AssignmentCounts, assign, compiled_active_versions, expire_overrides, scope_range
+from app.tiering.models import TierPolicy, TierRun
+
+log = logging.getLogger(__name__)
+CHUNK_SIZE = 50_000
+STALE_AFTER = timedelta(minutes=5)  # a running run without a heartbeat this long has died with its process
+UNIQUE_VIOLATION = "23505"
+
+
+class TierRunAlreadyRunning(Conflict):
+    pass
+
+
+async def start_run(session: AsyncSession, policy: TierPolicy | None, actor: str) -> TierRun:
+    """Record a new run (the caller commits, then calls execute_run). 409 while one for the same target runs."""
+    await session.execute(
+        update(TierRun).where(TierRun.status == "running", TierRun.heartbeat_at < func.now() - STALE_AFTER)
+        .values(status="failed", finished_at=func.now(), error="abandoned: no progress for 5 minutes"))
+    total = await session.scalar(select(func.count()).select_from(Customer).where(Customer.erased_at.is_(None)))
+    run = TierRun(policy_id=policy.id if policy else None, requested_by=actor, total=total or 0)
+    try:
+        async with session.begin_nested():
+            session.add(run)
+            await session.flush()
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) == UNIQUE_VIOLATION:
+            target = policy.key if policy else "all policies"
+            raise TierRunAlreadyRunning(f"A tier run for {target} is already running.") from None
+        raise
+    await session.refresh(run)
+    return run
+
+
+async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size: int = CHUNK_SIZE) -> None:
+    """Evaluate the run's policies chunk by chunk, each chunk in its own transaction; mark the run done or failed."""
+    try:
+        async with sessionmaker() as session:
+            run = await session.get(TierRun, run_id)
+            versions = await compiled_active_versions(session, [run.policy_id] if run.policy_id else None)
+            low, high = (await session.execute(select(func.min(Customer.id), func.max(Customer.id)))).one()
+        for start in range(low or 0, (high or 0) + 1, chunk_size):
+            async with sessionmaker() as session:
+                now = await session.scalar(select(func.now()))
+                counts = AssignmentCounts()
+                for compiled in versions:
+                    # Serialise with any other writer of the same policy's assignments for this chunk.
+                    await session.execute(text("SELECT pg_advisory_xact_lock(7310, :policy_id)"),
+                                          {"policy_id": compiled.policy_id})
+                    counts.add(await assign(session, compiled, scope_range(), now,
+                                            {"id_from": start, "id_to": start + chunk_size}))
+                    await expire_overrides(session, compiled.policy_id, now)
+                customers = counts.evaluated // max(len(versions), 1)
+                await session.execute(update(TierRun).where(TierRun.id == run_id).values(
+                    processed=TierRun.processed + customers, upgrades=TierRun.upgrades + counts.upgrades,
+                    downgrades=TierRun.downgrades + counts.downgrades, heartbeat_at=func.now()))
+                await session.commit()
+        async with sessionmaker() as session:
+            await session.execute(update(TierRun).where(TierRun.id == run_id).values(
+                status="succeeded", finished_at=func.now(), heartbeat_at=func.now()))
+            await session.commit()
+    except Exception as exc:
+        log.exception("tier run failed", extra={"run_id": run_id})
+        async with sessionmaker() as session:
+            await session.execute(update(TierRun).where(TierRun.id == run_id).values(
+                status="failed", finished_at=func.now(), error=f"{type(exc).__name__}: the run stopped; "
+                                                                "customers processed so far are consistent"))
+            await session.commit()
+
+
+async def get_run(session: AsyncSession, run_id: int) -> tuple[TierRun, str | None]:
+    from app.core.errors import NotFound
+
+    row = (await session.execute(select(TierRun, TierPolicy.key).outerjoin(TierPolicy, TierPolicy.id == TierRun.policy_id)
+                                 .where(TierRun.id == run_id))).first()
+    if row is None:
+        raise NotFound(f"No tier run {run_id}.")
+    return row[0], row[1]
