@@ -103,6 +103,37 @@ def revoke_key(key_id: int) -> None:
     typer.echo(f"revoked {key_id}")
 
 
+@cli.command("tier-run")
+def tier_run(policy: Annotated[str | None, typer.Option(help="One policy key.")] = None,
+             all_policies: Annotated[bool, typer.Option("--all", help="Every active policy.")] = False,
+             chunk_size: Annotated[int, typer.Option(min=1000)] = 50_000) -> None:
+    """Evaluate every customer's tier now (from cron): set-based, in chunks, recorded at /v1/tier-runs."""
+    if (policy is None) == (not all_policies):
+        raise typer.BadParameter("give either --policy KEY or --all")
+    typer.echo(json.dumps(asyncio.run(_tier_run(get_settings(), policy, chunk_size)), default=str))
+
+
+async def _tier_run(settings: Settings, policy_key: str | None, chunk_size: int) -> dict:
+    from app.tiering import batch
+    from app.tiering import service as policies_service
+
+    engine = create_engine(resolve_database_url(settings), settings)
+    sessionmaker = create_sessionmaker(engine)
+    try:
+        async with sessionmaker() as session:
+            policy = await policies_service.get_policy(session, policy_key) if policy_key else None
+            run = await batch.start_run(session, policy, "cli")
+            await session.commit()
+        await batch.execute_run(sessionmaker, run.id, chunk_size)
+        async with sessionmaker() as session:
+            run, key = await batch.get_run(session, run.id)
+            return {"run": run.id, "policy": key, "status": run.status, "processed": run.processed,
+                    "total": run.total, "upgrades": run.upgrades, "downgrades": run.downgrades,
+                    "seconds": round((run.finished_at - run.started_at).total_seconds(), 2)}
+    finally:
+        await engine.dispose()
+
+
 @cli.command()
 def openapi(output: Annotated[Path | None, typer.Option(help="File to write; stdout when omitted.")] = None) -> None:
     """Export the OpenAPI document of the app."""

@@ -8,7 +8,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, bindparam, column, delete, func, literal_column, select, table, text, update
+import sqlalchemy as sa
+from sqlalchemy import bindparam, delete, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,7 +26,6 @@ METRIC_COLUMNS = ("aum", "aum_avg_3m", "aum_trend_3m", "deposit_balance", "inves
                   "products_held_count", "held_products", "held_categories", "tenure_months", "age",
                   "txn_count_90d", "txn_amount_90d", "days_since_last_txn", "logins_30d", "referrals_12m",
                   "risk_tolerance")
-customer_features = table("customer_features", column("customer_id"), *(column(name) for name in METRIC_COLUMNS))
 
 PROFILE_FIELDS = ("segment", "display_name", "birth_date", "onboarded_at", "risk_level", "risk_assessed_at",
                   "marketing_consent", "attributes")
@@ -175,16 +175,18 @@ async def customer_id_of(session: AsyncSession, external_id: str) -> int:
     return customer_id
 
 
-_customer_with_metrics = (
-    select(Customer, *(customer_features.c[name] for name in METRIC_COLUMNS))
-    .join(customer_features, customer_features.c.customer_id == Customer.id)
-    .where(Customer.external_id == bindparam("external_id"), Customer.erased_at.is_(None))
-)
+def _customer_with_metrics():
+    from app.rules import features_for_customers
+
+    features = features_for_customers(sa.func.array(
+        select(Customer.id).where(Customer.external_id == bindparam("external_id")).scalar_subquery()))
+    return (select(Customer, *(features.c[name] for name in METRIC_COLUMNS))
+            .join(features, features.c.customer_id == Customer.id))
 
 
 async def get_customer(session: AsyncSession, external_id: str) -> tuple[Customer, dict[str, Any]]:
-    """The profile and its derived metrics, in one query."""
-    row = (await session.execute(_customer_with_metrics, {"external_id": external_id})).first()
+    """The profile and its derived metrics, in one query (aggregating this customer's rows only)."""
+    row = (await session.execute(_customer_with_metrics(), {"external_id": external_id})).first()
     if row is None:
         raise CustomerNotFound(external_id)
     customer, *metrics = row

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.sql import ColumnElement, FromClause
 from sqlalchemy.sql.type_api import TypeEngine
 
 from app.rules.schema import Operator
@@ -233,3 +234,11 @@ async def load_catalog(session) -> AttributeCatalog:
     from app.customers import service as customers_service
 
     return AttributeCatalog(await customers_service.list_attribute_definitions(session))
+
+
+def features_for_customers(customer_ids: ColumnElement[Any]) -> FromClause:
+    """customer_features rows of the given customers only: the SQL function customer_features_for(ids), the same
+    SELECT as the view with the filter pushed into every aggregate. Its columns are the view's, so conditions
+    compile against it unchanged (use it for one customer or a chunk; the view for the whole population)."""
+    columns = [sa.column(c.name, c.type) for c in customer_features.c]
+    return sa.func.customer_features_for(customer_ids).table_valued(*columns).alias("customer_features")

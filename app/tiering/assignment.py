@@ -1,6 +1,6 @@
 """Tier assignment: one set-based statement decides the tiers of one customer or a chunk of millions.
 
-For each customer in scope it evaluates the active version's tiers (the one compiler's CASE over customer_features),
+For each customer in scope it evaluates the active version's tiers (the one compiler's CASE over their features),
 applies the downgrade grace against the stored assignment, upserts the assignment with the facts that decided it,
 and appends every change to the tier_transition feed; all in one SQL statement, no Python loop per customer.
 """
@@ -8,6 +8,7 @@ and appends every change to the tier_transition feed; all in one SQL statement, 
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from typing import Any
 
@@ -17,8 +18,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
-from app.rules import (AttributeCatalog, AttributeType, ExplainedLeaf, compile_explanation, customer_features,
-                       explain_row, parse_condition)
+from app.rules import (AttributeCatalog, AttributeType, ExplainedLeaf, compile_explanation, explain_row,
+                       features_for_customers, parse_condition)
 from app.tiering.models import TierAssignment, TierPolicy, TierPolicyVersion, TierTransition
 from app.tiering.service import tier_case
 
@@ -35,9 +36,14 @@ class CompiledVersion:
     version: int
     grace_days: int
     tiers: list[dict[str, Any]]
+    features: Any  # the relation tier_code and facts read: customer_features_for(:customer_ids)
     tier_code: ColumnElement[str | None]
     facts: ColumnElement[Any]
     leaves: list[list[ExplainedLeaf]]  # per tier, in compile_explanation order
+
+    @cached_property
+    def statement(self):
+        return assignment_statement(self)
 
     @property
     def rank_of(self) -> dict[str, int]:
@@ -45,6 +51,12 @@ class CompiledVersion:
 
 
 _compiled: OrderedDict[tuple, CompiledVersion] = OrderedDict()
+CUSTOMER_IDS = bindparam("customer_ids", type_=ARRAY(sa.BigInteger()))
+
+
+def scoped_features():
+    """The features of the customers in :customer_ids (one, a batch of events, or a chunk of a run)."""
+    return features_for_customers(CUSTOMER_IDS)
 
 
 def compile_version(policy: TierPolicy, version: TierPolicyVersion, catalog: AttributeCatalog) -> CompiledVersion:
@@ -54,9 +66,10 @@ def compile_version(policy: TierPolicy, version: TierPolicyVersion, catalog: Att
         _compiled.move_to_end(key)
         return _compiled[key]
     leaves, facts = [], []
+    features = scoped_features()
     for i, tier in enumerate(version.tiers):
         condition = parse_condition(tier["condition"], f"/tiers/{i}/condition")
-        tier_leaves = compile_explanation(condition, catalog, customer_features, pointer=f"/tiers/{i}/condition",
+        tier_leaves = compile_explanation(condition, catalog, features, pointer=f"/tiers/{i}/condition",
                                           label_prefix=f"t{i}")
         leaves.append(tier_leaves)
         for leaf in tier_leaves:
@@ -67,7 +80,8 @@ def compile_version(policy: TierPolicy, version: TierPolicyVersion, catalog: Att
     compiled = CompiledVersion(
         policy_id=policy.id, policy_key=policy.key, version_id=version.id, version=version.version,
         grace_days=version.downgrade_grace_days, tiers=list(version.tiers),
-        tier_code=tier_case(version.tiers, catalog, customer_features), facts=_jsonb_array(facts), leaves=leaves)
+        features=features, tier_code=tier_case(version.tiers, catalog, features), facts=_jsonb_array(facts),
+        leaves=leaves)
     _compiled[key] = compiled
     while len(_compiled) > 256:
         _compiled.popitem(last=False)
@@ -85,15 +99,15 @@ def _jsonb_array(values: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
     return result
 
 
-def assignment_statement(compiled: CompiledVersion, scope: ColumnElement[bool]):
+def assignment_statement(compiled: CompiledVersion):
     """The one statement: evaluate, apply grace, upsert assignments, append transitions; returns per-direction
-    counts. `scope` restricts customer_features (one id, a list, or an id range); :now is the evaluation time."""
+    counts. It covers the customers in :customer_ids (one, a list, or a chunk); :now is the evaluation time."""
     now = bindparam("now", type_=sa.DateTime(timezone=True))
     tiers = sa.values(sa.column("code", sa.Text()), sa.column("rank", sa.Integer()), name="tiers").data(
         [(tier["code"], tier["rank"]) for tier in compiled.tiers])
-    qualified = (select(customer_features.c.customer_id, compiled.tier_code.label("q_code"),
+    qualified = (select(compiled.features.c.customer_id, compiled.tier_code.label("q_code"),
                         compiled.facts.label("facts"))
-                 .where(scope).cte("qualified"))
+                 .select_from(compiled.features).cte("qualified"))
     current = TierAssignment.__table__.alias("current")
     grace_over = sa.func.coalesce(current.c.lower_since, now) <= now - sa.func.make_interval(
         0, 0, 0, compiled.grace_days)
@@ -169,22 +183,12 @@ class AssignmentCounts:
         self.initial += other.initial
 
 
-async def assign(session: AsyncSession, compiled: CompiledVersion, scope: ColumnElement[bool],
-                 now: datetime, params: dict[str, Any] | None = None) -> AssignmentCounts:
-    row = (await session.execute(assignment_statement(compiled, scope), {"now": now, **(params or {})})).one()
+async def assign(session: AsyncSession, compiled: CompiledVersion, customer_ids: Sequence[int],
+                 now: datetime) -> AssignmentCounts:
+    """Evaluate one policy version for these customers (the same statement for one customer or a chunk)."""
+    row = (await session.execute(compiled.statement, {"now": now, "customer_ids": list(customer_ids)})).one()
     return AssignmentCounts(evaluated=row.evaluated, upgrades=row.upgrades, downgrades=row.downgrades,
                             initial=row.initial)
-
-
-def scope_ids() -> ColumnElement[bool]:
-    """Customers whose ids are in the :customer_ids array."""
-    return customer_features.c.customer_id == sa.any_(bindparam("customer_ids", type_=ARRAY(sa.BigInteger())))
-
-
-def scope_range() -> ColumnElement[bool]:
-    """Customers with ids in [:id_from, :id_to)."""
-    return sa.and_(customer_features.c.customer_id >= bindparam("id_from", type_=sa.BigInteger()),
-                   customer_features.c.customer_id < bindparam("id_to", type_=sa.BigInteger()))
 
 
 def explain_facts(compiled: CompiledVersion, facts: list[Any], qualified_code: str) -> list[dict[str, Any]]:
@@ -234,7 +238,7 @@ async def refresh_customers(session: AsyncSession, customer_ids: Sequence[int], 
     now = now or await session.scalar(select(func.now()))
     ids = sorted(set(customer_ids))
     for compiled in await compiled_active_versions(session, policy_ids):
-        totals.add(await assign(session, compiled, scope_ids(), now, {"customer_ids": ids}))
+        totals.add(await assign(session, compiled, ids, now))
         await expire_overrides(session, compiled.policy_id, now, customer_ids=ids)
     return totals
 

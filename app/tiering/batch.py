@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.errors import Conflict
 from app.customers.models import Customer
-from app.tiering.assignment import AssignmentCounts, assign, compiled_active_versions, expire_overrides, scope_range
+from app.tiering.assignment import AssignmentCounts, assign, compiled_active_versions, expire_overrides
 from app.tiering.models import TierPolicy, TierRun
 
 log = logging.getLogger(__name__)
@@ -53,18 +53,22 @@ async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size:
         async with sessionmaker() as session:
             run = await session.get(TierRun, run_id)
             versions = await compiled_active_versions(session, [run.policy_id] if run.policy_id else None)
-            low, high = (await session.execute(select(func.min(Customer.id), func.max(Customer.id)))).one()
-        for start in range(low or 0, (high or 0) + 1, chunk_size):
+        after = 0
+        while True:
             async with sessionmaker() as session:
+                ids = list((await session.scalars(select(Customer.id).where(Customer.id > after)
+                                                  .order_by(Customer.id).limit(chunk_size))).all())
+                if not ids:
+                    break
+                after = ids[-1]
                 now = await session.scalar(select(func.now()))
                 counts = AssignmentCounts()
                 for compiled in versions:
                     # Serialise with any other writer of the same policy's assignments for this chunk.
                     await session.execute(text("SELECT pg_advisory_xact_lock(7310, :policy_id)"),
                                           {"policy_id": compiled.policy_id})
-                    counts.add(await assign(session, compiled, scope_range(), now,
-                                            {"id_from": start, "id_to": start + chunk_size}))
-                    await expire_overrides(session, compiled.policy_id, now)
+                    counts.add(await assign(session, compiled, ids, now))
+                    await expire_overrides(session, compiled.policy_id, now, customer_ids=ids)
                 customers = counts.evaluated // max(len(versions), 1)
                 await session.execute(update(TierRun).where(TierRun.id == run_id).values(
                     processed=TierRun.processed + customers, upgrades=TierRun.upgrades + counts.upgrades,
