@@ -45,16 +45,21 @@ def migrate() -> None:
 @cli.command()
 def demo(customers: Annotated[int, typer.Option("--customers", "-n", min=1)] = 1000,
          seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bank.")] = 7) -> None:
-    """Generate a reproducible synthetic bank: products, customers, holdings, balances and 90 days of activity."""
+    """Generate a reproducible synthetic bank: products, customers, holdings, balances and 90 days of activity;
+    then the default tier policies, activated, and a tier run over everyone."""
+    typer.echo(json.dumps(asyncio.run(_load_demo(get_settings(), customers, seed)), default=str))
+
+
+async def _load_demo(settings: Settings, customers: int, seed: int) -> dict:
     from app.demo import generate_demo_bank
+    from app.tiering.service import load_default_policies
 
-    settings = get_settings()
-
-    async def run() -> dict:
-        async with command_session(settings) as session:
-            return await generate_demo_bank(session, customers=customers, seed=seed)
-
-    typer.echo(json.dumps(asyncio.run(run())))
+    async with command_session(settings) as session:
+        counts = await generate_demo_bank(session, customers=customers, seed=seed)
+    async with command_session(settings) as session:
+        counts["policies_created"] = await load_default_policies(session)
+    counts["tier_run"] = await _tier_run(settings, None, 50_000)
+    return counts
 
 
 @keys_cli.command("create")
@@ -153,11 +158,11 @@ async def _prepare(settings: Settings, demo_customers: int) -> str:
 
     key_file = settings.data_dir / "admin-key"
     async with command_session(settings) as session:
-        if not await session.scalar(select(func.count()).select_from(Customer)):
-            from app.demo import generate_demo_bank
-
-            typer.echo(f"loading demo data: {demo_customers} customers ...")
-            await generate_demo_bank(session, customers=demo_customers, seed=7)
+        empty = not await session.scalar(select(func.count()).select_from(Customer))
+    if empty:
+        typer.echo(f"loading demo data: {demo_customers} customers, default tier policies, a tier run ...")
+        await _load_demo(settings, demo_customers, seed=7)
+    async with command_session(settings) as session:
         if key_file.exists():
             key = key_file.read_text().strip()
             if await service.resolve_principal(session, key, settings.api_key_pepper):
