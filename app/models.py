@@ -11,7 +11,16 @@ from app.customers.models import (  # noqa: F401
     Holding,
     HoldingBalance,
 )
+from app.feedback.models import FeedbackEvent  # noqa: F401
 from app.products.models import Product  # noqa: F401
+from app.recommendations.models import (  # noqa: F401
+    CoHoldingStat,
+    ContactRule,
+    ProductHoldingStat,
+    PropensityStat,
+    RecommendationItem,
+    RecommendationList,
+)
 from app.tiering.models import (  # noqa: F401
     TierAssignment,
     TierPolicy,

@@ -1,0 +1,1 @@
+"""Feedback intake: responses to recommendations, satisfaction surveys and complaints."""

@@ -1,0 +1,111 @@
+"""Recommendation tables: served lists and their items, propensity statistics, co-holding statistics and the
+contact policy."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, Numeric,
+                        SmallInteger, String, Text, func, text)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base
+
+
+class RecommendationList(Base):
+    """One served list: what a customer was shown, when, on which channel and by which strategy."""
+
+    __tablename__ = "recommendation_list"
+    __table_args__ = (
+        CheckConstraint("strategy IN ('personalised', 'holdout_popularity')", name="strategy"),
+        Index("ix_recommendation_list_customer", "customer_id", "served_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(20))
+    strategy: Mapped[str] = mapped_column(String(20))
+    tier_code: Mapped[str | None] = mapped_column(String(40))
+    served_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RecommendationItem(Base):
+    """One product of a served list; feedback refers to it by recommendation_id."""
+
+    __tablename__ = "recommendation_item"
+    __table_args__ = (Index("ix_recommendation_item_customer", "customer_id", "product_code"),)
+
+    recommendation_id: Mapped[Any] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("recommendation_list.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
+    product_code: Mapped[str] = mapped_column(ForeignKey("product.code"))
+    tier_code: Mapped[str | None] = mapped_column(String(40))
+    rank: Mapped[int] = mapped_column(SmallInteger)
+    score: Mapped[Decimal] = mapped_column(Numeric(12, 6))
+    propensity: Mapped[Decimal] = mapped_column(Numeric(8, 6))
+    strategy: Mapped[str] = mapped_column(String(20))
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    served_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PropensityStat(Base):
+    """Feedback counts per (product, tier), spread over shards so concurrent intake never queues on one row.
+    A product's counts are the sum over its shards."""
+
+    __tablename__ = "propensity_stat"
+
+    product_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tier_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    impressions: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    clicks: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    accepts: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    dismisses: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    converts: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class ProductHoldingStat(Base):
+    """Refreshed by a job: how many customers hold a product, overall and within each tier of the primary policy."""
+
+    __tablename__ = "product_holding_stat"
+
+    product_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tier_code: Mapped[str] = mapped_column(String(40), primary_key=True)  # '*' for all customers
+    holders: Mapped[int] = mapped_column(BigInteger)
+    customers: Mapped[int] = mapped_column(BigInteger)
+    refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CoHoldingStat(Base):
+    """Refreshed by a job: customers holding both `held` and `product` (and how many hold `held`)."""
+
+    __tablename__ = "co_holding_stat"
+
+    held_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    product_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    both: Mapped[int] = mapped_column(BigInteger)
+    held_total: Mapped[int] = mapped_column(BigInteger)
+    refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ContactRule(Base):
+    """After `threshold` outcomes of `outcome` within `window_days`, for the same product (or category), on the
+    channel (or any), suppress offers of it for `suppress_days`. Service products are exempt."""
+
+    __tablename__ = "contact_rule"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('ignored_impression', 'dismiss')", name="outcome"),
+        CheckConstraint("scope IN ('product', 'category')", name="scope"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    outcome: Mapped[str] = mapped_column(String(20))
+    threshold: Mapped[int] = mapped_column(Integer)
+    window_days: Mapped[int] = mapped_column(Integer)
+    scope: Mapped[str] = mapped_column(String(10))
+    channel: Mapped[str | None] = mapped_column(String(20))
+    suppress_days: Mapped[int] = mapped_column(Integer)
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
