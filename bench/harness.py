@@ -1,6 +1,5 @@
 """Benchmark plumbing: a scratch database migrated to head, and the API served by uvicorn on loopback."""
 
-import asyncio
 import contextlib
 import os
 import socket
@@ -10,12 +9,11 @@ import time
 import uuid
 from pathlib import Path
 
-import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
-from app.core.embedded import start_embedded_postgres, to_async_url
+from app.core.embedded import create_database, drop_database, start_embedded_postgres, to_async_url
 from app.core.migrations import upgrade_to_head
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,23 +34,12 @@ def plain_dsn(url: str, database: str | None = None) -> str:
 @contextlib.contextmanager
 def scratch_database():
     """A new database on the benchmark server, migrated to head; dropped afterwards. Yields its plain DSN."""
-    server = server_url()
-    name = f"tierwise_bench_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(plain_dsn(server, "postgres"))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    dsn = plain_dsn(server, name)
+    url = create_database(server_url(), f"tierwise_bench_{uuid.uuid4().hex[:8]}")
     try:
-        upgrade_to_head(to_async_url(dsn))
-        yield dsn
+        upgrade_to_head(url)
+        yield plain_dsn(url)
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(url)
 
 
 def free_port() -> int:

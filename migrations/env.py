@@ -1,13 +1,12 @@
 """Alembic environment (async): migrates the service database or a connection handed in by the caller."""
 
-import asyncio
 from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import get_settings
-from app.core.embedded import resolve_database_url
+from app.core.embedded import resolve_database_url, run_blocking
 from app.models import metadata
 
 config = context.config
@@ -45,7 +44,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         do_run_migrations(connection)
         return
-    asyncio.run(run_async_migrations())
+    run_blocking(run_async_migrations)  # also from code that already runs an event loop (tests, the CLI)
 
 
 if context.is_offline_mode():

@@ -40,37 +40,47 @@ def resolve_database_url(settings: Settings) -> str:
     return to_async_url(url)
 
 
-def ensure_database_exists(url: str) -> None:
-    """Create the database named in url on its server if it does not exist yet."""
+def run_blocking(coroutine_factory) -> object:
+    """Run a coroutine to completion from synchronous code, also when an event loop is already running here."""
     import asyncio
-
-    import asyncpg
-
-    parsed = make_url(url)
-    name = parsed.database
-
-    async def create() -> None:
-        admin = parsed.set(drivername="postgresql", database="postgres")
-        conn = await asyncpg.connect(_asyncpg_dsn(admin))
-        try:
-            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-            if not exists:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
+    import concurrent.futures
 
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        asyncio.run(create())
-        return
-    # Called from inside a running loop (tests, lifespan): run in a helper thread with its own loop.
-    import concurrent.futures
-
+        return asyncio.run(coroutine_factory())
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, create()).result()
+        return pool.submit(lambda: asyncio.run(coroutine_factory())).result()
 
 
-def _asyncpg_dsn(url) -> str:
-    """A DSN asyncpg accepts, keeping a unix-socket host given as a query parameter."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+def _admin(url: str, sql: str, *args) -> object:
+    """Run one statement on the server's `postgres` database (CREATE/DROP DATABASE cannot run in a transaction)."""
+    import asyncpg
+
+    admin = make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+
+    async def run():
+        conn = await asyncpg.connect(admin)
+        try:
+            return await conn.fetchval(sql, *args) if args else await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    return run_blocking(run)
+
+
+def ensure_database_exists(url: str) -> None:
+    """Create the database named in url on its server if it does not exist yet."""
+    name = make_url(url).database
+    if not _admin(url, "SELECT 1 FROM pg_database WHERE datname = $1", name):
+        _admin(url, f'CREATE DATABASE "{name}"')
+
+
+def create_database(server_url: str, name: str) -> str:
+    """Create a new database on the server of server_url; returns its asyncpg URL."""
+    _admin(server_url, f'CREATE DATABASE "{name}"')
+    return to_async_url(make_url(server_url).set(database=name).render_as_string(hide_password=False))
+
+
+def drop_database(url: str) -> None:
+    _admin(url, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')

@@ -84,7 +84,7 @@ class CoHoldingStat(Base):
 
     held_code: Mapped[str] = mapped_column(String(40), primary_key=True)
     product_code: Mapped[str] = mapped_column(String(40), primary_key=True)
-    both: Mapped[int] = mapped_column(BigInteger)
+    holding_both: Mapped[int] = mapped_column(BigInteger)
     held_total: Mapped[int] = mapped_column(BigInteger)
     refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -387,3 +387,35 @@ def _kind(value: Any) -> str:
 
 def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
+
+
+# ---- facts: an explanation's values recorded as JSON, read back later ---------------------------------------------
+
+JSONB_ARGS_PER_CALL = 50  # jsonb_build_array takes at most 100 arguments
+
+
+def facts_expression(leaves: Sequence[ExplainedLeaf]) -> ColumnElement[Any]:
+    """SQL for a JSON array [value, result, value, result, ...] of the leaves, to store beside a decision (numbers
+    as exact decimal strings). `facts_mapping` turns a stored array back into what `explain_row` reads."""
+    values: list[ColumnElement[Any]] = []
+    for leaf in leaves:
+        value = leaf.value.element if isinstance(leaf.value, sa.Label) else leaf.value
+        if leaf.attribute_type is AttributeType.number:
+            value = sa.cast(value, sa.Text())
+        values += [value, leaf.result.element if isinstance(leaf.result, sa.Label) else leaf.result]
+    if not values:
+        return sa.cast(sa.literal("[]"), JSONB)
+    parts = [sa.func.jsonb_build_array(*values[i:i + JSONB_ARGS_PER_CALL], type_=JSONB)
+             for i in range(0, len(values), JSONB_ARGS_PER_CALL)]
+    result = parts[0]
+    for part in parts[1:]:
+        result = result.op("||", return_type=JSONB)(part)
+    return result
+
+
+def facts_mapping(leaves: Sequence[ExplainedLeaf], facts: Sequence[Any], offset: int = 0) -> dict[str, Any]:
+    """The labelled values `explain_row` expects, from a stored facts array (leaves start at `offset`)."""
+    row = {}
+    for i, leaf in enumerate(leaves):
+        row[leaf.value_key], row[leaf.result_key] = facts[offset + 2 * i], facts[offset + 2 * i + 1]
+    return row

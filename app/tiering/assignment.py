@@ -18,13 +18,11 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
-from app.rules import (AttributeCatalog, AttributeType, ExplainedLeaf, compile_explanation, explain_row,
-                       features_for_customers, parse_condition)
+from app.rules import (AttributeCatalog, ExplainedLeaf, compile_explanation, explain_row, features_for_customers,
+                       parse_condition)
+from app.rules.compile import facts_expression, facts_mapping
 from app.tiering.models import TierAssignment, TierPolicy, TierPolicyVersion, TierTransition
 from app.tiering.service import tier_case
-
-JSONB_ARGS_PER_CALL = 50  # jsonb_build_array takes at most 100 arguments
-
 
 @dataclass(frozen=True)
 class CompiledVersion:
@@ -65,38 +63,22 @@ def compile_version(policy: TierPolicy, version: TierPolicyVersion, catalog: Att
     if key in _compiled:
         _compiled.move_to_end(key)
         return _compiled[key]
-    leaves, facts = [], []
+    leaves = []
     features = scoped_features()
     for i, tier in enumerate(version.tiers):
         condition = parse_condition(tier["condition"], f"/tiers/{i}/condition")
         tier_leaves = compile_explanation(condition, catalog, features, pointer=f"/tiers/{i}/condition",
                                           label_prefix=f"t{i}")
         leaves.append(tier_leaves)
-        for leaf in tier_leaves:
-            value = leaf.value.element if hasattr(leaf.value, "element") else leaf.value
-            if leaf.attribute_type is AttributeType.number:
-                value = sa.cast(value, sa.Text())  # exact decimals, not JSON floats
-            facts += [value, leaf.result.element if hasattr(leaf.result, "element") else leaf.result]
     compiled = CompiledVersion(
         policy_id=policy.id, policy_key=policy.key, version_id=version.id, version=version.version,
         grace_days=version.downgrade_grace_days, tiers=list(version.tiers),
-        features=features, tier_code=tier_case(version.tiers, catalog, features), facts=_jsonb_array(facts),
+        features=features, tier_code=tier_case(version.tiers, catalog, features), facts=facts_expression([leaf for tier_leaves in leaves for leaf in tier_leaves]),
         leaves=leaves)
     _compiled[key] = compiled
     while len(_compiled) > 256:
         _compiled.popitem(last=False)
     return compiled
-
-
-def _jsonb_array(values: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
-    if not values:
-        return sa.cast(sa.literal("[]"), JSONB)
-    parts = [func.jsonb_build_array(*values[i:i + JSONB_ARGS_PER_CALL], type_=JSONB)
-             for i in range(0, len(values), JSONB_ARGS_PER_CALL)]
-    result = parts[0]
-    for part in parts[1:]:
-        result = result.op("||", return_type=JSONB)(part)
-    return result
 
 
 def assignment_statement(compiled: CompiledVersion):
@@ -195,10 +177,8 @@ def explain_facts(compiled: CompiledVersion, facts: list[Any], qualified_code: s
     """The stored facts read back as an explanation: each tier tried in order, up to the one that matched."""
     out, position = [], 0
     for tier, leaves in zip(compiled.tiers, compiled.leaves, strict=True):
-        row = {}
-        for leaf in leaves:
-            row[leaf.value_key], row[leaf.result_key] = facts[position], facts[position + 1]
-            position += 2
+        row = facts_mapping(leaves, facts, position)
+        position += 2 * len(leaves)
         matched = tier["code"] == qualified_code
         out.append({"tier": tier["code"], "matched": matched, "conditions": explain_row(leaves, row)})
         if matched:

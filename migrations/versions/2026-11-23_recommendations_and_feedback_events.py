@@ -21,7 +21,7 @@ def upgrade() -> None:
     op.create_table('co_holding_stat',
     sa.Column('held_code', sa.String(length=40), nullable=False),
     sa.Column('product_code', sa.String(length=40), nullable=False),
-    sa.Column('both', sa.BigInteger(), nullable=False),
+    sa.Column('holding_both', sa.BigInteger(), nullable=False),
     sa.Column('held_total', sa.BigInteger(), nullable=False),
     sa.Column('refreshed_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('held_code', 'product_code', name=op.f('pk_co_holding_stat'))

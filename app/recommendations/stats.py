@@ -1,0 +1,63 @@
+"""Holding and co-holding statistics: refreshed by a job in set-based SQL, never computed per request."""
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# Popularity of each product overall ('*') and within each tier of the primary policy.
+_REFRESH_HOLDING_STATS = text("""
+WITH live AS (
+    SELECT c.id, coalesce(a.tier, '*') AS tier FROM customer c
+    LEFT JOIN (SELECT a.customer_id,
+                      CASE WHEN a.override_code IS NOT NULL AND (a.override_expires_at IS NULL
+                                OR a.override_expires_at > now()) THEN a.override_code ELSE a.tier_code END AS tier
+               FROM tier_assignment a JOIN tier_policy p ON p.id = a.policy_id WHERE p.key = :primary_policy) a
+           ON a.customer_id = c.id
+    WHERE c.erased_at IS NULL
+), sizes AS (
+    SELECT tier, count(*) AS customers FROM live GROUP BY ROLLUP (tier)
+), held AS (
+    SELECT h.product_code, l.tier, count(*) AS holders
+    FROM holding h JOIN live l ON l.id = h.customer_id GROUP BY ROLLUP (h.product_code, l.tier)
+)
+INSERT INTO product_holding_stat (product_code, tier_code, holders, customers, refreshed_at)
+SELECT held.product_code, coalesce(held.tier, '*'), held.holders, sizes.customers, now()
+FROM held JOIN sizes ON sizes.tier IS NOT DISTINCT FROM held.tier
+WHERE held.product_code IS NOT NULL AND (held.tier IS NULL OR held.tier <> '*')
+""")
+
+# For each pair of products: customers holding both, and how many hold the first.
+_REFRESH_CO_HOLDING = text("""
+WITH totals AS (SELECT product_code, count(*) AS held_total FROM holding GROUP BY product_code)
+INSERT INTO co_holding_stat (held_code, product_code, holding_both, held_total, refreshed_at)
+SELECT a.product_code, b.product_code, count(*), max(t.held_total), now()
+FROM holding a JOIN holding b ON b.customer_id = a.customer_id AND b.product_code <> a.product_code
+JOIN totals t ON t.product_code = a.product_code
+GROUP BY a.product_code, b.product_code
+""")
+
+
+async def refresh_stats(session: AsyncSession, primary_policy: str) -> dict[str, int]:
+    """Recompute popularity and co-holding from today's holdings (in the caller's transaction)."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(7310, 4)"))  # one refresh at a time
+    await session.execute(text("DELETE FROM product_holding_stat"))
+    holding = (await session.execute(_REFRESH_HOLDING_STATS, {"primary_policy": primary_policy})).rowcount
+    await session.execute(text("DELETE FROM co_holding_stat"))
+    co = (await session.execute(_REFRESH_CO_HOLDING)).rowcount
+    return {"product_holding_stat": holding, "co_holding_stat": co}
+
+
+async def refresh_periodically(sessionmaker, primary_policy: str, minutes: int) -> None:
+    """The scheduled refresh: every `minutes`, in its own transaction (one instance at a time, by lock)."""
+    import asyncio
+    import logging
+
+    log = logging.getLogger(__name__)
+    while True:
+        await asyncio.sleep(minutes * 60)
+        try:
+            async with sessionmaker() as session:
+                counts = await refresh_stats(session, primary_policy)
+                await session.commit()
+            log.info("recommendation statistics refreshed", extra=counts)
+        except Exception:  # the next round tries again; never let the loop die
+            log.exception("recommendation statistics refresh failed")

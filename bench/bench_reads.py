@@ -1,0 +1,106 @@
+"""Read throughput on loopback with wrk: GET /v1/customers/{id}/tiers and GET .../recommendations, each beside a
+bare ASGI endpoint doing one asyncpg lookup of the same customer's tier rows, in the same run.
+
+Usage: python -m bench.bench_reads --dsn postgresql://...   (a database loaded with `tierwise demo`)
+"""
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+
+import asyncpg
+import httpx
+
+from bench.harness import ROOT, create_key, free_port, serve
+
+
+@contextmanager
+def serve_bare(dsn: str):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1", "--port", str(port),
+         "--no-access-log", "--log-level", "warning", "--loop", "uvloop"],
+        env={**os.environ, "BARE_DSN": dsn}, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(base + "/bare/none", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def wrk(url: str, ids_file: str, key: str, suffix: str, duration: int, connections: int, delay_ms: int = 0) -> dict:
+    out = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency",
+                          "-s", str(ROOT / "bench" / "random_ids.lua"), url, "--", ids_file, key, suffix,
+                          str(delay_ms)], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50, p99 = (_ms(re.search(rf"\s{q}%\s+([\d.]+\w+)", out).group(1)) for q in ("50", "99"))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+async def sample_ids(dsn: str, count: int) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT c.external_id FROM customer c WHERE c.erased_at IS NULL "
+                                "AND EXISTS (SELECT 1 FROM tier_assignment a WHERE a.customer_id = c.id) "
+                                "ORDER BY random() LIMIT $1", count)
+        return [r[0] for r in rows]
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dsn", required=True, help="a database loaded with `tierwise demo`")
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+
+    ids = asyncio.run(sample_ids(args.dsn, 20_000))
+    random.shuffle(ids)
+    key = asyncio.run(create_key(args.dsn, "app"))
+    with tempfile.NamedTemporaryFile("w", suffix=".ids", delete=False) as handle:
+        handle.write("\n".join(ids) + "\n")
+    results = {}
+    with serve_bare(args.dsn) as bare:
+        results["bare"] = wrk(bare + "/bare/", handle.name, "-", "", args.duration, args.connections)
+    with serve(args.dsn) as base:
+        results["tiers"] = wrk(base + "/v1/customers/", handle.name, key, "/tiers", args.duration, args.connections)
+        results["recommendations"] = wrk(base + "/v1/customers/", handle.name, key, "/recommendations?explore=true",
+                                         args.duration, args.connections)
+        # Latency at about half the measured maximum rate: 8 connections, each pausing between requests.
+        target = results["recommendations"]["rps"] / 2
+        delay = max(int(8 * 1000 / target - results["recommendations"]["p50_ms"]), 0)
+        results["recommendations_half_rate"] = wrk(base + "/v1/customers/", handle.name, key,
+                                                   "/recommendations?explore=true", args.duration, 8, delay)
+    os.unlink(handle.name)
+    print(f"customers_sampled={len(ids)} duration_s={args.duration} connections={args.connections}")
+    for name, figures in results.items():
+        print(f"{name}: " + " ".join(f"{k}={v}" for k, v in figures.items()))
+    print(f"tiers_ratio_to_bare={results['tiers']['rps'] / results['bare']['rps']:.3f}")
+    print(f"recommendations_ratio_to_bare={results['recommendations']['rps'] / results['bare']['rps']:.3f}")
+    print(f"recommendations_p99_ms_at_half_rate={results['recommendations_half_rate']['p99_ms']} "
+          f"(at {results['recommendations_half_rate']['rps']:.0f} rps)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Recommendations through HTTP: only suitable, eligible, unheld, consented, unfatigued products; ranked with
+reasons; served lists stored; feedback moves the ranking; the holdout gets the baseline."""
+
+import random
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from app.main import create_app
+from app.products.models import Product
+from app.recommendations import stats
+from app.recommendations.service import in_holdout
+
+CATALOG = [
+    # code, category, risk, channels, eligibility, is_service
+    ("current_account", "deposit", 1, ["mobile", "web"], None, False),
+    ("savings_account", "deposit", 1, ["mobile", "web"], None, False),
+    ("term_deposit", "deposit", 1, ["mobile"], None, False),
+    ("bond_fund", "fund", 2, ["mobile", "web"], None, False),
+    ("balanced_fund", "fund", 3, ["mobile", "web"], None, False),
+    ("equity_fund", "fund", 4, ["mobile", "web"], None, False),
+    ("structured_note", "wealth", 5, ["mobile", "rm"], None, False),
+    ("platinum_card", "card", 1, ["mobile"], {"attr": "aum_avg_3m", "op": "gte", "value": 100000}, False),
+    ("business_loan", "loan", 2, ["mobile"], {"attr": "segment", "op": "eq", "value": "small_business"}, False),
+    ("maturity_notice", "deposit", 1, ["mobile"], None, True),
+]
+
+
+@pytest.fixture
+async def bank(session):
+    session.add_all(Product(code=code, name=code.replace("_", " ").title(), category=category, risk_level=risk,
+                            channels=channels, eligibility=eligibility, is_service=service)
+                    for code, category, risk, channels, eligibility, service in CATALOG)
+    await session.commit()
+
+
+async def make_customer(client, as_role, external_id, *, risk=3, assessed_days_ago=10, consent=True,
+                        segment="retail", holdings=(("current_account", "1000.00"),)):
+    assessed = (datetime.now(UTC) - timedelta(days=assessed_days_ago)).isoformat() if risk else None
+    body = {"segment": segment, "onboarded_at": "2018-01-01T00:00:00Z", "risk_level": risk,
+            "risk_assessed_at": assessed, "marketing_consent": consent}
+    assert (await client.put(f"/v1/customers/{external_id}", json=body,
+                             headers=as_role("integration"))).status_code in (200, 201)
+    response = await client.put(f"/v1/customers/{external_id}/holdings", headers=as_role("integration"), json={
+        "holdings": [{"product_code": code, "balance": balance, "as_of": date.today().isoformat()}
+                     for code, balance in holdings]})
+    assert response.status_code == 200, response.text
+
+
+async def recommend(client, as_role, external_id, **params):
+    response = await client.get(f"/v1/customers/{external_id}/recommendations",
+                                params={"limit": 10, "explore": "false", **params}, headers=as_role("app"))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+RISK = {code: risk for code, _, risk, *_ in CATALOG}
+
+
+async def test_unsuitable_unconsented_or_held_products_never_appear(client, as_role, bank):
+    rng = random.Random(11)
+    codes = [c for c, *_ in CATALOG if c != "maturity_notice"]
+    for i in range(40):
+        risk = rng.choice([None, 1, 2, 3, 4, 5])
+        assessed = rng.choice([5, 200, 400, 800])  # > 365 days: the assessment has expired
+        consent = rng.random() < 0.7
+        held = rng.sample(codes, rng.randint(0, 4))
+        await make_customer(client, as_role, f"P{i}", risk=risk, assessed_days_ago=assessed, consent=consent,
+                            segment=rng.choice(["retail", "small_business"]),
+                            holdings=[(code, f"{rng.randint(1, 300000)}.00") for code in held])
+        tolerance = risk if risk is not None and assessed < 365 else 1
+        result = await recommend(client, as_role, f"P{i}", explain="true")
+        for item in result["items"]:
+            code = item["product"]["code"]
+            assert RISK[code] <= tolerance, (i, code, tolerance)
+            assert code not in held
+            assert consent or code == "maturity_notice"  # service messages are exempt from consent
+            assert item["score"] == pytest.approx(item["score_parts"]["propensity"] * item["score_parts"]["value"]
+                                                  * item["score_parts"]["lever"], rel=1e-4)
+        filtered = {f["product_code"]: f["filter"] for f in result["filtered_out"]}
+        assert set(filtered) | {item["product"]["code"] for item in result["items"]} == {c for c, *_ in CATALOG}
+        assert all(filtered[code] == "already_held" for code in held)
+
+
+async def test_items_carry_ids_reasons_and_the_served_list_is_stored(client, as_role, bank, session):
+    await make_customer(client, as_role, "R1", risk=4, holdings=[("current_account", "150000.00")])
+    result = await recommend(client, as_role, "R1", limit=3)
+    assert result["strategy"] == "personalised" and len(result["items"]) == 3
+    platinum = await recommend(client, as_role, "R1", exclude=["bond_fund"])
+    card = next(item for item in platinum["items"] if item["product"]["code"] == "platinum_card")
+    texts = [reason["text"] for reason in card["reasons"]]
+    assert "aum_avg_3m 150,000 >= 100,000" in texts
+    assert any(reason["code"] == "SUITABLE" and reason["text"] == "risk R1 <= tolerance 4" for reason in card["reasons"])
+    assert "bond_fund" not in [item["product"]["code"] for item in platinum["items"]]
+    stored = await session.scalar(text("SELECT count(*) FROM recommendation_item i JOIN customer c "
+                                       "ON c.id = i.customer_id WHERE c.external_id = 'R1'"))
+    assert stored == 3 + len(platinum["items"])
+    ids = {item["recommendation_id"] for item in result["items"]}
+    assert len(ids) == 3
+
+
+async def test_explain_names_the_filter_of_each_product(client, as_role, bank):
+    await make_customer(client, as_role, "X1", risk=2, segment="retail", holdings=[("current_account", "10.00")])
+    filtered = {f["product_code"]: f for f in (await recommend(client, as_role, "X1", explain="true",
+                                                               channel="web"))["filtered_out"]}
+    assert filtered["current_account"]["filter"] == "already_held"
+    assert filtered["equity_fund"]["filter"] == "not_suitable" and "R4 > 2" in filtered["equity_fund"]["detail"]
+    assert filtered["platinum_card"]["filter"] in ("not_on_channel", "not_eligible")
+    assert filtered["term_deposit"]["filter"] == "not_on_channel"
+    mobile = {f["product_code"]: f["filter"] for f in (await recommend(client, as_role, "X1",
+                                                                       explain="true"))["filtered_out"]}
+    assert mobile["platinum_card"] == "not_eligible" and mobile["business_loan"] == "not_eligible"
+
+
+async def add_feedback(session, external_id, product_code, kind, days_ago=1, channel="mobile"):
+    customer_id = await session.scalar(text("SELECT id FROM customer WHERE external_id = :e"), {"e": external_id})
+    list_id = await session.scalar(text(
+        "INSERT INTO recommendation_list (customer_id, channel, strategy) VALUES (:c, :ch, 'personalised') "
+        "RETURNING id"), {"c": customer_id, "ch": channel})
+    rid = uuid.uuid4()
+    await session.execute(text(
+        "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, rank, score, "
+        "propensity, strategy, reasons) VALUES (:r, :l, :c, :p, 1, 0, 0, 'personalised', '[]')"),
+        {"r": rid, "l": list_id, "c": customer_id, "p": product_code})
+    await session.execute(text(
+        "INSERT INTO feedback_event (customer_id, event_id, recommendation_id, product_code, channel, strategy, "
+        "kind, occurred_at) VALUES (:c, :e, :r, :p, :ch, 'personalised', :k, now() - make_interval(days => :d))"),
+        {"c": customer_id, "e": str(uuid.uuid4()), "r": rid, "p": product_code, "ch": channel, "k": kind,
+         "d": days_ago})
+    await session.commit()
+
+
+async def test_contact_policy_suppresses_after_dismissal_but_not_service_messages(client, as_role, bank, session):
+    put = await client.put("/v1/contact-policy", headers=as_role("admin"), json={"rules": [
+        {"name": "dismissed", "outcome": "dismiss", "threshold": 1, "window_days": 30, "scope": "product",
+         "suppress_days": 60},
+        {"name": "ignored", "outcome": "ignored_impression", "threshold": 2, "window_days": 30, "scope": "category",
+         "suppress_days": 14}]})
+    assert put.status_code == 200, put.text
+    assert (await client.put("/v1/contact-policy", headers=as_role("app"), json={"rules": []})).status_code == 403
+    await make_customer(client, as_role, "CP1", risk=5)
+    await add_feedback(session, "CP1", "bond_fund", "dismiss")
+    await add_feedback(session, "CP1", "term_deposit", "impression")
+    await add_feedback(session, "CP1", "maturity_notice", "impression")
+    filtered = {f["product_code"]: f for f in (await recommend(client, as_role, "CP1",
+                                                               explain="true"))["filtered_out"]}
+    assert filtered["bond_fund"]["filter"] == "contact_policy" and "dismissed" in filtered["bond_fund"]["detail"]
+    # two ignored impressions in the deposit category: deposits are suppressed, the service message is not
+    assert filtered["savings_account"]["filter"] == "contact_policy"
+    assert "maturity_notice" not in filtered
+    old = await recommend(client, as_role, "CP1")
+    assert "balanced_fund" in [i["product"]["code"] for i in old["items"]]
+
+
+async def test_feedback_moves_the_ranking(client, as_role, bank, session):
+    await make_customer(client, as_role, "L1", risk=5)
+    before = [i["product"]["code"] for i in (await recommend(client, as_role, "L1"))["items"]]
+    first, last = before[0], before[-1]
+    # The learning loop through the stats layer: the top product keeps being dismissed, the bottom one accepted.
+    await session.execute(text(
+        "INSERT INTO propensity_stat (product_code, tier_code, shard, impressions, accepts, dismisses) VALUES "
+        "(:first, '*', 0, 200, 0, 150), (:last, '*', 0, 200, 120, 0)"), {"first": first, "last": last})
+    await session.commit()
+    after = [i["product"]["code"] for i in (await recommend(client, as_role, "L1"))["items"]]
+    assert after.index(last) < before.index(last) and after[0] == last
+    assert after.index(first) > before.index(first)
+
+
+async def test_exploration_is_repeatable_with_a_seed(client, as_role, bank):
+    await make_customer(client, as_role, "S1", risk=5)
+    a = await recommend(client, as_role, "S1", explore="true", seed=42)
+    b = await recommend(client, as_role, "S1", explore="true", seed=42)
+    assert [i["score"] for i in a["items"]] == [i["score"] for i in b["items"]]
+
+
+async def test_holdout_is_a_stable_share_and_gets_the_popularity_baseline(client, as_role, bank, sessionmaker,
+                                                                           test_settings):
+    ids = [f"H{i}" for i in range(2000)]
+    share = sum(in_holdout(i, 0.05) for i in ids) / len(ids)
+    assert 0.03 < share < 0.07 and [in_holdout(i, 0.05) for i in ids] == [in_holdout(i, 0.05) for i in ids]
+    await make_customer(client, as_role, "H1", risk=5)
+    app = create_app(test_settings.model_copy(update={"holdout_share": 0.5}), sessionmaker=sessionmaker)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as other:
+        customer = next(i for i in ids if in_holdout(i, 0.5))
+        await make_customer(other, as_role, customer, risk=5)
+        result = (await other.get(f"/v1/customers/{customer}/recommendations", headers=as_role("app"))).json()
+    assert result["strategy"] == "holdout_popularity"
+    assert all(item["reasons"][0]["code"] == "POPULAR_IN_TIER" for item in result["items"])
+
+
+async def test_refresh_stats_counts_holdings_and_co_holdings(client, as_role, bank, session):
+    await make_customer(client, as_role, "Q1", holdings=[("current_account", "1.00"), ("bond_fund", "1.00")])
+    await make_customer(client, as_role, "Q2", holdings=[("current_account", "1.00"), ("bond_fund", "1.00")])
+    await make_customer(client, as_role, "Q3", holdings=[("current_account", "1.00")])
+    await stats.refresh_stats(session, "wealth")
+    both, held_total = (await session.execute(text(
+        "SELECT holding_both, held_total FROM co_holding_stat WHERE held_code = 'current_account' "
+        "AND product_code = 'bond_fund'"))).one()
+    assert (both, held_total) == (2, 3)
+    holders, customers = (await session.execute(text(
+        "SELECT holders, customers FROM product_holding_stat WHERE product_code = 'current_account' "
+        "AND tier_code = '*'"))).one()
+    assert (holders, customers) == (3, 3)
+    await session.commit()
+    result = await recommend(client, as_role, "Q3")
+    bond = next(item for item in result["items"] if item["product"]["code"] == "bond_fund")
+    assert any(r["code"] == "CO_HOLDING" and r["text"] == "held by 67% of customers with your products"
+               for r in bond["reasons"])
