@@ -52,13 +52,18 @@ def demo(customers: Annotated[int, typer.Option("--customers", "-n", min=1)] = 1
 
 async def _load_demo(settings: Settings, customers: int, seed: int) -> dict:
     from app.demo import generate_demo_bank
+    from app.recommendations.contact import load_default_contact_policy
+    from app.recommendations.stats import refresh_stats
     from app.tiering.service import load_default_policies
 
     async with command_session(settings) as session:
         counts = await generate_demo_bank(session, customers=customers, seed=seed)
     async with command_session(settings) as session:
         counts["policies_created"] = await load_default_policies(session)
+        await load_default_contact_policy(session)
     counts["tier_run"] = await _tier_run(settings, None, 50_000)
+    async with command_session(settings) as session:
+        counts["stats"] = await refresh_stats(session, settings.primary_policy)
     return counts
 
 
@@ -129,7 +134,7 @@ async def _tier_run(settings: Settings, policy_key: str | None, chunk_size: int)
             policy = await policies_service.get_policy(session, policy_key) if policy_key else None
             run = await batch.start_run(session, policy, "cli")
             await session.commit()
-        await batch.execute_run(sessionmaker, run.id, chunk_size)
+        await batch.execute_run(sessionmaker, run.id, chunk_size, settings.tier_run_workers)
         async with sessionmaker() as session:
             run, key = await batch.get_run(session, run.id)
             return {"run": run.id, "policy": key, "status": run.status, "processed": run.processed,
@@ -137,6 +142,51 @@ async def _tier_run(settings: Settings, policy_key: str | None, chunk_size: int)
                     "seconds": round((run.finished_at - run.started_at).total_seconds(), 2)}
     finally:
         await engine.dispose()
+
+
+@cli.command("refresh-stats")
+def refresh_stats() -> None:
+    """Recompute product popularity and co-holding statistics (set-based SQL; also runs on a schedule)."""
+    from app.recommendations import stats
+
+    settings = get_settings()
+
+    async def run() -> dict:
+        async with command_session(settings) as session:
+            return await stats.refresh_stats(session, settings.primary_policy)
+
+    typer.echo(json.dumps(asyncio.run(run())))
+
+
+@cli.command("evaluate-recommender")
+def evaluate_recommender(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+                                                              help="Snapshots CSV (.csv or .csv.gz).")],
+                         limit_customers: Annotated[int | None, typer.Option(min=1)] = None) -> None:
+    """MAP@7 of the recommender on monthly holdings snapshots, beside popularity and co-holding baselines, in a
+    scratch database of its own (created on the configured server, dropped afterwards)."""
+    import uuid
+
+    from app.core.embedded import create_database, drop_database
+    from app.core.migrations import upgrade_to_head
+    from app.recommendations.evaluation import evaluate
+
+    settings = get_settings()
+    server = resolve_database_url(settings)
+    url = create_database(server, f"tierwise_eval_{uuid.uuid4().hex[:8]}")
+    try:
+        upgrade_to_head(url)
+
+        async def run() -> dict:
+            engine = create_engine(url, settings)
+            try:
+                return await evaluate(create_sessionmaker(engine), settings, path, limit_customers)
+            finally:
+                await engine.dispose()
+
+        for name, value in asyncio.run(run()).items():
+            typer.echo(f"{name}={value}")
+    finally:
+        drop_database(url)
 
 
 @cli.command()

@@ -1,23 +1,19 @@
 """Test fixtures: a real Postgres database of the suite's own, migrated to head; each test in a rolled-back
 transaction that the app's sessions join with savepoints."""
 
-import asyncio
-import concurrent.futures
 import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.apikeys import service as apikeys_service
 from app.core.config import Settings
 from app.core.db import server_settings
-from app.core.embedded import start_embedded_postgres, to_async_url
+from app.core.embedded import create_database, drop_database, start_embedded_postgres
 from app.core.migrations import upgrade_to_head
 from app.main import create_app
 
@@ -32,46 +28,24 @@ def _server_url() -> str:
     return start_embedded_postgres(Path(os.environ.get("TIERWISE_TEST_DATA_DIR", ".tierwise/test")))
 
 
-def _plain_dsn(url: str, database: str) -> str:
-    return make_url(url).set(drivername="postgresql", database=database).render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def test_settings() -> Settings:
-    return Settings(environment="test", database_url=None, api_key_pepper="test-pepper-0123456789")
-
-
-def _admin_sql(server: str, sql: str) -> None:
-    async def run() -> None:
-        conn = await asyncpg.connect(_plain_dsn(server, "postgres"))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(run())
-    else:  # called from an async test: run on a loop of its own in a helper thread
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, run()).result()
+    return Settings(environment="test", database_url=None, api_key_pepper="test-pepper-0123456789",
+                    tier_run_workers=1)
 
 
 @pytest.fixture(scope="session")
 def scratch_database():
     """A factory of empty databases on the test server (dropped at the end); returns each one's asyncpg URL."""
-    server, names = _server_url(), []
+    server, urls = _server_url(), []
 
     def create() -> str:
-        name = f"tierwise_test_{uuid.uuid4().hex[:10]}"
-        _admin_sql(server, f'CREATE DATABASE "{name}"')
-        names.append(name)
-        return to_async_url(_plain_dsn(server, name))
+        urls.append(create_database(server, f"tierwise_test_{uuid.uuid4().hex[:10]}"))
+        return urls[-1]
 
     yield create
-    for name in names:
-        _admin_sql(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    for url in urls:
+        drop_database(url)
 
 
 @pytest.fixture(scope="session")

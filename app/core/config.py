@@ -32,8 +32,26 @@ class Settings(BaseSettings):
     max_import_lines: int = Field(100_000, ge=1)
     max_event_batch: int = Field(10_000, ge=1)
 
+    # Per-key rate limits by role (token bucket per key, per instance): sustained requests per second and burst.
+    # A rate of 0 turns the limit off for that role. The app key carries a whole mobile fleet's traffic.
+    rate_limit_app_per_s: float = Field(1000.0, ge=0)
+    rate_limit_app_burst: int = Field(2000, ge=1)
+    rate_limit_integration_per_s: float = Field(200.0, ge=0)
+    rate_limit_integration_burst: int = Field(400, ge=1)
+    rate_limit_admin_per_s: float = Field(50.0, ge=0)
+    rate_limit_admin_burst: int = Field(200, ge=1)
+
     risk_assessment_valid_days: int = Field(365, ge=1)
     currency: str = "EUR"
+
+    # Recommendations
+    primary_policy: str = "wealth"  # the tier policy whose tiers propensities are learned per
+    holdout_share: float = Field(0.05, ge=0, le=0.5)  # customers (stable by id) served the unpersonalised baseline
+    prior_strength: float = Field(20.0, gt=0)  # pseudo-observations of the co-holding prior in each Beta posterior
+    winback_boost: float = Field(5.0, ge=1)  # propensity multiplier for a product the customer held recently
+    winback_days: int = Field(365, ge=1)
+    stats_refresh_minutes: int = Field(60, ge=0)  # 0: only `tierwise refresh-stats` refreshes co-holding stats
+    tier_run_workers: int = Field(2, ge=1, le=16)  # chunks of a tier run evaluated at once, each on a connection
 
     @model_validator(mode="after")
     def refuse_unsafe_defaults(self) -> "Settings":

@@ -340,6 +340,12 @@ _LOCK_CUSTOMERS = text("SELECT 1 FROM customer WHERE id = ANY(CAST(:ids AS bigin
                        "FOR NO KEY UPDATE")
 
 
+async def lock_customers(session: AsyncSession, customer_ids) -> None:
+    """Lock customers' rows in id order until the transaction ends: writers of the same customers (intake,
+    tier evaluation, batch chunks) then queue instead of deadlocking or overwriting each other's decisions."""
+    await session.execute(_LOCK_CUSTOMERS, {"ids": sorted(set(customer_ids))})
+
+
 async def ingest_events(session: AsyncSession, events: list) -> tuple[int, set[int]]:
     """Store a batch of events for many customers; returns (how many were new, the customers touched).
     Unknown customers are a 422 naming each offending event; nothing is stored then."""
@@ -354,7 +360,7 @@ async def ingest_events(session: AsyncSession, events: list) -> tuple[int, set[i
         raise InvalidFields(errors[:100])
     # Lock the batch's customers in id order first: concurrent batches for the same customers then queue
     # instead of deadlocking on the rollup and last-transaction updates.
-    await session.execute(_LOCK_CUSTOMERS, {"ids": sorted(ids.values())})
+    await lock_customers(session, ids.values())
     columns: dict[str, list] = defaultdict(list)
     for e in events:
         columns["customer_ids"].append(ids[e.customer_id])

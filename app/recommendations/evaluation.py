@@ -135,7 +135,7 @@ async def evaluate(sessionmaker: async_sessionmaker, settings: Settings, path: P
     async with sessionmaker() as session:
         run = await batch.start_run(session, None, "evaluation")
         await session.commit()
-    await batch.execute_run(sessionmaker, run.id)
+    await batch.execute_run(sessionmaker, run.id, workers=settings.tier_run_workers)
     async with sessionmaker() as session:
         await stats.refresh_stats(session, SEGMENT_POLICY)
         await session.commit()

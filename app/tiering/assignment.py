@@ -215,8 +215,11 @@ async def refresh_customers(session: AsyncSession, customer_ids: Sequence[int], 
     totals = AssignmentCounts()
     if not customer_ids:
         return totals
-    now = now or await session.scalar(select(func.now()))
+    from app.customers.service import lock_customers
+
     ids = sorted(set(customer_ids))
+    await lock_customers(session, ids)
+    now = now or await session.scalar(select(func.now()))
     for compiled in await compiled_active_versions(session, policy_ids):
         totals.add(await assign(session, compiled, ids, now))
         await expire_overrides(session, compiled.policy_id, now, customer_ids=ids)

@@ -5,15 +5,17 @@ mid-way leaves every customer consistent (each chunk committed whole or not at a
 run simply evaluates everyone again.
 """
 
+import asyncio
 import logging
 from datetime import timedelta
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.errors import Conflict
 from app.customers.models import Customer
+from app.customers.service import lock_customers
 from app.tiering.assignment import AssignmentCounts, assign, compiled_active_versions, expire_overrides
 from app.tiering.models import TierPolicy, TierRun
 
@@ -47,33 +49,24 @@ async def start_run(session: AsyncSession, policy: TierPolicy | None, actor: str
     return run
 
 
-async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size: int = CHUNK_SIZE) -> None:
-    """Evaluate the run's policies chunk by chunk, each chunk in its own transaction; mark the run done or failed."""
+async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size: int = CHUNK_SIZE,
+                      workers: int = 1) -> None:
+    """Evaluate the run's policies chunk by chunk, each chunk in its own transaction (`workers` chunks at a time,
+    on their own connections); mark the run done or failed."""
     try:
         async with sessionmaker() as session:
             run = await session.get(TierRun, run_id)
             versions = await compiled_active_versions(session, [run.policy_id] if run.policy_id else None)
-        after = 0
-        while True:
-            async with sessionmaker() as session:
-                ids = list((await session.scalars(select(Customer.id).where(Customer.id > after)
-                                                  .order_by(Customer.id).limit(chunk_size))).all())
-                if not ids:
-                    break
-                after = ids[-1]
-                now = await session.scalar(select(func.now()))
-                counts = AssignmentCounts()
-                for compiled in versions:
-                    # Serialise with any other writer of the same policy's assignments for this chunk.
-                    await session.execute(text("SELECT pg_advisory_xact_lock(7310, :policy_id)"),
-                                          {"policy_id": compiled.policy_id})
-                    counts.add(await assign(session, compiled, ids, now))
-                    await expire_overrides(session, compiled.policy_id, now, customer_ids=ids)
-                customers = counts.evaluated // max(len(versions), 1)
-                await session.execute(update(TierRun).where(TierRun.id == run_id).values(
-                    processed=TierRun.processed + customers, upgrades=TierRun.upgrades + counts.upgrades,
-                    downgrades=TierRun.downgrades + counts.downgrades, heartbeat_at=func.now()))
-                await session.commit()
+            ids = list((await session.scalars(select(Customer.id).where(Customer.erased_at.is_(None))
+                                              .order_by(Customer.id))).all())
+        chunks = [ids[i:i + chunk_size] for i in range(0, len(ids), chunk_size)]
+        chunks.reverse()  # workers pop from the end: lowest ids first
+
+        async def worker() -> None:
+            while chunks:
+                await _evaluate_chunk(sessionmaker, run_id, versions, chunks.pop())
+
+        await asyncio.gather(*(worker() for _ in range(max(workers, 1))))
         async with sessionmaker() as session:
             await session.execute(update(TierRun).where(TierRun.id == run_id).values(
                 status="succeeded", finished_at=func.now(), heartbeat_at=func.now()))
@@ -85,6 +78,21 @@ async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size:
                 status="failed", finished_at=func.now(), error=f"{type(exc).__name__}: the run stopped; "
                                                                 "customers processed so far are consistent"))
             await session.commit()
+
+
+async def _evaluate_chunk(sessionmaker: async_sessionmaker, run_id: int, versions, ids: list[int]) -> None:
+    """One chunk, one transaction: lock its customers (so API writes to them queue), evaluate every policy."""
+    async with sessionmaker() as session:
+        await lock_customers(session, ids)
+        now = await session.scalar(select(func.now()))
+        counts = AssignmentCounts()
+        for compiled in versions:
+            counts.add(await assign(session, compiled, ids, now))
+            await expire_overrides(session, compiled.policy_id, now, customer_ids=ids)
+        await session.execute(update(TierRun).where(TierRun.id == run_id).values(
+            processed=TierRun.processed + len(ids), upgrades=TierRun.upgrades + counts.upgrades,
+            downgrades=TierRun.downgrades + counts.downgrades, heartbeat_at=func.now()))
+        await session.commit()
 
 
 async def get_run(session: AsyncSession, run_id: int) -> tuple[TierRun, str | None]:
