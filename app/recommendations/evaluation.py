@@ -139,7 +139,6 @@ async def evaluate(sessionmaker: async_sessionmaker, settings: Settings, path: P
     async with sessionmaker() as session:
         await stats.refresh_stats(session, SEGMENT_POLICY)
         await session.commit()
-        ids = dict((await session.execute(text("SELECT external_id, id FROM customer"))).all())
         popularity = [row[0] for row in (await session.execute(text(
             "SELECT product_code FROM product_holding_stat WHERE tier_code = '*' ORDER BY holders DESC, product_code"
         ))).all()]
@@ -155,7 +154,7 @@ async def evaluate(sessionmaker: async_sessionmaker, settings: Settings, path: P
         held = data.holdings[customer][current]
         added = data.holdings[customer][target] - held
         async with sessionmaker() as session:
-            result = await recommend(session, settings, ids[customer], channel="web", limit=K, explore=False,
+            result = await recommend(session, settings, customer, channel="web", limit=K, explore=False,
                                      now=now, record=False, strategy="personalised")
         scores["recommender"] += average_precision(added, [item.product.code for item in result.items])
         scores["popularity"] += average_precision(added, [p for p in popularity if p not in held])

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Path, Query, Request
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.security import Scope, require_scope
-from app.customers import service as customers_service
 from app.customers.schemas import ExternalId
 from app.recommendations import contact, service
 from app.recommendations.schemas import (Channel, ContactPolicy, FilteredProduct, ProductRef, Reason,
@@ -35,8 +34,7 @@ async def get_recommendations(
     tolerance, not held, consented, not suppressed by the contact policy), ranked by propensity x value x lever.
     Each item has a `recommendation_id` to report feedback on, and the reasons behind it. The served list is
     stored, so feedback is attributed to what was shown."""
-    customer_id = await customers_service.customer_id_of(session, external_id)
-    result = await service.recommend(session, request.app.state.settings, customer_id, channel=channel, limit=limit,
+    result = await service.recommend(session, request.app.state.settings, external_id, channel=channel, limit=limit,
                                      exclude=exclude, explain=explain, seed=seed, explore=explore)
     return RecommendationsRead(
         customer_id=external_id, tier=result.tier, strategy=result.strategy,

@@ -8,6 +8,7 @@ are to hold it) and a win-back boost for a product held recently. With little fe
 """
 
 import hashlib
+import json
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -16,13 +17,13 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import bindparam, insert, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
+from app.customers.errors import CustomerNotFound
+from app.customers.models import Customer
 from app.products.models import Product
-from app.recommendations.models import RecommendationItem, RecommendationList
 from app.rules import (ExplainedLeaf, compile_condition, compile_explanation, explain_row, features_for_customers,
                        load_catalog, parse_condition)
 from app.rules.compile import facts_expression, facts_mapping
@@ -43,7 +44,10 @@ class CatalogSnapshot:
 
 _snapshot: CatalogSnapshot | None = None
 
-CUSTOMER_IDS = bindparam("customer_ids", type_=ARRAY(sa.BigInteger()))
+# The customer, by the bank's id, as the array customer_features_for takes.
+CUSTOMER_BY_EXTERNAL_ID = sa.func.array(
+    select(Customer.id).where(Customer.external_id == bindparam("external_id"), Customer.erased_at.is_(None))
+    .scalar_subquery())
 FEATURE_COLUMNS = ("customer_id", "external_id", "held_products", "risk_tolerance", "marketing_consent", "aum")
 
 
@@ -71,7 +75,7 @@ async def catalog_snapshot(session: AsyncSession, version: tuple | None = None) 
     version = tuple((await session.execute(_VERSION_SQL)).one())
     products = {p.code: p for p in (await session.scalars(select(Product).order_by(Product.code))).all()}
     catalog = await load_catalog(session)
-    features = features_for_customers(CUSTOMER_IDS)
+    features = features_for_customers(CUSTOMER_BY_EXTERNAL_ID)
     columns = [features.c[name] for name in FEATURE_COLUMNS] + _version_columns()
     leaves: dict[str, list[ExplainedLeaf]] = {}
     for i, (code, product) in enumerate(products.items()):
@@ -147,7 +151,8 @@ LEFT JOIN previously pv ON pv.product_code = p.code
 LEFT JOIN LATERAL (
     SELECT coalesce(sum(impressions), 0)::bigint AS impressions, coalesce(sum(accepts), 0)::bigint AS accepts,
            coalesce(sum(converts), 0)::bigint AS converts, coalesce(sum(dismisses), 0)::bigint AS dismisses
-    FROM propensity_stat s WHERE s.product_code = p.code AND s.tier_code = pt.tier
+    FROM propensity_stat s
+    WHERE s.product_code = p.code AND s.tier_code = CASE pt.tier WHEN '*' THEN '-' ELSE pt.tier END  -- '-': no tier
 ) f ON true
 WHERE CAST(:explain AS boolean) OR p.is_active
 ORDER BY p.code
@@ -186,20 +191,19 @@ def _money(value: Any) -> str:
     return f"{Decimal(str(value)):,.0f}"
 
 
-async def recommend(session: AsyncSession, settings: Settings, customer_id: int, *, channel: str, limit: int,
+async def recommend(session: AsyncSession, settings: Settings, external_id: str, *, channel: str, limit: int,
                     exclude: list[str] = (), explain: bool = False, seed: int | None = None,
                     explore: bool = True, now: datetime | None = None, record: bool = True,
                     strategy: str | None = None) -> RecommendationResult:
     """Rank the products a customer may be offered now on `channel`; store the served list when `record`."""
     snapshot = await catalog_snapshot(session)
-    row = (await session.execute(snapshot.customer_query, {"customer_ids": [customer_id]})).mappings().first()
+    row = (await session.execute(snapshot.customer_query, {"external_id": external_id})).mappings().first()
     if row is not None and _version_of(row) != snapshot.version:  # the catalog changed: compile it again
         snapshot = await catalog_snapshot(session, _version_of(row))
-        row = (await session.execute(snapshot.customer_query, {"customer_ids": [customer_id]})).mappings().first()
+        row = (await session.execute(snapshot.customer_query, {"external_id": external_id})).mappings().first()
     if row is None:
-        from app.customers.errors import CustomerNotFound
-
-        raise CustomerNotFound(str(customer_id))
+        raise CustomerNotFound(external_id)
+    customer_id = row["customer_id"]
     now = now or datetime.now().astimezone()
     ineligible = [code for code in snapshot.leaves if not row[f"eligible_{code}"]]
     held = list(row["held_products"] or [])
@@ -318,16 +322,30 @@ def _filtered(product: Product, stat, row) -> dict[str, Any]:
     return {"product_code": product.code, "filter": stat["filtered_by"], "detail": detail}
 
 
+# The served list and its items in one statement.
+_RECORD = text("""
+WITH served AS (
+    INSERT INTO recommendation_list (customer_id, channel, strategy, tier_code)
+    VALUES (:customer_id, :channel, :strategy, :tier) RETURNING id
+)
+INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, tier_code, rank, score,
+                                 propensity, strategy, reasons)
+SELECT i.recommendation_id, served.id, :customer_id, i.product_code, :tier, i.rank, i.score, i.propensity,
+       :strategy, i.reasons
+FROM served, unnest(CAST(:ids AS uuid[]), CAST(:codes AS text[]), CAST(:ranks AS smallint[]),
+                    CAST(:scores AS numeric[]), CAST(:propensities AS numeric[]), CAST(:reasons AS jsonb[]))
+     AS i(recommendation_id, product_code, rank, score, propensity, reasons)
+RETURNING list_id
+""")
+
+
 async def _record(session: AsyncSession, result: RecommendationResult, channel: str) -> None:
     """Store what was served, so that feedback is attributed to what the customer actually saw."""
-    list_id = await session.scalar(insert(RecommendationList).values(
-        customer_id=result.customer_id, channel=channel, strategy=result.strategy, tier_code=result.tier
-    ).returning(RecommendationList.id))
     ids = [uuid.uuid4() for _ in result.items]
-    await session.execute(insert(RecommendationItem), [
-        {"recommendation_id": rid, "list_id": list_id, "customer_id": result.customer_id,
-         "product_code": item.product.code, "tier_code": result.tier, "rank": rank, "score": round(item.score, 6),
-         "propensity": round(min(item.propensity, 0.999999), 6), "strategy": result.strategy,
-         "reasons": item.reasons}
-        for rank, (rid, item) in enumerate(zip(ids, result.items, strict=True), start=1)])
+    list_id = await session.scalar(_RECORD, {
+        "customer_id": result.customer_id, "channel": channel, "strategy": result.strategy, "tier": result.tier,
+        "ids": ids, "codes": [item.product.code for item in result.items],
+        "ranks": list(range(1, len(ids) + 1)), "scores": [Decimal(f"{item.score:.6f}") for item in result.items],
+        "propensities": [Decimal(f"{min(item.propensity, 0.999999):.6f}") for item in result.items],
+        "reasons": [json.dumps(item.reasons, default=str) for item in result.items]})
     result.list_id, result.recommendation_ids = list_id, ids

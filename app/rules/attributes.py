@@ -161,6 +161,18 @@ register_builtin_attribute("logins_30d", _I, "App logins in the last 30 days.", 
                            sql_type=sa.Integer(), missing=0)
 register_builtin_attribute("referrals_12m", _I, "Referrals in the last 12 months.", unit="referrals",
                            sql_type=sa.Integer(), missing=0)
+register_builtin_attribute("nps_latest", _I, "The customer's latest NPS answer (0..10); null when never surveyed.",
+                           unit="score", sql_type=sa.Integer())
+register_builtin_attribute("is_promoter", _B, "The latest NPS answer is 9 or 10; false when never surveyed.",
+                           missing=False)
+register_builtin_attribute("is_detractor", _B, "The latest NPS answer is 0..6; false when never surveyed.",
+                           missing=False)
+register_builtin_attribute("csat_avg", _N, "Average CSAT answer (1..5) over all answers; null when none.",
+                           unit="score")
+register_builtin_attribute("open_complaints", _I, "Complaints open or in progress; 0 when none.",
+                           unit="complaints", sql_type=sa.Integer(), missing=0)
+register_builtin_attribute("days_to_resolve_avg", _N, "Average days from opening to resolution of the customer's "
+                                                      "resolved complaints; null when none.", unit="days")
 
 
 # ---- the catalog -----------------------------------------------------------------------------------------------

@@ -256,19 +256,20 @@ async def expire_overrides(session: AsyncSession, policy_id: int, now: datetime,
 
 # ---- reads -------------------------------------------------------------------------------------------------------
 
-_explainers: dict[int, CompiledVersion] = {}
+_explainers: dict[tuple[int, datetime], CompiledVersion] = {}
 
 
-async def explainer(session: AsyncSession, version_id: int) -> CompiledVersion:
+async def explainer(session: AsyncSession, version_id: int, updated_at: datetime) -> CompiledVersion:
     """The compiled form of any version an assignment refers to (versions referred to are never edited)."""
-    if version_id not in _explainers:
+    key = (version_id, updated_at)
+    if key not in _explainers:
         from app.rules import load_catalog
 
         policy, version = (await session.execute(
             select(TierPolicy, TierPolicyVersion).join(TierPolicyVersion, TierPolicyVersion.policy_id == TierPolicy.id)
             .where(TierPolicyVersion.id == version_id))).one()
-        _explainers[version_id] = compile_version(policy, version, await load_catalog(session))
-    return _explainers[version_id]
+        _explainers[key] = compile_version(policy, version, await load_catalog(session))
+    return _explainers[key]
 
 
 def effective_tier_code(assignment=TierAssignment, now=None) -> ColumnElement[str]:
@@ -279,21 +280,35 @@ def effective_tier_code(assignment=TierAssignment, now=None) -> ColumnElement[st
     return sa.case((override_applies, assignment.override_code), else_=assignment.tier_code)
 
 
-_customer_assignments = (
-    select(TierAssignment, TierPolicy.key, TierPolicyVersion.version, func.now().label("now"))
-    .join(TierPolicy, TierPolicy.id == TierAssignment.policy_id)
-    .join(TierPolicyVersion, TierPolicyVersion.id == TierAssignment.version_id)
-    .where(TierAssignment.customer_id == bindparam("customer_id"))
-    .order_by(TierPolicy.key)
-)
+def _customer_assignments():
+    from app.customers.models import Customer
+
+    return (select(Customer.id, TierAssignment, TierPolicy.key, TierPolicyVersion.version,
+                   TierPolicyVersion.updated_at, func.now().label("now"))
+            .select_from(Customer)
+            .outerjoin(TierAssignment, TierAssignment.customer_id == Customer.id)
+            .outerjoin(TierPolicy, TierPolicy.id == TierAssignment.policy_id)
+            .outerjoin(TierPolicyVersion, TierPolicyVersion.id == TierAssignment.version_id)
+            .where(Customer.external_id == bindparam("external_id"), Customer.erased_at.is_(None))
+            .order_by(TierPolicy.key))
 
 
-async def customer_assignments(session: AsyncSession, customer_id: int) -> list[dict[str, Any]]:
-    """Every tier of a customer with since-when, grace state, override and explanation: one indexed read."""
+_CUSTOMER_ASSIGNMENTS = _customer_assignments()
+
+
+async def customer_assignments(session: AsyncSession, external_id: str) -> list[dict[str, Any]]:
+    """Every tier of a customer with since-when, grace state, override and explanation: one indexed read.
+    404 when there is no such customer."""
+    rows = (await session.execute(_CUSTOMER_ASSIGNMENTS, {"external_id": external_id})).all()
+    if not rows:
+        from app.customers.errors import CustomerNotFound
+
+        raise CustomerNotFound(external_id)
     out = []
-    for assignment, key, version_number, now in (await session.execute(
-            _customer_assignments, {"customer_id": customer_id})).all():
-        compiled = await explainer(session, assignment.version_id)
+    for _, assignment, key, version_number, version_updated_at, now in rows:
+        if assignment is None:
+            continue
+        compiled = await explainer(session, assignment.version_id, version_updated_at)
         labels = {tier["code"]: tier["label"] for tier in compiled.tiers}
         override_applies = assignment.override_code is not None and (
             assignment.override_expires_at is None or assignment.override_expires_at > now)
@@ -329,7 +344,9 @@ async def set_override(session: AsyncSession, customer_id: int, policy: TierPoli
     assignment = await session.get(TierAssignment, (customer_id, policy.id), with_for_update=True)
     if assignment is None:
         raise NoTierAssignment(policy.key)
-    compiled = await explainer(session, assignment.version_id)
+    version_updated_at = await session.scalar(select(TierPolicyVersion.updated_at)
+                                              .where(TierPolicyVersion.id == assignment.version_id))
+    compiled = await explainer(session, assignment.version_id, version_updated_at)
     if tier_code not in compiled.rank_of:
         raise InvalidInput("/tier", f"'{tier_code}' is not a tier of {policy.key} version {compiled.version}: "
                                     f"one of {', '.join(compiled.rank_of)}")

@@ -156,18 +156,28 @@ async def test_contact_policy_suppresses_after_dismissal_but_not_service_message
     assert "balanced_fund" in [i["product"]["code"] for i in old["items"]]
 
 
-async def test_feedback_moves_the_ranking(client, as_role, bank, session):
-    await make_customer(client, as_role, "L1", risk=5)
-    before = [i["product"]["code"] for i in (await recommend(client, as_role, "L1"))["items"]]
-    first, last = before[0], before[-1]
-    # The learning loop through the stats layer: the top product keeps being dismissed, the bottom one accepted.
-    await session.execute(text(
-        "INSERT INTO propensity_stat (product_code, tier_code, shard, impressions, accepts, dismisses) VALUES "
-        "(:first, '*', 0, 200, 0, 150), (:last, '*', 0, 200, 120, 0)"), {"first": first, "last": last})
-    await session.commit()
-    after = [i["product"]["code"] for i in (await recommend(client, as_role, "L1"))["items"]]
-    assert after.index(last) < before.index(last) and after[0] == last
-    assert after.index(first) > before.index(first)
+async def test_feedback_moves_the_ranking(client, as_role, bank):
+    """The learning loop through the API: customers are shown lists; they accept one product and dismiss another
+    (reported at POST /v1/feedback/events); a new customer's ranking moves accordingly."""
+    await make_customer(client, as_role, "L0", risk=5)
+    before = [i["product"]["code"] for i in (await recommend(client, as_role, "L0"))["items"]]
+    liked, disliked = before[-1], before[0]
+    now = datetime.now(UTC).isoformat()
+    for n in range(12):
+        await make_customer(client, as_role, f"L{n + 1}", risk=5)
+        shown = (await recommend(client, as_role, f"L{n + 1}"))["items"]
+        events = []
+        for item in shown:
+            code, rid = item["product"]["code"], item["recommendation_id"]
+            events.append({"event_id": f"{n}-{code}-seen", "recommendation_id": rid, "customer_id": f"L{n + 1}",
+                           "type": "impression", "occurred_at": now})
+            if code in (liked, disliked):
+                events.append({"event_id": f"{n}-{code}-act", "recommendation_id": rid, "customer_id": f"L{n + 1}",
+                               "type": "accept" if code == liked else "dismiss", "occurred_at": now})
+        response = await client.post("/v1/feedback/events", json={"events": events}, headers=as_role("app"))
+        assert response.status_code == 200, response.text
+    after = [i["product"]["code"] for i in (await recommend(client, as_role, "L0"))["items"]]
+    assert after[0] == liked and after.index(disliked) > before.index(disliked)
 
 
 async def test_exploration_is_repeatable_with_a_seed(client, as_role, bank):

@@ -40,7 +40,9 @@ def test_builtins_named_in_the_design_are_there():
                 "investment_balance": "number", "loan_balance": "number", "products_held_count": "integer",
                 "held_products": "string_set", "held_categories": "string_set", "txn_count_90d": "integer",
                 "txn_amount_90d": "number", "days_since_last_txn": "integer", "logins_30d": "integer",
-                "referrals_12m": "integer"}
+                "referrals_12m": "integer", "nps_latest": "integer", "is_promoter": "boolean",
+                "is_detractor": "boolean", "csat_avg": "number", "open_complaints": "integer",
+                "days_to_resolve_avg": "number"}
     assert {name: a.type.value for name, a in BUILTIN_ATTRIBUTES.items()} == expected
     assert all(a.description for a in BUILTIN_ATTRIBUTES.values())
     assert BUILTIN_ATTRIBUTES["aum"].unit == "currency"

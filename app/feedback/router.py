@@ -1,0 +1,130 @@
+"""HTTP routes for feedback: recommendation events, survey answers and complaints."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+from pydantic import AwareDatetime
+
+from app.core.db import SessionDep
+from app.core.errors import problem_responses
+from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
+from app.core.security import CurrentPrincipal, Scope, require_scope
+from app.customers.schemas import ExternalId
+from app.feedback import service
+from app.feedback.models import Complaint
+from app.feedback.schemas import (ComplaintCategory, ComplaintDetail, ComplaintIn, ComplaintRead, ComplaintStatus,
+                                  ComplaintTransitionIn, ComplaintTransitionRead, FeedbackBatchResult,
+                                  FeedbackEventBatch, SurveyIn, SurveyKind, SurveyRead)
+from app.tiering import assignment as tiering
+
+router = APIRouter(prefix="/v1/feedback", tags=["feedback"], responses=problem_responses(401, 403))
+
+WRITE = [require_scope(Scope.FEEDBACK_WRITE)]
+READ = [require_scope(Scope.CUSTOMERS_READ)]
+ComplaintId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The complaint's id.")]
+
+
+def _complaint_read(complaint: Complaint, external_id: str) -> dict:
+    return {**{c: getattr(complaint, c) for c in ("id", "event_id", "category", "channel", "description", "status",
+                                                  "opened_at", "resolved_at", "updated_at")},
+            "customer_id": external_id}
+
+
+@router.post("/events", response_model=FeedbackBatchResult, dependencies=WRITE, responses=problem_responses(413, 422))
+async def ingest_feedback_events(body: FeedbackEventBatch, session: SessionDep) -> FeedbackBatchResult:
+    """Record what customers did with recommended products: impression, click, accept, dismiss, convert.
+    Each event answers a `recommendation_id` served to that customer. Events are checked one by one: a bad event
+    is listed under `rejections` (its index, field and why) and the good ones are stored. A retried event_id
+    changes nothing, also when retries race. A conversion records the product as held (balance 0) if it is not,
+    and the customer's tiers are evaluated again."""
+    intake = await service.ingest_feedback(session, body.indexed_events)
+    await tiering.refresh_customers(session, intake.converted_customers)
+    rejections = sorted(body.rejections + intake.rejections, key=lambda r: r["index"])
+    return FeedbackBatchResult(received=len(body.indexed_events) + len(body.rejections), accepted=intake.accepted,
+                               duplicates=intake.duplicates, rejected=len(rejections), rejections=rejections)
+
+
+@router.post("/surveys", response_model=SurveyRead, status_code=status.HTTP_201_CREATED, dependencies=WRITE,
+             responses={200: {"model": SurveyRead, "description": "Already recorded (a retry)"},
+                        **problem_responses(422)})
+async def record_survey(body: SurveyIn, session: SessionDep, response: Response) -> SurveyRead:
+    """Record an NPS (0..10) or CSAT (1..5) answer: 201 when new, 200 for a retry of the same `event_id`. The
+    latest NPS, promoter / detractor status and the average CSAT become customer attributes (nps_latest,
+    is_promoter, is_detractor, csat_avg) and the customer's tiers are evaluated again."""
+    survey, customer_id, created = await service.record_survey(session, body)
+    if created:
+        await tiering.refresh_customers(session, [customer_id])
+    else:
+        response.status_code = status.HTTP_200_OK
+    return SurveyRead.model_validate({**{c.key: getattr(survey, c.key) for c in survey.__table__.c},
+                                      "customer_id": body.customer_id})
+
+
+@router.get("/surveys", response_model=Page[SurveyRead], dependencies=READ, responses=problem_responses(422))
+async def list_surveys(session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50,
+                       customer: Annotated[ExternalId | None, Query(description="The bank's customer id.")] = None,
+                       kind: SurveyKind | None = None) -> Page[SurveyRead]:
+    """Survey answers with their comments, in the order received; follow `next_cursor`."""
+    rows = await service.list_surveys(session, customer=customer, kind=kind, after_id=decode_cursor(cursor),
+                                      limit=limit)
+    items, next_cursor = page_of(rows, limit, key_of=lambda row: (row[0].id,))
+    return Page[SurveyRead](items=[SurveyRead.model_validate(
+        {**{c.key: getattr(s, c.key) for c in s.__table__.c}, "customer_id": external_id}) for s, external_id in items],
+        next_cursor=next_cursor)
+
+
+@router.post("/complaints", response_model=ComplaintDetail, status_code=status.HTTP_201_CREATED,
+             dependencies=WRITE, responses={200: {"model": ComplaintDetail, "description": "Already open (a retry)"},
+                                            **problem_responses(422)})
+async def open_complaint(body: ComplaintIn, session: SessionDep, principal: CurrentPrincipal,
+                         response: Response) -> ComplaintDetail:
+    """Open a complaint: 201 when new, 200 for a retry of the same `event_id`. Open complaints count in the
+    customer's `open_complaints` attribute (rules use it) and the customer's tiers are evaluated again."""
+    complaint_id, customer_id, created = await service.open_complaint(session, body, principal.name)
+    if created:
+        await tiering.refresh_customers(session, [customer_id])
+    else:
+        response.status_code = status.HTTP_200_OK
+    return await _detail(session, complaint_id)
+
+
+async def _detail(session, complaint_id: int) -> ComplaintDetail:
+    complaint, external_id, history = await service.get_complaint(session, complaint_id)
+    return ComplaintDetail(**_complaint_read(complaint, external_id),
+                           history=[ComplaintTransitionRead.model_validate(h) for h in history])
+
+
+@router.get("/complaints", response_model=Page[ComplaintRead], dependencies=READ, responses=problem_responses(422))
+async def list_complaints(session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50,
+                          customer: Annotated[ExternalId | None, Query(description="The bank's customer id.")] = None,
+                          status_: Annotated[ComplaintStatus | None, Query(alias="status")] = None,
+                          category: ComplaintCategory | None = None,
+                          opened_from: Annotated[AwareDatetime | None, Query(description="Opened at or after.")] = None,
+                          opened_to: Annotated[AwareDatetime | None, Query(description="Opened before.")] = None,
+                          ) -> Page[ComplaintRead]:
+    """Complaints in the order opened, filtered by customer, status, category and opening time; follow
+    `next_cursor` for the next page."""
+    rows = await service.list_complaints(session, customer=customer, status=status_, category=category,
+                                         opened_from=opened_from, opened_to=opened_to,
+                                         after_id=decode_cursor(cursor), limit=limit)
+    items, next_cursor = page_of(rows, limit, key_of=lambda row: (row[0].id,))
+    return Page[ComplaintRead](items=[ComplaintRead(**_complaint_read(c, e)) for c, e in items],
+                               next_cursor=next_cursor)
+
+
+@router.get("/complaints/{complaint_id}", response_model=ComplaintDetail, dependencies=READ,
+            responses=problem_responses(404))
+async def get_complaint(complaint_id: ComplaintId, session: SessionDep) -> ComplaintDetail:
+    """A complaint with its history: every move with actor, note and time."""
+    return await _detail(session, complaint_id)
+
+
+@router.post("/complaints/{complaint_id}/transitions", response_model=ComplaintDetail, dependencies=WRITE,
+             responses=problem_responses(404, 409, 422))
+async def move_complaint(complaint_id: ComplaintId, body: ComplaintTransitionIn, session: SessionDep,
+                         principal: CurrentPrincipal) -> ComplaintDetail:
+    """Move a complaint: open -> in_progress -> resolved -> closed, open -> resolved, and back to open (reopen)
+    from in_progress, resolved or closed. Any other move is a 409. The actor is the API key's name."""
+    customer_id = await service.move_complaint(session, complaint_id, body.to, body.note, principal.name)
+    await tiering.refresh_customers(session, [customer_id])
+    return await _detail(session, complaint_id)

@@ -1,0 +1,315 @@
+"""Feedback operations: recommendation events (set-based, idempotent, with propensity counts and conversions),
+survey answers and complaints, each keeping the customer's satisfaction summary in the same statement.
+
+Comments and descriptions are customers' own words: nothing here logs them."""
+
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import InvalidInput
+from app.customers import service as customers_service
+from app.customers.errors import CustomerNotFound
+from app.customers.models import Customer
+from app.feedback.errors import ComplaintNotFound, InvalidComplaintTransition
+from app.feedback.models import Complaint, ComplaintTransition, SurveyResponse
+from app.feedback.schemas import ComplaintIn, FeedbackEventIn, SurveyIn
+
+PROPENSITY_SHARDS = 16
+NO_TIER = "-"
+"""propensity_stat.tier_code of items served to customers without a tier in the primary policy."""
+
+
+# ---- recommendation feedback -------------------------------------------------------------------------------
+
+# One round trip per batch: resolve each event's item (product, tier, strategy, list channel), store the events
+# that answer an item of their customer (a retried event_id does nothing), add only the newly stored ones to the
+# propensity counts of one shard, and record a holding for each new conversion. Counting is a sum over stored
+# events, so late and out-of-order events count once and the same whatever their order.
+_INGEST_FEEDBACK = text(f"""
+WITH incoming AS (
+    SELECT * FROM unnest(
+        CAST(:idx AS int[]), CAST(:external_ids AS text[]), CAST(:event_ids AS text[]),
+        CAST(:recommendation_ids AS uuid[]), CAST(:kinds AS text[]), CAST(:occurred AS timestamptz[]),
+        CAST(:channels AS text[]), CAST(:product_codes AS text[])
+    ) AS t(idx, external_id, event_id, recommendation_id, kind, occurred_at, channel, product_code)
+), checked AS (
+    SELECT i.*, ri.customer_id, ri.product_code AS item_product, ri.tier_code, ri.strategy,
+           l.channel AS list_channel, c.external_id AS item_customer
+    FROM incoming i
+    LEFT JOIN recommendation_item ri ON ri.recommendation_id = i.recommendation_id
+    LEFT JOIN recommendation_list l ON l.id = ri.list_id
+    LEFT JOIN customer c ON c.id = ri.customer_id AND c.erased_at IS NULL
+), inserted AS (
+    INSERT INTO feedback_event (customer_id, event_id, recommendation_id, product_code, tier_code, channel,
+                                strategy, kind, occurred_at)
+    SELECT customer_id, event_id, recommendation_id, item_product, tier_code, coalesce(channel, list_channel),
+           strategy, kind, occurred_at
+    FROM checked
+    WHERE item_customer = external_id AND (product_code IS NULL OR product_code = item_product)
+    ORDER BY customer_id, event_id
+    ON CONFLICT (customer_id, event_id) DO NOTHING
+    RETURNING customer_id, product_code, tier_code, kind, occurred_at
+), counted AS (
+    INSERT INTO propensity_stat AS ps (product_code, tier_code, shard, impressions, clicks, accepts, dismisses,
+                                       converts)
+    SELECT product_code, coalesce(tier_code, '{NO_TIER}'), :shard,
+           count(*) FILTER (WHERE kind = 'impression'), count(*) FILTER (WHERE kind = 'click'),
+           count(*) FILTER (WHERE kind = 'accept'), count(*) FILTER (WHERE kind = 'dismiss'),
+           count(*) FILTER (WHERE kind = 'convert')
+    FROM inserted GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (product_code, tier_code, shard) DO UPDATE SET
+        impressions = ps.impressions + excluded.impressions, clicks = ps.clicks + excluded.clicks,
+        accepts = ps.accepts + excluded.accepts, dismisses = ps.dismisses + excluded.dismisses,
+        converts = ps.converts + excluded.converts
+), held AS (
+    INSERT INTO holding (customer_id, product_code, opened_at, balance, as_of)
+    SELECT customer_id, product_code, min((occurred_at AT TIME ZONE 'UTC')::date), 0, current_date
+    FROM inserted WHERE kind = 'convert' GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (customer_id, product_code) DO NOTHING
+    RETURNING customer_id
+)
+SELECT (SELECT count(*) FROM inserted) AS accepted,
+       ARRAY(SELECT DISTINCT customer_id FROM held) AS converted_customers,
+       ARRAY(SELECT idx FROM checked WHERE item_product IS NULL) AS unknown,
+       ARRAY(SELECT idx FROM checked WHERE item_product IS NOT NULL
+                                     AND item_customer IS DISTINCT FROM external_id) AS other_customer,
+       ARRAY(SELECT idx FROM checked WHERE item_customer = external_id AND product_code <> item_product)
+           AS other_product
+""")
+
+
+@dataclass
+class FeedbackIntake:
+    accepted: int = 0
+    duplicates: int = 0
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+    converted_customers: list[int] = field(default_factory=list)
+
+
+def propensity_shard() -> int:
+    """The propensity_stat shard one batch adds to. A batch touches one shard per (product, tier), so concurrent
+    batches mostly update different rows instead of queuing on one (a product's counts sum over its shards)."""
+    return secrets.randbelow(PROPENSITY_SHARDS)
+
+
+async def ingest_feedback(session: AsyncSession, events: list[tuple[int, FeedbackEventIn]]) -> FeedbackIntake:
+    """Store a batch of (index, event); events that answer no item of their customer are rejected one by one."""
+    result = FeedbackIntake()
+    if not events:
+        return result
+    columns: dict[str, list] = defaultdict(list)
+    for index, event in events:
+        columns["idx"].append(index)
+        columns["external_ids"].append(event.customer_id)
+        columns["event_ids"].append(event.event_id)
+        columns["recommendation_ids"].append(event.recommendation_id)
+        columns["kinds"].append(event.type)
+        columns["occurred"].append(event.occurred_at)
+        columns["channels"].append(event.channel)
+        columns["product_codes"].append(event.product_code)
+    row = (await session.execute(_INGEST_FEEDBACK, {**columns, "shard": propensity_shard()})).one()
+    by_index = dict(events)
+    for index in row.unknown:
+        result.rejections.append({"index": index, "pointer": f"/events/{index}/recommendation_id",
+                                  "detail": f"no recommendation {by_index[index].recommendation_id}"})
+    for index in row.other_customer:
+        result.rejections.append({"index": index, "pointer": f"/events/{index}/recommendation_id",
+                                  "detail": f"recommendation {by_index[index].recommendation_id} was not made to "
+                                            f"customer '{by_index[index].customer_id}'"})
+    for index in row.other_product:
+        result.rejections.append({"index": index, "pointer": f"/events/{index}/product_code",
+                                  "detail": f"recommendation {by_index[index].recommendation_id} is not for product "
+                                            f"'{by_index[index].product_code}'"})
+    result.accepted = row.accepted
+    result.duplicates = len(events) - len(result.rejections) - row.accepted
+    result.converted_customers = sorted(row.converted_customers)
+    return result
+
+
+# ---- surveys -----------------------------------------------------------------------------------------------
+
+# Store the answer once per (customer, event_id) and, only when it is new, fold it into the summary: the latest NPS
+# by time (an older answer arriving late does not replace a newer one), the CSAT sum and count.
+_RECORD_SURVEY = text("""
+WITH inserted AS (
+    INSERT INTO survey_response (customer_id, event_id, kind, score, comment, channel, touchpoint, occurred_at)
+    VALUES (:customer_id, :event_id, :kind, :score, :comment, :channel, :touchpoint, :occurred_at)
+    ON CONFLICT (customer_id, event_id) DO NOTHING
+    RETURNING id, customer_id, kind, score, occurred_at
+), summary AS (
+    INSERT INTO customer_satisfaction AS cs (customer_id, nps_latest, nps_at, csat_sum, csat_count)
+    SELECT customer_id, CASE WHEN kind = 'nps' THEN score END, CASE WHEN kind = 'nps' THEN occurred_at END,
+           CASE WHEN kind = 'csat' THEN score ELSE 0 END, CASE WHEN kind = 'csat' THEN 1 ELSE 0 END
+    FROM inserted
+    ON CONFLICT (customer_id) DO UPDATE SET
+        nps_latest = CASE WHEN excluded.nps_at >= cs.nps_at OR cs.nps_at IS NULL
+                          THEN coalesce(excluded.nps_latest, cs.nps_latest) ELSE cs.nps_latest END,
+        nps_at = greatest(cs.nps_at, excluded.nps_at),
+        csat_sum = cs.csat_sum + excluded.csat_sum, csat_count = cs.csat_count + excluded.csat_count,
+        updated_at = now()
+)
+SELECT id FROM inserted
+""")
+
+
+async def _customer_id(session: AsyncSession, external_id: str) -> int:
+    try:
+        return await customers_service.customer_id_of(session, external_id)
+    except CustomerNotFound:
+        raise InvalidInput("/customer_id", f"unknown customer '{external_id}'") from None
+
+
+async def record_survey(session: AsyncSession, body: SurveyIn) -> tuple[SurveyResponse, int, bool]:
+    """Store a survey answer; (the answer, customer id, True when new). A retry returns the stored answer."""
+    customer_id = await _customer_id(session, body.customer_id)
+    new_id = await session.scalar(_RECORD_SURVEY, {"customer_id": customer_id, **body.model_dump(exclude={
+        "customer_id"})})
+    survey = await session.scalar(select(SurveyResponse).where(SurveyResponse.customer_id == customer_id,
+                                                               SurveyResponse.event_id == body.event_id))
+    return survey, customer_id, new_id is not None
+
+
+async def list_surveys(session: AsyncSession, *, customer: str | None, kind: str | None, after_id: int | None,
+                       limit: int) -> list[Row]:
+    query = (select(SurveyResponse, Customer.external_id).join(Customer, Customer.id == SurveyResponse.customer_id)
+             .order_by(SurveyResponse.id).limit(limit + 1))
+    if customer is not None:
+        query = query.where(Customer.external_id == customer)
+    if kind is not None:
+        query = query.where(SurveyResponse.kind == kind)
+    if after_id is not None:
+        query = query.where(SurveyResponse.id > after_id)
+    return list((await session.execute(query)).all())
+
+
+# ---- complaints --------------------------------------------------------------------------------------------
+
+ACTIVE_STATUSES = frozenset({"open", "in_progress"})
+ALLOWED_MOVES: dict[str, tuple[str, ...]] = {
+    "open": ("in_progress", "resolved"),
+    "in_progress": ("resolved", "open"),
+    "resolved": ("closed", "open"),
+    "closed": ("open",),
+}
+"""The complaint lifecycle: open -> in_progress -> resolved -> closed, resolution at first contact, and reopening
+(back to open) from any later status."""
+
+_OPEN_COMPLAINT = text("""
+WITH inserted AS (
+    INSERT INTO complaint (customer_id, event_id, category, channel, description, status, opened_at)
+    VALUES (:customer_id, :event_id, :category, :channel, :description, 'open', coalesce(CAST(:opened_at AS timestamptz), now()))
+    ON CONFLICT (customer_id, event_id) DO NOTHING
+    RETURNING id, customer_id, opened_at
+), history AS (
+    INSERT INTO complaint_transition (complaint_id, from_status, to_status, actor, note, at)
+    SELECT id, NULL, 'open', CAST(:actor AS text), NULL, opened_at FROM inserted
+), summary AS (
+    INSERT INTO customer_satisfaction AS cs (customer_id, open_complaints)
+    SELECT customer_id, 1 FROM inserted
+    ON CONFLICT (customer_id) DO UPDATE SET open_complaints = cs.open_complaints + 1, updated_at = now()
+)
+SELECT id FROM inserted
+""")
+
+# One move of a locked complaint: its status, its history, and the summary's deltas (open count; resolutions and
+# their days, taken back when a resolved or closed complaint is reopened, so each complaint counts once).
+_MOVE_COMPLAINT = text("""
+WITH moved AS (
+    UPDATE complaint SET status = CAST(:to_status AS text), updated_at = now(),
+        resolved_at = CASE WHEN CAST(:to_status AS text) = 'resolved' THEN now()
+                           WHEN CAST(:to_status AS text) = 'open' THEN NULL ELSE resolved_at END
+    WHERE id = :complaint_id
+    RETURNING id
+), history AS (
+    INSERT INTO complaint_transition (complaint_id, from_status, to_status, actor, note, at)
+    SELECT id, CAST(:from_status AS text), CAST(:to_status AS text), CAST(:actor AS text), CAST(:note AS text),
+           now()
+    FROM moved
+)
+INSERT INTO customer_satisfaction AS cs (customer_id, open_complaints, resolved_count, resolve_days_sum)
+SELECT CAST(:customer_id AS bigint), CAST(:open_delta AS int), CAST(:resolved_delta AS int),
+       CASE WHEN CAST(:resolved_delta AS int) > 0
+            THEN round(greatest(extract(epoch FROM now() - CAST(:opened_at AS timestamptz)), 0) / 86400, 4)
+            WHEN CAST(:resolved_delta AS int) < 0
+            THEN -round(greatest(extract(epoch FROM CAST(:resolved_at AS timestamptz)
+                                                    - CAST(:opened_at AS timestamptz)), 0) / 86400, 4)
+            ELSE 0 END
+ON CONFLICT (customer_id) DO UPDATE SET
+    open_complaints = cs.open_complaints + excluded.open_complaints,
+    resolved_count = cs.resolved_count + excluded.resolved_count,
+    resolve_days_sum = cs.resolve_days_sum + excluded.resolve_days_sum, updated_at = now()
+""")
+
+
+async def open_complaint(session: AsyncSession, body: ComplaintIn, actor: str) -> tuple[int, int, bool]:
+    """Open a complaint; (its id, customer id, True when new). A retry returns the stored complaint."""
+    customer_id = await _customer_id(session, body.customer_id)
+    new_id = await session.scalar(_OPEN_COMPLAINT, {"customer_id": customer_id, "actor": actor,
+                                                    **body.model_dump(exclude={"customer_id"})})
+    if new_id is not None:
+        return new_id, customer_id, True
+    existing = await session.scalar(select(Complaint.id).where(Complaint.customer_id == customer_id,
+                                                               Complaint.event_id == body.event_id))
+    return existing, customer_id, False
+
+
+async def move_complaint(session: AsyncSession, complaint_id: int, to_status: str, note: str | None,
+                         actor: str) -> int:
+    """Move a complaint to another status (409 when the lifecycle does not allow it); returns its customer id."""
+    complaint = (await session.execute(
+        select(Complaint.customer_id, Complaint.status, Complaint.opened_at, Complaint.resolved_at)
+        .where(Complaint.id == complaint_id).with_for_update())).one_or_none()
+    if complaint is None:
+        raise ComplaintNotFound(complaint_id)
+    allowed = ALLOWED_MOVES[complaint.status]
+    if to_status not in allowed:
+        raise InvalidComplaintTransition(complaint_id, complaint.status, to_status, list(allowed))
+    reopened_resolution = to_status == "open" and complaint.resolved_at is not None
+    await session.execute(_MOVE_COMPLAINT, {
+        "complaint_id": complaint_id, "customer_id": complaint.customer_id, "from_status": complaint.status,
+        "to_status": to_status, "actor": actor, "note": note, "opened_at": complaint.opened_at,
+        "resolved_at": complaint.resolved_at,
+        "open_delta": (to_status in ACTIVE_STATUSES) - (complaint.status in ACTIVE_STATUSES),
+        "resolved_delta": 1 if to_status == "resolved" else -1 if reopened_resolution else 0})
+    return complaint.customer_id
+
+
+async def get_complaint(session: AsyncSession, complaint_id: int) -> tuple[Complaint, str, list[ComplaintTransition]]:
+    """A complaint, its customer's external id and its history, oldest first."""
+    row = (await session.execute(select(Complaint, Customer.external_id)
+                                 .join(Customer, Customer.id == Complaint.customer_id)
+                                 .where(Complaint.id == complaint_id)
+                                 .execution_options(populate_existing=True))).one_or_none()
+    if row is None:
+        raise ComplaintNotFound(complaint_id)
+    history = list(await session.scalars(select(ComplaintTransition)
+                                         .where(ComplaintTransition.complaint_id == complaint_id)
+                                         .order_by(ComplaintTransition.id)))
+    return row[0], row[1], history
+
+
+async def list_complaints(session: AsyncSession, *, customer: str | None, status: str | None,
+                          category: str | None, opened_from: datetime | None, opened_to: datetime | None,
+                          after_id: int | None, limit: int) -> list[Row]:
+    """(complaint, external id) rows in id order, limit + 1 of them (for page_of)."""
+    query = (select(Complaint, Customer.external_id).join(Customer, Customer.id == Complaint.customer_id)
+             .order_by(Complaint.id).limit(limit + 1))
+    if customer is not None:
+        query = query.where(Customer.external_id == customer)
+    if status is not None:
+        query = query.where(Complaint.status == status)
+    if category is not None:
+        query = query.where(Complaint.category == category)
+    if opened_from is not None:
+        query = query.where(Complaint.opened_at >= opened_from)
+    if opened_to is not None:
+        query = query.where(Complaint.opened_at < opened_to)
+    if after_id is not None:
+        query = query.where(Complaint.id > after_id)
+    return list((await session.execute(query)).all())

@@ -1,0 +1,1 @@
+"""Reports: single SQL aggregations over indexed tables (tiers, migrations, funnel, satisfaction)."""
