@@ -346,6 +346,12 @@ async def lock_customers(session: AsyncSession, customer_ids) -> None:
     await session.execute(_LOCK_CUSTOMERS, {"ids": sorted(set(customer_ids))})
 
 
+async def lock_customer_range(session: AsyncSession, id_from: int, id_to: int) -> None:
+    """lock_customers for every customer with an id in [id_from, id_to] (a chunk of a batch run)."""
+    await session.execute(text("SELECT 1 FROM customer WHERE id BETWEEN :id_from AND :id_to ORDER BY id "
+                               "FOR NO KEY UPDATE"), {"id_from": id_from, "id_to": id_to})
+
+
 async def ingest_events(session: AsyncSession, events: list) -> tuple[int, set[int]]:
     """Store a batch of events for many customers; returns (how many were new, the customers touched).
     Unknown customers are a 422 naming each offending event; nothing is stored then."""

@@ -254,3 +254,10 @@ def features_for_customers(customer_ids: ColumnElement[Any]) -> FromClause:
     compile against it unchanged (use it for one customer or a chunk; the view for the whole population)."""
     columns = [sa.column(c.name, c.type) for c in customer_features.c]
     return sa.func.customer_features_for(customer_ids).table_valued(*columns).alias("customer_features")
+
+
+def features_between(id_from: ColumnElement[Any], id_to: ColumnElement[Any]) -> FromClause:
+    """customer_features rows of the customers with ids in [id_from, id_to]: customer_features_between, the same
+    SELECT with a range in every aggregate (one index range scan per table: a chunk of a batch run)."""
+    columns = [sa.column(c.name, c.type) for c in customer_features.c]
+    return sa.func.customer_features_between(id_from, id_to).table_valued(*columns).alias("customer_features")

@@ -18,8 +18,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
-from app.rules import (AttributeCatalog, ExplainedLeaf, compile_explanation, explain_row, features_for_customers,
-                       parse_condition)
+from app.rules import (AttributeCatalog, ExplainedLeaf, compile_explanation, explain_row, features_between,
+                       features_for_customers, parse_condition)
 from app.rules.compile import facts_expression, facts_mapping
 from app.tiering.models import TierAssignment, TierPolicy, TierPolicyVersion, TierTransition
 from app.tiering.service import tier_case
@@ -50,21 +50,24 @@ class CompiledVersion:
 
 _compiled: OrderedDict[tuple, CompiledVersion] = OrderedDict()
 CUSTOMER_IDS = bindparam("customer_ids", type_=ARRAY(sa.BigInteger()))
+ID_FROM, ID_TO = bindparam("id_from", type_=sa.BigInteger()), bindparam("id_to", type_=sa.BigInteger())
 
 
-def scoped_features():
-    """The features of the customers in :customer_ids (one, a batch of events, or a chunk of a run)."""
-    return features_for_customers(CUSTOMER_IDS)
+def scoped_features(scope: str):
+    """The features an evaluation reads: of the customers in :customer_ids (one, or an intake batch), or of the
+    id range [:id_from, :id_to] (a chunk of a batch run). Same columns, same SELECT underneath."""
+    return features_for_customers(CUSTOMER_IDS) if scope == "ids" else features_between(ID_FROM, ID_TO)
 
 
-def compile_version(policy: TierPolicy, version: TierPolicyVersion, catalog: AttributeCatalog) -> CompiledVersion:
-    """Compile once per (version, catalog): active versions never change, so the result is cached."""
-    key = (version.id, version.updated_at, tuple((a.name, a.type) for a in catalog.custom))
+def compile_version(policy: TierPolicy, version: TierPolicyVersion, catalog: AttributeCatalog,
+                    scope: str = "ids") -> CompiledVersion:
+    """Compile once per (version, catalog, scope): active versions never change, so the result is cached."""
+    key = (version.id, version.updated_at, tuple((a.name, a.type) for a in catalog.custom), scope)
     if key in _compiled:
         _compiled.move_to_end(key)
         return _compiled[key]
     leaves = []
-    features = scoped_features()
+    features = scoped_features(scope)
     for i, tier in enumerate(version.tiers):
         condition = parse_condition(tier["condition"], f"/tiers/{i}/condition")
         tier_leaves = compile_explanation(condition, catalog, features, pointer=f"/tiers/{i}/condition",
@@ -124,11 +127,15 @@ def assignment_statement(compiled: CompiledVersion):
     upsert = insert(table).from_select(
         ["customer_id", "policy_id", "version_id", "tier_code", "tier_rank", "since", "qualified_code",
          "qualified_rank", "lower_since", "evaluated_at", "facts"], rows)
+    kept = ("version_id", "tier_code", "tier_rank", "since", "qualified_code", "qualified_rank", "lower_since",
+            "facts")
     upsert = upsert.on_conflict_do_update(
         index_elements=["customer_id", "policy_id"],
-        set_={name: upsert.excluded[name] for name in ("version_id", "tier_code", "tier_rank", "since",
-                                                        "qualified_code", "qualified_rank", "lower_since",
-                                                        "evaluated_at", "facts")},
+        set_={name: upsert.excluded[name] for name in (*kept, "evaluated_at")},
+        # An evaluation that changes nothing writes nothing: evaluated_at is when the decision or its facts last
+        # changed, and a re-run over a quiet population costs reads only.
+        where=sa.tuple_(*(table.c[name] for name in kept)).is_distinct_from(
+            sa.tuple_(*(upsert.excluded[name] for name in kept))),
     ).returning(table.c.customer_id).cte("upserted")
     changed = decided.c.decision.in_(["initial", "upgrade", "downgrade", "lateral"])
     transitions = insert(TierTransition.__table__).from_select(
@@ -165,10 +172,14 @@ class AssignmentCounts:
         self.initial += other.initial
 
 
-async def assign(session: AsyncSession, compiled: CompiledVersion, customer_ids: Sequence[int],
-                 now: datetime) -> AssignmentCounts:
-    """Evaluate one policy version for these customers (the same statement for one customer or a chunk)."""
-    row = (await session.execute(compiled.statement, {"now": now, "customer_ids": list(customer_ids)})).one()
+async def assign(session: AsyncSession, compiled: CompiledVersion, now: datetime, *,
+                 customer_ids: Sequence[int] | None = None, id_range: tuple[int, int] | None = None
+                 ) -> AssignmentCounts:
+    """Evaluate one policy version for some customers or an id range (compiled for that scope): the same
+    statement, and the same conditions, for one customer or a chunk of a million."""
+    params = {"customer_ids": list(customer_ids)} if customer_ids is not None else {
+        "id_from": id_range[0], "id_to": id_range[1]}
+    row = (await session.execute(compiled.statement, {"now": now, **params})).one()
     return AssignmentCounts(evaluated=row.evaluated, upgrades=row.upgrades, downgrades=row.downgrades,
                             initial=row.initial)
 
@@ -197,15 +208,15 @@ async def active_versions(session: AsyncSession, policy_ids: Sequence[int] | Non
     return [(policy, version) for policy, version in (await session.execute(query)).all()]
 
 
-async def compiled_active_versions(session: AsyncSession, policy_ids: Sequence[int] | None = None
-                                   ) -> list[CompiledVersion]:
+async def compiled_active_versions(session: AsyncSession, policy_ids: Sequence[int] | None = None,
+                                   scope: str = "ids") -> list[CompiledVersion]:
     from app.rules import load_catalog
 
     pairs = await active_versions(session, policy_ids)
     if not pairs:
         return []
     catalog = await load_catalog(session)
-    return [compile_version(policy, version, catalog) for policy, version in pairs]
+    return [compile_version(policy, version, catalog, scope) for policy, version in pairs]
 
 
 async def refresh_customers(session: AsyncSession, customer_ids: Sequence[int], now: datetime | None = None,
@@ -221,8 +232,8 @@ async def refresh_customers(session: AsyncSession, customer_ids: Sequence[int], 
     await lock_customers(session, ids)
     now = now or await session.scalar(select(func.now()))
     for compiled in await compiled_active_versions(session, policy_ids):
-        totals.add(await assign(session, compiled, ids, now))
-        await expire_overrides(session, compiled.policy_id, now, customer_ids=ids)
+        totals.add(await assign(session, compiled, now, customer_ids=ids))
+        await expire_overrides(session, compiled.policy_id, now, ids[0], ids[-1], ids)
     return totals
 
 
@@ -230,6 +241,7 @@ _EXPIRE_OVERRIDES = sa.text("""
 WITH expired AS (
     SELECT customer_id, override_code, override_rank, tier_code, tier_rank, version_id FROM tier_assignment
     WHERE policy_id = :policy_id AND override_expires_at <= :now
+      AND customer_id BETWEEN :id_from AND :id_to
       AND (CAST(:customer_ids AS bigint[]) IS NULL OR customer_id = ANY(CAST(:customer_ids AS bigint[])))
     ORDER BY customer_id FOR UPDATE
 ), cleared AS (
@@ -246,12 +258,12 @@ FROM expired WHERE override_code <> tier_code
 """)
 
 
-async def expire_overrides(session: AsyncSession, policy_id: int, now: datetime,
+async def expire_overrides(session: AsyncSession, policy_id: int, now: datetime, id_from: int, id_to: int,
                            customer_ids: Sequence[int] | None = None) -> None:
-    """Clear overrides past their expiry and note each in the feed. Reads already ignore an expired override;
-    this only tidies the row and tells feed readers."""
-    await session.execute(_EXPIRE_OVERRIDES, {"policy_id": policy_id, "now": now,
-                                              "customer_ids": list(customer_ids) if customer_ids else None})
+    """Clear overrides past their expiry (of customers with ids in [id_from, id_to], or only `customer_ids` of
+    them) and note each in the feed. Reads already ignore an expired override; this tidies rows for the feed."""
+    await session.execute(_EXPIRE_OVERRIDES, {"policy_id": policy_id, "now": now, "id_from": id_from,
+                                              "id_to": id_to, "customer_ids": customer_ids})
 
 
 # ---- reads -------------------------------------------------------------------------------------------------------
@@ -280,51 +292,51 @@ def effective_tier_code(assignment=TierAssignment, now=None) -> ColumnElement[st
     return sa.case((override_applies, assignment.override_code), else_=assignment.tier_code)
 
 
-def _customer_assignments():
-    from app.customers.models import Customer
-
-    return (select(Customer.id, TierAssignment, TierPolicy.key, TierPolicyVersion.version,
-                   TierPolicyVersion.updated_at, func.now().label("now"))
-            .select_from(Customer)
-            .outerjoin(TierAssignment, TierAssignment.customer_id == Customer.id)
-            .outerjoin(TierPolicy, TierPolicy.id == TierAssignment.policy_id)
-            .outerjoin(TierPolicyVersion, TierPolicyVersion.id == TierAssignment.version_id)
-            .where(Customer.external_id == bindparam("external_id"), Customer.erased_at.is_(None))
-            .order_by(TierPolicy.key))
-
-
-_CUSTOMER_ASSIGNMENTS = _customer_assignments()
+# The hottest read of the service (GET /v1/customers/{id}/tiers): one indexed query, run on the driver.
+_CUSTOMER_ASSIGNMENTS = """
+SELECT a.version_id, a.tier_code, a.tier_rank, a.since, a.qualified_code, a.lower_since, a.evaluated_at, a.facts,
+       a.override_code, a.override_rank, a.override_reason, a.override_actor, a.override_expires_at,
+       p.key, v.version, v.updated_at AS version_updated_at, now() AS now
+FROM customer c
+LEFT JOIN tier_assignment a ON a.customer_id = c.id
+LEFT JOIN tier_policy p ON p.id = a.policy_id
+LEFT JOIN tier_policy_version v ON v.id = a.version_id
+WHERE c.external_id = $1 AND c.erased_at IS NULL
+ORDER BY p.key
+"""
 
 
 async def customer_assignments(session: AsyncSession, external_id: str) -> list[dict[str, Any]]:
     """Every tier of a customer with since-when, grace state, override and explanation: one indexed read.
     404 when there is no such customer."""
-    rows = (await session.execute(_CUSTOMER_ASSIGNMENTS, {"external_id": external_id})).all()
+    from app.core.db import driver_connection
+
+    rows = await (await driver_connection(session)).fetch(_CUSTOMER_ASSIGNMENTS, external_id)
     if not rows:
         from app.customers.errors import CustomerNotFound
 
         raise CustomerNotFound(external_id)
     out = []
-    for _, assignment, key, version_number, version_updated_at, now in rows:
-        if assignment is None:
+    for row in rows:
+        if row["version_id"] is None:
             continue
-        compiled = await explainer(session, assignment.version_id, version_updated_at)
+        compiled = await explainer(session, row["version_id"], row["version_updated_at"])
         labels = {tier["code"]: tier["label"] for tier in compiled.tiers}
-        override_applies = assignment.override_code is not None and (
-            assignment.override_expires_at is None or assignment.override_expires_at > now)
-        tier = assignment.override_code if override_applies else assignment.tier_code
-        at_risk = assignment.lower_since is not None
+        override_applies = row["override_code"] is not None and (
+            row["override_expires_at"] is None or row["override_expires_at"] > row["now"])
+        tier = row["override_code"] if override_applies else row["tier_code"]
+        at_risk = row["lower_since"] is not None
         out.append({
-            "policy": key, "policy_version": version_number, "tier": tier, "label": labels.get(tier, tier),
-            "rank": assignment.override_rank if override_applies else assignment.tier_rank,
-            "since": assignment.since, "evaluated_at": assignment.evaluated_at,
-            "qualified_tier": assignment.qualified_code, "at_risk": at_risk,
-            "downgrade_to": assignment.qualified_code if at_risk else None,
-            "downgrade_on": (assignment.lower_since + _days(compiled.grace_days)).date() if at_risk else None,
-            "override": {"tier": assignment.override_code, "reason": assignment.override_reason,
-                         "actor": assignment.override_actor, "expires_at": assignment.override_expires_at}
+            "policy": row["key"], "policy_version": row["version"], "tier": tier, "label": labels.get(tier, tier),
+            "rank": row["override_rank"] if override_applies else row["tier_rank"],
+            "since": row["since"], "evaluated_at": row["evaluated_at"],
+            "qualified_tier": row["qualified_code"], "at_risk": at_risk,
+            "downgrade_to": row["qualified_code"] if at_risk else None,
+            "downgrade_on": (row["lower_since"] + _days(compiled.grace_days)).date() if at_risk else None,
+            "override": {"tier": row["override_code"], "reason": row["override_reason"],
+                         "actor": row["override_actor"], "expires_at": row["override_expires_at"]}
             if override_applies else None,
-            "explanation": explain_facts(compiled, assignment.facts, assignment.qualified_code),
+            "explanation": explain_facts(compiled, row["facts"], row["qualified_code"]),  # jsonb: decoded by the engine
         })
     return out
 

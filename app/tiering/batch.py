@@ -9,13 +9,13 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.errors import Conflict
 from app.customers.models import Customer
-from app.customers.service import lock_customers
+from app.customers.service import lock_customer_range
 from app.tiering.assignment import AssignmentCounts, assign, compiled_active_versions, expire_overrides
 from app.tiering.models import TierPolicy, TierRun
 
@@ -56,7 +56,7 @@ async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size:
     try:
         async with sessionmaker() as session:
             run = await session.get(TierRun, run_id)
-            versions = await compiled_active_versions(session, [run.policy_id] if run.policy_id else None)
+            versions = await compiled_active_versions(session, [run.policy_id] if run.policy_id else None, "range")
             ids = list((await session.scalars(select(Customer.id).where(Customer.erased_at.is_(None))
                                               .order_by(Customer.id))).all())
         chunks = [ids[i:i + chunk_size] for i in range(0, len(ids), chunk_size)]
@@ -83,12 +83,14 @@ async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size:
 async def _evaluate_chunk(sessionmaker: async_sessionmaker, run_id: int, versions, ids: list[int]) -> None:
     """One chunk, one transaction: lock its customers (so API writes to them queue), evaluate every policy."""
     async with sessionmaker() as session:
-        await lock_customers(session, ids)
+        # Plan each chunk for its own range: a cached generic plan cannot see it and may nest-loop.
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        await lock_customer_range(session, ids[0], ids[-1])
         now = await session.scalar(select(func.now()))
         counts = AssignmentCounts()
         for compiled in versions:
-            counts.add(await assign(session, compiled, ids, now))
-            await expire_overrides(session, compiled.policy_id, now, customer_ids=ids)
+            counts.add(await assign(session, compiled, now, id_range=(ids[0], ids[-1])))
+            await expire_overrides(session, compiled.policy_id, now, ids[0], ids[-1])
         await session.execute(update(TierRun).where(TierRun.id == run_id).values(
             processed=TierRun.processed + len(ids), upgrades=TierRun.upgrades + counts.upgrades,
             downgrades=TierRun.downgrades + counts.downgrades, heartbeat_at=func.now()))

@@ -65,7 +65,11 @@ class TierPolicyChange(Base):
 
 
 class TierAssignment(Base):
-    """A customer's current tier under one policy, with the grace state, any override and the evaluated facts."""
+    """A customer's current tier under one policy, with the grace state, any override and the evaluated facts.
+
+    Written only by the assignment statement (from live customers and active versions), a million rows a run:
+    it carries no foreign keys, whose per-row checks would cost more than the evaluation itself. Customers are
+    never deleted (erasure keeps an anonymous row and removes its assignments)."""
 
     __tablename__ = "tier_assignment"
     __table_args__ = (
@@ -73,9 +77,9 @@ class TierAssignment(Base):
         Index("ix_tier_assignment_at_risk", "policy_id", postgresql_where=text("lower_since IS NOT NULL")),
     )
 
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
-    policy_id: Mapped[int] = mapped_column(ForeignKey("tier_policy.id", ondelete="CASCADE"), primary_key=True)
-    version_id: Mapped[int] = mapped_column(ForeignKey("tier_policy_version.id"))
+    customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    policy_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    version_id: Mapped[int] = mapped_column(BigInteger)
     tier_code: Mapped[str] = mapped_column(String(40))
     tier_rank: Mapped[int] = mapped_column(Integer)
     since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -94,7 +98,8 @@ class TierAssignment(Base):
 
 
 class TierTransition(Base):
-    """The change feed: every tier change of every customer, in an order readers can follow with a cursor."""
+    """The change feed: every tier change of every customer, in an order readers can follow with a cursor.
+    Append-only and high-volume, so, like tier_assignment, without foreign keys."""
 
     __tablename__ = "tier_transition"
     __table_args__ = (
@@ -107,9 +112,9 @@ class TierTransition(Base):
     # The writing transaction's id: the feed only shows rows of transactions older than every running one,
     # so a row can never appear behind a cursor a reader has already passed.
     tx_id: Mapped[int] = mapped_column(BigInteger, server_default=text("(pg_current_xact_id()::text)::bigint"))
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
-    policy_id: Mapped[int] = mapped_column(ForeignKey("tier_policy.id", ondelete="CASCADE"))
-    version_id: Mapped[int] = mapped_column(ForeignKey("tier_policy_version.id"))
+    customer_id: Mapped[int] = mapped_column(BigInteger)
+    policy_id: Mapped[int] = mapped_column(BigInteger)
+    version_id: Mapped[int] = mapped_column(BigInteger)
     from_code: Mapped[str | None] = mapped_column(String(40))
     to_code: Mapped[str] = mapped_column(String(40))
     direction: Mapped[str] = mapped_column(String(10))

@@ -63,18 +63,18 @@ LEFT JOIN (
     GROUP BY hd.customer_id
 ) h ON h.customer_id = c.id
 LEFT JOIN (
-    -- time-weighted daily average over the trailing three months of a step function of reported AUM
+    -- time-weighted daily average over the trailing three months (91 days) of a step function of reported AUM
     SELECT s.customer_id,
            round(sum(s.aum * (least(coalesce(s.next_day, current_date + 1), current_date + 1)
-                              - greatest(s.day, (current_date - interval '3 months')::date)))
+                              - greatest(s.day, (current_date - 91))))
                  / nullif(sum(least(coalesce(s.next_day, current_date + 1), current_date + 1)
-                              - greatest(s.day, (current_date - interval '3 months')::date)), 0), 2) AS aum_avg_3m
+                              - greatest(s.day, (current_date - 91))), 0), 2) AS aum_avg_3m
     FROM (
         SELECT d.customer_id, d.day, d.aum, lead(d.day) OVER (PARTITION BY d.customer_id ORDER BY d.day) AS next_day
         FROM customer_aum_daily d
-        WHERE d.day > (current_date - interval '15 months')::date AND d.day <= current_date {aum_filter}
+        WHERE d.day > (current_date - 456) AND d.day <= current_date {aum_filter}
     ) s
-    WHERE coalesce(s.next_day, current_date + 1) > (current_date - interval '3 months')::date
+    WHERE coalesce(s.next_day, current_date + 1) > (current_date - 91)
     GROUP BY s.customer_id
 ) avg3 ON avg3.customer_id = c.id
 LEFT JOIN (
@@ -84,7 +84,7 @@ LEFT JOIN (
            sum(ad.logins) FILTER (WHERE ad.day > current_date - 30)::int AS logins_30d,
            sum(ad.referrals)::int AS referrals_12m
     FROM customer_activity_daily ad
-    WHERE ad.day > (current_date - interval '12 months')::date AND ad.day <= current_date {activity_filter}
+    WHERE ad.day > (current_date - 365) AND ad.day <= current_date {activity_filter}
     GROUP BY ad.customer_id
 ) a ON a.customer_id = c.id{satisfaction_join}
 WHERE c.erased_at IS NULL {customer_filter}
@@ -104,6 +104,9 @@ LEFT JOIN customer_satisfaction s ON s.customer_id = c.id"""
 VIEW_FILTERS = {"holding_filter": "", "aum_filter": "", "activity_filter": "", "customer_filter": ""}
 FUNCTION_FILTERS = {"holding_filter": "AND hd.customer_id = ANY(ids)", "aum_filter": "AND d.customer_id = ANY(ids)",
                     "activity_filter": "AND ad.customer_id = ANY(ids)", "customer_filter": "AND c.id = ANY(ids)"}
+RANGE_FILTERS = {name: f"AND {column} BETWEEN id_from AND id_to" for name, column in (
+    ("holding_filter", "hd.customer_id"), ("aum_filter", "d.customer_id"), ("activity_filter", "ad.customer_id"),
+    ("customer_filter", "c.id"))}
 
 
 def features_view(satisfaction: bool) -> str:
@@ -117,6 +120,14 @@ def features_function(satisfaction: bool) -> str:
              "satisfaction_join": SATISFACTION_JOIN if satisfaction else ""}
     return ("CREATE FUNCTION customer_features_for(ids bigint[]) RETURNS SETOF customer_features "
             "LANGUAGE sql STABLE PARALLEL SAFE AS $features$" + FEATURES_SELECT.format(**FUNCTION_FILTERS, **extra)
+            + "$features$")
+
+
+def features_range_function(satisfaction: bool) -> str:
+    extra = {"satisfaction_columns": SATISFACTION_COLUMNS if satisfaction else "",
+             "satisfaction_join": SATISFACTION_JOIN if satisfaction else ""}
+    return ("CREATE FUNCTION customer_features_between(id_from bigint, id_to bigint) RETURNS SETOF customer_features "
+            "LANGUAGE sql STABLE PARALLEL SAFE AS $features$" + FEATURES_SELECT.format(**RANGE_FILTERS, **extra)
             + "$features$")
 
 
@@ -189,17 +200,21 @@ def upgrade() -> None:
     op.create_index('ix_tier_transition_policy_at', 'tier_transition', ['policy_id', 'at'], unique=False)
 
     # the satisfaction columns, appended to the view; the function's row type is the view's, so it is recreated
+    op.execute("DROP FUNCTION customer_features_between(bigint, bigint)")
     op.execute("DROP FUNCTION customer_features_for(bigint[])")
     op.execute(features_view(satisfaction=True))
     op.execute(features_function(satisfaction=True))
+    op.execute(features_range_function(satisfaction=True))
 
 
 def downgrade() -> None:
     # a view cannot lose columns with CREATE OR REPLACE: drop both and restore the previous definitions
+    op.execute("DROP FUNCTION customer_features_between(bigint, bigint)")
     op.execute("DROP FUNCTION customer_features_for(bigint[])")
     op.execute("DROP VIEW customer_features")
     op.execute(features_view(satisfaction=False).replace("CREATE OR REPLACE VIEW", "CREATE VIEW", 1))
     op.execute(features_function(satisfaction=False))
+    op.execute(features_range_function(satisfaction=False))
 
     op.drop_index('ix_tier_transition_policy_at', table_name='tier_transition')
     op.drop_index('ix_feedback_event_funnel', table_name='feedback_event')

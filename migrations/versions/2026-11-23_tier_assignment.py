@@ -53,9 +53,6 @@ def upgrade() -> None:
     sa.Column('override_reason', sa.Text(), nullable=True),
     sa.Column('override_actor', sa.String(length=200), nullable=True),
     sa.Column('override_expires_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['customer_id'], ['customer.id'], name=op.f('fk_tier_assignment_customer_id_customer'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['policy_id'], ['tier_policy.id'], name=op.f('fk_tier_assignment_policy_id_tier_policy'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['version_id'], ['tier_policy_version.id'], name=op.f('fk_tier_assignment_version_id_tier_policy_version')),
     sa.PrimaryKeyConstraint('customer_id', 'policy_id', name=op.f('pk_tier_assignment'))
     )
     op.create_index('ix_tier_assignment_at_risk', 'tier_assignment', ['policy_id'], unique=False, postgresql_where=sa.text('lower_since IS NOT NULL'))
@@ -72,9 +69,6 @@ def upgrade() -> None:
     sa.Column('reason', sa.String(length=20), nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.CheckConstraint("direction IN ('initial', 'upgrade', 'downgrade', 'lateral')", name=op.f('ck_tier_transition_direction')),
-    sa.ForeignKeyConstraint(['customer_id'], ['customer.id'], name=op.f('fk_tier_transition_customer_id_customer'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['policy_id'], ['tier_policy.id'], name=op.f('fk_tier_transition_policy_id_tier_policy'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['version_id'], ['tier_policy_version.id'], name=op.f('fk_tier_transition_version_id_tier_policy_version')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tier_transition'))
     )
     op.create_index('ix_tier_transition_customer', 'tier_transition', ['customer_id', 'id'], unique=False)
