@@ -17,7 +17,7 @@ class Settings(BaseSettings):
     # A server URL such as postgresql://user@host:5432/tierwise. Unset: an embedded Postgres in data_dir.
     database_url: str | None = None
     data_dir: Path = Path(".tierwise")
-    db_pool_size: int = Field(10, ge=1)
+    db_pool_size: int = Field(20, ge=1)
     db_max_overflow: int = Field(10, ge=0)
     db_pool_timeout_s: float = Field(5.0, gt=0)
 
