@@ -1,24 +1,32 @@
 """The application factory: routers, middleware, error handlers and the database lifespan."""
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from app.apikeys.router import router as apikeys_router
+from app.audit.router import router as audit_router
 from app.customers.router import attributes_router, events_router
 from app.customers.router import router as customers_router
+from app.feedback.router import router as feedback_router
 from app.products.router import router as products_router
+from app.reports.router import router as reports_router
+from app.recommendations.router import contact_router
+from app.recommendations.stats import refresh_periodically
+from app.recommendations.router import router as recommendations_router
 from app.rules.router import router as rules_router
 from app.tiering.assignment_router import care_router, customer_tiers_router, runs_router, transitions_router
 from app.tiering.router import router as tiering_router
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.embedded import resolve_database_url
-from app.core.errors import install_error_handlers
+from app.core.errors import install_error_handlers, problem_responses
 from app.core.health import POOL_COLLECTOR
 from app.core.health import router as health_router
 from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.core.ratelimit import RateLimiter, role_limits
 
 DESCRIPTION = """
 Customer tiering and next-best-product recommendations for retail and mobile banking.
@@ -31,7 +39,8 @@ Every error is an RFC 9457 `application/problem+json` document.
 
 ROUTERS = [customers_router, events_router, rules_router, attributes_router, products_router, apikeys_router,
            tiering_router,
-           customer_tiers_router, transitions_router, runs_router, care_router]
+           customer_tiers_router, transitions_router, runs_router, care_router, recommendations_router, contact_router, audit_router,
+           feedback_router, reports_router]
 
 
 def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAPI:
@@ -49,14 +58,21 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         POOL_COLLECTOR.engine = engine
+        refresher = None
+        if settings.stats_refresh_minutes:
+            refresher = asyncio.create_task(refresh_periodically(app.state.sessionmaker, settings.primary_policy,
+                                                                 settings.stats_refresh_minutes))
         try:
             yield
         finally:
+            if refresher is not None:
+                refresher.cancel()
             await engine.dispose()
 
     app = FastAPI(title="Tierwise", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   openapi_tags=[])
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(role_limits(settings))
     if sessionmaker is not None:
         app.state.sessionmaker = sessionmaker
     install_error_handlers(app)
@@ -65,8 +81,10 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
                                     "/v1/events": settings.max_import_body_bytes})
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
+    # Every /v1 route may meet a malformed body (400) or parameter (422), a rate limit (429) or a database that
+    # is away (503): documented once here, as problem+json, rather than on each route.
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, responses=problem_responses(400, 422, 429, 503))
     return app
 
 

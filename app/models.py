@@ -1,6 +1,7 @@
 """Every table's model, imported in one place so that Alembic and the tests see the whole schema."""
 
 from app.apikeys.models import ApiKey  # noqa: F401
+from app.audit.models import AuditEvent  # noqa: F401
 from app.core.db import Base
 from app.customers.models import (  # noqa: F401
     CustomAttributeDefinition,
@@ -11,8 +12,15 @@ from app.customers.models import (  # noqa: F401
     Holding,
     HoldingBalance,
 )
-from app.feedback.models import FeedbackEvent  # noqa: F401
+from app.feedback.models import (  # noqa: F401
+    Complaint,
+    ComplaintTransition,
+    CustomerSatisfaction,
+    FeedbackEvent,
+    SurveyResponse,
+)
 from app.products.models import Product  # noqa: F401
+from app.reports import models as reports_models  # noqa: F401  (report indexes)
 from app.recommendations.models import (  # noqa: F401
     CoHoldingStat,
     ContactRule,

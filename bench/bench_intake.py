@@ -94,6 +94,21 @@ async def copy_events(dsn: str, events: list[dict]) -> float:
         await conn.close()
 
 
+async def activate_default_policies(dsn: str) -> None:
+    from app.core.config import Settings
+    from app.core.db import create_engine, create_sessionmaker
+    from app.core.embedded import to_async_url
+    from app.tiering.service import load_default_policies
+
+    engine = create_engine(to_async_url(dsn), Settings(database_url=dsn))
+    try:
+        async with create_sessionmaker(engine)() as session:
+            await load_default_policies(session, "bench")
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=100_000)
@@ -101,6 +116,8 @@ def main() -> None:
     parser.add_argument("--import-chunk", type=int, default=20_000)
     parser.add_argument("--event-batch", type=int, default=2_000)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--with-policies", action="store_true",
+                        help="activate the four default tier policies first: every write then re-tiers its customers")
     args = parser.parse_args()
 
     customers = customer_lines(args.customers)
@@ -111,6 +128,8 @@ def main() -> None:
                for i in range(0, len(events), args.event_batch)]
     with scratch_database() as dsn:
         key = asyncio.run(create_key(dsn))
+        if args.with_policies:
+            asyncio.run(activate_default_policies(dsn))
         with serve(dsn) as base:
             api_import = asyncio.run(post_all(base, key, "/v1/customers/import", ndjson, 2, "application/x-ndjson"))
             api_events = asyncio.run(post_all(base, key, "/v1/events", batches, args.concurrency,
@@ -119,7 +138,7 @@ def main() -> None:
         raw_import = asyncio.run(copy_customers(dsn, customers))
     n, e = args.customers, args.events
     print(f"customers={n} events={e} import_chunk={args.import_chunk} event_batch={args.event_batch} "
-          f"concurrency={args.concurrency}")
+          f"concurrency={args.concurrency} with_policies={args.with_policies}")
     print(f"import_api_customers_per_s={n / api_import:.0f}")
     print(f"import_copy_customers_per_s={n / raw_import:.0f}")
     print(f"import_ratio_api_to_copy={raw_import / api_import:.3f}")

@@ -1,8 +1,11 @@
 """HTTP routes for API keys (admin only)."""
 
-from fastapi import APIRouter, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, status
 
 from app.apikeys import service
+from app.audit import service as audit_service
 from app.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
@@ -17,6 +20,8 @@ router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"], dependencies=[requi
 async def create_api_key(body: ApiKeyCreate, session: SessionDep, request: Request) -> ApiKeyCreated:
     """Create a key for a calling system. The key is in this response only; store it in a secret manager."""
     row, key = await service.create_api_key(session, body.name, body.role, request.app.state.settings.api_key_pepper)
+    await audit_service.record(session, request.state.principal.name, "api_key.create", "api_key", row.id,
+                               None, _audit_snapshot(row))
     return ApiKeyCreated(**ApiKeyRead.model_validate(row).model_dump(), key=key)
 
 
@@ -27,6 +32,14 @@ async def list_api_keys(session: SessionDep, include_revoked: bool = False) -> l
 
 
 @router.delete("/{key_id}", response_model=ApiKeyRead, responses=problem_responses(404))
-async def revoke_api_key(key_id: int, session: SessionDep) -> ApiKeyRead:
+async def revoke_api_key(key_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: SessionDep, request: Request) -> ApiKeyRead:
     """Revoke a key; it stops working on the next request."""
-    return ApiKeyRead.model_validate(await service.revoke_api_key(session, key_id))
+    row = await service.revoke_api_key(session, key_id)
+    await audit_service.record(session, request.state.principal.name, "api_key.revoke", "api_key", row.id,
+                               {**_audit_snapshot(row), "revoked": False}, {**_audit_snapshot(row), "revoked": True})
+    return ApiKeyRead.model_validate(row)
+
+
+def _audit_snapshot(row) -> dict:
+    """What the audit log keeps of a key: never the key or its hash."""
+    return {"id": row.id, "name": row.name, "role": row.role}

@@ -151,7 +151,28 @@ def _database_unavailable(exc: Exception) -> bool:
                     "TooManyConnectionsError", "AdminShutdownError"}
 
 
+# Postgres data exceptions that only a value from the request can cause: a NUL character in text or JSON, a number
+# or date out of the column's range, a string longer than its column.
+UNSTORABLE_VALUE_STATES = {"22021": "a character the database cannot store (such as NUL, \\u0000)",
+                           "22P05": "a character the database cannot store (such as NUL, \\u0000)",
+                           "22003": "a number out of range", "22008": "a date or time out of range",
+                           "22001": "a string longer than allowed"}
+
+
+def _unstorable_value(exc: Exception) -> str | None:
+    if not isinstance(exc, DBAPIError):
+        return None
+    driver = getattr(exc.orig, "driver_exception", exc.orig)
+    if type(driver).__name__ == "DataError" and str(driver).startswith("invalid input for query argument"):
+        return "a value out of range for the database"  # refused by the driver before it reached Postgres
+    return UNSTORABLE_VALUE_STATES.get(getattr(driver, "sqlstate", None) or getattr(exc.orig, "pgcode", None))
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if (what := _unstorable_value(exc)) is not None:
+        log.warning("unstorable value refused", extra={"error": type(exc).__name__})
+        return problem(422, "Validation failed", f"The request contains {what}.", "validation-failed",
+                       instance=request.url.path)
     if _database_unavailable(exc):
         log.warning("database unavailable", extra={"error": type(exc).__name__})
         return problem(503, "Service unavailable", "The database is unavailable; retry shortly.",

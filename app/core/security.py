@@ -86,11 +86,15 @@ async def authenticate(request: Request, session: AsyncSession, key: str | None)
 
 
 def require_scope(scope: Scope):
-    """A dependency that authenticates the caller and checks one scope; routes list it in `dependencies=`."""
+    """A dependency that authenticates the caller, applies the key's rate limit (429) and checks one scope;
+    routes list it in `dependencies=`."""
 
     async def check_scope(request: Request, session: SessionDep,
                           key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
         principal = await authenticate(request, session, key)
+        limiter = getattr(request.app.state, "rate_limiter", None)
+        if limiter is not None:
+            limiter.check(principal.key_id, principal.role)
         if scope not in principal.scopes:
             raise Forbidden(f"This API key (role {principal.role}) lacks the scope '{scope}'.")
         return principal

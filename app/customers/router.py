@@ -33,7 +33,8 @@ async def _read(session, external_id: str) -> CustomerRead:
     return CustomerRead(**CustomerSummary.model_validate(customer).model_dump(), metrics=metrics)
 
 
-@router.get("", response_model=Page[CustomerSummary], dependencies=READ, responses=problem_responses(422))
+@router.get("", response_model=Page[CustomerSummary], dependencies=READ,
+            responses=problem_responses(404, 422))
 async def list_customers(session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50,
                          segment: Segment | None = None,
                          risk_level: Annotated[int | None, Query(ge=1, le=5)] = None,

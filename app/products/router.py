@@ -2,8 +2,9 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Request, status
 
+from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam, Page, decode_cursor
@@ -19,7 +20,7 @@ CodePath = Annotated[str, Path(max_length=40, description="The product code, e.g
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProductRead,
              dependencies=[require_scope(Scope.PRODUCTS_WRITE)], responses=problem_responses(401, 403, 409, 422))
-async def create_product(body: ProductCreate, session: SessionDep) -> ProductRead:
+async def create_product(body: ProductCreate, session: SessionDep, request: Request) -> ProductRead:
     """Add a product to the catalog.
 
     The product becomes a recommendation candidate for customers who pass its `eligibility` condition,
@@ -28,7 +29,9 @@ async def create_product(body: ProductCreate, session: SessionDep) -> ProductRea
     score in the ranking. Amounts are decimals (send them as strings to keep every digit); times must carry
     a timezone. A code already in the catalog, even on a deactivated product, is a 409.
     """
-    return ProductRead.model_validate(await service.create_product(session, body))
+    created = ProductRead.model_validate(await service.create_product(session, body))
+    await _audit(session, request, "product.create", created.code, None, created)
+    return created
 
 
 @router.get("", response_model=Page[ProductRead], dependencies=[require_scope(Scope.PRODUCTS_READ)],
@@ -62,22 +65,34 @@ async def get_product(code: CodePath, session: SessionDep) -> ProductRead:
 
 @router.patch("/{code}", response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
               responses=problem_responses(401, 403, 404, 422))
-async def update_product(code: CodePath, body: ProductUpdate, session: SessionDep) -> ProductRead:
+async def update_product(code: CodePath, body: ProductUpdate, session: SessionDep, request: Request) -> ProductRead:
     """Change some fields of a product; omitted fields keep their values.
 
     The same rules as on creation apply, and the sales window is checked against the stored values
     (moving `active_to` before the stored `active_from` is a 422). Send null to clear `active_from`,
     `active_to` or `eligibility`; the code cannot change. `{"is_active": true}` reactivates a product.
     """
-    return ProductRead.model_validate(await service.update_product(session, code, body))
+    before = ProductRead.model_validate(await service.get_product(session, code))
+    updated = ProductRead.model_validate(await service.update_product(session, code, body))
+    await _audit(session, request, "product.update", code, before, updated)
+    return updated
 
 
 @router.delete("/{code}", response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
                responses=problem_responses(401, 403, 404))
-async def deactivate_product(code: CodePath, session: SessionDep) -> ProductRead:
+async def deactivate_product(code: CodePath, session: SessionDep, request: Request) -> ProductRead:
     """Deactivate a product: it is no longer recommended, but stays readable.
 
     Products are never deleted, since holdings and feedback refer to them. Deactivating twice is harmless
     and returns the product each time; reactivate with PATCH `{"is_active": true}`.
     """
-    return ProductRead.model_validate(await service.deactivate_product(session, code))
+    before = ProductRead.model_validate(await service.get_product(session, code))
+    deactivated = ProductRead.model_validate(await service.deactivate_product(session, code))
+    await _audit(session, request, "product.deactivate", code, before, deactivated)
+    return deactivated
+
+
+async def _audit(session, request: Request, action: str, code: str, before: ProductRead | None,
+                 after: ProductRead) -> None:
+    await audit_service.record(session, request.state.principal.name, action, "product", code,
+                               before.model_dump(mode="json") if before else None, after.model_dump(mode="json"))

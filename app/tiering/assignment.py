@@ -222,25 +222,38 @@ async def compiled_active_versions(session: AsyncSession, policy_ids: Sequence[i
 async def refresh_customers(session: AsyncSession, customer_ids: Sequence[int], now: datetime | None = None,
                             policy_ids: Sequence[int] | None = None) -> AssignmentCounts:
     """Re-evaluate every active policy for these customers, in the caller's transaction (so a write to a
-    customer and its new tier commit together: the app never reads a stale tier after a deposit)."""
+    customer and its new tier commit together: the app never reads a stale tier after a deposit).
+
+    Many customers with close ids (an import) are evaluated as their id range, like a chunk of a batch run;
+    scattered ones (an intake batch) by id."""
+    from app.customers.service import lock_customer_range, lock_customers
+
     totals = AssignmentCounts()
     if not customer_ids:
         return totals
-    from app.customers.service import lock_customers
-
     ids = sorted(set(customer_ids))
-    await lock_customers(session, ids)
+    dense = len(ids) > 100 and ids[-1] - ids[0] < 2 * len(ids)
+    if dense:
+        # Plan for this range: a cached generic plan cannot see it and may nest-loop over the whole table.
+        await session.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        await lock_customer_range(session, ids[0], ids[-1])
+    else:
+        await lock_customers(session, ids)
     now = now or await session.scalar(select(func.now()))
-    for compiled in await compiled_active_versions(session, policy_ids):
-        totals.add(await assign(session, compiled, now, customer_ids=ids))
-        await expire_overrides(session, compiled.policy_id, now, ids[0], ids[-1], ids)
+    for compiled in await compiled_active_versions(session, policy_ids, "range" if dense else "ids"):
+        if dense:
+            totals.add(await assign(session, compiled, now, id_range=(ids[0], ids[-1])))
+            await expire_overrides(session, compiled.policy_id, now, ids[0], ids[-1])
+        else:
+            totals.add(await assign(session, compiled, now, customer_ids=ids))
+            await expire_overrides(session, compiled.policy_id, now, ids[0], ids[-1], ids)
     return totals
 
 
 _EXPIRE_OVERRIDES = sa.text("""
 WITH expired AS (
     SELECT customer_id, override_code, override_rank, tier_code, tier_rank, version_id FROM tier_assignment
-    WHERE policy_id = :policy_id AND override_expires_at <= :now
+    WHERE policy_id = :policy_id AND override_code IS NOT NULL AND override_expires_at <= :now
       AND customer_id BETWEEN :id_from AND :id_to
       AND (CAST(:customer_ids AS bigint[]) IS NULL OR customer_id = ANY(CAST(:customer_ids AS bigint[])))
     ORDER BY customer_id FOR UPDATE

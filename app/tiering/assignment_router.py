@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, status
 from pydantic import BaseModel
 
+from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import LimitParam, decode_key_cursor, encode_cursor, page_of
@@ -28,8 +29,7 @@ PolicyKeyPath = Annotated[str, Path(max_length=40, description="The policy key, 
 
 
 async def _tiers(session, external_id: str) -> CustomerTiers:
-    customer_id = await customers_service.customer_id_of(session, external_id)
-    items = await assignment.customer_assignments(session, customer_id)
+    items = await assignment.customer_assignments(session, external_id)
     return CustomerTiers(customer_id=external_id, tiers=[CustomerTier(**item) for item in items])
 
 
@@ -70,20 +70,49 @@ async def put_tier_override(external_id: ExternalIdPath, policy_key: PolicyKeyPa
     itself at `expires_at`. The change appears in the feed."""
     customer_id = await customers_service.customer_id_of(session, external_id)
     policy = await policies_service.get_policy(session, policy_key)
+    before = await _override_snapshot(session, external_id, policy_key)
     await assignment.set_override(session, customer_id, policy, body.tier, body.reason, body.expires_at,
                                   request.state.principal.name)
-    return await _tiers(session, external_id)
+    tiers = await _tiers(session, external_id)
+    await _audit_override(session, request, "tier_override.set", customer_id, policy_key, before,
+                          _override_of(tiers, policy_key))
+    return tiers
 
 
 @customer_tiers_router.delete("/{policy_key}/override", response_model=CustomerTiers,
                               dependencies=[require_scope(Scope.TIERS_WRITE)])
 async def delete_tier_override(external_id: ExternalIdPath, policy_key: PolicyKeyPath,
-                               session: SessionDep) -> CustomerTiers:
+                               session: SessionDep, request: Request) -> CustomerTiers:
     """Remove an override; the tier the rules give applies again."""
     customer_id = await customers_service.customer_id_of(session, external_id)
     policy = await policies_service.get_policy(session, policy_key)
+    before = await _override_snapshot(session, external_id, policy_key)
     await assignment.remove_override(session, customer_id, policy)
-    return await _tiers(session, external_id)
+    tiers = await _tiers(session, external_id)
+    after = _override_of(tiers, policy_key)
+    if before != after:
+        await _audit_override(session, request, "tier_override.remove", customer_id, policy_key, before, after)
+    return tiers
+
+
+def _override_of(tiers: CustomerTiers, policy_key: str) -> dict:
+    """The audit snapshot of an override: tier and expiry only. The reason is free text that may name the
+    customer, and the customer is keyed by the internal id, so an erased customer leaves nothing personal here."""
+    tier = next((t for t in tiers.tiers if t.policy == policy_key), None)
+    if tier is None or tier.override is None:
+        return {"override": None}
+    return {"override": tier.override.tier,
+            "expires_at": tier.override.expires_at.isoformat() if tier.override.expires_at else None}
+
+
+async def _override_snapshot(session, external_id: str, policy_key: str) -> dict:
+    return _override_of(await _tiers(session, external_id), policy_key)
+
+
+async def _audit_override(session, request: Request, action: str, customer_id: int, policy_key: str,
+                          before: dict, after: dict) -> None:
+    await audit_service.record(session, request.state.principal.name, action, "tier_override",
+                               f"customer:{customer_id}/{policy_key}", before, after)
 
 
 def _transition_page(rows, limit: int) -> TierTransitionPage:
@@ -120,7 +149,8 @@ async def start_tier_run(body: TierRunCreate, session: SessionDep, request: Requ
     GET /v1/tier-runs/{id}. One run per policy at a time (409 while one runs)."""
     policy = await policies_service.get_policy(session, body.policy) if body.policy else None
     run = await batch.start_run(session, policy, request.state.principal.name)
-    background.add_task(batch.execute_run, request.app.state.sessionmaker, run.id)
+    background.add_task(batch.execute_run, request.app.state.sessionmaker, run.id, batch.CHUNK_SIZE,
+                            request.app.state.settings.tier_run_workers)
     return TierRunRead.model_validate({**run.__dict__, "policy": policy.key if policy else None})
 
 

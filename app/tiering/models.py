@@ -75,6 +75,8 @@ class TierAssignment(Base):
     __table_args__ = (
         Index("ix_tier_assignment_policy_tier", "policy_id", "tier_code"),
         Index("ix_tier_assignment_at_risk", "policy_id", postgresql_where=text("lower_since IS NOT NULL")),
+        Index("ix_tier_assignment_override", "policy_id", "customer_id",
+              postgresql_where=text("override_code IS NOT NULL")),
     )
 
     customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

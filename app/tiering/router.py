@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Header, Path, Request, Response, status
 
+from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.security import Scope, require_scope
@@ -35,6 +36,16 @@ def _actor(request: Request) -> str:
     return request.state.principal.name
 
 
+def _version_snapshot(version: TierPolicyVersion) -> dict:
+    return {"version": version.version, "status": version.status, "tiers": version.tiers,
+            "downgrade_grace_days": version.downgrade_grace_days, "description": version.description}
+
+
+async def _audit(session, request: Request, action: str, policy_key: str, before: dict | None,
+                 after: dict | None) -> None:
+    await audit_service.record(session, _actor(request), action, "policy", policy_key, before, after)
+
+
 def _version_read(policy: TierPolicy, version: TierPolicyVersion, response: Response) -> TierPolicyVersionRead:
     response.headers["ETag"] = service.etag_of(version)
     return TierPolicyVersionRead(
@@ -56,6 +67,8 @@ async def create_tier_policy(body: TierPolicyCreate, session: SessionDep, reques
     taken is a 409.
     """
     policy, version = await service.create_policy(session, body, _actor(request))
+    await _audit(session, request, "policy.create", policy.key, None,
+                 {"name": policy.name, "description": policy.description, **_version_snapshot(version)})
     return _version_read(policy, version, response)
 
 
@@ -99,6 +112,7 @@ async def add_tier_policy_version(key: KeyPath, body: TierPolicyVersionCreate, s
                                   request: Request, response: Response) -> TierPolicyVersionRead:
     """Add a draft version after the latest one: give its tiers, or `copy_from` an existing version."""
     policy, version = await service.add_version(session, key, body, _actor(request))
+    await _audit(session, request, "policy.version_create", policy.key, None, _version_snapshot(version))
     return _version_read(policy, version, response)
 
 
@@ -123,7 +137,9 @@ async def edit_tier_policy_version(
     Only drafts change (an active or retired version is a 409; add a version instead). Send If-Match with the
     ETag you read: without it 428, and 412 if someone changed the draft since.
     """
+    before = _version_snapshot(await service.get_version(session, await service.get_policy(session, key), version))
     policy, found = await service.edit_version(session, key, version, body, if_match, _actor(request))
+    await _audit(session, request, "policy.update", policy.key, before, _version_snapshot(found))
     return _version_read(policy, found, response)
 
 
@@ -137,13 +153,18 @@ async def activate_tier_policy_version(key: KeyPath, version: VersionPath, sessi
     Activating the active version changes nothing. A concurrent activation that wins the race makes this a 409.
     Activation starts a tier run for the policy (see /v1/tier-runs) once it has committed.
     """
+    previous = next((v.version for v in await service.list_versions(session, await service.get_policy(session, key))
+                     if v.status == "active"), None)
     policy, found = await service.activate_version(session, key, version, _actor(request))
+    await _audit(session, request, "policy.activate", policy.key, {"active_version": previous},
+                 {"active_version": found.version})
     try:
         run = await batch.start_run(session, policy, _actor(request))
     except batch.TierRunAlreadyRunning:
         pass  # the running run re-reads nothing; the next run (cron or POST /v1/tier-runs) applies this version
     else:
-        background.add_task(batch.execute_run, request.app.state.sessionmaker, run.id)
+        background.add_task(batch.execute_run, request.app.state.sessionmaker, run.id, batch.CHUNK_SIZE,
+                            request.app.state.settings.tier_run_workers)
         response.headers["Location"] = f"/v1/tier-runs/{run.id}"
     return _version_read(policy, found, response)
 
@@ -153,7 +174,10 @@ async def activate_tier_policy_version(key: KeyPath, version: VersionPath, sessi
 async def retire_tier_policy_version(key: KeyPath, version: VersionPath, session: SessionDep, request: Request,
                                      response: Response) -> TierPolicyVersionRead:
     """Retire the active version (the policy then has none active) or discard a draft."""
+    before = (await service.get_version(session, await service.get_policy(session, key), version)).status
     policy, found = await service.retire_version(session, key, version, _actor(request))
+    await _audit(session, request, "policy.retire", policy.key, {"version": found.version, "status": before},
+                 {"version": found.version, "status": found.status})
     return _version_read(policy, found, response)
 
 

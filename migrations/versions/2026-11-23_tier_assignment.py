@@ -57,6 +57,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_tier_assignment_at_risk', 'tier_assignment', ['policy_id'], unique=False, postgresql_where=sa.text('lower_since IS NOT NULL'))
     op.create_index('ix_tier_assignment_policy_tier', 'tier_assignment', ['policy_id', 'tier_code'], unique=False)
+    op.create_index('ix_tier_assignment_override', 'tier_assignment', ['policy_id', 'customer_id'], unique=False, postgresql_where=sa.text('override_code IS NOT NULL'))
     op.create_table('tier_transition',
     sa.Column('id', sa.BigInteger(), nullable=False),
     sa.Column('tx_id', sa.BigInteger(), server_default=sa.text('(pg_current_xact_id()::text)::bigint'), nullable=False),
@@ -81,6 +82,7 @@ def downgrade() -> None:
     op.drop_index('ix_tier_transition_feed', table_name='tier_transition')
     op.drop_index('ix_tier_transition_customer', table_name='tier_transition')
     op.drop_table('tier_transition')
+    op.drop_index('ix_tier_assignment_override', table_name='tier_assignment', postgresql_where=sa.text('override_code IS NOT NULL'))
     op.drop_index('ix_tier_assignment_policy_tier', table_name='tier_assignment')
     op.drop_index('ix_tier_assignment_at_risk', table_name='tier_assignment', postgresql_where=sa.text('lower_since IS NOT NULL'))
     op.drop_table('tier_assignment')
