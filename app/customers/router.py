@@ -147,7 +147,7 @@ async def replace_holdings(external_id: ExternalIdPath, body: HoldingsPut, sessi
     """Replace the customer's whole product set. Each balance is also kept in a dated history, from which
     averages such as aum_avg_3m are computed."""
     customer_id, rows = await service.replace_holdings(session, external_id, body.holdings)
-    await tiering.refresh_customers(session, [customer_id])
+    await tiering.refresh_customers(session, [customer_id], changed=service.HOLDING_METRICS)
     return HoldingsRead(holdings=[HoldingRead.model_validate(r) for r in rows])
 
 
@@ -157,7 +157,7 @@ async def ingest_events(body: EventBatch, session: SessionDep) -> EventBatchResu
     """Record transactions, app logins and referrals for many customers. Each event carries your `event_id`:
     a retried batch changes nothing. A batch with any unknown customer is refused whole (422 naming each)."""
     recorded, customer_ids = await service.ingest_events(session, body.events)
-    await tiering.refresh_customers(session, list(customer_ids))
+    await tiering.refresh_customers(session, list(customer_ids), changed=service.ACTIVITY_METRICS)
     return EventBatchResult(received=len(body.events), recorded=recorded, duplicates=len(body.events) - recorded)
 
 

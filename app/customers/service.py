@@ -27,6 +27,12 @@ METRIC_COLUMNS = ("aum", "aum_avg_3m", "aum_trend_3m", "deposit_balance", "inves
                   "txn_count_90d", "txn_amount_90d", "days_since_last_txn", "logins_30d", "referrals_12m",
                   "risk_tolerance")
 
+# The metrics each kind of write can move: a write re-tiers customers only under policies that read one of them.
+HOLDING_METRICS = frozenset({"aum", "aum_avg_3m", "aum_trend_3m", "deposit_balance", "investment_balance",
+                             "loan_balance", "products_held_count", "held_products", "held_categories"})
+ACTIVITY_METRICS = frozenset({"txn_count_90d", "txn_amount_90d", "days_since_last_txn", "logins_30d",
+                              "referrals_12m"})
+
 PROFILE_FIELDS = ("segment", "display_name", "birth_date", "onboarded_at", "risk_level", "risk_assessed_at",
                   "marketing_consent", "attributes")
 

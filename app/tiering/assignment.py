@@ -34,6 +34,7 @@ class CompiledVersion:
     version: int
     grace_days: int
     tiers: list[dict[str, Any]]
+    attributes: frozenset[str]  # every attribute the version's conditions read
     features: Any  # the relation tier_code and facts read: customer_features_for(:customer_ids)
     tier_code: ColumnElement[str | None]
     facts: ColumnElement[Any]
@@ -76,6 +77,7 @@ def compile_version(policy: TierPolicy, version: TierPolicyVersion, catalog: Att
     compiled = CompiledVersion(
         policy_id=policy.id, policy_key=policy.key, version_id=version.id, version=version.version,
         grace_days=version.downgrade_grace_days, tiers=list(version.tiers),
+        attributes=frozenset(leaf.attribute for tier_leaves in leaves for leaf in tier_leaves),
         features=features, tier_code=tier_case(version.tiers, catalog, features), facts=facts_expression([leaf for tier_leaves in leaves for leaf in tier_leaves]),
         leaves=leaves)
     _compiled[key] = compiled
@@ -220,9 +222,11 @@ async def compiled_active_versions(session: AsyncSession, policy_ids: Sequence[i
 
 
 async def refresh_customers(session: AsyncSession, customer_ids: Sequence[int], now: datetime | None = None,
-                            policy_ids: Sequence[int] | None = None) -> AssignmentCounts:
+                            policy_ids: Sequence[int] | None = None,
+                            changed: frozenset[str] | None = None) -> AssignmentCounts:
     """Re-evaluate every active policy for these customers, in the caller's transaction (so a write to a
-    customer and its new tier commit together: the app never reads a stale tier after a deposit).
+    customer and its new tier commit together: the app never reads a stale tier after a deposit). With
+    `changed` (the attributes a write can have moved), only the policies reading one of them are evaluated.
 
     Many customers with close ids (an import) are evaluated as their id range, like a chunk of a batch run;
     scattered ones (an intake batch) by id."""
@@ -240,7 +244,10 @@ async def refresh_customers(session: AsyncSession, customer_ids: Sequence[int], 
     else:
         await lock_customers(session, ids)
     now = now or await session.scalar(select(func.now()))
-    for compiled in await compiled_active_versions(session, policy_ids, "range" if dense else "ids"):
+    versions = await compiled_active_versions(session, policy_ids, "range" if dense else "ids")
+    for compiled in versions:
+        if changed is not None and not compiled.attributes & changed:
+            continue
         if dense:
             totals.add(await assign(session, compiled, now, id_range=(ids[0], ids[-1])))
             await expire_overrides(session, compiled.policy_id, now, ids[0], ids[-1])

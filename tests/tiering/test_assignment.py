@@ -260,3 +260,23 @@ async def test_erasure_removes_the_assignment_facts(client, as_role, wealth, ses
     assert await session.scalar(text("SELECT count(*) FROM tier_assignment")) == 1
     await client.delete("/v1/customers/E1", headers=as_role("integration"))
     assert await session.scalar(text("SELECT count(*) FROM tier_assignment")) == 0
+
+
+async def test_events_re_tier_customers_under_policies_reading_activity(client, as_role, wealth):
+    admin = as_role("admin")
+    created = await client.post("/v1/tier-policies", headers=admin, json={
+        "key": "activity", "name": "Activity", "downgrade_grace_days": 0, "tiers": [
+            {"code": "active", "label": "Active", "rank": 2,
+             "condition": {"attr": "txn_count_90d", "op": "gte", "value": 2}},
+            {"code": "idle", "label": "Idle", "rank": 1, "condition": {"always": True}}]})
+    assert created.status_code == 201
+    assert (await client.post("/v1/tier-policies/activity/versions/1/activate", headers=admin)).status_code == 200
+    await make_customer(client, as_role, "EV1", "60000.00")
+    assert (await tier_of(client, as_role, "EV1", "activity"))["tier"] == "idle"
+    now = datetime.now(UTC).isoformat()
+    response = await client.post("/v1/events", headers=as_role("integration"), json={"events": [
+        {"type": "transaction", "event_id": f"ev-{i}", "customer_id": "EV1", "occurred_at": now, "amount": "20.00",
+         "direction": "debit", "channel": "card"} for i in range(2)]})
+    assert response.status_code == 200, response.text
+    assert (await tier_of(client, as_role, "EV1", "activity"))["tier"] == "active"
+    assert (await tier_of(client, as_role, "EV1"))["tier"] == "gold"
