@@ -63,7 +63,13 @@ async def sample_ids(dsn: str, count: int) -> list[str]:
         rows = await conn.fetch("SELECT c.external_id FROM customer c WHERE c.erased_at IS NULL "
                                 "AND EXISTS (SELECT 1 FROM tier_assignment a WHERE a.customer_id = c.id) "
                                 "ORDER BY random() LIMIT $1", count)
-        return [r[0] for r in rows]
+        ids = [r[0] for r in rows]
+        # Warm the caches for these customers, so that no endpoint pays for reading them from disk first.
+        await conn.execute("SELECT count(*) FROM customer_features_for(ARRAY(SELECT id FROM customer "
+                           "WHERE external_id = ANY($1)))", ids)
+        await conn.execute("SELECT count(*) FROM tier_assignment a JOIN customer c ON c.id = a.customer_id "
+                           "WHERE c.external_id = ANY($1)", ids)
+        return ids
     finally:
         await conn.close()
 
@@ -82,14 +88,17 @@ def main() -> None:
         handle.write("\n".join(ids) + "\n")
     results = {}
     with serve_bare(args.dsn) as bare:
+        wrk(bare + "/bare/", handle.name, "-", "", 5, args.connections)  # warm-up, not recorded
         results["bare"] = wrk(bare + "/bare/", handle.name, "-", "", args.duration, args.connections)
     with serve(args.dsn) as base:
+        wrk(base + "/v1/customers/", handle.name, key, "/tiers", 5, args.connections)  # warm-up, not recorded
         results["tiers"] = wrk(base + "/v1/customers/", handle.name, key, "/tiers", args.duration, args.connections)
         results["recommendations"] = wrk(base + "/v1/customers/", handle.name, key, "/recommendations?explore=true",
                                          args.duration, args.connections)
         # Latency at about half the measured maximum rate: 8 connections, each pausing between requests.
+        # Each connection cycles every 8 / target seconds; most of the cycle is the pause, the rest the request.
         target = results["recommendations"]["rps"] / 2
-        delay = max(int(8 * 1000 / target - results["recommendations"]["p50_ms"]), 0)
+        delay = int(8 * 1000 / target * 0.85)
         results["recommendations_half_rate"] = wrk(base + "/v1/customers/", handle.name, key,
                                                    "/recommendations?explore=true", args.duration, 8, delay)
     os.unlink(handle.name)

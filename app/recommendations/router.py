@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.security import Scope, require_scope
@@ -57,7 +58,11 @@ async def get_contact_policy(session: SessionDep) -> ContactPolicy:
 
 @contact_router.put("", response_model=ContactPolicy, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
                     responses=problem_responses(422))
-async def put_contact_policy(body: ContactPolicy, session: SessionDep) -> ContactPolicy:
-    """Replace the whole contact policy."""
+async def put_contact_policy(body: ContactPolicy, session: SessionDep, request: Request) -> ContactPolicy:
+    """Replace the whole contact policy (audited)."""
+    before = ContactPolicy(rules=await contact.list_rules(session))
     await contact.replace_rules(session, body.rules)
-    return ContactPolicy(rules=await contact.list_rules(session))
+    after = ContactPolicy(rules=await contact.list_rules(session))
+    await audit_service.record(session, request.state.principal.name, "contact_policy.update", "contact_policy",
+                               "rules", before.model_dump(mode="json"), after.model_dump(mode="json"))
+    return after

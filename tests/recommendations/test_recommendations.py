@@ -220,3 +220,13 @@ async def test_refresh_stats_counts_holdings_and_co_holdings(client, as_role, ba
     bond = next(item for item in result["items"] if item["product"]["code"] == "bond_fund")
     assert any(r["code"] == "CO_HOLDING" and r["text"] == "held by 67% of customers with your products"
                for r in bond["reasons"])
+
+
+async def test_contact_policy_changes_are_audited(client, as_role, bank):
+    rules = {"rules": [{"name": "dismissed", "outcome": "dismiss", "threshold": 1, "window_days": 30,
+                        "scope": "product", "suppress_days": 60}]}
+    assert (await client.put("/v1/contact-policy", headers=as_role("admin"), json=rules)).status_code == 200
+    events = (await client.get("/v1/audit", params={"action": "contact_policy.update"},
+                               headers=as_role("admin"))).json()["items"]
+    assert events[0]["actor"] == "test-admin" and events[0]["after"]["rules"][0]["name"] == "dismissed"
+    assert events[0]["before"] == {"rules": []}
