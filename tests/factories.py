@@ -24,3 +24,15 @@ def customer_body(**overrides) -> dict:
             "risk_assessed_at": datetime.now(UTC).replace(microsecond=0).isoformat(), "marketing_consent": True}
     body.update(overrides)
     return body
+
+
+# A wealth policy's tiers for tests: first match wins, the last is unconditional.
+WEALTH_TIERS = [
+    {"code": "private", "label": "Private", "rank": 40,
+     "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 10000000}},
+    {"code": "wealth", "label": "Wealth", "rank": 30,
+     "condition": {"all": [{"attr": "aum_avg_3m", "op": "gte", "value": 500000},
+                           {"attr": "tenure_months", "op": "gte", "value": 12}]}},
+    {"code": "gold", "label": "Gold", "rank": 20, "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 50000}},
+    {"code": "mass", "label": "Everyday", "rank": 10, "condition": {"always": True}},
+]

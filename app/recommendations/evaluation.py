@@ -10,7 +10,6 @@ beside two baselines measured on the same data: popularity and plain co-holding.
 
 import csv
 import gzip
-import io
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta

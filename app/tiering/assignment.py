@@ -9,12 +9,12 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
@@ -352,19 +352,13 @@ async def customer_assignments(session: AsyncSession, external_id: str) -> list[
             "since": row["since"], "evaluated_at": row["evaluated_at"],
             "qualified_tier": row["qualified_code"], "at_risk": at_risk,
             "downgrade_to": row["qualified_code"] if at_risk else None,
-            "downgrade_on": (row["lower_since"] + _days(compiled.grace_days)).date() if at_risk else None,
+            "downgrade_on": (row["lower_since"] + timedelta(days=compiled.grace_days)).date() if at_risk else None,
             "override": {"tier": row["override_code"], "reason": row["override_reason"],
                          "actor": row["override_actor"], "expires_at": row["override_expires_at"]}
             if override_applies else None,
             "explanation": explain_facts(compiled, row["facts"], row["qualified_code"]),  # jsonb: decoded by the engine
         })
     return out
-
-
-def _days(n: int):
-    from datetime import timedelta
-
-    return timedelta(days=n)
 
 
 async def set_override(session: AsyncSession, customer_id: int, policy: TierPolicy, tier_code: str, reason: str,

@@ -4,7 +4,6 @@ batch runs and the relationship manager's care calendar."""
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, status
-from pydantic import BaseModel
 
 from app.audit import service as audit_service
 from app.core.db import SessionDep
@@ -15,8 +14,8 @@ from app.customers import service as customers_service
 from app.customers.schemas import ExternalId
 from app.tiering import assignment, batch
 from app.tiering import service as policies_service
-from app.tiering.schemas import (CustomerTier, CustomerTiers, TierOverridePut, TierRunCreate, TierRunRead,
-                                 TierTransitionPage, TierTransitionRead)
+from app.tiering.schemas import (CareEntry, CustomerTier, CustomerTiers, TierOverridePut, TierRunCreate,
+                                 TierRunRead, TierTransitionPage, TierTransitionRead)
 
 customer_tiers_router = APIRouter(prefix="/v1/customers/{external_id}/tiers", tags=["tiers"],
                                   responses=problem_responses(401, 403, 404))
@@ -160,15 +159,6 @@ async def get_tier_run(run_id: Annotated[int, Path(ge=1, le=2**62)], session: Se
     """A run's status and progress: processed of total customers, upgrades and downgrades so far."""
     run, key = await batch.get_run(session, run_id)
     return TierRunRead.model_validate({**run.__dict__, "policy": key})
-
-
-class CareEntry(BaseModel):
-    customer_id: str
-    display_name: str | None
-    tier: str
-    occasion: str
-    date: str
-    years: int
 
 
 @care_router.get("", response_model=list[CareEntry], dependencies=[require_scope(Scope.CUSTOMERS_READ)],

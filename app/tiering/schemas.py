@@ -300,3 +300,14 @@ class TierRunRead(BaseModel):
     started_at: datetime
     finished_at: datetime | None
     error: str | None
+
+
+class CareEntry(BaseModel):
+    """A birthday or customer anniversary coming up for a customer of a tier."""
+
+    customer_id: str
+    display_name: str | None
+    tier: str
+    occasion: Literal["birthday", "anniversary"]
+    date: str
+    years: int

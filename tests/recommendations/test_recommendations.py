@@ -4,7 +4,6 @@ reasons; served lists stored; feedback moves the ranking; the holdout gets the b
 import random
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 
 import httpx
 import pytest

@@ -8,18 +8,9 @@ import pytest
 from sqlalchemy import text
 
 from app.tiering import assignment, batch
-from app.tiering.models import TierAssignment
+from tests.factories import WEALTH_TIERS as TIERS
 from tests.factories import add_products, customer_body
 
-TIERS = [
-    {"code": "private", "label": "Private", "rank": 40,
-     "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 10000000}},
-    {"code": "wealth", "label": "Wealth", "rank": 30,
-     "condition": {"all": [{"attr": "aum_avg_3m", "op": "gte", "value": 500000},
-                           {"attr": "tenure_months", "op": "gte", "value": 12}]}},
-    {"code": "gold", "label": "Gold", "rank": 20, "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 50000}},
-    {"code": "mass", "label": "Everyday", "rank": 10, "condition": {"always": True}},
-]
 GRACE = 90
 
 
@@ -210,7 +201,6 @@ async def test_run_killed_midway_leaves_customers_consistent_and_a_new_run_compl
     async with sessionmaker() as s:
         run = await batch.start_run(s, None, "cron")
         await s.commit()
-    ids = [row[0] for row in (await session.execute(text("SELECT id FROM customer ORDER BY id"))).all()]
     await batch.execute_run(sessionmaker, run.id, chunk_size=5)
     failed = (await client.get(f"/v1/tier-runs/{run.id}", headers=as_role("admin"))).json()
     assert failed["status"] == "failed" and "consistent" in failed["error"]

@@ -9,19 +9,10 @@ from sqlalchemy.exc import IntegrityError
 
 from app.tiering import service as tiering_service
 from app.tiering.models import TierPolicy, TierPolicyVersion
-from tests.factories import add_products, customer_body
+from tests.factories import WEALTH_TIERS, add_products, customer_body
 
 PROBLEM_JSON = "application/problem+json"
 
-WEALTH_TIERS = [
-    {"code": "private", "label": "Private", "rank": 40,
-     "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 10000000}},
-    {"code": "wealth", "label": "Wealth", "rank": 30,
-     "condition": {"all": [{"attr": "aum_avg_3m", "op": "gte", "value": 500000},
-                           {"attr": "tenure_months", "op": "gte", "value": 12}]}},
-    {"code": "gold", "label": "Gold", "rank": 20, "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 50000}},
-    {"code": "mass", "label": "Everyday", "rank": 10, "condition": {"always": True}},
-]
 
 
 def policy_body(key: str = "wealth", tiers: list | None = None, **overrides) -> dict:
