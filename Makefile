@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_CUSTOMERS ?= 2000
 
-.PHONY: install run test openapi lock bench clean
+.PHONY: install run test openapi lock clean
 
 install: $(VENV)/.installed
 
@@ -27,9 +27,6 @@ openapi: install
 lock:
 	$(PYTHON) -m pip install --quiet uv
 	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements.lock
-
-bench: install
-	$(BIN)/python -m bench.run_all
 
 clean:
 	rm -rf $(VENV) .pytest_cache
