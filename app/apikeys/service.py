@@ -3,7 +3,7 @@
 import hmac
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apikeys.models import ApiKey
@@ -37,11 +37,6 @@ async def revoke_api_key(session: AsyncSession, key_id: int) -> ApiKey:
         row.revoked_at = datetime.now(UTC)
         await session.flush()
     return row
-
-
-async def count_active_admin_keys(session: AsyncSession) -> int:
-    query = select(func.count()).where(ApiKey.role == "admin", ApiKey.revoked_at.is_(None))
-    return await session.scalar(query) or 0
 
 
 async def resolve_principal(session: AsyncSession, key: str, pepper: str) -> Principal | None:
