@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.apikeys.router import router as apikeys_router
+from app.apikeys.service import PrincipalCache
 from app.audit.router import router as audit_router
 from app.customers.router import attributes_router, events_router
 from app.customers.router import router as customers_router
@@ -16,6 +17,7 @@ from app.recommendations.router import contact_router
 from app.recommendations.stats import refresh_periodically
 from app.recommendations.router import router as recommendations_router
 from app.rules.router import router as rules_router
+from app.tiering.assignment_router import HOT_READS as TIER_HOT_READS
 from app.tiering.assignment_router import care_router, customer_tiers_router, runs_router, transitions_router
 from app.tiering.router import router as tiering_router
 from app.core.config import Settings, get_settings
@@ -23,6 +25,7 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.embedded import resolve_database_url
 from app.core.errors import install_error_handlers, problem_responses
 from app.core.health import POOL_COLLECTOR
+from app.core.hotpath import HotReads
 from app.core.health import router as health_router
 from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -41,6 +44,7 @@ ROUTERS = [customers_router, events_router, rules_router, attributes_router, pro
            tiering_router,
            customer_tiers_router, transitions_router, runs_router, care_router, recommendations_router, contact_router, audit_router,
            feedback_router, reports_router]
+HOT_READS = [*TIER_HOT_READS]
 
 
 def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAPI:
@@ -73,19 +77,35 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
                   openapi_tags=[])
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(role_limits(settings))
+    app.state.principal_cache = PrincipalCache(settings.api_key_cache_seconds)
     if sessionmaker is not None:
         app.state.sessionmaker = sessionmaker
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes,
-                       large_paths={"/v1/customers/import": settings.max_import_body_bytes,
-                                    "/v1/events": settings.max_import_body_bytes})
-    app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     # Every /v1 route may meet a malformed body (400) or parameter (422), a rate limit (429) or a database that
     # is away (503): documented once here, as problem+json, rather than on each route.
     for router in ROUTERS:
         app.include_router(router, responses=problem_responses(400, 422, 429, 503))
+    # Middleware, innermost first: the hot reads right in front of the router, the request id and access log
+    # outermost (they see every request, hot or not).
+    if settings.hot_reads:
+        app.add_middleware(HotReads, reads=HOT_READS, routes=_routes_of(HOT_READS))
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       large_paths={"/v1/customers/import": settings.max_import_body_bytes,
+                                    "/v1/events": settings.max_import_body_bytes})
+    app.add_middleware(RequestContextMiddleware)
     return app
+
+
+def _routes_of(reads) -> dict:
+    """The FastAPI route of each hot read (it must exist: Swagger documents the hot read through it)."""
+    paths = {read.path for read in reads}
+    routes = {route.path: route for router in ROUTERS for route in router.routes
+              if route.path in paths and "GET" in route.methods}
+    missing = paths - routes.keys()
+    if missing:
+        raise RuntimeError(f"hot reads without a route: {sorted(missing)}")
+    return routes
 
 
 def create_production_app() -> FastAPI:

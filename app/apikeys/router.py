@@ -33,8 +33,10 @@ async def list_api_keys(session: SessionDep, include_revoked: bool = False) -> l
 
 @router.delete("/{key_id}", response_model=ApiKeyRead, responses=problem_responses(404))
 async def revoke_api_key(key_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: SessionDep, request: Request) -> ApiKeyRead:
-    """Revoke a key; it stops working on the next request."""
+    """Revoke a key. It stops working at once on this instance and within `TIERWISE_API_KEY_CACHE_SECONDS`
+    (default 5) on every other one."""
     row = await service.revoke_api_key(session, key_id)
+    request.app.state.principal_cache.clear()
     await audit_service.record(session, request.state.principal.name, "api_key.revoke", "api_key", row.id,
                                {**_audit_snapshot(row), "revoked": False}, {**_audit_snapshot(row), "revoked": True})
     return ApiKeyRead.model_validate(row)

@@ -17,9 +17,12 @@ class Settings(BaseSettings):
     # A server URL such as postgresql://user@host:5432/tierwise. Unset: an embedded Postgres in data_dir.
     database_url: str | None = None
     data_dir: Path = Path(".tierwise")
-    db_pool_size: int = Field(20, ge=1)
-    db_max_overflow: int = Field(10, ge=0)
+    db_pool_size: int = Field(32, ge=1)
+    db_max_overflow: int = Field(8, ge=0)
     db_pool_timeout_s: float = Field(5.0, gt=0)
+
+    # Serve the hottest GETs in front of the router (app/core/hotpath.py); off, FastAPI serves them the same way.
+    hot_reads: bool = True
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -27,6 +30,9 @@ class Settings(BaseSettings):
 
     # Keys are stored as HMAC-SHA256(pepper, key): a leaked table alone does not reveal usable keys.
     api_key_pepper: str = DEVELOPMENT_PEPPER
+    # Resolved keys are kept this many seconds per instance (0: a query on every request). A revoked key stops
+    # working at once on the instance that revoked it, and within this time on the others.
+    api_key_cache_seconds: float = Field(5.0, ge=0, le=300)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     max_import_body_bytes: int = Field(64 * 1_048_576, ge=1024)
     max_import_lines: int = Field(100_000, ge=1)

@@ -1,6 +1,7 @@
 """The database: declarative base, the one async engine, and the one session dependency."""
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -66,3 +67,16 @@ async def driver_connection(session: AsyncSession):
     and cached by asyncpg per connection."""
     connection = await session.connection()
     return (await connection.get_raw_connection()).driver_connection
+
+
+@asynccontextmanager
+async def read_connection(sessionmaker: async_sessionmaker[AsyncSession]):
+    """A driver connection from the sessionmaker's pool, outside any ORM session, for the hot reads
+    (app/core/hotpath.py): no transaction is begun, so each statement reads committed data. Bound to a connection
+    (as tests bind it), that connection."""
+    bind = sessionmaker.kw["bind"]
+    if isinstance(bind, AsyncEngine):
+        async with bind.connect() as connection:
+            yield (await connection.get_raw_connection()).driver_connection
+    else:
+        yield (await bind.get_raw_connection()).driver_connection

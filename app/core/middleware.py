@@ -1,5 +1,6 @@
 """ASGI middleware: request id, access log and Prometheus metrics, and the request body size limit."""
 
+import itertools
 import logging
 import time
 import uuid
@@ -18,18 +19,32 @@ LATENCY = Histogram("tierwise_http_request_duration_seconds", "HTTP request late
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 
+_ID_PREFIX = uuid.uuid4().hex[:16]  # this process's, random: ids stay unique across instances and restarts
+_ID_COUNTER = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    """A unique 32-character request id: the process prefix and a counter (no system call per request)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
 class RequestContextMiddleware:
     """Gives every request an id (X-Request-ID, echoed back), logs it once and counts it by route template."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.series: dict[tuple[str, str, int], tuple] = {}  # (method, route, status) -> (counter, histogram)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        incoming = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else _new_request_id()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status_holder = [500]
@@ -47,10 +62,16 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            REQUESTS.labels(scope["method"], template, str(status_holder[0])).inc()
-            LATENCY.labels(scope["method"], template).observe(elapsed)
-            log.info("request", extra={"method": scope["method"], "route": template, "status": status_holder[0],
-                                       "duration_ms": round(elapsed * 1000, 2)})
+            key = (scope["method"], template, status_holder[0])
+            series = self.series.get(key)
+            if series is None:  # label lookups cost more than the counting: once per (method, route, status)
+                series = self.series[key] = (REQUESTS.labels(key[0], template, str(key[2])),
+                                             LATENCY.labels(key[0], template))
+            series[0].inc()
+            series[1].observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                log.info("request", extra={"method": scope["method"], "route": template, "status": status_holder[0],
+                                           "duration_ms": round(elapsed * 1000, 2)})
             request_id_var.reset(token)
 
 

@@ -9,7 +9,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, Unauthorized
@@ -73,30 +72,33 @@ def lookup_id_of(key: str) -> str | None:
     return parts[1]
 
 
-async def authenticate(request: Request, session: AsyncSession, key: str | None) -> Principal:
+async def authorize(state, session, key: str | None, scope: Scope) -> Principal:
+    """Authenticate the caller by API key (401), apply the key's rate limit (429) and check one scope (403).
+    `state` is the app's state (settings, principal cache, rate limiter); `session` the request's session, or a
+    driver connection (the hot reads)."""
     from app.apikeys import service as apikeys_service  # the api-keys domain owns its table
 
     if not key:
         raise Unauthorized("Send an API key in the X-API-Key header.", headers={"WWW-Authenticate": "ApiKey"})
-    principal = await apikeys_service.resolve_principal(session, key, request.app.state.settings.api_key_pepper)
+    principal = await apikeys_service.resolve_principal(session, key, state.settings.api_key_pepper,
+                                                        getattr(state, "principal_cache", None))
     if principal is None:
         raise Unauthorized("The API key is unknown or revoked.", headers={"WWW-Authenticate": "ApiKey"})
-    request.state.principal = principal
+    limiter = getattr(state, "rate_limiter", None)
+    if limiter is not None:
+        limiter.check(principal.key_id, principal.role)
+    if scope not in principal.scopes:
+        raise Forbidden(f"This API key (role {principal.role}) lacks the scope '{scope}'.")
     return principal
 
 
 def require_scope(scope: Scope):
-    """A dependency that authenticates the caller, applies the key's rate limit (429) and checks one scope;
-    routes list it in `dependencies=`."""
+    """A dependency that authorizes the caller for one scope (see `authorize`); routes list it in
+    `dependencies=`. The principal is kept on `request.state.principal`."""
 
     async def check_scope(request: Request, session: SessionDep,
                           key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
-        principal = await authenticate(request, session, key)
-        limiter = getattr(request.app.state, "rate_limiter", None)
-        if limiter is not None:
-            limiter.check(principal.key_id, principal.role)
-        if scope not in principal.scopes:
-            raise Forbidden(f"This API key (role {principal.role}) lacks the scope '{scope}'.")
+        principal = request.state.principal = await authorize(request.app.state, session, key, scope)
         return principal
 
     check_scope.required_scope = scope  # read by the access test that walks every route

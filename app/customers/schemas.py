@@ -8,7 +8,8 @@ from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, StringConstra
                       model_validator)
 
 Segment = Literal["retail", "small_business"]
-ExternalId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")]
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
+ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN)]
 Money = Annotated[Decimal, Field(max_digits=18, decimal_places=2)]
 MAX_CUSTOM_ATTRIBUTES = 50
 CLOCK_SKEW = timedelta(minutes=5)

@@ -16,11 +16,12 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from pydantic_core import to_json
 from sqlalchemy.sql import ColumnElement
 
-from app.rules import (AttributeCatalog, ExplainedLeaf, compile_explanation, explain_row, features_between,
+from app.rules import (AttributeCatalog, ExplainedLeaf, compile_explanation, features_between,
                        features_for_customers, parse_condition)
-from app.rules.compile import facts_expression, facts_mapping
+from app.rules.compile import facts_expression
 from app.tiering.models import TierAssignment, TierPolicy, TierPolicyVersion, TierTransition
 from app.tiering.service import tier_case
 
@@ -47,6 +48,59 @@ class CompiledVersion:
     @property
     def rank_of(self) -> dict[str, int]:
         return {tier["code"]: tier["rank"] for tier in self.tiers}
+
+    @cached_property
+    def explanation(self) -> "ExplanationTemplate":
+        return ExplanationTemplate.of(self)
+
+
+@dataclass(frozen=True)
+class ExplanationTemplate:
+    """A version's explanations as JSON text with holes for an assignment's stored facts, one per tier that can
+    match: each tier tried in order up to it, every comparison with its pointer, attribute, operator and threshold
+    written in, its value and result left to fill. Reading a tier back is then a join of strings."""
+
+    labels: dict[str, str]
+    by_match: dict[str | None, tuple[tuple[str, ...], tuple[int, ...]]]  # matched tier -> (text parts, fact positions)
+
+    @classmethod
+    def of(cls, compiled: "CompiledVersion") -> "ExplanationTemplate":
+        by_match: dict[str | None, tuple[tuple[str, ...], tuple[int, ...]]] = {}
+        for last in [*range(len(compiled.tiers)), None]:
+            parts, positions, text, position = [], [], "[", 0
+            for i, (tier, leaves) in enumerate(zip(compiled.tiers, compiled.leaves, strict=True)):
+                if i > 0:
+                    text += ","
+                text += '{"tier":' + _json(tier["code"]) + ',"matched":' + _json(i == last) + ',"conditions":['
+                for j, leaf in enumerate(leaves):
+                    text += ("," if j else "") + '{"pointer":' + _json(leaf.pointer) + ',"attribute":' + \
+                        _json(leaf.attribute) + ',"operator":' + _json(leaf.operator.value) + ',"threshold":' + \
+                        _json(leaf.threshold) + ',"value":'
+                    parts.append(text)
+                    positions.append(position)
+                    parts.append(',"result":')
+                    positions.append(position + 1)
+                    text = "}"
+                    position += 2
+                text += "]}"
+                if i == last:
+                    break
+            parts.append(text + "]")
+            by_match[compiled.tiers[last]["code"] if last is not None else None] = (tuple(parts), tuple(positions))
+        return cls(labels={tier["code"]: tier["label"] for tier in compiled.tiers}, by_match=by_match)
+
+    def render(self, facts: list[str], matched: str | None) -> str:
+        """The explanation of an assignment as JSON: `facts` are the stored facts, each element as JSON text."""
+        parts, positions = self.by_match.get(matched) or self.by_match[None]
+        out = [parts[0]]
+        for part, position in zip(parts[1:], positions, strict=True):
+            out.append(facts[position])
+            out.append(part)
+        return "".join(out)
+
+
+def _json(value: Any) -> str:
+    return to_json(value).decode()
 
 
 _compiled: OrderedDict[tuple, CompiledVersion] = OrderedDict()
@@ -186,19 +240,6 @@ async def assign(session: AsyncSession, compiled: CompiledVersion, now: datetime
                             initial=row.initial)
 
 
-def explain_facts(compiled: CompiledVersion, facts: list[Any], qualified_code: str) -> list[dict[str, Any]]:
-    """The stored facts read back as an explanation: each tier tried in order, up to the one that matched."""
-    out, position = [], 0
-    for tier, leaves in zip(compiled.tiers, compiled.leaves, strict=True):
-        row = facts_mapping(leaves, facts, position)
-        position += 2 * len(leaves)
-        matched = tier["code"] == qualified_code
-        out.append({"tier": tier["code"], "matched": matched, "conditions": explain_row(leaves, row)})
-        if matched:
-            break
-    return out
-
-
 # ---- orchestration: which versions, which customers ------------------------------------------------------------
 
 async def active_versions(session: AsyncSession, policy_ids: Sequence[int] | None = None
@@ -313,10 +354,11 @@ def effective_tier_code(assignment=TierAssignment, now=None) -> ColumnElement[st
 
 
 # The hottest read of the service (GET /v1/customers/{id}/tiers): one indexed query, run on the driver.
-_CUSTOMER_ASSIGNMENTS = """
-SELECT a.version_id, a.tier_code, a.tier_rank, a.since, a.qualified_code, a.lower_since, a.evaluated_at, a.facts,
-       a.override_code, a.override_rank, a.override_reason, a.override_actor, a.override_expires_at,
-       p.key, v.version, v.updated_at AS version_updated_at, now() AS now
+_CUSTOMER_TIERS = """
+SELECT p.key, v.version, a.version_id, v.updated_at AS version_updated_at, a.tier_code, a.tier_rank, a.since,
+       a.evaluated_at, a.qualified_code, a.lower_since, a.override_code, a.override_rank, a.override_reason,
+       a.override_actor, a.override_expires_at, now() AS now,
+       ARRAY(SELECT f::text FROM jsonb_array_elements(a.facts) f) AS facts
 FROM customer c
 LEFT JOIN tier_assignment a ON a.customer_id = c.id
 LEFT JOIN tier_policy p ON p.id = a.policy_id
@@ -326,28 +368,31 @@ ORDER BY p.key
 """
 
 
-async def customer_assignments(session: AsyncSession, external_id: str) -> list[dict[str, Any]]:
-    """Every tier of a customer with since-when, grace state, override and explanation: one indexed read.
-    404 when there is no such customer."""
-    from app.core.db import driver_connection
-
-    rows = await (await driver_connection(session)).fetch(_CUSTOMER_ASSIGNMENTS, external_id)
+async def customer_tiers_json(connection, sessionmaker, external_id: str) -> bytes:
+    """The CustomerTiers document of a customer: every tier with since-when, grace state, override and explanation.
+    One indexed read on `connection` (a driver connection); each explanation is the version's template with the
+    stored facts (JSON text) in its holes; a version not yet compiled in this process is read in a session
+    from `sessionmaker` (a zero-argument callable returning an async context manager of a session). 404 when there is no such customer."""
+    rows = await connection.fetch(_CUSTOMER_TIERS, external_id)
     if not rows:
         from app.customers.errors import CustomerNotFound
 
         raise CustomerNotFound(external_id)
-    out = []
+    tiers = []
     for row in rows:
         if row["version_id"] is None:
             continue
-        compiled = await explainer(session, row["version_id"], row["version_updated_at"])
-        labels = {tier["code"]: tier["label"] for tier in compiled.tiers}
+        compiled = _explainers.get((row["version_id"], row["version_updated_at"]))
+        if compiled is None:
+            async with sessionmaker() as session:
+                compiled = await explainer(session, row["version_id"], row["version_updated_at"])
         override_applies = row["override_code"] is not None and (
             row["override_expires_at"] is None or row["override_expires_at"] > row["now"])
         tier = row["override_code"] if override_applies else row["tier_code"]
         at_risk = row["lower_since"] is not None
-        out.append({
-            "policy": row["key"], "policy_version": row["version"], "tier": tier, "label": labels.get(tier, tier),
+        head = to_json({
+            "policy": row["key"], "policy_version": row["version"], "tier": tier,
+            "label": compiled.explanation.labels.get(tier, tier),
             "rank": row["override_rank"] if override_applies else row["tier_rank"],
             "since": row["since"], "evaluated_at": row["evaluated_at"],
             "qualified_tier": row["qualified_code"], "at_risk": at_risk,
@@ -355,10 +400,10 @@ async def customer_assignments(session: AsyncSession, external_id: str) -> list[
             "downgrade_on": (row["lower_since"] + timedelta(days=compiled.grace_days)).date() if at_risk else None,
             "override": {"tier": row["override_code"], "reason": row["override_reason"],
                          "actor": row["override_actor"], "expires_at": row["override_expires_at"]}
-            if override_applies else None,
-            "explanation": explain_facts(compiled, row["facts"], row["qualified_code"]),  # jsonb: decoded by the engine
-        })
-    return out
+            if override_applies else None})
+        explanation = compiled.explanation.render(row["facts"], row["qualified_code"])
+        tiers.append(head[:-1] + b',"explanation":' + explanation.encode() + b"}")
+    return b'{"customer_id":' + to_json(external_id) + b',"tiers":[' + b",".join(tiers) + b"]}"
 
 
 async def set_override(session: AsyncSession, customer_id: int, policy: TierPolicy, tier_code: str, reason: str,

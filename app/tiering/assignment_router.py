@@ -1,20 +1,22 @@
 """HTTP routes for customers' tiers: read with explanation, refresh, overrides, history, the change feed,
 batch runs and the relationship manager's care calendar."""
 
+from contextlib import nullcontext
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, status
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response, status
 
 from app.audit import service as audit_service
-from app.core.db import SessionDep
+from app.core.db import SessionDep, driver_connection
 from app.core.errors import problem_responses
+from app.core.hotpath import HotRead
 from app.core.pagination import LimitParam, decode_key_cursor, encode_cursor, page_of
 from app.core.security import Scope, require_scope
 from app.customers import service as customers_service
-from app.customers.schemas import ExternalId
+from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalId
 from app.tiering import assignment, batch
 from app.tiering import service as policies_service
-from app.tiering.schemas import (CareEntry, CustomerTier, CustomerTiers, TierOverridePut, TierRunCreate,
+from app.tiering.schemas import (CareEntry, CustomerTiers, TierOverridePut, TierRunCreate,
                                  TierRunRead, TierTransitionPage, TierTransitionRead)
 
 customer_tiers_router = APIRouter(prefix="/v1/customers/{external_id}/tiers", tags=["tiers"],
@@ -28,16 +30,29 @@ PolicyKeyPath = Annotated[str, Path(max_length=40, description="The policy key, 
 
 
 async def _tiers(session, external_id: str) -> CustomerTiers:
-    items = await assignment.customer_assignments(session, external_id)
-    return CustomerTiers(customer_id=external_id, tiers=[CustomerTier(**item) for item in items])
+    """The customer's tiers as this session sees them (after its own writes)."""
+    document = await assignment.customer_tiers_json(await driver_connection(session), lambda: nullcontext(session),
+                                                    external_id)
+    return CustomerTiers.model_validate_json(document)
+
+
+async def render_customer_tiers(connection, state, external_id: str) -> bytes:
+    """The CustomerTiers document (tests hold it to the model, field by field)."""
+    return await assignment.customer_tiers_json(connection, state.sessionmaker, external_id)
 
 
 @customer_tiers_router.get("", response_model=CustomerTiers, dependencies=[require_scope(Scope.TIERS_READ)])
-async def get_customer_tiers(external_id: ExternalIdPath, session: SessionDep) -> CustomerTiers:
+async def get_customer_tiers(external_id: ExternalIdPath, session: SessionDep, request: Request) -> Response:
     """The customer's tier under every active policy: since when, by which version, whether a downgrade is
     pending (at risk, to which tier, on which date), any override, and why: each tier tried with every
     comparison's value, threshold and result."""
-    return await _tiers(session, external_id)
+    document = await render_customer_tiers(await driver_connection(session), request.app.state, external_id)
+    return Response(document, media_type="application/json")
+
+
+# Served in front of the router (app/core/hotpath.py): the app reads it on every screen.
+HOT_READS = [HotRead("/v1/customers/{external_id}/tiers", Scope.TIERS_READ, {"external_id": EXTERNAL_ID_PATTERN},
+                     render_customer_tiers)]
 
 
 @customer_tiers_router.post("/evaluate", response_model=CustomerTiers,

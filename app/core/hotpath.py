@@ -1,0 +1,123 @@
+"""The hottest reads, answered in front of the framework's routing and dependency machinery.
+
+A mobile app opens with GET /v1/customers/{id}/tiers; the benchmark in bench/bench_reads.py measured that FastAPI's
+routing over some sixty routes and its dependency solving cost several times the database lookup itself. A
+`HotRead` declares such a route once: its FastAPI route (which Swagger documents, and which serves the request
+whenever this path does not) and this dispatcher call the same `render` function, behind the same authorization,
+in the same session, with the same problem+json errors, so the two cannot differ. Anything this dispatcher is not
+sure of (another method, a path parameter that does not match its pattern, a query it does not know) goes on to
+FastAPI, which answers it, errors included, as usual.
+"""
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.core.db import read_connection
+from app.core.errors import AppError, handle_app_error, handle_unexpected
+from app.core.security import Scope as ApiScope
+from app.core.security import authorize
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+@dataclass(frozen=True)
+class HotRead:
+    """A GET route served by `render(connection, state, **path_params, **query)` -> JSON bytes, where
+    `connection` is a driver connection (app.core.db.read_connection: committed data, no ORM session).
+
+    path: the route's template, e.g. /v1/customers/{external_id}/tiers; params: a regular expression for each
+    path parameter (the same constraint the route's type declares); query: the pydantic model of the route's
+    query parameters, or None when it takes none."""
+
+    path: str
+    scope: ApiScope
+    params: dict[str, str]
+    render: Callable[..., Awaitable[bytes]]
+    query: type[BaseModel] | None = None
+
+    def pattern(self) -> re.Pattern[str]:
+        regex = re.escape(self.path)
+        for name, param in self.params.items():
+            regex = regex.replace(re.escape("{" + name + "}"), f"(?P<{name}>{param.strip('^$')})")
+        return re.compile(regex)
+
+
+class HotReads:
+    """ASGI middleware: serves the declared hot reads, passes every other request on."""
+
+    def __init__(self, app: ASGIApp, reads: list[HotRead], routes: dict[str, Any]) -> None:
+        self.app = app
+        self.reads = [(read, read.pattern(), routes[read.path]) for read in reads]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            for read, pattern, route in self.reads:
+                match = pattern.fullmatch(scope["path"])
+                if match is None:
+                    continue
+                arguments = dict(match.groupdict())
+                if read.query is not None:
+                    query = _query(read.query, scope["query_string"])
+                    if query is None:
+                        break  # not sure of it: FastAPI answers, with its 422 if it is wrong
+                    arguments.update(query)
+                elif scope["query_string"]:
+                    break
+                scope["route"] = route  # for the access log and metrics, as if the router had matched it
+                await self._serve(read, arguments, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _serve(self, read: HotRead, arguments: dict[str, Any], scope: Scope, receive: Receive,
+                     send: Send) -> None:
+        app = scope["app"]
+        key = None
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                key = value.decode("latin-1")
+                break
+        try:
+            async with read_connection(app.state.sessionmaker) as connection:
+                await authorize(app.state, connection, key, read.scope)
+                body = await read.render(connection, app.state, **arguments)
+        except AppError as exc:
+            await (await handle_app_error(Request(scope), exc))(scope, receive, send)
+            return
+        except Exception as exc:  # the same 503 / 500 problem+json as every other route
+            await (await handle_unexpected(Request(scope), exc))(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _query(model: type[BaseModel], query_string: bytes) -> dict[str, Any] | None:
+    """The query parameters validated by the route's own model; None when they are not valid (or repeat a
+    parameter that is not a list), so that FastAPI answers."""
+    values: dict[str, Any] = {}
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        field = model.model_fields.get(name)
+        if field is None:
+            continue  # FastAPI ignores unknown parameters too
+        if _is_list(field.annotation):
+            values.setdefault(name, []).append(value)
+        elif name in values:
+            return None
+        else:
+            values[name] = value
+    try:
+        return model.model_validate(values).model_dump()
+    except ValidationError:
+        return None
+
+
+def _is_list(annotation: Any) -> bool:
+    return getattr(annotation, "__origin__", None) is list
+
