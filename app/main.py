@@ -21,7 +21,7 @@ from app.tiering.assignment_router import HOT_READS as TIER_HOT_READS
 from app.tiering.assignment_router import care_router, customer_tiers_router, runs_router, transitions_router
 from app.tiering.router import router as tiering_router
 from app.core.config import Settings, get_settings
-from app.core.db import create_engine, create_sessionmaker
+from app.core.db import create_engine, create_read_pool, create_sessionmaker
 from app.core.embedded import resolve_database_url
 from app.core.errors import install_error_handlers, problem_responses
 from app.core.health import POOL_COLLECTOR
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         POOL_COLLECTOR.engine = engine
+        app.state.read_pool = await create_read_pool(engine, settings) if settings.hot_reads else None
         refresher = None
         if settings.stats_refresh_minutes:
             refresher = asyncio.create_task(refresh_periodically(app.state.sessionmaker, settings.primary_policy,
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         finally:
             if refresher is not None:
                 refresher.cancel()
+            if app.state.read_pool is not None:
+                await app.state.read_pool.close()
             await engine.dispose()
 
     app = FastAPI(title="Tierwise", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,

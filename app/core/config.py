@@ -23,6 +23,7 @@ class Settings(BaseSettings):
 
     # Serve the hottest GETs in front of the router (app/core/hotpath.py); off, FastAPI serves them the same way.
     hot_reads: bool = True
+    read_pool_size: int = Field(16, ge=1)  # the hot reads' own connections per worker
 
     host: str = "127.0.0.1"
     port: int = 8000

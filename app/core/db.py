@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -69,12 +70,25 @@ async def driver_connection(session: AsyncSession):
     return (await connection.get_raw_connection()).driver_connection
 
 
+async def create_read_pool(engine: AsyncEngine, settings: Settings) -> asyncpg.Pool:
+    """The hot reads' own small asyncpg pool (app/core/hotpath.py), on the engine's server and with its
+    per-connection settings. A checkout through SQLAlchemy's AsyncConnection cost a tenth of such a read
+    (bench/RESULTS.md); these reads use no ORM and begin no transaction, so each statement reads committed data."""
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return await asyncpg.create_pool(dsn, min_size=settings.read_pool_size, max_size=settings.read_pool_size,
+                                     server_settings=server_settings(settings), command_timeout=60)
+
+
 @asynccontextmanager
-async def read_connection(sessionmaker: async_sessionmaker[AsyncSession]):
-    """A driver connection from the sessionmaker's pool, outside any ORM session, for the hot reads
-    (app/core/hotpath.py): no transaction is begun, so each statement reads committed data. Bound to a connection
-    (as tests bind it), that connection."""
-    bind = sessionmaker.kw["bind"]
+async def read_connection(state):
+    """A driver connection for a hot read: from the app's read pool, or, when the app has none (tests bind the
+    sessionmaker to their own connection, to see their uncommitted data), the sessionmaker's connection."""
+    pool = getattr(state, "read_pool", None)
+    if pool is not None:
+        async with pool.acquire() as connection:
+            yield connection
+        return
+    bind = state.sessionmaker.kw["bind"]
     if isinstance(bind, AsyncEngine):
         async with bind.connect() as connection:
             yield (await connection.get_raw_connection()).driver_connection

@@ -30,7 +30,7 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 @dataclass(frozen=True)
 class HotRead:
     """A GET route served by `render(connection, state, **path_params, **query)` -> JSON bytes, where
-    `connection` is a driver connection (app.core.db.read_connection: committed data, no ORM session).
+    `connection` is an asyncpg connection (app.core.db.read_connection: committed data, no ORM session).
 
     path: the route's template, e.g. /v1/customers/{external_id}/tiers; params: a regular expression for each
     path parameter (the same constraint the route's type declares); query: the pydantic model of the route's
@@ -84,7 +84,7 @@ class HotReads:
                 key = value.decode("latin-1")
                 break
         try:
-            async with read_connection(app.state.sessionmaker) as connection:
+            async with read_connection(app.state) as connection:
                 await authorize(app.state, connection, key, read.scope)
                 body = await read.render(connection, app.state, **arguments)
         except AppError as exc:
