@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(role_limits(settings))
     app.state.principal_cache = PrincipalCache(settings.api_key_cache_seconds)
+    app.state.read_pool = None  # opened by the lifespan with the engine; without one, hot reads use the bound connection
     if sessionmaker is not None:
         app.state.sessionmaker = sessionmaker
     install_error_handlers(app)

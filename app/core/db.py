@@ -81,16 +81,10 @@ async def create_read_pool(engine: AsyncEngine, settings: Settings) -> asyncpg.P
 
 @asynccontextmanager
 async def read_connection(state):
-    """A driver connection for a hot read: from the app's read pool, or, when the app has none (tests bind the
-    sessionmaker to their own connection, to see their uncommitted data), the sessionmaker's connection."""
-    pool = getattr(state, "read_pool", None)
-    if pool is not None:
-        async with pool.acquire() as connection:
+    """A driver connection for a hot read: from the app's read pool, or, when the app was given a sessionmaker
+    bound to a connection (as tests bind it, to see their uncommitted data), that connection."""
+    if state.read_pool is not None:
+        async with state.read_pool.acquire() as connection:
             yield connection
-        return
-    bind = state.sessionmaker.kw["bind"]
-    if isinstance(bind, AsyncEngine):
-        async with bind.connect() as connection:
-            yield (await connection.get_raw_connection()).driver_connection
     else:
-        yield (await bind.get_raw_connection()).driver_connection
+        yield (await state.sessionmaker.kw["bind"].get_raw_connection()).driver_connection

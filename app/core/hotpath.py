@@ -5,17 +5,14 @@ routing over some sixty routes and its dependency solving cost several times the
 `HotRead` declares such a route once: its FastAPI route (which Swagger documents, and which serves the request
 whenever this path does not) and this dispatcher call the same `render` function, behind the same authorization,
 in the same session, with the same problem+json errors, so the two cannot differ. Anything this dispatcher is not
-sure of (another method, a path parameter that does not match its pattern, a query it does not know) goes on to
-FastAPI, which answers it, errors included, as usual.
+sure of (another method, a path parameter that does not match its pattern, any query string) goes on to FastAPI, which answers it, errors included, as usual.
 """
 
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
-from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -29,18 +26,16 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 
 @dataclass(frozen=True)
 class HotRead:
-    """A GET route served by `render(connection, state, **path_params, **query)` -> JSON bytes, where
+    """A GET route without query parameters, served by `render(connection, state, **path_params)` -> JSON bytes, where
     `connection` is an asyncpg connection (app.core.db.read_connection: committed data, no ORM session).
 
     path: the route's template, e.g. /v1/customers/{external_id}/tiers; params: a regular expression for each
-    path parameter (the same constraint the route's type declares); query: the pydantic model of the route's
-    query parameters, or None when it takes none."""
+    path parameter (the same constraint the route's type declares)."""
 
     path: str
     scope: ApiScope
     params: dict[str, str]
     render: Callable[..., Awaitable[bytes]]
-    query: type[BaseModel] | None = None
 
     def pattern(self) -> re.Pattern[str]:
         regex = re.escape(self.path)
@@ -62,16 +57,10 @@ class HotReads:
                 match = pattern.fullmatch(scope["path"])
                 if match is None:
                     continue
-                arguments = dict(match.groupdict())
-                if read.query is not None:
-                    query = _query(read.query, scope["query_string"])
-                    if query is None:
-                        break  # not sure of it: FastAPI answers, with its 422 if it is wrong
-                    arguments.update(query)
-                elif scope["query_string"]:
-                    break
+                if scope["query_string"]:
+                    break  # not a query this path takes: FastAPI answers
                 scope["route"] = route  # for the access log and metrics, as if the router had matched it
-                await self._serve(read, arguments, scope, receive, send)
+                await self._serve(read, match.groupdict(), scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -96,28 +85,4 @@ class HotReads:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-
-
-def _query(model: type[BaseModel], query_string: bytes) -> dict[str, Any] | None:
-    """The query parameters validated by the route's own model; None when they are not valid (or repeat a
-    parameter that is not a list), so that FastAPI answers."""
-    values: dict[str, Any] = {}
-    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-        field = model.model_fields.get(name)
-        if field is None:
-            continue  # FastAPI ignores unknown parameters too
-        if _is_list(field.annotation):
-            values.setdefault(name, []).append(value)
-        elif name in values:
-            return None
-        else:
-            values[name] = value
-    try:
-        return model.model_validate(values).model_dump()
-    except ValidationError:
-        return None
-
-
-def _is_list(annotation: Any) -> bool:
-    return getattr(annotation, "__origin__", None) is list
 
