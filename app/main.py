@@ -15,7 +15,9 @@ from app.products.router import router as products_router
 from app.reports.router import router as reports_router
 from app.recommendations.router import contact_router
 from app.recommendations.stats import refresh_periodically
+from app.recommendations.router import HOT_READS as RECOMMENDATION_HOT_READS
 from app.recommendations.router import router as recommendations_router
+from app.recommendations.service import Recommender
 from app.rules.router import router as rules_router
 from app.tiering.assignment_router import HOT_READS as TIER_HOT_READS
 from app.tiering.assignment_router import care_router, customer_tiers_router, runs_router, transitions_router
@@ -44,7 +46,7 @@ ROUTERS = [customers_router, events_router, rules_router, attributes_router, pro
            tiering_router,
            customer_tiers_router, transitions_router, runs_router, care_router, recommendations_router, contact_router, audit_router,
            feedback_router, reports_router]
-HOT_READS = [*TIER_HOT_READS]
+HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS]
 
 
 def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAPI:
@@ -66,7 +68,8 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         refresher = None
         if settings.stats_refresh_minutes:
             refresher = asyncio.create_task(refresh_periodically(app.state.sessionmaker, settings.primary_policy,
-                                                                 settings.stats_refresh_minutes))
+                                                                 settings.stats_refresh_minutes,
+                                                                 app.state.recommender.invalidate_stats))
         try:
             yield
         finally:
@@ -81,6 +84,7 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(role_limits(settings))
     app.state.principal_cache = PrincipalCache(settings.api_key_cache_seconds)
+    app.state.recommender = Recommender(settings, lambda: app.state.sessionmaker())
     app.state.read_pool = None  # opened by the lifespan with the engine; without one, hot reads use the bound connection
     if sessionmaker is not None:
         app.state.sessionmaker = sessionmaker

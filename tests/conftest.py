@@ -99,6 +99,16 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
+async def routed(test_settings, sessionmaker) -> AsyncIterator[httpx.AsyncClient]:
+    """The same app, database and keys with the hot reads off (app/core/hotpath.py): FastAPI's router serves
+    every request. Tests hold the hot path to it."""
+    app = create_app(test_settings.model_copy(update={"hot_reads": False}), sessionmaker=sessionmaker)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://tierwise.test") as client:
+        yield client
+
+
+@pytest.fixture
 async def keys(session, test_settings) -> dict[str, str]:
     """One API key per role: {"app": "tw_...", "integration": ..., "admin": ...}."""
     out = {}

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     prior_strength: float = Field(20.0, gt=0)  # pseudo-observations of the co-holding prior in each Beta posterior
     winback_boost: float = Field(5.0, ge=1)  # propensity multiplier for a product the customer held recently
     winback_days: int = Field(365, ge=1)
+    # Popularity, co-holding and feedback counts are re-read this often per instance (feedback taken by an
+    # instance refreshes its own at once); 0: on every request.
+    ranking_stats_seconds: float = Field(5.0, ge=0, le=300)
     stats_refresh_minutes: int = Field(60, ge=0)  # 0: only `tierwise refresh-stats` refreshes co-holding stats
     tier_run_workers: int = Field(2, ge=1, le=16)  # chunks of a tier run evaluated at once, each on a connection
 

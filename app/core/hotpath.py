@@ -5,13 +5,19 @@ routing over some sixty routes and its dependency solving cost several times the
 `HotRead` declares such a route once: its FastAPI route (which Swagger documents, and which serves the request
 whenever this path does not) and this dispatcher call the same `render` function, behind the same authorization,
 in the same session, with the same problem+json errors, so the two cannot differ. Anything this dispatcher is not
-sure of (another method, a path parameter that does not match its pattern, any query string) goes on to FastAPI, which answers it, errors included, as usual.
+sure of (another method, a path parameter that does not match its pattern, a query string the read does not take
+or that fails its model) goes on to FastAPI, which answers it, errors included, as usual.
 """
 
 import re
+import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel, ValidationError
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -26,22 +32,56 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 
 @dataclass(frozen=True)
 class HotRead:
-    """A GET route without query parameters, served by `render(connection, state, **path_params)` -> JSON bytes, where
-    `connection` is an asyncpg connection (app.core.db.read_connection: committed data, no ORM session).
+    """A GET route served by `render(connection, state, **path_params)` -> JSON bytes (plus `query=` an instance of
+    `query` when the route takes query parameters), where `connection` is an asyncpg connection of the hot pool
+    (app.core.db.read_connection: committed data, no ORM session, no transaction: a write is one statement).
 
     path: the route's template, e.g. /v1/customers/{external_id}/tiers; params: a regular expression for each
-    path parameter (the same constraint the route's type declares)."""
+    path parameter (the same constraint the route's type declares); query: the pydantic model the route declares
+    its query parameters with (FastAPI's query parameter model), or None for a route that takes none."""
 
     path: str
     scope: ApiScope
     params: dict[str, str]
     render: Callable[..., Awaitable[bytes]]
+    query: type[BaseModel] | None = None
 
     def pattern(self) -> re.Pattern[str]:
         regex = re.escape(self.path)
         for name, param in self.params.items():
             regex = regex.replace(re.escape("{" + name + "}"), f"(?P<{name}>{param.strip('^$')})")
         return re.compile(regex)
+
+    @cached_property
+    def _list_fields(self) -> frozenset[str]:
+        return frozenset(name for name, info in self.query.model_fields.items()
+                         if typing.get_origin(info.annotation) is list)
+
+    @cached_property
+    def _default_query(self) -> BaseModel | None:
+        return self.query.model_validate({}) if self.query is not None else None
+
+    def parse_query(self, query_string: bytes) -> BaseModel | None | bool:
+        """The route's query model from a query string; False when FastAPI should answer (a parameter the
+        model does not know, a value that fails it): FastAPI then gives its own 422 or ignores what it ignores."""
+        if not query_string:
+            return self._default_query
+        if self.query is None:
+            return False
+        values: dict[str, Any] = {}
+        for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+            if name not in self.query.model_fields:
+                return False
+            if name in self._list_fields:
+                values.setdefault(name, []).append(value)
+            elif name in values:
+                return False
+            else:
+                values[name] = value
+        try:
+            return self.query.model_validate(values)
+        except ValidationError:
+            return False
 
 
 class HotReads:
@@ -57,10 +97,14 @@ class HotReads:
                 match = pattern.fullmatch(scope["path"])
                 if match is None:
                     continue
-                if scope["query_string"]:
-                    break  # not a query this path takes: FastAPI answers
+                query = read.parse_query(scope["query_string"])
+                if query is False:
+                    break  # not a query this path takes as it stands: FastAPI answers
+                arguments = match.groupdict()
+                if query is not None:
+                    arguments["query"] = query
                 scope["route"] = route  # for the access log and metrics, as if the router had matched it
-                await self._serve(read, match.groupdict(), scope, receive, send)
+                await self._serve(read, arguments, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

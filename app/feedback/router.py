@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response, status
 from pydantic import AwareDatetime
 
 from app.core.db import SessionDep
@@ -31,7 +31,8 @@ def _complaint_read(complaint: Complaint, external_id: str) -> dict:
 
 
 @router.post("/events", response_model=FeedbackBatchResult, dependencies=WRITE, responses=problem_responses(413, 422))
-async def ingest_feedback_events(body: FeedbackEventBatch, session: SessionDep) -> FeedbackBatchResult:
+async def ingest_feedback_events(body: FeedbackEventBatch, session: SessionDep, request: Request,
+                                 background: BackgroundTasks) -> FeedbackBatchResult:
     """Record what customers did with recommended products: impression, click, accept, dismiss, convert.
     Each event answers a `recommendation_id` served to that customer. Events are checked one by one: a bad event
     is listed under `rejections` (its index, field and why) and the good ones are stored. A retried event_id
@@ -39,6 +40,8 @@ async def ingest_feedback_events(body: FeedbackEventBatch, session: SessionDep) 
     and the customer's tiers are evaluated again."""
     intake = await service.ingest_feedback(session, body.indexed_events)
     await tiering.refresh_customers(session, intake.converted_customers)
+    if intake.accepted:  # once committed, this instance ranks with the new counts at once (others within seconds)
+        background.add_task(request.app.state.recommender.invalidate_stats)
     rejections = sorted(body.rejections + intake.rejections, key=lambda r: r["index"])
     return FeedbackBatchResult(received=len(body.indexed_events) + len(body.rejections), accepted=intake.accepted,
                                duplicates=intake.duplicates, rejected=len(rejections), rejections=rejections)

@@ -3,7 +3,7 @@ product-recommendation data: ncodpers, fecha_dato, ind_*_ult1 columns and demogr
 
 The snapshots are loaded into a database of their own, the earlier months as history (holding balances and
 feedback statistics: a product added after a month counts as an accept of an offer, not adding it as an impression
-without one), the second-to-last month as current holdings. The service's own ranking (`recommend`, as the API
+without one), the second-to-last month as current holdings. The service's own ranking (`Recommender.recommend`, as the API
 serves it) then recommends 7 products per customer, scored against the products added in the last month with MAP@7,
 beside two baselines measured on the same data: popularity and plain co-holding.
 """
@@ -19,8 +19,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
+from app.core.db import driver_connection
 from app.recommendations import stats
-from app.recommendations.service import recommend
+from app.recommendations.service import Recommender
 from app.tiering import batch
 from app.tiering.schemas import TierPolicyCreate
 from app.tiering.service import activate_version, create_policy
@@ -149,12 +150,14 @@ async def evaluate(sessionmaker: async_sessionmaker, settings: Settings, path: P
     customers = sorted(customers)[:limit_customers] if limit_customers else sorted(customers)
     now = datetime.combine(date.fromisoformat(current) + timedelta(days=1), time(), UTC)
     scores = {"recommender": 0.0, "popularity": 0.0, "co_holding": 0.0}
+    recommender = Recommender(settings, sessionmaker)
     for customer in customers:
         held = data.holdings[customer][current]
         added = data.holdings[customer][target] - held
         async with sessionmaker() as session:
-            result = await recommend(session, settings, customer, channel="web", limit=K, explore=False,
-                                     now=now, record=False, strategy="personalised")
+            result = await recommender.recommend(await driver_connection(session), customer, channel="web",
+                                                 limit=K, explore=False, now=now, record=False,
+                                                 strategy="personalised")
         scores["recommender"] += average_precision(added, [item.product.code for item in result.items])
         scores["popularity"] += average_precision(added, [p for p in popularity if p not in held])
         candidates = [p for p in data.products if p not in held]

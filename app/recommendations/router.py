@@ -2,16 +2,16 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.audit import service as audit_service
-from app.core.db import SessionDep
+from app.core.db import SessionDep, driver_connection
 from app.core.errors import problem_responses
+from app.core.hotpath import HotRead
 from app.core.security import Scope, require_scope
-from app.customers.schemas import ExternalId
+from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalId
 from app.recommendations import contact, service
-from app.recommendations.schemas import (Channel, ContactPolicy, FilteredProduct, ProductRef, Reason,
-                                         RecommendationRead, RecommendationsRead, ScoreParts)
+from app.recommendations.schemas import ContactPolicy, RecommendationQuery, RecommendationsRead
 
 router = APIRouter(prefix="/v1/customers/{external_id}/recommendations", tags=["recommendations"],
                    responses=problem_responses(401, 403, 404, 422))
@@ -19,35 +19,29 @@ contact_router = APIRouter(prefix="/v1/contact-policy", tags=["recommendations"]
                            responses=problem_responses(401, 403))
 
 
-@router.get("", response_model=RecommendationsRead, response_model_exclude_none=True,
-            dependencies=[require_scope(Scope.RECOMMENDATIONS_READ)])
+async def render_recommendations(connection, state, external_id: str, query: RecommendationQuery) -> bytes:
+    """The RecommendationsRead document, the served list stored on `connection`."""
+    result = await state.recommender.recommend(
+        connection, external_id, channel=query.channel, limit=query.limit, exclude=query.exclude,
+        explain=query.explain, seed=query.seed, explore=query.explore)
+    return service.recommendations_json(result, query.explain)
+
+
+@router.get("", response_model=RecommendationsRead, dependencies=[require_scope(Scope.RECOMMENDATIONS_READ)])
 async def get_recommendations(
         external_id: Annotated[ExternalId, Path(description="The bank's own customer id.")],
-        session: SessionDep, request: Request,
-        limit: Annotated[int, Query(ge=1, le=10)] = 3,
-        channel: Channel = "mobile",
-        exclude: Annotated[list[str], Query(max_length=50, description="Products already shown elsewhere.")] = [],  # noqa: B006
-        explain: Annotated[bool, Query(description="Also list the products filtered out, and why.")] = False,
-        seed: Annotated[int | None, Query(ge=0, le=2**31, description="Makes exploration repeatable.")] = None,
-        explore: Annotated[bool, Query(description="false: rank by posterior means, no sampling.")] = True,
-) -> RecommendationsRead:
+        query: Annotated[RecommendationQuery, Query()], session: SessionDep, request: Request) -> Response:
     """What to offer this customer now: products they may be offered (eligible, suitable for their risk
     tolerance, not held, consented, not suppressed by the contact policy), ranked by propensity x value x lever.
     Each item has a `recommendation_id` to report feedback on, and the reasons behind it. The served list is
     stored, so feedback is attributed to what was shown."""
-    result = await service.recommend(session, request.app.state.settings, external_id, channel=channel, limit=limit,
-                                     exclude=exclude, explain=explain, seed=seed, explore=explore)
-    return RecommendationsRead(
-        customer_id=external_id, tier=result.tier, strategy=result.strategy,
-        items=[RecommendationRead(
-            recommendation_id=rid, rank=rank,
-            product=ProductRef(code=item.product.code, name=item.product.name, category=item.product.category,
-                               risk_level=item.product.risk_level),
-            score=round(item.score, 6), score_parts=ScoreParts(propensity=round(item.propensity, 6),
-                                                               value=item.value, lever=item.lever),
-            reasons=[Reason(**reason) for reason in item.reasons])
-            for rank, (rid, item) in enumerate(zip(result.recommendation_ids, result.items, strict=True), 1)],
-        filtered_out=[FilteredProduct(**f) for f in result.filtered] if explain else None)
+    document = await render_recommendations(await driver_connection(session), request.app.state, external_id, query)
+    return Response(document, media_type="application/json")
+
+
+# Served in front of the router (app/core/hotpath.py): the app asks on every home screen.
+HOT_READS = [HotRead("/v1/customers/{external_id}/recommendations", Scope.RECOMMENDATIONS_READ,
+                     {"external_id": EXTERNAL_ID_PATTERN}, render_recommendations, RecommendationQuery)]
 
 
 @contact_router.get("", response_model=ContactPolicy, dependencies=[require_scope(Scope.PRODUCTS_READ)])

@@ -56,6 +56,17 @@ class RecommendationsRead(BaseModel):
                                                                          "out and the filter that removed it.")
 
 
+class RecommendationQuery(BaseModel):
+    """The query parameters of GET .../recommendations (one model for the route and the hot path)."""
+
+    limit: int = Field(3, ge=1, le=10)
+    channel: Channel = "mobile"
+    exclude: list[str] = Field([], max_length=50, description="Products already shown elsewhere.")
+    explain: bool = Field(False, description="Also list the products filtered out, and why.")
+    seed: int | None = Field(None, ge=0, le=2**31, description="Makes exploration repeatable.")
+    explore: bool = Field(True, description="false: rank by posterior means, no sampling.")
+
+
 class ContactRuleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -5,19 +5,29 @@ Propensity = a Beta posterior of the product's acceptance rate within the custom
 popularity in that tier, worth `prior_strength` observations; evidence: recommendation feedback), Thompson-sampled
 for exploration, times the customer's co-holding lift (how much likelier customers holding what this customer holds
 are to hold it) and a win-back boost for a product held recently. With little feedback the prior dominates.
+
+A request is two prepared statements on a driver connection (the customer's features with every product's
+eligibility; every product with the first filter that removes it) and one insert of the served list. The
+population-wide statistics that rank (popularity, co-holding, feedback counts: a few hundred rows, refreshed by a
+job or by feedback) are read once per `ranking_stats_seconds` per instance, not per request.
 """
 
 import hashlib
-import json
 import random
+import time
 import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic_core import from_json, to_json
 from sqlalchemy import bindparam, select, text
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
@@ -29,31 +39,30 @@ from app.rules import (ExplainedLeaf, compile_condition, compile_explanation, ex
 from app.rules.compile import facts_expression, facts_mapping
 
 EPSILON = 0.005
+FEATURE_COLUMNS = ("customer_id", "external_id", "held_products", "risk_tolerance", "marketing_consent")
+_VERSION_SQL = text("SELECT (SELECT count(*) FROM product), (SELECT max(id) FROM product), "
+                    "(SELECT max(updated_at) FROM product), (SELECT count(*) FROM custom_attribute_definition)")
 
 
 @dataclass(frozen=True)
 class CatalogSnapshot:
-    """The product catalog compiled for candidate selection: one query gives a customer's features and every
-    product's eligibility (with the facts behind it)."""
+    """The product catalog compiled for candidate selection: one prepared statement gives a customer's features
+    and every product's eligibility (with the facts behind it), and the catalog's version, so that a changed
+    catalog is noticed without a round trip of its own."""
 
     products: dict[str, Product]
     leaves: dict[str, list[ExplainedLeaf]]
-    customer_query: Any
+    customer_sql: str
+    """The statement as asyncpg takes it, with $n placeholders."""
+    customer_args: tuple[Any, ...]
+    """Its bound values (the eligibility conditions' thresholds), the customer's external id at `external_id_at`."""
+    external_id_at: int
     version: tuple
 
-
-_snapshot: CatalogSnapshot | None = None
-
-# The customer, by the bank's id, as the array customer_features_for takes.
-CUSTOMER_BY_EXTERNAL_ID = sa.func.array(
-    select(Customer.id).where(Customer.external_id == bindparam("external_id"), Customer.erased_at.is_(None))
-    .scalar_subquery())
-FEATURE_COLUMNS = ("customer_id", "external_id", "held_products", "risk_tolerance", "marketing_consent", "aum")
-
-
-# The catalog's version, selected with every customer query: a changed catalog is noticed without a round trip.
-_VERSION_SQL = text("SELECT (SELECT count(*) FROM product), (SELECT max(id) FROM product), "
-                    "(SELECT max(updated_at) FROM product), (SELECT count(*) FROM custom_attribute_definition)")
+    def customer_query(self, external_id: str) -> list[Any]:
+        args = list(self.customer_args)
+        args[self.external_id_at] = external_id
+        return [self.customer_sql, *args]
 
 
 def _version_columns() -> list[Any]:
@@ -67,15 +76,28 @@ def _version_of(row) -> tuple:
     return (row["catalog_products"], row["catalog_max_id"], row["catalog_updated_at"], row["catalog_attributes"])
 
 
-async def catalog_snapshot(session: AsyncSession, version: tuple | None = None) -> CatalogSnapshot:
-    """The compiled catalog; rebuilt when the version seen with the last customer query differs."""
-    global _snapshot
-    if _snapshot is not None and (version is None or version == _snapshot.version):
-        return _snapshot
+def driver_statement(statement, dialect) -> tuple[str, list[Any], list[str]]:
+    """A SQLAlchemy statement as asyncpg text with $n placeholders, its bound values in order (converted as
+    SQLAlchemy would before sending them) and their names. The values stay parameters: asyncpg prepares the
+    statement once per connection and reuses it."""
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    names = list(compiled.positiontup)
+    values = []
+    for name in names:
+        value = compiled.params[name]
+        process = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+        values.append(process(value) if process is not None and value is not None else value)
+    return str(compiled), values, names
+
+
+async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
+    """Compile the catalog: the customer's features (the inlined customer_features_for, joined laterally to the
+    customer found by external id) with each product's eligibility and its facts."""
     version = tuple((await session.execute(_VERSION_SQL)).one())
     products = {p.code: p for p in (await session.scalars(select(Product).order_by(Product.code))).all()}
     catalog = await load_catalog(session)
-    features = features_for_customers(CUSTOMER_BY_EXTERNAL_ID)
+    requested = Customer.__table__.alias("requested")
+    features = features_for_customers(array([requested.c.id]), lateral=True)
     columns = [features.c[name] for name in FEATURE_COLUMNS] + _version_columns()
     leaves: dict[str, list[ExplainedLeaf]] = {}
     for i, (code, product) in enumerate(products.items()):
@@ -84,79 +106,96 @@ async def catalog_snapshot(session: AsyncSession, version: tuple | None = None) 
         condition = parse_condition(product.eligibility, "/eligibility")
         leaves[code] = compile_explanation(condition, catalog, features, pointer="/eligibility", label_prefix=f"p{i}")
         columns += [compile_condition(condition, catalog, features).label(f"eligible_{code}"),
-                    facts_expression(leaves[code]).label(f"facts_{code}")]
-    _snapshot = CatalogSnapshot(products=products, leaves=leaves, customer_query=select(*columns), version=version)
-    return _snapshot
+                    sa.cast(facts_expression(leaves[code]), sa.Text()).label(f"facts_{code}")]
+    statement = (select(*columns).select_from(requested.join(features, sa.true()))
+                 .where(requested.c.external_id == bindparam("external_id", type_=sa.String()),
+                        requested.c.erased_at.is_(None)))
+    sql, args, names = driver_statement(statement, session.get_bind().dialect)
+    return CatalogSnapshot(products=products, leaves=leaves, customer_sql=sql, customer_args=tuple(args),
+                           external_id_at=names.index("external_id"), version=version)
 
 
-# Every product with the first filter that removes it (NULL: a candidate) and the statistics that rank it.
-_CANDIDATES = text("""
+@dataclass(frozen=True)
+class RankingStats:
+    """The population-wide statistics that rank, read in three small queries."""
+
+    popularity: dict[tuple[str, str], float]
+    """(product, tier of the primary policy or '*' for everyone): (holders + 1) / (customers + 2)."""
+    co_holding: dict[str, dict[str, float]]
+    """product: {held product: share of that product's holders who also hold this one}."""
+    feedback: dict[tuple[str, str], tuple[int, int, int, int]]
+    """(product, tier or '-' for customers without one): impressions, accepts, conversions, dismissals."""
+
+    @classmethod
+    async def load(cls, connection) -> "RankingStats":
+        popularity = {(r[0], r[1]): r[2] for r in await connection.fetch(
+            "SELECT product_code, tier_code, (holders + 1)::float8 / (customers + 2) FROM product_holding_stat")}
+        co_holding: dict[str, dict[str, float]] = defaultdict(dict)
+        for product, held, share in await connection.fetch(
+                "SELECT product_code, held_code, holding_both::float8 / held_total FROM co_holding_stat"):
+            co_holding[product][held] = share
+        feedback = {(r[0], r[1]): tuple(r[2:]) for r in await connection.fetch(
+            "SELECT product_code, tier_code, sum(impressions)::bigint, sum(accepts)::bigint, sum(converts)::bigint, "
+            "sum(dismisses)::bigint FROM propensity_stat GROUP BY product_code, tier_code")}
+        return cls(popularity=popularity, co_holding=dict(co_holding), feedback=feedback)
+
+
+# Every product with the first filter that removes it (NULL: a candidate). $1 customer id, $2 primary policy,
+# $3 channel, $4 excluded, $5 held, $6 ineligible, $7 risk tolerance, $8 consent, $9 now, $10 win-back days,
+# $11 explain (also return products not on sale).
+_CANDIDATES = """
 WITH tiers AS (
     SELECT p.key, CASE WHEN a.override_code IS NOT NULL AND (a.override_expires_at IS NULL
                             OR a.override_expires_at > now()) THEN a.override_code ELSE a.tier_code END AS tier
-    FROM tier_assignment a JOIN tier_policy p ON p.id = a.policy_id WHERE a.customer_id = :customer_id
+    FROM tier_assignment a JOIN tier_policy p ON p.id = a.policy_id WHERE a.customer_id = $1
 ), primary_tier AS (
-    SELECT coalesce((SELECT tier FROM tiers WHERE key = :primary_policy), '*') AS tier
+    SELECT coalesce((SELECT tier FROM tiers WHERE key = $2), '*') AS tier
 ), outcomes AS (
     SELECT e.product_code, pr.category, e.channel, e.occurred_at,
            CASE WHEN e.kind = 'dismiss' THEN 'dismiss'
                 WHEN NOT EXISTS (SELECT 1 FROM feedback_event x WHERE x.recommendation_id = e.recommendation_id
                                  AND x.kind IN ('click', 'accept', 'convert')) THEN 'ignored_impression' END AS outcome
     FROM feedback_event e JOIN product pr ON pr.code = e.product_code
-    WHERE e.customer_id = :customer_id AND e.kind IN ('impression', 'dismiss')
-      AND e.occurred_at > CAST(:now AS timestamptz) - interval '400 days'
+    WHERE e.customer_id = $1 AND e.kind IN ('impression', 'dismiss')
+      AND e.occurred_at > $9::timestamptz - interval '400 days'
 ), suppressed AS (
     SELECT r.scope, CASE r.scope WHEN 'product' THEN o.product_code ELSE o.category END AS target,
            min(r.name) AS rule
     FROM contact_rule r JOIN outcomes o ON o.outcome = r.outcome AND (r.channel IS NULL OR o.channel = r.channel)
-         AND o.occurred_at > CAST(:now AS timestamptz) - make_interval(days => r.window_days)
+         AND o.occurred_at > $9::timestamptz - make_interval(days => r.window_days)
     WHERE r.is_active
     GROUP BY r.id, r.scope, r.threshold, r.suppress_days, 2
     HAVING count(*) >= r.threshold
-       AND max(o.occurred_at) > CAST(:now AS timestamptz) - make_interval(days => r.suppress_days)
+       AND max(o.occurred_at) > $9::timestamptz - make_interval(days => r.suppress_days)
 ), previously AS (
     SELECT product_code, max(as_of) AS last_held FROM holding_balance
-    WHERE customer_id = :customer_id AND as_of > CAST(:now AS timestamptz)::date - CAST(:winback_days AS integer)
+    WHERE customer_id = $1 AND as_of > $9::timestamptz::date - $10::integer
     GROUP BY product_code
 )
 SELECT p.code,
        CASE
-         WHEN NOT p.is_active OR p.active_from > CAST(:now AS timestamptz)
-              OR p.active_to <= CAST(:now AS timestamptz) THEN 'inactive'
-         WHEN NOT (CAST(:channel AS text) = ANY(p.channels)) THEN 'not_on_channel'
-         WHEN p.code = ANY(CAST(:exclude AS text[])) THEN 'excluded_by_caller'
-         WHEN p.code = ANY(CAST(:held AS text[])) THEN 'already_held'
-         WHEN p.code = ANY(CAST(:ineligible AS text[])) THEN 'not_eligible'
+         WHEN NOT p.is_active OR p.active_from > $9::timestamptz OR p.active_to <= $9::timestamptz THEN 'inactive'
+         WHEN NOT ($3::text = ANY(p.channels)) THEN 'not_on_channel'
+         WHEN p.code = ANY($4::text[]) THEN 'excluded_by_caller'
+         WHEN p.code = ANY($5::text[]) THEN 'already_held'
+         WHEN p.code = ANY($6::text[]) THEN 'not_eligible'
          WHEN cardinality(p.target_tiers) > 0
               AND NOT (p.target_tiers && coalesce((SELECT array_agg(tier::text) FROM tiers), '{}')) THEN 'not_target_tier'
-         WHEN p.risk_level > coalesce(CAST(:risk_tolerance AS integer), 1) THEN 'not_suitable'
-         WHEN NOT CAST(:consent AS boolean) AND NOT p.is_service THEN 'no_marketing_consent'
+         WHEN p.risk_level > coalesce($7::integer, 1) THEN 'not_suitable'
+         WHEN NOT $8::boolean AND NOT p.is_service THEN 'no_marketing_consent'
          WHEN NOT p.is_service AND EXISTS (SELECT 1 FROM suppressed s WHERE s.target =
               CASE s.scope WHEN 'product' THEN p.code ELSE p.category END) THEN 'contact_policy'
        END AS filtered_by,
        (SELECT s.rule FROM suppressed s WHERE s.target = CASE s.scope WHEN 'product' THEN p.code
                                                                        ELSE p.category END LIMIT 1) AS contact_rule,
        pt.tier AS tier,
-       (SELECT sum(c.holding_both::float8 / c.held_total) FROM co_holding_stat c
-        WHERE c.product_code = p.code AND c.held_code = ANY(CAST(:held AS text[]))) AS co_holding_sum,
-       (SELECT (s.holders + 1)::float8 / (s.customers + 2) FROM product_holding_stat s
-        WHERE s.product_code = p.code AND s.tier_code = pt.tier) AS tier_popularity,
-       (SELECT (s.holders + 1)::float8 / (s.customers + 2) FROM product_holding_stat s
-        WHERE s.product_code = p.code AND s.tier_code = '*') AS popularity,
-       f.impressions, f.accepts, f.converts, f.dismisses,
        pv.last_held
 FROM product p
 CROSS JOIN primary_tier pt
 LEFT JOIN previously pv ON pv.product_code = p.code
-LEFT JOIN LATERAL (
-    SELECT coalesce(sum(impressions), 0)::bigint AS impressions, coalesce(sum(accepts), 0)::bigint AS accepts,
-           coalesce(sum(converts), 0)::bigint AS converts, coalesce(sum(dismisses), 0)::bigint AS dismisses
-    FROM propensity_stat s
-    WHERE s.product_code = p.code AND s.tier_code = CASE pt.tier WHEN '*' THEN '-' ELSE pt.tier END  -- '-': no tier
-) f ON true
-WHERE CAST(:explain AS boolean) OR p.is_active
+WHERE $11::boolean OR p.is_active
 ORDER BY p.code
-""")
+"""
 
 
 @dataclass
@@ -191,78 +230,117 @@ def _money(value: Any) -> str:
     return f"{Decimal(str(value)):,.0f}"
 
 
-async def recommend(session: AsyncSession, settings: Settings, external_id: str, *, channel: str, limit: int,
-                    exclude: list[str] = (), explain: bool = False, seed: int | None = None,
-                    explore: bool = True, now: datetime | None = None, record: bool = True,
-                    strategy: str | None = None) -> RecommendationResult:
-    """Rank the products a customer may be offered now on `channel`; store the served list when `record`."""
-    snapshot = await catalog_snapshot(session)
-    row = (await session.execute(snapshot.customer_query, {"external_id": external_id})).mappings().first()
-    if row is not None and _version_of(row) != snapshot.version:  # the catalog changed: compile it again
-        snapshot = await catalog_snapshot(session, _version_of(row))
-        row = (await session.execute(snapshot.customer_query, {"external_id": external_id})).mappings().first()
-    if row is None:
-        raise CustomerNotFound(external_id)
-    customer_id = row["customer_id"]
-    now = now or datetime.now().astimezone()
-    ineligible = [code for code in snapshot.leaves if not row[f"eligible_{code}"]]
-    held = list(row["held_products"] or [])
-    stats = (await session.execute(_CANDIDATES, {
-        "customer_id": customer_id, "primary_policy": settings.primary_policy, "channel": channel,
-        "exclude": list(exclude), "held": held, "ineligible": ineligible, "risk_tolerance": row["risk_tolerance"],
-        "consent": bool(row["marketing_consent"]), "now": now, "winback_days": settings.winback_days,
-        "explain": explain})).mappings().all()
+class Recommender:
+    """One instance's recommender: the compiled catalog and the ranking statistics, each kept until it changes
+    (the catalog's version is read with every customer) or ages (`ranking_stats_seconds`; feedback taken by this
+    instance and a statistics refresh drop them at once).
 
-    strategy = strategy or ("holdout_popularity" if in_holdout(row["external_id"], settings.holdout_share)
-                            else "personalised")
-    rng = random.Random(seed) if seed is not None else random.Random()
-    ranked, filtered, tier = [], [], None
-    for stat in stats:
-        product = snapshot.products.get(stat["code"])
-        if product is None:  # created since the snapshot: next snapshot will have it
-            continue
-        tier = None if stat["tier"] == "*" else stat["tier"]
-        if stat["filtered_by"] is not None:
-            filtered.append(_filtered(product, stat, row))
-            continue
-        ranked.append(_score(product, stat, row, snapshot, settings, strategy, rng, explore, len(held), tier))
-    ranked.sort(key=lambda r: (-r.score, r.product.code))
-    result = RecommendationResult(customer_id=customer_id, external_id=row["external_id"], tier=tier,
-                                  strategy=strategy, items=ranked[:limit], filtered=filtered if explain else [])
-    if record and result.items:
-        await _record(session, result, channel)
-    return result
+    sessionmaker: a zero-argument callable returning an async context manager of a session, used to compile the
+    catalog when it has changed."""
+
+    def __init__(self, settings: Settings,
+                 sessionmaker: Callable[[], AbstractAsyncContextManager[AsyncSession]]) -> None:
+        self.settings = settings
+        self._sessionmaker = sessionmaker
+        self._snapshot: CatalogSnapshot | None = None
+        self._stats: RankingStats | None = None
+        self._stats_expire_at = 0.0
+
+    def invalidate_stats(self) -> None:
+        self._stats = None
+
+    async def _catalog(self) -> CatalogSnapshot:
+        async with self._sessionmaker() as session:
+            self._snapshot = await build_snapshot(session)
+        return self._snapshot
+
+    async def _ranking_stats(self, connection) -> RankingStats:
+        stats = self._stats
+        if stats is None or time.monotonic() >= self._stats_expire_at:
+            stats = await RankingStats.load(connection)
+            self._stats, self._stats_expire_at = stats, time.monotonic() + self.settings.ranking_stats_seconds
+        return stats
+
+    async def recommend(self, connection, external_id: str, *, channel: str, limit: int, exclude: list[str] = (),
+                        explain: bool = False, seed: int | None = None, explore: bool = True,
+                        now: datetime | None = None, record: bool = True,
+                        strategy: str | None = None) -> "RecommendationResult":
+        """Rank the products a customer may be offered now on `channel`, on `connection` (an asyncpg connection:
+        the request's transaction, or a pool connection of its own); store the served list when `record`."""
+        settings = self.settings
+        snapshot = self._snapshot or await self._catalog()
+        row = await connection.fetchrow(*snapshot.customer_query(external_id))
+        if row is not None and _version_of(row) != snapshot.version:  # the catalog changed: compile it again
+            snapshot = await self._catalog()
+            row = await connection.fetchrow(*snapshot.customer_query(external_id))
+        if row is None:
+            raise CustomerNotFound(external_id)
+        customer_id = row["customer_id"]
+        now = now or datetime.now().astimezone()
+        ineligible = [code for code in snapshot.leaves if not row[f"eligible_{code}"]]
+        held = list(row["held_products"] or [])
+        candidates = await connection.fetch(
+            _CANDIDATES, customer_id, settings.primary_policy, channel, list(exclude), held, ineligible,
+            row["risk_tolerance"], bool(row["marketing_consent"]), now, settings.winback_days, explain)
+        stats = await self._ranking_stats(connection)
+
+        strategy = strategy or ("holdout_popularity" if in_holdout(row["external_id"], settings.holdout_share)
+                                else "personalised")
+        rng = random.Random(seed) if seed is not None else random.Random()
+        ranked, filtered, tier = [], [], None
+        for candidate in candidates:
+            product = snapshot.products.get(candidate["code"])
+            if product is None:  # created since the snapshot: the next snapshot will have it
+                continue
+            tier = None if candidate["tier"] == "*" else candidate["tier"]
+            if candidate["filtered_by"] is not None:
+                filtered.append(_filtered(product, candidate, row))
+                continue
+            ranked.append(_score(product, candidate, row, snapshot, stats, settings, strategy, rng, explore, held,
+                                 tier))
+        ranked.sort(key=lambda r: (-r.score, r.product.code))
+        result = RecommendationResult(customer_id=customer_id, external_id=row["external_id"], tier=tier,
+                                      strategy=strategy, items=ranked[:limit], filtered=filtered if explain else [])
+        if record and result.items:
+            await _record(connection, result, channel)
+        return result
 
 
-def _score(product: Product, stat, row, snapshot: CatalogSnapshot, settings: Settings, strategy: str,
-           rng: random.Random, explore: bool, held_count: int, tier: str | None) -> Ranked:
-    tier_popularity = stat["tier_popularity"] or stat["popularity"] or EPSILON
+def _score(product: Product, candidate, row, snapshot: CatalogSnapshot, stats: RankingStats, settings: Settings,
+           strategy: str, rng: random.Random, explore: bool, held: list[str], tier: str | None) -> Ranked:
+    code = product.code
+    tier_popularity = (stats.popularity.get((code, tier or "*")) or stats.popularity.get((code, "*"))
+                       or EPSILON)
     reasons: list[dict[str, Any]] = []
     if strategy == "holdout_popularity":
         reasons.append({"code": "POPULAR_IN_TIER", "text": f"held by {tier_popularity:.0%} of "
                                                            f"{tier or 'all'} customers", "value": tier_popularity})
         return Ranked(product, tier_popularity, tier_popularity, 1.0, 1.0, reasons + _suitability(product, row))
     # the Beta posterior of the acceptance rate in the tier, its prior centred on the tier's popularity
-    successes = max(stat["accepts"], stat["converts"])
-    failures = max(stat["impressions"] - successes, stat["dismisses"], 0)
+    impressions, accepts, converts, dismisses = stats.feedback.get((code, tier or "-"), (0, 0, 0, 0))
+    successes = max(accepts, converts)
+    failures = max(impressions - successes, dismisses, 0)
     alpha = settings.prior_strength * tier_popularity + successes
     beta = settings.prior_strength * (1 - tier_popularity) + failures
     rate = rng.betavariate(alpha, beta) if explore else alpha / (alpha + beta)
-    personal = (stat["co_holding_sum"] or 0.0) / held_count if held_count else tier_popularity
+    co_holding = stats.co_holding.get(code, {})
+    co_holding_sum = sum(co_holding.get(h, 0.0) for h in held)
+    personal = co_holding_sum / len(held) if held else tier_popularity
     lift = min(max((personal + EPSILON) / (tier_popularity + EPSILON), 0.1), 10.0)
-    winback = settings.winback_boost if stat["last_held"] is not None else 1.0
+    last_held = candidate["last_held"]
+    winback = settings.winback_boost if last_held is not None else 1.0
     propensity = min(rate * lift * winback, 1.0)
     value, lever = float(product.value_weight), float(product.lever)
-    if held_count and stat["co_holding_sum"]:
+    if held and co_holding_sum:
         reasons.append({"code": "CO_HOLDING", "text": f"held by {personal:.0%} of customers with your products",
                         "value": round(personal, 4)})
-    if stat["impressions"] or stat["dismisses"]:
+    if impressions or dismisses:
         reasons.append({"code": "LEARNED_PROPENSITY",
-                        "text": f"accepted {successes} of {stat['impressions']} times offered to "
+                        "text": f"accepted {successes} of {impressions} times offered to "
                                 f"{tier or 'all'} customers", "value": round(alpha / (alpha + beta), 4)})
-    if stat["last_held"] is not None:
-        reasons.append({"code": "WIN_BACK", "text": f"held until {stat['last_held'].isoformat()}",
-                        "value": stat["last_held"].isoformat()})
+    if last_held is not None:
+        reasons.append({"code": "WIN_BACK", "text": f"held until {last_held.isoformat()}",
+                        "value": last_held.isoformat()})
     for leaf in _eligibility_facts(product, row, snapshot):
         reasons.append({"code": "ELIGIBLE", "text": f"{leaf['attribute']} {_fmt(leaf['value'])} "
                                                     f"{_OPS.get(leaf['operator'], leaf['operator'])} "
@@ -292,7 +370,7 @@ def _eligibility_facts(product: Product, row, snapshot: CatalogSnapshot) -> list
     leaves = snapshot.leaves.get(product.code)
     if not leaves:
         return []
-    facts = row[f"facts_{product.code}"]
+    facts = from_json(row[f"facts_{product.code}"])  # JSON text: pools differ in whether they decode jsonb
     return [leaf for leaf in explain_row(leaves, facts_mapping(leaves, facts)) if leaf["result"]]
 
 
@@ -322,30 +400,44 @@ def _filtered(product: Product, stat, row) -> dict[str, Any]:
     return {"product_code": product.code, "filter": stat["filtered_by"], "detail": detail}
 
 
-# The served list and its items in one statement.
-_RECORD = text("""
+# The served list and its items in one statement (one statement: atomic on a connection without a transaction).
+_RECORD = """
 WITH served AS (
-    INSERT INTO recommendation_list (customer_id, channel, strategy, tier_code)
-    VALUES (:customer_id, :channel, :strategy, :tier) RETURNING id
+    INSERT INTO recommendation_list (customer_id, channel, strategy, tier_code) VALUES ($1, $2, $3, $4) RETURNING id
 )
 INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, tier_code, rank, score,
                                  propensity, strategy, reasons)
-SELECT i.recommendation_id, served.id, :customer_id, i.product_code, :tier, i.rank, i.score, i.propensity,
-       :strategy, i.reasons
-FROM served, unnest(CAST(:ids AS uuid[]), CAST(:codes AS text[]), CAST(:ranks AS smallint[]),
-                    CAST(:scores AS numeric[]), CAST(:propensities AS numeric[]), CAST(:reasons AS jsonb[]))
+SELECT i.recommendation_id, served.id, $1, i.product_code, $4, i.rank, i.score, i.propensity, $3, i.reasons
+FROM served, unnest($5::uuid[], $6::text[], $7::smallint[], $8::numeric[], $9::numeric[], $10::jsonb[])
      AS i(recommendation_id, product_code, rank, score, propensity, reasons)
 RETURNING list_id
-""")
+"""
 
 
-async def _record(session: AsyncSession, result: RecommendationResult, channel: str) -> None:
+async def _record(connection, result: RecommendationResult, channel: str) -> None:
     """Store what was served, so that feedback is attributed to what the customer actually saw."""
     ids = [uuid.uuid4() for _ in result.items]
-    list_id = await session.scalar(_RECORD, {
-        "customer_id": result.customer_id, "channel": channel, "strategy": result.strategy, "tier": result.tier,
-        "ids": ids, "codes": [item.product.code for item in result.items],
-        "ranks": list(range(1, len(ids) + 1)), "scores": [Decimal(f"{item.score:.6f}") for item in result.items],
-        "propensities": [Decimal(f"{min(item.propensity, 0.999999):.6f}") for item in result.items],
-        "reasons": [json.dumps(item.reasons, default=str) for item in result.items]})
-    result.list_id, result.recommendation_ids = list_id, ids
+    result.list_id = await connection.fetchval(
+        _RECORD, result.customer_id, channel, result.strategy, result.tier, ids,
+        [item.product.code for item in result.items], list(range(1, len(ids) + 1)),
+        [Decimal(f"{item.score:.6f}") for item in result.items],
+        [Decimal(f"{min(item.propensity, 0.999999):.6f}") for item in result.items],
+        [to_json(item.reasons).decode() for item in result.items])
+    result.recommendation_ids = ids
+
+
+def recommendations_json(result: RecommendationResult, explain: bool) -> bytes:
+    """The RecommendationsRead document of a served list (tests hold it to the model, field by field)."""
+    document = {
+        "customer_id": result.external_id, "tier": result.tier, "strategy": result.strategy,
+        "items": [{"recommendation_id": rid, "rank": rank,
+                   "product": {"code": item.product.code, "name": item.product.name,
+                               "category": item.product.category, "risk_level": item.product.risk_level},
+                   "score": round(item.score, 6),
+                   "score_parts": {"propensity": round(item.propensity, 6), "value": item.value,
+                                   "lever": item.lever},
+                   "reasons": item.reasons}
+                  for rank, (rid, item) in enumerate(zip(result.recommendation_ids, result.items, strict=True), 1)]}
+    if explain:
+        document["filtered_out"] = result.filtered
+    return to_json(document)

@@ -46,8 +46,9 @@ async def refresh_stats(session: AsyncSession, primary_policy: str) -> dict[str,
     return {"product_holding_stat": holding, "co_holding_stat": co}
 
 
-async def refresh_periodically(sessionmaker, primary_policy: str, minutes: int) -> None:
-    """The scheduled refresh: every `minutes`, in its own transaction (one instance at a time, by lock)."""
+async def refresh_periodically(sessionmaker, primary_policy: str, minutes: int, refreshed=lambda: None) -> None:
+    """The scheduled refresh: every `minutes`, in its own transaction (one instance at a time, by lock); then
+    `refreshed()` (the instance's recommender reads the new statistics)."""
     import asyncio
     import logging
 
@@ -58,6 +59,7 @@ async def refresh_periodically(sessionmaker, primary_policy: str, minutes: int) 
             async with sessionmaker() as session:
                 counts = await refresh_stats(session, primary_policy)
                 await session.commit()
+            refreshed()
             log.info("recommendation statistics refreshed", extra=counts)
         except Exception:  # the next round tries again; never let the loop die
             log.exception("recommendation statistics refresh failed")

@@ -248,12 +248,17 @@ async def load_catalog(session) -> AttributeCatalog:
     return AttributeCatalog(await customers_service.list_attribute_definitions(session))
 
 
-def features_for_customers(customer_ids: ColumnElement[Any]) -> FromClause:
+def features_for_customers(customer_ids: ColumnElement[Any], *, lateral: bool = False) -> FromClause:
     """customer_features rows of the given customers only: the SQL function customer_features_for(ids), the same
     SELECT as the view with the filter pushed into every aggregate. Its columns are the view's, so conditions
-    compile against it unchanged (use it for one customer or a chunk; the view for the whole population)."""
+    compile against it unchanged (use it for one customer or a chunk; the view for the whole population).
+
+    Postgres inlines the function (and plans its body with the ids) only when `customer_ids` holds no subquery:
+    pass a bound parameter, or with `lateral` an array of a column of a table joined before it; a sub-select
+    makes it a function scan planned on every call, several times slower."""
     columns = [sa.column(c.name, c.type) for c in customer_features.c]
-    return sa.func.customer_features_for(customer_ids).table_valued(*columns).alias("customer_features")
+    function = sa.func.customer_features_for(customer_ids).table_valued(*columns)
+    return function.lateral("customer_features") if lateral else function.alias("customer_features")
 
 
 def features_between(id_from: ColumnElement[Any], id_to: ColumnElement[Any]) -> FromClause:

@@ -11,15 +11,6 @@ from app.tiering.schemas import CustomerTiers
 from tests.tiering.test_assignment import make_customer, set_balance, wealth  # noqa: F401 (fixture)
 
 
-@pytest.fixture
-async def routed(test_settings, sessionmaker):
-    """The same app, database and keys with the hot reads off: FastAPI's router serves every request."""
-    app = create_app(test_settings.model_copy(update={"hot_reads": False}), sessionmaker=sessionmaker)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://tierwise.test") as client:
-        yield client
-
-
 def _served_by_hot_path(app) -> bool:
     from app.core.hotpath import HotReads
 

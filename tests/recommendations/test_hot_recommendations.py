@@ -1,0 +1,103 @@
+"""The hot read of GET /v1/customers/{id}/recommendations (app/core/hotpath.py) answers as the FastAPI route does:
+the same ranking in the same document, held to the RecommendationsRead schema, every served list stored, and the
+same problem+json for every error; a query it cannot read as the route would goes on to FastAPI."""
+
+import pytest
+from sqlalchemy import text
+
+from app.main import HOT_READS
+from app.recommendations.schemas import RecommendationQuery, RecommendationsRead
+from tests.recommendations.test_recommendations import bank, make_customer  # noqa: F401 (fixture)
+
+RECOMMENDATIONS = next(read for read in HOT_READS if read.path.endswith("/recommendations"))
+
+
+def _without_ids(document: dict) -> dict:
+    return {**document, "items": [{k: v for k, v in item.items() if k != "recommendation_id"}
+                                  for item in document["items"]]}
+
+
+async def _served_lists(session, external_id: str) -> int:
+    return await session.scalar(text(
+        "SELECT count(*) FROM recommendation_list l JOIN customer c ON c.id = l.customer_id "
+        "WHERE c.external_id = :e"), {"e": external_id})
+
+
+@pytest.mark.parametrize("query", [
+    "explore=false&explain=true&limit=10",
+    "seed=7&limit=4&channel=web",
+    "explore=false&exclude=bond_fund&exclude=equity_fund",
+    "explore=0&channel=mobile&unknown=1",  # an unknown parameter: FastAPI answers, and ignores it
+])
+async def test_hot_and_routed_give_the_same_ranking_in_the_schema(client, routed, as_role, bank, session,  # noqa: F811
+                                                                   query):
+    await make_customer(client, as_role, "HR1", risk=4, holdings=[("current_account", "5000.00"),
+                                                                   ("savings_account", "250000.00")])
+    path = f"/v1/customers/HR1/recommendations?{query}"
+    hot, plain = await client.get(path, headers=as_role("app")), await routed.get(path, headers=as_role("app"))
+    assert hot.status_code == plain.status_code == 200, hot.text
+    assert hot.headers["content-type"] == plain.headers["content-type"] == "application/json"
+    assert _without_ids(hot.json()) == _without_ids(plain.json())
+    assert RecommendationsRead.model_validate(hot.json()).model_dump(mode="json", exclude_unset=True) == hot.json()
+    assert hot.json()["items"] and "current_account" not in [i["product"]["code"] for i in hot.json()["items"]]
+    assert await _served_lists(session, "HR1") == 2  # each path stored what it served
+
+
+@pytest.mark.parametrize("path, role, status", [
+    ("/v1/customers/HR2/recommendations", None, 401),
+    ("/v1/customers/HR2/recommendations", "integration", 403),  # lacks recommendations:read
+    ("/v1/customers/NOBODY/recommendations", "app", 404),
+    ("/v1/customers/-bad-/recommendations", "app", 422),
+    ("/v1/customers/HR2/recommendations?limit=0", "app", 422),
+    ("/v1/customers/HR2/recommendations?limit=3&limit=4", "app", 200),
+    ("/v1/customers/HR2/recommendations?channel=fax", "app", 422),
+    ("/v1/customers/HR2/recommendations?explain=maybe", "app", 422),
+])
+async def test_errors_are_the_same_problem_json_on_both_paths(client, routed, as_role, bank, path, role,  # noqa: F811
+                                                              status):
+    await make_customer(client, as_role, "HR2")
+    headers = as_role(role) if role else {}
+    hot, plain = await client.get(path, headers=headers), await routed.get(path, headers=headers)
+    assert hot.status_code == plain.status_code == status, hot.text
+    if status == 200:  # explore is on: the rankings are samples, their length is the route's reading of limit
+        assert len(hot.json()["items"]) == len(plain.json()["items"]) == 4
+    else:
+        assert hot.json() == plain.json() and hot.headers["content-type"] == "application/problem+json"
+
+
+def test_the_hot_path_reads_the_queries_the_route_takes_and_passes_on_the_rest():
+    parse = RECOMMENDATIONS.parse_query
+    assert parse(b"") == RecommendationQuery()
+    assert parse(b"limit=5&channel=web&exclude=a&exclude=b%20c&explain=true&seed=3&explore=off") == \
+        RecommendationQuery(limit=5, channel="web", exclude=["a", "b c"], explain=True, seed=3, explore=False)
+    for passed_on in (b"limit=0", b"limit=11", b"limit=x", b"channel=fax", b"explain=maybe", b"seed=-1",
+                      b"limit=3&limit=4", b"other=1", b"exclude=" + b"&exclude=".join([b"p"] * 51)):
+        assert parse(passed_on) is False, passed_on
+
+
+async def test_a_catalog_change_is_seen_on_the_next_request(client, as_role, bank, session):  # noqa: F811
+    await make_customer(client, as_role, "HR3", risk=5)
+    first = await client.get("/v1/customers/HR3/recommendations?explore=false&limit=10", headers=as_role("app"))
+    assert "bond_fund" in [i["product"]["code"] for i in first.json()["items"]]
+    await session.execute(text("UPDATE product SET is_active = false, updated_at = now() WHERE code = 'bond_fund'"))
+    # a set condition (its value binds as an array): only for customers without a savings account. (The test
+    # runs in one transaction, where now() stands still: the catalog's version is its latest updated_at.)
+    await session.execute(text(
+        "UPDATE product SET updated_at = clock_timestamp(), eligibility = CAST(:e AS jsonb) WHERE code = 'balanced_fund'"),
+        {"e": '{"attr": "held_products", "op": "contains_none", "value": ["savings_account", "x"]}'})
+    await session.commit()
+    second = await client.get("/v1/customers/HR3/recommendations?explore=false&limit=10&explain=true",
+                              headers=as_role("app"))
+    assert "bond_fund" not in [i["product"]["code"] for i in second.json()["items"]]
+    assert {"product_code": "bond_fund", "filter": "inactive", "detail": "not on sale now"} in \
+        second.json()["filtered_out"]
+    balanced = next(i for i in second.json()["items"] if i["product"]["code"] == "balanced_fund")
+    assert {"code": "ELIGIBLE", "text": "held_products ['current_account'] contains_none ['savings_account', 'x']",
+            "value": {"pointer": "/eligibility", "attribute": "held_products", "operator": "contains_none",
+                      "threshold": ["savings_account", "x"], "value": ["current_account"], "result": True}} \
+        in balanced["reasons"]
+    await make_customer(client, as_role, "HR4", risk=5, holdings=[("savings_account", "10.00")])
+    saver = await client.get("/v1/customers/HR4/recommendations?explore=false&limit=10&explain=true",
+                             headers=as_role("app"))
+    assert {"product_code": "balanced_fund", "filter": "not_eligible", "detail": "eligibility condition not met"} \
+        in saver.json()["filtered_out"]
