@@ -12,6 +12,7 @@ population-wide statistics that rank (popularity, co-holding, feedback counts: a
 job or by feedback) are read once per `ranking_stats_seconds` per instance, not per request.
 """
 
+import asyncio
 import hashlib
 import random
 import time
@@ -205,6 +206,8 @@ class Ranked:
     propensity: float
     value: float
     lever: float
+    evidence: dict[str, Any]
+    """What the score was made of, for the reasons (written only for the items shown)."""
     reasons: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -216,7 +219,6 @@ class RecommendationResult:
     strategy: str
     items: list[Ranked]
     filtered: list[dict[str, Any]]
-    list_id: int | None = None
     recommendation_ids: list[uuid.UUID] = field(default_factory=list)
 
 
@@ -245,6 +247,7 @@ class Recommender:
         self._snapshot: CatalogSnapshot | None = None
         self._stats: RankingStats | None = None
         self._stats_expire_at = 0.0
+        self.served = ServedLists()
 
     def invalidate_stats(self) -> None:
         self._stats = None
@@ -286,7 +289,7 @@ class Recommender:
 
         strategy = strategy or ("holdout_popularity" if in_holdout(row["external_id"], settings.holdout_share)
                                 else "personalised")
-        rng = random.Random(seed) if seed is not None else random.Random()
+        rng = random.Random(seed) if seed is not None else _RANDOM
         ranked, filtered, tier = [], [], None
         for candidate in candidates:
             product = snapshot.products.get(candidate["code"])
@@ -296,26 +299,27 @@ class Recommender:
             if candidate["filtered_by"] is not None:
                 filtered.append(_filtered(product, candidate, row))
                 continue
-            ranked.append(_score(product, candidate, row, snapshot, stats, settings, strategy, rng, explore, held,
-                                 tier))
+            ranked.append(_score(product, candidate, stats, settings, strategy, rng, explore, held, tier))
         ranked.sort(key=lambda r: (-r.score, r.product.code))
+        for item in ranked[:limit]:
+            item.reasons = _reasons(item, row, snapshot, strategy, tier)
         result = RecommendationResult(customer_id=customer_id, external_id=row["external_id"], tier=tier,
                                       strategy=strategy, items=ranked[:limit], filtered=filtered if explain else [])
         if record and result.items:
-            await _record(connection, result, channel)
+            await self.served.write(connection, result, channel)
         return result
 
 
-def _score(product: Product, candidate, row, snapshot: CatalogSnapshot, stats: RankingStats, settings: Settings,
-           strategy: str, rng: random.Random, explore: bool, held: list[str], tier: str | None) -> Ranked:
+_RANDOM = random.Random()  # exploration without a seed: one generator per process, seeded from the OS once
+
+
+def _score(product: Product, candidate, stats: RankingStats, settings: Settings, strategy: str,
+           rng: random.Random, explore: bool, held: list[str], tier: str | None) -> Ranked:
     code = product.code
     tier_popularity = (stats.popularity.get((code, tier or "*")) or stats.popularity.get((code, "*"))
                        or EPSILON)
-    reasons: list[dict[str, Any]] = []
     if strategy == "holdout_popularity":
-        reasons.append({"code": "POPULAR_IN_TIER", "text": f"held by {tier_popularity:.0%} of "
-                                                           f"{tier or 'all'} customers", "value": tier_popularity})
-        return Ranked(product, tier_popularity, tier_popularity, 1.0, 1.0, reasons + _suitability(product, row))
+        return Ranked(product, tier_popularity, tier_popularity, 1.0, 1.0, {"tier_popularity": tier_popularity})
     # the Beta posterior of the acceptance rate in the tier, its prior centred on the tier's popularity
     impressions, accepts, converts, dismisses = stats.feedback.get((code, tier or "-"), (0, 0, 0, 0))
     successes = max(accepts, converts)
@@ -331,16 +335,30 @@ def _score(product: Product, candidate, row, snapshot: CatalogSnapshot, stats: R
     winback = settings.winback_boost if last_held is not None else 1.0
     propensity = min(rate * lift * winback, 1.0)
     value, lever = float(product.value_weight), float(product.lever)
-    if held and co_holding_sum:
-        reasons.append({"code": "CO_HOLDING", "text": f"held by {personal:.0%} of customers with your products",
-                        "value": round(personal, 4)})
-    if impressions or dismisses:
+    return Ranked(product, propensity * value * lever, propensity, value, lever, {
+        "co_holding": personal if held and co_holding_sum else None, "offered": impressions or dismisses,
+        "impressions": impressions, "successes": successes, "posterior_mean": alpha / (alpha + beta),
+        "last_held": last_held})
+
+
+def _reasons(item: Ranked, row, snapshot: CatalogSnapshot, strategy: str, tier: str | None) -> list[dict[str, Any]]:
+    """The reasons for a shown item, in words, each with the fact behind it."""
+    product, evidence = item.product, item.evidence
+    if strategy == "holdout_popularity":
+        popularity = evidence["tier_popularity"]
+        return [{"code": "POPULAR_IN_TIER", "text": f"held by {popularity:.0%} of {tier or 'all'} customers",
+                 "value": popularity}, *_suitability(product, row)]
+    reasons: list[dict[str, Any]] = []
+    if evidence["co_holding"] is not None:
+        reasons.append({"code": "CO_HOLDING", "text": f"held by {evidence['co_holding']:.0%} of customers with "
+                                                      f"your products", "value": round(evidence["co_holding"], 4)})
+    if evidence["offered"]:
         reasons.append({"code": "LEARNED_PROPENSITY",
-                        "text": f"accepted {successes} of {impressions} times offered to "
-                                f"{tier or 'all'} customers", "value": round(alpha / (alpha + beta), 4)})
-    if last_held is not None:
-        reasons.append({"code": "WIN_BACK", "text": f"held until {last_held.isoformat()}",
-                        "value": last_held.isoformat()})
+                        "text": f"accepted {evidence['successes']} of {evidence['impressions']} times offered to "
+                                f"{tier or 'all'} customers", "value": round(evidence["posterior_mean"], 4)})
+    if evidence["last_held"] is not None:
+        reasons.append({"code": "WIN_BACK", "text": f"held until {evidence['last_held'].isoformat()}",
+                        "value": evidence["last_held"].isoformat()})
     for leaf in _eligibility_facts(product, row, snapshot):
         reasons.append({"code": "ELIGIBLE", "text": f"{leaf['attribute']} {_fmt(leaf['value'])} "
                                                     f"{_OPS.get(leaf['operator'], leaf['operator'])} "
@@ -348,8 +366,7 @@ def _score(product: Product, candidate, row, snapshot: CatalogSnapshot, stats: R
     if product.target_tiers:
         reasons.append({"code": "TIER_TARGET", "text": f"offered to {', '.join(product.target_tiers)} customers",
                         "value": list(product.target_tiers)})
-    reasons += _suitability(product, row)
-    return Ranked(product, propensity * value * lever, propensity, value, lever, reasons)
+    return reasons + _suitability(product, row)
 
 
 _OPS = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<", "eq": "=", "ne": "!=", "between": "between", "in": "in"}
@@ -400,30 +417,104 @@ def _filtered(product: Product, stat, row) -> dict[str, Any]:
     return {"product_code": product.code, "filter": stat["filtered_by"], "detail": detail}
 
 
-# The served list and its items in one statement (one statement: atomic on a connection without a transaction).
+# Served lists and their items in one statement: a list per element of $1..$4, its items in $5..$11 (n: the
+# list's position in $1..$4). One statement, so it is atomic also on a connection without a transaction.
 _RECORD = """
-WITH served AS (
-    INSERT INTO recommendation_list (customer_id, channel, strategy, tier_code) VALUES ($1, $2, $3, $4) RETURNING id
+WITH lists AS (
+    SELECT nextval(pg_get_serial_sequence('recommendation_list', 'id')) AS id, l.*
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+         WITH ORDINALITY AS l(customer_id, channel, strategy, tier_code, n)
+), served AS (
+    INSERT INTO recommendation_list (id, customer_id, channel, strategy, tier_code)
+    SELECT id, customer_id, channel, strategy, tier_code FROM lists
 )
 INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, tier_code, rank, score,
                                  propensity, strategy, reasons)
-SELECT i.recommendation_id, served.id, $1, i.product_code, $4, i.rank, i.score, i.propensity, $3, i.reasons
-FROM served, unnest($5::uuid[], $6::text[], $7::smallint[], $8::numeric[], $9::numeric[], $10::jsonb[])
-     AS i(recommendation_id, product_code, rank, score, propensity, reasons)
-RETURNING list_id
+SELECT i.recommendation_id, lists.id, lists.customer_id, i.product_code, lists.tier_code, i.rank, i.score,
+       i.propensity, lists.strategy, i.reasons
+FROM unnest($5::bigint[], $6::uuid[], $7::text[], $8::smallint[], $9::numeric[], $10::numeric[], $11::jsonb[])
+     AS i(n, recommendation_id, product_code, rank, score, propensity, reasons)
+JOIN lists ON lists.n = i.n
 """
 
 
-async def _record(connection, result: RecommendationResult, channel: str) -> None:
-    """Store what was served, so that feedback is attributed to what the customer actually saw."""
-    ids = [uuid.uuid4() for _ in result.items]
-    result.list_id = await connection.fetchval(
-        _RECORD, result.customer_id, channel, result.strategy, result.tier, ids,
-        [item.product.code for item in result.items], list(range(1, len(ids) + 1)),
-        [Decimal(f"{item.score:.6f}") for item in result.items],
-        [Decimal(f"{min(item.propensity, 0.999999):.6f}") for item in result.items],
-        [to_json(item.reasons).decode() for item in result.items])
-    result.recommendation_ids = ids
+async def insert_served(connection, lists: list[tuple[RecommendationResult, str]]) -> None:
+    """Store served lists (result, channel) in one statement; each item gets its recommendation_id here."""
+    columns: list[list[Any]] = [[] for _ in range(11)]
+    for n, (result, channel) in enumerate(lists, 1):
+        for column, value in zip(columns, (result.customer_id, channel, result.strategy, result.tier)):
+            column.append(value)
+        result.recommendation_ids = [uuid.uuid4() for _ in result.items]
+        for rank, (rid, item) in enumerate(zip(result.recommendation_ids, result.items), 1):
+            for column, value in zip(columns[4:], (
+                    n, rid, item.product.code, rank, Decimal(f"{item.score:.6f}"),
+                    Decimal(f"{min(item.propensity, 0.999999):.6f}"), to_json(item.reasons).decode())):
+                column.append(value)
+    await connection.execute(_RECORD, *columns)
+
+
+class ServedLists:
+    """Stores what was served, so that feedback is attributed to what the customer actually saw; a request is
+    answered only once its list is committed.
+
+    On a connection inside a transaction (a FastAPI route's session) the list is written in that transaction.
+    On a connection without one (the hot path's pool) writes are grouped: a request that finds no write under
+    way writes every list waiting at that moment, its own included, in one statement on its own connection; the
+    others wait for the write that holds theirs, then answer. Under load one statement commits many lists.
+    If a grouped write fails, its lists are written one by one, so one bad list fails only its own request."""
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[tuple[RecommendationResult, str], asyncio.Future]] = []
+        self._writing: asyncio.Future | None = None
+        self.statements = 0
+
+    async def write(self, connection, result: RecommendationResult, channel: str) -> None:
+        if connection.is_in_transaction():
+            self.statements += 1
+            await insert_served(connection, [(result, channel)])
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append(((result, channel), done))
+        while not done.done():
+            if self._writing is None:
+                await self._lead(connection)
+            else:
+                await asyncio.shield(self._writing)
+        done.result()  # this list's own error, if its write failed
+
+    async def _lead(self, connection) -> None:
+        batch, self._waiting = self._waiting, []
+        self._writing = asyncio.get_running_loop().create_future()
+        try:
+            await self._write(connection, batch)
+        except BaseException:  # cancelled mid-write: whether these lists were committed is unknown
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(RuntimeError("the write of the served list was interrupted"))
+            raise
+        finally:
+            writing, self._writing = self._writing, None
+            writing.set_result(None)
+
+    async def _write(self, connection, batch) -> None:
+        try:
+            self.statements += 1
+            await insert_served(connection, [entry for entry, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0][1].set_exception(exc)
+                return
+            for entry, done in batch:
+                try:
+                    self.statements += 1
+                    await insert_served(connection, [entry])
+                except Exception as one:
+                    done.set_exception(one)
+                else:
+                    done.set_result(None)
+        else:
+            for _, done in batch:
+                done.set_result(None)
 
 
 def recommendations_json(result: RecommendationResult, explain: bool) -> bytes:

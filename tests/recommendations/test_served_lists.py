@@ -1,0 +1,69 @@
+"""Served lists on the hot path: concurrent requests' lists are committed together, each request answers only once
+its own list is stored, and one list that cannot be stored fails only its own request. Run on connections
+without a transaction, as the hot path's pool gives them, so on a database of its own (the lists are committed)."""
+
+import asyncio
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from app.core.migrations import upgrade_to_head
+from app.products.models import Product
+from app.recommendations.service import Ranked, RecommendationResult, ServedLists
+
+
+@pytest.fixture
+async def pool(scratch_database):
+    url = scratch_database()
+    upgrade_to_head(url)
+    pool = await asyncpg.create_pool(make_url(url).set(drivername="postgresql").render_as_string(
+        hide_password=False), min_size=4, max_size=4)
+    await pool.execute("INSERT INTO product (code, name, category, risk_level, channels) VALUES "
+                       "('bond_fund', 'Bond fund', 'fund', 2, '{mobile}'), "
+                       "('savings_account', 'Savings', 'deposit', 1, '{mobile}')")
+    await pool.execute("INSERT INTO customer (external_id, segment, onboarded_at) VALUES ('W1', 'retail', now())")
+    yield pool
+    await pool.close()
+
+
+def served(customer_id: int, *codes: str) -> RecommendationResult:
+    items = [Ranked(Product(code=code), 0.5, 0.25, 2.0, 1.0, {}, [{"code": "SUITABLE", "text": "risk R1 <= 3"}])
+             for code in codes]
+    return RecommendationResult(customer_id=customer_id, external_id="W1", tier=None, strategy="personalised",
+                                items=items, filtered=[])
+
+
+async def _write_all(pool, writer: ServedLists, results: list[RecommendationResult]) -> list:
+    async def one(result):
+        async with pool.acquire() as connection:
+            await writer.write(connection, result, "mobile")
+
+    return await asyncio.gather(*(one(r) for r in results), return_exceptions=True)
+
+
+async def test_concurrent_lists_are_committed_together(pool):
+    customer_id = await pool.fetchval("SELECT id FROM customer WHERE external_id = 'W1'")
+    writer = ServedLists()
+    results = [served(customer_id, "bond_fund", "savings_account") for _ in range(30)]
+    assert await _write_all(pool, writer, results) == [None] * 30
+    assert writer.statements < 30  # grouped: fewer statements than lists
+    assert await pool.fetchval("SELECT count(*) FROM recommendation_list") == 30
+    stored = {r["recommendation_id"]: (r["product_code"], r["rank"], r["list_id"]) for r in await pool.fetch(
+        "SELECT recommendation_id, product_code, rank, list_id FROM recommendation_item")}
+    for result in results:  # every id the caller got is stored, with its product and rank, both items in one list
+        (first, rank_1, list_a), (second, rank_2, list_b) = (stored[rid] for rid in result.recommendation_ids)
+        assert (first, rank_1, second, rank_2) == ("bond_fund", 1, "savings_account", 2) and list_a == list_b
+    assert len({stored[r.recommendation_ids[0]][2] for r in results}) == 30
+
+
+async def test_a_list_that_cannot_be_stored_fails_only_its_own_request(pool):
+    customer_id = await pool.fetchval("SELECT id FROM customer WHERE external_id = 'W1'")
+    writer = ServedLists()
+    results = [served(customer_id, "bond_fund") for _ in range(12)]
+    results[5] = served(customer_id, "no_such_product")  # a product deleted since: the foreign key refuses it
+    outcomes = await _write_all(pool, writer, results)
+    assert isinstance(outcomes[5], asyncpg.ForeignKeyViolationError)
+    assert outcomes[:5] + outcomes[6:] == [None] * 11
+    assert await pool.fetchval("SELECT count(*) FROM recommendation_list") == 11
+    assert await pool.fetchval("SELECT count(*) FROM recommendation_item WHERE product_code = 'bond_fund'") == 11
