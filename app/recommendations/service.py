@@ -38,6 +38,7 @@ from app.products.models import Product
 from app.rules import (ExplainedLeaf, compile_condition, compile_explanation, explain_row, features_for_customers,
                        load_catalog, parse_condition)
 from app.rules.compile import facts_expression, facts_mapping
+from app.rules.schema import AllCondition, AlwaysCondition, Comparison, Condition
 
 EPSILON = 0.005
 FEATURE_COLUMNS = ("customer_id", "external_id", "held_products", "risk_tolerance", "marketing_consent")
@@ -53,6 +54,10 @@ class CatalogSnapshot:
 
     products: dict[str, Product]
     leaves: dict[str, list[ExplainedLeaf]]
+    value_labels: dict[str, str]
+    """attribute: the label of its value in the customer row (the attributes conjunctions read)."""
+    with_facts: frozenset[str]
+    """Products whose condition has `any` or `not`: their facts (each comparison's value and result) are selected."""
     customer_sql: str
     """The statement as asyncpg takes it, with $n placeholders."""
     customer_args: tuple[Any, ...]
@@ -91,9 +96,18 @@ def driver_statement(statement, dialect) -> tuple[str, list[Any], list[str]]:
     return str(compiled), values, names
 
 
+def _conjunction(condition: Condition) -> bool:
+    """Whether the condition holds exactly when every comparison in it holds (comparisons under `all`s)."""
+    if isinstance(condition, AllCondition):
+        return all(_conjunction(member) for member in condition.all)
+    return isinstance(condition, Comparison | AlwaysCondition)
+
+
 async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
     """Compile the catalog: the customer's features (the inlined customer_features_for, joined laterally to the
-    customer found by external id) with each product's eligibility and its facts."""
+    customer found by external id) with each product's eligibility and what explains it: for a conjunction the
+    values of the attributes it reads (each comparison held, if the customer is eligible), for a condition with
+    `any` or `not` each comparison's value and result."""
     version = tuple((await session.execute(_VERSION_SQL)).one())
     products = {p.code: p for p in (await session.scalars(select(Product).order_by(Product.code))).all()}
     catalog = await load_catalog(session)
@@ -101,18 +115,29 @@ async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
     features = features_for_customers(array([requested.c.id]), lateral=True)
     columns = [features.c[name] for name in FEATURE_COLUMNS] + _version_columns()
     leaves: dict[str, list[ExplainedLeaf]] = {}
+    value_labels: dict[str, str] = {}
+    with_facts: set[str] = set()
     for i, (code, product) in enumerate(products.items()):
         if not product.eligibility:
             continue
         condition = parse_condition(product.eligibility, "/eligibility")
         leaves[code] = compile_explanation(condition, catalog, features, pointer="/eligibility", label_prefix=f"p{i}")
-        columns += [compile_condition(condition, catalog, features).label(f"eligible_{code}"),
-                    sa.cast(facts_expression(leaves[code]), sa.Text()).label(f"facts_{code}")]
+        columns.append(compile_condition(condition, catalog, features).label(f"eligible_{code}"))
+        if _conjunction(condition):  # eligible means every comparison held: only the values are needed
+            for leaf in leaves[code]:
+                if leaf.attribute not in value_labels:
+                    value_labels[leaf.attribute] = f"value_{len(value_labels)}"
+                    columns.append(leaf.value.element.label(value_labels[leaf.attribute]))
+        else:
+            with_facts.add(code)
+            columns.append(sa.cast(facts_expression(leaves[code]), sa.Text()).label(f"facts_{code}"))
     statement = (select(*columns).select_from(requested.join(features, sa.true()))
                  .where(requested.c.external_id == bindparam("external_id", type_=sa.String()),
                         requested.c.erased_at.is_(None)))
     sql, args, names = driver_statement(statement, session.get_bind().dialect)
-    return CatalogSnapshot(products=products, leaves=leaves, customer_sql=sql, customer_args=tuple(args),
+    return CatalogSnapshot(products=products, leaves=leaves, value_labels=value_labels,
+                           with_facts=frozenset(with_facts),
+                           customer_sql=sql, customer_args=tuple(args),
                            external_id_at=names.index("external_id"), version=version)
 
 
@@ -387,8 +412,12 @@ def _eligibility_facts(product: Product, row, snapshot: CatalogSnapshot) -> list
     leaves = snapshot.leaves.get(product.code)
     if not leaves:
         return []
-    facts = from_json(row[f"facts_{product.code}"])  # JSON text: pools differ in whether they decode jsonb
-    return [leaf for leaf in explain_row(leaves, facts_mapping(leaves, facts)) if leaf["result"]]
+    if product.code in snapshot.with_facts:  # the facts of a condition with `any` or `not`, as JSON text
+        facts = facts_mapping(leaves, from_json(row[f"facts_{product.code}"]))
+    else:  # a conjunction the customer is eligible for: each comparison held
+        facts = {key: value for leaf in leaves for key, value in (
+            (leaf.value_key, row[snapshot.value_labels[leaf.attribute]]), (leaf.result_key, True))}
+    return [leaf for leaf in explain_row(leaves, facts) if leaf["result"]]
 
 
 def _suitability(product: Product, row) -> list[dict[str, Any]]:

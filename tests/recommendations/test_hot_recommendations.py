@@ -101,3 +101,25 @@ async def test_a_catalog_change_is_seen_on_the_next_request(client, as_role, ban
                              headers=as_role("app"))
     assert {"product_code": "balanced_fund", "filter": "not_eligible", "detail": "eligibility condition not met"} \
         in saver.json()["filtered_out"]
+
+
+async def test_eligibility_reasons_name_the_comparisons_that_held(client, routed, as_role, bank, session):  # noqa: F811
+    """A conjunction's reasons come from the attribute values (every comparison held); a condition with `any`
+    or `not` from each comparison's own result: only those that held are reasons."""
+    await session.execute(text(
+        "UPDATE product SET updated_at = clock_timestamp(), eligibility = CAST(:e AS jsonb) WHERE code = :c"), [
+        {"c": "balanced_fund", "e": '{"any": [{"attr": "aum", "op": "gte", "value": 1000000}, '
+                                    '{"attr": "segment", "op": "eq", "value": "retail"}]}'},
+        {"c": "equity_fund", "e": '{"all": [{"attr": "aum", "op": "gte", "value": 100}, '
+                                  '{"all": [{"attr": "tenure_months", "op": "gte", "value": 12}]}]}'}])
+    await session.commit()
+    await make_customer(client, as_role, "HR6", risk=5, holdings=[("current_account", "2500.50")])
+    path = "/v1/customers/HR6/recommendations?explore=false&limit=10"
+    hot, plain = await client.get(path, headers=as_role("app")), await routed.get(path, headers=as_role("app"))
+    assert _without_ids(hot.json()) == _without_ids(plain.json()) and hot.json()["strategy"] == "personalised"
+    reasons = {i["product"]["code"]: [r for r in i["reasons"] if r["code"] == "ELIGIBLE"] for i in hot.json()["items"]}
+    assert [r["text"] for r in reasons["balanced_fund"]] == ["segment retail = retail"]  # not the aum that failed
+    assert reasons["balanced_fund"][0]["value"]["pointer"] == "/eligibility/any/1"
+    assert [r["value"]["attribute"] for r in reasons["equity_fund"]] == ["aum", "tenure_months"]
+    assert reasons["equity_fund"][0]["text"] == "aum 2,500 >= 100"  # 2,500.50 shown rounded
+    assert reasons["equity_fund"][0]["value"]["value"] == "2500.50" and reasons["equity_fund"][1]["value"]["result"]
