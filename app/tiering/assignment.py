@@ -37,6 +37,7 @@ class CompiledVersion:
     tiers: list[dict[str, Any]]
     attributes: frozenset[str]  # every attribute the version's conditions read
     features: Any  # the relation tier_code and facts read: customer_features_for(:customer_ids)
+    scope: str  # "ids" (:customer_ids) or "range" ([:id_from, :id_to]): which customers the statement covers
     tier_code: ColumnElement[str | None]
     facts: ColumnElement[Any]
     leaves: list[list[ExplainedLeaf]]  # per tier, in compile_explanation order
@@ -132,7 +133,7 @@ def compile_version(policy: TierPolicy, version: TierPolicyVersion, catalog: Att
         policy_id=policy.id, policy_key=policy.key, version_id=version.id, version=version.version,
         grace_days=version.downgrade_grace_days, tiers=list(version.tiers),
         attributes=frozenset(leaf.attribute for tier_leaves in leaves for leaf in tier_leaves),
-        features=features, tier_code=tier_case(version.tiers, catalog, features), facts=facts_expression([leaf for tier_leaves in leaves for leaf in tier_leaves]),
+        features=features, scope=scope, tier_code=tier_case(version.tiers, catalog, features), facts=facts_expression([leaf for tier_leaves in leaves for leaf in tier_leaves]),
         leaves=leaves)
     _compiled[key] = compiled
     while len(_compiled) > 256:
@@ -150,6 +151,10 @@ def assignment_statement(compiled: CompiledVersion):
                         compiled.facts.label("facts"))
                  .select_from(compiled.features).cte("qualified"))
     current = TierAssignment.__table__.alias("current")
+    # The stored assignments of the same customers, said outright: without it the planner, whose statistics may
+    # not know the policy's rows yet (a first run), can read every assignment of the policy for each chunk.
+    in_scope = (current.c.customer_id.between(ID_FROM, ID_TO) if compiled.scope == "range"
+                else current.c.customer_id == sa.func.any(CUSTOMER_IDS))
     grace_over = sa.func.coalesce(current.c.lower_since, now) <= now - sa.func.make_interval(
         0, 0, 0, compiled.grace_days)
     decision = sa.case(
@@ -167,7 +172,7 @@ def assignment_statement(compiled: CompiledVersion):
                decision.label("decision"))
         .select_from(qualified.join(tiers, tiers.c.code == qualified.c.q_code)
                      .outerjoin(current, sa.and_(current.c.customer_id == qualified.c.customer_id,
-                                                 current.c.policy_id == compiled.policy_id)))
+                                                 current.c.policy_id == compiled.policy_id, in_scope)))
         .cte("decided"))
     keeps_tier = decided.c.decision == "grace"
     rows = select(

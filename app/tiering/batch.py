@@ -9,7 +9,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -17,7 +17,7 @@ from app.core.errors import Conflict
 from app.customers.models import Customer
 from app.customers.service import lock_customer_range
 from app.tiering.assignment import AssignmentCounts, assign, compiled_active_versions, expire_overrides
-from app.tiering.models import TierPolicy, TierRun
+from app.tiering.models import TierAssignment, TierPolicy, TierRun
 
 log = logging.getLogger(__name__)
 CHUNK_SIZE = 50_000
@@ -59,12 +59,22 @@ async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size:
             versions = await compiled_active_versions(session, [run.policy_id] if run.policy_id else None, "range")
             ids = list((await session.scalars(select(Customer.id).where(Customer.erased_at.is_(None))
                                               .order_by(Customer.id))).all())
+            # A policy's first run: the planner's statistics know none of its assignments yet, and would have each
+            # chunk read all the assignments written so far; once the first chunk is in, they are refreshed.
+            first_run = not await session.scalar(select(exists().where(
+                TierAssignment.policy_id.in_([compiled.policy_id for compiled in versions]))))
         chunks = [ids[i:i + chunk_size] for i in range(0, len(ids), chunk_size)]
         chunks.reverse()  # workers pop from the end: lowest ids first
+        stale_statistics = [first_run and len(chunks) > 1]
 
         async def worker() -> None:
             while chunks:
                 await _evaluate_chunk(sessionmaker, run_id, versions, chunks.pop())
+                if stale_statistics[0]:
+                    stale_statistics[0] = False
+                    async with sessionmaker() as session:
+                        await session.execute(text("ANALYZE tier_assignment"))
+                        await session.commit()
 
         await asyncio.gather(*(worker() for _ in range(max(workers, 1))))
         async with sessionmaker() as session:
