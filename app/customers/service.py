@@ -352,10 +352,13 @@ async def lock_customers(session: AsyncSession, customer_ids) -> None:
     await session.execute(_LOCK_CUSTOMERS, {"ids": sorted(set(customer_ids))})
 
 
-async def lock_customer_range(session: AsyncSession, id_from: int, id_to: int) -> None:
-    """lock_customers for every customer with an id in [id_from, id_to] (a chunk of a batch run)."""
-    await session.execute(text("SELECT 1 FROM customer WHERE id BETWEEN :id_from AND :id_to ORDER BY id "
-                               "FOR NO KEY UPDATE"), {"id_from": id_from, "id_to": id_to})
+async def lock_customer_range(session: AsyncSession, id_from: int, id_to: int) -> int:
+    """lock_customers for every customer with an id in [id_from, id_to] (a chunk of a batch run); returns how
+    many of them are not erased."""
+    return await session.scalar(text(
+        "SELECT count(*) FILTER (WHERE live) FROM (SELECT erased_at IS NULL AS live FROM customer "
+        "WHERE id BETWEEN :id_from AND :id_to ORDER BY id FOR NO KEY UPDATE) locked"),
+        {"id_from": id_from, "id_to": id_to})
 
 
 async def ingest_events(session: AsyncSession, events: list) -> tuple[int, set[int]]:

@@ -21,6 +21,7 @@ from app.tiering.models import TierAssignment, TierPolicy, TierRun
 
 log = logging.getLogger(__name__)
 CHUNK_SIZE = 50_000
+CHUNK_WORK_MEM = "64MB"  # per sort or hash of a chunk's transaction (a chunk's rows, not the population's)
 STALE_AFTER = timedelta(minutes=5)  # a running run without a heartbeat this long has died with its process
 UNIQUE_VIOLATION = "23505"
 
@@ -57,13 +58,15 @@ async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size:
         async with sessionmaker() as session:
             run = await session.get(TierRun, run_id)
             versions = await compiled_active_versions(session, [run.policy_id] if run.policy_id else None, "range")
-            ids = list((await session.scalars(select(Customer.id).where(Customer.erased_at.is_(None))
-                                              .order_by(Customer.id))).all())
+            lowest, highest = (await session.execute(select(func.min(Customer.id), func.max(Customer.id))
+                                                     .where(Customer.erased_at.is_(None)))).one()
             # A policy's first run: the planner's statistics know none of its assignments yet, and would have each
             # chunk read all the assignments written so far; once the first chunk is in, they are refreshed.
             first_run = not await session.scalar(select(exists().where(
                 TierAssignment.policy_id.in_([compiled.policy_id for compiled in versions]))))
-        chunks = [ids[i:i + chunk_size] for i in range(0, len(ids), chunk_size)]
+        # Chunks are ranges of chunk_size ids (customers are never deleted, so ranges hold about that many).
+        chunks = [] if lowest is None else [(start, min(start + chunk_size - 1, highest))
+                                            for start in range(lowest, highest + 1, chunk_size)]
         chunks.reverse()  # workers pop from the end: lowest ids first
         stale_statistics = [first_run and len(chunks) > 1]
 
@@ -90,19 +93,22 @@ async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size:
             await session.commit()
 
 
-async def _evaluate_chunk(sessionmaker: async_sessionmaker, run_id: int, versions, ids: list[int]) -> None:
+async def _evaluate_chunk(sessionmaker: async_sessionmaker, run_id: int, versions, id_range: tuple[int, int]) -> None:
     """One chunk, one transaction: lock its customers (so API writes to them queue), evaluate every policy."""
+    id_from, id_to = id_range
     async with sessionmaker() as session:
-        # Plan each chunk for its own range: a cached generic plan cannot see it and may nest-loop.
+        # Plan each chunk for its own range: a cached generic plan cannot see it and may nest-loop. Hash joins
+        # and sorts over a chunk fit in memory.
         await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-        await lock_customer_range(session, ids[0], ids[-1])
+        await session.execute(text(f"SET LOCAL work_mem = '{CHUNK_WORK_MEM}'"))
+        customers = await lock_customer_range(session, id_from, id_to)
         now = await session.scalar(select(func.now()))
         counts = AssignmentCounts()
         for compiled in versions:
-            counts.add(await assign(session, compiled, now, id_range=(ids[0], ids[-1])))
-            await expire_overrides(session, compiled.policy_id, now, ids[0], ids[-1])
+            counts.add(await assign(session, compiled, now, id_range=id_range))
+            await expire_overrides(session, compiled.policy_id, now, id_from, id_to)
         await session.execute(update(TierRun).where(TierRun.id == run_id).values(
-            processed=TierRun.processed + len(ids), upgrades=TierRun.upgrades + counts.upgrades,
+            processed=TierRun.processed + customers, upgrades=TierRun.upgrades + counts.upgrades,
             downgrades=TierRun.downgrades + counts.downgrades, heartbeat_at=func.now()))
         await session.commit()
 

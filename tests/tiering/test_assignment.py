@@ -214,6 +214,24 @@ async def test_run_killed_midway_leaves_customers_consistent_and_a_new_run_compl
     assert await session.scalar(text("SELECT count(*) FROM tier_assignment WHERE tier_code = 'gold'")) == 12
 
 
+async def test_a_run_in_id_ranges_counts_every_live_customer_once(client, as_role, wealth, session, sessionmaker):
+    """Chunks are id ranges: erased customers inside a range are skipped and not counted, every other customer
+    is evaluated in exactly one chunk."""
+    for i in range(11):
+        await make_customer(client, as_role, f"R{i:02d}", "60000.00")
+    assert (await client.delete("/v1/customers/R04", headers=as_role("integration"))).status_code == 204
+    await session.execute(text("DELETE FROM tier_assignment"))
+    await session.commit()
+    async with sessionmaker() as s:
+        run = await batch.start_run(s, None, "cron")
+        await s.commit()
+    await batch.execute_run(sessionmaker, run.id, chunk_size=3)
+    status = (await client.get(f"/v1/tier-runs/{run.id}", headers=as_role("admin"))).json()
+    assert status["status"] == "succeeded" and status["processed"] == status["total"] == 10
+    assert await session.scalar(text("SELECT count(*) FROM tier_assignment")) == 10
+    assert await session.scalar(text("SELECT count(*) FROM tier_transition WHERE direction = 'initial'")) >= 10
+
+
 async def test_one_run_per_policy_at_a_time(wealth, sessionmaker):
     async with sessionmaker() as s:
         await batch.start_run(s, None, "cron")
