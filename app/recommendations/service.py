@@ -322,7 +322,8 @@ class Recommender:
                 continue
             tier = None if candidate["tier"] == "*" else candidate["tier"]
             if candidate["filtered_by"] is not None:
-                filtered.append(_filtered(product, candidate, row))
+                if explain:
+                    filtered.append(_filtered(product, candidate, row))
                 continue
             ranked.append(_score(product, candidate, stats, settings, strategy, rng, explore, held, tier))
         ranked.sort(key=lambda r: (-r.score, r.product.code))
