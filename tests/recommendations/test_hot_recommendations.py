@@ -123,3 +123,33 @@ async def test_eligibility_reasons_name_the_comparisons_that_held(client, routed
     assert [r["value"]["attribute"] for r in reasons["equity_fund"]] == ["aum", "tenure_months"]
     assert reasons["equity_fund"][0]["text"] == "aum 2,500 >= 100"  # 2,500.50 shown rounded
     assert reasons["equity_fund"][0]["value"]["value"] == "2500.50" and reasons["equity_fund"][1]["value"]["result"]
+
+
+async def test_ranking_statistics_counted_elsewhere_arrive_within_their_age(as_role, bank, session, test_settings,  # noqa: F811
+                                                                            sessionmaker):
+    """Counts another instance (or the statistics job) wrote reach this instance's ranking once its copy is older
+    than ranking_stats_seconds; until then the instance ranks with the copy it has."""
+    import httpx
+
+    from app.main import create_app
+
+    async def top(settings) -> list[str]:
+        app = create_app(settings, sessionmaker=sessionmaker)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as api:
+            if not await session.scalar(text("SELECT count(*) FROM customer WHERE external_id = 'HR7'")):
+                await make_customer(api, as_role, "HR7", risk=5)
+            first = await api.get("/v1/customers/HR7/recommendations?explore=false&limit=10", headers=as_role("app"))
+            await session.execute(text(
+                "INSERT INTO propensity_stat (product_code, tier_code, shard, impressions, clicks, accepts, "
+                "dismisses, converts) VALUES ('equity_fund', '-', 0, 50, 0, 50, 0, 0) "
+                "ON CONFLICT (product_code, tier_code, shard) DO UPDATE SET impressions = 50, accepts = 50"))
+            await session.commit()
+            again = await api.get("/v1/customers/HR7/recommendations?explore=false&limit=10", headers=as_role("app"))
+            await session.execute(text("DELETE FROM propensity_stat"))
+            await session.commit()
+        return [[i["product"]["code"] for i in r.json()["items"]] for r in (first, again)]
+
+    kept_first, kept_again = await top(test_settings.model_copy(update={"ranking_stats_seconds": 300}))
+    assert kept_again == kept_first  # the instance's copy is still young: the same ranking
+    fresh_first, fresh_again = await top(test_settings.model_copy(update={"ranking_stats_seconds": 0}))
+    assert fresh_first == kept_first and fresh_again[0] == "equity_fund" != fresh_first[0]
