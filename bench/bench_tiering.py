@@ -25,6 +25,12 @@ FROM customer_features
 """
 
 
+MOVE = """
+UPDATE customer_aum_daily SET aum = CASE WHEN customer_id % 40 = 0 THEN aum * 10 ELSE round(aum / 10, 2) END
+WHERE customer_id % 20 = 0
+"""
+
+
 async def timed_run(sessionmaker, policy, chunk_size: int, workers: int) -> tuple[float, dict]:
     async with sessionmaker() as session:
         run = await batch.start_run(session, policy, "bench")
@@ -62,13 +68,32 @@ async def main(dsn: str, chunk_size: int, workers: int) -> None:
         mismatches = await conn.scalar(text(
             "SELECT count(*) FROM hand_written h LEFT JOIN tier_assignment a ON a.customer_id = h.customer_id "
             "AND a.policy_id = :p WHERE a.qualified_code IS DISTINCT FROM h.tier"), {"p": policy.id})
+    # A night when 5% of customers moved: their whole AUM history x10 (upgrades, applied at once) or /10
+    # (downgrades, which enter the grace period). Restored afterwards, exactly, from a saved copy.
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE IF NOT EXISTS bench_saved_aum AS SELECT * FROM customer_aum_daily "
+                                "WHERE customer_id % 20 = 0"))
+        await conn.execute(text(MOVE))
+    try:
+        moving, moving_counts = await timed_run(sessionmaker, policy, chunk_size, workers)
+        async with engine.connect() as conn:
+            moving_counts["now_at_risk"] = await conn.scalar(text(
+                "SELECT count(*) FROM tier_assignment WHERE policy_id = :p AND lower_since IS NOT NULL"),
+                {"p": policy.id})
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE customer_aum_daily d SET aum = s.aum FROM bench_saved_aum s "
+                                    "WHERE s.customer_id = d.customer_id AND s.day = d.day"))
+            await conn.execute(text("DROP TABLE bench_saved_aum"))
     await engine.dispose()
     print(f"customers={customers} chunk_size={chunk_size} workers={workers}")
     print(f"batch_first_run_s={first:.2f} {first_counts}")
     print(f"batch_steady_run_s={again:.2f} {again_counts}")
+    print(f"batch_run_after_5pct_moved_s={moving:.2f} {moving_counts}")
     print(f"hand_written_sql_s={hand:.2f}")
     print(f"ratio_first_run_to_hand_written={first / hand:.2f}")
     print(f"ratio_steady_run_to_hand_written={again / hand:.2f}")
+    print(f"ratio_run_after_5pct_moved_to_hand_written={moving / hand:.2f}")
     print(f"tier_mismatches={mismatches}")
 
 

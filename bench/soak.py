@@ -55,6 +55,7 @@ class Recorder:
         self.latency: dict[str, list[float]] = defaultdict(list)
         self.status: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.requests = 0
+        self.feedback_rejected = 0  # feedback events refused: e.g. on a recommendation_id that was not stored
 
     def note(self, route: str, started: float, status: str) -> None:
         self.requests += 1
@@ -100,8 +101,10 @@ async def worker(base: str, keys: dict[str, str], customers: int, deadline: floa
                         events.append({"type": "click", "event_id": f"soak-{uuid.uuid4().hex}",
                                        "customer_id": customer, "recommendation_id": items[0]["recommendation_id"],
                                        "occurred_at": now, "channel": "mobile"})
-                    await call(client, recorder, ROUTES[3], "POST", "/v1/feedback/events", headers=app,
-                               json={"events": events})
+                    reported = await call(client, recorder, ROUTES[3], "POST", "/v1/feedback/events", headers=app,
+                                          json={"events": events})
+                    if reported is not None and reported.status_code == 200:
+                        recorder.feedback_rejected += reported.json()["rejected"]
             else:
                 when = datetime.now(UTC) - timedelta(minutes=rng.randint(1, 600))
                 batch = [{"type": "transaction", "event_id": f"soak-{uuid.uuid4().hex}",
@@ -153,7 +156,8 @@ async def soak(base: str, keys: dict[str, str], args) -> dict:
     return {"duration_s": round(elapsed, 1), "concurrency": args.concurrency, "customers": args.customers,
             "requests": recorder.requests, "throughput_rps": round(recorder.requests / elapsed, 1),
             "error_rate": round(total_errors / max(recorder.requests, 1), 6),
-            "non_2xx_rate": round(non_2xx / max(recorder.requests, 1), 6), "routes": routes,
+            "non_2xx_rate": round(non_2xx / max(recorder.requests, 1), 6),
+            "feedback_events_rejected": recorder.feedback_rejected, "routes": routes,
             "rss_mb_start": round(samples[0]["rss_mb"], 1), "rss_mb_end": round(samples[-1]["rss_mb"], 1),
             "rss_mb_max": round(max(s["rss_mb"] for s in samples), 1),
             "pool_size": samples[-1]["pool_size"],
