@@ -1,10 +1,10 @@
 """The hottest reads, answered in front of the framework's routing and dependency machinery.
 
-A mobile app opens with GET /v1/customers/{id}/tiers; the benchmark in bench/bench_reads.py measured that FastAPI's
-routing over some sixty routes and its dependency solving cost several times the database lookup itself. A
-`HotRead` declares such a route once: its FastAPI route (which Swagger documents, and which serves the request
-whenever this path does not) and this dispatcher call the same `render` function, behind the same authorization,
-in the same session, with the same problem+json errors, so the two cannot differ. Anything this dispatcher is not
+A mobile app opens with GET /v1/customers/{id}/tiers and .../recommendations; the benchmark in bench/bench_reads.py
+measured that FastAPI's routing over some sixty routes and its dependency solving cost several times the database
+lookup itself. A `HotRead` declares such a route once: its FastAPI route (which Swagger documents, and which serves
+the request whenever this path does not) and this dispatcher call the same `render` function, behind the same
+authorization, with the same query model, and with the same problem+json errors, so the two cannot differ. Anything this dispatcher is not
 sure of (another method, a path parameter that does not match its pattern, a query string the read does not take
 or that fails its model) goes on to FastAPI, which answers it, errors included, as usual.
 """

@@ -7,7 +7,8 @@ for exploration, times the customer's co-holding lift (how much likelier custome
 are to hold it) and a win-back boost for a product held recently. With little feedback the prior dominates.
 
 A request is two prepared statements on a driver connection (the customer's features with every product's
-eligibility; every product with the first filter that removes it) and one insert of the served list. The
+eligibility; every product with the first filter that removes it) and its share of one insert of served lists
+(`ServedLists`: concurrent requests' lists are committed together). The
 population-wide statistics that rank (popularity, co-holding, feedback counts: a few hundred rows, refreshed by a
 job or by feedback) are read once per `ranking_stats_seconds` per instance, not per request.
 """
