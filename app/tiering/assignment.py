@@ -141,6 +141,12 @@ def compile_version(policy: TierPolicy, version: TierPolicyVersion, catalog: Att
     return compiled
 
 
+def _in_scope(customer_id: ColumnElement[int], scope: str) -> ColumnElement[bool]:
+    """The statement's customers, said outright on a stored assignment: without it the planner, whose statistics
+    may not know a policy's rows yet (a first run), can read every assignment of the policy for each chunk."""
+    return customer_id.between(ID_FROM, ID_TO) if scope == "range" else customer_id == sa.func.any(CUSTOMER_IDS)
+
+
 def assignment_statement(compiled: CompiledVersion):
     """The one statement: evaluate, apply grace, upsert assignments, append transitions; returns per-direction
     counts. It covers the customers in :customer_ids (one, a list, or a chunk); :now is the evaluation time."""
@@ -151,10 +157,6 @@ def assignment_statement(compiled: CompiledVersion):
                         compiled.facts.label("facts"))
                  .select_from(compiled.features).cte("qualified"))
     current = TierAssignment.__table__.alias("current")
-    # The stored assignments of the same customers, said outright: without it the planner, whose statistics may
-    # not know the policy's rows yet (a first run), can read every assignment of the policy for each chunk.
-    in_scope = (current.c.customer_id.between(ID_FROM, ID_TO) if compiled.scope == "range"
-                else current.c.customer_id == sa.func.any(CUSTOMER_IDS))
     grace_over = sa.func.coalesce(current.c.lower_since, now) <= now - sa.func.make_interval(
         0, 0, 0, compiled.grace_days)
     decision = sa.case(
@@ -172,7 +174,8 @@ def assignment_statement(compiled: CompiledVersion):
                decision.label("decision"))
         .select_from(qualified.join(tiers, tiers.c.code == qualified.c.q_code)
                      .outerjoin(current, sa.and_(current.c.customer_id == qualified.c.customer_id,
-                                                 current.c.policy_id == compiled.policy_id, in_scope)))
+                                                 current.c.policy_id == compiled.policy_id,
+                                                 _in_scope(current.c.customer_id, compiled.scope))))
         .cte("decided"))
     keeps_tier = decided.c.decision == "grace"
     new_values = {
@@ -194,12 +197,10 @@ def assignment_statement(compiled: CompiledVersion):
     ).returning(table.c.customer_id).cte("inserted")
     # An evaluation that changes nothing writes nothing: evaluated_at is when the decision or its facts last
     # changed, and a re-run over a quiet population costs reads only.
-    table_in_scope = (table.c.customer_id.between(ID_FROM, ID_TO) if compiled.scope == "range"
-                      else table.c.customer_id == sa.func.any(CUSTOMER_IDS))
     updated = (
         update(table)
         .where(table.c.customer_id == decided.c.customer_id, table.c.policy_id == compiled.policy_id,
-               table_in_scope, decided.c.decision != "initial",
+               _in_scope(table.c.customer_id, compiled.scope), decided.c.decision != "initial",
                sa.tuple_(*(table.c[name] for name in new_values)).is_distinct_from(sa.tuple_(*new_values.values())))
         .values(**new_values, evaluated_at=now)
         .returning(table.c.customer_id).cte("updated"))

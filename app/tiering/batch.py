@@ -68,13 +68,14 @@ async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size:
         chunks = [] if lowest is None else [(start, min(start + chunk_size - 1, highest))
                                             for start in range(lowest, highest + 1, chunk_size)]
         chunks.reverse()  # workers pop from the end: lowest ids first
-        stale_statistics = [first_run and len(chunks) > 1]
+        stale_statistics = first_run and len(chunks) > 1
 
         async def worker() -> None:
+            nonlocal stale_statistics
             while chunks:
                 await _evaluate_chunk(sessionmaker, run_id, versions, chunks.pop())
-                if stale_statistics[0]:
-                    stale_statistics[0] = False
+                if stale_statistics:
+                    stale_statistics = False
                     async with sessionmaker() as session:
                         await session.execute(text("ANALYZE tier_assignment"))
                         await session.commit()
