@@ -2,7 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Request
@@ -68,6 +68,20 @@ async def driver_connection(session: AsyncSession):
     and cached by asyncpg per connection."""
     connection = await session.connection()
     return (await connection.get_raw_connection()).driver_connection
+
+
+def driver_statement(statement, dialect) -> tuple[str, list[Any], list[str]]:
+    """A SQLAlchemy statement as asyncpg text with $n placeholders, its bound values in order (converted as
+    SQLAlchemy would before sending them) and their names. The values stay parameters: asyncpg prepares the
+    statement once per connection and reuses it."""
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    names = list(compiled.positiontup)
+    values = []
+    for name in names:
+        value = compiled.params[name]
+        process = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+        values.append(process(value) if process is not None and value is not None else value)
+    return str(compiled), values, names
 
 
 async def create_read_pool(engine: AsyncEngine, settings: Settings) -> asyncpg.Pool:

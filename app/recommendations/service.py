@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
+from app.core.db import driver_statement
 from app.customers.errors import CustomerNotFound
 from app.customers.models import Customer
 from app.products.models import Product
@@ -81,20 +82,6 @@ def _version_columns() -> list[Any]:
 
 def _version_of(row) -> tuple:
     return (row["catalog_products"], row["catalog_max_id"], row["catalog_updated_at"], row["catalog_attributes"])
-
-
-def driver_statement(statement, dialect) -> tuple[str, list[Any], list[str]]:
-    """A SQLAlchemy statement as asyncpg text with $n placeholders, its bound values in order (converted as
-    SQLAlchemy would before sending them) and their names. The values stay parameters: asyncpg prepares the
-    statement once per connection and reuses it."""
-    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-    names = list(compiled.positiontup)
-    values = []
-    for name in names:
-        value = compiled.params[name]
-        process = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-        values.append(process(value) if process is not None and value is not None else value)
-    return str(compiled), values, names
 
 
 def _conjunction(condition: Condition) -> bool:
