@@ -31,15 +31,19 @@ class RecommendationList(Base):
 
 
 class RecommendationItem(Base):
-    """One product of a served list; feedback refers to it by recommendation_id."""
+    """One product of a served list; feedback refers to it by recommendation_id.
+
+    Written only with its list, in one statement. Its customer is its list's (whose foreign key holds it) and its
+    product a catalog code (products are deactivated, never deleted), so neither has a foreign key of its own:
+    each would lock a row on every item served, every list the same few catalog rows."""
 
     __tablename__ = "recommendation_item"
     __table_args__ = (Index("ix_recommendation_item_customer", "customer_id", "product_code"),)
 
     recommendation_id: Mapped[Any] = mapped_column(UUID(as_uuid=True), primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("recommendation_list.id", ondelete="CASCADE"), index=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
-    product_code: Mapped[str] = mapped_column(ForeignKey("product.code"))
+    customer_id: Mapped[int] = mapped_column(BigInteger)
+    product_code: Mapped[str] = mapped_column(String(40))
     tier_code: Mapped[str | None] = mapped_column(String(40))
     rank: Mapped[int] = mapped_column(SmallInteger)
     score: Mapped[Decimal] = mapped_column(Numeric(12, 6))

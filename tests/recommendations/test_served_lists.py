@@ -3,6 +3,8 @@ its own list is stored, and one list that cannot be stored fails only its own re
 without a transaction, as the hot path's pool gives them, so on a database of its own (the lists are committed)."""
 
 import asyncio
+import time
+import uuid
 
 import asyncpg
 import pytest
@@ -10,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from app.core.migrations import upgrade_to_head
 from app.products.models import Product
-from app.recommendations.service import Ranked, RecommendationResult, ServedLists
+from app.recommendations.service import Ranked, RecommendationResult, ServedLists, time_ordered_uuid
 
 
 @pytest.fixture
@@ -61,9 +63,20 @@ async def test_a_list_that_cannot_be_stored_fails_only_its_own_request(pool):
     customer_id = await pool.fetchval("SELECT id FROM customer WHERE external_id = 'W1'")
     writer = ServedLists()
     results = [served(customer_id, "bond_fund") for _ in range(12)]
-    results[5] = served(customer_id, "no_such_product")  # a product deleted since: the foreign key refuses it
+    results[5] = served(-1, "bond_fund")  # no such customer: the list's foreign key refuses it
     outcomes = await _write_all(pool, writer, results)
     assert isinstance(outcomes[5], asyncpg.ForeignKeyViolationError)
     assert outcomes[:5] + outcomes[6:] == [None] * 11
     assert await pool.fetchval("SELECT count(*) FROM recommendation_list") == 11
     assert await pool.fetchval("SELECT count(*) FROM recommendation_item WHERE product_code = 'bond_fund'") == 11
+
+
+def test_recommendation_ids_are_uuid7_in_time_order():
+    """Served items' ids are UUID version 7: unique, and later ids sort after earlier ones (their index grows at
+    its right edge)."""
+    earlier = [time_ordered_uuid() for _ in range(1000)]
+    time.sleep(0.002)
+    later = time_ordered_uuid()
+    assert {u.version for u in earlier} == {7} and {u.variant for u in earlier} == {uuid.RFC_4122}
+    assert len(set(earlier)) == 1000 and later > max(earlier)
+    assert abs((earlier[0].int >> 80) - time.time_ns() // 1_000_000) < 60_000  # its first 48 bits: Unix ms
