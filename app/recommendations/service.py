@@ -30,7 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic_core import from_json, to_json
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +39,7 @@ from app.core.db import driver_statement
 from app.customers.errors import CustomerNotFound
 from app.customers.models import Customer
 from app.products.models import Product
+from app.recommendations.models import RecommendationItem
 from app.rules import (ExplainedLeaf, compile_condition, compile_explanation, explain_row, features_for_customers,
                        load_catalog, parse_condition)
 from app.rules.compile import facts_expression, facts_mapping
@@ -459,6 +460,13 @@ FROM unnest($5::bigint[], $6::uuid[], $7::text[], $8::smallint[], $9::numeric[],
      AS i(n, recommendation_id, product_code, rank, score, propensity, reasons)
 JOIN lists ON lists.n = i.n
 """
+
+
+async def erase_served_reasons(session: AsyncSession, customer_id: int) -> None:
+    """Erasure: the reasons of the lists served to a customer quote their values (balances, age, risk tolerance);
+    the items stay, so that feedback and its counts do not change."""
+    await session.execute(update(RecommendationItem).where(RecommendationItem.customer_id == customer_id)
+                          .values(reasons=[]))
 
 
 def time_ordered_uuid() -> uuid.UUID:

@@ -68,6 +68,13 @@ async def test_erased_customer_leaves_no_personal_value_in_any_table(client, as_
     assert override.status_code == 200, override.text
     tiers = (await client.get(f"/v1/customers/{EXTERNAL_ID}/tiers", headers=admin)).json()["tiers"]
     assert len(tiers) == len(default_policies())
+    served = await client.get(f"/v1/customers/{EXTERNAL_ID}/recommendations?explore=false", headers=admin)
+    assert served.status_code == 200 and served.json()["items"], served.text
+    customer_id = await session.scalar(text("SELECT id FROM customer WHERE external_id = :e"), {"e": EXTERNAL_ID})
+    served_reasons = text("SELECT array_agg(i.reasons::text) FROM recommendation_item i JOIN recommendation_list l "
+                          "ON l.id = i.list_id WHERE l.customer_id = :customer_id")
+    reasons = await session.scalar(served_reasons, {"customer_id": customer_id})
+    assert reasons and all("SUITABLE" in r for r in reasons)  # "risk R1 <= tolerance 3": the customer's values
 
     # The probe works: before erasure every value is found somewhere.
     for needle in NEEDLES:
@@ -77,4 +84,5 @@ async def test_erased_customer_leaves_no_personal_value_in_any_table(client, as_
 
     leftovers = {needle: where for needle in NEEDLES if (where := await _where_found(session, needle))}
     assert leftovers == {}, f"personal data left after erasure: {leftovers}"
+    assert await session.scalar(served_reasons, {"customer_id": customer_id}) == ["[]"] * len(reasons)
     assert (await client.get(f"/v1/customers/{EXTERNAL_ID}", headers=admin)).status_code == 404
