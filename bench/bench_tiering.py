@@ -31,17 +31,30 @@ WHERE customer_id % 20 = 0
 """
 
 
+_SERVER_STATE = text("SELECT pg_current_wal_lsn()::text, checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+
+
+def _lsn(text_lsn: str) -> int:
+    high, low = text_lsn.split("/")
+    return int(high, 16) << 32 | int(low, 16)
+
+
 async def timed_run(sessionmaker, policy, chunk_size: int, workers: int) -> tuple[float, dict]:
+    """One run, timed; with the WAL it wrote and the checkpoints that began meanwhile (server-wide figures)."""
     async with sessionmaker() as session:
         run = await batch.start_run(session, policy, "bench")
         await session.commit()
+        wal_before, checkpoints_before = (await session.execute(_SERVER_STATE)).one()
     started = time.perf_counter()
     await batch.execute_run(sessionmaker, run.id, chunk_size, workers)
     elapsed = time.perf_counter() - started
     async with sessionmaker() as session:
         run, _ = await batch.get_run(session, run.id)
         assert run.status == "succeeded", run.error
-        return elapsed, {"processed": run.processed, "upgrades": run.upgrades, "downgrades": run.downgrades}
+        wal_after, checkpoints_after = (await session.execute(_SERVER_STATE)).one()
+        wal = _lsn(wal_after) - _lsn(wal_before)
+        return elapsed, {"processed": run.processed, "upgrades": run.upgrades, "downgrades": run.downgrades,
+                         "wal_mb": round(wal / 2**20), "checkpoints": checkpoints_after - checkpoints_before}
 
 
 async def main(dsn: str, chunk_size: int, workers: int) -> None:

@@ -235,6 +235,7 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str) -
         raise CustomerNotFound(external_id)
     if customer.erased_at is not None:
         return
+    await lock_customers(session, [customer.id])  # a batch chunk evaluating this customer finishes first
     from app.recommendations.service import erase_served_reasons
     from app.tiering.models import TierAssignment  # its facts hold the customer's values
 
@@ -344,23 +345,51 @@ SELECT count(*) FROM inserted
 """)
 
 
-_LOCK_CUSTOMERS = text("SELECT 1 FROM customer WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id "
-                       "FOR NO KEY UPDATE")
+# Batch chunks and writers exclude each other by spans of customer ids: a chunk holds its spans' advisory locks
+# exclusively, every other writer of customers shares its customers' spans (and locks their rows, which orders
+# writers of the same customer). A chunk thus writes nothing to its customers' rows, where a million row locks cost
+# a run about 200 MB of WAL. Every holder of a span lock takes it before it waits for anything a chunk could hold.
+LOCK_SPAN = 50_000
+_SPAN_LOCKS = 7311  # the advisory locks' namespace (app/recommendations/stats.py holds 7310)
+_SHARE_SPANS = "(SELECT count(pg_advisory_xact_lock_shared({namespace}, s)) FROM unnest(CAST(:spans AS int[])) s)"
+
+_LOCK_CUSTOMERS = text("SELECT 1 FROM customer WHERE id = ANY(CAST(:ids AS bigint[])) "
+                       f"AND {_SHARE_SPANS.format(namespace=_SPAN_LOCKS)} >= 0 ORDER BY id FOR NO KEY UPDATE")
+_LOCK_CUSTOMER_RANGE = text(
+    "SELECT count(*) FILTER (WHERE live) FROM (SELECT erased_at IS NULL AS live FROM customer "
+    f"WHERE id BETWEEN :id_from AND :id_to AND {_SHARE_SPANS.format(namespace=_SPAN_LOCKS)} >= 0 "
+    "ORDER BY id FOR NO KEY UPDATE) locked")
+_HOLD_CHUNK = text(
+    f"SELECT count(*) FROM customer WHERE id BETWEEN :id_from AND :id_to AND erased_at IS NULL "
+    f"AND (SELECT count(pg_advisory_xact_lock({_SPAN_LOCKS}, s)) FROM unnest(CAST(:spans AS int[])) s) >= 0")
+
+
+def _spans(id_from: int, id_to: int) -> list[int]:
+    return list(range(id_from // LOCK_SPAN, id_to // LOCK_SPAN + 1))
 
 
 async def lock_customers(session: AsyncSession, customer_ids) -> None:
-    """Lock customers' rows in id order until the transaction ends: writers of the same customers (intake,
-    tier evaluation, batch chunks) then queue instead of deadlocking or overwriting each other's decisions."""
-    await session.execute(_LOCK_CUSTOMERS, {"ids": sorted(set(customer_ids))})
+    """Lock customers until the transaction ends: share their spans (a batch chunk over them first finishes,
+    and none begins meanwhile), then lock their rows in id order, so that writers of the same customers (intake,
+    tier evaluation, erasure) queue instead of deadlocking or overwriting each other's decisions. The spans are
+    locked by the statement's one-time filter, before any row."""
+    ids = sorted(set(customer_ids))
+    if ids:
+        await session.execute(_LOCK_CUSTOMERS, {"ids": ids, "spans": sorted({i // LOCK_SPAN for i in ids})})
 
 
 async def lock_customer_range(session: AsyncSession, id_from: int, id_to: int) -> int:
-    """lock_customers for every customer with an id in [id_from, id_to] (a chunk of a batch run); returns how
+    """lock_customers for every customer with an id in [id_from, id_to] (an import evaluated as a range); returns
+    how many of them are not erased."""
+    return await session.scalar(_LOCK_CUSTOMER_RANGE, {"id_from": id_from, "id_to": id_to,
+                                                       "spans": _spans(id_from, id_to)})
+
+
+async def hold_chunk(session: AsyncSession, id_from: int, id_to: int) -> int:
+    """A batch chunk's lock on the customers with ids in [id_from, id_to]: their spans, exclusively, until the
+    transaction ends (writers of those customers wait for it; it waits for those already writing). Returns how
     many of them are not erased."""
-    return await session.scalar(text(
-        "SELECT count(*) FILTER (WHERE live) FROM (SELECT erased_at IS NULL AS live FROM customer "
-        "WHERE id BETWEEN :id_from AND :id_to ORDER BY id FOR NO KEY UPDATE) locked"),
-        {"id_from": id_from, "id_to": id_to})
+    return await session.scalar(_HOLD_CHUNK, {"id_from": id_from, "id_to": id_to, "spans": _spans(id_from, id_to)})
 
 
 async def ingest_events(session: AsyncSession, events: list) -> tuple[int, set[int]]:

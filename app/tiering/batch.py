@@ -15,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.errors import Conflict
 from app.customers.models import Customer
-from app.customers.service import lock_customer_range
+from app.customers.service import LOCK_SPAN, hold_chunk
 from app.tiering.assignment import AssignmentCounts, assign, compiled_active_versions, expire_overrides
 from app.tiering.models import TierAssignment, TierPolicy, TierRun
 
 log = logging.getLogger(__name__)
-CHUNK_SIZE = 50_000
+CHUNK_SIZE = LOCK_SPAN  # a chunk holds one span of the customer locks
 CHUNK_WORK_MEM = "64MB"  # per sort or hash of a chunk's transaction (a chunk's rows, not the population's)
 STALE_AFTER = timedelta(minutes=5)  # a running run without a heartbeat this long has died with its process
 UNIQUE_VIOLATION = "23505"
@@ -64,9 +64,10 @@ async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size:
             # chunk read all the assignments written so far; once the first chunk is in, they are refreshed.
             first_run = not await session.scalar(select(exists().where(
                 TierAssignment.policy_id.in_([compiled.policy_id for compiled in versions]))))
-        # Chunks are ranges of chunk_size ids (customers are never deleted, so ranges hold about that many).
-        chunks = [] if lowest is None else [(start, min(start + chunk_size - 1, highest))
-                                            for start in range(lowest, highest + 1, chunk_size)]
+        # Chunks are ranges of chunk_size ids (customers are never deleted, so ranges hold about that many),
+        # aligned to multiples of chunk_size: with the default size each chunk is one span of the customer locks.
+        chunks = [] if lowest is None else [(max(start, lowest), min(start + chunk_size - 1, highest))
+                                            for start in range(lowest - lowest % chunk_size, highest + 1, chunk_size)]
         chunks.reverse()  # workers pop from the end: lowest ids first
         stale_statistics = first_run and len(chunks) > 1
 
@@ -95,14 +96,14 @@ async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size:
 
 
 async def _evaluate_chunk(sessionmaker: async_sessionmaker, run_id: int, versions, id_range: tuple[int, int]) -> None:
-    """One chunk, one transaction: lock its customers (so API writes to them queue), evaluate every policy."""
+    """One chunk, one transaction: hold its customers (so API writes to them queue), evaluate every policy."""
     id_from, id_to = id_range
     async with sessionmaker() as session:
         # Plan each chunk for its own range: a cached generic plan cannot see it and may nest-loop. Hash joins
         # and sorts over a chunk fit in memory.
         await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         await session.execute(text(f"SET LOCAL work_mem = '{CHUNK_WORK_MEM}'"))
-        customers = await lock_customer_range(session, id_from, id_to)
+        customers = await hold_chunk(session, id_from, id_to)
         now = await session.scalar(select(func.now()))
         counts = AssignmentCounts()
         for compiled in versions:
