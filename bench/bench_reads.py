@@ -77,7 +77,10 @@ async def sample_ids(dsn: str, count: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dsn", required=True, help="a database loaded with `tierwise demo`")
-    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--duration", type=int, default=15, help="seconds of load per endpoint, in all rounds")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="the endpoints take turns this many times, so that a machine whose speed drifts "
+                             "during the run (other work, a shrinking page cache) weighs on each alike")
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
 
@@ -86,29 +89,36 @@ def main() -> None:
     key = asyncio.run(create_key(args.dsn, "app"))
     with tempfile.NamedTemporaryFile("w", suffix=".ids", delete=False) as handle:
         handle.write("\n".join(ids) + "\n")
-    results = {}
-    with serve_bare(args.dsn) as bare:
-        wrk(bare + "/bare/", handle.name, "-", "", 5, args.connections)  # warm-up, not recorded
-        results["bare"] = wrk(bare + "/bare/", handle.name, "-", "", args.duration, args.connections)
-    with serve(args.dsn) as base:
-        wrk(base + "/v1/customers/", handle.name, key, "/tiers", 5, args.connections)  # warm-up, not recorded
-        results["tiers"] = wrk(base + "/v1/customers/", handle.name, key, "/tiers", args.duration, args.connections)
-        results["recommendations"] = wrk(base + "/v1/customers/", handle.name, key, "/recommendations?explore=true",
-                                         args.duration, args.connections)
+    slice_s = max(args.duration // args.rounds, 1)
+    results: dict[str, list[dict]] = {"bare": [], "tiers": [], "recommendations": []}
+    with serve_bare(args.dsn) as bare, serve(args.dsn) as base:
+        targets = {"bare": (bare + "/bare/", "-", ""),
+                   "tiers": (base + "/v1/customers/", key, "/tiers"),
+                   "recommendations": (base + "/v1/customers/", key, "/recommendations?explore=true")}
+        for url, api_key, suffix in targets.values():  # warm-up, not recorded
+            wrk(url, handle.name, api_key, suffix, 5, args.connections)
+        for _ in range(args.rounds):
+            for name, (url, api_key, suffix) in targets.items():
+                results[name].append(wrk(url, handle.name, api_key, suffix, slice_s, args.connections))
+        rps = {name: sum(r["rps"] for r in rounds) / len(rounds) for name, rounds in results.items()}
         # Latency at about half the measured maximum rate: 8 connections, each pausing between requests.
         # Each connection cycles every 8 / target seconds; most of the cycle is the pause, the rest the request.
-        target = results["recommendations"]["rps"] / 2
+        target = rps["recommendations"] / 2
         delay = int(8 * 1000 / target * 0.85)
-        results["recommendations_half_rate"] = wrk(base + "/v1/customers/", handle.name, key,
-                                                   "/recommendations?explore=true", args.duration, 8, delay)
+        url, api_key, suffix = targets["recommendations"]
+        half_rate = wrk(url, handle.name, api_key, suffix, args.duration, 8, delay)
     os.unlink(handle.name)
-    print(f"customers_sampled={len(ids)} duration_s={args.duration} connections={args.connections}")
-    for name, figures in results.items():
-        print(f"{name}: " + " ".join(f"{k}={v}" for k, v in figures.items()))
-    print(f"tiers_ratio_to_bare={results['tiers']['rps'] / results['bare']['rps']:.3f}")
-    print(f"recommendations_ratio_to_bare={results['recommendations']['rps'] / results['bare']['rps']:.3f}")
-    print(f"recommendations_p99_ms_at_half_rate={results['recommendations_half_rate']['p99_ms']} "
-          f"(at {results['recommendations_half_rate']['rps']:.0f} rps)")
+    print(f"customers_sampled={len(ids)} rounds={args.rounds} seconds_per_round={slice_s} "
+          f"connections={args.connections}")
+    for name, rounds in results.items():
+        print(f"{name}: rps={rps[name]:.1f} p99_ms(worst round)={max(r['p99_ms'] for r in rounds)} "
+              f"non_2xx={sum(r['non_2xx'] for r in rounds)} rounds_rps={[r['rps'] for r in rounds]}")
+    print(f"recommendations_half_rate: " + " ".join(f"{k}={v}" for k, v in half_rate.items()))
+    for name in ("tiers", "recommendations"):
+        per_round = [r["rps"] / b["rps"] for r, b in zip(results[name], results["bare"], strict=True)]
+        print(f"{name}_ratio_to_bare={rps[name] / rps['bare']:.3f} "
+              f"(rounds: {', '.join(f'{ratio:.3f}' for ratio in per_round)})")
+    print(f"recommendations_p99_ms_at_half_rate={half_rate['p99_ms']} (at {half_rate['rps']:.0f} rps)")
 
 
 if __name__ == "__main__":
