@@ -351,17 +351,21 @@ SELECT count(*) FROM inserted
 # a run about 200 MB of WAL. Every holder of a span lock takes it before it waits for anything a chunk could hold.
 LOCK_SPAN = 50_000
 _SPAN_LOCKS = 7311  # the advisory locks' namespace (app/recommendations/stats.py holds 7310)
-_SHARE_SPANS = "(SELECT count(pg_advisory_xact_lock_shared({namespace}, s)) FROM unnest(CAST(:spans AS int[])) s)"
+
+
+def _spans_locked(lock: str) -> str:
+    """A one-time filter that takes `lock` (shared or exclusive) on each span in :spans, in their order."""
+    return f"(SELECT count({lock}({_SPAN_LOCKS}, s)) FROM unnest(CAST(:spans AS int[])) s) >= 0"
+
 
 _LOCK_CUSTOMERS = text("SELECT 1 FROM customer WHERE id = ANY(CAST(:ids AS bigint[])) "
-                       f"AND {_SHARE_SPANS.format(namespace=_SPAN_LOCKS)} >= 0 ORDER BY id FOR NO KEY UPDATE")
+                       f"AND {_spans_locked('pg_advisory_xact_lock_shared')} ORDER BY id FOR NO KEY UPDATE")
 _LOCK_CUSTOMER_RANGE = text(
     "SELECT count(*) FILTER (WHERE live) FROM (SELECT erased_at IS NULL AS live FROM customer "
-    f"WHERE id BETWEEN :id_from AND :id_to AND {_SHARE_SPANS.format(namespace=_SPAN_LOCKS)} >= 0 "
+    f"WHERE id BETWEEN :id_from AND :id_to AND {_spans_locked('pg_advisory_xact_lock_shared')} "
     "ORDER BY id FOR NO KEY UPDATE) locked")
-_HOLD_CHUNK = text(
-    f"SELECT count(*) FROM customer WHERE id BETWEEN :id_from AND :id_to AND erased_at IS NULL "
-    f"AND (SELECT count(pg_advisory_xact_lock({_SPAN_LOCKS}, s)) FROM unnest(CAST(:spans AS int[])) s) >= 0")
+_HOLD_CHUNK = text("SELECT count(*) FROM customer WHERE id BETWEEN :id_from AND :id_to AND erased_at IS NULL "
+                   f"AND {_spans_locked('pg_advisory_xact_lock')}")
 
 
 def _spans(id_from: int, id_to: int) -> list[int]:
