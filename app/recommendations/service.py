@@ -201,14 +201,14 @@ _CANDIDATES = """
                   (SELECT array_agg(tier::text) FROM tiers), '{}')) THEN 'not_target_tier'
              WHEN p.risk_level > coalesce(rc.risk_tolerance, 1) THEN 'not_suitable'
              WHEN NOT coalesce(rc.marketing_consent, false) AND NOT p.is_service THEN 'no_marketing_consent'
-             WHEN NOT p.is_service AND EXISTS (SELECT 1 FROM suppressed s WHERE s.target =
-                  CASE s.scope WHEN 'product' THEN p.code ELSE p.category END) THEN 'contact_policy'
+             WHEN NOT p.is_service AND contact.rule IS NOT NULL THEN 'contact_policy'
            END AS filtered_by,
-           CASE WHEN $6::boolean THEN (SELECT s.rule FROM suppressed s WHERE s.target =
-                CASE s.scope WHEN 'product' THEN p.code ELSE p.category END LIMIT 1) END AS contact_rule,
+           CASE WHEN $6::boolean THEN contact.rule END AS contact_rule,
            pv.last_held
     FROM requested_customer rc CROSS JOIN product p
     LEFT JOIN previously pv ON pv.product_code = p.code
+    CROSS JOIN LATERAL (SELECT min(s.rule) AS rule FROM suppressed s
+                        WHERE s.target = CASE s.scope WHEN 'product' THEN p.code ELSE p.category END) contact
     WHERE $6::boolean OR p.is_active
 )
 SELECT rc.*, coalesce((SELECT tier FROM tiers WHERE key = $1), '*') AS primary_tier,
