@@ -19,7 +19,7 @@ from app.feedback.models import (  # noqa: F401
     FeedbackEvent,
     SurveyResponse,
 )
-from app.products.models import Product  # noqa: F401
+from app.products.models import CatalogVersion, Product  # noqa: F401
 from app.reports import models as reports_models  # noqa: F401  (report indexes)
 from app.recommendations.models import (  # noqa: F401
     CoHoldingStat,

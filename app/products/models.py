@@ -38,3 +38,16 @@ class Product(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CatalogVersion(Base):
+    """One row: the version of what a recommender instance compiles (products and custom attribute definitions).
+    Statement triggers on those two tables set it from a sequence in the writing transaction (migration
+    a9c0ffee0009), so it changes exactly when a committed write does, and a number is never reused, even by a
+    rolled-back write. Every recommendation reads this row to check its compiled catalog."""
+
+    __tablename__ = "catalog_version"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)

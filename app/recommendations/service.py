@@ -47,9 +47,9 @@ from app.rules.schema import AllCondition, AlwaysCondition, Comparison, Conditio
 
 EPSILON = 0.005
 FEATURE_COLUMNS = ("customer_id", "external_id", "held_products", "risk_tolerance", "marketing_consent")
-# The catalog's version: products and custom attributes change it (read with every customer, so one sub-select).
-_CATALOG_VERSION = ("(SELECT concat_ws('/', count(*), max(id), extract(epoch FROM max(updated_at)), "
-                    "(SELECT count(*) FROM custom_attribute_definition)) FROM product)")
+# The catalog's version (app.products.models.CatalogVersion: triggers on products and custom attributes set it),
+# read with every customer.
+_CATALOG_VERSION = "(SELECT version FROM catalog_version)"
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class CatalogSnapshot:
     """The customer part's bound values (the eligibility conditions' thresholds), the customer's external id at
     `external_id_at`; the candidate part's values follow them (`query`)."""
     external_id_at: int
-    version: str
+    version: int
 
     def query(self, external_id: str, *, primary_policy: str, channel: str, exclude: list[str], now: datetime,
               winback_days: int, explain: bool) -> list[Any]:
@@ -175,7 +175,7 @@ _CANDIDATES = """
     FROM requested_customer rc JOIN feedback_event e ON e.customer_id = rc.customer_id
     JOIN product pr ON pr.code = e.product_code
     WHERE e.kind IN ('impression', 'dismiss') AND e.occurred_at > $4::timestamptz - interval '400 days'
-), suppressed AS (
+), suppressed AS MATERIALIZED (  -- computed once: inlined into the lateral below, it ran once per product
     SELECT r.scope, CASE r.scope WHEN 'product' THEN o.product_code ELSE o.category END AS target,
            min(r.name) AS rule
     FROM contact_rule r JOIN outcomes o ON o.outcome = r.outcome AND (r.channel IS NULL OR o.channel = r.channel)

@@ -79,12 +79,11 @@ async def test_a_catalog_change_is_seen_on_the_next_request(client, as_role, ban
     await make_customer(client, as_role, "HR3", risk=5)
     first = await client.get("/v1/customers/HR3/recommendations?explore=false&limit=10", headers=as_role("app"))
     assert "bond_fund" in [i["product"]["code"] for i in first.json()["items"]]
-    await session.execute(text("UPDATE product SET is_active = false, updated_at = now() WHERE code = 'bond_fund'"))
-    # a set condition (its value binds as an array): only for customers without a savings account. (The test
-    # runs in one transaction, where now() stands still: the catalog's version is its latest updated_at.)
-    await session.execute(text(
-        "UPDATE product SET updated_at = clock_timestamp(), eligibility = CAST(:e AS jsonb) WHERE code = 'balanced_fund'"),
-        {"e": '{"attr": "held_products", "op": "contains_none", "value": ["savings_account", "x"]}'})
+    # plain SQL, as another instance or a migration might write it: the triggers set the catalog's version
+    await session.execute(text("UPDATE product SET is_active = false WHERE code = 'bond_fund'"))
+    # a set condition (its value binds as an array): only for customers without a savings account
+    await session.execute(text("UPDATE product SET eligibility = CAST(:e AS jsonb) WHERE code = 'balanced_fund'"),
+                          {"e": '{"attr": "held_products", "op": "contains_none", "value": ["savings_account", "x"]}'})
     await session.commit()
     second = await client.get("/v1/customers/HR3/recommendations?explore=false&limit=10&explain=true",
                               headers=as_role("app"))
@@ -101,6 +100,39 @@ async def test_a_catalog_change_is_seen_on_the_next_request(client, as_role, ban
                              headers=as_role("app"))
     assert {"product_code": "balanced_fund", "filter": "not_eligible", "detail": "eligibility condition not met"} \
         in saver.json()["filtered_out"]
+
+    # a custom attribute declared through the API: a product may now be eligible by it
+    assert (await client.put("/v1/attributes/custom/branch", json={"type": "string"},
+                             headers=as_role("admin"))).status_code in (200, 201)
+    await session.execute(text("UPDATE customer SET attributes = '{\"branch\": \"north\"}' WHERE external_id = 'HR4'"))
+    await session.execute(text("UPDATE product SET eligibility = CAST(:e AS jsonb) WHERE code = 'equity_fund'"),
+                          {"e": '{"attr": "branch", "op": "eq", "value": "south"}'})
+    await session.commit()
+    saver = await client.get("/v1/customers/HR4/recommendations?explore=false&limit=10&explain=true",
+                             headers=as_role("app"))
+    assert {"product_code": "equity_fund", "filter": "not_eligible", "detail": "eligibility condition not met"} \
+        in saver.json()["filtered_out"]
+
+
+async def test_the_catalog_version_changes_with_every_committed_catalog_write_and_never_repeats(session):
+    async def version() -> int:
+        return await session.scalar(text("SELECT version FROM catalog_version"))
+
+    seen = [await version()]
+    for statement in ("INSERT INTO product (code, name, category, risk_level, channels) "
+                      "VALUES ('v_probe', 'Probe', 'deposit', 1, '{mobile}')",
+                      "UPDATE product SET name = 'Probe 2' WHERE code = 'v_probe'",
+                      "UPDATE product SET name = 'nobody' WHERE false",  # a statement that changes no row
+                      "INSERT INTO custom_attribute_definition (name, type) VALUES ('v_probe', 'string')",
+                      "DELETE FROM custom_attribute_definition WHERE name = 'v_probe'"):
+        await session.execute(text(statement))
+        seen.append(await version())
+    assert len(set(seen)) == len(seen) and seen == sorted(seen)
+    await session.rollback()
+    rolled_back = await version()
+    assert rolled_back == seen[0]  # a rolled-back write leaves the version as it was
+    await session.execute(text("UPDATE product SET name = name WHERE false"))
+    assert await version() > seen[-1]  # and its numbers are never given out again
 
 
 async def test_eligibility_reasons_name_the_comparisons_that_held(client, routed, as_role, bank, session):  # noqa: F811
