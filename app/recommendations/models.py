@@ -5,7 +5,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import (BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, Numeric,
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, DateTime, Index, Integer, Numeric,
                         SmallInteger, String, func, text)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -14,7 +14,12 @@ from app.core.db import Base
 
 
 class RecommendationList(Base):
-    """One served list: what a customer was shown, when, on which channel and by which strategy."""
+    """One served list: what a customer was shown, when, on which channel and by which strategy.
+
+    Written with its items by one statement (app/recommendations/service.py), which takes the customer's id from
+    the request's own read; customers are never deleted (erasure anonymises the row) and neither are lists. So
+    neither table has foreign keys: each checked nothing that statement could get wrong, and each locked a row
+    (the customer's, the new list's) on every list served."""
 
     __tablename__ = "recommendation_list"
     __table_args__ = (
@@ -23,7 +28,7 @@ class RecommendationList(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(BigInteger)
     channel: Mapped[str] = mapped_column(String(20))
     strategy: Mapped[str] = mapped_column(String(20))
     tier_code: Mapped[str | None] = mapped_column(String(40))
@@ -31,17 +36,15 @@ class RecommendationList(Base):
 
 
 class RecommendationItem(Base):
-    """One product of a served list; feedback refers to it by recommendation_id.
-
-    Written only with its list, in one statement. Its customer is its list's (whose foreign key holds it) and its
-    product a catalog code (products are deactivated, never deleted), so neither has a foreign key of its own:
-    each would lock a row on every item served, every list the same few catalog rows."""
+    """One product of a served list; feedback refers to it by recommendation_id (a foreign key: feedback comes
+    from outside). Written only with its list, in one statement; its product is a catalog code (products are
+    deactivated, never deleted)."""
 
     __tablename__ = "recommendation_item"
     __table_args__ = (Index("ix_recommendation_item_customer", "customer_id", "product_code"),)
 
     recommendation_id: Mapped[Any] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    list_id: Mapped[int] = mapped_column(ForeignKey("recommendation_list.id", ondelete="CASCADE"), index=True)
+    list_id: Mapped[int] = mapped_column(BigInteger)
     customer_id: Mapped[int] = mapped_column(BigInteger)
     product_code: Mapped[str] = mapped_column(String(40))
     tier_code: Mapped[str | None] = mapped_column(String(40))

@@ -63,9 +63,10 @@ async def test_a_list_that_cannot_be_stored_fails_only_its_own_request(pool):
     customer_id = await pool.fetchval("SELECT id FROM customer WHERE external_id = 'W1'")
     writer = ServedLists()
     results = [served(customer_id, "bond_fund") for _ in range(12)]
-    results[5] = served(-1, "bond_fund")  # no such customer: the list's foreign key refuses it
+    results[5] = served(customer_id, "bond_fund")
+    results[5].strategy = "unknown"  # the list's check constraint refuses it
     outcomes = await _write_all(pool, writer, results)
-    assert isinstance(outcomes[5], asyncpg.ForeignKeyViolationError)
+    assert isinstance(outcomes[5], asyncpg.CheckViolationError)
     assert outcomes[:5] + outcomes[6:] == [None] * 11
     assert await pool.fetchval("SELECT count(*) FROM recommendation_list") == 11
     assert await pool.fetchval("SELECT count(*) FROM recommendation_item WHERE product_code = 'bond_fund'") == 11
