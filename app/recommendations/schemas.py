@@ -57,7 +57,10 @@ class RecommendationsRead(BaseModel):
 
 
 class RecommendationQuery(BaseModel):
-    """The query parameters of GET .../recommendations (one model for the route and the hot path)."""
+    """The query parameters of GET .../recommendations (one model for the route and the hot path; frozen, as the
+    hot path shares one instance among the requests with the same query string)."""
+
+    model_config = ConfigDict(frozen=True)
 
     limit: int = Field(3, ge=1, le=10)
     channel: Channel = "mobile"

@@ -52,13 +52,33 @@ FEATURE_COLUMNS = ("customer_id", "external_id", "held_products", "risk_toleranc
 _CATALOG_VERSION = "(SELECT version FROM catalog_version)"
 
 
+@dataclass(frozen=True, slots=True)
+class CatalogProduct:
+    """What ranking and the response read of a product, copied from its row when the catalog is compiled (a plain
+    object: an ORM instance's attributes cost several times as much to read, and each request reads dozens)."""
+
+    code: str
+    name: str
+    category: str
+    risk_level: int
+    value_weight: float
+    lever: float
+    target_tiers: tuple[str, ...]
+
+    @classmethod
+    def of(cls, product: Product) -> "CatalogProduct":
+        return cls(code=product.code, name=product.name, category=product.category, risk_level=product.risk_level,
+                   value_weight=float(product.value_weight), lever=float(product.lever),
+                   target_tiers=tuple(product.target_tiers or ()))
+
+
 @dataclass(frozen=True)
 class CatalogSnapshot:
     """The product catalog compiled for candidate selection: one prepared statement gives a customer's features,
     every product's eligibility (with the facts behind it) and every product with the first filter that removes
     it, and the catalog's version, so that a changed catalog is noticed without a round trip of its own."""
 
-    products: dict[str, Product]
+    products: dict[str, CatalogProduct]
     leaves: dict[str, list[ExplainedLeaf]]
     value_labels: dict[str, str]
     """attribute: the label of its value in the customer row (the attributes conjunctions read)."""
@@ -126,7 +146,7 @@ async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
     sql, args, names = driver_statement(statement, session.get_bind().dialect)
     # the candidate part's own parameters ($1..$6) follow the customer part's
     candidates = re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + len(args)}", _CANDIDATES)
-    return CatalogSnapshot(products=products, leaves=leaves, value_labels=value_labels,
+    return CatalogSnapshot(products={code: CatalogProduct.of(p) for code, p in products.items()}, leaves=leaves, value_labels=value_labels,
                            with_facts=frozenset(with_facts),
                            sql=f"WITH requested_customer AS ({sql}){candidates}", customer_args=tuple(args),
                            external_id_at=names.index("external_id"), version=version)
@@ -223,7 +243,7 @@ FROM requested_customer rc CROSS JOIN LATERAL (  -- one Agg reads the rows: its 
 
 @dataclass
 class Ranked:
-    product: Product
+    product: CatalogProduct
     score: float
     propensity: float
     value: float
@@ -334,7 +354,7 @@ class Recommender:
 _RANDOM = random.Random()  # exploration without a seed: one generator per process, seeded from the OS once
 
 
-def _score(product: Product, last_held: date | None, stats: RankingStats, settings: Settings, strategy: str,
+def _score(product: CatalogProduct, last_held: date | None, stats: RankingStats, settings: Settings, strategy: str,
            rng: random.Random, explore: bool, held: list[str], tier: str | None) -> Ranked:
     code = product.code
     tier_popularity = (stats.popularity.get((code, tier or "*")) or stats.popularity.get((code, "*"))
@@ -354,7 +374,7 @@ def _score(product: Product, last_held: date | None, stats: RankingStats, settin
     lift = min(max((personal + EPSILON) / (tier_popularity + EPSILON), 0.1), 10.0)
     winback = settings.winback_boost if last_held is not None else 1.0
     propensity = min(rate * lift * winback, 1.0)
-    value, lever = float(product.value_weight), float(product.lever)
+    value, lever = product.value_weight, product.lever
     return Ranked(product, propensity * value * lever, propensity, value, lever, {
         "co_holding": personal if held and co_holding_sum else None, "offered": impressions or dismisses,
         "impressions": impressions, "successes": successes, "posterior_mean": alpha / (alpha + beta),
@@ -403,7 +423,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _eligibility_facts(product: Product, row, snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
+def _eligibility_facts(product: CatalogProduct, row, snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
     leaves = snapshot.leaves.get(product.code)
     if not leaves:
         return []
@@ -415,7 +435,7 @@ def _eligibility_facts(product: Product, row, snapshot: CatalogSnapshot) -> list
     return [leaf for leaf in explain_row(leaves, facts) if leaf["result"]]
 
 
-def _suitability(product: Product, row) -> list[dict[str, Any]]:
+def _suitability(product: CatalogProduct, row) -> list[dict[str, Any]]:
     tolerance = row["risk_tolerance"]
     text_ = (f"risk R{product.risk_level} <= tolerance {tolerance}" if tolerance is not None
              else f"risk R{product.risk_level}: offered without a valid risk assessment")
@@ -432,7 +452,7 @@ _FILTER_TEXT = {
 }
 
 
-def _filtered(product: Product, filtered_by: str, contact_rule: str | None, row) -> dict[str, Any]:
+def _filtered(product: CatalogProduct, filtered_by: str, contact_rule: str | None, row) -> dict[str, Any]:
     detail = _FILTER_TEXT[filtered_by]
     if filtered_by == "not_suitable":
         detail += f" (R{product.risk_level} > {row['risk_tolerance'] or 'no valid assessment: R1 only'})"

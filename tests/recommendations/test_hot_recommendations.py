@@ -3,6 +3,7 @@ the same ranking in the same document, held to the RecommendationsRead schema, e
 same problem+json for every error; a query it cannot read as the route would goes on to FastAPI."""
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import text
 
 from app.main import HOT_READS
@@ -73,6 +74,16 @@ def test_the_hot_path_reads_the_queries_the_route_takes_and_passes_on_the_rest()
     for passed_on in (b"limit=0", b"limit=11", b"limit=x", b"channel=fax", b"explain=maybe", b"seed=-1",
                       b"limit=3&limit=4", b"other=1", b"exclude=" + b"&exclude=".join([b"p"] * 51)):
         assert parse(passed_on) is False, passed_on
+
+
+def test_a_query_string_is_read_once_and_its_model_shared_read_only():
+    parse = RECOMMENDATIONS.parse_query
+    first = parse(b"limit=4&channel=web")
+    assert parse(b"limit=4&channel=web") is first and first == RecommendationQuery(limit=4, channel="web")
+    with pytest.raises(ValidationError):
+        first.limit = 5
+    long = b"explore=false&exclude=" + b"x" * 600  # longer than the cache keeps: read each time
+    assert parse(long) == parse(long) and parse(long) is not parse(long)
 
 
 async def test_a_catalog_change_is_seen_on_the_next_request(client, as_role, bank, session):  # noqa: F811

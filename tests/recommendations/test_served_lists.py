@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.core.migrations import upgrade_to_head
-from app.products.models import Product
-from app.recommendations.service import Ranked, RecommendationResult, ServedLists, time_ordered_uuid
+from app.recommendations.service import (CatalogProduct, Ranked, RecommendationResult, ServedLists,
+                                         time_ordered_uuid)
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ async def pool(scratch_database):
 
 
 def served(customer_id: int, *codes: str) -> RecommendationResult:
-    items = [Ranked(Product(code=code), 0.5, 0.25, 2.0, 1.0, {}, [{"code": "SUITABLE", "text": "risk R1 <= 3"}])
+    items = [Ranked(CatalogProduct(code, code, "fund", 1, 1.0, 1.0, ()), 0.5, 0.25, 2.0, 1.0, {}, [{"code": "SUITABLE", "text": "risk R1 <= 3"}])
              for code in codes]
     return RecommendationResult(customer_id=customer_id, external_id="W1", tier=None, strategy="personalised",
                                 items=items, filtered=[])
