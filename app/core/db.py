@@ -87,11 +87,19 @@ def driver_statement(statement, dialect) -> tuple[str, list[Any], list[str]]:
 async def create_read_pool(engine: AsyncEngine, settings: Settings) -> asyncpg.Pool:
     """The hot reads' own small asyncpg pool (app/core/hotpath.py), on the engine's server and with its
     per-connection settings. A checkout through SQLAlchemy's AsyncConnection cost a tenth of such a read
-    (bench/RESULTS.md); these reads use no ORM and begin no transaction, so each statement reads committed data."""
+    (bench/RESULTS.md); these reads use no ORM and begin no transaction, so each statement reads committed data.
+
+    Its sessions plan without hash and merge joins (HOT_PLANNER_SETTINGS): every statement on it reads one
+    customer's rows (or writes a few served lists), where a nested loop over index scans is the best plan, but
+    the planner, estimating rows for an average customer, built a hash table of the product catalog on every
+    recommendation: a fifth of the statement's time in Postgres (bench/RESULTS.md)."""
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     return await asyncpg.create_pool(dsn, min_size=settings.read_pool_size, max_size=settings.read_pool_size,
-                                     server_settings=server_settings(settings), command_timeout=60,
-                                     reset=_keep_session)
+                                     server_settings={**server_settings(settings), **HOT_PLANNER_SETTINGS},
+                                     command_timeout=60, reset=_keep_session)
+
+
+HOT_PLANNER_SETTINGS = {"enable_hashjoin": "off", "enable_mergejoin": "off"}
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:

@@ -196,3 +196,20 @@ async def test_ranking_statistics_counted_elsewhere_arrive_within_their_age(as_r
     assert kept_again == kept_first  # the instance's copy is still young: the same ranking
     fresh_first, fresh_again = await top(test_settings.model_copy(update={"ranking_stats_seconds": 0}))
     assert fresh_first == kept_first and fresh_again[0] == "equity_fund" != fresh_first[0]
+
+
+async def test_the_hot_pool_plans_without_hash_and_merge_joins(engine, test_settings):
+    """The hot reads' pool (one customer's rows per statement) plans nested loops over index scans; the app's
+    other connections keep the planner's defaults."""
+    from app.core.db import create_read_pool
+
+    pool = await create_read_pool(engine, test_settings.model_copy(update={"read_pool_size": 1}))
+    try:
+        async with pool.acquire() as hot:
+            assert [await hot.fetchval(f"SHOW {name}") for name in ("enable_hashjoin", "enable_mergejoin")] == \
+                ["off", "off"]
+            assert await hot.fetchval("SHOW tierwise.risk_valid_days") == str(test_settings.risk_assessment_valid_days)
+    finally:
+        await pool.close()
+    async with engine.connect() as other:
+        assert (await other.exec_driver_sql("SHOW enable_hashjoin")).scalar() == "on"
