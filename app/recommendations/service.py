@@ -146,8 +146,8 @@ async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
     sql, args, names = driver_statement(statement, session.get_bind().dialect)
     # the candidate part's own parameters ($1..$6) follow the customer part's
     candidates = re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + len(args)}", _CANDIDATES)
-    return CatalogSnapshot(products={code: CatalogProduct.of(p) for code, p in products.items()}, leaves=leaves, value_labels=value_labels,
-                           with_facts=frozenset(with_facts),
+    return CatalogSnapshot(products={code: CatalogProduct.of(p) for code, p in products.items()}, leaves=leaves,
+                           value_labels=value_labels, with_facts=frozenset(with_facts),
                            sql=f"WITH requested_customer AS ({sql}){candidates}", customer_args=tuple(args),
                            external_id_at=names.index("external_id"), version=version)
 
@@ -179,8 +179,9 @@ class RankingStats:
 
 # After the customer's row (the CTE requested_customer: no row when there is no such customer), every product on sale
 # (and when explaining, every product) with the first filter that removes it (NULL: a candidate), as arrays ordered
-# by product code. $1 primary policy, $2 channel, $3 excluded, $4 now, $5 win-back days, $6 explain. Numbered after
-# the customer part's parameters when compiled.
+# by product code, and the products held within the win-back window with the last day each was held. $1 primary
+# policy, $2 channel, $3 excluded, $4 now, $5 win-back days, $6 explain. Numbered after the customer part's
+# parameters when compiled.
 _CANDIDATES = """
 , tiers AS (
     SELECT p.key, CASE WHEN a.override_code IS NOT NULL AND (a.override_expires_at IS NULL
@@ -204,11 +205,12 @@ _CANDIDATES = """
     GROUP BY r.id, r.scope, r.threshold, r.suppress_days, 2
     HAVING count(*) >= r.threshold
        AND max(o.occurred_at) > $4::timestamptz - make_interval(days => r.suppress_days)
-), previously AS (
-    SELECT b.product_code, max(b.as_of) AS last_held
-    FROM requested_customer rc JOIN holding_balance b ON b.customer_id = rc.customer_id
-    WHERE b.as_of > $4::timestamptz::date - $5::integer
-    GROUP BY b.product_code
+), previously AS (  -- products held within the win-back window, with the last day each was held
+    SELECT array_agg(h.product_code) AS codes, array_agg(h.last_held) AS last_held FROM (
+        SELECT b.product_code, max(b.as_of) AS last_held
+        FROM requested_customer rc JOIN holding_balance b ON b.customer_id = rc.customer_id
+        WHERE b.as_of > $4::timestamptz::date - $5::integer
+        GROUP BY b.product_code) h
 ), products AS (
     SELECT p.code,
            CASE
@@ -223,19 +225,16 @@ _CANDIDATES = """
              WHEN NOT coalesce(rc.marketing_consent, false) AND NOT p.is_service THEN 'no_marketing_consent'
              WHEN NOT p.is_service AND contact.rule IS NOT NULL THEN 'contact_policy'
            END AS filtered_by,
-           CASE WHEN $6::boolean THEN contact.rule END AS contact_rule,
-           pv.last_held
+           CASE WHEN $6::boolean THEN contact.rule END AS contact_rule
     FROM requested_customer rc CROSS JOIN product p
-    LEFT JOIN previously pv ON pv.product_code = p.code
     CROSS JOIN LATERAL (SELECT min(s.rule) AS rule FROM suppressed s
                         WHERE s.target = CASE s.scope WHEN 'product' THEN p.code ELSE p.category END) contact
     WHERE $6::boolean OR p.is_active
 )
 SELECT rc.*, coalesce((SELECT tier FROM tiers WHERE key = $1), '*') AS primary_tier,
-       c.codes, c.filtered_by, c.contact_rules, c.last_held
-FROM requested_customer rc CROSS JOIN LATERAL (  -- one Agg reads the rows: its arrays are aligned
-    SELECT array_agg(code) AS codes, array_agg(filtered_by) AS filtered_by, array_agg(contact_rule) AS contact_rules,
-           array_agg(last_held) AS last_held
+       c.codes, c.filtered_by, c.contact_rules, pv.codes AS held_before, pv.last_held AS held_until
+FROM requested_customer rc CROSS JOIN previously pv CROSS JOIN LATERAL (  -- one Agg reads the rows: aligned arrays
+    SELECT array_agg(code) AS codes, array_agg(filtered_by) AS filtered_by, array_agg(contact_rule) AS contact_rules
     FROM (SELECT * FROM products ORDER BY code) ordered
 ) c
 """
@@ -330,9 +329,10 @@ class Recommender:
         rng = random.Random(seed) if seed is not None else _RANDOM
         tier = None if row["primary_tier"] == "*" else row["primary_tier"]
         held = row["held_products"] or []
+        last_held_of = dict(zip(row["held_before"] or (), row["held_until"] or ()))
         ranked, filtered = [], []
-        for code, filtered_by, contact_rule, last_held in zip(
-                row["codes"] or (), row["filtered_by"] or (), row["contact_rules"] or (), row["last_held"] or ()):
+        for code, filtered_by, contact_rule in zip(row["codes"] or (), row["filtered_by"] or (),
+                                                   row["contact_rules"] or ()):
             product = snapshot.products.get(code)
             if product is None:  # created since the snapshot: the next snapshot will have it
                 continue
@@ -340,7 +340,7 @@ class Recommender:
                 if explain:
                     filtered.append(_filtered(product, filtered_by, contact_rule, row))
                 continue
-            ranked.append(_score(product, last_held, stats, settings, strategy, rng, explore, held, tier))
+            ranked.append(_score(product, last_held_of.get(code), stats, settings, strategy, rng, explore, held, tier))
         ranked.sort(key=lambda r: (-r.score, r.product.code))
         for item in ranked[:limit]:
             item.reasons = _reasons(item, row, snapshot, strategy, tier)

@@ -179,6 +179,27 @@ async def test_feedback_moves_the_ranking(client, as_role, bank):
     assert after[0] == liked and after.index(disliked) > before.index(disliked)
 
 
+async def test_a_product_held_recently_is_won_back_with_its_reason(client, as_role, bank, test_settings):
+    """A product the customer held within the win-back window (and no longer holds) has its propensity boosted,
+    with the last day it was held as a reason; one held before the window has not."""
+    today = date.today()
+    await make_customer(client, as_role, "WB1", risk=5, holdings=())
+    await make_customer(client, as_role, "WB2", risk=5, holdings=())
+    for external_id, days_ago in (("WB1", 40), ("WB2", test_settings.winback_days + 30)):
+        held = (today - timedelta(days=days_ago)).isoformat()
+        for holdings in ([{"product_code": "bond_fund", "balance": "900.00", "as_of": held}], []):
+            response = await client.put(f"/v1/customers/{external_id}/holdings", json={"holdings": holdings},
+                                        headers=as_role("integration"))
+            assert response.status_code == 200, response.text
+    won, plain = [{i["product"]["code"]: i for i in (await recommend(client, as_role, e))["items"]}
+                  for e in ("WB1", "WB2")]
+    assert {"code": "WIN_BACK", "text": f"held until {today - timedelta(days=40)}",
+            "value": (today - timedelta(days=40)).isoformat()} in won["bond_fund"]["reasons"]
+    assert not any(r["code"] == "WIN_BACK" for item in plain.values() for r in item["reasons"])
+    assert won["bond_fund"]["score_parts"]["propensity"] == pytest.approx(
+        min(plain["bond_fund"]["score_parts"]["propensity"] * test_settings.winback_boost, 1.0), rel=1e-4)
+
+
 async def test_exploration_is_repeatable_with_a_seed(client, as_role, bank):
     await make_customer(client, as_role, "S1", risk=5)
     a = await recommend(client, as_role, "S1", explore="true", seed=42)
