@@ -177,9 +177,9 @@ class RankingStats:
         return cls(popularity=popularity, co_holding=dict(co_holding), feedback=feedback)
 
 
-# After the customer's row (the CTE requested_customer: no row when there is no such customer), every product on sale
-# (and when explaining, every product) with the first filter that removes it (NULL: a candidate), as arrays ordered
-# by product code, and the products held within the win-back window with the last day each was held. $1 primary
+# After the customer's row (the CTE requested_customer: no row when there is no such customer), the candidates (when
+# explaining, every product with the first filter that removes it, NULL for a candidate), as arrays ordered by
+# product code, and the products held within the win-back window with the last day each was held. $1 primary
 # policy, $2 channel, $3 excluded, $4 now, $5 win-back days, $6 explain. Numbered after the customer part's
 # parameters when compiled.
 _CANDIDATES = """
@@ -234,7 +234,9 @@ _CANDIDATES = """
 SELECT rc.*, coalesce((SELECT tier FROM tiers WHERE key = $1), '*') AS primary_tier,
        c.codes, c.filtered_by, c.contact_rules, pv.codes AS held_before, pv.last_held AS held_until
 FROM requested_customer rc CROSS JOIN previously pv CROSS JOIN LATERAL (  -- one Agg reads the rows: aligned arrays
-    SELECT array_agg(code) AS codes, array_agg(filtered_by) AS filtered_by, array_agg(contact_rule) AS contact_rules
+    SELECT array_agg(code) FILTER (WHERE $6::boolean OR filtered_by IS NULL) AS codes,
+           array_agg(filtered_by) FILTER (WHERE $6::boolean) AS filtered_by,
+           array_agg(contact_rule) FILTER (WHERE $6::boolean) AS contact_rules
     FROM (SELECT * FROM products ORDER BY code) ordered
 ) c
 """
@@ -331,8 +333,10 @@ class Recommender:
         held = row["held_products"] or []
         last_held_of = dict(zip(row["held_before"] or (), row["held_until"] or ()))
         ranked, filtered = [], []
-        for code, filtered_by, contact_rule in zip(row["codes"] or (), row["filtered_by"] or (),
-                                                   row["contact_rules"] or ()):
+        codes = row["codes"] or ()
+        unexplained = (None,) * len(codes)  # not explaining: only the candidates come back
+        for code, filtered_by, contact_rule in zip(codes, row["filtered_by"] or unexplained,
+                                                   row["contact_rules"] or unexplained):
             product = snapshot.products.get(code)
             if product is None:  # created since the snapshot: the next snapshot will have it
                 continue
