@@ -196,7 +196,7 @@ _CANDIDATES = """
     FROM requested_customer rc JOIN feedback_event e ON e.customer_id = rc.customer_id
     JOIN product pr ON pr.code = e.product_code
     WHERE e.kind IN ('impression', 'dismiss') AND e.occurred_at > $4::timestamptz - interval '400 days'
-), suppressed AS MATERIALIZED (  -- computed once: inlined into the lateral below, it ran once per product
+), fired AS (  -- each active rule whose threshold the outcomes reach, with the product or category it suppresses
     SELECT r.scope, CASE r.scope WHEN 'product' THEN o.product_code ELSE o.category END AS target,
            min(r.name) AS rule
     FROM contact_rule r JOIN outcomes o ON o.outcome = r.outcome AND (r.channel IS NULL OR o.channel = r.channel)
@@ -205,6 +205,9 @@ _CANDIDATES = """
     GROUP BY r.id, r.scope, r.threshold, r.suppress_days, 2
     HAVING count(*) >= r.threshold
        AND max(o.occurred_at) > $4::timestamptz - make_interval(days => r.suppress_days)
+), suppressed AS (  -- one row: 'product:<code>' or 'category:<name>', and the first rule (by name) for each
+    SELECT array_agg(f.scope || ':' || f.target) AS keys, array_agg(f.rule) AS rules
+    FROM (SELECT scope, target, min(rule) AS rule FROM fired GROUP BY scope, target) f
 ), previously AS (  -- products held within the win-back window, with the last day each was held
     SELECT array_agg(h.product_code) AS codes, array_agg(h.last_held) AS last_held FROM (
         SELECT b.product_code, max(b.as_of) AS last_held
@@ -227,8 +230,9 @@ _CANDIDATES = """
            END AS filtered_by,
            CASE WHEN $6::boolean THEN contact.rule END AS contact_rule
     FROM requested_customer rc CROSS JOIN product p
-    CROSS JOIN LATERAL (SELECT min(s.rule) AS rule FROM suppressed s
-                        WHERE s.target = CASE s.scope WHEN 'product' THEN p.code ELSE p.category END) contact
+    CROSS JOIN LATERAL (SELECT least(s.rules[array_position(s.keys, 'product:' || p.code)],
+                                     s.rules[array_position(s.keys, 'category:' || p.category)]) AS rule
+                        FROM suppressed s) contact
     WHERE $6::boolean OR p.is_active
 )
 SELECT rc.*, coalesce((SELECT tier FROM tiers WHERE key = $1), '*') AS primary_tier,
