@@ -183,11 +183,13 @@ class RankingStats:
 # policy, $2 channel, $3 excluded, $4 now, $5 win-back days, $6 explain. Numbered after the customer part's
 # parameters when compiled.
 _CANDIDATES = """
-, tiers AS (
-    SELECT p.key, CASE WHEN a.override_code IS NOT NULL AND (a.override_expires_at IS NULL
-                            OR a.override_expires_at > now()) THEN a.override_code ELSE a.tier_code END AS tier
-    FROM requested_customer rc JOIN tier_assignment a ON a.customer_id = rc.customer_id
-    JOIN tier_policy p ON p.id = a.policy_id
+, tiers AS (  -- one row: the tier of the primary policy ('*': none) and the customer's tiers in every policy
+    SELECT coalesce(max(t.tier) FILTER (WHERE t.key = $1), '*') AS primary_tier,
+           coalesce(array_agg(t.tier::text), '{}') AS codes
+    FROM (SELECT p.key, CASE WHEN a.override_code IS NOT NULL AND (a.override_expires_at IS NULL
+                                  OR a.override_expires_at > now()) THEN a.override_code ELSE a.tier_code END AS tier
+          FROM requested_customer rc JOIN tier_assignment a ON a.customer_id = rc.customer_id
+          JOIN tier_policy p ON p.id = a.policy_id) t
 ), outcomes AS (
     SELECT e.product_code, pr.category, e.channel, e.occurred_at,
            CASE WHEN e.kind = 'dismiss' THEN 'dismiss'
@@ -222,22 +224,22 @@ _CANDIDATES = """
              WHEN p.code = ANY($3::text[]) THEN 'excluded_by_caller'
              WHEN p.code = ANY(rc.held_products) THEN 'already_held'
              WHEN p.code = ANY(rc.ineligible) THEN 'not_eligible'
-             WHEN cardinality(p.target_tiers) > 0 AND NOT (p.target_tiers && coalesce(
-                  (SELECT array_agg(tier::text) FROM tiers), '{}')) THEN 'not_target_tier'
+             WHEN cardinality(p.target_tiers) > 0 AND NOT (p.target_tiers && t.codes) THEN 'not_target_tier'
              WHEN p.risk_level > coalesce(rc.risk_tolerance, 1) THEN 'not_suitable'
              WHEN NOT coalesce(rc.marketing_consent, false) AND NOT p.is_service THEN 'no_marketing_consent'
              WHEN NOT p.is_service AND contact.rule IS NOT NULL THEN 'contact_policy'
            END AS filtered_by,
            CASE WHEN $6::boolean THEN contact.rule END AS contact_rule
-    FROM requested_customer rc CROSS JOIN product p
+    FROM requested_customer rc CROSS JOIN tiers t CROSS JOIN product p
     CROSS JOIN LATERAL (SELECT least(s.rules[array_position(s.keys, 'product:' || p.code)],
                                      s.rules[array_position(s.keys, 'category:' || p.category)]) AS rule
                         FROM suppressed s) contact
     WHERE $6::boolean OR p.is_active
 )
-SELECT rc.*, coalesce((SELECT tier FROM tiers WHERE key = $1), '*') AS primary_tier,
+SELECT rc.*, t.primary_tier,
        c.codes, c.filtered_by, c.contact_rules, pv.codes AS held_before, pv.last_held AS held_until
-FROM requested_customer rc CROSS JOIN previously pv CROSS JOIN LATERAL (  -- one Agg reads the rows: aligned arrays
+FROM requested_customer rc CROSS JOIN tiers t CROSS JOIN previously pv
+CROSS JOIN LATERAL (  -- one Agg reads the rows: its arrays are aligned
     SELECT array_agg(code) FILTER (WHERE $6::boolean OR filtered_by IS NULL) AS codes,
            array_agg(filtered_by) FILTER (WHERE $6::boolean) AS filtered_by,
            array_agg(contact_rule) FILTER (WHERE $6::boolean) AS contact_rules

@@ -13,6 +13,7 @@ from app.main import create_app
 from app.products.models import Product
 from app.recommendations import stats
 from app.recommendations.service import in_holdout
+from tests.factories import WEALTH_TIERS
 
 CATALOG = [
     # code, category, risk, channels, eligibility, is_service
@@ -198,6 +199,31 @@ async def test_a_product_held_recently_is_won_back_with_its_reason(client, as_ro
     assert not any(r["code"] == "WIN_BACK" for item in plain.values() for r in item["reasons"])
     assert won["bond_fund"]["score_parts"]["propensity"] == pytest.approx(
         min(plain["bond_fund"]["score_parts"]["propensity"] * test_settings.winback_boost, 1.0), rel=1e-4)
+
+
+async def test_a_product_for_some_tiers_is_offered_only_to_customers_in_one_of_them(client, as_role, bank, session):
+    """Target tiers are read from every policy the customer is tiered by (an override counts); the response names
+    the customer's tier in the primary policy."""
+    admin = as_role("admin")
+    created = await client.post("/v1/tier-policies", headers=admin, json={
+        "key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": 30})
+    assert created.status_code == 201, created.text
+    assert (await client.post("/v1/tier-policies/wealth/versions/1/activate", headers=admin)).status_code == 200
+    await session.execute(text("UPDATE product SET target_tiers = '{private,wealth}' WHERE code = 'balanced_fund'"))
+    await session.commit()
+    await make_customer(client, as_role, "TT1", risk=5)
+    before = await recommend(client, as_role, "TT1", explain="true")
+    assert before["tier"] == "mass"
+    assert {"product_code": "balanced_fund", "filter": "not_target_tier",
+            "detail": "not offered to the customer's tiers"} in before["filtered_out"]
+    override = await client.put("/v1/customers/TT1/tiers/wealth/override", headers=admin,
+                                json={"tier": "private", "reason": "family office"})
+    assert override.status_code == 200, override.text
+    after = await recommend(client, as_role, "TT1")
+    assert after["tier"] == "private"
+    balanced = next(i for i in after["items"] if i["product"]["code"] == "balanced_fund")
+    assert {"code": "TIER_TARGET", "text": "offered to private, wealth customers", "value": ["private", "wealth"]} \
+        in balanced["reasons"]
 
 
 async def test_exploration_is_repeatable_with_a_seed(client, as_role, bank):

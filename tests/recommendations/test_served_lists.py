@@ -30,7 +30,8 @@ async def pool(scratch_database):
 
 
 def served(customer_id: int, *codes: str) -> RecommendationResult:
-    items = [Ranked(CatalogProduct(code, code, "fund", 1, 1.0, 1.0, ()), 0.5, 0.25, 2.0, 1.0, {}, [{"code": "SUITABLE", "text": "risk R1 <= 3"}])
+    items = [Ranked(CatalogProduct(code, code, "fund", 1, 1.0, 1.0, ()), 0.5, 0.25, 2.0, 1.0, {},
+                    [{"code": "SUITABLE", "text": "risk R1 <= 3"}])
              for code in codes]
     return RecommendationResult(customer_id=customer_id, external_id="W1", tier=None, strategy="personalised",
                                 items=items, filtered=[])
