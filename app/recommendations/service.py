@@ -116,7 +116,10 @@ async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
     products = {p.code: p for p in (await session.scalars(select(Product).order_by(Product.code))).all()}
     catalog = await load_catalog(session)
     requested = Customer.__table__.alias("requested")
-    features = features_for_customers(array([requested.c.id]), lateral=True)
+    # Fenced (OFFSET 0): Postgres computes the customer's features once, in the sub-select, and the conditions read
+    # its columns; inlined, every condition that reads `age` or `aum_avg_3m` recomputed that column's expression.
+    features = (select(features_for_customers(array([requested.c.id])))
+                .offset(sa.literal_column("0")).lateral("customer_features"))
     columns = [*(features.c[name] for name in FEATURE_COLUMNS),
                sa.literal_column(_CATALOG_VERSION).label("catalog_version")]
     leaves: dict[str, list[ExplainedLeaf]] = {}
