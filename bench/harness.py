@@ -49,8 +49,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(dsn: str, workers: int = 1, app: str = "app.main:create_production_app"):
-    """uvicorn serving the app on a free loopback port; yields the base URL."""
+def serve(dsn: str, workers: int = 1, app: str = "app.main:create_production_app", root: Path = ROOT):
+    """uvicorn serving the app (of the checkout at `root`) on a free loopback port; yields the base URL."""
     port = free_port()
     env = {**os.environ, "TIERWISE_DATABASE_URL": dsn, "TIERWISE_API_KEY_PEPPER": PEPPER,
            "TIERWISE_LOG_LEVEL": "WARNING", "TIERWISE_ENVIRONMENT": "production",
@@ -60,7 +60,7 @@ def serve(dsn: str, workers: int = 1, app: str = "app.main:create_production_app
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers), "--no-access-log", "--log-level", "warning", "--loop", "uvloop"],
-        env=env, cwd=ROOT)
+        env={**env, "PYTHONPATH": str(root)}, cwd=root)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
