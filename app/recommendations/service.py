@@ -7,10 +7,10 @@ for exploration, times the customer's co-holding lift (how much likelier custome
 are to hold it) and a win-back boost for a product held recently. With little feedback the prior dominates.
 
 A request is one prepared statement on a driver connection (the customer's features, every product's eligibility,
-and every product with the first filter that removes it) and its share of one insert of served lists
-(`ServedLists`: concurrent requests' lists are committed together). The
-population-wide statistics that rank (popularity, co-holding, feedback counts: a few hundred rows, refreshed by a
-job or by feedback) are read once per `ranking_stats_seconds` per instance, not per request.
+and the candidates: with explain, every product with the first filter that removes it) and its share of one insert
+of served lists (`ServedLists`: concurrent requests' lists are committed together). The population-wide statistics
+that rank (popularity, co-holding, feedback counts: a few hundred rows, refreshed by a job or by feedback) are read
+once per `ranking_stats_seconds` per instance, not per request.
 """
 
 import asyncio
@@ -75,8 +75,9 @@ class CatalogProduct:
 @dataclass(frozen=True)
 class CatalogSnapshot:
     """The product catalog compiled for candidate selection: one prepared statement gives a customer's features,
-    every product's eligibility (with the facts behind it) and every product with the first filter that removes
-    it, and the catalog's version, so that a changed catalog is noticed without a round trip of its own."""
+    every product's eligibility (with the facts behind it), the candidates (with explain, every product with the
+    first filter that removes it), and the catalog's version, so that a changed catalog is noticed without a round
+    trip of its own."""
 
     products: dict[str, CatalogProduct]
     leaves: dict[str, list[ExplainedLeaf]]
