@@ -92,7 +92,7 @@ async def create_read_pool(engine: AsyncEngine, settings: Settings) -> asyncpg.P
     Its sessions plan without hash and merge joins (HOT_PLANNER_SETTINGS): every statement on it reads one
     customer's rows (or writes a few served lists), where a nested loop over index scans is the best plan, but
     the planner, estimating rows for an average customer, built a hash table of the product catalog on every
-    recommendation: a fifth of the statement's time in Postgres (bench/RESULTS.md)."""
+    recommendation: about an eighth of the statement's time in Postgres (bench/RESULTS.md)."""
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     return await asyncpg.create_pool(dsn, min_size=settings.read_pool_size, max_size=settings.read_pool_size,
                                      server_settings={**server_settings(settings), **HOT_PLANNER_SETTINGS},

@@ -65,8 +65,8 @@ class HotRead:
     @cached_property
     def _parsed(self) -> dict[bytes, BaseModel | None | bool]:
         """Query strings already read (at most QUERY_STRINGS_KEPT, each of up to QUERY_STRING_KEPT_BYTES): an app
-        sends the same few over and over, and reading one (parsing, then validating the model) cost about a
-        tenth of a recommendation's Python."""
+        sends the same few over and over, and reading one (parsing, then validating the model) cost 0.05 ms, a
+        twelfth of a recommendation's Python."""
         return {}
 
     def parse_query(self, query_string: bytes) -> BaseModel | None | bool:
