@@ -2,8 +2,8 @@
 
 A recommendation checks that its instance's compiled catalog is current by reading this row. It used to compute
 the version (count, max id and max updated_at of the products, and the count of custom attributes) on every
-request: two aggregates and two scans in every recommendation statement. The triggers set the version in the writing transaction, from a sequence, so that it becomes
-visible with the write and a number is never reused.
+request: two aggregates and two scans in every recommendation statement. The triggers set the version in the
+writing transaction, from a sequence, so that it becomes visible with the write and a number is never reused.
 
 Revision ID: a9c0ffee0009
 Revises: a8c0ffee0008
