@@ -84,6 +84,10 @@ def driver_statement(statement, dialect) -> tuple[str, list[Any], list[str]]:
     return str(compiled), values, names
 
 
+HOT_PLANNER_SETTINGS = {"enable_hashjoin": "off", "enable_mergejoin": "off"}
+"""The hot-read pool's planner settings (create_read_pool)."""
+
+
 async def create_read_pool(engine: AsyncEngine, settings: Settings) -> asyncpg.Pool:
     """The hot reads' own small asyncpg pool (app/core/hotpath.py), on the engine's server and with its
     per-connection settings. A checkout through SQLAlchemy's AsyncConnection cost a tenth of such a read
@@ -97,9 +101,6 @@ async def create_read_pool(engine: AsyncEngine, settings: Settings) -> asyncpg.P
     return await asyncpg.create_pool(dsn, min_size=settings.read_pool_size, max_size=settings.read_pool_size,
                                      server_settings={**server_settings(settings), **HOT_PLANNER_SETTINGS},
                                      command_timeout=60, reset=_keep_session)
-
-
-HOT_PLANNER_SETTINGS = {"enable_hashjoin": "off", "enable_mergejoin": "off"}
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
