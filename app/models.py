@@ -24,6 +24,7 @@ from app.reports import models as reports_models  # noqa: F401  (report indexes)
 from app.recommendations.models import (  # noqa: F401
     CoHoldingStat,
     ContactRule,
+    CustomerOfferState,
     ProductHoldingStat,
     PropensityStat,
     RecommendationItem,

@@ -236,12 +236,14 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str) -
     if customer.erased_at is not None:
         return
     await lock_customers(session, [customer.id])  # a batch chunk evaluating this customer finishes first
+    from app.recommendations import offer_state
     from app.recommendations.service import erase_served_reasons
     from app.tiering.models import TierAssignment  # its facts hold the customer's values
 
     for model in (Holding, HoldingBalance, CustomerAumDaily, CustomerActivityDaily, CustomerEvent, TierAssignment):
         await session.execute(delete(model).where(model.customer_id == customer.id))
     await erase_served_reasons(session, customer.id)
+    await offer_state.mark_stale(session, [customer.id])  # its explanation quotes the customer's values
     await session.execute(update(Customer).where(Customer.id == customer.id).values(
         external_id=token, display_name=None, birth_date=None, attributes={}, risk_level=None,
         risk_assessed_at=None, marketing_consent=False, last_txn_at=None,

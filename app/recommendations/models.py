@@ -6,8 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (BigInteger, Boolean, CheckConstraint, DateTime, Index, Integer, Numeric,
-                        SmallInteger, String, func, text)
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+                        SmallInteger, String, Text, func, text)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
@@ -54,6 +54,44 @@ class RecommendationItem(Base):
     strategy: Mapped[str] = mapped_column(String(20))
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     served_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CustomerOfferState(Base):
+    """What the candidate filter needs of one customer, as of its last computation: the products held, the risk
+    tolerance, marketing consent, the products whose eligibility condition does not hold and the values that explain
+    the others. A recommendation reads this row instead of computing the customer's features and every product's
+    eligibility again (app/recommendations/offer_state.py).
+
+    It is used only while it is exactly what a computation now would give: the catalog version and the risk
+    validity it was computed with still stand, and `valid_until` (the next midnight, the next month of tenure or
+    the expiry of the risk assessment, whichever comes first) has not passed. Every write to the customer's
+    data bumps `generation` in the writing transaction, and makes the state stale when it changes one of the
+    attributes the state `reads`; a computation stores its state only if the generation is still the one it read,
+    so one that read before a write cannot store what the write changed. A stale row keeps no personal value.
+
+    A cache of what the customer's data already says, so UNLOGGED: its writes cost no WAL, and a crash empties it,
+    which only means computing each customer's state once more. No foreign key: customers are never deleted
+    (erasure anonymises the row), and a key would lock the customer's row on every state stored."""
+
+    __tablename__ = "customer_offer_state"
+    __table_args__ = {"prefixes": ["UNLOGGED"]}
+
+    customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger)
+    valid_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    catalog_version: Mapped[int | None] = mapped_column(BigInteger)
+    risk_valid_days: Mapped[int | None] = mapped_column(Integer)
+    held_products: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    risk_tolerance: Mapped[int | None] = mapped_column(SmallInteger)
+    marketing_consent: Mapped[bool | None] = mapped_column(Boolean)
+    ineligible: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    explanation: Mapped[list[Any] | None] = mapped_column(JSONB)
+    """A JSON array: the values (as explanations show them) of the attributes that conjunctions read, then each
+    other condition's facts (app.rules.compile.facts_expression), in the order of the compiled catalog
+    (app.recommendations.service.CatalogSnapshot.explanation)."""
+    reads: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    """The attributes the state depends on: those the catalog's conditions read, the products held, the risk
+    tolerance and the marketing consent."""
 
 
 class PropensityStat(Base):

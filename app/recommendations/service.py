@@ -6,9 +6,11 @@ popularity in that tier, worth `prior_strength` observations; evidence: recommen
 for exploration, times the customer's co-holding lift (how much likelier customers holding what this customer holds
 are to hold it) and a win-back boost for a product held recently. With little feedback the prior dominates.
 
-A request is one prepared statement on a driver connection (the customer's features, every product's eligibility,
-and the candidates: with explain, every product with the first filter that removes it) and its share of one insert
-of served lists (`ServedLists`: concurrent requests' lists are committed together). The population-wide statistics
+A request is one prepared statement on a driver connection: the customer's offer state (app/recommendations/
+offer_state.py) and the candidates (with explain, every product with the first filter that removes it). When no
+state holds, a second statement computes it (the customer's features and every product's eligibility), stores it
+and gives the candidates. Then comes the request's share of one insert of served lists (`ServedLists`: concurrent
+requests' lists are committed together). The population-wide statistics
 that rank (popularity, co-holding, feedback counts: a few hundred rows, refreshed by a job or by feedback) are read
 once per `ranking_stats_seconds` per instance, not per request.
 """
@@ -33,17 +35,20 @@ from pydantic_core import from_json, to_json
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
 
 from app.core.config import Settings
 from app.core.db import driver_statement
 from app.customers.errors import CustomerNotFound
 from app.customers.models import Customer
 from app.products.models import Product
-from app.recommendations.models import RecommendationItem
+from app.recommendations import offer_state
+from app.recommendations.models import CustomerOfferState, RecommendationItem
 from app.rules import (ExplainedLeaf, compile_condition, compile_explanation, explain_row, features_for_customers,
                        load_catalog, parse_condition)
-from app.rules.compile import facts_expression, facts_mapping
-from app.rules.schema import AllCondition, AlwaysCondition, Comparison, Condition
+from app.rules.attributes import RISK_VALID_DAYS, features_stable_until
+from app.rules.compile import fact_value, facts_expression, facts_mapping, json_array_expression
+from app.rules.schema import AllCondition, AlwaysCondition, Comparison, Condition, referenced_attributes
 
 EPSILON = 0.005
 FEATURE_COLUMNS = ("customer_id", "external_id", "held_products", "risk_tolerance", "marketing_consent")
@@ -81,12 +86,16 @@ class CatalogSnapshot:
 
     products: dict[str, CatalogProduct]
     leaves: dict[str, list[ExplainedLeaf]]
-    value_labels: dict[str, str]
-    """attribute: the label of its value in the customer row (the attributes conjunctions read)."""
-    with_facts: frozenset[str]
-    """Products whose condition has `any` or `not`: their facts (each comparison's value and result) are selected."""
+    explained_attributes: tuple[str, ...]
+    """The attributes conjunctions read: their values open the offer state's explanation, in this order."""
+    with_facts: tuple[str, ...]
+    """Products whose condition has `any` or `not`: their facts (each comparison's value and result) follow, in
+    this order."""
     sql: str
-    """The statement as asyncpg takes it, with $n placeholders."""
+    """The statement that computes the customer's offer state and stores it, then the candidates; as asyncpg takes
+    it, with $n placeholders."""
+    state_sql: str
+    """The statement that reads the customer's offer state when one holds (else no row), then the candidates."""
     customer_args: tuple[Any, ...]
     """The customer part's bound values (the eligibility conditions' thresholds), the customer's external id at
     `external_id_at`; the candidate part's values follow them (`query`)."""
@@ -99,6 +108,27 @@ class CatalogSnapshot:
         args[self.external_id_at] = external_id
         return [self.sql, *args, primary_policy, channel, exclude, now, winback_days, explain]
 
+    def state_query(self, external_id: str, *, primary_policy: str, channel: str, exclude: list[str],
+                    now: datetime, winback_days: int, explain: bool) -> list[Any]:
+        return [self.state_sql, external_id, primary_policy, channel, exclude, now, winback_days, explain]
+
+    def explanation(self, document: str) -> "Explanation":
+        """The offer state's explanation, from its JSON array (`explained_attributes`' values, then the facts of
+        each product in `with_facts`)."""
+        values = from_json(document)
+        n = len(self.explained_attributes)
+        return Explanation(values=dict(zip(self.explained_attributes, values[:n])),
+                           facts=dict(zip(self.with_facts, values[n:])))
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """What explains a customer's eligibility, from its offer state: the values of the attributes conjunctions read
+    (as explanations show them: numbers as exact decimal strings), and the facts of every other condition."""
+
+    values: dict[str, Any]
+    facts: dict[str, list[Any]]
+
 
 def _conjunction(condition: Condition) -> bool:
     """Whether the condition holds exactly when every comparison in it holds (comparisons under `all`s)."""
@@ -108,11 +138,15 @@ def _conjunction(condition: Condition) -> bool:
 
 
 async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
-    """Compile the catalog: the customer's features (the inlined customer_features_for, joined laterally to the
-    customer found by external id) with the products whose eligibility does not hold and what explains each
-    eligibility: for a conjunction the values of the attributes it reads (each comparison held, if the customer is
-    eligible), for a condition with `any` or `not` each comparison's value and result; then `_CANDIDATES` over
-    that row."""
+    """Compile the catalog into two statements, each then `_CANDIDATES` over the requested customer's offer state
+    (app/recommendations/offer_state.py): one that reads the state when one holds, and one that computes it and
+    stores it. Postgres prepares every node of a plan on each execution, the branches it does not run included;
+    so reading a state is a statement without the computation.
+
+    Computed: the customer's features (the inlined customer_features_for, joined laterally to the customer found
+    by external id), the products whose eligibility does not hold, and what explains each eligibility (for a
+    conjunction the values of the attributes it reads: each comparison held, if the customer is eligible; for a
+    condition with `any` or `not` each comparison's value and result)."""
     version = await session.scalar(text(f"SELECT {_CATALOG_VERSION}"))
     products = {p.code: p for p in (await session.scalars(select(Product).order_by(Product.code))).all()}
     catalog = await load_catalog(session)
@@ -121,39 +155,58 @@ async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
     # its columns; inlined, every condition that reads `age` or `aum_avg_3m` recomputed that column's expression.
     features = (select(features_for_customers(array([requested.c.id])))
                 .offset(sa.literal_column("0")).lateral("customer_features"))
-    columns = [*(features.c[name] for name in FEATURE_COLUMNS),
-               sa.literal_column(_CATALOG_VERSION).label("catalog_version")]
+    state = CustomerOfferState.__table__
     leaves: dict[str, list[ExplainedLeaf]] = {}
-    value_labels: dict[str, str] = {}
-    with_facts: set[str] = set()
+    explained: dict[str, ColumnElement[Any]] = {}  # attribute: its value as explanations show it
+    facts: dict[str, ColumnElement[Any]] = {}  # product: its condition's facts
     ineligible: list[Any] = []
+    reads = set(offer_state.ALWAYS_READ)
     for i, (code, product) in enumerate(products.items()):
         if not product.eligibility:
             continue
         condition = parse_condition(product.eligibility, "/eligibility")
+        reads |= referenced_attributes(condition)
         leaves[code] = compile_explanation(condition, catalog, features, pointer="/eligibility", label_prefix=f"p{i}")
         eligible = compile_condition(condition, catalog, features)
         ineligible.append(sa.case((eligible.is_not(sa.true()), sa.literal(code, sa.Text())), else_=sa.null()))
         if _conjunction(condition):  # eligible means every comparison held: only the values are needed
             for leaf in leaves[code]:
-                if leaf.attribute not in value_labels:
-                    value_labels[leaf.attribute] = f"value_{len(value_labels)}"
-                    columns.append(leaf.value.element.label(value_labels[leaf.attribute]))
+                explained.setdefault(leaf.attribute, fact_value(leaf))
         else:
-            with_facts.add(code)
-            columns.append(sa.cast(facts_expression(leaves[code]), sa.Text()).label(f"facts_{code}"))
-    columns.append((sa.func.array_remove(array(ineligible), None) if ineligible
-                    else sa.literal([], ARRAY(sa.Text()))).label("ineligible"))
-    statement = (select(*columns).select_from(requested.join(features, sa.true()))
+            facts[code] = facts_expression(leaves[code])
+    columns = [*(features.c[name] for name in FEATURE_COLUMNS),
+               (sa.func.array_remove(array(ineligible), None) if ineligible
+                else sa.literal([], ARRAY(sa.Text()))).label("ineligible"),
+               json_array_expression([*explained.values(), *facts.values()]).label("explanation"),
+               sa.literal_column(_CATALOG_VERSION).label("catalog_version"),
+               # what storing the state needs: the generation it read, the catalog it was compiled from, until when
+               # and under which risk validity it holds
+               state.c.generation.label("offer_generation"),
+               sa.literal(version, sa.BigInteger()).label("offer_catalog_version"),
+               sa.literal(sorted(reads), ARRAY(sa.Text())).label("offer_reads"),
+               features_stable_until(requested, features).label("offer_valid_until"),
+               RISK_VALID_DAYS.label("offer_risk_valid_days")]
+    statement = (select(*columns).select_from(requested.join(features, sa.true())
+                                              .outerjoin(state, state.c.customer_id == requested.c.id))
                  .where(requested.c.external_id == bindparam("external_id", type_=sa.String()),
                         requested.c.erased_at.is_(None)))
     sql, args, names = driver_statement(statement, session.get_bind().dialect)
-    # the candidate part's own parameters ($1..$6) follow the customer part's
-    candidates = re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + len(args)}", _CANDIDATES)
-    return CatalogSnapshot(products={code: CatalogProduct.of(p) for code, p in products.items()}, leaves=leaves,
-                           value_labels=value_labels, with_facts=frozenset(with_facts),
-                           sql=f"WITH requested_customer AS ({sql}){candidates}", customer_args=tuple(args),
-                           external_id_at=names.index("external_id"), version=version)
+    return CatalogSnapshot(
+        products={code: CatalogProduct.of(p) for code, p in products.items()}, leaves=leaves,
+        explained_attributes=tuple(explained), with_facts=tuple(facts),
+        sql=f"""WITH computed AS ({sql}
+), stored AS ({offer_state.STORE_COMPUTED}
+), requested_customer AS (
+    SELECT customer_id, external_id, held_products, risk_tolerance, marketing_consent, ineligible,
+           explanation::text AS explanation, catalog_version FROM computed
+){_candidates_after(len(args))}""",
+        state_sql=f"WITH requested_customer AS ({offer_state.STATE_OF_CUSTOMER}){_candidates_after(1)}",
+        customer_args=tuple(args), external_id_at=names.index("external_id"), version=version)
+
+
+def _candidates_after(parameters: int) -> str:
+    """The candidate part, its own parameters ($1..$6) numbered after the customer part's."""
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + parameters}", _CANDIDATES)
 
 
 @dataclass(frozen=True)
@@ -328,12 +381,21 @@ class Recommender:
         now = now or datetime.now().astimezone()
         arguments = dict(primary_policy=settings.primary_policy, channel=channel, exclude=list(exclude), now=now,
                          winback_days=settings.winback_days, explain=explain)
-        row = await connection.fetchrow(*snapshot.query(external_id, **arguments))
+        row = await connection.fetchrow(*snapshot.state_query(external_id, **arguments))
         if row is not None and row["catalog_version"] != snapshot.version:  # the catalog changed: compile it again
             snapshot = await self._catalog()
+            row = await connection.fetchrow(*snapshot.state_query(external_id, **arguments))
+        if row is not None:
+            offer_state.READ.inc()
+        else:  # no state holds (or there is no such customer): compute it and store it, for the next request too
             row = await connection.fetchrow(*snapshot.query(external_id, **arguments))
-        if row is None:
-            raise CustomerNotFound(external_id)
+            if row is not None and row["catalog_version"] != snapshot.version:
+                snapshot = await self._catalog()
+                row = await connection.fetchrow(*snapshot.query(external_id, **arguments))
+            if row is None:
+                raise CustomerNotFound(external_id)
+            offer_state.COMPUTED.inc()
+        explanation = snapshot.explanation(row["explanation"])
         stats = await self._ranking_stats(connection)
 
         strategy = strategy or ("holdout_popularity" if in_holdout(row["external_id"], settings.holdout_share)
@@ -357,7 +419,7 @@ class Recommender:
             ranked.append(_score(product, last_held_of.get(code), stats, settings, strategy, rng, explore, held, tier))
         ranked.sort(key=lambda r: (-r.score, r.product.code))
         for item in ranked[:limit]:
-            item.reasons = _reasons(item, row, snapshot, strategy, tier)
+            item.reasons = _reasons(item, row, explanation, snapshot, strategy, tier)
         result = RecommendationResult(customer_id=row["customer_id"], external_id=row["external_id"], tier=tier,
                                       strategy=strategy, items=ranked[:limit], filtered=filtered)
         if record and result.items:
@@ -395,8 +457,9 @@ def _score(product: CatalogProduct, last_held: date | None, stats: RankingStats,
         "last_held": last_held})
 
 
-def _reasons(item: Ranked, row, snapshot: CatalogSnapshot, strategy: str, tier: str | None) -> list[dict[str, Any]]:
-    """The reasons for a shown item, in words, each with the fact behind it."""
+def _reasons(item: Ranked, row, explanation: Explanation, snapshot: CatalogSnapshot, strategy: str,
+             tier: str | None) -> list[dict[str, Any]]:
+    """The reasons for a shown item, in words, each with the fact behind it (`explanation`: the offer state's)."""
     product, evidence = item.product, item.evidence
     if strategy == "holdout_popularity":
         popularity = evidence["tier_popularity"]
@@ -413,7 +476,7 @@ def _reasons(item: Ranked, row, snapshot: CatalogSnapshot, strategy: str, tier: 
     if evidence["last_held"] is not None:
         reasons.append({"code": "WIN_BACK", "text": f"held until {evidence['last_held'].isoformat()}",
                         "value": evidence["last_held"].isoformat()})
-    for leaf in _eligibility_facts(product, row, snapshot):
+    for leaf in _eligibility_facts(product, explanation, snapshot):
         reasons.append({"code": "ELIGIBLE", "text": f"{leaf['attribute']} {_fmt(leaf['value'])} "
                                                     f"{_OPS.get(leaf['operator'], leaf['operator'])} "
                                                     f"{_fmt(leaf['threshold'])}", "value": leaf})
@@ -437,15 +500,17 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _eligibility_facts(product: CatalogProduct, row, snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
+def _eligibility_facts(product: CatalogProduct, explanation: Explanation,
+                       snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
     leaves = snapshot.leaves.get(product.code)
     if not leaves:
         return []
-    if product.code in snapshot.with_facts:  # the facts of a condition with `any` or `not`, as JSON text
-        facts = facts_mapping(leaves, from_json(row[f"facts_{product.code}"]))
+    if product.code in explanation.facts:  # the facts of a condition with `any` or `not`
+        facts = facts_mapping(leaves, explanation.facts[product.code])
     else:  # a conjunction the customer is eligible for: each comparison held
+        values = explanation.values
         facts = {key: value for leaf in leaves for key, value in (
-            (leaf.value_key, row[snapshot.value_labels[leaf.attribute]]), (leaf.result_key, True))}
+            (leaf.value_key, values[leaf.attribute]), (leaf.result_key, True))}
     return [leaf for leaf in explain_row(leaves, facts) if leaf["result"]]
 
 

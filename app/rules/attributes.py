@@ -266,3 +266,25 @@ def features_between(id_from: ColumnElement[Any], id_to: ColumnElement[Any]) -> 
     SELECT with a range in every aggregate (one index range scan per table: a chunk of a batch run)."""
     columns = [sa.column(c.name, c.type) for c in customer_features.c]
     return sa.func.customer_features_between(id_from, id_to).table_valued(*columns).alias("customer_features")
+
+
+RISK_VALID_DAYS = sa.literal_column(
+    "coalesce(nullif(current_setting('tierwise.risk_valid_days', true), '')::int, 365)", sa.Integer())
+"""How many days a risk assessment stays valid, as the features' risk_tolerance reads it: the connection's setting
+(app.core.db.server_settings), 365 without one."""
+
+
+def features_stable_until(customer: FromClause, features: FromClause) -> ColumnElement[Any]:
+    """The instant until which a customer's features stay what they are now unless the customer's data is
+    written: the next midnight (age, the windows of days behind the averages and counts, and the days since the last
+    transaction move with current_date), the customer's next month of tenure (tenure_months moves with now()),
+    and the expiry of a risk assessment that is valid now (risk_tolerance). Never later than the first change;
+    at a month's end it may be a few days early, which costs a recomputation and nothing else.
+
+    customer: the customer's row (its risk_assessed_at); features: the customer's features row."""
+    next_midnight = sa.cast(sa.func.current_date() + sa.literal_column("1", sa.Integer()),
+                            sa.DateTime(timezone=True))
+    risk_expiry = sa.case((features.c.risk_tolerance.is_not(None),
+                           customer.c.risk_assessed_at + sa.func.make_interval(0, 0, 0, RISK_VALID_DAYS)))
+    next_month = features.c.onboarded_at + sa.func.make_interval(0, features.c.tenure_months + 1)
+    return sa.func.least(next_midnight, risk_expiry, next_month, type_=sa.DateTime(timezone=True))

@@ -394,15 +394,24 @@ def _escape(token: str) -> str:
 JSONB_ARGS_PER_CALL = 50  # jsonb_build_array takes at most 100 arguments
 
 
+def fact_value(leaf: ExplainedLeaf) -> ColumnElement[Any]:
+    """SQL for the customer's value of a leaf's attribute as recorded facts hold it: numbers as exact decimal
+    strings (as `json_value` writes a Decimal), every other type as JSON writes it."""
+    value = leaf.value.element if isinstance(leaf.value, sa.Label) else leaf.value
+    return sa.cast(value, sa.Text()) if leaf.attribute_type is AttributeType.number else value
+
+
 def facts_expression(leaves: Sequence[ExplainedLeaf]) -> ColumnElement[Any]:
     """SQL for a JSON array [value, result, value, result, ...] of the leaves, to store beside a decision (numbers
     as exact decimal strings). `facts_mapping` turns a stored array back into what `explain_row` reads."""
     values: list[ColumnElement[Any]] = []
     for leaf in leaves:
-        value = leaf.value.element if isinstance(leaf.value, sa.Label) else leaf.value
-        if leaf.attribute_type is AttributeType.number:
-            value = sa.cast(value, sa.Text())
-        values += [value, leaf.result.element if isinstance(leaf.result, sa.Label) else leaf.result]
+        values += [fact_value(leaf), leaf.result.element if isinstance(leaf.result, sa.Label) else leaf.result]
+    return json_array_expression(values)
+
+
+def json_array_expression(values: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+    """SQL for a JSON array of the values (jsonb_build_array, in calls of at most JSONB_ARGS_PER_CALL)."""
     if not values:
         return sa.cast(sa.literal("[]"), JSONB)
     parts = [sa.func.jsonb_build_array(*values[i:i + JSONB_ARGS_PER_CALL], type_=JSONB)

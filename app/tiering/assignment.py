@@ -279,10 +279,12 @@ async def refresh_customers(session: AsyncSession, customer_ids: Sequence[int], 
     """Re-evaluate every active policy for these customers, in the caller's transaction (so a write to a
     customer and its new tier commit together: the app never reads a stale tier after a deposit). With
     `changed` (the attributes a write can have moved), only the policies reading one of them are evaluated.
+    Every write to a customer's data calls this; so it also marks their offer states stale (recommendations).
 
     Many customers with close ids (an import) are evaluated as their id range, like a chunk of a batch run;
     scattered ones (an intake batch) by id."""
     from app.customers.service import lock_customer_range, lock_customers
+    from app.recommendations import offer_state
 
     totals = AssignmentCounts()
     if not customer_ids:
@@ -295,6 +297,7 @@ async def refresh_customers(session: AsyncSession, customer_ids: Sequence[int], 
         await lock_customer_range(session, ids[0], ids[-1])
     else:
         await lock_customers(session, ids)
+    await offer_state.mark_stale(session, ids, changed)
     now = now or await session.scalar(select(func.now()))
     versions = await compiled_active_versions(session, policy_ids, "range" if dense else "ids")
     for compiled in versions:

@@ -1,0 +1,86 @@
+"""A customer's offer state: what the candidate filter needs of a customer, computed once and read until it can
+change (the table customer_offer_state, app.recommendations.models.CustomerOfferState).
+
+A recommendation first reads the customer's state (`STATE_OF_CUSTOMER`: one row by index; app.recommendations.
+service.build_snapshot). Only when none holds does it compute the customer's features and every product's
+eligibility, the compiled catalog's SQL, and store what it found (`STORE_COMPUTED`), in the same statement. Both
+give the same columns, the explanation included, so a state read and a state computed give the same answer.
+
+A state holds while the catalog version and the risk validity it was computed with stand and `valid_until` has not
+passed (app.rules.attributes.features_stable_until). Every write to a customer's data bumps the state's
+generation in the writing transaction, and makes it stale when it changes an attribute the state reads
+(`mark_stale`, from the one refresh every customer write calls, and from erasure). A computed state is stored only
+if its generation is still the one the computation read, and only if it was compiled from the current catalog:
+a computation that read before a write cannot store what that write changed, whichever commits first, even when
+its catalog reads what the state's did not, and an instance whose compiled catalog is out of date stores nothing.
+"""
+
+from prometheus_client import Counter
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.rules.attributes import RISK_VALID_DAYS
+
+_OUTCOMES = Counter("tierwise_offer_states_total",
+                    "Recommendations by whether the customer's offer state was read or had to be computed",
+                    ["outcome"])
+READ, COMPUTED = _OUTCOMES.labels("read"), _OUTCOMES.labels("computed")
+
+ALWAYS_READ = frozenset({"held_products", "risk_tolerance", "marketing_consent"})
+"""What every state reads, besides the attributes of the catalog's conditions."""
+
+# The customer's offer state, when it holds ($1: the external id), in the columns the computing statement gives.
+STATE_OF_CUSTOMER = f"""
+SELECT c.id AS customer_id, c.external_id, s.held_products, s.risk_tolerance, s.marketing_consent, s.ineligible,
+       s.explanation::text AS explanation, v.version AS catalog_version
+FROM customer c JOIN customer_offer_state s ON s.customer_id = c.id CROSS JOIN catalog_version v
+WHERE c.external_id = $1 AND c.erased_at IS NULL AND s.valid_until > now()
+  AND s.catalog_version = v.version AND s.risk_valid_days = {RISK_VALID_DAYS}
+"""
+
+
+# The state the CTE `computed` found, stored unless a write has marked the state stale since it read the generation
+# (offer_generation; none: there was no row, and a row now is a write's) or the catalog it was compiled from
+# (offer_catalog_version) is no longer the current one (catalog_version).
+STORE_COMPUTED = """
+    INSERT INTO customer_offer_state AS s (customer_id, generation, valid_until, catalog_version, risk_valid_days,
+                                           held_products, risk_tolerance, marketing_consent, ineligible, explanation,
+                                           reads)
+    SELECT customer_id, coalesce(offer_generation, 0), offer_valid_until, offer_catalog_version,
+           offer_risk_valid_days, held_products, risk_tolerance, marketing_consent, ineligible, explanation,
+           offer_reads
+    FROM computed WHERE offer_catalog_version = catalog_version
+    ON CONFLICT (customer_id) DO UPDATE SET
+        valid_until = excluded.valid_until, catalog_version = excluded.catalog_version,
+        risk_valid_days = excluded.risk_valid_days, held_products = excluded.held_products,
+        risk_tolerance = excluded.risk_tolerance, marketing_consent = excluded.marketing_consent,
+        ineligible = excluded.ineligible, explanation = excluded.explanation, reads = excluded.reads
+    WHERE s.generation = excluded.generation"""
+
+# A state that reads one of the attributes a write changed (:changed; null: any) no longer holds, and keeps nothing of
+# the customer's.
+_CLEAR = text("""
+UPDATE customer_offer_state s SET valid_until = '-infinity', catalog_version = NULL, risk_valid_days = NULL,
+    held_products = NULL, risk_tolerance = NULL, marketing_consent = NULL, ineligible = NULL, explanation = NULL,
+    reads = NULL
+WHERE customer_id = ANY(CAST(:ids AS bigint[]))
+  AND (CAST(:changed AS text[]) IS NULL OR s.reads && CAST(:changed AS text[]))
+""")
+
+# Every written customer's generation moves on; a customer without a state gets a stale one, at generation 1.
+_BUMP = text("""
+INSERT INTO customer_offer_state AS s (customer_id, generation, valid_until)
+SELECT id, 1, '-infinity' FROM unnest(CAST(:ids AS bigint[])) AS id ORDER BY id
+ON CONFLICT (customer_id) DO UPDATE SET generation = s.generation + 1
+""")
+
+
+async def mark_stale(session: AsyncSession, customer_ids, changed: frozenset[str] | None = None) -> None:
+    """In a transaction that writes these customers' data (`changed`: the attributes the write can have moved;
+    None: any): no computation that read before this write may store a state (the generation moves on; a new row
+    starts at 1, above what a computation that found no row stores), and a state that reads one of `changed` no
+    longer holds and keeps nothing of the customer's."""
+    ids = sorted(set(customer_ids))
+    if ids:
+        await session.execute(_CLEAR, {"ids": ids, "changed": sorted(changed) if changed is not None else None})
+        await session.execute(_BUMP, {"ids": ids})
