@@ -144,6 +144,24 @@ async def _tier_run(settings: Settings, policy_key: str | None, chunk_size: int)
         await engine.dispose()
 
 
+@cli.command("refresh-offer-states")
+def refresh_offer_states(everyone: Annotated[bool, typer.Option(
+        "--everyone", help="Every customer, not only those who have asked for recommendations.")] = False) -> None:
+    """Compute again the customers' offer states that no longer hold (set-based SQL; also runs on a schedule)."""
+    from app.recommendations.service import Recommender
+
+    settings = get_settings()
+
+    async def run() -> dict:
+        engine = create_engine(resolve_database_url(settings), settings)
+        try:
+            return await Recommender(settings, create_sessionmaker(engine)).refresh_offer_states(everyone=everyone)
+        finally:
+            await engine.dispose()
+
+    typer.echo(json.dumps(asyncio.run(run())))
+
+
 @cli.command("refresh-stats")
 def refresh_stats() -> None:
     """Recompute product popularity and co-holding statistics (set-based SQL; also runs on a schedule)."""

@@ -14,7 +14,6 @@ from app.feedback.router import router as feedback_router
 from app.products.router import router as products_router
 from app.reports.router import router as reports_router
 from app.recommendations.router import contact_router
-from app.recommendations.stats import refresh_periodically
 from app.recommendations.router import HOT_READS as RECOMMENDATION_HOT_READS
 from app.recommendations.router import router as recommendations_router
 from app.recommendations.service import Recommender
@@ -23,6 +22,7 @@ from app.tiering.assignment_router import HOT_READS as TIER_HOT_READS
 from app.tiering.assignment_router import care_router, customer_tiers_router, runs_router, transitions_router
 from app.tiering.router import router as tiering_router
 from app.core.config import Settings, get_settings
+from app.core.schedule import run_every
 from app.core.db import create_engine, create_read_pool, create_sessionmaker
 from app.core.embedded import resolve_database_url
 from app.core.errors import install_error_handlers, problem_responses
@@ -65,16 +65,16 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         app.state.sessionmaker = create_sessionmaker(engine)
         POOL_COLLECTOR.engine = engine
         app.state.read_pool = await create_read_pool(engine, settings) if settings.hot_reads else None
-        refresher = None
-        if settings.stats_refresh_minutes:
-            refresher = asyncio.create_task(refresh_periodically(app.state.sessionmaker, settings.primary_policy,
-                                                                 settings.stats_refresh_minutes,
-                                                                 app.state.recommender.invalidate_stats))
+        recommender = app.state.recommender
+        schedule = [(settings.stats_refresh_minutes, recommender.refresh_statistics,
+                     "recommendation statistics refreshed"),
+                    (settings.offer_states_refresh_minutes, recommender.refresh_offer_states, "offer states refreshed")]
+        jobs = [asyncio.create_task(run_every(minutes, job, done)) for minutes, job, done in schedule if minutes]
         try:
             yield
         finally:
-            if refresher is not None:
-                refresher.cancel()
+            for job in jobs:
+                job.cancel()
             if app.state.read_pool is not None:
                 await app.state.read_pool.close()
             await engine.dispose()

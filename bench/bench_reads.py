@@ -1,6 +1,11 @@
 """Read throughput on loopback with wrk: GET /v1/customers/{id}/tiers and GET .../recommendations, each beside a
 bare ASGI endpoint doing one asyncpg lookup of the same customer's tier rows, in the same run.
 
+Recommendations are measured twice. First as the service runs most of the day: each customer's offer state holds,
+as the scheduled refresh leaves it (the bench runs that refresh first). Then for customers whose state does not
+hold, as after a write to their data: another sample, its states made stale before every round, so that a
+request computes its customer's state (and stores it; a customer asked for again in the round reads it).
+
 Usage: python -m bench.bench_reads --dsn postgresql://...   (a database loaded with `tierwise demo`)
 """
 
@@ -18,6 +23,7 @@ from contextlib import contextmanager
 import asyncpg
 import httpx
 
+from app.core.config import Settings
 from bench.harness import ROOT, create_key, free_port, serve
 
 
@@ -57,6 +63,38 @@ def _ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
+async def refresh_offer_states(dsn: str) -> dict:
+    """What the scheduled refresh does after midnight, for every customer (`tierwise refresh-offer-states
+    --everyone`): the first run after a demo load computes all states, a later one those that no longer hold."""
+    from app.core.db import create_engine, create_sessionmaker
+    from app.core.embedded import to_async_url
+    from app.recommendations.service import Recommender
+
+    settings = Settings(database_url=dsn)
+    engine = create_engine(to_async_url(dsn), settings)
+    try:
+        return await Recommender(settings, create_sessionmaker(engine)).refresh_offer_states(everyone=True)
+    finally:
+        await engine.dispose()
+
+
+async def make_states_stale(dsn: str, ids: list[str]) -> None:
+    """As a write to these customers would: their offer states no longer hold."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("UPDATE customer_offer_state s SET valid_until = '-infinity' FROM customer c "
+                           "WHERE c.id = s.customer_id AND c.external_id = ANY($1)", ids)
+    finally:
+        await conn.close()
+
+
+def offer_states(base: str) -> tuple[float, float]:
+    """The server's counts of offer states read and computed (from /metrics)."""
+    text = httpx.get(base + "/metrics").text
+    return tuple(float(re.search(rf'tierwise_offer_states_total{{outcome="{outcome}"}} ([\d.e+]+)', text)[1])
+                 for outcome in ("read", "computed"))
+
+
 async def sample_ids(dsn: str, count: int) -> list[str]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -82,39 +120,60 @@ def main() -> None:
                         help="the endpoints take turns this many times, so that a machine whose speed drifts "
                              "during the run (other work, a shrinking page cache) weighs on each alike")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--customers", type=int, default=20_000, help="customers sampled (states holding)")
+    parser.add_argument("--stale-customers", type=int, default=100_000,
+                        help="another sample, whose offer states are made stale before every round")
     args = parser.parse_args()
 
-    ids = asyncio.run(sample_ids(args.dsn, 20_000))
-    random.shuffle(ids)
+    print(f"offer states refreshed: {asyncio.run(refresh_offer_states(args.dsn))}")
+    sampled = asyncio.run(sample_ids(args.dsn, args.customers + args.stale_customers))
+    random.shuffle(sampled)
+    ids, stale_ids = sampled[:args.customers], sampled[args.customers:]
     key = asyncio.run(create_key(args.dsn, "app"))
-    with tempfile.NamedTemporaryFile("w", suffix=".ids", delete=False) as handle:
-        handle.write("\n".join(ids) + "\n")
+    files = {}
+    for name, sample in (("ids", ids), ("stale", stale_ids)):
+        with tempfile.NamedTemporaryFile("w", suffix=f".{name}", delete=False) as handle:
+            handle.write("\n".join(sample) + "\n")
+        files[name] = handle.name
     slice_s = max(args.duration // args.rounds, 1)
-    results: dict[str, list[dict]] = {"bare": [], "tiers": [], "recommendations": []}
+    results: dict[str, list[dict]] = {"bare": [], "tiers": [], "recommendations": [],
+                                      "recommendations_state_stale": []}
+    states: dict[str, list[float]] = {"recommendations": [0, 0], "recommendations_state_stale": [0, 0]}
     with serve_bare(args.dsn) as bare, serve(args.dsn) as base:
-        targets = {"bare": (bare + "/bare/", "-", ""),
-                   "tiers": (base + "/v1/customers/", key, "/tiers"),
-                   "recommendations": (base + "/v1/customers/", key, "/recommendations?explore=true")}
-        for url, api_key, suffix in targets.values():  # warm-up, not recorded
-            wrk(url, handle.name, api_key, suffix, 5, args.connections)
+        recommendations = (base + "/v1/customers/", key, "/recommendations?explore=true")
+        targets = {"bare": (bare + "/bare/", "-", "", "ids"),
+                   "tiers": (base + "/v1/customers/", key, "/tiers", "ids"),
+                   "recommendations": (*recommendations, "ids"),
+                   "recommendations_state_stale": (*recommendations, "stale")}
+        for url, api_key, suffix, sample in targets.values():  # warm-up, not recorded
+            wrk(url, files[sample], api_key, suffix, 5, args.connections)
         for _ in range(args.rounds):
-            for name, (url, api_key, suffix) in targets.items():
-                results[name].append(wrk(url, handle.name, api_key, suffix, slice_s, args.connections))
+            for name, (url, api_key, suffix, sample) in targets.items():
+                if sample == "stale":
+                    asyncio.run(make_states_stale(args.dsn, stale_ids))
+                before = offer_states(base)
+                results[name].append(wrk(url, files[sample], api_key, suffix, slice_s, args.connections))
+                if name in states:
+                    states[name] = [total + after - was for total, after, was in
+                                    zip(states[name], offer_states(base), before)]
         rps = {name: sum(r["rps"] for r in rounds) / len(rounds) for name, rounds in results.items()}
         # Latency at about half the measured maximum rate: 8 connections, each pausing between requests.
         # Each connection cycles every 8 / target seconds; most of the cycle is the pause, the rest the request.
         target = rps["recommendations"] / 2
         delay = int(8 * 1000 / target * 0.85)
-        url, api_key, suffix = targets["recommendations"]
-        half_rate = wrk(url, handle.name, api_key, suffix, args.duration, 8, delay)
-    os.unlink(handle.name)
-    print(f"customers_sampled={len(ids)} rounds={args.rounds} seconds_per_round={slice_s} "
-          f"connections={args.connections}")
+        url, api_key, suffix, sample = targets["recommendations"]
+        half_rate = wrk(url, files[sample], api_key, suffix, args.duration, 8, delay)
+    for file in files.values():
+        os.unlink(file)
+    print(f"customers_sampled={len(ids)} stale_sampled={len(stale_ids)} rounds={args.rounds} "
+          f"seconds_per_round={slice_s} connections={args.connections}")
     for name, rounds in results.items():
         print(f"{name}: rps={rps[name]:.1f} p99_ms(worst round)={max(r['p99_ms'] for r in rounds)} "
               f"non_2xx={sum(r['non_2xx'] for r in rounds)} rounds_rps={[r['rps'] for r in rounds]}")
+    for name, (read, computed) in states.items():
+        print(f"{name}: offer states read={read:.0f} computed={computed:.0f}")
     print(f"recommendations_half_rate: " + " ".join(f"{k}={v}" for k, v in half_rate.items()))
-    for name in ("tiers", "recommendations"):
+    for name in ("tiers", "recommendations", "recommendations_state_stale"):
         per_round = [r["rps"] / b["rps"] for r, b in zip(results[name], results["bare"], strict=True)]
         print(f"{name}_ratio_to_bare={rps[name] / rps['bare']:.3f} "
               f"(rounds: {', '.join(f'{ratio:.3f}' for ratio in per_round)})")

@@ -54,9 +54,10 @@ def serve(dsn: str, workers: int = 1, app: str = "app.main:create_production_app
     port = free_port()
     env = {**os.environ, "TIERWISE_DATABASE_URL": dsn, "TIERWISE_API_KEY_PEPPER": PEPPER,
            "TIERWISE_LOG_LEVEL": "WARNING", "TIERWISE_ENVIRONMENT": "production",
-           # throughput is the point here: no per-key rate limit, no scheduled statistics refresh mid-run
+           # throughput is the point here: no per-key rate limit, no scheduled refresh mid-run
            "TIERWISE_RATE_LIMIT_APP_PER_S": "0", "TIERWISE_RATE_LIMIT_INTEGRATION_PER_S": "0",
-           "TIERWISE_RATE_LIMIT_ADMIN_PER_S": "0", "TIERWISE_STATS_REFRESH_MINUTES": "0"}
+           "TIERWISE_RATE_LIMIT_ADMIN_PER_S": "0", "TIERWISE_STATS_REFRESH_MINUTES": "0",
+           "TIERWISE_OFFER_STATES_REFRESH_MINUTES": "0"}
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers), "--no-access-log", "--log-level", "warning", "--loop", "uvloop"],

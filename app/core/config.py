@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # instance refreshes its own at once); 0: on every request.
     ranking_stats_seconds: float = Field(5.0, ge=0, le=300)
     stats_refresh_minutes: int = Field(60, ge=0)  # 0: only `tierwise refresh-stats` refreshes co-holding stats
+    # Offer states of customers who ask for recommendations are computed again this often when they no longer hold
+    # (after midnight, after a write); 0: only `tierwise refresh-offer-states`, and each request for itself.
+    offer_states_refresh_minutes: int = Field(10, ge=0)
     tier_run_workers: int = Field(2, ge=1, le=16)  # chunks of a tier run evaluated at once, each on a connection
 
     @model_validator(mode="after")

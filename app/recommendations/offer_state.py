@@ -29,13 +29,16 @@ READ, COMPUTED = _OUTCOMES.labels("read"), _OUTCOMES.labels("computed")
 ALWAYS_READ = frozenset({"held_products", "risk_tolerance", "marketing_consent"})
 """What every state reads, besides the attributes of the catalog's conditions."""
 
+HOLDS = ("s.valid_until > now() AND s.catalog_version = (SELECT version FROM catalog_version) "
+         f"AND s.risk_valid_days = {RISK_VALID_DAYS}")
+"""SQL: whether the offer state `s` holds now."""
+
 # The customer's offer state, when it holds ($1: the external id), in the columns the computing statement gives.
 STATE_OF_CUSTOMER = f"""
 SELECT c.id AS customer_id, c.external_id, s.held_products, s.risk_tolerance, s.marketing_consent, s.ineligible,
-       s.explanation::text AS explanation, v.version AS catalog_version
-FROM customer c JOIN customer_offer_state s ON s.customer_id = c.id CROSS JOIN catalog_version v
-WHERE c.external_id = $1 AND c.erased_at IS NULL AND s.valid_until > now()
-  AND s.catalog_version = v.version AND s.risk_valid_days = {RISK_VALID_DAYS}
+       s.explanation::text AS explanation, s.catalog_version
+FROM customer c JOIN customer_offer_state s ON s.customer_id = c.id
+WHERE c.external_id = $1 AND c.erased_at IS NULL AND {HOLDS}
 """
 
 
@@ -58,11 +61,10 @@ STORE_COMPUTED = """
     WHERE s.generation = excluded.generation"""
 
 # A state that reads one of the attributes a write changed (:changed; null: any) no longer holds, and keeps nothing of
-# the customer's.
+# the customer's (what it reads stays: it names attributes, and marks a customer whose state was once computed).
 _CLEAR = text("""
 UPDATE customer_offer_state s SET valid_until = '-infinity', catalog_version = NULL, risk_valid_days = NULL,
-    held_products = NULL, risk_tolerance = NULL, marketing_consent = NULL, ineligible = NULL, explanation = NULL,
-    reads = NULL
+    held_products = NULL, risk_tolerance = NULL, marketing_consent = NULL, ineligible = NULL, explanation = NULL
 WHERE customer_id = ANY(CAST(:ids AS bigint[]))
   AND (CAST(:changed AS text[]) IS NULL OR s.reads && CAST(:changed AS text[]))
 """)
@@ -84,3 +86,18 @@ async def mark_stale(session: AsyncSession, customer_ids, changed: frozenset[str
     if ids:
         await session.execute(_CLEAR, {"ids": ids, "changed": sorted(changed) if changed is not None else None})
         await session.execute(_BUMP, {"ids": ids})
+
+
+# The next customers (by id, after :after) whose offer state does not hold: those whose state was once computed
+# (customers who ask for recommendations), or with :everyone every customer.
+_NOT_HOLDING = text(f"""
+SELECT c.id FROM customer c LEFT JOIN customer_offer_state s ON s.customer_id = c.id
+WHERE c.id > :after AND c.erased_at IS NULL AND NOT coalesce({HOLDS}, false)
+  AND (CAST(:everyone AS boolean) OR s.reads IS NOT NULL)
+ORDER BY c.id LIMIT :limit
+""")
+
+
+async def not_holding(session: AsyncSession, *, after: int, limit: int, everyone: bool) -> list[int]:
+    """The ids of the next customers whose offer state should be computed again (see `_NOT_HOLDING`)."""
+    return list((await session.scalars(_NOT_HOLDING, {"after": after, "limit": limit, "everyone": everyone})).all())

@@ -38,12 +38,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
 from app.core.config import Settings
-from app.core.db import driver_statement
+from app.core.db import driver_connection, driver_statement
 from app.customers.errors import CustomerNotFound
 from app.customers.models import Customer
 from app.products.models import Product
 from app.recommendations import offer_state
 from app.recommendations.models import CustomerOfferState, RecommendationItem
+from app.recommendations.stats import refresh_stats
 from app.rules import (ExplainedLeaf, compile_condition, compile_explanation, explain_row, features_for_customers,
                        load_catalog, parse_condition)
 from app.rules.attributes import RISK_VALID_DAYS, features_stable_until
@@ -96,6 +97,11 @@ class CatalogSnapshot:
     it, with $n placeholders."""
     state_sql: str
     """The statement that reads the customer's offer state when one holds (else no row), then the candidates."""
+    refresh_sql: str
+    """The statement that computes and stores the offer states of many customers, their ids at `refresh_ids_at`
+    of `refresh_args`."""
+    refresh_args: tuple[Any, ...]
+    refresh_ids_at: int
     customer_args: tuple[Any, ...]
     """The customer part's bound values (the eligibility conditions' thresholds), the customer's external id at
     `external_id_at`; the candidate part's values follow them (`query`)."""
@@ -137,34 +143,29 @@ def _conjunction(condition: Condition) -> bool:
     return isinstance(condition, Comparison | AlwaysCondition)
 
 
-async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
-    """Compile the catalog into two statements, each then `_CANDIDATES` over the requested customer's offer state
-    (app/recommendations/offer_state.py): one that reads the state when one holds, and one that computes it and
-    stores it. Postgres prepares every node of a plan on each execution, the branches it does not run included;
-    so reading a state is a statement without the computation.
+@dataclass(frozen=True)
+class _ComputedState:
+    """A customer's offer state as SQL over a features relation (compiled once per form of the features)."""
 
-    Computed: the customer's features (the inlined customer_features_for, joined laterally to the customer found
-    by external id), the products whose eligibility does not hold, and what explains each eligibility (for a
+    columns: list[Any]
+    """The columns `offer_state.STORE_COMPUTED` stores, and the candidate part reads."""
+    leaves: dict[str, list[ExplainedLeaf]]
+    explained_attributes: tuple[str, ...]
+    with_facts: tuple[str, ...]
+
+
+def _computed_state(conditions: dict[str, Condition], catalog, features, customer, state,
+                    version: int) -> _ComputedState:
+    """The customer's offer state computed over `features` (the customer's row in `customer`, its stored state, if
+    any, in `state`): the products whose eligibility does not hold, and what explains each eligibility (for a
     conjunction the values of the attributes it reads: each comparison held, if the customer is eligible; for a
-    condition with `any` or `not` each comparison's value and result)."""
-    version = await session.scalar(text(f"SELECT {_CATALOG_VERSION}"))
-    products = {p.code: p for p in (await session.scalars(select(Product).order_by(Product.code))).all()}
-    catalog = await load_catalog(session)
-    requested = Customer.__table__.alias("requested")
-    # Fenced (OFFSET 0): Postgres computes the customer's features once, in the sub-select, and the conditions read
-    # its columns; inlined, every condition that reads `age` or `aum_avg_3m` recomputed that column's expression.
-    features = (select(features_for_customers(array([requested.c.id])))
-                .offset(sa.literal_column("0")).lateral("customer_features"))
-    state = CustomerOfferState.__table__
+    condition with `any` or `not` each comparison's value and result), with what storing the state needs."""
     leaves: dict[str, list[ExplainedLeaf]] = {}
     explained: dict[str, ColumnElement[Any]] = {}  # attribute: its value as explanations show it
     facts: dict[str, ColumnElement[Any]] = {}  # product: its condition's facts
     ineligible: list[Any] = []
     reads = set(offer_state.ALWAYS_READ)
-    for i, (code, product) in enumerate(products.items()):
-        if not product.eligibility:
-            continue
-        condition = parse_condition(product.eligibility, "/eligibility")
+    for i, (code, condition) in enumerate(conditions.items()):
         reads |= referenced_attributes(condition)
         leaves[code] = compile_explanation(condition, catalog, features, pointer="/eligibility", label_prefix=f"p{i}")
         eligible = compile_condition(condition, catalog, features)
@@ -179,21 +180,54 @@ async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
                 else sa.literal([], ARRAY(sa.Text()))).label("ineligible"),
                json_array_expression([*explained.values(), *facts.values()]).label("explanation"),
                sa.literal_column(_CATALOG_VERSION).label("catalog_version"),
-               # what storing the state needs: the generation it read, the catalog it was compiled from, until when
-               # and under which risk validity it holds
+               # what storing the state needs: the generation it read, the catalog it was compiled from, what it
+               # reads, until when and under which risk validity it holds
                state.c.generation.label("offer_generation"),
                sa.literal(version, sa.BigInteger()).label("offer_catalog_version"),
                sa.literal(sorted(reads), ARRAY(sa.Text())).label("offer_reads"),
-               features_stable_until(requested, features).label("offer_valid_until"),
+               features_stable_until(customer, features).label("offer_valid_until"),
                RISK_VALID_DAYS.label("offer_risk_valid_days")]
-    statement = (select(*columns).select_from(requested.join(features, sa.true())
-                                              .outerjoin(state, state.c.customer_id == requested.c.id))
-                 .where(requested.c.external_id == bindparam("external_id", type_=sa.String()),
-                        requested.c.erased_at.is_(None)))
-    sql, args, names = driver_statement(statement, session.get_bind().dialect)
+    return _ComputedState(columns, leaves, tuple(explained), tuple(facts))
+
+
+async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
+    """Compile the catalog into two statements, each then `_CANDIDATES` over the requested customer's offer state
+    (app/recommendations/offer_state.py): one that reads the state when one holds, and one that computes it (the
+    customer's features: the inlined customer_features_for, joined laterally to the customer found by external id)
+    and stores it. Postgres prepares every node of a plan on each execution, the branches it does not run
+    included; so reading a state is a statement without the computation. A third statement computes and stores
+    the states of many customers at once (`refresh_offer_states`)."""
+    version = await session.scalar(text(f"SELECT {_CATALOG_VERSION}"))
+    products = {p.code: p for p in (await session.scalars(select(Product).order_by(Product.code))).all()}
+    catalog = await load_catalog(session)
+    conditions = {code: parse_condition(p.eligibility, "/eligibility") for code, p in products.items()
+                  if p.eligibility}
+    dialect = session.get_bind().dialect
+    state = CustomerOfferState.__table__.alias("s")
+
+    requested = Customer.__table__.alias("requested")
+    # Fenced (OFFSET 0): Postgres computes the customer's features once, in the sub-select, and the conditions read
+    # its columns; inlined, every condition that reads `age` or `aum_avg_3m` recomputed that column's expression.
+    features = (select(features_for_customers(array([requested.c.id])))
+                .offset(sa.literal_column("0")).lateral("customer_features"))
+    one = _computed_state(conditions, catalog, features, requested, state, version)
+    sql, args, names = driver_statement(
+        select(*one.columns).select_from(requested.join(features, sa.true())
+                                         .outerjoin(state, state.c.customer_id == requested.c.id))
+        .where(requested.c.external_id == bindparam("external_id", type_=sa.String()),
+               requested.c.erased_at.is_(None)), dialect)
+
+    # many customers: their ids bound as one array (the function is inlined and planned with them)
+    customers = Customer.__table__.alias("requested")
+    many_features = features_for_customers(bindparam("ids", type_=ARRAY(sa.BigInteger())))
+    many = _computed_state(conditions, catalog, many_features, customers, state, version)
+    refresh_sql, refresh_args, refresh_names = driver_statement(
+        select(*many.columns).select_from(
+            many_features.join(customers, customers.c.id == many_features.c.customer_id)
+            .outerjoin(state, state.c.customer_id == many_features.c.customer_id)), dialect)
     return CatalogSnapshot(
-        products={code: CatalogProduct.of(p) for code, p in products.items()}, leaves=leaves,
-        explained_attributes=tuple(explained), with_facts=tuple(facts),
+        products={code: CatalogProduct.of(p) for code, p in products.items()}, leaves=one.leaves,
+        explained_attributes=one.explained_attributes, with_facts=one.with_facts,
         sql=f"""WITH computed AS ({sql}
 ), stored AS ({offer_state.STORE_COMPUTED}
 ), requested_customer AS (
@@ -201,6 +235,8 @@ async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
            explanation::text AS explanation, catalog_version FROM computed
 ){_candidates_after(len(args))}""",
         state_sql=f"WITH requested_customer AS ({offer_state.STATE_OF_CUSTOMER}){_candidates_after(1)}",
+        refresh_sql=f"WITH computed AS ({refresh_sql}){offer_state.STORE_COMPUTED}",
+        refresh_args=tuple(refresh_args), refresh_ids_at=refresh_names.index("ids"),
         customer_args=tuple(args), external_id_at=names.index("external_id"), version=version)
 
 
@@ -357,6 +393,32 @@ class Recommender:
 
     def invalidate_stats(self) -> None:
         self._stats = None
+
+    async def refresh_statistics(self) -> dict[str, int]:
+        """Recompute popularity and co-holding (app.recommendations.stats), and read them from now on."""
+        async with self._sessionmaker() as session:
+            counts = await refresh_stats(session, self.settings.primary_policy)
+            await session.commit()
+        self.invalidate_stats()
+        return counts
+
+    async def refresh_offer_states(self, *, everyone: bool = False, chunk: int = 5000) -> dict[str, int]:
+        """Compute again, set-based, the offer states that no longer hold of customers who ask for recommendations
+        (after midnight, after writes), or with `everyone` of every customer; `chunk` customers per statement and
+        transaction. Writes meanwhile are safe: a state is stored only at the generation it read."""
+        snapshot = await self._catalog()
+        stored, after = 0, 0
+        while True:
+            async with self._sessionmaker() as session:
+                ids = await offer_state.not_holding(session, after=after, limit=chunk, everyone=everyone)
+                if not ids:
+                    return {"offer_states_stored": stored}
+                args = list(snapshot.refresh_args)
+                args[snapshot.refresh_ids_at] = ids
+                status = await (await driver_connection(session)).execute(snapshot.refresh_sql, *args)
+                await session.commit()
+            stored += int(status.rsplit(" ", 1)[1])
+            after = ids[-1]
 
     async def _catalog(self) -> CatalogSnapshot:
         async with self._sessionmaker() as session:

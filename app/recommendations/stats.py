@@ -45,21 +45,3 @@ async def refresh_stats(session: AsyncSession, primary_policy: str) -> dict[str,
     co = (await session.execute(_REFRESH_CO_HOLDING)).rowcount
     return {"product_holding_stat": holding, "co_holding_stat": co}
 
-
-async def refresh_periodically(sessionmaker, primary_policy: str, minutes: int, refreshed=lambda: None) -> None:
-    """The scheduled refresh: every `minutes`, in its own transaction (one instance at a time, by lock); then
-    `refreshed()` (the instance's recommender reads the new statistics)."""
-    import asyncio
-    import logging
-
-    log = logging.getLogger(__name__)
-    while True:
-        await asyncio.sleep(minutes * 60)
-        try:
-            async with sessionmaker() as session:
-                counts = await refresh_stats(session, primary_policy)
-                await session.commit()
-            refreshed()
-            log.info("recommendation statistics refreshed", extra=counts)
-        except Exception:  # the next round tries again; never let the loop die
-            log.exception("recommendation statistics refresh failed")

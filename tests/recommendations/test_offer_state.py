@@ -148,7 +148,8 @@ async def test_every_write_to_the_customer_makes_its_state_stale(client, as_role
         assert state["holds"] and state["explanation"] == stored["explanation"]
     else:  # nothing of the customer's stays in a stale state (erasure clears it like any write)
         assert not state["holds"] and [state[c] for c in ("explanation", "held_products", "risk_tolerance",
-                                                          "marketing_consent", "ineligible", "reads")] == [None] * 6
+                                                          "marketing_consent", "ineligible")] == [None] * 5
+        assert state["reads"] == stored["reads"]  # attribute names: it marks a customer who asks for offers
     if write == "erasure":
         return
     reads, computed = _outcomes()
@@ -277,3 +278,36 @@ async def test_an_instance_with_an_out_of_date_catalog_stores_no_state(committed
         assert await _stored(pool, customer_id) is None
     finally:
         await engine.dispose()
+
+
+STATE_COLUMNS = ("held_products", "risk_tolerance", "marketing_consent", "ineligible", "explanation", "reads",
+                 "valid_until", "catalog_version", "risk_valid_days")
+
+
+async def test_stale_states_are_computed_again_in_bulk_as_a_request_computes_them(client, as_role, bank, app,  # noqa: F811
+                                                                                   session):
+    rng = random.Random(9)
+    for i in range(30):
+        await make_customer(client, as_role, f"BK{i}", risk=rng.choice([None, 2, 5]), consent=rng.random() < 0.8,
+                            segment=rng.choice(["retail", "small_business"]),
+                            holdings=[(code, f"{rng.randint(1, 400000)}.00")
+                                      for code in rng.sample(PRODUCTS[:7], rng.randint(0, 3))])
+    asked = [f"BK{i}" for i in range(20)]  # ten customers never ask for recommendations
+    for external_id in asked:
+        await recommend(client, as_role, external_id)
+    computed = {e: {c: (await _state(session, e))[c] for c in STATE_COLUMNS} for e in asked}
+    await session.execute(text("UPDATE customer_offer_state SET valid_until = now() - interval '1 second'"))
+    await session.commit()  # as after midnight: no state holds
+
+    assert await app.state.recommender.refresh_offer_states(chunk=7) == {"offer_states_stored": 20}
+    for external_id in asked:  # the same state a request computed, and it holds again
+        state = await _state(session, external_id)
+        assert state["holds"] and {c: state[c] for c in STATE_COLUMNS} == computed[external_id]
+    assert await _state(session, "BK25") is not None and not (await _state(session, "BK25"))["holds"]
+    reads, computed_count = _outcomes()
+    await recommend(client, as_role, "BK3")
+    assert _outcomes() == (reads + 1, computed_count)
+
+    assert await app.state.recommender.refresh_offer_states() == {"offer_states_stored": 0}  # all hold now
+    assert await app.state.recommender.refresh_offer_states(everyone=True) == {"offer_states_stored": 10}
+    assert (await _state(session, "BK25"))["holds"]
