@@ -1,7 +1,8 @@
 """Two builds side by side: GET .../recommendations (or another read) served by this checkout and by an earlier
 revision, beside the bare endpoint, in the same run. The three take turns in short rounds, so that a machine whose
 speed drifts (other tenants, a shrinking page cache) weighs on each alike; the figure to read is the ratio of the
-two builds' throughputs, and each build's ratio to bare.
+two builds' throughputs, and each build's ratio to bare. Offer states are refreshed first, as this checkout's
+schedule keeps them (bench.bench_reads.refresh_offer_states).
 
 Usage: python -m bench.bench_builds --dsn postgresql://... --baseline REV   (a database loaded with `tierwise demo`
 and migrated to this checkout's head; the baseline's code must run on that schema)
@@ -14,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from bench.bench_reads import sample_ids, serve_bare, wrk
+from bench.bench_reads import refresh_offer_states, sample_ids, serve_bare, wrk
 from bench.harness import ROOT, create_key, serve
 
 
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
 
+    print(f"offer states refreshed: {asyncio.run(refresh_offer_states(args.dsn))}", flush=True)
     ids = asyncio.run(sample_ids(args.dsn, 20_000))
     random.shuffle(ids)
     key = asyncio.run(create_key(args.dsn, "app"))

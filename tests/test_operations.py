@@ -1,4 +1,9 @@
-"""Liveness, readiness, metrics, request ids and the problem+json error format."""
+"""Liveness, readiness, metrics, request ids, the problem+json error format and the scheduled jobs."""
+
+import asyncio
+import logging
+
+import pytest
 
 
 async def test_healthz_is_ok_without_a_key(client):
@@ -90,3 +95,28 @@ async def test_readyz_is_503_when_migrations_are_not_at_head(scratch_database, t
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["retry-after"]
+
+
+async def test_a_scheduled_job_runs_again_after_a_failed_round(monkeypatch, caplog):
+    from app.core import schedule
+
+    rounds, sleeps = [], []
+
+    async def job():
+        rounds.append(len(rounds))
+        if len(rounds) == 2:
+            raise RuntimeError("the database is away")
+        if len(rounds) == 4:
+            raise asyncio.CancelledError  # as the lifespan cancels it at shutdown
+        return {"stored": len(rounds)}
+
+    async def sleep(seconds):
+        sleeps.append(seconds)
+
+    monkeypatch.setattr(schedule.asyncio, "sleep", sleep)
+    with caplog.at_level(logging.INFO, logger="app.core.schedule"), pytest.raises(asyncio.CancelledError):
+        await schedule.run_every(10, job, "offer states refreshed")
+    assert rounds == [0, 1, 2, 3] and sleeps == [600] * 4  # the failed second round did not end the loop
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert ("ERROR", "offer states refreshed: failed") in messages and \
+        messages.count(("INFO", "offer states refreshed")) == 2

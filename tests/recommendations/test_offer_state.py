@@ -3,7 +3,11 @@ answers exactly as one that computes it; every write to the customer, a catalog 
 and the passing of time make it stale; and a computation that read before a write never stores over it."""
 
 import asyncio
+import json
+import os
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -311,3 +315,15 @@ async def test_stale_states_are_computed_again_in_bulk_as_a_request_computes_the
     assert await app.state.recommender.refresh_offer_states() == {"offer_states_stored": 0}  # all hold now
     assert await app.state.recommender.refresh_offer_states(everyone=True) == {"offer_states_stored": 10}
     assert (await _state(session, "BK25"))["holds"]
+
+
+async def test_the_command_computes_every_customers_state(committed):
+    url, pool = committed
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "app.cli", "refresh-offer-states",
+                                                    "--everyone"],
+                                   env={**os.environ, "TIERWISE_DATABASE_URL": dsn}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"offer_states_stored": 1}
+    state = await pool.fetchrow("SELECT *, valid_until > now() AS holds FROM customer_offer_state")
+    assert state["holds"] and state["held_products"] == [] and state["risk_tolerance"] == 3
