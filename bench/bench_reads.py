@@ -172,7 +172,7 @@ def main() -> None:
               f"non_2xx={sum(r['non_2xx'] for r in rounds)} rounds_rps={[r['rps'] for r in rounds]}")
     for name, (read, computed) in states.items():
         print(f"{name}: offer states read={read:.0f} computed={computed:.0f}")
-    print(f"recommendations_half_rate: " + " ".join(f"{k}={v}" for k, v in half_rate.items()))
+    print("recommendations_half_rate: " + " ".join(f"{k}={v}" for k, v in half_rate.items()))
     for name in ("tiers", "recommendations", "recommendations_state_stale"):
         per_round = [r["rps"] / b["rps"] for r, b in zip(results[name], results["bare"], strict=True)]
         print(f"{name}_ratio_to_bare={rps[name] / rps['bare']:.3f} "

@@ -44,4 +44,3 @@ async def refresh_stats(session: AsyncSession, primary_policy: str) -> dict[str,
     await session.execute(text("DELETE FROM co_holding_stat"))
     co = (await session.execute(_REFRESH_CO_HOLDING)).rowcount
     return {"product_holding_stat": holding, "co_holding_stat": co}
-
