@@ -80,10 +80,10 @@ class CatalogProduct:
 
 @dataclass(frozen=True)
 class CatalogSnapshot:
-    """The product catalog compiled for candidate selection: one prepared statement gives a customer's features,
-    every product's eligibility (with the facts behind it), the candidates (with explain, every product with the
-    first filter that removes it), and the catalog's version, so that a changed catalog is noticed without a round
-    trip of its own."""
+    """The product catalog compiled for candidate selection: prepared statements that read a customer's offer state
+    or compute it (the customer's features, every product's eligibility with the facts behind it) and give the
+    candidates (with explain, every product with the first filter that removes it) and the catalog's version, so
+    that a changed catalog is noticed without a round trip of its own."""
 
     products: dict[str, CatalogProduct]
     leaves: dict[str, list[ExplainedLeaf]]

@@ -1,6 +1,7 @@
 """The customer's offer state (app/recommendations/offer_state.py): a recommendation read over a stored state
-answers exactly as one that computes it; every write to the customer, a catalog change, a changed risk validity
-and the passing of time make it stale; and a computation that read before a write never stores over it."""
+answers exactly as one that computes it; a write that changes what it reads, a catalog change, a changed risk
+validity and the passing of time make it stale; a computation that read before a write never stores over it; and
+the scheduled refresh computes stale states as a request would."""
 
 import asyncio
 import json
@@ -21,10 +22,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.db import create_sessionmaker, server_settings
 from app.core.migrations import upgrade_to_head
-from app.rules.attributes import features_for_customers, features_stable_until
 from app.customers.models import Customer
 from app.recommendations import offer_state
 from app.recommendations.service import build_snapshot
+from app.rules.attributes import features_for_customers, features_stable_until
 from tests.recommendations.test_recommendations import CATALOG, bank, make_customer, recommend  # noqa: F401
 
 PRODUCTS = [code for code, *_ in CATALOG]
