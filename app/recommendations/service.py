@@ -425,6 +425,16 @@ class Recommender:
             self._snapshot = await build_snapshot(session)
         return self._snapshot
 
+    async def _customer_row(self, connection, snapshot: CatalogSnapshot, statement, external_id: str,
+                            arguments: dict[str, Any]):
+        """(snapshot, row) of one of the snapshot's statements (`statement`: CatalogSnapshot.state_query or
+        .query); when the row shows that the catalog changed, the catalog is compiled again and the statement rerun."""
+        row = await connection.fetchrow(*statement(snapshot, external_id, **arguments))
+        if row is not None and row["catalog_version"] != snapshot.version:
+            snapshot = await self._catalog()
+            row = await connection.fetchrow(*statement(snapshot, external_id, **arguments))
+        return snapshot, row
+
     async def _ranking_stats(self, connection) -> RankingStats:
         stats = self._stats
         if stats is None or time.monotonic() >= self._stats_expire_at:
@@ -443,17 +453,13 @@ class Recommender:
         now = now or datetime.now().astimezone()
         arguments = dict(primary_policy=settings.primary_policy, channel=channel, exclude=list(exclude), now=now,
                          winback_days=settings.winback_days, explain=explain)
-        row = await connection.fetchrow(*snapshot.state_query(external_id, **arguments))
-        if row is not None and row["catalog_version"] != snapshot.version:  # the catalog changed: compile it again
-            snapshot = await self._catalog()
-            row = await connection.fetchrow(*snapshot.state_query(external_id, **arguments))
+        snapshot, row = await self._customer_row(connection, snapshot, CatalogSnapshot.state_query, external_id,
+                                                 arguments)
         if row is not None:
             offer_state.READ.inc()
         else:  # no state holds (or there is no such customer): compute it and store it, for the next request too
-            row = await connection.fetchrow(*snapshot.query(external_id, **arguments))
-            if row is not None and row["catalog_version"] != snapshot.version:
-                snapshot = await self._catalog()
-                row = await connection.fetchrow(*snapshot.query(external_id, **arguments))
+            snapshot, row = await self._customer_row(connection, snapshot, CatalogSnapshot.query, external_id,
+                                                     arguments)
             if row is None:
                 raise CustomerNotFound(external_id)
             offer_state.COMPUTED.inc()
