@@ -1,7 +1,7 @@
 """Reports through HTTP on small known datasets: tier distribution and migrations, the recommendation funnel with
 Wilson intervals and uplift, satisfaction by tier; and the interval functions against known values."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -72,7 +72,9 @@ async def test_recommendation_funnel_with_intervals_and_uplift(client, as_role, 
                event("h0", held_out[0], "P2", "impression", 30), event("h1", held_out[1], "P2", "dismiss", 20)]
     response = await client.post("/v1/feedback/events", json={"events": events}, headers=as_role("app"))
     assert response.json()["accepted"] == len(events)
-    funnel = await report(client, as_role, "recommendation-funnel", **{"from": date.today().isoformat()})
+    # from yesterday: the events are up to an hour old, which is yesterday just after midnight (UTC)
+    since = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    funnel = await report(client, as_role, "recommendation-funnel", **{"from": since})
     rows = {(r["product_code"], r["tier"]): r for r in funnel["rows"]}
     fund = rows[("balanced_fund", "gold")]
     assert (fund["impressions"], fund["clicks"], fund["accepts"], fund["conversions"]) == (4, 2, 1, 1)
