@@ -124,7 +124,7 @@ def tier_run(policy: Annotated[str | None, typer.Option(help="One policy key.")]
 
 
 async def _tier_run(settings: Settings, policy_key: str | None, chunk_size: int) -> dict:
-    from app.tiering import batch
+    from app.tiering import runs
     from app.tiering import service as policies_service
 
     engine = create_engine(resolve_database_url(settings), settings)
@@ -132,11 +132,11 @@ async def _tier_run(settings: Settings, policy_key: str | None, chunk_size: int)
     try:
         async with sessionmaker() as session:
             policy = await policies_service.get_policy(session, policy_key) if policy_key else None
-            run = await batch.start_run(session, policy, "cli")
+            run = await runs.start_run(session, policy, "cli")
             await session.commit()
-        await batch.execute_run(sessionmaker, run.id, chunk_size, settings.tier_run_workers)
+        await runs.execute_run(sessionmaker, run.id, chunk_size, settings.tier_run_workers)
         async with sessionmaker() as session:
-            run, key = await batch.get_run(session, run.id)
+            run, key = await runs.get_run(session, run.id)
             return {"run": run.id, "policy": key, "status": run.status, "processed": run.processed,
                     "total": run.total, "upgrades": run.upgrades, "downgrades": run.downgrades,
                     "seconds": round((run.finished_at - run.started_at).total_seconds(), 2)}

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from app.core.config import Settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.embedded import to_async_url
-from app.tiering import batch
+from app.tiering import runs
 from app.tiering.service import get_policy, load_default_policies
 
 # The default wealth policy written by hand: the same thresholds over the same view.
@@ -42,14 +42,14 @@ def _lsn(text_lsn: str) -> int:
 async def timed_run(sessionmaker, policy, chunk_size: int, workers: int) -> tuple[float, dict]:
     """One run, timed; with the WAL it wrote and the checkpoints that began meanwhile (server-wide figures)."""
     async with sessionmaker() as session:
-        run = await batch.start_run(session, policy, "bench")
+        run = await runs.start_run(session, policy, "bench")
         await session.commit()
         wal_before, checkpoints_before = (await session.execute(_SERVER_STATE)).one()
     started = time.perf_counter()
-    await batch.execute_run(sessionmaker, run.id, chunk_size, workers)
+    await runs.execute_run(sessionmaker, run.id, chunk_size, workers)
     elapsed = time.perf_counter() - started
     async with sessionmaker() as session:
-        run, _ = await batch.get_run(session, run.id)
+        run, _ = await runs.get_run(session, run.id)
         assert run.status == "succeeded", run.error
         wal_after, checkpoints_after = (await session.execute(_SERVER_STATE)).one()
         wal = _lsn(wal_after) - _lsn(wal_before)

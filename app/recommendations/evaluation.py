@@ -22,7 +22,7 @@ from app.core.config import Settings
 from app.core.db import driver_connection
 from app.recommendations import stats
 from app.recommendations.service import Recommender
-from app.tiering import batch
+from app.tiering import runs
 from app.tiering.schemas import TierPolicyCreate
 from app.tiering.service import activate_version, create_policy
 
@@ -133,9 +133,9 @@ async def evaluate(sessionmaker: async_sessionmaker, settings: Settings, path: P
         await load_snapshots(session, data, current)
         await session.commit()
     async with sessionmaker() as session:
-        run = await batch.start_run(session, None, "evaluation")
+        run = await runs.start_run(session, None, "evaluation")
         await session.commit()
-    await batch.execute_run(sessionmaker, run.id, workers=settings.tier_run_workers)
+    await runs.execute_run(sessionmaker, run.id, workers=settings.tier_run_workers)
     async with sessionmaker() as session:
         await stats.refresh_stats(session, SEGMENT_POLICY)
         await session.commit()

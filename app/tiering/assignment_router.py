@@ -14,7 +14,7 @@ from app.core.pagination import LimitParam, decode_key_cursor, encode_cursor, pa
 from app.core.security import Scope, require_scope
 from app.customers import service as customers_service
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalId
-from app.tiering import assignment, batch
+from app.tiering import assignment, runs
 from app.tiering import service as policies_service
 from app.tiering.schemas import (CareEntry, CustomerTiers, TierOverridePut, TierRunCreate,
                                  TierRunRead, TierTransitionPage, TierTransitionRead)
@@ -162,8 +162,8 @@ async def start_tier_run(body: TierRunCreate, session: SessionDep, request: Requ
     """Evaluate every customer under one policy (or all active ones) in the background; follow it at
     GET /v1/tier-runs/{id}. One run per policy at a time (409 while one runs)."""
     policy = await policies_service.get_policy(session, body.policy) if body.policy else None
-    run = await batch.start_run(session, policy, request.state.principal.name)
-    background.add_task(batch.execute_run, request.app.state.sessionmaker, run.id, batch.CHUNK_SIZE,
+    run = await runs.start_run(session, policy, request.state.principal.name)
+    background.add_task(runs.execute_run, request.app.state.sessionmaker, run.id, runs.CHUNK_SIZE,
                             request.app.state.settings.tier_run_workers)
     return TierRunRead.model_validate({**run.__dict__, "policy": policy.key if policy else None})
 
@@ -172,7 +172,7 @@ async def start_tier_run(body: TierRunCreate, session: SessionDep, request: Requ
                  responses=problem_responses(404))
 async def get_tier_run(run_id: Annotated[int, Path(ge=1, le=2**62)], session: SessionDep) -> TierRunRead:
     """A run's status and progress: processed of total customers, upgrades and downgrades so far."""
-    run, key = await batch.get_run(session, run_id)
+    run, key = await runs.get_run(session, run_id)
     return TierRunRead.model_validate({**run.__dict__, "policy": key})
 
 

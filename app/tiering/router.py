@@ -8,7 +8,7 @@ from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.security import Scope, require_scope
-from app.tiering import batch, service
+from app.tiering import runs, service
 from app.tiering.models import TierPolicy, TierPolicyVersion
 from app.tiering.schemas import (SimulationResult, TierPolicyChangeList, TierPolicyChangeRead, TierPolicyCreate,
                                  TierPolicyList, TierPolicyRead, TierPolicySummary, TierPolicyVersionCreate,
@@ -159,11 +159,11 @@ async def activate_tier_policy_version(key: KeyPath, version: VersionPath, sessi
     await _audit(session, request, "policy.activate", policy.key, {"active_version": previous},
                  {"active_version": found.version})
     try:
-        run = await batch.start_run(session, policy, _actor(request))
-    except batch.TierRunAlreadyRunning:
+        run = await runs.start_run(session, policy, _actor(request))
+    except runs.TierRunAlreadyRunning:
         pass  # the running run re-reads nothing; the next run (cron or POST /v1/tier-runs) applies this version
     else:
-        background.add_task(batch.execute_run, request.app.state.sessionmaker, run.id, batch.CHUNK_SIZE,
+        background.add_task(runs.execute_run, request.app.state.sessionmaker, run.id, runs.CHUNK_SIZE,
                             request.app.state.settings.tier_run_workers)
         response.headers["Location"] = f"/v1/tier-runs/{run.id}"
     return _version_read(policy, found, response)

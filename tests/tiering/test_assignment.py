@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from app.tiering import assignment, batch
+from app.tiering import assignment, runs
 from tests.factories import WEALTH_TIERS as TIERS
 from tests.factories import add_products, customer_body
 
@@ -197,18 +197,18 @@ async def test_run_killed_midway_leaves_customers_consistent_and_a_new_run_compl
             raise ConnectionResetError("the process was killed")
         return await real_assign(*args, **kwargs)
 
-    monkeypatch.setattr(batch, "assign", dies_on_second_chunk)
+    monkeypatch.setattr(runs, "assign", dies_on_second_chunk)
     async with sessionmaker() as s:
-        run = await batch.start_run(s, None, "cron")
+        run = await runs.start_run(s, None, "cron")
         await s.commit()
-    await batch.execute_run(sessionmaker, run.id, chunk_size=5)
+    await runs.execute_run(sessionmaker, run.id, chunk_size=5)
     failed = (await client.get(f"/v1/tier-runs/{run.id}", headers=as_role("admin"))).json()
     assert failed["status"] == "failed" and "consistent" in failed["error"]
     assigned = await session.scalar(text("SELECT count(*) FROM tier_assignment"))
     first_chunk = await session.scalar(text(  # chunks are aligned to multiples of their size
         "SELECT count(*) FROM customer WHERE id <= (SELECT min(id) - min(id) % 5 + 4 FROM customer)"))
     assert assigned == first_chunk > 0  # the first chunk, whole; nothing of the chunk that died
-    monkeypatch.setattr(batch, "assign", real_assign)
+    monkeypatch.setattr(runs, "assign", real_assign)
     retry = await client.post("/v1/tier-runs", json={"all": True}, headers=as_role("admin"))
     assert retry.status_code == 202
     done = (await client.get(f"/v1/tier-runs/{retry.json()['id']}", headers=as_role("admin"))).json()
@@ -225,9 +225,9 @@ async def test_a_run_in_id_ranges_counts_every_live_customer_once(client, as_rol
     await session.execute(text("DELETE FROM tier_assignment"))
     await session.commit()
     async with sessionmaker() as s:
-        run = await batch.start_run(s, None, "cron")
+        run = await runs.start_run(s, None, "cron")
         await s.commit()
-    await batch.execute_run(sessionmaker, run.id, chunk_size=3)
+    await runs.execute_run(sessionmaker, run.id, chunk_size=3)
     status = (await client.get(f"/v1/tier-runs/{run.id}", headers=as_role("admin"))).json()
     assert status["status"] == "succeeded" and status["processed"] == status["total"] == 10
     assert await session.scalar(text("SELECT count(*) FROM tier_assignment")) == 10
@@ -236,9 +236,9 @@ async def test_a_run_in_id_ranges_counts_every_live_customer_once(client, as_rol
 
 async def test_one_run_per_policy_at_a_time(wealth, sessionmaker):
     async with sessionmaker() as s:
-        await batch.start_run(s, None, "cron")
-        with pytest.raises(batch.TierRunAlreadyRunning):
-            await batch.start_run(s, None, "cron")
+        await runs.start_run(s, None, "cron")
+        with pytest.raises(runs.TierRunAlreadyRunning):
+            await runs.start_run(s, None, "cron")
 
 
 async def test_customers_listed_by_tier(client, as_role, wealth):
