@@ -2,11 +2,12 @@
 
 import asyncio
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
 from app.apikeys.router import router as apikeys_router
-from app.apikeys.service import PrincipalCache
+from app.apikeys.service import PrincipalCache, resolve_principal
 from app.audit.router import router as audit_router
 from app.customers.router import attributes_router, events_router
 from app.customers.router import router as customers_router
@@ -84,6 +85,9 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(role_limits(settings))
     app.state.principal_cache = PrincipalCache(settings.api_key_cache_seconds)
+    # core.security authorizes with the api-keys domain's resolver, given here so that the core imports no domain
+    app.state.resolve_principal = partial(resolve_principal, pepper=settings.api_key_pepper,
+                                          cache=app.state.principal_cache)
     app.state.recommender = Recommender(settings, lambda: app.state.sessionmaker())
     app.state.read_pool = None  # opened by the lifespan with the engine; without one, hot reads use the bound connection
     if sessionmaker is not None:

@@ -3,9 +3,10 @@
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
@@ -72,16 +73,19 @@ def lookup_id_of(key: str) -> str | None:
     return parts[1]
 
 
+PrincipalResolver = Callable[[Any, str], Awaitable[Principal | None]]
+"""`(session or driver connection, key) -> the key's principal, or None when it is unknown or revoked`. The app
+puts its resolver on `app.state.resolve_principal` (app.main: the api-keys domain's), so the core imports no
+domain."""
+
+
 async def authorize(state, session, key: str | None, scope: Scope) -> Principal:
     """Authenticate the caller by API key (401), apply the key's rate limit (429) and check one scope (403).
-    `state` is the app's state (settings, principal cache, rate limiter); `session` the request's session, or a
-    driver connection (the hot reads)."""
-    from app.apikeys import service as apikeys_service  # the api-keys domain owns its table
-
+    `state` is the app's state (its `resolve_principal`, a PrincipalResolver, and rate limiter); `session` the
+    request's session, or a driver connection (the hot reads)."""
     if not key:
         raise Unauthorized("Send an API key in the X-API-Key header.", headers={"WWW-Authenticate": "ApiKey"})
-    principal = await apikeys_service.resolve_principal(session, key, state.settings.api_key_pepper,
-                                                        getattr(state, "principal_cache", None))
+    principal = await state.resolve_principal(session, key)
     if principal is None:
         raise Unauthorized("The API key is unknown or revoked.", headers={"WWW-Authenticate": "ApiKey"})
     limiter = getattr(state, "rate_limiter", None)
