@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from app.apikeys.router import router as apikeys_router
 from app.apikeys.service import PrincipalCache, resolve_principal
 from app.audit.router import router as audit_router
-from app.customers.router import attributes_router, events_router
+from app.customers.router import events_router
 from app.customers.router import router as customers_router
 from app.feedback.router import router as feedback_router
 from app.products.router import router as products_router
@@ -18,6 +18,7 @@ from app.recommendations.router import contact_router
 from app.recommendations.router import HOT_READS as RECOMMENDATION_HOT_READS
 from app.recommendations.router import router as recommendations_router
 from app.recommendations.service import Recommender
+from app.rules.router import custom_attributes_router
 from app.rules.router import router as rules_router
 from app.tiering.assignment_router import HOT_READS as TIER_HOT_READS
 from app.tiering.assignment_router import care_router, customer_tiers_router, runs_router, transitions_router
@@ -43,7 +44,7 @@ Authenticate with an API key in the `X-API-Key` header (the **Authorize** button
 Every error is an RFC 9457 `application/problem+json` document.
 """
 
-ROUTERS = [customers_router, events_router, rules_router, attributes_router, products_router, apikeys_router,
+ROUTERS = [customers_router, events_router, rules_router, custom_attributes_router, products_router, apikeys_router,
            tiering_router,
            customer_tiers_router, transitions_router, runs_router, care_router, recommendations_router, contact_router, audit_router,
            feedback_router, reports_router]

@@ -4,7 +4,6 @@ from app.apikeys.models import ApiKey  # noqa: F401
 from app.audit.models import AuditEvent  # noqa: F401
 from app.core.db import Base
 from app.customers.models import (  # noqa: F401
-    CustomAttributeDefinition,
     Customer,
     CustomerActivityDaily,
     CustomerAumDaily,
@@ -30,6 +29,7 @@ from app.recommendations.models import (  # noqa: F401
     RecommendationItem,
     RecommendationList,
 )
+from app.rules.models import CustomAttributeDefinition  # noqa: F401
 from app.tiering.models import (  # noqa: F401
     TierAssignment,
     TierPolicy,

@@ -5,7 +5,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, Numeric,
-                        SmallInteger, String, Text, func, text)
+                        SmallInteger, String, func, text)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -102,18 +102,3 @@ class CustomerActivityDaily(Base):
     txn_amount: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))
     logins: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     referrals: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-
-
-class CustomAttributeDefinition(Base):
-    """A typed custom attribute a bank declares; customers carry its values in `customer.attributes`."""
-
-    __tablename__ = "custom_attribute_definition"
-    __table_args__ = (
-        CheckConstraint("type IN ('number', 'integer', 'string', 'boolean', 'date', 'string_set')", name="type"),
-    )
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    type: Mapped[str] = mapped_column(String(20))
-    description: Mapped[str] = mapped_column(Text, server_default=text("''"))
-    unit: Mapped[str | None] = mapped_column(String(20))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,4 +1,4 @@
-"""HTTP routes for customers, their holdings, activity events and custom attribute definitions."""
+"""HTTP routes for customers, their holdings and activity events."""
 
 from typing import Annotated
 
@@ -12,16 +12,12 @@ from app.core.security import Scope, require_scope
 from app.customers import service
 from app.tiering import assignment as tiering
 from app.tiering import service as policies_service
-from app.rules.attributes import is_builtin_attribute
-from app.customers.schemas import (AttributeDefinitionPut, AttributeDefinitionRead, CustomerImportLine,
-                                   CustomerPatch, CustomerRead, CustomerSummary, CustomerUpsert, EventBatch,
-                                   EventBatchResult, ExternalId, HoldingRead, HoldingsPut, HoldingsRead,
-                                   ImportResult, Segment)
+from app.customers.schemas import (CustomerImportLine, CustomerPatch, CustomerRead, CustomerSummary,
+                                   CustomerUpsert, EventBatch, EventBatchResult, ExternalId, HoldingRead, HoldingsPut,
+                                   HoldingsRead, ImportResult, Segment)
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"], responses=problem_responses(401, 403))
 events_router = APIRouter(prefix="/v1/events", tags=["events"], responses=problem_responses(401, 403))
-attributes_router = APIRouter(prefix="/v1/attributes/custom", tags=["attributes"],
-                              responses=problem_responses(401, 403))
 
 ExternalIdPath = Annotated[ExternalId, Path(description="The bank's own customer id.")]
 READ = [require_scope(Scope.CUSTOMERS_READ)]
@@ -159,24 +155,3 @@ async def ingest_events(body: EventBatch, session: SessionDep) -> EventBatchResu
     recorded, customer_ids = await service.ingest_events(session, body.events)
     await tiering.refresh_customers(session, list(customer_ids), changed=service.ACTIVITY_METRICS)
     return EventBatchResult(received=len(body.events), recorded=recorded, duplicates=len(body.events) - recorded)
-
-
-AttributeName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="snake_case name")]
-
-
-@attributes_router.get("", response_model=list[AttributeDefinitionRead],
-                       dependencies=[require_scope(Scope.ATTRIBUTES_READ)])
-async def list_attribute_definitions(session: SessionDep) -> list[AttributeDefinitionRead]:
-    """Custom attributes the bank has declared."""
-    return [AttributeDefinitionRead.model_validate(d) for d in await service.list_attribute_definitions(session)]
-
-
-@attributes_router.put("/{name}", response_model=AttributeDefinitionRead,
-                       dependencies=[require_scope(Scope.ATTRIBUTES_WRITE)], responses=problem_responses(409, 422))
-async def put_attribute_definition(name: AttributeName, body: AttributeDefinitionPut,
-                                   session: SessionDep) -> AttributeDefinitionRead:
-    """Declare (or describe again) a typed custom attribute; customers may then carry it and rules use it."""
-    if is_builtin_attribute(name):
-        raise InvalidInput("name", f"'{name}' is a built-in attribute", location="path")
-    definition = await service.put_attribute_definition(session, name, body.type, body.description, body.unit)
-    return AttributeDefinitionRead.model_validate(definition)

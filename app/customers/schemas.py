@@ -256,20 +256,3 @@ class ImportResult(BaseModel):
     updated: int
     rejected: int
     rejections: list[ImportRejection]
-
-
-class AttributeDefinitionPut(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"type": "boolean", "description": "Salary is paid into an account with us."},
-        {"type": "number", "unit": "EUR", "description": "Declared annual income."}]})
-
-    type: Literal["number", "integer", "string", "boolean", "date", "string_set"]
-    description: str = Field("", max_length=500)
-    unit: str | None = Field(None, max_length=20)
-
-
-class AttributeDefinitionRead(AttributeDefinitionPut):
-    model_config = ConfigDict(from_attributes=True)
-
-    name: str
-    created_at: datetime

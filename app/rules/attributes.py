@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql import ColumnElement, FromClause
 from sqlalchemy.sql.type_api import TypeEngine
 
+from app.rules.custom_attributes import list_attribute_definitions
 from app.rules.schema import Operator
 
 
@@ -77,7 +78,7 @@ class Attribute:
 
 
 class CustomAttributeDefinitionLike(Protocol):
-    """What the catalog needs of a custom attribute definition (the customers domain's model fits)."""
+    """What the catalog needs of a custom attribute definition (app.rules.models.CustomAttributeDefinition fits)."""
 
     name: str
     type: str
@@ -243,9 +244,7 @@ def list_attributes(catalog: AttributeCatalog) -> list[AttributeRead]:
 
 async def load_catalog(session) -> AttributeCatalog:
     """The catalog as it stands: built-ins plus every custom attribute the bank has declared."""
-    from app.customers import service as customers_service
-
-    return AttributeCatalog(await customers_service.list_attribute_definitions(session))
+    return AttributeCatalog(await list_attribute_definitions(session))
 
 
 def features_for_customers(customer_ids: ColumnElement[Any], *, lateral: bool = False) -> FromClause:

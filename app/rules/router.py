@@ -1,13 +1,20 @@
-"""GET /v1/attributes: every attribute a rule may reference."""
+"""HTTP routes for the attribute catalog: every attribute a rule may reference, and the custom attributes a bank
+declares."""
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from app.core.db import SessionDep
-from app.core.errors import problem_responses
+from app.core.errors import InvalidInput, problem_responses
 from app.core.security import Scope, require_scope
-from app.rules.attributes import AttributeRead, list_attributes, load_catalog
+from app.rules import custom_attributes
+from app.rules.attributes import AttributeRead, is_builtin_attribute, list_attributes, load_catalog
+from app.rules.schemas import AttributeDefinitionPut, AttributeDefinitionRead
 
 router = APIRouter(prefix="/v1/attributes", tags=["attributes"], responses=problem_responses(401, 403))
+custom_attributes_router = APIRouter(prefix="/v1/attributes/custom", tags=["attributes"],
+                              responses=problem_responses(401, 403))
 
 
 @router.get("", response_model=list[AttributeRead], dependencies=[require_scope(Scope.ATTRIBUTES_READ)])
@@ -15,3 +22,26 @@ async def list_rule_attributes(session: SessionDep) -> list[AttributeRead]:
     """The attribute catalog: built-in metrics and the bank's custom attributes, with their type, unit and the
     operators a condition may apply to each."""
     return list_attributes(await load_catalog(session))
+
+
+AttributeName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="snake_case name")]
+
+
+@custom_attributes_router.get("", response_model=list[AttributeDefinitionRead],
+                       dependencies=[require_scope(Scope.ATTRIBUTES_READ)])
+async def list_attribute_definitions(session: SessionDep) -> list[AttributeDefinitionRead]:
+    """Custom attributes the bank has declared."""
+    definitions = await custom_attributes.list_attribute_definitions(session)
+    return [AttributeDefinitionRead.model_validate(d) for d in definitions]
+
+
+@custom_attributes_router.put("/{name}", response_model=AttributeDefinitionRead,
+                       dependencies=[require_scope(Scope.ATTRIBUTES_WRITE)], responses=problem_responses(409, 422))
+async def put_attribute_definition(name: AttributeName, body: AttributeDefinitionPut,
+                                   session: SessionDep) -> AttributeDefinitionRead:
+    """Declare (or describe again) a typed custom attribute; customers may then carry it and rules use it."""
+    if is_builtin_attribute(name):
+        raise InvalidInput("name", f"'{name}' is a built-in attribute", location="path")
+    definition = await custom_attributes.put_attribute_definition(session, name, body.type, body.description,
+                                                                  body.unit)
+    return AttributeDefinitionRead.model_validate(definition)

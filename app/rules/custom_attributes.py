@@ -1,0 +1,72 @@
+"""Custom attribute definitions: the typed attributes a bank declares, and the check of the values customers carry
+against them. Conditions reference them like built-ins (attributes.load_catalog)."""
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.customers.models import Customer
+from app.rules.errors import AttributeDefinitionInUse
+from app.rules.models import CustomAttributeDefinition
+
+
+async def list_attribute_definitions(session: AsyncSession) -> list[CustomAttributeDefinition]:
+    return list((await session.scalars(select(CustomAttributeDefinition).order_by(CustomAttributeDefinition.name))))
+
+
+async def put_attribute_definition(session: AsyncSession, name: str, type_: str, description: str,
+                                   unit: str | None) -> CustomAttributeDefinition:
+    existing = await session.get(CustomAttributeDefinition, name)
+    if existing is not None and existing.type != type_:
+        in_use = await session.scalar(select(func.count()).select_from(Customer)
+                                      .where(Customer.attributes.has_key(name)))
+        if in_use:
+            raise AttributeDefinitionInUse(f"{in_use} customers carry '{name}'; its type cannot change.")
+    stmt = insert(CustomAttributeDefinition).values(name=name, type=type_, description=description, unit=unit)
+    stmt = stmt.on_conflict_do_update(index_elements=["name"],
+                                      set_={"type": type_, "description": description, "unit": unit})
+    await session.execute(stmt)
+    return await session.get(CustomAttributeDefinition, name, populate_existing=True)
+
+
+def _attribute_type_error(type_: str, value: Any) -> str | None:
+    """Why value does not fit a custom attribute of type type_, or None when it fits."""
+    if type_ == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return "must be a number"
+    if type_ == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        return "must be an integer"
+    if type_ == "boolean" and not isinstance(value, bool):
+        return "must be true or false"
+    if type_ == "string" and not (isinstance(value, str) and len(value) <= 500):
+        return "must be a string of at most 500 characters"
+    if type_ == "date":
+        try:
+            date.fromisoformat(value)
+        except (TypeError, ValueError):
+            return "must be an ISO date (YYYY-MM-DD)"
+    if type_ == "string_set" and not (isinstance(value, list) and len(value) <= 100
+                                      and all(isinstance(v, str) and len(v) <= 100 for v in value)
+                                      and len(set(value)) == len(value)):
+        return "must be a list of distinct strings"
+    return None
+
+
+def attribute_errors(attributes: dict[str, Any], definitions: dict[str, str], pointer: str = "/attributes"
+                     ) -> list[dict[str, str]]:
+    """One error per custom attribute that is undeclared or of the wrong type (null clears a value)."""
+    errors = []
+    for name, value in attributes.items():
+        where = f"{pointer}/{name}"
+        if name not in definitions:
+            errors.append({"pointer": where, "detail": f"no custom attribute '{name}' is declared"})
+        elif value is not None and (why := _attribute_type_error(definitions[name], value)):
+            errors.append({"pointer": where, "detail": f"{why} ({definitions[name]})"})
+    return errors
+
+
+async def attribute_types(session: AsyncSession) -> dict[str, str]:
+    rows = await session.execute(select(CustomAttributeDefinition.name, CustomAttributeDefinition.type))
+    return dict(rows.all())
