@@ -54,7 +54,7 @@ async def _load_demo(settings: Settings, customers: int, seed: int) -> dict:
     from app.demo import generate_demo_bank
     from app.recommendations.contact import load_default_contact_policy
     from app.recommendations.stats import refresh_stats
-    from app.tiering.service import load_default_policies
+    from app.tiering.policies import load_default_policies
 
     async with command_session(settings) as session:
         counts = await generate_demo_bank(session, customers=customers, seed=seed)
@@ -125,13 +125,13 @@ def tier_run(policy: Annotated[str | None, typer.Option(help="One policy key.")]
 
 async def _tier_run(settings: Settings, policy_key: str | None, chunk_size: int) -> dict:
     from app.tiering import runs
-    from app.tiering import service as policies_service
+    from app.tiering import policies
 
     engine = create_engine(resolve_database_url(settings), settings)
     sessionmaker = create_sessionmaker(engine)
     try:
         async with sessionmaker() as session:
-            policy = await policies_service.get_policy(session, policy_key) if policy_key else None
+            policy = await policies.get_policy(session, policy_key) if policy_key else None
             run = await runs.start_run(session, policy, "cli")
             await session.commit()
         await runs.execute_run(sessionmaker, run.id, chunk_size, settings.tier_run_workers)

@@ -22,7 +22,7 @@ from app.rules.router import custom_attributes_router
 from app.rules.router import router as rules_router
 from app.tiering.assignment_router import HOT_READS as TIER_HOT_READS
 from app.tiering.assignment_router import care_router, customer_tiers_router, runs_router, transitions_router
-from app.tiering.router import router as tiering_router
+from app.tiering.policies_router import router as policies_router
 from app.core.config import Settings, get_settings
 from app.core.schedule import run_every
 from app.core.db import create_engine, create_read_pool, create_sessionmaker
@@ -45,7 +45,7 @@ Every error is an RFC 9457 `application/problem+json` document.
 """
 
 ROUTERS = [customers_router, events_router, rules_router, custom_attributes_router, products_router, apikeys_router,
-           tiering_router,
+           policies_router,
            customer_tiers_router, transitions_router, runs_router, care_router, recommendations_router, contact_router, audit_router,
            feedback_router, reports_router]
 HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS]

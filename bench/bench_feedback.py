@@ -24,7 +24,7 @@ async def load_catalog_and_policies(dsn: str) -> list[str]:
     """The default product catalog and tier policies (conversions then re-evaluate real tiers)."""
     from app.core.db import create_engine, create_sessionmaker
     from app.demo import load_default_products
-    from app.tiering.service import load_default_policies
+    from app.tiering.policies import load_default_policies
 
     engine = create_engine(to_async_url(dsn), Settings(database_url=dsn))
     try:

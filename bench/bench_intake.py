@@ -98,7 +98,7 @@ async def activate_default_policies(dsn: str) -> None:
     from app.core.config import Settings
     from app.core.db import create_engine, create_sessionmaker
     from app.core.embedded import to_async_url
-    from app.tiering.service import load_default_policies
+    from app.tiering.policies import load_default_policies
 
     engine = create_engine(to_async_url(dsn), Settings(database_url=dsn))
     try:

@@ -14,7 +14,7 @@ from app.core.config import Settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.embedded import to_async_url
 from app.tiering import runs
-from app.tiering.service import get_policy, load_default_policies
+from app.tiering.policies import get_policy, load_default_policies
 
 # The default wealth policy written by hand: the same thresholds over the same view.
 HAND_WRITTEN = """

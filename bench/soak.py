@@ -32,7 +32,7 @@ async def seed(dsn: str, customers: int) -> None:
     from app.core.config import Settings
     from app.core.db import create_engine, create_sessionmaker
     from app.demo import generate_demo_bank, load_default_products
-    from app.tiering.service import load_default_policies
+    from app.tiering.policies import load_default_policies
 
     engine = create_engine(to_async_url(dsn), Settings(database_url=dsn))
     try:

@@ -11,7 +11,7 @@ from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, pa
 from app.core.security import Scope, require_scope
 from app.customers import service
 from app.tiering import assignment as tiering
-from app.tiering import service as policies_service
+from app.tiering import policies
 from app.customers.schemas import (CustomerImportLine, CustomerPatch, CustomerRead, CustomerSummary,
                                    CustomerUpsert, EventBatch, EventBatchResult, ExternalId, HoldingRead, HoldingsPut,
                                    HoldingsRead, ImportResult, Segment)
@@ -43,7 +43,7 @@ async def list_customers(session: SessionDep, cursor: CursorParam = None, limit:
     With `policy`, filter by `tier` and/or `at_risk` (customers who would fall a tier when their grace ends)."""
     filters = []
     if policy is not None:
-        policy_id = (await policies_service.get_policy(session, policy)).id
+        policy_id = (await policies.get_policy(session, policy)).id
         filters.append(tiering.tier_filter(policy_id, tier, at_risk))
     elif tier is not None or at_risk is not None:
         raise InvalidInput("policy", "is required with tier or at_risk", location="query")

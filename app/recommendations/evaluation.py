@@ -24,7 +24,7 @@ from app.recommendations import stats
 from app.recommendations.service import Recommender
 from app.tiering import runs
 from app.tiering.schemas import TierPolicyCreate
-from app.tiering.service import activate_version, create_policy
+from app.tiering.policies import activate_version, create_policy
 
 K = 7
 SEGMENT_POLICY = "bank_segment"

@@ -14,7 +14,7 @@ from app.customers.models import Holding
 from app.customers.service import AUM_CATEGORIES
 from app.products.models import Product
 from app.reports.stats import difference_interval, wilson_interval
-from app.tiering import service as policies_service
+from app.tiering import policies
 from app.tiering.assignment import effective_tier_code
 from app.tiering.models import TierAssignment, TierTransition
 
@@ -23,8 +23,8 @@ TREATMENT, HOLDOUT = "personalised", "holdout_popularity"
 
 
 async def _policy_and_labels(session: AsyncSession, key: str) -> tuple[int, dict[str, str]]:
-    policy = await policies_service.get_policy(session, key)
-    version = await policies_service.active_version(session, policy)
+    policy = await policies.get_policy(session, key)
+    version = await policies.active_version(session, policy)
     return policy.id, ({tier["code"]: tier["label"] for tier in version.tiers} if version else {})
 
 

@@ -23,7 +23,7 @@ from app.rules import (AttributeCatalog, ExplainedLeaf, compile_explanation, fea
                        features_for_customers, parse_condition)
 from app.rules.compile import facts_expression
 from app.tiering.models import TierAssignment, TierPolicy, TierPolicyVersion, TierTransition
-from app.tiering.service import tier_case
+from app.tiering.policies import tier_case
 
 @dataclass(frozen=True)
 class CompiledVersion:

@@ -15,7 +15,7 @@ from app.core.security import Scope, require_scope
 from app.customers import service as customers_service
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalId
 from app.tiering import assignment, runs
-from app.tiering import service as policies_service
+from app.tiering import policies
 from app.tiering.schemas import (CareEntry, CustomerTiers, TierOverridePut, TierRunCreate,
                                  TierRunRead, TierTransitionPage, TierTransitionRead)
 
@@ -83,7 +83,7 @@ async def put_tier_override(external_id: ExternalIdPath, policy_key: PolicyKeyPa
     """Hold the customer in a tier (a relationship manager's decision) with a reason; it stops applying by
     itself at `expires_at`. The change appears in the feed."""
     customer_id = await customers_service.customer_id_of(session, external_id)
-    policy = await policies_service.get_policy(session, policy_key)
+    policy = await policies.get_policy(session, policy_key)
     before = await _override_snapshot(session, external_id, policy_key)
     await assignment.set_override(session, customer_id, policy, body.tier, body.reason, body.expires_at,
                                   request.state.principal.name)
@@ -99,7 +99,7 @@ async def delete_tier_override(external_id: ExternalIdPath, policy_key: PolicyKe
                                session: SessionDep, request: Request) -> CustomerTiers:
     """Remove an override; the tier the rules give applies again."""
     customer_id = await customers_service.customer_id_of(session, external_id)
-    policy = await policies_service.get_policy(session, policy_key)
+    policy = await policies.get_policy(session, policy_key)
     before = await _override_snapshot(session, external_id, policy_key)
     await assignment.remove_override(session, customer_id, policy)
     tiers = await _tiers(session, external_id)
@@ -146,7 +146,7 @@ async def list_tier_transitions(session: SessionDep, after: Annotated[str | None
     """The change feed of every upgrade and downgrade, in a stable order. Keep the `next_cursor` and pass it as
     `after` next time: you get each transition exactly once, none missed, none repeated. With no new
     transitions the same cursor comes back."""
-    policy_id = (await policies_service.get_policy(session, policy)).id if policy else None
+    policy_id = (await policies.get_policy(session, policy)).id if policy else None
     key = decode_key_cursor(after, 2)
     rows = await assignment.transitions_page(session, after=key, limit=limit, policy_id=policy_id)
     page = _transition_page(rows, limit)
@@ -161,7 +161,7 @@ async def start_tier_run(body: TierRunCreate, session: SessionDep, request: Requ
                          background: BackgroundTasks) -> TierRunRead:
     """Evaluate every customer under one policy (or all active ones) in the background; follow it at
     GET /v1/tier-runs/{id}. One run per policy at a time (409 while one runs)."""
-    policy = await policies_service.get_policy(session, body.policy) if body.policy else None
+    policy = await policies.get_policy(session, body.policy) if body.policy else None
     run = await runs.start_run(session, policy, request.state.principal.name)
     background.add_task(runs.execute_run, request.app.state.sessionmaker, run.id, runs.CHUNK_SIZE,
                             request.app.state.settings.tier_run_workers)
@@ -183,5 +183,5 @@ async def care_calendar(session: SessionDep, policy: Annotated[str, Query(max_le
                         days: Annotated[int, Query(ge=0, le=60)] = 7) -> list[CareEntry]:
     """Customers of a tier whose birthday or customer anniversary falls within the next `days` days: the small
     attentions that keep loyal customers."""
-    policy_row = await policies_service.get_policy(session, policy)
+    policy_row = await policies.get_policy(session, policy)
     return [CareEntry(**row) for row in await assignment.care_calendar(session, policy_row.id, tier, days)]

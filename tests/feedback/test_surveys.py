@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from app.tiering.service import load_default_policies
+from app.tiering.policies import load_default_policies
 from tests.factories import add_products
 from tests.feedback.helpers import make_customer
 

@@ -4,7 +4,7 @@ and after, in the write's own transaction; admins read it at GET /v1/audit with 
 import json
 from datetime import UTC, datetime, timedelta
 
-from app.tiering.service import default_policies
+from app.tiering.policies import default_policies
 from tests.factories import customer_body
 
 PRODUCT = {"code": "audit-td", "name": "Audit deposit", "category": "deposit", "risk_level": 1,

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from app.apikeys import service as apikeys_service
 from app.core.db import create_sessionmaker
 from app.main import create_app
-from app.tiering.service import default_policies
+from app.tiering.policies import default_policies
 from tests.factories import customer_body
 
 CLIENTS = 8

@@ -14,7 +14,7 @@ from app.core.config import Settings
 from app.core.db import create_sessionmaker
 from app.core.migrations import upgrade_to_head
 from app.main import create_app
-from app.tiering.service import load_default_policies
+from app.tiering.policies import load_default_policies
 from tests.factories import customer_body
 from tests.hardening.tcp_proxy import CuttableProxy
 

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import text
 
-from app.tiering.service import default_policies
+from app.tiering.policies import default_policies
 from tests.factories import add_products, customer_body
 
 EXTERNAL_ID = "ERASE-ME-7c1f"

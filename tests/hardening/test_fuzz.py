@@ -41,7 +41,7 @@ STATS = {"operations": set(), "cases": 0}
 async def _seed(session) -> None:
     """A bank with the default catalog and policies and a few customers, so fuzzed ids sometimes hit."""
     from app.demo import generate_demo_bank, load_default_products
-    from app.tiering.service import load_default_policies
+    from app.tiering.policies import load_default_policies
 
     await load_default_products(session)
     await load_default_policies(session)

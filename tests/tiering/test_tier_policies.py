@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from app.tiering import service as tiering_service
+from app.tiering import policies
 from app.tiering.models import TierPolicy, TierPolicyVersion
 from tests.factories import WEALTH_TIERS, add_products, customer_body
 
@@ -250,9 +250,9 @@ async def test_simulation_gives_the_distribution_and_migration_against_the_activ
 
 
 async def test_default_policies_load_once_activated_valid_and_simulate(client, admin, session):
-    created = await tiering_service.load_default_policies(session)
+    created = await policies.load_default_policies(session)
     assert created == ["wealth", "lifecycle", "loyalty", "needs"]
-    assert await tiering_service.load_default_policies(session) == []  # idempotent
+    assert await policies.load_default_policies(session) == []  # idempotent
     await session.commit()
     listed = (await client.get("/v1/tier-policies", headers=admin)).json()["items"]
     assert {p["key"]: p["active_version"] for p in listed} == {"wealth": 1, "lifecycle": 1, "loyalty": 1,

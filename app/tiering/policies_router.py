@@ -8,7 +8,7 @@ from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.security import Scope, require_scope
-from app.tiering import runs, service
+from app.tiering import policies, runs
 from app.tiering.models import TierPolicy, TierPolicyVersion
 from app.tiering.schemas import (SimulationResult, TierPolicyChangeList, TierPolicyChangeRead, TierPolicyCreate,
                                  TierPolicyList, TierPolicyRead, TierPolicySummary, TierPolicyVersionCreate,
@@ -47,7 +47,7 @@ async def _audit(session, request: Request, action: str, policy_key: str, before
 
 
 def _version_read(policy: TierPolicy, version: TierPolicyVersion, response: Response) -> TierPolicyVersionRead:
-    response.headers["ETag"] = service.etag_of(version)
+    response.headers["ETag"] = policies.etag_of(version)
     return TierPolicyVersionRead(
         policy_key=policy.key, version=version.version, status=version.status,
         tiers=[TierRead(**tier) for tier in version.tiers], downgrade_grace_days=version.downgrade_grace_days,
@@ -66,7 +66,7 @@ async def create_tier_policy(body: TierPolicyCreate, session: SessionDep, reques
     at the node, e.g. `/tiers/2/condition/all/1/attr`). Simulate the draft, then activate it. A key already
     taken is a 409.
     """
-    policy, version = await service.create_policy(session, body, _actor(request))
+    policy, version = await policies.create_policy(session, body, _actor(request))
     await _audit(session, request, "policy.create", policy.key, None,
                  {"name": policy.name, "description": policy.description, **_version_snapshot(version)})
     return _version_read(policy, version, response)
@@ -75,7 +75,7 @@ async def create_tier_policy(body: TierPolicyCreate, session: SessionDep, reques
 @router.get("", response_model=TierPolicyList, dependencies=READ, responses=_problems(401, 403))
 async def list_tier_policies(session: SessionDep) -> TierPolicyList:
     """Every policy by key, with the number of its active version (null when none is active)."""
-    rows = await service.list_policies(session)
+    rows = await policies.list_policies(session)
     return TierPolicyList(items=[TierPolicySummary(
         key=p.key, name=p.name, description=p.description, active_version=active, latest_version=latest,
         created_at=p.created_at) for p, active, latest in rows])
@@ -84,8 +84,8 @@ async def list_tier_policies(session: SessionDep) -> TierPolicyList:
 @router.get("/{key}", response_model=TierPolicyRead, dependencies=READ, responses=_problems(401, 403, 404))
 async def get_tier_policy(key: KeyPath, session: SessionDep) -> TierPolicyRead:
     """A policy with a summary of every version (status, tier codes, who created it, when it was active)."""
-    policy = await service.get_policy(session, key)
-    versions = await service.list_versions(session, policy)
+    policy = await policies.get_policy(session, key)
+    versions = await policies.list_versions(session, policy)
     active = next((v.version for v in versions if v.status == "active"), None)
     return TierPolicyRead(
         key=policy.key, name=policy.name, description=policy.description, active_version=active,
@@ -100,8 +100,8 @@ async def get_tier_policy(key: KeyPath, session: SessionDep) -> TierPolicyRead:
             responses=_problems(401, 403, 404))
 async def list_tier_policy_changes(key: KeyPath, session: SessionDep) -> TierPolicyChangeList:
     """The policy's audit trail, oldest first: who created, edited, activated, retired or rolled back what."""
-    policy = await service.get_policy(session, key)
-    changes = await service.list_changes(session, policy)
+    policy = await policies.get_policy(session, key)
+    changes = await policies.list_changes(session, policy)
     return TierPolicyChangeList(items=[TierPolicyChangeRead(version=c.version, action=c.action, actor=c.actor,
                                                             at=c.at, detail=c.detail) for c in changes])
 
@@ -111,7 +111,7 @@ async def list_tier_policy_changes(key: KeyPath, session: SessionDep) -> TierPol
 async def add_tier_policy_version(key: KeyPath, body: TierPolicyVersionCreate, session: SessionDep,
                                   request: Request, response: Response) -> TierPolicyVersionRead:
     """Add a draft version after the latest one: give its tiers, or `copy_from` an existing version."""
-    policy, version = await service.add_version(session, key, body, _actor(request))
+    policy, version = await policies.add_version(session, key, body, _actor(request))
     await _audit(session, request, "policy.version_create", policy.key, None, _version_snapshot(version))
     return _version_read(policy, version, response)
 
@@ -121,8 +121,8 @@ async def add_tier_policy_version(key: KeyPath, body: TierPolicyVersionCreate, s
 async def get_tier_policy_version(key: KeyPath, version: VersionPath, session: SessionDep,
                                   response: Response) -> TierPolicyVersionRead:
     """One version in full, with its ETag (send it as If-Match to edit a draft)."""
-    policy = await service.get_policy(session, key)
-    return _version_read(policy, await service.get_version(session, policy, version), response)
+    policy = await policies.get_policy(session, key)
+    return _version_read(policy, await policies.get_version(session, policy, version), response)
 
 
 @router.put("/{key}/versions/{version}", response_model=TierPolicyVersionRead, dependencies=WRITE,
@@ -137,8 +137,8 @@ async def edit_tier_policy_version(
     Only drafts change (an active or retired version is a 409; add a version instead). Send If-Match with the
     ETag you read: without it 428, and 412 if someone changed the draft since.
     """
-    before = _version_snapshot(await service.get_version(session, await service.get_policy(session, key), version))
-    policy, found = await service.edit_version(session, key, version, body, if_match, _actor(request))
+    before = _version_snapshot(await policies.get_version(session, await policies.get_policy(session, key), version))
+    policy, found = await policies.edit_version(session, key, version, body, if_match, _actor(request))
     await _audit(session, request, "policy.update", policy.key, before, _version_snapshot(found))
     return _version_read(policy, found, response)
 
@@ -153,9 +153,9 @@ async def activate_tier_policy_version(key: KeyPath, version: VersionPath, sessi
     Activating the active version changes nothing. A concurrent activation that wins the race makes this a 409.
     Activation starts a tier run for the policy (see /v1/tier-runs) once it has committed.
     """
-    previous = next((v.version for v in await service.list_versions(session, await service.get_policy(session, key))
+    previous = next((v.version for v in await policies.list_versions(session, await policies.get_policy(session, key))
                      if v.status == "active"), None)
-    policy, found = await service.activate_version(session, key, version, _actor(request))
+    policy, found = await policies.activate_version(session, key, version, _actor(request))
     await _audit(session, request, "policy.activate", policy.key, {"active_version": previous},
                  {"active_version": found.version})
     try:
@@ -174,8 +174,8 @@ async def activate_tier_policy_version(key: KeyPath, version: VersionPath, sessi
 async def retire_tier_policy_version(key: KeyPath, version: VersionPath, session: SessionDep, request: Request,
                                      response: Response) -> TierPolicyVersionRead:
     """Retire the active version (the policy then has none active) or discard a draft."""
-    before = (await service.get_version(session, await service.get_policy(session, key), version)).status
-    policy, found = await service.retire_version(session, key, version, _actor(request))
+    before = (await policies.get_version(session, await policies.get_policy(session, key), version)).status
+    policy, found = await policies.retire_version(session, key, version, _actor(request))
     await _audit(session, request, "policy.retire", policy.key, {"version": found.version, "status": before},
                  {"version": found.version, "status": found.status})
     return _version_read(policy, found, response)
@@ -190,7 +190,7 @@ async def evaluate_tier_policy_version(key: KeyPath, version: VersionPath, body:
     The explanation lists each tier in order up to the match, with every comparison's value, threshold and
     result. Attributes not given take the value a customer without data has (0 for sums and counts).
     """
-    return await service.evaluate_what_if(session, key, version, body.attributes)
+    return await policies.evaluate_what_if(session, key, version, body.attributes)
 
 
 @router.post("/{key}/versions/{version}/simulate", response_model=SimulationResult, dependencies=READ,
@@ -201,4 +201,4 @@ async def simulate_tier_policy_version(key: KeyPath, version: VersionPath, sessi
     Returns the tier distribution and, against the active version, the migration matrix and how many
     customers would move up, down or stay by tier rank. Writes nothing.
     """
-    return await service.simulate_version(session, key, version)
+    return await policies.simulate_version(session, key, version)
