@@ -20,9 +20,10 @@ from app.recommendations.router import router as recommendations_router
 from app.recommendations.service import Recommender
 from app.rules.router import custom_attributes_router
 from app.rules.router import router as rules_router
-from app.tiering.assignment_router import HOT_READS as TIER_HOT_READS
-from app.tiering.assignment_router import care_router, customer_tiers_router, runs_router, transitions_router
+from app.tiering.assignment.router import HOT_READS as TIER_HOT_READS
+from app.tiering.assignment.router import care_router, customer_tiers_router, transitions_router
 from app.tiering.policies_router import router as policies_router
+from app.tiering.runs_router import runs_router
 from app.core.config import Settings, get_settings
 from app.core.schedule import run_every
 from app.core.db import create_engine, create_read_pool, create_sessionmaker

@@ -10,7 +10,8 @@ from app.core.errors import InvalidInput, problem_responses, validation_errors
 from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from app.core.security import Scope, require_scope
 from app.customers import service
-from app.tiering import assignment as tiering
+from app.tiering.assignment import reads as tier_reads
+from app.tiering.assignment import refresh as tier_refresh
 from app.tiering import policies
 from app.customers.schemas import (CustomerImportLine, CustomerPatch, CustomerRead, CustomerSummary,
                                    CustomerUpsert, EventBatch, EventBatchResult, ExternalId, HoldingRead, HoldingsPut,
@@ -44,7 +45,7 @@ async def list_customers(session: SessionDep, cursor: CursorParam = None, limit:
     filters = []
     if policy is not None:
         policy_id = (await policies.get_policy(session, policy)).id
-        filters.append(tiering.tier_filter(policy_id, tier, at_risk))
+        filters.append(tier_reads.tier_filter(policy_id, tier, at_risk))
     elif tier is not None or at_risk is not None:
         raise InvalidInput("policy", "is required with tier or at_risk", location="query")
     rows = await service.list_customers(session, after_id=decode_cursor(cursor), limit=limit, segment=segment,
@@ -89,7 +90,7 @@ async def import_customers(request: Request, session: SessionDep) -> ImportResul
     if buffer.strip():
         take(buffer)
     created, updated, attribute_rejections, ids = await service.import_customers(session, accepted)
-    await tiering.refresh_customers(session, ids)
+    await tier_refresh.refresh_customers(session, ids)
     rejections = sorted(rejections + attribute_rejections, key=lambda r: r["line"])
     return ImportResult(accepted=len(accepted) - len(attribute_rejections), created=created, updated=updated,
                         rejected=len(rejections), rejections=rejections)
@@ -101,7 +102,7 @@ async def upsert_customer(external_id: ExternalIdPath, body: CustomerUpsert, ses
                           response: Response) -> CustomerRead:
     """Create or replace a customer by the bank's own id: 201 when created, 200 when updated. Safe to retry."""
     customer_id, created = await service.upsert_customer(session, external_id, body)
-    await tiering.refresh_customers(session, [customer_id])
+    await tier_refresh.refresh_customers(session, [customer_id])
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return await _read(session, external_id)
 
@@ -117,7 +118,7 @@ async def get_customer(external_id: ExternalIdPath, session: SessionDep) -> Cust
 async def patch_customer(external_id: ExternalIdPath, body: CustomerPatch, session: SessionDep) -> CustomerRead:
     """Change some profile fields; custom attributes are merged (null removes one)."""
     customer_id = await service.patch_customer(session, external_id, body)
-    await tiering.refresh_customers(session, [customer_id])
+    await tier_refresh.refresh_customers(session, [customer_id])
     return await _read(session, external_id)
 
 
@@ -143,7 +144,7 @@ async def replace_holdings(external_id: ExternalIdPath, body: HoldingsPut, sessi
     """Replace the customer's whole product set. Each balance is also kept in a dated history, from which
     averages such as aum_avg_3m are computed."""
     customer_id, rows = await service.replace_holdings(session, external_id, body.holdings)
-    await tiering.refresh_customers(session, [customer_id], changed=service.HOLDING_METRICS)
+    await tier_refresh.refresh_customers(session, [customer_id], changed=service.HOLDING_METRICS)
     return HoldingsRead(holdings=[HoldingRead.model_validate(r) for r in rows])
 
 
@@ -153,5 +154,5 @@ async def ingest_events(body: EventBatch, session: SessionDep) -> EventBatchResu
     """Record transactions, app logins and referrals for many customers. Each event carries your `event_id`:
     a retried batch changes nothing. A batch with any unknown customer is refused whole (422 naming each)."""
     recorded, customer_ids = await service.ingest_events(session, body.events)
-    await tiering.refresh_customers(session, list(customer_ids), changed=service.ACTIVITY_METRICS)
+    await tier_refresh.refresh_customers(session, list(customer_ids), changed=service.ACTIVITY_METRICS)
     return EventBatchResult(received=len(body.events), recorded=recorded, duplicates=len(body.events) - recorded)

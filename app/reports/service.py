@@ -15,7 +15,7 @@ from app.customers.service import AUM_CATEGORIES
 from app.products.models import Product
 from app.reports.stats import difference_interval, wilson_interval
 from app.tiering import policies
-from app.tiering.assignment import effective_tier_code
+from app.tiering.assignment.reads import effective_tier_code
 from app.tiering.models import TierAssignment, TierTransition
 
 NO_TIER = "-"

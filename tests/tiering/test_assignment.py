@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from app.tiering import assignment, runs
+from app.tiering import runs
+from app.tiering.assignment.compile import assign
 from tests.factories import WEALTH_TIERS as TIERS
 from tests.factories import add_products, customer_body
 
@@ -189,7 +190,7 @@ async def test_run_killed_midway_leaves_customers_consistent_and_a_new_run_compl
         await make_customer(client, as_role, f"K{i:02d}", "60000.00")
     await session.execute(text("DELETE FROM tier_assignment"))
     await session.commit()
-    real_assign, calls = assignment.assign, []
+    real_assign, calls = assign, []
 
     async def dies_on_second_chunk(*args, **kwargs):
         calls.append(1)

@@ -1,10 +1,10 @@
-"""HTTP routes for customers' tiers: read with explanation, refresh, overrides, history, the change feed,
-batch runs and the relationship manager's care calendar."""
+"""HTTP routes for customers' tiers: read with explanation, refresh, overrides, history, the change feed and the
+relationship manager's care calendar."""
 
 from contextlib import nullcontext
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.audit import service as audit_service
 from app.core.db import SessionDep, driver_connection
@@ -14,15 +14,13 @@ from app.core.pagination import LimitParam, decode_key_cursor, encode_cursor, pa
 from app.core.security import Scope, require_scope
 from app.customers import service as customers_service
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalId
-from app.tiering import assignment, runs
+from app.tiering.assignment import overrides, reads, refresh
 from app.tiering import policies
-from app.tiering.schemas import (CareEntry, CustomerTiers, TierOverridePut, TierRunCreate,
-                                 TierRunRead, TierTransitionPage, TierTransitionRead)
+from app.tiering.schemas import CareEntry, CustomerTiers, TierOverridePut, TierTransitionPage, TierTransitionRead
 
 customer_tiers_router = APIRouter(prefix="/v1/customers/{external_id}/tiers", tags=["tiers"],
                                   responses=problem_responses(401, 403, 404))
 transitions_router = APIRouter(prefix="/v1/tier-transitions", tags=["tiers"], responses=problem_responses(401, 403))
-runs_router = APIRouter(prefix="/v1/tier-runs", tags=["tier-runs"], responses=problem_responses(401, 403))
 care_router = APIRouter(prefix="/v1/care-calendar", tags=["tiers"], responses=problem_responses(401, 403))
 
 ExternalIdPath = Annotated[ExternalId, Path(description="The bank's own customer id.")]
@@ -31,14 +29,14 @@ PolicyKeyPath = Annotated[str, Path(max_length=40, description="The policy key, 
 
 async def _tiers(session, external_id: str) -> CustomerTiers:
     """The customer's tiers as this session sees them (after its own writes)."""
-    document = await assignment.customer_tiers_json(await driver_connection(session), lambda: nullcontext(session),
+    document = await reads.customer_tiers_json(await driver_connection(session), lambda: nullcontext(session),
                                                     external_id)
     return CustomerTiers.model_validate_json(document)
 
 
 async def render_customer_tiers(connection, state, external_id: str) -> bytes:
     """The CustomerTiers document (tests hold it to the model, field by field)."""
-    return await assignment.customer_tiers_json(connection, state.sessionmaker, external_id)
+    return await reads.customer_tiers_json(connection, state.sessionmaker, external_id)
 
 
 @customer_tiers_router.get("", response_model=CustomerTiers, dependencies=[require_scope(Scope.TIERS_READ)])
@@ -60,7 +58,7 @@ HOT_READS = [HotRead("/v1/customers/{external_id}/tiers", Scope.TIERS_READ, {"ex
 async def evaluate_customer_tiers(external_id: ExternalIdPath, session: SessionDep) -> CustomerTiers:
     """Re-evaluate the customer's tiers now (they also refresh on every change to the customer's data)."""
     customer_id = await customers_service.customer_id_of(session, external_id)
-    await assignment.refresh_customers(session, [customer_id])
+    await refresh.refresh_customers(session, [customer_id])
     return await _tiers(session, external_id)
 
 
@@ -71,7 +69,7 @@ async def get_customer_tier_history(external_id: ExternalIdPath, session: Sessio
                                     limit: LimitParam = 100) -> TierTransitionPage:
     """Every tier change of this customer, oldest first."""
     customer_id = await customers_service.customer_id_of(session, external_id)
-    rows = await assignment.transitions_page(session, after=decode_key_cursor(after, 2), limit=limit,
+    rows = await reads.transitions_page(session, after=decode_key_cursor(after, 2), limit=limit,
                                              customer_id=customer_id)
     return _transition_page(rows, limit)
 
@@ -85,7 +83,7 @@ async def put_tier_override(external_id: ExternalIdPath, policy_key: PolicyKeyPa
     customer_id = await customers_service.customer_id_of(session, external_id)
     policy = await policies.get_policy(session, policy_key)
     before = await _override_snapshot(session, external_id, policy_key)
-    await assignment.set_override(session, customer_id, policy, body.tier, body.reason, body.expires_at,
+    await overrides.set_override(session, customer_id, policy, body.tier, body.reason, body.expires_at,
                                   request.state.principal.name)
     tiers = await _tiers(session, external_id)
     await _audit_override(session, request, "tier_override.set", customer_id, policy_key, before,
@@ -101,7 +99,7 @@ async def delete_tier_override(external_id: ExternalIdPath, policy_key: PolicyKe
     customer_id = await customers_service.customer_id_of(session, external_id)
     policy = await policies.get_policy(session, policy_key)
     before = await _override_snapshot(session, external_id, policy_key)
-    await assignment.remove_override(session, customer_id, policy)
+    await overrides.remove_override(session, customer_id, policy)
     tiers = await _tiers(session, external_id)
     after = _override_of(tiers, policy_key)
     if before != after:
@@ -148,32 +146,11 @@ async def list_tier_transitions(session: SessionDep, after: Annotated[str | None
     transitions the same cursor comes back."""
     policy_id = (await policies.get_policy(session, policy)).id if policy else None
     key = decode_key_cursor(after, 2)
-    rows = await assignment.transitions_page(session, after=key, limit=limit, policy_id=policy_id)
+    rows = await reads.transitions_page(session, after=key, limit=limit, policy_id=policy_id)
     page = _transition_page(rows, limit)
     if page.next_cursor is None and after is not None:
         page.next_cursor = after
     return page
-
-
-@runs_router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=TierRunRead,
-                  dependencies=[require_scope(Scope.POLICIES_WRITE)], responses=problem_responses(404, 409, 422))
-async def start_tier_run(body: TierRunCreate, session: SessionDep, request: Request,
-                         background: BackgroundTasks) -> TierRunRead:
-    """Evaluate every customer under one policy (or all active ones) in the background; follow it at
-    GET /v1/tier-runs/{id}. One run per policy at a time (409 while one runs)."""
-    policy = await policies.get_policy(session, body.policy) if body.policy else None
-    run = await runs.start_run(session, policy, request.state.principal.name)
-    background.add_task(runs.execute_run, request.app.state.sessionmaker, run.id, runs.CHUNK_SIZE,
-                            request.app.state.settings.tier_run_workers)
-    return TierRunRead.model_validate({**run.__dict__, "policy": policy.key if policy else None})
-
-
-@runs_router.get("/{run_id}", response_model=TierRunRead, dependencies=[require_scope(Scope.POLICIES_READ)],
-                 responses=problem_responses(404))
-async def get_tier_run(run_id: Annotated[int, Path(ge=1, le=2**62)], session: SessionDep) -> TierRunRead:
-    """A run's status and progress: processed of total customers, upgrades and downgrades so far."""
-    run, key = await runs.get_run(session, run_id)
-    return TierRunRead.model_validate({**run.__dict__, "policy": key})
 
 
 @care_router.get("", response_model=list[CareEntry], dependencies=[require_scope(Scope.CUSTOMERS_READ)],
@@ -184,4 +161,4 @@ async def care_calendar(session: SessionDep, policy: Annotated[str, Query(max_le
     """Customers of a tier whose birthday or customer anniversary falls within the next `days` days: the small
     attentions that keep loyal customers."""
     policy_row = await policies.get_policy(session, policy)
-    return [CareEntry(**row) for row in await assignment.care_calendar(session, policy_row.id, tier, days)]
+    return [CareEntry(**row) for row in await reads.care_calendar(session, policy_row.id, tier, days)]

@@ -1,0 +1,137 @@
+"""Tier assignment reads: a customer's tiers (the hot read, explained), the change feed, list filters by tier and
+the care calendar."""
+
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic_core import to_json
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
+
+from app.tiering.assignment.compile import cached_explainer, explainer
+from app.tiering.models import TierAssignment, TierPolicy, TierTransition
+
+
+def effective_tier_code(assignment=TierAssignment, now=None) -> ColumnElement[str]:
+    """The tier a customer has: an unexpired override, else the tier the rules (and grace) gave."""
+    now = now if now is not None else func.now()
+    override_applies = sa.and_(assignment.override_code.is_not(None),
+                               sa.or_(assignment.override_expires_at.is_(None), assignment.override_expires_at > now))
+    return sa.case((override_applies, assignment.override_code), else_=assignment.tier_code)
+
+
+# The hottest read of the service (GET /v1/customers/{id}/tiers): one indexed query, run on the driver.
+_CUSTOMER_TIERS = """
+SELECT p.key, v.version, a.version_id, v.updated_at AS version_updated_at, a.tier_code, a.tier_rank, a.since,
+       a.evaluated_at, a.qualified_code, a.lower_since, a.override_code, a.override_rank, a.override_reason,
+       a.override_actor, a.override_expires_at, now() AS now,
+       ARRAY(SELECT f::text FROM jsonb_array_elements(a.facts) f) AS facts
+FROM customer c
+LEFT JOIN tier_assignment a ON a.customer_id = c.id
+LEFT JOIN tier_policy p ON p.id = a.policy_id
+LEFT JOIN tier_policy_version v ON v.id = a.version_id
+WHERE c.external_id = $1 AND c.erased_at IS NULL
+ORDER BY p.key
+"""
+
+
+async def customer_tiers_json(connection, sessionmaker, external_id: str) -> bytes:
+    """The CustomerTiers document of a customer: every tier with since-when, grace state, override and explanation.
+    One indexed read on `connection` (a driver connection); each explanation is the version's template with the
+    stored facts (JSON text) in its holes; a version not yet compiled in this process is read in a session
+    from `sessionmaker` (a zero-argument callable returning an async context manager of a session). 404 when there is no such customer."""
+    rows = await connection.fetch(_CUSTOMER_TIERS, external_id)
+    if not rows:
+        from app.customers.errors import CustomerNotFound
+
+        raise CustomerNotFound(external_id)
+    tiers = []
+    for row in rows:
+        if row["version_id"] is None:
+            continue
+        compiled = cached_explainer(row["version_id"], row["version_updated_at"])
+        if compiled is None:
+            async with sessionmaker() as session:
+                compiled = await explainer(session, row["version_id"], row["version_updated_at"])
+        override_applies = row["override_code"] is not None and (
+            row["override_expires_at"] is None or row["override_expires_at"] > row["now"])
+        tier = row["override_code"] if override_applies else row["tier_code"]
+        at_risk = row["lower_since"] is not None
+        head = to_json({
+            "policy": row["key"], "policy_version": row["version"], "tier": tier,
+            "label": compiled.explanation.labels.get(tier, tier),
+            "rank": row["override_rank"] if override_applies else row["tier_rank"],
+            "since": row["since"], "evaluated_at": row["evaluated_at"],
+            "qualified_tier": row["qualified_code"], "at_risk": at_risk,
+            "downgrade_to": row["qualified_code"] if at_risk else None,
+            "downgrade_on": (row["lower_since"] + timedelta(days=compiled.grace_days)).date() if at_risk else None,
+            "override": {"tier": row["override_code"], "reason": row["override_reason"],
+                         "actor": row["override_actor"], "expires_at": row["override_expires_at"]}
+            if override_applies else None})
+        explanation = compiled.explanation.render(row["facts"], row["qualified_code"])
+        tiers.append(head[:-1] + b',"explanation":' + explanation.encode() + b"}")
+    return b'{"customer_id":' + to_json(external_id) + b',"tiers":[' + b",".join(tiers) + b"]}"
+
+
+_FEED_VISIBLE = sa.text("(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
+_OWN_TRANSACTION = sa.text("(pg_current_xact_id_if_assigned()::text)::bigint")
+
+
+async def transitions_page(session: AsyncSession, *, after: tuple[int, int] | None, limit: int,
+                           customer_id: int | None = None, policy_id: int | None = None) -> list[Any]:
+    """Transitions in feed order (writing transaction, then id). The feed shows only rows of transactions that
+    finished before every transaction still running, so nothing can later appear behind a reader's cursor."""
+    from app.customers.models import Customer
+
+    query = (select(TierTransition, TierPolicy.key, Customer.external_id)
+             .join(TierPolicy, TierPolicy.id == TierTransition.policy_id)
+             .join(Customer, Customer.id == TierTransition.customer_id)
+             .order_by(TierTransition.tx_id, TierTransition.id).limit(limit + 1))
+    if customer_id is None:
+        # (a transaction also sees the rows it wrote itself)
+        query = query.where(sa.or_(TierTransition.tx_id < _FEED_VISIBLE, TierTransition.tx_id == _OWN_TRANSACTION))
+    else:
+        query = query.where(TierTransition.customer_id == customer_id)
+    if policy_id is not None:
+        query = query.where(TierTransition.policy_id == policy_id)
+    if after is not None:
+        query = query.where(sa.tuple_(TierTransition.tx_id, TierTransition.id) > sa.tuple_(*after))
+    return list((await session.execute(query)).all())
+
+
+def tier_filter(policy_id: int, tier: str | None, at_risk: bool | None) -> ColumnElement[bool]:
+    """Customers (by customer.id) holding a tier under a policy, or at risk of a downgrade: for list filters."""
+    from app.customers.models import Customer
+
+    query = select(TierAssignment.customer_id).where(TierAssignment.policy_id == policy_id)
+    if tier is not None:
+        query = query.where(effective_tier_code() == tier)
+    if at_risk is not None:
+        query = query.where(TierAssignment.lower_since.is_not(None) if at_risk else TierAssignment.lower_since.is_(None))
+    return Customer.id.in_(query)
+
+
+_CARE_CALENDAR = sa.text("""
+SELECT c.external_id AS customer_id, c.display_name, a.tier AS tier, o.occasion,
+       o.next_date::text AS date, date_part('year', age(o.next_date, o.origin))::int AS years
+FROM (SELECT customer_id,
+             CASE WHEN override_code IS NOT NULL AND (override_expires_at IS NULL OR override_expires_at > now())
+                  THEN override_code ELSE tier_code END AS tier
+      FROM tier_assignment WHERE policy_id = :policy_id) a
+JOIN customer c ON c.id = a.customer_id AND c.erased_at IS NULL
+CROSS JOIN LATERAL (VALUES ('birthday', c.birth_date), ('anniversary', (c.onboarded_at AT TIME ZONE 'UTC')::date))
+     AS d(occasion, origin)
+CROSS JOIN LATERAL (SELECT d.occasion, d.origin,
+     (d.origin + (date_part('year', age(current_date - 1, d.origin)) + 1) * interval '1 year')::date AS next_date) o
+WHERE a.tier = :tier AND d.origin IS NOT NULL AND o.next_date <= current_date + CAST(:days AS integer)
+  AND date_part('year', age(o.next_date, o.origin)) >= 1
+ORDER BY o.next_date, c.external_id
+LIMIT 1000
+""")
+
+
+async def care_calendar(session: AsyncSession, policy_id: int, tier: str, days: int) -> list[dict[str, Any]]:
+    rows = await session.execute(_CARE_CALENDAR, {"policy_id": policy_id, "tier": tier, "days": days})
+    return [dict(row._mapping) for row in rows]

@@ -1,0 +1,79 @@
+"""Tier refresh on write: the active policies evaluated again for the customers a write touched, in its
+transaction; and overrides past their expiry cleared into the feed."""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.tiering.assignment.compile import AssignmentCounts, assign, compiled_active_versions
+
+
+async def refresh_customers(session: AsyncSession, customer_ids: Sequence[int], now: datetime | None = None,
+                            policy_ids: Sequence[int] | None = None,
+                            changed: frozenset[str] | None = None) -> AssignmentCounts:
+    """Re-evaluate every active policy for these customers, in the caller's transaction (so a write to a
+    customer and its new tier commit together: the app never reads a stale tier after a deposit). With
+    `changed` (the attributes a write can have moved), only the policies reading one of them are evaluated.
+    Every write to a customer's data calls this; so it also marks their offer states stale (recommendations).
+
+    Many customers with close ids (an import) are evaluated as their id range, like a chunk of a batch run;
+    scattered ones (an intake batch) by id."""
+    from app.customers.service import lock_customer_range, lock_customers
+    from app.recommendations import offer_state
+
+    totals = AssignmentCounts()
+    if not customer_ids:
+        return totals
+    ids = sorted(set(customer_ids))
+    dense = len(ids) > 100 and ids[-1] - ids[0] < 2 * len(ids)
+    if dense:
+        # Plan for this range: a cached generic plan cannot see it and may nest-loop over the whole table.
+        await session.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        await lock_customer_range(session, ids[0], ids[-1])
+    else:
+        await lock_customers(session, ids)
+    await offer_state.mark_stale(session, ids, changed)
+    now = now or await session.scalar(select(func.now()))
+    versions = await compiled_active_versions(session, policy_ids, "range" if dense else "ids")
+    for compiled in versions:
+        if changed is not None and not compiled.attributes & changed:
+            continue
+        if dense:
+            totals.add(await assign(session, compiled, now, id_range=(ids[0], ids[-1])))
+            await expire_overrides(session, compiled.policy_id, now, ids[0], ids[-1])
+        else:
+            totals.add(await assign(session, compiled, now, customer_ids=ids))
+            await expire_overrides(session, compiled.policy_id, now, ids[0], ids[-1], ids)
+    return totals
+
+
+_EXPIRE_OVERRIDES = sa.text("""
+WITH expired AS (
+    SELECT customer_id, override_code, override_rank, tier_code, tier_rank, version_id FROM tier_assignment
+    WHERE policy_id = :policy_id AND override_code IS NOT NULL AND override_expires_at <= :now
+      AND customer_id BETWEEN :id_from AND :id_to
+      AND (CAST(:customer_ids AS bigint[]) IS NULL OR customer_id = ANY(CAST(:customer_ids AS bigint[])))
+    ORDER BY customer_id FOR UPDATE
+), cleared AS (
+    UPDATE tier_assignment a SET override_code = NULL, override_rank = NULL, override_reason = NULL,
+                                 override_actor = NULL, override_expires_at = NULL
+    FROM expired e WHERE a.customer_id = e.customer_id AND a.policy_id = :policy_id
+    RETURNING a.customer_id
+)
+INSERT INTO tier_transition (customer_id, policy_id, version_id, from_code, to_code, direction, reason, at)
+SELECT customer_id, :policy_id, version_id, override_code, tier_code,
+       CASE WHEN tier_rank > override_rank THEN 'upgrade' WHEN tier_rank < override_rank THEN 'downgrade'
+            ELSE 'lateral' END, 'override_expired', :now
+FROM expired WHERE override_code <> tier_code
+""")
+
+
+async def expire_overrides(session: AsyncSession, policy_id: int, now: datetime, id_from: int, id_to: int,
+                           customer_ids: Sequence[int] | None = None) -> None:
+    """Clear overrides past their expiry (of customers with ids in [id_from, id_to], or only `customer_ids` of
+    them) and note each in the feed. Reads already ignore an expired override; this tidies rows for the feed."""
+    await session.execute(_EXPIRE_OVERRIDES, {"policy_id": policy_id, "now": now, "id_from": id_from,
+                                              "id_to": id_to, "customer_ids": customer_ids})
