@@ -9,9 +9,8 @@ from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses, validation_errors
 from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from app.core.security import Scope, require_scope
-from app.customers import service
+from app.customers import flows, service
 from app.tiering.assignment import reads as tier_reads
-from app.tiering.assignment import refresh as tier_refresh
 from app.tiering import policies
 from app.customers.schemas import (CustomerImportLine, CustomerPatch, CustomerRead, CustomerSummary,
                                    CustomerUpsert, EventBatch, EventBatchResult, ExternalId, HoldingRead, HoldingsPut,
@@ -89,8 +88,7 @@ async def import_customers(request: Request, session: SessionDep) -> ImportResul
             take(raw)
     if buffer.strip():
         take(buffer)
-    created, updated, attribute_rejections, ids = await service.import_customers(session, accepted)
-    await tier_refresh.refresh_customers(session, ids)
+    created, updated, attribute_rejections = await flows.import_customers(session, accepted)
     rejections = sorted(rejections + attribute_rejections, key=lambda r: r["line"])
     return ImportResult(accepted=len(accepted) - len(attribute_rejections), created=created, updated=updated,
                         rejected=len(rejections), rejections=rejections)
@@ -101,8 +99,7 @@ async def import_customers(request: Request, session: SessionDep) -> ImportResul
 async def upsert_customer(external_id: ExternalIdPath, body: CustomerUpsert, session: SessionDep,
                           response: Response) -> CustomerRead:
     """Create or replace a customer by the bank's own id: 201 when created, 200 when updated. Safe to retry."""
-    customer_id, created = await service.upsert_customer(session, external_id, body)
-    await tier_refresh.refresh_customers(session, [customer_id])
+    created = await flows.upsert_customer(session, external_id, body)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return await _read(session, external_id)
 
@@ -117,8 +114,7 @@ async def get_customer(external_id: ExternalIdPath, session: SessionDep) -> Cust
               responses=problem_responses(404, 422))
 async def patch_customer(external_id: ExternalIdPath, body: CustomerPatch, session: SessionDep) -> CustomerRead:
     """Change some profile fields; custom attributes are merged (null removes one)."""
-    customer_id = await service.patch_customer(session, external_id, body)
-    await tier_refresh.refresh_customers(session, [customer_id])
+    await flows.patch_customer(session, external_id, body)
     return await _read(session, external_id)
 
 
@@ -127,7 +123,7 @@ async def patch_customer(external_id: ExternalIdPath, body: CustomerPatch, sessi
 async def erase_customer(external_id: ExternalIdPath, session: SessionDep, request: Request) -> None:
     """Erase a customer (right to erasure): personal fields, holdings and events are removed; anonymous counts
     stay. Repeating the request succeeds again."""
-    await service.erase_customer(session, external_id, request.app.state.settings.api_key_pepper)
+    await flows.erase_customer(session, external_id, request.app.state.settings.api_key_pepper)
 
 
 @router.get("/{external_id}/holdings", response_model=HoldingsRead, dependencies=READ,
@@ -143,8 +139,7 @@ async def get_holdings(external_id: ExternalIdPath, session: SessionDep) -> Hold
 async def replace_holdings(external_id: ExternalIdPath, body: HoldingsPut, session: SessionDep) -> HoldingsRead:
     """Replace the customer's whole product set. Each balance is also kept in a dated history, from which
     averages such as aum_avg_3m are computed."""
-    customer_id, rows = await service.replace_holdings(session, external_id, body.holdings)
-    await tier_refresh.refresh_customers(session, [customer_id], changed=service.HOLDING_METRICS)
+    rows = await flows.replace_holdings(session, external_id, body.holdings)
     return HoldingsRead(holdings=[HoldingRead.model_validate(r) for r in rows])
 
 
@@ -153,6 +148,5 @@ async def replace_holdings(external_id: ExternalIdPath, body: HoldingsPut, sessi
 async def ingest_events(body: EventBatch, session: SessionDep) -> EventBatchResult:
     """Record transactions, app logins and referrals for many customers. Each event carries your `event_id`:
     a retried batch changes nothing. A batch with any unknown customer is refused whole (422 naming each)."""
-    recorded, customer_ids = await service.ingest_events(session, body.events)
-    await tier_refresh.refresh_customers(session, list(customer_ids), changed=service.ACTIVITY_METRICS)
+    recorded = await flows.ingest_events(session, body.events)
     return EventBatchResult(received=len(body.events), recorded=recorded, duplicates=len(body.events) - recorded)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidFields, InvalidInput
 from app.customers.errors import CustomerNotFound
+from app.customers.locks import lock_customers
 from app.customers.models import (Customer, CustomerActivityDaily, CustomerAumDaily, CustomerEvent, Holding,
                                   HoldingBalance)
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
@@ -163,30 +164,26 @@ def erasure_token(external_id: str, secret: str) -> str:
     return "erased:" + hmac.new(secret.encode(), external_id.encode(), hashlib.sha256).hexdigest()[:40]
 
 
-async def erase_customer(session: AsyncSession, external_id: str, secret: str) -> None:
-    """Right to erasure: personal fields, holdings, balances and events go; an anonymous row stays so that
-    counts in reports do not change. Idempotent: erasing an erased customer succeeds again."""
+async def erase_customer(session: AsyncSession, external_id: str, secret: str) -> int | None:
+    """Right to erasure of the customers domain's data: personal fields, holdings, balances and events go; an
+    anonymous row stays so that counts in reports do not change. Returns the customer's id, or None when it was
+    erased before (erasing again succeeds). What other domains hold of it: app.customers.flows.erase_customer."""
     token = erasure_token(external_id, secret)
     customer = await session.scalar(select(Customer).where(Customer.external_id.in_([external_id, token]))
                                     .with_for_update())
     if customer is None:
         raise CustomerNotFound(external_id)
     if customer.erased_at is not None:
-        return
+        return None
     await lock_customers(session, [customer.id])  # a batch chunk evaluating this customer finishes first
-    from app.recommendations import offer_state
-    from app.recommendations.service import erase_served_reasons
-    from app.tiering.models import TierAssignment  # its facts hold the customer's values
-
-    for model in (Holding, HoldingBalance, CustomerAumDaily, CustomerActivityDaily, CustomerEvent, TierAssignment):
+    for model in (Holding, HoldingBalance, CustomerAumDaily, CustomerActivityDaily, CustomerEvent):
         await session.execute(delete(model).where(model.customer_id == customer.id))
-    await erase_served_reasons(session, customer.id)
-    await offer_state.mark_stale(session, [customer.id])  # its explanation quotes the customer's values
     await session.execute(update(Customer).where(Customer.id == customer.id).values(
         external_id=token, display_name=None, birth_date=None, attributes={}, risk_level=None,
         risk_assessed_at=None, marketing_consent=False, last_txn_at=None,
         onboarded_at=func.date_trunc("year", Customer.onboarded_at), erased_at=func.now(), updated_at=func.now()))
     await session.flush()
+    return customer.id
 
 
 async def list_customers(session: AsyncSession, *, after_id: int | None, limit: int, segment: str | None = None,
@@ -283,57 +280,6 @@ WITH incoming AS (
 )
 SELECT count(*) FROM inserted
 """)
-
-
-# Batch chunks and writers exclude each other by spans of customer ids: a chunk holds its spans' advisory locks
-# exclusively, every other writer of customers shares its customers' spans (and locks their rows, which orders
-# writers of the same customer). A chunk thus writes nothing to its customers' rows, where a million row locks cost
-# a run about 200 MB of WAL. Every holder of a span lock takes it before it waits for anything a chunk could hold.
-LOCK_SPAN = 50_000
-_SPAN_LOCKS = 7311  # the advisory locks' namespace (app/recommendations/stats.py holds 7310)
-
-
-def _spans_locked(lock: str) -> str:
-    """A one-time filter that takes `lock` (shared or exclusive) on each span in :spans, in their order."""
-    return f"(SELECT count({lock}({_SPAN_LOCKS}, s)) FROM unnest(CAST(:spans AS int[])) s) >= 0"
-
-
-_LOCK_CUSTOMERS = text("SELECT 1 FROM customer WHERE id = ANY(CAST(:ids AS bigint[])) "
-                       f"AND {_spans_locked('pg_advisory_xact_lock_shared')} ORDER BY id FOR NO KEY UPDATE")
-_LOCK_CUSTOMER_RANGE = text(
-    "SELECT count(*) FILTER (WHERE live) FROM (SELECT erased_at IS NULL AS live FROM customer "
-    f"WHERE id BETWEEN :id_from AND :id_to AND {_spans_locked('pg_advisory_xact_lock_shared')} "
-    "ORDER BY id FOR NO KEY UPDATE) locked")
-_HOLD_CHUNK = text("SELECT count(*) FROM customer WHERE id BETWEEN :id_from AND :id_to AND erased_at IS NULL "
-                   f"AND {_spans_locked('pg_advisory_xact_lock')}")
-
-
-def _spans(id_from: int, id_to: int) -> list[int]:
-    return list(range(id_from // LOCK_SPAN, id_to // LOCK_SPAN + 1))
-
-
-async def lock_customers(session: AsyncSession, customer_ids) -> None:
-    """Lock customers until the transaction ends: share their spans (a batch chunk over them first finishes,
-    and none begins meanwhile), then lock their rows in id order, so that writers of the same customers (intake,
-    tier evaluation, erasure) queue instead of deadlocking or overwriting each other's decisions. The spans are
-    locked by the statement's one-time filter, before any row."""
-    ids = sorted(set(customer_ids))
-    if ids:
-        await session.execute(_LOCK_CUSTOMERS, {"ids": ids, "spans": sorted({i // LOCK_SPAN for i in ids})})
-
-
-async def lock_customer_range(session: AsyncSession, id_from: int, id_to: int) -> int:
-    """lock_customers for every customer with an id in [id_from, id_to] (an import evaluated as a range); returns
-    how many of them are not erased."""
-    return await session.scalar(_LOCK_CUSTOMER_RANGE, {"id_from": id_from, "id_to": id_to,
-                                                       "spans": _spans(id_from, id_to)})
-
-
-async def hold_chunk(session: AsyncSession, id_from: int, id_to: int) -> int:
-    """A batch chunk's lock on the customers with ids in [id_from, id_to]: their spans, exclusively, until the
-    transaction ends (writers of those customers wait for it; it waits for those already writing). Returns how
-    many of them are not erased."""
-    return await session.scalar(_HOLD_CHUNK, {"id_from": id_from, "id_to": id_to, "spans": _spans(id_from, id_to)})
 
 
 async def ingest_events(session: AsyncSession, events: list) -> tuple[int, set[int]]:

@@ -9,13 +9,13 @@ from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from app.core.security import CurrentPrincipal, Scope, require_scope
+from app.customers import flows as customer_flows
 from app.customers.schemas import ExternalId
 from app.feedback import service
 from app.feedback.models import Complaint
 from app.feedback.schemas import (ComplaintCategory, ComplaintDetail, ComplaintIn, ComplaintRead, ComplaintStatus,
                                   ComplaintTransitionIn, ComplaintTransitionRead, FeedbackBatchResult,
                                   FeedbackEventBatch, SurveyIn, SurveyKind, SurveyRead)
-from app.tiering.assignment import refresh as tier_refresh
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"], responses=problem_responses(401, 403))
 
@@ -39,7 +39,7 @@ async def ingest_feedback_events(body: FeedbackEventBatch, session: SessionDep, 
     changes nothing, also when retries race. A conversion records the product as held (balance 0) if it is not,
     and the customer's tiers are evaluated again."""
     intake = await service.ingest_feedback(session, body.indexed_events)
-    await tier_refresh.refresh_customers(session, intake.converted_customers)
+    await customer_flows.customers_changed(session, intake.converted_customers)
     if intake.accepted:  # once committed, this instance ranks with the new counts at once (others within seconds)
         background.add_task(request.app.state.recommender.invalidate_stats)
     rejections = sorted(body.rejections + intake.rejections, key=lambda r: r["index"])
@@ -56,7 +56,7 @@ async def record_survey(body: SurveyIn, session: SessionDep, response: Response)
     is_promoter, is_detractor, csat_avg) and the customer's tiers are evaluated again."""
     survey, customer_id, created = await service.record_survey(session, body)
     if created:
-        await tier_refresh.refresh_customers(session, [customer_id])
+        await customer_flows.customers_changed(session, [customer_id])
     else:
         response.status_code = status.HTTP_200_OK
     return SurveyRead.model_validate({**{c.key: getattr(survey, c.key) for c in survey.__table__.c},
@@ -85,7 +85,7 @@ async def open_complaint(body: ComplaintIn, session: SessionDep, principal: Curr
     customer's `open_complaints` attribute (rules use it) and the customer's tiers are evaluated again."""
     complaint_id, customer_id, created = await service.open_complaint(session, body, principal.name)
     if created:
-        await tier_refresh.refresh_customers(session, [customer_id])
+        await customer_flows.customers_changed(session, [customer_id])
     else:
         response.status_code = status.HTTP_200_OK
     return await _detail(session, complaint_id)
@@ -129,5 +129,5 @@ async def move_complaint(complaint_id: ComplaintId, body: ComplaintTransitionIn,
     """Move a complaint: open -> in_progress -> resolved -> closed, open -> resolved, and back to open (reopen)
     from in_progress, resolved or closed. Any other move is a 409. The actor is the API key's name."""
     customer_id = await service.move_complaint(session, complaint_id, body.to, body.note, principal.name)
-    await tier_refresh.refresh_customers(session, [customer_id])
+    await customer_flows.customers_changed(session, [customer_id])
     return await _detail(session, complaint_id)

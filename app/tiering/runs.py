@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.errors import Conflict
 from app.customers.models import Customer
-from app.customers.service import LOCK_SPAN, hold_chunk
+from app.customers.locks import LOCK_SPAN, hold_chunk
 from app.tiering.assignment.compile import AssignmentCounts, assign, compiled_active_versions
 from app.tiering.assignment.refresh import expire_overrides
 from app.tiering.models import TierAssignment, TierPolicy, TierRun

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from app.core.migrations import upgrade_to_head
-from app.customers.service import LOCK_SPAN, hold_chunk, lock_customer_range, lock_customers
+from app.customers.locks import LOCK_SPAN, hold_chunk, lock_customer_range, lock_customers
 
 
 @pytest.fixture

@@ -5,49 +5,46 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.tiering.assignment.compile import AssignmentCounts, assign, compiled_active_versions
+from app.tiering.models import TierAssignment
 
 
-async def refresh_customers(session: AsyncSession, customer_ids: Sequence[int], now: datetime | None = None,
-                            policy_ids: Sequence[int] | None = None,
-                            changed: frozenset[str] | None = None) -> AssignmentCounts:
-    """Re-evaluate every active policy for these customers, in the caller's transaction (so a write to a
-    customer and its new tier commit together: the app never reads a stale tier after a deposit). With
-    `changed` (the attributes a write can have moved), only the policies reading one of them are evaluated.
-    Every write to a customer's data calls this; so it also marks their offer states stale (recommendations).
+def dense_range(ids: Sequence[int]) -> tuple[int, int] | None:
+    """Many customers with close ids (an import; `ids` sorted and distinct) are locked and evaluated as their id
+    range, like a chunk of a batch run: that range. None for scattered ones (an intake batch): by id."""
+    return (ids[0], ids[-1]) if len(ids) > 100 and ids[-1] - ids[0] < 2 * len(ids) else None
 
-    Many customers with close ids (an import) are evaluated as their id range, like a chunk of a batch run;
-    scattered ones (an intake batch) by id."""
-    from app.customers.service import lock_customer_range, lock_customers
-    from app.recommendations import offer_state
 
+async def refresh_tiers(session: AsyncSession, ids: Sequence[int], *, id_range: tuple[int, int] | None,
+                        now: datetime | None = None, policy_ids: Sequence[int] | None = None,
+                        changed: frozenset[str] | None = None) -> AssignmentCounts:
+    """Re-evaluate every active policy for these customers (`ids` sorted and distinct, `id_range` their
+    dense_range), in the caller's transaction, which has locked them (app.customers.flows): a write to a customer
+    and its new tier commit together, so the app never reads a stale tier after a deposit. With `changed` (the
+    attributes a write can have moved), only the policies reading one of them are evaluated."""
     totals = AssignmentCounts()
-    if not customer_ids:
+    if not ids:
         return totals
-    ids = sorted(set(customer_ids))
-    dense = len(ids) > 100 and ids[-1] - ids[0] < 2 * len(ids)
-    if dense:
-        # Plan for this range: a cached generic plan cannot see it and may nest-loop over the whole table.
-        await session.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
-        await lock_customer_range(session, ids[0], ids[-1])
-    else:
-        await lock_customers(session, ids)
-    await offer_state.mark_stale(session, ids, changed)
     now = now or await session.scalar(select(func.now()))
-    versions = await compiled_active_versions(session, policy_ids, "range" if dense else "ids")
+    versions = await compiled_active_versions(session, policy_ids, "range" if id_range else "ids")
     for compiled in versions:
         if changed is not None and not compiled.attributes & changed:
             continue
-        if dense:
-            totals.add(await assign(session, compiled, now, id_range=(ids[0], ids[-1])))
-            await expire_overrides(session, compiled.policy_id, now, ids[0], ids[-1])
+        if id_range:
+            totals.add(await assign(session, compiled, now, id_range=id_range))
+            await expire_overrides(session, compiled.policy_id, now, *id_range)
         else:
             totals.add(await assign(session, compiled, now, customer_ids=ids))
             await expire_overrides(session, compiled.policy_id, now, ids[0], ids[-1], ids)
     return totals
+
+
+async def erase_assignments(session: AsyncSession, customer_id: int) -> None:
+    """Erasure: the customer's assignments go (their facts hold the customer's values); the feed keeps its moves."""
+    await session.execute(delete(TierAssignment).where(TierAssignment.customer_id == customer_id))
 
 
 _EXPIRE_OVERRIDES = sa.text("""

@@ -12,9 +12,10 @@ from app.core.errors import problem_responses
 from app.core.hotpath import HotRead
 from app.core.pagination import LimitParam, decode_key_cursor, encode_cursor, page_of
 from app.core.security import Scope, require_scope
+from app.customers import flows as customer_flows
 from app.customers import service as customers_service
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalId
-from app.tiering.assignment import overrides, reads, refresh
+from app.tiering.assignment import overrides, reads
 from app.tiering import policies
 from app.tiering.schemas import CareEntry, CustomerTiers, TierOverridePut, TierTransitionPage, TierTransitionRead
 
@@ -58,7 +59,7 @@ HOT_READS = [HotRead("/v1/customers/{external_id}/tiers", Scope.TIERS_READ, {"ex
 async def evaluate_customer_tiers(external_id: ExternalIdPath, session: SessionDep) -> CustomerTiers:
     """Re-evaluate the customer's tiers now (they also refresh on every change to the customer's data)."""
     customer_id = await customers_service.customer_id_of(session, external_id)
-    await refresh.refresh_customers(session, [customer_id])
+    await customer_flows.customers_changed(session, [customer_id])
     return await _tiers(session, external_id)
 
 
