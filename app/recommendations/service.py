@@ -279,8 +279,7 @@ _CANDIDATES = """
 , tiers AS (  -- one row: the tier of the primary policy ('*': none) and the customer's tiers in every policy
     SELECT coalesce(max(t.tier) FILTER (WHERE t.key = $1), '*') AS primary_tier,
            coalesce(array_agg(t.tier::text), '{}') AS codes
-    FROM (SELECT p.key, CASE WHEN a.override_code IS NOT NULL AND (a.override_expires_at IS NULL
-                                  OR a.override_expires_at > now()) THEN a.override_code ELSE a.tier_code END AS tier
+    FROM (SELECT p.key, effective_tier(a) AS tier
           FROM requested_customer rc JOIN tier_assignment a ON a.customer_id = rc.customer_id
           JOIN tier_policy p ON p.id = a.policy_id) t
 ), outcomes AS (

@@ -7,9 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 _REFRESH_HOLDING_STATS = text("""
 WITH live AS (
     SELECT c.id, coalesce(a.tier, '*') AS tier FROM customer c
-    LEFT JOIN (SELECT a.customer_id,
-                      CASE WHEN a.override_code IS NOT NULL AND (a.override_expires_at IS NULL
-                                OR a.override_expires_at > now()) THEN a.override_code ELSE a.tier_code END AS tier
+    LEFT JOIN (SELECT a.customer_id, effective_tier(a) AS tier
                FROM tier_assignment a JOIN tier_policy p ON p.id = a.policy_id WHERE p.key = :primary_policy) a
            ON a.customer_id = c.id
     WHERE c.erased_at IS NULL

@@ -6,7 +6,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import func, select, text
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,8 +14,7 @@ from app.customers.service import AUM_CATEGORIES
 from app.products.models import Product
 from app.reports.stats import difference_interval, wilson_interval
 from app.tiering import policies
-from app.tiering.assignment.reads import effective_tier_code
-from app.tiering.models import TierAssignment, TierTransition
+from app.tiering.models import TierAssignment, TierTransition, effective_rank, effective_tier
 
 NO_TIER = "-"
 TREATMENT, HOLDOUT = "personalised", "holdout_popularity"
@@ -30,20 +28,13 @@ async def _policy_and_labels(session: AsyncSession, key: str) -> tuple[int, dict
 
 # ---- tier distribution -------------------------------------------------------------------------------------
 
-def _effective_rank(assignment=TierAssignment):
-    override_applies = sa.and_(assignment.override_code.is_not(None),
-                               sa.or_(assignment.override_expires_at.is_(None),
-                                      assignment.override_expires_at > func.now()))
-    return sa.case((override_applies, assignment.override_rank), else_=assignment.tier_rank)
-
-
 def _tier_distribution_statement():
     aum = (select(Holding.customer_id, func.sum(Holding.balance).label("aum"))
            .join(Product, Product.code == Holding.product_code)
            .where(Product.category.in_(AUM_CATEGORIES))
            .group_by(Holding.customer_id).subquery("aum"))
-    tier = effective_tier_code(TierAssignment).label("tier")
-    return (select(tier, func.max(_effective_rank()).label("rank"), func.count().label("customers"),
+    tier = effective_tier().label("tier")
+    return (select(tier, func.max(effective_rank()).label("rank"), func.count().label("customers"),
                    func.coalesce(func.sum(aum.c.aum), 0).label("aum"))
             .select_from(TierAssignment).outerjoin(aum, aum.c.customer_id == TierAssignment.customer_id)
             .where(TierAssignment.policy_id == sa.bindparam("policy_id"))
@@ -141,10 +132,6 @@ async def recommendation_funnel(session: AsyncSession, from_: datetime, to: date
 
 # ---- satisfaction ------------------------------------------------------------------------------------------
 
-_EFFECTIVE_TIER_SQL = str(effective_tier_code(TierAssignment.__table__.alias("a").c).compile(
-    dialect=postgresql.dialect()))
-"""The one definition of a customer's effective tier, as SQL over tier_assignment aliased `a`."""
-
 _SATISFACTION = text(f"""
 WITH latest_nps AS (
     SELECT DISTINCT ON (customer_id) customer_id, score
@@ -157,7 +144,7 @@ WITH latest_nps AS (
     SELECT customer_id, 'csat', score FROM survey_response
     WHERE kind = 'csat' AND occurred_at >= :from_ AND occurred_at < :to
 ), per_tier AS (
-    SELECT coalesce({_EFFECTIVE_TIER_SQL}, '{NO_TIER}') AS tier,
+    SELECT coalesce(effective_tier(a), '{NO_TIER}') AS tier,
            count(*) FILTER (WHERE s.kind = 'nps') AS nps_responses,
            count(*) FILTER (WHERE s.kind = 'nps' AND s.score >= 9) AS promoters,
            count(*) FILTER (WHERE s.kind = 'nps' AND s.score <= 6) AS detractors,

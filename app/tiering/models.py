@@ -1,12 +1,14 @@
-"""Tier policy tables: a policy, its numbered versions (one active, enforced by a partial unique index), its audit."""
+"""Tiering tables: a policy, its numbered versions (one active, enforced by a partial unique index), its audit;
+assignments (with the effective tier), the change feed and batch runs."""
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
-                        func, text)
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint, func, text)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql import ColumnElement, FromClause
 
 from app.core.db import Base
 
@@ -97,6 +99,31 @@ class TierAssignment(Base):
     override_reason: Mapped[str | None] = mapped_column(Text)
     override_actor: Mapped[str | None] = mapped_column(String(200))
     override_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# The tier a customer has under a policy: an unexpired override wins over the tier the rules (and grace) gave.
+# Defined once, as the SQL functions tier_override_applies, effective_tier and effective_rank of a tier_assignment
+# row (migrations/versions/2026-12-06_effective_tier.py), which Postgres inlines; raw SQL calls them as
+# `effective_tier(a)`, SQLAlchemy through these.
+
+def _row(assignment: FromClause | type[TierAssignment]) -> ColumnElement[Any]:
+    table = assignment.__table__ if isinstance(assignment, type) else assignment
+    return table.table_valued()
+
+
+def tier_override_applies(assignment: FromClause | type[TierAssignment] = TierAssignment) -> ColumnElement[bool]:
+    """Whether the assignment's override applies now (set and unexpired)."""
+    return func.tier_override_applies(_row(assignment), type_=Boolean())
+
+
+def effective_tier(assignment: FromClause | type[TierAssignment] = TierAssignment) -> ColumnElement[str]:
+    """The tier code the customer has (`assignment`: the model, or an alias of its table)."""
+    return func.effective_tier(_row(assignment), type_=Text())
+
+
+def effective_rank(assignment: FromClause | type[TierAssignment] = TierAssignment) -> ColumnElement[int]:
+    """The rank of the tier the customer has."""
+    return func.effective_rank(_row(assignment), type_=Integer())
 
 
 class TierTransition(Base):

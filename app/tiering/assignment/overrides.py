@@ -6,27 +6,26 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import InvalidInput
 from app.tiering.assignment.compile import explainer
-from app.tiering.models import TierAssignment, TierPolicy, TierPolicyVersion, TierTransition
+from app.tiering.errors import NoTierAssignment
+from app.tiering.models import (TierAssignment, TierPolicy, TierPolicyVersion, TierTransition, effective_rank,
+                                effective_tier)
 
 
 async def set_override(session: AsyncSession, customer_id: int, policy: TierPolicy, tier_code: str, reason: str,
                        expires_at: datetime | None, actor: str) -> None:
     """Pin a customer's tier under a policy (a relationship manager's decision), until it expires or is removed."""
-    from app.core.errors import InvalidInput
-    from app.tiering.errors import NoTierAssignment
-
-    assignment = await session.get(TierAssignment, (customer_id, policy.id), with_for_update=True)
-    if assignment is None:
+    locked = await _locked(session, customer_id, policy.id)
+    if locked is None:
         raise NoTierAssignment(policy.key)
+    assignment, before_code, before_rank, now = locked
     version_updated_at = await session.scalar(select(TierPolicyVersion.updated_at)
                                               .where(TierPolicyVersion.id == assignment.version_id))
     compiled = await explainer(session, assignment.version_id, version_updated_at)
     if tier_code not in compiled.rank_of:
         raise InvalidInput("/tier", f"'{tier_code}' is not a tier of {policy.key} version {compiled.version}: "
                                     f"one of {', '.join(compiled.rank_of)}")
-    now = await session.scalar(select(func.now()))
-    before_code, before_rank = _effective(assignment, now)
     assignment.override_code, assignment.override_rank = tier_code, compiled.rank_of[tier_code]
     assignment.override_reason, assignment.override_actor, assignment.override_expires_at = reason, actor, expires_at
     _note(session, assignment, before_code, before_rank, tier_code, compiled.rank_of[tier_code], "override", now)
@@ -34,11 +33,10 @@ async def set_override(session: AsyncSession, customer_id: int, policy: TierPoli
 
 
 async def remove_override(session: AsyncSession, customer_id: int, policy: TierPolicy) -> None:
-    assignment = await session.get(TierAssignment, (customer_id, policy.id), with_for_update=True)
-    if assignment is None or assignment.override_code is None:
+    locked = await _locked(session, customer_id, policy.id)
+    if locked is None or locked[0].override_code is None:
         return
-    now = await session.scalar(select(func.now()))
-    before_code, before_rank = _effective(assignment, now)
+    assignment, before_code, before_rank, now = locked
     assignment.override_code = assignment.override_rank = assignment.override_reason = None
     assignment.override_actor = assignment.override_expires_at = None
     _note(session, assignment, before_code, before_rank, assignment.tier_code, assignment.tier_rank,
@@ -46,11 +44,14 @@ async def remove_override(session: AsyncSession, customer_id: int, policy: TierP
     await session.flush()
 
 
-def _effective(assignment: TierAssignment, now: datetime) -> tuple[str, int]:
-    if assignment.override_code is not None and (assignment.override_expires_at is None
-                                                 or assignment.override_expires_at > now):
-        return assignment.override_code, assignment.override_rank
-    return assignment.tier_code, assignment.tier_rank
+async def _locked(session: AsyncSession, customer_id: int, policy_id: int
+                  ) -> tuple[TierAssignment, str, int, datetime] | None:
+    """The assignment, locked, with the tier and rank the customer has now and the transaction's time."""
+    row = (await session.execute(
+        select(TierAssignment, effective_tier(), effective_rank(), func.now())
+        .where(TierAssignment.customer_id == customer_id, TierAssignment.policy_id == policy_id)
+        .with_for_update().execution_options(populate_existing=True))).first()
+    return tuple(row) if row is not None else None
 
 
 def _note(session: AsyncSession, assignment: TierAssignment, from_code: str, from_rank: int, to_code: str,

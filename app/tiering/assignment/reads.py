@@ -6,27 +6,22 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic_core import to_json
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
+from app.customers.errors import CustomerNotFound
+from app.customers.models import Customer
 from app.tiering.assignment.compile import cached_explainer, explainer
-from app.tiering.models import TierAssignment, TierPolicy, TierTransition
-
-
-def effective_tier_code(assignment=TierAssignment, now=None) -> ColumnElement[str]:
-    """The tier a customer has: an unexpired override, else the tier the rules (and grace) gave."""
-    now = now if now is not None else func.now()
-    override_applies = sa.and_(assignment.override_code.is_not(None),
-                               sa.or_(assignment.override_expires_at.is_(None), assignment.override_expires_at > now))
-    return sa.case((override_applies, assignment.override_code), else_=assignment.tier_code)
+from app.tiering.models import TierAssignment, TierPolicy, TierTransition, effective_tier
 
 
 # The hottest read of the service (GET /v1/customers/{id}/tiers): one indexed query, run on the driver.
 _CUSTOMER_TIERS = """
-SELECT p.key, v.version, a.version_id, v.updated_at AS version_updated_at, a.tier_code, a.tier_rank, a.since,
-       a.evaluated_at, a.qualified_code, a.lower_since, a.override_code, a.override_rank, a.override_reason,
-       a.override_actor, a.override_expires_at, now() AS now,
+SELECT p.key, v.version, a.version_id, v.updated_at AS version_updated_at, effective_tier(a) AS tier,
+       effective_rank(a) AS rank, a.since, a.evaluated_at, a.qualified_code, a.lower_since,
+       tier_override_applies(a) AS override_applies, a.override_code, a.override_reason, a.override_actor,
+       a.override_expires_at,
        ARRAY(SELECT f::text FROM jsonb_array_elements(a.facts) f) AS facts
 FROM customer c
 LEFT JOIN tier_assignment a ON a.customer_id = c.id
@@ -44,8 +39,6 @@ async def customer_tiers_json(connection, sessionmaker, external_id: str) -> byt
     from `sessionmaker` (a zero-argument callable returning an async context manager of a session). 404 when there is no such customer."""
     rows = await connection.fetch(_CUSTOMER_TIERS, external_id)
     if not rows:
-        from app.customers.errors import CustomerNotFound
-
         raise CustomerNotFound(external_id)
     tiers = []
     for row in rows:
@@ -55,21 +48,19 @@ async def customer_tiers_json(connection, sessionmaker, external_id: str) -> byt
         if compiled is None:
             async with sessionmaker() as session:
                 compiled = await explainer(session, row["version_id"], row["version_updated_at"])
-        override_applies = row["override_code"] is not None and (
-            row["override_expires_at"] is None or row["override_expires_at"] > row["now"])
-        tier = row["override_code"] if override_applies else row["tier_code"]
+        tier = row["tier"]
         at_risk = row["lower_since"] is not None
         head = to_json({
             "policy": row["key"], "policy_version": row["version"], "tier": tier,
             "label": compiled.explanation.labels.get(tier, tier),
-            "rank": row["override_rank"] if override_applies else row["tier_rank"],
+            "rank": row["rank"],
             "since": row["since"], "evaluated_at": row["evaluated_at"],
             "qualified_tier": row["qualified_code"], "at_risk": at_risk,
             "downgrade_to": row["qualified_code"] if at_risk else None,
             "downgrade_on": (row["lower_since"] + timedelta(days=compiled.grace_days)).date() if at_risk else None,
             "override": {"tier": row["override_code"], "reason": row["override_reason"],
                          "actor": row["override_actor"], "expires_at": row["override_expires_at"]}
-            if override_applies else None})
+            if row["override_applies"] else None})
         explanation = compiled.explanation.render(row["facts"], row["qualified_code"])
         tiers.append(head[:-1] + b',"explanation":' + explanation.encode() + b"}")
     return b'{"customer_id":' + to_json(external_id) + b',"tiers":[' + b",".join(tiers) + b"]}"
@@ -83,8 +74,6 @@ async def transitions_page(session: AsyncSession, *, after: tuple[int, int] | No
                            customer_id: int | None = None, policy_id: int | None = None) -> list[Any]:
     """Transitions in feed order (writing transaction, then id). The feed shows only rows of transactions that
     finished before every transaction still running, so nothing can later appear behind a reader's cursor."""
-    from app.customers.models import Customer
-
     query = (select(TierTransition, TierPolicy.key, Customer.external_id)
              .join(TierPolicy, TierPolicy.id == TierTransition.policy_id)
              .join(Customer, Customer.id == TierTransition.customer_id)
@@ -103,11 +92,9 @@ async def transitions_page(session: AsyncSession, *, after: tuple[int, int] | No
 
 def tier_filter(policy_id: int, tier: str | None, at_risk: bool | None) -> ColumnElement[bool]:
     """Customers (by customer.id) holding a tier under a policy, or at risk of a downgrade: for list filters."""
-    from app.customers.models import Customer
-
     query = select(TierAssignment.customer_id).where(TierAssignment.policy_id == policy_id)
     if tier is not None:
-        query = query.where(effective_tier_code() == tier)
+        query = query.where(effective_tier() == tier)
     if at_risk is not None:
         query = query.where(TierAssignment.lower_since.is_not(None) if at_risk else TierAssignment.lower_since.is_(None))
     return Customer.id.in_(query)
@@ -116,10 +103,7 @@ def tier_filter(policy_id: int, tier: str | None, at_risk: bool | None) -> Colum
 _CARE_CALENDAR = sa.text("""
 SELECT c.external_id AS customer_id, c.display_name, a.tier AS tier, o.occasion,
        o.next_date::text AS date, date_part('year', age(o.next_date, o.origin))::int AS years
-FROM (SELECT customer_id,
-             CASE WHEN override_code IS NOT NULL AND (override_expires_at IS NULL OR override_expires_at > now())
-                  THEN override_code ELSE tier_code END AS tier
-      FROM tier_assignment WHERE policy_id = :policy_id) a
+FROM (SELECT customer_id, effective_tier(a) AS tier FROM tier_assignment a WHERE policy_id = :policy_id) a
 JOIN customer c ON c.id = a.customer_id AND c.erased_at IS NULL
 CROSS JOIN LATERAL (VALUES ('birthday', c.birth_date), ('anniversary', (c.onboarded_at AT TIME ZONE 'UTC')::date))
      AS d(occasion, origin)
