@@ -53,7 +53,7 @@ def demo(customers: Annotated[int, typer.Option("--customers", "-n", min=1)] = 1
 async def _load_demo(settings: Settings, customers: int, seed: int) -> dict:
     from app.demo import generate_demo_bank
     from app.recommendations.contact import load_default_contact_policy
-    from app.recommendations.stats import refresh_stats
+    from app.recommendations.ranking_stats import refresh_stats
     from app.tiering.policies import load_default_policies
 
     async with command_session(settings) as session:
@@ -148,7 +148,7 @@ async def _tier_run(settings: Settings, policy_key: str | None, chunk_size: int)
 def refresh_offer_states(everyone: Annotated[bool, typer.Option(
         "--everyone", help="Every customer, not only those who have asked for recommendations.")] = False) -> None:
     """Compute again the customers' offer states that no longer hold (set-based SQL; also runs on a schedule)."""
-    from app.recommendations.service import Recommender
+    from app.recommendations.recommender import Recommender
 
     settings = get_settings()
 
@@ -165,13 +165,13 @@ def refresh_offer_states(everyone: Annotated[bool, typer.Option(
 @cli.command("refresh-stats")
 def refresh_stats() -> None:
     """Recompute product popularity and co-holding statistics (set-based SQL; also runs on a schedule)."""
-    from app.recommendations import stats
+    from app.recommendations import ranking_stats
 
     settings = get_settings()
 
     async def run() -> dict:
         async with command_session(settings) as session:
-            return await stats.refresh_stats(session, settings.primary_policy)
+            return await ranking_stats.refresh_stats(session, settings.primary_policy)
 
     typer.echo(json.dumps(asyncio.run(run())))
 

@@ -17,7 +17,7 @@ from app.reports.router import router as reports_router
 from app.recommendations.router import contact_router
 from app.recommendations.router import HOT_READS as RECOMMENDATION_HOT_READS
 from app.recommendations.router import router as recommendations_router
-from app.recommendations.service import Recommender
+from app.recommendations.recommender import Recommender
 from app.rules.router import custom_attributes_router
 from app.rules.router import router as rules_router
 from app.tiering.assignment.router import HOT_READS as TIER_HOT_READS

@@ -68,7 +68,7 @@ async def refresh_offer_states(dsn: str) -> dict:
     --everyone`): the first run after a demo load computes all states, a later one those that no longer hold."""
     from app.core.db import create_engine, create_sessionmaker
     from app.core.embedded import to_async_url
-    from app.recommendations.service import Recommender
+    from app.recommendations.recommender import Recommender
 
     settings = Settings(database_url=dsn)
     engine = create_engine(to_async_url(dsn), settings)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.customers import locks, service
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
 from app.recommendations import offer_state
-from app.recommendations.service import erase_served_reasons
+from app.recommendations.served import erase_served_reasons
 from app.tiering.assignment import refresh as tier_refresh
 
 # Plan each statement for the range it is given: a cached generic plan cannot see it and may nest-loop over the

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 # writers of the same customer). A chunk thus writes nothing to its customers' rows, where a million row locks cost
 # a run about 200 MB of WAL. Every holder of a span lock takes it before it waits for anything a chunk could hold.
 LOCK_SPAN = 50_000
-_SPAN_LOCKS = 7311  # the advisory locks' namespace (app/recommendations/stats.py holds 7310)
+_SPAN_LOCKS = 7311  # the advisory locks' namespace (app/recommendations/ranking_stats.py holds 7310)
 
 
 def _spans_locked(lock: str) -> str:

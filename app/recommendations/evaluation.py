@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.core.db import driver_connection
-from app.recommendations import stats
-from app.recommendations.service import Recommender
+from app.recommendations import ranking_stats
+from app.recommendations.recommender import Recommender
 from app.tiering import runs
 from app.tiering.schemas import TierPolicyCreate
 from app.tiering.policies import activate_version, create_policy
@@ -137,7 +137,7 @@ async def evaluate(sessionmaker: async_sessionmaker, settings: Settings, path: P
         await session.commit()
     await runs.execute_run(sessionmaker, run.id, workers=settings.tier_run_workers)
     async with sessionmaker() as session:
-        await stats.refresh_stats(session, SEGMENT_POLICY)
+        await ranking_stats.refresh_stats(session, SEGMENT_POLICY)
         await session.commit()
         popularity = [row[0] for row in (await session.execute(text(
             "SELECT product_code FROM product_holding_stat WHERE tier_code = '*' ORDER BY holders DESC, product_code"

@@ -16,7 +16,7 @@ from app.core.db import Base
 class RecommendationList(Base):
     """One served list: what a customer was shown, when, on which channel and by which strategy.
 
-    Written with its items by one statement (app/recommendations/service.py), which takes the customer's id from
+    Written with its items by one statement (app/recommendations/served.py), which takes the customer's id from
     the request's own read; customers are never deleted (erasure anonymises the row) and neither are lists. So
     neither table has foreign keys: each checked nothing that statement could get wrong, and each locked a row
     (the customer's, the new list's) on every list served."""
@@ -88,7 +88,7 @@ class CustomerOfferState(Base):
     explanation: Mapped[list[Any] | None] = mapped_column(JSONB)
     """A JSON array: the values (as explanations show them) of the attributes that conjunctions read, then each
     other condition's facts (app.rules.compile.facts_expression), in the order of the compiled catalog
-    (app.recommendations.service.CatalogSnapshot.explanation)."""
+    (app.recommendations.catalog.CatalogSnapshot.explanation)."""
     reads: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     """The attributes the state depends on: those the catalog's conditions read, the products held, the risk
     tolerance and the marketing consent."""

@@ -10,7 +10,7 @@ from app.core.errors import problem_responses
 from app.core.hotpath import HotRead
 from app.core.security import Scope, require_scope
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalId
-from app.recommendations import contact, service
+from app.recommendations import contact, recommender
 from app.recommendations.schemas import ContactPolicy, RecommendationQuery, RecommendationsRead
 
 router = APIRouter(prefix="/v1/customers/{external_id}/recommendations", tags=["recommendations"],
@@ -24,7 +24,7 @@ async def render_recommendations(connection, state, external_id: str, query: Rec
     result = await state.recommender.recommend(
         connection, external_id, channel=query.channel, limit=query.limit, exclude=query.exclude,
         explain=query.explain, seed=query.seed, explore=query.explore)
-    return service.recommendations_json(result, query.explain)
+    return recommender.recommendations_json(result, query.explain)
 
 
 @router.get("", response_model=RecommendationsRead, dependencies=[require_scope(Scope.RECOMMENDATIONS_READ)])

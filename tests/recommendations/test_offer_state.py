@@ -24,7 +24,7 @@ from app.core.db import create_sessionmaker, server_settings
 from app.core.migrations import upgrade_to_head
 from app.customers.models import Customer
 from app.recommendations import offer_state
-from app.recommendations.service import build_snapshot
+from app.recommendations.catalog import build_snapshot
 from app.rules.attributes import features_for_customers, features_stable_until
 from tests.recommendations.test_recommendations import CATALOG, bank, make_customer, recommend  # noqa: F401
 

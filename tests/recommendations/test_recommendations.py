@@ -11,8 +11,8 @@ from sqlalchemy import text
 
 from app.main import create_app
 from app.products.models import Product
-from app.recommendations import stats
-from app.recommendations.service import in_holdout
+from app.recommendations import ranking_stats
+from app.recommendations.ranking import in_holdout
 from tests.factories import WEALTH_TIERS
 
 CATALOG = [
@@ -255,7 +255,7 @@ async def test_refresh_stats_counts_holdings_and_co_holdings(client, as_role, ba
     await make_customer(client, as_role, "Q1", holdings=[("current_account", "1.00"), ("bond_fund", "1.00")])
     await make_customer(client, as_role, "Q2", holdings=[("current_account", "1.00"), ("bond_fund", "1.00")])
     await make_customer(client, as_role, "Q3", holdings=[("current_account", "1.00")])
-    await stats.refresh_stats(session, "wealth")
+    await ranking_stats.refresh_stats(session, "wealth")
     both, held_total = (await session.execute(text(
         "SELECT holding_both, held_total FROM co_holding_stat WHERE held_code = 'current_account' "
         "AND product_code = 'bond_fund'"))).one()

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.core.migrations import upgrade_to_head
-from app.recommendations.service import (CatalogProduct, Ranked, RecommendationResult, ServedLists,
-                                         time_ordered_uuid)
+from app.recommendations.catalog import CatalogProduct
+from app.recommendations.ranking import Ranked, RecommendationResult
+from app.recommendations.served import ServedLists, time_ordered_uuid
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import text
 
-from app.recommendations.stats import refresh_stats
+from app.recommendations.ranking_stats import refresh_stats
 from tests.feedback.test_surveys import survey
 from tests.tiering.test_assignment import make_customer, tier_of, wealth  # noqa: F401 (fixture)
 

@@ -1,4 +1,7 @@
-"""Holding and co-holding statistics: refreshed by a job in set-based SQL, never computed per request."""
+"""The population-wide statistics that rank: popularity and co-holding, refreshed by a job in set-based SQL, and\nfeedback counts; read a few hundred rows at a time (`RankingStats`), never computed per request."""
+
+from collections import defaultdict
+from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,3 +45,28 @@ async def refresh_stats(session: AsyncSession, primary_policy: str) -> dict[str,
     await session.execute(text("DELETE FROM co_holding_stat"))
     co = (await session.execute(_REFRESH_CO_HOLDING)).rowcount
     return {"product_holding_stat": holding, "co_holding_stat": co}
+
+
+@dataclass(frozen=True)
+class RankingStats:
+    """The population-wide statistics that rank, read in three small queries."""
+
+    popularity: dict[tuple[str, str], float]
+    """(product, tier of the primary policy or '*' for everyone): (holders + 1) / (customers + 2)."""
+    co_holding: dict[str, dict[str, float]]
+    """product: {held product: share of that product's holders who also hold this one}."""
+    feedback: dict[tuple[str, str], tuple[int, int, int, int]]
+    """(product, tier or '-' for customers without one): impressions, accepts, conversions, dismissals."""
+
+    @classmethod
+    async def load(cls, connection) -> "RankingStats":
+        popularity = {(r[0], r[1]): r[2] for r in await connection.fetch(
+            "SELECT product_code, tier_code, (holders + 1)::float8 / (customers + 2) FROM product_holding_stat")}
+        co_holding: dict[str, dict[str, float]] = defaultdict(dict)
+        for product, held, share in await connection.fetch(
+                "SELECT product_code, held_code, holding_both::float8 / held_total FROM co_holding_stat"):
+            co_holding[product][held] = share
+        feedback = {(r[0], r[1]): tuple(r[2:]) for r in await connection.fetch(
+            "SELECT product_code, tier_code, sum(impressions)::bigint, sum(accepts)::bigint, sum(converts)::bigint, "
+            "sum(dismisses)::bigint FROM propensity_stat GROUP BY product_code, tier_code")}
+        return cls(popularity=popularity, co_holding=dict(co_holding), feedback=feedback)

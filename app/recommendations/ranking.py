@@ -1,0 +1,198 @@
+"""Ranking: candidates scored by propensity x value x lever, each shown item with its reasons in words.
+
+Propensity = a Beta posterior of the product's acceptance rate within the customer's tier (prior: the product's
+popularity in that tier, worth `prior_strength` observations; evidence: recommendation feedback), Thompson-sampled
+for exploration, times the customer's co-holding lift (how much likelier customers holding what this customer holds
+are to hold it) and a win-back boost for a product held recently. With little feedback the prior dominates.
+"""
+
+import hashlib
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from app.core.config import Settings
+from app.recommendations.catalog import CatalogProduct, CatalogSnapshot, Explanation
+from app.recommendations.ranking_stats import RankingStats
+from app.rules import explain_row
+from app.rules.compile import facts_mapping
+
+EPSILON = 0.005
+
+
+@dataclass
+class Ranked:
+    product: CatalogProduct
+    score: float
+    propensity: float
+    value: float
+    lever: float
+    evidence: dict[str, Any]
+    """What the score was made of, for the reasons (written only for the items shown)."""
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RecommendationResult:
+    customer_id: int
+    external_id: str
+    tier: str | None
+    strategy: str
+    items: list[Ranked]
+    filtered: list[dict[str, Any]]
+    recommendation_ids: list[uuid.UUID] = field(default_factory=list)
+
+
+def in_holdout(external_id: str, share: float) -> bool:
+    """A stable share of customers gets the unpersonalised baseline, so that uplift can be measured."""
+    bucket = int.from_bytes(hashlib.sha256(f"holdout:{external_id}".encode()).digest()[:4], "big") / 2**32
+    return bucket < share
+
+
+def _money(value: Any) -> str:
+    return f"{Decimal(str(value)):,.0f}"
+
+
+def rank(row, snapshot: CatalogSnapshot, explanation: Explanation, stats: RankingStats, settings: Settings, *,
+         strategy: str, seed: int | None, explore: bool, limit: int, explain: bool) -> RecommendationResult:
+    """The customer's candidates (`row`: a row of one of the snapshot's statements) ranked by propensity x value x
+    lever under `strategy`, the first `limit` with their reasons (`explanation`: the offer state's); with
+    `explain`, every product filtered out and the filter that removed it."""
+    rng = random.Random(seed) if seed is not None else _RANDOM
+    tier = None if row["primary_tier"] == "*" else row["primary_tier"]
+    held = row["held_products"] or []
+    last_held_of = dict(zip(row["held_before"] or (), row["held_until"] or ()))
+    ranked, filtered = [], []
+    codes = row["codes"] or ()
+    unexplained = (None,) * len(codes)  # not explaining: only the candidates come back
+    for code, filtered_by, contact_rule in zip(codes, row["filtered_by"] or unexplained,
+                                               row["contact_rules"] or unexplained):
+        product = snapshot.products.get(code)
+        if product is None:  # created since the snapshot: the next snapshot will have it
+            continue
+        if filtered_by is not None:
+            if explain:
+                filtered.append(_filtered(product, filtered_by, contact_rule, row))
+            continue
+        ranked.append(_score(product, last_held_of.get(code), stats, settings, strategy, rng, explore, held, tier))
+    ranked.sort(key=lambda r: (-r.score, r.product.code))
+    for item in ranked[:limit]:
+        item.reasons = _reasons(item, row, explanation, snapshot, strategy, tier)
+    return RecommendationResult(customer_id=row["customer_id"], external_id=row["external_id"], tier=tier,
+                                strategy=strategy, items=ranked[:limit], filtered=filtered)
+
+
+_RANDOM = random.Random()  # exploration without a seed: one generator per process, seeded from the OS once
+
+
+def _score(product: CatalogProduct, last_held: date | None, stats: RankingStats, settings: Settings, strategy: str,
+           rng: random.Random, explore: bool, held: list[str], tier: str | None) -> Ranked:
+    code = product.code
+    tier_popularity = (stats.popularity.get((code, tier or "*")) or stats.popularity.get((code, "*"))
+                       or EPSILON)
+    if strategy == "holdout_popularity":
+        return Ranked(product, tier_popularity, tier_popularity, 1.0, 1.0, {"tier_popularity": tier_popularity})
+    # the Beta posterior of the acceptance rate in the tier, its prior centred on the tier's popularity
+    impressions, accepts, converts, dismisses = stats.feedback.get((code, tier or "-"), (0, 0, 0, 0))
+    successes = max(accepts, converts)
+    failures = max(impressions - successes, dismisses, 0)
+    alpha = settings.prior_strength * tier_popularity + successes
+    beta = settings.prior_strength * (1 - tier_popularity) + failures
+    rate = rng.betavariate(alpha, beta) if explore else alpha / (alpha + beta)
+    co_holding = stats.co_holding.get(code, {})
+    co_holding_sum = sum(co_holding.get(h, 0.0) for h in held)
+    personal = co_holding_sum / len(held) if held else tier_popularity
+    lift = min(max((personal + EPSILON) / (tier_popularity + EPSILON), 0.1), 10.0)
+    winback = settings.winback_boost if last_held is not None else 1.0
+    propensity = min(rate * lift * winback, 1.0)
+    value, lever = product.value_weight, product.lever
+    return Ranked(product, propensity * value * lever, propensity, value, lever, {
+        "co_holding": personal if held and co_holding_sum else None, "offered": impressions or dismisses,
+        "impressions": impressions, "successes": successes, "posterior_mean": alpha / (alpha + beta),
+        "last_held": last_held})
+
+
+def _reasons(item: Ranked, row, explanation: Explanation, snapshot: CatalogSnapshot, strategy: str,
+             tier: str | None) -> list[dict[str, Any]]:
+    """The reasons for a shown item, in words, each with the fact behind it (`explanation`: the offer state's)."""
+    product, evidence = item.product, item.evidence
+    if strategy == "holdout_popularity":
+        popularity = evidence["tier_popularity"]
+        return [{"code": "POPULAR_IN_TIER", "text": f"held by {popularity:.0%} of {tier or 'all'} customers",
+                 "value": popularity}, *_suitability(product, row)]
+    reasons: list[dict[str, Any]] = []
+    if evidence["co_holding"] is not None:
+        reasons.append({"code": "CO_HOLDING", "text": f"held by {evidence['co_holding']:.0%} of customers with "
+                                                      f"your products", "value": round(evidence["co_holding"], 4)})
+    if evidence["offered"]:
+        reasons.append({"code": "LEARNED_PROPENSITY",
+                        "text": f"accepted {evidence['successes']} of {evidence['impressions']} times offered to "
+                                f"{tier or 'all'} customers", "value": round(evidence["posterior_mean"], 4)})
+    if evidence["last_held"] is not None:
+        reasons.append({"code": "WIN_BACK", "text": f"held until {evidence['last_held'].isoformat()}",
+                        "value": evidence["last_held"].isoformat()})
+    for leaf in _eligibility_facts(product, explanation, snapshot):
+        reasons.append({"code": "ELIGIBLE", "text": f"{leaf['attribute']} {_fmt(leaf['value'])} "
+                                                    f"{_OPS.get(leaf['operator'], leaf['operator'])} "
+                                                    f"{_fmt(leaf['threshold'])}", "value": leaf})
+    if product.target_tiers:
+        reasons.append({"code": "TIER_TARGET", "text": f"offered to {', '.join(product.target_tiers)} customers",
+                        "value": list(product.target_tiers)})
+    return reasons + _suitability(product, row)
+
+
+_OPS = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<", "eq": "=", "ne": "!=", "between": "between", "in": "in"}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            return _money(value) if "." in value or value.isdigit() else value
+        except ArithmeticError:
+            return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _money(value)
+    return str(value)
+
+
+def _eligibility_facts(product: CatalogProduct, explanation: Explanation,
+                       snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
+    leaves = snapshot.leaves.get(product.code)
+    if not leaves:
+        return []
+    if product.code in explanation.facts:  # the facts of a condition with `any` or `not`
+        facts = facts_mapping(leaves, explanation.facts[product.code])
+    else:  # a conjunction the customer is eligible for: each comparison held
+        values = explanation.values
+        facts = {key: value for leaf in leaves for key, value in (
+            (leaf.value_key, values[leaf.attribute]), (leaf.result_key, True))}
+    return [leaf for leaf in explain_row(leaves, facts) if leaf["result"]]
+
+
+def _suitability(product: CatalogProduct, row) -> list[dict[str, Any]]:
+    tolerance = row["risk_tolerance"]
+    text_ = (f"risk R{product.risk_level} <= tolerance {tolerance}" if tolerance is not None
+             else f"risk R{product.risk_level}: offered without a valid risk assessment")
+    return [{"code": "SUITABLE", "text": text_, "value": {"product_risk": product.risk_level,
+                                                          "risk_tolerance": tolerance}}]
+
+
+_FILTER_TEXT = {
+    "inactive": "not on sale now", "not_on_channel": "not offered on this channel",
+    "excluded_by_caller": "excluded by the caller", "already_held": "already held",
+    "not_eligible": "eligibility condition not met", "not_target_tier": "not offered to the customer's tiers",
+    "not_suitable": "product risk above the customer's risk tolerance",
+    "no_marketing_consent": "no marketing consent", "contact_policy": "suppressed by the contact policy",
+}
+
+
+def _filtered(product: CatalogProduct, filtered_by: str, contact_rule: str | None, row) -> dict[str, Any]:
+    detail = _FILTER_TEXT[filtered_by]
+    if filtered_by == "not_suitable":
+        detail += f" (R{product.risk_level} > {row['risk_tolerance'] or 'no valid assessment: R1 only'})"
+    elif filtered_by == "contact_policy":
+        detail += f" (rule {contact_rule})"
+    return {"product_code": product.code, "filter": filtered_by, "detail": detail}

@@ -1,0 +1,148 @@
+"""Next-best-product: candidates filtered in SQL (eligibility through the one compiler, suitability, holdings,
+consent, contact policy), ranked by propensity x value x lever (app/recommendations/ranking.py), each with its
+reasons; served lists are stored (app/recommendations/served.py).
+
+A request is one prepared statement on a driver connection: the customer's offer state (app/recommendations/
+offer_state.py) and the candidates (with explain, every product with the first filter that removes it). When no
+state holds, a second statement computes it (the customer's features and every product's eligibility), stores it
+and gives the candidates (app/recommendations/catalog.py compiles both). Then comes the request's share of one
+insert of served lists (`ServedLists`: concurrent requests' lists are committed together). The population-wide
+statistics that rank (app/recommendations/ranking_stats.py: a few hundred rows, refreshed by a job or by feedback)
+are read once per `ranking_stats_seconds` per instance, not per request.
+"""
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any
+
+from pydantic_core import to_json
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.core.db import driver_connection
+from app.customers.errors import CustomerNotFound
+from app.recommendations import offer_state
+from app.recommendations.catalog import CatalogSnapshot, build_snapshot
+from app.recommendations.ranking import RecommendationResult, in_holdout, rank
+from app.recommendations.ranking_stats import RankingStats, refresh_stats
+from app.recommendations.served import ServedLists
+
+
+class Recommender:
+    """One instance's recommender: the compiled catalog and the ranking statistics, each kept until it changes
+    (the catalog's version is read with every customer) or ages (`ranking_stats_seconds`; feedback taken by this
+    instance and a statistics refresh drop them at once).
+
+    sessionmaker: a zero-argument callable returning an async context manager of a session, used to compile the
+    catalog when it has changed."""
+
+    def __init__(self, settings: Settings,
+                 sessionmaker: Callable[[], AbstractAsyncContextManager[AsyncSession]]) -> None:
+        self.settings = settings
+        self._sessionmaker = sessionmaker
+        self._snapshot: CatalogSnapshot | None = None
+        self._stats: RankingStats | None = None
+        self._stats_expire_at = 0.0
+        self.served = ServedLists()
+
+    def invalidate_stats(self) -> None:
+        self._stats = None
+
+    async def refresh_statistics(self) -> dict[str, int]:
+        """Recompute popularity and co-holding (app.recommendations.ranking_stats), and read them from now on."""
+        async with self._sessionmaker() as session:
+            counts = await refresh_stats(session, self.settings.primary_policy)
+            await session.commit()
+        self.invalidate_stats()
+        return counts
+
+    async def refresh_offer_states(self, *, everyone: bool = False, chunk: int = 5000) -> dict[str, int]:
+        """Compute again, set-based, the offer states that no longer hold of customers who ask for recommendations
+        (after midnight, after writes), or with `everyone` of every customer; `chunk` customers per statement and
+        transaction. Writes meanwhile are safe: a state is stored only at the generation it read."""
+        snapshot = await self._catalog()
+        stored, after = 0, 0
+        while True:
+            async with self._sessionmaker() as session:
+                ids = await offer_state.not_holding(session, after=after, limit=chunk, everyone=everyone)
+                if not ids:
+                    return {"offer_states_stored": stored}
+                args = list(snapshot.refresh_args)
+                args[snapshot.refresh_ids_at] = ids
+                status = await (await driver_connection(session)).execute(snapshot.refresh_sql, *args)
+                await session.commit()
+            stored += int(status.rsplit(" ", 1)[1])
+            after = ids[-1]
+
+    async def _catalog(self) -> CatalogSnapshot:
+        async with self._sessionmaker() as session:
+            self._snapshot = await build_snapshot(session)
+        return self._snapshot
+
+    async def _customer_row(self, connection, snapshot: CatalogSnapshot, statement, external_id: str,
+                            arguments: dict[str, Any]):
+        """(snapshot, row) of one of the snapshot's statements (`statement`: CatalogSnapshot.state_query or
+        .query); when the row shows that the catalog changed, the catalog is compiled again and the statement rerun."""
+        row = await connection.fetchrow(*statement(snapshot, external_id, **arguments))
+        if row is not None and row["catalog_version"] != snapshot.version:
+            snapshot = await self._catalog()
+            row = await connection.fetchrow(*statement(snapshot, external_id, **arguments))
+        return snapshot, row
+
+    async def _ranking_stats(self, connection) -> RankingStats:
+        stats = self._stats
+        if stats is None or time.monotonic() >= self._stats_expire_at:
+            stats = await RankingStats.load(connection)
+            self._stats, self._stats_expire_at = stats, time.monotonic() + self.settings.ranking_stats_seconds
+        return stats
+
+    async def recommend(self, connection, external_id: str, *, channel: str, limit: int, exclude: list[str] = (),
+                        explain: bool = False, seed: int | None = None, explore: bool = True,
+                        now: datetime | None = None, record: bool = True,
+                        strategy: str | None = None) -> "RecommendationResult":
+        """Rank the products a customer may be offered now on `channel`, on `connection` (an asyncpg connection:
+        the request's transaction, or a pool connection of its own); store the served list when `record`."""
+        settings = self.settings
+        snapshot = self._snapshot or await self._catalog()
+        now = now or datetime.now().astimezone()
+        arguments = dict(primary_policy=settings.primary_policy, channel=channel, exclude=list(exclude), now=now,
+                         winback_days=settings.winback_days, explain=explain)
+        snapshot, row = await self._customer_row(connection, snapshot, CatalogSnapshot.state_query, external_id,
+                                                 arguments)
+        if row is not None:
+            offer_state.READ.inc()
+        else:  # no state holds (or there is no such customer): compute it and store it, for the next request too
+            snapshot, row = await self._customer_row(connection, snapshot, CatalogSnapshot.query, external_id,
+                                                     arguments)
+            if row is None:
+                raise CustomerNotFound(external_id)
+            offer_state.COMPUTED.inc()
+        explanation = snapshot.explanation(row["explanation"])
+        stats = await self._ranking_stats(connection)
+
+        strategy = strategy or ("holdout_popularity" if in_holdout(row["external_id"], settings.holdout_share)
+                                else "personalised")
+        result = rank(row, snapshot, explanation, stats, settings, strategy=strategy, seed=seed, explore=explore,
+                      limit=limit, explain=explain)
+        if record and result.items:
+            await self.served.write(connection, result, channel)
+        return result
+
+
+def recommendations_json(result: RecommendationResult, explain: bool) -> bytes:
+    """The RecommendationsRead document of a served list (tests hold it to the model, field by field)."""
+    document = {
+        "customer_id": result.external_id, "tier": result.tier, "strategy": result.strategy,
+        "items": [{"recommendation_id": rid, "rank": rank,
+                   "product": {"code": item.product.code, "name": item.product.name,
+                               "category": item.product.category, "risk_level": item.product.risk_level},
+                   "score": round(item.score, 6),
+                   "score_parts": {"propensity": round(item.propensity, 6), "value": item.value,
+                                   "lever": item.lever},
+                   "reasons": item.reasons}
+                  for rank, (rid, item) in enumerate(zip(result.recommendation_ids, result.items, strict=True), 1)]}
+    if explain:
+        document["filtered_out"] = result.filtered
+    return to_json(document)

@@ -1,0 +1,131 @@
+"""Served lists: every list a customer was shown is stored, so that feedback is attributed to what was seen."""
+
+import asyncio
+import os
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from pydantic_core import to_json
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.recommendations.models import RecommendationItem
+from app.recommendations.ranking import RecommendationResult
+
+
+# Served lists and their items in one statement: a list per element of $1..$4, its items in $5..$11 (n: the
+# list's position in $1..$4). One statement, so it is atomic also on a connection without a transaction.
+_RECORD = """
+WITH lists AS (
+    SELECT nextval(pg_get_serial_sequence('recommendation_list', 'id')) AS id, l.*
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+         WITH ORDINALITY AS l(customer_id, channel, strategy, tier_code, n)
+), served AS (
+    INSERT INTO recommendation_list (id, customer_id, channel, strategy, tier_code)
+    SELECT id, customer_id, channel, strategy, tier_code FROM lists
+)
+INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, tier_code, rank, score,
+                                 propensity, strategy, reasons)
+SELECT i.recommendation_id, lists.id, lists.customer_id, i.product_code, lists.tier_code, i.rank, i.score,
+       i.propensity, lists.strategy, i.reasons
+FROM unnest($5::bigint[], $6::uuid[], $7::text[], $8::smallint[], $9::numeric[], $10::numeric[], $11::jsonb[])
+     AS i(n, recommendation_id, product_code, rank, score, propensity, reasons)
+JOIN lists ON lists.n = i.n
+"""
+
+
+async def erase_served_reasons(session: AsyncSession, customer_id: int) -> None:
+    """Erasure: the reasons of the lists served to a customer quote their values (balances, age, risk tolerance);
+    the items stay, so that feedback and its counts do not change."""
+    await session.execute(update(RecommendationItem).where(RecommendationItem.customer_id == customer_id)
+                          .values(reasons=[]))
+
+
+def time_ordered_uuid() -> uuid.UUID:
+    """A UUID version 7 (RFC 9562): the Unix time in milliseconds, then 74 random bits. Served items' ids are
+    allocated in time order, so their primary key grows at its right edge instead of touching a random page of an
+    index that grows with every list served."""
+    random_bits = int.from_bytes(os.urandom(10), "big") >> 6  # 74 bits: 12 before the variant, 62 after it
+    return uuid.UUID(int=(time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | (random_bits >> 62) << 64
+                     | 0b10 << 62 | random_bits & (1 << 62) - 1)
+
+
+async def insert_served(connection, lists: list[tuple[RecommendationResult, str]]) -> None:
+    """Store served lists (result, channel) in one statement; each item gets its recommendation_id here."""
+    columns: list[list[Any]] = [[] for _ in range(11)]
+    for n, (result, channel) in enumerate(lists, 1):
+        for column, value in zip(columns, (result.customer_id, channel, result.strategy, result.tier)):
+            column.append(value)
+        result.recommendation_ids = [time_ordered_uuid() for _ in result.items]
+        for rank, (rid, item) in enumerate(zip(result.recommendation_ids, result.items), 1):
+            for column, value in zip(columns[4:], (
+                    n, rid, item.product.code, rank, Decimal(f"{item.score:.6f}"),
+                    Decimal(f"{min(item.propensity, 0.999999):.6f}"), to_json(item.reasons).decode())):
+                column.append(value)
+    await connection.execute(_RECORD, *columns)
+
+
+class ServedLists:
+    """Stores what was served, so that feedback is attributed to what the customer actually saw; a request is
+    answered only once its list is committed.
+
+    On a connection inside a transaction (a FastAPI route's session) the list is written in that transaction.
+    On a connection without one (the hot path's pool) writes are grouped: a request that finds no write under
+    way writes every list waiting at that moment, its own included, in one statement on its own connection; the
+    others wait for the write that holds theirs, then answer. Under load one statement commits many lists.
+    If a grouped write fails, its lists are written one by one, so one bad list fails only its own request."""
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[tuple[RecommendationResult, str], asyncio.Future]] = []
+        self._writing: asyncio.Future | None = None
+        self.statements = 0
+
+    async def write(self, connection, result: RecommendationResult, channel: str) -> None:
+        if connection.is_in_transaction():
+            self.statements += 1
+            await insert_served(connection, [(result, channel)])
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append(((result, channel), done))
+        while not done.done():
+            if self._writing is None:
+                await self._lead(connection)
+            else:
+                await asyncio.shield(self._writing)
+        done.result()  # this list's own error, if its write failed
+
+    async def _lead(self, connection) -> None:
+        batch, self._waiting = self._waiting, []
+        self._writing = asyncio.get_running_loop().create_future()
+        try:
+            await self._write(connection, batch)
+        except BaseException:  # cancelled mid-write: whether these lists were committed is unknown
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(RuntimeError("the write of the served list was interrupted"))
+            raise
+        finally:
+            writing, self._writing = self._writing, None
+            writing.set_result(None)
+
+    async def _write(self, connection, batch) -> None:
+        try:
+            self.statements += 1
+            await insert_served(connection, [entry for entry, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0][1].set_exception(exc)
+                return
+            for entry, done in batch:
+                try:
+                    self.statements += 1
+                    await insert_served(connection, [entry])
+                except Exception as one:
+                    done.set_exception(one)
+                else:
+                    done.set_result(None)
+        else:
+            for _, done in batch:
+                done.set_result(None)
