@@ -2,9 +2,7 @@
 and the statements that read or compute a customer's offer state (app/recommendations/offer_state.py) and give the
 candidates (app/recommendations/queries.py)."""
 
-import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,12 +12,11 @@ from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
-from app.core.db import driver_statement
 from app.customers.models import Customer
 from app.products.models import Product
-from app.recommendations import offer_state
 from app.recommendations.models import CustomerOfferState
-from app.recommendations.queries import _CANDIDATES
+from app.recommendations import offer_state, queries
+from app.recommendations.queries import Statement
 from app.rules import (ExplainedLeaf, compile_condition, compile_explanation, features_for_customers, load_catalog,
                        parse_condition)
 from app.rules.attributes import RISK_VALID_DAYS, features_stable_until
@@ -66,31 +63,22 @@ class CatalogSnapshot:
     with_facts: tuple[str, ...]
     """Products whose condition has `any` or `not`: their facts (each comparison's value and result) follow, in
     this order."""
-    sql: str
-    """The statement that computes the customer's offer state and stores it, then the candidates; as asyncpg takes
-    it, with $n placeholders."""
-    state_sql: str
-    """The statement that reads the customer's offer state when one holds (else no row), then the candidates."""
-    refresh_sql: str
-    """The statement that computes and stores the offer states of many customers, their ids at `refresh_ids_at`
-    of `refresh_args`."""
-    refresh_args: tuple[Any, ...]
-    refresh_ids_at: int
-    customer_args: tuple[Any, ...]
-    """The customer part's bound values (the eligibility conditions' thresholds), the customer's external id at
-    `external_id_at`; the candidate part's values follow them (`query`)."""
-    external_id_at: int
+    computing: Statement
+    """Computes the customer's offer state and stores it, then gives the candidates (app/recommendations/
+    queries.py); its parameters: the customer's external_id, the conditions' thresholds (bound), the candidates'."""
+    reading: Statement
+    """Reads the customer's offer state when one holds (else no row), then gives the candidates."""
+    refreshing: Statement
+    """Computes and stores the offer states of many customers (their ids)."""
     version: int
 
-    def query(self, external_id: str, *, primary_policy: str, channel: str, exclude: list[str], now: datetime,
-              winback_days: int, explain: bool) -> list[Any]:
-        args = list(self.customer_args)
-        args[self.external_id_at] = external_id
-        return [self.sql, *args, primary_policy, channel, exclude, now, winback_days, explain]
+    def query(self, external_id: str, **candidates: Any) -> list[Any]:
+        """`computing` with its arguments, as asyncpg's fetch takes them (`candidates`: the candidate part's)."""
+        return self.computing.arguments(external_id=external_id, **candidates)
 
-    def state_query(self, external_id: str, *, primary_policy: str, channel: str, exclude: list[str],
-                    now: datetime, winback_days: int, explain: bool) -> list[Any]:
-        return [self.state_sql, external_id, primary_policy, channel, exclude, now, winback_days, explain]
+    def state_query(self, external_id: str, **candidates: Any) -> list[Any]:
+        """`reading` with its arguments."""
+        return self.reading.arguments(external_id=external_id, **candidates)
 
     def explanation(self, document: str) -> "Explanation":
         """The offer state's explanation, from its JSON array (`explained_attributes`' values, then the facts of
@@ -165,7 +153,7 @@ def _computed_state(conditions: dict[str, Condition], catalog, features, custome
 
 
 async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
-    """Compile the catalog into two statements, each then `_CANDIDATES` over the requested customer's offer state
+    """Compile the catalog into two statements, each then the candidates over the requested customer's offer state
     (app/recommendations/offer_state.py): one that reads the state when one holds, and one that computes it (the
     customer's features: the inlined customer_features_for, joined laterally to the customer found by external id)
     and stores it. Postgres prepares every node of a plan on each execution, the branches it does not run
@@ -185,9 +173,8 @@ async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
     features = (select(features_for_customers(array([requested.c.id])))
                 .offset(sa.literal_column("0")).lateral("customer_features"))
     one = _computed_state(conditions, catalog, features, requested, state, version)
-    sql, args, names = driver_statement(
-        select(*one.columns).select_from(requested.join(features, sa.true())
-                                         .outerjoin(state, state.c.customer_id == requested.c.id))
+    customer = Statement.compiled("WITH computed AS (", select(*one.columns).select_from(
+        requested.join(features, sa.true()).outerjoin(state, state.c.customer_id == requested.c.id))
         .where(requested.c.external_id == bindparam("external_id", type_=sa.String()),
                requested.c.erased_at.is_(None)), dialect)
 
@@ -195,25 +182,11 @@ async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
     customers = Customer.__table__.alias("requested")
     many_features = features_for_customers(bindparam("ids", type_=ARRAY(sa.BigInteger())))
     many = _computed_state(conditions, catalog, many_features, customers, state, version)
-    refresh_sql, refresh_args, refresh_names = driver_statement(
-        select(*many.columns).select_from(
-            many_features.join(customers, customers.c.id == many_features.c.customer_id)
-            .outerjoin(state, state.c.customer_id == many_features.c.customer_id)), dialect)
+    many_customers = Statement.compiled("WITH computed AS (", select(*many.columns).select_from(
+        many_features.join(customers, customers.c.id == many_features.c.customer_id)
+        .outerjoin(state, state.c.customer_id == many_features.c.customer_id)), dialect)
     return CatalogSnapshot(
         products={code: CatalogProduct.of(p) for code, p in products.items()}, leaves=one.leaves,
         explained_attributes=one.explained_attributes, with_facts=one.with_facts,
-        sql=f"""WITH computed AS ({sql}
-), stored AS ({offer_state.STORE_COMPUTED}
-), requested_customer AS (
-    SELECT customer_id, external_id, held_products, risk_tolerance, marketing_consent, ineligible,
-           explanation::text AS explanation, catalog_version FROM computed
-){_candidates_after(len(args))}""",
-        state_sql=f"WITH requested_customer AS ({offer_state.STATE_OF_CUSTOMER}){_candidates_after(1)}",
-        refresh_sql=f"WITH computed AS ({refresh_sql}){offer_state.STORE_COMPUTED}",
-        refresh_args=tuple(refresh_args), refresh_ids_at=refresh_names.index("ids"),
-        customer_args=tuple(args), external_id_at=names.index("external_id"), version=version)
-
-
-def _candidates_after(parameters: int) -> str:
-    """The candidate part, its own parameters ($1..$6) numbered after the customer part's."""
-    return re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + parameters}", _CANDIDATES)
+        computing=queries.computing(customer), reading=queries.reading(),
+        refreshing=queries.refreshing(many_customers), version=version)

@@ -1,15 +1,15 @@
 """A customer's offer state: what the candidate filter needs of a customer, computed once and read until it can
 change (the table customer_offer_state, app.recommendations.models.CustomerOfferState).
 
-A recommendation first reads the customer's state (`STATE_OF_CUSTOMER`: one row by index; app.recommendations.
-service.build_snapshot). Only when none holds does it compute the customer's features and every product's
+A recommendation first reads the customer's state (`STATE_OF_CUSTOMER`: one row by index; the statements are
+assembled in app/recommendations/queries.py). Only when none holds does it compute the customer's features and every product's
 eligibility, the compiled catalog's SQL, and store what it found (`STORE_COMPUTED`), in the same statement. Both
 give the same columns, the explanation included, so a state read and a state computed give the same answer.
 
 A state holds while the catalog version and the risk validity it was computed with stand and `valid_until` has not
 passed (app.rules.attributes.features_stable_until). Every write to a customer's data bumps the state's
 generation in the writing transaction, and makes it stale when it changes an attribute the state reads
-(`mark_stale`, from the one refresh every customer write calls, and from erasure). A computed state is stored only
+(`mark_stale`, from the flow every customer write goes through, app/customers/flows.py, and from erasure). A computed state is stored only
 if its generation is still the one the computation read, and only if it was compiled from the current catalog:
 a computation that read before a write cannot store what that write changed, whichever commits first, even when
 its catalog reads what the state's did not, and an instance whose compiled catalog is out of date stores nothing.
@@ -33,12 +33,13 @@ HOLDS = ("s.valid_until > now() AND s.catalog_version = (SELECT version FROM cat
          f"AND s.risk_valid_days = {RISK_VALID_DAYS}")
 """SQL: whether the offer state `s` holds now."""
 
-# The customer's offer state, when it holds ($1: the external id), in the columns the computing statement gives.
+# The customer's offer state, when it holds, in the columns the computing statement gives: a template of
+# app/recommendations/queries.py ({external_id}: the customer's external id).
 STATE_OF_CUSTOMER = f"""
 SELECT c.id AS customer_id, c.external_id, s.held_products, s.risk_tolerance, s.marketing_consent, s.ineligible,
        s.explanation::text AS explanation, s.catalog_version
 FROM customer c JOIN customer_offer_state s ON s.customer_id = c.id
-WHERE c.external_id = $1 AND c.erased_at IS NULL AND {HOLDS}
+WHERE c.external_id = {{external_id}} AND c.erased_at IS NULL AND {HOLDS}
 """
 
 

@@ -1,14 +1,57 @@
-"""The recommendation statements' SQL: the candidate part, read after the customer's offer state."""
+"""The recommendation statements' SQL, assembled from named parts by `Statement.then`, the one place their
+placeholders are numbered: a customer part (the offer state read, or computed and stored: app/recommendations/
+offer_state.py, compiled with the catalog in app/recommendations/catalog.py), then the candidate part."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.core.db import driver_statement
+from app.recommendations import offer_state
+
+
+@dataclass(frozen=True)
+class Statement:
+    """SQL as asyncpg takes it ($n placeholders), the name of the parameter each number stands for ($1 first), and
+    the values bound when it was compiled (a condition's thresholds), by name."""
+
+    sql: str = ""
+    names: tuple[str, ...] = ()
+    bound: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def compiled(cls, head: str, statement, dialect) -> "Statement":
+        """`head` (SQL without parameters), then a SQLAlchemy statement, whose parameters SQLAlchemy numbers."""
+        sql, values, names = driver_statement(statement, dialect)
+        return cls(head + sql, tuple(names), dict(zip(names, values, strict=True)))
+
+    def then(self, template: str) -> "Statement":
+        """This statement followed by `template`: SQL whose parameters are written {name} (a literal brace doubled,
+        as str.format reads it). A name this statement has keeps its number; a new one takes the next."""
+        names = list(self.names)
+
+        class Numbers(dict):
+            def __missing__(self, name: str) -> str:
+                names.append(name)
+                self[name] = f"${len(names)}"
+                return self[name]
+
+        sql = template.format_map(Numbers({name: f"${n}" for n, name in enumerate(self.names, 1)}))
+        return Statement(self.sql + sql, tuple(names), self.bound)
+
+    def arguments(self, **values: Any) -> list[Any]:
+        """The statement and its arguments, as asyncpg's fetch takes them: `values` by name, else the bound ones."""
+        bound = self.bound
+        return [self.sql, *(values[name] if name in values else bound[name] for name in self.names)]
+
 
 # After the customer's row (the CTE requested_customer: no row when there is no such customer), the candidates (when
 # explaining, every product with the first filter that removes it, NULL for a candidate), as arrays ordered by
-# product code, and the products held within the win-back window with the last day each was held. $1 primary
-# policy, $2 channel, $3 excluded, $4 now, $5 win-back days, $6 explain. Numbered after the customer part's
-# parameters when compiled.
-_CANDIDATES = """
+# product code, and the products held within the win-back window with the last day each was held.
+CANDIDATES = """
 , tiers AS (  -- one row: the tier of the primary policy ('*': none) and the customer's tiers in every policy
-    SELECT coalesce(max(t.tier) FILTER (WHERE t.key = $1), '*') AS primary_tier,
-           coalesce(array_agg(t.tier::text), '{}') AS codes
+    SELECT coalesce(max(t.tier) FILTER (WHERE t.key = {primary_policy}), '*') AS primary_tier,
+           coalesce(array_agg(t.tier::text), '{{}}') AS codes
     FROM (SELECT p.key, effective_tier(a) AS tier
           FROM requested_customer rc JOIN tier_assignment a ON a.customer_id = rc.customer_id
           JOIN tier_policy p ON p.id = a.policy_id) t
@@ -19,16 +62,16 @@ _CANDIDATES = """
                                  AND x.kind IN ('click', 'accept', 'convert')) THEN 'ignored_impression' END AS outcome
     FROM requested_customer rc JOIN feedback_event e ON e.customer_id = rc.customer_id
     JOIN product pr ON pr.code = e.product_code
-    WHERE e.kind IN ('impression', 'dismiss') AND e.occurred_at > $4::timestamptz - interval '400 days'
+    WHERE e.kind IN ('impression', 'dismiss') AND e.occurred_at > {now}::timestamptz - interval '400 days'
 ), fired AS (  -- each active rule whose threshold the outcomes reach, with the product or category it suppresses
     SELECT r.scope, CASE r.scope WHEN 'product' THEN o.product_code ELSE o.category END AS target,
            min(r.name) AS rule
     FROM contact_rule r JOIN outcomes o ON o.outcome = r.outcome AND (r.channel IS NULL OR o.channel = r.channel)
-         AND o.occurred_at > $4::timestamptz - make_interval(days => r.window_days)
+         AND o.occurred_at > {now}::timestamptz - make_interval(days => r.window_days)
     WHERE r.is_active
     GROUP BY r.id, r.scope, r.threshold, r.suppress_days, 2
     HAVING count(*) >= r.threshold
-       AND max(o.occurred_at) > $4::timestamptz - make_interval(days => r.suppress_days)
+       AND max(o.occurred_at) > {now}::timestamptz - make_interval(days => r.suppress_days)
 ), suppressed AS (  -- one row: 'product:<code>' or 'category:<name>', and the first rule (by name) for each
     SELECT array_agg(f.scope || ':' || f.target) AS keys, array_agg(f.rule) AS rules
     FROM (SELECT scope, target, min(rule) AS rule FROM fired GROUP BY scope, target) f
@@ -36,14 +79,14 @@ _CANDIDATES = """
     SELECT array_agg(h.product_code) AS codes, array_agg(h.last_held) AS last_held FROM (
         SELECT b.product_code, max(b.as_of) AS last_held
         FROM requested_customer rc JOIN holding_balance b ON b.customer_id = rc.customer_id
-        WHERE b.as_of > $4::timestamptz::date - $5::integer
+        WHERE b.as_of > {now}::timestamptz::date - {winback_days}::integer
         GROUP BY b.product_code) h
 ), products AS (
     SELECT p.code,
            CASE
-             WHEN NOT p.is_active OR p.active_from > $4::timestamptz OR p.active_to <= $4::timestamptz THEN 'inactive'
-             WHEN NOT ($2::text = ANY(p.channels)) THEN 'not_on_channel'
-             WHEN p.code = ANY($3::text[]) THEN 'excluded_by_caller'
+             WHEN NOT p.is_active OR p.active_from > {now}::timestamptz OR p.active_to <= {now}::timestamptz THEN 'inactive'
+             WHEN NOT ({channel}::text = ANY(p.channels)) THEN 'not_on_channel'
+             WHEN p.code = ANY({exclude}::text[]) THEN 'excluded_by_caller'
              WHEN p.code = ANY(rc.held_products) THEN 'already_held'
              WHEN p.code = ANY(rc.ineligible) THEN 'not_eligible'
              WHEN cardinality(p.target_tiers) > 0 AND NOT (p.target_tiers && t.codes) THEN 'not_target_tier'
@@ -51,20 +94,42 @@ _CANDIDATES = """
              WHEN NOT coalesce(rc.marketing_consent, false) AND NOT p.is_service THEN 'no_marketing_consent'
              WHEN NOT p.is_service AND contact.rule IS NOT NULL THEN 'contact_policy'
            END AS filtered_by,
-           CASE WHEN $6::boolean THEN contact.rule END AS contact_rule
+           CASE WHEN {explain}::boolean THEN contact.rule END AS contact_rule
     FROM requested_customer rc CROSS JOIN tiers t CROSS JOIN product p
     CROSS JOIN LATERAL (SELECT least(s.rules[array_position(s.keys, 'product:' || p.code)],
                                      s.rules[array_position(s.keys, 'category:' || p.category)]) AS rule
                         FROM suppressed s) contact
-    WHERE $6::boolean OR p.is_active
+    WHERE {explain}::boolean OR p.is_active
 )
 SELECT rc.*, t.primary_tier,
        c.codes, c.filtered_by, c.contact_rules, pv.codes AS held_before, pv.last_held AS held_until
 FROM requested_customer rc CROSS JOIN tiers t CROSS JOIN previously pv
 CROSS JOIN LATERAL (  -- one Agg reads the rows: its arrays are aligned
-    SELECT array_agg(code) FILTER (WHERE $6::boolean OR filtered_by IS NULL) AS codes,
-           array_agg(filtered_by) FILTER (WHERE $6::boolean) AS filtered_by,
-           array_agg(contact_rule) FILTER (WHERE $6::boolean) AS contact_rules
+    SELECT array_agg(code) FILTER (WHERE {explain}::boolean OR filtered_by IS NULL) AS codes,
+           array_agg(filtered_by) FILTER (WHERE {explain}::boolean) AS filtered_by,
+           array_agg(contact_rule) FILTER (WHERE {explain}::boolean) AS contact_rules
     FROM (SELECT * FROM products ORDER BY code) ordered
 ) c
 """
+
+
+def reading() -> Statement:
+    """The customer's offer state when one holds ({external_id}; no row when none does), then the candidates."""
+    return Statement().then(f"WITH requested_customer AS ({offer_state.STATE_OF_CUSTOMER}){CANDIDATES}")
+
+
+def computing(customer: Statement) -> Statement:
+    """The customer's offer state computed (`customer`: the catalog's statement over the customer found by
+    {external_id}, after "WITH computed AS ("), stored, then the candidates."""
+    return customer.then(f"""
+), stored AS ({offer_state.STORE_COMPUTED}
+), requested_customer AS (
+    SELECT customer_id, external_id, held_products, risk_tolerance, marketing_consent, ineligible,
+           explanation::text AS explanation, catalog_version FROM computed
+){CANDIDATES}""")
+
+
+def refreshing(customers: Statement) -> Statement:
+    """The offer states of many customers computed (`customers`: the catalog's statement over the customers in
+    {ids}, after "WITH computed AS ("), and stored."""
+    return customers.then(f"){offer_state.STORE_COMPUTED}")

@@ -69,9 +69,7 @@ class Recommender:
                 ids = await offer_state.not_holding(session, after=after, limit=chunk, everyone=everyone)
                 if not ids:
                     return {"offer_states_stored": stored}
-                args = list(snapshot.refresh_args)
-                args[snapshot.refresh_ids_at] = ids
-                status = await (await driver_connection(session)).execute(snapshot.refresh_sql, *args)
+                status = await (await driver_connection(session)).execute(*snapshot.refreshing.arguments(ids=ids))
                 await session.commit()
             stored += int(status.rsplit(" ", 1)[1])
             after = ids[-1]
