@@ -17,16 +17,17 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
-from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.db import driver_connection
+from app.core.serializers import document_serializer
 from app.customers.errors import CustomerNotFound
 from app.recommendations import offer_state
 from app.recommendations.catalog import CatalogSnapshot, build_snapshot
 from app.recommendations.ranking import RecommendationResult, in_holdout, rank
 from app.recommendations.ranking_stats import RankingStats, refresh_stats
+from app.recommendations.schemas import RecommendationsRead
 from app.recommendations.served import ServedLists
 
 
@@ -129,8 +130,11 @@ class Recommender:
         return result
 
 
+RECOMMENDATIONS_JSON = document_serializer(RecommendationsRead)
+
+
 def recommendations_json(result: RecommendationResult, explain: bool) -> bytes:
-    """The RecommendationsRead document of a served list (tests hold it to the model, field by field)."""
+    """The RecommendationsRead document of a served list (`filtered_out` only when explaining)."""
     document = {
         "customer_id": result.external_id, "tier": result.tier, "strategy": result.strategy,
         "items": [{"recommendation_id": rid, "rank": rank,
@@ -143,4 +147,4 @@ def recommendations_json(result: RecommendationResult, explain: bool) -> bytes:
                   for rank, (rid, item) in enumerate(zip(result.recommendation_ids, result.items, strict=True), 1)]}
     if explain:
         document["filtered_out"] = result.filtered
-    return to_json(document)
+    return RECOMMENDATIONS_JSON.to_json(document)

@@ -2,12 +2,15 @@
 the same ranking in the same document, held to the RecommendationsRead schema, every served list stored, and the
 same problem+json for every error; a query it cannot read as the route would goes on to FastAPI."""
 
+import re
+
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import text
 
 from app.main import HOT_READS
 from app.recommendations.schemas import RecommendationQuery, RecommendationsRead
+from tests.factories import WEALTH_TIERS
 from tests.recommendations.test_recommendations import bank, make_customer  # noqa: F401 (fixture)
 
 RECOMMENDATIONS = next(read for read in HOT_READS if read.path.endswith("/recommendations"))
@@ -213,3 +216,41 @@ async def test_the_hot_pool_plans_without_hash_and_merge_joins(engine, test_sett
         await pool.close()
     async with engine.connect() as other:
         assert (await other.exec_driver_sql("SHOW enable_hashjoin")).scalar() == "on"
+
+
+async def test_both_paths_write_the_schemas_own_bytes(client, routed, as_role, bank, session):  # noqa: F811
+    """The hot path and the route serialize the same schema (app.core.serializers): the same bytes, and the bytes
+    RecommendationsRead itself writes, for customers without a tier, with one, with an override, at risk of a
+    downgrade, explained or not."""
+    admin = as_role("admin")
+    await make_customer(client, as_role, "B0", risk=2)  # evaluated by no policy: no tier
+    assert (await client.post("/v1/tier-policies", headers=admin, json={
+        "key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": 30})).status_code == 201
+    assert (await client.post("/v1/tier-policies/wealth/versions/1/activate", headers=admin)).status_code == 200
+    await session.execute(text("DELETE FROM tier_assignment WHERE customer_id = "
+                               "(SELECT id FROM customer WHERE external_id = 'B0')"))
+    await session.commit()
+    await make_customer(client, as_role, "B1", risk=4, holdings=[("savings_account", "80000.00")])
+    await make_customer(client, as_role, "B2", risk=5, holdings=[("current_account", "10.00")])
+    assert (await client.put("/v1/customers/B2/tiers/wealth/override", headers=admin,
+                             json={"tier": "private", "reason": "Retention"})).status_code == 200
+    await make_customer(client, as_role, "B3", risk=3, holdings=[("savings_account", "80000.00")])
+    await session.execute(text("UPDATE tier_assignment SET lower_since = now() - interval '3 days', "
+                               "qualified_code = 'mass' WHERE customer_id = "
+                               "(SELECT id FROM customer WHERE external_id = 'B3')"))
+    await session.commit()
+    tiers = {}
+    for external_id in ("B0", "B1", "B2", "B3"):
+        for query in ("explore=false&limit=5", "seed=3&explain=true&limit=10"):
+            path = f"/v1/customers/{external_id}/recommendations?{query}"
+            hot, plain = await client.get(path, headers=as_role("app")), await routed.get(path, headers=as_role("app"))
+            assert hot.status_code == plain.status_code == 200, hot.text
+            assert _ids_blanked(hot.content) == _ids_blanked(plain.content)
+            schema = RecommendationsRead.model_validate_json(hot.content).model_dump_json(exclude_unset=True)
+            assert hot.content == schema.encode()
+            tiers[external_id] = hot.json()["tier"]
+    assert tiers == {"B0": None, "B1": "gold", "B2": "private", "B3": "gold"}
+
+
+def _ids_blanked(document: bytes) -> bytes:
+    return re.sub(rb'"recommendation_id":"[0-9a-f-]{36}"', b'"recommendation_id":""', document)

@@ -1,10 +1,11 @@
 """The hot read of GET /v1/customers/{id}/tiers (app/core/hotpath.py) answers exactly as the FastAPI route does:
 the same document, held to the CustomerTiers schema, and the same problem+json for every error."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from app.main import create_app
 from app.tiering.schemas import CustomerTiers
@@ -78,3 +79,46 @@ async def test_rate_limit_applies_on_the_hot_path(test_settings, sessionmaker, k
                     for _ in range(3)]
     assert statuses == [200, 200, 429]
 
+
+
+async def test_both_paths_write_the_schemas_own_bytes(client, routed, as_role, wealth, session):  # noqa: F811
+    """The hot path and the route serialize the same schema (app.core.serializers): the same bytes, and the bytes
+    CustomerTiers itself writes, for a customer with no tier yet, a plain one, one with an override (and an
+    expired one) and one at risk of a downgrade."""
+    needs = [{"code": "saver", "label": "Saver", "rank": 10,  # a set-valued fact: its JSON is the schema's too
+              "condition": {"attr": "held_products", "op": "contains", "value": "term_deposit_12m"}},
+             {"code": "other", "label": "Other", "rank": 0, "condition": {"always": True}}]
+    assert (await client.post("/v1/tier-policies", headers=as_role("admin"),
+                              json={"key": "needs", "name": "Needs", "tiers": needs})).status_code == 201
+    assert (await client.post("/v1/tier-policies/needs/versions/1/activate",
+                              headers=as_role("admin"))).status_code == 200
+    await make_customer(client, as_role, "S0", "1000.00")
+    await session.execute(text("DELETE FROM tier_assignment WHERE customer_id = "
+                               "(SELECT id FROM customer WHERE external_id = 'S0')"))  # no policy has evaluated it
+    await session.commit()
+    await make_customer(client, as_role, "S1", "60000.00")
+    assert (await client.put("/v1/customers/S1/holdings", headers=as_role("integration"), json={"holdings": [
+        {"product_code": code, "balance": "30000.00", "as_of": date.today().isoformat()}
+        for code in ("current_account", "savings_account")]})).status_code == 200
+    for external_id, expires in (("S2", timedelta(days=30)), ("S3", None)):
+        await make_customer(client, as_role, external_id, "1000.00")
+        body = {"tier": "private", "reason": "Onboarding",
+                "expires_at": (datetime.now(UTC) + expires).isoformat() if expires else None}
+        assert (await client.put(f"/v1/customers/{external_id}/tiers/wealth/override", headers=as_role("admin"),
+                                 json=body)).status_code == 200
+    await session.execute(text("UPDATE tier_assignment SET override_expires_at = now() - interval '1 second' "
+                               "WHERE customer_id = (SELECT id FROM customer WHERE external_id = 'S3')"))
+    await session.commit()
+    await make_customer(client, as_role, "S4", "620000.00")
+    await set_balance(client, as_role, "S4", "100.00")  # qualifies lower: at risk, in grace
+    for external_id in ("S0", "S1", "S2", "S3", "S4"):
+        hot = await client.get(f"/v1/customers/{external_id}/tiers", headers=as_role("app"))
+        plain = await routed.get(f"/v1/customers/{external_id}/tiers", headers=as_role("app"))
+        assert hot.status_code == plain.status_code == 200
+        assert hot.content == plain.content == CustomerTiers.model_validate_json(hot.content).model_dump_json().encode()
+    assert (await client.get("/v1/customers/S0/tiers", headers=as_role("app"))).json()["tiers"] == []
+    needs_of_s1 = (await client.get("/v1/customers/S1/tiers", headers=as_role("app"))).json()["tiers"][0]
+    assert needs_of_s1["explanation"][0]["conditions"][0]["value"] == ["current_account", "savings_account"]
+    overridden = (await client.get("/v1/customers/S2/tiers", headers=as_role("app"))).json()["tiers"][1]
+    assert overridden["tier"] == "private" and overridden["override"]["tier"] == "private"
+    assert (await client.get("/v1/customers/S3/tiers", headers=as_role("app"))).json()["tiers"][1]["override"] is None

@@ -14,7 +14,6 @@ from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic_core import to_json
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,51 +58,34 @@ class CompiledVersion:
 
 @dataclass(frozen=True)
 class ExplanationTemplate:
-    """A version's explanations as JSON text with holes for an assignment's stored facts, one per tier that can
-    match: each tier tried in order up to it, every comparison with its pointer, attribute, operator and threshold
-    written in, its value and result left to fill. Reading a tier back is then a join of strings."""
+    """A version's explanations with holes for an assignment's stored facts, one per tier that can match: each tier
+    tried in order up to it, every comparison with its pointer, attribute, operator and threshold written in, its
+    value and result left to fill (each from its position in the facts). Reading a tier back fills the holes."""
 
     labels: dict[str, str]
-    by_match: dict[str | None, tuple[tuple[str, ...], tuple[int, ...]]]  # matched tier -> (text parts, fact positions)
+    by_match: dict[str | None, tuple[tuple[str, bool, tuple[tuple[dict[str, Any], int], ...]], ...]]
+    """matched tier (None: none) -> each tier tried: (code, matched, each comparison: (its fixed part, position))"""
 
     @classmethod
     def of(cls, compiled: "CompiledVersion") -> "ExplanationTemplate":
-        by_match: dict[str | None, tuple[tuple[str, ...], tuple[int, ...]]] = {}
-        for last in [*range(len(compiled.tiers)), None]:
-            parts, positions, text, position = [], [], "[", 0
-            for i, (tier, leaves) in enumerate(zip(compiled.tiers, compiled.leaves, strict=True)):
-                if i > 0:
-                    text += ","
-                text += '{"tier":' + _json(tier["code"]) + ',"matched":' + _json(i == last) + ',"conditions":['
-                for j, leaf in enumerate(leaves):
-                    text += ("," if j else "") + '{"pointer":' + _json(leaf.pointer) + ',"attribute":' + \
-                        _json(leaf.attribute) + ',"operator":' + _json(leaf.operator.value) + ',"threshold":' + \
-                        _json(leaf.threshold) + ',"value":'
-                    parts.append(text)
-                    positions.append(position)
-                    parts.append(',"result":')
-                    positions.append(position + 1)
-                    text = "}"
-                    position += 2
-                text += "]}"
-                if i == last:
-                    break
-            parts.append(text + "]")
-            by_match[compiled.tiers[last]["code"] if last is not None else None] = (tuple(parts), tuple(positions))
+        tried, position = [], 0
+        for tier, leaves in zip(compiled.tiers, compiled.leaves, strict=True):
+            conditions = []
+            for leaf in leaves:
+                conditions.append(({"pointer": leaf.pointer, "attribute": leaf.attribute,
+                                    "operator": leaf.operator.value, "threshold": leaf.threshold}, position))
+                position += 2
+            tried.append((tier["code"], tuple(conditions)))
+        by_match = {code: tuple((c, c == code, conditions) for c, conditions in tried[:last + 1])
+                    for last, (code, _) in enumerate(tried)}
+        by_match[None] = tuple((c, False, conditions) for c, conditions in tried)
         return cls(labels={tier["code"]: tier["label"] for tier in compiled.tiers}, by_match=by_match)
 
-    def render(self, facts: list[str], matched: str | None) -> str:
-        """The explanation of an assignment as JSON: `facts` are the stored facts, each element as JSON text."""
-        parts, positions = self.by_match.get(matched) or self.by_match[None]
-        out = [parts[0]]
-        for part, position in zip(parts[1:], positions, strict=True):
-            out.append(facts[position])
-            out.append(part)
-        return "".join(out)
-
-
-def _json(value: Any) -> str:
-    return to_json(value).decode()
+    def render(self, facts: list[Any], matched: str | None) -> list[dict[str, Any]]:
+        """The explanation of an assignment (a list of TierExplanation documents) from its stored facts."""
+        return [{"tier": code, "matched": is_match,
+                 "conditions": [{**fixed, "value": facts[at], "result": facts[at + 1]} for fixed, at in conditions]}
+                for code, is_match, conditions in self.by_match.get(matched) or self.by_match[None]]
 
 
 _compiled: OrderedDict[tuple, CompiledVersion] = OrderedDict()

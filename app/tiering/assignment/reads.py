@@ -5,15 +5,17 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic_core import to_json
+from pydantic_core import from_json
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
+from app.core.serializers import document_serializer
 from app.customers.errors import CustomerNotFound
 from app.customers.models import Customer
 from app.tiering.assignment.compile import cached_explainer, explainer
 from app.tiering.models import TierAssignment, TierPolicy, TierTransition, effective_tier
+from app.tiering.schemas import CustomerTiers
 
 
 # The hottest read of the service (GET /v1/customers/{id}/tiers): one indexed query, run on the driver.
@@ -21,8 +23,7 @@ _CUSTOMER_TIERS = """
 SELECT p.key, v.version, a.version_id, v.updated_at AS version_updated_at, effective_tier(a) AS tier,
        effective_rank(a) AS rank, a.since, a.evaluated_at, a.qualified_code, a.lower_since,
        tier_override_applies(a) AS override_applies, a.override_code, a.override_reason, a.override_actor,
-       a.override_expires_at,
-       ARRAY(SELECT f::text FROM jsonb_array_elements(a.facts) f) AS facts
+       a.override_expires_at, a.facts::text AS facts
 FROM customer c
 LEFT JOIN tier_assignment a ON a.customer_id = c.id
 LEFT JOIN tier_policy p ON p.id = a.policy_id
@@ -31,12 +32,14 @@ WHERE c.external_id = $1 AND c.erased_at IS NULL
 ORDER BY p.key
 """
 
+CUSTOMER_TIERS_JSON = document_serializer(CustomerTiers)
+
 
 async def customer_tiers_json(connection, sessionmaker, external_id: str) -> bytes:
-    """The CustomerTiers document of a customer: every tier with since-when, grace state, override and explanation.
-    One indexed read on `connection` (a driver connection); each explanation is the version's template with the
-    stored facts (JSON text) in its holes; a version not yet compiled in this process is read in a session
-    from `sessionmaker` (a zero-argument callable returning an async context manager of a session). 404 when there is no such customer."""
+    """The CustomerTiers document of a customer: every tier with since-when, grace state, override and explanation
+    (the version's explanation template filled with the stored facts). One indexed read on `connection` (a driver
+    connection); a version not yet compiled in this process is read in a session from `sessionmaker` (a
+    zero-argument callable returning an async context manager of a session). 404 when there is no such customer."""
     rows = await connection.fetch(_CUSTOMER_TIERS, external_id)
     if not rows:
         raise CustomerNotFound(external_id)
@@ -50,20 +53,18 @@ async def customer_tiers_json(connection, sessionmaker, external_id: str) -> byt
                 compiled = await explainer(session, row["version_id"], row["version_updated_at"])
         tier = row["tier"]
         at_risk = row["lower_since"] is not None
-        head = to_json({
+        tiers.append({
             "policy": row["key"], "policy_version": row["version"], "tier": tier,
-            "label": compiled.explanation.labels.get(tier, tier),
-            "rank": row["rank"],
+            "label": compiled.explanation.labels.get(tier, tier), "rank": row["rank"],
             "since": row["since"], "evaluated_at": row["evaluated_at"],
             "qualified_tier": row["qualified_code"], "at_risk": at_risk,
             "downgrade_to": row["qualified_code"] if at_risk else None,
             "downgrade_on": (row["lower_since"] + timedelta(days=compiled.grace_days)).date() if at_risk else None,
             "override": {"tier": row["override_code"], "reason": row["override_reason"],
                          "actor": row["override_actor"], "expires_at": row["override_expires_at"]}
-            if row["override_applies"] else None})
-        explanation = compiled.explanation.render(row["facts"], row["qualified_code"])
-        tiers.append(head[:-1] + b',"explanation":' + explanation.encode() + b"}")
-    return b'{"customer_id":' + to_json(external_id) + b',"tiers":[' + b",".join(tiers) + b"]}"
+            if row["override_applies"] else None,
+            "explanation": compiled.explanation.render(from_json(row["facts"]), row["qualified_code"])})
+    return CUSTOMER_TIERS_JSON.to_json({"customer_id": external_id, "tiers": tiers})
 
 
 _FEED_VISIBLE = sa.text("(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
