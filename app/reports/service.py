@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.customers.models import Holding
 from app.customers.service import AUM_CATEGORIES
 from app.products.models import Product
-from app.reports.stats import difference_interval, wilson_interval
+from app.reports.intervals import difference_interval, wilson_interval
 from app.tiering import policies
 from app.tiering.models import TierAssignment, TierTransition, effective_rank, effective_tier
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.reports.stats import difference_interval, wilson_interval
+from app.reports.intervals import difference_interval, wilson_interval
 from tests.feedback.helpers import event, make_customer, serve_items
 from tests.feedback.test_complaints import complaint, move
 from tests.feedback.test_surveys import survey
