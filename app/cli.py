@@ -1,4 +1,6 @@
-"""The `tierwise` command: serve, migrate, demo data, API keys and the OpenAPI export."""
+"""The `tierwise` command: serve, migrate, demo data, API keys and the OpenAPI export.
+
+Each command imports what it uses when it runs, so that `tierwise migrate` does not load the whole app."""
 
 import asyncio
 import json

@@ -20,6 +20,7 @@ from app.customers.models import (Customer, CustomerActivityDaily, CustomerAumDa
                                   HoldingBalance)
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
 from app.products.models import Product
+from app.rules import features_for_customers
 from app.rules.custom_attributes import attribute_errors, attribute_types
 
 # Product categories that count as assets under management (loans and cards are owed, not held).
@@ -121,8 +122,6 @@ async def customer_id_of(session: AsyncSession, external_id: str) -> int:
 
 
 def _customer_with_metrics():
-    from app.rules import features_for_customers
-
     features = features_for_customers(sa.func.array(
         select(Customer.id).where(Customer.external_id == bindparam("external_id")).scalar_subquery()))
     return (select(Customer, *(features.c[name] for name in METRIC_COLUMNS))
