@@ -20,7 +20,7 @@ from app.customers.models import (Customer, CustomerActivityDaily, CustomerAumDa
                                   HoldingBalance)
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
 from app.products.models import Product
-from app.rules import features_for_customers
+from app.rules import features_for_customers, features_sql
 from app.rules.custom_attributes import attribute_errors, attribute_types
 
 # Product categories that count as assets under management (loans and cards are owed, not held).
@@ -31,10 +31,8 @@ METRIC_COLUMNS = ("aum", "aum_avg_3m", "aum_trend_3m", "deposit_balance", "inves
                   "risk_tolerance")
 
 # The metrics each kind of write can move: a write re-tiers customers only under policies that read one of them.
-HOLDING_METRICS = frozenset({"aum", "aum_avg_3m", "aum_trend_3m", "deposit_balance", "investment_balance",
-                             "loan_balance", "products_held_count", "held_products", "held_categories"})
-ACTIVITY_METRICS = frozenset({"txn_count_90d", "txn_amount_90d", "days_since_last_txn", "logins_30d",
-                              "referrals_12m"})
+HOLDING_METRICS = features_sql.CURRENT.moved_by(features_sql.HOLDINGS)
+ACTIVITY_METRICS = features_sql.CURRENT.moved_by(features_sql.ACTIVITY)
 
 PROFILE_FIELDS = ("segment", "display_name", "birth_date", "onboarded_at", "risk_level", "risk_assessed_at",
                   "marketing_consent", "attributes")

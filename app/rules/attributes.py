@@ -1,9 +1,15 @@
 """The attribute catalog: what a condition may test, its type, and the customer_features column it reads.
 
-Built-in attributes are columns of the `customer_features` view (migrations/versions/*_initial_schema.py).
-Later work adds built-ins with `register_builtin_attribute` after adding the column to the view in a migration.
-Custom attributes are declared by the bank (table custom_attribute_definition); their values live in the view's
+Built-in attributes are columns of the `customer_features` view, whose SQL app/rules/features_sql.py renders.
+Custom attributes are declared by the bank (app/rules/custom_attributes.py); their values live in the view's
 `attributes` JSONB column, and rules reference them like built-ins.
+
+Adding a built-in attribute is one step, three edits that tests/rules hold to each other:
+1. app/rules/features_sql.py: the next version, `FEATURES_V<n+1> = FEATURES_V<n>.then(columns=[Column(name, sql,
+   moved_by)], sources=[...])` (moved_by: HOLDINGS or ACTIVITY when only such a write moves it), made CURRENT;
+2. below, its `register_builtin_attribute(...)`, after the others (GET /v1/attributes lists them in this order);
+3. a migration, migrations/versions/YYYY-MM-DD_slug.py, whose upgrade is `replace_features(op.execute,
+   FEATURES_V<n+1>)` and downgrade `replace_features(op.execute, FEATURES_V<n>, fewer_columns=True)`.
 """
 
 from collections.abc import Iterable, Iterator

@@ -10,109 +10,15 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from app.rules.features_sql import FEATURES_V1
+
 revision: str = '2010707db7d5'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# One row per live customer with every built-in metric rules can use. Time-relative metrics are computed
-# against now(), so they stay correct as days pass; sums come from rollups maintained on write.
-# One SELECT, three uses: the view (the whole population, set-based), and the same rows for given customers
-# (customer_features_for(ids)) or an id range (customer_features_between(from, to)) with the filter pushed into
-# every aggregate, so one customer or one chunk never aggregates the whole population.
-FEATURES_SELECT = """
-SELECT
-    c.id AS customer_id,
-    c.external_id,
-    c.segment,
-    c.risk_level,
-    CASE WHEN c.risk_assessed_at >= now() - make_interval(
-              days => coalesce(nullif(current_setting('tierwise.risk_valid_days', true), '')::int, 365))
-         THEN c.risk_level END AS risk_tolerance,
-    c.marketing_consent,
-    c.attributes,
-    c.birth_date,
-    c.onboarded_at,
-    date_part('year', age(current_date, c.birth_date))::int AS age,
-    (date_part('year', age(now(), c.onboarded_at)) * 12 + date_part('month', age(now(), c.onboarded_at)))::int
-        AS tenure_months,
-    coalesce(h.aum, 0) AS aum,
-    coalesce(avg3.aum_avg_3m, h.aum, 0) AS aum_avg_3m,
-    round(coalesce(h.aum, 0) / nullif(coalesce(avg3.aum_avg_3m, h.aum), 0) - 1, 4) AS aum_trend_3m,
-    coalesce(h.deposit_balance, 0) AS deposit_balance,
-    coalesce(h.investment_balance, 0) AS investment_balance,
-    coalesce(h.loan_balance, 0) AS loan_balance,
-    coalesce(h.products_held_count, 0) AS products_held_count,
-    coalesce(h.held_products, '{{}}') AS held_products,
-    coalesce(h.held_categories, '{{}}') AS held_categories,
-    coalesce(a.txn_count_90d, 0) AS txn_count_90d,
-    coalesce(a.txn_amount_90d, 0) AS txn_amount_90d,
-    (current_date - (c.last_txn_at AT TIME ZONE 'UTC')::date) AS days_since_last_txn,
-    coalesce(a.logins_30d, 0) AS logins_30d,
-    coalesce(a.referrals_12m, 0) AS referrals_12m
-FROM customer c
-LEFT JOIN (
-    SELECT hd.customer_id,
-           sum(hd.balance) FILTER (WHERE p.category IN ('deposit', 'wealth', 'fund', 'insurance')) AS aum,
-           sum(hd.balance) FILTER (WHERE p.category = 'deposit') AS deposit_balance,
-           sum(hd.balance) FILTER (WHERE p.category IN ('wealth', 'fund')) AS investment_balance,
-           sum(hd.balance) FILTER (WHERE p.category IN ('loan', 'card')) AS loan_balance,
-           count(*)::int AS products_held_count,
-           array_agg(hd.product_code::text ORDER BY hd.product_code) AS held_products,
-           array_agg(DISTINCT p.category::text) AS held_categories
-    FROM holding hd JOIN product p ON p.code = hd.product_code
-    WHERE true {holding_filter}
-    GROUP BY hd.customer_id
-) h ON h.customer_id = c.id
-LEFT JOIN (
-    -- time-weighted daily average over the trailing three months (91 days) of a step function of reported AUM
-    SELECT s.customer_id,
-           round(sum(s.aum * (least(coalesce(s.next_day, current_date + 1), current_date + 1)
-                              - greatest(s.day, (current_date - 91))))
-                 / nullif(sum(least(coalesce(s.next_day, current_date + 1), current_date + 1)
-                              - greatest(s.day, (current_date - 91))), 0), 2) AS aum_avg_3m
-    FROM (
-        SELECT d.customer_id, d.day, d.aum, lead(d.day) OVER (PARTITION BY d.customer_id ORDER BY d.day) AS next_day
-        FROM customer_aum_daily d
-        WHERE d.day > (current_date - 456) AND d.day <= current_date {aum_filter}
-    ) s
-    WHERE coalesce(s.next_day, current_date + 1) > (current_date - 91)
-    GROUP BY s.customer_id
-) avg3 ON avg3.customer_id = c.id
-LEFT JOIN (
-    SELECT ad.customer_id,
-           sum(ad.txn_count) FILTER (WHERE ad.day > current_date - 90)::int AS txn_count_90d,
-           sum(ad.txn_amount) FILTER (WHERE ad.day > current_date - 90) AS txn_amount_90d,
-           sum(ad.logins) FILTER (WHERE ad.day > current_date - 30)::int AS logins_30d,
-           sum(ad.referrals)::int AS referrals_12m
-    FROM customer_activity_daily ad
-    WHERE ad.day > (current_date - 365) AND ad.day <= current_date {activity_filter}
-    GROUP BY ad.customer_id
-) a ON a.customer_id = c.id
-WHERE c.erased_at IS NULL {customer_filter}
-"""
-
-
-CUSTOMER_FEATURES_VIEW = "CREATE VIEW customer_features AS" + FEATURES_SELECT.format(
-    holding_filter="", aum_filter="", activity_filter="", customer_filter="")
-
-# Some customers by id (one, or an intake batch): index probes per id.
-CUSTOMER_FEATURES_FUNCTION = (
-    "CREATE FUNCTION customer_features_for(ids bigint[]) RETURNS SETOF customer_features "
-    "LANGUAGE sql STABLE PARALLEL SAFE AS $features$" + FEATURES_SELECT.format(
-        holding_filter="AND hd.customer_id = ANY(ids)", aum_filter="AND d.customer_id = ANY(ids)",
-        activity_filter="AND ad.customer_id = ANY(ids)", customer_filter="AND c.id = ANY(ids)")
-    + "$features$")
-
-# A range of ids (a chunk of a batch run): one index range scan per table.
-CUSTOMER_FEATURES_RANGE_FUNCTION = (
-    "CREATE FUNCTION customer_features_between(id_from bigint, id_to bigint) RETURNS SETOF customer_features "
-    "LANGUAGE sql STABLE PARALLEL SAFE AS $features$" + FEATURES_SELECT.format(
-        holding_filter="AND hd.customer_id BETWEEN id_from AND id_to",
-        aum_filter="AND d.customer_id BETWEEN id_from AND id_to",
-        activity_filter="AND ad.customer_id BETWEEN id_from AND id_to",
-        customer_filter="AND c.id BETWEEN id_from AND id_to")
-    + "$features$")
+# customer_features: one row per live customer with every built-in metric rules can use, and the same SELECT for
+# some customers or a range of ids (app/rules/features_sql.py renders this revision's frozen FEATURES_V1).
 
 
 def upgrade() -> None:
@@ -235,9 +141,8 @@ def upgrade() -> None:
     )
     # ### end Alembic commands ###
 
-    op.execute(CUSTOMER_FEATURES_VIEW)
-    op.execute(CUSTOMER_FEATURES_FUNCTION)
-    op.execute(CUSTOMER_FEATURES_RANGE_FUNCTION)
+    for statement in FEATURES_V1.statements("CREATE VIEW"):
+        op.execute(statement)
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION customer_features_between(bigint, bigint)")

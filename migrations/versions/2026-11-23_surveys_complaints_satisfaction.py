@@ -10,125 +10,15 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from app.rules.features_sql import FEATURES_V1, FEATURES_V2, replace_features
+
 revision: str = 'a5c0ffee0005'
 down_revision: str | None = 'a4c0ffee0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# A frozen snapshot of the initial migration's FEATURES_SELECT with two more placeholders: the satisfaction
-# columns (appended at the end of the select list, as CREATE OR REPLACE VIEW requires) and their LEFT JOIN.
-# Formatted with them for the upgrade and without them for the downgrade, which restores the previous definitions.
-FEATURES_SELECT = """
-SELECT
-    c.id AS customer_id,
-    c.external_id,
-    c.segment,
-    c.risk_level,
-    CASE WHEN c.risk_assessed_at >= now() - make_interval(
-              days => coalesce(nullif(current_setting('tierwise.risk_valid_days', true), '')::int, 365))
-         THEN c.risk_level END AS risk_tolerance,
-    c.marketing_consent,
-    c.attributes,
-    c.birth_date,
-    c.onboarded_at,
-    date_part('year', age(current_date, c.birth_date))::int AS age,
-    (date_part('year', age(now(), c.onboarded_at)) * 12 + date_part('month', age(now(), c.onboarded_at)))::int
-        AS tenure_months,
-    coalesce(h.aum, 0) AS aum,
-    coalesce(avg3.aum_avg_3m, h.aum, 0) AS aum_avg_3m,
-    round(coalesce(h.aum, 0) / nullif(coalesce(avg3.aum_avg_3m, h.aum), 0) - 1, 4) AS aum_trend_3m,
-    coalesce(h.deposit_balance, 0) AS deposit_balance,
-    coalesce(h.investment_balance, 0) AS investment_balance,
-    coalesce(h.loan_balance, 0) AS loan_balance,
-    coalesce(h.products_held_count, 0) AS products_held_count,
-    coalesce(h.held_products, '{{}}') AS held_products,
-    coalesce(h.held_categories, '{{}}') AS held_categories,
-    coalesce(a.txn_count_90d, 0) AS txn_count_90d,
-    coalesce(a.txn_amount_90d, 0) AS txn_amount_90d,
-    (current_date - (c.last_txn_at AT TIME ZONE 'UTC')::date) AS days_since_last_txn,
-    coalesce(a.logins_30d, 0) AS logins_30d,
-    coalesce(a.referrals_12m, 0) AS referrals_12m{satisfaction_columns}
-FROM customer c
-LEFT JOIN (
-    SELECT hd.customer_id,
-           sum(hd.balance) FILTER (WHERE p.category IN ('deposit', 'wealth', 'fund', 'insurance')) AS aum,
-           sum(hd.balance) FILTER (WHERE p.category = 'deposit') AS deposit_balance,
-           sum(hd.balance) FILTER (WHERE p.category IN ('wealth', 'fund')) AS investment_balance,
-           sum(hd.balance) FILTER (WHERE p.category IN ('loan', 'card')) AS loan_balance,
-           count(*)::int AS products_held_count,
-           array_agg(hd.product_code::text ORDER BY hd.product_code) AS held_products,
-           array_agg(DISTINCT p.category::text) AS held_categories
-    FROM holding hd JOIN product p ON p.code = hd.product_code
-    WHERE true {holding_filter}
-    GROUP BY hd.customer_id
-) h ON h.customer_id = c.id
-LEFT JOIN (
-    -- time-weighted daily average over the trailing three months (91 days) of a step function of reported AUM
-    SELECT s.customer_id,
-           round(sum(s.aum * (least(coalesce(s.next_day, current_date + 1), current_date + 1)
-                              - greatest(s.day, (current_date - 91))))
-                 / nullif(sum(least(coalesce(s.next_day, current_date + 1), current_date + 1)
-                              - greatest(s.day, (current_date - 91))), 0), 2) AS aum_avg_3m
-    FROM (
-        SELECT d.customer_id, d.day, d.aum, lead(d.day) OVER (PARTITION BY d.customer_id ORDER BY d.day) AS next_day
-        FROM customer_aum_daily d
-        WHERE d.day > (current_date - 456) AND d.day <= current_date {aum_filter}
-    ) s
-    WHERE coalesce(s.next_day, current_date + 1) > (current_date - 91)
-    GROUP BY s.customer_id
-) avg3 ON avg3.customer_id = c.id
-LEFT JOIN (
-    SELECT ad.customer_id,
-           sum(ad.txn_count) FILTER (WHERE ad.day > current_date - 90)::int AS txn_count_90d,
-           sum(ad.txn_amount) FILTER (WHERE ad.day > current_date - 90) AS txn_amount_90d,
-           sum(ad.logins) FILTER (WHERE ad.day > current_date - 30)::int AS logins_30d,
-           sum(ad.referrals)::int AS referrals_12m
-    FROM customer_activity_daily ad
-    WHERE ad.day > (current_date - 365) AND ad.day <= current_date {activity_filter}
-    GROUP BY ad.customer_id
-) a ON a.customer_id = c.id{satisfaction_join}
-WHERE c.erased_at IS NULL {customer_filter}
-"""
-
-SATISFACTION_COLUMNS = """,
-    s.nps_latest::int AS nps_latest,
-    coalesce(s.nps_latest >= 9, false) AS is_promoter,
-    coalesce(s.nps_latest <= 6, false) AS is_detractor,
-    round(s.csat_sum::numeric / nullif(s.csat_count, 0), 2) AS csat_avg,
-    coalesce(s.open_complaints, 0) AS open_complaints,
-    round(s.resolve_days_sum / nullif(s.resolved_count, 0), 2) AS days_to_resolve_avg"""
-
-SATISFACTION_JOIN = """
-LEFT JOIN customer_satisfaction s ON s.customer_id = c.id"""
-
-VIEW_FILTERS = {"holding_filter": "", "aum_filter": "", "activity_filter": "", "customer_filter": ""}
-FUNCTION_FILTERS = {"holding_filter": "AND hd.customer_id = ANY(ids)", "aum_filter": "AND d.customer_id = ANY(ids)",
-                    "activity_filter": "AND ad.customer_id = ANY(ids)", "customer_filter": "AND c.id = ANY(ids)"}
-RANGE_FILTERS = {name: f"AND {column} BETWEEN id_from AND id_to" for name, column in (
-    ("holding_filter", "hd.customer_id"), ("aum_filter", "d.customer_id"), ("activity_filter", "ad.customer_id"),
-    ("customer_filter", "c.id"))}
-
-
-def features_view(satisfaction: bool) -> str:
-    extra = {"satisfaction_columns": SATISFACTION_COLUMNS if satisfaction else "",
-             "satisfaction_join": SATISFACTION_JOIN if satisfaction else ""}
-    return "CREATE OR REPLACE VIEW customer_features AS" + FEATURES_SELECT.format(**VIEW_FILTERS, **extra)
-
-
-def features_function(satisfaction: bool) -> str:
-    extra = {"satisfaction_columns": SATISFACTION_COLUMNS if satisfaction else "",
-             "satisfaction_join": SATISFACTION_JOIN if satisfaction else ""}
-    return ("CREATE FUNCTION customer_features_for(ids bigint[]) RETURNS SETOF customer_features "
-            "LANGUAGE sql STABLE PARALLEL SAFE AS $features$" + FEATURES_SELECT.format(**FUNCTION_FILTERS, **extra)
-            + "$features$")
-
-
-def features_range_function(satisfaction: bool) -> str:
-    extra = {"satisfaction_columns": SATISFACTION_COLUMNS if satisfaction else "",
-             "satisfaction_join": SATISFACTION_JOIN if satisfaction else ""}
-    return ("CREATE FUNCTION customer_features_between(id_from bigint, id_to bigint) RETURNS SETOF customer_features "
-            "LANGUAGE sql STABLE PARALLEL SAFE AS $features$" + FEATURES_SELECT.format(**RANGE_FILTERS, **extra)
-            + "$features$")
+# The satisfaction columns are appended to customer_features (app/rules/features_sql.py: FEATURES_V2, this revision's
+# frozen version; the downgrade restores FEATURES_V1).
 
 
 def upgrade() -> None:
@@ -199,22 +89,11 @@ def upgrade() -> None:
     op.create_index('ix_feedback_event_funnel', 'feedback_event', ['occurred_at'], unique=False, postgresql_include=['recommendation_id', 'kind', 'product_code', 'tier_code', 'strategy'])
     op.create_index('ix_tier_transition_policy_at', 'tier_transition', ['policy_id', 'at'], unique=False)
 
-    # the satisfaction columns, appended to the view; the function's row type is the view's, so it is recreated
-    op.execute("DROP FUNCTION customer_features_between(bigint, bigint)")
-    op.execute("DROP FUNCTION customer_features_for(bigint[])")
-    op.execute(features_view(satisfaction=True))
-    op.execute(features_function(satisfaction=True))
-    op.execute(features_range_function(satisfaction=True))
+    replace_features(op.execute, FEATURES_V2)
 
 
 def downgrade() -> None:
-    # a view cannot lose columns with CREATE OR REPLACE: drop both and restore the previous definitions
-    op.execute("DROP FUNCTION customer_features_between(bigint, bigint)")
-    op.execute("DROP FUNCTION customer_features_for(bigint[])")
-    op.execute("DROP VIEW customer_features")
-    op.execute(features_view(satisfaction=False).replace("CREATE OR REPLACE VIEW", "CREATE VIEW", 1))
-    op.execute(features_function(satisfaction=False))
-    op.execute(features_range_function(satisfaction=False))
+    replace_features(op.execute, FEATURES_V1, fewer_columns=True)
 
     op.drop_index('ix_tier_transition_policy_at', table_name='tier_transition')
     op.drop_index('ix_feedback_event_funnel', table_name='feedback_event')
