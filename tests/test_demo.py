@@ -10,8 +10,10 @@ from sqlalchemy import func, select, text, update
 
 from app.customers.models import (Customer, CustomerActivityDaily, CustomerAumDaily, CustomerEvent, Holding,
                                   HoldingBalance)
-from app.demo import (AUM_CATEGORIES, COPY_COLUMNS, DEFAULT_PRODUCTS_FILE, default_products, draw_demo_profile,
-                      generate_demo_bank, generate_demo_records, load_default_products)
+from app.customers.service import AUM_CATEGORIES
+from app.demo import generate_demo_bank, load_default_products
+from app.demo_records import (COPY_COLUMNS, DEFAULT_PRODUCTS_FILE, default_products, draw_demo_profile,
+                              generate_demo_records)
 from app.products.models import Product
 from app.products.schemas import ProductCreate
 from app.rules import AttributeCatalog, check_condition, parse_condition

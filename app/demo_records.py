@@ -1,0 +1,406 @@
+"""The demo bank's records: the default product catalog, and a reproducible synthetic population (customers,
+holdings, balance history, daily activity, a sample of raw events) as rows for COPY (app/demo.py loads them).
+
+Record generation is a pure function of (seed, customer numbers, today): customer number n draws everything from
+its own random stream seeded with (seed, n), so the data does not depend on how the run is chunked, and a test can
+check it without a database.
+"""
+
+import json
+import math
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from app.customers.service import AUM_CATEGORIES
+
+DEFAULT_PRODUCTS_FILE = Path(__file__).parent / "defaults" / "products.json"
+EXTERNAL_ID_PREFIX = "C"
+EXTERNAL_ID_DIGITS = 8
+
+RETAIL, SMALL_BUSINESS = "retail", "small_business"
+MAX_PRODUCTS_PER_CUSTOMER = 8
+ACTIVITY_WINDOW_DAYS = 89  # activity on days 1..89 before today: all inside the features view's 90-day window
+EVENT_WINDOW_DAYS = 7  # raw events are kept for the last week of a small share of customers
+EVENT_CUSTOMER_SHARE = 0.05
+
+# Wealth: log-normal, median about 10k, so that about 75% hold < 50k, 20% 50k-500k, 5% 500k-10M and a few
+# (about 0.2%) more than 10M.
+AUM_LOG_MEDIAN = math.log(9_000)
+AUM_LOG_SIGMA = 2.37
+RISK_LEVEL_CUMULATIVE = ((0.15, 1), (0.40, 2), (0.75, 3), (0.92, 4), (1.0, 5))
+
+# How a customer's assets are spread over the AUM-bearing products they hold (times a random factor 0.5..1.5);
+# insurance without a savings component holds no balance.
+BALANCE_WEIGHTS = {
+    "current_account": 1.0, "business_account": 1.5, "savings_account": 2.0, "term_deposit_12m": 2.0,
+    "fx_account": 0.6, "money_market_fund": 1.5, "bond_fund": 2.0, "balanced_fund": 2.5, "equity_fund": 3.0,
+    "structured_note": 2.0, "private_banking_portfolio": 12.0, "pension_plan": 1.2, "life_insurance": 0.8,
+    "home_insurance": 0.0, "travel_insurance": 0.0,
+}
+
+# Table, columns: what each COPY writes (in load order: customers before everything that refers to them).
+COPY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customer": ("id", "external_id", "segment", "display_name", "birth_date", "onboarded_at", "risk_level",
+                 "risk_assessed_at", "marketing_consent", "last_txn_at"),
+    "holding": ("customer_id", "product_code", "opened_at", "balance", "as_of"),
+    "holding_balance": ("customer_id", "product_code", "as_of", "balance"),
+    "customer_aum_daily": ("customer_id", "day", "aum"),
+    "customer_activity_daily": ("customer_id", "day", "txn_count", "txn_amount", "logins", "referrals"),
+    "customer_event": ("customer_id", "event_id", "kind", "occurred_at", "amount", "direction", "channel"),
+}
+
+
+def default_products() -> list[dict[str, Any]]:
+    """The shipped product catalog (app/defaults/products.json) as product rows, money and weights as Decimal."""
+    rows = []
+    for item in json.loads(DEFAULT_PRODUCTS_FILE.read_text()):
+        rows.append({
+            "code": item["code"],
+            "name": item["name"],
+            "category": item["category"],
+            "risk_level": int(item["risk_level"]),
+            "min_amount": Decimal(item.get("min_amount", "0")),
+            "channels": list(item["channels"]),
+            "value_weight": Decimal(item.get("value_weight", "1")),
+            "lever": Decimal(item.get("lever", "1")),
+            "target_tiers": list(item.get("target_tiers", [])),
+            "eligibility": item.get("eligibility"),
+            "is_service": bool(item.get("is_service", False)),
+            "description": item.get("description", ""),
+        })
+    return rows
+
+
+@dataclass(slots=True)
+class DemoProfile:
+    """What a synthetic customer is, before it becomes rows: drawn first from the customer's random stream."""
+
+    segment: str
+    age_years: float
+    tenure_years: float
+    risk_level: int | None
+    risk_assessed_days_ago: int | None
+    marketing_consent: bool
+    aum: float  # currency units today
+    monthly_growth: float  # the AUM trend over the last months: > 0 growing, < 0 declining
+
+
+@dataclass(slots=True)
+class DemoRecords:
+    """Rows for each table, as tuples in COPY_COLUMNS order."""
+
+    customer: list[tuple] = field(default_factory=list)
+    holding: list[tuple] = field(default_factory=list)
+    holding_balance: list[tuple] = field(default_factory=list)
+    customer_aum_daily: list[tuple] = field(default_factory=list)
+    customer_activity_daily: list[tuple] = field(default_factory=list)
+    customer_event: list[tuple] = field(default_factory=list)
+
+    def tables(self) -> Iterator[tuple[str, tuple[str, ...], list[tuple]]]:
+        for table, columns in COPY_COLUMNS.items():
+            yield table, columns, getattr(self, table)
+
+    def counts(self) -> dict[str, int]:
+        return {table: len(rows) for table, _, rows in self.tables()}
+
+
+class _Calendar:
+    """Dates relative to `today`, built once per chunk and shared by every row (one date object per day)."""
+
+    def __init__(self, today: date) -> None:
+        self.today = today
+        self.midnight = datetime(today.year, today.month, today.day, tzinfo=UTC)
+        self._recent = [today - timedelta(days=n) for n in range(400)]
+        # The balance history: the last three month-ends; today's balances are the holdings themselves.
+        month_ends, cursor = [], today.replace(day=1)
+        for _ in range(3):
+            cursor -= timedelta(days=1)
+            month_ends.append(cursor)
+            cursor = cursor.replace(day=1)
+        self.snapshots = [(day, (today - day).days, (today - day).days / 30.44) for day in reversed(month_ends)]
+
+    def day(self, days_ago: int) -> date:
+        return self._recent[days_ago] if days_ago < 400 else date.fromordinal(self.today.toordinal() - days_ago)
+
+    def moment(self, days_ago: int, second_of_day: int) -> datetime:
+        return self.midnight - timedelta(days=days_ago, seconds=-second_of_day)
+
+
+def customer_external_id(number: int) -> str:
+    return f"{EXTERNAL_ID_PREFIX}{number:0{EXTERNAL_ID_DIGITS}d}"
+
+
+def _seeded(rng: random.Random, seed: int, number: int) -> random.Random:
+    rng.seed((seed << 40) ^ number)
+    return rng
+
+
+def draw_demo_profile(seed: int, number: int) -> DemoProfile:
+    """Customer `number`'s profile alone (what generate_demo_records starts from): cheap, for distribution checks."""
+    return _draw_profile(_seeded(random.Random(), seed, number))
+
+
+def _draw_profile(rng: random.Random) -> DemoProfile:
+    r = rng.random
+    segment = SMALL_BUSINESS if r() < 0.08 else RETAIL
+    age = 18.0 + min(71.9, rng.gammavariate(3.0, 9.0))  # mean about 45, long tail to 90
+    if segment == SMALL_BUSINESS:
+        age = max(age, 21.0)
+    tenure = min(25.0, rng.expovariate(1 / 7.0), age - 16.0)
+    risk_level = None
+    if r() >= 0.10:
+        u = r()
+        risk_level = next(level for bound, level in RISK_LEVEL_CUMULATIVE if u < bound)
+    mu = AUM_LOG_MEDIAN + 0.012 * (age - 45.0) + 0.02 * (tenure - 7.0) + (0.6 if segment == SMALL_BUSINESS else 0.0)
+    aum = rng.lognormvariate(mu, AUM_LOG_SIGMA)
+    if risk_level is not None and risk_level < 5 and aum > 500_000 and r() < 0.3:
+        risk_level += 1
+    assessed = None
+    if risk_level is not None:
+        u = r()
+        assessed = rng.randint(1, 365) if u < 0.8 else rng.randint(366, 730) if u < 0.95 else rng.randint(731, 1500)
+    u = r()
+    growth = 0.01 + 0.05 * r() if u < 0.25 else -(0.01 + 0.07 * r()) if u < 0.45 else 0.01 * (r() - 0.5)
+    return DemoProfile(segment, age, tenure, risk_level, assessed, r() < 0.70, aum, growth)
+
+
+def _choose_products(rng: random.Random, profile: DemoProfile) -> list[str]:
+    """The customer's products, most important first (the cap keeps the first eight): consistent with wealth and
+    age; investments only up to the customer's risk level; business products only for small businesses."""
+    r = rng.random
+    aum, age, risk = profile.aum, profile.age_years, profile.risk_level or 0
+    codes = ["current_account"]
+    if profile.segment == SMALL_BUSINESS:
+        codes.append("business_account")
+    if aum >= 1_500_000 and risk >= 4 and r() < (0.9 if aum >= 10_000_000 else 0.6):
+        codes.append("private_banking_portfolio")
+    if r() < (0.75 if aum >= 20_000 else 0.3 if aum >= 1_000 else 0.08):
+        codes.append("savings_account")
+    if aum >= 5_000 and r() < (0.35 if aum >= 50_000 else 0.12):
+        codes.append("term_deposit_12m")
+    if aum >= 20_000 and risk >= 1 and r() < (0.3 if aum >= 100_000 else 0.12):
+        codes.append("money_market_fund")
+    if aum >= 25_000 and risk >= 2 and r() < (0.35 if aum >= 100_000 else 0.15):
+        codes.append("bond_fund")
+    if aum >= 25_000 and risk >= 3 and r() < (0.45 if aum >= 200_000 else 0.2):
+        codes.append("balanced_fund")
+    if aum >= 50_000 and risk >= 4 and r() < (0.55 if aum >= 500_000 else 0.3):
+        codes.append("equity_fund")
+    if aum >= 250_000 and risk >= 5 and r() < 0.4:
+        codes.append("structured_note")
+    if age < 65 and risk >= 3 and r() < (0.35 if aum >= 50_000 else 0.1):
+        codes.append("pension_plan")
+    if age <= 70 and r() < (0.3 if aum >= 100_000 else 0.08):
+        codes.append("life_insurance")
+    if r() < (0.25 if aum >= 100_000 else 0.04):
+        codes.append("fx_account")
+    if r() < 0.45:
+        codes.append("credit_card_platinum" if aum >= 100_000 and r() < 0.7
+                     else "credit_card_gold" if aum >= 25_000 else "credit_card_classic")
+    has_mortgage = 25 <= age <= 65 and r() < 0.18
+    if has_mortgage:
+        codes.append("mortgage")
+    if profile.segment == SMALL_BUSINESS and r() < 0.4:
+        codes.append("sme_credit_line")
+    if age < 75 and r() < 0.1:
+        codes.append("personal_loan")
+    if age < 75 and r() < 0.07:
+        codes.append("auto_loan")
+    if r() < (0.55 if has_mortgage else 0.1):
+        codes.append("home_insurance")
+    if age < 80 and r() < 0.06:
+        codes.append("travel_insurance")
+    return codes[:MAX_PRODUCTS_PER_CUSTOMER]
+
+
+def _credit_balance_cents(rng: random.Random, code: str) -> int:
+    """Outstanding balance of a loan or card, in cents."""
+    r = rng.random
+    if code == "mortgage":
+        return max(1_000_000, int(rng.lognormvariate(math.log(160_000), 0.6) * 100))
+    if code == "personal_loan":
+        return int((1_000 + 29_000 * r()) * 100)
+    if code == "auto_loan":
+        return int((5_000 + 35_000 * r()) * 100)
+    if code == "sme_credit_line":
+        return int(250_000 * r() ** 2 * 100)
+    limit = {"credit_card_classic": 3_000, "credit_card_gold": 6_000, "credit_card_platinum": 15_000}[code]
+    return int(limit * r() ** 1.5 * 100)
+
+
+def _money(cents: int) -> Decimal:
+    return Decimal(cents).scaleb(-2)
+
+
+_TXN_CHANNELS = ("mobile", "mobile", "mobile", "card", "card", "web", "branch")
+
+
+def _generate_customer(rng: random.Random, number: int, customer_id: int, categories: dict[str, str],
+                       calendar: _Calendar, out: DemoRecords) -> None:
+    """Append customer `number`'s rows to `out`, drawing everything from `rng` (seeded for this customer)."""
+    r = rng.random
+    profile = _draw_profile(rng)
+    small_business = profile.segment == SMALL_BUSINESS
+    birth_days_ago = int((profile.age_years + 0.003 + 0.99 * r()) * 365.2425)
+    onboarded_days_ago = max(1, int(profile.tenure_years * 365.2425))
+    onboarded_at = calendar.moment(onboarded_days_ago, rng.randrange(8 * 3600, 18 * 3600))
+    risk_assessed_at = None
+    if profile.risk_assessed_days_ago is not None:
+        risk_assessed_at = calendar.moment(min(profile.risk_assessed_days_ago, onboarded_days_ago),
+                                           rng.randrange(8 * 3600, 18 * 3600))
+
+    # Holdings today: AUM spread over the asset products, credit balances on their own.
+    codes = _choose_products(rng, profile)
+    aum_cents = int(profile.aum * 100)
+    weights = [BALANCE_WEIGHTS[code] * (0.5 + r()) if categories[code] in AUM_CATEGORIES else 0.0 for code in codes]
+    total_weight = sum(weights)
+    balances = [int(aum_cents * weight / total_weight) for weight in weights]
+    balances[0] += aum_cents - sum(balances)  # the current account takes the rounding
+    opened_days_ago = []
+    for index, code in enumerate(codes):
+        if categories[code] not in AUM_CATEGORIES:
+            balances[index] = _credit_balance_cents(rng, code)
+        primary = code in ("current_account", "business_account")
+        opened_days_ago.append(onboarded_days_ago if primary else int(onboarded_days_ago * r() ** 0.6))
+
+    # Month-end history with the customer's trend (assets) or amortisation (loans); today's AUM is exact.
+    today = calendar.today
+    history: dict[str, list[tuple]] = {code: [] for code in codes}
+    for day, days_ago, months_back in calendar.snapshots:
+        if days_ago > onboarded_days_ago:
+            continue
+        asset_factor = (1.0 + profile.monthly_growth) ** -months_back
+        aum_then = 0
+        for code, opened, cents in zip(codes, opened_days_ago, balances, strict=True):
+            if opened < days_ago:
+                continue
+            category = categories[code]
+            if category in AUM_CATEGORIES:
+                past = int(cents * asset_factor * (1.0 + 0.02 * rng.gauss(0.0, 1.0)))
+                aum_then += past
+            elif category == "loan":
+                past = int(cents * 1.006 ** months_back)
+            else:
+                past = int(cents * (0.4 + 1.2 * r()))
+            history[code].append((customer_id, code, day, _money(past)))
+        out.customer_aum_daily.append((customer_id, day, _money(aum_then)))
+    out.customer_aum_daily.append((customer_id, today, _money(aum_cents)))
+
+    # Rows in primary-key order (ids ascend across customers), so index inserts append at the right edge.
+    for code, opened, cents in sorted(zip(codes, opened_days_ago, balances, strict=True)):
+        balance = _money(cents)
+        out.holding.append((customer_id, code, calendar.day(opened), balance, today))
+        out.holding_balance.extend(history[code])
+        out.holding_balance.append((customer_id, code, today, balance))
+
+    # Activity: days with transactions and logins over the last 89 days, by engagement; referrals over a year.
+    u = r()
+    if u < 0.12:  # dormant: no transaction for 90 days or more, perhaps a look at the app
+        txn_days, login_days, per_day = 0, (rng.randint(1, 4) if r() < 0.3 else 0), 1
+    elif u < 0.40:  # occasional
+        txn_days, login_days, per_day = rng.randint(1, 6), rng.randint(0, 3), 2
+    elif u < 0.85:  # regular
+        txn_days, login_days, per_day = rng.randint(6, 30), rng.randint(0, 6), 4
+    else:  # daily life runs through the account
+        txn_days, login_days, per_day = rng.randint(30, 75), rng.randint(0, 3), 6
+    if small_business:
+        per_day *= 2
+    mobile_user = r() < 0.8
+    ticket = rng.lognormvariate(math.log(350.0 if small_business else 45.0), 0.6)
+    window = min(ACTIVITY_WINDOW_DAYS, onboarded_days_ago)
+    txn_days = min(txn_days, window)
+    login_days = min(login_days, window - txn_days)
+    days = rng.sample(range(1, window + 1), txn_days + login_days)
+    activity: dict[int, list[int]] = {}  # days ago -> [txn_count, txn_amount_cents, logins, referrals]
+    for position, days_ago in enumerate(days):
+        if position < txn_days:
+            count = 1 + int(r() * per_day)
+            cents = max(100 * count, int(count * ticket * (0.3 + 1.4 * r()) * 100))
+            activity[days_ago] = [count, cents, (1 + int(r() * 3)) if mobile_user else 0, 0]
+        else:
+            activity[days_ago] = [0, 0, 1 + int(r() * 2), 0]
+
+    last_txn_at = None
+    last_txn_days_ago = min(days[:txn_days], default=None)
+    if last_txn_days_ago is None and onboarded_days_ago > 90 and r() < 0.85:
+        last_txn_days_ago = rng.randint(90, min(900, onboarded_days_ago))
+        if last_txn_days_ago < 365:
+            activity[last_txn_days_ago] = [1, max(100, int(ticket * 100)), 0, 0]
+    if last_txn_days_ago is not None:
+        last_txn_at = calendar.moment(last_txn_days_ago, rng.randrange(7 * 3600, 23 * 3600))
+
+    if r() < 0.06:
+        for _ in range(1 + (r() < 0.3) + (r() < 0.1)):
+            days_ago = rng.randint(1, min(364, onboarded_days_ago))
+            activity.setdefault(days_ago, [0, 0, 0, 0])[3] += 1
+
+    for days_ago in sorted(activity, reverse=True):
+        count, cents, logins, referrals = activity[days_ago]
+        out.customer_activity_daily.append(
+            (customer_id, calendar.day(days_ago), count, _money(cents), logins, referrals))
+
+    if r() < EVENT_CUSTOMER_SHARE:
+        _generate_events(rng, customer_id, activity, last_txn_days_ago, last_txn_at, calendar, out)
+
+    out.customer.append((
+        customer_id, customer_external_id(number), profile.segment, f"Demo Customer {number}",
+        date.fromordinal(today.toordinal() - birth_days_ago), onboarded_at, profile.risk_level, risk_assessed_at,
+        profile.marketing_consent, last_txn_at,
+    ))
+
+
+def _generate_events(rng: random.Random, customer_id: int, activity: dict[int, list[int]],
+                     last_txn_days_ago: int | None, last_txn_at: datetime | None, calendar: _Calendar,
+                     out: DemoRecords) -> None:
+    """Raw events for the last week, adding up to the daily rollups; the latest transaction is at last_txn_at."""
+    r = rng.random
+    serial = 0
+    for days_ago in sorted(activity):
+        if days_ago > EVENT_WINDOW_DAYS:
+            break
+        count, cents, logins, referrals = activity[days_ago]
+        if days_ago == last_txn_days_ago:  # the day's latest transaction is the customer's last one
+            latest = (last_txn_at - calendar.moment(days_ago, 0)).seconds
+        else:
+            latest = rng.randint(7 * 3600, 86_399)
+        amounts = []
+        if count:
+            cuts = sorted(rng.randint(0, cents - count) for _ in range(count - 1))
+            edges = [0, *cuts, cents - count]
+            amounts = [edges[i + 1] - edges[i] + 1 for i in range(count)]  # at least a cent each, summing to cents
+        for position, amount in enumerate(amounts):
+            second = latest if position == 0 else rng.randint(0, latest)
+            serial += 1
+            out.customer_event.append((
+                customer_id, f"demo-{serial}", "transaction", calendar.moment(days_ago, second), _money(amount),
+                "credit" if r() < 0.2 else "debit", _TXN_CHANNELS[int(r() * len(_TXN_CHANNELS))]))
+        for kind, times in (("login", logins), ("referral", referrals)):
+            for _ in range(times):
+                serial += 1
+                out.customer_event.append((
+                    customer_id, f"demo-{serial}", kind, calendar.moment(days_ago, rng.randint(0, 86_399)), None,
+                    None, "mobile" if kind == "referral" or r() < 0.8 else "web"))
+
+
+def generate_demo_records(seed: int, first_number: int, count: int, today: date,
+                          customer_ids: Sequence[int] | None = None,
+                          categories: dict[str, str] | None = None) -> DemoRecords:
+    """Rows for customers first_number .. first_number + count - 1: a pure function of its arguments.
+
+    `customer_ids` are the database ids to write (default: the customer numbers); `categories` maps product code
+    to category (default: the shipped catalog).
+    """
+    ids = range(first_number, first_number + count) if customer_ids is None else customer_ids
+    if len(ids) != count:
+        raise ValueError(f"{len(ids)} customer ids for {count} customers")
+    categories = categories or {row["code"]: row["category"] for row in default_products()}
+    calendar, out, rng = _Calendar(today), DemoRecords(), random.Random()
+    for offset in range(count):
+        number = first_number + offset
+        _generate_customer(_seeded(rng, seed, number), number, ids[offset], categories, calendar, out)
+    return out
