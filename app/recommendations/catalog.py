@@ -20,7 +20,7 @@ from app.recommendations.queries import Statement
 from app.rules import (ExplainedLeaf, compile_condition, compile_explanation, features_for_customers, load_catalog,
                        parse_condition)
 from app.rules.attributes import RISK_VALID_DAYS, features_stable_until
-from app.rules.compile import fact_value, facts_expression, json_array_expression
+from app.rules.facts import fact_value, facts_expression, json_array_expression
 from app.rules.schema import AllCondition, AlwaysCondition, Comparison, Condition, referenced_attributes
 
 FEATURE_COLUMNS = ("customer_id", "external_id", "held_products", "risk_tolerance", "marketing_consent")

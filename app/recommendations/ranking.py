@@ -18,7 +18,7 @@ from app.core.config import Settings
 from app.recommendations.catalog import CatalogProduct, CatalogSnapshot, Explanation
 from app.recommendations.ranking_stats import RankingStats
 from app.rules import explain_row
-from app.rules.compile import facts_mapping
+from app.rules.facts import facts_mapping
 
 EPSILON = 0.005
 

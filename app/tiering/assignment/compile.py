@@ -21,7 +21,7 @@ from sqlalchemy.sql import ColumnElement
 
 from app.rules import (AttributeCatalog, ExplainedLeaf, compile_explanation, features_between,
                        features_for_customers, load_catalog, parse_condition)
-from app.rules.compile import facts_expression
+from app.rules.facts import facts_expression
 from app.tiering.models import TierAssignment, TierPolicy, TierPolicyVersion, TierTransition
 from app.tiering.policies import tier_case
 
