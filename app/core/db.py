@@ -90,13 +90,13 @@ HOT_PLANNER_SETTINGS = {"enable_hashjoin": "off", "enable_mergejoin": "off"}
 
 async def create_read_pool(engine: AsyncEngine, settings: Settings) -> asyncpg.Pool:
     """The hot reads' own small asyncpg pool (app/core/hotpath.py), on the engine's server and with its
-    per-connection settings. A checkout through SQLAlchemy's AsyncConnection cost a tenth of such a read
-    (bench/RESULTS.md); these reads use no ORM and begin no transaction, so each statement reads committed data.
+    per-connection settings. A checkout through SQLAlchemy's AsyncConnection is a measurable share of such a read
+    (bench/HISTORY.md); these reads use no ORM and begin no transaction, so each statement reads committed data.
 
     Its sessions plan without hash and merge joins (HOT_PLANNER_SETTINGS): every statement on it reads one
     customer's rows (or writes a few served lists), where a nested loop over index scans is the best plan, but
     the planner, estimating rows for an average customer, built a hash table of the product catalog on every
-    recommendation: about an eighth of the statement's time in Postgres (bench/RESULTS.md)."""
+    recommendation (bench/HISTORY.md)."""
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     return await asyncpg.create_pool(dsn, min_size=settings.read_pool_size, max_size=settings.read_pool_size,
                                      server_settings={**server_settings(settings), **HOT_PLANNER_SETTINGS},
@@ -106,7 +106,7 @@ async def create_read_pool(engine: AsyncEngine, settings: Settings) -> asyncpg.P
 async def _keep_session(connection: asyncpg.Connection) -> None:
     """The hot pool's reset on release: nothing to send. Hot reads change no session state (no SET, LISTEN,
     cursor or advisory lock), and asyncpg rolls back a transaction left open before calling this; its default
-    reset is a round trip of four statements per request, which cost as much as a hot read's own query."""
+    reset is a round trip of four statements per request, as long as a hot read's own query."""
 
 
 @asynccontextmanager

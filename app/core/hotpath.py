@@ -1,8 +1,7 @@
 """The hottest reads, answered in front of the framework's routing and dependency machinery.
 
-A mobile app opens with GET /v1/customers/{id}/tiers and .../recommendations; the benchmark in bench/bench_reads.py
-measured that FastAPI's routing over some sixty routes and its dependency solving cost several times the database
-lookup itself. A `HotRead` declares such a route once: its FastAPI route (which Swagger documents, and which serves
+A mobile app opens with GET /v1/customers/{id}/tiers and .../recommendations; FastAPI's routing over every route and
+its dependency solving cost more than the database lookup itself (bench/bench_reads.py, bench/RESULTS.md). A `HotRead` declares such a route once: its FastAPI route (which Swagger documents, and which serves
 the request whenever this path does not) and this dispatcher call the same `render` function, behind the same
 authorization, with the same query model, and with the same problem+json errors, so the two cannot differ. Anything this dispatcher is not
 sure of (another method, a path parameter that does not match its pattern, a query string the read does not take
@@ -65,8 +64,8 @@ class HotRead:
     @cached_property
     def _parsed(self) -> dict[bytes, BaseModel | None | bool]:
         """Query strings already read (at most QUERY_STRINGS_KEPT, each of up to QUERY_STRING_KEPT_BYTES): an app
-        sends the same few over and over, and reading one (parsing, then validating the model) cost 0.05 ms, a
-        twelfth of a recommendation's Python."""
+        sends the same few over and over, and reading one (parsing, then validating the model) is a measurable
+        share of a recommendation's Python (bench/HISTORY.md)."""
         return {}
 
     def parse_query(self, query_string: bytes) -> BaseModel | None | bool:

@@ -5,8 +5,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 # Batch chunks and writers exclude each other by spans of customer ids: a chunk holds its spans' advisory locks
 # exclusively, every other writer of customers shares its customers' spans (and locks their rows, which orders
-# writers of the same customer). A chunk thus writes nothing to its customers' rows, where a million row locks cost
-# a run about 200 MB of WAL. Every holder of a span lock takes it before it waits for anything a chunk could hold.
+# writers of the same customer). A chunk thus writes nothing to its customers' rows: locking a row writes it, and a
+# run's row locks cost it much WAL (bench/HISTORY.md). Every holder of a span lock takes it before it waits for
+# anything a chunk could hold.
 LOCK_SPAN = 50_000
 _SPAN_LOCKS = 7311  # the advisory locks' namespace (app/recommendations/ranking_stats.py holds 7310)
 

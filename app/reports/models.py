@@ -7,8 +7,8 @@ from app.feedback.models import FeedbackEvent
 from app.tiering.models import TierTransition
 
 # tier-migrations: the moves of one policy in a time range. Transitions are appended in time order, so a BRIN
-# index (a few pages, next to nothing to maintain) finds a range's blocks; a B-tree on (policy, at) cost a fifth
-# of every transition's insert, and a policy's first run writes a million of them.
+# index (a few pages, next to nothing to maintain) finds a range's blocks; a B-tree on (policy, at) slowed every
+# transition's insert (bench/HISTORY.md), and a policy's first run writes one per customer.
 TIER_TRANSITION_AT = Index("ix_tier_transition_at", TierTransition.at, postgresql_using="brin")
 
 # recommendation-funnel: events in a time range, read from the index alone (an index-only scan)
