@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import MetaData
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -60,6 +61,21 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+UNIQUE_VIOLATION = "23505"
+
+
+@asynccontextmanager
+async def unique_or_raise(session: AsyncSession, conflict: Exception) -> AsyncIterator[None]:
+    """A savepoint around a write that can lose a race on a unique key: losing it rolls back only what the block
+    wrote, not the request's transaction, and raises `conflict` (the domain's 409) in its place."""
+    try:
+        async with session.begin_nested():
+            yield
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) == UNIQUE_VIOLATION:
+            raise conflict from None
+        raise
 
 
 async def driver_connection(session: AsyncSession):

@@ -3,18 +3,15 @@
 from datetime import UTC, datetime
 
 from sqlalchemy import any_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import unique_or_raise
 from app.core.errors import InvalidInput
 from app.core.pagination import page_of
 from app.products.errors import ProductCodeTaken, ProductNotFound
 from app.products.models import Product
 from app.products.schemas import ProductCreate, ProductUpdate
 from app.rules import Condition, check_condition, dump_condition, load_catalog
-
-UNIQUE_VIOLATION = "23505"
-
 
 def ensure_active_window(active_from: datetime | None, active_to: datetime | None) -> None:
     """422 at /active_to unless the sales window ends after it starts."""
@@ -48,15 +45,9 @@ async def create_product(session: AsyncSession, fields: ProductCreate) -> Produc
     values = fields.model_dump()
     values["eligibility"] = await checked_eligibility(session, fields.eligibility)
     product = Product(**values)
-    try:
-        # A savepoint: losing a race on the code rolls back only this insert, not the request's transaction.
-        async with session.begin_nested():
-            session.add(product)
-            await session.flush()
-    except IntegrityError as exc:
-        if getattr(exc.orig, "sqlstate", None) == UNIQUE_VIOLATION:
-            raise ProductCodeTaken(fields.code) from None
-        raise
+    async with unique_or_raise(session, ProductCodeTaken(fields.code)):
+        session.add(product)
+        await session.flush()
     await session.refresh(product)
     return product
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement, FromClause
 
+from app.core.db import unique_or_raise
 from app.core.errors import InvalidInput
 from app.rules import (AttributeCatalog, check_condition, compile_condition, compile_explanation, customer_features,
                        dump_condition, explain_row, load_catalog, parse_condition, what_if_features)
@@ -26,7 +26,6 @@ from app.tiering.models import TierPolicy, TierPolicyChange, TierPolicyVersion
 from app.tiering.schemas import (Tier, TierExplanation, TierMigration, TierPolicyCreate, TierPolicyVersionCreate,
                                  TierPolicyVersionUpdate, TierShare, SimulationResult, WhatIfResult)
 
-UNIQUE_VIOLATION = "23505"
 DEFAULT_POLICIES_FILE = Path(__file__).resolve().parents[1] / "defaults" / "policies.json"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -143,14 +142,9 @@ async def create_policy(session: AsyncSession, body: TierPolicyCreate, actor: st
         raise TierPolicyKeyTaken(body.key)
     now = datetime.now(UTC)
     policy = TierPolicy(key=body.key, name=body.name, description=body.description, created_at=now)
-    try:
-        async with session.begin_nested():  # a lost race on the key rolls back only this insert
-            session.add(policy)
-            await session.flush()
-    except IntegrityError as exc:
-        if getattr(exc.orig, "sqlstate", None) == UNIQUE_VIOLATION:
-            raise TierPolicyKeyTaken(body.key) from None
-        raise
+    async with unique_or_raise(session, TierPolicyKeyTaken(body.key)):
+        session.add(policy)
+        await session.flush()
     version = TierPolicyVersion(policy_id=policy.id, version=1, status="draft", tiers=tiers,
                                 downgrade_grace_days=body.downgrade_grace_days, description=body.version_description,
                                 created_by=actor, created_at=now, updated_at=now)
@@ -224,17 +218,12 @@ async def activate_version(session: AsyncSession, key: str, number: int, actor: 
         return policy, version  # already active: nothing to do
     current = await active_version(session, policy)
     now = datetime.now(UTC)
-    try:
-        async with session.begin_nested():
-            if current is not None:
-                current.status, current.retired_at, current.updated_at = "retired", now, now
-                await session.flush()  # retire first: the index allows one active row at every moment
-            version.status, version.activated_at, version.retired_at, version.updated_at = "active", now, None, now
-            await session.flush()
-    except IntegrityError as exc:
-        if getattr(exc.orig, "sqlstate", None) == UNIQUE_VIOLATION:
-            raise ActivationConflict(key) from None
-        raise
+    async with unique_or_raise(session, ActivationConflict(key)):
+        if current is not None:
+            current.status, current.retired_at, current.updated_at = "retired", now, now
+            await session.flush()  # retire first: the index allows one active row at every moment
+        version.status, version.activated_at, version.retired_at, version.updated_at = "active", now, None, now
+        await session.flush()
     action = "rollback" if current is not None and number < current.version else "activate"
     _record(session, policy, number, action, actor,
             {"before": {"active_version": current.version if current else None},
