@@ -16,6 +16,7 @@ from app.core.db import server_settings
 from app.core.embedded import create_database, drop_database, start_embedded_postgres
 from app.core.migrations import upgrade_to_head
 from app.main import create_app
+from tests.factories import WEALTH_GRACE_DAYS, WEALTH_TIERS, add_products
 
 ROLES = ("app", "integration", "admin")
 
@@ -123,3 +124,17 @@ async def keys(session, test_settings) -> dict[str, str]:
 def as_role(keys):
     """Headers for a role: as_role("admin")."""
     return lambda role: {"X-API-Key": keys[role]}
+
+
+@pytest.fixture
+async def wealth(client, as_role, session):
+    """The test wealth policy (tests.factories.WEALTH_TIERS), active, and the test products."""
+    await add_products(session)
+    await session.commit()
+    admin = as_role("admin")
+    created = await client.post("/v1/tier-policies", headers=admin, json={
+        "key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": WEALTH_GRACE_DAYS})
+    assert created.status_code == 201, created.text
+    activated = await client.post("/v1/tier-policies/wealth/versions/1/activate", headers=admin)
+    assert activated.status_code == 200, activated.text
+    return "wealth"

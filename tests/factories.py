@@ -26,6 +26,8 @@ def customer_body(**overrides) -> dict:
     return body
 
 
+WEALTH_GRACE_DAYS = 90
+
 # A wealth policy's tiers for tests: first match wins, the last is unconditional.
 WEALTH_TIERS = [
     {"code": "private", "label": "Private", "rank": 40,

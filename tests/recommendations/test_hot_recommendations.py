@@ -11,7 +11,7 @@ from sqlalchemy import text
 from app.main import HOT_READS
 from app.recommendations.schemas import RecommendationQuery, RecommendationsRead
 from tests.factories import WEALTH_TIERS
-from tests.recommendations.test_recommendations import bank, make_customer  # noqa: F401 (fixture)
+from tests.recommendations.test_recommendations import make_customer
 
 RECOMMENDATIONS = next(read for read in HOT_READS if read.path.endswith("/recommendations"))
 
@@ -33,7 +33,7 @@ async def _served_lists(session, external_id: str) -> int:
     "explore=false&exclude=bond_fund&exclude=equity_fund",
     "explore=0&channel=mobile&unknown=1",  # an unknown parameter: FastAPI answers, and ignores it
 ])
-async def test_hot_and_routed_give_the_same_ranking_in_the_schema(client, routed, as_role, bank, session,  # noqa: F811
+async def test_hot_and_routed_give_the_same_ranking_in_the_schema(client, routed, as_role, bank, session,
                                                                    query):
     await make_customer(client, as_role, "HR1", risk=4, holdings=[("current_account", "5000.00"),
                                                                    ("savings_account", "250000.00")])
@@ -57,7 +57,7 @@ async def test_hot_and_routed_give_the_same_ranking_in_the_schema(client, routed
     ("/v1/customers/HR2/recommendations?channel=fax", "app", 422),
     ("/v1/customers/HR2/recommendations?explain=maybe", "app", 422),
 ])
-async def test_errors_are_the_same_problem_json_on_both_paths(client, routed, as_role, bank, path, role,  # noqa: F811
+async def test_errors_are_the_same_problem_json_on_both_paths(client, routed, as_role, bank, path, role,
                                                               status):
     await make_customer(client, as_role, "HR2")
     headers = as_role(role) if role else {}
@@ -89,7 +89,7 @@ def test_a_query_string_is_read_once_and_its_model_shared_read_only():
     assert parse(long) == parse(long) and parse(long) is not parse(long)
 
 
-async def test_a_catalog_change_is_seen_on_the_next_request(client, as_role, bank, session):  # noqa: F811
+async def test_a_catalog_change_is_seen_on_the_next_request(client, as_role, bank, session):
     await make_customer(client, as_role, "HR3", risk=5)
     first = await client.get("/v1/customers/HR3/recommendations?explore=false&limit=10", headers=as_role("app"))
     assert "bond_fund" in [i["product"]["code"] for i in first.json()["items"]]
@@ -149,7 +149,7 @@ async def test_the_catalog_version_changes_with_every_committed_catalog_write_an
     assert await version() > seen[-1]  # and its numbers are never given out again
 
 
-async def test_eligibility_reasons_name_the_comparisons_that_held(client, routed, as_role, bank, session):  # noqa: F811
+async def test_eligibility_reasons_name_the_comparisons_that_held(client, routed, as_role, bank, session):
     """A conjunction's reasons come from the attribute values (every comparison held); a condition with `any`
     or `not` from each comparison's own result: only those that held are reasons."""
     await session.execute(text(
@@ -171,7 +171,7 @@ async def test_eligibility_reasons_name_the_comparisons_that_held(client, routed
     assert reasons["equity_fund"][0]["value"]["value"] == "2500.50" and reasons["equity_fund"][1]["value"]["result"]
 
 
-async def test_ranking_statistics_counted_elsewhere_arrive_within_their_age(as_role, bank, session, test_settings,  # noqa: F811
+async def test_ranking_statistics_counted_elsewhere_arrive_within_their_age(as_role, bank, session, test_settings,
                                                                             sessionmaker):
     """Counts another instance (or the statistics job) wrote reach this instance's ranking once its copy is older
     than ranking_stats_seconds; until then the instance ranks with the copy it has."""
@@ -218,7 +218,7 @@ async def test_the_hot_pool_plans_without_hash_and_merge_joins(engine, test_sett
         assert (await other.exec_driver_sql("SHOW enable_hashjoin")).scalar() == "on"
 
 
-async def test_both_paths_write_the_schemas_own_bytes(client, routed, as_role, bank, session):  # noqa: F811
+async def test_both_paths_write_the_schemas_own_bytes(client, routed, as_role, bank, session):
     """The hot path and the route serialize the same schema (app.core.serializers): the same bytes, and the bytes
     RecommendationsRead itself writes, for customers without a tier, with one, with an override, at risk of a
     downgrade, explained or not."""

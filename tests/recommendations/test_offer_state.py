@@ -26,7 +26,8 @@ from app.customers.models import Customer
 from app.recommendations import offer_state
 from app.recommendations.catalog import build_snapshot
 from app.rules.attributes import features_for_customers, features_stable_until
-from tests.recommendations.test_recommendations import CATALOG, bank, make_customer, recommend  # noqa: F401
+from tests.recommendations.conftest import CATALOG
+from tests.recommendations.test_recommendations import make_customer, recommend
 
 PRODUCTS = [code for code, *_ in CATALOG]
 
@@ -49,7 +50,7 @@ def _without_ids(document: dict) -> dict:
                                   for item in document["items"]]}
 
 
-async def test_a_stored_state_answers_exactly_as_a_computed_one(client, as_role, bank):  # noqa: F811
+async def test_a_stored_state_answers_exactly_as_a_computed_one(client, as_role, bank):
     rng = random.Random(5)
     for i in range(12):
         await make_customer(client, as_role, f"OS{i}", risk=rng.choice([None, 1, 3, 5]),
@@ -64,7 +65,7 @@ async def test_a_stored_state_answers_exactly_as_a_computed_one(client, as_role,
         assert _without_ids(second) == _without_ids(first)
 
 
-async def test_the_state_holds_until_the_first_instant_a_feature_can_change(client, as_role, bank, session):  # noqa: F811
+async def test_the_state_holds_until_the_first_instant_a_feature_can_change(client, as_role, bank, session):
     # the risk assessment expires halfway to midnight: the earliest of the instants (tenure moves in ~20 days)
     now, midnight = (await session.execute(text("SELECT now(), (current_date + 1)::timestamptz"))).one()
     assessed = now - timedelta(days=365) + (midnight - now) / 2
@@ -121,7 +122,7 @@ async def test_the_next_month_of_tenure_is_never_later_than_the_features_see_it(
 
 
 @pytest.mark.parametrize("write", ["holdings", "profile", "events", "survey", "complaint", "erasure"])
-async def test_every_write_to_the_customer_makes_its_state_stale(client, as_role, bank, session, write):  # noqa: F811
+async def test_every_write_to_the_customer_makes_its_state_stale(client, as_role, bank, session, write):
     await make_customer(client, as_role, "WR1", risk=5, holdings=[("current_account", "1000.00")])
     before = await recommend(client, as_role, "WR1")
     stored = await _state(session, "WR1")
@@ -166,7 +167,7 @@ async def test_every_write_to_the_customer_makes_its_state_stale(client, as_role
         assert [i["product"]["code"] for i in after["items"]] == ["maturity_notice"]  # a service message only
 
 
-async def test_a_write_makes_stale_the_states_that_read_what_it_changed(client, as_role, bank, session):  # noqa: F811
+async def test_a_write_makes_stale_the_states_that_read_what_it_changed(client, as_role, bank, session):
     """The catalog's conditions decide what a state reads: once a product's condition reads the customer's
     transactions, a transaction makes the state stale, and the product's eligibility moves with it."""
     await session.execute(text("UPDATE product SET eligibility = CAST(:e AS jsonb) WHERE code = 'term_deposit'"),
@@ -189,7 +190,7 @@ async def test_a_write_makes_stale_the_states_that_read_what_it_changed(client, 
         for r in i["reasons"]]
 
 
-async def test_a_changed_risk_validity_makes_states_stale(client, as_role, bank, session):  # noqa: F811
+async def test_a_changed_risk_validity_makes_states_stale(client, as_role, bank, session):
     await make_customer(client, as_role, "RV1", risk=5, assessed_days_ago=200)
     assert "equity_fund" in [i["product"]["code"] for i in (await recommend(client, as_role, "RV1"))["items"]]
     await session.execute(text("SET tierwise.risk_valid_days = '180'"))  # as a restart with the setting changed
@@ -289,7 +290,7 @@ STATE_COLUMNS = ("held_products", "risk_tolerance", "marketing_consent", "inelig
                  "valid_until", "catalog_version", "risk_valid_days")
 
 
-async def test_stale_states_are_computed_again_in_bulk_as_a_request_computes_them(client, as_role, bank, app,  # noqa: F811
+async def test_stale_states_are_computed_again_in_bulk_as_a_request_computes_them(client, as_role, bank, app,
                                                                                    session):
     rng = random.Random(9)
     for i in range(30):

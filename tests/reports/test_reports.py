@@ -9,7 +9,7 @@ from app.reports.intervals import difference_interval, wilson_interval
 from tests.feedback.helpers import event, make_customer, serve_items
 from tests.feedback.test_complaints import complaint, move
 from tests.feedback.test_surveys import survey
-from tests.tiering.test_assignment import set_balance, wealth  # noqa: F401  (the wealth policy fixture)
+from tests.tiering.test_assignment import set_balance
 
 
 def test_wilson_interval_known_values():
@@ -36,7 +36,7 @@ async def report(client, as_role, path: str, **params) -> dict:
     return response.json()
 
 
-async def test_tier_distribution_and_migrations(client, as_role, wealth):  # noqa: F811
+async def test_tier_distribution_and_migrations(client, as_role, wealth):
     for external_id, balance in (("R1", "10000.00"), ("R2", "60000.00"), ("R3", "60000.00"), ("R4", "600000.00")):
         await make_customer(client, as_role, external_id, balance)
     await set_balance(client, as_role, "R1", "70000.00")  # mass -> gold
@@ -93,7 +93,7 @@ async def test_recommendation_funnel_with_intervals_and_uplift(client, as_role, 
     assert empty["rows"] == [] and empty["uplift"] is None and empty["treatment"]["conversion_rate"]["rate"] is None
 
 
-async def test_satisfaction_by_tier_and_complaints(client, as_role, wealth):  # noqa: F811
+async def test_satisfaction_by_tier_and_complaints(client, as_role, wealth):
     for external_id, balance in (("Q1", "10000.00"), ("Q2", "60000.00"), ("Q3", "60000.00")):
         await make_customer(client, as_role, external_id, balance)
     answers = [survey("q1-a", "Q1", "nps", 10, days_ago=2), survey("q2-a", "Q2", "nps", 3, days_ago=9),

@@ -9,23 +9,9 @@ from sqlalchemy import text
 
 from app.tiering import runs
 from app.tiering.assignment.compile import assign
-from tests.factories import WEALTH_TIERS as TIERS
-from tests.factories import add_products, customer_body
+from tests.factories import WEALTH_GRACE_DAYS as GRACE
+from tests.factories import customer_body
 
-GRACE = 90
-
-
-@pytest.fixture
-async def wealth(client, as_role, session):
-    await add_products(session)
-    await session.commit()
-    admin = as_role("admin")
-    created = await client.post("/v1/tier-policies", headers=admin, json={
-        "key": "wealth", "name": "Wealth", "tiers": TIERS, "downgrade_grace_days": GRACE})
-    assert created.status_code == 201, created.text
-    activated = await client.post("/v1/tier-policies/wealth/versions/1/activate", headers=admin)
-    assert activated.status_code == 200, activated.text
-    return "wealth"
 
 
 async def make_customer(client, as_role, external_id: str, balance: str, **profile) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from app.recommendations.ranking_stats import refresh_stats
 from tests.feedback.test_surveys import survey
-from tests.tiering.test_assignment import make_customer, tier_of, wealth  # noqa: F401 (fixture)
+from tests.tiering.test_assignment import make_customer, tier_of
 
 # customer: (the tier it has, the rank, whether its override applies); each has 1,000 in savings: rules say mass
 EXPECTED = {"NONE": ("mass", 10, False), "HELD": ("private", 40, True), "LAPSED": ("mass", 10, False)}
@@ -22,7 +22,7 @@ async def _set_override(client, as_role, external_id: str, expires_at: datetime)
 
 
 async def test_override_absent_unexpired_and_expired_mean_the_same_tier_everywhere(client, routed, as_role,
-                                                                                    wealth, session):  # noqa: F811
+                                                                                    wealth, session):
     birthday = date.today() + timedelta(days=2)
     born = (birthday.replace(year=1980) if (birthday.month, birthday.day) != (2, 29) else date(1980, 3, 1))
     for external_id in EXPECTED:

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from app.main import create_app
 from app.tiering.schemas import CustomerTiers
-from tests.tiering.test_assignment import make_customer, set_balance, wealth  # noqa: F401 (fixture)
+from tests.tiering.test_assignment import make_customer, set_balance
 
 
 def _served_by_hot_path(app) -> bool:
@@ -18,7 +18,7 @@ def _served_by_hot_path(app) -> bool:
     return any(m.cls is HotReads for m in app.user_middleware)
 
 
-async def test_hot_and_routed_reads_give_the_same_document_in_the_schema(app, client, routed, as_role, wealth):  # noqa: F811
+async def test_hot_and_routed_reads_give_the_same_document_in_the_schema(app, client, routed, as_role, wealth):
     assert _served_by_hot_path(app)
     await make_customer(client, as_role, "H1", "620000.00")
     await make_customer(client, as_role, "H2", "1000.00")
@@ -49,7 +49,7 @@ async def test_hot_and_routed_reads_give_the_same_document_in_the_schema(app, cl
     ("/v1/customers/-bad-/tiers", "app", 422),  # not an external id: FastAPI's own validation answers
     ("/v1/customers/H9/tiers?x=1", "app", 200),  # a query the hot path does not take: FastAPI answers
 ])
-async def test_errors_are_the_same_problem_json_on_both_paths(client, routed, as_role, wealth, path, role, status):  # noqa: F811
+async def test_errors_are_the_same_problem_json_on_both_paths(client, routed, as_role, wealth, path, role, status):
     await make_customer(client, as_role, "H9", "1000.00")
     headers = as_role(role) if role else {}
     hot, plain = await client.get(path, headers=headers), await routed.get(path, headers=headers)
@@ -59,7 +59,7 @@ async def test_errors_are_the_same_problem_json_on_both_paths(client, routed, as
         assert hot.headers["content-type"] == "application/problem+json"
 
 
-async def test_unknown_key_is_401_and_request_id_and_metrics_still_apply(client, as_role, wealth):  # noqa: F811
+async def test_unknown_key_is_401_and_request_id_and_metrics_still_apply(client, as_role, wealth):
     await make_customer(client, as_role, "H3", "1000.00")
     unknown = await client.get("/v1/customers/H3/tiers", headers={"X-API-Key": "tw_000000000000_nope"})
     assert unknown.status_code == 401 and unknown.headers["www-authenticate"] == "ApiKey"
@@ -69,7 +69,7 @@ async def test_unknown_key_is_401_and_request_id_and_metrics_still_apply(client,
     assert 'route="/v1/customers/{external_id}/tiers",status="200"' in metrics
 
 
-async def test_rate_limit_applies_on_the_hot_path(test_settings, sessionmaker, keys, wealth, client, as_role):  # noqa: F811
+async def test_rate_limit_applies_on_the_hot_path(test_settings, sessionmaker, keys, wealth, client, as_role):
     await make_customer(client, as_role, "H4", "1000.00")
     limited = create_app(test_settings.model_copy(update={"rate_limit_app_per_s": 1.0, "rate_limit_app_burst": 2}),
                          sessionmaker=sessionmaker)
@@ -81,7 +81,7 @@ async def test_rate_limit_applies_on_the_hot_path(test_settings, sessionmaker, k
 
 
 
-async def test_both_paths_write_the_schemas_own_bytes(client, routed, as_role, wealth, session):  # noqa: F811
+async def test_both_paths_write_the_schemas_own_bytes(client, routed, as_role, wealth, session):
     """The hot path and the route serialize the same schema (app.core.serializers): the same bytes, and the bytes
     CustomerTiers itself writes, for a customer with no tier yet, a plain one, one with an override (and an
     expired one) and one at risk of a downgrade."""
