@@ -155,7 +155,7 @@ def main() -> None:
                 results[name].append(wrk(url, files[sample], api_key, suffix, slice_s, args.connections))
                 if name in states:
                     states[name] = [total + after - was for total, after, was in
-                                    zip(states[name], offer_states(base), before)]
+                                    zip(states[name], offer_states(base), before, strict=True)]
         rps = {name: sum(r["rps"] for r in rounds) / len(rounds) for name, rounds in results.items()}
         # Latency at about half the measured maximum rate: 8 connections, each pausing between requests.
         # Each connection cycles every 8 / target seconds; most of the cycle is the pause, the rest the request.

@@ -36,7 +36,7 @@ def test_same_seed_gives_the_same_records_and_another_seed_does_not():
 def test_records_do_not_depend_on_chunking():
     whole = generate_demo_records(1, 1, 300, TODAY)
     head, tail = generate_demo_records(1, 1, 120, TODAY), generate_demo_records(1, 121, 180, TODAY)
-    for (table, _, rows), (_, _, head_rows), (_, _, tail_rows) in zip(whole.tables(), head.tables(), tail.tables()):
+    for (table, _, rows), (_, _, head_rows), (_, _, tail_rows) in zip(whole.tables(), head.tables(), tail.tables(), strict=True):
         assert rows == head_rows + tail_rows, table
 
 

@@ -203,7 +203,8 @@ ALLOWED_MOVES: dict[str, tuple[str, ...]] = {
 _OPEN_COMPLAINT = text("""
 WITH inserted AS (
     INSERT INTO complaint (customer_id, event_id, category, channel, description, status, opened_at)
-    VALUES (:customer_id, :event_id, :category, :channel, :description, 'open', coalesce(CAST(:opened_at AS timestamptz), now()))
+    VALUES (:customer_id, :event_id, :category, :channel, :description, 'open',
+            coalesce(CAST(:opened_at AS timestamptz), now()))
     ON CONFLICT (customer_id, event_id) DO NOTHING
     RETURNING id, customer_id, opened_at
 ), history AS (

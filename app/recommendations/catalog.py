@@ -85,8 +85,8 @@ class CatalogSnapshot:
         each product in `with_facts`)."""
         values = from_json(document)
         n = len(self.explained_attributes)
-        return Explanation(values=dict(zip(self.explained_attributes, values[:n])),
-                           facts=dict(zip(self.with_facts, values[n:])))
+        return Explanation(values=dict(zip(self.explained_attributes, values[:n], strict=True)),
+                           facts=dict(zip(self.with_facts, values[n:], strict=True)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,9 +3,9 @@ product-recommendation data: ncodpers, fecha_dato, ind_*_ult1 columns and demogr
 
 The snapshots are loaded into a database of their own, the earlier months as history (holding balances and
 feedback statistics: a product added after a month counts as an accept of an offer, not adding it as an impression
-without one), the second-to-last month as current holdings. The service's own ranking (`Recommender.recommend`, as the API
-serves it) then recommends 7 products per customer, scored against the products added in the last month with MAP@7,
-beside two baselines measured on the same data: popularity and plain co-holding.
+without one), the second-to-last month as current holdings. The service's own ranking (`Recommender.recommend`, as
+the API serves it) then recommends 7 products per customer, scored against the products added in the last month
+with MAP@7, beside two baselines measured on the same data: popularity and plain co-holding.
 """
 
 import csv
@@ -110,7 +110,7 @@ async def load_snapshots(session: AsyncSession, data: Snapshots, current: str) -
     impressions, accepts = Counter(), Counter()
     for c in customers:
         months = data.holdings[c]
-        for before, after in zip(history, history[1:] + [current]):
+        for before, after in zip(history, history[1:] + [current], strict=True):
             if before in months and after in months:
                 for p in data.products:
                     if p not in months[before]:
@@ -140,7 +140,8 @@ async def evaluate(sessionmaker: async_sessionmaker, settings: Settings, path: P
         await ranking_stats.refresh_stats(session, SEGMENT_POLICY)
         await session.commit()
         popularity = [row[0] for row in (await session.execute(text(
-            "SELECT product_code FROM product_holding_stat WHERE tier_code = '*' ORDER BY holders DESC, product_code"
+            "SELECT product_code FROM product_holding_stat WHERE tier_code = '*' "
+            "ORDER BY holders DESC, product_code"
         ))).all()]
         co = defaultdict(dict)
         for held, product, both, total in (await session.execute(text(

@@ -2,15 +2,17 @@
 change (the table customer_offer_state, app.recommendations.models.CustomerOfferState).
 
 A recommendation first reads the customer's state (`STATE_OF_CUSTOMER`: one row by index; the statements are
-assembled in app/recommendations/queries.py). Only when none holds does it compute the customer's features and every product's
-eligibility, the compiled catalog's SQL, and store what it found (`STORE_COMPUTED`), in the same statement. Both
-give the same columns, the explanation included, so a state read and a state computed give the same answer.
+assembled in app/recommendations/queries.py). Only when none holds does it compute the customer's features and
+every product's eligibility, the compiled catalog's SQL, and store what it found (`STORE_COMPUTED`), in the same
+statement. Both give the same columns, the explanation included, so a state read and a state computed give the same
+answer.
 
 A state holds while the catalog version and the risk validity it was computed with stand and `valid_until` has not
 passed (app.rules.attributes.features_stable_until). Every write to a customer's data bumps the state's
 generation in the writing transaction, and makes it stale when it changes an attribute the state reads
-(`mark_stale`, from the flow every customer write goes through, app/customers/flows.py, and from erasure). A computed state is stored only
-if its generation is still the one the computation read, and only if it was compiled from the current catalog:
+(`mark_stale`, from the flows every customer write goes through, app/customers/flows.py, erasure included). A
+computed state is stored only if its generation is still the one the computation read, and only if it was
+compiled from the current catalog:
 a computation that read before a write cannot store what that write changed, whichever commits first, even when
 its catalog reads what the state's did not, and an instance whose compiled catalog is out of date stores nothing.
 """

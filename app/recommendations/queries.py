@@ -84,7 +84,8 @@ CANDIDATES = """
 ), products AS (
     SELECT p.code,
            CASE
-             WHEN NOT p.is_active OR p.active_from > {now}::timestamptz OR p.active_to <= {now}::timestamptz THEN 'inactive'
+             WHEN NOT p.is_active OR p.active_from > {now}::timestamptz OR p.active_to <= {now}::timestamptz
+               THEN 'inactive'
              WHEN NOT ({channel}::text = ANY(p.channels)) THEN 'not_on_channel'
              WHEN p.code = ANY({exclude}::text[]) THEN 'excluded_by_caller'
              WHEN p.code = ANY(rc.held_products) THEN 'already_held'

@@ -64,12 +64,12 @@ def rank(row, snapshot: CatalogSnapshot, explanation: Explanation, stats: Rankin
     rng = random.Random(seed) if seed is not None else _RANDOM
     tier = None if row["primary_tier"] == "*" else row["primary_tier"]
     held = row["held_products"] or []
-    last_held_of = dict(zip(row["held_before"] or (), row["held_until"] or ()))
+    last_held_of = dict(zip(row["held_before"] or (), row["held_until"] or (), strict=True))
     ranked, filtered = [], []
     codes = row["codes"] or ()
     unexplained = (None,) * len(codes)  # not explaining: only the candidates come back
     for code, filtered_by, contact_rule in zip(codes, row["filtered_by"] or unexplained,
-                                               row["contact_rules"] or unexplained):
+                                               row["contact_rules"] or unexplained, strict=True):
         product = snapshot.products.get(code)
         if product is None:  # created since the snapshot: the next snapshot will have it
             continue

@@ -1,4 +1,5 @@
-"""The population-wide statistics that rank: popularity and co-holding, refreshed by a job in set-based SQL, and\nfeedback counts; read a few hundred rows at a time (`RankingStats`), never computed per request."""
+"""The population-wide statistics that rank: popularity and co-holding, refreshed by a job in set-based SQL, and
+feedback counts; read a few hundred rows at a time (`RankingStats`), never computed per request."""
 
 from collections import defaultdict
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ class RankingStats:
                 "SELECT product_code, held_code, holding_both::float8 / held_total FROM co_holding_stat"):
             co_holding[product][held] = share
         feedback = {(r[0], r[1]): tuple(r[2:]) for r in await connection.fetch(
-            "SELECT product_code, tier_code, sum(impressions)::bigint, sum(accepts)::bigint, sum(converts)::bigint, "
+            "SELECT product_code, tier_code, sum(impressions)::bigint, sum(accepts)::bigint, "
+            "sum(converts)::bigint, "
             "sum(dismisses)::bigint FROM propensity_stat GROUP BY product_code, tier_code")}
         return cls(popularity=popularity, co_holding=dict(co_holding), feedback=feedback)

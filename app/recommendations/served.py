@@ -56,13 +56,14 @@ async def insert_served(connection, lists: list[tuple[RecommendationResult, str]
     """Store served lists (result, channel) in one statement; each item gets its recommendation_id here."""
     columns: list[list[Any]] = [[] for _ in range(11)]
     for n, (result, channel) in enumerate(lists, 1):
-        for column, value in zip(columns, (result.customer_id, channel, result.strategy, result.tier)):
+        list_values = (result.customer_id, channel, result.strategy, result.tier)
+        for column, value in zip(columns[:4], list_values, strict=True):
             column.append(value)
         result.recommendation_ids = [time_ordered_uuid() for _ in result.items]
-        for rank, (rid, item) in enumerate(zip(result.recommendation_ids, result.items), 1):
+        for rank, (rid, item) in enumerate(zip(result.recommendation_ids, result.items, strict=True), 1):
             for column, value in zip(columns[4:], (
                     n, rid, item.product.code, rank, Decimal(f"{item.score:.6f}"),
-                    Decimal(f"{min(item.propensity, 0.999999):.6f}"), to_json(item.reasons).decode())):
+                    Decimal(f"{min(item.propensity, 0.999999):.6f}"), to_json(item.reasons).decode()), strict=True):
                 column.append(value)
     await connection.execute(_RECORD, *columns)
 

@@ -105,8 +105,8 @@ FEATURES_V1 = FeaturesVersion(  # migrations/versions/2026-11-23_initial_schema.
         Column("birth_date", "c.birth_date"),
         Column("onboarded_at", "c.onboarded_at"),
         Column("age", "date_part('year', age(current_date, c.birth_date))::int AS age"),
-        Column("tenure_months", """(date_part('year', age(now(), c.onboarded_at)) * 12 + date_part('month', age(now(), c.onboarded_at)))::int
-        AS tenure_months"""),  # noqa: E501 (as shipped)
+        Column("tenure_months", "(date_part('year', age(now(), c.onboarded_at)) * 12 "
+                                "+ date_part('month', age(now(), c.onboarded_at)))::int\n        AS tenure_months"),
         Column("aum", "coalesce(h.aum, 0) AS aum", HOLDINGS),
         Column("aum_avg_3m", "coalesce(avg3.aum_avg_3m, h.aum, 0) AS aum_avg_3m", HOLDINGS),
         Column("aum_trend_3m", "round(coalesce(h.aum, 0) / nullif(coalesce(avg3.aum_avg_3m, h.aum), 0) - 1, 4) "

@@ -25,7 +25,8 @@ async def customers(client, as_role, session):
 
 async def stats(session, product: str) -> dict:
     row = (await session.execute(text(
-        "SELECT count(*) AS shards, coalesce(sum(impressions), 0) AS impressions, coalesce(sum(clicks), 0) AS clicks,"
+        "SELECT count(*) AS shards, coalesce(sum(impressions), 0) AS impressions,"
+        " coalesce(sum(clicks), 0) AS clicks,"
         " coalesce(sum(accepts), 0) AS accepts, coalesce(sum(dismisses), 0) AS dismisses,"
         " coalesce(sum(converts), 0) AS converts FROM propensity_stat WHERE product_code = :p"), {"p": product})).one()
     return dict(row._mapping)
@@ -137,7 +138,8 @@ async def test_raced_retries_count_once(engine, session):
             "INSERT INTO recommendation_list (customer_id, channel, strategy, tier_code) "
             "VALUES (:c, 'mobile', 'personalised', 'race') RETURNING id"), {"c": customer_id})
         await conn.execute(text(
-            "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, tier_code, rank,"
+            "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, tier_code,"
+            " rank,"
             " score, propensity, strategy, reasons) VALUES (:r, :l, :c, :p, 'race', 1, 0.5, 0.1, 'personalised',"
             " '[]')"), {"r": recommendation, "l": list_id, "c": customer_id, "p": product})
     now = datetime.now(UTC)

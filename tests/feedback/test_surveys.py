@@ -20,7 +20,8 @@ def survey(event_id: str, customer: str, kind: str, score: int, days_ago: float 
 
 async def features(session, external_id: str) -> dict:
     row = (await session.execute(text(
-        "SELECT f.nps_latest, f.is_promoter, f.is_detractor, f.csat_avg, f.open_complaints, f.days_to_resolve_avg "
+        "SELECT f.nps_latest, f.is_promoter, f.is_detractor, f.csat_avg, f.open_complaints, "
+        "f.days_to_resolve_avg "
         "FROM customer c, customer_features_for(ARRAY[c.id]) f WHERE c.external_id = :e"), {"e": external_id})).one()
     view = (await session.execute(text(
         "SELECT nps_latest, is_promoter, is_detractor, csat_avg, open_complaints, days_to_resolve_avg "

@@ -77,8 +77,9 @@ async def test_concurrent_activation_of_two_versions_leaves_exactly_one_active(c
             added = await client.post(f"/v1/tier-policies/{key}/versions", json={"copy_from": 1}, headers=admin)
             assert added.status_code == 201, added.text
     for pair in ((1, 2), (3, 4), (2, 3)):  # drafts against drafts, then versions that have been active before
-        responses = await _all_at_once(committed["app"], 2, lambda c, it=iter(pair): c.post(
-            f"/v1/tier-policies/{key}/versions/{next(it)}/activate", headers=admin))
+        versions = iter(pair)
+        responses = await _all_at_once(committed["app"], 2, lambda c, versions=versions: c.post(
+            f"/v1/tier-policies/{key}/versions/{next(versions)}/activate", headers=admin))
         statuses = [r.status_code for r in responses]
         assert set(statuses) <= {200, 409} and 200 in statuses, [r.text for r in responses]
         async with engine.connect() as conn:

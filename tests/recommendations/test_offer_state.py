@@ -103,7 +103,8 @@ async def test_the_next_month_of_tenure_is_never_later_than_the_features_see_it(
     it: not at now, not one microsecond before it."""
     await session.execute(text(
         "INSERT INTO customer (external_id, segment, onboarded_at) "
-        "SELECT 'TN' || n, 'retail', timestamptz '2019-12-01 00:00:00+00' + make_interval(days => n, hours => n % 24) "
+        "SELECT 'TN' || n, 'retail', "
+        "timestamptz '2019-12-01 00:00:00+00' + make_interval(days => n, hours => n % 24) "
         "FROM generate_series(0, 800) n"))
     customer = Customer.__table__
     features = features_for_customers(array([customer.c.id]), lateral=True)

@@ -33,8 +33,8 @@ async def test_the_database_at_head_has_the_current_version(session):
         "ORDER BY ordinal_position"))).scalars().all()
     assert tuple(columns) == CURRENT.names
     bodies = dict((await session.execute(text(
-        "SELECT proname, prosrc FROM pg_proc WHERE proname IN ('customer_features_for', 'customer_features_between')"
-    ))).all())
+        "SELECT proname, prosrc FROM pg_proc "
+        "WHERE proname IN ('customer_features_for', 'customer_features_between')"))).all())
     assert bodies == {"customer_features_for": CURRENT.select(BY_IDS),
                       "customer_features_between": CURRENT.select(BY_RANGE)}
 
