@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_CUSTOMERS ?= 2000
 
-.PHONY: install run test openapi lock clean
+.PHONY: install run test lint openapi lock clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,11 @@ run: install
 
 test: install
 	$(BIN)/pytest
+
+# Lint (pycodestyle, pyflakes, import order, bugbear, pyupgrade) and format, as configured in pyproject.toml.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 openapi: install
 	$(BIN)/tierwise openapi --output openapi/openapi.json
