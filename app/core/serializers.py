@@ -1,23 +1,23 @@
 """Response documents serialized by their pydantic schema without building model instances, for the hot reads.
 
-`document_serializer(Model)` is built once from the model's own core schema, each (nested) model read as a dict of
-its fields: the same field serializers (UUIDs, datetimes, dates, floats, aliases) the routed path's response model
-has, fed plain dicts. A hot read therefore writes the schema's JSON by construction, at the cost of dicts rather
-than validated models.
+`document_serializer(Model)` is built once from the model's own core schema (or any type's, e.g. list[Model]), each
+(nested) model read as a dict of its fields: the same field serializers (UUIDs, datetimes, dates, floats, aliases)
+the routed path's response model has, fed plain dicts. A hot read therefore writes the schema's JSON by
+construction, at the cost of dicts rather than validated models.
 """
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import TypeAdapter
 from pydantic_core import SchemaSerializer
 
 _FIELD_KEYS = ("schema", "serialization_alias", "serialization_exclude", "serialization_exclude_if", "metadata")
 
 
-def document_serializer(model: type[BaseModel]) -> SchemaSerializer:
-    """A serializer of `model`'s JSON for a dict shaped like it (nested models as dicts, keys in field order; a key
-    left out is left out, as `exclude_unset` would)."""
-    return SchemaSerializer(_as_dicts(model.__pydantic_core_schema__))
+def document_serializer(type_: Any) -> SchemaSerializer:
+    """A serializer of `type_`'s JSON (a model, or a type made of models) for dicts shaped like its models (keys in
+    field order; a key left out is left out, as `exclude_unset` would)."""
+    return SchemaSerializer(_as_dicts(TypeAdapter(type_).core_schema))
 
 
 def _as_dicts(schema: Any) -> Any:

@@ -14,16 +14,19 @@ from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic_core import to_json
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
+from app.core.serializers import document_serializer
 from app.rules import (AttributeCatalog, ExplainedLeaf, compile_explanation, features_between,
                        features_for_customers, load_catalog, parse_condition)
 from app.rules.facts import facts_expression
 from app.tiering.models import TierAssignment, TierPolicy, TierPolicyVersion, TierTransition
 from app.tiering.policies import tier_case
+from app.tiering.schemas import TierExplanation
 
 
 @dataclass(frozen=True)
@@ -56,36 +59,54 @@ class CompiledVersion:
         return ExplanationTemplate.of(self)
 
 
+EXPLANATION_JSON = document_serializer(list[TierExplanation])
+
+
 @dataclass(frozen=True)
 class ExplanationTemplate:
-    """A version's explanations with holes for an assignment's stored facts, one per tier that can match: each tier
-    tried in order up to it, every comparison with its pointer, attribute, operator and threshold written in, its
-    value and result left to fill (each from its position in the facts). Reading a tier back fills the holes."""
+    """A version's explanations as the schema's JSON (list[TierExplanation]) with holes for an assignment's stored
+    facts, one per tier that can match: each tier tried in order up to it, every comparison with its pointer,
+    attribute, operator and threshold written in, its value and result left to fill. Reading a tier back is then a
+    join of strings, the facts being JSON already."""
 
     labels: dict[str, str]
-    by_match: dict[str | None, tuple[tuple[str, bool, tuple[tuple[dict[str, Any], int], ...]], ...]]
-    """matched tier (None: none) -> each tier tried: (code, matched, each comparison: (its fixed part, position))"""
+    by_match: dict[str | None, tuple[tuple[str, ...], tuple[int, ...]]]  # matched tier -> (JSON parts, fact positions)
 
     @classmethod
     def of(cls, compiled: "CompiledVersion") -> "ExplanationTemplate":
         tried, position = [], 0
         for tier, leaves in zip(compiled.tiers, compiled.leaves, strict=True):
             conditions = []
-            for leaf in leaves:
-                conditions.append(({"pointer": leaf.pointer, "attribute": leaf.attribute,
-                                    "operator": leaf.operator.value, "threshold": leaf.threshold}, position))
+            for leaf in leaves:  # a hole's placeholder: its fact's position between NULs, which no fact holds
+                conditions.append({"pointer": leaf.pointer, "attribute": leaf.attribute,
+                                   "operator": leaf.operator.value, "threshold": leaf.threshold,
+                                   "value": f"\0{position}\0", "result": f"\0{position + 1}\0"})
                 position += 2
-            tried.append((tier["code"], tuple(conditions)))
-        by_match = {code: tuple((c, c == code, conditions) for c, conditions in tried[:last + 1])
-                    for last, (code, _) in enumerate(tried)}
-        by_match[None] = tuple((c, False, conditions) for c, conditions in tried)
+            tried.append((tier["code"], conditions))
+        by_match = {}
+        for last in [*range(len(tried)), None]:
+            shown = tried if last is None else tried[:last + 1]
+            text = EXPLANATION_JSON.to_json([{"tier": code, "matched": i == last, "conditions": conditions}
+                                             for i, (code, conditions) in enumerate(shown)]).decode()
+            parts, positions = [], []
+            for code, conditions in shown:
+                for condition in conditions:
+                    for hole in (condition["value"], condition["result"]):
+                        part, text = text.split(to_json(hole).decode(), 1)
+                        parts.append(part)
+                        positions.append(int(hole.strip("\0")))
+            parts.append(text)
+            by_match[tried[last][0] if last is not None else None] = (tuple(parts), tuple(positions))
         return cls(labels={tier["code"]: tier["label"] for tier in compiled.tiers}, by_match=by_match)
 
-    def render(self, facts: list[Any], matched: str | None) -> list[dict[str, Any]]:
-        """The explanation of an assignment (a list of TierExplanation documents) from its stored facts."""
-        return [{"tier": code, "matched": is_match,
-                 "conditions": [{**fixed, "value": facts[at], "result": facts[at + 1]} for fixed, at in conditions]}
-                for code, is_match, conditions in self.by_match.get(matched) or self.by_match[None]]
+    def render(self, facts: list[str], matched: str | None) -> str:
+        """The explanation of an assignment as JSON: `facts` are the stored facts, each element as JSON text."""
+        parts, positions = self.by_match.get(matched) or self.by_match[None]
+        out = [parts[0]]
+        for part, position in zip(parts[1:], positions, strict=True):
+            out.append(facts[position])
+            out.append(part)
+        return "".join(out)
 
 
 _compiled: OrderedDict[tuple, CompiledVersion] = OrderedDict()

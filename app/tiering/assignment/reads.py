@@ -5,7 +5,7 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic_core import from_json
+from pydantic_core import from_json, to_json
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
@@ -15,7 +15,7 @@ from app.customers.errors import CustomerNotFound
 from app.customers.models import Customer
 from app.tiering.assignment.compile import cached_explainer, explainer
 from app.tiering.models import TierAssignment, TierPolicy, TierTransition, effective_tier
-from app.tiering.schemas import CustomerTiers
+from app.tiering.schemas import CustomerTier, CustomerTiers
 
 
 # The hottest read of the service (GET /v1/customers/{id}/tiers): one indexed query, run on the driver.
@@ -23,7 +23,7 @@ _CUSTOMER_TIERS = """
 SELECT p.key, v.version, a.version_id, v.updated_at AS version_updated_at, effective_tier(a) AS tier,
        effective_rank(a) AS rank, a.since, a.evaluated_at, a.qualified_code, a.lower_since,
        tier_override_applies(a) AS override_applies, a.override_code, a.override_reason, a.override_actor,
-       a.override_expires_at, a.facts::text AS facts
+       a.override_expires_at, ARRAY(SELECT f::text FROM jsonb_array_elements(a.facts) f) AS facts
 FROM customer c
 LEFT JOIN tier_assignment a ON a.customer_id = c.id
 LEFT JOIN tier_policy p ON p.id = a.policy_id
@@ -32,12 +32,13 @@ WHERE c.external_id = $1 AND c.erased_at IS NULL
 ORDER BY p.key
 """
 
-CUSTOMER_TIERS_JSON = document_serializer(CustomerTiers)
+# The schema's JSON of the document and of each tier, each written with an empty last list that the parts fill in.
+CUSTOMER_TIERS_JSON, CUSTOMER_TIER_JSON = document_serializer(CustomerTiers), document_serializer(CustomerTier)
 
 
 async def customer_tiers_json(connection, sessionmaker, external_id: str) -> bytes:
     """The CustomerTiers document of a customer: every tier with since-when, grace state, override and explanation
-    (the version's explanation template filled with the stored facts). One indexed read on `connection` (a driver
+    (the version's explanation template, the stored facts in its holes). One indexed read on `connection` (a driver
     connection); a version not yet compiled in this process is read in a session from `sessionmaker` (a
     zero-argument callable returning an async context manager of a session). 404 when there is no such customer."""
     rows = await connection.fetch(_CUSTOMER_TIERS, external_id)
@@ -53,7 +54,7 @@ async def customer_tiers_json(connection, sessionmaker, external_id: str) -> byt
                 compiled = await explainer(session, row["version_id"], row["version_updated_at"])
         tier = row["tier"]
         at_risk = row["lower_since"] is not None
-        tiers.append({
+        head = CUSTOMER_TIER_JSON.to_json({
             "policy": row["key"], "policy_version": row["version"], "tier": tier,
             "label": compiled.explanation.labels.get(tier, tier), "rank": row["rank"],
             "since": row["since"], "evaluated_at": row["evaluated_at"],
@@ -63,8 +64,17 @@ async def customer_tiers_json(connection, sessionmaker, external_id: str) -> byt
             "override": {"tier": row["override_code"], "reason": row["override_reason"],
                          "actor": row["override_actor"], "expires_at": row["override_expires_at"]}
             if row["override_applies"] else None,
-            "explanation": compiled.explanation.render(from_json(row["facts"]), row["qualified_code"])})
-    return CUSTOMER_TIERS_JSON.to_json({"customer_id": external_id, "tiers": tiers})
+            "explanation": []})
+        facts = [fact if fact[0] != "[" else to_json(from_json(fact)).decode() for fact in row["facts"]]
+        tiers.append(_filled(head, compiled.explanation.render(facts, row["qualified_code"]).encode()))
+    document = CUSTOMER_TIERS_JSON.to_json({"customer_id": external_id, "tiers": []})
+    return _filled(document, b"[" + b",".join(tiers) + b"]")
+
+
+def _filled(document: bytes, last: bytes) -> bytes:
+    """A document whose last field is an empty list, with `last` (JSON) in its place. Facts are Postgres' JSON text,
+    the same as the schema's but for the space after an array's commas (re-encoded above)."""
+    return document[:-3] + last + b"}"
 
 
 _FEED_VISIBLE = sa.text("(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
