@@ -42,7 +42,7 @@ class Statement:
     def arguments(self, **values: Any) -> list[Any]:
         """The statement and its arguments, as asyncpg's fetch takes them: `values` by name, else the bound ones."""
         bound = self.bound
-        return [self.sql, *(values[name] if name in values else bound[name] for name in self.names)]
+        return [self.sql, *[values[name] if name in values else bound[name] for name in self.names]]
 
 
 # After the customer's row (the CTE requested_customer: no row when there is no such customer), the candidates (when
