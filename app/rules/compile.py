@@ -12,11 +12,8 @@ and the result is always true or false, never null. So {"attr": "risk_level", "o
 test for a missing value with {"op": "is_null", "value": true}.
 """
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,9 +25,9 @@ from app.core.errors import InvalidInput
 from app.rules.attributes import (OPERATORS_BY_TYPE, SQL_TYPES, Attribute, AttributeCatalog, AttributeSource,
                                   AttributeType, customer_features)
 from app.rules.schema import (AllCondition, AlwaysCondition, AnyCondition, Comparison, Condition, NotCondition,
-                              Operator)
+                              Operator, escape_pointer_token)
+from app.rules.values import ISO_DATE, coerce_attribute_value, coerce_scalar, json_value, unknown_attribute
 
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _JSON_KIND = {AttributeType.number: "number", AttributeType.integer: "number", AttributeType.string: "string",
               AttributeType.boolean: "boolean", AttributeType.date: "string", AttributeType.string_set: "array"}
 
@@ -114,21 +111,6 @@ def explain_row(leaves: Sequence[ExplainedLeaf], row: Mapping[str, Any]) -> list
              "result": row[leaf.result_key]} for leaf in leaves]
 
 
-def json_value(value: Any, type_: AttributeType) -> Any:
-    """An attribute's value as JSON: Decimal -> str (int for integer attributes), date -> ISO, set -> list."""
-    if value is None:
-        return None
-    if isinstance(value, Decimal):
-        if type_ is AttributeType.integer and value == value.to_integral_value():
-            return int(value)
-        return format(value, "f")  # plain notation: "620000", never "6.2E+5"
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, list | tuple | set | frozenset):
-        return [json_value(v, AttributeType.string) for v in value]
-    return value
-
-
 def what_if_features(catalog: AttributeCatalog, values: Mapping[str, Any], *, pointer: str = "",
                      name: str = "customer_features") -> sa.Subquery:
     """A one-row subquery with customer_features' columns and types, holding supplied attribute values.
@@ -140,11 +122,11 @@ def what_if_features(catalog: AttributeCatalog, values: Mapping[str, Any], *, po
     """
     supplied: dict[str, Any] = {}
     for attr_name, raw in values.items():
-        here = f"{pointer}/{_escape(attr_name)}"
+        here = f"{pointer}/{escape_pointer_token(attr_name)}"
         attribute = catalog.get(attr_name)
         if attribute is None:
-            raise InvalidInput(here, _unknown_attribute(attr_name, catalog))
-        supplied[attr_name] = None if raw is None else _coerce_attribute_value(attribute, raw, here)
+            raise InvalidInput(here, unknown_attribute(attr_name, catalog))
+        supplied[attr_name] = None if raw is None else coerce_attribute_value(attribute, raw, here)
 
     by_column = {a.column: a for a in catalog if a.source is AttributeSource.builtin}
     custom_pairs: list[ColumnElement[Any]] = []
@@ -192,7 +174,7 @@ class _Compiler:
     def comparison(self, leaf: Comparison, pointer: str) -> ColumnElement[bool]:
         attribute = self.catalog.get(leaf.attr)
         if attribute is None:
-            raise InvalidInput(f"{pointer}/attr", _unknown_attribute(leaf.attr, self.catalog))
+            raise InvalidInput(f"{pointer}/attr", unknown_attribute(leaf.attr, self.catalog))
         allowed = OPERATORS_BY_TYPE[attribute.type]
         if leaf.op not in allowed:
             raise InvalidInput(f"{pointer}/op", f"'{leaf.op}' does not apply to '{leaf.attr}', a {attribute.type} "
@@ -213,17 +195,17 @@ class _Compiler:
         if op is Operator.between:
             if not isinstance(raw, list | tuple) or len(raw) != 2:
                 raise InvalidInput(pointer, "'between' takes [low, high]")
-            low, high = (_coerce_scalar(attribute, element_type, v, f"{pointer}/{i}") for i, v in enumerate(raw))
+            low, high = (coerce_scalar(attribute, element_type, v, f"{pointer}/{i}") for i, v in enumerate(raw))
             if low > high:
                 raise InvalidInput(pointer, f"'between' takes [low, high] with low <= high; got {list(raw)!r}")
             return low, high
         if isinstance(raw, list | tuple):
             if op in (Operator.in_, Operator.not_in, Operator.contains_any, Operator.contains_none) and raw:
-                return [_coerce_scalar(attribute, element_type, v, f"{pointer}/{i}") for i, v in enumerate(raw)]
+                return [coerce_scalar(attribute, element_type, v, f"{pointer}/{i}") for i, v in enumerate(raw)]
             raise InvalidInput(pointer, f"'{op}' takes a single value, not a list")
         if op in (Operator.in_, Operator.not_in, Operator.contains_any, Operator.contains_none):
             raise InvalidInput(pointer, f"'{op}' takes a non-empty list of values")
-        return _coerce_scalar(attribute, element_type, raw, pointer)
+        return coerce_scalar(attribute, element_type, raw, pointer)
 
 
 def attribute_expression(attribute: Attribute, features: FromClause) -> ColumnElement[Any]:
@@ -245,7 +227,7 @@ def attribute_expression(attribute: Attribute, features: FromClause) -> ColumnEl
     if attribute.type is AttributeType.boolean:
         return sa.case((is_kind, sa.cast(item.astext, sa.Boolean())), else_=sa.null())
     if attribute.type is AttributeType.date:
-        iso = sa.and_(is_kind, item.astext.regexp_match(_ISO_DATE.pattern))
+        iso = sa.and_(is_kind, item.astext.regexp_match(ISO_DATE.pattern))
         return sa.case((iso, sa.cast(item.astext, sa.Date())), else_=sa.null())
     return sa.type_coerce(sa.case((is_kind, item), else_=sa.null()), JSONB())  # string_set: a JSON array
 
@@ -303,87 +285,3 @@ def _typed(value: Any, sql_type: TypeEngine[Any]) -> ColumnElement[Any]:
     if value is None:
         return sa.cast(sa.null(), sql_type)
     return sa.cast(sa.literal(value, sql_type), sql_type)
-
-
-# ---- values ----------------------------------------------------------------------------------------------------
-
-def _coerce_attribute_value(attribute: Attribute, raw: Any, pointer: str) -> Any:
-    """A whole attribute value (what-if input) in its Python type."""
-    if attribute.type is AttributeType.string_set:
-        if not isinstance(raw, list | tuple | set | frozenset):
-            raise InvalidInput(pointer, f"'{attribute.name}' is a set of strings; expected an array of strings, "
-                                        f"got {_kind(raw)}")
-        return sorted({_coerce_scalar(attribute, AttributeType.string, v, f"{pointer}/{i}")
-                       for i, v in enumerate(raw)})
-    return _coerce_scalar(attribute, attribute.type, raw, pointer)
-
-
-def _coerce_scalar(attribute: Attribute, type_: AttributeType, raw: Any, pointer: str) -> Any:
-    """One value in the Python type of `type_`, or InvalidInput at pointer saying what was expected."""
-    def mismatch(expected: str) -> InvalidInput:
-        return InvalidInput(pointer, f"'{attribute.name}' is a {attribute.type} attribute; expected {expected}, "
-                                     f"got {_kind(raw)}")
-
-    if type_ is AttributeType.number:
-        if isinstance(raw, bool) or not isinstance(raw, int | float | Decimal):
-            raise mismatch("a number")
-        try:
-            number = raw if isinstance(raw, Decimal) else Decimal(str(raw))
-        except InvalidOperation:
-            raise mismatch("a number") from None
-        if not number.is_finite():
-            raise mismatch("a finite number")
-        return number
-    if type_ is AttributeType.integer:
-        if isinstance(raw, bool) or not isinstance(raw, int | float | Decimal):
-            raise mismatch("a whole number")
-        if isinstance(raw, int):
-            return raw
-        if isinstance(raw, float) and not raw.is_integer() or isinstance(raw, Decimal) and (
-                not raw.is_finite() or raw != raw.to_integral_value()):
-            raise mismatch("a whole number")
-        return int(raw)
-    if type_ is AttributeType.string:
-        if not isinstance(raw, str):
-            raise mismatch("a string")
-        return raw
-    if type_ is AttributeType.boolean:
-        if not isinstance(raw, bool):
-            raise mismatch("true or false")
-        return raw
-    if type_ is AttributeType.date:
-        if isinstance(raw, date):
-            return raw
-        if not isinstance(raw, str) or not _ISO_DATE.match(raw):
-            raise mismatch("an ISO date (YYYY-MM-DD)")
-        try:
-            return date.fromisoformat(raw)
-        except ValueError:
-            raise InvalidInput(pointer, f"{raw!r} is not a valid date") from None
-    raise AssertionError(f"no scalar coercion for {type_}")
-
-
-def _unknown_attribute(name: str, catalog: AttributeCatalog) -> str:
-    close = catalog.suggest(name)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown attribute '{name}'{hint} (GET /v1/attributes lists them)"
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, int | float | Decimal):
-        return f"the number {value}"
-    if isinstance(value, str):
-        return f"the string {value!r}" if len(value) <= 40 else "a string"
-    if isinstance(value, list | tuple):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _escape(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")

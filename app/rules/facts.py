@@ -16,7 +16,7 @@ JSONB_ARGS_PER_CALL = 50  # jsonb_build_array takes at most 100 arguments
 
 def fact_value(leaf: ExplainedLeaf) -> ColumnElement[Any]:
     """SQL for the customer's value of a leaf's attribute as recorded facts hold it: numbers as exact decimal
-    strings (as `json_value` writes a Decimal), every other type as JSON writes it."""
+    strings (as app.rules.values.json_value writes a Decimal), every other type as JSON writes it."""
     value = leaf.value.element if isinstance(leaf.value, sa.Label) else leaf.value
     return sa.cast(value, sa.Text()) if leaf.attribute_type is AttributeType.number else value
 

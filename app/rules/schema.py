@@ -9,7 +9,8 @@ A condition is a JSON document:
 offending node (or member of a node). The pydantic `Condition` type delegates to it, so a request body with a
 `Condition` field reports the same messages at the same pointers (e.g. /tiers/2/condition/all/1/op).
 Whether an attribute exists and whether a value fits its type is the catalog's business: see
-`app.rules.compile.check_condition`.
+`app.rules.compile.check_condition`. The node models and the parser are one grammar, kept in one module at
+about 400 lines.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ def _parse_combinator(kind: str, member: object, pointer: str, depth: int, count
 def _parse_comparison(raw: dict[str, Any], pointer: str) -> Comparison:
     for key in raw:
         if key not in _COMPARISON_KEYS:
-            raise InvalidInput(f"{pointer}/{_escape(str(key))}", f"unknown key '{key}' in a comparison; "
+            raise InvalidInput(f"{pointer}/{escape_pointer_token(str(key))}", f"unknown key '{key}' in a comparison; "
                                                            "a comparison has attr, op and value")
     for key in _COMPARISON_KEYS:
         if key not in raw:
@@ -345,7 +346,8 @@ def _json_kind(value: object) -> str:
     return type(value).__name__
 
 
-def _escape(token: str) -> str:
+def escape_pointer_token(token: str) -> str:
+    """A key as a JSON pointer token (RFC 6901)."""
     return token.replace("~", "~0").replace("/", "~1")
 
 
