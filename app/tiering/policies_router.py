@@ -8,7 +8,7 @@ from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.security import Scope, require_scope
-from app.tiering import policies, runs
+from app.tiering import policies, runs, simulation
 from app.tiering.models import TierPolicy, TierPolicyVersion
 from app.tiering.schemas import (SimulationResult, TierPolicyChangeList, TierPolicyChangeRead, TierPolicyCreate,
                                  TierPolicyList, TierPolicyRead, TierPolicySummary, TierPolicyVersionCreate,
@@ -190,7 +190,7 @@ async def evaluate_tier_policy_version(key: KeyPath, version: VersionPath, body:
     The explanation lists each tier in order up to the match, with every comparison's value, threshold and
     result. Attributes not given take the value a customer without data has (0 for sums and counts).
     """
-    return await policies.evaluate_what_if(session, key, version, body.attributes)
+    return await simulation.evaluate_what_if(session, key, version, body.attributes)
 
 
 @router.post("/{key}/versions/{version}/simulate", response_model=SimulationResult, dependencies=READ,
@@ -201,4 +201,4 @@ async def simulate_tier_policy_version(key: KeyPath, version: VersionPath, sessi
     Returns the tier distribution and, against the active version, the migration matrix and how many
     customers would move up, down or stay by tier rank. Writes nothing.
     """
-    return await policies.simulate_version(session, key, version)
+    return await simulation.simulate_version(session, key, version)
