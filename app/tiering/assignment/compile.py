@@ -89,7 +89,7 @@ class ExplanationTemplate:
             text = EXPLANATION_JSON.to_json([{"tier": code, "matched": i == last, "conditions": conditions}
                                              for i, (code, conditions) in enumerate(shown)]).decode()
             parts, positions = [], []
-            for code, conditions in shown:
+            for _, conditions in shown:
                 for condition in conditions:
                     for hole in (condition["value"], condition["result"]):
                         part, text = text.split(to_json(hole).decode(), 1)
