@@ -1,1 +1,3 @@
-"""Tier policies stored as data: versioned, validated, simulated and activated one version at a time."""
+"""Tiering: policies stored as data (policies.py, policies_router.py; what-if and simulation in simulation.py), the
+tiers customers get under them (assignment/: compile, refresh, overrides, reads, router) and batch runs over
+everyone (runs.py, runs_router.py)."""
