@@ -77,7 +77,7 @@ async def resolve_principal(session: AsyncSession | Any, key: str, pepper: str,
     digest = hash_api_key(key, pepper)
     if cache is not None and (principal := cache.get(digest)) is not None:
         return principal
-    # On a cache miss: straight on the driver (see bench/RESULTS.md), still in the request's session.
+    # On a cache miss: straight on the driver (see bench/HISTORY.md), still in the request's session.
     connection = await driver_connection(session) if isinstance(session, AsyncSession) else session
     row = await connection.fetchrow(_PRINCIPAL_SQL, lookup)
     if row is None or not hmac.compare_digest(row["key_hash"], digest):

@@ -1,7 +1,7 @@
 """The hottest reads, answered in front of the framework's routing and dependency machinery.
 
 A mobile app opens with GET /v1/customers/{id}/tiers and .../recommendations; FastAPI's routing over every route and
-its dependency solving cost more than the database lookup itself (bench/bench_reads.py, bench/RESULTS.md). A
+its dependency solving cost more than the database lookup itself (bench/bench_reads.py; bench/HISTORY.md). A
 `HotRead` declares such a route once: its FastAPI route (which Swagger documents, and which serves the request
 whenever this path does not) and this dispatcher call the same `render` function, behind the same authorization,
 with the same query model, and with the same problem+json errors, so the two cannot differ; both serialize the

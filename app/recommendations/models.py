@@ -87,7 +87,7 @@ class CustomerOfferState(Base):
     ineligible: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     explanation: Mapped[list[Any] | None] = mapped_column(JSONB)
     """A JSON array: the values (as explanations show them) of the attributes that conjunctions read, then each
-    other condition's facts (app.rules.compile.facts_expression), in the order of the compiled catalog
+    other condition's facts (app.rules.facts.facts_expression), in the order of the compiled catalog
     (app.recommendations.catalog.CatalogSnapshot.explanation)."""
     reads: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     """The attributes the state depends on: those the catalog's conditions read, the products held, the risk

@@ -2,7 +2,7 @@
 
 Each served item's two foreign keys locked a row (FOR KEY SHARE) when it was written: its customer's, which the
 item's list already references, and its product's, one of the same few catalog rows for every list served.
-They cost about a quarter of storing a served list (bench/RESULTS.md).
+They cost about a quarter of storing a served list (bench/HISTORY.md).
 
 Revision ID: a8c0ffee0008
 Revises: a7c0ffee0007

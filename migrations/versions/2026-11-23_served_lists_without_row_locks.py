@@ -1,11 +1,11 @@
 """served lists: no foreign keys (list to customer, item to list) and no index of items by list
 
-A served list and its items are written by one statement (app/recommendations/service.py, _RECORD) that takes the
+A served list and its items are written by one statement (app/recommendations/served.py, _RECORD) that takes the
 list's id from the sequence and the customer's id from the request's own read, and customers and lists are never
 deleted (erasure anonymises a customer's row). The two keys checked nothing that statement could get wrong, yet
 each locked a row on every list served (FOR KEY SHARE: the customer's, and the list just inserted), dirtying the
 customer's page and writing WAL; together with the index only their cascades read, they were about a third of
-storing a list (bench/RESULTS.md).
+storing a list (bench/HISTORY.md).
 
 Revision ID: b0c0ffee0010
 Revises: a9c0ffee0009
