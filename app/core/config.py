@@ -20,10 +20,17 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(32, ge=1)
     db_max_overflow: int = Field(8, ge=0)
     db_pool_timeout_s: float = Field(5.0, gt=0)
+    # A server that accepts and never answers (hung, frozen, a half-open network path) must not hold a request
+    # longer than these: a new connection gives up after db_connect_timeout_s, a statement of a request after
+    # db_command_timeout_s, a hot read's after read_timeout_s; the request then gets 503. Batch commands of the
+    # CLI (demo load, tier runs, refreshes) wait as long as their statements take.
+    db_connect_timeout_s: float = Field(5.0, gt=0)
+    db_command_timeout_s: float = Field(30.0, gt=0)
 
     # Serve the hottest GETs in front of the router (app/core/hotpath.py); off, FastAPI serves them the same way.
     hot_reads: bool = True
     read_pool_size: int = Field(16, ge=1)  # the hot reads' own connections per worker
+    read_timeout_s: float = Field(5.0, gt=0)  # a hot read's statement (one customer's rows) gives up after this
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Request
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -25,8 +25,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(url: str, settings: Settings) -> AsyncEngine:
-    return create_async_engine(
+def create_engine(url: str, settings: Settings, *, batch: bool = False) -> AsyncEngine:
+    """The service's engine. `batch` (the CLI's bulk commands): statements may take as long as they need;
+    otherwise each gives up after settings.db_command_timeout_s, so that a hung server costs a request a 503."""
+    engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -34,8 +36,21 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         # No ping per checkout (a round trip per request): a lost connection is detected on use, SQLAlchemy then
         # invalidates the pool, the request gets a 503 and the next ones connect afresh.
         pool_pre_ping=False,
-        connect_args={"server_settings": server_settings(settings), "command_timeout": 60},
+        connect_args={"server_settings": server_settings(settings), "timeout": settings.db_connect_timeout_s,
+                      "command_timeout": None if batch else settings.db_command_timeout_s},
     )
+    event.listen(engine.sync_engine, "handle_error", _drop_connection_on_timeout)
+    return engine
+
+
+def _drop_connection_on_timeout(context) -> None:
+    """A statement that timed out leaves its connection waiting on a server that may never answer: drop it (and
+    the pool's other connections, as for any lost connection) instead of sending it a ROLLBACK that would wait
+    as long again."""
+    if isinstance(context.original_exception, TimeoutError):
+        context.is_disconnect = True
+        if context.connection is not None and not context.connection.invalidated:
+            context.connection.connection.driver_connection.terminate()  # at once, without a polite goodbye
 
 
 def server_settings(settings: Settings) -> dict[str, str]:
@@ -100,7 +115,8 @@ async def create_read_pool(engine: AsyncEngine, settings: Settings) -> asyncpg.P
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     return await asyncpg.create_pool(dsn, min_size=settings.read_pool_size, max_size=settings.read_pool_size,
                                      server_settings={**server_settings(settings), **HOT_PLANNER_SETTINGS},
-                                     command_timeout=60, reset=_keep_session)
+                                     timeout=settings.db_connect_timeout_s, command_timeout=settings.read_timeout_s,
+                                     reset=_keep_session)
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
@@ -115,6 +131,10 @@ async def read_connection(state):
     bound to a connection (as tests bind it, to see their uncommitted data), that connection."""
     if state.read_pool is not None:
         async with state.read_pool.acquire() as connection:
-            yield connection
+            try:
+                yield connection
+            except TimeoutError:
+                connection.terminate()  # it waits on a server that may never answer: not back into the pool
+                raise
     else:
         yield (await state.sessionmaker.kw["bind"].get_raw_connection()).driver_connection
