@@ -24,7 +24,7 @@ cli.add_typer(keys_cli, name="api-keys")
 @asynccontextmanager
 async def command_session(settings: Settings) -> AsyncIterator[AsyncSession]:
     """A session for one CLI command: committed when the command succeeds, like a request."""
-    engine = create_engine(resolve_database_url(settings), settings)
+    engine = create_engine(resolve_database_url(settings), settings, batch=True)
     try:
         async with create_sessionmaker(engine)() as session:
             yield session
@@ -120,14 +120,17 @@ def tier_run(policy: Annotated[str | None, typer.Option(help="One policy key.")]
     """Evaluate every customer's tier now (from cron): set-based, in chunks, recorded at /v1/tier-runs."""
     if (policy is None) == (not all_policies):
         raise typer.BadParameter("give either --policy KEY or --all")
-    typer.echo(json.dumps(asyncio.run(_tier_run(get_settings(), policy, chunk_size)), default=str))
+    outcome = asyncio.run(_tier_run(get_settings(), policy, chunk_size))
+    typer.echo(json.dumps(outcome, default=str))
+    if outcome["status"] != "succeeded":
+        raise typer.Exit(1)  # cron sees a failed run
 
 
 async def _tier_run(settings: Settings, policy_key: str | None, chunk_size: int) -> dict:
     from app.tiering import batch
     from app.tiering import service as policies_service
 
-    engine = create_engine(resolve_database_url(settings), settings)
+    engine = create_engine(resolve_database_url(settings), settings, batch=True)
     sessionmaker = create_sessionmaker(engine)
     try:
         async with sessionmaker() as session:
@@ -153,7 +156,7 @@ def refresh_offer_states(everyone: Annotated[bool, typer.Option(
     settings = get_settings()
 
     async def run() -> dict:
-        engine = create_engine(resolve_database_url(settings), settings)
+        engine = create_engine(resolve_database_url(settings), settings, batch=True)
         try:
             return await Recommender(settings, create_sessionmaker(engine)).refresh_offer_states(everyone=everyone)
         finally:
@@ -195,7 +198,7 @@ def evaluate_recommender(path: Annotated[Path, typer.Argument(exists=True, dir_o
         upgrade_to_head(url)
 
         async def run() -> dict:
-            engine = create_engine(url, settings)
+            engine = create_engine(url, settings, batch=True)
             try:
                 return await evaluate(create_sessionmaker(engine), settings, path, limit_customers)
             finally:

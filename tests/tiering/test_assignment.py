@@ -234,13 +234,6 @@ async def test_a_run_in_id_ranges_counts_every_live_customer_once(client, as_rol
     assert await session.scalar(text("SELECT count(*) FROM tier_transition WHERE direction = 'initial'")) >= 10
 
 
-async def test_one_run_per_policy_at_a_time(wealth, sessionmaker):
-    async with sessionmaker() as s:
-        await batch.start_run(s, None, "cron")
-        with pytest.raises(batch.TierRunAlreadyRunning):
-            await batch.start_run(s, None, "cron")
-
-
 async def test_customers_listed_by_tier(client, as_role, wealth):
     await make_customer(client, as_role, "T1", "60000.00")
     await make_customer(client, as_role, "T2", "100.00")
