@@ -31,7 +31,8 @@ from app.core.hotpath import HotReads
 from app.core.health import router as health_router
 from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from app.core.ratelimit import RateLimiter, role_limits
+from app.core.ratelimit import FailedAuthLimiter, RateLimit, RateLimiter, role_limits
+from app.core.security import role_scopes
 
 DESCRIPTION = """
 Customer tiering and next-best-product recommendations for retail and mobile banking.
@@ -83,6 +84,8 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
                   openapi_tags=[])
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(role_limits(settings))
+    app.state.failed_auth = FailedAuthLimiter(RateLimit(settings.auth_failures_per_s, settings.auth_failures_burst))
+    app.state.role_scopes = role_scopes(settings.role_grants)
     app.state.principal_cache = PrincipalCache(settings.api_key_cache_seconds)
     app.state.recommender = Recommender(settings, lambda: app.state.sessionmaker())
     app.state.read_pool = None  # opened by the lifespan with the engine; without one, hot reads use the bound connection

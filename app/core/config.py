@@ -2,10 +2,10 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEVELOPMENT_PEPPER = "development-only-pepper"
 
@@ -55,6 +55,17 @@ class Settings(BaseSettings):
     rate_limit_admin_per_s: float = Field(50.0, ge=0)
     rate_limit_admin_burst: int = Field(200, ge=1)
 
+    # Failed authentications (unknown or revoked keys) per client address: a bucket of this many, refilled at this
+    # rate; past it, 429 with Retry-After. Valid keys are never held back by it. A rate of 0 turns it off.
+    auth_failures_per_s: float = Field(0.2, ge=0)
+    auth_failures_burst: int = Field(20, ge=1)
+    # Proxies (addresses or networks, comma-separated) whose X-Forwarded-For is believed: a request from one of
+    # them counts against the address it forwarded for. None by default: the connection's peer is the client.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = []
+    # Scopes given to a role beyond its preset (app.core.security.ROLE_SCOPES), as JSON: '{"integration":
+    # ["customers:erase"]}'. Erasure, for one, is the admin's alone unless a role is given it here.
+    role_grants: dict[Literal["app", "integration", "admin"], list[str]] = {}
+
     risk_assessment_valid_days: int = Field(365, ge=1)
     currency: str = "EUR"
 
@@ -72,6 +83,11 @@ class Settings(BaseSettings):
     # (after midnight, after a write); 0: only `tierwise refresh-offer-states`, and each request for itself.
     offer_states_refresh_minutes: int = Field(10, ge=0)
     tier_run_workers: int = Field(2, ge=1, le=16)  # chunks of a tier run evaluated at once, each on a connection
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def comma_separated(cls, value):
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def refuse_unsafe_defaults(self) -> "Settings":
