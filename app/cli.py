@@ -264,8 +264,10 @@ def serve(setup: Annotated[bool, typer.Option(help="Migrate, load demo data if e
         typer.echo(f"\nTierwise is starting on http://{host}:{port}  (Swagger: http://{host}:{port}/docs)")
         typer.echo(f"Admin API key (Authorize in Swagger, or X-API-Key header): {key}\n")
     configure_logging(settings.log_level)
+    # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from any local peer; the app reads it only
+    # from TIERWISE_TRUSTED_PROXIES (app.core.ratelimit.client_address).
     uvicorn.run("app.main:create_production_app", factory=True, host=host, port=port, workers=workers,
-                log_config=None, access_log=False, timeout_graceful_shutdown=20)
+                log_config=None, access_log=False, timeout_graceful_shutdown=20, proxy_headers=False)
 
 
 def main() -> None:

@@ -38,8 +38,9 @@ DESCRIPTION = """
 Customer tiering and next-best-product recommendations for retail and mobile banking.
 
 Authenticate with an API key in the `X-API-Key` header (the **Authorize** button). Roles:
-**app** (mobile backend: read customers, tiers and recommendations; write feedback),
-**integration** (write customers, holdings and events) and **admin** (everything).
+**app** (mobile backend: one customer's profile, tiers and recommendations; write feedback),
+**integration** (write customers, holdings and events; follow the tier change feed) and **admin** (everything,
+including lists of customers, complaints and survey answers, and erasure).
 Every error is an RFC 9457 `application/problem+json` document.
 """
 
