@@ -11,12 +11,13 @@ the next start fails it and begins at once, with no waiting period.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 
 from sqlalchemy import exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.errors import Conflict
 from app.customers.models import Customer
@@ -78,10 +79,14 @@ async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size:
     """Claim the run (its lock, held on a connection of its own until the run ends), evaluate its policies chunk
     by chunk, each chunk in its own transaction (`workers` chunks at a time, on their own connections), and mark
     the run done or failed. A run already failed when claimed (see start_run) is left alone."""
-    async with sessionmaker() as holder:
-        await holder.execute(_CLAIM, {"run_id": run_id})
-        claimed = await holder.scalar(select(TierRun.status == "running").where(TierRun.id == run_id))
-        await holder.commit()  # the lock is the session's: it outlives this transaction
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            holder = await stack.enter_async_context(_lock_holder(sessionmaker))
+            await holder.execute(_CLAIM, {"run_id": run_id})
+            claimed = await holder.scalar(select(TierRun.status == "running").where(TierRun.id == run_id))
+        except Exception as exc:  # the database is away: the run holds no lock, and the next start fails it
+            log.warning("tier run not started", extra={"run_id": run_id, "error": type(exc).__name__})
+            return
         try:
             if claimed:
                 await _evaluate_run(sessionmaker, run_id, chunk_size, workers)
@@ -89,13 +94,29 @@ async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size:
             await _release(holder, run_id)
 
 
-async def _release(holder: AsyncSession, run_id: int) -> None:
+@contextlib.asynccontextmanager
+async def _lock_holder(sessionmaker: async_sessionmaker):
+    """The connection that holds a run's lock: one of the engine's, kept for the run, in autocommit (the run's
+    lifetime is not a transaction's). A session would not do: it hands its connection back to the pool at each
+    commit, and the lock with it. Tests bind the sessionmaker to one connection; that one holds it then."""
+    bind = sessionmaker.kw["bind"]
+    if not isinstance(bind, AsyncEngine):
+        yield bind
+        return
+    async with bind.connect() as connection:
+        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
+async def _release(holder: AsyncConnection, run_id: int) -> None:
+    """Give the run's lock back; when that fails (the connection is gone, and the lock with it), drop the
+    connection: one whose lock state is unknown never goes back to the pool."""
     try:
         await holder.execute(_RELEASE, {"run_id": run_id})
-        await holder.commit()
-    except BaseException:
-        await holder.invalidate()  # a connection whose lock state is unknown never goes back to the pool
-        raise
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            await holder.invalidate()
+        if not isinstance(exc, Exception):
+            raise
 
 
 async def _evaluate_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size: int, workers: int) -> None:

@@ -2,9 +2,14 @@
 then; a run whose worker is gone is failed by the next start at once (no waiting period), and a worker whose run
 was failed meanwhile does nothing more. The lock holder stands on a connection of its own (a real second backend)."""
 
+import asyncio
+
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.core.db import create_sessionmaker
+from app.core.migrations import upgrade_to_head
 from app.tiering import batch
 from tests.tiering.test_assignment import make_customer, wealth  # noqa: F401 (fixture)
 
@@ -104,3 +109,39 @@ async def test_the_worker_releases_its_lock_when_the_run_ends(wealth, sessionmak
     held = await session.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns "
                                      "AND objid = :id"), {"ns": batch.RUN_LOCKS, "id": run.id})
     assert held == 0
+
+
+async def test_the_lock_stays_on_a_connection_of_its_own_for_the_whole_run_and_never_goes_back_to_the_pool(
+        scratch_database, monkeypatch):
+    """On a real engine (not the tests' single connection): a session would hand its connection, lock and all,
+    back to the pool at its first commit, where a chunk (or any request) would pick it up."""
+    url = scratch_database()
+    await asyncio.to_thread(upgrade_to_head, url)
+    engine = create_async_engine(url, pool_size=2)
+    sessionmaker = create_sessionmaker(engine)
+    try:
+        async with sessionmaker() as s:
+            await s.execute(text("INSERT INTO customer (external_id, segment, onboarded_at) "
+                                 "SELECT 'L' || i, 'retail', now() FROM generate_series(1, 4) i"))
+            run = await batch.start_run(s, None, "cron")
+            await s.commit()
+        real_chunk, seen = batch._evaluate_chunk, []
+
+        async def watched(*args):
+            async with sessionmaker() as s:
+                seen.append((await s.execute(text(
+                    "SELECT pg_backend_pid(), (SELECT array_agg(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid = :ns AND objid = :id AND granted)"), {"ns": batch.RUN_LOCKS, "id": run.id})).one())
+            return await real_chunk(*args)
+
+        monkeypatch.setattr(batch, "_evaluate_chunk", watched)
+        await batch.execute_run(sessionmaker, run.id, chunk_size=2)
+        assert len(seen) == 3  # ids 1..4 in chunks aligned to 2: [1], [2, 3], [4]
+        for chunk_pid, holders in seen:
+            assert holders is not None and len(holders) == 1 and chunk_pid not in holders
+        async with sessionmaker() as s:
+            assert (await s.scalar(text("SELECT status FROM tier_run WHERE id = :id"), {"id": run.id})) == "succeeded"
+            assert await s.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                       "AND classid = :ns"), {"ns": batch.RUN_LOCKS}) == 0
+    finally:
+        await engine.dispose()
