@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 
 from app.core.config import Settings
+from app.core.errors import ServiceUnavailable
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -67,11 +68,27 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with request.app.state.sessionmaker() as session:
         try:
             yield session
-        except BaseException:
+        except BaseException as exc:
+            if connection_lost(exc):  # met on the driver connection (driver_connection), past SQLAlchemy
+                await session.invalidate()
+                raise database_unavailable() from exc
             await session.rollback()
             raise
         else:
             await session.commit()
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether asyncpg, used directly, says the connection is gone (closed, terminated by the server, a server
+    shutting down or not answering). SQLAlchemy recognises these for its own statements; statements sent on the
+    driver connection (driver_connection, the hot reads' pool) meet them raw."""
+    if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError, OSError)):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+
+
+def database_unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable("The database is unavailable; retry shortly.", headers={"Retry-After": "2"})
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
@@ -130,11 +147,18 @@ async def read_connection(state):
     """A driver connection for a hot read: from the app's read pool, or, when the app was given a sessionmaker
     bound to a connection (as tests bind it, to see their uncommitted data), that connection."""
     if state.read_pool is not None:
-        async with state.read_pool.acquire() as connection:
-            try:
-                yield connection
-            except TimeoutError:
-                connection.terminate()  # it waits on a server that may never answer: not back into the pool
-                raise
+        try:
+            connection = await state.read_pool.acquire(timeout=state.settings.db_pool_timeout_s)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:  # no connection free, or none to be made
+            raise database_unavailable() from exc
+        try:
+            yield connection
+        except Exception as exc:
+            if connection_lost(exc):
+                connection.terminate()  # closed, or waiting on a server that may never answer: not reused
+                raise database_unavailable() from exc
+            raise
+        finally:
+            await state.read_pool.release(connection)
     else:
         yield (await state.sessionmaker.kw["bind"].get_raw_connection()).driver_connection
