@@ -49,10 +49,15 @@ async def put_attribute_definition(session: AsyncSession, name: str, type_: str,
     if existing is not None and existing.type != type_:
         in_use = await session.scalar(select(func.count()).select_from(Customer)
                                       .where(Customer.attributes.has_key(name)))
-        if in_use:
-            from app.customers.errors import AttributeDefinitionInUse
+        from app.customers.errors import AttributeDefinitionInUse
+        from app.products.service import products_reading_attribute
+        from app.tiering.service import versions_reading_attribute
 
+        if in_use:
             raise AttributeDefinitionInUse(f"{in_use} customers carry '{name}'; its type cannot change.")
+        readers = [*await versions_reading_attribute(session, name), *await products_reading_attribute(session, name)]
+        if readers:
+            raise AttributeDefinitionInUse(f"'{name}' is read by {', '.join(readers)}; its type cannot change.")
     stmt = insert(CustomAttributeDefinition).values(name=name, type=type_, description=description, unit=unit)
     stmt = stmt.on_conflict_do_update(index_elements=["name"],
                                       set_={"type": type_, "description": description, "unit": unit})
