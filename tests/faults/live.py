@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PEPPER = "faults-pepper-0123456789"
 # Short timeouts, so that a hung server shows its bound in seconds; the defaults are 5 s (connect), 30 s (a
 # request's statement) and 5 s (a hot read's statement).
-TIMEOUT_S = 2
+TIMEOUT_S = 1
 SETTINGS = {"TIERWISE_DB_CONNECT_TIMEOUT_S": TIMEOUT_S, "TIERWISE_DB_COMMAND_TIMEOUT_S": TIMEOUT_S,
             "TIERWISE_READ_TIMEOUT_S": TIMEOUT_S, "TIERWISE_DB_POOL_TIMEOUT_S": TIMEOUT_S,
             "TIERWISE_DB_POOL_SIZE": 6, "TIERWISE_DB_MAX_OVERFLOW": 2, "TIERWISE_READ_POOL_SIZE": 3,
