@@ -96,6 +96,9 @@ class Settings(BaseSettings):
                 raise ValueError("TIERWISE_API_KEY_PEPPER must be set to a secret of 16+ characters in production")
             if not self.database_url:
                 raise ValueError("TIERWISE_DATABASE_URL is required in production")
+            if any(network.prefixlen == 0 for network in self.trusted_proxies):
+                raise ValueError("TIERWISE_TRUSTED_PROXIES must name the proxies: trusting every address lets any "
+                                 "client choose the address its failed authentications count against")
         return self
 
 
