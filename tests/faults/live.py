@@ -124,6 +124,14 @@ async def hold_first_span(dsn: str) -> asyncpg.Connection:
     return connection
 
 
+async def start_blocked_run(client: httpx.AsyncClient, headers: dict, dsn: str) -> int:
+    """A tier run of every policy, started and waiting (its first chunk) for the span the test holds."""
+    started = await client.post("/v1/tier-runs", json={"all": True}, headers=headers)
+    assert started.status_code == 202, started.text
+    await waiting_on_locks(dsn, 1)
+    return started.json()["id"]
+
+
 async def run_status(client: httpx.AsyncClient, headers: dict, run_id: int) -> dict:
     response = await client.get(f"/v1/tier-runs/{run_id}", headers=headers)
     assert response.status_code == 200, response.text

@@ -16,7 +16,7 @@ import pytest
 
 from app.tiering.batch import ABANDONED
 from tests.faults.live import (PEPPER, ROOT, LiveServer, hold_first_span, prepare_database, run_status,
-                               until_finished, waiting_on_locks)
+                               start_blocked_run, until_finished, waiting_on_locks)
 
 TIERWISE = Path(sys.executable).parent / "tierwise"  # the installed entry point
 
@@ -24,6 +24,16 @@ TIERWISE = Path(sys.executable).parent / "tierwise"  # the installed entry point
 @pytest.fixture(scope="module")
 async def database(cluster):
     return await prepare_database(cluster.url())
+
+
+async def _replaced(client, headers, killed_run: int, span: asyncpg.Connection, after: str) -> None:
+    """A new run is accepted at once; the killed one reads failed; the new one finishes once the span is free."""
+    fresh, waited = await _accepted_at_once(client, headers)
+    print(f"\na new tier run accepted {waited:.2f} s after {after}")
+    old = await run_status(client, headers, killed_run)
+    assert (old["status"], old["error"]) == ("failed", ABANDONED)
+    await span.execute("SELECT pg_advisory_unlock_all()")
+    assert (await until_finished(client, headers, fresh))["status"] == "succeeded"
 
 
 async def _accepted_at_once(client, headers) -> tuple[int, float]:
@@ -52,12 +62,7 @@ async def test_a_killed_tier_run_command_leaves_no_running_run_behind(database):
         command.send_signal(signal.SIGKILL)
         command.wait(10)
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            fresh, waited = await _accepted_at_once(client, headers)
-            print(f"\na new tier run accepted {waited:.2f} s after `tierwise tier-run` was killed")
-            old = await run_status(client, headers, killed_run)
-            assert (old["status"], old["error"]) == ("failed", ABANDONED)
-            await span.execute("SELECT pg_advisory_unlock_all()")
-            assert (await until_finished(client, headers, fresh))["status"] == "succeeded"
+            await _replaced(client, headers, killed_run, span, "`tierwise tier-run` was killed")
     finally:
         await span.close()
         server.stop()
@@ -72,18 +77,11 @@ async def test_a_server_killed_mid_run_is_replaced_by_one_that_starts_a_new_run_
     replacement = None
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            started = await client.post("/v1/tier-runs", json={"all": True}, headers=headers)
-            assert started.status_code == 202, started.text
-        await waiting_on_locks(dsn, 1)
+            killed_run = await start_blocked_run(client, headers, dsn)
         server.kill()
         replacement = LiveServer(dsn).start()
         async with httpx.AsyncClient(base_url=replacement.url, timeout=30) as client:
-            fresh, waited = await _accepted_at_once(client, headers)
-            print(f"\na new tier run accepted {waited:.2f} s after the replacement server was ready")
-            old = await run_status(client, headers, started.json()["id"])
-            assert (old["status"], old["error"]) == ("failed", ABANDONED)
-            await span.execute("SELECT pg_advisory_unlock_all()")
-            assert (await until_finished(client, headers, fresh))["status"] == "succeeded"
+            await _replaced(client, headers, killed_run, span, "the replacement server was ready")
     finally:
         await span.close()
         server.stop()

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from tests.factories import customer_body
-from tests.faults.live import (TIMEOUT_S, LiveServer, hold_first_span, prepare_database, run_status, until_finished,
-                               waiting_on_locks)
+from tests.faults.live import (TIMEOUT_S, LiveServer, hold_first_span, prepare_database, run_status,
+                               start_blocked_run, until_finished, waiting_on_locks)
 
 READS = ("/v1/customers/F1", "/v1/customers/F1/tiers", "/v1/customers/F1/recommendations")  # routed, hot, hot
 FIGURES: dict[str, float] = {}  # measured here, printed at the end of the module (pytest -s shows them)
@@ -70,10 +70,7 @@ async def test_a_stopped_database_gives_503_at_once_leaves_nothing_half_written_
     await _all_served(client, headers)
     span = await hold_first_span(served.dsn)
     try:
-        started = await client.post("/v1/tier-runs", json={"all": True}, headers=headers)
-        assert started.status_code == 202, started.text
-        interrupted = started.json()["id"]
-        await waiting_on_locks(served.dsn, 1)  # the run's first chunk waits for the span the test shares
+        interrupted = await start_blocked_run(client, headers, served.dsn)
         write = asyncio.create_task(client.put("/v1/customers/HALF", json=customer_body(), headers=headers))
         await waiting_on_locks(served.dsn, 2)  # the write, inside its transaction, waits behind the chunk
 
@@ -112,16 +109,14 @@ async def test_terminated_backends_fail_the_run_they_carried_and_every_request_r
     await _all_served(client, headers)
     span = await hold_first_span(served.dsn)
     try:
-        started = await client.post("/v1/tier-runs", json={"all": True}, headers=headers)
-        assert started.status_code == 202, started.text
-        await waiting_on_locks(served.dsn, 1)
+        carried = await start_blocked_run(client, headers, served.dsn)
         terminated = await span.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                          "WHERE application_name = 'tierwise'")
         assert terminated >= 3  # the run's lock holder and chunk, the pools' connections
         killed = time.monotonic()
         fresh = await _start_run_once_back(client, headers, killed)
         FIGURES["terminated: a new tier run accepted"] = time.monotonic() - killed
-        assert (await run_status(client, headers, started.json()["id"]))["status"] == "failed"
+        assert (await run_status(client, headers, carried))["status"] == "failed"
         statuses = [(await client.get(path, headers=headers)).status_code for _ in range(3) for path in READS]
         assert set(statuses) <= {200, 503} and statuses[-len(READS):] == [200] * len(READS), statuses
         FIGURES["terminated: 503s among the next 9 reads"] = statuses.count(503)
