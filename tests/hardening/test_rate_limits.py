@@ -149,7 +149,7 @@ async def test_guessed_keys_get_429_after_the_budget_and_a_valid_key_or_another_
         assert statuses[:20] == [401] * 20 and set(statuses[20:]) == {429}
         refused = await guesser.get("/v1/products", headers={"X-API-Key": "tw_000000000000_x"})
         assert refused.headers["content-type"] == "application/problem+json"
-        assert int(refused.headers["retry-after"]) == 5
+        assert 1 <= int(refused.headers["retry-after"]) <= 5  # one failure's worth comes back every 5 s
         assert (await guesser.get("/v1/products", headers={"X-API-Key": valid})).status_code == 200
         assert (await other.get("/v1/products", headers={"X-API-Key": "tw_000000000000_x"})).status_code == 401
         assert (await guesser.get("/v1/products")).status_code == 401  # no key at all is not a guess
