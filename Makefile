@@ -17,8 +17,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 run: install
 	$(BIN)/tierwise serve --setup --demo-customers $(DEMO_CUSTOMERS)
 
+# The suite under coverage (async code and subprocesses included, see pyproject.toml), then a summary; the
+# suite's own exit status is the target's.
 test: install
-	$(BIN)/pytest
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest; status=$$?; \
+	$(BIN)/coverage combine -q || true; $(BIN)/coverage report --skip-covered || true; exit $$status
 
 # Lint (pycodestyle, pyflakes, import order, bugbear, pyupgrade) and format, as configured in pyproject.toml.
 lint: install

@@ -26,7 +26,7 @@ cli.add_typer(keys_cli, name="api-keys")
 @asynccontextmanager
 async def command_session(settings: Settings) -> AsyncIterator[AsyncSession]:
     """A session for one CLI command: committed when the command succeeds, like a request."""
-    engine = create_engine(resolve_database_url(settings), settings)
+    engine = create_engine(resolve_database_url(settings), settings, batch=True)
     try:
         async with create_sessionmaker(engine)() as session:
             yield session
@@ -122,14 +122,17 @@ def tier_run(policy: Annotated[str | None, typer.Option(help="One policy key.")]
     """Evaluate every customer's tier now (from cron): set-based, in chunks, recorded at /v1/tier-runs."""
     if (policy is None) == (not all_policies):
         raise typer.BadParameter("give either --policy KEY or --all")
-    typer.echo(json.dumps(asyncio.run(_tier_run(get_settings(), policy, chunk_size)), default=str))
+    outcome = asyncio.run(_tier_run(get_settings(), policy, chunk_size))
+    typer.echo(json.dumps(outcome, default=str))
+    if outcome["status"] != "succeeded":
+        raise typer.Exit(1)  # cron sees a failed run
 
 
 async def _tier_run(settings: Settings, policy_key: str | None, chunk_size: int) -> dict:
     from app.tiering import runs
     from app.tiering import policies
 
-    engine = create_engine(resolve_database_url(settings), settings)
+    engine = create_engine(resolve_database_url(settings), settings, batch=True)
     sessionmaker = create_sessionmaker(engine)
     try:
         async with sessionmaker() as session:
@@ -155,7 +158,7 @@ def refresh_offer_states(everyone: Annotated[bool, typer.Option(
     settings = get_settings()
 
     async def run() -> dict:
-        engine = create_engine(resolve_database_url(settings), settings)
+        engine = create_engine(resolve_database_url(settings), settings, batch=True)
         try:
             return await Recommender(settings, create_sessionmaker(engine)).refresh_offer_states(everyone=everyone)
         finally:
@@ -197,7 +200,7 @@ def evaluate_recommender(path: Annotated[Path, typer.Argument(exists=True, dir_o
         upgrade_to_head(url)
 
         async def run() -> dict:
-            engine = create_engine(url, settings)
+            engine = create_engine(url, settings, batch=True)
             try:
                 return await evaluate(create_sessionmaker(engine), settings, path, limit_customers)
             finally:
@@ -263,8 +266,10 @@ def serve(setup: Annotated[bool, typer.Option(help="Migrate, load demo data if e
         typer.echo(f"\nTierwise is starting on http://{host}:{port}  (Swagger: http://{host}:{port}/docs)")
         typer.echo(f"Admin API key (Authorize in Swagger, or X-API-Key header): {key}\n")
     configure_logging(settings.log_level)
+    # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from any local peer; the app reads it only
+    # from TIERWISE_TRUSTED_PROXIES (app.core.ratelimit.client_address).
     uvicorn.run("app.main:create_production_app", factory=True, host=host, port=port, workers=workers,
-                log_config=None, access_log=False, timeout_graceful_shutdown=20)
+                log_config=None, access_log=False, timeout_graceful_shutdown=20, proxy_headers=False)
 
 
 def main() -> None:

@@ -34,14 +34,16 @@ from app.core.hotpath import HotReads
 from app.core.health import router as health_router
 from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from app.core.ratelimit import RateLimiter, role_limits
+from app.core.ratelimit import FailedAuthLimiter, RateLimit, RateLimiter, role_limits
+from app.core.security import role_scopes
 
 DESCRIPTION = """
 Customer tiering and next-best-product recommendations for retail and mobile banking.
 
 Authenticate with an API key in the `X-API-Key` header (the **Authorize** button). Roles:
-**app** (mobile backend: read customers, tiers and recommendations; write feedback),
-**integration** (write customers, holdings and events) and **admin** (everything).
+**app** (mobile backend: one customer's profile, tiers and recommendations; write feedback),
+**integration** (write customers, holdings and events; follow the tier change feed) and **admin** (everything,
+including lists of customers, complaints and survey answers, and erasure).
 Every error is an RFC 9457 `application/problem+json` document.
 """
 
@@ -86,10 +88,12 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
                   openapi_tags=[])
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(role_limits(settings))
+    app.state.failed_auth = FailedAuthLimiter(RateLimit(settings.auth_failures_per_s, settings.auth_failures_burst))
+    app.state.role_scopes = role_scopes(settings.role_grants)
     app.state.principal_cache = PrincipalCache(settings.api_key_cache_seconds)
     # core.security authorizes with the api-keys domain's resolver, given here so that the core imports no domain
     app.state.resolve_principal = partial(resolve_principal, pepper=settings.api_key_pepper,
-                                          cache=app.state.principal_cache)
+                                          cache=app.state.principal_cache, role_scopes=app.state.role_scopes)
     app.state.recommender = Recommender(settings, lambda: app.state.sessionmaker())
     app.state.read_pool = None  # opened by the lifespan with the engine; without one, hot reads use the bound connection
     if sessionmaker is not None:

@@ -1,13 +1,20 @@
-"""Access: every /v1 route declares a scope, and each role gets exactly what its scopes allow."""
+"""Access: every /v1 route declares a scope; each role gets its route's success status, built from a valid request
+per route (CALLS), for every scope it holds, and 403 for every scope it lacks; no key is 401. A route missing
+from CALLS fails the suite until it is listed."""
 
 import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
 
+from app.apikeys import service as apikeys_service
 from app.core.config import Settings
-from app.core.security import ROLE_SCOPES
+from app.core.security import ROLE_SCOPES, Scope, role_scopes
 from app.main import ROUTERS, create_app
+from tests.factories import WEALTH_TIERS, add_products, customer_body
 
 
 def route_scopes() -> list[tuple[str, str, str]]:
@@ -26,23 +33,197 @@ def route_scopes() -> list[tuple[str, str, str]]:
 ROUTES = route_scopes()
 
 
-def test_every_v1_route_in_the_app_is_covered_by_the_matrix():
+@dataclass
+class Call:
+    """A valid request to a route and the status it succeeds with."""
+
+    status: int
+    url: str | None = None  # the route's path with these values (default: the seeded customer, policy...)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def calls(seed: dict) -> dict[tuple[str, str], Call]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    ago = (now - timedelta(hours=1)).isoformat()
+    holdings = {"holdings": [{"product_code": "savings_account", "balance": "60000.00",
+                              "as_of": date.today().isoformat()}]}
+    rules = {"rules": [{"name": "dismissed", "outcome": "dismiss", "threshold": 1, "window_days": 30,
+                        "scope": "product", "channel": None, "suppress_days": 60}]}
+    window = {"from": (now - timedelta(days=30)).isoformat(), "to": now.isoformat()}
+    return {
+        ("GET", "/v1/customers"): Call(200),
+        ("POST", "/v1/customers/import"): Call(200, kwargs={"content": '{"external_id": "IMP1", "segment": "retail",'
+                                                                      ' "onboarded_at": "2020-01-15T00:00:00Z"}\n',
+                                                            "headers": {"content-type": "application/x-ndjson"}}),
+        ("PUT", "/v1/customers/{external_id}"): Call(200, kwargs={"json": customer_body()}),
+        ("GET", "/v1/customers/{external_id}"): Call(200),
+        ("PATCH", "/v1/customers/{external_id}"): Call(200, kwargs={"json": {"marketing_consent": False}}),
+        ("DELETE", "/v1/customers/{external_id}"): Call(204),
+        ("GET", "/v1/customers/{external_id}/holdings"): Call(200),
+        ("PUT", "/v1/customers/{external_id}/holdings"): Call(200, kwargs={"json": holdings}),
+        ("POST", "/v1/events"): Call(200, kwargs={"json": {"events": [
+            {"type": "login", "event_id": "acc-login-1", "customer_id": "AC1", "occurred_at": ago,
+             "channel": "mobile"}]}}),
+        ("GET", "/v1/attributes"): Call(200),
+        ("GET", "/v1/attributes/custom"): Call(200),
+        ("PUT", "/v1/attributes/custom/{name}"): Call(200, "/v1/attributes/custom/salary_paid",
+                                                      {"json": {"type": "boolean", "description": "Salary in"}}),
+        ("POST", "/v1/products"): Call(201, kwargs={"json": {"code": "acc_fund", "name": "Access fund",
+                                                             "category": "fund", "risk_level": 3,
+                                                             "channels": ["mobile"]}}),
+        ("GET", "/v1/products"): Call(200),
+        ("GET", "/v1/products/{code}"): Call(200, "/v1/products/equity_fund"),
+        ("PATCH", "/v1/products/{code}"): Call(200, "/v1/products/equity_fund", {"json": {"lever": "1.5"}}),
+        ("DELETE", "/v1/products/{code}"): Call(200, "/v1/products/equity_fund"),
+        ("POST", "/v1/api-keys"): Call(201, kwargs={"json": {"name": "another", "role": "app"}}),
+        ("GET", "/v1/api-keys"): Call(200),
+        ("DELETE", "/v1/api-keys/{key_id}"): Call(200, f"/v1/api-keys/{seed['spare_key']}"),
+        ("GET", "/v1/tier-policies"): Call(200),
+        ("POST", "/v1/tier-policies"): Call(201, kwargs={"json": {"key": "other", "name": "Other",
+                                                                  "tiers": WEALTH_TIERS}}),
+        ("GET", "/v1/tier-policies/{key}"): Call(200),
+        ("GET", "/v1/tier-policies/{key}/changes"): Call(200),
+        ("POST", "/v1/tier-policies/{key}/versions"): Call(201, kwargs={"json": {"copy_from": 1}}),
+        ("GET", "/v1/tier-policies/{key}/versions/{version}"): Call(200),
+        ("PUT", "/v1/tier-policies/{key}/versions/{version}"): Call(
+            200, "/v1/tier-policies/wealth/versions/2",
+            {"json": {"tiers": WEALTH_TIERS, "downgrade_grace_days": 30}, "headers": {"If-Match": seed["etag"]}}),
+        ("POST", "/v1/tier-policies/{key}/versions/{version}/activate"): Call(
+            200, "/v1/tier-policies/wealth/versions/2/activate"),
+        ("POST", "/v1/tier-policies/{key}/versions/{version}/retire"): Call(
+            200, "/v1/tier-policies/wealth/versions/2/retire"),
+        ("POST", "/v1/tier-policies/{key}/versions/{version}/evaluate"): Call(
+            200, kwargs={"json": {"attributes": {"aum_avg_3m": 620000}}}),
+        ("POST", "/v1/tier-policies/{key}/versions/{version}/simulate"): Call(200),
+        ("GET", "/v1/customers/{external_id}/tiers"): Call(200),
+        ("POST", "/v1/customers/{external_id}/tiers/evaluate"): Call(200),
+        ("GET", "/v1/customers/{external_id}/tiers/history"): Call(200),
+        ("PUT", "/v1/customers/{external_id}/tiers/{policy_key}/override"): Call(
+            200, kwargs={"json": {"tier": "private", "reason": "approved by the RM lead"}}),
+        ("DELETE", "/v1/customers/{external_id}/tiers/{policy_key}/override"): Call(200),
+        ("GET", "/v1/tier-transitions"): Call(200),
+        ("POST", "/v1/tier-runs"): Call(202, kwargs={"json": {"policy": "wealth"}}),
+        ("GET", "/v1/tier-runs/{run_id}"): Call(200, f"/v1/tier-runs/{seed['run']}"),
+        ("GET", "/v1/care-calendar"): Call(200, kwargs={"params": {"policy": "wealth", "tier": "gold"}}),
+        ("GET", "/v1/customers/{external_id}/recommendations"): Call(200),
+        ("GET", "/v1/contact-policy"): Call(200),
+        ("PUT", "/v1/contact-policy"): Call(200, kwargs={"json": rules}),
+        ("GET", "/v1/audit"): Call(200),
+        ("POST", "/v1/feedback/events"): Call(200, kwargs={"json": {"events": [
+            {"event_id": "acc-fb-1", "recommendation_id": seed["recommendation"], "customer_id": "AC1",
+             "type": "impression", "occurred_at": ago, "channel": "mobile"}]}}),
+        ("POST", "/v1/feedback/surveys"): Call(201, kwargs={"json": {
+            "event_id": "acc-s-2", "customer_id": "AC1", "kind": "nps", "score": 9, "channel": "mobile",
+            "touchpoint": "app_rating_prompt", "occurred_at": ago}}),
+        ("GET", "/v1/feedback/surveys"): Call(200),
+        ("POST", "/v1/feedback/complaints"): Call(201, kwargs={"json": {
+            "event_id": "acc-c-2", "customer_id": "AC1", "category": "fees", "channel": "phone",
+            "description": "A fee"}}),
+        ("GET", "/v1/feedback/complaints"): Call(200),
+        ("GET", "/v1/feedback/complaints/{complaint_id}"): Call(200, f"/v1/feedback/complaints/{seed['complaint']}"),
+        ("POST", "/v1/feedback/complaints/{complaint_id}/transitions"): Call(
+            200, f"/v1/feedback/complaints/{seed['complaint']}/transitions", {"json": {"to": "in_progress"}}),
+        ("GET", "/v1/reports/tier-distribution"): Call(200, kwargs={"params": {"policy": "wealth"}}),
+        ("GET", "/v1/reports/tier-migrations"): Call(200, kwargs={"params": {"policy": "wealth", **window}}),
+        ("GET", "/v1/reports/recommendation-funnel"): Call(200, kwargs={"params": window}),
+        ("GET", "/v1/reports/satisfaction"): Call(200, kwargs={"params": {"policy": "wealth", **window}}),
+    }
+
+
+DEFAULT_PATH_VALUES = {"external_id": "AC1", "key": "wealth", "version": "1", "policy_key": "wealth"}
+
+
+def test_every_v1_route_in_the_app_has_a_valid_call_listed():
     spec = create_app(Settings(environment="test")).openapi()
     served = {(method.upper(), path) for path, ops in spec["paths"].items() if path.startswith("/v1")
               for method in ops}
     assert served == {(method, path) for method, path, _ in ROUTES}
-    assert len(served) >= 15
+    listed = set(calls({"spare_key": 1, "etag": "", "run": 1, "recommendation": "", "complaint": 1}))
+    assert served - listed == set(), "list a valid request for each new route in CALLS"
+    assert listed - served == set()
 
 
-@pytest.mark.parametrize(("method", "path", "scope"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
-async def test_each_role_is_allowed_exactly_its_scopes(client, keys, method, path, scope):
-    url = re.sub(r"\{[^}]+\}", "x1", path)
-    no_key = await client.request(method, url)
-    assert no_key.status_code == 401
-    assert no_key.headers["content-type"] == "application/problem+json"
-    for role, scopes in ROLE_SCOPES.items():
-        response = await client.request(method, url, headers={"X-API-Key": keys[role]})
-        if scope in scopes:
-            assert response.status_code not in (401, 403), (role, response.text)
-        else:
-            assert response.status_code == 403, (role, response.status_code)
+@pytest.fixture
+async def seed(client, as_role, session, test_settings) -> dict:
+    """A customer AC1 with holdings and served recommendations, a survey and a complaint, the wealth policy active
+    (version 1) with a draft version 2 and an override, a finished tier run, a spare key to revoke."""
+    admin, integration, app = as_role("admin"), as_role("integration"), as_role("app")
+    await add_products(session)
+    spare, _ = await apikeys_service.create_api_key(session, "spare", "app", test_settings.api_key_pepper)
+    await session.commit()
+
+    async def ok(request, status: int = 200):
+        response = await request
+        assert response.status_code == status, response.text
+        return response
+
+    await ok(client.post("/v1/tier-policies", headers=admin, json={"key": "wealth", "name": "Wealth",
+                                                                    "tiers": WEALTH_TIERS}), 201)
+    await ok(client.post("/v1/tier-policies/wealth/versions/1/activate", headers=admin))
+    await ok(client.post("/v1/tier-policies/wealth/versions", headers=admin, json={"copy_from": 1}), 201)
+    etag = (await ok(client.get("/v1/tier-policies/wealth/versions/2", headers=admin))).headers["ETag"]
+    await ok(client.put("/v1/customers/AC1", headers=integration, json=customer_body()), 201)
+    await ok(client.put("/v1/customers/AC1/holdings", headers=integration, json={"holdings": [
+        {"product_code": "savings_account", "balance": "60000.00", "as_of": date.today().isoformat()}]}))
+    await ok(client.put("/v1/customers/AC1/tiers/wealth/override", headers=admin,
+                        json={"tier": "private", "reason": "approved by the RM lead"}))
+    served = (await ok(client.get("/v1/customers/AC1/recommendations", headers=app))).json()
+    occurred = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    await ok(client.post("/v1/feedback/surveys", headers=app, json={
+        "event_id": "acc-s-1", "customer_id": "AC1", "kind": "nps", "score": 3, "comment": "slow",
+        "channel": "mobile", "touchpoint": "app_rating_prompt", "occurred_at": occurred}), 201)
+    complaint = await ok(client.post("/v1/feedback/complaints", headers=app, json={
+        "event_id": "acc-c-1", "customer_id": "AC1", "category": "fees", "channel": "phone",
+        "description": "A fee"}), 201)
+    run = await ok(client.post("/v1/tier-runs", headers=admin, json={"all": True}), 202)
+    return {"spare_key": spare.id, "etag": etag, "run": run.json()["id"], "complaint": complaint.json()["id"],
+            "recommendation": served["items"][0]["recommendation_id"]}
+
+
+async def test_each_role_gets_the_success_status_of_its_scopes_and_403_for_the_rest(client, keys, seed,
+                                                                                    connection):
+    table, wrong = calls(seed), []
+    for method, path, scope in ROUTES:
+        call = table[(method, path)]
+        url = call.url or re.sub(r"\{(\w+)\}", lambda m: DEFAULT_PATH_VALUES[m.group(1)], path)
+        for role in (None, *ROLE_SCOPES):
+            kwargs = dict(call.kwargs)
+            kwargs["headers"] = {**kwargs.get("headers", {}), **({"X-API-Key": keys[role]} if role else {})}
+            expected = 401 if role is None else call.status if scope in ROLE_SCOPES[role] else 403
+            attempt = await connection.begin_nested()  # each call sees the seed alone
+            try:
+                response = await client.request(method, url, **kwargs)
+            finally:
+                await attempt.rollback()
+            if response.status_code != expected or (expected >= 400 and
+                                                     response.headers["content-type"] != "application/problem+json"):
+                wrong.append(f"{method} {path} as {role}: {response.status_code}, expected {expected}: "
+                             f"{response.text[:200]}")
+    assert wrong == []
+
+
+def test_erasure_listing_and_complaint_handling_belong_to_the_admin():
+    """Least privilege: the integration feeds may not erase, the mobile backend may not list customers, read
+    survey comments or complaints, or move complaints; erasure is a scope of its own."""
+    assert Scope.CUSTOMERS_ERASE not in ROLE_SCOPES["integration"]
+    for scope in (Scope.CUSTOMERS_LIST, Scope.FEEDBACK_READ, Scope.COMPLAINTS_WRITE, Scope.TRANSITIONS_READ,
+                  Scope.CUSTOMERS_ERASE):
+        assert scope not in ROLE_SCOPES["app"], scope
+        assert scope in ROLE_SCOPES["admin"]
+    assert {d.dependency.required_scope for r in ROUTERS for route in r.routes
+            if route.path == "/v1/customers/{external_id}" and "DELETE" in route.methods
+            for d in route.dependencies} == {Scope.CUSTOMERS_ERASE}
+
+
+async def test_a_role_is_given_erasure_only_explicitly(client, sessionmaker, session, as_role, keys, test_settings):
+    await client.put("/v1/customers/GR1", headers=as_role("integration"), json=customer_body())
+    assert (await client.delete("/v1/customers/GR1", headers=as_role("integration"))).status_code == 403
+    granted = create_app(test_settings.model_copy(update={"role_grants": {"integration": ["customers:erase"]}}),
+                         sessionmaker=sessionmaker)
+    import httpx
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=granted), base_url="http://t") as other:
+        assert (await other.delete("/v1/customers/GR1", headers=as_role("integration"))).status_code == 204
+        assert (await other.get("/v1/customers", headers=as_role("integration"))).status_code == 403
+    with pytest.raises(ValueError, match="customers:wipe"):
+        role_scopes({"integration": ["customers:wipe"]})

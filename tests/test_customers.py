@@ -164,20 +164,20 @@ async def test_erasure_removes_personal_data_and_is_idempotent(client, as_role, 
     await put(client, as_role, "C11", display_name="Erika Mustermann")
     await client.put("/v1/customers/C11/holdings", headers=as_role("integration"), json={"holdings": [
         {"product_code": "current_account", "balance": "5.00", "as_of": date.today().isoformat()}]})
-    assert (await client.delete("/v1/customers/C11", headers=as_role("integration"))).status_code == 204
-    assert (await client.delete("/v1/customers/C11", headers=as_role("integration"))).status_code == 204
+    assert (await client.delete("/v1/customers/C11", headers=as_role("admin"))).status_code == 204
+    assert (await client.delete("/v1/customers/C11", headers=as_role("admin"))).status_code == 204
     assert (await client.get("/v1/customers/C11", headers=as_role("app"))).status_code == 404
     row = (await session.execute(text(
         "SELECT external_id, display_name, birth_date FROM customer WHERE external_id LIKE 'erased:%'"))).one()
     assert row.display_name is None and row.birth_date is None and "C11" not in row.external_id
     assert await session.scalar(text("SELECT count(*) FROM holding")) == 0
-    assert (await client.delete("/v1/customers/NEVER", headers=as_role("integration"))).status_code == 404
+    assert (await client.delete("/v1/customers/NEVER", headers=as_role("admin"))).status_code == 404
 
 
 async def test_list_filters_and_cursor_is_stable_under_inserts(client, as_role):
     for i in range(7):
         await put(client, as_role, f"L{i}", segment="small_business" if i % 2 else "retail")
-    headers = as_role("app")
+    headers = as_role("admin")
     first = (await client.get("/v1/customers", params={"limit": 3, "segment": "retail"}, headers=headers)).json()
     assert [c["external_id"] for c in first["items"]] == ["L0", "L2", "L4"]
     await put(client, as_role, "L99")  # a new customer must not shift the pages already seen

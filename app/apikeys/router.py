@@ -22,13 +22,13 @@ async def create_api_key(body: ApiKeyCreate, session: SessionDep, request: Reque
     row, key = await service.create_api_key(session, body.name, body.role, request.app.state.settings.api_key_pepper)
     await audit_service.record(session, request.state.principal.name, "api_key.create", "api_key", row.id,
                                None, _audit_snapshot(row))
-    return ApiKeyCreated(**ApiKeyRead.model_validate(row).model_dump(), key=key)
+    return ApiKeyCreated(**_read(row, request).model_dump(), key=key)
 
 
 @router.get("", response_model=list[ApiKeyRead])
-async def list_api_keys(session: SessionDep, include_revoked: bool = False) -> list[ApiKeyRead]:
+async def list_api_keys(session: SessionDep, request: Request, include_revoked: bool = False) -> list[ApiKeyRead]:
     """Every key's name, role and scopes; never the key or its hash."""
-    return [ApiKeyRead.model_validate(row) for row in await service.list_api_keys(session, include_revoked)]
+    return [_read(row, request) for row in await service.list_api_keys(session, include_revoked)]
 
 
 @router.delete("/{key_id}", response_model=ApiKeyRead, responses=problem_responses(404))
@@ -39,7 +39,13 @@ async def revoke_api_key(key_id: Annotated[int, Path(ge=1, le=2**63 - 1)], sessi
     request.app.state.principal_cache.clear()
     await audit_service.record(session, request.state.principal.name, "api_key.revoke", "api_key", row.id,
                                {**_audit_snapshot(row), "revoked": False}, {**_audit_snapshot(row), "revoked": True})
-    return ApiKeyRead.model_validate(row)
+    return _read(row, request)
+
+
+def _read(row, request: Request) -> ApiKeyRead:
+    """A key as shown: its scopes are its role's, as this instance grants them now."""
+    return ApiKeyRead(id=row.id, name=row.name, role=row.role, scopes=sorted(request.app.state.role_scopes[row.role]),
+                      lookup_id=row.lookup_id, created_at=row.created_at, revoked_at=row.revoked_at)
 
 
 def _audit_snapshot(row) -> dict:

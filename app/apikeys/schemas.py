@@ -17,12 +17,10 @@ class ApiKeyCreate(BaseModel):
 
 
 class ApiKeyRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
     id: int
     name: str
     role: Role
-    scopes: list[str]
+    scopes: list[str] = Field(description="The role's scopes, as this service grants them now (not stored per key).")
     lookup_id: str = Field(description="The public part of the key (tw_<lookup_id>_...), to tell keys apart.")
     created_at: datetime
     revoked_at: datetime | None

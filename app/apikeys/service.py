@@ -15,9 +15,10 @@ from app.core.security import ROLE_SCOPES, Principal, generate_api_key, hash_api
 
 
 async def create_api_key(session: AsyncSession, name: str, role: str, pepper: str) -> tuple[ApiKey, str]:
+    if role not in ROLE_SCOPES:
+        raise ValueError(f"unknown role {role!r}")
     key, lookup = generate_api_key()
-    row = ApiKey(name=name, role=role, scopes=sorted(ROLE_SCOPES[role]), lookup_id=lookup,
-                 key_hash=hash_api_key(key, pepper))
+    row = ApiKey(name=name, role=role, lookup_id=lookup, key_hash=hash_api_key(key, pepper))
     session.add(row)
     await session.flush()
     await session.refresh(row)
@@ -67,10 +68,10 @@ class PrincipalCache:
         self.entries.clear()
 
 
-async def resolve_principal(session: AsyncSession | Any, key: str, pepper: str,
-                            cache: PrincipalCache | None = None) -> Principal | None:
-    """The principal of an active key, comparing hashes in constant time; None when unknown or revoked.
-    `session`: the request's session, or a driver connection (the hot reads have no session)."""
+async def resolve_principal(session: AsyncSession | Any, key: str, pepper: str, cache: PrincipalCache | None = None,
+                            role_scopes: dict[str, frozenset] = ROLE_SCOPES) -> Principal | None:
+    """The principal of an active key, with its role's scopes, comparing hashes in constant time; None when unknown
+    or revoked. `session`: the request's session, or a driver connection (the hot reads have no session)."""
     lookup = lookup_id_of(key)
     if lookup is None:
         return None
@@ -82,10 +83,11 @@ async def resolve_principal(session: AsyncSession | Any, key: str, pepper: str,
     row = await connection.fetchrow(_PRINCIPAL_SQL, lookup)
     if row is None or not hmac.compare_digest(row["key_hash"], digest):
         return None
-    principal = Principal(key_id=row["id"], name=row["name"], role=row["role"], scopes=frozenset(row["scopes"]))
+    principal = Principal(key_id=row["id"], name=row["name"], role=row["role"],
+                          scopes=role_scopes.get(row["role"], frozenset()))
     if cache is not None:
         cache.put(digest, principal)
     return principal
 
 
-_PRINCIPAL_SQL = "SELECT id, name, role, scopes, key_hash FROM api_key WHERE lookup_id = $1 AND revoked_at IS NULL"
+_PRINCIPAL_SQL = "SELECT id, name, role, key_hash FROM api_key WHERE lookup_id = $1 AND revoked_at IS NULL"

@@ -2,10 +2,10 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEVELOPMENT_PEPPER = "development-only-pepper"
 
@@ -20,10 +20,17 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(32, ge=1)
     db_max_overflow: int = Field(8, ge=0)
     db_pool_timeout_s: float = Field(5.0, gt=0)
+    # A server that accepts and never answers (hung, frozen, a half-open network path) must not hold a request
+    # longer than these: a new connection gives up after db_connect_timeout_s, a statement of a request after
+    # db_command_timeout_s, a hot read's after read_timeout_s; the request then gets 503. Batch commands of the
+    # CLI (demo load, tier runs, refreshes) wait as long as their statements take.
+    db_connect_timeout_s: float = Field(5.0, gt=0)
+    db_command_timeout_s: float = Field(30.0, gt=0)
 
     # Serve the hottest GETs in front of the router (app/core/hotpath.py); off, FastAPI serves them the same way.
     hot_reads: bool = True
     read_pool_size: int = Field(16, ge=1)  # the hot reads' own connections per worker
+    read_timeout_s: float = Field(5.0, gt=0)  # a hot read's statement (one customer's rows) gives up after this
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -48,6 +55,17 @@ class Settings(BaseSettings):
     rate_limit_admin_per_s: float = Field(50.0, ge=0)
     rate_limit_admin_burst: int = Field(200, ge=1)
 
+    # Failed authentications (unknown or revoked keys) per client address: a bucket of this many, refilled at this
+    # rate; past it, 429 with Retry-After. Valid keys are never held back by it. A rate of 0 turns it off.
+    auth_failures_per_s: float = Field(0.2, ge=0)
+    auth_failures_burst: int = Field(20, ge=1)
+    # Proxies (addresses or networks, comma-separated) whose X-Forwarded-For is believed: a request from one of
+    # them counts against the address it forwarded for. None by default: the connection's peer is the client.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = []
+    # Scopes given to a role beyond its preset (app.core.security.ROLE_SCOPES), as JSON: '{"integration":
+    # ["customers:erase"]}'. Erasure, for one, is the admin's alone unless a role is given it here.
+    role_grants: dict[Literal["app", "integration", "admin"], list[str]] = {}
+
     risk_assessment_valid_days: int = Field(365, ge=1)
     currency: str = "EUR"
 
@@ -66,6 +84,11 @@ class Settings(BaseSettings):
     offer_states_refresh_minutes: int = Field(10, ge=0)
     tier_run_workers: int = Field(2, ge=1, le=16)  # chunks of a tier run evaluated at once, each on a connection
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def comma_separated(cls, value):
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def refuse_unsafe_defaults(self) -> "Settings":
         if self.environment == "production":
@@ -73,6 +96,9 @@ class Settings(BaseSettings):
                 raise ValueError("TIERWISE_API_KEY_PEPPER must be set to a secret of 16+ characters in production")
             if not self.database_url:
                 raise ValueError("TIERWISE_DATABASE_URL is required in production")
+            if any(network.prefixlen == 0 for network in self.trusted_proxies):
+                raise ValueError("TIERWISE_TRUSTED_PROXIES must name the proxies: trusting every address lets any "
+                                 "client choose the address its failed authentications count against")
         return self
 
 

@@ -6,12 +6,13 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Request
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
 from app.core.config import Settings
+from app.core.errors import ServiceUnavailable
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -26,8 +27,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(url: str, settings: Settings) -> AsyncEngine:
-    return create_async_engine(
+def create_engine(url: str, settings: Settings, *, batch: bool = False) -> AsyncEngine:
+    """The service's engine. `batch` (the CLI's bulk commands): statements may take as long as they need;
+    otherwise each gives up after settings.db_command_timeout_s, so that a hung server costs a request a 503."""
+    engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -35,8 +38,21 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         # No ping per checkout (a round trip per request): a lost connection is detected on use, SQLAlchemy then
         # invalidates the pool, the request gets a 503 and the next ones connect afresh.
         pool_pre_ping=False,
-        connect_args={"server_settings": server_settings(settings), "command_timeout": 60},
+        connect_args={"server_settings": server_settings(settings), "timeout": settings.db_connect_timeout_s,
+                      "command_timeout": None if batch else settings.db_command_timeout_s},
     )
+    event.listen(engine.sync_engine, "handle_error", _drop_connection_on_timeout)
+    return engine
+
+
+def _drop_connection_on_timeout(context) -> None:
+    """A statement that timed out leaves its connection waiting on a server that may never answer: drop it (and
+    the pool's other connections, as for any lost connection) instead of sending it a ROLLBACK that would wait
+    as long again."""
+    if isinstance(context.original_exception, TimeoutError):
+        context.is_disconnect = True
+        if context.connection is not None and not context.connection.invalidated:
+            context.connection.connection.driver_connection.terminate()  # at once, without a polite goodbye
 
 
 def server_settings(settings: Settings) -> dict[str, str]:
@@ -53,11 +69,27 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with request.app.state.sessionmaker() as session:
         try:
             yield session
-        except BaseException:
+        except BaseException as exc:
+            if connection_lost(exc):  # met on the driver connection (driver_connection), past SQLAlchemy
+                await session.invalidate()
+                raise database_unavailable() from exc
             await session.rollback()
             raise
         else:
             await session.commit()
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether asyncpg, used directly, says the connection is gone (closed, terminated by the server, a server
+    shutting down or not answering). SQLAlchemy recognises these for its own statements; statements sent on the
+    driver connection (driver_connection, the hot reads' pool) meet them raw."""
+    if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError, OSError)):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+
+
+def database_unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable("The database is unavailable; retry shortly.", headers={"Retry-After": "2"})
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
@@ -116,7 +148,8 @@ async def create_read_pool(engine: AsyncEngine, settings: Settings) -> asyncpg.P
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     return await asyncpg.create_pool(dsn, min_size=settings.read_pool_size, max_size=settings.read_pool_size,
                                      server_settings={**server_settings(settings), **HOT_PLANNER_SETTINGS},
-                                     command_timeout=60, reset=_keep_session)
+                                     timeout=settings.db_connect_timeout_s, command_timeout=settings.read_timeout_s,
+                                     reset=_keep_session)
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
@@ -130,7 +163,18 @@ async def read_connection(state):
     """A driver connection for a hot read: from the app's read pool, or, when the app was given a sessionmaker
     bound to a connection (as tests bind it, to see their uncommitted data), that connection."""
     if state.read_pool is not None:
-        async with state.read_pool.acquire() as connection:
+        try:
+            connection = await state.read_pool.acquire(timeout=state.settings.db_pool_timeout_s)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:  # no connection free, or none to be made
+            raise database_unavailable() from exc
+        try:
             yield connection
+        except Exception as exc:
+            if connection_lost(exc):
+                connection.terminate()  # closed, or waiting on a server that may never answer: not reused
+                raise database_unavailable() from exc
+            raise
+        finally:
+            await state.read_pool.release(connection)
     else:
         yield (await state.sessionmaker.kw["bind"].get_raw_connection()).driver_connection

@@ -138,7 +138,7 @@ class HotReads:
                 break
         try:
             async with read_connection(app.state) as connection:
-                await authorize(app.state, connection, key, read.scope)
+                await authorize(app.state, connection, key, read.scope, scope)
                 body = await read.render(connection, app.state, **arguments)
         except AppError as exc:
             await (await handle_app_error(Request(scope), exc))(scope, receive, send)

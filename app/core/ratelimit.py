@@ -1,10 +1,12 @@
-"""Per-key rate limits: a token bucket per API key, sized by the key's role, checked right after authentication.
+"""Rate limits: a token bucket per API key, sized by the key's role, checked right after authentication; and one
+per client address for failed authentications (FailedAuthLimiter).
 
 The buckets live in the process: each instance enforces the limit on its own, so behind a load balancer with N
 instances a key may reach up to N times its configured rate. That bounds a runaway client per instance, which is
 the point; a fleet-wide quota belongs in the gateway.
 """
 
+import ipaddress
 import math
 import time
 from dataclasses import dataclass
@@ -56,3 +58,73 @@ class RateLimiter:
                               f"with bursts of {limit.burst}; retry in {retry_after} s.",
                               headers={"Retry-After": str(retry_after)})
         self.buckets[key_id] = (tokens - 1.0, now)
+
+
+def client_address(scope, trusted_proxies=()) -> str:
+    """The address a request comes from, as failed authentication is counted per address: the connection's peer;
+    when that peer is one of `trusted_proxies` (TIERWISE_TRUSTED_PROXIES, none by default), the right-most
+    X-Forwarded-For address that is not itself a trusted proxy (the one the proxy saw). Anything else a client
+    writes into X-Forwarded-For is ignored. An IPv6 address stands for its /64 (one host's usual allocation)."""
+    peer = (scope.get("client") or ("unknown", 0))[0]
+    address = _ip(peer)
+    if address is not None and trusted_proxies and _trusted(address, trusted_proxies):
+        forwarded = b",".join(value for name, value in scope.get("headers", ()) if name == b"x-forwarded-for")
+        for hop in reversed(forwarded.decode("latin-1").split(",")):
+            hop_address = _ip(hop.strip())
+            if hop_address is None:
+                break  # not an address: the proxy did not write it
+            address = hop_address
+            if not _trusted(hop_address, trusted_proxies):
+                break
+    if address is None:
+        return peer
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _ip(text: str):
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _trusted(address, networks) -> bool:
+    return any(address in network for network in networks)
+
+
+class FailedAuthLimiter:
+    """Failed authentications (an unknown, malformed or revoked key) per client address, as a token bucket: an
+    address that has used up its failures gets 429 with Retry-After instead of 401 until one is back. Only failures
+    are counted, and only against the address that made them: a valid key is served whatever its address has
+    failed, so guesses from one address (or from behind the same NAT) never lock out another client or a valid
+    key. Per instance, like RateLimiter; at most `max_addresses` are tracked (the full buckets are dropped first)."""
+
+    def __init__(self, limit: RateLimit, clock=time.monotonic, max_addresses: int = 100_000) -> None:
+        self.limit, self.clock, self.max_addresses = limit, clock, max_addresses
+        self.buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, at)
+
+    def failed(self, address: str) -> None:
+        """Count one failure of `address`; raise 429 when it has none left (the caller raises 401 otherwise)."""
+        limit = self.limit
+        if limit.per_second <= 0:
+            return
+        now = self.clock()
+        tokens, at = self.buckets.get(address, (float(limit.burst), now))
+        tokens = min(float(limit.burst), tokens + (now - at) * limit.per_second)
+        if len(self.buckets) >= self.max_addresses and address not in self.buckets:
+            self._forget_recovered(now)
+        if tokens < 1.0:
+            self.buckets[address] = (tokens, now)
+            retry_after = max(1, math.ceil((1.0 - tokens) / limit.per_second))
+            raise RateLimited(f"Too many failed authentications from this address; retry in {retry_after} s.",
+                              headers={"Retry-After": str(retry_after)})
+        self.buckets[address] = (tokens - 1.0, now)
+
+    def _forget_recovered(self, now: float) -> None:
+        limit = self.limit
+        self.buckets = {address: (tokens, at) for address, (tokens, at) in self.buckets.items()
+                        if tokens + (now - at) * limit.per_second < limit.burst}
+        if len(self.buckets) >= self.max_addresses:
+            self.buckets.clear()

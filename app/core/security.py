@@ -13,35 +13,56 @@ from fastapi.security import APIKeyHeader
 
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, Unauthorized
+from app.core.ratelimit import client_address
 
 
 class Scope(StrEnum):
-    CUSTOMERS_READ = "customers:read"
+    CUSTOMERS_READ = "customers:read"  # one customer by id: profile and holdings
+    CUSTOMERS_LIST = "customers:list"  # every customer: the customer list (by tier, at risk), the care calendar
     CUSTOMERS_WRITE = "customers:write"
+    CUSTOMERS_ERASE = "customers:erase"
     EVENTS_WRITE = "events:write"
     PRODUCTS_READ = "products:read"
     PRODUCTS_WRITE = "products:write"
     ATTRIBUTES_READ = "attributes:read"
     ATTRIBUTES_WRITE = "attributes:write"
-    TIERS_READ = "tiers:read"
-    TIERS_WRITE = "tiers:write"
+    TIERS_READ = "tiers:read"  # one customer's tiers and their history
+    TIERS_WRITE = "tiers:write"  # overrides
+    TRANSITIONS_READ = "transitions:read"  # the change feed of every customer's tier moves
     POLICIES_READ = "policies:read"
     POLICIES_WRITE = "policies:write"
     RECOMMENDATIONS_READ = "recommendations:read"
-    FEEDBACK_WRITE = "feedback:write"
+    FEEDBACK_WRITE = "feedback:write"  # recommendation feedback, survey answers, opening a complaint
+    FEEDBACK_READ = "feedback:read"  # survey answers and complaints as stored: the customers' own words
+    COMPLAINTS_WRITE = "complaints:write"  # moving a complaint through its lifecycle
     REPORTS_READ = "reports:read"
     ADMIN = "admin"
 
 
+# What each role may do (least privilege; the table in README.md). A key's scopes are its role's, read when the key
+# is resolved: a change here (or in TIERWISE_ROLE_GRANTS) applies to every existing key.
 ROLE_SCOPES: dict[str, frozenset[Scope]] = {
-    # the mobile-banking backend: reads customers, tiers and recommendations, writes feedback
+    # the mobile-banking backend: one customer at a time (profile, tiers, recommendations); writes feedback
     "app": frozenset({Scope.CUSTOMERS_READ, Scope.TIERS_READ, Scope.RECOMMENDATIONS_READ, Scope.FEEDBACK_WRITE,
                       Scope.PRODUCTS_READ, Scope.ATTRIBUTES_READ}),
-    # core-banking feeds: write customers, holdings and events
+    # core-banking feeds: write customers, holdings and events; follow the tier change feed
     "integration": frozenset({Scope.CUSTOMERS_READ, Scope.CUSTOMERS_WRITE, Scope.EVENTS_WRITE, Scope.PRODUCTS_READ,
-                              Scope.ATTRIBUTES_READ}),
+                              Scope.ATTRIBUTES_READ, Scope.TRANSITIONS_READ}),
     "admin": frozenset(Scope),
 }
+
+
+def role_scopes(grants: dict[str, list[str]] | None = None) -> dict[str, frozenset[Scope]]:
+    """Each role's scopes: ROLE_SCOPES, plus the scopes a deployment gives a role explicitly (TIERWISE_ROLE_GRANTS,
+    e.g. {"integration": ["customers:erase"]}). An unknown scope there stops the service from starting."""
+    scopes = dict(ROLE_SCOPES)
+    for role, granted in (grants or {}).items():
+        unknown = set(granted) - set(Scope)
+        if unknown:
+            raise ValueError(f"TIERWISE_ROLE_GRANTS: unknown scopes for {role}: {', '.join(sorted(unknown))}")
+        scopes[role] = scopes[role] | {Scope(name) for name in granted}
+    return scopes
+
 
 KEY_PREFIX = "tw"
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
@@ -75,18 +96,22 @@ def lookup_id_of(key: str) -> str | None:
 
 PrincipalResolver = Callable[[Any, str], Awaitable[Principal | None]]
 """`(session or driver connection, key) -> the key's principal, or None when it is unknown or revoked`. The app
-puts its resolver on `app.state.resolve_principal` (app.main: the api-keys domain's), so the core imports no
-domain."""
+puts its resolver on `app.state.resolve_principal` (app.main: the api-keys domain's, with the role scopes), so the
+core imports no domain."""
 
 
-async def authorize(state, session, key: str | None, scope: Scope) -> Principal:
-    """Authenticate the caller by API key (401), apply the key's rate limit (429) and check one scope (403).
-    `state` is the app's state (its `resolve_principal`, a PrincipalResolver, and rate limiter); `session` the
-    request's session, or a driver connection (the hot reads)."""
+async def authorize(state, session, key: str | None, scope: Scope, request_scope) -> Principal:
+    """Authenticate the caller by API key (401; 429 once its address has failed too often), apply the key's rate
+    limit (429) and check one scope (403). `state` is the app's state (its `resolve_principal`, a PrincipalResolver,
+    and limiters); `session` the request's session, or a driver connection (the hot reads); `request_scope` the ASGI
+    scope (the client's address is read from it on a failure)."""
     if not key:
         raise Unauthorized("Send an API key in the X-API-Key header.", headers={"WWW-Authenticate": "ApiKey"})
     principal = await state.resolve_principal(session, key)
     if principal is None:
+        failures = getattr(state, "failed_auth", None)
+        if failures is not None:
+            failures.failed(client_address(request_scope, state.settings.trusted_proxies))
         raise Unauthorized("The API key is unknown or revoked.", headers={"WWW-Authenticate": "ApiKey"})
     limiter = getattr(state, "rate_limiter", None)
     if limiter is not None:
@@ -102,7 +127,8 @@ def require_scope(scope: Scope):
 
     async def check_scope(request: Request, session: SessionDep,
                           key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
-        principal = request.state.principal = await authorize(request.app.state, session, key, scope)
+        principal = request.state.principal = await authorize(request.app.state, session, key, scope,
+                                                              request.scope)
         return principal
 
     check_scope.required_scope = scope  # read by the access test that walks every route

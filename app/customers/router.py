@@ -29,7 +29,7 @@ async def _read(session, external_id: str) -> CustomerRead:
     return CustomerRead(**CustomerSummary.model_validate(customer).model_dump(), metrics=metrics)
 
 
-@router.get("", response_model=Page[CustomerSummary], dependencies=READ,
+@router.get("", response_model=Page[CustomerSummary], dependencies=[require_scope(Scope.CUSTOMERS_LIST)],
             responses=problem_responses(404, 422))
 async def list_customers(session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50,
                          segment: Segment | None = None,
@@ -118,7 +118,8 @@ async def patch_customer(external_id: ExternalIdPath, body: CustomerPatch, sessi
     return await _read(session, external_id)
 
 
-@router.delete("/{external_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=WRITE,
+@router.delete("/{external_id}", status_code=status.HTTP_204_NO_CONTENT,
+               dependencies=[require_scope(Scope.CUSTOMERS_ERASE)],
                responses=problem_responses(404))
 async def erase_customer(external_id: ExternalIdPath, session: SessionDep, request: Request) -> None:
     """Erase a customer (right to erasure): personal fields, holdings and events are removed; anonymous counts

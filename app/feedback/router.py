@@ -20,7 +20,7 @@ from app.feedback.schemas import (ComplaintCategory, ComplaintDetail, ComplaintI
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"], responses=problem_responses(401, 403))
 
 WRITE = [require_scope(Scope.FEEDBACK_WRITE)]
-READ = [require_scope(Scope.CUSTOMERS_READ)]
+READ = [require_scope(Scope.FEEDBACK_READ)]  # survey comments and complaints: the customers' own words
 ComplaintId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The complaint's id.")]
 
 
@@ -122,7 +122,8 @@ async def get_complaint(complaint_id: ComplaintId, session: SessionDep) -> Compl
     return await _detail(session, complaint_id)
 
 
-@router.post("/complaints/{complaint_id}/transitions", response_model=ComplaintDetail, dependencies=WRITE,
+@router.post("/complaints/{complaint_id}/transitions", response_model=ComplaintDetail,
+             dependencies=[require_scope(Scope.COMPLAINTS_WRITE)],
              responses=problem_responses(404, 409, 422))
 async def move_complaint(complaint_id: ComplaintId, body: ComplaintTransitionIn, session: SessionDep,
                          principal: CurrentPrincipal) -> ComplaintDetail:

@@ -71,6 +71,9 @@ class RecommendationQuery(BaseModel):
 
 
 class ContactRuleIn(BaseModel):
+    """A rule holds while at least N of its outcomes fall within the last W days and the latest is under S days
+    old: a rest longer than the window is cut to it (give a dismissal's cooldown a window as long as itself)."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100)
@@ -90,7 +93,7 @@ class ContactPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rules": [
         {"name": "ignored-thrice", "outcome": "ignored_impression", "threshold": 3, "window_days": 30,
          "scope": "product", "channel": None, "suppress_days": 14},
-        {"name": "dismissed", "outcome": "dismiss", "threshold": 1, "window_days": 30, "scope": "product",
+        {"name": "dismissed", "outcome": "dismiss", "threshold": 1, "window_days": 60, "scope": "product",
          "channel": None, "suppress_days": 60},
         {"name": "category-fatigue", "outcome": "dismiss", "threshold": 3, "window_days": 90,
          "scope": "category", "channel": "mobile", "suppress_days": 90}]}]})

@@ -1,6 +1,7 @@
 """Custom attribute definitions: the typed attributes a bank declares, and the check of the values customers carry
 against them. Conditions reference them like built-ins (attributes.load_catalog)."""
 
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
 
@@ -18,13 +19,20 @@ async def list_attribute_definitions(session: AsyncSession) -> list[CustomAttrib
 
 
 async def put_attribute_definition(session: AsyncSession, name: str, type_: str, description: str,
-                                   unit: str | None) -> CustomAttributeDefinition:
+                                   unit: str | None,
+                                   readers: Callable[[], Awaitable[list[str]]] | None = None
+                                   ) -> CustomAttributeDefinition:
+    """Declare or describe again a custom attribute. Its type may change only while no customer carries it and no
+    rule reads it (`readers`: the documents that read it, e.g. "tier policy wealth v2", asked only on a type change;
+    the rules package cannot ask the domains that hold rules itself)."""
     existing = await session.get(CustomAttributeDefinition, name)
     if existing is not None and existing.type != type_:
         in_use = await session.scalar(select(func.count()).select_from(Customer)
                                       .where(Customer.attributes.has_key(name)))
         if in_use:
             raise AttributeDefinitionInUse(f"{in_use} customers carry '{name}'; its type cannot change.")
+        if readers is not None and (reading := await readers()):
+            raise AttributeDefinitionInUse(f"'{name}' is read by {', '.join(reading)}; its type cannot change.")
     stmt = insert(CustomAttributeDefinition).values(name=name, type=type_, description=description, unit=unit)
     stmt = stmt.on_conflict_do_update(index_elements=["name"],
                                       set_={"type": type_, "description": description, "unit": unit})

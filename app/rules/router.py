@@ -8,9 +8,11 @@ from fastapi import APIRouter, Path
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses
 from app.core.security import Scope, require_scope
+from app.products import service as products_service
 from app.rules import custom_attributes
 from app.rules.attributes import AttributeRead, is_builtin_attribute, list_attributes, load_catalog
 from app.rules.schemas import AttributeDefinitionPut, AttributeDefinitionRead
+from app.tiering import policies
 
 router = APIRouter(prefix="/v1/attributes", tags=["attributes"], responses=problem_responses(401, 403))
 custom_attributes_router = APIRouter(prefix="/v1/attributes/custom", tags=["attributes"],
@@ -42,6 +44,10 @@ async def put_attribute_definition(name: AttributeName, body: AttributeDefinitio
     """Declare (or describe again) a typed custom attribute; customers may then carry it and rules use it."""
     if is_builtin_attribute(name):
         raise InvalidInput("name", f"'{name}' is a built-in attribute", location="path")
+    async def readers() -> list[str]:
+        return [*await policies.versions_reading_attribute(session, name),
+                *await products_service.products_reading_attribute(session, name)]
+
     definition = await custom_attributes.put_attribute_definition(session, name, body.type, body.description,
-                                                                  body.unit)
+                                                                  body.unit, readers)
     return AttributeDefinitionRead.model_validate(definition)

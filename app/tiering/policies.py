@@ -19,7 +19,7 @@ from sqlalchemy.sql import ColumnElement, FromClause
 from app.core.db import unique_or_raise
 from app.core.errors import InvalidInput
 from app.rules import (AttributeCatalog, check_condition, compile_condition, customer_features, dump_condition,
-                       load_catalog, parse_condition)
+                       load_catalog, parse_condition, referenced_attributes)
 from app.rules.schema import AlwaysCondition
 from app.tiering.errors import (ActivationConflict, IfMatchMissing, InvalidVersionTransition, StaleVersion,
                                 TierPolicyKeyTaken, TierPolicyNotFound, TierPolicyVersionNotFound, VersionNotEditable)
@@ -92,6 +92,18 @@ async def list_versions(session: AsyncSession, policy: TierPolicy) -> list[TierP
     query = select(TierPolicyVersion).where(TierPolicyVersion.policy_id == policy.id).order_by(
         TierPolicyVersion.version)
     return list((await session.scalars(query)).all())
+
+
+async def versions_reading_attribute(session: AsyncSession, name: str) -> list[str]:
+    """The draft and active versions ("key vN") whose conditions read the attribute: its type must not change
+    under them (a retired version is checked again if it is ever activated)."""
+    rows = await session.execute(select(TierPolicy.key, TierPolicyVersion.version, TierPolicyVersion.tiers)
+                                 .join(TierPolicy, TierPolicy.id == TierPolicyVersion.policy_id)
+                                 .where(TierPolicyVersion.status != "retired")
+                                 .order_by(TierPolicy.key, TierPolicyVersion.version))
+    return [f"tier policy {key} v{version}" for key, version, tiers in rows
+            if any(name in referenced_attributes(parse_condition(tier["condition"]))
+                   for tier in tiers if tier.get("condition") is not None)]
 
 
 async def get_version(session: AsyncSession, policy: TierPolicy, version: int) -> TierPolicyVersion:

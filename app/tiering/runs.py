@@ -3,15 +3,21 @@
 Each chunk is one transaction running the same assignment statement a single customer gets, so a run that dies
 mid-way leaves every customer consistent (each chunk committed whole or not at all) and is marked failed; a new
 run simply evaluates everyone again.
+
+A run is alive while its worker holds the run's session-level advisory lock (RUN_LOCKS, run id) on a connection of
+its own: Postgres releases it the moment that connection ends, whether the worker's process was killed, the
+database restarted or the connection was cut. A run marked running whose lock nobody holds has lost its worker;
+the next start fails it and begins at once, with no waiting period.
 """
 
 import asyncio
+import contextlib
 import logging
-from datetime import timedelta
+import time
 
 from sqlalchemy import exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.errors import Conflict
 from app.customers.models import Customer
@@ -23,19 +29,37 @@ from app.tiering.models import TierAssignment, TierPolicy, TierRun
 log = logging.getLogger(__name__)
 CHUNK_SIZE = LOCK_SPAN  # a chunk holds one span of the customer locks
 CHUNK_WORK_MEM = "64MB"  # per sort or hash of a chunk's transaction (a chunk's rows, not the population's)
-STALE_AFTER = timedelta(minutes=5)  # a running run without a heartbeat this long has died with its process
+RUN_LOCKS = 7312  # advisory-lock namespace of live runs (7310: statistics refresh, 7311: customer spans)
+RECORD_FAILURE_FOR_S = 900  # a worker that lost the database keeps trying this long to record its run as failed
 UNIQUE_VIOLATION = "23505"
+ABANDONED = "abandoned: its worker lost its database connection or its process ended"
+
+# Runs of the target marked running whose lock nobody holds. Taking each one's lock for this transaction makes the
+# verdict safe against a worker claiming its run meanwhile: that worker waits for this transaction, then sees its
+# run failed and stops.
+_FAIL_ABANDONED = text(
+    "UPDATE tier_run SET status = 'failed', finished_at = now(), error = :error "
+    "WHERE id IN (SELECT id FROM tier_run WHERE status = 'running' AND coalesce(policy_id, 0) = :target) "
+    f"AND pg_try_advisory_xact_lock({RUN_LOCKS}, CAST(id AS integer))")
+_CLAIM = text(f"SELECT pg_advisory_lock({RUN_LOCKS}, CAST(:run_id AS integer))")
+_RELEASE = text(f"SELECT pg_advisory_unlock({RUN_LOCKS}, CAST(:run_id AS integer))")
 
 
 class TierRunAlreadyRunning(Conflict):
     pass
 
 
+class RunAbandoned(Exception):
+    """The run was failed by another start while this worker went on (it had lost its lock)."""
+
+
 async def start_run(session: AsyncSession, policy: TierPolicy | None, actor: str) -> TierRun:
-    """Record a new run (the caller commits, then calls execute_run). 409 while one for the same target runs."""
-    await session.execute(
-        update(TierRun).where(TierRun.status == "running", TierRun.heartbeat_at < func.now() - STALE_AFTER)
-        .values(status="failed", finished_at=func.now(), error="abandoned: no progress for 5 minutes"))
+    """Record a new run (the caller commits, then calls execute_run). 409 while a live run for the same target
+    exists; a run of the target whose worker is gone is marked failed first.
+
+    Between the caller's commit and its worker claiming the run (a background task starting), the run holds no lock
+    yet: a start for the same target in those few milliseconds fails it, and its worker then does nothing."""
+    await session.execute(_FAIL_ABANDONED, {"target": policy.id if policy else 0, "error": ABANDONED})
     total = await session.scalar(select(func.count()).select_from(Customer).where(Customer.erased_at.is_(None)))
     run = TierRun(policy_id=policy.id if policy else None, requested_by=actor, total=total or 0)
     try:
@@ -53,8 +77,50 @@ async def start_run(session: AsyncSession, policy: TierPolicy | None, actor: str
 
 async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size: int = CHUNK_SIZE,
                       workers: int = 1) -> None:
-    """Evaluate the run's policies chunk by chunk, each chunk in its own transaction (`workers` chunks at a time,
-    on their own connections); mark the run done or failed."""
+    """Claim the run (its lock, held on a connection of its own until the run ends), evaluate its policies chunk
+    by chunk, each chunk in its own transaction (`workers` chunks at a time, on their own connections), and mark
+    the run done or failed. A run already failed when claimed (see start_run) is left alone."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            holder = await stack.enter_async_context(_lock_holder(sessionmaker))
+            await holder.execute(_CLAIM, {"run_id": run_id})
+            claimed = await holder.scalar(select(TierRun.status == "running").where(TierRun.id == run_id))
+        except Exception as exc:  # the database is away: the run holds no lock, and the next start fails it
+            log.warning("tier run not started", extra={"run_id": run_id, "error": type(exc).__name__})
+            return
+        try:
+            if claimed:
+                await _evaluate_run(sessionmaker, run_id, chunk_size, workers)
+        finally:
+            await _release(holder, run_id)
+
+
+@contextlib.asynccontextmanager
+async def _lock_holder(sessionmaker: async_sessionmaker):
+    """The connection that holds a run's lock: one of the engine's, kept for the run, in autocommit (the run's
+    lifetime is not a transaction's). A session would not do: it hands its connection back to the pool at each
+    commit, and the lock with it. Tests bind the sessionmaker to one connection; that one holds it then."""
+    bind = sessionmaker.kw["bind"]
+    if not isinstance(bind, AsyncEngine):
+        yield bind
+        return
+    async with bind.connect() as connection:
+        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
+async def _release(holder: AsyncConnection, run_id: int) -> None:
+    """Give the run's lock back; when that fails (the connection is gone, and the lock with it), drop the
+    connection: one whose lock state is unknown never goes back to the pool."""
+    try:
+        await holder.execute(_RELEASE, {"run_id": run_id})
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            await holder.invalidate()
+        if not isinstance(exc, Exception):
+            raise
+
+
+async def _evaluate_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size: int, workers: int) -> None:
     try:
         async with sessionmaker() as session:
             run = await session.get(TierRun, run_id)
@@ -84,16 +150,32 @@ async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size:
 
         await asyncio.gather(*(worker() for _ in range(max(workers, 1))))
         async with sessionmaker() as session:
-            await session.execute(update(TierRun).where(TierRun.id == run_id).values(
+            await session.execute(update(TierRun).where(TierRun.id == run_id, TierRun.status == "running").values(
                 status="succeeded", finished_at=func.now(), heartbeat_at=func.now()))
             await session.commit()
     except Exception as exc:
         log.exception("tier run failed", extra={"run_id": run_id})
-        async with sessionmaker() as session:
-            await session.execute(update(TierRun).where(TierRun.id == run_id).values(
-                status="failed", finished_at=func.now(), error=f"{type(exc).__name__}: the run stopped; "
-                                                                "customers processed so far are consistent"))
-            await session.commit()
+        await _record_failure(sessionmaker, run_id, f"{type(exc).__name__}: the run stopped; customers processed "
+                                                    "so far are consistent")
+
+
+async def _record_failure(sessionmaker: async_sessionmaker, run_id: int, error: str) -> None:
+    """Mark the run failed; when the database is away, keep trying until it is back (for RECORD_FAILURE_FOR_S):
+    the run then reads failed as soon as the database answers. A run already failed keeps its first error."""
+    deadline, pause = time.monotonic() + RECORD_FAILURE_FOR_S, 0.25
+    while True:
+        try:
+            async with sessionmaker() as session:
+                await session.execute(update(TierRun).where(TierRun.id == run_id, TierRun.status == "running")
+                                      .values(status="failed", finished_at=func.now(), error=error))
+                await session.commit()
+            return
+        except Exception as exc:
+            if time.monotonic() + pause > deadline:
+                log.warning("tier run failure not recorded", extra={"run_id": run_id, "error": type(exc).__name__})
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 async def _evaluate_chunk(sessionmaker: async_sessionmaker, run_id: int, versions, id_range: tuple[int, int]) -> None:
@@ -110,9 +192,13 @@ async def _evaluate_chunk(sessionmaker: async_sessionmaker, run_id: int, version
         for compiled in versions:
             counts.add(await assign(session, compiled, now, id_range=id_range))
             await expire_overrides(session, compiled.policy_id, now, id_from, id_to)
-        await session.execute(update(TierRun).where(TierRun.id == run_id).values(
-            processed=TierRun.processed + customers, upgrades=TierRun.upgrades + counts.upgrades,
-            downgrades=TierRun.downgrades + counts.downgrades, heartbeat_at=func.now()))
+        progress = await session.execute(update(TierRun).where(TierRun.id == run_id, TierRun.status == "running")
+                                         .values(processed=TierRun.processed + customers,
+                                                 upgrades=TierRun.upgrades + counts.upgrades,
+                                                 downgrades=TierRun.downgrades + counts.downgrades,
+                                                 heartbeat_at=func.now()))
+        if progress.rowcount != 1:
+            raise RunAbandoned(f"tier run {run_id} was failed while its worker went on")
         await session.commit()
 
 

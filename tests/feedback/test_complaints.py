@@ -16,7 +16,7 @@ def complaint(event_id: str, customer: str, category: str = "fees", days_ago: fl
     return body
 
 
-async def move(client, as_role, complaint_id: int, to: str, note: str | None = None, role: str = "app"):
+async def move(client, as_role, complaint_id: int, to: str, note: str | None = None, role: str = "admin"):
     return await client.post(f"/v1/feedback/complaints/{complaint_id}/transitions", headers=as_role(role),
                              json={"to": to, "note": note})
 
@@ -40,6 +40,7 @@ async def test_complaint_lifecycle_with_history_and_409_on_invalid_moves(client,
     invalid = await move(client, as_role, cid, "closed")
     assert invalid.status_code == 409 and invalid.json()["allowed"] == ["in_progress", "resolved"]
     assert (await move(client, as_role, cid, "in_progress", "assigned to fraud team")).status_code == 200
+    assert (await move(client, as_role, cid, "resolved", role="app")).status_code == 403  # the app opens, never moves
     resolved = await move(client, as_role, cid, "resolved", "card reissued, money returned", role="admin")
     assert resolved.status_code == 200 and resolved.json()["resolved_at"] is not None
     got = await features(session, "K1")
@@ -52,16 +53,17 @@ async def test_complaint_lifecycle_with_history_and_409_on_invalid_moves(client,
     got = await features(session, "K1")
     assert got["open_complaints"] == 1 and got["days_to_resolve_avg"] is None  # the resolution is taken back
 
-    detail = (await client.get(f"/v1/feedback/complaints/{cid}", headers=as_role("app"))).json()
+    assert (await client.get(f"/v1/feedback/complaints/{cid}", headers=as_role("app"))).status_code == 403
+    detail = (await client.get(f"/v1/feedback/complaints/{cid}", headers=as_role("admin"))).json()
     history = [(h["from_status"], h["to_status"], h["actor"], h["note"]) for h in detail["history"]]
     assert history == [(None, "open", "test-app", None),
-                       ("open", "in_progress", "test-app", "assigned to fraud team"),
+                       ("open", "in_progress", "test-admin", "assigned to fraud team"),
                        ("in_progress", "resolved", "test-admin", "card reissued, money returned"),
-                       ("resolved", "closed", "test-app", None),
-                       ("closed", "open", "test-app", "charged again")]
+                       ("resolved", "closed", "test-admin", None),
+                       ("closed", "open", "test-admin", "charged again")]
     times = [h["at"] for h in detail["history"]]
     assert times == sorted(times)
-    assert (await client.get("/v1/feedback/complaints/999999999", headers=as_role("app"))).status_code == 404
+    assert (await client.get("/v1/feedback/complaints/999999999", headers=as_role("admin"))).status_code == 404
     assert (await move(client, as_role, 999999999, "resolved")).status_code == 404
     bad = await client.post("/v1/feedback/complaints", headers=as_role("app"),
                             json=complaint("k-2", "K1", "weather"))
@@ -80,7 +82,7 @@ async def test_complaints_list_with_filters_and_cursor(client, as_role):
     await move(client, as_role, ids[2], "in_progress")
 
     async def listed(**params) -> list[str]:
-        response = await client.get("/v1/feedback/complaints", params=params, headers=as_role("app"))
+        response = await client.get("/v1/feedback/complaints", params=params, headers=as_role("admin"))
         assert response.status_code == 200, response.text
         return [c["event_id"] for c in response.json()["items"]]
 
@@ -90,9 +92,9 @@ async def test_complaints_list_with_filters_and_cursor(client, as_role):
     since = (datetime.now(UTC) - timedelta(days=6)).isoformat()
     until = (datetime.now(UTC) - timedelta(days=1, hours=12)).isoformat()
     assert await listed(opened_from=since, opened_to=until) == ["b", "c"]
-    first = (await client.get("/v1/feedback/complaints", params={"limit": 3}, headers=as_role("app"))).json()
+    first = (await client.get("/v1/feedback/complaints", params={"limit": 3}, headers=as_role("admin"))).json()
     assert [c["event_id"] for c in first["items"]][-3:] == ["a", "b", "c"] and first["next_cursor"]
     rest = await listed(limit=3, cursor=first["next_cursor"])
     assert rest == ["d"]
     assert (await client.get("/v1/feedback/complaints", params={"status": "lost"},
-                             headers=as_role("app"))).status_code == 422
+                             headers=as_role("admin"))).status_code == 422

@@ -80,7 +80,7 @@ async def test_erased_customer_leaves_no_personal_value_in_any_table(client, as_
     for needle in NEEDLES:
         assert await _where_found(session, needle), f"{needle} was never stored: the probe proves nothing"
 
-    assert (await client.delete(f"/v1/customers/{EXTERNAL_ID}", headers=integration)).status_code == 204
+    assert (await client.delete(f"/v1/customers/{EXTERNAL_ID}", headers=admin)).status_code == 204
 
     leftovers = {needle: where for needle in NEEDLES if (where := await _where_found(session, needle))}
     assert leftovers == {}, f"personal data left after erasure: {leftovers}"

@@ -20,7 +20,7 @@ async def test_feedback_batch_over_the_limit_is_422(client, as_role):
 
 
 async def test_page_size_over_the_limit_is_422(client, as_role):
-    response = await client.get("/v1/customers", params={"limit": 501}, headers=as_role("app"))
+    response = await client.get("/v1/customers", params={"limit": 501}, headers=as_role("admin"))
     assert response.status_code == 422 and response.json()["errors"][0]["parameter"] == "limit"
 
 

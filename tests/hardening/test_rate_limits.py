@@ -1,12 +1,13 @@
 """Per-key rate limits: a token bucket per API key, sized by role; over it, 429 problem+json with Retry-After,
-and other keys are unaffected."""
+and other keys are unaffected. Failed authentications: a bucket per client address, which never holds back a
+valid key or another address."""
 
 import httpx
 import pytest
 
 from app.apikeys import service as apikeys_service
 from app.core.config import Settings
-from app.core.ratelimit import RateLimit, RateLimited, RateLimiter
+from app.core.ratelimit import FailedAuthLimiter, RateLimit, RateLimited, RateLimiter, client_address
 from app.main import create_app
 
 
@@ -83,3 +84,72 @@ async def test_a_key_over_its_limit_gets_429_with_retry_after_and_other_keys_do_
         assert (await client.get("/v1/products", headers={"X-API-Key": admin})).status_code == 200
         # An unknown key is refused as unknown (401), never counted against anyone's bucket.
         assert (await client.get("/v1/products", headers={"X-API-Key": "tw_000000000000_x"})).status_code == 401
+
+
+def _scope(peer: str, forwarded: str | None = None) -> dict:
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+    return {"type": "http", "client": (peer, 50000), "headers": headers}
+
+
+def test_the_client_address_is_the_peer_unless_the_peer_is_a_trusted_proxy():
+    proxies = Settings(environment="test", trusted_proxies="10.0.0.0/8").trusted_proxies
+    assert client_address(_scope("203.0.113.7", "198.51.100.1")) == "203.0.113.7"  # no proxy trusted: ignored
+    assert client_address(_scope("203.0.113.7", "198.51.100.1"), proxies) == "203.0.113.7"  # not from a proxy
+    # From a trusted proxy: the right-most address it did not add itself; what the client wrote is ignored.
+    assert client_address(_scope("10.0.0.5", "6.6.6.6, 198.51.100.1"), proxies) == "198.51.100.1"
+    assert client_address(_scope("10.0.0.5", "198.51.100.1, 10.0.0.9"), proxies) == "198.51.100.1"
+    assert client_address(_scope("10.0.0.5"), proxies) == "10.0.0.5"
+    # An IPv6 host stands for its /64.
+    assert client_address(_scope("2001:db8:1:2:aaaa::1")) == client_address(_scope("2001:db8:1:2:bbbb::9"))
+    assert client_address(_scope("2001:db8:1:2::1")) != client_address(_scope("2001:db8:1:3::1"))
+
+
+def test_failed_authentications_are_limited_per_address_with_retry_after():
+    clock = FakeClock()
+    limiter = FailedAuthLimiter(RateLimit(per_second=0.2, burst=3), clock=clock)
+    for _ in range(3):
+        limiter.failed("198.51.100.1")
+    with pytest.raises(RateLimited) as refused:
+        limiter.failed("198.51.100.1")
+    assert refused.value.headers == {"Retry-After": "5"}
+    limiter.failed("198.51.100.2")  # another address has its own budget
+    clock.now += 5  # one failure's worth back
+    limiter.failed("198.51.100.1")
+    with pytest.raises(RateLimited):
+        limiter.failed("198.51.100.1")
+
+
+def test_the_failure_buckets_forget_recovered_addresses_first():
+    clock = FakeClock()
+    limiter = FailedAuthLimiter(RateLimit(per_second=1, burst=2), clock=clock, max_addresses=3)
+    for address in ("a", "b", "c"):
+        limiter.failed(address)
+    clock.now += 10  # all of them recovered
+    limiter.failed("d")
+    assert set(limiter.buckets) == {"d"}
+
+
+async def test_guessed_keys_get_429_after_the_budget_and_a_valid_key_or_another_address_still_get_through(
+        sessionmaker, session, test_settings):
+    settings = test_settings.model_copy(update={"auth_failures_burst": 20, "auth_failures_per_s": 0.2})
+    app = create_app(settings, sessionmaker=sessionmaker)
+    _, valid = await apikeys_service.create_api_key(session, "valid-app", "app", settings.api_key_pepper)
+    await session.commit()
+
+    def client_from(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(address, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://tierwise.test")
+
+    async with client_from("198.51.100.1") as guesser, client_from("198.51.100.2") as other:
+        statuses = []
+        for i in range(60):  # through the router and through the hot reads alike
+            path = "/v1/products" if i % 2 else "/v1/customers/G1/tiers"
+            guess = f"tw_{i:012x}_{'x' * 43}" if i % 3 else "not-even-a-key"
+            statuses.append((await guesser.get(path, headers={"X-API-Key": guess})).status_code)
+        assert statuses[:20] == [401] * 20 and set(statuses[20:]) == {429}
+        refused = await guesser.get("/v1/products", headers={"X-API-Key": "tw_000000000000_x"})
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert 1 <= int(refused.headers["retry-after"]) <= 5  # one failure's worth comes back every 5 s
+        assert (await guesser.get("/v1/products", headers={"X-API-Key": valid})).status_code == 200
+        assert (await other.get("/v1/products", headers={"X-API-Key": "tw_000000000000_x"})).status_code == 401
+        assert (await guesser.get("/v1/products")).status_code == 401  # no key at all is not a guess

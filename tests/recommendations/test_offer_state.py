@@ -146,7 +146,7 @@ async def test_every_write_to_the_customer_makes_its_state_stale(client, as_role
         response = await client.post("/v1/feedback/complaints", headers=as_role("app"), json={
             "event_id": "c1", "customer_id": "WR1", "category": "fees", "channel": "phone", "description": "fees"})
     else:
-        response = await client.delete("/v1/customers/WR1", headers=integration)
+        response = await client.delete("/v1/customers/WR1", headers=as_role("admin"))
     assert response.status_code in (200, 201, 204), response.text
     state = (await session.execute(text("SELECT *, valid_until > now() AS holds FROM customer_offer_state "
                                         "WHERE customer_id = :c"), {"c": stored["customer_id"]})).mappings().one()
@@ -233,6 +233,18 @@ async def _stored(pool, customer_id: int):
                                "WHERE customer_id = $1", customer_id)
 
 
+async def _waiting_on_a_lock(pool, task) -> None:
+    """Until another backend of the database waits on a lock (pg_stat_activity), the task still pending."""
+    for _ in range(500):
+        assert not task.done(), "it finished instead of waiting"
+        if await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND wait_event_type = 'Lock'"):
+            assert not task.done()
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("nothing came to wait on a lock")
+
+
 @pytest.mark.parametrize("write", ["marked_stale_and_uncommitted", "uncommitted_and_not_yet_marked"])
 async def test_a_state_computed_before_a_write_commits_is_never_left_standing(committed, write):
     """A write to the customer's data marks its state stale before it commits (in the refresh every write calls).
@@ -250,8 +262,7 @@ async def test_a_state_computed_before_a_write_commits_is_never_left_standing(co
             if write == "marked_stale_and_uncommitted":
                 await offer_state.mark_stale(writer, [customer_id])
                 recommendation = asyncio.create_task(_computed(pool, snapshot, "RC1"))
-                await asyncio.sleep(0.3)
-                assert not recommendation.done()  # its store waits for the writer's row
+                await _waiting_on_a_lock(pool, recommendation)  # its store waits for the writer's row
                 await writer.commit()
                 row = await recommendation
             else:

@@ -57,7 +57,8 @@ async def test_override_absent_unexpired_and_expired_mean_the_same_tier_everywhe
 
     # customers listed by tier
     listed = await client.get("/v1/customers", params={"policy": "wealth", "tier": "private"},
-                              headers=as_role("app"))
+                              headers=as_role("admin"))
+    assert listed.status_code == 200, listed.text
     assert [c["external_id"] for c in listed.json()["items"]] == ["HELD"]
 
     # the reports
@@ -72,7 +73,8 @@ async def test_override_absent_unexpired_and_expired_mean_the_same_tier_everywhe
     # the care calendar
     for tier, expected in (("private", {"HELD"}), ("mass", {"NONE", "LAPSED"})):
         calendar = await client.get("/v1/care-calendar", params={"policy": "wealth", "tier": tier, "days": 7},
-                                    headers=as_role("app"))
+                                    headers=as_role("admin"))
+        assert calendar.status_code == 200, calendar.text
         assert {e["customer_id"] for e in calendar.json() if e["occasion"] == "birthday"} == expected, tier
 
     # recommendations: the tier propensities are learned per, and the popularity statistics by tier

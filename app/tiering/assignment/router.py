@@ -137,7 +137,8 @@ def _transition_page(rows, limit: int) -> TierTransitionPage:
         next_cursor=encode_cursor(last.tx_id, last.id) if last else None)
 
 
-@transitions_router.get("", response_model=TierTransitionPage, dependencies=[require_scope(Scope.TIERS_READ)],
+@transitions_router.get("", response_model=TierTransitionPage,
+                        dependencies=[require_scope(Scope.TRANSITIONS_READ)],
                         responses=problem_responses(404, 422))
 async def list_tier_transitions(session: SessionDep, after: Annotated[str | None, Query(max_length=64)] = None,
                                 policy: Annotated[str | None, Query(max_length=40)] = None,
@@ -154,7 +155,7 @@ async def list_tier_transitions(session: SessionDep, after: Annotated[str | None
     return page
 
 
-@care_router.get("", response_model=list[CareEntry], dependencies=[require_scope(Scope.CUSTOMERS_READ)],
+@care_router.get("", response_model=list[CareEntry], dependencies=[require_scope(Scope.CUSTOMERS_LIST)],
                  responses=problem_responses(404, 422))
 async def care_calendar(session: SessionDep, policy: Annotated[str, Query(max_length=40)],
                         tier: Annotated[str, Query(max_length=40)],

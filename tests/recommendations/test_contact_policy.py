@@ -1,0 +1,89 @@
+"""The contact policy that ships (app/defaults/contact_policy.json, installed by `tierwise demo` and `serve --setup`)
+suppresses what its rules say: a product shown three times in 30 days without engagement rests 14 days, a
+dismissed product 60 days, a category with three dismissals in 90 days 90 days; engagement, other products and
+service messages are untouched."""
+
+import json
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from app.recommendations.contact import DEFAULT_CONTACT_POLICY, load_default_contact_policy
+from tests.recommendations.test_recommendations import make_customer, recommend
+
+
+@pytest.fixture
+async def shipped(session, bank):  # noqa: F811
+    await load_default_contact_policy(session)
+    await session.commit()
+
+
+async def _shown(session, external_id: str, product_code: str, days_ago: float, *then: str) -> None:
+    """The product shown to the customer `days_ago` days ago (an impression), and what the customer did then."""
+    customer_id = await session.scalar(text("SELECT id FROM customer WHERE external_id = :e"), {"e": external_id})
+    list_id = await session.scalar(text("INSERT INTO recommendation_list (customer_id, channel, strategy) "
+                                        "VALUES (:c, 'mobile', 'personalised') RETURNING id"), {"c": customer_id})
+    rid = uuid.uuid4()
+    await session.execute(text(
+        "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, rank, score, "
+        "propensity, strategy, reasons) VALUES (:r, :l, :c, :p, 1, 0, 0, 'personalised', '[]')"),
+        {"r": rid, "l": list_id, "c": customer_id, "p": product_code})
+    for offset, kind in enumerate(("impression", *then)):
+        await session.execute(text(
+            "INSERT INTO feedback_event (customer_id, event_id, recommendation_id, product_code, channel, strategy, "
+            "kind, occurred_at) VALUES (:c, :e, :r, :p, 'mobile', 'personalised', :k, "
+            "now() - make_interval(secs => :s))"),
+            {"c": customer_id, "e": str(uuid.uuid4()), "r": rid, "p": product_code, "k": kind,
+             "s": days_ago * 86400 - offset})
+    await session.commit()
+
+
+async def _suppressed(client, as_role, external_id: str) -> dict[str, str]:
+    """{product: the rule that suppresses it} for the customer now."""
+    filtered = (await recommend(client, as_role, external_id, explain="true"))["filtered_out"]
+    return {f["product_code"]: f["detail"].rsplit("rule ", 1)[1].rstrip(")") for f in filtered
+            if f["filter"] == "contact_policy"}
+
+
+async def test_the_shipped_policy_is_served_as_shipped(client, as_role, shipped):
+    served = (await client.get("/v1/contact-policy", headers=as_role("app"))).json()["rules"]
+    expected = json.loads(DEFAULT_CONTACT_POLICY.read_text())["rules"]
+    assert [{k: rule[k] for k in expected[0]} for rule in served] == expected
+
+
+async def test_three_ignored_impressions_in_30_days_rest_the_product_14_days(client, as_role, session, shipped):
+    await make_customer(client, as_role, "IG1", risk=5)
+    await _shown(session, "IG1", "bond_fund", 20)
+    await _shown(session, "IG1", "bond_fund", 10)
+    assert await _suppressed(client, as_role, "IG1") == {}  # two are not three
+    for days_ago in (9, 8, 7):  # engaged with: not ignored
+        await _shown(session, "IG1", "balanced_fund", days_ago, "click")
+    await _shown(session, "IG1", "bond_fund", 5)
+    assert await _suppressed(client, as_role, "IG1") == {"bond_fund": "ignored-three-times"}
+
+    await make_customer(client, as_role, "IG2", risk=5)
+    for days_ago in (20, 18, 16):  # three in 30 days, the last one more than 14 days ago: the rest is over
+        await _shown(session, "IG2", "bond_fund", days_ago)
+    assert await _suppressed(client, as_role, "IG2") == {}
+
+
+@pytest.mark.parametrize(("days_ago", "suppressed"), [(1, True), (45, True), (59, True), (61, False)])
+async def test_a_dismissed_product_rests_60_days(client, as_role, session, shipped, days_ago, suppressed):
+    await make_customer(client, as_role, "DS1", risk=5)
+    await _shown(session, "DS1", "equity_fund", days_ago, "dismiss")
+    expected = {"equity_fund": "dismissed"} if suppressed else {}
+    assert await _suppressed(client, as_role, "DS1") == expected
+
+
+async def test_three_dismissals_in_a_category_in_90_days_rest_the_category(client, as_role, session, shipped):
+    await make_customer(client, as_role, "CF1", risk=5)
+    await _shown(session, "CF1", "bond_fund", 75, "dismiss")  # dismissals older than the product rule's 60 days
+    await _shown(session, "CF1", "balanced_fund", 70, "dismiss")
+    assert await _suppressed(client, as_role, "CF1") == {}
+    await _shown(session, "CF1", "equity_fund", 65, "dismiss")
+    assert await _suppressed(client, as_role, "CF1") == {code: "category-fatigue"
+                                                         for code in ("bond_fund", "balanced_fund", "equity_fund")}
+    # another category, and a service message, are untouched
+    offered = [item["product"]["code"] for item in (await recommend(client, as_role, "CF1"))["items"]]
+    assert "savings_account" in offered or "term_deposit" in offered
