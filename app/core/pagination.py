@@ -8,6 +8,7 @@ from fastapi import Query
 from pydantic import BaseModel, Field
 
 from app.core.errors import InvalidInput
+from app.core.strict import ParamInteger
 
 T = TypeVar("T")
 
@@ -47,7 +48,7 @@ def decode_cursor(cursor: str | None) -> int | None:
 
 
 CursorParam = Annotated[str | None, Query(max_length=64, description="Opaque cursor from the previous page.")]
-LimitParam = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
+LimitParam = Annotated[ParamInteger(1, MAX_PAGE_SIZE), Query(description="Page size.")]
 
 
 def page_of(rows: list, limit: int, *, key_of=lambda row: (row.id,)) -> tuple[list, str | None]:

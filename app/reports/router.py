@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses
 from app.core.security import Scope, require_scope
+from app.core.strict import YEAR_PATTERN, YEARS
 from app.reports import service
 from app.reports.schemas import RecommendationFunnel, SatisfactionReport, TierDistribution, TierMigrations
 
@@ -17,14 +18,16 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"], dependencies=[require
 
 DEFAULT_RANGE = timedelta(days=30)
 PolicyParam = Annotated[str, Query(min_length=1, max_length=40, description="Tier policy key.")]
+# A date or a date-time, years 1900..2100 as app.core.strict bounds every moment (a range never overflows).
+MOMENT_PATTERN = rf"^{YEAR_PATTERN}-[0-9]{{2}}-[0-9]{{2}}($|[Tt ][0-9]{{2}}:[0-9]{{2}})"
 FromParam = Annotated[str | None, Query(
-    alias="from", max_length=40, examples=["2026-11-01", "2026-11-01T00:00:00Z"],
+    alias="from", max_length=40, pattern=MOMENT_PATTERN, examples=["2026-11-01", "2026-11-01T00:00:00Z"],
     description="Start (inclusive): an ISO date-time with a timezone, or a date (its start, UTC). "
-                "Default: 30 days before `to`.")]
+                f"Default: 30 days before `to`; {YEARS}.")]
 ToParam = Annotated[str | None, Query(
-    max_length=40, examples=["2026-11-30", "2026-12-01T00:00:00+01:00"],
+    max_length=40, pattern=MOMENT_PATTERN, examples=["2026-11-30", "2026-12-01T00:00:00+01:00"],
     description="End (exclusive): an ISO date-time with a timezone, or a date (included whole, UTC). "
-                "Default: now.")]
+                f"Default: now; {YEARS}.")]
 
 
 def time_range(from_: str | None, to: str | None) -> tuple[datetime, datetime]:

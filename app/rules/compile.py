@@ -25,6 +25,7 @@ from sqlalchemy.sql import ColumnElement, FromClause
 from sqlalchemy.sql.type_api import TypeEngine
 
 from app.core.errors import InvalidInput
+from app.core.strict import YEARS, fits_bigint, year_in_range
 from app.rules.attributes import (OPERATORS_BY_TYPE, SQL_TYPES, Attribute, AttributeCatalog, AttributeSource,
                                   AttributeType, customer_features)
 from app.rules.schema import (AllCondition, AlwaysCondition, AnyCondition, Comparison, Condition, NotCondition,
@@ -337,11 +338,11 @@ def _coerce_scalar(attribute: Attribute, type_: AttributeType, raw: Any, pointer
     if type_ is AttributeType.integer:
         if isinstance(raw, bool) or not isinstance(raw, int | float | Decimal):
             raise mismatch("a whole number")
-        if isinstance(raw, int):
-            return raw
         if isinstance(raw, float) and not raw.is_integer() or isinstance(raw, Decimal) and (
                 not raw.is_finite() or raw != raw.to_integral_value()):
             raise mismatch("a whole number")
+        if not fits_bigint(int(raw)):
+            raise mismatch("a whole number within bigint")
         return int(raw)
     if type_ is AttributeType.string:
         if not isinstance(raw, str):
@@ -357,9 +358,12 @@ def _coerce_scalar(attribute: Attribute, type_: AttributeType, raw: Any, pointer
         if not isinstance(raw, str) or not _ISO_DATE.match(raw):
             raise mismatch("an ISO date (YYYY-MM-DD)")
         try:
-            return date.fromisoformat(raw)
+            day = date.fromisoformat(raw)
         except ValueError:
             raise InvalidInput(pointer, f"{raw!r} is not a valid date") from None
+        if not year_in_range(day):
+            raise InvalidInput(pointer, f"{raw!r} is not within {YEARS}")
+        return day
     raise AssertionError(f"no scalar coercion for {type_}")
 
 

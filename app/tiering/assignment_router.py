@@ -12,6 +12,7 @@ from app.core.errors import problem_responses
 from app.core.hotpath import HotRead
 from app.core.pagination import LimitParam, decode_key_cursor, encode_cursor, page_of
 from app.core.security import Scope, require_scope
+from app.core.strict import ParamInteger
 from app.customers import service as customers_service
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalId
 from app.tiering import assignment, batch
@@ -170,7 +171,7 @@ async def start_tier_run(body: TierRunCreate, session: SessionDep, request: Requ
 
 @runs_router.get("/{run_id}", response_model=TierRunRead, dependencies=[require_scope(Scope.POLICIES_READ)],
                  responses=problem_responses(404))
-async def get_tier_run(run_id: Annotated[int, Path(ge=1, le=2**62)], session: SessionDep) -> TierRunRead:
+async def get_tier_run(run_id: Annotated[ParamInteger(1, 2**62), Path()], session: SessionDep) -> TierRunRead:
     """A run's status and progress: processed of total customers, upgrades and downgrades so far."""
     run, key = await batch.get_run(session, run_id)
     return TierRunRead.model_validate({**run.__dict__, "policy": key})
@@ -180,7 +181,7 @@ async def get_tier_run(run_id: Annotated[int, Path(ge=1, le=2**62)], session: Se
                  responses=problem_responses(404, 422))
 async def care_calendar(session: SessionDep, policy: Annotated[str, Query(max_length=40)],
                         tier: Annotated[str, Query(max_length=40)],
-                        days: Annotated[int, Query(ge=0, le=60)] = 7) -> list[CareEntry]:
+                        days: Annotated[ParamInteger(0, 60), Query()] = 7) -> list[CareEntry]:
     """Customers of a tier whose birthday or customer anniversary falls within the next `days` days: the small
     attentions that keep loyal customers."""
     policy_row = await policies_service.get_policy(session, policy)
