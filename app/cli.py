@@ -262,7 +262,8 @@ def serve(setup: Annotated[bool, typer.Option(help="Migrate, load demo data if e
         typer.echo(f"Admin API key (Authorize in Swagger, or X-API-Key header): {key}\n")
     configure_logging(settings.log_level)
     uvicorn.run("app.main:create_production_app", factory=True, host=host, port=port, workers=workers,
-                log_config=None, access_log=False, timeout_graceful_shutdown=20)
+                log_config=None, access_log=False, timeout_graceful_shutdown=20,
+                http="app.core.server:ProblemHttpProtocol")
 
 
 def main() -> None:

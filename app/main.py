@@ -30,7 +30,7 @@ from app.core.health import POOL_COLLECTOR
 from app.core.hotpath import HotReads
 from app.core.health import router as health_router
 from app.core.logging import configure_logging
-from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, UnexpectedErrors
 from app.core.ratelimit import RateLimiter, role_limits
 
 DESCRIPTION = """
@@ -94,13 +94,14 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
     # is away (503): documented once here, as problem+json, rather than on each route.
     for router in ROUTERS:
         app.include_router(router, responses=problem_responses(400, 422, 429, 503))
-    # Middleware, innermost first: the hot reads right in front of the router, the request id and access log
-    # outermost (they see every request, hot or not).
+    # Middleware, innermost first: the hot reads right in front of the router, the answer to unexpected errors
+    # around everything but the request id and access log, outermost (they see every request and its status).
     if settings.hot_reads:
         app.add_middleware(HotReads, reads=HOT_READS, routes=_routes_of(HOT_READS))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes,
                        large_paths={"/v1/customers/import": settings.max_import_body_bytes,
                                     "/v1/events": settings.max_import_body_bytes})
+    app.add_middleware(UnexpectedErrors)
     app.add_middleware(RequestContextMiddleware)
     return app
 

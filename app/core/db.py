@@ -35,6 +35,7 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         # invalidates the pool, the request gets a 503 and the next ones connect afresh.
         pool_pre_ping=False,
         connect_args={"server_settings": server_settings(settings), "command_timeout": 60},
+        hide_parameters=True,  # an error's text never quotes a statement's values (they are personal data)
     )
 
 
