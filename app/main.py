@@ -40,6 +40,10 @@ Authenticate with an API key in the `X-API-Key` header (the **Authorize** button
 **app** (mobile backend: read customers, tiers and recommendations; write feedback),
 **integration** (write customers, holdings and events) and **admin** (everything).
 Every error is an RFC 9457 `application/problem+json` document.
+
+Values are read as written, never coerced: dates (`YYYY-MM-DD`) and times (ISO 8601 with a timezone) are text
+within the years 1900..2100; booleans are `true` or `false`; integers are JSON integers (digits in a path or
+query), within their column; amounts are JSON numbers or decimal strings (`"1250.50"`) that fit NUMERIC(18, 2).
 """
 
 ROUTERS = [customers_router, events_router, rules_router, attributes_router, products_router, apikeys_router,

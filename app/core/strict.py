@@ -4,7 +4,7 @@ Pydantic's lax mode reads 123 as 1970-01-01T00:02:03Z, "yes" as true and "5.0" a
 publish in the OpenAPI document the constraint they enforce:
 - dates and times: ISO 8601 text only, years EARLIEST_YEAR..LATEST_YEAR as written; times carry a timezone;
 - booleans: JSON true or false in a body; the words true or false in a query;
-- integers: JSON integers in a body (not 5.0, "5" or true); digits in a path or query; within the column's type;
+- integers: JSON integers in a body (not "5", true or 5.5); digits in a path or query; within the column's type;
 - decimals: a JSON number or a plain decimal string ("1250.50") that fits the NUMERIC column.
 """
 
@@ -13,14 +13,15 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StrictBool, StrictInt, WithJsonSchema
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StrictBool, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 EARLIEST_YEAR, LATEST_YEAR = 1900, 2100
 YEARS = f"years {EARLIEST_YEAR}..{LATEST_YEAR}"
 YEAR_PATTERN = r"(19[0-9]{2}|20[0-9]{2}|2100)"  # EARLIEST_YEAR..LATEST_YEAR
 DAY_PATTERN = rf"^{YEAR_PATTERN}-[0-9]{{2}}-[0-9]{{2}}$"
-TIME_PATTERN = rf"^{YEAR_PATTERN}-[0-9]{{2}}-[0-9]{{2}}[Tt ][0-9]{{2}}:[0-9]{{2}}"
+TIME_PATTERN = (rf"^{YEAR_PATTERN}-[0-9]{{2}}-[0-9]{{2}}[Tt][0-9]{{2}}:[0-9]{{2}}(:[0-9]{{2}}(\.[0-9]{{1,6}})?)?"
+                r"([Zz]|[+-][0-9]{2}:[0-9]{2})$")  # RFC 3339, with its timezone
 SMALLINT_MAX, INT_MAX, BIGINT_MAX = 2**15 - 1, 2**31 - 1, 2**63 - 1
 NUMBER_LIMIT = 10**16
 """Numbers typed at run time (custom attributes) are finite and below this in size, as money is (NUMERIC(18, 2))."""
@@ -95,9 +96,17 @@ QueryBoolean = Annotated[bool, BeforeValidator(_true_or_false)]
 """A query parameter's boolean: the word true or false (not yes, on, 1 or t)."""
 
 
+def _json_integer(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # 5.0 is the integer 5 in JSON (and JSON Schema)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise PydanticCustomError("int_json", "must be a JSON integer (not a string, a boolean or a fraction)")
+
+
 def Integer(ge: int = -BIGINT_MAX - 1, le: int = BIGINT_MAX, **field: Any) -> Any:  # noqa: N802 (a type factory)
-    """A body's integer: a JSON integer (not 5.0, "5" or true) within [ge, le] (default: bigint)."""
-    return Annotated[StrictInt, Field(ge=ge, le=le, **field)]
+    """A body's integer: a JSON integer (not "5", true or 5.5) within [ge, le] (default: bigint)."""
+    return Annotated[int, Field(ge=ge, le=le, **field), BeforeValidator(_json_integer)]
 
 
 def _digits(value: Any) -> Any:

@@ -72,7 +72,7 @@ async def get_customer_tier_history(external_id: ExternalIdPath, session: Sessio
                                     limit: LimitParam = 100) -> TierTransitionPage:
     """Every tier change of this customer, oldest first."""
     customer_id = await customers_service.customer_id_of(session, external_id)
-    rows = await assignment.transitions_page(session, after=decode_key_cursor(after, 2), limit=limit,
+    rows = await assignment.transitions_page(session, after=decode_key_cursor(after, 2, "after"), limit=limit,
                                              customer_id=customer_id)
     return _transition_page(rows, limit)
 
@@ -148,7 +148,7 @@ async def list_tier_transitions(session: SessionDep, after: Annotated[str | None
     `after` next time: you get each transition exactly once, none missed, none repeated. With no new
     transitions the same cursor comes back."""
     policy_id = (await policies_service.get_policy(session, policy)).id if policy else None
-    key = decode_key_cursor(after, 2)
+    key = decode_key_cursor(after, 2, "after")
     rows = await assignment.transitions_page(session, after=key, limit=limit, policy_id=policy_id)
     page = _transition_page(rows, limit)
     if page.next_cursor is None and after is not None:

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import text
 
+from app.core.pagination import encode_cursor
 from tests.factories import add_products, customer_body
 
 TODAY = date.today().isoformat()
@@ -28,7 +29,7 @@ def event(**fields) -> dict:
     ("/v1/customers/SV-2", customer_body(marketing_consent="yes"), "/marketing_consent"),
     ("/v1/customers/SV-2", customer_body(marketing_consent=1), "/marketing_consent"),
     ("/v1/customers/SV-2", customer_body(risk_level="3"), "/risk_level"),
-    ("/v1/customers/SV-2", customer_body(risk_level=3.0), "/risk_level"),
+    ("/v1/customers/SV-2", customer_body(risk_level=3.5), "/risk_level"),
     ("/v1/customers/SV-2", customer_body(risk_level=True), "/risk_level"),
     ("/v1/customers/SV-2", customer_body(birth_date=0), "/birth_date"),
     ("/v1/customers/SV-2", customer_body(birth_date="1980-05-17T00:00:00"), "/birth_date"),
@@ -122,6 +123,8 @@ async def test_rule_values_are_bounded_like_the_attributes_they_compare(client, 
     ("/v1/care-calendar?policy=wealth&tier=gold&days=7.0", "days"),
     ("/v1/customers/SV-1/recommendations?explain=t", "explain"),
     ("/v1/customers/SV-1/recommendations?limit=3.0", "limit"),
+    (f"/v1/customers?cursor={encode_cursor(2**70)}", "cursor"),
+    (f"/v1/tier-transitions?after={encode_cursor(1, 2**63)}", "after"),
 ])
 async def test_query_parameters_take_words_and_digits_as_written(client, as_role, path, parameter):
     response = await client.get(path, headers=as_role("admin"))
