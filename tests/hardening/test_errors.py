@@ -167,10 +167,14 @@ async def test_a_write_while_the_database_shuts_down_is_a_503(test_settings, tmp
         await asyncio.to_thread(server.cleanup)
 
 
+def _deep_policy(levels: int) -> str:
+    condition = '{"not": ' * levels + '{"always": true}' + "}" * levels
+    return ('{"key": "deep", "name": "Deep", "tiers": [{"code": "a", "label": "A", "rank": 1, "condition": %s}]}'
+            % condition)
+
+
 @pytest.mark.parametrize(("path", "body", "pointer"), [
-    ("/v1/tier-policies", '{"key": "deep", "name": "Deep", "tiers": [{"code": "a", "label": "A", "rank": 1, '
-                          '"condition": ' + '{"not": ' * 1000 + '{"always": true}' + "}" * 1000 + "}]}",
-     "/tiers/0/condition" + "/not" * (MAX_BODY_DEPTH - 3)),
+    ("/v1/tier-policies", _deep_policy(5000), "/tiers/0/condition" + "/not" * (MAX_BODY_DEPTH - 3)),
     ("/v1/tier-policies/wealth/versions/1/evaluate", '{"attributes": {"held_products": ' + "[" * 5000 + "]" * 5000
      + "}}", "/attributes/held_products" + "/0" * (MAX_BODY_DEPTH - 2)),
 ])
@@ -180,6 +184,16 @@ async def test_a_body_too_deep_for_the_parser_is_a_422_with_a_pointer(client, as
     assert response.headers["content-type"] == "application/problem+json"
     assert [e["pointer"] for e in response.json()["errors"]] == [pointer]
     assert f"more than {MAX_BODY_DEPTH} levels" in response.json()["errors"][0]["detail"]
+
+
+async def test_a_policy_nested_a_thousand_deep_is_a_422_at_its_condition(client, as_role):
+    """Python 3.11's json.loads gives up near 1,000 levels (the body's depth limit answers), 3.12's reads it (the
+    condition's depth limit answers, as for any shallower document): a 422 pointing into the condition either way."""
+    response = await client.post("/v1/tier-policies", content=_deep_policy(1000),
+                                 headers={**as_role("admin"), "content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    error = response.json()["errors"][0]
+    assert error["pointer"].startswith("/tiers/0/condition" + "/not" * 8) and "levels deep" in error["detail"]
 
 
 async def test_a_shallower_deep_condition_points_at_the_condition_limit(client, as_role):
