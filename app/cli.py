@@ -269,7 +269,8 @@ def serve(setup: Annotated[bool, typer.Option(help="Migrate, load demo data if e
     # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from any local peer; the app reads it only
     # from TIERWISE_TRUSTED_PROXIES (app.core.ratelimit.client_address).
     uvicorn.run("app.main:create_production_app", factory=True, host=host, port=port, workers=workers,
-                log_config=None, access_log=False, timeout_graceful_shutdown=20, proxy_headers=False)
+                log_config=None, access_log=False, timeout_graceful_shutdown=20, proxy_headers=False,
+                http="app.core.server:ProblemHttpProtocol")
 
 
 def main() -> None:

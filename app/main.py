@@ -33,7 +33,7 @@ from app.core.health import POOL_COLLECTOR
 from app.core.hotpath import HotReads
 from app.core.health import router as health_router
 from app.core.logging import configure_logging
-from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, UnexpectedErrors
 from app.core.ratelimit import FailedAuthLimiter, RateLimit, RateLimiter, role_limits
 from app.core.security import role_scopes
 
@@ -45,6 +45,10 @@ Authenticate with an API key in the `X-API-Key` header (the **Authorize** button
 **integration** (write customers, holdings and events; follow the tier change feed) and **admin** (everything,
 including lists of customers, complaints and survey answers, and erasure).
 Every error is an RFC 9457 `application/problem+json` document.
+
+Values are read as written, never coerced: dates (`YYYY-MM-DD`) and times (ISO 8601 with a timezone) are text
+within the years 1900..2100; booleans are `true` or `false`; integers are JSON integers (digits in a path or
+query), within their column; amounts are JSON numbers or decimal strings (`"1250.50"`) that fit NUMERIC(18, 2).
 """
 
 ROUTERS = [customers_router, events_router, rules_router, custom_attributes_router, products_router, apikeys_router,
@@ -104,13 +108,14 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
     # is away (503): documented once here, as problem+json, rather than on each route.
     for router in ROUTERS:
         app.include_router(router, responses=problem_responses(400, 422, 429, 503))
-    # Middleware, innermost first: the hot reads right in front of the router, the request id and access log
-    # outermost (they see every request, hot or not).
+    # Middleware, innermost first: the hot reads right in front of the router, the answer to unexpected errors
+    # around everything but the request id and access log, outermost (they see every request and its status).
     if settings.hot_reads:
         app.add_middleware(HotReads, reads=HOT_READS, routes=_routes_of(HOT_READS))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes,
                        large_paths={"/v1/customers/import": settings.max_import_body_bytes,
                                     "/v1/events": settings.max_import_body_bytes})
+    app.add_middleware(UnexpectedErrors)
     app.add_middleware(RequestContextMiddleware)
     return app
 

@@ -33,7 +33,7 @@ def do_run_migrations(connection) -> None:
 
 async def run_async_migrations() -> None:
     url = config.get_main_option("sqlalchemy.url") or resolve_database_url(get_settings())
-    engine = create_async_engine(url)
+    engine = create_async_engine(url, hide_parameters=True)
     async with engine.connect() as connection:
         await connection.run_sync(do_run_migrations)
     await engine.dispose()

@@ -59,7 +59,7 @@ def database_url(scratch_database) -> str:
 
 @pytest.fixture(scope="session")
 async def engine(database_url, test_settings):
-    engine = create_async_engine(database_url, pool_size=5,
+    engine = create_async_engine(database_url, pool_size=5, hide_parameters=True,
                                  connect_args={"server_settings": server_settings(test_settings)})
     yield engine
     await engine.dispose()

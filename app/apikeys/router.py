@@ -10,6 +10,7 @@ from app.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.security import Scope, require_scope
+from app.core.strict import BIGINT_MAX, ParamInteger, QueryBoolean
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"], dependencies=[require_scope(Scope.ADMIN)],
                    responses=problem_responses(401, 403))
@@ -26,13 +27,15 @@ async def create_api_key(body: ApiKeyCreate, session: SessionDep, request: Reque
 
 
 @router.get("", response_model=list[ApiKeyRead])
-async def list_api_keys(session: SessionDep, request: Request, include_revoked: bool = False) -> list[ApiKeyRead]:
+async def list_api_keys(session: SessionDep, request: Request, include_revoked: QueryBoolean = False
+                        ) -> list[ApiKeyRead]:
     """Every key's name, role and scopes; never the key or its hash."""
     return [_read(row, request) for row in await service.list_api_keys(session, include_revoked)]
 
 
 @router.delete("/{key_id}", response_model=ApiKeyRead, responses=problem_responses(404))
-async def revoke_api_key(key_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: SessionDep, request: Request) -> ApiKeyRead:
+async def revoke_api_key(key_id: Annotated[ParamInteger(1, BIGINT_MAX), Path()], session: SessionDep,
+                         request: Request) -> ApiKeyRead:
     """Revoke a key. It stops working at once on this instance and within `TIERWISE_API_KEY_CACHE_SECONDS`
     (default 5) on every other one."""
     row = await service.revoke_api_key(session, key_id)

@@ -3,7 +3,6 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from app.audit import service
 from app.audit.schemas import AuditEventRead
@@ -11,6 +10,7 @@ from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, encode_cursor
 from app.core.security import Scope, require_scope
+from app.core.strict import Timestamp
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[require_scope(Scope.ADMIN)],
                    responses=problem_responses(401, 403))
@@ -25,8 +25,8 @@ async def list_audit_events(
     entity: Annotated[str | None, Query(max_length=40, description="policy, product, api_key, tier_override.")] = None,
     entity_key: Annotated[str | None, Query(max_length=200, description="A product code, policy key, key id.")] = None,
     actor: Name = None,
-    from_: Annotated[AwareDatetime | None, Query(alias="from", description="Events at or after this time.")] = None,
-    to: Annotated[AwareDatetime | None, Query(description="Events before this time.")] = None,
+    from_: Annotated[Timestamp | None, Query(alias="from", description="Events at or after this time.")] = None,
+    to: Annotated[Timestamp | None, Query(description="Events before this time.")] = None,
     cursor: CursorParam = None,
     limit: LimitParam = 50,
 ) -> Page[AuditEventRead]:

@@ -40,6 +40,7 @@ def create_engine(url: str, settings: Settings, *, batch: bool = False) -> Async
         pool_pre_ping=False,
         connect_args={"server_settings": server_settings(settings), "timeout": settings.db_connect_timeout_s,
                       "command_timeout": None if batch else settings.db_command_timeout_s},
+        hide_parameters=True,  # an error's text never quotes a statement's values (they are personal data)
     )
     event.listen(engine.sync_engine, "handle_error", _drop_connection_on_timeout)
     return engine

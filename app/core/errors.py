@@ -1,13 +1,17 @@
 """The one error format: RFC 9457 application/problem+json, for every error the service returns."""
 
+import json
 import logging
+import re
+from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -93,13 +97,17 @@ def problem(status: int, title: str, detail: str, slug: str, *, errors: list | N
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def _escape(token: str) -> str:
+    """A JSON pointer reference token (RFC 6901)."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
 def _pointer(loc: tuple) -> tuple[str, str]:
     """(location, JSON pointer) for a pydantic error location such as ('body', 'items', 0, 'amount')."""
     if not loc:
         return "body", ""
     where, rest = str(loc[0]), loc[1:]
-    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in rest]
-    return where, "/" + "/".join(parts)
+    return where, "/" + "/".join(_escape(str(p)) for p in rest)
 
 
 def validation_errors(exc_errors) -> list[dict[str, Any]]:
@@ -132,7 +140,58 @@ async def handle_validation_error(request: Request, exc: RequestValidationError)
                    instance=request.url.path)
 
 
+MAX_BODY_DEPTH = 64
+"""Where a JSON body too deep for the parser (json.loads: about 1,000 levels on Python 3.11, a few thousand on 3.12)
+is refused: its first value nested deeper than this. Every body the parser reads meets its fields' own limits, far
+shallower (a rule condition: app.rules.schema.MAX_DEPTH)."""
+_JSON_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[][{},]', re.DOTALL)  # a string, or a bracket or comma
+
+
+def pointer_past_depth(body: bytes, limit: int) -> str | None:
+    """The JSON pointer of the first value nested more than `limit` levels deep in a JSON text, or None: read
+    token by token without recursion, for a text too deep for json.loads."""
+    path: list[list[Any]] = []  # each open container: [is an object, key or index, a key comes next]
+    for match in _JSON_TOKENS.finditer(body):
+        token = match.group()
+        if token[:1] == b'"':
+            if path and path[-1][0] and path[-1][2]:
+                try:
+                    path[-1][1], path[-1][2] = json.loads(token), False
+                except ValueError:
+                    return None
+        elif token in (b"{", b"["):
+            if len(path) == limit:
+                return "/" + "/".join(_escape(str(level[1])) for level in path)
+            path.append([token == b"{", None if token == b"{" else 0, token == b"{"])
+        elif token in (b"}", b"]"):
+            if path:
+                path.pop()
+        elif path:  # a comma
+            if path[-1][0]:
+                path[-1][2] = True
+            else:
+                path[-1][1] += 1
+    return None
+
+
+async def _body_too_deep(request: Request, exc: StarletteHTTPException) -> InvalidInput | None:
+    """FastAPI answers a body json.loads could not read (a RecursionError) with a bare 400; that body is
+    refused as any invalid body is, with a pointer."""
+    if not isinstance(exc.__cause__, RecursionError):
+        return None
+    try:
+        body = await request.body()  # the route's own request, whose body is already read
+    except RuntimeError:
+        return None
+    pointer = pointer_past_depth(body, MAX_BODY_DEPTH)
+    if pointer is None:
+        return None
+    return InvalidInput(pointer, f"the document is nested more than {MAX_BODY_DEPTH} levels deep")
+
+
 async def handle_http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400 and (too_deep := await _body_too_deep(request, exc)) is not None:
+        return await handle_app_error(request, too_deep)
     titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 403: "Forbidden",
               413: "Payload too large", 400: "Bad request"}
     title = titles.get(exc.status_code, "HTTP error")
@@ -141,40 +200,69 @@ async def handle_http_exception(request: Request, exc: StarletteHTTPException) -
                    headers=getattr(exc, "headers", None), instance=request.url.path)
 
 
-def _database_unavailable(exc: Exception) -> bool:
-    if isinstance(exc, (PoolTimeoutError, InterfaceError, ConnectionError, OSError)):
-        return True
-    if isinstance(exc, (OperationalError, DBAPIError)) and exc.connection_invalidated:
-        return True
-    text = type(getattr(exc, "orig", exc)).__name__
-    return text in {"ConnectionDoesNotExistError", "CannotConnectNowError", "ConnectionFailureError",
-                    "TooManyConnectionsError", "AdminShutdownError"}
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """exc and the errors it wraps: SQLAlchemy's DBAPIError over the adapted driver error over asyncpg's own
+    (`orig`, `driver_exception`, `__cause__`). The hot reads raise asyncpg's errors unwrapped."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = getattr(current, "orig", None) or getattr(current, "driver_exception", None) or current.__cause__
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    for error in _chain(exc):
+        state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if isinstance(state, str):
+            return state
+    return None
+
+
+# Postgres error classes that say the database is away, not that the request is wrong: connection exceptions
+# (08), insufficient resources (53, e.g. too many connections), operator intervention (57: shutting down,
+# "the database system is shutting down", terminated by an administrator, a cancelled or timed-out statement)
+# and system errors (58, e.g. I/O).
+UNAVAILABLE_STATE_CLASSES = ("08", "53", "57", "58")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether exc means the database cannot serve now (a 503 to retry), whatever layer raised it."""
+    for error in _chain(exc):
+        if isinstance(error, (PoolTimeoutError, InterfaceError, ConnectionError, OSError)):
+            return True  # OSError covers TimeoutError: the driver's command timeout
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return True
+        if isinstance(error, asyncpg.InterfaceError):
+            return True  # the driver's connection is closed
+    state = _sqlstate(exc)
+    return state is not None and state.startswith(UNAVAILABLE_STATE_CLASSES)
 
 
 # Postgres data exceptions that only a value from the request can cause: a NUL character in text or JSON, a number
-# or date out of the column's range, a string longer than its column.
-UNSTORABLE_VALUE_STATES = {"22021": "a character the database cannot store (such as NUL, \\u0000)",
+# or date out of the column's range, a string longer than its column, text that is not of the column's type, and
+# the driver's own refusal of an argument it cannot send ("invalid input for query argument", 22000).
+UNSTORABLE_VALUE_STATES = {"22000": "a value out of range for the database",
+                           "22021": "a character the database cannot store (such as NUL, \\u0000)",
                            "22P05": "a character the database cannot store (such as NUL, \\u0000)",
                            "22003": "a number out of range", "22008": "a date or time out of range",
-                           "22001": "a string longer than allowed"}
+                           "22001": "a string longer than allowed", "22P02": "a value of the wrong form"}
 
 
-def _unstorable_value(exc: Exception) -> str | None:
-    if not isinstance(exc, DBAPIError):
-        return None
-    driver = getattr(exc.orig, "driver_exception", exc.orig)
-    if type(driver).__name__ == "DataError" and str(driver).startswith("invalid input for query argument"):
-        return "a value out of range for the database"  # refused by the driver before it reached Postgres
-    return UNSTORABLE_VALUE_STATES.get(getattr(driver, "sqlstate", None) or getattr(exc.orig, "pgcode", None))
+def unstorable_value(exc: BaseException) -> str | None:
+    """What the database (or the driver, before sending it) refused in a value of the request, or None."""
+    return UNSTORABLE_VALUE_STATES.get(_sqlstate(exc) or "")
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    if (what := _unstorable_value(exc)) is not None:
-        log.warning("unstorable value refused", extra={"error": type(exc).__name__})
+    """Any other exception: a 422 for a value the database refuses, a 503 while it is away, else a 500 that says
+    nothing of the internals. Logged without the exception's text (app.core.logging), which quotes values."""
+    if (what := unstorable_value(exc)) is not None:
+        log.warning("unstorable value refused", extra={"error": type(exc).__name__, "sqlstate": _sqlstate(exc)})
         return problem(422, "Validation failed", f"The request contains {what}.", "validation-failed",
                        instance=request.url.path)
-    if _database_unavailable(exc):
-        log.warning("database unavailable", extra={"error": type(exc).__name__})
+    if database_unavailable(exc):
+        log.warning("database unavailable", extra={"error": type(exc).__name__, "sqlstate": _sqlstate(exc)})
         return problem(503, "Service unavailable", "The database is unavailable; retry shortly.",
                        "service-unavailable", headers={"Retry-After": "2"}, instance=request.url.path)
     log.exception("unhandled error", extra={"error": type(exc).__name__})
@@ -183,10 +271,12 @@ async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """The handlers of the errors a route raises. Every other exception is answered by handle_unexpected in
+    app.core.middleware.UnexpectedErrors, not by a handler for Exception here: Starlette runs that one in its
+    outermost middleware, which re-raises after answering, and the server then drops the client's connection."""
     app.add_exception_handler(AppError, handle_app_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
-    app.add_exception_handler(Exception, handle_unexpected)
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -1,24 +1,31 @@
-"""ASGI middleware: request id, access log and Prometheus metrics, and the request body size limit."""
+"""ASGI middleware: request id, access log and Prometheus metrics, the answer to unexpected errors, and the
+request body size limit."""
 
 import itertools
 import logging
+import re
 import time
 import uuid
 
 from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import PROBLEM_JSON, PROBLEM_TYPE_BASE
+from app.core.errors import PROBLEM_JSON, PROBLEM_TYPE_BASE, handle_unexpected
 from app.core.logging import request_id_var
 
 log = logging.getLogger("tierwise.access")
+error_log = logging.getLogger(__name__)
 
 REQUESTS = Counter("tierwise_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("tierwise_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 
+# A caller's request id is kept (echoed and logged) when it looks like one: a UUID, a trace id, a token. Anything
+# else (spaces, an @, a character outside ASCII) could be a value worth hiding, and is replaced.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:;=/+-]{1,64}")
 _ID_PREFIX = uuid.uuid4().hex[:16]  # this process's, random: ids stay unique across instances and restarts
 _ID_COUNTER = itertools.count(1)
 
@@ -44,7 +51,7 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else _new_request_id()
+        request_id = incoming if REQUEST_ID.fullmatch(incoming) else _new_request_id()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status_holder = [500]
@@ -73,6 +80,39 @@ class RequestContextMiddleware:
                 log.info("request", extra={"method": scope["method"], "route": template, "status": status_holder[0],
                                            "duration_ms": round(elapsed * 1000, 2)})
             request_id_var.reset(token)
+
+
+class UnexpectedErrors:
+    """Answers an exception no handler took (a value the database refuses, the database away, a bug) with
+    app.core.errors.handle_unexpected, and keeps the client's connection: Starlette's own last resort answers, then
+    re-raises, and the server closes the connection the answer went out on. An exception after a complete response
+    (a background task) is logged; one in the middle of a response is raised, as the server must then close."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        progress = {"started": False, "complete": False}
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                progress["started"] = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                progress["complete"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if not progress["started"]:
+                await (await handle_unexpected(Request(scope), exc))(scope, receive, send)
+            elif progress["complete"]:
+                error_log.exception("error after the response was sent", extra={"error": type(exc).__name__})
+            else:
+                raise
 
 
 class BodySizeLimitMiddleware:

@@ -8,6 +8,7 @@ from fastapi import Query
 from pydantic import BaseModel, Field
 
 from app.core.errors import InvalidInput
+from app.core.strict import BIGINT_MAX, ParamInteger
 
 T = TypeVar("T")
 
@@ -25,19 +26,19 @@ def encode_cursor(*key: int) -> str:
     return base64.urlsafe_b64encode(("k:" + ",".join(str(k) for k in key)).encode()).decode().rstrip("=")
 
 
-def decode_key_cursor(cursor: str | None, parts: int) -> tuple[int, ...] | None:
-    """The sort key a cursor stands for; 422 naming the `cursor` parameter when it is not one of ours."""
+def decode_key_cursor(cursor: str | None, parts: int, parameter: str = "cursor") -> tuple[int, ...] | None:
+    """The sort key a cursor stands for; 422 naming the parameter when it is not one of ours."""
     if cursor is None:
         return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = raw.partition(":")
         key = tuple(int(v) for v in value.split(","))
-        if kind != "k" or len(key) != parts or any(k < 0 for k in key):
+        if kind != "k" or len(key) != parts or any(not 0 <= k <= BIGINT_MAX for k in key):
             raise ValueError
         return key
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("cursor", "not a cursor returned by this API", location="query") from None
+        raise InvalidInput(parameter, "not a cursor returned by this API", location="query") from None
 
 
 def decode_cursor(cursor: str | None) -> int | None:
@@ -47,7 +48,7 @@ def decode_cursor(cursor: str | None) -> int | None:
 
 
 CursorParam = Annotated[str | None, Query(max_length=64, description="Opaque cursor from the previous page.")]
-LimitParam = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
+LimitParam = Annotated[ParamInteger(1, MAX_PAGE_SIZE), Query(description="Page size.")]
 
 
 def page_of(rows: list, limit: int, *, key_of=lambda row: (row.id,)) -> tuple[list, str | None]:

@@ -9,6 +9,7 @@ from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses, validation_errors
 from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from app.core.security import Scope, require_scope
+from app.core.strict import ParamInteger, QueryBoolean
 from app.customers import flows, service
 from app.tiering.assignment import reads as tier_reads
 from app.tiering import policies
@@ -33,10 +34,10 @@ async def _read(session, external_id: str) -> CustomerRead:
             responses=problem_responses(404, 422))
 async def list_customers(session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50,
                          segment: Segment | None = None,
-                         risk_level: Annotated[int | None, Query(ge=1, le=5)] = None,
+                         risk_level: Annotated[ParamInteger(1, 5) | None, Query()] = None,
                          policy: Annotated[str | None, Query(max_length=40, description="Tier policy key.")] = None,
                          tier: Annotated[str | None, Query(max_length=40, description="Tier under `policy`.")] = None,
-                         at_risk: Annotated[bool | None, Query(description="Downgrade pending under `policy`: "
+                         at_risk: Annotated[QueryBoolean | None, Query(description="Downgrade pending under `policy`: "
                                                                            "the retention list.")] = None,
                          ) -> Page[CustomerSummary]:
     """Customers in a stable order; follow `next_cursor` for the next page (new customers never shift pages).

@@ -4,13 +4,15 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from app.core.strict import Boolean, Day, Integer, Numeric, Timestamp
 
 Segment = Literal["retail", "small_business"]
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
 ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN)]
-Money = Annotated[Decimal, Field(max_digits=18, decimal_places=2)]
+Money = Numeric(18, 2)
+"""An amount for a NUMERIC(18, 2) column."""
 MAX_CUSTOM_ATTRIBUTES = 50
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -28,11 +30,11 @@ class CustomerFields(BaseModel):
 
     display_name: str | None = Field(None, min_length=1, max_length=200,
                                      description="Optional name for relationship managers; personal data.")
-    birth_date: date | None = Field(None, description="Personal data; used for age and birthday care lists.")
-    risk_level: int | None = Field(None, ge=1, le=5, description="Assessed risk tolerance C1..C5 (1 = cautious).")
-    risk_assessed_at: AwareDatetime | None = Field(
+    birth_date: Day | None = Field(None, description="Personal data; used for age and birthday care lists.")
+    risk_level: Integer(1, 5) | None = Field(None, description="Assessed risk tolerance C1..C5 (1 = cautious).")
+    risk_assessed_at: Timestamp | None = Field(
         None, description="When the risk questionnaire was done; it expires after a configured period (a year).")
-    marketing_consent: bool | None = None
+    marketing_consent: Boolean | None = None
     attributes: dict[str, Any] | None = Field(
         None, description="Values of custom attributes declared at /v1/attributes/custom.")
 
@@ -65,8 +67,8 @@ class CustomerUpsert(CustomerFields):
         "marketing_consent": True, "attributes": {"employer_payroll": True}}]})
 
     segment: Segment
-    onboarded_at: AwareDatetime = Field(description="When the customer relationship started.")
-    marketing_consent: bool = False
+    onboarded_at: Timestamp = Field(description="When the customer relationship started.")
+    marketing_consent: Boolean = False
     attributes: dict[str, Any] = Field(default_factory=dict,
                                        description="Values of custom attributes declared at /v1/attributes/custom.")
 
@@ -97,7 +99,7 @@ class CustomerPatch(CustomerFields):
         {"risk_level": 4, "risk_assessed_at": "2026-11-20T10:00:00Z"}, {"marketing_consent": False}]})
 
     segment: Segment | None = None
-    onboarded_at: AwareDatetime | None = None
+    onboarded_at: Timestamp | None = None
 
 
 class CustomerMetrics(BaseModel):
@@ -146,9 +148,9 @@ class HoldingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     product_code: str = Field(min_length=1, max_length=40)
-    opened_at: date | None = None
+    opened_at: Day | None = None
     balance: Money = Field(description="Balance in the configured currency; loans and cards as amounts owed.")
-    as_of: date = Field(description="The date the balance was taken.")
+    as_of: Day = Field(description="The date the balance was taken.")
 
     @field_validator("as_of")
     @classmethod
@@ -197,7 +199,7 @@ class EventBase(BaseModel):
 
     event_id: str = Field(min_length=1, max_length=100, description="The sender's id; a retried event is ignored.")
     customer_id: ExternalId = Field(description="The bank's external id of the customer.")
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
 
     @field_validator("occurred_at")
     @classmethod
@@ -207,7 +209,7 @@ class EventBase(BaseModel):
 
 class TransactionEvent(EventBase):
     type: Literal["transaction"]
-    amount: Money = Field(gt=0)
+    amount: Numeric(18, 2, gt=Decimal(0))
     direction: Literal["credit", "debit"]
     channel: Literal["mobile", "web", "branch", "atm", "card", "transfer"]
 

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidFields, InvalidInput
+from app.core.strict import NUMBER_LIMIT, YEARS, fits_bigint, is_iso_day
 from app.customers.errors import CustomerNotFound
 from app.customers.locks import lock_customers
 from app.customers.models import (Customer, CustomerActivityDaily, CustomerAumDaily, CustomerEvent, Holding,

@@ -3,13 +3,13 @@
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response, status
-from pydantic import AwareDatetime
 
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from app.core.security import CurrentPrincipal, Scope, require_scope
 from app.customers import flows as customer_flows
+from app.core.strict import BIGINT_MAX, ParamInteger, Timestamp
 from app.customers.schemas import ExternalId
 from app.feedback import service
 from app.feedback.models import Complaint
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/feedback", tags=["feedback"], responses=problem_r
 
 WRITE = [require_scope(Scope.FEEDBACK_WRITE)]
 READ = [require_scope(Scope.FEEDBACK_READ)]  # survey comments and complaints: the customers' own words
-ComplaintId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The complaint's id.")]
+ComplaintId = Annotated[ParamInteger(1, BIGINT_MAX), Path(description="The complaint's id.")]
 
 
 def _complaint_read(complaint: Complaint, external_id: str) -> dict:
@@ -102,8 +102,8 @@ async def list_complaints(session: SessionDep, cursor: CursorParam = None, limit
                           customer: Annotated[ExternalId | None, Query(description="The bank's customer id.")] = None,
                           status_: Annotated[ComplaintStatus | None, Query(alias="status")] = None,
                           category: ComplaintCategory | None = None,
-                          opened_from: Annotated[AwareDatetime | None, Query(description="Opened at or after.")] = None,
-                          opened_to: Annotated[AwareDatetime | None, Query(description="Opened before.")] = None,
+                          opened_from: Annotated[Timestamp | None, Query(description="Opened at or after.")] = None,
+                          opened_to: Annotated[Timestamp | None, Query(description="Opened before.")] = None,
                           ) -> Page[ComplaintRead]:
     """Complaints in the order opened, filtered by customer, status, category and opening time; follow
     `next_cursor` for the next page."""

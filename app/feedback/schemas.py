@@ -4,10 +4,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError,
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError,
                       field_validator, model_validator)
 
 from app.core.errors import validation_errors
+from app.core.strict import Integer, Timestamp
 from app.customers.schemas import CLOCK_SKEW, ExternalId, _not_in_future
 
 FeedbackKind = Literal["impression", "click", "accept", "dismiss", "convert"]
@@ -30,7 +31,7 @@ class FeedbackEventIn(BaseModel):
     recommendation_id: UUID = Field(description="The recommendation_id of the item the customer responded to.")
     customer_id: ExternalId = Field(description="The bank's external id; must be the customer the item was made to.")
     type: FeedbackKind
-    occurred_at: AwareDatetime = Field(description=f"When it happened (not more than {CLOCK_SKEW} ahead of now); "
+    occurred_at: Timestamp = Field(description=f"When it happened (not more than {CLOCK_SKEW} ahead of now); "
                                                    "late and out-of-order events count once.")
     channel: Channel | None = Field(None, description="Where it happened; default: the channel the list was "
                                                       "served on.")
@@ -120,12 +121,12 @@ class SurveyIn(BaseModel):
     event_id: EventId = Field(description="Your id of the answer; a retry returns the stored answer.")
     customer_id: ExternalId
     kind: SurveyKind = Field(description="nps: 0..10 (would you recommend us); csat: 1..5 (how satisfied).")
-    score: int = Field(ge=0, le=10)
+    score: Integer(0, 10)
     comment: str | None = Field(None, max_length=2000, description="Free text from the customer; never logged.")
     channel: Channel
     touchpoint: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")] = Field(
         description="What the survey was about, e.g. onboarding, branch_visit, app_rating_prompt.")
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
 
     @field_validator("occurred_at")
     @classmethod
@@ -169,7 +170,7 @@ class ComplaintIn(BaseModel):
     category: ComplaintCategory
     channel: Channel
     description: str = Field(min_length=1, max_length=4000, description="Free text; never logged.")
-    opened_at: AwareDatetime | None = Field(None, description="When the customer complained; default: now.")
+    opened_at: Timestamp | None = Field(None, description="When the customer complained; default: now.")
 
     @field_validator("opened_at")
     @classmethod

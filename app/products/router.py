@@ -9,6 +9,7 @@ from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam, Page, decode_cursor
 from app.core.security import Scope, require_scope
+from app.core.strict import QueryBoolean
 from app.products import service
 from app.products.schemas import Category, Channel, ProductCreate, ProductRead, ProductUpdate
 
@@ -40,7 +41,7 @@ async def list_products(
     session: SessionDep,
     category: Annotated[Category | None, Query(description="Only products of this category.")] = None,
     channel: Annotated[Channel | None, Query(description="Only products offered on this channel.")] = None,
-    active: Annotated[bool | None, Query(
+    active: Annotated[QueryBoolean | None, Query(
         description="true: only active products; false: only deactivated ones; omitted: both. "
                     "This is the on/off switch, not the active_from..active_to window.")] = None,
     cursor: CursorParam = None,

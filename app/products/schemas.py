@@ -4,7 +4,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from app.core.strict import Boolean, Integer, Numeric, Timestamp
 
 from app.rules.schema import Condition
 
@@ -14,9 +16,9 @@ Channel = Literal["mobile", "web", "branch", "rm"]
 ProductCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{1,39}$")]
 TierCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$")]
 ProductName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-RiskLevel = Annotated[int, Field(ge=1, le=5)]
-Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
-Multiplier = Annotated[Decimal, Field(gt=0, le=100, max_digits=8, decimal_places=4)]
+RiskLevel = Integer(1, 5)
+Money = Numeric(18, 2, ge=Decimal(0))
+Multiplier = Numeric(8, 4, gt=Decimal(0), le=Decimal(100))
 Description = Annotated[str, Field(max_length=2000)]
 Channels = Annotated[list[Channel], Field(min_length=1, max_length=4)]
 TargetTiers = Annotated[list[TierCode], Field(max_length=50)]
@@ -88,15 +90,15 @@ class ProductCreate(BaseModel):
     risk_level: RiskLevel = Field(description=RISK_DOC)
     min_amount: Money = Field(Decimal("0"), description=MIN_AMOUNT_DOC)
     channels: Channels = Field(description=CHANNELS_DOC)
-    active_from: AwareDatetime | None = Field(None, description=WINDOW_FROM_DOC)
-    active_to: AwareDatetime | None = Field(None, description=WINDOW_TO_DOC)
+    active_from: Timestamp | None = Field(None, description=WINDOW_FROM_DOC)
+    active_to: Timestamp | None = Field(None, description=WINDOW_TO_DOC)
     value_weight: Multiplier = Field(Decimal("1"), description=VALUE_WEIGHT_DOC)
     lever: Multiplier = Field(Decimal("1"), description=LEVER_DOC)
     target_tiers: TargetTiers = Field(default_factory=list, description=TIERS_DOC)
     eligibility: EligibilityCondition | None = Field(None, description=ELIGIBILITY_DOC)
-    is_service: bool = Field(False, description=SERVICE_DOC)
+    is_service: Boolean = Field(False, description=SERVICE_DOC)
     description: Description = ""
-    is_active: bool = Field(True, description="False creates the product switched off.")
+    is_active: Boolean = Field(True, description="False creates the product switched off.")
 
     @field_validator("channels", "target_tiers")
     @classmethod
@@ -121,15 +123,15 @@ class ProductUpdate(BaseModel):
     risk_level: RiskLevel | None = Field(None, description=RISK_DOC)
     min_amount: Money | None = Field(None, description=MIN_AMOUNT_DOC)
     channels: Channels | None = Field(None, description=CHANNELS_DOC)
-    active_from: AwareDatetime | None = Field(None, description=WINDOW_FROM_DOC)
-    active_to: AwareDatetime | None = Field(None, description=WINDOW_TO_DOC)
+    active_from: Timestamp | None = Field(None, description=WINDOW_FROM_DOC)
+    active_to: Timestamp | None = Field(None, description=WINDOW_TO_DOC)
     value_weight: Multiplier | None = Field(None, description=VALUE_WEIGHT_DOC)
     lever: Multiplier | None = Field(None, description=LEVER_DOC)
     target_tiers: TargetTiers | None = Field(None, description=TIERS_DOC)
     eligibility: EligibilityCondition | None = Field(None, description=ELIGIBILITY_DOC)
-    is_service: bool | None = Field(None, description=SERVICE_DOC)
+    is_service: Boolean | None = Field(None, description=SERVICE_DOC)
     description: Description | None = None
-    is_active: bool | None = Field(None, description="True reactivates a deactivated product.")
+    is_active: Boolean | None = Field(None, description="True reactivates a deactivated product.")
 
     @field_validator("channels", "target_tiers")
     @classmethod

@@ -5,6 +5,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.core.strict import Boolean, Integer, ParamInteger, QueryBoolean
+from app.products.schemas import ProductCode
+
 Channel = Literal["mobile", "web", "branch", "rm"]
 
 
@@ -62,12 +65,12 @@ class RecommendationQuery(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    limit: int = Field(3, ge=1, le=10)
+    limit: ParamInteger(1, 10) = 3
     channel: Channel = "mobile"
-    exclude: list[str] = Field([], max_length=50, description="Products already shown elsewhere.")
-    explain: bool = Field(False, description="Also list the products filtered out, and why.")
-    seed: int | None = Field(None, ge=0, le=2**31, description="Makes exploration repeatable.")
-    explore: bool = Field(True, description="false: rank by posterior means, no sampling.")
+    exclude: list[ProductCode] = Field([], max_length=50, description="Codes of products already shown elsewhere.")
+    explain: QueryBoolean = Field(False, description="Also list the products filtered out, and why.")
+    seed: ParamInteger(0, 2**31) | None = Field(None, description="Makes exploration repeatable.")
+    explore: QueryBoolean = Field(True, description="false: rank by posterior means, no sampling.")
 
 
 class ContactRuleIn(BaseModel):
@@ -79,12 +82,12 @@ class ContactRuleIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     outcome: Literal["ignored_impression", "dismiss"] = Field(
         description="ignored_impression: shown with no click, accept or conversion; dismiss: turned down.")
-    threshold: int = Field(ge=1, le=100, description="N outcomes ...")
-    window_days: int = Field(ge=1, le=365, description="... within W days ...")
+    threshold: Integer(1, 100) = Field(description="N outcomes ...")
+    window_days: Integer(1, 365) = Field(description="... within W days ...")
     scope: Literal["product", "category"] = Field(description="... for the same product or category ...")
     channel: Channel | None = Field(None, description="... on this channel (null: any) ...")
-    suppress_days: int = Field(ge=1, le=365, description="... suppress offers for S days.")
-    is_active: bool = True
+    suppress_days: Integer(1, 365) = Field(description="... suppress offers for S days.")
+    is_active: Boolean = True
 
 
 class ContactPolicy(BaseModel):

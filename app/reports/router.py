@@ -5,10 +5,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import TypeAdapter, ValidationError
 
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses
 from app.core.security import Scope, require_scope
+from app.core.strict import DAY_PATTERN, TIME_PATTERN, YEARS, Timestamp
 from app.reports import service
 from app.reports.schemas import RecommendationFunnel, SatisfactionReport, TierDistribution, TierMigrations
 
@@ -17,14 +19,17 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"], dependencies=[require
 
 DEFAULT_RANGE = timedelta(days=30)
 PolicyParam = Annotated[str, Query(min_length=1, max_length=40, description="Tier policy key.")]
+# A date or a date-time, years 1900..2100 as app.core.strict bounds every moment (a range never overflows).
+MOMENT_PATTERN = f"{DAY_PATTERN}|{TIME_PATTERN}"
+_MOMENT = TypeAdapter(Timestamp)
 FromParam = Annotated[str | None, Query(
-    alias="from", max_length=40, examples=["2026-11-01", "2026-11-01T00:00:00Z"],
+    alias="from", max_length=40, pattern=MOMENT_PATTERN, examples=["2026-11-01", "2026-11-01T00:00:00Z"],
     description="Start (inclusive): an ISO date-time with a timezone, or a date (its start, UTC). "
-                "Default: 30 days before `to`.")]
+                f"Default: 30 days before `to`; {YEARS}.")]
 ToParam = Annotated[str | None, Query(
-    max_length=40, examples=["2026-11-30", "2026-12-01T00:00:00+01:00"],
+    max_length=40, pattern=MOMENT_PATTERN, examples=["2026-11-30", "2026-12-01T00:00:00+01:00"],
     description="End (exclusive): an ISO date-time with a timezone, or a date (included whole, UTC). "
-                "Default: now.")]
+                f"Default: now; {YEARS}.")]
 
 
 def time_range(from_: str | None, to: str | None) -> tuple[datetime, datetime]:
@@ -34,13 +39,10 @@ def time_range(from_: str | None, to: str | None) -> tuple[datetime, datetime]:
             if len(value) == 10:
                 day = date.fromisoformat(value)
                 return datetime.combine(day + timedelta(days=1 if next_day else 0), time(), UTC)
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            moment = None
-        if moment is None or moment.tzinfo is None:
+            return _MOMENT.validate_python(value)
+        except (ValueError, ValidationError):
             raise InvalidInput(name, "must be a date (2026-11-01) or a date-time with a timezone "
-                                     "(2026-11-01T00:00:00Z)", location="query")
-        return moment
+                                     "(2026-11-01T00:00:00Z)", location="query") from None
 
     end = aware(to, "to", next_day=True) if to is not None else datetime.now(UTC)
     start = aware(from_, "from", next_day=False) if from_ is not None else end - DEFAULT_RANGE

@@ -22,6 +22,7 @@ from sqlalchemy.sql import ColumnElement, FromClause
 from sqlalchemy.sql.type_api import TypeEngine
 
 from app.core.errors import InvalidInput
+from app.core.strict import YEARS, fits_bigint, year_in_range
 from app.rules.attributes import (OPERATORS_BY_TYPE, SQL_TYPES, Attribute, AttributeCatalog, AttributeSource,
                                   AttributeType, customer_features)
 from app.rules.schema import (AllCondition, AlwaysCondition, AnyCondition, Comparison, Condition, NotCondition,

@@ -2,13 +2,13 @@
 against them. Conditions reference them like built-ins (attributes.load_catalog)."""
 
 from collections.abc import Awaitable, Callable
-from datetime import date
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.strict import NUMBER_LIMIT, YEARS, fits_bigint, is_iso_day
 from app.customers.models import Customer
 from app.rules.errors import AttributeDefinitionInUse
 from app.rules.models import CustomAttributeDefinition
@@ -42,19 +42,17 @@ async def put_attribute_definition(session: AsyncSession, name: str, type_: str,
 
 def _attribute_type_error(type_: str, value: Any) -> str | None:
     """Why value does not fit a custom attribute of type type_, or None when it fits."""
-    if type_ == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        return "must be a number"
-    if type_ == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
-        return "must be an integer"
+    if type_ == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not abs(value) < NUMBER_LIMIT):
+        return f"must be a finite number below {NUMBER_LIMIT:.0e} in size"
+    if type_ == "integer" and (isinstance(value, bool) or not isinstance(value, int) or not fits_bigint(value)):
+        return "must be an integer within bigint"
     if type_ == "boolean" and not isinstance(value, bool):
         return "must be true or false"
     if type_ == "string" and not (isinstance(value, str) and len(value) <= 500):
         return "must be a string of at most 500 characters"
-    if type_ == "date":
-        try:
-            date.fromisoformat(value)
-        except (TypeError, ValueError):
-            return "must be an ISO date (YYYY-MM-DD)"
+    if type_ == "date" and not is_iso_day(value):
+        return f"must be an ISO date (YYYY-MM-DD), {YEARS}"
     if type_ == "string_set" and not (isinstance(value, list) and len(value) <= 100
                                       and all(isinstance(v, str) and len(v) <= 100 for v in value)
                                       and len(set(value)) == len(value)):

@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from app.core.errors import InvalidInput
+from app.core.strict import YEARS, fits_bigint, year_in_range
 from app.rules.attributes import Attribute, AttributeCatalog, AttributeType
 
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -57,11 +58,11 @@ def coerce_scalar(attribute: Attribute, type_: AttributeType, raw: Any, pointer:
     if type_ is AttributeType.integer:
         if isinstance(raw, bool) or not isinstance(raw, int | float | Decimal):
             raise mismatch("a whole number")
-        if isinstance(raw, int):
-            return raw
         if isinstance(raw, float) and not raw.is_integer() or isinstance(raw, Decimal) and (
                 not raw.is_finite() or raw != raw.to_integral_value()):
             raise mismatch("a whole number")
+        if not fits_bigint(int(raw)):
+            raise mismatch("a whole number within bigint")
         return int(raw)
     if type_ is AttributeType.string:
         if not isinstance(raw, str):
@@ -77,9 +78,12 @@ def coerce_scalar(attribute: Attribute, type_: AttributeType, raw: Any, pointer:
         if not isinstance(raw, str) or not ISO_DATE.match(raw):
             raise mismatch("an ISO date (YYYY-MM-DD)")
         try:
-            return date.fromisoformat(raw)
+            day = date.fromisoformat(raw)
         except ValueError:
             raise InvalidInput(pointer, f"{raw!r} is not a valid date") from None
+        if not year_in_range(day):
+            raise InvalidInput(pointer, f"{raw!r} is not within {YEARS}")
+        return day
     raise AssertionError(f"no scalar coercion for {type_}")
 
 

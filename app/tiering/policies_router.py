@@ -8,6 +8,7 @@ from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.security import Scope, require_scope
+from app.core.strict import INT_MAX, ParamInteger
 from app.tiering import policies, runs, simulation
 from app.tiering.models import TierPolicy, TierPolicyVersion
 from app.tiering.schemas import (SimulationResult, TierPolicyChangeList, TierPolicyChangeRead, TierPolicyCreate,
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/v1/tier-policies", tags=["tier-policies"])
 READ = [require_scope(Scope.POLICIES_READ)]
 WRITE = [require_scope(Scope.POLICIES_WRITE)]
 KeyPath = Annotated[str, Path(max_length=40, description="The policy key, e.g. `wealth`.", examples=["wealth"])]
-VersionPath = Annotated[int, Path(ge=1, le=2_147_483_647, description="The version number.", examples=[1])]
+VersionPath = Annotated[ParamInteger(1, INT_MAX), Path(description="The version number.", examples=[1])]
 ETAG_HEADER = {"ETag": {"description": "The version's ETag; send it as If-Match to edit a draft.",
                         "schema": {"type": "string"}}}
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter, BackgroundTasks, Path, Request, status
 
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
+from app.core.strict import ParamInteger
 from app.core.security import Scope, require_scope
 from app.tiering import policies, runs
 from app.tiering.schemas import TierRunCreate, TierRunRead
@@ -28,7 +29,7 @@ async def start_tier_run(body: TierRunCreate, session: SessionDep, request: Requ
 
 @runs_router.get("/{run_id}", response_model=TierRunRead, dependencies=[require_scope(Scope.POLICIES_READ)],
                  responses=problem_responses(404))
-async def get_tier_run(run_id: Annotated[int, Path(ge=1, le=2**62)], session: SessionDep) -> TierRunRead:
+async def get_tier_run(run_id: Annotated[ParamInteger(1, 2**62), Path()], session: SessionDep) -> TierRunRead:
     """A run's status and progress: processed of total customers, upgrades and downgrades so far."""
     run, key = await runs.get_run(session, run_id)
     return TierRunRead.model_validate({**run.__dict__, "policy": key})

@@ -3,7 +3,9 @@
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from app.core.strict import INT_MAX, Boolean, Integer, Timestamp
 
 from app.rules.schema import Condition
 
@@ -12,7 +14,7 @@ TierCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=2000)]
-GraceDays = Annotated[int, Field(ge=0, le=730)]
+GraceDays = Integer(0, 730)
 VersionStatus = Literal["draft", "active", "retired"]
 MAX_TIERS = 20
 
@@ -40,7 +42,7 @@ class Tier(BaseModel):
 
     code: TierCode = Field(description="Stable tier code, unique within the version: ^[a-z][a-z0-9_]{0,39}$.")
     label: Label = Field(description="Name shown to customers and staff.")
-    rank: int = Field(ge=0, le=10000, description="Higher is a better tier; compares tiers for upgrades and "
+    rank: Integer(0, 10000) = Field(description="Higher is a better tier; compares tiers for upgrades and "
                                                   "downgrades, also across versions.")
     condition: Condition = Field(description="Who qualifies, in the rule language (GET /v1/attributes).")
 
@@ -76,7 +78,7 @@ class TierPolicyVersionCreate(BaseModel):
     tiers: Tiers | None = None
     downgrade_grace_days: GraceDays | None = Field(None, description=GRACE_DOC + " Default: copied, else 0.")
     description: Description = ""
-    copy_from: int | None = Field(None, ge=1, description="Copy tiers and grace from this version number; "
+    copy_from: Integer(1, INT_MAX) | None = Field(None, description="Copy tiers and grace from this version number; "
                                                           "`tiers` and `downgrade_grace_days` given here win.")
 
     @model_validator(mode="after")
@@ -255,7 +257,7 @@ class TierOverridePut(BaseModel):
 
     tier: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
     reason: str = Field(min_length=3, max_length=1000)
-    expires_at: AwareDatetime | None = Field(None, description="When the override stops applying by itself.")
+    expires_at: Timestamp | None = Field(None, description="When the override stops applying by itself.")
 
 
 class TierTransitionRead(BaseModel):
@@ -277,7 +279,7 @@ class TierRunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"policy": "wealth"}, {"all": True}]})
 
     policy: str | None = Field(None, description="One policy key; or set `all`.")
-    all: bool = Field(False, description="Every active policy.")
+    all: Boolean = Field(False, description="Every active policy.")
 
     @model_validator(mode="after")
     def one_target(self) -> "TierRunCreate":

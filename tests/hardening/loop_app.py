@@ -30,7 +30,8 @@ class RolledBackApp:
         self.requests = 0
 
     async def _create_engine(self, url: str):
-        return create_async_engine(url, pool_size=2, connect_args={"server_settings": server_settings(self.settings)})
+        return create_async_engine(url, pool_size=2, hide_parameters=True,
+                                   connect_args={"server_settings": server_settings(self.settings)})
 
     def run(self, coroutine: Awaitable, timeout: float = 60) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)

@@ -5,6 +5,8 @@ Every response must: not be a 5xx, conform to the documented status codes, conte
 and every 4xx must be application/problem+json. Invalid input must be rejected.
 """
 
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
@@ -15,13 +17,15 @@ from app.core.migrations import upgrade_to_head
 from app.main import create_app
 from tests.hardening.loop_app import RolledBackApp
 
-EXAMPLES_PER_OPERATION = 12
+# A deeper run, by hand: TIERWISE_FUZZ_EXAMPLES=100, and TIERWISE_FUZZ_COVERAGE=1 for the boundary cases.
+EXAMPLES_PER_OPERATION = int(os.environ.get("TIERWISE_FUZZ_EXAMPLES", "12"))
 FUZZ_SETTINGS = Settings(environment="test", database_url=None, api_key_pepper="fuzz-pepper-0123456789")
 
-# Examples from the document, then generated cases (positive and negative). The coverage phase is off: it builds
-# tens of thousands of boundary cases at collection time, minutes of work for this suite.
+# Examples from the document, then generated cases (positive and negative). The coverage phase is off unless asked
+# for: it builds tens of thousands of boundary cases at collection time, minutes of work for this suite.
 CONFIG = schemathesis.Config.from_dict({
-    "phases": {"coverage": {"enabled": False}, "stateful": {"enabled": False}},
+    "phases": {"coverage": {"enabled": os.environ.get("TIERWISE_FUZZ_COVERAGE") == "1"},
+               "stateful": {"enabled": False}},
     "generation": {"max-examples": EXAMPLES_PER_OPERATION, "deterministic": True},
 })
 schemathesis.serializer.alias("application/x-ndjson", "text/plain")  # the customer import: lines of JSON

@@ -13,6 +13,7 @@ from app.core.hotpath import HotRead
 from app.core.pagination import LimitParam, decode_key_cursor, encode_cursor, page_of
 from app.core.security import Scope, require_scope
 from app.customers import flows as customer_flows
+from app.core.strict import ParamInteger
 from app.customers import service as customers_service
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalId
 from app.tiering.assignment import overrides, reads
@@ -70,7 +71,7 @@ async def get_customer_tier_history(external_id: ExternalIdPath, session: Sessio
                                     limit: LimitParam = 100) -> TierTransitionPage:
     """Every tier change of this customer, oldest first."""
     customer_id = await customers_service.customer_id_of(session, external_id)
-    rows = await reads.transitions_page(session, after=decode_key_cursor(after, 2), limit=limit,
+    rows = await reads.transitions_page(session, after=decode_key_cursor(after, 2, "after"), limit=limit,
                                              customer_id=customer_id)
     return _transition_page(rows, limit)
 
@@ -147,7 +148,7 @@ async def list_tier_transitions(session: SessionDep, after: Annotated[str | None
     `after` next time: you get each transition exactly once, none missed, none repeated. With no new
     transitions the same cursor comes back."""
     policy_id = (await policies.get_policy(session, policy)).id if policy else None
-    key = decode_key_cursor(after, 2)
+    key = decode_key_cursor(after, 2, "after")
     rows = await reads.transitions_page(session, after=key, limit=limit, policy_id=policy_id)
     page = _transition_page(rows, limit)
     if page.next_cursor is None and after is not None:
@@ -159,7 +160,7 @@ async def list_tier_transitions(session: SessionDep, after: Annotated[str | None
                  responses=problem_responses(404, 422))
 async def care_calendar(session: SessionDep, policy: Annotated[str, Query(max_length=40)],
                         tier: Annotated[str, Query(max_length=40)],
-                        days: Annotated[int, Query(ge=0, le=60)] = 7) -> list[CareEntry]:
+                        days: Annotated[ParamInteger(0, 60), Query()] = 7) -> list[CareEntry]:
     """Customers of a tier whose birthday or customer anniversary falls within the next `days` days: the small
     attentions that keep loyal customers."""
     policy_row = await policies.get_policy(session, policy)

@@ -1,0 +1,147 @@
+"""Request values parsed strictly and bounded to what a bank can mean, stated once for every body and parameter.
+
+Pydantic's lax mode reads 123 as 1970-01-01T00:02:03Z, "yes" as true and "5.0" as 5; these types refuse that, and
+publish in the OpenAPI document the constraint they enforce:
+- dates and times: ISO 8601 text only, years EARLIEST_YEAR..LATEST_YEAR as written; times carry a timezone;
+- booleans: JSON true or false in a body; the words true or false in a query;
+- integers: JSON integers in a body (not "5", true or 5.5); digits in a path or query; within the column's type;
+- decimals: a JSON number or a plain decimal string ("1250.50") that fits the NUMERIC column.
+"""
+
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StrictBool, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2100
+YEARS = f"years {EARLIEST_YEAR}..{LATEST_YEAR}"
+YEAR_PATTERN = r"(19[0-9]{2}|20[0-9]{2}|2100)"  # EARLIEST_YEAR..LATEST_YEAR
+DAY_PATTERN = rf"^{YEAR_PATTERN}-[0-9]{{2}}-[0-9]{{2}}$"
+TIME_PATTERN = (rf"^{YEAR_PATTERN}-[0-9]{{2}}-[0-9]{{2}}[Tt][0-9]{{2}}:[0-9]{{2}}(:[0-9]{{2}}(\.[0-9]{{1,6}})?)?"
+                r"([Zz]|[+-][0-9]{2}:[0-9]{2})$")  # RFC 3339, with its timezone
+SMALLINT_MAX, INT_MAX, BIGINT_MAX = 2**15 - 1, 2**31 - 1, 2**63 - 1
+NUMBER_LIMIT = 10**16
+"""Numbers typed at run time (custom attributes) are finite and below this in size, as money is (NUMERIC(18, 2))."""
+_DIGITS = re.compile(r"-?[0-9]{1,19}")
+
+
+def _text_matching(pattern: str, kind: str, example: str):
+    compiled = re.compile(pattern)
+
+    def check(value: Any) -> Any:
+        if isinstance(value, date):  # already parsed (a default, or a value built by the service itself)
+            return value
+        if not isinstance(value, str) or not compiled.match(value):
+            raise PydanticCustomError(kind.replace("-", "") + "_text",
+                                      f"must be an ISO {kind} written as text, {YEARS}, e.g. {example}")
+        return value
+    return check
+
+
+def _in_years(value: date) -> date:
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise PydanticCustomError("year_out_of_range", f"must be within {YEARS}")
+    return value
+
+
+Timestamp = Annotated[
+    AwareDatetime, BeforeValidator(_text_matching(TIME_PATTERN, "date-time", "2026-11-22T08:14:03Z")),
+    AfterValidator(_in_years),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIME_PATTERN,
+                    "description": f"ISO 8601 with a timezone, {YEARS}."})]
+"""A moment: an ISO 8601 date-time with a timezone (Z or an offset), years 1900..2100."""
+
+Day = Annotated[
+    date, BeforeValidator(_text_matching(DAY_PATTERN, "date", "2026-11-22")), AfterValidator(_in_years),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": DAY_PATTERN,
+                    "description": f"YYYY-MM-DD, {YEARS}."})]
+"""A calendar day: YYYY-MM-DD, years 1900..2100."""
+
+
+def is_iso_day(value: Any) -> bool:
+    """Whether a JSON value is a Day (for values typed at run time, such as custom attributes)."""
+    if not isinstance(value, str) or not re.match(DAY_PATTERN, value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def fits_bigint(value: int) -> bool:
+    return -BIGINT_MAX - 1 <= value <= BIGINT_MAX
+
+
+def year_in_range(moment: date | datetime) -> bool:
+    return EARLIEST_YEAR <= moment.year <= LATEST_YEAR
+
+
+Boolean = StrictBool
+"""A body's boolean: JSON true or false only."""
+
+
+def _true_or_false(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise PydanticCustomError("bool_word", "must be true or false")
+
+
+QueryBoolean = Annotated[bool, BeforeValidator(_true_or_false)]
+"""A query parameter's boolean: the word true or false (not yes, on, 1 or t)."""
+
+
+def _json_integer(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # 5.0 is the integer 5 in JSON (and JSON Schema)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise PydanticCustomError("int_json", "must be a JSON integer (not a string, a boolean or a fraction)")
+
+
+def Integer(ge: int = -BIGINT_MAX - 1, le: int = BIGINT_MAX, **field: Any) -> Any:  # noqa: N802 (a type factory)
+    """A body's integer: a JSON integer (not "5", true or 5.5) within [ge, le] (default: bigint)."""
+    return Annotated[int, Field(ge=ge, le=le, **field), BeforeValidator(_json_integer)]
+
+
+def _digits(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    raise PydanticCustomError("int_digits", "must be an integer written in digits")
+
+
+def ParamInteger(ge: int = -BIGINT_MAX - 1, le: int = BIGINT_MAX) -> Any:  # noqa: N802 (a type factory)
+    """A path or query integer: digits (not 5.0, +5 or 1_000) within [ge, le] (default: bigint)."""
+    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_digits)]
+
+
+def Numeric(digits: int, places: int, *, ge: Decimal | None = None, gt: Decimal | None = None,  # noqa: N802
+            le: Decimal | None = None) -> Any:
+    """A decimal for a NUMERIC(digits, places) column: a JSON number or a plain decimal string ("1250.50") with at
+    most `places` decimals, within the column (below 10^(digits - places) in size) and [ge or gt, le] when given."""
+    column = Decimal(10) ** (digits - places)
+    lower = {"ge": ge} if ge is not None else {"gt": gt if gt is not None else -column}
+    upper = {"le": le} if le is not None else {"lt": column}
+    sign = "-?" if (ge if ge is not None else lower["gt"]) < 0 else ""
+    pattern = rf"^{sign}[0-9]{{1,{digits - places}}}(\.[0-9]{{1,{places}}})?$"
+    compiled = re.compile(pattern)
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+            raise PydanticCustomError("decimal_type", 'must be a number or a decimal string such as "1250.50"')
+        if isinstance(value, str) and not compiled.match(value):
+            raise PydanticCustomError("decimal_text", f"must be a decimal string matching {pattern}")
+        return value
+
+    names = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
+    number = {"type": "number", **{names[k]: float(v) for k, v in {**lower, **upper}.items()}}
+    return Annotated[Decimal, BeforeValidator(check),
+                     Field(max_digits=digits, decimal_places=places, allow_inf_nan=False, **lower, **upper),
+                     WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": pattern}]})]
