@@ -6,7 +6,7 @@ from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from app.core.errors import problem
+from app.core.errors import problem, problem_responses
 from app.core.migrations import head_revision
 
 router = APIRouter(tags=["operations"])
@@ -28,7 +28,8 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, responses={503: {"description": "Not ready"}})
+@router.get("/readyz", response_model=Readiness, responses={503: {
+    **problem_responses(503)[503], "description": "Not ready: the database is unreachable or not migrated to head"}})
 async def readyz(request: Request):
     """Ready when the database answers and its schema is at the latest migration."""
     try:
