@@ -3,7 +3,9 @@
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from pydantic import BaseModel
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 from app.core.errors import problem, problem_responses
@@ -13,13 +15,18 @@ router = APIRouter(tags=["operations"])
 
 
 class Health(BaseModel):
-    status: str
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
+    status: Literal["ok"]
 
 
 class Readiness(BaseModel):
-    status: str
-    database: str
-    migration: str | None
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"status": "ready", "database": "ok", "migration": "0042_2026_11_30_offer_state"}]})
+
+    status: Literal["ready"]
+    database: Literal["ok"]
+    migration: str | None = Field(description="The database's migration revision (the latest).")
 
 
 @router.get("/healthz", response_model=Health)

@@ -1,6 +1,7 @@
 """The OpenAPI document as an integrator's generator reads it: short operation ids, described tags, and every error
 documented as the application/problem+json the service sends, on exactly the operations that can send it."""
 
+import json
 from typing import Any
 
 from fastapi import FastAPI
@@ -33,6 +34,7 @@ TAGS = [
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics; no API key needed."},
 ]
 
+REF = "#/components/schemas/"
 ERROR_MEDIA = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 
@@ -55,6 +57,32 @@ def _statuses(path: str, operation: dict[str, Any]) -> set[int]:
     if path.startswith("/v1/"):
         statuses.add(503)
     return statuses
+
+
+def _merge_identical_input_output(document: dict[str, Any]) -> dict[str, Any]:
+    """One schema for a model whose "-Input" and "-Output" forms say the same: FastAPI splits a recursive model
+    (the condition language) in two only because each form refers to its own name."""
+    schemas = document["components"]["schemas"]
+    pairs = {name[:-len("-Input")] for name in schemas
+             if name.endswith("-Input") and name[:-len("-Input")] + "-Output" in schemas}
+
+    def renamed(value: Any, names: set[str]) -> str:
+        text = json.dumps(value, sort_keys=True)
+        for name in names:
+            for suffix in ("-Input", "-Output"):
+                text = text.replace(f'"{REF}{name}{suffix}"', f'"{REF}{name}"')
+        return text
+
+    while True:  # a pair stays split when its forms differ once every mergeable pair is merged
+        differing = {name for name in pairs
+                     if renamed(schemas[name + "-Input"], pairs) != renamed(schemas[name + "-Output"], pairs)}
+        if not differing:
+            break
+        pairs -= differing
+    for name in pairs:
+        schemas[name] = schemas.pop(name + "-Input")
+        del schemas[name + "-Output"]
+    return json.loads(renamed(document, pairs))
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -81,7 +109,8 @@ def install_openapi(app: FastAPI) -> None:
             schemas.update(problem.pop("$defs", {}), Problem=problem)
             for unused in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422 body, replaced above
                 schemas.pop(unused, None)
-            document["components"]["schemas"] = dict(sorted(schemas.items()))
+            document = _merge_identical_input_output(document)
+            document["components"]["schemas"] = dict(sorted(document["components"]["schemas"].items()))
             app.openapi_schema = document
         return app.openapi_schema
 

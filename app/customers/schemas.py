@@ -4,13 +4,30 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator,
-                      model_validator)
+from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema,
+                      field_validator, model_validator)
+from typing_extensions import TypeAliasType
 
-Segment = Literal["retail", "small_business"]
+from app.core.fields import Money, NonNegativeMoney
+from app.rules.attributes import AttributeType
+
+Segment = TypeAliasType("Segment", Annotated[Literal["retail", "small_business"], Field(
+    description="The customer's banking segment.")])
+TransactionChannel = TypeAliasType("TransactionChannel", Annotated[
+    Literal["mobile", "web", "branch", "atm", "card", "transfer"], Field(description="Where a transaction was made.")])
+TransactionDirection = TypeAliasType("TransactionDirection", Annotated[Literal["credit", "debit"], Field(
+    description="credit: money in; debit: money out.")])
+LoginChannel = TypeAliasType("LoginChannel", Annotated[Literal["mobile", "web"], Field(
+    description="Which app the customer logged in to.")])
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
 ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN)]
-Money = Annotated[Decimal, Field(max_digits=18, decimal_places=2)]
+CUSTOMER_ID_EXAMPLE = "C0001042"
+_ATTRIBUTE_VALUE = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"},
+                              {"type": "array", "items": {"type": "string"}}, {"type": "null"}]}
+CustomAttributes = Annotated[dict[str, Any], WithJsonSchema({
+    "type": "object", "additionalProperties": _ATTRIBUTE_VALUE, "maxProperties": 50,
+    "description": "Values of custom attributes declared at /v1/attributes/custom, each of its declared type: "
+                   "a number, an integer, a string, a boolean, a date (YYYY-MM-DD) or a list of strings."})]
 MAX_CUSTOM_ATTRIBUTES = 50
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -33,8 +50,8 @@ class CustomerFields(BaseModel):
     risk_assessed_at: AwareDatetime | None = Field(
         None, description="When the risk questionnaire was done; it expires after a configured period (a year).")
     marketing_consent: bool | None = None
-    attributes: dict[str, Any] | None = Field(
-        None, description="Values of custom attributes declared at /v1/attributes/custom.")
+    attributes: CustomAttributes | None = Field(
+        None, description="Values of custom attributes declared at /v1/attributes/custom; null removes one.")
 
     @field_validator("birth_date")
     @classmethod
@@ -67,8 +84,8 @@ class CustomerUpsert(CustomerFields):
     segment: Segment
     onboarded_at: AwareDatetime = Field(description="When the customer relationship started.")
     marketing_consent: bool = False
-    attributes: dict[str, Any] = Field(default_factory=dict,
-                                       description="Values of custom attributes declared at /v1/attributes/custom.")
+    attributes: CustomAttributes = Field(default_factory=dict,
+                                         description="Values of custom attributes declared at /v1/attributes/custom.")
 
     @field_validator("onboarded_at")
     @classmethod
@@ -103,19 +120,19 @@ class CustomerPatch(CustomerFields):
 class CustomerMetrics(BaseModel):
     """Metrics derived from holdings and activity; the same values rules see."""
 
-    aum: Decimal = Field(description="Assets under management today: deposit, wealth, fund and insurance balances.")
-    aum_avg_3m: Decimal = Field(description="Daily-average AUM over the trailing three months.")
+    aum: Money = Field(description="Assets under management today: deposit, wealth, fund and insurance balances.")
+    aum_avg_3m: Money = Field(description="Daily-average AUM over the trailing three months, to the cent.")
     aum_trend_3m: Decimal | None = Field(description="Today's AUM against that average: -0.25 is 25% below it.")
-    deposit_balance: Decimal
-    investment_balance: Decimal
-    loan_balance: Decimal
+    deposit_balance: Money
+    investment_balance: Money
+    loan_balance: Money
     products_held_count: int
     held_products: list[str]
     held_categories: list[str]
     tenure_months: int
     age: int | None
     txn_count_90d: int
-    txn_amount_90d: Decimal
+    txn_amount_90d: Money
     days_since_last_txn: int | None
     logins_30d: int
     referrals_12m: int
@@ -133,7 +150,7 @@ class CustomerSummary(BaseModel):
     risk_level: int | None
     risk_assessed_at: datetime | None
     marketing_consent: bool
-    attributes: dict[str, Any]
+    attributes: CustomAttributes
     created_at: datetime
     updated_at: datetime
 
@@ -184,7 +201,7 @@ class HoldingRead(BaseModel):
 
     product_code: str
     opened_at: date | None
-    balance: Decimal
+    balance: Money
     as_of: date
 
 
@@ -207,14 +224,14 @@ class EventBase(BaseModel):
 
 class TransactionEvent(EventBase):
     type: Literal["transaction"]
-    amount: Money = Field(gt=0)
-    direction: Literal["credit", "debit"]
-    channel: Literal["mobile", "web", "branch", "atm", "card", "transfer"]
+    amount: NonNegativeMoney = Field(gt=0, description="The amount moved, greater than 0: a decimal string.")
+    direction: TransactionDirection
+    channel: TransactionChannel
 
 
 class LoginEvent(EventBase):
     type: Literal["login"]
-    channel: Literal["mobile", "web"] = "mobile"
+    channel: LoginChannel = "mobile"
 
 
 class ReferralEvent(EventBase):
@@ -263,7 +280,7 @@ class AttributeDefinitionPut(BaseModel):
         {"type": "boolean", "description": "Salary is paid into an account with us."},
         {"type": "number", "unit": "EUR", "description": "Declared annual income."}]})
 
-    type: Literal["number", "integer", "string", "boolean", "date", "string_set"]
+    type: AttributeType
     description: str = Field("", max_length=500)
     unit: str | None = Field(None, max_length=20)
 

@@ -7,15 +7,22 @@ from uuid import UUID
 from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError,
                       field_validator, model_validator)
 
+from typing_extensions import TypeAliasType
+
 from app.core.errors import validation_errors
 from app.customers.schemas import CLOCK_SKEW, ExternalId, _not_in_future
 
-FeedbackKind = Literal["impression", "click", "accept", "dismiss", "convert"]
+FeedbackKind = TypeAliasType("FeedbackEventType", Annotated[
+    Literal["impression", "click", "accept", "dismiss", "convert"], Field(
+        description="What the customer did with a recommended product.")])
 Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,19}$")]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-SurveyKind = Literal["nps", "csat"]
-ComplaintCategory = Literal["fees", "service", "app", "product", "fraud", "other"]
-ComplaintStatus = Literal["open", "in_progress", "resolved", "closed"]
+SurveyKind = TypeAliasType("SurveyKind", Annotated[Literal["nps", "csat"], Field(
+    description="nps: 0..10, would you recommend us; csat: 1..5, how satisfied.")])
+ComplaintCategory = TypeAliasType("ComplaintCategory", Annotated[
+    Literal["fees", "service", "app", "product", "fraud", "other"], Field(description="What a complaint is about.")])
+ComplaintStatus = TypeAliasType("ComplaintStatus", Annotated[Literal["open", "in_progress", "resolved", "closed"],
+                                                            Field(description="Where a complaint is in its life.")])
 MAX_FEEDBACK_BATCH = 1000
 
 

@@ -10,7 +10,7 @@ from app.core.errors import problem_responses
 from app.core.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam, Page, decode_cursor
 from app.core.security import Scope, require_scope
 from app.products import service
-from app.products.schemas import Category, Channel, ProductCreate, ProductRead, ProductUpdate
+from app.products.schemas import Channel, ProductCategory, ProductCreate, ProductRead, ProductUpdate
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
@@ -38,7 +38,7 @@ async def create_product(body: ProductCreate, session: SessionDep, request: Requ
             responses=problem_responses(401, 403, 422))
 async def list_products(
     session: SessionDep,
-    category: Annotated[Category | None, Query(description="Only products of this category.")] = None,
+    category: Annotated[ProductCategory | None, Query(description="Only products of this category.")] = None,
     channel: Annotated[Channel | None, Query(description="Only products offered on this channel.")] = None,
     active: Annotated[bool | None, Query(
         description="true: only active products; false: only deactivated ones; omitted: both. "

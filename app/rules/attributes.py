@@ -231,7 +231,7 @@ class AttributeRead(BaseModel):
     type: AttributeType
     unit: str | None
     description: str
-    source: Literal["builtin", "custom"]
+    source: AttributeSource
     operators: list[Operator]
 
 

@@ -128,6 +128,24 @@ class Comparison(BaseModel):
     value: Annotated[Any, WithJsonSchema(_VALUE_SCHEMA)]
 
 
+class ConditionResult(BaseModel):
+    """One comparison as evaluated for a customer: where it sits in the condition, the customer's value, and the
+    result."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"pointer": "/tiers/1/condition/all/0", "attribute": "aum_avg_3m", "operator": "gte", "threshold": 500000,
+         "value": "620000.00", "result": True}]})
+
+    pointer: str = Field(description="JSON pointer of the comparison in its document, e.g. /tiers/1/condition/all/0.")
+    attribute: str
+    operator: Operator
+    threshold: Annotated[Any, WithJsonSchema(_VALUE_SCHEMA)] = Field(description="The comparison's value, as written.")
+    value: str | int | bool | list[str] | None = Field(
+        description="The customer's value: a number as a decimal string (an integer attribute as an integer), a date "
+                    "as YYYY-MM-DD, a set as a list; null when the customer has no value.")
+    result: bool | None = Field(description="Whether the comparison held; null when the value is missing.")
+
+
 def _validate_condition(value: Any, handler: Any) -> Any:
     """Validate through `parse_condition`, re-raising its error at the exact location inside the document."""
     if isinstance(value, _NODE_TYPES):

@@ -1,11 +1,13 @@
 """Tier policy request and response bodies: policies, versions and their tiers, what-if and simulation results."""
 
 from datetime import date, datetime
+from datetime import date as date_
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
+from typing_extensions import TypeAliasType
 
-from app.rules.schema import Condition
+from app.rules.schema import Condition, ConditionResult
 
 PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{1,39}$")]
 TierCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
@@ -13,7 +15,24 @@ Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=2000)]
 GraceDays = Annotated[int, Field(ge=0, le=730)]
-VersionStatus = Literal["draft", "active", "retired"]
+VersionStatus = TypeAliasType("VersionStatus", Annotated[Literal["draft", "active", "retired"], Field(
+    description="A policy version's state: one active version per policy; drafts can be edited.")])
+PolicyChangeAction = TypeAliasType("PolicyChangeAction", Annotated[
+    Literal["create", "add_version", "edit", "activate", "retire", "rollback"], Field(
+        description="What a change did to a policy.")])
+TransitionDirection = TypeAliasType("TransitionDirection", Annotated[
+    Literal["initial", "upgrade", "downgrade", "lateral"], Field(
+        description="initial: a first assignment; lateral: another tier of the same rank.")])
+TransitionReason = TypeAliasType("TransitionReason", Annotated[
+    Literal["rules", "grace_elapsed", "override", "override_removed", "override_expired"], Field(
+        description="rules: the data changed; grace_elapsed: a pending downgrade applied; the others: a "
+                    "relationship manager's override was set, removed or ran out.")])
+TierRunStatus = TypeAliasType("TierRunStatus", Annotated[Literal["running", "succeeded", "failed"], Field(
+    description="A batch tier run's state.")])
+CareOccasion = TypeAliasType("CareOccasion", Annotated[Literal["birthday", "anniversary"], Field(
+    description="birthday, or the anniversary of becoming a customer.")])
+_ATTRIBUTE_VALUE = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"},
+                              {"type": "array", "items": {"type": "string"}}, {"type": "null"}]}
 MAX_TIERS = 20
 
 TIERS_DOC = ("Ordered tiers, at most 20; the first whose condition matches wins. Only the last may be "
@@ -102,7 +121,7 @@ class TierRead(BaseModel):
     code: str
     label: str
     rank: int
-    condition: dict[str, Any]
+    condition: Condition
 
 
 class TierPolicyVersionRead(BaseModel):
@@ -152,10 +171,11 @@ class TierPolicyList(BaseModel):
 
 class TierPolicyChangeRead(BaseModel):
     version: int | None
-    action: Literal["create", "add_version", "edit", "activate", "retire", "rollback"]
     actor: str = Field(description="The name of the API key that made the change.")
     at: datetime
-    detail: dict[str, Any]
+    action: PolicyChangeAction
+    detail: dict[str, Any] = Field(description="What changed, by action: e.g. the version's tiers and grace "
+                                               "for create, add_version and edit; the versions for activate.")
 
 
 class TierPolicyChangeList(BaseModel):
@@ -169,15 +189,16 @@ class WhatIfRequest(BaseModel):
         {"attributes": {"aum_avg_3m": 620000, "tenure_months": 40, "held_categories": ["deposit", "fund"]}},
     ]})
 
-    attributes: dict[str, Any] = Field(description="{attribute name: value}, as GET /v1/attributes types them.")
+    attributes: Annotated[dict[str, Any], WithJsonSchema({"type": "object", "additionalProperties": _ATTRIBUTE_VALUE})
+                          ] = Field(description="{attribute name: value}, as GET /v1/attributes types them: "
+                                                "numbers, strings, booleans, dates (YYYY-MM-DD), lists of strings.")
 
 
 class TierExplanation(BaseModel):
     tier: str
     matched: bool
-    conditions: list[dict[str, Any]] = Field(
-        description="Each comparison: pointer, attribute, operator, threshold, value and result "
-                    "(true, false, or null when the value is missing).")
+    conditions: list[ConditionResult] = Field(
+        description="Each comparison of the tier's condition, as evaluated.")
 
 
 class WhatIfResult(BaseModel):
@@ -263,8 +284,8 @@ class TierTransitionRead(BaseModel):
     policy: str
     from_tier: str | None
     to_tier: str
-    direction: Literal["initial", "upgrade", "downgrade", "lateral"]
-    reason: str = Field(description="rules, grace_elapsed, override, override_removed or override_expired")
+    direction: TransitionDirection
+    reason: TransitionReason
     at: datetime
 
 
@@ -291,7 +312,7 @@ class TierRunRead(BaseModel):
 
     id: int
     policy: str | None
-    status: Literal["running", "succeeded", "failed"]
+    status: TierRunStatus
     requested_by: str
     total: int
     processed: int
@@ -308,6 +329,6 @@ class CareEntry(BaseModel):
     customer_id: str
     display_name: str | None
     tier: str
-    occasion: Literal["birthday", "anniversary"]
-    date: str
-    years: int
+    occasion: CareOccasion
+    date: date_ = Field(description="The next day of the occasion, within `days` of today.")
+    years: int = Field(description="Age, or years as a customer, on that day.")
