@@ -2,12 +2,13 @@
 documented as the application/problem+json (Problem schema) the service really sends, where it can send it."""
 
 import re
+from datetime import date
 
 import pytest
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.factories import customer_body
+from tests.factories import add_products, customer_body
 
 SPEC = create_app(Settings(environment="test")).openapi()
 OPERATIONS = [(path, method, operation) for path, operations in SPEC["paths"].items()
@@ -74,3 +75,77 @@ async def test_a_body_that_is_not_utf8_text_is_the_documented_400(client, as_rol
     assert "400" in SPEC["paths"]["/v1/customers/{external_id}"]["put"]["responses"]
     good = await client.put("/v1/customers/UTF8", json=customer_body(), headers=as_role("integration"))
     assert good.status_code == 201
+
+
+def _walk(node, path=""):
+    """Every (path, schema dict) in a JSON document."""
+    if isinstance(node, dict):
+        yield path, node
+        for key, value in node.items():
+            yield from _walk(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _walk(value, f"{path}/{i}")
+
+
+def test_summaries_are_written_for_people_and_tags_are_described():
+    for path, method, operation in OPERATIONS:
+        derived = operation["operationId"].replace("_", " ").title()
+        assert operation.get("summary") and operation["summary"] != derived, f"{method.upper()} {path}"
+    described = {tag["name"] for tag in SPEC["tags"] if tag.get("description")}
+    assert {tag for _, _, operation in OPERATIONS for tag in operation["tags"]} <= described
+
+
+def test_path_parameters_carry_examples():
+    for path, method, operation in OPERATIONS:
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] == "path":
+                assert parameter["schema"].get("examples") or parameter.get("example"), f"{path} {parameter['name']}"
+
+
+def test_enums_are_named_components_each_defined_once():
+    schemas = SPEC["components"]["schemas"]
+    inline = [where for where, node in _walk(SPEC) if "enum" in node
+              and not (where.startswith("/components/schemas/") and where.count("/") == 3)]
+    assert inline == [], inline
+    enums = [tuple(schema["enum"]) for schema in schemas.values() if "enum" in schema]
+    assert len(enums) == len(set(enums)), "two components list the same values"
+    assert not [name for name in schemas if "__" in name or name.endswith(("-Input", "-Output"))]
+    assert "SimulationResult" in schemas and "TierDistributionEntry" in schemas
+
+
+def test_money_is_a_decimal_string_with_a_pattern_in_requests_and_responses():
+    schemas = SPEC["components"]["schemas"]
+    money = {("HoldingIn", "balance"), ("HoldingRead", "balance"), ("TransactionEvent", "amount"),
+             ("ProductCreate", "min_amount"), ("ProductRead", "min_amount"), ("CustomerMetrics", "aum"),
+             ("CustomerMetrics", "aum_avg_3m"), ("TierDistribution", "aum"), ("TierDistributionEntry", "aum")}
+    for model, field in money:
+        schema = schemas[model]["properties"][field]
+        assert schema["type"] == "string" and schema["pattern"].endswith(r"(\.[0-9]{1,2})?$"), (model, field)
+    number_or_string = [where for where, node in _walk(SPEC) if {"type": "number"} in node.get("anyOf", [])
+                        and any(s.get("type") == "string" and "pattern" in s for s in node["anyOf"])]
+    assert number_or_string == [], number_or_string
+
+
+def test_explanations_and_reasons_are_typed():
+    schemas = SPEC["components"]["schemas"]
+    assert schemas["TierExplanation"]["properties"]["conditions"]["items"] == {
+        "$ref": "#/components/schemas/ConditionResult"}
+    reasons = schemas["RecommendationRead"]["properties"]["reasons"]["items"]
+    assert reasons["discriminator"]["propertyName"] == "code" and len(reasons["oneOf"]) == 7
+    assert schemas["CareEntry"]["properties"]["date"]["format"] == "date"
+
+
+async def test_money_sent_as_a_number_is_refused_and_returned_as_a_string(client, as_role, session):
+    await add_products(session)
+    headers = as_role("integration")
+    assert (await client.put("/v1/customers/MONEY-1", json=customer_body(), headers=headers)).status_code == 201
+    holding = {"product_code": "current_account", "balance": 8450.2, "as_of": date.today().isoformat()}
+    refused = await client.put("/v1/customers/MONEY-1/holdings", json={"holdings": [holding]}, headers=headers)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["pointer"] == "/holdings/0/balance"
+    stored = await client.put("/v1/customers/MONEY-1/holdings", headers=headers,
+                              json={"holdings": [{**holding, "balance": "8450.2"}]})
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["holdings"][0]["balance"] == "8450.20"
+    customer = (await client.get("/v1/customers/MONEY-1", headers=headers)).json()
+    assert customer["metrics"]["deposit_balance"] == "8450.20"

@@ -33,8 +33,6 @@ def _forget_exited_processes(pgdata: Path) -> None:
     """Drop pgserver's registrations of processes that no longer run. A process killed before its exit handlers
     ran (SIGKILL; SIGTERM before `tierwise` turned it into a normal exit) stays registered, and the server would
     then never be stopped by anyone."""
-    import psutil
-
     handles = pgdata / ".handle_pids.json"
     if handles.exists():
         registered = json.loads(handles.read_text() or "[]")

@@ -29,13 +29,14 @@ class Readiness(BaseModel):
     migration: str | None = Field(description="The database's migration revision (the latest).")
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", summary="Is the process alive", response_model=Health)
 async def healthz() -> Health:
     """The process is alive."""
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, responses={503: {
+@router.get("/readyz", summary="Is the service ready (database and migrations)",
+            response_model=Readiness, responses={503: {
     **problem_responses(503)[503], "description": "Not ready: the database is unreachable or not migrated to head"}})
 async def readyz(request: Request):
     """Ready when the database answers and its schema is at the latest migration."""
@@ -51,7 +52,8 @@ async def readyz(request: Request):
     return Readiness(status="ready", database="ok", migration=current)
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get("/metrics", summary="Prometheus metrics",
+            response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics() -> Response:
     """Prometheus metrics: requests by route template, status and latency; connection pool use."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

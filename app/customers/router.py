@@ -15,7 +15,7 @@ from app.tiering import service as policies_service
 from app.rules.attributes import is_builtin_attribute
 from app.customers.schemas import (AttributeDefinitionPut, AttributeDefinitionRead, CustomerImportLine,
                                    CustomerPatch, CustomerRead, CustomerSummary, CustomerUpsert, EventBatch,
-                                   EventBatchResult, ExternalId, HoldingRead, HoldingsPut, HoldingsRead,
+                                   EventBatchResult, ExternalIdPath, HoldingRead, HoldingsPut, HoldingsRead,
                                    ImportResult, Segment)
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"], responses=problem_responses(401, 403))
@@ -23,7 +23,6 @@ events_router = APIRouter(prefix="/v1/events", tags=["events"], responses=proble
 attributes_router = APIRouter(prefix="/v1/attributes/custom", tags=["attributes"],
                               responses=problem_responses(401, 403))
 
-ExternalIdPath = Annotated[ExternalId, Path(description="The bank's own customer id.")]
 READ = [require_scope(Scope.CUSTOMERS_READ)]
 WRITE = [require_scope(Scope.CUSTOMERS_WRITE)]
 
@@ -33,7 +32,7 @@ async def _read(session, external_id: str) -> CustomerRead:
     return CustomerRead(**CustomerSummary.model_validate(customer).model_dump(), metrics=metrics)
 
 
-@router.get("", response_model=Page[CustomerSummary], dependencies=READ,
+@router.get("", summary="List customers", response_model=Page[CustomerSummary], dependencies=READ,
             responses=problem_responses(404, 422))
 async def list_customers(session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50,
                          segment: Segment | None = None,
@@ -57,7 +56,8 @@ async def list_customers(session: SessionDep, cursor: CursorParam = None, limit:
     return Page[CustomerSummary](items=[CustomerSummary.model_validate(r) for r in items], next_cursor=next_cursor)
 
 
-@router.post("/import", response_model=ImportResult, dependencies=WRITE, responses=problem_responses(413, 422),
+@router.post("/import", summary="Import customers (NDJSON)",
+             response_model=ImportResult, dependencies=WRITE, responses=problem_responses(413, 422),
              openapi_extra={"requestBody": {"required": True, "content": {"application/x-ndjson": {
                  "schema": {"type": "string", "description": "One CustomerImportLine JSON object per line."},
                  "example": '{"external_id": "C0001042", "segment": "retail", "onboarded_at": '
@@ -99,7 +99,7 @@ async def import_customers(request: Request, session: SessionDep) -> ImportResul
                         rejected=len(rejections), rejections=rejections)
 
 
-@router.put("/{external_id}", response_model=CustomerRead, dependencies=WRITE,
+@router.put("/{external_id}", summary="Create or replace a customer", response_model=CustomerRead, dependencies=WRITE,
             responses={201: {"model": CustomerRead, "description": "Created"}, **problem_responses(422)})
 async def upsert_customer(external_id: ExternalIdPath, body: CustomerUpsert, session: SessionDep,
                           response: Response) -> CustomerRead:
@@ -110,13 +110,14 @@ async def upsert_customer(external_id: ExternalIdPath, body: CustomerUpsert, ses
     return await _read(session, external_id)
 
 
-@router.get("/{external_id}", response_model=CustomerRead, dependencies=READ, responses=problem_responses(404))
+@router.get("/{external_id}", summary="Get a customer with metrics",
+            response_model=CustomerRead, dependencies=READ, responses=problem_responses(404))
 async def get_customer(external_id: ExternalIdPath, session: SessionDep) -> CustomerRead:
     """The profile with its derived metrics (AUM, averages, activity), the values tier rules see."""
     return await _read(session, external_id)
 
 
-@router.patch("/{external_id}", response_model=CustomerRead, dependencies=WRITE,
+@router.patch("/{external_id}", summary="Change some profile fields", response_model=CustomerRead, dependencies=WRITE,
               responses=problem_responses(404, 422))
 async def patch_customer(external_id: ExternalIdPath, body: CustomerPatch, session: SessionDep) -> CustomerRead:
     """Change some profile fields; custom attributes are merged (null removes one)."""
@@ -125,7 +126,7 @@ async def patch_customer(external_id: ExternalIdPath, body: CustomerPatch, sessi
     return await _read(session, external_id)
 
 
-@router.delete("/{external_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=WRITE,
+@router.delete("/{external_id}", summary="Erase a customer", status_code=status.HTTP_204_NO_CONTENT, dependencies=WRITE,
                responses=problem_responses(404))
 async def erase_customer(external_id: ExternalIdPath, session: SessionDep, request: Request) -> None:
     """Erase a customer (right to erasure): personal fields, holdings and events are removed; anonymous counts
@@ -133,7 +134,8 @@ async def erase_customer(external_id: ExternalIdPath, session: SessionDep, reque
     await service.erase_customer(session, external_id, request.app.state.settings.api_key_pepper)
 
 
-@router.get("/{external_id}/holdings", response_model=HoldingsRead, dependencies=READ,
+@router.get("/{external_id}/holdings", summary="Get a customer's holdings",
+            response_model=HoldingsRead, dependencies=READ,
             responses=problem_responses(404))
 async def get_holdings(external_id: ExternalIdPath, session: SessionDep) -> HoldingsRead:
     """The customer's current products and balances."""
@@ -141,7 +143,8 @@ async def get_holdings(external_id: ExternalIdPath, session: SessionDep) -> Hold
     return HoldingsRead(holdings=[HoldingRead.model_validate(r) for r in rows])
 
 
-@router.put("/{external_id}/holdings", response_model=HoldingsRead, dependencies=WRITE,
+@router.put("/{external_id}/holdings", summary="Replace a customer's holdings",
+            response_model=HoldingsRead, dependencies=WRITE,
             responses=problem_responses(404, 422))
 async def replace_holdings(external_id: ExternalIdPath, body: HoldingsPut, session: SessionDep) -> HoldingsRead:
     """Replace the customer's whole product set. Each balance is also kept in a dated history, from which
@@ -151,7 +154,8 @@ async def replace_holdings(external_id: ExternalIdPath, body: HoldingsPut, sessi
     return HoldingsRead(holdings=[HoldingRead.model_validate(r) for r in rows])
 
 
-@events_router.post("", response_model=EventBatchResult, dependencies=[require_scope(Scope.EVENTS_WRITE)],
+@events_router.post("", summary="Record activity events",
+                    response_model=EventBatchResult, dependencies=[require_scope(Scope.EVENTS_WRITE)],
                     responses=problem_responses(413, 422))
 async def ingest_events(body: EventBatch, session: SessionDep) -> EventBatchResult:
     """Record transactions, app logins and referrals for many customers. Each event carries your `event_id`:
@@ -161,17 +165,18 @@ async def ingest_events(body: EventBatch, session: SessionDep) -> EventBatchResu
     return EventBatchResult(received=len(body.events), recorded=recorded, duplicates=len(body.events) - recorded)
 
 
-AttributeName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="snake_case name")]
+AttributeName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="snake_case name",
+                                    examples=["employer_payroll"])]
 
 
-@attributes_router.get("", response_model=list[AttributeDefinitionRead],
+@attributes_router.get("", summary="List custom attributes", response_model=list[AttributeDefinitionRead],
                        dependencies=[require_scope(Scope.ATTRIBUTES_READ)])
 async def list_attribute_definitions(session: SessionDep) -> list[AttributeDefinitionRead]:
     """Custom attributes the bank has declared."""
     return [AttributeDefinitionRead.model_validate(d) for d in await service.list_attribute_definitions(session)]
 
 
-@attributes_router.put("/{name}", response_model=AttributeDefinitionRead,
+@attributes_router.put("/{name}", summary="Declare a custom attribute", response_model=AttributeDefinitionRead,
                        dependencies=[require_scope(Scope.ATTRIBUTES_WRITE)], responses=problem_responses(409, 422))
 async def put_attribute_definition(name: AttributeName, body: AttributeDefinitionPut,
                                    session: SessionDep) -> AttributeDefinitionRead:

@@ -4,6 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema,
                       field_validator, model_validator)
 from typing_extensions import TypeAliasType
@@ -22,6 +23,7 @@ LoginChannel = TypeAliasType("LoginChannel", Annotated[Literal["mobile", "web"],
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
 ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN)]
 CUSTOMER_ID_EXAMPLE = "C0001042"
+ExternalIdPath = Annotated[ExternalId, Path(description="The bank's own customer id.", examples=[CUSTOMER_ID_EXAMPLE])]
 _ATTRIBUTE_VALUE = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"},
                               {"type": "array", "items": {"type": "string"}}, {"type": "null"}]}
 CustomAttributes = Annotated[dict[str, Any], WithJsonSchema({
@@ -156,6 +158,21 @@ class CustomerSummary(BaseModel):
 
 
 class CustomerRead(CustomerSummary):
+    """The profile with the metrics rules see."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "external_id": "C0001042", "segment": "retail", "display_name": "Maria Rossi", "birth_date": "1979-04-12",
+        "onboarded_at": "2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z",
+        "marketing_consent": True, "attributes": {"employer_payroll": True},
+        "created_at": "2026-01-05T10:00:00Z", "updated_at": "2026-11-22T08:14:05Z",
+        "metrics": {"aum": "190950.20", "aum_avg_3m": "185300.75", "aum_trend_3m": "0.0305",
+                    "deposit_balance": "58450.20", "investment_balance": "132500.00", "loan_balance": "0.00",
+                    "products_held_count": 3, "held_products": ["balanced_fund", "current_account",
+                                                                "term_deposit_12m"],
+                    "held_categories": ["deposit", "fund"], "tenure_months": 173, "age": 47, "txn_count_90d": 112,
+                    "txn_amount_90d": "9830.40", "days_since_last_txn": 0, "logins_30d": 21, "referrals_12m": 1,
+                    "risk_tolerance": 3}}]})
+
     metrics: CustomerMetrics
 
 
@@ -206,6 +223,11 @@ class HoldingRead(BaseModel):
 
 
 class HoldingsRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"holdings": [
+        {"product_code": "current_account", "opened_at": "2012-06-01", "balance": "8450.20", "as_of": "2026-11-22"},
+        {"product_code": "balanced_fund", "opened_at": "2024-03-02", "balance": "132500.00",
+         "as_of": "2026-11-22"}]}]})
+
     holdings: list[HoldingRead]
 
 
@@ -256,6 +278,8 @@ class EventBatch(BaseModel):
 
 
 class EventBatchResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"received": 3, "recorded": 2, "duplicates": 1}]})
+
     received: int
     recorded: int = Field(description="Events stored by this request.")
     duplicates: int = Field(description="Events already stored earlier (retries); they changed nothing.")

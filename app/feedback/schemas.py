@@ -105,6 +105,10 @@ class FeedbackRejection(BaseModel):
 
 
 class FeedbackBatchResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "received": 3, "accepted": 2, "duplicates": 0, "rejected": 1, "rejections": [
+            {"index": 2, "pointer": "/events/2/recommendation_id", "detail": "Input should be a valid UUID"}]}]})
+
     received: int
     accepted: int = Field(description="Events stored by this request (they updated the statistics).")
     duplicates: int = Field(description="Events stored earlier (retries); they changed nothing.")

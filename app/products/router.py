@@ -18,7 +18,7 @@ CodePath = Annotated[str, Path(max_length=40, description="The product code, e.g
                                examples=["td-12m"])]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProductRead,
+@router.post("", summary="Add a product", status_code=status.HTTP_201_CREATED, response_model=ProductRead,
              dependencies=[require_scope(Scope.PRODUCTS_WRITE)], responses=problem_responses(401, 403, 409, 422))
 async def create_product(body: ProductCreate, session: SessionDep, request: Request) -> ProductRead:
     """Add a product to the catalog.
@@ -34,7 +34,8 @@ async def create_product(body: ProductCreate, session: SessionDep, request: Requ
     return created
 
 
-@router.get("", response_model=Page[ProductRead], dependencies=[require_scope(Scope.PRODUCTS_READ)],
+@router.get("", summary="List products",
+            response_model=Page[ProductRead], dependencies=[require_scope(Scope.PRODUCTS_READ)],
             responses=problem_responses(401, 403, 422))
 async def list_products(
     session: SessionDep,
@@ -56,14 +57,16 @@ async def list_products(
     return Page[ProductRead](items=[ProductRead.model_validate(row) for row in rows], next_cursor=next_cursor)
 
 
-@router.get("/{code}", response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_READ)],
+@router.get("/{code}", summary="Get a product",
+            response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_READ)],
             responses=problem_responses(401, 403, 404))
 async def get_product(code: CodePath, session: SessionDep) -> ProductRead:
     """One product by its code, active or not (a customer may still hold a deactivated product)."""
     return ProductRead.model_validate(await service.get_product(session, code))
 
 
-@router.patch("/{code}", response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
+@router.patch("/{code}", summary="Change a product",
+              response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
               responses=problem_responses(401, 403, 404, 422))
 async def update_product(code: CodePath, body: ProductUpdate, session: SessionDep, request: Request) -> ProductRead:
     """Change some fields of a product; omitted fields keep their values.
@@ -78,7 +81,8 @@ async def update_product(code: CodePath, body: ProductUpdate, session: SessionDe
     return updated
 
 
-@router.delete("/{code}", response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
+@router.delete("/{code}", summary="Deactivate a product",
+               response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
                responses=problem_responses(401, 403, 404))
 async def deactivate_product(code: CodePath, session: SessionDep, request: Request) -> ProductRead:
     """Deactivate a product: it is no longer recommended, but stays readable.

@@ -116,6 +116,23 @@ class FilteredProduct(BaseModel):
 
 
 class RecommendationsRead(BaseModel):
+    """Ranked offers for a customer; report what happens to each by its recommendation_id."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "customer_id": "C0001042", "tier": "wealth", "strategy": "personalised", "items": [{
+            "recommendation_id": "0b8e4c55-6a51-4f0c-9a55-2f0c3b1d7e10", "rank": 1,
+            "product": {"code": "fund-balanced-r3", "name": "Balanced Growth Fund", "category": "fund",
+                        "risk_level": 3},
+            "score": 0.4125, "score_parts": {"propensity": 0.125, "value": 2.5, "lever": 1.32},
+            "reasons": [
+                {"code": "ELIGIBLE", "text": "aum 620,000.00 >= 25,000",
+                 "value": {"pointer": "/all/0", "attribute": "aum", "operator": "gte", "threshold": 25000,
+                           "value": "620000.00", "result": True}},
+                {"code": "LEARNED_PROPENSITY", "text": "accepted 12 of 96 times offered to wealth customers",
+                 "value": 0.125},
+                {"code": "SUITABLE", "text": "risk R3 <= tolerance 4",
+                 "value": {"product_risk": 3, "risk_tolerance": 4}}]}]}]})
+
     customer_id: str
     tier: str | None = Field(description="The customer's tier under the primary policy, which propensities are "
                                          "learned per.")

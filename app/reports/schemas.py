@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.fields import Money
 from app.recommendations.schemas import RecommendationStrategy
@@ -27,6 +27,11 @@ class TierDistributionEntry(BaseModel):
 
 
 class TierDistribution(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "policy": "wealth", "customers": 2000, "aum": "412500000.00", "tiers": [
+            {"tier": "private", "label": "Private Banking", "rank": 40, "customers": 12, "aum": "180400000.00"},
+            {"tier": "mass", "label": "Everyday", "rank": 10, "customers": 1650, "aum": "21850000.00"}]}]})
+
     policy: str
     customers: int
     aum: Money

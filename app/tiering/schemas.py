@@ -263,6 +263,20 @@ class CustomerTier(BaseModel):
 
 
 class CustomerTiers(BaseModel):
+    """A customer's tier under every active policy, and why."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"customer_id": "C0001042", "tiers": [{
+        "policy": "wealth", "policy_version": 3, "tier": "wealth", "label": "Wealth", "rank": 30,
+        "since": "2026-03-01T02:00:11Z", "evaluated_at": "2026-11-22T08:14:05Z", "qualified_tier": "wealth",
+        "at_risk": False, "downgrade_to": None, "downgrade_on": None, "override": None,
+        "explanation": [
+            {"tier": "private", "matched": False, "conditions": [
+                {"pointer": "/tiers/0/condition", "attribute": "aum_avg_3m", "operator": "gte",
+                 "threshold": 10000000, "value": "620000.00", "result": False}]},
+            {"tier": "wealth", "matched": True, "conditions": [
+                {"pointer": "/tiers/1/condition", "attribute": "aum_avg_3m", "operator": "gte",
+                 "threshold": 500000, "value": "620000.00", "result": True}]}]}]}]})
+
     customer_id: str
     tiers: list[CustomerTier]
 
