@@ -59,7 +59,8 @@ async def list_customers(session: SessionDep, cursor: CursorParam = None, limit:
 @router.post("/import", summary="Import customers (NDJSON)",
              response_model=ImportResult, dependencies=WRITE, responses=problem_responses(413, 422),
              openapi_extra={"requestBody": {"required": True, "content": {"application/x-ndjson": {
-                 "schema": {"type": "string", "description": "One CustomerImportLine JSON object per line."},
+                 "schema": {"type": "string", "format": "binary",
+                            "description": "One CustomerImportLine JSON object per line."},
                  "example": '{"external_id": "C0001042", "segment": "retail", "onboarded_at": '
                             '"2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z", '
                             '"marketing_consent": true}\n{"external_id": "C0001043", "segment": "small_business", '
