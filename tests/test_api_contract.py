@@ -121,7 +121,7 @@ def test_money_is_a_decimal_string_with_a_pattern_in_requests_and_responses():
              ("CustomerMetrics", "aum_avg_3m"), ("TierDistribution", "aum"), ("TierDistributionEntry", "aum")}
     for model, field in money:
         schema = schemas[model]["properties"][field]
-        assert schema["type"] == "string" and schema["pattern"].endswith(r"(\.[0-9]{1,2})?$"), (model, field)
+        assert schema["type"] == "string" and r"(\.[0-9]{1,2})?" in schema["pattern"], (model, field)
     number_or_string = [where for where, node in _walk(SPEC) if {"type": "number"} in node.get("anyOf", [])
                         and any(s.get("type") == "string" and "pattern" in s for s in node["anyOf"])]
     assert number_or_string == [], number_or_string
@@ -149,3 +149,26 @@ async def test_money_sent_as_a_number_is_refused_and_returned_as_a_string(client
     assert stored.json()["holdings"][0]["balance"] == "8450.20"
     customer = (await client.get("/v1/customers/MONEY-1", headers=headers)).json()
     assert customer["metrics"]["deposit_balance"] == "8450.20"
+
+
+def test_published_constraints_are_the_enforced_ones():
+    schemas = SPEC["components"]["schemas"]
+    update = schemas["ProductUpdate"]["properties"]
+    assert "anyOf" not in update["name"] and "anyOf" in update["active_to"]  # only the clearable fields take null
+    assert schemas["ProductCreate"]["properties"]["channels"]["uniqueItems"] is True
+    assert schemas["CustomerUpsert"]["dependentRequired"] == {"risk_level": ["risk_assessed_at"]}
+    shapes = {shape["title"]: shape for shape in schemas["Comparison"]["oneOf"]}
+    assert shapes["BetweenComparison"]["properties"]["value"]["minItems"] == 2
+    assert shapes["IsNullComparison"]["properties"]["value"] == {"title": "Value", "type": "boolean"}
+
+
+async def test_a_zero_amount_and_a_null_product_name_are_refused_as_published(client, as_role, session):
+    await add_products(session)
+    patched = await client.patch("/v1/products/current_account", json={"name": None}, headers=as_role("admin"))
+    assert patched.status_code == 422 and patched.json()["errors"][0]["pointer"] == "/name"
+    assert "omit the field" in patched.json()["errors"][0]["detail"]
+    event = {"type": "transaction", "event_id": "zero-1", "customer_id": "NOBODY", "amount": "0.00",
+             "direction": "debit", "channel": "card", "occurred_at": "2026-01-01T00:00:00Z"}
+    refused = await client.post("/v1/events", json={"events": [event]}, headers=as_role("integration"))
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["pointer"].endswith("/amount")

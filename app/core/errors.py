@@ -277,7 +277,7 @@ class Problem(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "type": "https://tierwise.dev/problems/validation-failed", "title": "Validation failed", "status": 422,
         "detail": "/holdings/0/balance: must be a decimal string such as \"1234.50\"",
-        "instance": "/v1/customers/C0001042/holdings",
+        "instance": "/v1/customers/C00000042/holdings",
         "errors": [{"location": "body", "pointer": "/holdings/0/balance", "type": "string_type",
                     "detail": "must be a decimal string such as \"1234.50\""}]}]})
 

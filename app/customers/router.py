@@ -61,9 +61,9 @@ async def list_customers(session: SessionDep, cursor: CursorParam = None, limit:
              openapi_extra={"requestBody": {"required": True, "content": {"application/x-ndjson": {
                  "schema": {"type": "string", "format": "binary",
                             "description": "One CustomerImportLine JSON object per line."},
-                 "example": '{"external_id": "C0001042", "segment": "retail", "onboarded_at": '
+                 "example": '{"external_id": "C00000042", "segment": "retail", "onboarded_at": '
                             '"2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z", '
-                            '"marketing_consent": true}\n{"external_id": "C0001043", "segment": "small_business", '
+                            '"marketing_consent": true}\n{"external_id": "C00000043", "segment": "small_business", '
                             '"onboarded_at": "2020-01-15T00:00:00Z"}\n'}}}})
 async def import_customers(request: Request, session: SessionDep) -> ImportResult:
     """Upsert up to 100,000 customers from NDJSON (one profile with its `external_id` per line). Every line is

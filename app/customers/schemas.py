@@ -9,7 +9,7 @@ from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, StringConstra
                       field_validator, model_validator)
 from typing_extensions import TypeAliasType
 
-from app.core.fields import Money, NonNegativeMoney
+from app.core.fields import Money, PositiveMoney
 from app.rules.attributes import AttributeType
 
 Segment = TypeAliasType("Segment", Annotated[Literal["retail", "small_business"], Field(
@@ -22,7 +22,7 @@ LoginChannel = TypeAliasType("LoginChannel", Annotated[Literal["mobile", "web"],
     description="Which app the customer logged in to.")])
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
 ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN)]
-CUSTOMER_ID_EXAMPLE = "C0001042"
+CUSTOMER_ID_EXAMPLE = "C00000042"
 ExternalIdPath = Annotated[ExternalId, Path(description="The bank's own customer id.", examples=[CUSTOMER_ID_EXAMPLE])]
 _ATTRIBUTE_VALUE = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"},
                               {"type": "array", "items": {"type": "string"}}, {"type": "null"}]}
@@ -78,7 +78,8 @@ class CustomerFields(BaseModel):
 class CustomerUpsert(CustomerFields):
     """The whole profile, as PUT /v1/customers/{external_id} sends it."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"dependentRequired": {
+        "risk_level": ["risk_assessed_at"]}, "examples": [{
         "segment": "retail", "display_name": "Maria Rossi", "birth_date": "1979-04-12",
         "onboarded_at": "2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z",
         "marketing_consent": True, "attributes": {"employer_payroll": True}}]})
@@ -115,8 +116,16 @@ class CustomerPatch(CustomerFields):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"risk_level": 4, "risk_assessed_at": "2026-11-20T10:00:00Z"}, {"marketing_consent": False}]})
 
-    segment: Segment | None = None
-    onboarded_at: AwareDatetime | None = None
+    segment: Segment = None  # may be left out, not set to null (nor onboarded_at, marketing_consent)
+    onboarded_at: AwareDatetime = None
+    marketing_consent: bool = None
+
+    @field_validator("segment", "onboarded_at", "marketing_consent", mode="before")
+    @classmethod
+    def not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null; omit the field to keep its current value")
+        return value
 
 
 class CustomerMetrics(BaseModel):
@@ -161,7 +170,7 @@ class CustomerRead(CustomerSummary):
     """The profile with the metrics rules see."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "external_id": "C0001042", "segment": "retail", "display_name": "Maria Rossi", "birth_date": "1979-04-12",
+        "external_id": "C00000042", "segment": "retail", "display_name": "Maria Rossi", "birth_date": "1979-04-12",
         "onboarded_at": "2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z",
         "marketing_consent": True, "attributes": {"employer_payroll": True},
         "created_at": "2026-01-05T10:00:00Z", "updated_at": "2026-11-22T08:14:05Z",
@@ -246,7 +255,7 @@ class EventBase(BaseModel):
 
 class TransactionEvent(EventBase):
     type: Literal["transaction"]
-    amount: NonNegativeMoney = Field(gt=0, description="The amount moved, greater than 0: a decimal string.")
+    amount: PositiveMoney = Field(description="The amount moved, greater than 0: a decimal string.")
     direction: TransactionDirection
     channel: TransactionChannel
 
@@ -267,11 +276,11 @@ Event = Annotated[TransactionEvent | LoginEvent | ReferralEvent, Field(discrimin
 
 class EventBatch(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"events": [
-        {"type": "transaction", "event_id": "txn-2026-11-22-000981", "customer_id": "C0001042",
+        {"type": "transaction", "event_id": "txn-2026-11-22-000981", "customer_id": "C00000042",
          "occurred_at": "2026-11-22T08:14:03Z", "amount": "54.90", "direction": "debit", "channel": "card"},
-        {"type": "login", "event_id": "login-88120391", "customer_id": "C0001042",
+        {"type": "login", "event_id": "login-88120391", "customer_id": "C00000042",
          "occurred_at": "2026-11-22T08:10:41Z", "channel": "mobile"},
-        {"type": "referral", "event_id": "ref-77120", "customer_id": "C0001042",
+        {"type": "referral", "event_id": "ref-77120", "customer_id": "C00000042",
          "occurred_at": "2026-11-21T17:02:00Z"}]}]})
 
     events: list[Event] = Field(min_length=1, max_length=10_000)

@@ -55,11 +55,11 @@ class FeedbackEventBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"events": [
         {"event_id": "fb-20261122-000001", "recommendation_id": "0b8e4c55-6a51-4f0c-9a55-2f0c3b1d7e10",
-         "customer_id": "C0001042", "type": "impression", "occurred_at": "2026-11-22T08:14:03Z", "channel": "mobile"},
+         "customer_id": "C00000042", "type": "impression", "occurred_at": "2026-11-22T08:14:03Z", "channel": "mobile"},
         {"event_id": "fb-20261122-000002", "recommendation_id": "0b8e4c55-6a51-4f0c-9a55-2f0c3b1d7e10",
-         "customer_id": "C0001042", "type": "click", "occurred_at": "2026-11-22T08:14:11Z"},
+         "customer_id": "C00000042", "type": "click", "occurred_at": "2026-11-22T08:14:11Z"},
         {"event_id": "fb-20261122-000003", "recommendation_id": "0b8e4c55-6a51-4f0c-9a55-2f0c3b1d7e10",
-         "customer_id": "C0001042", "type": "convert", "occurred_at": "2026-11-22T08:19:40Z"}]}]})
+         "customer_id": "C00000042", "type": "convert", "occurred_at": "2026-11-22T08:19:40Z"}]}]})
 
     events: list[FeedbackEventIn | dict[str, Any]] = Field(
         min_length=1, max_length=MAX_FEEDBACK_BATCH,
@@ -122,10 +122,10 @@ class SurveyIn(BaseModel):
     """One survey answer. The comment is the customer's own words: stored and returned, never logged."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"event_id": "srv-5521-88120", "customer_id": "C0001042", "kind": "nps", "score": 9,
+        {"event_id": "srv-5521-88120", "customer_id": "C00000042", "kind": "nps", "score": 9,
          "comment": "The new savings goals feature is great.", "channel": "mobile", "touchpoint": "app_rating_prompt",
          "occurred_at": "2026-11-22T09:30:00Z"},
-        {"event_id": "srv-5521-88121", "customer_id": "C0001042", "kind": "csat", "score": 4, "channel": "branch",
+        {"event_id": "srv-5521-88121", "customer_id": "C00000042", "kind": "csat", "score": 4, "channel": "branch",
          "touchpoint": "mortgage_appointment", "occurred_at": "2026-11-21T15:00:00Z"}]})
 
     event_id: EventId = Field(description="Your id of the answer; a retry returns the stored answer.")
@@ -171,7 +171,7 @@ class ComplaintIn(BaseModel):
     """A complaint to open. The description is the customer's own words: stored and returned, never logged."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"event_id": "cmp-2026-11-22-0042", "customer_id": "C0001042", "category": "fees", "channel": "phone",
+        {"event_id": "cmp-2026-11-22-0042", "customer_id": "C00000042", "category": "fees", "channel": "phone",
          "description": "Charged a foreign transaction fee on a card that advertises none.",
          "opened_at": "2026-11-22T10:05:00Z"}]})
 

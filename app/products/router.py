@@ -14,8 +14,8 @@ from app.products.schemas import Channel, ProductCategory, ProductCreate, Produc
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
-CodePath = Annotated[str, Path(max_length=40, description="The product code, e.g. `td-12m`.",
-                               examples=["td-12m"])]
+CodePath = Annotated[str, Path(max_length=40, description="The product code, e.g. `term_deposit_12m`.",
+                               examples=["term_deposit_12m"])]
 
 
 @router.post("", summary="Add a product", status_code=status.HTTP_201_CREATED, response_model=ProductRead,

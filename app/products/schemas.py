@@ -21,8 +21,8 @@ ProductName = Annotated[str, StringConstraints(strip_whitespace=True, min_length
 RiskLevel = Annotated[int, Field(ge=1, le=5)]
 RankingMultiplier = Annotated[Multiplier, Field(gt=0, le=100)]
 Description = Annotated[str, Field(max_length=2000)]
-Channels = Annotated[list[Channel], Field(min_length=1, max_length=4)]
-TargetTiers = Annotated[list[TierCode], Field(max_length=50)]
+Channels = Annotated[list[Channel], Field(min_length=1, max_length=4, json_schema_extra={"uniqueItems": True})]
+TargetTiers = Annotated[list[TierCode], Field(max_length=50, json_schema_extra={"uniqueItems": True})]
 # A condition in the rule language (app.rules); stored as given until that language's validator is wired in.
 EligibilityCondition = Condition
 
@@ -119,27 +119,27 @@ class ProductUpdate(BaseModel):
         {"eligibility": None, "target_tiers": ["mass", "affluent"]},
     ]})
 
-    name: ProductName | None = Field(None, description="Name shown to customers.")
-    category: ProductCategory | None = None
-    risk_level: RiskLevel | None = Field(None, description=RISK_DOC)
-    min_amount: NonNegativeMoney | None = Field(None, description=MIN_AMOUNT_DOC)
-    channels: Channels | None = Field(None, description=CHANNELS_DOC)
+    name: ProductName = Field(None, description="Name shown to customers.")
+    category: ProductCategory = None
+    risk_level: RiskLevel = Field(None, description=RISK_DOC)
+    min_amount: NonNegativeMoney = Field(None, description=MIN_AMOUNT_DOC)
+    channels: Channels = Field(None, description=CHANNELS_DOC)
     active_from: AwareDatetime | None = Field(None, description=WINDOW_FROM_DOC)
     active_to: AwareDatetime | None = Field(None, description=WINDOW_TO_DOC)
-    value_weight: RankingMultiplier | None = Field(None, description=VALUE_WEIGHT_DOC)
-    lever: RankingMultiplier | None = Field(None, description=LEVER_DOC)
-    target_tiers: TargetTiers | None = Field(None, description=TIERS_DOC)
+    value_weight: RankingMultiplier = Field(None, description=VALUE_WEIGHT_DOC)
+    lever: RankingMultiplier = Field(None, description=LEVER_DOC)
+    target_tiers: TargetTiers = Field(None, description=TIERS_DOC)
     eligibility: EligibilityCondition | None = Field(None, description=ELIGIBILITY_DOC)
-    is_service: bool | None = Field(None, description=SERVICE_DOC)
-    description: Description | None = None
-    is_active: bool | None = Field(None, description="True reactivates a deactivated product.")
+    is_service: bool = Field(None, description=SERVICE_DOC)
+    description: Description = None
+    is_active: bool = Field(None, description="True reactivates a deactivated product.")
 
     @field_validator("channels", "target_tiers")
     @classmethod
     def refuse_duplicate_entries(cls, values: list[str] | None) -> list[str] | None:
         return _refuse_duplicates(values)
 
-    @field_validator("*")
+    @field_validator("*", mode="before")
     @classmethod
     def refuse_null_for_required_fields(cls, value: Any, info) -> Any:
         if value is None and info.field_name not in NULLABLE_ON_UPDATE:

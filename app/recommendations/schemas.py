@@ -119,7 +119,7 @@ class RecommendationsRead(BaseModel):
     """Ranked offers for a customer; report what happens to each by its recommendation_id."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "customer_id": "C0001042", "tier": "wealth", "strategy": "personalised", "items": [{
+        "customer_id": "C00000042", "tier": "wealth", "strategy": "personalised", "items": [{
             "recommendation_id": "0b8e4c55-6a51-4f0c-9a55-2f0c3b1d7e10", "rank": 1,
             "product": {"code": "fund-balanced-r3", "name": "Balanced Growth Fund", "category": "fund",
                         "risk_level": 3},

@@ -265,7 +265,7 @@ class CustomerTier(BaseModel):
 class CustomerTiers(BaseModel):
     """A customer's tier under every active policy, and why."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"customer_id": "C0001042", "tiers": [{
+    model_config = ConfigDict(json_schema_extra={"examples": [{"customer_id": "C00000042", "tiers": [{
         "policy": "wealth", "policy_version": 3, "tier": "wealth", "label": "Wealth", "rank": 30,
         "since": "2026-03-01T02:00:11Z", "evaluated_at": "2026-11-22T08:14:05Z", "qualified_tier": "wealth",
         "at_risk": False, "downgrade_to": None, "downgrade_on": None, "override": None,
