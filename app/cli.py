@@ -5,6 +5,7 @@ Each command imports what it uses when it runs, so that `tierwise migrate` does 
 import asyncio
 import json
 import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,17 +17,49 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
-from app.core.embedded import resolve_database_url
+from app.core.embedded import resolve_database_url, stop_embedded_postgres
 
 cli = typer.Typer(help="Tierwise: customer tiering and next-best-product service.", no_args_is_help=True)
 keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 cli.add_typer(keys_cli, name="api-keys")
 
 
+def migrated_database_url(settings: Settings) -> str:
+    """The database a command works on, which `tierwise migrate` prepared. When it is not there, say which
+    database was tried and what to do, and exit 1 (creating nothing: no data folder, no empty database)."""
+    from sqlalchemy.engine import make_url
+
+    from app.core.embedded import database_exists, has_embedded_postgres, start_embedded_postgres, to_async_url
+    from app.core.migrations import current_revision
+
+    where = "set TIERWISE_DATA_DIR or TIERWISE_DATABASE_URL to the database you meant"
+    if settings.database_url is None and not has_embedded_postgres(settings.data_dir):
+        _fail(f"no Tierwise database in the data folder {settings.data_dir.resolve()}: run `tierwise migrate` "
+              f"to create one there, or {where}")
+    url = settings.database_url or start_embedded_postgres(settings.data_dir)
+    shown = make_url(url).render_as_string(hide_password=True)
+    try:
+        migrated = database_exists(url) and current_revision(url) is not None
+    except (OSError, ValueError) as exc:  # refused, unreachable, no such host
+        _fail(f"cannot reach {shown} ({type(exc).__name__}): is the server running? Or {where}")
+    except Exception as exc:  # the server answered with an error: authentication, permissions
+        if type(exc).__module__.split(".")[0] != "asyncpg":
+            raise
+        _fail(f"{shown} refused the connection ({type(exc).__name__}): check the URL's user and password")
+    if not migrated:
+        _fail(f"no Tierwise schema in {shown}: run `tierwise migrate`, or {where}")
+    return to_async_url(url)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"tierwise: {message}", err=True)
+    raise typer.Exit(1)
+
+
 @asynccontextmanager
 async def command_session(settings: Settings) -> AsyncIterator[AsyncSession]:
     """A session for one CLI command: committed when the command succeeds, like a request."""
-    engine = create_engine(resolve_database_url(settings), settings, batch=True)
+    engine = create_engine(migrated_database_url(settings), settings, batch=True)
     try:
         async with create_sessionmaker(engine)() as session:
             yield session
@@ -132,7 +165,7 @@ async def _tier_run(settings: Settings, policy_key: str | None, chunk_size: int)
     from app.tiering import runs
     from app.tiering import policies
 
-    engine = create_engine(resolve_database_url(settings), settings, batch=True)
+    engine = create_engine(migrated_database_url(settings), settings, batch=True)
     sessionmaker = create_sessionmaker(engine)
     try:
         async with sessionmaker() as session:
@@ -158,7 +191,7 @@ def refresh_offer_states(everyone: Annotated[bool, typer.Option(
     settings = get_settings()
 
     async def run() -> dict:
-        engine = create_engine(resolve_database_url(settings), settings, batch=True)
+        engine = create_engine(migrated_database_url(settings), settings, batch=True)
         try:
             return await Recommender(settings, create_sessionmaker(engine)).refresh_offer_states(everyone=everyone)
         finally:
@@ -258,6 +291,8 @@ def serve(setup: Annotated[bool, typer.Option(help="Migrate, load demo data if e
 
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
+    if settings.database_url is None:
+        resolve_database_url(settings)  # this process holds the embedded Postgres, and stops it on every way out
     if setup:
         from app.core.migrations import upgrade_to_head
 
@@ -273,8 +308,25 @@ def serve(setup: Annotated[bool, typer.Option(help="Migrate, load demo data if e
                 http="app.core.server:ProblemHttpProtocol")
 
 
+class Terminated(BaseException):
+    """SIGTERM (docker, systemd, Kubernetes), raised where the process is so that it unwinds and stops the
+    embedded Postgres; uvicorn holds the signal while it shuts down gracefully, then raises it again."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def main() -> None:
-    cli()
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        cli()
+    except Terminated:
+        stop_embedded_postgres()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)  # end as the signal ends a process, which supervisors read as clean
+    finally:
+        stop_embedded_postgres()  # Ctrl-C, a normal exit, a failure at start-up
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ from app.core.config import Settings, get_settings
 from app.core.schedule import run_every
 from app.core.db import create_engine, create_read_pool, create_sessionmaker
 from app.core.embedded import resolve_database_url
-from app.core.errors import install_error_handlers, problem_responses
+from app.core.errors import install_error_handlers
+from app.core.docs import install_docs
+from app.core.openapi import TAGS, install_openapi, operation_id
 from app.core.health import POOL_COLLECTOR
 from app.core.hotpath import HotReads
 from app.core.health import router as health_router
@@ -89,7 +91,7 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
             await engine.dispose()
 
     app = FastAPI(title="Tierwise", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  openapi_tags=[])
+                  openapi_tags=TAGS, generate_unique_id_function=operation_id, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(role_limits(settings))
     app.state.failed_auth = FailedAuthLimiter(RateLimit(settings.auth_failures_per_s, settings.auth_failures_burst))
@@ -104,10 +106,10 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         app.state.sessionmaker = sessionmaker
     install_error_handlers(app)
     app.include_router(health_router)
-    # Every /v1 route may meet a malformed body (400) or parameter (422), a rate limit (429) or a database that
-    # is away (503): documented once here, as problem+json, rather than on each route.
+    install_docs(app)
     for router in ROUTERS:
-        app.include_router(router, responses=problem_responses(400, 422, 429, 503))
+        app.include_router(router)
+    install_openapi(app)
     # Middleware, innermost first: the hot reads right in front of the router, the answer to unexpected errors
     # around everything but the request id and access log, outermost (they see every request and its status).
     if settings.hot_reads:

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"], dependencies=[requi
                    responses=problem_responses(401, 403))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated,
+@router.post("", summary="Create an API key", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated,
              responses=problem_responses(422))
 async def create_api_key(body: ApiKeyCreate, session: SessionDep, request: Request) -> ApiKeyCreated:
     """Create a key for a calling system. The key is in this response only; store it in a secret manager."""
@@ -26,15 +26,15 @@ async def create_api_key(body: ApiKeyCreate, session: SessionDep, request: Reque
     return ApiKeyCreated(**_read(row, request).model_dump(), key=key)
 
 
-@router.get("", response_model=list[ApiKeyRead])
+@router.get("", summary="List API keys", response_model=list[ApiKeyRead])
 async def list_api_keys(session: SessionDep, request: Request, include_revoked: QueryBoolean = False
                         ) -> list[ApiKeyRead]:
     """Every key's name, role and scopes; never the key or its hash."""
     return [_read(row, request) for row in await service.list_api_keys(session, include_revoked)]
 
 
-@router.delete("/{key_id}", response_model=ApiKeyRead, responses=problem_responses(404))
-async def revoke_api_key(key_id: Annotated[ParamInteger(1, BIGINT_MAX), Path()], session: SessionDep,
+@router.delete("/{key_id}", summary="Revoke an API key", response_model=ApiKeyRead, responses=problem_responses(404))
+async def revoke_api_key(key_id: Annotated[ParamInteger(1, BIGINT_MAX), Path(examples=[3])], session: SessionDep,
                          request: Request) -> ApiKeyRead:
     """Revoke a key. It stops working at once on this instance and within `TIERWISE_API_KEY_CACHE_SECONDS`
     (default 5) on every other one."""

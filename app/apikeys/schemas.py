@@ -1,11 +1,15 @@
 """API key request and response bodies."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeAliasType
 
-Role = Literal["app", "integration", "admin"]
+from app.core.security import Scope
+
+Role = TypeAliasType("Role", Annotated[Literal["app", "integration", "admin"], Field(
+    description="A preset of scopes: app (mobile backend), integration (core-banking feeds), admin (everything).")])
 
 
 class ApiKeyCreate(BaseModel):
@@ -20,7 +24,7 @@ class ApiKeyRead(BaseModel):
     id: int
     name: str
     role: Role
-    scopes: list[str] = Field(description="The role's scopes, as this service grants them now (not stored per key).")
+    scopes: list[Scope] = Field(description="The role's scopes, as this service grants them now (not stored per key).")
     lookup_id: str = Field(description="The public part of the key (tw_<lookup_id>_...), to tell keys apart.")
     created_at: datetime
     revoked_at: datetime | None

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[require_sco
 Name = Annotated[str | None, Query(max_length=100)]
 
 
-@router.get("", response_model=Page[AuditEventRead], responses=problem_responses(422))
+@router.get("", summary="List audit events", response_model=Page[AuditEventRead], responses=problem_responses(422))
 async def list_audit_events(
     session: SessionDep,
     action: Annotated[str | None, Query(max_length=40, description="e.g. `policy.activate`.")] = None,

@@ -10,7 +10,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -134,8 +134,57 @@ async def handle_app_error(request: Request, exc: AppError) -> JSONResponse:
                    instance=request.url.path, **exc.extra)
 
 
+def _malformed_json_pointer(document: str, position: int) -> str:
+    """The JSON pointer of the member or item being read where JSON parsing failed at `position`: the field the
+    client got wrong, not a character offset ("" when the fault is in the body's own shape)."""
+    frames: list[list] = []  # [kind, key or index, in_value]: "{" with the member's key, "[" with the item index
+    key, i = None, 0
+    while i < min(position, len(document)):
+        char = document[i]
+        if char == '"':
+            end = i + 1
+            while end < len(document) and document[end] != '"':
+                end += 2 if document[end] == "\\" else 1
+            if frames and frames[-1][0] == "{" and not frames[-1][2]:
+                try:
+                    key = json.loads(document[i:end + 1])
+                except ValueError:
+                    key = document[i + 1:end]
+            i = end + 1
+            continue
+        if char in "{[":
+            frames.append([char, 0 if char == "[" else None, char == "["])
+        elif char in "}]" and frames:
+            frames.pop()
+        elif char == ":" and frames and frames[-1][0] == "{":
+            frames[-1][1], frames[-1][2] = key, True
+        elif char == "," and frames:
+            if frames[-1][0] == "[":
+                frames[-1][1] += 1
+            else:
+                frames[-1][2] = False
+        i += 1
+    if frames and frames[-1][0] == "[" and document[position:position + 1] == "]":
+        frames[-1][2] = False  # a trailing comma: the array itself is at fault, not an item it lacks
+    parts = [str(member).replace("~", "~0").replace("/", "~1") for _, member, in_value in frames if in_value]
+    return "".join("/" + part for part in parts)
+
+
+def _json_decode_errors(exc: RequestValidationError, errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Malformed JSON: the pointer of the field being read, and where parsing stopped in words."""
+    for error, raw in zip(errors, exc.errors(), strict=True):
+        if raw.get("type") == "json_invalid" and isinstance(exc.body, str):
+            position = int(raw["loc"][-1])
+            line = exc.body.count("\n", 0, position) + 1
+            column = position - (exc.body.rfind("\n", 0, position) + 1) + 1
+            error["pointer"] = _malformed_json_pointer(exc.body, position)
+            error["detail"] = (f"malformed JSON: {raw.get('ctx', {}).get('error', 'invalid')} "
+                               f"(line {line}, column {column})")
+    return errors
+
+
 async def handle_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = validation_errors(exc.errors())
+    errors = _json_decode_errors(exc, validation_errors(exc.errors()))
     return problem(422, "Validation failed", _describe(errors), "validation-failed", errors=errors,
                    instance=request.url.path)
 
@@ -280,31 +329,51 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries that show a route's problem+json errors in Swagger."""
-    descriptions = {400: "Bad request", 401: "Missing or unknown API key", 403: "The key lacks the scope",
-                    404: "Not found", 409: "Conflict", 412: "Precondition failed (stale ETag)",
-                    413: "Payload too large", 422: "Validation failed", 429: "Rate limited",
-                    503: "Database unavailable"}
-    return {s: {"description": descriptions.get(s, "Error"), "model": Problem,
-                "content": {PROBLEM_JSON: {}}} for s in statuses}
+    """OpenAPI `responses=` entries that show a route's problem+json errors (with the Problem schema) in Swagger
+    and to generated clients."""
+    return {s: {"description": PROBLEM_DESCRIPTIONS.get(s, "Error"),
+                "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                **({"headers": RETRY_AFTER} if s in (429, 503) else {})} for s in statuses}
 
 
+PROBLEM_DESCRIPTIONS = {
+    400: "The body could not be read: it is not UTF-8 text",
+    401: "No API key, or an unknown or revoked one",
+    403: "The API key's role lacks the scope this operation needs",
+    404: "Not found", 409: "Conflict", 412: "Precondition failed (stale ETag)",
+    413: "The body exceeds the size limit (TIERWISE_MAX_BODY_BYTES, 1 MiB unless configured)",
+    422: "Validation failed: malformed JSON, a bad parameter or field; `errors` names each with its JSON pointer",
+    428: "Precondition required (send If-Match)",
+    429: "Too many requests for this API key; retry after Retry-After seconds",
+    503: "The database is unavailable; retry after Retry-After seconds"}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
 
 
 class ProblemFieldError(BaseModel):
-    location: str | None = None
-    pointer: str | None = None
-    parameter: str | None = None
+    """One bad field: where it is (a JSON pointer into the body, or a parameter's name) and what is wrong."""
+
+    location: str | None = Field(None, description="body, query, path or header.")
+    pointer: str | None = Field(None, description="A JSON pointer into the body (RFC 6901), e.g. "
+                                                  "/holdings/0/balance; \"\" is the body itself.")
+    parameter: str | None = Field(None, description="The parameter's name, for query, path and header errors.")
     detail: str
-    type: str | None = None
+    type: str | None = Field(None, description="A machine-readable kind of error, e.g. missing, json_invalid.")
 
 
 class Problem(BaseModel):
-    """An RFC 9457 problem detail."""
+    """An RFC 9457 problem detail: every error the service returns, as application/problem+json."""
 
-    type: str
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "type": "https://tierwise.dev/problems/validation-failed", "title": "Validation failed", "status": 422,
+        "detail": "/holdings/0/balance: must be a decimal string such as \"1234.50\"",
+        "instance": "/v1/customers/C00000042/holdings",
+        "errors": [{"location": "body", "pointer": "/holdings/0/balance", "type": "string_type",
+                    "detail": "must be a decimal string such as \"1234.50\""}]}]})
+
+    type: str = Field(description="A URI naming the kind of problem, e.g. "
+                                  "https://tierwise.dev/problems/not-found.")
     title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    errors: list[ProblemFieldError] | None = None
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong, for a person.")
+    instance: str | None = Field(None, description="The request path.")
+    errors: list[ProblemFieldError] | None = Field(None, description="With 422: each bad field.")

@@ -3,32 +3,41 @@
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from pydantic import BaseModel
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
-from app.core.errors import problem
+from app.core.errors import problem, problem_responses
 from app.core.migrations import head_revision
 
 router = APIRouter(tags=["operations"])
 
 
 class Health(BaseModel):
-    status: str
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
+    status: Literal["ok"]
 
 
 class Readiness(BaseModel):
-    status: str
-    database: str
-    migration: str | None
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"status": "ready", "database": "ok", "migration": "0042_2026_11_30_offer_state"}]})
+
+    status: Literal["ready"]
+    database: Literal["ok"]
+    migration: str | None = Field(description="The database's migration revision (the latest).")
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", summary="Is the process alive", response_model=Health)
 async def healthz() -> Health:
     """The process is alive."""
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, responses={503: {"description": "Not ready"}})
+@router.get("/readyz", summary="Is the service ready (database and migrations)",
+            response_model=Readiness, responses={503: {
+    **problem_responses(503)[503], "description": "Not ready: the database is unreachable or not migrated to head"}})
 async def readyz(request: Request):
     """Ready when the database answers and its schema is at the latest migration."""
     try:
@@ -43,7 +52,8 @@ async def readyz(request: Request):
     return Readiness(status="ready", database="ok", migration=current)
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get("/metrics", summary="Prometheus metrics",
+            response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics() -> Response:
     """Prometheus metrics: requests by route template, status and latency; connection pool use."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

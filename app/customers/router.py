@@ -14,13 +14,12 @@ from app.customers import flows, service
 from app.tiering.assignment import reads as tier_reads
 from app.tiering import policies
 from app.customers.schemas import (CustomerImportLine, CustomerPatch, CustomerRead, CustomerSummary,
-                                   CustomerUpsert, EventBatch, EventBatchResult, ExternalId, HoldingRead, HoldingsPut,
-                                   HoldingsRead, ImportResult, Segment)
+                                   CustomerUpsert, EventBatch, EventBatchResult, ExternalId, ExternalIdPath,
+                                   HoldingRead, HoldingsPut, HoldingsRead, ImportResult, Segment)
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"], responses=problem_responses(401, 403))
 events_router = APIRouter(prefix="/v1/events", tags=["events"], responses=problem_responses(401, 403))
 
-ExternalIdPath = Annotated[ExternalId, Path(description="The bank's own customer id.")]
 READ = [require_scope(Scope.CUSTOMERS_READ)]
 WRITE = [require_scope(Scope.CUSTOMERS_WRITE)]
 
@@ -30,7 +29,8 @@ async def _read(session, external_id: str) -> CustomerRead:
     return CustomerRead(**CustomerSummary.model_validate(customer).model_dump(), metrics=metrics)
 
 
-@router.get("", response_model=Page[CustomerSummary], dependencies=[require_scope(Scope.CUSTOMERS_LIST)],
+@router.get("", summary="List customers", response_model=Page[CustomerSummary],
+            dependencies=[require_scope(Scope.CUSTOMERS_LIST)],
             responses=problem_responses(404, 422))
 async def list_customers(session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50,
                          segment: Segment | None = None,
@@ -54,12 +54,14 @@ async def list_customers(session: SessionDep, cursor: CursorParam = None, limit:
     return Page[CustomerSummary](items=[CustomerSummary.model_validate(r) for r in items], next_cursor=next_cursor)
 
 
-@router.post("/import", response_model=ImportResult, dependencies=WRITE, responses=problem_responses(413, 422),
+@router.post("/import", summary="Import customers (NDJSON)",
+             response_model=ImportResult, dependencies=WRITE, responses=problem_responses(413, 422),
              openapi_extra={"requestBody": {"required": True, "content": {"application/x-ndjson": {
-                 "schema": {"type": "string", "description": "One CustomerImportLine JSON object per line."},
-                 "example": '{"external_id": "C0001042", "segment": "retail", "onboarded_at": '
+                 "schema": {"type": "string", "format": "binary",
+                            "description": "One CustomerImportLine JSON object per line."},
+                 "example": '{"external_id": "C00000042", "segment": "retail", "onboarded_at": '
                             '"2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z", '
-                            '"marketing_consent": true}\n{"external_id": "C0001043", "segment": "small_business", '
+                            '"marketing_consent": true}\n{"external_id": "C00000043", "segment": "small_business", '
                             '"onboarded_at": "2020-01-15T00:00:00Z"}\n'}}}})
 async def import_customers(request: Request, session: SessionDep) -> ImportResult:
     """Upsert up to 100,000 customers from NDJSON (one profile with its `external_id` per line). Every line is
@@ -95,7 +97,7 @@ async def import_customers(request: Request, session: SessionDep) -> ImportResul
                         rejected=len(rejections), rejections=rejections)
 
 
-@router.put("/{external_id}", response_model=CustomerRead, dependencies=WRITE,
+@router.put("/{external_id}", summary="Create or replace a customer", response_model=CustomerRead, dependencies=WRITE,
             responses={201: {"model": CustomerRead, "description": "Created"}, **problem_responses(422)})
 async def upsert_customer(external_id: ExternalIdPath, body: CustomerUpsert, session: SessionDep,
                           response: Response) -> CustomerRead:
@@ -105,13 +107,14 @@ async def upsert_customer(external_id: ExternalIdPath, body: CustomerUpsert, ses
     return await _read(session, external_id)
 
 
-@router.get("/{external_id}", response_model=CustomerRead, dependencies=READ, responses=problem_responses(404))
+@router.get("/{external_id}", summary="Get a customer with metrics",
+            response_model=CustomerRead, dependencies=READ, responses=problem_responses(404))
 async def get_customer(external_id: ExternalIdPath, session: SessionDep) -> CustomerRead:
     """The profile with its derived metrics (AUM, averages, activity), the values tier rules see."""
     return await _read(session, external_id)
 
 
-@router.patch("/{external_id}", response_model=CustomerRead, dependencies=WRITE,
+@router.patch("/{external_id}", summary="Change some profile fields", response_model=CustomerRead, dependencies=WRITE,
               responses=problem_responses(404, 422))
 async def patch_customer(external_id: ExternalIdPath, body: CustomerPatch, session: SessionDep) -> CustomerRead:
     """Change some profile fields; custom attributes are merged (null removes one)."""
@@ -119,7 +122,7 @@ async def patch_customer(external_id: ExternalIdPath, body: CustomerPatch, sessi
     return await _read(session, external_id)
 
 
-@router.delete("/{external_id}", status_code=status.HTTP_204_NO_CONTENT,
+@router.delete("/{external_id}", summary="Erase a customer", status_code=status.HTTP_204_NO_CONTENT,
                dependencies=[require_scope(Scope.CUSTOMERS_ERASE)],
                responses=problem_responses(404))
 async def erase_customer(external_id: ExternalIdPath, session: SessionDep, request: Request) -> None:
@@ -128,7 +131,8 @@ async def erase_customer(external_id: ExternalIdPath, session: SessionDep, reque
     await flows.erase_customer(session, external_id, request.app.state.settings.api_key_pepper)
 
 
-@router.get("/{external_id}/holdings", response_model=HoldingsRead, dependencies=READ,
+@router.get("/{external_id}/holdings", summary="Get a customer's holdings",
+            response_model=HoldingsRead, dependencies=READ,
             responses=problem_responses(404))
 async def get_holdings(external_id: ExternalIdPath, session: SessionDep) -> HoldingsRead:
     """The customer's current products and balances."""
@@ -136,7 +140,8 @@ async def get_holdings(external_id: ExternalIdPath, session: SessionDep) -> Hold
     return HoldingsRead(holdings=[HoldingRead.model_validate(r) for r in rows])
 
 
-@router.put("/{external_id}/holdings", response_model=HoldingsRead, dependencies=WRITE,
+@router.put("/{external_id}/holdings", summary="Replace a customer's holdings",
+            response_model=HoldingsRead, dependencies=WRITE,
             responses=problem_responses(404, 422))
 async def replace_holdings(external_id: ExternalIdPath, body: HoldingsPut, session: SessionDep) -> HoldingsRead:
     """Replace the customer's whole product set. Each balance is also kept in a dated history, from which
@@ -145,7 +150,8 @@ async def replace_holdings(external_id: ExternalIdPath, body: HoldingsPut, sessi
     return HoldingsRead(holdings=[HoldingRead.model_validate(r) for r in rows])
 
 
-@events_router.post("", response_model=EventBatchResult, dependencies=[require_scope(Scope.EVENTS_WRITE)],
+@events_router.post("", summary="Record activity events",
+                    response_model=EventBatchResult, dependencies=[require_scope(Scope.EVENTS_WRITE)],
                     responses=problem_responses(413, 422))
 async def ingest_events(body: EventBatch, session: SessionDep) -> EventBatchResult:
     """Record transactions, app logins and referrals for many customers. Each event carries your `event_id`:

@@ -4,15 +4,33 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, field_validator, model_validator
+from typing_extensions import TypeAliasType
 
-from app.core.strict import Boolean, Day, Integer, Numeric, Timestamp
+from app.core.strict import Boolean, Day, Integer, Timestamp
 
-Segment = Literal["retail", "small_business"]
+from app.core.fields import Money, PositiveMoney
+from app.rules.attributes import AttributeType
+
+Segment = TypeAliasType("Segment", Annotated[Literal["retail", "small_business"], Field(
+    description="The customer's banking segment.")])
+TransactionChannel = TypeAliasType("TransactionChannel", Annotated[
+    Literal["mobile", "web", "branch", "atm", "card", "transfer"], Field(description="Where a transaction was made.")])
+TransactionDirection = TypeAliasType("TransactionDirection", Annotated[Literal["credit", "debit"], Field(
+    description="credit: money in; debit: money out.")])
+LoginChannel = TypeAliasType("LoginChannel", Annotated[Literal["mobile", "web"], Field(
+    description="Which app the customer logged in to.")])
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
 ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN)]
-Money = Numeric(18, 2)
-"""An amount for a NUMERIC(18, 2) column."""
+CUSTOMER_ID_EXAMPLE = "C00000042"
+ExternalIdPath = Annotated[ExternalId, Path(description="The bank's own customer id.", examples=[CUSTOMER_ID_EXAMPLE])]
+_ATTRIBUTE_VALUE = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"},
+                              {"type": "array", "items": {"type": "string"}}, {"type": "null"}]}
+CustomAttributes = Annotated[dict[str, Any], WithJsonSchema({
+    "type": "object", "additionalProperties": _ATTRIBUTE_VALUE, "maxProperties": 50,
+    "description": "Values of custom attributes declared at /v1/attributes/custom, each of its declared type: "
+                   "a number, an integer, a string, a boolean, a date (YYYY-MM-DD) or a list of strings."})]
 MAX_CUSTOM_ATTRIBUTES = 50
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -35,8 +53,8 @@ class CustomerFields(BaseModel):
     risk_assessed_at: Timestamp | None = Field(
         None, description="When the risk questionnaire was done; it expires after a configured period (a year).")
     marketing_consent: Boolean | None = None
-    attributes: dict[str, Any] | None = Field(
-        None, description="Values of custom attributes declared at /v1/attributes/custom.")
+    attributes: CustomAttributes | None = Field(
+        None, description="Values of custom attributes declared at /v1/attributes/custom; null removes one.")
 
     @field_validator("birth_date")
     @classmethod
@@ -61,7 +79,8 @@ class CustomerFields(BaseModel):
 class CustomerUpsert(CustomerFields):
     """The whole profile, as PUT /v1/customers/{external_id} sends it."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"dependentRequired": {
+        "risk_level": ["risk_assessed_at"]}, "examples": [{
         "segment": "retail", "display_name": "Maria Rossi", "birth_date": "1979-04-12",
         "onboarded_at": "2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z",
         "marketing_consent": True, "attributes": {"employer_payroll": True}}]})
@@ -69,8 +88,8 @@ class CustomerUpsert(CustomerFields):
     segment: Segment
     onboarded_at: Timestamp = Field(description="When the customer relationship started.")
     marketing_consent: Boolean = False
-    attributes: dict[str, Any] = Field(default_factory=dict,
-                                       description="Values of custom attributes declared at /v1/attributes/custom.")
+    attributes: CustomAttributes = Field(default_factory=dict,
+                                         description="Values of custom attributes declared at /v1/attributes/custom.")
 
     @field_validator("onboarded_at")
     @classmethod
@@ -98,26 +117,34 @@ class CustomerPatch(CustomerFields):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"risk_level": 4, "risk_assessed_at": "2026-11-20T10:00:00Z"}, {"marketing_consent": False}]})
 
-    segment: Segment | None = None
-    onboarded_at: Timestamp | None = None
+    segment: Segment = None  # may be left out, not set to null (nor onboarded_at, marketing_consent)
+    onboarded_at: Timestamp = None
+    marketing_consent: Boolean = None
+
+    @field_validator("segment", "onboarded_at", "marketing_consent", mode="before")
+    @classmethod
+    def not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null; omit the field to keep its current value")
+        return value
 
 
 class CustomerMetrics(BaseModel):
     """Metrics derived from holdings and activity; the same values rules see."""
 
-    aum: Decimal = Field(description="Assets under management today: deposit, wealth, fund and insurance balances.")
-    aum_avg_3m: Decimal = Field(description="Daily-average AUM over the trailing three months.")
+    aum: Money = Field(description="Assets under management today: deposit, wealth, fund and insurance balances.")
+    aum_avg_3m: Money = Field(description="Daily-average AUM over the trailing three months, to the cent.")
     aum_trend_3m: Decimal | None = Field(description="Today's AUM against that average: -0.25 is 25% below it.")
-    deposit_balance: Decimal
-    investment_balance: Decimal
-    loan_balance: Decimal
+    deposit_balance: Money
+    investment_balance: Money
+    loan_balance: Money
     products_held_count: int
     held_products: list[str]
     held_categories: list[str]
     tenure_months: int
     age: int | None
     txn_count_90d: int
-    txn_amount_90d: Decimal
+    txn_amount_90d: Money
     days_since_last_txn: int | None
     logins_30d: int
     referrals_12m: int
@@ -135,12 +162,27 @@ class CustomerSummary(BaseModel):
     risk_level: int | None
     risk_assessed_at: datetime | None
     marketing_consent: bool
-    attributes: dict[str, Any]
+    attributes: CustomAttributes
     created_at: datetime
     updated_at: datetime
 
 
 class CustomerRead(CustomerSummary):
+    """The profile with the metrics rules see."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "external_id": "C00000042", "segment": "retail", "display_name": "Maria Rossi", "birth_date": "1979-04-12",
+        "onboarded_at": "2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z",
+        "marketing_consent": True, "attributes": {"employer_payroll": True},
+        "created_at": "2026-01-05T10:00:00Z", "updated_at": "2026-11-22T08:14:05Z",
+        "metrics": {"aum": "190950.20", "aum_avg_3m": "185300.75", "aum_trend_3m": "0.0305",
+                    "deposit_balance": "58450.20", "investment_balance": "132500.00", "loan_balance": "0.00",
+                    "products_held_count": 3, "held_products": ["balanced_fund", "current_account",
+                                                                "term_deposit_12m"],
+                    "held_categories": ["deposit", "fund"], "tenure_months": 173, "age": 47, "txn_count_90d": 112,
+                    "txn_amount_90d": "9830.40", "days_since_last_txn": 0, "logins_30d": 21, "referrals_12m": 1,
+                    "risk_tolerance": 3}}]})
+
     metrics: CustomerMetrics
 
 
@@ -186,11 +228,16 @@ class HoldingRead(BaseModel):
 
     product_code: str
     opened_at: date | None
-    balance: Decimal
+    balance: Money
     as_of: date
 
 
 class HoldingsRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"holdings": [
+        {"product_code": "current_account", "opened_at": "2012-06-01", "balance": "8450.20", "as_of": "2026-11-22"},
+        {"product_code": "balanced_fund", "opened_at": "2024-03-02", "balance": "132500.00",
+         "as_of": "2026-11-22"}]}]})
+
     holdings: list[HoldingRead]
 
 
@@ -209,14 +256,14 @@ class EventBase(BaseModel):
 
 class TransactionEvent(EventBase):
     type: Literal["transaction"]
-    amount: Numeric(18, 2, gt=Decimal(0))
-    direction: Literal["credit", "debit"]
-    channel: Literal["mobile", "web", "branch", "atm", "card", "transfer"]
+    amount: PositiveMoney = Field(description="The amount moved, greater than 0: a decimal string.")
+    direction: TransactionDirection
+    channel: TransactionChannel
 
 
 class LoginEvent(EventBase):
     type: Literal["login"]
-    channel: Literal["mobile", "web"] = "mobile"
+    channel: LoginChannel = "mobile"
 
 
 class ReferralEvent(EventBase):
@@ -230,17 +277,19 @@ Event = Annotated[TransactionEvent | LoginEvent | ReferralEvent, Field(discrimin
 
 class EventBatch(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"events": [
-        {"type": "transaction", "event_id": "txn-2026-11-22-000981", "customer_id": "C0001042",
+        {"type": "transaction", "event_id": "txn-2026-11-22-000981", "customer_id": "C00000042",
          "occurred_at": "2026-11-22T08:14:03Z", "amount": "54.90", "direction": "debit", "channel": "card"},
-        {"type": "login", "event_id": "login-88120391", "customer_id": "C0001042",
+        {"type": "login", "event_id": "login-88120391", "customer_id": "C00000042",
          "occurred_at": "2026-11-22T08:10:41Z", "channel": "mobile"},
-        {"type": "referral", "event_id": "ref-77120", "customer_id": "C0001042",
+        {"type": "referral", "event_id": "ref-77120", "customer_id": "C00000042",
          "occurred_at": "2026-11-21T17:02:00Z"}]}]})
 
     events: list[Event] = Field(min_length=1, max_length=10_000)
 
 
 class EventBatchResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"received": 3, "recorded": 2, "duplicates": 1}]})
+
     received: int
     recorded: int = Field(description="Events stored by this request.")
     duplicates: int = Field(description="Events already stored earlier (retries); they changed nothing.")

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/feedback", tags=["feedback"], responses=problem_r
 
 WRITE = [require_scope(Scope.FEEDBACK_WRITE)]
 READ = [require_scope(Scope.FEEDBACK_READ)]  # survey comments and complaints: the customers' own words
-ComplaintId = Annotated[ParamInteger(1, BIGINT_MAX), Path(description="The complaint's id.")]
+ComplaintId = Annotated[ParamInteger(1, BIGINT_MAX), Path(description="The complaint's id.", examples=[42])]
 
 
 def _complaint_read(complaint: Complaint, external_id: str) -> dict:
@@ -30,7 +30,8 @@ def _complaint_read(complaint: Complaint, external_id: str) -> dict:
             "customer_id": external_id}
 
 
-@router.post("/events", response_model=FeedbackBatchResult, dependencies=WRITE, responses=problem_responses(413, 422))
+@router.post("/events", summary="Record recommendation feedback",
+             response_model=FeedbackBatchResult, dependencies=WRITE, responses=problem_responses(413, 422))
 async def ingest_feedback_events(body: FeedbackEventBatch, session: SessionDep, request: Request,
                                  background: BackgroundTasks) -> FeedbackBatchResult:
     """Record what customers did with recommended products: impression, click, accept, dismiss, convert.
@@ -47,7 +48,8 @@ async def ingest_feedback_events(body: FeedbackEventBatch, session: SessionDep, 
                                duplicates=intake.duplicates, rejected=len(rejections), rejections=rejections)
 
 
-@router.post("/surveys", response_model=SurveyRead, status_code=status.HTTP_201_CREATED, dependencies=WRITE,
+@router.post("/surveys", summary="Record a survey answer",
+             response_model=SurveyRead, status_code=status.HTTP_201_CREATED, dependencies=WRITE,
              responses={200: {"model": SurveyRead, "description": "Already recorded (a retry)"},
                         **problem_responses(422)})
 async def record_survey(body: SurveyIn, session: SessionDep, response: Response) -> SurveyRead:
@@ -63,7 +65,8 @@ async def record_survey(body: SurveyIn, session: SessionDep, response: Response)
                                       "customer_id": body.customer_id})
 
 
-@router.get("/surveys", response_model=Page[SurveyRead], dependencies=READ, responses=problem_responses(422))
+@router.get("/surveys", summary="List survey answers",
+            response_model=Page[SurveyRead], dependencies=READ, responses=problem_responses(422))
 async def list_surveys(session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50,
                        customer: Annotated[ExternalId | None, Query(description="The bank's customer id.")] = None,
                        kind: SurveyKind | None = None) -> Page[SurveyRead]:
@@ -76,7 +79,8 @@ async def list_surveys(session: SessionDep, cursor: CursorParam = None, limit: L
         next_cursor=next_cursor)
 
 
-@router.post("/complaints", response_model=ComplaintDetail, status_code=status.HTTP_201_CREATED,
+@router.post("/complaints", summary="Open a complaint",
+             response_model=ComplaintDetail, status_code=status.HTTP_201_CREATED,
              dependencies=WRITE, responses={200: {"model": ComplaintDetail, "description": "Already open (a retry)"},
                                             **problem_responses(422)})
 async def open_complaint(body: ComplaintIn, session: SessionDep, principal: CurrentPrincipal,
@@ -97,7 +101,8 @@ async def _detail(session, complaint_id: int) -> ComplaintDetail:
                            history=[ComplaintTransitionRead.model_validate(h) for h in history])
 
 
-@router.get("/complaints", response_model=Page[ComplaintRead], dependencies=READ, responses=problem_responses(422))
+@router.get("/complaints", summary="List complaints",
+            response_model=Page[ComplaintRead], dependencies=READ, responses=problem_responses(422))
 async def list_complaints(session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50,
                           customer: Annotated[ExternalId | None, Query(description="The bank's customer id.")] = None,
                           status_: Annotated[ComplaintStatus | None, Query(alias="status")] = None,
@@ -115,15 +120,16 @@ async def list_complaints(session: SessionDep, cursor: CursorParam = None, limit
                                next_cursor=next_cursor)
 
 
-@router.get("/complaints/{complaint_id}", response_model=ComplaintDetail, dependencies=READ,
+@router.get("/complaints/{complaint_id}", summary="Get a complaint with its history",
+            response_model=ComplaintDetail, dependencies=READ,
             responses=problem_responses(404))
 async def get_complaint(complaint_id: ComplaintId, session: SessionDep) -> ComplaintDetail:
     """A complaint with its history: every move with actor, note and time."""
     return await _detail(session, complaint_id)
 
 
-@router.post("/complaints/{complaint_id}/transitions", response_model=ComplaintDetail,
-             dependencies=[require_scope(Scope.COMPLAINTS_WRITE)],
+@router.post("/complaints/{complaint_id}/transitions", summary="Move a complaint to another status",
+             response_model=ComplaintDetail, dependencies=[require_scope(Scope.COMPLAINTS_WRITE)],
              responses=problem_responses(404, 409, 422))
 async def move_complaint(complaint_id: ComplaintId, body: ComplaintTransitionIn, session: SessionDep,
                          principal: CurrentPrincipal) -> ComplaintDetail:

@@ -7,16 +7,23 @@ from uuid import UUID
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError,
                       field_validator, model_validator)
 
+from typing_extensions import TypeAliasType
+
 from app.core.errors import validation_errors
 from app.core.strict import Integer, Timestamp
 from app.customers.schemas import CLOCK_SKEW, ExternalId, _not_in_future
 
-FeedbackKind = Literal["impression", "click", "accept", "dismiss", "convert"]
+FeedbackKind = TypeAliasType("FeedbackEventType", Annotated[
+    Literal["impression", "click", "accept", "dismiss", "convert"], Field(
+        description="What the customer did with a recommended product.")])
 Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,19}$")]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-SurveyKind = Literal["nps", "csat"]
-ComplaintCategory = Literal["fees", "service", "app", "product", "fraud", "other"]
-ComplaintStatus = Literal["open", "in_progress", "resolved", "closed"]
+SurveyKind = TypeAliasType("SurveyKind", Annotated[Literal["nps", "csat"], Field(
+    description="nps: 0..10, would you recommend us; csat: 1..5, how satisfied.")])
+ComplaintCategory = TypeAliasType("ComplaintCategory", Annotated[
+    Literal["fees", "service", "app", "product", "fraud", "other"], Field(description="What a complaint is about.")])
+ComplaintStatus = TypeAliasType("ComplaintStatus", Annotated[Literal["open", "in_progress", "resolved", "closed"],
+                                                            Field(description="Where a complaint is in its life.")])
 MAX_FEEDBACK_BATCH = 1000
 
 
@@ -49,11 +56,11 @@ class FeedbackEventBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"events": [
         {"event_id": "fb-20261122-000001", "recommendation_id": "0b8e4c55-6a51-4f0c-9a55-2f0c3b1d7e10",
-         "customer_id": "C0001042", "type": "impression", "occurred_at": "2026-11-22T08:14:03Z", "channel": "mobile"},
+         "customer_id": "C00000042", "type": "impression", "occurred_at": "2026-11-22T08:14:03Z", "channel": "mobile"},
         {"event_id": "fb-20261122-000002", "recommendation_id": "0b8e4c55-6a51-4f0c-9a55-2f0c3b1d7e10",
-         "customer_id": "C0001042", "type": "click", "occurred_at": "2026-11-22T08:14:11Z"},
+         "customer_id": "C00000042", "type": "click", "occurred_at": "2026-11-22T08:14:11Z"},
         {"event_id": "fb-20261122-000003", "recommendation_id": "0b8e4c55-6a51-4f0c-9a55-2f0c3b1d7e10",
-         "customer_id": "C0001042", "type": "convert", "occurred_at": "2026-11-22T08:19:40Z"}]}]})
+         "customer_id": "C00000042", "type": "convert", "occurred_at": "2026-11-22T08:19:40Z"}]}]})
 
     events: list[FeedbackEventIn | dict[str, Any]] = Field(
         min_length=1, max_length=MAX_FEEDBACK_BATCH,
@@ -99,6 +106,10 @@ class FeedbackRejection(BaseModel):
 
 
 class FeedbackBatchResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "received": 3, "accepted": 2, "duplicates": 0, "rejected": 1, "rejections": [
+            {"index": 2, "pointer": "/events/2/recommendation_id", "detail": "Input should be a valid UUID"}]}]})
+
     received: int
     accepted: int = Field(description="Events stored by this request (they updated the statistics).")
     duplicates: int = Field(description="Events stored earlier (retries); they changed nothing.")
@@ -112,10 +123,10 @@ class SurveyIn(BaseModel):
     """One survey answer. The comment is the customer's own words: stored and returned, never logged."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"event_id": "srv-5521-88120", "customer_id": "C0001042", "kind": "nps", "score": 9,
+        {"event_id": "srv-5521-88120", "customer_id": "C00000042", "kind": "nps", "score": 9,
          "comment": "The new savings goals feature is great.", "channel": "mobile", "touchpoint": "app_rating_prompt",
          "occurred_at": "2026-11-22T09:30:00Z"},
-        {"event_id": "srv-5521-88121", "customer_id": "C0001042", "kind": "csat", "score": 4, "channel": "branch",
+        {"event_id": "srv-5521-88121", "customer_id": "C00000042", "kind": "csat", "score": 4, "channel": "branch",
          "touchpoint": "mortgage_appointment", "occurred_at": "2026-11-21T15:00:00Z"}]})
 
     event_id: EventId = Field(description="Your id of the answer; a retry returns the stored answer.")
@@ -161,7 +172,7 @@ class ComplaintIn(BaseModel):
     """A complaint to open. The description is the customer's own words: stored and returned, never logged."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"event_id": "cmp-2026-11-22-0042", "customer_id": "C0001042", "category": "fees", "channel": "phone",
+        {"event_id": "cmp-2026-11-22-0042", "customer_id": "C00000042", "category": "fees", "channel": "phone",
          "description": "Charged a foreign transaction fee on a card that advertises none.",
          "opened_at": "2026-11-22T10:05:00Z"}]})
 

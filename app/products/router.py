@@ -11,15 +11,15 @@ from app.core.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam, Page
 from app.core.security import Scope, require_scope
 from app.core.strict import QueryBoolean
 from app.products import service
-from app.products.schemas import Category, Channel, ProductCreate, ProductRead, ProductUpdate
+from app.products.schemas import Channel, ProductCategory, ProductCreate, ProductRead, ProductUpdate
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
-CodePath = Annotated[str, Path(max_length=40, description="The product code, e.g. `td-12m`.",
-                               examples=["td-12m"])]
+CodePath = Annotated[str, Path(max_length=40, description="The product code, e.g. `term_deposit_12m`.",
+                               examples=["term_deposit_12m"])]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProductRead,
+@router.post("", summary="Add a product", status_code=status.HTTP_201_CREATED, response_model=ProductRead,
              dependencies=[require_scope(Scope.PRODUCTS_WRITE)], responses=problem_responses(401, 403, 409, 422))
 async def create_product(body: ProductCreate, session: SessionDep, request: Request) -> ProductRead:
     """Add a product to the catalog.
@@ -35,11 +35,12 @@ async def create_product(body: ProductCreate, session: SessionDep, request: Requ
     return created
 
 
-@router.get("", response_model=Page[ProductRead], dependencies=[require_scope(Scope.PRODUCTS_READ)],
+@router.get("", summary="List products",
+            response_model=Page[ProductRead], dependencies=[require_scope(Scope.PRODUCTS_READ)],
             responses=problem_responses(401, 403, 422))
 async def list_products(
     session: SessionDep,
-    category: Annotated[Category | None, Query(description="Only products of this category.")] = None,
+    category: Annotated[ProductCategory | None, Query(description="Only products of this category.")] = None,
     channel: Annotated[Channel | None, Query(description="Only products offered on this channel.")] = None,
     active: Annotated[QueryBoolean | None, Query(
         description="true: only active products; false: only deactivated ones; omitted: both. "
@@ -57,14 +58,16 @@ async def list_products(
     return Page[ProductRead](items=[ProductRead.model_validate(row) for row in rows], next_cursor=next_cursor)
 
 
-@router.get("/{code}", response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_READ)],
+@router.get("/{code}", summary="Get a product",
+            response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_READ)],
             responses=problem_responses(401, 403, 404))
 async def get_product(code: CodePath, session: SessionDep) -> ProductRead:
     """One product by its code, active or not (a customer may still hold a deactivated product)."""
     return ProductRead.model_validate(await service.get_product(session, code))
 
 
-@router.patch("/{code}", response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
+@router.patch("/{code}", summary="Change a product",
+              response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
               responses=problem_responses(401, 403, 404, 422))
 async def update_product(code: CodePath, body: ProductUpdate, session: SessionDep, request: Request) -> ProductRead:
     """Change some fields of a product; omitted fields keep their values.
@@ -79,7 +82,8 @@ async def update_product(code: CodePath, body: ProductUpdate, session: SessionDe
     return updated
 
 
-@router.delete("/{code}", response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
+@router.delete("/{code}", summary="Deactivate a product",
+               response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
                responses=problem_responses(401, 403, 404))
 async def deactivate_product(code: CodePath, session: SessionDep, request: Request) -> ProductRead:
     """Deactivate a product: it is no longer recommended, but stays readable.

@@ -5,23 +5,26 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from typing_extensions import TypeAliasType
 
-from app.core.strict import Boolean, Integer, Numeric, Timestamp
+from app.core.strict import Boolean, Integer, Timestamp
 
+from app.core.fields import Multiplier, NonNegativeMoney
 from app.rules.schema import Condition
 
-Category = Literal["deposit", "wealth", "fund", "insurance", "loan", "card"]
-Channel = Literal["mobile", "web", "branch", "rm"]
+ProductCategory = TypeAliasType("ProductCategory", Annotated[
+    Literal["deposit", "wealth", "fund", "insurance", "loan", "card"], Field(description="A product's kind.")])
+Channel = TypeAliasType("Channel", Annotated[Literal["mobile", "web", "branch", "rm"], Field(
+    description="Where an offer is made: mobile, web, branch, rm (relationship manager).")])
 
 ProductCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{1,39}$")]
 TierCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$")]
 ProductName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 RiskLevel = Integer(1, 5)
-Money = Numeric(18, 2, ge=Decimal(0))
-Multiplier = Numeric(8, 4, gt=Decimal(0), le=Decimal(100))
+RankingMultiplier = Annotated[Multiplier, Field(gt=0, le=100)]
 Description = Annotated[str, Field(max_length=2000)]
-Channels = Annotated[list[Channel], Field(min_length=1, max_length=4)]
-TargetTiers = Annotated[list[TierCode], Field(max_length=50)]
+Channels = Annotated[list[Channel], Field(min_length=1, max_length=4, json_schema_extra={"uniqueItems": True})]
+TargetTiers = Annotated[list[TierCode], Field(max_length=50, json_schema_extra={"uniqueItems": True})]
 # A condition in the rule language (app.rules); stored as given until that language's validator is wired in.
 EligibilityCondition = Condition
 
@@ -86,14 +89,14 @@ class ProductCreate(BaseModel):
 
     code: ProductCode = Field(description=CODE_DOC)
     name: ProductName = Field(description="Name shown to customers.")
-    category: Category
+    category: ProductCategory
     risk_level: RiskLevel = Field(description=RISK_DOC)
-    min_amount: Money = Field(Decimal("0"), description=MIN_AMOUNT_DOC)
+    min_amount: NonNegativeMoney = Field(Decimal("0"), description=MIN_AMOUNT_DOC)
     channels: Channels = Field(description=CHANNELS_DOC)
     active_from: Timestamp | None = Field(None, description=WINDOW_FROM_DOC)
     active_to: Timestamp | None = Field(None, description=WINDOW_TO_DOC)
-    value_weight: Multiplier = Field(Decimal("1"), description=VALUE_WEIGHT_DOC)
-    lever: Multiplier = Field(Decimal("1"), description=LEVER_DOC)
+    value_weight: RankingMultiplier = Field(Decimal("1"), description=VALUE_WEIGHT_DOC)
+    lever: RankingMultiplier = Field(Decimal("1"), description=LEVER_DOC)
     target_tiers: TargetTiers = Field(default_factory=list, description=TIERS_DOC)
     eligibility: EligibilityCondition | None = Field(None, description=ELIGIBILITY_DOC)
     is_service: Boolean = Field(False, description=SERVICE_DOC)
@@ -118,27 +121,27 @@ class ProductUpdate(BaseModel):
         {"eligibility": None, "target_tiers": ["mass", "affluent"]},
     ]})
 
-    name: ProductName | None = Field(None, description="Name shown to customers.")
-    category: Category | None = None
-    risk_level: RiskLevel | None = Field(None, description=RISK_DOC)
-    min_amount: Money | None = Field(None, description=MIN_AMOUNT_DOC)
-    channels: Channels | None = Field(None, description=CHANNELS_DOC)
+    name: ProductName = Field(None, description="Name shown to customers.")
+    category: ProductCategory = None
+    risk_level: RiskLevel = Field(None, description=RISK_DOC)
+    min_amount: NonNegativeMoney = Field(None, description=MIN_AMOUNT_DOC)
+    channels: Channels = Field(None, description=CHANNELS_DOC)
     active_from: Timestamp | None = Field(None, description=WINDOW_FROM_DOC)
     active_to: Timestamp | None = Field(None, description=WINDOW_TO_DOC)
-    value_weight: Multiplier | None = Field(None, description=VALUE_WEIGHT_DOC)
-    lever: Multiplier | None = Field(None, description=LEVER_DOC)
-    target_tiers: TargetTiers | None = Field(None, description=TIERS_DOC)
+    value_weight: RankingMultiplier = Field(None, description=VALUE_WEIGHT_DOC)
+    lever: RankingMultiplier = Field(None, description=LEVER_DOC)
+    target_tiers: TargetTiers = Field(None, description=TIERS_DOC)
     eligibility: EligibilityCondition | None = Field(None, description=ELIGIBILITY_DOC)
-    is_service: Boolean | None = Field(None, description=SERVICE_DOC)
-    description: Description | None = None
-    is_active: Boolean | None = Field(None, description="True reactivates a deactivated product.")
+    is_service: Boolean = Field(None, description=SERVICE_DOC)
+    description: Description = None
+    is_active: Boolean = Field(None, description="True reactivates a deactivated product.")
 
     @field_validator("channels", "target_tiers")
     @classmethod
     def refuse_duplicate_entries(cls, values: list[str] | None) -> list[str] | None:
         return _refuse_duplicates(values)
 
-    @field_validator("*")
+    @field_validator("*", mode="before")
     @classmethod
     def refuse_null_for_required_fields(cls, value: Any, info) -> Any:
         if value is None and info.field_name not in NULLABLE_ON_UPDATE:
@@ -151,16 +154,16 @@ class ProductRead(BaseModel):
 
     code: str
     name: str
-    category: Category
+    category: ProductCategory
     risk_level: int = Field(description=RISK_DOC)
-    min_amount: Decimal = Field(description=MIN_AMOUNT_DOC)
+    min_amount: NonNegativeMoney = Field(description=MIN_AMOUNT_DOC)
     channels: list[Channel]
     active_from: datetime | None
     active_to: datetime | None
-    value_weight: Decimal = Field(description=VALUE_WEIGHT_DOC)
-    lever: Decimal = Field(description=LEVER_DOC)
+    value_weight: RankingMultiplier = Field(description=VALUE_WEIGHT_DOC)
+    lever: RankingMultiplier = Field(description=LEVER_DOC)
     target_tiers: list[str] = Field(description=TIERS_DOC)
-    eligibility: dict[str, Any] | None = Field(description=ELIGIBILITY_DOC)
+    eligibility: Condition | None = Field(description=ELIGIBILITY_DOC)
     is_service: bool = Field(description=SERVICE_DOC)
     description: str
     is_active: bool = Field(description="False once deactivated; inactive products are never recommended.")

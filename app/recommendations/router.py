@@ -2,14 +2,14 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from app.audit import service as audit_service
 from app.core.db import SessionDep, driver_connection
 from app.core.errors import problem_responses
 from app.core.hotpath import HotRead
 from app.core.security import Scope, require_scope
-from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalId
+from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalId, ExternalIdPath
 from app.recommendations import contact, recommender
 from app.recommendations.schemas import ContactPolicy, RecommendationQuery, RecommendationsRead
 
@@ -27,9 +27,10 @@ async def render_recommendations(connection, state, external_id: str, query: Rec
     return recommender.recommendations_json(result, query.explain)
 
 
-@router.get("", response_model=RecommendationsRead, dependencies=[require_scope(Scope.RECOMMENDATIONS_READ)])
+@router.get("", summary="Get next-best products for a customer",
+            response_model=RecommendationsRead, dependencies=[require_scope(Scope.RECOMMENDATIONS_READ)])
 async def get_recommendations(
-        external_id: Annotated[ExternalId, Path(description="The bank's own customer id.")],
+        external_id: ExternalIdPath,
         query: Annotated[RecommendationQuery, Query()], session: SessionDep, request: Request) -> Response:
     """What to offer this customer now: products they may be offered (eligible, suitable for their risk
     tolerance, not held, consented, not suppressed by the contact policy), ranked by propensity x value x lever.
@@ -44,13 +45,15 @@ HOT_READS = [HotRead("/v1/customers/{external_id}/recommendations", Scope.RECOMM
                      {"external_id": EXTERNAL_ID_PATTERN}, render_recommendations, RecommendationQuery)]
 
 
-@contact_router.get("", response_model=ContactPolicy, dependencies=[require_scope(Scope.PRODUCTS_READ)])
+@contact_router.get("", summary="Get the contact policy",
+                    response_model=ContactPolicy, dependencies=[require_scope(Scope.PRODUCTS_READ)])
 async def get_contact_policy(session: SessionDep) -> ContactPolicy:
     """The rules that suppress offers after ignored impressions or dismissals."""
     return ContactPolicy(rules=await contact.list_rules(session))
 
 
-@contact_router.put("", response_model=ContactPolicy, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
+@contact_router.put("", summary="Replace the contact policy",
+                    response_model=ContactPolicy, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
                     responses=problem_responses(422))
 async def put_contact_policy(body: ContactPolicy, session: SessionDep, request: Request) -> ContactPolicy:
     """Replace the whole contact policy (audited)."""

@@ -1,27 +1,96 @@
 """Recommendation and contact-policy request/response bodies."""
 
-from typing import Any, Literal
+from datetime import date
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypeAliasType
 
 from app.core.strict import Boolean, Integer, ParamInteger, QueryBoolean
-from app.products.schemas import ProductCode
+from app.products.schemas import Channel, ProductCategory, ProductCode
+from app.rules.schema import ConditionResult
 
-Channel = Literal["mobile", "web", "branch", "rm"]
+RecommendationStrategy = TypeAliasType("RecommendationStrategy", Annotated[
+    Literal["personalised", "holdout_popularity"], Field(
+        description="personalised; or holdout_popularity: the customer is in the holdout, served the "
+                    "unpersonalised baseline.")])
+FilterReason = TypeAliasType("FilterReason", Annotated[Literal[
+    "inactive", "not_on_channel", "excluded_by_caller", "already_held", "not_eligible", "not_target_tier",
+    "not_suitable", "no_marketing_consent", "contact_policy"], Field(
+        description="Why a product was left out of a customer's recommendations.")])
+
+ContactOutcome = TypeAliasType("ContactOutcome", Literal["ignored_impression", "dismiss"])
+ContactScope = TypeAliasType("ContactScope", Literal["product", "category"])
 
 
-class Reason(BaseModel):
-    code: str = Field(description="ELIGIBLE, SUITABLE, CO_HOLDING, LEARNED_PROPENSITY, WIN_BACK, TIER_TARGET or "
-                                  "POPULAR_IN_TIER (holdout)")
+class _Reason(BaseModel):
+    code: str  # each reason narrows it to its own literal; declared here so that it comes first, before the text
     text: str = Field(description="The fact in words, e.g. 'aum_avg_3m 620,000 >= 500,000'.")
-    value: Any = None
+
+
+class EligibleReason(_Reason):
+    """The customer meets this comparison of the product's eligibility condition."""
+
+    code: Literal["ELIGIBLE"]
+    value: ConditionResult
+
+
+class Suitability(BaseModel):
+    product_risk: int = Field(description="The product's risk level, 1..5.")
+    risk_tolerance: int | None = Field(description="The customer's valid risk tolerance; null without one.")
+
+
+class SuitableReason(_Reason):
+    """The product's risk level is within the customer's risk tolerance."""
+
+    code: Literal["SUITABLE"]
+    value: Suitability
+
+
+class CoHoldingReason(_Reason):
+    """Customers with the same products often hold this one."""
+
+    code: Literal["CO_HOLDING"]
+    value: float = Field(description="The share of such customers who hold it, 0..1.")
+
+
+class LearnedPropensityReason(_Reason):
+    """Customers of the same tier accepted it when offered."""
+
+    code: Literal["LEARNED_PROPENSITY"]
+    value: float = Field(description="The learned acceptance rate (posterior mean), 0..1.")
+
+
+class WinBackReason(_Reason):
+    """The customer held the product before."""
+
+    code: Literal["WIN_BACK"]
+    value: date = Field(description="When the customer last held it.")
+
+
+class TierTargetReason(_Reason):
+    """The product is meant for the customer's tier."""
+
+    code: Literal["TIER_TARGET"]
+    value: list[str] = Field(description="The tiers the product is meant for.")
+
+
+class PopularInTierReason(_Reason):
+    """Holdout: popular among customers of the same tier."""
+
+    code: Literal["POPULAR_IN_TIER"]
+    value: float = Field(description="The share of the tier's customers who hold it, 0..1.")
+
+
+Reason = Annotated[EligibleReason | SuitableReason | CoHoldingReason | LearnedPropensityReason | WinBackReason
+                   | TierTargetReason | PopularInTierReason, Field(discriminator="code")]
 
 
 class ProductRef(BaseModel):
     code: str
     name: str
-    category: str
+    category: ProductCategory
     risk_level: int
 
 
@@ -38,22 +107,38 @@ class RecommendationRead(BaseModel):
     product: ProductRef
     score: float = Field(description="propensity x value x lever")
     score_parts: ScoreParts
-    reasons: list[Reason]
+    reasons: list[Reason] = Field(description="Why the product is offered, each fact with its value; the kind of "
+                                                "value depends on `code`.")
 
 
 class FilteredProduct(BaseModel):
     product_code: str
-    filter: str = Field(description="inactive, not_on_channel, excluded_by_caller, already_held, not_eligible, "
-                                    "not_target_tier, not_suitable, no_marketing_consent or contact_policy")
+    filter: FilterReason
     detail: str
 
 
 class RecommendationsRead(BaseModel):
+    """Ranked offers for a customer; report what happens to each by its recommendation_id."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "customer_id": "C00000042", "tier": "wealth", "strategy": "personalised", "items": [{
+            "recommendation_id": "0b8e4c55-6a51-4f0c-9a55-2f0c3b1d7e10", "rank": 1,
+            "product": {"code": "fund-balanced-r3", "name": "Balanced Growth Fund", "category": "fund",
+                        "risk_level": 3},
+            "score": 0.4125, "score_parts": {"propensity": 0.125, "value": 2.5, "lever": 1.32},
+            "reasons": [
+                {"code": "ELIGIBLE", "text": "aum 620,000.00 >= 25,000",
+                 "value": {"pointer": "/all/0", "attribute": "aum", "operator": "gte", "threshold": 25000,
+                           "value": "620000.00", "result": True}},
+                {"code": "LEARNED_PROPENSITY", "text": "accepted 12 of 96 times offered to wealth customers",
+                 "value": 0.125},
+                {"code": "SUITABLE", "text": "risk R3 <= tolerance 4",
+                 "value": {"product_risk": 3, "risk_tolerance": 4}}]}]}]})
+
     customer_id: str
     tier: str | None = Field(description="The customer's tier under the primary policy, which propensities are "
                                          "learned per.")
-    strategy: Literal["personalised", "holdout_popularity"] = Field(
-        description="holdout_popularity: this customer is in the holdout and gets the unpersonalised baseline.")
+    strategy: RecommendationStrategy
     items: list[RecommendationRead]
     filtered_out: list[FilteredProduct] | None = Field(None, description="With explain=true: every product left "
                                                                          "out and the filter that removed it.")
@@ -80,11 +165,11 @@ class ContactRuleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100)
-    outcome: Literal["ignored_impression", "dismiss"] = Field(
+    outcome: ContactOutcome = Field(
         description="ignored_impression: shown with no click, accept or conversion; dismiss: turned down.")
     threshold: Integer(1, 100) = Field(description="N outcomes ...")
     window_days: Integer(1, 365) = Field(description="... within W days ...")
-    scope: Literal["product", "category"] = Field(description="... for the same product or category ...")
+    scope: ContactScope = Field(description="... for the same product or category ...")
     channel: Channel | None = Field(None, description="... on this channel (null: any) ...")
     suppress_days: Integer(1, 365) = Field(description="... suppress offers for S days.")
     is_active: Boolean = True

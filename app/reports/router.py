@@ -51,13 +51,15 @@ def time_range(from_: str | None, to: str | None) -> tuple[datetime, datetime]:
     return start, end
 
 
-@router.get("/tier-distribution", response_model=TierDistribution, responses=problem_responses(404))
+@router.get("/tier-distribution", summary="Tier distribution report",
+            response_model=TierDistribution, responses=problem_responses(404))
 async def tier_distribution(session: SessionDep, policy: PolicyParam = "wealth") -> TierDistribution:
     """Customers and their total AUM per effective tier of a policy (an unexpired override counts), now."""
     return TierDistribution.model_validate(await service.tier_distribution(session, policy))
 
 
-@router.get("/tier-migrations", response_model=TierMigrations, responses=problem_responses(404))
+@router.get("/tier-migrations", summary="Tier migrations report",
+            response_model=TierMigrations, responses=problem_responses(404))
 async def tier_migrations(session: SessionDep, policy: PolicyParam = "wealth", from_: FromParam = None,
                           to: ToParam = None) -> TierMigrations:
     """The matrix of moves between tiers of a policy in [from, to), from the change feed, with totals per
@@ -66,7 +68,7 @@ async def tier_migrations(session: SessionDep, policy: PolicyParam = "wealth", f
     return TierMigrations.model_validate(await service.tier_migrations(session, policy, start, end))
 
 
-@router.get("/recommendation-funnel", response_model=RecommendationFunnel)
+@router.get("/recommendation-funnel", summary="Recommendation funnel report", response_model=RecommendationFunnel)
 async def recommendation_funnel(session: SessionDep, from_: FromParam = None,
                                 to: ToParam = None) -> RecommendationFunnel:
     """Per product and tier: recommendations seen, clicked, accepted and converted in [from, to) (each counted
@@ -77,7 +79,8 @@ async def recommendation_funnel(session: SessionDep, from_: FromParam = None,
     return RecommendationFunnel.model_validate(await service.recommendation_funnel(session, start, end))
 
 
-@router.get("/satisfaction", response_model=SatisfactionReport, responses=problem_responses(404))
+@router.get("/satisfaction", summary="Satisfaction report",
+            response_model=SatisfactionReport, responses=problem_responses(404))
 async def satisfaction(session: SessionDep, policy: PolicyParam = "wealth", from_: FromParam = None,
                        to: ToParam = None) -> SatisfactionReport:
     """NPS (promoters% - detractors%, each customer's latest answer in the range) and average CSAT per tier of a

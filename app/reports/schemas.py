@@ -1,9 +1,11 @@
 """Report bodies: tier distribution and migrations, the recommendation funnel, satisfaction."""
 
 from datetime import datetime
-from decimal import Decimal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.fields import Money
+from app.recommendations.schemas import RecommendationStrategy
 
 
 class Interval(BaseModel):
@@ -13,20 +15,27 @@ class Interval(BaseModel):
     high: float
 
 
-class TierShare(BaseModel):
+class TierDistributionEntry(BaseModel):
+    """One tier's customers and assets."""
+
     tier: str
     label: str | None = Field(description="The tier's label in the active version; null for a tier it no longer has.")
     rank: int
     customers: int
-    aum: Decimal = Field(description="Total assets under management of the tier's customers (deposit, wealth, fund "
+    aum: Money = Field(description="Total assets under management of the tier's customers (deposit, wealth, fund "
                                      "and insurance balances).")
 
 
 class TierDistribution(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "policy": "wealth", "customers": 2000, "aum": "412500000.00", "tiers": [
+            {"tier": "private", "label": "Private Banking", "rank": 40, "customers": 12, "aum": "180400000.00"},
+            {"tier": "mass", "label": "Everyday", "rank": 10, "customers": 1650, "aum": "21850000.00"}]}]})
+
     policy: str
     customers: int
-    aum: Decimal
-    tiers: list[TierShare] = Field(description="By effective tier (an unexpired override wins), highest rank first.")
+    aum: Money
+    tiers: list[TierDistributionEntry] = Field(description="By effective tier (an unexpired override wins), highest rank first.")
 
 
 class TierMove(BaseModel):
@@ -64,7 +73,7 @@ class FunnelRow(BaseModel):
 
 
 class ArmResult(BaseModel):
-    strategy: str
+    strategy: RecommendationStrategy
     impressions: int
     conversions: int
     conversion_rate: Rate

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from difflib import get_close_matches
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
@@ -238,7 +238,7 @@ class AttributeRead(BaseModel):
     type: AttributeType
     unit: str | None
     description: str
-    source: Literal["builtin", "custom"]
+    source: AttributeSource
     operators: list[Operator]
 
 

@@ -19,17 +19,19 @@ custom_attributes_router = APIRouter(prefix="/v1/attributes/custom", tags=["attr
                               responses=problem_responses(401, 403))
 
 
-@router.get("", response_model=list[AttributeRead], dependencies=[require_scope(Scope.ATTRIBUTES_READ)])
+@router.get("", summary="List the attributes rules may use",
+            response_model=list[AttributeRead], dependencies=[require_scope(Scope.ATTRIBUTES_READ)])
 async def list_rule_attributes(session: SessionDep) -> list[AttributeRead]:
     """The attribute catalog: built-in metrics and the bank's custom attributes, with their type, unit and the
     operators a condition may apply to each."""
     return list_attributes(await load_catalog(session))
 
 
-AttributeName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="snake_case name")]
+AttributeName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="snake_case name",
+                                    examples=["employer_payroll"])]
 
 
-@custom_attributes_router.get("", response_model=list[AttributeDefinitionRead],
+@custom_attributes_router.get("", summary="List custom attributes", response_model=list[AttributeDefinitionRead],
                        dependencies=[require_scope(Scope.ATTRIBUTES_READ)])
 async def list_attribute_definitions(session: SessionDep) -> list[AttributeDefinitionRead]:
     """Custom attributes the bank has declared."""
@@ -37,7 +39,7 @@ async def list_attribute_definitions(session: SessionDep) -> list[AttributeDefin
     return [AttributeDefinitionRead.model_validate(d) for d in definitions]
 
 
-@custom_attributes_router.put("/{name}", response_model=AttributeDefinitionRead,
+@custom_attributes_router.put("/{name}", summary="Declare a custom attribute", response_model=AttributeDefinitionRead,
                        dependencies=[require_scope(Scope.ATTRIBUTES_WRITE)], responses=problem_responses(409, 422))
 async def put_attribute_definition(name: AttributeName, body: AttributeDefinitionPut,
                                    session: SessionDep) -> AttributeDefinitionRead:

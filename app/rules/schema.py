@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, WithJsonSchema, WrapValidator
+from typing_extensions import TypeAliasType
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from app.core.errors import InvalidInput
@@ -127,6 +128,75 @@ class Comparison(BaseModel):
     attr: str = Field(min_length=1, max_length=64, description="An attribute name from GET /v1/attributes.")
     op: Operator
     value: Annotated[Any, WithJsonSchema(_VALUE_SCHEMA)]
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        """One of the four shapes, by operator (defined below: they need nothing from this class)."""
+        return {"oneOf": [handler(shape.__pydantic_core_schema__) for shape in _COMPARISON_SHAPES],
+                "description": cls.__doc__}
+
+
+class ConditionResult(BaseModel):
+    """One comparison as evaluated for a customer: where it sits in the condition, the customer's value, and the
+    result."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"pointer": "/tiers/1/condition/all/0", "attribute": "aum_avg_3m", "operator": "gte", "threshold": 500000,
+         "value": "620000.00", "result": True}]})
+
+    pointer: str = Field(description="JSON pointer of the comparison in its document, e.g. /tiers/1/condition/all/0.")
+    attribute: str
+    operator: Operator
+    threshold: Annotated[Any, WithJsonSchema(_VALUE_SCHEMA)] = Field(description="The comparison's value, as written.")
+    value: str | int | bool | list[str] | None = Field(
+        description="The customer's value: a number as a decimal string (an integer attribute as an integer), a date "
+                    "as YYYY-MM-DD, a set as a list; null when the customer has no value.")
+    result: bool | None = Field(description="Whether the comparison held; null when the value is missing.")
+
+
+# The JSON schema of a comparison, by operator: which value each operator takes (the parser's rules, stated for
+# clients and generators). Validation is `parse_condition`'s, with its pointers and messages.
+_SCALAR_VALUE = Annotated[float | Annotated[str, Field(max_length=MAX_STRING_LENGTH)] | bool, Field(
+    description="A number, a string, a boolean, or a date as YYYY-MM-DD.")]
+ScalarOperator = TypeAliasType("ScalarOperator", Literal["eq", "ne", "lt", "lte", "gt", "gte", "contains"])
+ListOperator = TypeAliasType("ListOperator", Literal["in", "not_in", "contains_any", "contains_none"])
+
+
+class _ComparisonOf(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attr: str = Field(min_length=1, max_length=64, description="An attribute name from GET /v1/attributes.")
+
+
+class ScalarComparison(_ComparisonOf):
+    """Compare an attribute with one value: {"attr": "aum_avg_3m", "op": "gte", "value": 500000}."""
+
+    op: ScalarOperator
+    value: _SCALAR_VALUE
+
+
+class ListComparison(_ComparisonOf):
+    """Test an attribute against a list: {"attr": "segment", "op": "in", "value": ["retail"]}."""
+
+    op: ListOperator
+    value: list[_SCALAR_VALUE] = Field(min_length=1, max_length=MAX_LIST_VALUES)
+
+
+class BetweenComparison(_ComparisonOf):
+    """Low <= attribute <= high: {"attr": "age", "op": "between", "value": [25, 40]}."""
+
+    op: Literal["between"]
+    value: list[_SCALAR_VALUE] = Field(min_length=2, max_length=2, description="[low, high], low <= high.")
+
+
+class IsNullComparison(_ComparisonOf):
+    """Whether the customer has no value: {"attr": "days_since_last_txn", "op": "is_null", "value": true}."""
+
+    op: Literal["is_null"]
+    value: bool
+
+
+_COMPARISON_SHAPES = (ScalarComparison, ListComparison, BetweenComparison, IsNullComparison)
 
 
 def _validate_condition(value: Any, handler: Any) -> Any:

@@ -2,9 +2,9 @@
 schema.py; GET /v1/attributes lists the catalog as attributes.AttributeRead)."""
 
 from datetime import datetime
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.rules.attributes import AttributeType
 
 
 class AttributeDefinitionPut(BaseModel):
@@ -12,7 +12,7 @@ class AttributeDefinitionPut(BaseModel):
         {"type": "boolean", "description": "Salary is paid into an account with us."},
         {"type": "number", "unit": "EUR", "description": "Declared annual income."}]})
 
-    type: Literal["number", "integer", "string", "boolean", "date", "string_set"]
+    type: AttributeType
     description: str = Field("", max_length=500)
     unit: str | None = Field(None, max_length=20)
 

@@ -26,13 +26,6 @@ ETAG_HEADER = {"ETag": {"description": "The version's ETag; send it as If-Match 
                         "schema": {"type": "string"}}}
 
 
-def _problems(*statuses: int) -> dict:
-    responses = problem_responses(*[s for s in statuses if s != 428])
-    if 428 in statuses:
-        responses[428] = {**problem_responses(428)[428], "description": "Precondition required (no If-Match)"}
-    return responses
-
-
 def _actor(request: Request) -> str:
     return request.state.principal.name
 
@@ -56,8 +49,9 @@ def _version_read(policy: TierPolicy, version: TierPolicyVersion, response: Resp
         updated_at=version.updated_at, activated_at=version.activated_at, retired_at=version.retired_at)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=TierPolicyVersionRead, dependencies=WRITE,
-             responses={201: {"headers": ETAG_HEADER}, **_problems(401, 403, 409, 422)})
+@router.post("", summary="Create a tier policy",
+             status_code=status.HTTP_201_CREATED, response_model=TierPolicyVersionRead, dependencies=WRITE,
+             responses={201: {"headers": ETAG_HEADER}, **problem_responses(401, 403, 409, 422)})
 async def create_tier_policy(body: TierPolicyCreate, session: SessionDep, request: Request,
                              response: Response) -> TierPolicyVersionRead:
     """Create a policy with its first version, as draft version 1.
@@ -73,7 +67,8 @@ async def create_tier_policy(body: TierPolicyCreate, session: SessionDep, reques
     return _version_read(policy, version, response)
 
 
-@router.get("", response_model=TierPolicyList, dependencies=READ, responses=_problems(401, 403))
+@router.get("", summary="List tier policies",
+            response_model=TierPolicyList, dependencies=READ, responses=problem_responses(401, 403))
 async def list_tier_policies(session: SessionDep) -> TierPolicyList:
     """Every policy by key, with the number of its active version (null when none is active)."""
     rows = await policies.list_policies(session)
@@ -82,7 +77,8 @@ async def list_tier_policies(session: SessionDep) -> TierPolicyList:
         created_at=p.created_at) for p, active, latest in rows])
 
 
-@router.get("/{key}", response_model=TierPolicyRead, dependencies=READ, responses=_problems(401, 403, 404))
+@router.get("/{key}", summary="Get a tier policy with its versions",
+            response_model=TierPolicyRead, dependencies=READ, responses=problem_responses(401, 403, 404))
 async def get_tier_policy(key: KeyPath, session: SessionDep) -> TierPolicyRead:
     """A policy with a summary of every version (status, tier codes, who created it, when it was active)."""
     policy = await policies.get_policy(session, key)
@@ -97,8 +93,8 @@ async def get_tier_policy(key: KeyPath, session: SessionDep) -> TierPolicyRead:
             created_at=v.created_at, activated_at=v.activated_at, retired_at=v.retired_at) for v in versions])
 
 
-@router.get("/{key}/changes", response_model=TierPolicyChangeList, dependencies=READ,
-            responses=_problems(401, 403, 404))
+@router.get("/{key}/changes", summary="List a policy's changes", response_model=TierPolicyChangeList, dependencies=READ,
+            responses=problem_responses(401, 403, 404))
 async def list_tier_policy_changes(key: KeyPath, session: SessionDep) -> TierPolicyChangeList:
     """The policy's audit trail, oldest first: who created, edited, activated, retired or rolled back what."""
     policy = await policies.get_policy(session, key)
@@ -107,8 +103,9 @@ async def list_tier_policy_changes(key: KeyPath, session: SessionDep) -> TierPol
                                                             at=c.at, detail=c.detail) for c in changes])
 
 
-@router.post("/{key}/versions", status_code=status.HTTP_201_CREATED, response_model=TierPolicyVersionRead,
-             dependencies=WRITE, responses={201: {"headers": ETAG_HEADER}, **_problems(401, 403, 404, 422)})
+@router.post("/{key}/versions", summary="Add a draft version",
+             status_code=status.HTTP_201_CREATED, response_model=TierPolicyVersionRead,
+             dependencies=WRITE, responses={201: {"headers": ETAG_HEADER}, **problem_responses(401, 403, 404, 422)})
 async def add_tier_policy_version(key: KeyPath, body: TierPolicyVersionCreate, session: SessionDep,
                                   request: Request, response: Response) -> TierPolicyVersionRead:
     """Add a draft version after the latest one: give its tiers, or `copy_from` an existing version."""
@@ -117,8 +114,9 @@ async def add_tier_policy_version(key: KeyPath, body: TierPolicyVersionCreate, s
     return _version_read(policy, version, response)
 
 
-@router.get("/{key}/versions/{version}", response_model=TierPolicyVersionRead, dependencies=READ,
-            responses={200: {"headers": ETAG_HEADER}, **_problems(401, 403, 404)})
+@router.get("/{key}/versions/{version}", summary="Get a policy version",
+            response_model=TierPolicyVersionRead, dependencies=READ,
+            responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 403, 404)})
 async def get_tier_policy_version(key: KeyPath, version: VersionPath, session: SessionDep,
                                   response: Response) -> TierPolicyVersionRead:
     """One version in full, with its ETag (send it as If-Match to edit a draft)."""
@@ -126,8 +124,9 @@ async def get_tier_policy_version(key: KeyPath, version: VersionPath, session: S
     return _version_read(policy, await policies.get_version(session, policy, version), response)
 
 
-@router.put("/{key}/versions/{version}", response_model=TierPolicyVersionRead, dependencies=WRITE,
-            responses={200: {"headers": ETAG_HEADER}, **_problems(401, 403, 404, 409, 412, 422, 428)})
+@router.put("/{key}/versions/{version}", summary="Edit a draft version",
+            response_model=TierPolicyVersionRead, dependencies=WRITE,
+            responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 403, 404, 409, 412, 422, 428)})
 async def edit_tier_policy_version(
     key: KeyPath, version: VersionPath, body: TierPolicyVersionUpdate, session: SessionDep, request: Request,
     response: Response,
@@ -144,8 +143,9 @@ async def edit_tier_policy_version(
     return _version_read(policy, found, response)
 
 
-@router.post("/{key}/versions/{version}/activate", response_model=TierPolicyVersionRead, dependencies=WRITE,
-             responses=_problems(401, 403, 404, 409))
+@router.post("/{key}/versions/{version}/activate", summary="Activate a version",
+             response_model=TierPolicyVersionRead, dependencies=WRITE,
+             responses=problem_responses(401, 403, 404, 409))
 async def activate_tier_policy_version(key: KeyPath, version: VersionPath, session: SessionDep, request: Request,
                                        response: Response, background: BackgroundTasks) -> TierPolicyVersionRead:
     """Make this version the active one; the previously active version is retired in the same transaction.
@@ -170,8 +170,9 @@ async def activate_tier_policy_version(key: KeyPath, version: VersionPath, sessi
     return _version_read(policy, found, response)
 
 
-@router.post("/{key}/versions/{version}/retire", response_model=TierPolicyVersionRead, dependencies=WRITE,
-             responses=_problems(401, 403, 404, 409))
+@router.post("/{key}/versions/{version}/retire", summary="Retire a version",
+             response_model=TierPolicyVersionRead, dependencies=WRITE,
+             responses=problem_responses(401, 403, 404, 409))
 async def retire_tier_policy_version(key: KeyPath, version: VersionPath, session: SessionDep, request: Request,
                                      response: Response) -> TierPolicyVersionRead:
     """Retire the active version (the policy then has none active) or discard a draft."""
@@ -182,8 +183,9 @@ async def retire_tier_policy_version(key: KeyPath, version: VersionPath, session
     return _version_read(policy, found, response)
 
 
-@router.post("/{key}/versions/{version}/evaluate", response_model=WhatIfResult, dependencies=READ,
-             responses=_problems(401, 403, 404, 422))
+@router.post("/{key}/versions/{version}/evaluate", summary="What-if: evaluate values",
+             response_model=WhatIfResult, dependencies=READ,
+             responses=problem_responses(401, 403, 404, 422))
 async def evaluate_tier_policy_version(key: KeyPath, version: VersionPath, body: WhatIfRequest,
                                        session: SessionDep) -> WhatIfResult:
     """What-if: the tier a customer with these attribute values would land in, and why.
@@ -194,8 +196,9 @@ async def evaluate_tier_policy_version(key: KeyPath, version: VersionPath, body:
     return await simulation.evaluate_what_if(session, key, version, body.attributes)
 
 
-@router.post("/{key}/versions/{version}/simulate", response_model=SimulationResult, dependencies=READ,
-             responses=_problems(401, 403, 404))
+@router.post("/{key}/versions/{version}/simulate", summary="Simulate a version on every customer",
+             response_model=SimulationResult, dependencies=READ,
+             responses=problem_responses(401, 403, 404))
 async def simulate_tier_policy_version(key: KeyPath, version: VersionPath, session: SessionDep) -> SimulationResult:
     """Evaluate this version against today's whole customer population, in one set-based SQL statement.
 

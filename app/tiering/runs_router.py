@@ -14,7 +14,7 @@ from app.tiering.schemas import TierRunCreate, TierRunRead
 runs_router = APIRouter(prefix="/v1/tier-runs", tags=["tier-runs"], responses=problem_responses(401, 403))
 
 
-@runs_router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=TierRunRead,
+@runs_router.post("", summary="Start a batch tier run", status_code=status.HTTP_202_ACCEPTED, response_model=TierRunRead,
                   dependencies=[require_scope(Scope.POLICIES_WRITE)], responses=problem_responses(404, 409, 422))
 async def start_tier_run(body: TierRunCreate, session: SessionDep, request: Request,
                          background: BackgroundTasks) -> TierRunRead:
@@ -27,9 +27,9 @@ async def start_tier_run(body: TierRunCreate, session: SessionDep, request: Requ
     return TierRunRead.model_validate({**run.__dict__, "policy": policy.key if policy else None})
 
 
-@runs_router.get("/{run_id}", response_model=TierRunRead, dependencies=[require_scope(Scope.POLICIES_READ)],
+@runs_router.get("/{run_id}", summary="Get a tier run's progress", response_model=TierRunRead, dependencies=[require_scope(Scope.POLICIES_READ)],
                  responses=problem_responses(404))
-async def get_tier_run(run_id: Annotated[ParamInteger(1, 2**62), Path()], session: SessionDep) -> TierRunRead:
+async def get_tier_run(run_id: Annotated[ParamInteger(1, 2**62), Path(examples=[17])], session: SessionDep) -> TierRunRead:
     """A run's status and progress: processed of total customers, upgrades and downgrades so far."""
     run, key = await runs.get_run(session, run_id)
     return TierRunRead.model_validate({**run.__dict__, "policy": key})

@@ -1,13 +1,15 @@
 """Tier policy request and response bodies: policies, versions and their tiers, what-if and simulation results."""
 
 from datetime import date, datetime
+from datetime import date as date_
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
+from typing_extensions import TypeAliasType
 
 from app.core.strict import INT_MAX, Boolean, Integer, Timestamp
 
-from app.rules.schema import Condition
+from app.rules.schema import Condition, ConditionResult
 
 PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{1,39}$")]
 TierCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
@@ -15,7 +17,24 @@ Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=2000)]
 GraceDays = Integer(0, 730)
-VersionStatus = Literal["draft", "active", "retired"]
+VersionStatus = TypeAliasType("VersionStatus", Annotated[Literal["draft", "active", "retired"], Field(
+    description="A policy version's state: one active version per policy; drafts can be edited.")])
+PolicyChangeAction = TypeAliasType("PolicyChangeAction", Annotated[
+    Literal["create", "add_version", "edit", "activate", "retire", "rollback"], Field(
+        description="What a change did to a policy.")])
+TransitionDirection = TypeAliasType("TransitionDirection", Annotated[
+    Literal["initial", "upgrade", "downgrade", "lateral"], Field(
+        description="initial: a first assignment; lateral: another tier of the same rank.")])
+TransitionReason = TypeAliasType("TransitionReason", Annotated[
+    Literal["rules", "grace_elapsed", "override", "override_removed", "override_expired"], Field(
+        description="rules: the data changed; grace_elapsed: a pending downgrade applied; the others: a "
+                    "relationship manager's override was set, removed or ran out.")])
+TierRunStatus = TypeAliasType("TierRunStatus", Annotated[Literal["running", "succeeded", "failed"], Field(
+    description="A batch tier run's state.")])
+CareOccasion = TypeAliasType("CareOccasion", Annotated[Literal["birthday", "anniversary"], Field(
+    description="birthday, or the anniversary of becoming a customer.")])
+_ATTRIBUTE_VALUE = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"},
+                              {"type": "array", "items": {"type": "string"}}, {"type": "null"}]}
 MAX_TIERS = 20
 
 TIERS_DOC = ("Ordered tiers, at most 20; the first whose condition matches wins. Only the last may be "
@@ -104,7 +123,7 @@ class TierRead(BaseModel):
     code: str
     label: str
     rank: int
-    condition: dict[str, Any]
+    condition: Condition
 
 
 class TierPolicyVersionRead(BaseModel):
@@ -154,10 +173,11 @@ class TierPolicyList(BaseModel):
 
 class TierPolicyChangeRead(BaseModel):
     version: int | None
-    action: Literal["create", "add_version", "edit", "activate", "retire", "rollback"]
     actor: str = Field(description="The name of the API key that made the change.")
     at: datetime
-    detail: dict[str, Any]
+    action: PolicyChangeAction
+    detail: dict[str, Any] = Field(description="What changed, by action: e.g. the version's tiers and grace "
+                                               "for create, add_version and edit; the versions for activate.")
 
 
 class TierPolicyChangeList(BaseModel):
@@ -171,15 +191,16 @@ class WhatIfRequest(BaseModel):
         {"attributes": {"aum_avg_3m": 620000, "tenure_months": 40, "held_categories": ["deposit", "fund"]}},
     ]})
 
-    attributes: dict[str, Any] = Field(description="{attribute name: value}, as GET /v1/attributes types them.")
+    attributes: Annotated[dict[str, Any], WithJsonSchema({"type": "object", "additionalProperties": _ATTRIBUTE_VALUE})
+                          ] = Field(description="{attribute name: value}, as GET /v1/attributes types them: "
+                                                "numbers, strings, booleans, dates (YYYY-MM-DD), lists of strings.")
 
 
 class TierExplanation(BaseModel):
     tier: str
     matched: bool
-    conditions: list[dict[str, Any]] = Field(
-        description="Each comparison: pointer, attribute, operator, threshold, value and result "
-                    "(true, false, or null when the value is missing).")
+    conditions: list[ConditionResult] = Field(
+        description="Each comparison of the tier's condition, as evaluated.")
 
 
 class WhatIfResult(BaseModel):
@@ -244,6 +265,20 @@ class CustomerTier(BaseModel):
 
 
 class CustomerTiers(BaseModel):
+    """A customer's tier under every active policy, and why."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"customer_id": "C00000042", "tiers": [{
+        "policy": "wealth", "policy_version": 3, "tier": "wealth", "label": "Wealth", "rank": 30,
+        "since": "2026-03-01T02:00:11Z", "evaluated_at": "2026-11-22T08:14:05Z", "qualified_tier": "wealth",
+        "at_risk": False, "downgrade_to": None, "downgrade_on": None, "override": None,
+        "explanation": [
+            {"tier": "private", "matched": False, "conditions": [
+                {"pointer": "/tiers/0/condition", "attribute": "aum_avg_3m", "operator": "gte",
+                 "threshold": 10000000, "value": "620000.00", "result": False}]},
+            {"tier": "wealth", "matched": True, "conditions": [
+                {"pointer": "/tiers/1/condition", "attribute": "aum_avg_3m", "operator": "gte",
+                 "threshold": 500000, "value": "620000.00", "result": True}]}]}]}]})
+
     customer_id: str
     tiers: list[CustomerTier]
 
@@ -265,8 +300,8 @@ class TierTransitionRead(BaseModel):
     policy: str
     from_tier: str | None
     to_tier: str
-    direction: Literal["initial", "upgrade", "downgrade", "lateral"]
-    reason: str = Field(description="rules, grace_elapsed, override, override_removed or override_expired")
+    direction: TransitionDirection
+    reason: TransitionReason
     at: datetime
 
 
@@ -293,7 +328,7 @@ class TierRunRead(BaseModel):
 
     id: int
     policy: str | None
-    status: Literal["running", "succeeded", "failed"]
+    status: TierRunStatus
     requested_by: str
     total: int
     processed: int
@@ -310,6 +345,6 @@ class CareEntry(BaseModel):
     customer_id: str
     display_name: str | None
     tier: str
-    occasion: Literal["birthday", "anniversary"]
-    date: str
-    years: int
+    occasion: CareOccasion
+    date: date_ = Field(description="The next day of the occasion, within `days` of today.")
+    years: int = Field(description="Age, or years as a customer, on that day.")

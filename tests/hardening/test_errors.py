@@ -76,6 +76,12 @@ async def _real_errors(server_url: str) -> dict[str, BaseException]:
         except Exception as exc:  # noqa: BLE001
             errors["duplicate"] = exc
         await connection.execute("SELECT pg_terminate_backend($1)", victim.get_server_pid())
+        # the victim's backend is gone, and its last message (57P01) has reached the victim's protocol: used before
+        # that, asyncpg says only that another operation is in progress (InternalClientError)
+        while await connection.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                                        victim.get_server_pid()):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
         try:
             await victim.fetchval("SELECT 1")
         except Exception as exc:  # noqa: BLE001

@@ -86,8 +86,10 @@ class ExplanationTemplate:
         by_match = {}
         for last in [*range(len(tried)), None]:
             shown = tried if last is None else tried[:last + 1]
+            # the holes are strings where the schema has values and results: serialized as they are, unwarned
             text = EXPLANATION_JSON.to_json([{"tier": code, "matched": i == last, "conditions": conditions}
-                                             for i, (code, conditions) in enumerate(shown)]).decode()
+                                             for i, (code, conditions) in enumerate(shown)],
+                                            warnings=False).decode()
             parts, positions = [], []
             for _, conditions in shown:
                 for condition in conditions:

@@ -15,7 +15,7 @@ from app.core.security import Scope, require_scope
 from app.customers import flows as customer_flows
 from app.core.strict import ParamInteger
 from app.customers import service as customers_service
-from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalId
+from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalId, ExternalIdPath
 from app.tiering.assignment import overrides, reads
 from app.tiering import policies
 from app.tiering.schemas import CareEntry, CustomerTiers, TierOverridePut, TierTransitionPage, TierTransitionRead
@@ -25,8 +25,7 @@ customer_tiers_router = APIRouter(prefix="/v1/customers/{external_id}/tiers", ta
 transitions_router = APIRouter(prefix="/v1/tier-transitions", tags=["tiers"], responses=problem_responses(401, 403))
 care_router = APIRouter(prefix="/v1/care-calendar", tags=["tiers"], responses=problem_responses(401, 403))
 
-ExternalIdPath = Annotated[ExternalId, Path(description="The bank's own customer id.")]
-PolicyKeyPath = Annotated[str, Path(max_length=40, description="The policy key, e.g. `wealth`.")]
+PolicyKeyPath = Annotated[str, Path(max_length=40, description="The policy key, e.g. `wealth`.", examples=["wealth"])]
 
 
 async def _tiers(session, external_id: str) -> CustomerTiers:
@@ -41,7 +40,8 @@ async def render_customer_tiers(connection, state, external_id: str) -> bytes:
     return await reads.customer_tiers_json(connection, state.sessionmaker, external_id)
 
 
-@customer_tiers_router.get("", response_model=CustomerTiers, dependencies=[require_scope(Scope.TIERS_READ)])
+@customer_tiers_router.get("", summary="Get a customer's tiers",
+                           response_model=CustomerTiers, dependencies=[require_scope(Scope.TIERS_READ)])
 async def get_customer_tiers(external_id: ExternalIdPath, session: SessionDep, request: Request) -> Response:
     """The customer's tier under every active policy: since when, by which version, whether a downgrade is
     pending (at risk, to which tier, on which date), any override, and why: each tier tried with every
@@ -55,7 +55,7 @@ HOT_READS = [HotRead("/v1/customers/{external_id}/tiers", Scope.TIERS_READ, {"ex
                      render_customer_tiers)]
 
 
-@customer_tiers_router.post("/evaluate", response_model=CustomerTiers,
+@customer_tiers_router.post("/evaluate", summary="Re-evaluate a customer's tiers", response_model=CustomerTiers,
                             dependencies=[require_scope(Scope.CUSTOMERS_WRITE)])
 async def evaluate_customer_tiers(external_id: ExternalIdPath, session: SessionDep) -> CustomerTiers:
     """Re-evaluate the customer's tiers now (they also refresh on every change to the customer's data)."""
@@ -64,7 +64,7 @@ async def evaluate_customer_tiers(external_id: ExternalIdPath, session: SessionD
     return await _tiers(session, external_id)
 
 
-@customer_tiers_router.get("/history", response_model=TierTransitionPage,
+@customer_tiers_router.get("/history", summary="Get a customer's tier history", response_model=TierTransitionPage,
                            dependencies=[require_scope(Scope.TIERS_READ)], responses=problem_responses(422))
 async def get_customer_tier_history(external_id: ExternalIdPath, session: SessionDep,
                                     after: Annotated[str | None, Query(max_length=64)] = None,
@@ -76,7 +76,7 @@ async def get_customer_tier_history(external_id: ExternalIdPath, session: Sessio
     return _transition_page(rows, limit)
 
 
-@customer_tiers_router.put("/{policy_key}/override", response_model=CustomerTiers,
+@customer_tiers_router.put("/{policy_key}/override", summary="Hold a customer in a tier", response_model=CustomerTiers,
                            dependencies=[require_scope(Scope.TIERS_WRITE)], responses=problem_responses(422))
 async def put_tier_override(external_id: ExternalIdPath, policy_key: PolicyKeyPath, body: TierOverridePut,
                             session: SessionDep, request: Request) -> CustomerTiers:
@@ -93,7 +93,7 @@ async def put_tier_override(external_id: ExternalIdPath, policy_key: PolicyKeyPa
     return tiers
 
 
-@customer_tiers_router.delete("/{policy_key}/override", response_model=CustomerTiers,
+@customer_tiers_router.delete("/{policy_key}/override", summary="Remove a tier override", response_model=CustomerTiers,
                               dependencies=[require_scope(Scope.TIERS_WRITE)])
 async def delete_tier_override(external_id: ExternalIdPath, policy_key: PolicyKeyPath,
                                session: SessionDep, request: Request) -> CustomerTiers:
@@ -138,8 +138,8 @@ def _transition_page(rows, limit: int) -> TierTransitionPage:
         next_cursor=encode_cursor(last.tx_id, last.id) if last else None)
 
 
-@transitions_router.get("", response_model=TierTransitionPage,
-                        dependencies=[require_scope(Scope.TRANSITIONS_READ)],
+@transitions_router.get("", summary="Follow the tier change feed",
+                        response_model=TierTransitionPage, dependencies=[require_scope(Scope.TRANSITIONS_READ)],
                         responses=problem_responses(404, 422))
 async def list_tier_transitions(session: SessionDep, after: Annotated[str | None, Query(max_length=64)] = None,
                                 policy: Annotated[str | None, Query(max_length=40)] = None,
@@ -156,7 +156,8 @@ async def list_tier_transitions(session: SessionDep, after: Annotated[str | None
     return page
 
 
-@care_router.get("", response_model=list[CareEntry], dependencies=[require_scope(Scope.CUSTOMERS_LIST)],
+@care_router.get("", summary="Upcoming birthdays and anniversaries of a tier",
+                 response_model=list[CareEntry], dependencies=[require_scope(Scope.CUSTOMERS_LIST)],
                  responses=problem_responses(404, 422))
 async def care_calendar(session: SessionDep, policy: Annotated[str, Query(max_length=40)],
                         tier: Annotated[str, Query(max_length=40)],

@@ -1,0 +1,117 @@
+"""The OpenAPI document as an integrator's generator reads it: short operation ids, described tags, and every error
+documented as the application/problem+json the service sends, on exactly the operations that can send it."""
+
+import json
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+
+from app.core.errors import PROBLEM_JSON, Problem, problem_responses
+
+TAGS = [
+    {"name": "customers", "description": "Customer profiles by the bank's own id, their holdings with balance "
+                                         "history, NDJSON bulk import and erasure. Every write re-tiers the customer."},
+    {"name": "events", "description": "Activity from core banking: transactions, app logins and referrals."},
+    {"name": "attributes", "description": "The attribute catalog conditions may use: built-in metrics and the "
+                                          "bank's typed custom attributes."},
+    {"name": "tiers", "description": "A customer's tiers with since-when, downgrade grace and the explanation; "
+                                     "overrides, history, the change feed and the care calendar."},
+    {"name": "tier-policies", "description": "Versioned tier definitions (draft, active, retired): validate, "
+                                             "what-if, simulate against the population, activate, roll back."},
+    {"name": "tier-runs", "description": "Batch evaluation of every customer under a policy, in the background."},
+    {"name": "recommendations", "description": "Next-best products for a customer, with reasons, and the contact "
+                                               "policy that keeps offers from fatiguing."},
+    {"name": "products", "description": "The product catalog: eligibility, risk level, channels, sales window and "
+                                        "how hard to push each product."},
+    {"name": "feedback", "description": "What customers did with recommendations, NPS and CSAT answers, and "
+                                        "complaints with their lifecycle."},
+    {"name": "reports", "description": "Tier distribution and migrations, the recommendation funnel with its "
+                                       "holdout uplift, satisfaction by tier."},
+    {"name": "api-keys", "description": "Keys for calling systems, by role (admin only). A key is shown once."},
+    {"name": "audit", "description": "Who changed policies, products, keys and overrides, and how (admin only)."},
+    {"name": "operations", "description": "Liveness, readiness and Prometheus metrics; no API key needed."},
+]
+
+REF = "#/components/schemas/"
+ERROR_MEDIA = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route function's name (get_customer_tiers): short, stable, and what a generated client calls it."""
+    return route.name
+
+
+def _statuses(path: str, operation: dict[str, Any]) -> set[int]:
+    """The problem+json errors an operation can really answer, read off what it declares: 401, 403 and 429 where
+    a key is checked (the rate limit applies after authentication), 400 (a body that is not UTF-8 text), 413 and
+    422 where a JSON body is read, 422 where parameters are validated, 503 (database away) on every /v1 route."""
+    statuses = set()
+    if operation.get("security"):
+        statuses |= {401, 403, 429}
+    if "application/json" in operation.get("requestBody", {}).get("content", {}):
+        statuses |= {400, 413, 422}
+    if operation.get("parameters"):
+        statuses.add(422)
+    if path.startswith("/v1/"):
+        statuses.add(503)
+    return statuses
+
+
+def _merge_identical_input_output(document: dict[str, Any]) -> dict[str, Any]:
+    """One schema for a model whose "-Input" and "-Output" forms say the same: FastAPI splits a recursive model
+    (the condition language) in two only because each form refers to its own name."""
+    schemas = document["components"]["schemas"]
+    pairs = {name[:-len("-Input")] for name in schemas
+             if name.endswith("-Input") and name[:-len("-Input")] + "-Output" in schemas}
+
+    def renamed(value: Any, names: set[str]) -> str:
+        text = json.dumps(value, sort_keys=True)
+        for name in names:
+            for suffix in ("-Input", "-Output"):
+                text = text.replace(f'"{REF}{name}{suffix}"', f'"{REF}{name}"')
+        return text
+
+    while True:  # a pair stays split when its forms differ once every mergeable pair is merged
+        differing = {name for name in pairs
+                     if renamed(schemas[name + "-Input"], pairs) != renamed(schemas[name + "-Output"], pairs)}
+        if not differing:
+            break
+        pairs -= differing
+    for name in pairs:
+        schemas[name] = schemas.pop(name + "-Input")
+        del schemas[name + "-Output"]
+    return json.loads(renamed(document, pairs))
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Build the document once: FastAPI's, with the errors each operation can answer added (statuses a route
+    declares itself, such as 404 or 409, keep their descriptions), and every 4xx and 5xx answer documented as
+    application/problem+json with the Problem schema (FastAPI would put a model under application/json)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, description=app.description,
+                                   routes=app.routes, tags=app.openapi_tags)
+            for path, operations in document["paths"].items():
+                for operation in operations.values():
+                    responses = operation.setdefault("responses", {})
+                    for status, response in problem_responses(*sorted(_statuses(path, operation))).items():
+                        if responses.get(str(status), {}).get("description") in (None, "Validation Error"):
+                            responses[str(status)] = response  # FastAPI's own 422 is the one it never sends
+                    for status, response in responses.items():
+                        if status[0] in "45":
+                            response["content"] = ERROR_MEDIA
+                    operation["responses"] = dict(sorted(responses.items()))
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(problem.pop("$defs", {}), Problem=problem)
+            for unused in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422 body, replaced above
+                schemas.pop(unused, None)
+            document = _merge_identical_input_output(document)
+            document["components"]["schemas"] = dict(sorted(document["components"]["schemas"].items()))
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi
