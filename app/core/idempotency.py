@@ -99,17 +99,21 @@ def creates(router: APIRouter, path: str, *, location: str, status_code: int = 2
 
     def decorate(endpoint: Callable) -> Callable:
         signature = inspect.signature(endpoint)
+        # FastAPI passes the Request and the Response to one parameter each: reuse the endpoint's own, if any.
+        own = {p.annotation: name for name, p in signature.parameters.items() if p.annotation in (Request, Response)}
+        request_name, response_name = own.get(Request, "_idempotency_request"), own.get(Response, "_idempotency_response")
         extra = [inspect.Parameter("_idempotency_key", inspect.Parameter.KEYWORD_ONLY, annotation=IdempotencyKeyHeader,
                                    default=None),
-                 inspect.Parameter("_idempotency_request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
-                 inspect.Parameter("_idempotency_response", inspect.Parameter.KEYWORD_ONLY, annotation=Response),
                  inspect.Parameter("_idempotency_session", inspect.Parameter.KEYWORD_ONLY, annotation=SessionDep)]
+        extra += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind)
+                  for kind, name in ((Request, request_name), (Response, response_name)) if kind not in own]
 
         @wraps(endpoint)
-        async def idempotent_endpoint(*args, _idempotency_key: str | None, _idempotency_request: Request,
-                                      _idempotency_response: Response, _idempotency_session: AsyncSession,
+        async def idempotent_endpoint(*args, _idempotency_key: str | None, _idempotency_session: AsyncSession,
                                       **kwargs):
-            request, response, session = _idempotency_request, _idempotency_response, _idempotency_session
+            session = _idempotency_session
+            request = kwargs[request_name] if Request in own else kwargs.pop(request_name)
+            response = kwargs[response_name] if Response in own else kwargs.pop(response_name)
             if _idempotency_key is not None:
                 claimed = await _claim(session, request, _idempotency_key)
                 if claimed is not None:

@@ -160,6 +160,8 @@ class DeliveryWorker:
     """One instance's worker. `run` loops until cancelled; tests drive `fan_out`, `claim` and `deliver`."""
 
     def __init__(self, settings: Settings, sessionmaker, client: httpx.AsyncClient | None = None) -> None:
+        for name in ("httpx", "httpcore"):  # they log each request's URL at INFO, and a URL may carry a token
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.settings, self.sessionmaker = settings, sessionmaker
         self.client = client or httpx.AsyncClient(
             follow_redirects=False, trust_env=False, headers={"User-Agent": USER_AGENT},

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.apikeys import service as apikeys_service
 from app.core.db import create_sessionmaker
 from app.core.migrations import upgrade_to_head
-from bench.harness import free_port
+from bench.harness import ENCRYPTION_KEY, free_port
 from tests.factories import customer_body
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +47,7 @@ async def test_sigterm_lets_the_in_flight_batch_finish_and_commit(scratch_databa
     key = await _make_key(url)
     port = free_port()
     env = {**os.environ, "TIERWISE_DATABASE_URL": _plain(url), "TIERWISE_API_KEY_PEPPER": PEPPER,
+           "TIERWISE_ENCRYPTION_KEY": ENCRYPTION_KEY,
            "TIERWISE_ENVIRONMENT": "production", "TIERWISE_LOG_LEVEL": "WARNING", "TIERWISE_PORT": str(port)}
     server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, cwd=ROOT)
     base, headers = f"http://127.0.0.1:{port}", {"X-API-Key": key}
