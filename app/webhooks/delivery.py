@@ -164,7 +164,7 @@ class DeliveryWorker:
             logging.getLogger(name).setLevel(logging.WARNING)
         self.settings, self.sessionmaker = settings, sessionmaker
         self.client = client or httpx.AsyncClient(
-            follow_redirects=False, trust_env=False, headers={"User-Agent": USER_AGENT},
+            follow_redirects=False, headers={"User-Agent": USER_AGENT},  # HTTPS_PROXY and NO_PROXY apply
             limits=httpx.Limits(max_connections=settings.webhook_concurrency),
             timeout=httpx.Timeout(settings.webhook_timeout_s))
         self.lease_s = 2 * settings.webhook_timeout_s + 10

@@ -9,7 +9,8 @@ from pydantic import BaseModel
 from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
-from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
+from app.core.etag import (CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite,
+                           etag_of)
 from app.core.idempotency import LOCATION_HEADER, creates
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
@@ -33,12 +34,15 @@ async def list_event_types() -> list[EventTypeRead]:
 
 
 @creates(router, "", location="/v1/webhooks/{id}", response_model=WebhookCreated, responses=problem_responses(422))
-async def create_webhook(body: WebhookCreate, session: SessionDep, request: Request) -> WebhookCreated:
+async def create_webhook(body: WebhookCreate, session: SessionDep, request: Request,
+                         response: Response) -> WebhookCreated:
     """Subscribe a URL to event types. The response holds the signing `secret`, this once: every delivery is
-    signed with it (the `Tierwise-Signature` header; see the tag's description for the scheme)."""
+    signed with it (the `Tierwise-Signature` header; see the tag's description for the scheme). Its ETag is the
+    subscription's, for a later If-Match."""
     row, secret = await service.create_subscription(session, body, request.app.state.settings)
     created = WebhookRead.model_validate(row)
     await _audit(session, request, "webhook.create", row.id, None, created)
+    response.headers["ETag"] = etag_of(created)
     return WebhookCreated(**created.model_dump(), secret=secret)
 
 

@@ -78,6 +78,8 @@ async def update_subscription(session: AsyncSession, row: WebhookSubscription, b
             raise InvalidInput(f"/{name}", "may be left out but not null")
     if "url" in changes:
         _check_host(changes["url"], settings)
+    if all(getattr(row, name) == value for name, value in changes.items()):
+        return row  # nothing changes: neither updated_at nor the ETag
     for name, value in changes.items():
         setattr(row, name, value)
     row.updated_at = func.now()

@@ -9,7 +9,9 @@ HOOK = {"url": "https://hooks.bank.example/tierwise", "event_types": ["tier.upgr
 async def _hook(client, admin) -> tuple[str, str]:
     created = await client.post("/v1/webhooks", json=HOOK, headers=admin)
     path = created.headers["Location"]
-    return path, (await client.get(path, headers=admin)).headers["ETag"]
+    tag = (await client.get(path, headers=admin)).headers["ETag"]
+    assert created.headers["ETag"] == tag  # the created document's tag, ready for If-Match
+    return path, tag
 
 
 async def test_a_get_carries_a_strong_etag_and_if_none_match_gives_304(client, as_role):
@@ -37,6 +39,8 @@ async def test_a_patch_with_a_stale_if_match_is_a_412_and_changes_nothing(client
     assert (await client.get(path, headers=admin)).json()["description"] == "mine"
     weak = await client.patch(path, json={"description": "weak"}, headers={**admin, "If-Match": "W/" + first.headers["ETag"]})
     assert weak.status_code == 412  # If-Match compares strongly
+    same = await client.patch(path, json={"description": "mine"}, headers={**admin, "If-Match": first.headers["ETag"]})
+    assert same.status_code == 200 and same.headers["ETag"] == first.headers["ETag"]  # nothing changed
     blind = await client.patch(path, json={"description": "no precondition"}, headers=admin)
     assert blind.status_code == 200  # without If-Match the write applies
     anything = await client.patch(path, json={"status": "paused"}, headers={**admin, "If-Match": "*"})

@@ -36,6 +36,7 @@ async def test_a_retry_with_the_same_key_and_body_replays_the_first_response(cli
     again = await _post(client, admin, reordered)
     assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
     assert again.json() == first.json() and again.headers["Location"] == first.headers["Location"]
+    assert again.headers["ETag"] == first.headers["ETag"]  # the other headers the endpoint set, replayed too
     assert await session.scalar(text("SELECT count(*) FROM webhook_subscription")) == 1
     without_key = await _post(client, admin, key=None)  # no key: a second subscription, with its own Location
     assert without_key.status_code == 201 and without_key.json()["id"] != first.json()["id"]
