@@ -42,6 +42,7 @@ class OutageResult:
 async def run_outage(dsn: str, base: str, admin_key: str, *, customers: int, moves_per_customer: int,
                      down_s: float, drain_timeout_s: float | None = None) -> OutageResult:
     headers = {"X-API-Key": admin_key}
+    connection = await asyncpg.connect(dsn)  # for the attempt figures at the end (taken now: the server is shared)
     receiver = await Receiver().start()
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
         hook = (await client.post("/v1/webhooks", json={"url": receiver.url,
@@ -77,7 +78,6 @@ async def run_outage(dsn: str, base: str, admin_key: str, *, customers: int, mov
     for received in delivered:
         per_customer.setdefault(received.body["data"]["customer_id"], []).append(received.body["data"]["to_status"])
     expected = ["open", *(MOVES[s % len(MOVES)] for s in range(moves_per_customer))]
-    connection = await asyncpg.connect(dsn)
     try:
         stats = await connection.fetchrow(
             "SELECT count(*) AS attempts, count(*) FILTER (WHERE error = 'ConnectError') AS refused, "

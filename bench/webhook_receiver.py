@@ -47,6 +47,7 @@ class Receiver:
     _server: asyncio.Server | None = None
     _verify = None
     _writers: set = field(default_factory=set)
+    _handlers: set = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -64,6 +65,7 @@ class Receiver:
             self._server.close()
             for writer in list(self._writers):
                 writer.close()
+            await asyncio.gather(*self._handlers, return_exceptions=True)  # each sees its connection end
             await self._server.wait_closed()
             self._server = None
 
@@ -73,6 +75,7 @@ class Receiver:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        self._handlers.add(asyncio.current_task())
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -90,6 +93,7 @@ class Receiver:
             pass
         finally:
             self._writers.discard(writer)
+            self._handlers.discard(asyncio.current_task())
             writer.close()
 
     async def _answer(self, headers: dict, body: bytes) -> int:

@@ -9,7 +9,8 @@ Every instance runs one (started in the app's lifespan); they share the work thr
   attempt counts from the claim. The HTTP call runs with no transaction open.
 - Outcome: 2xx: delivered. Otherwise the attempt is logged (status code or error class, duration) and the
   delivery is due again after a random delay in [0, min(backoff_max, backoff_base * 2^(attempts - 1))] (full
-  jitter), or dead after TIERWISE_WEBHOOK_MAX_ATTEMPTS; dead deliveries wait for a manual redeliver.
+  jitter), or dead after TIERWISE_WEBHOOK_MAX_ATTEMPTS; dead deliveries wait for a manual redeliver. A delivery
+  that succeeds after failing tells that the receiver is back: the subscription's other retries are due at once.
 - Order: a delivery is claimed only when no earlier delivery of the same subscription and customer is still
   pending, so one customer's events arrive in order, one at a time, while other customers' go on in parallel
   (a dead one no longer holds the next back). Events without a customer are not ordered.
@@ -88,7 +89,9 @@ RETURNING d.id, d.attempts, d.subscription_id, ev.event_id, ev.event_type, ev.cr
           CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret_sealed END AS previous_secret_sealed
 """)
 
-# The outcome of one claimed attempt: only if the claim still stands (same attempt number, still pending).
+# The outcome of one claimed attempt: only if the claim still stands (same attempt number, still pending). A
+# success after failures means the receiver is back: the subscription's other retries are due now, not after
+# their backoff.
 _RECORD = text("""
 WITH updated AS (
     UPDATE webhook_delivery SET
@@ -99,6 +102,10 @@ WITH updated AS (
         leased_until = NULL, last_status_code = :status_code, last_error = :error
     WHERE id = :delivery_id AND attempts = :attempt AND state = 'pending'
     RETURNING state
+), woken AS (
+    UPDATE webhook_delivery SET next_attempt_at = now()
+    WHERE CAST(:wake AS boolean) AND subscription_id = :subscription_id AND state = 'pending' AND attempts > 0
+      AND next_attempt_at > now()
 ), logged AS (
     INSERT INTO webhook_attempt (delivery_id, at, duration_ms, status_code, error)
     SELECT :delivery_id, :at, :duration_ms, :status_code, :error
@@ -224,6 +231,7 @@ class DeliveryWorker:
     async def record(self, claim: Claim, outcome: Outcome) -> str | None:
         """Store the outcome; the delivery's state after it (None: the claim no longer stood)."""
         params = {"delivery_id": claim.delivery_id, "attempt": claim.attempt, "delivered": outcome.delivered,
+                  "subscription_id": claim.subscription_id, "wake": outcome.delivered and claim.attempt > 1,
                   "max_attempts": self.settings.webhook_max_attempts, "status_code": outcome.status_code,
                   "error": outcome.error, "duration_ms": outcome.duration_ms,
                   "delay": 0.0 if outcome.delivered else backoff_delay(claim.attempt, self.settings)}

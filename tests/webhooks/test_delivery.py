@@ -45,7 +45,7 @@ async def test_a_receiver_that_fails_times_out_and_is_down_gets_every_event_once
         receiver.mode = "fail"
         await emit_round("open")
         await wait_for(lambda: sum(r.status == 500 for r in receiver.requests) >= 6)
-        receiver.mode, receiver.hang_s = "hang", 1.0  # twice the sender's timeout
+        receiver.mode, receiver.hang_s = "hang", 4.0  # twice the sender's timeout
         await emit_round("in_progress")
         await wait_for(lambda: committed.scalar("SELECT count(*) FROM webhook_attempt a JOIN webhook_delivery d "
                                                 "ON d.id = a.delivery_id WHERE d.subscription_id = :id "
@@ -289,3 +289,23 @@ async def test_delivered_deliveries_are_purged_after_the_retention_period(commit
     remaining = await committed.scalar("SELECT array_agg(event_id::text) FROM webhook_event WHERE event_id IN "
                                        "(CAST(:a AS uuid), CAST(:b AS uuid))", a=kept, b=old)
     assert remaining == [kept]
+
+
+async def test_a_success_after_failures_makes_the_subscriptions_other_retries_due_at_once(committed, receiver):
+    hook = await committed.subscribe(receiver.url)
+    receiver.secret, receiver.mode = hook["secret"], "fail"
+    events = [await committed.emit(9_995_000 + i, "open") for i in range(3)]
+    worker = committed.worker()
+    await worker.fan_out()
+    for claim in await worker.claim(5):
+        assert await worker.deliver(claim) == "pending"
+    async with committed.engine.begin() as connection:  # all three wait an hour, but the first is due now
+        await connection.execute(text(
+            "UPDATE webhook_delivery d SET next_attempt_at = now() + CASE WHEN e.event_id = CAST(:first AS uuid) "
+            "THEN interval '0' ELSE interval '1 hour' END FROM webhook_event e "
+            "WHERE e.id = d.event_id AND d.subscription_id = :id"), {"first": events[0], "id": hook["id"]})
+    receiver.mode = "ok"
+    [back] = await worker.claim(5)
+    assert back.event_id == events[0] and await worker.deliver(back) == "delivered"
+    rest = await worker.claim(5)
+    assert sorted(claim.event_id for claim in rest) == sorted(events[1:])

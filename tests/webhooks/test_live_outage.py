@@ -9,7 +9,7 @@ from bench.webhook_outage import LIGHT, run_outage
 from app.core.migrations import upgrade_to_head
 
 FAST = {"TIERWISE_WEBHOOK_MAX_ATTEMPTS": "100", "TIERWISE_WEBHOOK_POLL_SECONDS": "0.05", "TIERWISE_WEBHOOK_BACKOFF_BASE_S": "0.05",
-        "TIERWISE_WEBHOOK_BACKOFF_MAX_S": "0.4", "TIERWISE_WEBHOOK_TIMEOUT_S": "1", **LIGHT}
+        "TIERWISE_WEBHOOK_BACKOFF_MAX_S": "0.4", "TIERWISE_WEBHOOK_TIMEOUT_S": "3", **LIGHT}
 
 
 async def test_a_receiver_down_for_a_while_gets_every_event_once_it_recovers_from_a_live_server(scratch_database):
