@@ -70,7 +70,8 @@ async def run_outage(dsn: str, base: str, admin_key: str, *, customers: int, mov
         await receiver.start()
         recovered = time.monotonic()
         total = customers * (1 + moves_per_customer)
-        await _until(lambda: len({r.event_id for r in receiver.delivered()}) >= total, drain_timeout_s or down_s * 10 + 60)
+        await _until(lambda: len({r.event_id for r in receiver.delivered()}) >= total,
+                     drain_timeout_s or down_s * 10 + 60)
         drained = time.monotonic() - recovered
         await asyncio.sleep(1)  # a duplicate would arrive by now
     delivered = receiver.delivered()

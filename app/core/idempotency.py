@@ -101,7 +101,8 @@ def creates(router: APIRouter, path: str, *, location: str, status_code: int = 2
         signature = inspect.signature(endpoint)
         # FastAPI passes the Request and the Response to one parameter each: reuse the endpoint's own, if any.
         own = {p.annotation: name for name, p in signature.parameters.items() if p.annotation in (Request, Response)}
-        request_name, response_name = own.get(Request, "_idempotency_request"), own.get(Response, "_idempotency_response")
+        request_name = own.get(Request, "_idempotency_request")
+        response_name = own.get(Response, "_idempotency_response")
         extra = [inspect.Parameter("_idempotency_key", inspect.Parameter.KEYWORD_ONLY, annotation=IdempotencyKeyHeader,
                                    default=None),
                  inspect.Parameter("_idempotency_session", inspect.Parameter.KEYWORD_ONLY, annotation=SessionDep)]

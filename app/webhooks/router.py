@@ -16,8 +16,8 @@ from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
 from app.webhooks import service
 from app.webhooks.events import EVENT_TYPES
-from app.webhooks.schemas import (AttemptRead, DeliveryDetail, DeliveryRead, DeliveryState, EventTypeRead, RedeliveredCount,
-                                  SecretRotation, WebhookCreate, WebhookCreated, WebhookRead, WebhookUpdate)
+from app.webhooks.schemas import (AttemptRead, DeliveryDetail, DeliveryRead, DeliveryState, EventTypeRead,
+                                  RedeliveredCount, SecretRotation, WebhookCreate, WebhookCreated, WebhookRead, WebhookUpdate)
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=[require_scope(Scope.ADMIN)],
                    responses=problem_responses(401, 403))

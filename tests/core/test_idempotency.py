@@ -24,7 +24,8 @@ HOOK = {"url": "https://hooks.bank.example/tierwise", "event_types": ["tier.upgr
 
 
 async def _post(client, headers, body=HOOK, key: str | None = "key-1"):
-    return await client.post("/v1/webhooks", json=body, headers={**headers, **({"Idempotency-Key": key} if key else {})})
+    return await client.post("/v1/webhooks", json=body,
+                             headers={**headers, **({"Idempotency-Key": key} if key else {})})
 
 
 async def test_a_retry_with_the_same_key_and_body_replays_the_first_response(client, as_role, session):

@@ -3,6 +3,7 @@ signed (checked with the documented snippet), once, in order per customer. Dead 
 across a crash, two workers on separate connections, pause and resume, secret rotation, metrics, retention."""
 
 import asyncio
+import logging
 
 from prometheus_client import REGISTRY
 from sqlalchemy import text
@@ -217,7 +218,7 @@ async def test_a_paused_subscription_keeps_its_events_and_sends_them_on_resume(c
         await _stop(task)
 
 
-async def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(committed, receiver):
+async def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(committed, receiver, caplog):
     hook = await committed.subscribe(receiver.url)
     async with committed.client() as client:
         rotated = await client.post(f"/v1/webhooks/{hook['id']}/rotate-secret", json={"overlap_hours": 1},
@@ -226,12 +227,18 @@ async def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(committ
         assert rotated.json()["previous_secret_expires_at"] is not None
     receiver.secret = rotated.json()["secret"]
     event = await committed.emit(9_800_001, "open")
-    worker = await _running(committed.worker())
-    try:
-        await wait_for(lambda: receiver.delivered())
-    finally:
-        await _stop(worker)
+    receiver.fail_times[event] = 1
+    with caplog.at_level(logging.DEBUG):
+        worker = await _running(committed.worker())
+        try:
+            await wait_for(lambda: receiver.delivered())
+        finally:
+            await _stop(worker)
+    assert "webhook attempt" in caplog.text  # logged: ids, type, result; never the URL, a payload or a secret
+    for private in (receiver.url, f"127.0.0.1:{receiver.port}", "C9800001", hook["secret"], rotated.json()["secret"]):
+        assert private not in caplog.text
     [received] = receiver.delivered()
+    assert len(receiver.requests) == 2 and receiver.requests[0].status == 500
     assert received.event_id == event and received.signature.count("v1=") == 2
     verify = documented_verify()
     assert verify(rotated.json()["secret"], received.raw, received.signature)

@@ -8,7 +8,8 @@ from bench.harness import create_key, plain_dsn, serve
 from bench.webhook_outage import LIGHT, run_outage
 from app.core.migrations import upgrade_to_head
 
-FAST = {"TIERWISE_WEBHOOK_MAX_ATTEMPTS": "100", "TIERWISE_WEBHOOK_POLL_SECONDS": "0.05", "TIERWISE_WEBHOOK_BACKOFF_BASE_S": "0.05",
+FAST = {"TIERWISE_WEBHOOK_MAX_ATTEMPTS": "100", "TIERWISE_WEBHOOK_POLL_SECONDS": "0.05",
+        "TIERWISE_WEBHOOK_BACKOFF_BASE_S": "0.05",
         "TIERWISE_WEBHOOK_BACKOFF_MAX_S": "0.4", "TIERWISE_WEBHOOK_TIMEOUT_S": "3", **LIGHT}
 
 
