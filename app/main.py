@@ -38,6 +38,11 @@ from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, UnexpectedErrors
 from app.core.ratelimit import FailedAuthLimiter, RateLimit, RateLimiter, role_limits
 from app.core.security import role_scopes
+from app.core import idempotency
+from app.webhooks import service as webhooks_service
+from app.webhooks.delivery import DeliveryWorker
+from app.webhooks.router import router as webhooks_router
+from app.webhooks.signing import __doc__ as SIGNATURE_SCHEME
 
 DESCRIPTION = """
 Customer tiering and next-best-product recommendations for retail and mobile banking.
@@ -56,8 +61,12 @@ query), within their column; amounts are JSON numbers or decimal strings (`"1250
 ROUTERS = [customers_router, events_router, rules_router, custom_attributes_router, products_router, apikeys_router,
            policies_router,
            customer_tiers_router, transitions_router, runs_router, care_router, recommendations_router, contact_router, audit_router,
-           feedback_router, reports_router]
+           feedback_router, reports_router, webhooks_router]
 HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS]
+
+
+WEBHOOKS_TAG = {"name": "webhooks", "description": "Be told instead of polling: subscribe a URL to event types; "
+                "each event is POSTed to it, signed.\n\n" + SIGNATURE_SCHEME}
 
 
 def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAPI:
@@ -80,18 +89,23 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         schedule = [(settings.stats_refresh_minutes, recommender.refresh_statistics,
                      "recommendation statistics refreshed"),
                     (settings.offer_states_refresh_minutes, recommender.refresh_offer_states, "offer states refreshed")]
+        schedule.append((settings.purge_minutes, lambda: purge(app.state.sessionmaker, settings),
+                         "expired idempotency keys and delivered webhooks purged"))
         jobs = [asyncio.create_task(run_every(minutes, job, done)) for minutes, job, done in schedule if minutes]
+        if settings.webhook_worker:
+            jobs.append(asyncio.create_task(DeliveryWorker(settings, app.state.sessionmaker).run()))
         try:
             yield
         finally:
             for job in jobs:
                 job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)  # the webhook worker lets sends in flight finish
             if app.state.read_pool is not None:
                 await app.state.read_pool.close()
             await engine.dispose()
 
     app = FastAPI(title="Tierwise", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  openapi_tags=TAGS, generate_unique_id_function=operation_id, docs_url=None, redoc_url=None)
+                  openapi_tags=[*TAGS, WEBHOOKS_TAG], generate_unique_id_function=operation_id, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(role_limits(settings))
     app.state.failed_auth = FailedAuthLimiter(RateLimit(settings.auth_failures_per_s, settings.auth_failures_burst))
@@ -120,6 +134,13 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
     app.add_middleware(UnexpectedErrors)
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+async def purge(sessionmaker, settings: Settings) -> dict:
+    """The scheduled purge: expired Idempotency-Keys, and webhook deliveries past their retention."""
+    async with sessionmaker() as session, session.begin():
+        return {**await idempotency.purge_expired(session),
+                **await webhooks_service.purge_delivered(session, settings)}
 
 
 def _routes_of(reads) -> dict:

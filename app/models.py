@@ -3,6 +3,7 @@
 from app.apikeys.models import ApiKey  # noqa: F401
 from app.audit.models import AuditEvent  # noqa: F401
 from app.core.db import Base
+from app.core.idempotency import IdempotencyKey  # noqa: F401
 from app.customers.models import (  # noqa: F401
     Customer,
     CustomerActivityDaily,
@@ -38,5 +39,7 @@ from app.tiering.models import (  # noqa: F401
     TierRun,
     TierTransition,
 )
+
+from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription  # noqa: F401
 
 metadata = Base.metadata

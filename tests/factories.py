@@ -27,6 +27,7 @@ def customer_body(**overrides) -> dict:
 
 
 WEALTH_GRACE_DAYS = 90
+ENCRYPTION_KEY = "dGVzdHMtb25seS1lbmNyeXB0aW9uLWtleS0wMTIzNDU"  # base64url of 32 bytes: production-mode test servers
 
 # A wealth policy's tiers for tests: first match wins, the last is unconditional.
 WEALTH_TIERS = [

@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
+from sqlalchemy import text
 
 from app.apikeys import service as apikeys_service
 from app.core.config import Settings
 from app.core.security import ROLE_SCOPES, Scope, role_scopes
 from app.main import ROUTERS, create_app
+from app.webhooks.delivery import _FAN_OUT as FAN_OUT
 from tests.factories import WEALTH_TIERS, add_products, customer_body
 
 
@@ -50,6 +52,8 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
     rules = {"rules": [{"name": "dismissed", "outcome": "dismiss", "threshold": 1, "window_days": 30,
                         "scope": "product", "channel": None, "suppress_days": 60}]}
     window = {"from": (now - timedelta(days=30)).isoformat(), "to": now.isoformat()}
+    webhook = f"/v1/webhooks/{seed['webhook']}"
+    delivery = f"{webhook}/deliveries/{seed['delivery']}"
     return {
         ("GET", "/v1/customers"): Call(200),
         ("POST", "/v1/customers/import"): Call(200, kwargs={"content": '{"external_id": "IMP1", "segment": "retail",'
@@ -127,6 +131,18 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("GET", "/v1/reports/tier-migrations"): Call(200, kwargs={"params": {"policy": "wealth", **window}}),
         ("GET", "/v1/reports/recommendation-funnel"): Call(200, kwargs={"params": window}),
         ("GET", "/v1/reports/satisfaction"): Call(200, kwargs={"params": {"policy": "wealth", **window}}),
+        ("GET", "/v1/webhooks/event-types"): Call(200),
+        ("POST", "/v1/webhooks"): Call(201, kwargs={"json": {"url": "http://127.0.0.1:9/other",
+                                                             "event_types": ["tier.upgraded"]}}),
+        ("GET", "/v1/webhooks"): Call(200),
+        ("GET", "/v1/webhooks/{webhook_id}"): Call(200, webhook),
+        ("PATCH", "/v1/webhooks/{webhook_id}"): Call(200, webhook, {"json": {"status": "paused"}}),
+        ("DELETE", "/v1/webhooks/{webhook_id}"): Call(204, webhook),
+        ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"): Call(200, f"{webhook}/rotate-secret", {"json": {}}),
+        ("GET", "/v1/webhooks/{webhook_id}/deliveries"): Call(200, f"{webhook}/deliveries"),
+        ("GET", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}"): Call(200, delivery),
+        ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): Call(202, f"{delivery}/redeliver"),
+        ("POST", "/v1/webhooks/{webhook_id}/deliveries/redeliver-dead"): Call(200, f"{webhook}/deliveries/redeliver-dead"),
     }
 
 
@@ -138,7 +154,8 @@ def test_every_v1_route_in_the_app_has_a_valid_call_listed():
     served = {(method.upper(), path) for path, ops in spec["paths"].items() if path.startswith("/v1")
               for method in ops}
     assert served == {(method, path) for method, path, _ in ROUTES}
-    listed = set(calls({"spare_key": 1, "etag": "", "run": 1, "recommendation": "", "complaint": 1}))
+    listed = set(calls({"spare_key": 1, "etag": "", "run": 1, "recommendation": "", "complaint": 1, "webhook": 1,
+                        "delivery": 1}))
     assert served - listed == set(), "list a valid request for each new route in CALLS"
     assert listed - served == set()
 
@@ -172,12 +189,18 @@ async def seed(client, as_role, session, test_settings) -> dict:
     await ok(client.post("/v1/feedback/surveys", headers=app, json={
         "event_id": "acc-s-1", "customer_id": "AC1", "kind": "nps", "score": 3, "comment": "slow",
         "channel": "mobile", "touchpoint": "app_rating_prompt", "occurred_at": occurred}), 201)
+    webhook = await ok(client.post("/v1/webhooks", headers=admin, json={
+        "url": "http://127.0.0.1:9/hooks", "event_types": ["complaint.status_changed"]}), 201)
     complaint = await ok(client.post("/v1/feedback/complaints", headers=app, json={
         "event_id": "acc-c-1", "customer_id": "AC1", "category": "fees", "channel": "phone",
         "description": "A fee"}), 201)
     run = await ok(client.post("/v1/tier-runs", headers=admin, json={"all": True}), 202)
+    await session.execute(FAN_OUT, {"batch": 100})  # the complaint's event becomes the webhook's delivery
+    delivery = await session.scalar(text("SELECT id FROM webhook_delivery ORDER BY id LIMIT 1"))
+    await session.commit()
     return {"spare_key": spare.id, "etag": etag, "run": run.json()["id"], "complaint": complaint.json()["id"],
-            "recommendation": served["items"][0]["recommendation_id"]}
+            "recommendation": served["items"][0]["recommendation_id"], "webhook": webhook.json()["id"],
+            "delivery": delivery}
 
 
 async def test_each_role_gets_the_success_status_of_its_scopes_and_403_for_the_rest(client, keys, seed,

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.core.config import DEVELOPMENT_PEPPER, Settings
+from app.core.config import DEVELOPMENT_ENCRYPTION_KEY, DEVELOPMENT_PEPPER, Settings
+from tests.factories import ENCRYPTION_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 SAFE = {"environment": "production", "api_key_pepper": "a-secret-of-sixteen-or-more",
-        "database_url": "postgresql://tierwise@db.internal:5432/tierwise"}
+        "database_url": "postgresql://tierwise@db.internal:5432/tierwise", "encryption_key": ENCRYPTION_KEY}
 
 
 @pytest.mark.parametrize(("unsafe", "named"), [
@@ -22,7 +23,9 @@ SAFE = {"environment": "production", "api_key_pepper": "a-secret-of-sixteen-or-m
     ({"database_url": None}, "TIERWISE_DATABASE_URL"),
     ({"trusted_proxies": "10.0.0.0/8,0.0.0.0/0"}, "TIERWISE_TRUSTED_PROXIES"),
     ({"trusted_proxies": "::/0"}, "TIERWISE_TRUSTED_PROXIES"),
-], ids=["development pepper", "short pepper", "embedded database", "every IPv4 proxy", "every IPv6 proxy"])
+    ({"encryption_key": DEVELOPMENT_ENCRYPTION_KEY}, "TIERWISE_ENCRYPTION_KEY"),
+], ids=["development pepper", "short pepper", "embedded database", "every IPv4 proxy", "every IPv6 proxy",
+        "development encryption key"])
 def test_production_refuses_an_unsafe_setting_and_names_it(unsafe, named):
     with pytest.raises(ValidationError, match=named):
         Settings(**{**SAFE, **unsafe})

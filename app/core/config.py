@@ -8,6 +8,8 @@ from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEVELOPMENT_PEPPER = "development-only-pepper"
+# base64url of 32 bytes; the development default is public, so production refuses it (app/core/crypto.py).
+DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQtb25seS1lbmNyeXB0aW9uLWtleSE"
 
 
 class Settings(BaseSettings):
@@ -88,6 +90,26 @@ class Settings(BaseSettings):
     @classmethod
     def comma_separated(cls, value):
         return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+    # Secrets at rest (webhook signing secrets, stored idempotent responses) are sealed with AES-256-GCM under this
+    # key: base64url of 32 random bytes (`python -c "import secrets; print(secrets.token_urlsafe(32))"`).
+    encryption_key: str = DEVELOPMENT_ENCRYPTION_KEY
+    # An Idempotency-Key's first response is replayed for this long; expired keys are purged on the schedule.
+    idempotency_key_hours: float = Field(24.0, gt=0, le=24 * 30)
+    purge_minutes: int = Field(10, ge=0)  # how often expired keys and old deliveries are purged (0: never)
+
+    # Webhooks (app/webhooks): the delivery worker of each instance, its pace and its retries.
+    webhook_worker: bool = True
+    webhook_poll_seconds: float = Field(1.0, gt=0, le=60)  # how often an idle worker looks for work
+    webhook_concurrency: int = Field(8, ge=1, le=256)  # deliveries in flight per instance
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120)  # one POST, connect to last byte
+    webhook_max_attempts: int = Field(16, ge=1, le=100)  # then the delivery is dead (kept for a manual redeliver)
+    webhook_backoff_base_s: float = Field(2.0, gt=0)  # retry n waits a random time in [0, min(max, base * 2^(n-1))]
+    webhook_backoff_max_s: float = Field(3600.0, gt=0)
+    webhook_retention_days: float = Field(7.0, gt=0)  # delivered deliveries (and their events) are kept this long
+    webhook_secret_overlap_hours: float = Field(24.0, ge=0)  # after a rotation the old secret also signs this long
+    # Comma-separated hosts a subscription may name ("hooks.bank.example,.internal.example": a leading dot allows
+    # subdomains); empty: any host, loopback included. Set it in production.
+    webhook_allowed_hosts: str = ""
 
     @model_validator(mode="after")
     def refuse_unsafe_defaults(self) -> "Settings":
@@ -99,6 +121,11 @@ class Settings(BaseSettings):
             if any(network.prefixlen == 0 for network in self.trusted_proxies):
                 raise ValueError("TIERWISE_TRUSTED_PROXIES must name the proxies: trusting every address lets any "
                                  "client choose the address its failed authentications count against")
+            if self.encryption_key == DEVELOPMENT_ENCRYPTION_KEY:
+                raise ValueError("TIERWISE_ENCRYPTION_KEY must be set in production (base64url of 32 random bytes)")
+        from app.core.crypto import key_bytes
+
+        key_bytes(self.encryption_key)  # a key that is not 32 bytes fails at start, not at the first write
         return self
 
 

@@ -1,10 +1,26 @@
-"""Cursor pagination by a monotonically increasing id: stable under inserts (new rows land after the cursor)."""
+"""Cursor pagination, the one style of every list: `?cursor=&limit=` in, `Page{items, next_cursor}` out.
+
+Cursors are opaque (the sort key of the last row seen), so pages are stable under inserts. A list adopts it in
+three lines:
+
+    async def list_things(session: SessionDep, page: PageParams) -> Page[ThingRead]:        # router
+        rows = await service.list_things(session, page)
+        return Page[ThingRead].of(rows, page, ThingRead.model_validate)
+
+    return list(await session.scalars(keyset(select(Thing), Thing.id, page)))             # service
+
+`keyset` orders by one increasing integer column (newest first with descending=True) and fetches limit + 1 rows;
+`Page.of` keeps `limit` of them and makes the next cursor from the last. Lists sorted by several columns use
+encode_cursor / decode_key_cursor / page_of directly.
+"""
 
 import base64
 import binascii
-from typing import Annotated, Generic, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Query
+from fastapi import Depends, Query
 from pydantic import BaseModel, Field
 
 from app.core.errors import InvalidInput
@@ -19,6 +35,13 @@ MAX_PAGE_SIZE = 500
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
+
+    @classmethod
+    def of(cls, rows: list, page: "PageRequest", item: Callable[[Any], Any] = lambda row: row, *,
+           key_of: Callable[[Any], tuple[int, ...]] = lambda row: (row.id,)) -> "Page":
+        """The page of rows fetched with `keyset` (limit + 1 of them), each made an item by `item`."""
+        rows, next_cursor = page_of(rows, page.limit, key_of=key_of)
+        return cls(items=[item(row) for row in rows], next_cursor=next_cursor)
 
 
 def encode_cursor(*key: int) -> str:
@@ -57,3 +80,26 @@ def page_of(rows: list, limit: int, *, key_of=lambda row: (row.id,)) -> tuple[li
         rows = rows[:limit]
         return rows, encode_cursor(*key_of(rows[-1]))
     return rows, None
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """A list request's page: the key after which it starts (None: the first page) and its size."""
+
+    after: int | None
+    limit: int
+
+
+def page_request(cursor: CursorParam = None, limit: LimitParam = DEFAULT_PAGE_SIZE) -> PageRequest:
+    return PageRequest(after=decode_cursor(cursor), limit=limit)
+
+
+PageParams = Annotated[PageRequest, Depends(page_request)]
+"""The `cursor` and `limit` query parameters of a list, decoded (422 naming `cursor` when it is not ours)."""
+
+
+def keyset(query, column, page: PageRequest, *, descending: bool = False):
+    """`query` restricted to the page: rows after the cursor in `column` order (an increasing integer), limit + 1."""
+    if page.after is not None:
+        query = query.where(column < page.after if descending else column > page.after)
+    return query.order_by(column.desc() if descending else column).limit(page.limit + 1)

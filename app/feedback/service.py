@@ -19,6 +19,7 @@ from app.customers.models import Customer
 from app.feedback.errors import ComplaintNotFound, InvalidComplaintTransition
 from app.feedback.models import Complaint, ComplaintTransition, SurveyResponse
 from app.feedback.schemas import ComplaintIn, FeedbackEventIn, SurveyIn
+from app.webhooks import outbox
 
 PROPENSITY_SHARDS = 16
 NO_TIER = "-"
@@ -215,7 +216,7 @@ WITH inserted AS (
     SELECT customer_id, 1 FROM inserted
     ON CONFLICT (customer_id) DO UPDATE SET open_complaints = cs.open_complaints + 1, updated_at = now()
 )
-SELECT id FROM inserted
+SELECT id, opened_at FROM inserted
 """)
 
 # One move of a locked complaint: its status, its history, and the summary's deltas (open count; resolutions and
@@ -245,16 +246,19 @@ ON CONFLICT (customer_id) DO UPDATE SET
     open_complaints = cs.open_complaints + excluded.open_complaints,
     resolved_count = cs.resolved_count + excluded.resolved_count,
     resolve_days_sum = cs.resolve_days_sum + excluded.resolve_days_sum, updated_at = now()
+RETURNING now() AS at
 """)
 
 
 async def open_complaint(session: AsyncSession, body: ComplaintIn, actor: str) -> tuple[int, int, bool]:
     """Open a complaint; (its id, customer id, True when new). A retry returns the stored complaint."""
     customer_id = await _customer_id(session, body.customer_id)
-    new_id = await session.scalar(_OPEN_COMPLAINT, {"customer_id": customer_id, "actor": actor,
-                                                    **body.model_dump(exclude={"customer_id"})})
-    if new_id is not None:
-        return new_id, customer_id, True
+    opened = (await session.execute(_OPEN_COMPLAINT, {"customer_id": customer_id, "actor": actor,
+                                                      **body.model_dump(exclude={"customer_id"})})).one_or_none()
+    if opened is not None:
+        await _emit_status_changed(session, opened.id, customer_id, body.customer_id, body.category, None, "open",
+                                   opened.opened_at)
+        return opened.id, customer_id, True
     existing = await session.scalar(select(Complaint.id).where(Complaint.customer_id == customer_id,
                                                                Complaint.event_id == body.event_id))
     return existing, customer_id, False
@@ -264,21 +268,33 @@ async def move_complaint(session: AsyncSession, complaint_id: int, to_status: st
                          actor: str) -> int:
     """Move a complaint to another status (409 when the lifecycle does not allow it); returns its customer id."""
     complaint = (await session.execute(
-        select(Complaint.customer_id, Complaint.status, Complaint.opened_at, Complaint.resolved_at)
-        .where(Complaint.id == complaint_id).with_for_update())).one_or_none()
+        select(Complaint.customer_id, Complaint.status, Complaint.opened_at, Complaint.resolved_at,
+               Complaint.category, Customer.external_id)
+        .join(Customer, Customer.id == Complaint.customer_id)
+        .where(Complaint.id == complaint_id).with_for_update(of=Complaint))).one_or_none()
     if complaint is None:
         raise ComplaintNotFound(complaint_id)
     allowed = ALLOWED_MOVES[complaint.status]
     if to_status not in allowed:
         raise InvalidComplaintTransition(complaint_id, complaint.status, to_status, list(allowed))
     reopened_resolution = to_status == "open" and complaint.resolved_at is not None
-    await session.execute(_MOVE_COMPLAINT, {
+    moved_at = await session.scalar(_MOVE_COMPLAINT, {
         "complaint_id": complaint_id, "customer_id": complaint.customer_id, "from_status": complaint.status,
         "to_status": to_status, "actor": actor, "note": note, "opened_at": complaint.opened_at,
         "resolved_at": complaint.resolved_at,
         "open_delta": (to_status in ACTIVE_STATUSES) - (complaint.status in ACTIVE_STATUSES),
         "resolved_delta": 1 if to_status == "resolved" else -1 if reopened_resolution else 0})
+    await _emit_status_changed(session, complaint_id, complaint.customer_id, complaint.external_id,
+                               complaint.category, complaint.status, to_status, moved_at)
     return complaint.customer_id
+
+
+async def _emit_status_changed(session: AsyncSession, complaint_id: int, customer_id: int, external_id: str,
+                               category: str, from_status: str | None, to_status: str, at: datetime) -> None:
+    """complaint.status_changed, in the transaction of the move (never the note or description: free text)."""
+    await outbox.emit(session, "complaint.status_changed", {
+        "complaint_id": complaint_id, "customer_id": external_id, "category": category,
+        "from_status": from_status, "to_status": to_status, "at": at}, customer_id=customer_id)
 
 
 async def get_complaint(session: AsyncSession, complaint_id: int) -> tuple[Complaint, str, list[ComplaintTransition]]:

@@ -133,7 +133,7 @@ def _reasons(item: Ranked, row, explanation: Explanation, snapshot: CatalogSnaps
                                 f"{tier or 'all'} customers", "value": round(evidence["posterior_mean"], 4)})
     if evidence["last_held"] is not None:
         reasons.append({"code": "WIN_BACK", "text": f"held until {evidence['last_held'].isoformat()}",
-                        "value": evidence["last_held"].isoformat()})
+                        "value": evidence["last_held"]})
     for leaf in _eligibility_facts(product, explanation, snapshot):
         reasons.append({"code": "ELIGIBLE", "text": f"{leaf['attribute']} {_fmt(leaf['value'])} "
                                                     f"{_OPS.get(leaf['operator'], leaf['operator'])} "

@@ -107,7 +107,7 @@ def explain_row(leaves: Sequence[ExplainedLeaf], row: Mapping[str, Any]) -> list
     exact decimal value (integers stay integers), dates ISO strings, sets lists; result is true, false or null
     (unknown, when the customer's value is missing).
     """
-    return [{"pointer": leaf.pointer, "attribute": leaf.attribute, "operator": leaf.operator.value,
+    return [{"pointer": leaf.pointer, "attribute": leaf.attribute, "operator": leaf.operator,
              "threshold": leaf.threshold, "value": json_value(row[leaf.value_key], leaf.attribute_type),
              "result": row[leaf.result_key]} for leaf in leaves]
 

@@ -20,6 +20,7 @@ from app.core.db import create_sessionmaker
 from app.core.embedded import create_database, to_async_url
 from app.core.migrations import upgrade_to_head
 from app.tiering.policies import load_default_policies
+from tests.factories import ENCRYPTION_KEY
 from bench.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +68,8 @@ class LiveServer:
 
     def start(self, timeout: float = 30) -> "LiveServer":
         env = {**os.environ, "TIERWISE_DATABASE_URL": self.dsn, "TIERWISE_API_KEY_PEPPER": PEPPER,
-               "TIERWISE_ENVIRONMENT": "production", "TIERWISE_PORT": str(self.port),
+               "TIERWISE_ENVIRONMENT": "production", "TIERWISE_ENCRYPTION_KEY": ENCRYPTION_KEY,
+               "TIERWISE_PORT": str(self.port),
                **{name: str(value) for name, value in {**SETTINGS, **self.settings}.items()}}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, cwd=ROOT,

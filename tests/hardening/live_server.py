@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.apikeys import service as apikeys_service
 from app.core.db import create_sessionmaker
 from app.core.migrations import upgrade_to_head
+from tests.factories import ENCRYPTION_KEY
 from bench.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +65,8 @@ async def live_server(database_url: str, log_dir: Path, **env: str) -> AsyncIter
     port = free_port()
     log_file = log_dir / f"tierwise-{port}.log"
     environment = {**os.environ, "TIERWISE_DATABASE_URL": plain_url(database_url), "TIERWISE_API_KEY_PEPPER": PEPPER,
-                   "TIERWISE_ENVIRONMENT": "production", "TIERWISE_PORT": str(port), "TIERWISE_LOG_LEVEL": "DEBUG",
+                   "TIERWISE_ENVIRONMENT": "production", "TIERWISE_ENCRYPTION_KEY": ENCRYPTION_KEY,
+                   "TIERWISE_PORT": str(port), "TIERWISE_LOG_LEVEL": "DEBUG",
                    **env}
     with log_file.open("wb") as stderr:
         process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=environment, cwd=ROOT,

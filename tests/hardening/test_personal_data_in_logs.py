@@ -168,6 +168,19 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
                          bad={"json": {"name": NAME + NUL, "role": "app"}})
     await both("DELETE /v1/api-keys/{key_id}", f"/v1/api-keys/{created.json()['id']}", good={},
                bad={"headers": {"X-API-Key": EMAIL}})
+    hook = {"url": "http://127.0.0.1:9/hooks", "event_types": ["complaint.status_changed"], "description": NAME}
+    made = await both("POST /v1/webhooks", "/v1/webhooks", good={"json": hook},
+                      bad={"json": {**hook, "url": f"http://{EMAIL}:{PHONE}@127.0.0.1:9/hooks"}})
+    webhook = f"/v1/webhooks/{made.json()['id']}"
+    await both("PATCH /v1/webhooks/{webhook_id}", webhook, good={"json": {"description": PHONE}},
+               bad={"json": {"description": NAME + NUL}})
+    await both("POST /v1/webhooks/{webhook_id}/rotate-secret", f"{webhook}/rotate-secret", good={"json": {}},
+               bad={"json": {"overlap_hours": EMAIL}})
+    await both("POST /v1/webhooks/{webhook_id}/deliveries/redeliver-dead", f"{webhook}/deliveries/redeliver-dead",
+               good={}, bad={"headers": {"X-API-Key": EMAIL}})
+    await send("POST /v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",  # no delivery in this test
+               f"{webhook}/deliveries/987654321/redeliver", "bad", headers={"X-Request-ID": PHONE})
+    await both("DELETE /v1/webhooks/{webhook_id}", webhook, good={}, bad={"headers": {"X-API-Key": PHONE}})
     await both("DELETE /v1/products/{code}", "/v1/products/savings", good={}, bad={"headers": {"X-API-Key": NAME}})
     await both("DELETE /v1/customers/{external_id}", customer, good={}, bad={"headers": {"X-API-Key": PHONE}})
     return done

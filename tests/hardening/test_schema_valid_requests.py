@@ -26,15 +26,19 @@ STATUSES: dict[str, list[int]] = defaultdict(list)
 
 async def _demo_bank(session) -> None:
     """What the documented examples name: demo customers (C00000042 among them), the default catalog and
-    policies, and the custom attribute `employer_payroll`."""
+    policies, the custom attribute `employer_payroll` and a webhook subscription."""
     from app.rules import custom_attributes
     from app.demo import generate_demo_bank, load_default_products
     from app.tiering.policies import load_default_policies
+    from app.webhooks import service as webhooks_service
+    from app.webhooks.schemas import WebhookCreate
 
     await load_default_products(session)
     await load_default_policies(session)
     await generate_demo_bank(session, 50, seed=5)
     await custom_attributes.put_attribute_definition(session, "employer_payroll", "boolean", "", None)
+    await webhooks_service.create_subscription(session, WebhookCreate(  # webhook 1, as the examples name it
+        url="http://127.0.0.1:9/hooks", event_types=["tier.upgraded"]), FUZZ_SETTINGS)
 
 
 @pytest.fixture(scope="module")

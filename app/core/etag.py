@@ -1,0 +1,111 @@
+"""Strong ETags and conditional requests for documents that are edited: optimistic concurrency without locks held
+between a client's read and its write, and 304s for unchanged reads.
+
+The ETag is a hash of the document's canonical representation (its response model as JSON with sorted keys),
+not a version column: it changes exactly when what the client sees changes, whatever path wrote the row (a bulk
+statement, a migration), and it needs no schema change to adopt. It is strong: equal tags mean equal bytes.
+
+Reads (`ConditionalGet`): the response carries the ETag; `If-None-Match` with it (or `*`) gives 304 and no body.
+
+    @router.get("/{id}", response_model=ThingRead, responses=CONDITIONAL_GET_RESPONSES)
+    async def get_thing(id: int, session: SessionDep, conditional: ConditionalGet) -> ThingRead:
+        return conditional.respond(ThingRead.model_validate(await service.get_thing(session, id)))
+
+Writes (`ConditionalWrite`, PUT/PATCH/DELETE): `If-Match` is optional: a request without it is applied as
+before (existing clients and simple scripts keep working; an integrator who wants protection from lost updates
+sends the tag it read). With it, the write applies only when the document's current tag is one of those listed
+(or `*`); otherwise 412 problem+json with the current tag. Check the document as it is inside the write's
+transaction, after locking it (SELECT ... FOR UPDATE), so no other write slips in between check and write:
+
+    @router.patch("/{id}", response_model=ThingRead, responses=CONDITIONAL_WRITE_RESPONSES)
+    async def update_thing(id: int, body: ThingUpdate, session: SessionDep, conditional: ConditionalWrite):
+        thing = await service.get_thing(session, id, lock=True)
+        conditional.check(ThingRead.model_validate(thing))
+        return conditional.respond(ThingRead.model_validate(await service.update_thing(session, thing, body)))
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Response
+from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel
+
+from app.core.errors import PreconditionFailed, problem_responses
+
+ETAG_HEADER = {"ETag": {"description": "The document's strong entity tag, for If-None-Match and If-Match.",
+                        "schema": {"type": "string"}}}
+CONDITIONAL_GET_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"headers": ETAG_HEADER},
+    304: {"description": "Not modified: the document still has the tag sent in If-None-Match.",
+          "headers": ETAG_HEADER},
+}
+CONDITIONAL_WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"headers": ETAG_HEADER}, **problem_responses(412)}
+
+
+def etag_of(document: BaseModel | dict | list) -> str:
+    """The strong ETag of a document: a hash of its canonical JSON (sorted keys, no whitespace)."""
+    canonical = json.dumps(jsonable_encoder(document), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
+
+
+def _tags(header: str) -> list[str]:
+    return [tag.strip() for tag in header.split(",") if tag.strip()]
+
+
+def matches_if_none_match(header: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison (W/ ignored): true when the client's copy is current."""
+    if header is None:
+        return False
+    return any(tag == "*" or tag.removeprefix("W/") == etag for tag in _tags(header))
+
+
+def matches_if_match(header: str | None, etag: str) -> bool:
+    """RFC 9110 strong comparison: a weak tag never matches. No header: the write applies."""
+    if header is None:
+        return True
+    return any(tag == "*" or tag == etag for tag in _tags(header))
+
+
+@dataclass
+class ConditionalRequest:
+    response: Response
+    if_none_match: str | None = None
+    if_match: str | None = None
+
+    def respond(self, document: BaseModel):
+        """The document with its ETag; for a GET whose If-None-Match holds its tag, a 304 with no body."""
+        tag = etag_of(document)
+        if matches_if_none_match(self.if_none_match, tag):
+            return Response(status_code=304, headers={"ETag": tag})
+        self.response.headers["ETag"] = tag
+        return document
+
+    def check(self, current: BaseModel) -> None:
+        """412 unless If-Match is absent or names the current document's tag (read it locked, in the write's
+        transaction)."""
+        tag = etag_of(current)
+        if not matches_if_match(self.if_match, tag):
+            raise PreconditionFailed("The document changed since you read it (If-Match does not hold its "
+                                     "current ETag): read it again and reapply your change.",
+                                     headers={"ETag": tag}, current_etag=tag)
+
+
+def _conditional_get(response: Response, if_none_match: Annotated[str | None, Header(
+        max_length=2000, description="ETags of copies you hold: 304 when one is current.")] = None
+                     ) -> ConditionalRequest:
+    return ConditionalRequest(response, if_none_match=if_none_match)
+
+
+def _conditional_write(response: Response, if_match: Annotated[str | None, Header(
+        max_length=2000, description="The ETag you read: the write applies only if the document still has it "
+                                     "(412 otherwise). Optional: without it the write applies.")] = None
+                       ) -> ConditionalRequest:
+    return ConditionalRequest(response, if_match=if_match)
+
+
+ConditionalGet = Annotated[ConditionalRequest, Depends(_conditional_get)]
+ConditionalWrite = Annotated[ConditionalRequest, Depends(_conditional_write)]

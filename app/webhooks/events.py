@@ -1,0 +1,87 @@
+"""The catalogue of webhook event types: the one place an event type is named, described and given its payload
+schema (served at GET /v1/webhooks/event-types). A domain that emits a new event adds it here first; `emit`
+refuses a type that is not listed and a payload that does not fit its schema.
+
+Payloads carry ids and states, never personal values (names, contact data, balances, free text): a receiver that
+needs more reads it from the API with its own key."""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TierChanged(_Payload):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "customer_id": "C0001042", "policy": "wealth", "from_tier": "gold", "to_tier": "wealth",
+        "reason": "rules", "at": "2026-12-01T02:00:00Z"}]})
+
+    customer_id: str = Field(description="The bank's external id of the customer.")
+    policy: str = Field(description="The tier policy's key.")
+    from_tier: str | None = Field(description="The tier before (null: the customer had none).")
+    to_tier: str = Field(description="The tier now.")
+    reason: str = Field(description="rules, grace_elapsed, override or override_expired.")
+    at: datetime
+
+
+class TierAtRisk(_Payload):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "customer_id": "C0001042", "policy": "wealth", "tier": "wealth", "downgrade_to": "gold",
+        "downgrade_on": "2027-01-15"}]})
+
+    customer_id: str = Field(description="The bank's external id of the customer.")
+    policy: str
+    tier: str = Field(description="The tier the customer still has.")
+    downgrade_to: str = Field(description="The tier the customer qualifies for now.")
+    downgrade_on: date = Field(description="When the downgrade applies unless the customer qualifies again.")
+
+
+class BenefitUsed(_Payload):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "customer_id": "C0001042", "benefit_code": "airport-lounge", "policy": "wealth", "tier": "wealth",
+        "used_at": "2026-12-03T18:20:00Z"}]})
+
+    customer_id: str = Field(description="The bank's external id of the customer.")
+    benefit_code: str
+    policy: str | None = None
+    tier: str | None = None
+    used_at: datetime
+
+
+class ComplaintStatusChanged(_Payload):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "complaint_id": 881, "customer_id": "C0001042", "category": "fees", "from_status": "in_progress",
+        "to_status": "resolved", "at": "2026-12-02T10:31:00Z"}]})
+
+    complaint_id: int
+    customer_id: str = Field(description="The bank's external id of the customer.")
+    category: str
+    from_status: Literal["open", "in_progress", "resolved", "closed"] | None = Field(
+        description="Null when the complaint was just opened.")
+    to_status: Literal["open", "in_progress", "resolved", "closed"]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    description: str
+    payload: type[BaseModel]
+
+
+EVENT_TYPES: dict[str, EventType] = {event.name: event for event in (
+    EventType("tier.upgraded", "A customer moved to a higher tier of a policy (at once when they qualify).",
+              TierChanged),
+    EventType("tier.downgraded", "A customer moved to a lower tier of a policy (after the grace period, or when "
+                                 "an override ended).", TierChanged),
+    EventType("tier.at_risk", "A customer no longer qualifies for their tier and will be downgraded on a date "
+                              "unless they qualify again.", TierAtRisk),
+    EventType("benefit.used", "A customer used a benefit of their tier.", BenefitUsed),
+    EventType("complaint.status_changed", "A complaint was opened (from_status null) or moved to another status.",
+              ComplaintStatusChanged),
+)}
