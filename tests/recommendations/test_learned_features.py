@@ -68,6 +68,7 @@ async def test_features_read_month_end_holdings_adds_drops_and_months_back(sessi
     assert (april["txn_count_30d"], april["logins_30d"], april["txn_amount_30d"]) == (3, 2, 30)
     assert april["attribute:income"] == 52000 and april["attribute:entry_channel"] == 0  # "KAT": the first code
     assert np.isnan(april["tier"])  # no tier run under the policy
+    assert await conn.fetchval("SELECT current_setting('enable_nestloop')") == "on"  # the caller's planner is back
 
 
 async def test_accepted_offers_label_the_month_after_and_sampling_keeps_every_labelled_row(session):

@@ -220,13 +220,16 @@ async def fetch_rows(conn, spec: FeatureSpec, months: Sequence[date], today: dat
     statement, chunk = ((FEATURES_BY_RANGE, list(id_range)) if id_range is not None
                         else (FEATURES_BY_IDS, [list(customer_ids or ())]))
     # Hash joins only: with statistics that miss fresh rows (a bulk load, a test) the planner would re-aggregate
-    # the holdings once per customer and month in a nested loop. SET LOCAL inside a savepoint of the caller's
-    # transaction (or a transaction of its own), restored after.
+    # the holdings once per customer and month in a nested loop. And no JIT: the costs that turns up would have
+    # it compile the statement for seconds. SET LOCAL inside a savepoint of the caller's transaction (or a
+    # transaction of its own), restored after.
     async with conn.transaction():
-        previous = await conn.fetchval("SELECT current_setting('enable_nestloop')")
-        await conn.execute("SET LOCAL enable_nestloop = off")
+        previous = await conn.fetchrow("SELECT current_setting('enable_nestloop') = 'on' AS nestloop, "
+                                       "current_setting('jit') = 'on' AS jit")
+        await conn.execute("SET LOCAL enable_nestloop = off; SET LOCAL jit = off")
         records = await conn.fetch(statement, *args, *chunk, timeout=TIMEOUT_S)
-        await conn.execute(f"SET LOCAL enable_nestloop = {'on' if previous == 'on' else 'off'}")
+        await conn.execute(f"SET LOCAL enable_nestloop = {'on' if previous['nestloop'] else 'off'}; "
+                           f"SET LOCAL jit = {'on' if previous['jit'] else 'off'}")
     return _to_rows(records, spec)
 
 

@@ -87,7 +87,8 @@ class PropensityModel:
     spec: FeatureSpec
     vocabularies: list[list[str]]
     classes: list[str]
-    choice: lightgbm.Booster
+    choice: lightgbm.Booster | None
+    """None when the model knows one product (every add's choice)."""
     any_add: lightgbm.Booster
     calibration: Calibration
     params: dict[str, Any] = field(default_factory=dict)
@@ -105,7 +106,7 @@ class PropensityModel:
             return share
         position = {code: i for i, code in enumerate(self.spec.products)}
         columns = [position[c] for c in self.classes]
-        share[:, columns] = self.choice.predict(x).reshape(n, len(columns))
+        share[:, columns] = self.choice.predict(x).reshape(n, len(columns)) if self.choice else 1.0
         p_any = self.calibration.apply(self.any_add.predict(x))
         out = p_any[:, None] * (1.0 - (1.0 - share) ** self.calibration.adds_per_adder)
         out[held] = 0.0
@@ -114,14 +115,17 @@ class PropensityModel:
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Each feature's contribution to each known product's raw choice score (rows x classes x features + 1,
         the last the bias): the top ones are the reasons of a decision."""
+        width = len(self.spec.names()) + 1
+        if self.choice is None:
+            return np.zeros((len(matrix), 1, width))
         raw = self.choice.predict(matrix, pred_contrib=True)
-        return np.asarray(raw).reshape(len(matrix), len(self.classes), len(self.spec.names()) + 1)
+        return np.asarray(raw).reshape(len(matrix), len(self.classes), width)
 
     def to_bytes(self) -> bytes:
         """The whole model as bytes (deterministic: the same model gives the same bytes)."""
         document = {"format": FORMAT, "spec": self.spec.to_json(), "vocabularies": self.vocabularies,
                     "classes": self.classes, "calibration": self.calibration.__dict__, "params": self.params,
-                    "choice": self.choice.model_to_string(), "any_add": self.any_add.model_to_string()}
+                    "choice": self.choice.model_to_string() if self.choice else None, "any_add": self.any_add.model_to_string()}
         return zlib.compress(json.dumps(document, sort_keys=True).encode(), 6)
 
     @classmethod
@@ -130,5 +134,6 @@ class PropensityModel:
         if document["format"] != FORMAT:
             raise ValueError(f"unknown model format {document['format']}")
         return cls(FeatureSpec.from_json(document["spec"]), document["vocabularies"], document["classes"],
-                   lightgbm.Booster(model_str=document["choice"]), lightgbm.Booster(model_str=document["any_add"]),
+                   lightgbm.Booster(model_str=document["choice"]) if document["choice"] else None,
+                   lightgbm.Booster(model_str=document["any_add"]),
                    Calibration(**document["calibration"]), document["params"])

@@ -8,7 +8,7 @@ perhaps serve) the new version after a long read.
 import asyncio
 import hashlib
 from datetime import date
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,10 +16,11 @@ from sqlalchemy.orm import defer
 
 from app.core.db import driver_connection
 from app.core.errors import Conflict, NotFound
-from app.recommendations.learned.features import add_months, feature_spec
-from app.recommendations.learned.model import PropensityModel
 from app.recommendations.learned.models import RankerModel
-from app.recommendations.learned.training import TrainingOptions, TrainingResult, map_at_k, train_from_database
+
+if TYPE_CHECKING:  # LightGBM is imported by the functions that train or load a model, not by list/serve/rollback
+    from app.recommendations.learned.model import PropensityModel
+    from app.recommendations.learned.training import TrainingResult
 
 ServePolicy = Literal["auto", "always", "never"]
 
@@ -40,7 +41,7 @@ async def list_models(session: AsyncSession) -> list[RankerModel]:
                                       .order_by(RankerModel.version.desc())))
 
 
-async def store_model(session: AsyncSession, result: TrainingResult, trained_by: str) -> RankerModel:
+async def store_model(session: AsyncSession, result: "TrainingResult", trained_by: str) -> RankerModel:
     data = result.model.to_bytes()
     row = RankerModel(status="candidate", trained_by=trained_by, window_from=result.window[0],
                       window_until=result.window[1], seed=int(result.model.params["seed"]),
@@ -76,11 +77,13 @@ async def rollback(session: AsyncSession) -> RankerModel:
     return await serve_version(session, previous)
 
 
-_loaded: dict[int, PropensityModel] = {}
+_loaded: dict[int, "PropensityModel"] = {}
 
 
-async def serving_model(session: AsyncSession) -> tuple[int, PropensityModel] | None:
+async def serving_model(session: AsyncSession) -> "tuple[int, PropensityModel] | None":
     """The serving version and its model (deserialised once per version per process), or None."""
+    from app.recommendations.learned.model import PropensityModel
+
     version = await session.scalar(select(RankerModel.version).where(RankerModel.status == "serving"))
     if version is None:
         return None
@@ -91,9 +94,11 @@ async def serving_model(session: AsyncSession) -> tuple[int, PropensityModel] | 
     return version, _loaded[version]
 
 
-def _better_than_serving(result: TrainingResult, serving: PropensityModel | None) -> bool:
+def _better_than_serving(result: "TrainingResult", serving: "PropensityModel | None") -> bool:
     """The new model serves when none does, when the catalog or attributes changed, or when its held-out MAP@7
     is at least the serving model's on the same held-out rows."""
+    from app.recommendations.learned.training import map_at_k
+
     if serving is None or serving.spec != result.model.spec:
         return True
     held_out = result.held_out
@@ -108,6 +113,9 @@ async def retrain(sessionmaker: async_sessionmaker, primary_policy: str, *, unti
     """Train on the `months` month pairs up to `until` (default: the last complete month), store the version,
     and serve it (auto: when it is better than the serving one). Returns the version, whether it serves, and its
     metrics."""
+    from app.recommendations.learned.features import add_months, feature_spec
+    from app.recommendations.learned.training import TrainingOptions, train_from_database
+
     async with sessionmaker() as session:
         today: date = await session.scalar(text("SELECT current_date"))
         conn = await driver_connection(session)

@@ -87,14 +87,16 @@ def _params(options: TrainingOptions, objective: str, **extra) -> dict[str, Any]
 
 
 def _fit(matrix: np.ndarray, labels: np.ndarray, weights: np.ndarray, classes: list[int], spec: FeatureSpec,
-         options: TrainingOptions) -> tuple[lightgbm.Booster, lightgbm.Booster]:
+         options: TrainingOptions) -> tuple[lightgbm.Booster | None, lightgbm.Booster]:
     """The choice booster (one row per product added, among `classes`) and the any-add booster (every row)."""
     names = [n.replace(":", "__") for n in spec.names()]
     class_of = {p: i for i, p in enumerate(classes)}
     row, product = np.nonzero(labels[:, classes])
-    choice_data = lightgbm.Dataset(matrix[row], label=product, feature_name=names, free_raw_data=True)
-    choice = lightgbm.train(_params(options, "multiclass", num_class=len(class_of)), choice_data,
-                            num_boost_round=options.rounds)
+    choice = None  # one product learned: it is every add's choice
+    if len(classes) > 1:
+        choice_data = lightgbm.Dataset(matrix[row], label=product, feature_name=names, free_raw_data=True)
+        choice = lightgbm.train(_params(options, "multiclass", num_class=len(class_of)), choice_data,
+                                num_boost_round=options.rounds)
     any_data = lightgbm.Dataset(matrix, label=labels.any(axis=1).astype(np.float32), weight=weights,
                                 feature_name=names, free_raw_data=True)
     any_add = lightgbm.train(_params(options, "binary"), any_data, num_boost_round=options.rounds)
