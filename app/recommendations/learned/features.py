@@ -22,6 +22,8 @@ from app.tiering.models import TierAssignment
 
 LOOKBACK_MONTHS = 6
 """Months of holdings each row sees: the month itself and the five before it."""
+MAX_PRODUCTS = 63
+"""Holdings travel as one bigint bitmask per customer and month."""
 ALL = 1_000_000
 """keep_per_million that keeps every row (no sampling)."""
 TIMEOUT_S = 3600.0
@@ -32,7 +34,8 @@ _EFFECTIVE_TIER = str(effective_tier_code(TierAssignment.__table__.alias("a").c)
 
 # $1 month dates (first days), $2 product codes, $3 numeric attribute names, $4 string attribute names,
 # $5 primary policy, $6 history start, $7 history end (exclusive), $8 today, $9 keep per million negatives,
-# $10 seed, then the chunk ($11, $12: an id range; or $11: an id array).
+# $10 seed, $11 only customers with a report by the month's end, then the chunk ($12, $13: an id range; or $12: an
+# id array).
 _FEATURES = """
 WITH target AS (
     SELECT t::date AS month, (date_part('year', t) * 12 + date_part('month', t))::int AS n,
@@ -40,33 +43,31 @@ WITH target AS (
     FROM unnest($1::date[]) AS t
 ), product AS (
     SELECT code, (idx - 1)::int AS idx FROM unnest($2::text[]) WITH ORDINALITY AS p(code, idx)
-), report AS (  -- each customer's last holdings report in each month of the history (an empty one leaves
-                --  only its day's AUM, so those days count too)
+), day_held AS (  -- the products of each day with a holdings report (a bitmask: bit i, the i-th product)
+    SELECT b.customer_id, b.as_of AS day, coalesce(bit_or(1::bigint << p.idx), 0) AS products
+    FROM holding_balance b LEFT JOIN product p ON p.code = b.product_code
+    WHERE {chunk_b} AND b.as_of >= $6::date AND b.as_of < $7::date
+    GROUP BY 1, 2
+), report AS (  -- each customer's last report in each month of the history (an empty set of holdings leaves only
+                --  its day's AUM snapshot, so those days count too)
     SELECT r.customer_id, (date_part('year', r.day) * 12 + date_part('month', r.day))::int AS n, max(r.day) AS day
-    FROM (SELECT b.customer_id, b.as_of AS day FROM holding_balance b
-          WHERE {chunk_b} AND b.as_of >= $6::date AND b.as_of < $7::date
+    FROM (SELECT customer_id, day FROM day_held
           UNION ALL
           SELECT u.customer_id, u.day FROM customer_aum_daily u
           WHERE {chunk_u} AND u.day >= $6::date AND u.day < $7::date) r
     GROUP BY 1, 2
-), month_end AS (  -- per customer and month of the history, the last report on or before the month's end
-    SELECT r.customer_id, m.n, max(r.day) AS day
-    FROM report r
-    JOIN generate_series((date_part('year', $6::date) * 12 + date_part('month', $6::date))::int,
-                         (date_part('year', $7::date) * 12 + date_part('month', $7::date))::int - 1) AS m(n)
-      ON r.n <= m.n
-    GROUP BY 1, 2
-), masks AS (  -- bit k of a product's mask: held k - 1 months before the target month (bit 0: the month after)
-    SELECT e.customer_id, t.month, p.idx, sum(1 << (t.n + 1 - e.n))::int AS mask
-    FROM month_end e
-    JOIN holding_balance b ON b.customer_id = e.customer_id AND b.as_of = e.day
-    JOIN product p ON p.code = b.product_code
-    JOIN target t ON e.n BETWEEN t.n - {lookback} + 1 AND t.n + 1
-    GROUP BY 1, 2, 3
-), holdings AS (
-    SELECT customer_id, month, array_agg(idx ORDER BY idx) AS products, array_agg(mask ORDER BY idx) AS masks,
-           bool_or(mask & 3 = 1) AS added_next
-    FROM masks GROUP BY 1, 2
+), month_end AS (  -- per customer and month from the first report on, the last report on or before its end
+    SELECT f.customer_id, m.n, max(r.day) OVER (PARTITION BY f.customer_id ORDER BY m.n) AS day
+    FROM (SELECT customer_id, min(n) AS first FROM report GROUP BY 1) f
+    CROSS JOIN LATERAL generate_series(f.first, (date_part('year', $7::date) * 12
+                                                 + date_part('month', $7::date))::int - 1) AS m(n)
+    LEFT JOIN report r ON r.customer_id = f.customer_id AND r.n = m.n
+), held AS (  -- the products held at each month's end
+    SELECT e.customer_id, e.n, coalesce(d.products, 0) AS products
+    FROM month_end e LEFT JOIN day_held d ON d.customer_id = e.customer_id AND d.day = e.day
+), holdings AS (  -- the month after, the month itself and the {lookback_before} before it (months are contiguous)
+    SELECT customer_id, n, ARRAY[coalesce(lead(products) OVER w, 0), products, {lags}] AS products
+    FROM held WINDOW w AS (PARTITION BY customer_id ORDER BY n)
 ), accepted AS (  -- accepts and conversions of served products in the month after
     SELECT e.customer_id, t.month, array_agg(DISTINCT p.idx) AS products
     FROM feedback_event e
@@ -90,7 +91,7 @@ WITH target AS (
     WHERE {chunk_a} AND p.key = $5::text
 )
 SELECT c.id AS customer_id, t.month,
-       coalesce(h.products, '{{}}') AS products, coalesce(h.masks, '{{}}') AS masks,
+       coalesce(h.products, '{{0,0,0,0,0,0,0}}') AS holdings,
        coalesce(x.products, '{{}}') AS accepted,
        date_part('year', age(t.until, c.birth_date))::float8 AS age,
        (date_part('year', age(t.until, c.onboarded_at)) * 12 + date_part('month', age(t.until, c.onboarded_at)))
@@ -104,26 +105,29 @@ SELECT c.id AS customer_id, t.month,
        ARRAY(SELECT CASE jsonb_typeof(c.attributes -> n) WHEN 'string' THEN c.attributes ->> n END
              FROM unnest($4::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i) AS strings
 FROM customer c CROSS JOIN target t
-LEFT JOIN holdings h ON h.customer_id = c.id AND h.month = t.month
+LEFT JOIN holdings h ON h.customer_id = c.id AND h.n = t.n
 LEFT JOIN accepted x ON x.customer_id = c.id AND x.month = t.month
 LEFT JOIN activity a ON a.customer_id = c.id AND a.month = t.month
 LEFT JOIN tier tr ON tr.customer_id = c.id
 WHERE {chunk_c} AND c.erased_at IS NULL AND c.onboarded_at < t.month + interval '2 months'  -- a customer by next month's end
-  AND ($9::int >= {all} OR coalesce(h.added_next, false) OR x.products IS NOT NULL
+  AND (NOT $11::boolean OR h.customer_id IS NOT NULL)
+  AND ($9::int >= {all} OR h.products[1] & ~h.products[2] <> 0 OR x.products IS NOT NULL
        OR abs(hashtextextended(c.id::text || ':' || t.month::text, $10::bigint) % {all}) < $9::int)
 ORDER BY c.id, t.month
 """
 
 
 def _statement(by_range: bool) -> str:
-    """The features statement for a chunk given as an id range ($11, $12) or as an id array ($11)."""
+    """The features statement for a chunk given as an id range ($12, $13) or as an id array ($12)."""
     def chunk(column: str) -> str:
-        return f"{column} BETWEEN $11::bigint AND $12::bigint" if by_range else f"{column} = ANY($11::bigint[])"
+        return f"{column} BETWEEN $12::bigint AND $13::bigint" if by_range else f"{column} = ANY($12::bigint[])"
 
     return _FEATURES.format(chunk_b=chunk("b.customer_id"), chunk_u=chunk("u.customer_id"), chunk_e=chunk("e.customer_id"),
                             chunk_d=chunk("d.customer_id"), chunk_a=chunk("a.customer_id"),
-                            chunk_c=chunk("c.id"), effective_tier=_EFFECTIVE_TIER, lookback=LOOKBACK_MONTHS,
-                            all=ALL)
+                            chunk_c=chunk("c.id"), effective_tier=_EFFECTIVE_TIER, all=ALL,
+                            lookback_before=LOOKBACK_MONTHS - 1,
+                            lags=", ".join(f"coalesce(lag(products, {k}) OVER w, 0)"
+                                           for k in range(1, LOOKBACK_MONTHS)))
 
 
 FEATURES_BY_RANGE = _statement(by_range=True)
@@ -209,14 +213,18 @@ def _bit_position(masks: np.ndarray) -> np.ndarray:
 
 async def fetch_rows(conn, spec: FeatureSpec, months: Sequence[date], today: date, *,
                      id_range: tuple[int, int] | None = None, customer_ids: Sequence[int] | None = None,
-                     keep_per_million: int = ALL, seed: int = 0) -> FeatureRows:
+                     keep_per_million: int = ALL, seed: int = 0, reported_only: bool = False) -> FeatureRows:
     """The feature rows of a chunk of customers (an id range, or a list of ids) for each of `months` (first days):
     every row, or with `keep_per_million` < ALL, the rows with a label and that share of the others (a sample
-    that depends only on customer, month and seed). One statement."""
+    that depends only on customer, month and seed). With `reported_only` (training), only customers with a
+    holdings report by the month's end: before its first report a customer's holdings are unknown, not empty.
+    One statement."""
+    if len(spec.products) > MAX_PRODUCTS:
+        raise ValueError(f"the learned ranker reads at most {MAX_PRODUCTS} products (one bigint of bits a month)")
     history_from = add_months(min(months), -(LOOKBACK_MONTHS - 1))
     history_to = add_months(max(months), 2)
     args = [list(months), list(spec.products), list(spec.numeric_attributes), list(spec.string_attributes),
-            spec.primary_policy, history_from, history_to, today, keep_per_million, seed]
+            spec.primary_policy, history_from, history_to, today, keep_per_million, seed, reported_only]
     statement, chunk = ((FEATURES_BY_RANGE, list(id_range)) if id_range is not None
                         else (FEATURES_BY_IDS, [list(customer_ids or ())]))
     # Hash joins only: with statistics that miss fresh rows (a bulk load, a test) the planner would re-aggregate
@@ -235,16 +243,13 @@ async def fetch_rows(conn, spec: FeatureSpec, months: Sequence[date], today: dat
 
 def _to_rows(records, spec: FeatureSpec) -> FeatureRows:
     n, p = len(records), len(spec.products)
-    masks = np.zeros((n, p), dtype=np.int32)
+    holdings = np.array([r["holdings"] for r in records], dtype=np.int64).reshape(n, LOOKBACK_MONTHS + 1)
+    bits = (holdings[:, :, None] >> np.arange(p, dtype=np.int64)) & 1  # rows x months x products
+    masks = (bits << np.arange(LOOKBACK_MONTHS + 1, dtype=np.int64)[None, :, None]).sum(axis=1).astype(np.int32)
     accepted = np.zeros((n, p), dtype=bool)
-    if n:
-        lengths = np.fromiter((len(r["products"]) for r in records), dtype=np.int64, count=n)
-        rows = np.repeat(np.arange(n), lengths)
-        masks[rows, np.fromiter((i for r in records for i in r["products"]), dtype=np.int64, count=len(rows))] = \
-            np.fromiter((m for r in records for m in r["masks"]), dtype=np.int64, count=len(rows))
-        for i, r in enumerate(records):
-            if r["accepted"]:
-                accepted[i, r["accepted"]] = True
+    for i, r in enumerate(records):
+        if r["accepted"]:
+            accepted[i, r["accepted"]] = True
     scalar = ("age", "tenure_months", "txn_count_30d", "txn_amount_30d", "logins_30d",
               "txn_count_90d")
     width = len(scalar) + len(spec.numeric_attributes)

@@ -110,7 +110,8 @@ def _better_than_serving(result: "TrainingResult", serving: "PropensityModel | N
 async def retrain(sessionmaker: async_sessionmaker, primary_policy: str, *, until: date | None = None,
                   months: int = 12, seed: int = 7, serve: ServePolicy = "auto", trained_by: str = "cli",
                   **options) -> dict:
-    """Train on the `months` month pairs up to `until` (default: the last complete month), store the version,
+    """Train on the `months` month pairs up to `until` (default: the last complete month with holdings reported),
+    store the version,
     and serve it (auto: when it is better than the serving one). Returns the version, whether it serves, and its
     metrics."""
     from app.recommendations.learned.features import add_months, feature_spec
@@ -120,7 +121,10 @@ async def retrain(sessionmaker: async_sessionmaker, primary_policy: str, *, unti
         today: date = await session.scalar(text("SELECT current_date"))
         conn = await driver_connection(session)
         spec = await feature_spec(conn, primary_policy)
-        until = until or add_months(today.replace(day=1), -1)
+        if until is None:  # the last complete month with holdings reported
+            last = await conn.fetchval("SELECT max(as_of) FROM holding_balance WHERE as_of < $1::date",
+                                       today.replace(day=1))
+            until = last or add_months(today.replace(day=1), -1)
         result = await train_from_database(conn, spec, TrainingOptions(until=until.replace(day=1), months=months,
                                                                        seed=seed, **options), today)
         await session.rollback()

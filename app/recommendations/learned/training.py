@@ -75,7 +75,7 @@ async def collect_rows(conn, spec: FeatureSpec, months: list[date], today: date,
     parts = []
     for start in range(low, high + 1, options.chunk_customers):
         parts.append(await fetch_rows(conn, spec, months, today, id_range=(start, start + options.chunk_customers - 1),
-                                      keep_per_million=keep, seed=options.seed))
+                                      keep_per_million=keep, seed=options.seed, reported_only=True))
     return _concat(parts), keep
 
 
