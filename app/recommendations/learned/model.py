@@ -9,10 +9,10 @@ chance the product is among an adder's picks: 1 - (1 - share)^k, with k the prod
 (about k x share when the share is small; never above P(adds)). Products the choice model has too few adds of are
 left out (NaN): the rule-based score ranks them (cold start).
 
-LightGBM rather than scikit-learn's HistGradientBoostingClassifier: on the same rows it trained several times
-faster at the same MAP@7 (bench/RESULTS.md), its native categorical splits read the channel and tier codes as they
-are, its text model format is stable across versions, and pred_contrib gives each feature's share of a decision
-(the reasons phase 2 shows). It needs libgomp at run time (Debian's libgomp1, present with gcc's runtime).
+LightGBM rather than scikit-learn's HistGradientBoostingClassifier: on the same training rows it fitted many times
+faster and predicted faster at the same or better held-out MAP@7 (bench/RESULTS.md); its model is stored as
+LightGBM's own text format (no pickle: loading a model runs no code), and pred_contrib gives each feature's share of
+a decision (the reasons phase 2 shows). It needs libgomp at run time (Debian's libgomp1; the Dockerfile installs it).
 """
 
 import json

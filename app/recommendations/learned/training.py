@@ -34,6 +34,8 @@ class TrainingOptions:
     threads: int = 2
     chunk_customers: int = 50_000
     max_negatives: int = 600_000
+    max_choice_rows: int = 250_000
+    """The choice booster learns from at most this many adds (a seeded sample), so its time stays bounded."""
     min_adds: int = 5
     """A product needs this many adds in the training rows to be learned (else it is left to the rules)."""
     refit: bool = True
@@ -92,6 +94,9 @@ def _fit(matrix: np.ndarray, labels: np.ndarray, weights: np.ndarray, classes: l
     names = [n.replace(":", "__") for n in spec.names()]
     class_of = {p: i for i, p in enumerate(classes)}
     row, product = np.nonzero(labels[:, classes])
+    if len(row) > options.max_choice_rows:
+        keep = np.sort(np.random.default_rng(options.seed).choice(len(row), options.max_choice_rows, replace=False))
+        row, product = row[keep], product[keep]
     choice = None  # one product learned: it is every add's choice
     if len(classes) > 1:
         choice_data = lightgbm.Dataset(matrix[row], label=product, feature_name=names, free_raw_data=True)
