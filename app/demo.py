@@ -1,6 +1,6 @@
 """The demo bank: the default product catalog, and a reproducible synthetic population (customers, holdings,
-twelve months of month-end balance history with products added and dropped, daily activity, a sample of raw events) bulk-loaded with COPY, so a million customers load in
-minutes.
+twelve months of month-end balance history with products added and dropped, daily activity, a sample of raw
+events) bulk-loaded with COPY, so a million customers load in minutes.
 
 Record generation is a pure function of (seed, customer numbers, today): customer number n draws everything from
 its own random stream seeded with (seed, n), so the data does not depend on how the run is chunked, and a test can

@@ -5,6 +5,7 @@ same training rows, each library in a process of its own so that its peak memory
 
 Usage:
   python -m bench.bench_ranker train --dsn postgresql://.../tierwise_ranker_bench [--until 2026-11 --months 11]
+  python -m bench.bench_ranker score --dsn ...            (the serving model: features and scores of 1,000)
   python -m bench.bench_ranker compare --dsn ...          (the rows of a demo bank)
   python -m bench.bench_ranker compare --santander PATH   (the Santander sample, loaded into a scratch database)
 """
@@ -84,6 +85,33 @@ async def bench_train(dsn: str, until: date, months: int, seed: int, policy: str
                                                                               "predicted_over_observed")}}
 
 
+async def bench_score(dsn: str, customers: int = 1000, repeats: int = 3) -> dict:
+    """The serving model scoring `customers` customers: their features (one statement) and the prediction."""
+    from app.recommendations.learned.registry import serving_model
+
+    engine = create_engine(to_async_url(dsn), SETTINGS)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            version, model = await serving_model(session)
+            conn = await driver_connection(session)
+            today = await conn.fetchval("SELECT current_date")
+            timings = []
+            for repeat in range(repeats):
+                ids = [r[0] for r in await conn.fetch("SELECT id FROM customer WHERE id % $1 = $2 LIMIT $3",
+                                                      97, repeat, customers)]
+                started = time.perf_counter()
+                rows = await fetch_rows(conn, model.spec, [today.replace(day=1)], today, customer_ids=ids)
+                features_s = time.perf_counter() - started
+                started = time.perf_counter()
+                model.propensities(rows)
+                timings.append((features_s, time.perf_counter() - started))
+    finally:
+        await engine.dispose()
+    best = min(timings, key=sum)
+    return {"version": version, "customers": customers, "features_ms": round(best[0] * 1000),
+            "predict_ms": round(best[1] * 1000), "model_kb": round(len(model.to_bytes()) / 1024)}
+
+
 # ---- LightGBM beside HistGradientBoosting, each in a process of its own ------------------------------------------
 
 def _fit_library(library: str, path: str, rounds: int, seed: int) -> dict:
@@ -124,7 +152,7 @@ def _fit_library(library: str, path: str, rounds: int, seed: int) -> dict:
     full[:, data["classes"]] = scores
     full[held_held] = -1
     return {"library": library, "fit_seconds": round(fit_s, 2), "predict_1000_ms": round(per_1000 * 1000, 1),
-            "model_kb": round(size / 1024), "peak_rss_mb_over_data": round(_peak_mb() - baseline, 1),
+            "model_kb": round(size / 1024), "peak_rss_mb": _peak_mb(), "peak_rss_mb_before_fit": baseline,
             "held_out_map7": round(map_at_k(full, held_labels), 4), "rows": len(x)}
 
 
@@ -182,7 +210,7 @@ async def bench_compare(dsn: str | None, santander: Path | None, until: date, mo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "compare", "fit-one"])
+    parser.add_argument("what", choices=["train", "score", "compare", "fit-one"])
     parser.add_argument("args", nargs="*")
     parser.add_argument("--dsn")
     parser.add_argument("--santander", type=Path)
@@ -196,6 +224,8 @@ def main() -> None:
     if options.what == "fit-one":
         library, path, rounds, seed = options.args
         print(json.dumps(_fit_library(library, path, int(rounds), int(seed))))
+    elif options.what == "score":
+        print(json.dumps(asyncio.run(bench_score(options.dsn))))
     elif options.what == "train":
         print(json.dumps(asyncio.run(bench_train(options.dsn, until, options.months, options.seed, options.policy))))
     else:

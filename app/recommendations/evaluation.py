@@ -170,7 +170,8 @@ async def load_snapshots(session: AsyncSession, data: Snapshots, current: str) -
     await conn.copy_records_to_table("propensity_stat", columns=["product_code", "tier_code", "shard", "impressions",
                                                                  "accepts"], records=[
         (p, t, 0, n, accepts[(p, t)]) for (p, t), n in impressions.items()])
-    for table in ("customer", "holding", "holding_balance", "customer_aum_daily", "propensity_stat"):  # plan the reads on real counts
+    # plan the reads on real counts
+    for table in ("customer", "holding", "holding_balance", "customer_aum_daily", "propensity_stat"):
         await session.execute(text(f"ANALYZE {table}"))
 
 

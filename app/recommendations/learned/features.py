@@ -4,7 +4,8 @@ customer and month, the month-end holdings of that month and the months before i
 
 Month-end holdings are the products of the customer's last holdings report on or before the month's end (a report:
 a day with balances in holding_balance, or with only an AUM snapshot, which is what an empty set leaves): a
-product missing from a later report was dropped; a month without a report keeps the last one's. Custom attributes the bank declares are features
+product missing from a later report was dropped; a month without a report keeps the last one's (reports are read
+from LOOKBACK_MONTHS before the first month on). Custom attributes the bank declares are features
 too (numbers and booleans as numbers, strings as categories), so income or the channel of entry count where the
 bank stores them. The tier is today's effective tier under the primary policy (tier history is not kept per month).
 """
@@ -109,7 +110,8 @@ LEFT JOIN holdings h ON h.customer_id = c.id AND h.n = t.n
 LEFT JOIN accepted x ON x.customer_id = c.id AND x.month = t.month
 LEFT JOIN activity a ON a.customer_id = c.id AND a.month = t.month
 LEFT JOIN tier tr ON tr.customer_id = c.id
-WHERE {chunk_c} AND c.erased_at IS NULL AND c.onboarded_at < t.month + interval '2 months'  -- a customer by next month's end
+WHERE {chunk_c} AND c.erased_at IS NULL
+  AND c.onboarded_at < t.month + interval '2 months'  -- a customer by the end of the month after
   AND (NOT $11::boolean OR h.customer_id IS NOT NULL)
   AND ($9::int >= {all} OR h.products[1] & ~h.products[2] <> 0 OR x.products IS NOT NULL
        OR abs(hashtextextended(c.id::text || ':' || t.month::text, $10::bigint) % {all}) < $9::int)
@@ -122,8 +124,9 @@ def _statement(by_range: bool) -> str:
     def chunk(column: str) -> str:
         return f"{column} BETWEEN $12::bigint AND $13::bigint" if by_range else f"{column} = ANY($12::bigint[])"
 
-    return _FEATURES.format(chunk_b=chunk("b.customer_id"), chunk_u=chunk("u.customer_id"), chunk_e=chunk("e.customer_id"),
-                            chunk_d=chunk("d.customer_id"), chunk_a=chunk("a.customer_id"),
+    return _FEATURES.format(chunk_b=chunk("b.customer_id"), chunk_u=chunk("u.customer_id"),
+                            chunk_e=chunk("e.customer_id"), chunk_d=chunk("d.customer_id"),
+                            chunk_a=chunk("a.customer_id"),
                             chunk_c=chunk("c.id"), effective_tier=_EFFECTIVE_TIER, all=ALL,
                             lookback_before=LOOKBACK_MONTHS - 1,
                             lags=", ".join(f"coalesce(lag(products, {k}) OVER w, 0)"
@@ -134,7 +137,8 @@ FEATURES_BY_RANGE = _statement(by_range=True)
 FEATURES_BY_IDS = _statement(by_range=False)
 
 PER_PRODUCT = ("held", "held_1m_ago", "held_2m_ago", "months_since_held")
-COMMON = ("products_held", "products_held_1m_ago", "products_added", "products_dropped", "age", "tenure_months", "txn_count_30d", "txn_amount_30d", "logins_30d", "txn_count_90d")
+COMMON = ("products_held", "products_held_1m_ago", "products_added", "products_dropped", "age", "tenure_months",
+          "txn_count_30d", "txn_amount_30d", "logins_30d", "txn_count_90d")
 CATEGORIES = ("segment", "tier")
 
 

@@ -9,8 +9,8 @@ chance the product is among an adder's picks: 1 - (1 - share)^k, with k the prod
 (about k x share when the share is small; never above P(adds)). Products the choice model has too few adds of are
 left out (NaN): the rule-based score ranks them (cold start).
 
-LightGBM rather than scikit-learn's HistGradientBoostingClassifier: on the same training rows it fitted many times
-faster and predicted faster at the same or better held-out MAP@7 (bench/RESULTS.md); its model is stored as
+LightGBM rather than scikit-learn's HistGradientBoostingClassifier: on the same training rows it fitted several
+times faster at a better held-out MAP@7, predicting and memory about even (bench/RESULTS.md); its model is stored as
 LightGBM's own text format (no pickle: loading a model runs no code), and pred_contrib gives each feature's share of
 a decision (the reasons phase 2 shows). It needs libgomp at run time (Debian's libgomp1; the Dockerfile installs it).
 """
@@ -125,7 +125,8 @@ class PropensityModel:
         """The whole model as bytes (deterministic: the same model gives the same bytes)."""
         document = {"format": FORMAT, "spec": self.spec.to_json(), "vocabularies": self.vocabularies,
                     "classes": self.classes, "calibration": self.calibration.__dict__, "params": self.params,
-                    "choice": self.choice.model_to_string() if self.choice else None, "any_add": self.any_add.model_to_string()}
+                    "choice": self.choice.model_to_string() if self.choice else None,
+                    "any_add": self.any_add.model_to_string()}
         return zlib.compress(json.dumps(document, sort_keys=True).encode(), 6)
 
     @classmethod
