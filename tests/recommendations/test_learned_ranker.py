@@ -133,3 +133,16 @@ async def test_commands_train_list_serve_and_roll_back(scratch_database):
         assert rows[0][2] == rows[1][2]  # the same data and seed gave the same model bytes
     finally:
         await engine.dispose()
+
+
+async def test_scheduled_retrain_trains_on_the_last_reported_months_and_serves(session, sessionmaker, test_settings):
+    from app.recommendations.learned.scheduled import retrain_ranker
+
+    await load_history(session, customers=150)
+    await session.flush()
+    done = await retrain_ranker(sessionmaker, test_settings.model_copy(update={"ranker_months": 5}))
+    # the history ends in June 2026: June's adds are the held-out labels, whatever today's date
+    assert done["serving"] and done["window_until"] == "2026-06-01" and done["window_from"] == "2026-02-01"
+    assert (await registry.serving_model(session))[0] == done["version"]
+    stored = await session.get(RankerModel, done["version"])
+    assert stored.trained_by == "schedule" and stored.metrics["held_out_month"] == "2026-05-01"

@@ -10,6 +10,7 @@ too (numbers and booleans as numbers, strings as categories), so income or the c
 bank stores them. The tier is today's effective tier under the primary policy (tier history is not kept per month).
 """
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -242,6 +243,8 @@ async def fetch_rows(conn, spec: FeatureSpec, months: Sequence[date], today: dat
         records = await conn.fetch(statement, *args, *chunk, timeout=TIMEOUT_S)
         await conn.execute(f"SET LOCAL enable_nestloop = {'on' if previous['nestloop'] else 'off'}; "
                            f"SET LOCAL jit = {'on' if previous['jit'] else 'off'}")
+    if len(records) > 10_000:  # a training chunk: decoded off the event loop (the schedule runs in the server)
+        return await asyncio.to_thread(_to_rows, records, spec)
     return _to_rows(records, spec)
 
 
