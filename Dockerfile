@@ -8,7 +8,9 @@ COPY requirements.lock ./
 RUN /opt/venv/bin/pip install -r requirements.lock
 
 FROM python:3.12-slim AS runtime
-RUN useradd --system --uid 10001 --home-dir /srv tierwise
+# LightGBM (the learned ranker) needs the GNU OpenMP runtime, which slim Debian images do not carry.
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /srv tierwise
 WORKDIR /srv
 COPY --from=build /opt/venv /opt/venv
 COPY alembic.ini ./

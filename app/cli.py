@@ -22,6 +22,9 @@ from app.core.embedded import resolve_database_url, stop_embedded_postgres
 cli = typer.Typer(help="Tierwise: customer tiering and next-best-product service.", no_args_is_help=True)
 keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 cli.add_typer(keys_cli, name="api-keys")
+ranker_cli = typer.Typer(help="List the learned ranker's model versions, serve one, roll back.",
+                         no_args_is_help=True)
+cli.add_typer(ranker_cli, name="ranker-models")
 
 
 def migrated_database_url(settings: Settings) -> str:
@@ -217,9 +220,11 @@ def refresh_stats() -> None:
 @cli.command("evaluate-recommender")
 def evaluate_recommender(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
                                                               help="Snapshots CSV (.csv or .csv.gz).")],
-                         limit_customers: Annotated[int | None, typer.Option(min=1)] = None) -> None:
-    """MAP@7 of the recommender on monthly holdings snapshots, beside popularity and co-holding baselines, in a
-    scratch database of its own (created on the configured server, dropped afterwards)."""
+                         limit_customers: Annotated[int | None, typer.Option(min=1)] = None,
+                         seed: Annotated[int, typer.Option(help="The learned ranker's random seed.")] = 7) -> None:
+    """MAP@7 of the learned ranker (trained on the months before the evaluated one) and of the rule-based
+    recommender on monthly holdings snapshots, beside popularity and co-holding baselines, in a scratch database of
+    its own (created on the configured server, dropped afterwards)."""
     import uuid
 
     from app.core.embedded import create_database, drop_database
@@ -235,7 +240,7 @@ def evaluate_recommender(path: Annotated[Path, typer.Argument(exists=True, dir_o
         async def run() -> dict:
             engine = create_engine(url, settings, batch=True)
             try:
-                return await evaluate(create_sessionmaker(engine), settings, path, limit_customers)
+                return await evaluate(create_sessionmaker(engine), settings, path, limit_customers, seed)
             finally:
                 await engine.dispose()
 
@@ -243,6 +248,92 @@ def evaluate_recommender(path: Annotated[Path, typer.Argument(exists=True, dir_o
             typer.echo(f"{name}={value}")
     finally:
         drop_database(url)
+
+
+@cli.command("train-ranker")
+def train_ranker(
+        until: Annotated[str | None, typer.Option(
+            help="The last month whose adds are labels, YYYY-MM (held out to calibrate and measure); default: "
+                 "last month.")] = None,
+        months: Annotated[int, typer.Option(min=2, max=36, help="Month pairs to train on.")] = 12,
+        seed: Annotated[int, typer.Option(help="Random seed: the same data and seed give the same model.")] = 7,
+        serve: Annotated[str, typer.Option(
+            help="auto: serve it when it beats the serving version on the held-out month; always; never.")] = "auto",
+        chunk_customers: Annotated[int, typer.Option(min=100)] = 50_000,
+        max_negatives: Annotated[int, typer.Option(min=1000, help="Rows without an add kept at most.")] = 600_000,
+) -> None:
+    """Train the learned ranker on the bank's history (features in SQL, LightGBM), store it as a new version and
+    perhaps serve it; prints its held-out metrics."""
+    from datetime import date
+
+    from app.recommendations.learned.registry import retrain
+
+    if serve not in ("auto", "always", "never"):
+        raise typer.BadParameter("serve must be auto, always or never")
+    try:
+        month = date.fromisoformat(f"{until}-01") if until else None
+    except ValueError:
+        raise typer.BadParameter("until must be YYYY-MM") from None
+    settings = get_settings()
+
+    async def run() -> dict:
+        engine = create_engine(resolve_database_url(settings), settings)
+        try:
+            return await retrain(create_sessionmaker(engine), settings.primary_policy, until=month, months=months,
+                                 seed=seed, serve=serve, chunk_customers=chunk_customers,
+                                 max_negatives=max_negatives)
+        finally:
+            await engine.dispose()
+
+    typer.echo(json.dumps(asyncio.run(run()), default=str))
+
+
+@ranker_cli.command("list")
+def list_ranker_models() -> None:
+    """Every version, newest first: version, status, trained at, label window, held-out MAP@7."""
+    from app.recommendations.learned import registry
+
+    async def run() -> list:
+        async with command_session(get_settings()) as session:
+            return await registry.list_models(session)
+
+    for row in asyncio.run(run()):
+        typer.echo(f"{row.version}\t{row.status}\t{row.trained_at:%Y-%m-%d %H:%M}\t{row.window_from:%Y-%m}.."
+                   f"{row.window_until:%Y-%m}\tmap7={row.metrics.get('map7')}\tseed={row.seed}")
+
+
+@ranker_cli.command("serve")
+def serve_ranker_model(version: int) -> None:
+    """Serve this version (the one serving now is retired)."""
+    from app.recommendations.learned import registry
+
+    async def run() -> int:
+        async with command_session(get_settings()) as session:
+            return (await registry.serve_version(session, version)).version
+
+    typer.echo(f"serving {_registry_call(run)}")
+
+
+@ranker_cli.command("rollback")
+def rollback_ranker_model() -> None:
+    """Serve again the version that served before the current one."""
+    from app.recommendations.learned import registry
+
+    async def run() -> int:
+        async with command_session(get_settings()) as session:
+            return (await registry.rollback(session)).version
+
+    typer.echo(f"serving {_registry_call(run)}")
+
+
+def _registry_call(run) -> int:
+    from app.core.errors import AppError
+
+    try:
+        return asyncio.run(run())
+    except AppError as error:
+        typer.echo(error.detail, err=True)
+        raise typer.Exit(1) from None
 
 
 @cli.command()

@@ -1,5 +1,6 @@
 """The demo bank's records: the default product catalog, and a reproducible synthetic population (customers,
-holdings, balance history, daily activity, a sample of raw events) as rows for COPY (app/demo.py loads them).
+holdings, twelve months of month-end balance history with products added and dropped, daily activity, a sample of
+raw events) as rows for COPY (app/demo.py loads them).
 
 Record generation is a pure function of (seed, customer numbers, today): customer number n draws everything from
 its own random stream seeded with (seed, n), so the data does not depend on how the run is chunked, and a test can
@@ -28,6 +29,14 @@ MAX_PRODUCTS_PER_CUSTOMER = 8
 ACTIVITY_WINDOW_DAYS = 89  # activity on days 1..89 before today: all inside the features view's 90-day window
 EVENT_WINDOW_DAYS = 7  # raw events are kept for the last week of a small share of customers
 EVENT_CUSTOMER_SHARE = 0.05
+HISTORY_MONTHS = 12  # month-end holdings reported for the last twelve months
+# Products some customers held once and dropped (or paused for a month and took back): cards, loans and insurance
+# without a balance, so that the AUM history stays what the holdings say.
+DROPPED_SHARE = 0.10
+PAUSED_SHARE = 0.06
+DROPPABLE = ("credit_card_classic", "credit_card_gold", "personal_loan", "auto_loan", "travel_insurance",
+             "home_insurance")
+HISTORY_SALT = 0x5EED_4157
 
 # Wealth: log-normal, median about 10k, so that about 75% hold < 50k, 20% 50k-500k, 5% 500k-10M and a few
 # (about 0.2%) more than 10M.
@@ -124,6 +133,15 @@ class _Calendar:
             month_ends.append(cursor)
             cursor = cursor.replace(day=1)
         self.snapshots = [(day, (today - day).days, (today - day).days / 30.44) for day in reversed(month_ends)]
+        # Older month-ends (4 .. HISTORY_MONTHS months back), oldest first: the monthly history a learned ranker
+        # trains on, drawn from a stream of its own so that the three months above stay as they were.
+        older = []
+        for _ in range(HISTORY_MONTHS - 3):
+            cursor -= timedelta(days=1)
+            older.append(cursor)
+            cursor = cursor.replace(day=1)
+        self.older_snapshots = [(day, (today - day).days) for day in reversed(older)]
+        self.month_ends = [day for day, _ in self.older_snapshots] + [day for day, _, _ in self.snapshots]
 
     def day(self, days_ago: int) -> date:
         return self._recent[days_ago] if days_ago < 400 else date.fromordinal(self.today.toordinal() - days_ago)
@@ -242,8 +260,9 @@ _TXN_CHANNELS = ("mobile", "mobile", "mobile", "card", "card", "web", "branch")
 
 
 def _generate_customer(rng: random.Random, number: int, customer_id: int, categories: dict[str, str],
-                       calendar: _Calendar, out: DemoRecords) -> None:
-    """Append customer `number`'s rows to `out`, drawing everything from `rng` (seeded for this customer)."""
+                       calendar: _Calendar, out: DemoRecords, history_rng: random.Random | None = None) -> None:
+    """Append customer `number`'s rows to `out`, drawing everything from `rng` (seeded for this customer) and the
+    older monthly holdings from `history_rng` (a second stream of the customer's)."""
     r = rng.random
     profile = _draw_profile(rng)
     small_business = profile.segment == SMALL_BUSINESS
@@ -292,12 +311,18 @@ def _generate_customer(rng: random.Random, number: int, customer_id: int, catego
         out.customer_aum_daily.append((customer_id, day, _money(aum_then)))
     out.customer_aum_daily.append((customer_id, today, _money(aum_cents)))
 
+    if history_rng is not None:
+        _monthly_history(history_rng, customer_id, codes, opened_days_ago, balances, categories, calendar,
+                         onboarded_days_ago, history)
+
     # Rows in primary-key order (ids ascend across customers), so index inserts append at the right edge.
     for code, opened, cents in sorted(zip(codes, opened_days_ago, balances, strict=True)):
         balance = _money(cents)
         out.holding.append((customer_id, code, calendar.day(opened), balance, today))
-        out.holding_balance.extend(history[code])
+        out.holding_balance.extend(history.pop(code))
         out.holding_balance.append((customer_id, code, today, balance))
+    for code in sorted(history):  # products held once and dropped
+        out.holding_balance.extend(history[code])
 
     # Activity: days with transactions and logins over the last 89 days, by engagement; referrals over a year.
     u = r()
@@ -355,6 +380,32 @@ def _generate_customer(rng: random.Random, number: int, customer_id: int, catego
     ))
 
 
+def _monthly_history(rng: random.Random, customer_id: int, codes: list[str], opened_days_ago: list[int],
+                     balances: list[int], categories: dict[str, str], calendar: _Calendar, onboarded_days_ago: int,
+                     history: dict[str, list[tuple]]) -> None:
+    """Extend `history` (product -> balance rows, oldest first) to HISTORY_MONTHS month-ends: the older months of
+    the products held today, a product held for a while and dropped, a card or loan paused for one month."""
+    for code, opened, cents in zip(codes, opened_days_ago, balances, strict=True):
+        older = [(customer_id, code, day, _money(int(cents * (0.9 + 0.2 * rng.random()))))
+                 for day, days_ago in calendar.older_snapshots if days_ago <= min(opened, onboarded_days_ago)]
+        history[code][:0] = older
+    month_ends = calendar.month_ends  # oldest first; index -1 is last month's end
+    known = [i for i, day in enumerate(month_ends) if (calendar.today - day).days <= onboarded_days_ago]
+    candidates = [c for c in DROPPABLE if c not in codes]
+    if rng.random() < DROPPED_SHARE and len(known) >= 2 and candidates:
+        code = rng.choice(candidates)
+        first = rng.randint(known[0], known[-1] - 1)
+        last = rng.randint(first, known[-1] - 1)  # never held at last month's end or today: dropped
+        history[code] = [(customer_id, code, month_ends[i], _money(_credit_balance_cents(rng, code)
+                                                                    if categories[code] in ("loan", "card") else 0))
+                         for i in range(first, last + 1)]
+    paused = [c for c in codes if categories[c] in ("card", "loan") and len(history[c]) >= 3]
+    if paused and rng.random() < PAUSED_SHARE:
+        code = rng.choice(paused)
+        rows = history[code]
+        del rows[rng.randint(1, len(rows) - 2)]  # a month-end without it, between two with it
+
+
 def _generate_events(rng: random.Random, customer_id: int, activity: dict[int, list[int]],
                      last_txn_days_ago: int | None, last_txn_at: datetime | None, calendar: _Calendar,
                      out: DemoRecords) -> None:
@@ -400,8 +451,9 @@ def generate_demo_records(seed: int, first_number: int, count: int, today: date,
     if len(ids) != count:
         raise ValueError(f"{len(ids)} customer ids for {count} customers")
     categories = categories or {row["code"]: row["category"] for row in default_products()}
-    calendar, out, rng = _Calendar(today), DemoRecords(), random.Random()
+    calendar, out, rng, history_rng = _Calendar(today), DemoRecords(), random.Random(), random.Random()
     for offset in range(count):
         number = first_number + offset
-        _generate_customer(_seeded(rng, seed, number), number, ids[offset], categories, calendar, out)
+        _generate_customer(_seeded(rng, seed, number), number, ids[offset], categories, calendar, out,
+                           _seeded(history_rng, seed ^ HISTORY_SALT, number))
     return out

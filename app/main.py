@@ -17,6 +17,7 @@ from app.reports.router import router as reports_router
 from app.recommendations.router import contact_router
 from app.recommendations.router import HOT_READS as RECOMMENDATION_HOT_READS
 from app.recommendations.router import router as recommendations_router
+from app.recommendations.learned.scheduled import retrain_ranker
 from app.recommendations.recommender import Recommender
 from app.rules.router import custom_attributes_router
 from app.rules.router import router as rules_router
@@ -88,7 +89,9 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         recommender = app.state.recommender
         schedule = [(settings.stats_refresh_minutes, recommender.refresh_statistics,
                      "recommendation statistics refreshed"),
-                    (settings.offer_states_refresh_minutes, recommender.refresh_offer_states, "offer states refreshed")]
+                    (settings.offer_states_refresh_minutes, recommender.refresh_offer_states, "offer states refreshed"),
+                    (settings.ranker_retrain_hours * 60, partial(retrain_ranker, app.state.sessionmaker, settings),
+                     "ranker retrained")]
         schedule.append((settings.purge_minutes, lambda: purge(app.state.sessionmaker, settings),
                          "expired idempotency keys and delivered webhooks purged"))
         jobs = [asyncio.create_task(run_every(minutes, job, done)) for minutes, job, done in schedule if minutes]

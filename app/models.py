@@ -20,6 +20,7 @@ from app.feedback.models import (  # noqa: F401
     SurveyResponse,
 )
 from app.products.models import CatalogVersion, Product  # noqa: F401
+from app.recommendations.learned.models import RankerModel  # noqa: F401
 from app.reports import models as reports_models  # noqa: F401  (report indexes)
 from app.recommendations.models import (  # noqa: F401
     CoHoldingStat,

@@ -3,7 +3,7 @@
 import hashlib
 import json
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select, text, update
@@ -178,3 +178,22 @@ async def test_features_view_reads_sane_metrics_from_the_demo_bank(session):
     # some risk profiles have expired: a level without a valid tolerance
     assert any(f["risk_level"] is not None and f["risk_tolerance"] is None for f in features)
     assert sum(f["marketing_consent"] for f in features) / len(features) > 0.55
+
+
+def test_twelve_month_ends_of_holdings_with_products_added_dropped_and_paused():
+    from app.demo_records import DROPPABLE, HISTORY_MONTHS
+
+    records = generate_demo_records(5, 1, 3000, TODAY)
+    held_today = {(row[0], row[1]) for row in records.holding}
+    months: dict[tuple[int, str], set] = {}
+    for customer_id, code, day, _ in records.holding_balance:
+        months.setdefault((customer_id, code), set()).add(day)
+    month_ends = sorted({day for days in months.values() for day in days} - {TODAY})
+    assert len(month_ends) == HISTORY_MONTHS and all((d + timedelta(days=1)).day == 1 for d in month_ends)
+    dropped = {key for key in months if key not in held_today}
+    assert dropped and {code for _, code in dropped} <= set(DROPPABLE)
+    assert all(max(months[key]) < month_ends[-1] for key in dropped)  # not held at last month's end either
+    added = [key for key in held_today if min(months[key]) > month_ends[0]]
+    paused = [key for key in held_today if len(months[key]) >= 3
+              and any(day not in months[key] for day in month_ends if min(months[key]) < day < max(months[key]))]
+    assert len(added) > 100 and len(paused) > 20

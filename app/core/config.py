@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # Offer states of customers who ask for recommendations are computed again this often when they no longer hold
     # (after midnight, after a write); 0: only `tierwise refresh-offer-states`, and each request for itself.
     offer_states_refresh_minutes: int = Field(10, ge=0)
+    # The learned ranker is trained again this often (0: only `tierwise train-ranker`), on this many month pairs.
+    ranker_retrain_hours: int = Field(0, ge=0)
+    ranker_months: int = Field(12, ge=2, le=36)
     tier_run_workers: int = Field(2, ge=1, le=16)  # chunks of a tier run evaluated at once, each on a connection
 
     @field_validator("trusted_proxies", mode="before")

@@ -1,4 +1,5 @@
-"""The offline evaluation: MAP@7 of the service's ranking beside popularity and co-holding on generated snapshots."""
+"""The offline evaluation: MAP@7 of the service's ranking and of the learned ranker beside popularity and co-holding
+on generated snapshots."""
 
 import csv
 import random
@@ -45,8 +46,8 @@ def test_average_precision_at_7():
     assert average_precision(set(), ["a"]) == 0.0
 
 
-async def test_recommender_beats_both_baselines_on_history_it_can_learn_from(scratch_database, test_settings,
-                                                                             tmp_path):
+async def test_recommender_and_learned_ranker_beat_both_baselines_on_history_they_can_learn_from(
+        scratch_database, test_settings, tmp_path):
     path = tmp_path / "snapshots.csv"
     write_snapshots(path)
     url = scratch_database()
@@ -57,7 +58,10 @@ async def test_recommender_beats_both_baselines_on_history_it_can_learn_from(scr
     finally:
         await engine.dispose()
     assert result["customers"] == 150 and result["month"] == "2016-03-28"
-    for name in ("map7_recommender", "map7_popularity", "map7_co_holding"):
+    for name in ("map7_learned", "map7_recommender", "map7_popularity", "map7_co_holding"):
         assert 0.0 <= result[name] <= 1.0
-    assert result["map7_recommender"] > result["map7_popularity"]
-    assert result["map7_recommender"] > result["map7_co_holding"]
+    for ranking in ("map7_recommender", "map7_learned"):
+        assert result[ranking] > result["map7_popularity"]
+        assert result[ranking] > result["map7_co_holding"]
+    # trained on the month pair before the evaluated one, its last month held out
+    assert result["learned_held_out_month"] == "2016-02-01" and result["learned_held_out_map7"] > 0.5

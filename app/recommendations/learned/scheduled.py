@@ -1,0 +1,16 @@
+"""The learned ranker's scheduled retrain (app.core.schedule.run_every calls it every TIERWISE_RANKER_RETRAIN_HOURS):
+a new version trained on the last complete months, served when it beats the serving one on the held-out month."""
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from app.core.config import Settings
+
+
+async def retrain_ranker(sessionmaker: async_sessionmaker, settings: Settings) -> dict:
+    """Train, store and (auto) serve; the counts and metrics it returns are what the schedule logs (no personal
+    value: versions, months, metrics). LightGBM is imported here, not when the app starts."""
+    from app.recommendations.learned.registry import retrain
+
+    result = await retrain(sessionmaker, settings.primary_policy, months=settings.ranker_months, seed=7,
+                           serve="auto", trained_by="schedule")
+    return {key: result[key] for key in ("version", "serving", "window_from", "window_until", "map7", "ece")}

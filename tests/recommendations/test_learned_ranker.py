@@ -1,0 +1,148 @@
+"""The learned ranker: deterministic training, calibrated propensities, the registry's one serving version and
+rollback, and the commands through the `tierwise` entry point."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.core.db import create_sessionmaker, driver_connection
+from app.core.migrations import upgrade_to_head
+from app.recommendations.learned import registry
+from app.recommendations.learned.features import feature_spec, fetch_rows
+from app.recommendations.learned.model import PropensityModel
+from app.recommendations.learned.models import RankerModel
+from app.recommendations.learned.training import TrainingOptions, train_from_database
+from tests.recommendations.ranker_history import load_history
+
+UNTIL = date(2026, 5, 1)  # labels: adds in February .. May; May held out
+TODAY = date(2026, 6, 28)
+
+
+async def _train(session, seed: int = 7):
+    conn = await driver_connection(session)
+    spec = await feature_spec(conn, "wealth")
+    options = TrainingOptions(until=UNTIL, months=4, seed=seed, learning_rate=0.2, rounds=40, chunk_customers=97)
+    return spec, await train_from_database(conn, spec, options, TODAY)
+
+
+async def test_training_is_deterministic_for_a_seed_and_learns_the_history(session):
+    ids = await load_history(session)
+    spec, first = await _train(session)
+    _, again = await _train(session)
+    _, other = await _train(session, seed=8)
+    assert first.model.to_bytes() == again.model.to_bytes()
+    assert first.model.to_bytes() != other.model.to_bytes()
+
+    rows = await fetch_rows(await driver_connection(session), spec, [date(2026, 5, 1)], TODAY, customer_ids=ids)
+    restored = PropensityModel.from_bytes(first.model.to_bytes())
+    scores = restored.propensities(rows)
+    assert np.array_equal(scores, first.model.propensities(rows), equal_nan=True)
+    assert ((scores >= 0) & (scores <= 1) | np.isnan(scores)).all()
+    assert (scores[rows.held()] == 0).all()
+    assert first.window == (date(2026, 2, 1), UNTIL) and first.metrics["held_out_month"] == "2026-04-01"
+    assert first.metrics["map7"] > 0.5 and "credit_card_gold" in first.model.classes
+    # A card paused last month comes back: the model gives it to those who paused it, hardly to anyone else.
+    card = spec.products.index("credit_card_gold")
+    paused = ((rows.masks[:, card] >> 2) & 1 == 1) & ~rows.held()[:, card]
+    never = rows.masks[:, card] == 0
+    assert paused.sum() > 5 and never.sum() > 50
+    assert scores[paused, card].mean() > 3 * scores[never, card].mean()
+
+
+async def test_registry_keeps_one_serving_version_and_rolls_back(session):
+    await load_history(session, customers=120)
+    _, result = await _train(session)
+    first = await registry.store_model(session, result, "test")
+    second = await registry.store_model(session, result, "test")
+    v1, v2 = first.version, second.version
+    assert (await registry.serve_version(session, v1)).status == "serving"
+    await registry.serve_version(session, v2)
+    statuses = {row.version: row.status for row in await registry.list_models(session)}
+    assert statuses == {v1: "retired", v2: "serving"}
+    assert (await registry.serving_model(session))[0] == v2
+
+    assert (await registry.rollback(session)).version == v1
+    statuses = {row.version: row.status for row in await registry.list_models(session)}
+    assert statuses == {v1: "serving", v2: "retired"}
+    version, model = await registry.serving_model(session)
+    assert version == v1 and model.to_bytes() == result.model.to_bytes()
+
+    with pytest.raises(registry.RankerModelNotFound):
+        await registry.serve_version(session, 999_999)
+    with pytest.raises(IntegrityError):  # the database itself refuses a second serving version
+        async with session.begin_nested():
+            await session.execute(text("UPDATE ranker_model SET status = 'serving' WHERE version = :v"), {"v": v2})
+    assert (await session.scalar(select(RankerModel.status).where(RankerModel.version == v2))) == "retired"
+
+
+async def test_rollback_needs_an_earlier_served_version(session):
+    await load_history(session, customers=120)
+    _, result = await _train(session)
+    row = await registry.store_model(session, result, "test")
+    with pytest.raises(registry.NothingToRollBackTo):
+        await registry.rollback(session)
+    await registry.serve_version(session, row.version)
+    with pytest.raises(registry.NothingToRollBackTo):
+        await registry.rollback(session)
+
+
+def _tierwise(url: str, *args: str) -> subprocess.CompletedProcess:
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return subprocess.run([str(Path(sys.executable).parent / "tierwise"), *args], capture_output=True, text=True,
+                          env={**os.environ, "TIERWISE_DATABASE_URL": dsn}, timeout=300)
+
+
+async def test_commands_train_list_serve_and_roll_back(scratch_database):
+    url = scratch_database()
+    await asyncio.to_thread(upgrade_to_head, url)
+    engine = create_async_engine(url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            await load_history(session, customers=150)
+            await session.commit()
+        trained = await asyncio.to_thread(_tierwise, url, "train-ranker", "--until", "2026-05", "--months", "4",
+                                          "--seed", "3", "--chunk-customers", "100")
+        assert trained.returncode == 0, trained.stderr
+        first = json.loads(trained.stdout)
+        assert first["version"] == 1 and first["serving"] and first["window_until"] == "2026-05-01"
+        second = await registry.retrain(create_sessionmaker(engine), "wealth", until=date(2026, 5, 1), months=4,
+                                        seed=3, serve="never", chunk_customers=100)
+        assert second["version"] == 2 and second["serving"] is False and second["map7"] == first["map7"]
+
+        listed = await asyncio.to_thread(_tierwise, url, "ranker-models", "list")
+        assert [line.split("\t")[:2] for line in listed.stdout.splitlines()] == [["2", "candidate"], ["1", "serving"]]
+        served = await asyncio.to_thread(_tierwise, url, "ranker-models", "serve", "2")
+        assert served.returncode == 0 and served.stdout.strip() == "serving 2"
+        rolled = await asyncio.to_thread(_tierwise, url, "ranker-models", "rollback")
+        assert rolled.returncode == 0 and rolled.stdout.strip() == "serving 1"
+        async with engine.connect() as connection:
+            rows = (await connection.execute(text("SELECT version, status, model_sha256 FROM ranker_model "
+                                                  "ORDER BY version"))).all()
+        assert [(v, s) for v, s, _ in rows] == [(1, "serving"), (2, "retired")]
+        assert rows[0][2] == rows[1][2]  # the same data and seed gave the same model bytes
+    finally:
+        await engine.dispose()
+
+
+async def test_scheduled_retrain_trains_on_the_last_reported_months_and_serves(session, sessionmaker, test_settings):
+    from app.recommendations.learned.scheduled import retrain_ranker
+
+    await load_history(session, customers=150)
+    await session.flush()
+    done = await retrain_ranker(sessionmaker, test_settings.model_copy(update={"ranker_months": 5}))
+    # the history ends in June 2026: June's adds are the held-out labels, whatever today's date
+    assert done["serving"] and done["window_until"] == "2026-06-01" and done["window_from"] == "2026-02-01"
+    assert (await registry.serving_model(session))[0] == done["version"]
+    stored = await session.get(RankerModel, done["version"])
+    assert stored.trained_by == "schedule" and stored.metrics["held_out_month"] == "2026-05-01"
