@@ -22,8 +22,7 @@ from app.core.embedded import resolve_database_url, stop_embedded_postgres
 cli = typer.Typer(help="Tierwise: customer tiering and next-best-product service.", no_args_is_help=True)
 keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 cli.add_typer(keys_cli, name="api-keys")
-ranker_cli = typer.Typer(help="List the learned ranker's model versions, serve one, roll back.",
-                         no_args_is_help=True)
+ranker_cli = typer.Typer(help="List the learned ranker's model versions, serve one, roll back.", no_args_is_help=True)
 cli.add_typer(ranker_cli, name="ranker-models")
 
 
@@ -37,8 +36,10 @@ def migrated_database_url(settings: Settings) -> str:
 
     where = "set TIERWISE_DATA_DIR or TIERWISE_DATABASE_URL to the database you meant"
     if settings.database_url is None and not has_embedded_postgres(settings.data_dir):
-        _fail(f"no Tierwise database in the data folder {settings.data_dir.resolve()}: run `tierwise migrate` "
-              f"to create one there, or {where}")
+        _fail(
+            f"no Tierwise database in the data folder {settings.data_dir.resolve()}: run `tierwise migrate` "
+            f"to create one there, or {where}"
+        )
     url = settings.database_url or start_embedded_postgres(settings.data_dir)
     shown = make_url(url).render_as_string(hide_password=True)
     try:
@@ -81,8 +82,10 @@ def migrate() -> None:
 
 
 @cli.command()
-def demo(customers: Annotated[int, typer.Option("--customers", "-n", min=1)] = 1000,
-         seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bank.")] = 7) -> None:
+def demo(
+    customers: Annotated[int, typer.Option("--customers", "-n", min=1)] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bank.")] = 7,
+) -> None:
     """Generate a reproducible synthetic bank: products, customers, holdings, balances and 90 days of activity;
     then the default tier policies, activated, and a tier run over everyone."""
     typer.echo(json.dumps(asyncio.run(_load_demo(get_settings(), customers, seed)), default=str))
@@ -106,8 +109,9 @@ async def _load_demo(settings: Settings, customers: int, seed: int) -> dict:
 
 
 @keys_cli.command("create")
-def create_key(name: Annotated[str, typer.Option()],
-               role: Annotated[str, typer.Option(help="app, integration or admin")] = "admin") -> None:
+def create_key(
+    name: Annotated[str, typer.Option()], role: Annotated[str, typer.Option(help="app, integration or admin")] = "admin"
+) -> None:
     """Create a key; it is printed once and only its hash is stored."""
     from app.apikeys import service
     from app.core.security import ROLE_SCOPES
@@ -134,8 +138,10 @@ def list_keys(include_revoked: bool = False) -> None:
             return await service.list_api_keys(session, include_revoked)
 
     for row in asyncio.run(run()):
-        typer.echo(f"{row.id}\t{row.name}\t{row.role}\ttw_{row.lookup_id}_…\t{row.created_at:%Y-%m-%d}\t"
-                   f"{'revoked ' + format(row.revoked_at, '%Y-%m-%d') if row.revoked_at else 'active'}")
+        typer.echo(
+            f"{row.id}\t{row.name}\t{row.role}\ttw_{row.lookup_id}_…\t{row.created_at:%Y-%m-%d}\t"
+            f"{'revoked ' + format(row.revoked_at, '%Y-%m-%d') if row.revoked_at else 'active'}"
+        )
 
 
 @keys_cli.command("revoke")
@@ -152,9 +158,11 @@ def revoke_key(key_id: int) -> None:
 
 
 @cli.command("tier-run")
-def tier_run(policy: Annotated[str | None, typer.Option(help="One policy key.")] = None,
-             all_policies: Annotated[bool, typer.Option("--all", help="Every active policy.")] = False,
-             chunk_size: Annotated[int, typer.Option(min=1000)] = 50_000) -> None:
+def tier_run(
+    policy: Annotated[str | None, typer.Option(help="One policy key.")] = None,
+    all_policies: Annotated[bool, typer.Option("--all", help="Every active policy.")] = False,
+    chunk_size: Annotated[int, typer.Option(min=1000)] = 50_000,
+) -> None:
     """Evaluate every customer's tier now (from cron): set-based, in chunks, recorded at /v1/tier-runs."""
     if (policy is None) == (not all_policies):
         raise typer.BadParameter("give either --policy KEY or --all")
@@ -165,8 +173,7 @@ def tier_run(policy: Annotated[str | None, typer.Option(help="One policy key.")]
 
 
 async def _tier_run(settings: Settings, policy_key: str | None, chunk_size: int) -> dict:
-    from app.tiering import runs
-    from app.tiering import policies
+    from app.tiering import policies, runs
 
     engine = create_engine(migrated_database_url(settings), settings, batch=True)
     sessionmaker = create_sessionmaker(engine)
@@ -178,16 +185,26 @@ async def _tier_run(settings: Settings, policy_key: str | None, chunk_size: int)
         await runs.execute_run(sessionmaker, run.id, chunk_size, settings.tier_run_workers)
         async with sessionmaker() as session:
             run, key = await runs.get_run(session, run.id)
-            return {"run": run.id, "policy": key, "status": run.status, "processed": run.processed,
-                    "total": run.total, "upgrades": run.upgrades, "downgrades": run.downgrades,
-                    "seconds": round((run.finished_at - run.started_at).total_seconds(), 2)}
+            return {
+                "run": run.id,
+                "policy": key,
+                "status": run.status,
+                "processed": run.processed,
+                "total": run.total,
+                "upgrades": run.upgrades,
+                "downgrades": run.downgrades,
+                "seconds": round((run.finished_at - run.started_at).total_seconds(), 2),
+            }
     finally:
         await engine.dispose()
 
 
 @cli.command("refresh-offer-states")
-def refresh_offer_states(everyone: Annotated[bool, typer.Option(
-        "--everyone", help="Every customer, not only those who have asked for recommendations.")] = False) -> None:
+def refresh_offer_states(
+    everyone: Annotated[
+        bool, typer.Option("--everyone", help="Every customer, not only those who have asked for recommendations.")
+    ] = False,
+) -> None:
     """Compute again the customers' offer states that no longer hold (set-based SQL; also runs on a schedule)."""
     from app.recommendations.recommender import Recommender
 
@@ -218,10 +235,11 @@ def refresh_stats() -> None:
 
 
 @cli.command("evaluate-recommender")
-def evaluate_recommender(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
-                                                              help="Snapshots CSV (.csv or .csv.gz).")],
-                         limit_customers: Annotated[int | None, typer.Option(min=1)] = None,
-                         seed: Annotated[int, typer.Option(help="The learned ranker's random seed.")] = 7) -> None:
+def evaluate_recommender(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Snapshots CSV (.csv or .csv.gz).")],
+    limit_customers: Annotated[int | None, typer.Option(min=1)] = None,
+    seed: Annotated[int, typer.Option(help="The learned ranker's random seed.")] = 7,
+) -> None:
     """MAP@7 of the learned ranker (trained on the months before the evaluated one) and of the rule-based
     recommender on monthly holdings snapshots, beside popularity and co-holding baselines, in a scratch database of
     its own (created on the configured server, dropped afterwards)."""
@@ -252,15 +270,20 @@ def evaluate_recommender(path: Annotated[Path, typer.Argument(exists=True, dir_o
 
 @cli.command("train-ranker")
 def train_ranker(
-        until: Annotated[str | None, typer.Option(
+    until: Annotated[
+        str | None,
+        typer.Option(
             help="The last month whose adds are labels, YYYY-MM (held out to calibrate and measure); default: "
-                 "last month.")] = None,
-        months: Annotated[int, typer.Option(min=2, max=36, help="Month pairs to train on.")] = 12,
-        seed: Annotated[int, typer.Option(help="Random seed: the same data and seed give the same model.")] = 7,
-        serve: Annotated[str, typer.Option(
-            help="auto: serve it when it beats the serving version on the held-out month; always; never.")] = "auto",
-        chunk_customers: Annotated[int, typer.Option(min=100)] = 50_000,
-        max_negatives: Annotated[int, typer.Option(min=1000, help="Rows without an add kept at most.")] = 600_000,
+            "last month."
+        ),
+    ] = None,
+    months: Annotated[int, typer.Option(min=2, max=36, help="Month pairs to train on.")] = 12,
+    seed: Annotated[int, typer.Option(help="Random seed: the same data and seed give the same model.")] = 7,
+    serve: Annotated[
+        str, typer.Option(help="auto: serve it when it beats the serving version on the held-out month; always; never.")
+    ] = "auto",
+    chunk_customers: Annotated[int, typer.Option(min=100)] = 50_000,
+    max_negatives: Annotated[int, typer.Option(min=1000, help="Rows without an add kept at most.")] = 600_000,
 ) -> None:
     """Train the learned ranker on the bank's history (features in SQL, LightGBM), store it as a new version and
     perhaps serve it; prints its held-out metrics."""
@@ -279,9 +302,16 @@ def train_ranker(
     async def run() -> dict:
         engine = create_engine(resolve_database_url(settings), settings)
         try:
-            return await retrain(create_sessionmaker(engine), settings.primary_policy, until=month, months=months,
-                                 seed=seed, serve=serve, chunk_customers=chunk_customers,
-                                 max_negatives=max_negatives)
+            return await retrain(
+                create_sessionmaker(engine),
+                settings.primary_policy,
+                until=month,
+                months=months,
+                seed=seed,
+                serve=serve,
+                chunk_customers=chunk_customers,
+                max_negatives=max_negatives,
+            )
         finally:
             await engine.dispose()
 
@@ -298,8 +328,10 @@ def list_ranker_models() -> None:
             return await registry.list_models(session)
 
     for row in asyncio.run(run()):
-        typer.echo(f"{row.version}\t{row.status}\t{row.trained_at:%Y-%m-%d %H:%M}\t{row.window_from:%Y-%m}.."
-                   f"{row.window_until:%Y-%m}\tmap7={row.metrics.get('map7')}\tseed={row.seed}")
+        typer.echo(
+            f"{row.version}\t{row.status}\t{row.trained_at:%Y-%m-%d %H:%M}\t{row.window_from:%Y-%m}.."
+            f"{row.window_until:%Y-%m}\tmap7={row.metrics.get('map7')}\tseed={row.seed}"
+        )
 
 
 @ranker_cli.command("serve")
@@ -372,9 +404,13 @@ async def _prepare(settings: Settings, demo_customers: int) -> str:
 
 
 @cli.command()
-def serve(setup: Annotated[bool, typer.Option(help="Migrate, load demo data if empty, print an admin key.")] = False,
-          demo_customers: int = 2000, host: str | None = None, port: int | None = None,
-          workers: int = 1) -> None:
+def serve(
+    setup: Annotated[bool, typer.Option(help="Migrate, load demo data if empty, print an admin key.")] = False,
+    demo_customers: int = 2000,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int = 1,
+) -> None:
     """Serve the API (Swagger at /docs)."""
     import uvicorn
 
@@ -394,9 +430,18 @@ def serve(setup: Annotated[bool, typer.Option(help="Migrate, load demo data if e
     configure_logging(settings.log_level)
     # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from any local peer; the app reads it only
     # from TIERWISE_TRUSTED_PROXIES (app.core.ratelimit.client_address).
-    uvicorn.run("app.main:create_production_app", factory=True, host=host, port=port, workers=workers,
-                log_config=None, access_log=False, timeout_graceful_shutdown=20, proxy_headers=False,
-                http="app.core.server:ProblemHttpProtocol")
+    uvicorn.run(
+        "app.main:create_production_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
+        proxy_headers=False,
+        http="app.core.server:ProblemHttpProtocol",
+    )
 
 
 class Terminated(BaseException):

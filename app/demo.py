@@ -41,8 +41,9 @@ async def load_default_products(session: AsyncSession) -> int:
             row["eligibility"] = dump_condition(condition)
     statement = insert(Product).values(rows)
     replaced = {name: statement.excluded[name] for name in rows[0] if name != "code"}
-    await session.execute(statement.on_conflict_do_update(index_elements=[Product.code],
-                                                          set_={**replaced, "updated_at": func.now()}))
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=[Product.code], set_={**replaced, "updated_at": func.now()})
+    )
     return len(rows)
 
 
@@ -61,14 +62,16 @@ async def _driver_connection(session: AsyncSession) -> asyncpg.Connection:
 
 async def _next_customer_number(session: AsyncSession) -> int:
     """One past the highest demo-style external id (C00000123): a second run adds customers, never collides."""
-    highest = await session.scalar(text(
-        "SELECT max(substr(external_id, 2)::bigint) FROM customer WHERE external_id ~ '^C[0-9]{1,15}$'"))
+    highest = await session.scalar(
+        text("SELECT max(substr(external_id, 2)::bigint) FROM customer WHERE external_id ~ '^C[0-9]{1,15}$'")
+    )
     return (highest or 0) + 1
 
 
 async def _reserve_customer_ids(driver: asyncpg.Connection, count: int) -> list[int]:
-    rows = await driver.fetch("SELECT nextval(pg_get_serial_sequence('customer', 'id')) FROM generate_series(1, $1)",
-                              count)
+    rows = await driver.fetch(
+        "SELECT nextval(pg_get_serial_sequence('customer', 'id')) FROM generate_series(1, $1)", count
+    )
     return [row[0] for row in rows]
 
 
@@ -98,7 +101,8 @@ async def generate_demo_bank(session: AsyncSession, customers: int, seed: int = 
     async def start_chunk(number: int, count: int) -> asyncio.Task[DemoRecords]:
         ids = await _reserve_customer_ids(driver, count)
         return asyncio.create_task(
-            asyncio.to_thread(generate_demo_records, seed, number, count, today, ids, categories))
+            asyncio.to_thread(generate_demo_records, seed, number, count, today, ids, categories)
+        )
 
     totals = dict.fromkeys(COPY_COLUMNS, 0)
     pending: asyncio.Task[DemoRecords] | None = await start_chunk(*chunks[0])

@@ -34,8 +34,14 @@ HISTORY_MONTHS = 12  # month-end holdings reported for the last twelve months
 # without a balance, so that the AUM history stays what the holdings say.
 DROPPED_SHARE = 0.10
 PAUSED_SHARE = 0.06
-DROPPABLE = ("credit_card_classic", "credit_card_gold", "personal_loan", "auto_loan", "travel_insurance",
-             "home_insurance")
+DROPPABLE = (
+    "credit_card_classic",
+    "credit_card_gold",
+    "personal_loan",
+    "auto_loan",
+    "travel_insurance",
+    "home_insurance",
+)
 HISTORY_SALT = 0x5EED_4157
 
 # Wealth: log-normal, median about 10k, so that about 75% hold < 50k, 20% 50k-500k, 5% 500k-10M and a few
@@ -47,16 +53,37 @@ RISK_LEVEL_CUMULATIVE = ((0.15, 1), (0.40, 2), (0.75, 3), (0.92, 4), (1.0, 5))
 # How a customer's assets are spread over the AUM-bearing products they hold (times a random factor 0.5..1.5);
 # insurance without a savings component holds no balance.
 BALANCE_WEIGHTS = {
-    "current_account": 1.0, "business_account": 1.5, "savings_account": 2.0, "term_deposit_12m": 2.0,
-    "fx_account": 0.6, "money_market_fund": 1.5, "bond_fund": 2.0, "balanced_fund": 2.5, "equity_fund": 3.0,
-    "structured_note": 2.0, "private_banking_portfolio": 12.0, "pension_plan": 1.2, "life_insurance": 0.8,
-    "home_insurance": 0.0, "travel_insurance": 0.0,
+    "current_account": 1.0,
+    "business_account": 1.5,
+    "savings_account": 2.0,
+    "term_deposit_12m": 2.0,
+    "fx_account": 0.6,
+    "money_market_fund": 1.5,
+    "bond_fund": 2.0,
+    "balanced_fund": 2.5,
+    "equity_fund": 3.0,
+    "structured_note": 2.0,
+    "private_banking_portfolio": 12.0,
+    "pension_plan": 1.2,
+    "life_insurance": 0.8,
+    "home_insurance": 0.0,
+    "travel_insurance": 0.0,
 }
 
 # Table, columns: what each COPY writes (in load order: customers before everything that refers to them).
 COPY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "customer": ("id", "external_id", "segment", "display_name", "birth_date", "onboarded_at", "risk_level",
-                 "risk_assessed_at", "marketing_consent", "last_txn_at"),
+    "customer": (
+        "id",
+        "external_id",
+        "segment",
+        "display_name",
+        "birth_date",
+        "onboarded_at",
+        "risk_level",
+        "risk_assessed_at",
+        "marketing_consent",
+        "last_txn_at",
+    ),
     "holding": ("customer_id", "product_code", "opened_at", "balance", "as_of"),
     "holding_balance": ("customer_id", "product_code", "as_of", "balance"),
     "customer_aum_daily": ("customer_id", "day", "aum"),
@@ -69,20 +96,22 @@ def default_products() -> list[dict[str, Any]]:
     """The shipped product catalog (app/defaults/products.json) as product rows, money and weights as Decimal."""
     rows = []
     for item in json.loads(DEFAULT_PRODUCTS_FILE.read_text()):
-        rows.append({
-            "code": item["code"],
-            "name": item["name"],
-            "category": item["category"],
-            "risk_level": int(item["risk_level"]),
-            "min_amount": Decimal(item.get("min_amount", "0")),
-            "channels": list(item["channels"]),
-            "value_weight": Decimal(item.get("value_weight", "1")),
-            "lever": Decimal(item.get("lever", "1")),
-            "target_tiers": list(item.get("target_tiers", [])),
-            "eligibility": item.get("eligibility"),
-            "is_service": bool(item.get("is_service", False)),
-            "description": item.get("description", ""),
-        })
+        rows.append(
+            {
+                "code": item["code"],
+                "name": item["name"],
+                "category": item["category"],
+                "risk_level": int(item["risk_level"]),
+                "min_amount": Decimal(item.get("min_amount", "0")),
+                "channels": list(item["channels"]),
+                "value_weight": Decimal(item.get("value_weight", "1")),
+                "lever": Decimal(item.get("lever", "1")),
+                "target_tiers": list(item.get("target_tiers", [])),
+                "eligibility": item.get("eligibility"),
+                "is_service": bool(item.get("is_service", False)),
+                "description": item.get("description", ""),
+            }
+        )
     return rows
 
 
@@ -219,8 +248,13 @@ def _choose_products(rng: random.Random, profile: DemoProfile) -> list[str]:
     if r() < (0.25 if aum >= 100_000 else 0.04):
         codes.append("fx_account")
     if r() < 0.45:
-        codes.append("credit_card_platinum" if aum >= 100_000 and r() < 0.7
-                     else "credit_card_gold" if aum >= 25_000 else "credit_card_classic")
+        codes.append(
+            "credit_card_platinum"
+            if aum >= 100_000 and r() < 0.7
+            else "credit_card_gold"
+            if aum >= 25_000
+            else "credit_card_classic"
+        )
     has_mortgage = 25 <= age <= 65 and r() < 0.18
     if has_mortgage:
         codes.append("mortgage")
@@ -259,8 +293,15 @@ def _money(cents: int) -> Decimal:
 _TXN_CHANNELS = ("mobile", "mobile", "mobile", "card", "card", "web", "branch")
 
 
-def _generate_customer(rng: random.Random, number: int, customer_id: int, categories: dict[str, str],
-                       calendar: _Calendar, out: DemoRecords, history_rng: random.Random | None = None) -> None:
+def _generate_customer(
+    rng: random.Random,
+    number: int,
+    customer_id: int,
+    categories: dict[str, str],
+    calendar: _Calendar,
+    out: DemoRecords,
+    history_rng: random.Random | None = None,
+) -> None:
     """Append customer `number`'s rows to `out`, drawing everything from `rng` (seeded for this customer) and the
     older monthly holdings from `history_rng` (a second stream of the customer's)."""
     r = rng.random
@@ -271,8 +312,9 @@ def _generate_customer(rng: random.Random, number: int, customer_id: int, catego
     onboarded_at = calendar.moment(onboarded_days_ago, rng.randrange(8 * 3600, 18 * 3600))
     risk_assessed_at = None
     if profile.risk_assessed_days_ago is not None:
-        risk_assessed_at = calendar.moment(min(profile.risk_assessed_days_ago, onboarded_days_ago),
-                                           rng.randrange(8 * 3600, 18 * 3600))
+        risk_assessed_at = calendar.moment(
+            min(profile.risk_assessed_days_ago, onboarded_days_ago), rng.randrange(8 * 3600, 18 * 3600)
+        )
 
     # Holdings today: AUM spread over the asset products, credit balances on their own.
     codes = _choose_products(rng, profile)
@@ -304,7 +346,7 @@ def _generate_customer(rng: random.Random, number: int, customer_id: int, catego
                 past = int(cents * asset_factor * (1.0 + 0.02 * rng.gauss(0.0, 1.0)))
                 aum_then += past
             elif category == "loan":
-                past = int(cents * 1.006 ** months_back)
+                past = int(cents * 1.006**months_back)
             else:
                 past = int(cents * (0.4 + 1.2 * r()))
             history[code].append((customer_id, code, day, _money(past)))
@@ -312,8 +354,17 @@ def _generate_customer(rng: random.Random, number: int, customer_id: int, catego
     out.customer_aum_daily.append((customer_id, today, _money(aum_cents)))
 
     if history_rng is not None:
-        _monthly_history(history_rng, customer_id, codes, opened_days_ago, balances, categories, calendar,
-                         onboarded_days_ago, history)
+        _monthly_history(
+            history_rng,
+            customer_id,
+            codes,
+            opened_days_ago,
+            balances,
+            categories,
+            calendar,
+            onboarded_days_ago,
+            history,
+        )
 
     # Rows in primary-key order (ids ascend across customers), so index inserts append at the right edge.
     for code, opened, cents in sorted(zip(codes, opened_days_ago, balances, strict=True)):
@@ -368,26 +419,47 @@ def _generate_customer(rng: random.Random, number: int, customer_id: int, catego
     for days_ago in sorted(activity, reverse=True):
         count, cents, logins, referrals = activity[days_ago]
         out.customer_activity_daily.append(
-            (customer_id, calendar.day(days_ago), count, _money(cents), logins, referrals))
+            (customer_id, calendar.day(days_ago), count, _money(cents), logins, referrals)
+        )
 
     if r() < EVENT_CUSTOMER_SHARE:
         _generate_events(rng, customer_id, activity, last_txn_days_ago, last_txn_at, calendar, out)
 
-    out.customer.append((
-        customer_id, customer_external_id(number), profile.segment, f"Demo Customer {number}",
-        date.fromordinal(today.toordinal() - birth_days_ago), onboarded_at, profile.risk_level, risk_assessed_at,
-        profile.marketing_consent, last_txn_at,
-    ))
+    out.customer.append(
+        (
+            customer_id,
+            customer_external_id(number),
+            profile.segment,
+            f"Demo Customer {number}",
+            date.fromordinal(today.toordinal() - birth_days_ago),
+            onboarded_at,
+            profile.risk_level,
+            risk_assessed_at,
+            profile.marketing_consent,
+            last_txn_at,
+        )
+    )
 
 
-def _monthly_history(rng: random.Random, customer_id: int, codes: list[str], opened_days_ago: list[int],
-                     balances: list[int], categories: dict[str, str], calendar: _Calendar, onboarded_days_ago: int,
-                     history: dict[str, list[tuple]]) -> None:
+def _monthly_history(
+    rng: random.Random,
+    customer_id: int,
+    codes: list[str],
+    opened_days_ago: list[int],
+    balances: list[int],
+    categories: dict[str, str],
+    calendar: _Calendar,
+    onboarded_days_ago: int,
+    history: dict[str, list[tuple]],
+) -> None:
     """Extend `history` (product -> balance rows, oldest first) to HISTORY_MONTHS month-ends: the older months of
     the products held today, a product held for a while and dropped, a card or loan paused for one month."""
     for code, opened, cents in zip(codes, opened_days_ago, balances, strict=True):
-        older = [(customer_id, code, day, _money(int(cents * (0.9 + 0.2 * rng.random()))))
-                 for day, days_ago in calendar.older_snapshots if days_ago <= min(opened, onboarded_days_ago)]
+        older = [
+            (customer_id, code, day, _money(int(cents * (0.9 + 0.2 * rng.random()))))
+            for day, days_ago in calendar.older_snapshots
+            if days_ago <= min(opened, onboarded_days_ago)
+        ]
         history[code][:0] = older
     month_ends = calendar.month_ends  # oldest first; index -1 is last month's end
     known = [i for i, day in enumerate(month_ends) if (calendar.today - day).days <= onboarded_days_ago]
@@ -396,9 +468,15 @@ def _monthly_history(rng: random.Random, customer_id: int, codes: list[str], ope
         code = rng.choice(candidates)
         first = rng.randint(known[0], known[-1] - 1)
         last = rng.randint(first, known[-1] - 1)  # never held at last month's end or today: dropped
-        history[code] = [(customer_id, code, month_ends[i], _money(_credit_balance_cents(rng, code)
-                                                                    if categories[code] in ("loan", "card") else 0))
-                         for i in range(first, last + 1)]
+        history[code] = [
+            (
+                customer_id,
+                code,
+                month_ends[i],
+                _money(_credit_balance_cents(rng, code) if categories[code] in ("loan", "card") else 0),
+            )
+            for i in range(first, last + 1)
+        ]
     paused = [c for c in codes if categories[c] in ("card", "loan") and len(history[c]) >= 3]
     if paused and rng.random() < PAUSED_SHARE:
         code = rng.choice(paused)
@@ -406,9 +484,15 @@ def _monthly_history(rng: random.Random, customer_id: int, codes: list[str], ope
         del rows[rng.randint(1, len(rows) - 2)]  # a month-end without it, between two with it
 
 
-def _generate_events(rng: random.Random, customer_id: int, activity: dict[int, list[int]],
-                     last_txn_days_ago: int | None, last_txn_at: datetime | None, calendar: _Calendar,
-                     out: DemoRecords) -> None:
+def _generate_events(
+    rng: random.Random,
+    customer_id: int,
+    activity: dict[int, list[int]],
+    last_txn_days_ago: int | None,
+    last_txn_at: datetime | None,
+    calendar: _Calendar,
+    out: DemoRecords,
+) -> None:
     """Raw events for the last week, adding up to the daily rollups; the latest transaction is at last_txn_at."""
     r = rng.random
     serial = 0
@@ -428,20 +512,41 @@ def _generate_events(rng: random.Random, customer_id: int, activity: dict[int, l
         for position, amount in enumerate(amounts):
             second = latest if position == 0 else rng.randint(0, latest)
             serial += 1
-            out.customer_event.append((
-                customer_id, f"demo-{serial}", "transaction", calendar.moment(days_ago, second), _money(amount),
-                "credit" if r() < 0.2 else "debit", _TXN_CHANNELS[int(r() * len(_TXN_CHANNELS))]))
+            out.customer_event.append(
+                (
+                    customer_id,
+                    f"demo-{serial}",
+                    "transaction",
+                    calendar.moment(days_ago, second),
+                    _money(amount),
+                    "credit" if r() < 0.2 else "debit",
+                    _TXN_CHANNELS[int(r() * len(_TXN_CHANNELS))],
+                )
+            )
         for kind, times in (("login", logins), ("referral", referrals)):
             for _ in range(times):
                 serial += 1
-                out.customer_event.append((
-                    customer_id, f"demo-{serial}", kind, calendar.moment(days_ago, rng.randint(0, 86_399)), None,
-                    None, "mobile" if kind == "referral" or r() < 0.8 else "web"))
+                out.customer_event.append(
+                    (
+                        customer_id,
+                        f"demo-{serial}",
+                        kind,
+                        calendar.moment(days_ago, rng.randint(0, 86_399)),
+                        None,
+                        None,
+                        "mobile" if kind == "referral" or r() < 0.8 else "web",
+                    )
+                )
 
 
-def generate_demo_records(seed: int, first_number: int, count: int, today: date,
-                          customer_ids: Sequence[int] | None = None,
-                          categories: dict[str, str] | None = None) -> DemoRecords:
+def generate_demo_records(
+    seed: int,
+    first_number: int,
+    count: int,
+    today: date,
+    customer_ids: Sequence[int] | None = None,
+    categories: dict[str, str] | None = None,
+) -> DemoRecords:
     """Rows for customers first_number .. first_number + count - 1: a pure function of its arguments.
 
     `customer_ids` are the database ids to write (default: the customer numbers); `categories` maps product code
@@ -454,6 +559,13 @@ def generate_demo_records(seed: int, first_number: int, count: int, today: date,
     calendar, out, rng, history_rng = _Calendar(today), DemoRecords(), random.Random(), random.Random()
     for offset in range(count):
         number = first_number + offset
-        _generate_customer(_seeded(rng, seed, number), number, ids[offset], categories, calendar, out,
-                           _seeded(history_rng, seed ^ HISTORY_SALT, number))
+        _generate_customer(
+            _seeded(rng, seed, number),
+            number,
+            ids[offset],
+            categories,
+            calendar,
+            out,
+            _seeded(history_rng, seed ^ HISTORY_SALT, number),
+        )
     return out

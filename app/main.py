@@ -9,37 +9,37 @@ from fastapi import FastAPI
 from app.apikeys.router import router as apikeys_router
 from app.apikeys.service import PrincipalCache, resolve_principal
 from app.audit.router import router as audit_router
+from app.core import idempotency
+from app.core.config import Settings, get_settings
+from app.core.db import create_engine, create_read_pool, create_sessionmaker
+from app.core.docs import install_docs
+from app.core.embedded import resolve_database_url
+from app.core.errors import install_error_handlers
+from app.core.health import POOL_COLLECTOR
+from app.core.health import router as health_router
+from app.core.hotpath import HotReads
+from app.core.logging import configure_logging
+from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, UnexpectedErrors
+from app.core.openapi import TAGS, install_openapi, operation_id
+from app.core.ratelimit import FailedAuthLimiter, RateLimit, RateLimiter, role_limits
+from app.core.schedule import run_every
+from app.core.security import role_scopes
 from app.customers.router import events_router
 from app.customers.router import router as customers_router
 from app.feedback.router import router as feedback_router
 from app.products.router import router as products_router
-from app.reports.router import router as reports_router
-from app.recommendations.router import contact_router
-from app.recommendations.router import HOT_READS as RECOMMENDATION_HOT_READS
-from app.recommendations.router import router as recommendations_router
 from app.recommendations.learned.scheduled import retrain_ranker
 from app.recommendations.recommender import Recommender
+from app.recommendations.router import HOT_READS as RECOMMENDATION_HOT_READS
+from app.recommendations.router import contact_router
+from app.recommendations.router import router as recommendations_router
+from app.reports.router import router as reports_router
 from app.rules.router import custom_attributes_router
 from app.rules.router import router as rules_router
 from app.tiering.assignment.router import HOT_READS as TIER_HOT_READS
 from app.tiering.assignment.router import care_router, customer_tiers_router, transitions_router
 from app.tiering.policies_router import router as policies_router
 from app.tiering.runs_router import runs_router
-from app.core.config import Settings, get_settings
-from app.core.schedule import run_every
-from app.core.db import create_engine, create_read_pool, create_sessionmaker
-from app.core.embedded import resolve_database_url
-from app.core.errors import install_error_handlers
-from app.core.docs import install_docs
-from app.core.openapi import TAGS, install_openapi, operation_id
-from app.core.health import POOL_COLLECTOR
-from app.core.hotpath import HotReads
-from app.core.health import router as health_router
-from app.core.logging import configure_logging
-from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, UnexpectedErrors
-from app.core.ratelimit import FailedAuthLimiter, RateLimit, RateLimiter, role_limits
-from app.core.security import role_scopes
-from app.core import idempotency
 from app.webhooks import service as webhooks_service
 from app.webhooks.delivery import DeliveryWorker
 from app.webhooks.router import router as webhooks_router
@@ -59,15 +59,33 @@ within the years 1900..2100; booleans are `true` or `false`; integers are JSON i
 query), within their column; amounts are JSON numbers or decimal strings (`"1250.50"`) that fit NUMERIC(18, 2).
 """
 
-ROUTERS = [customers_router, events_router, rules_router, custom_attributes_router, products_router, apikeys_router,
-           policies_router,
-           customer_tiers_router, transitions_router, runs_router, care_router, recommendations_router, contact_router, audit_router,
-           feedback_router, reports_router, webhooks_router]
+ROUTERS = [
+    customers_router,
+    events_router,
+    rules_router,
+    custom_attributes_router,
+    products_router,
+    apikeys_router,
+    policies_router,
+    customer_tiers_router,
+    transitions_router,
+    runs_router,
+    care_router,
+    recommendations_router,
+    contact_router,
+    audit_router,
+    feedback_router,
+    reports_router,
+    webhooks_router,
+]
 HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS]
 
 
-WEBHOOKS_TAG = {"name": "webhooks", "description": "Be told instead of polling: subscribe a URL to event types; "
-                "each event is POSTed to it, signed.\n\n" + SIGNATURE_SCHEME}
+WEBHOOKS_TAG = {
+    "name": "webhooks",
+    "description": "Be told instead of polling: subscribe a URL to event types; "
+    "each event is POSTed to it, signed.\n\n" + SIGNATURE_SCHEME,
+}
 
 
 def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAPI:
@@ -87,13 +105,22 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         POOL_COLLECTOR.engine = engine
         app.state.read_pool = await create_read_pool(engine, settings) if settings.hot_reads else None
         recommender = app.state.recommender
-        schedule = [(settings.stats_refresh_minutes, recommender.refresh_statistics,
-                     "recommendation statistics refreshed"),
-                    (settings.offer_states_refresh_minutes, recommender.refresh_offer_states, "offer states refreshed"),
-                    (settings.ranker_retrain_hours * 60, partial(retrain_ranker, app.state.sessionmaker, settings),
-                     "ranker retrained")]
-        schedule.append((settings.purge_minutes, lambda: purge(app.state.sessionmaker, settings),
-                         "expired idempotency keys and delivered webhooks purged"))
+        schedule = [
+            (settings.stats_refresh_minutes, recommender.refresh_statistics, "recommendation statistics refreshed"),
+            (settings.offer_states_refresh_minutes, recommender.refresh_offer_states, "offer states refreshed"),
+            (
+                settings.ranker_retrain_hours * 60,
+                partial(retrain_ranker, app.state.sessionmaker, settings),
+                "ranker retrained",
+            ),
+        ]
+        schedule.append(
+            (
+                settings.purge_minutes,
+                lambda: purge(app.state.sessionmaker, settings),
+                "expired idempotency keys and delivered webhooks purged",
+            )
+        )
         jobs = [asyncio.create_task(run_every(minutes, job, done)) for minutes, job, done in schedule if minutes]
         if settings.webhook_worker:
             jobs.append(asyncio.create_task(DeliveryWorker(settings, app.state.sessionmaker).run()))
@@ -107,18 +134,32 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
                 await app.state.read_pool.close()
             await engine.dispose()
 
-    app = FastAPI(title="Tierwise", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  openapi_tags=[*TAGS, WEBHOOKS_TAG], generate_unique_id_function=operation_id, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Tierwise",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[*TAGS, WEBHOOKS_TAG],
+        generate_unique_id_function=operation_id,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(role_limits(settings))
     app.state.failed_auth = FailedAuthLimiter(RateLimit(settings.auth_failures_per_s, settings.auth_failures_burst))
     app.state.role_scopes = role_scopes(settings.role_grants)
     app.state.principal_cache = PrincipalCache(settings.api_key_cache_seconds)
     # core.security authorizes with the api-keys domain's resolver, given here so that the core imports no domain
-    app.state.resolve_principal = partial(resolve_principal, pepper=settings.api_key_pepper,
-                                          cache=app.state.principal_cache, role_scopes=app.state.role_scopes)
+    app.state.resolve_principal = partial(
+        resolve_principal,
+        pepper=settings.api_key_pepper,
+        cache=app.state.principal_cache,
+        role_scopes=app.state.role_scopes,
+    )
     app.state.recommender = Recommender(settings, lambda: app.state.sessionmaker())
-    app.state.read_pool = None  # opened by the lifespan with the engine; without one, hot reads use the bound connection
+    app.state.read_pool = (
+        None  # opened by the lifespan with the engine; without one, hot reads use the bound connection
+    )
     if sessionmaker is not None:
         app.state.sessionmaker = sessionmaker
     install_error_handlers(app)
@@ -131,9 +172,14 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
     # around everything but the request id and access log, outermost (they see every request and its status).
     if settings.hot_reads:
         app.add_middleware(HotReads, reads=HOT_READS, routes=_routes_of(HOT_READS))
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes,
-                       large_paths={"/v1/customers/import": settings.max_import_body_bytes,
-                                    "/v1/events": settings.max_import_body_bytes})
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        large_paths={
+            "/v1/customers/import": settings.max_import_body_bytes,
+            "/v1/events": settings.max_import_body_bytes,
+        },
+    )
     app.add_middleware(UnexpectedErrors)
     app.add_middleware(RequestContextMiddleware)
     return app
@@ -142,15 +188,18 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
 async def purge(sessionmaker, settings: Settings) -> dict:
     """The scheduled purge: expired Idempotency-Keys, and webhook deliveries past their retention."""
     async with sessionmaker() as session, session.begin():
-        return {**await idempotency.purge_expired(session),
-                **await webhooks_service.purge_delivered(session, settings)}
+        return {**await idempotency.purge_expired(session), **await webhooks_service.purge_delivered(session, settings)}
 
 
 def _routes_of(reads) -> dict:
     """The FastAPI route of each hot read (it must exist: Swagger documents the hot read through it)."""
     paths = {read.path for read in reads}
-    routes = {route.path: route for router in ROUTERS for route in router.routes
-              if route.path in paths and "GET" in route.methods}
+    routes = {
+        route.path: route
+        for router in ROUTERS
+        for route in router.routes
+        if route.path in paths and "GET" in route.methods
+    }
     missing = paths - routes.keys()
     if missing:
         raise RuntimeError(f"hot reads without a route: {sorted(missing)}")

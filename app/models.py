@@ -21,7 +21,6 @@ from app.feedback.models import (  # noqa: F401
 )
 from app.products.models import CatalogVersion, Product  # noqa: F401
 from app.recommendations.learned.models import RankerModel  # noqa: F401
-from app.reports import models as reports_models  # noqa: F401  (report indexes)
 from app.recommendations.models import (  # noqa: F401
     CoHoldingStat,
     ContactRule,
@@ -31,6 +30,7 @@ from app.recommendations.models import (  # noqa: F401
     RecommendationItem,
     RecommendationList,
 )
+from app.reports import models as reports_models  # noqa: F401  (report indexes)
 from app.rules.models import CustomAttributeDefinition  # noqa: F401
 from app.tiering.models import (  # noqa: F401
     TierAssignment,
@@ -40,7 +40,6 @@ from app.tiering.models import (  # noqa: F401
     TierRun,
     TierTransition,
 )
-
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription  # noqa: F401
 
 metadata = Base.metadata

@@ -7,8 +7,10 @@ import os
 import asyncpg
 
 pool: asyncpg.Pool | None = None
-LOOKUP = ("SELECT a.tier_code, a.since::text FROM tier_assignment a JOIN customer c ON c.id = a.customer_id "
-          "WHERE c.external_id = $1")
+LOOKUP = (
+    "SELECT a.tier_code, a.since::text FROM tier_assignment a JOIN customer c ON c.id = a.customer_id "
+    "WHERE c.external_id = $1"
+)
 
 
 async def app(scope, receive, send):

@@ -35,17 +35,21 @@ def main() -> None:
     key = asyncio.run(create_key(args.dsn, "app"))
     with tempfile.TemporaryDirectory() as scratch:
         baseline_root = Path(scratch) / "baseline"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(baseline_root), args.baseline],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(baseline_root), args.baseline],
+            check=True,
+            capture_output=True,
+        )
         ids_file = Path(scratch) / "ids"
         ids_file.write_text("\n".join(ids) + "\n")
         try:
             rps: dict[str, list[float]] = {"bare": [], "baseline": [], "this": []}
-            with serve_bare(args.dsn) as bare, serve(args.dsn, root=baseline_root) as baseline, \
-                    serve(args.dsn) as this:
-                targets = {"bare": (bare + "/bare/", "-", ""),
-                           "baseline": (baseline + "/v1/customers/", key, args.suffix),
-                           "this": (this + "/v1/customers/", key, args.suffix)}
+            with serve_bare(args.dsn) as bare, serve(args.dsn, root=baseline_root) as baseline, serve(args.dsn) as this:
+                targets = {
+                    "bare": (bare + "/bare/", "-", ""),
+                    "baseline": (baseline + "/v1/customers/", key, args.suffix),
+                    "this": (this + "/v1/customers/", key, args.suffix),
+                }
                 for url, api_key, suffix in targets.values():  # warm-up, not recorded
                     wrk(url, str(ids_file), api_key, suffix, 3, args.connections)
                 for n in range(args.rounds):
@@ -53,14 +57,21 @@ def main() -> None:
                         result = wrk(url, str(ids_file), api_key, suffix, args.seconds, args.connections)
                         assert result["non_2xx"] == 0, (name, result)
                         rps[name].append(result["rps"])
-                    print(f"round {n}: " + " ".join(f"{name}={values[-1]:.0f}" for name, values in rps.items()),
-                          flush=True)
+                    print(
+                        f"round {n}: " + " ".join(f"{name}={values[-1]:.0f}" for name, values in rps.items()),
+                        flush=True,
+                    )
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline_root)],
-                           check=False, capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline_root)],
+                check=False,
+                capture_output=True,
+            )
     total = {name: sum(values) for name, values in rps.items()}
-    print(f"baseline={args.baseline} suffix={args.suffix} rounds={args.rounds} seconds={args.seconds} "
-          f"connections={args.connections}")
+    print(
+        f"baseline={args.baseline} suffix={args.suffix} rounds={args.rounds} seconds={args.seconds} "
+        f"connections={args.connections}"
+    )
     print(f"baseline_ratio_to_bare={total['baseline'] / total['bare']:.3f}")
     print(f"this_ratio_to_bare={total['this'] / total['bare']:.3f}")
     print(f"this_over_baseline={total['this'] / total['baseline']:.3f}")

@@ -41,32 +41,58 @@ async def load_catalog_and_policies(dsn: str) -> list[str]:
         await conn.close()
 
 
-async def seed_items(dsn: str, customers: int, items_per_customer: int, products: list[str],
-                     seed: int = 5) -> list[tuple[str, uuid.UUID]]:
+async def seed_items(
+    dsn: str, customers: int, items_per_customer: int, products: list[str], seed: int = 5
+) -> list[tuple[str, uuid.UUID]]:
     """Customers, one served list each and its items, with COPY; returns (external id, recommendation id)."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.copy_records_to_table("customer", columns=["external_id", "segment", "onboarded_at"], records=[
-            (f"FB{i:08d}", "retail", now - timedelta(days=rng.randint(30, 5000))) for i in range(customers)])
+        await conn.copy_records_to_table(
+            "customer",
+            columns=["external_id", "segment", "onboarded_at"],
+            records=[(f"FB{i:08d}", "retail", now - timedelta(days=rng.randint(30, 5000))) for i in range(customers)],
+        )
         ids = dict(await conn.fetch("SELECT external_id, id FROM customer"))
-        lists = [(ids[f"FB{i:08d}"], "mobile", "personalised" if rng.random() < 0.9 else "holdout_popularity",
-                  rng.choice(TIERS)) for i in range(customers)]
-        await conn.copy_records_to_table("recommendation_list", columns=["customer_id", "channel", "strategy",
-                                                                         "tier_code"], records=lists)
+        lists = [
+            (
+                ids[f"FB{i:08d}"],
+                "mobile",
+                "personalised" if rng.random() < 0.9 else "holdout_popularity",
+                rng.choice(TIERS),
+            )
+            for i in range(customers)
+        ]
+        await conn.copy_records_to_table(
+            "recommendation_list", columns=["customer_id", "channel", "strategy", "tier_code"], records=lists
+        )
         list_rows = await conn.fetch("SELECT id, customer_id, strategy, tier_code FROM recommendation_list")
         external = {v: k for k, v in ids.items()}
         items, out = [], []
         for row in list_rows:
             for rank, code in enumerate(rng.sample(products, items_per_customer), start=1):
                 rid = uuid.UUID(int=rng.getrandbits(128), version=4)
-                items.append((rid, row["id"], row["customer_id"], code, row["tier_code"], rank, 0.5, 0.1,
-                              row["strategy"], "[]"))
+                items.append(
+                    (rid, row["id"], row["customer_id"], code, row["tier_code"], rank, 0.5, 0.1, row["strategy"], "[]")
+                )
                 out.append((external[row["customer_id"]], rid))
-        await conn.copy_records_to_table("recommendation_item", columns=[
-            "recommendation_id", "list_id", "customer_id", "product_code", "tier_code", "rank", "score",
-            "propensity", "strategy", "reasons"], records=items)
+        await conn.copy_records_to_table(
+            "recommendation_item",
+            columns=[
+                "recommendation_id",
+                "list_id",
+                "customer_id",
+                "product_code",
+                "tier_code",
+                "rank",
+                "score",
+                "propensity",
+                "strategy",
+                "reasons",
+            ],
+            records=items,
+        )
         return out
     finally:
         await conn.close()
@@ -79,9 +105,15 @@ def feedback_events(items: list[tuple[str, uuid.UUID]], count: int, seed: int = 
     out = []
     for i in range(count):
         customer, rid = rng.choice(items)
-        out.append({"event_id": f"fb{i}", "recommendation_id": str(rid), "customer_id": customer,
-                    "type": rng.choices(kinds, weights)[0],
-                    "occurred_at": (now - timedelta(minutes=rng.randint(1, 60 * 24 * 30))).isoformat()})
+        out.append(
+            {
+                "event_id": f"fb{i}",
+                "recommendation_id": str(rid),
+                "customer_id": customer,
+                "type": rng.choices(kinds, weights)[0],
+                "occurred_at": (now - timedelta(minutes=rng.randint(1, 60 * 24 * 30))).isoformat(),
+            }
+        )
     return out
 
 
@@ -89,20 +121,46 @@ async def copy_feedback(dsn: str, events: list[dict]) -> float:
     """The same rows written raw into feedback_event (emptied first): no checks, no statistics, no holdings."""
     conn = await asyncpg.connect(dsn)
     try:
-        items = {r["recommendation_id"]: r for r in await conn.fetch(
-            "SELECT ri.recommendation_id, ri.customer_id, ri.product_code, ri.tier_code, ri.strategy, l.channel "
-            "FROM recommendation_item ri JOIN recommendation_list l ON l.id = ri.list_id")}
+        items = {
+            r["recommendation_id"]: r
+            for r in await conn.fetch(
+                "SELECT ri.recommendation_id, ri.customer_id, ri.product_code, ri.tier_code, ri.strategy, l.channel "
+                "FROM recommendation_item ri JOIN recommendation_list l ON l.id = ri.list_id"
+            )
+        }
         await conn.execute("TRUNCATE feedback_event")
         records = []
         for e in events:
             item = items[uuid.UUID(e["recommendation_id"])]
-            records.append((item["customer_id"], e["event_id"], item["recommendation_id"], item["product_code"],
-                            item["tier_code"], item["channel"], item["strategy"], e["type"],
-                            datetime.fromisoformat(e["occurred_at"])))
+            records.append(
+                (
+                    item["customer_id"],
+                    e["event_id"],
+                    item["recommendation_id"],
+                    item["product_code"],
+                    item["tier_code"],
+                    item["channel"],
+                    item["strategy"],
+                    e["type"],
+                    datetime.fromisoformat(e["occurred_at"]),
+                )
+            )
         started = time.perf_counter()
-        await conn.copy_records_to_table("feedback_event", records=records, columns=[
-            "customer_id", "event_id", "recommendation_id", "product_code", "tier_code", "channel", "strategy",
-            "kind", "occurred_at"])
+        await conn.copy_records_to_table(
+            "feedback_event",
+            records=records,
+            columns=[
+                "customer_id",
+                "event_id",
+                "recommendation_id",
+                "product_code",
+                "tier_code",
+                "channel",
+                "strategy",
+                "kind",
+                "occurred_at",
+            ],
+        )
         return time.perf_counter() - started
     finally:
         await conn.close()
@@ -112,8 +170,9 @@ async def check_counts(dsn: str) -> tuple[int, int, int]:
     conn = await asyncpg.connect(dsn)
     try:
         stored = await conn.fetchval("SELECT count(*) FROM feedback_event")
-        counted = await conn.fetchval("SELECT sum(impressions + clicks + accepts + dismisses + converts)::bigint "
-                                      "FROM propensity_stat")
+        counted = await conn.fetchval(
+            "SELECT sum(impressions + clicks + accepts + dismisses + converts)::bigint FROM propensity_stat"
+        )
         shards = await conn.fetchval("SELECT count(DISTINCT shard) FROM propensity_stat")
         return stored, counted, shards
     finally:
@@ -133,19 +192,21 @@ def main() -> None:
         products = asyncio.run(load_catalog_and_policies(dsn))
         items = asyncio.run(seed_items(dsn, args.customers, args.items_per_customer, products))
         events = feedback_events(items, args.events)
-        batches = [json.dumps({"events": events[i:i + args.batch]}).encode()
-                   for i in range(0, len(events), args.batch)]
+        batches = [
+            json.dumps({"events": events[i : i + args.batch]}).encode() for i in range(0, len(events), args.batch)
+        ]
         key = asyncio.run(create_key(dsn, "app"))
         with serve(dsn) as base:
-            api_seconds = asyncio.run(post_all(base, key, "/v1/feedback/events", batches, args.concurrency,
-                                               "application/json"))
-            retry_seconds = asyncio.run(post_all(base, key, "/v1/feedback/events", batches[:20],
-                                                 args.concurrency, "application/json"))
+            api_seconds = asyncio.run(
+                post_all(base, key, "/v1/feedback/events", batches, args.concurrency, "application/json")
+            )
+            retry_seconds = asyncio.run(
+                post_all(base, key, "/v1/feedback/events", batches[:20], args.concurrency, "application/json")
+            )
         stored, counted, shards = asyncio.run(check_counts(dsn))
         copy_seconds = asyncio.run(copy_feedback(dsn, events))
     n = args.events
-    print(f"customers={args.customers} items={len(items)} events={n} batch={args.batch} "
-          f"concurrency={args.concurrency}")
+    print(f"customers={args.customers} items={len(items)} events={n} batch={args.batch} concurrency={args.concurrency}")
     print(f"feedback_api_events_per_s={n / api_seconds:.0f}")
     print(f"feedback_copy_events_per_s={n / copy_seconds:.0f}")
     print(f"feedback_ratio_api_to_copy={copy_seconds / api_seconds:.3f}")

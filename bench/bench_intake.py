@@ -21,11 +21,18 @@ def customer_lines(count: int, seed: int = 1) -> list[dict]:
     out = []
     for i in range(count):
         assessed = now - timedelta(days=rng.randint(0, 700))
-        out.append({"external_id": f"B{i:08d}", "segment": "retail" if rng.random() < 0.92 else "small_business",
-                    "display_name": f"Customer {i}", "birth_date": f"{rng.randint(1940, 2006)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
-                    "onboarded_at": (now - timedelta(days=rng.randint(1, 9000))).isoformat(),
-                    "risk_level": rng.randint(1, 5), "risk_assessed_at": assessed.isoformat(),
-                    "marketing_consent": rng.random() < 0.7})
+        out.append(
+            {
+                "external_id": f"B{i:08d}",
+                "segment": "retail" if rng.random() < 0.92 else "small_business",
+                "display_name": f"Customer {i}",
+                "birth_date": f"{rng.randint(1940, 2006)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
+                "onboarded_at": (now - timedelta(days=rng.randint(1, 9000))).isoformat(),
+                "risk_level": rng.randint(1, 5),
+                "risk_assessed_at": assessed.isoformat(),
+                "marketing_consent": rng.random() < 0.7,
+            }
+        )
     return out
 
 
@@ -37,19 +44,36 @@ def event_rows(customers: int, count: int, seed: int = 2) -> list[dict]:
         when = (now - timedelta(minutes=rng.randint(1, 60 * 24 * 80))).isoformat()
         customer = f"B{rng.randrange(customers):08d}"
         if rng.random() < 0.75:
-            out.append({"type": "transaction", "event_id": f"e{i}", "customer_id": customer, "occurred_at": when,
-                        "amount": f"{rng.uniform(1, 900):.2f}", "direction": rng.choice(["debit", "credit"]),
-                        "channel": rng.choice(["card", "mobile", "transfer"])})
+            out.append(
+                {
+                    "type": "transaction",
+                    "event_id": f"e{i}",
+                    "customer_id": customer,
+                    "occurred_at": when,
+                    "amount": f"{rng.uniform(1, 900):.2f}",
+                    "direction": rng.choice(["debit", "credit"]),
+                    "channel": rng.choice(["card", "mobile", "transfer"]),
+                }
+            )
         else:
-            out.append({"type": "login", "event_id": f"e{i}", "customer_id": customer, "occurred_at": when,
-                        "channel": "mobile"})
+            out.append(
+                {
+                    "type": "login",
+                    "event_id": f"e{i}",
+                    "customer_id": customer,
+                    "occurred_at": when,
+                    "channel": "mobile",
+                }
+            )
     return out
 
 
 async def post_all(base: str, key: str, path: str, bodies: list, concurrency: int, content_type: str) -> float:
     queue = list(bodies)
-    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key, "Content-Type": content_type},
-                                 timeout=300) as client:
+    async with httpx.AsyncClient(
+        base_url=base, headers={"X-API-Key": key, "Content-Type": content_type}, timeout=300
+    ) as client:
+
         async def worker():
             while queue:
                 body = queue.pop()
@@ -65,14 +89,34 @@ async def copy_customers(dsn: str, lines: list[dict]) -> float:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("TRUNCATE customer CASCADE")
-        records = [(c["external_id"], c["segment"], c["display_name"],
-                    datetime.strptime(c["birth_date"], "%Y-%m-%d").date(), datetime.fromisoformat(c["onboarded_at"]),
-                    c["risk_level"], datetime.fromisoformat(c["risk_assessed_at"]), c["marketing_consent"])
-                   for c in lines]
+        records = [
+            (
+                c["external_id"],
+                c["segment"],
+                c["display_name"],
+                datetime.strptime(c["birth_date"], "%Y-%m-%d").date(),
+                datetime.fromisoformat(c["onboarded_at"]),
+                c["risk_level"],
+                datetime.fromisoformat(c["risk_assessed_at"]),
+                c["marketing_consent"],
+            )
+            for c in lines
+        ]
         started = time.perf_counter()
-        await conn.copy_records_to_table("customer", records=records, columns=[
-            "external_id", "segment", "display_name", "birth_date", "onboarded_at", "risk_level",
-            "risk_assessed_at", "marketing_consent"])
+        await conn.copy_records_to_table(
+            "customer",
+            records=records,
+            columns=[
+                "external_id",
+                "segment",
+                "display_name",
+                "birth_date",
+                "onboarded_at",
+                "risk_level",
+                "risk_assessed_at",
+                "marketing_consent",
+            ],
+        )
         return time.perf_counter() - started
     finally:
         await conn.close()
@@ -83,12 +127,24 @@ async def copy_events(dsn: str, events: list[dict]) -> float:
     try:
         ids = dict(await conn.fetch("SELECT external_id, id FROM customer"))
         await conn.execute("TRUNCATE customer_event, customer_activity_daily")
-        records = [(ids[e["customer_id"]], e["event_id"], e["type"], datetime.fromisoformat(e["occurred_at"]),
-                    Decimal(e["amount"]) if "amount" in e else None, e.get("direction"), e.get("channel"))
-                   for e in events]
+        records = [
+            (
+                ids[e["customer_id"]],
+                e["event_id"],
+                e["type"],
+                datetime.fromisoformat(e["occurred_at"]),
+                Decimal(e["amount"]) if "amount" in e else None,
+                e.get("direction"),
+                e.get("channel"),
+            )
+            for e in events
+        ]
         started = time.perf_counter()
-        await conn.copy_records_to_table("customer_event", records=records, columns=[
-            "customer_id", "event_id", "kind", "occurred_at", "amount", "direction", "channel"])
+        await conn.copy_records_to_table(
+            "customer_event",
+            records=records,
+            columns=["customer_id", "event_id", "kind", "occurred_at", "amount", "direction", "channel"],
+        )
         return time.perf_counter() - started
     finally:
         await conn.close()
@@ -116,29 +172,37 @@ def main() -> None:
     parser.add_argument("--import-chunk", type=int, default=20_000)
     parser.add_argument("--event-batch", type=int, default=2_000)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--with-policies", action="store_true",
-                        help="activate the four default tier policies first: every write then re-tiers its customers")
+    parser.add_argument(
+        "--with-policies",
+        action="store_true",
+        help="activate the four default tier policies first: every write then re-tiers its customers",
+    )
     args = parser.parse_args()
 
     customers = customer_lines(args.customers)
     events = event_rows(args.customers, args.events)
-    ndjson = ["\n".join(json.dumps(c) for c in customers[i:i + args.import_chunk]).encode()
-              for i in range(0, len(customers), args.import_chunk)]
-    batches = [json.dumps({"events": events[i:i + args.event_batch]}).encode()
-               for i in range(0, len(events), args.event_batch)]
+    ndjson = [
+        "\n".join(json.dumps(c) for c in customers[i : i + args.import_chunk]).encode()
+        for i in range(0, len(customers), args.import_chunk)
+    ]
+    batches = [
+        json.dumps({"events": events[i : i + args.event_batch]}).encode()
+        for i in range(0, len(events), args.event_batch)
+    ]
     with scratch_database() as dsn:
         key = asyncio.run(create_key(dsn))
         if args.with_policies:
             asyncio.run(activate_default_policies(dsn))
         with serve(dsn) as base:
             api_import = asyncio.run(post_all(base, key, "/v1/customers/import", ndjson, 2, "application/x-ndjson"))
-            api_events = asyncio.run(post_all(base, key, "/v1/events", batches, args.concurrency,
-                                              "application/json"))
+            api_events = asyncio.run(post_all(base, key, "/v1/events", batches, args.concurrency, "application/json"))
         raw_events = asyncio.run(copy_events(dsn, events))
         raw_import = asyncio.run(copy_customers(dsn, customers))
     n, e = args.customers, args.events
-    print(f"customers={n} events={e} import_chunk={args.import_chunk} event_batch={args.event_batch} "
-          f"concurrency={args.concurrency} with_policies={args.with_policies}")
+    print(
+        f"customers={n} events={e} import_chunk={args.import_chunk} event_batch={args.event_batch} "
+        f"concurrency={args.concurrency} with_policies={args.with_policies}"
+    )
     print(f"import_api_customers_per_s={n / api_import:.0f}")
     print(f"import_copy_customers_per_s={n / raw_import:.0f}")
     print(f"import_ratio_api_to_copy={raw_import / api_import:.3f}")

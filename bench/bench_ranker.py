@@ -46,8 +46,9 @@ async def _rows(dsn: str, until: date, months: int, seed: int, policy: str):
             spec = await feature_spec(conn, policy)
             options = TrainingOptions(until=until, months=months, seed=seed)
             started = time.perf_counter()
-            rows, keep = await collect_rows(conn, spec, [add_months(until, -k) for k in range(months, 0, -1)],
-                                            until, options)
+            rows, keep = await collect_rows(
+                conn, spec, [add_months(until, -k) for k in range(months, 0, -1)], until, options
+            )
             return spec, rows, keep, options, time.perf_counter() - started
     finally:
         await engine.dispose()
@@ -76,13 +77,25 @@ async def bench_train(dsn: str, until: date, months: int, seed: int, policy: str
     finally:
         await engine.dispose()
     customers = len(set(rows.customer_ids.tolist()))
-    return {"customers_with_rows": customers, "month_pairs": months, "rows_kept": len(rows),
-            "negatives_kept_per_million": keep, "read_seconds": round(read_s, 1), "fit_seconds": round(fit_s, 1),
-            "total_seconds": round(read_s + fit_s, 1), "peak_rss_mb_after_read": read_peak,
-            "peak_rss_mb": _peak_mb(), "model_kb": round(model_bytes / 1024),
-            "score_1000_features_ms": round(features_s * 1000), "score_1000_predict_ms": round(predict_s * 1000),
-            **{f"held_out_{k}": v for k, v in result.metrics.items() if k in ("map7", "ece", "brier",
-                                                                              "predicted_over_observed")}}
+    return {
+        "customers_with_rows": customers,
+        "month_pairs": months,
+        "rows_kept": len(rows),
+        "negatives_kept_per_million": keep,
+        "read_seconds": round(read_s, 1),
+        "fit_seconds": round(fit_s, 1),
+        "total_seconds": round(read_s + fit_s, 1),
+        "peak_rss_mb_after_read": read_peak,
+        "peak_rss_mb": _peak_mb(),
+        "model_kb": round(model_bytes / 1024),
+        "score_1000_features_ms": round(features_s * 1000),
+        "score_1000_predict_ms": round(predict_s * 1000),
+        **{
+            f"held_out_{k}": v
+            for k, v in result.metrics.items()
+            if k in ("map7", "ece", "brier", "predicted_over_observed")
+        },
+    }
 
 
 async def bench_score(dsn: str, customers: int = 1000, repeats: int = 3) -> dict:
@@ -97,8 +110,12 @@ async def bench_score(dsn: str, customers: int = 1000, repeats: int = 3) -> dict
             today = await conn.fetchval("SELECT current_date")
             timings = []
             for repeat in range(repeats):
-                ids = [r[0] for r in await conn.fetch("SELECT id FROM customer WHERE id % $1 = $2 LIMIT $3",
-                                                      97, repeat, customers)]
+                ids = [
+                    r[0]
+                    for r in await conn.fetch(
+                        "SELECT id FROM customer WHERE id % $1 = $2 LIMIT $3", 97, repeat, customers
+                    )
+                ]
                 started = time.perf_counter()
                 rows = await fetch_rows(conn, model.spec, [today.replace(day=1)], today, customer_ids=ids)
                 features_s = time.perf_counter() - started
@@ -108,11 +125,17 @@ async def bench_score(dsn: str, customers: int = 1000, repeats: int = 3) -> dict
     finally:
         await engine.dispose()
     best = min(timings, key=sum)
-    return {"version": version, "customers": customers, "features_ms": round(best[0] * 1000),
-            "predict_ms": round(best[1] * 1000), "model_kb": round(len(model.to_bytes()) / 1024)}
+    return {
+        "version": version,
+        "customers": customers,
+        "features_ms": round(best[0] * 1000),
+        "predict_ms": round(best[1] * 1000),
+        "model_kb": round(len(model.to_bytes()) / 1024),
+    }
 
 
 # ---- LightGBM beside HistGradientBoosting, each in a process of its own ------------------------------------------
+
 
 def _fit_library(library: str, path: str, rounds: int, seed: int) -> dict:
     """The choice model (which product, given an add) on the rows before the held-out month; MAP@7 on it."""
@@ -123,18 +146,40 @@ def _fit_library(library: str, path: str, rounds: int, seed: int) -> dict:
     started = time.perf_counter()
     if library == "lightgbm":
         import lightgbm
-        model = lightgbm.train({"objective": "multiclass", "num_class": int(y.max()) + 1, "learning_rate": 0.05,
-                                "num_leaves": 31, "min_data_in_leaf": 20, "feature_fraction": 0.8,
-                                "bagging_fraction": 0.8, "bagging_freq": 1, "seed": seed, "deterministic": True,
-                                "force_row_wise": True, "num_threads": 2, "verbose": -1},
-                               lightgbm.Dataset(x, label=y), num_boost_round=rounds)
+
+        model = lightgbm.train(
+            {
+                "objective": "multiclass",
+                "num_class": int(y.max()) + 1,
+                "learning_rate": 0.05,
+                "num_leaves": 31,
+                "min_data_in_leaf": 20,
+                "feature_fraction": 0.8,
+                "bagging_fraction": 0.8,
+                "bagging_freq": 1,
+                "seed": seed,
+                "deterministic": True,
+                "force_row_wise": True,
+                "num_threads": 2,
+                "verbose": -1,
+            },
+            lightgbm.Dataset(x, label=y),
+            num_boost_round=rounds,
+        )
         fit_s = time.perf_counter() - started
         size = len(model.model_to_string().encode())
         predict = model.predict
     else:
         from sklearn.ensemble import HistGradientBoostingClassifier
-        model = HistGradientBoostingClassifier(max_iter=rounds, learning_rate=0.05, max_leaf_nodes=31,
-                                               min_samples_leaf=20, early_stopping=False, random_state=seed)
+
+        model = HistGradientBoostingClassifier(
+            max_iter=rounds,
+            learning_rate=0.05,
+            max_leaf_nodes=31,
+            min_samples_leaf=20,
+            early_stopping=False,
+            random_state=seed,
+        )
         model.fit(x, y)
         fit_s = time.perf_counter() - started
         size = len(pickle.dumps(model))
@@ -143,6 +188,7 @@ def _fit_library(library: str, path: str, rounds: int, seed: int) -> dict:
             out = np.zeros((len(matrix), int(y.max()) + 1))
             out[:, model.classes_] = model.predict_proba(matrix)
             return out
+
     sample = held_x[:1000]
     started = time.perf_counter()
     predict(sample)
@@ -151,9 +197,16 @@ def _fit_library(library: str, path: str, rounds: int, seed: int) -> dict:
     full = np.zeros(held_labels.shape)
     full[:, data["classes"]] = scores
     full[held_held] = -1
-    return {"library": library, "fit_seconds": round(fit_s, 2), "predict_1000_ms": round(per_1000 * 1000, 1),
-            "model_kb": round(size / 1024), "peak_rss_mb": _peak_mb(), "peak_rss_mb_before_fit": baseline,
-            "held_out_map7": round(map_at_k(full, held_labels), 4), "rows": len(x)}
+    return {
+        "library": library,
+        "fit_seconds": round(fit_s, 2),
+        "predict_1000_ms": round(per_1000 * 1000, 1),
+        "model_kb": round(size / 1024),
+        "peak_rss_mb": _peak_mb(),
+        "peak_rss_mb_before_fit": baseline,
+        "held_out_map7": round(map_at_k(full, held_labels), 4),
+        "rows": len(x),
+    }
 
 
 async def _santander_rows(path: Path, seed: int):
@@ -164,6 +217,7 @@ async def _santander_rows(path: Path, seed: int):
     url = create_database("postgresql://postgres@127.0.0.1:5432/postgres", f"tierwise_bench_{uuid.uuid4().hex[:8]}")
     try:
         from app.core.migrations import upgrade_to_head
+
         upgrade_to_head(url)
         engine = create_engine(url, SETTINGS)
         try:
@@ -173,14 +227,20 @@ async def _santander_rows(path: Path, seed: int):
         finally:
             await engine.dispose()
         months = sum(1 for m in data.months if m < current)
-        return await _rows(url.replace("+asyncpg", ""), date.fromisoformat(current).replace(day=1), months, seed,
-                           evaluation.SEGMENT_POLICY)
+        return await _rows(
+            url.replace("+asyncpg", ""),
+            date.fromisoformat(current).replace(day=1),
+            months,
+            seed,
+            evaluation.SEGMENT_POLICY,
+        )
     finally:
         drop_database(url)
 
 
-async def bench_compare(dsn: str | None, santander: Path | None, until: date, months: int, seed: int,
-                        rounds: int) -> list[dict]:
+async def bench_compare(
+    dsn: str | None, santander: Path | None, until: date, months: int, seed: int, rounds: int
+) -> list[dict]:
     if santander:
         spec, rows, keep, options, _ = await _santander_rows(santander, seed)
     else:
@@ -191,15 +251,24 @@ async def bench_compare(dsn: str | None, santander: Path | None, until: date, mo
     held_out = np.array([m == add_months(options.until, -1) for m in rows.months])
     classes = [int(p) for p in np.nonzero(labels[~held_out].sum(axis=0) >= options.min_adds)[0]]
     r, c = np.nonzero(labels[~held_out][:, classes])
-    payload = {"x": x[~held_out][r], "y": c, "held_x": x[held_out], "held_labels": labels[held_out],
-               "held": rows.held()[held_out], "classes": classes}
+    payload = {
+        "x": x[~held_out][r],
+        "y": c,
+        "held_x": x[held_out],
+        "held_labels": labels[held_out],
+        "held": rows.held()[held_out],
+        "classes": classes,
+    }
     with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as handle:
         pickle.dump(payload, handle)
     try:
         results = []
         for library in ("lightgbm", "sklearn"):
-            done = subprocess.run([sys.executable, "-m", "bench.bench_ranker", "fit-one", library, handle.name,
-                                   str(rounds), str(seed)], capture_output=True, text=True)
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.bench_ranker", "fit-one", library, handle.name, str(rounds), str(seed)],
+                capture_output=True,
+                text=True,
+            )
             if done.returncode:
                 raise RuntimeError(done.stderr)
             results.append(json.loads(done.stdout))
@@ -229,8 +298,9 @@ def main() -> None:
     elif options.what == "train":
         print(json.dumps(asyncio.run(bench_train(options.dsn, until, options.months, options.seed, options.policy))))
     else:
-        for line in asyncio.run(bench_compare(options.dsn, options.santander, until, options.months, options.seed,
-                                              options.rounds)):
+        for line in asyncio.run(
+            bench_compare(options.dsn, options.santander, until, options.months, options.seed, options.rounds)
+        ):
             print(json.dumps(line))
 
 

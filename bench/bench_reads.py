@@ -31,9 +31,24 @@ from bench.harness import ROOT, create_key, free_port, serve
 def serve_bare(dsn: str):
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1", "--port", str(port),
-         "--no-access-log", "--log-level", "warning", "--loop", "uvloop"],
-        env={**os.environ, "BARE_DSN": dsn}, cwd=ROOT)
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.bare_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--loop",
+            "uvloop",
+        ],
+        env={**os.environ, "BARE_DSN": dsn},
+        cwd=ROOT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -49,9 +64,29 @@ def serve_bare(dsn: str):
 
 
 def wrk(url: str, ids_file: str, key: str, suffix: str, duration: int, connections: int, delay_ms: int = 0) -> dict:
-    out = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency",
-                          "-s", str(ROOT / "bench" / "random_ids.lua"), url, "--", ids_file, key, suffix,
-                          str(delay_ms)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            "2",
+            "-c",
+            str(connections),
+            "-d",
+            f"{duration}s",
+            "--latency",
+            "-s",
+            str(ROOT / "bench" / "random_ids.lua"),
+            url,
+            "--",
+            ids_file,
+            key,
+            suffix,
+            str(delay_ms),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50, p99 = (_ms(re.search(rf"\s{q}%\s+([\d.]+\w+)", out).group(1)) for q in ("50", "99"))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -82,8 +117,11 @@ async def make_states_stale(dsn: str, ids: list[str]) -> None:
     """As a write to these customers would: their offer states no longer hold."""
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("UPDATE customer_offer_state s SET valid_until = '-infinity' FROM customer c "
-                           "WHERE c.id = s.customer_id AND c.external_id = ANY($1)", ids)
+        await conn.execute(
+            "UPDATE customer_offer_state s SET valid_until = '-infinity' FROM customer c "
+            "WHERE c.id = s.customer_id AND c.external_id = ANY($1)",
+            ids,
+        )
     finally:
         await conn.close()
 
@@ -91,22 +129,32 @@ async def make_states_stale(dsn: str, ids: list[str]) -> None:
 def offer_states(base: str) -> tuple[float, float]:
     """The server's counts of offer states read and computed (from /metrics)."""
     text = httpx.get(base + "/metrics").text
-    return tuple(float(re.search(rf'tierwise_offer_states_total{{outcome="{outcome}"}} ([\d.e+]+)', text)[1])
-                 for outcome in ("read", "computed"))
+    return tuple(
+        float(re.search(rf'tierwise_offer_states_total{{outcome="{outcome}"}} ([\d.e+]+)', text)[1])
+        for outcome in ("read", "computed")
+    )
 
 
 async def sample_ids(dsn: str, count: int) -> list[str]:
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT c.external_id FROM customer c WHERE c.erased_at IS NULL "
-                                "AND EXISTS (SELECT 1 FROM tier_assignment a WHERE a.customer_id = c.id) "
-                                "ORDER BY random() LIMIT $1", count)
+        rows = await conn.fetch(
+            "SELECT c.external_id FROM customer c WHERE c.erased_at IS NULL "
+            "AND EXISTS (SELECT 1 FROM tier_assignment a WHERE a.customer_id = c.id) "
+            "ORDER BY random() LIMIT $1",
+            count,
+        )
         ids = [r[0] for r in rows]
         # Warm the caches for these customers, so that no endpoint pays for reading them from disk first.
-        await conn.execute("SELECT count(*) FROM customer_features_for(ARRAY(SELECT id FROM customer "
-                           "WHERE external_id = ANY($1)))", ids)
-        await conn.execute("SELECT count(*) FROM tier_assignment a JOIN customer c ON c.id = a.customer_id "
-                           "WHERE c.external_id = ANY($1)", ids)
+        await conn.execute(
+            "SELECT count(*) FROM customer_features_for(ARRAY(SELECT id FROM customer WHERE external_id = ANY($1)))",
+            ids,
+        )
+        await conn.execute(
+            "SELECT count(*) FROM tier_assignment a JOIN customer c ON c.id = a.customer_id "
+            "WHERE c.external_id = ANY($1)",
+            ids,
+        )
         return ids
     finally:
         await conn.close()
@@ -116,19 +164,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dsn", required=True, help="a database loaded with `tierwise demo`")
     parser.add_argument("--duration", type=int, default=15, help="seconds of load per endpoint, in all rounds")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="the endpoints take turns this many times, so that a machine whose speed drifts "
-                             "during the run (other work, a shrinking page cache) weighs on each alike")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="the endpoints take turns this many times, so that a machine whose speed drifts "
+        "during the run (other work, a shrinking page cache) weighs on each alike",
+    )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--customers", type=int, default=20_000, help="customers sampled (states holding)")
-    parser.add_argument("--stale-customers", type=int, default=100_000,
-                        help="another sample, whose offer states are made stale before every round")
+    parser.add_argument(
+        "--stale-customers",
+        type=int,
+        default=100_000,
+        help="another sample, whose offer states are made stale before every round",
+    )
     args = parser.parse_args()
 
     print(f"offer states refreshed: {asyncio.run(refresh_offer_states(args.dsn))}")
     sampled = asyncio.run(sample_ids(args.dsn, args.customers + args.stale_customers))
     random.shuffle(sampled)
-    ids, stale_ids = sampled[:args.customers], sampled[args.customers:]
+    ids, stale_ids = sampled[: args.customers], sampled[args.customers :]
     key = asyncio.run(create_key(args.dsn, "app"))
     files = {}
     for name, sample in (("ids", ids), ("stale", stale_ids)):
@@ -136,15 +192,16 @@ def main() -> None:
             handle.write("\n".join(sample) + "\n")
         files[name] = handle.name
     slice_s = max(args.duration // args.rounds, 1)
-    results: dict[str, list[dict]] = {"bare": [], "tiers": [], "recommendations": [],
-                                      "recommendations_state_stale": []}
+    results: dict[str, list[dict]] = {"bare": [], "tiers": [], "recommendations": [], "recommendations_state_stale": []}
     states: dict[str, list[float]] = {"recommendations": [0, 0], "recommendations_state_stale": [0, 0]}
     with serve_bare(args.dsn) as bare, serve(args.dsn) as base:
         recommendations = (base + "/v1/customers/", key, "/recommendations?explore=true")
-        targets = {"bare": (bare + "/bare/", "-", "", "ids"),
-                   "tiers": (base + "/v1/customers/", key, "/tiers", "ids"),
-                   "recommendations": (*recommendations, "ids"),
-                   "recommendations_state_stale": (*recommendations, "stale")}
+        targets = {
+            "bare": (bare + "/bare/", "-", "", "ids"),
+            "tiers": (base + "/v1/customers/", key, "/tiers", "ids"),
+            "recommendations": (*recommendations, "ids"),
+            "recommendations_state_stale": (*recommendations, "stale"),
+        }
         for url, api_key, suffix, sample in targets.values():  # warm-up, not recorded
             wrk(url, files[sample], api_key, suffix, 5, args.connections)
         for _ in range(args.rounds):
@@ -154,8 +211,10 @@ def main() -> None:
                 before = offer_states(base)
                 results[name].append(wrk(url, files[sample], api_key, suffix, slice_s, args.connections))
                 if name in states:
-                    states[name] = [total + after - was for total, after, was in
-                                    zip(states[name], offer_states(base), before, strict=True)]
+                    states[name] = [
+                        total + after - was
+                        for total, after, was in zip(states[name], offer_states(base), before, strict=True)
+                    ]
         rps = {name: sum(r["rps"] for r in rounds) / len(rounds) for name, rounds in results.items()}
         # Latency at about half the measured maximum rate: 8 connections, each pausing between requests.
         # Each connection cycles every 8 / target seconds; most of the cycle is the pause, the rest the request.
@@ -165,18 +224,24 @@ def main() -> None:
         half_rate = wrk(url, files[sample], api_key, suffix, args.duration, 8, delay)
     for file in files.values():
         os.unlink(file)
-    print(f"customers_sampled={len(ids)} stale_sampled={len(stale_ids)} rounds={args.rounds} "
-          f"seconds_per_round={slice_s} connections={args.connections}")
+    print(
+        f"customers_sampled={len(ids)} stale_sampled={len(stale_ids)} rounds={args.rounds} "
+        f"seconds_per_round={slice_s} connections={args.connections}"
+    )
     for name, rounds in results.items():
-        print(f"{name}: rps={rps[name]:.1f} p99_ms(worst round)={max(r['p99_ms'] for r in rounds)} "
-              f"non_2xx={sum(r['non_2xx'] for r in rounds)} rounds_rps={[r['rps'] for r in rounds]}")
+        print(
+            f"{name}: rps={rps[name]:.1f} p99_ms(worst round)={max(r['p99_ms'] for r in rounds)} "
+            f"non_2xx={sum(r['non_2xx'] for r in rounds)} rounds_rps={[r['rps'] for r in rounds]}"
+        )
     for name, (read, computed) in states.items():
         print(f"{name}: offer states read={read:.0f} computed={computed:.0f}")
     print("recommendations_half_rate: " + " ".join(f"{k}={v}" for k, v in half_rate.items()))
     for name in ("tiers", "recommendations", "recommendations_state_stale"):
         per_round = [r["rps"] / b["rps"] for r, b in zip(results[name], results["bare"], strict=True)]
-        print(f"{name}_ratio_to_bare={rps[name] / rps['bare']:.3f} "
-              f"(rounds: {', '.join(f'{ratio:.3f}' for ratio in per_round)})")
+        print(
+            f"{name}_ratio_to_bare={rps[name] / rps['bare']:.3f} "
+            f"(rounds: {', '.join(f'{ratio:.3f}' for ratio in per_round)})"
+        )
     print(f"recommendations_p99_ms_at_half_rate={half_rate['p99_ms']} (at {half_rate['rps']:.0f} rps)")
 
 

@@ -53,8 +53,13 @@ async def timed_run(sessionmaker, policy, chunk_size: int, workers: int) -> tupl
         assert run.status == "succeeded", run.error
         wal_after, checkpoints_after = (await session.execute(_SERVER_STATE)).one()
         wal = _lsn(wal_after) - _lsn(wal_before)
-        return elapsed, {"processed": run.processed, "upgrades": run.upgrades, "downgrades": run.downgrades,
-                         "wal_mb": round(wal / 2**20), "checkpoints": checkpoints_after - checkpoints_before}
+        return elapsed, {
+            "processed": run.processed,
+            "upgrades": run.upgrades,
+            "downgrades": run.downgrades,
+            "wal_mb": round(wal / 2**20),
+            "checkpoints": checkpoints_after - checkpoints_before,
+        }
 
 
 async def main(dsn: str, chunk_size: int, workers: int) -> None:
@@ -78,25 +83,38 @@ async def main(dsn: str, chunk_size: int, workers: int) -> None:
         started = time.perf_counter()
         await conn.execute(text(HAND_WRITTEN))
         hand = time.perf_counter() - started
-        mismatches = await conn.scalar(text(
-            "SELECT count(*) FROM hand_written h LEFT JOIN tier_assignment a ON a.customer_id = h.customer_id "
-            "AND a.policy_id = :p WHERE a.qualified_code IS DISTINCT FROM h.tier"), {"p": policy.id})
+        mismatches = await conn.scalar(
+            text(
+                "SELECT count(*) FROM hand_written h LEFT JOIN tier_assignment a ON a.customer_id = h.customer_id "
+                "AND a.policy_id = :p WHERE a.qualified_code IS DISTINCT FROM h.tier"
+            ),
+            {"p": policy.id},
+        )
     # A night when 5% of customers moved: their whole AUM history x10 (upgrades, applied at once) or /10
     # (downgrades, which enter the grace period). Restored afterwards, exactly, from a saved copy.
     async with engine.begin() as conn:
-        await conn.execute(text("CREATE TABLE IF NOT EXISTS bench_saved_aum AS SELECT * FROM customer_aum_daily "
-                                "WHERE customer_id % 20 = 0"))
+        await conn.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS bench_saved_aum AS SELECT * FROM customer_aum_daily "
+                "WHERE customer_id % 20 = 0"
+            )
+        )
         await conn.execute(text(MOVE))
     try:
         moving, moving_counts = await timed_run(sessionmaker, policy, chunk_size, workers)
         async with engine.connect() as conn:
-            moving_counts["now_at_risk"] = await conn.scalar(text(
-                "SELECT count(*) FROM tier_assignment WHERE policy_id = :p AND lower_since IS NOT NULL"),
-                {"p": policy.id})
+            moving_counts["now_at_risk"] = await conn.scalar(
+                text("SELECT count(*) FROM tier_assignment WHERE policy_id = :p AND lower_since IS NOT NULL"),
+                {"p": policy.id},
+            )
     finally:
         async with engine.begin() as conn:
-            await conn.execute(text("UPDATE customer_aum_daily d SET aum = s.aum FROM bench_saved_aum s "
-                                    "WHERE s.customer_id = d.customer_id AND s.day = d.day"))
+            await conn.execute(
+                text(
+                    "UPDATE customer_aum_daily d SET aum = s.aum FROM bench_saved_aum s "
+                    "WHERE s.customer_id = d.customer_id AND s.day = d.day"
+                )
+            )
             await conn.execute(text("DROP TABLE bench_saved_aum"))
     await engine.dispose()
     print(f"customers={customers} chunk_size={chunk_size} workers={workers}")

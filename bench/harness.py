@@ -50,23 +50,54 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(dsn: str, workers: int = 1, app: str = "app.main:create_production_app", root: Path = ROOT,
-          env: dict[str, str] | None = None):
+def serve(
+    dsn: str,
+    workers: int = 1,
+    app: str = "app.main:create_production_app",
+    root: Path = ROOT,
+    env: dict[str, str] | None = None,
+):
     """uvicorn serving the app (of the checkout at `root`) on a free loopback port; yields the base URL. `env`
     adds or overrides settings."""
     port = free_port()
     extra = env or {}
-    env = {**os.environ, "TIERWISE_DATABASE_URL": dsn, "TIERWISE_API_KEY_PEPPER": PEPPER,
-           "TIERWISE_ENCRYPTION_KEY": ENCRYPTION_KEY,
-           "TIERWISE_LOG_LEVEL": "WARNING", "TIERWISE_ENVIRONMENT": "production",
-           # throughput is the point here: no per-key rate limit, no scheduled refresh mid-run
-           "TIERWISE_RATE_LIMIT_APP_PER_S": "0", "TIERWISE_RATE_LIMIT_INTEGRATION_PER_S": "0",
-           "TIERWISE_RATE_LIMIT_ADMIN_PER_S": "0", "TIERWISE_STATS_REFRESH_MINUTES": "0",
-           "TIERWISE_OFFER_STATES_REFRESH_MINUTES": "0", **extra}
+    env = {
+        **os.environ,
+        "TIERWISE_DATABASE_URL": dsn,
+        "TIERWISE_API_KEY_PEPPER": PEPPER,
+        "TIERWISE_ENCRYPTION_KEY": ENCRYPTION_KEY,
+        "TIERWISE_LOG_LEVEL": "WARNING",
+        "TIERWISE_ENVIRONMENT": "production",
+        # throughput is the point here: no per-key rate limit, no scheduled refresh mid-run
+        "TIERWISE_RATE_LIMIT_APP_PER_S": "0",
+        "TIERWISE_RATE_LIMIT_INTEGRATION_PER_S": "0",
+        "TIERWISE_RATE_LIMIT_ADMIN_PER_S": "0",
+        "TIERWISE_STATS_REFRESH_MINUTES": "0",
+        "TIERWISE_OFFER_STATES_REFRESH_MINUTES": "0",
+        **extra,
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--no-access-log", "--log-level", "warning", "--loop", "uvloop"],
-        env={**env, "PYTHONPATH": str(root)}, cwd=root)
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--loop",
+            "uvloop",
+        ],
+        env={**env, "PYTHONPATH": str(root)},
+        cwd=root,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

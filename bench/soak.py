@@ -24,8 +24,13 @@ import httpx
 from app.core.embedded import to_async_url
 from bench.harness import create_key, scratch_database, serve
 
-ROUTES = ("GET /v1/customers/{id}", "GET /v1/customers/{id}/tiers", "GET /v1/customers/{id}/recommendations",
-          "POST /v1/feedback/events", "POST /v1/events")
+ROUTES = (
+    "GET /v1/customers/{id}",
+    "GET /v1/customers/{id}/tiers",
+    "GET /v1/customers/{id}/recommendations",
+    "POST /v1/feedback/events",
+    "POST /v1/events",
+)
 
 
 async def seed(dsn: str, customers: int) -> None:
@@ -74,8 +79,15 @@ async def call(client: httpx.AsyncClient, recorder: Recorder, route: str, method
     return response
 
 
-async def worker(base: str, keys: dict[str, str], customers: int, deadline: float, budget: list[int],
-                 recorder: Recorder, rng: random.Random) -> None:
+async def worker(
+    base: str,
+    keys: dict[str, str],
+    customers: int,
+    deadline: float,
+    budget: list[int],
+    recorder: Recorder,
+    rng: random.Random,
+) -> None:
     app = {"X-API-Key": keys["app"]}
     integration = {"X-API-Key": keys["integration"]}
     limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
@@ -89,41 +101,71 @@ async def worker(base: str, keys: dict[str, str], customers: int, deadline: floa
             elif pick < 0.60:
                 await call(client, recorder, ROUTES[1], "GET", f"/v1/customers/{customer}/tiers", headers=app)
             elif pick < 0.85:
-                served = await call(client, recorder, ROUTES[2], "GET", f"/v1/customers/{customer}/recommendations",
-                                    headers=app)
+                served = await call(
+                    client, recorder, ROUTES[2], "GET", f"/v1/customers/{customer}/recommendations", headers=app
+                )
                 items = served.json().get("items", []) if served is not None and served.status_code == 200 else []
                 if items:
                     now = datetime.now(UTC).isoformat()
-                    events = [{"type": "impression", "event_id": f"soak-{uuid.uuid4().hex}", "customer_id": customer,
-                               "recommendation_id": item["recommendation_id"], "occurred_at": now,
-                               "channel": "mobile"} for item in items]
+                    events = [
+                        {
+                            "type": "impression",
+                            "event_id": f"soak-{uuid.uuid4().hex}",
+                            "customer_id": customer,
+                            "recommendation_id": item["recommendation_id"],
+                            "occurred_at": now,
+                            "channel": "mobile",
+                        }
+                        for item in items
+                    ]
                     if rng.random() < 0.2:
-                        events.append({"type": "click", "event_id": f"soak-{uuid.uuid4().hex}",
-                                       "customer_id": customer, "recommendation_id": items[0]["recommendation_id"],
-                                       "occurred_at": now, "channel": "mobile"})
-                    reported = await call(client, recorder, ROUTES[3], "POST", "/v1/feedback/events", headers=app,
-                                          json={"events": events})
+                        events.append(
+                            {
+                                "type": "click",
+                                "event_id": f"soak-{uuid.uuid4().hex}",
+                                "customer_id": customer,
+                                "recommendation_id": items[0]["recommendation_id"],
+                                "occurred_at": now,
+                                "channel": "mobile",
+                            }
+                        )
+                    reported = await call(
+                        client, recorder, ROUTES[3], "POST", "/v1/feedback/events", headers=app, json={"events": events}
+                    )
                     if reported is not None and reported.status_code == 200:
                         recorder.feedback_rejected += reported.json()["rejected"]
             else:
                 when = datetime.now(UTC) - timedelta(minutes=rng.randint(1, 600))
-                batch = [{"type": "transaction", "event_id": f"soak-{uuid.uuid4().hex}",
-                          "customer_id": f"C{rng.randint(1, customers):08d}",
-                          "occurred_at": (when + timedelta(seconds=i)).isoformat(),
-                          "amount": f"{rng.randint(100, 50000) / 100:.2f}", "direction": rng.choice(["debit", "credit"]),
-                          "channel": "card"} for i in range(10)]
-                await call(client, recorder, ROUTES[4], "POST", "/v1/events", headers=integration,
-                           json={"events": batch})
+                batch = [
+                    {
+                        "type": "transaction",
+                        "event_id": f"soak-{uuid.uuid4().hex}",
+                        "customer_id": f"C{rng.randint(1, customers):08d}",
+                        "occurred_at": (when + timedelta(seconds=i)).isoformat(),
+                        "amount": f"{rng.randint(100, 50000) / 100:.2f}",
+                        "direction": rng.choice(["debit", "credit"]),
+                        "channel": "card",
+                    }
+                    for i in range(10)
+                ]
+                await call(
+                    client, recorder, ROUTES[4], "POST", "/v1/events", headers=integration, json={"events": batch}
+                )
 
 
 async def monitor(base: str, deadline: float, samples: list[dict]) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         while True:
             text = (await client.get("/metrics")).text
-            samples.append({"t": time.monotonic(), "rss_mb": (_metric(text, "process_resident_memory_bytes") or 0) / 2**20,
-                            "checked_out": _metric(text, "tierwise_db_pool_checked_out"),
-                            "pool_size": _metric(text, "tierwise_db_pool_size"),
-                            "overflow": _metric(text, "tierwise_db_pool_overflow")})
+            samples.append(
+                {
+                    "t": time.monotonic(),
+                    "rss_mb": (_metric(text, "process_resident_memory_bytes") or 0) / 2**20,
+                    "checked_out": _metric(text, "tierwise_db_pool_checked_out"),
+                    "pool_size": _metric(text, "tierwise_db_pool_size"),
+                    "overflow": _metric(text, "tierwise_db_pool_overflow"),
+                }
+            )
             if time.monotonic() >= deadline:
                 return
             await asyncio.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
@@ -136,9 +178,13 @@ async def soak(base: str, keys: dict[str, str], args) -> dict:
             await client.get(f"/v1/customers/C{n:08d}/recommendations", headers={"X-API-Key": keys["app"]})
     started = time.monotonic()
     deadline = started + args.duration
-    await asyncio.gather(monitor(base, deadline, samples),
-                         *(worker(base, keys, args.customers, deadline, budget, recorder, random.Random(i))
-                           for i in range(args.concurrency)))
+    await asyncio.gather(
+        monitor(base, deadline, samples),
+        *(
+            worker(base, keys, args.customers, deadline, budget, recorder, random.Random(i))
+            for i in range(args.concurrency)
+        ),
+    )
     elapsed = time.monotonic() - started
     routes = {}
     for route in ROUTES:
@@ -147,23 +193,35 @@ async def soak(base: str, keys: dict[str, str], args) -> dict:
         errors = sum(n for s, n in statuses.items() if not s.isdigit() or int(s) >= 500)
         if not lat:
             continue
-        routes[route] = {"requests": len(lat), "errors_5xx_or_transport": errors, "statuses": statuses,
-                         "p50_ms": round(statistics.median(lat), 2),
-                         "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2),
-                         "max_ms": round(lat[-1], 2)}
+        routes[route] = {
+            "requests": len(lat),
+            "errors_5xx_or_transport": errors,
+            "statuses": statuses,
+            "p50_ms": round(statistics.median(lat), 2),
+            "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2),
+            "max_ms": round(lat[-1], 2),
+        }
     total_errors = sum(r["errors_5xx_or_transport"] for r in routes.values())
     non_2xx = sum(n for r in routes.values() for s, n in r["statuses"].items() if not s.startswith("2"))
-    return {"duration_s": round(elapsed, 1), "concurrency": args.concurrency, "customers": args.customers,
-            "requests": recorder.requests, "throughput_rps": round(recorder.requests / elapsed, 1),
-            "error_rate": round(total_errors / max(recorder.requests, 1), 6),
-            "non_2xx_rate": round(non_2xx / max(recorder.requests, 1), 6),
-            "feedback_events_rejected": recorder.feedback_rejected, "routes": routes,
-            "rss_mb_start": round(samples[0]["rss_mb"], 1), "rss_mb_end": round(samples[-1]["rss_mb"], 1),
-            "rss_mb_max": round(max(s["rss_mb"] for s in samples), 1),
-            "pool_size": samples[-1]["pool_size"],
-            "pool_checked_out_max": max((s["checked_out"] or 0) for s in samples),
-            "pool_checked_out_mean": round(statistics.mean((s["checked_out"] or 0) for s in samples), 2),
-            "pool_overflow_max": max((s["overflow"] or 0) for s in samples), "samples": len(samples)}
+    return {
+        "duration_s": round(elapsed, 1),
+        "concurrency": args.concurrency,
+        "customers": args.customers,
+        "requests": recorder.requests,
+        "throughput_rps": round(recorder.requests / elapsed, 1),
+        "error_rate": round(total_errors / max(recorder.requests, 1), 6),
+        "non_2xx_rate": round(non_2xx / max(recorder.requests, 1), 6),
+        "feedback_events_rejected": recorder.feedback_rejected,
+        "routes": routes,
+        "rss_mb_start": round(samples[0]["rss_mb"], 1),
+        "rss_mb_end": round(samples[-1]["rss_mb"], 1),
+        "rss_mb_max": round(max(s["rss_mb"] for s in samples), 1),
+        "pool_size": samples[-1]["pool_size"],
+        "pool_checked_out_max": max((s["checked_out"] or 0) for s in samples),
+        "pool_checked_out_mean": round(statistics.mean((s["checked_out"] or 0) for s in samples), 2),
+        "pool_overflow_max": max((s["overflow"] or 0) for s in samples),
+        "samples": len(samples),
+    }
 
 
 def main() -> None:

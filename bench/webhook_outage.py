@@ -39,22 +39,38 @@ class OutageResult:
     refused_attempts: int
 
 
-async def run_outage(dsn: str, base: str, admin_key: str, *, customers: int, moves_per_customer: int,
-                     down_s: float, drain_timeout_s: float | None = None) -> OutageResult:
+async def run_outage(
+    dsn: str,
+    base: str,
+    admin_key: str,
+    *,
+    customers: int,
+    moves_per_customer: int,
+    down_s: float,
+    drain_timeout_s: float | None = None,
+) -> OutageResult:
     headers = {"X-API-Key": admin_key}
     connection = await asyncpg.connect(dsn)  # for the attempt figures at the end (taken now: the server is shared)
     receiver = await Receiver().start()
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
-        hook = (await client.post("/v1/webhooks", json={"url": receiver.url,
-                                                         "event_types": ["complaint.status_changed"]})).json()
+        hook = (
+            await client.post("/v1/webhooks", json={"url": receiver.url, "event_types": ["complaint.status_changed"]})
+        ).json()
         receiver.secret = hook["secret"]
         complaints = {}
         for i in range(customers):
             external = f"OUT-{i:04d}"
             assert (await client.put(f"/v1/customers/{external}", json=customer_body())).status_code == 201
-            opened = await client.post("/v1/feedback/complaints", json={
-                "event_id": f"out-{i}", "customer_id": external, "category": "fees", "channel": "phone",
-                "description": "outage test"})
+            opened = await client.post(
+                "/v1/feedback/complaints",
+                json={
+                    "event_id": f"out-{i}",
+                    "customer_id": external,
+                    "category": "fees",
+                    "channel": "phone",
+                    "description": "outage test",
+                },
+            )
             complaints[external] = opened.json()["id"]
         await _until(lambda: len(receiver.delivered()) >= customers, 60)  # the opens, while the receiver is up
 
@@ -62,16 +78,18 @@ async def run_outage(dsn: str, base: str, admin_key: str, *, customers: int, mov
         went_down = time.monotonic()
         for step in range(moves_per_customer):  # spread over the first half of the downtime
             for external, complaint_id in complaints.items():
-                response = await client.post(f"/v1/feedback/complaints/{complaint_id}/transitions",
-                                             json={"to": MOVES[step % len(MOVES)]})
+                response = await client.post(
+                    f"/v1/feedback/complaints/{complaint_id}/transitions", json={"to": MOVES[step % len(MOVES)]}
+                )
                 assert response.status_code == 200, response.text
             await asyncio.sleep(down_s / 2 / moves_per_customer)
         await asyncio.sleep(max(0.0, down_s - (time.monotonic() - went_down)))
         await receiver.start()
         recovered = time.monotonic()
         total = customers * (1 + moves_per_customer)
-        await _until(lambda: len({r.event_id for r in receiver.delivered()}) >= total,
-                     drain_timeout_s or down_s * 10 + 60)
+        await _until(
+            lambda: len({r.event_id for r in receiver.delivered()}) >= total, drain_timeout_s or down_s * 10 + 60
+        )
         drained = time.monotonic() - recovered
         await asyncio.sleep(1)  # a duplicate would arrive by now
     delivered = receiver.delivered()
@@ -83,18 +101,24 @@ async def run_outage(dsn: str, base: str, admin_key: str, *, customers: int, mov
         stats = await connection.fetchrow(
             "SELECT count(*) AS attempts, count(*) FILTER (WHERE error = 'ConnectError') AS refused, "
             "(SELECT max(n) FROM (SELECT count(*) AS n FROM webhook_attempt GROUP BY delivery_id) x) AS most "
-            "FROM webhook_attempt")
+            "FROM webhook_attempt"
+        )
     finally:
         await connection.close()
     await receiver.stop()
     ids = [r.event_id for r in delivered]
-    return OutageResult(events=total, delivered_once=len(ids) == len(set(ids)) == total,
-                        all_verified=all(r.verified for r in delivered),
-                        in_order=all(statuses == expected for statuses in per_customer.values())
-                        and len(per_customer) == customers,
-                        duplicates=len(ids) - len(set(ids)), down_s=round(recovered - went_down, 1),
-                        drained_after_recovery_s=round(drained, 2), attempts=stats["attempts"],
-                        max_attempts_per_delivery=stats["most"], refused_attempts=stats["refused"])
+    return OutageResult(
+        events=total,
+        delivered_once=len(ids) == len(set(ids)) == total,
+        all_verified=all(r.verified for r in delivered),
+        in_order=all(statuses == expected for statuses in per_customer.values()) and len(per_customer) == customers,
+        duplicates=len(ids) - len(set(ids)),
+        down_s=round(recovered - went_down, 1),
+        drained_after_recovery_s=round(drained, 2),
+        attempts=stats["attempts"],
+        max_attempts_per_delivery=stats["most"],
+        refused_attempts=stats["refused"],
+    )
 
 
 async def _until(condition, timeout: float) -> None:
@@ -114,8 +138,11 @@ def main() -> None:
     with scratch_database() as dsn:
         key = asyncio.run(create_key(dsn))
         with serve(dsn, env=LIGHT) as base:
-            result = asyncio.run(run_outage(dsn, base, key, customers=args.customers, moves_per_customer=args.moves,
-                                            down_s=args.down_seconds))
+            result = asyncio.run(
+                run_outage(
+                    dsn, base, key, customers=args.customers, moves_per_customer=args.moves, down_s=args.down_seconds
+                )
+            )
     print(json.dumps(result.__dict__, indent=2))
 
 

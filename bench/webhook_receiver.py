@@ -86,8 +86,9 @@ class Receiver:
                         headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 status = await self._answer(headers, body)
-                writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{{}}"
-                             .encode())
+                writer.write(
+                    f"HTTP/1.1 {status} X\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{{}}".encode()
+                )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
@@ -114,8 +115,18 @@ class Receiver:
             verified = self.secret is not None and self._verify(self.secret, body, signature)
             if self.secret is not None and not verified and status:
                 status = 401
-            self.requests.append(Received(event_id, headers.get("tierwise-event-type", ""), json.loads(body),
-                                          body, signature, verified, status, time.monotonic()))
+            self.requests.append(
+                Received(
+                    event_id,
+                    headers.get("tierwise-event-type", ""),
+                    json.loads(body),
+                    body,
+                    signature,
+                    verified,
+                    status,
+                    time.monotonic(),
+                )
+            )
             return status
         finally:
             self.in_flight[event_id] -= 1

@@ -28,8 +28,13 @@ def sha256_of(path: Path) -> str:
 
 def _pack(name: str, version: str, workdir: Path) -> Path:
     """The package's tarball from the registry, by npm's own client."""
-    out = subprocess.run(["npm", "pack", f"{name}@{version}", "--json", "--pack-destination", str(workdir)],
-                         check=True, capture_output=True, text=True, cwd=workdir).stdout
+    out = subprocess.run(
+        ["npm", "pack", f"{name}@{version}", "--json", "--pack-destination", str(workdir)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+    ).stdout
     return workdir / json.loads(out)[0]["filename"]
 
 
@@ -47,8 +52,11 @@ def main() -> int:
             tarball = _pack(package["name"], package["version"], Path(scratch))
             integrity = _integrity(tarball)
             if not update and integrity != package["integrity"]:
-                print(f"{package['name']}@{package['version']}: tarball integrity {integrity} is not the recorded "
-                      f"{package['integrity']}", file=sys.stderr)
+                print(
+                    f"{package['name']}@{package['version']}: tarball integrity {integrity} is not the recorded "
+                    f"{package['integrity']}",
+                    file=sys.stderr,
+                )
                 return 1
             package["integrity"] = integrity
             with tarfile.open(tarball) as archive:

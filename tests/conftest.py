@@ -31,8 +31,7 @@ def _server_url() -> str:
 
 @pytest.fixture(scope="session")
 def test_settings() -> Settings:
-    return Settings(environment="test", database_url=None, api_key_pepper="test-pepper-0123456789",
-                    tier_run_workers=1)
+    return Settings(environment="test", database_url=None, api_key_pepper="test-pepper-0123456789", tier_run_workers=1)
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +58,12 @@ def database_url(scratch_database) -> str:
 
 @pytest.fixture(scope="session")
 async def engine(database_url, test_settings):
-    engine = create_async_engine(database_url, pool_size=5, hide_parameters=True,
-                                 connect_args={"server_settings": server_settings(test_settings)})
+    engine = create_async_engine(
+        database_url,
+        pool_size=5,
+        hide_parameters=True,
+        connect_args={"server_settings": server_settings(test_settings)},
+    )
     yield engine
     await engine.dispose()
 
@@ -77,8 +80,9 @@ async def connection(engine) -> AsyncIterator[AsyncConnection]:
 
 @pytest.fixture
 def sessionmaker(connection) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False,
-                              autoflush=False)
+    return async_sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False, autoflush=False
+    )
 
 
 @pytest.fixture
@@ -132,8 +136,11 @@ async def wealth(client, as_role, session):
     await add_products(session)
     await session.commit()
     admin = as_role("admin")
-    created = await client.post("/v1/tier-policies", headers=admin, json={
-        "key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": WEALTH_GRACE_DAYS})
+    created = await client.post(
+        "/v1/tier-policies",
+        headers=admin,
+        json={"key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": WEALTH_GRACE_DAYS},
+    )
     assert created.status_code == 201, created.text
     activated = await client.post("/v1/tier-policies/wealth/versions/1/activate", headers=admin)
     assert activated.status_code == 200, activated.text

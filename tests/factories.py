@@ -6,22 +6,43 @@ from decimal import Decimal
 from app.products.models import Product
 
 PRODUCTS = [
-    ("current_account", "deposit", 1), ("savings_account", "deposit", 1), ("term_deposit_12m", "deposit", 1),
-    ("balanced_fund", "fund", 3), ("equity_fund", "fund", 4), ("private_portfolio", "wealth", 4),
-    ("life_insurance", "insurance", 2), ("mortgage", "loan", 2), ("credit_card_gold", "card", 1),
+    ("current_account", "deposit", 1),
+    ("savings_account", "deposit", 1),
+    ("term_deposit_12m", "deposit", 1),
+    ("balanced_fund", "fund", 3),
+    ("equity_fund", "fund", 4),
+    ("private_portfolio", "wealth", 4),
+    ("life_insurance", "insurance", 2),
+    ("mortgage", "loan", 2),
+    ("credit_card_gold", "card", 1),
 ]
 
 
 async def add_products(session) -> None:
-    session.add_all(Product(code=code, name=code.replace("_", " ").title(), category=category, risk_level=risk,
-                            channels=["mobile", "web"], min_amount=Decimal("0")) for code, category, risk in PRODUCTS)
+    session.add_all(
+        Product(
+            code=code,
+            name=code.replace("_", " ").title(),
+            category=category,
+            risk_level=risk,
+            channels=["mobile", "web"],
+            min_amount=Decimal("0"),
+        )
+        for code, category, risk in PRODUCTS
+    )
     await session.flush()
 
 
 def customer_body(**overrides) -> dict:
-    body = {"segment": "retail", "display_name": "Test Person", "birth_date": "1980-05-17",
-            "onboarded_at": "2015-03-01T10:00:00Z", "risk_level": 3,
-            "risk_assessed_at": datetime.now(UTC).replace(microsecond=0).isoformat(), "marketing_consent": True}
+    body = {
+        "segment": "retail",
+        "display_name": "Test Person",
+        "birth_date": "1980-05-17",
+        "onboarded_at": "2015-03-01T10:00:00Z",
+        "risk_level": 3,
+        "risk_assessed_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "marketing_consent": True,
+    }
     body.update(overrides)
     return body
 
@@ -31,11 +52,23 @@ ENCRYPTION_KEY = "dGVzdHMtb25seS1lbmNyeXB0aW9uLWtleS0wMTIzNDU"  # base64url of 3
 
 # A wealth policy's tiers for tests: first match wins, the last is unconditional.
 WEALTH_TIERS = [
-    {"code": "private", "label": "Private", "rank": 40,
-     "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 10000000}},
-    {"code": "wealth", "label": "Wealth", "rank": 30,
-     "condition": {"all": [{"attr": "aum_avg_3m", "op": "gte", "value": 500000},
-                           {"attr": "tenure_months", "op": "gte", "value": 12}]}},
+    {
+        "code": "private",
+        "label": "Private",
+        "rank": 40,
+        "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 10000000},
+    },
+    {
+        "code": "wealth",
+        "label": "Wealth",
+        "rank": 30,
+        "condition": {
+            "all": [
+                {"attr": "aum_avg_3m", "op": "gte", "value": 500000},
+                {"attr": "tenure_months", "op": "gte", "value": 12},
+            ]
+        },
+    },
     {"code": "gold", "label": "Gold", "rank": 20, "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 50000}},
     {"code": "mass", "label": "Everyday", "rank": 10, "condition": {"always": True}},
 ]

@@ -47,34 +47,73 @@ class Call:
 def calls(seed: dict) -> dict[tuple[str, str], Call]:
     now = datetime.now(UTC).replace(microsecond=0)
     ago = (now - timedelta(hours=1)).isoformat()
-    holdings = {"holdings": [{"product_code": "savings_account", "balance": "60000.00",
-                              "as_of": date.today().isoformat()}]}
-    rules = {"rules": [{"name": "dismissed", "outcome": "dismiss", "threshold": 1, "window_days": 30,
-                        "scope": "product", "channel": None, "suppress_days": 60}]}
+    holdings = {
+        "holdings": [{"product_code": "savings_account", "balance": "60000.00", "as_of": date.today().isoformat()}]
+    }
+    rules = {
+        "rules": [
+            {
+                "name": "dismissed",
+                "outcome": "dismiss",
+                "threshold": 1,
+                "window_days": 30,
+                "scope": "product",
+                "channel": None,
+                "suppress_days": 60,
+            }
+        ]
+    }
     window = {"from": (now - timedelta(days=30)).isoformat(), "to": now.isoformat()}
     webhook = f"/v1/webhooks/{seed['webhook']}"
     delivery = f"{webhook}/deliveries/{seed['delivery']}"
     return {
         ("GET", "/v1/customers"): Call(200),
-        ("POST", "/v1/customers/import"): Call(200, kwargs={"content": '{"external_id": "IMP1", "segment": "retail",'
-                                                                      ' "onboarded_at": "2020-01-15T00:00:00Z"}\n',
-                                                            "headers": {"content-type": "application/x-ndjson"}}),
+        ("POST", "/v1/customers/import"): Call(
+            200,
+            kwargs={
+                "content": '{"external_id": "IMP1", "segment": "retail", "onboarded_at": "2020-01-15T00:00:00Z"}\n',
+                "headers": {"content-type": "application/x-ndjson"},
+            },
+        ),
         ("PUT", "/v1/customers/{external_id}"): Call(200, kwargs={"json": customer_body()}),
         ("GET", "/v1/customers/{external_id}"): Call(200),
         ("PATCH", "/v1/customers/{external_id}"): Call(200, kwargs={"json": {"marketing_consent": False}}),
         ("DELETE", "/v1/customers/{external_id}"): Call(204),
         ("GET", "/v1/customers/{external_id}/holdings"): Call(200),
         ("PUT", "/v1/customers/{external_id}/holdings"): Call(200, kwargs={"json": holdings}),
-        ("POST", "/v1/events"): Call(200, kwargs={"json": {"events": [
-            {"type": "login", "event_id": "acc-login-1", "customer_id": "AC1", "occurred_at": ago,
-             "channel": "mobile"}]}}),
+        ("POST", "/v1/events"): Call(
+            200,
+            kwargs={
+                "json": {
+                    "events": [
+                        {
+                            "type": "login",
+                            "event_id": "acc-login-1",
+                            "customer_id": "AC1",
+                            "occurred_at": ago,
+                            "channel": "mobile",
+                        }
+                    ]
+                }
+            },
+        ),
         ("GET", "/v1/attributes"): Call(200),
         ("GET", "/v1/attributes/custom"): Call(200),
-        ("PUT", "/v1/attributes/custom/{name}"): Call(200, "/v1/attributes/custom/salary_paid",
-                                                      {"json": {"type": "boolean", "description": "Salary in"}}),
-        ("POST", "/v1/products"): Call(201, kwargs={"json": {"code": "acc_fund", "name": "Access fund",
-                                                             "category": "fund", "risk_level": 3,
-                                                             "channels": ["mobile"]}}),
+        ("PUT", "/v1/attributes/custom/{name}"): Call(
+            200, "/v1/attributes/custom/salary_paid", {"json": {"type": "boolean", "description": "Salary in"}}
+        ),
+        ("POST", "/v1/products"): Call(
+            201,
+            kwargs={
+                "json": {
+                    "code": "acc_fund",
+                    "name": "Access fund",
+                    "category": "fund",
+                    "risk_level": 3,
+                    "channels": ["mobile"],
+                }
+            },
+        ),
         ("GET", "/v1/products"): Call(200),
         ("GET", "/v1/products/{code}"): Call(200, "/v1/products/equity_fund"),
         ("PATCH", "/v1/products/{code}"): Call(200, "/v1/products/equity_fund", {"json": {"lever": "1.5"}}),
@@ -83,27 +122,34 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("GET", "/v1/api-keys"): Call(200),
         ("DELETE", "/v1/api-keys/{key_id}"): Call(200, f"/v1/api-keys/{seed['spare_key']}"),
         ("GET", "/v1/tier-policies"): Call(200),
-        ("POST", "/v1/tier-policies"): Call(201, kwargs={"json": {"key": "other", "name": "Other",
-                                                                  "tiers": WEALTH_TIERS}}),
+        ("POST", "/v1/tier-policies"): Call(
+            201, kwargs={"json": {"key": "other", "name": "Other", "tiers": WEALTH_TIERS}}
+        ),
         ("GET", "/v1/tier-policies/{key}"): Call(200),
         ("GET", "/v1/tier-policies/{key}/changes"): Call(200),
         ("POST", "/v1/tier-policies/{key}/versions"): Call(201, kwargs={"json": {"copy_from": 1}}),
         ("GET", "/v1/tier-policies/{key}/versions/{version}"): Call(200),
         ("PUT", "/v1/tier-policies/{key}/versions/{version}"): Call(
-            200, "/v1/tier-policies/wealth/versions/2",
-            {"json": {"tiers": WEALTH_TIERS, "downgrade_grace_days": 30}, "headers": {"If-Match": seed["etag"]}}),
+            200,
+            "/v1/tier-policies/wealth/versions/2",
+            {"json": {"tiers": WEALTH_TIERS, "downgrade_grace_days": 30}, "headers": {"If-Match": seed["etag"]}},
+        ),
         ("POST", "/v1/tier-policies/{key}/versions/{version}/activate"): Call(
-            200, "/v1/tier-policies/wealth/versions/2/activate"),
+            200, "/v1/tier-policies/wealth/versions/2/activate"
+        ),
         ("POST", "/v1/tier-policies/{key}/versions/{version}/retire"): Call(
-            200, "/v1/tier-policies/wealth/versions/2/retire"),
+            200, "/v1/tier-policies/wealth/versions/2/retire"
+        ),
         ("POST", "/v1/tier-policies/{key}/versions/{version}/evaluate"): Call(
-            200, kwargs={"json": {"attributes": {"aum_avg_3m": 620000}}}),
+            200, kwargs={"json": {"attributes": {"aum_avg_3m": 620000}}}
+        ),
         ("POST", "/v1/tier-policies/{key}/versions/{version}/simulate"): Call(200),
         ("GET", "/v1/customers/{external_id}/tiers"): Call(200),
         ("POST", "/v1/customers/{external_id}/tiers/evaluate"): Call(200),
         ("GET", "/v1/customers/{external_id}/tiers/history"): Call(200),
         ("PUT", "/v1/customers/{external_id}/tiers/{policy_key}/override"): Call(
-            200, kwargs={"json": {"tier": "private", "reason": "approved by the RM lead"}}),
+            200, kwargs={"json": {"tier": "private", "reason": "approved by the RM lead"}}
+        ),
         ("DELETE", "/v1/customers/{external_id}/tiers/{policy_key}/override"): Call(200),
         ("GET", "/v1/tier-transitions"): Call(200),
         ("POST", "/v1/tier-runs"): Call(202, kwargs={"json": {"policy": "wealth"}}),
@@ -113,27 +159,63 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("GET", "/v1/contact-policy"): Call(200),
         ("PUT", "/v1/contact-policy"): Call(200, kwargs={"json": rules}),
         ("GET", "/v1/audit"): Call(200),
-        ("POST", "/v1/feedback/events"): Call(200, kwargs={"json": {"events": [
-            {"event_id": "acc-fb-1", "recommendation_id": seed["recommendation"], "customer_id": "AC1",
-             "type": "impression", "occurred_at": ago, "channel": "mobile"}]}}),
-        ("POST", "/v1/feedback/surveys"): Call(201, kwargs={"json": {
-            "event_id": "acc-s-2", "customer_id": "AC1", "kind": "nps", "score": 9, "channel": "mobile",
-            "touchpoint": "app_rating_prompt", "occurred_at": ago}}),
+        ("POST", "/v1/feedback/events"): Call(
+            200,
+            kwargs={
+                "json": {
+                    "events": [
+                        {
+                            "event_id": "acc-fb-1",
+                            "recommendation_id": seed["recommendation"],
+                            "customer_id": "AC1",
+                            "type": "impression",
+                            "occurred_at": ago,
+                            "channel": "mobile",
+                        }
+                    ]
+                }
+            },
+        ),
+        ("POST", "/v1/feedback/surveys"): Call(
+            201,
+            kwargs={
+                "json": {
+                    "event_id": "acc-s-2",
+                    "customer_id": "AC1",
+                    "kind": "nps",
+                    "score": 9,
+                    "channel": "mobile",
+                    "touchpoint": "app_rating_prompt",
+                    "occurred_at": ago,
+                }
+            },
+        ),
         ("GET", "/v1/feedback/surveys"): Call(200),
-        ("POST", "/v1/feedback/complaints"): Call(201, kwargs={"json": {
-            "event_id": "acc-c-2", "customer_id": "AC1", "category": "fees", "channel": "phone",
-            "description": "A fee"}}),
+        ("POST", "/v1/feedback/complaints"): Call(
+            201,
+            kwargs={
+                "json": {
+                    "event_id": "acc-c-2",
+                    "customer_id": "AC1",
+                    "category": "fees",
+                    "channel": "phone",
+                    "description": "A fee",
+                }
+            },
+        ),
         ("GET", "/v1/feedback/complaints"): Call(200),
         ("GET", "/v1/feedback/complaints/{complaint_id}"): Call(200, f"/v1/feedback/complaints/{seed['complaint']}"),
         ("POST", "/v1/feedback/complaints/{complaint_id}/transitions"): Call(
-            200, f"/v1/feedback/complaints/{seed['complaint']}/transitions", {"json": {"to": "in_progress"}}),
+            200, f"/v1/feedback/complaints/{seed['complaint']}/transitions", {"json": {"to": "in_progress"}}
+        ),
         ("GET", "/v1/reports/tier-distribution"): Call(200, kwargs={"params": {"policy": "wealth"}}),
         ("GET", "/v1/reports/tier-migrations"): Call(200, kwargs={"params": {"policy": "wealth", **window}}),
         ("GET", "/v1/reports/recommendation-funnel"): Call(200, kwargs={"params": window}),
         ("GET", "/v1/reports/satisfaction"): Call(200, kwargs={"params": {"policy": "wealth", **window}}),
         ("GET", "/v1/webhooks/event-types"): Call(200),
-        ("POST", "/v1/webhooks"): Call(201, kwargs={"json": {"url": "http://127.0.0.1:9/other",
-                                                             "event_types": ["tier.upgraded"]}}),
+        ("POST", "/v1/webhooks"): Call(
+            201, kwargs={"json": {"url": "http://127.0.0.1:9/other", "event_types": ["tier.upgraded"]}}
+        ),
         ("GET", "/v1/webhooks"): Call(200),
         ("GET", "/v1/webhooks/{webhook_id}"): Call(200, webhook),
         ("PATCH", "/v1/webhooks/{webhook_id}"): Call(200, webhook, {"json": {"status": "paused"}}),
@@ -142,7 +224,9 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("GET", "/v1/webhooks/{webhook_id}/deliveries"): Call(200, f"{webhook}/deliveries"),
         ("GET", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}"): Call(200, delivery),
         ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): Call(202, f"{delivery}/redeliver"),
-        ("POST", "/v1/webhooks/{webhook_id}/deliveries/redeliver-dead"): Call(200, f"{webhook}/deliveries/redeliver-dead"),
+        ("POST", "/v1/webhooks/{webhook_id}/deliveries/redeliver-dead"): Call(
+            200, f"{webhook}/deliveries/redeliver-dead"
+        ),
     }
 
 
@@ -151,11 +235,11 @@ DEFAULT_PATH_VALUES = {"external_id": "AC1", "key": "wealth", "version": "1", "p
 
 def test_every_v1_route_in_the_app_has_a_valid_call_listed():
     spec = create_app(Settings(environment="test")).openapi()
-    served = {(method.upper(), path) for path, ops in spec["paths"].items() if path.startswith("/v1")
-              for method in ops}
+    served = {(method.upper(), path) for path, ops in spec["paths"].items() if path.startswith("/v1") for method in ops}
     assert served == {(method, path) for method, path, _ in ROUTES}
-    listed = set(calls({"spare_key": 1, "etag": "", "run": 1, "recommendation": "", "complaint": 1, "webhook": 1,
-                        "delivery": 1}))
+    listed = set(
+        calls({"spare_key": 1, "etag": "", "run": 1, "recommendation": "", "complaint": 1, "webhook": 1, "delivery": 1})
+    )
     assert served - listed == set(), "list a valid request for each new route in CALLS"
     assert listed - served == set()
 
@@ -174,37 +258,91 @@ async def seed(client, as_role, session, test_settings) -> dict:
         assert response.status_code == status, response.text
         return response
 
-    await ok(client.post("/v1/tier-policies", headers=admin, json={"key": "wealth", "name": "Wealth",
-                                                                    "tiers": WEALTH_TIERS}), 201)
+    await ok(
+        client.post(
+            "/v1/tier-policies", headers=admin, json={"key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS}
+        ),
+        201,
+    )
     await ok(client.post("/v1/tier-policies/wealth/versions/1/activate", headers=admin))
     await ok(client.post("/v1/tier-policies/wealth/versions", headers=admin, json={"copy_from": 1}), 201)
     etag = (await ok(client.get("/v1/tier-policies/wealth/versions/2", headers=admin))).headers["ETag"]
     await ok(client.put("/v1/customers/AC1", headers=integration, json=customer_body()), 201)
-    await ok(client.put("/v1/customers/AC1/holdings", headers=integration, json={"holdings": [
-        {"product_code": "savings_account", "balance": "60000.00", "as_of": date.today().isoformat()}]}))
-    await ok(client.put("/v1/customers/AC1/tiers/wealth/override", headers=admin,
-                        json={"tier": "private", "reason": "approved by the RM lead"}))
+    await ok(
+        client.put(
+            "/v1/customers/AC1/holdings",
+            headers=integration,
+            json={
+                "holdings": [
+                    {"product_code": "savings_account", "balance": "60000.00", "as_of": date.today().isoformat()}
+                ]
+            },
+        )
+    )
+    await ok(
+        client.put(
+            "/v1/customers/AC1/tiers/wealth/override",
+            headers=admin,
+            json={"tier": "private", "reason": "approved by the RM lead"},
+        )
+    )
     served = (await ok(client.get("/v1/customers/AC1/recommendations", headers=app))).json()
     occurred = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
-    await ok(client.post("/v1/feedback/surveys", headers=app, json={
-        "event_id": "acc-s-1", "customer_id": "AC1", "kind": "nps", "score": 3, "comment": "slow",
-        "channel": "mobile", "touchpoint": "app_rating_prompt", "occurred_at": occurred}), 201)
-    webhook = await ok(client.post("/v1/webhooks", headers=admin, json={
-        "url": "http://127.0.0.1:9/hooks", "event_types": ["complaint.status_changed"]}), 201)
-    complaint = await ok(client.post("/v1/feedback/complaints", headers=app, json={
-        "event_id": "acc-c-1", "customer_id": "AC1", "category": "fees", "channel": "phone",
-        "description": "A fee"}), 201)
+    await ok(
+        client.post(
+            "/v1/feedback/surveys",
+            headers=app,
+            json={
+                "event_id": "acc-s-1",
+                "customer_id": "AC1",
+                "kind": "nps",
+                "score": 3,
+                "comment": "slow",
+                "channel": "mobile",
+                "touchpoint": "app_rating_prompt",
+                "occurred_at": occurred,
+            },
+        ),
+        201,
+    )
+    webhook = await ok(
+        client.post(
+            "/v1/webhooks",
+            headers=admin,
+            json={"url": "http://127.0.0.1:9/hooks", "event_types": ["complaint.status_changed"]},
+        ),
+        201,
+    )
+    complaint = await ok(
+        client.post(
+            "/v1/feedback/complaints",
+            headers=app,
+            json={
+                "event_id": "acc-c-1",
+                "customer_id": "AC1",
+                "category": "fees",
+                "channel": "phone",
+                "description": "A fee",
+            },
+        ),
+        201,
+    )
     run = await ok(client.post("/v1/tier-runs", headers=admin, json={"all": True}), 202)
     await session.execute(FAN_OUT, {"batch": 100})  # the complaint's event becomes the webhook's delivery
     delivery = await session.scalar(text("SELECT id FROM webhook_delivery ORDER BY id LIMIT 1"))
     await session.commit()
-    return {"spare_key": spare.id, "etag": etag, "run": run.json()["id"], "complaint": complaint.json()["id"],
-            "recommendation": served["items"][0]["recommendation_id"], "webhook": webhook.json()["id"],
-            "delivery": delivery}
+    return {
+        "spare_key": spare.id,
+        "etag": etag,
+        "run": run.json()["id"],
+        "complaint": complaint.json()["id"],
+        "recommendation": served["items"][0]["recommendation_id"],
+        "webhook": webhook.json()["id"],
+        "delivery": delivery,
+    }
 
 
-async def test_each_role_gets_the_success_status_of_its_scopes_and_403_for_the_rest(client, keys, seed,
-                                                                                    connection):
+async def test_each_role_gets_the_success_status_of_its_scopes_and_403_for_the_rest(client, keys, seed, connection):
     table, wrong = calls(seed), []
     for method, path, scope in ROUTES:
         call = table[(method, path)]
@@ -218,10 +356,12 @@ async def test_each_role_gets_the_success_status_of_its_scopes_and_403_for_the_r
                 response = await client.request(method, url, **kwargs)
             finally:
                 await attempt.rollback()
-            if response.status_code != expected or (expected >= 400 and
-                                                     response.headers["content-type"] != "application/problem+json"):
-                wrong.append(f"{method} {path} as {role}: {response.status_code}, expected {expected}: "
-                             f"{response.text[:200]}")
+            if response.status_code != expected or (
+                expected >= 400 and response.headers["content-type"] != "application/problem+json"
+            ):
+                wrong.append(
+                    f"{method} {path} as {role}: {response.status_code}, expected {expected}: {response.text[:200]}"
+                )
     assert wrong == []
 
 
@@ -229,20 +369,31 @@ def test_erasure_listing_and_complaint_handling_belong_to_the_admin():
     """Least privilege: the integration feeds may not erase, the mobile backend may not list customers, read
     survey comments or complaints, or move complaints; erasure is a scope of its own."""
     assert Scope.CUSTOMERS_ERASE not in ROLE_SCOPES["integration"]
-    for scope in (Scope.CUSTOMERS_LIST, Scope.FEEDBACK_READ, Scope.COMPLAINTS_WRITE, Scope.TRANSITIONS_READ,
-                  Scope.CUSTOMERS_ERASE):
+    for scope in (
+        Scope.CUSTOMERS_LIST,
+        Scope.FEEDBACK_READ,
+        Scope.COMPLAINTS_WRITE,
+        Scope.TRANSITIONS_READ,
+        Scope.CUSTOMERS_ERASE,
+    ):
         assert scope not in ROLE_SCOPES["app"], scope
         assert scope in ROLE_SCOPES["admin"]
-    assert {d.dependency.required_scope for r in ROUTERS for route in r.routes
-            if route.path == "/v1/customers/{external_id}" and "DELETE" in route.methods
-            for d in route.dependencies} == {Scope.CUSTOMERS_ERASE}
+    assert {
+        d.dependency.required_scope
+        for r in ROUTERS
+        for route in r.routes
+        if route.path == "/v1/customers/{external_id}" and "DELETE" in route.methods
+        for d in route.dependencies
+    } == {Scope.CUSTOMERS_ERASE}
 
 
 async def test_a_role_is_given_erasure_only_explicitly(client, sessionmaker, session, as_role, keys, test_settings):
     await client.put("/v1/customers/GR1", headers=as_role("integration"), json=customer_body())
     assert (await client.delete("/v1/customers/GR1", headers=as_role("integration"))).status_code == 403
-    granted = create_app(test_settings.model_copy(update={"role_grants": {"integration": ["customers:erase"]}}),
-                         sessionmaker=sessionmaker)
+    granted = create_app(
+        test_settings.model_copy(update={"role_grants": {"integration": ["customers:erase"]}}),
+        sessionmaker=sessionmaker,
+    )
     import httpx
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=granted), base_url="http://t") as other:

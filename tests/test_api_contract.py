@@ -11,8 +11,9 @@ from app.main import create_app
 from tests.factories import add_products, customer_body
 
 SPEC = create_app(Settings(environment="test")).openapi()
-OPERATIONS = [(path, method, operation) for path, operations in SPEC["paths"].items()
-              for method, operation in operations.items()]
+OPERATIONS = [
+    (path, method, operation) for path, operations in SPEC["paths"].items() for method, operation in operations.items()
+]
 PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 
@@ -53,15 +54,21 @@ def test_errors_are_documented_where_they_can_happen():
     assert "422" not in SPEC["paths"]["/v1/attributes"]["get"]["responses"]  # nothing there to validate
 
 
-@pytest.mark.parametrize("body, pointer", [
-    ('{"segment": "retail", "onboarded_at": ', "/onboarded_at"),
-    ('{"segment": "retail", "attributes": {"a": [1, 2,, 3]}}', "/attributes/a/2"),
-    ('{"segment": "retail",}', ""),
-    ("not json at all", ""),
-])
+@pytest.mark.parametrize(
+    "body, pointer",
+    [
+        ('{"segment": "retail", "onboarded_at": ', "/onboarded_at"),
+        ('{"segment": "retail", "attributes": {"a": [1, 2,, 3]}}', "/attributes/a/2"),
+        ('{"segment": "retail",}', ""),
+        ("not json at all", ""),
+    ],
+)
 async def test_malformed_json_points_at_the_field_being_read(client, as_role, body, pointer):
-    response = await client.put("/v1/customers/MALFORMED", content=body.encode(),
-                                headers={**as_role("integration"), "Content-Type": "application/json"})
+    response = await client.put(
+        "/v1/customers/MALFORMED",
+        content=body.encode(),
+        headers={**as_role("integration"), "Content-Type": "application/json"},
+    )
     assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
     error = response.json()["errors"][0]
     assert error["type"] == "json_invalid" and error["pointer"] == pointer, error
@@ -69,8 +76,11 @@ async def test_malformed_json_points_at_the_field_being_read(client, as_role, bo
 
 
 async def test_a_body_that_is_not_utf8_text_is_the_documented_400(client, as_role):
-    response = await client.put("/v1/customers/NOT-UTF8", content=b'{"segment": "\xff"}',
-                                headers={**as_role("integration"), "Content-Type": "application/json"})
+    response = await client.put(
+        "/v1/customers/NOT-UTF8",
+        content=b'{"segment": "\xff"}',
+        headers={**as_role("integration"), "Content-Type": "application/json"},
+    )
     assert response.status_code == 400 and response.headers["content-type"] == "application/problem+json"
     assert "400" in SPEC["paths"]["/v1/customers/{external_id}"]["put"]["responses"]
     good = await client.put("/v1/customers/UTF8", json=customer_body(), headers=as_role("integration"))
@@ -105,8 +115,11 @@ def test_path_parameters_carry_examples():
 
 def test_enums_are_named_components_each_defined_once():
     schemas = SPEC["components"]["schemas"]
-    inline = [where for where, node in _walk(SPEC) if "enum" in node
-              and not (where.startswith("/components/schemas/") and where.count("/") == 3)]
+    inline = [
+        where
+        for where, node in _walk(SPEC)
+        if "enum" in node and not (where.startswith("/components/schemas/") and where.count("/") == 3)
+    ]
     assert inline == [], inline
     enums = [tuple(schema["enum"]) for schema in schemas.values() if "enum" in schema]
     assert len(enums) == len(set(enums)), "two components list the same values"
@@ -116,21 +129,34 @@ def test_enums_are_named_components_each_defined_once():
 
 def test_money_is_a_decimal_string_with_a_pattern_in_requests_and_responses():
     schemas = SPEC["components"]["schemas"]
-    money = {("HoldingIn", "balance"), ("HoldingRead", "balance"), ("TransactionEvent", "amount"),
-             ("ProductCreate", "min_amount"), ("ProductRead", "min_amount"), ("CustomerMetrics", "aum"),
-             ("CustomerMetrics", "aum_avg_3m"), ("TierDistribution", "aum"), ("TierDistributionEntry", "aum")}
+    money = {
+        ("HoldingIn", "balance"),
+        ("HoldingRead", "balance"),
+        ("TransactionEvent", "amount"),
+        ("ProductCreate", "min_amount"),
+        ("ProductRead", "min_amount"),
+        ("CustomerMetrics", "aum"),
+        ("CustomerMetrics", "aum_avg_3m"),
+        ("TierDistribution", "aum"),
+        ("TierDistributionEntry", "aum"),
+    }
     for model, field in money:
         schema = schemas[model]["properties"][field]
         assert schema["type"] == "string" and r"(\.[0-9]{1,2})?" in schema["pattern"], (model, field)
-    number_or_string = [where for where, node in _walk(SPEC) if {"type": "number"} in node.get("anyOf", [])
-                        and any(s.get("type") == "string" and "pattern" in s for s in node["anyOf"])]
+    number_or_string = [
+        where
+        for where, node in _walk(SPEC)
+        if {"type": "number"} in node.get("anyOf", [])
+        and any(s.get("type") == "string" and "pattern" in s for s in node["anyOf"])
+    ]
     assert number_or_string == [], number_or_string
 
 
 def test_explanations_and_reasons_are_typed():
     schemas = SPEC["components"]["schemas"]
     assert schemas["TierExplanation"]["properties"]["conditions"]["items"] == {
-        "$ref": "#/components/schemas/ConditionResult"}
+        "$ref": "#/components/schemas/ConditionResult"
+    }
     reasons = schemas["RecommendationRead"]["properties"]["reasons"]["items"]
     assert reasons["discriminator"]["propertyName"] == "code" and len(reasons["oneOf"]) == 7
     assert schemas["CareEntry"]["properties"]["date"]["format"] == "date"
@@ -143,8 +169,9 @@ async def test_money_sent_as_a_number_is_refused_and_returned_as_a_string(client
     holding = {"product_code": "current_account", "balance": 8450.2, "as_of": date.today().isoformat()}
     refused = await client.put("/v1/customers/MONEY-1/holdings", json={"holdings": [holding]}, headers=headers)
     assert refused.status_code == 422 and refused.json()["errors"][0]["pointer"] == "/holdings/0/balance"
-    stored = await client.put("/v1/customers/MONEY-1/holdings", headers=headers,
-                              json={"holdings": [{**holding, "balance": "8450.2"}]})
+    stored = await client.put(
+        "/v1/customers/MONEY-1/holdings", headers=headers, json={"holdings": [{**holding, "balance": "8450.2"}]}
+    )
     assert stored.status_code == 200, stored.text
     assert stored.json()["holdings"][0]["balance"] == "8450.20"
     customer = (await client.get("/v1/customers/MONEY-1", headers=headers)).json()
@@ -167,8 +194,15 @@ async def test_a_zero_amount_and_a_null_product_name_are_refused_as_published(cl
     patched = await client.patch("/v1/products/current_account", json={"name": None}, headers=as_role("admin"))
     assert patched.status_code == 422 and patched.json()["errors"][0]["pointer"] == "/name"
     assert "omit the field" in patched.json()["errors"][0]["detail"]
-    event = {"type": "transaction", "event_id": "zero-1", "customer_id": "NOBODY", "amount": "0.00",
-             "direction": "debit", "channel": "card", "occurred_at": "2026-01-01T00:00:00Z"}
+    event = {
+        "type": "transaction",
+        "event_id": "zero-1",
+        "customer_id": "NOBODY",
+        "amount": "0.00",
+        "direction": "debit",
+        "channel": "card",
+        "occurred_at": "2026-01-01T00:00:00Z",
+    }
     refused = await client.post("/v1/events", json={"events": [event]}, headers=as_role("integration"))
     assert refused.status_code == 422
     assert refused.json()["errors"][0]["pointer"].endswith("/amount")

@@ -17,8 +17,9 @@ async def test_created_key_works_and_is_stored_only_as_a_hash(client, as_role, s
 
 
 async def test_revoked_key_stops_working_at_once(client, as_role):
-    created = (await client.post("/v1/api-keys", json={"name": "tmp", "role": "admin"},
-                                 headers=as_role("admin"))).json()
+    created = (
+        await client.post("/v1/api-keys", json={"name": "tmp", "role": "admin"}, headers=as_role("admin"))
+    ).json()
     headers = {"X-API-Key": created["key"]}
     assert (await client.get("/v1/api-keys", headers=headers)).status_code == 200
     revoked = await client.delete(f"/v1/api-keys/{created['id']}", headers=as_role("admin"))

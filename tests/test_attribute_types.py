@@ -11,8 +11,9 @@ async def _declare(client, as_role, name: str, type_: str):
 
 async def test_a_type_carried_by_customers_cannot_change(client, as_role):
     assert (await _declare(client, as_role, "income", "number")).status_code == 200
-    carried = await client.put("/v1/customers/AT1", json=customer_body(attributes={"income": 52000}),
-                               headers=as_role("integration"))
+    carried = await client.put(
+        "/v1/customers/AT1", json=customer_body(attributes={"income": 52000}), headers=as_role("integration")
+    )
     assert carried.status_code == 201, carried.text
     refused = await _declare(client, as_role, "income", "string")
     assert refused.status_code == 409 and refused.headers["content-type"] == "application/problem+json"
@@ -21,17 +22,26 @@ async def test_a_type_carried_by_customers_cannot_change(client, as_role):
     stored = await client.get("/v1/attributes/custom", headers=as_role("admin"))
     assert [(d["name"], d["type"]) for d in stored.json()] == [("income", "number")]
     # Once no customer carries it, the type may change.
-    assert (await client.put("/v1/customers/AT1", json=customer_body(),
-                             headers=as_role("integration"))).status_code == 200
+    assert (
+        await client.put("/v1/customers/AT1", json=customer_body(), headers=as_role("integration"))
+    ).status_code == 200
     assert (await _declare(client, as_role, "income", "string")).status_code == 200
 
 
 async def test_a_type_a_tier_policy_compares_cannot_change(client, as_role):
     assert (await _declare(client, as_role, "income", "number")).status_code == 200
-    tiers = [{"code": "earner", "label": "Earner", "rank": 20,
-              "condition": {"attr": "income", "op": "gte", "value": 100000}}, WEALTH_TIERS[-1]]
-    created = await client.post("/v1/tier-policies", headers=as_role("admin"),
-                                json={"key": "earners", "name": "Earners", "tiers": tiers})
+    tiers = [
+        {
+            "code": "earner",
+            "label": "Earner",
+            "rank": 20,
+            "condition": {"attr": "income", "op": "gte", "value": 100000},
+        },
+        WEALTH_TIERS[-1],
+    ]
+    created = await client.post(
+        "/v1/tier-policies", headers=as_role("admin"), json={"key": "earners", "name": "Earners", "tiers": tiers}
+    )
     assert created.status_code == 201, created.text
     activated = await client.post("/v1/tier-policies/earners/versions/1/activate", headers=as_role("admin"))
     assert activated.status_code == 200, activated.text
@@ -50,7 +60,10 @@ async def test_a_type_a_product_s_eligibility_compares_cannot_change(client, as_
     await add_products(session)
     await session.commit()
     assert (await _declare(client, as_role, "income", "number")).status_code == 200
-    patched = await client.patch("/v1/products/equity_fund", headers=as_role("admin"),
-                                 json={"eligibility": {"attr": "income", "op": "gte", "value": 30000}})
+    patched = await client.patch(
+        "/v1/products/equity_fund",
+        headers=as_role("admin"),
+        json={"eligibility": {"attr": "income", "op": "gte", "value": 30000}},
+    )
     assert patched.status_code == 200, patched.text
     assert (await _declare(client, as_role, "income", "string")).status_code == 409

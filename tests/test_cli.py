@@ -24,8 +24,12 @@ def _plain(url: str) -> str:
 @pytest.fixture(scope="module")
 def tierwise(scratch_database):
     """tierwise(*args) -> CompletedProcess, on an empty database of the test server."""
-    env = {**os.environ, "TIERWISE_DATABASE_URL": _plain(scratch_database()), "TIERWISE_API_KEY_PEPPER": PEPPER,
-           "TIERWISE_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "TIERWISE_DATABASE_URL": _plain(scratch_database()),
+        "TIERWISE_API_KEY_PEPPER": PEPPER,
+        "TIERWISE_LOG_LEVEL": "WARNING",
+    }
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(TIERWISE), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -16,8 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _tierwise(*args: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in ("TIERWISE_DATABASE_URL", "TIERWISE_DATA_DIR")}
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], env={**base, **env}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env={**base, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _plain(url: str) -> str:

@@ -16,8 +16,9 @@ async def products(session):
 
 
 async def put(client, as_role, external_id, **overrides):
-    return await client.put(f"/v1/customers/{external_id}", json=customer_body(**overrides),
-                            headers=as_role("integration"))
+    return await client.put(
+        f"/v1/customers/{external_id}", json=customer_body(**overrides), headers=as_role("integration")
+    )
 
 
 async def test_put_creates_then_updates(client, as_role):
@@ -58,8 +59,7 @@ async def test_unknown_customer_is_404(client, as_role):
 
 async def test_patch_changes_only_given_fields(client, as_role):
     await put(client, as_role, "C5")
-    response = await client.patch("/v1/customers/C5", json={"marketing_consent": False},
-                                  headers=as_role("integration"))
+    response = await client.patch("/v1/customers/C5", json={"marketing_consent": False}, headers=as_role("integration"))
     assert response.status_code == 200
     body = response.json()
     assert body["marketing_consent"] is False and body["display_name"] == "Test Person"
@@ -71,8 +71,9 @@ async def test_custom_attributes_are_checked_against_definitions(client, as_role
     undeclared = await put(client, as_role, "C6", attributes={"income": 52000})
     assert undeclared.status_code == 422
     assert undeclared.json()["errors"][0]["pointer"] == "/attributes/income"
-    declared = await client.put("/v1/attributes/custom/income", json={"type": "number", "unit": "EUR"},
-                                headers=as_role("admin"))
+    declared = await client.put(
+        "/v1/attributes/custom/income", json={"type": "number", "unit": "EUR"}, headers=as_role("admin")
+    )
     assert declared.status_code == 200, declared.text
     wrong_type = await put(client, as_role, "C6", attributes={"income": "lots"})
     assert wrong_type.status_code == 422 and "number" in wrong_type.json()["errors"][0]["detail"]
@@ -86,13 +87,23 @@ async def test_holdings_drive_metrics_and_keep_history(client, as_role, products
     await put(client, as_role, "C7")
     today = date.today()
     earlier = today - timedelta(days=45)
-    first = await client.put("/v1/customers/C7/holdings", headers=as_role("integration"), json={"holdings": [
-        {"product_code": "current_account", "balance": "10000.00", "as_of": earlier.isoformat()}]})
+    first = await client.put(
+        "/v1/customers/C7/holdings",
+        headers=as_role("integration"),
+        json={"holdings": [{"product_code": "current_account", "balance": "10000.00", "as_of": earlier.isoformat()}]},
+    )
     assert first.status_code == 200, first.text
-    second = await client.put("/v1/customers/C7/holdings", headers=as_role("integration"), json={"holdings": [
-        {"product_code": "current_account", "balance": "20000.00", "as_of": today.isoformat()},
-        {"product_code": "balanced_fund", "balance": "30000.00", "as_of": today.isoformat()},
-        {"product_code": "mortgage", "balance": "150000.00", "as_of": today.isoformat()}]})
+    second = await client.put(
+        "/v1/customers/C7/holdings",
+        headers=as_role("integration"),
+        json={
+            "holdings": [
+                {"product_code": "current_account", "balance": "20000.00", "as_of": today.isoformat()},
+                {"product_code": "balanced_fund", "balance": "30000.00", "as_of": today.isoformat()},
+                {"product_code": "mortgage", "balance": "150000.00", "as_of": today.isoformat()},
+            ]
+        },
+    )
     assert second.status_code == 200
     metrics = (await client.get("/v1/customers/C7", headers=as_role("app"))).json()["metrics"]
     assert float(metrics["aum"]) == 50000
@@ -103,16 +114,27 @@ async def test_holdings_drive_metrics_and_keep_history(client, as_role, products
     # 10k held for 45 days, then 50k for today: the daily average lies strictly between.
     assert 10000 < float(metrics["aum_avg_3m"]) < 50000
     assert float(metrics["aum_trend_3m"]) > 0
-    history = await session.scalar(text("SELECT count(*) FROM holding_balance hb JOIN customer c "
-                                        "ON c.id = hb.customer_id WHERE c.external_id = 'C7'"))
+    history = await session.scalar(
+        text(
+            "SELECT count(*) FROM holding_balance hb JOIN customer c "
+            "ON c.id = hb.customer_id WHERE c.external_id = 'C7'"
+        )
+    )
     assert history == 4
 
 
 async def test_unknown_product_in_holdings_is_422_and_nothing_changes(client, as_role, products):
     await put(client, as_role, "C8")
-    response = await client.put("/v1/customers/C8/holdings", headers=as_role("integration"), json={"holdings": [
-        {"product_code": "current_account", "balance": "1.00", "as_of": date.today().isoformat()},
-        {"product_code": "moon_bond", "balance": "1.00", "as_of": date.today().isoformat()}]})
+    response = await client.put(
+        "/v1/customers/C8/holdings",
+        headers=as_role("integration"),
+        json={
+            "holdings": [
+                {"product_code": "current_account", "balance": "1.00", "as_of": date.today().isoformat()},
+                {"product_code": "moon_bond", "balance": "1.00", "as_of": date.today().isoformat()},
+            ]
+        },
+    )
     assert response.status_code == 422
     assert response.json()["errors"][0]["pointer"] == "/holdings/1/product_code"
     held = await client.get("/v1/customers/C8/holdings", headers=as_role("app"))
@@ -122,14 +144,30 @@ async def test_unknown_product_in_holdings_is_422_and_nothing_changes(client, as
 async def test_retried_event_batch_changes_nothing(client, as_role):
     await put(client, as_role, "C9")
     now = datetime.now(UTC)
-    batch = {"events": [
-        {"type": "transaction", "event_id": "t1", "customer_id": "C9", "occurred_at": now.isoformat(),
-         "amount": "12.50", "direction": "debit", "channel": "card"},
-        {"type": "transaction", "event_id": "t2", "customer_id": "C9",
-         "occurred_at": (now - timedelta(days=3)).isoformat(), "amount": "100.00", "direction": "credit",
-         "channel": "transfer"},
-        {"type": "login", "event_id": "l1", "customer_id": "C9", "occurred_at": now.isoformat()},
-        {"type": "referral", "event_id": "r1", "customer_id": "C9", "occurred_at": now.isoformat()}]}
+    batch = {
+        "events": [
+            {
+                "type": "transaction",
+                "event_id": "t1",
+                "customer_id": "C9",
+                "occurred_at": now.isoformat(),
+                "amount": "12.50",
+                "direction": "debit",
+                "channel": "card",
+            },
+            {
+                "type": "transaction",
+                "event_id": "t2",
+                "customer_id": "C9",
+                "occurred_at": (now - timedelta(days=3)).isoformat(),
+                "amount": "100.00",
+                "direction": "credit",
+                "channel": "transfer",
+            },
+            {"type": "login", "event_id": "l1", "customer_id": "C9", "occurred_at": now.isoformat()},
+            {"type": "referral", "event_id": "r1", "customer_id": "C9", "occurred_at": now.isoformat()},
+        ]
+    }
     first = await client.post("/v1/events", json=batch, headers=as_role("integration"))
     assert first.json() == {"received": 4, "recorded": 4, "duplicates": 0}
     again = await client.post("/v1/events", json=batch, headers=as_role("integration"))
@@ -143,18 +181,39 @@ async def test_retried_event_batch_changes_nothing(client, as_role):
 async def test_event_for_unknown_customer_refuses_the_batch(client, as_role, session):
     await put(client, as_role, "C10")
     now = datetime.now(UTC).isoformat()
-    response = await client.post("/v1/events", headers=as_role("integration"), json={"events": [
-        {"type": "login", "event_id": "a", "customer_id": "C10", "occurred_at": now},
-        {"type": "login", "event_id": "b", "customer_id": "GHOST", "occurred_at": now}]})
+    response = await client.post(
+        "/v1/events",
+        headers=as_role("integration"),
+        json={
+            "events": [
+                {"type": "login", "event_id": "a", "customer_id": "C10", "occurred_at": now},
+                {"type": "login", "event_id": "b", "customer_id": "GHOST", "occurred_at": now},
+            ]
+        },
+    )
     assert response.status_code == 422
     assert response.json()["errors"][0]["pointer"] == "/events/1/customer_id"
     assert await session.scalar(text("SELECT count(*) FROM customer_event")) == 0
 
 
 async def test_bad_event_fields_are_named(client, as_role):
-    response = await client.post("/v1/events", headers=as_role("integration"), json={"events": [
-        {"type": "transaction", "event_id": "x", "customer_id": "C1", "occurred_at": "2026-01-01T00:00:00Z",
-         "amount": "-5", "direction": "sideways", "channel": "card"}]})
+    response = await client.post(
+        "/v1/events",
+        headers=as_role("integration"),
+        json={
+            "events": [
+                {
+                    "type": "transaction",
+                    "event_id": "x",
+                    "customer_id": "C1",
+                    "occurred_at": "2026-01-01T00:00:00Z",
+                    "amount": "-5",
+                    "direction": "sideways",
+                    "channel": "card",
+                }
+            ]
+        },
+    )
     assert response.status_code == 422
     pointers = {e["pointer"] for e in response.json()["errors"]}
     assert "/events/0/transaction/amount" in pointers and "/events/0/transaction/direction" in pointers
@@ -162,13 +221,19 @@ async def test_bad_event_fields_are_named(client, as_role):
 
 async def test_erasure_removes_personal_data_and_is_idempotent(client, as_role, products, session):
     await put(client, as_role, "C11", display_name="Erika Mustermann")
-    await client.put("/v1/customers/C11/holdings", headers=as_role("integration"), json={"holdings": [
-        {"product_code": "current_account", "balance": "5.00", "as_of": date.today().isoformat()}]})
+    await client.put(
+        "/v1/customers/C11/holdings",
+        headers=as_role("integration"),
+        json={"holdings": [{"product_code": "current_account", "balance": "5.00", "as_of": date.today().isoformat()}]},
+    )
     assert (await client.delete("/v1/customers/C11", headers=as_role("admin"))).status_code == 204
     assert (await client.delete("/v1/customers/C11", headers=as_role("admin"))).status_code == 204
     assert (await client.get("/v1/customers/C11", headers=as_role("app"))).status_code == 404
-    row = (await session.execute(text(
-        "SELECT external_id, display_name, birth_date FROM customer WHERE external_id LIKE 'erased:%'"))).one()
+    row = (
+        await session.execute(
+            text("SELECT external_id, display_name, birth_date FROM customer WHERE external_id LIKE 'erased:%'")
+        )
+    ).one()
     assert row.display_name is None and row.birth_date is None and "C11" not in row.external_id
     assert await session.scalar(text("SELECT count(*) FROM holding")) == 0
     assert (await client.delete("/v1/customers/NEVER", headers=as_role("admin"))).status_code == 404
@@ -181,8 +246,11 @@ async def test_list_filters_and_cursor_is_stable_under_inserts(client, as_role):
     first = (await client.get("/v1/customers", params={"limit": 3, "segment": "retail"}, headers=headers)).json()
     assert [c["external_id"] for c in first["items"]] == ["L0", "L2", "L4"]
     await put(client, as_role, "L99")  # a new customer must not shift the pages already seen
-    second = (await client.get("/v1/customers", params={"limit": 3, "segment": "retail",
-                                                        "cursor": first["next_cursor"]}, headers=headers)).json()
+    second = (
+        await client.get(
+            "/v1/customers", params={"limit": 3, "segment": "retail", "cursor": first["next_cursor"]}, headers=headers
+        )
+    ).json()
     assert [c["external_id"] for c in second["items"]] == ["L6", "L99"]
     assert second["next_cursor"] is None
     bad = await client.get("/v1/customers", params={"cursor": "garbage!"}, headers=headers)
@@ -197,8 +265,11 @@ async def test_import_keeps_good_lines_and_reports_each_bad_one(client, as_role,
         "",
         json.dumps({"external_id": "I3", **customer_body(risk_level=None, risk_assessed_at=None)}),
     ]
-    response = await client.post("/v1/customers/import", content="\n".join(lines).encode(),
-                                  headers={**as_role("integration"), "Content-Type": "application/x-ndjson"})
+    response = await client.post(
+        "/v1/customers/import",
+        content="\n".join(lines).encode(),
+        headers={**as_role("integration"), "Content-Type": "application/x-ndjson"},
+    )
     assert response.status_code == 200, response.text
     result = response.json()
     assert result["accepted"] == 2 and result["created"] == 2 and result["rejected"] == 2

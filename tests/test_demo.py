@@ -8,12 +8,23 @@ from decimal import Decimal
 
 from sqlalchemy import func, select, text, update
 
-from app.customers.models import (Customer, CustomerActivityDaily, CustomerAumDaily, CustomerEvent, Holding,
-                                  HoldingBalance)
+from app.customers.models import (
+    Customer,
+    CustomerActivityDaily,
+    CustomerAumDaily,
+    CustomerEvent,
+    Holding,
+    HoldingBalance,
+)
 from app.customers.service import AUM_CATEGORIES
 from app.demo import generate_demo_bank, load_default_products
-from app.demo_records import (COPY_COLUMNS, DEFAULT_PRODUCTS_FILE, default_products, draw_demo_profile,
-                              generate_demo_records)
+from app.demo_records import (
+    COPY_COLUMNS,
+    DEFAULT_PRODUCTS_FILE,
+    default_products,
+    draw_demo_profile,
+    generate_demo_records,
+)
 from app.products.models import Product
 from app.products.schemas import ProductCreate
 from app.rules import AttributeCatalog, check_condition, parse_condition
@@ -36,14 +47,15 @@ def test_same_seed_gives_the_same_records_and_another_seed_does_not():
 def test_records_do_not_depend_on_chunking():
     whole = generate_demo_records(1, 1, 300, TODAY)
     head, tail = generate_demo_records(1, 1, 120, TODAY), generate_demo_records(1, 121, 180, TODAY)
-    for (table, _, rows), (_, _, head_rows), (_, _, tail_rows) in zip(whole.tables(), head.tables(), tail.tables(), strict=True):
+    for (table, _, rows), (_, _, head_rows), (_, _, tail_rows) in zip(
+        whole.tables(), head.tables(), tail.tables(), strict=True
+    ):
         assert rows == head_rows + tail_rows, table
 
 
 def test_wealth_is_heavy_tailed_with_customers_in_every_band():
     profiles = [draw_demo_profile(1, number) for number in range(1, 20_001)]
-    bands = Counter(0 if p.aum < 50_000 else 1 if p.aum < 500_000 else 2 if p.aum < 10_000_000 else 3
-                    for p in profiles)
+    bands = Counter(0 if p.aum < 50_000 else 1 if p.aum < 500_000 else 2 if p.aum < 10_000_000 else 3 for p in profiles)
     share = {band: count / len(profiles) for band, count in bands.items()}
     assert 0.70 < share[0] < 0.80
     assert 0.16 < share[1] < 0.24
@@ -117,21 +129,33 @@ async def test_default_products_are_upserted_by_code(session):
     products = {p.code: p for p in await session.scalars(select(Product))}
     assert products.keys() == CATALOG.keys()
     assert (products["mortgage"].name, products["mortgage"].lever) == (CATALOG["mortgage"]["name"], Decimal(1))
-    assert await session.scalar(select(func.count()).select_from(Product).where(Product.eligibility.is_(None))) == \
-        sum(row["eligibility"] is None for row in CATALOG.values())
+    assert await session.scalar(select(func.count()).select_from(Product).where(Product.eligibility.is_(None))) == sum(
+        row["eligibility"] is None for row in CATALOG.values()
+    )
     assert products["credit_card_platinum"].eligibility == {
-        "all": [{"attr": "aum_avg_3m", "op": "gte", "value": 100000}]}
+        "all": [{"attr": "aum_avg_3m", "op": "gte", "value": 100000}]
+    }
 
 
 async def test_demo_bank_writes_what_the_generator_generates(session):
     result = await generate_demo_bank(session, customers=300, seed=1)
-    models = {"customer": Customer, "holding": Holding, "holding_balance": HoldingBalance,
-              "customer_aum_daily": CustomerAumDaily, "customer_activity_daily": CustomerActivityDaily,
-              "customer_event": CustomerEvent}
+    models = {
+        "customer": Customer,
+        "holding": Holding,
+        "holding_balance": HoldingBalance,
+        "customer_aum_daily": CustomerAumDaily,
+        "customer_activity_daily": CustomerActivityDaily,
+        "customer_event": CustomerEvent,
+    }
     stored = {table: await session.scalar(select(func.count()).select_from(model)) for table, model in models.items()}
-    assert stored == {"customer": result["customers"], "holding": result["holdings"],
-                      "holding_balance": result["holding_balances"], "customer_aum_daily": result["aum_days"],
-                      "customer_activity_daily": result["activity_days"], "customer_event": result["events"]}
+    assert stored == {
+        "customer": result["customers"],
+        "holding": result["holdings"],
+        "holding_balance": result["holding_balances"],
+        "customer_aum_daily": result["aum_days"],
+        "customer_activity_daily": result["activity_days"],
+        "customer_event": result["events"],
+    }
     assert result["customers"] == 300 and result["events"] > 0
     assert (result["first_external_id"], result["last_external_id"]) == ("C00000001", "C00000300")
 
@@ -153,9 +177,18 @@ async def test_second_demo_run_adds_customers_after_the_first(session):
 
 async def test_features_view_reads_sane_metrics_from_the_demo_bank(session):
     await generate_demo_bank(session, customers=300, seed=1)
-    features = (await session.execute(text(
-        "SELECT f.*, d.aum AS aum_today FROM customer_features f "
-        "LEFT JOIN customer_aum_daily d ON d.customer_id = f.customer_id AND d.day = current_date"))).mappings().all()
+    features = (
+        (
+            await session.execute(
+                text(
+                    "SELECT f.*, d.aum AS aum_today FROM customer_features f "
+                    "LEFT JOIN customer_aum_daily d ON d.customer_id = f.customer_id AND d.day = current_date"
+                )
+            )
+        )
+        .mappings()
+        .all()
+    )
     assert len(features) == 300
     catalog = set(await session.scalars(select(Product.code)))
     assert all(f["products_held_count"] >= 1 and set(f["held_products"]) <= catalog for f in features)
@@ -194,6 +227,10 @@ def test_twelve_month_ends_of_holdings_with_products_added_dropped_and_paused():
     assert dropped and {code for _, code in dropped} <= set(DROPPABLE)
     assert all(max(months[key]) < month_ends[-1] for key in dropped)  # not held at last month's end either
     added = [key for key in held_today if min(months[key]) > month_ends[0]]
-    paused = [key for key in held_today if len(months[key]) >= 3
-              and any(day not in months[key] for day in month_ends if min(months[key]) < day < max(months[key]))]
+    paused = [
+        key
+        for key in held_today
+        if len(months[key]) >= 3
+        and any(day not in months[key] for day in month_ends if min(months[key]) < day < max(months[key]))
+    ]
     assert len(added) > 100 and len(paused) > 20

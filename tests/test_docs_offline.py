@@ -15,7 +15,8 @@ from bench.harness import plain_dsn, serve
 from tests.browser import CHROMIUM, Browser
 
 needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="no chromium on PATH: `apt-get install -y chromium` (.ci/run installs it)")
+    CHROMIUM is None, reason="no chromium on PATH: `apt-get install -y chromium` (.ci/run installs it)"
+)
 OPERATIONS = sum(len(operations) for operations in create_app(Settings(environment="test")).openapi()["paths"].values())
 
 
@@ -26,8 +27,11 @@ def live_server(database_url):
 
 
 def _left_loopback(requests: list[str]) -> list[str]:
-    return [url for url in requests
-            if urlsplit(url).scheme not in ("data", "blob", "about") and urlsplit(url).hostname != "127.0.0.1"]
+    return [
+        url
+        for url in requests
+        if urlsplit(url).scheme not in ("data", "blob", "about") and urlsplit(url).hostname != "127.0.0.1"
+    ]
 
 
 @needs_chromium

@@ -18,17 +18,20 @@ from app.core.migrations import upgrade_to_head
 from bench.harness import create_key, plain_dsn, serve
 
 ROOT = Path(__file__).resolve().parents[1]
-GENERATOR = shutil.which("openapi-python-client", path=f"{Path(sys.executable).parent}{os.pathsep}"
-                                                        f"{os.environ.get('PATH', '')}")
-pytestmark = pytest.mark.skipif(GENERATOR is None, reason="openapi-python-client is not installed (a dev "
-                                                          "dependency: `make install` installs it)")
+GENERATOR = shutil.which(
+    "openapi-python-client", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+)
+pytestmark = pytest.mark.skipif(
+    GENERATOR is None, reason="openapi-python-client is not installed (a dev dependency: `make install` installs it)"
+)
 
 
 async def _seed(database_url: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     from app.core.db import create_sessionmaker
     from app.demo import load_default_products
     from app.tiering.policies import load_default_policies
-    from sqlalchemy.ext.asyncio import create_async_engine
 
     engine = create_async_engine(database_url)
     try:
@@ -46,9 +49,23 @@ def client_package(tmp_path_factory):
     out = tmp_path_factory.mktemp("generated")
     env = {**os.environ, "XDG_RUNTIME_DIR": str(out)}  # else platformdirs warns about its absence, not the spec
     result = subprocess.run(
-        [GENERATOR, "generate", "--path", str(ROOT / "openapi" / "openapi.json"), "--meta", "none",
-         "--output-path", str(out / "tierwise_client"), "--config", str(ROOT / "openapi" / "openapi-python-client.yaml")],
-        capture_output=True, text=True, env=env, timeout=120)
+        [
+            GENERATOR,
+            "generate",
+            "--path",
+            str(ROOT / "openapi" / "openapi.json"),
+            "--meta",
+            "none",
+            "--output-path",
+            str(out / "tierwise_client"),
+            "--config",
+            str(ROOT / "openapi" / "openapi-python-client.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     printed = result.stdout + result.stderr
     assert result.returncode == 0, printed
     assert "warning" not in printed.lower() and "error" not in printed.lower(), printed
@@ -73,28 +90,44 @@ def live(scratch_database):
 
 
 def test_generated_client_runs_the_integration_flow_with_typed_errors(client_package, live):
-    from tierwise_client import AuthenticatedClient
+    from tierwise_client import AuthenticatedClient, models
     from tierwise_client.api.customers import get_customer, replace_holdings, upsert_customer
     from tierwise_client.api.feedback import ingest_feedback_events
     from tierwise_client.api.recommendations import get_recommendations
     from tierwise_client.api.reports import tier_distribution
     from tierwise_client.api.tiers import get_customer_tiers
-    from tierwise_client import models
 
     base, key = live
-    api = AuthenticatedClient(base_url=base, token=key, prefix="", auth_header_name="X-API-Key",
-                              raise_on_unexpected_status=True)
+    api = AuthenticatedClient(
+        base_url=base, token=key, prefix="", auth_header_name="X-API-Key", raise_on_unexpected_status=True
+    )
     now = datetime.now(UTC).replace(microsecond=0)
     with api:
-        created = upsert_customer.sync_detailed("GEN-0001", client=api, body=models.CustomerUpsert(
-            segment=models.Segment.RETAIL, onboarded_at=now - timedelta(days=3000), birth_date=date(1979, 4, 12),
-            risk_level=4, risk_assessed_at=now - timedelta(days=10), marketing_consent=True))
+        created = upsert_customer.sync_detailed(
+            "GEN-0001",
+            client=api,
+            body=models.CustomerUpsert(
+                segment=models.Segment.RETAIL,
+                onboarded_at=now - timedelta(days=3000),
+                birth_date=date(1979, 4, 12),
+                risk_level=4,
+                risk_assessed_at=now - timedelta(days=10),
+                marketing_consent=True,
+            ),
+        )
         assert created.status_code == 201 and isinstance(created.parsed, models.CustomerRead)
         assert created.parsed.segment == models.Segment.RETAIL
 
-        holdings = replace_holdings.sync("GEN-0001", client=api, body=models.HoldingsPut(holdings=[
-            models.HoldingIn(product_code="current_account", balance="8450.2", as_of=date.today()),
-            models.HoldingIn(product_code="term_deposit_12m", balance="650000.00", as_of=date.today())]))
+        holdings = replace_holdings.sync(
+            "GEN-0001",
+            client=api,
+            body=models.HoldingsPut(
+                holdings=[
+                    models.HoldingIn(product_code="current_account", balance="8450.2", as_of=date.today()),
+                    models.HoldingIn(product_code="term_deposit_12m", balance="650000.00", as_of=date.today()),
+                ]
+            ),
+        )
         assert isinstance(holdings, models.HoldingsRead)
         assert sorted(h.balance for h in holdings.holdings) == ["650000.00", "8450.20"]
 
@@ -109,10 +142,20 @@ def test_generated_client_runs_the_integration_flow_with_typed_errors(client_pac
         assert all(reason.code is not None for reason in first.reasons)
         assert all(isinstance(f.filter_, models.FilterReason) for f in offers.filtered_out)
 
-        feedback = ingest_feedback_events.sync(client=api, body=models.FeedbackEventBatch(events=[
-            models.FeedbackEventIn(event_id="gen-fb-1", recommendation_id=first.recommendation_id,
-                                   customer_id="GEN-0001", type_=models.FeedbackEventType.IMPRESSION,
-                                   occurred_at=now)]))
+        feedback = ingest_feedback_events.sync(
+            client=api,
+            body=models.FeedbackEventBatch(
+                events=[
+                    models.FeedbackEventIn(
+                        event_id="gen-fb-1",
+                        recommendation_id=first.recommendation_id,
+                        customer_id="GEN-0001",
+                        type_=models.FeedbackEventType.IMPRESSION,
+                        occurred_at=now,
+                    )
+                ]
+            ),
+        )
         assert isinstance(feedback, models.FeedbackBatchResult) and feedback.accepted == 1
 
         report = tier_distribution.sync(client=api, policy="wealth")
@@ -123,8 +166,13 @@ def test_generated_client_runs_the_integration_flow_with_typed_errors(client_pac
         assert missing.status_code == 404 and isinstance(missing.parsed, models.Problem)
         assert missing.parsed.status == 404 and missing.parsed.title == "Not found"
 
-        refused = replace_holdings.sync_detailed("GEN-0001", client=api, body=models.HoldingsPut(holdings=[
-            models.HoldingIn(product_code="no_such_product", balance="1.00", as_of=date.today())]))
+        refused = replace_holdings.sync_detailed(
+            "GEN-0001",
+            client=api,
+            body=models.HoldingsPut(
+                holdings=[models.HoldingIn(product_code="no_such_product", balance="1.00", as_of=date.today())]
+            ),
+        )
         assert refused.status_code == 422 and isinstance(refused.parsed, models.Problem)
         assert refused.parsed.errors[0].pointer == "/holdings/0/product_code"
 
@@ -136,8 +184,10 @@ def test_generated_client_sends_the_ndjson_import(client_package, live):
     from tierwise_client.types import File
 
     base, key = live
-    lines = (b'{"external_id": "GEN-IMP-1", "segment": "retail", "onboarded_at": "2020-01-15T00:00:00Z"}\n'
-             b'{"external_id": "GEN-IMP-2", "segment": "martian", "onboarded_at": "2020-01-15T00:00:00Z"}\n')
+    lines = (
+        b'{"external_id": "GEN-IMP-1", "segment": "retail", "onboarded_at": "2020-01-15T00:00:00Z"}\n'
+        b'{"external_id": "GEN-IMP-2", "segment": "martian", "onboarded_at": "2020-01-15T00:00:00Z"}\n'
+    )
     with AuthenticatedClient(base_url=base, token=key, prefix="", auth_header_name="X-API-Key") as api:
         result = import_customers.sync(client=api, body=File(payload=io.BytesIO(lines)))
     assert isinstance(result, ImportResult) and (result.created, result.rejected) == (1, 1)

@@ -26,7 +26,7 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: from the importer's package, up level - 1
-                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
             for alias in node.names:
                 submodule = f"{base}.{alias.name}"
@@ -81,8 +81,13 @@ def test_no_import_cycle_in_app():
 
 
 def test_the_core_imports_no_domain():
-    outside = {(name, target) for name, targets in _graph().items() if name.startswith("app.core")
-               for target in targets if not target.startswith("app.core")}
+    outside = {
+        (name, target)
+        for name, targets in _graph().items()
+        if name.startswith("app.core")
+        for target in targets
+        if not target.startswith("app.core")
+    }
     assert outside == set()
 
 

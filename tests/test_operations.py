@@ -54,8 +54,9 @@ async def test_missing_key_is_401_and_wrong_scope_is_403(client, as_role):
 
 async def test_oversized_body_is_413_problem_json(client, as_role):
     big = b"{" + b" " * 2_000_000 + b"}"
-    response = await client.post("/v1/api-keys", content=big,
-                                 headers={**as_role("admin"), "Content-Type": "application/json"})
+    response = await client.post(
+        "/v1/api-keys", content=big, headers={**as_role("admin"), "Content-Type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
 
@@ -118,5 +119,6 @@ async def test_a_scheduled_job_runs_again_after_a_failed_round(monkeypatch, capl
         await schedule.run_every(10, job, "offer states refreshed")
     assert rounds == [0, 1, 2, 3] and sleeps == [600] * 4  # the failed second round did not end the loop
     messages = [(r.levelname, r.getMessage()) for r in caplog.records]
-    assert ("ERROR", "offer states refreshed: failed") in messages and \
-        messages.count(("INFO", "offer states refreshed")) == 2
+    assert ("ERROR", "offer states refreshed: failed") in messages and messages.count(
+        ("INFO", "offer states refreshed")
+    ) == 2

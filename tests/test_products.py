@@ -15,8 +15,14 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def product_body(code: str, **overrides) -> dict:
-    body = {"code": code, "name": f"Product {code}", "category": "deposit", "risk_level": 1,
-            "min_amount": "1000.00", "channels": ["mobile", "web"]}
+    body = {
+        "code": code,
+        "name": f"Product {code}",
+        "category": "deposit",
+        "risk_level": 1,
+        "min_amount": "1000.00",
+        "channels": ["mobile", "web"],
+    }
     body.update(overrides)
     return body
 
@@ -63,11 +69,20 @@ async def walk(client, headers, query: str, limit: int = 500) -> list[list[dict]
 
 
 async def test_created_product_is_returned_with_every_field_and_readable_by_code(client, admin, as_role):
-    body = product_body("td-12m", name="12-month term deposit", min_amount="12345678901234.56",
-                        channels=["mobile", "web", "branch"], active_from="2026-01-01T00:00:00+02:00",
-                        active_to="2026-12-31T23:59:59Z", value_weight="1.2", lever="0.75",
-                        target_tiers=["mass", "affluent"], is_service=False, description="Fixed rate.",
-                        eligibility={"all": [{"attr": "age", "op": "gte", "value": 18}]})
+    body = product_body(
+        "td-12m",
+        name="12-month term deposit",
+        min_amount="12345678901234.56",
+        channels=["mobile", "web", "branch"],
+        active_from="2026-01-01T00:00:00+02:00",
+        active_to="2026-12-31T23:59:59Z",
+        value_weight="1.2",
+        lever="0.75",
+        target_tiers=["mass", "affluent"],
+        is_service=False,
+        description="Fixed rate.",
+        eligibility={"all": [{"attr": "age", "op": "gte", "value": 18}]},
+    )
     created = await client.post("/v1/products", json=body, headers=admin)
     assert created.status_code == 201, created.text
     product = created.json()
@@ -86,8 +101,13 @@ async def test_created_product_is_returned_with_every_field_and_readable_by_code
 
 
 async def test_defaults_apply_when_optional_fields_are_omitted(client, admin):
-    minimal = {"code": "card-basic", "name": "Basic debit card", "category": "card", "risk_level": 1,
-               "channels": ["branch"]}
+    minimal = {
+        "code": "card-basic",
+        "name": "Basic debit card",
+        "category": "card",
+        "risk_level": 1,
+        "channels": ["branch"],
+    }
     product = (await client.post("/v1/products", json=minimal, headers=admin)).json()
     assert Decimal(product["min_amount"]) == 0
     assert Decimal(product["value_weight"]) == 1 and Decimal(product["lever"]) == 1
@@ -127,8 +147,12 @@ async def test_unknown_code_is_404_problem_json_on_every_route(client, admin):
 
 async def test_patch_changes_only_the_given_fields_and_moves_updated_at(client, admin, create_product):
     before = await create_product("td-6m", description="Six months.", target_tiers=["mass"])
-    patch = {"name": "6-month term deposit", "lever": "1.5", "channels": ["mobile"],
-             "active_to": "2027-06-30T23:59:59Z"}
+    patch = {
+        "name": "6-month term deposit",
+        "lever": "1.5",
+        "channels": ["mobile"],
+        "active_to": "2027-06-30T23:59:59Z",
+    }
     response = await client.patch("/v1/products/td-6m", json=patch, headers=admin)
     assert response.status_code == 200, response.text
     after = response.json()
@@ -141,10 +165,10 @@ async def test_patch_changes_only_the_given_fields_and_moves_updated_at(client, 
 
 
 async def test_patch_null_clears_window_and_eligibility_but_not_required_fields(client, admin, create_product):
-    await create_product("loan-car", category="loan", active_from="2026-01-01T00:00:00Z",
-                         eligibility={"always": True})
-    cleared = await client.patch("/v1/products/loan-car", json={"active_from": None, "eligibility": None},
-                                 headers=admin)
+    await create_product("loan-car", category="loan", active_from="2026-01-01T00:00:00Z", eligibility={"always": True})
+    cleared = await client.patch(
+        "/v1/products/loan-car", json={"active_from": None, "eligibility": None}, headers=admin
+    )
     assert cleared.status_code == 200, cleared.text
     assert cleared.json()["active_from"] is None and cleared.json()["eligibility"] is None
     refused = await client.patch("/v1/products/loan-car", json={"name": None, "channels": None}, headers=admin)
@@ -154,11 +178,14 @@ async def test_patch_null_clears_window_and_eligibility_but_not_required_fields(
 
 async def test_patch_checks_the_window_against_stored_values(client, admin, create_product):
     await create_product("ins-travel", category="insurance", active_from="2026-03-01T00:00:00Z")
-    response = await client.patch("/v1/products/ins-travel", json={"active_to": "2026-02-01T00:00:00Z"},
-                                  headers=admin)
+    response = await client.patch("/v1/products/ins-travel", json={"active_to": "2026-02-01T00:00:00Z"}, headers=admin)
     assert_problem(response, 422, pointer="/active_to")
-    for invalid, pointer in (({"risk_level": 0}, "/risk_level"), ({"code": "renamed"}, "/code"),
-                             ({"channels": []}, "/channels"), ({"active_to": "2026-05-01T00:00:00"}, "/active_to")):
+    for invalid, pointer in (
+        ({"risk_level": 0}, "/risk_level"),
+        ({"code": "renamed"}, "/code"),
+        ({"channels": []}, "/channels"),
+        ({"active_to": "2026-05-01T00:00:00"}, "/active_to"),
+    ):
         response = await client.patch("/v1/products/ins-travel", json=invalid, headers=admin)
         assert_problem(response, 422, pointer=pointer)
     assert (await client.get("/v1/products/ins-travel", headers=admin)).json()["active_to"] is None
@@ -215,27 +242,30 @@ async def test_list_refuses_bad_query_parameters(client, admin):
     assert_problem(await client.get("/v1/products?limit=0", headers=admin), 422, parameter="limit")
 
 
-@pytest.mark.parametrize(("overrides", "pointer"), [
-    ({"category": "crypto"}, "/category"),
-    ({"risk_level": 6}, "/risk_level"),
-    ({"min_amount": "-0.01"}, "/min_amount"),
-    ({"min_amount": "10.005"}, "/min_amount"),
-    ({"channels": []}, "/channels"),
-    ({"channels": ["mobile", "mobile"]}, "/channels"),
-    ({"channels": ["sms"]}, "/channels/0"),
-    ({"active_from": "2026-06-01T00:00:00Z", "active_to": "2026-05-01T00:00:00Z"}, "/active_to"),
-    ({"active_from": "2026-06-01T00:00:00Z", "active_to": "2026-06-01T00:00:00Z"}, "/active_to"),
-    ({"active_from": "2026-06-01T00:00:00"}, "/active_from"),
-    ({"colour": "gold"}, "/colour"),
-    ({"code": "Has Spaces"}, "/code"),
-    ({"code": "x"}, "/code"),
-    ({"name": ""}, "/name"),
-    ({"value_weight": "0"}, "/value_weight"),
-    ({"lever": "100.01"}, "/lever"),
-    ({"target_tiers": ["gold tier"]}, "/target_tiers/0"),
-    ({"eligibility": ["not", "an", "object"]}, "/eligibility"),
-    ({"description": "x" * 2001}, "/description"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "pointer"),
+    [
+        ({"category": "crypto"}, "/category"),
+        ({"risk_level": 6}, "/risk_level"),
+        ({"min_amount": "-0.01"}, "/min_amount"),
+        ({"min_amount": "10.005"}, "/min_amount"),
+        ({"channels": []}, "/channels"),
+        ({"channels": ["mobile", "mobile"]}, "/channels"),
+        ({"channels": ["sms"]}, "/channels/0"),
+        ({"active_from": "2026-06-01T00:00:00Z", "active_to": "2026-05-01T00:00:00Z"}, "/active_to"),
+        ({"active_from": "2026-06-01T00:00:00Z", "active_to": "2026-06-01T00:00:00Z"}, "/active_to"),
+        ({"active_from": "2026-06-01T00:00:00"}, "/active_from"),
+        ({"colour": "gold"}, "/colour"),
+        ({"code": "Has Spaces"}, "/code"),
+        ({"code": "x"}, "/code"),
+        ({"name": ""}, "/name"),
+        ({"value_weight": "0"}, "/value_weight"),
+        ({"lever": "100.01"}, "/lever"),
+        ({"target_tiers": ["gold tier"]}, "/target_tiers/0"),
+        ({"eligibility": ["not", "an", "object"]}, "/eligibility"),
+        ({"description": "x" * 2001}, "/description"),
+    ],
+)
 async def test_invalid_product_is_422_pointing_at_the_field(client, admin, overrides, pointer):
     body = {**product_body("bad-product"), **overrides}
     response = await client.post("/v1/products", json=body, headers=admin)
@@ -255,25 +285,48 @@ async def test_app_and_integration_keys_read_but_cannot_write(client, as_role, c
 
 
 async def test_requests_without_a_key_are_401(client):
-    for method, path, kwargs in (("GET", "/v1/products", {}), ("GET", "/v1/products/td-12m", {}),
-                                 ("POST", "/v1/products", {"json": product_body("td-1m")}),
-                                 ("PATCH", "/v1/products/td-12m", {"json": {"lever": "2"}}),
-                                 ("DELETE", "/v1/products/td-12m", {})):
+    for method, path, kwargs in (
+        ("GET", "/v1/products", {}),
+        ("GET", "/v1/products/td-12m", {}),
+        ("POST", "/v1/products", {"json": product_body("td-1m")}),
+        ("PATCH", "/v1/products/td-12m", {"json": {"lever": "2"}}),
+        ("DELETE", "/v1/products/td-12m", {}),
+    ):
         response = await client.request(method, path, **kwargs)
         assert_problem(response, 401)
         assert response.headers["www-authenticate"] == "ApiKey"
 
 
 async def test_eligibility_is_checked_against_the_attribute_catalog(client, admin):
-    unknown = await client.post("/v1/products", headers=admin, json=product_body(
-        "elig_unknown", eligibility={"all": [{"attr": "aum", "op": "gte", "value": 1000},
-                                             {"attr": "wealthiness", "op": "gte", "value": 1}]}))
+    unknown = await client.post(
+        "/v1/products",
+        headers=admin,
+        json=product_body(
+            "elig_unknown",
+            eligibility={
+                "all": [{"attr": "aum", "op": "gte", "value": 1000}, {"attr": "wealthiness", "op": "gte", "value": 1}]
+            },
+        ),
+    )
     assert_problem(unknown, 422, pointer="/eligibility/all/1/attr")
-    wrong_type = await client.post("/v1/products", headers=admin, json=product_body(
-        "elig_type", eligibility={"attr": "segment", "op": "eq", "value": 5}))
+    wrong_type = await client.post(
+        "/v1/products",
+        headers=admin,
+        json=product_body("elig_type", eligibility={"attr": "segment", "op": "eq", "value": 5}),
+    )
     assert_problem(wrong_type, 422, pointer="/eligibility/value")
-    good = await client.post("/v1/products", headers=admin, json=product_body(
-        "elig_ok", eligibility={"any": [{"attr": "segment", "op": "eq", "value": "small_business"},
-                                        {"attr": "aum_avg_3m", "op": "between", "value": [1000, 5000]}]}))
+    good = await client.post(
+        "/v1/products",
+        headers=admin,
+        json=product_body(
+            "elig_ok",
+            eligibility={
+                "any": [
+                    {"attr": "segment", "op": "eq", "value": "small_business"},
+                    {"attr": "aum_avg_3m", "op": "between", "value": [1000, 5000]},
+                ]
+            },
+        ),
+    )
     assert good.status_code == 201, good.text
     assert good.json()["eligibility"]["any"][1]["value"] == [1000, 5000]

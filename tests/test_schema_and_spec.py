@@ -41,8 +41,15 @@ def test_downgrade_to_empty_and_upgrade_again(scratch_database):
 
     upgrade_to_head(url)
     command.downgrade(alembic_config(url), "base")
-    assert asyncio.run(scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
-                              "AND table_name <> 'alembic_version'")) == 0
+    assert (
+        asyncio.run(
+            scalar(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
+                "AND table_name <> 'alembic_version'"
+            )
+        )
+        == 0
+    )
     upgrade_to_head(url)
     assert asyncio.run(scalar("SELECT count(*) FROM customer_features")) == 0
 

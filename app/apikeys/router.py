@@ -5,50 +5,76 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, status
 
 from app.apikeys import service
-from app.audit import service as audit_service
 from app.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
+from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.security import Scope, require_scope
 from app.core.strict import BIGINT_MAX, ParamInteger, QueryBoolean
 
-router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"], dependencies=[require_scope(Scope.ADMIN)],
-                   responses=problem_responses(401, 403))
+router = APIRouter(
+    prefix="/v1/api-keys",
+    tags=["api-keys"],
+    dependencies=[require_scope(Scope.ADMIN)],
+    responses=problem_responses(401, 403),
+)
 
 
-@router.post("", summary="Create an API key", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated,
-             responses=problem_responses(422))
+@router.post(
+    "",
+    summary="Create an API key",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreated,
+    responses=problem_responses(422),
+)
 async def create_api_key(body: ApiKeyCreate, session: SessionDep, request: Request) -> ApiKeyCreated:
     """Create a key for a calling system. The key is in this response only; store it in a secret manager."""
     row, key = await service.create_api_key(session, body.name, body.role, request.app.state.settings.api_key_pepper)
-    await audit_service.record(session, request.state.principal.name, "api_key.create", "api_key", row.id,
-                               None, _audit_snapshot(row))
+    await audit_service.record(
+        session, request.state.principal.name, "api_key.create", "api_key", row.id, None, _audit_snapshot(row)
+    )
     return ApiKeyCreated(**_read(row, request).model_dump(), key=key)
 
 
 @router.get("", summary="List API keys", response_model=list[ApiKeyRead])
-async def list_api_keys(session: SessionDep, request: Request, include_revoked: QueryBoolean = False
-                        ) -> list[ApiKeyRead]:
+async def list_api_keys(
+    session: SessionDep, request: Request, include_revoked: QueryBoolean = False
+) -> list[ApiKeyRead]:
     """Every key's name, role and scopes; never the key or its hash."""
     return [_read(row, request) for row in await service.list_api_keys(session, include_revoked)]
 
 
 @router.delete("/{key_id}", summary="Revoke an API key", response_model=ApiKeyRead, responses=problem_responses(404))
-async def revoke_api_key(key_id: Annotated[ParamInteger(1, BIGINT_MAX), Path(examples=[3])], session: SessionDep,
-                         request: Request) -> ApiKeyRead:
+async def revoke_api_key(
+    key_id: Annotated[ParamInteger(1, BIGINT_MAX), Path(examples=[3])], session: SessionDep, request: Request
+) -> ApiKeyRead:
     """Revoke a key. It stops working at once on this instance and within `TIERWISE_API_KEY_CACHE_SECONDS`
     (default 5) on every other one."""
     row = await service.revoke_api_key(session, key_id)
     request.app.state.principal_cache.clear()
-    await audit_service.record(session, request.state.principal.name, "api_key.revoke", "api_key", row.id,
-                               {**_audit_snapshot(row), "revoked": False}, {**_audit_snapshot(row), "revoked": True})
+    await audit_service.record(
+        session,
+        request.state.principal.name,
+        "api_key.revoke",
+        "api_key",
+        row.id,
+        {**_audit_snapshot(row), "revoked": False},
+        {**_audit_snapshot(row), "revoked": True},
+    )
     return _read(row, request)
 
 
 def _read(row, request: Request) -> ApiKeyRead:
     """A key as shown: its scopes are its role's, as this instance grants them now."""
-    return ApiKeyRead(id=row.id, name=row.name, role=row.role, scopes=sorted(request.app.state.role_scopes[row.role]),
-                      lookup_id=row.lookup_id, created_at=row.created_at, revoked_at=row.revoked_at)
+    return ApiKeyRead(
+        id=row.id,
+        name=row.name,
+        role=row.role,
+        scopes=sorted(request.app.state.role_scopes[row.role]),
+        lookup_id=row.lookup_id,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
 
 
 def _audit_snapshot(row) -> dict:

@@ -8,13 +8,21 @@ from typing_extensions import TypeAliasType
 
 from app.core.security import Scope
 
-Role = TypeAliasType("Role", Annotated[Literal["app", "integration", "admin"], Field(
-    description="A preset of scopes: app (mobile backend), integration (core-banking feeds), admin (everything).")])
+Role = TypeAliasType(
+    "Role",
+    Annotated[
+        Literal["app", "integration", "admin"],
+        Field(
+            description="A preset of scopes: app (mobile backend), integration (core-banking feeds), admin (everything)."
+        ),
+    ],
+)
 
 
 class ApiKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"name": "mobile-backend-prod", "role": "app"}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "mobile-backend-prod", "role": "app"}]}
+    )
 
     name: str = Field(min_length=1, max_length=100, description="Who uses the key, e.g. the calling system.")
     role: Role = Field(description="A preset: app (mobile backend), integration (core-banking feeds) or admin.")

@@ -68,8 +68,13 @@ class PrincipalCache:
         self.entries.clear()
 
 
-async def resolve_principal(session: AsyncSession | Any, key: str, pepper: str, cache: PrincipalCache | None = None,
-                            role_scopes: dict[str, frozenset] = ROLE_SCOPES) -> Principal | None:
+async def resolve_principal(
+    session: AsyncSession | Any,
+    key: str,
+    pepper: str,
+    cache: PrincipalCache | None = None,
+    role_scopes: dict[str, frozenset] = ROLE_SCOPES,
+) -> Principal | None:
     """The principal of an active key, with its role's scopes, comparing hashes in constant time; None when unknown
     or revoked. `session`: the request's session, or a driver connection (the hot reads have no session)."""
     lookup = lookup_id_of(key)
@@ -83,8 +88,9 @@ async def resolve_principal(session: AsyncSession | Any, key: str, pepper: str, 
     row = await connection.fetchrow(_PRINCIPAL_SQL, lookup)
     if row is None or not hmac.compare_digest(row["key_hash"], digest):
         return None
-    principal = Principal(key_id=row["id"], name=row["name"], role=row["role"],
-                          scopes=role_scopes.get(row["role"], frozenset()))
+    principal = Principal(
+        key_id=row["id"], name=row["name"], role=row["role"], scopes=role_scopes.get(row["role"], frozenset())
+    )
     if cache is not None:
         cache.put(digest, principal)
     return principal

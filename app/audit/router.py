@@ -12,8 +12,9 @@ from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, en
 from app.core.security import Scope, require_scope
 from app.core.strict import Timestamp
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[require_scope(Scope.ADMIN)],
-                   responses=problem_responses(401, 403))
+router = APIRouter(
+    prefix="/v1/audit", tags=["audit"], dependencies=[require_scope(Scope.ADMIN)], responses=problem_responses(401, 403)
+)
 
 Name = Annotated[str | None, Query(max_length=100)]
 
@@ -34,8 +35,16 @@ async def list_audit_events(
 
     Newest first; follow `next_cursor` for older events. Snapshots never hold keys or personal data.
     """
-    rows = await service.list_events(session, action=action, entity=entity, entity_key=entity_key, actor=actor,
-                                     since=from_, until=to, before_id=decode_cursor(cursor), limit=limit)
+    rows = await service.list_events(
+        session,
+        action=action,
+        entity=entity,
+        entity_key=entity_key,
+        actor=actor,
+        since=from_,
+        until=to,
+        before_id=decode_cursor(cursor),
+        limit=limit,
+    )
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    return Page[AuditEventRead](items=[AuditEventRead.model_validate(r) for r in rows[:limit]],
-                                next_cursor=next_cursor)
+    return Page[AuditEventRead](items=[AuditEventRead.model_validate(r) for r in rows[:limit]], next_cursor=next_cursor)

@@ -10,20 +10,34 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.models import AuditEvent
 
 
-async def record(session: AsyncSession, actor: str, action: str, entity: str, key: str | int,
-                 before: dict[str, Any] | None, after: dict[str, Any] | None) -> AuditEvent:
+async def record(
+    session: AsyncSession,
+    actor: str,
+    action: str,
+    entity: str,
+    key: str | int,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> AuditEvent:
     """Add one audit event (e.g. action "product.update", entity "product", key "td-12m") to the session."""
-    event = AuditEvent(actor=actor, action=action, entity_type=entity, entity_key=str(key), before=before,
-                       after=after)
+    event = AuditEvent(actor=actor, action=action, entity_type=entity, entity_key=str(key), before=before, after=after)
     session.add(event)
     await session.flush()
     return event
 
 
-async def list_events(session: AsyncSession, *, action: str | None = None, entity: str | None = None,
-                      entity_key: str | None = None, actor: str | None = None, since: datetime | None = None,
-                      until: datetime | None = None, before_id: int | None = None,
-                      limit: int) -> list[AuditEvent]:
+async def list_events(
+    session: AsyncSession,
+    *,
+    action: str | None = None,
+    entity: str | None = None,
+    entity_key: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_id: int | None = None,
+    limit: int,
+) -> list[AuditEvent]:
     """Events newest first, filtered; `before_id` continues a page (ids only grow)."""
     query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit + 1)
     if action is not None:

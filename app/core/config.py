@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     @classmethod
     def comma_separated(cls, value):
         return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
     # Secrets at rest (webhook signing secrets, stored idempotent responses) are sealed with AES-256-GCM under this
     # key: base64url of 32 random bytes (`python -c "import secrets; print(secrets.token_urlsafe(32))"`).
     encryption_key: str = DEVELOPMENT_ENCRYPTION_KEY
@@ -122,8 +123,10 @@ class Settings(BaseSettings):
             if not self.database_url:
                 raise ValueError("TIERWISE_DATABASE_URL is required in production")
             if any(network.prefixlen == 0 for network in self.trusted_proxies):
-                raise ValueError("TIERWISE_TRUSTED_PROXIES must name the proxies: trusting every address lets any "
-                                 "client choose the address its failed authentications count against")
+                raise ValueError(
+                    "TIERWISE_TRUSTED_PROXIES must name the proxies: trusting every address lets any "
+                    "client choose the address its failed authentications count against"
+                )
             if self.encryption_key == DEVELOPMENT_ENCRYPTION_KEY:
                 raise ValueError("TIERWISE_ENCRYPTION_KEY must be set in production (base64url of 32 random bytes)")
         from app.core.crypto import key_bytes

@@ -38,8 +38,11 @@ def create_engine(url: str, settings: Settings, *, batch: bool = False) -> Async
         # No ping per checkout (a round trip per request): a lost connection is detected on use, SQLAlchemy then
         # invalidates the pool, the request gets a 503 and the next ones connect afresh.
         pool_pre_ping=False,
-        connect_args={"server_settings": server_settings(settings), "timeout": settings.db_connect_timeout_s,
-                      "command_timeout": None if batch else settings.db_command_timeout_s},
+        connect_args={
+            "server_settings": server_settings(settings),
+            "timeout": settings.db_connect_timeout_s,
+            "command_timeout": None if batch else settings.db_command_timeout_s,
+        },
         hide_parameters=True,  # an error's text never quotes a statement's values (they are personal data)
     )
     event.listen(engine.sync_engine, "handle_error", _drop_connection_on_timeout)
@@ -147,10 +150,15 @@ async def create_read_pool(engine: AsyncEngine, settings: Settings) -> asyncpg.P
     the planner, estimating rows for an average customer, built a hash table of the product catalog on every
     recommendation (bench/HISTORY.md)."""
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return await asyncpg.create_pool(dsn, min_size=settings.read_pool_size, max_size=settings.read_pool_size,
-                                     server_settings={**server_settings(settings), **HOT_PLANNER_SETTINGS},
-                                     timeout=settings.db_connect_timeout_s, command_timeout=settings.read_timeout_s,
-                                     reset=_keep_session)
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=settings.read_pool_size,
+        max_size=settings.read_pool_size,
+        server_settings={**server_settings(settings), **HOT_PLANNER_SETTINGS},
+        timeout=settings.db_connect_timeout_s,
+        command_timeout=settings.read_timeout_s,
+        reset=_keep_session,
+    )
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:

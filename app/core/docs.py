@@ -17,19 +17,25 @@ router = APIRouter(include_in_schema=False)
 @router.get("/docs")
 async def swagger_ui() -> HTMLResponse:
     # validatorUrl None: Swagger UI would otherwise load a badge from its public validator
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="Tierwise - Swagger UI",
-                               swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
-                               swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
-                               swagger_favicon_url=f"{ASSETS_URL}/favicon-32x32.png",
-                               swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True,
-                                                      "displayOperationId": True})
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="Tierwise - Swagger UI",
+        swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
+        swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
+        swagger_favicon_url=f"{ASSETS_URL}/favicon-32x32.png",
+        swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True, "displayOperationId": True},
+    )
 
 
 @router.get("/redoc")
 async def redoc() -> HTMLResponse:
-    return get_redoc_html(openapi_url="/openapi.json", title="Tierwise - ReDoc",
-                          redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
-                          redoc_favicon_url=f"{ASSETS_URL}/favicon-32x32.png", with_google_fonts=False)
+    return get_redoc_html(
+        openapi_url="/openapi.json",
+        title="Tierwise - ReDoc",
+        redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
+        redoc_favicon_url=f"{ASSETS_URL}/favicon-32x32.png",
+        with_google_fonts=False,
+    )
 
 
 def install_docs(app: FastAPI) -> None:

@@ -28,8 +28,14 @@ class AppError(Exception):
     title: str = "Bad request"
     slug: str = "bad-request"
 
-    def __init__(self, detail: str | None = None, *, errors: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.errors = errors
@@ -86,8 +92,17 @@ class ServiceUnavailable(AppError):
     status, title, slug = 503, "Service unavailable", "service-unavailable"
 
 
-def problem(status: int, title: str, detail: str, slug: str, *, errors: list | None = None,
-            headers: dict[str, str] | None = None, instance: str | None = None, **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    slug: str,
+    *,
+    errors: list | None = None,
+    headers: dict[str, str] | None = None,
+    instance: str | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body: dict[str, Any] = {"type": PROBLEM_TYPE_BASE + slug, "title": title, "status": status, "detail": detail}
     if instance:
         body["instance"] = instance
@@ -130,8 +145,16 @@ def _describe(errors: list[dict[str, Any]]) -> str:
 
 
 async def handle_app_error(request: Request, exc: AppError) -> JSONResponse:
-    return problem(exc.status, exc.title, exc.detail, exc.slug, errors=exc.errors, headers=exc.headers,
-                   instance=request.url.path, **exc.extra)
+    return problem(
+        exc.status,
+        exc.title,
+        exc.detail,
+        exc.slug,
+        errors=exc.errors,
+        headers=exc.headers,
+        instance=request.url.path,
+        **exc.extra,
+    )
 
 
 def _malformed_json_pointer(document: str, position: int) -> str:
@@ -147,9 +170,9 @@ def _malformed_json_pointer(document: str, position: int) -> str:
                 end += 2 if document[end] == "\\" else 1
             if frames and frames[-1][0] == "{" and not frames[-1][2]:
                 try:
-                    key = json.loads(document[i:end + 1])
+                    key = json.loads(document[i : end + 1])
                 except ValueError:
-                    key = document[i + 1:end]
+                    key = document[i + 1 : end]
             i = end + 1
             continue
         if char in "{[":
@@ -164,7 +187,7 @@ def _malformed_json_pointer(document: str, position: int) -> str:
             else:
                 frames[-1][2] = False
         i += 1
-    if frames and frames[-1][0] == "[" and document[position:position + 1] == "]":
+    if frames and frames[-1][0] == "[" and document[position : position + 1] == "]":
         frames[-1][2] = False  # a trailing comma: the array itself is at fault, not an item it lacks
     parts = [str(member).replace("~", "~0").replace("/", "~1") for _, member, in_value in frames if in_value]
     return "".join("/" + part for part in parts)
@@ -178,15 +201,17 @@ def _json_decode_errors(exc: RequestValidationError, errors: list[dict[str, Any]
             line = exc.body.count("\n", 0, position) + 1
             column = position - (exc.body.rfind("\n", 0, position) + 1) + 1
             error["pointer"] = _malformed_json_pointer(exc.body, position)
-            error["detail"] = (f"malformed JSON: {raw.get('ctx', {}).get('error', 'invalid')} "
-                               f"(line {line}, column {column})")
+            error["detail"] = (
+                f"malformed JSON: {raw.get('ctx', {}).get('error', 'invalid')} (line {line}, column {column})"
+            )
     return errors
 
 
 async def handle_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = _json_decode_errors(exc, validation_errors(exc.errors()))
-    return problem(422, "Validation failed", _describe(errors), "validation-failed", errors=errors,
-                   instance=request.url.path)
+    return problem(
+        422, "Validation failed", _describe(errors), "validation-failed", errors=errors, instance=request.url.path
+    )
 
 
 MAX_BODY_DEPTH = 64
@@ -241,12 +266,24 @@ async def _body_too_deep(request: Request, exc: StarletteHTTPException) -> Inval
 async def handle_http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 400 and (too_deep := await _body_too_deep(request, exc)) is not None:
         return await handle_app_error(request, too_deep)
-    titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 403: "Forbidden",
-              413: "Payload too large", 400: "Bad request"}
+    titles = {
+        404: "Not found",
+        405: "Method not allowed",
+        401: "Unauthorized",
+        403: "Forbidden",
+        413: "Payload too large",
+        400: "Bad request",
+    }
     title = titles.get(exc.status_code, "HTTP error")
     detail = exc.detail if isinstance(exc.detail, str) else title
-    return problem(exc.status_code, title, detail, title.lower().replace(" ", "-"),
-                   headers=getattr(exc, "headers", None), instance=request.url.path)
+    return problem(
+        exc.status_code,
+        title,
+        detail,
+        title.lower().replace(" ", "-"),
+        headers=getattr(exc, "headers", None),
+        instance=request.url.path,
+    )
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -291,11 +328,15 @@ def database_unavailable(exc: BaseException) -> bool:
 # Postgres data exceptions that only a value from the request can cause: a NUL character in text or JSON, a number
 # or date out of the column's range, a string longer than its column, text that is not of the column's type, and
 # the driver's own refusal of an argument it cannot send ("invalid input for query argument", 22000).
-UNSTORABLE_VALUE_STATES = {"22000": "a value out of range for the database",
-                           "22021": "a character the database cannot store (such as NUL, \\u0000)",
-                           "22P05": "a character the database cannot store (such as NUL, \\u0000)",
-                           "22003": "a number out of range", "22008": "a date or time out of range",
-                           "22001": "a string longer than allowed", "22P02": "a value of the wrong form"}
+UNSTORABLE_VALUE_STATES = {
+    "22000": "a value out of range for the database",
+    "22021": "a character the database cannot store (such as NUL, \\u0000)",
+    "22P05": "a character the database cannot store (such as NUL, \\u0000)",
+    "22003": "a number out of range",
+    "22008": "a date or time out of range",
+    "22001": "a string longer than allowed",
+    "22P02": "a value of the wrong form",
+}
 
 
 def unstorable_value(exc: BaseException) -> str | None:
@@ -308,15 +349,23 @@ async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     nothing of the internals. Logged without the exception's text (app.core.logging), which quotes values."""
     if (what := unstorable_value(exc)) is not None:
         log.warning("unstorable value refused", extra={"error": type(exc).__name__, "sqlstate": _sqlstate(exc)})
-        return problem(422, "Validation failed", f"The request contains {what}.", "validation-failed",
-                       instance=request.url.path)
+        return problem(
+            422, "Validation failed", f"The request contains {what}.", "validation-failed", instance=request.url.path
+        )
     if database_unavailable(exc):
         log.warning("database unavailable", extra={"error": type(exc).__name__, "sqlstate": _sqlstate(exc)})
-        return problem(503, "Service unavailable", "The database is unavailable; retry shortly.",
-                       "service-unavailable", headers={"Retry-After": "2"}, instance=request.url.path)
+        return problem(
+            503,
+            "Service unavailable",
+            "The database is unavailable; retry shortly.",
+            "service-unavailable",
+            headers={"Retry-After": "2"},
+            instance=request.url.path,
+        )
     log.exception("unhandled error", extra={"error": type(exc).__name__})
-    return problem(500, "Internal server error", "An unexpected error occurred.", "internal-error",
-                   instance=request.url.path)
+    return problem(
+        500, "Internal server error", "An unexpected error occurred.", "internal-error", instance=request.url.path
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -331,21 +380,29 @@ def install_error_handlers(app: FastAPI) -> None:
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries that show a route's problem+json errors (with the Problem schema) in Swagger
     and to generated clients."""
-    return {s: {"description": PROBLEM_DESCRIPTIONS.get(s, "Error"),
-                "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-                **({"headers": RETRY_AFTER} if s in (429, 503) else {})} for s in statuses}
+    return {
+        s: {
+            "description": PROBLEM_DESCRIPTIONS.get(s, "Error"),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            **({"headers": RETRY_AFTER} if s in (429, 503) else {}),
+        }
+        for s in statuses
+    }
 
 
 PROBLEM_DESCRIPTIONS = {
     400: "The body could not be read: it is not UTF-8 text",
     401: "No API key, or an unknown or revoked one",
     403: "The API key's role lacks the scope this operation needs",
-    404: "Not found", 409: "Conflict", 412: "Precondition failed (stale ETag)",
+    404: "Not found",
+    409: "Conflict",
+    412: "Precondition failed (stale ETag)",
     413: "The body exceeds the size limit (TIERWISE_MAX_BODY_BYTES, 1 MiB unless configured)",
     422: "Validation failed: malformed JSON, a bad parameter or field; `errors` names each with its JSON pointer",
     428: "Precondition required (send If-Match)",
     429: "Too many requests for this API key; retry after Retry-After seconds",
-    503: "The database is unavailable; retry after Retry-After seconds"}
+    503: "The database is unavailable; retry after Retry-After seconds",
+}
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
 
 
@@ -353,8 +410,9 @@ class ProblemFieldError(BaseModel):
     """One bad field: where it is (a JSON pointer into the body, or a parameter's name) and what is wrong."""
 
     location: str | None = Field(None, description="body, query, path or header.")
-    pointer: str | None = Field(None, description="A JSON pointer into the body (RFC 6901), e.g. "
-                                                  "/holdings/0/balance; \"\" is the body itself.")
+    pointer: str | None = Field(
+        None, description='A JSON pointer into the body (RFC 6901), e.g. /holdings/0/balance; "" is the body itself.'
+    )
     parameter: str | None = Field(None, description="The parameter's name, for query, path and header errors.")
     detail: str
     type: str | None = Field(None, description="A machine-readable kind of error, e.g. missing, json_invalid.")
@@ -363,15 +421,29 @@ class ProblemFieldError(BaseModel):
 class Problem(BaseModel):
     """An RFC 9457 problem detail: every error the service returns, as application/problem+json."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "type": "https://tierwise.dev/problems/validation-failed", "title": "Validation failed", "status": 422,
-        "detail": "/holdings/0/balance: must be a decimal string such as \"1234.50\"",
-        "instance": "/v1/customers/C00000042/holdings",
-        "errors": [{"location": "body", "pointer": "/holdings/0/balance", "type": "string_type",
-                    "detail": "must be a decimal string such as \"1234.50\""}]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "https://tierwise.dev/problems/validation-failed",
+                    "title": "Validation failed",
+                    "status": 422,
+                    "detail": '/holdings/0/balance: must be a decimal string such as "1234.50"',
+                    "instance": "/v1/customers/C00000042/holdings",
+                    "errors": [
+                        {
+                            "location": "body",
+                            "pointer": "/holdings/0/balance",
+                            "type": "string_type",
+                            "detail": 'must be a decimal string such as "1234.50"',
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
-    type: str = Field(description="A URI naming the kind of problem, e.g. "
-                                  "https://tierwise.dev/problems/not-found.")
+    type: str = Field(description="A URI naming the kind of problem, e.g. https://tierwise.dev/problems/not-found.")
     title: str
     status: int = Field(description="The HTTP status code.")
     detail: str = Field(description="What went wrong, for a person.")

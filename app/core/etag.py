@@ -35,15 +35,17 @@ from pydantic import BaseModel
 
 from app.core.errors import PreconditionFailed, problem_responses
 
-ETAG_HEADER = {"ETag": {"description": "The document's strong entity tag, for If-None-Match and If-Match.",
-                        "schema": {"type": "string"}}}
+ETAG_HEADER = {
+    "ETag": {
+        "description": "The document's strong entity tag, for If-None-Match and If-Match.",
+        "schema": {"type": "string"},
+    }
+}
 CONDITIONAL_GET_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"headers": ETAG_HEADER},
-    304: {"description": "Not modified: the document still has the tag sent in If-None-Match.",
-          "headers": ETAG_HEADER},
+    304: {"description": "Not modified: the document still has the tag sent in If-None-Match.", "headers": ETAG_HEADER},
 }
-CONDITIONAL_WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"headers": ETAG_HEADER}, **problem_responses(412)}
+CONDITIONAL_WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"headers": ETAG_HEADER}, **problem_responses(412)}
 
 
 def etag_of(document: BaseModel | dict | list) -> str:
@@ -89,21 +91,34 @@ class ConditionalRequest:
         transaction)."""
         tag = etag_of(current)
         if not matches_if_match(self.if_match, tag):
-            raise PreconditionFailed("The document changed since you read it (If-Match does not hold its "
-                                     "current ETag): read it again and reapply your change.",
-                                     headers={"ETag": tag}, current_etag=tag)
+            raise PreconditionFailed(
+                "The document changed since you read it (If-Match does not hold its "
+                "current ETag): read it again and reapply your change.",
+                headers={"ETag": tag},
+                current_etag=tag,
+            )
 
 
-def _conditional_get(response: Response, if_none_match: Annotated[str | None, Header(
-        max_length=2000, description="ETags of copies you hold: 304 when one is current.")] = None
-                     ) -> ConditionalRequest:
+def _conditional_get(
+    response: Response,
+    if_none_match: Annotated[
+        str | None, Header(max_length=2000, description="ETags of copies you hold: 304 when one is current.")
+    ] = None,
+) -> ConditionalRequest:
     return ConditionalRequest(response, if_none_match=if_none_match)
 
 
-def _conditional_write(response: Response, if_match: Annotated[str | None, Header(
-        max_length=2000, description="The ETag you read: the write applies only if the document still has it "
-                                     "(412 otherwise). Optional: without it the write applies.")] = None
-                       ) -> ConditionalRequest:
+def _conditional_write(
+    response: Response,
+    if_match: Annotated[
+        str | None,
+        Header(
+            max_length=2000,
+            description="The ETag you read: the write applies only if the document still has it "
+            "(412 otherwise). Optional: without it the write applies.",
+        ),
+    ] = None,
+) -> ConditionalRequest:
     return ConditionalRequest(response, if_match=if_match)
 
 

@@ -15,32 +15,64 @@ def decimal_string(*, digits: int, places: int, sign: str, description: str, exa
     "positive" (the pattern then refuses every spelling of zero)."""
     number = rf"[0-9]{{1,{digits}}}(\.[0-9]{{1,{places}}})?"
     fractions = "|".join(rf"{'0' * k}[1-9][0-9]{{0,{places - 1 - k}}}" for k in range(places))  # 0.<not all 0>
-    pattern = {"any": rf"^-?{number}$", "not negative": rf"^{number}$",
-               "positive": rf"^([1-9][0-9]{{0,{digits - 1}}}(\.[0-9]{{1,{places}}})?|0\.({fractions}))$"}[sign]
+    pattern = {
+        "any": rf"^-?{number}$",
+        "not negative": rf"^{number}$",
+        "positive": rf"^([1-9][0-9]{{0,{digits - 1}}}(\.[0-9]{{1,{places}}})?|0\.({fractions}))$",
+    }[sign]
     matches, quantum = re.compile(pattern).fullmatch, Decimal(1).scaleb(-places)
-    message = (f'must be a decimal string such as "{example}": up to {digits} digits and {places} decimals'
-               + ("" if sign == "any" else f", {sign}") + (", no leading zeros" if sign == "positive" else ""))
+    message = (
+        f'must be a decimal string such as "{example}": up to {digits} digits and {places} decimals'
+        + ("" if sign == "any" else f", {sign}")
+        + (", no leading zeros" if sign == "positive" else "")
+    )
 
     def parse(value: Any) -> Any:
         if isinstance(value, Decimal) or (isinstance(value, str) and matches(value)):
             return Decimal(value)
         raise PydanticCustomError("decimal_string", message)
 
-    return Annotated[Decimal, BeforeValidator(parse),
-                     PlainSerializer(lambda value: format(value.quantize(quantum), "f"), return_type=str,
-                                     when_used="json"),
-                     WithJsonSchema({"type": "string", "format": "decimal", "pattern": pattern,
-                                     "description": description, "examples": [example]})]
+    return Annotated[
+        Decimal,
+        BeforeValidator(parse),
+        PlainSerializer(lambda value: format(value.quantize(quantum), "f"), return_type=str, when_used="json"),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "format": "decimal",
+                "pattern": pattern,
+                "description": description,
+                "examples": [example],
+            }
+        ),
+    ]
 
 
-Money = decimal_string(digits=16, places=2, sign="any", example="1234.50",
-                       description="An amount in the service currency: a decimal string, 2 decimals at most.")
-NonNegativeMoney = decimal_string(digits=16, places=2, sign="not negative", example="1234.50",
-                                  description="An amount in the service currency, not negative: a decimal string, "
-                                              "2 decimals at most.")
-PositiveMoney = decimal_string(digits=16, places=2, sign="positive", example="54.90",
-                               description="An amount in the service currency, greater than 0: a decimal string, "
-                                           "2 decimals at most.")
-Multiplier = decimal_string(digits=3, places=4, sign="positive", example="1.25",
-                            description="A ranking multiplier in (0, 100]: a decimal string, 4 decimals at most; "
-                                        "1 is neutral.")
+Money = decimal_string(
+    digits=16,
+    places=2,
+    sign="any",
+    example="1234.50",
+    description="An amount in the service currency: a decimal string, 2 decimals at most.",
+)
+NonNegativeMoney = decimal_string(
+    digits=16,
+    places=2,
+    sign="not negative",
+    example="1234.50",
+    description="An amount in the service currency, not negative: a decimal string, 2 decimals at most.",
+)
+PositiveMoney = decimal_string(
+    digits=16,
+    places=2,
+    sign="positive",
+    example="54.90",
+    description="An amount in the service currency, greater than 0: a decimal string, 2 decimals at most.",
+)
+Multiplier = decimal_string(
+    digits=3,
+    places=4,
+    sign="positive",
+    example="1.25",
+    description="A ranking multiplier in (0, 100]: a decimal string, 4 decimals at most; 1 is neutral.",
+)

@@ -1,10 +1,10 @@
 """Operational endpoints: liveness, readiness and Prometheus metrics (unauthenticated, outside /v1)."""
 
+from typing import Literal
+
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
@@ -21,8 +21,11 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"status": "ready", "database": "ok", "migration": "0042_2026_11_30_offer_state"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"status": "ready", "database": "ok", "migration": "0042_2026_11_30_offer_state"}]
+        }
+    )
 
     status: Literal["ready"]
     database: Literal["ok"]
@@ -35,25 +38,47 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", summary="Is the service ready (database and migrations)",
-            response_model=Readiness, responses={503: {
-    **problem_responses(503)[503], "description": "Not ready: the database is unreachable or not migrated to head"}})
+@router.get(
+    "/readyz",
+    summary="Is the service ready (database and migrations)",
+    response_model=Readiness,
+    responses={
+        503: {
+            **problem_responses(503)[503],
+            "description": "Not ready: the database is unreachable or not migrated to head",
+        }
+    },
+)
 async def readyz(request: Request):
     """Ready when the database answers and its schema is at the latest migration."""
     try:
         async with request.app.state.sessionmaker() as session:
             current = await session.scalar(text("SELECT version_num FROM alembic_version"))
     except Exception:
-        return problem(503, "Not ready", "The database is unreachable.", "not-ready", headers={"Retry-After": "2"},
-                       database="unreachable")
+        return problem(
+            503,
+            "Not ready",
+            "The database is unreachable.",
+            "not-ready",
+            headers={"Retry-After": "2"},
+            database="unreachable",
+        )
     if current != head_revision():
-        return problem(503, "Not ready", f"Migrations are at {current}, not at head {head_revision()}.",
-                       "not-ready", headers={"Retry-After": "10"}, database="ok", migration=current)
+        return problem(
+            503,
+            "Not ready",
+            f"Migrations are at {current}, not at head {head_revision()}.",
+            "not-ready",
+            headers={"Retry-After": "10"},
+            database="ok",
+            migration=current,
+        )
     return Readiness(status="ready", database="ok", migration=current)
 
 
-@router.get("/metrics", summary="Prometheus metrics",
-            response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics", summary="Prometheus metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}}
+)
 async def metrics() -> Response:
     """Prometheus metrics: requests by route template, status and latency; connection pool use."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

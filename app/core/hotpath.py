@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
-
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -56,8 +55,9 @@ class HotRead:
 
     @cached_property
     def _list_fields(self) -> frozenset[str]:
-        return frozenset(name for name, info in self.query.model_fields.items()
-                         if typing.get_origin(info.annotation) is list)
+        return frozenset(
+            name for name, info in self.query.model_fields.items() if typing.get_origin(info.annotation) is list
+        )
 
     @cached_property
     def _default_query(self) -> BaseModel | None:
@@ -128,8 +128,9 @@ class HotReads:
                 return
         await self.app(scope, receive, send)
 
-    async def _serve(self, read: HotRead, arguments: dict[str, Any], scope: Scope, receive: Receive,
-                     send: Send) -> None:
+    async def _serve(
+        self, read: HotRead, arguments: dict[str, Any], scope: Scope, receive: Receive, send: Send
+    ) -> None:
         app = scope["app"]
         key = None
         for name, value in scope["headers"]:
@@ -146,7 +147,11 @@ class HotReads:
         except Exception as exc:  # the same 503 / 500 problem+json as every other route
             await (await handle_unexpected(Request(scope), exc))(scope, receive, send)
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
-

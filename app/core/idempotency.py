@@ -64,11 +64,18 @@ class IdempotencyKey(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-IdempotencyKeyHeader = Annotated[str | None, Header(
-    alias=HEADER, min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
-    description="Any unique string (a UUID) naming this request: a retry with the same key and body gets the "
-                "first response again instead of a second write; the same key with another body is a 422. "
-                "Kept 24 hours.")]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=HEADER,
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Any unique string (a UUID) naming this request: a retry with the same key and body gets the "
+        "first response again instead of a second write; the same key with another body is a 422. "
+        "Kept 24 hours.",
+    ),
+]
 
 LOCATION_HEADER = {"Location": {"description": "The URL of the created resource.", "schema": {"type": "string"}}}
 
@@ -82,16 +89,28 @@ ON CONFLICT (api_key_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, 
 WHERE k.expires_at <= now()
 RETURNING true
 """)
-_STORED = text("SELECT fingerprint, status_code, response FROM idempotency_key WHERE api_key_id = :api_key_id "
-               "AND key = :key")
-_STORE = text("UPDATE idempotency_key SET status_code = :status_code, response = :response "
-              "WHERE api_key_id = :api_key_id AND key = :key")
-_PURGE = text("DELETE FROM idempotency_key WHERE ctid = ANY(ARRAY(SELECT ctid FROM idempotency_key "
-              "WHERE expires_at <= now() LIMIT 10000))")
+_STORED = text(
+    "SELECT fingerprint, status_code, response FROM idempotency_key WHERE api_key_id = :api_key_id AND key = :key"
+)
+_STORE = text(
+    "UPDATE idempotency_key SET status_code = :status_code, response = :response "
+    "WHERE api_key_id = :api_key_id AND key = :key"
+)
+_PURGE = text(
+    "DELETE FROM idempotency_key WHERE ctid = ANY(ARRAY(SELECT ctid FROM idempotency_key "
+    "WHERE expires_at <= now() LIMIT 10000))"
+)
 
 
-def creates(router: APIRouter, path: str, *, location: str, status_code: int = 201,
-            responses: dict | None = None, **route_kwargs: Any) -> Callable:
+def creates(
+    router: APIRouter,
+    path: str,
+    *,
+    location: str,
+    status_code: int = 201,
+    responses: dict | None = None,
+    **route_kwargs: Any,
+) -> Callable:
     """`router.post(path, ...)` for a POST that creates: Idempotency-Key honoured, Location on the 201/202.
     `location` is formatted with the response body's top-level fields ("/v1/webhooks/{id}")."""
     documented = {**(responses or {})}
@@ -103,15 +122,22 @@ def creates(router: APIRouter, path: str, *, location: str, status_code: int = 2
         own = {p.annotation: name for name, p in signature.parameters.items() if p.annotation in (Request, Response)}
         request_name = own.get(Request, "_idempotency_request")
         response_name = own.get(Response, "_idempotency_response")
-        extra = [inspect.Parameter("_idempotency_key", inspect.Parameter.KEYWORD_ONLY, annotation=IdempotencyKeyHeader,
-                                   default=None),
-                 inspect.Parameter("_idempotency_session", inspect.Parameter.KEYWORD_ONLY, annotation=SessionDep)]
-        extra += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind)
-                  for kind, name in ((Request, request_name), (Response, response_name)) if kind not in own]
+        extra = [
+            inspect.Parameter(
+                "_idempotency_key", inspect.Parameter.KEYWORD_ONLY, annotation=IdempotencyKeyHeader, default=None
+            ),
+            inspect.Parameter("_idempotency_session", inspect.Parameter.KEYWORD_ONLY, annotation=SessionDep),
+        ]
+        extra += [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind)
+            for kind, name in ((Request, request_name), (Response, response_name))
+            if kind not in own
+        ]
 
         @wraps(endpoint)
-        async def idempotent_endpoint(*args, _idempotency_key: str | None, _idempotency_session: AsyncSession,
-                                      **kwargs):
+        async def idempotent_endpoint(
+            *args, _idempotency_key: str | None, _idempotency_session: AsyncSession, **kwargs
+        ):
             session = _idempotency_session
             request = kwargs[request_name] if Request in own else kwargs.pop(request_name)
             response = kwargs[response_name] if Response in own else kwargs.pop(response_name)
@@ -130,13 +156,18 @@ def creates(router: APIRouter, path: str, *, location: str, status_code: int = 2
                 return result
             headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
             stored = json.dumps({"body": content, "headers": headers}, separators=(",", ":")).encode()
-            await session.execute(_STORE, {"api_key_id": _api_key_id(request), "key": _idempotency_key,
-                                           "status_code": status,
-                                           "response": seal(_settings(request).encryption_key, PURPOSE, stored)})
+            await session.execute(
+                _STORE,
+                {
+                    "api_key_id": _api_key_id(request),
+                    "key": _idempotency_key,
+                    "status_code": status,
+                    "response": seal(_settings(request).encryption_key, PURPOSE, stored),
+                },
+            )
             return JSONResponse(content, status_code=status, headers=headers)
 
-        idempotent_endpoint.__signature__ = signature.replace(
-            parameters=[*signature.parameters.values(), *extra])
+        idempotent_endpoint.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])
         return router.post(path, status_code=status_code, responses=documented, **route_kwargs)(idempotent_endpoint)
 
     return decorate
@@ -147,19 +178,23 @@ async def _claim(session: AsyncSession, request: Request, key: str) -> Response 
     api_key_id = _api_key_id(request)
     fingerprint = await request_fingerprint(request)
     params = {"api_key_id": api_key_id, "key": key}
-    if await session.scalar(_CLAIM, {**params, "fingerprint": fingerprint,
-                                     "ttl": _settings(request).idempotency_key_hours * 3600}):
+    if await session.scalar(
+        _CLAIM, {**params, "fingerprint": fingerprint, "ttl": _settings(request).idempotency_key_hours * 3600}
+    ):
         return None
     stored = (await session.execute(_STORED, params)).one()
     if stored.fingerprint != fingerprint:
-        raise InvalidInput(HEADER, "this key was used for another request (method, path or body); use a new key "
-                           "for a new request", location="header")
+        raise InvalidInput(
+            HEADER,
+            "this key was used for another request (method, path or body); use a new key for a new request",
+            location="header",
+        )
     if stored.status_code is None:  # not reachable while responses are stored in the claim's transaction
-        raise Conflict("A request with this Idempotency-Key is in flight; retry shortly.",
-                       headers={"Retry-After": "1"})
+        raise Conflict("A request with this Idempotency-Key is in flight; retry shortly.", headers={"Retry-After": "1"})
     replay = json.loads(open_sealed(_settings(request).encryption_key, PURPOSE, stored.response))
-    return JSONResponse(replay["body"], status_code=stored.status_code,
-                        headers={**replay["headers"], "Idempotent-Replayed": "true"})
+    return JSONResponse(
+        replay["body"], status_code=stored.status_code, headers={**replay["headers"], "Idempotent-Replayed": "true"}
+    )
 
 
 async def request_fingerprint(request: Request) -> str:

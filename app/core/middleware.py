@@ -19,8 +19,12 @@ log = logging.getLogger("tierwise.access")
 error_log = logging.getLogger(__name__)
 
 REQUESTS = Counter("tierwise_http_requests_total", "HTTP requests", ["method", "route", "status"])
-LATENCY = Histogram("tierwise_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
-                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+LATENCY = Histogram(
+    "tierwise_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 
 # A caller's request id is kept (echoed and logged) when it looks like one: a UUID, a trace id, a token. Anything
@@ -72,13 +76,22 @@ class RequestContextMiddleware:
             key = (scope["method"], template, status_holder[0])
             series = self.series.get(key)
             if series is None:  # label lookups cost more than the counting: once per (method, route, status)
-                series = self.series[key] = (REQUESTS.labels(key[0], template, str(key[2])),
-                                             LATENCY.labels(key[0], template))
+                series = self.series[key] = (
+                    REQUESTS.labels(key[0], template, str(key[2])),
+                    LATENCY.labels(key[0], template),
+                )
             series[0].inc()
             series[1].observe(elapsed)
             if log.isEnabledFor(logging.INFO):
-                log.info("request", extra={"method": scope["method"], "route": template, "status": status_holder[0],
-                                           "duration_ms": round(elapsed * 1000, 2)})
+                log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "route": template,
+                        "status": status_holder[0],
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
             request_id_var.reset(token)
 
 
@@ -150,8 +163,19 @@ class BodySizeLimitMiddleware:
 async def _send_413(send: Send, limit: int) -> None:
     import json
 
-    body = json.dumps({"type": PROBLEM_TYPE_BASE + "payload-too-large", "title": "Payload too large",
-                       "status": 413, "detail": f"The request body exceeds {limit} bytes."}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]})
+    body = json.dumps(
+        {
+            "type": PROBLEM_TYPE_BASE + "payload-too-large",
+            "title": "Payload too large",
+            "status": 413,
+            "detail": f"The request body exceeds {limit} bytes.",
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

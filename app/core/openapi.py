@@ -11,24 +11,48 @@ from fastapi.routing import APIRoute
 from app.core.errors import PROBLEM_JSON, Problem, problem_responses
 
 TAGS = [
-    {"name": "customers", "description": "Customer profiles by the bank's own id, their holdings with balance "
-                                         "history, NDJSON bulk import and erasure. Every write re-tiers the customer."},
+    {
+        "name": "customers",
+        "description": "Customer profiles by the bank's own id, their holdings with balance "
+        "history, NDJSON bulk import and erasure. Every write re-tiers the customer.",
+    },
     {"name": "events", "description": "Activity from core banking: transactions, app logins and referrals."},
-    {"name": "attributes", "description": "The attribute catalog conditions may use: built-in metrics and the "
-                                          "bank's typed custom attributes."},
-    {"name": "tiers", "description": "A customer's tiers with since-when, downgrade grace and the explanation; "
-                                     "overrides, history, the change feed and the care calendar."},
-    {"name": "tier-policies", "description": "Versioned tier definitions (draft, active, retired): validate, "
-                                             "what-if, simulate against the population, activate, roll back."},
+    {
+        "name": "attributes",
+        "description": "The attribute catalog conditions may use: built-in metrics and the "
+        "bank's typed custom attributes.",
+    },
+    {
+        "name": "tiers",
+        "description": "A customer's tiers with since-when, downgrade grace and the explanation; "
+        "overrides, history, the change feed and the care calendar.",
+    },
+    {
+        "name": "tier-policies",
+        "description": "Versioned tier definitions (draft, active, retired): validate, "
+        "what-if, simulate against the population, activate, roll back.",
+    },
     {"name": "tier-runs", "description": "Batch evaluation of every customer under a policy, in the background."},
-    {"name": "recommendations", "description": "Next-best products for a customer, with reasons, and the contact "
-                                               "policy that keeps offers from fatiguing."},
-    {"name": "products", "description": "The product catalog: eligibility, risk level, channels, sales window and "
-                                        "how hard to push each product."},
-    {"name": "feedback", "description": "What customers did with recommendations, NPS and CSAT answers, and "
-                                        "complaints with their lifecycle."},
-    {"name": "reports", "description": "Tier distribution and migrations, the recommendation funnel with its "
-                                       "holdout uplift, satisfaction by tier."},
+    {
+        "name": "recommendations",
+        "description": "Next-best products for a customer, with reasons, and the contact "
+        "policy that keeps offers from fatiguing.",
+    },
+    {
+        "name": "products",
+        "description": "The product catalog: eligibility, risk level, channels, sales window and "
+        "how hard to push each product.",
+    },
+    {
+        "name": "feedback",
+        "description": "What customers did with recommendations, NPS and CSAT answers, and "
+        "complaints with their lifecycle.",
+    },
+    {
+        "name": "reports",
+        "description": "Tier distribution and migrations, the recommendation funnel with its "
+        "holdout uplift, satisfaction by tier.",
+    },
     {"name": "api-keys", "description": "Keys for calling systems, by role (admin only). A key is shown once."},
     {"name": "audit", "description": "Who changed policies, products, keys and overrides, and how (admin only)."},
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics; no API key needed."},
@@ -63,8 +87,11 @@ def _merge_identical_input_output(document: dict[str, Any]) -> dict[str, Any]:
     """One schema for a model whose "-Input" and "-Output" forms say the same: FastAPI splits a recursive model
     (the condition language) in two only because each form refers to its own name."""
     schemas = document["components"]["schemas"]
-    pairs = {name[:-len("-Input")] for name in schemas
-             if name.endswith("-Input") and name[:-len("-Input")] + "-Output" in schemas}
+    pairs = {
+        name[: -len("-Input")]
+        for name in schemas
+        if name.endswith("-Input") and name[: -len("-Input")] + "-Output" in schemas
+    }
 
     def renamed(value: Any, names: set[str]) -> str:
         text = json.dumps(value, sort_keys=True)
@@ -74,8 +101,11 @@ def _merge_identical_input_output(document: dict[str, Any]) -> dict[str, Any]:
         return text
 
     while True:  # a pair stays split when its forms differ once every mergeable pair is merged
-        differing = {name for name in pairs
-                     if renamed(schemas[name + "-Input"], pairs) != renamed(schemas[name + "-Output"], pairs)}
+        differing = {
+            name
+            for name in pairs
+            if renamed(schemas[name + "-Input"], pairs) != renamed(schemas[name + "-Output"], pairs)
+        }
         if not differing:
             break
         pairs -= differing
@@ -92,8 +122,13 @@ def install_openapi(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = get_openapi(title=app.title, version=app.version, description=app.description,
-                                   routes=app.routes, tags=app.openapi_tags)
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
             for path, operations in document["paths"].items():
                 for operation in operations.values():
                     responses = operation.setdefault("responses", {})

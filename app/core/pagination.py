@@ -37,8 +37,14 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
 
     @classmethod
-    def of(cls, rows: list, page: "PageRequest", item: Callable[[Any], Any] = lambda row: row, *,
-           key_of: Callable[[Any], tuple[int, ...]] = lambda row: (row.id,)) -> "Page":
+    def of(
+        cls,
+        rows: list,
+        page: "PageRequest",
+        item: Callable[[Any], Any] = lambda row: row,
+        *,
+        key_of: Callable[[Any], tuple[int, ...]] = lambda row: (row.id,),
+    ) -> "Page":
         """The page of rows fetched with `keyset` (limit + 1 of them), each made an item by `item`."""
         rows, next_cursor = page_of(rows, page.limit, key_of=key_of)
         return cls(items=[item(row) for row in rows], next_cursor=next_cursor)

@@ -54,9 +54,11 @@ class RateLimiter:
         if tokens < 1.0:
             self.buckets[key_id] = (tokens, now)
             retry_after = max(1, math.ceil((1.0 - tokens) / limit.per_second))
-            raise RateLimited(f"This API key (role {role}) is limited to {limit.per_second:g} requests per second "
-                              f"with bursts of {limit.burst}; retry in {retry_after} s.",
-                              headers={"Retry-After": str(retry_after)})
+            raise RateLimited(
+                f"This API key (role {role}) is limited to {limit.per_second:g} requests per second "
+                f"with bursts of {limit.burst}; retry in {retry_after} s.",
+                headers={"Retry-After": str(retry_after)},
+            )
         self.buckets[key_id] = (tokens - 1.0, now)
 
 
@@ -118,13 +120,18 @@ class FailedAuthLimiter:
         if tokens < 1.0:
             self.buckets[address] = (tokens, now)
             retry_after = max(1, math.ceil((1.0 - tokens) / limit.per_second))
-            raise RateLimited(f"Too many failed authentications from this address; retry in {retry_after} s.",
-                              headers={"Retry-After": str(retry_after)})
+            raise RateLimited(
+                f"Too many failed authentications from this address; retry in {retry_after} s.",
+                headers={"Retry-After": str(retry_after)},
+            )
         self.buckets[address] = (tokens - 1.0, now)
 
     def _forget_recovered(self, now: float) -> None:
         limit = self.limit
-        self.buckets = {address: (tokens, at) for address, (tokens, at) in self.buckets.items()
-                        if tokens + (now - at) * limit.per_second < limit.burst}
+        self.buckets = {
+            address: (tokens, at)
+            for address, (tokens, at) in self.buckets.items()
+            if tokens + (now - at) * limit.per_second < limit.burst
+        }
         if len(self.buckets) >= self.max_addresses:
             self.buckets.clear()

@@ -43,11 +43,27 @@ class Scope(StrEnum):
 # is resolved: a change here (or in TIERWISE_ROLE_GRANTS) applies to every existing key.
 ROLE_SCOPES: dict[str, frozenset[Scope]] = {
     # the mobile-banking backend: one customer at a time (profile, tiers, recommendations); writes feedback
-    "app": frozenset({Scope.CUSTOMERS_READ, Scope.TIERS_READ, Scope.RECOMMENDATIONS_READ, Scope.FEEDBACK_WRITE,
-                      Scope.PRODUCTS_READ, Scope.ATTRIBUTES_READ}),
+    "app": frozenset(
+        {
+            Scope.CUSTOMERS_READ,
+            Scope.TIERS_READ,
+            Scope.RECOMMENDATIONS_READ,
+            Scope.FEEDBACK_WRITE,
+            Scope.PRODUCTS_READ,
+            Scope.ATTRIBUTES_READ,
+        }
+    ),
     # core-banking feeds: write customers, holdings and events; follow the tier change feed
-    "integration": frozenset({Scope.CUSTOMERS_READ, Scope.CUSTOMERS_WRITE, Scope.EVENTS_WRITE, Scope.PRODUCTS_READ,
-                              Scope.ATTRIBUTES_READ, Scope.TRANSITIONS_READ}),
+    "integration": frozenset(
+        {
+            Scope.CUSTOMERS_READ,
+            Scope.CUSTOMERS_WRITE,
+            Scope.EVENTS_WRITE,
+            Scope.PRODUCTS_READ,
+            Scope.ATTRIBUTES_READ,
+            Scope.TRANSITIONS_READ,
+        }
+    ),
     "admin": frozenset(Scope),
 }
 
@@ -65,8 +81,11 @@ def role_scopes(grants: dict[str, list[str]] | None = None) -> dict[str, frozens
 
 
 KEY_PREFIX = "tw"
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                              description="An API key created with `tierwise api-keys create` or POST /v1/api-keys.")
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="An API key created with `tierwise api-keys create` or POST /v1/api-keys.",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +144,10 @@ def require_scope(scope: Scope):
     """A dependency that authorizes the caller for one scope (see `authorize`); routes list it in
     `dependencies=`. The principal is kept on `request.state.principal`."""
 
-    async def check_scope(request: Request, session: SessionDep,
-                          key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
-        principal = request.state.principal = await authorize(request.app.state, session, key, scope,
-                                                              request.scope)
+    async def check_scope(
+        request: Request, session: SessionDep, key: Annotated[str | None, Depends(api_key_header)]
+    ) -> Principal:
+        principal = request.state.principal = await authorize(request.app.state, session, key, scope, request.scope)
         return principal
 
     check_scope.required_scope = scope  # read by the access test that walks every route

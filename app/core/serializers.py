@@ -30,9 +30,14 @@ def _as_dicts(schema: Any) -> Any:
     fields = schema["schema"]
     if fields.get("type") != "model-fields" or fields.get("computed_fields") or schema.get("serialization"):
         raise TypeError(f"{schema['cls'].__name__}: only plain fields can be serialized from a dict")
-    typed = {"type": "typed-dict", "total": False, "fields": {
-        name: {"type": "typed-dict-field", **{key: _as_dicts(field[key]) for key in _FIELD_KEYS if key in field}}
-        for name, field in fields["fields"].items()}}
+    typed = {
+        "type": "typed-dict",
+        "total": False,
+        "fields": {
+            name: {"type": "typed-dict-field", **{key: _as_dicts(field[key]) for key in _FIELD_KEYS if key in field}}
+            for name, field in fields["fields"].items()
+        },
+    }
     if "ref" in schema:
         typed["ref"] = schema["ref"]
     return typed

@@ -12,11 +12,21 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.core.errors import PROBLEM_JSON, PROBLEM_TYPE_BASE
 
-_BODY = json.dumps({"type": PROBLEM_TYPE_BASE + "bad-request", "title": "Bad request", "status": 400,
-                    "detail": "The request is not valid HTTP (a malformed request line or header, a control "
-                              "character, or a path that is not UTF-8)."}).encode()
-_HEAD = [b"HTTP/1.1 400 Bad Request\r\n", b"content-type: " + PROBLEM_JSON.encode() + b"\r\n",
-         b"content-length: " + str(len(_BODY)).encode() + b"\r\n", b"connection: close\r\n"]
+_BODY = json.dumps(
+    {
+        "type": PROBLEM_TYPE_BASE + "bad-request",
+        "title": "Bad request",
+        "status": 400,
+        "detail": "The request is not valid HTTP (a malformed request line or header, a control "
+        "character, or a path that is not UTF-8).",
+    }
+).encode()
+_HEAD = [
+    b"HTTP/1.1 400 Bad Request\r\n",
+    b"content-type: " + PROBLEM_JSON.encode() + b"\r\n",
+    b"content-length: " + str(len(_BODY)).encode() + b"\r\n",
+    b"connection: close\r\n",
+]
 
 
 class ProblemHttpProtocol(HttpToolsProtocol):

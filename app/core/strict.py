@@ -20,8 +20,10 @@ EARLIEST_YEAR, LATEST_YEAR = 1900, 2100
 YEARS = f"years {EARLIEST_YEAR}..{LATEST_YEAR}"
 YEAR_PATTERN = r"(19[0-9]{2}|20[0-9]{2}|2100)"  # EARLIEST_YEAR..LATEST_YEAR
 DAY_PATTERN = rf"^{YEAR_PATTERN}-[0-9]{{2}}-[0-9]{{2}}$"
-TIME_PATTERN = (rf"^{YEAR_PATTERN}-[0-9]{{2}}-[0-9]{{2}}[Tt][0-9]{{2}}:[0-9]{{2}}(:[0-9]{{2}}(\.[0-9]{{1,6}})?)?"
-                r"([Zz]|[+-][0-9]{2}:[0-9]{2})$")  # RFC 3339, with its timezone
+TIME_PATTERN = (
+    rf"^{YEAR_PATTERN}-[0-9]{{2}}-[0-9]{{2}}[Tt][0-9]{{2}}:[0-9]{{2}}(:[0-9]{{2}}(\.[0-9]{{1,6}})?)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)  # RFC 3339, with its timezone
 SMALLINT_MAX, INT_MAX, BIGINT_MAX = 2**15 - 1, 2**31 - 1, 2**63 - 1
 NUMBER_LIMIT = 10**16
 """Numbers typed at run time (custom attributes) are finite and below this in size, as money is (NUMERIC(18, 2))."""
@@ -35,9 +37,11 @@ def _text_matching(pattern: str, kind: str, example: str):
         if isinstance(value, date):  # already parsed (a default, or a value built by the service itself)
             return value
         if not isinstance(value, str) or not compiled.match(value):
-            raise PydanticCustomError(kind.replace("-", "") + "_text",
-                                      f"must be an ISO {kind} written as text, {YEARS}, e.g. {example}")
+            raise PydanticCustomError(
+                kind.replace("-", "") + "_text", f"must be an ISO {kind} written as text, {YEARS}, e.g. {example}"
+            )
         return value
+
     return check
 
 
@@ -48,16 +52,28 @@ def _in_years(value: date) -> date:
 
 
 Timestamp = Annotated[
-    AwareDatetime, BeforeValidator(_text_matching(TIME_PATTERN, "date-time", "2026-11-22T08:14:03Z")),
+    AwareDatetime,
+    BeforeValidator(_text_matching(TIME_PATTERN, "date-time", "2026-11-22T08:14:03Z")),
     AfterValidator(_in_years),
-    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIME_PATTERN,
-                    "description": f"ISO 8601 with a timezone, {YEARS}."})]
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": TIME_PATTERN,
+            "description": f"ISO 8601 with a timezone, {YEARS}.",
+        }
+    ),
+]
 """A moment: an ISO 8601 date-time with a timezone (Z or an offset), years 1900..2100."""
 
 Day = Annotated[
-    date, BeforeValidator(_text_matching(DAY_PATTERN, "date", "2026-11-22")), AfterValidator(_in_years),
-    WithJsonSchema({"type": "string", "format": "date", "pattern": DAY_PATTERN,
-                    "description": f"YYYY-MM-DD, {YEARS}."})]
+    date,
+    BeforeValidator(_text_matching(DAY_PATTERN, "date", "2026-11-22")),
+    AfterValidator(_in_years),
+    WithJsonSchema(
+        {"type": "string", "format": "date", "pattern": DAY_PATTERN, "description": f"YYYY-MM-DD, {YEARS}."}
+    ),
+]
 """A calendar day: YYYY-MM-DD, years 1900..2100."""
 
 
@@ -122,8 +138,14 @@ def ParamInteger(ge: int = -BIGINT_MAX - 1, le: int = BIGINT_MAX) -> Any:  # noq
     return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_digits)]
 
 
-def Numeric(digits: int, places: int, *, ge: Decimal | None = None, gt: Decimal | None = None,  # noqa: N802
-            le: Decimal | None = None) -> Any:
+def Numeric(
+    digits: int,
+    places: int,
+    *,
+    ge: Decimal | None = None,
+    gt: Decimal | None = None,  # noqa: N802
+    le: Decimal | None = None,
+) -> Any:
     """A decimal for a NUMERIC(digits, places) column: a JSON number or a plain decimal string ("1250.50") with at
     most `places` decimals, within the column (below 10^(digits - places) in size) and [ge or gt, le] when given."""
     column = Decimal(10) ** (digits - places)
@@ -142,6 +164,9 @@ def Numeric(digits: int, places: int, *, ge: Decimal | None = None, gt: Decimal 
 
     names = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
     number = {"type": "number", **{names[k]: float(v) for k, v in {**lower, **upper}.items()}}
-    return Annotated[Decimal, BeforeValidator(check),
-                     Field(max_digits=digits, decimal_places=places, allow_inf_nan=False, **lower, **upper),
-                     WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": pattern}]})]
+    return Annotated[
+        Decimal,
+        BeforeValidator(check),
+        Field(max_digits=digits, decimal_places=places, allow_inf_nan=False, **lower, **upper),
+        WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": pattern}]}),
+    ]

@@ -26,8 +26,9 @@ from app.tiering.assignment import refresh as tier_refresh
 _PLAN_FOR_EACH_RANGE = sa.text("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
-async def customers_changed(session: AsyncSession, customer_ids: Iterable[int],
-                            changed: frozenset[str] | None = None) -> None:
+async def customers_changed(
+    session: AsyncSession, customer_ids: Iterable[int], changed: frozenset[str] | None = None
+) -> None:
     """The side effects of a write to these customers' data, in its transaction. `changed`: the attributes the
     write can have moved (service.HOLDING_METRICS, ...); None: any."""
     ids = sorted(set(customer_ids))
@@ -54,8 +55,9 @@ async def patch_customer(session: AsyncSession, external_id: str, body: Customer
     await customers_changed(session, [await service.patch_customer(session, external_id, body)])
 
 
-async def import_customers(session: AsyncSession, lines: list[tuple[int, CustomerImportLine]]
-                           ) -> tuple[int, int, list[dict]]:
+async def import_customers(
+    session: AsyncSession, lines: list[tuple[int, CustomerImportLine]]
+) -> tuple[int, int, list[dict]]:
     """Upsert validated import lines: (created, updated, rejections of attribute checks)."""
     created, updated, rejections, ids = await service.import_customers(session, lines)
     await customers_changed(session, ids)

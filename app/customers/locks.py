@@ -17,14 +17,19 @@ def _spans_locked(lock: str) -> str:
     return f"(SELECT count({lock}({_SPAN_LOCKS}, s)) FROM unnest(CAST(:spans AS int[])) s) >= 0"
 
 
-_LOCK_CUSTOMERS = text("SELECT 1 FROM customer WHERE id = ANY(CAST(:ids AS bigint[])) "
-                       f"AND {_spans_locked('pg_advisory_xact_lock_shared')} ORDER BY id FOR NO KEY UPDATE")
+_LOCK_CUSTOMERS = text(
+    "SELECT 1 FROM customer WHERE id = ANY(CAST(:ids AS bigint[])) "
+    f"AND {_spans_locked('pg_advisory_xact_lock_shared')} ORDER BY id FOR NO KEY UPDATE"
+)
 _LOCK_CUSTOMER_RANGE = text(
     "SELECT count(*) FILTER (WHERE live) FROM (SELECT erased_at IS NULL AS live FROM customer "
     f"WHERE id BETWEEN :id_from AND :id_to AND {_spans_locked('pg_advisory_xact_lock_shared')} "
-    "ORDER BY id FOR NO KEY UPDATE) locked")
-_HOLD_CHUNK = text("SELECT count(*) FROM customer WHERE id BETWEEN :id_from AND :id_to AND erased_at IS NULL "
-                   f"AND {_spans_locked('pg_advisory_xact_lock')}")
+    "ORDER BY id FOR NO KEY UPDATE) locked"
+)
+_HOLD_CHUNK = text(
+    "SELECT count(*) FROM customer WHERE id BETWEEN :id_from AND :id_to AND erased_at IS NULL "
+    f"AND {_spans_locked('pg_advisory_xact_lock')}"
+)
 
 
 def _spans(id_from: int, id_to: int) -> list[int]:
@@ -44,8 +49,9 @@ async def lock_customers(session: AsyncSession, customer_ids) -> None:
 async def lock_customer_range(session: AsyncSession, id_from: int, id_to: int) -> int:
     """lock_customers for every customer with an id in [id_from, id_to] (an import evaluated as a range); returns
     how many of them are not erased."""
-    return await session.scalar(_LOCK_CUSTOMER_RANGE, {"id_from": id_from, "id_to": id_to,
-                                                       "spans": _spans(id_from, id_to)})
+    return await session.scalar(
+        _LOCK_CUSTOMER_RANGE, {"id_from": id_from, "id_to": id_to, "spans": _spans(id_from, id_to)}
+    )
 
 
 async def hold_chunk(session: AsyncSession, id_from: int, id_to: int) -> int:

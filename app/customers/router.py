@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
 
 from app.core.db import SessionDep
@@ -11,11 +11,23 @@ from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, pa
 from app.core.security import Scope, require_scope
 from app.core.strict import ParamInteger, QueryBoolean
 from app.customers import flows, service
-from app.tiering.assignment import reads as tier_reads
+from app.customers.schemas import (
+    CustomerImportLine,
+    CustomerPatch,
+    CustomerRead,
+    CustomerSummary,
+    CustomerUpsert,
+    EventBatch,
+    EventBatchResult,
+    ExternalIdPath,
+    HoldingRead,
+    HoldingsPut,
+    HoldingsRead,
+    ImportResult,
+    Segment,
+)
 from app.tiering import policies
-from app.customers.schemas import (CustomerImportLine, CustomerPatch, CustomerRead, CustomerSummary,
-                                   CustomerUpsert, EventBatch, EventBatchResult, ExternalId, ExternalIdPath,
-                                   HoldingRead, HoldingsPut, HoldingsRead, ImportResult, Segment)
+from app.tiering.assignment import reads as tier_reads
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"], responses=problem_responses(401, 403))
 events_router = APIRouter(prefix="/v1/events", tags=["events"], responses=problem_responses(401, 403))
@@ -29,17 +41,25 @@ async def _read(session, external_id: str) -> CustomerRead:
     return CustomerRead(**CustomerSummary.model_validate(customer).model_dump(), metrics=metrics)
 
 
-@router.get("", summary="List customers", response_model=Page[CustomerSummary],
-            dependencies=[require_scope(Scope.CUSTOMERS_LIST)],
-            responses=problem_responses(404, 422))
-async def list_customers(session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50,
-                         segment: Segment | None = None,
-                         risk_level: Annotated[ParamInteger(1, 5) | None, Query()] = None,
-                         policy: Annotated[str | None, Query(max_length=40, description="Tier policy key.")] = None,
-                         tier: Annotated[str | None, Query(max_length=40, description="Tier under `policy`.")] = None,
-                         at_risk: Annotated[QueryBoolean | None, Query(description="Downgrade pending under `policy`: "
-                                                                           "the retention list.")] = None,
-                         ) -> Page[CustomerSummary]:
+@router.get(
+    "",
+    summary="List customers",
+    response_model=Page[CustomerSummary],
+    dependencies=[require_scope(Scope.CUSTOMERS_LIST)],
+    responses=problem_responses(404, 422),
+)
+async def list_customers(
+    session: SessionDep,
+    cursor: CursorParam = None,
+    limit: LimitParam = 50,
+    segment: Segment | None = None,
+    risk_level: Annotated[ParamInteger(1, 5) | None, Query()] = None,
+    policy: Annotated[str | None, Query(max_length=40, description="Tier policy key.")] = None,
+    tier: Annotated[str | None, Query(max_length=40, description="Tier under `policy`.")] = None,
+    at_risk: Annotated[
+        QueryBoolean | None, Query(description="Downgrade pending under `policy`: the retention list.")
+    ] = None,
+) -> Page[CustomerSummary]:
     """Customers in a stable order; follow `next_cursor` for the next page (new customers never shift pages).
     With `policy`, filter by `tier` and/or `at_risk` (customers who would fall a tier when their grace ends)."""
     filters = []
@@ -48,21 +68,43 @@ async def list_customers(session: SessionDep, cursor: CursorParam = None, limit:
         filters.append(tier_reads.tier_filter(policy_id, tier, at_risk))
     elif tier is not None or at_risk is not None:
         raise InvalidInput("policy", "is required with tier or at_risk", location="query")
-    rows = await service.list_customers(session, after_id=decode_cursor(cursor), limit=limit, segment=segment,
-                                        risk_level=risk_level, extra_filters=filters)
+    rows = await service.list_customers(
+        session,
+        after_id=decode_cursor(cursor),
+        limit=limit,
+        segment=segment,
+        risk_level=risk_level,
+        extra_filters=filters,
+    )
     items, next_cursor = page_of(rows, limit)
     return Page[CustomerSummary](items=[CustomerSummary.model_validate(r) for r in items], next_cursor=next_cursor)
 
 
-@router.post("/import", summary="Import customers (NDJSON)",
-             response_model=ImportResult, dependencies=WRITE, responses=problem_responses(413, 422),
-             openapi_extra={"requestBody": {"required": True, "content": {"application/x-ndjson": {
-                 "schema": {"type": "string", "format": "binary",
-                            "description": "One CustomerImportLine JSON object per line."},
-                 "example": '{"external_id": "C00000042", "segment": "retail", "onboarded_at": '
-                            '"2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z", '
-                            '"marketing_consent": true}\n{"external_id": "C00000043", "segment": "small_business", '
-                            '"onboarded_at": "2020-01-15T00:00:00Z"}\n'}}}})
+@router.post(
+    "/import",
+    summary="Import customers (NDJSON)",
+    response_model=ImportResult,
+    dependencies=WRITE,
+    responses=problem_responses(413, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-ndjson": {
+                    "schema": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "One CustomerImportLine JSON object per line.",
+                    },
+                    "example": '{"external_id": "C00000042", "segment": "retail", "onboarded_at": '
+                    '"2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z", '
+                    '"marketing_consent": true}\n{"external_id": "C00000043", "segment": "small_business", '
+                    '"onboarded_at": "2020-01-15T00:00:00Z"}\n',
+                }
+            },
+        }
+    },
+)
 async def import_customers(request: Request, session: SessionDep) -> ImportResult:
     """Upsert up to 100,000 customers from NDJSON (one profile with its `external_id` per line). Every line is
     validated; good lines are stored even when others are rejected, and each rejection names its line and field."""
@@ -93,56 +135,89 @@ async def import_customers(request: Request, session: SessionDep) -> ImportResul
         take(buffer)
     created, updated, attribute_rejections = await flows.import_customers(session, accepted)
     rejections = sorted(rejections + attribute_rejections, key=lambda r: r["line"])
-    return ImportResult(accepted=len(accepted) - len(attribute_rejections), created=created, updated=updated,
-                        rejected=len(rejections), rejections=rejections)
+    return ImportResult(
+        accepted=len(accepted) - len(attribute_rejections),
+        created=created,
+        updated=updated,
+        rejected=len(rejections),
+        rejections=rejections,
+    )
 
 
-@router.put("/{external_id}", summary="Create or replace a customer", response_model=CustomerRead, dependencies=WRITE,
-            responses={201: {"model": CustomerRead, "description": "Created"}, **problem_responses(422)})
-async def upsert_customer(external_id: ExternalIdPath, body: CustomerUpsert, session: SessionDep,
-                          response: Response) -> CustomerRead:
+@router.put(
+    "/{external_id}",
+    summary="Create or replace a customer",
+    response_model=CustomerRead,
+    dependencies=WRITE,
+    responses={201: {"model": CustomerRead, "description": "Created"}, **problem_responses(422)},
+)
+async def upsert_customer(
+    external_id: ExternalIdPath, body: CustomerUpsert, session: SessionDep, response: Response
+) -> CustomerRead:
     """Create or replace a customer by the bank's own id: 201 when created, 200 when updated. Safe to retry."""
     created = await flows.upsert_customer(session, external_id, body)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return await _read(session, external_id)
 
 
-@router.get("/{external_id}", summary="Get a customer with metrics",
-            response_model=CustomerRead, dependencies=READ, responses=problem_responses(404))
+@router.get(
+    "/{external_id}",
+    summary="Get a customer with metrics",
+    response_model=CustomerRead,
+    dependencies=READ,
+    responses=problem_responses(404),
+)
 async def get_customer(external_id: ExternalIdPath, session: SessionDep) -> CustomerRead:
     """The profile with its derived metrics (AUM, averages, activity), the values tier rules see."""
     return await _read(session, external_id)
 
 
-@router.patch("/{external_id}", summary="Change some profile fields", response_model=CustomerRead, dependencies=WRITE,
-              responses=problem_responses(404, 422))
+@router.patch(
+    "/{external_id}",
+    summary="Change some profile fields",
+    response_model=CustomerRead,
+    dependencies=WRITE,
+    responses=problem_responses(404, 422),
+)
 async def patch_customer(external_id: ExternalIdPath, body: CustomerPatch, session: SessionDep) -> CustomerRead:
     """Change some profile fields; custom attributes are merged (null removes one)."""
     await flows.patch_customer(session, external_id, body)
     return await _read(session, external_id)
 
 
-@router.delete("/{external_id}", summary="Erase a customer", status_code=status.HTTP_204_NO_CONTENT,
-               dependencies=[require_scope(Scope.CUSTOMERS_ERASE)],
-               responses=problem_responses(404))
+@router.delete(
+    "/{external_id}",
+    summary="Erase a customer",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[require_scope(Scope.CUSTOMERS_ERASE)],
+    responses=problem_responses(404),
+)
 async def erase_customer(external_id: ExternalIdPath, session: SessionDep, request: Request) -> None:
     """Erase a customer (right to erasure): personal fields, holdings and events are removed; anonymous counts
     stay. Repeating the request succeeds again."""
     await flows.erase_customer(session, external_id, request.app.state.settings.api_key_pepper)
 
 
-@router.get("/{external_id}/holdings", summary="Get a customer's holdings",
-            response_model=HoldingsRead, dependencies=READ,
-            responses=problem_responses(404))
+@router.get(
+    "/{external_id}/holdings",
+    summary="Get a customer's holdings",
+    response_model=HoldingsRead,
+    dependencies=READ,
+    responses=problem_responses(404),
+)
 async def get_holdings(external_id: ExternalIdPath, session: SessionDep) -> HoldingsRead:
     """The customer's current products and balances."""
     rows = await service.get_holdings(session, external_id)
     return HoldingsRead(holdings=[HoldingRead.model_validate(r) for r in rows])
 
 
-@router.put("/{external_id}/holdings", summary="Replace a customer's holdings",
-            response_model=HoldingsRead, dependencies=WRITE,
-            responses=problem_responses(404, 422))
+@router.put(
+    "/{external_id}/holdings",
+    summary="Replace a customer's holdings",
+    response_model=HoldingsRead,
+    dependencies=WRITE,
+    responses=problem_responses(404, 422),
+)
 async def replace_holdings(external_id: ExternalIdPath, body: HoldingsPut, session: SessionDep) -> HoldingsRead:
     """Replace the customer's whole product set. Each balance is also kept in a dated history, from which
     averages such as aum_avg_3m are computed."""
@@ -150,9 +225,13 @@ async def replace_holdings(external_id: ExternalIdPath, body: HoldingsPut, sessi
     return HoldingsRead(holdings=[HoldingRead.model_validate(r) for r in rows])
 
 
-@events_router.post("", summary="Record activity events",
-                    response_model=EventBatchResult, dependencies=[require_scope(Scope.EVENTS_WRITE)],
-                    responses=problem_responses(413, 422))
+@events_router.post(
+    "",
+    summary="Record activity events",
+    response_model=EventBatchResult,
+    dependencies=[require_scope(Scope.EVENTS_WRITE)],
+    responses=problem_responses(413, 422),
+)
 async def ingest_events(body: EventBatch, session: SessionDep) -> EventBatchResult:
     """Record transactions, app logins and referrals for many customers. Each event carries your `event_id`:
     a retried batch changes nothing. A batch with any unknown customer is refused whole (422 naming each)."""

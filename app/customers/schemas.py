@@ -8,29 +8,51 @@ from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, field_validator, model_validator
 from typing_extensions import TypeAliasType
 
+from app.core.fields import Money, PositiveMoney
 from app.core.strict import Boolean, Day, Integer, Timestamp
 
-from app.core.fields import Money, PositiveMoney
-from app.rules.attributes import AttributeType
-
-Segment = TypeAliasType("Segment", Annotated[Literal["retail", "small_business"], Field(
-    description="The customer's banking segment.")])
-TransactionChannel = TypeAliasType("TransactionChannel", Annotated[
-    Literal["mobile", "web", "branch", "atm", "card", "transfer"], Field(description="Where a transaction was made.")])
-TransactionDirection = TypeAliasType("TransactionDirection", Annotated[Literal["credit", "debit"], Field(
-    description="credit: money in; debit: money out.")])
-LoginChannel = TypeAliasType("LoginChannel", Annotated[Literal["mobile", "web"], Field(
-    description="Which app the customer logged in to.")])
+Segment = TypeAliasType(
+    "Segment", Annotated[Literal["retail", "small_business"], Field(description="The customer's banking segment.")]
+)
+TransactionChannel = TypeAliasType(
+    "TransactionChannel",
+    Annotated[
+        Literal["mobile", "web", "branch", "atm", "card", "transfer"],
+        Field(description="Where a transaction was made."),
+    ],
+)
+TransactionDirection = TypeAliasType(
+    "TransactionDirection",
+    Annotated[Literal["credit", "debit"], Field(description="credit: money in; debit: money out.")],
+)
+LoginChannel = TypeAliasType(
+    "LoginChannel", Annotated[Literal["mobile", "web"], Field(description="Which app the customer logged in to.")]
+)
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
 ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN)]
 CUSTOMER_ID_EXAMPLE = "C00000042"
 ExternalIdPath = Annotated[ExternalId, Path(description="The bank's own customer id.", examples=[CUSTOMER_ID_EXAMPLE])]
-_ATTRIBUTE_VALUE = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"},
-                              {"type": "array", "items": {"type": "string"}}, {"type": "null"}]}
-CustomAttributes = Annotated[dict[str, Any], WithJsonSchema({
-    "type": "object", "additionalProperties": _ATTRIBUTE_VALUE, "maxProperties": 50,
-    "description": "Values of custom attributes declared at /v1/attributes/custom, each of its declared type: "
-                   "a number, an integer, a string, a boolean, a date (YYYY-MM-DD) or a list of strings."})]
+_ATTRIBUTE_VALUE = {
+    "anyOf": [
+        {"type": "number"},
+        {"type": "string"},
+        {"type": "boolean"},
+        {"type": "array", "items": {"type": "string"}},
+        {"type": "null"},
+    ]
+}
+CustomAttributes = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "additionalProperties": _ATTRIBUTE_VALUE,
+            "maxProperties": 50,
+            "description": "Values of custom attributes declared at /v1/attributes/custom, each of its declared type: "
+            "a number, an integer, a string, a boolean, a date (YYYY-MM-DD) or a list of strings.",
+        }
+    ),
+]
 MAX_CUSTOM_ATTRIBUTES = 50
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -46,15 +68,18 @@ class CustomerFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    display_name: str | None = Field(None, min_length=1, max_length=200,
-                                     description="Optional name for relationship managers; personal data.")
+    display_name: str | None = Field(
+        None, min_length=1, max_length=200, description="Optional name for relationship managers; personal data."
+    )
     birth_date: Day | None = Field(None, description="Personal data; used for age and birthday care lists.")
     risk_level: Integer(1, 5) | None = Field(None, description="Assessed risk tolerance C1..C5 (1 = cautious).")
     risk_assessed_at: Timestamp | None = Field(
-        None, description="When the risk questionnaire was done; it expires after a configured period (a year).")
+        None, description="When the risk questionnaire was done; it expires after a configured period (a year)."
+    )
     marketing_consent: Boolean | None = None
     attributes: CustomAttributes | None = Field(
-        None, description="Values of custom attributes declared at /v1/attributes/custom; null removes one.")
+        None, description="Values of custom attributes declared at /v1/attributes/custom; null removes one."
+    )
 
     @field_validator("birth_date")
     @classmethod
@@ -79,17 +104,31 @@ class CustomerFields(BaseModel):
 class CustomerUpsert(CustomerFields):
     """The whole profile, as PUT /v1/customers/{external_id} sends it."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"dependentRequired": {
-        "risk_level": ["risk_assessed_at"]}, "examples": [{
-        "segment": "retail", "display_name": "Maria Rossi", "birth_date": "1979-04-12",
-        "onboarded_at": "2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z",
-        "marketing_consent": True, "attributes": {"employer_payroll": True}}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "dependentRequired": {"risk_level": ["risk_assessed_at"]},
+            "examples": [
+                {
+                    "segment": "retail",
+                    "display_name": "Maria Rossi",
+                    "birth_date": "1979-04-12",
+                    "onboarded_at": "2012-06-01T09:30:00Z",
+                    "risk_level": 3,
+                    "risk_assessed_at": "2026-02-10T14:00:00Z",
+                    "marketing_consent": True,
+                    "attributes": {"employer_payroll": True},
+                }
+            ],
+        },
+    )
 
     segment: Segment
     onboarded_at: Timestamp = Field(description="When the customer relationship started.")
     marketing_consent: Boolean = False
-    attributes: CustomAttributes = Field(default_factory=dict,
-                                         description="Values of custom attributes declared at /v1/attributes/custom.")
+    attributes: CustomAttributes = Field(
+        default_factory=dict, description="Values of custom attributes declared at /v1/attributes/custom."
+    )
 
     @field_validator("onboarded_at")
     @classmethod
@@ -114,8 +153,12 @@ class CustomerImportLine(CustomerUpsert):
 class CustomerPatch(CustomerFields):
     """Any subset of the profile; fields left out are unchanged, null clears an optional field."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"risk_level": 4, "risk_assessed_at": "2026-11-20T10:00:00Z"}, {"marketing_consent": False}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"risk_level": 4, "risk_assessed_at": "2026-11-20T10:00:00Z"}, {"marketing_consent": False}]
+        },
+    )
 
     segment: Segment = None  # may be left out, not set to null (nor onboarded_at, marketing_consent)
     onboarded_at: Timestamp = None
@@ -170,18 +213,44 @@ class CustomerSummary(BaseModel):
 class CustomerRead(CustomerSummary):
     """The profile with the metrics rules see."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "external_id": "C00000042", "segment": "retail", "display_name": "Maria Rossi", "birth_date": "1979-04-12",
-        "onboarded_at": "2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z",
-        "marketing_consent": True, "attributes": {"employer_payroll": True},
-        "created_at": "2026-01-05T10:00:00Z", "updated_at": "2026-11-22T08:14:05Z",
-        "metrics": {"aum": "190950.20", "aum_avg_3m": "185300.75", "aum_trend_3m": "0.0305",
-                    "deposit_balance": "58450.20", "investment_balance": "132500.00", "loan_balance": "0.00",
-                    "products_held_count": 3, "held_products": ["balanced_fund", "current_account",
-                                                                "term_deposit_12m"],
-                    "held_categories": ["deposit", "fund"], "tenure_months": 173, "age": 47, "txn_count_90d": 112,
-                    "txn_amount_90d": "9830.40", "days_since_last_txn": 0, "logins_30d": 21, "referrals_12m": 1,
-                    "risk_tolerance": 3}}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "external_id": "C00000042",
+                    "segment": "retail",
+                    "display_name": "Maria Rossi",
+                    "birth_date": "1979-04-12",
+                    "onboarded_at": "2012-06-01T09:30:00Z",
+                    "risk_level": 3,
+                    "risk_assessed_at": "2026-02-10T14:00:00Z",
+                    "marketing_consent": True,
+                    "attributes": {"employer_payroll": True},
+                    "created_at": "2026-01-05T10:00:00Z",
+                    "updated_at": "2026-11-22T08:14:05Z",
+                    "metrics": {
+                        "aum": "190950.20",
+                        "aum_avg_3m": "185300.75",
+                        "aum_trend_3m": "0.0305",
+                        "deposit_balance": "58450.20",
+                        "investment_balance": "132500.00",
+                        "loan_balance": "0.00",
+                        "products_held_count": 3,
+                        "held_products": ["balanced_fund", "current_account", "term_deposit_12m"],
+                        "held_categories": ["deposit", "fund"],
+                        "tenure_months": 173,
+                        "age": 47,
+                        "txn_count_90d": 112,
+                        "txn_amount_90d": "9830.40",
+                        "days_since_last_txn": 0,
+                        "logins_30d": 21,
+                        "referrals_12m": 1,
+                        "risk_tolerance": 3,
+                    },
+                }
+            ]
+        }
+    )
 
     metrics: CustomerMetrics
 
@@ -205,12 +274,35 @@ class HoldingIn(BaseModel):
 class HoldingsPut(BaseModel):
     """The customer's complete set of products; products left out are closed."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"holdings": [
-        {"product_code": "current_account", "opened_at": "2012-06-01", "balance": "8450.20", "as_of": "2026-11-22"},
-        {"product_code": "term_deposit_12m", "opened_at": "2026-01-15", "balance": "50000.00",
-         "as_of": "2026-11-22"},
-        {"product_code": "balanced_fund", "opened_at": "2024-03-02", "balance": "132500.00",
-         "as_of": "2026-11-22"}]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "holdings": [
+                        {
+                            "product_code": "current_account",
+                            "opened_at": "2012-06-01",
+                            "balance": "8450.20",
+                            "as_of": "2026-11-22",
+                        },
+                        {
+                            "product_code": "term_deposit_12m",
+                            "opened_at": "2026-01-15",
+                            "balance": "50000.00",
+                            "as_of": "2026-11-22",
+                        },
+                        {
+                            "product_code": "balanced_fund",
+                            "opened_at": "2024-03-02",
+                            "balance": "132500.00",
+                            "as_of": "2026-11-22",
+                        },
+                    ]
+                }
+            ]
+        },
+    )
 
     holdings: list[HoldingIn] = Field(max_length=200)
 
@@ -233,10 +325,28 @@ class HoldingRead(BaseModel):
 
 
 class HoldingsRead(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"holdings": [
-        {"product_code": "current_account", "opened_at": "2012-06-01", "balance": "8450.20", "as_of": "2026-11-22"},
-        {"product_code": "balanced_fund", "opened_at": "2024-03-02", "balance": "132500.00",
-         "as_of": "2026-11-22"}]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "holdings": [
+                        {
+                            "product_code": "current_account",
+                            "opened_at": "2012-06-01",
+                            "balance": "8450.20",
+                            "as_of": "2026-11-22",
+                        },
+                        {
+                            "product_code": "balanced_fund",
+                            "opened_at": "2024-03-02",
+                            "balance": "132500.00",
+                            "as_of": "2026-11-22",
+                        },
+                    ]
+                }
+            ]
+        }
+    )
 
     holdings: list[HoldingRead]
 
@@ -276,13 +386,39 @@ Event = Annotated[TransactionEvent | LoginEvent | ReferralEvent, Field(discrimin
 
 
 class EventBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"events": [
-        {"type": "transaction", "event_id": "txn-2026-11-22-000981", "customer_id": "C00000042",
-         "occurred_at": "2026-11-22T08:14:03Z", "amount": "54.90", "direction": "debit", "channel": "card"},
-        {"type": "login", "event_id": "login-88120391", "customer_id": "C00000042",
-         "occurred_at": "2026-11-22T08:10:41Z", "channel": "mobile"},
-        {"type": "referral", "event_id": "ref-77120", "customer_id": "C00000042",
-         "occurred_at": "2026-11-21T17:02:00Z"}]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "type": "transaction",
+                            "event_id": "txn-2026-11-22-000981",
+                            "customer_id": "C00000042",
+                            "occurred_at": "2026-11-22T08:14:03Z",
+                            "amount": "54.90",
+                            "direction": "debit",
+                            "channel": "card",
+                        },
+                        {
+                            "type": "login",
+                            "event_id": "login-88120391",
+                            "customer_id": "C00000042",
+                            "occurred_at": "2026-11-22T08:10:41Z",
+                            "channel": "mobile",
+                        },
+                        {
+                            "type": "referral",
+                            "event_id": "ref-77120",
+                            "customer_id": "C00000042",
+                            "occurred_at": "2026-11-21T17:02:00Z",
+                        },
+                    ]
+                }
+            ]
+        },
+    )
 
     events: list[Event] = Field(min_length=1, max_length=10_000)
 

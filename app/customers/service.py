@@ -14,11 +14,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidFields, InvalidInput
-from app.core.strict import NUMBER_LIMIT, YEARS, fits_bigint, is_iso_day
 from app.customers.errors import CustomerNotFound
 from app.customers.locks import lock_customers
-from app.customers.models import (Customer, CustomerActivityDaily, CustomerAumDaily, CustomerEvent, Holding,
-                                  HoldingBalance)
+from app.customers.models import (
+    Customer,
+    CustomerActivityDaily,
+    CustomerAumDaily,
+    CustomerEvent,
+    Holding,
+    HoldingBalance,
+)
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
 from app.products.models import Product
 from app.rules import features_for_customers, features_sql
@@ -26,17 +31,40 @@ from app.rules.custom_attributes import attribute_errors, attribute_types
 
 # Product categories that count as assets under management (loans and cards are owed, not held).
 AUM_CATEGORIES = ("deposit", "wealth", "fund", "insurance")
-METRIC_COLUMNS = ("aum", "aum_avg_3m", "aum_trend_3m", "deposit_balance", "investment_balance", "loan_balance",
-                  "products_held_count", "held_products", "held_categories", "tenure_months", "age",
-                  "txn_count_90d", "txn_amount_90d", "days_since_last_txn", "logins_30d", "referrals_12m",
-                  "risk_tolerance")
+METRIC_COLUMNS = (
+    "aum",
+    "aum_avg_3m",
+    "aum_trend_3m",
+    "deposit_balance",
+    "investment_balance",
+    "loan_balance",
+    "products_held_count",
+    "held_products",
+    "held_categories",
+    "tenure_months",
+    "age",
+    "txn_count_90d",
+    "txn_amount_90d",
+    "days_since_last_txn",
+    "logins_30d",
+    "referrals_12m",
+    "risk_tolerance",
+)
 
 # The metrics each kind of write can move: a write re-tiers customers only under policies that read one of them.
 HOLDING_METRICS = features_sql.CURRENT.moved_by(features_sql.HOLDINGS)
 ACTIVITY_METRICS = features_sql.CURRENT.moved_by(features_sql.ACTIVITY)
 
-PROFILE_FIELDS = ("segment", "display_name", "birth_date", "onboarded_at", "risk_level", "risk_assessed_at",
-                  "marketing_consent", "attributes")
+PROFILE_FIELDS = (
+    "segment",
+    "display_name",
+    "birth_date",
+    "onboarded_at",
+    "risk_level",
+    "risk_assessed_at",
+    "marketing_consent",
+    "attributes",
+)
 
 
 def _clean_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
@@ -44,6 +72,7 @@ def _clean_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- profile -----------------------------------------------------------------------------------------------
+
 
 async def upsert_customer(session: AsyncSession, external_id: str, body: CustomerUpsert) -> tuple[int, bool]:
     """Create or replace a customer's profile; (customer id, True when it was created)."""
@@ -57,8 +86,9 @@ async def upsert_customer(session: AsyncSession, external_id: str, body: Custome
     return customer_id, bool(created)
 
 
-async def import_customers(session: AsyncSession, lines: list[tuple[int, CustomerImportLine]]
-                           ) -> tuple[int, int, list[dict], list[int]]:
+async def import_customers(
+    session: AsyncSession, lines: list[tuple[int, CustomerImportLine]]
+) -> tuple[int, int, list[dict], list[int]]:
     """Upsert validated import lines in chunks; returns (created, updated, rejections of attribute checks,
     the ids of the customers written)."""
     definitions = await attribute_types(session)
@@ -73,7 +103,7 @@ async def import_customers(session: AsyncSession, lines: list[tuple[int, Custome
     items = list(latest.items())
     for start in range(0, len(items), 5000):
         columns: dict[str, list] = defaultdict(list)
-        for external_id, line in items[start:start + 5000]:
+        for external_id, line in items[start : start + 5000]:
             columns["external_ids"].append(external_id)
             for field in PROFILE_FIELDS:
                 value = getattr(line, field)
@@ -113,18 +143,21 @@ async def _customer_row(session: AsyncSession, external_id: str, *, for_update: 
 
 
 async def customer_id_of(session: AsyncSession, external_id: str) -> int:
-    customer_id = await session.scalar(select(Customer.id).where(Customer.external_id == external_id,
-                                                                 Customer.erased_at.is_(None)))
+    customer_id = await session.scalar(
+        select(Customer.id).where(Customer.external_id == external_id, Customer.erased_at.is_(None))
+    )
     if customer_id is None:
         raise CustomerNotFound(external_id)
     return customer_id
 
 
 def _customer_with_metrics():
-    features = features_for_customers(sa.func.array(
-        select(Customer.id).where(Customer.external_id == bindparam("external_id")).scalar_subquery()))
-    return (select(Customer, *(features.c[name] for name in METRIC_COLUMNS))
-            .join(features, features.c.customer_id == Customer.id))
+    features = features_for_customers(
+        sa.func.array(select(Customer.id).where(Customer.external_id == bindparam("external_id")).scalar_subquery())
+    )
+    return select(Customer, *(features.c[name] for name in METRIC_COLUMNS)).join(
+        features, features.c.customer_id == Customer.id
+    )
 
 
 async def get_customer(session: AsyncSession, external_id: str) -> tuple[Customer, dict[str, Any]]:
@@ -167,8 +200,9 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str) -
     anonymous row stays so that counts in reports do not change. Returns the customer's id, or None when it was
     erased before (erasing again succeeds). What other domains hold of it: app.customers.flows.erase_customer."""
     token = erasure_token(external_id, secret)
-    customer = await session.scalar(select(Customer).where(Customer.external_id.in_([external_id, token]))
-                                    .with_for_update())
+    customer = await session.scalar(
+        select(Customer).where(Customer.external_id.in_([external_id, token])).with_for_update()
+    )
     if customer is None:
         raise CustomerNotFound(external_id)
     if customer.erased_at is not None:
@@ -176,16 +210,36 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str) -
     await lock_customers(session, [customer.id])  # a batch chunk evaluating this customer finishes first
     for model in (Holding, HoldingBalance, CustomerAumDaily, CustomerActivityDaily, CustomerEvent):
         await session.execute(delete(model).where(model.customer_id == customer.id))
-    await session.execute(update(Customer).where(Customer.id == customer.id).values(
-        external_id=token, display_name=None, birth_date=None, attributes={}, risk_level=None,
-        risk_assessed_at=None, marketing_consent=False, last_txn_at=None,
-        onboarded_at=func.date_trunc("year", Customer.onboarded_at), erased_at=func.now(), updated_at=func.now()))
+    await session.execute(
+        update(Customer)
+        .where(Customer.id == customer.id)
+        .values(
+            external_id=token,
+            display_name=None,
+            birth_date=None,
+            attributes={},
+            risk_level=None,
+            risk_assessed_at=None,
+            marketing_consent=False,
+            last_txn_at=None,
+            onboarded_at=func.date_trunc("year", Customer.onboarded_at),
+            erased_at=func.now(),
+            updated_at=func.now(),
+        )
+    )
     await session.flush()
     return customer.id
 
 
-async def list_customers(session: AsyncSession, *, after_id: int | None, limit: int, segment: str | None = None,
-                         risk_level: int | None = None, extra_filters=()) -> list[Customer]:
+async def list_customers(
+    session: AsyncSession,
+    *,
+    after_id: int | None,
+    limit: int,
+    segment: str | None = None,
+    risk_level: int | None = None,
+    extra_filters=(),
+) -> list[Customer]:
     query = select(Customer).where(Customer.erased_at.is_(None)).order_by(Customer.id).limit(limit + 1)
     if after_id is not None:
         query = query.where(Customer.id > after_id)
@@ -200,47 +254,68 @@ async def list_customers(session: AsyncSession, *, after_id: int | None, limit: 
 
 # ---- holdings ----------------------------------------------------------------------------------------------
 
+
 async def get_holdings(session: AsyncSession, external_id: str) -> list[Holding]:
     customer_id = await customer_id_of(session, external_id)
-    return list(await session.scalars(select(Holding).where(Holding.customer_id == customer_id)
-                                      .order_by(Holding.product_code)))
+    return list(
+        await session.scalars(select(Holding).where(Holding.customer_id == customer_id).order_by(Holding.product_code))
+    )
 
 
-async def replace_holdings(session: AsyncSession, external_id: str, holdings: list[HoldingIn]
-                           ) -> tuple[int, list[Holding]]:
+async def replace_holdings(
+    session: AsyncSession, external_id: str, holdings: list[HoldingIn]
+) -> tuple[int, list[Holding]]:
     """Replace the customer's product set; record each balance in the history and the day's AUM snapshot."""
     customer = await _customer_row(session, external_id, for_update=True)
-    categories = dict((await session.execute(
-        select(Product.code, Product.category).where(Product.code.in_([h.product_code for h in holdings]))
-    )).all())
-    errors = [{"pointer": f"/holdings/{i}/product_code", "detail": f"unknown product '{h.product_code}'"}
-              for i, h in enumerate(holdings) if h.product_code not in categories]
+    categories = dict(
+        (
+            await session.execute(
+                select(Product.code, Product.category).where(Product.code.in_([h.product_code for h in holdings]))
+            )
+        ).all()
+    )
+    errors = [
+        {"pointer": f"/holdings/{i}/product_code", "detail": f"unknown product '{h.product_code}'"}
+        for i, h in enumerate(holdings)
+        if h.product_code not in categories
+    ]
     if errors:
         raise InvalidFields(errors)
     codes = [h.product_code for h in holdings]
-    await session.execute(delete(Holding).where(Holding.customer_id == customer.id,
-                                                Holding.product_code.not_in(codes)))
+    await session.execute(delete(Holding).where(Holding.customer_id == customer.id, Holding.product_code.not_in(codes)))
     if holdings:
         rows = [{"customer_id": customer.id, **h.model_dump()} for h in holdings]
         stmt = insert(Holding).values(rows)
-        await session.execute(stmt.on_conflict_do_update(
-            index_elements=["customer_id", "product_code"],
-            set_={"opened_at": stmt.excluded.opened_at, "balance": stmt.excluded.balance,
-                  "as_of": stmt.excluded.as_of}))
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["customer_id", "product_code"],
+                set_={
+                    "opened_at": stmt.excluded.opened_at,
+                    "balance": stmt.excluded.balance,
+                    "as_of": stmt.excluded.as_of,
+                },
+            )
+        )
         history = insert(HoldingBalance).values(
-            [{"customer_id": customer.id, "product_code": h.product_code, "as_of": h.as_of, "balance": h.balance}
-             for h in holdings])
-        await session.execute(history.on_conflict_do_update(
-            index_elements=["customer_id", "product_code", "as_of"], set_={"balance": history.excluded.balance}))
+            [
+                {"customer_id": customer.id, "product_code": h.product_code, "as_of": h.as_of, "balance": h.balance}
+                for h in holdings
+            ]
+        )
+        await session.execute(
+            history.on_conflict_do_update(
+                index_elements=["customer_id", "product_code", "as_of"], set_={"balance": history.excluded.balance}
+            )
+        )
     day = max((h.as_of for h in holdings), default=date.today())
     aum = sum((h.balance for h in holdings if categories[h.product_code] in AUM_CATEGORIES), Decimal("0"))
     snapshot = insert(CustomerAumDaily).values(customer_id=customer.id, day=day, aum=aum)
-    await session.execute(snapshot.on_conflict_do_update(index_elements=["customer_id", "day"],
-                                                         set_={"aum": aum}))
+    await session.execute(snapshot.on_conflict_do_update(index_elements=["customer_id", "day"], set_={"aum": aum}))
     customer.updated_at = datetime.now(UTC)
     await session.flush()
-    return customer.id, list(await session.scalars(select(Holding).where(Holding.customer_id == customer.id)
-                                                   .order_by(Holding.product_code)))
+    return customer.id, list(
+        await session.scalars(select(Holding).where(Holding.customer_id == customer.id).order_by(Holding.product_code))
+    )
 
 
 # ---- events ------------------------------------------------------------------------------------------------
@@ -284,12 +359,20 @@ async def ingest_events(session: AsyncSession, events: list) -> tuple[int, set[i
     """Store a batch of events for many customers; returns (how many were new, the customers touched).
     Unknown customers are a 422 naming each offending event; nothing is stored then."""
     external_ids = {e.customer_id for e in events}
-    ids = dict((await session.execute(
-        select(Customer.external_id, Customer.id).where(Customer.external_id.in_(external_ids),
-                                                        Customer.erased_at.is_(None))
-    )).all())
-    errors = [{"pointer": f"/events/{i}/customer_id", "detail": f"unknown customer '{e.customer_id}'"}
-              for i, e in enumerate(events) if e.customer_id not in ids]
+    ids = dict(
+        (
+            await session.execute(
+                select(Customer.external_id, Customer.id).where(
+                    Customer.external_id.in_(external_ids), Customer.erased_at.is_(None)
+                )
+            )
+        ).all()
+    )
+    errors = [
+        {"pointer": f"/events/{i}/customer_id", "detail": f"unknown customer '{e.customer_id}'"}
+        for i, e in enumerate(events)
+        if e.customer_id not in ids
+    ]
     if errors:
         raise InvalidFields(errors[:100])
     # Lock the batch's customers in id order first: concurrent batches for the same customers then queue

@@ -11,5 +11,9 @@ class ComplaintNotFound(NotFound):
 class InvalidComplaintTransition(Conflict):
     def __init__(self, complaint_id: int, from_status: str, to_status: str, allowed: list[str]) -> None:
         moves = ", ".join(allowed) or "none"
-        super().__init__(f"Complaint {complaint_id} is {from_status}; it cannot move to {to_status} "
-                         f"(allowed: {moves}).", complaint_id=complaint_id, current_status=from_status, allowed=allowed)
+        super().__init__(
+            f"Complaint {complaint_id} is {from_status}; it cannot move to {to_status} (allowed: {moves}).",
+            complaint_id=complaint_id,
+            current_status=from_status,
+            allowed=allowed,
+        )

@@ -5,8 +5,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import (BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, Numeric, SmallInteger,
-                        String, Text, func, text)
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -33,9 +45,9 @@ class FeedbackEvent(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(100))
-    recommendation_id: Mapped[Any] = mapped_column(UUID(as_uuid=True),
-                                                   ForeignKey("recommendation_item.recommendation_id",
-                                                              ondelete="CASCADE"))
+    recommendation_id: Mapped[Any] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("recommendation_item.recommendation_id", ondelete="CASCADE")
+    )
     product_code: Mapped[str] = mapped_column(String(40))
     tier_code: Mapped[str | None] = mapped_column(String(40))
     channel: Mapped[str] = mapped_column(String(20))
@@ -52,12 +64,12 @@ class SurveyResponse(Base):
     __tablename__ = "survey_response"
     __table_args__ = (
         CheckConstraint(f"kind IN {SURVEY_KINDS}", name="kind"),
-        CheckConstraint("(kind = 'nps' AND score BETWEEN 0 AND 10) OR (kind = 'csat' AND score BETWEEN 1 AND 5)",
-                        name="score"),
+        CheckConstraint(
+            "(kind = 'nps' AND score BETWEEN 0 AND 10) OR (kind = 'csat' AND score BETWEEN 1 AND 5)", name="score"
+        ),
         Index("uq_survey_response_customer_id_event_id", "customer_id", "event_id", unique=True),
         # the satisfaction report: answers of a kind in a time range
-        Index("ix_survey_response_kind_occurred", "kind", "occurred_at",
-              postgresql_include=["customer_id", "score"]),
+        Index("ix_survey_response_kind_occurred", "kind", "occurred_at", postgresql_include=["customer_id", "score"]),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -8,14 +8,25 @@ from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from app.core.security import CurrentPrincipal, Scope, require_scope
-from app.customers import flows as customer_flows
 from app.core.strict import BIGINT_MAX, ParamInteger, Timestamp
+from app.customers import flows as customer_flows
 from app.customers.schemas import ExternalId
 from app.feedback import service
 from app.feedback.models import Complaint
-from app.feedback.schemas import (ComplaintCategory, ComplaintDetail, ComplaintIn, ComplaintRead, ComplaintStatus,
-                                  ComplaintTransitionIn, ComplaintTransitionRead, FeedbackBatchResult,
-                                  FeedbackEventBatch, SurveyIn, SurveyKind, SurveyRead)
+from app.feedback.schemas import (
+    ComplaintCategory,
+    ComplaintDetail,
+    ComplaintIn,
+    ComplaintRead,
+    ComplaintStatus,
+    ComplaintTransitionIn,
+    ComplaintTransitionRead,
+    FeedbackBatchResult,
+    FeedbackEventBatch,
+    SurveyIn,
+    SurveyKind,
+    SurveyRead,
+)
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"], responses=problem_responses(401, 403))
 
@@ -25,15 +36,35 @@ ComplaintId = Annotated[ParamInteger(1, BIGINT_MAX), Path(description="The compl
 
 
 def _complaint_read(complaint: Complaint, external_id: str) -> dict:
-    return {**{c: getattr(complaint, c) for c in ("id", "event_id", "category", "channel", "description", "status",
-                                                  "opened_at", "resolved_at", "updated_at")},
-            "customer_id": external_id}
+    return {
+        **{
+            c: getattr(complaint, c)
+            for c in (
+                "id",
+                "event_id",
+                "category",
+                "channel",
+                "description",
+                "status",
+                "opened_at",
+                "resolved_at",
+                "updated_at",
+            )
+        },
+        "customer_id": external_id,
+    }
 
 
-@router.post("/events", summary="Record recommendation feedback",
-             response_model=FeedbackBatchResult, dependencies=WRITE, responses=problem_responses(413, 422))
-async def ingest_feedback_events(body: FeedbackEventBatch, session: SessionDep, request: Request,
-                                 background: BackgroundTasks) -> FeedbackBatchResult:
+@router.post(
+    "/events",
+    summary="Record recommendation feedback",
+    response_model=FeedbackBatchResult,
+    dependencies=WRITE,
+    responses=problem_responses(413, 422),
+)
+async def ingest_feedback_events(
+    body: FeedbackEventBatch, session: SessionDep, request: Request, background: BackgroundTasks
+) -> FeedbackBatchResult:
     """Record what customers did with recommended products: impression, click, accept, dismiss, convert.
     Each event answers a `recommendation_id` served to that customer. Events are checked one by one: a bad event
     is listed under `rejections` (its index, field and why) and the good ones are stored. A retried event_id
@@ -44,14 +75,23 @@ async def ingest_feedback_events(body: FeedbackEventBatch, session: SessionDep, 
     if intake.accepted:  # once committed, this instance ranks with the new counts at once (others within seconds)
         background.add_task(request.app.state.recommender.invalidate_stats)
     rejections = sorted(body.rejections + intake.rejections, key=lambda r: r["index"])
-    return FeedbackBatchResult(received=len(body.indexed_events) + len(body.rejections), accepted=intake.accepted,
-                               duplicates=intake.duplicates, rejected=len(rejections), rejections=rejections)
+    return FeedbackBatchResult(
+        received=len(body.indexed_events) + len(body.rejections),
+        accepted=intake.accepted,
+        duplicates=intake.duplicates,
+        rejected=len(rejections),
+        rejections=rejections,
+    )
 
 
-@router.post("/surveys", summary="Record a survey answer",
-             response_model=SurveyRead, status_code=status.HTTP_201_CREATED, dependencies=WRITE,
-             responses={200: {"model": SurveyRead, "description": "Already recorded (a retry)"},
-                        **problem_responses(422)})
+@router.post(
+    "/surveys",
+    summary="Record a survey answer",
+    response_model=SurveyRead,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=WRITE,
+    responses={200: {"model": SurveyRead, "description": "Already recorded (a retry)"}, **problem_responses(422)},
+)
 async def record_survey(body: SurveyIn, session: SessionDep, response: Response) -> SurveyRead:
     """Record an NPS (0..10) or CSAT (1..5) answer: 201 when new, 200 for a retry of the same `event_id`. The
     latest NPS, promoter / detractor status and the average CSAT become customer attributes (nps_latest,
@@ -61,30 +101,50 @@ async def record_survey(body: SurveyIn, session: SessionDep, response: Response)
         await customer_flows.customers_changed(session, [customer_id])
     else:
         response.status_code = status.HTTP_200_OK
-    return SurveyRead.model_validate({**{c.key: getattr(survey, c.key) for c in survey.__table__.c},
-                                      "customer_id": body.customer_id})
+    return SurveyRead.model_validate(
+        {**{c.key: getattr(survey, c.key) for c in survey.__table__.c}, "customer_id": body.customer_id}
+    )
 
 
-@router.get("/surveys", summary="List survey answers",
-            response_model=Page[SurveyRead], dependencies=READ, responses=problem_responses(422))
-async def list_surveys(session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50,
-                       customer: Annotated[ExternalId | None, Query(description="The bank's customer id.")] = None,
-                       kind: SurveyKind | None = None) -> Page[SurveyRead]:
+@router.get(
+    "/surveys",
+    summary="List survey answers",
+    response_model=Page[SurveyRead],
+    dependencies=READ,
+    responses=problem_responses(422),
+)
+async def list_surveys(
+    session: SessionDep,
+    cursor: CursorParam = None,
+    limit: LimitParam = 50,
+    customer: Annotated[ExternalId | None, Query(description="The bank's customer id.")] = None,
+    kind: SurveyKind | None = None,
+) -> Page[SurveyRead]:
     """Survey answers with their comments, in the order received; follow `next_cursor`."""
-    rows = await service.list_surveys(session, customer=customer, kind=kind, after_id=decode_cursor(cursor),
-                                      limit=limit)
+    rows = await service.list_surveys(
+        session, customer=customer, kind=kind, after_id=decode_cursor(cursor), limit=limit
+    )
     items, next_cursor = page_of(rows, limit, key_of=lambda row: (row[0].id,))
-    return Page[SurveyRead](items=[SurveyRead.model_validate(
-        {**{c.key: getattr(s, c.key) for c in s.__table__.c}, "customer_id": external_id}) for s, external_id in items],
-        next_cursor=next_cursor)
+    return Page[SurveyRead](
+        items=[
+            SurveyRead.model_validate({**{c.key: getattr(s, c.key) for c in s.__table__.c}, "customer_id": external_id})
+            for s, external_id in items
+        ],
+        next_cursor=next_cursor,
+    )
 
 
-@router.post("/complaints", summary="Open a complaint",
-             response_model=ComplaintDetail, status_code=status.HTTP_201_CREATED,
-             dependencies=WRITE, responses={200: {"model": ComplaintDetail, "description": "Already open (a retry)"},
-                                            **problem_responses(422)})
-async def open_complaint(body: ComplaintIn, session: SessionDep, principal: CurrentPrincipal,
-                         response: Response) -> ComplaintDetail:
+@router.post(
+    "/complaints",
+    summary="Open a complaint",
+    response_model=ComplaintDetail,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=WRITE,
+    responses={200: {"model": ComplaintDetail, "description": "Already open (a retry)"}, **problem_responses(422)},
+)
+async def open_complaint(
+    body: ComplaintIn, session: SessionDep, principal: CurrentPrincipal, response: Response
+) -> ComplaintDetail:
     """Open a complaint: 201 when new, 200 for a retry of the same `event_id`. Open complaints count in the
     customer's `open_complaints` attribute (rules use it) and the customer's tiers are evaluated again."""
     complaint_id, customer_id, created = await service.open_complaint(session, body, principal.name)
@@ -97,42 +157,68 @@ async def open_complaint(body: ComplaintIn, session: SessionDep, principal: Curr
 
 async def _detail(session, complaint_id: int) -> ComplaintDetail:
     complaint, external_id, history = await service.get_complaint(session, complaint_id)
-    return ComplaintDetail(**_complaint_read(complaint, external_id),
-                           history=[ComplaintTransitionRead.model_validate(h) for h in history])
+    return ComplaintDetail(
+        **_complaint_read(complaint, external_id), history=[ComplaintTransitionRead.model_validate(h) for h in history]
+    )
 
 
-@router.get("/complaints", summary="List complaints",
-            response_model=Page[ComplaintRead], dependencies=READ, responses=problem_responses(422))
-async def list_complaints(session: SessionDep, cursor: CursorParam = None, limit: LimitParam = 50,
-                          customer: Annotated[ExternalId | None, Query(description="The bank's customer id.")] = None,
-                          status_: Annotated[ComplaintStatus | None, Query(alias="status")] = None,
-                          category: ComplaintCategory | None = None,
-                          opened_from: Annotated[Timestamp | None, Query(description="Opened at or after.")] = None,
-                          opened_to: Annotated[Timestamp | None, Query(description="Opened before.")] = None,
-                          ) -> Page[ComplaintRead]:
+@router.get(
+    "/complaints",
+    summary="List complaints",
+    response_model=Page[ComplaintRead],
+    dependencies=READ,
+    responses=problem_responses(422),
+)
+async def list_complaints(
+    session: SessionDep,
+    cursor: CursorParam = None,
+    limit: LimitParam = 50,
+    customer: Annotated[ExternalId | None, Query(description="The bank's customer id.")] = None,
+    status_: Annotated[ComplaintStatus | None, Query(alias="status")] = None,
+    category: ComplaintCategory | None = None,
+    opened_from: Annotated[Timestamp | None, Query(description="Opened at or after.")] = None,
+    opened_to: Annotated[Timestamp | None, Query(description="Opened before.")] = None,
+) -> Page[ComplaintRead]:
     """Complaints in the order opened, filtered by customer, status, category and opening time; follow
     `next_cursor` for the next page."""
-    rows = await service.list_complaints(session, customer=customer, status=status_, category=category,
-                                         opened_from=opened_from, opened_to=opened_to,
-                                         after_id=decode_cursor(cursor), limit=limit)
+    rows = await service.list_complaints(
+        session,
+        customer=customer,
+        status=status_,
+        category=category,
+        opened_from=opened_from,
+        opened_to=opened_to,
+        after_id=decode_cursor(cursor),
+        limit=limit,
+    )
     items, next_cursor = page_of(rows, limit, key_of=lambda row: (row[0].id,))
-    return Page[ComplaintRead](items=[ComplaintRead(**_complaint_read(c, e)) for c, e in items],
-                               next_cursor=next_cursor)
+    return Page[ComplaintRead](
+        items=[ComplaintRead(**_complaint_read(c, e)) for c, e in items], next_cursor=next_cursor
+    )
 
 
-@router.get("/complaints/{complaint_id}", summary="Get a complaint with its history",
-            response_model=ComplaintDetail, dependencies=READ,
-            responses=problem_responses(404))
+@router.get(
+    "/complaints/{complaint_id}",
+    summary="Get a complaint with its history",
+    response_model=ComplaintDetail,
+    dependencies=READ,
+    responses=problem_responses(404),
+)
 async def get_complaint(complaint_id: ComplaintId, session: SessionDep) -> ComplaintDetail:
     """A complaint with its history: every move with actor, note and time."""
     return await _detail(session, complaint_id)
 
 
-@router.post("/complaints/{complaint_id}/transitions", summary="Move a complaint to another status",
-             response_model=ComplaintDetail, dependencies=[require_scope(Scope.COMPLAINTS_WRITE)],
-             responses=problem_responses(404, 409, 422))
-async def move_complaint(complaint_id: ComplaintId, body: ComplaintTransitionIn, session: SessionDep,
-                         principal: CurrentPrincipal) -> ComplaintDetail:
+@router.post(
+    "/complaints/{complaint_id}/transitions",
+    summary="Move a complaint to another status",
+    response_model=ComplaintDetail,
+    dependencies=[require_scope(Scope.COMPLAINTS_WRITE)],
+    responses=problem_responses(404, 409, 422),
+)
+async def move_complaint(
+    complaint_id: ComplaintId, body: ComplaintTransitionIn, session: SessionDep, principal: CurrentPrincipal
+) -> ComplaintDetail:
     """Move a complaint: open -> in_progress -> resolved -> closed, open -> resolved, and back to open (reopen)
     from in_progress, resolved or closed. Any other move is a 409. The actor is the API key's name."""
     customer_id = await service.move_complaint(session, complaint_id, body.to, body.note, principal.name)

@@ -117,16 +117,31 @@ async def ingest_feedback(session: AsyncSession, events: list[tuple[int, Feedbac
     row = (await session.execute(_INGEST_FEEDBACK, {**columns, "shard": propensity_shard()})).one()
     by_index = dict(events)
     for index in row.unknown:
-        result.rejections.append({"index": index, "pointer": f"/events/{index}/recommendation_id",
-                                  "detail": f"no recommendation {by_index[index].recommendation_id}"})
+        result.rejections.append(
+            {
+                "index": index,
+                "pointer": f"/events/{index}/recommendation_id",
+                "detail": f"no recommendation {by_index[index].recommendation_id}",
+            }
+        )
     for index in row.other_customer:
-        result.rejections.append({"index": index, "pointer": f"/events/{index}/recommendation_id",
-                                  "detail": f"recommendation {by_index[index].recommendation_id} was not made to "
-                                            f"customer '{by_index[index].customer_id}'"})
+        result.rejections.append(
+            {
+                "index": index,
+                "pointer": f"/events/{index}/recommendation_id",
+                "detail": f"recommendation {by_index[index].recommendation_id} was not made to "
+                f"customer '{by_index[index].customer_id}'",
+            }
+        )
     for index in row.other_product:
-        result.rejections.append({"index": index, "pointer": f"/events/{index}/product_code",
-                                  "detail": f"recommendation {by_index[index].recommendation_id} is not for product "
-                                            f"'{by_index[index].product_code}'"})
+        result.rejections.append(
+            {
+                "index": index,
+                "pointer": f"/events/{index}/product_code",
+                "detail": f"recommendation {by_index[index].recommendation_id} is not for product "
+                f"'{by_index[index].product_code}'",
+            }
+        )
     result.accepted = row.accepted
     result.duplicates = len(events) - len(result.rejections) - row.accepted
     result.converted_customers = sorted(row.converted_customers)
@@ -169,17 +184,26 @@ async def _customer_id(session: AsyncSession, external_id: str) -> int:
 async def record_survey(session: AsyncSession, body: SurveyIn) -> tuple[SurveyResponse, int, bool]:
     """Store a survey answer; (the answer, customer id, True when new). A retry returns the stored answer."""
     customer_id = await _customer_id(session, body.customer_id)
-    new_id = await session.scalar(_RECORD_SURVEY, {"customer_id": customer_id, **body.model_dump(exclude={
-        "customer_id"})})
-    survey = await session.scalar(select(SurveyResponse).where(SurveyResponse.customer_id == customer_id,
-                                                               SurveyResponse.event_id == body.event_id))
+    new_id = await session.scalar(
+        _RECORD_SURVEY, {"customer_id": customer_id, **body.model_dump(exclude={"customer_id"})}
+    )
+    survey = await session.scalar(
+        select(SurveyResponse).where(
+            SurveyResponse.customer_id == customer_id, SurveyResponse.event_id == body.event_id
+        )
+    )
     return survey, customer_id, new_id is not None
 
 
-async def list_surveys(session: AsyncSession, *, customer: str | None, kind: str | None, after_id: int | None,
-                       limit: int) -> list[Row]:
-    query = (select(SurveyResponse, Customer.external_id).join(Customer, Customer.id == SurveyResponse.customer_id)
-             .order_by(SurveyResponse.id).limit(limit + 1))
+async def list_surveys(
+    session: AsyncSession, *, customer: str | None, kind: str | None, after_id: int | None, limit: int
+) -> list[Row]:
+    query = (
+        select(SurveyResponse, Customer.external_id)
+        .join(Customer, Customer.id == SurveyResponse.customer_id)
+        .order_by(SurveyResponse.id)
+        .limit(limit + 1)
+    )
     if customer is not None:
         query = query.where(Customer.external_id == customer)
     if kind is not None:
@@ -253,70 +277,139 @@ RETURNING now() AS at
 async def open_complaint(session: AsyncSession, body: ComplaintIn, actor: str) -> tuple[int, int, bool]:
     """Open a complaint; (its id, customer id, True when new). A retry returns the stored complaint."""
     customer_id = await _customer_id(session, body.customer_id)
-    opened = (await session.execute(_OPEN_COMPLAINT, {"customer_id": customer_id, "actor": actor,
-                                                      **body.model_dump(exclude={"customer_id"})})).one_or_none()
+    opened = (
+        await session.execute(
+            _OPEN_COMPLAINT, {"customer_id": customer_id, "actor": actor, **body.model_dump(exclude={"customer_id"})}
+        )
+    ).one_or_none()
     if opened is not None:
-        await _emit_status_changed(session, opened.id, customer_id, body.customer_id, body.category, None, "open",
-                                   opened.opened_at)
+        await _emit_status_changed(
+            session, opened.id, customer_id, body.customer_id, body.category, None, "open", opened.opened_at
+        )
         return opened.id, customer_id, True
-    existing = await session.scalar(select(Complaint.id).where(Complaint.customer_id == customer_id,
-                                                               Complaint.event_id == body.event_id))
+    existing = await session.scalar(
+        select(Complaint.id).where(Complaint.customer_id == customer_id, Complaint.event_id == body.event_id)
+    )
     return existing, customer_id, False
 
 
-async def move_complaint(session: AsyncSession, complaint_id: int, to_status: str, note: str | None,
-                         actor: str) -> int:
+async def move_complaint(session: AsyncSession, complaint_id: int, to_status: str, note: str | None, actor: str) -> int:
     """Move a complaint to another status (409 when the lifecycle does not allow it); returns its customer id."""
-    complaint = (await session.execute(
-        select(Complaint.customer_id, Complaint.status, Complaint.opened_at, Complaint.resolved_at,
-               Complaint.category, Customer.external_id)
-        .join(Customer, Customer.id == Complaint.customer_id)
-        .where(Complaint.id == complaint_id).with_for_update(of=Complaint))).one_or_none()
+    complaint = (
+        await session.execute(
+            select(
+                Complaint.customer_id,
+                Complaint.status,
+                Complaint.opened_at,
+                Complaint.resolved_at,
+                Complaint.category,
+                Customer.external_id,
+            )
+            .join(Customer, Customer.id == Complaint.customer_id)
+            .where(Complaint.id == complaint_id)
+            .with_for_update(of=Complaint)
+        )
+    ).one_or_none()
     if complaint is None:
         raise ComplaintNotFound(complaint_id)
     allowed = ALLOWED_MOVES[complaint.status]
     if to_status not in allowed:
         raise InvalidComplaintTransition(complaint_id, complaint.status, to_status, list(allowed))
     reopened_resolution = to_status == "open" and complaint.resolved_at is not None
-    moved_at = await session.scalar(_MOVE_COMPLAINT, {
-        "complaint_id": complaint_id, "customer_id": complaint.customer_id, "from_status": complaint.status,
-        "to_status": to_status, "actor": actor, "note": note, "opened_at": complaint.opened_at,
-        "resolved_at": complaint.resolved_at,
-        "open_delta": (to_status in ACTIVE_STATUSES) - (complaint.status in ACTIVE_STATUSES),
-        "resolved_delta": 1 if to_status == "resolved" else -1 if reopened_resolution else 0})
-    await _emit_status_changed(session, complaint_id, complaint.customer_id, complaint.external_id,
-                               complaint.category, complaint.status, to_status, moved_at)
+    moved_at = await session.scalar(
+        _MOVE_COMPLAINT,
+        {
+            "complaint_id": complaint_id,
+            "customer_id": complaint.customer_id,
+            "from_status": complaint.status,
+            "to_status": to_status,
+            "actor": actor,
+            "note": note,
+            "opened_at": complaint.opened_at,
+            "resolved_at": complaint.resolved_at,
+            "open_delta": (to_status in ACTIVE_STATUSES) - (complaint.status in ACTIVE_STATUSES),
+            "resolved_delta": 1 if to_status == "resolved" else -1 if reopened_resolution else 0,
+        },
+    )
+    await _emit_status_changed(
+        session,
+        complaint_id,
+        complaint.customer_id,
+        complaint.external_id,
+        complaint.category,
+        complaint.status,
+        to_status,
+        moved_at,
+    )
     return complaint.customer_id
 
 
-async def _emit_status_changed(session: AsyncSession, complaint_id: int, customer_id: int, external_id: str,
-                               category: str, from_status: str | None, to_status: str, at: datetime) -> None:
+async def _emit_status_changed(
+    session: AsyncSession,
+    complaint_id: int,
+    customer_id: int,
+    external_id: str,
+    category: str,
+    from_status: str | None,
+    to_status: str,
+    at: datetime,
+) -> None:
     """complaint.status_changed, in the transaction of the move (never the note or description: free text)."""
-    await outbox.emit(session, "complaint.status_changed", {
-        "complaint_id": complaint_id, "customer_id": external_id, "category": category,
-        "from_status": from_status, "to_status": to_status, "at": at}, customer_id=customer_id)
+    await outbox.emit(
+        session,
+        "complaint.status_changed",
+        {
+            "complaint_id": complaint_id,
+            "customer_id": external_id,
+            "category": category,
+            "from_status": from_status,
+            "to_status": to_status,
+            "at": at,
+        },
+        customer_id=customer_id,
+    )
 
 
 async def get_complaint(session: AsyncSession, complaint_id: int) -> tuple[Complaint, str, list[ComplaintTransition]]:
     """A complaint, its customer's external id and its history, oldest first."""
-    row = (await session.execute(select(Complaint, Customer.external_id)
-                                 .join(Customer, Customer.id == Complaint.customer_id)
-                                 .where(Complaint.id == complaint_id)
-                                 .execution_options(populate_existing=True))).one_or_none()
+    row = (
+        await session.execute(
+            select(Complaint, Customer.external_id)
+            .join(Customer, Customer.id == Complaint.customer_id)
+            .where(Complaint.id == complaint_id)
+            .execution_options(populate_existing=True)
+        )
+    ).one_or_none()
     if row is None:
         raise ComplaintNotFound(complaint_id)
-    history = list(await session.scalars(select(ComplaintTransition)
-                                         .where(ComplaintTransition.complaint_id == complaint_id)
-                                         .order_by(ComplaintTransition.id)))
+    history = list(
+        await session.scalars(
+            select(ComplaintTransition)
+            .where(ComplaintTransition.complaint_id == complaint_id)
+            .order_by(ComplaintTransition.id)
+        )
+    )
     return row[0], row[1], history
 
 
-async def list_complaints(session: AsyncSession, *, customer: str | None, status: str | None,
-                          category: str | None, opened_from: datetime | None, opened_to: datetime | None,
-                          after_id: int | None, limit: int) -> list[Row]:
+async def list_complaints(
+    session: AsyncSession,
+    *,
+    customer: str | None,
+    status: str | None,
+    category: str | None,
+    opened_from: datetime | None,
+    opened_to: datetime | None,
+    after_id: int | None,
+    limit: int,
+) -> list[Row]:
     """(complaint, external id) rows in id order, limit + 1 of them (for page_of)."""
-    query = (select(Complaint, Customer.external_id).join(Customer, Customer.id == Complaint.customer_id)
-             .order_by(Complaint.id).limit(limit + 1))
+    query = (
+        select(Complaint, Customer.external_id)
+        .join(Customer, Customer.id == Complaint.customer_id)
+        .order_by(Complaint.id)
+        .limit(limit + 1)
+    )
     if customer is not None:
         query = query.where(Customer.external_id == customer)
     if status is not None:

@@ -15,12 +15,19 @@ from app.products.schemas import Channel, ProductCategory, ProductCreate, Produc
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
-CodePath = Annotated[str, Path(max_length=40, description="The product code, e.g. `term_deposit_12m`.",
-                               examples=["term_deposit_12m"])]
+CodePath = Annotated[
+    str, Path(max_length=40, description="The product code, e.g. `term_deposit_12m`.", examples=["term_deposit_12m"])
+]
 
 
-@router.post("", summary="Add a product", status_code=status.HTTP_201_CREATED, response_model=ProductRead,
-             dependencies=[require_scope(Scope.PRODUCTS_WRITE)], responses=problem_responses(401, 403, 409, 422))
+@router.post(
+    "",
+    summary="Add a product",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ProductRead,
+    dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
+    responses=problem_responses(401, 403, 409, 422),
+)
 async def create_product(body: ProductCreate, session: SessionDep, request: Request) -> ProductRead:
     """Add a product to the catalog.
 
@@ -35,16 +42,24 @@ async def create_product(body: ProductCreate, session: SessionDep, request: Requ
     return created
 
 
-@router.get("", summary="List products",
-            response_model=Page[ProductRead], dependencies=[require_scope(Scope.PRODUCTS_READ)],
-            responses=problem_responses(401, 403, 422))
+@router.get(
+    "",
+    summary="List products",
+    response_model=Page[ProductRead],
+    dependencies=[require_scope(Scope.PRODUCTS_READ)],
+    responses=problem_responses(401, 403, 422),
+)
 async def list_products(
     session: SessionDep,
     category: Annotated[ProductCategory | None, Query(description="Only products of this category.")] = None,
     channel: Annotated[Channel | None, Query(description="Only products offered on this channel.")] = None,
-    active: Annotated[QueryBoolean | None, Query(
-        description="true: only active products; false: only deactivated ones; omitted: both. "
-                    "This is the on/off switch, not the active_from..active_to window.")] = None,
+    active: Annotated[
+        QueryBoolean | None,
+        Query(
+            description="true: only active products; false: only deactivated ones; omitted: both. "
+            "This is the on/off switch, not the active_from..active_to window."
+        ),
+    ] = None,
     cursor: CursorParam = None,
     limit: LimitParam = DEFAULT_PAGE_SIZE,
 ) -> Page[ProductRead]:
@@ -53,22 +68,31 @@ async def list_products(
     To show what a mobile channel can offer, ask for `channel=mobile&active=true`. Follow `next_cursor`
     until it is null; new products land on later pages, so a walk never skips or repeats one.
     """
-    rows, next_cursor = await service.list_products(session, category=category, channel=channel, is_active=active,
-                                                    after_id=decode_cursor(cursor), limit=limit)
+    rows, next_cursor = await service.list_products(
+        session, category=category, channel=channel, is_active=active, after_id=decode_cursor(cursor), limit=limit
+    )
     return Page[ProductRead](items=[ProductRead.model_validate(row) for row in rows], next_cursor=next_cursor)
 
 
-@router.get("/{code}", summary="Get a product",
-            response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_READ)],
-            responses=problem_responses(401, 403, 404))
+@router.get(
+    "/{code}",
+    summary="Get a product",
+    response_model=ProductRead,
+    dependencies=[require_scope(Scope.PRODUCTS_READ)],
+    responses=problem_responses(401, 403, 404),
+)
 async def get_product(code: CodePath, session: SessionDep) -> ProductRead:
     """One product by its code, active or not (a customer may still hold a deactivated product)."""
     return ProductRead.model_validate(await service.get_product(session, code))
 
 
-@router.patch("/{code}", summary="Change a product",
-              response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
-              responses=problem_responses(401, 403, 404, 422))
+@router.patch(
+    "/{code}",
+    summary="Change a product",
+    response_model=ProductRead,
+    dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
+    responses=problem_responses(401, 403, 404, 422),
+)
 async def update_product(code: CodePath, body: ProductUpdate, session: SessionDep, request: Request) -> ProductRead:
     """Change some fields of a product; omitted fields keep their values.
 
@@ -82,9 +106,13 @@ async def update_product(code: CodePath, body: ProductUpdate, session: SessionDe
     return updated
 
 
-@router.delete("/{code}", summary="Deactivate a product",
-               response_model=ProductRead, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
-               responses=problem_responses(401, 403, 404))
+@router.delete(
+    "/{code}",
+    summary="Deactivate a product",
+    response_model=ProductRead,
+    dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
+    responses=problem_responses(401, 403, 404),
+)
 async def deactivate_product(code: CodePath, session: SessionDep, request: Request) -> ProductRead:
     """Deactivate a product: it is no longer recommended, but stays readable.
 
@@ -97,7 +125,15 @@ async def deactivate_product(code: CodePath, session: SessionDep, request: Reque
     return deactivated
 
 
-async def _audit(session, request: Request, action: str, code: str, before: ProductRead | None,
-                 after: ProductRead) -> None:
-    await audit_service.record(session, request.state.principal.name, action, "product", code,
-                               before.model_dump(mode="json") if before else None, after.model_dump(mode="json"))
+async def _audit(
+    session, request: Request, action: str, code: str, before: ProductRead | None, after: ProductRead
+) -> None:
+    await audit_service.record(
+        session,
+        request.state.principal.name,
+        action,
+        "product",
+        code,
+        before.model_dump(mode="json") if before else None,
+        after.model_dump(mode="json"),
+    )

@@ -7,15 +7,23 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from typing_extensions import TypeAliasType
 
-from app.core.strict import Boolean, Integer, Timestamp
-
 from app.core.fields import Multiplier, NonNegativeMoney
+from app.core.strict import Boolean, Integer, Timestamp
 from app.rules.schema import Condition
 
-ProductCategory = TypeAliasType("ProductCategory", Annotated[
-    Literal["deposit", "wealth", "fund", "insurance", "loan", "card"], Field(description="A product's kind.")])
-Channel = TypeAliasType("Channel", Annotated[Literal["mobile", "web", "branch", "rm"], Field(
-    description="Where an offer is made: mobile, web, branch, rm (relationship manager).")])
+ProductCategory = TypeAliasType(
+    "ProductCategory",
+    Annotated[
+        Literal["deposit", "wealth", "fund", "insurance", "loan", "card"], Field(description="A product's kind.")
+    ],
+)
+Channel = TypeAliasType(
+    "Channel",
+    Annotated[
+        Literal["mobile", "web", "branch", "rm"],
+        Field(description="Where an offer is made: mobile, web, branch, rm (relationship manager)."),
+    ],
+)
 
 ProductCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{1,39}$")]
 TierCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$")]
@@ -29,8 +37,10 @@ TargetTiers = Annotated[list[TierCode], Field(max_length=50, json_schema_extra={
 EligibilityCondition = Condition
 
 CODE_DOC = "Stable identifier, lowercase: letters, digits, '_' and '-', 2..40 characters. Holdings refer to it."
-RISK_DOC = "Risk level 1..5, shown to customers as R1 (lowest) .. R5; offered only to customers whose risk " \
-           "tolerance is at least this level."
+RISK_DOC = (
+    "Risk level 1..5, shown to customers as R1 (lowest) .. R5; offered only to customers whose risk "
+    "tolerance is at least this level."
+)
 MIN_AMOUNT_DOC = "Smallest amount a customer can put in or borrow, in the service currency (a decimal string)."
 CHANNELS_DOC = "Where the product may be offered: mobile, web, branch, rm (relationship manager). No duplicates."
 WINDOW_FROM_DOC = "Start of the sales window (timezone-aware); null means already on sale."
@@ -53,8 +63,9 @@ TERM_DEPOSIT_EXAMPLE = {
     "value_weight": "1.2",
     "lever": "1.0",
     "target_tiers": [],
-    "eligibility": {"all": [{"attr": "age", "op": "gte", "value": 18},
-                            {"attr": "deposit_balance", "op": "gte", "value": 1000}]},
+    "eligibility": {
+        "all": [{"attr": "age", "op": "gte", "value": 18}, {"attr": "deposit_balance", "op": "gte", "value": 1000}]
+    },
     "is_service": False,
     "description": "Fixed 2.75% p.a. for 12 months; interest paid at maturity; no early withdrawal.",
 }
@@ -68,8 +79,12 @@ BALANCED_FUND_EXAMPLE = {
     "value_weight": "2.5",
     "lever": "1.3",
     "target_tiers": ["affluent", "private"],
-    "eligibility": {"all": [{"attr": "aum", "op": "gte", "value": 25000},
-                            {"not": {"attr": "held_categories", "op": "contains", "value": "fund"}}]},
+    "eligibility": {
+        "all": [
+            {"attr": "aum", "op": "gte", "value": 25000},
+            {"not": {"attr": "held_categories", "op": "contains", "value": "fund"}},
+        ]
+    },
     "description": "60/40 equities and bonds, daily dealing, ongoing charge 0.85%.",
 }
 
@@ -84,8 +99,9 @@ def _refuse_duplicates(values: list[str] | None) -> list[str] | None:
 class ProductCreate(BaseModel):
     """A new catalog entry."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [TERM_DEPOSIT_EXAMPLE,
-                                                                             BALANCED_FUND_EXAMPLE]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [TERM_DEPOSIT_EXAMPLE, BALANCED_FUND_EXAMPLE]}
+    )
 
     code: ProductCode = Field(description=CODE_DOC)
     name: ProductName = Field(description="Name shown to customers.")
@@ -116,10 +132,15 @@ NULLABLE_ON_UPDATE = frozenset({"active_from", "active_to", "eligibility"})
 class ProductUpdate(BaseModel):
     """A partial update: send only the fields to change; null clears active_from, active_to or eligibility."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"lever": "1.5", "channels": ["mobile", "web"], "active_to": "2026-06-30T23:59:59+02:00"},
-        {"eligibility": None, "target_tiers": ["mass", "affluent"]},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"lever": "1.5", "channels": ["mobile", "web"], "active_to": "2026-06-30T23:59:59+02:00"},
+                {"eligibility": None, "target_tiers": ["mass", "affluent"]},
+            ]
+        },
+    )
 
     name: ProductName = Field(None, description="Name shown to customers.")
     category: ProductCategory = None

@@ -11,8 +11,8 @@ from app.core.pagination import page_of
 from app.products.errors import ProductCodeTaken, ProductNotFound
 from app.products.models import Product
 from app.products.schemas import ProductCreate, ProductUpdate
-from app.rules import (Condition, check_condition, dump_condition, load_catalog, parse_condition,
-                       referenced_attributes)
+from app.rules import Condition, check_condition, dump_condition, load_catalog, parse_condition, referenced_attributes
+
 
 def ensure_active_window(active_from: datetime | None, active_to: datetime | None) -> None:
     """422 at /active_to unless the sales window ends after it starts."""
@@ -81,15 +81,23 @@ async def deactivate_product(session: AsyncSession, code: str) -> Product:
 
 async def products_reading_attribute(session: AsyncSession, name: str) -> list[str]:
     """The products ("product CODE") whose eligibility reads the attribute: its type must not change under them."""
-    rows = await session.execute(select(Product.code, Product.eligibility).where(Product.eligibility.is_not(None))
-                                 .order_by(Product.code))
-    return [f"product {code}" for code, eligibility in rows
-            if name in referenced_attributes(parse_condition(eligibility))]
+    rows = await session.execute(
+        select(Product.code, Product.eligibility).where(Product.eligibility.is_not(None)).order_by(Product.code)
+    )
+    return [
+        f"product {code}" for code, eligibility in rows if name in referenced_attributes(parse_condition(eligibility))
+    ]
 
 
-async def list_products(session: AsyncSession, *, category: str | None = None, channel: str | None = None,
-                        is_active: bool | None = None, after_id: int | None = None,
-                        limit: int) -> tuple[list[Product], str | None]:
+async def list_products(
+    session: AsyncSession,
+    *,
+    category: str | None = None,
+    channel: str | None = None,
+    is_active: bool | None = None,
+    after_id: int | None = None,
+    limit: int,
+) -> tuple[list[Product], str | None]:
     """One page of products in id order and the cursor of the next page (None on the last page)."""
     query = select(Product).order_by(Product.id).limit(limit + 1)
     if category is not None:

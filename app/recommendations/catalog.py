@@ -14,11 +14,17 @@ from sqlalchemy.sql import ColumnElement
 
 from app.customers.models import Customer
 from app.products.models import Product
-from app.recommendations.models import CustomerOfferState
 from app.recommendations import offer_state, queries
+from app.recommendations.models import CustomerOfferState
 from app.recommendations.queries import Statement
-from app.rules import (ExplainedLeaf, compile_condition, compile_explanation, features_for_customers, load_catalog,
-                       parse_condition)
+from app.rules import (
+    ExplainedLeaf,
+    compile_condition,
+    compile_explanation,
+    features_for_customers,
+    load_catalog,
+    parse_condition,
+)
 from app.rules.attributes import RISK_VALID_DAYS, features_stable_until
 from app.rules.facts import fact_value, facts_expression, json_array_expression
 from app.rules.schema import AllCondition, AlwaysCondition, Comparison, Condition, referenced_attributes
@@ -44,9 +50,15 @@ class CatalogProduct:
 
     @classmethod
     def of(cls, product: Product) -> "CatalogProduct":
-        return cls(code=product.code, name=product.name, category=product.category, risk_level=product.risk_level,
-                   value_weight=float(product.value_weight), lever=float(product.lever),
-                   target_tiers=tuple(product.target_tiers or ()))
+        return cls(
+            code=product.code,
+            name=product.name,
+            category=product.category,
+            risk_level=product.risk_level,
+            value_weight=float(product.value_weight),
+            lever=float(product.lever),
+            target_tiers=tuple(product.target_tiers or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -85,8 +97,10 @@ class CatalogSnapshot:
         each product in `with_facts`)."""
         values = from_json(document)
         n = len(self.explained_attributes)
-        return Explanation(values=dict(zip(self.explained_attributes, values[:n], strict=True)),
-                           facts=dict(zip(self.with_facts, values[n:], strict=True)))
+        return Explanation(
+            values=dict(zip(self.explained_attributes, values[:n], strict=True)),
+            facts=dict(zip(self.with_facts, values[n:], strict=True)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +130,9 @@ class _ComputedState:
     with_facts: tuple[str, ...]
 
 
-def _computed_state(conditions: dict[str, Condition], catalog, features, customer, state,
-                    version: int) -> _ComputedState:
+def _computed_state(
+    conditions: dict[str, Condition], catalog, features, customer, state, version: int
+) -> _ComputedState:
     """The customer's offer state computed over `features` (the customer's row in `customer`, its stored state, if
     any, in `state`): the products whose eligibility does not hold, and what explains each eligibility (for a
     conjunction the values of the attributes it reads: each comparison held, if the customer is eligible; for a
@@ -137,18 +152,21 @@ def _computed_state(conditions: dict[str, Condition], catalog, features, custome
                 explained.setdefault(leaf.attribute, fact_value(leaf))
         else:
             facts[code] = facts_expression(leaves[code])
-    columns = [*(features.c[name] for name in FEATURE_COLUMNS),
-               (sa.func.array_remove(array(ineligible), None) if ineligible
-                else sa.literal([], ARRAY(sa.Text()))).label("ineligible"),
-               json_array_expression([*explained.values(), *facts.values()]).label("explanation"),
-               sa.literal_column(_CATALOG_VERSION).label("catalog_version"),
-               # what storing the state needs: the generation it read, the catalog it was compiled from, what it
-               # reads, until when and under which risk validity it holds
-               state.c.generation.label("offer_generation"),
-               sa.literal(version, sa.BigInteger()).label("offer_catalog_version"),
-               sa.literal(sorted(reads), ARRAY(sa.Text())).label("offer_reads"),
-               features_stable_until(customer, features).label("offer_valid_until"),
-               RISK_VALID_DAYS.label("offer_risk_valid_days")]
+    columns = [
+        *(features.c[name] for name in FEATURE_COLUMNS),
+        (sa.func.array_remove(array(ineligible), None) if ineligible else sa.literal([], ARRAY(sa.Text()))).label(
+            "ineligible"
+        ),
+        json_array_expression([*explained.values(), *facts.values()]).label("explanation"),
+        sa.literal_column(_CATALOG_VERSION).label("catalog_version"),
+        # what storing the state needs: the generation it read, the catalog it was compiled from, what it
+        # reads, until when and under which risk validity it holds
+        state.c.generation.label("offer_generation"),
+        sa.literal(version, sa.BigInteger()).label("offer_catalog_version"),
+        sa.literal(sorted(reads), ARRAY(sa.Text())).label("offer_reads"),
+        features_stable_until(customer, features).label("offer_valid_until"),
+        RISK_VALID_DAYS.label("offer_risk_valid_days"),
+    ]
     return _ComputedState(columns, leaves, tuple(explained), tuple(facts))
 
 
@@ -162,31 +180,47 @@ async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
     version = await session.scalar(text(f"SELECT {_CATALOG_VERSION}"))
     products = {p.code: p for p in (await session.scalars(select(Product).order_by(Product.code))).all()}
     catalog = await load_catalog(session)
-    conditions = {code: parse_condition(p.eligibility, "/eligibility") for code, p in products.items()
-                  if p.eligibility}
+    conditions = {code: parse_condition(p.eligibility, "/eligibility") for code, p in products.items() if p.eligibility}
     dialect = session.get_bind().dialect
     state = CustomerOfferState.__table__.alias("s")
 
     requested = Customer.__table__.alias("requested")
     # Fenced (OFFSET 0): Postgres computes the customer's features once, in the sub-select, and the conditions read
     # its columns; inlined, every condition that reads `age` or `aum_avg_3m` recomputed that column's expression.
-    features = (select(features_for_customers(array([requested.c.id])))
-                .offset(sa.literal_column("0")).lateral("customer_features"))
+    features = (
+        select(features_for_customers(array([requested.c.id])))
+        .offset(sa.literal_column("0"))
+        .lateral("customer_features")
+    )
     one = _computed_state(conditions, catalog, features, requested, state, version)
-    customer = Statement.compiled("WITH computed AS (", select(*one.columns).select_from(
-        requested.join(features, sa.true()).outerjoin(state, state.c.customer_id == requested.c.id))
-        .where(requested.c.external_id == bindparam("external_id", type_=sa.String()),
-               requested.c.erased_at.is_(None)), dialect)
+    customer = Statement.compiled(
+        "WITH computed AS (",
+        select(*one.columns)
+        .select_from(requested.join(features, sa.true()).outerjoin(state, state.c.customer_id == requested.c.id))
+        .where(requested.c.external_id == bindparam("external_id", type_=sa.String()), requested.c.erased_at.is_(None)),
+        dialect,
+    )
 
     # many customers: their ids bound as one array (the function is inlined and planned with them)
     customers = Customer.__table__.alias("requested")
     many_features = features_for_customers(bindparam("ids", type_=ARRAY(sa.BigInteger())))
     many = _computed_state(conditions, catalog, many_features, customers, state, version)
-    many_customers = Statement.compiled("WITH computed AS (", select(*many.columns).select_from(
-        many_features.join(customers, customers.c.id == many_features.c.customer_id)
-        .outerjoin(state, state.c.customer_id == many_features.c.customer_id)), dialect)
+    many_customers = Statement.compiled(
+        "WITH computed AS (",
+        select(*many.columns).select_from(
+            many_features.join(customers, customers.c.id == many_features.c.customer_id).outerjoin(
+                state, state.c.customer_id == many_features.c.customer_id
+            )
+        ),
+        dialect,
+    )
     return CatalogSnapshot(
-        products={code: CatalogProduct.of(p) for code, p in products.items()}, leaves=one.leaves,
-        explained_attributes=one.explained_attributes, with_facts=one.with_facts,
-        computing=queries.computing(customer), reading=queries.reading(),
-        refreshing=queries.refreshing(many_customers), version=version)
+        products={code: CatalogProduct.of(p) for code, p in products.items()},
+        leaves=one.leaves,
+        explained_attributes=one.explained_attributes,
+        with_facts=one.with_facts,
+        computing=queries.computing(customer),
+        reading=queries.reading(),
+        refreshing=queries.refreshing(many_customers),
+        version=version,
+    )

@@ -23,16 +23,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.rules.attributes import RISK_VALID_DAYS
 
-_OUTCOMES = Counter("tierwise_offer_states_total",
-                    "Recommendations by whether the customer's offer state was read or had to be computed",
-                    ["outcome"])
+_OUTCOMES = Counter(
+    "tierwise_offer_states_total",
+    "Recommendations by whether the customer's offer state was read or had to be computed",
+    ["outcome"],
+)
 READ, COMPUTED = _OUTCOMES.labels("read"), _OUTCOMES.labels("computed")
 
 ALWAYS_READ = frozenset({"held_products", "risk_tolerance", "marketing_consent"})
 """What every state reads, besides the attributes of the catalog's conditions."""
 
-HOLDS = ("s.valid_until > now() AND s.catalog_version = (SELECT version FROM catalog_version) "
-         f"AND s.risk_valid_days = {RISK_VALID_DAYS}")
+HOLDS = (
+    "s.valid_until > now() AND s.catalog_version = (SELECT version FROM catalog_version) "
+    f"AND s.risk_valid_days = {RISK_VALID_DAYS}"
+)
 """SQL: whether the offer state `s` holds now."""
 
 # The customer's offer state, when it holds, in the columns the computing statement gives: a template of

@@ -56,8 +56,19 @@ def _money(value: Any) -> str:
     return f"{Decimal(str(value)):,.0f}"
 
 
-def rank(row, snapshot: CatalogSnapshot, explanation: Explanation, stats: RankingStats, settings: Settings, *,
-         strategy: str, seed: int | None, explore: bool, limit: int, explain: bool) -> RecommendationResult:
+def rank(
+    row,
+    snapshot: CatalogSnapshot,
+    explanation: Explanation,
+    stats: RankingStats,
+    settings: Settings,
+    *,
+    strategy: str,
+    seed: int | None,
+    explore: bool,
+    limit: int,
+    explain: bool,
+) -> RecommendationResult:
     """The customer's candidates (`row`: a row of one of the snapshot's statements) ranked by propensity x value x
     lever under `strategy`, the first `limit` with their reasons (`explanation`: the offer state's); with
     `explain`, every product filtered out and the filter that removed it."""
@@ -68,8 +79,9 @@ def rank(row, snapshot: CatalogSnapshot, explanation: Explanation, stats: Rankin
     ranked, filtered = [], []
     codes = row["codes"] or ()
     unexplained = (None,) * len(codes)  # not explaining: only the candidates come back
-    for code, filtered_by, contact_rule in zip(codes, row["filtered_by"] or unexplained,
-                                               row["contact_rules"] or unexplained, strict=True):
+    for code, filtered_by, contact_rule in zip(
+        codes, row["filtered_by"] or unexplained, row["contact_rules"] or unexplained, strict=True
+    ):
         product = snapshot.products.get(code)
         if product is None:  # created since the snapshot: the next snapshot will have it
             continue
@@ -81,18 +93,32 @@ def rank(row, snapshot: CatalogSnapshot, explanation: Explanation, stats: Rankin
     ranked.sort(key=lambda r: (-r.score, r.product.code))
     for item in ranked[:limit]:
         item.reasons = _reasons(item, row, explanation, snapshot, strategy, tier)
-    return RecommendationResult(customer_id=row["customer_id"], external_id=row["external_id"], tier=tier,
-                                strategy=strategy, items=ranked[:limit], filtered=filtered)
+    return RecommendationResult(
+        customer_id=row["customer_id"],
+        external_id=row["external_id"],
+        tier=tier,
+        strategy=strategy,
+        items=ranked[:limit],
+        filtered=filtered,
+    )
 
 
 _RANDOM = random.Random()  # exploration without a seed: one generator per process, seeded from the OS once
 
 
-def _score(product: CatalogProduct, last_held: date | None, stats: RankingStats, settings: Settings, strategy: str,
-           rng: random.Random, explore: bool, held: list[str], tier: str | None) -> Ranked:
+def _score(
+    product: CatalogProduct,
+    last_held: date | None,
+    stats: RankingStats,
+    settings: Settings,
+    strategy: str,
+    rng: random.Random,
+    explore: bool,
+    held: list[str],
+    tier: str | None,
+) -> Ranked:
     code = product.code
-    tier_popularity = (stats.popularity.get((code, tier or "*")) or stats.popularity.get((code, "*"))
-                       or EPSILON)
+    tier_popularity = stats.popularity.get((code, tier or "*")) or stats.popularity.get((code, "*")) or EPSILON
     if strategy == "holdout_popularity":
         return Ranked(product, tier_popularity, tier_popularity, 1.0, 1.0, {"tier_popularity": tier_popularity})
     # the Beta posterior of the acceptance rate in the tier, its prior centred on the tier's popularity
@@ -109,38 +135,82 @@ def _score(product: CatalogProduct, last_held: date | None, stats: RankingStats,
     winback = settings.winback_boost if last_held is not None else 1.0
     propensity = min(rate * lift * winback, 1.0)
     value, lever = product.value_weight, product.lever
-    return Ranked(product, propensity * value * lever, propensity, value, lever, {
-        "co_holding": personal if held and co_holding_sum else None, "offered": impressions or dismisses,
-        "impressions": impressions, "successes": successes, "posterior_mean": alpha / (alpha + beta),
-        "last_held": last_held})
+    return Ranked(
+        product,
+        propensity * value * lever,
+        propensity,
+        value,
+        lever,
+        {
+            "co_holding": personal if held and co_holding_sum else None,
+            "offered": impressions or dismisses,
+            "impressions": impressions,
+            "successes": successes,
+            "posterior_mean": alpha / (alpha + beta),
+            "last_held": last_held,
+        },
+    )
 
 
-def _reasons(item: Ranked, row, explanation: Explanation, snapshot: CatalogSnapshot, strategy: str,
-             tier: str | None) -> list[dict[str, Any]]:
+def _reasons(
+    item: Ranked, row, explanation: Explanation, snapshot: CatalogSnapshot, strategy: str, tier: str | None
+) -> list[dict[str, Any]]:
     """The reasons for a shown item, in words, each with the fact behind it (`explanation`: the offer state's)."""
     product, evidence = item.product, item.evidence
     if strategy == "holdout_popularity":
         popularity = evidence["tier_popularity"]
-        return [{"code": "POPULAR_IN_TIER", "text": f"held by {popularity:.0%} of {tier or 'all'} customers",
-                 "value": popularity}, *_suitability(product, row)]
+        return [
+            {
+                "code": "POPULAR_IN_TIER",
+                "text": f"held by {popularity:.0%} of {tier or 'all'} customers",
+                "value": popularity,
+            },
+            *_suitability(product, row),
+        ]
     reasons: list[dict[str, Any]] = []
     if evidence["co_holding"] is not None:
-        reasons.append({"code": "CO_HOLDING", "text": f"held by {evidence['co_holding']:.0%} of customers with "
-                                                      f"your products", "value": round(evidence["co_holding"], 4)})
+        reasons.append(
+            {
+                "code": "CO_HOLDING",
+                "text": f"held by {evidence['co_holding']:.0%} of customers with your products",
+                "value": round(evidence["co_holding"], 4),
+            }
+        )
     if evidence["offered"]:
-        reasons.append({"code": "LEARNED_PROPENSITY",
-                        "text": f"accepted {evidence['successes']} of {evidence['impressions']} times offered to "
-                                f"{tier or 'all'} customers", "value": round(evidence["posterior_mean"], 4)})
+        reasons.append(
+            {
+                "code": "LEARNED_PROPENSITY",
+                "text": f"accepted {evidence['successes']} of {evidence['impressions']} times offered to "
+                f"{tier or 'all'} customers",
+                "value": round(evidence["posterior_mean"], 4),
+            }
+        )
     if evidence["last_held"] is not None:
-        reasons.append({"code": "WIN_BACK", "text": f"held until {evidence['last_held'].isoformat()}",
-                        "value": evidence["last_held"]})
+        reasons.append(
+            {
+                "code": "WIN_BACK",
+                "text": f"held until {evidence['last_held'].isoformat()}",
+                "value": evidence["last_held"],
+            }
+        )
     for leaf in _eligibility_facts(product, explanation, snapshot):
-        reasons.append({"code": "ELIGIBLE", "text": f"{leaf['attribute']} {_fmt(leaf['value'])} "
-                                                    f"{_OPS.get(leaf['operator'], leaf['operator'])} "
-                                                    f"{_fmt(leaf['threshold'])}", "value": leaf})
+        reasons.append(
+            {
+                "code": "ELIGIBLE",
+                "text": f"{leaf['attribute']} {_fmt(leaf['value'])} "
+                f"{_OPS.get(leaf['operator'], leaf['operator'])} "
+                f"{_fmt(leaf['threshold'])}",
+                "value": leaf,
+            }
+        )
     if product.target_tiers:
-        reasons.append({"code": "TIER_TARGET", "text": f"offered to {', '.join(product.target_tiers)} customers",
-                        "value": list(product.target_tiers)})
+        reasons.append(
+            {
+                "code": "TIER_TARGET",
+                "text": f"offered to {', '.join(product.target_tiers)} customers",
+                "value": list(product.target_tiers),
+            }
+        )
     return reasons + _suitability(product, row)
 
 
@@ -158,8 +228,9 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _eligibility_facts(product: CatalogProduct, explanation: Explanation,
-                       snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
+def _eligibility_facts(
+    product: CatalogProduct, explanation: Explanation, snapshot: CatalogSnapshot
+) -> list[dict[str, Any]]:
     leaves = snapshot.leaves.get(product.code)
     if not leaves:
         return []
@@ -167,25 +238,36 @@ def _eligibility_facts(product: CatalogProduct, explanation: Explanation,
         facts = facts_mapping(leaves, explanation.facts[product.code])
     else:  # a conjunction the customer is eligible for: each comparison held
         values = explanation.values
-        facts = {key: value for leaf in leaves for key, value in (
-            (leaf.value_key, values[leaf.attribute]), (leaf.result_key, True))}
+        facts = {
+            key: value
+            for leaf in leaves
+            for key, value in ((leaf.value_key, values[leaf.attribute]), (leaf.result_key, True))
+        }
     return [leaf for leaf in explain_row(leaves, facts) if leaf["result"]]
 
 
 def _suitability(product: CatalogProduct, row) -> list[dict[str, Any]]:
     tolerance = row["risk_tolerance"]
-    text_ = (f"risk R{product.risk_level} <= tolerance {tolerance}" if tolerance is not None
-             else f"risk R{product.risk_level}: offered without a valid risk assessment")
-    return [{"code": "SUITABLE", "text": text_, "value": {"product_risk": product.risk_level,
-                                                          "risk_tolerance": tolerance}}]
+    text_ = (
+        f"risk R{product.risk_level} <= tolerance {tolerance}"
+        if tolerance is not None
+        else f"risk R{product.risk_level}: offered without a valid risk assessment"
+    )
+    return [
+        {"code": "SUITABLE", "text": text_, "value": {"product_risk": product.risk_level, "risk_tolerance": tolerance}}
+    ]
 
 
 _FILTER_TEXT = {
-    "inactive": "not on sale now", "not_on_channel": "not offered on this channel",
-    "excluded_by_caller": "excluded by the caller", "already_held": "already held",
-    "not_eligible": "eligibility condition not met", "not_target_tier": "not offered to the customer's tiers",
+    "inactive": "not on sale now",
+    "not_on_channel": "not offered on this channel",
+    "excluded_by_caller": "excluded by the caller",
+    "already_held": "already held",
+    "not_eligible": "eligibility condition not met",
+    "not_target_tier": "not offered to the customer's tiers",
     "not_suitable": "product risk above the customer's risk tolerance",
-    "no_marketing_consent": "no marketing consent", "contact_policy": "suppressed by the contact policy",
+    "no_marketing_consent": "no marketing consent",
+    "contact_policy": "suppressed by the contact policy",
 }
 
 

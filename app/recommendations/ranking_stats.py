@@ -61,14 +61,23 @@ class RankingStats:
 
     @classmethod
     async def load(cls, connection) -> "RankingStats":
-        popularity = {(r[0], r[1]): r[2] for r in await connection.fetch(
-            "SELECT product_code, tier_code, (holders + 1)::float8 / (customers + 2) FROM product_holding_stat")}
+        popularity = {
+            (r[0], r[1]): r[2]
+            for r in await connection.fetch(
+                "SELECT product_code, tier_code, (holders + 1)::float8 / (customers + 2) FROM product_holding_stat"
+            )
+        }
         co_holding: dict[str, dict[str, float]] = defaultdict(dict)
         for product, held, share in await connection.fetch(
-                "SELECT product_code, held_code, holding_both::float8 / held_total FROM co_holding_stat"):
+            "SELECT product_code, held_code, holding_both::float8 / held_total FROM co_holding_stat"
+        ):
             co_holding[product][held] = share
-        feedback = {(r[0], r[1]): tuple(r[2:]) for r in await connection.fetch(
-            "SELECT product_code, tier_code, sum(impressions)::bigint, sum(accepts)::bigint, "
-            "sum(converts)::bigint, "
-            "sum(dismisses)::bigint FROM propensity_stat GROUP BY product_code, tier_code")}
+        feedback = {
+            (r[0], r[1]): tuple(r[2:])
+            for r in await connection.fetch(
+                "SELECT product_code, tier_code, sum(impressions)::bigint, sum(accepts)::bigint, "
+                "sum(converts)::bigint, "
+                "sum(dismisses)::bigint FROM propensity_stat GROUP BY product_code, tier_code"
+            )
+        }
         return cls(popularity=popularity, co_holding=dict(co_holding), feedback=feedback)

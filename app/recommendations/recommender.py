@@ -39,8 +39,9 @@ class Recommender:
     sessionmaker: a zero-argument callable returning an async context manager of a session, used to compile the
     catalog when it has changed."""
 
-    def __init__(self, settings: Settings,
-                 sessionmaker: Callable[[], AbstractAsyncContextManager[AsyncSession]]) -> None:
+    def __init__(
+        self, settings: Settings, sessionmaker: Callable[[], AbstractAsyncContextManager[AsyncSession]]
+    ) -> None:
         self.settings = settings
         self._sessionmaker = sessionmaker
         self._snapshot: CatalogSnapshot | None = None
@@ -80,8 +81,9 @@ class Recommender:
             self._snapshot = await build_snapshot(session)
         return self._snapshot
 
-    async def _customer_row(self, connection, snapshot: CatalogSnapshot, statement, external_id: str,
-                            arguments: dict[str, Any]):
+    async def _customer_row(
+        self, connection, snapshot: CatalogSnapshot, statement, external_id: str, arguments: dict[str, Any]
+    ):
         """(snapshot, row) of one of the snapshot's statements (`statement`: CatalogSnapshot.state_query or
         .query); when the row shows that the catalog changed, the catalog is compiled again and the statement rerun."""
         row = await connection.fetchrow(*statement(snapshot, external_id, **arguments))
@@ -97,34 +99,64 @@ class Recommender:
             self._stats, self._stats_expire_at = stats, time.monotonic() + self.settings.ranking_stats_seconds
         return stats
 
-    async def recommend(self, connection, external_id: str, *, channel: str, limit: int, exclude: list[str] = (),
-                        explain: bool = False, seed: int | None = None, explore: bool = True,
-                        now: datetime | None = None, record: bool = True,
-                        strategy: str | None = None) -> "RecommendationResult":
+    async def recommend(
+        self,
+        connection,
+        external_id: str,
+        *,
+        channel: str,
+        limit: int,
+        exclude: list[str] = (),
+        explain: bool = False,
+        seed: int | None = None,
+        explore: bool = True,
+        now: datetime | None = None,
+        record: bool = True,
+        strategy: str | None = None,
+    ) -> "RecommendationResult":
         """Rank the products a customer may be offered now on `channel`, on `connection` (an asyncpg connection:
         the request's transaction, or a pool connection of its own); store the served list when `record`."""
         settings = self.settings
         snapshot = self._snapshot or await self._catalog()
         now = now or datetime.now().astimezone()
-        arguments = dict(primary_policy=settings.primary_policy, channel=channel, exclude=list(exclude), now=now,
-                         winback_days=settings.winback_days, explain=explain)
-        snapshot, row = await self._customer_row(connection, snapshot, CatalogSnapshot.state_query, external_id,
-                                                 arguments)
+        arguments = dict(
+            primary_policy=settings.primary_policy,
+            channel=channel,
+            exclude=list(exclude),
+            now=now,
+            winback_days=settings.winback_days,
+            explain=explain,
+        )
+        snapshot, row = await self._customer_row(
+            connection, snapshot, CatalogSnapshot.state_query, external_id, arguments
+        )
         if row is not None:
             offer_state.READ.inc()
         else:  # no state holds (or there is no such customer): compute it and store it, for the next request too
-            snapshot, row = await self._customer_row(connection, snapshot, CatalogSnapshot.query, external_id,
-                                                     arguments)
+            snapshot, row = await self._customer_row(
+                connection, snapshot, CatalogSnapshot.query, external_id, arguments
+            )
             if row is None:
                 raise CustomerNotFound(external_id)
             offer_state.COMPUTED.inc()
         explanation = snapshot.explanation(row["explanation"])
         stats = await self._ranking_stats(connection)
 
-        strategy = strategy or ("holdout_popularity" if in_holdout(row["external_id"], settings.holdout_share)
-                                else "personalised")
-        result = rank(row, snapshot, explanation, stats, settings, strategy=strategy, seed=seed, explore=explore,
-                      limit=limit, explain=explain)
+        strategy = strategy or (
+            "holdout_popularity" if in_holdout(row["external_id"], settings.holdout_share) else "personalised"
+        )
+        result = rank(
+            row,
+            snapshot,
+            explanation,
+            stats,
+            settings,
+            strategy=strategy,
+            seed=seed,
+            explore=explore,
+            limit=limit,
+            explain=explain,
+        )
         if record and result.items:
             await self.served.write(connection, result, channel)
         return result
@@ -136,15 +168,26 @@ RECOMMENDATIONS_JSON = document_serializer(RecommendationsRead)
 def recommendations_json(result: RecommendationResult, explain: bool) -> bytes:
     """The RecommendationsRead document of a served list (`filtered_out` only when explaining)."""
     document = {
-        "customer_id": result.external_id, "tier": result.tier, "strategy": result.strategy,
-        "items": [{"recommendation_id": rid, "rank": rank,
-                   "product": {"code": item.product.code, "name": item.product.name,
-                               "category": item.product.category, "risk_level": item.product.risk_level},
-                   "score": round(item.score, 6),
-                   "score_parts": {"propensity": round(item.propensity, 6), "value": item.value,
-                                   "lever": item.lever},
-                   "reasons": item.reasons}
-                  for rank, (rid, item) in enumerate(zip(result.recommendation_ids, result.items, strict=True), 1)]}
+        "customer_id": result.external_id,
+        "tier": result.tier,
+        "strategy": result.strategy,
+        "items": [
+            {
+                "recommendation_id": rid,
+                "rank": rank,
+                "product": {
+                    "code": item.product.code,
+                    "name": item.product.name,
+                    "category": item.product.category,
+                    "risk_level": item.product.risk_level,
+                },
+                "score": round(item.score, 6),
+                "score_parts": {"propensity": round(item.propensity, 6), "value": item.value, "lever": item.lever},
+                "reasons": item.reasons,
+            }
+            for rank, (rid, item) in enumerate(zip(result.recommendation_ids, result.items, strict=True), 1)
+        ],
+    }
     if explain:
         document["filtered_out"] = result.filtered
     return RECOMMENDATIONS_JSON.to_json(document)

@@ -9,29 +9,42 @@ from app.core.db import SessionDep, driver_connection
 from app.core.errors import problem_responses
 from app.core.hotpath import HotRead
 from app.core.security import Scope, require_scope
-from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalId, ExternalIdPath
+from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalIdPath
 from app.recommendations import contact, recommender
 from app.recommendations.schemas import ContactPolicy, RecommendationQuery, RecommendationsRead
 
-router = APIRouter(prefix="/v1/customers/{external_id}/recommendations", tags=["recommendations"],
-                   responses=problem_responses(401, 403, 404, 422))
-contact_router = APIRouter(prefix="/v1/contact-policy", tags=["recommendations"],
-                           responses=problem_responses(401, 403))
+router = APIRouter(
+    prefix="/v1/customers/{external_id}/recommendations",
+    tags=["recommendations"],
+    responses=problem_responses(401, 403, 404, 422),
+)
+contact_router = APIRouter(prefix="/v1/contact-policy", tags=["recommendations"], responses=problem_responses(401, 403))
 
 
 async def render_recommendations(connection, state, external_id: str, query: RecommendationQuery) -> bytes:
     """The RecommendationsRead document, the served list stored on `connection`."""
     result = await state.recommender.recommend(
-        connection, external_id, channel=query.channel, limit=query.limit, exclude=query.exclude,
-        explain=query.explain, seed=query.seed, explore=query.explore)
+        connection,
+        external_id,
+        channel=query.channel,
+        limit=query.limit,
+        exclude=query.exclude,
+        explain=query.explain,
+        seed=query.seed,
+        explore=query.explore,
+    )
     return recommender.recommendations_json(result, query.explain)
 
 
-@router.get("", summary="Get next-best products for a customer",
-            response_model=RecommendationsRead, dependencies=[require_scope(Scope.RECOMMENDATIONS_READ)])
+@router.get(
+    "",
+    summary="Get next-best products for a customer",
+    response_model=RecommendationsRead,
+    dependencies=[require_scope(Scope.RECOMMENDATIONS_READ)],
+)
 async def get_recommendations(
-        external_id: ExternalIdPath,
-        query: Annotated[RecommendationQuery, Query()], session: SessionDep, request: Request) -> Response:
+    external_id: ExternalIdPath, query: Annotated[RecommendationQuery, Query()], session: SessionDep, request: Request
+) -> Response:
     """What to offer this customer now: products they may be offered (eligible, suitable for their risk
     tolerance, not held, consented, not suppressed by the contact policy), ranked by propensity x value x lever.
     Each item has a `recommendation_id` to report feedback on, and the reasons behind it. The served list is
@@ -41,25 +54,47 @@ async def get_recommendations(
 
 
 # Served in front of the router (app/core/hotpath.py): the app asks on every home screen.
-HOT_READS = [HotRead("/v1/customers/{external_id}/recommendations", Scope.RECOMMENDATIONS_READ,
-                     {"external_id": EXTERNAL_ID_PATTERN}, render_recommendations, RecommendationQuery)]
+HOT_READS = [
+    HotRead(
+        "/v1/customers/{external_id}/recommendations",
+        Scope.RECOMMENDATIONS_READ,
+        {"external_id": EXTERNAL_ID_PATTERN},
+        render_recommendations,
+        RecommendationQuery,
+    )
+]
 
 
-@contact_router.get("", summary="Get the contact policy",
-                    response_model=ContactPolicy, dependencies=[require_scope(Scope.PRODUCTS_READ)])
+@contact_router.get(
+    "",
+    summary="Get the contact policy",
+    response_model=ContactPolicy,
+    dependencies=[require_scope(Scope.PRODUCTS_READ)],
+)
 async def get_contact_policy(session: SessionDep) -> ContactPolicy:
     """The rules that suppress offers after ignored impressions or dismissals."""
     return ContactPolicy(rules=await contact.list_rules(session))
 
 
-@contact_router.put("", summary="Replace the contact policy",
-                    response_model=ContactPolicy, dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
-                    responses=problem_responses(422))
+@contact_router.put(
+    "",
+    summary="Replace the contact policy",
+    response_model=ContactPolicy,
+    dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
+    responses=problem_responses(422),
+)
 async def put_contact_policy(body: ContactPolicy, session: SessionDep, request: Request) -> ContactPolicy:
     """Replace the whole contact policy (audited)."""
     before = ContactPolicy(rules=await contact.list_rules(session))
     await contact.replace_rules(session, body.rules)
     after = ContactPolicy(rules=await contact.list_rules(session))
-    await audit_service.record(session, request.state.principal.name, "contact_policy.update", "contact_policy",
-                               "rules", before.model_dump(mode="json"), after.model_dump(mode="json"))
+    await audit_service.record(
+        session,
+        request.state.principal.name,
+        "contact_policy.update",
+        "contact_policy",
+        "rules",
+        before.model_dump(mode="json"),
+        after.model_dump(mode="json"),
+    )
     return after

@@ -11,14 +11,33 @@ from app.core.strict import Boolean, Integer, ParamInteger, QueryBoolean
 from app.products.schemas import Channel, ProductCategory, ProductCode
 from app.rules.schema import ConditionResult
 
-RecommendationStrategy = TypeAliasType("RecommendationStrategy", Annotated[
-    Literal["personalised", "holdout_popularity"], Field(
-        description="personalised; or holdout_popularity: the customer is in the holdout, served the "
-                    "unpersonalised baseline.")])
-FilterReason = TypeAliasType("FilterReason", Annotated[Literal[
-    "inactive", "not_on_channel", "excluded_by_caller", "already_held", "not_eligible", "not_target_tier",
-    "not_suitable", "no_marketing_consent", "contact_policy"], Field(
-        description="Why a product was left out of a customer's recommendations.")])
+RecommendationStrategy = TypeAliasType(
+    "RecommendationStrategy",
+    Annotated[
+        Literal["personalised", "holdout_popularity"],
+        Field(
+            description="personalised; or holdout_popularity: the customer is in the holdout, served the "
+            "unpersonalised baseline."
+        ),
+    ],
+)
+FilterReason = TypeAliasType(
+    "FilterReason",
+    Annotated[
+        Literal[
+            "inactive",
+            "not_on_channel",
+            "excluded_by_caller",
+            "already_held",
+            "not_eligible",
+            "not_target_tier",
+            "not_suitable",
+            "no_marketing_consent",
+            "contact_policy",
+        ],
+        Field(description="Why a product was left out of a customer's recommendations."),
+    ],
+)
 
 ContactOutcome = TypeAliasType("ContactOutcome", Literal["ignored_impression", "dismiss"])
 ContactScope = TypeAliasType("ContactScope", Literal["product", "category"])
@@ -83,8 +102,16 @@ class PopularInTierReason(_Reason):
     value: float = Field(description="The share of the tier's customers who hold it, 0..1.")
 
 
-Reason = Annotated[EligibleReason | SuitableReason | CoHoldingReason | LearnedPropensityReason | WinBackReason
-                   | TierTargetReason | PopularInTierReason, Field(discriminator="code")]
+Reason = Annotated[
+    EligibleReason
+    | SuitableReason
+    | CoHoldingReason
+    | LearnedPropensityReason
+    | WinBackReason
+    | TierTargetReason
+    | PopularInTierReason,
+    Field(discriminator="code"),
+]
 
 
 class ProductRef(BaseModel):
@@ -101,14 +128,17 @@ class ScoreParts(BaseModel):
 
 
 class RecommendationRead(BaseModel):
-    recommendation_id: UUID = Field(description="Report impressions, clicks, accepts, dismissals and conversions "
-                                                "against this id at POST /v1/feedback/events.")
+    recommendation_id: UUID = Field(
+        description="Report impressions, clicks, accepts, dismissals and conversions "
+        "against this id at POST /v1/feedback/events."
+    )
     rank: int
     product: ProductRef
     score: float = Field(description="propensity x value x lever")
     score_parts: ScoreParts
-    reasons: list[Reason] = Field(description="Why the product is offered, each fact with its value; the kind of "
-                                                "value depends on `code`.")
+    reasons: list[Reason] = Field(
+        description="Why the product is offered, each fact with its value; the kind of value depends on `code`."
+    )
 
 
 class FilteredProduct(BaseModel):
@@ -120,28 +150,65 @@ class FilteredProduct(BaseModel):
 class RecommendationsRead(BaseModel):
     """Ranked offers for a customer; report what happens to each by its recommendation_id."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "customer_id": "C00000042", "tier": "wealth", "strategy": "personalised", "items": [{
-            "recommendation_id": "0b8e4c55-6a51-4f0c-9a55-2f0c3b1d7e10", "rank": 1,
-            "product": {"code": "fund-balanced-r3", "name": "Balanced Growth Fund", "category": "fund",
-                        "risk_level": 3},
-            "score": 0.4125, "score_parts": {"propensity": 0.125, "value": 2.5, "lever": 1.32},
-            "reasons": [
-                {"code": "ELIGIBLE", "text": "aum 620,000.00 >= 25,000",
-                 "value": {"pointer": "/all/0", "attribute": "aum", "operator": "gte", "threshold": 25000,
-                           "value": "620000.00", "result": True}},
-                {"code": "LEARNED_PROPENSITY", "text": "accepted 12 of 96 times offered to wealth customers",
-                 "value": 0.125},
-                {"code": "SUITABLE", "text": "risk R3 <= tolerance 4",
-                 "value": {"product_risk": 3, "risk_tolerance": 4}}]}]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "C00000042",
+                    "tier": "wealth",
+                    "strategy": "personalised",
+                    "items": [
+                        {
+                            "recommendation_id": "0b8e4c55-6a51-4f0c-9a55-2f0c3b1d7e10",
+                            "rank": 1,
+                            "product": {
+                                "code": "fund-balanced-r3",
+                                "name": "Balanced Growth Fund",
+                                "category": "fund",
+                                "risk_level": 3,
+                            },
+                            "score": 0.4125,
+                            "score_parts": {"propensity": 0.125, "value": 2.5, "lever": 1.32},
+                            "reasons": [
+                                {
+                                    "code": "ELIGIBLE",
+                                    "text": "aum 620,000.00 >= 25,000",
+                                    "value": {
+                                        "pointer": "/all/0",
+                                        "attribute": "aum",
+                                        "operator": "gte",
+                                        "threshold": 25000,
+                                        "value": "620000.00",
+                                        "result": True,
+                                    },
+                                },
+                                {
+                                    "code": "LEARNED_PROPENSITY",
+                                    "text": "accepted 12 of 96 times offered to wealth customers",
+                                    "value": 0.125,
+                                },
+                                {
+                                    "code": "SUITABLE",
+                                    "text": "risk R3 <= tolerance 4",
+                                    "value": {"product_risk": 3, "risk_tolerance": 4},
+                                },
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
     customer_id: str
-    tier: str | None = Field(description="The customer's tier under the primary policy, which propensities are "
-                                         "learned per.")
+    tier: str | None = Field(
+        description="The customer's tier under the primary policy, which propensities are learned per."
+    )
     strategy: RecommendationStrategy
     items: list[RecommendationRead]
-    filtered_out: list[FilteredProduct] | None = Field(None, description="With explain=true: every product left "
-                                                                         "out and the filter that removed it.")
+    filtered_out: list[FilteredProduct] | None = Field(
+        None, description="With explain=true: every product left out and the filter that removed it."
+    )
 
 
 class RecommendationQuery(BaseModel):
@@ -166,7 +233,8 @@ class ContactRuleIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=100)
     outcome: ContactOutcome = Field(
-        description="ignored_impression: shown with no click, accept or conversion; dismiss: turned down.")
+        description="ignored_impression: shown with no click, accept or conversion; dismiss: turned down."
+    )
     threshold: Integer(1, 100) = Field(description="N outcomes ...")
     window_days: Integer(1, 365) = Field(description="... within W days ...")
     scope: ContactScope = Field(description="... for the same product or category ...")
@@ -178,13 +246,44 @@ class ContactRuleIn(BaseModel):
 class ContactPolicy(BaseModel):
     """The whole contact policy; PUT replaces every rule. Service products are exempt from it."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rules": [
-        {"name": "ignored-thrice", "outcome": "ignored_impression", "threshold": 3, "window_days": 30,
-         "scope": "product", "channel": None, "suppress_days": 14},
-        {"name": "dismissed", "outcome": "dismiss", "threshold": 1, "window_days": 60, "scope": "product",
-         "channel": None, "suppress_days": 60},
-        {"name": "category-fatigue", "outcome": "dismiss", "threshold": 3, "window_days": 90,
-         "scope": "category", "channel": "mobile", "suppress_days": 90}]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "rules": [
+                        {
+                            "name": "ignored-thrice",
+                            "outcome": "ignored_impression",
+                            "threshold": 3,
+                            "window_days": 30,
+                            "scope": "product",
+                            "channel": None,
+                            "suppress_days": 14,
+                        },
+                        {
+                            "name": "dismissed",
+                            "outcome": "dismiss",
+                            "threshold": 1,
+                            "window_days": 60,
+                            "scope": "product",
+                            "channel": None,
+                            "suppress_days": 60,
+                        },
+                        {
+                            "name": "category-fatigue",
+                            "outcome": "dismiss",
+                            "threshold": 3,
+                            "window_days": 90,
+                            "scope": "category",
+                            "channel": "mobile",
+                            "suppress_days": 90,
+                        },
+                    ]
+                }
+            ]
+        },
+    )
 
     rules: list[ContactRuleIn] = Field(max_length=50)
 

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.recommendations.models import RecommendationItem
 from app.recommendations.ranking import RecommendationResult
 
-
 # Served lists and their items in one statement: a list per element of $1..$4, its items in $5..$11 (n: the
 # list's position in $1..$4). One statement, so it is atomic also on a connection without a transaction.
 _RECORD = """
@@ -39,8 +38,9 @@ JOIN lists ON lists.n = i.n
 async def erase_served_reasons(session: AsyncSession, customer_id: int) -> None:
     """Erasure: the reasons of the lists served to a customer quote their values (balances, age, risk tolerance);
     the items stay, so that feedback and its counts do not change."""
-    await session.execute(update(RecommendationItem).where(RecommendationItem.customer_id == customer_id)
-                          .values(reasons=[]))
+    await session.execute(
+        update(RecommendationItem).where(RecommendationItem.customer_id == customer_id).values(reasons=[])
+    )
 
 
 def time_ordered_uuid() -> uuid.UUID:
@@ -48,8 +48,13 @@ def time_ordered_uuid() -> uuid.UUID:
     allocated in time order, so their primary key grows at its right edge instead of touching a random page of an
     index that grows with every list served."""
     random_bits = int.from_bytes(os.urandom(10), "big") >> 6  # 74 bits: 12 before the variant, 62 after it
-    return uuid.UUID(int=(time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | (random_bits >> 62) << 64
-                     | 0b10 << 62 | random_bits & (1 << 62) - 1)
+    return uuid.UUID(
+        int=(time.time_ns() // 1_000_000) << 80
+        | 0x7 << 76
+        | (random_bits >> 62) << 64
+        | 0b10 << 62
+        | random_bits & (1 << 62) - 1
+    )
 
 
 async def insert_served(connection, lists: list[tuple[RecommendationResult, str]]) -> None:
@@ -61,9 +66,19 @@ async def insert_served(connection, lists: list[tuple[RecommendationResult, str]
             column.append(value)
         result.recommendation_ids = [time_ordered_uuid() for _ in result.items]
         for rank, (rid, item) in enumerate(zip(result.recommendation_ids, result.items, strict=True), 1):
-            for column, value in zip(columns[4:], (
-                    n, rid, item.product.code, rank, Decimal(f"{item.score:.6f}"),
-                    Decimal(f"{min(item.propensity, 0.999999):.6f}"), to_json(item.reasons).decode()), strict=True):
+            for column, value in zip(
+                columns[4:],
+                (
+                    n,
+                    rid,
+                    item.product.code,
+                    rank,
+                    Decimal(f"{item.score:.6f}"),
+                    Decimal(f"{min(item.propensity, 0.999999):.6f}"),
+                    to_json(item.reasons).decode(),
+                ),
+                strict=True,
+            ):
                 column.append(value)
     await connection.execute(_RECORD, *columns)
 

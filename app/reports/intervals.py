@@ -21,8 +21,9 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def difference_interval(successes_a: int, trials_a: int, successes_b: int, trials_b: int,
-                        z: float = Z_95) -> tuple[float, float, float] | None:
+def difference_interval(
+    successes_a: int, trials_a: int, successes_b: int, trials_b: int, z: float = Z_95
+) -> tuple[float, float, float] | None:
     """(p_a - p_b, low, high): the difference of two proportions with its normal-approximation (Wald) interval;
     None when either group has no trials."""
     if trials_a <= 0 or trials_b <= 0:

@@ -12,6 +12,8 @@ from app.tiering.models import TierTransition
 TIER_TRANSITION_AT = Index("ix_tier_transition_at", TierTransition.at, postgresql_using="brin")
 
 # recommendation-funnel: events in a time range, read from the index alone (an index-only scan)
-FEEDBACK_EVENT_FUNNEL = Index("ix_feedback_event_funnel", FeedbackEvent.occurred_at,
-                              postgresql_include=["recommendation_id", "kind", "product_code", "tier_code",
-                                                  "strategy"])
+FEEDBACK_EVENT_FUNNEL = Index(
+    "ix_feedback_event_funnel",
+    FeedbackEvent.occurred_at,
+    postgresql_include=["recommendation_id", "kind", "product_code", "tier_code", "strategy"],
+)

@@ -22,20 +22,41 @@ class TierDistributionEntry(BaseModel):
     label: str | None = Field(description="The tier's label in the active version; null for a tier it no longer has.")
     rank: int
     customers: int
-    aum: Money = Field(description="Total assets under management of the tier's customers (deposit, wealth, fund "
-                                     "and insurance balances).")
+    aum: Money = Field(
+        description="Total assets under management of the tier's customers (deposit, wealth, fund "
+        "and insurance balances)."
+    )
 
 
 class TierDistribution(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "policy": "wealth", "customers": 2000, "aum": "412500000.00", "tiers": [
-            {"tier": "private", "label": "Private Banking", "rank": 40, "customers": 12, "aum": "180400000.00"},
-            {"tier": "mass", "label": "Everyday", "rank": 10, "customers": 1650, "aum": "21850000.00"}]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "policy": "wealth",
+                    "customers": 2000,
+                    "aum": "412500000.00",
+                    "tiers": [
+                        {
+                            "tier": "private",
+                            "label": "Private Banking",
+                            "rank": 40,
+                            "customers": 12,
+                            "aum": "180400000.00",
+                        },
+                        {"tier": "mass", "label": "Everyday", "rank": 10, "customers": 1650, "aum": "21850000.00"},
+                    ],
+                }
+            ]
+        }
+    )
 
     policy: str
     customers: int
     aum: Money
-    tiers: list[TierDistributionEntry] = Field(description="By effective tier (an unexpired override wins), highest rank first.")
+    tiers: list[TierDistributionEntry] = Field(
+        description="By effective tier (an unexpired override wins), highest rank first."
+    )
 
 
 class TierMove(BaseModel):

@@ -28,17 +28,29 @@ async def _policy_and_labels(session: AsyncSession, key: str) -> tuple[int, dict
 
 # ---- tier distribution -------------------------------------------------------------------------------------
 
+
 def _tier_distribution_statement():
-    aum = (select(Holding.customer_id, func.sum(Holding.balance).label("aum"))
-           .join(Product, Product.code == Holding.product_code)
-           .where(Product.category.in_(AUM_CATEGORIES))
-           .group_by(Holding.customer_id).subquery("aum"))
+    aum = (
+        select(Holding.customer_id, func.sum(Holding.balance).label("aum"))
+        .join(Product, Product.code == Holding.product_code)
+        .where(Product.category.in_(AUM_CATEGORIES))
+        .group_by(Holding.customer_id)
+        .subquery("aum")
+    )
     tier = effective_tier().label("tier")
-    return (select(tier, func.max(effective_rank()).label("rank"), func.count().label("customers"),
-                   func.coalesce(func.sum(aum.c.aum), 0).label("aum"))
-            .select_from(TierAssignment).outerjoin(aum, aum.c.customer_id == TierAssignment.customer_id)
-            .where(TierAssignment.policy_id == sa.bindparam("policy_id"))
-            .group_by(tier).order_by(sa.desc("rank"), tier))
+    return (
+        select(
+            tier,
+            func.max(effective_rank()).label("rank"),
+            func.count().label("customers"),
+            func.coalesce(func.sum(aum.c.aum), 0).label("aum"),
+        )
+        .select_from(TierAssignment)
+        .outerjoin(aum, aum.c.customer_id == TierAssignment.customer_id)
+        .where(TierAssignment.policy_id == sa.bindparam("policy_id"))
+        .group_by(tier)
+        .order_by(sa.desc("rank"), tier)
+    )
 
 
 _TIER_DISTRIBUTION = _tier_distribution_statement()
@@ -49,18 +61,26 @@ async def tier_distribution(session: AsyncSession, policy: str) -> dict[str, Any
     customer's AUM summed from holdings."""
     policy_id, labels = await _policy_and_labels(session, policy)
     rows = (await session.execute(_TIER_DISTRIBUTION, {"policy_id": policy_id})).all()
-    return {"policy": policy, "customers": sum(r.customers for r in rows),
-            "aum": sum((r.aum for r in rows), Decimal(0)),
-            "tiers": [{"tier": r.tier, "label": labels.get(r.tier), "rank": r.rank, "customers": r.customers,
-                       "aum": r.aum} for r in rows]}
+    return {
+        "policy": policy,
+        "customers": sum(r.customers for r in rows),
+        "aum": sum((r.aum for r in rows), Decimal(0)),
+        "tiers": [
+            {"tier": r.tier, "label": labels.get(r.tier), "rank": r.rank, "customers": r.customers, "aum": r.aum}
+            for r in rows
+        ],
+    }
 
 
 # ---- tier migrations ---------------------------------------------------------------------------------------
 
 _TIER_MIGRATIONS = (
     select(TierTransition.from_code, TierTransition.to_code, TierTransition.direction, func.count().label("count"))
-    .where(TierTransition.policy_id == sa.bindparam("policy_id"), TierTransition.at >= sa.bindparam("from_"),
-           TierTransition.at < sa.bindparam("to"))
+    .where(
+        TierTransition.policy_id == sa.bindparam("policy_id"),
+        TierTransition.at >= sa.bindparam("from_"),
+        TierTransition.at < sa.bindparam("to"),
+    )
     .group_by(TierTransition.from_code, TierTransition.to_code, TierTransition.direction)
 )
 
@@ -74,11 +94,20 @@ async def tier_migrations(session: AsyncSession, policy: str, from_: datetime, t
     for row in rows:
         cells[(row.from_code, row.to_code)] = cells.get((row.from_code, row.to_code), 0) + row.count
         directions[row.direction] += row.count
-    moves = [{"from_tier": f, "to_tier": t, "count": n}
-             for (f, t), n in sorted(cells.items(), key=lambda item: (item[0][0] or "", item[0][1]))]
-    return {"policy": policy, "from": from_, "to": to, "moves": moves, "upgrades": directions["upgrade"],
-            "downgrades": directions["downgrade"], "lateral": directions["lateral"],
-            "initial": directions["initial"]}
+    moves = [
+        {"from_tier": f, "to_tier": t, "count": n}
+        for (f, t), n in sorted(cells.items(), key=lambda item: (item[0][0] or "", item[0][1]))
+    ]
+    return {
+        "policy": policy,
+        "from": from_,
+        "to": to,
+        "moves": moves,
+        "upgrades": directions["upgrade"],
+        "downgrades": directions["downgrade"],
+        "lateral": directions["lateral"],
+        "initial": directions["initial"],
+    }
 
 
 # ---- recommendation funnel ---------------------------------------------------------------------------------
@@ -104,8 +133,10 @@ ORDER BY product_code, tier_code, strategy
 
 def rate(successes: int, trials: int) -> dict[str, Any]:
     interval = wilson_interval(successes, trials)
-    return {"rate": successes / trials if trials else None,
-            "interval": {"low": interval[0], "high": interval[1]} if interval else None}
+    return {
+        "rate": successes / trials if trials else None,
+        "interval": {"low": interval[0], "high": interval[1]} if interval else None,
+    }
 
 
 async def recommendation_funnel(session: AsyncSession, from_: datetime, to: datetime) -> dict[str, Any]:
@@ -113,21 +144,31 @@ async def recommendation_funnel(session: AsyncSession, from_: datetime, to: date
     funnel, arms = [], {TREATMENT: (0, 0), HOLDOUT: (0, 0)}
     for r in rows:
         if r.by_product:
-            funnel.append({"product_code": r.product_code, "tier": r.tier_code, "impressions": r.impressions,
-                           "clicks": r.clicks, "accepts": r.accepts, "conversions": r.conversions,
-                           "click_rate": rate(r.clicks, r.impressions), "accept_rate": rate(r.accepts, r.impressions),
-                           "conversion_rate": rate(r.conversions, r.impressions)})
+            funnel.append(
+                {
+                    "product_code": r.product_code,
+                    "tier": r.tier_code,
+                    "impressions": r.impressions,
+                    "clicks": r.clicks,
+                    "accepts": r.accepts,
+                    "conversions": r.conversions,
+                    "click_rate": rate(r.clicks, r.impressions),
+                    "accept_rate": rate(r.accepts, r.impressions),
+                    "conversion_rate": rate(r.conversions, r.impressions),
+                }
+            )
         else:
             arms[r.strategy] = (r.impressions, r.conversions)
     (n_t, x_t), (n_h, x_h) = arms[TREATMENT], arms[HOLDOUT]
     uplift = difference_interval(x_t, n_t, x_h, n_h)
-    return {"from": from_, "to": to, "rows": funnel,
-            "treatment": {"strategy": TREATMENT, "impressions": n_t, "conversions": x_t,
-                          "conversion_rate": rate(x_t, n_t)},
-            "holdout": {"strategy": HOLDOUT, "impressions": n_h, "conversions": x_h,
-                        "conversion_rate": rate(x_h, n_h)},
-            "uplift": ({"difference": uplift[0], "interval": {"low": uplift[1], "high": uplift[2]}}
-                       if uplift else None)}
+    return {
+        "from": from_,
+        "to": to,
+        "rows": funnel,
+        "treatment": {"strategy": TREATMENT, "impressions": n_t, "conversions": x_t, "conversion_rate": rate(x_t, n_t)},
+        "holdout": {"strategy": HOLDOUT, "impressions": n_h, "conversions": x_h, "conversion_rate": rate(x_h, n_h)},
+        "uplift": ({"difference": uplift[0], "interval": {"low": uplift[1], "high": uplift[2]}} if uplift else None),
+    }
 
 
 # ---- satisfaction ------------------------------------------------------------------------------------------
@@ -175,28 +216,39 @@ async def satisfaction(session: AsyncSession, policy: str, from_: datetime, to: 
     range by status and category, and their median days to resolve: one statement."""
     policy_id, _ = await _policy_and_labels(session, policy)
     row = (await session.execute(_SATISFACTION, {"policy_id": policy_id, "from_": from_, "to": to})).one()
-    tiers = [{"tier": t["tier"], "nps_responses": t["nps_responses"], "promoters": t["promoters"],
-              "detractors": t["detractors"],
-              "nps": net_promoter_score(t["promoters"], t["detractors"], t["nps_responses"]),
-              "csat_responses": t["csat_responses"],
-              "csat_avg": round(t["csat_sum"] / t["csat_responses"], 2) if t["csat_responses"] else None}
-             for t in row.tiers]
+    tiers = [
+        {
+            "tier": t["tier"],
+            "nps_responses": t["nps_responses"],
+            "promoters": t["promoters"],
+            "detractors": t["detractors"],
+            "nps": net_promoter_score(t["promoters"], t["detractors"], t["nps_responses"]),
+            "csat_responses": t["csat_responses"],
+            "csat_avg": round(t["csat_sum"] / t["csat_responses"], 2) if t["csat_responses"] else None,
+        }
+        for t in row.tiers
+    ]
     responses = sum(t["nps_responses"] for t in tiers)
     csat_responses = sum(t["csat_responses"] for t in row.tiers)
     csat_sum = sum(t["csat_sum"] or 0 for t in row.tiers)
     total = next((c for c in row.complaints if c["grouping"] == 3), None)
     median = total["median_days"] if total else None
     return {
-        "policy": policy, "from": from_, "to": to,
-        "nps": net_promoter_score(sum(t["promoters"] for t in tiers), sum(t["detractors"] for t in tiers),
-                                  responses),
+        "policy": policy,
+        "from": from_,
+        "to": to,
+        "nps": net_promoter_score(sum(t["promoters"] for t in tiers), sum(t["detractors"] for t in tiers), responses),
         "nps_responses": responses,
         "csat_avg": round(csat_sum / csat_responses, 2) if csat_responses else None,
         "tiers": tiers,
         "complaints": total["count"] if total else 0,
-        "complaints_by_status": sorted(({"key": c["status"], "count": c["count"]} for c in row.complaints
-                                        if c["grouping"] == 1), key=lambda c: c["key"]),
-        "complaints_by_category": sorted(({"key": c["category"], "count": c["count"]} for c in row.complaints
-                                          if c["grouping"] == 2), key=lambda c: c["key"]),
+        "complaints_by_status": sorted(
+            ({"key": c["status"], "count": c["count"]} for c in row.complaints if c["grouping"] == 1),
+            key=lambda c: c["key"],
+        ),
+        "complaints_by_category": sorted(
+            ({"key": c["category"], "count": c["count"]} for c in row.complaints if c["grouping"] == 2),
+            key=lambda c: c["key"],
+        ),
         "median_days_to_resolve": round(median, 2) if median is not None else None,
     }

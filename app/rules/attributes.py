@@ -44,8 +44,18 @@ class AttributeSource(StrEnum):
     custom = "custom"
 
 
-_ORDERED = (Operator.eq, Operator.ne, Operator.lt, Operator.lte, Operator.gt, Operator.gte, Operator.in_,
-            Operator.not_in, Operator.between, Operator.is_null)
+_ORDERED = (
+    Operator.eq,
+    Operator.ne,
+    Operator.lt,
+    Operator.lte,
+    Operator.gt,
+    Operator.gte,
+    Operator.in_,
+    Operator.not_in,
+    Operator.between,
+    Operator.is_null,
+)
 OPERATORS_BY_TYPE: dict[AttributeType, tuple[Operator, ...]] = {
     AttributeType.number: _ORDERED,
     AttributeType.integer: _ORDERED,
@@ -109,9 +119,16 @@ BUILTIN_ATTRIBUTES: dict[str, Attribute] = {}
 """Every built-in attribute by name, in registration order (the order GET /v1/attributes lists them)."""
 
 
-def register_builtin_attribute(name: str, type_: AttributeType, description: str, *, unit: str | None = None,
-                               column: str | None = None, sql_type: TypeEngine[Any] | None = None,
-                               missing: Any = None) -> Attribute:
+def register_builtin_attribute(
+    name: str,
+    type_: AttributeType,
+    description: str,
+    *,
+    unit: str | None = None,
+    column: str | None = None,
+    sql_type: TypeEngine[Any] | None = None,
+    missing: Any = None,
+) -> Attribute:
     """Declare a built-in attribute read from `column` (default: its name) of customer_features.
 
     The view must have that column (add it in a migration first). sql_type defaults to the attribute type's.
@@ -119,70 +136,125 @@ def register_builtin_attribute(name: str, type_: AttributeType, description: str
     if name in BUILTIN_ATTRIBUTES:
         raise ValueError(f"built-in attribute {name!r} is already registered")
     column = column or name
-    attribute = Attribute(name=name, type=type_, description=description, unit=unit,
-                          source=AttributeSource.builtin, column=column, missing=missing)
+    attribute = Attribute(
+        name=name,
+        type=type_,
+        description=description,
+        unit=unit,
+        source=AttributeSource.builtin,
+        column=column,
+        missing=missing,
+    )
     if column not in customer_features.c:
         customer_features.append_column(sa.column(column, sql_type if sql_type is not None else SQL_TYPES[type_]))
     BUILTIN_ATTRIBUTES[name] = attribute
     return attribute
 
 
-_N, _I, _S, _B, _SET = (AttributeType.number, AttributeType.integer, AttributeType.string, AttributeType.boolean,
-                        AttributeType.string_set)
+_N, _I, _S, _B, _SET = (
+    AttributeType.number,
+    AttributeType.integer,
+    AttributeType.string,
+    AttributeType.boolean,
+    AttributeType.string_set,
+)
 _MONEY = "currency"
 
 register_builtin_attribute("segment", _S, "Customer segment: retail or small_business.", sql_type=sa.String())
 register_builtin_attribute(
-    "risk_level", _I, "Assessed investment risk level C1..C5 (1 = most conservative), current or expired; "
-                      "null when never assessed.", sql_type=sa.SmallInteger())
+    "risk_level",
+    _I,
+    "Assessed investment risk level C1..C5 (1 = most conservative), current or expired; null when never assessed.",
+    sql_type=sa.SmallInteger(),
+)
 register_builtin_attribute(
-    "risk_tolerance", _I, "The risk level while its assessment is unexpired, else null. Product suitability "
-                          "compares a product's risk level with this.", sql_type=sa.SmallInteger())
+    "risk_tolerance",
+    _I,
+    "The risk level while its assessment is unexpired, else null. Product suitability "
+    "compares a product's risk level with this.",
+    sql_type=sa.SmallInteger(),
+)
 register_builtin_attribute("marketing_consent", _B, "Whether the customer consents to marketing.")
-register_builtin_attribute("age", _I, "Age in whole years; null when the birth date is unknown.", unit="years",
-                           sql_type=sa.Integer())
-register_builtin_attribute("tenure_months", _I, "Whole months since onboarding.", unit="months",
-                           sql_type=sa.Integer())
-register_builtin_attribute("aum", _N, "Assets under management now: deposit, wealth, fund and insurance "
-                                      "balances.", unit=_MONEY, missing=0)
-register_builtin_attribute("aum_avg_3m", _N, "Daily-average AUM over the trailing 3 months (time-weighted over "
-                                             "reported days).", unit=_MONEY, missing=0)
-register_builtin_attribute("aum_trend_3m", _N, "Relative change of today's AUM against its 3-month average: "
-                                               "-0.25 is a 25% fall; null when the average is 0.", unit="ratio")
+register_builtin_attribute(
+    "age", _I, "Age in whole years; null when the birth date is unknown.", unit="years", sql_type=sa.Integer()
+)
+register_builtin_attribute("tenure_months", _I, "Whole months since onboarding.", unit="months", sql_type=sa.Integer())
+register_builtin_attribute(
+    "aum", _N, "Assets under management now: deposit, wealth, fund and insurance balances.", unit=_MONEY, missing=0
+)
+register_builtin_attribute(
+    "aum_avg_3m",
+    _N,
+    "Daily-average AUM over the trailing 3 months (time-weighted over reported days).",
+    unit=_MONEY,
+    missing=0,
+)
+register_builtin_attribute(
+    "aum_trend_3m",
+    _N,
+    "Relative change of today's AUM against its 3-month average: -0.25 is a 25% fall; null when the average is 0.",
+    unit="ratio",
+)
 register_builtin_attribute("deposit_balance", _N, "Balance of deposit products.", unit=_MONEY, missing=0)
-register_builtin_attribute("investment_balance", _N, "Balance of wealth and fund products.", unit=_MONEY,
-                           missing=0)
+register_builtin_attribute("investment_balance", _N, "Balance of wealth and fund products.", unit=_MONEY, missing=0)
 register_builtin_attribute("loan_balance", _N, "Outstanding balance of loans and cards.", unit=_MONEY, missing=0)
-register_builtin_attribute("products_held_count", _I, "Number of products held.", unit="products",
-                           sql_type=sa.Integer(), missing=0)
+register_builtin_attribute(
+    "products_held_count", _I, "Number of products held.", unit="products", sql_type=sa.Integer(), missing=0
+)
 register_builtin_attribute("held_products", _SET, "Codes of the products held.", missing=[])
-register_builtin_attribute("held_categories", _SET, "Categories of the products held (deposit, wealth, fund, "
-                                                    "insurance, loan, card).", missing=[])
-register_builtin_attribute("txn_count_90d", _I, "Transactions in the last 90 days.", unit="transactions",
-                           sql_type=sa.Integer(), missing=0)
-register_builtin_attribute("txn_amount_90d", _N, "Total transaction amount in the last 90 days.", unit=_MONEY,
-                           missing=0)
-register_builtin_attribute("days_since_last_txn", _I, "Days since the last transaction; null if never.",
-                           unit="days", sql_type=sa.Integer())
-register_builtin_attribute("logins_30d", _I, "App logins in the last 30 days.", unit="logins",
-                           sql_type=sa.Integer(), missing=0)
-register_builtin_attribute("referrals_12m", _I, "Referrals in the last 12 months.", unit="referrals",
-                           sql_type=sa.Integer(), missing=0)
-register_builtin_attribute("nps_latest", _I, "The customer's latest NPS answer (0..10); null when never surveyed.",
-                           unit="score", sql_type=sa.Integer())
-register_builtin_attribute("is_promoter", _B, "The latest NPS answer is 9 or 10; false when never surveyed.",
-                           missing=False)
-register_builtin_attribute("is_detractor", _B, "The latest NPS answer is 0..6; false when never surveyed.",
-                           missing=False)
-register_builtin_attribute("csat_avg", _N, "Average CSAT answer (1..5) over all answers; null when none.",
-                           unit="score")
-register_builtin_attribute("open_complaints", _I, "Complaints open or in progress; 0 when none.",
-                           unit="complaints", sql_type=sa.Integer(), missing=0)
-register_builtin_attribute("days_to_resolve_avg", _N, "Average days from opening to resolution of the customer's "
-                                                      "resolved complaints; null when none.", unit="days")
+register_builtin_attribute(
+    "held_categories",
+    _SET,
+    "Categories of the products held (deposit, wealth, fund, insurance, loan, card).",
+    missing=[],
+)
+register_builtin_attribute(
+    "txn_count_90d", _I, "Transactions in the last 90 days.", unit="transactions", sql_type=sa.Integer(), missing=0
+)
+register_builtin_attribute(
+    "txn_amount_90d", _N, "Total transaction amount in the last 90 days.", unit=_MONEY, missing=0
+)
+register_builtin_attribute(
+    "days_since_last_txn", _I, "Days since the last transaction; null if never.", unit="days", sql_type=sa.Integer()
+)
+register_builtin_attribute(
+    "logins_30d", _I, "App logins in the last 30 days.", unit="logins", sql_type=sa.Integer(), missing=0
+)
+register_builtin_attribute(
+    "referrals_12m", _I, "Referrals in the last 12 months.", unit="referrals", sql_type=sa.Integer(), missing=0
+)
+register_builtin_attribute(
+    "nps_latest",
+    _I,
+    "The customer's latest NPS answer (0..10); null when never surveyed.",
+    unit="score",
+    sql_type=sa.Integer(),
+)
+register_builtin_attribute(
+    "is_promoter", _B, "The latest NPS answer is 9 or 10; false when never surveyed.", missing=False
+)
+register_builtin_attribute(
+    "is_detractor", _B, "The latest NPS answer is 0..6; false when never surveyed.", missing=False
+)
+register_builtin_attribute("csat_avg", _N, "Average CSAT answer (1..5) over all answers; null when none.", unit="score")
+register_builtin_attribute(
+    "open_complaints",
+    _I,
+    "Complaints open or in progress; 0 when none.",
+    unit="complaints",
+    sql_type=sa.Integer(),
+    missing=0,
+)
+register_builtin_attribute(
+    "days_to_resolve_avg",
+    _N,
+    "Average days from opening to resolution of the customer's resolved complaints; null when none.",
+    unit="days",
+)
 
 
 # ---- the catalog -----------------------------------------------------------------------------------------------
+
 
 class AttributeCatalog:
     """The built-ins plus the bank's custom attributes: what a condition may reference."""
@@ -193,8 +265,12 @@ class AttributeCatalog:
             if definition.name in self._attributes:  # a built-in always wins; definitions should not shadow one
                 continue
             self._attributes[definition.name] = Attribute(
-                name=definition.name, type=AttributeType(definition.type), description=definition.description or "",
-                unit=definition.unit, source=AttributeSource.custom)
+                name=definition.name,
+                type=AttributeType(definition.type),
+                description=definition.description or "",
+                unit=definition.unit,
+                source=AttributeSource.custom,
+            )
 
     def get(self, name: str) -> Attribute | None:
         return self._attributes.get(name)
@@ -228,11 +304,20 @@ def is_builtin_attribute(name: str) -> bool:
 class AttributeRead(BaseModel):
     """An attribute conditions may reference, as GET /v1/attributes lists it."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"name": "aum_avg_3m", "type": "number", "unit": "currency", "source": "builtin",
-         "description": "Daily-average AUM over the trailing 3 months (time-weighted over reported days).",
-         "operators": ["eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "between", "is_null"]},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "aum_avg_3m",
+                    "type": "number",
+                    "unit": "currency",
+                    "source": "builtin",
+                    "description": "Daily-average AUM over the trailing 3 months (time-weighted over reported days).",
+                    "operators": ["eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "between", "is_null"],
+                },
+            ]
+        }
+    )
 
     name: str
     type: AttributeType
@@ -244,8 +329,17 @@ class AttributeRead(BaseModel):
 
 def list_attributes(catalog: AttributeCatalog) -> list[AttributeRead]:
     """Every attribute of a catalog for GET /v1/attributes: built-ins in catalog order, then custom by name."""
-    return [AttributeRead(name=a.name, type=a.type, unit=a.unit, description=a.description, source=a.source.value,
-                          operators=list(OPERATORS_BY_TYPE[a.type])) for a in catalog]
+    return [
+        AttributeRead(
+            name=a.name,
+            type=a.type,
+            unit=a.unit,
+            description=a.description,
+            source=a.source.value,
+            operators=list(OPERATORS_BY_TYPE[a.type]),
+        )
+        for a in catalog
+    ]
 
 
 async def load_catalog(session) -> AttributeCatalog:
@@ -274,7 +368,8 @@ def features_between(id_from: ColumnElement[Any], id_to: ColumnElement[Any]) -> 
 
 
 RISK_VALID_DAYS = sa.literal_column(
-    "coalesce(nullif(current_setting('tierwise.risk_valid_days', true), '')::int, 365)", sa.Integer())
+    "coalesce(nullif(current_setting('tierwise.risk_valid_days', true), '')::int, 365)", sa.Integer()
+)
 """How many days a risk assessment stays valid, as the features' risk_tolerance reads it: the connection's setting
 (app.core.db.server_settings), 365 without one."""
 
@@ -287,9 +382,12 @@ def features_stable_until(customer: FromClause, features: FromClause) -> ColumnE
     at a month's end it may be a few days early, which costs a recomputation and nothing else.
 
     customer: the customer's row (its risk_assessed_at); features: the customer's features row."""
-    next_midnight = sa.cast(sa.func.current_date() + sa.literal_column("1", sa.Integer()),
-                            sa.DateTime(timezone=True))
-    risk_expiry = sa.case((features.c.risk_tolerance.is_not(None),
-                           customer.c.risk_assessed_at + sa.func.make_interval(0, 0, 0, RISK_VALID_DAYS)))
+    next_midnight = sa.cast(sa.func.current_date() + sa.literal_column("1", sa.Integer()), sa.DateTime(timezone=True))
+    risk_expiry = sa.case(
+        (
+            features.c.risk_tolerance.is_not(None),
+            customer.c.risk_assessed_at + sa.func.make_interval(0, 0, 0, RISK_VALID_DAYS),
+        )
+    )
     next_month = features.c.onboarded_at + sa.func.make_interval(0, features.c.tenure_months + 1)
     return sa.func.least(next_midnight, risk_expiry, next_month, type_=sa.DateTime(timezone=True))

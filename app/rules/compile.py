@@ -22,21 +22,43 @@ from sqlalchemy.sql import ColumnElement, FromClause
 from sqlalchemy.sql.type_api import TypeEngine
 
 from app.core.errors import InvalidInput
-from app.core.strict import YEARS, fits_bigint, year_in_range
-from app.rules.attributes import (OPERATORS_BY_TYPE, SQL_TYPES, Attribute, AttributeCatalog, AttributeSource,
-                                  AttributeType, customer_features)
-from app.rules.schema import (AllCondition, AlwaysCondition, AnyCondition, Comparison, Condition, NotCondition,
-                              Operator, escape_pointer_token)
+from app.rules.attributes import (
+    OPERATORS_BY_TYPE,
+    SQL_TYPES,
+    Attribute,
+    AttributeCatalog,
+    AttributeSource,
+    AttributeType,
+    customer_features,
+)
+from app.rules.schema import (
+    AllCondition,
+    AlwaysCondition,
+    AnyCondition,
+    Comparison,
+    Condition,
+    NotCondition,
+    Operator,
+    escape_pointer_token,
+)
 from app.rules.values import ISO_DATE, coerce_attribute_value, coerce_scalar, json_value, unknown_attribute
 
-_JSON_KIND = {AttributeType.number: "number", AttributeType.integer: "number", AttributeType.string: "string",
-              AttributeType.boolean: "boolean", AttributeType.date: "string", AttributeType.string_set: "array"}
+_JSON_KIND = {
+    AttributeType.number: "number",
+    AttributeType.integer: "number",
+    AttributeType.string: "string",
+    AttributeType.boolean: "boolean",
+    AttributeType.date: "string",
+    AttributeType.string_set: "array",
+}
 
 
 # ---- public API ------------------------------------------------------------------------------------------------
 
-def compile_condition(condition: Condition, catalog: AttributeCatalog, features: FromClause = customer_features,
-                      *, pointer: str = "") -> ColumnElement[bool]:
+
+def compile_condition(
+    condition: Condition, catalog: AttributeCatalog, features: FromClause = customer_features, *, pointer: str = ""
+) -> ColumnElement[bool]:
     """The condition as a boolean SQL expression over `features` (always true or false, never null).
 
     features: customer_features, an alias of it, or any subquery with its columns (e.g. `what_if_features`).
@@ -81,8 +103,14 @@ class ExplainedLeaf:
         return self.value, self.result
 
 
-def compile_explanation(condition: Condition, catalog: AttributeCatalog, features: FromClause = customer_features,
-                        *, pointer: str = "", label_prefix: str = "leaf") -> list[ExplainedLeaf]:
+def compile_explanation(
+    condition: Condition,
+    catalog: AttributeCatalog,
+    features: FromClause = customer_features,
+    *,
+    pointer: str = "",
+    label_prefix: str = "leaf",
+) -> list[ExplainedLeaf]:
     """Each comparison leaf in document order, with labelled SQL to select next to the evaluation itself.
 
     Select `*leaf.columns` for every leaf in the same statement as the condition (one round trip), then turn the
@@ -93,10 +121,17 @@ def compile_explanation(condition: Condition, catalog: AttributeCatalog, feature
     compiler.node(condition, pointer)
     leaves = []
     for i, (leaf_pointer, leaf, attribute, value, result) in enumerate(compiler.leaves):
-        leaves.append(ExplainedLeaf(
-            pointer=leaf_pointer, attribute=leaf.attr, attribute_type=attribute.type, operator=leaf.op,
-            threshold=leaf.value, value=value.label(f"{label_prefix}_{i}_value"),
-            result=result.label(f"{label_prefix}_{i}_result")))
+        leaves.append(
+            ExplainedLeaf(
+                pointer=leaf_pointer,
+                attribute=leaf.attr,
+                attribute_type=attribute.type,
+                operator=leaf.op,
+                threshold=leaf.value,
+                value=value.label(f"{label_prefix}_{i}_value"),
+                result=result.label(f"{label_prefix}_{i}_result"),
+            )
+        )
     return leaves
 
 
@@ -107,13 +142,22 @@ def explain_row(leaves: Sequence[ExplainedLeaf], row: Mapping[str, Any]) -> list
     exact decimal value (integers stay integers), dates ISO strings, sets lists; result is true, false or null
     (unknown, when the customer's value is missing).
     """
-    return [{"pointer": leaf.pointer, "attribute": leaf.attribute, "operator": leaf.operator,
-             "threshold": leaf.threshold, "value": json_value(row[leaf.value_key], leaf.attribute_type),
-             "result": row[leaf.result_key]} for leaf in leaves]
+    return [
+        {
+            "pointer": leaf.pointer,
+            "attribute": leaf.attribute,
+            "operator": leaf.operator,
+            "threshold": leaf.threshold,
+            "value": json_value(row[leaf.value_key], leaf.attribute_type),
+            "result": row[leaf.result_key],
+        }
+        for leaf in leaves
+    ]
 
 
-def what_if_features(catalog: AttributeCatalog, values: Mapping[str, Any], *, pointer: str = "",
-                     name: str = "customer_features") -> sa.Subquery:
+def what_if_features(
+    catalog: AttributeCatalog, values: Mapping[str, Any], *, pointer: str = "", name: str = "customer_features"
+) -> sa.Subquery:
     """A one-row subquery with customer_features' columns and types, holding supplied attribute values.
 
     Compile a condition against it to evaluate "what if a customer had these values" with the very same SQL.
@@ -133,8 +177,10 @@ def what_if_features(catalog: AttributeCatalog, values: Mapping[str, Any], *, po
     custom_pairs: list[ColumnElement[Any]] = []
     for attribute in catalog.custom:
         if supplied.get(attribute.name) is not None:
-            custom_pairs += [sa.cast(sa.literal(attribute.name), sa.Text()),
-                             _typed(supplied[attribute.name], SQL_TYPES[attribute.type])]
+            custom_pairs += [
+                sa.cast(sa.literal(attribute.name), sa.Text()),
+                _typed(supplied[attribute.name], SQL_TYPES[attribute.type]),
+            ]
 
     columns: list[ColumnElement[Any]] = []
     for column in customer_features.c:
@@ -151,6 +197,7 @@ def what_if_features(catalog: AttributeCatalog, values: Mapping[str, Any], *, po
 
 
 # ---- the compiler ----------------------------------------------------------------------------------------------
+
 
 class _Compiler:
     def __init__(self, catalog: AttributeCatalog, features: FromClause, *, explain: bool = False) -> None:
@@ -178,8 +225,11 @@ class _Compiler:
             raise InvalidInput(f"{pointer}/attr", unknown_attribute(leaf.attr, self.catalog))
         allowed = OPERATORS_BY_TYPE[attribute.type]
         if leaf.op not in allowed:
-            raise InvalidInput(f"{pointer}/op", f"'{leaf.op}' does not apply to '{leaf.attr}', a {attribute.type} "
-                                                f"attribute; use one of " + ", ".join(o.value for o in allowed))
+            raise InvalidInput(
+                f"{pointer}/op",
+                f"'{leaf.op}' does not apply to '{leaf.attr}', a {attribute.type} "
+                f"attribute; use one of " + ", ".join(o.value for o in allowed),
+            )
         value = attribute_expression(attribute, self.features)
         predicate = _predicate(attribute, leaf.op, value, self._operand(attribute, leaf, f"{pointer}/value"))
         if self.explain:
@@ -261,8 +311,7 @@ def _predicate(attribute: Attribute, op: Operator, value: ColumnElement[Any], op
     raise AssertionError(f"unhandled operator {op} for {attribute.type}")
 
 
-def _set_predicate(attribute: Attribute, op: Operator, value: ColumnElement[Any], operand: Any
-                   ) -> ColumnElement[bool]:
+def _set_predicate(attribute: Attribute, op: Operator, value: ColumnElement[Any], operand: Any) -> ColumnElement[bool]:
     wanted = [operand] if op is Operator.contains else list(operand)
     array = _param(wanted, ARRAY(sa.Text()))
     if attribute.source is AttributeSource.custom:  # a JSONB array of strings

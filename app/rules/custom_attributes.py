@@ -15,35 +15,42 @@ from app.rules.models import CustomAttributeDefinition
 
 
 async def list_attribute_definitions(session: AsyncSession) -> list[CustomAttributeDefinition]:
-    return list((await session.scalars(select(CustomAttributeDefinition).order_by(CustomAttributeDefinition.name))))
+    return list(await session.scalars(select(CustomAttributeDefinition).order_by(CustomAttributeDefinition.name)))
 
 
-async def put_attribute_definition(session: AsyncSession, name: str, type_: str, description: str,
-                                   unit: str | None,
-                                   readers: Callable[[], Awaitable[list[str]]] | None = None
-                                   ) -> CustomAttributeDefinition:
+async def put_attribute_definition(
+    session: AsyncSession,
+    name: str,
+    type_: str,
+    description: str,
+    unit: str | None,
+    readers: Callable[[], Awaitable[list[str]]] | None = None,
+) -> CustomAttributeDefinition:
     """Declare or describe again a custom attribute. Its type may change only while no customer carries it and no
     rule reads it (`readers`: the documents that read it, e.g. "tier policy wealth v2", asked only on a type change;
     the rules package cannot ask the domains that hold rules itself)."""
     existing = await session.get(CustomAttributeDefinition, name)
     if existing is not None and existing.type != type_:
-        in_use = await session.scalar(select(func.count()).select_from(Customer)
-                                      .where(Customer.attributes.has_key(name)))
+        in_use = await session.scalar(
+            select(func.count()).select_from(Customer).where(Customer.attributes.has_key(name))
+        )
         if in_use:
             raise AttributeDefinitionInUse(f"{in_use} customers carry '{name}'; its type cannot change.")
         if readers is not None and (reading := await readers()):
             raise AttributeDefinitionInUse(f"'{name}' is read by {', '.join(reading)}; its type cannot change.")
     stmt = insert(CustomAttributeDefinition).values(name=name, type=type_, description=description, unit=unit)
-    stmt = stmt.on_conflict_do_update(index_elements=["name"],
-                                      set_={"type": type_, "description": description, "unit": unit})
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["name"], set_={"type": type_, "description": description, "unit": unit}
+    )
     await session.execute(stmt)
     return await session.get(CustomAttributeDefinition, name, populate_existing=True)
 
 
 def _attribute_type_error(type_: str, value: Any) -> str | None:
     """Why value does not fit a custom attribute of type type_, or None when it fits."""
-    if type_ == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))
-                              or not abs(value) < NUMBER_LIMIT):
+    if type_ == "number" and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) < NUMBER_LIMIT
+    ):
         return f"must be a finite number below {NUMBER_LIMIT:.0e} in size"
     if type_ == "integer" and (isinstance(value, bool) or not isinstance(value, int) or not fits_bigint(value)):
         return "must be an integer within bigint"
@@ -53,15 +60,19 @@ def _attribute_type_error(type_: str, value: Any) -> str | None:
         return "must be a string of at most 500 characters"
     if type_ == "date" and not is_iso_day(value):
         return f"must be an ISO date (YYYY-MM-DD), {YEARS}"
-    if type_ == "string_set" and not (isinstance(value, list) and len(value) <= 100
-                                      and all(isinstance(v, str) and len(v) <= 100 for v in value)
-                                      and len(set(value)) == len(value)):
+    if type_ == "string_set" and not (
+        isinstance(value, list)
+        and len(value) <= 100
+        and all(isinstance(v, str) and len(v) <= 100 for v in value)
+        and len(set(value)) == len(value)
+    ):
         return "must be a list of distinct strings"
     return None
 
 
-def attribute_errors(attributes: dict[str, Any], definitions: dict[str, str], pointer: str = "/attributes"
-                     ) -> list[dict[str, str]]:
+def attribute_errors(
+    attributes: dict[str, Any], definitions: dict[str, str], pointer: str = "/attributes"
+) -> list[dict[str, str]]:
     """One error per custom attribute that is undeclared or of the wrong type (null clears a value)."""
     errors = []
     for name, value in attributes.items():

@@ -34,8 +34,10 @@ def json_array_expression(values: Sequence[ColumnElement[Any]]) -> ColumnElement
     """SQL for a JSON array of the values (jsonb_build_array, in calls of at most JSONB_ARGS_PER_CALL)."""
     if not values:
         return sa.cast(sa.literal("[]"), JSONB)
-    parts = [sa.func.jsonb_build_array(*values[i:i + JSONB_ARGS_PER_CALL], type_=JSONB)
-             for i in range(0, len(values), JSONB_ARGS_PER_CALL)]
+    parts = [
+        sa.func.jsonb_build_array(*values[i : i + JSONB_ARGS_PER_CALL], type_=JSONB)
+        for i in range(0, len(values), JSONB_ARGS_PER_CALL)
+    ]
     result = parts[0]
     for part in parts[1:]:
         result = result.op("||", return_type=JSONB)(part)

@@ -60,27 +60,38 @@ class FeaturesVersion:
 
     def select(self, customers: Callable[[str], str] = EVERYONE) -> str:
         """The SELECT, its customers filtered by `customers` (EVERYONE, BY_IDS or BY_RANGE)."""
-        joins = "".join("\n" + source.sql.format(filter=customers(source.filtered) if source.filtered else "")
-                        for source in self.sources)
-        return ("\nSELECT\n    " + ",\n    ".join(column.sql for column in self.columns) + "\nFROM customer c"
-                + joins + f"\nWHERE c.erased_at IS NULL {customers('c.id')}\n")
+        joins = "".join(
+            "\n" + source.sql.format(filter=customers(source.filtered) if source.filtered else "")
+            for source in self.sources
+        )
+        return (
+            "\nSELECT\n    "
+            + ",\n    ".join(column.sql for column in self.columns)
+            + "\nFROM customer c"
+            + joins
+            + f"\nWHERE c.erased_at IS NULL {customers('c.id')}\n"
+        )
 
     def statements(self, view: str = "CREATE OR REPLACE VIEW") -> list[str]:
         """The view, then the two functions (whose row type is the view's)."""
-        return [f"{view} customer_features AS" + self.select(),
-                "CREATE FUNCTION customer_features_for(ids bigint[]) RETURNS SETOF customer_features "
-                "LANGUAGE sql STABLE PARALLEL SAFE AS $features$" + self.select(BY_IDS) + "$features$",
-                "CREATE FUNCTION customer_features_between(id_from bigint, id_to bigint) RETURNS SETOF "
-                "customer_features LANGUAGE sql STABLE PARALLEL SAFE AS $features$" + self.select(BY_RANGE)
-                + "$features$"]
+        return [
+            f"{view} customer_features AS" + self.select(),
+            "CREATE FUNCTION customer_features_for(ids bigint[]) RETURNS SETOF customer_features "
+            "LANGUAGE sql STABLE PARALLEL SAFE AS $features$" + self.select(BY_IDS) + "$features$",
+            "CREATE FUNCTION customer_features_between(id_from bigint, id_to bigint) RETURNS SETOF "
+            "customer_features LANGUAGE sql STABLE PARALLEL SAFE AS $features$" + self.select(BY_RANGE) + "$features$",
+        ]
 
 
-DROP_FUNCTIONS = ["DROP FUNCTION customer_features_between(bigint, bigint)",
-                  "DROP FUNCTION customer_features_for(bigint[])"]
+DROP_FUNCTIONS = [
+    "DROP FUNCTION customer_features_between(bigint, bigint)",
+    "DROP FUNCTION customer_features_for(bigint[])",
+]
 
 
-def replace_features(execute: Callable[[str], object], version: FeaturesVersion, *, fewer_columns: bool = False
-                     ) -> None:
+def replace_features(
+    execute: Callable[[str], object], version: FeaturesVersion, *, fewer_columns: bool = False
+) -> None:
     """Make `version` the database's (`execute`: a migration's op.execute). The functions' row type is the view's,
     so they are dropped first; with `fewer_columns` (a downgrade) the view too, as it cannot lose columns."""
     for statement in DROP_FUNCTIONS + (["DROP VIEW customer_features"] if fewer_columns else []):
@@ -97,20 +108,29 @@ FEATURES_V1 = FeaturesVersion(  # migrations/versions/2026-11-23_initial_schema.
         Column("external_id", "c.external_id"),
         Column("segment", "c.segment"),
         Column("risk_level", "c.risk_level"),
-        Column("risk_tolerance", """CASE WHEN c.risk_assessed_at >= now() - make_interval(
+        Column(
+            "risk_tolerance",
+            """CASE WHEN c.risk_assessed_at >= now() - make_interval(
               days => coalesce(nullif(current_setting('tierwise.risk_valid_days', true), '')::int, 365))
-         THEN c.risk_level END AS risk_tolerance"""),
+         THEN c.risk_level END AS risk_tolerance""",
+        ),
         Column("marketing_consent", "c.marketing_consent"),
         Column("attributes", "c.attributes"),
         Column("birth_date", "c.birth_date"),
         Column("onboarded_at", "c.onboarded_at"),
         Column("age", "date_part('year', age(current_date, c.birth_date))::int AS age"),
-        Column("tenure_months", "(date_part('year', age(now(), c.onboarded_at)) * 12 "
-                                "+ date_part('month', age(now(), c.onboarded_at)))::int\n        AS tenure_months"),
+        Column(
+            "tenure_months",
+            "(date_part('year', age(now(), c.onboarded_at)) * 12 "
+            "+ date_part('month', age(now(), c.onboarded_at)))::int\n        AS tenure_months",
+        ),
         Column("aum", "coalesce(h.aum, 0) AS aum", HOLDINGS),
         Column("aum_avg_3m", "coalesce(avg3.aum_avg_3m, h.aum, 0) AS aum_avg_3m", HOLDINGS),
-        Column("aum_trend_3m", "round(coalesce(h.aum, 0) / nullif(coalesce(avg3.aum_avg_3m, h.aum), 0) - 1, 4) "
-                               "AS aum_trend_3m", HOLDINGS),
+        Column(
+            "aum_trend_3m",
+            "round(coalesce(h.aum, 0) / nullif(coalesce(avg3.aum_avg_3m, h.aum), 0) - 1, 4) AS aum_trend_3m",
+            HOLDINGS,
+        ),
         Column("deposit_balance", "coalesce(h.deposit_balance, 0) AS deposit_balance", HOLDINGS),
         Column("investment_balance", "coalesce(h.investment_balance, 0) AS investment_balance", HOLDINGS),
         Column("loan_balance", "coalesce(h.loan_balance, 0) AS loan_balance", HOLDINGS),
@@ -119,13 +139,17 @@ FEATURES_V1 = FeaturesVersion(  # migrations/versions/2026-11-23_initial_schema.
         Column("held_categories", "coalesce(h.held_categories, '{}') AS held_categories", HOLDINGS),
         Column("txn_count_90d", "coalesce(a.txn_count_90d, 0) AS txn_count_90d", ACTIVITY),
         Column("txn_amount_90d", "coalesce(a.txn_amount_90d, 0) AS txn_amount_90d", ACTIVITY),
-        Column("days_since_last_txn", "(current_date - (c.last_txn_at AT TIME ZONE 'UTC')::date) "
-                                      "AS days_since_last_txn", ACTIVITY),
+        Column(
+            "days_since_last_txn",
+            "(current_date - (c.last_txn_at AT TIME ZONE 'UTC')::date) AS days_since_last_txn",
+            ACTIVITY,
+        ),
         Column("logins_30d", "coalesce(a.logins_30d, 0) AS logins_30d", ACTIVITY),
         Column("referrals_12m", "coalesce(a.referrals_12m, 0) AS referrals_12m", ACTIVITY),
     ),
     sources=(
-        Source("""LEFT JOIN (
+        Source(
+            """LEFT JOIN (
     SELECT hd.customer_id,
            sum(hd.balance) FILTER (WHERE p.category IN ('deposit', 'wealth', 'fund', 'insurance')) AS aum,
            sum(hd.balance) FILTER (WHERE p.category = 'deposit') AS deposit_balance,
@@ -137,8 +161,11 @@ FEATURES_V1 = FeaturesVersion(  # migrations/versions/2026-11-23_initial_schema.
     FROM holding hd JOIN product p ON p.code = hd.product_code
     WHERE true {filter}
     GROUP BY hd.customer_id
-) h ON h.customer_id = c.id""", "hd.customer_id"),
-        Source("""LEFT JOIN (
+) h ON h.customer_id = c.id""",
+            "hd.customer_id",
+        ),
+        Source(
+            """LEFT JOIN (
     -- time-weighted daily average over the trailing three months (91 days) of a step function of reported AUM
     SELECT s.customer_id,
            round(sum(s.aum * (least(coalesce(s.next_day, current_date + 1), current_date + 1)
@@ -152,8 +179,11 @@ FEATURES_V1 = FeaturesVersion(  # migrations/versions/2026-11-23_initial_schema.
     ) s
     WHERE coalesce(s.next_day, current_date + 1) > (current_date - 91)
     GROUP BY s.customer_id
-) avg3 ON avg3.customer_id = c.id""", "d.customer_id"),
-        Source("""LEFT JOIN (
+) avg3 ON avg3.customer_id = c.id""",
+            "d.customer_id",
+        ),
+        Source(
+            """LEFT JOIN (
     SELECT ad.customer_id,
            sum(ad.txn_count) FILTER (WHERE ad.day > current_date - 90)::int AS txn_count_90d,
            sum(ad.txn_amount) FILTER (WHERE ad.day > current_date - 90) AS txn_amount_90d,
@@ -162,8 +192,11 @@ FEATURES_V1 = FeaturesVersion(  # migrations/versions/2026-11-23_initial_schema.
     FROM customer_activity_daily ad
     WHERE ad.day > (current_date - 365) AND ad.day <= current_date {filter}
     GROUP BY ad.customer_id
-) a ON a.customer_id = c.id""", "ad.customer_id"),
-    ))
+) a ON a.customer_id = c.id""",
+            "ad.customer_id",
+        ),
+    ),
+)
 
 FEATURES_V2 = FEATURES_V1.then(  # migrations/versions/2026-11-23_surveys_complaints_satisfaction.py
     columns=(
@@ -172,10 +205,12 @@ FEATURES_V2 = FEATURES_V1.then(  # migrations/versions/2026-11-23_surveys_compla
         Column("is_detractor", "coalesce(s.nps_latest <= 6, false) AS is_detractor"),
         Column("csat_avg", "round(s.csat_sum::numeric / nullif(s.csat_count, 0), 2) AS csat_avg"),
         Column("open_complaints", "coalesce(s.open_complaints, 0) AS open_complaints"),
-        Column("days_to_resolve_avg", "round(s.resolve_days_sum / nullif(s.resolved_count, 0), 2) "
-                                      "AS days_to_resolve_avg"),
+        Column(
+            "days_to_resolve_avg", "round(s.resolve_days_sum / nullif(s.resolved_count, 0), 2) AS days_to_resolve_avg"
+        ),
     ),
-    sources=(Source("LEFT JOIN customer_satisfaction s ON s.customer_id = c.id"),))
+    sources=(Source("LEFT JOIN customer_satisfaction s ON s.customer_id = c.id"),),
+)
 
 CURRENT = FEATURES_V2
 """The version the head migration creates."""

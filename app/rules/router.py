@@ -15,41 +15,61 @@ from app.rules.schemas import AttributeDefinitionPut, AttributeDefinitionRead
 from app.tiering import policies
 
 router = APIRouter(prefix="/v1/attributes", tags=["attributes"], responses=problem_responses(401, 403))
-custom_attributes_router = APIRouter(prefix="/v1/attributes/custom", tags=["attributes"],
-                              responses=problem_responses(401, 403))
+custom_attributes_router = APIRouter(
+    prefix="/v1/attributes/custom", tags=["attributes"], responses=problem_responses(401, 403)
+)
 
 
-@router.get("", summary="List the attributes rules may use",
-            response_model=list[AttributeRead], dependencies=[require_scope(Scope.ATTRIBUTES_READ)])
+@router.get(
+    "",
+    summary="List the attributes rules may use",
+    response_model=list[AttributeRead],
+    dependencies=[require_scope(Scope.ATTRIBUTES_READ)],
+)
 async def list_rule_attributes(session: SessionDep) -> list[AttributeRead]:
     """The attribute catalog: built-in metrics and the bank's custom attributes, with their type, unit and the
     operators a condition may apply to each."""
     return list_attributes(await load_catalog(session))
 
 
-AttributeName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="snake_case name",
-                                    examples=["employer_payroll"])]
+AttributeName = Annotated[
+    str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="snake_case name", examples=["employer_payroll"])
+]
 
 
-@custom_attributes_router.get("", summary="List custom attributes", response_model=list[AttributeDefinitionRead],
-                       dependencies=[require_scope(Scope.ATTRIBUTES_READ)])
+@custom_attributes_router.get(
+    "",
+    summary="List custom attributes",
+    response_model=list[AttributeDefinitionRead],
+    dependencies=[require_scope(Scope.ATTRIBUTES_READ)],
+)
 async def list_attribute_definitions(session: SessionDep) -> list[AttributeDefinitionRead]:
     """Custom attributes the bank has declared."""
     definitions = await custom_attributes.list_attribute_definitions(session)
     return [AttributeDefinitionRead.model_validate(d) for d in definitions]
 
 
-@custom_attributes_router.put("/{name}", summary="Declare a custom attribute", response_model=AttributeDefinitionRead,
-                       dependencies=[require_scope(Scope.ATTRIBUTES_WRITE)], responses=problem_responses(409, 422))
-async def put_attribute_definition(name: AttributeName, body: AttributeDefinitionPut,
-                                   session: SessionDep) -> AttributeDefinitionRead:
+@custom_attributes_router.put(
+    "/{name}",
+    summary="Declare a custom attribute",
+    response_model=AttributeDefinitionRead,
+    dependencies=[require_scope(Scope.ATTRIBUTES_WRITE)],
+    responses=problem_responses(409, 422),
+)
+async def put_attribute_definition(
+    name: AttributeName, body: AttributeDefinitionPut, session: SessionDep
+) -> AttributeDefinitionRead:
     """Declare (or describe again) a typed custom attribute; customers may then carry it and rules use it."""
     if is_builtin_attribute(name):
         raise InvalidInput("name", f"'{name}' is a built-in attribute", location="path")
-    async def readers() -> list[str]:
-        return [*await policies.versions_reading_attribute(session, name),
-                *await products_service.products_reading_attribute(session, name)]
 
-    definition = await custom_attributes.put_attribute_definition(session, name, body.type, body.description,
-                                                                  body.unit, readers)
+    async def readers() -> list[str]:
+        return [
+            *await policies.versions_reading_attribute(session, name),
+            *await products_service.products_reading_attribute(session, name),
+        ]
+
+    definition = await custom_attributes.put_attribute_definition(
+        session, name, body.type, body.description, body.unit, readers
+    )
     return AttributeDefinitionRead.model_validate(definition)

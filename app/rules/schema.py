@@ -22,8 +22,8 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, WithJsonSchema, WrapValidator
-from typing_extensions import TypeAliasType
 from pydantic_core import InitErrorDetails, PydanticCustomError
+from typing_extensions import TypeAliasType
 
 from app.core.errors import InvalidInput
 
@@ -55,8 +55,9 @@ class Operator(StrEnum):
     contains_none = "contains_none"
 
 
-SCALAR_OPERATORS = frozenset({Operator.eq, Operator.ne, Operator.lt, Operator.lte, Operator.gt, Operator.gte,
-                              Operator.contains})
+SCALAR_OPERATORS = frozenset(
+    {Operator.eq, Operator.ne, Operator.lt, Operator.lte, Operator.gt, Operator.gte, Operator.contains}
+)
 """Operators whose value is one scalar."""
 LIST_OPERATORS = frozenset({Operator.in_, Operator.not_in, Operator.contains_any, Operator.contains_none})
 """Operators whose value is a non-empty list of scalars."""
@@ -66,8 +67,8 @@ _SCALAR_SCHEMA: dict[str, Any] = {"anyOf": [{"type": "number"}, {"type": "string
 _VALUE_SCHEMA: dict[str, Any] = {
     "anyOf": [*_SCALAR_SCHEMA["anyOf"], {"type": "array", "items": _SCALAR_SCHEMA, "minItems": 1}],
     "description": "A scalar for eq ne lt lte gt gte contains; a non-empty list for in not_in contains_any "
-                   "contains_none; [low, high] for between; true or false for is_null. Dates are ISO strings "
-                   "(YYYY-MM-DD).",
+    "contains_none; [low, high] for between; true or false for is_null. Dates are ISO strings "
+    "(YYYY-MM-DD).",
     "examples": [500000, "retail", ["fund", "wealth"], [25, 40], True],
 }
 
@@ -77,10 +78,19 @@ _NODE_CONFIG = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, se
 class AllCondition(BaseModel):
     """True when every member is true."""
 
-    model_config = ConfigDict(**_NODE_CONFIG, json_schema_extra={"examples": [
-        {"all": [{"attr": "aum_avg_3m", "op": "gte", "value": 500000},
-                 {"attr": "tenure_months", "op": "gte", "value": 12}]},
-    ]})
+    model_config = ConfigDict(
+        **_NODE_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "all": [
+                        {"attr": "aum_avg_3m", "op": "gte", "value": 500000},
+                        {"attr": "tenure_months", "op": "gte", "value": 12},
+                    ]
+                },
+            ]
+        },
+    )
 
     all: list[Condition] = Field(min_length=1)
 
@@ -88,10 +98,19 @@ class AllCondition(BaseModel):
 class AnyCondition(BaseModel):
     """True when at least one member is true."""
 
-    model_config = ConfigDict(**_NODE_CONFIG, json_schema_extra={"examples": [
-        {"any": [{"attr": "tenure_months", "op": "gte", "value": 36},
-                 {"attr": "held_categories", "op": "contains", "value": "wealth"}]},
-    ]})
+    model_config = ConfigDict(
+        **_NODE_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "any": [
+                        {"attr": "tenure_months", "op": "gte", "value": 36},
+                        {"attr": "held_categories", "op": "contains", "value": "wealth"},
+                    ]
+                },
+            ]
+        },
+    )
 
     any: list[Condition] = Field(min_length=1)
 
@@ -99,9 +118,14 @@ class AnyCondition(BaseModel):
 class NotCondition(BaseModel):
     """True when its member is false (and false when its member is unknown, as in SQL)."""
 
-    model_config = ConfigDict(**_NODE_CONFIG, json_schema_extra={"examples": [
-        {"not": {"attr": "risk_level", "op": "lt", "value": 2}},
-    ]})
+    model_config = ConfigDict(
+        **_NODE_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {"not": {"attr": "risk_level", "op": "lt", "value": 2}},
+            ]
+        },
+    )
 
     not_: Condition = Field(alias="not")
 
@@ -117,13 +141,18 @@ class AlwaysCondition(BaseModel):
 class Comparison(BaseModel):
     """A test of one attribute: {"attr": "aum", "op": "gte", "value": 500000}."""
 
-    model_config = ConfigDict(**_NODE_CONFIG, json_schema_extra={"examples": [
-        {"attr": "aum_avg_3m", "op": "gte", "value": 500000},
-        {"attr": "segment", "op": "in", "value": ["retail", "small_business"]},
-        {"attr": "age", "op": "between", "value": [25, 40]},
-        {"attr": "held_categories", "op": "contains_none", "value": ["loan", "card"]},
-        {"attr": "days_since_last_txn", "op": "is_null", "value": True},
-    ]})
+    model_config = ConfigDict(
+        **_NODE_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {"attr": "aum_avg_3m", "op": "gte", "value": 500000},
+                {"attr": "segment", "op": "in", "value": ["retail", "small_business"]},
+                {"attr": "age", "op": "between", "value": [25, 40]},
+                {"attr": "held_categories", "op": "contains_none", "value": ["loan", "card"]},
+                {"attr": "days_since_last_txn", "op": "is_null", "value": True},
+            ]
+        },
+    )
 
     attr: str = Field(min_length=1, max_length=64, description="An attribute name from GET /v1/attributes.")
     op: Operator
@@ -132,17 +161,30 @@ class Comparison(BaseModel):
     @classmethod
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
         """One of the four shapes, by operator (defined below: they need nothing from this class)."""
-        return {"oneOf": [handler(shape.__pydantic_core_schema__) for shape in _COMPARISON_SHAPES],
-                "description": cls.__doc__}
+        return {
+            "oneOf": [handler(shape.__pydantic_core_schema__) for shape in _COMPARISON_SHAPES],
+            "description": cls.__doc__,
+        }
 
 
 class ConditionResult(BaseModel):
     """One comparison as evaluated for a customer: where it sits in the condition, the customer's value, and the
     result."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"pointer": "/tiers/1/condition/all/0", "attribute": "aum_avg_3m", "operator": "gte", "threshold": 500000,
-         "value": "620000.00", "result": True}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "pointer": "/tiers/1/condition/all/0",
+                    "attribute": "aum_avg_3m",
+                    "operator": "gte",
+                    "threshold": 500000,
+                    "value": "620000.00",
+                    "result": True,
+                }
+            ]
+        }
+    )
 
     pointer: str = Field(description="JSON pointer of the comparison in its document, e.g. /tiers/1/condition/all/0.")
     attribute: str
@@ -150,14 +192,17 @@ class ConditionResult(BaseModel):
     threshold: Annotated[Any, WithJsonSchema(_VALUE_SCHEMA)] = Field(description="The comparison's value, as written.")
     value: str | int | bool | list[str] | None = Field(
         description="The customer's value: a number as a decimal string (an integer attribute as an integer), a date "
-                    "as YYYY-MM-DD, a set as a list; null when the customer has no value.")
+        "as YYYY-MM-DD, a set as a list; null when the customer has no value."
+    )
     result: bool | None = Field(description="Whether the comparison held; null when the value is missing.")
 
 
 # The JSON schema of a comparison, by operator: which value each operator takes (the parser's rules, stated for
 # clients and generators). Validation is `parse_condition`'s, with its pointers and messages.
-_SCALAR_VALUE = Annotated[float | Annotated[str, Field(max_length=MAX_STRING_LENGTH)] | bool, Field(
-    description="A number, a string, a boolean, or a date as YYYY-MM-DD.")]
+_SCALAR_VALUE = Annotated[
+    float | Annotated[str, Field(max_length=MAX_STRING_LENGTH)] | bool,
+    Field(description="A number, a string, a boolean, or a date as YYYY-MM-DD."),
+]
 ScalarOperator = TypeAliasType("ScalarOperator", Literal["eq", "ne", "lt", "lte", "gt", "gte", "contains"])
 ListOperator = TypeAliasType("ListOperator", Literal["in", "not_in", "contains_any", "contains_none"])
 
@@ -210,7 +255,8 @@ def _validate_condition(value: Any, handler: Any) -> Any:
         loc = tuple(int(part) if part.isdigit() else part for part in _split_pointer(field["pointer"]))
         error = PydanticCustomError("invalid_condition", "{detail}", {"detail": field["detail"]})
         raise ValidationError.from_exception_data(
-            "Condition", [InitErrorDetails(type=error, loc=loc, input=value)]) from None
+            "Condition", [InitErrorDetails(type=error, loc=loc, input=value)]
+        ) from None
 
 
 Condition = Annotated[
@@ -224,12 +270,24 @@ for _model in _NODE_TYPES:
     _model.model_rebuild()
 
 CONDITION_EXAMPLES: list[dict[str, Any]] = [
-    {"all": [{"attr": "aum_avg_3m", "op": "gte", "value": 500000},
-             {"attr": "tenure_months", "op": "gte", "value": 12}]},
-    {"all": [{"attr": "aum", "op": "gte", "value": 500000},
-             {"any": [{"attr": "tenure_months", "op": "gte", "value": 36},
-                      {"attr": "held_categories", "op": "contains", "value": "wealth"}]},
-             {"not": {"attr": "risk_level", "op": "lt", "value": 2}}]},
+    {
+        "all": [
+            {"attr": "aum_avg_3m", "op": "gte", "value": 500000},
+            {"attr": "tenure_months", "op": "gte", "value": 12},
+        ]
+    },
+    {
+        "all": [
+            {"attr": "aum", "op": "gte", "value": 500000},
+            {
+                "any": [
+                    {"attr": "tenure_months", "op": "gte", "value": 36},
+                    {"attr": "held_categories", "op": "contains", "value": "wealth"},
+                ]
+            },
+            {"not": {"attr": "risk_level", "op": "lt", "value": 2}},
+        ]
+    },
     {"always": True},
 ]
 """Examples for request bodies: `Field(examples=CONDITION_EXAMPLES)`."""
@@ -273,8 +331,11 @@ class _NodeCounter:
 
 def _parse_node(raw: object, pointer: str, depth: int, counter: _NodeCounter) -> Condition:
     if not isinstance(raw, dict):
-        raise InvalidInput(pointer, f"a condition must be a JSON object, not {_json_kind(raw)}; "
-                                    'e.g. {"attr": "aum", "op": "gte", "value": 500000}')
+        raise InvalidInput(
+            pointer,
+            f"a condition must be a JSON object, not {_json_kind(raw)}; "
+            'e.g. {"attr": "aum", "op": "gte", "value": 500000}',
+        )
     if depth > MAX_DEPTH:
         raise InvalidInput(pointer, f"the condition is nested more than {MAX_DEPTH} levels deep")
     counter.add()
@@ -282,22 +343,25 @@ def _parse_node(raw: object, pointer: str, depth: int, counter: _NodeCounter) ->
     combinators = [k for k in keys if k in _COMBINATORS]
     if combinators:
         if len(keys) > 1:
-            raise InvalidInput(pointer, f"a '{combinators[0]}' node takes no other keys; found "
-                                        + ", ".join(f"'{k}'" for k in keys))
+            raise InvalidInput(
+                pointer, f"a '{combinators[0]}' node takes no other keys; found " + ", ".join(f"'{k}'" for k in keys)
+            )
         return _parse_combinator(combinators[0], raw[combinators[0]], pointer, depth, counter)
     if "attr" in raw or "op" in raw:
         return _parse_comparison(raw, pointer)
     found = ", ".join(f"'{k}'" for k in keys) or "no keys"
-    raise InvalidInput(pointer, "unknown condition shape: expected one of all, any, not, always, or a "
-                                f"comparison with attr, op and value; found {found}")
+    raise InvalidInput(
+        pointer,
+        "unknown condition shape: expected one of all, any, not, always, or a "
+        f"comparison with attr, op and value; found {found}",
+    )
 
 
 def _parse_combinator(kind: str, member: object, pointer: str, depth: int, counter: _NodeCounter) -> Condition:
     here = f"{pointer}/{kind}"
     if kind == "always":
         if member is not True:
-            raise InvalidInput(here, 'must be true; for a condition that never matches use '
-                                     '{"not": {"always": true}}')
+            raise InvalidInput(here, 'must be true; for a condition that never matches use {"not": {"always": true}}')
         return AlwaysCondition.model_construct(always=True)
     if kind == "not":
         return NotCondition.model_construct(not_=_parse_node(member, here, depth + 1, counter))
@@ -314,8 +378,10 @@ def _parse_combinator(kind: str, member: object, pointer: str, depth: int, count
 def _parse_comparison(raw: dict[str, Any], pointer: str) -> Comparison:
     for key in raw:
         if key not in _COMPARISON_KEYS:
-            raise InvalidInput(f"{pointer}/{escape_pointer_token(str(key))}", f"unknown key '{key}' in a comparison; "
-                                                           "a comparison has attr, op and value")
+            raise InvalidInput(
+                f"{pointer}/{escape_pointer_token(str(key))}",
+                f"unknown key '{key}' in a comparison; a comparison has attr, op and value",
+            )
     for key in _COMPARISON_KEYS:
         if key not in raw:
             raise InvalidInput(pointer, f"a comparison needs '{key}'")
@@ -331,8 +397,9 @@ def _parse_comparison(raw: dict[str, Any], pointer: str) -> Comparison:
         operator = None
     if operator is None:
         shown = f"'{op}'" if isinstance(op, str) else _json_kind(op)
-        raise InvalidInput(f"{pointer}/op", f"unknown operator {shown}; expected one of "
-                                            + ", ".join(o.value for o in Operator))
+        raise InvalidInput(
+            f"{pointer}/op", f"unknown operator {shown}; expected one of " + ", ".join(o.value for o in Operator)
+        )
     value = _parse_value(operator, raw["value"], f"{pointer}/value")
     return Comparison.model_construct(attr=attr, op=operator, value=value)
 
@@ -344,8 +411,9 @@ def _parse_value(op: Operator, value: object, pointer: str) -> Any:
         return value
     if op in SCALAR_OPERATORS:
         if value is None:
-            raise InvalidInput(pointer, f"'{op}' takes a value; to test for a missing value use "
-                                        '{"op": "is_null", "value": true}')
+            raise InvalidInput(
+                pointer, f'\'{op}\' takes a value; to test for a missing value use {{"op": "is_null", "value": true}}'
+            )
         return _parse_scalar(op, value, pointer)
     if op is Operator.between:
         if not isinstance(value, list) or len(value) != 2:
@@ -380,6 +448,7 @@ def _parse_scalar(op: Operator, value: object, pointer: str) -> Scalar:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
+
 
 def iter_comparisons(condition: Condition, pointer: str = "") -> Iterator[tuple[str, Comparison]]:
     """Every comparison leaf with its JSON pointer, in document order."""

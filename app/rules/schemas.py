@@ -2,15 +2,22 @@
 schema.py; GET /v1/attributes lists the catalog as attributes.AttributeRead)."""
 
 from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.rules.attributes import AttributeType
 
 
 class AttributeDefinitionPut(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"type": "boolean", "description": "Salary is paid into an account with us."},
-        {"type": "number", "unit": "EUR", "description": "Declared annual income."}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"type": "boolean", "description": "Salary is paid into an account with us."},
+                {"type": "number", "unit": "EUR", "description": "Declared annual income."},
+            ]
+        },
+    )
 
     type: AttributeType
     description: str = Field("", max_length=500)

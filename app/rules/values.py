@@ -32,18 +32,20 @@ def coerce_attribute_value(attribute: Attribute, raw: Any, pointer: str) -> Any:
     """A whole attribute value (what-if input) in its Python type."""
     if attribute.type is AttributeType.string_set:
         if not isinstance(raw, list | tuple | set | frozenset):
-            raise InvalidInput(pointer, f"'{attribute.name}' is a set of strings; expected an array of strings, "
-                                        f"got {_kind(raw)}")
-        return sorted({coerce_scalar(attribute, AttributeType.string, v, f"{pointer}/{i}")
-                       for i, v in enumerate(raw)})
+            raise InvalidInput(
+                pointer, f"'{attribute.name}' is a set of strings; expected an array of strings, got {_kind(raw)}"
+            )
+        return sorted({coerce_scalar(attribute, AttributeType.string, v, f"{pointer}/{i}") for i, v in enumerate(raw)})
     return coerce_scalar(attribute, attribute.type, raw, pointer)
 
 
 def coerce_scalar(attribute: Attribute, type_: AttributeType, raw: Any, pointer: str) -> Any:
     """One value in the Python type of `type_`, or InvalidInput at pointer saying what was expected."""
+
     def mismatch(expected: str) -> InvalidInput:
-        return InvalidInput(pointer, f"'{attribute.name}' is a {attribute.type} attribute; expected {expected}, "
-                                     f"got {_kind(raw)}")
+        return InvalidInput(
+            pointer, f"'{attribute.name}' is a {attribute.type} attribute; expected {expected}, got {_kind(raw)}"
+        )
 
     if type_ is AttributeType.number:
         if isinstance(raw, bool) or not isinstance(raw, int | float | Decimal):
@@ -58,8 +60,12 @@ def coerce_scalar(attribute: Attribute, type_: AttributeType, raw: Any, pointer:
     if type_ is AttributeType.integer:
         if isinstance(raw, bool) or not isinstance(raw, int | float | Decimal):
             raise mismatch("a whole number")
-        if isinstance(raw, float) and not raw.is_integer() or isinstance(raw, Decimal) and (
-                not raw.is_finite() or raw != raw.to_integral_value()):
+        if (
+            isinstance(raw, float)
+            and not raw.is_integer()
+            or isinstance(raw, Decimal)
+            and (not raw.is_finite() or raw != raw.to_integral_value())
+        ):
             raise mismatch("a whole number")
         if not fits_bigint(int(raw)):
             raise mismatch("a whole number within bigint")

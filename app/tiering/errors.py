@@ -26,15 +26,23 @@ class TierPolicyKeyTaken(Conflict):
 
 class VersionNotEditable(Conflict):
     def __init__(self, key: str, version: int, status: str) -> None:
-        super().__init__(f"Version {version} of '{key}' is {status}; only a draft can be edited. "
-                         "Add a new version instead (POST .../versions with copy_from).",
-                         key=key, version=version, version_status=status)
+        super().__init__(
+            f"Version {version} of '{key}' is {status}; only a draft can be edited. "
+            "Add a new version instead (POST .../versions with copy_from).",
+            key=key,
+            version=version,
+            version_status=status,
+        )
 
 
 class InvalidVersionTransition(Conflict):
     def __init__(self, key: str, version: int, status: str, action: str) -> None:
-        super().__init__(f"Version {version} of '{key}' is {status} and cannot be {action}.",
-                         key=key, version=version, version_status=status)
+        super().__init__(
+            f"Version {version} of '{key}' is {status} and cannot be {action}.",
+            key=key,
+            version=version,
+            version_status=status,
+        )
 
 
 class ActivationConflict(Conflict):
@@ -49,8 +57,10 @@ class IfMatchMissing(PreconditionRequired):
 
 class StaleVersion(PreconditionFailed):
     def __init__(self, current_etag: str) -> None:
-        super().__init__("The version changed since you read it (the If-Match ETag is stale); read it again.",
-                         headers={"ETag": current_etag})
+        super().__init__(
+            "The version changed since you read it (the If-Match ETag is stale); read it again.",
+            headers={"ETag": current_etag},
+        )
 
 
 class NoTierAssignment(NotFound):

@@ -4,8 +4,20 @@ assignments (with the effective tier), the change feed and batch runs."""
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint, func, text)
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import ColumnElement, FromClause
@@ -33,8 +45,9 @@ class TierPolicyVersion(Base):
         CheckConstraint(f"status IN {VERSION_STATUSES}", name="status"),
         CheckConstraint("downgrade_grace_days BETWEEN 0 AND 730", name="downgrade_grace_days"),
         # The database, not the service, guarantees one active version per policy.
-        Index("uq_tier_policy_version_one_active", "policy_id", unique=True,
-              postgresql_where=text("status = 'active'")),
+        Index(
+            "uq_tier_policy_version_one_active", "policy_id", unique=True, postgresql_where=text("status = 'active'")
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -77,8 +90,12 @@ class TierAssignment(Base):
     __table_args__ = (
         Index("ix_tier_assignment_policy_tier", "policy_id", "tier_code"),
         Index("ix_tier_assignment_at_risk", "policy_id", postgresql_where=text("lower_since IS NOT NULL")),
-        Index("ix_tier_assignment_override", "policy_id", "customer_id",
-              postgresql_where=text("override_code IS NOT NULL")),
+        Index(
+            "ix_tier_assignment_override",
+            "policy_id",
+            "customer_id",
+            postgresql_where=text("override_code IS NOT NULL"),
+        ),
     )
 
     customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -105,6 +122,7 @@ class TierAssignment(Base):
 # Defined once, as the SQL functions tier_override_applies, effective_tier and effective_rank of a tier_assignment
 # row (migrations/versions/2026-12-06_effective_tier.py), which Postgres inlines; raw SQL calls them as
 # `effective_tier(a)`, SQLAlchemy through these.
+
 
 def _row(assignment: FromClause | type[TierAssignment]) -> ColumnElement[Any]:
     table = assignment.__table__ if isinstance(assignment, type) else assignment
@@ -158,8 +176,12 @@ class TierRun(Base):
     __table_args__ = (
         CheckConstraint("status IN ('running', 'succeeded', 'failed')", name="status"),
         # One run per target at a time (policy_id NULL = every active policy).
-        Index("uq_tier_run_one_running", text("coalesce(policy_id, 0)"), unique=True,
-              postgresql_where=text("status = 'running'")),
+        Index(
+            "uq_tier_run_one_running",
+            text("coalesce(policy_id, 0)"),
+            unique=True,
+            postgresql_where=text("status = 'running'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -18,11 +18,27 @@ from sqlalchemy.sql import ColumnElement, FromClause
 
 from app.core.db import unique_or_raise
 from app.core.errors import InvalidInput
-from app.rules import (AttributeCatalog, check_condition, compile_condition, customer_features, dump_condition,
-                       load_catalog, parse_condition, referenced_attributes)
+from app.rules import (
+    AttributeCatalog,
+    check_condition,
+    compile_condition,
+    customer_features,
+    dump_condition,
+    load_catalog,
+    parse_condition,
+    referenced_attributes,
+)
 from app.rules.schema import AlwaysCondition
-from app.tiering.errors import (ActivationConflict, IfMatchMissing, InvalidVersionTransition, StaleVersion,
-                                TierPolicyKeyTaken, TierPolicyNotFound, TierPolicyVersionNotFound, VersionNotEditable)
+from app.tiering.errors import (
+    ActivationConflict,
+    IfMatchMissing,
+    InvalidVersionTransition,
+    StaleVersion,
+    TierPolicyKeyTaken,
+    TierPolicyNotFound,
+    TierPolicyVersionNotFound,
+    VersionNotEditable,
+)
 from app.tiering.models import TierPolicy, TierPolicyChange, TierPolicyVersion
 from app.tiering.schemas import Tier, TierPolicyCreate, TierPolicyVersionCreate, TierPolicyVersionUpdate
 
@@ -31,6 +47,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # ---- tiers: validation and the one CASE ------------------------------------------------------------------------
+
 
 async def checked_tiers(session: AsyncSession, tiers: Sequence[Tier]) -> list[dict[str, Any]]:
     """The tiers as stored JSON, after checking every condition against the catalog, duplicate codes and
@@ -42,32 +59,38 @@ async def checked_tiers(session: AsyncSession, tiers: Sequence[Tier]) -> list[di
     always_at: int | None = None
     for i, tier in enumerate(tiers):
         if always_at is not None:
-            raise InvalidInput(f"/tiers/{i}", f"can never match: tier {always_at} ('{tiers[always_at].code}') "
-                                              "always matches first")
+            raise InvalidInput(
+                f"/tiers/{i}", f"can never match: tier {always_at} ('{tiers[always_at].code}') always matches first"
+            )
         if tier.code in seen:
             raise InvalidInput(f"/tiers/{i}/code", f"duplicate tier code '{tier.code}' (also tier {seen[tier.code]})")
         seen[tier.code] = i
         check_condition(tier.condition, catalog, f"/tiers/{i}/condition")
         if isinstance(tier.condition, AlwaysCondition):
             always_at = i
-    return [{"code": t.code, "label": t.label, "rank": t.rank, "condition": dump_condition(t.condition)}
-            for t in tiers]
+    return [{"code": t.code, "label": t.label, "rank": t.rank, "condition": dump_condition(t.condition)} for t in tiers]
 
 
-def tier_case(tiers: Sequence[Mapping[str, Any]], catalog: AttributeCatalog,
-              features: FromClause = customer_features) -> ColumnElement[str | None]:
+def tier_case(
+    tiers: Sequence[Mapping[str, Any]], catalog: AttributeCatalog, features: FromClause = customer_features
+) -> ColumnElement[str | None]:
     """A version's tiers (stored JSON, in order) as one SQL expression: the first matching tier's code, or NULL.
 
     CASE WHEN <tier 0 condition> THEN 'code0' WHEN <tier 1 condition> THEN 'code1' ... END, over `features`
     (customer_features, an alias, or a what-if subquery). Reused by simulation and by batch assignment.
     """
-    whens = [(compile_condition(parse_condition(tier["condition"], f"/tiers/{i}/condition"), catalog, features),
-              sa.literal(tier["code"], sa.Text()))
-             for i, tier in enumerate(tiers)]
+    whens = [
+        (
+            compile_condition(parse_condition(tier["condition"], f"/tiers/{i}/condition"), catalog, features),
+            sa.literal(tier["code"], sa.Text()),
+        )
+        for i, tier in enumerate(tiers)
+    ]
     return sa.case(*whens, else_=sa.null()).cast(sa.Text())
 
 
 # ---- reads -----------------------------------------------------------------------------------------------------
+
 
 def etag_of(version: TierPolicyVersion) -> str:
     micros = (version.updated_at - _EPOCH) // timedelta(microseconds=1)
@@ -89,42 +112,56 @@ async def get_policy(session: AsyncSession, key: str, *, for_update: bool = Fals
 
 
 async def list_versions(session: AsyncSession, policy: TierPolicy) -> list[TierPolicyVersion]:
-    query = select(TierPolicyVersion).where(TierPolicyVersion.policy_id == policy.id).order_by(
-        TierPolicyVersion.version)
+    query = (
+        select(TierPolicyVersion).where(TierPolicyVersion.policy_id == policy.id).order_by(TierPolicyVersion.version)
+    )
     return list((await session.scalars(query)).all())
 
 
 async def versions_reading_attribute(session: AsyncSession, name: str) -> list[str]:
     """The draft and active versions ("key vN") whose conditions read the attribute: its type must not change
     under them (a retired version is checked again if it is ever activated)."""
-    rows = await session.execute(select(TierPolicy.key, TierPolicyVersion.version, TierPolicyVersion.tiers)
-                                 .join(TierPolicy, TierPolicy.id == TierPolicyVersion.policy_id)
-                                 .where(TierPolicyVersion.status != "retired")
-                                 .order_by(TierPolicy.key, TierPolicyVersion.version))
-    return [f"tier policy {key} v{version}" for key, version, tiers in rows
-            if any(name in referenced_attributes(parse_condition(tier["condition"]))
-                   for tier in tiers if tier.get("condition") is not None)]
+    rows = await session.execute(
+        select(TierPolicy.key, TierPolicyVersion.version, TierPolicyVersion.tiers)
+        .join(TierPolicy, TierPolicy.id == TierPolicyVersion.policy_id)
+        .where(TierPolicyVersion.status != "retired")
+        .order_by(TierPolicy.key, TierPolicyVersion.version)
+    )
+    return [
+        f"tier policy {key} v{version}"
+        for key, version, tiers in rows
+        if any(
+            name in referenced_attributes(parse_condition(tier["condition"]))
+            for tier in tiers
+            if tier.get("condition") is not None
+        )
+    ]
 
 
 async def get_version(session: AsyncSession, policy: TierPolicy, version: int) -> TierPolicyVersion:
-    found = await session.scalar(select(TierPolicyVersion).where(
-        TierPolicyVersion.policy_id == policy.id, TierPolicyVersion.version == version))
+    found = await session.scalar(
+        select(TierPolicyVersion).where(TierPolicyVersion.policy_id == policy.id, TierPolicyVersion.version == version)
+    )
     if found is None:
         raise TierPolicyVersionNotFound(policy.key, version)
     return found
 
 
 async def active_version(session: AsyncSession, policy: TierPolicy) -> TierPolicyVersion | None:
-    return await session.scalar(select(TierPolicyVersion).where(
-        TierPolicyVersion.policy_id == policy.id, TierPolicyVersion.status == "active"))
+    return await session.scalar(
+        select(TierPolicyVersion).where(TierPolicyVersion.policy_id == policy.id, TierPolicyVersion.status == "active")
+    )
 
 
 async def list_policies(session: AsyncSession) -> list[tuple[TierPolicy, int | None, int]]:
     """Every policy with its active version number (or None) and its latest version number."""
     active = func.max(TierPolicyVersion.version).filter(TierPolicyVersion.status == "active")
-    query = (select(TierPolicy, active, func.max(TierPolicyVersion.version))
-             .join(TierPolicyVersion, TierPolicyVersion.policy_id == TierPolicy.id)
-             .group_by(TierPolicy.id).order_by(TierPolicy.key))
+    query = (
+        select(TierPolicy, active, func.max(TierPolicyVersion.version))
+        .join(TierPolicyVersion, TierPolicyVersion.policy_id == TierPolicy.id)
+        .group_by(TierPolicy.id)
+        .order_by(TierPolicy.key)
+    )
     return [(policy, active_no, latest) for policy, active_no, latest in (await session.execute(query)).all()]
 
 
@@ -135,19 +172,33 @@ async def list_changes(session: AsyncSession, policy: TierPolicy) -> list[TierPo
 
 # ---- writes ----------------------------------------------------------------------------------------------------
 
-def _record(session: AsyncSession, policy: TierPolicy, version: int | None, action: str, actor: str,
-            detail: dict[str, Any] | None = None) -> None:
-    session.add(TierPolicyChange(policy_id=policy.id, version=version, action=action, actor=actor,
-                                 at=datetime.now(UTC), detail=detail or {}))
+
+def _record(
+    session: AsyncSession,
+    policy: TierPolicy,
+    version: int | None,
+    action: str,
+    actor: str,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        TierPolicyChange(
+            policy_id=policy.id, version=version, action=action, actor=actor, at=datetime.now(UTC), detail=detail or {}
+        )
+    )
 
 
 def _content(version: TierPolicyVersion) -> dict[str, Any]:
-    return {"tiers": version.tiers, "downgrade_grace_days": version.downgrade_grace_days,
-            "description": version.description}
+    return {
+        "tiers": version.tiers,
+        "downgrade_grace_days": version.downgrade_grace_days,
+        "description": version.description,
+    }
 
 
-async def create_policy(session: AsyncSession, body: TierPolicyCreate, actor: str
-                        ) -> tuple[TierPolicy, TierPolicyVersion]:
+async def create_policy(
+    session: AsyncSession, body: TierPolicyCreate, actor: str
+) -> tuple[TierPolicy, TierPolicyVersion]:
     """A new policy with draft version 1; 409 if the key exists."""
     tiers = await checked_tiers(session, body.tiers)
     if await find_policy(session, body.key) is not None:
@@ -157,17 +208,26 @@ async def create_policy(session: AsyncSession, body: TierPolicyCreate, actor: st
     async with unique_or_raise(session, TierPolicyKeyTaken(body.key)):
         session.add(policy)
         await session.flush()
-    version = TierPolicyVersion(policy_id=policy.id, version=1, status="draft", tiers=tiers,
-                                downgrade_grace_days=body.downgrade_grace_days, description=body.version_description,
-                                created_by=actor, created_at=now, updated_at=now)
+    version = TierPolicyVersion(
+        policy_id=policy.id,
+        version=1,
+        status="draft",
+        tiers=tiers,
+        downgrade_grace_days=body.downgrade_grace_days,
+        description=body.version_description,
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(version)
     _record(session, policy, 1, "create", actor, {"after": _content(version)})
     await session.flush()
     return policy, version
 
 
-async def add_version(session: AsyncSession, key: str, body: TierPolicyVersionCreate, actor: str
-                      ) -> tuple[TierPolicy, TierPolicyVersion]:
+async def add_version(
+    session: AsyncSession, key: str, body: TierPolicyVersionCreate, actor: str
+) -> tuple[TierPolicy, TierPolicyVersion]:
     """A new draft, numbered after the latest version; its content given or copied from `copy_from`."""
     policy = await get_policy(session, key, for_update=True)  # serialises version numbering
     source = await get_version(session, policy, body.copy_from) if body.copy_from is not None else None
@@ -179,12 +239,24 @@ async def add_version(session: AsyncSession, key: str, body: TierPolicyVersionCr
     grace = body.downgrade_grace_days
     if grace is None:
         grace = source.downgrade_grace_days if source is not None else 0
-    latest = await session.scalar(select(func.max(TierPolicyVersion.version)).where(
-        TierPolicyVersion.policy_id == policy.id)) or 0
+    latest = (
+        await session.scalar(
+            select(func.max(TierPolicyVersion.version)).where(TierPolicyVersion.policy_id == policy.id)
+        )
+        or 0
+    )
     now = datetime.now(UTC)
-    version = TierPolicyVersion(policy_id=policy.id, version=latest + 1, status="draft", tiers=tiers,
-                                downgrade_grace_days=grace, description=body.description, created_by=actor,
-                                created_at=now, updated_at=now)
+    version = TierPolicyVersion(
+        policy_id=policy.id,
+        version=latest + 1,
+        status="draft",
+        tiers=tiers,
+        downgrade_grace_days=grace,
+        description=body.description,
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(version)
     detail = {"after": _content(version)}
     if source is not None:
@@ -194,8 +266,9 @@ async def add_version(session: AsyncSession, key: str, body: TierPolicyVersionCr
     return policy, version
 
 
-async def edit_version(session: AsyncSession, key: str, number: int, body: TierPolicyVersionUpdate,
-                       if_match: str | None, actor: str) -> tuple[TierPolicy, TierPolicyVersion]:
+async def edit_version(
+    session: AsyncSession, key: str, number: int, body: TierPolicyVersionUpdate, if_match: str | None, actor: str
+) -> tuple[TierPolicy, TierPolicyVersion]:
     """Replace a draft's content; requires If-Match with its current ETag (428 without, 412 when stale)."""
     policy = await get_policy(session, key)
     version = await get_version(session, policy, number)
@@ -217,8 +290,9 @@ async def edit_version(session: AsyncSession, key: str, number: int, body: TierP
     return policy, version
 
 
-async def activate_version(session: AsyncSession, key: str, number: int, actor: str
-                           ) -> tuple[TierPolicy, TierPolicyVersion]:
+async def activate_version(
+    session: AsyncSession, key: str, number: int, actor: str
+) -> tuple[TierPolicy, TierPolicyVersion]:
     """Make a draft or retired version the active one, retiring the current active version, in one transaction.
 
     Activating an older version than the active one is recorded as a rollback. The policy row is locked first
@@ -237,15 +311,21 @@ async def activate_version(session: AsyncSession, key: str, number: int, actor: 
         version.status, version.activated_at, version.retired_at, version.updated_at = "active", now, None, now
         await session.flush()
     action = "rollback" if current is not None and number < current.version else "activate"
-    _record(session, policy, number, action, actor,
-            {"before": {"active_version": current.version if current else None},
-             "after": {"active_version": number}})
+    _record(
+        session,
+        policy,
+        number,
+        action,
+        actor,
+        {"before": {"active_version": current.version if current else None}, "after": {"active_version": number}},
+    )
     await session.flush()
     return policy, version
 
 
-async def retire_version(session: AsyncSession, key: str, number: int, actor: str
-                         ) -> tuple[TierPolicy, TierPolicyVersion]:
+async def retire_version(
+    session: AsyncSession, key: str, number: int, actor: str
+) -> tuple[TierPolicy, TierPolicyVersion]:
     """Retire an active version (the policy then has none active) or discard a draft; retired again is a 409."""
     policy = await get_policy(session, key, for_update=True)
     version = await get_version(session, policy, number)
@@ -260,6 +340,7 @@ async def retire_version(session: AsyncSession, key: str, number: int, actor: st
 
 
 # ---- defaults --------------------------------------------------------------------------------------------------
+
 
 def default_policies(path: Path = DEFAULT_POLICIES_FILE) -> list[TierPolicyCreate]:
     """The shipped default policies (app/defaults/policies.json), validated as create bodies."""

@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.errors import Conflict
-from app.customers.models import Customer
 from app.customers.locks import LOCK_SPAN, hold_chunk
+from app.customers.models import Customer
 from app.tiering.assignment.compile import AssignmentCounts, assign, compiled_active_versions
 from app.tiering.assignment.refresh import expire_overrides
 from app.tiering.models import TierAssignment, TierPolicy, TierRun
@@ -40,7 +40,8 @@ ABANDONED = "abandoned: its worker lost its database connection or its process e
 _FAIL_ABANDONED = text(
     "UPDATE tier_run SET status = 'failed', finished_at = now(), error = :error "
     "WHERE id IN (SELECT id FROM tier_run WHERE status = 'running' AND coalesce(policy_id, 0) = :target) "
-    f"AND pg_try_advisory_xact_lock({RUN_LOCKS}, CAST(id AS integer))")
+    f"AND pg_try_advisory_xact_lock({RUN_LOCKS}, CAST(id AS integer))"
+)
 _CLAIM = text(f"SELECT pg_advisory_lock({RUN_LOCKS}, CAST(:run_id AS integer))")
 _RELEASE = text(f"SELECT pg_advisory_unlock({RUN_LOCKS}, CAST(:run_id AS integer))")
 
@@ -75,8 +76,9 @@ async def start_run(session: AsyncSession, policy: TierPolicy | None, actor: str
     return run
 
 
-async def execute_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size: int = CHUNK_SIZE,
-                      workers: int = 1) -> None:
+async def execute_run(
+    sessionmaker: async_sessionmaker, run_id: int, chunk_size: int = CHUNK_SIZE, workers: int = 1
+) -> None:
     """Claim the run (its lock, held on a connection of its own until the run ends), evaluate its policies chunk
     by chunk, each chunk in its own transaction (`workers` chunks at a time, on their own connections), and mark
     the run done or failed. A run already failed when claimed (see start_run) is left alone."""
@@ -125,16 +127,26 @@ async def _evaluate_run(sessionmaker: async_sessionmaker, run_id: int, chunk_siz
         async with sessionmaker() as session:
             run = await session.get(TierRun, run_id)
             versions = await compiled_active_versions(session, [run.policy_id] if run.policy_id else None, "range")
-            lowest, highest = (await session.execute(select(func.min(Customer.id), func.max(Customer.id))
-                                                     .where(Customer.erased_at.is_(None)))).one()
+            lowest, highest = (
+                await session.execute(
+                    select(func.min(Customer.id), func.max(Customer.id)).where(Customer.erased_at.is_(None))
+                )
+            ).one()
             # A policy's first run: the planner's statistics know none of its assignments yet, and would have each
             # chunk read all the assignments written so far; once the first chunk is in, they are refreshed.
-            first_run = not await session.scalar(select(exists().where(
-                TierAssignment.policy_id.in_([compiled.policy_id for compiled in versions]))))
+            first_run = not await session.scalar(
+                select(exists().where(TierAssignment.policy_id.in_([compiled.policy_id for compiled in versions])))
+            )
         # Chunks are ranges of chunk_size ids (customers are never deleted, so ranges hold about that many),
         # aligned to multiples of chunk_size: with the default size each chunk is one span of the customer locks.
-        chunks = [] if lowest is None else [(max(start, lowest), min(start + chunk_size - 1, highest))
-                                            for start in range(lowest - lowest % chunk_size, highest + 1, chunk_size)]
+        chunks = (
+            []
+            if lowest is None
+            else [
+                (max(start, lowest), min(start + chunk_size - 1, highest))
+                for start in range(lowest - lowest % chunk_size, highest + 1, chunk_size)
+            ]
+        )
         chunks.reverse()  # workers pop from the end: lowest ids first
         stale_statistics = first_run and len(chunks) > 1
 
@@ -150,13 +162,17 @@ async def _evaluate_run(sessionmaker: async_sessionmaker, run_id: int, chunk_siz
 
         await asyncio.gather(*(worker() for _ in range(max(workers, 1))))
         async with sessionmaker() as session:
-            await session.execute(update(TierRun).where(TierRun.id == run_id, TierRun.status == "running").values(
-                status="succeeded", finished_at=func.now(), heartbeat_at=func.now()))
+            await session.execute(
+                update(TierRun)
+                .where(TierRun.id == run_id, TierRun.status == "running")
+                .values(status="succeeded", finished_at=func.now(), heartbeat_at=func.now())
+            )
             await session.commit()
     except Exception as exc:
         log.exception("tier run failed", extra={"run_id": run_id})
-        await _record_failure(sessionmaker, run_id, f"{type(exc).__name__}: the run stopped; customers processed "
-                                                    "so far are consistent")
+        await _record_failure(
+            sessionmaker, run_id, f"{type(exc).__name__}: the run stopped; customers processed so far are consistent"
+        )
 
 
 async def _record_failure(sessionmaker: async_sessionmaker, run_id: int, error: str) -> None:
@@ -166,8 +182,11 @@ async def _record_failure(sessionmaker: async_sessionmaker, run_id: int, error: 
     while True:
         try:
             async with sessionmaker() as session:
-                await session.execute(update(TierRun).where(TierRun.id == run_id, TierRun.status == "running")
-                                      .values(status="failed", finished_at=func.now(), error=error))
+                await session.execute(
+                    update(TierRun)
+                    .where(TierRun.id == run_id, TierRun.status == "running")
+                    .values(status="failed", finished_at=func.now(), error=error)
+                )
                 await session.commit()
             return
         except Exception as exc:
@@ -192,11 +211,16 @@ async def _evaluate_chunk(sessionmaker: async_sessionmaker, run_id: int, version
         for compiled in versions:
             counts.add(await assign(session, compiled, now, id_range=id_range))
             await expire_overrides(session, compiled.policy_id, now, id_from, id_to)
-        progress = await session.execute(update(TierRun).where(TierRun.id == run_id, TierRun.status == "running")
-                                         .values(processed=TierRun.processed + customers,
-                                                 upgrades=TierRun.upgrades + counts.upgrades,
-                                                 downgrades=TierRun.downgrades + counts.downgrades,
-                                                 heartbeat_at=func.now()))
+        progress = await session.execute(
+            update(TierRun)
+            .where(TierRun.id == run_id, TierRun.status == "running")
+            .values(
+                processed=TierRun.processed + customers,
+                upgrades=TierRun.upgrades + counts.upgrades,
+                downgrades=TierRun.downgrades + counts.downgrades,
+                heartbeat_at=func.now(),
+            )
+        )
         if progress.rowcount != 1:
             raise RunAbandoned(f"tier run {run_id} was failed while its worker went on")
         await session.commit()
@@ -205,8 +229,13 @@ async def _evaluate_chunk(sessionmaker: async_sessionmaker, run_id: int, version
 async def get_run(session: AsyncSession, run_id: int) -> tuple[TierRun, str | None]:
     from app.core.errors import NotFound
 
-    row = (await session.execute(select(TierRun, TierPolicy.key).outerjoin(TierPolicy, TierPolicy.id == TierRun.policy_id)
-                                 .where(TierRun.id == run_id))).first()
+    row = (
+        await session.execute(
+            select(TierRun, TierPolicy.key)
+            .outerjoin(TierPolicy, TierPolicy.id == TierRun.policy_id)
+            .where(TierRun.id == run_id)
+        )
+    ).first()
     if row is None:
         raise NotFound(f"No tier run {run_id}.")
     return row[0], row[1]

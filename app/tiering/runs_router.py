@@ -6,30 +6,49 @@ from fastapi import APIRouter, BackgroundTasks, Path, Request, status
 
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
-from app.core.strict import ParamInteger
 from app.core.security import Scope, require_scope
+from app.core.strict import ParamInteger
 from app.tiering import policies, runs
 from app.tiering.schemas import TierRunCreate, TierRunRead
 
 runs_router = APIRouter(prefix="/v1/tier-runs", tags=["tier-runs"], responses=problem_responses(401, 403))
 
 
-@runs_router.post("", summary="Start a batch tier run", status_code=status.HTTP_202_ACCEPTED, response_model=TierRunRead,
-                  dependencies=[require_scope(Scope.POLICIES_WRITE)], responses=problem_responses(404, 409, 422))
-async def start_tier_run(body: TierRunCreate, session: SessionDep, request: Request,
-                         background: BackgroundTasks) -> TierRunRead:
+@runs_router.post(
+    "",
+    summary="Start a batch tier run",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TierRunRead,
+    dependencies=[require_scope(Scope.POLICIES_WRITE)],
+    responses=problem_responses(404, 409, 422),
+)
+async def start_tier_run(
+    body: TierRunCreate, session: SessionDep, request: Request, background: BackgroundTasks
+) -> TierRunRead:
     """Evaluate every customer under one policy (or all active ones) in the background; follow it at
     GET /v1/tier-runs/{id}. One run per policy at a time (409 while one runs)."""
     policy = await policies.get_policy(session, body.policy) if body.policy else None
     run = await runs.start_run(session, policy, request.state.principal.name)
-    background.add_task(runs.execute_run, request.app.state.sessionmaker, run.id, runs.CHUNK_SIZE,
-                            request.app.state.settings.tier_run_workers)
+    background.add_task(
+        runs.execute_run,
+        request.app.state.sessionmaker,
+        run.id,
+        runs.CHUNK_SIZE,
+        request.app.state.settings.tier_run_workers,
+    )
     return TierRunRead.model_validate({**run.__dict__, "policy": policy.key if policy else None})
 
 
-@runs_router.get("/{run_id}", summary="Get a tier run's progress", response_model=TierRunRead, dependencies=[require_scope(Scope.POLICIES_READ)],
-                 responses=problem_responses(404))
-async def get_tier_run(run_id: Annotated[ParamInteger(1, 2**62), Path(examples=[17])], session: SessionDep) -> TierRunRead:
+@runs_router.get(
+    "/{run_id}",
+    summary="Get a tier run's progress",
+    response_model=TierRunRead,
+    dependencies=[require_scope(Scope.POLICIES_READ)],
+    responses=problem_responses(404),
+)
+async def get_tier_run(
+    run_id: Annotated[ParamInteger(1, 2**62), Path(examples=[17])], session: SessionDep
+) -> TierRunRead:
     """A run's status and progress: processed of total customers, upgrades and downgrades so far."""
     run, key = await runs.get_run(session, run_id)
     return TierRunRead.model_validate({**run.__dict__, "policy": key})

@@ -8,7 +8,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSc
 from typing_extensions import TypeAliasType
 
 from app.core.strict import INT_MAX, Boolean, Integer, Timestamp
-
 from app.rules.schema import Condition, ConditionResult
 
 PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{1,39}$")]
@@ -17,39 +16,91 @@ Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=2000)]
 GraceDays = Integer(0, 730)
-VersionStatus = TypeAliasType("VersionStatus", Annotated[Literal["draft", "active", "retired"], Field(
-    description="A policy version's state: one active version per policy; drafts can be edited.")])
-PolicyChangeAction = TypeAliasType("PolicyChangeAction", Annotated[
-    Literal["create", "add_version", "edit", "activate", "retire", "rollback"], Field(
-        description="What a change did to a policy.")])
-TransitionDirection = TypeAliasType("TransitionDirection", Annotated[
-    Literal["initial", "upgrade", "downgrade", "lateral"], Field(
-        description="initial: a first assignment; lateral: another tier of the same rank.")])
-TransitionReason = TypeAliasType("TransitionReason", Annotated[
-    Literal["rules", "grace_elapsed", "override", "override_removed", "override_expired"], Field(
-        description="rules: the data changed; grace_elapsed: a pending downgrade applied; the others: a "
-                    "relationship manager's override was set, removed or ran out.")])
-TierRunStatus = TypeAliasType("TierRunStatus", Annotated[Literal["running", "succeeded", "failed"], Field(
-    description="A batch tier run's state.")])
-CareOccasion = TypeAliasType("CareOccasion", Annotated[Literal["birthday", "anniversary"], Field(
-    description="birthday, or the anniversary of becoming a customer.")])
-_ATTRIBUTE_VALUE = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"},
-                              {"type": "array", "items": {"type": "string"}}, {"type": "null"}]}
+VersionStatus = TypeAliasType(
+    "VersionStatus",
+    Annotated[
+        Literal["draft", "active", "retired"],
+        Field(description="A policy version's state: one active version per policy; drafts can be edited."),
+    ],
+)
+PolicyChangeAction = TypeAliasType(
+    "PolicyChangeAction",
+    Annotated[
+        Literal["create", "add_version", "edit", "activate", "retire", "rollback"],
+        Field(description="What a change did to a policy."),
+    ],
+)
+TransitionDirection = TypeAliasType(
+    "TransitionDirection",
+    Annotated[
+        Literal["initial", "upgrade", "downgrade", "lateral"],
+        Field(description="initial: a first assignment; lateral: another tier of the same rank."),
+    ],
+)
+TransitionReason = TypeAliasType(
+    "TransitionReason",
+    Annotated[
+        Literal["rules", "grace_elapsed", "override", "override_removed", "override_expired"],
+        Field(
+            description="rules: the data changed; grace_elapsed: a pending downgrade applied; the others: a "
+            "relationship manager's override was set, removed or ran out."
+        ),
+    ],
+)
+TierRunStatus = TypeAliasType(
+    "TierRunStatus",
+    Annotated[Literal["running", "succeeded", "failed"], Field(description="A batch tier run's state.")],
+)
+CareOccasion = TypeAliasType(
+    "CareOccasion",
+    Annotated[
+        Literal["birthday", "anniversary"], Field(description="birthday, or the anniversary of becoming a customer.")
+    ],
+)
+_ATTRIBUTE_VALUE = {
+    "anyOf": [
+        {"type": "number"},
+        {"type": "string"},
+        {"type": "boolean"},
+        {"type": "array", "items": {"type": "string"}},
+        {"type": "null"},
+    ]
+}
 MAX_TIERS = 20
 
-TIERS_DOC = ("Ordered tiers, at most 20; the first whose condition matches wins. Only the last may be "
-             "unconditional ({\"always\": true}); a tier after an unconditional one could never match.")
-GRACE_DOC = ("Days a customer must qualify lower, without a break, before a downgrade applies (0..730); "
-             "upgrades apply at once. One number per policy version.")
+TIERS_DOC = (
+    "Ordered tiers, at most 20; the first whose condition matches wins. Only the last may be "
+    'unconditional ({"always": true}); a tier after an unconditional one could never match.'
+)
+GRACE_DOC = (
+    "Days a customer must qualify lower, without a break, before a downgrade applies (0..730); "
+    "upgrades apply at once. One number per policy version."
+)
 
 WEALTH_TIERS = [
-    {"code": "private", "label": "Private Banking", "rank": 40,
-     "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 10000000}},
-    {"code": "wealth", "label": "Wealth", "rank": 30,
-     "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 500000}},
-    {"code": "gold", "label": "Gold", "rank": 20,
-     "condition": {"all": [{"attr": "aum_avg_3m", "op": "gte", "value": 50000},
-                           {"attr": "tenure_months", "op": "gte", "value": 6}]}},
+    {
+        "code": "private",
+        "label": "Private Banking",
+        "rank": 40,
+        "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 10000000},
+    },
+    {
+        "code": "wealth",
+        "label": "Wealth",
+        "rank": 30,
+        "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 500000},
+    },
+    {
+        "code": "gold",
+        "label": "Gold",
+        "rank": 20,
+        "condition": {
+            "all": [
+                {"attr": "aum_avg_3m", "op": "gte", "value": 50000},
+                {"attr": "tenure_months", "op": "gte", "value": 6},
+            ]
+        },
+    },
     {"code": "mass", "label": "Everyday", "rank": 10, "condition": {"always": True}},
 ]
 
@@ -61,8 +112,9 @@ class Tier(BaseModel):
 
     code: TierCode = Field(description="Stable tier code, unique within the version: ^[a-z][a-z0-9_]{0,39}$.")
     label: Label = Field(description="Name shown to customers and staff.")
-    rank: Integer(0, 10000) = Field(description="Higher is a better tier; compares tiers for upgrades and "
-                                                  "downgrades, also across versions.")
+    rank: Integer(0, 10000) = Field(
+        description="Higher is a better tier; compares tiers for upgrades and downgrades, also across versions."
+    )
     condition: Condition = Field(description="Who qualifies, in the rule language (GET /v1/attributes).")
 
 
@@ -72,11 +124,21 @@ Tiers = Annotated[list[Tier], Field(min_length=1, max_length=MAX_TIERS, descript
 class TierPolicyCreate(BaseModel):
     """A new policy and its first version, created as draft version 1."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "key": "wealth", "name": "Wealth tiers", "description": "Relationship tiers by 3-month average AUM.",
-        "tiers": WEALTH_TIERS, "downgrade_grace_days": 90,
-        "version_description": "Thresholds approved by the retail committee, March 2026.",
-    }]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "wealth",
+                    "name": "Wealth tiers",
+                    "description": "Relationship tiers by 3-month average AUM.",
+                    "tiers": WEALTH_TIERS,
+                    "downgrade_grace_days": 90,
+                    "version_description": "Thresholds approved by the retail committee, March 2026.",
+                }
+            ]
+        },
+    )
 
     key: PolicyKey = Field(description="Stable policy key, lowercase: e.g. wealth, lifecycle, loyalty, needs.")
     name: Name
@@ -89,16 +151,27 @@ class TierPolicyCreate(BaseModel):
 class TierPolicyVersionCreate(BaseModel):
     """A new draft version: give the tiers, or copy them from an existing version with `copy_from`."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"tiers": WEALTH_TIERS, "downgrade_grace_days": 120, "description": "Longer grace after customer feedback."},
-        {"copy_from": 1, "description": "Start from version 1 and edit the draft."},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "tiers": WEALTH_TIERS,
+                    "downgrade_grace_days": 120,
+                    "description": "Longer grace after customer feedback.",
+                },
+                {"copy_from": 1, "description": "Start from version 1 and edit the draft."},
+            ]
+        },
+    )
 
     tiers: Tiers | None = None
     downgrade_grace_days: GraceDays | None = Field(None, description=GRACE_DOC + " Default: copied, else 0.")
     description: Description = ""
-    copy_from: Integer(1, INT_MAX) | None = Field(None, description="Copy tiers and grace from this version number; "
-                                                          "`tiers` and `downgrade_grace_days` given here win.")
+    copy_from: Integer(1, INT_MAX) | None = Field(
+        None,
+        description="Copy tiers and grace from this version number; `tiers` and `downgrade_grace_days` given here win.",
+    )
 
     @model_validator(mode="after")
     def tiers_or_copy(self) -> "TierPolicyVersionCreate":
@@ -110,9 +183,14 @@ class TierPolicyVersionCreate(BaseModel):
 class TierPolicyVersionUpdate(BaseModel):
     """The whole content of a draft version (PUT replaces it); send If-Match with the version's ETag."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"tiers": WEALTH_TIERS, "downgrade_grace_days": 60, "description": "Shorter grace."},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"tiers": WEALTH_TIERS, "downgrade_grace_days": 60, "description": "Shorter grace."},
+            ]
+        },
+    )
 
     tiers: Tiers
     downgrade_grace_days: GraceDays = Field(0, description=GRACE_DOC)
@@ -176,8 +254,10 @@ class TierPolicyChangeRead(BaseModel):
     actor: str = Field(description="The name of the API key that made the change.")
     at: datetime
     action: PolicyChangeAction
-    detail: dict[str, Any] = Field(description="What changed, by action: e.g. the version's tiers and grace "
-                                               "for create, add_version and edit; the versions for activate.")
+    detail: dict[str, Any] = Field(
+        description="What changed, by action: e.g. the version's tiers and grace "
+        "for create, add_version and edit; the versions for activate."
+    )
 
 
 class TierPolicyChangeList(BaseModel):
@@ -187,20 +267,27 @@ class TierPolicyChangeList(BaseModel):
 class WhatIfRequest(BaseModel):
     """Attribute values of a hypothetical customer; attributes not given take the no-data value (0, [], null)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"attributes": {"aum_avg_3m": 620000, "tenure_months": 40, "held_categories": ["deposit", "fund"]}},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"attributes": {"aum_avg_3m": 620000, "tenure_months": 40, "held_categories": ["deposit", "fund"]}},
+            ]
+        },
+    )
 
-    attributes: Annotated[dict[str, Any], WithJsonSchema({"type": "object", "additionalProperties": _ATTRIBUTE_VALUE})
-                          ] = Field(description="{attribute name: value}, as GET /v1/attributes types them: "
-                                                "numbers, strings, booleans, dates (YYYY-MM-DD), lists of strings.")
+    attributes: Annotated[
+        dict[str, Any], WithJsonSchema({"type": "object", "additionalProperties": _ATTRIBUTE_VALUE})
+    ] = Field(
+        description="{attribute name: value}, as GET /v1/attributes types them: "
+        "numbers, strings, booleans, dates (YYYY-MM-DD), lists of strings."
+    )
 
 
 class TierExplanation(BaseModel):
     tier: str
     matched: bool
-    conditions: list[ConditionResult] = Field(
-        description="Each comparison of the tier's condition, as evaluated.")
+    conditions: list[ConditionResult] = Field(description="Each comparison of the tier's condition, as evaluated.")
 
 
 class WhatIfResult(BaseModel):
@@ -217,8 +304,9 @@ class TierShare(BaseModel):
 
 
 class TierMigration(BaseModel):
-    from_: str | None = Field(alias="from", serialization_alias="from",
-                              description="The tier under the active version; null without one.")
+    from_: str | None = Field(
+        alias="from", serialization_alias="from", description="The tier under the active version; null without one."
+    )
     to: str | None
     customers: int
 
@@ -236,6 +324,7 @@ class SimulationResult(BaseModel):
 
 
 # ---- assignment ------------------------------------------------------------------------------------------------
+
 
 class TierOverrideRead(BaseModel):
     tier: str
@@ -255,29 +344,76 @@ class CustomerTier(BaseModel):
     since: datetime = Field(description="When the customer entered the tier the rules gave.")
     evaluated_at: datetime
     qualified_tier: str = Field(description="What the rules give today; lower than `tier` while in grace.")
-    at_risk: bool = Field(description="Qualifies lower today: the downgrade applies on `downgrade_on` unless the "
-                                      "customer qualifies again before then.")
+    at_risk: bool = Field(
+        description="Qualifies lower today: the downgrade applies on `downgrade_on` unless the "
+        "customer qualifies again before then."
+    )
     downgrade_to: str | None
     downgrade_on: date | None
     override: TierOverrideRead | None
     explanation: list[TierExplanation] = Field(
-        description="The tiers tried in order, with each comparison's value, threshold and result, as evaluated.")
+        description="The tiers tried in order, with each comparison's value, threshold and result, as evaluated."
+    )
 
 
 class CustomerTiers(BaseModel):
     """A customer's tier under every active policy, and why."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"customer_id": "C00000042", "tiers": [{
-        "policy": "wealth", "policy_version": 3, "tier": "wealth", "label": "Wealth", "rank": 30,
-        "since": "2026-03-01T02:00:11Z", "evaluated_at": "2026-11-22T08:14:05Z", "qualified_tier": "wealth",
-        "at_risk": False, "downgrade_to": None, "downgrade_on": None, "override": None,
-        "explanation": [
-            {"tier": "private", "matched": False, "conditions": [
-                {"pointer": "/tiers/0/condition", "attribute": "aum_avg_3m", "operator": "gte",
-                 "threshold": 10000000, "value": "620000.00", "result": False}]},
-            {"tier": "wealth", "matched": True, "conditions": [
-                {"pointer": "/tiers/1/condition", "attribute": "aum_avg_3m", "operator": "gte",
-                 "threshold": 500000, "value": "620000.00", "result": True}]}]}]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "C00000042",
+                    "tiers": [
+                        {
+                            "policy": "wealth",
+                            "policy_version": 3,
+                            "tier": "wealth",
+                            "label": "Wealth",
+                            "rank": 30,
+                            "since": "2026-03-01T02:00:11Z",
+                            "evaluated_at": "2026-11-22T08:14:05Z",
+                            "qualified_tier": "wealth",
+                            "at_risk": False,
+                            "downgrade_to": None,
+                            "downgrade_on": None,
+                            "override": None,
+                            "explanation": [
+                                {
+                                    "tier": "private",
+                                    "matched": False,
+                                    "conditions": [
+                                        {
+                                            "pointer": "/tiers/0/condition",
+                                            "attribute": "aum_avg_3m",
+                                            "operator": "gte",
+                                            "threshold": 10000000,
+                                            "value": "620000.00",
+                                            "result": False,
+                                        }
+                                    ],
+                                },
+                                {
+                                    "tier": "wealth",
+                                    "matched": True,
+                                    "conditions": [
+                                        {
+                                            "pointer": "/tiers/1/condition",
+                                            "attribute": "aum_avg_3m",
+                                            "operator": "gte",
+                                            "threshold": 500000,
+                                            "value": "620000.00",
+                                            "result": True,
+                                        }
+                                    ],
+                                },
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
     customer_id: str
     tiers: list[CustomerTier]
@@ -286,9 +422,18 @@ class CustomerTiers(BaseModel):
 class TierOverridePut(BaseModel):
     """A relationship manager's decision to hold a customer in a tier."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"tier": "private", "reason": "Inheritance transfer of 12M expected in January; approved by RM lead.",
-         "expires_at": "2027-03-31T23:59:59Z"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "tier": "private",
+                    "reason": "Inheritance transfer of 12M expected in January; approved by RM lead.",
+                    "expires_at": "2027-03-31T23:59:59Z",
+                }
+            ]
+        },
+    )
 
     tier: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
     reason: str = Field(min_length=3, max_length=1000)

@@ -41,8 +41,9 @@ from app.webhooks.signing import signature_header
 log = logging.getLogger(__name__)
 
 DELIVERIES = Counter("tierwise_webhook_deliveries_total", "Webhook deliveries finished, by outcome", ["outcome"])
-ATTEMPTS = Counter("tierwise_webhook_attempts_total", "Webhook POSTs, by result (2xx, 4xx, 5xx or error class)",
-                   ["result"])
+ATTEMPTS = Counter(
+    "tierwise_webhook_attempts_total", "Webhook POSTs, by result (2xx, 4xx, 5xx or error class)", ["result"]
+)
 ATTEMPT_SECONDS = Histogram("tierwise_webhook_attempt_seconds", "Time of one webhook POST")
 QUEUE_LAG = Gauge("tierwise_webhook_queue_lag_seconds", "Age of the oldest event not yet delivered (0: none)")
 PENDING = Gauge("tierwise_webhook_pending_deliveries", "Deliveries waiting to be sent")
@@ -137,8 +138,10 @@ class Claim:
     previous_secret_sealed: bytes | None
 
     def body(self) -> bytes:
-        head = json.dumps({"id": self.event_id, "type": self.event_type, "created_at": self.created_at.isoformat()},
-                          separators=(",", ":"))
+        head = json.dumps(
+            {"id": self.event_id, "type": self.event_type, "created_at": self.created_at.isoformat()},
+            separators=(",", ":"),
+        )
         return (head[:-1] + ',"data":' + self.payload + "}").encode()
 
 
@@ -171,9 +174,11 @@ class DeliveryWorker:
             logging.getLogger(name).setLevel(logging.WARNING)
         self.settings, self.sessionmaker = settings, sessionmaker
         self.client = client or httpx.AsyncClient(
-            follow_redirects=False, headers={"User-Agent": USER_AGENT},  # HTTPS_PROXY and NO_PROXY apply
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},  # HTTPS_PROXY and NO_PROXY apply
             limits=httpx.Limits(max_connections=settings.webhook_concurrency),
-            timeout=httpx.Timeout(settings.webhook_timeout_s))
+            timeout=httpx.Timeout(settings.webhook_timeout_s),
+        )
         self.lease_s = 2 * settings.webhook_timeout_s + 10
 
     async def fan_out(self) -> int:
@@ -188,10 +193,21 @@ class DeliveryWorker:
     async def claim(self, limit: int) -> list[Claim]:
         async with self.sessionmaker() as session, session.begin():
             rows = (await session.execute(_CLAIM, {"limit": limit, "lease": self.lease_s})).all()
-        return [Claim(delivery_id=r.id, attempt=r.attempts, subscription_id=r.subscription_id,
-                      event_id=str(r.event_id), event_type=r.event_type, created_at=r.created_at, payload=r.payload,
-                      url=r.url, secret_sealed=r.secret_sealed, previous_secret_sealed=r.previous_secret_sealed)
-                for r in rows]
+        return [
+            Claim(
+                delivery_id=r.id,
+                attempt=r.attempts,
+                subscription_id=r.subscription_id,
+                event_id=str(r.event_id),
+                event_type=r.event_type,
+                created_at=r.created_at,
+                payload=r.payload,
+                url=r.url,
+                secret_sealed=r.secret_sealed,
+                previous_secret_sealed=r.previous_secret_sealed,
+            )
+            for r in rows
+        ]
 
     async def send(self, claim: Claim) -> Outcome:
         """One signed POST; never raises for what the receiver or the network does."""
@@ -204,9 +220,12 @@ class DeliveryWorker:
         except CannotOpen:
             return Outcome(None, "SecretUnreadable", 0)
         body = claim.body()
-        headers = {"Content-Type": "application/json", "Tierwise-Event-Id": claim.event_id,
-                   "Tierwise-Event-Type": claim.event_type,
-                   "Tierwise-Signature": signature_header(secrets_, int(time.time()), body)}
+        headers = {
+            "Content-Type": "application/json",
+            "Tierwise-Event-Id": claim.event_id,
+            "Tierwise-Event-Type": claim.event_type,
+            "Tierwise-Signature": signature_header(secrets_, int(time.time()), body),
+        }
         started = time.perf_counter()
         status, error = None, None
         try:
@@ -230,21 +249,36 @@ class DeliveryWorker:
 
     async def record(self, claim: Claim, outcome: Outcome) -> str | None:
         """Store the outcome; the delivery's state after it (None: the claim no longer stood)."""
-        params = {"delivery_id": claim.delivery_id, "attempt": claim.attempt, "delivered": outcome.delivered,
-                  "subscription_id": claim.subscription_id, "wake": outcome.delivered and claim.attempt > 1,
-                  "max_attempts": self.settings.webhook_max_attempts, "status_code": outcome.status_code,
-                  "error": outcome.error, "duration_ms": outcome.duration_ms,
-                  "delay": 0.0 if outcome.delivered else backoff_delay(claim.attempt, self.settings)}
+        params = {
+            "delivery_id": claim.delivery_id,
+            "attempt": claim.attempt,
+            "delivered": outcome.delivered,
+            "subscription_id": claim.subscription_id,
+            "wake": outcome.delivered and claim.attempt > 1,
+            "max_attempts": self.settings.webhook_max_attempts,
+            "status_code": outcome.status_code,
+            "error": outcome.error,
+            "duration_ms": outcome.duration_ms,
+            "delay": 0.0 if outcome.delivered else backoff_delay(claim.attempt, self.settings),
+        }
         async with self.sessionmaker() as session, session.begin():
             params["at"] = await session.scalar(text("SELECT now()"))
             state = await session.scalar(_RECORD, params)
         ATTEMPTS.labels(outcome.result).inc()
         if state in ("delivered", "dead"):
             DELIVERIES.labels(state).inc()
-        log.info("webhook attempt", extra={"delivery_id": claim.delivery_id, "subscription_id": claim.subscription_id,
-                                           "event_type": claim.event_type, "attempt": claim.attempt,
-                                           "result": outcome.result, "state": state,
-                                           "duration_ms": outcome.duration_ms})
+        log.info(
+            "webhook attempt",
+            extra={
+                "delivery_id": claim.delivery_id,
+                "subscription_id": claim.subscription_id,
+                "event_type": claim.event_type,
+                "attempt": claim.attempt,
+                "result": outcome.result,
+                "state": state,
+                "duration_ms": outcome.duration_ms,
+            },
+        )
         return state
 
     async def deliver(self, claim: Claim) -> str | None:
@@ -280,8 +314,9 @@ class DeliveryWorker:
                 if claimed and len(claimed) == free:
                     continue
                 if in_flight:
-                    done, in_flight = await asyncio.wait(in_flight, timeout=self.settings.webhook_poll_seconds,
-                                                         return_when=asyncio.FIRST_COMPLETED)
+                    done, in_flight = await asyncio.wait(
+                        in_flight, timeout=self.settings.webhook_poll_seconds, return_when=asyncio.FIRST_COMPLETED
+                    )
                 else:
                     await asyncio.sleep(self.settings.webhook_poll_seconds)
         finally:

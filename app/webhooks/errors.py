@@ -10,5 +10,8 @@ class WebhookNotFound(NotFound):
 
 class DeliveryNotFound(NotFound):
     def __init__(self, subscription_id: int, delivery_id: int) -> None:
-        super().__init__(f"No delivery {delivery_id} of webhook subscription {subscription_id}.",
-                         webhook_id=subscription_id, delivery_id=delivery_id)
+        super().__init__(
+            f"No delivery {delivery_id} of webhook subscription {subscription_id}.",
+            webhook_id=subscription_id,
+            delivery_id=delivery_id,
+        )

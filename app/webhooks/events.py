@@ -17,9 +17,21 @@ class _Payload(BaseModel):
 
 
 class TierChanged(_Payload):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "customer_id": "C0001042", "policy": "wealth", "from_tier": "gold", "to_tier": "wealth",
-        "reason": "rules", "at": "2026-12-01T02:00:00Z"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "C0001042",
+                    "policy": "wealth",
+                    "from_tier": "gold",
+                    "to_tier": "wealth",
+                    "reason": "rules",
+                    "at": "2026-12-01T02:00:00Z",
+                }
+            ]
+        },
+    )
 
     customer_id: str = Field(description="The bank's external id of the customer.")
     policy: str = Field(description="The tier policy's key.")
@@ -30,9 +42,20 @@ class TierChanged(_Payload):
 
 
 class TierAtRisk(_Payload):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "customer_id": "C0001042", "policy": "wealth", "tier": "wealth", "downgrade_to": "gold",
-        "downgrade_on": "2027-01-15"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "C0001042",
+                    "policy": "wealth",
+                    "tier": "wealth",
+                    "downgrade_to": "gold",
+                    "downgrade_on": "2027-01-15",
+                }
+            ]
+        },
+    )
 
     customer_id: str = Field(description="The bank's external id of the customer.")
     policy: str
@@ -42,9 +65,20 @@ class TierAtRisk(_Payload):
 
 
 class BenefitUsed(_Payload):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "customer_id": "C0001042", "benefit_code": "airport-lounge", "policy": "wealth", "tier": "wealth",
-        "used_at": "2026-12-03T18:20:00Z"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "C0001042",
+                    "benefit_code": "airport-lounge",
+                    "policy": "wealth",
+                    "tier": "wealth",
+                    "used_at": "2026-12-03T18:20:00Z",
+                }
+            ]
+        },
+    )
 
     customer_id: str = Field(description="The bank's external id of the customer.")
     benefit_code: str
@@ -54,15 +88,28 @@ class BenefitUsed(_Payload):
 
 
 class ComplaintStatusChanged(_Payload):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "complaint_id": 881, "customer_id": "C0001042", "category": "fees", "from_status": "in_progress",
-        "to_status": "resolved", "at": "2026-12-02T10:31:00Z"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "complaint_id": 881,
+                    "customer_id": "C0001042",
+                    "category": "fees",
+                    "from_status": "in_progress",
+                    "to_status": "resolved",
+                    "at": "2026-12-02T10:31:00Z",
+                }
+            ]
+        },
+    )
 
     complaint_id: int
     customer_id: str = Field(description="The bank's external id of the customer.")
     category: str
     from_status: Literal["open", "in_progress", "resolved", "closed"] | None = Field(
-        description="Null when the complaint was just opened.")
+        description="Null when the complaint was just opened."
+    )
     to_status: Literal["open", "in_progress", "resolved", "closed"]
     at: datetime
 
@@ -74,14 +121,27 @@ class EventType:
     payload: type[BaseModel]
 
 
-EVENT_TYPES: dict[str, EventType] = {event.name: event for event in (
-    EventType("tier.upgraded", "A customer moved to a higher tier of a policy (at once when they qualify).",
-              TierChanged),
-    EventType("tier.downgraded", "A customer moved to a lower tier of a policy (after the grace period, or when "
-                                 "an override ended).", TierChanged),
-    EventType("tier.at_risk", "A customer no longer qualifies for their tier and will be downgraded on a date "
-                              "unless they qualify again.", TierAtRisk),
-    EventType("benefit.used", "A customer used a benefit of their tier.", BenefitUsed),
-    EventType("complaint.status_changed", "A complaint was opened (from_status null) or moved to another status.",
-              ComplaintStatusChanged),
-)}
+EVENT_TYPES: dict[str, EventType] = {
+    event.name: event
+    for event in (
+        EventType(
+            "tier.upgraded", "A customer moved to a higher tier of a policy (at once when they qualify).", TierChanged
+        ),
+        EventType(
+            "tier.downgraded",
+            "A customer moved to a lower tier of a policy (after the grace period, or when an override ended).",
+            TierChanged,
+        ),
+        EventType(
+            "tier.at_risk",
+            "A customer no longer qualifies for their tier and will be downgraded on a date unless they qualify again.",
+            TierAtRisk,
+        ),
+        EventType("benefit.used", "A customer used a benefit of their tier.", BenefitUsed),
+        EventType(
+            "complaint.status_changed",
+            "A complaint was opened (from_status null) or moved to another status.",
+            ComplaintStatusChanged,
+        ),
+    )
+}

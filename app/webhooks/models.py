@@ -5,8 +5,21 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import (ARRAY, BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, LargeBinary,
-                        SmallInteger, String, Text, func, text)
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -47,8 +60,7 @@ class WebhookEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    event_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True), unique=True,
-                                           server_default=text("gen_random_uuid()"))
+    event_id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True), unique=True, server_default=text("gen_random_uuid()"))
     event_type: Mapped[str] = mapped_column(String(60))
     customer_id: Mapped[int | None] = mapped_column(BigInteger)  # customer.id: events of one customer are ordered
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
@@ -67,8 +79,13 @@ class WebhookDelivery(Base):
         Index("ix_webhook_delivery_due", "next_attempt_at", postgresql_where=text("state = 'pending'")),
         Index("ix_webhook_delivery_pending", "id", postgresql_where=text("state = 'pending'")),  # the queue lag
         # the order rule: the earliest pending delivery of a (subscription, customer) goes first
-        Index("ix_webhook_delivery_pending_order", "subscription_id", "customer_id", "id",
-              postgresql_where=text("state = 'pending'")),
+        Index(
+            "ix_webhook_delivery_pending_order",
+            "subscription_id",
+            "customer_id",
+            "id",
+            postgresql_where=text("state = 'pending'"),
+        ),
         Index("ix_webhook_delivery_subscription", "subscription_id", "id"),
         Index("ix_webhook_delivery_event", "event_id"),
         Index("ix_webhook_delivery_finished", "finished_at", postgresql_where=text("state = 'delivered'")),

@@ -46,8 +46,9 @@ INSERT_SQL = "INSERT INTO webhook_event (event_type, customer_id, payload)"
 """The head of the set-based form for statements written as text: follow it with SELECT type, customer id, payload."""
 
 
-async def emit(session: AsyncSession, event_type: str, payload: Mapping[str, Any] | BaseModel, *,
-               customer_id: int | None = None) -> UUID:
+async def emit(
+    session: AsyncSession, event_type: str, payload: Mapping[str, Any] | BaseModel, *, customer_id: int | None = None
+) -> UUID:
     """Add one event to the caller's transaction; returns its event id (what receivers de-duplicate on).
     ValueError for an event type not in the catalogue; pydantic's ValidationError for a payload its schema refuses
     (both are programming errors, not input errors)."""
@@ -55,9 +56,11 @@ async def emit(session: AsyncSession, event_type: str, payload: Mapping[str, Any
     if kind is None:
         raise ValueError(f"unknown webhook event type {event_type!r}: add it to app/webhooks/events.py")
     data = kind.payload.model_validate(payload.model_dump() if isinstance(payload, BaseModel) else payload)
-    return await session.scalar(insert(_TABLE).values(event_type=event_type, customer_id=customer_id,
-                                                      payload=data.model_dump(mode="json"))
-                                .returning(_TABLE.c.event_id))
+    return await session.scalar(
+        insert(_TABLE)
+        .values(event_type=event_type, customer_id=customer_id, payload=data.model_dump(mode="json"))
+        .returning(_TABLE.c.event_id)
+    )
 
 
 def emit_from(select: Select):

@@ -5,16 +5,28 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from typing_extensions import TypeAliasType
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from typing_extensions import TypeAliasType
 
 from app.webhooks.events import EVENT_TYPES
 
-SubscriptionStatus = TypeAliasType("SubscriptionStatus", Annotated[Literal["active", "paused"], Field(
-    description="active: events are delivered; paused: they are kept and sent on resume.")])
-DeliveryState = TypeAliasType("DeliveryState", Annotated[Literal["pending", "delivered", "dead"], Field(
-    description="pending: to be sent or retried; delivered: the receiver answered 2xx; dead: out of attempts "
-                "(redeliver by hand).")])
+SubscriptionStatus = TypeAliasType(
+    "SubscriptionStatus",
+    Annotated[
+        Literal["active", "paused"],
+        Field(description="active: events are delivered; paused: they are kept and sent on resume."),
+    ],
+)
+DeliveryState = TypeAliasType(
+    "DeliveryState",
+    Annotated[
+        Literal["pending", "delivered", "dead"],
+        Field(
+            description="pending: to be sent or retried; delivered: the receiver answered 2xx; dead: out of attempts "
+            "(redeliver by hand)."
+        ),
+    ],
+)
 
 
 def _check_url(url: str) -> str:
@@ -41,17 +53,31 @@ def _check_event_types(types: list[str]) -> list[str]:
     return sorted(set(types))
 
 
-WebhookUrl = Annotated[str, Field(min_length=8, max_length=2048, description="Where events are POSTed: http or "
-                                  "https, no credentials in it."), AfterValidator(_check_url)]
-EventTypes = Annotated[list[Annotated[str, Field(max_length=60)]], Field(
-    min_length=1, max_length=50, description="The event types to receive (GET /v1/webhooks/event-types)."),
-    AfterValidator(_check_event_types)]
+WebhookUrl = Annotated[
+    str,
+    Field(min_length=8, max_length=2048, description="Where events are POSTed: http or https, no credentials in it."),
+    AfterValidator(_check_url),
+]
+EventTypes = Annotated[
+    list[Annotated[str, Field(max_length=60)]],
+    Field(min_length=1, max_length=50, description="The event types to receive (GET /v1/webhooks/event-types)."),
+    AfterValidator(_check_event_types),
+]
 
 
 class WebhookCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "url": "https://mobile-backend.bank.example/hooks/tierwise",
-        "event_types": ["tier.upgraded", "tier.downgraded"], "description": "push 'you've been upgraded'"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://mobile-backend.bank.example/hooks/tierwise",
+                    "event_types": ["tier.upgraded", "tier.downgraded"],
+                    "description": "push 'you've been upgraded'",
+                }
+            ]
+        },
+    )
 
     url: WebhookUrl
     event_types: EventTypes
@@ -81,20 +107,28 @@ class WebhookRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     previous_secret_expires_at: datetime | None = Field(
-        description="After a rotation: until when the previous secret also signs deliveries.")
+        description="After a rotation: until when the previous secret also signs deliveries."
+    )
 
 
 class WebhookCreated(WebhookRead):
-    secret: str = Field(description="The signing secret. Shown in this response only; store it in a secret manager "
-                                    "(see the signature scheme in the tag's description).")
+    secret: str = Field(
+        description="The signing secret. Shown in this response only; store it in a secret manager "
+        "(see the signature scheme in the tag's description)."
+    )
 
 
 class SecretRotation(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"overlap_hours": 24}]})
 
-    overlap_hours: float | None = Field(None, ge=0, le=24 * 7, description="How long the previous secret also "
-                                        "signs deliveries (default TIERWISE_WEBHOOK_SECRET_OVERLAP_HOURS, 24); 0 "
-                                        "retires it at once.")
+    overlap_hours: float | None = Field(
+        None,
+        ge=0,
+        le=24 * 7,
+        description="How long the previous secret also "
+        "signs deliveries (default TIERWISE_WEBHOOK_SECRET_OVERLAP_HOURS, 24); 0 "
+        "retires it at once.",
+    )
 
 
 class AttemptRead(BaseModel):
@@ -103,8 +137,9 @@ class AttemptRead(BaseModel):
     at: datetime
     duration_ms: int
     status_code: int | None = Field(description="The receiver's HTTP status; null when there was no answer.")
-    error: str | None = Field(description="Why there was no 2xx: the error class (ConnectError, ReadTimeout...) or "
-                                          "HTTP <status>.")
+    error: str | None = Field(
+        description="Why there was no 2xx: the error class (ConnectError, ReadTimeout...) or HTTP <status>."
+    )
 
 
 class DeliveryRead(BaseModel):

@@ -41,21 +41,26 @@ def open_secret(settings: Settings, sealed: bytes) -> str:
     return open_sealed(settings.encryption_key, SECRET_PURPOSE, sealed).decode()
 
 
-async def create_subscription(session: AsyncSession, body: WebhookCreate, settings: Settings
-                              ) -> tuple[WebhookSubscription, str]:
+async def create_subscription(
+    session: AsyncSession, body: WebhookCreate, settings: Settings
+) -> tuple[WebhookSubscription, str]:
     """A new subscription and its secret (returned this once; stored sealed)."""
     _check_host(body.url, settings)
     secret = new_secret()
-    row = WebhookSubscription(url=body.url, event_types=body.event_types, description=body.description,
-                              status=body.status, secret_sealed=seal_secret(settings, secret))
+    row = WebhookSubscription(
+        url=body.url,
+        event_types=body.event_types,
+        description=body.description,
+        status=body.status,
+        secret_sealed=seal_secret(settings, secret),
+    )
     session.add(row)
     await session.flush()
     await session.refresh(row)
     return row, secret
 
 
-async def get_subscription(session: AsyncSession, subscription_id: int, *, lock: bool = False
-                           ) -> WebhookSubscription:
+async def get_subscription(session: AsyncSession, subscription_id: int, *, lock: bool = False) -> WebhookSubscription:
     query = select(WebhookSubscription).where(WebhookSubscription.id == subscription_id)
     if lock:
         query = query.with_for_update().execution_options(populate_existing=True)
@@ -69,8 +74,9 @@ async def list_subscriptions(session: AsyncSession, page: PageRequest) -> list[W
     return list(await session.scalars(keyset(select(WebhookSubscription), WebhookSubscription.id, page)))
 
 
-async def update_subscription(session: AsyncSession, row: WebhookSubscription, body: WebhookUpdate,
-                              settings: Settings) -> WebhookSubscription:
+async def update_subscription(
+    session: AsyncSession, row: WebhookSubscription, body: WebhookUpdate, settings: Settings
+) -> WebhookSubscription:
     """Apply the fields sent (to a row read with lock=True)."""
     changes = body.model_dump(exclude_unset=True)
     for name in ("url", "event_types", "status"):
@@ -94,8 +100,9 @@ async def delete_subscription(session: AsyncSession, row: WebhookSubscription) -
     await session.flush()
 
 
-async def rotate_secret(session: AsyncSession, row: WebhookSubscription, overlap_hours: float | None,
-                        settings: Settings) -> tuple[WebhookSubscription, str]:
+async def rotate_secret(
+    session: AsyncSession, row: WebhookSubscription, overlap_hours: float | None, settings: Settings
+) -> tuple[WebhookSubscription, str]:
     """A new secret; the current one keeps signing (as a second v1) for the overlap, then is dropped."""
     overlap = settings.webhook_secret_overlap_hours if overlap_hours is None else overlap_hours
     secret = new_secret()
@@ -110,16 +117,28 @@ async def rotate_secret(session: AsyncSession, row: WebhookSubscription, overlap
 
 # ---- deliveries ----------------------------------------------------------------------------------------------
 
-_DELIVERY_COLUMNS = (WebhookDelivery.id, WebhookEvent.event_id, WebhookEvent.event_type, WebhookDelivery.state,
-                     WebhookDelivery.attempts, WebhookDelivery.next_attempt_at, WebhookDelivery.last_status_code,
-                     WebhookDelivery.last_error, WebhookDelivery.created_at, WebhookDelivery.finished_at)
+_DELIVERY_COLUMNS = (
+    WebhookDelivery.id,
+    WebhookEvent.event_id,
+    WebhookEvent.event_type,
+    WebhookDelivery.state,
+    WebhookDelivery.attempts,
+    WebhookDelivery.next_attempt_at,
+    WebhookDelivery.last_status_code,
+    WebhookDelivery.last_error,
+    WebhookDelivery.created_at,
+    WebhookDelivery.finished_at,
+)
 
 
 async def list_deliveries(session: AsyncSession, subscription_id: int, state: str | None, page: PageRequest):
     """A subscription's deliveries, newest first."""
     await get_subscription(session, subscription_id)
-    query = (select(*_DELIVERY_COLUMNS).join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
-             .where(WebhookDelivery.subscription_id == subscription_id))
+    query = (
+        select(*_DELIVERY_COLUMNS)
+        .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+        .where(WebhookDelivery.subscription_id == subscription_id)
+    )
     if state is not None:
         query = query.where(WebhookDelivery.state == state)
     return list((await session.execute(keyset(query, WebhookDelivery.id, page, descending=True))).all())
@@ -127,26 +146,33 @@ async def list_deliveries(session: AsyncSession, subscription_id: int, state: st
 
 async def get_delivery(session: AsyncSession, subscription_id: int, delivery_id: int):
     """(delivery row, its attempts oldest first)."""
-    row = (await session.execute(
-        select(*_DELIVERY_COLUMNS).join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
-        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.subscription_id == subscription_id))).one_or_none()
+    row = (
+        await session.execute(
+            select(*_DELIVERY_COLUMNS)
+            .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.subscription_id == subscription_id)
+        )
+    ).one_or_none()
     if row is None:
         raise DeliveryNotFound(subscription_id, delivery_id)
-    attempts = list(await session.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id)
-                                          .order_by(WebhookAttempt.id)))
+    attempts = list(
+        await session.scalars(
+            select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id).order_by(WebhookAttempt.id)
+        )
+    )
     return row, attempts
 
 
 def _requeue():
-    return (update(WebhookDelivery)
-            .values(state="pending", attempts=0, next_attempt_at=func.now(), finished_at=None))
+    return update(WebhookDelivery).values(state="pending", attempts=0, next_attempt_at=func.now(), finished_at=None)
     # leased_until stays: a delivery being sent right now is not sent a second time at once
 
 
 async def redeliver(session: AsyncSession, subscription_id: int, delivery_id: int) -> None:
     """Send one delivery again (dead, delivered or still pending: due now, with a fresh set of attempts)."""
-    updated = await session.execute(_requeue().where(WebhookDelivery.id == delivery_id,
-                                                     WebhookDelivery.subscription_id == subscription_id))
+    updated = await session.execute(
+        _requeue().where(WebhookDelivery.id == delivery_id, WebhookDelivery.subscription_id == subscription_id)
+    )
     if updated.rowcount == 0:
         raise DeliveryNotFound(subscription_id, delivery_id)
 
@@ -154,8 +180,9 @@ async def redeliver(session: AsyncSession, subscription_id: int, delivery_id: in
 async def redeliver_dead(session: AsyncSession, subscription_id: int) -> int:
     """Make every dead delivery of a subscription pending again, due now; how many."""
     await get_subscription(session, subscription_id)
-    updated = await session.execute(_requeue().where(WebhookDelivery.subscription_id == subscription_id,
-                                                     WebhookDelivery.state == "dead"))
+    updated = await session.execute(
+        _requeue().where(WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.state == "dead")
+    )
     return updated.rowcount
 
 

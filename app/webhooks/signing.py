@@ -40,5 +40,9 @@ def new_secret() -> str:
 
 def signature_header(secrets_: list[str], timestamp: int, body: bytes) -> str:
     signed = str(timestamp).encode() + b"." + body
-    return ",".join([f"t={timestamp}", *(
-        "v1=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest() for secret in secrets_)])
+    return ",".join(
+        [
+            f"t={timestamp}",
+            *("v1=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest() for secret in secrets_),
+        ]
+    )

@@ -4,15 +4,15 @@ Revision ID: a6c0ffee0006
 Revises: a5c0ffee0005
 Create Date: 2026-11-23 01:35:29.278482
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-
-revision: str = 'a6c0ffee0006'
-down_revision: str | None = 'a5c0ffee0005'
+revision: str = "a6c0ffee0006"
+down_revision: str | None = "a5c0ffee0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

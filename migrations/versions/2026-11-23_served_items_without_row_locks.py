@@ -8,23 +8,31 @@ Revision ID: a8c0ffee0008
 Revises: a7c0ffee0007
 Create Date: 2026-11-23 06:30:00.000000
 """
+
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = 'a8c0ffee0008'
-down_revision: str | None = 'a7c0ffee0007'
+revision: str = "a8c0ffee0008"
+down_revision: str | None = "a7c0ffee0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.drop_constraint('fk_recommendation_item_customer_id_customer', 'recommendation_item', type_='foreignkey')
-    op.drop_constraint('fk_recommendation_item_product_code_product', 'recommendation_item', type_='foreignkey')
+    op.drop_constraint("fk_recommendation_item_customer_id_customer", "recommendation_item", type_="foreignkey")
+    op.drop_constraint("fk_recommendation_item_product_code_product", "recommendation_item", type_="foreignkey")
 
 
 def downgrade() -> None:
-    op.create_foreign_key('fk_recommendation_item_product_code_product', 'recommendation_item', 'product',
-                          ['product_code'], ['code'])
-    op.create_foreign_key('fk_recommendation_item_customer_id_customer', 'recommendation_item', 'customer',
-                          ['customer_id'], ['id'], ondelete='CASCADE')
+    op.create_foreign_key(
+        "fk_recommendation_item_product_code_product", "recommendation_item", "product", ["product_code"], ["code"]
+    )
+    op.create_foreign_key(
+        "fk_recommendation_item_customer_id_customer",
+        "recommendation_item",
+        "customer",
+        ["customer_id"],
+        ["id"],
+        ondelete="CASCADE",
+    )

@@ -11,26 +11,38 @@ Revision ID: b0c0ffee0010
 Revises: a9c0ffee0009
 Create Date: 2026-11-23 08:10:00.000000
 """
+
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = 'b0c0ffee0010'
-down_revision: str | None = 'a9c0ffee0009'
+revision: str = "b0c0ffee0010"
+down_revision: str | None = "a9c0ffee0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.drop_constraint('fk_recommendation_item_list_id_recommendation_list', 'recommendation_item',
-                       type_='foreignkey')
-    op.drop_index('ix_recommendation_item_list_id', table_name='recommendation_item')
-    op.drop_constraint('fk_recommendation_list_customer_id_customer', 'recommendation_list', type_='foreignkey')
+    op.drop_constraint("fk_recommendation_item_list_id_recommendation_list", "recommendation_item", type_="foreignkey")
+    op.drop_index("ix_recommendation_item_list_id", table_name="recommendation_item")
+    op.drop_constraint("fk_recommendation_list_customer_id_customer", "recommendation_list", type_="foreignkey")
 
 
 def downgrade() -> None:
-    op.create_foreign_key('fk_recommendation_list_customer_id_customer', 'recommendation_list', 'customer',
-                          ['customer_id'], ['id'], ondelete='CASCADE')
-    op.create_index('ix_recommendation_item_list_id', 'recommendation_item', ['list_id'], unique=False)
-    op.create_foreign_key('fk_recommendation_item_list_id_recommendation_list', 'recommendation_item',
-                          'recommendation_list', ['list_id'], ['id'], ondelete='CASCADE')
+    op.create_foreign_key(
+        "fk_recommendation_list_customer_id_customer",
+        "recommendation_list",
+        "customer",
+        ["customer_id"],
+        ["id"],
+        ondelete="CASCADE",
+    )
+    op.create_index("ix_recommendation_item_list_id", "recommendation_item", ["list_id"], unique=False)
+    op.create_foreign_key(
+        "fk_recommendation_item_list_id_recommendation_list",
+        "recommendation_item",
+        "recommendation_list",
+        ["list_id"],
+        ["id"],
+        ondelete="CASCADE",
+    )

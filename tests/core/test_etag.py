@@ -37,8 +37,9 @@ async def test_a_patch_with_a_stale_if_match_is_a_412_and_changes_nothing(client
     assert stale.status_code == 412 and stale.headers["content-type"] == "application/problem+json"
     assert stale.json()["current_etag"] == first.headers["ETag"] == stale.headers["ETag"]
     assert (await client.get(path, headers=admin)).json()["description"] == "mine"
-    weak = await client.patch(path, json={"description": "weak"},
-                              headers={**admin, "If-Match": "W/" + first.headers["ETag"]})
+    weak = await client.patch(
+        path, json={"description": "weak"}, headers={**admin, "If-Match": "W/" + first.headers["ETag"]}
+    )
     assert weak.status_code == 412  # If-Match compares strongly
     same = await client.patch(path, json={"description": "mine"}, headers={**admin, "If-Match": first.headers["ETag"]})
     assert same.status_code == 200 and same.headers["ETag"] == first.headers["ETag"]  # nothing changed

@@ -24,8 +24,9 @@ HOOK = {"url": "https://hooks.bank.example/tierwise", "event_types": ["tier.upgr
 
 
 async def _post(client, headers, body=HOOK, key: str | None = "key-1"):
-    return await client.post("/v1/webhooks", json=body,
-                             headers={**headers, **({"Idempotency-Key": key} if key else {})})
+    return await client.post(
+        "/v1/webhooks", json=body, headers={**headers, **({"Idempotency-Key": key} if key else {})}
+    )
 
 
 async def test_a_retry_with_the_same_key_and_body_replays_the_first_response(client, as_role, session):
@@ -83,6 +84,7 @@ async def test_the_stored_response_is_sealed_so_the_secret_is_not_readable_at_re
 
 # ---- a route of our own, to hold requests in flight and to fail on purpose ------------------------------------
 
+
 class Thing(BaseModel):
     id: int
     name: str
@@ -98,8 +100,9 @@ def _thing_app(settings, sessionmaker, behaviour: dict):
 
     @creates(router, "", location="/test/things/{id}", response_model=Thing)
     async def create_thing(body: ThingIn, session: SessionDep, request: Request) -> Thing:
-        event = await audit_service.record(session, request.state.principal.name, "thing.create", "thing",
-                                           body.name, None, None)
+        event = await audit_service.record(
+            session, request.state.principal.name, "thing.create", "thing", body.name, None, None
+        )
         behaviour["calls"] += 1
         await asyncio.sleep(behaviour["sleep"])
         if behaviour["fail_first"] and behaviour["calls"] == 1:
@@ -117,8 +120,7 @@ async def things(engine, test_settings):
     tag = uuid.uuid4().hex[:8]
     sessionmaker = create_sessionmaker(engine)
     async with sessionmaker() as session:
-        row, key = await apikeys_service.create_api_key(session, f"things-{tag}", "admin",
-                                                        test_settings.api_key_pepper)
+        row, key = await apikeys_service.create_api_key(session, f"things-{tag}", "admin", test_settings.api_key_pepper)
         await session.commit()
     behaviour = {"calls": 0, "sleep": 0.0, "fail_first": False}
     app = _thing_app(test_settings, sessionmaker, behaviour)
@@ -132,10 +134,14 @@ async def things(engine, test_settings):
 async def _at_once(app, headers, n: int = 2) -> list[tuple[httpx.Response, float]]:
     async def one(delay: float):
         await asyncio.sleep(delay)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-                                     base_url="http://tierwise.test", timeout=30) as client:
-            response = await client.post("/test/things", json={"name": "one"},
-                                         headers={**headers, "Idempotency-Key": "same"})
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+            base_url="http://tierwise.test",
+            timeout=30,
+        ) as client:
+            response = await client.post(
+                "/test/things", json={"name": "one"}, headers={**headers, "Idempotency-Key": "same"}
+            )
             return response, time.monotonic()
 
     return list(await asyncio.gather(*(one(0.01 * i) for i in range(n))))
@@ -151,7 +157,8 @@ async def test_concurrent_requests_with_one_key_write_once_the_second_waits_and_
     behaviour["sleep"] = 0.5
     results = await _at_once(app, headers)
     (ran, ran_done), (replayed, replayed_done) = sorted(
-        results, key=lambda result: "Idempotent-Replayed" in result[0].headers)
+        results, key=lambda result: "Idempotent-Replayed" in result[0].headers
+    )
     assert ran.status_code == replayed.status_code == 201, (ran.text, replayed.text)
     assert "Idempotent-Replayed" not in ran.headers and replayed.headers["Idempotent-Replayed"] == "true"
     assert ran.json() == replayed.json()

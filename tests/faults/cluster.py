@@ -40,20 +40,28 @@ class ThrowawayCluster:
         return SYSTEM_USER
 
     def _run(self, program: str, *args: str, timeout: float = 60) -> None:
-        subprocess.run([str(POSTGRES_BIN_PATH / program), *args], check=True, user=self.user, timeout=timeout,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.folder)
+        subprocess.run(
+            [str(POSTGRES_BIN_PATH / program), *args],
+            check=True,
+            user=self.user,
+            timeout=timeout,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.folder,
+        )
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def init(self) -> "ThrowawayCluster":
-        self._run("initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "--encoding=utf8",
-                  "--no-sync")
+        self._run("initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "--encoding=utf8", "--no-sync")
         return self.start()
 
     def start(self) -> "ThrowawayCluster":
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=120")
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=120"
+        )
         self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.folder / "log"), "-o", options, "-w", "start")
         return self
 

@@ -20,19 +20,27 @@ from app.core.db import create_sessionmaker
 from app.core.embedded import create_database, to_async_url
 from app.core.migrations import upgrade_to_head
 from app.tiering.policies import load_default_policies
-from tests.factories import ENCRYPTION_KEY
 from bench.harness import free_port
+from tests.factories import ENCRYPTION_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 PEPPER = "faults-pepper-0123456789"
 # Short timeouts, so that a hung server shows its bound in seconds; the defaults are 5 s (connect), 30 s (a
 # request's statement) and 5 s (a hot read's statement).
 TIMEOUT_S = 1
-SETTINGS = {"TIERWISE_DB_CONNECT_TIMEOUT_S": TIMEOUT_S, "TIERWISE_DB_COMMAND_TIMEOUT_S": TIMEOUT_S,
-            "TIERWISE_READ_TIMEOUT_S": TIMEOUT_S, "TIERWISE_DB_POOL_TIMEOUT_S": TIMEOUT_S,
-            "TIERWISE_DB_POOL_SIZE": 6, "TIERWISE_DB_MAX_OVERFLOW": 2, "TIERWISE_READ_POOL_SIZE": 3,
-            "TIERWISE_TIER_RUN_WORKERS": 1, "TIERWISE_STATS_REFRESH_MINUTES": 0,
-            "TIERWISE_OFFER_STATES_REFRESH_MINUTES": 0, "TIERWISE_LOG_LEVEL": "WARNING"}
+SETTINGS = {
+    "TIERWISE_DB_CONNECT_TIMEOUT_S": TIMEOUT_S,
+    "TIERWISE_DB_COMMAND_TIMEOUT_S": TIMEOUT_S,
+    "TIERWISE_READ_TIMEOUT_S": TIMEOUT_S,
+    "TIERWISE_DB_POOL_TIMEOUT_S": TIMEOUT_S,
+    "TIERWISE_DB_POOL_SIZE": 6,
+    "TIERWISE_DB_MAX_OVERFLOW": 2,
+    "TIERWISE_READ_POOL_SIZE": 3,
+    "TIERWISE_TIER_RUN_WORKERS": 1,
+    "TIERWISE_STATS_REFRESH_MINUTES": 0,
+    "TIERWISE_OFFER_STATES_REFRESH_MINUTES": 0,
+    "TIERWISE_LOG_LEVEL": "WARNING",
+}
 SPAN_LOCKS = 7311  # app.customers.service: a batch chunk takes its span's lock exclusively
 
 
@@ -50,7 +58,8 @@ async def prepare_database(server_url: str, customers: int = 30) -> tuple[str, s
         async with engine.begin() as connection:
             await connection.exec_driver_sql(
                 "INSERT INTO customer (external_id, segment, onboarded_at) SELECT 'P' || i, 'retail', "
-                f"now() - interval '400 days' FROM generate_series(1, {customers}) i")
+                f"now() - interval '400 days' FROM generate_series(1, {customers}) i"
+            )
     finally:
         await engine.dispose()
     return url.replace("postgresql+asyncpg://", "postgresql://"), key
@@ -67,13 +76,19 @@ class LiveServer:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30) -> "LiveServer":
-        env = {**os.environ, "TIERWISE_DATABASE_URL": self.dsn, "TIERWISE_API_KEY_PEPPER": PEPPER,
-               "TIERWISE_ENVIRONMENT": "production", "TIERWISE_ENCRYPTION_KEY": ENCRYPTION_KEY,
-               "TIERWISE_PORT": str(self.port),
-               **{name: str(value) for name, value in {**SETTINGS, **self.settings}.items()}}
+        env = {
+            **os.environ,
+            "TIERWISE_DATABASE_URL": self.dsn,
+            "TIERWISE_API_KEY_PEPPER": PEPPER,
+            "TIERWISE_ENVIRONMENT": "production",
+            "TIERWISE_ENCRYPTION_KEY": ENCRYPTION_KEY,
+            "TIERWISE_PORT": str(self.port),
+            **{name: str(value) for name, value in {**SETTINGS, **self.settings}.items()},
+        }
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, cwd=ROOT,
-                                            stdout=log, stderr=log)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "serve"], env=env, cwd=ROOT, stdout=log, stderr=log
+            )
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -111,8 +126,12 @@ async def waiting_on_locks(dsn: str, at_least: int = 1, timeout: float = 15) -> 
     connection = await asyncpg.connect(dsn)
     try:
         deadline = time.monotonic() + timeout
-        while await connection.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tierwise' "
-                                        "AND wait_event_type = 'Lock'") < at_least:
+        while (
+            await connection.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tierwise' AND wait_event_type = 'Lock'"
+            )
+            < at_least
+        ):
             assert time.monotonic() < deadline, f"fewer than {at_least} of the service's backends wait on a lock"
             await asyncio.sleep(0.05)
     finally:

@@ -27,9 +27,17 @@ async def test_sigterm_lets_the_in_flight_batch_finish_and_commit(cluster):
             await holder.start()
             await direct.execute("SELECT 1 FROM customer WHERE external_id = 'SHUT-1' FOR UPDATE")
             when = datetime.now(UTC) - timedelta(hours=1)
-            batch = {"events": [{"type": "login", "event_id": f"shut-{i}", "customer_id": "SHUT-1",
-                                 "occurred_at": (when + timedelta(milliseconds=i)).isoformat()}
-                                for i in range(EVENTS)]}
+            batch = {
+                "events": [
+                    {
+                        "type": "login",
+                        "event_id": f"shut-{i}",
+                        "customer_id": "SHUT-1",
+                        "occurred_at": (when + timedelta(milliseconds=i)).isoformat(),
+                    }
+                    for i in range(EVENTS)
+                ]
+            }
             in_flight = asyncio.create_task(client.post("/v1/events", json=batch, headers=headers))
             await waiting_on_locks(dsn, 1)
             server.process.send_signal(signal.SIGTERM)

@@ -15,8 +15,17 @@ import httpx
 import pytest
 
 from app.tiering.runs import ABANDONED
-from tests.faults.live import (PEPPER, ROOT, LiveServer, hold_first_span, prepare_database, run_status,
-                               start_blocked_run, until_finished, waiting_on_locks)
+from tests.faults.live import (
+    PEPPER,
+    ROOT,
+    LiveServer,
+    hold_first_span,
+    prepare_database,
+    run_status,
+    start_blocked_run,
+    until_finished,
+    waiting_on_locks,
+)
 
 TIERWISE = Path(sys.executable).parent / "tierwise"  # the installed entry point
 
@@ -55,8 +64,13 @@ async def test_a_killed_tier_run_command_leaves_no_running_run_behind(database):
     span = await hold_first_span(dsn)
     try:
         env = {**os.environ, "TIERWISE_DATABASE_URL": dsn, "TIERWISE_API_KEY_PEPPER": PEPPER}
-        command = subprocess.Popen([str(TIERWISE), "tier-run", "--all"], env=env, cwd=ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        command = subprocess.Popen(
+            [str(TIERWISE), "tier-run", "--all"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         await waiting_on_locks(dsn, 1)  # its first chunk waits for the span the test shares
         killed_run = await span.fetchval("SELECT id FROM tier_run WHERE status = 'running'")
         command.send_signal(signal.SIGKILL)

@@ -8,13 +8,20 @@ import contextlib
 import time
 from types import SimpleNamespace
 
-import asyncpg
 import httpx
 import pytest
 
 from tests.factories import customer_body
-from tests.faults.live import (TIMEOUT_S, LiveServer, hold_first_span, prepare_database, run_status,
-                               start_blocked_run, until_finished, waiting_on_locks)
+from tests.faults.live import (
+    TIMEOUT_S,
+    LiveServer,
+    hold_first_span,
+    prepare_database,
+    run_status,
+    start_blocked_run,
+    until_finished,
+    waiting_on_locks,
+)
 
 READS = ("/v1/customers/F1", "/v1/customers/F1/tiers", "/v1/customers/F1/recommendations")  # routed, hot, hot
 FIGURES: dict[str, float] = {}  # measured here, printed at the end of the module (pytest -s shows them)
@@ -26,8 +33,9 @@ async def served(cluster):
     server = LiveServer(dsn).start()
     headers = {"X-API-Key": key}
     # A connection per request: what one error response does to a keep-alive connection is another test's matter.
-    async with httpx.AsyncClient(base_url=server.url, timeout=60,
-                                 limits=httpx.Limits(max_keepalive_connections=0)) as client:
+    async with httpx.AsyncClient(
+        base_url=server.url, timeout=60, limits=httpx.Limits(max_keepalive_connections=0)
+    ) as client:
         assert (await client.put("/v1/customers/F1", json=customer_body(), headers=headers)).status_code == 201
         yield SimpleNamespace(dsn=dsn, server=server, client=client, headers=headers)
     server.stop()
@@ -65,7 +73,8 @@ async def _start_run_once_back(client, headers, since: float, timeout: float = 2
 
 
 async def test_a_stopped_database_gives_503_at_once_leaves_nothing_half_written_and_a_new_run_starts_when_back(
-        served, fault):
+    served, fault
+):
     client, headers = served.client, served.headers
     await _all_served(client, headers)
     span = await hold_first_span(served.dsn)
@@ -80,7 +89,8 @@ async def test_a_stopped_database_gives_503_at_once_leaves_nothing_half_written_
             response, FIGURES[f"stopped: 503 for GET {path}"] = await _timed(client.get(path, headers=headers))
             _unavailable(response)
         response, FIGURES["stopped: 503 for a write"] = await _timed(
-            client.put("/v1/customers/F2", json=customer_body(), headers=headers))
+            client.put("/v1/customers/F2", json=customer_body(), headers=headers)
+        )
         _unavailable(response)
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.headers["content-type"] == "application/problem+json"
@@ -110,15 +120,16 @@ async def test_terminated_backends_fail_the_run_they_carried_and_every_request_r
     span = await hold_first_span(served.dsn)
     try:
         carried = await start_blocked_run(client, headers, served.dsn)
-        terminated = await span.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                         "WHERE application_name = 'tierwise'")
+        terminated = await span.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'tierwise'"
+        )
         assert terminated >= 3  # the run's lock holder and chunk, the pools' connections
         killed = time.monotonic()
         fresh = await _start_run_once_back(client, headers, killed)
         FIGURES["terminated: a new tier run accepted"] = time.monotonic() - killed
         assert (await run_status(client, headers, carried))["status"] == "failed"
         statuses = [(await client.get(path, headers=headers)).status_code for _ in range(3) for path in READS]
-        assert set(statuses) <= {200, 503} and statuses[-len(READS):] == [200] * len(READS), statuses
+        assert set(statuses) <= {200, 503} and statuses[-len(READS) :] == [200] * len(READS), statuses
         FIGURES["terminated: 503s among the next 9 reads"] = statuses.count(503)
     finally:
         await span.close()
@@ -134,7 +145,8 @@ async def test_a_hung_database_gives_503_within_the_timeouts_and_the_service_res
             response, FIGURES[f"hung: 503 for GET {path}"] = await _timed(client.get(path, headers=headers))
             _unavailable(response)
         response, FIGURES["hung: 503 for a write"] = await _timed(
-            client.put("/v1/customers/F3", json=customer_body(), headers=headers))
+            client.put("/v1/customers/F3", json=customer_body(), headers=headers)
+        )
         _unavailable(response)
         ready, FIGURES["hung: 503 from /readyz"] = await _timed(client.get("/readyz"))
         assert ready.status_code == 503
@@ -142,8 +154,9 @@ async def test_a_hung_database_gives_503_within_the_timeouts_and_the_service_res
         # pooled connection made stale by the first timeout is closed on its next checkout, which SQLAlchemy gives
         # 2 s to close politely.
         assert max(value for name, value in FIGURES.items() if name.startswith("hung")) < TIMEOUT_S + 2 + 1
-        burst, FIGURES["hung: 12 concurrent requests all answered 503"] = await _timed(asyncio.gather(
-            *(client.get(READS[i % 3], headers=headers) for i in range(12))))
+        burst, FIGURES["hung: 12 concurrent requests all answered 503"] = await _timed(
+            asyncio.gather(*(client.get(READS[i % 3], headers=headers) for i in range(12)))
+        )
         for response in burst:
             _unavailable(response)
         # at most: waiting for a pooled connection, then as above
@@ -162,8 +175,9 @@ async def test_a_hung_database_gives_503_within_the_timeouts_and_the_service_res
 async def test_guessed_keys_from_one_address_get_429_whatever_x_forwarded_for_says(served):
     statuses = []
     for i in range(25):
-        response = await served.client.get("/v1/products", headers={
-            "X-API-Key": f"tw_{i:012x}_{'x' * 43}", "X-Forwarded-For": f"198.51.100.{i}"})
+        response = await served.client.get(
+            "/v1/products", headers={"X-API-Key": f"tw_{i:012x}_{'x' * 43}", "X-Forwarded-For": f"198.51.100.{i}"}
+        )
         statuses.append(response.status_code)
     assert statuses[:20] == [401] * 20 and statuses[20:] == [429] * 5
     assert (await served.client.get("/v1/products", headers=served.headers)).status_code == 200

@@ -9,31 +9,42 @@ from tests.feedback.test_surveys import features
 
 
 def complaint(event_id: str, customer: str, category: str = "fees", days_ago: float | None = None, **extra) -> dict:
-    body = {"event_id": event_id, "customer_id": customer, "category": category, "channel": "phone",
-            "description": f"Complaint {event_id}", **extra}
+    body = {
+        "event_id": event_id,
+        "customer_id": customer,
+        "category": category,
+        "channel": "phone",
+        "description": f"Complaint {event_id}",
+        **extra,
+    }
     if days_ago is not None:
         body["opened_at"] = (datetime.now(UTC) - timedelta(days=days_ago)).isoformat()
     return body
 
 
 async def move(client, as_role, complaint_id: int, to: str, note: str | None = None, role: str = "admin"):
-    return await client.post(f"/v1/feedback/complaints/{complaint_id}/transitions", headers=as_role(role),
-                             json={"to": to, "note": note})
+    return await client.post(
+        f"/v1/feedback/complaints/{complaint_id}/transitions", headers=as_role(role), json={"to": to, "note": note}
+    )
 
 
 async def test_complaint_lifecycle_with_history_and_409_on_invalid_moves(client, as_role, session, caplog):
     await make_customer(client, as_role, "K1")
     secret = "Card skimmed at ATM on Main St; PIN 4321"
     with caplog.at_level(logging.DEBUG):
-        opened = await client.post("/v1/feedback/complaints", headers=as_role("app"),
-                                   json=complaint("k-1", "K1", "fraud", days_ago=3, description=secret))
+        opened = await client.post(
+            "/v1/feedback/complaints",
+            headers=as_role("app"),
+            json=complaint("k-1", "K1", "fraud", days_ago=3, description=secret),
+        )
     assert opened.status_code == 201, opened.text
     assert secret not in caplog.text
     body = opened.json()
     cid = body["id"]
     assert (body["status"], body["description"], body["customer_id"]) == ("open", secret, "K1")
-    retried = await client.post("/v1/feedback/complaints", headers=as_role("app"),
-                                json=complaint("k-1", "K1", "fraud", description=secret))
+    retried = await client.post(
+        "/v1/feedback/complaints", headers=as_role("app"), json=complaint("k-1", "K1", "fraud", description=secret)
+    )
     assert retried.status_code == 200 and retried.json()["id"] == cid
     assert (await features(session, "K1"))["open_complaints"] == 1
 
@@ -56,17 +67,18 @@ async def test_complaint_lifecycle_with_history_and_409_on_invalid_moves(client,
     assert (await client.get(f"/v1/feedback/complaints/{cid}", headers=as_role("app"))).status_code == 403
     detail = (await client.get(f"/v1/feedback/complaints/{cid}", headers=as_role("admin"))).json()
     history = [(h["from_status"], h["to_status"], h["actor"], h["note"]) for h in detail["history"]]
-    assert history == [(None, "open", "test-app", None),
-                       ("open", "in_progress", "test-admin", "assigned to fraud team"),
-                       ("in_progress", "resolved", "test-admin", "card reissued, money returned"),
-                       ("resolved", "closed", "test-admin", None),
-                       ("closed", "open", "test-admin", "charged again")]
+    assert history == [
+        (None, "open", "test-app", None),
+        ("open", "in_progress", "test-admin", "assigned to fraud team"),
+        ("in_progress", "resolved", "test-admin", "card reissued, money returned"),
+        ("resolved", "closed", "test-admin", None),
+        ("closed", "open", "test-admin", "charged again"),
+    ]
     times = [h["at"] for h in detail["history"]]
     assert times == sorted(times)
     assert (await client.get("/v1/feedback/complaints/999999999", headers=as_role("admin"))).status_code == 404
     assert (await move(client, as_role, 999999999, "resolved")).status_code == 404
-    bad = await client.post("/v1/feedback/complaints", headers=as_role("app"),
-                            json=complaint("k-2", "K1", "weather"))
+    bad = await client.post("/v1/feedback/complaints", headers=as_role("app"), json=complaint("k-2", "K1", "weather"))
     assert bad.status_code == 422 and bad.json()["errors"][0]["pointer"] == "/category"
 
 
@@ -74,10 +86,17 @@ async def test_complaints_list_with_filters_and_cursor(client, as_role):
     await make_customer(client, as_role, "K2")
     await make_customer(client, as_role, "K3")
     ids = []
-    for event_id, customer, category, days_ago in (("a", "K2", "fees", 10), ("b", "K2", "app", 5),
-                                                   ("c", "K3", "fees", 2), ("d", "K3", "service", 1)):
-        response = await client.post("/v1/feedback/complaints", headers=as_role("app"),
-                                     json=complaint(event_id, customer, category, days_ago=days_ago))
+    for event_id, customer, category, days_ago in (
+        ("a", "K2", "fees", 10),
+        ("b", "K2", "app", 5),
+        ("c", "K3", "fees", 2),
+        ("d", "K3", "service", 1),
+    ):
+        response = await client.post(
+            "/v1/feedback/complaints",
+            headers=as_role("app"),
+            json=complaint(event_id, customer, category, days_ago=days_ago),
+        )
         ids.append(response.json()["id"])
     await move(client, as_role, ids[2], "in_progress")
 
@@ -96,5 +115,6 @@ async def test_complaints_list_with_filters_and_cursor(client, as_role):
     assert [c["event_id"] for c in first["items"]][-3:] == ["a", "b", "c"] and first["next_cursor"]
     rest = await listed(limit=3, cursor=first["next_cursor"])
     assert rest == ["d"]
-    assert (await client.get("/v1/feedback/complaints", params={"status": "lost"},
-                             headers=as_role("admin"))).status_code == 422
+    assert (
+        await client.get("/v1/feedback/complaints", params={"status": "lost"}, headers=as_role("admin"))
+    ).status_code == 422

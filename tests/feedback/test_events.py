@@ -24,11 +24,17 @@ async def customers(client, as_role, session):
 
 
 async def stats(session, product: str) -> dict:
-    row = (await session.execute(text(
-        "SELECT count(*) AS shards, coalesce(sum(impressions), 0) AS impressions,"
-        " coalesce(sum(clicks), 0) AS clicks,"
-        " coalesce(sum(accepts), 0) AS accepts, coalesce(sum(dismisses), 0) AS dismisses,"
-        " coalesce(sum(converts), 0) AS converts FROM propensity_stat WHERE product_code = :p"), {"p": product})).one()
+    row = (
+        await session.execute(
+            text(
+                "SELECT count(*) AS shards, coalesce(sum(impressions), 0) AS impressions,"
+                " coalesce(sum(clicks), 0) AS clicks,"
+                " coalesce(sum(accepts), 0) AS accepts, coalesce(sum(dismisses), 0) AS dismisses,"
+                " coalesce(sum(converts), 0) AS converts FROM propensity_stat WHERE product_code = :p"
+            ),
+            {"p": product},
+        )
+    ).one()
     return dict(row._mapping)
 
 
@@ -40,8 +46,12 @@ async def post(client, as_role, events: list[dict]):
 
 async def test_events_are_counted_once_and_a_retried_batch_changes_nothing(client, as_role, session, customers):
     fund, cover = await serve_items(session, "F1", ["balanced_fund", "life_insurance"], tier_code="gold")
-    batch = [event("e1", fund, "F1", "impression"), event("e2", fund, "F1", "click"),
-             event("e3", cover, "F1", "impression"), event("e4", cover, "F1", "dismiss")]
+    batch = [
+        event("e1", fund, "F1", "impression"),
+        event("e2", fund, "F1", "click"),
+        event("e3", cover, "F1", "impression"),
+        event("e4", cover, "F1", "dismiss"),
+    ]
     first = await post(client, as_role, batch)
     assert first == {"received": 4, "accepted": 4, "duplicates": 0, "rejected": 0, "rejections": []}
     expected = {"impressions": 1, "clicks": 1, "accepts": 0, "dismisses": 0, "converts": 0}
@@ -50,8 +60,11 @@ async def test_events_are_counted_once_and_a_retried_batch_changes_nothing(clien
     assert again == {"received": 4, "accepted": 0, "duplicates": 4, "rejected": 0, "rejections": []}
     assert (await stats(session, "balanced_fund"))["impressions"] == 1
     assert (await stats(session, "life_insurance"))["dismisses"] == 1
-    stored = (await session.execute(text(
-        "SELECT product_code, tier_code, channel, strategy FROM feedback_event WHERE event_id = 'e1'"))).one()
+    stored = (
+        await session.execute(
+            text("SELECT product_code, tier_code, channel, strategy FROM feedback_event WHERE event_id = 'e1'")
+        )
+    ).one()
     assert tuple(stored) == ("balanced_fund", "gold", "mobile", "personalised")  # channel from the served list
     tiers = (await session.execute(text("SELECT DISTINCT tier_code FROM propensity_stat"))).scalars().all()
     assert tiers == ["gold"]
@@ -96,14 +109,23 @@ async def test_a_batch_of_wrong_shape_is_refused_whole(client, as_role, customer
 async def test_late_and_out_of_order_events_count_once_and_the_same(client, as_role, session, customers):
     items = await serve_items(session, "F1", ["balanced_fund"] * 1 + ["equity_fund"])
     fund, equity = items
-    in_order = [event("o1", fund, "F1", "impression", 50), event("o2", fund, "F1", "click", 40),
-                event("o3", fund, "F1", "accept", 30), event("o4", equity, "F1", "impression", 20)]
+    in_order = [
+        event("o1", fund, "F1", "impression", 50),
+        event("o2", fund, "F1", "click", 40),
+        event("o3", fund, "F1", "accept", 30),
+        event("o4", equity, "F1", "impression", 20),
+    ]
     # the later events arrive first, the earliest one a batch later (and once more, as a retry)
     await post(client, as_role, list(reversed(in_order[1:])))
     late = await post(client, as_role, [in_order[0], in_order[2]])
     assert (late["accepted"], late["duplicates"]) == (1, 1)
     assert {k: v for k, v in (await stats(session, "balanced_fund")).items() if k != "shards"} == {
-        "impressions": 1, "clicks": 1, "accepts": 1, "dismisses": 0, "converts": 0}
+        "impressions": 1,
+        "clicks": 1,
+        "accepts": 1,
+        "dismisses": 0,
+        "converts": 0,
+    }
     report = await client.get("/v1/reports/recommendation-funnel", headers=as_role("admin"))
     row = next(r for r in report.json()["rows"] if r["product_code"] == "balanced_fund")
     assert (row["impressions"], row["clicks"], row["accepts"], row["conversions"]) == (1, 1, 1, 0)
@@ -111,9 +133,15 @@ async def test_late_and_out_of_order_events_count_once_and_the_same(client, as_r
 
 async def test_a_conversion_records_the_holding_once_and_refreshes_tiers(client, as_role, session, customers):
     (fund,) = await serve_items(session, "F1", ["balanced_fund"])
-    result = await post(client, as_role, [event("c1", fund, "F1", "accept", 30),
-                                          event("c2", fund, "F1", "convert", 20),
-                                          event("c3", fund, "F1", "convert", 10)])
+    result = await post(
+        client,
+        as_role,
+        [
+            event("c1", fund, "F1", "accept", 30),
+            event("c2", fund, "F1", "convert", 20),
+            event("c3", fund, "F1", "convert", 10),
+        ],
+    )
     assert result["accepted"] == 3
     holdings = (await client.get("/v1/customers/F1/holdings", headers=as_role("app"))).json()["holdings"]
     fund_holding = next(h for h in holdings if h["product_code"] == "balanced_fund")
@@ -129,23 +157,47 @@ async def test_raced_retries_count_once(engine, session):
     tag = uuid.uuid4().hex[:8]
     product, external_id, recommendation = f"race_{tag}", f"RACE{tag}", uuid.uuid4()
     async with engine.begin() as conn:
-        await conn.execute(text("INSERT INTO product (code, name, category, risk_level, channels) "
-                                "VALUES (:p, 'Race fund', 'fund', 3, '{mobile}')"), {"p": product})
-        customer_id = await conn.scalar(text(
-            "INSERT INTO customer (external_id, segment, onboarded_at) VALUES (:e, 'retail', now()) RETURNING id"),
-            {"e": external_id})
-        list_id = await conn.scalar(text(
-            "INSERT INTO recommendation_list (customer_id, channel, strategy, tier_code) "
-            "VALUES (:c, 'mobile', 'personalised', 'race') RETURNING id"), {"c": customer_id})
-        await conn.execute(text(
-            "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, tier_code,"
-            " rank,"
-            " score, propensity, strategy, reasons) VALUES (:r, :l, :c, :p, 'race', 1, 0.5, 0.1, 'personalised',"
-            " '[]')"), {"r": recommendation, "l": list_id, "c": customer_id, "p": product})
+        await conn.execute(
+            text(
+                "INSERT INTO product (code, name, category, risk_level, channels) "
+                "VALUES (:p, 'Race fund', 'fund', 3, '{mobile}')"
+            ),
+            {"p": product},
+        )
+        customer_id = await conn.scalar(
+            text("INSERT INTO customer (external_id, segment, onboarded_at) VALUES (:e, 'retail', now()) RETURNING id"),
+            {"e": external_id},
+        )
+        list_id = await conn.scalar(
+            text(
+                "INSERT INTO recommendation_list (customer_id, channel, strategy, tier_code) "
+                "VALUES (:c, 'mobile', 'personalised', 'race') RETURNING id"
+            ),
+            {"c": customer_id},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, tier_code,"
+                " rank,"
+                " score, propensity, strategy, reasons) VALUES (:r, :l, :c, :p, 'race', 1, 0.5, 0.1, 'personalised',"
+                " '[]')"
+            ),
+            {"r": recommendation, "l": list_id, "c": customer_id, "p": product},
+        )
     now = datetime.now(UTC)
-    events = [(i, FeedbackEventIn(event_id=f"r{i}", recommendation_id=recommendation, customer_id=external_id,
-                                  type="impression" if i % 2 else "click", occurred_at=now - timedelta(minutes=i)))
-              for i in range(200)]
+    events = [
+        (
+            i,
+            FeedbackEventIn(
+                event_id=f"r{i}",
+                recommendation_id=recommendation,
+                customer_id=external_id,
+                type="impression" if i % 2 else "click",
+                occurred_at=now - timedelta(minutes=i),
+            ),
+        )
+        for i in range(200)
+    ]
     sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def deliver() -> int:
@@ -158,11 +210,15 @@ async def test_raced_retries_count_once(engine, session):
         accepted = await asyncio.gather(deliver(), deliver(), deliver())
         assert sorted(accepted) == [0, 0, 200]
         async with engine.connect() as conn:
-            counts = (await conn.execute(text(
-                "SELECT sum(impressions), sum(clicks) FROM propensity_stat WHERE product_code = :p"),
-                {"p": product})).one()
-            stored = await conn.scalar(text("SELECT count(*) FROM feedback_event WHERE customer_id = :c"),
-                                       {"c": customer_id})
+            counts = (
+                await conn.execute(
+                    text("SELECT sum(impressions), sum(clicks) FROM propensity_stat WHERE product_code = :p"),
+                    {"p": product},
+                )
+            ).one()
+            stored = await conn.scalar(
+                text("SELECT count(*) FROM feedback_event WHERE customer_id = :c"), {"c": customer_id}
+            )
         assert tuple(counts) == (100, 100) and stored == 200
     finally:
         async with engine.begin() as conn:

@@ -13,19 +13,38 @@ from tests.feedback.helpers import make_customer
 
 
 def survey(event_id: str, customer: str, kind: str, score: int, days_ago: float = 1, **extra) -> dict:
-    return {"event_id": event_id, "customer_id": customer, "kind": kind, "score": score, "channel": "mobile",
-            "touchpoint": "app_rating_prompt",
-            "occurred_at": (datetime.now(UTC) - timedelta(days=days_ago)).isoformat(), **extra}
+    return {
+        "event_id": event_id,
+        "customer_id": customer,
+        "kind": kind,
+        "score": score,
+        "channel": "mobile",
+        "touchpoint": "app_rating_prompt",
+        "occurred_at": (datetime.now(UTC) - timedelta(days=days_ago)).isoformat(),
+        **extra,
+    }
 
 
 async def features(session, external_id: str) -> dict:
-    row = (await session.execute(text(
-        "SELECT f.nps_latest, f.is_promoter, f.is_detractor, f.csat_avg, f.open_complaints, "
-        "f.days_to_resolve_avg "
-        "FROM customer c, customer_features_for(ARRAY[c.id]) f WHERE c.external_id = :e"), {"e": external_id})).one()
-    view = (await session.execute(text(
-        "SELECT nps_latest, is_promoter, is_detractor, csat_avg, open_complaints, days_to_resolve_avg "
-        "FROM customer_features WHERE external_id = :e"), {"e": external_id})).one()
+    row = (
+        await session.execute(
+            text(
+                "SELECT f.nps_latest, f.is_promoter, f.is_detractor, f.csat_avg, f.open_complaints, "
+                "f.days_to_resolve_avg "
+                "FROM customer c, customer_features_for(ARRAY[c.id]) f WHERE c.external_id = :e"
+            ),
+            {"e": external_id},
+        )
+    ).one()
+    view = (
+        await session.execute(
+            text(
+                "SELECT nps_latest, is_promoter, is_detractor, csat_avg, open_complaints, days_to_resolve_avg "
+                "FROM customer_features WHERE external_id = :e"
+            ),
+            {"e": external_id},
+        )
+    ).one()
     assert tuple(row) == tuple(view)  # one SELECT, two uses: the view and the function agree
     return dict(row._mapping)
 
@@ -34,11 +53,13 @@ async def test_survey_is_stored_once_and_its_comment_returned_but_never_logged(c
     await make_customer(client, as_role, "S1")
     secret = "My adviser was rude, account 123-456"
     with caplog.at_level(logging.DEBUG):
-        created = await client.post("/v1/feedback/surveys", headers=as_role("app"),
-                                     json=survey("s-1", "S1", "nps", 4, comment=secret))
+        created = await client.post(
+            "/v1/feedback/surveys", headers=as_role("app"), json=survey("s-1", "S1", "nps", 4, comment=secret)
+        )
         assert created.status_code == 201, created.text
-        retried = await client.post("/v1/feedback/surveys", headers=as_role("app"),
-                                    json=survey("s-1", "S1", "nps", 4, comment=secret))
+        retried = await client.post(
+            "/v1/feedback/surveys", headers=as_role("app"), json=survey("s-1", "S1", "nps", 4, comment=secret)
+        )
     assert retried.status_code == 200 and retried.json()["id"] == created.json()["id"]
     assert created.json()["comment"] == secret and created.json()["customer_id"] == "S1"
     assert secret not in caplog.text
@@ -49,8 +70,13 @@ async def test_survey_is_stored_once_and_its_comment_returned_but_never_logged(c
 
 async def test_survey_validation(client, as_role):
     await make_customer(client, as_role, "S2")
-    bad = [survey("b1", "S2", "csat", 7), survey("b2", "S2", "nps", 11), survey("b3", "S2", "nps", -1),
-           survey("b4", "S2", "nps", 5, comment="x" * 2001), survey("b5", "S2", "nps", 5, days_ago=-1)]
+    bad = [
+        survey("b1", "S2", "csat", 7),
+        survey("b2", "S2", "nps", 11),
+        survey("b3", "S2", "nps", -1),
+        survey("b4", "S2", "nps", 5, comment="x" * 2001),
+        survey("b5", "S2", "nps", 5, days_ago=-1),
+    ]
     for body in bad:
         response = await client.post("/v1/feedback/surveys", headers=as_role("app"), json=body)
         assert response.status_code == 422, body
@@ -60,10 +86,21 @@ async def test_survey_validation(client, as_role):
 
 async def test_latest_nps_by_time_and_average_csat_become_attributes(client, as_role, session):
     await make_customer(client, as_role, "S3")
-    assert await features(session, "S3") == {"nps_latest": None, "is_promoter": False, "is_detractor": False,
-                                             "csat_avg": None, "open_complaints": 0, "days_to_resolve_avg": None}
-    for body in (survey("n-new", "S3", "nps", 10, days_ago=1), survey("n-old", "S3", "nps", 2, days_ago=5),
-                 survey("c1", "S3", "csat", 4), survey("c2", "S3", "csat", 5), survey("c3", "S3", "csat", 5)):
+    assert await features(session, "S3") == {
+        "nps_latest": None,
+        "is_promoter": False,
+        "is_detractor": False,
+        "csat_avg": None,
+        "open_complaints": 0,
+        "days_to_resolve_avg": None,
+    }
+    for body in (
+        survey("n-new", "S3", "nps", 10, days_ago=1),
+        survey("n-old", "S3", "nps", 2, days_ago=5),
+        survey("c1", "S3", "csat", 4),
+        survey("c2", "S3", "csat", 5),
+        survey("c3", "S3", "csat", 5),
+    ):
         response = await client.post("/v1/feedback/surveys", headers=as_role("app"), json=body)
         assert response.status_code == 201, response.text
     got = await features(session, "S3")
@@ -85,16 +122,39 @@ async def loyalty(client, as_role, session):
 async def make_loyal_customer(client, as_role, external_id: str, referrals: int) -> None:
     await make_customer(client, as_role, external_id, onboarded_at="2015-03-01T10:00:00Z")
     today = date.today().isoformat()
-    response = await client.put(f"/v1/customers/{external_id}/holdings", headers=as_role("integration"), json={
-        "holdings": [{"product_code": code, "balance": "1000.00", "as_of": today}
-                     for code in ("current_account", "savings_account", "balanced_fund", "life_insurance")]})
+    response = await client.put(
+        f"/v1/customers/{external_id}/holdings",
+        headers=as_role("integration"),
+        json={
+            "holdings": [
+                {"product_code": code, "balance": "1000.00", "as_of": today}
+                for code in ("current_account", "savings_account", "balanced_fund", "life_insurance")
+            ]
+        },
+    )
     assert response.status_code == 200, response.text
     now = datetime.now(UTC)
-    events = [{"type": "transaction", "event_id": f"{external_id}-t{i}", "customer_id": external_id,
-               "occurred_at": (now - timedelta(days=i + 1)).isoformat(), "amount": "25.00", "direction": "debit",
-               "channel": "card"} for i in range(12)]
-    events += [{"type": "referral", "event_id": f"{external_id}-r{i}", "customer_id": external_id,
-                "occurred_at": (now - timedelta(days=3)).isoformat()} for i in range(referrals)]
+    events = [
+        {
+            "type": "transaction",
+            "event_id": f"{external_id}-t{i}",
+            "customer_id": external_id,
+            "occurred_at": (now - timedelta(days=i + 1)).isoformat(),
+            "amount": "25.00",
+            "direction": "debit",
+            "channel": "card",
+        }
+        for i in range(12)
+    ]
+    events += [
+        {
+            "type": "referral",
+            "event_id": f"{external_id}-r{i}",
+            "customer_id": external_id,
+            "occurred_at": (now - timedelta(days=3)).isoformat(),
+        }
+        for i in range(referrals)
+    ]
     response = await client.post("/v1/events", json={"events": events}, headers=as_role("integration"))
     assert response.status_code == 200, response.text
 
@@ -113,8 +173,9 @@ async def test_a_survey_changes_the_loyalty_tier(client, as_role, loyalty):
     assert detractor.status_code == 201
     tier = await loyalty_tier(client, as_role, "L1")
     assert tier["qualified_tier"] == "core" and tier["at_risk"] is True  # a downgrade waits out its grace
-    promoter = await client.post("/v1/feedback/surveys", headers=as_role("app"),
-                                 json=survey("l1-b", "L1", "nps", 9, days_ago=0.5))
+    promoter = await client.post(
+        "/v1/feedback/surveys", headers=as_role("app"), json=survey("l1-b", "L1", "nps", 9, days_ago=0.5)
+    )
     assert promoter.status_code == 201
     tier = await loyalty_tier(client, as_role, "L1")
     assert (tier["tier"], tier["qualified_tier"], tier["at_risk"]) == ("iron_fan", "iron_fan", False)
@@ -126,12 +187,18 @@ async def test_a_promoter_answer_upgrades_at_once_and_an_open_complaint_holds_it
     response = await client.post("/v1/feedback/surveys", headers=as_role("app"), json=survey("l2-a", "L2", "nps", 10))
     assert response.status_code == 201
     assert (await loyalty_tier(client, as_role, "L2"))["tier"] == "iron_fan"
-    complaint = await client.post("/v1/feedback/complaints", headers=as_role("app"), json={
-        "event_id": "l2-c", "customer_id": "L2", "category": "fees", "channel": "phone", "description": "Fee"})
+    complaint = await client.post(
+        "/v1/feedback/complaints",
+        headers=as_role("app"),
+        json={"event_id": "l2-c", "customer_id": "L2", "category": "fees", "channel": "phone", "description": "Fee"},
+    )
     assert complaint.status_code == 201
     assert (await loyalty_tier(client, as_role, "L2"))["qualified_tier"] == "core"
-    resolved = await client.post(f"/v1/feedback/complaints/{complaint.json()['id']}/transitions",
-                                 headers=as_role("admin"), json={"to": "resolved", "note": "refunded"})
+    resolved = await client.post(
+        f"/v1/feedback/complaints/{complaint.json()['id']}/transitions",
+        headers=as_role("admin"),
+        json={"to": "resolved", "note": "refunded"},
+    )
     assert resolved.status_code == 200
     tier = await loyalty_tier(client, as_role, "L2")
     assert (tier["tier"], tier["qualified_tier"]) == ("iron_fan", "iron_fan")

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.apikeys import service as apikeys_service
 from app.core.db import create_sessionmaker
 from app.core.migrations import upgrade_to_head
-from tests.factories import ENCRYPTION_KEY
 from bench.harness import free_port
+from tests.factories import ENCRYPTION_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 PEPPER = "live-pepper-0123456789"
@@ -49,8 +49,9 @@ async def _make_keys(url: str) -> dict[str, str]:
     engine = create_async_engine(url)
     try:
         async with create_sessionmaker(engine)() as session:
-            keys = {role: (await apikeys_service.create_api_key(session, f"live-{role}", role, PEPPER))[1]
-                    for role in ROLES}
+            keys = {
+                role: (await apikeys_service.create_api_key(session, f"live-{role}", role, PEPPER))[1] for role in ROLES
+            }
             await session.commit()
             return keys
     finally:
@@ -64,13 +65,20 @@ async def live_server(database_url: str, log_dir: Path, **env: str) -> AsyncIter
     keys = await _make_keys(database_url)
     port = free_port()
     log_file = log_dir / f"tierwise-{port}.log"
-    environment = {**os.environ, "TIERWISE_DATABASE_URL": plain_url(database_url), "TIERWISE_API_KEY_PEPPER": PEPPER,
-                   "TIERWISE_ENVIRONMENT": "production", "TIERWISE_ENCRYPTION_KEY": ENCRYPTION_KEY,
-                   "TIERWISE_PORT": str(port), "TIERWISE_LOG_LEVEL": "DEBUG",
-                   **env}
+    environment = {
+        **os.environ,
+        "TIERWISE_DATABASE_URL": plain_url(database_url),
+        "TIERWISE_API_KEY_PEPPER": PEPPER,
+        "TIERWISE_ENVIRONMENT": "production",
+        "TIERWISE_ENCRYPTION_KEY": ENCRYPTION_KEY,
+        "TIERWISE_PORT": str(port),
+        "TIERWISE_LOG_LEVEL": "DEBUG",
+        **env,
+    }
     with log_file.open("wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=environment, cwd=ROOT,
-                                   stdout=stderr, stderr=stderr)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve"], env=environment, cwd=ROOT, stdout=stderr, stderr=stderr
+        )
     server = LiveServer(f"http://127.0.0.1:{port}", keys, database_url, log_file, process)
     try:
         async with httpx.AsyncClient(base_url=server.base, timeout=5) as client:

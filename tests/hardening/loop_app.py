@@ -30,18 +30,21 @@ class RolledBackApp:
         self.requests = 0
 
     async def _create_engine(self, url: str):
-        return create_async_engine(url, pool_size=2, hide_parameters=True,
-                                   connect_args={"server_settings": server_settings(self.settings)})
+        return create_async_engine(
+            url, pool_size=2, hide_parameters=True, connect_args={"server_settings": server_settings(self.settings)}
+        )
 
     def run(self, coroutine: Awaitable, timeout: float = 60) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def seed(self, fill: Callable[[AsyncSession], Awaitable[None]]) -> None:
         """Commit data every later request sees."""
+
         async def go() -> None:
             async with async_sessionmaker(self.engine, expire_on_commit=False)() as session:
                 await fill(session)
                 await session.commit()
+
         self.run(go())
 
     def request(self, role: str, *, with_key: bool = True, **kwargs: Any) -> httpx.Response:
@@ -54,11 +57,13 @@ class RolledBackApp:
         async with self.engine.connect() as connection:
             transaction = await connection.begin()
             try:
-                sessionmaker = async_sessionmaker(bind=connection, join_transaction_mode="create_savepoint",
-                                                  expire_on_commit=False, autoflush=False)
+                sessionmaker = async_sessionmaker(
+                    bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False, autoflush=False
+                )
                 async with sessionmaker() as session:
-                    _, key = await apikeys_service.create_api_key(session, f"fuzz-{role}", role,
-                                                                  self.settings.api_key_pepper)
+                    _, key = await apikeys_service.create_api_key(
+                        session, f"fuzz-{role}", role, self.settings.api_key_pepper
+                    )
                     await session.commit()
                 self.app.state.sessionmaker = sessionmaker
                 headers = {**kwargs.pop("headers", {}), **({"X-API-Key": key} if with_key else {})}

@@ -7,8 +7,14 @@ from datetime import UTC, datetime, timedelta
 from app.tiering.policies import default_policies
 from tests.factories import customer_body
 
-PRODUCT = {"code": "audit-td", "name": "Audit deposit", "category": "deposit", "risk_level": 1,
-           "min_amount": "1000.00", "channels": ["mobile", "web"]}
+PRODUCT = {
+    "code": "audit-td",
+    "name": "Audit deposit",
+    "category": "deposit",
+    "risk_level": 1,
+    "min_amount": "1000.00",
+    "channels": ["mobile", "web"],
+}
 
 
 async def _audit(client, admin, **params) -> list[dict]:
@@ -67,17 +73,23 @@ async def test_policy_lifecycle_and_overrides_are_audited_without_personal_data(
     assert (await client.post("/v1/tier-policies/wealth/versions/2/activate", headers=admin)).status_code == 200
 
     name = "Quentin Auditworthy"
-    assert (await client.put("/v1/customers/AUD-1", json=customer_body(display_name=name),
-                             headers=as_role("integration"))).status_code == 201
+    assert (
+        await client.put("/v1/customers/AUD-1", json=customer_body(display_name=name), headers=as_role("integration"))
+    ).status_code == 201
     reason = "Private client of Quentin Auditworthy"
-    put = await client.put("/v1/customers/AUD-1/tiers/wealth/override", headers=admin,
-                           json={"tier": "private", "reason": reason})
+    put = await client.put(
+        "/v1/customers/AUD-1/tiers/wealth/override", headers=admin, json={"tier": "private", "reason": reason}
+    )
     assert put.status_code == 200, put.text
     assert (await client.delete("/v1/customers/AUD-1/tiers/wealth/override", headers=admin)).status_code == 200
 
     policy_events = await _audit(client, admin, entity="policy", entity_key="wealth")
-    assert [e["action"] for e in policy_events] == ["policy.activate", "policy.version_create", "policy.activate",
-                                                    "policy.create"]
+    assert [e["action"] for e in policy_events] == [
+        "policy.activate",
+        "policy.version_create",
+        "policy.activate",
+        "policy.create",
+    ]
     assert policy_events[0]["before"] == {"active_version": 1} and policy_events[0]["after"] == {"active_version": 2}
     assert policy_events[2]["before"] == {"active_version": None}
     assert policy_events[3]["after"]["tiers"][0]["code"] == "private"

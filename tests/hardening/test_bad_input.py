@@ -3,11 +3,24 @@
 import pytest
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("PUT", "/v1/attributes/custom/nul_probe", {"type": "string", "description": "before\u0000after"}),
-    ("POST", "/v1/products", {"code": "nul-probe", "name": "Nul\u0000Product", "category": "deposit",
-                              "risk_level": 1, "min_amount": "0", "channels": ["mobile"]}),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PUT", "/v1/attributes/custom/nul_probe", {"type": "string", "description": "before\u0000after"}),
+        (
+            "POST",
+            "/v1/products",
+            {
+                "code": "nul-probe",
+                "name": "Nul\u0000Product",
+                "category": "deposit",
+                "risk_level": 1,
+                "min_amount": "0",
+                "channels": ["mobile"],
+            },
+        ),
+    ],
+)
 async def test_a_nul_character_in_text_is_a_422(client, as_role, method, path, body):
     response = await client.request(method, path, json=body, headers=as_role("admin"))
     assert response.status_code == 422, response.text

@@ -24,13 +24,21 @@ async def committed(engine, test_settings):
     sessionmaker = create_sessionmaker(engine)
     tag = uuid.uuid4().hex[:8]
     async with sessionmaker() as session:
-        made = {role: await apikeys_service.create_api_key(session, f"race-{role}-{tag}", role,
-                                                           test_settings.api_key_pepper)
-                for role in ("integration", "admin")}
+        made = {
+            role: await apikeys_service.create_api_key(
+                session, f"race-{role}-{tag}", role, test_settings.api_key_pepper
+            )
+            for role in ("integration", "admin")
+        }
         await session.commit()
     app = create_app(test_settings, sessionmaker=sessionmaker)
-    state = {"app": app, "tag": tag, "headers": {role: {"X-API-Key": key} for role, (_, key) in made.items()},
-             "customers": [], "policies": []}
+    state = {
+        "app": app,
+        "tag": tag,
+        "headers": {role: {"X-API-Key": key} for role, (_, key) in made.items()},
+        "customers": [],
+        "policies": [],
+    }
     yield state
     async with engine.begin() as conn:
         await conn.execute(text("DELETE FROM customer WHERE external_id = ANY(:ids)"), {"ids": state["customers"]})
@@ -40,8 +48,14 @@ async def committed(engine, test_settings):
 
 
 def _clients(app, n: int) -> list[httpx.AsyncClient]:
-    return [httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-                              base_url="http://tierwise.test", timeout=30) for _ in range(n)]
+    return [
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+            base_url="http://tierwise.test",
+            timeout=30,
+        )
+        for _ in range(n)
+    ]
 
 
 async def _all_at_once(app, n: int, call) -> list[httpx.Response]:
@@ -57,8 +71,13 @@ async def test_concurrent_upserts_of_one_customer_make_one_row_one_201(committed
     external_id = f"RACE-{committed['tag']}"
     committed["customers"].append(external_id)
     headers = committed["headers"]["integration"]
-    responses = await _all_at_once(committed["app"], CLIENTS, lambda c: c.put(
-        f"/v1/customers/{external_id}", json=customer_body(display_name="Race Person"), headers=headers))
+    responses = await _all_at_once(
+        committed["app"],
+        CLIENTS,
+        lambda c: c.put(
+            f"/v1/customers/{external_id}", json=customer_body(display_name="Race Person"), headers=headers
+        ),
+    )
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] * (CLIENTS - 1) + [201], [r.text for r in responses if r.status_code >= 300]
     async with engine.connect() as conn:
@@ -78,14 +97,29 @@ async def test_concurrent_activation_of_two_versions_leaves_exactly_one_active(c
             assert added.status_code == 201, added.text
     for pair in ((1, 2), (3, 4), (2, 3)):  # drafts against drafts, then versions that have been active before
         versions = iter(pair)
-        responses = await _all_at_once(committed["app"], 2, lambda c, versions=versions: c.post(
-            f"/v1/tier-policies/{key}/versions/{next(versions)}/activate", headers=admin))
+        responses = await _all_at_once(
+            committed["app"],
+            2,
+            lambda c, versions=versions: c.post(
+                f"/v1/tier-policies/{key}/versions/{next(versions)}/activate", headers=admin
+            ),
+        )
         statuses = [r.status_code for r in responses]
         assert set(statuses) <= {200, 409} and 200 in statuses, [r.text for r in responses]
         async with engine.connect() as conn:
-            active = (await conn.execute(text(
-                "SELECT v.version FROM tier_policy_version v JOIN tier_policy p ON p.id = v.policy_id "
-                "WHERE p.key = :key AND v.status = 'active'"), {"key": key})).scalars().all()
+            active = (
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT v.version FROM tier_policy_version v JOIN tier_policy p ON p.id = v.policy_id "
+                            "WHERE p.key = :key AND v.status = 'active'"
+                        ),
+                        {"key": key},
+                    )
+                )
+                .scalars()
+                .all()
+            )
         assert len(active) == 1 and active[0] in pair
 
 
@@ -94,23 +128,44 @@ async def test_the_same_event_batch_sent_by_several_clients_is_counted_once(comm
     committed["customers"].append(external_id)
     headers = committed["headers"]["integration"]
     async with _clients(committed["app"], 1)[0] as client:
-        assert (await client.put(f"/v1/customers/{external_id}", json=customer_body(),
-                                 headers=headers)).status_code == 201
+        assert (
+            await client.put(f"/v1/customers/{external_id}", json=customer_body(), headers=headers)
+        ).status_code == 201
     when = datetime.now(UTC) - timedelta(hours=2)
-    events = [{"type": "transaction", "event_id": f"race-{committed['tag']}-{i}", "customer_id": external_id,
-               "occurred_at": (when + timedelta(seconds=i)).isoformat(), "amount": "10.00", "direction": "debit",
-               "channel": "card"} for i in range(50)]
-    events.append({"type": "login", "event_id": f"race-{committed['tag']}-login", "customer_id": external_id,
-                   "occurred_at": when.isoformat()})
-    responses = await _all_at_once(committed["app"], CLIENTS, lambda c: c.post(
-        "/v1/events", json={"events": events}, headers=headers))
+    events = [
+        {
+            "type": "transaction",
+            "event_id": f"race-{committed['tag']}-{i}",
+            "customer_id": external_id,
+            "occurred_at": (when + timedelta(seconds=i)).isoformat(),
+            "amount": "10.00",
+            "direction": "debit",
+            "channel": "card",
+        }
+        for i in range(50)
+    ]
+    events.append(
+        {
+            "type": "login",
+            "event_id": f"race-{committed['tag']}-login",
+            "customer_id": external_id,
+            "occurred_at": when.isoformat(),
+        }
+    )
+    responses = await _all_at_once(
+        committed["app"], CLIENTS, lambda c: c.post("/v1/events", json={"events": events}, headers=headers)
+    )
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
     assert sum(r.json()["recorded"] for r in responses) == len(events)
     assert sum(r.json()["duplicates"] for r in responses) == len(events) * (CLIENTS - 1)
     async with engine.connect() as conn:
-        stored = await conn.scalar(text(
-            "SELECT count(*) FROM customer_event e JOIN customer c ON c.id = e.customer_id "
-            "WHERE c.external_id = :id"), {"id": external_id})
+        stored = await conn.scalar(
+            text(
+                "SELECT count(*) FROM customer_event e JOIN customer c ON c.id = e.customer_id "
+                "WHERE c.external_id = :id"
+            ),
+            {"id": external_id},
+        )
     assert stored == len(events)
     async with _clients(committed["app"], 1)[0] as client:
         metrics = (await client.get(f"/v1/customers/{external_id}", headers=headers)).json()["metrics"]

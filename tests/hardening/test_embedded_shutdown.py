@@ -30,10 +30,16 @@ def _postgres_of(pgdata: Path) -> list[psutil.Process]:
 
 def _serve(data_dir: Path, port: int) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "TIERWISE_DATABASE_URL"}
-    env.update(TIERWISE_DATA_DIR=str(data_dir), TIERWISE_PORT=str(port), TIERWISE_LOG_LEVEL="WARNING",
-               TIERWISE_STATS_REFRESH_MINUTES="0", TIERWISE_OFFER_STATES_REFRESH_MINUTES="0")
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env.update(
+        TIERWISE_DATA_DIR=str(data_dir),
+        TIERWISE_PORT=str(port),
+        TIERWISE_LOG_LEVEL="WARNING",
+        TIERWISE_STATS_REFRESH_MINUTES="0",
+        TIERWISE_OFFER_STATES_REFRESH_MINUTES="0",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 def _wait_until_serving(server: subprocess.Popen, port: int) -> None:

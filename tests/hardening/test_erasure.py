@@ -18,10 +18,13 @@ NEEDLES = [EXTERNAL_ID, NAME, "Quixotic", BIRTH_DATE, ATTRIBUTE_VALUE, EVENT_ID,
 
 
 async def _columns(session) -> dict[str, list[str]]:
-    rows = await session.execute(text(
-        "SELECT c.table_name, c.column_name FROM information_schema.columns c "
-        "JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
-        "WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE' ORDER BY c.table_name, c.ordinal_position"))
+    rows = await session.execute(
+        text(
+            "SELECT c.table_name, c.column_name FROM information_schema.columns c "
+            "JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
+            "WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE' ORDER BY c.table_name, c.ordinal_position"
+        )
+    )
     tables: dict[str, list[str]] = {}
     for table, column in rows:
         tables.setdefault(table, []).append(column)
@@ -32,8 +35,9 @@ async def _where_found(session, needle: str) -> list[str]:
     found = []
     for table, columns in (await _columns(session)).items():
         for column in columns:
-            hits = await session.scalar(text(f'SELECT count(*) FROM "{table}" WHERE "{column}"::text LIKE :pattern'),
-                                        {"pattern": f"%{needle}%"})
+            hits = await session.scalar(
+                text(f'SELECT count(*) FROM "{table}" WHERE "{column}"::text LIKE :pattern'), {"pattern": f"%{needle}%"}
+            )
             if hits:
                 found.append(f"{table}.{column}")
     return found
@@ -44,35 +48,58 @@ async def test_erased_customer_leaves_no_personal_value_in_any_table(client, as_
     await add_products(session)
     await session.commit()
     for body in default_policies():
-        assert (await client.post("/v1/tier-policies", json=body.model_dump(mode="json", exclude_none=True),
-                                  headers=admin)).status_code == 201
-        assert (await client.post(f"/v1/tier-policies/{body.key}/versions/1/activate",
-                                  headers=admin)).status_code == 200
-    assert (await client.put("/v1/attributes/custom/favourite_branch", json={"type": "string"},
-                             headers=admin)).status_code == 200
+        assert (
+            await client.post("/v1/tier-policies", json=body.model_dump(mode="json", exclude_none=True), headers=admin)
+        ).status_code == 201
+        assert (
+            await client.post(f"/v1/tier-policies/{body.key}/versions/1/activate", headers=admin)
+        ).status_code == 200
+    assert (
+        await client.put("/v1/attributes/custom/favourite_branch", json={"type": "string"}, headers=admin)
+    ).status_code == 200
     profile = customer_body(display_name=NAME, birth_date=BIRTH_DATE, attributes={"favourite_branch": ATTRIBUTE_VALUE})
     assert (await client.put(f"/v1/customers/{EXTERNAL_ID}", json=profile, headers=integration)).status_code == 201
     today = date.today().isoformat()
-    holdings = {"holdings": [{"product_code": "savings_account", "balance": BALANCE, "as_of": today},
-                             {"product_code": "current_account", "balance": "1200.00", "as_of": today}]}
-    assert (await client.put(f"/v1/customers/{EXTERNAL_ID}/holdings", json=holdings,
-                             headers=integration)).status_code == 200
+    holdings = {
+        "holdings": [
+            {"product_code": "savings_account", "balance": BALANCE, "as_of": today},
+            {"product_code": "current_account", "balance": "1200.00", "as_of": today},
+        ]
+    }
+    assert (
+        await client.put(f"/v1/customers/{EXTERNAL_ID}/holdings", json=holdings, headers=integration)
+    ).status_code == 200
     when = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    events = {"events": [{"type": "transaction", "event_id": EVENT_ID, "customer_id": EXTERNAL_ID, "occurred_at": when,
-                          "amount": "54.90", "direction": "debit", "channel": "card"},
-                         {"type": "login", "event_id": EVENT_ID + "-l", "customer_id": EXTERNAL_ID,
-                          "occurred_at": when}]}
+    events = {
+        "events": [
+            {
+                "type": "transaction",
+                "event_id": EVENT_ID,
+                "customer_id": EXTERNAL_ID,
+                "occurred_at": when,
+                "amount": "54.90",
+                "direction": "debit",
+                "channel": "card",
+            },
+            {"type": "login", "event_id": EVENT_ID + "-l", "customer_id": EXTERNAL_ID, "occurred_at": when},
+        ]
+    }
     assert (await client.post("/v1/events", json=events, headers=integration)).json()["recorded"] == 2
-    override = await client.put(f"/v1/customers/{EXTERNAL_ID}/tiers/wealth/override", headers=admin,
-                                json={"tier": "private", "reason": f"Relationship with {NAME}"})
+    override = await client.put(
+        f"/v1/customers/{EXTERNAL_ID}/tiers/wealth/override",
+        headers=admin,
+        json={"tier": "private", "reason": f"Relationship with {NAME}"},
+    )
     assert override.status_code == 200, override.text
     tiers = (await client.get(f"/v1/customers/{EXTERNAL_ID}/tiers", headers=admin)).json()["tiers"]
     assert len(tiers) == len(default_policies())
     served = await client.get(f"/v1/customers/{EXTERNAL_ID}/recommendations?explore=false", headers=admin)
     assert served.status_code == 200 and served.json()["items"], served.text
     customer_id = await session.scalar(text("SELECT id FROM customer WHERE external_id = :e"), {"e": EXTERNAL_ID})
-    served_reasons = text("SELECT array_agg(i.reasons::text) FROM recommendation_item i JOIN recommendation_list l "
-                          "ON l.id = i.list_id WHERE l.customer_id = :customer_id")
+    served_reasons = text(
+        "SELECT array_agg(i.reasons::text) FROM recommendation_item i JOIN recommendation_list l "
+        "ON l.id = i.list_id WHERE l.customer_id = :customer_id"
+    )
     reasons = await session.scalar(served_reasons, {"customer_id": customer_id})
     assert reasons and all("SUITABLE" in r for r in reasons)  # "risk R1 <= tolerance 3": the customer's values
 

@@ -3,6 +3,7 @@ wrapped by SQLAlchemy or raised bare by the hot reads, are classified in one pla
 
 import asyncio
 import logging
+
 import asyncpg
 import httpx
 import pytest
@@ -26,19 +27,27 @@ def _request() -> Request:
 
 
 @pytest.mark.parametrize("report", ["tier-migrations", "recommendation-funnel", "satisfaction"])
-@pytest.mark.parametrize(("bounds", "refused"), [
-    ({"to": "9999-12-31"}, "to"), ({"to": "0001-01-01"}, "to"), ({"from": "0001-01-01"}, "from"),
-    ({"from": "2026-01-01T00:00:00Z", "to": "9999-12-31T23:59:59Z"}, "to")])
+@pytest.mark.parametrize(
+    ("bounds", "refused"),
+    [
+        ({"to": "9999-12-31"}, "to"),
+        ({"to": "0001-01-01"}, "to"),
+        ({"from": "0001-01-01"}, "from"),
+        ({"from": "2026-01-01T00:00:00Z", "to": "9999-12-31T23:59:59Z"}, "to"),
+    ],
+)
 async def test_reports_refuse_dates_beyond_the_years_a_bank_means_with_422(client, as_role, report, bounds, refused):
-    response = await client.get(f"/v1/reports/{report}", params={"policy": "wealth", **bounds},
-                                headers=as_role("admin"))
+    response = await client.get(
+        f"/v1/reports/{report}", params={"policy": "wealth", **bounds}, headers=as_role("admin")
+    )
     assert response.status_code == 422, response.text
     assert [e["parameter"] for e in response.json()["errors"]] == [refused]
 
 
 async def test_reports_take_the_last_day_of_the_bounds(client, as_role):
-    response = await client.get("/v1/reports/recommendation-funnel", params={"from": "1900-01-01", "to": "2100-12-31"},
-                                headers=as_role("admin"))
+    response = await client.get(
+        "/v1/reports/recommendation-funnel", params={"from": "1900-01-01", "to": "2100-12-31"}, headers=as_role("admin")
+    )
     assert response.status_code == 200, response.text
     assert response.json()["to"].startswith("2101-01-01")
 
@@ -63,8 +72,11 @@ async def _real_errors(server_url: str) -> dict[str, BaseException]:
     connection = await asyncpg.connect(server_url)
     victim = await asyncpg.connect(server_url)
     try:
-        for name, statement, args in [("nul", "SELECT $1::text", ["a\x00b"]), ("bigint", "SELECT $1::int8", [2**70]),
-                                      ("bug", "SELECT * FROM no_such_table", [])]:
+        for name, statement, args in [
+            ("nul", "SELECT $1::text", ["a\x00b"]),
+            ("bigint", "SELECT $1::int8", [2**70]),
+            ("bug", "SELECT * FROM no_such_table", []),
+        ]:
             try:
                 await connection.fetch(statement, *args)
             except Exception as exc:  # noqa: BLE001
@@ -78,8 +90,9 @@ async def _real_errors(server_url: str) -> dict[str, BaseException]:
         await connection.execute("SELECT pg_terminate_backend($1)", victim.get_server_pid())
         # the victim's backend is gone, and its last message (57P01) has reached the victim's protocol: used before
         # that, asyncpg says only that another operation is in progress (InternalClientError)
-        while await connection.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
-                                        victim.get_server_pid()):
+        while await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", victim.get_server_pid()
+        ):
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)
         try:
@@ -97,17 +110,28 @@ async def test_driver_errors_are_classified_bare_and_wrapped(engine, database_ur
     assert isinstance(bare["nul"], asyncpg.CharacterNotInRepertoireError)  # as the hot reads see it
     wrapped = {}
     async with engine.connect() as connection:
-        for name, statement, params in [("nul", "SELECT CAST(:v AS text)", {"v": "a\x00b"}),
-                                        ("bigint", "SELECT CAST(:v AS bigint)", {"v": 2**70})]:
+        for name, statement, params in [
+            ("nul", "SELECT CAST(:v AS text)", {"v": "a\x00b"}),
+            ("bigint", "SELECT CAST(:v AS bigint)", {"v": 2**70}),
+        ]:
             try:
                 await connection.execute(text(statement), params)
             except Exception as exc:  # noqa: BLE001
                 wrapped[name] = exc
             await connection.rollback()
-    statuses = {name: (await handle_unexpected(_request(), exc)).status_code
-                for name, exc in [*bare.items(), *((f"wrapped {n}", e) for n, e in wrapped.items())]}
-    assert statuses == {"nul": 422, "bigint": 422, "bug": 500, "duplicate": 500, "terminated": 503,
-                        "wrapped nul": 422, "wrapped bigint": 422}
+    statuses = {
+        name: (await handle_unexpected(_request(), exc)).status_code
+        for name, exc in [*bare.items(), *((f"wrapped {n}", e) for n, e in wrapped.items())]
+    }
+    assert statuses == {
+        "nul": 422,
+        "bigint": 422,
+        "bug": 500,
+        "duplicate": 500,
+        "terminated": 503,
+        "wrapped nul": 422,
+        "wrapped bigint": 422,
+    }
 
 
 async def test_a_logged_traceback_names_the_error_but_quotes_no_value(engine, database_url, caplog):
@@ -146,8 +170,9 @@ async def test_a_write_while_the_database_shuts_down_is_a_503(test_settings, tmp
     url = await asyncio.to_thread(create_database, server.get_uri(), "tierwise")
     await asyncio.to_thread(upgrade_to_head, url)
     keys = await _make_keys(url)
-    settings = test_settings.model_copy(update={"api_key_pepper": "live-pepper-0123456789",
-                                                "api_key_cache_seconds": 300})
+    settings = test_settings.model_copy(
+        update={"api_key_pepper": "live-pepper-0123456789", "api_key_cache_seconds": 300}
+    )
     engine = create_engine(url, settings)
     holder = await asyncpg.connect(plain_url(url))
     try:
@@ -156,14 +181,16 @@ async def test_a_write_while_the_database_shuts_down_is_a_503(test_settings, tmp
             headers = {"X-API-Key": keys["integration"]}
             assert (await client.put("/v1/customers/SD-1", json=customer_body(), headers=headers)).status_code == 201
             await engine.dispose()  # the next write needs a new connection
-            await asyncio.to_thread(pg_ctl, ["-m", "smart", "-W", "stop"], pgdata=server.pgdata,
-                                    user=server.system_user)
+            await asyncio.to_thread(
+                pg_ctl, ["-m", "smart", "-W", "stop"], pgdata=server.pgdata, user=server.system_user
+            )
             with pytest.raises(asyncpg.CannotConnectNowError):
                 for _ in range(50):
                     await (await asyncpg.connect(plain_url(url))).close()
                     await asyncio.sleep(0.1)
-            response = await client.put("/v1/customers/SD-1", json=customer_body(segment="small_business"),
-                                        headers=headers)
+            response = await client.put(
+                "/v1/customers/SD-1", json=customer_body(segment="small_business"), headers=headers
+            )
         assert response.status_code == 503, response.text
         assert response.headers["content-type"] == "application/problem+json"
         assert response.headers["retry-after"] == "2"
@@ -175,15 +202,23 @@ async def test_a_write_while_the_database_shuts_down_is_a_503(test_settings, tmp
 
 def _deep_policy(levels: int) -> str:
     condition = '{"not": ' * levels + '{"always": true}' + "}" * levels
-    return ('{"key": "deep", "name": "Deep", "tiers": [{"code": "a", "label": "A", "rank": 1, "condition": %s}]}'
-            % condition)
+    return (
+        '{"key": "deep", "name": "Deep", "tiers": [{"code": "a", "label": "A", "rank": 1, "condition": %s}]}'
+        % condition
+    )
 
 
-@pytest.mark.parametrize(("path", "body", "pointer"), [
-    ("/v1/tier-policies", _deep_policy(5000), "/tiers/0/condition" + "/not" * (MAX_BODY_DEPTH - 3)),
-    ("/v1/tier-policies/wealth/versions/1/evaluate", '{"attributes": {"held_products": ' + "[" * 5000 + "]" * 5000
-     + "}}", "/attributes/held_products" + "/0" * (MAX_BODY_DEPTH - 2)),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "pointer"),
+    [
+        ("/v1/tier-policies", _deep_policy(5000), "/tiers/0/condition" + "/not" * (MAX_BODY_DEPTH - 3)),
+        (
+            "/v1/tier-policies/wealth/versions/1/evaluate",
+            '{"attributes": {"held_products": ' + "[" * 5000 + "]" * 5000 + "}}",
+            "/attributes/held_products" + "/0" * (MAX_BODY_DEPTH - 2),
+        ),
+    ],
+)
 async def test_a_body_too_deep_for_the_parser_is_a_422_with_a_pointer(client, as_role, path, body, pointer):
     response = await client.post(path, content=body, headers={**as_role("admin"), "content-type": "application/json"})
     assert response.status_code == 422, response.text
@@ -195,16 +230,31 @@ async def test_a_body_too_deep_for_the_parser_is_a_422_with_a_pointer(client, as
 async def test_a_policy_nested_a_thousand_deep_is_a_422_at_its_condition(client, as_role):
     """Python 3.11's json.loads gives up near 1,000 levels (the body's depth limit answers), 3.12's reads it (the
     condition's depth limit answers, as for any shallower document): a 422 pointing into the condition either way."""
-    response = await client.post("/v1/tier-policies", content=_deep_policy(1000),
-                                 headers={**as_role("admin"), "content-type": "application/json"})
+    response = await client.post(
+        "/v1/tier-policies",
+        content=_deep_policy(1000),
+        headers={**as_role("admin"), "content-type": "application/json"},
+    )
     assert response.status_code == 422, response.text
     error = response.json()["errors"][0]
     assert error["pointer"].startswith("/tiers/0/condition" + "/not" * 8) and "levels deep" in error["detail"]
 
 
 async def test_a_shallower_deep_condition_points_at_the_condition_limit(client, as_role):
-    body = {"key": "deep", "name": "Deep", "tiers": [{"code": "a", "label": "A", "rank": 1, "condition": {
-        "not": {"not": {"not": {"not": {"not": {"not": {"not": {"not": {"not": {"always": True}}}}}}}}}}}]}
+    body = {
+        "key": "deep",
+        "name": "Deep",
+        "tiers": [
+            {
+                "code": "a",
+                "label": "A",
+                "rank": 1,
+                "condition": {
+                    "not": {"not": {"not": {"not": {"not": {"not": {"not": {"not": {"not": {"always": True}}}}}}}}}
+                },
+            }
+        ],
+    }
     response = await client.post("/v1/tier-policies", json=body, headers=as_role("admin"))
     assert response.status_code == 422
     assert response.json()["errors"][0]["pointer"] == "/tiers/0/condition" + "/not" * 8

@@ -23,17 +23,26 @@ FUZZ_SETTINGS = Settings(environment="test", database_url=None, api_key_pepper="
 
 # Examples from the document, then generated cases (positive and negative). The coverage phase is off unless asked
 # for: it builds tens of thousands of boundary cases at collection time, minutes of work for this suite.
-CONFIG = schemathesis.Config.from_dict({
-    "phases": {"coverage": {"enabled": os.environ.get("TIERWISE_FUZZ_COVERAGE") == "1"},
-               "stateful": {"enabled": False}},
-    "generation": {"max-examples": EXAMPLES_PER_OPERATION, "deterministic": True},
-})
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "phases": {
+            "coverage": {"enabled": os.environ.get("TIERWISE_FUZZ_COVERAGE") == "1"},
+            "stateful": {"enabled": False},
+        },
+        "generation": {"max-examples": EXAMPLES_PER_OPERATION, "deterministic": True},
+    }
+)
 schemathesis.serializer.alias("application/x-ndjson", "text/plain")  # the customer import: lines of JSON
 schema = schemathesis.openapi.from_dict(create_app(FUZZ_SETTINGS).openapi(), config=CONFIG)
 
-CHECKS = [schemathesis.checks.not_a_server_error, openapi_checks.status_code_conformance,
-          openapi_checks.content_type_conformance, openapi_checks.response_headers_conformance,
-          openapi_checks.response_schema_conformance, openapi_checks.negative_data_rejection]
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    openapi_checks.status_code_conformance,
+    openapi_checks.content_type_conformance,
+    openapi_checks.response_headers_conformance,
+    openapi_checks.response_schema_conformance,
+    openapi_checks.negative_data_rejection,
+]
 
 # Batch intake that validates each item on its own and answers 200 with per-item rejections (a documented design:
 # one bad event must not sink a mobile app's whole batch); the rest of the checks still apply to them.
@@ -73,9 +82,14 @@ def _kwargs_for_httpx(case) -> dict:
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, database=None,
-          phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 def test_api_survives_generated_requests(fuzz_app, case):
     STATS["operations"].add(f"{case.method} {case.path}")
     STATS["cases"] += 1

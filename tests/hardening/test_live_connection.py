@@ -30,8 +30,10 @@ async def test_a_client_keeps_its_connection_after_every_error(server):
     ports: set[int] = set()
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     try:
-        async with httpx.AsyncClient(base_url=server.base, headers=server.headers(), limits=limits,
-                                     timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=server.base, headers=server.headers(), limits=limits, timeout=30
+        ) as client:
+
             async def call(what: str, method: str, path: str, **kwargs) -> httpx.Response:
                 response = await client.request(method, path, **kwargs)
                 responses.append((what, response))
@@ -39,15 +41,25 @@ async def test_a_client_keeps_its_connection_after_every_error(server):
                 return response
 
             await call("declared", "PUT", "/v1/attributes/custom/nickname", json={"type": "string"})
-            await call("refused by the database", "PUT", "/v1/customers/KA-1", json={
-                "segment": "retail", "onboarded_at": "2020-01-01T00:00:00Z", "attributes": {"nickname": "a\x00b"}})
+            await call(
+                "refused by the database",
+                "PUT",
+                "/v1/customers/KA-1",
+                json={
+                    "segment": "retail",
+                    "onboarded_at": "2020-01-01T00:00:00Z",
+                    "attributes": {"nickname": "a\x00b"},
+                },
+            )
             await call("after the 422", "GET", "/v1/customers?limit=1")
             await database.execute("ALTER TABLE audit_event RENAME TO audit_event_away")  # a bug: a 500
             await call("a bug", "GET", "/v1/audit")
             await database.execute("ALTER TABLE audit_event_away RENAME TO audit_event")
             await call("after the 500", "GET", "/v1/customers?limit=1")
-            await database.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                   "WHERE datname = current_database() AND application_name = 'tierwise'")
+            await database.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = 'tierwise'"
+            )
             await call("the database away", "GET", "/v1/customers?limit=1")
             await call("after the 503", "GET", "/v1/customers?limit=1")
             await call("invalid", "PUT", "/v1/customers/KA-1", json={"segment": "nope"})
@@ -55,9 +67,17 @@ async def test_a_client_keeps_its_connection_after_every_error(server):
     finally:
         await database.close()
     statuses = {what: response.status_code for what, response in responses}
-    assert statuses == {"declared": 200, "refused by the database": 422, "after the 422": 200, "a bug": 500,
-                        "after the 500": 200, "the database away": 503, "after the 503": 200, "invalid": 422,
-                        "last": 200}, [(what, r.text) for what, r in responses]
+    assert statuses == {
+        "declared": 200,
+        "refused by the database": 422,
+        "after the 422": 200,
+        "a bug": 500,
+        "after the 500": 200,
+        "the database away": 503,
+        "after the 503": 200,
+        "invalid": 422,
+        "last": 200,
+    }, [(what, r.text) for what, r in responses]
     for what, response in responses:
         if response.status_code >= 400:
             assert response.headers["content-type"] == "application/problem+json", what
@@ -76,8 +96,10 @@ def _raw(port: int, request: bytes) -> tuple[bytes, dict[str, str], bytes]:
             received += chunk
     head, _, body = received.partition(b"\r\n\r\n")
     status, *lines = head.split(b"\r\n")
-    headers = {name.decode().lower(): value.decode("latin-1").strip()
-               for name, _, value in (line.partition(b":") for line in lines)}
+    headers = {
+        name.decode().lower(): value.decode("latin-1").strip()
+        for name, _, value in (line.partition(b":") for line in lines)
+    }
     return status, headers, body
 
 
@@ -108,7 +130,11 @@ async def test_odd_bytes_the_parser_lets_through_are_answered_by_the_app(server)
     port = int(server.base.rsplit(":", 1)[1])
     key = server.keys["admin"].encode()
     status, headers, body = await asyncio.to_thread(
-        _raw, port, b"GET /v1/customers/%ff%fe HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-API-Key: " + key
-        + b"\r\nX-Request-ID: caf\xe9\r\n\r\n")
+        _raw,
+        port,
+        b"GET /v1/customers/%ff%fe HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-API-Key: "
+        + key
+        + b"\r\nX-Request-ID: caf\xe9\r\n\r\n",
+    )
     assert status.startswith(b"HTTP/1.1 422") and headers["content-type"] == "application/problem+json", body
     assert headers["x-request-id"] != "caf\xe9" and len(headers["x-request-id"]) == 32

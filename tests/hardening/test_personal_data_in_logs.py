@@ -34,8 +34,12 @@ Send = Callable[..., Awaitable[httpx.Response]]
 
 def write_operations() -> set[str]:
     spec = create_app(Settings(environment="test")).openapi()
-    return {f"{method.upper()} {path}" for path, operations in spec["paths"].items() for method in operations
-            if method in WRITE_METHODS}
+    return {
+        f"{method.upper()} {path}"
+        for path, operations in spec["paths"].items()
+        for method in operations
+        if method in WRITE_METHODS
+    }
 
 
 def leaks(text: str) -> list[str]:
@@ -66,120 +70,311 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
 
     customer = f"/v1/customers/{CUSTOMER}"
     for name in ("email", "phone"):
-        await both("PUT /v1/attributes/custom/{name}", f"/v1/attributes/custom/{name}",
-                   good={"json": {"type": "string", "description": f"e.g. {EMAIL} or {PHONE}"}},
-                   bad={"json": {"type": "string", "description": f"{NAME}{NUL}"}})
-    await both("POST /v1/products", "/v1/products",
-               good={"json": {"code": "savings", "name": "Savings", "category": "deposit", "risk_level": 1,
-                              "channels": ["mobile"], "description": f"made for {NAME}"}},
-               bad={"json": {"code": "savings", "name": f"{NAME}{NUL}", "category": "deposit", "risk_level": 1,
-                             "channels": ["mobile"]}})
-    await send("POST /v1/products", "/v1/products", "good", json={
-        "code": "card", "name": "Card", "category": "card", "risk_level": 1, "channels": ["mobile"]})
-    await both("PATCH /v1/products/{code}", "/v1/products/savings",
-               good={"json": {"description": f"ask {PHONE}"}}, bad={"json": {"description": f"{EMAIL}{NUL}"}})
-    profile = {"segment": "retail", "display_name": NAME, "birth_date": BIRTH, "onboarded_at": "2015-03-01T10:00:00Z",
-               "risk_level": 3, "risk_assessed_at": now.isoformat(), "marketing_consent": True,
-               "attributes": {"email": EMAIL, "phone": PHONE}}
-    await send("PUT /v1/customers/{external_id}", customer, "bad",
-               json={**profile, "attributes": {"email": EMAIL + NUL}})
-    await both("PUT /v1/customers/{external_id}", customer, good={"json": profile},
-               bad={"json": {**profile, "birth_date": BIRTH + "x", "onboarded_at": 123}})
-    await both("PATCH /v1/customers/{external_id}", customer, good={"json": {"display_name": NAME}},
-               bad={"json": {"display_name": NAME + NUL}})
-    await both("POST /v1/customers/import", "/v1/customers/import",
-               good={"content": f'{{"external_id": "{CUSTOMER}-2", "segment": "retail", "display_name": "{NAME}", '
-                                f'"birth_date": "{BIRTH}", "onboarded_at": "2020-01-01T00:00:00Z"}}\n',
-                     "headers": {"content-type": "application/x-ndjson"}},
-               bad={"content": f'{{"external_id": "{CUSTOMER}-3", "segment": "retail", '
-                               f'"display_name": "{NAME}\\u0000", "onboarded_at": "2020-01-01T00:00:00Z"}}\n',
-                    "headers": {"content-type": "application/x-ndjson"}})
-    await both("PUT /v1/customers/{external_id}/holdings", f"{customer}/holdings",
-               good={"json": {"holdings": [{"product_code": "savings", "balance": BALANCE, "as_of": today}]}},
-               bad={"json": {"holdings": [{"product_code": "savings", "balance": BALANCE + "1", "as_of": BIRTH}]}})
-    event = {"type": "transaction", "customer_id": CUSTOMER, "occurred_at": now.isoformat(), "amount": BALANCE,
-             "direction": "credit", "channel": "mobile"}
-    await both("POST /v1/events", "/v1/events", good={"json": {"events": [{**event, "event_id": f"{EMAIL}-1"}]}},
-               bad={"json": {"events": [{**event, "event_id": f"{EMAIL}{NUL}"}]}})
+        await both(
+            "PUT /v1/attributes/custom/{name}",
+            f"/v1/attributes/custom/{name}",
+            good={"json": {"type": "string", "description": f"e.g. {EMAIL} or {PHONE}"}},
+            bad={"json": {"type": "string", "description": f"{NAME}{NUL}"}},
+        )
+    await both(
+        "POST /v1/products",
+        "/v1/products",
+        good={
+            "json": {
+                "code": "savings",
+                "name": "Savings",
+                "category": "deposit",
+                "risk_level": 1,
+                "channels": ["mobile"],
+                "description": f"made for {NAME}",
+            }
+        },
+        bad={
+            "json": {
+                "code": "savings",
+                "name": f"{NAME}{NUL}",
+                "category": "deposit",
+                "risk_level": 1,
+                "channels": ["mobile"],
+            }
+        },
+    )
+    await send(
+        "POST /v1/products",
+        "/v1/products",
+        "good",
+        json={"code": "card", "name": "Card", "category": "card", "risk_level": 1, "channels": ["mobile"]},
+    )
+    await both(
+        "PATCH /v1/products/{code}",
+        "/v1/products/savings",
+        good={"json": {"description": f"ask {PHONE}"}},
+        bad={"json": {"description": f"{EMAIL}{NUL}"}},
+    )
+    profile = {
+        "segment": "retail",
+        "display_name": NAME,
+        "birth_date": BIRTH,
+        "onboarded_at": "2015-03-01T10:00:00Z",
+        "risk_level": 3,
+        "risk_assessed_at": now.isoformat(),
+        "marketing_consent": True,
+        "attributes": {"email": EMAIL, "phone": PHONE},
+    }
+    await send(
+        "PUT /v1/customers/{external_id}", customer, "bad", json={**profile, "attributes": {"email": EMAIL + NUL}}
+    )
+    await both(
+        "PUT /v1/customers/{external_id}",
+        customer,
+        good={"json": profile},
+        bad={"json": {**profile, "birth_date": BIRTH + "x", "onboarded_at": 123}},
+    )
+    await both(
+        "PATCH /v1/customers/{external_id}",
+        customer,
+        good={"json": {"display_name": NAME}},
+        bad={"json": {"display_name": NAME + NUL}},
+    )
+    await both(
+        "POST /v1/customers/import",
+        "/v1/customers/import",
+        good={
+            "content": f'{{"external_id": "{CUSTOMER}-2", "segment": "retail", "display_name": "{NAME}", '
+            f'"birth_date": "{BIRTH}", "onboarded_at": "2020-01-01T00:00:00Z"}}\n',
+            "headers": {"content-type": "application/x-ndjson"},
+        },
+        bad={
+            "content": f'{{"external_id": "{CUSTOMER}-3", "segment": "retail", '
+            f'"display_name": "{NAME}\\u0000", "onboarded_at": "2020-01-01T00:00:00Z"}}\n',
+            "headers": {"content-type": "application/x-ndjson"},
+        },
+    )
+    await both(
+        "PUT /v1/customers/{external_id}/holdings",
+        f"{customer}/holdings",
+        good={"json": {"holdings": [{"product_code": "savings", "balance": BALANCE, "as_of": today}]}},
+        bad={"json": {"holdings": [{"product_code": "savings", "balance": BALANCE + "1", "as_of": BIRTH}]}},
+    )
+    event = {
+        "type": "transaction",
+        "customer_id": CUSTOMER,
+        "occurred_at": now.isoformat(),
+        "amount": BALANCE,
+        "direction": "credit",
+        "channel": "mobile",
+    }
+    await both(
+        "POST /v1/events",
+        "/v1/events",
+        good={"json": {"events": [{**event, "event_id": f"{EMAIL}-1"}]}},
+        bad={"json": {"events": [{**event, "event_id": f"{EMAIL}{NUL}"}]}},
+    )
 
-    policy = {"key": "loyalty", "name": f"{NAME}'s tiers", "description": FREE_TEXT,
-              "tiers": [{"code": "fan", "label": "Fan", "rank": 20,
-                         "condition": {"attr": "email", "op": "eq", "value": EMAIL}},
-                        {"code": "everyone", "label": "Everyone", "rank": 10, "condition": {"always": True}}]}
-    await both("POST /v1/tier-policies", "/v1/tier-policies", good={"json": policy},
-               bad={"json": {**policy, "description": FREE_TEXT + NUL}})
-    await both("POST /v1/tier-policies/{key}/versions", "/v1/tier-policies/loyalty/versions",
-               good={"json": {"copy_from": 1, "description": FREE_TEXT}},
-               bad={"json": {"copy_from": 1, "description": FREE_TEXT + NUL}})
+    policy = {
+        "key": "loyalty",
+        "name": f"{NAME}'s tiers",
+        "description": FREE_TEXT,
+        "tiers": [
+            {"code": "fan", "label": "Fan", "rank": 20, "condition": {"attr": "email", "op": "eq", "value": EMAIL}},
+            {"code": "everyone", "label": "Everyone", "rank": 10, "condition": {"always": True}},
+        ],
+    }
+    await both(
+        "POST /v1/tier-policies",
+        "/v1/tier-policies",
+        good={"json": policy},
+        bad={"json": {**policy, "description": FREE_TEXT + NUL}},
+    )
+    await both(
+        "POST /v1/tier-policies/{key}/versions",
+        "/v1/tier-policies/loyalty/versions",
+        good={"json": {"copy_from": 1, "description": FREE_TEXT}},
+        bad={"json": {"copy_from": 1, "description": FREE_TEXT + NUL}},
+    )
     etag = (await request("GET", "/v1/tier-policies/loyalty/versions/2")).headers["etag"]
-    await both("PUT /v1/tier-policies/{key}/versions/{version}", "/v1/tier-policies/loyalty/versions/2",
-               good={"json": {"tiers": policy["tiers"], "description": FREE_TEXT}, "headers": {"If-Match": etag}},
-               bad={"json": {"tiers": policy["tiers"], "description": FREE_TEXT + NUL},
-                    "headers": {"If-Match": etag}})
-    await both("POST /v1/tier-policies/{key}/versions/{version}/evaluate",
-               "/v1/tier-policies/loyalty/versions/1/evaluate",
-               good={"json": {"attributes": {"email": EMAIL, "phone": PHONE}}},
-               bad={"json": {"attributes": {"email": EMAIL + NUL}}})
-    await both("POST /v1/tier-policies/{key}/versions/{version}/simulate",
-               "/v1/tier-policies/loyalty/versions/1/simulate", good={}, bad={"headers": {"X-API-Key": EMAIL}})
-    activated = await both("POST /v1/tier-policies/{key}/versions/{version}/activate",
-                           "/v1/tier-policies/loyalty/versions/1/activate", good={},
-                           bad={"headers": {"X-API-Key": NAME}})
-    await both("POST /v1/tier-policies/{key}/versions/{version}/retire",
-               "/v1/tier-policies/loyalty/versions/2/retire", good={}, bad={"headers": {"X-API-Key": PHONE}})
+    await both(
+        "PUT /v1/tier-policies/{key}/versions/{version}",
+        "/v1/tier-policies/loyalty/versions/2",
+        good={"json": {"tiers": policy["tiers"], "description": FREE_TEXT}, "headers": {"If-Match": etag}},
+        bad={"json": {"tiers": policy["tiers"], "description": FREE_TEXT + NUL}, "headers": {"If-Match": etag}},
+    )
+    await both(
+        "POST /v1/tier-policies/{key}/versions/{version}/evaluate",
+        "/v1/tier-policies/loyalty/versions/1/evaluate",
+        good={"json": {"attributes": {"email": EMAIL, "phone": PHONE}}},
+        bad={"json": {"attributes": {"email": EMAIL + NUL}}},
+    )
+    await both(
+        "POST /v1/tier-policies/{key}/versions/{version}/simulate",
+        "/v1/tier-policies/loyalty/versions/1/simulate",
+        good={},
+        bad={"headers": {"X-API-Key": EMAIL}},
+    )
+    activated = await both(
+        "POST /v1/tier-policies/{key}/versions/{version}/activate",
+        "/v1/tier-policies/loyalty/versions/1/activate",
+        good={},
+        bad={"headers": {"X-API-Key": NAME}},
+    )
+    await both(
+        "POST /v1/tier-policies/{key}/versions/{version}/retire",
+        "/v1/tier-policies/loyalty/versions/2/retire",
+        good={},
+        bad={"headers": {"X-API-Key": PHONE}},
+    )
     for _ in range(100):  # the run the activation started (in the background on a live server) ends first
         if (await request("GET", activated.headers["location"])).json()["status"] != "running":
             break
         await asyncio.sleep(0.1)
-    await both("POST /v1/tier-runs", "/v1/tier-runs", good={"json": {"policy": "loyalty"}},
-               bad={"json": {"policy": NAME}})
-    await both("POST /v1/customers/{external_id}/tiers/evaluate", f"{customer}/tiers/evaluate", good={},
-               bad={"headers": {"X-API-Key": EMAIL}})
-    await both("PUT /v1/customers/{external_id}/tiers/{policy_key}/override", f"{customer}/tiers/loyalty/override",
-               good={"json": {"tier": "fan", "reason": FREE_TEXT}},
-               bad={"json": {"tier": "fan", "reason": FREE_TEXT + NUL}})
-    await both("DELETE /v1/customers/{external_id}/tiers/{policy_key}/override",
-               f"{customer}/tiers/loyalty/override", good={}, bad={"headers": {"X-API-Key": NAME}})
+    await both(
+        "POST /v1/tier-runs", "/v1/tier-runs", good={"json": {"policy": "loyalty"}}, bad={"json": {"policy": NAME}}
+    )
+    await both(
+        "POST /v1/customers/{external_id}/tiers/evaluate",
+        f"{customer}/tiers/evaluate",
+        good={},
+        bad={"headers": {"X-API-Key": EMAIL}},
+    )
+    await both(
+        "PUT /v1/customers/{external_id}/tiers/{policy_key}/override",
+        f"{customer}/tiers/loyalty/override",
+        good={"json": {"tier": "fan", "reason": FREE_TEXT}},
+        bad={"json": {"tier": "fan", "reason": FREE_TEXT + NUL}},
+    )
+    await both(
+        "DELETE /v1/customers/{external_id}/tiers/{policy_key}/override",
+        f"{customer}/tiers/loyalty/override",
+        good={},
+        bad={"headers": {"X-API-Key": NAME}},
+    )
 
-    survey = {"event_id": f"{EMAIL}-survey", "customer_id": CUSTOMER, "kind": "nps", "score": 3, "channel": "mobile",
-              "touchpoint": "app_rating_prompt", "comment": FREE_TEXT, "occurred_at": now.isoformat()}
-    await both("POST /v1/feedback/surveys", "/v1/feedback/surveys", good={"json": survey},
-               bad={"json": {**survey, "comment": FREE_TEXT + NUL}})
-    complaint = {"event_id": f"{EMAIL}-complaint", "customer_id": CUSTOMER, "category": "service",
-                 "channel": "phone", "description": FREE_TEXT}
-    opened = await both("POST /v1/feedback/complaints", "/v1/feedback/complaints", good={"json": complaint},
-                        bad={"json": {**complaint, "description": FREE_TEXT + NUL}})
-    await both("POST /v1/feedback/complaints/{complaint_id}/transitions",
-               f"/v1/feedback/complaints/{opened.json()['id']}/transitions",
-               good={"json": {"to": "resolved", "note": FREE_TEXT}},
-               bad={"json": {"to": "resolved", "note": FREE_TEXT + NUL}})
+    survey = {
+        "event_id": f"{EMAIL}-survey",
+        "customer_id": CUSTOMER,
+        "kind": "nps",
+        "score": 3,
+        "channel": "mobile",
+        "touchpoint": "app_rating_prompt",
+        "comment": FREE_TEXT,
+        "occurred_at": now.isoformat(),
+    }
+    await both(
+        "POST /v1/feedback/surveys",
+        "/v1/feedback/surveys",
+        good={"json": survey},
+        bad={"json": {**survey, "comment": FREE_TEXT + NUL}},
+    )
+    complaint = {
+        "event_id": f"{EMAIL}-complaint",
+        "customer_id": CUSTOMER,
+        "category": "service",
+        "channel": "phone",
+        "description": FREE_TEXT,
+    }
+    opened = await both(
+        "POST /v1/feedback/complaints",
+        "/v1/feedback/complaints",
+        good={"json": complaint},
+        bad={"json": {**complaint, "description": FREE_TEXT + NUL}},
+    )
+    await both(
+        "POST /v1/feedback/complaints/{complaint_id}/transitions",
+        f"/v1/feedback/complaints/{opened.json()['id']}/transitions",
+        good={"json": {"to": "resolved", "note": FREE_TEXT}},
+        bad={"json": {"to": "resolved", "note": FREE_TEXT + NUL}},
+    )
     served = (await request("GET", f"{customer}/recommendations?explore=false")).json()["items"]
     recommendation = served[0]["recommendation_id"] if served else str(uuid.uuid4())
-    feedback = {"event_id": f"{EMAIL}-click", "recommendation_id": recommendation, "customer_id": CUSTOMER,
-                "type": "click", "occurred_at": now.isoformat()}
-    await both("POST /v1/feedback/events", "/v1/feedback/events", good={"json": {"events": [feedback]}},
-               bad={"json": {"events": [{**feedback, "event_id": EMAIL + NUL}]}})
-    await both("PUT /v1/contact-policy", "/v1/contact-policy",
-               good={"json": {"rules": [{"name": f"{NAME} rule", "outcome": "dismiss", "threshold": 1,
-                                         "window_days": 30, "scope": "product", "suppress_days": 30}]}},
-               bad={"json": {"rules": [{"name": f"{NAME}{NUL}", "outcome": "dismiss", "threshold": 1,
-                                        "window_days": 30, "scope": "product", "suppress_days": 30}]}})
-    created = await both("POST /v1/api-keys", "/v1/api-keys", good={"json": {"name": NAME, "role": "app"}},
-                         bad={"json": {"name": NAME + NUL, "role": "app"}})
-    await both("DELETE /v1/api-keys/{key_id}", f"/v1/api-keys/{created.json()['id']}", good={},
-               bad={"headers": {"X-API-Key": EMAIL}})
+    feedback = {
+        "event_id": f"{EMAIL}-click",
+        "recommendation_id": recommendation,
+        "customer_id": CUSTOMER,
+        "type": "click",
+        "occurred_at": now.isoformat(),
+    }
+    await both(
+        "POST /v1/feedback/events",
+        "/v1/feedback/events",
+        good={"json": {"events": [feedback]}},
+        bad={"json": {"events": [{**feedback, "event_id": EMAIL + NUL}]}},
+    )
+    await both(
+        "PUT /v1/contact-policy",
+        "/v1/contact-policy",
+        good={
+            "json": {
+                "rules": [
+                    {
+                        "name": f"{NAME} rule",
+                        "outcome": "dismiss",
+                        "threshold": 1,
+                        "window_days": 30,
+                        "scope": "product",
+                        "suppress_days": 30,
+                    }
+                ]
+            }
+        },
+        bad={
+            "json": {
+                "rules": [
+                    {
+                        "name": f"{NAME}{NUL}",
+                        "outcome": "dismiss",
+                        "threshold": 1,
+                        "window_days": 30,
+                        "scope": "product",
+                        "suppress_days": 30,
+                    }
+                ]
+            }
+        },
+    )
+    created = await both(
+        "POST /v1/api-keys",
+        "/v1/api-keys",
+        good={"json": {"name": NAME, "role": "app"}},
+        bad={"json": {"name": NAME + NUL, "role": "app"}},
+    )
+    await both(
+        "DELETE /v1/api-keys/{key_id}",
+        f"/v1/api-keys/{created.json()['id']}",
+        good={},
+        bad={"headers": {"X-API-Key": EMAIL}},
+    )
     hook = {"url": "http://127.0.0.1:9/hooks", "event_types": ["complaint.status_changed"], "description": NAME}
-    made = await both("POST /v1/webhooks", "/v1/webhooks", good={"json": hook},
-                      bad={"json": {**hook, "url": f"http://{EMAIL}:{PHONE}@127.0.0.1:9/hooks"}})
+    made = await both(
+        "POST /v1/webhooks",
+        "/v1/webhooks",
+        good={"json": hook},
+        bad={"json": {**hook, "url": f"http://{EMAIL}:{PHONE}@127.0.0.1:9/hooks"}},
+    )
     webhook = f"/v1/webhooks/{made.json()['id']}"
-    await both("PATCH /v1/webhooks/{webhook_id}", webhook, good={"json": {"description": PHONE}},
-               bad={"json": {"description": NAME + NUL}})
-    await both("POST /v1/webhooks/{webhook_id}/rotate-secret", f"{webhook}/rotate-secret", good={"json": {}},
-               bad={"json": {"overlap_hours": EMAIL}})
-    await both("POST /v1/webhooks/{webhook_id}/deliveries/redeliver-dead", f"{webhook}/deliveries/redeliver-dead",
-               good={}, bad={"headers": {"X-API-Key": EMAIL}})
-    await send("POST /v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",  # no delivery in this test
-               f"{webhook}/deliveries/987654321/redeliver", "bad", headers={"X-Request-ID": PHONE})
+    await both(
+        "PATCH /v1/webhooks/{webhook_id}",
+        webhook,
+        good={"json": {"description": PHONE}},
+        bad={"json": {"description": NAME + NUL}},
+    )
+    await both(
+        "POST /v1/webhooks/{webhook_id}/rotate-secret",
+        f"{webhook}/rotate-secret",
+        good={"json": {}},
+        bad={"json": {"overlap_hours": EMAIL}},
+    )
+    await both(
+        "POST /v1/webhooks/{webhook_id}/deliveries/redeliver-dead",
+        f"{webhook}/deliveries/redeliver-dead",
+        good={},
+        bad={"headers": {"X-API-Key": EMAIL}},
+    )
+    await send(
+        "POST /v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",  # no delivery in this test
+        f"{webhook}/deliveries/987654321/redeliver",
+        "bad",
+        headers={"X-Request-ID": PHONE},
+    )
     await both("DELETE /v1/webhooks/{webhook_id}", webhook, good={}, bad={"headers": {"X-API-Key": PHONE}})
     await both("DELETE /v1/products/{code}", "/v1/products/savings", good={}, bad={"headers": {"X-API-Key": NAME}})
     await both("DELETE /v1/customers/{external_id}", customer, good={}, bad={"headers": {"X-API-Key": PHONE}})
@@ -190,8 +385,9 @@ async def test_no_log_record_carries_a_value_from_any_write_route(client, as_rol
     caplog.set_level(logging.DEBUG)  # every logger, every level
 
     async def request(method: str, path: str, **kwargs) -> httpx.Response:
-        return await client.request(method, path, **{**kwargs, "headers": {**as_role("admin"),
-                                                                            **kwargs.get("headers", {})}})
+        return await client.request(
+            method, path, **{**kwargs, "headers": {**as_role("admin"), **kwargs.get("headers", {})}}
+        )
 
     assert await exercise_every_write_route(request) == write_operations()
     assert len(caplog.records) > 100
@@ -206,6 +402,7 @@ async def test_no_log_record_carries_a_value_from_any_write_route(client, as_rol
 async def test_the_production_server_log_carries_no_value_from_any_write_route(scratch_database, tmp_path):
     async with live_server(scratch_database(), tmp_path) as server:
         async with httpx.AsyncClient(base_url=server.base, timeout=30) as client:
+
             async def request(method: str, path: str, **kwargs) -> httpx.Response:
                 headers = {**server.headers("admin"), **kwargs.pop("headers", {})}
                 return await client.request(method, path, headers=headers, **kwargs)

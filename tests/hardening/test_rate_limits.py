@@ -63,8 +63,9 @@ def test_limits_are_configured_per_role_from_the_environment(monkeypatch):
     assert limiter.limits["admin"] == RateLimit(settings.rate_limit_admin_per_s, settings.rate_limit_admin_burst)
 
 
-async def test_a_key_over_its_limit_gets_429_with_retry_after_and_other_keys_do_not(sessionmaker, session,
-                                                                                    test_settings):
+async def test_a_key_over_its_limit_gets_429_with_retry_after_and_other_keys_do_not(
+    sessionmaker, session, test_settings
+):
     settings = test_settings.model_copy(update={"rate_limit_app_per_s": 0.01, "rate_limit_app_burst": 3})
     app = create_app(settings, sessionmaker=sessionmaker)
     _, noisy = await apikeys_service.create_api_key(session, "noisy-app", "app", settings.api_key_pepper)
@@ -130,7 +131,8 @@ def test_the_failure_buckets_forget_recovered_addresses_first():
 
 
 async def test_guessed_keys_get_429_after_the_budget_and_a_valid_key_or_another_address_still_get_through(
-        sessionmaker, session, test_settings):
+    sessionmaker, session, test_settings
+):
     settings = test_settings.model_copy(update={"auth_failures_burst": 20, "auth_failures_per_s": 0.2})
     app = create_app(settings, sessionmaker=sessionmaker)
     _, valid = await apikeys_service.create_api_key(session, "valid-app", "app", settings.api_key_pepper)

@@ -16,10 +16,12 @@ from tests.hardening.loop_app import RolledBackApp
 from tests.hardening.test_fuzz import FUZZ_SETTINGS, _kwargs_for_httpx
 
 EXAMPLES_PER_OPERATION = 15
-CONFIG = schemathesis.Config.from_dict({
-    "phases": {"coverage": {"enabled": False}, "stateful": {"enabled": False}},
-    "generation": {"max-examples": EXAMPLES_PER_OPERATION, "deterministic": True, "mode": "positive"},
-})
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "phases": {"coverage": {"enabled": False}, "stateful": {"enabled": False}},
+        "generation": {"max-examples": EXAMPLES_PER_OPERATION, "deterministic": True, "mode": "positive"},
+    }
+)
 schema = schemathesis.openapi.from_dict(create_app(FUZZ_SETTINGS).openapi(), config=CONFIG)
 STATUSES: dict[str, list[int]] = defaultdict(list)
 
@@ -27,8 +29,8 @@ STATUSES: dict[str, list[int]] = defaultdict(list)
 async def _demo_bank(session) -> None:
     """What the documented examples name: demo customers (C00000042 among them), the default catalog and
     policies, the custom attribute `employer_payroll` and a webhook subscription."""
-    from app.rules import custom_attributes
     from app.demo import generate_demo_bank, load_default_products
+    from app.rules import custom_attributes
     from app.tiering.policies import load_default_policies
     from app.webhooks import service as webhooks_service
     from app.webhooks.schemas import WebhookCreate
@@ -37,8 +39,13 @@ async def _demo_bank(session) -> None:
     await load_default_policies(session)
     await generate_demo_bank(session, 50, seed=5)
     await custom_attributes.put_attribute_definition(session, "employer_payroll", "boolean", "", None)
-    await webhooks_service.create_subscription(session, WebhookCreate(  # webhook 1, as the examples name it
-        url="http://127.0.0.1:9/hooks", event_types=["tier.upgraded"]), FUZZ_SETTINGS)
+    await webhooks_service.create_subscription(
+        session,
+        WebhookCreate(  # webhook 1, as the examples name it
+            url="http://127.0.0.1:9/hooks", event_types=["tier.upgraded"]
+        ),
+        FUZZ_SETTINGS,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +59,14 @@ def bank(scratch_database):
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, database=None,
-          phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 def test_schema_valid_request_is_answered(bank, case):
     response = bank.request("admin", **_kwargs_for_httpx(case), with_key=True)
     STATUSES[f"{case.method.upper()} {case.path}"].append(response.status_code)
@@ -62,7 +75,10 @@ def test_schema_valid_request_is_answered(bank, case):
 
 def test_no_operation_refuses_everything_its_schema_allows():
     assert len(STATUSES) == len(list(schema.get_all_operations())), "run with the parametrized test above"
-    mismatched = {operation: sorted(set(statuses)) for operation, statuses in STATUSES.items()
-                  if all(400 <= status < 500 for status in statuses)
-                  and sum(status in (400, 422) for status in statuses) >= 0.1 * len(statuses)}
+    mismatched = {
+        operation: sorted(set(statuses))
+        for operation, statuses in STATUSES.items()
+        if all(400 <= status < 500 for status in statuses)
+        and sum(status in (400, 422) for status in statuses) >= 0.1 * len(statuses)
+    }
     assert mismatched == {}

@@ -21,7 +21,16 @@ CATALOG = [
 
 @pytest.fixture
 async def bank(session):
-    session.add_all(Product(code=code, name=code.replace("_", " ").title(), category=category, risk_level=risk,
-                            channels=channels, eligibility=eligibility, is_service=service)
-                    for code, category, risk, channels, eligibility, service in CATALOG)
+    session.add_all(
+        Product(
+            code=code,
+            name=code.replace("_", " ").title(),
+            category=category,
+            risk_level=risk,
+            channels=channels,
+            eligibility=eligibility,
+            is_service=service,
+        )
+        for code, category, risk, channels, eligibility, service in CATALOG
+    )
     await session.commit()

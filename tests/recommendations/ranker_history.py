@@ -37,17 +37,29 @@ async def load_history(session, customers: int = 300, seed: int = 5) -> list[int
     """Products, custom attributes, customers and their month-end reports (in the session's transaction)."""
     await add_products(session)
     conn = await driver_connection(session)
-    await conn.execute("INSERT INTO custom_attribute_definition (name, type) VALUES ('income', 'number'), "
-                       "('entry_channel', 'string')")
+    await conn.execute(
+        "INSERT INTO custom_attribute_definition (name, type) VALUES ('income', 'number'), ('entry_channel', 'string')"
+    )
     profiles, histories = holdings_by_month(customers, seed)
-    ids = [r[0] for r in await conn.fetch(
-        "INSERT INTO customer (external_id, segment, birth_date, onboarded_at, marketing_consent, attributes) "
-        "SELECT 'R' || i, 'retail', date '1970-01-01' + i * 30, $1::timestamptz, true, a::jsonb "
-        "FROM unnest($2::int[], $3::text[]) AS t(i, a) ORDER BY i RETURNING id",
-        datetime(2020, 1, 1, tzinfo=UTC), list(range(customers)), [json.dumps(profiles[i]) for i in range(customers)])]
-    await conn.copy_records_to_table("holding_balance", columns=["customer_id", "product_code", "as_of", "balance"],
-                                     records=[(ids[i], p, day, 1) for i, h in enumerate(histories)
-                                              for day, held in h.items() for p in sorted(held)])
-    await conn.copy_records_to_table("customer_aum_daily", columns=["customer_id", "day", "aum"],
-                                     records=[(ids[i], day, 1) for i, h in enumerate(histories) for day in h])
+    ids = [
+        r[0]
+        for r in await conn.fetch(
+            "INSERT INTO customer (external_id, segment, birth_date, onboarded_at, marketing_consent, attributes) "
+            "SELECT 'R' || i, 'retail', date '1970-01-01' + i * 30, $1::timestamptz, true, a::jsonb "
+            "FROM unnest($2::int[], $3::text[]) AS t(i, a) ORDER BY i RETURNING id",
+            datetime(2020, 1, 1, tzinfo=UTC),
+            list(range(customers)),
+            [json.dumps(profiles[i]) for i in range(customers)],
+        )
+    ]
+    await conn.copy_records_to_table(
+        "holding_balance",
+        columns=["customer_id", "product_code", "as_of", "balance"],
+        records=[(ids[i], p, day, 1) for i, h in enumerate(histories) for day, held in h.items() for p in sorted(held)],
+    )
+    await conn.copy_records_to_table(
+        "customer_aum_daily",
+        columns=["customer_id", "day", "aum"],
+        records=[(ids[i], day, 1) for i, h in enumerate(histories) for day in h],
+    )
     return ids

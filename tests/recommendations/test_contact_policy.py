@@ -22,28 +22,48 @@ async def shipped(session, bank):  # noqa: F811
 async def _shown(session, external_id: str, product_code: str, days_ago: float, *then: str) -> None:
     """The product shown to the customer `days_ago` days ago (an impression), and what the customer did then."""
     customer_id = await session.scalar(text("SELECT id FROM customer WHERE external_id = :e"), {"e": external_id})
-    list_id = await session.scalar(text("INSERT INTO recommendation_list (customer_id, channel, strategy) "
-                                        "VALUES (:c, 'mobile', 'personalised') RETURNING id"), {"c": customer_id})
+    list_id = await session.scalar(
+        text(
+            "INSERT INTO recommendation_list (customer_id, channel, strategy) "
+            "VALUES (:c, 'mobile', 'personalised') RETURNING id"
+        ),
+        {"c": customer_id},
+    )
     rid = uuid.uuid4()
-    await session.execute(text(
-        "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, rank, score, "
-        "propensity, strategy, reasons) VALUES (:r, :l, :c, :p, 1, 0, 0, 'personalised', '[]')"),
-        {"r": rid, "l": list_id, "c": customer_id, "p": product_code})
+    await session.execute(
+        text(
+            "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, rank, score, "
+            "propensity, strategy, reasons) VALUES (:r, :l, :c, :p, 1, 0, 0, 'personalised', '[]')"
+        ),
+        {"r": rid, "l": list_id, "c": customer_id, "p": product_code},
+    )
     for offset, kind in enumerate(("impression", *then)):
-        await session.execute(text(
-            "INSERT INTO feedback_event (customer_id, event_id, recommendation_id, product_code, channel, strategy, "
-            "kind, occurred_at) VALUES (:c, :e, :r, :p, 'mobile', 'personalised', :k, "
-            "now() - make_interval(secs => :s))"),
-            {"c": customer_id, "e": str(uuid.uuid4()), "r": rid, "p": product_code, "k": kind,
-             "s": days_ago * 86400 - offset})
+        await session.execute(
+            text(
+                "INSERT INTO feedback_event (customer_id, event_id, recommendation_id, product_code, channel, strategy, "
+                "kind, occurred_at) VALUES (:c, :e, :r, :p, 'mobile', 'personalised', :k, "
+                "now() - make_interval(secs => :s))"
+            ),
+            {
+                "c": customer_id,
+                "e": str(uuid.uuid4()),
+                "r": rid,
+                "p": product_code,
+                "k": kind,
+                "s": days_ago * 86400 - offset,
+            },
+        )
     await session.commit()
 
 
 async def _suppressed(client, as_role, external_id: str) -> dict[str, str]:
     """{product: the rule that suppresses it} for the customer now."""
     filtered = (await recommend(client, as_role, external_id, explain="true"))["filtered_out"]
-    return {f["product_code"]: f["detail"].rsplit("rule ", 1)[1].rstrip(")") for f in filtered
-            if f["filter"] == "contact_policy"}
+    return {
+        f["product_code"]: f["detail"].rsplit("rule ", 1)[1].rstrip(")")
+        for f in filtered
+        if f["filter"] == "contact_policy"
+    }
 
 
 async def test_the_shipped_policy_is_served_as_shipped(client, as_role, shipped):
@@ -82,8 +102,9 @@ async def test_three_dismissals_in_a_category_in_90_days_rest_the_category(clien
     await _shown(session, "CF1", "balanced_fund", 70, "dismiss")
     assert await _suppressed(client, as_role, "CF1") == {}
     await _shown(session, "CF1", "equity_fund", 65, "dismiss")
-    assert await _suppressed(client, as_role, "CF1") == {code: "category-fatigue"
-                                                         for code in ("bond_fund", "balanced_fund", "equity_fund")}
+    assert await _suppressed(client, as_role, "CF1") == {
+        code: "category-fatigue" for code in ("bond_fund", "balanced_fund", "equity_fund")
+    }
     # another category, and a service message, are untouched
     offered = [item["product"]["code"] for item in (await recommend(client, as_role, "CF1"))["items"]]
     assert "savings_account" in offered or "term_deposit" in offered

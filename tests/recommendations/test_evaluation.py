@@ -47,7 +47,8 @@ def test_average_precision_at_7():
 
 
 async def test_recommender_and_learned_ranker_beat_both_baselines_on_history_they_can_learn_from(
-        scratch_database, test_settings, tmp_path):
+    scratch_database, test_settings, tmp_path
+):
     path = tmp_path / "snapshots.csv"
     write_snapshots(path)
     url = scratch_database()

@@ -17,26 +17,35 @@ RECOMMENDATIONS = next(read for read in HOT_READS if read.path.endswith("/recomm
 
 
 def _without_ids(document: dict) -> dict:
-    return {**document, "items": [{k: v for k, v in item.items() if k != "recommendation_id"}
-                                  for item in document["items"]]}
+    return {
+        **document,
+        "items": [{k: v for k, v in item.items() if k != "recommendation_id"} for item in document["items"]],
+    }
 
 
 async def _served_lists(session, external_id: str) -> int:
-    return await session.scalar(text(
-        "SELECT count(*) FROM recommendation_list l JOIN customer c ON c.id = l.customer_id "
-        "WHERE c.external_id = :e"), {"e": external_id})
+    return await session.scalar(
+        text(
+            "SELECT count(*) FROM recommendation_list l JOIN customer c ON c.id = l.customer_id "
+            "WHERE c.external_id = :e"
+        ),
+        {"e": external_id},
+    )
 
 
-@pytest.mark.parametrize("query", [
-    "explore=false&explain=true&limit=10",
-    "seed=7&limit=4&channel=web",
-    "explore=false&exclude=bond_fund&exclude=equity_fund",
-    "explore=false&channel=mobile&unknown=1",  # an unknown parameter: FastAPI answers, and ignores it
-])
-async def test_hot_and_routed_give_the_same_ranking_in_the_schema(client, routed, as_role, bank, session,
-                                                                   query):
-    await make_customer(client, as_role, "HR1", risk=4, holdings=[("current_account", "5000.00"),
-                                                                   ("savings_account", "250000.00")])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "explore=false&explain=true&limit=10",
+        "seed=7&limit=4&channel=web",
+        "explore=false&exclude=bond_fund&exclude=equity_fund",
+        "explore=false&channel=mobile&unknown=1",  # an unknown parameter: FastAPI answers, and ignores it
+    ],
+)
+async def test_hot_and_routed_give_the_same_ranking_in_the_schema(client, routed, as_role, bank, session, query):
+    await make_customer(
+        client, as_role, "HR1", risk=4, holdings=[("current_account", "5000.00"), ("savings_account", "250000.00")]
+    )
     path = f"/v1/customers/HR1/recommendations?{query}"
     hot, plain = await client.get(path, headers=as_role("app")), await routed.get(path, headers=as_role("app"))
     assert hot.status_code == plain.status_code == 200, hot.text
@@ -47,18 +56,20 @@ async def test_hot_and_routed_give_the_same_ranking_in_the_schema(client, routed
     assert await _served_lists(session, "HR1") == 2  # each path stored what it served
 
 
-@pytest.mark.parametrize("path, role, status", [
-    ("/v1/customers/HR2/recommendations", None, 401),
-    ("/v1/customers/HR2/recommendations", "integration", 403),  # lacks recommendations:read
-    ("/v1/customers/NOBODY/recommendations", "app", 404),
-    ("/v1/customers/-bad-/recommendations", "app", 422),
-    ("/v1/customers/HR2/recommendations?limit=0", "app", 422),
-    ("/v1/customers/HR2/recommendations?limit=3&limit=4", "app", 200),
-    ("/v1/customers/HR2/recommendations?channel=fax", "app", 422),
-    ("/v1/customers/HR2/recommendations?explain=maybe", "app", 422),
-])
-async def test_errors_are_the_same_problem_json_on_both_paths(client, routed, as_role, bank, path, role,
-                                                              status):
+@pytest.mark.parametrize(
+    "path, role, status",
+    [
+        ("/v1/customers/HR2/recommendations", None, 401),
+        ("/v1/customers/HR2/recommendations", "integration", 403),  # lacks recommendations:read
+        ("/v1/customers/NOBODY/recommendations", "app", 404),
+        ("/v1/customers/-bad-/recommendations", "app", 422),
+        ("/v1/customers/HR2/recommendations?limit=0", "app", 422),
+        ("/v1/customers/HR2/recommendations?limit=3&limit=4", "app", 200),
+        ("/v1/customers/HR2/recommendations?channel=fax", "app", 422),
+        ("/v1/customers/HR2/recommendations?explain=maybe", "app", 422),
+    ],
+)
+async def test_errors_are_the_same_problem_json_on_both_paths(client, routed, as_role, bank, path, role, status):
     await make_customer(client, as_role, "HR2")
     headers = as_role(role) if role else {}
     hot, plain = await client.get(path, headers=headers), await routed.get(path, headers=headers)
@@ -72,11 +83,25 @@ async def test_errors_are_the_same_problem_json_on_both_paths(client, routed, as
 def test_the_hot_path_reads_the_queries_the_route_takes_and_passes_on_the_rest():
     parse = RECOMMENDATIONS.parse_query
     assert parse(b"") == RecommendationQuery()
-    assert parse(b"limit=5&channel=web&exclude=ab&exclude=b-c&explain=true&seed=3&explore=false") == \
-        RecommendationQuery(limit=5, channel="web", exclude=["ab", "b-c"], explain=True, seed=3, explore=False)
-    for passed_on in (b"limit=0", b"limit=11", b"limit=x", b"limit=5.0", b"channel=fax", b"explain=maybe",
-                      b"explore=off", b"explain=1", b"seed=-1", b"exclude=b%20c", b"exclude=%00",
-                      b"limit=3&limit=4", b"other=1", b"exclude=" + b"&exclude=".join([b"p"] * 51)):
+    assert parse(
+        b"limit=5&channel=web&exclude=ab&exclude=b-c&explain=true&seed=3&explore=false"
+    ) == RecommendationQuery(limit=5, channel="web", exclude=["ab", "b-c"], explain=True, seed=3, explore=False)
+    for passed_on in (
+        b"limit=0",
+        b"limit=11",
+        b"limit=x",
+        b"limit=5.0",
+        b"channel=fax",
+        b"explain=maybe",
+        b"explore=off",
+        b"explain=1",
+        b"seed=-1",
+        b"exclude=b%20c",
+        b"exclude=%00",
+        b"limit=3&limit=4",
+        b"other=1",
+        b"exclude=" + b"&exclude=".join([b"p"] * 51),
+    ):
         assert parse(passed_on) is False, passed_on
 
 
@@ -97,36 +122,59 @@ async def test_a_catalog_change_is_seen_on_the_next_request(client, as_role, ban
     # plain SQL, as another instance or a migration might write it: the triggers set the catalog's version
     await session.execute(text("UPDATE product SET is_active = false WHERE code = 'bond_fund'"))
     # a set condition (its value binds as an array): only for customers without a savings account
-    await session.execute(text("UPDATE product SET eligibility = CAST(:e AS jsonb) WHERE code = 'balanced_fund'"),
-                          {"e": '{"attr": "held_products", "op": "contains_none", "value": ["savings_account", "x"]}'})
+    await session.execute(
+        text("UPDATE product SET eligibility = CAST(:e AS jsonb) WHERE code = 'balanced_fund'"),
+        {"e": '{"attr": "held_products", "op": "contains_none", "value": ["savings_account", "x"]}'},
+    )
     await session.commit()
-    second = await client.get("/v1/customers/HR3/recommendations?explore=false&limit=10&explain=true",
-                              headers=as_role("app"))
+    second = await client.get(
+        "/v1/customers/HR3/recommendations?explore=false&limit=10&explain=true", headers=as_role("app")
+    )
     assert "bond_fund" not in [i["product"]["code"] for i in second.json()["items"]]
-    assert {"product_code": "bond_fund", "filter": "inactive", "detail": "not on sale now"} in \
-        second.json()["filtered_out"]
+    assert {"product_code": "bond_fund", "filter": "inactive", "detail": "not on sale now"} in second.json()[
+        "filtered_out"
+    ]
     balanced = next(i for i in second.json()["items"] if i["product"]["code"] == "balanced_fund")
-    assert {"code": "ELIGIBLE", "text": "held_products ['current_account'] contains_none ['savings_account', 'x']",
-            "value": {"pointer": "/eligibility", "attribute": "held_products", "operator": "contains_none",
-                      "threshold": ["savings_account", "x"], "value": ["current_account"], "result": True}} \
-        in balanced["reasons"]
+    assert {
+        "code": "ELIGIBLE",
+        "text": "held_products ['current_account'] contains_none ['savings_account', 'x']",
+        "value": {
+            "pointer": "/eligibility",
+            "attribute": "held_products",
+            "operator": "contains_none",
+            "threshold": ["savings_account", "x"],
+            "value": ["current_account"],
+            "result": True,
+        },
+    } in balanced["reasons"]
     await make_customer(client, as_role, "HR4", risk=5, holdings=[("savings_account", "10.00")])
-    saver = await client.get("/v1/customers/HR4/recommendations?explore=false&limit=10&explain=true",
-                             headers=as_role("app"))
-    assert {"product_code": "balanced_fund", "filter": "not_eligible", "detail": "eligibility condition not met"} \
-        in saver.json()["filtered_out"]
+    saver = await client.get(
+        "/v1/customers/HR4/recommendations?explore=false&limit=10&explain=true", headers=as_role("app")
+    )
+    assert {
+        "product_code": "balanced_fund",
+        "filter": "not_eligible",
+        "detail": "eligibility condition not met",
+    } in saver.json()["filtered_out"]
 
     # a custom attribute declared through the API: a product may now be eligible by it
-    assert (await client.put("/v1/attributes/custom/branch", json={"type": "string"},
-                             headers=as_role("admin"))).status_code in (200, 201)
+    assert (
+        await client.put("/v1/attributes/custom/branch", json={"type": "string"}, headers=as_role("admin"))
+    ).status_code in (200, 201)
     await session.execute(text("UPDATE customer SET attributes = '{\"branch\": \"north\"}' WHERE external_id = 'HR4'"))
-    await session.execute(text("UPDATE product SET eligibility = CAST(:e AS jsonb) WHERE code = 'equity_fund'"),
-                          {"e": '{"attr": "branch", "op": "eq", "value": "south"}'})
+    await session.execute(
+        text("UPDATE product SET eligibility = CAST(:e AS jsonb) WHERE code = 'equity_fund'"),
+        {"e": '{"attr": "branch", "op": "eq", "value": "south"}'},
+    )
     await session.commit()
-    saver = await client.get("/v1/customers/HR4/recommendations?explore=false&limit=10&explain=true",
-                             headers=as_role("app"))
-    assert {"product_code": "equity_fund", "filter": "not_eligible", "detail": "eligibility condition not met"} \
-        in saver.json()["filtered_out"]
+    saver = await client.get(
+        "/v1/customers/HR4/recommendations?explore=false&limit=10&explain=true", headers=as_role("app")
+    )
+    assert {
+        "product_code": "equity_fund",
+        "filter": "not_eligible",
+        "detail": "eligibility condition not met",
+    } in saver.json()["filtered_out"]
 
 
 async def test_the_catalog_version_changes_with_every_committed_catalog_write_and_never_repeats(session):
@@ -134,12 +182,14 @@ async def test_the_catalog_version_changes_with_every_committed_catalog_write_an
         return await session.scalar(text("SELECT version FROM catalog_version"))
 
     seen = [await version()]
-    for statement in ("INSERT INTO product (code, name, category, risk_level, channels) "
-                      "VALUES ('v_probe', 'Probe', 'deposit', 1, '{mobile}')",
-                      "UPDATE product SET name = 'Probe 2' WHERE code = 'v_probe'",
-                      "UPDATE product SET name = 'nobody' WHERE false",  # a statement that changes no row
-                      "INSERT INTO custom_attribute_definition (name, type) VALUES ('v_probe', 'string')",
-                      "DELETE FROM custom_attribute_definition WHERE name = 'v_probe'"):
+    for statement in (
+        "INSERT INTO product (code, name, category, risk_level, channels) "
+        "VALUES ('v_probe', 'Probe', 'deposit', 1, '{mobile}')",
+        "UPDATE product SET name = 'Probe 2' WHERE code = 'v_probe'",
+        "UPDATE product SET name = 'nobody' WHERE false",  # a statement that changes no row
+        "INSERT INTO custom_attribute_definition (name, type) VALUES ('v_probe', 'string')",
+        "DELETE FROM custom_attribute_definition WHERE name = 'v_probe'",
+    ):
         await session.execute(text(statement))
         seen.append(await version())
     assert len(set(seen)) == len(seen) and seen == sorted(seen)
@@ -153,12 +203,21 @@ async def test_the_catalog_version_changes_with_every_committed_catalog_write_an
 async def test_eligibility_reasons_name_the_comparisons_that_held(client, routed, as_role, bank, session):
     """A conjunction's reasons come from the attribute values (every comparison held); a condition with `any`
     or `not` from each comparison's own result: only those that held are reasons."""
-    await session.execute(text(
-        "UPDATE product SET updated_at = clock_timestamp(), eligibility = CAST(:e AS jsonb) WHERE code = :c"), [
-        {"c": "balanced_fund", "e": '{"any": [{"attr": "aum", "op": "gte", "value": 1000000}, '
-                                    '{"attr": "segment", "op": "eq", "value": "retail"}]}'},
-        {"c": "equity_fund", "e": '{"all": [{"attr": "aum", "op": "gte", "value": 100}, '
-                                  '{"all": [{"attr": "tenure_months", "op": "gte", "value": 12}]}]}'}])
+    await session.execute(
+        text("UPDATE product SET updated_at = clock_timestamp(), eligibility = CAST(:e AS jsonb) WHERE code = :c"),
+        [
+            {
+                "c": "balanced_fund",
+                "e": '{"any": [{"attr": "aum", "op": "gte", "value": 1000000}, '
+                '{"attr": "segment", "op": "eq", "value": "retail"}]}',
+            },
+            {
+                "c": "equity_fund",
+                "e": '{"all": [{"attr": "aum", "op": "gte", "value": 100}, '
+                '{"all": [{"attr": "tenure_months", "op": "gte", "value": 12}]}]}',
+            },
+        ],
+    )
     await session.commit()
     await make_customer(client, as_role, "HR6", risk=5, holdings=[("current_account", "2500.50")])
     path = "/v1/customers/HR6/recommendations?explore=false&limit=10"
@@ -172,8 +231,9 @@ async def test_eligibility_reasons_name_the_comparisons_that_held(client, routed
     assert reasons["equity_fund"][0]["value"]["value"] == "2500.50" and reasons["equity_fund"][1]["value"]["result"]
 
 
-async def test_ranking_statistics_counted_elsewhere_arrive_within_their_age(as_role, bank, session, test_settings,
-                                                                            sessionmaker):
+async def test_ranking_statistics_counted_elsewhere_arrive_within_their_age(
+    as_role, bank, session, test_settings, sessionmaker
+):
     """Counts another instance (or the statistics job) wrote reach this instance's ranking once its copy is older
     than ranking_stats_seconds; until then the instance ranks with the copy it has."""
     import httpx
@@ -186,10 +246,13 @@ async def test_ranking_statistics_counted_elsewhere_arrive_within_their_age(as_r
             if not await session.scalar(text("SELECT count(*) FROM customer WHERE external_id = 'HR7'")):
                 await make_customer(api, as_role, "HR7", risk=5)
             first = await api.get("/v1/customers/HR7/recommendations?explore=false&limit=10", headers=as_role("app"))
-            await session.execute(text(
-                "INSERT INTO propensity_stat (product_code, tier_code, shard, impressions, clicks, accepts, "
-                "dismisses, converts) VALUES ('equity_fund', '-', 0, 50, 0, 50, 0, 0) "
-                "ON CONFLICT (product_code, tier_code, shard) DO UPDATE SET impressions = 50, accepts = 50"))
+            await session.execute(
+                text(
+                    "INSERT INTO propensity_stat (product_code, tier_code, shard, impressions, clicks, accepts, "
+                    "dismisses, converts) VALUES ('equity_fund', '-', 0, 50, 0, 50, 0, 0) "
+                    "ON CONFLICT (product_code, tier_code, shard) DO UPDATE SET impressions = 50, accepts = 50"
+                )
+            )
             await session.commit()
             again = await api.get("/v1/customers/HR7/recommendations?explore=false&limit=10", headers=as_role("app"))
             await session.execute(text("DELETE FROM propensity_stat"))
@@ -210,8 +273,10 @@ async def test_the_hot_pool_plans_without_hash_and_merge_joins(engine, test_sett
     pool = await create_read_pool(engine, test_settings.model_copy(update={"read_pool_size": 1}))
     try:
         async with pool.acquire() as hot:
-            assert [await hot.fetchval(f"SHOW {name}") for name in ("enable_hashjoin", "enable_mergejoin")] == \
-                ["off", "off"]
+            assert [await hot.fetchval(f"SHOW {name}") for name in ("enable_hashjoin", "enable_mergejoin")] == [
+                "off",
+                "off",
+            ]
             assert await hot.fetchval("SHOW tierwise.risk_valid_days") == str(test_settings.risk_assessment_valid_days)
     finally:
         await pool.close()
@@ -225,20 +290,33 @@ async def test_both_paths_write_the_schemas_own_bytes(client, routed, as_role, b
     downgrade, explained or not."""
     admin = as_role("admin")
     await make_customer(client, as_role, "B0", risk=2)  # evaluated by no policy: no tier
-    assert (await client.post("/v1/tier-policies", headers=admin, json={
-        "key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": 30})).status_code == 201
+    assert (
+        await client.post(
+            "/v1/tier-policies",
+            headers=admin,
+            json={"key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": 30},
+        )
+    ).status_code == 201
     assert (await client.post("/v1/tier-policies/wealth/versions/1/activate", headers=admin)).status_code == 200
-    await session.execute(text("DELETE FROM tier_assignment WHERE customer_id = "
-                               "(SELECT id FROM customer WHERE external_id = 'B0')"))
+    await session.execute(
+        text("DELETE FROM tier_assignment WHERE customer_id = (SELECT id FROM customer WHERE external_id = 'B0')")
+    )
     await session.commit()
     await make_customer(client, as_role, "B1", risk=4, holdings=[("savings_account", "80000.00")])
     await make_customer(client, as_role, "B2", risk=5, holdings=[("current_account", "10.00")])
-    assert (await client.put("/v1/customers/B2/tiers/wealth/override", headers=admin,
-                             json={"tier": "private", "reason": "Retention"})).status_code == 200
+    assert (
+        await client.put(
+            "/v1/customers/B2/tiers/wealth/override", headers=admin, json={"tier": "private", "reason": "Retention"}
+        )
+    ).status_code == 200
     await make_customer(client, as_role, "B3", risk=3, holdings=[("savings_account", "80000.00")])
-    await session.execute(text("UPDATE tier_assignment SET lower_since = now() - interval '3 days', "
-                               "qualified_code = 'mass' WHERE customer_id = "
-                               "(SELECT id FROM customer WHERE external_id = 'B3')"))
+    await session.execute(
+        text(
+            "UPDATE tier_assignment SET lower_since = now() - interval '3 days', "
+            "qualified_code = 'mass' WHERE customer_id = "
+            "(SELECT id FROM customer WHERE external_id = 'B3')"
+        )
+    )
     await session.commit()
     tiers = {}
     for external_id in ("B0", "B1", "B2", "B3"):

@@ -6,45 +6,61 @@ import numpy as np
 from sqlalchemy import text
 
 from app.core.db import driver_connection
-from app.recommendations.learned.features import (FeatureSpec, feature_matrix, feature_spec, fetch_rows,
-                                                  learn_vocabularies)
+from app.recommendations.learned.features import (
+    FeatureSpec,
+    feature_matrix,
+    feature_spec,
+    fetch_rows,
+    learn_vocabularies,
+)
 from tests.factories import add_products
 
 SPEC = FeatureSpec(("current_account", "mortgage", "savings_account"), ("income",), ("entry_channel",), "wealth")
 
 
 async def _customer(session, external_id: str, **attributes) -> int:
-    return await session.scalar(text(
-        "INSERT INTO customer (external_id, segment, birth_date, onboarded_at, marketing_consent, attributes) "
-        "VALUES (:e, 'retail', '1980-06-15', '2015-01-10T00:00:00Z', true, CAST(:a AS jsonb)) RETURNING id"),
-        {"e": external_id, "a": __import__("json").dumps(attributes)})
+    return await session.scalar(
+        text(
+            "INSERT INTO customer (external_id, segment, birth_date, onboarded_at, marketing_consent, attributes) "
+            "VALUES (:e, 'retail', '1980-06-15', '2015-01-10T00:00:00Z', true, CAST(:a AS jsonb)) RETURNING id"
+        ),
+        {"e": external_id, "a": __import__("json").dumps(attributes)},
+    )
 
 
 async def _reports(session, customer_id: int, reports: dict[str, list[str]]) -> None:
     for day, products in reports.items():
         for product in products:
-            await session.execute(text("INSERT INTO holding_balance (customer_id, product_code, as_of, balance) "
-                                       "VALUES (:c, :p, :d, 1)"), {"c": customer_id, "p": product,
-                                                                   "d": date.fromisoformat(day)})
+            await session.execute(
+                text("INSERT INTO holding_balance (customer_id, product_code, as_of, balance) VALUES (:c, :p, :d, 1)"),
+                {"c": customer_id, "p": product, "d": date.fromisoformat(day)},
+            )
 
 
 async def test_features_read_month_end_holdings_adds_drops_and_months_back(session):
     await add_products(session)
     alice = await _customer(session, "alice", income=52000, entry_channel="KAT")
-    await _reports(session, alice, {
-        "2026-01-31": ["current_account", "savings_account"],
-        "2026-02-28": ["current_account", "savings_account", "mortgage"],
-        "2026-03-10": ["current_account", "mortgage"],  # savings dropped in March, a report mid-month ...
-        "2026-03-31": ["current_account"],  # ... and the month's last report: the mortgage is gone at March's end
-        # no report in April: March's holdings carry over
-        "2026-05-31": ["current_account", "savings_account"],  # savings back in May
-    })
-    await session.execute(text(
-        "INSERT INTO customer_activity_daily (customer_id, day, txn_count, txn_amount, logins) "
-        "VALUES (:c, '2026-04-20', 3, 30, 2), (:c, '2026-02-10', 5, 50, 0)"), {"c": alice})
+    await _reports(
+        session,
+        alice,
+        {
+            "2026-01-31": ["current_account", "savings_account"],
+            "2026-02-28": ["current_account", "savings_account", "mortgage"],
+            "2026-03-10": ["current_account", "mortgage"],  # savings dropped in March, a report mid-month ...
+            "2026-03-31": ["current_account"],  # ... and the month's last report: the mortgage is gone at March's end
+            # no report in April: March's holdings carry over
+            "2026-05-31": ["current_account", "savings_account"],  # savings back in May
+        },
+    )
+    await session.execute(
+        text(
+            "INSERT INTO customer_activity_daily (customer_id, day, txn_count, txn_amount, logins) "
+            "VALUES (:c, '2026-04-20', 3, 30, 2), (:c, '2026-02-10', 5, 50, 0)"
+        ),
+        {"c": alice},
+    )
     conn = await driver_connection(session)
-    rows = await fetch_rows(conn, SPEC, [date(2026, 3, 1), date(2026, 4, 1)], date(2026, 6, 15),
-                            customer_ids=[alice])
+    rows = await fetch_rows(conn, SPEC, [date(2026, 3, 1), date(2026, 4, 1)], date(2026, 6, 15), customer_ids=[alice])
     assert list(rows.customer_ids) == [alice, alice] and rows.months == [date(2026, 3, 1), date(2026, 4, 1)]
     # masks: bit 0 the month after, bit 1 the month, bit k k-1 months before; products in SPEC order
     assert rows.masks[0].tolist() == [0b1111, 0b100, 0b1100]  # March: current always; mortgage Feb; savings Jan-Feb
@@ -58,11 +74,17 @@ async def test_features_read_month_end_holdings_adds_drops_and_months_back(sessi
     assert (march["held:mortgage"], march["held_1m_ago:mortgage"], march["months_since_held:mortgage"]) == (0, 1, 1)
     assert (march["held_1m_ago:savings_account"], march["held_2m_ago:savings_account"]) == (1, 1)
     assert march["months_since_held:savings_account"] == 1
-    assert (march["products_held"], march["products_held_1m_ago"], march["products_added"],
-            march["products_dropped"]) == (1, 3, 0, 2)
+    assert (
+        march["products_held"],
+        march["products_held_1m_ago"],
+        march["products_added"],
+        march["products_dropped"],
+    ) == (1, 3, 0, 2)
     assert (april["products_dropped"], april["months_since_held:savings_account"]) == (0, 2)
-    assert april["months_since_held:current_account"] == 0 and np.isnan(march["months_since_held:current_account"]) \
-        is np.False_
+    assert (
+        april["months_since_held:current_account"] == 0
+        and np.isnan(march["months_since_held:current_account"]) is np.False_
+    )
     assert (march["age"], march["tenure_months"]) == (45, 134)  # at March's end
     assert march["txn_count_30d"] == 0 and march["txn_count_90d"] == 5
     assert (april["txn_count_30d"], april["logins_30d"], april["txn_amount_30d"]) == (3, 2, 30)
@@ -76,30 +98,44 @@ async def test_accepted_offers_label_the_month_after_and_sampling_keeps_every_la
     ids = [await _customer(session, f"c{i}") for i in range(40)]
     for customer_id in ids:
         await _reports(session, customer_id, {"2026-02-28": ["current_account"], "2026-03-31": ["current_account"]})
-    await session.execute(text(
-        "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, rank, score, "
-        "propensity, strategy, reasons) VALUES ('00000000-0000-0000-0000-000000000001', 1, :c, 'mortgage', 1, 1, "
-        "0.1, 'personalised', '[]')"), {"c": ids[7]})
-    await session.execute(text(
-        "INSERT INTO feedback_event (customer_id, event_id, recommendation_id, product_code, channel, strategy, "
-        "kind, occurred_at) VALUES (:c, 'e1', '00000000-0000-0000-0000-000000000001', 'mortgage', 'web', "
-        "'personalised', 'accept', :at)"), {"c": ids[7], "at": datetime(2026, 3, 12, tzinfo=UTC)})
+    await session.execute(
+        text(
+            "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, rank, score, "
+            "propensity, strategy, reasons) VALUES ('00000000-0000-0000-0000-000000000001', 1, :c, 'mortgage', 1, 1, "
+            "0.1, 'personalised', '[]')"
+        ),
+        {"c": ids[7]},
+    )
+    await session.execute(
+        text(
+            "INSERT INTO feedback_event (customer_id, event_id, recommendation_id, product_code, channel, strategy, "
+            "kind, occurred_at) VALUES (:c, 'e1', '00000000-0000-0000-0000-000000000001', 'mortgage', 'web', "
+            "'personalised', 'accept', :at)"
+        ),
+        {"c": ids[7], "at": datetime(2026, 3, 12, tzinfo=UTC)},
+    )
     conn = await driver_connection(session)
     every = await fetch_rows(conn, SPEC, [date(2026, 2, 1)], date(2026, 6, 1), id_range=(ids[0], ids[-1]))
     assert len(every) == 40 and every.labels().sum() == 1
     assert every.labels()[ids.index(ids[7])].tolist() == [False, True, False]
-    sample = await fetch_rows(conn, SPEC, [date(2026, 2, 1)], date(2026, 6, 1), id_range=(ids[0], ids[-1]),
-                              keep_per_million=250_000, seed=3)
-    again = await fetch_rows(conn, SPEC, [date(2026, 2, 1)], date(2026, 6, 1), customer_ids=ids,
-                             keep_per_million=250_000, seed=3)
+    sample = await fetch_rows(
+        conn, SPEC, [date(2026, 2, 1)], date(2026, 6, 1), id_range=(ids[0], ids[-1]), keep_per_million=250_000, seed=3
+    )
+    again = await fetch_rows(
+        conn, SPEC, [date(2026, 2, 1)], date(2026, 6, 1), customer_ids=ids, keep_per_million=250_000, seed=3
+    )
     assert ids[7] in sample.customer_ids and 1 < len(sample) < 40
     assert sample.customer_ids.tolist() == again.customer_ids.tolist()
 
 
 async def test_spec_reads_the_catalog_and_the_declared_attributes(session):
     await add_products(session)
-    await session.execute(text("INSERT INTO custom_attribute_definition (name, type) VALUES ('income', 'number'), "
-                               "('entry_channel', 'string'), ('vip', 'boolean'), ('tags', 'string_set')"))
+    await session.execute(
+        text(
+            "INSERT INTO custom_attribute_definition (name, type) VALUES ('income', 'number'), "
+            "('entry_channel', 'string'), ('vip', 'boolean'), ('tags', 'string_set')"
+        )
+    )
     spec = await feature_spec(await driver_connection(session), "wealth")
     assert spec.products[0] == "balanced_fund" and len(spec.products) == 9
     assert spec.numeric_attributes == ("income", "vip") and spec.string_attributes == ("entry_channel",)

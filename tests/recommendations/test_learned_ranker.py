@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.db import create_sessionmaker, driver_connection
@@ -99,8 +99,13 @@ async def test_rollback_needs_an_earlier_served_version(session):
 
 def _tierwise(url: str, *args: str) -> subprocess.CompletedProcess:
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    return subprocess.run([str(Path(sys.executable).parent / "tierwise"), *args], capture_output=True, text=True,
-                          env={**os.environ, "TIERWISE_DATABASE_URL": dsn}, timeout=300)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "tierwise"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TIERWISE_DATABASE_URL": dsn},
+        timeout=300,
+    )
 
 
 async def test_commands_train_list_serve_and_roll_back(scratch_database):
@@ -111,13 +116,31 @@ async def test_commands_train_list_serve_and_roll_back(scratch_database):
         async with create_sessionmaker(engine)() as session:
             await load_history(session, customers=150)
             await session.commit()
-        trained = await asyncio.to_thread(_tierwise, url, "train-ranker", "--until", "2026-05", "--months", "4",
-                                          "--seed", "3", "--chunk-customers", "100")
+        trained = await asyncio.to_thread(
+            _tierwise,
+            url,
+            "train-ranker",
+            "--until",
+            "2026-05",
+            "--months",
+            "4",
+            "--seed",
+            "3",
+            "--chunk-customers",
+            "100",
+        )
         assert trained.returncode == 0, trained.stderr
         first = json.loads(trained.stdout)
         assert first["version"] == 1 and first["serving"] and first["window_until"] == "2026-05-01"
-        second = await registry.retrain(create_sessionmaker(engine), "wealth", until=date(2026, 5, 1), months=4,
-                                        seed=3, serve="never", chunk_customers=100)
+        second = await registry.retrain(
+            create_sessionmaker(engine),
+            "wealth",
+            until=date(2026, 5, 1),
+            months=4,
+            seed=3,
+            serve="never",
+            chunk_customers=100,
+        )
         assert second["version"] == 2 and second["serving"] is False and second["map7"] == first["map7"]
 
         listed = await asyncio.to_thread(_tierwise, url, "ranker-models", "list")
@@ -127,8 +150,11 @@ async def test_commands_train_list_serve_and_roll_back(scratch_database):
         rolled = await asyncio.to_thread(_tierwise, url, "ranker-models", "rollback")
         assert rolled.returncode == 0 and rolled.stdout.strip() == "serving 1"
         async with engine.connect() as connection:
-            rows = (await connection.execute(text("SELECT version, status, model_sha256 FROM ranker_model "
-                                                  "ORDER BY version"))).all()
+            rows = (
+                await connection.execute(
+                    text("SELECT version, status, model_sha256 FROM ranker_model ORDER BY version")
+                )
+            ).all()
         assert [(v, s) for v, s, _ in rows] == [(1, "serving"), (2, "retired")]
         assert rows[0][2] == rows[1][2]  # the same data and seed gave the same model bytes
     finally:

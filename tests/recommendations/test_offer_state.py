@@ -35,29 +35,47 @@ PRODUCTS = [code for code, *_ in CATALOG]
 def _outcomes() -> tuple[float, float]:
     def count(outcome):
         return REGISTRY.get_sample_value("tierwise_offer_states_total", {"outcome": outcome}) or 0.0
+
     return count("read"), count("computed")
 
 
 async def _state(session, external_id: str):
     """The customer's stored state, and whether it holds now (`holds`)."""
-    return (await session.execute(text(
-        "SELECT s.*, s.valid_until > now() AS holds FROM customer_offer_state s JOIN customer c "
-        "ON c.id = s.customer_id WHERE c.external_id = :e"), {"e": external_id})).mappings().one_or_none()
+    return (
+        (
+            await session.execute(
+                text(
+                    "SELECT s.*, s.valid_until > now() AS holds FROM customer_offer_state s JOIN customer c "
+                    "ON c.id = s.customer_id WHERE c.external_id = :e"
+                ),
+                {"e": external_id},
+            )
+        )
+        .mappings()
+        .one_or_none()
+    )
 
 
 def _without_ids(document: dict) -> dict:
-    return {**document, "items": [{k: v for k, v in item.items() if k != "recommendation_id"}
-                                  for item in document["items"]]}
+    return {
+        **document,
+        "items": [{k: v for k, v in item.items() if k != "recommendation_id"} for item in document["items"]],
+    }
 
 
 async def test_a_stored_state_answers_exactly_as_a_computed_one(client, as_role, bank):
     rng = random.Random(5)
     for i in range(12):
-        await make_customer(client, as_role, f"OS{i}", risk=rng.choice([None, 1, 3, 5]),
-                            assessed_days_ago=rng.choice([5, 400]), consent=rng.random() < 0.7,
-                            segment=rng.choice(["retail", "small_business"]),
-                            holdings=[(code, f"{rng.randint(1, 400000)}.00")
-                                      for code in rng.sample(PRODUCTS[:7], rng.randint(0, 3))])
+        await make_customer(
+            client,
+            as_role,
+            f"OS{i}",
+            risk=rng.choice([None, 1, 3, 5]),
+            assessed_days_ago=rng.choice([5, 400]),
+            consent=rng.random() < 0.7,
+            segment=rng.choice(["retail", "small_business"]),
+            holdings=[(code, f"{rng.randint(1, 400000)}.00") for code in rng.sample(PRODUCTS[:7], rng.randint(0, 3))],
+        )
         reads, computed = _outcomes()
         first = await recommend(client, as_role, f"OS{i}", explain="true")
         second = await recommend(client, as_role, f"OS{i}", explain="true")
@@ -69,28 +87,45 @@ async def test_the_state_holds_until_the_first_instant_a_feature_can_change(clie
     # the risk assessment expires halfway to midnight: the earliest of the instants (tenure moves in ~20 days)
     now, midnight = (await session.execute(text("SELECT now(), (current_date + 1)::timestamptz"))).one()
     assessed = now - timedelta(days=365) + (midnight - now) / 2
-    body = {"segment": "retail", "onboarded_at": (now - timedelta(days=3 * 365 + 10)).isoformat(), "risk_level": 4,
-            "risk_assessed_at": assessed.isoformat(), "marketing_consent": True}
+    body = {
+        "segment": "retail",
+        "onboarded_at": (now - timedelta(days=3 * 365 + 10)).isoformat(),
+        "risk_level": 4,
+        "risk_assessed_at": assessed.isoformat(),
+        "marketing_consent": True,
+    }
     assert (await client.put("/v1/customers/VU1", json=body, headers=as_role("integration"))).status_code == 201
     await recommend(client, as_role, "VU1")
     state = await _state(session, "VU1")
     # each instant as Postgres computes it: the next midnight, the assessment's expiry, the next month of tenure
-    midnight, expiry, next_month = (await session.execute(text(
-        "SELECT (current_date + 1)::timestamptz, c.risk_assessed_at + make_interval(days => 365), "
-        "c.onboarded_at + make_interval(months => (date_part('year', age(now(), c.onboarded_at)) * 12 "
-        "+ date_part('month', age(now(), c.onboarded_at)))::int + 1) "
-        "FROM customer c WHERE external_id = 'VU1'"))).one()
+    midnight, expiry, next_month = (
+        await session.execute(
+            text(
+                "SELECT (current_date + 1)::timestamptz, c.risk_assessed_at + make_interval(days => 365), "
+                "c.onboarded_at + make_interval(months => (date_part('year', age(now(), c.onboarded_at)) * 12 "
+                "+ date_part('month', age(now(), c.onboarded_at)))::int + 1) "
+                "FROM customer c WHERE external_id = 'VU1'"
+            )
+        )
+    ).one()
     assert state["valid_until"] == expiry < min(midnight, next_month) and state["holds"]
     # without an assessment, the next midnight: age, the day windows and the days since move with the date
-    assert (await client.put("/v1/customers/VU2", json={**body, "risk_level": None, "risk_assessed_at": None},
-                             headers=as_role("integration"))).status_code == 201
+    assert (
+        await client.put(
+            "/v1/customers/VU2",
+            json={**body, "risk_level": None, "risk_assessed_at": None},
+            headers=as_role("integration"),
+        )
+    ).status_code == 201
     await recommend(client, as_role, "VU2")
     assert (await _state(session, "VU2"))["valid_until"] == midnight
     assert state["risk_tolerance"] == 4 and state["risk_valid_days"] == 365
 
     # time passes: a state whose instant has passed is computed again
-    await session.execute(text("UPDATE customer_offer_state SET valid_until = now() - interval '1 second' "
-                               "WHERE customer_id = :c"), {"c": state["customer_id"]})
+    await session.execute(
+        text("UPDATE customer_offer_state SET valid_until = now() - interval '1 second' WHERE customer_id = :c"),
+        {"c": state["customer_id"]},
+    )
     await session.commit()
     reads, computed = _outcomes()
     await recommend(client, as_role, "VU1")
@@ -101,25 +136,38 @@ async def test_the_next_month_of_tenure_is_never_later_than_the_features_see_it(
     """features_stable_until's month: for customers onboarded on every day of a year (month ends and leap days
     among them) and at several times of day, tenure_months as the features compute it does not change before
     it: not at now, not one microsecond before it."""
-    await session.execute(text(
-        "INSERT INTO customer (external_id, segment, onboarded_at) "
-        "SELECT 'TN' || n, 'retail', "
-        "timestamptz '2019-12-01 00:00:00+00' + make_interval(days => n, hours => n % 24) "
-        "FROM generate_series(0, 800) n"))
+    await session.execute(
+        text(
+            "INSERT INTO customer (external_id, segment, onboarded_at) "
+            "SELECT 'TN' || n, 'retail', "
+            "timestamptz '2019-12-01 00:00:00+00' + make_interval(days => n, hours => n % 24) "
+            "FROM generate_series(0, 800) n"
+        )
+    )
     customer = Customer.__table__
     features = features_for_customers(array([customer.c.id]), lateral=True)
-    rows = (await session.execute(
-        select(customer.c.onboarded_at, features.c.tenure_months,
-               features_stable_until(customer, features).label("until"))
-        .select_from(customer.join(features, sa.true()))
-        .where(customer.c.external_id.like("TN%")))).all()
+    rows = (
+        await session.execute(
+            select(
+                customer.c.onboarded_at,
+                features.c.tenure_months,
+                features_stable_until(customer, features).label("until"),
+            )
+            .select_from(customer.join(features, sa.true()))
+            .where(customer.c.external_id.like("TN%"))
+        )
+    ).all()
     assert len(rows) == 801
-    tenure = ("(date_part('year', age(CAST(:t AS timestamptz), CAST(:o AS timestamptz))) * 12 "
-              "+ date_part('month', age(CAST(:t AS timestamptz), CAST(:o AS timestamptz))))::int")
+    tenure = (
+        "(date_part('year', age(CAST(:t AS timestamptz), CAST(:o AS timestamptz))) * 12 "
+        "+ date_part('month', age(CAST(:t AS timestamptz), CAST(:o AS timestamptz))))::int"
+    )
     for onboarded_at, months, until in rows:
         just_before = until - timedelta(microseconds=1)
-        assert await session.scalar(text(f"SELECT {tenure}"), {"t": just_before, "o": onboarded_at}) == months, \
-            (onboarded_at, until)
+        assert await session.scalar(text(f"SELECT {tenure}"), {"t": just_before, "o": onboarded_at}) == months, (
+            onboarded_at,
+            until,
+        )
 
 
 @pytest.mark.parametrize("write", ["holdings", "profile", "events", "survey", "complaint", "erasure"])
@@ -130,32 +178,85 @@ async def test_every_write_to_the_customer_makes_its_state_stale(client, as_role
     assert stored["explanation"] is not None and stored["holds"]
     integration, now = as_role("integration"), datetime.now(UTC).isoformat()
     if write == "holdings":  # what it now holds is not offered
-        response = await client.put("/v1/customers/WR1/holdings", headers=integration, json={"holdings": [
-            {"product_code": before["items"][0]["product"]["code"], "balance": "10.00", "as_of": now[:10]}]})
+        response = await client.put(
+            "/v1/customers/WR1/holdings",
+            headers=integration,
+            json={
+                "holdings": [
+                    {"product_code": before["items"][0]["product"]["code"], "balance": "10.00", "as_of": now[:10]}
+                ]
+            },
+        )
     elif write == "profile":  # no marketing consent any more: no marketing offer
         response = await client.patch("/v1/customers/WR1", json={"marketing_consent": False}, headers=integration)
     elif write == "events":
-        response = await client.post("/v1/events", headers=integration, json={"events": [
-            {"type": "transaction", "event_id": "t1", "customer_id": "WR1", "occurred_at": now, "amount": "10.00",
-             "direction": "debit", "channel": "card"}]})
+        response = await client.post(
+            "/v1/events",
+            headers=integration,
+            json={
+                "events": [
+                    {
+                        "type": "transaction",
+                        "event_id": "t1",
+                        "customer_id": "WR1",
+                        "occurred_at": now,
+                        "amount": "10.00",
+                        "direction": "debit",
+                        "channel": "card",
+                    }
+                ]
+            },
+        )
     elif write == "survey":
-        response = await client.post("/v1/feedback/surveys", headers=as_role("app"), json={
-            "event_id": "s1", "customer_id": "WR1", "kind": "nps", "score": 3, "channel": "mobile",
-            "touchpoint": "app_rating_prompt", "occurred_at": now})
+        response = await client.post(
+            "/v1/feedback/surveys",
+            headers=as_role("app"),
+            json={
+                "event_id": "s1",
+                "customer_id": "WR1",
+                "kind": "nps",
+                "score": 3,
+                "channel": "mobile",
+                "touchpoint": "app_rating_prompt",
+                "occurred_at": now,
+            },
+        )
     elif write == "complaint":
-        response = await client.post("/v1/feedback/complaints", headers=as_role("app"), json={
-            "event_id": "c1", "customer_id": "WR1", "category": "fees", "channel": "phone", "description": "fees"})
+        response = await client.post(
+            "/v1/feedback/complaints",
+            headers=as_role("app"),
+            json={
+                "event_id": "c1",
+                "customer_id": "WR1",
+                "category": "fees",
+                "channel": "phone",
+                "description": "fees",
+            },
+        )
     else:
         response = await client.delete("/v1/customers/WR1", headers=as_role("admin"))
     assert response.status_code in (200, 201, 204), response.text
-    state = (await session.execute(text("SELECT *, valid_until > now() AS holds FROM customer_offer_state "
-                                        "WHERE customer_id = :c"), {"c": stored["customer_id"]})).mappings().one()
+    state = (
+        (
+            await session.execute(
+                text("SELECT *, valid_until > now() AS holds FROM customer_offer_state WHERE customer_id = :c"),
+                {"c": stored["customer_id"]},
+            )
+        )
+        .mappings()
+        .one()
+    )
     assert state["generation"] == stored["generation"] + 1  # a computation that read before it stores nothing
     if write == "events":  # activity, which no condition of this catalog reads: the state still holds
         assert state["holds"] and state["explanation"] == stored["explanation"]
     else:  # nothing of the customer's stays in a stale state (erasure clears it like any write)
-        assert not state["holds"] and [state[c] for c in ("explanation", "held_products", "risk_tolerance",
-                                                          "marketing_consent", "ineligible")] == [None] * 5
+        assert (
+            not state["holds"]
+            and [
+                state[c] for c in ("explanation", "held_products", "risk_tolerance", "marketing_consent", "ineligible")
+            ]
+            == [None] * 5
+        )
         assert state["reads"] == stored["reads"]  # attribute names: it marks a customer who asks for offers
     if write == "erasure":
         return
@@ -171,24 +272,46 @@ async def test_every_write_to_the_customer_makes_its_state_stale(client, as_role
 async def test_a_write_makes_stale_the_states_that_read_what_it_changed(client, as_role, bank, session):
     """The catalog's conditions decide what a state reads: once a product's condition reads the customer's
     transactions, a transaction makes the state stale, and the product's eligibility moves with it."""
-    await session.execute(text("UPDATE product SET eligibility = CAST(:e AS jsonb) WHERE code = 'term_deposit'"),
-                          {"e": '{"attr": "txn_count_90d", "op": "gte", "value": 1}'})
+    await session.execute(
+        text("UPDATE product SET eligibility = CAST(:e AS jsonb) WHERE code = 'term_deposit'"),
+        {"e": '{"attr": "txn_count_90d", "op": "gte", "value": 1}'},
+    )
     await session.commit()
     await make_customer(client, as_role, "TX1", risk=5)
     first = await recommend(client, as_role, "TX1", explain="true")
-    assert {"product_code": "term_deposit", "filter": "not_eligible", "detail": "eligibility condition not met"} in \
-        first["filtered_out"]
+    assert {
+        "product_code": "term_deposit",
+        "filter": "not_eligible",
+        "detail": "eligibility condition not met",
+    } in first["filtered_out"]
     assert "txn_count_90d" in (await _state(session, "TX1"))["reads"]
-    response = await client.post("/v1/events", headers=as_role("integration"), json={"events": [
-        {"type": "transaction", "event_id": "t1", "customer_id": "TX1", "occurred_at": datetime.now(UTC).isoformat(),
-         "amount": "10.00", "direction": "debit", "channel": "card"}]})
+    response = await client.post(
+        "/v1/events",
+        headers=as_role("integration"),
+        json={
+            "events": [
+                {
+                    "type": "transaction",
+                    "event_id": "t1",
+                    "customer_id": "TX1",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "amount": "10.00",
+                    "direction": "debit",
+                    "channel": "card",
+                }
+            ]
+        },
+    )
     assert response.status_code == 200, response.text
     assert not (await _state(session, "TX1"))["holds"]
     second = await recommend(client, as_role, "TX1", explain="true")
     assert "term_deposit" not in [f["product_code"] for f in second["filtered_out"]]
     assert {"code": "ELIGIBLE", "text": "txn_count_90d 1 >= 1"} in [
-        {k: r[k] for k in ("code", "text")} for i in second["items"] if i["product"]["code"] == "term_deposit"
-        for r in i["reasons"]]
+        {k: r[k] for k in ("code", "text")}
+        for i in second["items"]
+        if i["product"]["code"] == "term_deposit"
+        for r in i["reasons"]
+    ]
 
 
 async def test_a_changed_risk_validity_makes_states_stale(client, as_role, bank, session):
@@ -207,10 +330,14 @@ async def committed(scratch_database, test_settings):
     upgrade_to_head(url)
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     pool = await asyncpg.create_pool(dsn, min_size=2, max_size=2, server_settings=server_settings(test_settings))
-    await pool.execute("INSERT INTO product (code, name, category, risk_level, channels) VALUES "
-                       "('bond_fund', 'Bond fund', 'fund', 2, '{mobile}')")
-    await pool.execute("INSERT INTO customer (external_id, segment, onboarded_at, risk_level, risk_assessed_at, "
-                       "marketing_consent) VALUES ('RC1', 'retail', now(), 3, now(), true)")
+    await pool.execute(
+        "INSERT INTO product (code, name, category, risk_level, channels) VALUES "
+        "('bond_fund', 'Bond fund', 'fund', 2, '{mobile}')"
+    )
+    await pool.execute(
+        "INSERT INTO customer (external_id, segment, onboarded_at, risk_level, risk_assessed_at, "
+        "marketing_consent) VALUES ('RC1', 'retail', now(), 3, now(), true)"
+    )
     yield url, pool
     await pool.close()
 
@@ -229,16 +356,18 @@ async def _read(pool, snapshot, external_id: str):
 
 
 async def _stored(pool, customer_id: int):
-    return await pool.fetchrow("SELECT *, valid_until > now() AS holds FROM customer_offer_state "
-                               "WHERE customer_id = $1", customer_id)
+    return await pool.fetchrow(
+        "SELECT *, valid_until > now() AS holds FROM customer_offer_state WHERE customer_id = $1", customer_id
+    )
 
 
 async def _waiting_on_a_lock(pool, task) -> None:
     """Until another backend of the database waits on a lock (pg_stat_activity), the task still pending."""
     for _ in range(500):
         assert not task.done(), "it finished instead of waiting"
-        if await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                               "AND wait_event_type = 'Lock'"):
+        if await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ):
             assert not task.done()
             return
         await asyncio.sleep(0.01)
@@ -257,8 +386,13 @@ async def test_a_state_computed_before_a_write_commits_is_never_left_standing(co
             snapshot = await build_snapshot(session)
         customer_id = await pool.fetchval("SELECT id FROM customer WHERE external_id = 'RC1'")
         async with create_sessionmaker(engine)() as writer:
-            await writer.execute(text("INSERT INTO holding (customer_id, product_code, balance, as_of) "
-                                      "VALUES (:c, 'bond_fund', 100, current_date)"), {"c": customer_id})
+            await writer.execute(
+                text(
+                    "INSERT INTO holding (customer_id, product_code, balance, as_of) "
+                    "VALUES (:c, 'bond_fund', 100, current_date)"
+                ),
+                {"c": customer_id},
+            )
             if write == "marked_stale_and_uncommitted":
                 await offer_state.mark_stale(writer, [customer_id])
                 recommendation = asyncio.create_task(_computed(pool, snapshot, "RC1"))
@@ -288,8 +422,9 @@ async def test_an_instance_with_an_out_of_date_catalog_stores_no_state(committed
     try:
         async with create_sessionmaker(engine)() as session:
             snapshot = await build_snapshot(session)
-        await pool.execute("UPDATE product SET eligibility = '{\"attr\": \"age\", \"op\": \"gte\", "
-                           "\"value\": 18}' WHERE code = 'bond_fund'")  # another instance changed the catalog
+        await pool.execute(
+            'UPDATE product SET eligibility = \'{"attr": "age", "op": "gte", "value": 18}\' WHERE code = \'bond_fund\''
+        )  # another instance changed the catalog
         row = await _computed(pool, snapshot, "RC1")
         assert row["catalog_version"] != snapshot.version  # the caller compiles again
         customer_id = await pool.fetchval("SELECT id FROM customer WHERE external_id = 'RC1'")
@@ -298,18 +433,31 @@ async def test_an_instance_with_an_out_of_date_catalog_stores_no_state(committed
         await engine.dispose()
 
 
-STATE_COLUMNS = ("held_products", "risk_tolerance", "marketing_consent", "ineligible", "explanation", "reads",
-                 "valid_until", "catalog_version", "risk_valid_days")
+STATE_COLUMNS = (
+    "held_products",
+    "risk_tolerance",
+    "marketing_consent",
+    "ineligible",
+    "explanation",
+    "reads",
+    "valid_until",
+    "catalog_version",
+    "risk_valid_days",
+)
 
 
-async def test_stale_states_are_computed_again_in_bulk_as_a_request_computes_them(client, as_role, bank, app,
-                                                                                   session):
+async def test_stale_states_are_computed_again_in_bulk_as_a_request_computes_them(client, as_role, bank, app, session):
     rng = random.Random(9)
     for i in range(30):
-        await make_customer(client, as_role, f"BK{i}", risk=rng.choice([None, 2, 5]), consent=rng.random() < 0.8,
-                            segment=rng.choice(["retail", "small_business"]),
-                            holdings=[(code, f"{rng.randint(1, 400000)}.00")
-                                      for code in rng.sample(PRODUCTS[:7], rng.randint(0, 3))])
+        await make_customer(
+            client,
+            as_role,
+            f"BK{i}",
+            risk=rng.choice([None, 2, 5]),
+            consent=rng.random() < 0.8,
+            segment=rng.choice(["retail", "small_business"]),
+            holdings=[(code, f"{rng.randint(1, 400000)}.00") for code in rng.sample(PRODUCTS[:7], rng.randint(0, 3))],
+        )
     asked = [f"BK{i}" for i in range(20)]  # ten customers never ask for recommendations
     for external_id in asked:
         await recommend(client, as_role, external_id)
@@ -334,9 +482,13 @@ async def test_stale_states_are_computed_again_in_bulk_as_a_request_computes_the
 async def test_the_command_computes_every_customers_state(committed):
     url, pool = committed
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "app.cli", "refresh-offer-states",
-                                                    "--everyone"],
-                                   env={**os.environ, "TIERWISE_DATABASE_URL": dsn}, capture_output=True, text=True)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "app.cli", "refresh-offer-states", "--everyone"],
+        env={**os.environ, "TIERWISE_DATABASE_URL": dsn},
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"offer_states_stored": 1}
     state = await pool.fetchrow("SELECT *, valid_until > now() AS holds FROM customer_offer_state")

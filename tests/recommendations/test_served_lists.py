@@ -20,22 +20,35 @@ from app.recommendations.served import ServedLists, time_ordered_uuid
 async def pool(scratch_database):
     url = scratch_database()
     upgrade_to_head(url)
-    pool = await asyncpg.create_pool(make_url(url).set(drivername="postgresql").render_as_string(
-        hide_password=False), min_size=4, max_size=4)
-    await pool.execute("INSERT INTO product (code, name, category, risk_level, channels) VALUES "
-                       "('bond_fund', 'Bond fund', 'fund', 2, '{mobile}'), "
-                       "('savings_account', 'Savings', 'deposit', 1, '{mobile}')")
+    pool = await asyncpg.create_pool(
+        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False), min_size=4, max_size=4
+    )
+    await pool.execute(
+        "INSERT INTO product (code, name, category, risk_level, channels) VALUES "
+        "('bond_fund', 'Bond fund', 'fund', 2, '{mobile}'), "
+        "('savings_account', 'Savings', 'deposit', 1, '{mobile}')"
+    )
     await pool.execute("INSERT INTO customer (external_id, segment, onboarded_at) VALUES ('W1', 'retail', now())")
     yield pool
     await pool.close()
 
 
 def served(customer_id: int, *codes: str) -> RecommendationResult:
-    items = [Ranked(CatalogProduct(code, code, "fund", 1, 1.0, 1.0, ()), 0.5, 0.25, 2.0, 1.0, {},
-                    [{"code": "SUITABLE", "text": "risk R1 <= 3"}])
-             for code in codes]
-    return RecommendationResult(customer_id=customer_id, external_id="W1", tier=None, strategy="personalised",
-                                items=items, filtered=[])
+    items = [
+        Ranked(
+            CatalogProduct(code, code, "fund", 1, 1.0, 1.0, ()),
+            0.5,
+            0.25,
+            2.0,
+            1.0,
+            {},
+            [{"code": "SUITABLE", "text": "risk R1 <= 3"}],
+        )
+        for code in codes
+    ]
+    return RecommendationResult(
+        customer_id=customer_id, external_id="W1", tier=None, strategy="personalised", items=items, filtered=[]
+    )
 
 
 async def _write_all(pool, writer: ServedLists, results: list[RecommendationResult]) -> list:
@@ -53,8 +66,10 @@ async def test_concurrent_lists_are_committed_together(pool):
     assert await _write_all(pool, writer, results) == [None] * 30
     assert writer.statements < 30  # grouped: fewer statements than lists
     assert await pool.fetchval("SELECT count(*) FROM recommendation_list") == 30
-    stored = {r["recommendation_id"]: (r["product_code"], r["rank"], r["list_id"]) for r in await pool.fetch(
-        "SELECT recommendation_id, product_code, rank, list_id FROM recommendation_item")}
+    stored = {
+        r["recommendation_id"]: (r["product_code"], r["rank"], r["list_id"])
+        for r in await pool.fetch("SELECT recommendation_id, product_code, rank, list_id FROM recommendation_item")
+    }
     for result in results:  # every id the caller got is stored, with its product and rank, both items in one list
         (first, rank_1, list_a), (second, rank_2, list_b) = (stored[rid] for rid in result.recommendation_ids)
         assert (first, rank_1, second, rank_2) == ("bond_fund", 1, "savings_account", 2) and list_a == list_b

@@ -23,20 +23,39 @@ def _digest(version) -> str:
 def test_shipped_versions_are_frozen():
     versions = {name: value for name, value in vars(features_sql).items() if name.startswith("FEATURES_V")}
     assert set(versions) == set(SHIPPED), "a new version: record its digest here once its migration ships"
-    assert {name: _digest(version) for name, (version, _) in SHIPPED.items()} == \
-        {name: digest for name, (_, digest) in SHIPPED.items()}
+    assert {name: _digest(version) for name, (version, _) in SHIPPED.items()} == {
+        name: digest for name, (_, digest) in SHIPPED.items()
+    }
 
 
 async def test_the_database_at_head_has_the_current_version(session):
-    columns = (await session.execute(text(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'customer_features' "
-        "ORDER BY ordinal_position"))).scalars().all()
+    columns = (
+        (
+            await session.execute(
+                text(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'customer_features' "
+                    "ORDER BY ordinal_position"
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
     assert tuple(columns) == CURRENT.names
-    bodies = dict((await session.execute(text(
-        "SELECT proname, prosrc FROM pg_proc "
-        "WHERE proname IN ('customer_features_for', 'customer_features_between')"))).all())
-    assert bodies == {"customer_features_for": CURRENT.select(BY_IDS),
-                      "customer_features_between": CURRENT.select(BY_RANGE)}
+    bodies = dict(
+        (
+            await session.execute(
+                text(
+                    "SELECT proname, prosrc FROM pg_proc "
+                    "WHERE proname IN ('customer_features_for', 'customer_features_between')"
+                )
+            )
+        ).all()
+    )
+    assert bodies == {
+        "customer_features_for": CURRENT.select(BY_IDS),
+        "customer_features_between": CURRENT.select(BY_RANGE),
+    }
 
 
 def test_every_column_is_a_builtin_attribute_or_a_customer_field():
@@ -45,8 +64,16 @@ def test_every_column_is_a_builtin_attribute_or_a_customer_field():
 
 
 def test_the_writes_that_move_a_column_are_declared_with_it():
-    assert HOLDING_METRICS == {"aum", "aum_avg_3m", "aum_trend_3m", "deposit_balance", "investment_balance",
-                               "loan_balance", "products_held_count", "held_products", "held_categories"}
-    assert ACTIVITY_METRICS == {"txn_count_90d", "txn_amount_90d", "days_since_last_txn", "logins_30d",
-                                "referrals_12m"}
+    assert HOLDING_METRICS == {
+        "aum",
+        "aum_avg_3m",
+        "aum_trend_3m",
+        "deposit_balance",
+        "investment_balance",
+        "loan_balance",
+        "products_held_count",
+        "held_products",
+        "held_categories",
+    }
+    assert ACTIVITY_METRICS == {"txn_count_90d", "txn_amount_90d", "days_since_last_txn", "logins_30d", "referrals_12m"}
     assert not HOLDING_METRICS & ACTIVITY_METRICS

@@ -6,9 +6,22 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from app.core.errors import InvalidInput, install_error_handlers
-from app.rules.schema import (CONDITION_EXAMPLES, MAX_DEPTH, MAX_NODES, AllCondition, AlwaysCondition, AnyCondition,
-                              Comparison, Condition, NotCondition, Operator, dump_condition, iter_comparisons,
-                              parse_condition, referenced_attributes)
+from app.rules.schema import (
+    CONDITION_EXAMPLES,
+    MAX_DEPTH,
+    MAX_NODES,
+    AllCondition,
+    AlwaysCondition,
+    AnyCondition,
+    Comparison,
+    Condition,
+    NotCondition,
+    Operator,
+    dump_condition,
+    iter_comparisons,
+    parse_condition,
+    referenced_attributes,
+)
 
 PREFIX = "/tiers/2/condition"
 
@@ -29,11 +42,19 @@ def nested(depth: int) -> dict:
 
 
 def test_parses_every_node_kind_into_typed_models():
-    raw = {"all": [{"attr": "aum", "op": "gte", "value": 500000},
-                   {"any": [{"attr": "tenure_months", "op": "gte", "value": 36},
-                            {"attr": "held_categories", "op": "contains", "value": "wealth"}]},
-                   {"not": {"attr": "risk_level", "op": "lt", "value": 2}},
-                   {"always": True}]}
+    raw = {
+        "all": [
+            {"attr": "aum", "op": "gte", "value": 500000},
+            {
+                "any": [
+                    {"attr": "tenure_months", "op": "gte", "value": 36},
+                    {"attr": "held_categories", "op": "contains", "value": "wealth"},
+                ]
+            },
+            {"not": {"attr": "risk_level", "op": "lt", "value": 2}},
+            {"always": True},
+        ]
+    }
     parsed = parse_condition(raw, PREFIX)
     assert isinstance(parsed, AllCondition)
     first, either, negated, always = parsed.all
@@ -46,44 +67,54 @@ def test_parses_every_node_kind_into_typed_models():
 def test_iterates_leaves_with_their_pointers():
     parsed = parse_condition(CONDITION_EXAMPLES[1])
     assert [p for p, _ in iter_comparisons(parsed, PREFIX)] == [
-        f"{PREFIX}/all/0", f"{PREFIX}/all/1/any/0", f"{PREFIX}/all/1/any/1", f"{PREFIX}/all/2/not"]
+        f"{PREFIX}/all/0",
+        f"{PREFIX}/all/1/any/0",
+        f"{PREFIX}/all/1/any/1",
+        f"{PREFIX}/all/2/not",
+    ]
     assert referenced_attributes(parsed) == {"aum", "tenure_months", "held_categories", "risk_level"}
 
 
-@pytest.mark.parametrize(("raw", "pointer", "words"), [
-    ([], PREFIX, "must be a JSON object"),
-    ("aum >= 5", PREFIX, "must be a JSON object"),
-    ({"all": [{"attr": "aum", "op": "gte", "value": 1}, "x"]}, f"{PREFIX}/all/1", "must be a JSON object"),
-    ({"every": []}, PREFIX, "unknown condition shape"),
-    ({}, PREFIX, "unknown condition shape"),
-    ({"all": [{"attr": "aum", "op": "gte", "value": 1}], "any": []}, PREFIX, "takes no other keys"),
-    ({"all": []}, f"{PREFIX}/all", "at least one condition"),
-    ({"any": [{"any": []}]}, f"{PREFIX}/any/0/any", "at least one condition"),
-    ({"all": {"attr": "aum", "op": "gte", "value": 1}}, f"{PREFIX}/all", "array of conditions"),
-    ({"not": [{"always": True}]}, f"{PREFIX}/not", "must be a JSON object"),
-    ({"always": False}, f"{PREFIX}/always", "must be true"),
-    ({"attr": "aum", "op": "gte"}, PREFIX, "needs 'value'"),
-    ({"attr": "aum", "value": 1, "op": "gte", "unit": "EUR"}, f"{PREFIX}/unit", "unknown key 'unit'"),
-    ({"op": "gte", "value": 1}, PREFIX, "needs 'attr'"),
-    ({"attr": 7, "op": "gte", "value": 1}, f"{PREFIX}/attr", "attribute name"),
-    ({"attr": "aum", "op": ">=", "value": 1}, f"{PREFIX}/op", "unknown operator '>='"),
-    ({"attr": "aum", "op": None, "value": 1}, f"{PREFIX}/op", "unknown operator"),
-    ({"attr": "aum", "op": "gte", "value": None}, f"{PREFIX}/value", "is_null"),
-    ({"attr": "aum", "op": "gte", "value": [1, 2]}, f"{PREFIX}/value", "not an array"),
-    ({"attr": "aum", "op": "gte", "value": {"amount": 1}}, f"{PREFIX}/value", "not an object"),
-    ({"attr": "aum", "op": "gte", "value": float("nan")}, f"{PREFIX}/value", "finite"),
-    ({"attr": "segment", "op": "in", "value": []}, f"{PREFIX}/value", "at least one value"),
-    ({"attr": "segment", "op": "in", "value": "retail"}, f"{PREFIX}/value", "non-empty array"),
-    ({"attr": "segment", "op": "not_in", "value": ["retail", None]}, f"{PREFIX}/value/1", "not null"),
-    ({"attr": "held_products", "op": "contains_any", "value": []}, f"{PREFIX}/value", "at least one value"),
-    ({"attr": "held_products", "op": "contains_none", "value": [["a"]]}, f"{PREFIX}/value/0", "not an array"),
-    ({"attr": "age", "op": "between", "value": [18]}, f"{PREFIX}/value", "[low, high]"),
-    ({"attr": "age", "op": "between", "value": 18}, f"{PREFIX}/value", "[low, high]"),
-    ({"attr": "age", "op": "between", "value": [18, {}]}, f"{PREFIX}/value/1", "not an object"),
-    ({"attr": "age", "op": "is_null", "value": "yes"}, f"{PREFIX}/value", "true or false"),
-    ({"any": [{"always": True}, {"not": {"attr": "aum", "op": "gtee", "value": 1}}]},
-     f"{PREFIX}/any/1/not/op", "unknown operator 'gtee'"),
-])
+@pytest.mark.parametrize(
+    ("raw", "pointer", "words"),
+    [
+        ([], PREFIX, "must be a JSON object"),
+        ("aum >= 5", PREFIX, "must be a JSON object"),
+        ({"all": [{"attr": "aum", "op": "gte", "value": 1}, "x"]}, f"{PREFIX}/all/1", "must be a JSON object"),
+        ({"every": []}, PREFIX, "unknown condition shape"),
+        ({}, PREFIX, "unknown condition shape"),
+        ({"all": [{"attr": "aum", "op": "gte", "value": 1}], "any": []}, PREFIX, "takes no other keys"),
+        ({"all": []}, f"{PREFIX}/all", "at least one condition"),
+        ({"any": [{"any": []}]}, f"{PREFIX}/any/0/any", "at least one condition"),
+        ({"all": {"attr": "aum", "op": "gte", "value": 1}}, f"{PREFIX}/all", "array of conditions"),
+        ({"not": [{"always": True}]}, f"{PREFIX}/not", "must be a JSON object"),
+        ({"always": False}, f"{PREFIX}/always", "must be true"),
+        ({"attr": "aum", "op": "gte"}, PREFIX, "needs 'value'"),
+        ({"attr": "aum", "value": 1, "op": "gte", "unit": "EUR"}, f"{PREFIX}/unit", "unknown key 'unit'"),
+        ({"op": "gte", "value": 1}, PREFIX, "needs 'attr'"),
+        ({"attr": 7, "op": "gte", "value": 1}, f"{PREFIX}/attr", "attribute name"),
+        ({"attr": "aum", "op": ">=", "value": 1}, f"{PREFIX}/op", "unknown operator '>='"),
+        ({"attr": "aum", "op": None, "value": 1}, f"{PREFIX}/op", "unknown operator"),
+        ({"attr": "aum", "op": "gte", "value": None}, f"{PREFIX}/value", "is_null"),
+        ({"attr": "aum", "op": "gte", "value": [1, 2]}, f"{PREFIX}/value", "not an array"),
+        ({"attr": "aum", "op": "gte", "value": {"amount": 1}}, f"{PREFIX}/value", "not an object"),
+        ({"attr": "aum", "op": "gte", "value": float("nan")}, f"{PREFIX}/value", "finite"),
+        ({"attr": "segment", "op": "in", "value": []}, f"{PREFIX}/value", "at least one value"),
+        ({"attr": "segment", "op": "in", "value": "retail"}, f"{PREFIX}/value", "non-empty array"),
+        ({"attr": "segment", "op": "not_in", "value": ["retail", None]}, f"{PREFIX}/value/1", "not null"),
+        ({"attr": "held_products", "op": "contains_any", "value": []}, f"{PREFIX}/value", "at least one value"),
+        ({"attr": "held_products", "op": "contains_none", "value": [["a"]]}, f"{PREFIX}/value/0", "not an array"),
+        ({"attr": "age", "op": "between", "value": [18]}, f"{PREFIX}/value", "[low, high]"),
+        ({"attr": "age", "op": "between", "value": 18}, f"{PREFIX}/value", "[low, high]"),
+        ({"attr": "age", "op": "between", "value": [18, {}]}, f"{PREFIX}/value/1", "not an object"),
+        ({"attr": "age", "op": "is_null", "value": "yes"}, f"{PREFIX}/value", "true or false"),
+        (
+            {"any": [{"always": True}, {"not": {"attr": "aum", "op": "gtee", "value": 1}}]},
+            f"{PREFIX}/any/1/not/op",
+            "unknown operator 'gtee'",
+        ),
+    ],
+)
 def test_malformed_shapes_point_at_the_offending_node(raw, pointer, words):
     where, detail = error_of(raw)
     assert where == pointer
@@ -128,8 +159,9 @@ def test_condition_as_a_model_field_reports_the_exact_location():
     good = TierBody.model_validate({"code": "gold", "condition": CONDITION_EXAMPLES[1]})
     assert dump_condition(good.condition) == CONDITION_EXAMPLES[1]
     with pytest.raises(ValueError) as caught:
-        TierBody.model_validate({"code": "gold", "condition": {"all": [{"always": True},
-                                                                        {"attr": "aum", "op": "gtee", "value": 1}]}})
+        TierBody.model_validate(
+            {"code": "gold", "condition": {"all": [{"always": True}, {"attr": "aum", "op": "gtee", "value": 1}]}}
+        )
     [error] = caught.value.errors()
     assert error["loc"] == ("condition", "all", 1, "op")
     assert "unknown operator 'gtee'" in error["msg"]

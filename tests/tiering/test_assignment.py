@@ -4,7 +4,6 @@ runs that agree with one-by-one evaluation, lists by tier and the care calendar.
 import random
 from datetime import UTC, date, datetime, timedelta
 
-import pytest
 from sqlalchemy import text
 
 from app.tiering import runs
@@ -13,17 +12,20 @@ from tests.factories import WEALTH_GRACE_DAYS as GRACE
 from tests.factories import customer_body
 
 
-
 async def make_customer(client, as_role, external_id: str, balance: str, **profile) -> None:
-    response = await client.put(f"/v1/customers/{external_id}", json=customer_body(**profile),
-                                headers=as_role("integration"))
+    response = await client.put(
+        f"/v1/customers/{external_id}", json=customer_body(**profile), headers=as_role("integration")
+    )
     assert response.status_code in (200, 201), response.text
     await set_balance(client, as_role, external_id, balance)
 
 
 async def set_balance(client, as_role, external_id: str, balance: str) -> None:
-    response = await client.put(f"/v1/customers/{external_id}/holdings", headers=as_role("integration"), json={
-        "holdings": [{"product_code": "savings_account", "balance": balance, "as_of": date.today().isoformat()}]})
+    response = await client.put(
+        f"/v1/customers/{external_id}/holdings",
+        headers=as_role("integration"),
+        json={"holdings": [{"product_code": "savings_account", "balance": balance, "as_of": date.today().isoformat()}]},
+    )
     assert response.status_code == 200, response.text
 
 
@@ -50,8 +52,14 @@ async def test_tier_refreshes_when_holdings_change_and_is_explained(client, as_r
     assert [t["tier"] for t in tried] == ["private", "wealth"]
     assert tried[0]["matched"] is False and tried[1]["matched"] is True
     aum = tried[1]["conditions"][0]
-    assert aum == {"pointer": "/tiers/1/condition/all/0", "attribute": "aum_avg_3m", "operator": "gte",
-                   "threshold": 500000, "value": "620000.00", "result": True}
+    assert aum == {
+        "pointer": "/tiers/1/condition/all/0",
+        "attribute": "aum_avg_3m",
+        "operator": "gte",
+        "threshold": 500000,
+        "value": "620000.00",
+        "result": True,
+    }
     assert tried[1]["conditions"][1]["attribute"] == "tenure_months" and tried[1]["conditions"][1]["result"]
 
 
@@ -65,12 +73,14 @@ async def test_upgrade_applies_at_once_and_downgrade_waits_for_grace_period(clie
     assert held["tier"] == "wealth" and held["qualified_tier"] == "mass"
     assert held["at_risk"] is True and held["downgrade_to"] == "mass"
     assert held["downgrade_on"] == (date.today() + timedelta(days=GRACE)).isoformat()
-    retention = await client.get("/v1/customers", params={"policy": "wealth", "at_risk": "true"},
-                                 headers=as_role("admin"))
+    retention = await client.get(
+        "/v1/customers", params={"policy": "wealth", "at_risk": "true"}, headers=as_role("admin")
+    )
     assert [c["external_id"] for c in retention.json()["items"]] == ["G1"]
     # The grace period passes without the customer qualifying again: the downgrade applies.
-    await session.execute(text("UPDATE tier_assignment SET lower_since = lower_since - make_interval(days => :d)"),
-                          {"d": GRACE + 1})
+    await session.execute(
+        text("UPDATE tier_assignment SET lower_since = lower_since - make_interval(days => :d)"), {"d": GRACE + 1}
+    )
     await session.commit()
     evaluated = await client.post("/v1/customers/G1/tiers/evaluate", headers=as_role("integration"))
     assert evaluated.status_code == 200
@@ -78,8 +88,11 @@ async def test_upgrade_applies_at_once_and_downgrade_waits_for_grace_period(clie
     assert after["tier"] == "mass" and after["at_risk"] is False
     history = (await client.get("/v1/customers/G1/tiers/history", headers=as_role("app"))).json()["items"]
     assert [(h["from_tier"], h["to_tier"], h["direction"], h["reason"]) for h in history] == [
-        (None, "mass", "initial", "rules"), ("mass", "gold", "upgrade", "rules"),
-        ("gold", "wealth", "upgrade", "rules"), ("wealth", "mass", "downgrade", "grace_elapsed")]
+        (None, "mass", "initial", "rules"),
+        ("mass", "gold", "upgrade", "rules"),
+        ("gold", "wealth", "upgrade", "rules"),
+        ("wealth", "mass", "downgrade", "grace_elapsed"),
+    ]
 
 
 async def test_qualifying_again_within_grace_cancels_the_downgrade(client, as_role, wealth):
@@ -93,15 +106,22 @@ async def test_qualifying_again_within_grace_cancels_the_downgrade(client, as_ro
 
 async def test_override_applies_until_it_expires_without_anyone_acting(client, as_role, wealth, session):
     await make_customer(client, as_role, "O1", "1000.00")
-    bad = await client.put("/v1/customers/O1/tiers/wealth/override", headers=as_role("admin"),
-                           json={"tier": "platinum", "reason": "no such tier"})
+    bad = await client.put(
+        "/v1/customers/O1/tiers/wealth/override",
+        headers=as_role("admin"),
+        json={"tier": "platinum", "reason": "no such tier"},
+    )
     assert bad.status_code == 422 and bad.json()["errors"][0]["pointer"] == "/tier"
-    forbidden = await client.put("/v1/customers/O1/tiers/wealth/override", headers=as_role("app"),
-                                 json={"tier": "private", "reason": "VIP"})
+    forbidden = await client.put(
+        "/v1/customers/O1/tiers/wealth/override", headers=as_role("app"), json={"tier": "private", "reason": "VIP"}
+    )
     assert forbidden.status_code == 403
     expires = (datetime.now(UTC) + timedelta(days=30)).isoformat()
-    response = await client.put("/v1/customers/O1/tiers/wealth/override", headers=as_role("admin"),
-                                json={"tier": "private", "reason": "Family office onboarding", "expires_at": expires})
+    response = await client.put(
+        "/v1/customers/O1/tiers/wealth/override",
+        headers=as_role("admin"),
+        json={"tier": "private", "reason": "Family office onboarding", "expires_at": expires},
+    )
     assert response.status_code == 200, response.text
     tier = await tier_of(client, as_role, "O1")
     assert tier["tier"] == "private" and tier["override"]["reason"] == "Family office onboarding"
@@ -111,15 +131,20 @@ async def test_override_applies_until_it_expires_without_anyone_acting(client, a
     expired = await tier_of(client, as_role, "O1")
     assert expired["tier"] == "mass" and expired["override"] is None
     await client.post("/v1/customers/O1/tiers/evaluate", headers=as_role("integration"))
-    reasons = [h["reason"] for h in (await client.get("/v1/customers/O1/tiers/history",
-                                                      headers=as_role("app"))).json()["items"]]
+    reasons = [
+        h["reason"]
+        for h in (await client.get("/v1/customers/O1/tiers/history", headers=as_role("app"))).json()["items"]
+    ]
     assert reasons == ["rules", "override", "override_expired"]
 
 
 async def test_override_removed_restores_the_rule_tier(client, as_role, wealth):
     await make_customer(client, as_role, "O2", "60000.00")
-    await client.put("/v1/customers/O2/tiers/wealth/override", headers=as_role("admin"),
-                     json={"tier": "mass", "reason": "Collections case"})
+    await client.put(
+        "/v1/customers/O2/tiers/wealth/override",
+        headers=as_role("admin"),
+        json={"tier": "mass", "reason": "Collections case"},
+    )
     assert (await tier_of(client, as_role, "O2"))["tier"] == "mass"
     removed = await client.delete("/v1/customers/O2/tiers/wealth/override", headers=as_role("admin"))
     assert removed.status_code == 200
@@ -150,8 +175,13 @@ async def test_batch_run_agrees_with_one_by_one_evaluation(client, as_role, weal
         balance = rng.choice(["100.00", "49999.99", "50000.00", "499999.99", "500000.00", "12000000.00"])
         onboarded = (datetime.now(UTC) - timedelta(days=rng.choice([30, 200, 400, 3000]))).isoformat()
         await make_customer(client, as_role, f"B{i:02d}", balance, onboarded_at=onboarded)
-    one_by_one = dict((await session.execute(text(
-        "SELECT c.external_id, a.tier_code FROM tier_assignment a JOIN customer c ON c.id = a.customer_id"))).all())
+    one_by_one = dict(
+        (
+            await session.execute(
+                text("SELECT c.external_id, a.tier_code FROM tier_assignment a JOIN customer c ON c.id = a.customer_id")
+            )
+        ).all()
+    )
     assert set(one_by_one.values()) == {"mass", "gold", "wealth", "private"}
     await session.execute(text("DELETE FROM tier_assignment"))
     await session.commit()
@@ -159,8 +189,13 @@ async def test_batch_run_agrees_with_one_by_one_evaluation(client, as_role, weal
     assert run.status_code == 202, run.text
     status = (await client.get(f"/v1/tier-runs/{run.json()['id']}", headers=as_role("admin"))).json()
     assert status["status"] == "succeeded" and status["processed"] == status["total"] == 40
-    in_batch = dict((await session.execute(text(
-        "SELECT c.external_id, a.tier_code FROM tier_assignment a JOIN customer c ON c.id = a.customer_id"))).all())
+    in_batch = dict(
+        (
+            await session.execute(
+                text("SELECT c.external_id, a.tier_code FROM tier_assignment a JOIN customer c ON c.id = a.customer_id")
+            )
+        ).all()
+    )
     assert in_batch == one_by_one
     simulated = await client.post("/v1/tier-policies/wealth/versions/1/simulate", headers=as_role("admin"))
     distribution = {d["tier"]: d["customers"] for d in simulated.json()["distribution"] if d["customers"]}
@@ -171,7 +206,8 @@ async def test_batch_run_agrees_with_one_by_one_evaluation(client, as_role, weal
 
 
 async def test_run_killed_midway_leaves_customers_consistent_and_a_new_run_completes(
-        client, as_role, wealth, session, sessionmaker, monkeypatch):
+    client, as_role, wealth, session, sessionmaker, monkeypatch
+):
     for i in range(12):
         await make_customer(client, as_role, f"K{i:02d}", "60000.00")
     await session.execute(text("DELETE FROM tier_assignment"))
@@ -192,8 +228,11 @@ async def test_run_killed_midway_leaves_customers_consistent_and_a_new_run_compl
     failed = (await client.get(f"/v1/tier-runs/{run.id}", headers=as_role("admin"))).json()
     assert failed["status"] == "failed" and "consistent" in failed["error"]
     assigned = await session.scalar(text("SELECT count(*) FROM tier_assignment"))
-    first_chunk = await session.scalar(text(  # chunks are aligned to multiples of their size
-        "SELECT count(*) FROM customer WHERE id <= (SELECT min(id) - min(id) % 5 + 4 FROM customer)"))
+    first_chunk = await session.scalar(
+        text(  # chunks are aligned to multiples of their size
+            "SELECT count(*) FROM customer WHERE id <= (SELECT min(id) - min(id) % 5 + 4 FROM customer)"
+        )
+    )
     assert assigned == first_chunk > 0  # the first chunk, whole; nothing of the chunk that died
     monkeypatch.setattr(runs, "assign", real_assign)
     retry = await client.post("/v1/tier-runs", json={"all": True}, headers=as_role("admin"))
@@ -233,11 +272,18 @@ async def test_customers_listed_by_tier(client, as_role, wealth):
 async def test_care_calendar_lists_birthdays_and_anniversaries_of_a_tier(client, as_role, wealth):
     soon = date.today() + timedelta(days=3)
     await make_customer(client, as_role, "C1", "60000.00", birth_date=soon.replace(year=1980).isoformat())
-    await make_customer(client, as_role, "C2", "60000.00", birth_date="1980-01-01" if soon.month != 1 else "1980-07-01",
-                        onboarded_at=datetime.combine(soon.replace(year=2015), datetime.min.time(), UTC).isoformat())
+    await make_customer(
+        client,
+        as_role,
+        "C2",
+        "60000.00",
+        birth_date="1980-01-01" if soon.month != 1 else "1980-07-01",
+        onboarded_at=datetime.combine(soon.replace(year=2015), datetime.min.time(), UTC).isoformat(),
+    )
     await make_customer(client, as_role, "C3", "100.00", birth_date=soon.replace(year=1990).isoformat())
-    response = await client.get("/v1/care-calendar", params={"policy": "wealth", "tier": "gold", "days": 7},
-                                headers=as_role("admin"))
+    response = await client.get(
+        "/v1/care-calendar", params={"policy": "wealth", "tier": "gold", "days": 7}, headers=as_role("admin")
+    )
     assert response.status_code == 200, response.text
     entries = {(e["customer_id"], e["occasion"], e["years"]) for e in response.json()}
     assert ("C1", "birthday", soon.year - 1980) in entries
@@ -254,19 +300,47 @@ async def test_erasure_removes_the_assignment_facts(client, as_role, wealth, ses
 
 async def test_events_re_tier_customers_under_policies_reading_activity(client, as_role, wealth):
     admin = as_role("admin")
-    created = await client.post("/v1/tier-policies", headers=admin, json={
-        "key": "activity", "name": "Activity", "downgrade_grace_days": 0, "tiers": [
-            {"code": "active", "label": "Active", "rank": 2,
-             "condition": {"attr": "txn_count_90d", "op": "gte", "value": 2}},
-            {"code": "idle", "label": "Idle", "rank": 1, "condition": {"always": True}}]})
+    created = await client.post(
+        "/v1/tier-policies",
+        headers=admin,
+        json={
+            "key": "activity",
+            "name": "Activity",
+            "downgrade_grace_days": 0,
+            "tiers": [
+                {
+                    "code": "active",
+                    "label": "Active",
+                    "rank": 2,
+                    "condition": {"attr": "txn_count_90d", "op": "gte", "value": 2},
+                },
+                {"code": "idle", "label": "Idle", "rank": 1, "condition": {"always": True}},
+            ],
+        },
+    )
     assert created.status_code == 201
     assert (await client.post("/v1/tier-policies/activity/versions/1/activate", headers=admin)).status_code == 200
     await make_customer(client, as_role, "EV1", "60000.00")
     assert (await tier_of(client, as_role, "EV1", "activity"))["tier"] == "idle"
     now = datetime.now(UTC).isoformat()
-    response = await client.post("/v1/events", headers=as_role("integration"), json={"events": [
-        {"type": "transaction", "event_id": f"ev-{i}", "customer_id": "EV1", "occurred_at": now, "amount": "20.00",
-         "direction": "debit", "channel": "card"} for i in range(2)]})
+    response = await client.post(
+        "/v1/events",
+        headers=as_role("integration"),
+        json={
+            "events": [
+                {
+                    "type": "transaction",
+                    "event_id": f"ev-{i}",
+                    "customer_id": "EV1",
+                    "occurred_at": now,
+                    "amount": "20.00",
+                    "direction": "debit",
+                    "channel": "card",
+                }
+                for i in range(2)
+            ]
+        },
+    )
     assert response.status_code == 200, response.text
     assert (await tier_of(client, as_role, "EV1", "activity"))["tier"] == "active"
     assert (await tier_of(client, as_role, "EV1"))["tier"] == "gold"

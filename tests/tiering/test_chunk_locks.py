@@ -20,8 +20,10 @@ async def sessionmaker(scratch_database):
     engine = create_async_engine(url, pool_size=4)
     async with engine.begin() as connection:
         for customer_id in (1, 2, LOCK_SPAN + 1):
-            await connection.execute(text("INSERT INTO customer (id, external_id, segment, onboarded_at) "
-                                          "VALUES (:id, :e, 'retail', now())"), {"id": customer_id, "e": f"S{customer_id}"})
+            await connection.execute(
+                text("INSERT INTO customer (id, external_id, segment, onboarded_at) VALUES (:id, :e, 'retail', now())"),
+                {"id": customer_id, "e": f"S{customer_id}"},
+            )
     yield async_sessionmaker(engine, expire_on_commit=False)
     await engine.dispose()
 
@@ -54,8 +56,9 @@ async def _waits_on_a_lock(sessionmaker, task, pid: int) -> bool:
         for _ in range(500):
             if task.done():
                 return False
-            waiting = await observer.scalar(text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity "
-                                                 "WHERE pid = :pid"), {"pid": pid})
+            waiting = await observer.scalar(
+                text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+            )
             await observer.rollback()
             if waiting:
                 return not task.done()

@@ -23,8 +23,13 @@ async def test_hot_and_routed_reads_give_the_same_document_in_the_schema(app, cl
     await make_customer(client, as_role, "H1", "620000.00")
     await make_customer(client, as_role, "H2", "1000.00")
     expires = (datetime.now(UTC) + timedelta(days=30)).isoformat()
-    assert (await client.put("/v1/customers/H2/tiers/wealth/override", headers=as_role("admin"),
-                             json={"tier": "private", "reason": "Onboarding", "expires_at": expires})).status_code == 200
+    assert (
+        await client.put(
+            "/v1/customers/H2/tiers/wealth/override",
+            headers=as_role("admin"),
+            json={"tier": "private", "reason": "Onboarding", "expires_at": expires},
+        )
+    ).status_code == 200
     await set_balance(client, as_role, "H1", "100.00")  # qualifies lower: at risk, in grace
     for external_id in ("H1", "H2"):
         hot = await client.get(f"/v1/customers/{external_id}/tiers", headers=as_role("app"))
@@ -42,13 +47,16 @@ async def test_hot_and_routed_reads_give_the_same_document_in_the_schema(app, cl
     assert overridden["override"]["expires_at"].endswith("Z")
 
 
-@pytest.mark.parametrize("path, role, status", [
-    ("/v1/customers/H9/tiers", None, 401),  # no key
-    ("/v1/customers/H9/tiers", "integration", 403),  # lacks tiers:read
-    ("/v1/customers/NOBODY/tiers", "app", 404),
-    ("/v1/customers/-bad-/tiers", "app", 422),  # not an external id: FastAPI's own validation answers
-    ("/v1/customers/H9/tiers?x=1", "app", 200),  # a query the hot path does not take: FastAPI answers
-])
+@pytest.mark.parametrize(
+    "path, role, status",
+    [
+        ("/v1/customers/H9/tiers", None, 401),  # no key
+        ("/v1/customers/H9/tiers", "integration", 403),  # lacks tiers:read
+        ("/v1/customers/NOBODY/tiers", "app", 404),
+        ("/v1/customers/-bad-/tiers", "app", 422),  # not an external id: FastAPI's own validation answers
+        ("/v1/customers/H9/tiers?x=1", "app", 200),  # a query the hot path does not take: FastAPI answers
+    ],
+)
 async def test_errors_are_the_same_problem_json_on_both_paths(client, routed, as_role, wealth, path, role, status):
     await make_customer(client, as_role, "H9", "1000.00")
     headers = as_role(role) if role else {}
@@ -71,43 +79,73 @@ async def test_unknown_key_is_401_and_request_id_and_metrics_still_apply(client,
 
 async def test_rate_limit_applies_on_the_hot_path(test_settings, sessionmaker, keys, wealth, client, as_role):
     await make_customer(client, as_role, "H4", "1000.00")
-    limited = create_app(test_settings.model_copy(update={"rate_limit_app_per_s": 1.0, "rate_limit_app_burst": 2}),
-                         sessionmaker=sessionmaker)
+    limited = create_app(
+        test_settings.model_copy(update={"rate_limit_app_per_s": 1.0, "rate_limit_app_burst": 2}),
+        sessionmaker=sessionmaker,
+    )
     transport = httpx.ASGITransport(app=limited, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://tierwise.test") as limited_client:
-        statuses = [(await limited_client.get("/v1/customers/H4/tiers", headers=as_role("app"))).status_code
-                    for _ in range(3)]
+        statuses = [
+            (await limited_client.get("/v1/customers/H4/tiers", headers=as_role("app"))).status_code for _ in range(3)
+        ]
     assert statuses == [200, 200, 429]
-
 
 
 async def test_both_paths_write_the_schemas_own_bytes(client, routed, as_role, wealth, session):
     """The hot path and the route serialize the same schema (app.core.serializers): the same bytes, and the bytes
     CustomerTiers itself writes, for a customer with no tier yet, a plain one, one with an override (and an
     expired one) and one at risk of a downgrade."""
-    needs = [{"code": "saver", "label": "Saver", "rank": 10,  # a set-valued fact: its JSON is the schema's too
-              "condition": {"attr": "held_products", "op": "contains", "value": "term_deposit_12m"}},
-             {"code": "other", "label": "Other", "rank": 0, "condition": {"always": True}}]
-    assert (await client.post("/v1/tier-policies", headers=as_role("admin"),
-                              json={"key": "needs", "name": "Needs", "tiers": needs})).status_code == 201
-    assert (await client.post("/v1/tier-policies/needs/versions/1/activate",
-                              headers=as_role("admin"))).status_code == 200
+    needs = [
+        {
+            "code": "saver",
+            "label": "Saver",
+            "rank": 10,  # a set-valued fact: its JSON is the schema's too
+            "condition": {"attr": "held_products", "op": "contains", "value": "term_deposit_12m"},
+        },
+        {"code": "other", "label": "Other", "rank": 0, "condition": {"always": True}},
+    ]
+    assert (
+        await client.post(
+            "/v1/tier-policies", headers=as_role("admin"), json={"key": "needs", "name": "Needs", "tiers": needs}
+        )
+    ).status_code == 201
+    assert (
+        await client.post("/v1/tier-policies/needs/versions/1/activate", headers=as_role("admin"))
+    ).status_code == 200
     await make_customer(client, as_role, "S0", "1000.00")
-    await session.execute(text("DELETE FROM tier_assignment WHERE customer_id = "
-                               "(SELECT id FROM customer WHERE external_id = 'S0')"))  # no policy has evaluated it
+    await session.execute(
+        text("DELETE FROM tier_assignment WHERE customer_id = (SELECT id FROM customer WHERE external_id = 'S0')")
+    )  # no policy has evaluated it
     await session.commit()
     await make_customer(client, as_role, "S1", "60000.00")
-    assert (await client.put("/v1/customers/S1/holdings", headers=as_role("integration"), json={"holdings": [
-        {"product_code": code, "balance": "30000.00", "as_of": date.today().isoformat()}
-        for code in ("current_account", "savings_account")]})).status_code == 200
+    assert (
+        await client.put(
+            "/v1/customers/S1/holdings",
+            headers=as_role("integration"),
+            json={
+                "holdings": [
+                    {"product_code": code, "balance": "30000.00", "as_of": date.today().isoformat()}
+                    for code in ("current_account", "savings_account")
+                ]
+            },
+        )
+    ).status_code == 200
     for external_id, expires in (("S2", timedelta(days=30)), ("S3", None)):
         await make_customer(client, as_role, external_id, "1000.00")
-        body = {"tier": "private", "reason": "Onboarding",
-                "expires_at": (datetime.now(UTC) + expires).isoformat() if expires else None}
-        assert (await client.put(f"/v1/customers/{external_id}/tiers/wealth/override", headers=as_role("admin"),
-                                 json=body)).status_code == 200
-    await session.execute(text("UPDATE tier_assignment SET override_expires_at = now() - interval '1 second' "
-                               "WHERE customer_id = (SELECT id FROM customer WHERE external_id = 'S3')"))
+        body = {
+            "tier": "private",
+            "reason": "Onboarding",
+            "expires_at": (datetime.now(UTC) + expires).isoformat() if expires else None,
+        }
+        assert (
+            await client.put(f"/v1/customers/{external_id}/tiers/wealth/override", headers=as_role("admin"), json=body)
+        ).status_code == 200
+    await session.execute(
+        text(
+            "UPDATE tier_assignment SET override_expires_at = now() - interval '1 second' "
+            "WHERE customer_id = (SELECT id FROM customer WHERE external_id = 'S3')"
+        )
+    )
     await session.commit()
     await make_customer(client, as_role, "S4", "620000.00")
     await set_balance(client, as_role, "S4", "100.00")  # qualifies lower: at risk, in grace

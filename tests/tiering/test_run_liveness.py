@@ -18,6 +18,7 @@ from tests.tiering.test_assignment import make_customer
 async def worker_lock(engine):
     """Hold a run's lock from another backend, as a live worker does: worker_lock(run_id)."""
     async with engine.connect() as other:
+
         async def hold(run_id: int) -> None:
             await other.execute(text("SELECT pg_advisory_lock(:ns, :id)"), {"ns": batch.RUN_LOCKS, "id": run_id})
             await other.commit()
@@ -28,12 +29,15 @@ async def worker_lock(engine):
 
 
 async def _status(session, run_id: int) -> tuple:
-    return (await session.execute(text("SELECT status, error, finished_at IS NOT NULL, processed FROM tier_run "
-                                       "WHERE id = :id"), {"id": run_id})).one()
+    return (
+        await session.execute(
+            text("SELECT status, error, finished_at IS NOT NULL, processed FROM tier_run WHERE id = :id"),
+            {"id": run_id},
+        )
+    ).one()
 
 
-async def test_a_second_run_is_refused_while_the_first_one_s_worker_holds_its_lock(wealth, sessionmaker,
-                                                                                   worker_lock):
+async def test_a_second_run_is_refused_while_the_first_one_s_worker_holds_its_lock(wealth, sessionmaker, worker_lock):
     async with sessionmaker() as s:
         first = await batch.start_run(s, None, "cron")
         await worker_lock(first.id)
@@ -53,8 +57,9 @@ async def test_a_run_whose_worker_is_gone_is_failed_by_the_next_start_at_once(we
         assert (await _status(s, second.id))[0] == "running"
 
 
-async def test_a_worker_whose_run_was_failed_before_it_claimed_it_does_nothing(client, as_role, wealth, session,
-                                                                              sessionmaker):
+async def test_a_worker_whose_run_was_failed_before_it_claimed_it_does_nothing(
+    client, as_role, wealth, session, sessionmaker
+):
     await make_customer(client, as_role, "L1", "60000.00")
     await session.execute(text("DELETE FROM tier_assignment"))
     await session.commit()
@@ -71,8 +76,9 @@ async def test_a_worker_whose_run_was_failed_before_it_claimed_it_does_nothing(c
     assert await session.scalar(text("SELECT count(*) FROM tier_assignment")) == 1
 
 
-async def test_a_worker_that_lost_its_run_to_a_new_start_stops_at_its_next_chunk(client, as_role, wealth, session,
-                                                                                sessionmaker, monkeypatch):
+async def test_a_worker_that_lost_its_run_to_a_new_start_stops_at_its_next_chunk(
+    client, as_role, wealth, session, sessionmaker, monkeypatch
+):
     for i in range(6):
         await make_customer(client, as_role, f"W{i}", "60000.00")
     await session.execute(text("DELETE FROM tier_assignment"))
@@ -86,8 +92,9 @@ async def test_a_worker_that_lost_its_run_to_a_new_start_stops_at_its_next_chunk
         chunks.append(1)
         if len(chunks) == 2:  # as a start that found the run's lock gone would have done
             async with sessionmaker() as other:
-                await other.execute(text("UPDATE tier_run SET status = 'failed', error = 'theirs' WHERE id = :id"),
-                                    {"id": run.id})
+                await other.execute(
+                    text("UPDATE tier_run SET status = 'failed', error = 'theirs' WHERE id = :id"), {"id": run.id}
+                )
                 await other.commit()
         return await real_chunk(*args)
 
@@ -95,8 +102,9 @@ async def test_a_worker_that_lost_its_run_to_a_new_start_stops_at_its_next_chunk
     await batch.execute_run(sessionmaker, run.id, chunk_size=3)
     status, error, _, processed = await _status(session, run.id)
     assert (status, error) == ("failed", "theirs")  # not overwritten as succeeded, nor with its own error
-    first_chunk = await session.scalar(text(
-        "SELECT count(*) FROM customer WHERE id <= (SELECT min(id) - min(id) % 3 + 2 FROM customer)"))
+    first_chunk = await session.scalar(
+        text("SELECT count(*) FROM customer WHERE id <= (SELECT min(id) - min(id) % 3 + 2 FROM customer)")
+    )
     assert processed == first_chunk
     assert await session.scalar(text("SELECT count(*) FROM tier_assignment")) == first_chunk  # no second chunk
 
@@ -106,13 +114,16 @@ async def test_the_worker_releases_its_lock_when_the_run_ends(wealth, sessionmak
         run = await batch.start_run(s, None, "cron")
         await s.commit()
     await batch.execute_run(sessionmaker, run.id)
-    held = await session.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns "
-                                     "AND objid = :id"), {"ns": batch.RUN_LOCKS, "id": run.id})
+    held = await session.scalar(
+        text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns AND objid = :id"),
+        {"ns": batch.RUN_LOCKS, "id": run.id},
+    )
     assert held == 0
 
 
 async def test_the_lock_stays_on_a_connection_of_its_own_for_the_whole_run_and_never_goes_back_to_the_pool(
-        scratch_database, monkeypatch):
+    scratch_database, monkeypatch
+):
     """On a real engine (not the tests' single connection): a session would hand its connection, lock and all,
     back to the pool at its first commit, where a chunk (or any request) would pick it up."""
     url = scratch_database()
@@ -121,17 +132,29 @@ async def test_the_lock_stays_on_a_connection_of_its_own_for_the_whole_run_and_n
     sessionmaker = create_sessionmaker(engine)
     try:
         async with sessionmaker() as s:
-            await s.execute(text("INSERT INTO customer (external_id, segment, onboarded_at) "
-                                 "SELECT 'L' || i, 'retail', now() FROM generate_series(1, 4) i"))
+            await s.execute(
+                text(
+                    "INSERT INTO customer (external_id, segment, onboarded_at) "
+                    "SELECT 'L' || i, 'retail', now() FROM generate_series(1, 4) i"
+                )
+            )
             run = await batch.start_run(s, None, "cron")
             await s.commit()
         real_chunk, seen = batch._evaluate_chunk, []
 
         async def watched(*args):
             async with sessionmaker() as s:
-                seen.append((await s.execute(text(
-                    "SELECT pg_backend_pid(), (SELECT array_agg(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                    "AND classid = :ns AND objid = :id AND granted)"), {"ns": batch.RUN_LOCKS, "id": run.id})).one())
+                seen.append(
+                    (
+                        await s.execute(
+                            text(
+                                "SELECT pg_backend_pid(), (SELECT array_agg(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                                "AND classid = :ns AND objid = :id AND granted)"
+                            ),
+                            {"ns": batch.RUN_LOCKS, "id": run.id},
+                        )
+                    ).one()
+                )
             return await real_chunk(*args)
 
         monkeypatch.setattr(batch, "_evaluate_chunk", watched)
@@ -141,7 +164,12 @@ async def test_the_lock_stays_on_a_connection_of_its_own_for_the_whole_run_and_n
             assert holders is not None and len(holders) == 1 and chunk_pid not in holders
         async with sessionmaker() as s:
             assert (await s.scalar(text("SELECT status FROM tier_run WHERE id = :id"), {"id": run.id})) == "succeeded"
-            assert await s.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                       "AND classid = :ns"), {"ns": batch.RUN_LOCKS}) == 0
+            assert (
+                await s.scalar(
+                    text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns"),
+                    {"ns": batch.RUN_LOCKS},
+                )
+                == 0
+            )
     finally:
         await engine.dispose()

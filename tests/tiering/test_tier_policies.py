@@ -14,10 +14,14 @@ from tests.factories import WEALTH_TIERS, add_products, customer_body
 PROBLEM_JSON = "application/problem+json"
 
 
-
 def policy_body(key: str = "wealth", tiers: list | None = None, **overrides) -> dict:
-    body = {"key": key, "name": f"{key} tiers", "description": "test", "tiers": WEALTH_TIERS if tiers is None else tiers,
-            "downgrade_grace_days": 90}
+    body = {
+        "key": key,
+        "name": f"{key} tiers",
+        "description": "test",
+        "tiers": WEALTH_TIERS if tiers is None else tiers,
+        "downgrade_grace_days": 90,
+    }
     body.update(overrides)
     return body
 
@@ -61,7 +65,8 @@ async def test_created_policy_is_draft_version_1_listed_and_readable(client, adm
     assert [(p["key"], p["active_version"], p["latest_version"]) for p in listed] == [("wealth", None, 1)]
     policy = (await client.get("/v1/tier-policies/wealth", headers=admin)).json()
     assert [(v["version"], v["status"], v["tier_codes"]) for v in policy["versions"]] == [
-        (1, "draft", ["private", "wealth", "gold", "mass"])]
+        (1, "draft", ["private", "wealth", "gold", "mass"])
+    ]
     version = await client.get("/v1/tier-policies/wealth/versions/1", headers=admin)
     assert version.status_code == 200 and version.headers["etag"].startswith('W/"')
     assert version.json()["tiers"] == WEALTH_TIERS
@@ -71,22 +76,61 @@ async def test_created_policy_is_draft_version_1_listed_and_readable(client, adm
     assert (await client.get("/v1/tier-policies", headers=as_role("app"))).status_code == 403
 
 
-@pytest.mark.parametrize(("tiers", "pointer"), [
-    ([{"code": "a", "label": "A", "rank": 1, "condition": {"all": [
-        {"attr": "aum", "op": "gte", "value": 1}, {"any": [{"attr": "aum_avg", "op": "gte", "value": 1}]}]}},
-      {"code": "b", "label": "B", "rank": 0, "condition": {"always": True}}],
-     "/tiers/0/condition/all/1/any/0/attr"),
-    ([{"code": "a", "label": "A", "rank": 1, "condition": {"always": True}},
-      {"code": "b", "label": "B", "rank": 1, "condition": {"attr": "tenure_months", "op": "gte", "value": "ten"}}],
-     "/tiers/1"),
-    ([{"code": "b", "label": "B", "rank": 1, "condition": {"attr": "tenure_months", "op": "gte", "value": "ten"}}],
-     "/tiers/0/condition/value"),
-    ([{"code": "a", "label": "A", "rank": 1, "condition": {"all": []}}], "/tiers/0/condition/all"),
-    ([{"code": "a", "label": "A", "rank": 1, "condition": {"attr": "aum", "op": "gt", "value": 1}},
-      {"code": "a", "label": "A2", "rank": 0, "condition": {"always": True}}], "/tiers/1/code"),
-    ([], "/tiers"),
-    ([{"code": "Bad-Code", "label": "A", "rank": 1, "condition": {"always": True}}], "/tiers/0/code"),
-])
+@pytest.mark.parametrize(
+    ("tiers", "pointer"),
+    [
+        (
+            [
+                {
+                    "code": "a",
+                    "label": "A",
+                    "rank": 1,
+                    "condition": {
+                        "all": [
+                            {"attr": "aum", "op": "gte", "value": 1},
+                            {"any": [{"attr": "aum_avg", "op": "gte", "value": 1}]},
+                        ]
+                    },
+                },
+                {"code": "b", "label": "B", "rank": 0, "condition": {"always": True}},
+            ],
+            "/tiers/0/condition/all/1/any/0/attr",
+        ),
+        (
+            [
+                {"code": "a", "label": "A", "rank": 1, "condition": {"always": True}},
+                {
+                    "code": "b",
+                    "label": "B",
+                    "rank": 1,
+                    "condition": {"attr": "tenure_months", "op": "gte", "value": "ten"},
+                },
+            ],
+            "/tiers/1",
+        ),
+        (
+            [
+                {
+                    "code": "b",
+                    "label": "B",
+                    "rank": 1,
+                    "condition": {"attr": "tenure_months", "op": "gte", "value": "ten"},
+                }
+            ],
+            "/tiers/0/condition/value",
+        ),
+        ([{"code": "a", "label": "A", "rank": 1, "condition": {"all": []}}], "/tiers/0/condition/all"),
+        (
+            [
+                {"code": "a", "label": "A", "rank": 1, "condition": {"attr": "aum", "op": "gt", "value": 1}},
+                {"code": "a", "label": "A2", "rank": 0, "condition": {"always": True}},
+            ],
+            "/tiers/1/code",
+        ),
+        ([], "/tiers"),
+        ([{"code": "Bad-Code", "label": "A", "rank": 1, "condition": {"always": True}}], "/tiers/0/code"),
+    ],
+)
 async def test_invalid_tiers_are_422_pointing_at_the_node(client, admin, tiers, pointer):
     response = await client.post("/v1/tier-policies", json=policy_body(tiers=tiers), headers=admin)
     body = assert_problem(response, 422)
@@ -95,10 +139,13 @@ async def test_invalid_tiers_are_422_pointing_at_the_node(client, admin, tiers, 
 
 
 async def test_unreachable_tier_says_which_tier_matches_first(client, admin):
-    tiers = [{"code": "all", "label": "All", "rank": 1, "condition": {"always": True}},
-             {"code": "never", "label": "Never", "rank": 0, "condition": {"always": True}}]
-    body = assert_problem(await client.post("/v1/tier-policies", json=policy_body(tiers=tiers), headers=admin),
-                          422, "/tiers/1")
+    tiers = [
+        {"code": "all", "label": "All", "rank": 1, "condition": {"always": True}},
+        {"code": "never", "label": "Never", "rank": 0, "condition": {"always": True}},
+    ]
+    body = assert_problem(
+        await client.post("/v1/tier-policies", json=policy_body(tiers=tiers), headers=admin), 422, "/tiers/1"
+    )
     assert "can never match: tier 0" in body["errors"][0]["detail"]
 
 
@@ -124,8 +171,11 @@ async def test_editing_a_draft_needs_a_fresh_if_match_and_only_drafts_change(cli
     assert fresh.headers["etag"] != etag
     assert_problem(await client.put(url, json=edit, headers={**admin, "If-Match": etag}), 412)  # now stale
     bad = {"tiers": [{"code": "x", "label": "X", "rank": 1, "condition": {"attr": "nope", "op": "eq", "value": 1}}]}
-    assert_problem(await client.put(url, json=bad, headers={**admin, "If-Match": fresh.headers["etag"]}), 422,
-                   "/tiers/0/condition/attr")
+    assert_problem(
+        await client.put(url, json=bad, headers={**admin, "If-Match": fresh.headers["etag"]}),
+        422,
+        "/tiers/0/condition/attr",
+    )
     await client.post(f"{url}/activate", headers=admin)
     current = (await client.get(url, headers=admin)).headers["etag"]
     assert_problem(await client.put(url, json=edit, headers={**admin, "If-Match": current}), 409)
@@ -134,8 +184,9 @@ async def test_editing_a_draft_needs_a_fresh_if_match_and_only_drafts_change(cli
 async def test_activation_retires_the_previous_version_and_rollback_is_audited(client, admin, create_policy):
     await create_policy()
     base = "/v1/tier-policies/wealth"
-    v2 = await client.post(f"{base}/versions", json={"tiers": with_threshold(40000), "downgrade_grace_days": 60},
-                           headers=admin)
+    v2 = await client.post(
+        f"{base}/versions", json={"tiers": with_threshold(40000), "downgrade_grace_days": 60}, headers=admin
+    )
     assert v2.status_code == 201 and v2.json()["version"] == 2 and v2.json()["status"] == "draft"
     v3 = await client.post(f"{base}/versions", json={"copy_from": 2}, headers=admin)
     assert v3.json()["version"] == 3 and v3.json()["tiers"] == v2.json()["tiers"]
@@ -158,8 +209,14 @@ async def test_activation_retires_the_previous_version_and_rollback_is_audited(c
 
     changes = (await client.get(f"{base}/changes", headers=admin)).json()["items"]
     assert [(c["action"], c["version"]) for c in changes] == [
-        ("create", 1), ("add_version", 2), ("add_version", 3), ("activate", 1), ("activate", 2),
-        ("rollback", 1), ("retire", 1)]
+        ("create", 1),
+        ("add_version", 2),
+        ("add_version", 3),
+        ("activate", 1),
+        ("activate", 2),
+        ("rollback", 1),
+        ("retire", 1),
+    ]
     assert {c["actor"] for c in changes} == {"test-admin"}
     assert changes[5]["detail"] == {"before": {"active_version": 2}, "after": {"active_version": 1}}
 
@@ -171,18 +228,26 @@ async def test_the_database_allows_only_one_active_version(client, admin, create
     policy_id = await session.scalar(select(TierPolicy.id).where(TierPolicy.key == "wealth"))
     with pytest.raises(IntegrityError) as caught:
         async with session.begin_nested():
-            await session.execute(text("UPDATE tier_policy_version SET status = 'active' "
-                                       "WHERE policy_id = :p AND version = 2"), {"p": policy_id})
+            await session.execute(
+                text("UPDATE tier_policy_version SET status = 'active' WHERE policy_id = :p AND version = 2"),
+                {"p": policy_id},
+            )
     assert caught.value.orig.sqlstate == "23505"
-    active = await session.scalars(select(TierPolicyVersion.version).where(
-        TierPolicyVersion.policy_id == policy_id, TierPolicyVersion.status == "active"))
+    active = await session.scalars(
+        select(TierPolicyVersion.version).where(
+            TierPolicyVersion.policy_id == policy_id, TierPolicyVersion.status == "active"
+        )
+    )
     assert list(active) == [1]
 
 
 async def test_what_if_returns_the_tier_and_explains_each_tier_up_to_the_match(client, admin, create_policy):
     await create_policy()
-    response = await client.post("/v1/tier-policies/wealth/versions/1/evaluate", headers=admin,
-                                 json={"attributes": {"aum_avg_3m": 620000, "tenure_months": 40}})
+    response = await client.post(
+        "/v1/tier-policies/wealth/versions/1/evaluate",
+        headers=admin,
+        json={"attributes": {"aum_avg_3m": 620000, "tenure_months": 40}},
+    )
     assert response.status_code == 200, response.text
     result = response.json()
     assert (result["tier"], result["label"], result["rank"]) == ("wealth", "Wealth", 30)
@@ -190,48 +255,73 @@ async def test_what_if_returns_the_tier_and_explains_each_tier_up_to_the_match(c
     private, wealth = result["explanation"]
     [leaf] = private["conditions"]
     assert (leaf["pointer"], leaf["attribute"], leaf["operator"], leaf["threshold"], leaf["result"]) == (
-        "/tiers/0/condition", "aum_avg_3m", "gte", 10000000, False)
+        "/tiers/0/condition",
+        "aum_avg_3m",
+        "gte",
+        10000000,
+        False,
+    )
     assert Decimal(leaf["value"]) == 620000  # numbers come back as exact decimal strings
     assert [(c["pointer"], c["threshold"], Decimal(str(c["value"])), c["result"]) for c in wealth["conditions"]] == [
-        ("/tiers/1/condition/all/0", 500000, 620000, True), ("/tiers/1/condition/all/1", 12, 40, True)]
+        ("/tiers/1/condition/all/0", 500000, 620000, True),
+        ("/tiers/1/condition/all/1", 12, 40, True),
+    ]
 
-    short_tenure = (await client.post("/v1/tier-policies/wealth/versions/1/evaluate", headers=admin,
-                                      json={"attributes": {"aum_avg_3m": 620000, "tenure_months": 3}})).json()
+    short_tenure = (
+        await client.post(
+            "/v1/tier-policies/wealth/versions/1/evaluate",
+            headers=admin,
+            json={"attributes": {"aum_avg_3m": 620000, "tenure_months": 3}},
+        )
+    ).json()
     assert short_tenure["tier"] == "gold"
-    nobody = (await client.post("/v1/tier-policies/wealth/versions/1/evaluate", headers=admin,
-                                json={"attributes": {}})).json()
-    assert nobody["tier"] == "mass" and nobody["explanation"][-1] == {"tier": "mass", "matched": True,
-                                                                      "conditions": []}
-    bad = await client.post("/v1/tier-policies/wealth/versions/1/evaluate", headers=admin,
-                            json={"attributes": {"aum_avg_3m": "lots"}})
+    nobody = (
+        await client.post("/v1/tier-policies/wealth/versions/1/evaluate", headers=admin, json={"attributes": {}})
+    ).json()
+    assert nobody["tier"] == "mass" and nobody["explanation"][-1] == {"tier": "mass", "matched": True, "conditions": []}
+    bad = await client.post(
+        "/v1/tier-policies/wealth/versions/1/evaluate", headers=admin, json={"attributes": {"aum_avg_3m": "lots"}}
+    )
     assert_problem(bad, 422, "/attributes/aum_avg_3m")
 
 
 async def _customer_with_aum(client, as_role, external_id: str, amount: str) -> None:
     response = await client.put(f"/v1/customers/{external_id}", json=customer_body(), headers=as_role("integration"))
     assert response.status_code in (200, 201), response.text
-    holdings = {"holdings": [{"product_code": "savings_account", "balance": amount,
-                              "as_of": date.today().isoformat()}]}
-    response = await client.put(f"/v1/customers/{external_id}/holdings", json=holdings,
-                                headers=as_role("integration"))
+    holdings = {"holdings": [{"product_code": "savings_account", "balance": amount, "as_of": date.today().isoformat()}]}
+    response = await client.put(f"/v1/customers/{external_id}/holdings", json=holdings, headers=as_role("integration"))
     assert response.status_code == 200, response.text
 
 
 async def test_simulation_gives_the_distribution_and_migration_against_the_active_version(
-        client, admin, as_role, session, create_policy):
+    client, admin, as_role, session, create_policy
+):
     await add_products(session)
     await session.commit()
-    for external_id, amount in [("S1", "20000.00"), ("S2", "45000.00"), ("S3", "70000.00"), ("S4", "600000.00"),
-                                ("S5", "12000000.00")]:
+    for external_id, amount in [
+        ("S1", "20000.00"),
+        ("S2", "45000.00"),
+        ("S3", "70000.00"),
+        ("S4", "600000.00"),
+        ("S5", "12000000.00"),
+    ]:
         await _customer_with_aum(client, as_role, external_id, amount)
     await create_policy()
     base = "/v1/tier-policies/wealth"
     alone = (await client.post(f"{base}/versions/1/simulate", headers=admin)).json()
     assert alone["population"] == 5 and alone["against_version"] is None
     assert [(d["tier"], d["customers"], d["share"]) for d in alone["distribution"]] == [
-        ("private", 1, 0.2), ("wealth", 1, 0.2), ("gold", 1, 0.2), ("mass", 2, 0.4)]
+        ("private", 1, 0.2),
+        ("wealth", 1, 0.2),
+        ("gold", 1, 0.2),
+        ("mass", 2, 0.4),
+    ]
     assert {(m["from"], m["to"], m["customers"]) for m in alone["migration"]} == {
-        (None, "private", 1), (None, "wealth", 1), (None, "gold", 1), (None, "mass", 2)}
+        (None, "private", 1),
+        (None, "wealth", 1),
+        (None, "gold", 1),
+        (None, "mass", 2),
+    }
 
     await client.post(f"{base}/versions/1/activate", headers=admin)
     await client.post(f"{base}/versions", json={"tiers": with_threshold(40000)}, headers=admin)
@@ -239,11 +329,19 @@ async def test_simulation_gives_the_distribution_and_migration_against_the_activ
     assert simulated.status_code == 200, simulated.text
     result = simulated.json()
     assert result["against_version"] == 1 and result["population"] == 5
-    assert {d["tier"]: d["customers"] for d in result["distribution"]} == {"private": 1, "wealth": 1, "gold": 2,
-                                                                          "mass": 1}
+    assert {d["tier"]: d["customers"] for d in result["distribution"]} == {
+        "private": 1,
+        "wealth": 1,
+        "gold": 2,
+        "mass": 1,
+    }
     assert {(m["from"], m["to"], m["customers"]) for m in result["migration"]} == {
-        ("private", "private", 1), ("wealth", "wealth", 1), ("gold", "gold", 1), ("mass", "gold", 1),
-        ("mass", "mass", 1)}
+        ("private", "private", 1),
+        ("wealth", "wealth", 1),
+        ("gold", "gold", 1),
+        ("mass", "gold", 1),
+        ("mass", "mass", 1),
+    }
     assert (result["upgrades"], result["downgrades"], result["unchanged"]) == (1, 0, 4)
     statuses = {v["version"]: v["status"] for v in (await client.get(base, headers=admin)).json()["versions"]}
     assert statuses == {1: "active", 2: "draft"}  # simulation writes nothing
@@ -255,20 +353,26 @@ async def test_default_policies_load_once_activated_valid_and_simulate(client, a
     assert await policies.load_default_policies(session) == []  # idempotent
     await session.commit()
     listed = (await client.get("/v1/tier-policies", headers=admin)).json()["items"]
-    assert {p["key"]: p["active_version"] for p in listed} == {"wealth": 1, "lifecycle": 1, "loyalty": 1,
-                                                              "needs": 1}
+    assert {p["key"]: p["active_version"] for p in listed} == {"wealth": 1, "lifecycle": 1, "loyalty": 1, "needs": 1}
     changes = (await client.get("/v1/tier-policies/needs/changes", headers=admin)).json()["items"]
     assert [(c["action"], c["actor"]) for c in changes] == [("create", "system"), ("activate", "system")]
     for key in created:
         version = (await client.get(f"/v1/tier-policies/{key}/versions/1", headers=admin)).json()
         # each default passes the same validation as a new draft
-        again = await client.post(f"/v1/tier-policies/{key}/versions", headers=admin,
-                                  json={"tiers": version["tiers"], "downgrade_grace_days":
-                                        version["downgrade_grace_days"]})
+        again = await client.post(
+            f"/v1/tier-policies/{key}/versions",
+            headers=admin,
+            json={"tiers": version["tiers"], "downgrade_grace_days": version["downgrade_grace_days"]},
+        )
         assert again.status_code == 201, again.text
         simulated = await client.post(f"/v1/tier-policies/{key}/versions/2/simulate", headers=admin)
         assert simulated.status_code == 200, simulated.text
         assert simulated.json()["against_version"] == 1
-    lifecycle = (await client.post("/v1/tier-policies/lifecycle/versions/1/evaluate", headers=admin, json={
-        "attributes": {"tenure_months": 24, "days_since_last_txn": 5, "txn_count_90d": 3, "logins_30d": 0}})).json()
+    lifecycle = (
+        await client.post(
+            "/v1/tier-policies/lifecycle/versions/1/evaluate",
+            headers=admin,
+            json={"attributes": {"tenure_months": 24, "days_since_last_txn": 5, "txn_count_90d": 3, "logins_30d": 0}},
+        )
+    ).json()
     assert lifecycle["tier"] == "declining"

@@ -20,9 +20,16 @@ from bench.webhook_receiver import Receiver
 @pytest.fixture
 def fast(test_settings):
     """Worker settings scaled down: 20 ms polls, backoff up to 0.2 s; a 2 s timeout (the machine may be busy)."""
-    return test_settings.model_copy(update={
-        "webhook_poll_seconds": 0.02, "webhook_timeout_s": 2.0, "webhook_backoff_base_s": 0.01,
-        "webhook_backoff_max_s": 0.2, "webhook_max_attempts": 100, "webhook_concurrency": 8})
+    return test_settings.model_copy(
+        update={
+            "webhook_poll_seconds": 0.02,
+            "webhook_timeout_s": 2.0,
+            "webhook_backoff_base_s": 0.01,
+            "webhook_backoff_max_s": 0.2,
+            "webhook_max_attempts": 100,
+            "webhook_concurrency": 8,
+        }
+    )
 
 
 class Committed:
@@ -35,13 +42,17 @@ class Committed:
         self.subscriptions: list[int] = []
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app, raise_app_exceptions=False),
-                                 base_url="http://tierwise.test", timeout=30)
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app, raise_app_exceptions=False),
+            base_url="http://tierwise.test",
+            timeout=30,
+        )
 
     async def subscribe(self, url: str, event_types=("complaint.status_changed",), **extra) -> dict:
         async with self.client() as client:
-            response = await client.post("/v1/webhooks", headers=self.headers,
-                                         json={"url": url, "event_types": list(event_types), **extra})
+            response = await client.post(
+                "/v1/webhooks", headers=self.headers, json={"url": url, "event_types": list(event_types), **extra}
+            )
         assert response.status_code == 201, response.text
         self.subscriptions.append(response.json()["id"])
         return response.json()
@@ -49,9 +60,19 @@ class Committed:
     async def emit(self, customer_id: int, to_status: str, complaint_id: int = 1) -> str:
         """One complaint.status_changed event for a (made-up) customer id, committed; its event id."""
         async with self.sessionmaker() as session, session.begin():
-            event_id = await outbox.emit(session, "complaint.status_changed", {
-                "complaint_id": complaint_id, "customer_id": f"C{customer_id}", "category": "fees",
-                "from_status": None, "to_status": to_status, "at": "2026-12-01T10:00:00Z"}, customer_id=customer_id)
+            event_id = await outbox.emit(
+                session,
+                "complaint.status_changed",
+                {
+                    "complaint_id": complaint_id,
+                    "customer_id": f"C{customer_id}",
+                    "category": "fees",
+                    "from_status": None,
+                    "to_status": to_status,
+                    "at": "2026-12-01T10:00:00Z",
+                },
+                customer_id=customer_id,
+            )
         return str(event_id)
 
     async def scalar(self, sql: str, **params):

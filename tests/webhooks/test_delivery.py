@@ -10,15 +10,18 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.db import create_sessionmaker
-from tests.webhooks.conftest import wait_for
 from bench.webhook_receiver import documented_verify
+from tests.webhooks.conftest import wait_for
 
 
 async def _states(committed, hook_id: int) -> dict[str, int]:
     async with committed.engine.connect() as connection:
-        rows = (await connection.execute(text(
-            "SELECT state, count(*) FROM webhook_delivery WHERE subscription_id = :id GROUP BY state"),
-            {"id": hook_id})).all()
+        rows = (
+            await connection.execute(
+                text("SELECT state, count(*) FROM webhook_delivery WHERE subscription_id = :id GROUP BY state"),
+                {"id": hook_id},
+            )
+        ).all()
     return dict(rows)
 
 
@@ -48,14 +51,24 @@ async def test_a_receiver_that_fails_times_out_and_is_down_gets_every_event_once
         await wait_for(lambda: sum(r.status == 500 for r in receiver.requests) >= 6)
         receiver.mode, receiver.hang_s = "hang", 4.0  # twice the sender's timeout
         await emit_round("in_progress")
-        await wait_for(lambda: committed.scalar("SELECT count(*) FROM webhook_attempt a JOIN webhook_delivery d "
-                                                "ON d.id = a.delivery_id WHERE d.subscription_id = :id "
-                                                "AND a.error = 'Timeout'", id=hook["id"]))
+        await wait_for(
+            lambda: committed.scalar(
+                "SELECT count(*) FROM webhook_attempt a JOIN webhook_delivery d "
+                "ON d.id = a.delivery_id WHERE d.subscription_id = :id "
+                "AND a.error = 'Timeout'",
+                id=hook["id"],
+            )
+        )
         await receiver.stop()  # down: connections refused
         await emit_round("resolved")
-        await wait_for(lambda: committed.scalar("SELECT count(*) FROM webhook_attempt a JOIN webhook_delivery d "
-                                                "ON d.id = a.delivery_id WHERE d.subscription_id = :id "
-                                                "AND a.error = 'ConnectError'", id=hook["id"]))
+        await wait_for(
+            lambda: committed.scalar(
+                "SELECT count(*) FROM webhook_attempt a JOIN webhook_delivery d "
+                "ON d.id = a.delivery_id WHERE d.subscription_id = :id "
+                "AND a.error = 'ConnectError'",
+                id=hook["id"],
+            )
+        )
         await asyncio.sleep(1.5)  # down a while longer (scaled down from a minute)
         receiver.mode = "ok"
         await receiver.start()
@@ -86,27 +99,32 @@ async def test_dead_after_the_last_attempt_then_redelivered_by_hand(committed, r
     worker = await _running(committed.worker())
     try:
         # both die: the dead first one does not hold the second back for ever
-        await wait_for(lambda: committed.scalar(
-            "SELECT count(*) = 2 FROM webhook_delivery WHERE subscription_id = :id AND state = 'dead'",
-            id=hook["id"]))
+        await wait_for(
+            lambda: committed.scalar(
+                "SELECT count(*) = 2 FROM webhook_delivery WHERE subscription_id = :id AND state = 'dead'",
+                id=hook["id"],
+            )
+        )
         assert [r.event_id for r in receiver.requests] == [first] * 3 + [second] * 3
         async with committed.client() as client:
-            dead = (await client.get(f"/v1/webhooks/{hook['id']}/deliveries?state=dead",
-                                     headers=committed.headers)).json()["items"]
+            dead = (
+                await client.get(f"/v1/webhooks/{hook['id']}/deliveries?state=dead", headers=committed.headers)
+            ).json()["items"]
             assert [d["event_id"] for d in dead] == [second, first]  # newest first
-            detail = (await client.get(f"/v1/webhooks/{hook['id']}/deliveries/{dead[1]['id']}",
-                                       headers=committed.headers)).json()
+            detail = (
+                await client.get(f"/v1/webhooks/{hook['id']}/deliveries/{dead[1]['id']}", headers=committed.headers)
+            ).json()
             assert [(a["status_code"], a["error"]) for a in detail["attempts_log"]] == [(500, "HTTP 500")] * 3
             assert detail["state"] == "dead" and detail["attempts"] == 3 and detail["finished_at"]
 
             receiver.mode = "ok"
-            one = await client.post(f"/v1/webhooks/{hook['id']}/deliveries/{dead[1]['id']}/redeliver",
-                                    headers=committed.headers)
+            one = await client.post(
+                f"/v1/webhooks/{hook['id']}/deliveries/{dead[1]['id']}/redeliver", headers=committed.headers
+            )
             assert one.status_code == 202 and one.headers["Location"].endswith(f"/deliveries/{dead[1]['id']}")
             assert one.json()["state"] == "pending" and one.json()["attempts"] == 0
             await wait_for(lambda: [r.event_id for r in receiver.delivered()] == [first])
-            rest = await client.post(f"/v1/webhooks/{hook['id']}/deliveries/redeliver-dead",
-                                     headers=committed.headers)
+            rest = await client.post(f"/v1/webhooks/{hook['id']}/deliveries/redeliver-dead", headers=committed.headers)
             assert rest.status_code == 200 and rest.json() == {"requeued": 1}
             await wait_for(lambda: [r.event_id for r in receiver.delivered()] == [first, second])
             audit = (await client.get("/v1/audit?entity=webhook", headers=committed.headers)).json()["items"]
@@ -148,6 +166,7 @@ async def test_two_workers_on_separate_connections_never_send_one_event_twice(co
             got = await claim(limit)
             claimed[index] += len(got)
             return got
+
         worker.claim = counting
     tasks = [await _running(worker) for worker in workers]
     try:
@@ -208,8 +227,7 @@ async def test_a_paused_subscription_keeps_its_events_and_sends_them_on_resume(c
     assert await worker.claim(10) == []
     assert await _states(committed, hook["id"]) == {"pending": 2}
     async with committed.client() as client:
-        resumed = await client.patch(f"/v1/webhooks/{hook['id']}", json={"status": "active"},
-                                     headers=committed.headers)
+        resumed = await client.patch(f"/v1/webhooks/{hook['id']}", json={"status": "active"}, headers=committed.headers)
         assert resumed.status_code == 200
     task = await _running(worker)
     try:
@@ -221,8 +239,9 @@ async def test_a_paused_subscription_keeps_its_events_and_sends_them_on_resume(c
 async def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(committed, receiver, caplog):
     hook = await committed.subscribe(receiver.url)
     async with committed.client() as client:
-        rotated = await client.post(f"/v1/webhooks/{hook['id']}/rotate-secret", json={"overlap_hours": 1},
-                                    headers=committed.headers)
+        rotated = await client.post(
+            f"/v1/webhooks/{hook['id']}/rotate-secret", json={"overlap_hours": 1}, headers=committed.headers
+        )
         assert rotated.status_code == 200 and rotated.json()["secret"] != hook["secret"]
         assert rotated.json()["previous_secret_expires_at"] is not None
     receiver.secret = rotated.json()["secret"]
@@ -254,8 +273,10 @@ async def test_metrics_count_outcomes_and_show_the_queue_lag(committed, receiver
     def value(name, **labels):
         return REGISTRY.get_sample_value(name, labels) or 0
 
-    before = value("tierwise_webhook_attempts_total", result="5xx"), value(
-        "tierwise_webhook_deliveries_total", outcome="delivered")
+    before = (
+        value("tierwise_webhook_attempts_total", result="5xx"),
+        value("tierwise_webhook_deliveries_total", outcome="delivered"),
+    )
     await committed.emit(9_900_001, "open")
     worker = committed.worker()
     await worker.fan_out()
@@ -286,15 +307,24 @@ async def test_delivered_deliveries_are_purged_after_the_retention_period(commit
     for claim in await worker.claim(5):
         assert await worker.deliver(claim) == "delivered"
     async with committed.engine.begin() as connection:
-        await connection.execute(text(
-            "UPDATE webhook_delivery d SET finished_at = now() - interval '8 days' FROM webhook_event e "
-            "WHERE e.id = d.event_id AND e.event_id = :old"), {"old": old})
-        await connection.execute(text(
-            "UPDATE webhook_event SET fanned_out_at = now() - interval '8 days' WHERE event_id = :old"), {"old": old})
+        await connection.execute(
+            text(
+                "UPDATE webhook_delivery d SET finished_at = now() - interval '8 days' FROM webhook_event e "
+                "WHERE e.id = d.event_id AND e.event_id = :old"
+            ),
+            {"old": old},
+        )
+        await connection.execute(
+            text("UPDATE webhook_event SET fanned_out_at = now() - interval '8 days' WHERE event_id = :old"),
+            {"old": old},
+        )
     counts = await purge(committed.sessionmaker, committed.settings)
     assert counts["webhook_deliveries_purged"] >= 1 and counts["webhook_events_purged"] >= 1
-    remaining = await committed.scalar("SELECT array_agg(event_id::text) FROM webhook_event WHERE event_id IN "
-                                       "(CAST(:a AS uuid), CAST(:b AS uuid))", a=kept, b=old)
+    remaining = await committed.scalar(
+        "SELECT array_agg(event_id::text) FROM webhook_event WHERE event_id IN (CAST(:a AS uuid), CAST(:b AS uuid))",
+        a=kept,
+        b=old,
+    )
     assert remaining == [kept]
 
 
@@ -307,10 +337,14 @@ async def test_a_success_after_failures_makes_the_subscriptions_other_retries_du
     for claim in await worker.claim(5):
         assert await worker.deliver(claim) == "pending"
     async with committed.engine.begin() as connection:  # all three wait an hour, but the first is due now
-        await connection.execute(text(
-            "UPDATE webhook_delivery d SET next_attempt_at = now() + CASE WHEN e.event_id = CAST(:first AS uuid) "
-            "THEN interval '0' ELSE interval '1 hour' END FROM webhook_event e "
-            "WHERE e.id = d.event_id AND d.subscription_id = :id"), {"first": events[0], "id": hook["id"]})
+        await connection.execute(
+            text(
+                "UPDATE webhook_delivery d SET next_attempt_at = now() + CASE WHEN e.event_id = CAST(:first AS uuid) "
+                "THEN interval '0' ELSE interval '1 hour' END FROM webhook_event e "
+                "WHERE e.id = d.event_id AND d.subscription_id = :id"
+            ),
+            {"first": events[0], "id": hook["id"]},
+        )
     receiver.mode = "ok"
     [back] = await worker.claim(5)
     assert back.event_id == events[0] and await worker.deliver(back) == "delivered"

@@ -32,12 +32,14 @@ async def test_a_subscription_shows_its_secret_once_and_stores_it_sealed(client,
 
 async def test_bad_subscriptions_are_422_with_a_pointer(client, as_role):
     admin = as_role("admin")
-    cases = [({**HOOK, "url": "ftp://hooks.example/x"}, "/url"),
-             ({**HOOK, "url": "https://user:pass@hooks.example/x"}, "/url"),
-             ({**HOOK, "url": "https://hooks.example:99999/x"}, "/url"),
-             ({**HOOK, "event_types": ["tier.exploded"]}, "/event_types"),
-             ({**HOOK, "event_types": []}, "/event_types"),
-             ({**HOOK, "status": "sleeping"}, "/status")]
+    cases = [
+        ({**HOOK, "url": "ftp://hooks.example/x"}, "/url"),
+        ({**HOOK, "url": "https://user:pass@hooks.example/x"}, "/url"),
+        ({**HOOK, "url": "https://hooks.example:99999/x"}, "/url"),
+        ({**HOOK, "event_types": ["tier.exploded"]}, "/event_types"),
+        ({**HOOK, "event_types": []}, "/event_types"),
+        ({**HOOK, "status": "sleeping"}, "/status"),
+    ]
     for body, pointer in cases:
         response = await client.post("/v1/webhooks", json=body, headers=admin)
         assert response.status_code == 422, (body, response.text)
@@ -52,8 +54,12 @@ async def test_the_allow_list_restricts_hosts_when_set(test_settings, sessionmak
     app = create_app(settings, sessionmaker=sessionmaker)
     admin = {"X-API-Key": keys["admin"]}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        for url, status in (("https://hooks.bank.example/x", 201), ("https://a.internal.example/x", 201),
-                            ("http://127.0.0.1:9/x", 422), ("https://evil-hooks.bank.example/x", 422)):
+        for url, status in (
+            ("https://hooks.bank.example/x", 201),
+            ("https://a.internal.example/x", 201),
+            ("http://127.0.0.1:9/x", 422),
+            ("https://evil-hooks.bank.example/x", 422),
+        ):
             response = await client.post("/v1/webhooks", json={**HOOK, "url": url}, headers=admin)
             assert response.status_code == status, (url, response.text)
         allowed = (await client.get("/v1/webhooks", headers=admin)).json()["items"][0]
@@ -66,8 +72,11 @@ async def test_subscriptions_page_with_a_cursor(client, as_role):
     ids = [(await client.post("/v1/webhooks", json=HOOK, headers=admin)).json()["id"] for _ in range(5)]
     seen, cursor = [], None
     while True:
-        page = (await client.get("/v1/webhooks", params={"limit": 2, **({"cursor": cursor} if cursor else {})},
-                                 headers=admin)).json()
+        page = (
+            await client.get(
+                "/v1/webhooks", params={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=admin
+            )
+        ).json()
         seen += [item["id"] for item in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -80,8 +89,13 @@ async def test_subscriptions_page_with_a_cursor(client, as_role):
 async def test_the_event_type_catalogue_lists_each_type_with_its_payload_schema(client, as_role):
     types = (await client.get("/v1/webhooks/event-types", headers=as_role("admin"))).json()
     by_name = {t["name"]: t for t in types}
-    assert {"tier.upgraded", "tier.downgraded", "tier.at_risk", "benefit.used",
-            "complaint.status_changed"} <= by_name.keys()
+    assert {
+        "tier.upgraded",
+        "tier.downgraded",
+        "tier.at_risk",
+        "benefit.used",
+        "complaint.status_changed",
+    } <= by_name.keys()
     schema = by_name["complaint.status_changed"]["payload_schema"]
     assert {"complaint_id", "customer_id", "from_status", "to_status"} <= schema["properties"].keys()
     assert "note" not in schema["properties"] and "description" not in schema["properties"]  # free text stays out
@@ -99,8 +113,7 @@ async def test_rotation_and_deletion_are_audited_and_deleting_drops_pending_deli
     rotated = await client.post(f"/v1/webhooks/{created['id']}/rotate-secret", headers=admin)
     assert rotated.status_code == 200 and rotated.json()["secret"] != created["secret"]
     assert rotated.json()["previous_secret_expires_at"] is not None  # the default overlap
-    retired = await client.post(f"/v1/webhooks/{created['id']}/rotate-secret", json={"overlap_hours": 0},
-                                headers=admin)
+    retired = await client.post(f"/v1/webhooks/{created['id']}/rotate-secret", json={"overlap_hours": 0}, headers=admin)
     assert retired.json()["previous_secret_expires_at"] is None
     assert (await client.delete(f"/v1/webhooks/{created['id']}", headers=admin)).status_code == 204
     assert (await client.delete(f"/v1/webhooks/{created['id']}", headers=admin)).status_code == 404

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-
 LOOKBACK_MONTHS = 6
 """Months of holdings each row sees: the month itself and the five before it."""
 MAX_PRODUCTS = 63
@@ -117,24 +116,39 @@ ORDER BY c.id, t.month
 
 def _statement(by_range: bool) -> str:
     """The features statement for a chunk given as an id range ($12, $13) or as an id array ($12)."""
+
     def chunk(column: str) -> str:
         return f"{column} BETWEEN $12::bigint AND $13::bigint" if by_range else f"{column} = ANY($12::bigint[])"
 
-    return _FEATURES.format(chunk_b=chunk("b.customer_id"), chunk_u=chunk("u.customer_id"),
-                            chunk_e=chunk("e.customer_id"), chunk_d=chunk("d.customer_id"),
-                            chunk_a=chunk("a.customer_id"),
-                            chunk_c=chunk("c.id"), all=ALL,
-                            lookback_before=LOOKBACK_MONTHS - 1,
-                            lags=", ".join(f"coalesce(lag(products, {k}) OVER w, 0)"
-                                           for k in range(1, LOOKBACK_MONTHS)))
+    return _FEATURES.format(
+        chunk_b=chunk("b.customer_id"),
+        chunk_u=chunk("u.customer_id"),
+        chunk_e=chunk("e.customer_id"),
+        chunk_d=chunk("d.customer_id"),
+        chunk_a=chunk("a.customer_id"),
+        chunk_c=chunk("c.id"),
+        all=ALL,
+        lookback_before=LOOKBACK_MONTHS - 1,
+        lags=", ".join(f"coalesce(lag(products, {k}) OVER w, 0)" for k in range(1, LOOKBACK_MONTHS)),
+    )
 
 
 FEATURES_BY_RANGE = _statement(by_range=True)
 FEATURES_BY_IDS = _statement(by_range=False)
 
 PER_PRODUCT = ("held", "held_1m_ago", "held_2m_ago", "months_since_held")
-COMMON = ("products_held", "products_held_1m_ago", "products_added", "products_dropped", "age", "tenure_months",
-          "txn_count_30d", "txn_amount_30d", "logins_30d", "txn_count_90d")
+COMMON = (
+    "products_held",
+    "products_held_1m_ago",
+    "products_added",
+    "products_dropped",
+    "age",
+    "tenure_months",
+    "txn_count_30d",
+    "txn_amount_30d",
+    "logins_30d",
+    "txn_count_90d",
+)
 CATEGORIES = ("segment", "tier")
 
 
@@ -150,9 +164,13 @@ class FeatureSpec:
 
     def names(self) -> list[str]:
         """Every feature's name, in the columns' order."""
-        return ([f"{kind}:{p}" for p in self.products for kind in PER_PRODUCT] + list(COMMON)
-                + [f"attribute:{a}" for a in self.numeric_attributes] + list(CATEGORIES)
-                + [f"attribute:{a}" for a in self.string_attributes])
+        return (
+            [f"{kind}:{p}" for p in self.products for kind in PER_PRODUCT]
+            + list(COMMON)
+            + [f"attribute:{a}" for a in self.numeric_attributes]
+            + list(CATEGORIES)
+            + [f"attribute:{a}" for a in self.string_attributes]
+        )
 
     def categorical(self) -> list[int]:
         """Positions of the categorical columns (segment, tier, string attributes): codes by frequency rank, NaN
@@ -165,17 +183,26 @@ class FeatureSpec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "FeatureSpec":
-        return cls(tuple(data["products"]), tuple(data["numeric_attributes"]), tuple(data["string_attributes"]),
-                   data["primary_policy"])
+        return cls(
+            tuple(data["products"]),
+            tuple(data["numeric_attributes"]),
+            tuple(data["string_attributes"]),
+            data["primary_policy"],
+        )
 
 
 async def feature_spec(conn, primary_policy: str) -> FeatureSpec:
     """The spec of today's catalog: active non-service products, and the custom attributes a model can read."""
-    products = [r[0] for r in await conn.fetch("SELECT code FROM product WHERE is_active AND NOT is_service "
-                                               "ORDER BY code")]
+    products = [
+        r[0] for r in await conn.fetch("SELECT code FROM product WHERE is_active AND NOT is_service ORDER BY code")
+    ]
     attributes = await conn.fetch("SELECT name, type FROM custom_attribute_definition ORDER BY name")
-    return FeatureSpec(tuple(products), tuple(n for n, t in attributes if t in ("number", "integer", "boolean")),
-                       tuple(n for n, t in attributes if t == "string"), primary_policy)
+    return FeatureSpec(
+        tuple(products),
+        tuple(n for n, t in attributes if t in ("number", "integer", "boolean")),
+        tuple(n for n, t in attributes if t == "string"),
+        primary_policy,
+    )
 
 
 @dataclass
@@ -211,9 +238,18 @@ def _bit_position(masks: np.ndarray) -> np.ndarray:
     return out
 
 
-async def fetch_rows(conn, spec: FeatureSpec, months: Sequence[date], today: date, *,
-                     id_range: tuple[int, int] | None = None, customer_ids: Sequence[int] | None = None,
-                     keep_per_million: int = ALL, seed: int = 0, reported_only: bool = False) -> FeatureRows:
+async def fetch_rows(
+    conn,
+    spec: FeatureSpec,
+    months: Sequence[date],
+    today: date,
+    *,
+    id_range: tuple[int, int] | None = None,
+    customer_ids: Sequence[int] | None = None,
+    keep_per_million: int = ALL,
+    seed: int = 0,
+    reported_only: bool = False,
+) -> FeatureRows:
     """The feature rows of a chunk of customers (an id range, or a list of ids) for each of `months` (first days):
     every row, or with `keep_per_million` < ALL, the rows with a label and that share of the others (a sample
     that depends only on customer, month and seed). With `reported_only` (training), only customers with a
@@ -223,21 +259,36 @@ async def fetch_rows(conn, spec: FeatureSpec, months: Sequence[date], today: dat
         raise ValueError(f"the learned ranker reads at most {MAX_PRODUCTS} products (one bigint of bits a month)")
     history_from = add_months(min(months), -(LOOKBACK_MONTHS - 1))
     history_to = add_months(max(months), 2)
-    args = [list(months), list(spec.products), list(spec.numeric_attributes), list(spec.string_attributes),
-            spec.primary_policy, history_from, history_to, today, keep_per_million, seed, reported_only]
-    statement, chunk = ((FEATURES_BY_RANGE, list(id_range)) if id_range is not None
-                        else (FEATURES_BY_IDS, [list(customer_ids or ())]))
+    args = [
+        list(months),
+        list(spec.products),
+        list(spec.numeric_attributes),
+        list(spec.string_attributes),
+        spec.primary_policy,
+        history_from,
+        history_to,
+        today,
+        keep_per_million,
+        seed,
+        reported_only,
+    ]
+    statement, chunk = (
+        (FEATURES_BY_RANGE, list(id_range)) if id_range is not None else (FEATURES_BY_IDS, [list(customer_ids or ())])
+    )
     # Hash joins only: with statistics that miss fresh rows (a bulk load, a test) the planner would re-aggregate
     # the holdings once per customer and month in a nested loop. And no JIT: the costs that turns up would have
     # it compile the statement for seconds. SET LOCAL inside a savepoint of the caller's transaction (or a
     # transaction of its own), restored after.
     async with conn.transaction():
-        previous = await conn.fetchrow("SELECT current_setting('enable_nestloop') = 'on' AS nestloop, "
-                                       "current_setting('jit') = 'on' AS jit")
+        previous = await conn.fetchrow(
+            "SELECT current_setting('enable_nestloop') = 'on' AS nestloop, current_setting('jit') = 'on' AS jit"
+        )
         await conn.execute("SET LOCAL enable_nestloop = off; SET LOCAL jit = off")
         records = await conn.fetch(statement, *args, *chunk, timeout=TIMEOUT_S)
-        await conn.execute(f"SET LOCAL enable_nestloop = {'on' if previous['nestloop'] else 'off'}; "
-                           f"SET LOCAL jit = {'on' if previous['jit'] else 'off'}")
+        await conn.execute(
+            f"SET LOCAL enable_nestloop = {'on' if previous['nestloop'] else 'off'}; "
+            f"SET LOCAL jit = {'on' if previous['jit'] else 'off'}"
+        )
     if len(records) > 10_000:  # a training chunk: decoded off the event loop (the schedule runs in the server)
         return await asyncio.to_thread(_to_rows, records, spec)
     return _to_rows(records, spec)
@@ -252,14 +303,22 @@ def _to_rows(records, spec: FeatureSpec) -> FeatureRows:
     for i, r in enumerate(records):
         if r["accepted"]:
             accepted[i, r["accepted"]] = True
-    scalar = ("age", "tenure_months", "txn_count_30d", "txn_amount_30d", "logins_30d",
-              "txn_count_90d")
+    scalar = ("age", "tenure_months", "txn_count_30d", "txn_amount_30d", "logins_30d", "txn_count_90d")
     width = len(scalar) + len(spec.numeric_attributes)
-    numbers = np.array([[r[c] for c in scalar] + list(r["numbers"]) for r in records],
-                       dtype=np.float64).reshape(n, width).astype(np.float32)
+    numbers = (
+        np.array([[r[c] for c in scalar] + list(r["numbers"]) for r in records], dtype=np.float64)
+        .reshape(n, width)
+        .astype(np.float32)
+    )
     categories = [(r["segment"], r["tier"], *r["strings"]) for r in records]
-    return FeatureRows(np.fromiter((r["customer_id"] for r in records), dtype=np.int64, count=n),
-                       [r["month"] for r in records], masks, accepted, numbers, categories)
+    return FeatureRows(
+        np.fromiter((r["customer_id"] for r in records), dtype=np.int64, count=n),
+        [r["month"] for r in records],
+        masks,
+        accepted,
+        numbers,
+        categories,
+    )
 
 
 def encode_categories(values: list[tuple[Any, ...]], vocabularies: list[list[str]]) -> np.ndarray:
@@ -288,12 +347,20 @@ def feature_matrix(rows: FeatureRows, vocabularies: list[list[str]]) -> np.ndarr
     """The model's input (rows x FeatureSpec.names()), float32 with NaN for missing values."""
     recent = rows.masks >> 1  # bit 0: the month itself
     held = (recent & 1).astype(np.float32)
-    per_product = np.stack([held, ((recent >> 1) & 1).astype(np.float32), ((recent >> 2) & 1).astype(np.float32),
-                            _bit_position(rows.masks)], axis=2).reshape(len(rows), -1)
+    per_product = np.stack(
+        [
+            held,
+            ((recent >> 1) & 1).astype(np.float32),
+            ((recent >> 2) & 1).astype(np.float32),
+            _bit_position(rows.masks),
+        ],
+        axis=2,
+    ).reshape(len(rows), -1)
     before = ((recent >> 1) & 1).astype(np.float32)
     common = np.column_stack([held.sum(1), before.sum(1), (held * (1 - before)).sum(1), (before * (1 - held)).sum(1)])
-    return np.hstack([per_product, common.astype(np.float32), rows.numbers,
-                      encode_categories(rows.categories, vocabularies)]).astype(np.float32)
+    return np.hstack(
+        [per_product, common.astype(np.float32), rows.numbers, encode_categories(rows.categories, vocabularies)]
+    ).astype(np.float32)
 
 
 def add_months(month: date, count: int) -> date:

@@ -123,10 +123,16 @@ class PropensityModel:
 
     def to_bytes(self) -> bytes:
         """The whole model as bytes (deterministic: the same model gives the same bytes)."""
-        document = {"format": FORMAT, "spec": self.spec.to_json(), "vocabularies": self.vocabularies,
-                    "classes": self.classes, "calibration": self.calibration.__dict__, "params": self.params,
-                    "choice": self.choice.model_to_string() if self.choice else None,
-                    "any_add": self.any_add.model_to_string()}
+        document = {
+            "format": FORMAT,
+            "spec": self.spec.to_json(),
+            "vocabularies": self.vocabularies,
+            "classes": self.classes,
+            "calibration": self.calibration.__dict__,
+            "params": self.params,
+            "choice": self.choice.model_to_string() if self.choice else None,
+            "any_add": self.any_add.model_to_string(),
+        }
         return zlib.compress(json.dumps(document, sort_keys=True).encode(), 6)
 
     @classmethod
@@ -134,7 +140,12 @@ class PropensityModel:
         document = json.loads(zlib.decompress(data))
         if document["format"] != FORMAT:
             raise ValueError(f"unknown model format {document['format']}")
-        return cls(FeatureSpec.from_json(document["spec"]), document["vocabularies"], document["classes"],
-                   lightgbm.Booster(model_str=document["choice"]) if document["choice"] else None,
-                   lightgbm.Booster(model_str=document["any_add"]),
-                   Calibration(**document["calibration"]), document["params"])
+        return cls(
+            FeatureSpec.from_json(document["spec"]),
+            document["vocabularies"],
+            document["classes"],
+            lightgbm.Booster(model_str=document["choice"]) if document["choice"] else None,
+            lightgbm.Booster(model_str=document["any_add"]),
+            Calibration(**document["calibration"]),
+            document["params"],
+        )

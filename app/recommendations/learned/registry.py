@@ -37,16 +37,27 @@ class NothingToRollBackTo(Conflict):
 
 async def list_models(session: AsyncSession) -> list[RankerModel]:
     """Every version, newest first, without the model bytes."""
-    return list(await session.scalars(select(RankerModel).options(defer(RankerModel.model))
-                                      .order_by(RankerModel.version.desc())))
+    return list(
+        await session.scalars(
+            select(RankerModel).options(defer(RankerModel.model)).order_by(RankerModel.version.desc())
+        )
+    )
 
 
 async def store_model(session: AsyncSession, result: "TrainingResult", trained_by: str) -> RankerModel:
     data = result.model.to_bytes()
-    row = RankerModel(status="candidate", trained_by=trained_by, window_from=result.window[0],
-                      window_until=result.window[1], seed=int(result.model.params["seed"]),
-                      features=result.model.spec.names(), products=list(result.model.classes),
-                      metrics=result.metrics, model=data, model_sha256=hashlib.sha256(data).hexdigest())
+    row = RankerModel(
+        status="candidate",
+        trained_by=trained_by,
+        window_from=result.window[0],
+        window_until=result.window[1],
+        seed=int(result.model.params["seed"]),
+        features=result.model.spec.names(),
+        products=list(result.model.classes),
+        metrics=result.metrics,
+        model=data,
+        model_sha256=hashlib.sha256(data).hexdigest(),
+    )
     session.add(row)
     await session.flush()
     return row
@@ -61,17 +72,21 @@ async def serve_version(session: AsyncSession, version: int) -> RankerModel:
         raise RankerModelNotFound(version)
     if row.status != "serving":
         await session.execute(update(RankerModel).where(RankerModel.status == "serving").values(status="retired"))
-        await session.execute(update(RankerModel).where(RankerModel.version == version)
-                              .values(status="serving", served_at=text("now()")))
+        await session.execute(
+            update(RankerModel).where(RankerModel.version == version).values(status="serving", served_at=text("now()"))
+        )
         await session.refresh(row)
     return row
 
 
 async def rollback(session: AsyncSession) -> RankerModel:
     """Serve again the version that served before the current one."""
-    previous = await session.scalar(select(RankerModel.version).where(RankerModel.status == "retired")
-                                    .order_by(RankerModel.served_at.desc().nulls_last(), RankerModel.version.desc())
-                                    .limit(1))
+    previous = await session.scalar(
+        select(RankerModel.version)
+        .where(RankerModel.status == "retired")
+        .order_by(RankerModel.served_at.desc().nulls_last(), RankerModel.version.desc())
+        .limit(1)
+    )
     if previous is None:
         raise NothingToRollBackTo()
     return await serve_version(session, previous)
@@ -107,9 +122,17 @@ def _better_than_serving(result: "TrainingResult", serving: "PropensityModel | N
     return result.metrics["map7"] >= theirs
 
 
-async def retrain(sessionmaker: async_sessionmaker, primary_policy: str, *, until: date | None = None,
-                  months: int = 12, seed: int = 7, serve: ServePolicy = "auto", trained_by: str = "cli",
-                  **options) -> dict:
+async def retrain(
+    sessionmaker: async_sessionmaker,
+    primary_policy: str,
+    *,
+    until: date | None = None,
+    months: int = 12,
+    seed: int = 7,
+    serve: ServePolicy = "auto",
+    trained_by: str = "cli",
+    **options,
+) -> dict:
     """Train on the `months` month pairs up to `until` (default: the last complete month with holdings reported),
     store the version,
     and serve it (auto: when it is better than the serving one). Returns the version, whether it serves, and its
@@ -122,11 +145,13 @@ async def retrain(sessionmaker: async_sessionmaker, primary_policy: str, *, unti
         conn = await driver_connection(session)
         spec = await feature_spec(conn, primary_policy)
         if until is None:  # the last complete month with holdings reported
-            last = await conn.fetchval("SELECT max(as_of) FROM holding_balance WHERE as_of < $1::date",
-                                       today.replace(day=1))
+            last = await conn.fetchval(
+                "SELECT max(as_of) FROM holding_balance WHERE as_of < $1::date", today.replace(day=1)
+            )
             until = last or add_months(today.replace(day=1), -1)
-        result = await train_from_database(conn, spec, TrainingOptions(until=until.replace(day=1), months=months,
-                                                                       seed=seed, **options), today)
+        result = await train_from_database(
+            conn, spec, TrainingOptions(until=until.replace(day=1), months=months, seed=seed, **options), today
+        )
         await session.rollback()
     async with sessionmaker() as session:
         await session.execute(text("SELECT pg_advisory_xact_lock(7310, 21)"))  # one registration at a time
@@ -137,5 +162,10 @@ async def retrain(sessionmaker: async_sessionmaker, primary_policy: str, *, unti
         if serves:
             await serve_version(session, row.version)
         await session.commit()
-        return {"version": row.version, "serving": serves, "window_from": row.window_from.isoformat(),
-                "window_until": row.window_until.isoformat(), **result.metrics}
+        return {
+            "version": row.version,
+            "serving": serves,
+            "window_from": row.window_from.isoformat(),
+            "window_until": row.window_until.isoformat(),
+            **result.metrics,
+        }

@@ -11,6 +11,12 @@ async def retrain_ranker(sessionmaker: async_sessionmaker, settings: Settings) -
     value: versions, months, metrics). LightGBM is imported here, not when the app starts."""
     from app.recommendations.learned.registry import retrain
 
-    result = await retrain(sessionmaker, settings.primary_policy, months=settings.ranker_months, seed=7,
-                           serve="auto", trained_by="schedule")
+    result = await retrain(
+        sessionmaker,
+        settings.primary_policy,
+        months=settings.ranker_months,
+        seed=7,
+        serve="auto",
+        trained_by="schedule",
+    )
     return {key: result[key] for key in ("version", "serving", "window_from", "window_until", "map7", "ece")}

@@ -14,8 +14,15 @@ from typing import Any
 import lightgbm
 import numpy as np
 
-from app.recommendations.learned.features import (ALL, FeatureRows, FeatureSpec, add_months, feature_matrix,
-                                                  fetch_rows, learn_vocabularies)
+from app.recommendations.learned.features import (
+    ALL,
+    FeatureRows,
+    FeatureSpec,
+    add_months,
+    feature_matrix,
+    fetch_rows,
+    learn_vocabularies,
+)
 from app.recommendations.learned.model import Calibration, PropensityModel, fit_platt
 
 K = 7
@@ -60,36 +67,70 @@ class TrainingResult:
 
 
 def _concat(parts: list[FeatureRows]) -> FeatureRows:
-    return FeatureRows(np.concatenate([p.customer_ids for p in parts]), [m for p in parts for m in p.months],
-                       np.vstack([p.masks for p in parts]), np.vstack([p.accepted for p in parts]),
-                       np.vstack([p.numbers for p in parts]), [c for p in parts for c in p.categories])
+    return FeatureRows(
+        np.concatenate([p.customer_ids for p in parts]),
+        [m for p in parts for m in p.months],
+        np.vstack([p.masks for p in parts]),
+        np.vstack([p.accepted for p in parts]),
+        np.vstack([p.numbers for p in parts]),
+        [c for p in parts for c in p.categories],
+    )
 
 
-async def collect_rows(conn, spec: FeatureSpec, months: list[date], today: date, options: TrainingOptions
-                       ) -> tuple[FeatureRows, int]:
+async def collect_rows(
+    conn, spec: FeatureSpec, months: list[date], today: date, options: TrainingOptions
+) -> tuple[FeatureRows, int]:
     """Every labelled row and a seeded sample of the others, chunk by chunk of customer ids; returns the rows and
     the share of unlabelled rows kept (per million)."""
-    low, high, customers = await conn.fetchrow("SELECT min(id), max(id), count(*) FROM customer "
-                                               "WHERE erased_at IS NULL")
+    low, high, customers = await conn.fetchrow(
+        "SELECT min(id), max(id), count(*) FROM customer WHERE erased_at IS NULL"
+    )
     if not customers:
         raise ValueError("no customers to train on")
     keep = min(ALL, max(1, options.max_negatives * ALL // (customers * len(months))))
     parts = []
     for start in range(low, high + 1, options.chunk_customers):
-        parts.append(await fetch_rows(conn, spec, months, today, id_range=(start, start + options.chunk_customers - 1),
-                                      keep_per_million=keep, seed=options.seed, reported_only=True))
+        parts.append(
+            await fetch_rows(
+                conn,
+                spec,
+                months,
+                today,
+                id_range=(start, start + options.chunk_customers - 1),
+                keep_per_million=keep,
+                seed=options.seed,
+                reported_only=True,
+            )
+        )
     return _concat(parts), keep
 
 
 def _params(options: TrainingOptions, objective: str, **extra) -> dict[str, Any]:
-    return {"objective": objective, "learning_rate": options.learning_rate, "num_leaves": options.num_leaves,
-            "min_data_in_leaf": 20, "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
-            "seed": options.seed, "deterministic": True, "force_row_wise": True, "num_threads": options.threads,
-            "verbose": -1, **extra}
+    return {
+        "objective": objective,
+        "learning_rate": options.learning_rate,
+        "num_leaves": options.num_leaves,
+        "min_data_in_leaf": 20,
+        "feature_fraction": 0.8,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "seed": options.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": options.threads,
+        "verbose": -1,
+        **extra,
+    }
 
 
-def _fit(matrix: np.ndarray, labels: np.ndarray, weights: np.ndarray, classes: list[int], spec: FeatureSpec,
-         options: TrainingOptions) -> tuple[lightgbm.Booster | None, lightgbm.Booster]:
+def _fit(
+    matrix: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    classes: list[int],
+    spec: FeatureSpec,
+    options: TrainingOptions,
+) -> tuple[lightgbm.Booster | None, lightgbm.Booster]:
     """The choice booster (one row per product added, among `classes`) and the any-add booster (every row)."""
     names = [n.replace(":", "__") for n in spec.names()]
     class_of = {p: i for i, p in enumerate(classes)}
@@ -100,10 +141,12 @@ def _fit(matrix: np.ndarray, labels: np.ndarray, weights: np.ndarray, classes: l
     choice = None  # one product learned: it is every add's choice
     if len(classes) > 1:
         choice_data = lightgbm.Dataset(matrix[row], label=product, feature_name=names, free_raw_data=True)
-        choice = lightgbm.train(_params(options, "multiclass", num_class=len(class_of)), choice_data,
-                                num_boost_round=options.rounds)
-    any_data = lightgbm.Dataset(matrix, label=labels.any(axis=1).astype(np.float32), weight=weights,
-                                feature_name=names, free_raw_data=True)
+        choice = lightgbm.train(
+            _params(options, "multiclass", num_class=len(class_of)), choice_data, num_boost_round=options.rounds
+        )
+    any_data = lightgbm.Dataset(
+        matrix, label=labels.any(axis=1).astype(np.float32), weight=weights, feature_name=names, free_raw_data=True
+    )
     any_add = lightgbm.train(_params(options, "binary"), any_data, num_boost_round=options.rounds)
     return choice, any_add
 
@@ -134,8 +177,9 @@ def map_at_k(scores: np.ndarray, labels: np.ndarray, fallback: np.ndarray | None
     return total / len(rows)
 
 
-def calibration_report(propensity: np.ndarray, labels: np.ndarray, weights: np.ndarray, bins: int = 10
-                       ) -> dict[str, float]:
+def calibration_report(
+    propensity: np.ndarray, labels: np.ndarray, weights: np.ndarray, bins: int = 10
+) -> dict[str, float]:
     """Brier score, expected calibration error (10 bins by predicted value) and predicted over observed adds, over
     the (row, product) pairs the model scored, weighted like the population."""
     known = ~np.isnan(propensity)
@@ -148,20 +192,29 @@ def calibration_report(propensity: np.ndarray, labels: np.ndarray, weights: np.n
     which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
     ece = sum(abs(np.sum(w[which == b] * (p[which == b] - y[which == b]))) for b in range(bins)) / w.sum()
     observed = np.sum(w * y)
-    return {"brier": round(float(np.sum(w * (p - y) ** 2) / w.sum()), 6), "ece": round(float(ece), 6),
-            "predicted_over_observed": round(float(np.sum(w * p) / observed), 4) if observed else 0.0}
+    return {
+        "brier": round(float(np.sum(w * (p - y) ** 2) / w.sum()), 6),
+        "ece": round(float(ece), 6),
+        "predicted_over_observed": round(float(np.sum(w * p) / observed), 4) if observed else 0.0,
+    }
 
 
-def _split(rows: FeatureRows, matrix: np.ndarray, labels: np.ndarray, weights: np.ndarray, mask: np.ndarray
-           ) -> TrainingData:
+def _split(
+    rows: FeatureRows, matrix: np.ndarray, labels: np.ndarray, weights: np.ndarray, mask: np.ndarray
+) -> TrainingData:
     index = np.nonzero(mask)[0]
-    part = FeatureRows(rows.customer_ids[index], [rows.months[i] for i in index], rows.masks[index],
-                       rows.accepted[index], rows.numbers[index], [rows.categories[i] for i in index])
+    part = FeatureRows(
+        rows.customer_ids[index],
+        [rows.months[i] for i in index],
+        rows.masks[index],
+        rows.accepted[index],
+        rows.numbers[index],
+        [rows.categories[i] for i in index],
+    )
     return TrainingData(matrix[index], part, labels[index], weights[index])
 
 
-def train(rows: FeatureRows, keep_per_million: int, spec: FeatureSpec, options: TrainingOptions
-          ) -> TrainingResult:
+def train(rows: FeatureRows, keep_per_million: int, spec: FeatureSpec, options: TrainingOptions) -> TrainingResult:
     """Fit on the pairs before the held-out month, calibrate and measure on it, then (refit) fit on them all.
     CPU-bound: callers in an event loop run it in a thread."""
     started = time.perf_counter()
@@ -181,21 +234,38 @@ def train(rows: FeatureRows, keep_per_million: int, spec: FeatureSpec, options: 
     calibration = Calibration(adds_per_adder=float(fit_part.labels[adders].sum() / adders.sum()))
 
     choice, any_add = _fit(fit_part.matrix, fit_part.labels, fit_part.weights, classes, spec, options)
-    model = PropensityModel(spec, vocabularies, [spec.products[p] for p in classes], choice, any_add, calibration,
-                            {"rounds": options.rounds, "learning_rate": options.learning_rate,
-                             "num_leaves": options.num_leaves, "seed": options.seed, "threads": options.threads,
-                             "lightgbm": lightgbm.__version__})
+    model = PropensityModel(
+        spec,
+        vocabularies,
+        [spec.products[p] for p in classes],
+        choice,
+        any_add,
+        calibration,
+        {
+            "rounds": options.rounds,
+            "learning_rate": options.learning_rate,
+            "num_leaves": options.num_leaves,
+            "seed": options.seed,
+            "threads": options.threads,
+            "lightgbm": lightgbm.__version__,
+        },
+    )
     raw_any = any_add.predict(held_out.matrix)
-    calibration.slope, calibration.intercept = fit_platt(raw_any, held_out.labels.any(axis=1).astype(float),
-                                                         held_out.weights)
+    calibration.slope, calibration.intercept = fit_platt(
+        raw_any, held_out.labels.any(axis=1).astype(float), held_out.weights
+    )
     propensity = model.propensities(held_out.rows, held_out.matrix)
     popularity = fit_part.rows.held().sum(axis=0).astype(float)
-    metrics = {"held_out_month": held_out_month.isoformat(), "map7": round(map_at_k(propensity, held_out.labels,
-                                                                                       popularity), 4),
-               "held_out_customers_with_adds": int(held_out.labels.any(axis=1).sum()),
-               **calibration_report(propensity, held_out.labels, held_out.weights),
-               "training_rows": int(len(fit_part.matrix)), "rows_with_adds": int(adders.sum()),
-               "negatives_kept_per_million": keep_per_million, "products_learned": len(classes)}
+    metrics = {
+        "held_out_month": held_out_month.isoformat(),
+        "map7": round(map_at_k(propensity, held_out.labels, popularity), 4),
+        "held_out_customers_with_adds": int(held_out.labels.any(axis=1).sum()),
+        **calibration_report(propensity, held_out.labels, held_out.weights),
+        "training_rows": int(len(fit_part.matrix)),
+        "rows_with_adds": int(adders.sum()),
+        "negatives_kept_per_million": keep_per_million,
+        "products_learned": len(classes),
+    }
     if options.refit:
         every_adds = labels.sum(axis=0)
         classes = [p for p in classes if every_adds[p] >= options.min_adds]

@@ -21,8 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
 from app.core.serializers import document_serializer
-from app.rules import (AttributeCatalog, ExplainedLeaf, compile_explanation, features_between,
-                       features_for_customers, load_catalog, parse_condition)
+from app.rules import (
+    AttributeCatalog,
+    ExplainedLeaf,
+    compile_explanation,
+    features_between,
+    features_for_customers,
+    load_catalog,
+    parse_condition,
+)
 from app.rules.facts import facts_expression
 from app.tiering.models import TierAssignment, TierPolicy, TierPolicyVersion, TierTransition
 from app.tiering.policies import tier_case
@@ -78,18 +85,29 @@ class ExplanationTemplate:
         for tier, leaves in zip(compiled.tiers, compiled.leaves, strict=True):
             conditions = []
             for leaf in leaves:  # a hole's placeholder: its fact's position between NULs, which no fact holds
-                conditions.append({"pointer": leaf.pointer, "attribute": leaf.attribute,
-                                   "operator": leaf.operator.value, "threshold": leaf.threshold,
-                                   "value": f"\0{position}\0", "result": f"\0{position + 1}\0"})
+                conditions.append(
+                    {
+                        "pointer": leaf.pointer,
+                        "attribute": leaf.attribute,
+                        "operator": leaf.operator.value,
+                        "threshold": leaf.threshold,
+                        "value": f"\0{position}\0",
+                        "result": f"\0{position + 1}\0",
+                    }
+                )
                 position += 2
             tried.append((tier["code"], conditions))
         by_match = {}
         for last in [*range(len(tried)), None]:
-            shown = tried if last is None else tried[:last + 1]
+            shown = tried if last is None else tried[: last + 1]
             # the holes are strings where the schema has values and results: serialized as they are, unwarned
-            text = EXPLANATION_JSON.to_json([{"tier": code, "matched": i == last, "conditions": conditions}
-                                             for i, (code, conditions) in enumerate(shown)],
-                                            warnings=False).decode()
+            text = EXPLANATION_JSON.to_json(
+                [
+                    {"tier": code, "matched": i == last, "conditions": conditions}
+                    for i, (code, conditions) in enumerate(shown)
+                ],
+                warnings=False,
+            ).decode()
             parts, positions = [], []
             for _, conditions in shown:
                 for condition in conditions:
@@ -122,8 +140,9 @@ def scoped_features(scope: str):
     return features_for_customers(CUSTOMER_IDS) if scope == "ids" else features_between(ID_FROM, ID_TO)
 
 
-def compile_version(policy: TierPolicy, version: TierPolicyVersion, catalog: AttributeCatalog,
-                    scope: str = "ids") -> CompiledVersion:
+def compile_version(
+    policy: TierPolicy, version: TierPolicyVersion, catalog: AttributeCatalog, scope: str = "ids"
+) -> CompiledVersion:
     """Compile once per (version, catalog, scope): active versions never change, so the result is cached."""
     key = (version.id, version.updated_at, tuple((a.name, a.type) for a in catalog.custom), scope)
     if key in _compiled:
@@ -133,15 +152,24 @@ def compile_version(policy: TierPolicy, version: TierPolicyVersion, catalog: Att
     features = scoped_features(scope)
     for i, tier in enumerate(version.tiers):
         condition = parse_condition(tier["condition"], f"/tiers/{i}/condition")
-        tier_leaves = compile_explanation(condition, catalog, features, pointer=f"/tiers/{i}/condition",
-                                          label_prefix=f"t{i}")
+        tier_leaves = compile_explanation(
+            condition, catalog, features, pointer=f"/tiers/{i}/condition", label_prefix=f"t{i}"
+        )
         leaves.append(tier_leaves)
     compiled = CompiledVersion(
-        policy_id=policy.id, policy_key=policy.key, version_id=version.id, version=version.version,
-        grace_days=version.downgrade_grace_days, tiers=list(version.tiers),
+        policy_id=policy.id,
+        policy_key=policy.key,
+        version_id=version.id,
+        version=version.version,
+        grace_days=version.downgrade_grace_days,
+        tiers=list(version.tiers),
         attributes=frozenset(leaf.attribute for tier_leaves in leaves for leaf in tier_leaves),
-        features=features, scope=scope, tier_code=tier_case(version.tiers, catalog, features), facts=facts_expression([leaf for tier_leaves in leaves for leaf in tier_leaves]),
-        leaves=leaves)
+        features=features,
+        scope=scope,
+        tier_code=tier_case(version.tiers, catalog, features),
+        facts=facts_expression([leaf for tier_leaves in leaves for leaf in tier_leaves]),
+        leaves=leaves,
+    )
     _compiled[key] = compiled
     while len(_compiled) > 256:
         _compiled.popitem(last=False)
@@ -159,13 +187,17 @@ def assignment_statement(compiled: CompiledVersion):
     counts. It covers the customers in :customer_ids (one, a list, or a chunk); :now is the evaluation time."""
     now = bindparam("now", type_=sa.DateTime(timezone=True))
     tiers = sa.values(sa.column("code", sa.Text()), sa.column("rank", sa.Integer()), name="tiers").data(
-        [(tier["code"], tier["rank"]) for tier in compiled.tiers])
-    qualified = (select(compiled.features.c.customer_id, compiled.tier_code.label("q_code"),
-                        compiled.facts.label("facts"))
-                 .select_from(compiled.features).cte("qualified"))
+        [(tier["code"], tier["rank"]) for tier in compiled.tiers]
+    )
+    qualified = (
+        select(compiled.features.c.customer_id, compiled.tier_code.label("q_code"), compiled.facts.label("facts"))
+        .select_from(compiled.features)
+        .cte("qualified")
+    )
     current = TierAssignment.__table__.alias("current")
     grace_over = sa.func.coalesce(current.c.lower_since, now) <= now - sa.func.make_interval(
-        0, 0, 0, compiled.grace_days)
+        0, 0, 0, compiled.grace_days
+    )
     decision = sa.case(
         (current.c.customer_id.is_(None), "initial"),
         (tiers.c.rank > current.c.tier_rank, "upgrade"),
@@ -175,60 +207,110 @@ def assignment_statement(compiled: CompiledVersion):
         else_="grace",
     )
     decided = (
-        select(qualified.c.customer_id, qualified.c.q_code, tiers.c.rank.label("q_rank"), qualified.c.facts,
-               current.c.tier_code.label("old_code"), current.c.tier_rank.label("old_rank"),
-               current.c.since.label("old_since"), current.c.lower_since.label("old_lower_since"),
-               decision.label("decision"))
-        .select_from(qualified.join(tiers, tiers.c.code == qualified.c.q_code)
-                     .outerjoin(current, sa.and_(current.c.customer_id == qualified.c.customer_id,
-                                                 current.c.policy_id == compiled.policy_id,
-                                                 _in_scope(current.c.customer_id, compiled.scope))))
-        .cte("decided"))
+        select(
+            qualified.c.customer_id,
+            qualified.c.q_code,
+            tiers.c.rank.label("q_rank"),
+            qualified.c.facts,
+            current.c.tier_code.label("old_code"),
+            current.c.tier_rank.label("old_rank"),
+            current.c.since.label("old_since"),
+            current.c.lower_since.label("old_lower_since"),
+            decision.label("decision"),
+        )
+        .select_from(
+            qualified.join(tiers, tiers.c.code == qualified.c.q_code).outerjoin(
+                current,
+                sa.and_(
+                    current.c.customer_id == qualified.c.customer_id,
+                    current.c.policy_id == compiled.policy_id,
+                    _in_scope(current.c.customer_id, compiled.scope),
+                ),
+            )
+        )
+        .cte("decided")
+    )
     keeps_tier = decided.c.decision == "grace"
     new_values = {
         "version_id": sa.literal(compiled.version_id, sa.BigInteger()),
         "tier_code": sa.case((keeps_tier, decided.c.old_code), else_=decided.c.q_code),
         "tier_rank": sa.case((keeps_tier, decided.c.old_rank), else_=decided.c.q_rank),
         "since": sa.case((decided.c.decision.in_(["same", "grace"]), decided.c.old_since), else_=now),
-        "qualified_code": decided.c.q_code, "qualified_rank": decided.c.q_rank,
+        "qualified_code": decided.c.q_code,
+        "qualified_rank": decided.c.q_rank,
         "lower_since": sa.case((keeps_tier, sa.func.coalesce(decided.c.old_lower_since, now)), else_=sa.null()),
         "facts": decided.c.facts,
     }
     table = TierAssignment.__table__
     # A customer without an assignment gets one by a plain insert: the customers are locked, so no one else can
     # insert it meanwhile, and a plain insert costs less than an upsert (a first run writes a million).
-    inserted = insert(table).from_select(
-        ["customer_id", "policy_id", *new_values, "evaluated_at"],
-        select(decided.c.customer_id, sa.literal(compiled.policy_id, sa.BigInteger()), *new_values.values(), now)
-        .where(decided.c.decision == "initial")
-    ).returning(table.c.customer_id).cte("inserted")
+    inserted = (
+        insert(table)
+        .from_select(
+            ["customer_id", "policy_id", *new_values, "evaluated_at"],
+            select(
+                decided.c.customer_id, sa.literal(compiled.policy_id, sa.BigInteger()), *new_values.values(), now
+            ).where(decided.c.decision == "initial"),
+        )
+        .returning(table.c.customer_id)
+        .cte("inserted")
+    )
     # An evaluation that changes nothing writes nothing: evaluated_at is when the decision or its facts last
     # changed, and a re-run over a quiet population costs reads only.
     updated = (
         update(table)
-        .where(table.c.customer_id == decided.c.customer_id, table.c.policy_id == compiled.policy_id,
-               _in_scope(table.c.customer_id, compiled.scope), decided.c.decision != "initial",
-               sa.tuple_(*(table.c[name] for name in new_values)).is_distinct_from(sa.tuple_(*new_values.values())))
+        .where(
+            table.c.customer_id == decided.c.customer_id,
+            table.c.policy_id == compiled.policy_id,
+            _in_scope(table.c.customer_id, compiled.scope),
+            decided.c.decision != "initial",
+            sa.tuple_(*(table.c[name] for name in new_values)).is_distinct_from(sa.tuple_(*new_values.values())),
+        )
         .values(**new_values, evaluated_at=now)
-        .returning(table.c.customer_id).cte("updated"))
+        .returning(table.c.customer_id)
+        .cte("updated")
+    )
     changed = decided.c.decision.in_(["initial", "upgrade", "downgrade", "lateral"])
-    transitions = insert(TierTransition.__table__).from_select(
-        ["customer_id", "policy_id", "version_id", "from_code", "to_code", "direction", "reason", "at"],
-        select(decided.c.customer_id, sa.literal(compiled.policy_id, sa.BigInteger()),
-               sa.literal(compiled.version_id, sa.BigInteger()), decided.c.old_code, decided.c.q_code,
-               decided.c.decision,
-               sa.case((decided.c.decision == "downgrade", "grace_elapsed"), else_="rules"), now)
-        .where(changed).order_by(decided.c.customer_id)
-    ).returning(TierTransition.__table__.c.direction).cte("transitions")
+    transitions = (
+        insert(TierTransition.__table__)
+        .from_select(
+            ["customer_id", "policy_id", "version_id", "from_code", "to_code", "direction", "reason", "at"],
+            select(
+                decided.c.customer_id,
+                sa.literal(compiled.policy_id, sa.BigInteger()),
+                sa.literal(compiled.version_id, sa.BigInteger()),
+                decided.c.old_code,
+                decided.c.q_code,
+                decided.c.decision,
+                sa.case((decided.c.decision == "downgrade", "grace_elapsed"), else_="rules"),
+                now,
+            )
+            .where(changed)
+            .order_by(decided.c.customer_id),
+        )
+        .returning(TierTransition.__table__.c.direction)
+        .cte("transitions")
+    )
     return select(
-        (select(func.count()).select_from(inserted).scalar_subquery()
-         + select(func.count()).select_from(updated).scalar_subquery()).label("evaluated"),
-        select(func.count()).select_from(transitions).where(transitions.c.direction == "upgrade")
-        .scalar_subquery().label("upgrades"),
-        select(func.count()).select_from(transitions).where(transitions.c.direction == "downgrade")
-        .scalar_subquery().label("downgrades"),
-        select(func.count()).select_from(transitions).where(transitions.c.direction == "initial")
-        .scalar_subquery().label("initial"),
+        (
+            select(func.count()).select_from(inserted).scalar_subquery()
+            + select(func.count()).select_from(updated).scalar_subquery()
+        ).label("evaluated"),
+        select(func.count())
+        .select_from(transitions)
+        .where(transitions.c.direction == "upgrade")
+        .scalar_subquery()
+        .label("upgrades"),
+        select(func.count())
+        .select_from(transitions)
+        .where(transitions.c.direction == "downgrade")
+        .scalar_subquery()
+        .label("downgrades"),
+        select(func.count())
+        .select_from(transitions)
+        .where(transitions.c.direction == "initial")
+        .scalar_subquery()
+        .label("initial"),
     )
 
 
@@ -246,29 +328,44 @@ class AssignmentCounts:
         self.initial += other.initial
 
 
-async def assign(session: AsyncSession, compiled: CompiledVersion, now: datetime, *,
-                 customer_ids: Sequence[int] | None = None, id_range: tuple[int, int] | None = None
-                 ) -> AssignmentCounts:
+async def assign(
+    session: AsyncSession,
+    compiled: CompiledVersion,
+    now: datetime,
+    *,
+    customer_ids: Sequence[int] | None = None,
+    id_range: tuple[int, int] | None = None,
+) -> AssignmentCounts:
     """Evaluate one policy version for some customers or an id range (compiled for that scope): the same
     statement, and the same conditions, for one customer or a chunk of a million."""
-    params = {"customer_ids": list(customer_ids)} if customer_ids is not None else {
-        "id_from": id_range[0], "id_to": id_range[1]}
+    params = (
+        {"customer_ids": list(customer_ids)}
+        if customer_ids is not None
+        else {"id_from": id_range[0], "id_to": id_range[1]}
+    )
     row = (await session.execute(compiled.statement, {"now": now, **params})).one()
-    return AssignmentCounts(evaluated=row.evaluated, upgrades=row.upgrades, downgrades=row.downgrades,
-                            initial=row.initial)
+    return AssignmentCounts(
+        evaluated=row.evaluated, upgrades=row.upgrades, downgrades=row.downgrades, initial=row.initial
+    )
 
 
-async def active_versions(session: AsyncSession, policy_ids: Sequence[int] | None = None
-                          ) -> list[tuple[TierPolicy, TierPolicyVersion]]:
-    query = (select(TierPolicy, TierPolicyVersion).join(TierPolicyVersion, TierPolicyVersion.policy_id == TierPolicy.id)
-             .where(TierPolicyVersion.status == "active").order_by(TierPolicy.key))
+async def active_versions(
+    session: AsyncSession, policy_ids: Sequence[int] | None = None
+) -> list[tuple[TierPolicy, TierPolicyVersion]]:
+    query = (
+        select(TierPolicy, TierPolicyVersion)
+        .join(TierPolicyVersion, TierPolicyVersion.policy_id == TierPolicy.id)
+        .where(TierPolicyVersion.status == "active")
+        .order_by(TierPolicy.key)
+    )
     if policy_ids is not None:
         query = query.where(TierPolicy.id.in_(policy_ids))
     return [(policy, version) for policy, version in (await session.execute(query)).all()]
 
 
-async def compiled_active_versions(session: AsyncSession, policy_ids: Sequence[int] | None = None,
-                                   scope: str = "ids") -> list[CompiledVersion]:
+async def compiled_active_versions(
+    session: AsyncSession, policy_ids: Sequence[int] | None = None, scope: str = "ids"
+) -> list[CompiledVersion]:
     pairs = await active_versions(session, policy_ids)
     if not pairs:
         return []
@@ -288,8 +385,12 @@ async def explainer(session: AsyncSession, version_id: int, updated_at: datetime
     """The compiled form of any version an assignment refers to (versions referred to are never edited)."""
     key = (version_id, updated_at)
     if key not in _explainers:
-        policy, version = (await session.execute(
-            select(TierPolicy, TierPolicyVersion).join(TierPolicyVersion, TierPolicyVersion.policy_id == TierPolicy.id)
-            .where(TierPolicyVersion.id == version_id))).one()
+        policy, version = (
+            await session.execute(
+                select(TierPolicy, TierPolicyVersion)
+                .join(TierPolicyVersion, TierPolicyVersion.policy_id == TierPolicy.id)
+                .where(TierPolicyVersion.id == version_id)
+            )
+        ).one()
         _explainers[key] = compile_version(policy, version, await load_catalog(session))
     return _explainers[key]

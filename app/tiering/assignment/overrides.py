@@ -9,23 +9,40 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import InvalidInput
 from app.tiering.assignment.compile import explainer
 from app.tiering.errors import NoTierAssignment
-from app.tiering.models import (TierAssignment, TierPolicy, TierPolicyVersion, TierTransition, effective_rank,
-                                effective_tier)
+from app.tiering.models import (
+    TierAssignment,
+    TierPolicy,
+    TierPolicyVersion,
+    TierTransition,
+    effective_rank,
+    effective_tier,
+)
 
 
-async def set_override(session: AsyncSession, customer_id: int, policy: TierPolicy, tier_code: str, reason: str,
-                       expires_at: datetime | None, actor: str) -> None:
+async def set_override(
+    session: AsyncSession,
+    customer_id: int,
+    policy: TierPolicy,
+    tier_code: str,
+    reason: str,
+    expires_at: datetime | None,
+    actor: str,
+) -> None:
     """Pin a customer's tier under a policy (a relationship manager's decision), until it expires or is removed."""
     locked = await _locked(session, customer_id, policy.id)
     if locked is None:
         raise NoTierAssignment(policy.key)
     assignment, before_code, before_rank, now = locked
-    version_updated_at = await session.scalar(select(TierPolicyVersion.updated_at)
-                                              .where(TierPolicyVersion.id == assignment.version_id))
+    version_updated_at = await session.scalar(
+        select(TierPolicyVersion.updated_at).where(TierPolicyVersion.id == assignment.version_id)
+    )
     compiled = await explainer(session, assignment.version_id, version_updated_at)
     if tier_code not in compiled.rank_of:
-        raise InvalidInput("/tier", f"'{tier_code}' is not a tier of {policy.key} version {compiled.version}: "
-                                    f"one of {', '.join(compiled.rank_of)}")
+        raise InvalidInput(
+            "/tier",
+            f"'{tier_code}' is not a tier of {policy.key} version {compiled.version}: "
+            f"one of {', '.join(compiled.rank_of)}",
+        )
     assignment.override_code, assignment.override_rank = tier_code, compiled.rank_of[tier_code]
     assignment.override_reason, assignment.override_actor, assignment.override_expires_at = reason, actor, expires_at
     _note(session, assignment, before_code, before_rank, tier_code, compiled.rank_of[tier_code], "override", now)
@@ -39,26 +56,56 @@ async def remove_override(session: AsyncSession, customer_id: int, policy: TierP
     assignment, before_code, before_rank, now = locked
     assignment.override_code = assignment.override_rank = assignment.override_reason = None
     assignment.override_actor = assignment.override_expires_at = None
-    _note(session, assignment, before_code, before_rank, assignment.tier_code, assignment.tier_rank,
-          "override_removed", now)
+    _note(
+        session,
+        assignment,
+        before_code,
+        before_rank,
+        assignment.tier_code,
+        assignment.tier_rank,
+        "override_removed",
+        now,
+    )
     await session.flush()
 
 
-async def _locked(session: AsyncSession, customer_id: int, policy_id: int
-                  ) -> tuple[TierAssignment, str, int, datetime] | None:
+async def _locked(
+    session: AsyncSession, customer_id: int, policy_id: int
+) -> tuple[TierAssignment, str, int, datetime] | None:
     """The assignment, locked, with the tier and rank the customer has now and the transaction's time."""
-    row = (await session.execute(
-        select(TierAssignment, effective_tier(), effective_rank(), func.now())
-        .where(TierAssignment.customer_id == customer_id, TierAssignment.policy_id == policy_id)
-        .with_for_update().execution_options(populate_existing=True))).first()
+    row = (
+        await session.execute(
+            select(TierAssignment, effective_tier(), effective_rank(), func.now())
+            .where(TierAssignment.customer_id == customer_id, TierAssignment.policy_id == policy_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).first()
     return tuple(row) if row is not None else None
 
 
-def _note(session: AsyncSession, assignment: TierAssignment, from_code: str, from_rank: int, to_code: str,
-          to_rank: int, reason: str, now: datetime) -> None:
+def _note(
+    session: AsyncSession,
+    assignment: TierAssignment,
+    from_code: str,
+    from_rank: int,
+    to_code: str,
+    to_rank: int,
+    reason: str,
+    now: datetime,
+) -> None:
     if from_code == to_code:
         return
     direction = "upgrade" if to_rank > from_rank else "downgrade" if to_rank < from_rank else "lateral"
-    session.add(TierTransition(customer_id=assignment.customer_id, policy_id=assignment.policy_id,
-                               version_id=assignment.version_id, from_code=from_code, to_code=to_code,
-                               direction=direction, reason=reason, at=now))
+    session.add(
+        TierTransition(
+            customer_id=assignment.customer_id,
+            policy_id=assignment.policy_id,
+            version_id=assignment.version_id,
+            from_code=from_code,
+            to_code=to_code,
+            direction=direction,
+            reason=reason,
+            at=now,
+        )
+    )

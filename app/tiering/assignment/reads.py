@@ -17,7 +17,6 @@ from app.tiering.assignment.compile import cached_explainer, explainer
 from app.tiering.models import TierAssignment, TierPolicy, TierTransition, effective_tier
 from app.tiering.schemas import CustomerTier, CustomerTiers
 
-
 # The hottest read of the service (GET /v1/customers/{id}/tiers): one indexed query, run on the driver.
 _CUSTOMER_TIERS = """
 SELECT p.key, v.version, a.version_id, v.updated_at AS version_updated_at, effective_tier(a) AS tier,
@@ -54,17 +53,30 @@ async def customer_tiers_json(connection, sessionmaker, external_id: str) -> byt
                 compiled = await explainer(session, row["version_id"], row["version_updated_at"])
         tier = row["tier"]
         at_risk = row["lower_since"] is not None
-        head = CUSTOMER_TIER_JSON.to_json({
-            "policy": row["key"], "policy_version": row["version"], "tier": tier,
-            "label": compiled.explanation.labels.get(tier, tier), "rank": row["rank"],
-            "since": row["since"], "evaluated_at": row["evaluated_at"],
-            "qualified_tier": row["qualified_code"], "at_risk": at_risk,
-            "downgrade_to": row["qualified_code"] if at_risk else None,
-            "downgrade_on": (row["lower_since"] + timedelta(days=compiled.grace_days)).date() if at_risk else None,
-            "override": {"tier": row["override_code"], "reason": row["override_reason"],
-                         "actor": row["override_actor"], "expires_at": row["override_expires_at"]}
-            if row["override_applies"] else None,
-            "explanation": []})
+        head = CUSTOMER_TIER_JSON.to_json(
+            {
+                "policy": row["key"],
+                "policy_version": row["version"],
+                "tier": tier,
+                "label": compiled.explanation.labels.get(tier, tier),
+                "rank": row["rank"],
+                "since": row["since"],
+                "evaluated_at": row["evaluated_at"],
+                "qualified_tier": row["qualified_code"],
+                "at_risk": at_risk,
+                "downgrade_to": row["qualified_code"] if at_risk else None,
+                "downgrade_on": (row["lower_since"] + timedelta(days=compiled.grace_days)).date() if at_risk else None,
+                "override": {
+                    "tier": row["override_code"],
+                    "reason": row["override_reason"],
+                    "actor": row["override_actor"],
+                    "expires_at": row["override_expires_at"],
+                }
+                if row["override_applies"]
+                else None,
+                "explanation": [],
+            }
+        )
         facts = [fact if fact[0] != "[" else to_json(from_json(fact)).decode() for fact in row["facts"]]
         tiers.append(_filled(head, compiled.explanation.render(facts, row["qualified_code"]).encode()))
     document = CUSTOMER_TIERS_JSON.to_json({"customer_id": external_id, "tiers": []})
@@ -81,14 +93,23 @@ _FEED_VISIBLE = sa.text("(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint
 _OWN_TRANSACTION = sa.text("(pg_current_xact_id_if_assigned()::text)::bigint")
 
 
-async def transitions_page(session: AsyncSession, *, after: tuple[int, int] | None, limit: int,
-                           customer_id: int | None = None, policy_id: int | None = None) -> list[Any]:
+async def transitions_page(
+    session: AsyncSession,
+    *,
+    after: tuple[int, int] | None,
+    limit: int,
+    customer_id: int | None = None,
+    policy_id: int | None = None,
+) -> list[Any]:
     """Transitions in feed order (writing transaction, then id). The feed shows only rows of transactions that
     finished before every transaction still running, so nothing can later appear behind a reader's cursor."""
-    query = (select(TierTransition, TierPolicy.key, Customer.external_id)
-             .join(TierPolicy, TierPolicy.id == TierTransition.policy_id)
-             .join(Customer, Customer.id == TierTransition.customer_id)
-             .order_by(TierTransition.tx_id, TierTransition.id).limit(limit + 1))
+    query = (
+        select(TierTransition, TierPolicy.key, Customer.external_id)
+        .join(TierPolicy, TierPolicy.id == TierTransition.policy_id)
+        .join(Customer, Customer.id == TierTransition.customer_id)
+        .order_by(TierTransition.tx_id, TierTransition.id)
+        .limit(limit + 1)
+    )
     if customer_id is None:
         # (a transaction also sees the rows it wrote itself)
         query = query.where(sa.or_(TierTransition.tx_id < _FEED_VISIBLE, TierTransition.tx_id == _OWN_TRANSACTION))
@@ -107,7 +128,9 @@ def tier_filter(policy_id: int, tier: str | None, at_risk: bool | None) -> Colum
     if tier is not None:
         query = query.where(effective_tier() == tier)
     if at_risk is not None:
-        query = query.where(TierAssignment.lower_since.is_not(None) if at_risk else TierAssignment.lower_since.is_(None))
+        query = query.where(
+            TierAssignment.lower_since.is_not(None) if at_risk else TierAssignment.lower_since.is_(None)
+        )
     return Customer.id.in_(query)
 
 

@@ -18,9 +18,15 @@ def dense_range(ids: Sequence[int]) -> tuple[int, int] | None:
     return (ids[0], ids[-1]) if len(ids) > 100 and ids[-1] - ids[0] < 2 * len(ids) else None
 
 
-async def refresh_tiers(session: AsyncSession, ids: Sequence[int], *, id_range: tuple[int, int] | None,
-                        now: datetime | None = None, policy_ids: Sequence[int] | None = None,
-                        changed: frozenset[str] | None = None) -> AssignmentCounts:
+async def refresh_tiers(
+    session: AsyncSession,
+    ids: Sequence[int],
+    *,
+    id_range: tuple[int, int] | None,
+    now: datetime | None = None,
+    policy_ids: Sequence[int] | None = None,
+    changed: frozenset[str] | None = None,
+) -> AssignmentCounts:
     """Re-evaluate every active policy for these customers (`ids` sorted and distinct, `id_range` their
     dense_range), in the caller's transaction, which has locked them (app.customers.flows): a write to a customer
     and its new tier commit together, so the app never reads a stale tier after a deposit. With `changed` (the
@@ -68,9 +74,17 @@ FROM expired WHERE override_code <> tier_code
 """)
 
 
-async def expire_overrides(session: AsyncSession, policy_id: int, now: datetime, id_from: int, id_to: int,
-                           customer_ids: Sequence[int] | None = None) -> None:
+async def expire_overrides(
+    session: AsyncSession,
+    policy_id: int,
+    now: datetime,
+    id_from: int,
+    id_to: int,
+    customer_ids: Sequence[int] | None = None,
+) -> None:
     """Clear overrides past their expiry (of customers with ids in [id_from, id_to], or only `customer_ids` of
     them) and note each in the feed. Reads already ignore an expired override; this tidies rows for the feed."""
-    await session.execute(_EXPIRE_OVERRIDES, {"policy_id": policy_id, "now": now, "id_from": id_from,
-                                              "id_to": id_to, "customer_ids": customer_ids})
+    await session.execute(
+        _EXPIRE_OVERRIDES,
+        {"policy_id": policy_id, "now": now, "id_from": id_from, "id_to": id_to, "customer_ids": customer_ids},
+    )

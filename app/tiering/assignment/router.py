@@ -12,16 +12,17 @@ from app.core.errors import problem_responses
 from app.core.hotpath import HotRead
 from app.core.pagination import LimitParam, decode_key_cursor, encode_cursor, page_of
 from app.core.security import Scope, require_scope
-from app.customers import flows as customer_flows
 from app.core.strict import ParamInteger
+from app.customers import flows as customer_flows
 from app.customers import service as customers_service
-from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalId, ExternalIdPath
-from app.tiering.assignment import overrides, reads
+from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalIdPath
 from app.tiering import policies
+from app.tiering.assignment import overrides, reads
 from app.tiering.schemas import CareEntry, CustomerTiers, TierOverridePut, TierTransitionPage, TierTransitionRead
 
-customer_tiers_router = APIRouter(prefix="/v1/customers/{external_id}/tiers", tags=["tiers"],
-                                  responses=problem_responses(401, 403, 404))
+customer_tiers_router = APIRouter(
+    prefix="/v1/customers/{external_id}/tiers", tags=["tiers"], responses=problem_responses(401, 403, 404)
+)
 transitions_router = APIRouter(prefix="/v1/tier-transitions", tags=["tiers"], responses=problem_responses(401, 403))
 care_router = APIRouter(prefix="/v1/care-calendar", tags=["tiers"], responses=problem_responses(401, 403))
 
@@ -30,8 +31,9 @@ PolicyKeyPath = Annotated[str, Path(max_length=40, description="The policy key, 
 
 async def _tiers(session, external_id: str) -> CustomerTiers:
     """The customer's tiers as this session sees them (after its own writes)."""
-    document = await reads.customer_tiers_json(await driver_connection(session), lambda: nullcontext(session),
-                                                    external_id)
+    document = await reads.customer_tiers_json(
+        await driver_connection(session), lambda: nullcontext(session), external_id
+    )
     return CustomerTiers.model_validate_json(document)
 
 
@@ -40,8 +42,9 @@ async def render_customer_tiers(connection, state, external_id: str) -> bytes:
     return await reads.customer_tiers_json(connection, state.sessionmaker, external_id)
 
 
-@customer_tiers_router.get("", summary="Get a customer's tiers",
-                           response_model=CustomerTiers, dependencies=[require_scope(Scope.TIERS_READ)])
+@customer_tiers_router.get(
+    "", summary="Get a customer's tiers", response_model=CustomerTiers, dependencies=[require_scope(Scope.TIERS_READ)]
+)
 async def get_customer_tiers(external_id: ExternalIdPath, session: SessionDep, request: Request) -> Response:
     """The customer's tier under every active policy: since when, by which version, whether a downgrade is
     pending (at risk, to which tier, on which date), any override, and why: each tier tried with every
@@ -51,12 +54,22 @@ async def get_customer_tiers(external_id: ExternalIdPath, session: SessionDep, r
 
 
 # Served in front of the router (app/core/hotpath.py): the app reads it on every screen.
-HOT_READS = [HotRead("/v1/customers/{external_id}/tiers", Scope.TIERS_READ, {"external_id": EXTERNAL_ID_PATTERN},
-                     render_customer_tiers)]
+HOT_READS = [
+    HotRead(
+        "/v1/customers/{external_id}/tiers",
+        Scope.TIERS_READ,
+        {"external_id": EXTERNAL_ID_PATTERN},
+        render_customer_tiers,
+    )
+]
 
 
-@customer_tiers_router.post("/evaluate", summary="Re-evaluate a customer's tiers", response_model=CustomerTiers,
-                            dependencies=[require_scope(Scope.CUSTOMERS_WRITE)])
+@customer_tiers_router.post(
+    "/evaluate",
+    summary="Re-evaluate a customer's tiers",
+    response_model=CustomerTiers,
+    dependencies=[require_scope(Scope.CUSTOMERS_WRITE)],
+)
 async def evaluate_customer_tiers(external_id: ExternalIdPath, session: SessionDep) -> CustomerTiers:
     """Re-evaluate the customer's tiers now (they also refresh on every change to the customer's data)."""
     customer_id = await customers_service.customer_id_of(session, external_id)
@@ -64,39 +77,61 @@ async def evaluate_customer_tiers(external_id: ExternalIdPath, session: SessionD
     return await _tiers(session, external_id)
 
 
-@customer_tiers_router.get("/history", summary="Get a customer's tier history", response_model=TierTransitionPage,
-                           dependencies=[require_scope(Scope.TIERS_READ)], responses=problem_responses(422))
-async def get_customer_tier_history(external_id: ExternalIdPath, session: SessionDep,
-                                    after: Annotated[str | None, Query(max_length=64)] = None,
-                                    limit: LimitParam = 100) -> TierTransitionPage:
+@customer_tiers_router.get(
+    "/history",
+    summary="Get a customer's tier history",
+    response_model=TierTransitionPage,
+    dependencies=[require_scope(Scope.TIERS_READ)],
+    responses=problem_responses(422),
+)
+async def get_customer_tier_history(
+    external_id: ExternalIdPath,
+    session: SessionDep,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+    limit: LimitParam = 100,
+) -> TierTransitionPage:
     """Every tier change of this customer, oldest first."""
     customer_id = await customers_service.customer_id_of(session, external_id)
-    rows = await reads.transitions_page(session, after=decode_key_cursor(after, 2, "after"), limit=limit,
-                                             customer_id=customer_id)
+    rows = await reads.transitions_page(
+        session, after=decode_key_cursor(after, 2, "after"), limit=limit, customer_id=customer_id
+    )
     return _transition_page(rows, limit)
 
 
-@customer_tiers_router.put("/{policy_key}/override", summary="Hold a customer in a tier", response_model=CustomerTiers,
-                           dependencies=[require_scope(Scope.TIERS_WRITE)], responses=problem_responses(422))
-async def put_tier_override(external_id: ExternalIdPath, policy_key: PolicyKeyPath, body: TierOverridePut,
-                            session: SessionDep, request: Request) -> CustomerTiers:
+@customer_tiers_router.put(
+    "/{policy_key}/override",
+    summary="Hold a customer in a tier",
+    response_model=CustomerTiers,
+    dependencies=[require_scope(Scope.TIERS_WRITE)],
+    responses=problem_responses(422),
+)
+async def put_tier_override(
+    external_id: ExternalIdPath, policy_key: PolicyKeyPath, body: TierOverridePut, session: SessionDep, request: Request
+) -> CustomerTiers:
     """Hold the customer in a tier (a relationship manager's decision) with a reason; it stops applying by
     itself at `expires_at`. The change appears in the feed."""
     customer_id = await customers_service.customer_id_of(session, external_id)
     policy = await policies.get_policy(session, policy_key)
     before = await _override_snapshot(session, external_id, policy_key)
-    await overrides.set_override(session, customer_id, policy, body.tier, body.reason, body.expires_at,
-                                  request.state.principal.name)
+    await overrides.set_override(
+        session, customer_id, policy, body.tier, body.reason, body.expires_at, request.state.principal.name
+    )
     tiers = await _tiers(session, external_id)
-    await _audit_override(session, request, "tier_override.set", customer_id, policy_key, before,
-                          _override_of(tiers, policy_key))
+    await _audit_override(
+        session, request, "tier_override.set", customer_id, policy_key, before, _override_of(tiers, policy_key)
+    )
     return tiers
 
 
-@customer_tiers_router.delete("/{policy_key}/override", summary="Remove a tier override", response_model=CustomerTiers,
-                              dependencies=[require_scope(Scope.TIERS_WRITE)])
-async def delete_tier_override(external_id: ExternalIdPath, policy_key: PolicyKeyPath,
-                               session: SessionDep, request: Request) -> CustomerTiers:
+@customer_tiers_router.delete(
+    "/{policy_key}/override",
+    summary="Remove a tier override",
+    response_model=CustomerTiers,
+    dependencies=[require_scope(Scope.TIERS_WRITE)],
+)
+async def delete_tier_override(
+    external_id: ExternalIdPath, policy_key: PolicyKeyPath, session: SessionDep, request: Request
+) -> CustomerTiers:
     """Remove an override; the tier the rules give applies again."""
     customer_id = await customers_service.customer_id_of(session, external_id)
     policy = await policies.get_policy(session, policy_key)
@@ -115,35 +150,63 @@ def _override_of(tiers: CustomerTiers, policy_key: str) -> dict:
     tier = next((t for t in tiers.tiers if t.policy == policy_key), None)
     if tier is None or tier.override is None:
         return {"override": None}
-    return {"override": tier.override.tier,
-            "expires_at": tier.override.expires_at.isoformat() if tier.override.expires_at else None}
+    return {
+        "override": tier.override.tier,
+        "expires_at": tier.override.expires_at.isoformat() if tier.override.expires_at else None,
+    }
 
 
 async def _override_snapshot(session, external_id: str, policy_key: str) -> dict:
     return _override_of(await _tiers(session, external_id), policy_key)
 
 
-async def _audit_override(session, request: Request, action: str, customer_id: int, policy_key: str,
-                          before: dict, after: dict) -> None:
-    await audit_service.record(session, request.state.principal.name, action, "tier_override",
-                               f"customer:{customer_id}/{policy_key}", before, after)
+async def _audit_override(
+    session, request: Request, action: str, customer_id: int, policy_key: str, before: dict, after: dict
+) -> None:
+    await audit_service.record(
+        session,
+        request.state.principal.name,
+        action,
+        "tier_override",
+        f"customer:{customer_id}/{policy_key}",
+        before,
+        after,
+    )
 
 
 def _transition_page(rows, limit: int) -> TierTransitionPage:
     items, _ = page_of(rows, limit, key_of=lambda row: (row[0].tx_id, row[0].id))
     last = items[-1][0] if items else None
     return TierTransitionPage(
-        items=[TierTransitionRead(customer_id=external_id, policy=key, from_tier=t.from_code, to_tier=t.to_code,
-                                  direction=t.direction, reason=t.reason, at=t.at) for t, key, external_id in items],
-        next_cursor=encode_cursor(last.tx_id, last.id) if last else None)
+        items=[
+            TierTransitionRead(
+                customer_id=external_id,
+                policy=key,
+                from_tier=t.from_code,
+                to_tier=t.to_code,
+                direction=t.direction,
+                reason=t.reason,
+                at=t.at,
+            )
+            for t, key, external_id in items
+        ],
+        next_cursor=encode_cursor(last.tx_id, last.id) if last else None,
+    )
 
 
-@transitions_router.get("", summary="Follow the tier change feed",
-                        response_model=TierTransitionPage, dependencies=[require_scope(Scope.TRANSITIONS_READ)],
-                        responses=problem_responses(404, 422))
-async def list_tier_transitions(session: SessionDep, after: Annotated[str | None, Query(max_length=64)] = None,
-                                policy: Annotated[str | None, Query(max_length=40)] = None,
-                                limit: LimitParam = 100) -> TierTransitionPage:
+@transitions_router.get(
+    "",
+    summary="Follow the tier change feed",
+    response_model=TierTransitionPage,
+    dependencies=[require_scope(Scope.TRANSITIONS_READ)],
+    responses=problem_responses(404, 422),
+)
+async def list_tier_transitions(
+    session: SessionDep,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+    policy: Annotated[str | None, Query(max_length=40)] = None,
+    limit: LimitParam = 100,
+) -> TierTransitionPage:
     """The change feed of every upgrade and downgrade, in a stable order. Keep the `next_cursor` and pass it as
     `after` next time: you get each transition exactly once, none missed, none repeated. With no new
     transitions the same cursor comes back."""
@@ -156,12 +219,19 @@ async def list_tier_transitions(session: SessionDep, after: Annotated[str | None
     return page
 
 
-@care_router.get("", summary="Upcoming birthdays and anniversaries of a tier",
-                 response_model=list[CareEntry], dependencies=[require_scope(Scope.CUSTOMERS_LIST)],
-                 responses=problem_responses(404, 422))
-async def care_calendar(session: SessionDep, policy: Annotated[str, Query(max_length=40)],
-                        tier: Annotated[str, Query(max_length=40)],
-                        days: Annotated[ParamInteger(0, 60), Query()] = 7) -> list[CareEntry]:
+@care_router.get(
+    "",
+    summary="Upcoming birthdays and anniversaries of a tier",
+    response_model=list[CareEntry],
+    dependencies=[require_scope(Scope.CUSTOMERS_LIST)],
+    responses=problem_responses(404, 422),
+)
+async def care_calendar(
+    session: SessionDep,
+    policy: Annotated[str, Query(max_length=40)],
+    tier: Annotated[str, Query(max_length=40)],
+    days: Annotated[ParamInteger(0, 60), Query()] = 7,
+) -> list[CareEntry]:
     """Customers of a tier whose birthday or customer anniversary falls within the next `days` days: the small
     attentions that keep loyal customers."""
     policy_row = await policies.get_policy(session, policy)
