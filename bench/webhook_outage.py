@@ -77,7 +77,7 @@ async def run_outage(
         await receiver.stop()
         went_down = time.monotonic()
         for step in range(moves_per_customer):  # spread over the first half of the downtime
-            for external, complaint_id in complaints.items():
+            for complaint_id in complaints.values():
                 response = await client.post(
                     f"/v1/feedback/complaints/{complaint_id}/transitions", json={"to": MOVES[step % len(MOVES)]}
                 )

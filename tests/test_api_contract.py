@@ -107,7 +107,7 @@ def test_summaries_are_written_for_people_and_tags_are_described():
 
 
 def test_path_parameters_carry_examples():
-    for path, method, operation in OPERATIONS:
+    for path, _method, operation in OPERATIONS:
         for parameter in operation.get("parameters", []):
             if parameter["in"] == "path":
                 assert parameter["schema"].get("examples") or parameter.get("example"), f"{path} {parameter['name']}"

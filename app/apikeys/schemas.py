@@ -13,7 +13,8 @@ Role = TypeAliasType(
     Annotated[
         Literal["app", "integration", "admin"],
         Field(
-            description="A preset of scopes: app (mobile backend), integration (core-banking feeds), admin (everything)."
+            description="A preset of scopes: app (mobile backend), integration (core-banking feeds), "
+            "admin (everything)."
         ),
     ],
 )

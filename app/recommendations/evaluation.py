@@ -3,9 +3,9 @@ product-recommendation data: ncodpers, fecha_dato, ind_*_ult1 columns and demogr
 
 The snapshots are loaded into a database of their own, the earlier months as history (holding balances and
 feedback statistics: a product added after a month counts as an accept of an offer, not adding it as an impression
-without one), the second-to-last month as current holdings. The service's own ranking (`Recommender.recommend`, as the API
-serves it) then recommends 7 products per customer, scored against the products added in the last month with MAP@7,
-beside two baselines measured on the same data: popularity and plain co-holding. The learned ranker
+without one), the second-to-last month as current holdings. The service's own ranking (`Recommender.recommend`, as
+the API serves it) then recommends 7 products per customer, scored against the products added in the last month
+with MAP@7, beside two baselines measured on the same data: popularity and plain co-holding. The learned ranker
 (app/recommendations/learned) is trained in the same run on the month pairs before the evaluated one, read from
 the loaded history like the service reads it, and ranks the same customers.
 """

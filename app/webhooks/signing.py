@@ -14,6 +14,7 @@ constant time, and that t is recent (which refuses a replayed old delivery):
 
     import hashlib, hmac, time
 
+
     def verify(secret: str, body: bytes, signature: str, tolerance_s: int = 300) -> bool:
         parts = [part.split("=", 1) for part in signature.split(",")]
         timestamps = [value for key, value in parts if key == "t"]

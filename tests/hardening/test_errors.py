@@ -203,8 +203,9 @@ async def test_a_write_while_the_database_shuts_down_is_a_503(test_settings, tmp
 def _deep_policy(levels: int) -> str:
     condition = '{"not": ' * levels + '{"always": true}' + "}" * levels
     return (
-        '{"key": "deep", "name": "Deep", "tiers": [{"code": "a", "label": "A", "rank": 1, "condition": %s}]}'
-        % condition
+        '{"key": "deep", "name": "Deep", "tiers": [{"code": "a", "label": "A", "rank": 1, "condition": '
+        + condition
+        + "}]}"
     )
 
 

@@ -40,7 +40,8 @@ async def _shown(session, external_id: str, product_code: str, days_ago: float, 
     for offset, kind in enumerate(("impression", *then)):
         await session.execute(
             text(
-                "INSERT INTO feedback_event (customer_id, event_id, recommendation_id, product_code, channel, strategy, "
+                "INSERT INTO feedback_event (customer_id, event_id, recommendation_id, product_code, channel, "
+                "strategy, "
                 "kind, occurred_at) VALUES (:c, :e, :r, :p, 'mobile', 'personalised', :k, "
                 "now() - make_interval(secs => :s))"
             ),

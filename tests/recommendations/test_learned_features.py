@@ -70,7 +70,7 @@ async def test_features_read_month_end_holdings_adds_drops_and_months_back(sessi
 
     x = feature_matrix(rows, learn_vocabularies(rows.categories, 3))
     names = SPEC.names()
-    march, april = dict(zip(names, x[0].tolist())), dict(zip(names, x[1].tolist()))
+    march, april = dict(zip(names, x[0].tolist(), strict=True)), dict(zip(names, x[1].tolist(), strict=True))
     assert (march["held:mortgage"], march["held_1m_ago:mortgage"], march["months_since_held:mortgage"]) == (0, 1, 1)
     assert (march["held_1m_ago:savings_account"], march["held_2m_ago:savings_account"]) == (1, 1)
     assert march["months_since_held:savings_account"] == 1

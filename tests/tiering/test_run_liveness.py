@@ -148,8 +148,8 @@ async def test_the_lock_stays_on_a_connection_of_its_own_for_the_whole_run_and_n
                     (
                         await s.execute(
                             text(
-                                "SELECT pg_backend_pid(), (SELECT array_agg(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                                "AND classid = :ns AND objid = :id AND granted)"
+                                "SELECT pg_backend_pid(), (SELECT array_agg(pid) FROM pg_locks "
+                                "WHERE locktype = 'advisory' AND classid = :ns AND objid = :id AND granted)"
                             ),
                             {"ns": batch.RUN_LOCKS, "id": run.id},
                         )

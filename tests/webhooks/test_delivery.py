@@ -138,7 +138,7 @@ async def test_a_later_event_of_a_customer_waits_for_the_earlier_one_others_go_o
     receiver.secret = hook["secret"]
     a1 = await committed.emit(9_300_001, "open")
     a2 = await committed.emit(9_300_001, "in_progress")
-    b1 = await committed.emit(9_300_002, "open")
+    await committed.emit(9_300_002, "open")
     b2 = await committed.emit(9_300_002, "in_progress")
     receiver.fail_times[a1] = 5
     worker = await _running(committed.worker())
