@@ -8,6 +8,7 @@ from app.customers.models import (  # noqa: F401
     Customer,
     CustomerActivityDaily,
     CustomerAumDaily,
+    CustomerErasure,
     CustomerEvent,
     Holding,
     HoldingBalance,

@@ -50,6 +50,16 @@ class Customer(Base):
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class CustomerErasure(Base):
+    """An external id that was erased, as a keyed hash (app.customers.service.erasure_token): what lets a repeated
+    DELETE answer 204 without keeping the id. Not linked to the erased rows, whose external ids are random."""
+
+    __tablename__ = "customer_erasure"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class Holding(Base):
     """The customer's current products: replaced as a set by PUT .../holdings."""
 

@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import json
+import secrets
 from collections import defaultdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -20,6 +21,7 @@ from app.customers.models import (
     Customer,
     CustomerActivityDaily,
     CustomerAumDaily,
+    CustomerErasure,
     CustomerEvent,
     Holding,
     HoldingBalance,
@@ -191,21 +193,29 @@ async def patch_customer(session: AsyncSession, external_id: str, body: Customer
 
 
 def erasure_token(external_id: str, secret: str) -> str:
-    """What an erased customer's external_id becomes: keyed, so it cannot be reversed by guessing ids."""
-    return "erased:" + hmac.new(secret.encode(), external_id.encode(), hashlib.sha256).hexdigest()[:40]
+    """What is kept of an erased external id (customer_erasure.token): keyed, so it cannot be reversed by guessing
+    ids, and the same for every erasure of that id, so that a repeated erasure is recognised."""
+    return hmac.new(secret.encode(), external_id.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def erased_external_id() -> str:
+    """What an erased row's external_id becomes: random, so that it is unique however often an external id is
+    erased and created again, links no two erased rows, and is no id a client could have chosen by guessing."""
+    return "erased:" + secrets.token_hex(20)
 
 
 async def erase_customer(session: AsyncSession, external_id: str, secret: str) -> int | None:
     """Right to erasure of the customers domain's data: personal fields, holdings, balances and events go; an
     anonymous row stays so that counts in reports do not change. Returns the customer's id, or None when it was
-    erased before (erasing again succeeds). What other domains hold of it: app.customers.flows.erase_customer."""
+    erased before (erasing again succeeds, also after the id was created and erased again any number of times).
+    What other domains hold of it: app.customers.flows.erase_customer."""
     token = erasure_token(external_id, secret)
     customer = await session.scalar(
-        select(Customer).where(Customer.external_id.in_([external_id, token])).with_for_update()
+        select(Customer).where(Customer.external_id == external_id, Customer.erased_at.is_(None)).with_for_update()
     )
     if customer is None:
-        raise CustomerNotFound(external_id)
-    if customer.erased_at is not None:
+        if await session.scalar(select(CustomerErasure.token).where(CustomerErasure.token == token)) is None:
+            raise CustomerNotFound(external_id)
         return None
     await lock_customers(session, [customer.id])  # a batch chunk evaluating this customer finishes first
     for model in (Holding, HoldingBalance, CustomerAumDaily, CustomerActivityDaily, CustomerEvent):
@@ -214,7 +224,7 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str) -
         update(Customer)
         .where(Customer.id == customer.id)
         .values(
-            external_id=token,
+            external_id=erased_external_id(),
             display_name=None,
             birth_date=None,
             attributes={},
@@ -227,6 +237,8 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str) -
             updated_at=func.now(),
         )
     )
+    erasure = insert(CustomerErasure).values(token=token)
+    await session.execute(erasure.on_conflict_do_update(index_elements=["token"], set_={"erased_at": func.now()}))
     await session.flush()
     return customer.id
 

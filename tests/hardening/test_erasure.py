@@ -113,3 +113,34 @@ async def test_erased_customer_leaves_no_personal_value_in_any_table(client, as_
     assert leftovers == {}, f"personal data left after erasure: {leftovers}"
     assert await session.scalar(served_reasons, {"customer_id": customer_id}) == ["[]"] * len(reasons)
     assert (await client.get(f"/v1/customers/{EXTERNAL_ID}", headers=admin)).status_code == 404
+
+
+async def test_a_customer_created_again_under_an_erased_id_can_be_erased_again_and_again(client, as_role, session):
+    """Erase, create again under the same external id, erase again, any number of times: each erasure answers 204
+    and leaves nothing of that incarnation; repeating an erasure still answers 204; the erased rows do not say
+    which of them were the same external id."""
+    admin, integration = as_role("admin"), as_role("integration")
+    await add_products(session)
+    await session.commit()
+    today = date.today().isoformat()
+    external_id = "AGAIN-4d1e"
+    for cycle in range(3):
+        name = f"Again Person{cycle}"
+        profile = customer_body(display_name=name)
+        put = await client.put(f"/v1/customers/{external_id}", json=profile, headers=integration)
+        assert put.status_code == 201, put.text
+        holdings = {"holdings": [{"product_code": "savings_account", "balance": "10.00", "as_of": today}]}
+        assert (
+            await client.put(f"/v1/customers/{external_id}/holdings", json=holdings, headers=integration)
+        ).status_code == 200
+        erased = await client.delete(f"/v1/customers/{external_id}", headers=admin)
+        assert erased.status_code == 204, erased.text
+        assert (await client.delete(f"/v1/customers/{external_id}", headers=admin)).status_code == 204
+        assert (await client.get(f"/v1/customers/{external_id}", headers=admin)).status_code == 404
+        assert await _where_found(session, name) == []
+    rows = (await session.execute(text("SELECT external_id, erased_at FROM customer ORDER BY id"))).all()
+    assert len(rows) == 3 and all(row.erased_at is not None for row in rows)
+    assert len({row.external_id for row in rows}) == 3  # no shared token links the three incarnations
+    assert await _where_found(session, external_id) == []
+    assert await session.scalar(text("SELECT count(*) FROM holding")) == 0
+    assert (await client.delete("/v1/customers/AGAIN-never", headers=admin)).status_code == 404
