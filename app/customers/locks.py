@@ -18,7 +18,7 @@ def _spans_locked(lock: str) -> str:
 
 
 _LOCK_CUSTOMERS = text(
-    "SELECT 1 FROM customer WHERE id = ANY(CAST(:ids AS bigint[])) "
+    "SELECT id, erased_at IS NULL AS live FROM customer WHERE id = ANY(CAST(:ids AS bigint[])) "
     f"AND {_spans_locked('pg_advisory_xact_lock_shared')} ORDER BY id FOR NO KEY UPDATE"
 )
 _LOCK_CUSTOMER_RANGE = text(
@@ -36,14 +36,18 @@ def _spans(id_from: int, id_to: int) -> list[int]:
     return list(range(id_from // LOCK_SPAN, id_to // LOCK_SPAN + 1))
 
 
-async def lock_customers(session: AsyncSession, customer_ids) -> None:
+async def lock_customers(session: AsyncSession, customer_ids) -> set[int]:
     """Lock customers until the transaction ends: share their spans (a batch chunk over them first finishes,
     and none begins meanwhile), then lock their rows in id order, so that writers of the same customers (intake,
     tier evaluation, erasure) queue instead of deadlocking or overwriting each other's decisions. The spans are
-    locked by the statement's one-time filter, before any row."""
+    locked by the statement's one-time filter, before any row. Returns the ids of those not erased, as the rows
+    are once locked: a writer that read its customers before waiting here learns of an erasure that committed
+    meanwhile (and must then write nothing for them)."""
     ids = sorted(set(customer_ids))
-    if ids:
-        await session.execute(_LOCK_CUSTOMERS, {"ids": ids, "spans": sorted({i // LOCK_SPAN for i in ids})})
+    if not ids:
+        return set()
+    rows = await session.execute(_LOCK_CUSTOMERS, {"ids": ids, "spans": sorted({i // LOCK_SPAN for i in ids})})
+    return {row.id for row in rows if row.live}
 
 
 async def lock_customer_range(session: AsyncSession, id_from: int, id_to: int) -> int:

@@ -367,6 +367,17 @@ SELECT count(*) FROM inserted
 """)
 
 
+def _refuse_unknown_customers(events: list, ids: dict[str, int]) -> None:
+    """422 naming each event whose customer is not in `ids` (external id -> id)."""
+    errors = [
+        {"pointer": f"/events/{i}/customer_id", "detail": f"unknown customer '{e.customer_id}'"}
+        for i, e in enumerate(events)
+        if e.customer_id not in ids
+    ]
+    if errors:
+        raise InvalidFields(errors[:100])
+
+
 async def ingest_events(session: AsyncSession, events: list) -> tuple[int, set[int]]:
     """Store a batch of events for many customers; returns (how many were new, the customers touched).
     Unknown customers are a 422 naming each offending event; nothing is stored then."""
@@ -380,16 +391,13 @@ async def ingest_events(session: AsyncSession, events: list) -> tuple[int, set[i
             )
         ).all()
     )
-    errors = [
-        {"pointer": f"/events/{i}/customer_id", "detail": f"unknown customer '{e.customer_id}'"}
-        for i, e in enumerate(events)
-        if e.customer_id not in ids
-    ]
-    if errors:
-        raise InvalidFields(errors[:100])
+    _refuse_unknown_customers(events, ids)
     # Lock the batch's customers in id order first: concurrent batches for the same customers then queue
-    # instead of deadlocking on the rollup and last-transaction updates.
-    await lock_customers(session, ids.values())
+    # instead of deadlocking on the rollup and last-transaction updates. A customer erased while the batch waited
+    # for its lock is unknown now: nothing of the batch is stored (the erasure has taken what was stored before).
+    live = await lock_customers(session, ids.values())
+    if len(live) < len(ids):
+        _refuse_unknown_customers(events, {external_id: i for external_id, i in ids.items() if i in live})
     columns: dict[str, list] = defaultdict(list)
     for e in events:
         columns["customer_ids"].append(ids[e.customer_id])

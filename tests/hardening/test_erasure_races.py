@@ -1,0 +1,137 @@
+"""Erasure racing other writers of the same customer, run truly in parallel: separate connections from the suite's
+engine, each request its own committed transaction. Each side is held where the race is decided, and the test waits
+for it there on pg_stat_activity (never on a delay). Each test removes the rows it made, by their ids."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from app.apikeys import service as apikeys_service
+from app.core.db import create_sessionmaker
+from app.customers.service import erasure_token
+from app.main import create_app
+from tests.factories import customer_body
+
+
+@pytest.fixture
+async def committed(engine, test_settings):
+    """An app whose every request commits for real, its keys, and a list to note customer ids to drop."""
+    sessionmaker = create_sessionmaker(engine)
+    tag = uuid.uuid4().hex[:8]
+    async with sessionmaker() as session:
+        made = {
+            role: await apikeys_service.create_api_key(
+                session, f"erase-race-{role}-{tag}", role, test_settings.api_key_pepper
+            )
+            for role in ("integration", "admin")
+        }
+        await session.commit()
+    state = {
+        "app": create_app(test_settings, sessionmaker=sessionmaker),
+        "sessionmaker": sessionmaker,
+        "tag": tag,
+        "headers": {role: {"X-API-Key": key} for role, (_, key) in made.items()},
+        "customer_ids": [],
+        "tokens": [],
+    }
+    yield state
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM customer WHERE id = ANY(:ids)"), {"ids": state["customer_ids"]})
+        await conn.execute(text("DELETE FROM customer_erasure WHERE token = ANY(:t)"), {"t": state["tokens"]})
+        await conn.execute(text("DELETE FROM audit_event WHERE actor LIKE :actor"), {"actor": f"erase-race-%-{tag}"})
+        await conn.execute(text("DELETE FROM api_key WHERE id = ANY(:ids)"), {"ids": [r.id for r, _ in made.values()]})
+
+
+def _client(app) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://tierwise.test", timeout=60
+    )
+
+
+async def _backends_waiting_on_a_lock(sessionmaker, at_least: int, *, besides: int, pending) -> None:
+    """Until at least `at_least` backends of this database (other than `besides`) wait on a lock, as
+    pg_stat_activity shows; fails if a pending request finishes first."""
+    async with sessionmaker() as observer:
+        for _ in range(3000):
+            for task in pending:
+                assert not task.done(), f"a request finished instead of waiting: {task.result()}"
+            waiting = await observer.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND pid <> :besides"
+                ),
+                {"besides": besides},
+            )
+            await observer.rollback()
+            if waiting >= at_least:
+                return
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {at_least} backends came to wait on a lock")
+
+
+async def test_events_in_flight_for_a_customer_being_erased_leave_no_event_or_activity(committed, test_settings):
+    """The erasure is held after it has erased the row and before it commits (its last write, the erased id's
+    token, waits on a row the test inserted and holds); a batch of events for the customer then starts, reads the
+    customer while the erasure is uncommitted, and waits for its lock. When the erasure commits, the batch must
+    find the customer gone: a 422 naming the event's customer, as for any unknown customer, and no event or daily
+    activity row of the erased customer."""
+    app, sessionmaker, headers = committed["app"], committed["sessionmaker"], committed["headers"]
+    external_id = f"ERASE-RACE-{committed['tag']}"
+    token = erasure_token(external_id, test_settings.api_key_pepper)
+    committed["tokens"].append(token)
+    async with _client(app) as client:
+        profile = customer_body(display_name="Race Erasure")
+        put = await client.put(f"/v1/customers/{external_id}", json=profile, headers=headers["integration"])
+        assert put.status_code == 201, put.text
+    async with sessionmaker() as probe:
+        customer_id = await probe.scalar(text("SELECT id FROM customer WHERE external_id = :e"), {"e": external_id})
+    committed["customer_ids"].append(customer_id)
+    when = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    batch = {
+        "events": [
+            {
+                "type": "transaction",
+                "event_id": f"race-{committed['tag']}-1",
+                "customer_id": external_id,
+                "occurred_at": when,
+                "amount": "12.50",
+                "direction": "debit",
+                "channel": "card",
+            },
+            {
+                "type": "login",
+                "event_id": f"race-{committed['tag']}-2",
+                "customer_id": external_id,
+                "occurred_at": when,
+            },
+        ]
+    }
+
+    async with sessionmaker() as holder, _client(app) as eraser, _client(app) as intake:
+        holder_pid = await holder.scalar(text("SELECT pg_backend_pid()"))
+        await holder.execute(text("INSERT INTO customer_erasure (token) VALUES (:t)"), {"t": token})
+        erasure = asyncio.ensure_future(eraser.delete(f"/v1/customers/{external_id}", headers=headers["admin"]))
+        await _backends_waiting_on_a_lock(sessionmaker, 1, besides=holder_pid, pending=[erasure])
+        events = asyncio.ensure_future(intake.post("/v1/events", json=batch, headers=headers["integration"]))
+        await _backends_waiting_on_a_lock(sessionmaker, 2, besides=holder_pid, pending=[erasure, events])
+        await holder.rollback()  # the erasure goes on and commits; then the batch takes its lock
+        erased, recorded = await erasure, await events
+
+    assert erased.status_code == 204, erased.text
+    assert recorded.status_code == 422, recorded.text
+    assert recorded.headers["content-type"] == "application/problem+json"
+    pointers = [error["pointer"] for error in recorded.json()["errors"]]
+    assert pointers == ["/events/0/customer_id", "/events/1/customer_id"]
+    async with sessionmaker() as probe:
+        for table in ("customer_event", "customer_activity_daily"):
+            count = text(f"SELECT count(*) FROM {table} WHERE customer_id = :id")
+            left = await probe.scalar(count, {"id": customer_id})
+            assert left == 0, f"{table} holds {left} rows of the erased customer"
+        row = (
+            await probe.execute(text("SELECT erased_at, last_txn_at FROM customer WHERE id = :id"), {"id": customer_id})
+        ).one()
+        assert row.erased_at is not None and row.last_txn_at is None
