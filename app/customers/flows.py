@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.customers import locks, service
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
+from app.feedback import service as feedback_service
 from app.recommendations import offer_state
 from app.recommendations.served import erase_served_reasons
 from app.tiering.assignment import refresh as tier_refresh
+from app.webhooks import outbox
 
 # Plan each statement for the range it is given: a cached generic plan cannot see it and may nest-loop over the
 # whole table.
@@ -79,10 +81,22 @@ async def ingest_events(session: AsyncSession, events: list) -> int:
 
 
 async def erase_customer(session: AsyncSession, external_id: str, secret: str) -> None:
-    """Right to erasure, in every domain that keeps something of the customer's (idempotent)."""
+    """Right to erasure, in every domain that keeps something of the customer's (idempotent), in one transaction.
+
+    Goes: the profile's personal fields (name, birth date, custom attributes, risk, consent; the onboarding date
+    is cut to its year), the external id (the row's becomes random; customer_erasure keeps a keyed hash of it only
+    so that erasing it again answers 204), holdings, balances and events with their rollups, the facts of tier
+    assignments, the reasons of served recommendations, survey comments, complaint descriptions (redacted) and
+    transition notes, and the external id in webhook events. Client event ids of feedback, surveys and complaints
+    become keyed hashes (a retry for the erased customer is refused as an unknown customer anyway).
+    Kept, anonymous, for reports and legal retention: the customer row (segment, onboarding year, dates), survey
+    scores, and each complaint's record (category, channel, status history with actors, dates), so that the
+    bank can show how a complaint was handled without holding what the customer wrote."""
     customer_id = await service.erase_customer(session, external_id, secret)
     if customer_id is None:  # erased before
         return
     await tier_refresh.erase_assignments(session, customer_id)  # their facts hold the customer's values
     await erase_served_reasons(session, customer_id)  # the reasons quote them
     await offer_state.mark_stale(session, [customer_id])  # its explanation quotes them
+    await feedback_service.erase_customer_words(session, customer_id, secret)  # what they wrote, their event ids
+    await outbox.erase_customer(session, customer_id)  # the events name them

@@ -193,8 +193,10 @@ async def patch_customer(external_id: ExternalIdPath, body: CustomerPatch, sessi
     responses=problem_responses(404),
 )
 async def erase_customer(external_id: ExternalIdPath, session: SessionDep, request: Request) -> None:
-    """Erase a customer (right to erasure): personal fields, holdings and events are removed; anonymous counts
-    stay. Repeating the request succeeds again."""
+    """Erase a customer (right to erasure): personal fields, holdings, events, survey comments and the client's
+    event ids are removed; complaints stay as anonymous records (category, status history, dates) with their
+    descriptions and notes redacted; anonymous counts stay. Repeating the request succeeds again, and the id may be
+    created and erased again."""
     await flows.erase_customer(session, external_id, request.app.state.settings.api_key_pepper)
 
 

@@ -1,8 +1,11 @@
 """Feedback operations: recommendation events (set-based, idempotent, with propensity counts and conversions),
 survey answers and complaints, each keeping the customer's satisfaction summary in the same statement.
 
-Comments and descriptions are customers' own words: nothing here logs them."""
+Comments and descriptions are customers' own words: nothing here logs them, and an erasure takes them
+(`erase_customer_words`, from app.customers.flows.erase_customer)."""
 
+import hashlib
+import hmac
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -423,3 +426,50 @@ async def list_complaints(
     if after_id is not None:
         query = query.where(Complaint.id > after_id)
     return list((await session.execute(query)).all())
+
+
+# ---- erasure -----------------------------------------------------------------------------------------------
+
+REDACTED = "[redacted: the customer was erased]"
+"""What an erased customer's complaint description becomes (the column is required, and a reader should see why)."""
+
+_EVENT_ID_TABLES = ("feedback_event", "survey_response", "complaint")
+
+
+def erased_event_id(event_id: str, secret: str) -> str:
+    """What a client's event id becomes when its customer is erased: keyed (the raw id, which may embed the
+    customer's external id, cannot be recovered or confirmed by guessing without the key), and distinct for
+    distinct ids, so each row stays unique per (customer, event_id)."""
+    return "erased:" + hmac.new(secret.encode(), b"event:" + event_id.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+async def erase_customer_words(session: AsyncSession, customer_id: int, secret: str) -> None:
+    """The feedback domain's part of an erasure: survey comments go (scores stay, anonymous), complaint
+    descriptions are redacted and transition notes go (the complaint record stays: category, channel, status
+    history, actors and dates), and client event ids are replaced by their keyed hashes."""
+    await session.execute(
+        text("UPDATE survey_response SET comment = NULL WHERE customer_id = :id AND comment IS NOT NULL"),
+        {"id": customer_id},
+    )
+    await session.execute(
+        text("UPDATE complaint SET description = :redacted WHERE customer_id = :id"),
+        {"id": customer_id, "redacted": REDACTED},
+    )
+    await session.execute(
+        text(
+            "UPDATE complaint_transition SET note = NULL WHERE note IS NOT NULL "
+            "AND complaint_id IN (SELECT id FROM complaint WHERE customer_id = :id)"
+        ),
+        {"id": customer_id},
+    )
+    for table in _EVENT_ID_TABLES:
+        found = text(f"SELECT id, event_id FROM {table} WHERE customer_id = :id")
+        rows = (await session.execute(found, {"id": customer_id})).all()
+        if rows:
+            await session.execute(
+                text(
+                    f"UPDATE {table} t SET event_id = h.event_id FROM unnest(CAST(:ids AS bigint[]), "
+                    "CAST(:event_ids AS text[])) AS h(id, event_id) WHERE t.id = h.id"
+                ),
+                {"ids": [row.id for row in rows], "event_ids": [erased_event_id(row.event_id, secret) for row in rows]},
+            )

@@ -34,7 +34,7 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel
-from sqlalchemy import func, insert, literal
+from sqlalchemy import func, insert, literal, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement, Select
 
@@ -60,6 +60,20 @@ async def emit(
         insert(_TABLE)
         .values(event_type=event_type, customer_id=customer_id, payload=data.model_dump(mode="json"))
         .returning(_TABLE.c.event_id)
+    )
+
+
+async def erase_customer(session: AsyncSession, customer_id: int) -> None:
+    """The outbox's part of an erasure: the customer's events (sent or still to send) name the erased row's
+    external id (random, app.customers.service.erased_external_id) instead of the bank's. Call it after the
+    customer row is erased, in the same transaction."""
+    await session.execute(
+        text(
+            "UPDATE webhook_event e SET payload = jsonb_set(e.payload, '{customer_id}', to_jsonb(c.external_id)) "
+            "FROM customer c WHERE c.id = :id AND c.erased_at IS NOT NULL AND e.customer_id = c.id "
+            "AND e.payload ? 'customer_id'"
+        ),
+        {"id": customer_id},
     )
 
 

@@ -14,7 +14,27 @@ BIRTH_DATE = "1937-08-13"
 ATTRIBUTE_VALUE = "zq-attr-9f3e"
 EVENT_ID = "zq-evt-5e2d"
 BALANCE = "987654.32"
-NEEDLES = [EXTERNAL_ID, NAME, "Quixotic", BIRTH_DATE, ATTRIBUTE_VALUE, EVENT_ID, BALANCE]
+EMAIL = "zebulon.quixotic@example.org"
+PHONE = "+44 7700 900417"
+WORDS = f"I am {NAME}, write to {EMAIL} or call {PHONE}"  # the customer's own words
+FEEDBACK_EVENT_ID = f"fb-{EXTERNAL_ID}-imp"  # client event ids that embed the external id
+SURVEY_EVENT_ID = f"srv-{EXTERNAL_ID}-1"
+COMPLAINT_EVENT_ID = f"cmp-{EXTERNAL_ID}-1"
+NEEDLES = [
+    EXTERNAL_ID,
+    NAME,
+    "Quixotic",
+    BIRTH_DATE,
+    ATTRIBUTE_VALUE,
+    EVENT_ID,
+    BALANCE,
+    EMAIL,
+    PHONE,
+    FEEDBACK_EVENT_ID,
+    SURVEY_EVENT_ID,
+    COMPLAINT_EVENT_ID,
+]
+REDACTED = "[redacted: the customer was erased]"
 
 
 async def _columns(session) -> dict[str, list[str]]:
@@ -95,6 +115,48 @@ async def test_erased_customer_leaves_no_personal_value_in_any_table(client, as_
     assert len(tiers) == len(default_policies())
     served = await client.get(f"/v1/customers/{EXTERNAL_ID}/recommendations?explore=false", headers=admin)
     assert served.status_code == 200 and served.json()["items"], served.text
+    item = served.json()["items"][0]
+    feedback = {
+        "events": [
+            {
+                "event_id": FEEDBACK_EVENT_ID,
+                "recommendation_id": item["recommendation_id"],
+                "customer_id": EXTERNAL_ID,
+                "type": "impression",
+                "occurred_at": datetime.now(UTC).isoformat(),
+            }
+        ]
+    }
+    recorded = await client.post("/v1/feedback/events", json=feedback, headers=as_role("app"))
+    assert recorded.status_code == 200 and not recorded.json().get("rejected"), recorded.text
+    survey = {
+        "event_id": SURVEY_EVENT_ID,
+        "customer_id": EXTERNAL_ID,
+        "kind": "nps",
+        "score": 3,
+        "comment": WORDS,
+        "channel": "mobile",
+        "touchpoint": "app_rating_prompt",
+        "occurred_at": when,
+    }
+    assert (await client.post("/v1/feedback/surveys", json=survey, headers=as_role("app"))).status_code == 201
+    complaint = {
+        "event_id": COMPLAINT_EVENT_ID,
+        "customer_id": EXTERNAL_ID,
+        "category": "fees",
+        "channel": "phone",
+        "description": WORDS,
+        "opened_at": when,
+    }
+    opened = await client.post("/v1/feedback/complaints", json=complaint, headers=as_role("app"))
+    assert opened.status_code == 201, opened.text
+    complaint_id = opened.json()["id"]
+    moved = await client.post(
+        f"/v1/feedback/complaints/{complaint_id}/transitions",
+        json={"to": "resolved", "note": f"Refunded; {NAME} confirmed at {PHONE}"},
+        headers=admin,
+    )
+    assert moved.status_code == 200, moved.text
     customer_id = await session.scalar(text("SELECT id FROM customer WHERE external_id = :e"), {"e": EXTERNAL_ID})
     served_reasons = text(
         "SELECT array_agg(i.reasons::text) FROM recommendation_item i JOIN recommendation_list l "
@@ -113,6 +175,22 @@ async def test_erased_customer_leaves_no_personal_value_in_any_table(client, as_
     assert leftovers == {}, f"personal data left after erasure: {leftovers}"
     assert await session.scalar(served_reasons, {"customer_id": customer_id}) == ["[]"] * len(reasons)
     assert (await client.get(f"/v1/customers/{EXTERNAL_ID}", headers=admin)).status_code == 404
+
+    # What is kept for legal retention: the complaint, anonymised (category, channel, status history, dates).
+    kept = await client.get(f"/v1/feedback/complaints/{complaint_id}", headers=admin)
+    assert kept.status_code == 200, kept.text
+    kept = kept.json()
+    assert kept["description"] == REDACTED and kept["category"] == "fees" and kept["status"] == "resolved"
+    assert kept["customer_id"].startswith("erased:") and kept["event_id"] != COMPLAINT_EVENT_ID
+    assert [(h["from_status"], h["to_status"], h["note"]) for h in kept["history"]] == [
+        (None, "open", None),
+        ("open", "resolved", None),
+    ]
+    assert kept["opened_at"] == opened.json()["opened_at"] and kept["resolved_at"] is not None
+    surveys = await session.execute(
+        text("SELECT score, comment FROM survey_response WHERE customer_id = :id"), {"id": customer_id}
+    )
+    assert [tuple(row) for row in surveys] == [(3, None)]  # the score counts on, anonymously; the comment is gone
 
 
 async def test_a_customer_created_again_under_an_erased_id_can_be_erased_again_and_again(client, as_role, session):
