@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import service as audit_service
 from app.customers import locks, service
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
 from app.feedback import service as feedback_service
@@ -80,7 +81,7 @@ async def ingest_events(session: AsyncSession, events: list) -> int:
     return recorded
 
 
-async def erase_customer(session: AsyncSession, external_id: str, secret: str) -> None:
+async def erase_customer(session: AsyncSession, external_id: str, secret: str, actor: str) -> None:
     """Right to erasure, in every domain that keeps something of the customer's (idempotent), in one transaction.
 
     Goes: the profile's personal fields (name, birth date, custom attributes, risk, consent; the onboarding date
@@ -91,7 +92,9 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str) -
     become keyed hashes (a retry for the erased customer is refused as an unknown customer anyway).
     Kept, anonymous, for reports and legal retention: the customer row (segment, onboarding year, dates), survey
     scores, and each complaint's record (category, channel, status history with actors, dates), so that the
-    bank can show how a complaint was handled without holding what the customer wrote."""
+    bank can show how a complaint was handled without holding what the customer wrote.
+    Audited as customer.erase by the internal id and the calling key (`actor`), never by the external id; a
+    repeated erasure changes nothing and is not audited again."""
     customer_id = await service.erase_customer(session, external_id, secret)
     if customer_id is None:  # erased before
         return
@@ -100,3 +103,6 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str) -
     await offer_state.mark_stale(session, [customer_id])  # its explanation quotes them
     await feedback_service.erase_customer_words(session, customer_id, secret)  # what they wrote, their event ids
     await outbox.erase_customer(session, customer_id)  # the events name them
+    await audit_service.record(
+        session, actor, "customer.erase", "customer", customer_id, {"erased": False}, {"erased": True}
+    )

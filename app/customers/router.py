@@ -197,7 +197,9 @@ async def erase_customer(external_id: ExternalIdPath, session: SessionDep, reque
     event ids are removed; complaints stay as anonymous records (category, status history, dates) with their
     descriptions and notes redacted; anonymous counts stay. Repeating the request succeeds again, and the id may be
     created and erased again."""
-    await flows.erase_customer(session, external_id, request.app.state.settings.api_key_pepper)
+    await flows.erase_customer(
+        session, external_id, request.app.state.settings.api_key_pepper, request.state.principal.name
+    )
 
 
 @router.get(

@@ -18,6 +18,11 @@ async def list_attribute_definitions(session: AsyncSession) -> list[CustomAttrib
     return list(await session.scalars(select(CustomAttributeDefinition).order_by(CustomAttributeDefinition.name)))
 
 
+async def get_attribute_definition(session: AsyncSession, name: str) -> CustomAttributeDefinition | None:
+    """The definition as stored now (read again from the database, not the session's copy)."""
+    return await session.get(CustomAttributeDefinition, name, populate_existing=True)
+
+
 async def put_attribute_definition(
     session: AsyncSession,
     name: str,

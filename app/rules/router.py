@@ -3,8 +3,9 @@ declares."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 
+from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses
 from app.core.security import Scope, require_scope
@@ -57,9 +58,10 @@ async def list_attribute_definitions(session: SessionDep) -> list[AttributeDefin
     responses=problem_responses(409, 422),
 )
 async def put_attribute_definition(
-    name: AttributeName, body: AttributeDefinitionPut, session: SessionDep
+    name: AttributeName, body: AttributeDefinitionPut, session: SessionDep, request: Request
 ) -> AttributeDefinitionRead:
-    """Declare (or describe again) a typed custom attribute; customers may then carry it and rules use it."""
+    """Declare (or describe again) a typed custom attribute; customers may then carry it and rules use it.
+    Audited (custom_attribute.create or .update, type, description and unit before and after)."""
     if is_builtin_attribute(name):
         raise InvalidInput("name", f"'{name}' is a built-in attribute", location="path")
 
@@ -69,7 +71,23 @@ async def put_attribute_definition(
             *await products_service.products_reading_attribute(session, name),
         ]
 
+    before = _definition_snapshot(await custom_attributes.get_attribute_definition(session, name))
     definition = await custom_attributes.put_attribute_definition(
         session, name, body.type, body.description, body.unit, readers
     )
+    await audit_service.record(
+        session,
+        request.state.principal.name,
+        "custom_attribute.create" if before is None else "custom_attribute.update",
+        "custom_attribute",
+        name,
+        before,
+        _definition_snapshot(definition),
+    )
     return AttributeDefinitionRead.model_validate(definition)
+
+
+def _definition_snapshot(definition) -> dict | None:
+    if definition is None:
+        return None
+    return {"type": definition.type, "description": definition.description, "unit": definition.unit}

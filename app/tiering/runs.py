@@ -19,6 +19,7 @@ from sqlalchemy import exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.audit import service as audit_service
 from app.core.errors import Conflict
 from app.customers.locks import LOCK_SPAN, hold_chunk
 from app.customers.models import Customer
@@ -40,7 +41,8 @@ ABANDONED = "abandoned: its worker lost its database connection or its process e
 _FAIL_ABANDONED = text(
     "UPDATE tier_run SET status = 'failed', finished_at = now(), error = :error "
     "WHERE id IN (SELECT id FROM tier_run WHERE status = 'running' AND coalesce(policy_id, 0) = :target) "
-    f"AND pg_try_advisory_xact_lock({RUN_LOCKS}, CAST(id AS integer))"
+    f"AND pg_try_advisory_xact_lock({RUN_LOCKS}, CAST(id AS integer)) "
+    "RETURNING id, requested_by, status, processed, upgrades, downgrades, error"
 )
 _CLAIM = text(f"SELECT pg_advisory_lock({RUN_LOCKS}, CAST(:run_id AS integer))")
 _RELEASE = text(f"SELECT pg_advisory_unlock({RUN_LOCKS}, CAST(:run_id AS integer))")
@@ -60,7 +62,8 @@ async def start_run(session: AsyncSession, policy: TierPolicy | None, actor: str
 
     Between the caller's commit and its worker claiming the run (a background task starting), the run holds no lock
     yet: a start for the same target in those few milliseconds fails it, and its worker then does nothing."""
-    await session.execute(_FAIL_ABANDONED, {"target": policy.id if policy else 0, "error": ABANDONED})
+    abandoned = await session.execute(_FAIL_ABANDONED, {"target": policy.id if policy else 0, "error": ABANDONED})
+    await _audit_outcomes(session, abandoned.all())
     total = await session.scalar(select(func.count()).select_from(Customer).where(Customer.erased_at.is_(None)))
     run = TierRun(policy_id=policy.id if policy else None, requested_by=actor, total=total or 0)
     try:
@@ -73,7 +76,48 @@ async def start_run(session: AsyncSession, policy: TierPolicy | None, actor: str
             raise TierRunAlreadyRunning(f"A tier run for {target} is already running.") from None
         raise
     await session.refresh(run)
+    await audit_service.record(
+        session,
+        actor,
+        "tier_run.start",
+        "tier_run",
+        run.id,
+        None,
+        {"policy": policy.key if policy else None, "total": run.total, "status": run.status},
+    )
     return run
+
+
+_OUTCOME = (
+    TierRun.id,
+    TierRun.requested_by,
+    TierRun.status,
+    TierRun.processed,
+    TierRun.upgrades,
+    TierRun.downgrades,
+    TierRun.error,
+)
+
+
+async def _audit_outcomes(session: AsyncSession, finished) -> None:
+    """Audit each run just finished (rows of _OUTCOME's columns), in the transaction that finished it, as done by
+    the key that started it."""
+    for run in finished:
+        await audit_service.record(
+            session,
+            run.requested_by,
+            "tier_run.finish",
+            "tier_run",
+            run.id,
+            {"status": "running"},
+            {
+                "status": run.status,
+                "processed": run.processed,
+                "upgrades": run.upgrades,
+                "downgrades": run.downgrades,
+                "error": run.error,
+            },
+        )
 
 
 async def execute_run(
@@ -162,11 +206,13 @@ async def _evaluate_run(sessionmaker: async_sessionmaker, run_id: int, chunk_siz
 
         await asyncio.gather(*(worker() for _ in range(max(workers, 1))))
         async with sessionmaker() as session:
-            await session.execute(
+            succeeded = await session.execute(
                 update(TierRun)
                 .where(TierRun.id == run_id, TierRun.status == "running")
                 .values(status="succeeded", finished_at=func.now(), heartbeat_at=func.now())
+                .returning(*_OUTCOME)
             )
+            await _audit_outcomes(session, succeeded.all())
             await session.commit()
     except Exception as exc:
         log.exception("tier run failed", extra={"run_id": run_id})
@@ -182,11 +228,13 @@ async def _record_failure(sessionmaker: async_sessionmaker, run_id: int, error: 
     while True:
         try:
             async with sessionmaker() as session:
-                await session.execute(
+                failed = await session.execute(
                     update(TierRun)
                     .where(TierRun.id == run_id, TierRun.status == "running")
                     .values(status="failed", finished_at=func.now(), error=error)
+                    .returning(*_OUTCOME)
                 )
+                await _audit_outcomes(session, failed.all())
                 await session.commit()
             return
         except Exception as exc:

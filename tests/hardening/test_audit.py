@@ -4,6 +4,8 @@ and after, in the write's own transaction; admins read it at GET /v1/audit with 
 import json
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
+
 from app.tiering.policies import default_policies
 from tests.factories import customer_body
 
@@ -132,3 +134,87 @@ async def test_audit_filters_by_action_and_time_and_pages_with_a_cursor(client, 
 async def test_only_admins_read_the_audit_log(client, as_role):
     for role in ("app", "integration"):
         assert (await client.get("/v1/audit", headers=as_role(role))).status_code == 403
+
+
+async def test_an_erasure_is_audited_by_internal_id_with_no_personal_value(client, as_role, session):
+    admin = as_role("admin")
+    name = "Ottilie Erasable"
+    profile = customer_body(display_name=name, birth_date="1951-02-03")
+    assert (
+        await client.put("/v1/customers/AUD-ERASE-1", json=profile, headers=as_role("integration"))
+    ).status_code == 201
+    customer_id = await session.scalar(text("SELECT id FROM customer WHERE external_id = 'AUD-ERASE-1'"))
+    assert (await client.delete("/v1/customers/AUD-ERASE-1", headers=admin)).status_code == 204
+    assert (await client.delete("/v1/customers/AUD-ERASE-1", headers=admin)).status_code == 204  # nothing more to do
+
+    [erase] = await _audit(client, admin, entity="customer")
+    assert erase["action"] == "customer.erase" and erase["actor"] == "test-admin"
+    assert erase["entity_key"] == str(customer_id)
+    assert erase["before"] == {"erased": False} and erase["after"] == {"erased": True}
+    dumped = json.dumps(await _audit(client, admin))
+    for personal in ("AUD-ERASE-1", "Ottilie", "Erasable", "1951-02-03"):
+        assert personal not in dumped
+
+
+async def test_custom_attribute_definitions_are_audited_with_a_type_change_before_and_after(client, as_role):
+    admin = as_role("admin")
+    url = "/v1/attributes/custom/audit_score"
+    declared = await client.put(url, json={"type": "integer", "description": "Score", "unit": "points"}, headers=admin)
+    assert declared.status_code == 200, declared.text
+    retyped = await client.put(url, json={"type": "number", "description": "Score", "unit": "points"}, headers=admin)
+    assert retyped.status_code == 200, retyped.text
+    in_use = await client.put(
+        "/v1/customers/AUD-ATTR-1",
+        json=customer_body(attributes={"audit_score": 1.5}),
+        headers=as_role("integration"),
+    )
+    assert in_use.status_code == 201, in_use.text
+    refused = await client.put(url, json={"type": "string", "description": "Score"}, headers=admin)
+    assert refused.status_code == 409  # carried by a customer: refused, and not audited
+
+    change, create = await _audit(client, admin, entity="custom_attribute")
+    assert create["action"] == "custom_attribute.create" and create["entity_key"] == "audit_score"
+    assert create["before"] is None
+    assert create["after"] == {"type": "integer", "description": "Score", "unit": "points"}
+    assert change["action"] == "custom_attribute.update" and change["actor"] == "test-admin"
+    assert change["before"]["type"] == "integer" and change["after"]["type"] == "number"
+
+
+async def test_tier_runs_are_audited_with_their_target_and_outcome(client, as_role, wealth, session):
+    admin = as_role("admin")
+    for i in range(3):
+        profile = customer_body(display_name=f"Run Person{i}")
+        assert (
+            await client.put(f"/v1/customers/AUD-RUN-{i}", json=profile, headers=as_role("integration"))
+        ).status_code == 201
+    run = await client.post("/v1/tier-runs", json={"policy": "wealth"}, headers=admin)
+    assert run.status_code == 202, run.text
+    run_id = run.json()["id"]
+    done = (await client.get(f"/v1/tier-runs/{run_id}", headers=admin)).json()
+    assert done["status"] == "succeeded"
+
+    finish, start = await _audit(client, admin, entity="tier_run", entity_key=str(run_id))
+    assert start["action"] == "tier_run.start" and start["actor"] == "test-admin" and start["before"] is None
+    assert start["after"] == {"policy": "wealth", "total": 3, "status": "running"}
+    assert finish["action"] == "tier_run.finish" and finish["actor"] == "test-admin"
+    assert finish["before"] == {"status": "running"}
+    assert finish["after"] == {
+        "status": "succeeded",
+        "processed": 3,
+        "upgrades": done["upgrades"],
+        "downgrades": done["downgrades"],
+        "error": None,
+    }
+
+    # A run whose worker is gone is failed by the next start: that outcome is audited too, as the run's.
+    abandoned = await session.scalar(
+        text(
+            "INSERT INTO tier_run (policy_id, requested_by, total) "
+            "SELECT id, 'nightly-cron', 3 FROM tier_policy WHERE key = 'wealth' RETURNING id"
+        )
+    )
+    await session.commit()
+    assert (await client.post("/v1/tier-runs", json={"policy": "wealth"}, headers=admin)).status_code == 202
+    [failed] = await _audit(client, admin, entity="tier_run", entity_key=str(abandoned))
+    assert failed["action"] == "tier_run.finish" and failed["actor"] == "nightly-cron"
+    assert failed["after"]["status"] == "failed" and "abandoned" in failed["after"]["error"]
