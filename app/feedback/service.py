@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import InvalidInput
 from app.customers import service as customers_service
 from app.customers.errors import CustomerNotFound
+from app.customers.locks import lock_customers
 from app.customers.models import Customer
 from app.feedback.errors import ComplaintNotFound, InvalidComplaintTransition
 from app.feedback.models import Complaint, ComplaintTransition, SurveyResponse
@@ -178,10 +179,16 @@ SELECT id FROM inserted
 
 
 async def _customer_id(session: AsyncSession, external_id: str) -> int:
+    """The customer a survey answer or complaint is for, locked (app.customers.locks) before anything of theirs is
+    written: an erasure of the customer in flight finishes first, and the customer is then unknown (their words
+    are never stored after the erasure took the rest)."""
     try:
-        return await customers_service.customer_id_of(session, external_id)
+        customer_id = await customers_service.customer_id_of(session, external_id)
     except CustomerNotFound:
-        raise InvalidInput("/customer_id", f"unknown customer '{external_id}'") from None
+        customer_id = None
+    if customer_id is None or customer_id not in await lock_customers(session, [customer_id]):
+        raise InvalidInput("/customer_id", f"unknown customer '{external_id}'")
+    return customer_id
 
 
 async def record_survey(session: AsyncSession, body: SurveyIn) -> tuple[SurveyResponse, int, bool]:

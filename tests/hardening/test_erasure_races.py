@@ -73,23 +73,49 @@ async def _backends_waiting_on_a_lock(sessionmaker, at_least: int, *, besides: i
     raise AssertionError(f"fewer than {at_least} backends came to wait on a lock")
 
 
-async def test_events_in_flight_for_a_customer_being_erased_leave_no_event_or_activity(committed, test_settings):
-    """The erasure is held after it has erased the row and before it commits (its last write, the erased id's
-    token, waits on a row the test inserted and holds); a batch of events for the customer then starts, reads the
-    customer while the erasure is uncommitted, and waits for its lock. When the erasure commits, the batch must
-    find the customer gone: a 422 naming the event's customer, as for any unknown customer, and no event or daily
-    activity row of the erased customer."""
-    app, sessionmaker, headers = committed["app"], committed["sessionmaker"], committed["headers"]
-    external_id = f"ERASE-RACE-{committed['tag']}"
-    token = erasure_token(external_id, test_settings.api_key_pepper)
-    committed["tokens"].append(token)
-    async with _client(app) as client:
+async def _customer(committed, test_settings, external_id: str) -> int:
+    """A committed customer (noted for cleanup, with its erasure token); its internal id."""
+    committed["tokens"].append(erasure_token(external_id, test_settings.api_key_pepper))
+    async with _client(committed["app"]) as client:
         profile = customer_body(display_name="Race Erasure")
-        put = await client.put(f"/v1/customers/{external_id}", json=profile, headers=headers["integration"])
+        put = await client.put(
+            f"/v1/customers/{external_id}", json=profile, headers=committed["headers"]["integration"]
+        )
         assert put.status_code == 201, put.text
-    async with sessionmaker() as probe:
+    async with committed["sessionmaker"]() as probe:
         customer_id = await probe.scalar(text("SELECT id FROM customer WHERE external_id = :e"), {"e": external_id})
     committed["customer_ids"].append(customer_id)
+    return customer_id
+
+
+async def _write_while_erasing(committed, test_settings, external_id: str, write) -> tuple:
+    """The erasure is held after it has erased the row and before it commits (its last write, the erased id's
+    token, waits on a row the test inserted and holds); `write(client)` then starts, reads the customer while the
+    erasure is uncommitted, and comes to wait on a lock; then the erasure is let go. (erasure, write) responses."""
+    app, sessionmaker, headers = committed["app"], committed["sessionmaker"], committed["headers"]
+    token = erasure_token(external_id, test_settings.api_key_pepper)
+    async with sessionmaker() as holder, _client(app) as eraser, _client(app) as writer:
+        holder_pid = await holder.scalar(text("SELECT pg_backend_pid()"))
+        await holder.execute(text("INSERT INTO customer_erasure (token) VALUES (:t)"), {"t": token})
+        erasure = asyncio.ensure_future(eraser.delete(f"/v1/customers/{external_id}", headers=headers["admin"]))
+        await _backends_waiting_on_a_lock(sessionmaker, 1, besides=holder_pid, pending=[erasure])
+        written = asyncio.ensure_future(write(writer))
+        await _backends_waiting_on_a_lock(sessionmaker, 2, besides=holder_pid, pending=[erasure, written])
+        await holder.rollback()  # the erasure goes on and commits; then the write takes its lock
+        return await erasure, await written
+
+
+async def _rows_of(committed, table: str, customer_id: int) -> int:
+    async with committed["sessionmaker"]() as probe:
+        return await probe.scalar(text(f"SELECT count(*) FROM {table} WHERE customer_id = :id"), {"id": customer_id})
+
+
+async def test_events_in_flight_for_a_customer_being_erased_leave_no_event_or_activity(committed, test_settings):
+    """A batch of events for a customer being erased must find the customer gone once it has its lock: a 422
+    naming the event's customer, as for any unknown customer, and no event or daily activity row of the erased
+    customer."""
+    external_id = f"ERASE-RACE-{committed['tag']}"
+    customer_id = await _customer(committed, test_settings, external_id)
     when = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     batch = {
         "events": [
@@ -110,28 +136,53 @@ async def test_events_in_flight_for_a_customer_being_erased_leave_no_event_or_ac
             },
         ]
     }
-
-    async with sessionmaker() as holder, _client(app) as eraser, _client(app) as intake:
-        holder_pid = await holder.scalar(text("SELECT pg_backend_pid()"))
-        await holder.execute(text("INSERT INTO customer_erasure (token) VALUES (:t)"), {"t": token})
-        erasure = asyncio.ensure_future(eraser.delete(f"/v1/customers/{external_id}", headers=headers["admin"]))
-        await _backends_waiting_on_a_lock(sessionmaker, 1, besides=holder_pid, pending=[erasure])
-        events = asyncio.ensure_future(intake.post("/v1/events", json=batch, headers=headers["integration"]))
-        await _backends_waiting_on_a_lock(sessionmaker, 2, besides=holder_pid, pending=[erasure, events])
-        await holder.rollback()  # the erasure goes on and commits; then the batch takes its lock
-        erased, recorded = await erasure, await events
+    headers = committed["headers"]["integration"]
+    erased, recorded = await _write_while_erasing(
+        committed, test_settings, external_id, lambda client: client.post("/v1/events", json=batch, headers=headers)
+    )
 
     assert erased.status_code == 204, erased.text
     assert recorded.status_code == 422, recorded.text
     assert recorded.headers["content-type"] == "application/problem+json"
     pointers = [error["pointer"] for error in recorded.json()["errors"]]
     assert pointers == ["/events/0/customer_id", "/events/1/customer_id"]
-    async with sessionmaker() as probe:
-        for table in ("customer_event", "customer_activity_daily"):
-            count = text(f"SELECT count(*) FROM {table} WHERE customer_id = :id")
-            left = await probe.scalar(count, {"id": customer_id})
-            assert left == 0, f"{table} holds {left} rows of the erased customer"
+    for table in ("customer_event", "customer_activity_daily"):
+        left = await _rows_of(committed, table, customer_id)
+        assert left == 0, f"{table} holds {left} rows of the erased customer"
+    async with committed["sessionmaker"]() as probe:
         row = (
             await probe.execute(text("SELECT erased_at, last_txn_at FROM customer WHERE id = :id"), {"id": customer_id})
         ).one()
-        assert row.erased_at is not None and row.last_txn_at is None
+    assert row.erased_at is not None and row.last_txn_at is None
+
+
+@pytest.mark.parametrize("kind", ["surveys", "complaints"])
+async def test_a_survey_or_complaint_in_flight_for_a_customer_being_erased_keeps_none_of_its_words(
+    committed, test_settings, kind
+):
+    """The same race for the customer's own words: the answer or complaint must not be stored after the erasure
+    took the rest (a 422 naming /customer_id, as for any unknown customer)."""
+    external_id = f"ERASE-{kind[:4].upper()}-{committed['tag']}"
+    customer_id = await _customer(committed, test_settings, external_id)
+    when = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    common = {"event_id": f"race-{kind}-{committed['tag']}", "customer_id": external_id}
+    body = (
+        {**common, "kind": "nps", "score": 2, "comment": "Race Erasure wrote this", "channel": "mobile",
+         "touchpoint": "app_rating_prompt", "occurred_at": when}
+        if kind == "surveys"
+        else {**common, "category": "fees", "channel": "phone", "description": "Race Erasure wrote this",
+              "opened_at": when}
+    )  # fmt: skip
+    headers = committed["headers"]["admin"]
+    erased, written = await _write_while_erasing(
+        committed,
+        test_settings,
+        external_id,
+        lambda client: client.post(f"/v1/feedback/{kind}", json=body, headers=headers),
+    )
+
+    assert erased.status_code == 204, erased.text
+    assert written.status_code == 422, written.text
+    assert [error["pointer"] for error in written.json()["errors"]] == ["/customer_id"]
+    table = "survey_response" if kind == "surveys" else "complaint"
+    assert await _rows_of(committed, table, customer_id) == 0
