@@ -34,7 +34,9 @@ NO_TIER = "-"
 
 # One round trip per batch: resolve each event's item (product, tier, strategy, list channel), store the events
 # that answer an item of their customer (a retried event_id does nothing), add only the newly stored ones to the
-# propensity counts of one shard, and record a holding for each new conversion. Counting is a sum over stored
+# propensity counts of one shard, and record a holding for each new conversion. Each item's customer is read with
+# the key-share lock the stored event's foreign key takes anyway: an erasure in flight finishes first, and its
+# customer's events are then rejected (nothing of theirs is stored after the erasure). Counting is a sum over stored
 # events, so late and out-of-order events count once and the same whatever their order.
 _INGEST_FEEDBACK = text(f"""
 WITH incoming AS (
@@ -49,7 +51,9 @@ WITH incoming AS (
     FROM incoming i
     LEFT JOIN recommendation_item ri ON ri.recommendation_id = i.recommendation_id
     LEFT JOIN recommendation_list l ON l.id = ri.list_id
-    LEFT JOIN customer c ON c.id = ri.customer_id AND c.erased_at IS NULL
+    LEFT JOIN LATERAL (
+        SELECT external_id FROM customer WHERE id = ri.customer_id AND erased_at IS NULL FOR KEY SHARE
+    ) c ON true
 ), inserted AS (
     INSERT INTO feedback_event (customer_id, event_id, recommendation_id, product_code, tier_code, channel,
                                 strategy, kind, occurred_at)

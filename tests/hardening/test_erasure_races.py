@@ -5,6 +5,7 @@ for it there on pg_stat_activity (never on a delay). Each test removes the rows 
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -15,6 +16,8 @@ from app.core.db import create_sessionmaker
 from app.customers.service import erasure_token
 from app.main import create_app
 from tests.factories import customer_body
+
+RACE_PRODUCT = "erase-race-product"
 
 
 @pytest.fixture
@@ -41,6 +44,11 @@ async def committed(engine, test_settings):
     yield state
     async with engine.begin() as conn:
         await conn.execute(text("DELETE FROM customer WHERE id = ANY(:ids)"), {"ids": state["customer_ids"]})
+        for table in ("recommendation_item", "recommendation_list"):
+            await conn.execute(
+                text(f"DELETE FROM {table} WHERE customer_id = ANY(:ids)"), {"ids": state["customer_ids"]}
+            )
+        await conn.execute(text("DELETE FROM propensity_stat WHERE product_code = :p"), {"p": RACE_PRODUCT})
         await conn.execute(text("DELETE FROM customer_erasure WHERE token = ANY(:t)"), {"t": state["tokens"]})
         await conn.execute(text("DELETE FROM audit_event WHERE actor LIKE :actor"), {"actor": f"erase-race-%-{tag}"})
         await conn.execute(text("DELETE FROM api_key WHERE id = ANY(:ids)"), {"ids": [r.id for r, _ in made.values()]})
@@ -186,3 +194,59 @@ async def test_a_survey_or_complaint_in_flight_for_a_customer_being_erased_keeps
     assert [error["pointer"] for error in written.json()["errors"]] == ["/customer_id"]
     table = "survey_response" if kind == "surveys" else "complaint"
     assert await _rows_of(committed, table, customer_id) == 0
+
+
+async def test_recommendation_feedback_in_flight_for_a_customer_being_erased_is_not_stored(committed, test_settings):
+    """The same race for recommendation feedback: the event, whose id embeds the external id, must not be stored
+    after the erasure (it is rejected one by one, as feedback for an erased customer always is) and counts in
+    no propensity."""
+    external_id = f"ERASE-FB-{committed['tag']}"
+    customer_id = await _customer(committed, test_settings, external_id)
+    recommendation_id = uuid4()
+    async with committed["sessionmaker"]() as session:  # a list served to the customer, as the ranker writes it
+        list_id = await session.scalar(
+            text(
+                "INSERT INTO recommendation_list (customer_id, channel, strategy, tier_code) "
+                "VALUES (:c, 'mobile', 'personalised', NULL) RETURNING id"
+            ),
+            {"c": customer_id},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, tier_code, "
+                "rank, score, propensity, strategy, reasons) "
+                "VALUES (:r, :l, :c, :p, NULL, 1, 0.5, 0.1, 'personalised', '[]')"
+            ),
+            {"r": recommendation_id, "l": list_id, "c": customer_id, "p": RACE_PRODUCT},
+        )
+        await session.commit()
+    event_id = f"fb-{external_id}-1"
+    batch = {
+        "events": [
+            {
+                "event_id": event_id,
+                "recommendation_id": str(recommendation_id),
+                "customer_id": external_id,
+                "type": "impression",
+                "occurred_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+            }
+        ]
+    }
+    headers = committed["headers"]["admin"]
+    erased, recorded = await _write_while_erasing(
+        committed,
+        test_settings,
+        external_id,
+        lambda client: client.post("/v1/feedback/events", json=batch, headers=headers),
+    )
+
+    assert erased.status_code == 204, erased.text
+    assert recorded.status_code == 200, recorded.text
+    result = recorded.json()
+    assert result["accepted"] == 0 and [r["pointer"] for r in result["rejections"]] == ["/events/0/recommendation_id"]
+    assert await _rows_of(committed, "feedback_event", customer_id) == 0
+    async with committed["sessionmaker"]() as probe:
+        counted = await probe.scalar(
+            text("SELECT count(*) FROM propensity_stat WHERE product_code = :p"), {"p": RACE_PRODUCT}
+        )
+    assert counted == 0
