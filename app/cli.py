@@ -204,17 +204,21 @@ def import_balances(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="NDJSON or CSV, as the API takes.")],
     csv_format: Annotated[bool, typer.Option("--csv", help="The file is CSV (default: by its .csv suffix).")] = False,
     chunk_size: Annotated[int, typer.Option(min=100, help="Customer ids per chunk (one transaction).")] = 50_000,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=16, help="Chunks merged at once (default: TIERWISE_TIER_RUN_WORKERS).")
+    ] = None,
 ) -> None:
     """Import the nightly balances file from disk: the same code path as POST /v1/holdings/import. Prints a line
     per merged chunk, then the import as JSON; run it again with the same file to resume one that stopped."""
     fmt = "csv" if csv_format or file.suffix.lower() == ".csv" else "ndjson"
-    outcome = asyncio.run(_import_balances(get_settings(), file, fmt, chunk_size))
+    settings = get_settings()
+    outcome = asyncio.run(_import_balances(settings, file, fmt, chunk_size, workers or settings.tier_run_workers))
     typer.echo(json.dumps(outcome, default=str))
     if outcome["status"] != "succeeded":
         raise typer.Exit(1)
 
 
-async def _import_balances(settings: Settings, file: Path, fmt: str, chunk_size: int) -> dict:
+async def _import_balances(settings: Settings, file: Path, fmt: str, chunk_size: int, workers: int = 1) -> dict:
     from app.customers import holdings_import
 
     async def chunks():
@@ -231,7 +235,9 @@ async def _import_balances(settings: Settings, file: Path, fmt: str, chunk_size:
         staged = await holdings_import.stage(sessionmaker, chunks(), fmt, "cli")
         if not staged.created:
             typer.echo(f"import {staged.import_id}: this file was imported before; resuming it if unfinished", err=True)
-        await holdings_import.merge(sessionmaker, staged.import_id, chunk_size=chunk_size, on_chunk=progress)
+        await holdings_import.merge(
+            sessionmaker, staged.import_id, chunk_size=chunk_size, workers=workers, on_chunk=progress
+        )
         async with sessionmaker() as session:
             record, rejections = await holdings_import.get_import(session, staged.import_id)
             return {

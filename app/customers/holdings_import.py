@@ -12,6 +12,7 @@ from disk (`tierwise import-balances FILE`), one code path.
    a killed process, a lost connection) resumes where it stopped when the same file is sent again.
 """
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -118,33 +119,40 @@ async def merge(
     import_id: int,
     *,
     chunk_size: int = CHUNK_SIZE,
+    workers: int = 1,
     on_chunk: Callable[[HoldingImport], Awaitable[None]] | None = None,
 ) -> None:
-    """Merge the import's pending chunks, lowest customer ids first, each in its own transaction; `on_chunk` is
-    awaited after each commit with the import's progress (the CLI prints it). A chunk that fails marks the import
-    failed (its committed chunks stay) and the error goes on: sending the file again resumes it."""
+    """Merge the import's pending chunks, lowest customer ids first, each in its own transaction (`workers` at a
+    time, on their own connections: chunks hold disjoint customers); `on_chunk` is awaited after each commit with
+    the import's progress (the CLI prints it). A chunk that fails marks the import failed (committed chunks stay,
+    no new chunk starts) and its error goes on: sending the file again resumes the import."""
     async with sessionmaker() as session:
         status = await session.scalar(select(HoldingImport.status).where(HoldingImport.id == import_id))
         if status == "succeeded":
             return
-        pending = (
-            await session.scalars(import_queries.PENDING_CHUNKS, {"import_id": import_id, "chunk_size": chunk_size})
-        ).all()
+        pending = list(
+            (
+                await session.scalars(import_queries.PENDING_CHUNKS, {"import_id": import_id, "chunk_size": chunk_size})
+            ).all()
+        )
         await session.execute(
             update(HoldingImport).where(HoldingImport.id == import_id).values(status="merging", error=None)
         )
         await session.commit()
-    try:
-        for chunk in pending:
-            async with sessionmaker() as session:
-                await session.execute(text(f"SET LOCAL work_mem = '{CHUNK_WORK_MEM}'"))
-                id_from, id_to = chunk * chunk_size, (chunk + 1) * chunk_size - 1
-                customers = await flows.import_holdings_chunk(session, import_id, id_from, id_to)
-                await session.execute(import_queries.CHUNK_DONE, {"import_id": import_id, "customers": customers})
-                await session.commit()
-                if on_chunk is not None:
-                    await on_chunk(await session.get(HoldingImport, import_id, populate_existing=True))
-    except Exception as exc:
+    pending.reverse()  # workers pop from the end: lowest ids first
+    failures: list[Exception] = []
+
+    async def worker() -> None:
+        while pending and not failures:
+            chunk = pending.pop()
+            try:
+                await _merge_chunk(sessionmaker, import_id, chunk * chunk_size, (chunk + 1) * chunk_size - 1, on_chunk)
+            except Exception as exc:
+                failures.append(exc)
+
+    await asyncio.gather(*(worker() for _ in range(max(workers, 1))))
+    if failures:
+        exc = failures[0]
         log.warning("holdings import stopped", extra={"import_id": import_id, "error": type(exc).__name__})
         async with sessionmaker() as session:
             await session.execute(
@@ -153,7 +161,7 @@ async def merge(
                 .values(status="failed", error=f"{type(exc).__name__}: send the file again to resume")
             )
             await session.commit()
-        raise
+        raise exc
     async with sessionmaker() as session:
         await session.execute(
             update(HoldingImport)
@@ -161,6 +169,16 @@ async def merge(
             .values(status="succeeded", finished_at=func.now())
         )
         await session.commit()
+
+
+async def _merge_chunk(sessionmaker: async_sessionmaker, import_id: int, id_from: int, id_to: int, on_chunk) -> None:
+    async with sessionmaker() as session:
+        await session.execute(text(f"SET LOCAL work_mem = '{CHUNK_WORK_MEM}'"))
+        customers = await flows.import_holdings_chunk(session, import_id, id_from, id_to)
+        await session.execute(import_queries.CHUNK_DONE, {"import_id": import_id, "customers": customers})
+        await session.commit()
+        if on_chunk is not None:
+            await on_chunk(await session.get(HoldingImport, import_id, populate_existing=True))
 
 
 async def get_import(session: AsyncSession, import_id: int) -> tuple[HoldingImport, list[dict]]:

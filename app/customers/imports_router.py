@@ -93,7 +93,7 @@ async def import_holdings(
         api_key_id=principal.key_id,
         idempotency_key=idempotency_key,
     )
-    await holdings_import.merge(sessionmaker, staged.import_id)
+    await holdings_import.merge(sessionmaker, staged.import_id, workers=request.app.state.settings.tier_run_workers)
     response.headers["Location"] = f"/v1/holdings/imports/{staged.import_id}"
     if not staged.created:
         response.status_code = status.HTTP_200_OK
