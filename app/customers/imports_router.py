@@ -13,7 +13,7 @@ from app.customers import holdings_import
 from app.customers.import_lines import FORMATS
 from app.customers.schemas import HoldingImportRead
 
-imports_router = APIRouter(prefix="/v1/holdings", tags=["holdings-imports"], responses=problem_responses(401, 403))
+imports_router = APIRouter(prefix="/v1/holdings", tags=["customers"], responses=problem_responses(401, 403))
 
 _NDJSON_EXAMPLE = (
     '{"customer_id": "C00000042", "product_code": "current_account", "opened_at": "2012-06-01", '

@@ -454,6 +454,10 @@ class HoldingImportLine(HoldingIn):
     customer_id: ExternalId
 
 
+HoldingImportFormat = TypeAliasType(
+    "HoldingImportFormat",
+    Annotated[Literal["ndjson", "csv"], Field(description="The file's format, from the request's Content-Type.")],
+)
 HoldingImportStatus = TypeAliasType(
     "HoldingImportStatus",
     Annotated[
@@ -473,7 +477,7 @@ class HoldingImportRead(BaseModel):
 
     id: int
     status: HoldingImportStatus
-    format: Literal["ndjson", "csv"]
+    format: HoldingImportFormat
     lines: int = Field(description="Lines read (a CSV's header and empty lines included).")
     accepted: int = Field(description="Holdings lines that are merged, or will be.")
     rejected: int
