@@ -88,6 +88,7 @@ async def import_holdings_chunk(session: AsyncSession, import_id: int, id_from: 
     """One chunk of a holdings import (app.customers.holdings_import), in its own transaction: its customers (ids
     in [id_from, id_to] with staged lines) locked first, then their holdings merged as replace_holdings does for one,
     then the rest of customers_changed, set-based. Returns how many customers it merged."""
+    await session.execute(import_queries.HOLD_CHUNK, {"name": f"{import_id}:{id_from}"})
     ids = (
         await session.scalars(
             import_queries.STAGED_CUSTOMERS, {"import_id": import_id, "id_from": id_from, "id_to": id_to}

@@ -32,8 +32,7 @@ CHUNK_SIZE = LOCK_SPAN  # customer ids per chunk: one span of the customer locks
 CHUNK_WORK_MEM = "64MB"
 REJECTIONS_SHOWN = 1000
 COPY_TIMEOUT_S = 3600  # the COPY lasts as long as the upload does: the client's pace, not a hung server's
-_IMPORT_LOCKS = 7313  # advisory-lock namespace of import digests and keys (7310-7312: see app/tiering/runs.py)
-_LOCK = text(f"SELECT pg_advisory_xact_lock({_IMPORT_LOCKS}, hashtext(:name))")
+_LOCK = import_queries.HOLD_CHUNK  # the same lock by name: a digest, an Idempotency-Key
 
 
 @dataclass

@@ -69,6 +69,11 @@ SELECT DISTINCT customer_id / :chunk_size AS chunk FROM holding_import_line
 WHERE import_id = :import_id AND detail IS NULL ORDER BY 1
 """)
 
+# Two mergers of one import (the same file sent twice at once) take its chunks in turn: the second then finds the
+# chunk's lines gone with the first's commit, and merges nothing twice.
+IMPORT_LOCKS = 7313  # advisory-lock namespace of imports' digests, keys and chunks (7310-7312: app/tiering/runs.py)
+HOLD_CHUNK = text(f"SELECT pg_advisory_xact_lock({IMPORT_LOCKS}, hashtext(:name))")
+
 STAGED_CUSTOMERS = text("""
 SELECT DISTINCT customer_id FROM holding_import_line
 WHERE import_id = :import_id AND detail IS NULL AND customer_id BETWEEN :id_from AND :id_to ORDER BY 1
