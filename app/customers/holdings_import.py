@@ -95,6 +95,9 @@ async def stage(
             await session.rollback()
             return Staged(earlier_id, created=False)
         await session.execute(import_queries.stage_incoming(import_id), {"import_id": import_id})
+        # The planner's statistics then know the staged lines (a million may have come), so that each chunk's merge
+        # is planned for the rows it reads rather than for an empty table.
+        await session.execute(text("ANALYZE holding_import_line"))
         counts = (await session.execute(import_queries.STAGED_COUNTS, {"import_id": import_id})).one()
         await session.execute(
             update(HoldingImport)

@@ -79,43 +79,38 @@ SELECT DISTINCT customer_id FROM holding_import_line
 WHERE import_id = :import_id AND detail IS NULL AND customer_id BETWEEN :id_from AND :id_to ORDER BY 1
 """)
 
-_STAGED = """
+# What PUT .../holdings does for one customer, for every customer of the chunk at once, in one statement that reads
+# the chunk's staged lines once: products left out are closed, the others upserted, every balance recorded in the
+# history, the day's AUM snapshot written, the customers marked updated; then the merged lines are dropped.
+_MERGE_CHUNK = text(f"""
+WITH staged AS MATERIALIZED (
     SELECT customer_id, product_code, opened_at, balance, as_of FROM holding_import_line
     WHERE import_id = :import_id AND detail IS NULL AND customer_id BETWEEN :id_from AND :id_to
-"""
-
-# What PUT .../holdings does for one customer, for every customer of the chunk at once: products left out are
-# closed, the others upserted, every balance recorded in the history, the day's AUM snapshot written.
-_MERGE_CHUNK = (
-    text(f"""
-DELETE FROM holding h WHERE h.customer_id BETWEEN :id_from AND :id_to
-  AND h.customer_id IN (SELECT customer_id FROM ({_STAGED}) s)
-  AND NOT EXISTS (SELECT 1 FROM ({_STAGED}) s WHERE s.customer_id = h.customer_id AND s.product_code = h.product_code)
-"""),
-    text(f"""
-INSERT INTO holding AS h (customer_id, product_code, opened_at, balance, as_of)
-SELECT * FROM ({_STAGED}) s ORDER BY customer_id, product_code
-ON CONFLICT (customer_id, product_code) DO UPDATE SET
-    opened_at = excluded.opened_at, balance = excluded.balance, as_of = excluded.as_of
-"""),
-    text(f"""
-INSERT INTO holding_balance AS b (customer_id, product_code, as_of, balance)
-SELECT customer_id, product_code, as_of, balance FROM ({_STAGED}) s ORDER BY customer_id, product_code
-ON CONFLICT (customer_id, product_code, as_of) DO UPDATE SET balance = excluded.balance
-"""),
-    text(f"""
-INSERT INTO customer_aum_daily AS d (customer_id, day, aum)
-SELECT s.customer_id, max(s.as_of), coalesce(sum(s.balance) FILTER (WHERE p.category IN ({_AUM})), 0)
-FROM ({_STAGED}) s JOIN product p ON p.code = s.product_code
-GROUP BY s.customer_id ORDER BY s.customer_id
-ON CONFLICT (customer_id, day) DO UPDATE SET aum = excluded.aum
-"""),
-    text(f"UPDATE customer SET updated_at = now() WHERE id IN (SELECT customer_id FROM ({_STAGED}) s)"),
-    text(
-        "DELETE FROM holding_import_line WHERE import_id = :import_id AND detail IS NULL "
-        "AND customer_id BETWEEN :id_from AND :id_to"
-    ),
+), closed AS (
+    DELETE FROM holding h WHERE h.customer_id BETWEEN :id_from AND :id_to
+      AND h.customer_id IN (SELECT customer_id FROM staged)
+      AND NOT EXISTS (SELECT 1 FROM staged s WHERE s.customer_id = h.customer_id AND s.product_code = h.product_code)
+), upserted AS (
+    INSERT INTO holding AS h (customer_id, product_code, opened_at, balance, as_of)
+    SELECT * FROM staged ORDER BY customer_id, product_code
+    ON CONFLICT (customer_id, product_code) DO UPDATE SET
+        opened_at = excluded.opened_at, balance = excluded.balance, as_of = excluded.as_of
+), history AS (
+    INSERT INTO holding_balance AS b (customer_id, product_code, as_of, balance)
+    SELECT customer_id, product_code, as_of, balance FROM staged ORDER BY customer_id, product_code
+    ON CONFLICT (customer_id, product_code, as_of) DO UPDATE SET balance = excluded.balance
+), snapshot AS (
+    INSERT INTO customer_aum_daily AS d (customer_id, day, aum)
+    SELECT s.customer_id, max(s.as_of), coalesce(sum(s.balance) FILTER (WHERE p.category IN ({_AUM})), 0)
+    FROM staged s JOIN product p ON p.code = s.product_code
+    GROUP BY s.customer_id ORDER BY s.customer_id
+    ON CONFLICT (customer_id, day) DO UPDATE SET aum = excluded.aum
+), touched AS (
+    UPDATE customer SET updated_at = now() WHERE id IN (SELECT customer_id FROM staged)
 )
+DELETE FROM holding_import_line WHERE import_id = :import_id AND detail IS NULL
+  AND customer_id BETWEEN :id_from AND :id_to
+""")
 
 CHUNK_DONE = text("""
 UPDATE holding_import SET customers_done = customers_done + :customers, chunks_done = chunks_done + 1
@@ -125,6 +120,4 @@ WHERE id = :import_id
 
 async def merge_chunk(session: AsyncSession, import_id: int, id_from: int, id_to: int) -> None:
     """Merge the staged lines of customers with ids in [id_from, id_to] (locked by the caller), then drop them."""
-    params = {"import_id": import_id, "id_from": id_from, "id_to": id_to}
-    for statement in _MERGE_CHUNK:
-        await session.execute(statement, params)
+    await session.execute(_MERGE_CHUNK, {"import_id": import_id, "id_from": id_from, "id_to": id_to})
