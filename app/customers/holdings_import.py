@@ -29,6 +29,7 @@ from app.customers.models import HoldingImport, HoldingImportLine
 
 log = logging.getLogger(__name__)
 CHUNK_SIZE = LOCK_SPAN  # customer ids per chunk: one span of the customer locks, as a batch tier run's chunk
+API_CHUNK_SIZE = 10_000  # over HTTP, whose statements time out (db_command_timeout_s): smaller chunks
 CHUNK_WORK_MEM = "64MB"
 REJECTIONS_SHOWN = 1000
 COPY_TIMEOUT_S = 3600  # the COPY lasts as long as the upload does: the client's pace, not a hung server's
@@ -94,10 +95,11 @@ async def stage(
         if earlier_id is not None:
             await session.rollback()
             return Staged(earlier_id, created=False)
-        await session.execute(import_queries.stage_incoming(import_id), {"import_id": import_id})
-        # The planner's statistics then know the staged lines (a million may have come), so that each chunk's merge
-        # is planned for the rows it reads rather than for an empty table.
-        await session.execute(text("ANALYZE holding_import_line"))
+        # On the driver with the COPY's time limit: a million lines take longer than the API's statement timeout.
+        # Then the planner's statistics know the staged lines, and each chunk's merge is planned for the rows it
+        # reads rather than for an empty table.
+        await driver.execute(import_queries.stage_incoming(import_id), timeout=COPY_TIMEOUT_S)
+        await driver.execute("ANALYZE holding_import_line", timeout=COPY_TIMEOUT_S)
         counts = (await session.execute(import_queries.STAGED_COUNTS, {"import_id": import_id})).one()
         await session.execute(
             update(HoldingImport)

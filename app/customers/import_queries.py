@@ -21,12 +21,12 @@ def create_incoming(import_id: int):
     )
 
 
-def stage_incoming(import_id: int):
+def stage_incoming(import_id: int) -> str:
     """The copied lines into the import's staging, each line checked with the database in one pass: an unknown
     customer or product, a product twice for a customer; then every line of a customer with a rejected line is held
     back (their holdings stay as they are, as PUT .../holdings refuses a whole set). Sorted by customer, so that
-    each chunk's lines lie together."""
-    return text(f"""
+    each chunk's lines lie together. SQL for the driver (the import id is the database's own integer)."""
+    return f"""
 WITH looked_up AS (
     SELECT t.*, c.id AS customer_id, p.code IS NOT NULL AS known_product,
            min(t.line) OVER (PARTITION BY c.id, t.product_code) AS first_line
@@ -48,13 +48,13 @@ WITH looked_up AS (
 )
 INSERT INTO holding_import_line (import_id, line, external_id, customer_id, product_code, opened_at, balance, as_of,
                                  pointer, detail)
-SELECT :import_id, line, external_id, customer_id, product_code, opened_at, balance, as_of,
+SELECT {int(import_id)}, line, external_id, customer_id, product_code, opened_at, balance, as_of,
        CASE WHEN own_detail IS NOT NULL THEN own_pointer
             WHEN customer_id IS NOT NULL AND first_rejected IS NOT NULL THEN '/customer_id' END,
        coalesce(own_detail, CASE WHEN customer_id IS NOT NULL AND first_rejected IS NOT NULL
                                  THEN 'not applied: line ' || first_rejected || ' of this customer was rejected' END)
 FROM held ORDER BY customer_id, line
-""")
+"""
 
 
 STAGED_COUNTS = text("""
