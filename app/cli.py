@@ -199,6 +199,61 @@ async def _tier_run(settings: Settings, policy_key: str | None, chunk_size: int)
         await engine.dispose()
 
 
+@cli.command("import-balances")
+def import_balances(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="NDJSON or CSV, as the API takes.")],
+    csv_format: Annotated[bool, typer.Option("--csv", help="The file is CSV (default: by its .csv suffix).")] = False,
+    chunk_size: Annotated[int, typer.Option(min=100, help="Customer ids per chunk (one transaction).")] = 50_000,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=16, help="Chunks merged at once (default: TIERWISE_TIER_RUN_WORKERS).")
+    ] = None,
+) -> None:
+    """Import the nightly balances file from disk: the same code path as POST /v1/holdings/import. Prints a line
+    per merged chunk, then the import as JSON; run it again with the same file to resume one that stopped."""
+    fmt = "csv" if csv_format or file.suffix.lower() == ".csv" else "ndjson"
+    settings = get_settings()
+    outcome = asyncio.run(_import_balances(settings, file, fmt, chunk_size, workers or settings.tier_run_workers))
+    typer.echo(json.dumps(outcome, default=str))
+    if outcome["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+async def _import_balances(settings: Settings, file: Path, fmt: str, chunk_size: int, workers: int = 1) -> dict:
+    from app.customers import holdings_import
+
+    async def chunks():
+        with file.open("rb") as handle:
+            while block := await asyncio.to_thread(handle.read, 1 << 20):
+                yield block
+
+    async def progress(record) -> None:
+        typer.echo(f"chunk {record.chunks_done}: {record.customers_done}/{record.customers} customers merged", err=True)
+
+    engine = create_engine(migrated_database_url(settings), settings, batch=True)
+    sessionmaker = create_sessionmaker(engine)
+    try:
+        staged = await holdings_import.stage(sessionmaker, chunks(), fmt, "cli")
+        if not staged.created:
+            typer.echo(f"import {staged.import_id}: this file was imported before; resuming it if unfinished", err=True)
+        await holdings_import.merge(
+            sessionmaker, staged.import_id, chunk_size=chunk_size, workers=workers, on_chunk=progress
+        )
+        async with sessionmaker() as session:
+            record, rejections = await holdings_import.get_import(session, staged.import_id)
+            return {
+                "import": record.id,
+                "status": record.status,
+                "lines": record.lines,
+                "accepted": record.accepted,
+                "rejected": record.rejected,
+                "customers": record.customers,
+                "customers_done": record.customers_done,
+                "rejections": rejections[:20],
+            }
+    finally:
+        await engine.dispose()
+
+
 @cli.command("refresh-offer-states")
 def refresh_offer_states(
     everyone: Annotated[

@@ -24,6 +24,7 @@ from app.core.openapi import TAGS, install_openapi, operation_id
 from app.core.ratelimit import FailedAuthLimiter, RateLimit, RateLimiter, role_limits
 from app.core.schedule import run_every
 from app.core.security import role_scopes
+from app.customers.imports_router import imports_router as holdings_imports_router
 from app.customers.router import events_router
 from app.customers.router import router as customers_router
 from app.feedback.router import router as feedback_router
@@ -77,6 +78,7 @@ ROUTERS = [
     feedback_router,
     reports_router,
     webhooks_router,
+    holdings_imports_router,
 ]
 HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS]
 

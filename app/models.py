@@ -12,6 +12,8 @@ from app.customers.models import (  # noqa: F401
     CustomerEvent,
     Holding,
     HoldingBalance,
+    HoldingImport,
+    HoldingImportLine,
 )
 from app.feedback.models import (  # noqa: F401
     Complaint,

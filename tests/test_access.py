@@ -44,6 +44,14 @@ class Call:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+HOLDINGS_IMPORT = {
+    "content": '{"customer_id": "AC1", "product_code": "savings_account", "balance": "60000.00", "as_of": "'
+    + date.today().isoformat()
+    + '"}\n',
+    "headers": {"content-type": "application/x-ndjson"},
+}
+
+
 def calls(seed: dict) -> dict[tuple[str, str], Call]:
     now = datetime.now(UTC).replace(microsecond=0)
     ago = (now - timedelta(hours=1)).isoformat()
@@ -154,6 +162,8 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("GET", "/v1/tier-transitions"): Call(200),
         ("POST", "/v1/tier-runs"): Call(202, kwargs={"json": {"policy": "wealth"}}),
         ("GET", "/v1/tier-runs/{run_id}"): Call(200, f"/v1/tier-runs/{seed['run']}"),
+        ("POST", "/v1/holdings/import"): Call(200, kwargs=HOLDINGS_IMPORT),  # the seed's file: that import
+        ("GET", "/v1/holdings/imports/{import_id}"): Call(200, f"/v1/holdings/imports/{seed['holdings_import']}"),
         ("GET", "/v1/care-calendar"): Call(200, kwargs={"params": {"policy": "wealth", "tier": "gold"}}),
         ("GET", "/v1/customers/{external_id}/recommendations"): Call(200),
         ("GET", "/v1/contact-policy"): Call(200),
@@ -238,7 +248,18 @@ def test_every_v1_route_in_the_app_has_a_valid_call_listed():
     served = {(method.upper(), path) for path, ops in spec["paths"].items() if path.startswith("/v1") for method in ops}
     assert served == {(method, path) for method, path, _ in ROUTES}
     listed = set(
-        calls({"spare_key": 1, "etag": "", "run": 1, "recommendation": "", "complaint": 1, "webhook": 1, "delivery": 1})
+        calls(
+            {
+                "spare_key": 1,
+                "etag": "",
+                "run": 1,
+                "recommendation": "",
+                "complaint": 1,
+                "webhook": 1,
+                "delivery": 1,
+                "holdings_import": 1,
+            }
+        )
     )
     assert served - listed == set(), "list a valid request for each new route in CALLS"
     assert listed - served == set()
@@ -328,6 +349,14 @@ async def seed(client, as_role, session, test_settings) -> dict:
         201,
     )
     run = await ok(client.post("/v1/tier-runs", headers=admin, json={"all": True}), 202)
+    holdings_import = await ok(
+        client.post(
+            "/v1/holdings/import",
+            content=HOLDINGS_IMPORT["content"],
+            headers={**HOLDINGS_IMPORT["headers"], **integration},
+        ),
+        201,
+    )
     await session.execute(FAN_OUT, {"batch": 100})  # the complaint's event becomes the webhook's delivery
     delivery = await session.scalar(text("SELECT id FROM webhook_delivery ORDER BY id LIMIT 1"))
     await session.commit()
@@ -339,6 +368,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
         "recommendation": served["items"][0]["recommendation_id"],
         "webhook": webhook.json()["id"],
         "delivery": delivery,
+        "holdings_import": holdings_import.json()["id"],
     }
 
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit_service
-from app.customers import locks, service
+from app.customers import import_queries, locks, service
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
 from app.feedback import service as feedback_service
 from app.recommendations import offer_state
@@ -37,12 +37,25 @@ async def customers_changed(
     ids = sorted(set(customer_ids))
     if not ids:
         return
+    id_range = await _lock(session, ids)
+    await _after_write(session, ids, id_range, changed)
+
+
+async def _lock(session: AsyncSession, ids: list[int]) -> tuple[int, int] | None:
+    """Step 1 for these customers (`ids` sorted and distinct); their dense range, if they are evaluated as one."""
     id_range = tier_refresh.dense_range(ids)
     if id_range is not None:
         await session.execute(_PLAN_FOR_EACH_RANGE)
         await locks.lock_customer_range(session, *id_range)
     else:
         await locks.lock_customers(session, ids)
+    return id_range
+
+
+async def _after_write(
+    session: AsyncSession, ids: list[int], id_range: tuple[int, int] | None, changed: frozenset[str] | None
+) -> None:
+    """Steps 2 and 3."""
     await offer_state.mark_stale(session, ids, changed)
     await tier_refresh.refresh_tiers(session, ids, id_range=id_range, changed=changed)
 
@@ -74,6 +87,24 @@ async def replace_holdings(session: AsyncSession, external_id: str, holdings: li
     return rows
 
 
+async def import_holdings_chunk(session: AsyncSession, import_id: int, id_from: int, id_to: int) -> int:
+    """One chunk of a holdings import (app.customers.holdings_import), in its own transaction: its customers (ids
+    in [id_from, id_to] with staged lines) locked first, then their holdings merged as replace_holdings does for one,
+    then the rest of customers_changed, set-based. Returns how many customers it merged."""
+    await session.execute(import_queries.HOLD_CHUNK, {"name": f"{import_id}:{id_from}"})
+    ids = (
+        await session.scalars(
+            import_queries.STAGED_CUSTOMERS, {"import_id": import_id, "id_from": id_from, "id_to": id_to}
+        )
+    ).all()
+    if not ids:
+        return 0
+    id_range = await _lock(session, list(ids))
+    await import_queries.merge_chunk(session, import_id, id_from, id_to)
+    await _after_write(session, list(ids), id_range, service.HOLDING_METRICS)
+    return len(ids)
+
+
 async def ingest_events(session: AsyncSession, events: list) -> int:
     """Store a batch of events for many customers; how many were new."""
     recorded, customer_ids = await service.ingest_events(session, events)
@@ -98,6 +129,7 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str, a
     customer_id = await service.erase_customer(session, external_id, secret)
     if customer_id is None:  # erased before
         return
+    await service.erase_import_lines(session, customer_id, external_id)  # staged balances of theirs
     await tier_refresh.erase_assignments(session, customer_id)  # their facts hold the customer's values
     await erase_served_reasons(session, customer_id)  # the reasons quote them
     await offer_state.mark_stale(session, [customer_id])  # its explanation quotes them

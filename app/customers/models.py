@@ -125,3 +125,51 @@ class CustomerActivityDaily(Base):
     txn_amount: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))
     logins: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     referrals: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class HoldingImport(Base):
+    """One bulk intake of balances and holdings (POST /v1/holdings/import, `tierwise import-balances`): keyed by the
+    file's digest, so that the same file sent again resumes it or, finished, changes nothing."""
+
+    __tablename__ = "holding_import"
+    __table_args__ = (
+        CheckConstraint("status IN ('merging', 'succeeded', 'failed')", name="status"),
+        CheckConstraint("format IN ('ndjson', 'csv')", name="format"),
+        Index("uq_holding_import_api_key_id_idempotency_key", "api_key_id", "idempotency_key", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    digest: Mapped[str | None] = mapped_column(String(64), unique=True)
+    format: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(10), server_default=text("'merging'"))
+    requested_by: Mapped[str] = mapped_column(String(100))
+    api_key_id: Mapped[int | None] = mapped_column(BigInteger)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    lines: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    accepted: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    rejected: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    customers: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    customers_done: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    chunks_done: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class HoldingImportLine(Base):
+    """An import's staged lines: accepted ones until their chunk is merged (then deleted with it), rejected ones
+    (with `pointer` and `detail`) for the import's report."""
+
+    __tablename__ = "holding_import_line"
+    __table_args__ = (Index("ix_holding_import_line_import_id_customer_id", "import_id", "customer_id"),)
+
+    import_id: Mapped[int] = mapped_column(ForeignKey("holding_import.id", ondelete="CASCADE"), primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(64))
+    customer_id: Mapped[int | None] = mapped_column(BigInteger)
+    product_code: Mapped[str | None] = mapped_column(String(40))
+    opened_at: Mapped[date | None] = mapped_column(Date)
+    balance: Mapped[Decimal | None] = mapped_column(Money)
+    as_of: Mapped[date | None] = mapped_column(Date)
+    pointer: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[str | None] = mapped_column(String(300))

@@ -443,3 +443,50 @@ class ImportResult(BaseModel):
     updated: int
     rejected: int
     rejections: list[ImportRejection]
+
+
+class HoldingImportLine(HoldingIn):
+    """One line of POST /v1/holdings/import: one holding of one customer. A customer's lines in a file are their
+    complete product set, as PUT /v1/customers/{customer_id}/holdings takes it; products left out are closed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: ExternalId
+
+
+HoldingImportFormat = TypeAliasType(
+    "HoldingImportFormat",
+    Annotated[Literal["ndjson", "csv"], Field(description="The file's format, from the request's Content-Type.")],
+)
+HoldingImportStatus = TypeAliasType(
+    "HoldingImportStatus",
+    Annotated[
+        Literal["merging", "succeeded", "failed"],
+        Field(
+            description="merging: chunks are being merged (or were, when the import stopped: send the file again "
+            "to resume); succeeded: every chunk is merged; failed: a chunk failed, send the file again to resume."
+        ),
+    ],
+)
+
+
+class HoldingImportRead(BaseModel):
+    """An import's progress and outcome."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    status: HoldingImportStatus
+    format: HoldingImportFormat
+    lines: int = Field(description="Lines read (a CSV's header and empty lines included).")
+    accepted: int = Field(description="Holdings lines that are merged, or will be.")
+    rejected: int
+    customers: int = Field(description="Customers whose holdings the import replaces.")
+    customers_done: int = Field(description="Of those, the customers merged and re-tiered so far.")
+    chunks_done: int
+    created_at: datetime
+    finished_at: datetime | None
+    rejections: list[ImportRejection] = Field(
+        description="The first 1,000 rejected lines, by line: the field and why (`rejected` counts them all). "
+        "A customer with a rejected line keeps their holdings: their other lines are rejected with it."
+    )

@@ -25,6 +25,7 @@ from app.customers.models import (
     CustomerEvent,
     Holding,
     HoldingBalance,
+    HoldingImportLine,
 )
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
 from app.products.models import Product
@@ -327,6 +328,15 @@ async def replace_holdings(
     await session.flush()
     return customer.id, list(
         await session.scalars(select(Holding).where(Holding.customer_id == customer.id).order_by(Holding.product_code))
+    )
+
+
+async def erase_import_lines(session: AsyncSession, customer_id: int, external_id: str) -> None:
+    """Erasure: the customer's lines staged by holdings imports go (merged ones are gone already)."""
+    await session.execute(
+        delete(HoldingImportLine).where(
+            sa.or_(HoldingImportLine.customer_id == customer_id, HoldingImportLine.external_id == external_id)
+        )
     )
 
 

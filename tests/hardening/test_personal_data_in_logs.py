@@ -156,6 +156,20 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         good={"json": {"holdings": [{"product_code": "savings", "balance": BALANCE, "as_of": today}]}},
         bad={"json": {"holdings": [{"product_code": "savings", "balance": BALANCE + "1", "as_of": BIRTH}]}},
     )
+    await both(
+        "POST /v1/holdings/import",
+        "/v1/holdings/import",
+        good={  # a line merged and a line rejected (the import answers 201 and names the rejected line)
+            "content": f'{{"customer_id": "{CUSTOMER}", "product_code": "savings", "balance": "{BALANCE}", '
+            f'"as_of": "{today}"}}\n{{"customer_id": "{CUSTOMER}-9", "product_code": "{EMAIL}", '
+            f'"balance": "{BALANCE}1", "as_of": "{BIRTH}"}}\n',
+            "headers": {"content-type": "application/x-ndjson"},
+        },
+        bad={  # a CSV whose header is wrong: refused whole
+            "content": f"customer_id,{EMAIL},balance,as_of\n{CUSTOMER},savings,{BALANCE},{today}\n",
+            "headers": {"content-type": "text/csv"},
+        },
+    )
     event = {
         "type": "transaction",
         "customer_id": CUSTOMER,
