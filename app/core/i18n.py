@@ -12,7 +12,9 @@ from pydantic import StringConstraints
 LANGUAGE_TAG_PATTERN = r"^[a-z]{2,3}(-[A-Z][a-z]{3})?(-(?:[A-Z]{2}|[0-9]{3}))?$"
 LanguageTag = Annotated[str, StringConstraints(pattern=LANGUAGE_TAG_PATTERN)]
 MAX_ACCEPT_LANGUAGE = 256  # longer headers are read up to here (a browser sends a few dozen characters)
-_RANGE = re.compile(r"^\s*([A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|\*)\s*(?:;\s*q\s*=\s*([0-9](?:\.[0-9]{0,3})?))?\s*$")
+_RANGE = re.compile(  # a language range, and its q-value (0..1, up to three decimals)
+    r"^\s*([A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|\*)\s*(?:;\s*q\s*=\s*(0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?))?\s*$"
+)
 
 
 def _truncations(tag: str) -> list[str]:
