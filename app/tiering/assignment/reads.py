@@ -63,70 +63,91 @@ async def customer_tiers_json(connection, sessionmaker, external_id: str, asked:
     ((_, found, tiers),) = await _customers_tiers(connection, sessionmaker, [external_id], asked)
     if not found:
         raise CustomerNotFound(external_id)
+    if not asked.explain:  # every tier a dict: the schema's serializer writes the whole document at once
+        return CUSTOMER_TIERS_JSON.to_json({"customer_id": external_id, "tiers": tiers})
     document = CUSTOMER_TIERS_JSON.to_json({"customer_id": external_id, "tiers": []})
-    return _filled(document, b"[" + b",".join(tiers) + b"]")
+    return _filled(document, _explained(tiers))
 
 
 async def customers_tiers_json(connection, sessionmaker, external_ids: list[str], asked: TiersAsked) -> bytes:
     """The CustomerTiersBulk document of many customers (distinct ids, in order): the same query and the same
     tiers as `customer_tiers_json`, an unknown customer an item with found=false."""
+    customers = await _customers_tiers(connection, sessionmaker, external_ids, asked)
+    if not asked.explain:
+        items = [{"customer_id": id_, "found": found, "tiers": tiers} for id_, found, tiers in customers]
+        return CUSTOMER_TIERS_BULK_JSON.to_json({"items": items})
     items = []
-    for external_id, found, tiers in await _customers_tiers(connection, sessionmaker, external_ids, asked):
+    for external_id, found, tiers in customers:
         item = CUSTOMER_TIERS_ITEM_JSON.to_json({"customer_id": external_id, "found": found, "tiers": []})
-        items.append(_filled(item, b"[" + b",".join(tiers) + b"]"))
+        items.append(_filled(item, _explained(tiers)))
     return _filled(CUSTOMER_TIERS_BULK_JSON.to_json({"items": []}), b"[" + b",".join(items) + b"]")
 
 
 async def _customers_tiers(
     connection, sessionmaker, external_ids: list[str], asked: TiersAsked
-) -> list[tuple[str, bool, list[bytes]]]:
-    """(customer id, found, each tier's JSON) per customer, in the order asked."""
+) -> list[tuple[str, bool, list[Any]]]:
+    """(customer id, found, tiers) per customer, in the order asked: each tier a CustomerTier dict, and with
+    `asked.explain` a pair of it and its explanation's JSON."""
     rows = await connection.fetch(_CUSTOMERS_TIERS, external_ids, asked.policy_keys or None, asked.explain)
-    customers: list[tuple[str, bool, list[bytes]]] = []
+    customers: list[tuple[str, bool, list[Any]]] = []
+    versions: dict[tuple, Any] = {}  # what a version gives its tiers, looked up once per read
     for row in rows:
         if not customers or customers[-1][0] != row["external_id"]:
             customers.append((row["external_id"], row["found"], []))
         if row["version_id"] is None:
             continue
-        compiled = cached_explainer(row["version_id"], row["version_updated_at"])
-        if compiled is None:
-            async with sessionmaker() as session:
-                compiled = await explainer(session, row["version_id"], row["version_updated_at"])
-        customers[-1][2].append(_tier_json(row, compiled, asked))
+        key = (row["version_id"], row["version_updated_at"])
+        version = versions.get(key)
+        if version is None:
+            compiled = cached_explainer(*key)
+            if compiled is None:
+                async with sessionmaker() as session:
+                    compiled = await explainer(session, *key)
+            template = compiled.explanation
+            labels = {code: template.label(code, asked.language, asked.default_language) for code in template.labels}
+            version = versions[key] = (compiled, labels, timedelta(days=compiled.grace_days))
+        tier = _tier(row, *version, asked.explain)
+        customers[-1][2].append((tier, _explanation(row, version[0])) if asked.explain else tier)
     return customers
 
 
-def _tier_json(row, compiled, asked: TiersAsked) -> bytes:
+def _tier(row, compiled, labels: dict[str, str], grace: timedelta, explain: bool) -> dict[str, Any]:
     tier = row["tier"]
-    at_risk = row["lower_since"] is not None
-    head = CUSTOMER_TIER_JSON.to_json(
-        {
-            "policy": row["key"],
-            "policy_version": row["version"],
-            "tier": tier,
-            "label": compiled.explanation.label(tier, asked.language, asked.default_language),
-            "rank": row["rank"],
-            "since": row["since"],
-            "evaluated_at": row["evaluated_at"],
-            "qualified_tier": row["qualified_code"],
-            "at_risk": at_risk,
-            "downgrade_to": row["qualified_code"] if at_risk else None,
-            "downgrade_on": (row["lower_since"] + timedelta(days=compiled.grace_days)).date() if at_risk else None,
-            "override": {
-                "tier": row["override_code"],
-                "reason": row["override_reason"],
-                "actor": row["override_actor"],
-                "expires_at": row["override_expires_at"],
-            }
-            if row["override_applies"]
-            else None,
-            "explanation": [] if asked.explain else None,
+    lower_since = row["lower_since"]
+    at_risk = lower_since is not None
+    return {
+        "policy": row["key"],
+        "policy_version": row["version"],
+        "tier": tier,
+        "label": labels.get(tier, tier),
+        "rank": row["rank"],
+        "since": row["since"],
+        "evaluated_at": row["evaluated_at"],
+        "qualified_tier": row["qualified_code"],
+        "at_risk": at_risk,
+        "downgrade_to": row["qualified_code"] if at_risk else None,
+        "downgrade_on": (lower_since + grace).date() if at_risk else None,
+        "override": {
+            "tier": row["override_code"],
+            "reason": row["override_reason"],
+            "actor": row["override_actor"],
+            "expires_at": row["override_expires_at"],
         }
-    )
-    if not asked.explain:
-        return head
+        if row["override_applies"]
+        else None,
+        "explanation": [] if explain else None,
+    }
+
+
+def _explanation(row, compiled) -> bytes:
     facts = [fact if fact[0] != "[" else to_json(from_json(fact)).decode() for fact in row["facts"]]
-    return _filled(head, compiled.explanation.render(facts, row["qualified_code"]).encode())
+    return compiled.explanation.render(facts, row["qualified_code"]).encode()
+
+
+def _explained(tiers: list[tuple[dict[str, Any], bytes]]) -> bytes:
+    """The JSON list of explained tiers: each tier's document with its explanation's JSON in place."""
+    parts = [_filled(CUSTOMER_TIER_JSON.to_json(tier), explanation) for tier, explanation in tiers]
+    return b"[" + b",".join(parts) + b"]"
 
 
 def _filled(document: bytes, last: bytes) -> bytes:
