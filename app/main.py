@@ -38,7 +38,7 @@ from app.reports.router import router as reports_router
 from app.rules.router import custom_attributes_router
 from app.rules.router import router as rules_router
 from app.tiering.assignment.router import HOT_READS as TIER_HOT_READS
-from app.tiering.assignment.router import care_router, customer_tiers_router, transitions_router
+from app.tiering.assignment.router import bulk_tiers_router, care_router, customer_tiers_router, transitions_router
 from app.tiering.policies_router import router as policies_router
 from app.tiering.runs_router import runs_router
 from app.webhooks import service as webhooks_service
@@ -79,6 +79,7 @@ ROUTERS = [
     reports_router,
     webhooks_router,
     holdings_imports_router,
+    bulk_tiers_router,
 ]
 HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS]
 

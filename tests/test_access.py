@@ -237,6 +237,7 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("POST", "/v1/webhooks/{webhook_id}/deliveries/redeliver-dead"): Call(
             200, f"{webhook}/deliveries/redeliver-dead"
         ),
+        ("POST", "/v1/customers/tiers:read"): Call(200, kwargs={"json": {"customer_ids": ["AC1", "NOBODY"]}}),
     }
 
 

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.core.i18n import LANGUAGE_TAG_PATTERN
+
 DEVELOPMENT_PEPPER = "development-only-pepper"
 # base64url of 32 bytes; the development default is public, so production refuses it (app/core/crypto.py).
 DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQtb25seS1lbmNyeXB0aW9uLWtleSE"
@@ -89,7 +91,12 @@ class Settings(BaseSettings):
     ranker_months: int = Field(12, ge=2, le=36)
     tier_run_workers: int = Field(2, ge=1, le=16)  # chunks of a tier run evaluated at once, each on a connection
 
-    @field_validator("trusted_proxies", mode="before")
+    # Languages of labels and texts (app/core/i18n.py): the ones Accept-Language may choose (comma-separated), and
+    # the one used when it chooses none of them. Texts missing in a language fall back to the default's.
+    languages: Annotated[list[Annotated[str, Field(pattern=LANGUAGE_TAG_PATTERN)]], NoDecode] = ["en", "zh-CN"]
+    default_language: Annotated[str, Field(pattern=LANGUAGE_TAG_PATTERN)] = "en"
+
+    @field_validator("trusted_proxies", "languages", mode="before")
     @classmethod
     def comma_separated(cls, value):
         return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
@@ -117,6 +124,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def refuse_unsafe_defaults(self) -> "Settings":
+        if self.default_language not in self.languages:
+            self.languages = [*self.languages, self.default_language]
         if self.environment == "production":
             if self.api_key_pepper == DEVELOPMENT_PEPPER or len(self.api_key_pepper) < 16:
                 raise ValueError("TIERWISE_API_KEY_PEPPER must be set to a secret of 16+ characters in production")

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.db import read_connection
 from app.core.errors import AppError, handle_app_error, handle_unexpected
+from app.core.i18n import language_headers, negotiate
 from app.core.security import Scope as ApiScope
 from app.core.security import authorize
 
@@ -39,13 +40,16 @@ class HotRead:
 
     path: the route's template, e.g. /v1/customers/{external_id}/tiers; params: a regular expression for each
     path parameter (the same constraint the route's type declares); query: the pydantic model the route declares
-    its query parameters with (FastAPI's query parameter model), or None for a route that takes none."""
+    its query parameters with (FastAPI's query parameter model), or None for a route that takes none; language:
+    the document is in the customer's language, `render` takes `language=` (negotiated from Accept-Language as
+    app.core.i18n.request_language does for the route) and the response says it in Content-Language."""
 
     path: str
     scope: ApiScope
     params: dict[str, str]
     render: Callable[..., Awaitable[bytes]]
     query: type[BaseModel] | None = None
+    language: bool = False
 
     def pattern(self) -> re.Pattern[str]:
         regex = re.escape(self.path)
@@ -123,6 +127,8 @@ class HotReads:
                 arguments = match.groupdict()
                 if query is not None:
                     arguments["query"] = query
+                if read.language:
+                    arguments["language"] = _language(scope)
                 scope["route"] = route  # for the access log and metrics, as if the router had matched it
                 await self._serve(read, arguments, scope, receive, send)
                 return
@@ -147,11 +153,19 @@ class HotReads:
         except Exception as exc:  # the same 503 / 500 problem+json as every other route
             await (await handle_unexpected(Request(scope), exc))(scope, receive, send)
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
-            }
-        )
+        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        if read.language:
+            language = language_headers(arguments["language"])
+            headers += [(name.lower().encode(), value.encode()) for name, value in language.items()]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _language(scope: Scope) -> str:
+    header = None
+    for name, value in scope["headers"]:
+        if name == b"accept-language":
+            header = value.decode("latin-1")
+            break
+    settings = scope["app"].state.settings
+    return negotiate(header, settings.languages, settings.default_language)

@@ -17,6 +17,7 @@ from typing import Any
 from app.core.config import Settings
 from app.recommendations.catalog import CatalogProduct, CatalogSnapshot, Explanation
 from app.recommendations.ranking_stats import RankingStats
+from app.recommendations.reason_texts import reason_text
 from app.rules import explain_row
 from app.rules.facts import facts_mapping
 
@@ -68,10 +69,12 @@ def rank(
     explore: bool,
     limit: int,
     explain: bool,
+    language: str | None = None,
 ) -> RecommendationResult:
     """The customer's candidates (`row`: a row of one of the snapshot's statements) ranked by propensity x value x
     lever under `strategy`, the first `limit` with their reasons (`explanation`: the offer state's); with
-    `explain`, every product filtered out and the filter that removed it."""
+    `explain`, every product filtered out and the filter that removed it; the reasons' words in `language` (default:
+    the configured one)."""
     rng = random.Random(seed) if seed is not None else _RANDOM
     tier = None if row["primary_tier"] == "*" else row["primary_tier"]
     held = row["held_products"] or []
@@ -91,8 +94,9 @@ def rank(
             continue
         ranked.append(_score(product, last_held_of.get(code), stats, settings, strategy, rng, explore, held, tier))
     ranked.sort(key=lambda r: (-r.score, r.product.code))
+    languages = (language or settings.default_language, settings.default_language)
     for item in ranked[:limit]:
-        item.reasons = _reasons(item, row, explanation, snapshot, strategy, tier)
+        item.reasons = _reasons(item, row, explanation, snapshot, strategy, tier, languages)
     return RecommendationResult(
         customer_id=row["customer_id"],
         external_id=row["external_id"],
@@ -153,26 +157,34 @@ def _score(
 
 
 def _reasons(
-    item: Ranked, row, explanation: Explanation, snapshot: CatalogSnapshot, strategy: str, tier: str | None
+    item: Ranked,
+    row,
+    explanation: Explanation,
+    snapshot: CatalogSnapshot,
+    strategy: str,
+    tier: str | None,
+    language: tuple[str, str],
 ) -> list[dict[str, Any]]:
-    """The reasons for a shown item, in words, each with the fact behind it (`explanation`: the offer state's)."""
+    """The reasons for a shown item, in words (`language`: the customer's, and the default), each with the fact
+    behind it (`explanation`: the offer state's)."""
     product, evidence = item.product, item.evidence
+    tier_name = tier or reason_text("ALL_TIERS", *language)
     if strategy == "holdout_popularity":
         popularity = evidence["tier_popularity"]
         return [
             {
                 "code": "POPULAR_IN_TIER",
-                "text": f"held by {popularity:.0%} of {tier or 'all'} customers",
+                "text": reason_text("POPULAR_IN_TIER", *language, share=popularity, tier=tier_name),
                 "value": popularity,
             },
-            *_suitability(product, row),
+            *_suitability(product, row, language),
         ]
     reasons: list[dict[str, Any]] = []
     if evidence["co_holding"] is not None:
         reasons.append(
             {
                 "code": "CO_HOLDING",
-                "text": f"held by {evidence['co_holding']:.0%} of customers with your products",
+                "text": reason_text("CO_HOLDING", *language, share=evidence["co_holding"]),
                 "value": round(evidence["co_holding"], 4),
             }
         )
@@ -180,8 +192,13 @@ def _reasons(
         reasons.append(
             {
                 "code": "LEARNED_PROPENSITY",
-                "text": f"accepted {evidence['successes']} of {evidence['impressions']} times offered to "
-                f"{tier or 'all'} customers",
+                "text": reason_text(
+                    "LEARNED_PROPENSITY",
+                    *language,
+                    successes=evidence["successes"],
+                    impressions=evidence["impressions"],
+                    tier=tier_name,
+                ),
                 "value": round(evidence["posterior_mean"], 4),
             }
         )
@@ -189,7 +206,7 @@ def _reasons(
         reasons.append(
             {
                 "code": "WIN_BACK",
-                "text": f"held until {evidence['last_held'].isoformat()}",
+                "text": reason_text("WIN_BACK", *language, date=evidence["last_held"].isoformat()),
                 "value": evidence["last_held"],
             }
         )
@@ -197,9 +214,14 @@ def _reasons(
         reasons.append(
             {
                 "code": "ELIGIBLE",
-                "text": f"{leaf['attribute']} {_fmt(leaf['value'])} "
-                f"{_OPS.get(leaf['operator'], leaf['operator'])} "
-                f"{_fmt(leaf['threshold'])}",
+                "text": reason_text(
+                    "ELIGIBLE",
+                    *language,
+                    attribute=leaf["attribute"],
+                    value=_fmt(leaf["value"]),
+                    operator=_OPS.get(leaf["operator"], leaf["operator"]),
+                    threshold=_fmt(leaf["threshold"]),
+                ),
                 "value": leaf,
             }
         )
@@ -207,11 +229,11 @@ def _reasons(
         reasons.append(
             {
                 "code": "TIER_TARGET",
-                "text": f"offered to {', '.join(product.target_tiers)} customers",
+                "text": reason_text("TIER_TARGET", *language, tiers=", ".join(product.target_tiers)),
                 "value": list(product.target_tiers),
             }
         )
-    return reasons + _suitability(product, row)
+    return reasons + _suitability(product, row, language)
 
 
 _OPS = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<", "eq": "=", "ne": "!=", "between": "between", "in": "in"}
@@ -246,12 +268,12 @@ def _eligibility_facts(
     return [leaf for leaf in explain_row(leaves, facts) if leaf["result"]]
 
 
-def _suitability(product: CatalogProduct, row) -> list[dict[str, Any]]:
+def _suitability(product: CatalogProduct, row, language: tuple[str, str]) -> list[dict[str, Any]]:
     tolerance = row["risk_tolerance"]
     text_ = (
-        f"risk R{product.risk_level} <= tolerance {tolerance}"
+        reason_text("SUITABLE", *language, product_risk=product.risk_level, risk_tolerance=tolerance)
         if tolerance is not None
-        else f"risk R{product.risk_level}: offered without a valid risk assessment"
+        else reason_text("SUITABLE_UNASSESSED", *language, product_risk=product.risk_level)
     )
     return [
         {"code": "SUITABLE", "text": text_, "value": {"product_risk": product.risk_level, "risk_tolerance": tolerance}}

@@ -113,9 +113,11 @@ class Recommender:
         now: datetime | None = None,
         record: bool = True,
         strategy: str | None = None,
+        language: str | None = None,
     ) -> "RecommendationResult":
         """Rank the products a customer may be offered now on `channel`, on `connection` (an asyncpg connection:
-        the request's transaction, or a pool connection of its own); store the served list when `record`."""
+        the request's transaction, or a pool connection of its own); store the served list when `record`. The
+        reasons are worded in `language` (default: the configured one)."""
         settings = self.settings
         snapshot = self._snapshot or await self._catalog()
         now = now or datetime.now().astimezone()
@@ -156,6 +158,7 @@ class Recommender:
             explore=explore,
             limit=limit,
             explain=explain,
+            language=language,
         )
         if record and result.items:
             await self.served.write(connection, result, channel)

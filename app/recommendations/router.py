@@ -8,6 +8,7 @@ from app.audit import service as audit_service
 from app.core.db import SessionDep, driver_connection
 from app.core.errors import problem_responses
 from app.core.hotpath import HotRead
+from app.core.i18n import RequestLanguage, language_headers
 from app.core.security import Scope, require_scope
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalIdPath
 from app.recommendations import contact, recommender
@@ -21,8 +22,10 @@ router = APIRouter(
 contact_router = APIRouter(prefix="/v1/contact-policy", tags=["recommendations"], responses=problem_responses(401, 403))
 
 
-async def render_recommendations(connection, state, external_id: str, query: RecommendationQuery) -> bytes:
-    """The RecommendationsRead document, the served list stored on `connection`."""
+async def render_recommendations(
+    connection, state, external_id: str, query: RecommendationQuery, language: str | None = None
+) -> bytes:
+    """The RecommendationsRead document, the served list stored on `connection`, its reasons in `language`."""
     result = await state.recommender.recommend(
         connection,
         external_id,
@@ -32,6 +35,7 @@ async def render_recommendations(connection, state, external_id: str, query: Rec
         explain=query.explain,
         seed=query.seed,
         explore=query.explore,
+        language=language,
     )
     return recommender.recommendations_json(result, query.explain)
 
@@ -43,14 +47,21 @@ async def render_recommendations(connection, state, external_id: str, query: Rec
     dependencies=[require_scope(Scope.RECOMMENDATIONS_READ)],
 )
 async def get_recommendations(
-    external_id: ExternalIdPath, query: Annotated[RecommendationQuery, Query()], session: SessionDep, request: Request
+    external_id: ExternalIdPath,
+    query: Annotated[RecommendationQuery, Query()],
+    language: RequestLanguage,
+    session: SessionDep,
+    request: Request,
 ) -> Response:
     """What to offer this customer now: products they may be offered (eligible, suitable for their risk
     tolerance, not held, consented, not suppressed by the contact policy), ranked by propensity x value x lever.
     Each item has a `recommendation_id` to report feedback on, and the reasons behind it. The served list is
-    stored, so feedback is attributed to what was shown."""
-    document = await render_recommendations(await driver_connection(session), request.app.state, external_id, query)
-    return Response(document, media_type="application/json")
+    stored, so feedback is attributed to what was shown. The reasons' words are in the customer's language
+    (Accept-Language; Content-Language says which)."""
+    document = await render_recommendations(
+        await driver_connection(session), request.app.state, external_id, query, language
+    )
+    return Response(document, media_type="application/json", headers=language_headers(language))
 
 
 # Served in front of the router (app/core/hotpath.py): the app asks on every home screen.
@@ -61,6 +72,7 @@ HOT_READS = [
         {"external_id": EXTERNAL_ID_PATTERN},
         render_recommendations,
         RecommendationQuery,
+        language=True,
     )
 ]
 

@@ -45,7 +45,10 @@ ContactScope = TypeAliasType("ContactScope", Literal["product", "category"])
 
 class _Reason(BaseModel):
     code: str  # each reason narrows it to its own literal; declared here so that it comes first, before the text
-    text: str = Field(description="The fact in words, e.g. 'aum_avg_3m 620,000 >= 500,000'.")
+    text: str = Field(
+        description="The fact in words, in the response's language (Content-Language), e.g. "
+        "'aum_avg_3m 620,000 >= 500,000'."
+    )
 
 
 class EligibleReason(_Reason):

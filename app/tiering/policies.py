@@ -68,7 +68,16 @@ async def checked_tiers(session: AsyncSession, tiers: Sequence[Tier]) -> list[di
         check_condition(tier.condition, catalog, f"/tiers/{i}/condition")
         if isinstance(tier.condition, AlwaysCondition):
             always_at = i
-    return [{"code": t.code, "label": t.label, "rank": t.rank, "condition": dump_condition(t.condition)} for t in tiers]
+    return [
+        {
+            "code": t.code,
+            "label": t.label,
+            **({"labels": t.labels} if t.labels else {}),  # stored only when given: older documents stay the same
+            "rank": t.rank,
+            "condition": dump_condition(t.condition),
+        }
+        for t in tiers
+    ]
 
 
 def tier_case(

@@ -7,7 +7,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
 from typing_extensions import TypeAliasType
 
-from app.core.strict import INT_MAX, Boolean, Integer, Timestamp
+from app.core.i18n import LanguageTag
+from app.core.strict import INT_MAX, Boolean, Integer, QueryBoolean, Timestamp
+from app.customers.schemas import ExternalId
 from app.rules.schema import Condition, ConditionResult
 
 PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{1,39}$")]
@@ -105,6 +107,18 @@ WEALTH_TIERS = [
 ]
 
 
+LocalizedLabels = Annotated[
+    dict[LanguageTag, Label],
+    Field(
+        max_length=20,
+        description="The label in other languages, by language tag (`en`, `zh-CN`): reads in a customer's language "
+        "(Accept-Language) take it from here, falling back zh-CN -> zh -> the default language -> `label`.",
+        examples=[{"en": "Wealth", "zh-CN": "财富客户"}],
+        json_schema_extra={"additionalProperties": False},  # keys are language tags (patternProperties) only
+    ),
+]
+
+
 class Tier(BaseModel):
     """One tier of a version: customers matching `condition` (and no earlier tier) land here."""
 
@@ -112,6 +126,7 @@ class Tier(BaseModel):
 
     code: TierCode = Field(description="Stable tier code, unique within the version: ^[a-z][a-z0-9_]{0,39}$.")
     label: Label = Field(description="Name shown to customers and staff.")
+    labels: LocalizedLabels = {}
     rank: Integer(0, 10000) = Field(
         description="Higher is a better tier; compares tiers for upgrades and downgrades, also across versions."
     )
@@ -200,6 +215,7 @@ class TierPolicyVersionUpdate(BaseModel):
 class TierRead(BaseModel):
     code: str
     label: str
+    labels: dict[str, str] = Field({}, description="The label by language tag.")
     rank: int
     condition: Condition
 
@@ -339,7 +355,7 @@ class CustomerTier(BaseModel):
     policy: str
     policy_version: int = Field(description="The version that decided the tier.")
     tier: str = Field(description="The tier the customer has (an unexpired override wins over the rules).")
-    label: str
+    label: str = Field(description="The tier's label in the response's language (Content-Language).")
     rank: int
     since: datetime = Field(description="When the customer entered the tier the rules gave.")
     evaluated_at: datetime
@@ -351,8 +367,9 @@ class CustomerTier(BaseModel):
     downgrade_to: str | None
     downgrade_on: date | None
     override: TierOverrideRead | None
-    explanation: list[TierExplanation] = Field(
-        description="The tiers tried in order, with each comparison's value, threshold and result, as evaluated."
+    explanation: list[TierExplanation] | None = Field(
+        description="The tiers tried in order, with each comparison's value, threshold and result, as evaluated; "
+        "null when asked with explain=false."
     )
 
 
@@ -417,6 +434,61 @@ class CustomerTiers(BaseModel):
 
     customer_id: str
     tiers: list[CustomerTier]
+
+
+PolicyKeys = Annotated[
+    list[PolicyKey],
+    Field(
+        max_length=20,
+        description="Only these policies (repeat the parameter for several); none: every policy. A policy the "
+        "customer has no tier under is left out.",
+    ),
+]
+EXPLAIN_TIERS_DOC = "false: leave out `explanation` (null), the bulk of the document; the app rarely needs it."
+
+
+class CustomerTiersQuery(BaseModel):
+    """The query parameters of GET .../tiers (one model for the route and the hot path; frozen, as the hot path
+    shares one instance among the requests with the same query string)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    policy_key: PolicyKeys = []
+    explain: QueryBoolean = Field(True, description=EXPLAIN_TIERS_DOC)
+
+
+MAX_BULK_CUSTOMERS = 1000
+
+
+class CustomerTiersBulkRead(BaseModel):
+    """Many customers' tiers in one call, for a backend that renders a list of customers."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"customer_ids": ["C00000042", "C00000043"], "policy_key": ["wealth"], "explain": False}]
+        },
+    )
+
+    customer_ids: list[ExternalId] = Field(
+        min_length=1,
+        max_length=MAX_BULK_CUSTOMERS,
+        description="The bank's customer ids, 1..1000; each distinct id is answered once, in the order first given.",
+    )
+    policy_key: PolicyKeys = []
+    explain: Boolean = Field(False, description=EXPLAIN_TIERS_DOC)
+
+
+class CustomerTiersItem(BaseModel):
+    """One customer of a bulk read: the same tiers as GET /v1/customers/{customer_id}/tiers."""
+
+    customer_id: str
+    found: bool = Field(description="false: no such customer (or erased); `tiers` is then empty.")
+    tiers: list[CustomerTier]
+
+
+class CustomerTiersBulk(BaseModel):
+    items: list[CustomerTiersItem] = Field(description="One item per distinct customer id asked for, in order.")
 
 
 class TierOverridePut(BaseModel):

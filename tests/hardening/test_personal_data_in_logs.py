@@ -262,6 +262,12 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         good={},
         bad={"headers": {"X-API-Key": NAME}},
     )
+    await both(
+        "POST /v1/customers/tiers:read",
+        "/v1/customers/tiers:read",
+        good={"json": {"customer_ids": [CUSTOMER, f"{CUSTOMER}-0"]}, "headers": {"Accept-Language": "zh-CN"}},
+        bad={"json": {"customer_ids": [CUSTOMER, EMAIL + NUL]}},
+    )
 
     survey = {
         "event_id": f"{EMAIL}-survey",

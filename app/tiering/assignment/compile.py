@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
+from app.core.i18n import pick
 from app.core.serializers import document_serializer
 from app.rules import (
     AttributeCatalog,
@@ -77,6 +78,7 @@ class ExplanationTemplate:
     join of strings, the facts being JSON already."""
 
     labels: dict[str, str]
+    localized: dict[str, dict[str, str]]  # tier -> {language tag: label}, for the tiers that have any
     by_match: dict[str | None, tuple[tuple[str, ...], tuple[int, ...]]]  # matched tier -> (JSON parts, fact positions)
 
     @classmethod
@@ -117,7 +119,15 @@ class ExplanationTemplate:
                         positions.append(int(hole.strip("\0")))
             parts.append(text)
             by_match[tried[last][0] if last is not None else None] = (tuple(parts), tuple(positions))
-        return cls(labels={tier["code"]: tier["label"] for tier in compiled.tiers}, by_match=by_match)
+        return cls(
+            labels={tier["code"]: tier["label"] for tier in compiled.tiers},
+            localized={tier["code"]: tier["labels"] for tier in compiled.tiers if tier.get("labels")},
+            by_match=by_match,
+        )
+
+    def label(self, tier: str, language: str, default: str) -> str:
+        """The tier's label in `language` (app/core/i18n.py's fallbacks), else its `label`, else its code."""
+        return pick(self.localized.get(tier), language, default) or self.labels.get(tier, tier)
 
     def render(self, facts: list[str], matched: str | None) -> str:
         """The explanation of an assignment as JSON: `facts` are the stored facts, each element as JSON text."""

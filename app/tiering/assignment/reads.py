@@ -1,6 +1,7 @@
 """Tier assignment reads: a customer's tiers (the hot read, explained), the change feed, list filters by tier and
 the care calendar."""
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -15,72 +16,138 @@ from app.customers.errors import CustomerNotFound
 from app.customers.models import Customer
 from app.tiering.assignment.compile import cached_explainer, explainer
 from app.tiering.models import TierAssignment, TierPolicy, TierTransition, effective_tier
-from app.tiering.schemas import CustomerTier, CustomerTiers
+from app.tiering.schemas import CustomerTier, CustomerTiers, CustomerTiersBulk, CustomerTiersItem
 
-# The hottest read of the service (GET /v1/customers/{id}/tiers): one indexed query, run on the driver.
-_CUSTOMER_TIERS = """
-SELECT p.key, v.version, a.version_id, v.updated_at AS version_updated_at, effective_tier(a) AS tier,
-       effective_rank(a) AS rank, a.since, a.evaluated_at, a.qualified_code, a.lower_since,
-       tier_override_applies(a) AS override_applies, a.override_code, a.override_reason, a.override_actor,
-       a.override_expires_at, ARRAY(SELECT f::text FROM jsonb_array_elements(a.facts) f) AS facts
-FROM customer c
-LEFT JOIN tier_assignment a ON a.customer_id = c.id
-LEFT JOIN tier_policy p ON p.id = a.policy_id
-LEFT JOIN tier_policy_version v ON v.id = a.version_id
-WHERE c.external_id = $1 AND c.erased_at IS NULL
-ORDER BY p.key
+# The hottest read of the service (GET /v1/customers/{id}/tiers, and its bulk form): one indexed query, run on the
+# driver, for one customer or up to a thousand ($1, in order), of every policy or of some ($2: keys, or NULL), with
+# the stored facts only when they are explained ($3).
+_CUSTOMERS_TIERS = """
+SELECT r.external_id, c.id IS NOT NULL AS found, p.key, v.version, a.version_id,
+       v.updated_at AS version_updated_at, effective_tier(a) AS tier, effective_rank(a) AS rank, a.since,
+       a.evaluated_at, a.qualified_code, a.lower_since, tier_override_applies(a) AS override_applies,
+       a.override_code, a.override_reason, a.override_actor, a.override_expires_at,
+       CASE WHEN $3 THEN ARRAY(SELECT f::text FROM jsonb_array_elements(a.facts) f) END AS facts
+FROM unnest($1::text[]) WITH ORDINALITY AS r(external_id, n)
+LEFT JOIN customer c ON c.external_id = r.external_id AND c.erased_at IS NULL
+LEFT JOIN (tier_assignment a
+           JOIN tier_policy p ON p.id = a.policy_id AND ($2::text[] IS NULL OR p.key = ANY($2::text[]))
+           JOIN tier_policy_version v ON v.id = a.version_id) ON a.customer_id = c.id
+ORDER BY r.n, p.key
 """
 
-# The schema's JSON of the document and of each tier, each written with an empty last list that the parts fill in.
+# The schema's JSON of the documents and of each tier, each written with an empty last list that the parts fill in.
 CUSTOMER_TIERS_JSON, CUSTOMER_TIER_JSON = document_serializer(CustomerTiers), document_serializer(CustomerTier)
+CUSTOMER_TIERS_ITEM_JSON, CUSTOMER_TIERS_BULK_JSON = (
+    document_serializer(CustomerTiersItem),
+    document_serializer(CustomerTiersBulk),
+)
 
 
-async def customer_tiers_json(connection, sessionmaker, external_id: str) -> bytes:
-    """The CustomerTiers document of a customer: every tier with since-when, grace state, override and explanation
-    (the version's explanation template, the stored facts in its holes). One indexed read on `connection` (a driver
-    connection); a version not yet compiled in this process is read in a session from `sessionmaker` (a
-    zero-argument callable returning an async context manager of a session). 404 when there is no such customer."""
-    rows = await connection.fetch(_CUSTOMER_TIERS, external_id)
-    if not rows:
+@dataclass(frozen=True)
+class TiersAsked:
+    """What a read of tiers is asked for: which policies (None: all), explained or not, in which language (the
+    negotiated one, and the configured default the texts fall back to; none: the tiers' own `label`)."""
+
+    policy_keys: list[str] | None = None
+    explain: bool = True
+    language: str = ""
+    default_language: str = ""
+
+
+async def customer_tiers_json(connection, sessionmaker, external_id: str, asked: TiersAsked = TiersAsked()) -> bytes:
+    """The CustomerTiers document of a customer: every tier (of the policies asked) with since-when, grace state,
+    override and explanation (the version's explanation template, the stored facts in its holes). One indexed read
+    on `connection` (a driver connection); a version not yet compiled in this process is read in a session from
+    `sessionmaker` (a zero-argument callable returning an async context manager of a session). 404 when there is
+    no such customer."""
+    ((_, found, tiers),) = await _customers_tiers(connection, sessionmaker, [external_id], asked)
+    if not found:
         raise CustomerNotFound(external_id)
-    tiers = []
+    if not asked.explain:  # every tier a dict: the schema's serializer writes the whole document at once
+        return CUSTOMER_TIERS_JSON.to_json({"customer_id": external_id, "tiers": tiers})
+    document = CUSTOMER_TIERS_JSON.to_json({"customer_id": external_id, "tiers": []})
+    return _filled(document, _explained(tiers))
+
+
+async def customers_tiers_json(connection, sessionmaker, external_ids: list[str], asked: TiersAsked) -> bytes:
+    """The CustomerTiersBulk document of many customers (distinct ids, in order): the same query and the same
+    tiers as `customer_tiers_json`, an unknown customer an item with found=false."""
+    customers = await _customers_tiers(connection, sessionmaker, external_ids, asked)
+    if not asked.explain:
+        items = [{"customer_id": id_, "found": found, "tiers": tiers} for id_, found, tiers in customers]
+        return CUSTOMER_TIERS_BULK_JSON.to_json({"items": items})
+    items = []
+    for external_id, found, tiers in customers:
+        item = CUSTOMER_TIERS_ITEM_JSON.to_json({"customer_id": external_id, "found": found, "tiers": []})
+        items.append(_filled(item, _explained(tiers)))
+    return _filled(CUSTOMER_TIERS_BULK_JSON.to_json({"items": []}), b"[" + b",".join(items) + b"]")
+
+
+async def _customers_tiers(
+    connection, sessionmaker, external_ids: list[str], asked: TiersAsked
+) -> list[tuple[str, bool, list[Any]]]:
+    """(customer id, found, tiers) per customer, in the order asked: each tier a CustomerTier dict, and with
+    `asked.explain` a pair of it and its explanation's JSON."""
+    rows = await connection.fetch(_CUSTOMERS_TIERS, external_ids, asked.policy_keys or None, asked.explain)
+    customers: list[tuple[str, bool, list[Any]]] = []
+    versions: dict[tuple, Any] = {}  # what a version gives its tiers, looked up once per read
     for row in rows:
+        if not customers or customers[-1][0] != row["external_id"]:
+            customers.append((row["external_id"], row["found"], []))
         if row["version_id"] is None:
             continue
-        compiled = cached_explainer(row["version_id"], row["version_updated_at"])
-        if compiled is None:
-            async with sessionmaker() as session:
-                compiled = await explainer(session, row["version_id"], row["version_updated_at"])
-        tier = row["tier"]
-        at_risk = row["lower_since"] is not None
-        head = CUSTOMER_TIER_JSON.to_json(
-            {
-                "policy": row["key"],
-                "policy_version": row["version"],
-                "tier": tier,
-                "label": compiled.explanation.labels.get(tier, tier),
-                "rank": row["rank"],
-                "since": row["since"],
-                "evaluated_at": row["evaluated_at"],
-                "qualified_tier": row["qualified_code"],
-                "at_risk": at_risk,
-                "downgrade_to": row["qualified_code"] if at_risk else None,
-                "downgrade_on": (row["lower_since"] + timedelta(days=compiled.grace_days)).date() if at_risk else None,
-                "override": {
-                    "tier": row["override_code"],
-                    "reason": row["override_reason"],
-                    "actor": row["override_actor"],
-                    "expires_at": row["override_expires_at"],
-                }
-                if row["override_applies"]
-                else None,
-                "explanation": [],
-            }
-        )
-        facts = [fact if fact[0] != "[" else to_json(from_json(fact)).decode() for fact in row["facts"]]
-        tiers.append(_filled(head, compiled.explanation.render(facts, row["qualified_code"]).encode()))
-    document = CUSTOMER_TIERS_JSON.to_json({"customer_id": external_id, "tiers": []})
-    return _filled(document, b"[" + b",".join(tiers) + b"]")
+        key = (row["version_id"], row["version_updated_at"])
+        version = versions.get(key)
+        if version is None:
+            compiled = cached_explainer(*key)
+            if compiled is None:
+                async with sessionmaker() as session:
+                    compiled = await explainer(session, *key)
+            template = compiled.explanation
+            labels = {code: template.label(code, asked.language, asked.default_language) for code in template.labels}
+            version = versions[key] = (compiled, labels, timedelta(days=compiled.grace_days))
+        tier = _tier(row, *version, asked.explain)
+        customers[-1][2].append((tier, _explanation(row, version[0])) if asked.explain else tier)
+    return customers
+
+
+def _tier(row, compiled, labels: dict[str, str], grace: timedelta, explain: bool) -> dict[str, Any]:
+    tier = row["tier"]
+    lower_since = row["lower_since"]
+    at_risk = lower_since is not None
+    return {
+        "policy": row["key"],
+        "policy_version": row["version"],
+        "tier": tier,
+        "label": labels.get(tier, tier),
+        "rank": row["rank"],
+        "since": row["since"],
+        "evaluated_at": row["evaluated_at"],
+        "qualified_tier": row["qualified_code"],
+        "at_risk": at_risk,
+        "downgrade_to": row["qualified_code"] if at_risk else None,
+        "downgrade_on": (lower_since + grace).date() if at_risk else None,
+        "override": {
+            "tier": row["override_code"],
+            "reason": row["override_reason"],
+            "actor": row["override_actor"],
+            "expires_at": row["override_expires_at"],
+        }
+        if row["override_applies"]
+        else None,
+        "explanation": [] if explain else None,
+    }
+
+
+def _explanation(row, compiled) -> bytes:
+    facts = [fact if fact[0] != "[" else to_json(from_json(fact)).decode() for fact in row["facts"]]
+    return compiled.explanation.render(facts, row["qualified_code"]).encode()
+
+
+def _explained(tiers: list[tuple[dict[str, Any], bytes]]) -> bytes:
+    """The JSON list of explained tiers: each tier's document with its explanation's JSON in place."""
+    parts = [_filled(CUSTOMER_TIER_JSON.to_json(tier), explanation) for tier, explanation in tiers]
+    return b"[" + b",".join(parts) + b"]"
 
 
 def _filled(document: bytes, last: bytes) -> bytes:

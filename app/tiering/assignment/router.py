@@ -10,6 +10,7 @@ from app.audit import service as audit_service
 from app.core.db import SessionDep, driver_connection
 from app.core.errors import problem_responses
 from app.core.hotpath import HotRead
+from app.core.i18n import RequestLanguage, language_headers
 from app.core.pagination import LimitParam, decode_key_cursor, encode_cursor, page_of
 from app.core.security import Scope, require_scope
 from app.core.strict import ParamInteger
@@ -18,12 +19,24 @@ from app.customers import service as customers_service
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalIdPath
 from app.tiering import policies
 from app.tiering.assignment import overrides, reads
-from app.tiering.schemas import CareEntry, CustomerTiers, TierOverridePut, TierTransitionPage, TierTransitionRead
+from app.tiering.schemas import (
+    CareEntry,
+    CustomerTiers,
+    CustomerTiersBulk,
+    CustomerTiersBulkRead,
+    CustomerTiersQuery,
+    TierOverridePut,
+    TierTransitionPage,
+    TierTransitionRead,
+)
+
+DEFAULT_QUERY = CustomerTiersQuery()
 
 customer_tiers_router = APIRouter(
     prefix="/v1/customers/{external_id}/tiers", tags=["tiers"], responses=problem_responses(401, 403, 404)
 )
 transitions_router = APIRouter(prefix="/v1/tier-transitions", tags=["tiers"], responses=problem_responses(401, 403))
+bulk_tiers_router = APIRouter(prefix="/v1/customers", tags=["tiers"], responses=problem_responses(401, 403))
 care_router = APIRouter(prefix="/v1/care-calendar", tags=["tiers"], responses=problem_responses(401, 403))
 
 PolicyKeyPath = Annotated[str, Path(max_length=40, description="The policy key, e.g. `wealth`.", examples=["wealth"])]
@@ -37,20 +50,36 @@ async def _tiers(session, external_id: str) -> CustomerTiers:
     return CustomerTiers.model_validate_json(document)
 
 
-async def render_customer_tiers(connection, state, external_id: str) -> bytes:
+def _asked(state, query: CustomerTiersQuery | CustomerTiersBulkRead, language: str) -> reads.TiersAsked:
+    return reads.TiersAsked(query.policy_key, query.explain, language, state.settings.default_language)
+
+
+async def render_customer_tiers(
+    connection, state, external_id: str, query: CustomerTiersQuery = DEFAULT_QUERY, language: str | None = None
+) -> bytes:
     """The CustomerTiers document (tests hold it to the model, field by field)."""
-    return await reads.customer_tiers_json(connection, state.sessionmaker, external_id)
+    asked = _asked(state, query, language or state.settings.default_language)
+    return await reads.customer_tiers_json(connection, state.sessionmaker, external_id, asked)
 
 
 @customer_tiers_router.get(
     "", summary="Get a customer's tiers", response_model=CustomerTiers, dependencies=[require_scope(Scope.TIERS_READ)]
 )
-async def get_customer_tiers(external_id: ExternalIdPath, session: SessionDep, request: Request) -> Response:
-    """The customer's tier under every active policy: since when, by which version, whether a downgrade is
-    pending (at risk, to which tier, on which date), any override, and why: each tier tried with every
-    comparison's value, threshold and result."""
-    document = await render_customer_tiers(await driver_connection(session), request.app.state, external_id)
-    return Response(document, media_type="application/json")
+async def get_customer_tiers(
+    external_id: ExternalIdPath,
+    query: Annotated[CustomerTiersQuery, Query()],
+    language: RequestLanguage,
+    session: SessionDep,
+    request: Request,
+) -> Response:
+    """The customer's tier under every active policy (or those asked with `policy_key`): since when, by which
+    version, whether a downgrade is pending (at risk, to which tier, on which date), any override, and why: each
+    tier tried with every comparison's value, threshold and result (explain=false leaves that out). Labels are in
+    the customer's language (Accept-Language; Content-Language says which)."""
+    document = await render_customer_tiers(
+        await driver_connection(session), request.app.state, external_id, query, language
+    )
+    return Response(document, media_type="application/json", headers=language_headers(language))
 
 
 # Served in front of the router (app/core/hotpath.py): the app reads it on every screen.
@@ -60,8 +89,34 @@ HOT_READS = [
         Scope.TIERS_READ,
         {"external_id": EXTERNAL_ID_PATTERN},
         render_customer_tiers,
+        CustomerTiersQuery,
+        language=True,
     )
 ]
+
+
+@bulk_tiers_router.post(
+    "/tiers:read",
+    summary="Get many customers' tiers",
+    response_model=CustomerTiersBulk,
+    dependencies=[require_scope(Scope.TIERS_READ)],
+    responses=problem_responses(422),
+)
+async def read_customers_tiers(
+    body: CustomerTiersBulkRead, language: RequestLanguage, session: SessionDep, request: Request
+) -> Response:
+    """The tiers of up to 1,000 customers in one call, for a backend that renders a list of them: each item the
+    same tiers as GET /v1/customers/{customer_id}/tiers (one query for all), an unknown customer an item with
+    `found: false`. A read, sent as POST so that a thousand ids fit in a body rather than a URL; it changes
+    nothing and may be repeated. `explain` is false unless asked for."""
+    state = request.app.state
+    document = await reads.customers_tiers_json(
+        await driver_connection(session),
+        state.sessionmaker,
+        list(dict.fromkeys(body.customer_ids)),
+        _asked(state, body, language),
+    )
+    return Response(document, media_type="application/json", headers=language_headers(language))
 
 
 @customer_tiers_router.post(
