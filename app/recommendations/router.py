@@ -8,6 +8,7 @@ from app.audit import service as audit_service
 from app.core.db import SessionDep, driver_connection
 from app.core.errors import problem_responses
 from app.core.hotpath import HotRead
+from app.core.metrics import RECOMMENDATION_LISTS
 from app.core.security import Scope, require_scope
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalIdPath
 from app.recommendations import contact, recommender
@@ -33,6 +34,7 @@ async def render_recommendations(connection, state, external_id: str, query: Rec
         seed=query.seed,
         explore=query.explore,
     )
+    RECOMMENDATION_LISTS.labels(query.channel).inc()
     return recommender.recommendations_json(result, query.explain)
 
 

@@ -45,8 +45,13 @@ ATTEMPTS = Counter(
     "tierwise_webhook_attempts_total", "Webhook POSTs, by result (2xx, 4xx, 5xx or error class)", ["result"]
 )
 ATTEMPT_SECONDS = Histogram("tierwise_webhook_attempt_seconds", "Time of one webhook POST")
-QUEUE_LAG = Gauge("tierwise_webhook_queue_lag_seconds", "Age of the oldest event not yet delivered (0: none)")
-PENDING = Gauge("tierwise_webhook_pending_deliveries", "Deliveries waiting to be sent")
+# Database-wide figures each instance measures: with several processes, the latest measurement (app/core/metrics.py)
+QUEUE_LAG = Gauge(
+    "tierwise_webhook_queue_lag_seconds",
+    "Age of the oldest event not yet delivered (0: none)",
+    multiprocess_mode="mostrecent",
+)
+PENDING = Gauge("tierwise_webhook_pending_deliveries", "Deliveries waiting to be sent", multiprocess_mode="mostrecent")
 
 FAN_OUT_LOCK = 0x7457_6862  # the advisory lock key of fan-out (any constant no other code uses)
 FAN_OUT_BATCH = 5000

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.metrics import TIER_TRANSITIONS, count_on_commit
 from app.tiering.assignment.compile import AssignmentCounts, assign, compiled_active_versions
 from app.tiering.models import TierAssignment
 from app.webhooks import outbox
@@ -46,7 +47,18 @@ async def refresh_tiers(
         else:
             totals.add(await assign(session, compiled, now, customer_ids=ids))
             await expire_overrides(session, compiled.policy_id, now, ids[0], ids[-1], ids)
+    count_transitions(session, totals)
     return totals
+
+
+def count_transitions(session: AsyncSession, counts: AssignmentCounts) -> None:
+    """The transitions metric, counted when the caller's transaction commits."""
+    for direction, amount in (
+        ("upgrade", counts.upgrades),
+        ("downgrade", counts.downgrades),
+        ("initial", counts.initial),
+    ):
+        count_on_commit(session, TIER_TRANSITIONS.labels(direction), amount)
 
 
 async def erase_assignments(session: AsyncSession, customer_id: int) -> None:
