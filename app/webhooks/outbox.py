@@ -34,16 +34,20 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel
-from sqlalchemy import func, insert, literal
+from sqlalchemy import String, func, insert, literal
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement, Select
 
+from app.core.tracing import current_traceparent
 from app.webhooks.events import EVENT_TYPES
 from app.webhooks.models import WebhookEvent
 
 _TABLE = WebhookEvent.__table__
 INSERT_SQL = "INSERT INTO webhook_event (event_type, customer_id, payload)"
-"""The head of the set-based form for statements written as text: follow it with SELECT type, customer id, payload."""
+"""The head of the set-based form for statements written as text: follow it with SELECT type, customer id, payload.
+INSERT_TRACED_SQL adds the traceparent column: follow it with SELECT type, customer id, payload, traceparent (bind
+it to current_traceparent())."""
+INSERT_TRACED_SQL = "INSERT INTO webhook_event (event_type, customer_id, payload, traceparent)"
 
 
 async def emit(
@@ -58,14 +62,25 @@ async def emit(
     data = kind.payload.model_validate(payload.model_dump() if isinstance(payload, BaseModel) else payload)
     return await session.scalar(
         insert(_TABLE)
-        .values(event_type=event_type, customer_id=customer_id, payload=data.model_dump(mode="json"))
+        .values(
+            event_type=event_type,
+            customer_id=customer_id,
+            payload=data.model_dump(mode="json"),
+            traceparent=current_traceparent(),
+        )
         .returning(_TABLE.c.event_id)
     )
 
 
-def emit_from(select: Select):
-    """INSERT INTO webhook_event (event_type, customer_id, payload) <select>: the events of a set of changes."""
-    return insert(_TABLE).from_select(["event_type", "customer_id", "payload"], select)
+def emit_from(select: Select, traceparent: ColumnElement | None = None):
+    """INSERT INTO webhook_event (event_type, customer_id, payload, traceparent) <select>: the events of a set of
+    changes, with the trace context of the work under way (app/core/tracing.py). A statement built once and run
+    many times (a compiled one) passes `traceparent` as a bind parameter and gives its value on each execution."""
+    if traceparent is None:
+        traceparent = literal(current_traceparent(), String(55))
+    return insert(_TABLE).from_select(
+        ["event_type", "customer_id", "payload", "traceparent"], select.add_columns(traceparent)
+    )
 
 
 def json_object(**fields: ColumnElement | Any) -> ColumnElement:

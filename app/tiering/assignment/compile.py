@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
 from app.core.serializers import document_serializer
+from app.core.tracing import current_traceparent
 from app.customers.models import Customer
 from app.rules import (
     AttributeCatalog,
@@ -361,7 +362,8 @@ def _events(compiled: CompiledVersion, decided, now):
                 sa.or_(decided.c.decision.in_(["upgrade", "downgrade"]), entered_grace),
                 sa.not_(decided.c.pinned),
             )
-            .order_by(decided.c.customer_id)
+            .order_by(decided.c.customer_id),
+            traceparent=bindparam("traceparent", type_=sa.String(55)),
         )
         .returning(WebhookEvent.__table__.c.id)
         .cte("events")
@@ -399,6 +401,7 @@ async def assign(
         if customer_ids is not None
         else {"id_from": id_range[0], "id_to": id_range[1]}
     )
+    params["traceparent"] = current_traceparent()
     row = (await session.execute(compiled.statement, {"now": now, **params})).one()
     return AssignmentCounts(
         evaluated=row.evaluated,

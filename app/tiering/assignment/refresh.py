@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.metrics import TIER_TRANSITIONS, count_on_commit
+from app.core.tracing import current_traceparent
 from app.tiering.assignment.compile import AssignmentCounts, assign, compiled_active_versions
 from app.tiering.models import TierAssignment
 from app.webhooks import outbox
@@ -79,10 +80,11 @@ WITH expired AS (
     FROM expired e WHERE a.customer_id = e.customer_id AND a.policy_id = :policy_id
     RETURNING a.customer_id
 ), events AS (
-    {outbox.INSERT_SQL}
+    {outbox.INSERT_TRACED_SQL}
     SELECT CASE WHEN e.tier_rank > e.override_rank THEN 'tier.upgraded' ELSE 'tier.downgraded' END, e.customer_id,
            jsonb_build_object('customer_id', c.external_id, 'policy', p.key, 'from_tier', e.override_code,
-                              'to_tier', e.tier_code, 'reason', 'override_expired', 'at', CAST(:now AS timestamptz))
+                              'to_tier', e.tier_code, 'reason', 'override_expired', 'at', CAST(:now AS timestamptz)),
+           CAST(:traceparent AS varchar)
     FROM expired e JOIN customer c ON c.id = e.customer_id JOIN tier_policy p ON p.id = :policy_id
     WHERE e.tier_rank <> e.override_rank ORDER BY e.customer_id
 )
@@ -107,5 +109,12 @@ async def expire_overrides(
     Reads already ignore an expired override; this tidies rows for the feed."""
     await session.execute(
         _EXPIRE_OVERRIDES,
-        {"policy_id": policy_id, "now": now, "id_from": id_from, "id_to": id_to, "customer_ids": customer_ids},
+        {
+            "policy_id": policy_id,
+            "now": now,
+            "id_from": id_from,
+            "id_to": id_to,
+            "customer_ids": customer_ids,
+            "traceparent": current_traceparent(),
+        },
     )
