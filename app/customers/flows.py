@@ -20,6 +20,7 @@ from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUps
 from app.recommendations import offer_state
 from app.recommendations.served import erase_served_reasons
 from app.tiering.assignment import refresh as tier_refresh
+from app.webhooks import service as webhooks_service
 
 # Plan each statement for the range it is given: a cached generic plan cannot see it and may nest-loop over the
 # whole table.
@@ -86,3 +87,5 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str) -
     await tier_refresh.erase_assignments(session, customer_id)  # their facts hold the customer's values
     await erase_served_reasons(session, customer_id)  # the reasons quote them
     await offer_state.mark_stale(session, [customer_id])  # its explanation quotes them
+    # webhook events name the customer by external id
+    await webhooks_service.erase_customer_events(session, customer_id, service.erasure_token(external_id, secret))

@@ -13,7 +13,8 @@ emitted; emit after the write that locks the entity, so that order is the order 
 Many changes in one statement (set-based, no Python per row): `emit_from(select)` is an INSERT ... SELECT of
 events from any SELECT whose columns are, in order, the event type, the customer id and the payload (jsonb; build
 it with `json_object`). Run it on its own, or make it a CTE of the statement that makes the changes (Postgres runs
-every data-modifying CTE, but SQLAlchemy renders only CTEs the statement refers to, so refer to it, e.g. count it):
+every data-modifying CTE, but SQLAlchemy renders only CTEs the statement refers to, so refer to it, e.g. count it;
+a CTE is read only through its RETURNING). The assignment statement (app/tiering/assignment/compile.py) does this:
 
     events = outbox.emit_from(
         select(case((changes.c.direction == "upgrade", "tier.upgraded"), else_="tier.downgraded"),
@@ -21,7 +22,7 @@ every data-modifying CTE, but SQLAlchemy renders only CTEs the statement refers 
                outbox.json_object(customer_id=changes.c.external_id, policy=literal(key),
                                   from_tier=changes.c.from_code, to_tier=changes.c.to_code,
                                   reason=changes.c.reason, at=changes.c.at))
-        .where(changes.c.direction.in_(["upgrade", "downgrade"]))).cte("events")
+        .where(changes.c.direction.in_(["upgrade", "downgrade"]))).returning(WebhookEvent.id).cte("events")
     statement = select(..., select(func.count()).select_from(events).scalar_subquery().label("events"))
 
 Statements written as text use INSERT_SQL the same way: f"events AS ({INSERT_SQL} SELECT ... FROM moved)".

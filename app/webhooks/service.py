@@ -210,3 +210,15 @@ async def purge_delivered(session: AsyncSession, settings: Settings) -> dict:
             if deleted < 10000:
                 break
     return counts
+
+
+_ERASE_EVENTS = text("""
+UPDATE webhook_event SET payload = jsonb_set(payload, '{customer_id}', to_jsonb(CAST(:pseudonym AS text)))
+WHERE customer_id = :customer_id AND payload ? 'customer_id'
+""")
+
+
+async def erase_customer_events(session: AsyncSession, customer_id: int, pseudonym: str) -> None:
+    """Erasure: the customer's events name them by their external id; the erased customer's pseudonym replaces it
+    (deliveries still due are sent with it, and a receiver sees the same pseudonym the API now shows)."""
+    await session.execute(_ERASE_EVENTS, {"customer_id": customer_id, "pseudonym": pseudonym})

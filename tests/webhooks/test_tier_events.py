@@ -176,3 +176,14 @@ async def test_an_override_that_expires_emits_the_move_back_to_the_rules_tier(cl
     assert [(kind, payload["from_tier"], payload["to_tier"], payload["reason"]) for kind, _, payload in events] == [
         ("tier.downgraded", "private", "gold", "override_expired")
     ]
+
+
+async def test_erasure_takes_the_external_id_out_of_the_customer_s_events(client, as_role, wealth, session):
+    await make_customer(client, as_role, "E1", "700000.00")
+    await set_balance(client, as_role, "E1", "100.00")  # upgraded, then at risk: events naming E1
+    assert {customer for _, customer, _ in await _events(session)} == {"E1"}
+    erased = await client.delete("/v1/customers/E1", headers=as_role("admin"))
+    assert erased.status_code == 204, erased.text
+    rows = (await session.execute(text("SELECT payload->>'customer_id' FROM webhook_event"))).scalars().all()
+    pseudonym = await session.scalar(text("SELECT external_id FROM customer"))
+    assert rows and set(rows) == {pseudonym} and pseudonym != "E1"
