@@ -5,7 +5,9 @@ Each command imports what it uses when it runs, so that `tierwise migrate` does 
 import asyncio
 import json
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -483,20 +485,30 @@ def serve(
         typer.echo(f"\nTierwise is starting on http://{host}:{port}  (Swagger: http://{host}:{port}/docs)")
         typer.echo(f"Admin API key (Authorize in Swagger, or X-API-Key header): {key}\n")
     configure_logging(settings.log_level)
-    # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from any local peer; the app reads it only
-    # from TIERWISE_TRUSTED_PROXIES (app.core.ratelimit.client_address).
-    uvicorn.run(
-        "app.main:create_production_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=20,
-        proxy_headers=False,
-        http="app.core.server:ProblemHttpProtocol",
-    )
+    metrics_dir = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several processes: each counts into files here and /metrics sums them (app/core/metrics.py). A fresh
+        # directory per start (figures from a previous run must not count), removed on the way out.
+        metrics_dir = tempfile.mkdtemp(prefix="tierwise-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from any local peer; the app reads it
+        # only from TIERWISE_TRUSTED_PROXIES (app.core.ratelimit.client_address).
+        uvicorn.run(
+            "app.main:create_production_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=20,
+            proxy_headers=False,
+            http="app.core.server:ProblemHttpProtocol",
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 class Terminated(BaseException):

@@ -15,10 +15,10 @@ from app.core.db import create_engine, create_read_pool, create_sessionmaker
 from app.core.docs import install_docs
 from app.core.embedded import resolve_database_url
 from app.core.errors import install_error_handlers
-from app.core.health import POOL_COLLECTOR
 from app.core.health import router as health_router
 from app.core.hotpath import HotReads
 from app.core.logging import configure_logging
+from app.core.metrics import process_exited
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, UnexpectedErrors
 from app.core.openapi import TAGS, install_openapi, operation_id
 from app.core.ratelimit import FailedAuthLimiter, RateLimit, RateLimiter, role_limits
@@ -105,7 +105,6 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         engine = create_engine(resolve_database_url(settings), settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        POOL_COLLECTOR.engine = engine
         app.state.read_pool = await create_read_pool(engine, settings) if settings.hot_reads else None
         recommender = app.state.recommender
         schedule = [
@@ -136,6 +135,7 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
             if app.state.read_pool is not None:
                 await app.state.read_pool.close()
             await engine.dispose()
+            process_exited()
 
     app = FastAPI(
         title="Tierwise",

@@ -31,6 +31,7 @@ class Received:
     verified: bool
     status: int
     at: float
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
 
 
 @dataclass
@@ -125,6 +126,7 @@ class Receiver:
                     verified,
                     status,
                     time.monotonic(),
+                    headers,
                 )
             )
             return status

@@ -1,5 +1,6 @@
 """The database: declarative base, the one async engine, and the one session dependency."""
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -13,6 +14,14 @@ from sqlalchemy.orm import DeclarativeBase
 
 from app.core.config import Settings
 from app.core.errors import ServiceUnavailable
+from app.core.metrics import (
+    POOL_CHECKED_OUT,
+    POOL_SIZE,
+    POOL_TIMEOUTS,
+    POOL_WAIT,
+    MeasuredQueuePool,
+    watch_engine_pool,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -44,8 +53,10 @@ def create_engine(url: str, settings: Settings, *, batch: bool = False) -> Async
             "command_timeout": None if batch else settings.db_command_timeout_s,
         },
         hide_parameters=True,  # an error's text never quotes a statement's values (they are personal data)
+        poolclass=MeasuredQueuePool,  # times checkouts and counts pool timeouts (app/core/metrics.py)
     )
     event.listen(engine.sync_engine, "handle_error", _drop_connection_on_timeout)
+    watch_engine_pool(engine)
     return engine
 
 
@@ -150,6 +161,7 @@ async def create_read_pool(engine: AsyncEngine, settings: Settings) -> asyncpg.P
     the planner, estimating rows for an average customer, built a hash table of the product catalog on every
     recommendation (bench/HISTORY.md)."""
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    POOL_SIZE.labels("read").set(settings.read_pool_size)
     return await asyncpg.create_pool(
         dsn,
         min_size=settings.read_pool_size,
@@ -172,10 +184,17 @@ async def read_connection(state):
     """A driver connection for a hot read: from the app's read pool, or, when the app was given a sessionmaker
     bound to a connection (as tests bind it, to see their uncommitted data), that connection."""
     if state.read_pool is not None:
+        started = time.perf_counter()
         try:
             connection = await state.read_pool.acquire(timeout=state.settings.db_pool_timeout_s)
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:  # no connection free, or none to be made
+            if isinstance(exc, TimeoutError):
+                POOL_TIMEOUTS.labels("read").inc()
             raise database_unavailable() from exc
+        finally:
+            POOL_WAIT.labels("read").observe(time.perf_counter() - started)
+        in_use = POOL_CHECKED_OUT.labels("read")
+        in_use.inc()
         try:
             yield connection
         except Exception as exc:
@@ -184,6 +203,7 @@ async def read_connection(state):
                 raise database_unavailable() from exc
             raise
         finally:
+            in_use.dec()
             await state.read_pool.release(connection)
     else:
         yield (await state.sessionmaker.kw["bind"].get_raw_connection()).driver_connection

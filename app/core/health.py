@@ -3,12 +3,11 @@
 from typing import Literal
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 from app.core.errors import problem, problem_responses
+from app.core.metrics import exposition
 from app.core.migrations import head_revision
 
 router = APIRouter(tags=["operations"])
@@ -80,27 +79,8 @@ async def readyz(request: Request):
     "/metrics", summary="Prometheus metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}}
 )
 async def metrics() -> Response:
-    """Prometheus metrics: requests by route template, status and latency; connection pool use."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-
-class PoolCollector:
-    """Reports the engine's connection pool on every scrape."""
-
-    def __init__(self) -> None:
-        self.engine = None
-
-    def collect(self):
-        pool = getattr(self.engine, "pool", None)
-        checked_out = GaugeMetricFamily("tierwise_db_pool_checked_out", "Connections in use")
-        size = GaugeMetricFamily("tierwise_db_pool_size", "Configured pool size")
-        overflow = GaugeMetricFamily("tierwise_db_pool_overflow", "Connections beyond the pool size")
-        if pool is not None and hasattr(pool, "checkedout"):
-            checked_out.add_metric([], pool.checkedout())
-            size.add_metric([], pool.size())
-            overflow.add_metric([], max(pool.overflow(), 0))
-        yield from (checked_out, size, overflow)
-
-
-POOL_COLLECTOR = PoolCollector()
-REGISTRY.register(POOL_COLLECTOR)
+    """Prometheus metrics: requests by route template, status and latency; both connection pools (use, waits,
+    timeouts); recommendation lists served, feedback by outcome, tier transitions, tier-run durations, scheduled
+    jobs' last success, 429s by role; webhook deliveries. With several worker processes, the sum of all of them."""
+    body, media_type = exposition()
+    return Response(body, media_type=media_type)

@@ -8,6 +8,8 @@ import traceback
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+from app.core.tracing import trace_var
+
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -24,6 +26,9 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
+        trace = trace_var.get()
+        if trace is not None:
+            entry["trace_id"] = trace.trace_id
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core import tracing
 from app.core.errors import PROBLEM_JSON, PROBLEM_TYPE_BASE, handle_unexpected
 from app.core.logging import request_id_var
 
@@ -40,7 +41,9 @@ def _new_request_id() -> str:
 
 
 class RequestContextMiddleware:
-    """Gives every request an id (X-Request-ID, echoed back), logs it once and counts it by route template."""
+    """Gives every request an id (X-Request-ID, echoed back) and a trace context (W3C traceparent: the caller's
+    trace continued, or a new one; sent back), logs it once with the calling key's name and counts it by route
+    template."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -50,13 +53,16 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = ""
+        incoming, traceparent = "", None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
-                break
+            elif name == b"traceparent":
+                traceparent = value.decode("latin-1")
         request_id = incoming if REQUEST_ID.fullmatch(incoming) else _new_request_id()
-        token = request_id_var.set(request_id)
+        trace = tracing.for_request(traceparent)
+        token, trace_token = request_id_var.set(request_id), tracing.trace_var.set(trace)
+        state = scope.setdefault("state", {})  # request.state: authorize() notes the calling key's name in it
         started = time.perf_counter()
         status_holder = [500]
 
@@ -64,7 +70,11 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-request-id", request_id.encode()),
+                    (b"traceparent", trace.traceparent.encode()),
+                ]
             await send(message)
 
         try:
@@ -90,9 +100,12 @@ class RequestContextMiddleware:
                         "route": template,
                         "status": status_holder[0],
                         "duration_ms": round(elapsed * 1000, 2),
+                        "api_key": state.get("api_key_name"),  # the key's name, never the key
+                        "trace_id": trace.trace_id,
                     },
                 )
             request_id_var.reset(token)
+            tracing.trace_var.reset(trace_token)
 
 
 class UnexpectedErrors:

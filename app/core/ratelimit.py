@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from app.core.config import Settings
 from app.core.errors import AppError
+from app.core.metrics import RATE_LIMITED
 
 
 class RateLimited(AppError):
@@ -53,6 +54,7 @@ class RateLimiter:
         tokens = min(float(limit.burst), tokens + (now - at) * limit.per_second)
         if tokens < 1.0:
             self.buckets[key_id] = (tokens, now)
+            RATE_LIMITED.labels(role).inc()
             retry_after = max(1, math.ceil((1.0 - tokens) / limit.per_second))
             raise RateLimited(
                 f"This API key (role {role}) is limited to {limit.per_second:g} requests per second "
@@ -119,6 +121,7 @@ class FailedAuthLimiter:
             self._forget_recovered(now)
         if tokens < 1.0:
             self.buckets[address] = (tokens, now)
+            RATE_LIMITED.labels("none").inc()
             retry_after = max(1, math.ceil((1.0 - tokens) / limit.per_second))
             raise RateLimited(
                 f"Too many failed authentications from this address; retry in {retry_after} s.",

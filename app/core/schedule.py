@@ -2,9 +2,17 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
+from app.core.metrics import JOB_LAST_SUCCESS
+
 log = logging.getLogger(__name__)
+
+
+def job_name(done: str) -> str:
+    """The job's label in the metrics: its log message as a name ("offer states refreshed": offer_states_refreshed)."""
+    return "_".join(done.lower().split())
 
 
 async def run_every(minutes: int, job: Callable[[], Awaitable[dict]], done: str) -> None:
@@ -14,5 +22,6 @@ async def run_every(minutes: int, job: Callable[[], Awaitable[dict]], done: str)
         await asyncio.sleep(minutes * 60)
         try:
             log.info(done, extra=await job())
+            JOB_LAST_SUCCESS.labels(job_name(done)).set(time.time())
         except Exception:
             log.exception("%s: failed", done)

@@ -132,6 +132,8 @@ async def authorize(state, session, key: str | None, scope: Scope, request_scope
         if failures is not None:
             failures.failed(client_address(request_scope, state.settings.trusted_proxies))
         raise Unauthorized("The API key is unknown or revoked.", headers={"WWW-Authenticate": "ApiKey"})
+    if "state" in request_scope:  # for the access log (app.core.middleware): the key's name, never the key
+        request_scope["state"]["api_key_name"] = principal.name
     limiter = getattr(state, "rate_limiter", None)
     if limiter is not None:
         limiter.check(principal.key_id, principal.role)

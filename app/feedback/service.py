@@ -16,6 +16,7 @@ from sqlalchemy import Row, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidInput
+from app.core.metrics import FEEDBACK_EVENTS, count_on_commit
 from app.customers import service as customers_service
 from app.customers.errors import CustomerNotFound
 from app.customers.locks import lock_customers
@@ -153,6 +154,12 @@ async def ingest_feedback(session: AsyncSession, events: list[tuple[int, Feedbac
     result.accepted = row.accepted
     result.duplicates = len(events) - len(result.rejections) - row.accepted
     result.converted_customers = sorted(row.converted_customers)
+    for outcome, amount in (
+        ("accepted", result.accepted),
+        ("duplicate", result.duplicates),
+        ("rejected", len(result.rejections)),
+    ):
+        count_on_commit(session, FEEDBACK_EVENTS.labels(outcome), amount)
     return result
 
 

@@ -9,6 +9,7 @@ from app.core.db import SessionDep, driver_connection
 from app.core.errors import problem_responses
 from app.core.hotpath import HotRead
 from app.core.i18n import RequestLanguage, language_headers
+from app.core.metrics import RECOMMENDATION_LISTS
 from app.core.security import Scope, require_scope
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalIdPath
 from app.recommendations import contact, recommender
@@ -37,6 +38,7 @@ async def render_recommendations(
         explore=query.explore,
         language=language,
     )
+    RECOMMENDATION_LISTS.labels(query.channel).inc()
     return recommender.recommendations_json(result, query.explain)
 
 

@@ -21,10 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from app.audit import service as audit_service
 from app.core.errors import Conflict
+from app.core.metrics import TIER_RUN_SECONDS
 from app.customers.locks import LOCK_SPAN, hold_chunk
 from app.customers.models import Customer
 from app.tiering.assignment.compile import AssignmentCounts, assign, compiled_active_versions
-from app.tiering.assignment.refresh import expire_overrides
+from app.tiering.assignment.refresh import count_transitions, expire_overrides
 from app.tiering.models import TierAssignment, TierPolicy, TierRun
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,7 @@ async def _release(holder: AsyncConnection, run_id: int) -> None:
 
 
 async def _evaluate_run(sessionmaker: async_sessionmaker, run_id: int, chunk_size: int, workers: int) -> None:
+    started = time.monotonic()
     try:
         async with sessionmaker() as session:
             run = await session.get(TierRun, run_id)
@@ -214,7 +216,9 @@ async def _evaluate_run(sessionmaker: async_sessionmaker, run_id: int, chunk_siz
             )
             await _audit_outcomes(session, succeeded.all())
             await session.commit()
+        TIER_RUN_SECONDS.labels("succeeded").observe(time.monotonic() - started)
     except Exception as exc:
+        TIER_RUN_SECONDS.labels("failed").observe(time.monotonic() - started)
         log.exception("tier run failed", extra={"run_id": run_id})
         await _record_failure(
             sessionmaker, run_id, f"{type(exc).__name__}: the run stopped; customers processed so far are consistent"
@@ -271,6 +275,7 @@ async def _evaluate_chunk(sessionmaker: async_sessionmaker, run_id: int, version
         )
         if progress.rowcount != 1:
             raise RunAbandoned(f"tier run {run_id} was failed while its worker went on")
+        count_transitions(session, counts)
         await session.commit()
 
 

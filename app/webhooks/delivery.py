@@ -33,6 +33,7 @@ import httpx
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import text
 
+from app.core import tracing
 from app.core.config import Settings
 from app.core.crypto import CannotOpen
 from app.webhooks.service import host_allowed, open_secret
@@ -45,8 +46,13 @@ ATTEMPTS = Counter(
     "tierwise_webhook_attempts_total", "Webhook POSTs, by result (2xx, 4xx, 5xx or error class)", ["result"]
 )
 ATTEMPT_SECONDS = Histogram("tierwise_webhook_attempt_seconds", "Time of one webhook POST")
-QUEUE_LAG = Gauge("tierwise_webhook_queue_lag_seconds", "Age of the oldest event not yet delivered (0: none)")
-PENDING = Gauge("tierwise_webhook_pending_deliveries", "Deliveries waiting to be sent")
+# Database-wide figures each instance measures: with several processes, the latest measurement (app/core/metrics.py)
+QUEUE_LAG = Gauge(
+    "tierwise_webhook_queue_lag_seconds",
+    "Age of the oldest event not yet delivered (0: none)",
+    multiprocess_mode="mostrecent",
+)
+PENDING = Gauge("tierwise_webhook_pending_deliveries", "Deliveries waiting to be sent", multiprocess_mode="mostrecent")
 
 FAN_OUT_LOCK = 0x7457_6862  # the advisory lock key of fan-out (any constant no other code uses)
 FAN_OUT_BATCH = 5000
@@ -86,6 +92,7 @@ UPDATE webhook_delivery d SET leased_until = now() + make_interval(secs => :leas
 FROM due, webhook_event ev, webhook_subscription s
 WHERE d.id = due.id AND ev.id = d.event_id AND s.id = d.subscription_id
 RETURNING d.id, d.attempts, d.subscription_id, ev.event_id, ev.event_type, ev.created_at, ev.payload::text AS payload,
+          ev.traceparent,
           s.url, s.secret_sealed,
           CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret_sealed END AS previous_secret_sealed
 """)
@@ -136,6 +143,7 @@ class Claim:
     url: str
     secret_sealed: bytes
     previous_secret_sealed: bytes | None
+    traceparent: str | None = None  # of the change that emitted the event
 
     def body(self) -> bytes:
         head = json.dumps(
@@ -205,6 +213,7 @@ class DeliveryWorker:
                 url=r.url,
                 secret_sealed=r.secret_sealed,
                 previous_secret_sealed=r.previous_secret_sealed,
+                traceparent=r.traceparent,
             )
             for r in rows
         ]
@@ -225,6 +234,7 @@ class DeliveryWorker:
             "Tierwise-Event-Id": claim.event_id,
             "Tierwise-Event-Type": claim.event_type,
             "Tierwise-Signature": signature_header(secrets_, int(time.time()), body),
+            "traceparent": tracing.outgoing(claim.traceparent),  # the change's trace, a new span per attempt
         }
         started = time.perf_counter()
         status, error = None, None

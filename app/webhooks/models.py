@@ -66,6 +66,8 @@ class WebhookEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     fanned_out_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the W3C traceparent of the request (or the work it started) that made the change: deliveries continue it
+    traceparent: Mapped[str | None] = mapped_column(String(55))
 
 
 class WebhookDelivery(Base):

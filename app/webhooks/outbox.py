@@ -13,7 +13,8 @@ emitted; emit after the write that locks the entity, so that order is the order 
 Many changes in one statement (set-based, no Python per row): `emit_from(select)` is an INSERT ... SELECT of
 events from any SELECT whose columns are, in order, the event type, the customer id and the payload (jsonb; build
 it with `json_object`). Run it on its own, or make it a CTE of the statement that makes the changes (Postgres runs
-every data-modifying CTE, but SQLAlchemy renders only CTEs the statement refers to, so refer to it, e.g. count it):
+every data-modifying CTE, but SQLAlchemy renders only CTEs the statement refers to, so refer to it, e.g. count it;
+a CTE is read only through its RETURNING). The assignment statement (app/tiering/assignment/compile.py) does this:
 
     events = outbox.emit_from(
         select(case((changes.c.direction == "upgrade", "tier.upgraded"), else_="tier.downgraded"),
@@ -21,7 +22,7 @@ every data-modifying CTE, but SQLAlchemy renders only CTEs the statement refers 
                outbox.json_object(customer_id=changes.c.external_id, policy=literal(key),
                                   from_tier=changes.c.from_code, to_tier=changes.c.to_code,
                                   reason=changes.c.reason, at=changes.c.at))
-        .where(changes.c.direction.in_(["upgrade", "downgrade"]))).cte("events")
+        .where(changes.c.direction.in_(["upgrade", "downgrade"]))).returning(WebhookEvent.id).cte("events")
     statement = select(..., select(func.count()).select_from(events).scalar_subquery().label("events"))
 
 Statements written as text use INSERT_SQL the same way: f"events AS ({INSERT_SQL} SELECT ... FROM moved)".
@@ -34,16 +35,20 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel
-from sqlalchemy import func, insert, literal, text
+from sqlalchemy import String, func, insert, literal, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement, Select
 
+from app.core.tracing import current_traceparent
 from app.webhooks.events import EVENT_TYPES
 from app.webhooks.models import WebhookEvent
 
 _TABLE = WebhookEvent.__table__
 INSERT_SQL = "INSERT INTO webhook_event (event_type, customer_id, payload)"
-"""The head of the set-based form for statements written as text: follow it with SELECT type, customer id, payload."""
+"""The head of the set-based form for statements written as text: follow it with SELECT type, customer id, payload.
+INSERT_TRACED_SQL adds the traceparent column: follow it with SELECT type, customer id, payload, traceparent (bind
+it to current_traceparent())."""
+INSERT_TRACED_SQL = "INSERT INTO webhook_event (event_type, customer_id, payload, traceparent)"
 
 
 async def emit(
@@ -58,7 +63,12 @@ async def emit(
     data = kind.payload.model_validate(payload.model_dump() if isinstance(payload, BaseModel) else payload)
     return await session.scalar(
         insert(_TABLE)
-        .values(event_type=event_type, customer_id=customer_id, payload=data.model_dump(mode="json"))
+        .values(
+            event_type=event_type,
+            customer_id=customer_id,
+            payload=data.model_dump(mode="json"),
+            traceparent=current_traceparent(),
+        )
         .returning(_TABLE.c.event_id)
     )
 
@@ -77,9 +87,15 @@ async def erase_customer(session: AsyncSession, customer_id: int) -> None:
     )
 
 
-def emit_from(select: Select):
-    """INSERT INTO webhook_event (event_type, customer_id, payload) <select>: the events of a set of changes."""
-    return insert(_TABLE).from_select(["event_type", "customer_id", "payload"], select)
+def emit_from(select: Select, traceparent: ColumnElement | None = None):
+    """INSERT INTO webhook_event (event_type, customer_id, payload, traceparent) <select>: the events of a set of
+    changes, with the trace context of the work under way (app/core/tracing.py). A statement built once and run
+    many times (a compiled one) passes `traceparent` as a bind parameter and gives its value on each execution."""
+    if traceparent is None:
+        traceparent = literal(current_traceparent(), String(55))
+    return insert(_TABLE).from_select(
+        ["event_type", "customer_id", "payload", "traceparent"], select.add_columns(traceparent)
+    )
 
 
 def json_object(**fields: ColumnElement | Any) -> ColumnElement:

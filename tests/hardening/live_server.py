@@ -59,8 +59,11 @@ async def _make_keys(url: str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def live_server(database_url: str, log_dir: Path, **env: str) -> AsyncIterator[LiveServer]:
-    """Migrate the (empty) database, make a key per role, serve; stop the server (SIGTERM) on the way out."""
+async def live_server(
+    database_url: str, log_dir: Path, serve_args: tuple[str, ...] = (), **env: str
+) -> AsyncIterator[LiveServer]:
+    """Migrate the (empty) database, make a key per role, serve (with `serve_args`: `tierwise serve` options);
+    stop the server (SIGTERM) on the way out."""
     await asyncio.to_thread(upgrade_to_head, database_url)
     keys = await _make_keys(database_url)
     port = free_port()
@@ -77,7 +80,11 @@ async def live_server(database_url: str, log_dir: Path, **env: str) -> AsyncIter
     }
     with log_file.open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve"], env=environment, cwd=ROOT, stdout=stderr, stderr=stderr
+            [sys.executable, "-m", "app.cli", "serve", *serve_args],
+            env=environment,
+            cwd=ROOT,
+            stdout=stderr,
+            stderr=stderr,
         )
     server = LiveServer(f"http://127.0.0.1:{port}", keys, database_url, log_file, process)
     try:

@@ -9,6 +9,7 @@ OpenAPI document: a new write route fails this test until it is exercised here.
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
@@ -42,8 +43,13 @@ def write_operations() -> set[str]:
     }
 
 
+# A trace id is 32 random hex digits (ours) or the caller's W3C trace id: digits in it are no value of the request,
+# and any 4 to 8 of them may happen to spell one of the digit TRACES below.
+TRACE_ID_FIELD = re.compile(r'"trace_id": "[0-9a-f]{32}"')
+
+
 def leaks(text: str) -> list[str]:
-    lowered = text.lower()
+    lowered = TRACE_ID_FIELD.sub("", text.lower())
     return [trace for trace in TRACES if trace in lowered]
 
 

@@ -22,6 +22,8 @@ from sqlalchemy.sql import ColumnElement
 
 from app.core.i18n import pick
 from app.core.serializers import document_serializer
+from app.core.tracing import current_traceparent
+from app.customers.models import Customer
 from app.rules import (
     AttributeCatalog,
     ExplainedLeaf,
@@ -35,6 +37,8 @@ from app.rules.facts import facts_expression
 from app.tiering.models import TierAssignment, TierPolicy, TierPolicyVersion, TierTransition
 from app.tiering.policies import tier_case
 from app.tiering.schemas import TierExplanation
+from app.webhooks import outbox
+from app.webhooks.models import WebhookEvent
 
 
 @dataclass(frozen=True)
@@ -226,6 +230,11 @@ def assignment_statement(compiled: CompiledVersion):
             current.c.tier_rank.label("old_rank"),
             current.c.since.label("old_since"),
             current.c.lower_since.label("old_lower_since"),
+            # an override in force: the customer keeps the pinned tier whatever the rules decide (no event)
+            sa.and_(
+                current.c.override_code.is_not(None),
+                sa.or_(current.c.override_expires_at.is_(None), current.c.override_expires_at > now),
+            ).label("pinned"),
             decision.label("decision"),
         )
         .select_from(
@@ -301,6 +310,7 @@ def assignment_statement(compiled: CompiledVersion):
         .returning(TierTransition.__table__.c.direction)
         .cte("transitions")
     )
+    events = _events(compiled, decided, now)
     return select(
         (
             select(func.count()).select_from(inserted).scalar_subquery()
@@ -321,6 +331,52 @@ def assignment_statement(compiled: CompiledVersion):
         .where(transitions.c.direction == "initial")
         .scalar_subquery()
         .label("initial"),
+        select(func.count()).select_from(events).scalar_subquery().label("events"),
+    )
+
+
+def _events(compiled: CompiledVersion, decided, now):
+    """The webhook events of the statement's changes, into the outbox in its transaction (set-based, in customer
+    order): tier.upgraded and tier.downgraded for the moves the feed records (not a first assignment, not a lateral
+    move), tier.at_risk when a customer enters the grace period; none while an override pins the tier."""
+    external_id = select(Customer.external_id).where(Customer.id == decided.c.customer_id).scalar_subquery()
+    entered_grace = sa.and_(decided.c.decision == "grace", decided.c.old_lower_since.is_(None))
+    policy = sa.literal(compiled.policy_key, sa.Text())
+    changed = outbox.json_object(
+        customer_id=external_id,
+        policy=policy,
+        from_tier=decided.c.old_code,
+        to_tier=decided.c.q_code,
+        reason=sa.case((decided.c.decision == "downgrade", "grace_elapsed"), else_="rules"),
+        at=now,
+    )
+    at_risk = outbox.json_object(
+        customer_id=external_id,
+        policy=policy,
+        tier=decided.c.old_code,
+        downgrade_to=decided.c.q_code,
+        downgrade_on=sa.cast(now + sa.func.make_interval(0, 0, 0, compiled.grace_days), sa.Date),
+    )
+    return (
+        outbox.emit_from(
+            select(
+                sa.case(
+                    (decided.c.decision == "upgrade", "tier.upgraded"),
+                    (decided.c.decision == "downgrade", "tier.downgraded"),
+                    else_="tier.at_risk",
+                ),
+                decided.c.customer_id,
+                sa.case((entered_grace, at_risk), else_=changed),
+            )
+            .where(
+                sa.or_(decided.c.decision.in_(["upgrade", "downgrade"]), entered_grace),
+                sa.not_(decided.c.pinned),
+            )
+            .order_by(decided.c.customer_id),
+            traceparent=bindparam("traceparent", type_=sa.String(55)),
+        )
+        .returning(WebhookEvent.__table__.c.id)
+        .cte("events")
     )
 
 
@@ -330,12 +386,14 @@ class AssignmentCounts:
     upgrades: int = 0
     downgrades: int = 0
     initial: int = 0
+    events: int = 0  # webhook events written to the outbox
 
     def add(self, other: "AssignmentCounts") -> None:
         self.evaluated += other.evaluated
         self.upgrades += other.upgrades
         self.downgrades += other.downgrades
         self.initial += other.initial
+        self.events += other.events
 
 
 async def assign(
@@ -353,9 +411,14 @@ async def assign(
         if customer_ids is not None
         else {"id_from": id_range[0], "id_to": id_range[1]}
     )
+    params["traceparent"] = current_traceparent()
     row = (await session.execute(compiled.statement, {"now": now, **params})).one()
     return AssignmentCounts(
-        evaluated=row.evaluated, upgrades=row.upgrades, downgrades=row.downgrades, initial=row.initial
+        evaluated=row.evaluated,
+        upgrades=row.upgrades,
+        downgrades=row.downgrades,
+        initial=row.initial,
+        events=row.events,
     )
 
 

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidInput
+from app.customers.models import Customer
 from app.tiering.assignment.compile import explainer
 from app.tiering.errors import NoTierAssignment
 from app.tiering.models import (
@@ -17,6 +18,7 @@ from app.tiering.models import (
     effective_rank,
     effective_tier,
 )
+from app.webhooks import outbox
 
 
 async def set_override(
@@ -45,7 +47,9 @@ async def set_override(
         )
     assignment.override_code, assignment.override_rank = tier_code, compiled.rank_of[tier_code]
     assignment.override_reason, assignment.override_actor, assignment.override_expires_at = reason, actor, expires_at
-    _note(session, assignment, before_code, before_rank, tier_code, compiled.rank_of[tier_code], "override", now)
+    await _note(
+        session, assignment, before_code, before_rank, tier_code, compiled.rank_of[tier_code], "override", now, policy
+    )
     await session.flush()
 
 
@@ -56,7 +60,7 @@ async def remove_override(session: AsyncSession, customer_id: int, policy: TierP
     assignment, before_code, before_rank, now = locked
     assignment.override_code = assignment.override_rank = assignment.override_reason = None
     assignment.override_actor = assignment.override_expires_at = None
-    _note(
+    await _note(
         session,
         assignment,
         before_code,
@@ -65,6 +69,7 @@ async def remove_override(session: AsyncSession, customer_id: int, policy: TierP
         assignment.tier_rank,
         "override_removed",
         now,
+        policy,
     )
     await session.flush()
 
@@ -84,7 +89,7 @@ async def _locked(
     return tuple(row) if row is not None else None
 
 
-def _note(
+async def _note(
     session: AsyncSession,
     assignment: TierAssignment,
     from_code: str,
@@ -93,7 +98,9 @@ def _note(
     to_rank: int,
     reason: str,
     now: datetime,
+    policy: TierPolicy,
 ) -> None:
+    """The change of the tier the customer has, in the feed and, up or down, as a webhook event."""
     if from_code == to_code:
         return
     direction = "upgrade" if to_rank > from_rank else "downgrade" if to_rank < from_rank else "lateral"
@@ -109,3 +116,18 @@ def _note(
             at=now,
         )
     )
+    if direction != "lateral":
+        external_id = await session.scalar(select(Customer.external_id).where(Customer.id == assignment.customer_id))
+        await outbox.emit(
+            session,
+            "tier.upgraded" if direction == "upgrade" else "tier.downgraded",
+            {
+                "customer_id": external_id,
+                "policy": policy.key,
+                "from_tier": from_code,
+                "to_tier": to_code,
+                "reason": reason,
+                "at": now,
+            },
+            customer_id=assignment.customer_id,
+        )

@@ -8,8 +8,11 @@ import sqlalchemy as sa
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.metrics import TIER_TRANSITIONS, count_on_commit
+from app.core.tracing import current_traceparent
 from app.tiering.assignment.compile import AssignmentCounts, assign, compiled_active_versions
 from app.tiering.models import TierAssignment
+from app.webhooks import outbox
 
 
 def dense_range(ids: Sequence[int]) -> tuple[int, int] | None:
@@ -45,7 +48,18 @@ async def refresh_tiers(
         else:
             totals.add(await assign(session, compiled, now, customer_ids=ids))
             await expire_overrides(session, compiled.policy_id, now, ids[0], ids[-1], ids)
+    count_transitions(session, totals)
     return totals
+
+
+def count_transitions(session: AsyncSession, counts: AssignmentCounts) -> None:
+    """The transitions metric, counted when the caller's transaction commits."""
+    for direction, amount in (
+        ("upgrade", counts.upgrades),
+        ("downgrade", counts.downgrades),
+        ("initial", counts.initial),
+    ):
+        count_on_commit(session, TIER_TRANSITIONS.labels(direction), amount)
 
 
 async def erase_assignments(session: AsyncSession, customer_id: int) -> None:
@@ -53,7 +67,7 @@ async def erase_assignments(session: AsyncSession, customer_id: int) -> None:
     await session.execute(delete(TierAssignment).where(TierAssignment.customer_id == customer_id))
 
 
-_EXPIRE_OVERRIDES = sa.text("""
+_EXPIRE_OVERRIDES = sa.text(f"""
 WITH expired AS (
     SELECT customer_id, override_code, override_rank, tier_code, tier_rank, version_id FROM tier_assignment
     WHERE policy_id = :policy_id AND override_code IS NOT NULL AND override_expires_at <= :now
@@ -65,6 +79,14 @@ WITH expired AS (
                                  override_actor = NULL, override_expires_at = NULL
     FROM expired e WHERE a.customer_id = e.customer_id AND a.policy_id = :policy_id
     RETURNING a.customer_id
+), events AS (
+    {outbox.INSERT_TRACED_SQL}
+    SELECT CASE WHEN e.tier_rank > e.override_rank THEN 'tier.upgraded' ELSE 'tier.downgraded' END, e.customer_id,
+           jsonb_build_object('customer_id', c.external_id, 'policy', p.key, 'from_tier', e.override_code,
+                              'to_tier', e.tier_code, 'reason', 'override_expired', 'at', CAST(:now AS timestamptz)),
+           CAST(:traceparent AS varchar)
+    FROM expired e JOIN customer c ON c.id = e.customer_id JOIN tier_policy p ON p.id = :policy_id
+    WHERE e.tier_rank <> e.override_rank ORDER BY e.customer_id
 )
 INSERT INTO tier_transition (customer_id, policy_id, version_id, from_code, to_code, direction, reason, at)
 SELECT customer_id, :policy_id, version_id, override_code, tier_code,
@@ -83,8 +105,16 @@ async def expire_overrides(
     customer_ids: Sequence[int] | None = None,
 ) -> None:
     """Clear overrides past their expiry (of customers with ids in [id_from, id_to], or only `customer_ids` of
-    them) and note each in the feed. Reads already ignore an expired override; this tidies rows for the feed."""
+    them) and note each in the feed, with its webhook event when the tier the customer has moves up or down.
+    Reads already ignore an expired override; this tidies rows for the feed."""
     await session.execute(
         _EXPIRE_OVERRIDES,
-        {"policy_id": policy_id, "now": now, "id_from": id_from, "id_to": id_to, "customer_ids": customer_ids},
+        {
+            "policy_id": policy_id,
+            "now": now,
+            "id_from": id_from,
+            "id_to": id_to,
+            "customer_ids": customer_ids,
+            "traceparent": current_traceparent(),
+        },
     )
