@@ -235,3 +235,8 @@ async def test_erasure_removes_the_customers_staged_lines(client, as_role, wealt
     assert await session.scalar(staged, {"i": imported.json()["id"], "x": "E1"}) == 0
     left = await client.get(f"/v1/holdings/imports/{imported.json()['id']}", headers=as_role("integration"))
     assert left.json()["rejections"] == []
+
+
+async def test_an_unknown_import_is_a_404(client, as_role):
+    missing = await client.get("/v1/holdings/imports/999999", headers=as_role("integration"))
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
