@@ -1,7 +1,7 @@
 """holding imports: bulk intake of balances and holdings, keyed by file digest, with staged lines
 
 Revision ID: d7c0ffee0020
-Revises: b2c0ffee0021
+Revises: d3c0ffee0017
 Create Date: 2026-12-06 00:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "d7c0ffee0020"
-down_revision: str | None = "b2c0ffee0021"
+down_revision: str | None = "d3c0ffee0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """webhook event traceparent: the W3C trace context of the change that emitted an event, passed on to receivers
 
 Revision ID: d3c0ffee0017
-Revises: b2c0ffee0021
+Revises: d1c0ffee0014
 Create Date: 2026-12-06 04:10:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "d3c0ffee0017"
-down_revision: str | None = "b2c0ffee0021"
+down_revision: str | None = "d1c0ffee0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
