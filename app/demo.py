@@ -81,6 +81,14 @@ async def _copy_records(driver: asyncpg.Connection, records: DemoRecords) -> Non
             await driver.copy_records_to_table(table, records=rows, columns=columns, timeout=COPY_TIMEOUT_S)
 
 
+async def load_demo_benefits(session: AsyncSession) -> int:
+    """The default benefit catalogue (app/defaults/benefits.json), attached to the default policies' tiers; run after
+    the policies are loaded. Returns the number of benefits added."""
+    from app.benefits.service import load_default_benefits
+
+    return len(await load_default_benefits(session))
+
+
 async def generate_demo_bank(session: AsyncSession, customers: int, seed: int = 7) -> dict[str, int | str]:
     """Load the default products and `customers` synthetic customers with their holdings, balance history and
     activity, in the session's transaction (flushed, not committed). The same seed on an empty database on the same

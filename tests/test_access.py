@@ -227,10 +227,44 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("POST", "/v1/webhooks/{webhook_id}/deliveries/redeliver-dead"): Call(
             200, f"{webhook}/deliveries/redeliver-dead"
         ),
+        **benefit_calls(seed),
     }
 
 
-DEFAULT_PATH_VALUES = {"external_id": "AC1", "key": "wealth", "version": "1", "policy_key": "wealth"}
+def benefit_calls(seed: dict) -> dict[tuple[str, str], Call]:
+    new = {
+        "code": "acc-other",
+        "kind": "gift",
+        "channels": ["mobile"],
+        "texts": {"en": {"name": "Other"}},
+        "attachments": [{"policy_key": "wealth", "tier": "gold"}],
+    }
+    return {
+        ("POST", "/v1/benefits"): Call(201, kwargs={"json": new}),
+        ("GET", "/v1/benefits"): Call(200),
+        ("GET", "/v1/benefits/{code}"): Call(200),
+        ("PATCH", "/v1/benefits/{code}"): Call(200, kwargs={"json": {"value": "3"}}),
+        ("DELETE", "/v1/benefits/{code}"): Call(200),
+        ("GET", "/v1/benefits/{code}/revisions"): Call(200),
+        ("GET", "/v1/customers/{customer_id}/benefits"): Call(200),
+        ("POST", "/v1/customers/{customer_id}/benefits/{benefit_code}/uses"): Call(201, kwargs={"json": {}}),
+        ("GET", "/v1/customers/{customer_id}/benefit-uses"): Call(200),
+        ("GET", "/v1/customers/{customer_id}/benefit-uses/{use_id}"): Call(
+            200, f"/v1/customers/AC1/benefit-uses/{seed['benefit_use']}"
+        ),
+        ("GET", "/v1/reports/benefit-take-up"): Call(200),
+    }
+
+
+DEFAULT_PATH_VALUES = {
+    "external_id": "AC1",
+    "key": "wealth",
+    "version": "1",
+    "policy_key": "wealth",
+    "customer_id": "AC1",
+    "code": "acc-benefit",
+    "benefit_code": "acc-benefit",
+}
 
 
 def test_every_v1_route_in_the_app_has_a_valid_call_listed():
@@ -238,7 +272,18 @@ def test_every_v1_route_in_the_app_has_a_valid_call_listed():
     served = {(method.upper(), path) for path, ops in spec["paths"].items() if path.startswith("/v1") for method in ops}
     assert served == {(method, path) for method, path, _ in ROUTES}
     listed = set(
-        calls({"spare_key": 1, "etag": "", "run": 1, "recommendation": "", "complaint": 1, "webhook": 1, "delivery": 1})
+        calls(
+            {
+                "spare_key": 1,
+                "etag": "",
+                "run": 1,
+                "recommendation": "",
+                "complaint": 1,
+                "webhook": 1,
+                "delivery": 1,
+                "benefit_use": 1,
+            }
+        )
     )
     assert served - listed == set(), "list a valid request for each new route in CALLS"
     assert listed - served == set()
@@ -327,6 +372,21 @@ async def seed(client, as_role, session, test_settings) -> dict:
         ),
         201,
     )
+    await ok(
+        client.post(
+            "/v1/benefits",
+            headers=admin,
+            json={
+                "code": "acc-benefit",
+                "kind": "service",
+                "channels": ["mobile"],
+                "texts": {"en": {"name": "Adviser"}},
+                "attachments": [{"policy_key": "wealth", "tier": "private"}],
+            },
+        ),
+        201,
+    )
+    use = await ok(client.post("/v1/customers/AC1/benefits/acc-benefit/uses", headers=app, json={}), 201)
     run = await ok(client.post("/v1/tier-runs", headers=admin, json={"all": True}), 202)
     await session.execute(FAN_OUT, {"batch": 100})  # the complaint's event becomes the webhook's delivery
     delivery = await session.scalar(text("SELECT id FROM webhook_delivery ORDER BY id LIMIT 1"))
@@ -339,6 +399,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
         "recommendation": served["items"][0]["recommendation_id"],
         "webhook": webhook.json()["id"],
         "delivery": delivery,
+        "benefit_use": use.json()["id"],
     }
 
 

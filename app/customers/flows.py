@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.benefits.uses import erase_uses
 from app.customers import locks, service
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
 from app.recommendations import offer_state
@@ -86,3 +87,4 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str) -
     await tier_refresh.erase_assignments(session, customer_id)  # their facts hold the customer's values
     await erase_served_reasons(session, customer_id)  # the reasons quote them
     await offer_state.mark_stale(session, [customer_id])  # its explanation quotes them
+    await erase_uses(session, customer_id)  # what, where and when the customer took benefits

@@ -1,0 +1,350 @@
+"""A customer's benefits: in force (why, and the usage left), at risk while a downgrade waits out its grace (and
+what keeps the tier), and, per policy, the next tier up with what it gives and the gap to it.
+
+Tiers are read from the stored assignments (the effective tier: an override wins, a tier in grace is kept) and
+gaps from the facts stored with them, through the version's compiled leaves (app.rules.gap): the same values GET
+.../tiers explains. Extra conditions of attachments are compiled by the one compiler and evaluated for the
+customer in one statement.
+
+Conflicts: benefits of the same kind for the same thing (`applies_to`) conflict; the best value wins (a higher
+value, then a benefit with a value over one without, then the higher tier rank, then the code), and the winner
+lists what it supersedes. The same benefit given by several tiers is in force once, with every reason.
+"""
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.benefits.models import Benefit, BenefitUsage
+from app.benefits.schemas import (
+    AtRisk,
+    BenefitBrief,
+    BenefitInForce,
+    BenefitReason,
+    CustomerBenefits,
+    Gap,
+    NextTier,
+    Superseded,
+    Usage,
+)
+from app.benefits.texts import localized, pick_language
+from app.customers.errors import CustomerNotFound
+from app.customers.models import Customer
+from app.rules import compile_condition, features_for_customers, load_catalog, parse_condition
+from app.rules.gap import condition_gap
+from app.tiering.assignment.compile import CompiledVersion, explainer
+from app.tiering.models import TierAssignment, TierPolicy, TierPolicyVersion, effective_rank, effective_tier
+from app.tiering.models import tier_override_applies as override_applies
+
+CONFLICT_RULE = (
+    "Benefits of the same kind for the same thing (applies_to) conflict: the best value wins (the higher value; "
+    "one with a value over one without; then the higher tier rank; then the code). The same benefit from several "
+    "tiers counts once, with every reason."
+)
+
+
+@dataclass
+class Held:
+    """A tier the customer holds under a policy, with the compiled version that explains it."""
+
+    policy: str
+    tier: str
+    rank: int
+    qualified: str
+    lower_since: datetime | None
+    override: bool
+    facts: list[Any]
+    compiled: CompiledVersion
+
+
+@dataclass
+class Entitlement:
+    benefit: Benefit
+    reasons: list[tuple[str, str, int, dict | None]] = field(default_factory=list)  # (policy, tier, rank, condition)
+
+    @property
+    def best_rank(self) -> int:
+        return max(rank for _, _, rank, _ in self.reasons)
+
+
+def period_bounds(period: str, today: date) -> tuple[date, date]:
+    """The calendar period (UTC) holding `today`: its first day and the first day of the next."""
+    if period == "year":
+        return date(today.year, 1, 1), date(today.year + 1, 1, 1)
+    first_month = today.month if period == "month" else 3 * ((today.month - 1) // 3) + 1
+    start = date(today.year, first_month, 1)
+    months = 1 if period == "month" else 3
+    following = first_month - 1 + months
+    return start, date(today.year + following // 12, following % 12 + 1, 1)
+
+
+async def customer_id_of(session: AsyncSession, external_id: str) -> int:
+    customer_id = await session.scalar(
+        select(Customer.id).where(Customer.external_id == external_id, Customer.erased_at.is_(None))
+    )
+    if customer_id is None:
+        raise CustomerNotFound(external_id)
+    return customer_id
+
+
+_ASSIGNMENTS = (
+    select(
+        TierPolicy.key,
+        TierAssignment.version_id,
+        TierPolicyVersion.updated_at,
+        effective_tier().label("tier"),
+        effective_rank().label("rank"),
+        TierAssignment.qualified_code,
+        TierAssignment.lower_since,
+        override_applies().label("override"),
+        TierAssignment.facts,
+    )
+    .join(TierPolicy, TierPolicy.id == TierAssignment.policy_id)
+    .join(TierPolicyVersion, TierPolicyVersion.id == TierAssignment.version_id)
+    .where(TierAssignment.customer_id == bindparam("customer_id"))
+    .order_by(TierPolicy.key)
+)
+
+
+async def held_tiers(session: AsyncSession, customer_id: int) -> list[Held]:
+    held = []
+    for row in await session.execute(_ASSIGNMENTS, {"customer_id": customer_id}):
+        compiled = await explainer(session, row.version_id, row.updated_at)
+        held.append(
+            Held(
+                policy=row.key,
+                tier=row.tier,
+                rank=row.rank,
+                qualified=row.qualified_code,
+                lower_since=row.lower_since,
+                override=row.override,
+                facts=row.facts,
+                compiled=compiled,
+            )
+        )
+    return held
+
+
+async def active_benefits(session: AsyncSession, now: datetime, code: str | None = None) -> list[Benefit]:
+    """Benefits in force now (active, inside their validity window), by code; only `code`'s when given."""
+    query = select(Benefit).where(
+        Benefit.is_active.is_(True),
+        sa.or_(Benefit.valid_from.is_(None), Benefit.valid_from <= now),
+        sa.or_(Benefit.valid_to.is_(None), Benefit.valid_to > now),
+    )
+    if code is not None:
+        query = query.where(Benefit.code == code)
+    return list((await session.scalars(query.order_by(Benefit.code))).all())
+
+
+async def _conditions_hold(session: AsyncSession, customer_id: int, conditions: list[dict]) -> list[bool]:
+    """Each condition evaluated for the customer by the one compiler, in one statement."""
+    if not conditions:
+        return []
+    features = features_for_customers(bindparam("ids", type_=ARRAY(sa.BigInteger())))
+    catalog = await load_catalog(session)
+    columns = [
+        compile_condition(parse_condition(condition), catalog, features).label(f"c{i}")
+        for i, condition in enumerate(conditions)
+    ]
+    row = (await session.execute(select(*columns).select_from(features), {"ids": [customer_id]})).first()
+    return [bool(value) for value in row] if row is not None else [False] * len(conditions)
+
+
+async def entitlements(
+    session: AsyncSession, customer_id: int, held: list[Held], benefits: list[Benefit]
+) -> dict[str, Entitlement]:
+    """Every benefit a tier the customer holds gives now (its extra condition holding), by code."""
+    tier_of = {h.policy: h for h in held}
+    candidates: list[tuple[Benefit, dict, int]] = []
+    for benefit in benefits:
+        for attachment in benefit.attachments:
+            holding = tier_of.get(attachment["policy_key"])
+            if holding is not None and holding.tier == attachment["tier"]:
+                candidates.append((benefit, attachment, holding.rank))
+    conditioned = [a["condition"] for _, a, _ in candidates if a.get("condition") is not None]
+    holds = iter(await _conditions_hold(session, customer_id, conditioned))
+    entitled: dict[str, Entitlement] = {}
+    for benefit, attachment, rank in candidates:
+        if attachment.get("condition") is not None and not next(holds):
+            continue
+        entitled.setdefault(benefit.code, Entitlement(benefit)).reasons.append(
+            (attachment["policy_key"], attachment["tier"], rank, attachment.get("condition"))
+        )
+    return entitled
+
+
+def _strength(entitlement: Entitlement) -> tuple:
+    value = entitlement.benefit.value
+    return (value is not None, value if value is not None else Decimal(0), entitlement.best_rank)
+
+
+def resolve_conflicts(entitled: dict[str, Entitlement]) -> tuple[list[Entitlement], dict[str, list[Entitlement]]]:
+    """(the winners, in code order; what each winner supersedes, by its code)."""
+    groups: dict[tuple[str, str], list[Entitlement]] = {}
+    winners: list[Entitlement] = []
+    for code in sorted(entitled):
+        entitlement = entitled[code]
+        if entitlement.benefit.applies_to is None:
+            winners.append(entitlement)
+        else:
+            groups.setdefault((entitlement.benefit.kind, entitlement.benefit.applies_to), []).append(entitlement)
+    superseded: dict[str, list[Entitlement]] = {}
+    for members in groups.values():
+        # the best value wins; among equals, the higher tier, then the first code
+        ordered = sorted(members, key=lambda e: (_strength(e), _reverse_code(e.benefit.code)), reverse=True)
+        winners.append(ordered[0])
+        superseded[ordered[0].benefit.code] = ordered[1:]
+    return sorted(winners, key=lambda e: e.benefit.code), superseded
+
+
+def _reverse_code(code: str) -> tuple[int, ...]:
+    return tuple(-ord(ch) for ch in code)
+
+
+async def usage_counts(session: AsyncSession, customer_id: int, benefits: list[Benefit], today: date) -> dict[int, int]:
+    """Uses of each limited benefit in its current period: {benefit id: used}."""
+    limited = [(b.id, period_bounds(b.usage_period, today)[0]) for b in benefits if b.usage_limit is not None]
+    if not limited:
+        return {}
+    rows = await session.execute(
+        select(BenefitUsage.benefit_id, BenefitUsage.used).where(
+            BenefitUsage.customer_id == customer_id,
+            sa.tuple_(BenefitUsage.benefit_id, BenefitUsage.period_start).in_(limited),
+        )
+    )
+    return dict(rows.all())
+
+
+def usage_of(benefit: Benefit, used: int, today: date) -> Usage | None:
+    if benefit.usage_limit is None:
+        return None
+    start, end = period_bounds(benefit.usage_period, today)
+    return Usage(
+        limit=benefit.usage_limit,
+        period=benefit.usage_period,
+        period_start=start,
+        period_end=end,
+        used=used,
+        left=max(benefit.usage_limit - used, 0),
+    )
+
+
+def tier_gap(held: Held, tier_code: str) -> Gap | None:
+    """The gap to a tier of the held policy's version, from the facts stored with the assignment (None when the
+    version has no such tier)."""
+    compiled = held.compiled
+    index = next((i for i, tier in enumerate(compiled.tiers) if tier["code"] == tier_code), None)
+    if index is None or len(held.facts) < 2 * sum(len(leaves) for leaves in compiled.leaves):
+        return None
+    offset = sum(len(leaves) for leaves in compiled.leaves[:index])
+    leaves = compiled.leaves[index]
+    facts = [(held.facts[2 * (offset + j)], held.facts[2 * (offset + j) + 1]) for j in range(len(leaves))]
+    pointer = f"/tiers/{index}/condition"
+    gap = condition_gap(parse_condition(compiled.tiers[index]["condition"], pointer), leaves, facts, pointer=pointer)
+    return Gap(met=gap.met, closable=gap.closable, cheapest=gap.cheapest, conditions=gap.conditions)
+
+
+def _brief(benefit: Benefit, language: str | None) -> BenefitBrief:
+    return BenefitBrief(
+        code=benefit.code,
+        kind=benefit.kind,
+        value=benefit.value,
+        unit=benefit.unit,
+        **localized(benefit.texts, language),
+    )
+
+
+async def customer_benefits(
+    session: AsyncSession, external_id: str, accept_language: str | None, now: datetime | None = None
+) -> CustomerBenefits:
+    now = now or datetime.now(UTC)
+    today = now.astimezone(UTC).date()
+    customer_id = await customer_id_of(session, external_id)
+    held = await held_tiers(session, customer_id)
+    benefits = await active_benefits(session, now)
+    languages = sorted({tag for b in benefits for tag in b.texts})
+    language = pick_language(languages, accept_language) or "en"
+    winners, superseded = resolve_conflicts(await entitlements(session, customer_id, held, benefits))
+    used = await usage_counts(session, customer_id, [w.benefit for w in winners], today)
+
+    in_force = []
+    for winner in winners:
+        benefit = winner.benefit
+        in_force.append(
+            BenefitInForce(
+                **_brief(benefit, language).model_dump(),
+                applies_to=benefit.applies_to,
+                channels=benefit.channels,
+                why=[BenefitReason(policy=p, tier=t, condition=c) for p, t, _, c in winner.reasons],
+                usage=usage_of(benefit, used.get(benefit.id, 0), today),
+                supersedes=[
+                    Superseded(
+                        code=loser.benefit.code,
+                        value=loser.benefit.value,
+                        policy=loser.reasons[0][0],
+                        tier=loser.reasons[0][1],
+                        by=benefit.code,
+                    )
+                    for loser in superseded.get(benefit.code, [])
+                ],
+            )
+        )
+    in_force_codes = {w.benefit.code for w in winners}
+
+    def given_by(policy: str, tier: str) -> list[Benefit]:
+        return [b for b in benefits if any(a["policy_key"] == policy and a["tier"] == tier for a in b.attachments)]
+
+    at_risk, next_tiers = [], []
+    for holding in held:
+        if holding.lower_since is not None and not holding.override and holding.qualified != holding.tier:
+            kept_by_others = {w.benefit.code for w in winners if any(p != holding.policy for p, _, _, _ in w.reasons)}
+            lower = {b.code for b in given_by(holding.policy, holding.qualified)}
+            lost = [
+                w.benefit
+                for w in winners
+                if any(p == holding.policy and t == holding.tier for p, t, _, _ in w.reasons)
+                and w.benefit.code not in kept_by_others
+                and w.benefit.code not in lower
+            ]
+            at_risk.append(
+                AtRisk(
+                    policy=holding.policy,
+                    tier=holding.tier,
+                    downgrade_to=holding.qualified,
+                    downgrade_on=(holding.lower_since + timedelta(days=holding.compiled.grace_days)).date(),
+                    benefits=[_brief(b, language) for b in lost],
+                    keeps_it=tier_gap(holding, holding.tier),
+                )
+            )
+        higher = [t for t in holding.compiled.tiers if t["rank"] > holding.rank]
+        if higher:
+            target = min(higher, key=lambda t: t["rank"])
+            next_tiers.append(
+                NextTier(
+                    policy=holding.policy,
+                    tier=target["code"],
+                    label=target["label"],
+                    rank=target["rank"],
+                    benefits=[
+                        _brief(b, language)
+                        for b in given_by(holding.policy, target["code"])
+                        if b.code not in in_force_codes
+                    ],
+                    gap=tier_gap(holding, target["code"]),
+                )
+            )
+    return CustomerBenefits(
+        customer_id=external_id,
+        language=language,
+        conflict_rule=CONFLICT_RULE,
+        in_force=in_force,
+        at_risk=at_risk,
+        next_tiers=next_tiers,
+    )
