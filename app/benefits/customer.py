@@ -95,6 +95,7 @@ async def customer_id_of(session: AsyncSession, external_id: str) -> int:
 
 _ASSIGNMENTS = (
     select(
+        Customer.id.label("customer_id"),
         TierPolicy.key,
         TierAssignment.version_id,
         TierPolicyVersion.updated_at,
@@ -105,16 +106,24 @@ _ASSIGNMENTS = (
         override_applies().label("override"),
         TierAssignment.facts,
     )
-    .join(TierPolicy, TierPolicy.id == TierAssignment.policy_id)
-    .join(TierPolicyVersion, TierPolicyVersion.id == TierAssignment.version_id)
-    .where(TierAssignment.customer_id == bindparam("customer_id"))
+    .select_from(Customer)
+    .outerjoin(TierAssignment, TierAssignment.customer_id == Customer.id)
+    .outerjoin(TierPolicy, TierPolicy.id == TierAssignment.policy_id)
+    .outerjoin(TierPolicyVersion, TierPolicyVersion.id == TierAssignment.version_id)
+    .where(Customer.external_id == bindparam("external_id"), Customer.erased_at.is_(None))
     .order_by(TierPolicy.key)
 )
 
 
-async def held_tiers(session: AsyncSession, customer_id: int) -> list[Held]:
+async def held_tiers(session: AsyncSession, external_id: str) -> tuple[int, list[Held]]:
+    """The customer's id and the tiers they hold, in one read; 404 when there is no such customer."""
+    rows = (await session.execute(_ASSIGNMENTS, {"external_id": external_id})).all()
+    if not rows:
+        raise CustomerNotFound(external_id)
     held = []
-    for row in await session.execute(_ASSIGNMENTS, {"customer_id": customer_id}):
+    for row in rows:
+        if row.version_id is None:
+            continue
         compiled = await explainer(session, row.version_id, row.updated_at)
         held.append(
             Held(
@@ -128,7 +137,7 @@ async def held_tiers(session: AsyncSession, customer_id: int) -> list[Held]:
                 compiled=compiled,
             )
         )
-    return held
+    return rows[0].customer_id, held
 
 
 async def active_benefits(session: AsyncSession, now: datetime, code: str | None = None) -> list[Benefit]:
@@ -266,8 +275,7 @@ async def customer_benefits(
 ) -> CustomerBenefits:
     now = now or datetime.now(UTC)
     today = now.astimezone(UTC).date()
-    customer_id = await customer_id_of(session, external_id)
-    held = await held_tiers(session, customer_id)
+    customer_id, held = await held_tiers(session, external_id)
     benefits = await active_benefits(session, now)
     languages = sorted({tag for b in benefits for tag in b.texts})
     language = pick_language(languages, accept_language) or "en"

@@ -40,11 +40,10 @@ async def record_use(
     """One use of a benefit in force for the customer; 409 when not entitled or used up for the period."""
     now = now or datetime.now(UTC)
     today = now.astimezone(UTC).date()
-    customer_id = await customer_id_of(session, external_id)
+    customer_id, held = await held_tiers(session, external_id)
     if await session.scalar(select(Benefit.id).where(Benefit.code == code)) is None:
         raise BenefitNotFound(code)
     benefits = await active_benefits(session, now, code)
-    held = await held_tiers(session, customer_id)
     winners, _ = resolve_conflicts(await entitlements(session, customer_id, held, benefits))
     if not winners:
         raise NotEntitled(code)

@@ -28,7 +28,8 @@ STATUSES: dict[str, list[int]] = defaultdict(list)
 
 async def _demo_bank(session) -> None:
     """What the documented examples name: demo customers (C00000042 among them), the default catalog and
-    policies, the custom attribute `employer_payroll` and a webhook subscription."""
+    policies, the default benefits, the custom attribute `employer_payroll` and a webhook subscription."""
+    from app.benefits.service import load_default_benefits
     from app.demo import generate_demo_bank, load_default_products
     from app.rules import custom_attributes
     from app.tiering.policies import load_default_policies
@@ -38,6 +39,7 @@ async def _demo_bank(session) -> None:
     await load_default_products(session)
     await load_default_policies(session)
     await generate_demo_bank(session, 50, seed=5)
+    await load_default_benefits(session)  # airport-lounge, as the examples name it
     await custom_attributes.put_attribute_definition(session, "employer_payroll", "boolean", "", None)
     await webhooks_service.create_subscription(
         session,
