@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from app.apikeys.router import router as apikeys_router
 from app.apikeys.service import PrincipalCache, resolve_principal
 from app.audit.router import router as audit_router
+from app.benefits.router import HOT_READS as BENEFIT_HOT_READS
 from app.benefits.router import customer_router as benefits_customer_router
 from app.benefits.router import reports_router as benefits_reports_router
 from app.benefits.router import router as benefits_router
@@ -84,7 +85,7 @@ ROUTERS = [
     benefits_customer_router,
     benefits_reports_router,
 ]
-HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS]
+HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS, *BENEFIT_HOT_READS]
 
 
 WEBHOOKS_TAG = {

@@ -11,6 +11,8 @@ value, then a benefit with a value over one without, then the higher tier rank, 
 lists what it supersedes. The same benefit given by several tiers is in force once, with every reason.
 """
 
+import json
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -21,7 +23,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.benefits.models import Benefit, BenefitUsage
+from app.benefits.models import Benefit
 from app.benefits.schemas import (
     AtRisk,
     BenefitBrief,
@@ -34,13 +36,12 @@ from app.benefits.schemas import (
     Usage,
 )
 from app.benefits.texts import localized, pick_language
+from app.core.db import driver_connection
 from app.customers.errors import CustomerNotFound
 from app.customers.models import Customer
 from app.rules import compile_condition, features_for_customers, load_catalog, parse_condition
 from app.rules.gap import condition_gap
-from app.tiering.assignment.compile import CompiledVersion, explainer
-from app.tiering.models import TierAssignment, TierPolicy, TierPolicyVersion, effective_rank, effective_tier
-from app.tiering.models import tier_override_applies as override_applies
+from app.tiering.assignment.compile import CompiledVersion, cached_explainer, explainer
 
 CONFLICT_RULE = (
     "Benefits of the same kind for the same thing (applies_to) conflict: the best value wins (the higher value; "
@@ -93,51 +94,121 @@ async def customer_id_of(session: AsyncSession, external_id: str) -> int:
     return customer_id
 
 
-_ASSIGNMENTS = (
-    select(
-        Customer.id.label("customer_id"),
-        TierPolicy.key,
-        TierAssignment.version_id,
-        TierPolicyVersion.updated_at,
-        effective_tier().label("tier"),
-        effective_rank().label("rank"),
-        TierAssignment.qualified_code,
-        TierAssignment.lower_since,
-        override_applies().label("override"),
-        TierAssignment.facts,
-    )
-    .select_from(Customer)
-    .outerjoin(TierAssignment, TierAssignment.customer_id == Customer.id)
-    .outerjoin(TierPolicy, TierPolicy.id == TierAssignment.policy_id)
-    .outerjoin(TierPolicyVersion, TierPolicyVersion.id == TierAssignment.version_id)
-    .where(Customer.external_id == bindparam("external_id"), Customer.erased_at.is_(None))
-    .order_by(TierPolicy.key)
-)
+# One read on the driver (the hot path of GET .../benefits): the customer, the tiers they hold with the facts behind
+# them, their uses this year (every current period starts in it) and the catalogue's version.
+_CUSTOMER_STATE = """
+SELECT c.id AS customer_id, p.key, a.version_id, v.updated_at AS version_updated_at, effective_tier(a) AS tier,
+       effective_rank(a) AS rank, a.qualified_code, a.lower_since, tier_override_applies(a) AS override,
+       a.facts::text AS facts,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(u.benefit_id, u.period_start, u.used)), '[]')::text
+        FROM benefit_usage u WHERE u.customer_id = c.id
+          AND u.period_start >= date_trunc('year', now() AT TIME ZONE 'UTC')::date) AS usage,
+       (SELECT coalesce(string_agg(b.id || ':' || b.xmin, ',' ORDER BY b.id), '') FROM benefit b) AS catalogue_version
+FROM customer c
+LEFT JOIN tier_assignment a ON a.customer_id = c.id
+LEFT JOIN tier_policy p ON p.id = a.policy_id
+LEFT JOIN tier_policy_version v ON v.id = a.version_id
+WHERE c.external_id = $1 AND c.erased_at IS NULL
+ORDER BY p.key
+"""
 
 
-async def held_tiers(session: AsyncSession, external_id: str) -> tuple[int, list[Held]]:
-    """The customer's id and the tiers they hold, in one read; 404 when there is no such customer."""
-    rows = (await session.execute(_ASSIGNMENTS, {"external_id": external_id})).all()
+@dataclass(frozen=True)
+class BenefitData:
+    """A benefit of the catalogue as this process holds it (the Benefit row's fields)."""
+
+    id: int
+    code: str
+    kind: str
+    applies_to: str | None
+    value: Decimal | None
+    unit: str
+    usage_limit: int | None
+    usage_period: str | None
+    channels: list[str]
+    valid_from: datetime | None
+    valid_to: datetime | None
+    texts: dict[str, Any]
+    attachments: list[dict[str, Any]]
+    is_active: bool
+
+
+_catalogue: tuple[str, list[BenefitData]] = ("", [])
+
+
+@dataclass
+class CustomerState:
+    customer_id: int
+    held: list[Held]
+    usage: dict[tuple[int, date], int]  # (benefit id, period start) -> used
+    catalogue_version: str
+
+
+async def customer_state(connection, sessionmaker, external_id: str) -> CustomerState:
+    """The customer's id, the tiers they hold, their uses this year and the catalogue's version, in one read on a
+    driver connection (a version not compiled yet in this process is read in a session of `sessionmaker`); 404
+    when there is no such customer."""
+    rows = await connection.fetch(_CUSTOMER_STATE, external_id)
     if not rows:
         raise CustomerNotFound(external_id)
     held = []
     for row in rows:
-        if row.version_id is None:
+        if row["version_id"] is None:
             continue
-        compiled = await explainer(session, row.version_id, row.updated_at)
+        compiled = cached_explainer(row["version_id"], row["version_updated_at"])
+        if compiled is None:
+            async with sessionmaker() as session:
+                compiled = await explainer(session, row["version_id"], row["version_updated_at"])
         held.append(
             Held(
-                policy=row.key,
-                tier=row.tier,
-                rank=row.rank,
-                qualified=row.qualified_code,
-                lower_since=row.lower_since,
-                override=row.override,
-                facts=row.facts,
+                policy=row["key"],
+                tier=row["tier"],
+                rank=row["rank"],
+                qualified=row["qualified_code"],
+                lower_since=row["lower_since"],
+                override=row["override"],
+                facts=json.loads(row["facts"]),
                 compiled=compiled,
             )
         )
-    return rows[0].customer_id, held
+    usage = {(benefit_id, date.fromisoformat(start)): used for benefit_id, start, used in json.loads(rows[0]["usage"])}
+    return CustomerState(rows[0]["customer_id"], held, usage, rows[0]["catalogue_version"])
+
+
+async def held_tiers(session: AsyncSession, external_id: str) -> tuple[int, list[Held]]:
+    """The customer's id and the tiers they hold as the session sees them; 404 when there is no such customer."""
+    state = await customer_state(await driver_connection(session), lambda: nullcontext(session), external_id)
+    return state.customer_id, state.held
+
+
+def _in_force(benefit: Any, now: datetime) -> bool:
+    return (
+        benefit.is_active
+        and (benefit.valid_from is None or benefit.valid_from <= now)
+        and (benefit.valid_to is None or benefit.valid_to > now)
+    )
+
+
+_CATALOGUE = """
+SELECT id, code, kind, applies_to, value, unit, usage_limit, usage_period, channels, valid_from, valid_to,
+       texts::text AS texts, attachments::text AS attachments, is_active
+FROM benefit ORDER BY code
+"""
+
+
+async def catalogue(connection, version: str) -> list[BenefitData]:
+    """Every benefit, as read when the catalogue had `version` (kept in this process until the version moves:
+    each row's id and the transaction that last wrote it (xmin: never reused, not even after a rollback), so any
+    write, committed or seen uncommitted by its own transaction, moves it)."""
+    global _catalogue
+    if _catalogue[0] != version:
+        benefits = []
+        for row in await connection.fetch(_CATALOGUE):
+            fields = dict(row)
+            fields["texts"], fields["attachments"] = json.loads(row["texts"]), json.loads(row["attachments"])
+            benefits.append(BenefitData(**fields))
+        _catalogue = (version, benefits)
+    return _catalogue[1]
 
 
 async def active_benefits(session: AsyncSession, now: datetime, code: str | None = None) -> list[Benefit]:
@@ -152,23 +223,22 @@ async def active_benefits(session: AsyncSession, now: datetime, code: str | None
     return list((await session.scalars(query.order_by(Benefit.code))).all())
 
 
-async def _conditions_hold(session: AsyncSession, customer_id: int, conditions: list[dict]) -> list[bool]:
+async def _conditions_hold(sessionmaker, customer_id: int, conditions: list[dict]) -> list[bool]:
     """Each condition evaluated for the customer by the one compiler, in one statement."""
     if not conditions:
         return []
     features = features_for_customers(bindparam("ids", type_=ARRAY(sa.BigInteger())))
-    catalog = await load_catalog(session)
-    columns = [
-        compile_condition(parse_condition(condition), catalog, features).label(f"c{i}")
-        for i, condition in enumerate(conditions)
-    ]
-    row = (await session.execute(select(*columns).select_from(features), {"ids": [customer_id]})).first()
+    async with sessionmaker() as session:
+        catalog = await load_catalog(session)
+        columns = [
+            compile_condition(parse_condition(condition), catalog, features).label(f"c{i}")
+            for i, condition in enumerate(conditions)
+        ]
+        row = (await session.execute(select(*columns).select_from(features), {"ids": [customer_id]})).first()
     return [bool(value) for value in row] if row is not None else [False] * len(conditions)
 
 
-async def entitlements(
-    session: AsyncSession, customer_id: int, held: list[Held], benefits: list[Benefit]
-) -> dict[str, Entitlement]:
+async def entitlements(sessionmaker, customer_id: int, held: list[Held], benefits: list[Any]) -> dict[str, Entitlement]:
     """Every benefit a tier the customer holds gives now (its extra condition holding), by code."""
     tier_of = {h.policy: h for h in held}
     candidates: list[tuple[Benefit, dict, int]] = []
@@ -178,7 +248,7 @@ async def entitlements(
             if holding is not None and holding.tier == attachment["tier"]:
                 candidates.append((benefit, attachment, holding.rank))
     conditioned = [a["condition"] for _, a, _ in candidates if a.get("condition") is not None]
-    holds = iter(await _conditions_hold(session, customer_id, conditioned))
+    holds = iter(await _conditions_hold(sessionmaker, customer_id, conditioned))
     entitled: dict[str, Entitlement] = {}
     for benefit, attachment, rank in candidates:
         if attachment.get("condition") is not None and not next(holds):
@@ -217,20 +287,6 @@ def _reverse_code(code: str) -> tuple[int, ...]:
     return tuple(-ord(ch) for ch in code)
 
 
-async def usage_counts(session: AsyncSession, customer_id: int, benefits: list[Benefit], today: date) -> dict[int, int]:
-    """Uses of each limited benefit in its current period: {benefit id: used}."""
-    limited = [(b.id, period_bounds(b.usage_period, today)[0]) for b in benefits if b.usage_limit is not None]
-    if not limited:
-        return {}
-    rows = await session.execute(
-        select(BenefitUsage.benefit_id, BenefitUsage.used).where(
-            BenefitUsage.customer_id == customer_id,
-            sa.tuple_(BenefitUsage.benefit_id, BenefitUsage.period_start).in_(limited),
-        )
-    )
-    return dict(rows.all())
-
-
 def usage_of(benefit: Benefit, used: int, today: date) -> Usage | None:
     if benefit.usage_limit is None:
         return None
@@ -245,6 +301,9 @@ def usage_of(benefit: Benefit, used: int, today: date) -> Usage | None:
     )
 
 
+_conditions: dict[tuple[int, int], Any] = {}  # a version's tier conditions, parsed (versions held are never edited)
+
+
 def tier_gap(held: Held, tier_code: str) -> Gap | None:
     """The gap to a tier of the held policy's version, from the facts stored with the assignment (None when the
     version has no such tier)."""
@@ -256,7 +315,10 @@ def tier_gap(held: Held, tier_code: str) -> Gap | None:
     leaves = compiled.leaves[index]
     facts = [(held.facts[2 * (offset + j)], held.facts[2 * (offset + j) + 1]) for j in range(len(leaves))]
     pointer = f"/tiers/{index}/condition"
-    gap = condition_gap(parse_condition(compiled.tiers[index]["condition"], pointer), leaves, facts, pointer=pointer)
+    key = (compiled.version_id, index)
+    if key not in _conditions:
+        _conditions[key] = parse_condition(compiled.tiers[index]["condition"], pointer)
+    gap = condition_gap(_conditions[key], leaves, facts, pointer=pointer)
     return Gap(met=gap.met, closable=gap.closable, cheapest=gap.cheapest, conditions=gap.conditions)
 
 
@@ -271,16 +333,23 @@ def _brief(benefit: Benefit, language: str | None) -> BenefitBrief:
 
 
 async def customer_benefits(
-    session: AsyncSession, external_id: str, accept_language: str | None, now: datetime | None = None
+    connection, sessionmaker, external_id: str, accept_language: str | None, now: datetime | None = None
 ) -> CustomerBenefits:
+    """The document: one read on `connection` (a driver connection), sessions of `sessionmaker` only for what
+    this process has not compiled yet and for extra conditions."""
     now = now or datetime.now(UTC)
     today = now.astimezone(UTC).date()
-    customer_id, held = await held_tiers(session, external_id)
-    benefits = await active_benefits(session, now)
+    state = await customer_state(connection, sessionmaker, external_id)
+    customer_id, held = state.customer_id, state.held
+    benefits = [b for b in await catalogue(connection, state.catalogue_version) if _in_force(b, now)]
     languages = sorted({tag for b in benefits for tag in b.texts})
     language = pick_language(languages, accept_language) or "en"
-    winners, superseded = resolve_conflicts(await entitlements(session, customer_id, held, benefits))
-    used = await usage_counts(session, customer_id, [w.benefit for w in winners], today)
+    winners, superseded = resolve_conflicts(await entitlements(sessionmaker, customer_id, held, benefits))
+    used = {
+        w.benefit.id: state.usage.get((w.benefit.id, period_bounds(w.benefit.usage_period, today)[0]), 0)
+        for w in winners
+        if w.benefit.usage_limit is not None
+    }
 
     in_force = []
     for winner in winners:

@@ -1,9 +1,10 @@
 """HTTP routes for benefits: the catalogue (admin writes, audited, each change a kept revision), a customer's
 benefits with the gap to the next tier, uses, and the take-up report."""
 
+from contextlib import nullcontext
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from app.audit import service as audit_service
 from app.benefits import service, uses
@@ -19,14 +20,15 @@ from app.benefits.schemas import (
     CustomerBenefits,
     TakeUpReport,
 )
-from app.core.db import SessionDep
+from app.core.db import SessionDep, driver_connection
 from app.core.errors import problem_responses
 from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
+from app.core.hotpath import HotRead
 from app.core.idempotency import creates
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
 from app.core.strict import BIGINT_MAX, ParamInteger, QueryBoolean
-from app.customers.schemas import ExternalIdPath
+from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalIdPath
 from app.reports.router import FromParam, ToParam, time_range
 
 router = APIRouter(prefix="/v1/benefits", tags=["benefits"], responses=problem_responses(401, 403))
@@ -159,6 +161,14 @@ async def list_benefit_revisions(code: CodePath, session: SessionDep, page: Page
     return Page[BenefitRevisionRead].of(rows, page, BenefitRevisionRead.model_validate)
 
 
+async def render_customer_benefits(
+    connection, sessionmaker, customer_id: str, accept_language: str | None = None
+) -> bytes:
+    """The CustomerBenefits document as JSON, on a driver connection (routed and hot paths alike)."""
+    document = await customer_benefits(connection, sessionmaker, customer_id, accept_language)
+    return document.model_dump_json().encode()
+
+
 @customer_router.get(
     "/{customer_id}/benefits",
     summary="Get a customer's benefits",
@@ -168,12 +178,27 @@ async def list_benefit_revisions(code: CodePath, session: SessionDep, page: Page
 )
 async def get_customer_benefits(
     customer_id: ExternalIdPath, session: SessionDep, accept_language: AcceptLanguage = None
-) -> CustomerBenefits:
+) -> Response:
     """What the customer's tiers give now (why, and the uses left this period), what a pending downgrade would take
     away and by when (with what keeps the tier), and per policy the next tier up: what it gives and the gap, every
     condition of its rule with the customer's value (as GET .../tiers explains it), the threshold and the distance
     (the cheapest way for `any`; conditions only time or nobody can close are said so)."""
-    return await customer_benefits(session, customer_id, accept_language)
+    document = await render_customer_benefits(
+        await driver_connection(session), lambda: nullcontext(session), customer_id, accept_language
+    )
+    return Response(document, media_type="application/json")
+
+
+# Served in front of the router (app/core/hotpath.py), like GET .../tiers: the app's tier page reads it.
+HOT_READS = [
+    HotRead(
+        "/v1/customers/{customer_id}/benefits",
+        Scope.BENEFITS_READ,
+        {"customer_id": EXTERNAL_ID_PATTERN},
+        lambda connection, state, **arguments: render_customer_benefits(connection, state.sessionmaker, **arguments),
+        headers=("accept-language",),
+    )
+]
 
 
 @creates(

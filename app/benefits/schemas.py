@@ -107,7 +107,7 @@ Attachments = Annotated[list[Attachment], Field(max_length=50)]
 Channels = Annotated[list[BenefitChannel], Field(min_length=1, max_length=5, json_schema_extra={"uniqueItems": True})]
 
 LOUNGE_EXAMPLE = {
-    "code": "airport-lounge",
+    "code": "lounge-guest-pass",
     "kind": "service",
     "applies_to": "lounge",
     "value": "4",

@@ -2,6 +2,7 @@
 the benefit, announced as a benefit.used webhook event in the same transaction; listed per customer; counted per
 benefit and tier in the take-up report; erased with the customer."""
 
+from contextlib import nullcontext
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, text
@@ -44,7 +45,7 @@ async def record_use(
     if await session.scalar(select(Benefit.id).where(Benefit.code == code)) is None:
         raise BenefitNotFound(code)
     benefits = await active_benefits(session, now, code)
-    winners, _ = resolve_conflicts(await entitlements(session, customer_id, held, benefits))
+    winners, _ = resolve_conflicts(await entitlements(lambda: nullcontext(session), customer_id, held, benefits))
     if not winners:
         raise NotEntitled(code)
     winner = winners[0]

@@ -46,6 +46,9 @@ class HotRead:
     params: dict[str, str]
     render: Callable[..., Awaitable[bytes]]
     query: type[BaseModel] | None = None
+    headers: tuple[str, ...] = ()
+    """Request headers `render` takes (lower case, e.g. "accept-language"), passed as keyword arguments named with
+    '_' for '-' (None when absent)."""
 
     def pattern(self) -> re.Pattern[str]:
         regex = re.escape(self.path)
@@ -133,10 +136,13 @@ class HotReads:
     ) -> None:
         app = scope["app"]
         key = None
+        wanted = {name.encode(): name.replace("-", "_") for name in read.headers}
+        arguments.update(dict.fromkeys(wanted.values()))
         for name, value in scope["headers"]:
             if name == b"x-api-key":
                 key = value.decode("latin-1")
-                break
+            elif name in wanted:
+                arguments[wanted[name]] = value.decode("latin-1")
         try:
             async with read_connection(app.state) as connection:
                 await authorize(app.state, connection, key, read.scope, scope)

@@ -127,3 +127,45 @@ async def test_texts_follow_accept_language(client, as_role, wealth):
 async def test_an_unknown_customer_is_a_404(client, as_role, wealth):
     response = await client.get("/v1/customers/NOBODY/benefits", headers=as_role("app"))
     assert response.status_code == 404 and response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_customer_of_the_default_programmes_sees_them_in_chinese(client, as_role, session):
+    from app.benefits.service import load_default_benefits
+    from app.tiering.policies import load_default_policies
+    from tests.factories import add_products
+
+    await add_products(session)
+    await load_default_policies(session)
+    await load_default_benefits(session)
+    await session.commit()
+    await make_customer(client, as_role, "DF1", "620000.00")
+    view = await benefits_of(client, as_role, "DF1", **{"Accept-Language": "zh-CN"})
+    in_force = by_code(view["in_force"])
+    assert {"wealth-fee-waiver", "loan-rate-discount", "airport-lounge", "priority-line"} <= set(in_force)
+    assert in_force["airport-lounge"]["name"] == "机场贵宾厅（每年 4 次）"
+    assert in_force["airport-lounge"]["usage"]["left"] == 4
+    upward = {n["policy"]: n for n in view["next_tiers"]}
+    assert [b["code"] for b in upward["wealth"]["benefits"]] == [
+        "airport-lounge-unlimited",
+        "dedicated-adviser",
+        "private-fee-waiver",
+    ]
+    assert upward["wealth"]["gap"]["conditions"][0]["distance"] == "9380000.00"
+
+
+async def test_the_hot_read_and_the_router_give_the_same_document_and_see_catalogue_changes_at_once(
+    client, routed, as_role, wealth
+):
+    await add_benefit(client, as_role, "priority", "gold", "wealth")
+    await make_customer(client, as_role, "HR1", "60000.00")
+    headers = {**as_role("app"), "Accept-Language": "zh-CN"}
+    hot = await client.get("/v1/customers/HR1/benefits", headers=headers)
+    slow = await routed.get("/v1/customers/HR1/benefits", headers=headers)
+    assert hot.status_code == slow.status_code == 200
+    assert hot.json() == slow.json() and hot.json()["language"] == "zh-CN"
+    changed = await client.patch("/v1/benefits/priority", headers=as_role("admin"), json={"attachments": []})
+    assert changed.status_code == 200
+    assert (await benefits_of(client, as_role, "HR1"))["in_force"] == []
+    missing = await client.get("/v1/customers/NOPE/benefits", headers=as_role("app"))
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+    assert (await client.get("/v1/customers/HR1/benefits", headers=as_role("integration"))).status_code == 403
