@@ -14,9 +14,12 @@ import random
 import subprocess
 import sys
 import tempfile
+import uuid
 
+from app.core.embedded import create_database, drop_database
+from app.core.migrations import upgrade_to_head
 from bench.bench_reads import sample_ids, wrk
-from bench.harness import ROOT, create_key, scratch_database, serve
+from bench.harness import ROOT, create_key, plain_dsn, serve, server_url
 
 
 @contextlib.contextmanager
@@ -25,7 +28,10 @@ def demo_database(dsn: str | None, customers: int):
     if dsn:
         yield dsn
         return
-    with scratch_database() as scratch:
+    url = create_database(server_url(), f"tierwise_benefits_{uuid.uuid4().hex[:8]}")
+    try:
+        upgrade_to_head(url)
+        scratch = plain_dsn(url)
         subprocess.run(
             [sys.executable, "-m", "app.cli", "demo", "--customers", str(customers)],
             env={**os.environ, "TIERWISE_DATABASE_URL": scratch},
@@ -34,6 +40,8 @@ def demo_database(dsn: str | None, customers: int):
             stdout=subprocess.DEVNULL,
         )
         yield scratch
+    finally:
+        drop_database(url)
 
 
 def main() -> None:

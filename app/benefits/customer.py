@@ -24,23 +24,13 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.benefits.models import Benefit
-from app.benefits.schemas import (
-    AtRisk,
-    BenefitBrief,
-    BenefitInForce,
-    BenefitReason,
-    CustomerBenefits,
-    Gap,
-    NextTier,
-    Superseded,
-    Usage,
-)
 from app.benefits.texts import localized, pick_language
 from app.core.db import driver_connection
 from app.customers.errors import CustomerNotFound
 from app.customers.models import Customer
 from app.rules import compile_condition, features_for_customers, load_catalog, parse_condition
 from app.rules.gap import condition_gap
+from app.rules.schema import Operator
 from app.tiering.assignment.compile import CompiledVersion, cached_explainer, explainer
 
 CONFLICT_RULE = (
@@ -277,21 +267,18 @@ def resolve_conflicts(entitled: dict[str, Entitlement]) -> tuple[list[Entitlemen
     superseded: dict[str, list[Entitlement]] = {}
     for members in groups.values():
         # the best value wins; among equals, the higher tier, then the first code
-        ordered = sorted(members, key=lambda e: (_strength(e), _reverse_code(e.benefit.code)), reverse=True)
+        ordered = sorted(sorted(members, key=lambda e: e.benefit.code), key=_strength, reverse=True)  # stable
         winners.append(ordered[0])
         superseded[ordered[0].benefit.code] = ordered[1:]
     return sorted(winners, key=lambda e: e.benefit.code), superseded
 
 
-def _reverse_code(code: str) -> tuple[int, ...]:
-    return tuple(-ord(ch) for ch in code)
-
-
-def usage_of(benefit: Benefit, used: int, today: date) -> Usage | None:
+def usage_of(benefit: Benefit, used: int, today: date) -> dict[str, Any] | None:
+    """The period's usage (a Usage as a dict), None for an unlimited benefit."""
     if benefit.usage_limit is None:
         return None
     start, end = period_bounds(benefit.usage_period, today)
-    return Usage(
+    return dict(
         limit=benefit.usage_limit,
         period=benefit.usage_period,
         period_start=start,
@@ -304,7 +291,7 @@ def usage_of(benefit: Benefit, used: int, today: date) -> Usage | None:
 _conditions: dict[tuple[int, int], Any] = {}  # a version's tier conditions, parsed (versions held are never edited)
 
 
-def tier_gap(held: Held, tier_code: str) -> Gap | None:
+def tier_gap(held: Held, tier_code: str) -> dict[str, Any] | None:
     """The gap to a tier of the held policy's version, from the facts stored with the assignment (None when the
     version has no such tier)."""
     compiled = held.compiled
@@ -319,24 +306,36 @@ def tier_gap(held: Held, tier_code: str) -> Gap | None:
     if key not in _conditions:
         _conditions[key] = parse_condition(compiled.tiers[index]["condition"], pointer)
     gap = condition_gap(_conditions[key], leaves, facts, pointer=pointer)
-    return Gap(met=gap.met, closable=gap.closable, cheapest=gap.cheapest, conditions=gap.conditions)
+    return {"met": gap.met, "closable": gap.closable, "cheapest": gap.cheapest, "conditions": gap.conditions}
 
 
-def _brief(benefit: Benefit, language: str | None) -> BenefitBrief:
-    return BenefitBrief(
-        code=benefit.code,
-        kind=benefit.kind,
-        value=benefit.value,
-        unit=benefit.unit,
-        **localized(benefit.texts, language),
-    )
+def _with_operators(node: Any) -> Any:
+    """A stored condition with its operators as the schema's enum (what the document serializer expects)."""
+    if isinstance(node, dict):
+        return {k: Operator(v) if k == "op" else _with_operators(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_with_operators(member) for member in node]
+    return node
+
+
+def _brief(benefit: Benefit, language: str | None) -> dict[str, Any]:
+    texts = localized(benefit.texts, language)
+    return {
+        "code": benefit.code,
+        "kind": benefit.kind,
+        "name": texts["name"],
+        "description": texts["description"],
+        "value": benefit.value,
+        "unit": benefit.unit,
+    }
 
 
 async def customer_benefits(
     connection, sessionmaker, external_id: str, accept_language: str | None, now: datetime | None = None
-) -> CustomerBenefits:
-    """The document: one read on `connection` (a driver connection), sessions of `sessionmaker` only for what
-    this process has not compiled yet and for extra conditions."""
+) -> dict[str, Any]:
+    """The CustomerBenefits document as dicts (CUSTOMER_BENEFITS_JSON writes it): one read on `connection` (a
+    driver connection), sessions of `sessionmaker` only for what this process has not compiled yet and for extra
+    conditions."""
     now = now or datetime.now(UTC)
     today = now.astimezone(UTC).date()
     state = await customer_state(connection, sessionmaker, external_id)
@@ -355,14 +354,14 @@ async def customer_benefits(
     for winner in winners:
         benefit = winner.benefit
         in_force.append(
-            BenefitInForce(
-                **_brief(benefit, language).model_dump(),
+            dict(
+                **_brief(benefit, language),
                 applies_to=benefit.applies_to,
                 channels=benefit.channels,
-                why=[BenefitReason(policy=p, tier=t, condition=c) for p, t, _, c in winner.reasons],
+                why=[{"policy": p, "tier": t, "condition": _with_operators(c)} for p, t, _, c in winner.reasons],
                 usage=usage_of(benefit, used.get(benefit.id, 0), today),
                 supersedes=[
-                    Superseded(
+                    dict(
                         code=loser.benefit.code,
                         value=loser.benefit.value,
                         policy=loser.reasons[0][0],
@@ -375,8 +374,13 @@ async def customer_benefits(
         )
     in_force_codes = {w.benefit.code for w in winners}
 
-    def given_by(policy: str, tier: str) -> list[Benefit]:
-        return [b for b in benefits if any(a["policy_key"] == policy and a["tier"] == tier for a in b.attachments)]
+    by_tier: dict[tuple[str, str], list[Any]] = {}
+    for benefit in benefits:
+        for attachment in benefit.attachments:
+            by_tier.setdefault((attachment["policy_key"], attachment["tier"]), []).append(benefit)
+
+    def given_by(policy: str, tier: str) -> list[Any]:
+        return by_tier.get((policy, tier), [])
 
     at_risk, next_tiers = [], []
     for holding in held:
@@ -391,7 +395,7 @@ async def customer_benefits(
                 and w.benefit.code not in lower
             ]
             at_risk.append(
-                AtRisk(
+                dict(
                     policy=holding.policy,
                     tier=holding.tier,
                     downgrade_to=holding.qualified,
@@ -404,7 +408,7 @@ async def customer_benefits(
         if higher:
             target = min(higher, key=lambda t: t["rank"])
             next_tiers.append(
-                NextTier(
+                dict(
                     policy=holding.policy,
                     tier=target["code"],
                     label=target["label"],
@@ -417,7 +421,7 @@ async def customer_benefits(
                     gap=tier_gap(holding, target["code"]),
                 )
             )
-    return CustomerBenefits(
+    return dict(
         customer_id=external_id,
         language=language,
         conflict_rule=CONFLICT_RULE,

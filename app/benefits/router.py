@@ -27,10 +27,12 @@ from app.core.hotpath import HotRead
 from app.core.idempotency import creates
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
+from app.core.serializers import document_serializer
 from app.core.strict import BIGINT_MAX, ParamInteger, QueryBoolean
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalIdPath
 from app.reports.router import FromParam, ToParam, time_range
 
+CUSTOMER_BENEFITS_JSON = document_serializer(CustomerBenefits)  # the schema's JSON, written from dicts
 router = APIRouter(prefix="/v1/benefits", tags=["benefits"], responses=problem_responses(401, 403))
 customer_router = APIRouter(prefix="/v1/customers", tags=["benefits"], responses=problem_responses(401, 403))
 reports_router = APIRouter(prefix="/v1/reports", tags=["reports"], responses=problem_responses(401, 403))
@@ -166,7 +168,7 @@ async def render_customer_benefits(
 ) -> bytes:
     """The CustomerBenefits document as JSON, on a driver connection (routed and hot paths alike)."""
     document = await customer_benefits(connection, sessionmaker, customer_id, accept_language)
-    return document.model_dump_json().encode()
+    return CUSTOMER_BENEFITS_JSON.to_json(document)
 
 
 @customer_router.get(

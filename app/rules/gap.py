@@ -46,7 +46,7 @@ class LeafGap:
 
     pointer: str
     attribute: str
-    operator: str
+    operator: Operator
     threshold: Any
     value: Any
     met: bool | None
@@ -160,7 +160,7 @@ def _leaf_gap(leaf: ExplainedLeaf, value: Any, result: Any) -> LeafGap:
     return LeafGap(
         pointer=leaf.pointer,
         attribute=leaf.attribute,
-        operator=leaf.operator.value,
+        operator=leaf.operator,
         threshold=leaf.threshold,
         value=value,
         met=met,
