@@ -8,17 +8,10 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.benefits.customer import (
-    active_benefits,
-    customer_id_of,
-    entitlements,
-    held_tiers,
-    period_bounds,
-    resolve_conflicts,
-    usage_of,
-)
+from app.benefits.customer import entitlements, period_bounds, resolve_conflicts, usage_of
 from app.benefits.errors import BenefitNotFound, BenefitUseNotFound, NotEntitled, UsageLimitReached
 from app.benefits.models import Benefit, BenefitUsage, BenefitUse
+from app.benefits.queries import active_benefits, customer_id_of, held_tiers
 from app.benefits.schemas import BenefitUseRead, TakeUpReport, TakeUpRow
 from app.core.errors import InvalidInput
 from app.core.pagination import PageRequest, keyset
