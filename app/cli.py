@@ -104,7 +104,15 @@ async def _load_demo(settings: Settings, customers: int, seed: int) -> dict:
     async with command_session(settings) as session:
         counts["policies_created"] = await load_default_policies(session)
         await load_default_contact_policy(session)
+    async with command_session(settings) as session:
+        from app.demo import load_demo_benefits
+
+        counts["benefits_created"] = await load_demo_benefits(session)
     counts["tier_run"] = await _tier_run(settings, None, 50_000)
+    async with command_session(settings) as session:
+        from app.demo import record_demo_benefit_uses
+
+        counts["benefit_uses"] = await record_demo_benefit_uses(session)
     async with command_session(settings) as session:
         counts["stats"] = await refresh_stats(session, settings.primary_policy)
     return counts

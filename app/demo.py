@@ -81,6 +81,50 @@ async def _copy_records(driver: asyncpg.Connection, records: DemoRecords) -> Non
             await driver.copy_records_to_table(table, records=rows, columns=columns, timeout=COPY_TIMEOUT_S)
 
 
+async def load_demo_benefits(session: AsyncSession) -> int:
+    """The default benefit catalogue (app/defaults/benefits.json), attached to the default policies' tiers; run after
+    the policies are loaded. Returns the number of benefits added."""
+    from app.benefits.service import load_default_benefits
+
+    return len(await load_default_benefits(session))
+
+
+DEMO_USES = (
+    "priority-line",
+    "card-points-2x",
+    "partner-dining",
+    "airport-lounge",
+    "card-points-3x",
+    "deposit-rate-bonus",
+    "dedicated-adviser",
+)
+
+
+async def record_demo_benefit_uses(session: AsyncSession, customers: int = 150) -> int:
+    """Uses of the default benefits, so that the take-up report has something to show: each of the first
+    `customers` customers (by id; run after the tier run) takes one benefit in force for them, trying DEMO_USES from
+    a place that turns with the customer's number (the same bank, the same uses). Returns the uses recorded."""
+    from app.benefits.uses import record_use
+    from app.core.errors import Conflict
+    from app.customers.models import Customer
+
+    ids = (
+        await session.scalars(
+            select(Customer.external_id).where(Customer.erased_at.is_(None)).order_by(Customer.id).limit(customers)
+        )
+    ).all()
+    recorded = 0
+    for number, external_id in enumerate(ids):
+        for turn in range(len(DEMO_USES)):
+            try:
+                await record_use(session, external_id, DEMO_USES[(number + turn) % len(DEMO_USES)], None)
+            except Conflict:  # not in force for this customer, or used up: the next one
+                continue
+            recorded += 1
+            break
+    return recorded
+
+
 async def generate_demo_bank(session: AsyncSession, customers: int, seed: int = 7) -> dict[str, int | str]:
     """Load the default products and `customers` synthetic customers with their holdings, balance history and
     activity, in the session's transaction (flushed, not committed). The same seed on an empty database on the same

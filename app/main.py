@@ -9,6 +9,10 @@ from fastapi import FastAPI
 from app.apikeys.router import router as apikeys_router
 from app.apikeys.service import PrincipalCache, resolve_principal
 from app.audit.router import router as audit_router
+from app.benefits.router import HOT_READS as BENEFIT_HOT_READS
+from app.benefits.router import customer_router as benefits_customer_router
+from app.benefits.router import reports_router as benefits_reports_router
+from app.benefits.router import router as benefits_router
 from app.core import idempotency
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_read_pool, create_sessionmaker
@@ -80,8 +84,11 @@ ROUTERS = [
     webhooks_router,
     holdings_imports_router,
     bulk_tiers_router,
+    benefits_router,
+    benefits_customer_router,
+    benefits_reports_router,
 ]
-HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS]
+HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS, *BENEFIT_HOT_READS]
 
 
 WEBHOOKS_TAG = {

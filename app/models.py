@@ -2,6 +2,7 @@
 
 from app.apikeys.models import ApiKey  # noqa: F401
 from app.audit.models import AuditEvent  # noqa: F401
+from app.benefits.models import Benefit, BenefitRevision, BenefitUsage, BenefitUse  # noqa: F401
 from app.core.db import Base
 from app.core.idempotency import IdempotencyKey  # noqa: F401
 from app.customers.models import (  # noqa: F401

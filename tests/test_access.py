@@ -238,10 +238,44 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
             200, f"{webhook}/deliveries/redeliver-dead"
         ),
         ("POST", "/v1/customers/tiers:read"): Call(200, kwargs={"json": {"customer_ids": ["AC1", "NOBODY"]}}),
+        **benefit_calls(seed),
     }
 
 
-DEFAULT_PATH_VALUES = {"external_id": "AC1", "key": "wealth", "version": "1", "policy_key": "wealth"}
+def benefit_calls(seed: dict) -> dict[tuple[str, str], Call]:
+    new = {
+        "code": "acc-other",
+        "kind": "gift",
+        "channels": ["mobile"],
+        "texts": {"en": {"name": "Other"}},
+        "attachments": [{"policy_key": "wealth", "tier": "gold"}],
+    }
+    return {
+        ("POST", "/v1/benefits"): Call(201, kwargs={"json": new}),
+        ("GET", "/v1/benefits"): Call(200),
+        ("GET", "/v1/benefits/{code}"): Call(200),
+        ("PATCH", "/v1/benefits/{code}"): Call(200, kwargs={"json": {"value": "3"}}),
+        ("DELETE", "/v1/benefits/{code}"): Call(200),
+        ("GET", "/v1/benefits/{code}/revisions"): Call(200),
+        ("GET", "/v1/customers/{customer_id}/benefits"): Call(200),
+        ("POST", "/v1/customers/{customer_id}/benefits/{benefit_code}/uses"): Call(201, kwargs={"json": {}}),
+        ("GET", "/v1/customers/{customer_id}/benefit-uses"): Call(200),
+        ("GET", "/v1/customers/{customer_id}/benefit-uses/{use_id}"): Call(
+            200, f"/v1/customers/AC1/benefit-uses/{seed['benefit_use']}"
+        ),
+        ("GET", "/v1/reports/benefit-take-up"): Call(200),
+    }
+
+
+DEFAULT_PATH_VALUES = {
+    "external_id": "AC1",
+    "key": "wealth",
+    "version": "1",
+    "policy_key": "wealth",
+    "customer_id": "AC1",
+    "code": "acc-benefit",
+    "benefit_code": "acc-benefit",
+}
 
 
 def test_every_v1_route_in_the_app_has_a_valid_call_listed():
@@ -259,6 +293,7 @@ def test_every_v1_route_in_the_app_has_a_valid_call_listed():
                 "webhook": 1,
                 "delivery": 1,
                 "holdings_import": 1,
+                "benefit_use": 1,
             }
         )
     )
@@ -349,6 +384,21 @@ async def seed(client, as_role, session, test_settings) -> dict:
         ),
         201,
     )
+    await ok(
+        client.post(
+            "/v1/benefits",
+            headers=admin,
+            json={
+                "code": "acc-benefit",
+                "kind": "service",
+                "channels": ["mobile"],
+                "texts": {"en": {"name": "Adviser"}},
+                "attachments": [{"policy_key": "wealth", "tier": "private"}],
+            },
+        ),
+        201,
+    )
+    use = await ok(client.post("/v1/customers/AC1/benefits/acc-benefit/uses", headers=app, json={}), 201)
     run = await ok(client.post("/v1/tier-runs", headers=admin, json={"all": True}), 202)
     holdings_import = await ok(
         client.post(
@@ -370,6 +420,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
         "webhook": webhook.json()["id"],
         "delivery": delivery,
         "holdings_import": holdings_import.json()["id"],
+        "benefit_use": use.json()["id"],
     }
 
 

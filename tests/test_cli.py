@@ -49,6 +49,7 @@ async def test_migrate_then_a_demo_bank_tiered_and_refreshed(tierwise):
     demo = json.loads(_ok(tierwise("demo", "--customers", str(CUSTOMERS), "--seed", "3")))
     assert demo["tier_run"]["status"] == "succeeded" and demo["tier_run"]["processed"] == CUSTOMERS
     assert set(demo["policies_created"]) == {"wealth", "lifecycle", "loyalty", "needs"}
+    assert demo["benefits_created"] >= 10 and 0 < demo["benefit_uses"] <= CUSTOMERS
     run = json.loads(_ok(tierwise("tier-run", "--all")))
     assert (run["status"], run["processed"], run["total"]) == ("succeeded", CUSTOMERS, CUSTOMERS)
     one = json.loads(_ok(tierwise("tier-run", "--policy", "wealth")))

@@ -36,6 +36,9 @@ class Scope(StrEnum):
     FEEDBACK_READ = "feedback:read"  # survey answers and complaints as stored: the customers' own words
     COMPLAINTS_WRITE = "complaints:write"  # moving a complaint through its lifecycle
     REPORTS_READ = "reports:read"
+    BENEFITS_READ = "benefits:read"  # the benefit catalogue, one customer's benefits and uses
+    BENEFITS_WRITE = "benefits:write"  # the catalogue: add, change, deactivate
+    BENEFITS_USE = "benefits:use"  # record a customer's use of a benefit
     ADMIN = "admin"
 
 
@@ -51,6 +54,8 @@ ROLE_SCOPES: dict[str, frozenset[Scope]] = {
             Scope.FEEDBACK_WRITE,
             Scope.PRODUCTS_READ,
             Scope.ATTRIBUTES_READ,
+            Scope.BENEFITS_READ,
+            Scope.BENEFITS_USE,
         }
     ),
     # core-banking feeds: write customers, holdings and events; follow the tier change feed

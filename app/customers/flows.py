@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit_service
+from app.benefits.uses import erase_uses
 from app.customers import import_queries, locks, service
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
 from app.feedback import service as feedback_service
@@ -138,3 +139,4 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str, a
     await audit_service.record(
         session, actor, "customer.erase", "customer", customer_id, {"erased": False}, {"erased": True}
     )
+    await erase_uses(session, customer_id)  # what, where and when the customer took benefits

@@ -251,7 +251,12 @@ register_builtin_attribute(
     "Average days from opening to resolution of the customer's resolved complaints; null when none.",
     unit="days",
 )
-
+register_builtin_attribute(
+    "birthday_month",
+    _B,
+    "This month is the customer's birth month; false when the birth date is unknown.",
+    missing=False,
+)
 
 # ---- the catalog -----------------------------------------------------------------------------------------------
 

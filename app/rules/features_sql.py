@@ -212,5 +212,14 @@ FEATURES_V2 = FEATURES_V1.then(  # migrations/versions/2026-11-23_surveys_compla
     sources=(Source("LEFT JOIN customer_satisfaction s ON s.customer_id = c.id"),),
 )
 
-CURRENT = FEATURES_V2
+FEATURES_V3 = FEATURES_V2.then(  # migrations/versions/2026-12-06_benefits.py
+    columns=(
+        Column(
+            "birthday_month",
+            "coalesce(date_part('month', c.birth_date) = date_part('month', current_date), false) AS birthday_month",
+        ),
+    ),
+)
+
+CURRENT = FEATURES_V3
 """The version the head migration creates."""

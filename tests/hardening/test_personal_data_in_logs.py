@@ -357,6 +357,34 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
             }
         },
     )
+    gift = {
+        "code": "fan-gift",
+        "kind": "gift",
+        "channels": ["mobile"],
+        "texts": {"en": {"name": NAME, "description": FREE_TEXT}},
+        "attachments": [
+            {"policy_key": "loyalty", "tier": "fan", "condition": {"attr": "email", "op": "eq", "value": EMAIL}}
+        ],
+    }
+    await both(
+        "POST /v1/benefits",
+        "/v1/benefits",
+        good={"json": gift},
+        bad={"json": {**gift, "texts": {"en": {"name": NAME, "description": FREE_TEXT + NUL}}}},
+    )
+    await both(
+        "PATCH /v1/benefits/{code}",
+        "/v1/benefits/fan-gift",
+        good={"json": {"texts": {"en": {"name": PHONE}}}},
+        bad={"json": {"texts": {"en": {"name": EMAIL + NUL}}}},
+    )
+    await both(
+        "POST /v1/customers/{customer_id}/benefits/{benefit_code}/uses",
+        f"/v1/customers/{CUSTOMER}/benefits/fan-gift/uses",
+        good={"json": {"channel": "mobile"}, "headers": {"Idempotency-Key": EMAIL.replace("@", "-")}},
+        bad={"json": {"channel": "branch"}, "headers": {"Idempotency-Key": PHONE.replace(" ", "-")}},
+    )
+    await both("DELETE /v1/benefits/{code}", "/v1/benefits/fan-gift", good={}, bad={"headers": {"X-API-Key": NAME}})
     created = await both(
         "POST /v1/api-keys",
         "/v1/api-keys",

@@ -28,11 +28,12 @@ STATUSES: dict[str, list[int]] = defaultdict(list)
 
 async def _demo_bank(session) -> None:
     """What the documented examples name: demo customers (C00000042 among them) with their tiers, the default
-    catalog and policies, the custom attribute `employer_payroll`, API key 3 (not the caller's), webhook 1 with a
-    dead delivery 1, complaint 42 (open), tier run 17, and a draft version 2 of the wealth policy."""
+    catalog, policies and benefits, the custom attribute `employer_payroll`, API key 3 (not the caller's), webhook 1
+    with a dead delivery 1, complaint 42 (open), tier run 17, and a draft version 2 of the wealth policy."""
     from sqlalchemy import text
 
     from app.apikeys import service as apikeys_service
+    from app.benefits.service import load_default_benefits
     from app.demo import generate_demo_bank, load_default_products
     from app.feedback import service as feedback_service
     from app.feedback.schemas import ComplaintIn
@@ -48,6 +49,7 @@ async def _demo_bank(session) -> None:
     await generate_demo_bank(session, 50, seed=5)
     ids = list(await session.scalars(text("SELECT id FROM customer ORDER BY id")))
     await refresh_tiers(session, ids, id_range=None)
+    await load_default_benefits(session)  # airport-lounge, as the examples name it
     await custom_attributes.put_attribute_definition(session, "employer_payroll", "boolean", "", None)
     for n in range(1, 4):  # keys 1 to 3: each request then makes its own, later ids
         await apikeys_service.create_api_key(session, f"example-{n}", "integration", FUZZ_SETTINGS.api_key_pepper)

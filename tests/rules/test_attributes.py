@@ -69,6 +69,7 @@ def test_builtins_named_in_the_design_are_there():
         "csat_avg": "number",
         "open_complaints": "integer",
         "days_to_resolve_avg": "number",
+        "birthday_month": "boolean",
     }
     assert {name: a.type.value for name, a in BUILTIN_ATTRIBUTES.items()} == expected
     assert all(a.description for a in BUILTIN_ATTRIBUTES.values())
