@@ -26,6 +26,7 @@ from app.core.schedule import run_every
 from app.core.security import role_scopes
 from app.customers.router import events_router
 from app.customers.router import router as customers_router
+from app.engagement.router import router as communities_router
 from app.feedback.router import router as feedback_router
 from app.products.router import router as products_router
 from app.recommendations.learned.scheduled import retrain_ranker
@@ -77,6 +78,7 @@ ROUTERS = [
     feedback_router,
     reports_router,
     webhooks_router,
+    communities_router,
 ]
 HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS]
 

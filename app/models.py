@@ -12,6 +12,14 @@ from app.customers.models import (  # noqa: F401
     Holding,
     HoldingBalance,
 )
+from app.engagement.models import (  # noqa: F401
+    Activity,
+    ActivityParticipation,
+    Community,
+    CommunityActivityEvent,
+    CommunityMembership,
+    CommunityMembershipMove,
+)
 from app.feedback.models import (  # noqa: F401
     Complaint,
     ComplaintTransition,

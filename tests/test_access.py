@@ -227,6 +227,34 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("POST", "/v1/webhooks/{webhook_id}/deliveries/redeliver-dead"): Call(
             200, f"{webhook}/deliveries/redeliver-dead"
         ),
+        **engagement_calls(now),
+    }
+
+
+COMMUNITY = "/v1/communities/ac-club"  # seeded open, with AC1 invited
+
+
+def engagement_calls(now: datetime) -> dict[tuple[str, str], Call]:
+    community = {"key": "ac-new", "name": "New", "owner_team": "t", "audience": {"always": True}}
+    activity = [{"event_id": "acc-ca-1", "customer_id": "AC1", "kind": "post", "occurred_at": now.isoformat()}]
+    return {
+        ("POST", "/v1/communities"): Call(201, kwargs={"json": community}),
+        ("GET", "/v1/communities"): Call(200),
+        ("GET", "/v1/communities/{key}"): Call(200, COMMUNITY),
+        ("PATCH", "/v1/communities/{key}"): Call(200, COMMUNITY, {"json": {"goal": "more"}}),
+        ("POST", "/v1/communities/{key}/invitations"): Call(
+            200, f"{COMMUNITY}/invitations", {"json": {"customer_ids": ["AC1"], "channel": "mobile"}}
+        ),
+        ("GET", "/v1/communities/{key}/members"): Call(200, f"{COMMUNITY}/members"),
+        ("GET", "/v1/communities/{key}/members/{customer_id}"): Call(200, f"{COMMUNITY}/members/AC1"),
+        ("POST", "/v1/communities/{key}/members/{customer_id}/transitions"): Call(
+            200, f"{COMMUNITY}/members/AC1/transitions", {"json": {"to": "joined", "channel": "mobile"}}
+        ),
+        ("DELETE", "/v1/communities/{key}/members/{customer_id}"): Call(200, f"{COMMUNITY}/members/AC1"),
+        ("POST", "/v1/communities/{key}/activity-events"): Call(
+            200, f"{COMMUNITY}/activity-events", {"json": {"events": activity}}
+        ),
+        ("GET", "/v1/communities/{key}/metrics"): Call(200, f"{COMMUNITY}/metrics"),
     }
 
 
@@ -328,6 +356,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
         201,
     )
     run = await ok(client.post("/v1/tier-runs", headers=admin, json={"all": True}), 202)
+    await seed_engagement(ok, client, admin)
     await session.execute(FAN_OUT, {"batch": 100})  # the complaint's event becomes the webhook's delivery
     delivery = await session.scalar(text("SELECT id FROM webhook_delivery ORDER BY id LIMIT 1"))
     await session.commit()
@@ -340,6 +369,14 @@ async def seed(client, as_role, session, test_settings) -> dict:
         "webhook": webhook.json()["id"],
         "delivery": delivery,
     }
+
+
+async def seed_engagement(ok, client, admin) -> None:
+    """An open community ac-club with AC1 invited."""
+    club = {"key": "ac-club", "name": "Club", "owner_team": "t", "audience": {"always": True}, "state": "open"}
+    await ok(client.post("/v1/communities", headers=admin, json=club), 201)
+    body = {"customer_ids": ["AC1"], "channel": "mobile"}
+    await ok(client.post(f"{COMMUNITY}/invitations", headers=admin, json=body))
 
 
 async def test_each_role_gets_the_success_status_of_its_scopes_and_403_for_the_rest(client, keys, seed, connection):

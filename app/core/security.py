@@ -36,6 +36,9 @@ class Scope(StrEnum):
     FEEDBACK_READ = "feedback:read"  # survey answers and complaints as stored: the customers' own words
     COMPLAINTS_WRITE = "complaints:write"  # moving a complaint through its lifecycle
     REPORTS_READ = "reports:read"
+    ENGAGEMENT_READ = "engagement:read"  # communities, activities, their members and metrics
+    ENGAGEMENT_WRITE = "engagement:write"  # programmes, invitations, membership moves, attendance
+    PARTICIPATION_WRITE = "participation:write"  # a customer's answers: join, leave, RSVP; member activity
     ADMIN = "admin"
 
 
@@ -51,6 +54,7 @@ ROLE_SCOPES: dict[str, frozenset[Scope]] = {
             Scope.FEEDBACK_WRITE,
             Scope.PRODUCTS_READ,
             Scope.ATTRIBUTES_READ,
+            Scope.PARTICIPATION_WRITE,
         }
     ),
     # core-banking feeds: write customers, holdings and events; follow the tier change feed
@@ -62,6 +66,7 @@ ROLE_SCOPES: dict[str, frozenset[Scope]] = {
             Scope.PRODUCTS_READ,
             Scope.ATTRIBUTES_READ,
             Scope.TRANSITIONS_READ,
+            Scope.PARTICIPATION_WRITE,
         }
     ),
     "admin": frozenset(Scope),

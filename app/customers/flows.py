@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.customers import locks, service
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
+from app.engagement.service import erase_customer_engagement
 from app.recommendations import offer_state
 from app.recommendations.served import erase_served_reasons
 from app.tiering.assignment import refresh as tier_refresh
@@ -86,3 +87,4 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str) -
     await tier_refresh.erase_assignments(session, customer_id)  # their facts hold the customer's values
     await erase_served_reasons(session, customer_id)  # the reasons quote them
     await offer_state.mark_stale(session, [customer_id])  # its explanation quotes them
+    await erase_customer_engagement(session, customer_id)  # who took part in which programme

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 
@@ -376,9 +376,49 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         headers={"X-Request-ID": PHONE},
     )
     await both("DELETE /v1/webhooks/{webhook_id}", webhook, good={}, bad={"headers": {"X-API-Key": PHONE}})
+    await exercise_engagement(both, now)
     await both("DELETE /v1/products/{code}", "/v1/products/savings", good={}, bad={"headers": {"X-API-Key": NAME}})
     await both("DELETE /v1/customers/{external_id}", customer, good={}, bad={"headers": {"X-API-Key": PHONE}})
     return done
+
+
+async def exercise_engagement(both, now: datetime) -> None:
+    """The engagement routes: a community with personal text, the customer invited, joined, active, removed."""
+    club = {"key": "quux-club", "name": f"{NAME}'s club", "goal": FREE_TEXT, "owner_team": "t", "state": "open"}
+    club["audience"] = {"attr": "segment", "op": "eq", "value": "retail"}
+    await both("POST /v1/communities", "/v1/communities", good={"json": club}, bad={"json": {**club, "key": EMAIL}})
+    community = "/v1/communities/quux-club"
+    await both(
+        "PATCH /v1/communities/{key}",
+        community,
+        good={"json": {"goal": f"call {PHONE}"}},
+        bad={"json": {"goal": f"{EMAIL}{NUL}"}},
+    )
+    await both(
+        "POST /v1/communities/{key}/invitations",
+        f"{community}/invitations",
+        good={"json": {"customer_ids": [CUSTOMER], "channel": "mobile"}},
+        bad={"json": {"customer_ids": [EMAIL], "channel": "mobile"}},
+    )
+    await both(
+        "POST /v1/communities/{key}/members/{customer_id}/transitions",
+        f"{community}/members/{CUSTOMER}/transitions",
+        good={"json": {"to": "joined", "channel": "mobile", "at": (now - timedelta(days=1)).isoformat()}},
+        bad={"json": {"to": "joined", "channel": PHONE}},
+    )
+    event = {"event_id": f"post-{CUSTOMER}", "customer_id": CUSTOMER, "kind": "post", "occurred_at": now.isoformat()}
+    await both(
+        "POST /v1/communities/{key}/activity-events",
+        f"{community}/activity-events",
+        good={"json": {"events": [event]}},
+        bad={"json": {"events": [{**event, "kind": NAME}]}},
+    )
+    await both(
+        "DELETE /v1/communities/{key}/members/{customer_id}",
+        f"{community}/members/{CUSTOMER}",
+        good={},
+        bad={"headers": {"X-API-Key": EMAIL}},
+    )
 
 
 async def test_no_log_record_carries_a_value_from_any_write_route(client, as_role, caplog):

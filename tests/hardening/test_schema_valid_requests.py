@@ -46,6 +46,21 @@ async def _demo_bank(session) -> None:
         ),
         FUZZ_SETTINGS,
     )
+    await _engagement(session)
+
+
+async def _engagement(session) -> None:
+    """The community the examples name (young-families), open, with C00000042 invited."""
+    from app.engagement import communities
+    from app.engagement.schemas import CommunityCreate
+
+    community = await communities.create_community(
+        session,
+        CommunityCreate(
+            key="young-families", name="Young families", owner_team="t", audience={"always": True}, state="open"
+        ),
+    )
+    await communities.invite(session, community, ["C00000042"], "mobile")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,303 @@
+"""Engagement request and response bodies: communities, memberships, member activity, activities, RSVPs, and the
+metrics and results reports."""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from typing_extensions import TypeAliasType
+
+from app.core.strict import Integer, Timestamp
+from app.customers.schemas import ExternalId, _not_in_future
+from app.rules.schema import Condition
+
+ProgrammeKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{1,39}$")]
+TierCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$")]
+PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,39}$")]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Team = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+ContactChannel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,19}$")]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+BenefitCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,59}$")]
+MAX_BATCH = 1000
+
+CommunityState = TypeAliasType(
+    "CommunityState",
+    Annotated[Literal["planned", "open", "closed"], Field(description="planned: no invitations yet; open; closed.")],
+)
+MembershipState = TypeAliasType(
+    "MembershipState",
+    Annotated[
+        Literal["invited", "joined", "left", "declined", "removed"],
+        Field(description="invited -> joined -> left; invited -> declined; invited or joined -> removed."),
+    ],
+)
+MemberActivityKind = TypeAliasType(
+    "MemberActivityKind",
+    Annotated[Literal["post", "reply", "meeting_attended", "share"], Field(description="What a member did.")],
+)
+ActivityKind = TypeAliasType(
+    "ActivityKind",
+    Annotated[
+        Literal["salon", "lecture", "appreciation_event", "campaign"],
+        Field(description="salon (investment salon), lecture (financial education), appreciation_event, campaign."),
+    ],
+)
+ActivityChannel = TypeAliasType(
+    "ActivityChannel", Annotated[Literal["branch", "online"], Field(description="Where the activity takes place.")]
+)
+ParticipationState = TypeAliasType(
+    "ParticipationState",
+    Annotated[
+        Literal["invited", "accepted", "waitlisted", "declined", "attended", "no_show"],
+        Field(description="invited -> accepted (or waitlisted when full) -> attended / no_show; or declined."),
+    ],
+)
+
+AUDIENCE_DOC = (
+    "Who may be invited: a condition in the rule language (GET /v1/attributes), e.g. "
+    '{"all": [{"attr": "age", "op": "lt", "value": 35}]}; {"always": true} for everyone.'
+)
+TIERS_DOC = (
+    "Optional: only customers whose tier under `audience_policy_key` is one of these, e.g. loyalty in "
+    "[iron_fan, core]. Both or neither."
+)
+AUDIENCE_EXAMPLE = {
+    "all": [{"attr": "age", "op": "lt", "value": 35}, {"attr": "marketing_consent", "op": "eq", "value": True}]
+}
+
+
+class _Audience(BaseModel):
+    audience: Condition = Field(description=AUDIENCE_DOC)
+    audience_policy_key: PolicyKey | None = Field(None, description="The tier policy `audience_tiers` name tiers of.")
+    audience_tiers: Annotated[list[TierCode], Field(max_length=50)] = Field(default_factory=list, description=TIERS_DOC)
+
+    @model_validator(mode="after")
+    def tiers_with_policy(self):
+        if bool(self.audience_policy_key) != bool(self.audience_tiers):
+            raise ValueError("audience_policy_key and audience_tiers go together")
+        return self
+
+
+# ---- communities -------------------------------------------------------------------------------------------
+
+
+class CommunityCreate(_Audience):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "young-families",
+                    "name": "Young families",
+                    "goal": "Saving and insuring for a growing family",
+                    "owner_team": "retail-engagement",
+                    "audience": AUDIENCE_EXAMPLE,
+                    "audience_policy_key": "loyalty",
+                    "audience_tiers": ["iron_fan", "core"],
+                    "capacity": 500,
+                    "state": "open",
+                }
+            ]
+        },
+    )
+
+    key: ProgrammeKey = Field(description="Stable identifier: lowercase letters, digits, '_' and '-', 2..40.")
+    name: Name
+    goal: Annotated[str, Field(max_length=2000)] | None = None
+    owner_team: Team
+    capacity: Integer(1, 10_000_000) | None = Field(None, description="Most members at once; null: no limit.")
+    state: CommunityState = "planned"
+
+
+class CommunityUpdate(BaseModel):
+    """Fields to change; the audience's three fields are replaced together when `audience` is sent."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"state": "open"}, {"capacity": 800, "goal": "Grow"}]}
+    )
+
+    name: Name | None = None
+    goal: Annotated[str, Field(max_length=2000)] | None = None
+    owner_team: Team | None = None
+    audience: Condition | None = Field(None, description=AUDIENCE_DOC)
+    audience_policy_key: PolicyKey | None = None
+    audience_tiers: Annotated[list[TierCode], Field(max_length=50)] | None = None
+    capacity: Integer(1, 10_000_000) | None = None
+    state: CommunityState | None = None
+
+
+class CommunityRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    key: str
+    name: str
+    goal: str | None
+    owner_team: str
+    audience: dict[str, Any]
+    audience_policy_key: str | None
+    audience_tiers: list[str]
+    capacity: int | None
+    state: CommunityState
+    created_at: datetime
+    updated_at: datetime
+
+
+class InvitationBatch(BaseModel):
+    """Customers to invite (1..1000). Each is invited only when the audience admits them, they consent to
+    marketing and the contact policy does not suppress them; the others are listed with the reason."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"customer_ids": ["C00000042", "C00000043"], "channel": "mobile"}]},
+    )
+
+    customer_ids: Annotated[list[ExternalId], Field(min_length=1, max_length=MAX_BATCH)]
+    channel: ContactChannel = Field(description="Where the invitation is sent (mobile, email, branch, rm, ...).")
+
+
+InvitationOutcome = TypeAliasType(
+    "InvitationOutcome",
+    Annotated[
+        Literal[
+            "invited",
+            "unknown_customer",
+            "not_in_audience",
+            "no_marketing_consent",
+            "contact_policy",
+            "already_invited",
+        ],
+        Field(description="What became of one customer of an invitation batch."),
+    ],
+)
+
+
+class InvitationResult(BaseModel):
+    customer_id: str
+    outcome: InvitationOutcome
+    contact_rule: str | None = Field(None, description="The contact rule that suppressed the invitation.")
+
+
+class InvitationBatchResult(BaseModel):
+    invited: int
+    skipped: int
+    results: list[InvitationResult]
+
+
+class MembershipMoveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"to": "joined", "channel": "mobile"}]})
+
+    to: Literal["joined", "declined", "left", "removed"]
+    channel: ContactChannel
+    at: Timestamp | None = Field(None, description="When it happened; default now.")
+
+    @field_validator("at")
+    @classmethod
+    def at_not_in_future(cls, value: datetime | None) -> datetime | None:
+        return _not_in_future(value)
+
+
+class MembershipMoveRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    from_state: MembershipState | None
+    to_state: MembershipState
+    channel: str
+    at: datetime
+
+
+class MembershipRead(BaseModel):
+    customer_id: str
+    community_key: str
+    state: MembershipState
+    channel: str
+    invited_at: datetime
+    joined_at: datetime | None
+    ended_at: datetime | None
+    history: list[MembershipMoveRead] = Field(default_factory=list)
+
+
+class MemberActivityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: EventId = Field(description="Your id of the event; a retried event changes nothing.")
+    customer_id: ExternalId
+    kind: MemberActivityKind
+    occurred_at: Timestamp
+
+    @field_validator("occurred_at")
+    @classmethod
+    def occurred_not_in_future(cls, value: datetime) -> datetime:
+        return _not_in_future(value)
+
+
+class MemberActivityBatch(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "event_id": "yf-post-000001",
+                            "customer_id": "C00000042",
+                            "kind": "post",
+                            "occurred_at": "2026-11-22T08:14:03Z",
+                        }
+                    ]
+                }
+            ]
+        },
+    )
+
+    events: Annotated[list[MemberActivityIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class BatchRejection(BaseModel):
+    index: int
+    pointer: str
+    detail: str
+
+
+class MemberActivityResult(BaseModel):
+    received: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    rejections: list[BatchRejection]
+
+
+class Satisfaction(BaseModel):
+    customers: int = Field(description="Customers in the group.")
+    nps_responses: int
+    nps: float | None = Field(description="% promoters - % detractors of the latest answer per customer in the window.")
+    csat_responses: int
+    csat_avg: float | None
+
+
+class TierMigration(BaseModel):
+    from_tier: str | None
+    to_tier: str
+    direction: str
+    customers: int
+
+
+class CommunityMetrics(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    community_key: str
+    from_: datetime = Field(alias="from")
+    to: datetime
+    members: int = Field(description="Members at `to`.")
+    joins: int = Field(description="Joins in [from, to).")
+    leaves: int = Field(description="Leaves and removals in [from, to).")
+    active_members_30d: int = Field(description="Members at `to` with an activity event in the 30 days before it.")
+    stickiness: float | None = Field(description="active_members_30d / members.")
+    tier_policy: str | None = Field(description="The policy whose tiers the comparison and migrations use.")
+    members_satisfaction: Satisfaction
+    non_members_satisfaction: Satisfaction = Field(
+        description="Customers who are not members and have one of the members' tiers under `tier_policy`."
+    )
+    tier_migrations: list[TierMigration] = Field(
+        description="Members' tier moves under `tier_policy` since each joined, up to `to`."
+    )
