@@ -255,6 +255,48 @@ def engagement_calls(now: datetime) -> dict[tuple[str, str], Call]:
             200, f"{COMMUNITY}/activity-events", {"json": {"events": activity}}
         ),
         ("GET", "/v1/communities/{key}/metrics"): Call(200, f"{COMMUNITY}/metrics"),
+        **activity_calls(now),
+    }
+
+
+ACTIVITY = "/v1/activities/ac_salon"  # seeded a week ahead, with AC1 invited
+
+
+def activity_schedule(now: datetime) -> dict:
+    return {
+        "starts_at": (now + timedelta(days=7)).isoformat(),
+        "ends_at": (now + timedelta(days=7, hours=2)).isoformat(),
+    }
+
+
+def activity_calls(now: datetime) -> dict[tuple[str, str], Call]:
+    activity = {
+        "key": "ac_new",
+        "name": "New",
+        "kind": "lecture",
+        "owner_team": "t",
+        "audience": {"always": True},
+        "channel": "online",
+        "capacity": 10,
+        **activity_schedule(now),
+    }
+    return {
+        ("POST", "/v1/activities"): Call(201, kwargs={"json": activity}),
+        ("GET", "/v1/activities"): Call(200),
+        ("GET", "/v1/activities/{key}"): Call(200, ACTIVITY),
+        ("PATCH", "/v1/activities/{key}"): Call(200, ACTIVITY, {"json": {"capacity": 30}}),
+        ("POST", "/v1/activities/{key}/invitations"): Call(
+            200, f"{ACTIVITY}/invitations", {"json": {"customer_ids": ["AC1"], "channel": "mobile"}}
+        ),
+        ("POST", "/v1/activities/{key}/participants/{customer_id}/rsvp"): Call(
+            200, f"{ACTIVITY}/participants/AC1/rsvp", {"json": {"answer": "accept", "channel": "mobile"}}
+        ),
+        ("POST", "/v1/activities/{key}/attendance"): Call(
+            200, f"{ACTIVITY}/attendance", {"json": {"records": [{"customer_id": "AC1", "attended": True}]}}
+        ),
+        ("GET", "/v1/activities/{key}/participants"): Call(200, f"{ACTIVITY}/participants"),
+        ("GET", "/v1/activities/{key}/participants/{customer_id}"): Call(200, f"{ACTIVITY}/participants/AC1"),
+        ("GET", "/v1/activities/{key}/results"): Call(200, f"{ACTIVITY}/results"),
     }
 
 
@@ -372,11 +414,23 @@ async def seed(client, as_role, session, test_settings) -> dict:
 
 
 async def seed_engagement(ok, client, admin) -> None:
-    """An open community ac-club with AC1 invited."""
+    """An open community ac-club and an activity ac_salon, with AC1 invited to both."""
     club = {"key": "ac-club", "name": "Club", "owner_team": "t", "audience": {"always": True}, "state": "open"}
     await ok(client.post("/v1/communities", headers=admin, json=club), 201)
     body = {"customer_ids": ["AC1"], "channel": "mobile"}
     await ok(client.post(f"{COMMUNITY}/invitations", headers=admin, json=body))
+    salon = {
+        "key": "ac_salon",
+        "name": "Salon",
+        "kind": "salon",
+        "owner_team": "t",
+        "audience": {"always": True},
+        "channel": "branch",
+        "capacity": 10,
+        **activity_schedule(datetime.now(UTC)),
+    }
+    await ok(client.post("/v1/activities", headers=admin, json=salon), 201)
+    await ok(client.post(f"{ACTIVITY}/invitations", headers=admin, json=body))
 
 
 async def test_each_role_gets_the_success_status_of_its_scopes_and_403_for_the_rest(client, keys, seed, connection):

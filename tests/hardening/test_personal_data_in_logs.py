@@ -413,6 +413,41 @@ async def exercise_engagement(both, now: datetime) -> None:
         good={"json": {"events": [event]}},
         bad={"json": {"events": [{**event, "kind": NAME}]}},
     )
+    start = now + timedelta(days=3)
+    salon = {
+        "key": "quux_salon",
+        "name": f"{NAME}'s salon",
+        "kind": "salon",
+        "owner_team": "t",
+        "audience": {"attr": "segment", "op": "eq", "value": "retail"},
+        "channel": "branch",
+        "capacity": 5,
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(hours=2)).isoformat(),
+    }
+    await both("POST /v1/activities", "/v1/activities", good={"json": salon}, bad={"json": {**salon, "key": EMAIL}})
+    activity = "/v1/activities/quux_salon"
+    await both(
+        "PATCH /v1/activities/{key}", activity, good={"json": {"name": PHONE}}, bad={"json": {"name": NAME + NUL}}
+    )
+    await both(
+        "POST /v1/activities/{key}/invitations",
+        f"{activity}/invitations",
+        good={"json": {"customer_ids": [CUSTOMER], "channel": "mobile"}},
+        bad={"json": {"customer_ids": [PHONE], "channel": "mobile"}},
+    )
+    await both(
+        "POST /v1/activities/{key}/participants/{customer_id}/rsvp",
+        f"{activity}/participants/{CUSTOMER}/rsvp",
+        good={"json": {"answer": "accept", "channel": "mobile"}},
+        bad={"json": {"answer": "accept", "channel": EMAIL}},
+    )
+    await both(
+        "POST /v1/activities/{key}/attendance",
+        f"{activity}/attendance",
+        good={"json": {"records": [{"customer_id": CUSTOMER, "attended": True}]}},
+        bad={"json": {"records": [{"customer_id": NAME, "attended": True}]}},
+    )
     await both(
         "DELETE /v1/communities/{key}/members/{customer_id}",
         f"{community}/members/{CUSTOMER}",

@@ -50,9 +50,11 @@ async def _demo_bank(session) -> None:
 
 
 async def _engagement(session) -> None:
-    """The community the examples name (young-families), open, with C00000042 invited."""
-    from app.engagement import communities
-    from app.engagement.schemas import CommunityCreate
+    """The community and the activity the examples name (young-families, salon_2026_12), with C00000042 invited."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.engagement import activities, communities
+    from app.engagement.schemas import ActivityCreate, CommunityCreate
 
     community = await communities.create_community(
         session,
@@ -61,6 +63,22 @@ async def _engagement(session) -> None:
         ),
     )
     await communities.invite(session, community, ["C00000042"], "mobile")
+    start = datetime.now(UTC) + timedelta(days=7)
+    activity = await activities.create_activity(
+        session,
+        ActivityCreate(
+            key="salon_2026_12",
+            name="Salon",
+            kind="salon",
+            owner_team="t",
+            audience={"always": True},
+            channel="branch",
+            capacity=40,
+            starts_at=start,
+            ends_at=start + timedelta(hours=2),
+        ),
+    )
+    await activities.invite(session, activity, ["C00000042"], "mobile")
 
 
 @pytest.fixture(scope="module")
