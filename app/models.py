@@ -19,6 +19,7 @@ from app.engagement.models import (  # noqa: F401
     CommunityActivityEvent,
     CommunityMembership,
     CommunityMembershipMove,
+    Referral,
 )
 from app.feedback.models import (  # noqa: F401
     Complaint,

@@ -227,14 +227,14 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("POST", "/v1/webhooks/{webhook_id}/deliveries/redeliver-dead"): Call(
             200, f"{webhook}/deliveries/redeliver-dead"
         ),
-        **engagement_calls(now),
+        **engagement_calls(now, seed),
     }
 
 
 COMMUNITY = "/v1/communities/ac-club"  # seeded open, with AC1 invited
 
 
-def engagement_calls(now: datetime) -> dict[tuple[str, str], Call]:
+def engagement_calls(now: datetime, seed: dict) -> dict[tuple[str, str], Call]:
     community = {"key": "ac-new", "name": "New", "owner_team": "t", "audience": {"always": True}}
     activity = [{"event_id": "acc-ca-1", "customer_id": "AC1", "kind": "post", "occurred_at": now.isoformat()}]
     return {
@@ -255,11 +255,12 @@ def engagement_calls(now: datetime) -> dict[tuple[str, str], Call]:
             200, f"{COMMUNITY}/activity-events", {"json": {"events": activity}}
         ),
         ("GET", "/v1/communities/{key}/metrics"): Call(200, f"{COMMUNITY}/metrics"),
-        **activity_calls(now),
+        **activity_calls(now, seed.get("referral", 1)),
     }
 
 
 ACTIVITY = "/v1/activities/ac_salon"  # seeded a week ahead, with AC1 invited
+REFERRAL = "/v1/referrals/{referral}"  # seeded: AC1 referred a code, AC2 the customer it brought in
 
 
 def activity_schedule(now: datetime) -> dict:
@@ -269,7 +270,7 @@ def activity_schedule(now: datetime) -> dict:
     }
 
 
-def activity_calls(now: datetime) -> dict[tuple[str, str], Call]:
+def activity_calls(now: datetime, referral: int) -> dict[tuple[str, str], Call]:
     activity = {
         "key": "ac_new",
         "name": "New",
@@ -297,6 +298,24 @@ def activity_calls(now: datetime) -> dict[tuple[str, str], Call]:
         ("GET", "/v1/activities/{key}/participants"): Call(200, f"{ACTIVITY}/participants"),
         ("GET", "/v1/activities/{key}/participants/{customer_id}"): Call(200, f"{ACTIVITY}/participants/AC1"),
         ("GET", "/v1/activities/{key}/results"): Call(200, f"{ACTIVITY}/results"),
+        ("POST", "/v1/referrals"): Call(
+            201,
+            kwargs={
+                "json": {
+                    "event_id": "acc-ref-2",
+                    "referrer_customer_id": "AC1",
+                    "referral_code": "ACC-CODE-2",
+                    "referred_at": (now - timedelta(days=1)).isoformat(),
+                }
+            },
+        ),
+        ("GET", "/v1/referrals"): Call(200),
+        ("GET", "/v1/referrals/{referral_id}"): Call(200, REFERRAL.format(referral=referral)),
+        ("POST", "/v1/referrals/{referral_id}/transitions"): Call(
+            200,
+            REFERRAL.format(referral=referral) + "/transitions",
+            {"json": {"to": "onboarded", "referee_customer_id": "AC2"}},
+        ),
     }
 
 
@@ -398,7 +417,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
         201,
     )
     run = await ok(client.post("/v1/tier-runs", headers=admin, json={"all": True}), 202)
-    await seed_engagement(ok, client, admin)
+    referral = await seed_engagement(ok, client, admin)
     await session.execute(FAN_OUT, {"batch": 100})  # the complaint's event becomes the webhook's delivery
     delivery = await session.scalar(text("SELECT id FROM webhook_delivery ORDER BY id LIMIT 1"))
     await session.commit()
@@ -410,11 +429,13 @@ async def seed(client, as_role, session, test_settings) -> dict:
         "recommendation": served["items"][0]["recommendation_id"],
         "webhook": webhook.json()["id"],
         "delivery": delivery,
+        "referral": referral,
     }
 
 
-async def seed_engagement(ok, client, admin) -> None:
-    """An open community ac-club and an activity ac_salon, with AC1 invited to both."""
+async def seed_engagement(ok, client, admin) -> int:
+    """An open community ac-club and an activity ac_salon, with AC1 invited to both; AC1's referral of a code
+    (its id returned) and AC2, the customer it can resolve to."""
     club = {"key": "ac-club", "name": "Club", "owner_team": "t", "audience": {"always": True}, "state": "open"}
     await ok(client.post("/v1/communities", headers=admin, json=club), 201)
     body = {"customer_ids": ["AC1"], "channel": "mobile"}
@@ -431,6 +452,14 @@ async def seed_engagement(ok, client, admin) -> None:
     }
     await ok(client.post("/v1/activities", headers=admin, json=salon), 201)
     await ok(client.post(f"{ACTIVITY}/invitations", headers=admin, json=body))
+    await ok(client.put("/v1/customers/AC2", headers=admin, json=customer_body()), 201)
+    referral = {
+        "event_id": "acc-ref-1",
+        "referrer_customer_id": "AC1",
+        "referral_code": "ACC-CODE-1",
+        "referred_at": datetime.now(UTC).isoformat(),
+    }
+    return (await ok(client.post("/v1/referrals", headers=admin, json=referral), 201)).json()["id"]
 
 
 async def test_each_role_gets_the_success_status_of_its_scopes_and_403_for_the_rest(client, keys, seed, connection):

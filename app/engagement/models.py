@@ -155,3 +155,33 @@ class ActivityParticipation(Base):
     waitlisted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+REFERRAL_STATUSES = ("referred", "onboarded", "active")
+
+
+class Referral(Base):
+    """A customer's referral of a friend: the referee is another customer (referee_id) or, until they become one,
+    a pending referral code; it moves referred -> onboarded -> active, and only an active (converted) referral
+    counts in the referrer's advocacy. Once per (referrer, event_id). The referrer's erasure deletes it; the
+    referee's erasure clears the referee and the code."""
+
+    __tablename__ = "referral"
+    __table_args__ = (
+        CheckConstraint(f"status IN {REFERRAL_STATUSES}", name="status"),
+        Index("uq_referral_referrer_event", "referrer_id", "event_id", unique=True),
+        Index("ix_referral_referrer_activated", "referrer_id", "activated_at"),
+        Index("ix_referral_referee", "referee_id"),
+        Index("ix_referral_code", "referral_code"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    referrer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(100))
+    referee_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id", ondelete="SET NULL"))
+    referral_code: Mapped[str | None] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(10), server_default=text("'referred'"))
+    referred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    onboarded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

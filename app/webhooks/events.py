@@ -166,6 +166,29 @@ class ActivityParticipationChanged(_Payload):
     at: datetime
 
 
+class ReferralStatusChanged(_Payload):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "referral_id": 17,
+                    "referrer_customer_id": "C0001042",
+                    "from_status": "onboarded",
+                    "to_status": "active",
+                    "at": "2026-12-03T18:20:00Z",
+                }
+            ]
+        },
+    )
+
+    referral_id: int
+    referrer_customer_id: str = Field(description="The bank's external id of the referrer.")
+    from_status: Literal["referred", "onboarded", "active"] | None = Field(description="Null for a new referral.")
+    to_status: Literal["referred", "onboarded", "active"]
+    at: datetime
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -205,6 +228,11 @@ EVENT_TYPES: dict[str, EventType] = {
             "A customer was invited to an activity, accepted (or was waitlisted, or promoted from the waiting list), "
             "declined, attended or did not show.",
             ActivityParticipationChanged,
+        ),
+        EventType(
+            "referral.status_changed",
+            "A referral was recorded, or its referee onboarded or became active (converted).",
+            ReferralStatusChanged,
         ),
     )
 }

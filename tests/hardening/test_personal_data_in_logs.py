@@ -448,6 +448,31 @@ async def exercise_engagement(both, now: datetime) -> None:
         good={"json": {"records": [{"customer_id": CUSTOMER, "attended": True}]}},
         bad={"json": {"records": [{"customer_id": NAME, "attended": True}]}},
     )
+    referral = {
+        "event_id": f"ref-{CUSTOMER}",
+        "referrer_customer_id": CUSTOMER,
+        "referral_code": "QUUX-48151623",
+        "referred_at": now.isoformat(),
+    }
+    made = await both(
+        "POST /v1/referrals",
+        "/v1/referrals",
+        good={"json": referral},
+        bad={"json": {**referral, "referee_customer_id": CUSTOMER}},
+    )
+    friend = {"segment": "retail", "onboarded_at": now.isoformat(), "display_name": NAME}
+    await both(
+        "PUT /v1/customers/{external_id}",
+        "/v1/customers/ZQX-FRIEND",
+        good={"json": friend},
+        bad={"json": {**friend, "segment": EMAIL}},
+    )
+    await both(
+        "POST /v1/referrals/{referral_id}/transitions",
+        f"/v1/referrals/{made.json()['id']}/transitions",
+        good={"json": {"to": "onboarded", "referee_customer_id": "ZQX-FRIEND"}},
+        bad={"json": {"to": "onboarded", "referee_customer_id": EMAIL}},
+    )
     await both(
         "DELETE /v1/communities/{key}/members/{customer_id}",
         f"{community}/members/{CUSTOMER}",

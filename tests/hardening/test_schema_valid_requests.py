@@ -53,8 +53,8 @@ async def _engagement(session) -> None:
     """The community and the activity the examples name (young-families, salon_2026_12), with C00000042 invited."""
     from datetime import UTC, datetime, timedelta
 
-    from app.engagement import activities, communities
-    from app.engagement.schemas import ActivityCreate, CommunityCreate
+    from app.engagement import activities, communities, referrals
+    from app.engagement.schemas import ActivityCreate, CommunityCreate, ReferralIn
 
     community = await communities.create_community(
         session,
@@ -79,6 +79,15 @@ async def _engagement(session) -> None:
         ),
     )
     await activities.invite(session, activity, ["C00000042"], "mobile")
+    await referrals.record_referral(  # referral 1, as the examples name it
+        session,
+        ReferralIn(
+            event_id="ref-1",
+            referrer_customer_id="C00000042",
+            referral_code="FRIEND-7QX2",
+            referred_at=start - timedelta(days=30),
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
