@@ -147,7 +147,7 @@ class ActivityParticipationChanged(_Payload):
         json_schema_extra={
             "examples": [
                 {
-                    "activity_key": "salon_2026_12",
+                    "activity_key": "salon_year_end",
                     "customer_id": "C0001042",
                     "from_state": "waitlisted",
                     "to_state": "accepted",

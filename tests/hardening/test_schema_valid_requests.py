@@ -50,42 +50,19 @@ async def _demo_bank(session) -> None:
 
 
 async def _engagement(session) -> None:
-    """The community and the activity the examples name (young-families, salon_2026_12), with C00000042 invited."""
+    """The demo bank's programmes are those the examples name (young-families, salon_year_end); a referral 1."""
     from datetime import UTC, datetime, timedelta
 
-    from app.engagement import activities, communities, referrals
-    from app.engagement.schemas import ActivityCreate, CommunityCreate, ReferralIn
+    from app.engagement import referrals
+    from app.engagement.schemas import ReferralIn
 
-    community = await communities.create_community(
-        session,
-        CommunityCreate(
-            key="young-families", name="Young families", owner_team="t", audience={"always": True}, state="open"
-        ),
-    )
-    await communities.invite(session, community, ["C00000042"], "mobile")
-    start = datetime.now(UTC) + timedelta(days=7)
-    activity = await activities.create_activity(
-        session,
-        ActivityCreate(
-            key="salon_2026_12",
-            name="Salon",
-            kind="salon",
-            owner_team="t",
-            audience={"always": True},
-            channel="branch",
-            capacity=40,
-            starts_at=start,
-            ends_at=start + timedelta(hours=2),
-        ),
-    )
-    await activities.invite(session, activity, ["C00000042"], "mobile")
-    await referrals.record_referral(  # referral 1, as the examples name it
+    await referrals.record_referral(
         session,
         ReferralIn(
             event_id="ref-1",
             referrer_customer_id="C00000042",
             referral_code="FRIEND-7QX2",
-            referred_at=start - timedelta(days=30),
+            referred_at=datetime.now(UTC) - timedelta(days=30),
         ),
     )
 
