@@ -127,7 +127,7 @@ async def make_loyal_customer(client, as_role, external_id: str, referrals: int)
         headers=as_role("integration"),
         json={
             "holdings": [
-                {"product_code": code, "balance": "1000.00", "as_of": today}
+                {"product_code": code, "balance": "10000.00", "as_of": today}  # core: AUM 25,000 or more
                 for code in ("current_account", "savings_account", "balanced_fund", "life_insurance")
             ]
         },
