@@ -9,6 +9,7 @@ from typing_extensions import TypeAliasType
 
 from app.core.strict import Integer, Timestamp
 from app.customers.schemas import ExternalId, _not_in_future
+from app.reports.schemas import Uplift
 from app.rules.schema import Condition
 
 ProgrammeKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{1,39}$")]
@@ -54,6 +55,21 @@ ParticipationState = TypeAliasType(
         Literal["invited", "accepted", "waitlisted", "declined", "attended", "no_show"],
         Field(description="invited -> accepted (or waitlisted when full) -> attended / no_show; or declined."),
     ],
+)
+
+MembershipAnswer = TypeAliasType(
+    "MembershipAnswer",
+    Annotated[
+        Literal["joined", "declined", "left", "removed"],
+        Field(description="The move: joined or declined (from invited), left (from joined); removed is the bank's."),
+    ],
+)
+RsvpAnswer = TypeAliasType(
+    "RsvpAnswer", Annotated[Literal["accept", "decline"], Field(description="The customer's answer.")]
+)
+ReferralMove = TypeAliasType(
+    "ReferralMove",
+    Annotated[Literal["onboarded", "active"], Field(description="onboarded (from referred), active (converted).")],
 )
 
 AUDIENCE_DOC = (
@@ -189,7 +205,7 @@ class InvitationBatchResult(BaseModel):
 class MembershipMoveIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"to": "joined", "channel": "mobile"}]})
 
-    to: Literal["joined", "declined", "left", "removed"]
+    to: MembershipAnswer
     channel: ContactChannel
     at: Timestamp | None = Field(None, description="When it happened; default now.")
 
@@ -277,7 +293,7 @@ class Satisfaction(BaseModel):
     csat_avg: float | None
 
 
-class TierMigration(BaseModel):
+class MemberTierMigration(BaseModel):
     from_tier: str | None
     to_tier: str
     direction: str
@@ -300,7 +316,7 @@ class CommunityMetrics(BaseModel):
     non_members_satisfaction: Satisfaction = Field(
         description="Customers who are not members and have one of the members' tiers under `tier_policy`."
     )
-    tier_migrations: list[TierMigration] = Field(
+    tier_migrations: list[MemberTierMigration] = Field(
         description="Members' tier moves under `tier_policy` since each joined, up to `to`."
     )
 
@@ -389,7 +405,7 @@ class RsvpIn(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"answer": "accept", "channel": "mobile"}]}
     )
 
-    answer: Literal["accept", "decline"]
+    answer: RsvpAnswer
     channel: ContactChannel
 
 
@@ -429,16 +445,6 @@ class ParticipationRead(BaseModel):
     attended_at: datetime | None
 
 
-class Interval(BaseModel):
-    low: float
-    high: float
-
-
-class Uplift(BaseModel):
-    difference: float = Field(description="Attendees' rate minus the matched not-invited group's.")
-    interval: Interval = Field(description="95% normal-approximation interval of the difference.")
-
-
 class ActivityResults(BaseModel):
     activity_key: str
     invited: int
@@ -454,7 +460,9 @@ class ActivityResults(BaseModel):
     attendee_rate: float | None
     control_customers: int = Field(description="Not-invited customers of the audience in the attendees' strata.")
     control_rate: float | None = Field(description="Their rate, weighted to the attendees' strata.")
-    uplift: Uplift | None
+    uplift: Uplift | None = Field(
+        description="Attendees' rate minus the matched group's (the treatment and holdout of the funnel's Uplift)."
+    )
     matching: str = Field(description="How the not-invited group was matched.")
 
 
@@ -511,7 +519,7 @@ class ReferralMoveIn(BaseModel):
         json_schema_extra={"examples": [{"to": "onboarded", "referee_customer_id": "C00000043"}, {"to": "active"}]},
     )
 
-    to: Literal["onboarded", "active"]
+    to: ReferralMove
     referee_customer_id: ExternalId | None = Field(
         None, description="The referee, when the referral named a code: the customer the code brought in."
     )
