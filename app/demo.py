@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import driver_connection
 from app.demo_records import COPY_COLUMNS, DemoRecords, customer_external_id, default_products, generate_demo_records
+from app.engagement.demo import load_demo_engagement
 from app.products.models import Product
 from app.rules import AttributeCatalog, check_condition, dump_condition, parse_condition
 
@@ -164,6 +165,7 @@ async def generate_demo_bank(session: AsyncSession, customers: int, seed: int = 
                 pending.exception()
     for table in COPY_COLUMNS:  # fresh statistics, so the first tier run after a big load plans well
         await session.execute(text(f"ANALYZE {table}"))
+    engagement = await load_demo_engagement(session, seed)  # communities, activities, referrals (app/engagement)
     return {
         "products": products,
         "customers": totals["customer"],
@@ -174,4 +176,7 @@ async def generate_demo_bank(session: AsyncSession, customers: int, seed: int = 
         "events": totals["customer_event"],
         "first_external_id": customer_external_id(first_number),
         "last_external_id": customer_external_id(first_number + customers - 1),
+        "community_memberships": engagement["community_membership"],
+        "activity_participations": engagement["activity_participation"],
+        "referrals": engagement["referral"],
     }

@@ -31,6 +31,9 @@ from app.core.security import role_scopes
 from app.customers.imports_router import imports_router as holdings_imports_router
 from app.customers.router import events_router
 from app.customers.router import router as customers_router
+from app.engagement.activities_router import router as activities_router
+from app.engagement.referrals_router import router as referrals_router
+from app.engagement.router import router as communities_router
 from app.feedback.router import router as feedback_router
 from app.products.router import router as products_router
 from app.recommendations.learned.scheduled import retrain_ranker
@@ -87,6 +90,9 @@ ROUTERS = [
     benefits_router,
     benefits_customer_router,
     benefits_reports_router,
+    communities_router,
+    activities_router,
+    referrals_router,
 ]
 HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS, *BENEFIT_HOT_READS]
 

@@ -16,6 +16,15 @@ from app.customers.models import (  # noqa: F401
     HoldingImport,
     HoldingImportLine,
 )
+from app.engagement.models import (  # noqa: F401
+    Activity,
+    ActivityParticipation,
+    Community,
+    CommunityActivityEvent,
+    CommunityMembership,
+    CommunityMembershipMove,
+    Referral,
+)
 from app.feedback.models import (  # noqa: F401
     Complaint,
     ComplaintTransition,

@@ -239,6 +239,95 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ),
         ("POST", "/v1/customers/tiers:read"): Call(200, kwargs={"json": {"customer_ids": ["AC1", "NOBODY"]}}),
         **benefit_calls(seed),
+        **engagement_calls(now, seed),
+    }
+
+
+COMMUNITY = "/v1/communities/ac-club"  # seeded open, with AC1 invited
+
+
+def engagement_calls(now: datetime, seed: dict) -> dict[tuple[str, str], Call]:
+    community = {"key": "ac-new", "name": "New", "owner_team": "t", "audience": {"always": True}}
+    activity = [{"event_id": "acc-ca-1", "customer_id": "AC1", "kind": "post", "occurred_at": now.isoformat()}]
+    return {
+        ("POST", "/v1/communities"): Call(201, kwargs={"json": community}),
+        ("GET", "/v1/communities"): Call(200),
+        ("GET", "/v1/communities/{key}"): Call(200, COMMUNITY),
+        ("PATCH", "/v1/communities/{key}"): Call(200, COMMUNITY, {"json": {"goal": "more"}}),
+        ("POST", "/v1/communities/{key}/invitations"): Call(
+            200, f"{COMMUNITY}/invitations", {"json": {"customer_ids": ["AC1"], "channel": "mobile"}}
+        ),
+        ("GET", "/v1/communities/{key}/members"): Call(200, f"{COMMUNITY}/members"),
+        ("GET", "/v1/communities/{key}/members/{customer_id}"): Call(200, f"{COMMUNITY}/members/AC1"),
+        ("POST", "/v1/communities/{key}/members/{customer_id}/transitions"): Call(
+            200, f"{COMMUNITY}/members/AC1/transitions", {"json": {"to": "joined", "channel": "mobile"}}
+        ),
+        ("DELETE", "/v1/communities/{key}/members/{customer_id}"): Call(200, f"{COMMUNITY}/members/AC1"),
+        ("POST", "/v1/communities/{key}/activity-events"): Call(
+            200, f"{COMMUNITY}/activity-events", {"json": {"events": activity}}
+        ),
+        ("GET", "/v1/communities/{key}/metrics"): Call(200, f"{COMMUNITY}/metrics"),
+        **activity_calls(now, seed.get("referral", 1)),
+    }
+
+
+ACTIVITY = "/v1/activities/ac_salon"  # seeded a week ahead, with AC1 invited
+REFERRAL = "/v1/referrals/{referral}"  # seeded: AC1 referred a code, AC2 the customer it brought in
+
+
+def activity_schedule(now: datetime) -> dict:
+    return {
+        "starts_at": (now + timedelta(days=7)).isoformat(),
+        "ends_at": (now + timedelta(days=7, hours=2)).isoformat(),
+    }
+
+
+def activity_calls(now: datetime, referral: int) -> dict[tuple[str, str], Call]:
+    activity = {
+        "key": "ac_new",
+        "name": "New",
+        "kind": "lecture",
+        "owner_team": "t",
+        "audience": {"always": True},
+        "channel": "online",
+        "capacity": 10,
+        **activity_schedule(now),
+    }
+    return {
+        ("POST", "/v1/activities"): Call(201, kwargs={"json": activity}),
+        ("GET", "/v1/activities"): Call(200),
+        ("GET", "/v1/activities/{key}"): Call(200, ACTIVITY),
+        ("PATCH", "/v1/activities/{key}"): Call(200, ACTIVITY, {"json": {"capacity": 30}}),
+        ("POST", "/v1/activities/{key}/invitations"): Call(
+            200, f"{ACTIVITY}/invitations", {"json": {"customer_ids": ["AC1"], "channel": "mobile"}}
+        ),
+        ("POST", "/v1/activities/{key}/participants/{customer_id}/rsvp"): Call(
+            200, f"{ACTIVITY}/participants/AC1/rsvp", {"json": {"answer": "accept", "channel": "mobile"}}
+        ),
+        ("POST", "/v1/activities/{key}/attendance"): Call(
+            200, f"{ACTIVITY}/attendance", {"json": {"records": [{"customer_id": "AC1", "attended": True}]}}
+        ),
+        ("GET", "/v1/activities/{key}/participants"): Call(200, f"{ACTIVITY}/participants"),
+        ("GET", "/v1/activities/{key}/participants/{customer_id}"): Call(200, f"{ACTIVITY}/participants/AC1"),
+        ("GET", "/v1/activities/{key}/results"): Call(200, f"{ACTIVITY}/results"),
+        ("POST", "/v1/referrals"): Call(
+            201,
+            kwargs={
+                "json": {
+                    "event_id": "acc-ref-2",
+                    "referrer_customer_id": "AC1",
+                    "referral_code": "ACC-CODE-2",
+                    "referred_at": (now - timedelta(days=1)).isoformat(),
+                }
+            },
+        ),
+        ("GET", "/v1/referrals"): Call(200),
+        ("GET", "/v1/referrals/{referral_id}"): Call(200, REFERRAL.format(referral=referral)),
+        ("POST", "/v1/referrals/{referral_id}/transitions"): Call(
+            200,
+            REFERRAL.format(referral=referral) + "/transitions",
+            {"json": {"to": "onboarded", "referee_customer_id": "AC2"}},
+        ),
     }
 
 
@@ -408,6 +497,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
         ),
         201,
     )
+    referral = await seed_engagement(ok, client, admin)
     await session.execute(FAN_OUT, {"batch": 100})  # the complaint's event becomes the webhook's delivery
     delivery = await session.scalar(text("SELECT id FROM webhook_delivery ORDER BY id LIMIT 1"))
     await session.commit()
@@ -421,7 +511,37 @@ async def seed(client, as_role, session, test_settings) -> dict:
         "delivery": delivery,
         "holdings_import": holdings_import.json()["id"],
         "benefit_use": use.json()["id"],
+        "referral": referral,
     }
+
+
+async def seed_engagement(ok, client, admin) -> int:
+    """An open community ac-club and an activity ac_salon, with AC1 invited to both; AC1's referral of a code
+    (its id returned) and AC2, the customer it can resolve to."""
+    club = {"key": "ac-club", "name": "Club", "owner_team": "t", "audience": {"always": True}, "state": "open"}
+    await ok(client.post("/v1/communities", headers=admin, json=club), 201)
+    body = {"customer_ids": ["AC1"], "channel": "mobile"}
+    await ok(client.post(f"{COMMUNITY}/invitations", headers=admin, json=body))
+    salon = {
+        "key": "ac_salon",
+        "name": "Salon",
+        "kind": "salon",
+        "owner_team": "t",
+        "audience": {"always": True},
+        "channel": "branch",
+        "capacity": 10,
+        **activity_schedule(datetime.now(UTC)),
+    }
+    await ok(client.post("/v1/activities", headers=admin, json=salon), 201)
+    await ok(client.post(f"{ACTIVITY}/invitations", headers=admin, json=body))
+    await ok(client.put("/v1/customers/AC2", headers=admin, json=customer_body()), 201)
+    referral = {
+        "event_id": "acc-ref-1",
+        "referrer_customer_id": "AC1",
+        "referral_code": "ACC-CODE-1",
+        "referred_at": datetime.now(UTC).isoformat(),
+    }
+    return (await ok(client.post("/v1/referrals", headers=admin, json=referral), 201)).json()["id"]
 
 
 async def test_each_role_gets_the_success_status_of_its_scopes_and_403_for_the_rest(client, keys, seed, connection):

@@ -58,6 +58,11 @@ TAGS = [
         "description": "What each tier gives (权益): the benefit catalogue, a customer's benefits in force with the "
         "uses left, what a pending downgrade would take, the gap to the next tier, and uses.",
     },
+    {
+        "name": "engagement",
+        "description": "Communities, activities and referrals: audiences in the rule language, invitations under "
+        "consent and the contact policy, memberships, RSVPs with a waiting list, metrics and results.",
+    },
     {"name": "api-keys", "description": "Keys for calling systems, by role (admin only). A key is shown once."},
     {"name": "audit", "description": "Who changed policies, products, keys and overrides, and how (admin only)."},
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics; no API key needed."},

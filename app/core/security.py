@@ -39,6 +39,9 @@ class Scope(StrEnum):
     BENEFITS_READ = "benefits:read"  # the benefit catalogue, one customer's benefits and uses
     BENEFITS_WRITE = "benefits:write"  # the catalogue: add, change, deactivate
     BENEFITS_USE = "benefits:use"  # record a customer's use of a benefit
+    ENGAGEMENT_READ = "engagement:read"  # communities, activities, their members and metrics
+    ENGAGEMENT_WRITE = "engagement:write"  # programmes, invitations, membership moves, attendance
+    PARTICIPATION_WRITE = "participation:write"  # a customer's answers: join, leave, RSVP; member activity
     ADMIN = "admin"
 
 
@@ -56,6 +59,7 @@ ROLE_SCOPES: dict[str, frozenset[Scope]] = {
             Scope.ATTRIBUTES_READ,
             Scope.BENEFITS_READ,
             Scope.BENEFITS_USE,
+            Scope.PARTICIPATION_WRITE,
         }
     ),
     # core-banking feeds: write customers, holdings and events; follow the tier change feed
@@ -67,6 +71,7 @@ ROLE_SCOPES: dict[str, frozenset[Scope]] = {
             Scope.PRODUCTS_READ,
             Scope.ATTRIBUTES_READ,
             Scope.TRANSITIONS_READ,
+            Scope.PARTICIPATION_WRITE,
         }
     ),
     "admin": frozenset(Scope),

@@ -19,6 +19,7 @@ from app.audit import service as audit_service
 from app.benefits.uses import erase_uses
 from app.customers import import_queries, locks, service
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
+from app.engagement.service import erase_customer_engagement
 from app.feedback import service as feedback_service
 from app.recommendations import offer_state
 from app.recommendations.served import erase_served_reasons
@@ -120,7 +121,8 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str, a
     is cut to its year), the external id (the row's becomes random; customer_erasure keeps a keyed hash of it only
     so that erasing it again answers 204), holdings, balances and events with their rollups, the facts of tier
     assignments, the reasons of served recommendations, survey comments, complaint descriptions (redacted) and
-    transition notes, and the external id in webhook events. Client event ids of feedback, surveys and complaints
+    transition notes, benefit uses, community memberships and activity, activity participations, referrals made
+    (and the referee's name on others' referrals), and the external id in webhook events. Client event ids of feedback, surveys and complaints
     become keyed hashes (a retry for the erased customer is refused as an unknown customer anyway).
     Kept, anonymous, for reports and legal retention: the customer row (segment, onboarding year, dates), survey
     scores, and each complaint's record (category, channel, status history with actors, dates), so that the
@@ -135,8 +137,9 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str, a
     await erase_served_reasons(session, customer_id)  # the reasons quote them
     await offer_state.mark_stale(session, [customer_id])  # its explanation quotes them
     await feedback_service.erase_customer_words(session, customer_id, secret)  # what they wrote, their event ids
+    await erase_uses(session, customer_id)  # what, where and when the customer took benefits
+    await erase_customer_engagement(session, customer_id)  # who took part in which programme
     await outbox.erase_customer(session, customer_id)  # the events name them
     await audit_service.record(
         session, actor, "customer.erase", "customer", customer_id, {"erased": False}, {"erased": True}
     )
-    await erase_uses(session, customer_id)  # what, where and when the customer took benefits

@@ -257,6 +257,45 @@ register_builtin_attribute(
     "This month is the customer's birth month; false when the birth date is unknown.",
     missing=False,
 )
+register_builtin_attribute(
+    "communities_joined",
+    _I,
+    "Communities the customer is a member of now.",
+    unit="communities",
+    sql_type=sa.Integer(),
+    missing=0,
+)
+register_builtin_attribute(
+    "community_active_30d",
+    _B,
+    "The customer posted, replied, attended a meeting or shared in a community in the last 30 days.",
+    missing=False,
+)
+register_builtin_attribute(
+    "activities_attended_12m",
+    _I,
+    "Activities (salons, lectures, appreciation events, campaigns) attended in the last 12 months.",
+    unit="activities",
+    sql_type=sa.Integer(),
+    missing=0,
+)
+register_builtin_attribute(
+    "referrals_converted_12m",
+    _I,
+    "Referrals of the customer that converted (the referee became an active customer) in the last 12 months.",
+    unit="referrals",
+    sql_type=sa.Integer(),
+    missing=0,
+)
+register_builtin_attribute(
+    "advocacy_score",
+    _I,
+    "3 x referrals_converted_12m + activities_attended_12m + communities_joined + 2 when community_active_30d.",
+    unit="points",
+    sql_type=sa.Integer(),
+    missing=0,
+)
+
 
 # ---- the catalog -----------------------------------------------------------------------------------------------
 

@@ -221,5 +221,58 @@ FEATURES_V3 = FEATURES_V2.then(  # migrations/versions/2026-12-06_benefits.py
     ),
 )
 
-CURRENT = FEATURES_V3
+FEATURES_V4 = FEATURES_V3.then(  # migrations/versions/2026-12-06_engagement.py
+    columns=(
+        Column("communities_joined", "coalesce(cm.communities_joined, 0) AS communities_joined"),
+        Column("community_active_30d", "coalesce(ca.community_active, false) AS community_active_30d"),
+        Column("activities_attended_12m", "coalesce(ap.activities_attended, 0) AS activities_attended_12m"),
+        Column("referrals_converted_12m", "coalesce(rf.referrals_converted, 0) AS referrals_converted_12m"),
+        Column(
+            "advocacy_score",
+            "(3 * coalesce(rf.referrals_converted, 0) + coalesce(ap.activities_attended, 0) "
+            "+ coalesce(cm.communities_joined, 0)\n"
+            "         + CASE WHEN coalesce(ca.community_active, false) THEN 2 ELSE 0 END) AS advocacy_score",
+        ),
+    ),
+    sources=(
+        Source(
+            """LEFT JOIN (
+    SELECT m.customer_id, count(*)::int AS communities_joined
+    FROM community_membership m
+    WHERE m.state = 'joined' {filter}
+    GROUP BY m.customer_id
+) cm ON cm.customer_id = c.id""",
+            "m.customer_id",
+        ),
+        Source(
+            """LEFT JOIN (
+    SELECT ce.customer_id, true AS community_active
+    FROM community_activity_event ce
+    WHERE ce.occurred_at >= (current_date - 29) {filter}
+    GROUP BY ce.customer_id
+) ca ON ca.customer_id = c.id""",
+            "ce.customer_id",
+        ),
+        Source(
+            """LEFT JOIN (
+    SELECT ap.customer_id, count(*)::int AS activities_attended
+    FROM activity_participation ap
+    WHERE ap.state = 'attended' AND ap.attended_at >= (current_date - 364) {filter}
+    GROUP BY ap.customer_id
+) ap ON ap.customer_id = c.id""",
+            "ap.customer_id",
+        ),
+        Source(
+            """LEFT JOIN (
+    SELECT rr.referrer_id, count(*)::int AS referrals_converted
+    FROM referral rr
+    WHERE rr.status = 'active' AND rr.activated_at >= (current_date - 364) {filter}
+    GROUP BY rr.referrer_id
+) rf ON rf.referrer_id = c.id""",
+            "rr.referrer_id",
+        ),
+    ),
+)
+
+CURRENT = FEATURES_V4
 """The version the head migration creates."""

@@ -114,6 +114,81 @@ class ComplaintStatusChanged(_Payload):
     at: datetime
 
 
+class CommunityMembershipChanged(_Payload):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "community_key": "young-families",
+                    "customer_id": "C0001042",
+                    "from_state": "invited",
+                    "to_state": "joined",
+                    "channel": "mobile",
+                    "at": "2026-12-03T18:20:00Z",
+                }
+            ]
+        },
+    )
+
+    community_key: str
+    customer_id: str = Field(description="The bank's external id of the customer.")
+    from_state: Literal["invited", "joined", "left", "declined", "removed"] | None = Field(
+        description="Null for a first invitation."
+    )
+    to_state: Literal["invited", "joined", "left", "declined", "removed"]
+    channel: str
+    at: datetime
+
+
+class ActivityParticipationChanged(_Payload):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "activity_key": "salon_year_end",
+                    "customer_id": "C0001042",
+                    "from_state": "waitlisted",
+                    "to_state": "accepted",
+                    "at": "2026-12-03T18:20:00Z",
+                }
+            ]
+        },
+    )
+
+    activity_key: str
+    customer_id: str = Field(description="The bank's external id of the customer.")
+    from_state: Literal["invited", "accepted", "waitlisted", "declined", "attended", "no_show"] | None = Field(
+        description="Null for a first invitation."
+    )
+    to_state: Literal["invited", "accepted", "waitlisted", "declined", "attended", "no_show"]
+    at: datetime
+
+
+class ReferralStatusChanged(_Payload):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "referral_id": 17,
+                    "referrer_customer_id": "C0001042",
+                    "from_status": "onboarded",
+                    "to_status": "active",
+                    "at": "2026-12-03T18:20:00Z",
+                }
+            ]
+        },
+    )
+
+    referral_id: int
+    referrer_customer_id: str = Field(description="The bank's external id of the referrer.")
+    from_status: Literal["referred", "onboarded", "active"] | None = Field(description="Null for a new referral.")
+    to_status: Literal["referred", "onboarded", "active"]
+    at: datetime
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -142,6 +217,22 @@ EVENT_TYPES: dict[str, EventType] = {
             "complaint.status_changed",
             "A complaint was opened (from_status null) or moved to another status.",
             ComplaintStatusChanged,
+        ),
+        EventType(
+            "community.membership_changed",
+            "A customer was invited to a community, joined, declined, left or was removed.",
+            CommunityMembershipChanged,
+        ),
+        EventType(
+            "activity.participation_changed",
+            "A customer was invited to an activity, accepted (or was waitlisted, or promoted from the waiting list), "
+            "declined, attended or did not show.",
+            ActivityParticipationChanged,
+        ),
+        EventType(
+            "referral.status_changed",
+            "A referral was recorded, or its referee onboarded or became active (converted).",
+            ReferralStatusChanged,
         ),
     )
 }

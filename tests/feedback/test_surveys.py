@@ -127,7 +127,7 @@ async def make_loyal_customer(client, as_role, external_id: str, referrals: int)
         headers=as_role("integration"),
         json={
             "holdings": [
-                {"product_code": code, "balance": "1000.00", "as_of": today}
+                {"product_code": code, "balance": "10000.00", "as_of": today}  # core: AUM 25,000 or more
                 for code in ("current_account", "savings_account", "balanced_fund", "life_insurance")
             ]
         },
@@ -165,9 +165,31 @@ async def loyalty_tier(client, as_role, external_id: str) -> dict:
     return next(t for t in response.json()["tiers"] if t["policy"] == "loyalty")
 
 
+async def converted_referral(client, as_role, referrer: str) -> None:
+    """A referral of `referrer` that converted: a friend named by a code, onboarded, active."""
+    await make_customer(client, as_role, f"{referrer}-FRIEND")
+    made = await client.post(
+        "/v1/referrals",
+        headers=as_role("app"),
+        json={
+            "event_id": f"{referrer}-ref",
+            "referrer_customer_id": referrer,
+            "referral_code": f"CODE-{referrer}",
+            "referred_at": (datetime.now(UTC) - timedelta(days=20)).isoformat(),
+        },
+    )
+    assert made.status_code == 201, made.text
+    moves = [{"to": "onboarded", "referee_customer_id": f"{referrer}-FRIEND"}, {"to": "active"}]
+    for move in moves:
+        moved = await client.post(f"/v1/referrals/{made.json()['id']}/transitions", headers=as_role("app"), json=move)
+        assert moved.status_code == 200, moved.text
+
+
 async def test_a_survey_changes_the_loyalty_tier(client, as_role, loyalty):
-    # never surveyed: referrals stand in for advocacy
+    # never surveyed: a converted referral stands in for advocacy (a referral counter alone does not)
     await make_loyal_customer(client, as_role, "L1", referrals=1)
+    assert (await loyalty_tier(client, as_role, "L1"))["tier"] == "core"
+    await converted_referral(client, as_role, "L1")
     assert (await loyalty_tier(client, as_role, "L1"))["tier"] == "iron_fan"
     detractor = await client.post("/v1/feedback/surveys", headers=as_role("app"), json=survey("l1-a", "L1", "nps", 3))
     assert detractor.status_code == 201

@@ -12,7 +12,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 
@@ -430,9 +430,109 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         headers={"X-Request-ID": PHONE},
     )
     await both("DELETE /v1/webhooks/{webhook_id}", webhook, good={}, bad={"headers": {"X-API-Key": PHONE}})
+    await exercise_engagement(both, now)
     await both("DELETE /v1/products/{code}", "/v1/products/savings", good={}, bad={"headers": {"X-API-Key": NAME}})
     await both("DELETE /v1/customers/{external_id}", customer, good={}, bad={"headers": {"X-API-Key": PHONE}})
     return done
+
+
+async def exercise_engagement(both, now: datetime) -> None:
+    """The engagement routes: a community with personal text, the customer invited, joined, active, removed."""
+    club = {"key": "quux-club", "name": f"{NAME}'s club", "goal": FREE_TEXT, "owner_team": "t", "state": "open"}
+    club["audience"] = {"attr": "segment", "op": "eq", "value": "retail"}
+    await both("POST /v1/communities", "/v1/communities", good={"json": club}, bad={"json": {**club, "key": EMAIL}})
+    community = "/v1/communities/quux-club"
+    await both(
+        "PATCH /v1/communities/{key}",
+        community,
+        good={"json": {"goal": f"call {PHONE}"}},
+        bad={"json": {"goal": f"{EMAIL}{NUL}"}},
+    )
+    await both(
+        "POST /v1/communities/{key}/invitations",
+        f"{community}/invitations",
+        good={"json": {"customer_ids": [CUSTOMER], "channel": "mobile"}},
+        bad={"json": {"customer_ids": [EMAIL], "channel": "mobile"}},
+    )
+    await both(
+        "POST /v1/communities/{key}/members/{customer_id}/transitions",
+        f"{community}/members/{CUSTOMER}/transitions",
+        good={"json": {"to": "joined", "channel": "mobile", "at": (now - timedelta(days=1)).isoformat()}},
+        bad={"json": {"to": "joined", "channel": PHONE}},
+    )
+    event = {"event_id": f"post-{CUSTOMER}", "customer_id": CUSTOMER, "kind": "post", "occurred_at": now.isoformat()}
+    await both(
+        "POST /v1/communities/{key}/activity-events",
+        f"{community}/activity-events",
+        good={"json": {"events": [event]}},
+        bad={"json": {"events": [{**event, "kind": NAME}]}},
+    )
+    start = now + timedelta(days=3)
+    salon = {
+        "key": "quux_salon",
+        "name": f"{NAME}'s salon",
+        "kind": "salon",
+        "owner_team": "t",
+        "audience": {"attr": "segment", "op": "eq", "value": "retail"},
+        "channel": "branch",
+        "capacity": 5,
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(hours=2)).isoformat(),
+    }
+    await both("POST /v1/activities", "/v1/activities", good={"json": salon}, bad={"json": {**salon, "key": EMAIL}})
+    activity = "/v1/activities/quux_salon"
+    await both(
+        "PATCH /v1/activities/{key}", activity, good={"json": {"name": PHONE}}, bad={"json": {"name": NAME + NUL}}
+    )
+    await both(
+        "POST /v1/activities/{key}/invitations",
+        f"{activity}/invitations",
+        good={"json": {"customer_ids": [CUSTOMER], "channel": "mobile"}},
+        bad={"json": {"customer_ids": [PHONE], "channel": "mobile"}},
+    )
+    await both(
+        "POST /v1/activities/{key}/participants/{customer_id}/rsvp",
+        f"{activity}/participants/{CUSTOMER}/rsvp",
+        good={"json": {"answer": "accept", "channel": "mobile"}},
+        bad={"json": {"answer": "accept", "channel": EMAIL}},
+    )
+    await both(
+        "POST /v1/activities/{key}/attendance",
+        f"{activity}/attendance",
+        good={"json": {"records": [{"customer_id": CUSTOMER, "attended": True}]}},
+        bad={"json": {"records": [{"customer_id": NAME, "attended": True}]}},
+    )
+    referral = {
+        "event_id": f"ref-{CUSTOMER}",
+        "referrer_customer_id": CUSTOMER,
+        "referral_code": "QUUX-48151623",
+        "referred_at": now.isoformat(),
+    }
+    made = await both(
+        "POST /v1/referrals",
+        "/v1/referrals",
+        good={"json": referral},
+        bad={"json": {**referral, "referee_customer_id": CUSTOMER}},
+    )
+    friend = {"segment": "retail", "onboarded_at": now.isoformat(), "display_name": NAME}
+    await both(
+        "PUT /v1/customers/{external_id}",
+        "/v1/customers/ZQX-FRIEND",
+        good={"json": friend},
+        bad={"json": {**friend, "segment": EMAIL}},
+    )
+    await both(
+        "POST /v1/referrals/{referral_id}/transitions",
+        f"/v1/referrals/{made.json()['id']}/transitions",
+        good={"json": {"to": "onboarded", "referee_customer_id": "ZQX-FRIEND"}},
+        bad={"json": {"to": "onboarded", "referee_customer_id": EMAIL}},
+    )
+    await both(
+        "DELETE /v1/communities/{key}/members/{customer_id}",
+        f"{community}/members/{CUSTOMER}",
+        good={},
+        bad={"headers": {"X-API-Key": EMAIL}},
+    )
 
 
 async def test_no_log_record_carries_a_value_from_any_write_route(client, as_role, caplog):

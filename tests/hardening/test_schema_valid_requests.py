@@ -80,6 +80,25 @@ async def _demo_bank(session) -> None:
     for table, last in (("tier_run", 17), ("webhook_delivery", 1)):  # the ids given above are taken
         await session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {last})"))
     await add_version(session, "wealth", TierPolicyVersionCreate(copy_from=1), "seed")
+    await _engagement(session)
+
+
+async def _engagement(session) -> None:
+    """The demo bank's programmes are those the examples name (young-families, salon_year_end); a referral 1."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.engagement import referrals
+    from app.engagement.schemas import ReferralIn
+
+    await referrals.record_referral(
+        session,
+        ReferralIn(
+            event_id="ref-1",
+            referrer_customer_id="C00000042",
+            referral_code="FRIEND-7QX2",
+            referred_at=datetime.now(UTC) - timedelta(days=30),
+        ),
+    )
 
 
 ETAGS: dict[str, str] = {}

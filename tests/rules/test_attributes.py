@@ -70,6 +70,11 @@ def test_builtins_named_in_the_design_are_there():
         "open_complaints": "integer",
         "days_to_resolve_avg": "number",
         "birthday_month": "boolean",
+        "communities_joined": "integer",
+        "community_active_30d": "boolean",
+        "activities_attended_12m": "integer",
+        "referrals_converted_12m": "integer",
+        "advocacy_score": "integer",
     }
     assert {name: a.type.value for name, a in BUILTIN_ATTRIBUTES.items()} == expected
     assert all(a.description for a in BUILTIN_ATTRIBUTES.values())

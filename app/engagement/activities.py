@@ -1,0 +1,279 @@
+"""Activity operations: the activity document, invitations (screened by app/engagement/audience.py), RSVPs with a
+waiting list, and attendance. Flush, never commit.
+
+Capacity: every change of who holds a place (an accept, a decline of a place, a promotion) locks the activity row
+first, so places are counted and given one transaction at a time and never exceed the capacity, however many RSVPs
+race; a place freed is given in the same transaction to the first on the waiting list."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import Conflict, InvalidInput
+from app.customers.models import Customer
+from app.engagement import audience as audience_check
+from app.engagement.errors import ActivityNotFound, InvalidMove, MembershipNotFound
+from app.engagement.models import Activity, ActivityParticipation
+from app.engagement.schemas import ActivityCreate, ActivityUpdate, AttendanceIn
+from app.webhooks import outbox
+
+HOLDS_A_PLACE = ("accepted", "attended", "no_show")
+
+
+async def get_activity(session: AsyncSession, key: str, *, lock: bool = False) -> Activity:
+    query = select(Activity).where(Activity.key == key)
+    if lock:
+        query = query.with_for_update()
+    activity = await session.scalar(query)
+    if activity is None:
+        raise ActivityNotFound(key)
+    return activity
+
+
+async def create_activity(session: AsyncSession, body: ActivityCreate) -> Activity:
+    if await session.scalar(select(Activity.id).where(Activity.key == body.key)) is not None:
+        raise Conflict(f"activity '{body.key}' exists")
+    values = body.model_dump(exclude={"audience"})
+    values["audience"] = await audience_check.checked_audience(
+        session, body.audience, body.audience_policy_key, body.audience_tiers
+    )
+    activity = Activity(**values)
+    session.add(activity)
+    await session.flush()
+    await session.refresh(activity)
+    return activity
+
+
+async def update_activity(session: AsyncSession, activity: Activity, body: ActivityUpdate) -> Activity:
+    changes = body.model_dump(exclude_unset=True)
+    for name, value in changes.items():
+        if value is None:
+            raise InvalidInput(f"/{name}", "must not be null")
+    if changes.get("ends_at", activity.ends_at) <= changes.get("starts_at", activity.starts_at):
+        raise InvalidInput("/ends_at", "must be after starts_at")
+    if "capacity" in changes:
+        held = await _places_held(session, activity.id)
+        if changes["capacity"] < held:
+            raise InvalidInput("/capacity", f"{held} places are already given")
+    for name, value in changes.items():
+        setattr(activity, name, value)
+    activity.updated_at = datetime.now(UTC)
+    await session.flush()
+    await session.refresh(activity)
+    return activity
+
+
+async def list_activities(session: AsyncSession, kind: str | None, after: int | None, limit: int) -> list:
+    query = select(Activity)
+    if kind is not None:
+        query = query.where(Activity.kind == kind)
+    if after is not None:
+        query = query.where(Activity.id > after)
+    return list((await session.scalars(query.order_by(Activity.id).limit(limit + 1))).all())
+
+
+async def _places_held(session: AsyncSession, activity_id: int) -> int:
+    return await session.scalar(
+        text("SELECT count(*) FROM activity_participation WHERE activity_id = :id AND state = ANY(:states)"),
+        {"id": activity_id, "states": list(HOLDS_A_PLACE)},
+    )
+
+
+_INVITE = text(f"""
+WITH invited AS (
+    INSERT INTO activity_participation (activity_id, customer_id, state, channel, invited_at)
+    SELECT :activity_id, id, 'invited', :channel, :now FROM unnest(CAST(:ids AS bigint[])) AS t(id) ORDER BY id
+    ON CONFLICT (activity_id, customer_id) DO NOTHING
+    RETURNING customer_id
+), events AS (
+    {outbox.INSERT_SQL}
+    SELECT 'activity.participation_changed', i.customer_id,
+           jsonb_build_object('activity_key', cast(:key AS text), 'customer_id', cu.external_id, 'from_state', null,
+                              'to_state', 'invited', 'at', cast(:now AS timestamptz))
+    FROM invited i JOIN customer cu ON cu.id = i.customer_id
+)
+SELECT customer_id FROM invited
+""")
+
+
+async def invite(session: AsyncSession, activity: Activity, external_ids: list[str], channel: str) -> list[dict]:
+    """Invite customers the audience admits, who consent and whom the contact policy does not suppress."""
+    if activity.ends_at <= datetime.now(UTC):
+        raise Conflict(f"activity '{activity.key}' is over")
+    ids = dict(
+        (
+            await session.execute(
+                select(Customer.external_id, Customer.id).where(
+                    Customer.external_id.in_(list(dict.fromkeys(external_ids))), Customer.erased_at.is_(None)
+                )
+            )
+        ).all()
+    )
+    screening = await audience_check.screen(
+        session,
+        audience_check.Audience(activity.audience, activity.audience_policy_key, activity.audience_tiers),
+        sorted(ids.values()),
+        f"activity:{activity.key}",
+    )
+    admitted = sorted(cid for cid, (outcome, _) in screening.items() if outcome == "ok")
+    invited = set(
+        (
+            await session.scalars(
+                _INVITE,
+                {
+                    "activity_id": activity.id,
+                    "ids": admitted,
+                    "channel": channel,
+                    "now": datetime.now(UTC),
+                    "key": activity.key,
+                },
+            )
+        ).all()
+    )
+    results = []
+    for external_id in external_ids:
+        customer_id = ids.get(external_id)
+        if customer_id is None:
+            results.append({"customer_id": external_id, "outcome": "unknown_customer"})
+            continue
+        outcome, rule = screening[customer_id]
+        if outcome == "ok":
+            outcome = "invited" if customer_id in invited else "already_invited"
+            invited.discard(customer_id)
+        results.append({"customer_id": external_id, "outcome": outcome, "contact_rule": rule})
+    return results
+
+
+async def _participation(
+    session: AsyncSession, activity: Activity, external_id: str
+) -> tuple[ActivityParticipation, str]:
+    row = (
+        await session.execute(
+            select(ActivityParticipation, Customer.external_id)
+            .join(Customer, Customer.id == ActivityParticipation.customer_id)
+            .where(
+                ActivityParticipation.activity_id == activity.id,
+                Customer.external_id == external_id,
+                Customer.erased_at.is_(None),
+            )
+            .with_for_update(of=ActivityParticipation)
+        )
+    ).first()
+    if row is None:
+        raise MembershipNotFound(activity.key)
+    return row[0], row[1]
+
+
+async def _moved(
+    session: AsyncSession, activity: Activity, participation: ActivityParticipation, external_id: str, to: str, at
+) -> None:
+    from_state = participation.state
+    participation.state, participation.updated_at = to, datetime.now(UTC)
+    await session.flush()
+    await outbox.emit(
+        session,
+        "activity.participation_changed",
+        {"activity_key": activity.key, "customer_id": external_id, "from_state": from_state, "to_state": to, "at": at},
+        customer_id=participation.customer_id,
+    )
+
+
+async def rsvp(
+    session: AsyncSession, activity: Activity, external_id: str, answer: str, channel: str
+) -> tuple[ActivityParticipation, list[int]]:
+    """Accept (a place, or the waiting list when full) or decline (a place freed goes to the first waiting);
+    (the participation, the customers whose state changed)."""
+    now = datetime.now(UTC)
+    if activity.ends_at <= now:
+        raise Conflict(f"activity '{activity.key}' is over")
+    activity = await get_activity(session, activity.key, lock=True)  # places are given one transaction at a time
+    participation, external_id = await _participation(session, activity, external_id)
+    changed = [participation.customer_id]
+    if answer == "accept":
+        if participation.state in ("accepted", "waitlisted"):
+            return participation, []  # a retry
+        if participation.state not in ("invited", "declined"):
+            raise InvalidMove(participation.state, "accepted")
+        to = "accepted" if await _places_held(session, activity.id) < activity.capacity else "waitlisted"
+        participation.responded_at, participation.channel = now, channel
+        participation.waitlisted_at = now if to == "waitlisted" else None
+        await _moved(session, activity, participation, external_id, to, now)
+        return participation, changed
+    if participation.state == "declined":
+        return participation, []
+    if participation.state not in ("invited", "accepted", "waitlisted"):
+        raise InvalidMove(participation.state, "declined")
+    freed = participation.state == "accepted"
+    participation.responded_at, participation.channel, participation.waitlisted_at = now, channel, None
+    await _moved(session, activity, participation, external_id, "declined", now)
+    if freed:
+        changed += await _promote(session, activity, now)
+    return participation, changed
+
+
+async def _promote(session: AsyncSession, activity: Activity, now: datetime) -> list[int]:
+    """Give free places to the first on the waiting list (the activity row is locked)."""
+    free = activity.capacity - await _places_held(session, activity.id)
+    if free <= 0:
+        return []
+    rows = (
+        await session.execute(
+            select(ActivityParticipation, Customer.external_id)
+            .join(Customer, Customer.id == ActivityParticipation.customer_id)
+            .where(ActivityParticipation.activity_id == activity.id, ActivityParticipation.state == "waitlisted")
+            .order_by(ActivityParticipation.waitlisted_at, ActivityParticipation.id)
+            .limit(free)
+            .with_for_update(of=ActivityParticipation)
+        )
+    ).all()
+    for participation, external_id in rows:
+        participation.waitlisted_at = None
+        await _moved(session, activity, participation, external_id, "accepted", now)
+    return [p.customer_id for p, _ in rows]
+
+
+async def record_attendance(
+    session: AsyncSession, activity: Activity, records: list[AttendanceIn]
+) -> tuple[dict[str, Any], list[int]]:
+    """Mark accepted participants attended or no_show (at the activity's start); others are rejected by index."""
+    counts, rejections, changed = {"attended": 0, "no_show": 0}, [], []
+    for index, record in enumerate(records):
+        try:
+            participation, external_id = await _participation(session, activity, record.customer_id)
+        except MembershipNotFound:
+            rejections.append({"index": index, "pointer": f"/records/{index}/customer_id", "detail": "not invited"})
+            continue
+        to = "attended" if record.attended else "no_show"
+        if participation.state not in HOLDS_A_PLACE:
+            rejections.append(
+                {"index": index, "pointer": f"/records/{index}", "detail": f"{participation.state}: holds no place"}
+            )
+            continue
+        counts[to] += 1
+        if participation.state != to:
+            participation.attended_at = activity.starts_at if to == "attended" else None
+            await _moved(session, activity, participation, external_id, to, datetime.now(UTC))
+            changed.append(participation.customer_id)
+    result = {**counts, "rejected": len(rejections), "rejections": rejections}
+    return result, changed
+
+
+async def list_participants(
+    session: AsyncSession, activity: Activity, state: str | None, after: int | None, limit: int
+) -> list:
+    query = (
+        select(ActivityParticipation, Customer.external_id)
+        .join(Customer, Customer.id == ActivityParticipation.customer_id)
+        .where(ActivityParticipation.activity_id == activity.id)
+    )
+    if state is not None:
+        query = query.where(ActivityParticipation.state == state)
+    if after is not None:
+        query = query.where(ActivityParticipation.id > after)
+    return list((await session.execute(query.order_by(ActivityParticipation.id).limit(limit + 1))).all())
+
+
+async def get_participation(session: AsyncSession, activity: Activity, external_id: str):
+    return await _participation(session, activity, external_id)

@@ -1,0 +1,323 @@
+"""Community operations: the community document, invitations (screened by app/engagement/audience.py), the
+membership lifecycle with its history, and member activity events. Flush, never commit."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import Conflict, InvalidInput
+from app.customers.models import Customer
+from app.engagement import audience as audience_check
+from app.engagement.errors import CommunityNotFound, InvalidMove, MembershipNotFound
+from app.engagement.models import Community, CommunityMembership, CommunityMembershipMove
+from app.engagement.schemas import CommunityCreate, CommunityUpdate, MemberActivityIn
+from app.webhooks import outbox
+
+MEMBERSHIP_MOVES = {
+    "invited": {"joined", "declined", "removed"},
+    "joined": {"left", "removed"},
+}
+
+
+async def get_community(session: AsyncSession, key: str, *, lock: bool = False) -> Community:
+    query = select(Community).where(Community.key == key)
+    if lock:
+        query = query.with_for_update()
+    community = await session.scalar(query)
+    if community is None:
+        raise CommunityNotFound(key)
+    return community
+
+
+async def create_community(session: AsyncSession, body: CommunityCreate) -> Community:
+    if await session.scalar(select(Community.id).where(Community.key == body.key)) is not None:
+        raise Conflict(f"community '{body.key}' exists")
+    values = body.model_dump(exclude={"audience"})
+    values["audience"] = await audience_check.checked_audience(
+        session, body.audience, body.audience_policy_key, body.audience_tiers
+    )
+    community = Community(**values)
+    session.add(community)
+    await session.flush()
+    await session.refresh(community)
+    return community
+
+
+async def update_community(session: AsyncSession, community: Community, body: CommunityUpdate) -> Community:
+    changes = body.model_dump(exclude_unset=True)
+    for name in ("name", "owner_team", "state"):
+        if name in changes and changes[name] is None:
+            raise InvalidInput(f"/{name}", "must not be null")
+    if "audience" in changes:
+        if body.audience is None:
+            raise InvalidInput("/audience", "must not be null")
+        policy, tiers = changes.get("audience_policy_key"), changes.get("audience_tiers") or []
+        if bool(policy) != bool(tiers):
+            raise InvalidInput("/audience_tiers", "audience_policy_key and audience_tiers go together")
+        changes["audience"] = await audience_check.checked_audience(session, body.audience, policy, tiers)
+        changes["audience_policy_key"], changes["audience_tiers"] = policy, tiers
+    elif "audience_policy_key" in changes or "audience_tiers" in changes:
+        raise InvalidInput("/audience", "send the audience with its policy and tiers")
+    for name, value in changes.items():
+        setattr(community, name, value)
+    community.updated_at = datetime.now(UTC)
+    await session.flush()
+    await session.refresh(community)
+    return community
+
+
+async def list_communities(session: AsyncSession, state: str | None, after: int | None, limit: int) -> list:
+    query = select(Community)
+    if state is not None:
+        query = query.where(Community.state == state)
+    if after is not None:
+        query = query.where(Community.id > after)
+    return list((await session.scalars(query.order_by(Community.id).limit(limit + 1))).all())
+
+
+async def _customer_ids(session: AsyncSession, external_ids: list[str]) -> dict[str, int]:
+    rows = await session.execute(
+        select(Customer.external_id, Customer.id).where(
+            Customer.external_id.in_(external_ids), Customer.erased_at.is_(None)
+        )
+    )
+    return dict(rows.all())
+
+
+def _invited_event(key_sql: str) -> str:
+    """The payload of community.membership_changed built in SQL (for outbox.INSERT_SQL statements)."""
+    return (
+        f"jsonb_build_object('community_key', {key_sql}, 'customer_id', cu.external_id, 'from_state', "
+        "pr.state, 'to_state', 'invited', 'channel', cast(:channel AS text), 'at', cast(:now AS timestamptz))"
+    )
+
+
+# Invite the screened customers: a new membership, or a membership that was left or declined invited again; each
+# invitation a move and a webhook event, in the one statement.
+_INVITE = text(f"""
+WITH prior AS (
+    SELECT customer_id, state FROM community_membership
+    WHERE community_id = :community_id AND customer_id = ANY(:ids)
+), invited AS (
+    INSERT INTO community_membership AS m (community_id, customer_id, state, channel, invited_at)
+    SELECT :community_id, id, 'invited', :channel, :now FROM unnest(CAST(:ids AS bigint[])) AS t(id) ORDER BY id
+    ON CONFLICT (community_id, customer_id) DO UPDATE SET state = 'invited', channel = excluded.channel,
+        invited_at = excluded.invited_at, joined_at = NULL, ended_at = NULL, updated_at = now()
+    WHERE m.state IN ('left', 'declined')
+    RETURNING id, customer_id
+), moves AS (
+    INSERT INTO community_membership_move (membership_id, community_id, from_state, to_state, channel, at)
+    SELECT i.id, :community_id, pr.state, 'invited', :channel, :now
+    FROM invited i LEFT JOIN prior pr USING (customer_id)
+), events AS (
+    {outbox.INSERT_SQL}
+    SELECT 'community.membership_changed', i.customer_id, {_invited_event("cast(:key AS text)")}
+    FROM invited i LEFT JOIN prior pr USING (customer_id) JOIN customer cu ON cu.id = i.customer_id
+)
+SELECT customer_id FROM invited
+""")
+
+
+async def invite(
+    session: AsyncSession, community: Community, external_ids: list[str], channel: str
+) -> list[dict[str, Any]]:
+    """Invite customers the audience admits, who consent and whom the contact policy does not suppress; each
+    customer's outcome, in the order given."""
+    if community.state != "open":
+        raise Conflict(f"community '{community.key}' is {community.state}: invitations go out only when open")
+    ids = await _customer_ids(session, list(dict.fromkeys(external_ids)))
+    screening = await audience_check.screen(
+        session,
+        audience_check.Audience(community.audience, community.audience_policy_key, community.audience_tiers),
+        sorted(ids.values()),
+        f"community:{community.key}",
+    )
+    admitted = sorted(cid for cid, (outcome, _) in screening.items() if outcome == "ok")
+    invited = set(
+        (
+            await session.scalars(
+                _INVITE,
+                {
+                    "community_id": community.id,
+                    "ids": admitted,
+                    "channel": channel,
+                    "now": datetime.now(UTC),
+                    "key": community.key,
+                },
+            )
+        ).all()
+    )
+    results = []
+    for external_id in external_ids:
+        customer_id = ids.get(external_id)
+        if customer_id is None:
+            results.append({"customer_id": external_id, "outcome": "unknown_customer"})
+            continue
+        outcome, rule = screening[customer_id]
+        if outcome == "ok":
+            outcome = "invited" if customer_id in invited else "already_invited"
+            invited.discard(customer_id)  # a repeated id in the batch: invited once
+        results.append({"customer_id": external_id, "outcome": outcome, "contact_rule": rule})
+    return results
+
+
+async def move_membership(
+    session: AsyncSession, community: Community, external_id: str, to: str, channel: str, at: datetime | None
+) -> CommunityMembership:
+    """Move a membership (invited -> joined/declined/removed, joined -> left/removed), with its history row and a
+    webhook event. Joining a full or closed community is a 409 (the community row is locked: capacity holds)."""
+    customer_id = (await _customer_ids(session, [external_id])).get(external_id)
+    if customer_id is None:
+        raise MembershipNotFound(community.key)
+    if to == "joined":
+        await get_community(session, community.key, lock=True)
+        if community.state != "open":
+            raise Conflict(f"community '{community.key}' is {community.state}")
+    membership = await session.scalar(
+        select(CommunityMembership)
+        .where(CommunityMembership.community_id == community.id, CommunityMembership.customer_id == customer_id)
+        .with_for_update()
+    )
+    if membership is None:
+        raise MembershipNotFound(community.key)
+    if to not in MEMBERSHIP_MOVES.get(membership.state, set()):
+        raise InvalidMove(membership.state, to)
+    if to == "joined" and community.capacity is not None:
+        members = await session.scalar(
+            text("SELECT count(*) FROM community_membership WHERE community_id = :id AND state = 'joined'"),
+            {"id": community.id},
+        )
+        if members >= community.capacity:
+            raise Conflict(f"community '{community.key}' is full ({community.capacity} members)")
+    at = at or datetime.now(UTC)
+    from_state = membership.state
+    membership.state, membership.channel, membership.updated_at = to, channel, datetime.now(UTC)
+    if to == "joined":
+        membership.joined_at = at
+    elif from_state == "joined":
+        membership.ended_at = at
+    session.add(
+        CommunityMembershipMove(
+            membership_id=membership.id,
+            community_id=community.id,
+            from_state=from_state,
+            to_state=to,
+            channel=channel,
+            at=at,
+        )
+    )
+    await session.flush()
+    await outbox.emit(
+        session,
+        "community.membership_changed",
+        {
+            "community_key": community.key,
+            "customer_id": external_id,
+            "from_state": from_state,
+            "to_state": to,
+            "channel": channel,
+            "at": at,
+        },
+        customer_id=customer_id,
+    )
+    return membership
+
+
+async def get_membership(session: AsyncSession, community: Community, external_id: str) -> tuple:
+    customer_id = (await _customer_ids(session, [external_id])).get(external_id)
+    membership = None
+    if customer_id is not None:
+        membership = await session.scalar(
+            select(CommunityMembership).where(
+                CommunityMembership.community_id == community.id, CommunityMembership.customer_id == customer_id
+            )
+        )
+    if membership is None:
+        raise MembershipNotFound(community.key)
+    history = (
+        await session.scalars(
+            select(CommunityMembershipMove)
+            .where(CommunityMembershipMove.membership_id == membership.id)
+            .order_by(CommunityMembershipMove.id)
+        )
+    ).all()
+    return membership, list(history)
+
+
+async def list_members(
+    session: AsyncSession, community: Community, state: str | None, after: int | None, limit: int
+) -> list:
+    query = (
+        select(CommunityMembership, Customer.external_id)
+        .join(Customer, Customer.id == CommunityMembership.customer_id)
+        .where(CommunityMembership.community_id == community.id)
+    )
+    if state is not None:
+        query = query.where(CommunityMembership.state == state)
+    if after is not None:
+        query = query.where(CommunityMembership.id > after)
+    return list((await session.execute(query.order_by(CommunityMembership.id).limit(limit + 1))).all())
+
+
+# A batch of member activity: stored once per (community, event_id), only for customers who were members when it
+# happened; the rest reported by index.
+_ACTIVITY = text("""
+WITH incoming AS (
+    SELECT * FROM unnest(CAST(:idx AS int[]), CAST(:external_ids AS text[]), CAST(:event_ids AS text[]),
+                         CAST(:kinds AS text[]), CAST(:occurred AS timestamptz[]))
+           AS t(idx, external_id, event_id, kind, occurred_at)
+), checked AS (
+    SELECT i.*, cu.id AS customer_id,
+           (m.joined_at IS NOT NULL AND m.joined_at <= i.occurred_at
+            AND (m.ended_at IS NULL OR i.occurred_at <= m.ended_at)) AS was_member
+    FROM incoming i
+    LEFT JOIN customer cu ON cu.external_id = i.external_id AND cu.erased_at IS NULL
+    LEFT JOIN community_membership m ON m.community_id = :community_id AND m.customer_id = cu.id
+), inserted AS (
+    INSERT INTO community_activity_event (community_id, customer_id, event_id, kind, occurred_at)
+    SELECT :community_id, customer_id, event_id, kind, occurred_at FROM checked
+    WHERE was_member ORDER BY event_id
+    ON CONFLICT (community_id, event_id) DO NOTHING
+    RETURNING customer_id
+)
+SELECT (SELECT count(*) FROM inserted) AS accepted,
+       ARRAY(SELECT DISTINCT customer_id FROM inserted) AS customers,
+       ARRAY(SELECT idx FROM checked WHERE customer_id IS NULL) AS unknown,
+       ARRAY(SELECT idx FROM checked WHERE customer_id IS NOT NULL AND NOT coalesce(was_member, false)) AS not_member
+""")
+
+
+async def record_activity(
+    session: AsyncSession, community: Community, events: list[MemberActivityIn]
+) -> tuple[dict[str, Any], list[int]]:
+    """Store a batch of member activity; (the batch result, the customers with new events)."""
+    row = (
+        await session.execute(
+            _ACTIVITY,
+            {
+                "community_id": community.id,
+                "idx": list(range(len(events))),
+                "external_ids": [e.customer_id for e in events],
+                "event_ids": [e.event_id for e in events],
+                "kinds": [e.kind for e in events],
+                "occurred": [e.occurred_at for e in events],
+            },
+        )
+    ).one()
+    rejections = [
+        {"index": i, "pointer": f"/events/{i}/customer_id", "detail": "unknown customer"} for i in row.unknown
+    ] + [
+        {"index": i, "pointer": f"/events/{i}/customer_id", "detail": "not a member of the community at that time"}
+        for i in row.not_member
+    ]
+    rejections.sort(key=lambda r: r["index"])
+    result = {
+        "received": len(events),
+        "accepted": row.accepted,
+        "duplicates": len(events) - len(rejections) - row.accepted,
+        "rejected": len(rejections),
+        "rejections": rejections,
+    }
+    return result, sorted(row.customers)
