@@ -122,8 +122,9 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str, a
     so that erasing it again answers 204), holdings, balances and events with their rollups, the facts of tier
     assignments, the reasons of served recommendations, survey comments, complaint descriptions (redacted) and
     transition notes, benefit uses, community memberships and activity, activity participations, referrals made
-    (and the referee's name on others' referrals), and the external id in webhook events. Client event ids of feedback, surveys and complaints
-    become keyed hashes (a retry for the erased customer is refused as an unknown customer anyway).
+    (and the referee's name on others' referrals), and the external id in webhook events. Client event ids of
+    feedback, surveys and complaints become keyed hashes (a retry for the erased customer is refused as an unknown
+    customer anyway).
     Kept, anonymous, for reports and legal retention: the customer row (segment, onboarding year, dates), survey
     scores, and each complaint's record (category, channel, status history with actors, dates), so that the
     bank can show how a complaint was handled without holding what the customer wrote.
