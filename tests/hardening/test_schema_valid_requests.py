@@ -29,16 +29,20 @@ STATUSES: dict[str, list[int]] = defaultdict(list)
 async def _demo_bank(session) -> None:
     """What the documented examples name: demo customers (C00000042 among them) with their tiers, the default
     catalog, policies and benefits, the custom attribute `employer_payroll`, API key 3 (not the caller's), webhook 1
-    with a dead delivery 1, complaint 42 (open), tier run 17, and a draft version 2 of the wealth policy."""
-    from sqlalchemy import text
+    with a dead delivery 1, complaint 42 (open), tier run 17, holdings import 7, a draft version 2 of the wealth
+    policy, and C00000042 in the wealth tier (an override) with a use 1 of airport-lounge."""
+    from sqlalchemy import select, text
 
     from app.apikeys import service as apikeys_service
     from app.benefits.service import load_default_benefits
+    from app.benefits.uses import record_use
     from app.demo import generate_demo_bank, load_default_products
     from app.feedback import service as feedback_service
     from app.feedback.schemas import ComplaintIn
     from app.rules import custom_attributes
+    from app.tiering.assignment.overrides import set_override
     from app.tiering.assignment.refresh import refresh_tiers
+    from app.tiering.models import TierPolicy
     from app.tiering.policies import add_version, load_default_policies
     from app.tiering.schemas import TierPolicyVersionCreate
     from app.webhooks import service as webhooks_service
@@ -77,7 +81,17 @@ async def _demo_bank(session) -> None:
             "VALUES (17, 'seed', 50, 'succeeded', now())"
         )
     )
-    for table, last in (("tier_run", 17), ("webhook_delivery", 1)):  # the ids given above are taken
+    await session.execute(
+        text(
+            "INSERT INTO holding_import (id, digest, format, status, requested_by, finished_at) "
+            "VALUES (7, repeat('0', 64), 'ndjson', 'succeeded', 'seed', now())"
+        )
+    )
+    customer = await session.scalar(text("SELECT id FROM customer WHERE external_id = 'C00000042'"))
+    wealth = await session.scalar(select(TierPolicy).where(TierPolicy.key == "wealth"))
+    await set_override(session, customer, wealth, "wealth", "seed", None, "seed")  # entitled to airport-lounge
+    await record_use(session, "C00000042", "airport-lounge", "mobile")  # use 1
+    for table, last in (("tier_run", 17), ("webhook_delivery", 1), ("holding_import", 7)):  # the ids given above
         await session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {last})"))
     await add_version(session, "wealth", TierPolicyVersionCreate(copy_from=1), "seed")
     await _engagement(session)
