@@ -37,7 +37,7 @@ router = APIRouter(prefix="/v1/activities", tags=["engagement"], responses=probl
 READ = [require_scope(Scope.ENGAGEMENT_READ)]
 WRITE = [require_scope(Scope.ENGAGEMENT_WRITE)]
 PARTICIPATE = [require_scope(Scope.PARTICIPATION_WRITE)]
-KeyPath = Annotated[str, Path(max_length=40, description="The activity's key.", examples=["salon_year_end"])]
+KeyPath = Annotated[str, Path(max_length=40, description="The activity's key.", examples=["pensions_explained"])]
 
 
 async def _audit(session, request: Request, action: str, key: str, before, after) -> None:

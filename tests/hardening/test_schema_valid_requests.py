@@ -98,12 +98,27 @@ async def _demo_bank(session) -> None:
 
 
 async def _engagement(session) -> None:
-    """The demo bank's programmes are those the examples name (young-families, salon_year_end); a referral 1."""
+    """The demo bank's programmes are those the examples name (young-families, pensions_explained), with
+    C00000042 invited to both; a referral 1."""
     from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
 
     from app.engagement import referrals
     from app.engagement.schemas import ReferralIn
 
+    for table, key, programme in (
+        ("community_membership", "community", "young-families"),
+        ("activity_participation", "activity", "pensions_explained"),
+    ):  # C00000042 invited to the programmes the examples name (the demo's own invitations are random)
+        await session.execute(
+            text(
+                f"INSERT INTO {table} ({key}_id, customer_id, state, channel, invited_at) "
+                f"SELECT p.id, c.id, 'invited', 'mobile', now() FROM {key} p, customer c "
+                "WHERE p.key = :programme AND c.external_id = 'C00000042' ON CONFLICT DO NOTHING"
+            ),
+            {"programme": programme},
+        )
     await referrals.record_referral(
         session,
         ReferralIn(
