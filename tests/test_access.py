@@ -154,6 +154,9 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("GET", "/v1/tier-transitions"): Call(200),
         ("POST", "/v1/tier-runs"): Call(202, kwargs={"json": {"policy": "wealth"}}),
         ("GET", "/v1/tier-runs/{run_id}"): Call(200, f"/v1/tier-runs/{seed['run']}"),
+        ("GET", "/v1/tier-runs"): Call(200),
+        ("GET", "/v1/api-keys/{key_id}"): Call(200, f"/v1/api-keys/{seed['spare_key']}"),
+        ("GET", "/v1/feedback/surveys/{survey_id}"): Call(200, f"/v1/feedback/surveys/{seed['survey']}"),
         ("GET", "/v1/care-calendar"): Call(200, kwargs={"params": {"policy": "wealth", "tier": "gold"}}),
         ("GET", "/v1/customers/{external_id}/recommendations"): Call(200),
         ("GET", "/v1/contact-policy"): Call(200),
@@ -238,7 +241,18 @@ def test_every_v1_route_in_the_app_has_a_valid_call_listed():
     served = {(method.upper(), path) for path, ops in spec["paths"].items() if path.startswith("/v1") for method in ops}
     assert served == {(method, path) for method, path, _ in ROUTES}
     listed = set(
-        calls({"spare_key": 1, "etag": "", "run": 1, "recommendation": "", "complaint": 1, "webhook": 1, "delivery": 1})
+        calls(
+            {
+                "spare_key": 1,
+                "etag": "",
+                "run": 1,
+                "recommendation": "",
+                "complaint": 1,
+                "survey": 1,
+                "webhook": 1,
+                "delivery": 1,
+            }
+        )
     )
     assert served - listed == set(), "list a valid request for each new route in CALLS"
     assert listed - served == set()
@@ -288,7 +302,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
     )
     served = (await ok(client.get("/v1/customers/AC1/recommendations", headers=app))).json()
     occurred = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
-    await ok(
+    survey = await ok(
         client.post(
             "/v1/feedback/surveys",
             headers=app,
@@ -336,6 +350,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
         "etag": etag,
         "run": run.json()["id"],
         "complaint": complaint.json()["id"],
+        "survey": survey.json()["id"],
         "recommendation": served["items"][0]["recommendation_id"],
         "webhook": webhook.json()["id"],
         "delivery": delivery,

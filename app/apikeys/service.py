@@ -32,10 +32,15 @@ async def list_api_keys(session: AsyncSession, include_revoked: bool = False) ->
     return list((await session.scalars(query)).all())
 
 
-async def revoke_api_key(session: AsyncSession, key_id: int) -> ApiKey:
+async def get_api_key(session: AsyncSession, key_id: int) -> ApiKey:
     row = await session.get(ApiKey, key_id)
     if row is None:
         raise NotFound(f"No API key with id {key_id}.")
+    return row
+
+
+async def revoke_api_key(session: AsyncSession, key_id: int) -> ApiKey:
+    row = await get_api_key(session, key_id)
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
         await session.flush()

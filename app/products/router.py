@@ -2,11 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request
 
 from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
+from app.core.idempotency import creates
 from app.core.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam, Page, decode_cursor
 from app.core.security import Scope, require_scope
 from app.core.strict import QueryBoolean
@@ -20,10 +21,11 @@ CodePath = Annotated[
 ]
 
 
-@router.post(
+@creates(
+    router,
     "",
     summary="Add a product",
-    status_code=status.HTTP_201_CREATED,
+    location="/v1/products/{code}",
     response_model=ProductRead,
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
     responses=problem_responses(401, 403, 409, 422),

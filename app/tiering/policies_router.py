@@ -2,11 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Header, Path, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Header, Path, Request, Response
 
 from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
+from app.core.idempotency import creates
 from app.core.security import Scope, require_scope
 from app.core.strict import INT_MAX, ParamInteger
 from app.tiering import policies, runs, simulation
@@ -76,10 +77,11 @@ def _version_read(policy: TierPolicy, version: TierPolicyVersion, response: Resp
     )
 
 
-@router.post(
+@creates(
+    router,
     "",
     summary="Create a tier policy",
-    status_code=status.HTTP_201_CREATED,
+    location="/v1/tier-policies/{policy_key}",
     response_model=TierPolicyVersionRead,
     dependencies=WRITE,
     responses={201: {"headers": ETAG_HEADER}, **problem_responses(401, 403, 409, 422)},
@@ -186,10 +188,11 @@ async def list_tier_policy_changes(key: KeyPath, session: SessionDep) -> TierPol
     )
 
 
-@router.post(
+@creates(
+    router,
     "/{key}/versions",
     summary="Add a draft version",
-    status_code=status.HTTP_201_CREATED,
+    location="/v1/tier-policies/{policy_key}/versions/{version}",
     response_model=TierPolicyVersionRead,
     dependencies=WRITE,
     responses={201: {"headers": ETAG_HEADER}, **problem_responses(401, 403, 404, 422)},
