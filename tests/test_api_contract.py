@@ -51,7 +51,9 @@ def test_errors_are_documented_where_they_can_happen():
             assert "503" in statuses, name
     for bulk in ("/v1/customers/import", "/v1/events", "/v1/feedback/events"):
         assert "413" in SPEC["paths"][bulk]["post"]["responses"]
-    assert "422" not in SPEC["paths"]["/v1/attributes"]["get"]["responses"]  # nothing there to validate
+    for path, method, operation in OPERATIONS:  # nothing there to validate, no 422 documented
+        if not operation.get("parameters") and "requestBody" not in operation:
+            assert "422" not in operation["responses"], f"{method.upper()} {path}"
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ async def test_a_type_carried_by_customers_cannot_change(client, as_role):
     assert "1 customers" in refused.json()["detail"]
     assert (await _declare(client, as_role, "income", "number")).status_code == 200  # same type: described again
     stored = await client.get("/v1/attributes/custom", headers=as_role("admin"))
-    assert [(d["name"], d["type"]) for d in stored.json()] == [("income", "number")]
+    assert [(d["name"], d["type"]) for d in stored.json()["items"]] == [("income", "number")]
     # Once no customer carries it, the type may change.
     assert (
         await client.put("/v1/customers/AT1", json=customer_body(), headers=as_role("integration"))

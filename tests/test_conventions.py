@@ -109,3 +109,93 @@ async def test_tier_runs_are_listed_newest_first_page_by_page(client, as_role, w
     assert failed == {"items": [], "next_cursor": None}
     bad = await client.get("/v1/tier-runs", headers=admin, params={"cursor": "nope"})
     assert bad.status_code == 422 and bad.json()["errors"][0]["parameter"] == "cursor"
+
+
+def test_every_list_is_a_page_with_cursor_and_limit(app):
+    """One pagination style: every GET that returns a list returns `items` and `next_cursor` and takes `cursor`
+    and `limit` (documents holding a list, such as a customer's tiers or holdings, are not lists)."""
+    spec = app.openapi()
+    schemas = spec["components"]["schemas"]
+    lists = []
+    for path, operations in spec["paths"].items():
+        get = operations.get("get")
+        if not get or not path.startswith("/v1"):
+            continue
+        schema = get["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema.get("type") != "array", f"{path} returns a bare array"
+        properties = schemas[schema["$ref"].split("/")[-1]].get("properties", {}) if "$ref" in schema else {}
+        if "next_cursor" in properties or set(properties) == {"items"}:
+            lists.append(path)
+            assert "items" in properties and "next_cursor" in properties, path
+            assert {"cursor", "limit"} <= {p["name"] for p in get.get("parameters", []) if p["in"] == "query"}, path
+    for path in ("/v1/api-keys", "/v1/attributes", "/v1/attributes/custom", "/v1/care-calendar", "/v1/tier-runs",
+                 "/v1/tier-policies", "/v1/tier-policies/{key}/changes", "/v1/webhooks/event-types",
+                 "/v1/tier-transitions", "/v1/customers/{external_id}/tiers/history"):  # fmt: skip
+        assert path in lists, path
+
+
+async def walk(client, headers, path, params=None) -> list[dict]:
+    """Every item of a list, fetched one per page."""
+    items, cursor = [], None
+    for _ in range(200):
+        paging = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+        page = await client.get(path, headers=headers, params={**(params or {}), **paging})
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert len(body["items"]) <= 1
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return items
+    raise AssertionError("the walk does not end")
+
+
+async def test_the_former_bare_lists_walk_page_by_page_to_the_whole_list(client, as_role, session, wealth):
+    admin = as_role("admin")
+    await client.put("/v1/attributes/custom/b_flag", headers=admin, json={"type": "boolean"})
+    await client.put("/v1/attributes/custom/a_count", headers=admin, json={"type": "integer"})
+    await client.post("/v1/tier-policies", headers=admin, json={"key": "second", "name": "S", "tiers": WEALTH_TIERS})
+    for path, key, expected in (
+        ("/v1/attributes/custom", "name", ["a_count", "b_flag"]),
+        ("/v1/tier-policies", "key", ["wealth", "second"]),
+        ("/v1/tier-policies/wealth/changes", "action", ["create", "activate"]),
+    ):
+        assert [item[key] for item in await walk(client, admin, path)] == expected, path
+    everything = (await client.get("/v1/attributes", headers=admin, params={"limit": 500})).json()
+    assert everything["next_cursor"] is None and [a["name"] for a in everything["items"]][-2:] == ["a_count", "b_flag"]
+    assert await walk(client, admin, "/v1/attributes") == everything["items"]
+    keys = await walk(client, admin, "/v1/api-keys")
+    assert [k["name"] for k in keys] == ["test-app", "test-integration", "test-admin"][: len(keys)] and len(keys) >= 3
+    types = await walk(client, admin, "/v1/webhooks/event-types")
+    assert len({t["name"] for t in types}) == len(types) and "tier.upgraded" in {t["name"] for t in types}
+
+
+async def test_the_care_calendar_pages_in_date_order(client, as_role, wealth):
+    soon = (datetime.now(UTC) + timedelta(days=2)).date()
+    for n in range(3):  # each customer: a birthday and an anniversary on the same day
+        body = customer_body(
+            birth_date=soon.replace(year=1980 + n).isoformat(),
+            onboarded_at=datetime.combine(soon.replace(year=2010 + n), datetime.min.time(), UTC).isoformat(),
+        )
+        assert (await client.put(f"/v1/customers/CAL{n}", headers=as_role("integration"), json=body)).status_code
+    tier = (await client.get("/v1/customers/CAL0/tiers", headers=as_role("app"))).json()["tiers"][0]["tier"]
+    params = {"policy": "wealth", "tier": tier, "days": 7}
+    whole = (await client.get("/v1/care-calendar", headers=as_role("admin"), params=params)).json()
+    assert len(whole["items"]) == 6 and whole["next_cursor"] is None
+    assert await walk(client, as_role("admin"), "/v1/care-calendar", params) == whole["items"]
+
+
+async def test_transition_feed_items_carry_a_stable_id(client, as_role, wealth, session):
+    body = customer_body()
+    assert (await client.put("/v1/customers/TR1", headers=as_role("integration"), json=body)).status_code == 201
+    holdings = {"holdings": [{"product_code": "savings_account", "balance": "60000.00", "as_of": "2026-01-01"}]}
+    await client.put("/v1/customers/TR1/holdings", headers=as_role("integration"), json=holdings)
+    history = (await client.get("/v1/customers/TR1/tiers/history", headers=as_role("admin"))).json()["items"]
+    ids = [t["id"] for t in history]
+    assert ids and ids == sorted(set(ids))
+    stored = await session.scalars(text("SELECT id FROM tier_transition ORDER BY id"))
+    assert set(ids) <= set(stored)
+    feed = (await client.get("/v1/tier-transitions", headers=as_role("admin"))).json()
+    assert {t["id"] for t in feed["items"]} >= set(ids)
+    again = await client.get("/v1/tier-transitions", headers=as_role("admin"), params={"cursor": feed["next_cursor"]})
+    assert again.status_code == 200 and again.json()["items"] == []

@@ -10,6 +10,7 @@ from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.idempotency import creates
+from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
 from app.core.strict import BIGINT_MAX, ParamInteger, QueryBoolean
 
@@ -40,12 +41,13 @@ async def create_api_key(body: ApiKeyCreate, session: SessionDep, request: Reque
     return ApiKeyCreated(**_read(row, request).model_dump(), key=key)
 
 
-@router.get("", summary="List API keys", response_model=list[ApiKeyRead])
+@router.get("", summary="List API keys", response_model=Page[ApiKeyRead], responses=problem_responses(422))
 async def list_api_keys(
-    session: SessionDep, request: Request, include_revoked: QueryBoolean = False
-) -> list[ApiKeyRead]:
-    """Every key's name, role and scopes; never the key or its hash."""
-    return [_read(row, request) for row in await service.list_api_keys(session, include_revoked)]
+    session: SessionDep, request: Request, page: PageParams, include_revoked: QueryBoolean = False
+) -> Page[ApiKeyRead]:
+    """Every key's name, role and scopes, in creation order (follow `next_cursor`); never the key or its hash."""
+    rows = await service.list_api_keys(session, include_revoked, page)
+    return Page[ApiKeyRead].of(rows, page, lambda row: _read(row, request))
 
 
 @router.get("/{key_id}", summary="Get an API key", response_model=ApiKeyRead, responses=problem_responses(404))

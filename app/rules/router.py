@@ -7,6 +7,7 @@ from fastapi import APIRouter, Path
 
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses
+from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
 from app.products import service as products_service
 from app.rules import custom_attributes
@@ -23,13 +24,15 @@ custom_attributes_router = APIRouter(
 @router.get(
     "",
     summary="List the attributes rules may use",
-    response_model=list[AttributeRead],
+    response_model=Page[AttributeRead],
     dependencies=[require_scope(Scope.ATTRIBUTES_READ)],
+    responses=problem_responses(422),
 )
-async def list_rule_attributes(session: SessionDep) -> list[AttributeRead]:
+async def list_rule_attributes(session: SessionDep, page: PageParams) -> Page[AttributeRead]:
     """The attribute catalog: built-in metrics and the bank's custom attributes, with their type, unit and the
-    operators a condition may apply to each."""
-    return list_attributes(await load_catalog(session))
+    operators a condition may apply to each. Built-ins first, then custom attributes by name; follow
+    `next_cursor`."""
+    return Page[AttributeRead].of_sequence(list_attributes(await load_catalog(session)), page)
 
 
 AttributeName = Annotated[
@@ -40,13 +43,16 @@ AttributeName = Annotated[
 @custom_attributes_router.get(
     "",
     summary="List custom attributes",
-    response_model=list[AttributeDefinitionRead],
+    response_model=Page[AttributeDefinitionRead],
     dependencies=[require_scope(Scope.ATTRIBUTES_READ)],
+    responses=problem_responses(422),
 )
-async def list_attribute_definitions(session: SessionDep) -> list[AttributeDefinitionRead]:
-    """Custom attributes the bank has declared."""
+async def list_attribute_definitions(session: SessionDep, page: PageParams) -> Page[AttributeDefinitionRead]:
+    """Custom attributes the bank has declared, by name; follow `next_cursor`."""
     definitions = await custom_attributes.list_attribute_definitions(session)
-    return [AttributeDefinitionRead.model_validate(d) for d in definitions]
+    return Page[AttributeDefinitionRead].of_sequence(
+        [AttributeDefinitionRead.model_validate(d) for d in definitions], page
+    )
 
 
 @custom_attributes_router.put(

@@ -18,6 +18,7 @@ from sqlalchemy.sql import ColumnElement, FromClause
 
 from app.core.db import unique_or_raise
 from app.core.errors import InvalidInput
+from app.core.pagination import PageRequest, keyset
 from app.rules import (
     AttributeCatalog,
     check_condition,
@@ -153,21 +154,23 @@ async def active_version(session: AsyncSession, policy: TierPolicy) -> TierPolic
     )
 
 
-async def list_policies(session: AsyncSession) -> list[tuple[TierPolicy, int | None, int]]:
-    """Every policy with its active version number (or None) and its latest version number."""
+async def list_policies(session: AsyncSession, page: PageRequest) -> list[tuple[TierPolicy, int | None, int]]:
+    """A page of policies in creation order (limit + 1), each with its active version number (or None) and its
+    latest version number."""
     active = func.max(TierPolicyVersion.version).filter(TierPolicyVersion.status == "active")
     query = (
         select(TierPolicy, active, func.max(TierPolicyVersion.version))
         .join(TierPolicyVersion, TierPolicyVersion.policy_id == TierPolicy.id)
         .group_by(TierPolicy.id)
-        .order_by(TierPolicy.key)
     )
-    return [(policy, active_no, latest) for policy, active_no, latest in (await session.execute(query)).all()]
+    rows = await session.execute(keyset(query, TierPolicy.id, page))
+    return [(policy, active_no, latest) for policy, active_no, latest in rows.all()]
 
 
-async def list_changes(session: AsyncSession, policy: TierPolicy) -> list[TierPolicyChange]:
-    query = select(TierPolicyChange).where(TierPolicyChange.policy_id == policy.id).order_by(TierPolicyChange.id)
-    return list((await session.scalars(query)).all())
+async def list_changes(session: AsyncSession, policy: TierPolicy, page: PageRequest) -> list[TierPolicyChange]:
+    """A page of the policy's changes, oldest first (limit + 1)."""
+    query = select(TierPolicyChange).where(TierPolicyChange.policy_id == policy.id)
+    return list((await session.scalars(keyset(query, TierPolicyChange.id, page))).all())
 
 
 # ---- writes ----------------------------------------------------------------------------------------------------

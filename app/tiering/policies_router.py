@@ -8,16 +8,15 @@ from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.idempotency import creates
+from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
 from app.core.strict import INT_MAX, ParamInteger
 from app.tiering import policies, runs, simulation
 from app.tiering.models import TierPolicy, TierPolicyVersion
 from app.tiering.schemas import (
     SimulationResult,
-    TierPolicyChangeList,
     TierPolicyChangeRead,
     TierPolicyCreate,
-    TierPolicyList,
     TierPolicyRead,
     TierPolicySummary,
     TierPolicyVersionCreate,
@@ -111,25 +110,26 @@ async def create_tier_policy(
 @router.get(
     "",
     summary="List tier policies",
-    response_model=TierPolicyList,
+    response_model=Page[TierPolicySummary],
     dependencies=READ,
-    responses=problem_responses(401, 403),
+    responses=problem_responses(401, 403, 422),
 )
-async def list_tier_policies(session: SessionDep) -> TierPolicyList:
-    """Every policy by key, with the number of its active version (null when none is active)."""
-    rows = await policies.list_policies(session)
-    return TierPolicyList(
-        items=[
-            TierPolicySummary(
-                key=p.key,
-                name=p.name,
-                description=p.description,
-                active_version=active,
-                latest_version=latest,
-                created_at=p.created_at,
-            )
-            for p, active, latest in rows
-        ]
+async def list_tier_policies(session: SessionDep, page: PageParams) -> Page[TierPolicySummary]:
+    """Every policy in creation order, with the number of its active version (null when none is active);
+    follow `next_cursor`."""
+    rows = await policies.list_policies(session, page)
+    return Page[TierPolicySummary].of(
+        rows,
+        page,
+        lambda row: TierPolicySummary(
+            key=row[0].key,
+            name=row[0].name,
+            description=row[0].description,
+            active_version=row[1],
+            latest_version=row[2],
+            created_at=row[0].created_at,
+        ),
+        key_of=lambda row: (row[0].id,),
     )
 
 
@@ -172,19 +172,21 @@ async def get_tier_policy(key: KeyPath, session: SessionDep) -> TierPolicyRead:
 @router.get(
     "/{key}/changes",
     summary="List a policy's changes",
-    response_model=TierPolicyChangeList,
+    response_model=Page[TierPolicyChangeRead],
     dependencies=READ,
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 422),
 )
-async def list_tier_policy_changes(key: KeyPath, session: SessionDep) -> TierPolicyChangeList:
-    """The policy's audit trail, oldest first: who created, edited, activated, retired or rolled back what."""
+async def list_tier_policy_changes(key: KeyPath, session: SessionDep, page: PageParams) -> Page[TierPolicyChangeRead]:
+    """The policy's audit trail, oldest first: who created, edited, activated, retired or rolled back what;
+    follow `next_cursor`."""
     policy = await policies.get_policy(session, key)
-    changes = await policies.list_changes(session, policy)
-    return TierPolicyChangeList(
-        items=[
-            TierPolicyChangeRead(version=c.version, action=c.action, actor=c.actor, at=c.at, detail=c.detail)
-            for c in changes
-        ]
+    changes = await policies.list_changes(session, policy, page)
+    return Page[TierPolicyChangeRead].of(
+        changes,
+        page,
+        lambda c: TierPolicyChangeRead(
+            id=c.id, version=c.version, action=c.action, actor=c.actor, at=c.at, detail=c.detail
+        ),
     )
 
 

@@ -245,11 +245,8 @@ class TierPolicyRead(TierPolicySummary):
     versions: list[TierPolicyVersionSummary]
 
 
-class TierPolicyList(BaseModel):
-    items: list[TierPolicySummary]
-
-
 class TierPolicyChangeRead(BaseModel):
+    id: int = Field(description="The change's id, increasing: the order of the trail.")
     version: int | None
     actor: str = Field(description="The name of the API key that made the change.")
     at: datetime
@@ -258,10 +255,6 @@ class TierPolicyChangeRead(BaseModel):
         description="What changed, by action: e.g. the version's tiers and grace "
         "for create, add_version and edit; the versions for activate."
     )
-
-
-class TierPolicyChangeList(BaseModel):
-    items: list[TierPolicyChangeRead]
 
 
 class WhatIfRequest(BaseModel):
@@ -441,6 +434,7 @@ class TierOverridePut(BaseModel):
 
 
 class TierTransitionRead(BaseModel):
+    id: int = Field(description="The transition's stable id: de-duplicate on it when a page is read twice.")
     customer_id: str
     policy: str
     from_tier: str | None
@@ -452,7 +446,7 @@ class TierTransitionRead(BaseModel):
 
 class TierTransitionPage(BaseModel):
     items: list[TierTransitionRead]
-    next_cursor: str | None = Field(description="Pass as `after` to continue; also when no new rows yet.")
+    next_cursor: str | None = Field(description="Pass as `cursor` to continue; also when no new rows yet.")
 
 
 class TierRunCreate(BaseModel):

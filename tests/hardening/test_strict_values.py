@@ -167,7 +167,7 @@ async def test_rule_values_are_bounded_like_the_attributes_they_compare(client, 
         ("/v1/customers/SV-1/recommendations?explain=t", "explain"),
         ("/v1/customers/SV-1/recommendations?limit=3.0", "limit"),
         (f"/v1/customers?cursor={encode_cursor(2**70)}", "cursor"),
-        (f"/v1/tier-transitions?after={encode_cursor(1, 2**63)}", "after"),
+        (f"/v1/tier-transitions?cursor={encode_cursor(1, 2**63)}", "cursor"),
     ],
 )
 async def test_query_parameters_take_words_and_digits_as_written(client, as_role, path, parameter):

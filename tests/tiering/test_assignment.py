@@ -36,7 +36,7 @@ async def tier_of(client, as_role, external_id: str, policy: str = "wealth") -> 
 
 
 async def feed(client, as_role, after=None, limit=100) -> dict:
-    params = {"limit": limit, **({"after": after} if after else {})}
+    params = {"limit": limit, **({"cursor": after} if after else {})}
     response = await client.get("/v1/tier-transitions", params=params, headers=as_role("integration"))
     assert response.status_code == 200, response.text
     return response.json()
@@ -285,7 +285,7 @@ async def test_care_calendar_lists_birthdays_and_anniversaries_of_a_tier(client,
         "/v1/care-calendar", params={"policy": "wealth", "tier": "gold", "days": 7}, headers=as_role("admin")
     )
     assert response.status_code == 200, response.text
-    entries = {(e["customer_id"], e["occasion"], e["years"]) for e in response.json()}
+    entries = {(e["customer_id"], e["occasion"], e["years"]) for e in response.json()["items"]}
     assert ("C1", "birthday", soon.year - 1980) in entries
     assert ("C2", "anniversary", soon.year - 2015) in entries
     assert not any(e[0] == "C3" for e in entries)

@@ -90,7 +90,7 @@ async def test_override_absent_unexpired_and_expired_mean_the_same_tier_everywhe
             "/v1/care-calendar", params={"policy": "wealth", "tier": tier, "days": 7}, headers=as_role("admin")
         )
         assert calendar.status_code == 200, calendar.text
-        assert {e["customer_id"] for e in calendar.json() if e["occasion"] == "birthday"} == expected, tier
+        assert {e["customer_id"] for e in calendar.json()["items"] if e["occasion"] == "birthday"} == expected, tier
 
     # recommendations: the tier propensities are learned per, and the popularity statistics by tier
     for external_id, (tier, _, _) in EXPECTED.items():

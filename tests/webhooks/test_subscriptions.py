@@ -87,7 +87,7 @@ async def test_subscriptions_page_with_a_cursor(client, as_role):
 
 
 async def test_the_event_type_catalogue_lists_each_type_with_its_payload_schema(client, as_role):
-    types = (await client.get("/v1/webhooks/event-types", headers=as_role("admin"))).json()
+    types = (await client.get("/v1/webhooks/event-types", headers=as_role("admin"))).json()["items"]
     by_name = {t["name"]: t for t in types}
     assert {
         "tier.upgraded",

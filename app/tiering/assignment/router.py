@@ -10,7 +10,15 @@ from app.audit import service as audit_service
 from app.core.db import SessionDep, driver_connection
 from app.core.errors import problem_responses
 from app.core.hotpath import HotRead
-from app.core.pagination import LimitParam, decode_key_cursor, encode_cursor, page_of
+from app.core.pagination import (
+    DEFAULT_PAGE_SIZE,
+    CursorParam,
+    LimitParam,
+    Page,
+    decode_key_cursor,
+    encode_cursor,
+    page_of,
+)
 from app.core.security import Scope, require_scope
 from app.core.strict import ParamInteger
 from app.customers import flows as customer_flows
@@ -87,13 +95,13 @@ async def evaluate_customer_tiers(external_id: ExternalIdPath, session: SessionD
 async def get_customer_tier_history(
     external_id: ExternalIdPath,
     session: SessionDep,
-    after: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> TierTransitionPage:
-    """Every tier change of this customer, oldest first."""
+    """Every tier change of this customer, oldest first; follow `next_cursor`."""
     customer_id = await customers_service.customer_id_of(session, external_id)
     rows = await reads.transitions_page(
-        session, after=decode_key_cursor(after, 2, "after"), limit=limit, customer_id=customer_id
+        session, after=decode_key_cursor(cursor, 2), limit=limit, customer_id=customer_id
     )
     return _transition_page(rows, limit)
 
@@ -180,6 +188,7 @@ def _transition_page(rows, limit: int) -> TierTransitionPage:
     return TierTransitionPage(
         items=[
             TierTransitionRead(
+                id=t.id,
                 customer_id=external_id,
                 policy=key,
                 from_tier=t.from_code,
@@ -203,26 +212,26 @@ def _transition_page(rows, limit: int) -> TierTransitionPage:
 )
 async def list_tier_transitions(
     session: SessionDep,
-    after: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: CursorParam = None,
     policy: Annotated[str | None, Query(max_length=40)] = None,
     limit: LimitParam = 100,
 ) -> TierTransitionPage:
     """The change feed of every upgrade and downgrade, in a stable order. Keep the `next_cursor` and pass it as
-    `after` next time: you get each transition exactly once, none missed, none repeated. With no new
-    transitions the same cursor comes back."""
+    `cursor` next time: you get each transition exactly once, none missed, none repeated (each carries an `id`
+    to de-duplicate on, should a page be read twice). With no new transitions the same cursor comes back."""
     policy_id = (await policies.get_policy(session, policy)).id if policy else None
-    key = decode_key_cursor(after, 2, "after")
+    key = decode_key_cursor(cursor, 2)
     rows = await reads.transitions_page(session, after=key, limit=limit, policy_id=policy_id)
     page = _transition_page(rows, limit)
-    if page.next_cursor is None and after is not None:
-        page.next_cursor = after
+    if page.next_cursor is None and cursor is not None:
+        page.next_cursor = cursor
     return page
 
 
 @care_router.get(
     "",
     summary="Upcoming birthdays and anniversaries of a tier",
-    response_model=list[CareEntry],
+    response_model=Page[CareEntry],
     dependencies=[require_scope(Scope.CUSTOMERS_LIST)],
     responses=problem_responses(404, 422),
 )
@@ -231,8 +240,16 @@ async def care_calendar(
     policy: Annotated[str, Query(max_length=40)],
     tier: Annotated[str, Query(max_length=40)],
     days: Annotated[ParamInteger(0, 60), Query()] = 7,
-) -> list[CareEntry]:
+    cursor: CursorParam = None,
+    limit: LimitParam = DEFAULT_PAGE_SIZE,
+) -> Page[CareEntry]:
     """Customers of a tier whose birthday or customer anniversary falls within the next `days` days: the small
-    attentions that keep loyal customers."""
+    attentions that keep loyal customers. In date order; follow `next_cursor`."""
     policy_row = await policies.get_policy(session, policy)
-    return [CareEntry(**row) for row in await reads.care_calendar(session, policy_row.id, tier, days)]
+    rows = await reads.care_calendar(session, policy_row.id, tier, days, decode_key_cursor(cursor, 3), limit)
+    items, next_cursor = page_of(
+        rows, limit, key_of=lambda row: (row["day_key"], row["customer_key"], row["occasion_key"])
+    )
+    return Page[CareEntry](
+        items=[CareEntry(**{k: row[k] for k in CareEntry.model_fields}) for row in items], next_cursor=next_cursor
+    )
