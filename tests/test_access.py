@@ -75,12 +75,12 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
                 "headers": {"content-type": "application/x-ndjson"},
             },
         ),
-        ("PUT", "/v1/customers/{external_id}"): Call(200, kwargs={"json": customer_body()}),
-        ("GET", "/v1/customers/{external_id}"): Call(200),
-        ("PATCH", "/v1/customers/{external_id}"): Call(200, kwargs={"json": {"marketing_consent": False}}),
-        ("DELETE", "/v1/customers/{external_id}"): Call(204),
-        ("GET", "/v1/customers/{external_id}/holdings"): Call(200),
-        ("PUT", "/v1/customers/{external_id}/holdings"): Call(200, kwargs={"json": holdings}),
+        ("PUT", "/v1/customers/{customer_id}"): Call(200, kwargs={"json": customer_body()}),
+        ("GET", "/v1/customers/{customer_id}"): Call(200),
+        ("PATCH", "/v1/customers/{customer_id}"): Call(200, kwargs={"json": {"marketing_consent": False}}),
+        ("DELETE", "/v1/customers/{customer_id}"): Call(204),
+        ("GET", "/v1/customers/{customer_id}/holdings"): Call(200),
+        ("PUT", "/v1/customers/{customer_id}/holdings"): Call(200, kwargs={"json": holdings}),
         ("POST", "/v1/events"): Call(
             200,
             kwargs={
@@ -115,9 +115,9 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
             },
         ),
         ("GET", "/v1/products"): Call(200),
-        ("GET", "/v1/products/{code}"): Call(200, "/v1/products/equity_fund"),
-        ("PATCH", "/v1/products/{code}"): Call(200, "/v1/products/equity_fund", {"json": {"lever": "1.5"}}),
-        ("DELETE", "/v1/products/{code}"): Call(200, "/v1/products/equity_fund"),
+        ("GET", "/v1/products/{product_code}"): Call(200, "/v1/products/equity_fund"),
+        ("PATCH", "/v1/products/{product_code}"): Call(200, "/v1/products/equity_fund", {"json": {"lever": "1.5"}}),
+        ("DELETE", "/v1/products/{product_code}"): Call(200, "/v1/products/equity_fund"),
         ("POST", "/v1/api-keys"): Call(201, kwargs={"json": {"name": "another", "role": "app"}}),
         ("GET", "/v1/api-keys"): Call(200),
         ("DELETE", "/v1/api-keys/{key_id}"): Call(200, f"/v1/api-keys/{seed['spare_key']}"),
@@ -125,40 +125,40 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("POST", "/v1/tier-policies"): Call(
             201, kwargs={"json": {"key": "other", "name": "Other", "tiers": WEALTH_TIERS}}
         ),
-        ("GET", "/v1/tier-policies/{key}"): Call(200),
-        ("GET", "/v1/tier-policies/{key}/changes"): Call(200),
-        ("POST", "/v1/tier-policies/{key}/versions"): Call(201, kwargs={"json": {"copy_from": 1}}),
-        ("GET", "/v1/tier-policies/{key}/versions/{version}"): Call(200),
-        ("PUT", "/v1/tier-policies/{key}/versions/{version}"): Call(
+        ("GET", "/v1/tier-policies/{policy_key}"): Call(200),
+        ("GET", "/v1/tier-policies/{policy_key}/changes"): Call(200),
+        ("POST", "/v1/tier-policies/{policy_key}/versions"): Call(201, kwargs={"json": {"copy_from": 1}}),
+        ("GET", "/v1/tier-policies/{policy_key}/versions/{version}"): Call(200),
+        ("PUT", "/v1/tier-policies/{policy_key}/versions/{version}"): Call(
             200,
             "/v1/tier-policies/wealth/versions/2",
             {"json": {"tiers": WEALTH_TIERS, "downgrade_grace_days": 30}, "headers": {"If-Match": seed["etag"]}},
         ),
-        ("POST", "/v1/tier-policies/{key}/versions/{version}/activate"): Call(
+        ("POST", "/v1/tier-policies/{policy_key}/versions/{version}/activate"): Call(
             200, "/v1/tier-policies/wealth/versions/2/activate"
         ),
-        ("POST", "/v1/tier-policies/{key}/versions/{version}/retire"): Call(
+        ("POST", "/v1/tier-policies/{policy_key}/versions/{version}/retire"): Call(
             200, "/v1/tier-policies/wealth/versions/2/retire"
         ),
-        ("POST", "/v1/tier-policies/{key}/versions/{version}/evaluate"): Call(
+        ("POST", "/v1/tier-policies/{policy_key}/versions/{version}/evaluate"): Call(
             200, kwargs={"json": {"attributes": {"aum_avg_3m": 620000}}}
         ),
-        ("POST", "/v1/tier-policies/{key}/versions/{version}/simulate"): Call(200),
-        ("GET", "/v1/customers/{external_id}/tiers"): Call(200),
-        ("POST", "/v1/customers/{external_id}/tiers/evaluate"): Call(200),
-        ("GET", "/v1/customers/{external_id}/tiers/history"): Call(200),
-        ("PUT", "/v1/customers/{external_id}/tiers/{policy_key}/override"): Call(
+        ("POST", "/v1/tier-policies/{policy_key}/versions/{version}/simulate"): Call(200),
+        ("GET", "/v1/customers/{customer_id}/tiers"): Call(200),
+        ("POST", "/v1/customers/{customer_id}/tiers/evaluate"): Call(200),
+        ("GET", "/v1/customers/{customer_id}/tiers/history"): Call(200),
+        ("PUT", "/v1/customers/{customer_id}/tiers/{policy_key}/override"): Call(
             200, kwargs={"json": {"tier": "private", "reason": "approved by the RM lead"}}
         ),
-        ("DELETE", "/v1/customers/{external_id}/tiers/{policy_key}/override"): Call(200),
+        ("DELETE", "/v1/customers/{customer_id}/tiers/{policy_key}/override"): Call(200),
         ("GET", "/v1/tier-transitions"): Call(200),
         ("POST", "/v1/tier-runs"): Call(202, kwargs={"json": {"policy": "wealth"}}),
         ("GET", "/v1/tier-runs/{run_id}"): Call(200, f"/v1/tier-runs/{seed['run']}"),
         ("GET", "/v1/tier-runs"): Call(200),
         ("GET", "/v1/api-keys/{key_id}"): Call(200, f"/v1/api-keys/{seed['spare_key']}"),
         ("GET", "/v1/feedback/surveys/{survey_id}"): Call(200, f"/v1/feedback/surveys/{seed['survey']}"),
-        ("GET", "/v1/care-calendar"): Call(200, kwargs={"params": {"policy": "wealth", "tier": "gold"}}),
-        ("GET", "/v1/customers/{external_id}/recommendations"): Call(200),
+        ("GET", "/v1/care-calendar"): Call(200, kwargs={"params": {"policy_key": "wealth", "tier": "gold"}}),
+        ("GET", "/v1/customers/{customer_id}/recommendations"): Call(200),
         ("GET", "/v1/contact-policy"): Call(200),
         ("PUT", "/v1/contact-policy"): Call(200, kwargs={"json": rules}),
         ("GET", "/v1/audit"): Call(200),
@@ -209,12 +209,12 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("GET", "/v1/feedback/complaints"): Call(200),
         ("GET", "/v1/feedback/complaints/{complaint_id}"): Call(200, f"/v1/feedback/complaints/{seed['complaint']}"),
         ("POST", "/v1/feedback/complaints/{complaint_id}/transitions"): Call(
-            200, f"/v1/feedback/complaints/{seed['complaint']}/transitions", {"json": {"to": "in_progress"}}
+            200, f"/v1/feedback/complaints/{seed['complaint']}/transitions", {"json": {"to_status": "in_progress"}}
         ),
-        ("GET", "/v1/reports/tier-distribution"): Call(200, kwargs={"params": {"policy": "wealth"}}),
-        ("GET", "/v1/reports/tier-migrations"): Call(200, kwargs={"params": {"policy": "wealth", **window}}),
+        ("GET", "/v1/reports/tier-distribution"): Call(200, kwargs={"params": {"policy_key": "wealth"}}),
+        ("GET", "/v1/reports/tier-migrations"): Call(200, kwargs={"params": {"policy_key": "wealth", **window}}),
         ("GET", "/v1/reports/recommendation-funnel"): Call(200, kwargs={"params": window}),
-        ("GET", "/v1/reports/satisfaction"): Call(200, kwargs={"params": {"policy": "wealth", **window}}),
+        ("GET", "/v1/reports/satisfaction"): Call(200, kwargs={"params": {"policy_key": "wealth", **window}}),
         ("GET", "/v1/webhooks/event-types"): Call(200),
         ("POST", "/v1/webhooks"): Call(
             201, kwargs={"json": {"url": "http://127.0.0.1:9/other", "event_types": ["tier.upgraded"]}}
@@ -233,7 +233,7 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
     }
 
 
-DEFAULT_PATH_VALUES = {"external_id": "AC1", "key": "wealth", "version": "1", "policy_key": "wealth"}
+DEFAULT_PATH_VALUES = {"customer_id": "AC1", "version": "1", "policy_key": "wealth"}
 
 
 def test_every_v1_route_in_the_app_has_a_valid_call_listed():
@@ -397,7 +397,7 @@ def test_erasure_listing_and_complaint_handling_belong_to_the_admin():
         d.dependency.required_scope
         for r in ROUTERS
         for route in r.routes
-        if route.path == "/v1/customers/{external_id}" and "DELETE" in route.methods
+        if route.path == "/v1/customers/{customer_id}" and "DELETE" in route.methods
         for d in route.dependencies
     } == {Scope.CUSTOMERS_ERASE}
 

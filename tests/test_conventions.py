@@ -34,8 +34,8 @@ CREATES = {
     "survey": ("app", "/v1/feedback/surveys", SURVEY, {**SURVEY, "score": 3}, 201, "survey_response"),
     "complaint": ("app", "/v1/feedback/complaints", COMPLAINT, {**COMPLAINT, "category": "service"}, 201,
                   "complaint"),
-    "complaint transition": ("admin", "/v1/feedback/complaints/{complaint}/transitions", {"to": "in_progress"},
-                             {"to": "resolved"}, 200, "complaint_transition"),
+    "complaint transition": ("admin", "/v1/feedback/complaints/{complaint}/transitions", {"to_status": "in_progress"},
+                             {"to_status": "resolved"}, 200, "complaint_transition"),
     "product": ("admin", "/v1/products", PRODUCT, {**PRODUCT, "name": "Other"}, 201, "product"),
 }  # fmt: skip
 
@@ -86,7 +86,7 @@ def test_every_creating_post_documents_the_key_and_a_location(app):
         if post and any(p["name"] == "Idempotency-Key" for p in post.get("parameters", [])):
             documented[path] = post
     for _, path, *_rest in CREATES.values():
-        path = path.replace("{complaint}", "{complaint_id}").replace("/wealth/", "/{key}/")
+        path = path.replace("{complaint}", "{complaint_id}").replace("/wealth/", "/{policy_key}/")
         assert path in documented, path
         created = {s: r for s, r in documented[path]["responses"].items() if s in ("201", "202")}
         assert all("Location" in r["headers"] for r in created.values()), path
@@ -129,8 +129,8 @@ def test_every_list_is_a_page_with_cursor_and_limit(app):
             assert "items" in properties and "next_cursor" in properties, path
             assert {"cursor", "limit"} <= {p["name"] for p in get.get("parameters", []) if p["in"] == "query"}, path
     for path in ("/v1/api-keys", "/v1/attributes", "/v1/attributes/custom", "/v1/care-calendar", "/v1/tier-runs",
-                 "/v1/tier-policies", "/v1/tier-policies/{key}/changes", "/v1/webhooks/event-types",
-                 "/v1/tier-transitions", "/v1/customers/{external_id}/tiers/history"):  # fmt: skip
+                 "/v1/tier-policies", "/v1/tier-policies/{policy_key}/changes", "/v1/webhooks/event-types",
+                 "/v1/tier-transitions", "/v1/customers/{customer_id}/tiers/history"):  # fmt: skip
         assert path in lists, path
 
 
@@ -179,7 +179,7 @@ async def test_the_care_calendar_pages_in_date_order(client, as_role, wealth):
         )
         assert (await client.put(f"/v1/customers/CAL{n}", headers=as_role("integration"), json=body)).status_code
     tier = (await client.get("/v1/customers/CAL0/tiers", headers=as_role("app"))).json()["tiers"][0]["tier"]
-    params = {"policy": "wealth", "tier": tier, "days": 7}
+    params = {"policy_key": "wealth", "tier": tier, "days": 7}
     whole = (await client.get("/v1/care-calendar", headers=as_role("admin"), params=params)).json()
     assert len(whole["items"]) == 6 and whole["next_cursor"] is None
     assert await walk(client, as_role("admin"), "/v1/care-calendar", params) == whole["items"]

@@ -158,7 +158,7 @@ def test_generated_client_runs_the_integration_flow_with_typed_errors(client_pac
         )
         assert isinstance(feedback, models.FeedbackBatchResult) and feedback.accepted == 1
 
-        report = tier_distribution.sync(client=api, policy="wealth")
+        report = tier_distribution.sync(client=api, policy_key="wealth")
         assert isinstance(report, models.TierDistribution) and report.customers >= 1
         assert re.fullmatch(r"[0-9]+\.[0-9]{2}", report.aum), report.aum  # money: a decimal string
 

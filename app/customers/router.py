@@ -54,20 +54,20 @@ async def list_customers(
     limit: LimitParam = 50,
     segment: Segment | None = None,
     risk_level: Annotated[ParamInteger(1, 5) | None, Query()] = None,
-    policy: Annotated[str | None, Query(max_length=40, description="Tier policy key.")] = None,
-    tier: Annotated[str | None, Query(max_length=40, description="Tier under `policy`.")] = None,
+    policy: Annotated[str | None, Query(alias="policy_key", max_length=40, description="Tier policy key.")] = None,
+    tier: Annotated[str | None, Query(max_length=40, description="Tier under `policy_key`.")] = None,
     at_risk: Annotated[
-        QueryBoolean | None, Query(description="Downgrade pending under `policy`: the retention list.")
+        QueryBoolean | None, Query(description="Downgrade pending under `policy_key`: the retention list.")
     ] = None,
 ) -> Page[CustomerSummary]:
     """Customers in a stable order; follow `next_cursor` for the next page (new customers never shift pages).
-    With `policy`, filter by `tier` and/or `at_risk` (customers who would fall a tier when their grace ends)."""
+    With `policy_key`, filter by `tier` and/or `at_risk` (customers who would fall a tier when their grace ends)."""
     filters = []
     if policy is not None:
         policy_id = (await policies.get_policy(session, policy)).id
         filters.append(tier_reads.tier_filter(policy_id, tier, at_risk))
     elif tier is not None or at_risk is not None:
-        raise InvalidInput("policy", "is required with tier or at_risk", location="query")
+        raise InvalidInput("policy_key", "is required with tier or at_risk", location="query")
     rows = await service.list_customers(
         session,
         after_id=decode_cursor(cursor),
@@ -145,7 +145,7 @@ async def import_customers(request: Request, session: SessionDep) -> ImportResul
 
 
 @router.put(
-    "/{external_id}",
+    "/{customer_id}",
     summary="Create or replace a customer",
     response_model=CustomerRead,
     dependencies=WRITE,
@@ -161,7 +161,7 @@ async def upsert_customer(
 
 
 @router.get(
-    "/{external_id}",
+    "/{customer_id}",
     summary="Get a customer with metrics",
     response_model=CustomerRead,
     dependencies=READ,
@@ -173,7 +173,7 @@ async def get_customer(external_id: ExternalIdPath, session: SessionDep) -> Cust
 
 
 @router.patch(
-    "/{external_id}",
+    "/{customer_id}",
     summary="Change some profile fields",
     response_model=CustomerRead,
     dependencies=WRITE,
@@ -186,7 +186,7 @@ async def patch_customer(external_id: ExternalIdPath, body: CustomerPatch, sessi
 
 
 @router.delete(
-    "/{external_id}",
+    "/{customer_id}",
     summary="Erase a customer",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[require_scope(Scope.CUSTOMERS_ERASE)],
@@ -199,7 +199,7 @@ async def erase_customer(external_id: ExternalIdPath, session: SessionDep, reque
 
 
 @router.get(
-    "/{external_id}/holdings",
+    "/{customer_id}/holdings",
     summary="Get a customer's holdings",
     response_model=HoldingsRead,
     dependencies=READ,
@@ -212,7 +212,7 @@ async def get_holdings(external_id: ExternalIdPath, session: SessionDep) -> Hold
 
 
 @router.put(
-    "/{external_id}/holdings",
+    "/{customer_id}/holdings",
     summary="Replace a customer's holdings",
     response_model=HoldingsRead,
     dependencies=WRITE,

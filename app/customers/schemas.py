@@ -31,7 +31,9 @@ LoginChannel = TypeAliasType(
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
 ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN)]
 CUSTOMER_ID_EXAMPLE = "C00000042"
-ExternalIdPath = Annotated[ExternalId, Path(description="The bank's own customer id.", examples=[CUSTOMER_ID_EXAMPLE])]
+ExternalIdPath = Annotated[
+    ExternalId, Path(alias="customer_id", description="The bank's own customer id.", examples=[CUSTOMER_ID_EXAMPLE])
+]
 _ATTRIBUTE_VALUE = {
     "anyOf": [
         {"type": "number"},
@@ -102,7 +104,7 @@ class CustomerFields(BaseModel):
 
 
 class CustomerUpsert(CustomerFields):
-    """The whole profile, as PUT /v1/customers/{external_id} sends it."""
+    """The whole profile, as PUT /v1/customers/{customer_id} sends it."""
 
     model_config = ConfigDict(
         extra="forbid",

@@ -124,7 +124,7 @@ async def list_surveys(
     session: SessionDep,
     cursor: CursorParam = None,
     limit: LimitParam = 50,
-    customer: Annotated[ExternalId | None, Query(description="The bank's customer id.")] = None,
+    customer: Annotated[ExternalId | None, Query(alias="customer_id", description="The bank's customer id.")] = None,
     kind: SurveyKind | None = None,
 ) -> Page[SurveyRead]:
     """Survey answers with their comments, in the order received; follow `next_cursor`."""
@@ -187,7 +187,7 @@ async def list_complaints(
     session: SessionDep,
     cursor: CursorParam = None,
     limit: LimitParam = 50,
-    customer: Annotated[ExternalId | None, Query(description="The bank's customer id.")] = None,
+    customer: Annotated[ExternalId | None, Query(alias="customer_id", description="The bank's customer id.")] = None,
     status_: Annotated[ComplaintStatus | None, Query(alias="status")] = None,
     category: ComplaintCategory | None = None,
     opened_from: Annotated[Timestamp | None, Query(description="Opened at or after.")] = None,
@@ -238,6 +238,6 @@ async def move_complaint(
 ) -> ComplaintDetail:
     """Move a complaint: open -> in_progress -> resolved -> closed, open -> resolved, and back to open (reopen)
     from in_progress, resolved or closed. Any other move is a 409. The actor is the API key's name."""
-    customer_id = await service.move_complaint(session, complaint_id, body.to, body.note, principal.name)
+    customer_id = await service.move_complaint(session, complaint_id, body.to_status, body.note, principal.name)
     await customer_flows.customers_changed(session, [customer_id])
     return await _detail(session, complaint_id)

@@ -16,8 +16,14 @@ from app.products.schemas import Channel, ProductCategory, ProductCreate, Produc
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
-CodePath = Annotated[
-    str, Path(max_length=40, description="The product code, e.g. `term_deposit_12m`.", examples=["term_deposit_12m"])
+ProductCodePath = Annotated[
+    str,
+    Path(
+        alias="product_code",
+        max_length=40,
+        description="The product code, e.g. `term_deposit_12m`.",
+        examples=["term_deposit_12m"],
+    ),
 ]
 
 
@@ -77,25 +83,27 @@ async def list_products(
 
 
 @router.get(
-    "/{code}",
+    "/{product_code}",
     summary="Get a product",
     response_model=ProductRead,
     dependencies=[require_scope(Scope.PRODUCTS_READ)],
     responses=problem_responses(401, 403, 404),
 )
-async def get_product(code: CodePath, session: SessionDep) -> ProductRead:
+async def get_product(code: ProductCodePath, session: SessionDep) -> ProductRead:
     """One product by its code, active or not (a customer may still hold a deactivated product)."""
     return ProductRead.model_validate(await service.get_product(session, code))
 
 
 @router.patch(
-    "/{code}",
+    "/{product_code}",
     summary="Change a product",
     response_model=ProductRead,
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
     responses=problem_responses(401, 403, 404, 422),
 )
-async def update_product(code: CodePath, body: ProductUpdate, session: SessionDep, request: Request) -> ProductRead:
+async def update_product(
+    code: ProductCodePath, body: ProductUpdate, session: SessionDep, request: Request
+) -> ProductRead:
     """Change some fields of a product; omitted fields keep their values.
 
     The same rules as on creation apply, and the sales window is checked against the stored values
@@ -109,13 +117,13 @@ async def update_product(code: CodePath, body: ProductUpdate, session: SessionDe
 
 
 @router.delete(
-    "/{code}",
+    "/{product_code}",
     summary="Deactivate a product",
     response_model=ProductRead,
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
     responses=problem_responses(401, 403, 404),
 )
-async def deactivate_product(code: CodePath, session: SessionDep, request: Request) -> ProductRead:
+async def deactivate_product(code: ProductCodePath, session: SessionDep, request: Request) -> ProductRead:
     """Deactivate a product: it is no longer recommended, but stays readable.
 
     Products are never deleted, since holdings and feedback refer to them. Deactivating twice is harmless

@@ -14,18 +14,19 @@ from app.recommendations import contact, recommender
 from app.recommendations.schemas import ContactPolicy, RecommendationQuery, RecommendationsRead
 
 router = APIRouter(
-    prefix="/v1/customers/{external_id}/recommendations",
+    prefix="/v1/customers/{customer_id}/recommendations",
     tags=["recommendations"],
     responses=problem_responses(401, 403, 404, 422),
 )
 contact_router = APIRouter(prefix="/v1/contact-policy", tags=["recommendations"], responses=problem_responses(401, 403))
 
 
-async def render_recommendations(connection, state, external_id: str, query: RecommendationQuery) -> bytes:
-    """The RecommendationsRead document, the served list stored on `connection`."""
+async def render_recommendations(connection, state, customer_id: str, query: RecommendationQuery) -> bytes:
+    """The RecommendationsRead document of the customer with this external id, the served list stored on
+    `connection`."""
     result = await state.recommender.recommend(
         connection,
-        external_id,
+        customer_id,
         channel=query.channel,
         limit=query.limit,
         exclude=query.exclude,
@@ -56,9 +57,9 @@ async def get_recommendations(
 # Served in front of the router (app/core/hotpath.py): the app asks on every home screen.
 HOT_READS = [
     HotRead(
-        "/v1/customers/{external_id}/recommendations",
+        "/v1/customers/{customer_id}/recommendations",
         Scope.RECOMMENDATIONS_READ,
-        {"external_id": EXTERNAL_ID_PATTERN},
+        {"customer_id": EXTERNAL_ID_PATTERN},
         render_recommendations,
         RecommendationQuery,
     )

@@ -32,7 +32,9 @@ router = APIRouter(prefix="/v1/tier-policies", tags=["tier-policies"])
 
 READ = [require_scope(Scope.POLICIES_READ)]
 WRITE = [require_scope(Scope.POLICIES_WRITE)]
-KeyPath = Annotated[str, Path(max_length=40, description="The policy key, e.g. `wealth`.", examples=["wealth"])]
+KeyPath = Annotated[
+    str, Path(alias="policy_key", max_length=40, description="The policy key, e.g. `wealth`.", examples=["wealth"])
+]
 VersionPath = Annotated[ParamInteger(1, INT_MAX), Path(description="The version number.", examples=[1])]
 ETAG_HEADER = {
     "ETag": {"description": "The version's ETag; send it as If-Match to edit a draft.", "schema": {"type": "string"}}
@@ -134,7 +136,7 @@ async def list_tier_policies(session: SessionDep, page: PageParams) -> Page[Tier
 
 
 @router.get(
-    "/{key}",
+    "/{policy_key}",
     summary="Get a tier policy with its versions",
     response_model=TierPolicyRead,
     dependencies=READ,
@@ -170,7 +172,7 @@ async def get_tier_policy(key: KeyPath, session: SessionDep) -> TierPolicyRead:
 
 
 @router.get(
-    "/{key}/changes",
+    "/{policy_key}/changes",
     summary="List a policy's changes",
     response_model=Page[TierPolicyChangeRead],
     dependencies=READ,
@@ -192,7 +194,7 @@ async def list_tier_policy_changes(key: KeyPath, session: SessionDep, page: Page
 
 @creates(
     router,
-    "/{key}/versions",
+    "/{policy_key}/versions",
     summary="Add a draft version",
     location="/v1/tier-policies/{policy_key}/versions/{version}",
     response_model=TierPolicyVersionRead,
@@ -209,7 +211,7 @@ async def add_tier_policy_version(
 
 
 @router.get(
-    "/{key}/versions/{version}",
+    "/{policy_key}/versions/{version}",
     summary="Get a policy version",
     response_model=TierPolicyVersionRead,
     dependencies=READ,
@@ -224,7 +226,7 @@ async def get_tier_policy_version(
 
 
 @router.put(
-    "/{key}/versions/{version}",
+    "/{policy_key}/versions/{version}",
     summary="Edit a draft version",
     response_model=TierPolicyVersionRead,
     dependencies=WRITE,
@@ -251,7 +253,7 @@ async def edit_tier_policy_version(
 
 
 @router.post(
-    "/{key}/versions/{version}/activate",
+    "/{policy_key}/versions/{version}/activate",
     summary="Activate a version",
     response_model=TierPolicyVersionRead,
     dependencies=WRITE,
@@ -300,7 +302,7 @@ async def activate_tier_policy_version(
 
 
 @router.post(
-    "/{key}/versions/{version}/retire",
+    "/{policy_key}/versions/{version}/retire",
     summary="Retire a version",
     response_model=TierPolicyVersionRead,
     dependencies=WRITE,
@@ -324,7 +326,7 @@ async def retire_tier_policy_version(
 
 
 @router.post(
-    "/{key}/versions/{version}/evaluate",
+    "/{policy_key}/versions/{version}/evaluate",
     summary="What-if: evaluate values",
     response_model=WhatIfResult,
     dependencies=READ,
@@ -342,7 +344,7 @@ async def evaluate_tier_policy_version(
 
 
 @router.post(
-    "/{key}/versions/{version}/simulate",
+    "/{policy_key}/versions/{version}/simulate",
     summary="Simulate a version on every customer",
     response_model=SimulationResult,
     dependencies=READ,

@@ -63,7 +63,7 @@ async def test_survey_is_stored_once_and_its_comment_returned_but_never_logged(c
     assert retried.status_code == 200 and retried.json()["id"] == created.json()["id"]
     assert created.json()["comment"] == secret and created.json()["customer_id"] == "S1"
     assert secret not in caplog.text
-    listed = await client.get("/v1/feedback/surveys", params={"customer": "S1"}, headers=as_role("admin"))
+    listed = await client.get("/v1/feedback/surveys", params={"customer_id": "S1"}, headers=as_role("admin"))
     assert listed.status_code == 200 and [s["comment"] for s in listed.json()["items"]] == [secret]
     assert (await features(session, "S1"))["nps_latest"] == 4
 
@@ -197,7 +197,7 @@ async def test_a_promoter_answer_upgrades_at_once_and_an_open_complaint_holds_it
     resolved = await client.post(
         f"/v1/feedback/complaints/{complaint.json()['id']}/transitions",
         headers=as_role("admin"),
-        json={"to": "resolved", "note": "refunded"},
+        json={"to_status": "resolved", "note": "refunded"},
     )
     assert resolved.status_code == 200
     tier = await loyalty_tier(client, as_role, "L2")

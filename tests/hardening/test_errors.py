@@ -38,7 +38,7 @@ def _request() -> Request:
 )
 async def test_reports_refuse_dates_beyond_the_years_a_bank_means_with_422(client, as_role, report, bounds, refused):
     response = await client.get(
-        f"/v1/reports/{report}", params={"policy": "wealth", **bounds}, headers=as_role("admin")
+        f"/v1/reports/{report}", params={"policy_key": "wealth", **bounds}, headers=as_role("admin")
     )
     assert response.status_code == 422, response.text
     assert [e["parameter"] for e in response.json()["errors"]] == [refused]

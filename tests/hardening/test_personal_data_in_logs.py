@@ -49,7 +49,7 @@ def leaks(text: str) -> list[str]:
 
 async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Response]]) -> set[str]:
     """Each write route with personal data, good (2xx expected) and bad (4xx expected); returns the operations
-    exercised ("PUT /v1/customers/{external_id}", ...)."""
+    exercised ("PUT /v1/customers/{customer_id}", ...)."""
     done: set[str] = set()
     today = date.today().isoformat()
     now = datetime.now(UTC).replace(microsecond=0)
@@ -106,7 +106,7 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         json={"code": "card", "name": "Card", "category": "card", "risk_level": 1, "channels": ["mobile"]},
     )
     await both(
-        "PATCH /v1/products/{code}",
+        "PATCH /v1/products/{product_code}",
         "/v1/products/savings",
         good={"json": {"description": f"ask {PHONE}"}},
         bad={"json": {"description": f"{EMAIL}{NUL}"}},
@@ -122,16 +122,16 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         "attributes": {"email": EMAIL, "phone": PHONE},
     }
     await send(
-        "PUT /v1/customers/{external_id}", customer, "bad", json={**profile, "attributes": {"email": EMAIL + NUL}}
+        "PUT /v1/customers/{customer_id}", customer, "bad", json={**profile, "attributes": {"email": EMAIL + NUL}}
     )
     await both(
-        "PUT /v1/customers/{external_id}",
+        "PUT /v1/customers/{customer_id}",
         customer,
         good={"json": profile},
         bad={"json": {**profile, "birth_date": BIRTH + "x", "onboarded_at": 123}},
     )
     await both(
-        "PATCH /v1/customers/{external_id}",
+        "PATCH /v1/customers/{customer_id}",
         customer,
         good={"json": {"display_name": NAME}},
         bad={"json": {"display_name": NAME + NUL}},
@@ -151,7 +151,7 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         },
     )
     await both(
-        "PUT /v1/customers/{external_id}/holdings",
+        "PUT /v1/customers/{customer_id}/holdings",
         f"{customer}/holdings",
         good={"json": {"holdings": [{"product_code": "savings", "balance": BALANCE, "as_of": today}]}},
         bad={"json": {"holdings": [{"product_code": "savings", "balance": BALANCE + "1", "as_of": BIRTH}]}},
@@ -187,38 +187,38 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         bad={"json": {**policy, "description": FREE_TEXT + NUL}},
     )
     await both(
-        "POST /v1/tier-policies/{key}/versions",
+        "POST /v1/tier-policies/{policy_key}/versions",
         "/v1/tier-policies/loyalty/versions",
         good={"json": {"copy_from": 1, "description": FREE_TEXT}},
         bad={"json": {"copy_from": 1, "description": FREE_TEXT + NUL}},
     )
     etag = (await request("GET", "/v1/tier-policies/loyalty/versions/2")).headers["etag"]
     await both(
-        "PUT /v1/tier-policies/{key}/versions/{version}",
+        "PUT /v1/tier-policies/{policy_key}/versions/{version}",
         "/v1/tier-policies/loyalty/versions/2",
         good={"json": {"tiers": policy["tiers"], "description": FREE_TEXT}, "headers": {"If-Match": etag}},
         bad={"json": {"tiers": policy["tiers"], "description": FREE_TEXT + NUL}, "headers": {"If-Match": etag}},
     )
     await both(
-        "POST /v1/tier-policies/{key}/versions/{version}/evaluate",
+        "POST /v1/tier-policies/{policy_key}/versions/{version}/evaluate",
         "/v1/tier-policies/loyalty/versions/1/evaluate",
         good={"json": {"attributes": {"email": EMAIL, "phone": PHONE}}},
         bad={"json": {"attributes": {"email": EMAIL + NUL}}},
     )
     await both(
-        "POST /v1/tier-policies/{key}/versions/{version}/simulate",
+        "POST /v1/tier-policies/{policy_key}/versions/{version}/simulate",
         "/v1/tier-policies/loyalty/versions/1/simulate",
         good={},
         bad={"headers": {"X-API-Key": EMAIL}},
     )
     activated = await both(
-        "POST /v1/tier-policies/{key}/versions/{version}/activate",
+        "POST /v1/tier-policies/{policy_key}/versions/{version}/activate",
         "/v1/tier-policies/loyalty/versions/1/activate",
         good={},
         bad={"headers": {"X-API-Key": NAME}},
     )
     await both(
-        "POST /v1/tier-policies/{key}/versions/{version}/retire",
+        "POST /v1/tier-policies/{policy_key}/versions/{version}/retire",
         "/v1/tier-policies/loyalty/versions/2/retire",
         good={},
         bad={"headers": {"X-API-Key": PHONE}},
@@ -231,19 +231,19 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         "POST /v1/tier-runs", "/v1/tier-runs", good={"json": {"policy": "loyalty"}}, bad={"json": {"policy": NAME}}
     )
     await both(
-        "POST /v1/customers/{external_id}/tiers/evaluate",
+        "POST /v1/customers/{customer_id}/tiers/evaluate",
         f"{customer}/tiers/evaluate",
         good={},
         bad={"headers": {"X-API-Key": EMAIL}},
     )
     await both(
-        "PUT /v1/customers/{external_id}/tiers/{policy_key}/override",
+        "PUT /v1/customers/{customer_id}/tiers/{policy_key}/override",
         f"{customer}/tiers/loyalty/override",
         good={"json": {"tier": "fan", "reason": FREE_TEXT}},
         bad={"json": {"tier": "fan", "reason": FREE_TEXT + NUL}},
     )
     await both(
-        "DELETE /v1/customers/{external_id}/tiers/{policy_key}/override",
+        "DELETE /v1/customers/{customer_id}/tiers/{policy_key}/override",
         f"{customer}/tiers/loyalty/override",
         good={},
         bad={"headers": {"X-API-Key": NAME}},
@@ -281,8 +281,8 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
     await both(
         "POST /v1/feedback/complaints/{complaint_id}/transitions",
         f"/v1/feedback/complaints/{opened.json()['id']}/transitions",
-        good={"json": {"to": "resolved", "note": FREE_TEXT}},
-        bad={"json": {"to": "resolved", "note": FREE_TEXT + NUL}},
+        good={"json": {"to_status": "resolved", "note": FREE_TEXT}},
+        bad={"json": {"to_status": "resolved", "note": FREE_TEXT + NUL}},
     )
     served = (await request("GET", f"{customer}/recommendations?explore=false")).json()["items"]
     recommendation = served[0]["recommendation_id"] if served else str(uuid.uuid4())
@@ -376,8 +376,10 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         headers={"X-Request-ID": PHONE},
     )
     await both("DELETE /v1/webhooks/{webhook_id}", webhook, good={}, bad={"headers": {"X-API-Key": PHONE}})
-    await both("DELETE /v1/products/{code}", "/v1/products/savings", good={}, bad={"headers": {"X-API-Key": NAME}})
-    await both("DELETE /v1/customers/{external_id}", customer, good={}, bad={"headers": {"X-API-Key": PHONE}})
+    await both(
+        "DELETE /v1/products/{product_code}", "/v1/products/savings", good={}, bad={"headers": {"X-API-Key": NAME}}
+    )
+    await both("DELETE /v1/customers/{customer_id}", customer, good={}, bad={"headers": {"X-API-Key": PHONE}})
     return done
 
 

@@ -155,7 +155,7 @@ async def test_rule_values_are_bounded_like_the_attributes_they_compare(client, 
 @pytest.mark.parametrize(
     ("path", "parameter"),
     [
-        ("/v1/customers?policy=wealth&at_risk=yes", "at_risk"),
+        ("/v1/customers?policy_key=wealth&at_risk=yes", "at_risk"),
         ("/v1/customers?risk_level=3.0", "risk_level"),
         ("/v1/customers?limit=+5", "limit"),
         ("/v1/api-keys?include_revoked=1", "include_revoked"),
@@ -163,7 +163,7 @@ async def test_rule_values_are_bounded_like_the_attributes_they_compare(client, 
         ("/v1/feedback/complaints?opened_from=123", "opened_from"),
         ("/v1/feedback/complaints?opened_to=0001-01-01T00:00:00Z", "opened_to"),
         ("/v1/audit?from=1700000000", "from"),
-        ("/v1/care-calendar?policy=wealth&tier=gold&days=7.0", "days"),
+        ("/v1/care-calendar?policy_key=wealth&tier=gold&days=7.0", "days"),
         ("/v1/customers/SV-1/recommendations?explain=t", "explain"),
         ("/v1/customers/SV-1/recommendations?limit=3.0", "limit"),
         (f"/v1/customers?cursor={encode_cursor(2**70)}", "cursor"),
@@ -193,7 +193,7 @@ async def test_a_survey_keeps_its_timezone_and_year_zero_one_is_refused(client, 
         "/v1/feedback/surveys", json={**survey, "occurred_at": "1900-01-01T00:00:00+01:00"}, headers=as_role("app")
     )
     assert stored.status_code == 201, stored.text
-    listed = await client.get("/v1/feedback/surveys", params={"customer": "SV-6"}, headers=as_role("admin"))
+    listed = await client.get("/v1/feedback/surveys", params={"customer_id": "SV-6"}, headers=as_role("admin"))
     for answer in (stored.json(), listed.json()["items"][0]):
         assert datetime.fromisoformat(answer["occurred_at"]) == datetime(1899, 12, 31, 23, 0, tzinfo=UTC)
     count = await session.scalar(text("SELECT count(*) FROM survey_response"))

@@ -74,7 +74,7 @@ async def test_upgrade_applies_at_once_and_downgrade_waits_for_grace_period(clie
     assert held["at_risk"] is True and held["downgrade_to"] == "mass"
     assert held["downgrade_on"] == (date.today() + timedelta(days=GRACE)).isoformat()
     retention = await client.get(
-        "/v1/customers", params={"policy": "wealth", "at_risk": "true"}, headers=as_role("admin")
+        "/v1/customers", params={"policy_key": "wealth", "at_risk": "true"}, headers=as_role("admin")
     )
     assert [c["external_id"] for c in retention.json()["items"]] == ["G1"]
     # The grace period passes without the customer qualifying again: the downgrade applies.
@@ -263,7 +263,7 @@ async def test_a_run_in_id_ranges_counts_every_live_customer_once(client, as_rol
 async def test_customers_listed_by_tier(client, as_role, wealth):
     await make_customer(client, as_role, "T1", "60000.00")
     await make_customer(client, as_role, "T2", "100.00")
-    gold = await client.get("/v1/customers", params={"policy": "wealth", "tier": "gold"}, headers=as_role("admin"))
+    gold = await client.get("/v1/customers", params={"policy_key": "wealth", "tier": "gold"}, headers=as_role("admin"))
     assert [c["external_id"] for c in gold.json()["items"]] == ["T1"]
     missing_policy = await client.get("/v1/customers", params={"tier": "gold"}, headers=as_role("admin"))
     assert missing_policy.status_code == 422
@@ -282,7 +282,7 @@ async def test_care_calendar_lists_birthdays_and_anniversaries_of_a_tier(client,
     )
     await make_customer(client, as_role, "C3", "100.00", birth_date=soon.replace(year=1990).isoformat())
     response = await client.get(
-        "/v1/care-calendar", params={"policy": "wealth", "tier": "gold", "days": 7}, headers=as_role("admin")
+        "/v1/care-calendar", params={"policy_key": "wealth", "tier": "gold", "days": 7}, headers=as_role("admin")
     )
     assert response.status_code == 200, response.text
     entries = {(e["customer_id"], e["occasion"], e["years"]) for e in response.json()["items"]}

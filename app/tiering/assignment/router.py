@@ -29,7 +29,7 @@ from app.tiering.assignment import overrides, reads
 from app.tiering.schemas import CareEntry, CustomerTiers, TierOverridePut, TierTransitionPage, TierTransitionRead
 
 customer_tiers_router = APIRouter(
-    prefix="/v1/customers/{external_id}/tiers", tags=["tiers"], responses=problem_responses(401, 403, 404)
+    prefix="/v1/customers/{customer_id}/tiers", tags=["tiers"], responses=problem_responses(401, 403, 404)
 )
 transitions_router = APIRouter(prefix="/v1/tier-transitions", tags=["tiers"], responses=problem_responses(401, 403))
 care_router = APIRouter(prefix="/v1/care-calendar", tags=["tiers"], responses=problem_responses(401, 403))
@@ -45,9 +45,10 @@ async def _tiers(session, external_id: str) -> CustomerTiers:
     return CustomerTiers.model_validate_json(document)
 
 
-async def render_customer_tiers(connection, state, external_id: str) -> bytes:
-    """The CustomerTiers document (tests hold it to the model, field by field)."""
-    return await reads.customer_tiers_json(connection, state.sessionmaker, external_id)
+async def render_customer_tiers(connection, state, customer_id: str) -> bytes:
+    """The CustomerTiers document of the customer with this external id (tests hold it to the model, field by
+    field)."""
+    return await reads.customer_tiers_json(connection, state.sessionmaker, customer_id)
 
 
 @customer_tiers_router.get(
@@ -64,9 +65,9 @@ async def get_customer_tiers(external_id: ExternalIdPath, session: SessionDep, r
 # Served in front of the router (app/core/hotpath.py): the app reads it on every screen.
 HOT_READS = [
     HotRead(
-        "/v1/customers/{external_id}/tiers",
+        "/v1/customers/{customer_id}/tiers",
         Scope.TIERS_READ,
-        {"external_id": EXTERNAL_ID_PATTERN},
+        {"customer_id": EXTERNAL_ID_PATTERN},
         render_customer_tiers,
     )
 ]
@@ -213,7 +214,9 @@ def _transition_page(rows, limit: int) -> TierTransitionPage:
 async def list_tier_transitions(
     session: SessionDep,
     cursor: CursorParam = None,
-    policy: Annotated[str | None, Query(max_length=40)] = None,
+    policy: Annotated[
+        str | None, Query(alias="policy_key", max_length=40, description="Only this policy's moves.")
+    ] = None,
     limit: LimitParam = 100,
 ) -> TierTransitionPage:
     """The change feed of every upgrade and downgrade, in a stable order. Keep the `next_cursor` and pass it as
@@ -237,7 +240,7 @@ async def list_tier_transitions(
 )
 async def care_calendar(
     session: SessionDep,
-    policy: Annotated[str, Query(max_length=40)],
+    policy: Annotated[str, Query(alias="policy_key", max_length=40, description="The tier policy's key.")],
     tier: Annotated[str, Query(max_length=40)],
     days: Annotated[ParamInteger(0, 60), Query()] = 7,
     cursor: CursorParam = None,
