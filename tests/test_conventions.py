@@ -199,3 +199,71 @@ async def test_transition_feed_items_carry_a_stable_id(client, as_role, wealth, 
     assert {t["id"] for t in feed["items"]} >= set(ids)
     again = await client.get("/v1/tier-transitions", headers=as_role("admin"), params={"cursor": feed["next_cursor"]})
     assert again.status_code == 200 and again.json()["items"] == []
+
+
+CONTACT_RULES = {
+    "rules": [
+        {
+            "name": "ignored",
+            "outcome": "ignored_impression",
+            "threshold": 3,
+            "window_days": 7,
+            "scope": "product",
+            "channel": None,
+            "suppress_days": 14,
+        }
+    ]
+}
+
+
+@pytest.mark.parametrize("document", ["customer", "product", "contact policy"])
+async def test_edited_documents_have_strong_etags_304_when_unchanged_and_412_when_stale(
+    document, client, as_role, wealth
+):
+    admin = as_role("admin")
+    if document == "customer":
+        created = await client.put("/v1/customers/ET1", headers=as_role("integration"), json=customer_body())
+        assert created.status_code == 201 and created.headers["Location"] == "/v1/customers/ET1"
+        url = "/v1/customers/ET1"
+        edits = [("patch", {"marketing_consent": False}), ("put", customer_body(display_name="Other Person"))]
+    elif document == "product":
+        url = "/v1/products/equity_fund"
+        edits = [("patch", {"lever": "1.5"}), ("delete", None)]
+    else:
+        url = "/v1/contact-policy"
+        edits = [("put", CONTACT_RULES), ("put", {"rules": []})]
+    for method, body in edits:
+        read = await client.get(url, headers=admin)
+        tag = read.headers["ETag"]
+        assert read.status_code == 200 and tag.startswith('"')
+        unchanged = await client.get(url, headers={**admin, "If-None-Match": tag})
+        assert unchanged.status_code == 304 and unchanged.headers["ETag"] == tag and unchanged.content == b""
+        kwargs = {"json": body} if body is not None else {}
+        stale = await client.request(method, url, headers={**admin, "If-Match": '"stale"'}, **kwargs)
+        assert stale.status_code == 412 and stale.headers["content-type"] == "application/problem+json"
+        assert stale.headers["ETag"] == tag and (await client.get(url, headers=admin)).headers["ETag"] == tag
+        written = await client.request(method, url, headers={**admin, "If-Match": tag}, **kwargs)
+        assert written.status_code == 200, written.text
+        assert written.headers["ETag"] != tag
+        assert (await client.get(url, headers=admin)).headers["ETag"] == written.headers["ETag"]
+        changed = await client.get(url, headers={**admin, "If-None-Match": tag})
+        assert changed.status_code == 200 and changed.headers["ETag"] == written.headers["ETag"]
+        again = await client.request(method, url, headers={**admin, "If-Match": tag}, **kwargs)  # the old tag
+        assert again.status_code == 412
+
+
+async def test_if_match_on_a_customer_that_does_not_exist_is_a_412(client, as_role):
+    put = await client.put(
+        "/v1/customers/NOPE1", headers={**as_role("integration"), "If-Match": "*"}, json=customer_body()
+    )
+    assert put.status_code == 412
+    assert (await client.get("/v1/customers/NOPE1", headers=as_role("integration"))).status_code == 404
+
+
+async def test_a_policy_version_is_304_while_unchanged(client, as_role, wealth):
+    admin = as_role("admin")
+    read = await client.get("/v1/tier-policies/wealth/versions/1", headers=admin)
+    tag = read.headers["ETag"]
+    assert tag.startswith('"')
+    unchanged = await client.get("/v1/tier-policies/wealth/versions/1", headers={**admin, "If-None-Match": tag})
+    assert unchanged.status_code == 304 and unchanged.headers["ETag"] == tag

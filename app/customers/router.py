@@ -1,12 +1,21 @@
 """HTTP routes for customers, their holdings and activity events."""
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
 
 from app.core.db import SessionDep
-from app.core.errors import InvalidInput, problem_responses, validation_errors
+from app.core.errors import InvalidInput, PreconditionFailed, problem_responses, validation_errors
+from app.core.etag import (
+    CONDITIONAL_GET_RESPONSES,
+    CONDITIONAL_WRITE_RESPONSES,
+    ETAG_HEADER,
+    ConditionalGet,
+    ConditionalWrite,
+)
+from app.core.idempotency import LOCATION_HEADER
 from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from app.core.security import Scope, require_scope
 from app.core.strict import ParamInteger, QueryBoolean
@@ -149,15 +158,35 @@ async def import_customers(request: Request, session: SessionDep) -> ImportResul
     summary="Create or replace a customer",
     response_model=CustomerRead,
     dependencies=WRITE,
-    responses={201: {"model": CustomerRead, "description": "Created"}, **problem_responses(422)},
+    responses={
+        **CONDITIONAL_WRITE_RESPONSES,
+        201: {"model": CustomerRead, "description": "Created", "headers": {**ETAG_HEADER, **LOCATION_HEADER}},
+        **problem_responses(422),
+    },
 )
 async def upsert_customer(
-    external_id: ExternalIdPath, body: CustomerUpsert, session: SessionDep, response: Response
+    external_id: ExternalIdPath,
+    body: CustomerUpsert,
+    session: SessionDep,
+    response: Response,
+    conditional: ConditionalWrite,
 ) -> CustomerRead:
-    """Create or replace a customer by the bank's own id: 201 when created, 200 when updated. Safe to retry."""
+    """Create or replace a customer by the bank's own id: 201 when created, 200 when updated. Safe to retry.
+    With If-Match, only if the customer exists and nobody changed it since you read it (412 otherwise)."""
+    if conditional.if_match is not None:
+        await _check_current(session, external_id, conditional)
     created = await flows.upsert_customer(session, external_id, body)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return await _read(session, external_id)
+    if created:
+        response.headers["Location"] = f"/v1/customers/{quote(external_id, safe='')}"
+    return conditional.respond(await _read(session, external_id))
+
+
+async def _check_current(session, external_id: str, conditional) -> None:
+    """412 unless If-Match holds the customer's current tag (read locked, in the write's transaction)."""
+    if not await service.lock_customer(session, external_id):
+        raise PreconditionFailed("No such customer to match If-Match against.")
+    conditional.check(await _read(session, external_id))
 
 
 @router.get(
@@ -165,11 +194,12 @@ async def upsert_customer(
     summary="Get a customer with metrics",
     response_model=CustomerRead,
     dependencies=READ,
-    responses=problem_responses(404),
+    responses={**CONDITIONAL_GET_RESPONSES, **problem_responses(404)},
 )
-async def get_customer(external_id: ExternalIdPath, session: SessionDep) -> CustomerRead:
-    """The profile with its derived metrics (AUM, averages, activity), the values tier rules see."""
-    return await _read(session, external_id)
+async def get_customer(external_id: ExternalIdPath, session: SessionDep, conditional: ConditionalGet) -> CustomerRead:
+    """The profile with its derived metrics (AUM, averages, activity), the values tier rules see, with its ETag
+    (If-None-Match: 304 while it is unchanged; If-Match on PUT and PATCH: edit safely)."""
+    return conditional.respond(await _read(session, external_id))
 
 
 @router.patch(
@@ -177,12 +207,17 @@ async def get_customer(external_id: ExternalIdPath, session: SessionDep) -> Cust
     summary="Change some profile fields",
     response_model=CustomerRead,
     dependencies=WRITE,
-    responses=problem_responses(404, 422),
+    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(404, 422)},
 )
-async def patch_customer(external_id: ExternalIdPath, body: CustomerPatch, session: SessionDep) -> CustomerRead:
-    """Change some profile fields; custom attributes are merged (null removes one)."""
+async def patch_customer(
+    external_id: ExternalIdPath, body: CustomerPatch, session: SessionDep, conditional: ConditionalWrite
+) -> CustomerRead:
+    """Change some profile fields; custom attributes are merged (null removes one). With If-Match, only if
+    nobody changed the customer since you read it (412)."""
+    if conditional.if_match is not None:
+        await _check_current(session, external_id, conditional)
     await flows.patch_customer(session, external_id, body)
-    return await _read(session, external_id)
+    return conditional.respond(await _read(session, external_id))
 
 
 @router.delete(

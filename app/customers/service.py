@@ -142,6 +142,12 @@ async def _customer_row(session: AsyncSession, external_id: str, *, for_update: 
     return customer
 
 
+async def lock_customer(session: AsyncSession, external_id: str) -> bool:
+    """Lock the customer's row for this transaction (before a conditional write reads it); False when none."""
+    query = select(Customer.id).where(Customer.external_id == external_id, Customer.erased_at.is_(None))
+    return await session.scalar(query.with_for_update()) is not None
+
+
 async def customer_id_of(session: AsyncSession, external_id: str) -> int:
     customer_id = await session.scalar(
         select(Customer.id).where(Customer.external_id == external_id, Customer.erased_at.is_(None))

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Path, Query, Request
 from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
 from app.core.idempotency import creates
 from app.core.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam, Page, decode_cursor
 from app.core.security import Scope, require_scope
@@ -87,11 +88,12 @@ async def list_products(
     summary="Get a product",
     response_model=ProductRead,
     dependencies=[require_scope(Scope.PRODUCTS_READ)],
-    responses=problem_responses(401, 403, 404),
+    responses={**CONDITIONAL_GET_RESPONSES, **problem_responses(401, 403, 404)},
 )
-async def get_product(code: ProductCodePath, session: SessionDep) -> ProductRead:
-    """One product by its code, active or not (a customer may still hold a deactivated product)."""
-    return ProductRead.model_validate(await service.get_product(session, code))
+async def get_product(code: ProductCodePath, session: SessionDep, conditional: ConditionalGet) -> ProductRead:
+    """One product by its code, active or not (a customer may still hold a deactivated product), with its ETag
+    (If-None-Match: 304 while unchanged; If-Match on PATCH and DELETE: change it safely)."""
+    return conditional.respond(ProductRead.model_validate(await service.get_product(session, code)))
 
 
 @router.patch(
@@ -99,21 +101,23 @@ async def get_product(code: ProductCodePath, session: SessionDep) -> ProductRead
     summary="Change a product",
     response_model=ProductRead,
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
-    responses=problem_responses(401, 403, 404, 422),
+    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(401, 403, 404, 422)},
 )
 async def update_product(
-    code: ProductCodePath, body: ProductUpdate, session: SessionDep, request: Request
+    code: ProductCodePath, body: ProductUpdate, session: SessionDep, request: Request, conditional: ConditionalWrite
 ) -> ProductRead:
     """Change some fields of a product; omitted fields keep their values.
 
     The same rules as on creation apply, and the sales window is checked against the stored values
     (moving `active_to` before the stored `active_from` is a 422). Send null to clear `active_from`,
-    `active_to` or `eligibility`; the code cannot change. `{"is_active": true}` reactivates a product.
+    `active_to` or `eligibility`; the code cannot change. `{"is_active": true}` reactivates a product. With
+    If-Match, only if nobody changed the product since you read it (412).
     """
-    before = ProductRead.model_validate(await service.get_product(session, code))
+    before = ProductRead.model_validate(await service.get_product(session, code, lock=True))
+    conditional.check(before)
     updated = ProductRead.model_validate(await service.update_product(session, code, body))
     await _audit(session, request, "product.update", code, before, updated)
-    return updated
+    return conditional.respond(updated)
 
 
 @router.delete(
@@ -121,18 +125,21 @@ async def update_product(
     summary="Deactivate a product",
     response_model=ProductRead,
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
-    responses=problem_responses(401, 403, 404),
+    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(401, 403, 404)},
 )
-async def deactivate_product(code: ProductCodePath, session: SessionDep, request: Request) -> ProductRead:
+async def deactivate_product(
+    code: ProductCodePath, session: SessionDep, request: Request, conditional: ConditionalWrite
+) -> ProductRead:
     """Deactivate a product: it is no longer recommended, but stays readable.
 
     Products are never deleted, since holdings and feedback refer to them. Deactivating twice is harmless
     and returns the product each time; reactivate with PATCH `{"is_active": true}`.
     """
-    before = ProductRead.model_validate(await service.get_product(session, code))
+    before = ProductRead.model_validate(await service.get_product(session, code, lock=True))
+    conditional.check(before)
     deactivated = ProductRead.model_validate(await service.deactivate_product(session, code))
     await _audit(session, request, "product.deactivate", code, before, deactivated)
-    return deactivated
+    return conditional.respond(deactivated)
 
 
 async def _audit(

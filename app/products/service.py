@@ -28,12 +28,14 @@ async def checked_eligibility(session: AsyncSession, condition: Condition | None
     return dump_condition(condition)
 
 
-async def find_product(session: AsyncSession, code: str) -> Product | None:
-    return await session.scalar(select(Product).where(Product.code == code))
+async def find_product(session: AsyncSession, code: str, *, lock: bool = False) -> Product | None:
+    query = select(Product).where(Product.code == code)
+    return await session.scalar(query.with_for_update() if lock else query)
 
 
-async def get_product(session: AsyncSession, code: str) -> Product:
-    product = await find_product(session, code)
+async def get_product(session: AsyncSession, code: str, *, lock: bool = False) -> Product:
+    """A product by code; `lock`: its row locked for this transaction (a write that checks If-Match first)."""
+    product = await find_product(session, code, lock=lock)
     if product is None:
         raise ProductNotFound(code)
     return product

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Request, Response
 from app.audit import service as audit_service
 from app.core.db import SessionDep, driver_connection
 from app.core.errors import problem_responses
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
 from app.core.hotpath import HotRead
 from app.core.security import Scope, require_scope
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalIdPath
@@ -71,10 +72,12 @@ HOT_READS = [
     summary="Get the contact policy",
     response_model=ContactPolicy,
     dependencies=[require_scope(Scope.PRODUCTS_READ)],
+    responses=CONDITIONAL_GET_RESPONSES,
 )
-async def get_contact_policy(session: SessionDep) -> ContactPolicy:
-    """The rules that suppress offers after ignored impressions or dismissals."""
-    return ContactPolicy(rules=await contact.list_rules(session))
+async def get_contact_policy(session: SessionDep, conditional: ConditionalGet) -> ContactPolicy:
+    """The rules that suppress offers after ignored impressions or dismissals, with their ETag (If-None-Match:
+    304 while unchanged; If-Match on PUT: replace them safely)."""
+    return conditional.respond(ContactPolicy(rules=await contact.list_rules(session)))
 
 
 @contact_router.put(
@@ -82,11 +85,16 @@ async def get_contact_policy(session: SessionDep) -> ContactPolicy:
     summary="Replace the contact policy",
     response_model=ContactPolicy,
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
-    responses=problem_responses(422),
+    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(422)},
 )
-async def put_contact_policy(body: ContactPolicy, session: SessionDep, request: Request) -> ContactPolicy:
-    """Replace the whole contact policy (audited)."""
+async def put_contact_policy(
+    body: ContactPolicy, session: SessionDep, request: Request, conditional: ConditionalWrite
+) -> ContactPolicy:
+    """Replace the whole contact policy (audited). With If-Match, only if nobody changed it since you read it
+    (412)."""
+    await contact.lock_rules(session)
     before = ContactPolicy(rules=await contact.list_rules(session))
+    conditional.check(before)
     await contact.replace_rules(session, body.rules)
     after = ContactPolicy(rules=await contact.list_rules(session))
     await audit_service.record(
@@ -98,4 +106,4 @@ async def put_contact_policy(body: ContactPolicy, session: SessionDep, request: 
         before.model_dump(mode="json"),
         after.model_dump(mode="json"),
     )
-    return after
+    return conditional.respond(after)

@@ -18,6 +18,7 @@ from sqlalchemy.sql import ColumnElement, FromClause
 
 from app.core.db import unique_or_raise
 from app.core.errors import InvalidInput
+from app.core.etag import matches_if_match
 from app.core.pagination import PageRequest, keyset
 from app.rules import (
     AttributeCatalog,
@@ -95,7 +96,7 @@ def tier_case(
 
 def etag_of(version: TierPolicyVersion) -> str:
     micros = (version.updated_at - _EPOCH) // timedelta(microseconds=1)
-    return f'W/"{version.id}-{micros}"'
+    return f'"{version.id}-{micros}"'  # strong: equal tags mean the same content (it changes on every edit)
 
 
 async def find_policy(session: AsyncSession, key: str, *, for_update: bool = False) -> TierPolicy | None:
@@ -280,7 +281,7 @@ async def edit_version(
     if if_match is None:
         raise IfMatchMissing()
     current = etag_of(version)
-    if current not in {tag.strip() for tag in if_match.split(",")} and if_match.strip() != "*":
+    if not matches_if_match(if_match, current):
         raise StaleVersion(current)
     tiers = await checked_tiers(session, body.tiers)
     before = _content(version)

@@ -7,6 +7,7 @@ from fastapi import APIRouter, BackgroundTasks, Header, Path, Request, Response
 from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
+from app.core.etag import CONDITIONAL_GET_RESPONSES, ConditionalGet, matches_if_none_match
 from app.core.idempotency import creates
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
@@ -215,14 +216,18 @@ async def add_tier_policy_version(
     summary="Get a policy version",
     response_model=TierPolicyVersionRead,
     dependencies=READ,
-    responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 403, 404)},
+    responses={**CONDITIONAL_GET_RESPONSES, **problem_responses(401, 403, 404)},
 )
 async def get_tier_policy_version(
-    key: KeyPath, version: VersionPath, session: SessionDep, response: Response
+    key: KeyPath, version: VersionPath, session: SessionDep, response: Response, conditional: ConditionalGet
 ) -> TierPolicyVersionRead:
-    """One version in full, with its ETag (send it as If-Match to edit a draft)."""
+    """One version in full, with its ETag (send it as If-Match to edit a draft; as If-None-Match for a 304 while
+    it is unchanged)."""
     policy = await policies.get_policy(session, key)
-    return _version_read(policy, await policies.get_version(session, policy, version), response)
+    found = await policies.get_version(session, policy, version)
+    if matches_if_none_match(conditional.if_none_match, policies.etag_of(found)):
+        return Response(status_code=304, headers={"ETag": policies.etag_of(found)})
+    return _version_read(policy, found, response)
 
 
 @router.put(
