@@ -267,3 +267,32 @@ async def test_a_policy_version_is_304_while_unchanged(client, as_role, wealth):
     assert tag.startswith('"')
     unchanged = await client.get("/v1/tier-policies/wealth/versions/1", headers={**admin, "If-None-Match": tag})
     assert unchanged.status_code == 304 and unchanged.headers["ETag"] == tag
+
+
+def test_every_429_documents_the_ratelimit_headers_beside_retry_after(app):
+    spec = app.openapi()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if "429" in operation["responses"]:
+                headers = operation["responses"]["429"]["headers"]
+                assert {"Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= set(headers), (
+                    method,
+                    path,
+                )
+
+
+async def test_large_answers_are_gzipped_and_small_documents_and_hot_reads_are_not(client, as_role, wealth):
+    gzip = {**as_role("admin"), "Accept-Encoding": "gzip"}
+    large = await client.get("/v1/attributes", headers=gzip, params={"limit": 500})
+    assert large.status_code == 200 and large.headers["Vary"] == "Accept-Encoding"
+    assert large.headers["Content-Encoding"] == "gzip" and int(large.headers["Content-Length"]) < len(large.content)
+    assert large.json()["items"]  # httpx decoded it
+    plain = await client.get(
+        "/v1/attributes", headers={**as_role("admin"), "Accept-Encoding": "identity"}, params={"limit": 500}
+    )
+    assert "Content-Encoding" not in plain.headers and plain.json() == large.json()
+    small = await client.get("/v1/products/equity_fund", headers=gzip)
+    assert small.status_code == 200 and "Content-Encoding" not in small.headers
+    await client.put("/v1/customers/GZ1", headers=as_role("integration"), json=customer_body())
+    hot = await client.get("/v1/customers/GZ1/tiers", headers={**as_role("app"), "Accept-Encoding": "gzip"})
+    assert hot.status_code == 200 and "Content-Encoding" not in hot.headers
