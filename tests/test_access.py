@@ -71,7 +71,7 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("POST", "/v1/customers/import"): Call(
             200,
             kwargs={
-                "content": '{"external_id": "IMP1", "segment": "retail", "onboarded_at": "2020-01-15T00:00:00Z"}\n',
+                "content": '{"customer_id": "IMP1", "segment": "retail", "onboarded_at": "2020-01-15T00:00:00Z"}\n',
                 "headers": {"content-type": "application/x-ndjson"},
             },
         ),

@@ -185,8 +185,8 @@ def test_generated_client_sends_the_ndjson_import(client_package, live):
 
     base, key = live
     lines = (
-        b'{"external_id": "GEN-IMP-1", "segment": "retail", "onboarded_at": "2020-01-15T00:00:00Z"}\n'
-        b'{"external_id": "GEN-IMP-2", "segment": "martian", "onboarded_at": "2020-01-15T00:00:00Z"}\n'
+        b'{"customer_id": "GEN-IMP-1", "segment": "retail", "onboarded_at": "2020-01-15T00:00:00Z"}\n'
+        b'{"customer_id": "GEN-IMP-2", "segment": "martian", "onboarded_at": "2020-01-15T00:00:00Z"}\n'
     )
     with AuthenticatedClient(base_url=base, token=key, prefix="", auth_header_name="X-API-Key") as api:
         result = import_customers.sync(client=api, body=File(payload=io.BytesIO(lines)))

@@ -105,9 +105,9 @@ async def list_customers(
                         "format": "binary",
                         "description": "One CustomerImportLine JSON object per line.",
                     },
-                    "example": '{"external_id": "C00000042", "segment": "retail", "onboarded_at": '
+                    "example": '{"customer_id": "C00000042", "segment": "retail", "onboarded_at": '
                     '"2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z", '
-                    '"marketing_consent": true}\n{"external_id": "C00000043", "segment": "small_business", '
+                    '"marketing_consent": true}\n{"customer_id": "C00000043", "segment": "small_business", '
                     '"onboarded_at": "2020-01-15T00:00:00Z"}\n',
                 }
             },
@@ -115,7 +115,7 @@ async def list_customers(
     },
 )
 async def import_customers(request: Request, session: SessionDep) -> ImportResult:
-    """Upsert up to 100,000 customers from NDJSON (one profile with its `external_id` per line). Every line is
+    """Upsert up to 100,000 customers from NDJSON (one profile with its `customer_id` per line). Every line is
     validated; good lines are stored even when others are rejected, and each rejection names its line and field."""
     limit = request.app.state.settings.max_import_lines
     accepted, rejections = [], []

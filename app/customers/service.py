@@ -97,7 +97,7 @@ async def import_customers(
         if errors := attribute_errors(line.attributes, definitions):
             rejections.extend({"line": line_no, **e} for e in errors[:1])
         else:
-            latest[line.external_id] = line  # a later line for the same customer wins
+            latest[line.customer_id] = line  # a later line for the same customer wins
     created = updated = 0
     ids: list[int] = []
     items = list(latest.items())

@@ -140,12 +140,12 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         "POST /v1/customers/import",
         "/v1/customers/import",
         good={
-            "content": f'{{"external_id": "{CUSTOMER}-2", "segment": "retail", "display_name": "{NAME}", '
+            "content": f'{{"customer_id": "{CUSTOMER}-2", "segment": "retail", "display_name": "{NAME}", '
             f'"birth_date": "{BIRTH}", "onboarded_at": "2020-01-01T00:00:00Z"}}\n',
             "headers": {"content-type": "application/x-ndjson"},
         },
         bad={
-            "content": f'{{"external_id": "{CUSTOMER}-3", "segment": "retail", '
+            "content": f'{{"customer_id": "{CUSTOMER}-3", "segment": "retail", '
             f'"display_name": "{NAME}\\u0000", "onboarded_at": "2020-01-01T00:00:00Z"}}\n',
             "headers": {"content-type": "application/x-ndjson"},
         },

@@ -76,7 +76,7 @@ async def test_upgrade_applies_at_once_and_downgrade_waits_for_grace_period(clie
     retention = await client.get(
         "/v1/customers", params={"policy_key": "wealth", "at_risk": "true"}, headers=as_role("admin")
     )
-    assert [c["external_id"] for c in retention.json()["items"]] == ["G1"]
+    assert [c["customer_id"] for c in retention.json()["items"]] == ["G1"]
     # The grace period passes without the customer qualifying again: the downgrade applies.
     await session.execute(
         text("UPDATE tier_assignment SET lower_since = lower_since - make_interval(days => :d)"), {"d": GRACE + 1}
@@ -264,7 +264,7 @@ async def test_customers_listed_by_tier(client, as_role, wealth):
     await make_customer(client, as_role, "T1", "60000.00")
     await make_customer(client, as_role, "T2", "100.00")
     gold = await client.get("/v1/customers", params={"policy_key": "wealth", "tier": "gold"}, headers=as_role("admin"))
-    assert [c["external_id"] for c in gold.json()["items"]] == ["T1"]
+    assert [c["customer_id"] for c in gold.json()["items"]] == ["T1"]
     missing_policy = await client.get("/v1/customers", params={"tier": "gold"}, headers=as_role("admin"))
     assert missing_policy.status_code == 422
 

@@ -71,7 +71,7 @@ async def test_override_absent_unexpired_and_expired_mean_the_same_tier_everywhe
         "/v1/customers", params={"policy_key": "wealth", "tier": "private"}, headers=as_role("admin")
     )
     assert listed.status_code == 200, listed.text
-    assert [c["external_id"] for c in listed.json()["items"]] == ["HELD"]
+    assert [c["customer_id"] for c in listed.json()["items"]] == ["HELD"]
 
     # the reports
     distribution = (
