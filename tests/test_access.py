@@ -99,6 +99,7 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ),
         ("GET", "/v1/attributes"): Call(200),
         ("GET", "/v1/attributes/custom"): Call(200),
+        ("GET", "/v1/attributes/custom/{name}"): Call(200, "/v1/attributes/custom/acc_flag"),
         ("PUT", "/v1/attributes/custom/{name}"): Call(
             200, "/v1/attributes/custom/salary_paid", {"json": {"type": "boolean", "description": "Salary in"}}
         ),
@@ -279,6 +280,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
         201,
     )
     await ok(client.post("/v1/tier-policies/wealth/versions/1/activate", headers=admin))
+    await ok(client.put("/v1/attributes/custom/acc_flag", headers=admin, json={"type": "boolean"}))
     await ok(client.post("/v1/tier-policies/wealth/versions", headers=admin, json={"copy_from": 1}), 201)
     etag = (await ok(client.get("/v1/tier-policies/wealth/versions/2", headers=admin))).headers["ETag"]
     await ok(client.put("/v1/customers/AC1", headers=integration, json=customer_body()), 201)

@@ -296,3 +296,19 @@ async def test_large_answers_are_gzipped_and_small_documents_and_hot_reads_are_n
     await client.put("/v1/customers/GZ1", headers=as_role("integration"), json=customer_body())
     hot = await client.get("/v1/customers/GZ1/tiers", headers={**as_role("app"), "Accept-Encoding": "gzip"})
     assert hot.status_code == 200 and "Content-Encoding" not in hot.headers
+
+
+async def test_a_custom_attribute_has_an_etag_304_when_unchanged_and_412_when_stale(client, as_role):
+    admin, url = as_role("admin"), "/v1/attributes/custom/branch_visits"
+    assert (await client.get(url, headers=admin)).status_code == 404
+    blind = await client.put(url, headers={**admin, "If-Match": "*"}, json={"type": "integer"})
+    assert blind.status_code == 412  # nothing there to match yet
+    declared = await client.put(url, headers=admin, json={"type": "integer"})
+    tag = declared.headers["ETag"]
+    assert declared.status_code == 200 and (await client.get(url, headers=admin)).headers["ETag"] == tag
+    assert (await client.get(url, headers={**admin, "If-None-Match": tag})).status_code == 304
+    stale = await client.put(url, headers={**admin, "If-Match": '"stale"'}, json={"type": "integer", "unit": "n"})
+    assert stale.status_code == 412 and stale.headers["ETag"] == tag
+    described = await client.put(url, headers={**admin, "If-Match": tag}, json={"type": "integer", "unit": "n"})
+    assert described.status_code == 200 and described.headers["ETag"] != tag and described.json()["unit"] == "n"
+    assert (await client.get(url, headers={**admin, "If-None-Match": tag})).status_code == 200

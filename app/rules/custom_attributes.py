@@ -18,6 +18,14 @@ async def list_attribute_definitions(session: AsyncSession) -> list[CustomAttrib
     return list(await session.scalars(select(CustomAttributeDefinition).order_by(CustomAttributeDefinition.name)))
 
 
+async def get_attribute_definition(
+    session: AsyncSession, name: str, *, lock: bool = False
+) -> CustomAttributeDefinition | None:
+    """A custom attribute's definition, or None; `lock`: its row locked for this transaction."""
+    query = select(CustomAttributeDefinition).where(CustomAttributeDefinition.name == name)
+    return await session.scalar(query.with_for_update() if lock else query)
+
+
 async def put_attribute_definition(
     session: AsyncSession,
     name: str,

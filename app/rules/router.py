@@ -6,7 +6,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from app.core.db import SessionDep
-from app.core.errors import InvalidInput, problem_responses
+from app.core.errors import InvalidInput, NotFound, PreconditionFailed, problem_responses
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
 from app.products import service as products_service
@@ -55,19 +56,43 @@ async def list_attribute_definitions(session: SessionDep, page: PageParams) -> P
     )
 
 
+@custom_attributes_router.get(
+    "/{name}",
+    summary="Get a custom attribute",
+    response_model=AttributeDefinitionRead,
+    dependencies=[require_scope(Scope.ATTRIBUTES_READ)],
+    responses={**CONDITIONAL_GET_RESPONSES, **problem_responses(404, 422)},
+)
+async def get_attribute_definition(
+    name: AttributeName, session: SessionDep, conditional: ConditionalGet
+) -> AttributeDefinitionRead:
+    """One custom attribute's declaration, with its ETag (If-None-Match: 304 while unchanged; If-Match on PUT:
+    describe it again safely)."""
+    definition = await custom_attributes.get_attribute_definition(session, name)
+    if definition is None:
+        raise NotFound(f"No custom attribute '{name}'.")
+    return conditional.respond(AttributeDefinitionRead.model_validate(definition))
+
+
 @custom_attributes_router.put(
     "/{name}",
     summary="Declare a custom attribute",
     response_model=AttributeDefinitionRead,
     dependencies=[require_scope(Scope.ATTRIBUTES_WRITE)],
-    responses=problem_responses(409, 422),
+    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(409, 422)},
 )
 async def put_attribute_definition(
-    name: AttributeName, body: AttributeDefinitionPut, session: SessionDep
+    name: AttributeName, body: AttributeDefinitionPut, session: SessionDep, conditional: ConditionalWrite
 ) -> AttributeDefinitionRead:
-    """Declare (or describe again) a typed custom attribute; customers may then carry it and rules use it."""
+    """Declare (or describe again) a typed custom attribute; customers may then carry it and rules use it. With
+    If-Match, only if it exists and nobody changed it since you read it (412 otherwise)."""
     if is_builtin_attribute(name):
         raise InvalidInput("name", f"'{name}' is a built-in attribute", location="path")
+    if conditional.if_match is not None:
+        current = await custom_attributes.get_attribute_definition(session, name, lock=True)
+        if current is None:
+            raise PreconditionFailed(f"No custom attribute '{name}' to match If-Match against.")
+        conditional.check(AttributeDefinitionRead.model_validate(current))
 
     async def readers() -> list[str]:
         return [
@@ -78,4 +103,4 @@ async def put_attribute_definition(
     definition = await custom_attributes.put_attribute_definition(
         session, name, body.type, body.description, body.unit, readers
     )
-    return AttributeDefinitionRead.model_validate(definition)
+    return conditional.respond(AttributeDefinitionRead.model_validate(definition))
