@@ -107,7 +107,7 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
             201,
             kwargs={
                 "json": {
-                    "code": "acc_fund",
+                    "product_code": "acc_fund",
                     "name": "Access fund",
                     "category": "fund",
                     "risk_level": 3,

@@ -20,7 +20,13 @@ SURVEY = {
     "occurred_at": AGO,
 }
 COMPLAINT = {"event_id": "idem-c-1", "customer_id": "ID1", "category": "fees", "channel": "phone", "description": "x"}
-PRODUCT = {"code": "idem_fund", "name": "Idem fund", "category": "fund", "risk_level": 3, "channels": ["mobile"]}
+PRODUCT = {
+    "product_code": "idem_fund",
+    "name": "Idem fund",
+    "category": "fund",
+    "risk_level": 3,
+    "channels": ["mobile"],
+}
 
 # (role, path, body, another body, success status, the table whose rows are counted)
 CREATES = {

@@ -32,7 +32,7 @@ ProductCodePath = Annotated[
     router,
     "",
     summary="Add a product",
-    location="/v1/products/{code}",
+    location="/v1/products/{product_code}",
     response_model=ProductRead,
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
     responses=problem_responses(401, 403, 409, 422),
@@ -47,7 +47,7 @@ async def create_product(body: ProductCreate, session: SessionDep, request: Requ
     a timezone. A code already in the catalog, even on a deactivated product, is a 409.
     """
     created = ProductRead.model_validate(await service.create_product(session, body))
-    await _audit(session, request, "product.create", created.code, None, created)
+    await _audit(session, request, "product.create", created.product_code, None, created)
     return created
 
 

@@ -43,12 +43,12 @@ async def get_product(session: AsyncSession, code: str, *, lock: bool = False) -
 
 async def create_product(session: AsyncSession, fields: ProductCreate) -> Product:
     ensure_active_window(fields.active_from, fields.active_to)
-    if await find_product(session, fields.code) is not None:
-        raise ProductCodeTaken(fields.code)
-    values = fields.model_dump()
+    if await find_product(session, fields.product_code) is not None:
+        raise ProductCodeTaken(fields.product_code)
+    values = fields.model_dump(exclude={"product_code"}) | {"code": fields.product_code}
     values["eligibility"] = await checked_eligibility(session, fields.eligibility)
     product = Product(**values)
-    async with unique_or_raise(session, ProductCodeTaken(fields.code)):
+    async with unique_or_raise(session, ProductCodeTaken(fields.product_code)):
         session.add(product)
         await session.flush()
     await session.refresh(product)

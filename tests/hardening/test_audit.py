@@ -8,7 +8,7 @@ from app.tiering.policies import default_policies
 from tests.factories import customer_body
 
 PRODUCT = {
-    "code": "audit-td",
+    "product_code": "audit-td",
     "name": "Audit deposit",
     "category": "deposit",
     "risk_level": 1,
@@ -106,7 +106,7 @@ async def test_policy_lifecycle_and_overrides_are_audited_without_personal_data(
 async def test_audit_filters_by_action_and_time_and_pages_with_a_cursor(client, as_role):
     admin = as_role("admin")
     for i in range(5):
-        body = {**PRODUCT, "code": f"audit-{i}"}
+        body = {**PRODUCT, "product_code": f"audit-{i}"}
         assert (await client.post("/v1/products", json=body, headers=admin)).status_code == 201
     assert (await client.patch("/v1/products/audit-0", json={"name": "x"}, headers=admin)).status_code == 200
     assert [e["entity_key"] for e in await _audit(client, admin, action="product.update")] == ["audit-0"]

@@ -81,7 +81,7 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         "/v1/products",
         good={
             "json": {
-                "code": "savings",
+                "product_code": "savings",
                 "name": "Savings",
                 "category": "deposit",
                 "risk_level": 1,
@@ -91,7 +91,7 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         },
         bad={
             "json": {
-                "code": "savings",
+                "product_code": "savings",
                 "name": f"{NAME}{NUL}",
                 "category": "deposit",
                 "risk_level": 1,
@@ -103,7 +103,7 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         "POST /v1/products",
         "/v1/products",
         "good",
-        json={"code": "card", "name": "Card", "category": "card", "risk_level": 1, "channels": ["mobile"]},
+        json={"product_code": "card", "name": "Card", "category": "card", "risk_level": 1, "channels": ["mobile"]},
     )
     await both(
         "PATCH /v1/products/{product_code}",

@@ -80,7 +80,7 @@ async def test_the_bounds_themselves_are_taken(client, as_role, session):
     product = await client.post(
         "/v1/products",
         json={
-            "code": "last-one",
+            "product_code": "last-one",
             "name": "Last",
             "category": "deposit",
             "risk_level": 1,
