@@ -124,7 +124,7 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("DELETE", "/v1/api-keys/{key_id}"): Call(200, f"/v1/api-keys/{seed['spare_key']}"),
         ("GET", "/v1/tier-policies"): Call(200),
         ("POST", "/v1/tier-policies"): Call(
-            201, kwargs={"json": {"key": "other", "name": "Other", "tiers": WEALTH_TIERS}}
+            201, kwargs={"json": {"policy_key": "other", "name": "Other", "tiers": WEALTH_TIERS}}
         ),
         ("GET", "/v1/tier-policies/{policy_key}"): Call(200),
         ("GET", "/v1/tier-policies/{policy_key}/changes"): Call(200),
@@ -275,7 +275,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
 
     await ok(
         client.post(
-            "/v1/tier-policies", headers=admin, json={"key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS}
+            "/v1/tier-policies", headers=admin, json={"policy_key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS}
         ),
         201,
     )

@@ -40,7 +40,7 @@ async def test_a_type_a_tier_policy_compares_cannot_change(client, as_role):
         WEALTH_TIERS[-1],
     ]
     created = await client.post(
-        "/v1/tier-policies", headers=as_role("admin"), json={"key": "earners", "name": "Earners", "tiers": tiers}
+        "/v1/tier-policies", headers=as_role("admin"), json={"policy_key": "earners", "name": "Earners", "tiers": tiers}
     )
     assert created.status_code == 201, created.text
     activated = await client.post("/v1/tier-policies/earners/versions/1/activate", headers=as_role("admin"))

@@ -32,8 +32,8 @@ PRODUCT = {
 CREATES = {
     "api key": ("admin", "/v1/api-keys", {"name": "idem", "role": "app"}, {"name": "idem", "role": "admin"}, 201,
                 "api_key"),
-    "tier policy": ("admin", "/v1/tier-policies", {"key": "idem", "name": "Idem", "tiers": WEALTH_TIERS},
-                    {"key": "idem", "name": "Idem 2", "tiers": WEALTH_TIERS}, 201, "tier_policy"),
+    "tier policy": ("admin", "/v1/tier-policies", {"policy_key": "idem", "name": "Idem", "tiers": WEALTH_TIERS},
+                    {"policy_key": "idem", "name": "Idem 2", "tiers": WEALTH_TIERS}, 201, "tier_policy"),
     "policy version": ("admin", "/v1/tier-policies/wealth/versions", {"copy_from": 1},
                        {"copy_from": 1, "description": "another"}, 201, "tier_policy_version"),
     "tier run": ("admin", "/v1/tier-runs", {"policy": "wealth"}, {"all": True}, 202, "tier_run"),
@@ -160,10 +160,11 @@ async def test_the_former_bare_lists_walk_page_by_page_to_the_whole_list(client,
     admin = as_role("admin")
     await client.put("/v1/attributes/custom/b_flag", headers=admin, json={"type": "boolean"})
     await client.put("/v1/attributes/custom/a_count", headers=admin, json={"type": "integer"})
-    await client.post("/v1/tier-policies", headers=admin, json={"key": "second", "name": "S", "tiers": WEALTH_TIERS})
+    second = {"policy_key": "second", "name": "S", "tiers": WEALTH_TIERS}
+    await client.post("/v1/tier-policies", headers=admin, json=second)
     for path, key, expected in (
         ("/v1/attributes/custom", "name", ["a_count", "b_flag"]),
-        ("/v1/tier-policies", "key", ["wealth", "second"]),
+        ("/v1/tier-policies", "policy_key", ["wealth", "second"]),
         ("/v1/tier-policies/wealth/changes", "action", ["create", "activate"]),
     ):
         assert [item[key] for item in await walk(client, admin, path)] == expected, path

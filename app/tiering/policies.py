@@ -205,11 +205,11 @@ async def create_policy(
 ) -> tuple[TierPolicy, TierPolicyVersion]:
     """A new policy with draft version 1; 409 if the key exists."""
     tiers = await checked_tiers(session, body.tiers)
-    if await find_policy(session, body.key) is not None:
-        raise TierPolicyKeyTaken(body.key)
+    if await find_policy(session, body.policy_key) is not None:
+        raise TierPolicyKeyTaken(body.policy_key)
     now = datetime.now(UTC)
-    policy = TierPolicy(key=body.key, name=body.name, description=body.description, created_at=now)
-    async with unique_or_raise(session, TierPolicyKeyTaken(body.key)):
+    policy = TierPolicy(key=body.policy_key, name=body.name, description=body.description, created_at=now)
+    async with unique_or_raise(session, TierPolicyKeyTaken(body.policy_key)):
         session.add(policy)
         await session.flush()
     version = TierPolicyVersion(
@@ -355,9 +355,9 @@ async def load_default_policies(session: AsyncSession, actor: str = "system") ->
     """Create every missing default policy and activate its version 1; idempotent. Returns the keys created."""
     created = []
     for body in default_policies():
-        if await find_policy(session, body.key) is not None:
+        if await find_policy(session, body.policy_key) is not None:
             continue
         await create_policy(session, body, actor)
-        await activate_version(session, body.key, 1, actor)
-        created.append(body.key)
+        await activate_version(session, body.policy_key, 1, actor)
+        created.append(body.policy_key)
     return created

@@ -125,7 +125,7 @@ async def list_tier_policies(session: SessionDep, page: PageParams) -> Page[Tier
         rows,
         page,
         lambda row: TierPolicySummary(
-            key=row[0].key,
+            policy_key=row[0].key,
             name=row[0].name,
             description=row[0].description,
             active_version=row[1],
@@ -149,7 +149,7 @@ async def get_tier_policy(key: KeyPath, session: SessionDep) -> TierPolicyRead:
     versions = await policies.list_versions(session, policy)
     active = next((v.version for v in versions if v.status == "active"), None)
     return TierPolicyRead(
-        key=policy.key,
+        policy_key=policy.key,
         name=policy.name,
         description=policy.description,
         active_version=active,

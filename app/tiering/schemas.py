@@ -129,7 +129,7 @@ class TierPolicyCreate(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "key": "wealth",
+                    "policy_key": "wealth",
                     "name": "Wealth tiers",
                     "description": "Relationship tiers by 3-month average AUM.",
                     "tiers": WEALTH_TIERS,
@@ -140,7 +140,7 @@ class TierPolicyCreate(BaseModel):
         },
     )
 
-    key: PolicyKey = Field(description="Stable policy key, lowercase: e.g. wealth, lifecycle, loyalty, needs.")
+    policy_key: PolicyKey = Field(description="Stable policy key, lowercase: e.g. wealth, lifecycle, loyalty, needs.")
     name: Name
     description: Description = ""
     tiers: Tiers
@@ -233,7 +233,7 @@ class TierPolicyVersionSummary(BaseModel):
 
 
 class TierPolicySummary(BaseModel):
-    key: str
+    policy_key: str
     name: str
     description: str
     active_version: int | None = Field(description="The active version's number; null when none is active.")

@@ -172,7 +172,7 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
     )
 
     policy = {
-        "key": "loyalty",
+        "policy_key": "loyalty",
         "name": f"{NAME}'s tiers",
         "description": FREE_TEXT,
         "tiers": [

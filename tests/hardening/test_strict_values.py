@@ -141,13 +141,13 @@ async def test_rule_values_are_bounded_like_the_attributes_they_compare(client, 
         {"code": "b", "label": "B", "rank": 1, "condition": {"attr": "first_visit", "op": "lt", "value": "0001-01-01"}},
     ]
     response = await client.post(
-        "/v1/tier-policies", json={"key": "strict", "name": "S", "tiers": tiers}, headers=as_role("admin")
+        "/v1/tier-policies", json={"policy_key": "strict", "name": "S", "tiers": tiers}, headers=as_role("admin")
     )
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["pointer"] == "/tiers/0/condition/value"
     tiers[0]["condition"]["value"] = 3
     response = await client.post(
-        "/v1/tier-policies", json={"key": "strict", "name": "S", "tiers": tiers}, headers=as_role("admin")
+        "/v1/tier-policies", json={"policy_key": "strict", "name": "S", "tiers": tiers}, headers=as_role("admin")
     )
     assert response.status_code == 422 and response.json()["errors"][0]["pointer"] == "/tiers/1/condition/value"
 

@@ -294,7 +294,7 @@ async def test_both_paths_write_the_schemas_own_bytes(client, routed, as_role, b
         await client.post(
             "/v1/tier-policies",
             headers=admin,
-            json={"key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": 30},
+            json={"policy_key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": 30},
         )
     ).status_code == 201
     assert (await client.post("/v1/tier-policies/wealth/versions/1/activate", headers=admin)).status_code == 200

@@ -285,7 +285,7 @@ async def test_a_product_for_some_tiers_is_offered_only_to_customers_in_one_of_t
     created = await client.post(
         "/v1/tier-policies",
         headers=admin,
-        json={"key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": 30},
+        json={"policy_key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": 30},
     )
     assert created.status_code == 201, created.text
     assert (await client.post("/v1/tier-policies/wealth/versions/1/activate", headers=admin)).status_code == 200

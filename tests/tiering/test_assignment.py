@@ -304,7 +304,7 @@ async def test_events_re_tier_customers_under_policies_reading_activity(client, 
         "/v1/tier-policies",
         headers=admin,
         json={
-            "key": "activity",
+            "policy_key": "activity",
             "name": "Activity",
             "downgrade_grace_days": 0,
             "tiers": [

@@ -106,7 +106,7 @@ async def test_both_paths_write_the_schemas_own_bytes(client, routed, as_role, w
     ]
     assert (
         await client.post(
-            "/v1/tier-policies", headers=as_role("admin"), json={"key": "needs", "name": "Needs", "tiers": needs}
+            "/v1/tier-policies", headers=as_role("admin"), json={"policy_key": "needs", "name": "Needs", "tiers": needs}
         )
     ).status_code == 201
     assert (
