@@ -153,7 +153,7 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ),
         ("DELETE", "/v1/customers/{customer_id}/tiers/{policy_key}/override"): Call(200),
         ("GET", "/v1/tier-transitions"): Call(200),
-        ("POST", "/v1/tier-runs"): Call(202, kwargs={"json": {"policy": "wealth"}}),
+        ("POST", "/v1/tier-runs"): Call(202, kwargs={"json": {"policy_key": "wealth"}}),
         ("GET", "/v1/tier-runs/{run_id}"): Call(200, f"/v1/tier-runs/{seed['run']}"),
         ("GET", "/v1/tier-runs"): Call(200),
         ("GET", "/v1/api-keys/{key_id}"): Call(200, f"/v1/api-keys/{seed['spare_key']}"),

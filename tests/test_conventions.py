@@ -36,7 +36,7 @@ CREATES = {
                     {"policy_key": "idem", "name": "Idem 2", "tiers": WEALTH_TIERS}, 201, "tier_policy"),
     "policy version": ("admin", "/v1/tier-policies/wealth/versions", {"copy_from": 1},
                        {"copy_from": 1, "description": "another"}, 201, "tier_policy_version"),
-    "tier run": ("admin", "/v1/tier-runs", {"policy": "wealth"}, {"all": True}, 202, "tier_run"),
+    "tier run": ("admin", "/v1/tier-runs", {"policy_key": "wealth"}, {"all": True}, 202, "tier_run"),
     "survey": ("app", "/v1/feedback/surveys", SURVEY, {**SURVEY, "score": 3}, 201, "survey_response"),
     "complaint": ("app", "/v1/feedback/complaints", COMPLAINT, {**COMPLAINT, "category": "service"}, 201,
                   "complaint"),
@@ -102,13 +102,13 @@ async def test_tier_runs_are_listed_newest_first_page_by_page(client, as_role, w
     admin = as_role("admin")
     started = []
     for _ in range(3):
-        run = await client.post("/v1/tier-runs", headers=admin, json={"policy": "wealth"})
+        run = await client.post("/v1/tier-runs", headers=admin, json={"policy_key": "wealth"})
         assert run.status_code == 202, run.text
         assert run.headers["Location"] == f"/v1/tier-runs/{run.json()['id']}"
         started.append(run.json()["id"])
     first = (await client.get("/v1/tier-runs", headers=admin, params={"limit": 2})).json()
     assert [r["id"] for r in first["items"]] == started[::-1][:2]
-    assert first["items"][0]["policy"] == "wealth" and first["next_cursor"]
+    assert first["items"][0]["policy_key"] == "wealth" and first["next_cursor"]
     rest = (await client.get("/v1/tier-runs", headers=admin, params={"cursor": first["next_cursor"]})).json()
     assert rest["items"][0]["id"] == started[0] and rest["next_cursor"] is None  # then the activation's run
     failed = (await client.get("/v1/tier-runs", headers=admin, params={"status": "failed"})).json()

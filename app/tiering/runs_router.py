@@ -31,7 +31,7 @@ async def start_tier_run(
 ) -> TierRunRead:
     """Evaluate every customer under one policy (or all active ones) in the background; follow it at
     GET /v1/tier-runs/{id}. One run per policy at a time (409 while one runs)."""
-    policy = await policies.get_policy(session, body.policy) if body.policy else None
+    policy = await policies.get_policy(session, body.policy_key) if body.policy_key else None
     run = await runs.start_run(session, policy, request.state.principal.name)
     background.add_task(
         runs.execute_run,
@@ -40,7 +40,7 @@ async def start_tier_run(
         runs.CHUNK_SIZE,
         request.app.state.settings.tier_run_workers,
     )
-    return TierRunRead.model_validate({**run.__dict__, "policy": policy.key if policy else None})
+    return TierRunRead.model_validate({**run.__dict__, "policy_key": policy.key if policy else None})
 
 
 @runs_router.get(
@@ -60,7 +60,7 @@ async def list_tier_runs(
     return Page[TierRunRead].of(
         rows,
         page,
-        lambda row: TierRunRead.model_validate({**row[0].__dict__, "policy": row[1]}),
+        lambda row: TierRunRead.model_validate({**row[0].__dict__, "policy_key": row[1]}),
         key_of=lambda row: (row[0].id,),
     )
 
@@ -77,4 +77,4 @@ async def get_tier_run(
 ) -> TierRunRead:
     """A run's status and progress: processed of total customers, upgrades and downgrades so far."""
     run, key = await runs.get_run(session, run_id)
-    return TierRunRead.model_validate({**run.__dict__, "policy": key})
+    return TierRunRead.model_validate({**run.__dict__, "policy_key": key})

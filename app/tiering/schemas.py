@@ -436,7 +436,7 @@ class TierOverridePut(BaseModel):
 class TierTransitionRead(BaseModel):
     id: int = Field(description="The transition's stable id: de-duplicate on it when a page is read twice.")
     customer_id: str
-    policy: str
+    policy_key: str
     from_tier: str | None
     to_tier: str
     direction: TransitionDirection
@@ -450,15 +450,15 @@ class TierTransitionPage(BaseModel):
 
 
 class TierRunCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"policy": "wealth"}, {"all": True}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"policy_key": "wealth"}, {"all": True}]})
 
-    policy: str | None = Field(None, description="One policy key; or set `all`.")
+    policy_key: str | None = Field(None, max_length=40, description="One policy's key; or set `all`.")
     all: Boolean = Field(False, description="Every active policy.")
 
     @model_validator(mode="after")
     def one_target(self) -> "TierRunCreate":
-        if (self.policy is None) == (not self.all):
-            raise ValueError("give either `policy` or `all: true`")
+        if (self.policy_key is None) == (not self.all):
+            raise ValueError("give either `policy_key` or `all: true`")
         return self
 
 
@@ -466,7 +466,7 @@ class TierRunRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
-    policy: str | None
+    policy_key: str | None = Field(description="The policy run; null: every active policy.")
     status: TierRunStatus
     requested_by: str
     total: int

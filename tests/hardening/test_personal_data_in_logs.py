@@ -228,7 +228,10 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
             break
         await asyncio.sleep(0.1)
     await both(
-        "POST /v1/tier-runs", "/v1/tier-runs", good={"json": {"policy": "loyalty"}}, bad={"json": {"policy": NAME}}
+        "POST /v1/tier-runs",
+        "/v1/tier-runs",
+        good={"json": {"policy_key": "loyalty"}},
+        bad={"json": {"policy_key": NAME}},
     )
     await both(
         "POST /v1/customers/{customer_id}/tiers/evaluate",

@@ -185,7 +185,7 @@ async def test_batch_run_agrees_with_one_by_one_evaluation(client, as_role, weal
     assert set(one_by_one.values()) == {"mass", "gold", "wealth", "private"}
     await session.execute(text("DELETE FROM tier_assignment"))
     await session.commit()
-    run = await client.post("/v1/tier-runs", json={"policy": "wealth"}, headers=as_role("admin"))
+    run = await client.post("/v1/tier-runs", json={"policy_key": "wealth"}, headers=as_role("admin"))
     assert run.status_code == 202, run.text
     status = (await client.get(f"/v1/tier-runs/{run.json()['id']}", headers=as_role("admin"))).json()
     assert status["status"] == "succeeded" and status["processed"] == status["total"] == 40

@@ -191,7 +191,7 @@ def _transition_page(rows, limit: int) -> TierTransitionPage:
             TierTransitionRead(
                 id=t.id,
                 customer_id=external_id,
-                policy=key,
+                policy_key=key,
                 from_tier=t.from_code,
                 to_tier=t.to_code,
                 direction=t.direction,
