@@ -133,7 +133,7 @@ def test_generated_client_runs_the_integration_flow_with_typed_errors(client_pac
 
         tiers = get_customer_tiers.sync("GEN-0001", client=api)
         assert isinstance(tiers, models.CustomerTiers) and tiers.tiers
-        wealth = next(t for t in tiers.tiers if t.policy == "wealth")
+        wealth = next(t for t in tiers.tiers if t.policy_key == "wealth")
         assert all(isinstance(c, models.ConditionResult) for e in wealth.explanation for c in e.conditions)
 
         offers = get_recommendations.sync("GEN-0001", client=api, channel=models.Channel.MOBILE, explain=True)

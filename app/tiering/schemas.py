@@ -329,7 +329,7 @@ class TierOverrideRead(BaseModel):
 class CustomerTier(BaseModel):
     """A customer's tier under one active policy."""
 
-    policy: str
+    policy_key: str = Field(description="The policy's key.")
     policy_version: int = Field(description="The version that decided the tier.")
     tier: str = Field(description="The tier the customer has (an unexpired override wins over the rules).")
     label: str
@@ -359,7 +359,7 @@ class CustomerTiers(BaseModel):
                     "customer_id": "C00000042",
                     "tiers": [
                         {
-                            "policy": "wealth",
+                            "policy_key": "wealth",
                             "policy_version": 3,
                             "tier": "wealth",
                             "label": "Wealth",

@@ -162,7 +162,7 @@ async def make_loyal_customer(client, as_role, external_id: str, referrals: int)
 async def loyalty_tier(client, as_role, external_id: str) -> dict:
     response = await client.get(f"/v1/customers/{external_id}/tiers", headers=as_role("app"))
     assert response.status_code == 200, response.text
-    return next(t for t in response.json()["tiers"] if t["policy"] == "loyalty")
+    return next(t for t in response.json()["tiers"] if t["policy_key"] == "loyalty")
 
 
 async def test_a_survey_changes_the_loyalty_tier(client, as_role, loyalty):

@@ -32,7 +32,7 @@ async def set_balance(client, as_role, external_id: str, balance: str) -> None:
 async def tier_of(client, as_role, external_id: str, policy: str = "wealth") -> dict:
     response = await client.get(f"/v1/customers/{external_id}/tiers", headers=as_role("app"))
     assert response.status_code == 200, response.text
-    return next(t for t in response.json()["tiers"] if t["policy"] == policy)
+    return next(t for t in response.json()["tiers"] if t["policy_key"] == policy)
 
 
 async def feed(client, as_role, after=None, limit=100) -> dict:

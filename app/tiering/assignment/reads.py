@@ -55,7 +55,7 @@ async def customer_tiers_json(connection, sessionmaker, external_id: str) -> byt
         at_risk = row["lower_since"] is not None
         head = CUSTOMER_TIER_JSON.to_json(
             {
-                "policy": row["key"],
+                "policy_key": row["key"],
                 "policy_version": row["version"],
                 "tier": tier,
                 "label": compiled.explanation.labels.get(tier, tier),

@@ -156,7 +156,7 @@ async def delete_tier_override(
 def _override_of(tiers: CustomerTiers, policy_key: str) -> dict:
     """The audit snapshot of an override: tier and expiry only. The reason is free text that may name the
     customer, and the customer is keyed by the internal id, so an erased customer leaves nothing personal here."""
-    tier = next((t for t in tiers.tiers if t.policy == policy_key), None)
+    tier = next((t for t in tiers.tiers if t.policy_key == policy_key), None)
     if tier is None or tier.override is None:
         return {"override": None}
     return {
