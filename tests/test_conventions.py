@@ -319,3 +319,18 @@ async def test_a_custom_attribute_has_an_etag_304_when_unchanged_and_412_when_st
     described = await client.put(url, headers={**admin, "If-Match": tag}, json={"type": "integer", "unit": "n"})
     assert described.status_code == 200 and described.headers["ETag"] != tag and described.json()["unit"] == "n"
     assert (await client.get(url, headers={**admin, "If-None-Match": tag})).status_code == 200
+
+
+async def test_a_retried_import_with_its_key_answers_the_first_counts(client, as_role, session):
+    line = '{"customer_id": "IDEM-IMP", "segment": "retail", "onboarded_at": "2020-01-15T00:00:00Z"}\n'
+    headers = {**as_role("integration"), "content-type": "application/x-ndjson", "Idempotency-Key": "import-1"}
+    first = await client.post("/v1/customers/import", headers=headers, content=line)
+    assert first.status_code == 200 and first.json()["created"] == 1, first.text
+    again = await client.post("/v1/customers/import", headers=headers, content=line)
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true" and again.json() == first.json()
+    other = await client.post("/v1/customers/import", headers=headers, content=line.replace("retail", "private"))
+    assert other.status_code == 422 and other.json()["errors"][0]["parameter"] == "Idempotency-Key"
+    unkeyed = {k: v for k, v in headers.items() if k != "Idempotency-Key"}
+    assert (await client.post("/v1/customers/import", headers=unkeyed, content=line)).json()["updated"] == 1
+    segment = await session.scalar(text("SELECT segment FROM customer WHERE external_id = 'IDEM-IMP'"))
+    assert segment == "retail"

@@ -15,7 +15,7 @@ from app.core.etag import (
     ConditionalGet,
     ConditionalWrite,
 )
-from app.core.idempotency import LOCATION_HEADER
+from app.core.idempotency import LOCATION_HEADER, creates
 from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from app.core.security import Scope, require_scope
 from app.core.strict import ParamInteger, QueryBoolean
@@ -89,8 +89,11 @@ async def list_customers(
     return Page[CustomerSummary](items=[CustomerSummary.model_validate(r) for r in items], next_cursor=next_cursor)
 
 
-@router.post(
+@creates(
+    router,
     "/import",
+    status_code=status.HTTP_200_OK,
+    location="/v1/customers",
     summary="Import customers (NDJSON)",
     response_model=ImportResult,
     dependencies=WRITE,
@@ -116,7 +119,8 @@ async def list_customers(
 )
 async def import_customers(request: Request, session: SessionDep) -> ImportResult:
     """Upsert up to 100,000 customers from NDJSON (one profile with its `customer_id` per line). Every line is
-    validated; good lines are stored even when others are rejected, and each rejection names its line and field."""
+    validated; good lines are stored even when others are rejected, and each rejection names its line and field.
+    With an Idempotency-Key, a retried import answers with the first import's counts."""
     limit = request.app.state.settings.max_import_lines
     accepted, rejections = [], []
     line_no = 0
