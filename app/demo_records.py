@@ -98,7 +98,7 @@ def default_products() -> list[dict[str, Any]]:
     for item in json.loads(DEFAULT_PRODUCTS_FILE.read_text()):
         rows.append(
             {
-                "code": item["code"],
+                "code": item["product_code"],
                 "name": item["name"],
                 "category": item["category"],
                 "risk_level": int(item["risk_level"]),

@@ -23,7 +23,7 @@ def customer_lines(count: int, seed: int = 1) -> list[dict]:
         assessed = now - timedelta(days=rng.randint(0, 700))
         out.append(
             {
-                "external_id": f"B{i:08d}",
+                "customer_id": f"B{i:08d}",
                 "segment": "retail" if rng.random() < 0.92 else "small_business",
                 "display_name": f"Customer {i}",
                 "birth_date": f"{rng.randint(1940, 2006)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
@@ -91,7 +91,7 @@ async def copy_customers(dsn: str, lines: list[dict]) -> float:
         await conn.execute("TRUNCATE customer CASCADE")
         records = [
             (
-                c["external_id"],
+                c["customer_id"],
                 c["segment"],
                 c["display_name"],
                 datetime.strptime(c["birth_date"], "%Y-%m-%d").date(),

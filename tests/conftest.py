@@ -139,7 +139,12 @@ async def wealth(client, as_role, session):
     created = await client.post(
         "/v1/tier-policies",
         headers=admin,
-        json={"key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": WEALTH_GRACE_DAYS},
+        json={
+            "policy_key": "wealth",
+            "name": "Wealth",
+            "tiers": WEALTH_TIERS,
+            "downgrade_grace_days": WEALTH_GRACE_DAYS,
+        },
     )
     assert created.status_code == 201, created.text
     activated = await client.post("/v1/tier-policies/wealth/versions/1/activate", headers=admin)

@@ -79,16 +79,16 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("POST", "/v1/customers/import"): Call(
             200,
             kwargs={
-                "content": '{"external_id": "IMP1", "segment": "retail", "onboarded_at": "2020-01-15T00:00:00Z"}\n',
+                "content": '{"customer_id": "IMP1", "segment": "retail", "onboarded_at": "2020-01-15T00:00:00Z"}\n',
                 "headers": {"content-type": "application/x-ndjson"},
             },
         ),
-        ("PUT", "/v1/customers/{external_id}"): Call(200, kwargs={"json": customer_body()}),
-        ("GET", "/v1/customers/{external_id}"): Call(200),
-        ("PATCH", "/v1/customers/{external_id}"): Call(200, kwargs={"json": {"marketing_consent": False}}),
-        ("DELETE", "/v1/customers/{external_id}"): Call(204),
-        ("GET", "/v1/customers/{external_id}/holdings"): Call(200),
-        ("PUT", "/v1/customers/{external_id}/holdings"): Call(200, kwargs={"json": holdings}),
+        ("PUT", "/v1/customers/{customer_id}"): Call(200, kwargs={"json": customer_body()}),
+        ("GET", "/v1/customers/{customer_id}"): Call(200),
+        ("PATCH", "/v1/customers/{customer_id}"): Call(200, kwargs={"json": {"marketing_consent": False}}),
+        ("DELETE", "/v1/customers/{customer_id}"): Call(204),
+        ("GET", "/v1/customers/{customer_id}/holdings"): Call(200),
+        ("PUT", "/v1/customers/{customer_id}/holdings"): Call(200, kwargs={"json": holdings}),
         ("POST", "/v1/events"): Call(
             200,
             kwargs={
@@ -107,6 +107,7 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ),
         ("GET", "/v1/attributes"): Call(200),
         ("GET", "/v1/attributes/custom"): Call(200),
+        ("GET", "/v1/attributes/custom/{name}"): Call(200, "/v1/attributes/custom/acc_flag"),
         ("PUT", "/v1/attributes/custom/{name}"): Call(
             200, "/v1/attributes/custom/salary_paid", {"json": {"type": "boolean", "description": "Salary in"}}
         ),
@@ -114,7 +115,7 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
             201,
             kwargs={
                 "json": {
-                    "code": "acc_fund",
+                    "product_code": "acc_fund",
                     "name": "Access fund",
                     "category": "fund",
                     "risk_level": 3,
@@ -123,49 +124,52 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
             },
         ),
         ("GET", "/v1/products"): Call(200),
-        ("GET", "/v1/products/{code}"): Call(200, "/v1/products/equity_fund"),
-        ("PATCH", "/v1/products/{code}"): Call(200, "/v1/products/equity_fund", {"json": {"lever": "1.5"}}),
-        ("DELETE", "/v1/products/{code}"): Call(200, "/v1/products/equity_fund"),
+        ("GET", "/v1/products/{product_code}"): Call(200, "/v1/products/equity_fund"),
+        ("PATCH", "/v1/products/{product_code}"): Call(200, "/v1/products/equity_fund", {"json": {"lever": "1.5"}}),
+        ("DELETE", "/v1/products/{product_code}"): Call(200, "/v1/products/equity_fund"),
         ("POST", "/v1/api-keys"): Call(201, kwargs={"json": {"name": "another", "role": "app"}}),
         ("GET", "/v1/api-keys"): Call(200),
         ("DELETE", "/v1/api-keys/{key_id}"): Call(200, f"/v1/api-keys/{seed['spare_key']}"),
         ("GET", "/v1/tier-policies"): Call(200),
         ("POST", "/v1/tier-policies"): Call(
-            201, kwargs={"json": {"key": "other", "name": "Other", "tiers": WEALTH_TIERS}}
+            201, kwargs={"json": {"policy_key": "other", "name": "Other", "tiers": WEALTH_TIERS}}
         ),
-        ("GET", "/v1/tier-policies/{key}"): Call(200),
-        ("GET", "/v1/tier-policies/{key}/changes"): Call(200),
-        ("POST", "/v1/tier-policies/{key}/versions"): Call(201, kwargs={"json": {"copy_from": 1}}),
-        ("GET", "/v1/tier-policies/{key}/versions/{version}"): Call(200),
-        ("PUT", "/v1/tier-policies/{key}/versions/{version}"): Call(
+        ("GET", "/v1/tier-policies/{policy_key}"): Call(200),
+        ("GET", "/v1/tier-policies/{policy_key}/changes"): Call(200),
+        ("POST", "/v1/tier-policies/{policy_key}/versions"): Call(201, kwargs={"json": {"copy_from": 1}}),
+        ("GET", "/v1/tier-policies/{policy_key}/versions/{version}"): Call(200),
+        ("PUT", "/v1/tier-policies/{policy_key}/versions/{version}"): Call(
             200,
             "/v1/tier-policies/wealth/versions/2",
             {"json": {"tiers": WEALTH_TIERS, "downgrade_grace_days": 30}, "headers": {"If-Match": seed["etag"]}},
         ),
-        ("POST", "/v1/tier-policies/{key}/versions/{version}/activate"): Call(
+        ("POST", "/v1/tier-policies/{policy_key}/versions/{version}/activate"): Call(
             200, "/v1/tier-policies/wealth/versions/2/activate"
         ),
-        ("POST", "/v1/tier-policies/{key}/versions/{version}/retire"): Call(
+        ("POST", "/v1/tier-policies/{policy_key}/versions/{version}/retire"): Call(
             200, "/v1/tier-policies/wealth/versions/2/retire"
         ),
-        ("POST", "/v1/tier-policies/{key}/versions/{version}/evaluate"): Call(
+        ("POST", "/v1/tier-policies/{policy_key}/versions/{version}/evaluate"): Call(
             200, kwargs={"json": {"attributes": {"aum_avg_3m": 620000}}}
         ),
-        ("POST", "/v1/tier-policies/{key}/versions/{version}/simulate"): Call(200),
-        ("GET", "/v1/customers/{external_id}/tiers"): Call(200),
-        ("POST", "/v1/customers/{external_id}/tiers/evaluate"): Call(200),
-        ("GET", "/v1/customers/{external_id}/tiers/history"): Call(200),
-        ("PUT", "/v1/customers/{external_id}/tiers/{policy_key}/override"): Call(
+        ("POST", "/v1/tier-policies/{policy_key}/versions/{version}/simulate"): Call(200),
+        ("GET", "/v1/customers/{customer_id}/tiers"): Call(200),
+        ("POST", "/v1/customers/{customer_id}/tiers/evaluate"): Call(200),
+        ("GET", "/v1/customers/{customer_id}/tiers/history"): Call(200),
+        ("PUT", "/v1/customers/{customer_id}/tiers/{policy_key}/override"): Call(
             200, kwargs={"json": {"tier": "private", "reason": "approved by the RM lead"}}
         ),
-        ("DELETE", "/v1/customers/{external_id}/tiers/{policy_key}/override"): Call(200),
+        ("DELETE", "/v1/customers/{customer_id}/tiers/{policy_key}/override"): Call(200),
         ("GET", "/v1/tier-transitions"): Call(200),
-        ("POST", "/v1/tier-runs"): Call(202, kwargs={"json": {"policy": "wealth"}}),
+        ("POST", "/v1/tier-runs"): Call(202, kwargs={"json": {"policy_key": "wealth"}}),
         ("GET", "/v1/tier-runs/{run_id}"): Call(200, f"/v1/tier-runs/{seed['run']}"),
         ("POST", "/v1/holdings/import"): Call(200, kwargs=HOLDINGS_IMPORT),  # the seed's file: that import
         ("GET", "/v1/holdings/imports/{import_id}"): Call(200, f"/v1/holdings/imports/{seed['holdings_import']}"),
-        ("GET", "/v1/care-calendar"): Call(200, kwargs={"params": {"policy": "wealth", "tier": "gold"}}),
-        ("GET", "/v1/customers/{external_id}/recommendations"): Call(200),
+        ("GET", "/v1/tier-runs"): Call(200),
+        ("GET", "/v1/api-keys/{key_id}"): Call(200, f"/v1/api-keys/{seed['spare_key']}"),
+        ("GET", "/v1/feedback/surveys/{survey_id}"): Call(200, f"/v1/feedback/surveys/{seed['survey']}"),
+        ("GET", "/v1/care-calendar"): Call(200, kwargs={"params": {"policy_key": "wealth", "tier": "gold"}}),
+        ("GET", "/v1/customers/{customer_id}/recommendations"): Call(200),
         ("GET", "/v1/contact-policy"): Call(200),
         ("PUT", "/v1/contact-policy"): Call(200, kwargs={"json": rules}),
         ("GET", "/v1/audit"): Call(200),
@@ -216,12 +220,12 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("GET", "/v1/feedback/complaints"): Call(200),
         ("GET", "/v1/feedback/complaints/{complaint_id}"): Call(200, f"/v1/feedback/complaints/{seed['complaint']}"),
         ("POST", "/v1/feedback/complaints/{complaint_id}/transitions"): Call(
-            200, f"/v1/feedback/complaints/{seed['complaint']}/transitions", {"json": {"to": "in_progress"}}
+            200, f"/v1/feedback/complaints/{seed['complaint']}/transitions", {"json": {"to_status": "in_progress"}}
         ),
-        ("GET", "/v1/reports/tier-distribution"): Call(200, kwargs={"params": {"policy": "wealth"}}),
-        ("GET", "/v1/reports/tier-migrations"): Call(200, kwargs={"params": {"policy": "wealth", **window}}),
+        ("GET", "/v1/reports/tier-distribution"): Call(200, kwargs={"params": {"policy_key": "wealth"}}),
+        ("GET", "/v1/reports/tier-migrations"): Call(200, kwargs={"params": {"policy_key": "wealth", **window}}),
         ("GET", "/v1/reports/recommendation-funnel"): Call(200, kwargs={"params": window}),
-        ("GET", "/v1/reports/satisfaction"): Call(200, kwargs={"params": {"policy": "wealth", **window}}),
+        ("GET", "/v1/reports/satisfaction"): Call(200, kwargs={"params": {"policy_key": "wealth", **window}}),
         ("GET", "/v1/webhooks/event-types"): Call(200),
         ("POST", "/v1/webhooks"): Call(
             201, kwargs={"json": {"url": "http://127.0.0.1:9/other", "event_types": ["tier.upgraded"]}}
@@ -252,21 +256,21 @@ def engagement_calls(now: datetime, seed: dict) -> dict[tuple[str, str], Call]:
     return {
         ("POST", "/v1/communities"): Call(201, kwargs={"json": community}),
         ("GET", "/v1/communities"): Call(200),
-        ("GET", "/v1/communities/{key}"): Call(200, COMMUNITY),
-        ("PATCH", "/v1/communities/{key}"): Call(200, COMMUNITY, {"json": {"goal": "more"}}),
-        ("POST", "/v1/communities/{key}/invitations"): Call(
+        ("GET", "/v1/communities/{community_key}"): Call(200, COMMUNITY),
+        ("PATCH", "/v1/communities/{community_key}"): Call(200, COMMUNITY, {"json": {"goal": "more"}}),
+        ("POST", "/v1/communities/{community_key}/invitations"): Call(
             200, f"{COMMUNITY}/invitations", {"json": {"customer_ids": ["AC1"], "channel": "mobile"}}
         ),
-        ("GET", "/v1/communities/{key}/members"): Call(200, f"{COMMUNITY}/members"),
-        ("GET", "/v1/communities/{key}/members/{customer_id}"): Call(200, f"{COMMUNITY}/members/AC1"),
-        ("POST", "/v1/communities/{key}/members/{customer_id}/transitions"): Call(
+        ("GET", "/v1/communities/{community_key}/members"): Call(200, f"{COMMUNITY}/members"),
+        ("GET", "/v1/communities/{community_key}/members/{customer_id}"): Call(200, f"{COMMUNITY}/members/AC1"),
+        ("POST", "/v1/communities/{community_key}/members/{customer_id}/transitions"): Call(
             200, f"{COMMUNITY}/members/AC1/transitions", {"json": {"to": "joined", "channel": "mobile"}}
         ),
-        ("DELETE", "/v1/communities/{key}/members/{customer_id}"): Call(200, f"{COMMUNITY}/members/AC1"),
-        ("POST", "/v1/communities/{key}/activity-events"): Call(
+        ("DELETE", "/v1/communities/{community_key}/members/{customer_id}"): Call(200, f"{COMMUNITY}/members/AC1"),
+        ("POST", "/v1/communities/{community_key}/activity-events"): Call(
             200, f"{COMMUNITY}/activity-events", {"json": {"events": activity}}
         ),
-        ("GET", "/v1/communities/{key}/metrics"): Call(200, f"{COMMUNITY}/metrics"),
+        ("GET", "/v1/communities/{community_key}/metrics"): Call(200, f"{COMMUNITY}/metrics"),
         **activity_calls(now, seed.get("referral", 1)),
     }
 
@@ -296,20 +300,20 @@ def activity_calls(now: datetime, referral: int) -> dict[tuple[str, str], Call]:
     return {
         ("POST", "/v1/activities"): Call(201, kwargs={"json": activity}),
         ("GET", "/v1/activities"): Call(200),
-        ("GET", "/v1/activities/{key}"): Call(200, ACTIVITY),
-        ("PATCH", "/v1/activities/{key}"): Call(200, ACTIVITY, {"json": {"capacity": 30}}),
-        ("POST", "/v1/activities/{key}/invitations"): Call(
+        ("GET", "/v1/activities/{activity_key}"): Call(200, ACTIVITY),
+        ("PATCH", "/v1/activities/{activity_key}"): Call(200, ACTIVITY, {"json": {"capacity": 30}}),
+        ("POST", "/v1/activities/{activity_key}/invitations"): Call(
             200, f"{ACTIVITY}/invitations", {"json": {"customer_ids": ["AC1"], "channel": "mobile"}}
         ),
-        ("POST", "/v1/activities/{key}/participants/{customer_id}/rsvp"): Call(
+        ("POST", "/v1/activities/{activity_key}/participants/{customer_id}/rsvp"): Call(
             200, f"{ACTIVITY}/participants/AC1/rsvp", {"json": {"answer": "accept", "channel": "mobile"}}
         ),
-        ("POST", "/v1/activities/{key}/attendance"): Call(
+        ("POST", "/v1/activities/{activity_key}/attendance"): Call(
             200, f"{ACTIVITY}/attendance", {"json": {"records": [{"customer_id": "AC1", "attended": True}]}}
         ),
-        ("GET", "/v1/activities/{key}/participants"): Call(200, f"{ACTIVITY}/participants"),
-        ("GET", "/v1/activities/{key}/participants/{customer_id}"): Call(200, f"{ACTIVITY}/participants/AC1"),
-        ("GET", "/v1/activities/{key}/results"): Call(200, f"{ACTIVITY}/results"),
+        ("GET", "/v1/activities/{activity_key}/participants"): Call(200, f"{ACTIVITY}/participants"),
+        ("GET", "/v1/activities/{activity_key}/participants/{customer_id}"): Call(200, f"{ACTIVITY}/participants/AC1"),
+        ("GET", "/v1/activities/{activity_key}/results"): Call(200, f"{ACTIVITY}/results"),
         ("POST", "/v1/referrals"): Call(
             201,
             kwargs={
@@ -342,10 +346,10 @@ def benefit_calls(seed: dict) -> dict[tuple[str, str], Call]:
     return {
         ("POST", "/v1/benefits"): Call(201, kwargs={"json": new}),
         ("GET", "/v1/benefits"): Call(200),
-        ("GET", "/v1/benefits/{code}"): Call(200),
-        ("PATCH", "/v1/benefits/{code}"): Call(200, kwargs={"json": {"value": "3"}}),
-        ("DELETE", "/v1/benefits/{code}"): Call(200),
-        ("GET", "/v1/benefits/{code}/revisions"): Call(200),
+        ("GET", "/v1/benefits/{benefit_code}"): Call(200),
+        ("PATCH", "/v1/benefits/{benefit_code}"): Call(200, kwargs={"json": {"value": "3"}}),
+        ("DELETE", "/v1/benefits/{benefit_code}"): Call(200),
+        ("GET", "/v1/benefits/{benefit_code}/revisions"): Call(200),
         ("GET", "/v1/customers/{customer_id}/benefits"): Call(200),
         ("POST", "/v1/customers/{customer_id}/benefits/{benefit_code}/uses"): Call(201, kwargs={"json": {}}),
         ("GET", "/v1/customers/{customer_id}/benefit-uses"): Call(200),
@@ -356,15 +360,7 @@ def benefit_calls(seed: dict) -> dict[tuple[str, str], Call]:
     }
 
 
-DEFAULT_PATH_VALUES = {
-    "external_id": "AC1",
-    "key": "wealth",
-    "version": "1",
-    "policy_key": "wealth",
-    "customer_id": "AC1",
-    "code": "acc-benefit",
-    "benefit_code": "acc-benefit",
-}
+DEFAULT_PATH_VALUES = {"customer_id": "AC1", "version": "1", "policy_key": "wealth", "benefit_code": "acc-benefit"}
 
 
 def test_every_v1_route_in_the_app_has_a_valid_call_listed():
@@ -379,6 +375,7 @@ def test_every_v1_route_in_the_app_has_a_valid_call_listed():
                 "run": 1,
                 "recommendation": "",
                 "complaint": 1,
+                "survey": 1,
                 "webhook": 1,
                 "delivery": 1,
                 "holdings_import": 1,
@@ -406,11 +403,12 @@ async def seed(client, as_role, session, test_settings) -> dict:
 
     await ok(
         client.post(
-            "/v1/tier-policies", headers=admin, json={"key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS}
+            "/v1/tier-policies", headers=admin, json={"policy_key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS}
         ),
         201,
     )
     await ok(client.post("/v1/tier-policies/wealth/versions/1/activate", headers=admin))
+    await ok(client.put("/v1/attributes/custom/acc_flag", headers=admin, json={"type": "boolean"}))
     await ok(client.post("/v1/tier-policies/wealth/versions", headers=admin, json={"copy_from": 1}), 201)
     etag = (await ok(client.get("/v1/tier-policies/wealth/versions/2", headers=admin))).headers["ETag"]
     await ok(client.put("/v1/customers/AC1", headers=integration, json=customer_body()), 201)
@@ -434,7 +432,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
     )
     served = (await ok(client.get("/v1/customers/AC1/recommendations", headers=app))).json()
     occurred = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
-    await ok(
+    survey = await ok(
         client.post(
             "/v1/feedback/surveys",
             headers=app,
@@ -506,6 +504,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
         "etag": etag,
         "run": run.json()["id"],
         "complaint": complaint.json()["id"],
+        "survey": survey.json()["id"],
         "recommendation": served["items"][0]["recommendation_id"],
         "webhook": webhook.json()["id"],
         "delivery": delivery,
@@ -584,7 +583,7 @@ def test_erasure_listing_and_complaint_handling_belong_to_the_admin():
         d.dependency.required_scope
         for r in ROUTERS
         for route in r.routes
-        if route.path == "/v1/customers/{external_id}" and "DELETE" in route.methods
+        if route.path == "/v1/customers/{customer_id}" and "DELETE" in route.methods
         for d in route.dependencies
     } == {Scope.CUSTOMERS_ERASE}
 

@@ -11,7 +11,7 @@ async def test_created_key_works_and_is_stored_only_as_a_hash(client, as_role, s
     stored = (await session.execute(text("SELECT key_hash FROM api_key WHERE name = 'mobile'"))).scalar_one()
     assert key not in stored and len(stored) == 64
     listed = await client.get("/v1/api-keys", headers=as_role("admin"))
-    assert all("key" not in item and "key_hash" not in item for item in listed.json())
+    assert all("key" not in item and "key_hash" not in item for item in listed.json()["items"])
     # an app key cannot manage keys
     assert (await client.get("/v1/api-keys", headers={"X-API-Key": key})).status_code == 403
 

@@ -20,7 +20,7 @@ async def test_a_type_carried_by_customers_cannot_change(client, as_role):
     assert "1 customers" in refused.json()["detail"]
     assert (await _declare(client, as_role, "income", "number")).status_code == 200  # same type: described again
     stored = await client.get("/v1/attributes/custom", headers=as_role("admin"))
-    assert [(d["name"], d["type"]) for d in stored.json()] == [("income", "number")]
+    assert [(d["name"], d["type"]) for d in stored.json()["items"]] == [("income", "number")]
     # Once no customer carries it, the type may change.
     assert (
         await client.put("/v1/customers/AT1", json=customer_body(), headers=as_role("integration"))
@@ -40,7 +40,7 @@ async def test_a_type_a_tier_policy_compares_cannot_change(client, as_role):
         WEALTH_TIERS[-1],
     ]
     created = await client.post(
-        "/v1/tier-policies", headers=as_role("admin"), json={"key": "earners", "name": "Earners", "tiers": tiers}
+        "/v1/tier-policies", headers=as_role("admin"), json={"policy_key": "earners", "name": "Earners", "tiers": tiers}
     )
     assert created.status_code == 201, created.text
     activated = await client.post("/v1/tier-policies/earners/versions/1/activate", headers=as_role("admin"))

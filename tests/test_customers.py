@@ -244,14 +244,14 @@ async def test_list_filters_and_cursor_is_stable_under_inserts(client, as_role):
         await put(client, as_role, f"L{i}", segment="small_business" if i % 2 else "retail")
     headers = as_role("admin")
     first = (await client.get("/v1/customers", params={"limit": 3, "segment": "retail"}, headers=headers)).json()
-    assert [c["external_id"] for c in first["items"]] == ["L0", "L2", "L4"]
+    assert [c["customer_id"] for c in first["items"]] == ["L0", "L2", "L4"]
     await put(client, as_role, "L99")  # a new customer must not shift the pages already seen
     second = (
         await client.get(
             "/v1/customers", params={"limit": 3, "segment": "retail", "cursor": first["next_cursor"]}, headers=headers
         )
     ).json()
-    assert [c["external_id"] for c in second["items"]] == ["L6", "L99"]
+    assert [c["customer_id"] for c in second["items"]] == ["L6", "L99"]
     assert second["next_cursor"] is None
     bad = await client.get("/v1/customers", params={"cursor": "garbage!"}, headers=headers)
     assert bad.status_code == 422 and bad.json()["errors"][0]["parameter"] == "cursor"
@@ -259,11 +259,11 @@ async def test_list_filters_and_cursor_is_stable_under_inserts(client, as_role):
 
 async def test_import_keeps_good_lines_and_reports_each_bad_one(client, as_role, session):
     lines = [
-        json.dumps({"external_id": "I1", **customer_body()}),
+        json.dumps({"customer_id": "I1", **customer_body()}),
         "{not json",
-        json.dumps({"external_id": "I2", **customer_body(segment="martian")}),
+        json.dumps({"customer_id": "I2", **customer_body(segment="martian")}),
         "",
-        json.dumps({"external_id": "I3", **customer_body(risk_level=None, risk_assessed_at=None)}),
+        json.dumps({"customer_id": "I3", **customer_body(risk_level=None, risk_assessed_at=None)}),
     ]
     response = await client.post(
         "/v1/customers/import",

@@ -116,10 +116,10 @@ def test_default_catalog_passes_the_product_api_validation():
         ProductCreate.model_validate(item)
         if item["eligibility"] is not None:
             check_condition(parse_condition(item["eligibility"]), AttributeCatalog())
-    assert len({item["code"] for item in items}) == len(items) >= 20
+    assert len({item["product_code"] for item in items}) == len(items) >= 20
     assert {item["category"] for item in items} == {"deposit", "wealth", "fund", "insurance", "loan", "card"}
     generated = {row[1] for row in generate_demo_records(1, 1, 2000, TODAY).holding}
-    assert generated == {item["code"] for item in items}  # the demo bank holds every product, and only those
+    assert generated == {item["product_code"] for item in items}  # the demo bank holds every product, and only those
 
 
 async def test_default_products_are_upserted_by_code(session):

@@ -133,7 +133,7 @@ def test_generated_client_runs_the_integration_flow_with_typed_errors(client_pac
 
         tiers = get_customer_tiers.sync("GEN-0001", client=api)
         assert isinstance(tiers, models.CustomerTiers) and tiers.tiers
-        wealth = next(t for t in tiers.tiers if t.policy == "wealth")
+        wealth = next(t for t in tiers.tiers if t.policy_key == "wealth")
         assert all(isinstance(c, models.ConditionResult) for e in wealth.explanation for c in e.conditions)
 
         offers = get_recommendations.sync("GEN-0001", client=api, channel=models.Channel.MOBILE, explain=True)
@@ -158,7 +158,7 @@ def test_generated_client_runs_the_integration_flow_with_typed_errors(client_pac
         )
         assert isinstance(feedback, models.FeedbackBatchResult) and feedback.accepted == 1
 
-        report = tier_distribution.sync(client=api, policy="wealth")
+        report = tier_distribution.sync(client=api, policy_key="wealth")
         assert isinstance(report, models.TierDistribution) and report.customers >= 1
         assert re.fullmatch(r"[0-9]+\.[0-9]{2}", report.aum), report.aum  # money: a decimal string
 
@@ -185,8 +185,8 @@ def test_generated_client_sends_the_ndjson_import(client_package, live):
 
     base, key = live
     lines = (
-        b'{"external_id": "GEN-IMP-1", "segment": "retail", "onboarded_at": "2020-01-15T00:00:00Z"}\n'
-        b'{"external_id": "GEN-IMP-2", "segment": "martian", "onboarded_at": "2020-01-15T00:00:00Z"}\n'
+        b'{"customer_id": "GEN-IMP-1", "segment": "retail", "onboarded_at": "2020-01-15T00:00:00Z"}\n'
+        b'{"customer_id": "GEN-IMP-2", "segment": "martian", "onboarded_at": "2020-01-15T00:00:00Z"}\n'
     )
     with AuthenticatedClient(base_url=base, token=key, prefix="", auth_header_name="X-API-Key") as api:
         result = import_customers.sync(client=api, body=File(payload=io.BytesIO(lines)))

@@ -16,7 +16,7 @@ PROBLEM_JSON = "application/problem+json"
 
 def product_body(code: str, **overrides) -> dict:
     body = {
-        "code": code,
+        "product_code": code,
         "name": f"Product {code}",
         "category": "deposit",
         "risk_level": 1,
@@ -86,7 +86,7 @@ async def test_created_product_is_returned_with_every_field_and_readable_by_code
     created = await client.post("/v1/products", json=body, headers=admin)
     assert created.status_code == 201, created.text
     product = created.json()
-    assert product["code"] == "td-12m" and product["category"] == "deposit" and product["risk_level"] == 1
+    assert product["product_code"] == "td-12m" and product["category"] == "deposit" and product["risk_level"] == 1
     assert Decimal(product["min_amount"]) == Decimal("12345678901234.56")  # every digit kept: never a float
     assert Decimal(product["value_weight"]) == Decimal("1.2") and Decimal(product["lever"]) == Decimal("0.75")
     assert product["channels"] == ["mobile", "web", "branch"]
@@ -102,7 +102,7 @@ async def test_created_product_is_returned_with_every_field_and_readable_by_code
 
 async def test_defaults_apply_when_optional_fields_are_omitted(client, admin):
     minimal = {
-        "code": "card-basic",
+        "product_code": "card-basic",
         "name": "Basic debit card",
         "category": "card",
         "risk_level": 1,
@@ -158,7 +158,7 @@ async def test_patch_changes_only_the_given_fields_and_moves_updated_at(client, 
     after = response.json()
     assert after["name"] == "6-month term deposit" and Decimal(after["lever"]) == Decimal("1.5")
     assert after["channels"] == ["mobile"] and after["active_to"].startswith("2027-06-30T23:59:59")
-    for unchanged in ("description", "target_tiers", "min_amount", "category", "created_at", "code"):
+    for unchanged in ("description", "target_tiers", "min_amount", "category", "created_at", "product_code"):
         assert after[unchanged] == before[unchanged]
     assert datetime.fromisoformat(after["updated_at"]) > datetime.fromisoformat(before["updated_at"])
     assert (await client.get("/v1/products/td-6m", headers=admin)).json() == after
@@ -182,7 +182,7 @@ async def test_patch_checks_the_window_against_stored_values(client, admin, crea
     assert_problem(response, 422, pointer="/active_to")
     for invalid, pointer in (
         ({"risk_level": 0}, "/risk_level"),
-        ({"code": "renamed"}, "/code"),
+        ({"product_code": "renamed"}, "/product_code"),
         ({"channels": []}, "/channels"),
         ({"active_to": "2026-05-01T00:00:00"}, "/active_to"),
     ):
@@ -212,7 +212,7 @@ async def test_list_filters_by_category_channel_and_active(client, admin, create
 
     async def codes(query: str) -> set[str]:
         items = [item for page in await walk(client, admin, query) for item in page]
-        return {item["code"] for item in items} & ours
+        return {item["product_code"] for item in items} & ours
 
     assert await codes("") == ours
     assert await codes("category=fund") == {"f-fund-web", "f-fund-mobile-off"}
@@ -231,7 +231,7 @@ async def test_list_pages_through_the_catalog_in_creation_order(client, admin, c
         await create_product(code)
     pages = await walk(client, admin, "", limit=3)
     assert len(pages) >= 3 and all(len(page) <= 3 for page in pages)
-    seen = [item["code"] for page in pages for item in page]
+    seen = [item["product_code"] for page in pages for item in page]
     assert len(seen) == len(set(seen))  # no product twice
     assert [code for code in seen if code in created] == created
 
@@ -256,8 +256,8 @@ async def test_list_refuses_bad_query_parameters(client, admin):
         ({"active_from": "2026-06-01T00:00:00Z", "active_to": "2026-06-01T00:00:00Z"}, "/active_to"),
         ({"active_from": "2026-06-01T00:00:00"}, "/active_from"),
         ({"colour": "gold"}, "/colour"),
-        ({"code": "Has Spaces"}, "/code"),
-        ({"code": "x"}, "/code"),
+        ({"product_code": "Has Spaces"}, "/product_code"),
+        ({"product_code": "x"}, "/product_code"),
         ({"name": ""}, "/name"),
         ({"value_weight": "0"}, "/value_weight"),
         ({"lever": "100.01"}, "/lever"),

@@ -2,13 +2,15 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Path, Request
 
 from app.apikeys import service
 from app.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
+from app.core.idempotency import creates
+from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
 from app.core.strict import BIGINT_MAX, ParamInteger, QueryBoolean
 
@@ -19,11 +21,14 @@ router = APIRouter(
     responses=problem_responses(401, 403),
 )
 
+KeyIdPath = Annotated[ParamInteger(1, BIGINT_MAX), Path(description="The key's id.", examples=[3])]
 
-@router.post(
+
+@creates(
+    router,
     "",
     summary="Create an API key",
-    status_code=status.HTTP_201_CREATED,
+    location="/v1/api-keys/{id}",
     response_model=ApiKeyCreated,
     responses=problem_responses(422),
 )
@@ -36,18 +41,23 @@ async def create_api_key(body: ApiKeyCreate, session: SessionDep, request: Reque
     return ApiKeyCreated(**_read(row, request).model_dump(), key=key)
 
 
-@router.get("", summary="List API keys", response_model=list[ApiKeyRead])
+@router.get("", summary="List API keys", response_model=Page[ApiKeyRead], responses=problem_responses(422))
 async def list_api_keys(
-    session: SessionDep, request: Request, include_revoked: QueryBoolean = False
-) -> list[ApiKeyRead]:
-    """Every key's name, role and scopes; never the key or its hash."""
-    return [_read(row, request) for row in await service.list_api_keys(session, include_revoked)]
+    session: SessionDep, request: Request, page: PageParams, include_revoked: QueryBoolean = False
+) -> Page[ApiKeyRead]:
+    """Every key's name, role and scopes, in creation order (follow `next_cursor`); never the key or its hash."""
+    rows = await service.list_api_keys(session, include_revoked, page)
+    return Page[ApiKeyRead].of(rows, page, lambda row: _read(row, request))
+
+
+@router.get("/{key_id}", summary="Get an API key", response_model=ApiKeyRead, responses=problem_responses(404))
+async def get_api_key(key_id: KeyIdPath, session: SessionDep, request: Request) -> ApiKeyRead:
+    """One key's name, role and scopes (revoked or not); never the key or its hash."""
+    return _read(await service.get_api_key(session, key_id), request)
 
 
 @router.delete("/{key_id}", summary="Revoke an API key", response_model=ApiKeyRead, responses=problem_responses(404))
-async def revoke_api_key(
-    key_id: Annotated[ParamInteger(1, BIGINT_MAX), Path(examples=[3])], session: SessionDep, request: Request
-) -> ApiKeyRead:
+async def revoke_api_key(key_id: KeyIdPath, session: SessionDep, request: Request) -> ApiKeyRead:
     """Revoke a key. It stops working at once on this instance and within `TIERWISE_API_KEY_CACHE_SECONDS`
     (default 5) on every other one."""
     row = await service.revoke_api_key(session, key_id)

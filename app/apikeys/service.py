@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.apikeys.models import ApiKey
 from app.core.db import driver_connection
 from app.core.errors import NotFound
+from app.core.pagination import PageRequest, keyset
 from app.core.security import ROLE_SCOPES, Principal, generate_api_key, hash_api_key, lookup_id_of
 
 
@@ -25,17 +26,26 @@ async def create_api_key(session: AsyncSession, name: str, role: str, pepper: st
     return row, key
 
 
-async def list_api_keys(session: AsyncSession, include_revoked: bool = False) -> list[ApiKey]:
-    query = select(ApiKey).order_by(ApiKey.id)
+async def list_api_keys(
+    session: AsyncSession, include_revoked: bool = False, page: PageRequest | None = None
+) -> list[ApiKey]:
+    """Keys in creation order: all of them, or a page's limit + 1."""
+    query = select(ApiKey)
     if not include_revoked:
         query = query.where(ApiKey.revoked_at.is_(None))
+    query = keyset(query, ApiKey.id, page) if page is not None else query.order_by(ApiKey.id)
     return list((await session.scalars(query)).all())
 
 
-async def revoke_api_key(session: AsyncSession, key_id: int) -> ApiKey:
+async def get_api_key(session: AsyncSession, key_id: int) -> ApiKey:
     row = await session.get(ApiKey, key_id)
     if row is None:
         raise NotFound(f"No API key with id {key_id}.")
+    return row
+
+
+async def revoke_api_key(session: AsyncSession, key_id: int) -> ApiKey:
+    row = await get_api_key(session, key_id)
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
         await session.flush()

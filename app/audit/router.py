@@ -23,7 +23,10 @@ Name = Annotated[str | None, Query(max_length=100)]
 async def list_audit_events(
     session: SessionDep,
     action: Annotated[str | None, Query(max_length=40, description="e.g. `policy.activate`.")] = None,
-    entity: Annotated[str | None, Query(max_length=40, description="policy, product, api_key, tier_override.")] = None,
+    entity: Annotated[
+        str | None,
+        Query(alias="entity_type", max_length=40, description="policy, product, api_key, tier_override."),
+    ] = None,
     entity_key: Annotated[str | None, Query(max_length=200, description="A product code, policy key, key id.")] = None,
     actor: Name = None,
     from_: Annotated[Timestamp | None, Query(alias="from", description="Events at or after this time.")] = None,

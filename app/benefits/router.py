@@ -39,7 +39,13 @@ customer_router = APIRouter(prefix="/v1/customers", tags=["benefits"], responses
 reports_router = APIRouter(prefix="/v1/reports", tags=["reports"], responses=problem_responses(401, 403))
 
 CodePath = Annotated[
-    str, Path(max_length=40, description="The benefit code, e.g. `airport-lounge`.", examples=["airport-lounge"])
+    str,
+    Path(
+        alias="benefit_code",
+        max_length=40,
+        description="The benefit code, e.g. `airport-lounge`.",
+        examples=["airport-lounge"],
+    ),
 ]
 UseId = Annotated[ParamInteger(1, BIGINT_MAX), Path(description="The use's id.", examples=[1])]
 
@@ -94,7 +100,7 @@ async def list_benefits(
 
 
 @router.get(
-    "/{code}",
+    "/{benefit_code}",
     summary="Get a benefit",
     response_model=BenefitRead,
     dependencies=[require_scope(Scope.BENEFITS_READ)],
@@ -106,7 +112,7 @@ async def get_benefit(code: CodePath, session: SessionDep, conditional: Conditio
 
 
 @router.patch(
-    "/{code}",
+    "/{benefit_code}",
     summary="Change a benefit",
     response_model=BenefitRead,
     dependencies=[require_scope(Scope.BENEFITS_WRITE)],
@@ -125,7 +131,7 @@ async def update_benefit(
 
 
 @router.delete(
-    "/{code}",
+    "/{benefit_code}",
     summary="Deactivate a benefit",
     response_model=BenefitRead,
     dependencies=[require_scope(Scope.BENEFITS_WRITE)],
@@ -144,7 +150,7 @@ async def deactivate_benefit(
 
 
 @router.get(
-    "/{code}/revisions",
+    "/{benefit_code}/revisions",
     summary="List a benefit's revisions",
     response_model=Page[BenefitRevisionRead],
     dependencies=[require_scope(Scope.BENEFITS_READ)],

@@ -384,7 +384,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         s: {
             "description": PROBLEM_DESCRIPTIONS.get(s, "Error"),
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-            **({"headers": RETRY_AFTER} if s in (429, 503) else {}),
+            **({"headers": RATE_LIMITED_HEADERS} if s == 429 else {"headers": RETRY_AFTER} if s == 503 else {}),
         }
         for s in statuses
     }
@@ -404,6 +404,19 @@ PROBLEM_DESCRIPTIONS = {
     503: "The database is unavailable; retry after Retry-After seconds",
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
+RATE_LIMITED_HEADERS = {
+    **RETRY_AFTER,
+    "RateLimit-Limit": {
+        "description": "Requests this API key (or, for failed authentications, this address) may make at once: "
+        "the size of its token bucket, refilled at the role's rate (IETF RateLimit header fields draft).",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit-Remaining": {"description": "Requests left now: 0 on a 429.", "schema": {"type": "integer"}},
+    "RateLimit-Reset": {
+        "description": "Seconds until a request is allowed again (as Retry-After).",
+        "schema": {"type": "integer"},
+    },
+}
 
 
 class ProblemFieldError(BaseModel):

@@ -38,7 +38,7 @@ class HotRead:
     `query` when the route takes query parameters), where `connection` is an asyncpg connection of the hot pool
     (app.core.db.read_connection: committed data, no ORM session, no transaction: a write is one statement).
 
-    path: the route's template, e.g. /v1/customers/{external_id}/tiers; params: a regular expression for each
+    path: the route's template, e.g. /v1/customers/{customer_id}/tiers; params: a regular expression for each
     path parameter (the same constraint the route's type declares); query: the pydantic model the route declares
     its query parameters with (FastAPI's query parameter model), or None for a route that takes none; language:
     the document is in the customer's language, `render` takes `language=` (negotiated from Accept-Language as

@@ -114,7 +114,9 @@ def creates(
     """`router.post(path, ...)` for a POST that creates: Idempotency-Key honoured, Location on the 201/202.
     `location` is formatted with the response body's top-level fields ("/v1/webhooks/{id}")."""
     documented = {**(responses or {})}
-    documented[status_code] = {**documented.get(status_code, {}), "headers": LOCATION_HEADER}
+    if status_code in (201, 202):  # a 200 (an action that records something, no new resource) has no Location
+        declared = documented.get(status_code, {})
+        documented[status_code] = {**declared, "headers": {**declared.get("headers", {}), **LOCATION_HEADER}}
 
     def decorate(endpoint: Callable) -> Callable:
         signature = inspect.signature(endpoint)

@@ -16,7 +16,7 @@ encode_cursor / decode_key_cursor / page_of directly.
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -48,6 +48,14 @@ class Page(BaseModel, Generic[T]):
         """The page of rows fetched with `keyset` (limit + 1 of them), each made an item by `item`."""
         rows, next_cursor = page_of(rows, page.limit, key_of=key_of)
         return cls(items=[item(row) for row in rows], next_cursor=next_cursor)
+
+    @classmethod
+    def of_sequence(cls, items: Sequence, page: "PageRequest") -> "Page":
+        """The page of a short list held in memory (a catalog), in its order: the cursor is the position of the
+        last item seen."""
+        start = page.after or 0
+        rows = list(enumerate(items[start : start + page.limit + 1], start + 1))
+        return cls.of(rows, page, lambda row: row[1], key_of=lambda row: (row[0],))
 
 
 def encode_cursor(*key: int) -> str:

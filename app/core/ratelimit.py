@@ -20,6 +20,17 @@ class RateLimited(AppError):
     status, title, slug = 429, "Too many requests", "rate-limited"
 
 
+def limited_headers(burst: int, retry_after: int) -> dict[str, str]:
+    """A 429's headers: Retry-After, and beside it the IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers):
+    the bucket's size, none left, and the seconds until one request is allowed again."""
+    return {
+        "Retry-After": str(retry_after),
+        "RateLimit-Limit": str(burst),
+        "RateLimit-Remaining": "0",
+        "RateLimit-Reset": str(retry_after),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     per_second: float  # sustained rate; 0 means unlimited
@@ -59,7 +70,7 @@ class RateLimiter:
             raise RateLimited(
                 f"This API key (role {role}) is limited to {limit.per_second:g} requests per second "
                 f"with bursts of {limit.burst}; retry in {retry_after} s.",
-                headers={"Retry-After": str(retry_after)},
+                headers=limited_headers(limit.burst, retry_after),
             )
         self.buckets[key_id] = (tokens - 1.0, now)
 
@@ -125,7 +136,7 @@ class FailedAuthLimiter:
             retry_after = max(1, math.ceil((1.0 - tokens) / limit.per_second))
             raise RateLimited(
                 f"Too many failed authentications from this address; retry in {retry_after} s.",
-                headers={"Retry-After": str(retry_after)},
+                headers=limited_headers(limit.burst, retry_after),
             )
         self.buckets[address] = (tokens - 1.0, now)
 

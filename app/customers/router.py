@@ -1,12 +1,21 @@
 """HTTP routes for customers, their holdings and activity events."""
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
 
 from app.core.db import SessionDep
-from app.core.errors import InvalidInput, problem_responses, validation_errors
+from app.core.errors import InvalidInput, PreconditionFailed, problem_responses, validation_errors
+from app.core.etag import (
+    CONDITIONAL_GET_RESPONSES,
+    CONDITIONAL_WRITE_RESPONSES,
+    ETAG_HEADER,
+    ConditionalGet,
+    ConditionalWrite,
+)
+from app.core.idempotency import LOCATION_HEADER, creates
 from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from app.core.security import Scope, require_scope
 from app.core.strict import ParamInteger, QueryBoolean
@@ -54,20 +63,20 @@ async def list_customers(
     limit: LimitParam = 50,
     segment: Segment | None = None,
     risk_level: Annotated[ParamInteger(1, 5) | None, Query()] = None,
-    policy: Annotated[str | None, Query(max_length=40, description="Tier policy key.")] = None,
-    tier: Annotated[str | None, Query(max_length=40, description="Tier under `policy`.")] = None,
+    policy: Annotated[str | None, Query(alias="policy_key", max_length=40, description="Tier policy key.")] = None,
+    tier: Annotated[str | None, Query(max_length=40, description="Tier under `policy_key`.")] = None,
     at_risk: Annotated[
-        QueryBoolean | None, Query(description="Downgrade pending under `policy`: the retention list.")
+        QueryBoolean | None, Query(description="Downgrade pending under `policy_key`: the retention list.")
     ] = None,
 ) -> Page[CustomerSummary]:
     """Customers in a stable order; follow `next_cursor` for the next page (new customers never shift pages).
-    With `policy`, filter by `tier` and/or `at_risk` (customers who would fall a tier when their grace ends)."""
+    With `policy_key`, filter by `tier` and/or `at_risk` (customers who would fall a tier when their grace ends)."""
     filters = []
     if policy is not None:
         policy_id = (await policies.get_policy(session, policy)).id
         filters.append(tier_reads.tier_filter(policy_id, tier, at_risk))
     elif tier is not None or at_risk is not None:
-        raise InvalidInput("policy", "is required with tier or at_risk", location="query")
+        raise InvalidInput("policy_key", "is required with tier or at_risk", location="query")
     rows = await service.list_customers(
         session,
         after_id=decode_cursor(cursor),
@@ -80,8 +89,11 @@ async def list_customers(
     return Page[CustomerSummary](items=[CustomerSummary.model_validate(r) for r in items], next_cursor=next_cursor)
 
 
-@router.post(
+@creates(
+    router,
     "/import",
+    status_code=status.HTTP_200_OK,
+    location="/v1/customers",
     summary="Import customers (NDJSON)",
     response_model=ImportResult,
     dependencies=WRITE,
@@ -96,9 +108,9 @@ async def list_customers(
                         "format": "binary",
                         "description": "One CustomerImportLine JSON object per line.",
                     },
-                    "example": '{"external_id": "C00000042", "segment": "retail", "onboarded_at": '
+                    "example": '{"customer_id": "C00000042", "segment": "retail", "onboarded_at": '
                     '"2012-06-01T09:30:00Z", "risk_level": 3, "risk_assessed_at": "2026-02-10T14:00:00Z", '
-                    '"marketing_consent": true}\n{"external_id": "C00000043", "segment": "small_business", '
+                    '"marketing_consent": true}\n{"customer_id": "C00000043", "segment": "small_business", '
                     '"onboarded_at": "2020-01-15T00:00:00Z"}\n',
                 }
             },
@@ -106,8 +118,9 @@ async def list_customers(
     },
 )
 async def import_customers(request: Request, session: SessionDep) -> ImportResult:
-    """Upsert up to 100,000 customers from NDJSON (one profile with its `external_id` per line). Every line is
-    validated; good lines are stored even when others are rejected, and each rejection names its line and field."""
+    """Upsert up to 100,000 customers from NDJSON (one profile with its `customer_id` per line). Every line is
+    validated; good lines are stored even when others are rejected, and each rejection names its line and field.
+    With an Idempotency-Key, a retried import answers with the first import's counts."""
     limit = request.app.state.settings.max_import_lines
     accepted, rejections = [], []
     line_no = 0
@@ -145,48 +158,74 @@ async def import_customers(request: Request, session: SessionDep) -> ImportResul
 
 
 @router.put(
-    "/{external_id}",
+    "/{customer_id}",
     summary="Create or replace a customer",
     response_model=CustomerRead,
     dependencies=WRITE,
-    responses={201: {"model": CustomerRead, "description": "Created"}, **problem_responses(422)},
+    responses={
+        **CONDITIONAL_WRITE_RESPONSES,
+        201: {"model": CustomerRead, "description": "Created", "headers": {**ETAG_HEADER, **LOCATION_HEADER}},
+        **problem_responses(422),
+    },
 )
 async def upsert_customer(
-    external_id: ExternalIdPath, body: CustomerUpsert, session: SessionDep, response: Response
+    external_id: ExternalIdPath,
+    body: CustomerUpsert,
+    session: SessionDep,
+    response: Response,
+    conditional: ConditionalWrite,
 ) -> CustomerRead:
-    """Create or replace a customer by the bank's own id: 201 when created, 200 when updated. Safe to retry."""
+    """Create or replace a customer by the bank's own id: 201 when created, 200 when updated. Safe to retry.
+    With If-Match, only if the customer exists and nobody changed it since you read it (412 otherwise)."""
+    if conditional.if_match is not None:
+        await _check_current(session, external_id, conditional)
     created = await flows.upsert_customer(session, external_id, body)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return await _read(session, external_id)
+    if created:
+        response.headers["Location"] = f"/v1/customers/{quote(external_id, safe='')}"
+    return conditional.respond(await _read(session, external_id))
+
+
+async def _check_current(session, external_id: str, conditional) -> None:
+    """412 unless If-Match holds the customer's current tag (read locked, in the write's transaction)."""
+    if not await service.lock_customer(session, external_id):
+        raise PreconditionFailed("No such customer to match If-Match against.")
+    conditional.check(await _read(session, external_id))
 
 
 @router.get(
-    "/{external_id}",
+    "/{customer_id}",
     summary="Get a customer with metrics",
     response_model=CustomerRead,
     dependencies=READ,
-    responses=problem_responses(404),
+    responses={**CONDITIONAL_GET_RESPONSES, **problem_responses(404)},
 )
-async def get_customer(external_id: ExternalIdPath, session: SessionDep) -> CustomerRead:
-    """The profile with its derived metrics (AUM, averages, activity), the values tier rules see."""
-    return await _read(session, external_id)
+async def get_customer(external_id: ExternalIdPath, session: SessionDep, conditional: ConditionalGet) -> CustomerRead:
+    """The profile with its derived metrics (AUM, averages, activity), the values tier rules see, with its ETag
+    (If-None-Match: 304 while it is unchanged; If-Match on PUT and PATCH: edit safely)."""
+    return conditional.respond(await _read(session, external_id))
 
 
 @router.patch(
-    "/{external_id}",
+    "/{customer_id}",
     summary="Change some profile fields",
     response_model=CustomerRead,
     dependencies=WRITE,
-    responses=problem_responses(404, 422),
+    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(404, 422)},
 )
-async def patch_customer(external_id: ExternalIdPath, body: CustomerPatch, session: SessionDep) -> CustomerRead:
-    """Change some profile fields; custom attributes are merged (null removes one)."""
+async def patch_customer(
+    external_id: ExternalIdPath, body: CustomerPatch, session: SessionDep, conditional: ConditionalWrite
+) -> CustomerRead:
+    """Change some profile fields; custom attributes are merged (null removes one). With If-Match, only if
+    nobody changed the customer since you read it (412)."""
+    if conditional.if_match is not None:
+        await _check_current(session, external_id, conditional)
     await flows.patch_customer(session, external_id, body)
-    return await _read(session, external_id)
+    return conditional.respond(await _read(session, external_id))
 
 
 @router.delete(
-    "/{external_id}",
+    "/{customer_id}",
     summary="Erase a customer",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[require_scope(Scope.CUSTOMERS_ERASE)],
@@ -203,7 +242,7 @@ async def erase_customer(external_id: ExternalIdPath, session: SessionDep, reque
 
 
 @router.get(
-    "/{external_id}/holdings",
+    "/{customer_id}/holdings",
     summary="Get a customer's holdings",
     response_model=HoldingsRead,
     dependencies=READ,
@@ -216,7 +255,7 @@ async def get_holdings(external_id: ExternalIdPath, session: SessionDep) -> Hold
 
 
 @router.put(
-    "/{external_id}/holdings",
+    "/{customer_id}/holdings",
     summary="Replace a customer's holdings",
     response_model=HoldingsRead,
     dependencies=WRITE,

@@ -5,7 +5,16 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from typing_extensions import TypeAliasType
 
 from app.core.fields import Money, PositiveMoney
@@ -31,7 +40,9 @@ LoginChannel = TypeAliasType(
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
 ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN)]
 CUSTOMER_ID_EXAMPLE = "C00000042"
-ExternalIdPath = Annotated[ExternalId, Path(description="The bank's own customer id.", examples=[CUSTOMER_ID_EXAMPLE])]
+ExternalIdPath = Annotated[
+    ExternalId, Path(alias="customer_id", description="The bank's own customer id.", examples=[CUSTOMER_ID_EXAMPLE])
+]
 _ATTRIBUTE_VALUE = {
     "anyOf": [
         {"type": "number"},
@@ -102,7 +113,7 @@ class CustomerFields(BaseModel):
 
 
 class CustomerUpsert(CustomerFields):
-    """The whole profile, as PUT /v1/customers/{external_id} sends it."""
+    """The whole profile, as PUT /v1/customers/{customer_id} sends it."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -147,7 +158,7 @@ class CustomerImportLine(CustomerUpsert):
 
     model_config = ConfigDict(extra="forbid")
 
-    external_id: ExternalId
+    customer_id: ExternalId = Field(description="The bank's own customer id.")
 
 
 class CustomerPatch(CustomerFields):
@@ -197,7 +208,9 @@ class CustomerMetrics(BaseModel):
 class CustomerSummary(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
-    external_id: str
+    customer_id: str = Field(
+        validation_alias=AliasChoices("customer_id", "external_id"), description="The bank's own customer id."
+    )
     segment: Segment
     display_name: str | None
     birth_date: date | None
@@ -217,7 +230,7 @@ class CustomerRead(CustomerSummary):
         json_schema_extra={
             "examples": [
                 {
-                    "external_id": "C00000042",
+                    "customer_id": "C00000042",
                     "segment": "retail",
                     "display_name": "Maria Rossi",
                     "birth_date": "1979-04-12",

@@ -100,7 +100,7 @@ async def import_customers(
         if errors := attribute_errors(line.attributes, definitions):
             rejections.extend({"line": line_no, **e} for e in errors[:1])
         else:
-            latest[line.external_id] = line  # a later line for the same customer wins
+            latest[line.customer_id] = line  # a later line for the same customer wins
     created = updated = 0
     ids: list[int] = []
     items = list(latest.items())
@@ -143,6 +143,12 @@ async def _customer_row(session: AsyncSession, external_id: str, *, for_update: 
     if customer is None:
         raise CustomerNotFound(external_id)
     return customer
+
+
+async def lock_customer(session: AsyncSession, external_id: str) -> bool:
+    """Lock the customer's row for this transaction (before a conditional write reads it); False when none."""
+    query = select(Customer.id).where(Customer.external_id == external_id, Customer.erased_at.is_(None))
+    return await session.scalar(query.with_for_update()) is not None
 
 
 async def customer_id_of(session: AsyncSession, external_id: str) -> int:

@@ -37,7 +37,9 @@ router = APIRouter(prefix="/v1/activities", tags=["engagement"], responses=probl
 READ = [require_scope(Scope.ENGAGEMENT_READ)]
 WRITE = [require_scope(Scope.ENGAGEMENT_WRITE)]
 PARTICIPATE = [require_scope(Scope.PARTICIPATION_WRITE)]
-KeyPath = Annotated[str, Path(max_length=40, description="The activity's key.", examples=["pensions_explained"])]
+KeyPath = Annotated[
+    str, Path(alias="activity_key", max_length=40, description="The activity's key.", examples=["pensions_explained"])
+]
 
 
 async def _audit(session, request: Request, action: str, key: str, before, after) -> None:
@@ -99,7 +101,7 @@ async def list_activities(
 
 
 @router.get(
-    "/{key}",
+    "/{activity_key}",
     summary="Get an activity",
     response_model=ActivityRead,
     dependencies=READ,
@@ -111,7 +113,7 @@ async def get_activity(key: KeyPath, session: SessionDep, conditional: Condition
 
 
 @router.patch(
-    "/{key}",
+    "/{activity_key}",
     summary="Change an activity",
     response_model=ActivityRead,
     dependencies=WRITE,
@@ -131,7 +133,7 @@ async def update_activity(
 
 
 @router.post(
-    "/{key}/invitations",
+    "/{activity_key}/invitations",
     summary="Invite customers to an activity",
     response_model=InvitationBatchResult,
     dependencies=WRITE,
@@ -151,7 +153,7 @@ async def invite_to_activity(
 
 
 @router.post(
-    "/{key}/participants/{customer_id}/rsvp",
+    "/{activity_key}/participants/{customer_id}/rsvp",
     summary="Answer an invitation",
     response_model=ParticipationRead,
     dependencies=PARTICIPATE,
@@ -168,7 +170,7 @@ async def rsvp(key: KeyPath, customer_id: ExternalIdPath, body: RsvpIn, session:
 
 
 @router.post(
-    "/{key}/attendance",
+    "/{activity_key}/attendance",
     summary="Record attendance",
     response_model=AttendanceResult,
     dependencies=WRITE,
@@ -186,7 +188,7 @@ async def record_attendance(
 
 
 @router.get(
-    "/{key}/participants",
+    "/{activity_key}/participants",
     summary="List an activity's participants",
     response_model=Page[ParticipationRead],
     dependencies=READ,
@@ -204,7 +206,7 @@ async def list_participants(
 
 
 @router.get(
-    "/{key}/participants/{customer_id}",
+    "/{activity_key}/participants/{customer_id}",
     summary="Get a participant",
     response_model=ParticipationRead,
     dependencies=READ,
@@ -218,7 +220,7 @@ async def get_participant(key: KeyPath, customer_id: ExternalIdPath, session: Se
 
 
 @router.get(
-    "/{key}/results",
+    "/{activity_key}/results",
     summary="Activity results",
     response_model=ActivityResults,
     dependencies=READ,

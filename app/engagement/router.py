@@ -39,7 +39,9 @@ router = APIRouter(prefix="/v1/communities", tags=["engagement"], responses=prob
 READ = [require_scope(Scope.ENGAGEMENT_READ)]
 WRITE = [require_scope(Scope.ENGAGEMENT_WRITE)]
 PARTICIPATE = [require_scope(Scope.PARTICIPATION_WRITE)]
-KeyPath = Annotated[str, Path(max_length=40, description="The community's key.", examples=["young-families"])]
+KeyPath = Annotated[
+    str, Path(alias="community_key", max_length=40, description="The community's key.", examples=["young-families"])
+]
 MAX_METRICS_WINDOW = timedelta(days=3660)
 
 
@@ -88,7 +90,7 @@ async def list_communities(
 
 
 @router.get(
-    "/{key}",
+    "/{community_key}",
     summary="Get a community",
     response_model=CommunityRead,
     dependencies=READ,
@@ -100,7 +102,7 @@ async def get_community(key: KeyPath, session: SessionDep, conditional: Conditio
 
 
 @router.patch(
-    "/{key}",
+    "/{community_key}",
     summary="Change a community",
     response_model=CommunityRead,
     dependencies=WRITE,
@@ -120,7 +122,7 @@ async def update_community(
 
 
 @router.post(
-    "/{key}/invitations",
+    "/{community_key}/invitations",
     summary="Invite customers to a community",
     response_model=InvitationBatchResult,
     dependencies=WRITE,
@@ -155,7 +157,7 @@ def _membership_read(key: str, external_id: str, membership, history=()) -> Memb
 
 
 @router.get(
-    "/{key}/members",
+    "/{community_key}/members",
     summary="List a community's memberships",
     response_model=Page[MembershipRead],
     dependencies=READ,
@@ -173,7 +175,7 @@ async def list_members(
 
 
 @router.get(
-    "/{key}/members/{customer_id}",
+    "/{community_key}/members/{customer_id}",
     summary="Get a membership with its history",
     response_model=MembershipRead,
     dependencies=READ,
@@ -187,7 +189,7 @@ async def get_member(key: KeyPath, customer_id: ExternalIdPath, session: Session
 
 
 @router.post(
-    "/{key}/members/{customer_id}/transitions",
+    "/{community_key}/members/{customer_id}/transitions",
     summary="Join, decline or leave a community",
     response_model=MembershipRead,
     dependencies=PARTICIPATE,
@@ -200,7 +202,9 @@ async def move_member(
     DELETE the membership). Joining a full or closed community is a 409. Each move keeps its time and channel and
     is a `community.membership_changed` webhook event; the customer's tiers are evaluated again."""
     if body.to == "removed":
-        raise InvalidInput("/to", "a removal is the bank's: DELETE /v1/communities/{key}/members/{customer_id}")
+        raise InvalidInput(
+            "/to", "a removal is the bank's: DELETE /v1/communities/{community_key}/members/{customer_id}"
+        )
     community = await service.get_community(session, key)
     membership = await service.move_membership(session, community, customer_id, body.to, body.channel, body.at)
     await customer_flows.customers_changed(session, [membership.customer_id])
@@ -209,7 +213,7 @@ async def move_member(
 
 
 @router.delete(
-    "/{key}/members/{customer_id}",
+    "/{community_key}/members/{customer_id}",
     summary="Remove a member",
     response_model=MembershipRead,
     dependencies=WRITE,
@@ -228,7 +232,7 @@ async def remove_member(
 
 
 @router.post(
-    "/{key}/activity-events",
+    "/{community_key}/activity-events",
     summary="Record member activity",
     response_model=MemberActivityResult,
     dependencies=PARTICIPATE,
@@ -245,7 +249,7 @@ async def record_member_activity(key: KeyPath, body: MemberActivityBatch, sessio
 
 
 @router.get(
-    "/{key}/metrics",
+    "/{community_key}/metrics",
     summary="Community metrics",
     response_model=CommunityMetrics,
     response_model_by_alias=True,

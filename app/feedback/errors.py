@@ -3,6 +3,11 @@
 from app.core.errors import Conflict, NotFound
 
 
+class SurveyNotFound(NotFound):
+    def __init__(self, survey_id: int) -> None:
+        super().__init__(f"No survey answer with id {survey_id}.", survey_id=survey_id)
+
+
 class ComplaintNotFound(NotFound):
     def __init__(self, complaint_id: int) -> None:
         super().__init__(f"No complaint with id {complaint_id}.", complaint_id=complaint_id)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response, 
 
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
+from app.core.idempotency import creates
 from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from app.core.security import CurrentPrincipal, Scope, require_scope
 from app.core.strict import BIGINT_MAX, ParamInteger, Timestamp
@@ -32,6 +33,7 @@ router = APIRouter(prefix="/v1/feedback", tags=["feedback"], responses=problem_r
 
 WRITE = [require_scope(Scope.FEEDBACK_WRITE)]
 READ = [require_scope(Scope.FEEDBACK_READ)]  # survey comments and complaints: the customers' own words
+SurveyId = Annotated[ParamInteger(1, BIGINT_MAX), Path(description="The survey answer's id.", examples=[7])]
 ComplaintId = Annotated[ParamInteger(1, BIGINT_MAX), Path(description="The complaint's id.", examples=[42])]
 
 
@@ -84,11 +86,12 @@ async def ingest_feedback_events(
     )
 
 
-@router.post(
+@creates(
+    router,
     "/surveys",
     summary="Record a survey answer",
+    location="/v1/feedback/surveys/{id}",
     response_model=SurveyRead,
-    status_code=status.HTTP_201_CREATED,
     dependencies=WRITE,
     responses={200: {"model": SurveyRead, "description": "Already recorded (a retry)"}, **problem_responses(422)},
 )
@@ -101,8 +104,12 @@ async def record_survey(body: SurveyIn, session: SessionDep, response: Response)
         await customer_flows.customers_changed(session, [customer_id])
     else:
         response.status_code = status.HTTP_200_OK
+    return _survey_read(survey, body.customer_id)
+
+
+def _survey_read(survey, external_id: str) -> SurveyRead:
     return SurveyRead.model_validate(
-        {**{c.key: getattr(survey, c.key) for c in survey.__table__.c}, "customer_id": body.customer_id}
+        {**{c.key: getattr(survey, c.key) for c in survey.__table__.c}, "customer_id": external_id}
     )
 
 
@@ -117,7 +124,7 @@ async def list_surveys(
     session: SessionDep,
     cursor: CursorParam = None,
     limit: LimitParam = 50,
-    customer: Annotated[ExternalId | None, Query(description="The bank's customer id.")] = None,
+    customer: Annotated[ExternalId | None, Query(alias="customer_id", description="The bank's customer id.")] = None,
     kind: SurveyKind | None = None,
 ) -> Page[SurveyRead]:
     """Survey answers with their comments, in the order received; follow `next_cursor`."""
@@ -125,20 +132,27 @@ async def list_surveys(
         session, customer=customer, kind=kind, after_id=decode_cursor(cursor), limit=limit
     )
     items, next_cursor = page_of(rows, limit, key_of=lambda row: (row[0].id,))
-    return Page[SurveyRead](
-        items=[
-            SurveyRead.model_validate({**{c.key: getattr(s, c.key) for c in s.__table__.c}, "customer_id": external_id})
-            for s, external_id in items
-        ],
-        next_cursor=next_cursor,
-    )
+    return Page[SurveyRead](items=[_survey_read(s, external_id) for s, external_id in items], next_cursor=next_cursor)
 
 
-@router.post(
+@router.get(
+    "/surveys/{survey_id}",
+    summary="Get a survey answer",
+    response_model=SurveyRead,
+    dependencies=READ,
+    responses=problem_responses(404),
+)
+async def get_survey(survey_id: SurveyId, session: SessionDep) -> SurveyRead:
+    """One survey answer with its comment."""
+    return _survey_read(*await service.get_survey(session, survey_id))
+
+
+@creates(
+    router,
     "/complaints",
     summary="Open a complaint",
+    location="/v1/feedback/complaints/{id}",
     response_model=ComplaintDetail,
-    status_code=status.HTTP_201_CREATED,
     dependencies=WRITE,
     responses={200: {"model": ComplaintDetail, "description": "Already open (a retry)"}, **problem_responses(422)},
 )
@@ -173,7 +187,7 @@ async def list_complaints(
     session: SessionDep,
     cursor: CursorParam = None,
     limit: LimitParam = 50,
-    customer: Annotated[ExternalId | None, Query(description="The bank's customer id.")] = None,
+    customer: Annotated[ExternalId | None, Query(alias="customer_id", description="The bank's customer id.")] = None,
     status_: Annotated[ComplaintStatus | None, Query(alias="status")] = None,
     category: ComplaintCategory | None = None,
     opened_from: Annotated[Timestamp | None, Query(description="Opened at or after.")] = None,
@@ -209,8 +223,11 @@ async def get_complaint(complaint_id: ComplaintId, session: SessionDep) -> Compl
     return await _detail(session, complaint_id)
 
 
-@router.post(
+@creates(
+    router,
     "/complaints/{complaint_id}/transitions",
+    status_code=status.HTTP_200_OK,
+    location="/v1/feedback/complaints/{id}",
     summary="Move a complaint to another status",
     response_model=ComplaintDetail,
     dependencies=[require_scope(Scope.COMPLAINTS_WRITE)],
@@ -221,6 +238,6 @@ async def move_complaint(
 ) -> ComplaintDetail:
     """Move a complaint: open -> in_progress -> resolved -> closed, open -> resolved, and back to open (reopen)
     from in_progress, resolved or closed. Any other move is a 409. The actor is the API key's name."""
-    customer_id = await service.move_complaint(session, complaint_id, body.to, body.note, principal.name)
+    customer_id = await service.move_complaint(session, complaint_id, body.to_status, body.note, principal.name)
     await customer_flows.customers_changed(session, [customer_id])
     return await _detail(session, complaint_id)

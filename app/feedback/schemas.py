@@ -299,13 +299,13 @@ class ComplaintTransitionIn(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"to": "resolved", "note": "Fee refunded; card tariff corrected."},
-                {"to": "open", "note": "Customer reports the fee was charged again."},
+                {"to_status": "resolved", "note": "Fee refunded; card tariff corrected."},
+                {"to_status": "open", "note": "Customer reports the fee was charged again."},
             ]
         },
     )
 
-    to: ComplaintStatus
+    to_status: ComplaintStatus = Field(description="The status to move the complaint to.")
     note: str | None = Field(None, max_length=2000)
 
 

@@ -21,7 +21,7 @@ from app.customers import service as customers_service
 from app.customers.errors import CustomerNotFound
 from app.customers.locks import lock_customers
 from app.customers.models import Customer
-from app.feedback.errors import ComplaintNotFound, InvalidComplaintTransition
+from app.feedback.errors import ComplaintNotFound, InvalidComplaintTransition, SurveyNotFound
 from app.feedback.models import Complaint, ComplaintTransition, SurveyResponse
 from app.feedback.schemas import ComplaintIn, FeedbackEventIn, SurveyIn
 from app.webhooks import outbox
@@ -232,6 +232,20 @@ async def list_surveys(
     if after_id is not None:
         query = query.where(SurveyResponse.id > after_id)
     return list((await session.execute(query)).all())
+
+
+async def get_survey(session: AsyncSession, survey_id: int) -> Row:
+    """A survey answer with its customer's external id."""
+    row = (
+        await session.execute(
+            select(SurveyResponse, Customer.external_id)
+            .join(Customer, Customer.id == SurveyResponse.customer_id)
+            .where(SurveyResponse.id == survey_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise SurveyNotFound(survey_id)
+    return row
 
 
 # ---- complaints --------------------------------------------------------------------------------------------

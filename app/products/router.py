@@ -2,11 +2,13 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request
 
 from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
+from app.core.idempotency import creates
 from app.core.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam, Page, decode_cursor
 from app.core.security import Scope, require_scope
 from app.core.strict import QueryBoolean
@@ -15,15 +17,22 @@ from app.products.schemas import Channel, ProductCategory, ProductCreate, Produc
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
-CodePath = Annotated[
-    str, Path(max_length=40, description="The product code, e.g. `term_deposit_12m`.", examples=["term_deposit_12m"])
+ProductCodePath = Annotated[
+    str,
+    Path(
+        alias="product_code",
+        max_length=40,
+        description="The product code, e.g. `term_deposit_12m`.",
+        examples=["term_deposit_12m"],
+    ),
 ]
 
 
-@router.post(
+@creates(
+    router,
     "",
     summary="Add a product",
-    status_code=status.HTTP_201_CREATED,
+    location="/v1/products/{product_code}",
     response_model=ProductRead,
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
     responses=problem_responses(401, 403, 409, 422),
@@ -38,7 +47,7 @@ async def create_product(body: ProductCreate, session: SessionDep, request: Requ
     a timezone. A code already in the catalog, even on a deactivated product, is a 409.
     """
     created = ProductRead.model_validate(await service.create_product(session, body))
-    await _audit(session, request, "product.create", created.code, None, created)
+    await _audit(session, request, "product.create", created.product_code, None, created)
     return created
 
 
@@ -75,54 +84,62 @@ async def list_products(
 
 
 @router.get(
-    "/{code}",
+    "/{product_code}",
     summary="Get a product",
     response_model=ProductRead,
     dependencies=[require_scope(Scope.PRODUCTS_READ)],
-    responses=problem_responses(401, 403, 404),
+    responses={**CONDITIONAL_GET_RESPONSES, **problem_responses(401, 403, 404)},
 )
-async def get_product(code: CodePath, session: SessionDep) -> ProductRead:
-    """One product by its code, active or not (a customer may still hold a deactivated product)."""
-    return ProductRead.model_validate(await service.get_product(session, code))
+async def get_product(code: ProductCodePath, session: SessionDep, conditional: ConditionalGet) -> ProductRead:
+    """One product by its code, active or not (a customer may still hold a deactivated product), with its ETag
+    (If-None-Match: 304 while unchanged; If-Match on PATCH and DELETE: change it safely)."""
+    return conditional.respond(ProductRead.model_validate(await service.get_product(session, code)))
 
 
 @router.patch(
-    "/{code}",
+    "/{product_code}",
     summary="Change a product",
     response_model=ProductRead,
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
-    responses=problem_responses(401, 403, 404, 422),
+    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(401, 403, 404, 422)},
 )
-async def update_product(code: CodePath, body: ProductUpdate, session: SessionDep, request: Request) -> ProductRead:
+async def update_product(
+    code: ProductCodePath, body: ProductUpdate, session: SessionDep, request: Request, conditional: ConditionalWrite
+) -> ProductRead:
     """Change some fields of a product; omitted fields keep their values.
 
     The same rules as on creation apply, and the sales window is checked against the stored values
     (moving `active_to` before the stored `active_from` is a 422). Send null to clear `active_from`,
-    `active_to` or `eligibility`; the code cannot change. `{"is_active": true}` reactivates a product.
+    `active_to` or `eligibility`; the code cannot change. `{"is_active": true}` reactivates a product. With
+    If-Match, only if nobody changed the product since you read it (412).
     """
-    before = ProductRead.model_validate(await service.get_product(session, code))
+    before = ProductRead.model_validate(await service.get_product(session, code, lock=True))
+    conditional.check(before)
     updated = ProductRead.model_validate(await service.update_product(session, code, body))
     await _audit(session, request, "product.update", code, before, updated)
-    return updated
+    return conditional.respond(updated)
 
 
 @router.delete(
-    "/{code}",
+    "/{product_code}",
     summary="Deactivate a product",
     response_model=ProductRead,
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
-    responses=problem_responses(401, 403, 404),
+    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(401, 403, 404)},
 )
-async def deactivate_product(code: CodePath, session: SessionDep, request: Request) -> ProductRead:
+async def deactivate_product(
+    code: ProductCodePath, session: SessionDep, request: Request, conditional: ConditionalWrite
+) -> ProductRead:
     """Deactivate a product: it is no longer recommended, but stays readable.
 
     Products are never deleted, since holdings and feedback refer to them. Deactivating twice is harmless
     and returns the product each time; reactivate with PATCH `{"is_active": true}`.
     """
-    before = ProductRead.model_validate(await service.get_product(session, code))
+    before = ProductRead.model_validate(await service.get_product(session, code, lock=True))
+    conditional.check(before)
     deactivated = ProductRead.model_validate(await service.deactivate_product(session, code))
     await _audit(session, request, "product.deactivate", code, before, deactivated)
-    return deactivated
+    return conditional.respond(deactivated)
 
 
 async def _audit(

@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from typing_extensions import TypeAliasType
 
 from app.core.fields import Multiplier, NonNegativeMoney
@@ -52,7 +52,7 @@ ELIGIBILITY_DOC = "Who may be offered the product: a condition document in the r
 SERVICE_DOC = "A service message (e.g. a card replacement), exempt from marketing contact limits."
 
 TERM_DEPOSIT_EXAMPLE = {
-    "code": "td-12m",
+    "product_code": "td-12m",
     "name": "12-month term deposit",
     "category": "deposit",
     "risk_level": 1,
@@ -70,7 +70,7 @@ TERM_DEPOSIT_EXAMPLE = {
     "description": "Fixed 2.75% p.a. for 12 months; interest paid at maturity; no early withdrawal.",
 }
 BALANCED_FUND_EXAMPLE = {
-    "code": "fund-balanced-r3",
+    "product_code": "fund-balanced-r3",
     "name": "Balanced Growth Fund",
     "category": "fund",
     "risk_level": 3,
@@ -103,7 +103,7 @@ class ProductCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [TERM_DEPOSIT_EXAMPLE, BALANCED_FUND_EXAMPLE]}
     )
 
-    code: ProductCode = Field(description=CODE_DOC)
+    product_code: ProductCode = Field(description=CODE_DOC)
     name: ProductName = Field(description="Name shown to customers.")
     category: ProductCategory
     risk_level: RiskLevel = Field(description=RISK_DOC)
@@ -173,7 +173,7 @@ class ProductUpdate(BaseModel):
 class ProductRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
-    code: str
+    product_code: str = Field(validation_alias=AliasChoices("product_code", "code"), description=CODE_DOC)
     name: str
     category: ProductCategory
     risk_level: int = Field(description=RISK_DOC)

@@ -28,12 +28,14 @@ async def checked_eligibility(session: AsyncSession, condition: Condition | None
     return dump_condition(condition)
 
 
-async def find_product(session: AsyncSession, code: str) -> Product | None:
-    return await session.scalar(select(Product).where(Product.code == code))
+async def find_product(session: AsyncSession, code: str, *, lock: bool = False) -> Product | None:
+    query = select(Product).where(Product.code == code)
+    return await session.scalar(query.with_for_update() if lock else query)
 
 
-async def get_product(session: AsyncSession, code: str) -> Product:
-    product = await find_product(session, code)
+async def get_product(session: AsyncSession, code: str, *, lock: bool = False) -> Product:
+    """A product by code; `lock`: its row locked for this transaction (a write that checks If-Match first)."""
+    product = await find_product(session, code, lock=lock)
     if product is None:
         raise ProductNotFound(code)
     return product
@@ -41,12 +43,12 @@ async def get_product(session: AsyncSession, code: str) -> Product:
 
 async def create_product(session: AsyncSession, fields: ProductCreate) -> Product:
     ensure_active_window(fields.active_from, fields.active_to)
-    if await find_product(session, fields.code) is not None:
-        raise ProductCodeTaken(fields.code)
-    values = fields.model_dump()
+    if await find_product(session, fields.product_code) is not None:
+        raise ProductCodeTaken(fields.product_code)
+    values = fields.model_dump(exclude={"product_code"}) | {"code": fields.product_code}
     values["eligibility"] = await checked_eligibility(session, fields.eligibility)
     product = Product(**values)
-    async with unique_or_raise(session, ProductCodeTaken(fields.code)):
+    async with unique_or_raise(session, ProductCodeTaken(fields.product_code)):
         session.add(product)
         await session.flush()
     await session.refresh(product)

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.recommendations.models import ContactRule
@@ -16,6 +16,12 @@ RULE_FIELDS = ("name", "outcome", "threshold", "window_days", "scope", "channel"
 async def list_rules(session: AsyncSession) -> list[ContactRuleIn]:
     rows = (await session.scalars(select(ContactRule).order_by(ContactRule.id))).all()
     return [ContactRuleIn(**{f: getattr(row, f) for f in RULE_FIELDS}) for row in rows]
+
+
+async def lock_rules(session: AsyncSession) -> None:
+    """One writer of the contact policy at a time, until this transaction ends (the policy is a set of rows, and
+    an empty set has no row to lock)."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(7310, 30)"))
 
 
 async def replace_rules(session: AsyncSession, rules: list[ContactRuleIn]) -> None:

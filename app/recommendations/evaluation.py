@@ -190,7 +190,7 @@ async def load_snapshots(session: AsyncSession, data: Snapshots, current: str) -
         ],
     )
     policy = TierPolicyCreate(
-        key=SEGMENT_POLICY,
+        policy_key=SEGMENT_POLICY,
         name="Bank segment",
         tiers=[
             {

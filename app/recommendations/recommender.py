@@ -179,7 +179,7 @@ def recommendations_json(result: RecommendationResult, explain: bool) -> bytes:
                 "recommendation_id": rid,
                 "rank": rank,
                 "product": {
-                    "code": item.product.code,
+                    "product_code": item.product.code,
                     "name": item.product.name,
                     "category": item.product.category,
                     "risk_level": item.product.risk_level,

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Request, Response
 from app.audit import service as audit_service
 from app.core.db import SessionDep, driver_connection
 from app.core.errors import problem_responses
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
 from app.core.hotpath import HotRead
 from app.core.i18n import RequestLanguage, language_headers
 from app.core.metrics import RECOMMENDATION_LISTS
@@ -16,7 +17,7 @@ from app.recommendations import contact, recommender
 from app.recommendations.schemas import ContactPolicy, RecommendationQuery, RecommendationsRead
 
 router = APIRouter(
-    prefix="/v1/customers/{external_id}/recommendations",
+    prefix="/v1/customers/{customer_id}/recommendations",
     tags=["recommendations"],
     responses=problem_responses(401, 403, 404, 422),
 )
@@ -24,12 +25,13 @@ contact_router = APIRouter(prefix="/v1/contact-policy", tags=["recommendations"]
 
 
 async def render_recommendations(
-    connection, state, external_id: str, query: RecommendationQuery, language: str | None = None
+    connection, state, customer_id: str, query: RecommendationQuery, language: str | None = None
 ) -> bytes:
-    """The RecommendationsRead document, the served list stored on `connection`, its reasons in `language`."""
+    """The RecommendationsRead document of the customer with this external id, the served list stored on
+    `connection`, its reasons in `language`."""
     result = await state.recommender.recommend(
         connection,
-        external_id,
+        customer_id,
         channel=query.channel,
         limit=query.limit,
         exclude=query.exclude,
@@ -69,9 +71,9 @@ async def get_recommendations(
 # Served in front of the router (app/core/hotpath.py): the app asks on every home screen.
 HOT_READS = [
     HotRead(
-        "/v1/customers/{external_id}/recommendations",
+        "/v1/customers/{customer_id}/recommendations",
         Scope.RECOMMENDATIONS_READ,
-        {"external_id": EXTERNAL_ID_PATTERN},
+        {"customer_id": EXTERNAL_ID_PATTERN},
         render_recommendations,
         RecommendationQuery,
         language=True,
@@ -84,10 +86,12 @@ HOT_READS = [
     summary="Get the contact policy",
     response_model=ContactPolicy,
     dependencies=[require_scope(Scope.PRODUCTS_READ)],
+    responses=CONDITIONAL_GET_RESPONSES,
 )
-async def get_contact_policy(session: SessionDep) -> ContactPolicy:
-    """The rules that suppress offers after ignored impressions or dismissals."""
-    return ContactPolicy(rules=await contact.list_rules(session))
+async def get_contact_policy(session: SessionDep, conditional: ConditionalGet) -> ContactPolicy:
+    """The rules that suppress offers after ignored impressions or dismissals, with their ETag (If-None-Match:
+    304 while unchanged; If-Match on PUT: replace them safely)."""
+    return conditional.respond(ContactPolicy(rules=await contact.list_rules(session)))
 
 
 @contact_router.put(
@@ -95,11 +99,16 @@ async def get_contact_policy(session: SessionDep) -> ContactPolicy:
     summary="Replace the contact policy",
     response_model=ContactPolicy,
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
-    responses=problem_responses(422),
+    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(422)},
 )
-async def put_contact_policy(body: ContactPolicy, session: SessionDep, request: Request) -> ContactPolicy:
-    """Replace the whole contact policy (audited)."""
+async def put_contact_policy(
+    body: ContactPolicy, session: SessionDep, request: Request, conditional: ConditionalWrite
+) -> ContactPolicy:
+    """Replace the whole contact policy (audited). With If-Match, only if nobody changed it since you read it
+    (412)."""
+    await contact.lock_rules(session)
     before = ContactPolicy(rules=await contact.list_rules(session))
+    conditional.check(before)
     await contact.replace_rules(session, body.rules)
     after = ContactPolicy(rules=await contact.list_rules(session))
     await audit_service.record(
@@ -111,4 +120,4 @@ async def put_contact_policy(body: ContactPolicy, session: SessionDep, request: 
         before.model_dump(mode="json"),
         after.model_dump(mode="json"),
     )
-    return after
+    return conditional.respond(after)

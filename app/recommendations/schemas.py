@@ -118,7 +118,7 @@ Reason = Annotated[
 
 
 class ProductRef(BaseModel):
-    code: str
+    product_code: str
     name: str
     category: ProductCategory
     risk_level: int
@@ -165,7 +165,7 @@ class RecommendationsRead(BaseModel):
                             "recommendation_id": "0b8e4c55-6a51-4f0c-9a55-2f0c3b1d7e10",
                             "rank": 1,
                             "product": {
-                                "code": "fund-balanced-r3",
+                                "product_code": "fund-balanced-r3",
                                 "name": "Balanced Growth Fund",
                                 "category": "fund",
                                 "risk_level": 3,

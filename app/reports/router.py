@@ -22,7 +22,7 @@ router = APIRouter(
 )
 
 DEFAULT_RANGE = timedelta(days=30)
-PolicyParam = Annotated[str, Query(min_length=1, max_length=40, description="Tier policy key.")]
+PolicyParam = Annotated[str, Query(alias="policy_key", min_length=1, max_length=40, description="Tier policy key.")]
 # A date or a date-time, years 1900..2100 as app.core.strict bounds every moment (a range never overflows).
 MOMENT_PATTERN = f"{DAY_PATTERN}|{TIME_PATTERN}"
 _MOMENT = TypeAdapter(Timestamp)

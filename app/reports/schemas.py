@@ -33,7 +33,7 @@ class TierDistribution(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "policy": "wealth",
+                    "policy_key": "wealth",
                     "customers": 2000,
                     "aum": "412500000.00",
                     "tiers": [
@@ -51,7 +51,7 @@ class TierDistribution(BaseModel):
         }
     )
 
-    policy: str
+    policy_key: str
     customers: int
     aum: Money
     tiers: list[TierDistributionEntry] = Field(
@@ -66,7 +66,7 @@ class TierMove(BaseModel):
 
 
 class TierMigrations(BaseModel):
-    policy: str
+    policy_key: str
     from_: datetime = Field(alias="from")
     to: datetime
     moves: list[TierMove] = Field(description="The matrix of moves in [from, to), as non-empty cells.")
@@ -130,7 +130,7 @@ class CountBy(BaseModel):
 
 
 class SatisfactionReport(BaseModel):
-    policy: str
+    policy_key: str
     from_: datetime = Field(alias="from")
     to: datetime
     nps: float | None = Field(description="Over every tier.")

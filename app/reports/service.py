@@ -62,7 +62,7 @@ async def tier_distribution(session: AsyncSession, policy: str) -> dict[str, Any
     policy_id, labels = await _policy_and_labels(session, policy)
     rows = (await session.execute(_TIER_DISTRIBUTION, {"policy_id": policy_id})).all()
     return {
-        "policy": policy,
+        "policy_key": policy,
         "customers": sum(r.customers for r in rows),
         "aum": sum((r.aum for r in rows), Decimal(0)),
         "tiers": [
@@ -99,7 +99,7 @@ async def tier_migrations(session: AsyncSession, policy: str, from_: datetime, t
         for (f, t), n in sorted(cells.items(), key=lambda item: (item[0][0] or "", item[0][1]))
     ]
     return {
-        "policy": policy,
+        "policy_key": policy,
         "from": from_,
         "to": to,
         "moves": moves,
@@ -234,7 +234,7 @@ async def satisfaction(session: AsyncSession, policy: str, from_: datetime, to: 
     total = next((c for c in row.complaints if c["grouping"] == 3), None)
     median = total["median_days"] if total else None
     return {
-        "policy": policy,
+        "policy_key": policy,
         "from": from_,
         "to": to,
         "nps": net_promoter_score(sum(t["promoters"] for t in tiers), sum(t["detractors"] for t in tiers), responses),

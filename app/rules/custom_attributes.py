@@ -18,9 +18,17 @@ async def list_attribute_definitions(session: AsyncSession) -> list[CustomAttrib
     return list(await session.scalars(select(CustomAttributeDefinition).order_by(CustomAttributeDefinition.name)))
 
 
-async def get_attribute_definition(session: AsyncSession, name: str) -> CustomAttributeDefinition | None:
-    """The definition as stored now (read again from the database, not the session's copy)."""
-    return await session.get(CustomAttributeDefinition, name, populate_existing=True)
+async def get_attribute_definition(
+    session: AsyncSession, name: str, *, lock: bool = False
+) -> CustomAttributeDefinition | None:
+    """A custom attribute's definition as stored now (read again from the database, not the session's copy), or
+    None; `lock`: its row locked for this transaction."""
+    query = (
+        select(CustomAttributeDefinition)
+        .where(CustomAttributeDefinition.name == name)
+        .execution_options(populate_existing=True)
+    )
+    return await session.scalar(query.with_for_update() if lock else query)
 
 
 async def put_attribute_definition(

@@ -7,7 +7,9 @@ from fastapi import APIRouter, Path, Request
 
 from app.audit import service as audit_service
 from app.core.db import SessionDep
-from app.core.errors import InvalidInput, problem_responses
+from app.core.errors import InvalidInput, NotFound, PreconditionFailed, problem_responses
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
+from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
 from app.products import service as products_service
 from app.rules import custom_attributes
@@ -24,13 +26,15 @@ custom_attributes_router = APIRouter(
 @router.get(
     "",
     summary="List the attributes rules may use",
-    response_model=list[AttributeRead],
+    response_model=Page[AttributeRead],
     dependencies=[require_scope(Scope.ATTRIBUTES_READ)],
+    responses=problem_responses(422),
 )
-async def list_rule_attributes(session: SessionDep) -> list[AttributeRead]:
+async def list_rule_attributes(session: SessionDep, page: PageParams) -> Page[AttributeRead]:
     """The attribute catalog: built-in metrics and the bank's custom attributes, with their type, unit and the
-    operators a condition may apply to each."""
-    return list_attributes(await load_catalog(session))
+    operators a condition may apply to each. Built-ins first, then custom attributes by name; follow
+    `next_cursor`."""
+    return Page[AttributeRead].of_sequence(list_attributes(await load_catalog(session)), page)
 
 
 AttributeName = Annotated[
@@ -41,13 +45,34 @@ AttributeName = Annotated[
 @custom_attributes_router.get(
     "",
     summary="List custom attributes",
-    response_model=list[AttributeDefinitionRead],
+    response_model=Page[AttributeDefinitionRead],
     dependencies=[require_scope(Scope.ATTRIBUTES_READ)],
+    responses=problem_responses(422),
 )
-async def list_attribute_definitions(session: SessionDep) -> list[AttributeDefinitionRead]:
-    """Custom attributes the bank has declared."""
+async def list_attribute_definitions(session: SessionDep, page: PageParams) -> Page[AttributeDefinitionRead]:
+    """Custom attributes the bank has declared, by name; follow `next_cursor`."""
     definitions = await custom_attributes.list_attribute_definitions(session)
-    return [AttributeDefinitionRead.model_validate(d) for d in definitions]
+    return Page[AttributeDefinitionRead].of_sequence(
+        [AttributeDefinitionRead.model_validate(d) for d in definitions], page
+    )
+
+
+@custom_attributes_router.get(
+    "/{name}",
+    summary="Get a custom attribute",
+    response_model=AttributeDefinitionRead,
+    dependencies=[require_scope(Scope.ATTRIBUTES_READ)],
+    responses={**CONDITIONAL_GET_RESPONSES, **problem_responses(404, 422)},
+)
+async def get_attribute_definition(
+    name: AttributeName, session: SessionDep, conditional: ConditionalGet
+) -> AttributeDefinitionRead:
+    """One custom attribute's declaration, with its ETag (If-None-Match: 304 while unchanged; If-Match on PUT:
+    describe it again safely)."""
+    definition = await custom_attributes.get_attribute_definition(session, name)
+    if definition is None:
+        raise NotFound(f"No custom attribute '{name}'.")
+    return conditional.respond(AttributeDefinitionRead.model_validate(definition))
 
 
 @custom_attributes_router.put(
@@ -55,15 +80,25 @@ async def list_attribute_definitions(session: SessionDep) -> list[AttributeDefin
     summary="Declare a custom attribute",
     response_model=AttributeDefinitionRead,
     dependencies=[require_scope(Scope.ATTRIBUTES_WRITE)],
-    responses=problem_responses(409, 422),
+    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(409, 422)},
 )
 async def put_attribute_definition(
-    name: AttributeName, body: AttributeDefinitionPut, session: SessionDep, request: Request
+    name: AttributeName,
+    body: AttributeDefinitionPut,
+    session: SessionDep,
+    conditional: ConditionalWrite,
+    request: Request,
 ) -> AttributeDefinitionRead:
-    """Declare (or describe again) a typed custom attribute; customers may then carry it and rules use it.
-    Audited (custom_attribute.create or .update, type, description and unit before and after)."""
+    """Declare (or describe again) a typed custom attribute; customers may then carry it and rules use it. With
+    If-Match, only if it exists and nobody changed it since you read it (412 otherwise). Audited
+    (custom_attribute.create or .update, type, description and unit before and after)."""
     if is_builtin_attribute(name):
         raise InvalidInput("name", f"'{name}' is a built-in attribute", location="path")
+    if conditional.if_match is not None:
+        current = await custom_attributes.get_attribute_definition(session, name, lock=True)
+        if current is None:
+            raise PreconditionFailed(f"No custom attribute '{name}' to match If-Match against.")
+        conditional.check(AttributeDefinitionRead.model_validate(current))
 
     async def readers() -> list[str]:
         return [
@@ -84,7 +119,7 @@ async def put_attribute_definition(
         before,
         _definition_snapshot(definition),
     )
-    return AttributeDefinitionRead.model_validate(definition)
+    return conditional.respond(AttributeDefinitionRead.model_validate(definition))
 
 
 def _definition_snapshot(definition) -> dict | None:

@@ -18,6 +18,8 @@ from sqlalchemy.sql import ColumnElement, FromClause
 
 from app.core.db import unique_or_raise
 from app.core.errors import InvalidInput
+from app.core.etag import matches_if_match
+from app.core.pagination import PageRequest, keyset
 from app.rules import (
     AttributeCatalog,
     check_condition,
@@ -103,7 +105,7 @@ def tier_case(
 
 def etag_of(version: TierPolicyVersion) -> str:
     micros = (version.updated_at - _EPOCH) // timedelta(microseconds=1)
-    return f'W/"{version.id}-{micros}"'
+    return f'"{version.id}-{micros}"'  # strong: equal tags mean the same content (it changes on every edit)
 
 
 async def find_policy(session: AsyncSession, key: str, *, for_update: bool = False) -> TierPolicy | None:
@@ -162,21 +164,23 @@ async def active_version(session: AsyncSession, policy: TierPolicy) -> TierPolic
     )
 
 
-async def list_policies(session: AsyncSession) -> list[tuple[TierPolicy, int | None, int]]:
-    """Every policy with its active version number (or None) and its latest version number."""
+async def list_policies(session: AsyncSession, page: PageRequest) -> list[tuple[TierPolicy, int | None, int]]:
+    """A page of policies in creation order (limit + 1), each with its active version number (or None) and its
+    latest version number."""
     active = func.max(TierPolicyVersion.version).filter(TierPolicyVersion.status == "active")
     query = (
         select(TierPolicy, active, func.max(TierPolicyVersion.version))
         .join(TierPolicyVersion, TierPolicyVersion.policy_id == TierPolicy.id)
         .group_by(TierPolicy.id)
-        .order_by(TierPolicy.key)
     )
-    return [(policy, active_no, latest) for policy, active_no, latest in (await session.execute(query)).all()]
+    rows = await session.execute(keyset(query, TierPolicy.id, page))
+    return [(policy, active_no, latest) for policy, active_no, latest in rows.all()]
 
 
-async def list_changes(session: AsyncSession, policy: TierPolicy) -> list[TierPolicyChange]:
-    query = select(TierPolicyChange).where(TierPolicyChange.policy_id == policy.id).order_by(TierPolicyChange.id)
-    return list((await session.scalars(query)).all())
+async def list_changes(session: AsyncSession, policy: TierPolicy, page: PageRequest) -> list[TierPolicyChange]:
+    """A page of the policy's changes, oldest first (limit + 1)."""
+    query = select(TierPolicyChange).where(TierPolicyChange.policy_id == policy.id)
+    return list((await session.scalars(keyset(query, TierPolicyChange.id, page))).all())
 
 
 # ---- writes ----------------------------------------------------------------------------------------------------
@@ -210,11 +214,11 @@ async def create_policy(
 ) -> tuple[TierPolicy, TierPolicyVersion]:
     """A new policy with draft version 1; 409 if the key exists."""
     tiers = await checked_tiers(session, body.tiers)
-    if await find_policy(session, body.key) is not None:
-        raise TierPolicyKeyTaken(body.key)
+    if await find_policy(session, body.policy_key) is not None:
+        raise TierPolicyKeyTaken(body.policy_key)
     now = datetime.now(UTC)
-    policy = TierPolicy(key=body.key, name=body.name, description=body.description, created_at=now)
-    async with unique_or_raise(session, TierPolicyKeyTaken(body.key)):
+    policy = TierPolicy(key=body.policy_key, name=body.name, description=body.description, created_at=now)
+    async with unique_or_raise(session, TierPolicyKeyTaken(body.policy_key)):
         session.add(policy)
         await session.flush()
     version = TierPolicyVersion(
@@ -286,7 +290,7 @@ async def edit_version(
     if if_match is None:
         raise IfMatchMissing()
     current = etag_of(version)
-    if current not in {tag.strip() for tag in if_match.split(",")} and if_match.strip() != "*":
+    if not matches_if_match(if_match, current):
         raise StaleVersion(current)
     tiers = await checked_tiers(session, body.tiers)
     before = _content(version)
@@ -360,9 +364,9 @@ async def load_default_policies(session: AsyncSession, actor: str = "system") ->
     """Create every missing default policy and activate its version 1; idempotent. Returns the keys created."""
     created = []
     for body in default_policies():
-        if await find_policy(session, body.key) is not None:
+        if await find_policy(session, body.policy_key) is not None:
             continue
         await create_policy(session, body, actor)
-        await activate_version(session, body.key, 1, actor)
-        created.append(body.key)
+        await activate_version(session, body.policy_key, 1, actor)
+        created.append(body.policy_key)
     return created

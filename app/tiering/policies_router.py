@@ -2,21 +2,22 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Header, Path, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Header, Path, Request, Response
 
 from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
+from app.core.etag import CONDITIONAL_GET_RESPONSES, ConditionalGet, matches_if_none_match
+from app.core.idempotency import creates
+from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
 from app.core.strict import INT_MAX, ParamInteger
 from app.tiering import policies, runs, simulation
 from app.tiering.models import TierPolicy, TierPolicyVersion
 from app.tiering.schemas import (
     SimulationResult,
-    TierPolicyChangeList,
     TierPolicyChangeRead,
     TierPolicyCreate,
-    TierPolicyList,
     TierPolicyRead,
     TierPolicySummary,
     TierPolicyVersionCreate,
@@ -32,7 +33,9 @@ router = APIRouter(prefix="/v1/tier-policies", tags=["tier-policies"])
 
 READ = [require_scope(Scope.POLICIES_READ)]
 WRITE = [require_scope(Scope.POLICIES_WRITE)]
-KeyPath = Annotated[str, Path(max_length=40, description="The policy key, e.g. `wealth`.", examples=["wealth"])]
+KeyPath = Annotated[
+    str, Path(alias="policy_key", max_length=40, description="The policy key, e.g. `wealth`.", examples=["wealth"])
+]
 VersionPath = Annotated[ParamInteger(1, INT_MAX), Path(description="The version number.", examples=[1])]
 ETAG_HEADER = {
     "ETag": {"description": "The version's ETag; send it as If-Match to edit a draft.", "schema": {"type": "string"}}
@@ -76,10 +79,11 @@ def _version_read(policy: TierPolicy, version: TierPolicyVersion, response: Resp
     )
 
 
-@router.post(
+@creates(
+    router,
     "",
     summary="Create a tier policy",
-    status_code=status.HTTP_201_CREATED,
+    location="/v1/tier-policies/{policy_key}",
     response_model=TierPolicyVersionRead,
     dependencies=WRITE,
     responses={201: {"headers": ETAG_HEADER}, **problem_responses(401, 403, 409, 422)},
@@ -109,30 +113,31 @@ async def create_tier_policy(
 @router.get(
     "",
     summary="List tier policies",
-    response_model=TierPolicyList,
+    response_model=Page[TierPolicySummary],
     dependencies=READ,
-    responses=problem_responses(401, 403),
+    responses=problem_responses(401, 403, 422),
 )
-async def list_tier_policies(session: SessionDep) -> TierPolicyList:
-    """Every policy by key, with the number of its active version (null when none is active)."""
-    rows = await policies.list_policies(session)
-    return TierPolicyList(
-        items=[
-            TierPolicySummary(
-                key=p.key,
-                name=p.name,
-                description=p.description,
-                active_version=active,
-                latest_version=latest,
-                created_at=p.created_at,
-            )
-            for p, active, latest in rows
-        ]
+async def list_tier_policies(session: SessionDep, page: PageParams) -> Page[TierPolicySummary]:
+    """Every policy in creation order, with the number of its active version (null when none is active);
+    follow `next_cursor`."""
+    rows = await policies.list_policies(session, page)
+    return Page[TierPolicySummary].of(
+        rows,
+        page,
+        lambda row: TierPolicySummary(
+            policy_key=row[0].key,
+            name=row[0].name,
+            description=row[0].description,
+            active_version=row[1],
+            latest_version=row[2],
+            created_at=row[0].created_at,
+        ),
+        key_of=lambda row: (row[0].id,),
     )
 
 
 @router.get(
-    "/{key}",
+    "/{policy_key}",
     summary="Get a tier policy with its versions",
     response_model=TierPolicyRead,
     dependencies=READ,
@@ -144,7 +149,7 @@ async def get_tier_policy(key: KeyPath, session: SessionDep) -> TierPolicyRead:
     versions = await policies.list_versions(session, policy)
     active = next((v.version for v in versions if v.status == "active"), None)
     return TierPolicyRead(
-        key=policy.key,
+        policy_key=policy.key,
         name=policy.name,
         description=policy.description,
         active_version=active,
@@ -168,28 +173,31 @@ async def get_tier_policy(key: KeyPath, session: SessionDep) -> TierPolicyRead:
 
 
 @router.get(
-    "/{key}/changes",
+    "/{policy_key}/changes",
     summary="List a policy's changes",
-    response_model=TierPolicyChangeList,
+    response_model=Page[TierPolicyChangeRead],
     dependencies=READ,
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 422),
 )
-async def list_tier_policy_changes(key: KeyPath, session: SessionDep) -> TierPolicyChangeList:
-    """The policy's audit trail, oldest first: who created, edited, activated, retired or rolled back what."""
+async def list_tier_policy_changes(key: KeyPath, session: SessionDep, page: PageParams) -> Page[TierPolicyChangeRead]:
+    """The policy's audit trail, oldest first: who created, edited, activated, retired or rolled back what;
+    follow `next_cursor`."""
     policy = await policies.get_policy(session, key)
-    changes = await policies.list_changes(session, policy)
-    return TierPolicyChangeList(
-        items=[
-            TierPolicyChangeRead(version=c.version, action=c.action, actor=c.actor, at=c.at, detail=c.detail)
-            for c in changes
-        ]
+    changes = await policies.list_changes(session, policy, page)
+    return Page[TierPolicyChangeRead].of(
+        changes,
+        page,
+        lambda c: TierPolicyChangeRead(
+            id=c.id, version=c.version, action=c.action, actor=c.actor, at=c.at, detail=c.detail
+        ),
     )
 
 
-@router.post(
-    "/{key}/versions",
+@creates(
+    router,
+    "/{policy_key}/versions",
     summary="Add a draft version",
-    status_code=status.HTTP_201_CREATED,
+    location="/v1/tier-policies/{policy_key}/versions/{version}",
     response_model=TierPolicyVersionRead,
     dependencies=WRITE,
     responses={201: {"headers": ETAG_HEADER}, **problem_responses(401, 403, 404, 422)},
@@ -204,22 +212,26 @@ async def add_tier_policy_version(
 
 
 @router.get(
-    "/{key}/versions/{version}",
+    "/{policy_key}/versions/{version}",
     summary="Get a policy version",
     response_model=TierPolicyVersionRead,
     dependencies=READ,
-    responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 403, 404)},
+    responses={**CONDITIONAL_GET_RESPONSES, **problem_responses(401, 403, 404)},
 )
 async def get_tier_policy_version(
-    key: KeyPath, version: VersionPath, session: SessionDep, response: Response
+    key: KeyPath, version: VersionPath, session: SessionDep, response: Response, conditional: ConditionalGet
 ) -> TierPolicyVersionRead:
-    """One version in full, with its ETag (send it as If-Match to edit a draft)."""
+    """One version in full, with its ETag (send it as If-Match to edit a draft; as If-None-Match for a 304 while
+    it is unchanged)."""
     policy = await policies.get_policy(session, key)
-    return _version_read(policy, await policies.get_version(session, policy, version), response)
+    found = await policies.get_version(session, policy, version)
+    if matches_if_none_match(conditional.if_none_match, policies.etag_of(found)):
+        return Response(status_code=304, headers={"ETag": policies.etag_of(found)})
+    return _version_read(policy, found, response)
 
 
 @router.put(
-    "/{key}/versions/{version}",
+    "/{policy_key}/versions/{version}",
     summary="Edit a draft version",
     response_model=TierPolicyVersionRead,
     dependencies=WRITE,
@@ -246,7 +258,7 @@ async def edit_tier_policy_version(
 
 
 @router.post(
-    "/{key}/versions/{version}/activate",
+    "/{policy_key}/versions/{version}/activate",
     summary="Activate a version",
     response_model=TierPolicyVersionRead,
     dependencies=WRITE,
@@ -295,7 +307,7 @@ async def activate_tier_policy_version(
 
 
 @router.post(
-    "/{key}/versions/{version}/retire",
+    "/{policy_key}/versions/{version}/retire",
     summary="Retire a version",
     response_model=TierPolicyVersionRead,
     dependencies=WRITE,
@@ -319,7 +331,7 @@ async def retire_tier_policy_version(
 
 
 @router.post(
-    "/{key}/versions/{version}/evaluate",
+    "/{policy_key}/versions/{version}/evaluate",
     summary="What-if: evaluate values",
     response_model=WhatIfResult,
     dependencies=READ,
@@ -337,7 +349,7 @@ async def evaluate_tier_policy_version(
 
 
 @router.post(
-    "/{key}/versions/{version}/simulate",
+    "/{policy_key}/versions/{version}/simulate",
     summary="Simulate a version on every customer",
     response_model=SimulationResult,
     dependencies=READ,

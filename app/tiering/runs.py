@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from app.audit import service as audit_service
 from app.core.errors import Conflict
 from app.core.metrics import TIER_RUN_SECONDS
+from app.core.pagination import PageRequest, keyset
 from app.customers.locks import LOCK_SPAN, hold_chunk
 from app.customers.models import Customer
 from app.tiering.assignment.compile import AssignmentCounts, assign, compiled_active_versions
@@ -277,6 +278,14 @@ async def _evaluate_chunk(sessionmaker: async_sessionmaker, run_id: int, version
             raise RunAbandoned(f"tier run {run_id} was failed while its worker went on")
         count_transitions(session, counts)
         await session.commit()
+
+
+async def list_runs(session: AsyncSession, page: PageRequest, status: str | None = None) -> list:
+    """Runs newest first (rows of run and policy key), the page's limit + 1 of them."""
+    query = select(TierRun, TierPolicy.key).outerjoin(TierPolicy, TierPolicy.id == TierRun.policy_id)
+    if status is not None:
+        query = query.where(TierRun.status == status)
+    return list((await session.execute(keyset(query, TierRun.id, page, descending=True))).all())
 
 
 async def get_run(session: AsyncSession, run_id: int) -> tuple[TierRun, str | None]:

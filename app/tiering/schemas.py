@@ -144,7 +144,7 @@ class TierPolicyCreate(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "key": "wealth",
+                    "policy_key": "wealth",
                     "name": "Wealth tiers",
                     "description": "Relationship tiers by 3-month average AUM.",
                     "tiers": WEALTH_TIERS,
@@ -155,7 +155,7 @@ class TierPolicyCreate(BaseModel):
         },
     )
 
-    key: PolicyKey = Field(description="Stable policy key, lowercase: e.g. wealth, lifecycle, loyalty, needs.")
+    policy_key: PolicyKey = Field(description="Stable policy key, lowercase: e.g. wealth, lifecycle, loyalty, needs.")
     name: Name
     description: Description = ""
     tiers: Tiers
@@ -249,7 +249,7 @@ class TierPolicyVersionSummary(BaseModel):
 
 
 class TierPolicySummary(BaseModel):
-    key: str
+    policy_key: str
     name: str
     description: str
     active_version: int | None = Field(description="The active version's number; null when none is active.")
@@ -261,11 +261,8 @@ class TierPolicyRead(TierPolicySummary):
     versions: list[TierPolicyVersionSummary]
 
 
-class TierPolicyList(BaseModel):
-    items: list[TierPolicySummary]
-
-
 class TierPolicyChangeRead(BaseModel):
+    id: int = Field(description="The change's id, increasing: the order of the trail.")
     version: int | None
     actor: str = Field(description="The name of the API key that made the change.")
     at: datetime
@@ -274,10 +271,6 @@ class TierPolicyChangeRead(BaseModel):
         description="What changed, by action: e.g. the version's tiers and grace "
         "for create, add_version and edit; the versions for activate."
     )
-
-
-class TierPolicyChangeList(BaseModel):
-    items: list[TierPolicyChangeRead]
 
 
 class WhatIfRequest(BaseModel):
@@ -352,7 +345,7 @@ class TierOverrideRead(BaseModel):
 class CustomerTier(BaseModel):
     """A customer's tier under one active policy."""
 
-    policy: str
+    policy_key: str = Field(description="The policy's key.")
     policy_version: int = Field(description="The version that decided the tier.")
     tier: str = Field(description="The tier the customer has (an unexpired override wins over the rules).")
     label: str = Field(description="The tier's label in the response's language (Content-Language).")
@@ -383,7 +376,7 @@ class CustomerTiers(BaseModel):
                     "customer_id": "C00000042",
                     "tiers": [
                         {
-                            "policy": "wealth",
+                            "policy_key": "wealth",
                             "policy_version": 3,
                             "tier": "wealth",
                             "label": "Wealth",
@@ -513,8 +506,9 @@ class TierOverridePut(BaseModel):
 
 
 class TierTransitionRead(BaseModel):
+    id: int = Field(description="The transition's stable id: de-duplicate on it when a page is read twice.")
     customer_id: str
-    policy: str
+    policy_key: str
     from_tier: str | None
     to_tier: str
     direction: TransitionDirection
@@ -524,19 +518,19 @@ class TierTransitionRead(BaseModel):
 
 class TierTransitionPage(BaseModel):
     items: list[TierTransitionRead]
-    next_cursor: str | None = Field(description="Pass as `after` to continue; also when no new rows yet.")
+    next_cursor: str | None = Field(description="Pass as `cursor` to continue; also when no new rows yet.")
 
 
 class TierRunCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"policy": "wealth"}, {"all": True}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"policy_key": "wealth"}, {"all": True}]})
 
-    policy: str | None = Field(None, description="One policy key; or set `all`.")
+    policy_key: str | None = Field(None, max_length=40, description="One policy's key; or set `all`.")
     all: Boolean = Field(False, description="Every active policy.")
 
     @model_validator(mode="after")
     def one_target(self) -> "TierRunCreate":
-        if (self.policy is None) == (not self.all):
-            raise ValueError("give either `policy` or `all: true`")
+        if (self.policy_key is None) == (not self.all):
+            raise ValueError("give either `policy_key` or `all: true`")
         return self
 
 
@@ -544,7 +538,7 @@ class TierRunRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
-    policy: str | None
+    policy_key: str | None = Field(description="The policy run; null: every active policy.")
     status: TierRunStatus
     requested_by: str
     total: int

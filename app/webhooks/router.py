@@ -47,13 +47,22 @@ WebhookId = Annotated[ParamInteger(1, BIGINT_MAX), Path(description="The subscri
 DeliveryId = Annotated[ParamInteger(1, BIGINT_MAX), Path(description="The delivery's id.", examples=[1])]
 
 
-@router.get("/event-types", summary="List the webhook event types", response_model=list[EventTypeRead])
-async def list_event_types() -> list[EventTypeRead]:
-    """Every event type a subscription can ask for, with what it means and the JSON schema of its `data`."""
-    return [
-        EventTypeRead(name=e.name, description=e.description, payload_schema=e.payload.model_json_schema())
-        for e in EVENT_TYPES.values()
-    ]
+@router.get(
+    "/event-types",
+    summary="List the webhook event types",
+    response_model=Page[EventTypeRead],
+    responses=problem_responses(422),
+)
+async def list_event_types(page: PageParams) -> Page[EventTypeRead]:
+    """Every event type a subscription can ask for, with what it means and the JSON schema of its `data`; follow
+    `next_cursor`."""
+    return Page[EventTypeRead].of_sequence(
+        [
+            EventTypeRead(name=e.name, description=e.description, payload_schema=e.payload.model_json_schema())
+            for e in EVENT_TYPES.values()
+        ],
+        page,
+    )
 
 
 @creates(

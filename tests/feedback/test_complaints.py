@@ -24,7 +24,9 @@ def complaint(event_id: str, customer: str, category: str = "fees", days_ago: fl
 
 async def move(client, as_role, complaint_id: int, to: str, note: str | None = None, role: str = "admin"):
     return await client.post(
-        f"/v1/feedback/complaints/{complaint_id}/transitions", headers=as_role(role), json={"to": to, "note": note}
+        f"/v1/feedback/complaints/{complaint_id}/transitions",
+        headers=as_role(role),
+        json={"to_status": to, "note": note},
     )
 
 
@@ -105,7 +107,7 @@ async def test_complaints_list_with_filters_and_cursor(client, as_role):
         assert response.status_code == 200, response.text
         return [c["event_id"] for c in response.json()["items"]]
 
-    assert await listed(customer="K2") == ["a", "b"]
+    assert await listed(customer_id="K2") == ["a", "b"]
     assert await listed(category="fees") == ["a", "c"]
     assert await listed(status="in_progress") == ["c"]
     since = (datetime.now(UTC) - timedelta(days=6)).isoformat()

@@ -10,7 +10,7 @@ from app.tiering.policies import default_policies
 from tests.factories import customer_body
 
 PRODUCT = {
-    "code": "audit-td",
+    "product_code": "audit-td",
     "name": "Audit deposit",
     "category": "deposit",
     "risk_level": 1,
@@ -30,7 +30,7 @@ async def test_product_writes_are_audited_with_before_and_after(client, as_role)
     assert (await client.post("/v1/products", json=PRODUCT, headers=admin)).status_code == 201
     assert (await client.patch("/v1/products/audit-td", json={"name": "Renamed"}, headers=admin)).status_code == 200
     assert (await client.delete("/v1/products/audit-td", headers=admin)).status_code == 200
-    events = await _audit(client, admin, entity="product")
+    events = await _audit(client, admin, entity_type="product")
     assert [e["action"] for e in events] == ["product.deactivate", "product.update", "product.create"]  # newest first
     deactivate, update, create = events
     assert all(e["actor"] == "test-admin" and e["entity_key"] == "audit-td" for e in events)
@@ -45,7 +45,7 @@ async def test_a_failed_write_leaves_no_audit_event(client, as_role):
     assert (await client.post("/v1/products", json=PRODUCT, headers=admin)).status_code == 201
     assert (await client.post("/v1/products", json=PRODUCT, headers=admin)).status_code == 409
     assert (await client.patch("/v1/products/audit-td", json={"risk_level": 9}, headers=admin)).status_code == 422
-    assert [e["action"] for e in await _audit(client, admin, entity="product")] == ["product.create"]
+    assert [e["action"] for e in await _audit(client, admin, entity_type="product")] == ["product.create"]
 
 
 async def test_api_key_events_hold_name_role_and_id_but_never_the_key(client, as_role, keys):
@@ -54,7 +54,7 @@ async def test_api_key_events_hold_name_role_and_id_but_never_the_key(client, as
     assert created.status_code == 201
     key_id, secret = created.json()["id"], created.json()["key"]
     assert (await client.delete(f"/v1/api-keys/{key_id}", headers=admin)).status_code == 200
-    revoke, create = await _audit(client, admin, entity="api_key")
+    revoke, create = await _audit(client, admin, entity_type="api_key")
     assert create["action"] == "api_key.create" and create["entity_key"] == str(key_id)
     assert create["after"] == {"id": key_id, "name": "crm-sync", "role": "integration"}
     assert revoke["action"] == "api_key.revoke"
@@ -85,7 +85,7 @@ async def test_policy_lifecycle_and_overrides_are_audited_without_personal_data(
     assert put.status_code == 200, put.text
     assert (await client.delete("/v1/customers/AUD-1/tiers/wealth/override", headers=admin)).status_code == 200
 
-    policy_events = await _audit(client, admin, entity="policy", entity_key="wealth")
+    policy_events = await _audit(client, admin, entity_type="policy", entity_key="wealth")
     assert [e["action"] for e in policy_events] == [
         "policy.activate",
         "policy.version_create",
@@ -96,7 +96,7 @@ async def test_policy_lifecycle_and_overrides_are_audited_without_personal_data(
     assert policy_events[2]["before"] == {"active_version": None}
     assert policy_events[3]["after"]["tiers"][0]["code"] == "private"
 
-    remove, set_ = await _audit(client, admin, entity="tier_override")
+    remove, set_ = await _audit(client, admin, entity_type="tier_override")
     assert set_["action"] == "tier_override.set" and set_["before"] == {"override": None}
     assert set_["after"]["override"] == "private"
     assert remove["action"] == "tier_override.remove" and remove["after"] == {"override": None}
@@ -108,7 +108,7 @@ async def test_policy_lifecycle_and_overrides_are_audited_without_personal_data(
 async def test_audit_filters_by_action_and_time_and_pages_with_a_cursor(client, as_role):
     admin = as_role("admin")
     for i in range(5):
-        body = {**PRODUCT, "code": f"audit-{i}"}
+        body = {**PRODUCT, "product_code": f"audit-{i}"}
         assert (await client.post("/v1/products", json=body, headers=admin)).status_code == 201
     assert (await client.patch("/v1/products/audit-0", json={"name": "x"}, headers=admin)).status_code == 200
     assert [e["entity_key"] for e in await _audit(client, admin, action="product.update")] == ["audit-0"]

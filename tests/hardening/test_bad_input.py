@@ -11,7 +11,7 @@ import pytest
             "POST",
             "/v1/products",
             {
-                "code": "nul-probe",
+                "product_code": "nul-probe",
                 "name": "Nul\u0000Product",
                 "category": "deposit",
                 "risk_level": 1,

@@ -89,7 +89,7 @@ async def test_concurrent_activation_of_two_versions_leaves_exactly_one_active(c
     key = f"race{committed['tag']}"
     committed["policies"].append(key)
     admin = committed["headers"]["admin"]
-    body = default_policies()[0].model_dump(mode="json", exclude_none=True) | {"key": key}
+    body = default_policies()[0].model_dump(mode="json", exclude_none=True) | {"policy_key": key}
     async with _clients(committed["app"], 1)[0] as client:
         assert (await client.post("/v1/tier-policies", json=body, headers=admin)).status_code == 201
         for _ in range(3):  # versions 2, 3, 4

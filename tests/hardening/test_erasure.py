@@ -72,7 +72,7 @@ async def test_erased_customer_leaves_no_personal_value_in_any_table(client, as_
             await client.post("/v1/tier-policies", json=body.model_dump(mode="json", exclude_none=True), headers=admin)
         ).status_code == 201
         assert (
-            await client.post(f"/v1/tier-policies/{body.key}/versions/1/activate", headers=admin)
+            await client.post(f"/v1/tier-policies/{body.policy_key}/versions/1/activate", headers=admin)
         ).status_code == 200
     assert (
         await client.put("/v1/attributes/custom/favourite_branch", json={"type": "string"}, headers=admin)

@@ -38,7 +38,7 @@ def _request() -> Request:
 )
 async def test_reports_refuse_dates_beyond_the_years_a_bank_means_with_422(client, as_role, report, bounds, refused):
     response = await client.get(
-        f"/v1/reports/{report}", params={"policy": "wealth", **bounds}, headers=as_role("admin")
+        f"/v1/reports/{report}", params={"policy_key": "wealth", **bounds}, headers=as_role("admin")
     )
     assert response.status_code == 422, response.text
     assert [e["parameter"] for e in response.json()["errors"]] == [refused]
@@ -203,7 +203,7 @@ async def test_a_write_while_the_database_shuts_down_is_a_503(test_settings, tmp
 def _deep_policy(levels: int) -> str:
     condition = '{"not": ' * levels + '{"always": true}' + "}" * levels
     return (
-        '{"key": "deep", "name": "Deep", "tiers": [{"code": "a", "label": "A", "rank": 1, "condition": '
+        '{"policy_key": "deep", "name": "Deep", "tiers": [{"code": "a", "label": "A", "rank": 1, "condition": '
         + condition
         + "}]}"
     )
@@ -243,7 +243,7 @@ async def test_a_policy_nested_a_thousand_deep_is_a_422_at_its_condition(client,
 
 async def test_a_shallower_deep_condition_points_at_the_condition_limit(client, as_role):
     body = {
-        "key": "deep",
+        "policy_key": "deep",
         "name": "Deep",
         "tiers": [
             {

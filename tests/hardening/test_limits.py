@@ -50,14 +50,18 @@ async def test_rule_documents_too_deep_or_too_large_are_422(client, as_role):
         deep = {"not": deep}
     tiers = [{"code": "a", "label": "A", "rank": 1, "condition": deep}]
     too_deep = await client.post(
-        "/v1/tier-policies", headers=as_role("admin"), json={"key": "deep", "name": "Deep", "tiers": tiers}
+        "/v1/tier-policies", headers=as_role("admin"), json={"policy_key": "deep", "name": "Deep", "tiers": tiers}
     )
     assert too_deep.status_code == 422 and too_deep.json()["errors"][0]["pointer"].startswith("/tiers/0/condition")
     wide = {"any": [{"attr": "aum", "op": "gte", "value": i} for i in range(250)]}
     too_large = await client.post(
         "/v1/tier-policies",
         headers=as_role("admin"),
-        json={"key": "wide", "name": "Wide", "tiers": [{"code": "a", "label": "A", "rank": 1, "condition": wide}]},
+        json={
+            "policy_key": "wide",
+            "name": "Wide",
+            "tiers": [{"code": "a", "label": "A", "rank": 1, "condition": wide}],
+        },
     )
     assert too_large.status_code == 422
 

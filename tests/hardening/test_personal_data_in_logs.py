@@ -55,7 +55,7 @@ def leaks(text: str) -> list[str]:
 
 async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Response]]) -> set[str]:
     """Each write route with personal data, good (2xx expected) and bad (4xx expected); returns the operations
-    exercised ("PUT /v1/customers/{external_id}", ...)."""
+    exercised ("PUT /v1/customers/{customer_id}", ...)."""
     done: set[str] = set()
     today = date.today().isoformat()
     now = datetime.now(UTC).replace(microsecond=0)
@@ -87,7 +87,7 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         "/v1/products",
         good={
             "json": {
-                "code": "savings",
+                "product_code": "savings",
                 "name": "Savings",
                 "category": "deposit",
                 "risk_level": 1,
@@ -97,7 +97,7 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         },
         bad={
             "json": {
-                "code": "savings",
+                "product_code": "savings",
                 "name": f"{NAME}{NUL}",
                 "category": "deposit",
                 "risk_level": 1,
@@ -109,10 +109,10 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         "POST /v1/products",
         "/v1/products",
         "good",
-        json={"code": "card", "name": "Card", "category": "card", "risk_level": 1, "channels": ["mobile"]},
+        json={"product_code": "card", "name": "Card", "category": "card", "risk_level": 1, "channels": ["mobile"]},
     )
     await both(
-        "PATCH /v1/products/{code}",
+        "PATCH /v1/products/{product_code}",
         "/v1/products/savings",
         good={"json": {"description": f"ask {PHONE}"}},
         bad={"json": {"description": f"{EMAIL}{NUL}"}},
@@ -128,16 +128,16 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         "attributes": {"email": EMAIL, "phone": PHONE},
     }
     await send(
-        "PUT /v1/customers/{external_id}", customer, "bad", json={**profile, "attributes": {"email": EMAIL + NUL}}
+        "PUT /v1/customers/{customer_id}", customer, "bad", json={**profile, "attributes": {"email": EMAIL + NUL}}
     )
     await both(
-        "PUT /v1/customers/{external_id}",
+        "PUT /v1/customers/{customer_id}",
         customer,
         good={"json": profile},
         bad={"json": {**profile, "birth_date": BIRTH + "x", "onboarded_at": 123}},
     )
     await both(
-        "PATCH /v1/customers/{external_id}",
+        "PATCH /v1/customers/{customer_id}",
         customer,
         good={"json": {"display_name": NAME}},
         bad={"json": {"display_name": NAME + NUL}},
@@ -146,18 +146,18 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         "POST /v1/customers/import",
         "/v1/customers/import",
         good={
-            "content": f'{{"external_id": "{CUSTOMER}-2", "segment": "retail", "display_name": "{NAME}", '
+            "content": f'{{"customer_id": "{CUSTOMER}-2", "segment": "retail", "display_name": "{NAME}", '
             f'"birth_date": "{BIRTH}", "onboarded_at": "2020-01-01T00:00:00Z"}}\n',
             "headers": {"content-type": "application/x-ndjson"},
         },
         bad={
-            "content": f'{{"external_id": "{CUSTOMER}-3", "segment": "retail", '
+            "content": f'{{"customer_id": "{CUSTOMER}-3", "segment": "retail", '
             f'"display_name": "{NAME}\\u0000", "onboarded_at": "2020-01-01T00:00:00Z"}}\n',
             "headers": {"content-type": "application/x-ndjson"},
         },
     )
     await both(
-        "PUT /v1/customers/{external_id}/holdings",
+        "PUT /v1/customers/{customer_id}/holdings",
         f"{customer}/holdings",
         good={"json": {"holdings": [{"product_code": "savings", "balance": BALANCE, "as_of": today}]}},
         bad={"json": {"holdings": [{"product_code": "savings", "balance": BALANCE + "1", "as_of": BIRTH}]}},
@@ -192,7 +192,7 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
     )
 
     policy = {
-        "key": "loyalty",
+        "policy_key": "loyalty",
         "name": f"{NAME}'s tiers",
         "description": FREE_TEXT,
         "tiers": [
@@ -207,38 +207,38 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         bad={"json": {**policy, "description": FREE_TEXT + NUL}},
     )
     await both(
-        "POST /v1/tier-policies/{key}/versions",
+        "POST /v1/tier-policies/{policy_key}/versions",
         "/v1/tier-policies/loyalty/versions",
         good={"json": {"copy_from": 1, "description": FREE_TEXT}},
         bad={"json": {"copy_from": 1, "description": FREE_TEXT + NUL}},
     )
     etag = (await request("GET", "/v1/tier-policies/loyalty/versions/2")).headers["etag"]
     await both(
-        "PUT /v1/tier-policies/{key}/versions/{version}",
+        "PUT /v1/tier-policies/{policy_key}/versions/{version}",
         "/v1/tier-policies/loyalty/versions/2",
         good={"json": {"tiers": policy["tiers"], "description": FREE_TEXT}, "headers": {"If-Match": etag}},
         bad={"json": {"tiers": policy["tiers"], "description": FREE_TEXT + NUL}, "headers": {"If-Match": etag}},
     )
     await both(
-        "POST /v1/tier-policies/{key}/versions/{version}/evaluate",
+        "POST /v1/tier-policies/{policy_key}/versions/{version}/evaluate",
         "/v1/tier-policies/loyalty/versions/1/evaluate",
         good={"json": {"attributes": {"email": EMAIL, "phone": PHONE}}},
         bad={"json": {"attributes": {"email": EMAIL + NUL}}},
     )
     await both(
-        "POST /v1/tier-policies/{key}/versions/{version}/simulate",
+        "POST /v1/tier-policies/{policy_key}/versions/{version}/simulate",
         "/v1/tier-policies/loyalty/versions/1/simulate",
         good={},
         bad={"headers": {"X-API-Key": EMAIL}},
     )
     activated = await both(
-        "POST /v1/tier-policies/{key}/versions/{version}/activate",
+        "POST /v1/tier-policies/{policy_key}/versions/{version}/activate",
         "/v1/tier-policies/loyalty/versions/1/activate",
         good={},
         bad={"headers": {"X-API-Key": NAME}},
     )
     await both(
-        "POST /v1/tier-policies/{key}/versions/{version}/retire",
+        "POST /v1/tier-policies/{policy_key}/versions/{version}/retire",
         "/v1/tier-policies/loyalty/versions/2/retire",
         good={},
         bad={"headers": {"X-API-Key": PHONE}},
@@ -248,22 +248,25 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
             break
         await asyncio.sleep(0.1)
     await both(
-        "POST /v1/tier-runs", "/v1/tier-runs", good={"json": {"policy": "loyalty"}}, bad={"json": {"policy": NAME}}
+        "POST /v1/tier-runs",
+        "/v1/tier-runs",
+        good={"json": {"policy_key": "loyalty"}},
+        bad={"json": {"policy_key": NAME}},
     )
     await both(
-        "POST /v1/customers/{external_id}/tiers/evaluate",
+        "POST /v1/customers/{customer_id}/tiers/evaluate",
         f"{customer}/tiers/evaluate",
         good={},
         bad={"headers": {"X-API-Key": EMAIL}},
     )
     await both(
-        "PUT /v1/customers/{external_id}/tiers/{policy_key}/override",
+        "PUT /v1/customers/{customer_id}/tiers/{policy_key}/override",
         f"{customer}/tiers/loyalty/override",
         good={"json": {"tier": "fan", "reason": FREE_TEXT}},
         bad={"json": {"tier": "fan", "reason": FREE_TEXT + NUL}},
     )
     await both(
-        "DELETE /v1/customers/{external_id}/tiers/{policy_key}/override",
+        "DELETE /v1/customers/{customer_id}/tiers/{policy_key}/override",
         f"{customer}/tiers/loyalty/override",
         good={},
         bad={"headers": {"X-API-Key": NAME}},
@@ -307,8 +310,8 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
     await both(
         "POST /v1/feedback/complaints/{complaint_id}/transitions",
         f"/v1/feedback/complaints/{opened.json()['id']}/transitions",
-        good={"json": {"to": "resolved", "note": FREE_TEXT}},
-        bad={"json": {"to": "resolved", "note": FREE_TEXT + NUL}},
+        good={"json": {"to_status": "resolved", "note": FREE_TEXT}},
+        bad={"json": {"to_status": "resolved", "note": FREE_TEXT + NUL}},
     )
     served = (await request("GET", f"{customer}/recommendations?explore=false")).json()["items"]
     recommendation = served[0]["recommendation_id"] if served else str(uuid.uuid4())
@@ -373,7 +376,7 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         bad={"json": {**gift, "texts": {"en": {"name": NAME, "description": FREE_TEXT + NUL}}}},
     )
     await both(
-        "PATCH /v1/benefits/{code}",
+        "PATCH /v1/benefits/{benefit_code}",
         "/v1/benefits/fan-gift",
         good={"json": {"texts": {"en": {"name": PHONE}}}},
         bad={"json": {"texts": {"en": {"name": EMAIL + NUL}}}},
@@ -384,7 +387,9 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         good={"json": {"channel": "mobile"}, "headers": {"Idempotency-Key": EMAIL.replace("@", "-")}},
         bad={"json": {"channel": "branch"}, "headers": {"Idempotency-Key": PHONE.replace(" ", "-")}},
     )
-    await both("DELETE /v1/benefits/{code}", "/v1/benefits/fan-gift", good={}, bad={"headers": {"X-API-Key": NAME}})
+    await both(
+        "DELETE /v1/benefits/{benefit_code}", "/v1/benefits/fan-gift", good={}, bad={"headers": {"X-API-Key": NAME}}
+    )
     created = await both(
         "POST /v1/api-keys",
         "/v1/api-keys",
@@ -431,8 +436,10 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
     )
     await both("DELETE /v1/webhooks/{webhook_id}", webhook, good={}, bad={"headers": {"X-API-Key": PHONE}})
     await exercise_engagement(both, now)
-    await both("DELETE /v1/products/{code}", "/v1/products/savings", good={}, bad={"headers": {"X-API-Key": NAME}})
-    await both("DELETE /v1/customers/{external_id}", customer, good={}, bad={"headers": {"X-API-Key": PHONE}})
+    await both(
+        "DELETE /v1/products/{product_code}", "/v1/products/savings", good={}, bad={"headers": {"X-API-Key": NAME}}
+    )
+    await both("DELETE /v1/customers/{customer_id}", customer, good={}, bad={"headers": {"X-API-Key": PHONE}})
     return done
 
 
@@ -443,26 +450,26 @@ async def exercise_engagement(both, now: datetime) -> None:
     await both("POST /v1/communities", "/v1/communities", good={"json": club}, bad={"json": {**club, "key": EMAIL}})
     community = "/v1/communities/quux-club"
     await both(
-        "PATCH /v1/communities/{key}",
+        "PATCH /v1/communities/{community_key}",
         community,
         good={"json": {"goal": f"call {PHONE}"}},
         bad={"json": {"goal": f"{EMAIL}{NUL}"}},
     )
     await both(
-        "POST /v1/communities/{key}/invitations",
+        "POST /v1/communities/{community_key}/invitations",
         f"{community}/invitations",
         good={"json": {"customer_ids": [CUSTOMER], "channel": "mobile"}},
         bad={"json": {"customer_ids": [EMAIL], "channel": "mobile"}},
     )
     await both(
-        "POST /v1/communities/{key}/members/{customer_id}/transitions",
+        "POST /v1/communities/{community_key}/members/{customer_id}/transitions",
         f"{community}/members/{CUSTOMER}/transitions",
         good={"json": {"to": "joined", "channel": "mobile", "at": (now - timedelta(days=1)).isoformat()}},
         bad={"json": {"to": "joined", "channel": PHONE}},
     )
     event = {"event_id": f"post-{CUSTOMER}", "customer_id": CUSTOMER, "kind": "post", "occurred_at": now.isoformat()}
     await both(
-        "POST /v1/communities/{key}/activity-events",
+        "POST /v1/communities/{community_key}/activity-events",
         f"{community}/activity-events",
         good={"json": {"events": [event]}},
         bad={"json": {"events": [{**event, "kind": NAME}]}},
@@ -482,22 +489,25 @@ async def exercise_engagement(both, now: datetime) -> None:
     await both("POST /v1/activities", "/v1/activities", good={"json": salon}, bad={"json": {**salon, "key": EMAIL}})
     activity = "/v1/activities/quux_salon"
     await both(
-        "PATCH /v1/activities/{key}", activity, good={"json": {"name": PHONE}}, bad={"json": {"name": NAME + NUL}}
+        "PATCH /v1/activities/{activity_key}",
+        activity,
+        good={"json": {"name": PHONE}},
+        bad={"json": {"name": NAME + NUL}},
     )
     await both(
-        "POST /v1/activities/{key}/invitations",
+        "POST /v1/activities/{activity_key}/invitations",
         f"{activity}/invitations",
         good={"json": {"customer_ids": [CUSTOMER], "channel": "mobile"}},
         bad={"json": {"customer_ids": [PHONE], "channel": "mobile"}},
     )
     await both(
-        "POST /v1/activities/{key}/participants/{customer_id}/rsvp",
+        "POST /v1/activities/{activity_key}/participants/{customer_id}/rsvp",
         f"{activity}/participants/{CUSTOMER}/rsvp",
         good={"json": {"answer": "accept", "channel": "mobile"}},
         bad={"json": {"answer": "accept", "channel": EMAIL}},
     )
     await both(
-        "POST /v1/activities/{key}/attendance",
+        "POST /v1/activities/{activity_key}/attendance",
         f"{activity}/attendance",
         good={"json": {"records": [{"customer_id": CUSTOMER, "attended": True}]}},
         bad={"json": {"records": [{"customer_id": NAME, "attended": True}]}},
@@ -528,7 +538,7 @@ async def exercise_engagement(both, now: datetime) -> None:
         bad={"json": {"to": "onboarded", "referee_customer_id": EMAIL}},
     )
     await both(
-        "DELETE /v1/communities/{key}/members/{customer_id}",
+        "DELETE /v1/communities/{community_key}/members/{customer_id}",
         f"{community}/members/{CUSTOMER}",
         good={},
         bad={"headers": {"X-API-Key": EMAIL}},

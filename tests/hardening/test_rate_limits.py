@@ -26,7 +26,12 @@ def test_bucket_allows_a_burst_then_the_sustained_rate():
         limiter.check(1, "app")
     with pytest.raises(RateLimited) as refused:
         limiter.check(1, "app")
-    assert refused.value.status == 429 and refused.value.headers == {"Retry-After": "1"}
+    assert refused.value.status == 429 and refused.value.headers == {
+        "Retry-After": "1",
+        "RateLimit-Limit": "3",
+        "RateLimit-Remaining": "0",
+        "RateLimit-Reset": "1",
+    }
     limiter.check(2, "app")  # another key has its own bucket
     clock.now += 0.5  # one token back at 2 per second
     limiter.check(1, "app")
@@ -80,6 +85,10 @@ async def test_a_key_over_its_limit_gets_429_with_retry_after_and_other_keys_do_
         assert refused.status_code == 429
         assert refused.headers["content-type"] == "application/problem+json"
         assert int(refused.headers["retry-after"]) >= 1
+        assert refused.headers["RateLimit-Limit"] == "3" and refused.headers["RateLimit-Remaining"] == "0"
+        assert refused.headers["RateLimit-Reset"] == refused.headers["Retry-After"]
+        hot = await client.get("/v1/customers/NOBODY/tiers", headers={"X-API-Key": noisy})  # the hot path too
+        assert hot.status_code == 429 and hot.headers["RateLimit-Remaining"] == "0"
         assert refused.json()["type"].endswith("/rate-limited")
         assert (await client.get("/v1/products", headers={"X-API-Key": quiet})).status_code == 200
         assert (await client.get("/v1/products", headers={"X-API-Key": admin})).status_code == 200
@@ -112,7 +121,12 @@ def test_failed_authentications_are_limited_per_address_with_retry_after():
         limiter.failed("198.51.100.1")
     with pytest.raises(RateLimited) as refused:
         limiter.failed("198.51.100.1")
-    assert refused.value.headers == {"Retry-After": "5"}
+    assert refused.value.headers == {
+        "Retry-After": "5",
+        "RateLimit-Limit": "3",
+        "RateLimit-Remaining": "0",
+        "RateLimit-Reset": "5",
+    }
     limiter.failed("198.51.100.2")  # another address has its own budget
     clock.now += 5  # one failure's worth back
     limiter.failed("198.51.100.1")

@@ -80,7 +80,7 @@ async def test_the_bounds_themselves_are_taken(client, as_role, session):
     product = await client.post(
         "/v1/products",
         json={
-            "code": "last-one",
+            "product_code": "last-one",
             "name": "Last",
             "category": "deposit",
             "risk_level": 1,
@@ -141,13 +141,13 @@ async def test_rule_values_are_bounded_like_the_attributes_they_compare(client, 
         {"code": "b", "label": "B", "rank": 1, "condition": {"attr": "first_visit", "op": "lt", "value": "0001-01-01"}},
     ]
     response = await client.post(
-        "/v1/tier-policies", json={"key": "strict", "name": "S", "tiers": tiers}, headers=as_role("admin")
+        "/v1/tier-policies", json={"policy_key": "strict", "name": "S", "tiers": tiers}, headers=as_role("admin")
     )
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["pointer"] == "/tiers/0/condition/value"
     tiers[0]["condition"]["value"] = 3
     response = await client.post(
-        "/v1/tier-policies", json={"key": "strict", "name": "S", "tiers": tiers}, headers=as_role("admin")
+        "/v1/tier-policies", json={"policy_key": "strict", "name": "S", "tiers": tiers}, headers=as_role("admin")
     )
     assert response.status_code == 422 and response.json()["errors"][0]["pointer"] == "/tiers/1/condition/value"
 
@@ -155,7 +155,7 @@ async def test_rule_values_are_bounded_like_the_attributes_they_compare(client, 
 @pytest.mark.parametrize(
     ("path", "parameter"),
     [
-        ("/v1/customers?policy=wealth&at_risk=yes", "at_risk"),
+        ("/v1/customers?policy_key=wealth&at_risk=yes", "at_risk"),
         ("/v1/customers?risk_level=3.0", "risk_level"),
         ("/v1/customers?limit=+5", "limit"),
         ("/v1/api-keys?include_revoked=1", "include_revoked"),
@@ -163,11 +163,11 @@ async def test_rule_values_are_bounded_like_the_attributes_they_compare(client, 
         ("/v1/feedback/complaints?opened_from=123", "opened_from"),
         ("/v1/feedback/complaints?opened_to=0001-01-01T00:00:00Z", "opened_to"),
         ("/v1/audit?from=1700000000", "from"),
-        ("/v1/care-calendar?policy=wealth&tier=gold&days=7.0", "days"),
+        ("/v1/care-calendar?policy_key=wealth&tier=gold&days=7.0", "days"),
         ("/v1/customers/SV-1/recommendations?explain=t", "explain"),
         ("/v1/customers/SV-1/recommendations?limit=3.0", "limit"),
         (f"/v1/customers?cursor={encode_cursor(2**70)}", "cursor"),
-        (f"/v1/tier-transitions?after={encode_cursor(1, 2**63)}", "after"),
+        (f"/v1/tier-transitions?cursor={encode_cursor(1, 2**63)}", "cursor"),
     ],
 )
 async def test_query_parameters_take_words_and_digits_as_written(client, as_role, path, parameter):
@@ -193,7 +193,7 @@ async def test_a_survey_keeps_its_timezone_and_year_zero_one_is_refused(client, 
         "/v1/feedback/surveys", json={**survey, "occurred_at": "1900-01-01T00:00:00+01:00"}, headers=as_role("app")
     )
     assert stored.status_code == 201, stored.text
-    listed = await client.get("/v1/feedback/surveys", params={"customer": "SV-6"}, headers=as_role("admin"))
+    listed = await client.get("/v1/feedback/surveys", params={"customer_id": "SV-6"}, headers=as_role("admin"))
     for answer in (stored.json(), listed.json()["items"][0]):
         assert datetime.fromisoformat(answer["occurred_at"]) == datetime(1899, 12, 31, 23, 0, tzinfo=UTC)
     count = await session.scalar(text("SELECT count(*) FROM survey_response"))

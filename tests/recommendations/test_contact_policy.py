@@ -107,5 +107,5 @@ async def test_three_dismissals_in_a_category_in_90_days_rest_the_category(clien
         code: "category-fatigue" for code in ("bond_fund", "balanced_fund", "equity_fund")
     }
     # another category, and a service message, are untouched
-    offered = [item["product"]["code"] for item in (await recommend(client, as_role, "CF1"))["items"]]
+    offered = [item["product"]["product_code"] for item in (await recommend(client, as_role, "CF1"))["items"]]
     assert "savings_account" in offered or "term_deposit" in offered

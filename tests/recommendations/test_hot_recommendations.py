@@ -52,7 +52,7 @@ async def test_hot_and_routed_give_the_same_ranking_in_the_schema(client, routed
     assert hot.headers["content-type"] == plain.headers["content-type"] == "application/json"
     assert _without_ids(hot.json()) == _without_ids(plain.json())
     assert RecommendationsRead.model_validate(hot.json()).model_dump(mode="json", exclude_unset=True) == hot.json()
-    assert hot.json()["items"] and "current_account" not in [i["product"]["code"] for i in hot.json()["items"]]
+    assert hot.json()["items"] and "current_account" not in [i["product"]["product_code"] for i in hot.json()["items"]]
     assert await _served_lists(session, "HR1") == 2  # each path stored what it served
 
 
@@ -118,7 +118,7 @@ def test_a_query_string_is_read_once_and_its_model_shared_read_only():
 async def test_a_catalog_change_is_seen_on_the_next_request(client, as_role, bank, session):
     await make_customer(client, as_role, "HR3", risk=5)
     first = await client.get("/v1/customers/HR3/recommendations?explore=false&limit=10", headers=as_role("app"))
-    assert "bond_fund" in [i["product"]["code"] for i in first.json()["items"]]
+    assert "bond_fund" in [i["product"]["product_code"] for i in first.json()["items"]]
     # plain SQL, as another instance or a migration might write it: the triggers set the catalog's version
     await session.execute(text("UPDATE product SET is_active = false WHERE code = 'bond_fund'"))
     # a set condition (its value binds as an array): only for customers without a savings account
@@ -130,11 +130,11 @@ async def test_a_catalog_change_is_seen_on_the_next_request(client, as_role, ban
     second = await client.get(
         "/v1/customers/HR3/recommendations?explore=false&limit=10&explain=true", headers=as_role("app")
     )
-    assert "bond_fund" not in [i["product"]["code"] for i in second.json()["items"]]
+    assert "bond_fund" not in [i["product"]["product_code"] for i in second.json()["items"]]
     assert {"product_code": "bond_fund", "filter": "inactive", "detail": "not on sale now"} in second.json()[
         "filtered_out"
     ]
-    balanced = next(i for i in second.json()["items"] if i["product"]["code"] == "balanced_fund")
+    balanced = next(i for i in second.json()["items"] if i["product"]["product_code"] == "balanced_fund")
     assert {
         "code": "ELIGIBLE",
         "text": "held_products ['current_account'] contains_none ['savings_account', 'x']",
@@ -223,7 +223,9 @@ async def test_eligibility_reasons_name_the_comparisons_that_held(client, routed
     path = "/v1/customers/HR6/recommendations?explore=false&limit=10"
     hot, plain = await client.get(path, headers=as_role("app")), await routed.get(path, headers=as_role("app"))
     assert _without_ids(hot.json()) == _without_ids(plain.json()) and hot.json()["strategy"] == "personalised"
-    reasons = {i["product"]["code"]: [r for r in i["reasons"] if r["code"] == "ELIGIBLE"] for i in hot.json()["items"]}
+    reasons = {
+        i["product"]["product_code"]: [r for r in i["reasons"] if r["code"] == "ELIGIBLE"] for i in hot.json()["items"]
+    }
     assert [r["text"] for r in reasons["balanced_fund"]] == ["segment retail = retail"]  # not the aum that failed
     assert reasons["balanced_fund"][0]["value"]["pointer"] == "/eligibility/any/1"
     assert [r["value"]["attribute"] for r in reasons["equity_fund"]] == ["aum", "tenure_months"]
@@ -257,7 +259,7 @@ async def test_ranking_statistics_counted_elsewhere_arrive_within_their_age(
             again = await api.get("/v1/customers/HR7/recommendations?explore=false&limit=10", headers=as_role("app"))
             await session.execute(text("DELETE FROM propensity_stat"))
             await session.commit()
-        return [[i["product"]["code"] for i in r.json()["items"]] for r in (first, again)]
+        return [[i["product"]["product_code"] for i in r.json()["items"]] for r in (first, again)]
 
     kept_first, kept_again = await top(test_settings.model_copy(update={"ranking_stats_seconds": 300}))
     assert kept_again == kept_first  # the instance's copy is still young: the same ranking
@@ -294,7 +296,7 @@ async def test_both_paths_write_the_schemas_own_bytes(client, routed, as_role, b
         await client.post(
             "/v1/tier-policies",
             headers=admin,
-            json={"key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": 30},
+            json={"policy_key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": 30},
         )
     ).status_code == 201
     assert (await client.post("/v1/tier-policies/wealth/versions/1/activate", headers=admin)).status_code == 200

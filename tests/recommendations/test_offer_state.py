@@ -183,7 +183,11 @@ async def test_every_write_to_the_customer_makes_its_state_stale(client, as_role
             headers=integration,
             json={
                 "holdings": [
-                    {"product_code": before["items"][0]["product"]["code"], "balance": "10.00", "as_of": now[:10]}
+                    {
+                        "product_code": before["items"][0]["product"]["product_code"],
+                        "balance": "10.00",
+                        "as_of": now[:10],
+                    }
                 ]
             },
         )
@@ -264,9 +268,10 @@ async def test_every_write_to_the_customer_makes_its_state_stale(client, as_role
     after = await recommend(client, as_role, "WR1")
     assert _outcomes() == ((reads + 1, computed) if write == "events" else (reads, computed + 1))
     if write == "holdings":
-        assert before["items"][0]["product"]["code"] not in [i["product"]["code"] for i in after["items"]]
+        offered_after = [i["product"]["product_code"] for i in after["items"]]
+        assert before["items"][0]["product"]["product_code"] not in offered_after
     if write == "profile":
-        assert [i["product"]["code"] for i in after["items"]] == ["maturity_notice"]  # a service message only
+        assert [i["product"]["product_code"] for i in after["items"]] == ["maturity_notice"]  # a service message only
 
 
 async def test_a_write_makes_stale_the_states_that_read_what_it_changed(client, as_role, bank, session):
@@ -309,16 +314,16 @@ async def test_a_write_makes_stale_the_states_that_read_what_it_changed(client, 
     assert {"code": "ELIGIBLE", "text": "txn_count_90d 1 >= 1"} in [
         {k: r[k] for k in ("code", "text")}
         for i in second["items"]
-        if i["product"]["code"] == "term_deposit"
+        if i["product"]["product_code"] == "term_deposit"
         for r in i["reasons"]
     ]
 
 
 async def test_a_changed_risk_validity_makes_states_stale(client, as_role, bank, session):
     await make_customer(client, as_role, "RV1", risk=5, assessed_days_ago=200)
-    assert "equity_fund" in [i["product"]["code"] for i in (await recommend(client, as_role, "RV1"))["items"]]
+    assert "equity_fund" in [i["product"]["product_code"] for i in (await recommend(client, as_role, "RV1"))["items"]]
     await session.execute(text("SET tierwise.risk_valid_days = '180'"))  # as a restart with the setting changed
-    codes = [i["product"]["code"] for i in (await recommend(client, as_role, "RV1"))["items"]]
+    codes = [i["product"]["product_code"] for i in (await recommend(client, as_role, "RV1"))["items"]]
     assert "equity_fund" not in codes and codes  # expired at 180 days: level-1 products only
     assert (await _state(session, "RV1"))["risk_valid_days"] == 180
 

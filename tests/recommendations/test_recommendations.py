@@ -86,7 +86,7 @@ async def test_unsuitable_unconsented_or_held_products_never_appear(client, as_r
         for _ in ("the customer's offer state computed", "the state read"):
             result = await recommend(client, as_role, f"P{i}", explain="true")
             for item in result["items"]:
-                code = item["product"]["code"]
+                code = item["product"]["product_code"]
                 assert RISK[code] <= tolerance, (i, code, tolerance)
                 assert code not in held
                 assert consent or code == "maturity_notice"  # service messages are exempt from consent
@@ -95,7 +95,8 @@ async def test_unsuitable_unconsented_or_held_products_never_appear(client, as_r
                     rel=1e-4,
                 )
             filtered = {f["product_code"]: f["filter"] for f in result["filtered_out"]}
-            assert set(filtered) | {item["product"]["code"] for item in result["items"]} == {c for c, *_ in CATALOG}
+            offered = {item["product"]["product_code"] for item in result["items"]}
+            assert set(filtered) | offered == {c for c, *_ in CATALOG}
             assert all(filtered[code] == "already_held" for code in held)
 
 
@@ -104,13 +105,13 @@ async def test_items_carry_ids_reasons_and_the_served_list_is_stored(client, as_
     result = await recommend(client, as_role, "R1", limit=3)
     assert result["strategy"] == "personalised" and len(result["items"]) == 3
     platinum = await recommend(client, as_role, "R1", exclude=["bond_fund"])
-    card = next(item for item in platinum["items"] if item["product"]["code"] == "platinum_card")
+    card = next(item for item in platinum["items"] if item["product"]["product_code"] == "platinum_card")
     texts = [reason["text"] for reason in card["reasons"]]
     assert "aum_avg_3m 150,000 >= 100,000" in texts
     assert any(
         reason["code"] == "SUITABLE" and reason["text"] == "risk R1 <= tolerance 4" for reason in card["reasons"]
     )
-    assert "bond_fund" not in [item["product"]["code"] for item in platinum["items"]]
+    assert "bond_fund" not in [item["product"]["product_code"] for item in platinum["items"]]
     stored = await session.scalar(
         text(
             "SELECT count(*) FROM recommendation_item i JOIN customer c "
@@ -210,14 +211,14 @@ async def test_contact_policy_suppresses_after_dismissal_but_not_service_message
     assert filtered["savings_account"]["filter"] == "contact_policy"
     assert "maturity_notice" not in filtered
     old = await recommend(client, as_role, "CP1")
-    assert "balanced_fund" in [i["product"]["code"] for i in old["items"]]
+    assert "balanced_fund" in [i["product"]["product_code"] for i in old["items"]]
 
 
 async def test_feedback_moves_the_ranking(client, as_role, bank):
     """The learning loop through the API: customers are shown lists; they accept one product and dismiss another
     (reported at POST /v1/feedback/events); a new customer's ranking moves accordingly."""
     await make_customer(client, as_role, "L0", risk=5)
-    before = [i["product"]["code"] for i in (await recommend(client, as_role, "L0"))["items"]]
+    before = [i["product"]["product_code"] for i in (await recommend(client, as_role, "L0"))["items"]]
     liked, disliked = before[-1], before[0]
     now = datetime.now(UTC).isoformat()
     for n in range(12):
@@ -225,7 +226,7 @@ async def test_feedback_moves_the_ranking(client, as_role, bank):
         shown = (await recommend(client, as_role, f"L{n + 1}"))["items"]
         events = []
         for item in shown:
-            code, rid = item["product"]["code"], item["recommendation_id"]
+            code, rid = item["product"]["product_code"], item["recommendation_id"]
             events.append(
                 {
                     "event_id": f"{n}-{code}-seen",
@@ -247,7 +248,7 @@ async def test_feedback_moves_the_ranking(client, as_role, bank):
                 )
         response = await client.post("/v1/feedback/events", json={"events": events}, headers=as_role("app"))
         assert response.status_code == 200, response.text
-    after = [i["product"]["code"] for i in (await recommend(client, as_role, "L0"))["items"]]
+    after = [i["product"]["product_code"] for i in (await recommend(client, as_role, "L0"))["items"]]
     assert after[0] == liked and after.index(disliked) > before.index(disliked)
 
 
@@ -265,7 +266,8 @@ async def test_a_product_held_recently_is_won_back_with_its_reason(client, as_ro
             )
             assert response.status_code == 200, response.text
     won, plain = [
-        {i["product"]["code"]: i for i in (await recommend(client, as_role, e))["items"]} for e in ("WB1", "WB2")
+        {i["product"]["product_code"]: i for i in (await recommend(client, as_role, e))["items"]}
+        for e in ("WB1", "WB2")
     ]
     assert {
         "code": "WIN_BACK",
@@ -285,7 +287,7 @@ async def test_a_product_for_some_tiers_is_offered_only_to_customers_in_one_of_t
     created = await client.post(
         "/v1/tier-policies",
         headers=admin,
-        json={"key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": 30},
+        json={"policy_key": "wealth", "name": "Wealth", "tiers": WEALTH_TIERS, "downgrade_grace_days": 30},
     )
     assert created.status_code == 201, created.text
     assert (await client.post("/v1/tier-policies/wealth/versions/1/activate", headers=admin)).status_code == 200
@@ -305,7 +307,7 @@ async def test_a_product_for_some_tiers_is_offered_only_to_customers_in_one_of_t
     assert override.status_code == 200, override.text
     after = await recommend(client, as_role, "TT1")
     assert after["tier"] == "private"
-    balanced = next(i for i in after["items"] if i["product"]["code"] == "balanced_fund")
+    balanced = next(i for i in after["items"] if i["product"]["product_code"] == "balanced_fund")
     assert {
         "code": "TIER_TARGET",
         "text": "offered to private, wealth customers",
@@ -361,7 +363,7 @@ async def test_refresh_stats_counts_holdings_and_co_holdings(client, as_role, ba
     assert (holders, customers) == (3, 3)
     await session.commit()
     result = await recommend(client, as_role, "Q3")
-    bond = next(item for item in result["items"] if item["product"]["code"] == "bond_fund")
+    bond = next(item for item in result["items"] if item["product"]["product_code"] == "bond_fund")
     assert any(
         r["code"] == "CO_HOLDING" and r["text"] == "held by 67% of customers with your products"
         for r in bond["reasons"]

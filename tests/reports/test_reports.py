@@ -40,13 +40,13 @@ async def test_tier_distribution_and_migrations(client, as_role, wealth):
     for external_id, balance in (("R1", "10000.00"), ("R2", "60000.00"), ("R3", "60000.00"), ("R4", "600000.00")):
         await make_customer(client, as_role, external_id, balance)
     await set_balance(client, as_role, "R1", "70000.00")  # mass -> gold
-    distribution = await report(client, as_role, "tier-distribution", policy="wealth")
+    distribution = await report(client, as_role, "tier-distribution", policy_key="wealth")
     assert distribution["customers"] == 4 and distribution["aum"] == "790000.00"
     assert [(t["tier"], t["label"], t["customers"], t["aum"]) for t in distribution["tiers"]] == [
         ("wealth", "Wealth", 1, "600000.00"),
         ("gold", "Gold", 3, "190000.00"),
     ]
-    migrations = await report(client, as_role, "tier-migrations", policy="wealth")
+    migrations = await report(client, as_role, "tier-migrations", policy_key="wealth")
     # each customer starts in mass (no holdings yet), then moves up when its holdings arrive
     assert {(m["from_tier"], m["to_tier"]): m["count"] for m in migrations["moves"]} == {
         (None, "mass"): 4,
@@ -55,10 +55,10 @@ async def test_tier_distribution_and_migrations(client, as_role, wealth):
     }
     assert (migrations["initial"], migrations["upgrades"], migrations["downgrades"]) == (4, 4, 0)
     earlier = await report(
-        client, as_role, "tier-migrations", policy="wealth", to=(datetime.now(UTC) - timedelta(days=1)).isoformat()
+        client, as_role, "tier-migrations", policy_key="wealth", to=(datetime.now(UTC) - timedelta(days=1)).isoformat()
     )
     assert earlier["moves"] == []
-    missing = await client.get("/v1/reports/tier-distribution", params={"policy": "nope"}, headers=as_role("admin"))
+    missing = await client.get("/v1/reports/tier-distribution", params={"policy_key": "nope"}, headers=as_role("admin"))
     assert missing.status_code == 404
     assert (await client.get("/v1/reports/tier-distribution", headers=as_role("app"))).status_code == 403
 
@@ -133,7 +133,7 @@ async def test_satisfaction_by_tier_and_complaints(client, as_role, wealth):
         opened[event_id] = response.json()["id"]
     for event_id in ("x1", "x2", "x3"):
         assert (await move(client, as_role, opened[event_id], "resolved")).status_code == 200
-    result = await report(client, as_role, "satisfaction", policy="wealth")
+    result = await report(client, as_role, "satisfaction", policy_key="wealth")
     tiers = {t["tier"]: t for t in result["tiers"]}
     assert (
         tiers["gold"]["nps_responses"],

@@ -32,11 +32,11 @@ async def set_balance(client, as_role, external_id: str, balance: str) -> None:
 async def tier_of(client, as_role, external_id: str, policy: str = "wealth") -> dict:
     response = await client.get(f"/v1/customers/{external_id}/tiers", headers=as_role("app"))
     assert response.status_code == 200, response.text
-    return next(t for t in response.json()["tiers"] if t["policy"] == policy)
+    return next(t for t in response.json()["tiers"] if t["policy_key"] == policy)
 
 
 async def feed(client, as_role, after=None, limit=100) -> dict:
-    params = {"limit": limit, **({"after": after} if after else {})}
+    params = {"limit": limit, **({"cursor": after} if after else {})}
     response = await client.get("/v1/tier-transitions", params=params, headers=as_role("integration"))
     assert response.status_code == 200, response.text
     return response.json()
@@ -74,9 +74,9 @@ async def test_upgrade_applies_at_once_and_downgrade_waits_for_grace_period(clie
     assert held["at_risk"] is True and held["downgrade_to"] == "mass"
     assert held["downgrade_on"] == (date.today() + timedelta(days=GRACE)).isoformat()
     retention = await client.get(
-        "/v1/customers", params={"policy": "wealth", "at_risk": "true"}, headers=as_role("admin")
+        "/v1/customers", params={"policy_key": "wealth", "at_risk": "true"}, headers=as_role("admin")
     )
-    assert [c["external_id"] for c in retention.json()["items"]] == ["G1"]
+    assert [c["customer_id"] for c in retention.json()["items"]] == ["G1"]
     # The grace period passes without the customer qualifying again: the downgrade applies.
     await session.execute(
         text("UPDATE tier_assignment SET lower_since = lower_since - make_interval(days => :d)"), {"d": GRACE + 1}
@@ -185,7 +185,7 @@ async def test_batch_run_agrees_with_one_by_one_evaluation(client, as_role, weal
     assert set(one_by_one.values()) == {"mass", "gold", "wealth", "private"}
     await session.execute(text("DELETE FROM tier_assignment"))
     await session.commit()
-    run = await client.post("/v1/tier-runs", json={"policy": "wealth"}, headers=as_role("admin"))
+    run = await client.post("/v1/tier-runs", json={"policy_key": "wealth"}, headers=as_role("admin"))
     assert run.status_code == 202, run.text
     status = (await client.get(f"/v1/tier-runs/{run.json()['id']}", headers=as_role("admin"))).json()
     assert status["status"] == "succeeded" and status["processed"] == status["total"] == 40
@@ -263,8 +263,8 @@ async def test_a_run_in_id_ranges_counts_every_live_customer_once(client, as_rol
 async def test_customers_listed_by_tier(client, as_role, wealth):
     await make_customer(client, as_role, "T1", "60000.00")
     await make_customer(client, as_role, "T2", "100.00")
-    gold = await client.get("/v1/customers", params={"policy": "wealth", "tier": "gold"}, headers=as_role("admin"))
-    assert [c["external_id"] for c in gold.json()["items"]] == ["T1"]
+    gold = await client.get("/v1/customers", params={"policy_key": "wealth", "tier": "gold"}, headers=as_role("admin"))
+    assert [c["customer_id"] for c in gold.json()["items"]] == ["T1"]
     missing_policy = await client.get("/v1/customers", params={"tier": "gold"}, headers=as_role("admin"))
     assert missing_policy.status_code == 422
 
@@ -282,10 +282,10 @@ async def test_care_calendar_lists_birthdays_and_anniversaries_of_a_tier(client,
     )
     await make_customer(client, as_role, "C3", "100.00", birth_date=soon.replace(year=1990).isoformat())
     response = await client.get(
-        "/v1/care-calendar", params={"policy": "wealth", "tier": "gold", "days": 7}, headers=as_role("admin")
+        "/v1/care-calendar", params={"policy_key": "wealth", "tier": "gold", "days": 7}, headers=as_role("admin")
     )
     assert response.status_code == 200, response.text
-    entries = {(e["customer_id"], e["occasion"], e["years"]) for e in response.json()}
+    entries = {(e["customer_id"], e["occasion"], e["years"]) for e in response.json()["items"]}
     assert ("C1", "birthday", soon.year - 1980) in entries
     assert ("C2", "anniversary", soon.year - 2015) in entries
     assert not any(e[0] == "C3" for e in entries)
@@ -304,7 +304,7 @@ async def test_events_re_tier_customers_under_policies_reading_activity(client, 
         "/v1/tier-policies",
         headers=admin,
         json={
-            "key": "activity",
+            "policy_key": "activity",
             "name": "Activity",
             "downgrade_grace_days": 0,
             "tiers": [

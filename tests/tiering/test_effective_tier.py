@@ -67,30 +67,32 @@ async def test_override_absent_unexpired_and_expired_mean_the_same_tier_everywhe
             assert (read["tiers"][0]["override"] is not None) == applies, external_id
 
     # customers listed by tier
-    listed = await client.get("/v1/customers", params={"policy": "wealth", "tier": "private"}, headers=as_role("admin"))
+    listed = await client.get(
+        "/v1/customers", params={"policy_key": "wealth", "tier": "private"}, headers=as_role("admin")
+    )
     assert listed.status_code == 200, listed.text
-    assert [c["external_id"] for c in listed.json()["items"]] == ["HELD"]
+    assert [c["customer_id"] for c in listed.json()["items"]] == ["HELD"]
 
     # the reports
     distribution = (
-        await client.get("/v1/reports/tier-distribution", params={"policy": "wealth"}, headers=as_role("admin"))
+        await client.get("/v1/reports/tier-distribution", params={"policy_key": "wealth"}, headers=as_role("admin"))
     ).json()
     assert {t["tier"]: (t["customers"], t["rank"]) for t in distribution["tiers"]} == {
         "private": (1, 40),
         "mass": (2, 10),
     }
     satisfaction = (
-        await client.get("/v1/reports/satisfaction", params={"policy": "wealth"}, headers=as_role("admin"))
+        await client.get("/v1/reports/satisfaction", params={"policy_key": "wealth"}, headers=as_role("admin"))
     ).json()
     assert {t["tier"]: t["nps_responses"] for t in satisfaction["tiers"]} == {"private": 1, "mass": 2}
 
     # the care calendar
     for tier, expected in (("private", {"HELD"}), ("mass", {"NONE", "LAPSED"})):
         calendar = await client.get(
-            "/v1/care-calendar", params={"policy": "wealth", "tier": tier, "days": 7}, headers=as_role("admin")
+            "/v1/care-calendar", params={"policy_key": "wealth", "tier": tier, "days": 7}, headers=as_role("admin")
         )
         assert calendar.status_code == 200, calendar.text
-        assert {e["customer_id"] for e in calendar.json() if e["occasion"] == "birthday"} == expected, tier
+        assert {e["customer_id"] for e in calendar.json()["items"] if e["occasion"] == "birthday"} == expected, tier
 
     # recommendations: the tier propensities are learned per, and the popularity statistics by tier
     for external_id, (tier, _, _) in EXPECTED.items():

@@ -74,7 +74,7 @@ async def test_unknown_key_is_401_and_request_id_and_metrics_still_apply(client,
     ok = await client.get("/v1/customers/H3/tiers", headers={**as_role("app"), "X-Request-ID": "hot-1"})
     assert ok.status_code == 200 and ok.headers["x-request-id"] == "hot-1"
     metrics = (await client.get("/metrics")).text
-    assert 'route="/v1/customers/{external_id}/tiers",status="200"' in metrics
+    assert 'route="/v1/customers/{customer_id}/tiers",status="200"' in metrics
 
 
 async def test_rate_limit_applies_on_the_hot_path(test_settings, sessionmaker, keys, wealth, client, as_role):
@@ -106,7 +106,7 @@ async def test_both_paths_write_the_schemas_own_bytes(client, routed, as_role, w
     ]
     assert (
         await client.post(
-            "/v1/tier-policies", headers=as_role("admin"), json={"key": "needs", "name": "Needs", "tiers": needs}
+            "/v1/tier-policies", headers=as_role("admin"), json={"policy_key": "needs", "name": "Needs", "tiers": needs}
         )
     ).status_code == 201
     assert (

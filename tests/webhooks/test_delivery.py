@@ -127,7 +127,7 @@ async def test_dead_after_the_last_attempt_then_redelivered_by_hand(committed, r
             rest = await client.post(f"/v1/webhooks/{hook['id']}/deliveries/redeliver-dead", headers=committed.headers)
             assert rest.status_code == 200 and rest.json() == {"requeued": 1}
             await wait_for(lambda: [r.event_id for r in receiver.delivered()] == [first, second])
-            audit = (await client.get("/v1/audit?entity=webhook", headers=committed.headers)).json()["items"]
+            audit = (await client.get("/v1/audit?entity_type=webhook", headers=committed.headers)).json()["items"]
             assert [a["action"] for a in audit[:2]] == ["webhook.redeliver_dead", "webhook.redeliver"]
     finally:
         await _stop(worker)

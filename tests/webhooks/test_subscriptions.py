@@ -25,7 +25,7 @@ async def test_a_subscription_shows_its_secret_once_and_stores_it_sealed(client,
     assert listed["items"][0]["id"] == body["id"]
     stored = await session.scalar(text("SELECT secret_sealed FROM webhook_subscription"))
     assert body["secret"].encode() not in stored
-    audit = (await client.get("/v1/audit?entity=webhook", headers=admin)).json()["items"]
+    audit = (await client.get("/v1/audit?entity_type=webhook", headers=admin)).json()["items"]
     assert audit[0]["action"] == "webhook.create" and audit[0]["actor"] == "test-admin"
     assert body["secret"] not in json.dumps(audit)
 
@@ -87,7 +87,7 @@ async def test_subscriptions_page_with_a_cursor(client, as_role):
 
 
 async def test_the_event_type_catalogue_lists_each_type_with_its_payload_schema(client, as_role):
-    types = (await client.get("/v1/webhooks/event-types", headers=as_role("admin"))).json()
+    types = (await client.get("/v1/webhooks/event-types", headers=as_role("admin"))).json()["items"]
     by_name = {t["name"]: t for t in types}
     assert {
         "tier.upgraded",
@@ -117,7 +117,7 @@ async def test_rotation_and_deletion_are_audited_and_deleting_drops_pending_deli
     assert retired.json()["previous_secret_expires_at"] is None
     assert (await client.delete(f"/v1/webhooks/{created['id']}", headers=admin)).status_code == 204
     assert (await client.delete(f"/v1/webhooks/{created['id']}", headers=admin)).status_code == 404
-    actions = [a["action"] for a in (await client.get("/v1/audit?entity=webhook", headers=admin)).json()["items"]]
+    actions = [a["action"] for a in (await client.get("/v1/audit?entity_type=webhook", headers=admin)).json()["items"]]
     assert actions == ["webhook.delete", "webhook.rotate_secret", "webhook.rotate_secret", "webhook.create"]
-    audit_text = json.dumps((await client.get("/v1/audit?entity=webhook", headers=admin)).json())
+    audit_text = json.dumps((await client.get("/v1/audit?entity_type=webhook", headers=admin)).json())
     assert rotated.json()["secret"] not in audit_text and created["secret"] not in audit_text

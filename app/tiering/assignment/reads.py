@@ -116,7 +116,7 @@ def _tier(row, compiled, labels: dict[str, str], grace: timedelta, explain: bool
     lower_since = row["lower_since"]
     at_risk = lower_since is not None
     return {
-        "policy": row["key"],
+        "policy_key": row["key"],
         "policy_version": row["version"],
         "tier": tier,
         "label": labels.get(tier, tier),
@@ -203,20 +203,28 @@ def tier_filter(policy_id: int, tier: str | None, at_risk: bool | None) -> Colum
 
 _CARE_CALENDAR = sa.text("""
 SELECT c.external_id AS customer_id, c.display_name, a.tier AS tier, o.occasion,
-       o.next_date::text AS date, date_part('year', age(o.next_date, o.origin))::int AS years
+       o.next_date::text AS date, date_part('year', age(o.next_date, o.origin))::int AS years,
+       o.next_date - DATE '2000-01-01' AS day_key, c.id AS customer_key, o.occasion_key
 FROM (SELECT customer_id, effective_tier(a) AS tier FROM tier_assignment a WHERE policy_id = :policy_id) a
 JOIN customer c ON c.id = a.customer_id AND c.erased_at IS NULL
-CROSS JOIN LATERAL (VALUES ('birthday', c.birth_date), ('anniversary', (c.onboarded_at AT TIME ZONE 'UTC')::date))
-     AS d(occasion, origin)
-CROSS JOIN LATERAL (SELECT d.occasion, d.origin,
+CROSS JOIN LATERAL (VALUES ('birthday', c.birth_date, 0), ('anniversary', (c.onboarded_at AT TIME ZONE 'UTC')::date, 1))
+     AS d(occasion, origin, occasion_key)
+CROSS JOIN LATERAL (SELECT d.occasion, d.origin, d.occasion_key,
      (d.origin + (date_part('year', age(current_date - 1, d.origin)) + 1) * interval '1 year')::date AS next_date) o
 WHERE a.tier = :tier AND d.origin IS NOT NULL AND o.next_date <= current_date + CAST(:days AS integer)
   AND date_part('year', age(o.next_date, o.origin)) >= 1
-ORDER BY o.next_date, c.external_id
-LIMIT 1000
+  AND (o.next_date - DATE '2000-01-01', c.id, o.occasion_key) > (:day_key, :customer_key, :occasion_key)
+ORDER BY o.next_date, c.id, o.occasion_key
+LIMIT :limit
 """)
 
 
-async def care_calendar(session: AsyncSession, policy_id: int, tier: str, days: int) -> list[dict[str, Any]]:
-    rows = await session.execute(_CARE_CALENDAR, {"policy_id": policy_id, "tier": tier, "days": days})
+async def care_calendar(
+    session: AsyncSession, policy_id: int, tier: str, days: int, after: tuple[int, ...] | None, limit: int
+) -> list[dict[str, Any]]:
+    """A page of the calendar (limit + 1 rows) in date order, after the key (day, customer, occasion) `after`."""
+    day_key, customer_key, occasion_key = after or (-(2**31), 0, 0)
+    params = {"policy_id": policy_id, "tier": tier, "days": days, "limit": limit + 1}
+    params |= {"day_key": day_key, "customer_key": customer_key, "occasion_key": occasion_key}
+    rows = await session.execute(_CARE_CALENDAR, params)
     return [dict(row._mapping) for row in rows]

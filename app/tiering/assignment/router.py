@@ -11,7 +11,15 @@ from app.core.db import SessionDep, driver_connection
 from app.core.errors import problem_responses
 from app.core.hotpath import HotRead
 from app.core.i18n import RequestLanguage, language_headers
-from app.core.pagination import LimitParam, decode_key_cursor, encode_cursor, page_of
+from app.core.pagination import (
+    DEFAULT_PAGE_SIZE,
+    CursorParam,
+    LimitParam,
+    Page,
+    decode_key_cursor,
+    encode_cursor,
+    page_of,
+)
 from app.core.security import Scope, require_scope
 from app.core.strict import ParamInteger
 from app.customers import flows as customer_flows
@@ -33,7 +41,7 @@ from app.tiering.schemas import (
 DEFAULT_QUERY = CustomerTiersQuery()
 
 customer_tiers_router = APIRouter(
-    prefix="/v1/customers/{external_id}/tiers", tags=["tiers"], responses=problem_responses(401, 403, 404)
+    prefix="/v1/customers/{customer_id}/tiers", tags=["tiers"], responses=problem_responses(401, 403, 404)
 )
 transitions_router = APIRouter(prefix="/v1/tier-transitions", tags=["tiers"], responses=problem_responses(401, 403))
 bulk_tiers_router = APIRouter(prefix="/v1/customers", tags=["tiers"], responses=problem_responses(401, 403))
@@ -55,11 +63,12 @@ def _asked(state, query: CustomerTiersQuery | CustomerTiersBulkRead, language: s
 
 
 async def render_customer_tiers(
-    connection, state, external_id: str, query: CustomerTiersQuery = DEFAULT_QUERY, language: str | None = None
+    connection, state, customer_id: str, query: CustomerTiersQuery = DEFAULT_QUERY, language: str | None = None
 ) -> bytes:
-    """The CustomerTiers document (tests hold it to the model, field by field)."""
+    """The CustomerTiers document of the customer with this external id (tests hold it to the model, field by
+    field)."""
     asked = _asked(state, query, language or state.settings.default_language)
-    return await reads.customer_tiers_json(connection, state.sessionmaker, external_id, asked)
+    return await reads.customer_tiers_json(connection, state.sessionmaker, customer_id, asked)
 
 
 @customer_tiers_router.get(
@@ -85,9 +94,9 @@ async def get_customer_tiers(
 # Served in front of the router (app/core/hotpath.py): the app reads it on every screen.
 HOT_READS = [
     HotRead(
-        "/v1/customers/{external_id}/tiers",
+        "/v1/customers/{customer_id}/tiers",
         Scope.TIERS_READ,
-        {"external_id": EXTERNAL_ID_PATTERN},
+        {"customer_id": EXTERNAL_ID_PATTERN},
         render_customer_tiers,
         CustomerTiersQuery,
         language=True,
@@ -142,13 +151,13 @@ async def evaluate_customer_tiers(external_id: ExternalIdPath, session: SessionD
 async def get_customer_tier_history(
     external_id: ExternalIdPath,
     session: SessionDep,
-    after: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> TierTransitionPage:
-    """Every tier change of this customer, oldest first."""
+    """Every tier change of this customer, oldest first; follow `next_cursor`."""
     customer_id = await customers_service.customer_id_of(session, external_id)
     rows = await reads.transitions_page(
-        session, after=decode_key_cursor(after, 2, "after"), limit=limit, customer_id=customer_id
+        session, after=decode_key_cursor(cursor, 2), limit=limit, customer_id=customer_id
     )
     return _transition_page(rows, limit)
 
@@ -202,7 +211,7 @@ async def delete_tier_override(
 def _override_of(tiers: CustomerTiers, policy_key: str) -> dict:
     """The audit snapshot of an override: tier and expiry only. The reason is free text that may name the
     customer, and the customer is keyed by the internal id, so an erased customer leaves nothing personal here."""
-    tier = next((t for t in tiers.tiers if t.policy == policy_key), None)
+    tier = next((t for t in tiers.tiers if t.policy_key == policy_key), None)
     if tier is None or tier.override is None:
         return {"override": None}
     return {
@@ -235,8 +244,9 @@ def _transition_page(rows, limit: int) -> TierTransitionPage:
     return TierTransitionPage(
         items=[
             TierTransitionRead(
+                id=t.id,
                 customer_id=external_id,
-                policy=key,
+                policy_key=key,
                 from_tier=t.from_code,
                 to_tier=t.to_code,
                 direction=t.direction,
@@ -258,36 +268,46 @@ def _transition_page(rows, limit: int) -> TierTransitionPage:
 )
 async def list_tier_transitions(
     session: SessionDep,
-    after: Annotated[str | None, Query(max_length=64)] = None,
-    policy: Annotated[str | None, Query(max_length=40)] = None,
+    cursor: CursorParam = None,
+    policy: Annotated[
+        str | None, Query(alias="policy_key", max_length=40, description="Only this policy's moves.")
+    ] = None,
     limit: LimitParam = 100,
 ) -> TierTransitionPage:
     """The change feed of every upgrade and downgrade, in a stable order. Keep the `next_cursor` and pass it as
-    `after` next time: you get each transition exactly once, none missed, none repeated. With no new
-    transitions the same cursor comes back."""
+    `cursor` next time: you get each transition exactly once, none missed, none repeated (each carries an `id`
+    to de-duplicate on, should a page be read twice). With no new transitions the same cursor comes back."""
     policy_id = (await policies.get_policy(session, policy)).id if policy else None
-    key = decode_key_cursor(after, 2, "after")
+    key = decode_key_cursor(cursor, 2)
     rows = await reads.transitions_page(session, after=key, limit=limit, policy_id=policy_id)
     page = _transition_page(rows, limit)
-    if page.next_cursor is None and after is not None:
-        page.next_cursor = after
+    if page.next_cursor is None and cursor is not None:
+        page.next_cursor = cursor
     return page
 
 
 @care_router.get(
     "",
     summary="Upcoming birthdays and anniversaries of a tier",
-    response_model=list[CareEntry],
+    response_model=Page[CareEntry],
     dependencies=[require_scope(Scope.CUSTOMERS_LIST)],
     responses=problem_responses(404, 422),
 )
 async def care_calendar(
     session: SessionDep,
-    policy: Annotated[str, Query(max_length=40)],
+    policy: Annotated[str, Query(alias="policy_key", max_length=40, description="The tier policy's key.")],
     tier: Annotated[str, Query(max_length=40)],
     days: Annotated[ParamInteger(0, 60), Query()] = 7,
-) -> list[CareEntry]:
+    cursor: CursorParam = None,
+    limit: LimitParam = DEFAULT_PAGE_SIZE,
+) -> Page[CareEntry]:
     """Customers of a tier whose birthday or customer anniversary falls within the next `days` days: the small
-    attentions that keep loyal customers."""
+    attentions that keep loyal customers. In date order; follow `next_cursor`."""
     policy_row = await policies.get_policy(session, policy)
-    return [CareEntry(**row) for row in await reads.care_calendar(session, policy_row.id, tier, days)]
+    rows = await reads.care_calendar(session, policy_row.id, tier, days, decode_key_cursor(cursor, 3), limit)
+    items, next_cursor = page_of(
+        rows, limit, key_of=lambda row: (row["day_key"], row["customer_key"], row["occasion_key"])
+    )
+    return Page[CareEntry](
+        items=[CareEntry(**{k: row[k] for k in CareEntry.model_fields}) for row in items], next_cursor=next_cursor
+    )
