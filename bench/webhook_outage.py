@@ -79,7 +79,7 @@ async def run_outage(
         for step in range(moves_per_customer):  # spread over the first half of the downtime
             for complaint_id in complaints.values():
                 response = await client.post(
-                    f"/v1/feedback/complaints/{complaint_id}/transitions", json={"to": MOVES[step % len(MOVES)]}
+                    f"/v1/feedback/complaints/{complaint_id}/transitions", json={"to_status": MOVES[step % len(MOVES)]}
                 )
                 assert response.status_code == 200, response.text
             await asyncio.sleep(down_s / 2 / moves_per_customer)

@@ -47,7 +47,7 @@ async def test_hot_reads_name_the_key_too(client, as_role, wealth, caplog):
     response = await client.get("/v1/customers/T1/tiers", headers=as_role("app"))
     assert response.status_code == 200
     [line] = _access(caplog)
-    assert line["api_key"] == "test-app" and line["route"] == "/v1/customers/{external_id}/tiers"
+    assert line["api_key"] == "test-app" and line["route"] == "/v1/customers/{customer_id}/tiers"
 
 
 async def test_a_valid_traceparent_is_continued_in_the_response_and_the_log(client, caplog):

@@ -198,13 +198,13 @@ async def customer_benefits(
                 **_brief(benefit, language, default),
                 applies_to=benefit.applies_to,
                 channels=benefit.channels,
-                why=[{"policy": p, "tier": t, "condition": _with_operators(c)} for p, t, _, c in winner.reasons],
+                why=[{"policy_key": p, "tier": t, "condition": _with_operators(c)} for p, t, _, c in winner.reasons],
                 usage=usage_of(benefit, used.get(benefit.id, 0), today),
                 supersedes=[
                     dict(
                         code=loser.benefit.code,
                         value=loser.benefit.value,
-                        policy=loser.reasons[0][0],
+                        policy_key=loser.reasons[0][0],
                         tier=loser.reasons[0][1],
                         by=benefit.code,
                     )
@@ -236,7 +236,7 @@ async def customer_benefits(
             ]
             at_risk.append(
                 dict(
-                    policy=holding.policy,
+                    policy_key=holding.policy,
                     tier=holding.tier,
                     downgrade_to=holding.qualified,
                     downgrade_on=(holding.lower_since + timedelta(days=holding.compiled.grace_days)).date(),
@@ -249,7 +249,7 @@ async def customer_benefits(
             target = min(higher, key=lambda t: t["rank"])
             next_tiers.append(
                 dict(
-                    policy=holding.policy,
+                    policy_key=holding.policy,
                     tier=target["code"],
                     label=target["label"],
                     rank=target["rank"],

@@ -90,12 +90,14 @@ async def list_benefits(
     session: SessionDep,
     page: PageParams,
     kind: Annotated[BenefitKind | None, Query(description="Only benefits of this kind.")] = None,
-    policy: Annotated[str | None, Query(max_length=40, description="Only benefits attached to this policy.")] = None,
+    policy_key: Annotated[
+        str | None, Query(max_length=40, description="Only benefits attached to this policy.")
+    ] = None,
     tier: Annotated[str | None, Query(max_length=40, description="Only benefits attached to this tier.")] = None,
     active: Annotated[QueryBoolean | None, Query(description="true: active only; false: deactivated only.")] = None,
 ) -> Page[BenefitRead]:
     """The catalogue in creation order, filtered; follow `next_cursor`."""
-    rows = await service.list_benefits(session, page, kind=kind, policy_key=policy, tier=tier, active=active)
+    rows = await service.list_benefits(session, page, kind=kind, policy_key=policy_key, tier=tier, active=active)
     return Page[BenefitRead].of(rows, page, BenefitRead.model_validate)
 
 
@@ -269,9 +271,9 @@ async def benefit_take_up(
     from_: FromParam = None,
     to: ToParam = None,
     benefit_code: Annotated[str | None, Query(max_length=40, description="Only this benefit.")] = None,
-    policy: Annotated[str | None, Query(max_length=40, description="Only tiers of this policy.")] = None,
+    policy_key: Annotated[str | None, Query(max_length=40, description="Only tiers of this policy.")] = None,
 ) -> TakeUpReport:
     """Per benefit and tier it is attached to: customers holding the tier now, distinct customers who used it
     through that tier in [from, to), uses, and the take-up rate (users / holders)."""
     start, end = time_range(from_, to)
-    return await uses.take_up(session, start, end, code=benefit_code, policy=policy)
+    return await uses.take_up(session, start, end, code=benefit_code, policy=policy_key)

@@ -208,7 +208,7 @@ class BenefitRevisionRead(BaseModel):
 
 
 class BenefitReason(BaseModel):
-    policy: str
+    policy_key: str
     tier: str
     condition: Condition | None = Field(description="The attachment's extra condition, which holds; null: none.")
 
@@ -234,7 +234,7 @@ class BenefitBrief(BaseModel):
 class Superseded(BaseModel):
     code: str
     value: BenefitValue | None
-    policy: str
+    policy_key: str
     tier: str
     by: str = Field(description="The benefit that wins over it.")
 
@@ -275,7 +275,7 @@ class Gap(BaseModel):
 
 
 class AtRisk(BaseModel):
-    policy: str
+    policy_key: str
     tier: str = Field(description="The tier at risk.")
     downgrade_to: str
     downgrade_on: date
@@ -287,7 +287,7 @@ class AtRisk(BaseModel):
 
 
 class NextTier(BaseModel):
-    policy: str
+    policy_key: str
     tier: str
     label: str
     rank: int
@@ -317,7 +317,7 @@ class BenefitUseRead(BaseModel):
     id: int
     customer_id: str
     benefit_code: str
-    policy: str
+    policy_key: str
     tier: str
     channel: BenefitChannel | None
     used_at: datetime
@@ -326,7 +326,7 @@ class BenefitUseRead(BaseModel):
 
 class TakeUpRow(BaseModel):
     benefit_code: str
-    policy: str
+    policy_key: str
     tier: str
     customers_in_tier: int = Field(description="Customers holding the tier now.")
     customers_using: int = Field(description="Distinct customers with a use given by the tier in the window.")

@@ -83,7 +83,7 @@ async def record_use(
         id=use.id,
         customer_id=external_id,
         benefit_code=code,
-        policy=policy,
+        policy_key=policy,
         tier=tier,
         channel=channel,
         used_at=now,
@@ -96,7 +96,7 @@ def _read(external_id: str, use: BenefitUse, code: str) -> BenefitUseRead:
         id=use.id,
         customer_id=external_id,
         benefit_code=code,
-        policy=use.policy_key,
+        policy_key=use.policy_key,
         tier=use.tier,
         channel=use.channel,
         used_at=use.used_at,
@@ -182,7 +182,7 @@ async def take_up(
         rows=[
             TakeUpRow(
                 benefit_code=row.code,
-                policy=row.policy,
+                policy_key=row.policy,
                 tier=row.tier,
                 customers_in_tier=row.customers_in_tier,
                 customers_using=row.customers_using,

@@ -55,4 +55,4 @@ async def benefits_of(client, as_role, external_id: str, **headers) -> dict:
 async def tiers_of(client, as_role, external_id: str) -> dict:
     response = await client.get(f"/v1/customers/{external_id}/tiers", headers=as_role("app"))
     assert response.status_code == 200, response.text
-    return {tier["policy"]: tier for tier in response.json()["tiers"]}
+    return {tier["policy_key"]: tier for tier in response.json()["tiers"]}

@@ -64,7 +64,7 @@ async def test_a_benefit_is_created_changed_and_deactivated_with_every_revision_
         ("benefit.update", "test-admin"),
         ("benefit.deactivate", "test-admin"),
     ]
-    listed = await client.get("/v1/benefits", params={"active": "false", "policy": "wealth"}, headers=admin)
+    listed = await client.get("/v1/benefits", params={"active": "false", "policy_key": "wealth"}, headers=admin)
     assert [b["code"] for b in listed.json()["items"]] == ["lounge"]
     assert (await client.get("/v1/benefits", params={"kind": "gift"}, headers=admin)).json()["items"] == []
 

@@ -68,7 +68,9 @@ async def test_concurrent_uses_never_exceed_the_period_limit(committed, engine):
     policy, customer, code = committed["policy"], committed["customer"], committed["benefit"]
     async with _client(app) as client:
         created = await client.post(
-            "/v1/tier-policies", headers=headers["admin"], json={"key": policy, "name": "Race", "tiers": WEALTH_TIERS}
+            "/v1/tier-policies",
+            headers=headers["admin"],
+            json={"policy_key": policy, "name": "Race", "tiers": WEALTH_TIERS},
         )
         assert created.status_code == 201, created.text
         activated = await client.post(f"/v1/tier-policies/{policy}/versions/1/activate", headers=headers["admin"])

@@ -27,9 +27,9 @@ async def test_benefits_in_force_say_why_and_the_best_value_of_a_kind_wins(clien
     assert view["language"] == "en" and "best value wins" in view["conflict_rule"]
     in_force = by_code(view["in_force"])
     assert set(in_force) == {"fee-50", "priority"}  # fee-25 lost to fee-50; adviser is private's
-    assert in_force["fee-50"]["why"] == [{"policy": "wealth", "tier": "wealth", "condition": None}]
+    assert in_force["fee-50"]["why"] == [{"policy_key": "wealth", "tier": "wealth", "condition": None}]
     assert in_force["fee-50"]["supersedes"] == [
-        {"code": "fee-25", "value": "25.0000", "policy": "wealth", "tier": "wealth", "by": "fee-50"}
+        {"code": "fee-25", "value": "25.0000", "policy_key": "wealth", "tier": "wealth", "by": "fee-50"}
     ]
     assert in_force["priority"]["name"] == "priority (en)" and in_force["priority"]["usage"] is None
 
@@ -44,7 +44,7 @@ async def test_the_next_tier_gap_agrees_with_the_tier_explanation_to_the_cent(cl
     await make_customer(client, as_role, "NG1", "620000.37")
     view = await benefits_of(client, as_role, "NG1")
     [upward] = view["next_tiers"]
-    assert (upward["policy"], upward["tier"], upward["rank"]) == ("wealth", "private", 40)
+    assert (upward["policy_key"], upward["tier"], upward["rank"]) == ("wealth", "private", 40)
     assert [b["code"] for b in upward["benefits"]] == ["adviser"]
     [condition] = upward["gap"]["conditions"]
     explained = tiers_of(client, as_role, "NG1")
@@ -82,7 +82,7 @@ async def test_a_pending_downgrade_shows_what_would_be_lost_by_when_and_what_kee
     view = await benefits_of(client, as_role, "AR1")
     assert set(by_code(view["in_force"])) == {"lounge", "priority"}  # the tier is kept through the grace
     [risk] = view["at_risk"]
-    assert (risk["policy"], risk["tier"], risk["downgrade_to"]) == ("wealth", "wealth", "mass")
+    assert (risk["policy_key"], risk["tier"], risk["downgrade_to"]) == ("wealth", "wealth", "mass")
     assert risk["downgrade_on"] == (date.today() + timedelta(days=WEALTH_GRACE_DAYS)).isoformat()
     assert [b["code"] for b in risk["benefits"]] == ["lounge"]  # mass gives priority too: not lost
     keeps = {c["attribute"]: c for c in risk["keeps_it"]["conditions"]}
@@ -107,7 +107,7 @@ async def test_an_extra_condition_is_evaluated_by_the_compiler(client, as_role, 
     await make_customer(client, as_role, "BD2", "60000.00", birth_date=other_month)
     first = by_code((await benefits_of(client, as_role, "BD1"))["in_force"])
     assert first["birthday-gift"]["why"] == [
-        {"policy": "wealth", "tier": "gold", "condition": {"attr": "birthday_month", "op": "eq", "value": True}}
+        {"policy_key": "wealth", "tier": "gold", "condition": {"attr": "birthday_month", "op": "eq", "value": True}}
     ]
     assert "birthday-gift" not in by_code((await benefits_of(client, as_role, "BD2"))["in_force"])
 
@@ -144,7 +144,7 @@ async def test_a_customer_of_the_default_programmes_sees_them_in_chinese(client,
     assert {"wealth-fee-waiver", "loan-rate-discount", "airport-lounge", "priority-line"} <= set(in_force)
     assert in_force["airport-lounge"]["name"] == "机场贵宾厅（每年 4 次）"
     assert in_force["airport-lounge"]["usage"]["left"] == 4
-    upward = {n["policy"]: n for n in view["next_tiers"]}
+    upward = {n["policy_key"]: n for n in view["next_tiers"]}
     assert [b["code"] for b in upward["wealth"]["benefits"]] == [
         "airport-lounge-unlimited",
         "dedicated-adviser",

@@ -19,7 +19,7 @@ async def test_a_use_is_counted_once_and_never_beyond_the_limit(client, as_role,
     assert first.status_code == 201, first.text
     assert first.headers["location"] == f"/v1/customers/U1/benefit-uses/{first.json()['id']}"
     assert first.json()["usage"]["used"] == 1 and first.json()["usage"]["left"] == 1
-    assert (first.json()["policy"], first.json()["tier"]) == ("wealth", "wealth")
+    assert (first.json()["policy_key"], first.json()["tier"]) == ("wealth", "wealth")
     again = await use(client, as_role, "U1", "lounge", key="k-1", channel="mobile")
     assert again.json()["id"] == first.json()["id"] and again.headers["idempotent-replayed"] == "true"
     [lounge] = (await benefits_of(client, as_role, "U1"))["in_force"]
@@ -71,12 +71,12 @@ async def test_uses_are_listed_counted_per_tier_and_erased_with_the_customer(cli
     assert one.status_code == 200 and one.json()["benefit_code"] == "priority"
     assert (await client.get(f"/v1/customers/U4/benefit-uses/{ids[0]}", headers=as_role("app"))).status_code == 404
 
-    report = await client.get("/v1/reports/benefit-take-up", params={"policy": "wealth"}, headers=as_role("admin"))
+    report = await client.get("/v1/reports/benefit-take-up", params={"policy_key": "wealth"}, headers=as_role("admin"))
     assert report.status_code == 200, report.text
     rows = {(r["benefit_code"], r["tier"]): r for r in report.json()["rows"]}
     assert rows[("priority", "wealth")] == {
         "benefit_code": "priority",
-        "policy": "wealth",
+        "policy_key": "wealth",
         "tier": "wealth",
         "customers_in_tier": 2,
         "customers_using": 2,

@@ -80,12 +80,12 @@ async def test_taking_part_moves_a_demo_customer_into_iron_fan_and_the_change_fe
     while True:
         feed = await client.get(
             "/v1/tier-transitions",
-            params={"limit": 500, **({"after": cursor} if cursor else {})},
+            params={"limit": 500, **({"cursor": cursor} if cursor else {})},
             headers=as_role("integration"),
         )
         assert feed.status_code == 200, feed.text
         items = feed.json()["items"]
-        moves += [(t["policy"], t["from_tier"], t["to_tier"]) for t in items if t["customer_id"] == external_id]
+        moves += [(t["policy_key"], t["from_tier"], t["to_tier"]) for t in items if t["customer_id"] == external_id]
         cursor = feed.json()["next_cursor"]
         if not items or cursor is None:  # the feed's end (a follower keeps its cursor for later)
             break

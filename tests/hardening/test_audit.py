@@ -187,7 +187,7 @@ async def test_tier_runs_are_audited_with_their_target_and_outcome(client, as_ro
         assert (
             await client.put(f"/v1/customers/AUD-RUN-{i}", json=profile, headers=as_role("integration"))
         ).status_code == 201
-    run = await client.post("/v1/tier-runs", json={"policy": "wealth"}, headers=admin)
+    run = await client.post("/v1/tier-runs", json={"policy_key": "wealth"}, headers=admin)
     assert run.status_code == 202, run.text
     run_id = run.json()["id"]
     done = (await client.get(f"/v1/tier-runs/{run_id}", headers=admin)).json()
@@ -214,7 +214,7 @@ async def test_tier_runs_are_audited_with_their_target_and_outcome(client, as_ro
         )
     )
     await session.commit()
-    assert (await client.post("/v1/tier-runs", json={"policy": "wealth"}, headers=admin)).status_code == 202
+    assert (await client.post("/v1/tier-runs", json={"policy_key": "wealth"}, headers=admin)).status_code == 202
     [failed] = await _audit(client, admin, entity="tier_run", entity_key=str(abandoned))
     assert failed["action"] == "tier_run.finish" and failed["actor"] == "nightly-cron"
     assert failed["after"]["status"] == "failed" and "abandoned" in failed["after"]["error"]

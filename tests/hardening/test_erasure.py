@@ -153,7 +153,7 @@ async def test_erased_customer_leaves_no_personal_value_in_any_table(client, as_
     complaint_id = opened.json()["id"]
     moved = await client.post(
         f"/v1/feedback/complaints/{complaint_id}/transitions",
-        json={"to": "resolved", "note": f"Refunded; {NAME} confirmed at {PHONE}"},
+        json={"to_status": "resolved", "note": f"Refunded; {NAME} confirmed at {PHONE}"},
         headers=admin,
     )
     assert moved.status_code == 200, moved.text

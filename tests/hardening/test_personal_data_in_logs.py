@@ -526,7 +526,7 @@ async def exercise_engagement(both, now: datetime) -> None:
     )
     friend = {"segment": "retail", "onboarded_at": now.isoformat(), "display_name": NAME}
     await both(
-        "PUT /v1/customers/{external_id}",
+        "PUT /v1/customers/{customer_id}",
         "/v1/customers/ZQX-FRIEND",
         good={"json": friend},
         bad={"json": {**friend, "segment": EMAIL}},

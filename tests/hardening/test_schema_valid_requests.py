@@ -29,8 +29,8 @@ STATUSES: dict[str, list[int]] = defaultdict(list)
 async def _demo_bank(session) -> None:
     """What the documented examples name: demo customers (C00000042 among them) with their tiers, the default
     catalog, policies and benefits, the custom attribute `employer_payroll`, API key 3 (not the caller's), webhook 1
-    with a dead delivery 1, complaint 42 (open), tier run 17, holdings import 7, a draft version 2 of the wealth
-    policy, and C00000042 in the wealth tier (an override) with a use 1 of airport-lounge."""
+    with a dead delivery 1, survey answer 7, complaint 42 (open), tier run 17, holdings import 7, a draft version 2
+    of the wealth policy, and C00000042 in the wealth tier (an override) with a use 1 of airport-lounge."""
     from sqlalchemy import select, text
 
     from app.apikeys import service as apikeys_service
@@ -38,7 +38,7 @@ async def _demo_bank(session) -> None:
     from app.benefits.uses import record_use
     from app.demo import generate_demo_bank, load_default_products
     from app.feedback import service as feedback_service
-    from app.feedback.schemas import ComplaintIn
+    from app.feedback.schemas import ComplaintIn, SurveyIn
     from app.rules import custom_attributes
     from app.tiering.assignment.overrides import set_override
     from app.tiering.assignment.refresh import refresh_tiers
@@ -72,6 +72,8 @@ async def _demo_bank(session) -> None:
             "SELECT 1, 1, e.id, e.customer_id, 'dead', 12, now() FROM e"
         )
     )
+    await session.execute(text("SELECT setval(pg_get_serial_sequence('survey_response', 'id'), 6)"))
+    await feedback_service.record_survey(session, SurveyIn(**SurveyIn.model_json_schema()["examples"][0]))  # 7
     await session.execute(text("SELECT setval(pg_get_serial_sequence('complaint', 'id'), 41)"))
     complaint = ComplaintIn(**ComplaintIn.model_json_schema()["examples"][0])
     await feedback_service.open_complaint(session, complaint, "seed")
@@ -139,8 +141,11 @@ def _with_valid_data(bank, case) -> None:
     (version 2; version 1 is active, which only a new version changes) with the draft's current ETag as If-Match."""
     operation = f"{case.method.upper()} {case.path}"
     if operation == "GET /v1/care-calendar":
-        case.query = {**(case.query or {}), "policy": "wealth", "tier": "wealth"}
-    elif operation == "PUT /v1/tier-policies/{key}/versions/{version}" and case.path_parameters.get("key") == "wealth":
+        case.query = {**(case.query or {}), "policy_key": "wealth", "tier": "wealth"}
+    elif (
+        operation == "PUT /v1/tier-policies/{policy_key}/versions/{version}"
+        and case.path_parameters.get("policy_key") == "wealth"
+    ):
         case.path_parameters = {**case.path_parameters, "version": 2}
         if "draft" not in ETAGS:
             ETAGS["draft"] = bank.request("admin", method="GET", url="/v1/tier-policies/wealth/versions/2").headers[

@@ -50,7 +50,7 @@ async def test_reasons_in_english_and_chinese_on_both_paths(client, routed, as_r
     assert documents[None] == english  # English is the configured default
 
     def reasons(document):
-        return {item["product"]["code"]: item["reasons"] for item in document["items"]}
+        return {item["product"]["product_code"]: item["reasons"] for item in document["items"]}
 
     en, zh = reasons(english), reasons(chinese)
     assert en.keys() == zh.keys() and "bond_fund" in en and "platinum_card" in en

@@ -23,7 +23,7 @@ async def loyalty(client, as_role, wealth):
     """A second active policy, whose tiers have labels in English and Chinese."""
     admin = as_role("admin")
     created = await client.post(
-        "/v1/tier-policies", headers=admin, json={"key": "loyalty", "name": "Loyalty", "tiers": LOYALTY_TIERS}
+        "/v1/tier-policies", headers=admin, json={"policy_key": "loyalty", "name": "Loyalty", "tiers": LOYALTY_TIERS}
     )
     assert created.status_code == 201, created.text
     assert created.json()["tiers"][0]["labels"] == {"en": "Loyal core", "zh-CN": "忠实客户"}
@@ -42,7 +42,7 @@ async def test_policy_key_and_explain_false_on_both_paths(client, routed, as_rol
     await make_customer(client, as_role, "L1", "620000.00")
     app = as_role("app")
     full = (await _both(client, routed, "/v1/customers/L1/tiers", app)).json()
-    assert [t["policy"] for t in full["tiers"]] == ["loyalty", "wealth"]
+    assert [t["policy_key"] for t in full["tiers"]] == ["loyalty", "wealth"]
     assert all(t["explanation"] for t in full["tiers"])
 
     one = await _both(client, routed, "/v1/customers/L1/tiers?policy_key=wealth", app)
@@ -194,7 +194,7 @@ async def test_default_language_is_configured(test_settings, sessionmaker, keys,
 async def test_label_maps_are_validated_naming_the_node(client, as_role, labels, pointer):
     tiers = [{**LOYALTY_TIERS[0], "labels": labels}, LOYALTY_TIERS[1]]
     response = await client.post(
-        "/v1/tier-policies", headers=as_role("admin"), json={"key": "loyalty", "name": "Loyalty", "tiers": tiers}
+        "/v1/tier-policies", headers=as_role("admin"), json={"policy_key": "loyalty", "name": "Loyalty", "tiers": tiers}
     )
     assert response.status_code == 422, response.text
     assert pointer in [error.get("pointer") for error in response.json()["errors"]], response.json()
