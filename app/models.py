@@ -32,6 +32,13 @@ from app.feedback.models import (  # noqa: F401
     FeedbackEvent,
     SurveyResponse,
 )
+from app.managers.models import (  # noqa: F401
+    ManagerAssignment,
+    ManagerAssignmentChange,
+    ManagerAssignmentRun,
+    ManagerContact,
+    RelationshipManager,
+)
 from app.products.models import CatalogVersion, Product  # noqa: F401
 from app.recommendations.learned.models import RankerModel  # noqa: F401
 from app.recommendations.models import (  # noqa: F401
