@@ -61,7 +61,7 @@ class ManagerCreate(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "manager_id": "RM001",
+                    "manager_id": "RM010",
                     "name": "Li Wei",
                     "team": "wealth-east",
                     "serves": {"policy_key": "wealth", "tiers": ["private", "wealth"]},
