@@ -33,10 +33,12 @@ from app.feedback.models import (  # noqa: F401
     SurveyResponse,
 )
 from app.managers.models import (  # noqa: F401
+    ContactCadence,
     ManagerAssignment,
     ManagerAssignmentChange,
     ManagerAssignmentRun,
     ManagerContact,
+    ManagerTask,
     RelationshipManager,
 )
 from app.products.models import CatalogVersion, Product  # noqa: F401

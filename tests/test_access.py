@@ -389,18 +389,35 @@ def manager_calls(seed: dict) -> dict[tuple[str, str], Call]:
             200, f"/v1/customers/AC1/contacts/{seed['contact']}"
         ),
         ("GET", "/v1/reports/manager-coverage"): Call(200),
+        ("GET", "/v1/relationship-managers/{manager_id}/worklist"): Call(200),
+        ("PATCH", "/v1/manager-tasks/{task_id}"): Call(
+            200, f"/v1/manager-tasks/{seed['task']}", {"json": {"state": "done", "outcome": "Called."}}
+        ),
+        ("GET", "/v1/contact-cadences"): Call(200),
+        ("PUT", "/v1/contact-cadences/{policy_key}/{tier}"): Call(
+            200, "/v1/contact-cadences/wealth/gold", {"json": {"days": 30}}
+        ),
     }
 
 
-async def seed_managers(ok, client, admin) -> tuple[int, int]:
-    """Managers AC-RM1 and AC-RM2 serving every wealth tier, a run (its id) that gives AC1 one, and a contact."""
+async def seed_managers(ok, client, admin, session) -> tuple[int, int, int]:
+    """Managers AC-RM1 and AC-RM2 serving every wealth tier, a run (its id) that gives AC1 one, a contact and an
+    open task of AC1's."""
     for manager_id in ("AC-RM1", "AC-RM2"):
         body = {"manager_id": manager_id, "name": "RM", "team": "t", "serves": ALL_WEALTH_TIERS, "capacity": 5}
         await ok(client.post("/v1/relationship-managers", headers=admin, json=body), 201)
     run = await ok(client.post("/v1/manager-assignment-runs", headers=admin, json={}), 201)
     body = {"kind": "visit", "channel": "branch", "outcome": "reached"}
     contact = await ok(client.post("/v1/customers/AC1/contacts", headers=admin, json=body), 201)
-    return run.json()["id"], contact.json()["id"]
+    task = await session.scalar(
+        text(
+            "INSERT INTO manager_task (customer_id, kind, period, reason, due_on) "
+            "SELECT id, 'cadence_overdue', 'seed', 'seed', current_date FROM customer WHERE external_id = 'AC1' "
+            "RETURNING id"
+        )
+    )
+    await session.commit()
+    return run.json()["id"], contact.json()["id"], task
 
 
 DEFAULT_PATH_VALUES = {"customer_id": "AC1", "version": "1", "policy_key": "wealth", "benefit_code": "acc-benefit"}
@@ -426,6 +443,7 @@ def test_every_v1_route_in_the_app_has_a_valid_call_listed():
                 "benefit_use": 1,
                 "manager_run": 1,
                 "contact": 1,
+                "task": 1,
             }
         )
     )
@@ -542,7 +560,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
         201,
     )
     referral = await seed_engagement(ok, client, admin)
-    manager_run, contact = await seed_managers(ok, client, admin)
+    manager_run, contact, task = await seed_managers(ok, client, admin, session)
     await session.execute(FAN_OUT, {"batch": 100})  # the complaint's event becomes the webhook's delivery
     delivery = await session.scalar(text("SELECT id FROM webhook_delivery ORDER BY id LIMIT 1"))
     await session.commit()
@@ -560,6 +578,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
         "referral": referral,
         "manager_run": manager_run,
         "contact": contact,
+        "task": task,
     }
 
 

@@ -1,19 +1,21 @@
 """Manager tables: managers (the tiers they serve, their capacity), the current assignment of a customer to one
 manager, the history of assignments, assignment runs, and the contact log (notes erased with the customer)."""
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     ARRAY,
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -121,4 +123,46 @@ class ManagerContact(Base):
     note: Mapped[str | None] = mapped_column(Text)
     contacted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+TASK_KINDS = ("downgrade_at_risk", "cadence_overdue")
+TASK_STATES = ("open", "done", "snoozed", "dismissed")
+
+
+class ContactCadence(Base):
+    """How often a customer of a tier is to be contacted (data the bank changes): every `days` days."""
+
+    __tablename__ = "contact_cadence"
+    __table_args__ = (CheckConstraint("days BETWEEN 1 AND 3650", name="days"),)
+
+    policy_key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(40), primary_key=True)
+    days: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ManagerTask(Base):
+    """A worklist task, generated from data once per customer, kind and period (the unique key), and worked by
+    whoever manages the customer now (it moves with them)."""
+
+    __tablename__ = "manager_task"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {TASK_KINDS}", name="kind"),
+        CheckConstraint(f"state IN {TASK_STATES}", name="state"),
+        UniqueConstraint("customer_id", "kind", "period", name="uq_manager_task_once"),
+        Index("ix_manager_task_customer_open", "customer_id", postgresql_where=text("state IN ('open', 'snoozed')")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    period: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text)
+    due_on: Mapped[date] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(10), server_default=text("'open'"))
+    snoozed_until: Mapped[date | None] = mapped_column(Date)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    closed_by: Mapped[str | None] = mapped_column(String(200))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

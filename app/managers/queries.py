@@ -100,3 +100,40 @@ SERVED_TIER = text("""
 SELECT effective_tier(a) FROM tier_assignment a JOIN tier_policy p ON p.id = a.policy_id
 WHERE a.customer_id = :customer_id AND p.key = :policy_key AND effective_tier(a) = ANY(:tiers)
 """)
+
+# Worklist generation for one manager's customers, one statement per kind, each task once (the unique key).
+# Downgrade at risk: the customer no longer qualifies for the tier they are served for; due when the grace ends.
+AT_RISK_TASKS = text("""
+INSERT INTO manager_task (customer_id, kind, period, reason, due_on)
+SELECT ma.customer_id, 'downgrade_at_risk', a.lower_since::date::text,
+       format('Qualifies for %s since %s; keeps %s until %s unless they qualify again.',
+              a.qualified_code, a.lower_since::date, a.tier_code,
+              (a.lower_since + make_interval(days => v.downgrade_grace_days))::date),
+       (a.lower_since + make_interval(days => v.downgrade_grace_days))::date
+FROM manager_assignment ma
+JOIN tier_policy p ON p.key = ma.policy_key
+JOIN tier_assignment a ON a.policy_id = p.id AND a.customer_id = ma.customer_id
+JOIN tier_policy_version v ON v.id = a.version_id
+WHERE ma.manager_id = :manager_id AND a.lower_since IS NOT NULL AND NOT tier_override_applies(a)
+ON CONFLICT (customer_id, kind, period) DO NOTHING
+""")
+
+# Contact cadence overdue: no contact (by anyone) in the tier's cadence since the last one or the assignment.
+CADENCE_TASKS = text("""
+INSERT INTO manager_task (customer_id, kind, period, reason, due_on)
+SELECT s.customer_id, 'cadence_overdue', s.due_on::text,
+       format('No contact since %s; %s customers are contacted every %s days.', s.since::date, s.tier, s.days),
+       s.due_on
+FROM (
+    SELECT ma.customer_id, ma.tier, c.days, coalesce(last.at, ma.assigned_at) AS since,
+           (coalesce(last.at, ma.assigned_at) + make_interval(days => c.days))::date AS due_on
+    FROM manager_assignment ma
+    JOIN contact_cadence c ON c.policy_key = ma.policy_key AND c.tier = ma.tier
+    LEFT JOIN LATERAL (
+        SELECT max(contacted_at) AS at FROM manager_contact mc WHERE mc.customer_id = ma.customer_id
+    ) last ON true
+    WHERE ma.manager_id = :manager_id
+) s
+WHERE s.due_on <= :today
+ON CONFLICT (customer_id, kind, period) DO NOTHING
+""")

@@ -14,11 +14,13 @@ from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
 from app.core.strict import BIGINT_MAX, ParamInteger
 from app.customers.schemas import ExternalIdPath
-from app.managers import service
+from app.managers import service, worklist
 from app.managers.schemas import (
     AssignmentChange,
     AssignmentRunCreate,
     AssignmentRunRead,
+    CadenceRead,
+    CadenceSet,
     ContactCreate,
     ContactRead,
     CoverageReport,
@@ -27,6 +29,8 @@ from app.managers.schemas import (
     ManagerRead,
     ManagerUpdate,
     Reassignment,
+    TaskRead,
+    TaskUpdate,
 )
 
 router = APIRouter(prefix="/v1", tags=["relationship managers"], responses=problem_responses(401, 403))
@@ -293,3 +297,86 @@ async def manager_coverage(session: SessionDep) -> CoverageReport:
     """Per served tier: its customers now, how many have a manager, the share; per manager: capacity, load and
     utilisation."""
     return await service.coverage(session)
+
+
+@router.get(
+    "/relationship-managers/{manager_id}/worklist",
+    summary="Get a manager's worklist",
+    response_model=Page[TaskRead],
+    dependencies=[require_scope(Scope.MANAGERS_READ)],
+    responses=problem_responses(404, 422),
+)
+async def get_worklist(manager_id: ManagerIdPath, session: SessionDep, page: PageParams) -> Page[TaskRead]:
+    """Today's tasks for the manager's customers, each with a reason and a due date, generated from data as it is
+    read (each once per customer, kind and period): a downgrade at risk (the customer qualifies for a lower tier;
+    due when the grace ends) and a contact cadence overdue (no contact within the tier's cadence, set at
+    /v1/contact-cadences). Open tasks and those whose snooze is over; a task moves with its customer."""
+    return Page[TaskRead].of(await worklist.worklist(session, manager_id, page), page)
+
+
+@router.patch(
+    "/manager-tasks/{task_id}",
+    summary="Work a task",
+    response_model=TaskRead,
+    dependencies=[require_scope(Scope.MANAGERS_WRITE)],
+    responses=problem_responses(404, 409, 422),
+)
+async def update_task(
+    task_id: Annotated[ParamInteger(1, BIGINT_MAX), Path(description="The task's id.", examples=[1])],
+    body: TaskUpdate,
+    session: SessionDep,
+    request: Request,
+) -> TaskRead:
+    """Done, dismissed (closed; 409 when closed already) or snoozed until a day, with an outcome. The same task is
+    not generated again."""
+    before, after = await worklist.update_task(session, task_id, body, request.state.principal.name)
+    await audit_service.record(
+        session,
+        request.state.principal.name,
+        "manager.task",
+        "manager_task",
+        task_id,
+        {"state": before},
+        {"state": after.state, "snoozed_until": str(after.snoozed_until) if after.snoozed_until else None},
+    )
+    return after
+
+
+@router.get(
+    "/contact-cadences",
+    summary="List contact cadences",
+    response_model=Page[CadenceRead],
+    dependencies=[require_scope(Scope.MANAGERS_READ)],
+    responses=problem_responses(422),
+)
+async def list_cadences(session: SessionDep, page: PageParams) -> Page[CadenceRead]:
+    """How often a customer of each tier is to be contacted."""
+    return Page[CadenceRead].of_sequence(await worklist.list_cadences(session, page), page)
+
+
+@router.put(
+    "/contact-cadences/{policy_key}/{tier}",
+    summary="Set a tier's contact cadence",
+    response_model=CadenceRead,
+    dependencies=[require_scope(Scope.MANAGERS_WRITE)],
+    responses=problem_responses(422),
+)
+async def set_cadence(
+    policy_key: Annotated[str, Path(max_length=40, description="The policy.", examples=["wealth"])],
+    tier: Annotated[str, Path(max_length=40, description="The tier's code.", examples=["private"])],
+    body: CadenceSet,
+    session: SessionDep,
+    request: Request,
+) -> CadenceRead:
+    """A contact every `days` days for the tier's customers who have a manager; an overdue one is a task."""
+    before, after = await worklist.set_cadence(session, policy_key, tier, body.days)
+    await audit_service.record(
+        session,
+        request.state.principal.name,
+        "manager.cadence",
+        "contact_cadence",
+        f"{policy_key}:{tier}",
+        None if before is None else {"days": before},
+        {"days": after.days},
+    )
+    return after

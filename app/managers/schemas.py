@@ -1,13 +1,13 @@
 """Relationship-manager request and response bodies: managers, a customer's manager and its history, assignment
 runs, the coverage report and contacts."""
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import TypeAliasType
 
-from app.core.strict import Boolean, Integer, Timestamp
+from app.core.strict import Boolean, Day, Integer, Timestamp
 
 ManagerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,39}$")]
 PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{1,39}$")]
@@ -198,3 +198,56 @@ class ContactRead(BaseModel):
     note: str | None
     contacted_at: datetime
     recorded_by: str
+
+
+TaskKind = TypeAliasType(
+    "TaskKind",
+    Annotated[
+        Literal["downgrade_at_risk", "cadence_overdue"],
+        Field(description="Why the task exists: a downgrade at risk (in its grace), or a contact cadence overdue."),
+    ],
+)
+TaskState = TypeAliasType(
+    "TaskState",
+    Annotated[
+        Literal["open", "done", "snoozed", "dismissed"],
+        Field(description="open; done or dismissed (with an outcome); snoozed until a day."),
+    ],
+)
+
+
+class CadenceSet(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"days": 30}]})
+
+    days: Integer(1, 3650, description="A contact every this many days.")
+
+
+class CadenceRead(BaseModel):
+    policy_key: str
+    tier: str
+    days: int
+    updated_at: datetime
+
+
+class TaskRead(BaseModel):
+    id: int
+    customer_id: str
+    kind: TaskKind
+    reason: str
+    due_on: date
+    state: TaskState
+    snoozed_until: date | None
+    outcome: str | None
+    closed_by: str | None
+    closed_at: datetime | None
+
+
+class TaskUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"state": "done", "outcome": "Called; moving savings to a term deposit."}]},
+    )
+
+    state: Literal["done", "snoozed", "dismissed"]
+    outcome: Reason = Field(description="What came of it (free text: erased with the customer).")
+    snoozed_until: Day | None = Field(None, description="With `snoozed`: the day the task comes back.")

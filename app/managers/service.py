@@ -27,6 +27,7 @@ from app.managers.models import (
     ManagerAssignmentChange,
     ManagerAssignmentRun,
     ManagerContact,
+    ManagerTask,
     RelationshipManager,
 )
 from app.managers.schemas import (
@@ -404,6 +405,11 @@ async def erase_customer_managers(session: AsyncSession, customer_id: int) -> No
         update(ManagerContact)
         .where(ManagerContact.customer_id == customer_id, ManagerContact.note.is_not(None))
         .values(note=None)
+    )
+    await session.execute(
+        update(ManagerTask)
+        .where(ManagerTask.customer_id == customer_id, ManagerTask.outcome.is_not(None))
+        .values(outcome=None)
     )
 
 

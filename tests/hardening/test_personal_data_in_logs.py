@@ -436,7 +436,7 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
     )
     await both("DELETE /v1/webhooks/{webhook_id}", webhook, good={}, bad={"headers": {"X-API-Key": PHONE}})
     await exercise_engagement(both, now)
-    await exercise_managers(both, now)
+    await exercise_managers(both, request, now)
     await both(
         "DELETE /v1/products/{product_code}", "/v1/products/savings", good={}, bad={"headers": {"X-API-Key": NAME}}
     )
@@ -444,7 +444,7 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
     return done
 
 
-async def exercise_managers(both, now: datetime) -> None:
+async def exercise_managers(both, request, now: datetime) -> None:
     """The relationship-manager routes: managers named after a person, a run, a reassignment and a contact with
     personal text."""
     serves = {"policy_key": "loyalty", "tiers": ["fan", "everyone"]}
@@ -479,10 +479,24 @@ async def exercise_managers(both, now: datetime) -> None:
         "POST /v1/customers/{customer_id}/contacts",
         f"/v1/customers/{CUSTOMER}/contacts",
         good={
-            "json": {**contact, "contacted_at": now.isoformat()},
+            "json": {**contact, "contacted_at": (now - timedelta(days=5)).isoformat()},
             "headers": {"Idempotency-Key": PHONE.replace(" ", "")},
         },
         bad={"json": {**contact, "note": FREE_TEXT + NUL}},
+    )
+    for tier in ("fan", "everyone"):  # last contact 5 days ago, a cadence of 1 day: a task is due
+        await both(
+            "PUT /v1/contact-cadences/{policy_key}/{tier}",
+            f"/v1/contact-cadences/loyalty/{tier}",
+            good={"json": {"days": 1}},
+            bad={"json": {"days": PHONE}},
+        )
+    [task] = (await request("GET", "/v1/relationship-managers/rm-2/worklist")).json()["items"]
+    await both(
+        "PATCH /v1/manager-tasks/{task_id}",
+        f"/v1/manager-tasks/{task['id']}",
+        good={"json": {"state": "done", "outcome": FREE_TEXT}},
+        bad={"json": {"state": "done", "outcome": FREE_TEXT + NUL}},
     )
 
 
