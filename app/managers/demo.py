@@ -1,5 +1,6 @@
-"""Demo managers: a private-banking manager, two wealth managers and a service team for the iron fans, then an
-assignment run, so that /docs has portfolios, a coverage report and a customer's manager to show."""
+"""Demo managers: a private-banking manager, two wealth managers and a service team for the iron fans, contact
+cadences (private every 30 days, wealth 60, iron fans 90), then an assignment run, so that /docs has portfolios,
+worklists, a coverage report and a customer's manager to show."""
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,6 +13,7 @@ DEMO_MANAGERS = [
     ("RM003", "Chen Jing", "wealth-west", "wealth", ["wealth"], 80),
     ("SVC01", "Iron-fan service team", "service", "loyalty", ["iron_fan"], 200),
 ]
+DEMO_CADENCES = [("wealth", "private", 30), ("wealth", "wealth", 60), ("loyalty", "iron_fan", 90)]
 
 
 async def load_demo_managers(session: AsyncSession) -> dict[str, int]:
@@ -28,5 +30,9 @@ async def load_demo_managers(session: AsyncSession) -> dict[str, int]:
             capacity=capacity,
         )
         await service.create_manager(session, body)
+    from app.managers.worklist import set_cadence
+
+    for policy_key, tier, days in DEMO_CADENCES:
+        await set_cadence(session, policy_key, tier, days)
     run = await service.run_assignment(session, "demo")
     return {"kept": run.kept, "released": run.released, "assigned": run.assigned, "unassigned": run.unassigned}

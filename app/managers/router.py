@@ -362,8 +362,12 @@ async def list_cadences(session: SessionDep, page: PageParams) -> Page[CadenceRe
     responses=problem_responses(422),
 )
 async def set_cadence(
-    policy_key: Annotated[str, Path(max_length=40, description="The policy.", examples=["wealth"])],
-    tier: Annotated[str, Path(max_length=40, description="The tier's code.", examples=["private"])],
+    policy_key: Annotated[
+        str, Path(pattern=r"^[a-z][a-z0-9_\-]{1,39}$", description="The policy.", examples=["wealth"])
+    ],
+    tier: Annotated[
+        str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$", description="The tier's code.", examples=["private"])
+    ],
     body: CadenceSet,
     session: SessionDep,
     request: Request,

@@ -101,3 +101,12 @@ async def test_tasks_are_generated_once_worked_and_move_with_the_customer(client
     assert (await client.delete("/v1/customers/T2", headers=admin)).status_code == 204
     outcomes = (await session.execute(text("SELECT outcome FROM manager_task ORDER BY id"))).scalars().all()
     assert sorted(outcomes, key=str) == sorted(["Client travelling.", None], key=str)
+
+
+async def test_a_cadence_path_outside_the_names_is_a_422(client, as_role, wealth):
+    for path, parameter in (("/v1/contact-cadences/0/0", "policy_key"), ("/v1/contact-cadences/wealth/-x", "tier")):
+        response = await client.put(path, headers=as_role("admin"), json={"days": 30})
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["parameter"] == parameter
+    listed = await client.get("/v1/contact-cadences", headers=as_role("admin"))
+    assert listed.status_code == 200 and listed.json()["items"] == []
