@@ -114,6 +114,10 @@ async def _load_demo(settings: Settings, customers: int, seed: int) -> dict:
 
         counts["benefit_uses"] = await record_demo_benefit_uses(session)
     async with command_session(settings) as session:
+        from app.managers.demo import load_demo_managers
+
+        counts["manager_assignment"] = await load_demo_managers(session)  # after the tier run: tiers to serve
+    async with command_session(settings) as session:
         counts["stats"] = await refresh_stats(session, settings.primary_policy)
     return counts
 

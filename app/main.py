@@ -36,6 +36,7 @@ from app.engagement.activities_router import router as activities_router
 from app.engagement.referrals_router import router as referrals_router
 from app.engagement.router import router as communities_router
 from app.feedback.router import router as feedback_router
+from app.managers.router import router as managers_router
 from app.products.router import router as products_router
 from app.recommendations.learned.scheduled import retrain_ranker
 from app.recommendations.recommender import Recommender
@@ -94,6 +95,7 @@ ROUTERS = [
     communities_router,
     activities_router,
     referrals_router,
+    managers_router,
 ]
 HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS, *BENEFIT_HOT_READS]
 

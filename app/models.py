@@ -32,6 +32,15 @@ from app.feedback.models import (  # noqa: F401
     FeedbackEvent,
     SurveyResponse,
 )
+from app.managers.models import (  # noqa: F401
+    ContactCadence,
+    ManagerAssignment,
+    ManagerAssignmentChange,
+    ManagerAssignmentRun,
+    ManagerContact,
+    ManagerTask,
+    RelationshipManager,
+)
 from app.products.models import CatalogVersion, Product  # noqa: F401
 from app.recommendations.learned.models import RankerModel  # noqa: F401
 from app.recommendations.models import (  # noqa: F401

@@ -244,6 +244,7 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("POST", "/v1/customers/tiers:read"): Call(200, kwargs={"json": {"customer_ids": ["AC1", "NOBODY"]}}),
         **benefit_calls(seed),
         **engagement_calls(now, seed),
+        **manager_calls(seed),
     }
 
 
@@ -360,7 +361,67 @@ def benefit_calls(seed: dict) -> dict[tuple[str, str], Call]:
     }
 
 
+ALL_WEALTH_TIERS = {"policy_key": "wealth", "tiers": ["private", "wealth", "gold", "mass"]}
+
+
+def manager_calls(seed: dict) -> dict[tuple[str, str], Call]:
+    new = {"manager_id": "AC-RM3", "name": "Three", "team": "t", "serves": ALL_WEALTH_TIERS, "capacity": 5}
+    contact = {"kind": "call", "channel": "phone", "outcome": "reached", "note": "Called."}
+    return {
+        ("POST", "/v1/relationship-managers"): Call(201, kwargs={"json": new}),
+        ("GET", "/v1/relationship-managers"): Call(200),
+        ("GET", "/v1/relationship-managers/{manager_id}"): Call(200),
+        ("PATCH", "/v1/relationship-managers/{manager_id}"): Call(200, kwargs={"json": {"capacity": 7}}),
+        ("GET", "/v1/relationship-managers/{manager_id}/contacts"): Call(200),
+        ("POST", "/v1/manager-assignment-runs"): Call(201, kwargs={"json": {}}),
+        ("GET", "/v1/manager-assignment-runs"): Call(200),
+        ("GET", "/v1/manager-assignment-runs/{run_id}"): Call(
+            200, f"/v1/manager-assignment-runs/{seed['manager_run']}"
+        ),
+        ("GET", "/v1/customers/{customer_id}/relationship-manager"): Call(200),
+        ("PUT", "/v1/customers/{customer_id}/relationship-manager"): Call(
+            200, kwargs={"json": {"manager_id": "AC-RM2", "reason": "Asked for it."}}
+        ),
+        ("GET", "/v1/customers/{customer_id}/relationship-manager/history"): Call(200),
+        ("POST", "/v1/customers/{customer_id}/contacts"): Call(201, kwargs={"json": contact}),
+        ("GET", "/v1/customers/{customer_id}/contacts"): Call(200),
+        ("GET", "/v1/customers/{customer_id}/contacts/{contact_id}"): Call(
+            200, f"/v1/customers/AC1/contacts/{seed['contact']}"
+        ),
+        ("GET", "/v1/reports/manager-coverage"): Call(200),
+        ("GET", "/v1/relationship-managers/{manager_id}/worklist"): Call(200),
+        ("PATCH", "/v1/manager-tasks/{task_id}"): Call(
+            200, f"/v1/manager-tasks/{seed['task']}", {"json": {"state": "done", "outcome": "Called."}}
+        ),
+        ("GET", "/v1/contact-cadences"): Call(200),
+        ("PUT", "/v1/contact-cadences/{policy_key}/{tier}"): Call(
+            200, "/v1/contact-cadences/wealth/gold", {"json": {"days": 30}}
+        ),
+    }
+
+
+async def seed_managers(ok, client, admin, session) -> tuple[int, int, int]:
+    """Managers AC-RM1 and AC-RM2 serving every wealth tier, a run (its id) that gives AC1 one, a contact and an
+    open task of AC1's."""
+    for manager_id in ("AC-RM1", "AC-RM2"):
+        body = {"manager_id": manager_id, "name": "RM", "team": "t", "serves": ALL_WEALTH_TIERS, "capacity": 5}
+        await ok(client.post("/v1/relationship-managers", headers=admin, json=body), 201)
+    run = await ok(client.post("/v1/manager-assignment-runs", headers=admin, json={}), 201)
+    body = {"kind": "visit", "channel": "branch", "outcome": "reached"}
+    contact = await ok(client.post("/v1/customers/AC1/contacts", headers=admin, json=body), 201)
+    task = await session.scalar(
+        text(
+            "INSERT INTO manager_task (customer_id, kind, period, reason, due_on) "
+            "SELECT id, 'cadence_overdue', 'seed', 'seed', current_date FROM customer WHERE external_id = 'AC1' "
+            "RETURNING id"
+        )
+    )
+    await session.commit()
+    return run.json()["id"], contact.json()["id"], task
+
+
 DEFAULT_PATH_VALUES = {"customer_id": "AC1", "version": "1", "policy_key": "wealth", "benefit_code": "acc-benefit"}
+DEFAULT_PATH_VALUES["manager_id"] = "AC-RM1"
 
 
 def test_every_v1_route_in_the_app_has_a_valid_call_listed():
@@ -380,6 +441,9 @@ def test_every_v1_route_in_the_app_has_a_valid_call_listed():
                 "delivery": 1,
                 "holdings_import": 1,
                 "benefit_use": 1,
+                "manager_run": 1,
+                "contact": 1,
+                "task": 1,
             }
         )
     )
@@ -496,6 +560,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
         201,
     )
     referral = await seed_engagement(ok, client, admin)
+    manager_run, contact, task = await seed_managers(ok, client, admin, session)
     await session.execute(FAN_OUT, {"batch": 100})  # the complaint's event becomes the webhook's delivery
     delivery = await session.scalar(text("SELECT id FROM webhook_delivery ORDER BY id LIMIT 1"))
     await session.commit()
@@ -511,6 +576,9 @@ async def seed(client, as_role, session, test_settings) -> dict:
         "holdings_import": holdings_import.json()["id"],
         "benefit_use": use.json()["id"],
         "referral": referral,
+        "manager_run": manager_run,
+        "contact": contact,
+        "task": task,
     }
 
 

@@ -42,6 +42,9 @@ class Scope(StrEnum):
     ENGAGEMENT_READ = "engagement:read"  # communities, activities, their members and metrics
     ENGAGEMENT_WRITE = "engagement:write"  # programmes, invitations, membership moves, attendance
     PARTICIPATION_WRITE = "participation:write"  # a customer's answers: join, leave, RSVP; member activity
+    MANAGERS_READ = "managers:read"  # relationship managers, who serves whom and its history, coverage, contacts
+    MANAGERS_WRITE = "managers:write"  # managers, assignment runs, manual reassignment
+    CONTACTS_WRITE = "contacts:write"  # record a contact with a customer
     ADMIN = "admin"
 
 

@@ -21,6 +21,7 @@ from app.customers import import_queries, locks, service
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
 from app.engagement.service import erase_customer_engagement
 from app.feedback import service as feedback_service
+from app.managers.service import erase_customer_managers
 from app.recommendations import offer_state
 from app.recommendations.served import erase_served_reasons
 from app.tiering.assignment import refresh as tier_refresh
@@ -124,7 +125,7 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str, a
     transition notes, benefit uses, community memberships and activity, activity participations, referrals made
     (and the referee's name on others' referrals), and the external id in webhook events. Client event ids of
     feedback, surveys and complaints become keyed hashes (a retry for the erased customer is refused as an unknown
-    customer anyway).
+    customer anyway). Their relationship manager goes, and the notes of contacts and reasons of reassignments.
     Kept, anonymous, for reports and legal retention: the customer row (segment, onboarding year, dates), survey
     scores, and each complaint's record (category, channel, status history with actors, dates), so that the
     bank can show how a complaint was handled without holding what the customer wrote.
@@ -140,6 +141,7 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str, a
     await feedback_service.erase_customer_words(session, customer_id, secret)  # what they wrote, their event ids
     await erase_uses(session, customer_id)  # what, where and when the customer took benefits
     await erase_customer_engagement(session, customer_id)  # who took part in which programme
+    await erase_customer_managers(session, customer_id)  # their manager, contact notes, reassignment reasons
     await outbox.erase_customer(session, customer_id)  # the events name them
     await audit_service.record(
         session, actor, "customer.erase", "customer", customer_id, {"erased": False}, {"erased": True}

@@ -436,11 +436,68 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
     )
     await both("DELETE /v1/webhooks/{webhook_id}", webhook, good={}, bad={"headers": {"X-API-Key": PHONE}})
     await exercise_engagement(both, now)
+    await exercise_managers(both, request, now)
     await both(
         "DELETE /v1/products/{product_code}", "/v1/products/savings", good={}, bad={"headers": {"X-API-Key": NAME}}
     )
     await both("DELETE /v1/customers/{customer_id}", customer, good={}, bad={"headers": {"X-API-Key": PHONE}})
     return done
+
+
+async def exercise_managers(both, request, now: datetime) -> None:
+    """The relationship-manager routes: managers named after a person, a run, a reassignment and a contact with
+    personal text."""
+    serves = {"policy_key": "loyalty", "tiers": ["fan", "everyone"]}
+    for manager_id in ("rm-1", "rm-2"):
+        manager = {"manager_id": manager_id, "name": NAME, "team": EMAIL, "serves": serves, "capacity": 5}
+        await both(
+            "POST /v1/relationship-managers",
+            "/v1/relationship-managers",
+            good={"json": manager},
+            bad={"json": {**manager, "name": NAME + NUL}},
+        )
+    await both(
+        "PATCH /v1/relationship-managers/{manager_id}",
+        "/v1/relationship-managers/rm-1",
+        good={"json": {"name": PHONE, "capacity": 6}},
+        bad={"json": {"team": EMAIL + NUL}},
+    )
+    await both(
+        "POST /v1/manager-assignment-runs",
+        "/v1/manager-assignment-runs",
+        good={"json": {}, "headers": {"Idempotency-Key": "run-" + EMAIL.replace("@", "-")}},
+        bad={"json": {"actor": NAME}},
+    )
+    await both(
+        "PUT /v1/customers/{customer_id}/relationship-manager",
+        f"/v1/customers/{CUSTOMER}/relationship-manager",
+        good={"json": {"manager_id": "rm-2", "reason": FREE_TEXT}},
+        bad={"json": {"manager_id": "rm-2", "reason": FREE_TEXT + NUL}},
+    )
+    contact = {"kind": "call", "channel": "phone", "outcome": "reached", "note": FREE_TEXT}
+    await both(
+        "POST /v1/customers/{customer_id}/contacts",
+        f"/v1/customers/{CUSTOMER}/contacts",
+        good={
+            "json": {**contact, "contacted_at": (now - timedelta(days=5)).isoformat()},
+            "headers": {"Idempotency-Key": PHONE.replace(" ", "")},
+        },
+        bad={"json": {**contact, "note": FREE_TEXT + NUL}},
+    )
+    for tier in ("fan", "everyone"):  # last contact 5 days ago, a cadence of 1 day: a task is due
+        await both(
+            "PUT /v1/contact-cadences/{policy_key}/{tier}",
+            f"/v1/contact-cadences/loyalty/{tier}",
+            good={"json": {"days": 1}},
+            bad={"json": {"days": PHONE}},
+        )
+    [task] = (await request("GET", "/v1/relationship-managers/rm-2/worklist")).json()["items"]
+    await both(
+        "PATCH /v1/manager-tasks/{task_id}",
+        f"/v1/manager-tasks/{task['id']}",
+        good={"json": {"state": "done", "outcome": FREE_TEXT}},
+        bad={"json": {"state": "done", "outcome": FREE_TEXT + NUL}},
+    )
 
 
 async def exercise_engagement(both, now: datetime) -> None:

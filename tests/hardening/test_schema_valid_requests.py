@@ -97,6 +97,31 @@ async def _demo_bank(session) -> None:
         await session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {last})"))
     await add_version(session, "wealth", TierPolicyVersionCreate(copy_from=1), "seed")
     await _engagement(session)
+    await _managers(session)
+
+
+async def _managers(session) -> None:
+    """Managers RM001 and RM002 (as the examples name them) serving the wealth tiers, run 1 giving C00000042 one,
+    a contact 1 with C00000042 and an open task 1 of theirs."""
+    from sqlalchemy import text
+
+    from app.managers import service as managers_service
+    from app.managers.schemas import ContactCreate, ManagerCreate
+
+    for manager_id in ("RM001", "RM002"):
+        body = ManagerCreate.model_json_schema()["examples"][0] | {"manager_id": manager_id, "capacity": 100}
+        await managers_service.create_manager(session, ManagerCreate.model_validate(body))
+    await managers_service.run_assignment(session, "seed")  # run 1
+    contact = ContactCreate.model_validate(ContactCreate.model_json_schema()["examples"][0])
+    await managers_service.record_contact(session, "C00000042", contact, "seed")  # contact 1
+    await session.execute(
+        text(
+            "INSERT INTO manager_task (id, customer_id, kind, period, reason, due_on) "
+            "SELECT 1, id, 'cadence_overdue', 'seed', 'seed', current_date FROM customer "
+            "WHERE external_id = 'C00000042'"
+        )
+    )
+    await session.execute(text("SELECT setval(pg_get_serial_sequence('manager_task', 'id'), 1)"))
 
 
 async def _engagement(session) -> None:

@@ -1,0 +1,168 @@
+"""Manager tables: managers (the tiers they serve, their capacity), the current assignment of a customer to one
+manager, the history of assignments, assignment runs, and the contact log (notes erased with the customer)."""
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base
+
+SOURCES = ("run", "manual")
+ACTIONS = ("assigned", "reassigned", "released")
+CONTACT_KINDS = ("call", "visit", "message")
+CONTACT_CHANNELS = ("phone", "branch", "video", "mobile", "email", "sms", "wechat")
+CONTACT_OUTCOMES = ("reached", "no_answer", "callback_requested", "declined", "follow_up")
+
+
+class RelationshipManager(Base):
+    """A relationship manager: the bank's id for them, their team, the tiers of one policy they serve, and how many
+    customers they can look after."""
+
+    __tablename__ = "relationship_manager"
+    __table_args__ = (CheckConstraint("capacity BETWEEN 0 AND 100000", name="capacity"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    manager_id: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    team: Mapped[str] = mapped_column(String(100))
+    policy_key: Mapped[str] = mapped_column(String(40))
+    tiers: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
+    capacity: Mapped[int] = mapped_column(Integer)
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ManagerAssignment(Base):
+    """A customer's current manager (one at most): kept while the customer holds a tier the manager serves."""
+
+    __tablename__ = "manager_assignment"
+    __table_args__ = (
+        CheckConstraint(f"source IN {SOURCES}", name="source"),
+        Index("ix_manager_assignment_manager", "manager_id"),
+    )
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+    manager_id: Mapped[int] = mapped_column(ForeignKey("relationship_manager.id", ondelete="CASCADE"))
+    policy_key: Mapped[str] = mapped_column(String(40))
+    tier: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(10))
+    assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ManagerAssignmentChange(Base):
+    """The history: every assignment, reassignment (with its reason) and release of a customer."""
+
+    __tablename__ = "manager_assignment_change"
+    __table_args__ = (
+        CheckConstraint(f"action IN {ACTIONS}", name="action"),
+        Index("ix_manager_assignment_change_customer", "customer_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(12))
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("relationship_manager.id", ondelete="SET NULL"))
+    previous_manager_id: Mapped[int | None] = mapped_column(ForeignKey("relationship_manager.id", ondelete="SET NULL"))
+    run_id: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ManagerAssignmentRun(Base):
+    """One assignment run over the whole population, with what it did."""
+
+    __tablename__ = "manager_assignment_run"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    kept: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    released: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    assigned: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    unassigned: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ManagerContact(Base):
+    """A contact with a customer: a call, visit or message, its channel and outcome, and a note (personal data:
+    never logged, erased with the customer)."""
+
+    __tablename__ = "manager_contact"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {CONTACT_KINDS}", name="kind"),
+        CheckConstraint(f"channel IN {CONTACT_CHANNELS}", name="channel"),
+        CheckConstraint(f"outcome IN {CONTACT_OUTCOMES}", name="outcome"),
+        Index("ix_manager_contact_customer", "customer_id", "id"),
+        Index("ix_manager_contact_manager", "manager_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("relationship_manager.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(10))
+    channel: Mapped[str] = mapped_column(String(10))
+    outcome: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+    contacted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+TASK_KINDS = ("downgrade_at_risk", "cadence_overdue")
+TASK_STATES = ("open", "done", "snoozed", "dismissed")
+
+
+class ContactCadence(Base):
+    """How often a customer of a tier is to be contacted (data the bank changes): every `days` days."""
+
+    __tablename__ = "contact_cadence"
+    __table_args__ = (CheckConstraint("days BETWEEN 1 AND 3650", name="days"),)
+
+    policy_key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(40), primary_key=True)
+    days: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ManagerTask(Base):
+    """A worklist task, generated from data once per customer, kind and period (the unique key), and worked by
+    whoever manages the customer now (it moves with them)."""
+
+    __tablename__ = "manager_task"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {TASK_KINDS}", name="kind"),
+        CheckConstraint(f"state IN {TASK_STATES}", name="state"),
+        UniqueConstraint("customer_id", "kind", "period", name="uq_manager_task_once"),
+        Index("ix_manager_task_customer_open", "customer_id", postgresql_where=text("state IN ('open', 'snoozed')")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    period: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text)
+    due_on: Mapped[date] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(10), server_default=text("'open'"))
+    snoozed_until: Mapped[date | None] = mapped_column(Date)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    closed_by: Mapped[str | None] = mapped_column(String(200))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
