@@ -1,0 +1,135 @@
+"""Re-tiering in micro-batches: activity events and the NDJSON customer import mark their customers (a row in
+retier_mark, in the intake's transaction: a rolled-back intake leaves none) instead of re-tiering them in the
+request; the worker of each instance re-tiers the marked customers set-based, a batch at a time, within a few
+seconds (TIERWISE_RETIER_INTERVAL_SECONDS). Holdings and profile writes stay synchronous (app.customers.flows): the
+app sees the new tier after a deposit. The lag (the age of the oldest mark) is in /metrics.
+
+A batch is one transaction: claim the oldest marks (FOR UPDATE SKIP LOCKED: several workers and instances take
+disjoint customers), lock their customers as every writer does (app.customers.locks: an intake writing them
+commits first, and the batch's statements then read what it wrote), mark their offer states stale, run the batch
+tiering statement for them (app.tiering.assignment.refresh, with its transitions and tier.* webhook events), and
+delete the claimed marks. An intake that meets a claimed mark leaves it (ON CONFLICT DO NOTHING takes no lock, so
+it never waits on a batch while holding its customers): that batch locks the customers after the intake commits
+and sees its events; a mark the batch has deleted is inserted again once the batch commits."""
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from prometheus_client import Gauge
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.customers import locks
+from app.customers.service import ACTIVITY_METRICS
+from app.recommendations import offer_state
+from app.tiering.assignment import refresh as tier_refresh
+
+log = logging.getLogger(__name__)
+
+ACTIVITY = "activity"  # what activity events can move: the policies reading an activity metric
+ANY = "any"  # a profile import: every active policy
+
+RETIER_LAG = Gauge(
+    "tierwise_retier_lag_seconds",
+    "Age of the oldest customer waiting to be re-tiered after an intake (0: none waiting), as the worker last saw it",
+    multiprocess_mode="max",
+)
+RETIER_PENDING = Gauge(
+    "tierwise_retier_pending", "Customers waiting to be re-tiered, as the worker last saw it", multiprocess_mode="max"
+)
+
+_MARK = text(
+    "INSERT INTO retier_mark (customer_id, scope) SELECT unnest(CAST(:ids AS bigint[])), CAST(:scope AS varchar) "
+    "ORDER BY 1 ON CONFLICT DO NOTHING"
+)
+_CLAIM = text(
+    "SELECT customer_id, scope FROM retier_mark ORDER BY marked_at, customer_id LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+_DELETE = text(
+    "DELETE FROM retier_mark m USING unnest(CAST(:ids AS bigint[]), CAST(:scopes AS varchar[])) AS c(id, scope) "
+    "WHERE m.customer_id = c.id AND m.scope = c.scope"
+)
+_ERASE = text(
+    "DELETE FROM retier_mark WHERE (customer_id, scope) IN "
+    "(SELECT customer_id, scope FROM retier_mark WHERE customer_id = :id FOR UPDATE SKIP LOCKED)"
+)
+_LAG = text("SELECT coalesce(extract(epoch FROM now() - min(marked_at)), 0), count(*) FROM retier_mark")
+
+
+async def mark(session: AsyncSession, customer_ids: Iterable[int], scope: str) -> None:
+    """In an intake's transaction (which has locked these customers): re-tier them in the worker's next batch."""
+    ids = sorted(set(customer_ids))
+    if ids:
+        await session.execute(_MARK, {"ids": ids, "scope": scope})
+
+
+async def erase_marks(session: AsyncSession, customer_id: int) -> None:
+    """Erasure (which holds the customer's lock): the customer waits for nothing any more. Marks a batch has
+    claimed are skipped, not waited for (that batch waits for this lock): the batch finds the customer erased once
+    it has the lock, re-tiers nothing of theirs and deletes them."""
+    await session.execute(_ERASE, {"id": customer_id})
+
+
+async def run_batch(session: AsyncSession, limit: int) -> int:
+    """One micro-batch in the caller's transaction (commit it after): up to `limit` marks claimed, their customers
+    re-tiered, the marks deleted. Returns how many marks it took (0: nothing waiting, or all claimed by others)."""
+    claimed = (await session.execute(_CLAIM, {"limit": limit})).all()
+    if not claimed:
+        return 0
+    live = await locks.lock_customers(session, {row.customer_id for row in claimed})
+    any_ids = sorted({row.customer_id for row in claimed if row.scope == ANY} & live)
+    activity_ids = sorted({row.customer_id for row in claimed if row.scope == ACTIVITY} & live - set(any_ids))
+    for ids, changed in ((any_ids, None), (activity_ids, ACTIVITY_METRICS)):
+        if ids:
+            await offer_state.mark_stale(session, ids, changed)
+            await tier_refresh.refresh_tiers(session, ids, id_range=None, changed=changed)
+    await session.execute(
+        _DELETE, {"ids": [row.customer_id for row in claimed], "scopes": [row.scope for row in claimed]}
+    )
+    return len(claimed)
+
+
+async def observe_lag(session: AsyncSession) -> float:
+    """The lag metric's figure now: the age of the oldest mark in seconds (and the pending count)."""
+    lag, pending = (await session.execute(_LAG)).one()
+    RETIER_LAG.set(float(lag))
+    RETIER_PENDING.set(pending)
+    return float(lag)
+
+
+async def drain(sessionmaker, limit: int) -> int:
+    """Run batches until none is left to claim; how many marks were taken."""
+    total = 0
+    while True:
+        async with sessionmaker() as session, session.begin():
+            taken = await run_batch(session, limit)
+        total += taken
+        if taken < limit:
+            return total
+
+
+class RetierWorker:
+    """The lifespan's worker: the lag observed, then a batch; the next at once after a full batch, otherwise after
+    the interval."""
+
+    def __init__(self, settings: Settings, sessionmaker) -> None:
+        self.interval = settings.retier_interval_seconds
+        self.batch_size = settings.retier_batch_size
+        self.sessionmaker = sessionmaker
+
+    async def run(self) -> None:
+        while True:
+            taken = 0
+            try:
+                async with self.sessionmaker() as session:
+                    await observe_lag(session)
+                async with self.sessionmaker() as session, session.begin():
+                    taken = await run_batch(session, self.batch_size)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("re-tiering batch: failed")
+            if taken < self.batch_size:  # a full batch: more may be waiting, the next one at once
+                await asyncio.sleep(self.interval)
