@@ -256,3 +256,60 @@ async def test_the_lifespan_worker_re_tiers_within_the_interval(engine, database
             await conn.execute(
                 text("DELETE FROM api_key WHERE id = ANY(:ids)"), {"ids": [r.id for r, _ in made.values()]}
             )
+
+
+async def test_an_intake_during_a_batch_waits_for_it_and_marks_its_customer_again(engine, test_settings):
+    """A batch holds a customer (claimed, locked, its mark deleted, not committed): an intake of events for that
+    customer waits for the batch's lock (seen in pg_locks), and once the batch commits, stores its events and marks
+    the customer again, so that the next batch re-tiers what the first could not see."""
+    tag = f"RTRACE-{uuid.uuid4().hex[:8]}"
+    (customer_id,) = await _committed_customers(engine, tag, 1)
+    sessionmaker = create_sessionmaker(engine)
+    async with sessionmaker() as session:
+        made, key = await apikeys_service.create_api_key(
+            session, f"rt-race-{tag}", "integration", test_settings.api_key_pepper
+        )
+        await session.commit()
+    app = create_app(test_settings, sessionmaker=sessionmaker)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://tierwise.test", timeout=60) as client,
+            sessionmaker() as batch,
+        ):
+            await batch.begin()
+            assert await retier.run_batch(batch, 100) >= 1
+            batch_pid = await batch.scalar(text("SELECT pg_backend_pid()"))
+            intake = asyncio.ensure_future(
+                client.post("/v1/events", json=_events(f"{tag}-1", 1), headers={"X-API-Key": key})
+            )
+            async with engine.connect() as watcher:
+                deadline = time.monotonic() + 30
+                while not await watcher.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_locks w JOIN pg_locks h ON h.pid = :pid AND h.granted "
+                        "AND w.locktype = h.locktype AND w.database IS NOT DISTINCT FROM h.database "
+                        "AND w.relation IS NOT DISTINCT FROM h.relation AND w.page IS NOT DISTINCT FROM h.page "
+                        "AND w.tuple IS NOT DISTINCT FROM h.tuple "
+                        "AND w.transactionid IS NOT DISTINCT FROM h.transactionid WHERE NOT w.granted"
+                    ),
+                    {"pid": batch_pid},
+                ):
+                    assert time.monotonic() < deadline and not intake.done(), "the intake did not wait for the batch"
+                    await watcher.rollback()
+                    await asyncio.sleep(0.05)
+            assert not intake.done()
+            await batch.commit()
+            response = await asyncio.wait_for(intake, timeout=30)
+            assert response.status_code == 200, response.text
+        async with engine.connect() as conn:
+            scopes = list(
+                await conn.scalars(text("SELECT scope FROM retier_mark WHERE customer_id = :id"), {"id": customer_id})
+            )
+        assert scopes == ["activity"]
+        async with sessionmaker() as worker, worker.begin():
+            assert await retier.run_batch(worker, 100) >= 1
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM customer WHERE external_id LIKE :tag"), {"tag": f"{tag}-%"})
+            await conn.execute(text("DELETE FROM api_key WHERE id = :id"), {"id": made.id})
