@@ -250,6 +250,11 @@ async def test_the_lifespan_worker_re_tiers_within_the_interval(engine, database
                 assert "tierwise_retier_pending" in metrics
     finally:
         async with engine.begin() as conn:
+            for table in ("tier_assignment", "tier_transition", "webhook_event"):
+                await conn.execute(
+                    text(f"DELETE FROM {table} WHERE customer_id IN (SELECT id FROM customer WHERE external_id = :x)"),
+                    {"x": external_id},
+                )
             await conn.execute(text("DELETE FROM customer WHERE external_id = :x"), {"x": external_id})
             await conn.execute(text("DELETE FROM tier_policy WHERE key = :k"), {"k": policy})
             await conn.execute(text("DELETE FROM audit_event WHERE actor LIKE :a"), {"a": f"rt-%-{tag}"})

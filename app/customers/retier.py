@@ -40,12 +40,18 @@ RETIER_PENDING = Gauge(
     "tierwise_retier_pending", "Customers waiting to be re-tiered, as the worker last saw it", multiprocess_mode="max"
 )
 
+# Plan each statement for the range it is given (as app.customers.flows does).
+_PLAN_FOR_EACH_RANGE = text("SET LOCAL plan_cache_mode = force_custom_plan")
 _MARK = text(
     "INSERT INTO retier_mark (customer_id, scope) SELECT unnest(CAST(:ids AS bigint[])), CAST(:scope AS varchar) "
     "ORDER BY 1 ON CONFLICT DO NOTHING"
 )
+# Claimed in id order from the worker's cursor (wrapping round at the end): a batch is then a dense id range when
+# many are marked (an import, a busy intake) and is evaluated as a range like a chunk of a tier run, far cheaper
+# than by a list of ids; every mark is reached within one sweep, so the lag is bounded by a sweep.
 _CLAIM = text(
-    "SELECT customer_id, scope FROM retier_mark ORDER BY marked_at, customer_id LIMIT :limit FOR UPDATE SKIP LOCKED"
+    "SELECT customer_id, scope FROM retier_mark WHERE customer_id > :after "
+    "ORDER BY customer_id, scope LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
 _DELETE = text(
     "DELETE FROM retier_mark m USING unnest(CAST(:ids AS bigint[]), CAST(:scopes AS varchar[])) AS c(id, scope) "
@@ -72,23 +78,38 @@ async def erase_marks(session: AsyncSession, customer_id: int) -> None:
     await session.execute(_ERASE, {"id": customer_id})
 
 
-async def run_batch(session: AsyncSession, limit: int) -> int:
-    """One micro-batch in the caller's transaction (commit it after): up to `limit` marks claimed, their customers
-    re-tiered, the marks deleted. Returns how many marks it took (0: nothing waiting, or all claimed by others)."""
-    claimed = (await session.execute(_CLAIM, {"limit": limit})).all()
+async def run_batch(session: AsyncSession, limit: int, after: int = 0) -> int:
+    """One micro-batch in the caller's transaction (commit it after): up to `limit` marks of customers with ids
+    above `after` claimed, their customers re-tiered, the marks deleted. Returns how many marks it took (0: nothing
+    waiting, or all claimed by others)."""
+    return (await claim_batch(session, limit, after))[0]
+
+
+async def claim_batch(session: AsyncSession, limit: int, after: int = 0) -> tuple[int, int]:
+    """run_batch, also returning the highest customer id claimed (the worker's next cursor)."""
+    claimed = (await session.execute(_CLAIM, {"limit": limit, "after": after})).all()
     if not claimed:
-        return 0
-    live = await locks.lock_customers(session, {row.customer_id for row in claimed})
+        return 0, after
+    ids = sorted({row.customer_id for row in claimed})
+    id_range = tier_refresh.dense_range(ids)
+    if id_range is not None:  # the range's customers (erased ones are not evaluated: the features skip them)
+        await session.execute(_PLAN_FOR_EACH_RANGE)
+        await locks.lock_customer_range(session, *id_range)
+        live = set(ids)
+    else:
+        live = await locks.lock_customers(session, ids)
     any_ids = sorted({row.customer_id for row in claimed if row.scope == ANY} & live)
     activity_ids = sorted({row.customer_id for row in claimed if row.scope == ACTIVITY} & live - set(any_ids))
-    for ids, changed in ((any_ids, None), (activity_ids, ACTIVITY_METRICS)):
-        if ids:
-            await offer_state.mark_stale(session, ids, changed)
-            await tier_refresh.refresh_tiers(session, ids, id_range=None, changed=changed)
+    for scope_ids, changed in ((any_ids, None), (activity_ids, ACTIVITY_METRICS)):
+        if scope_ids:
+            await offer_state.mark_stale(session, scope_ids, changed)
+            await tier_refresh.refresh_tiers(
+                session, scope_ids, id_range=tier_refresh.dense_range(scope_ids), changed=changed
+            )
     await session.execute(
         _DELETE, {"ids": [row.customer_id for row in claimed], "scopes": [row.scope for row in claimed]}
     )
-    return len(claimed)
+    return len(claimed), ids[-1]
 
 
 async def observe_lag(session: AsyncSession) -> float:
@@ -101,13 +122,16 @@ async def observe_lag(session: AsyncSession) -> float:
 
 async def drain(sessionmaker, limit: int) -> int:
     """Run batches until none is left to claim; how many marks were taken."""
-    total = 0
+    total, after = 0, 0
     while True:
         async with sessionmaker() as session, session.begin():
-            taken = await run_batch(session, limit)
+            started = after
+            taken, after = await claim_batch(session, limit, started)
         total += taken
         if taken < limit:
-            return total
+            if started == 0:
+                return total
+            after = 0  # the end of the ids: round again from the start
 
 
 class RetierWorker:
@@ -120,16 +144,20 @@ class RetierWorker:
         self.sessionmaker = sessionmaker
 
     async def run(self) -> None:
+        after = 0  # the cursor: the next batch claims marks of customers with higher ids, then wraps round
         while True:
-            taken = 0
+            taken, started = 0, after
             try:
                 async with self.sessionmaker() as session:
                     await observe_lag(session)
                 async with self.sessionmaker() as session, session.begin():
-                    taken = await run_batch(session, self.batch_size)
+                    taken, last = await claim_batch(session, self.batch_size, started)
+                after = last if taken == self.batch_size else 0
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("re-tiering batch: failed")
-            if taken < self.batch_size:  # a full batch: more may be waiting, the next one at once
+                after = 0
+            # a full batch, or the end of a sweep that began past the start: more may wait, the next batch at once
+            if taken < self.batch_size and started == 0:
                 await asyncio.sleep(self.interval)
