@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     # and each instance's worker re-tiers them in batches of this size, every interval (a full batch: at once).
     retier_worker: bool = True
     retier_interval_seconds: float = Field(2.0, gt=0, le=300)
-    retier_batch_size: int = Field(5000, ge=1, le=100_000)
+    retier_batch_size: int = Field(1000, ge=1, le=100_000)
 
     # Webhooks (app/webhooks): the delivery worker of each instance, its pace and its retries.
     webhook_worker: bool = True
