@@ -30,6 +30,7 @@ from app.core.ratelimit import FailedAuthLimiter, RateLimit, RateLimiter, role_l
 from app.core.schedule import run_every
 from app.core.security import role_scopes
 from app.customers.imports_router import imports_router as holdings_imports_router
+from app.customers.retier import RetierWorker
 from app.customers.router import events_router
 from app.customers.router import router as customers_router
 from app.engagement.activities_router import router as activities_router
@@ -142,6 +143,8 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         jobs = [asyncio.create_task(run_every(minutes, job, done)) for minutes, job, done in schedule if minutes]
         if settings.webhook_worker:
             jobs.append(asyncio.create_task(DeliveryWorker(settings, app.state.sessionmaker).run()))
+        if settings.retier_worker:
+            jobs.append(asyncio.create_task(RetierWorker(settings, app.state.sessionmaker).run()))
         try:
             yield
         finally:

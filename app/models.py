@@ -15,6 +15,7 @@ from app.customers.models import (  # noqa: F401
     HoldingBalance,
     HoldingImport,
     HoldingImportLine,
+    RetierMark,
 )
 from app.engagement.models import (  # noqa: F401
     Activity,

@@ -1,5 +1,9 @@
 """Intake throughput: NDJSON customer import and event batches through the API, each beside a raw COPY of
-the same rows into the same table, in the same run. Usage: python -m bench.bench_intake [--customers N]"""
+the same rows into the same table, in the same run. Usage: python -m bench.bench_intake [--customers N]
+
+With --with-policies the four default policies are active: events and the import mark their customers and the
+server's re-tiering worker (app/customers/retier.py) re-tiers them in micro-batches; the run samples the lag (the
+age of the oldest mark) while it posts, and times how long after the last request the marks are all gone."""
 
 import argparse
 import asyncio
@@ -83,6 +87,46 @@ async def post_all(base: str, key: str, path: str, bodies: list, concurrency: in
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return time.perf_counter() - started
+
+
+class LagSampler:
+    """The re-tiering lag (age of the oldest mark) sampled on its own connection every `every` seconds."""
+
+    def __init__(self, dsn: str, every: float = 0.5) -> None:
+        self.dsn, self.every, self.worst, self.samples = dsn, every, 0.0, 0
+
+    async def sample(self, conn) -> tuple[float, int]:
+        lag, pending = await conn.fetchrow(
+            "SELECT coalesce(extract(epoch FROM now() - min(marked_at)), 0)::float8, count(*) FROM retier_mark"
+        )
+        self.worst = max(self.worst, lag)
+        self.samples += 1
+        return lag, pending
+
+    async def during(self, work) -> float:
+        """Run `work` (a coroutine returning seconds) while sampling; its result."""
+        conn = await asyncpg.connect(self.dsn)
+        task = asyncio.ensure_future(work)
+        try:
+            while not task.done():
+                await self.sample(conn)
+                await asyncio.wait({task}, timeout=self.every)
+            return task.result()
+        finally:
+            await conn.close()
+
+    async def drained(self, timeout: float = 3600) -> float:
+        """Seconds until no mark is left (sampling the lag meanwhile)."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            started = time.perf_counter()
+            while (await self.sample(conn))[1]:
+                if time.perf_counter() - started > timeout:
+                    raise TimeoutError("marks left after the timeout")
+                await asyncio.sleep(self.every / 5)
+            return time.perf_counter() - started
+        finally:
+            await conn.close()
 
 
 async def copy_customers(dsn: str, lines: list[dict]) -> float:
@@ -193,9 +237,16 @@ def main() -> None:
         key = asyncio.run(create_key(dsn))
         if args.with_policies:
             asyncio.run(activate_default_policies(dsn))
+        lag = LagSampler(dsn)
         with serve(dsn) as base:
-            api_import = asyncio.run(post_all(base, key, "/v1/customers/import", ndjson, 2, "application/x-ndjson"))
-            api_events = asyncio.run(post_all(base, key, "/v1/events", batches, args.concurrency, "application/json"))
+            api_import = asyncio.run(
+                lag.during(post_all(base, key, "/v1/customers/import", ndjson, 2, "application/x-ndjson"))
+            )
+            import_drain = asyncio.run(lag.drained())
+            api_events = asyncio.run(
+                lag.during(post_all(base, key, "/v1/events", batches, args.concurrency, "application/json"))
+            )
+            events_drain = asyncio.run(lag.drained())
         raw_events = asyncio.run(copy_events(dsn, events))
         raw_import = asyncio.run(copy_customers(dsn, customers))
     n, e = args.customers, args.events
@@ -209,6 +260,10 @@ def main() -> None:
     print(f"events_api_per_s={e / api_events:.0f}")
     print(f"events_copy_per_s={e / raw_events:.0f}")
     print(f"events_ratio_api_to_copy={raw_events / api_events:.3f}")
+    print(f"import_marks_drained_after_s={import_drain:.1f} events_marks_drained_after_s={events_drain:.1f}")
+    print(f"retier_lag_worst_s={lag.worst:.1f} (sampled {lag.samples} times, every {lag.every} s)")
+    print(f"import_ratio_until_re_tiered={raw_import / (api_import + import_drain):.3f}")
+    print(f"events_ratio_until_re_tiered={raw_events / (api_events + events_drain):.3f}")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     idempotency_key_hours: float = Field(24.0, gt=0, le=24 * 30)
     purge_minutes: int = Field(10, ge=0)  # how often expired keys and old deliveries are purged (0: never)
 
+    # Re-tiering after intake (app/customers/retier.py): activity events and the NDJSON import mark their customers,
+    # and each instance's worker re-tiers them in batches of this size, every interval (a full batch: at once).
+    retier_worker: bool = True
+    retier_interval_seconds: float = Field(2.0, gt=0, le=300)
+    retier_batch_size: int = Field(1000, ge=1, le=100_000)
+
     # Webhooks (app/webhooks): the delivery worker of each instance, its pace and its retries.
     webhook_worker: bool = True
     webhook_poll_seconds: float = Field(1.0, gt=0, le=60)  # how often an idle worker looks for work

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit_service
 from app.benefits.uses import erase_uses
-from app.customers import import_queries, locks, service
+from app.customers import import_queries, locks, retier, service
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
 from app.engagement.service import erase_customer_engagement
 from app.feedback import service as feedback_service
@@ -77,9 +77,15 @@ async def patch_customer(session: AsyncSession, external_id: str, body: Customer
 async def import_customers(
     session: AsyncSession, lines: list[tuple[int, CustomerImportLine]]
 ) -> tuple[int, int, list[dict]]:
-    """Upsert validated import lines: (created, updated, rejections of attribute checks)."""
+    """Upsert validated import lines: (created, updated, rejections of attribute checks). Their customers are
+    locked, their offer states marked stale, and they are re-tiered by the worker's next batches
+    (app.customers.retier), not in the request."""
     created, updated, rejections, ids = await service.import_customers(session, lines)
-    await customers_changed(session, ids)
+    ids = sorted(set(ids))
+    if ids:
+        await _lock(session, ids)
+        await offer_state.mark_stale(session, ids)
+        await retier.mark(session, ids, retier.ANY)
     return created, updated, rejections
 
 
@@ -109,9 +115,12 @@ async def import_holdings_chunk(session: AsyncSession, import_id: int, id_from: 
 
 
 async def ingest_events(session: AsyncSession, events: list) -> int:
-    """Store a batch of events for many customers; how many were new."""
+    """Store a batch of events for many customers (locked by service.ingest_events); how many were new. Their offer
+    states are marked stale here; their tiers are re-tiered by the worker's next batch within the stated lag
+    (app.customers.retier), which marks the offer states stale again with the new tiers."""
     recorded, customer_ids = await service.ingest_events(session, events)
-    await customers_changed(session, customer_ids, changed=service.ACTIVITY_METRICS)
+    await offer_state.mark_stale(session, customer_ids, service.ACTIVITY_METRICS)
+    await retier.mark(session, customer_ids, retier.ACTIVITY)
     return recorded
 
 
@@ -135,6 +144,7 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str, a
     if customer_id is None:  # erased before
         return
     await service.erase_import_lines(session, customer_id, external_id)  # staged balances of theirs
+    await retier.erase_marks(session, customer_id)  # nothing of theirs waits to be re-tiered
     await tier_refresh.erase_assignments(session, customer_id)  # their facts hold the customer's values
     await erase_served_reasons(session, customer_id)  # the reasons quote them
     await offer_state.mark_stale(session, [customer_id])  # its explanation quotes them

@@ -173,3 +173,19 @@ class HoldingImportLine(Base):
     as_of: Mapped[date | None] = mapped_column(Date)
     pointer: Mapped[str | None] = mapped_column(String(100))
     detail: Mapped[str | None] = mapped_column(String(300))
+
+
+class RetierMark(Base):
+    """A customer whose tiers an intake has made stale (activity events, the NDJSON import), waiting for the
+    re-tiering worker's next micro-batch (app.customers.retier). One row per customer and scope of what moved:
+    `activity` (the policies reading activity metrics) or `any` (every active policy)."""
+
+    __tablename__ = "retier_mark"
+    __table_args__ = (
+        CheckConstraint("scope IN ('activity', 'any')", name="scope"),
+        Index("ix_retier_mark_marked_at", "marked_at"),
+    )
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(10), primary_key=True)
+    marked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

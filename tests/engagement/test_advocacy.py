@@ -90,9 +90,9 @@ async def test_only_converted_referrals_count(client, as_role, session):
     assert left == 0
 
 
-async def test_a_passive_with_a_converted_referral_is_an_iron_fan(client, as_role, session):
+async def test_a_passive_with_a_converted_referral_is_an_iron_fan(client, as_role, session, sessionmaker):
     await default_policies(session)
-    await make_loyal_customer(client, as_role, "P", referrals=0)
+    await make_loyal_customer(client, as_role, "P", referrals=0, sessionmaker=sessionmaker)
     passive = await client.post("/v1/feedback/surveys", headers=as_role("app"), json=survey("p-1", "P", "nps", 8))
     assert passive.status_code == 201
     assert (await loyalty_tier(client, as_role, "P"))["tier"] == "core"
@@ -104,9 +104,11 @@ async def test_a_passive_with_a_converted_referral_is_an_iron_fan(client, as_rol
     assert (await loyalty_tier(client, as_role, "P"))["tier"] == "iron_fan"
 
 
-async def test_taking_part_moves_a_loyal_customer_into_iron_fan_and_the_change_feed_shows_it(client, as_role, session):
+async def test_taking_part_moves_a_loyal_customer_into_iron_fan_and_the_change_feed_shows_it(
+    client, as_role, session, sessionmaker
+):
     await default_policies(session)
-    await make_loyal_customer(client, as_role, "T", referrals=0)
+    await make_loyal_customer(client, as_role, "T", referrals=0, sessionmaker=sessionmaker)
     assert (await loyalty_tier(client, as_role, "T"))["tier"] == "core"
     await open_community(client, as_role, audience={"always": True})
     invited = await client.post(

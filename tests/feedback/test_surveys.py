@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from app.customers import retier
 from app.tiering.policies import load_default_policies
 from tests.factories import add_products
 from tests.feedback.helpers import make_customer
@@ -119,7 +120,8 @@ async def loyalty(client, as_role, session):
     await session.commit()
 
 
-async def make_loyal_customer(client, as_role, external_id: str, referrals: int) -> None:
+async def make_loyal_customer(client, as_role, external_id: str, referrals: int, sessionmaker) -> None:
+    """A loyal customer, its events re-tiered (the worker's batch, run here: app/customers/retier.py)."""
     await make_customer(client, as_role, external_id, onboarded_at="2015-03-01T10:00:00Z")
     today = date.today().isoformat()
     response = await client.put(
@@ -157,6 +159,7 @@ async def make_loyal_customer(client, as_role, external_id: str, referrals: int)
     ]
     response = await client.post("/v1/events", json={"events": events}, headers=as_role("integration"))
     assert response.status_code == 200, response.text
+    await retier.drain(sessionmaker, 100)
 
 
 async def loyalty_tier(client, as_role, external_id: str) -> dict:
@@ -185,9 +188,9 @@ async def converted_referral(client, as_role, referrer: str) -> None:
         assert moved.status_code == 200, moved.text
 
 
-async def test_a_survey_changes_the_loyalty_tier(client, as_role, loyalty):
+async def test_a_survey_changes_the_loyalty_tier(client, as_role, loyalty, sessionmaker):
     # never surveyed: a converted referral stands in for advocacy (a referral counter alone does not)
-    await make_loyal_customer(client, as_role, "L1", referrals=1)
+    await make_loyal_customer(client, as_role, "L1", referrals=1, sessionmaker=sessionmaker)
     assert (await loyalty_tier(client, as_role, "L1"))["tier"] == "core"
     await converted_referral(client, as_role, "L1")
     assert (await loyalty_tier(client, as_role, "L1"))["tier"] == "iron_fan"
@@ -203,8 +206,10 @@ async def test_a_survey_changes_the_loyalty_tier(client, as_role, loyalty):
     assert (tier["tier"], tier["qualified_tier"], tier["at_risk"]) == ("iron_fan", "iron_fan", False)
 
 
-async def test_a_promoter_answer_upgrades_at_once_and_an_open_complaint_holds_it_back(client, as_role, loyalty):
-    await make_loyal_customer(client, as_role, "L2", referrals=0)
+async def test_a_promoter_answer_upgrades_at_once_and_an_open_complaint_holds_it_back(
+    client, as_role, loyalty, sessionmaker
+):
+    await make_loyal_customer(client, as_role, "L2", referrals=0, sessionmaker=sessionmaker)
     assert (await loyalty_tier(client, as_role, "L2"))["tier"] == "core"
     response = await client.post("/v1/feedback/surveys", headers=as_role("app"), json=survey("l2-a", "L2", "nps", 10))
     assert response.status_code == 201

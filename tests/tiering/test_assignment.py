@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import text
 
+from app.customers import retier
 from app.tiering import runs
 from app.tiering.assignment.compile import assign
 from tests.factories import WEALTH_GRACE_DAYS as GRACE
@@ -298,7 +299,8 @@ async def test_erasure_removes_the_assignment_facts(client, as_role, wealth, ses
     assert await session.scalar(text("SELECT count(*) FROM tier_assignment")) == 0
 
 
-async def test_events_re_tier_customers_under_policies_reading_activity(client, as_role, wealth):
+async def test_events_re_tier_customers_under_policies_reading_activity(client, as_role, wealth, sessionmaker):
+    """Events are accepted without re-tiering in the request; the re-tiering worker's next batch moves the tier."""
     admin = as_role("admin")
     created = await client.post(
         "/v1/tier-policies",
@@ -342,5 +344,7 @@ async def test_events_re_tier_customers_under_policies_reading_activity(client, 
         },
     )
     assert response.status_code == 200, response.text
+    assert (await tier_of(client, as_role, "EV1", "activity"))["tier"] == "idle"  # not in the request
+    assert await retier.drain(sessionmaker, 100) == 1
     assert (await tier_of(client, as_role, "EV1", "activity"))["tier"] == "active"
     assert (await tier_of(client, as_role, "EV1"))["tier"] == "gold"

@@ -1,0 +1,163 @@
+"""Re-tiering in micro-batches: activity events and the NDJSON customer import mark their customers (a row in
+retier_mark, in the intake's transaction: a rolled-back intake leaves none) instead of re-tiering them in the
+request; the worker of each instance re-tiers the marked customers set-based, a batch at a time, within a few
+seconds (TIERWISE_RETIER_INTERVAL_SECONDS). Holdings and profile writes stay synchronous (app.customers.flows): the
+app sees the new tier after a deposit. The lag (the age of the oldest mark) is in /metrics.
+
+A batch is one transaction: claim the oldest marks (FOR UPDATE SKIP LOCKED: several workers and instances take
+disjoint customers), lock their customers as every writer does (app.customers.locks: an intake writing them
+commits first, and the batch's statements then read what it wrote), mark their offer states stale, run the batch
+tiering statement for them (app.tiering.assignment.refresh, with its transitions and tier.* webhook events), and
+delete the claimed marks. An intake that meets a claimed mark leaves it (ON CONFLICT DO NOTHING takes no lock, so
+it never waits on a batch while holding its customers): that batch locks the customers after the intake commits
+and sees its events; a mark the batch has deleted is inserted again once the batch commits."""
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from prometheus_client import Gauge
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.customers import locks
+from app.customers.service import ACTIVITY_METRICS
+from app.recommendations import offer_state
+from app.tiering.assignment import refresh as tier_refresh
+
+log = logging.getLogger(__name__)
+
+ACTIVITY = "activity"  # what activity events can move: the policies reading an activity metric
+ANY = "any"  # a profile import: every active policy
+
+RETIER_LAG = Gauge(
+    "tierwise_retier_lag_seconds",
+    "Age of the oldest customer waiting to be re-tiered after an intake (0: none waiting), as the worker last saw it",
+    multiprocess_mode="max",
+)
+RETIER_PENDING = Gauge(
+    "tierwise_retier_pending", "Customers waiting to be re-tiered, as the worker last saw it", multiprocess_mode="max"
+)
+
+# Plan each statement for the range it is given (as app.customers.flows does).
+_PLAN_FOR_EACH_RANGE = text("SET LOCAL plan_cache_mode = force_custom_plan")
+_MARK = text(
+    "INSERT INTO retier_mark (customer_id, scope) SELECT unnest(CAST(:ids AS bigint[])), CAST(:scope AS varchar) "
+    "ORDER BY 1 ON CONFLICT DO NOTHING"
+)
+# Claimed in id order from the worker's cursor (wrapping round at the end): a batch is then a dense id range when
+# many are marked (an import, a busy intake) and is evaluated as a range like a chunk of a tier run, far cheaper
+# than by a list of ids; every mark is reached within one sweep, so the lag is bounded by a sweep.
+_CLAIM = text(
+    "SELECT customer_id, scope FROM retier_mark WHERE customer_id > :after "
+    "ORDER BY customer_id, scope LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+_DELETE = text(
+    "DELETE FROM retier_mark m USING unnest(CAST(:ids AS bigint[]), CAST(:scopes AS varchar[])) AS c(id, scope) "
+    "WHERE m.customer_id = c.id AND m.scope = c.scope"
+)
+_ERASE = text(
+    "DELETE FROM retier_mark WHERE (customer_id, scope) IN "
+    "(SELECT customer_id, scope FROM retier_mark WHERE customer_id = :id FOR UPDATE SKIP LOCKED)"
+)
+_LAG = text("SELECT coalesce(extract(epoch FROM now() - min(marked_at)), 0), count(*) FROM retier_mark")
+
+
+async def mark(session: AsyncSession, customer_ids: Iterable[int], scope: str) -> None:
+    """In an intake's transaction (which has locked these customers): re-tier them in the worker's next batch."""
+    ids = sorted(set(customer_ids))
+    if ids:
+        await session.execute(_MARK, {"ids": ids, "scope": scope})
+
+
+async def erase_marks(session: AsyncSession, customer_id: int) -> None:
+    """Erasure (which holds the customer's lock): the customer waits for nothing any more. Marks a batch has
+    claimed are skipped, not waited for (that batch waits for this lock): the batch finds the customer erased once
+    it has the lock, re-tiers nothing of theirs and deletes them."""
+    await session.execute(_ERASE, {"id": customer_id})
+
+
+async def run_batch(session: AsyncSession, limit: int, after: int = 0) -> int:
+    """One micro-batch in the caller's transaction (commit it after): up to `limit` marks of customers with ids
+    above `after` claimed, their customers re-tiered, the marks deleted. Returns how many marks it took (0: nothing
+    waiting, or all claimed by others)."""
+    return (await claim_batch(session, limit, after))[0]
+
+
+async def claim_batch(session: AsyncSession, limit: int, after: int = 0) -> tuple[int, int]:
+    """run_batch, also returning the highest customer id claimed (the worker's next cursor)."""
+    claimed = (await session.execute(_CLAIM, {"limit": limit, "after": after})).all()
+    if not claimed:
+        return 0, after
+    ids = sorted({row.customer_id for row in claimed})
+    id_range = tier_refresh.dense_range(ids)
+    if id_range is not None:  # the range's customers (erased ones are not evaluated: the features skip them)
+        await session.execute(_PLAN_FOR_EACH_RANGE)
+        await locks.lock_customer_range(session, *id_range)
+        live = set(ids)
+    else:
+        live = await locks.lock_customers(session, ids)
+    any_ids = sorted({row.customer_id for row in claimed if row.scope == ANY} & live)
+    activity_ids = sorted({row.customer_id for row in claimed if row.scope == ACTIVITY} & live - set(any_ids))
+    for scope_ids, changed in ((any_ids, None), (activity_ids, ACTIVITY_METRICS)):
+        if scope_ids:
+            await offer_state.mark_stale(session, scope_ids, changed)
+            await tier_refresh.refresh_tiers(
+                session, scope_ids, id_range=tier_refresh.dense_range(scope_ids), changed=changed
+            )
+    await session.execute(
+        _DELETE, {"ids": [row.customer_id for row in claimed], "scopes": [row.scope for row in claimed]}
+    )
+    return len(claimed), ids[-1]
+
+
+async def observe_lag(session: AsyncSession) -> float:
+    """The lag metric's figure now: the age of the oldest mark in seconds (and the pending count)."""
+    lag, pending = (await session.execute(_LAG)).one()
+    RETIER_LAG.set(float(lag))
+    RETIER_PENDING.set(pending)
+    return float(lag)
+
+
+async def drain(sessionmaker, limit: int) -> int:
+    """Run batches until none is left to claim; how many marks were taken."""
+    total, after = 0, 0
+    while True:
+        async with sessionmaker() as session, session.begin():
+            started = after
+            taken, after = await claim_batch(session, limit, started)
+        total += taken
+        if taken < limit:
+            if started == 0:
+                return total
+            after = 0  # the end of the ids: round again from the start
+
+
+class RetierWorker:
+    """The lifespan's worker: the lag observed, then a batch; the next at once after a full batch, otherwise after
+    the interval."""
+
+    def __init__(self, settings: Settings, sessionmaker) -> None:
+        self.interval = settings.retier_interval_seconds
+        self.batch_size = settings.retier_batch_size
+        self.sessionmaker = sessionmaker
+
+    async def run(self) -> None:
+        after = 0  # the cursor: the next batch claims marks of customers with higher ids, then wraps round
+        while True:
+            taken, started = 0, after
+            try:
+                async with self.sessionmaker() as session:
+                    await observe_lag(session)
+                async with self.sessionmaker() as session, session.begin():
+                    taken, last = await claim_batch(session, self.batch_size, started)
+                after = last if taken == self.batch_size else 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("re-tiering batch: failed")
+                after = 0
+            # a full batch, or the end of a sweep that began past the start: more may wait, the next batch at once
+            if taken < self.batch_size and started == 0:
+                await asyncio.sleep(self.interval)

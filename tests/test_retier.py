@@ -1,0 +1,320 @@
+"""Re-tiering in micro-batches (app/customers/retier.py): activity events and the NDJSON import mark their
+customers in the intake's transaction; the worker's batches re-tier them set-based, with their transitions and
+tier.* webhook events; claims never overlap; erasure removes the marks."""
+
+import asyncio
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+from sqlalchemy import text
+
+from app.apikeys import service as apikeys_service
+from app.core.db import create_sessionmaker
+from app.customers import retier
+from app.main import create_app
+from tests.factories import customer_body
+
+ACTIVITY_POLICY = {
+    "name": "Activity",
+    "downgrade_grace_days": 0,
+    "tiers": [
+        {
+            "code": "active",
+            "label": "Active",
+            "rank": 2,
+            "condition": {"attr": "txn_count_90d", "op": "gte", "value": 2},
+        },
+        {"code": "idle", "label": "Idle", "rank": 1, "condition": {"always": True}},
+    ],
+}
+
+
+def _events(external_id: str, count: int, prefix: str = "t") -> dict:
+    now = datetime.now(UTC).isoformat()
+    return {
+        "events": [
+            {
+                "type": "transaction",
+                "event_id": f"{prefix}{i}",
+                "customer_id": external_id,
+                "occurred_at": now,
+                "amount": "20.00",
+                "direction": "debit",
+                "channel": "card",
+            }
+            for i in range(count)
+        ]
+    }
+
+
+async def _activate(client, admin: dict, key: str) -> None:
+    created = await client.post("/v1/tier-policies", headers=admin, json={"policy_key": key, **ACTIVITY_POLICY})
+    assert created.status_code == 201, created.text
+    activated = await client.post(f"/v1/tier-policies/{key}/versions/1/activate", headers=admin)
+    assert activated.status_code == 200, activated.text
+
+
+async def _tier(client, headers: dict, external_id: str, policy: str) -> str:
+    response = await client.get(f"/v1/customers/{external_id}/tiers", headers=headers)
+    assert response.status_code == 200, response.text
+    return next(t for t in response.json()["tiers"] if t["policy_key"] == policy)["tier"]
+
+
+async def _marks(session, external_id: str) -> list[str]:
+    rows = await session.scalars(
+        text(
+            "SELECT m.scope FROM retier_mark m JOIN customer c ON c.id = m.customer_id "
+            "WHERE c.external_id = :x ORDER BY m.scope"
+        ),
+        {"x": external_id},
+    )
+    return list(rows)
+
+
+async def test_events_are_marked_and_the_next_batch_re_tiers_with_transitions_and_webhooks(
+    client, as_role, session, sessionmaker
+):
+    await _activate(client, as_role("admin"), "activity")
+    integration = as_role("integration")
+    assert (await client.put("/v1/customers/RT1", json=customer_body(), headers=integration)).status_code == 201
+    assert await _tier(client, as_role("app"), "RT1", "activity") == "idle"  # profile writes re-tier synchronously
+    customer_id = await session.scalar(text("SELECT id FROM customer WHERE external_id = 'RT1'"))
+
+    response = await client.post("/v1/events", json=_events("RT1", 2), headers=integration)
+    assert response.status_code == 200, response.text
+    # accepted without re-tiering in the request: the customer is marked, the tier has not moved yet
+    assert await _marks(session, "RT1") == ["activity"]
+    assert await _tier(client, as_role("app"), "RT1", "activity") == "idle"
+    assert await session.scalar(text("SELECT count(*) FROM webhook_event WHERE event_type = 'tier.upgraded'")) == 0
+
+    async with sessionmaker() as worker, worker.begin():
+        assert await retier.observe_lag(worker) >= 0
+        assert await retier.run_batch(worker, 100) == 1
+
+    assert await _marks(session, "RT1") == []
+    assert await _tier(client, as_role("app"), "RT1", "activity") == "active"
+    moves = (
+        await session.execute(
+            text(
+                "SELECT t.from_code, t.to_code, t.direction FROM tier_transition t JOIN tier_policy p "
+                "ON p.id = t.policy_id WHERE p.key = 'activity' AND t.customer_id = :id ORDER BY t.id"
+            ),
+            {"id": customer_id},
+        )
+    ).all()
+    assert [tuple(m) for m in moves] == [(None, "idle", "initial"), ("idle", "active", "upgrade")]
+    payloads = (
+        await session.scalars(
+            text("SELECT payload FROM webhook_event WHERE event_type = 'tier.upgraded' AND customer_id = :id"),
+            {"id": customer_id},
+        )
+    ).all()
+    assert [(p["policy"], p["from_tier"], p["to_tier"], p["customer_id"]) for p in payloads] == [
+        ("activity", "idle", "active", "RT1")
+    ]
+    # nothing left: the next batch takes nothing
+    async with sessionmaker() as worker, worker.begin():
+        assert await retier.run_batch(worker, 100) == 0
+
+
+async def test_the_ndjson_import_marks_its_customers_for_every_policy(client, as_role, session, sessionmaker):
+    await _activate(client, as_role("admin"), "activity")
+    lines = "\n".join(json.dumps({"customer_id": f"RTI{i}", **customer_body()}) for i in range(3))
+    response = await client.post(
+        "/v1/customers/import",
+        content=lines,
+        headers={**as_role("integration"), "Content-Type": "application/x-ndjson", "Idempotency-Key": "rt-import-1"},
+    )
+    assert response.status_code == 200, response.text
+    assert await _marks(session, "RTI0") == ["any"]
+    assigned = text(
+        "SELECT count(*) FROM tier_assignment a JOIN customer c ON c.id = a.customer_id WHERE c.external_id LIKE 'RTI%'"
+    )
+    assert await session.scalar(assigned) == 0
+    assert await retier.drain(sessionmaker, 2) == 3  # two batches
+    assert await session.scalar(assigned) == 3
+    assert await _tier(client, as_role("app"), "RTI1", "activity") == "idle"
+
+
+async def test_a_rolled_back_intake_leaves_no_mark(client, as_role, session):
+    integration = as_role("integration")
+    assert (await client.put("/v1/customers/RT2", json=customer_body(), headers=integration)).status_code == 201
+    batch = _events("RT2", 1)
+    batch["events"].append({**batch["events"][0], "event_id": "u1", "customer_id": "RT-unknown"})
+    response = await client.post("/v1/events", json=batch, headers=integration)
+    assert response.status_code == 422, response.text
+    assert await _marks(session, "RT2") == []
+    assert await session.scalar(text("SELECT count(*) FROM retier_mark")) == 0
+
+
+async def test_erasure_removes_the_customers_marks(client, as_role, session):
+    integration = as_role("integration")
+    assert (await client.put("/v1/customers/RT3", json=customer_body(), headers=integration)).status_code == 201
+    assert (await client.post("/v1/events", json=_events("RT3", 1), headers=integration)).status_code == 200
+    customer_id = await session.scalar(text("SELECT id FROM customer WHERE external_id = 'RT3'"))
+    assert await session.scalar(text("SELECT count(*) FROM retier_mark WHERE customer_id = :id"), {"id": customer_id})
+    assert (await client.delete("/v1/customers/RT3", headers=as_role("admin"))).status_code == 204
+    assert (
+        await session.scalar(text("SELECT count(*) FROM retier_mark WHERE customer_id = :id"), {"id": customer_id}) == 0
+    )
+
+
+async def _committed_customers(engine, tag: str, count: int) -> list[int]:
+    async with engine.begin() as conn:
+        ids = list(
+            await conn.scalars(
+                text(
+                    "INSERT INTO customer (external_id, segment, onboarded_at) "
+                    "SELECT :tag || '-' || g, 'retail', now() FROM generate_series(1, :n) g RETURNING id"
+                ),
+                {"tag": tag, "n": count},
+            )
+        )
+        await conn.execute(
+            text("INSERT INTO retier_mark (customer_id, scope) SELECT unnest(CAST(:ids AS bigint[])), 'activity'"),
+            {"ids": ids},
+        )
+    return sorted(ids)
+
+
+async def test_two_workers_never_take_the_same_customer(engine):
+    """Two batches on separate connections: the second skips what the first has claimed (it does not wait for
+    it), and each mark is taken once."""
+    tag = f"RTSK-{uuid.uuid4().hex[:8]}"
+    ids = await _committed_customers(engine, tag, 6)
+    sessionmaker = create_sessionmaker(engine)
+    try:
+        async with sessionmaker() as first, sessionmaker() as second:
+            async with first.begin():
+                assert await retier.run_batch(first, 3) == 3
+                async with second.begin():
+                    # the first batch holds its claims (uncommitted): the second takes the others, without waiting
+                    taken = await asyncio.wait_for(retier.run_batch(second, 100), timeout=30)
+                    left = set(
+                        await second.scalars(
+                            text("SELECT customer_id FROM retier_mark WHERE customer_id = ANY(:ids)"), {"ids": ids}
+                        )
+                    )
+                # what the second saw left: the first batch's three (deleted but not committed), none of its own
+                assert len(left) == 3 and taken >= 3
+            async with engine.connect() as conn:
+                assert (
+                    await conn.scalar(
+                        text("SELECT count(*) FROM retier_mark WHERE customer_id = ANY(:ids)"), {"ids": ids}
+                    )
+                    == 0
+                )
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM customer WHERE external_id LIKE :tag"), {"tag": f"{tag}-%"})
+
+
+async def test_the_lifespan_worker_re_tiers_within_the_interval(engine, database_url, test_settings):
+    """The real worker, started by the app's lifespan on its own engine: events posted, the tier moves without
+    any call but the worker's, and the lag shows in /metrics."""
+    tag = uuid.uuid4().hex[:8]
+    policy = f"rtlive_{tag}"
+    external_id = f"RTLIVE-{tag}"
+    sessionmaker = create_sessionmaker(engine)
+    async with sessionmaker() as session:
+        made = {
+            role: await apikeys_service.create_api_key(session, f"rt-{role}-{tag}", role, test_settings.api_key_pepper)
+            for role in ("integration", "admin", "app")
+        }
+        await session.commit()
+    headers = {role: {"X-API-Key": key} for role, (_, key) in made.items()}
+    settings = test_settings.model_copy(
+        update={"database_url": database_url, "retier_interval_seconds": 0.2, "webhook_worker": False}
+    )
+    app = create_app(settings)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://tierwise.test", timeout=30) as client:
+                await _activate(client, headers["admin"], policy)
+                path = f"/v1/customers/{external_id}"
+                put = await client.put(path, json=customer_body(), headers=headers["integration"])
+                assert put.status_code == 201, put.text
+                assert await _tier(client, headers["app"], external_id, policy) == "idle"
+                posted = await client.post("/v1/events", json=_events(external_id, 3), headers=headers["integration"])
+                assert posted.status_code == 200, posted.text
+                deadline = time.monotonic() + 30
+                while await _tier(client, headers["app"], external_id, policy) != "active":
+                    assert time.monotonic() < deadline, "the worker did not re-tier within 30 s"
+                    await asyncio.sleep(0.1)
+                metrics = (await client.get("/metrics")).text
+                assert "tierwise_retier_lag_seconds" in metrics
+                assert "tierwise_retier_pending" in metrics
+    finally:
+        async with engine.begin() as conn:
+            for table in ("tier_assignment", "tier_transition", "webhook_event"):
+                await conn.execute(
+                    text(f"DELETE FROM {table} WHERE customer_id IN (SELECT id FROM customer WHERE external_id = :x)"),
+                    {"x": external_id},
+                )
+            await conn.execute(text("DELETE FROM customer WHERE external_id = :x"), {"x": external_id})
+            await conn.execute(text("DELETE FROM tier_policy WHERE key = :k"), {"k": policy})
+            await conn.execute(text("DELETE FROM audit_event WHERE actor LIKE :a"), {"a": f"rt-%-{tag}"})
+            await conn.execute(
+                text("DELETE FROM api_key WHERE id = ANY(:ids)"), {"ids": [r.id for r, _ in made.values()]}
+            )
+
+
+async def test_an_intake_during_a_batch_waits_for_it_and_marks_its_customer_again(engine, test_settings):
+    """A batch holds a customer (claimed, locked, its mark deleted, not committed): an intake of events for that
+    customer waits for the batch's lock (seen in pg_locks), and once the batch commits, stores its events and marks
+    the customer again, so that the next batch re-tiers what the first could not see."""
+    tag = f"RTRACE-{uuid.uuid4().hex[:8]}"
+    (customer_id,) = await _committed_customers(engine, tag, 1)
+    sessionmaker = create_sessionmaker(engine)
+    async with sessionmaker() as session:
+        made, key = await apikeys_service.create_api_key(
+            session, f"rt-race-{tag}", "integration", test_settings.api_key_pepper
+        )
+        await session.commit()
+    app = create_app(test_settings, sessionmaker=sessionmaker)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://tierwise.test", timeout=60) as client,
+            sessionmaker() as batch,
+        ):
+            await batch.begin()
+            assert await retier.run_batch(batch, 100) >= 1
+            batch_pid = await batch.scalar(text("SELECT pg_backend_pid()"))
+            intake = asyncio.ensure_future(
+                client.post("/v1/events", json=_events(f"{tag}-1", 1), headers={"X-API-Key": key})
+            )
+            async with engine.connect() as watcher:
+                deadline = time.monotonic() + 30
+                while not await watcher.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_locks w JOIN pg_locks h ON h.pid = :pid AND h.granted "
+                        "AND w.locktype = h.locktype AND w.database IS NOT DISTINCT FROM h.database "
+                        "AND w.relation IS NOT DISTINCT FROM h.relation AND w.page IS NOT DISTINCT FROM h.page "
+                        "AND w.tuple IS NOT DISTINCT FROM h.tuple "
+                        "AND w.transactionid IS NOT DISTINCT FROM h.transactionid WHERE NOT w.granted"
+                    ),
+                    {"pid": batch_pid},
+                ):
+                    assert time.monotonic() < deadline and not intake.done(), "the intake did not wait for the batch"
+                    await watcher.rollback()
+                    await asyncio.sleep(0.05)
+            assert not intake.done()
+            await batch.commit()
+            response = await asyncio.wait_for(intake, timeout=30)
+            assert response.status_code == 200, response.text
+        async with engine.connect() as conn:
+            scopes = list(
+                await conn.scalars(text("SELECT scope FROM retier_mark WHERE customer_id = :id"), {"id": customer_id})
+            )
+        assert scopes == ["activity"]
+        async with sessionmaker() as worker, worker.begin():
+            assert await retier.run_batch(worker, 100) >= 1
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM customer WHERE external_id LIKE :tag"), {"tag": f"{tag}-%"})
+            await conn.execute(text("DELETE FROM api_key WHERE id = :id"), {"id": made.id})
