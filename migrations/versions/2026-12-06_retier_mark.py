@@ -1,7 +1,7 @@
 """retier marks: customers whose tiers an intake made stale, re-tiered by the worker in micro-batches
 
 Revision ID: e3c0ffee0020
-Revises: d6c0ffee0018
+Revises: e1c0ffee0019
 Create Date: 2026-12-06 05:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "e3c0ffee0020"
-down_revision: str | None = "d6c0ffee0018"
+down_revision: str | None = "e1c0ffee0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
