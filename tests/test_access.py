@@ -265,7 +265,7 @@ def engagement_calls(now: datetime, seed: dict) -> dict[tuple[str, str], Call]:
         ("GET", "/v1/communities/{community_key}/members"): Call(200, f"{COMMUNITY}/members"),
         ("GET", "/v1/communities/{community_key}/members/{customer_id}"): Call(200, f"{COMMUNITY}/members/AC1"),
         ("POST", "/v1/communities/{community_key}/members/{customer_id}/transitions"): Call(
-            200, f"{COMMUNITY}/members/AC1/transitions", {"json": {"to": "joined", "channel": "mobile"}}
+            200, f"{COMMUNITY}/members/AC1/transitions", {"json": {"to_state": "joined", "channel": "mobile"}}
         ),
         ("DELETE", "/v1/communities/{community_key}/members/{customer_id}"): Call(200, f"{COMMUNITY}/members/AC1"),
         ("POST", "/v1/communities/{community_key}/activity-events"): Call(
@@ -331,7 +331,7 @@ def activity_calls(now: datetime, referral: int) -> dict[tuple[str, str], Call]:
         ("POST", "/v1/referrals/{referral_id}/transitions"): Call(
             200,
             REFERRAL.format(referral=referral) + "/transitions",
-            {"json": {"to": "onboarded", "referee_customer_id": "AC2"}},
+            {"json": {"to_status": "onboarded", "referee_customer_id": "AC2"}},
         ),
     }
 

@@ -87,24 +87,24 @@ async def move_referral(session: AsyncSession, referral_id: int, body: ReferralM
     referral = await session.scalar(select(Referral).where(Referral.id == referral_id).with_for_update())
     if referral is None:
         raise NotFound(f"no referral {referral_id}")
-    if NEXT.get(referral.status) != body.to:
-        raise InvalidMove(referral.status, body.to)
+    if NEXT.get(referral.status) != body.to_status:
+        raise InvalidMove(referral.status, body.to_status)
     if body.referee_customer_id is not None:
         referee = await _customer(session, body.referee_customer_id, "/referee_customer_id")
         if referral.referee_id not in (None, referee) or referee == referral.referrer_id:
             raise InvalidInput("/referee_customer_id", "not this referral's referee")
         referral.referee_id = referee
-    if body.to == "onboarded" and referral.referee_id is None:
+    if body.to_status == "onboarded" and referral.referee_id is None:
         raise InvalidInput("/referee_customer_id", "name the customer the referral code brought in")
     at = body.at or datetime.now(UTC)
-    from_status, referral.status, referral.updated_at = referral.status, body.to, datetime.now(UTC)
-    if body.to == "onboarded":
+    from_status, referral.status, referral.updated_at = referral.status, body.to_status, datetime.now(UTC)
+    if body.to_status == "onboarded":
         referral.onboarded_at = at
     else:
         referral.activated_at = at
     await session.flush()
     referrer = await session.scalar(select(Customer.external_id).where(Customer.id == referral.referrer_id))
-    await _emit(session, referral.id, referrer, from_status, body.to, at, referral.referrer_id)
+    await _emit(session, referral.id, referrer, from_status, body.to_status, at, referral.referrer_id)
     return referral.referrer_id
 
 

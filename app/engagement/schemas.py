@@ -203,9 +203,11 @@ class InvitationBatchResult(BaseModel):
 
 
 class MembershipMoveIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"to": "joined", "channel": "mobile"}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"to_state": "joined", "channel": "mobile"}]}
+    )
 
-    to: MembershipAnswer
+    to_state: MembershipAnswer
     channel: ContactChannel
     at: Timestamp | None = Field(None, description="When it happened; default now.")
 
@@ -516,10 +518,12 @@ class ReferralIn(BaseModel):
 class ReferralMoveIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"to": "onboarded", "referee_customer_id": "C00000043"}, {"to": "active"}]},
+        json_schema_extra={
+            "examples": [{"to_status": "onboarded", "referee_customer_id": "C00000043"}, {"to_status": "active"}]
+        },
     )
 
-    to: ReferralMove
+    to_status: ReferralMove
     referee_customer_id: ExternalId | None = Field(
         None, description="The referee, when the referral named a code: the customer the code brought in."
     )

@@ -60,13 +60,13 @@ async def test_only_converted_referrals_count(client, as_role, session):
     assert both.status_code == 422
 
     # a code must be resolved to the customer it brought in before it counts as onboarded
-    assert (await move(client, as_role, by_code["id"], to="onboarded")).status_code == 422
-    assert (await move(client, as_role, by_code["id"], to="active")).status_code == 409
-    onboarded = await move(client, as_role, by_code["id"], to="onboarded", referee_customer_id="F1")
+    assert (await move(client, as_role, by_code["id"], to_status="onboarded")).status_code == 422
+    assert (await move(client, as_role, by_code["id"], to_status="active")).status_code == 409
+    onboarded = await move(client, as_role, by_code["id"], to_status="onboarded", referee_customer_id="F1")
     assert onboarded.status_code == 200 and onboarded.json()["referee_customer_id"] == "F1"
     assert (await features(session, "R"))["referrals_converted_12m"] == 0  # onboarded is not converted yet
-    assert (await move(client, as_role, by_code["id"], to="active")).status_code == 200
-    assert (await move(client, as_role, by_customer["id"], to="onboarded")).status_code == 200
+    assert (await move(client, as_role, by_code["id"], to_status="active")).status_code == 200
+    assert (await move(client, as_role, by_customer["id"], to_status="onboarded")).status_code == 200
     assert (await features(session, "R"))["referrals_converted_12m"] == 1
     assert (await features(session, "R"))["advocacy_score"] == 3
     events = await session.execute(
@@ -98,9 +98,9 @@ async def test_a_passive_with_a_converted_referral_is_an_iron_fan(client, as_rol
     assert (await loyalty_tier(client, as_role, "P"))["tier"] == "core"
     await make_customer(client, as_role, "P-FRIEND")
     made = await refer(client, as_role, "P", "p-ref", referee_customer_id="P-FRIEND")
-    assert (await move(client, as_role, made["id"], to="onboarded")).status_code == 200
+    assert (await move(client, as_role, made["id"], to_status="onboarded")).status_code == 200
     assert (await loyalty_tier(client, as_role, "P"))["tier"] == "core"
-    assert (await move(client, as_role, made["id"], to="active")).status_code == 200
+    assert (await move(client, as_role, made["id"], to_status="active")).status_code == 200
     assert (await loyalty_tier(client, as_role, "P"))["tier"] == "iron_fan"
 
 
@@ -119,7 +119,7 @@ async def test_taking_part_moves_a_loyal_customer_into_iron_fan_and_the_change_f
     assert invited.json()["invited"] == 1
     joined = await client.post(
         "/v1/communities/young-families/members/T/transitions",
-        json={"to": "joined", "channel": "mobile", "at": ago(days=5)},
+        json={"to_state": "joined", "channel": "mobile", "at": ago(days=5)},
         headers=as_role("app"),
     )
     assert joined.status_code == 200

@@ -20,7 +20,7 @@ async def _invite(client, as_role, key, *customers, channel="mobile"):
 async def _move(client, as_role, key, customer, to, channel="mobile", **extra):
     return await client.post(
         f"/v1/communities/{key}/members/{customer}/transitions",
-        json={"to": to, "channel": channel, **extra},
+        json={"to_state": to, "channel": channel, **extra},
         headers=as_role("app"),
     )
 

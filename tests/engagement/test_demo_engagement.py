@@ -65,7 +65,7 @@ async def test_taking_part_moves_a_demo_customer_into_iron_fan_and_the_change_fe
     assert invited.json()["invited"] == 1, invited.text
     joined = await client.post(
         f"/v1/communities/demo-club/members/{external_id}/transitions",
-        json={"to": "joined", "channel": "mobile", "at": ago(days=3)},
+        json={"to_state": "joined", "channel": "mobile", "at": ago(days=3)},
         headers=as_role("app"),
     )
     assert joined.status_code == 200

@@ -182,7 +182,7 @@ async def converted_referral(client, as_role, referrer: str) -> None:
         },
     )
     assert made.status_code == 201, made.text
-    moves = [{"to": "onboarded", "referee_customer_id": f"{referrer}-FRIEND"}, {"to": "active"}]
+    moves = [{"to_status": "onboarded", "referee_customer_id": f"{referrer}-FRIEND"}, {"to_status": "active"}]
     for move in moves:
         moved = await client.post(f"/v1/referrals/{made.json()['id']}/transitions", headers=as_role("app"), json=move)
         assert moved.status_code == 200, moved.text

@@ -521,8 +521,8 @@ async def exercise_engagement(both, now: datetime) -> None:
     await both(
         "POST /v1/communities/{community_key}/members/{customer_id}/transitions",
         f"{community}/members/{CUSTOMER}/transitions",
-        good={"json": {"to": "joined", "channel": "mobile", "at": (now - timedelta(days=1)).isoformat()}},
-        bad={"json": {"to": "joined", "channel": PHONE}},
+        good={"json": {"to_state": "joined", "channel": "mobile", "at": (now - timedelta(days=1)).isoformat()}},
+        bad={"json": {"to_state": "joined", "channel": PHONE}},
     )
     event = {"event_id": f"post-{CUSTOMER}", "customer_id": CUSTOMER, "kind": "post", "occurred_at": now.isoformat()}
     await both(
@@ -591,8 +591,8 @@ async def exercise_engagement(both, now: datetime) -> None:
     await both(
         "POST /v1/referrals/{referral_id}/transitions",
         f"/v1/referrals/{made.json()['id']}/transitions",
-        good={"json": {"to": "onboarded", "referee_customer_id": "ZQX-FRIEND"}},
-        bad={"json": {"to": "onboarded", "referee_customer_id": EMAIL}},
+        good={"json": {"to_status": "onboarded", "referee_customer_id": "ZQX-FRIEND"}},
+        bad={"json": {"to_status": "onboarded", "referee_customer_id": EMAIL}},
     )
     await both(
         "DELETE /v1/communities/{community_key}/members/{customer_id}",
