@@ -218,6 +218,8 @@ def _reasons(
             *_suitability(product, row, language),
         ]
     reasons: list[dict[str, Any]] = []
+    if evidence.get("model_reason"):
+        reasons.append(_model_reason(item, snapshot, language))
     if evidence.get("co_holding") is not None:
         reasons.append(
             {
@@ -272,6 +274,28 @@ def _reasons(
             }
         )
     return reasons + _suitability(product, row, language)
+
+
+def _model_reason(item: Ranked, snapshot: CatalogSnapshot, language: tuple[str, str]) -> dict[str, Any]:
+    """The top feature of the learned model's decision (its reason code, app/recommendations/learned/serving.py),
+    in words."""
+    factor, _, related = item.evidence["model_reason"].partition(":")
+    related_product = snapshot.products.get(related) if related else None
+    words = reason_text(
+        factor,
+        *language,
+        product=item.product.name,
+        related=related_product.name if related_product else related,
+    )
+    return {
+        "code": "MODEL_PROPENSITY",
+        "text": reason_text("MODEL_PROPENSITY", *language, reason=words),
+        "value": {
+            "factor": factor,
+            "related_product_code": related or None,
+            "propensity": round(item.evidence["model"], 6),
+        },
+    }
 
 
 _OPS = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<", "eq": "=", "ne": "!=", "between": "between", "in": "in"}

@@ -5,6 +5,7 @@ propensity for a product the model does not know and when no model serves, and e
 from sqlalchemy import text
 
 from app.recommendations.learned import registry
+from app.recommendations.reason_texts import reason_text
 from tests.recommendations.ranker_history import load_history
 from tests.recommendations.test_learned_ranker import _train
 
@@ -43,10 +44,12 @@ async def _stored(session) -> dict[str, dict]:
     }
 
 
-async def _serving(session, app):
+async def _serving(session, app, after_training=None):
     """The history, a small model trained on it and served, and every customer's offer state refreshed."""
     await load_history(session, customers=300)
     _, result = await _train(session)
+    if after_training is not None:
+        await after_training()
     row = await registry.store_model(session, result, "test")
     await session.commit()
     rule_based = {e: await _get(app.client, app.as_role, e) for e in CUSTOMERS}  # no model serves yet
@@ -138,3 +141,68 @@ async def test_exploration_samples_around_the_calibrated_propensity(client, as_r
     assert len(set(card)) == 20  # drawn, not the mean
     assert min(card) < mean < max(card)
     assert len({tuple(sorted(p, key=p.get)) for p in explored}) > 1  # and so does the order
+
+
+async def test_model_reasons_name_the_top_feature_of_the_decision_in_words(client, as_role, app, session):
+    dropped = {}
+
+    async def drop_cards_last_month():  # card holders who gave their card up this month, after training
+        rows = await session.execute(
+            text(
+                "DELETE FROM holding_balance b USING customer c WHERE c.id = b.customer_id "
+                "AND b.product_code = 'credit_card_gold' AND b.as_of = '2026-06-28' "
+                "AND c.external_id = ANY(:ids) RETURNING c.external_id"
+            ),
+            {"ids": CUSTOMERS[:16]},
+        )
+        dropped.update({r[0]: True for r in rows})
+
+    await _serving(session, _App(app, client, as_role), drop_cards_last_month)
+    assert len(dropped) >= 3
+    stored = await _stored(session)
+    for external_id in dropped:
+        card = next(
+            i
+            for i in (await _get(client, as_role, external_id))["items"]
+            if i["product"]["product_code"] == "credit_card_gold"
+        )
+        reason = card["reasons"][0]
+        assert reason["code"] == "MODEL_PROPENSITY"
+        assert reason["value"]["factor"] == "RANKER_HELD_LAST_MONTH", reason
+        assert reason["text"] == "you had Credit Card Gold until last month"
+        assert reason["value"]["propensity"] == round(stored[external_id]["scores"]["credit_card_gold"], 6)
+        response = await client.get(
+            f"/v1/customers/{external_id}/recommendations",
+            params={"limit": 10, "explore": "false"},
+            headers={**as_role("app"), "Accept-Language": "zh-CN"},
+        )
+        card_zh = next(i for i in response.json()["items"] if i["product"]["product_code"] == "credit_card_gold")
+        assert card_zh["reasons"][0]["text"] == "您上个月之前一直持有Credit Card Gold"
+    # Every model-ranked item explains itself by the factor stored with the state, in words.
+    for external_id in CUSTOMERS:
+        codes = dict(zip(*(await _reasons_stored(session, external_id)), strict=True))
+        for item in (await _get(client, as_role, external_id))["items"]:
+            code = item["product"]["product_code"]
+            if codes.get(code):
+                first = item["reasons"][0]
+                factor, _, related = codes[code].partition(":")
+                assert first["code"] == "MODEL_PROPENSITY" and first["value"]["factor"] == factor
+                assert first["value"]["related_product_code"] == (related or None)
+                assert first["text"] == reason_text(
+                    factor, "en", "en", product=item["product"]["name"], related=related.replace("_", " ").title()
+                )
+            else:
+                assert all(r["code"] != "MODEL_PROPENSITY" for r in item["reasons"])
+
+
+async def _reasons_stored(session, external_id):
+    row = (
+        await session.execute(
+            text(
+                "SELECT s.ranker_products, s.ranker_reasons FROM customer_offer_state s "
+                "JOIN customer c ON c.id = s.customer_id WHERE c.external_id = :e"
+            ),
+            {"e": external_id},
+        )
+    ).one()
+    return row[0] or [], row[1] or []

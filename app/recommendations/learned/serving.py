@@ -18,7 +18,7 @@ import numpy as np
 
 from app.core.db import driver_connection
 from app.recommendations.learned import registry
-from app.recommendations.learned.features import fetch_rows
+from app.recommendations.learned.features import COMMON, PER_PRODUCT, fetch_rows
 from app.recommendations.offer_state import HOLDS
 
 # The next holding states (by customer id, after $2) that the serving version ($1) has not scored.
@@ -64,8 +64,25 @@ def reason_code(feature: str, product: str) -> str:
     return _COMMON.get(kind, "RANKER_PROFILE")
 
 
+def _true_of(model, rows, matrix: np.ndarray, cj: int) -> np.ndarray:
+    """Which features' reasons are true of each customer, for the product at spec position `cj` (rows x
+    features): one about this product only when the customer held it in the months the features see, one about
+    another product only when the customer holds that one, products added or dropped only when there were some."""
+    held_now, held_ever = rows.held(), (rows.masks >> 1) != 0
+    per_product = np.repeat(held_now, len(PER_PRODUCT), axis=1)
+    same = slice(cj * len(PER_PRODUCT), (cj + 1) * len(PER_PRODUCT))
+    per_product[:, same] = held_ever[:, cj : cj + 1]
+    rest = np.ones((len(rows), matrix.shape[1] - per_product.shape[1]), dtype=bool)
+    for name in ("products_added", "products_dropped"):
+        k = COMMON.index(name)
+        rest[:, k] = matrix[:, per_product.shape[1] + k] > 0
+    return np.concatenate([per_product, rest], axis=1)
+
+
 def _score_chunk(model, rows) -> list[tuple[int, list[str], list[float], list[str]]]:
-    """Per customer of `rows`: the products scored, their calibrated propensities and their reason codes."""
+    """Per customer of `rows`: the products scored, their calibrated propensities and their reason codes (of the
+    largest positive contribution to the product's score among the features whose reason is true of the
+    customer)."""
     matrix = model.matrix(rows)
     propensities = model.propensities(rows, matrix)
     names = model.spec.names()
@@ -76,8 +93,13 @@ def _score_chunk(model, rows) -> list[tuple[int, list[str], list[float], list[st
     else:
         raw = np.asarray(model.any_add.predict(matrix, pred_contrib=True))[:, None, :-1]
         contributions = np.repeat(raw, len(columns), axis=1)
+    contributions = np.stack(
+        [np.where(_true_of(model, rows, matrix, cj), contributions[:, k, :], -np.inf) for k, cj in enumerate(columns)],
+        axis=1,
+    )
     top = contributions.argmax(axis=2)
     positive = contributions.max(axis=2) > 0
+    last_month = ((rows.masks & 4) != 0) & ~rows.held()  # held a month before the month's end, not at it
     out = []
     for i, customer_id in enumerate(rows.customer_ids):
         products, scores, reasons = [], [], []
@@ -87,7 +109,10 @@ def _score_chunk(model, rows) -> list[tuple[int, list[str], list[float], list[st
                 continue
             products.append(code)
             scores.append(float(p))
-            reasons.append(reason_code(names[top[i, k]], code) if positive[i, k] else "")
+            why = reason_code(names[top[i, k]], code) if positive[i, k] else ""
+            if why in ("RANKER_HELD_LAST_MONTH", "RANKER_HELD_RECENTLY"):
+                why = "RANKER_HELD_LAST_MONTH" if last_month[i, column] else "RANKER_HELD_RECENTLY"
+            reasons.append(why)
         out.append((int(customer_id), products, scores, reasons))
     return out
 
