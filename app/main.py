@@ -37,6 +37,7 @@ from app.engagement.referrals_router import router as referrals_router
 from app.engagement.router import router as communities_router
 from app.feedback.router import router as feedback_router
 from app.products.router import router as products_router
+from app.recommendations.learned.router import router as ranker_models_router
 from app.recommendations.learned.scheduled import retrain_ranker
 from app.recommendations.recommender import Recommender
 from app.recommendations.router import HOT_READS as RECOMMENDATION_HOT_READS
@@ -94,6 +95,7 @@ ROUTERS = [
     communities_router,
     activities_router,
     referrals_router,
+    ranker_models_router,
 ]
 HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS, *BENEFIT_HOT_READS]
 

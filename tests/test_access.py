@@ -129,6 +129,10 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("DELETE", "/v1/products/{product_code}"): Call(200, "/v1/products/equity_fund"),
         ("POST", "/v1/api-keys"): Call(201, kwargs={"json": {"name": "another", "role": "app"}}),
         ("GET", "/v1/api-keys"): Call(200),
+        ("GET", "/v1/ranker-models"): Call(200),
+        ("GET", "/v1/ranker-models/{version}"): Call(200, f"/v1/ranker-models/{seed['ranker_model']}"),
+        ("POST", "/v1/ranker-models/{version}/serve"): Call(200, f"/v1/ranker-models/{seed['ranker_model']}/serve"),
+        ("POST", "/v1/ranker-models/rollback"): Call(200),
         ("DELETE", "/v1/api-keys/{key_id}"): Call(200, f"/v1/api-keys/{seed['spare_key']}"),
         ("GET", "/v1/tier-policies"): Call(200),
         ("POST", "/v1/tier-policies"): Call(
@@ -380,6 +384,7 @@ def test_every_v1_route_in_the_app_has_a_valid_call_listed():
                 "delivery": 1,
                 "holdings_import": 1,
                 "benefit_use": 1,
+                "ranker_model": 1,
             }
         )
     )
@@ -498,6 +503,17 @@ async def seed(client, as_role, session, test_settings) -> dict:
     referral = await seed_engagement(ok, client, admin)
     await session.execute(FAN_OUT, {"batch": 100})  # the complaint's event becomes the webhook's delivery
     delivery = await session.scalar(text("SELECT id FROM webhook_delivery ORDER BY id LIMIT 1"))
+    ranker_models = [  # two registered versions (their bytes are not read by these routes): one retired, one serving
+        await session.scalar(
+            text(
+                "INSERT INTO ranker_model (status, trained_by, window_from, window_until, seed, features, products, "
+                "metrics, model, model_sha256, served_at) VALUES (:status, 'test', '2026-01-01', '2026-06-01', 7, "
+                "'[]', '[]', '{}', '\\x00', repeat('0', 64), now()) RETURNING version"
+            ),
+            {"status": status},
+        )
+        for status in ("retired", "serving")
+    ]
     await session.commit()
     return {
         "spare_key": spare.id,
@@ -511,6 +527,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
         "holdings_import": holdings_import.json()["id"],
         "benefit_use": use.json()["id"],
         "referral": referral,
+        "ranker_model": ranker_models[0],
     }
 
 
