@@ -34,6 +34,10 @@ UPDATE customer_offer_state s SET ranker_version = $3, ranker_products = $4::tex
 WHERE s.customer_id = $1 AND s.generation = $2 AND {HOLDS}
 """
 
+REASON_ROUNDS = 20
+"""The reasons are the top contributions in the model's first boosting rounds (the strongest splits; the later
+rounds refine), which bounds their cost; the propensities use every round."""
+
 _SAME = {"held_1m_ago": "RANKER_HELD_LAST_MONTH", "held_2m_ago": "RANKER_HELD_RECENTLY"}
 _COMMON = {
     "products_held": "RANKER_PRODUCTS_HELD",
@@ -89,7 +93,9 @@ def _score_chunk(model, rows) -> list[tuple[int, list[str], list[float], list[st
     position = {code: i for i, code in enumerate(model.spec.products)}
     columns = [position[c] for c in model.classes]
     if model.choice is not None:
-        contributions = model.contributions(matrix)[:, :, :-1]  # rows x classes x features (bias left out)
+        # rows x classes x features (bias left out), of the first REASON_ROUNDS rounds: pred_contrib over every
+        # tree costs a hundred times the prediction (42 s against 0.4 s for 5,000 customers x 18 products)
+        contributions = model.contributions(matrix, REASON_ROUNDS)[:, :, :-1]
     else:
         raw = np.asarray(model.any_add.predict(matrix, pred_contrib=True))[:, None, :-1]
         contributions = np.repeat(raw, len(columns), axis=1)
