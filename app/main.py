@@ -39,6 +39,7 @@ from app.engagement.router import router as communities_router
 from app.feedback.router import router as feedback_router
 from app.managers.router import router as managers_router
 from app.products.router import router as products_router
+from app.recommendations.learned.router import router as ranker_models_router
 from app.recommendations.learned.scheduled import retrain_ranker
 from app.recommendations.recommender import Recommender
 from app.recommendations.router import HOT_READS as RECOMMENDATION_HOT_READS
@@ -97,6 +98,7 @@ ROUTERS = [
     activities_router,
     referrals_router,
     managers_router,
+    ranker_models_router,
 ]
 HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS, *BENEFIT_HOT_READS]
 

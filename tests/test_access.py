@@ -129,6 +129,10 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("DELETE", "/v1/products/{product_code}"): Call(200, "/v1/products/equity_fund"),
         ("POST", "/v1/api-keys"): Call(201, kwargs={"json": {"name": "another", "role": "app"}}),
         ("GET", "/v1/api-keys"): Call(200),
+        ("GET", "/v1/ranker-models"): Call(200),
+        ("GET", "/v1/ranker-models/{version}"): Call(200, f"/v1/ranker-models/{seed['ranker_model']}"),
+        ("POST", "/v1/ranker-models/{version}/serve"): Call(200, f"/v1/ranker-models/{seed['ranker_model']}/serve"),
+        ("POST", "/v1/ranker-models/rollback"): Call(200),
         ("DELETE", "/v1/api-keys/{key_id}"): Call(200, f"/v1/api-keys/{seed['spare_key']}"),
         ("GET", "/v1/tier-policies"): Call(200),
         ("POST", "/v1/tier-policies"): Call(
@@ -444,6 +448,7 @@ def test_every_v1_route_in_the_app_has_a_valid_call_listed():
                 "manager_run": 1,
                 "contact": 1,
                 "task": 1,
+                "ranker_model": 1,
             }
         )
     )
@@ -563,6 +568,17 @@ async def seed(client, as_role, session, test_settings) -> dict:
     manager_run, contact, task = await seed_managers(ok, client, admin, session)
     await session.execute(FAN_OUT, {"batch": 100})  # the complaint's event becomes the webhook's delivery
     delivery = await session.scalar(text("SELECT id FROM webhook_delivery ORDER BY id LIMIT 1"))
+    ranker_models = [  # two registered versions (their bytes are not read by these routes): one retired, one serving
+        await session.scalar(
+            text(
+                "INSERT INTO ranker_model (status, trained_by, window_from, window_until, seed, features, products, "
+                "metrics, model, model_sha256, served_at) VALUES (:status, 'test', '2026-01-01', '2026-06-01', 7, "
+                "'[]', '[]', '{}', '\\x00', repeat('0', 64), now()) RETURNING version"
+            ),
+            {"status": status},
+        )
+        for status in ("retired", "serving")
+    ]
     await session.commit()
     return {
         "spare_key": spare.id,
@@ -579,6 +595,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
         "manager_run": manager_run,
         "contact": contact,
         "task": task,
+        "ranker_model": ranker_models[0],
     }
 
 

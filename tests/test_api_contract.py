@@ -160,7 +160,7 @@ def test_explanations_and_reasons_are_typed():
         "$ref": "#/components/schemas/ConditionResult"
     }
     reasons = schemas["RecommendationRead"]["properties"]["reasons"]["items"]
-    assert reasons["discriminator"]["propertyName"] == "code" and len(reasons["oneOf"]) == 7
+    assert reasons["discriminator"]["propertyName"] == "code" and len(reasons["oneOf"]) == 8
     assert schemas["CareEntry"]["properties"]["date"]["format"] == "date"
 
 

@@ -63,6 +63,10 @@ TAGS = [
         "description": "Communities, activities and referrals: audiences in the rule language, invitations under "
         "consent and the contact policy, memberships, RSVPs with a waiting list, metrics and results.",
     },
+    {
+        "name": "ranker-models",
+        "description": "The learned ranker's model versions (admin only): list, read, serve one, roll back (audited).",
+    },
     {"name": "api-keys", "description": "Keys for calling systems, by role (admin only). A key is shown once."},
     {"name": "audit", "description": "Who changed policies, products, keys and overrides, and how (admin only)."},
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics; no API key needed."},

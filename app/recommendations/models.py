@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     Index,
     Integer,
     Numeric,
@@ -104,6 +105,15 @@ class CustomerOfferState(Base):
     reads: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     """The attributes the state depends on: those the catalog's conditions read, the products held, the risk
     tolerance and the marketing consent."""
+    ranker_version: Mapped[int | None] = mapped_column(Integer)
+    """The learned ranker's version that scored this state (app/recommendations/learned/serving.py); NULL: not
+    scored (no model serving, or the state computed since): the rule-based propensity ranks."""
+    ranker_products: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    """The products the model scored, in the order of the two arrays below."""
+    ranker_propensities: Mapped[list[float] | None] = mapped_column(ARRAY(Float(53)))
+    """The model's calibrated P(adds the product next month), per product of ranker_products."""
+    ranker_reasons: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    """The reason code of each product's top feature contribution (app/defaults/reason_texts.json)."""
 
 
 class PropensityStat(Base):

@@ -43,7 +43,8 @@ HOLDS = (
 # app/recommendations/queries.py ({external_id}: the customer's external id).
 STATE_OF_CUSTOMER = f"""
 SELECT c.id AS customer_id, c.external_id, s.held_products, s.risk_tolerance, s.marketing_consent, s.ineligible,
-       s.explanation::text AS explanation, s.catalog_version
+       s.explanation::text AS explanation, s.catalog_version,
+       s.ranker_version, s.ranker_products, s.ranker_propensities, s.ranker_reasons
 FROM customer c JOIN customer_offer_state s ON s.customer_id = c.id
 WHERE c.external_id = {{external_id}} AND c.erased_at IS NULL AND {HOLDS}
 """
@@ -64,14 +65,16 @@ STORE_COMPUTED = """
         valid_until = excluded.valid_until, catalog_version = excluded.catalog_version,
         risk_valid_days = excluded.risk_valid_days, held_products = excluded.held_products,
         risk_tolerance = excluded.risk_tolerance, marketing_consent = excluded.marketing_consent,
-        ineligible = excluded.ineligible, explanation = excluded.explanation, reads = excluded.reads
+        ineligible = excluded.ineligible, explanation = excluded.explanation, reads = excluded.reads,
+        ranker_version = NULL, ranker_products = NULL, ranker_propensities = NULL, ranker_reasons = NULL
     WHERE s.generation = excluded.generation"""
 
 # A state that reads one of the attributes a write changed (:changed; null: any) no longer holds, and keeps nothing of
 # the customer's (what it reads stays: it names attributes, and marks a customer whose state was once computed).
 _CLEAR = text("""
 UPDATE customer_offer_state s SET valid_until = '-infinity', catalog_version = NULL, risk_valid_days = NULL,
-    held_products = NULL, risk_tolerance = NULL, marketing_consent = NULL, ineligible = NULL, explanation = NULL
+    held_products = NULL, risk_tolerance = NULL, marketing_consent = NULL, ineligible = NULL, explanation = NULL,
+    ranker_version = NULL, ranker_products = NULL, ranker_propensities = NULL, ranker_reasons = NULL
 WHERE customer_id = ANY(CAST(:ids AS bigint[]))
   AND (CAST(:changed AS text[]) IS NULL OR s.reads && CAST(:changed AS text[]))
 """)

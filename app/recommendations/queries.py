@@ -126,7 +126,9 @@ def computing(customer: Statement) -> Statement:
 ), stored AS ({offer_state.STORE_COMPUTED}
 ), requested_customer AS (
     SELECT customer_id, external_id, held_products, risk_tolerance, marketing_consent, ineligible,
-           explanation::text AS explanation, catalog_version FROM computed
+           explanation::text AS explanation, catalog_version, NULL::int AS ranker_version,
+           NULL::text[] AS ranker_products, NULL::float8[] AS ranker_propensities, NULL::text[] AS ranker_reasons
+    FROM computed
 ){CANDIDATES}""")
 
 

@@ -4,6 +4,14 @@ Propensity = a Beta posterior of the product's acceptance rate within the custom
 popularity in that tier, worth `prior_strength` observations; evidence: recommendation feedback), Thompson-sampled
 for exploration, times the customer's co-holding lift (how much likelier customers holding what this customer holds
 are to hold it) and a win-back boost for a product held recently. With little feedback the prior dominates.
+
+With a learned ranker model serving (app/recommendations/learned/), the propensity of each product the model knows
+is instead the model's calibrated P(adds it next month), computed in bulk and stored with the offer state by the
+serving version (app/recommendations/learned/serving.py; read here, no model runs per request). It is calibrated by
+Platt scaling on a held-out month (app/recommendations/learned/model.py), and explored by Thompson sampling from
+Beta(p x n, (1 - p) x n), n the held-out customers with adds the calibration was fitted on
+(ranking_stats.ServingRanker). A product the model does not know (new: cold start), a state not yet scored, or
+scores of a version no longer serving fall back to the rule-based propensity above.
 """
 
 import hashlib
@@ -81,6 +89,7 @@ def rank(
     last_held_of = dict(zip(row["held_before"] or (), row["held_until"] or (), strict=True))
     ranked, filtered = [], []
     codes = row["codes"] or ()
+    learned = _learned(row, stats)
     unexplained = (None,) * len(codes)  # not explaining: only the candidates come back
     for code, filtered_by, contact_rule in zip(
         codes, row["filtered_by"] or unexplained, row["contact_rules"] or unexplained, strict=True
@@ -91,6 +100,9 @@ def rank(
         if filtered_by is not None:
             if explain:
                 filtered.append(_filtered(product, filtered_by, contact_rule, row))
+            continue
+        if code in learned and strategy != "holdout_popularity":
+            ranked.append(_learned_score(product, *learned[code], stats.ranker.strength, rng, explore))
             continue
         ranked.append(_score(product, last_held_of.get(code), stats, settings, strategy, rng, explore, held, tier))
     ranked.sort(key=lambda r: (-r.score, r.product.code))
@@ -108,6 +120,32 @@ def rank(
 
 
 _RANDOM = random.Random()  # exploration without a seed: one generator per process, seeded from the OS once
+
+
+def _learned(row, stats: RankingStats) -> dict[str, tuple[float, str]]:
+    """{product: (calibrated propensity, reason code)} the serving model stored with the offer state; empty when no
+    model serves or the state holds another version's scores (or none)."""
+    ranker = stats.ranker
+    if ranker is None or row["ranker_version"] != ranker.version or not row["ranker_products"]:
+        return {}
+    return {
+        code: (p, why)
+        for code, p, why in zip(row["ranker_products"], row["ranker_propensities"], row["ranker_reasons"], strict=True)
+    }
+
+
+def _learned_score(
+    product: CatalogProduct, p: float, why: str, strength: float, rng: random.Random, explore: bool
+) -> Ranked:
+    if explore:  # Beta(p n, (1 - p) n): mean p (kept off 0 and 1, where the Beta has no density)
+        mean = min(max(p, 1e-6), 1 - 1e-6)
+        propensity = rng.betavariate(mean * strength, (1 - mean) * strength)
+    else:
+        propensity = p
+    value, lever = product.value_weight, product.lever
+    return Ranked(
+        product, propensity * value * lever, propensity, value, lever, {"model": p, "model_reason": why or None}
+    )
 
 
 def _score(
@@ -180,7 +218,9 @@ def _reasons(
             *_suitability(product, row, language),
         ]
     reasons: list[dict[str, Any]] = []
-    if evidence["co_holding"] is not None:
+    if evidence.get("model_reason"):
+        reasons.append(_model_reason(item, snapshot, language))
+    if evidence.get("co_holding") is not None:
         reasons.append(
             {
                 "code": "CO_HOLDING",
@@ -188,7 +228,7 @@ def _reasons(
                 "value": round(evidence["co_holding"], 4),
             }
         )
-    if evidence["offered"]:
+    if evidence.get("offered"):
         reasons.append(
             {
                 "code": "LEARNED_PROPENSITY",
@@ -202,7 +242,7 @@ def _reasons(
                 "value": round(evidence["posterior_mean"], 4),
             }
         )
-    if evidence["last_held"] is not None:
+    if evidence.get("last_held") is not None:
         reasons.append(
             {
                 "code": "WIN_BACK",
@@ -234,6 +274,28 @@ def _reasons(
             }
         )
     return reasons + _suitability(product, row, language)
+
+
+def _model_reason(item: Ranked, snapshot: CatalogSnapshot, language: tuple[str, str]) -> dict[str, Any]:
+    """The top feature of the learned model's decision (its reason code, app/recommendations/learned/serving.py),
+    in words."""
+    factor, _, related = item.evidence["model_reason"].partition(":")
+    related_product = snapshot.products.get(related) if related else None
+    words = reason_text(
+        factor,
+        *language,
+        product=item.product.name,
+        related=related_product.name if related_product else related,
+    )
+    return {
+        "code": "MODEL_PROPENSITY",
+        "text": reason_text("MODEL_PROPENSITY", *language, reason=words),
+        "value": {
+            "factor": factor,
+            "related_product_code": related or None,
+            "propensity": round(item.evidence["model"], 6),
+        },
+    }
 
 
 _OPS = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<", "eq": "=", "ne": "!=", "between": "between", "in": "in"}

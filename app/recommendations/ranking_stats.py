@@ -58,6 +58,8 @@ class RankingStats:
     """product: {held product: share of that product's holders who also hold this one}."""
     feedback: dict[tuple[str, str], tuple[int, int, int, int]]
     """(product, tier or '-' for customers without one): impressions, accepts, conversions, dismissals."""
+    ranker: "ServingRanker | None" = None
+    """The learned ranker's serving version, None when none serves (app/recommendations/learned/registry.py)."""
 
     @classmethod
     async def load(cls, connection) -> "RankingStats":
@@ -80,4 +82,19 @@ class RankingStats:
                 "sum(dismisses)::bigint FROM propensity_stat GROUP BY product_code, tier_code"
             )
         }
-        return cls(popularity=popularity, co_holding=dict(co_holding), feedback=feedback)
+        serving = await connection.fetchrow(
+            "SELECT version, (metrics ->> 'held_out_customers_with_adds')::float8 AS positives "
+            "FROM ranker_model WHERE status = 'serving'"
+        )
+        ranker = ServingRanker(serving["version"], max(serving["positives"] or 0.0, 2.0)) if serving else None
+        return cls(popularity=popularity, co_holding=dict(co_holding), feedback=feedback, ranker=ranker)
+
+
+@dataclass(frozen=True)
+class ServingRanker:
+    version: int
+    """Scores stored with an offer state are used only when this version stored them."""
+    strength: float
+    """The effective number of observations behind a calibrated propensity, for Thompson exploration: the held-out
+    customers with adds the Platt calibration was fitted on (at least 2). Exploration draws from
+    Beta(p x strength, (1 - p) x strength): mean p, spread shrinking as the calibration saw more outcomes."""

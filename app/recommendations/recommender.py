@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
@@ -63,18 +64,31 @@ class Recommender:
     async def refresh_offer_states(self, *, everyone: bool = False, chunk: int = 5000) -> dict[str, int]:
         """Compute again, set-based, the offer states that no longer hold of customers who ask for recommendations
         (after midnight, after writes), or with `everyone` of every customer; `chunk` customers per statement and
-        transaction. Writes meanwhile are safe: a state is stored only at the generation it read."""
+        transaction. Writes meanwhile are safe: a state is stored only at the generation it read. With a learned
+        ranker model serving, every holding state it has not scored is then scored in bulk, its propensities
+        stored with the state (app/recommendations/learned/serving.py; `offer_states_scored` in the counts)."""
         snapshot = await self._catalog()
         stored, after = 0, 0
         while True:
             async with self._sessionmaker() as session:
                 ids = await offer_state.not_holding(session, after=after, limit=chunk, everyone=everyone)
                 if not ids:
-                    return {"offer_states_stored": stored}
+                    break
                 status = await (await driver_connection(session)).execute(*snapshot.refreshing.arguments(ids=ids))
                 await session.commit()
             stored += int(status.rsplit(" ", 1)[1])
             after = ids[-1]
+        counts = {"offer_states_stored": stored}
+        if await self._model_serving():
+            from app.recommendations.learned.serving import score_states  # LightGBM only where a model serves
+
+            counts["offer_states_scored"] = await score_states(self._sessionmaker, chunk=chunk)
+            self.invalidate_stats()
+        return counts
+
+    async def _model_serving(self) -> bool:
+        async with self._sessionmaker() as session:
+            return await session.scalar(text("SELECT EXISTS (SELECT 1 FROM ranker_model WHERE status = 'serving')"))
 
     async def _catalog(self) -> CatalogSnapshot:
         async with self._sessionmaker() as session:

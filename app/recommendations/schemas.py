@@ -105,8 +105,27 @@ class PopularInTierReason(_Reason):
     value: float = Field(description="The share of the tier's customers who hold it, 0..1.")
 
 
+class ModelFactor(BaseModel):
+    factor: str = Field(
+        description="What raised the learned model's score most (its top feature contribution), as a reason code: "
+        "RANKER_HELD_LAST_MONTH, RANKER_HELD_RECENTLY, RANKER_HOLDS_RELATED, RANKER_PRODUCTS_HELD, "
+        "RANKER_RECENTLY_ADDED, RANKER_RECENTLY_DROPPED, RANKER_AGE, RANKER_TENURE, RANKER_ACTIVITY, RANKER_SEGMENT, "
+        "RANKER_TIER or RANKER_PROFILE."
+    )
+    related_product_code: str | None = Field(description="The product held that the factor names, if any.")
+    propensity: float = Field(description="The model's calibrated probability that the customer takes it, 0..1.")
+
+
+class ModelPropensityReason(_Reason):
+    """The learned ranker's model ranked it: the top feature of its decision, in words."""
+
+    code: Literal["MODEL_PROPENSITY"]
+    value: ModelFactor
+
+
 Reason = Annotated[
-    EligibleReason
+    ModelPropensityReason
+    | EligibleReason
     | SuitableReason
     | CoHoldingReason
     | LearnedPropensityReason

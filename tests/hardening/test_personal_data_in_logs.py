@@ -441,6 +441,13 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         "DELETE /v1/products/{product_code}", "/v1/products/savings", good={}, bad={"headers": {"X-API-Key": NAME}}
     )
     await both("DELETE /v1/customers/{customer_id}", customer, good={}, bad={"headers": {"X-API-Key": PHONE}})
+    # No model is trained here: the ranker model writes are refused (no such version, nothing to roll back to).
+    await send("POST /v1/ranker-models/{version}/serve", "/v1/ranker-models/48151623/serve", "bad")
+    await send(
+        "POST /v1/ranker-models/{version}/serve", "/v1/ranker-models/1/serve", "bad", headers={"X-API-Key": NAME}
+    )
+    await send("POST /v1/ranker-models/rollback", "/v1/ranker-models/rollback", "bad")
+    await send("POST /v1/ranker-models/rollback", "/v1/ranker-models/rollback", "bad", headers={"X-API-Key": PHONE})
     return done
 
 

@@ -97,6 +97,13 @@ async def _demo_bank(session) -> None:
         await session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {last})"))
     await add_version(session, "wealth", TierPolicyVersionCreate(copy_from=1), "seed")
     await _engagement(session)
+    await session.execute(  # ranker model versions 1 (retired: the example, and what a rollback serves) and 2
+        text(
+            "INSERT INTO ranker_model (version, status, trained_by, window_from, window_until, seed, features, "
+            "products, metrics, model, model_sha256, served_at) SELECT v, s, 'seed', '2026-01-01', '2026-06-01', 7, "
+            "'[]', '[]', '{}', '\\x00', repeat('0', 64), now() FROM (VALUES (1, 'retired'), (2, 'serving')) t(v, s)"
+        )
+    )
     await _managers(session)
 
 

@@ -112,13 +112,13 @@ class PropensityModel:
         out[held] = 0.0
         return out
 
-    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+    def contributions(self, matrix: np.ndarray, rounds: int | None = None) -> np.ndarray:
         """Each feature's contribution to each known product's raw choice score (rows x classes x features + 1,
         the last the bias): the top ones are the reasons of a decision."""
         width = len(self.spec.names()) + 1
         if self.choice is None:
             return np.zeros((len(matrix), 1, width))
-        raw = self.choice.predict(matrix, pred_contrib=True)
+        raw = self.choice.predict(matrix, pred_contrib=True, num_iteration=rounds)
         return np.asarray(raw).reshape(len(matrix), len(self.classes), width)
 
     def to_bytes(self) -> bytes:

@@ -1,0 +1,208 @@
+"""The learned ranker served from the offer state: the serving model's calibrated propensities are computed in bulk
+when states are refreshed and stored with them; a request reads them (no model runs), falls back to the rule-based
+propensity for a product the model does not know and when no model serves, and explores by Thompson sampling."""
+
+from sqlalchemy import text
+
+from app.recommendations.learned import registry
+from app.recommendations.reason_texts import reason_text
+from tests.recommendations.ranker_history import load_history
+from tests.recommendations.test_learned_ranker import _train
+
+CUSTOMERS = [f"R{i}" for i in range(0, 120, 4)]
+
+
+async def _get(client, as_role, external_id, **params):
+    response = await client.get(
+        f"/v1/customers/{external_id}/recommendations",
+        params={"limit": 10, "explore": "false", **params},
+        headers=as_role("app"),
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _propensities(document) -> dict[str, float]:
+    return {item["product"]["product_code"]: item["score_parts"]["propensity"] for item in document["items"]}
+
+
+def _order(document) -> list[str]:
+    return [item["product"]["product_code"] for item in document["items"]]
+
+
+async def _stored(session) -> dict[str, dict]:
+    rows = (
+        await session.execute(
+            text(
+                "SELECT c.external_id, s.ranker_version, s.ranker_products, s.ranker_propensities, s.ranker_reasons "
+                "FROM customer_offer_state s JOIN customer c ON c.id = s.customer_id"
+            )
+        )
+    ).all()
+    return {
+        r[0]: {"version": r[1], "scores": dict(zip(r[2] or (), r[3] or (), strict=True)), "reasons": r[4]} for r in rows
+    }
+
+
+async def _serving(session, app, after_training=None):
+    """The history, a small model trained on it and served, and every customer's offer state refreshed."""
+    await load_history(session, customers=300)
+    _, result = await _train(session)
+    if after_training is not None:
+        await after_training()
+    row = await registry.store_model(session, result, "test")
+    await session.commit()
+    rule_based = {e: await _get(app.client, app.as_role, e) for e in CUSTOMERS}  # no model serves yet
+    await registry.serve_version(session, row.version)
+    await session.commit()
+    counts = await app.state.recommender.refresh_offer_states(everyone=True)
+    return row.version, result.model, rule_based, counts
+
+
+class _App:
+    def __init__(self, app, client, as_role):
+        self.state, self.client, self.as_role = app.state, client, as_role
+
+
+async def test_recommendations_follow_the_stored_model_propensities(client, as_role, app, session):
+    version, model, rule_based, counts = await _serving(session, _App(app, client, as_role))
+    assert counts["offer_states_scored"] >= len(CUSTOMERS)
+    stored = await _stored(session)
+    assert all(stored[e]["version"] == version for e in CUSTOMERS)
+    known = set(model.classes)
+    assert "credit_card_gold" in known and "term_deposit_12m" not in known  # never added in the history: new
+    differs = 0
+    for external_id in CUSTOMERS:
+        document = await _get(client, as_role, external_id)
+        scores = stored[external_id]["scores"]
+        propensities = _propensities(document)
+        for code, propensity in propensities.items():
+            if code in known:  # the model's calibrated propensity, as stored with the state
+                assert propensity == round(scores[code], 6), (external_id, code)
+            else:  # cold start: the rule-based propensity, as when no model served
+                assert propensity == _propensities(rule_based[external_id])[code], (external_id, code)
+        assert [i["score"] for i in document["items"]] == sorted((i["score"] for i in document["items"]), reverse=True)
+        differs += _order(document) != _order(rule_based[external_id])
+    assert differs > 0
+
+    # The request reads the stored scores and runs no model: reversed stored scores reverse the learned order.
+    await session.execute(
+        text(
+            "UPDATE customer_offer_state "
+            "SET ranker_propensities = ARRAY(SELECT 1 - p FROM unnest(ranker_propensities) p)"
+        )
+    )
+    await session.commit()
+    for external_id in CUSTOMERS[:8]:
+        propensities = _propensities(await _get(client, as_role, external_id))
+        scores = stored[external_id]["scores"]
+        for code in propensities.keys() & known:
+            assert propensities[code] == round(1 - scores[code], 6)
+
+
+async def test_no_model_serving_ranks_by_the_rule_based_propensity(client, as_role, app, session):
+    version, _, rule_based, _ = await _serving(session, _App(app, client, as_role))
+    await session.execute(text("UPDATE ranker_model SET status = 'retired' WHERE version = :v"), {"v": version})
+    await session.commit()
+    app.state.recommender.invalidate_stats()
+    assert "offer_states_scored" not in await app.state.recommender.refresh_offer_states(everyone=True)
+    for external_id in CUSTOMERS:  # the stored scores of a version no longer serving are not read
+        document = await _get(client, as_role, external_id)
+        assert _propensities(document) == _propensities(rule_based[external_id])
+        assert _order(document) == _order(rule_based[external_id])
+
+
+async def test_a_write_clears_the_scores_and_a_refresh_scores_the_state_again(client, as_role, app, session):
+    version, _, _, _ = await _serving(session, _App(app, client, as_role))
+    await session.execute(
+        text(
+            "UPDATE customer_offer_state SET valid_until = now() - interval '1 second' WHERE customer_id = "
+            "(SELECT id FROM customer WHERE external_id = 'R4')"
+        )
+    )
+    await session.commit()
+    await _get(client, as_role, "R4")  # the request computes the state again: no scores until the next refresh
+    assert (await _stored(session))["R4"]["version"] is None
+    counts = await app.state.recommender.refresh_offer_states()
+    assert counts == {"offer_states_stored": 0, "offer_states_scored": 1}
+    assert (await _stored(session))["R4"]["version"] == version
+
+
+async def test_exploration_samples_around_the_calibrated_propensity(client, as_role, app, session):
+    await _serving(session, _App(app, client, as_role))
+    stored = await _stored(session)
+    customer = max(CUSTOMERS, key=lambda e: stored[e]["scores"].get("credit_card_gold", 0.0))
+    fixed = [await _get(client, as_role, customer) for _ in range(5)]
+    assert all(_propensities(d) == _propensities(fixed[0]) and _order(d) == _order(fixed[0]) for d in fixed)
+    mean = _propensities(fixed[0])["credit_card_gold"]
+    assert mean == round(stored[customer]["scores"]["credit_card_gold"], 6) and mean > 0.02
+    explored = [_propensities(await _get(client, as_role, customer, explore="true")) for _ in range(20)]
+    card = [p["credit_card_gold"] for p in explored]
+    assert len(set(card)) == 20  # drawn, not the mean
+    assert min(card) < mean < max(card)
+    assert len({tuple(sorted(p, key=p.get)) for p in explored}) > 1  # and so does the order
+
+
+async def test_model_reasons_name_the_top_feature_of_the_decision_in_words(client, as_role, app, session):
+    dropped = {}
+
+    async def drop_cards_last_month():  # card holders who gave their card up this month, after training
+        rows = await session.execute(
+            text(
+                "DELETE FROM holding_balance b USING customer c WHERE c.id = b.customer_id "
+                "AND b.product_code = 'credit_card_gold' AND b.as_of = '2026-06-28' "
+                "AND c.external_id = ANY(:ids) RETURNING c.external_id"
+            ),
+            {"ids": CUSTOMERS[:16]},
+        )
+        dropped.update({r[0]: True for r in rows})
+
+    await _serving(session, _App(app, client, as_role), drop_cards_last_month)
+    assert len(dropped) >= 3
+    stored = await _stored(session)
+    for external_id in dropped:
+        card = next(
+            i
+            for i in (await _get(client, as_role, external_id))["items"]
+            if i["product"]["product_code"] == "credit_card_gold"
+        )
+        reason = card["reasons"][0]
+        assert reason["code"] == "MODEL_PROPENSITY"
+        assert reason["value"]["factor"] == "RANKER_HELD_LAST_MONTH", reason
+        assert reason["text"] == "you had Credit Card Gold until last month"
+        assert reason["value"]["propensity"] == round(stored[external_id]["scores"]["credit_card_gold"], 6)
+        response = await client.get(
+            f"/v1/customers/{external_id}/recommendations",
+            params={"limit": 10, "explore": "false"},
+            headers={**as_role("app"), "Accept-Language": "zh-CN"},
+        )
+        card_zh = next(i for i in response.json()["items"] if i["product"]["product_code"] == "credit_card_gold")
+        assert card_zh["reasons"][0]["text"] == "您上个月之前一直持有Credit Card Gold"
+    # Every model-ranked item explains itself by the factor stored with the state, in words.
+    for external_id in CUSTOMERS:
+        codes = dict(zip(*(await _reasons_stored(session, external_id)), strict=True))
+        for item in (await _get(client, as_role, external_id))["items"]:
+            code = item["product"]["product_code"]
+            if codes.get(code):
+                first = item["reasons"][0]
+                factor, _, related = codes[code].partition(":")
+                assert first["code"] == "MODEL_PROPENSITY" and first["value"]["factor"] == factor
+                assert first["value"]["related_product_code"] == (related or None)
+                assert first["text"] == reason_text(
+                    factor, "en", "en", product=item["product"]["name"], related=related.replace("_", " ").title()
+                )
+            else:
+                assert all(r["code"] != "MODEL_PROPENSITY" for r in item["reasons"])
+
+
+async def _reasons_stored(session, external_id):
+    row = (
+        await session.execute(
+            text(
+                "SELECT s.ranker_products, s.ranker_reasons FROM customer_offer_state s "
+                "JOIN customer c ON c.id = s.customer_id WHERE c.external_id = :e"
+            ),
+            {"e": external_id},
+        )
+    ).one()
+    return row[0] or [], row[1] or []
