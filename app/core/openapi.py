@@ -64,6 +64,11 @@ TAGS = [
         "consent and the contact policy, memberships, RSVPs with a waiting list, metrics and results.",
     },
     {
+        "name": "relationship-managers",
+        "description": "Relationship managers (客户经理): managers and the tiers they serve, assignment runs, a "
+        "customer's manager and its history, coverage, the contact log, cadences and worklists.",
+    },
+    {
         "name": "ranker-models",
         "description": "The learned ranker's model versions (admin only): list, read, serve one, roll back (audited).",
     },

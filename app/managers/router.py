@@ -33,7 +33,7 @@ from app.managers.schemas import (
     TaskUpdate,
 )
 
-router = APIRouter(prefix="/v1", tags=["relationship managers"], responses=problem_responses(401, 403))
+router = APIRouter(prefix="/v1", tags=["relationship-managers"], responses=problem_responses(401, 403))
 
 ManagerIdPath = Annotated[
     str,

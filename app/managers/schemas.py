@@ -40,7 +40,7 @@ ContactChannel = TypeAliasType(
     ],
 )
 ContactOutcome = TypeAliasType(
-    "ContactOutcome",
+    "ManagerContactOutcome",
     Annotated[
         Literal["reached", "no_answer", "callback_requested", "declined", "follow_up"],
         Field(description="What came of it."),
@@ -207,6 +207,13 @@ TaskKind = TypeAliasType(
         Field(description="Why the task exists: a downgrade at risk (in its grace), or a contact cadence overdue."),
     ],
 )
+TaskClosing = TypeAliasType(
+    "TaskClosing",
+    Annotated[
+        Literal["done", "snoozed", "dismissed"],
+        Field(description="How a task is closed: done or dismissed (with an outcome), or snoozed until a day."),
+    ],
+)
 TaskState = TypeAliasType(
     "TaskState",
     Annotated[
@@ -248,6 +255,6 @@ class TaskUpdate(BaseModel):
         json_schema_extra={"examples": [{"state": "done", "outcome": "Called; moving savings to a term deposit."}]},
     )
 
-    state: Literal["done", "snoozed", "dismissed"]
+    state: TaskClosing
     outcome: Reason = Field(description="What came of it (free text: erased with the customer).")
     snoozed_until: Day | None = Field(None, description="With `snoozed`: the day the task comes back.")
