@@ -35,6 +35,11 @@ def _left_loopback(requests: list[str]) -> list[str]:
 
 
 @needs_chromium
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect, open: with today's spec Swagger UI renders the customers tag's first 3 operations and "
+    "stops, with no console error (ReDoc renders all); strict, so the fix must remove this mark",
+)
 async def test_swagger_ui_renders_every_operation_with_no_internet(live_server):
     async with Browser() as browser:
         page = await browser.open(live_server + "/docs")
