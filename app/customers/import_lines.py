@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pydantic import ValidationError
 
 from app.core.errors import validation_errors
-from app.customers.schemas import HoldingImportLine
+from app.customers.intake_schemas import HoldingImportLine
 
 CSV_COLUMNS = ("customer_id", "product_code", "opened_at", "balance", "as_of")
 REQUIRED_CSV_COLUMNS = frozenset({"customer_id", "product_code", "balance", "as_of"})

@@ -11,7 +11,7 @@ from app.core.security import Scope, require_scope
 from app.core.strict import ParamInteger
 from app.customers import holdings_import
 from app.customers.import_lines import FORMATS
-from app.customers.schemas import HoldingImportRead
+from app.customers.intake_schemas import HoldingImportRead
 
 imports_router = APIRouter(prefix="/v1/holdings", tags=["customers"], responses=problem_responses(401, 403))
 

@@ -20,19 +20,17 @@ from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, pa
 from app.core.security import Scope, require_scope
 from app.core.strict import ParamInteger, QueryBoolean
 from app.customers import flows, service
+from app.customers.intake_schemas import EventBatch, EventBatchResult, ImportResult
 from app.customers.schemas import (
     CustomerImportLine,
     CustomerPatch,
     CustomerRead,
     CustomerSummary,
     CustomerUpsert,
-    EventBatch,
-    EventBatchResult,
     ExternalIdPath,
     HoldingRead,
     HoldingsPut,
     HoldingsRead,
-    ImportResult,
     Segment,
 )
 from app.tiering import policies

@@ -1,0 +1,159 @@
+"""Intake bodies: activity event batches, and the bulk customer and holdings imports' lines and results."""
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing_extensions import TypeAliasType
+
+from app.core.fields import PositiveMoney
+from app.core.strict import Timestamp
+from app.customers.schemas import (
+    ExternalId,
+    HoldingIn,
+    LoginChannel,
+    TransactionChannel,
+    TransactionDirection,
+    _not_in_future,
+)
+
+
+class EventBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=100, description="The sender's id; a retried event is ignored.")
+    customer_id: ExternalId = Field(description="The bank's external id of the customer.")
+    occurred_at: Timestamp
+
+    @field_validator("occurred_at")
+    @classmethod
+    def occurred_not_in_future(cls, value):
+        return _not_in_future(value)
+
+
+class TransactionEvent(EventBase):
+    type: Literal["transaction"]
+    amount: PositiveMoney = Field(description="The amount moved, greater than 0: a decimal string.")
+    direction: TransactionDirection
+    channel: TransactionChannel
+
+
+class LoginEvent(EventBase):
+    type: Literal["login"]
+    channel: LoginChannel = "mobile"
+
+
+class ReferralEvent(EventBase):
+    """This customer brought in a new customer."""
+
+    type: Literal["referral"]
+
+
+Event = Annotated[TransactionEvent | LoginEvent | ReferralEvent, Field(discriminator="type")]
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "type": "transaction",
+                            "event_id": "txn-2026-11-22-000981",
+                            "customer_id": "C00000042",
+                            "occurred_at": "2026-11-22T08:14:03Z",
+                            "amount": "54.90",
+                            "direction": "debit",
+                            "channel": "card",
+                        },
+                        {
+                            "type": "login",
+                            "event_id": "login-88120391",
+                            "customer_id": "C00000042",
+                            "occurred_at": "2026-11-22T08:10:41Z",
+                            "channel": "mobile",
+                        },
+                        {
+                            "type": "referral",
+                            "event_id": "ref-77120",
+                            "customer_id": "C00000042",
+                            "occurred_at": "2026-11-21T17:02:00Z",
+                        },
+                    ]
+                }
+            ]
+        },
+    )
+
+    events: list[Event] = Field(min_length=1, max_length=10_000)
+
+
+class EventBatchResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"received": 3, "recorded": 2, "duplicates": 1}]})
+
+    received: int
+    recorded: int = Field(description="Events stored by this request.")
+    duplicates: int = Field(description="Events already stored earlier (retries); they changed nothing.")
+
+
+class ImportRejection(BaseModel):
+    line: int
+    pointer: str | None = None
+    detail: str
+
+
+class ImportResult(BaseModel):
+    accepted: int
+    created: int
+    updated: int
+    rejected: int
+    rejections: list[ImportRejection]
+
+
+class HoldingImportLine(HoldingIn):
+    """One line of POST /v1/holdings/import: one holding of one customer. A customer's lines in a file are their
+    complete product set, as PUT /v1/customers/{customer_id}/holdings takes it; products left out are closed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: ExternalId
+
+
+HoldingImportFormat = TypeAliasType(
+    "HoldingImportFormat",
+    Annotated[Literal["ndjson", "csv"], Field(description="The file's format, from the request's Content-Type.")],
+)
+HoldingImportStatus = TypeAliasType(
+    "HoldingImportStatus",
+    Annotated[
+        Literal["merging", "succeeded", "failed"],
+        Field(
+            description="merging: chunks are being merged (or were, when the import stopped: send the file again "
+            "to resume); succeeded: every chunk is merged; failed: a chunk failed, send the file again to resume."
+        ),
+    ],
+)
+
+
+class HoldingImportRead(BaseModel):
+    """An import's progress and outcome."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    status: HoldingImportStatus
+    format: HoldingImportFormat
+    lines: int = Field(description="Lines read (a CSV's header and empty lines included).")
+    accepted: int = Field(description="Holdings lines that are merged, or will be.")
+    rejected: int
+    customers: int = Field(description="Customers whose holdings the import replaces.")
+    customers_done: int = Field(description="Of those, the customers merged and re-tiered so far.")
+    chunks_done: int
+    created_at: datetime
+    finished_at: datetime | None
+    rejections: list[ImportRejection] = Field(
+        description="The first 1,000 rejected lines, by line: the field and why (`rejected` counts them all). "
+        "A customer with a rejected line keeps their holdings: their other lines are rejected with it."
+    )
