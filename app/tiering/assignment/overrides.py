@@ -123,7 +123,7 @@ async def _note(
             "tier.upgraded" if direction == "upgrade" else "tier.downgraded",
             {
                 "customer_id": external_id,
-                "policy": policy.key,
+                "policy_key": policy.key,
                 "from_tier": from_code,
                 "to_tier": to_code,
                 "reason": reason,
