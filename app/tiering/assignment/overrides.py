@@ -74,6 +74,12 @@ async def remove_override(session: AsyncSession, customer_id: int, policy: TierP
     await session.flush()
 
 
+async def lock_assignment(session: AsyncSession, customer_id: int, policy_id: int) -> None:
+    """Lock the customer's assignment under the policy (if any) for the transaction: read the override after
+    this to check a write's precondition against it."""
+    await _locked(session, customer_id, policy_id)
+
+
 async def _locked(
     session: AsyncSession, customer_id: int, policy_id: int
 ) -> tuple[TierAssignment, str, int, datetime] | None:
