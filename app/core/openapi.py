@@ -82,6 +82,7 @@ REF = "#/components/schemas/"
 # key's RateLimit headers: success, redirection and the errors found after authentication. A 400, 413 or 422 of a
 # body or parameter FastAPI refuses before its dependencies run, a 401 and a 503 may come without them.
 RATE_LIMITED_ANSWER = ("2", "3", "403", "404", "409", "410", "412", "428")
+RATE_LIMIT_HEADER_REFS = {name: {"$ref": f"#/components/headers/{name}"} for name in RATE_LIMIT_HEADERS}
 ERROR_MEDIA = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 
@@ -163,9 +164,10 @@ def install_openapi(app: FastAPI) -> None:
                         if status[0] in "45":
                             response["content"] = ERROR_MEDIA
                         if operation.get("security") and status.startswith(RATE_LIMITED_ANSWER):
-                            response["headers"] = {**response.get("headers", {}), **RATE_LIMIT_HEADERS}
+                            response["headers"] = {**response.get("headers", {}), **RATE_LIMIT_HEADER_REFS}
                     operation["responses"] = dict(sorted(responses.items()))
-            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            document.setdefault("components", {})["headers"] = RATE_LIMIT_HEADERS
+            schemas = document["components"].setdefault("schemas", {})
             problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(problem.pop("$defs", {}), Problem=problem)
             for unused in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422 body, replaced above
