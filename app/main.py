@@ -5,7 +5,6 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
-from starlette.middleware.gzip import GZipMiddleware
 
 from app.apikeys.router import router as apikeys_router
 from app.apikeys.service import PrincipalCache, resolve_principal
@@ -20,6 +19,7 @@ from app.core.db import create_engine, create_read_pool, create_sessionmaker
 from app.core.docs import install_docs
 from app.core.embedded import resolve_database_url
 from app.core.errors import install_error_handlers
+from app.core.etag import GZipWithCodedETags
 from app.core.health import router as health_router
 from app.core.hotpath import HotReads
 from app.core.logging import configure_logging
@@ -192,10 +192,11 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
     for router in ROUTERS:
         app.include_router(router)
     install_openapi(app)
-    # Middleware, innermost first: gzip for the router's large answers (lists, reports), the hot reads in front of
-    # it (their small documents skip it), the answer to unexpected errors around everything but the request id and
-    # access log, outermost (they see every request and its status).
-    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL)
+    # Middleware, innermost first: gzip for the router's large answers (lists, reports; a strong ETag becomes the
+    # gzip representation's own), the hot reads in front of it (their small documents skip it), the answer to
+    # unexpected errors around everything but the request id and access log, outermost (they see every request and
+    # its status).
+    app.add_middleware(GZipWithCodedETags, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL)
     if settings.hot_reads:
         app.add_middleware(HotReads, reads=HOT_READS, routes=_routes_of(HOT_READS))
     app.add_middleware(

@@ -160,6 +160,7 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("GET", "/v1/customers/{customer_id}/tiers"): Call(200),
         ("POST", "/v1/customers/{customer_id}/tiers/evaluate"): Call(200),
         ("GET", "/v1/customers/{customer_id}/tiers/history"): Call(200),
+        ("GET", "/v1/customers/{customer_id}/tiers/{policy_key}/override"): Call(200),
         ("PUT", "/v1/customers/{customer_id}/tiers/{policy_key}/override"): Call(
             200, kwargs={"json": {"tier": "private", "reason": "approved by the RM lead"}}
         ),

@@ -334,3 +334,53 @@ async def test_a_retried_import_with_its_key_answers_the_first_counts(client, as
     assert (await client.post("/v1/customers/import", headers=unkeyed, content=line)).json()["updated"] == 1
     segment = await session.scalar(text("SELECT segment FROM customer WHERE external_id = 'IDEM-IMP'"))
     assert segment == "retail"
+
+
+def _large_contact_policy(suppress_days: int) -> dict:
+    rule = CONTACT_RULES["rules"][0]
+    return {
+        "rules": [
+            {**rule, "name": f"rule-{n:02d}-" + "x" * 80, "suppress_days": suppress_days} for n in range(40)
+        ]  # about 11 KB: gzipped for a client that accepts it
+    }
+
+
+async def test_a_gzipped_answer_has_its_own_strong_etag_and_either_form_works_in_conditions(client, as_role):
+    """RFC 9110: a strong validator differs per content coding. The gzipped contact policy's tag is the identity
+    tag with "-gzip" inside the quotes; If-None-Match gives 304 for either, If-Match writes with either, and a
+    stale one in either form is a 412."""
+    admin = as_role("admin")
+    gzip, identity = {**admin, "Accept-Encoding": "gzip"}, {**admin, "Accept-Encoding": "identity"}
+    assert (await client.put("/v1/contact-policy", headers=admin, json=_large_contact_policy(14))).status_code == 200
+    plain = await client.get("/v1/contact-policy", headers=identity)
+    zipped = await client.get("/v1/contact-policy", headers=gzip)
+    assert "Content-Encoding" not in plain.headers and zipped.headers["Content-Encoding"] == "gzip"
+    assert zipped.json() == plain.json()
+    tag, gzip_tag = plain.headers["ETag"], zipped.headers["ETag"]
+    assert tag.startswith('"') and gzip_tag == tag[:-1] + '-gzip"' and gzip_tag != tag
+    # 304 for either form; the 304 names the representation the client holds
+    for held, headers in ((gzip_tag, gzip), (tag, gzip), (gzip_tag, identity), (f"W/{gzip_tag}", gzip)):
+        unchanged = await client.get("/v1/contact-policy", headers={**headers, "If-None-Match": held})
+        assert unchanged.status_code == 304 and unchanged.content == b"", held
+        assert unchanged.headers["ETag"] == (gzip_tag if "gzip" in held else tag)
+    # a client that read the gzipped copy writes with its tag
+    written = await client.put(
+        "/v1/contact-policy", headers={**gzip, "If-Match": gzip_tag}, json=_large_contact_policy(30)
+    )
+    assert written.status_code == 200, written.text
+    new_gzip_tag = written.headers["ETag"]
+    assert written.headers["Content-Encoding"] == "gzip" and new_gzip_tag.endswith('-gzip"')
+    assert new_gzip_tag != gzip_tag
+    # the old tag, in either form, is stale now; a weak tag never satisfies If-Match
+    for stale in (gzip_tag, tag, f"W/{new_gzip_tag}"):
+        refused = await client.put(
+            "/v1/contact-policy", headers={**admin, "If-Match": stale}, json=_large_contact_policy(60)
+        )
+        assert refused.status_code == 412 and refused.headers["content-type"] == "application/problem+json", stale
+    current = (await client.get("/v1/contact-policy", headers=identity)).headers["ETag"]
+    assert new_gzip_tag == current[:-1] + '-gzip"'
+    changed = await client.get("/v1/contact-policy", headers={**gzip, "If-None-Match": gzip_tag})
+    assert changed.status_code == 200 and changed.headers["ETag"] == new_gzip_tag
+    back = await client.put("/v1/contact-policy", headers={**admin, "If-Match": current}, json=CONTACT_RULES)
+    assert back.status_code == 200 and "Content-Encoding" not in back.headers  # small: identity, its own tag
+    assert back.headers["ETag"] == (await client.get("/v1/contact-policy", headers=gzip)).headers["ETag"]

@@ -112,7 +112,7 @@ async def test_events_are_marked_and_the_next_batch_re_tiers_with_transitions_an
             {"id": customer_id},
         )
     ).all()
-    assert [(p["policy"], p["from_tier"], p["to_tier"], p["customer_id"]) for p in payloads] == [
+    assert [(p["policy_key"], p["from_tier"], p["to_tier"], p["customer_id"]) for p in payloads] == [
         ("activity", "idle", "active", "RT1")
     ]
     # nothing left: the next batch takes nothing

@@ -76,7 +76,7 @@ async def record_use(
     await outbox.emit(
         session,
         "benefit.used",
-        {"customer_id": external_id, "benefit_code": code, "policy": policy, "tier": tier, "used_at": now},
+        {"customer_id": external_id, "benefit_code": code, "policy_key": policy, "tier": tier, "used_at": now},
         customer_id=customer_id,
     )
     return BenefitUseRead(

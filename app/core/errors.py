@@ -417,6 +417,21 @@ RATE_LIMITED_HEADERS = {
         "schema": {"type": "integer"},
     },
 }
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": {
+        "description": "Requests this API key may make at once: the size of its token bucket, refilled at its "
+        "role's rate (IETF RateLimit header fields draft). On every answer once the key is known.",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit-Remaining": {
+        "description": "Requests this API key has left in its bucket after this one.",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit-Reset": {
+        "description": "Seconds until the bucket is full again (at the role's sustained rate).",
+        "schema": {"type": "integer"},
+    },
+}
 
 
 class ProblemFieldError(BaseModel):

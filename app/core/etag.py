@@ -11,6 +11,10 @@ Reads (`ConditionalGet`): the response carries the ETag; `If-None-Match` with it
     async def get_thing(id: int, session: SessionDep, conditional: ConditionalGet) -> ThingRead:
         return conditional.respond(ThingRead.model_validate(await service.get_thing(session, id)))
 
+A gzipped answer is another representation (RFC 9110 8.8.3: strong validators differ per content coding): the
+gzip middleware (`GZipWithCodedETags`) sends its strong tag with a `-gzip` suffix inside the quotes ("abc-gzip"),
+and If-None-Match and If-Match take either form, so a client that holds the gzipped copy gets its 304 and can write.
+
 Writes (`ConditionalWrite`, PUT/PATCH/DELETE): `If-Match` is optional: a request without it is applied as
 before (existing clients and simple scripts keep working; an integrator who wants protection from lost updates
 sends the tag it read). With it, the write applies only when the document's current tag is one of those listed
@@ -32,6 +36,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Response
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import PreconditionFailed, problem_responses
 
@@ -54,22 +60,49 @@ def etag_of(document: BaseModel | dict | list) -> str:
     return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
 
 
+GZIP_SUFFIX = "-gzip"
+
+
+def coded_etag(etag: str) -> str:
+    """The strong tag of the gzipped representation: `"abc"` -> `"abc-gzip"`. A weak tag (W/) stays as it is: it
+    already says only that the content is equivalent."""
+    if etag.startswith('"') and etag.endswith('"') and len(etag) >= 2 and not etag.endswith(GZIP_SUFFIX + '"'):
+        return etag[:-1] + GZIP_SUFFIX + '"'
+    return etag
+
+
+def _document_tag(tag: str) -> str:
+    """The document's own tag of a tag a client sent: the gzip form names the same document."""
+    if tag.endswith(GZIP_SUFFIX + '"'):
+        return tag[: -len(GZIP_SUFFIX) - 1] + '"'
+    return tag
+
+
 def _tags(header: str) -> list[str]:
     return [tag.strip() for tag in header.split(",") if tag.strip()]
 
 
-def matches_if_none_match(header: str | None, etag: str) -> bool:
-    """RFC 9110 weak comparison (W/ ignored): true when the client's copy is current."""
+def matching_if_none_match(header: str | None, etag: str) -> str | None:
+    """The tag of If-None-Match that shows the client's copy is current (RFC 9110 weak comparison: W/ ignored;
+    the identity or the gzip form of `etag`, or `*`), or None."""
     if header is None:
-        return False
-    return any(tag == "*" or tag.removeprefix("W/") == etag for tag in _tags(header))
+        return None
+    for tag in _tags(header):
+        if tag == "*" or _document_tag(tag.removeprefix("W/")) == etag:
+            return tag
+    return None
+
+
+def matches_if_none_match(header: str | None, etag: str) -> bool:
+    return matching_if_none_match(header, etag) is not None
 
 
 def matches_if_match(header: str | None, etag: str) -> bool:
-    """RFC 9110 strong comparison: a weak tag never matches. No header: the write applies."""
+    """RFC 9110 strong comparison: a weak tag never matches; the identity or the gzip form of `etag` does. No
+    header: the write applies."""
     if header is None:
         return True
-    return any(tag == "*" or tag == etag for tag in _tags(header))
+    return any(tag == "*" or (not tag.startswith("W/") and _document_tag(tag) == etag) for tag in _tags(header))
 
 
 @dataclass
@@ -81,8 +114,10 @@ class ConditionalRequest:
     def respond(self, document: BaseModel):
         """The document with its ETag; for a GET whose If-None-Match holds its tag, a 304 with no body."""
         tag = etag_of(document)
-        if matches_if_none_match(self.if_none_match, tag):
-            return Response(status_code=304, headers={"ETag": tag})
+        held = matching_if_none_match(self.if_none_match, tag)
+        if held is not None:  # the tag of the representation the client holds: gzipped or not
+            held_gzip = held.removeprefix("W/").endswith(GZIP_SUFFIX + '"')
+            return Response(status_code=304, headers={"ETag": coded_etag(tag) if held_gzip else tag})
         self.response.headers["ETag"] = tag
         return document
 
@@ -124,3 +159,28 @@ def _conditional_write(
 
 ConditionalGet = Annotated[ConditionalRequest, Depends(_conditional_get)]
 ConditionalWrite = Annotated[ConditionalRequest, Depends(_conditional_write)]
+
+
+class GZipWithCodedETags:
+    """Starlette's GZipMiddleware (answers of `minimum_size` bytes and more, for clients that accept gzip), with the
+    strong ETag of a gzipped answer made its own (`coded_etag`): equal strong tags must mean equal bytes."""
+
+    def __init__(self, app: ASGIApp, minimum_size: int, compresslevel: int) -> None:
+        self.gzip = GZipMiddleware(app, minimum_size=minimum_size, compresslevel=compresslevel)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.gzip(scope, receive, send)
+            return
+
+        async def send_coded(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers") or []
+                if (b"content-encoding", b"gzip") in headers:
+                    message["headers"] = [
+                        (name, coded_etag(value.decode("latin-1")).encode("latin-1") if name == b"etag" else value)
+                        for name, value in headers
+                    ]
+            await send(message)
+
+        await self.gzip(scope, receive, send_coded)

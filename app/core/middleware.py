@@ -42,8 +42,8 @@ def _new_request_id() -> str:
 
 class RequestContextMiddleware:
     """Gives every request an id (X-Request-ID, echoed back) and a trace context (W3C traceparent: the caller's
-    trace continued, or a new one; sent back), logs it once with the calling key's name and counts it by route
-    template."""
+    trace continued, or a new one; sent back), adds the calling key's RateLimit headers to the answer, logs it once
+    with the calling key's name and counts it by route template."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -74,6 +74,9 @@ class RequestContextMiddleware:
                     *message["headers"],
                     (b"x-request-id", request_id.encode()),
                     (b"traceparent", trace.traceparent.encode()),
+                    # the calling key's RateLimit fields (app.core.security.authorize), on whatever it is answered;
+                    # a 429 carries its own
+                    *(state.get("rate_limit_headers", ()) if message["status"] != 429 else ()),
                 ]
             await send(message)
 

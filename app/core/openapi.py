@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-from app.core.errors import PROBLEM_JSON, Problem, problem_responses
+from app.core.errors import PROBLEM_JSON, RATE_LIMIT_HEADERS, Problem, problem_responses
 
 TAGS = [
     {
@@ -78,6 +78,11 @@ TAGS = [
 ]
 
 REF = "#/components/schemas/"
+# Answers given once the API key is known and its rate limit taken (app.core.security.authorize), which carry the
+# key's RateLimit headers: success, redirection and the errors found after authentication. A 400, 413 or 422 of a
+# body or parameter FastAPI refuses before its dependencies run, a 401 and a 503 may come without them.
+RATE_LIMITED_ANSWER = ("2", "3", "403", "404", "409", "410", "412", "428")
+RATE_LIMIT_HEADER_REFS = {name: {"$ref": f"#/components/headers/{name}"} for name in RATE_LIMIT_HEADERS}
 ERROR_MEDIA = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 
@@ -136,8 +141,9 @@ def _merge_identical_input_output(document: dict[str, Any]) -> dict[str, Any]:
 
 def install_openapi(app: FastAPI) -> None:
     """Build the document once: FastAPI's, with the errors each operation can answer added (statuses a route
-    declares itself, such as 404 or 409, keep their descriptions), and every 4xx and 5xx answer documented as
-    application/problem+json with the Problem schema (FastAPI would put a model under application/json)."""
+    declares itself, such as 404 or 409, keep their descriptions), every 4xx and 5xx answer documented as
+    application/problem+json with the Problem schema (FastAPI would put a model under application/json), and the
+    RateLimit headers on the answers of operations that take an API key (RATE_LIMITED_ANSWER)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -157,8 +163,11 @@ def install_openapi(app: FastAPI) -> None:
                     for status, response in responses.items():
                         if status[0] in "45":
                             response["content"] = ERROR_MEDIA
+                        if operation.get("security") and status.startswith(RATE_LIMITED_ANSWER):
+                            response["headers"] = {**response.get("headers", {}), **RATE_LIMIT_HEADER_REFS}
                     operation["responses"] = dict(sorted(responses.items()))
-            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            document.setdefault("components", {})["headers"] = RATE_LIMIT_HEADERS
+            schemas = document["components"].setdefault("schemas", {})
             problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(problem.pop("$defs", {}), Problem=problem)
             for unused in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422 body, replaced above

@@ -31,6 +31,17 @@ def limited_headers(burst: int, retry_after: int) -> dict[str, str]:
     }
 
 
+def allowed_headers(burst: int, remaining: int, reset: int) -> list[tuple[bytes, bytes]]:
+    """The same IETF RateLimit fields on every other answer of a rate-limited route (raw ASGI headers, added by
+    app.core.middleware.RequestContextMiddleware): the bucket's size, the requests left in it now and the seconds
+    until it is full again."""
+    return [
+        (b"ratelimit-limit", str(burst).encode()),
+        (b"ratelimit-remaining", str(remaining).encode()),
+        (b"ratelimit-reset", str(reset).encode()),
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     per_second: float  # sustained rate; 0 means unlimited
@@ -53,13 +64,15 @@ class RateLimiter:
         self.clock = clock
         self.buckets: dict[int, tuple[float, float]] = {}  # key id -> (tokens, at)
 
-    def check(self, key_id: int, role: str) -> None:
-        """Take one token from the key's bucket, or raise 429 with Retry-After (whole seconds until one is back).
+    def check(self, key_id: int, role: str) -> list[tuple[bytes, bytes]] | None:
+        """Take one token from the key's bucket and return the RateLimit headers of the answer (`allowed_headers`:
+        requests left, seconds until the bucket is full); or raise 429 with Retry-After (whole seconds until one is
+        back). None when the role is not limited.
 
         No await inside: under asyncio the read-modify-write of a bucket cannot interleave."""
         limit = self.limits.get(role)
         if limit is None or limit.per_second <= 0:
-            return
+            return None
         now = self.clock()
         tokens, at = self.buckets.get(key_id, (float(limit.burst), now))
         tokens = min(float(limit.burst), tokens + (now - at) * limit.per_second)
@@ -72,7 +85,9 @@ class RateLimiter:
                 f"with bursts of {limit.burst}; retry in {retry_after} s.",
                 headers=limited_headers(limit.burst, retry_after),
             )
-        self.buckets[key_id] = (tokens - 1.0, now)
+        tokens -= 1.0
+        self.buckets[key_id] = (tokens, now)
+        return allowed_headers(limit.burst, int(tokens), math.ceil((limit.burst - tokens) / limit.per_second))
 
 
 def client_address(scope, trusted_proxies=()) -> str:

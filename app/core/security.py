@@ -145,11 +145,14 @@ async def authorize(state, session, key: str | None, scope: Scope, request_scope
         if failures is not None:
             failures.failed(client_address(request_scope, state.settings.trusted_proxies))
         raise Unauthorized("The API key is unknown or revoked.", headers={"WWW-Authenticate": "ApiKey"})
-    if "state" in request_scope:  # for the access log (app.core.middleware): the key's name, never the key
-        request_scope["state"]["api_key_name"] = principal.name
+    request_state = request_scope.get("state")
+    if request_state is not None:  # for the access log (app.core.middleware): the key's name, never the key
+        request_state["api_key_name"] = principal.name
     limiter = getattr(state, "rate_limiter", None)
     if limiter is not None:
-        limiter.check(principal.key_id, principal.role)
+        headers = limiter.check(principal.key_id, principal.role)
+        if headers is not None and request_state is not None:  # sent on the answer, whatever it is
+            request_state["rate_limit_headers"] = headers
     if scope not in principal.scopes:
         raise Forbidden(f"This API key (role {principal.role}) lacks the scope '{scope}'.")
     return principal

@@ -66,3 +66,8 @@ class StaleVersion(PreconditionFailed):
 class NoTierAssignment(NotFound):
     def __init__(self, policy_key: str) -> None:
         super().__init__(f"The customer has no tier under '{policy_key}' yet; evaluate it first.")
+
+
+class NoOverride(NotFound):
+    def __init__(self, policy_key: str) -> None:
+        super().__init__(f"No override of the customer's tier under '{policy_key}' is in force.", key=policy_key)

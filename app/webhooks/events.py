@@ -23,7 +23,7 @@ class TierChanged(_Payload):
             "examples": [
                 {
                     "customer_id": "C0001042",
-                    "policy": "wealth",
+                    "policy_key": "wealth",
                     "from_tier": "gold",
                     "to_tier": "wealth",
                     "reason": "rules",
@@ -34,7 +34,7 @@ class TierChanged(_Payload):
     )
 
     customer_id: str = Field(description="The bank's external id of the customer.")
-    policy: str = Field(description="The tier policy's key.")
+    policy_key: str = Field(description="The tier policy's key.")
     from_tier: str | None = Field(description="The tier before (null: the customer had none).")
     to_tier: str = Field(description="The tier now.")
     reason: str = Field(description="rules, grace_elapsed, override or override_expired.")
@@ -48,7 +48,7 @@ class TierAtRisk(_Payload):
             "examples": [
                 {
                     "customer_id": "C0001042",
-                    "policy": "wealth",
+                    "policy_key": "wealth",
                     "tier": "wealth",
                     "downgrade_to": "gold",
                     "downgrade_on": "2027-01-15",
@@ -58,7 +58,7 @@ class TierAtRisk(_Payload):
     )
 
     customer_id: str = Field(description="The bank's external id of the customer.")
-    policy: str
+    policy_key: str = Field(description="The tier policy's key.")
     tier: str = Field(description="The tier the customer still has.")
     downgrade_to: str = Field(description="The tier the customer qualifies for now.")
     downgrade_on: date = Field(description="When the downgrade applies unless the customer qualifies again.")
@@ -72,7 +72,7 @@ class BenefitUsed(_Payload):
                 {
                     "customer_id": "C0001042",
                     "benefit_code": "airport-lounge",
-                    "policy": "wealth",
+                    "policy_key": "wealth",
                     "tier": "wealth",
                     "used_at": "2026-12-03T18:20:00Z",
                 }
@@ -82,8 +82,8 @@ class BenefitUsed(_Payload):
 
     customer_id: str = Field(description="The bank's external id of the customer.")
     benefit_code: str
-    policy: str | None = None
-    tier: str | None = None
+    policy_key: str | None = Field(None, description="The key of the policy whose tier entitles the customer.")
+    tier: str | None = Field(None, description="The tier that entitles the customer.")
     used_at: datetime
 
 

@@ -19,7 +19,7 @@ a CTE is read only through its RETURNING). The assignment statement (app/tiering
     events = outbox.emit_from(
         select(case((changes.c.direction == "upgrade", "tier.upgraded"), else_="tier.downgraded"),
                changes.c.customer_id,
-               outbox.json_object(customer_id=changes.c.external_id, policy=literal(key),
+               outbox.json_object(customer_id=changes.c.external_id, policy_key=literal(key),
                                   from_tier=changes.c.from_code, to_tier=changes.c.to_code,
                                   reason=changes.c.reason, at=changes.c.at))
         .where(changes.c.direction.in_(["upgrade", "downgrade"]))).returning(WebhookEvent.id).cte("events")

@@ -35,7 +35,9 @@ async def test_a_use_is_counted_once_and_never_beyond_the_limit(client, as_role,
         .scalars()
         .all()
     )
-    assert [(e["customer_id"], e["benefit_code"], e["tier"]) for e in events] == [("U1", "lounge", "wealth")] * 2
+    assert [(e["customer_id"], e["benefit_code"], e["policy_key"], e["tier"]) for e in events] == [
+        ("U1", "lounge", "wealth", "wealth")
+    ] * 2
 
 
 async def test_a_use_without_entitlement_is_a_409_and_an_unknown_benefit_a_404(client, as_role, wealth, session):

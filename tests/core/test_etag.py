@@ -1,7 +1,7 @@
 """ETags (app/core/etag.py) on an edited document, the webhook subscription: a strong tag on GET, 304 for
 If-None-Match, 412 problem+json for a stale If-Match on PATCH and DELETE, and writes without If-Match applied."""
 
-from app.core.etag import etag_of, matches_if_match, matches_if_none_match
+from app.core.etag import coded_etag, etag_of, matches_if_match, matches_if_none_match
 
 HOOK = {"url": "https://hooks.bank.example/tierwise", "event_types": ["tier.upgraded"]}
 
@@ -64,3 +64,12 @@ def test_the_etag_is_the_hash_of_the_canonical_representation():
     assert etag_of({"a": 1}) != etag_of({"a": 2})
     assert matches_if_none_match('"x", "y"', '"y"') and not matches_if_none_match(None, '"y"')
     assert matches_if_match(None, '"y"') and matches_if_match("*", '"y"') and not matches_if_match('W/"y"', '"y"')
+
+
+def test_the_gzip_form_of_a_tag_is_distinct_and_names_the_same_document():
+    assert coded_etag('"abc"') == '"abc-gzip"' and coded_etag('"abc-gzip"') == '"abc-gzip"'
+    assert coded_etag('W/"abc"') == 'W/"abc"'  # a weak tag already allows another coding
+    assert matches_if_none_match('"abc-gzip"', '"abc"') and matches_if_none_match('W/"abc-gzip"', '"abc"')
+    assert matches_if_match('"abc-gzip"', '"abc"') and matches_if_match('"x", "abc"', '"abc"')
+    assert not matches_if_match('W/"abc-gzip"', '"abc"') and not matches_if_match('"abd-gzip"', '"abc"')
+    assert not matches_if_none_match('"ab-gzip"', '"abc"') and not matches_if_match('"abc-gzip-gzip"', '"abc"')

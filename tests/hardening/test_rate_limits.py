@@ -44,6 +44,23 @@ def test_bucket_allows_a_burst_then_the_sustained_rate():
         limiter.check(1, "app")
 
 
+def test_each_allowed_request_gets_the_buckets_ratelimit_fields():
+    clock = FakeClock()
+    limiter = RateLimiter({"app": RateLimit(per_second=2, burst=3)}, clock=clock)
+
+    def fields(headers) -> tuple[int, int, int]:
+        values = dict(headers)
+        return tuple(int(values[name]) for name in (b"ratelimit-limit", b"ratelimit-remaining", b"ratelimit-reset"))
+
+    assert fields(limiter.check(1, "app")) == (3, 2, 1)  # one token short of full: back in 0.5 s, said as 1
+    assert fields(limiter.check(1, "app")) == (3, 1, 1)
+    assert fields(limiter.check(1, "app")) == (3, 0, 2)  # three short: full again in 1.5 s
+    clock.now += 0.5
+    assert fields(limiter.check(1, "app")) == (3, 0, 2)  # the token back is taken at once
+    assert fields(limiter.check(2, "app")) == (3, 2, 1)  # another key, its own bucket
+    assert limiter.check(3, "integration") is None  # a role without a limit says nothing
+
+
 def test_retry_after_is_the_wait_for_the_next_token_in_whole_seconds():
     limiter = RateLimiter({"admin": RateLimit(per_second=0.1, burst=1)}, clock=FakeClock())
     limiter.check(1, "admin")
@@ -94,6 +111,57 @@ async def test_a_key_over_its_limit_gets_429_with_retry_after_and_other_keys_do_
         assert (await client.get("/v1/products", headers={"X-API-Key": admin})).status_code == 200
         # An unknown key is refused as unknown (401), never counted against anyone's bucket.
         assert (await client.get("/v1/products", headers={"X-API-Key": "tw_000000000000_x"})).status_code == 401
+
+
+RATELIMIT_FIELDS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+
+
+async def test_every_answer_to_a_known_key_carries_its_ratelimit_headers_routed_or_hot(
+    sessionmaker, session, test_settings
+):
+    """Not only the 429: a 200 (routed and hot), a 404, a 403 and a write say how much of the key's bucket is left,
+    counting down; an unknown key (401) has no bucket to tell of."""
+    settings = test_settings.model_copy(update={"rate_limit_app_per_s": 0.01, "rate_limit_app_burst": 6})
+    app = create_app(settings, sessionmaker=sessionmaker)
+    _, key = await apikeys_service.create_api_key(session, "counted-app", "app", settings.api_key_pepper)
+    await session.commit()
+    app_key = {"X-API-Key": key}
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://tierwise.test") as client:
+        answers = [
+            await client.get("/v1/products", headers=app_key),  # routed 200
+            await client.get("/v1/customers/NOBODY/tiers", headers=app_key),  # the hot path's 404
+            await client.get("/v1/customers/NOBODY/tiers", headers={**app_key, "Accept-Language": "en"}),
+            await client.get("/v1/audit", headers=app_key),  # 403: the key is known, its role lacks the scope
+            await client.post("/v1/feedback/events", headers=app_key, json={"events": []}),  # a write
+            await client.get("/v1/products/no_such_product", headers=app_key),  # routed 404
+        ]
+        assert [a.status_code for a in answers][:4] == [200, 404, 404, 403], [a.text for a in answers]
+        for n, answer in enumerate(answers, start=1):
+            assert answer.headers["RateLimit-Limit"] == "6", (n, answer.status_code)
+            assert int(answer.headers["RateLimit-Remaining"]) == 6 - n, (n, answer.status_code)
+            assert 100 * (n - 1) < int(answer.headers["RateLimit-Reset"]) <= 100 * n  # 0.01 per second
+            assert "Retry-After" not in answer.headers
+        refused = await client.get("/v1/products", headers=app_key)
+        assert refused.status_code == 429 and refused.headers["RateLimit-Remaining"] == "0"
+        assert refused.headers.get_list("RateLimit-Limit") == ["6"]  # its own fields, not twice
+        unknown = await client.get("/v1/products", headers={"X-API-Key": "tw_000000000000_x"})
+        assert unknown.status_code == 401 and not set(RATELIMIT_FIELDS) & set(unknown.headers)
+
+
+def test_the_spec_documents_the_ratelimit_headers_on_every_answer_of_an_operation_with_a_key(app):
+    spec = app.openapi()
+    checked = 0
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                headers = set(response.get("headers", {}))
+                if not operation.get("security"):
+                    assert not set(RATELIMIT_FIELDS) & headers, (method, path, status)
+                elif status[0] in "23" or status in ("403", "404", "409", "412", "429"):
+                    assert set(RATELIMIT_FIELDS) <= headers, (method, path, status)
+                    checked += 1
+    assert checked > 200
 
 
 def _scope(peer: str, forwarded: str | None = None) -> dict:

@@ -63,7 +63,7 @@ async def test_emit_refuses_an_unknown_type_and_a_payload_outside_its_schema(ses
     with pytest.raises(ValueError, match="unknown webhook event type"):
         await outbox.emit(session, "tier.exploded", {})
     with pytest.raises(ValidationError):
-        await outbox.emit(session, "tier.at_risk", {"customer_id": "C1", "policy": "wealth", "name": "Jane"})
+        await outbox.emit(session, "tier.at_risk", {"customer_id": "C1", "policy_key": "wealth", "name": "Jane"})
 
 
 async def test_the_set_based_form_emits_one_event_per_changed_row_in_the_changing_statement(session):

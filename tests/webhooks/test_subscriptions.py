@@ -101,6 +101,20 @@ async def test_the_event_type_catalogue_lists_each_type_with_its_payload_schema(
     assert "note" not in schema["properties"] and "description" not in schema["properties"]  # free text stays out
 
 
+async def test_event_payloads_name_the_policy_policy_key_like_the_api(client, as_role):
+    """One name per thing: a payload that names a policy calls it `policy_key`, in its schema and its example."""
+    types = (await client.get("/v1/webhooks/event-types", headers=as_role("admin"))).json()["items"]
+    naming_a_policy = {"tier.upgraded", "tier.downgraded", "tier.at_risk", "benefit.used"}
+    for event_type in types:
+        schema = event_type["payload_schema"]
+        assert "policy" not in schema["properties"], event_type["name"]
+        for example in schema.get("examples", []):
+            assert "policy" not in example, event_type["name"]
+        if event_type["name"] in naming_a_policy:
+            assert "policy_key" in schema["properties"], event_type["name"]
+            assert all(example["policy_key"] == "wealth" for example in schema["examples"]), event_type["name"]
+
+
 async def test_only_admins_manage_webhooks(client, as_role):
     for role in ("app", "integration"):
         assert (await client.get("/v1/webhooks", headers=as_role(role))).status_code == 403

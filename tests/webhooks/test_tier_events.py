@@ -47,9 +47,9 @@ async def test_an_upgrade_by_a_customer_write_is_delivered_signed_to_a_receiver(
     events = await _events(session, start)
     assert [(kind, customer) for kind, customer, _ in events] == [("tier.upgraded", "W1")]
     payload = events[0][2]
-    assert {k: payload[k] for k in ("customer_id", "policy", "from_tier", "to_tier", "reason")} == {
+    assert {k: payload[k] for k in ("customer_id", "policy_key", "from_tier", "to_tier", "reason")} == {
         "customer_id": "W1",
-        "policy": "wealth",
+        "policy_key": "wealth",
         "from_tier": "gold",
         "to_tier": "wealth",
         "reason": "rules",
@@ -78,7 +78,7 @@ async def test_at_risk_then_downgrade_after_grace_in_order_and_once(client, as_r
     assert [(kind, customer) for kind, customer, _ in events] == [("tier.at_risk", "D1")]
     assert events[0][2] == {
         "customer_id": "D1",
-        "policy": "wealth",
+        "policy_key": "wealth",
         "tier": "wealth",
         "downgrade_to": "mass",
         "downgrade_on": (date.today() + timedelta(days=GRACE)).isoformat(),
@@ -122,6 +122,8 @@ async def test_override_set_and_removed_emit_the_moves_of_the_tier_the_customer_
         ("tier.upgraded", "gold", "private", "override"),
         ("tier.downgraded", "private", "wealth", "override_removed"),
     ]
+    assert [payload["policy_key"] for _, _, payload in events] == ["wealth", "wealth"]
+    assert not any("policy" in payload for _, _, payload in events)
 
 
 async def test_a_tier_run_writes_one_event_per_change(client, as_role, wealth, session, sessionmaker):
@@ -176,6 +178,7 @@ async def test_an_override_that_expires_emits_the_move_back_to_the_rules_tier(cl
     assert [(kind, payload["from_tier"], payload["to_tier"], payload["reason"]) for kind, _, payload in events] == [
         ("tier.downgraded", "private", "gold", "override_expired")
     ]
+    assert events[0][2]["policy_key"] == "wealth" and "policy" not in events[0][2]
 
 
 async def test_erasure_takes_the_external_id_out_of_the_customer_s_events(client, as_role, wealth, session):

@@ -344,7 +344,7 @@ def _events(compiled: CompiledVersion, decided, now):
     policy = sa.literal(compiled.policy_key, sa.Text())
     changed = outbox.json_object(
         customer_id=external_id,
-        policy=policy,
+        policy_key=policy,
         from_tier=decided.c.old_code,
         to_tier=decided.c.q_code,
         reason=sa.case((decided.c.decision == "downgrade", "grace_elapsed"), else_="rules"),
@@ -352,7 +352,7 @@ def _events(compiled: CompiledVersion, decided, now):
     )
     at_risk = outbox.json_object(
         customer_id=external_id,
-        policy=policy,
+        policy_key=policy,
         tier=decided.c.old_code,
         downgrade_to=decided.c.q_code,
         downgrade_on=sa.cast(now + sa.func.make_interval(0, 0, 0, compiled.grace_days), sa.Date),

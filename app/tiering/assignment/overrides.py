@@ -74,6 +74,12 @@ async def remove_override(session: AsyncSession, customer_id: int, policy: TierP
     await session.flush()
 
 
+async def lock_assignment(session: AsyncSession, customer_id: int, policy_id: int) -> None:
+    """Lock the customer's assignment under the policy (if any) for the transaction: read the override after
+    this to check a write's precondition against it."""
+    await _locked(session, customer_id, policy_id)
+
+
 async def _locked(
     session: AsyncSession, customer_id: int, policy_id: int
 ) -> tuple[TierAssignment, str, int, datetime] | None:
@@ -123,7 +129,7 @@ async def _note(
             "tier.upgraded" if direction == "upgrade" else "tier.downgraded",
             {
                 "customer_id": external_id,
-                "policy": policy.key,
+                "policy_key": policy.key,
                 "from_tier": from_code,
                 "to_tier": to_code,
                 "reason": reason,

@@ -82,7 +82,7 @@ WITH expired AS (
 ), events AS (
     {outbox.INSERT_TRACED_SQL}
     SELECT CASE WHEN e.tier_rank > e.override_rank THEN 'tier.upgraded' ELSE 'tier.downgraded' END, e.customer_id,
-           jsonb_build_object('customer_id', c.external_id, 'policy', p.key, 'from_tier', e.override_code,
+           jsonb_build_object('customer_id', c.external_id, 'policy_key', p.key, 'from_tier', e.override_code,
                               'to_tier', e.tier_code, 'reason', 'override_expired', 'at', CAST(:now AS timestamptz)),
            CAST(:traceparent AS varchar)
     FROM expired e JOIN customer c ON c.id = e.customer_id JOIN tier_policy p ON p.id = :policy_id

@@ -8,7 +8,15 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.audit import service as audit_service
 from app.core.db import SessionDep, driver_connection
-from app.core.errors import problem_responses
+from app.core.errors import PreconditionFailed, problem_responses
+from app.core.etag import (
+    CONDITIONAL_GET_RESPONSES,
+    CONDITIONAL_WRITE_RESPONSES,
+    ConditionalGet,
+    ConditionalRequest,
+    ConditionalWrite,
+    etag_of,
+)
 from app.core.hotpath import HotRead
 from app.core.i18n import RequestLanguage, language_headers
 from app.core.pagination import (
@@ -27,6 +35,7 @@ from app.customers import service as customers_service
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalIdPath
 from app.tiering import policies
 from app.tiering.assignment import overrides, reads
+from app.tiering.errors import NoOverride
 from app.tiering.schemas import (
     CareEntry,
     CustomerTiers,
@@ -34,6 +43,7 @@ from app.tiering.schemas import (
     CustomerTiersBulkRead,
     CustomerTiersQuery,
     TierOverridePut,
+    TierOverrideRead,
     TierTransitionPage,
     TierTransitionRead,
 )
@@ -50,12 +60,22 @@ care_router = APIRouter(prefix="/v1/care-calendar", tags=["tiers"], responses=pr
 PolicyKeyPath = Annotated[str, Path(max_length=40, description="The policy key, e.g. `wealth`.", examples=["wealth"])]
 
 
-async def _tiers(session, external_id: str) -> CustomerTiers:
-    """The customer's tiers as this session sees them (after its own writes)."""
+ASKED_DEFAULT = reads.TiersAsked()
+
+
+async def _tiers(session, external_id: str, asked: reads.TiersAsked = ASKED_DEFAULT) -> CustomerTiers:
+    """The customer's tiers as this session sees them (after its own writes); labels in `asked`'s language."""
     document = await reads.customer_tiers_json(
-        await driver_connection(session), lambda: nullcontext(session), external_id
+        await driver_connection(session), lambda: nullcontext(session), external_id, asked
     )
     return CustomerTiers.model_validate_json(document)
+
+
+def _in_language(request: Request, response: Response, language: str) -> reads.TiersAsked:
+    """Every policy, explained, with labels in the request's language, which the response then names
+    (Content-Language, Vary), as GET .../tiers does."""
+    response.headers.update(language_headers(language))
+    return reads.TiersAsked(None, True, language, request.app.state.settings.default_language)
 
 
 def _asked(state, query: CustomerTiersQuery | CustomerTiersBulkRead, language: str) -> reads.TiersAsked:
@@ -134,11 +154,14 @@ async def read_customers_tiers(
     response_model=CustomerTiers,
     dependencies=[require_scope(Scope.CUSTOMERS_WRITE)],
 )
-async def evaluate_customer_tiers(external_id: ExternalIdPath, session: SessionDep) -> CustomerTiers:
-    """Re-evaluate the customer's tiers now (they also refresh on every change to the customer's data)."""
+async def evaluate_customer_tiers(
+    external_id: ExternalIdPath, language: RequestLanguage, session: SessionDep, request: Request, response: Response
+) -> CustomerTiers:
+    """Re-evaluate the customer's tiers now (they also refresh on every change to the customer's data). Labels are
+    in the customer's language (Accept-Language; Content-Language says which)."""
     customer_id = await customers_service.customer_id_of(session, external_id)
     await customer_flows.customers_changed(session, [customer_id])
-    return await _tiers(session, external_id)
+    return await _tiers(session, external_id, _in_language(request, response, language))
 
 
 @customer_tiers_router.get(
@@ -162,28 +185,68 @@ async def get_customer_tier_history(
     return _transition_page(rows, limit)
 
 
+OVERRIDE_ETAG = {
+    "ETag": {
+        "description": "The override's strong entity tag after the write (as GET .../override gives it), for "
+        "If-Match on the next write; absent when no override is left.",
+        "schema": {"type": "string"},
+    }
+}
+
+
+@customer_tiers_router.get(
+    "/{policy_key}/override",
+    summary="Get a tier override",
+    response_model=TierOverrideRead,
+    dependencies=[require_scope(Scope.TIERS_READ)],
+    responses={**CONDITIONAL_GET_RESPONSES, **problem_responses(404)},
+)
+async def get_tier_override(
+    external_id: ExternalIdPath, policy_key: PolicyKeyPath, session: SessionDep, conditional: ConditionalGet
+) -> TierOverrideRead:
+    """The override in force on the customer's tier under this policy, with its ETag (If-None-Match: 304 while
+    unchanged; If-Match on PUT or DELETE: change it only if nobody did since). 404 when none is in force."""
+    await policies.get_policy(session, policy_key)
+    override = _override_read(await _tiers(session, external_id), policy_key)
+    if override is None:
+        raise NoOverride(policy_key)
+    return conditional.respond(override)
+
+
 @customer_tiers_router.put(
     "/{policy_key}/override",
     summary="Hold a customer in a tier",
     response_model=CustomerTiers,
     dependencies=[require_scope(Scope.TIERS_WRITE)],
-    responses=problem_responses(422),
+    responses={**CONDITIONAL_WRITE_RESPONSES, 200: {"headers": OVERRIDE_ETAG}, **problem_responses(422)},
 )
 async def put_tier_override(
-    external_id: ExternalIdPath, policy_key: PolicyKeyPath, body: TierOverridePut, session: SessionDep, request: Request
+    external_id: ExternalIdPath,
+    policy_key: PolicyKeyPath,
+    body: TierOverridePut,
+    language: RequestLanguage,
+    session: SessionDep,
+    request: Request,
+    conditional: ConditionalWrite,
 ) -> CustomerTiers:
     """Hold the customer in a tier (a relationship manager's decision) with a reason; it stops applying by
-    itself at `expires_at`. The change appears in the feed."""
+    itself at `expires_at`. The change appears in the feed. With If-Match (the override's ETag, from GET
+    .../override or the last write), only if nobody changed the override since (412 otherwise, and when there is
+    none to match). Answers the customer's tiers, labels in the customer's language (Accept-Language), and the
+    override's new ETag. Audited."""
     customer_id = await customers_service.customer_id_of(session, external_id)
     policy = await policies.get_policy(session, policy_key)
-    before = await _override_snapshot(session, external_id, policy_key)
+    before = await _locked_override(session, customer_id, policy, external_id, policy_key, conditional)
     await overrides.set_override(
         session, customer_id, policy, body.tier, body.reason, body.expires_at, request.state.principal.name
     )
-    tiers = await _tiers(session, external_id)
+    tiers = await _tiers(session, external_id, _in_language(request, conditional.response, language))
+    after = _override_read(tiers, policy_key)
     await _audit_override(
-        session, request, "tier_override.set", customer_id, policy_key, before, _override_of(tiers, policy_key)
+        session, request, "tier_override.set", customer_id, policy_key, _snapshot(before), _snapshot(after)
     )
+    if after is not None:  # none when it expired as it was set
+        conditional.response.headers["ETag"] = etag_of(after)
     return tiers
 
 
@@ -192,36 +255,61 @@ async def put_tier_override(
     summary="Remove a tier override",
     response_model=CustomerTiers,
     dependencies=[require_scope(Scope.TIERS_WRITE)],
+    responses=problem_responses(412),
 )
 async def delete_tier_override(
-    external_id: ExternalIdPath, policy_key: PolicyKeyPath, session: SessionDep, request: Request
+    external_id: ExternalIdPath,
+    policy_key: PolicyKeyPath,
+    language: RequestLanguage,
+    session: SessionDep,
+    request: Request,
+    conditional: ConditionalWrite,
 ) -> CustomerTiers:
-    """Remove an override; the tier the rules give applies again."""
+    """Remove an override; the tier the rules give applies again. With If-Match, only if the override still has
+    that ETag (412 otherwise, and when there is none). Answers the customer's tiers, labels in the customer's
+    language. Audited."""
     customer_id = await customers_service.customer_id_of(session, external_id)
     policy = await policies.get_policy(session, policy_key)
-    before = await _override_snapshot(session, external_id, policy_key)
+    before = await _locked_override(session, customer_id, policy, external_id, policy_key, conditional)
     await overrides.remove_override(session, customer_id, policy)
-    tiers = await _tiers(session, external_id)
-    after = _override_of(tiers, policy_key)
-    if before != after:
-        await _audit_override(session, request, "tier_override.remove", customer_id, policy_key, before, after)
+    tiers = await _tiers(session, external_id, _in_language(request, conditional.response, language))
+    after = _override_read(tiers, policy_key)
+    if _snapshot(before) != _snapshot(after):
+        await _audit_override(
+            session, request, "tier_override.remove", customer_id, policy_key, _snapshot(before), _snapshot(after)
+        )
     return tiers
 
 
-def _override_of(tiers: CustomerTiers, policy_key: str) -> dict:
+def _override_read(tiers: CustomerTiers, policy_key: str) -> TierOverrideRead | None:
+    """The override in force under the policy, as the customer's tiers show it."""
+    tier = next((t for t in tiers.tiers if t.policy_key == policy_key), None)
+    return tier.override if tier is not None else None
+
+
+async def _locked_override(
+    session, customer_id: int, policy, external_id: str, policy_key: str, conditional: ConditionalRequest
+) -> TierOverrideRead | None:
+    """The override in force, read with the customer's assignment under the policy locked for the write (no
+    other write between this check and it): 412 unless If-Match is absent or holds its tag."""
+    await overrides.lock_assignment(session, customer_id, policy.id)
+    current = _override_read(await _tiers(session, external_id), policy_key)
+    if conditional.if_match is not None and current is None:
+        raise PreconditionFailed(f"No override of {policy_key} in force to match If-Match against.")
+    if current is not None:
+        conditional.check(current)
+    return current
+
+
+def _snapshot(override: TierOverrideRead | None) -> dict:
     """The audit snapshot of an override: tier and expiry only. The reason is free text that may name the
     customer, and the customer is keyed by the internal id, so an erased customer leaves nothing personal here."""
-    tier = next((t for t in tiers.tiers if t.policy_key == policy_key), None)
-    if tier is None or tier.override is None:
+    if override is None:
         return {"override": None}
     return {
-        "override": tier.override.tier,
-        "expires_at": tier.override.expires_at.isoformat() if tier.override.expires_at else None,
+        "override": override.tier,
+        "expires_at": override.expires_at.isoformat() if override.expires_at else None,
     }
-
-
-async def _override_snapshot(session, external_id: str, policy_key: str) -> dict:
-    return _override_of(await _tiers(session, external_id), policy_key)
 
 
 async def _audit_override(
