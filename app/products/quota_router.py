@@ -1,6 +1,8 @@
 """HTTP routes for product quotas (额度): a product's caps per period, set by an admin, and what they have sold."""
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
 
 from app.audit import service as audit_service
 from app.core.db import SessionDep
@@ -11,7 +13,16 @@ from app.core.security import Scope, require_scope
 from app.products import quotas
 from app.products.errors import QuotaNotFound
 from app.products.quota_schemas import QuotaIn, QuotaRead, QuotaUsage
-from app.products.router import ProductCodePath
+
+ProductCodePath = Annotated[
+    str,
+    Path(
+        alias="product_code",
+        max_length=40,
+        description="The product code, e.g. `credit_card_platinum` (the demo bank caps it at 1,000 a month).",
+        examples=["credit_card_platinum"],
+    ),
+]
 
 router = APIRouter(prefix="/v1/products/{product_code}/quota", tags=["products"])
 usage_router = APIRouter(prefix="/v1/product-quotas", tags=["products"])

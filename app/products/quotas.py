@@ -16,9 +16,11 @@ the catalogue's product.sold_out webhook event says so once per sell-out. Recomm
 of this small table with each request (app/recommendations/queries.py): no offer state is recomputed.
 """
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Row, delete, func, select, update
@@ -222,6 +224,32 @@ async def _store(session: AsyncSession, row: Row, usage: Usage, now: datetime) -
 async def erase_customer(session: AsyncSession, customer_id: int) -> None:
     """Erasure: the amounts the customer's conversions counted go (the quota's sums and the count stay)."""
     await session.execute(update(_LEDGER).where(_LEDGER.c.customer_id == customer_id).values(amount=None))
+
+
+# ---- the demo bank's quotas ------------------------------------------------------------------------------------
+
+DEFAULT_QUOTAS_FILE = Path(__file__).parent.parent / "defaults" / "quotas.json"
+
+
+async def load_default_quotas(session: AsyncSession, *, now: datetime | None = None) -> int:
+    """The shipped quotas (app/defaults/quotas.json: 1,000 platinum cards a month, a RMB 500 million structured
+    note tranche), added where a product has none (an admin's quota and its usage stay). Returns how many were
+    added."""
+    now = _now(now)
+    rows = [
+        {
+            "product_code": item["product_code"],
+            "period": item["period"],
+            "cap_count": item["cap_count"],
+            "cap_amount": None if item["cap_amount"] is None else Decimal(item["cap_amount"]),
+            "period_start": period_bounds(item["period"], now)[0],
+        }
+        for item in json.loads(DEFAULT_QUOTAS_FILE.read_text())
+    ]
+    result = await session.execute(
+        pg_insert(_QUOTA).values(rows).on_conflict_do_nothing(index_elements=["product_code"]).returning(_QUOTA.c.id)
+    )
+    return len(result.all())
 
 
 # ---- administration -------------------------------------------------------------------------------------------

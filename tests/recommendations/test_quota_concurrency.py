@@ -28,7 +28,8 @@ async def _setup(engine, tag: str, customers: int) -> tuple[str, list[str], list
         ids = [
             await conn.scalar(
                 text(
-                    "INSERT INTO customer (external_id, segment, onboarded_at) VALUES (:e, 'retail', now()) RETURNING id"
+                    "INSERT INTO customer (external_id, segment, onboarded_at) "
+                    "VALUES (:e, 'retail', now()) RETURNING id"
                 ),
                 {"e": external},
             )
