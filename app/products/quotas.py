@@ -23,7 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -124,6 +124,19 @@ def _now(now: datetime | None) -> datetime:
 
 # ---- conversions ----------------------------------------------------------------------------------------------
 
+# Which of these customers' conversions the period has recorded already; and the new ones recorded (one array per
+# column: a chunk of an import binds four parameters, not four per conversion).
+_KNOWN = text("""
+SELECT customer_id FROM product_quota_conversion
+WHERE product_code = :product_code AND period_start = :period_start AND customer_id = ANY(CAST(:ids AS bigint[]))
+""")
+_RECORD = text("""
+INSERT INTO product_quota_conversion (product_code, period_start, customer_id, source, amount, counted)
+SELECT :product_code, :period_start, * FROM unnest(
+    CAST(:customer_id AS bigint[]), CAST(:source AS text[]), CAST(:amount AS numeric[]), CAST(:counted AS boolean[]))
+ON CONFLICT DO NOTHING
+""")
+
 
 async def record_conversions(
     session: AsyncSession, conversions: list[Conversion], *, now: datetime | None = None
@@ -146,17 +159,8 @@ async def record_conversions(
         for conversion in conversions:  # a customer's first signal in the batch is the one kept
             if conversion.product_code == row.product_code:
                 mine.setdefault(conversion.customer_id, conversion)
-        known = set(
-            (
-                await session.scalars(
-                    select(_LEDGER.c.customer_id).where(
-                        _LEDGER.c.product_code == row.product_code,
-                        _LEDGER.c.period_start == usage.period_start,
-                        _LEDGER.c.customer_id.in_(list(mine)),
-                    )
-                )
-            ).all()
-        )
+        key = {"product_code": row.product_code, "period_start": usage.period_start}
+        known = set((await session.scalars(_KNOWN, {**key, "ids": list(mine)})).all())
         ledger = []
         for customer_id, conversion in mine.items():
             if customer_id in known:
@@ -170,8 +174,6 @@ async def record_conversions(
                 usage.over_cap_count += 1
             ledger.append(
                 {
-                    "product_code": row.product_code,
-                    "period_start": usage.period_start,
                     "customer_id": customer_id,
                     "source": conversion.source,
                     "amount": conversion.amount,
@@ -181,7 +183,8 @@ async def record_conversions(
         if not ledger and row.period_start == usage.period_start:
             continue
         if ledger:
-            await session.execute(pg_insert(_LEDGER).values(ledger).on_conflict_do_nothing())
+            columns = {name: [line[name] for line in ledger] for name in ("customer_id", "source", "amount", "counted")}
+            await session.execute(_RECORD, {**key, **columns})
         counted += sum(1 for line in ledger if line["counted"])
         await _store(session, row, usage, now)
     return counted
