@@ -143,6 +143,9 @@ async def test_a_sold_out_product_is_filtered_and_comes_back_when_the_cap_is_rai
         state_before
     )
 
+    computed = await recommend(client, as_role, "S3", explain="true")  # no state yet: computed, filtered alike
+    assert filters_of(computed)["bond_fund"] == "sold_out"
+
     # a later conversion is recorded past the cap, not counted, and no second sold-out event
     await client.put(
         "/v1/customers/S3/holdings",
