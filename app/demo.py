@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.db import driver_connection
 from app.demo_records import COPY_COLUMNS, DemoRecords, customer_external_id, default_products, generate_demo_records
 from app.engagement.demo import load_demo_engagement
+from app.products import quotas
 from app.products.models import Product
 from app.rules import AttributeCatalog, check_condition, dump_condition, parse_condition
 
@@ -137,6 +138,7 @@ async def generate_demo_bank(session: AsyncSession, customers: int, seed: int = 
     if customers < 1:
         raise ValueError("customers must be at least 1")
     products = await load_default_products(session)
+    product_quotas = await quotas.load_default_quotas(session)  # a monthly card quota, a wealth tranche
     categories = {row["code"]: row["category"] for row in default_products()}
     today: date = await session.scalar(select(func.current_date()))
     first_number = await _next_customer_number(session)
@@ -168,6 +170,7 @@ async def generate_demo_bank(session: AsyncSession, customers: int, seed: int = 
     engagement = await load_demo_engagement(session, seed)  # communities, activities, referrals (app/engagement)
     return {
         "products": products,
+        "product_quotas": product_quotas,
         "customers": totals["customer"],
         "holdings": totals["holding"],
         "holding_balances": totals["holding_balance"],

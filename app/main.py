@@ -38,12 +38,14 @@ from app.engagement.referrals_router import router as referrals_router
 from app.engagement.router import router as communities_router
 from app.feedback.router import router as feedback_router
 from app.managers.router import router as managers_router
+from app.products.quota_router import router as quota_router
+from app.products.quota_router import usage_router as quota_usage_router
 from app.products.router import router as products_router
 from app.recommendations.learned.router import router as ranker_models_router
 from app.recommendations.learned.scheduled import retrain_ranker
 from app.recommendations.recommender import Recommender
 from app.recommendations.router import HOT_READS as RECOMMENDATION_HOT_READS
-from app.recommendations.router import contact_router
+from app.recommendations.router import contact_router, fallback_router
 from app.recommendations.router import router as recommendations_router
 from app.reports.router import router as reports_router
 from app.rules.router import custom_attributes_router
@@ -77,6 +79,8 @@ ROUTERS = [
     rules_router,
     custom_attributes_router,
     products_router,
+    quota_router,
+    quota_usage_router,
     apikeys_router,
     policies_router,
     customer_tiers_router,
@@ -85,6 +89,7 @@ ROUTERS = [
     care_router,
     recommendations_router,
     contact_router,
+    fallback_router,
     audit_router,
     feedback_router,
     reports_router,

@@ -42,7 +42,7 @@ from app.managers.models import (  # noqa: F401
     ManagerTask,
     RelationshipManager,
 )
-from app.products.models import CatalogVersion, Product  # noqa: F401
+from app.products.models import CatalogVersion, Product, ProductQuota, ProductQuotaConversion  # noqa: F401
 from app.recommendations.learned.models import RankerModel  # noqa: F401
 from app.recommendations.models import (  # noqa: F401
     CoHoldingStat,
@@ -50,6 +50,7 @@ from app.recommendations.models import (  # noqa: F401
     CustomerOfferState,
     ProductHoldingStat,
     PropensityStat,
+    RecommendationFallback,
     RecommendationItem,
     RecommendationList,
 )

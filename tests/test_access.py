@@ -175,6 +175,16 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("GET", "/v1/feedback/surveys/{survey_id}"): Call(200, f"/v1/feedback/surveys/{seed['survey']}"),
         ("GET", "/v1/care-calendar"): Call(200, kwargs={"params": {"policy_key": "wealth", "tier": "gold"}}),
         ("GET", "/v1/customers/{customer_id}/recommendations"): Call(200),
+        ("GET", "/v1/products/{product_code}/quota"): Call(200, "/v1/products/equity_fund/quota"),
+        ("PUT", "/v1/products/{product_code}/quota"): Call(
+            200, "/v1/products/equity_fund/quota", {"json": {"period": "month", "cap_count": 10}}
+        ),
+        ("DELETE", "/v1/products/{product_code}/quota"): Call(204, "/v1/products/equity_fund/quota"),
+        ("GET", "/v1/product-quotas"): Call(200),
+        ("GET", "/v1/recommendation-fallback"): Call(200),
+        ("PUT", "/v1/recommendation-fallback"): Call(
+            200, kwargs={"json": {"enabled": True, "code": "TALK_TO_ADVISER", "texts": {"en": "Talk to us"}}}
+        ),
         ("GET", "/v1/contact-policy"): Call(200),
         ("PUT", "/v1/contact-policy"): Call(200, kwargs={"json": rules}),
         ("GET", "/v1/audit"): Call(200),
@@ -482,6 +492,7 @@ async def seed(client, as_role, session, test_settings) -> dict:
     await ok(client.post("/v1/tier-policies/wealth/versions", headers=admin, json={"copy_from": 1}), 201)
     etag = (await ok(client.get("/v1/tier-policies/wealth/versions/2", headers=admin))).headers["ETag"]
     await ok(client.put("/v1/customers/AC1", headers=integration, json=customer_body()), 201)
+    await ok(client.put("/v1/products/equity_fund/quota", headers=admin, json={"period": "month", "cap_count": 100}))
     await ok(
         client.put(
             "/v1/customers/AC1/holdings",

@@ -22,6 +22,7 @@ from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUps
 from app.engagement.service import erase_customer_engagement
 from app.feedback import service as feedback_service
 from app.managers.service import erase_customer_managers
+from app.products import quotas
 from app.recommendations import offer_state
 from app.recommendations.served import erase_served_reasons
 from app.tiering.assignment import refresh as tier_refresh
@@ -90,16 +91,21 @@ async def import_customers(
 
 
 async def replace_holdings(session: AsyncSession, external_id: str, holdings: list[HoldingIn]) -> list:
-    """Replace the customer's product set; the holdings as stored."""
-    customer_id, rows = await service.replace_holdings(session, external_id, holdings)
+    """Replace the customer's product set; the holdings as stored. A product newly held is a conversion, counted
+    against its quota (app.products.quotas)."""
+    customer_id, opened, rows = await service.replace_holdings(session, external_id, holdings)
     await customers_changed(session, [customer_id], changed=service.HOLDING_METRICS)
+    await quotas.record_conversions(
+        session, [quotas.Conversion(h.product_code, customer_id, "holding", h.balance) for h in opened]
+    )
     return rows
 
 
 async def import_holdings_chunk(session: AsyncSession, import_id: int, id_from: int, id_to: int) -> int:
     """One chunk of a holdings import (app.customers.holdings_import), in its own transaction: its customers (ids
     in [id_from, id_to] with staged lines) locked first, then their holdings merged as replace_holdings does for one,
-    then the rest of customers_changed, set-based. Returns how many customers it merged."""
+    then the rest of customers_changed, set-based; products newly held count against their quotas (a chunk merged
+    again finds them held). Returns how many customers it merged."""
     await session.execute(import_queries.HOLD_CHUNK, {"name": f"{import_id}:{id_from}"})
     ids = (
         await session.scalars(
@@ -109,8 +115,9 @@ async def import_holdings_chunk(session: AsyncSession, import_id: int, id_from: 
     if not ids:
         return 0
     id_range = await _lock(session, list(ids))
-    await import_queries.merge_chunk(session, import_id, id_from, id_to)
+    opened = await import_queries.merge_chunk(session, import_id, id_from, id_to)
     await _after_write(session, list(ids), id_range, service.HOLDING_METRICS)
+    await quotas.record_conversions(session, [quotas.Conversion(*line, "holding", amount) for *line, amount in opened])
     return len(ids)
 
 
@@ -153,6 +160,7 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str, a
     await erase_customer_engagement(session, customer_id)  # who took part in which programme
     await erase_customer_managers(session, customer_id)  # their manager, contact notes, reassignment reasons
     await outbox.erase_customer(session, customer_id)  # the events name them
+    await quotas.erase_customer(session, customer_id)  # the amounts of their conversions
     await audit_service.record(
         session, actor, "customer.erase", "customer", customer_id, {"erased": False}, {"erased": True}
     )

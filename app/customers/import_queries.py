@@ -107,9 +107,14 @@ WITH staged AS MATERIALIZED (
     ON CONFLICT (customer_id, day) DO UPDATE SET aum = excluded.aum
 ), touched AS (
     UPDATE customer SET updated_at = now() WHERE id IN (SELECT customer_id FROM staged)
-)
-DELETE FROM holding_import_line WHERE import_id = :import_id AND detail IS NULL
-  AND customer_id BETWEEN :id_from AND :id_to
+), merged AS (
+    DELETE FROM holding_import_line WHERE import_id = :import_id AND detail IS NULL
+      AND customer_id BETWEEN :id_from AND :id_to
+)  -- the products newly held (every part reads the holdings as they were before the statement), of quota'd products
+SELECT s.product_code, s.customer_id, s.balance FROM staged s
+WHERE s.product_code IN (SELECT product_code FROM product_quota)
+  AND NOT EXISTS (SELECT 1 FROM holding h WHERE h.customer_id = s.customer_id AND h.product_code = s.product_code)
+ORDER BY s.product_code, s.customer_id
 """)
 
 CHUNK_DONE = text("""
@@ -118,6 +123,8 @@ WHERE id = :import_id
 """)
 
 
-async def merge_chunk(session: AsyncSession, import_id: int, id_from: int, id_to: int) -> None:
-    """Merge the staged lines of customers with ids in [id_from, id_to] (locked by the caller), then drop them."""
-    await session.execute(_MERGE_CHUNK, {"import_id": import_id, "id_from": id_from, "id_to": id_to})
+async def merge_chunk(session: AsyncSession, import_id: int, id_from: int, id_to: int) -> list[tuple]:
+    """Merge the staged lines of customers with ids in [id_from, id_to] (locked by the caller), then drop them.
+    Returns (product_code, customer_id, balance) of each product of a quota the customer did not hold before."""
+    result = await session.execute(_MERGE_CHUNK, {"import_id": import_id, "id_from": id_from, "id_to": id_to})
+    return [tuple(row) for row in result.all()]

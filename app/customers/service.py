@@ -283,8 +283,9 @@ async def get_holdings(session: AsyncSession, external_id: str) -> list[Holding]
 
 async def replace_holdings(
     session: AsyncSession, external_id: str, holdings: list[HoldingIn]
-) -> tuple[int, list[Holding]]:
-    """Replace the customer's product set; record each balance in the history and the day's AUM snapshot."""
+) -> tuple[int, list[HoldingIn], list[Holding]]:
+    """Replace the customer's product set; record each balance in the history and the day's AUM snapshot.
+    Returns the customer's id, the holdings of products the customer did not hold before, and the holdings."""
     customer = await _customer_row(session, external_id, for_update=True)
     categories = dict(
         (
@@ -301,6 +302,9 @@ async def replace_holdings(
     if errors:
         raise InvalidFields(errors)
     codes = [h.product_code for h in holdings]
+    held_before = set(
+        (await session.scalars(select(Holding.product_code).where(Holding.customer_id == customer.id))).all()
+    )
     await session.execute(delete(Holding).where(Holding.customer_id == customer.id, Holding.product_code.not_in(codes)))
     if holdings:
         rows = [{"customer_id": customer.id, **h.model_dump()} for h in holdings]
@@ -332,8 +336,15 @@ async def replace_holdings(
     await session.execute(snapshot.on_conflict_do_update(index_elements=["customer_id", "day"], set_={"aum": aum}))
     customer.updated_at = datetime.now(UTC)
     await session.flush()
-    return customer.id, list(
-        await session.scalars(select(Holding).where(Holding.customer_id == customer.id).order_by(Holding.product_code))
+    opened = [h for h in holdings if h.product_code not in held_before]
+    return (
+        customer.id,
+        opened,
+        list(
+            await session.scalars(
+                select(Holding).where(Holding.customer_id == customer.id).order_by(Holding.product_code)
+            )
+        ),
     )
 
 

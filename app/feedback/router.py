@@ -28,6 +28,7 @@ from app.feedback.schemas import (
     SurveyKind,
     SurveyRead,
 )
+from app.products import quotas
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"], responses=problem_responses(401, 403))
 
@@ -71,9 +72,11 @@ async def ingest_feedback_events(
     Each event answers a `recommendation_id` served to that customer. Events are checked one by one: a bad event
     is listed under `rejections` (its index, field and why) and the good ones are stored. A retried event_id
     changes nothing, also when retries race. A conversion records the product as held (balance 0) if it is not,
-    and the customer's tiers are evaluated again."""
+    and the customer's tiers are evaluated again; a conversion counts against the product's quota, if it has one
+    (each customer once per period: see PUT /v1/products/{product_code}/quota)."""
     intake = await service.ingest_feedback(session, body.indexed_events)
     await customer_flows.customers_changed(session, intake.converted_customers)
+    await quotas.record_conversions(session, intake.conversions)  # after the customers' locks, as every writer
     if intake.accepted:  # once committed, this instance ranks with the new counts at once (others within seconds)
         background.add_task(request.app.state.recommender.invalidate_stats)
     rejections = sorted(body.rejections + intake.rejections, key=lambda r: r["index"])

@@ -17,6 +17,7 @@ from pydantic import (
 from typing_extensions import TypeAliasType
 
 from app.core.errors import validation_errors
+from app.core.fields import PositiveMoney
 from app.core.strict import Integer, Timestamp
 from app.customers.schemas import CLOCK_SKEW, ExternalId, _not_in_future
 
@@ -68,6 +69,11 @@ class FeedbackEventIn(BaseModel):
     )
     channel: Channel | None = Field(None, description="Where it happened; default: the channel the list was served on.")
     product_code: str | None = Field(None, max_length=40, description="Optional: checked against the item's product.")
+    amount: PositiveMoney | None = Field(
+        None,
+        description="A convert's amount (read for converts only): what the customer took, counted against the "
+        "product's amount quota, if it has one.",
+    )
 
     @field_validator("occurred_at")
     @classmethod

@@ -24,6 +24,7 @@ from app.customers.models import Customer
 from app.feedback.errors import ComplaintNotFound, InvalidComplaintTransition, SurveyNotFound
 from app.feedback.models import Complaint, ComplaintTransition, SurveyResponse
 from app.feedback.schemas import ComplaintIn, FeedbackEventIn, SurveyIn
+from app.products.quotas import Conversion
 from app.webhooks import outbox
 
 PROPENSITY_SHARDS = 16
@@ -44,8 +45,8 @@ WITH incoming AS (
     SELECT * FROM unnest(
         CAST(:idx AS int[]), CAST(:external_ids AS text[]), CAST(:event_ids AS text[]),
         CAST(:recommendation_ids AS uuid[]), CAST(:kinds AS text[]), CAST(:occurred AS timestamptz[]),
-        CAST(:channels AS text[]), CAST(:product_codes AS text[])
-    ) AS t(idx, external_id, event_id, recommendation_id, kind, occurred_at, channel, product_code)
+        CAST(:channels AS text[]), CAST(:product_codes AS text[]), CAST(:amounts AS numeric[])
+    ) AS t(idx, external_id, event_id, recommendation_id, kind, occurred_at, channel, product_code, amount)
 ), checked AS (
     SELECT i.*, ri.customer_id, ri.product_code AS item_product, ri.tier_code, ri.strategy,
            l.channel AS list_channel, c.external_id AS item_customer
@@ -64,7 +65,11 @@ WITH incoming AS (
     WHERE item_customer = external_id AND (product_code IS NULL OR product_code = item_product)
     ORDER BY customer_id, event_id
     ON CONFLICT (customer_id, event_id) DO NOTHING
-    RETURNING customer_id, product_code, tier_code, kind, occurred_at
+    RETURNING customer_id, event_id, product_code, tier_code, kind, occurred_at
+), converted AS (  -- the new conversions, each with its amount (the first of an event_id sent twice in the batch)
+    SELECT DISTINCT ON (i.customer_id, i.event_id) i.customer_id, i.event_id, i.product_code, c.amount
+    FROM inserted i JOIN checked c ON c.customer_id = i.customer_id AND c.event_id = i.event_id
+    WHERE i.kind = 'convert' ORDER BY i.customer_id, i.event_id, c.idx
 ), counted AS (
     INSERT INTO propensity_stat AS ps (product_code, tier_code, shard, impressions, clicks, accepts, dismisses,
                                        converts)
@@ -86,6 +91,9 @@ WITH incoming AS (
 )
 SELECT (SELECT count(*) FROM inserted) AS accepted,
        ARRAY(SELECT DISTINCT customer_id FROM held) AS converted_customers,
+       ARRAY(SELECT customer_id FROM converted ORDER BY customer_id, event_id) AS convert_customers,
+       ARRAY(SELECT product_code FROM converted ORDER BY customer_id, event_id) AS convert_products,
+       ARRAY(SELECT amount FROM converted ORDER BY customer_id, event_id) AS convert_amounts,
        ARRAY(SELECT idx FROM checked WHERE item_product IS NULL) AS unknown,
        ARRAY(SELECT idx FROM checked WHERE item_product IS NOT NULL
                                      AND item_customer IS DISTINCT FROM external_id) AS other_customer,
@@ -100,6 +108,8 @@ class FeedbackIntake:
     duplicates: int = 0
     rejections: list[dict[str, Any]] = field(default_factory=list)
     converted_customers: list[int] = field(default_factory=list)
+    conversions: list[Conversion] = field(default_factory=list)
+    """The new convert events, for the products' quotas (app.products.quotas)."""
 
 
 def propensity_shard() -> int:
@@ -123,6 +133,7 @@ async def ingest_feedback(session: AsyncSession, events: list[tuple[int, Feedbac
         columns["occurred"].append(event.occurred_at)
         columns["channels"].append(event.channel)
         columns["product_codes"].append(event.product_code)
+        columns["amounts"].append(event.amount if event.type == "convert" else None)
     row = (await session.execute(_INGEST_FEEDBACK, {**columns, "shard": propensity_shard()})).one()
     by_index = dict(events)
     for index in row.unknown:
@@ -154,6 +165,12 @@ async def ingest_feedback(session: AsyncSession, events: list[tuple[int, Feedbac
     result.accepted = row.accepted
     result.duplicates = len(events) - len(result.rejections) - row.accepted
     result.converted_customers = sorted(row.converted_customers)
+    result.conversions = [
+        Conversion(product, customer, "convert", amount)
+        for customer, product, amount in zip(
+            row.convert_customers, row.convert_products, row.convert_amounts, strict=True
+        )
+    ]
     for outcome, amount in (
         ("accepted", result.accepted),
         ("duplicate", result.duplicates),

@@ -11,3 +11,8 @@ class ProductNotFound(NotFound):
 class ProductCodeTaken(Conflict):
     def __init__(self, code: str) -> None:
         super().__init__(f"A product with code '{code}' already exists; codes are never reused.", code=code)
+
+
+class QuotaNotFound(NotFound):
+    def __init__(self, code: str) -> None:
+        super().__init__(f"Product '{code}' has no quota.", code=code)

@@ -176,3 +176,17 @@ class ContactRule(Base):
     suppress_days: Mapped[int] = mapped_column(Integer)
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RecommendationFallback(Base):
+    """One row: the service message a recommendation response carries instead of an empty list, when `enabled`
+    (its words by language, picked as reason texts are: app/core/i18n.py)."""
+
+    __tablename__ = "recommendation_fallback"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    code: Mapped[str] = mapped_column(String(40))
+    texts: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

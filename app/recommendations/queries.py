@@ -81,11 +81,15 @@ CANDIDATES = """
         FROM requested_customer rc JOIN holding_balance b ON b.customer_id = rc.customer_id
         WHERE b.as_of > {now}::timestamptz::date - {winback_days}::integer
         GROUP BY b.product_code) h
+), sold_out AS (  -- one row: the products whose quota is sold out now (a few rows of a small table, read per request)
+    SELECT coalesce(array_agg(q.product_code), '{{}}') AS codes FROM product_quota q
+    WHERE q.sold_out_until > {now}::timestamptz
 ), products AS (
     SELECT p.code,
            CASE
              WHEN NOT p.is_active OR p.active_from > {now}::timestamptz OR p.active_to <= {now}::timestamptz
                THEN 'inactive'
+             WHEN p.code = ANY(so.codes) THEN 'sold_out'
              WHEN NOT ({channel}::text = ANY(p.channels)) THEN 'not_on_channel'
              WHEN p.code = ANY({exclude}::text[]) THEN 'excluded_by_caller'
              WHEN p.code = ANY(rc.held_products) THEN 'already_held'
@@ -96,7 +100,7 @@ CANDIDATES = """
              WHEN NOT p.is_service AND contact.rule IS NOT NULL THEN 'contact_policy'
            END AS filtered_by,
            CASE WHEN {explain}::boolean THEN contact.rule END AS contact_rule
-    FROM requested_customer rc CROSS JOIN tiers t CROSS JOIN product p
+    FROM requested_customer rc CROSS JOIN tiers t CROSS JOIN sold_out so CROSS JOIN product p
     CROSS JOIN LATERAL (SELECT least(s.rules[array_position(s.keys, 'product:' || p.code)],
                                      s.rules[array_position(s.keys, 'category:' || p.category)]) AS rule
                         FROM suppressed s) contact

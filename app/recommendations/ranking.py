@@ -53,6 +53,8 @@ class RecommendationResult:
     items: list[Ranked]
     filtered: list[dict[str, Any]]
     recommendation_ids: list[uuid.UUID] = field(default_factory=list)
+    fallback: dict[str, Any] | None = None
+    """The service message served instead of an empty list (app/recommendations/fallback.py), when it is on."""
 
 
 def in_holdout(external_id: str, share: float) -> bool:
@@ -344,6 +346,7 @@ def _suitability(product: CatalogProduct, row, language: tuple[str, str]) -> lis
 
 _FILTER_TEXT = {
     "inactive": "not on sale now",
+    "sold_out": "its quota for the period is sold out",
     "not_on_channel": "not offered on this channel",
     "excluded_by_caller": "excluded by the caller",
     "already_held": "already held",

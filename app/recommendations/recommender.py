@@ -26,6 +26,7 @@ from app.core.serializers import document_serializer
 from app.customers.errors import CustomerNotFound
 from app.recommendations import offer_state
 from app.recommendations.catalog import CatalogSnapshot, build_snapshot
+from app.recommendations.fallback import served_fallback
 from app.recommendations.ranking import RecommendationResult, in_holdout, rank
 from app.recommendations.ranking_stats import RankingStats, refresh_stats
 from app.recommendations.schemas import RecommendationsRead
@@ -176,6 +177,10 @@ class Recommender:
         )
         if record and result.items:
             await self.served.write(connection, result, channel)
+        elif not result.items:  # every product filtered out: the fallback message, when it is on
+            result.fallback = await served_fallback(
+                connection, language or settings.default_language, settings.default_language
+            )
         return result
 
 
@@ -183,7 +188,8 @@ RECOMMENDATIONS_JSON = document_serializer(RecommendationsRead)
 
 
 def recommendations_json(result: RecommendationResult, explain: bool) -> bytes:
-    """The RecommendationsRead document of a served list (`filtered_out` only when explaining)."""
+    """The RecommendationsRead document of a served list (`filtered_out` only when explaining, `fallback` only when
+    one is served)."""
     document = {
         "customer_id": result.external_id,
         "tier": result.tier,
@@ -207,4 +213,6 @@ def recommendations_json(result: RecommendationResult, explain: bool) -> bytes:
     }
     if explain:
         document["filtered_out"] = result.filtered
+    if result.fallback is not None:
+        document["fallback"] = result.fallback
     return RECOMMENDATIONS_JSON.to_json(document)

@@ -13,8 +13,8 @@ from app.core.i18n import RequestLanguage, language_headers
 from app.core.metrics import RECOMMENDATION_LISTS
 from app.core.security import Scope, require_scope
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalIdPath
-from app.recommendations import contact, recommender
-from app.recommendations.schemas import ContactPolicy, RecommendationQuery, RecommendationsRead
+from app.recommendations import contact, fallback, recommender
+from app.recommendations.schemas import ContactPolicy, FallbackSettings, RecommendationQuery, RecommendationsRead
 
 router = APIRouter(
     prefix="/v1/customers/{customer_id}/recommendations",
@@ -22,6 +22,9 @@ router = APIRouter(
     responses=problem_responses(401, 403, 404, 422),
 )
 contact_router = APIRouter(prefix="/v1/contact-policy", tags=["recommendations"], responses=problem_responses(401, 403))
+fallback_router = APIRouter(
+    prefix="/v1/recommendation-fallback", tags=["recommendations"], responses=problem_responses(401, 403)
+)
 
 
 async def render_recommendations(
@@ -117,6 +120,52 @@ async def put_contact_policy(
         "contact_policy.update",
         "contact_policy",
         "rules",
+        before.model_dump(mode="json"),
+        after.model_dump(mode="json"),
+    )
+    return conditional.respond(after)
+
+
+def _fallback_settings(row) -> FallbackSettings:
+    return FallbackSettings(enabled=row.enabled, code=row.code, texts=row.texts)
+
+
+@fallback_router.get(
+    "",
+    summary="Get the recommendations' fallback",
+    response_model=FallbackSettings,
+    dependencies=[require_scope(Scope.PRODUCTS_READ)],
+    responses=CONDITIONAL_GET_RESPONSES,
+)
+async def get_fallback(session: SessionDep, conditional: ConditionalGet) -> FallbackSettings:
+    """The service message an empty list of recommendations carries when it is on (`fallback` in the response),
+    with its ETag (If-Match on PUT: replace it safely)."""
+    return conditional.respond(_fallback_settings(await fallback.get_fallback(session)))
+
+
+@fallback_router.put(
+    "",
+    summary="Replace the recommendations' fallback",
+    response_model=FallbackSettings,
+    dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
+    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(422)},
+)
+async def put_fallback(
+    body: FallbackSettings, session: SessionDep, request: Request, conditional: ConditionalWrite
+) -> FallbackSettings:
+    """Switch the fallback on or off and set its words by language (audited): when every product is filtered out
+    for a customer, the response carries this message, marked `fallback`, instead of an empty list alone. With
+    If-Match, only if nobody changed it since you read it (412)."""
+    before = _fallback_settings(await fallback.get_fallback(session, lock=True))
+    conditional.check(before)
+    await fallback.replace_fallback(session, enabled=body.enabled, code=body.code, texts=body.texts)
+    after = _fallback_settings(await fallback.get_fallback(session))
+    await audit_service.record(
+        session,
+        request.state.principal.name,
+        "recommendation_fallback.update",
+        "recommendation_fallback",
+        "fallback",
         before.model_dump(mode="json"),
         after.model_dump(mode="json"),
     )

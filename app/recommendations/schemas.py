@@ -4,9 +4,10 @@ from datetime import date
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from typing_extensions import TypeAliasType
 
+from app.core.i18n import LanguageTag
 from app.core.strict import Boolean, Integer, ParamInteger, QueryBoolean
 from app.products.schemas import Channel, ProductCategory, ProductCode
 from app.rules.schema import ConditionResult
@@ -26,6 +27,7 @@ FilterReason = TypeAliasType(
     Annotated[
         Literal[
             "inactive",
+            "sold_out",
             "not_on_channel",
             "excluded_by_caller",
             "already_held",
@@ -169,6 +171,47 @@ class FilteredProduct(BaseModel):
     detail: str
 
 
+FallbackText = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class FallbackItem(BaseModel):
+    """A service message served instead of an empty list of offers, marked as such: not a product, no feedback."""
+
+    kind: Literal["service_message"]
+    code: str = Field(description="The message's code, e.g. TALK_TO_ADVISER.")
+    text: str = Field(description="The message in the response's language (Content-Language).")
+
+
+class FallbackSettings(BaseModel):
+    """The fallback of recommendations: whether an empty list carries a service message, and its words."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "enabled": True,
+                    "code": "TALK_TO_ADVISER",
+                    "texts": {
+                        "en": "Nothing new to offer you right now: talk to your adviser about what suits you.",
+                        "zh-CN": "目前暂无适合您的新产品推荐，欢迎联系您的客户经理咨询。",
+                    },
+                }
+            ]
+        },
+    )
+
+    enabled: Boolean = Field(description="true: an empty list carries the message; false: it stays empty.")
+    code: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,39}$")] = Field(
+        description="The message's code, for the app to pick an action (e.g. TALK_TO_ADVISER)."
+    )
+    texts: dict[LanguageTag, FallbackText] = Field(
+        min_length=1,
+        max_length=20,
+        description="The message by language tag (en, zh-CN, ...): the response's language, else the default one.",
+    )
+
+
 class RecommendationsRead(BaseModel):
     """Ranked offers for a customer; report what happens to each by its recommendation_id."""
 
@@ -230,6 +273,11 @@ class RecommendationsRead(BaseModel):
     items: list[RecommendationRead]
     filtered_out: list[FilteredProduct] | None = Field(
         None, description="With explain=true: every product left out and the filter that removed it."
+    )
+    fallback: FallbackItem | None = Field(
+        None,
+        description="Only when `items` is empty (every product filtered out) and the fallback is on: the service "
+        "message to show instead (GET /v1/recommendation-fallback).",
     )
 
 

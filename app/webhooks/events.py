@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.fields import Money
+
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -189,6 +191,40 @@ class ReferralStatusChanged(_Payload):
     at: datetime
 
 
+class ProductSoldOut(_Payload):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "product_code": "premium_card",
+                    "period": "month",
+                    "period_start": "2026-12-01T00:00:00Z",
+                    "period_end": "2027-01-01T00:00:00Z",
+                    "cap_count": 1000,
+                    "cap_amount": None,
+                    "sold_count": 1000,
+                    "sold_amount": "0.00",
+                    "at": "2026-12-06T07:30:00Z",
+                }
+            ]
+        },
+    )
+
+    product_code: str
+    period: Literal["month", "quarter", "year", "lifetime"]
+    period_start: datetime = Field(description="The start of the period whose quota sold out (UTC).")
+    period_end: datetime | None = Field(
+        description="When the next period opens and the product is offered again; "
+        "null for a lifetime quota (until its cap is raised)."
+    )
+    cap_count: int | None = Field(description="The cap on conversions, if any.")
+    cap_amount: Money | None = Field(description="The cap on the amount converted, if any.")
+    sold_count: int
+    sold_amount: Money
+    at: datetime
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -233,6 +269,12 @@ EVENT_TYPES: dict[str, EventType] = {
             "referral.status_changed",
             "A referral was recorded, or its referee onboarded or became active (converted).",
             ReferralStatusChanged,
+        ),
+        EventType(
+            "product.sold_out",
+            "A product's quota reached its cap (count or amount) for the period: it is no longer recommended until "
+            "the next period opens or the cap is raised.",
+            ProductSoldOut,
         ),
     )
 }

@@ -438,6 +438,24 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
     await exercise_engagement(both, now)
     await exercise_managers(both, request, now)
     await both(
+        "PUT /v1/products/{product_code}/quota",
+        "/v1/products/savings/quota",
+        good={"json": {"period": "month", "cap_count": 5}},
+        bad={"json": {"period": NAME, "cap_count": 5}},
+    )
+    await both(
+        "DELETE /v1/products/{product_code}/quota",
+        "/v1/products/savings/quota",
+        good={},
+        bad={"headers": {"X-API-Key": EMAIL}},
+    )
+    await both(
+        "PUT /v1/recommendation-fallback",
+        "/v1/recommendation-fallback",
+        good={"json": {"enabled": True, "code": "CALL_US", "texts": {"en": f"call {PHONE}"}}},
+        bad={"json": {"enabled": True, "code": "CALL_US", "texts": {"en": f"{EMAIL}{NUL}"}}},
+    )
+    await both(
         "DELETE /v1/products/{product_code}", "/v1/products/savings", good={}, bad={"headers": {"X-API-Key": NAME}}
     )
     await both("DELETE /v1/customers/{customer_id}", customer, good={}, bad={"headers": {"X-API-Key": PHONE}})
