@@ -291,12 +291,13 @@ FEATURES_V5 = FEATURES_V4.then(  # migrations/versions/2026-12-06_contribution_a
         ),
         Column(
             "churn_risk",
-            f"""round((1 / (1 + exp(-least(greatest(churn.intercept
+            f"""CASE WHEN churn.intercept IS NOT NULL THEN round((1 / (1 + exp(-least(greatest(churn.intercept
             + churn.coefficients[1] * ln(1 + greatest(coalesce(h.aum, 0), 0))
             + churn.coefficients[2] * {CHURN_TREND_SQL}
             + churn.coefficients[3] * coalesce(h.products_held_count, 0)
             + churn.coefficients[4] * ln(1 + coalesce(a.logins_30d, 0))
-            + churn.coefficients[5] * ln(1 + coalesce(a.txn_count_90d, 0)), -30), 30))))::numeric, 4) AS churn_risk""",
+            + churn.coefficients[5] * ln(1 + coalesce(a.txn_count_90d, 0)), -30), 30))))::numeric, 4) END
+        AS churn_risk""",
         ),
     ),
     sources=(
@@ -310,7 +311,9 @@ FEATURES_V5 = FEATURES_V4.then(  # migrations/versions/2026-12-06_contribution_a
 ) ct ON ct.customer_id = c.id""",
             "hm.customer_id",
         ),
-        Source("LEFT JOIN (SELECT intercept, coefficients FROM churn_model ORDER BY version DESC LIMIT 1) churn ON true"),
+        Source(
+            "LEFT JOIN (SELECT intercept, coefficients FROM churn_model ORDER BY version DESC LIMIT 1) churn ON true"
+        ),
     ),
 )
 
