@@ -369,7 +369,7 @@ def evaluate_churn(
 
 @cli.command("fit-churn")
 def fit_churn(
-    horizon_months: Annotated[int, typer.Option(min=1, max=12)] = 1,
+    horizon_months: Annotated[int, typer.Option(min=1, max=12)] = 3,
     decline_share: Annotated[float, typer.Option(min=0.01, max=0.99)] = 0.15,
 ) -> None:
     """Fit a new churn model version on the bank's history of declines; the features view scores with it."""

@@ -21,7 +21,7 @@ from app.reports.models import ChurnModel
 
 FEATURES = ("log_aum", "aum_trend_3m", "products_held_count", "log_logins_30d", "log_txn_count_90d")
 """In the order of the coefficients the view reads (coefficients[1] .. coefficients[5])."""
-DEFAULT_HORIZON_MONTHS, DEFAULT_DECLINE_SHARE, DEFAULT_HOLDOUT_MONTHS = 1, Decimal("0.15"), 2
+DEFAULT_HORIZON_MONTHS, DEFAULT_DECLINE_SHARE, DEFAULT_HOLDOUT_MONTHS = 3, Decimal("0.15"), 2
 RIDGE = 1e-4
 LOCK = text("SELECT pg_advisory_xact_lock(hashtext('tierwise.churn_model'))")
 
