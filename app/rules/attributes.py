@@ -310,8 +310,8 @@ register_builtin_attribute(
     _N,
     "The probability (0..1) that the customer's assets fall by the churn model's decline share within its horizon: "
     "the newest churn model version (a logistic regression fitted on the bank's own history of declines, "
-    "GET /v1/churn-models) over assets, their 3-month trend, products held, logins and transactions; null before a "
-    "model is fitted.",
+    "GET /v1/reports/churn-models) over assets, their 3-month trend, products held, logins and transactions; "
+    "null before a model is fitted.",
     unit="probability",
     sql_type=sa.Numeric(),
 )
