@@ -156,3 +156,22 @@ def test_evaluation_holds_out_the_last_months():
     assert result["auc"] > 0.7  # the generating model is learnable
     with pytest.raises(ValueError):
         evaluate_examples(Examples(months[:10], x[:10, :5], y[:10].astype(bool)), 1)
+
+
+async def test_the_scheduled_refit_stores_a_version_when_there_is_history(
+    client, as_role, wealth, session, sessionmaker
+):
+    from app.reports.scheduled import refit_churn_model
+
+    assert await refit_churn_model(sessionmaker) == {"version": None}  # no history of declines yet
+    for external_id, history in {
+        "R1": [1000, 1000, 400, 400, 400, 400],
+        "R2": [900, 950, 1000, 1000, 1100, 1100],
+    }.items():
+        await make_customer(client, as_role, external_id, f"{history[-1]}.00")
+        await _balances(session, external_id, history)
+    await session.commit()
+    logged = await refit_churn_model(sessionmaker)
+    assert logged["version"] == 1 and logged["rows"] == 6  # horizon 3: months 6, 5 and 4 ago, two customers
+    stored = await session.execute(text("SELECT fitted_by, horizon_months, positives FROM churn_model"))
+    assert stored.one() == ("schedule", 3, 2)  # R1 falls after months 6 and 5 ago
