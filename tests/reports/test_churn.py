@@ -175,3 +175,18 @@ async def test_the_scheduled_refit_stores_a_version_when_there_is_history(
     assert logged["version"] == 1 and logged["rows"] == 6  # horizon 3: months 6, 5 and 4 ago, two customers
     stored = await session.execute(text("SELECT fitted_by, horizon_months, positives FROM churn_model"))
     assert stored.one() == ("schedule", 3, 2)  # R1 falls after months 6 and 5 ago
+
+
+async def test_contribution_and_churn_risk_are_attributes_rules_can_use(client, as_role, wealth):
+    attributes = {a["name"]: a for a in (await client.get("/v1/attributes", headers=as_role("admin"))).json()["items"]}
+    assert attributes["churn_risk"]["type"] == "number" and attributes["contribution_monthly"]["unit"] == "currency"
+    tiers = [
+        {"code": "watch", "label": "Watch", "rank": 20, "condition": {"attr": "churn_risk", "op": "gte", "value": 0.2}},
+        {"code": "rest", "label": "Rest", "rank": 10, "condition": {"always": True}},
+    ]
+    created = await client.post(
+        "/v1/tier-policies",
+        headers=as_role("admin"),
+        json={"policy_key": "churnwatch", "name": "Watch", "tiers": tiers},
+    )
+    assert created.status_code == 201, created.text
