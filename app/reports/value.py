@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.pagination import PageRequest
 from app.reports.intervals import wilson_interval
-from app.reports.service import _policy_and_labels
+from app.reports.service import policy_and_labels
 
 # A customer's tier under a policy at a moment: the target of their latest transition before it, ranked as in the
 # version that made it. `{at}` is the moment's parameter.
@@ -71,7 +71,7 @@ def _outcomes(row: Any) -> dict[str, Any]:
 
 async def retention(session: AsyncSession, policy: str, from_: datetime, to: datetime) -> dict[str, Any]:
     """Per tier held at `from`: how many of its customers were still customers at `to` in the same tier or above."""
-    policy_id, labels = await _policy_and_labels(session, policy)
+    policy_id, labels = await policy_and_labels(session, policy)
     rows = (await session.execute(_RETENTION, {"policy_id": policy_id, "from_": from_, "to": to})).all()
     tiers = [{"tier": r.tier, "label": labels.get(r.tier), "rank": r.rank, **_outcomes(r)} for r in rows]
     customers, retained = sum(r.customers for r in rows), sum(r.retained for r in rows)
@@ -106,7 +106,7 @@ ORDER BY 2 DESC, 1
 
 async def stickiness(session: AsyncSession, policy: str, to: datetime) -> dict[str, Any]:
     """Per effective tier: customers, those who logged in on one of the 30 days ending on `to`'s day, the share."""
-    policy_id, labels = await _policy_and_labels(session, policy)
+    policy_id, labels = await policy_and_labels(session, policy)
     rows = (await session.execute(_STICKINESS, {"policy_id": policy_id, "to": to.date()})).all()
     customers, active = sum(r.customers for r in rows), sum(r.active_30d for r in rows)
     return {
@@ -165,7 +165,7 @@ ORDER BY b.month, 2
 async def contribution(session: AsyncSession, policy: str, from_: datetime, to: datetime) -> dict[str, Any]:
     """Monthly contribution per effective tier now (total and per customer), and the derived contribution of each
     month in [from, to) by tier."""
-    policy_id, labels = await _policy_and_labels(session, policy)
+    policy_id, labels = await policy_and_labels(session, policy)
     now = (await session.execute(_CONTRIBUTION, {"policy_id": policy_id})).all()
     trend = (await session.execute(_CONTRIBUTION_TREND, {"policy_id": policy_id, "from_": from_, "to": to})).all()
     months: dict[Any, dict[str, Any]] = {}
@@ -273,7 +273,7 @@ async def managers(
 ) -> list[Any]:
     """Per manager of the policy (a page of them, by id): portfolio now; contacts made and tasks done (on time: by
     their due date) in the range; the retention of the portfolio they had at `from`; its tier moves in the range."""
-    policy_id, _ = await _policy_and_labels(session, policy)
+    policy_id, _ = await policy_and_labels(session, policy)
     params = {
         "policy_id": policy_id,
         "policy_key": policy,
