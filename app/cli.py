@@ -119,6 +119,10 @@ async def _load_demo(settings: Settings, customers: int, seed: int) -> dict:
         counts["manager_assignment"] = await load_demo_managers(session)  # after the tier run: tiers to serve
     async with command_session(settings) as session:
         counts["stats"] = await refresh_stats(session, settings.primary_policy)
+    async with command_session(settings) as session:
+        from app.reports.margins import load_demo_margins
+
+        counts["contribution_margins"] = await load_demo_margins(session)
     return counts
 
 
@@ -335,6 +339,50 @@ def evaluate_recommender(
             typer.echo(f"{name}={value}")
     finally:
         drop_database(url)
+
+
+@cli.command("evaluate-churn")
+def evaluate_churn(
+    horizon_months: Annotated[
+        int, typer.Option(min=1, max=12, help="Months after a month-end a decline may take.")
+    ] = 1,
+    decline_share: Annotated[float, typer.Option(min=0.01, max=0.99, help="A fall of at least this share.")] = 0.15,
+    holdout_months: Annotated[int, typer.Option(min=1, max=12, help="The last label months held out.")] = 2,
+) -> None:
+    """AUC of the churn model (fitted on the months before the held-out ones) and of a rule of thumb, on the last
+    `holdout_months` months of the bank's history of declines in the configured database (read only)."""
+    from decimal import Decimal
+
+    from app.reports.churn import evaluate
+
+    async def run() -> dict:
+        async with command_session(get_settings()) as session:
+            return await evaluate(session, horizon_months, Decimal(str(decline_share)), holdout_months)
+
+    try:
+        result = asyncio.run(run())
+    except ValueError as error:
+        _fail(str(error))
+    for name, value in result.items():
+        typer.echo(f"{name}={value}")
+
+
+@cli.command("fit-churn")
+def fit_churn(
+    horizon_months: Annotated[int, typer.Option(min=1, max=12)] = 3,
+    decline_share: Annotated[float, typer.Option(min=0.01, max=0.99)] = 0.15,
+) -> None:
+    """Fit a new churn model version on the bank's history of declines; the features view scores with it."""
+    from decimal import Decimal
+
+    from app.reports.churn import fit_and_store
+
+    async def run() -> dict:
+        async with command_session(get_settings()) as session:
+            model = await fit_and_store(session, "cli", horizon_months, Decimal(str(decline_share)))
+            return {"version": model.version, "rows": model.rows, **model.metrics} if model else {"version": None}
+
+    typer.echo(json.dumps(asyncio.run(run()), default=str))
 
 
 @cli.command("train-ranker")

@@ -47,7 +47,9 @@ from app.recommendations.recommender import Recommender
 from app.recommendations.router import HOT_READS as RECOMMENDATION_HOT_READS
 from app.recommendations.router import contact_router, fallback_router
 from app.recommendations.router import router as recommendations_router
+from app.reports.router import margins_router
 from app.reports.router import router as reports_router
+from app.reports.scheduled import refit_churn_model
 from app.rules.router import custom_attributes_router
 from app.rules.router import router as rules_router
 from app.tiering.assignment.router import HOT_READS as TIER_HOT_READS
@@ -93,6 +95,7 @@ ROUTERS = [
     audit_router,
     feedback_router,
     reports_router,
+    margins_router,
     webhooks_router,
     holdings_imports_router,
     bulk_tiers_router,
@@ -138,6 +141,11 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
                 settings.ranker_retrain_hours * 60,
                 partial(retrain_ranker, app.state.sessionmaker, settings),
                 "ranker retrained",
+            ),
+            (
+                settings.churn_refit_hours * 60,
+                partial(refit_churn_model, app.state.sessionmaker),
+                "churn model refitted",
             ),
         ]
         schedule.append(

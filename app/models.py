@@ -54,7 +54,7 @@ from app.recommendations.models import (  # noqa: F401
     RecommendationItem,
     RecommendationList,
 )
-from app.reports import models as reports_models  # noqa: F401  (report indexes)
+from app.reports import models as reports_models  # noqa: F401  (report indexes, contribution margins, churn models)
 from app.rules.models import CustomAttributeDefinition  # noqa: F401
 from app.tiering.models import (  # noqa: F401
     TierAssignment,

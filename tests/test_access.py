@@ -241,6 +241,15 @@ def calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("GET", "/v1/reports/tier-migrations"): Call(200, kwargs={"params": {"policy_key": "wealth", **window}}),
         ("GET", "/v1/reports/recommendation-funnel"): Call(200, kwargs={"params": window}),
         ("GET", "/v1/reports/satisfaction"): Call(200, kwargs={"params": {"policy_key": "wealth", **window}}),
+        ("GET", "/v1/reports/retention"): Call(200, kwargs={"params": {"policy_key": "wealth", **window}}),
+        ("GET", "/v1/reports/stickiness"): Call(200, kwargs={"params": {"policy_key": "wealth"}}),
+        ("GET", "/v1/reports/contribution"): Call(200, kwargs={"params": {"policy_key": "wealth", **window}}),
+        ("GET", "/v1/reports/relationship-managers"): Call(200, kwargs={"params": {"policy_key": "wealth", **window}}),
+        ("GET", "/v1/reports/churn-models"): Call(200),
+        ("GET", "/v1/contribution-margins"): Call(200),
+        ("PUT", "/v1/contribution-margins/{product_code}"): Call(
+            200, "/v1/contribution-margins/savings_account", {"json": {"margin_rate": "0.012", "monthly_fee": "1.00"}}
+        ),
         ("GET", "/v1/webhooks/event-types"): Call(200),
         ("POST", "/v1/webhooks"): Call(
             201, kwargs={"json": {"url": "http://127.0.0.1:9/other", "event_types": ["tier.upgraded"]}}

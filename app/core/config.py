@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     # The learned ranker is trained again this often (0: only `tierwise train-ranker`), on this many month pairs.
     ranker_retrain_hours: int = Field(0, ge=0)
     ranker_months: int = Field(12, ge=2, le=36)
+    # The churn model is fitted again this often on the bank's history of declines (0: only `tierwise fit-churn`).
+    churn_refit_hours: int = Field(0, ge=0)
     tier_run_workers: int = Field(2, ge=1, le=16)  # chunks of a tier run evaluated at once, each on a connection
 
     # Languages of labels and texts (app/core/i18n.py): the ones Accept-Language may choose (comma-separated), and

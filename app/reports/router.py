@@ -1,18 +1,33 @@
 """HTTP routes for reports (scope reports:read): tier distribution and migrations, the recommendation funnel,
-satisfaction."""
+satisfaction, retention, stickiness, contribution, per-manager performance and the churn model's versions; and the
+products' contribution margins (read with products:read, set with products:write, audited)."""
 
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import TypeAdapter, ValidationError
 
+from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses
+from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
 from app.core.strict import DAY_PATTERN, TIME_PATTERN, YEARS, Timestamp
-from app.reports import service
-from app.reports.schemas import RecommendationFunnel, SatisfactionReport, TierDistribution, TierMigrations
+from app.reports import margins, service, value
+from app.reports.schemas import (
+    ChurnModelRead,
+    ContributionMarginRead,
+    ContributionMarginSet,
+    ContributionReport,
+    ManagerPerformance,
+    RecommendationFunnel,
+    RetentionReport,
+    SatisfactionReport,
+    StickinessReport,
+    TierDistribution,
+    TierMigrations,
+)
 
 router = APIRouter(
     prefix="/v1/reports",
@@ -120,3 +135,116 @@ async def satisfaction(
     policy; complaints opened in the range by status and category, and their median days to resolve."""
     start, end = time_range(from_, to)
     return SatisfactionReport.model_validate(await service.satisfaction(session, policy, start, end))
+
+
+@router.get("/retention", summary="Retention report", response_model=RetentionReport, responses=problem_responses(404))
+async def retention(
+    session: SessionDep, policy: PolicyParam = "wealth", from_: FromParam = None, to: ToParam = None
+) -> RetentionReport:
+    """Per tier of a policy held at `from` (from the change feed: the target of each customer's latest move before
+    it): its customers, those still customers at `to` in the same tier or above (retained, with the 95% Wilson
+    interval of the share), upgraded, downgraded, and lost (erased, or without a tier at `to`)."""
+    start, end = time_range(from_, to)
+    return RetentionReport.model_validate(await value.retention(session, policy, start, end))
+
+
+@router.get(
+    "/stickiness", summary="Stickiness report", response_model=StickinessReport, responses=problem_responses(404)
+)
+async def stickiness(session: SessionDep, policy: PolicyParam = "wealth", to: ToParam = None) -> StickinessReport:
+    """Per effective tier of a policy: customers, those active (logged in: a login event) on one of the 30 days
+    ending on `to`'s day, and the share (active users over 30 days / customers)."""
+    _, end = time_range(None, to)
+    return StickinessReport.model_validate(await value.stickiness(session, policy, end - timedelta(microseconds=1)))
+
+
+@router.get(
+    "/contribution", summary="Contribution report", response_model=ContributionReport, responses=problem_responses(404)
+)
+async def contribution(
+    session: SessionDep, policy: PolicyParam = "wealth", from_: FromParam = None, to: ToParam = None
+) -> ContributionReport:
+    """Per effective tier of a policy: the monthly contribution of its customers now (the contribution_monthly
+    attribute: the bank's own figure when it feeds one, else balances x the products' margins), total and per
+    customer; and the trend: each month in [from, to) derived from month-end balances and the margins, by tier."""
+    start, end = time_range(from_, to)
+    return ContributionReport.model_validate(await value.contribution(session, policy, start, end))
+
+
+@router.get(
+    "/relationship-managers",
+    summary="Relationship-manager performance report",
+    response_model=Page[ManagerPerformance],
+    responses=problem_responses(404),
+)
+async def manager_performance(
+    session: SessionDep,
+    page: PageParams,
+    policy: PolicyParam = "wealth",
+    from_: FromParam = None,
+    to: ToParam = None,
+    team: Annotated[str | None, Query(min_length=1, max_length=100, description="Only this team.")] = None,
+) -> Page[ManagerPerformance]:
+    """Per manager of a policy, by id: customers served now; contacts made and tasks closed done (and on time: by
+    their due date) in [from, to); the retention of the portfolio they served at `from` (same tier or above at
+    `to`) and its tier upgrades, downgrades and net migration in the range. Follow `next_cursor`."""
+    start, end = time_range(from_, to)
+    rows = await value.managers(session, policy, start, end, team, page)
+    return Page[ManagerPerformance].of(rows, page, key_of=lambda row: (row["id"],))
+
+
+@router.get("/churn-models", summary="List churn model versions", response_model=Page[ChurnModelRead])
+async def list_churn_models(session: SessionDep, page: PageParams) -> Page[ChurnModelRead]:
+    """The churn model's versions, newest first (the features view scores churn_risk with the newest): its
+    coefficients, what it was fitted on and its held-out AUC beside the rule of thumb's."""
+    rows = await margins.list_churn_models(session, page)
+    return Page[ChurnModelRead].of(rows, page, margins.churn_model_read, key_of=lambda row: (row.version,))
+
+
+margins_router = APIRouter(prefix="/v1/contribution-margins", tags=["reports"], responses=problem_responses(401, 403))
+ProductCodePath = Annotated[
+    str,
+    Path(
+        alias="product_code",
+        max_length=40,
+        description="The product code, e.g. `term_deposit_12m`.",
+        examples=["term_deposit_12m"],
+    ),
+]
+
+
+@margins_router.get(
+    "",
+    summary="List contribution margins",
+    response_model=Page[ContributionMarginRead],
+    dependencies=[require_scope(Scope.PRODUCTS_READ)],
+    responses=problem_responses(422),
+)
+async def list_margins(session: SessionDep, page: PageParams) -> Page[ContributionMarginRead]:
+    """What each product earns the bank: an annual margin on the balance and a monthly fee, by product code."""
+    return Page[ContributionMarginRead].of_sequence(await margins.list_margins(session), page)
+
+
+@margins_router.put(
+    "/{product_code}",
+    summary="Set a product's contribution margin",
+    response_model=ContributionMarginRead,
+    dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
+    responses=problem_responses(404, 422),
+)
+async def set_margin(
+    product_code: ProductCodePath, body: ContributionMarginSet, session: SessionDep, request: Request
+) -> ContributionMarginRead:
+    """The product's annual margin on balances (a deposit's or loan's spread, a fund's fee) and monthly fee, from
+    which a customer's contribution is derived (unless the bank feeds its own figure). Audited."""
+    before, after = await margins.set_margin(session, product_code, body)
+    await audit_service.record(
+        session,
+        request.state.principal.name,
+        "contribution_margin.set",
+        "contribution_margin",
+        product_code,
+        before.model_dump(mode="json") if before else None,
+        after.model_dump(mode="json"),
+    )
+    return after

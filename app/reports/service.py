@@ -20,7 +20,7 @@ NO_TIER = "-"
 TREATMENT, HOLDOUT = "personalised", "holdout_popularity"
 
 
-async def _policy_and_labels(session: AsyncSession, key: str) -> tuple[int, dict[str, str]]:
+async def policy_and_labels(session: AsyncSession, key: str) -> tuple[int, dict[str, str]]:
     policy = await policies.get_policy(session, key)
     version = await policies.active_version(session, policy)
     return policy.id, ({tier["code"]: tier["label"] for tier in version.tiers} if version else {})
@@ -59,7 +59,7 @@ _TIER_DISTRIBUTION = _tier_distribution_statement()
 async def tier_distribution(session: AsyncSession, policy: str) -> dict[str, Any]:
     """Customers and total AUM per effective tier of a policy: one grouped aggregate of assignments joined to each
     customer's AUM summed from holdings."""
-    policy_id, labels = await _policy_and_labels(session, policy)
+    policy_id, labels = await policy_and_labels(session, policy)
     rows = (await session.execute(_TIER_DISTRIBUTION, {"policy_id": policy_id})).all()
     return {
         "policy_key": policy,
@@ -87,7 +87,7 @@ _TIER_MIGRATIONS = (
 
 async def tier_migrations(session: AsyncSession, policy: str, from_: datetime, to: datetime) -> dict[str, Any]:
     """The matrix of tier moves of a policy in [from, to), from the change feed (indexed by policy and time)."""
-    policy_id, _ = await _policy_and_labels(session, policy)
+    policy_id, _ = await policy_and_labels(session, policy)
     rows = (await session.execute(_TIER_MIGRATIONS, {"policy_id": policy_id, "from_": from_, "to": to})).all()
     cells: dict[tuple[str | None, str], int] = {}
     directions = {"upgrade": 0, "downgrade": 0, "lateral": 0, "initial": 0}
@@ -214,7 +214,7 @@ def net_promoter_score(promoters: int, detractors: int, responses: int) -> float
 async def satisfaction(session: AsyncSession, policy: str, from_: datetime, to: datetime) -> dict[str, Any]:
     """NPS (from each customer's latest answer in the range) and CSAT per effective tier, complaints opened in the
     range by status and category, and their median days to resolve: one statement."""
-    policy_id, _ = await _policy_and_labels(session, policy)
+    policy_id, _ = await policy_and_labels(session, policy)
     row = (await session.execute(_SATISFACTION, {"policy_id": policy_id, "from_": from_, "to": to})).one()
     tiers = [
         {

@@ -295,6 +295,26 @@ register_builtin_attribute(
     sql_type=sa.Integer(),
     missing=0,
 )
+register_builtin_attribute(
+    "contribution_monthly",
+    _N,
+    "What the customer earns the bank in a month: the bank's own figure when it feeds one (the number custom "
+    "attribute bank_contribution_monthly), else derived from balances and the products' contribution margins "
+    "(|balance| x annual margin / 12 + monthly fee, per held product).",
+    unit=_MONEY,
+    sql_type=sa.Numeric(),
+    missing=0,
+)
+register_builtin_attribute(
+    "churn_risk",
+    _N,
+    "The probability (0..1) that the customer's assets fall by the churn model's decline share within its horizon: "
+    "the newest churn model version (a logistic regression fitted on the bank's own history of declines, "
+    "GET /v1/reports/churn-models) over assets, their 3-month trend, products held, logins and transactions; "
+    "null before a model is fitted.",
+    unit="probability",
+    sql_type=sa.Numeric(),
+)
 
 
 # ---- the catalog -----------------------------------------------------------------------------------------------

@@ -274,5 +274,48 @@ FEATURES_V4 = FEATURES_V3.then(  # migrations/versions/2026-12-06_engagement.py
     ),
 )
 
-CURRENT = FEATURES_V4
+# The churn model's features, in the order of its coefficients (app/reports/churn.py computes the same at month-ends
+# to fit it): assets (log), their trend over three months (clipped to -1..1), products held, logins in 30 days and
+# transactions in 90 days (logs).
+CHURN_TREND_SQL = (
+    "least(greatest(coalesce(coalesce(h.aum, 0) / nullif(coalesce(avg3.aum_avg_3m, h.aum), 0) - 1, 0), -1), 1)"
+)
+
+FEATURES_V5 = FEATURES_V4.then(  # migrations/versions/2026-12-06_contribution_and_churn.py
+    columns=(
+        Column(
+            "contribution_monthly",
+            """CASE WHEN jsonb_typeof(c.attributes -> 'bank_contribution_monthly') = 'number'
+         THEN round((c.attributes ->> 'bank_contribution_monthly')::numeric, 2)
+         ELSE coalesce(ct.contribution_monthly, 0) END AS contribution_monthly""",
+        ),
+        Column(
+            "churn_risk",
+            f"""CASE WHEN churn.intercept IS NOT NULL THEN round((1 / (1 + exp(-least(greatest(churn.intercept
+            + churn.coefficients[1] * ln(1 + greatest(coalesce(h.aum, 0), 0))
+            + churn.coefficients[2] * {CHURN_TREND_SQL}
+            + churn.coefficients[3] * coalesce(h.products_held_count, 0)
+            + churn.coefficients[4] * ln(1 + coalesce(a.logins_30d, 0))
+            + churn.coefficients[5] * ln(1 + coalesce(a.txn_count_90d, 0)), -30), 30))))::numeric, 4) END
+        AS churn_risk""",
+        ),
+    ),
+    sources=(
+        Source(
+            """LEFT JOIN (
+    SELECT hm.customer_id,
+           round(sum(abs(hm.balance) * mg.margin_rate / 12 + mg.monthly_fee), 2) AS contribution_monthly
+    FROM holding hm JOIN contribution_margin mg ON mg.product_code = hm.product_code
+    WHERE true {filter}
+    GROUP BY hm.customer_id
+) ct ON ct.customer_id = c.id""",
+            "hm.customer_id",
+        ),
+        Source(
+            "LEFT JOIN (SELECT intercept, coefficients FROM churn_model ORDER BY version DESC LIMIT 1) churn ON true"
+        ),
+    ),
+)
+
+CURRENT = FEATURES_V5
 """The version the head migration creates."""

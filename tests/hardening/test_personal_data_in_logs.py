@@ -117,6 +117,12 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         good={"json": {"description": f"ask {PHONE}"}},
         bad={"json": {"description": f"{EMAIL}{NUL}"}},
     )
+    await both(
+        "PUT /v1/contribution-margins/{product_code}",
+        "/v1/contribution-margins/savings",
+        good={"json": {"margin_rate": "0.012", "monthly_fee": "1.00"}},
+        bad={"json": {"margin_rate": PHONE}},
+    )
     profile = {
         "segment": "retail",
         "display_name": NAME,

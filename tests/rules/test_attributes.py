@@ -75,6 +75,8 @@ def test_builtins_named_in_the_design_are_there():
         "activities_attended_12m": "integer",
         "referrals_converted_12m": "integer",
         "advocacy_score": "integer",
+        "contribution_monthly": "number",
+        "churn_risk": "number",
     }
     assert {name: a.type.value for name, a in BUILTIN_ATTRIBUTES.items()} == expected
     assert all(a.description for a in BUILTIN_ATTRIBUTES.values())

@@ -9,13 +9,23 @@ from sqlalchemy import text
 from app.customers.service import ACTIVITY_METRICS, HOLDING_METRICS
 from app.rules import features_sql
 from app.rules.attributes import BUILTIN_ATTRIBUTES
-from app.rules.features_sql import BY_IDS, BY_RANGE, CURRENT, FEATURES_V1, FEATURES_V2, FEATURES_V3, FEATURES_V4
+from app.rules.features_sql import (
+    BY_IDS,
+    BY_RANGE,
+    CURRENT,
+    FEATURES_V1,
+    FEATURES_V2,
+    FEATURES_V3,
+    FEATURES_V4,
+    FEATURES_V5,
+)
 
 SHIPPED = {
     "FEATURES_V1": (FEATURES_V1, "c94bdd1ae9e1dc57"),
     "FEATURES_V2": (FEATURES_V2, "2af83f8248c759fb"),
     "FEATURES_V3": (FEATURES_V3, "b3a57b28c4010f8f"),
     "FEATURES_V4": (FEATURES_V4, "c1f62c8c362ee4bb"),
+    "FEATURES_V5": (FEATURES_V5, "61c014a8893ae1b1"),
 }
 """Each version a migration has created, with the digest of its SQL: a shipped version never changes."""
 CUSTOMER_FIELDS = {"customer_id", "external_id", "attributes", "birth_date", "onboarded_at"}
