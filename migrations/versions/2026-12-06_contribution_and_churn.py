@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 from app.rules.features_sql import FEATURES_V4, FEATURES_V5, replace_features
 
 revision: str = "f2c0ffee0023"
-down_revision = "f3c0ffee0024"
+down_revision: str | None = "f3c0ffee0024"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
