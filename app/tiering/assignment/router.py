@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.audit import service as audit_service
-from app.core.db import SessionDep, driver_connection
+from app.core.db import ReadSessionDep, SessionDep, driver_connection
 from app.core.errors import problem_responses
 from app.core.hotpath import HotRead
 from app.core.i18n import RequestLanguage, language_headers
@@ -78,7 +78,7 @@ async def get_customer_tiers(
     external_id: ExternalIdPath,
     query: Annotated[CustomerTiersQuery, Query()],
     language: RequestLanguage,
-    session: SessionDep,
+    session: ReadSessionDep,
     request: Request,
 ) -> Response:
     """The customer's tier under every active policy (or those asked with `policy_key`): since when, by which
