@@ -11,7 +11,7 @@ import asyncpg
 from fastapi import Depends, Header, Request
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -138,14 +138,9 @@ async def get_read_session(request: Request, token: ConsistencyTokenHeader = Non
         try:
             async with _request_transaction(session):
                 yield session
-        except ServiceUnavailable as exc:
-            if exc.__cause__ is None or not replica_failure(exc.__cause__):
-                raise
-            replicas.failed(replica, exc.__cause__)
-            raise ReplicaUnavailable() from exc
         except Exception as exc:
-            if not replica_failure(exc):
-                raise
+            if not replica_error(exc):
+                raise  # the read's own answer (a 404, a 422) or a bug: the primary would say the same
             replicas.failed(replica, exc)
             raise ReplicaUnavailable() from exc
 
@@ -156,12 +151,32 @@ PRIMARY_ONLY = "primary_only"  # request.state: ReplicaRetry's second run of a r
 def replica_failure(exc: BaseException) -> bool:
     """Whether an error met on a replica's connection is the replica's, not the read's: the connection lost (or a
     statement timed out: SQLAlchemy then invalidates it), or a statement cancelled by a conflict with recovery."""
-    if connection_lost(exc) or getattr(exc, "connection_invalidated", False):
+    if isinstance(exc, ServiceUnavailable) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    if connection_lost(exc) or getattr(exc, "connection_invalidated", False) or isinstance(exc, TimeoutError):
         return True
     original = getattr(exc, "orig", None) or exc
     return getattr(original, "sqlstate", None) == "40001" or isinstance(
         original, asyncpg.exceptions.TransactionRollbackError
     )
+
+
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+    DBAPIError,
+    ServiceUnavailable,
+    ReplicaUnavailable,
+)
+
+
+def replica_error(exc: BaseException) -> bool:
+    """Whether a read that failed on a replica is run again on the primary: any error of the database or of the
+    driver (a replica going down surfaces as any of them, mid-protocol), not the read's own answers (AppError)."""
+    return isinstance(exc, _DRIVER_ERRORS)
 
 
 async def _replica_session(replicas: ReplicaSet, replica: Replica) -> AsyncSession | None:

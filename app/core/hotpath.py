@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.db import ReplicaUnavailable, read_connection
+from app.core.db import ReplicaUnavailable, read_connection, replica_error
 from app.core.errors import AppError, Unauthorized, handle_app_error, handle_unexpected
 from app.core.i18n import language_headers, negotiate
 from app.core.replicas import CONSISTENCY_HEADER
@@ -162,13 +162,15 @@ class HotReads:
         try:
             try:
                 body = await self._render(read, arguments, app.state, replica, key, scope)
-            except ReplicaUnavailable as exc:  # the replica failed under this read: the primary serves it
-                replicas.failed(replica, exc.__cause__ or exc)
-                body = await self._render(read, arguments, app.state, None, key, scope)
-            except Unauthorized:
+            except Exception as exc:
                 if replica is None:
                     raise
-                # a key created since the replica's last replay: the primary decides (and counts a failure)
+                if isinstance(exc, Unauthorized):
+                    pass  # a key created since the replica's last replay: the primary decides (and counts a failure)
+                elif replica_error(exc):  # the replica failed under this read (down, lost, cancelled): the primary
+                    replicas.failed(replica, exc.__cause__ if isinstance(exc, ReplicaUnavailable) else exc)
+                else:
+                    raise
                 body = await self._render(read, arguments, app.state, None, key, scope)
         except AppError as exc:
             await (await handle_app_error(Request(scope), exc))(scope, receive, send)

@@ -154,8 +154,16 @@ class ReplicaSet:
         return replica
 
     def failed(self, replica: Replica, error: BaseException) -> None:
-        """The replica failed under a read (the read is retried on the primary): out until its next good check."""
-        replica.out(f"failed under a read: {type(error).__name__}")
+        """A read failed on the replica and is run again on the primary. The replica is out of rotation until its
+        next good check, unless the error was the server's answer to the statement itself (a Postgres error that
+        is not a lost connection nor a cancellation by recovery)."""
+        from app.core.db import replica_failure  # the database module imports this one
+
+        server_answer = isinstance(error, asyncpg.PostgresError) or isinstance(
+            getattr(error, "orig", None), asyncpg.PostgresError
+        )
+        if replica_failure(error) or not server_answer:
+            replica.out(f"failed under a read: {type(error).__name__}")
         FALLBACKS.labels("replica_failed").inc()
 
     # ---- the background check ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from tests.faults.live import LiveServer, prepare_database
 
 # Checked five times a second, each check given half a second: the tests see rotation change within a second.
 REPLICA_SETTINGS = {"TIERWISE_READ_HEALTH_INTERVAL_S": 0.2, "TIERWISE_READ_HEALTH_TIMEOUT_S": 0.5}
+LAG_BOUND_BYTES = 1_048_576
 HOT, ROUTED = "/v1/customers/{}/tiers", "/v1/customers?limit=200"
 
 
@@ -28,9 +29,14 @@ async def replicated(cluster):
     dsn, key = await prepare_database(cluster.url())
     standby = await asyncio.to_thread(lambda: StandbyCluster(cluster).init())
     replica_dsn = make_url(dsn).set(port=standby.port).render_as_string(hide_password=False)
-    # A bound no test reaches by pausing replay for a few seconds; the lag test starts a server of its own.
+    # Bounds: a replica paused for a few seconds stays in rotation (the lag in seconds counts from its last
+    # replayed commit), until a megabyte of WAL waits for it (the lag test writes that much).
     server = LiveServer(
-        dsn, TIERWISE_READ_DATABASE_URL=replica_dsn, TIERWISE_READ_MAX_LAG_SECONDS=60, **REPLICA_SETTINGS
+        dsn,
+        TIERWISE_READ_DATABASE_URL=replica_dsn,
+        TIERWISE_READ_MAX_LAG_SECONDS=60,
+        TIERWISE_READ_MAX_LAG_BYTES=LAG_BOUND_BYTES,
+        **REPLICA_SETTINGS,
     ).start()
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         yield SimpleNamespace(
@@ -137,7 +143,9 @@ async def test_reads_go_to_the_replica_and_a_token_reads_the_write(replicated):
 
 async def test_a_replica_stopped_under_load_leaves_the_reads_to_the_primary(replicated):
     client, headers, standby = replicated.client, replicated.headers, replicated.standby
-    assert (await client.put("/v1/customers/R5", json=customer_body(), headers=headers)).status_code in (200, 201)
+    written = await client.put("/v1/customers/R5", json=customer_body(), headers=headers)
+    assert written.status_code in (200, 201), written.text
+    await _replayed(client, written.headers[CONSISTENCY_HEADER])
     paths = [
         HOT.format("R5"),
         "/v1/customers/R5/benefits",
@@ -185,37 +193,31 @@ async def _rotation(client, expected: bool) -> bool:
 
 
 async def test_a_lagging_replica_is_taken_out_of_rotation(replicated):
-    """A server with a one-second bound: replay paused, a write on the primary, and the replica is out within the
-    bound plus a check; its reads are the primary's (fresh) until it has caught up and is back."""
-    server = LiveServer(
-        replicated.dsn,
-        TIERWISE_READ_DATABASE_URL=replicated.replica_dsn,
-        TIERWISE_READ_MAX_LAG_SECONDS=1,
-        **REPLICA_SETTINGS,
-    ).start()
-    headers = replicated.headers
+    """Replay paused and more WAL than the bound written on the primary: the replica is out within a check, its
+    reads are the primary's (fresh, without a token) until it has caught up and is back."""
+    client, headers = replicated.client, replicated.headers
+    await _until(lambda: _rotation(client, True), "the replica in rotation")
+    await _on_replica(replicated, "SELECT pg_wal_replay_pause()")
     try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            await _until(lambda: _rotation(client, True), "the replica in rotation")
-            await _on_replica(replicated, "SELECT pg_wal_replay_pause()")
-            try:
-                written = await client.put("/v1/customers/R3", json=customer_body(), headers=headers)
-                assert written.status_code == 201, written.text
-                await _until(lambda: _rotation(client, False), "the lagging replica out of rotation", timeout=5)
-                replica = await _replica_state(client)
-                assert replica["lag_seconds"] > 1 and "lags" in replica["error"]
-                assert await _metric(client, "tierwise_read_replica_in_rotation") == 0
-                assert await _metric(client, "tierwise_read_replica_lag_seconds") > 1
-                none_before = await _metric(client, "tierwise_read_fallbacks_total", reason="none_in_rotation")
-                # No token, yet the write is seen: the primary serves while the replica is out.
-                assert (await client.get(HOT.format("R3"), headers=headers)).status_code == 200
-                assert "R3" in await _listed(client, headers)
-                assert await _metric(client, "tierwise_read_fallbacks_total", reason="none_in_rotation") == (
-                    none_before + 2
-                )
-            finally:
-                await _on_replica(replicated, "SELECT pg_wal_replay_resume()")
-            await _until(lambda: _rotation(client, True), "the caught-up replica back in rotation")
+        primary = await asyncpg.connect(replicated.dsn)
+        try:  # WAL and nothing else: a message no table keeps
+            ballast = "SELECT pg_logical_emit_message(false, 'ballast', repeat('x', $1))"
+            await primary.execute(ballast, 2 * LAG_BOUND_BYTES)
+        finally:
+            await primary.close()
+        written = await client.put("/v1/customers/R3", json=customer_body(), headers=headers)
+        assert written.status_code == 201, written.text
+        await _until(lambda: _rotation(client, False), "the lagging replica out of rotation", timeout=5)
+        replica = await _replica_state(client)
+        assert replica["lag_bytes"] > LAG_BOUND_BYTES and "bytes" in replica["error"]
+        assert await _metric(client, "tierwise_read_replica_in_rotation") == 0
+        assert await _metric(client, "tierwise_read_replica_lag_bytes") > LAG_BOUND_BYTES
+        none_before = await _metric(client, "tierwise_read_fallbacks_total", reason="none_in_rotation")
+        # No token, yet the write is seen: the primary serves while the replica is out.
+        assert (await client.get(HOT.format("R3"), headers=headers)).status_code == 200
+        assert "R3" in await _listed(client, headers)
+        assert await _metric(client, "tierwise_read_fallbacks_total", reason="none_in_rotation") == none_before + 2
     finally:
-        server.stop()
-    assert server.errors() == [], server.log()
+        await _on_replica(replicated, "SELECT pg_wal_replay_resume()")
+    await _until(lambda: _rotation(client, True), "the caught-up replica back in rotation")
+    assert await _metric(client, "tierwise_read_replica_lag_bytes") < LAG_BOUND_BYTES
