@@ -141,7 +141,7 @@ async def get_read_session(request: Request, token: ConsistencyTokenHeader = Non
         except Exception as exc:
             if not replica_error(exc):
                 raise  # the read's own answer (a 404, a 422) or a bug: the primary would say the same
-            replicas.failed(replica, exc)
+            replica_failed(replicas, replica, exc)
             raise ReplicaUnavailable() from exc
 
 
@@ -173,6 +173,16 @@ _DRIVER_ERRORS = (
 )
 
 
+def replica_failed(replicas: ReplicaSet, replica: Replica, error: BaseException) -> None:
+    """Note a read that failed on `replica` (and is run again on the primary): out of rotation unless the error
+    was the server's answer to the statement itself (a Postgres error that is neither a lost connection nor a
+    cancellation by recovery), which the primary would likely give too."""
+    server_answer = isinstance(error, asyncpg.PostgresError) or isinstance(
+        getattr(error, "orig", None), asyncpg.PostgresError
+    )
+    replicas.failed(replica, error, out=replica_failure(error) or not server_answer)
+
+
 def replica_error(exc: BaseException) -> bool:
     """Whether a read that failed on a replica is run again on the primary: any error of the database or of the
     driver (a replica going down surfaces as any of them, mid-protocol), not the read's own answers (AppError)."""
@@ -185,7 +195,7 @@ async def _replica_session(replicas: ReplicaSet, replica: Replica) -> AsyncSessi
         await session.connection()  # checks a connection out (pinged): a replica that is down fails here
     except Exception as exc:  # refused, timed out, terminated: whichever way it is down
         await session.close()
-        replicas.failed(replica, exc)
+        replica_failed(replicas, replica, exc)
         return None
     return session
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.db import ReplicaUnavailable, read_connection, replica_error
+from app.core.db import ReplicaUnavailable, read_connection, replica_error, replica_failed
 from app.core.errors import AppError, Unauthorized, handle_app_error, handle_unexpected
 from app.core.i18n import language_headers, negotiate
 from app.core.replicas import CONSISTENCY_HEADER
@@ -168,7 +168,7 @@ class HotReads:
                 if isinstance(exc, Unauthorized):
                     pass  # a key created since the replica's last replay: the primary decides (and counts a failure)
                 elif replica_error(exc):  # the replica failed under this read (down, lost, cancelled): the primary
-                    replicas.failed(replica, exc.__cause__ if isinstance(exc, ReplicaUnavailable) else exc)
+                    replica_failed(replicas, replica, exc.__cause__ if isinstance(exc, ReplicaUnavailable) else exc)
                 else:
                     raise
                 body = await self._render(read, arguments, app.state, None, key, scope)

@@ -153,16 +153,11 @@ class ReplicaSet:
         REPLICA_READS.labels(replica.name).inc()
         return replica
 
-    def failed(self, replica: Replica, error: BaseException) -> None:
-        """A read failed on the replica and is run again on the primary. The replica is out of rotation until its
-        next good check, unless the error was the server's answer to the statement itself (a Postgres error that
-        is not a lost connection nor a cancellation by recovery)."""
-        from app.core.db import replica_failure  # the database module imports this one
-
-        server_answer = isinstance(error, asyncpg.PostgresError) or isinstance(
-            getattr(error, "orig", None), asyncpg.PostgresError
-        )
-        if replica_failure(error) or not server_answer:
+    def failed(self, replica: Replica, error: BaseException, *, out: bool = True) -> None:
+        """A read failed on the replica and is run again on the primary; `out`: the replica's fault (not the
+        server's answer to the statement itself), so it is out of rotation until its next good check
+        (app.core.db.replica_failed decides)."""
+        if out:
             replica.out(f"failed under a read: {type(error).__name__}")
         FALLBACKS.labels("replica_failed").inc()
 
