@@ -201,13 +201,12 @@ async def _replica_session(replicas: ReplicaSet, replica: Replica) -> AsyncSessi
 
 
 @asynccontextmanager
-async def _request_transaction(session: AsyncSession, on_lost=None) -> AsyncIterator[None]:
+async def _request_transaction(session: AsyncSession) -> AsyncIterator[None]:
+    """The request's transaction on `session`: committed when the request succeeds, else rolled back."""
     try:
         yield
     except BaseException as exc:
         if connection_lost(exc):  # met on the driver connection (driver_connection), past SQLAlchemy
-            if on_lost is not None:
-                on_lost(exc)
             await session.invalidate()
             raise database_unavailable() from exc
         await session.rollback()

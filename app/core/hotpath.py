@@ -168,7 +168,8 @@ class HotReads:
                 if isinstance(exc, Unauthorized):
                     pass  # a key created since the replica's last replay: the primary decides (and counts a failure)
                 elif replica_error(exc):  # the replica failed under this read (down, lost, cancelled): the primary
-                    replica_failed(replicas, replica, exc.__cause__ if isinstance(exc, ReplicaUnavailable) else exc)
+                    cause = (exc.__cause__ or exc) if isinstance(exc, ReplicaUnavailable) else exc
+                    replica_failed(replicas, replica, cause)
                 else:
                     raise
                 body = await self._render(read, arguments, app.state, None, key, scope)

@@ -168,7 +168,7 @@ async def test_a_replica_stopped_under_load_leaves_the_reads_to_the_primary(repl
         await asyncio.sleep(1.0)
         stopped_at = time.monotonic()
         await asyncio.to_thread(standby.stop, "fast")  # its sessions are terminated, new ones refused
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(2.0)
     finally:
         stop.set()
         await asyncio.gather(*tasks)
