@@ -167,7 +167,12 @@ class ReplicaSet:
         try:
             while True:
                 await asyncio.sleep(self.settings.read_health_interval_s)
-                await self.check()
+                try:
+                    await self.check()
+                except Exception:  # never the end of the checks: the next round may see the replicas again
+                    logger.exception("read replica check failed")
+                    for replica in self.replicas:
+                        replica.out("check failed")
         finally:
             await self._close_check_connections()
 
