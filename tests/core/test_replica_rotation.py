@@ -69,3 +69,10 @@ def test_a_replica_that_failed_under_a_read_is_out_until_its_next_check():
     assert REGISTRY.get_sample_value("tierwise_read_replica_in_rotation", {"replica": "fail-1:1/db"}) == 0
     assert replicas.choose() is None
     assert _fallbacks("replica_failed") == before + 1
+
+
+def test_replica_urls_are_read_comma_separated(monkeypatch):
+    monkeypatch.setenv("TIERWISE_READ_DATABASE_URL", " postgresql://r1:5432/t , postgresql://r2:5432/t ,")
+    assert Settings().read_database_url == ["postgresql://r1:5432/t", "postgresql://r2:5432/t"]
+    monkeypatch.delenv("TIERWISE_READ_DATABASE_URL")
+    assert Settings().read_database_url == []
