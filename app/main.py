@@ -15,7 +15,13 @@ from app.benefits.router import reports_router as benefits_reports_router
 from app.benefits.router import router as benefits_router
 from app.core import idempotency
 from app.core.config import Settings, get_settings
-from app.core.db import create_engine, create_read_pool, create_sessionmaker
+from app.core.db import (
+    close_replicas,
+    create_engine,
+    create_read_pool,
+    create_sessionmaker,
+    open_replicas,
+)
 from app.core.docs import install_docs
 from app.core.embedded import resolve_database_url
 from app.core.errors import install_error_handlers
@@ -27,6 +33,7 @@ from app.core.metrics import process_exited
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, UnexpectedErrors
 from app.core.openapi import TAGS, install_openapi, operation_id
 from app.core.ratelimit import FailedAuthLimiter, RateLimit, RateLimiter, role_limits
+from app.core.replica_retry import ReplicaRetry
 from app.core.schedule import run_every
 from app.core.security import role_scopes
 from app.customers.imports_router import imports_router as holdings_imports_router
@@ -129,10 +136,12 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
             app.state.sessionmaker = sessionmaker
             yield
             return
-        engine = create_engine(resolve_database_url(settings), settings)
+        database_url = resolve_database_url(settings)
+        engine = create_engine(database_url, settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_pool = await create_read_pool(engine, settings) if settings.hot_reads else None
+        app.state.replicas = await open_replicas(settings, database_url)
         recommender = app.state.recommender
         schedule = [
             (settings.stats_refresh_minutes, recommender.refresh_statistics, "recommendation statistics refreshed"),
@@ -160,6 +169,8 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
             jobs.append(asyncio.create_task(DeliveryWorker(settings, app.state.sessionmaker).run()))
         if settings.retier_worker:
             jobs.append(asyncio.create_task(RetierWorker(settings, app.state.sessionmaker).run()))
+        if app.state.replicas is not None:
+            jobs.append(asyncio.create_task(app.state.replicas.run()))
         try:
             yield
         finally:
@@ -168,6 +179,7 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
             await asyncio.gather(*jobs, return_exceptions=True)  # the webhook worker lets sends in flight finish
             if app.state.read_pool is not None:
                 await app.state.read_pool.close()
+            await close_replicas(app.state.replicas)
             await engine.dispose()
             process_exited()
 
@@ -197,6 +209,7 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
     app.state.read_pool = (
         None  # opened by the lifespan with the engine; without one, hot reads use the bound connection
     )
+    app.state.replicas = None  # the read replicas (app/core/replicas.py), opened by the lifespan when configured
     if sessionmaker is not None:
         app.state.sessionmaker = sessionmaker
     install_error_handlers(app)
@@ -212,6 +225,7 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
     app.add_middleware(GZipWithCodedETags, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL)
     if settings.hot_reads:
         app.add_middleware(HotReads, reads=HOT_READS, routes=_routes_of(HOT_READS))
+    app.add_middleware(ReplicaRetry)  # a routed read whose replica failed under it, again on the primary
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,

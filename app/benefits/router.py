@@ -20,7 +20,7 @@ from app.benefits.schemas import (
     CustomerBenefits,
     TakeUpReport,
 )
-from app.core.db import SessionDep, driver_connection
+from app.core.db import ReadSessionDep, SessionDep, driver_connection
 from app.core.errors import problem_responses
 from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
 from app.core.hotpath import HotRead
@@ -180,7 +180,7 @@ async def render_customer_benefits(connection, sessionmaker, customer_id: str, l
     responses=problem_responses(404, 422),
 )
 async def get_customer_benefits(
-    customer_id: ExternalIdPath, session: SessionDep, language: RequestLanguage, request: Request
+    customer_id: ExternalIdPath, session: ReadSessionDep, language: RequestLanguage, request: Request
 ) -> Response:
     """What the customer's tiers give now (why, and the uses left this period), what a pending downgrade would take
     away and by when (with what keeps the tier), and per policy the next tier up: what it gives and the gap, every
@@ -238,7 +238,7 @@ async def use_benefit(
 )
 async def list_benefit_uses(
     customer_id: ExternalIdPath,
-    session: SessionDep,
+    session: ReadSessionDep,
     page: PageParams,
     benefit_code: Annotated[str | None, Query(max_length=40, description="Only uses of this benefit.")] = None,
 ) -> Page[BenefitUseRead]:
@@ -267,7 +267,7 @@ async def get_benefit_use(customer_id: ExternalIdPath, use_id: UseId, session: S
     responses=problem_responses(422),
 )
 async def benefit_take_up(
-    session: SessionDep,
+    session: ReadSessionDep,
     from_: FromParam = None,
     to: ToParam = None,
     benefit_code: Annotated[str | None, Query(max_length=40, description="Only this benefit.")] = None,

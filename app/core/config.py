@@ -36,6 +36,18 @@ class Settings(BaseSettings):
     read_pool_size: int = Field(16, ge=1)  # the hot reads' own connections per worker
     read_timeout_s: float = Field(5.0, gt=0)  # a hot read's statement (one customer's rows) gives up after this
 
+    # Read replicas (app/core/replicas.py): streaming standbys of the database, comma-separated URLs. The hot reads,
+    # lists and reports go to one in rotation; writes, and reads that must see a write, to the primary. A replica
+    # is out of rotation while it lags past either bound (bytes 0: no bound) or fails its check, which runs every
+    # read_health_interval_s, bounded by read_health_timeout_s. Each replica has a pool of read_replica_pool_size
+    # connections for read sessions and read_pool_size for the hot reads, per worker, opened as used.
+    read_database_url: Annotated[list[str], NoDecode] = []
+    read_max_lag_seconds: float = Field(5.0, gt=0)
+    read_max_lag_bytes: int = Field(64 * 1_048_576, ge=0)
+    read_health_interval_s: float = Field(1.0, gt=0, le=60)
+    read_health_timeout_s: float = Field(1.0, gt=0, le=30)
+    read_replica_pool_size: int = Field(8, ge=1)
+
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
@@ -98,7 +110,7 @@ class Settings(BaseSettings):
     languages: Annotated[list[Annotated[str, Field(pattern=LANGUAGE_TAG_PATTERN)]], NoDecode] = ["en", "zh-CN"]
     default_language: Annotated[str, Field(pattern=LANGUAGE_TAG_PATTERN)] = "en"
 
-    @field_validator("trusted_proxies", "languages", mode="before")
+    @field_validator("trusted_proxies", "languages", "read_database_url", mode="before")
     @classmethod
     def comma_separated(cls, value):
         return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value

@@ -1,4 +1,6 @@
-"""The database: declarative base, the one async engine, and the one session dependency."""
+"""The database: declarative base, the one async engine, and the session dependencies: `SessionDep` (the primary:
+writes, and reads that must see them) and `ReadSessionDep` (a read replica in rotation when one is configured,
+app/core/replicas.py, else the primary). Both open their session and its transaction the same way."""
 
 import time
 from collections.abc import AsyncIterator
@@ -6,9 +8,10 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy import MetaData, event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -22,6 +25,7 @@ from app.core.metrics import (
     MeasuredQueuePool,
     watch_engine_pool,
 )
+from app.core.replicas import CONSISTENCY_HEADER, Replica, ReplicaSet, format_lsn, parse_lsn, replica_name
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -36,17 +40,21 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(url: str, settings: Settings, *, batch: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str, settings: Settings, *, batch: bool = False, replica: bool = False, pool_label: str = "engine"
+) -> AsyncEngine:
     """The service's engine. `batch` (the CLI's bulk commands): statements may take as long as they need;
-    otherwise each gives up after settings.db_command_timeout_s, so that a hung server costs a request a 503."""
+    otherwise each gives up after settings.db_command_timeout_s, so that a hung server costs a request a 503.
+    `replica`: a read replica's engine, read_replica_pool_size connections, each pinged when checked out (a replica
+    that went down is then found before the request reads, which the primary serves instead)."""
     engine = create_async_engine(
         url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        pool_size=settings.read_replica_pool_size if replica else settings.db_pool_size,
+        max_overflow=0 if replica else settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_s,
-        # No ping per checkout (a round trip per request): a lost connection is detected on use, SQLAlchemy then
-        # invalidates the pool, the request gets a 503 and the next ones connect afresh.
-        pool_pre_ping=False,
+        # No ping per checkout on the primary (a round trip per request): a lost connection is detected on use,
+        # SQLAlchemy then invalidates the pool, the request gets a 503 and the next ones connect afresh.
+        pool_pre_ping=replica,
         connect_args={
             "server_settings": server_settings(settings),
             "timeout": settings.db_connect_timeout_s,
@@ -56,7 +64,7 @@ def create_engine(url: str, settings: Settings, *, batch: bool = False) -> Async
         poolclass=MeasuredQueuePool,  # times checkouts and counts pool timeouts (app/core/metrics.py)
     )
     event.listen(engine.sync_engine, "handle_error", _drop_connection_on_timeout)
-    watch_engine_pool(engine)
+    watch_engine_pool(engine, pool_label)
     return engine
 
 
@@ -79,19 +87,152 @@ def create_sessionmaker(bind) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
 
 
+class ReplicaUnavailable(Exception):
+    """A replica failed under a read (no connection, lost mid-read, a statement cancelled by recovery): the primary
+    serves the read instead (HotReads retries its read; ReplicaRetry a routed request)."""
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session and one transaction per request: committed before the response is sent."""
+    """One session and one transaction per request, on the primary: committed before the response is sent. A
+    write's response then carries the consistency token (CONSISTENCY_HEADER) when read replicas are configured."""
     async with request.app.state.sessionmaker() as session:
-        try:
+        async with _request_transaction(session):
             yield session
-        except BaseException as exc:
-            if connection_lost(exc):  # met on the driver connection (driver_connection), past SQLAlchemy
-                await session.invalidate()
-                raise database_unavailable() from exc
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
+        await _note_consistency_token(request, session)
+
+
+ConsistencyTokenHeader = Annotated[
+    str | None,
+    Header(
+        alias=CONSISTENCY_HEADER,
+        description="A consistency token a write answered with (its Tierwise-Consistency header): the read then "
+        "sees that write (served by a read replica that has replayed it, or by the primary). Without it, a read may "
+        "be served by a replica a few seconds behind; a value that is not a token sends the read to the primary.",
+        examples=["0/3000060"],
+    ),
+]
+
+
+async def consistency_token(token: ConsistencyTokenHeader = None) -> str | None:
+    """The caller's consistency token (documented on the reads that take it; the hot path reads it itself)."""
+    return token
+
+
+async def get_read_session(request: Request, token: ConsistencyTokenHeader = None) -> AsyncIterator[AsyncSession]:
+    """A session for a read (lists, reports): on a read replica in rotation that has replayed the caller's
+    consistency token (app/core/replicas.py), else on the primary; one transaction, as get_session's. A replica
+    found down when the session connects is taken out of rotation and the primary serves the read; one lost
+    under the read raises ReplicaUnavailable, and ReplicaRetry (app/core/replica_retry.py) runs the request again
+    on the primary."""
+    state = request.app.state
+    replicas: ReplicaSet | None = getattr(state, "replicas", None)
+    primary_only = getattr(request.state, PRIMARY_ONLY, False)
+    replica = replicas.choose(token) if replicas and not primary_only else None
+    session = await _replica_session(replicas, replica) if replica is not None else None
+    if session is None:
+        async with state.sessionmaker() as session:
+            async with _request_transaction(session):
+                yield session
+        return
+    async with session:
+        try:
+            async with _request_transaction(session):
+                yield session
+        except Exception as exc:
+            if not replica_error(exc):
+                raise  # the read's own answer (a 404, a 422) or a bug: the primary would say the same
+            replica_failed(replicas, replica, exc)
+            raise ReplicaUnavailable() from exc
+
+
+PRIMARY_ONLY = "primary_only"  # request.state: ReplicaRetry's second run of a read, on the primary
+
+
+def replica_failure(exc: BaseException) -> bool:
+    """Whether an error met on a replica's connection is the replica's, not the read's: the connection lost (or a
+    statement timed out: SQLAlchemy then invalidates it), or a statement cancelled by a conflict with recovery."""
+    if isinstance(exc, ServiceUnavailable) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    if connection_lost(exc) or getattr(exc, "connection_invalidated", False) or isinstance(exc, TimeoutError):
+        return True
+    original = getattr(exc, "orig", None) or exc
+    return getattr(original, "sqlstate", None) == "40001" or isinstance(
+        original, asyncpg.exceptions.TransactionRollbackError
+    )
+
+
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+    DBAPIError,
+    ServiceUnavailable,
+    ReplicaUnavailable,
+)
+
+
+def replica_failed(replicas: ReplicaSet, replica: Replica, error: BaseException) -> None:
+    """Note a read that failed on `replica` (and is run again on the primary): out of rotation unless the error
+    was the server's answer to the statement itself (a Postgres error that is neither a lost connection nor a
+    cancellation by recovery), which the primary would likely give too."""
+    server_answer = isinstance(error, asyncpg.PostgresError) or isinstance(
+        getattr(error, "orig", None), asyncpg.PostgresError
+    )
+    replicas.failed(replica, error, out=replica_failure(error) or not server_answer)
+
+
+def replica_error(exc: BaseException) -> bool:
+    """Whether a read that failed on a replica is run again on the primary: any error of the database or of the
+    driver (a replica going down surfaces as any of them, mid-protocol), not the read's own answers (AppError)."""
+    return isinstance(exc, _DRIVER_ERRORS)
+
+
+async def _replica_session(replicas: ReplicaSet, replica: Replica) -> AsyncSession | None:
+    session = replica.sessionmaker()
+    try:
+        await session.connection()  # checks a connection out (pinged): a replica that is down fails here
+    except Exception as exc:  # refused, timed out, terminated: whichever way it is down
+        await session.close()
+        replica_failed(replicas, replica, exc)
+        return None
+    return session
+
+
+@asynccontextmanager
+async def _request_transaction(session: AsyncSession) -> AsyncIterator[None]:
+    """The request's transaction on `session`: committed when the request succeeds, else rolled back."""
+    try:
+        yield
+    except BaseException as exc:
+        if connection_lost(exc):  # met on the driver connection (driver_connection), past SQLAlchemy
+            await session.invalidate()
+            raise database_unavailable() from exc
+        await session.rollback()
+        raise
+    else:
+        await session.commit()
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def _note_consistency_token(request: Request, session: AsyncSession) -> None:
+    """After a write's commit, the primary's WAL insert position: it is past the commit record, so a replica that
+    has replayed that far has the write (the insert position, not pg_current_wal_lsn's write position, which
+    trails the commit record under synchronous_commit=off). Kept on request.state; RequestContextMiddleware sends
+    it. One statement on the connection the session already had (outside a transaction), only with replicas."""
+    if request.method in SAFE_METHODS or not getattr(request.app.state, "replicas", None):
+        return
+    try:
+        connection = await driver_connection(session)
+        lsn = await connection.fetchval("SELECT pg_current_wal_insert_lsn()::text")
+        await session.rollback()  # nothing was begun on the server: returns the connection
+    except Exception:  # the write is committed: its response goes out, without a token (reads then may lag it)
+        await session.invalidate()
+        return
+    request.state.consistency_token = format_lsn(parse_lsn(lsn))
 
 
 def connection_lost(exc: BaseException) -> bool:
@@ -108,6 +249,7 @@ def database_unavailable() -> ServiceUnavailable:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 
 UNIQUE_VIOLATION = "23505"
 
@@ -151,7 +293,13 @@ HOT_PLANNER_SETTINGS = {"enable_hashjoin": "off", "enable_mergejoin": "off"}
 """The hot-read pool's planner settings (create_read_pool)."""
 
 
-async def create_read_pool(engine: AsyncEngine, settings: Settings) -> asyncpg.Pool:
+class ReplicaConnection(asyncpg.Connection):
+    """A connection of a read replica's hot-read pool: `replica` tells a hot read that writes go elsewhere."""
+
+    replica = True
+
+
+async def create_read_pool(engine: AsyncEngine, settings: Settings, *, replica: bool = False) -> asyncpg.Pool:
     """The hot reads' own small asyncpg pool (app/core/hotpath.py), on the engine's server and with its
     per-connection settings. A checkout through SQLAlchemy's AsyncConnection is a measurable share of such a read
     (bench/HISTORY.md); these reads use no ORM and begin no transaction, so each statement reads committed data.
@@ -161,6 +309,17 @@ async def create_read_pool(engine: AsyncEngine, settings: Settings) -> asyncpg.P
     the planner, estimating rows for an average customer, built a hash table of the product catalog on every
     recommendation (bench/HISTORY.md)."""
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    if replica:  # opened as used: a replica that is down at start keeps no instance from starting
+        return await asyncpg.create_pool(
+            dsn,
+            min_size=0,
+            max_size=settings.read_pool_size,
+            server_settings={**server_settings(settings), **HOT_PLANNER_SETTINGS},
+            timeout=settings.db_connect_timeout_s,
+            command_timeout=settings.read_timeout_s,
+            reset=_keep_session,
+            connection_class=ReplicaConnection,
+        )
     POOL_SIZE.labels("read").set(settings.read_pool_size)
     return await asyncpg.create_pool(
         dsn,
@@ -180,30 +339,62 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 
 
 @asynccontextmanager
-async def read_connection(state):
-    """A driver connection for a hot read: from the app's read pool, or, when the app was given a sessionmaker
-    bound to a connection (as tests bind it, to see their uncommitted data), that connection."""
-    if state.read_pool is not None:
+async def read_connection(state, replica: Replica | None = None):
+    """A driver connection for a hot read: from the read pool of `replica`, or of the primary (app.state.read_pool);
+    or, when the app was given a sessionmaker bound to a connection (as tests bind it, to see their uncommitted
+    data), that connection. On a replica, a connection that cannot be had or is lost raises ReplicaUnavailable."""
+    pool = replica.pool if replica is not None else state.read_pool
+    if pool is not None:
+        label = "replica" if replica is not None else "read"
         started = time.perf_counter()
         try:
-            connection = await state.read_pool.acquire(timeout=state.settings.db_pool_timeout_s)
+            connection = await pool.acquire(timeout=state.settings.db_pool_timeout_s)
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:  # no connection free, or none to be made
             if isinstance(exc, TimeoutError):
-                POOL_TIMEOUTS.labels("read").inc()
-            raise database_unavailable() from exc
+                POOL_TIMEOUTS.labels(label).inc()
+            raise (ReplicaUnavailable() if replica is not None else database_unavailable()) from exc
         finally:
-            POOL_WAIT.labels("read").observe(time.perf_counter() - started)
-        in_use = POOL_CHECKED_OUT.labels("read")
+            POOL_WAIT.labels(label).observe(time.perf_counter() - started)
+        in_use = POOL_CHECKED_OUT.labels(label)
         in_use.inc()
         try:
             yield connection
         except Exception as exc:
-            if connection_lost(exc):
+            if connection_lost(exc) or (replica is not None and isinstance(exc, TimeoutError)):
                 connection.terminate()  # closed, or waiting on a server that may never answer: not reused
-                raise database_unavailable() from exc
+                raise (ReplicaUnavailable() if replica is not None else database_unavailable()) from exc
+            if replica is not None and replica_failure(exc):
+                raise ReplicaUnavailable() from exc
             raise
         finally:
             in_use.dec()
-            await state.read_pool.release(connection)
+            await pool.release(connection)
     else:
         yield (await state.sessionmaker.kw["bind"].get_raw_connection()).driver_connection
+
+
+async def open_replicas(settings: Settings, primary_url: str) -> ReplicaSet | None:
+    """The configured read replicas (settings.read_database_url), each with its engine, sessionmaker and hot-read
+    pool, checked once before the first request; None when none is configured."""
+    if not settings.read_database_url:
+        return None
+    from app.core.embedded import to_async_url
+
+    replicas = []
+    for url in settings.read_database_url:
+        name = replica_name(url)
+        engine = create_engine(to_async_url(url), settings, replica=True, pool_label=f"replica {name}")
+        replica = Replica(name, engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
+        replica.engine, replica.sessionmaker = engine, create_sessionmaker(engine)
+        replica.pool = await create_read_pool(engine, settings, replica=True)
+        replicas.append(replica)
+    primary_dsn = make_url(primary_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    replica_set = ReplicaSet(replicas, settings, primary_dsn)
+    await replica_set.check()
+    return replica_set
+
+
+async def close_replicas(replicas: ReplicaSet | None) -> None:
+    for replica in replicas.replicas if replicas is not None else ():
+        await replica.pool.close()
+        await replica.engine.dispose()

@@ -22,13 +22,15 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.db import read_connection
-from app.core.errors import AppError, handle_app_error, handle_unexpected
+from app.core.db import ReplicaUnavailable, read_connection, replica_error, replica_failed
+from app.core.errors import AppError, Unauthorized, handle_app_error, handle_unexpected
 from app.core.i18n import language_headers, negotiate
+from app.core.replicas import CONSISTENCY_HEADER
 from app.core.security import Scope as ApiScope
 from app.core.security import authorize
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+CONSISTENCY_HEADER_BYTES = CONSISTENCY_HEADER.lower().encode()
 QUERY_STRINGS_KEPT, QUERY_STRING_KEPT_BYTES = 1024, 512
 
 
@@ -42,7 +44,9 @@ class HotRead:
     path parameter (the same constraint the route's type declares); query: the pydantic model the route declares
     its query parameters with (FastAPI's query parameter model), or None for a route that takes none; language:
     the document is in the customer's language, `render` takes `language=` (negotiated from Accept-Language as
-    app.core.i18n.request_language does for the route) and the response says it in Content-Language."""
+    app.core.i18n.request_language does for the route) and the response says it in Content-Language; replica: a
+    read replica in rotation may serve it (app/core/replicas.py), as far as the caller's consistency token says
+    (False: the primary always does, for a read that writes or reads what replicas do not have)."""
 
     path: str
     scope: ApiScope
@@ -50,6 +54,7 @@ class HotRead:
     render: Callable[..., Awaitable[bytes]]
     query: type[BaseModel] | None = None
     language: bool = False
+    replica: bool = True
 
     def pattern(self) -> re.Pattern[str]:
         regex = re.escape(self.path)
@@ -134,19 +139,40 @@ class HotReads:
                 return
         await self.app(scope, receive, send)
 
+    @staticmethod
+    async def _render(read: HotRead, arguments, state, replica, key: str | None, scope: Scope) -> bytes:
+        """The read on a connection of `replica`'s read pool, or of the primary's (None)."""
+        async with read_connection(state, replica) as connection:
+            if replica is not None:
+                principal = await state.resolve_principal(connection, key) if key else None
+                if principal is None:
+                    raise Unauthorized("The API key is unknown here.")  # retried on the primary, which counts it
+            await authorize(state, connection, key, read.scope, scope)
+            return await read.render(connection, state, **arguments)
+
     async def _serve(
         self, read: HotRead, arguments: dict[str, Any], scope: Scope, receive: Receive, send: Send
     ) -> None:
         app = scope["app"]
-        key = None
-        for name, value in scope["headers"]:
-            if name == b"x-api-key":
-                key = value.decode("latin-1")
-                break
+        key = _header(scope, b"x-api-key")
+        replicas = app.state.replicas
+        replica = None
+        if replicas is not None and read.replica:
+            replica = replicas.choose(_header(scope, CONSISTENCY_HEADER_BYTES))
         try:
-            async with read_connection(app.state) as connection:
-                await authorize(app.state, connection, key, read.scope, scope)
-                body = await read.render(connection, app.state, **arguments)
+            try:
+                body = await self._render(read, arguments, app.state, replica, key, scope)
+            except Exception as exc:
+                if replica is None:
+                    raise
+                if isinstance(exc, Unauthorized):
+                    pass  # a key created since the replica's last replay: the primary decides (and counts a failure)
+                elif replica_error(exc):  # the replica failed under this read (down, lost, cancelled): the primary
+                    cause = (exc.__cause__ or exc) if isinstance(exc, ReplicaUnavailable) else exc
+                    replica_failed(replicas, replica, cause)
+                else:
+                    raise
+                body = await self._render(read, arguments, app.state, None, key, scope)
         except AppError as exc:
             await (await handle_app_error(Request(scope), exc))(scope, receive, send)
             return
@@ -159,6 +185,13 @@ class HotReads:
             headers += [(name.lower().encode(), value.encode()) for name, value in language.items()]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for header, value in scope["headers"]:
+        if header == name:
+            return value.decode("latin-1")
+    return None
 
 
 def _language(scope: Scope) -> str:

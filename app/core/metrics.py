@@ -103,28 +103,32 @@ def process_exited() -> None:
 class MeasuredQueuePool(AsyncAdaptedQueuePool):
     """SQLAlchemy's async queue pool, timing each checkout and counting those that time out."""
 
+    label = "engine"
+
     def _do_get(self):
         started = time.perf_counter()
         try:
             return super()._do_get()
         except sa_exc.TimeoutError:
-            POOL_TIMEOUTS.labels("engine").inc()
+            POOL_TIMEOUTS.labels(self.label).inc()
             raise
         finally:
-            POOL_WAIT.labels("engine").observe(time.perf_counter() - started)
+            POOL_WAIT.labels(self.label).observe(time.perf_counter() - started)
 
 
-def watch_engine_pool(engine) -> None:
+def watch_engine_pool(engine, label: str = "engine") -> None:
     """Keep the engine pool's gauges current on every checkout and checkin (no scrape-time callback: in multiprocess
-    mode the scraping process cannot see another's pool)."""
+    mode the scraping process cannot see another's pool). `label`: the pool's name in the metrics ("engine", or
+    a read replica's)."""
     pool = engine.sync_engine.pool
     if not hasattr(pool, "checkedout"):
         return
-    POOL_SIZE.labels("engine").set(pool.size())
+    pool.label = label
+    POOL_SIZE.labels(label).set(pool.size())
 
     def update(*_) -> None:
-        POOL_CHECKED_OUT.labels("engine").set(pool.checkedout())
-        POOL_OVERFLOW.labels("engine").set(max(pool.overflow(), 0))
+        POOL_CHECKED_OUT.labels(label).set(pool.checkedout())
+        POOL_OVERFLOW.labels(label).set(max(pool.overflow(), 0))
 
     event.listen(engine.sync_engine, "checkout", update)
     event.listen(engine.sync_engine, "checkin", update)

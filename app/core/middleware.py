@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core import tracing
 from app.core.errors import PROBLEM_JSON, PROBLEM_TYPE_BASE, handle_unexpected
 from app.core.logging import request_id_var
+from app.core.replicas import CONSISTENCY_HEADER
 
 log = logging.getLogger("tierwise.access")
 error_log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ LATENCY = Histogram(
 
 # A caller's request id is kept (echoed and logged) when it looks like one: a UUID, a trace id, a token. Anything
 # else (spaces, an @, a character outside ASCII) could be a value worth hiding, and is replaced.
+CONSISTENCY_HEADER_BYTES = CONSISTENCY_HEADER.lower().encode()
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:;=/+-]{1,64}")
 _ID_PREFIX = uuid.uuid4().hex[:16]  # this process's, random: ids stay unique across instances and restarts
 _ID_COUNTER = itertools.count(1)
@@ -78,6 +80,9 @@ class RequestContextMiddleware:
                     # a 429 carries its own
                     *(state.get("rate_limit_headers", ()) if message["status"] != 429 else ()),
                 ]
+                consistency = state.get("consistency_token")  # a write's, with replicas (app/core/db.py)
+                if consistency is not None:
+                    message["headers"].append((CONSISTENCY_HEADER_BYTES, consistency.encode()))
             await send(message)
 
         try:

@@ -9,6 +9,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from app.core.errors import PROBLEM_JSON, RATE_LIMIT_HEADERS, Problem, problem_responses
+from app.core.replicas import CONSISTENCY_HEADER
 
 TAGS = [
     {
@@ -139,6 +140,29 @@ def _merge_identical_input_output(document: dict[str, Any]) -> dict[str, Any]:
     return json.loads(renamed(document, pairs))
 
 
+CONSISTENCY_TOKEN_HEADER = {
+    "description": "With read replicas configured: the primary's WAL position after this write committed (a "
+    "pg_lsn, e.g. 0/3000060). Send it back in the Tierwise-Consistency request header of a later read to see this "
+    "write: a replica that has replayed it, or the primary, serves that read.",
+    "schema": {"type": "string", "pattern": "^[0-9A-F]{1,8}/[0-9A-F]{1,8}$", "examples": ["0/3000060"]},
+}
+WRITE_METHODS = ("post", "put", "patch", "delete")
+
+
+def _document_consistency_token(document: dict[str, Any]) -> None:
+    """The consistency token (app/core/replicas.py) on every write's success responses."""
+    document.setdefault("components", {}).setdefault("headers", {})[CONSISTENCY_HEADER] = CONSISTENCY_TOKEN_HEADER
+    reference = {"$ref": f"#/components/headers/{CONSISTENCY_HEADER}"}
+    for path, operations in document["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, operation in operations.items():
+            if method in WRITE_METHODS:
+                for status, response in operation.get("responses", {}).items():
+                    if status.startswith("2"):
+                        response.setdefault("headers", {})[CONSISTENCY_HEADER] = reference
+
+
 def install_openapi(app: FastAPI) -> None:
     """Build the document once: FastAPI's, with the errors each operation can answer added (statuses a route
     declares itself, such as 404 or 409, keep their descriptions), every 4xx and 5xx answer documented as
@@ -166,7 +190,8 @@ def install_openapi(app: FastAPI) -> None:
                         if operation.get("security") and status.startswith(RATE_LIMITED_ANSWER):
                             response["headers"] = {**response.get("headers", {}), **RATE_LIMIT_HEADER_REFS}
                     operation["responses"] = dict(sorted(responses.items()))
-            document.setdefault("components", {})["headers"] = RATE_LIMIT_HEADERS
+            document.setdefault("components", {})["headers"] = dict(RATE_LIMIT_HEADERS)
+            _document_consistency_token(document)
             schemas = document["components"].setdefault("schemas", {})
             problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(problem.pop("$defs", {}), Problem=problem)

@@ -6,7 +6,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
 
-from app.core.db import SessionDep
+from app.core.db import ReadSessionDep, SessionDep
 from app.core.errors import InvalidInput, PreconditionFailed, problem_responses, validation_errors
 from app.core.etag import (
     CONDITIONAL_GET_RESPONSES,
@@ -56,7 +56,7 @@ async def _read(session, external_id: str) -> CustomerRead:
     responses=problem_responses(404, 422),
 )
 async def list_customers(
-    session: SessionDep,
+    session: ReadSessionDep,
     cursor: CursorParam = None,
     limit: LimitParam = 50,
     segment: Segment | None = None,

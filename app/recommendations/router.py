@@ -80,6 +80,9 @@ HOT_READS = [
         render_recommendations,
         RecommendationQuery,
         language=True,
+        # On the primary: it writes the served list, and the offer state it reads is an UNLOGGED table, which a
+        # replica does not have (reading it there is an error).
+        replica=False,
     )
 ]
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import TypeAdapter, ValidationError
 
 from app.audit import service as audit_service
-from app.core.db import SessionDep
+from app.core.db import ReadSessionDep, SessionDep
 from app.core.errors import InvalidInput, problem_responses
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
@@ -93,7 +93,7 @@ def time_range(from_: str | None, to: str | None) -> tuple[datetime, datetime]:
     response_model=TierDistribution,
     responses=problem_responses(404),
 )
-async def tier_distribution(session: SessionDep, policy: PolicyParam = "wealth") -> TierDistribution:
+async def tier_distribution(session: ReadSessionDep, policy: PolicyParam = "wealth") -> TierDistribution:
     """Customers and their total AUM per effective tier of a policy (an unexpired override counts), now."""
     return TierDistribution.model_validate(await service.tier_distribution(session, policy))
 
@@ -105,7 +105,7 @@ async def tier_distribution(session: SessionDep, policy: PolicyParam = "wealth")
     responses=problem_responses(404),
 )
 async def tier_migrations(
-    session: SessionDep, policy: PolicyParam = "wealth", from_: FromParam = None, to: ToParam = None
+    session: ReadSessionDep, policy: PolicyParam = "wealth", from_: FromParam = None, to: ToParam = None
 ) -> TierMigrations:
     """The matrix of moves between tiers of a policy in [from, to), from the change feed, with totals per
     direction (initial assignments have `from_tier` null)."""
@@ -115,7 +115,7 @@ async def tier_migrations(
 
 @router.get("/recommendation-funnel", summary="Recommendation funnel report", response_model=RecommendationFunnel)
 async def recommendation_funnel(
-    session: SessionDep, from_: FromParam = None, to: ToParam = None
+    session: ReadSessionDep, from_: FromParam = None, to: ToParam = None
 ) -> RecommendationFunnel:
     """Per product and tier: recommendations seen, clicked, accepted and converted in [from, to) (each counted
     once, at its furthest stage), with rates over impressions and their 95% Wilson intervals; and the conversion
@@ -129,7 +129,7 @@ async def recommendation_funnel(
     "/satisfaction", summary="Satisfaction report", response_model=SatisfactionReport, responses=problem_responses(404)
 )
 async def satisfaction(
-    session: SessionDep, policy: PolicyParam = "wealth", from_: FromParam = None, to: ToParam = None
+    session: ReadSessionDep, policy: PolicyParam = "wealth", from_: FromParam = None, to: ToParam = None
 ) -> SatisfactionReport:
     """NPS (promoters% - detractors%, each customer's latest answer in the range) and average CSAT per tier of a
     policy; complaints opened in the range by status and category, and their median days to resolve."""

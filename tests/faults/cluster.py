@@ -1,5 +1,6 @@
 """A throwaway Postgres cluster the fault tests own: initdb and pg_ctl (the binaries the pgserver package ships)
-on a free loopback port, so that a test may stop it, start it, terminate its backends or freeze it."""
+on a free loopback port, so that a test may stop it, start it, terminate its backends or freeze it; and a streaming
+replica of one (pg_basebackup, from the same binaries)."""
 
 import os
 import shutil
@@ -98,6 +99,36 @@ class ThrowawayCluster:
         except Exception:  # already stopped, or never started
             pass
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class StandbyCluster(ThrowawayCluster):
+    """A streaming replica of a ThrowawayCluster (its initdb's pg_hba.conf trusts replication from 127.0.0.1, and
+    wal_level is replica by default): `pg_basebackup -R` from the primary over loopback, then a hot standby on a
+    port of its own."""
+
+    def __init__(self, primary: ThrowawayCluster) -> None:
+        super().__init__()
+        self.primary = primary
+
+    def init(self) -> "StandbyCluster":
+        self._run(
+            "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.primary.port),
+            "-U",
+            "postgres",
+            "-D",
+            str(self.pgdata),
+            "-R",  # standby.signal and primary_conninfo: starts as a streaming standby
+            "-X",
+            "stream",
+            "--no-sync",
+            "-c",
+            "fast",
+        )
+        return self.start()
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):

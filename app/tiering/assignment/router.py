@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.audit import service as audit_service
-from app.core.db import SessionDep, driver_connection
+from app.core.db import ReadSessionDep, SessionDep, driver_connection
 from app.core.errors import PreconditionFailed, problem_responses
 from app.core.etag import (
     CONDITIONAL_GET_RESPONSES,
@@ -98,7 +98,7 @@ async def get_customer_tiers(
     external_id: ExternalIdPath,
     query: Annotated[CustomerTiersQuery, Query()],
     language: RequestLanguage,
-    session: SessionDep,
+    session: ReadSessionDep,
     request: Request,
 ) -> Response:
     """The customer's tier under every active policy (or those asked with `policy_key`): since when, by which
