@@ -16,7 +16,7 @@ from app.customers.models import Customer
 from app.engagement import audience as audience_check
 from app.engagement.errors import ActivityNotFound, InvalidMove, MembershipNotFound
 from app.engagement.models import Activity, ActivityParticipation
-from app.engagement.schemas import ActivityCreate, ActivityUpdate, AttendanceIn
+from app.engagement.schemas.activities import ActivityCreate, ActivityUpdate, AttendanceIn
 from app.webhooks import outbox
 
 HOLDS_A_PLACE = ("accepted", "attended", "no_show")

@@ -17,7 +17,7 @@ from app.customers import flows as customer_flows
 from app.customers.schemas import ExternalIdPath
 from app.engagement import activities as service
 from app.engagement import results
-from app.engagement.schemas import (
+from app.engagement.schemas.activities import (
     ActivityCreate,
     ActivityKind,
     ActivityRead,
@@ -25,12 +25,11 @@ from app.engagement.schemas import (
     ActivityUpdate,
     AttendanceBatch,
     AttendanceResult,
-    InvitationBatch,
-    InvitationBatchResult,
     ParticipationRead,
     ParticipationState,
     RsvpIn,
 )
+from app.engagement.schemas.common import InvitationBatch, InvitationBatchResult
 
 router = APIRouter(prefix="/v1/activities", tags=["engagement"], responses=problem_responses(401, 403))
 

@@ -12,7 +12,7 @@ from app.customers.models import Customer
 from app.engagement import audience as audience_check
 from app.engagement.errors import CommunityNotFound, InvalidMove, MembershipNotFound
 from app.engagement.models import Community, CommunityMembership, CommunityMembershipMove
-from app.engagement.schemas import CommunityCreate, CommunityUpdate, MemberActivityIn
+from app.engagement.schemas.communities import CommunityCreate, CommunityUpdate, MemberActivityIn
 from app.webhooks import outbox
 
 MEMBERSHIP_MOVES = {

@@ -18,14 +18,13 @@ from app.customers import flows as customer_flows
 from app.customers.schemas import ExternalIdPath
 from app.engagement import communities as service
 from app.engagement import metrics
-from app.engagement.schemas import (
+from app.engagement.schemas.common import InvitationBatch, InvitationBatchResult
+from app.engagement.schemas.communities import (
     CommunityCreate,
     CommunityMetrics,
     CommunityRead,
     CommunityState,
     CommunityUpdate,
-    InvitationBatch,
-    InvitationBatchResult,
     MemberActivityBatch,
     MemberActivityResult,
     MembershipMoveIn,
