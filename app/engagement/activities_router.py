@@ -5,7 +5,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
@@ -16,7 +15,7 @@ from app.core.strict import ParamInteger
 from app.customers import flows as customer_flows
 from app.customers.schemas import ExternalIdPath
 from app.engagement import activities as service
-from app.engagement import results
+from app.engagement import programme_routes, results
 from app.engagement.schemas.activities import (
     ActivityCreate,
     ActivityKind,
@@ -39,18 +38,6 @@ PARTICIPATE = [require_scope(Scope.PARTICIPATION_WRITE)]
 KeyPath = Annotated[
     str, Path(alias="activity_key", max_length=40, description="The activity's key.", examples=["pensions_explained"])
 ]
-
-
-async def _audit(session, request: Request, action: str, key: str, before, after) -> None:
-    await audit_service.record(
-        session,
-        request.state.principal.name,
-        action,
-        "activity",
-        key,
-        before.model_dump(mode="json") if before is not None else None,
-        after if isinstance(after, dict) or after is None else after.model_dump(mode="json"),
-    )
 
 
 def _participation_read(key: str, external_id: str, p) -> ParticipationRead:
@@ -78,9 +65,10 @@ def _participation_read(key: str, external_id: str, p) -> ParticipationRead:
 async def create_activity(body: ActivityCreate, session: SessionDep, request: Request) -> ActivityRead:
     """A salon, lecture, appreciation event or campaign: who may be invited (`audience`, a condition in the rule
     language, and optionally tiers of a policy), channel, capacity, schedule and the codes of the benefits it
-    grants (benefit catalogue codes). A key in use is a 409."""
+    grants (codes of the benefit catalogue, GET /v1/benefits: a code not in it is a 422 naming it). A key in use is
+    a 409."""
     created = ActivityRead.model_validate(await service.create_activity(session, body))
-    await _audit(session, request, "activity.create", created.key, None, created)
+    await programme_routes.audit(session, request, service.ACTIVITY, "create", created.key, None, created)
     return created
 
 
@@ -121,14 +109,18 @@ async def get_activity(key: KeyPath, session: SessionDep, conditional: Condition
 async def update_activity(
     key: KeyPath, body: ActivityUpdate, session: SessionDep, request: Request, conditional: ConditionalWrite
 ) -> ActivityRead:
-    """Change the name, owner team, capacity (not below the places given), schedule or benefit codes. With
-    If-Match, only if nobody changed it since you read it (412)."""
-    activity = await service.get_activity(session, key, lock=True)
-    before = ActivityRead.model_validate(activity)
-    conditional.check(before)
-    updated = ActivityRead.model_validate(await service.update_activity(session, activity, body))
-    await _audit(session, request, "activity.update", key, before, updated)
-    return conditional.respond(updated)
+    """Change the name, owner team, capacity (not below the places given), schedule or benefit codes (each in the
+    benefit catalogue, else a 422 naming it). With If-Match, only if nobody changed it since you read it (412)."""
+    return await programme_routes.change(
+        session,
+        request,
+        conditional,
+        service.ACTIVITY,
+        key,
+        ActivityRead,
+        service.update_activity,
+        body,
+    )
 
 
 @router.post(
@@ -144,11 +136,14 @@ async def invite_to_activity(
     """Invite customers: only those the audience admits, who consent to marketing and whom the contact policy
     does not suppress (as for communities: an unanswered invitation is an ignored impression, a declined one a
     dismiss). Each customer's outcome is listed."""
-    activity = await service.get_activity(session, key)
-    outcomes = await service.invite(session, activity, body.customer_ids, body.channel)
-    invited = sum(1 for r in outcomes if r["outcome"] == "invited")
-    await _audit(session, request, "activity.invite", key, None, {"channel": body.channel, "invited": invited})
-    return InvitationBatchResult(invited=invited, skipped=len(outcomes) - invited, results=outcomes)
+    return await programme_routes.invite(
+        session,
+        request,
+        service.ACTIVITY,
+        key,
+        body,
+        service.invite,
+    )
 
 
 @router.post(
@@ -182,7 +177,9 @@ async def record_attendance(
     activity = await service.get_activity(session, key)
     result, changed = await service.record_attendance(session, activity, body.records)
     await customer_flows.customers_changed(session, changed)
-    await _audit(session, request, "activity.attendance", key, None, {k: result[k] for k in ("attended", "no_show")})
+    await programme_routes.audit(
+        session, request, service.ACTIVITY, "attendance", key, None, {k: result[k] for k in ("attended", "no_show")}
+    )
     return AttendanceResult(**result)
 
 

@@ -79,7 +79,8 @@ class ActivityCreate(AudienceFields):
     ends_at: Timestamp
     benefit_codes: Annotated[list[BenefitCode], Field(max_length=20)] = Field(
         default_factory=list,
-        description="Codes of the benefit catalogue's benefits the activity grants (kept as codes, not checked).",
+        description="Codes of the benefit catalogue's benefits the activity grants (GET /v1/benefits); a code not "
+        "in the catalogue is a 422 naming it (/benefit_codes/<index>).",
     )
 
     @model_validator(mode="after")
