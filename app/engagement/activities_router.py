@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
@@ -58,18 +59,17 @@ def _participation_read(key: str, external_id: str, p) -> ParticipationRead:
     "",
     summary="Create an activity",
     location="/v1/activities/{key}",
+    audit=audit_service.created("activity.create", "activity", "key"),
     response_model=ActivityRead,
     dependencies=WRITE,
     responses=problem_responses(409, 422),
 )
-async def create_activity(body: ActivityCreate, session: SessionDep, request: Request) -> ActivityRead:
+async def create_activity(body: ActivityCreate, session: SessionDep) -> ActivityRead:
     """A salon, lecture, appreciation event or campaign: who may be invited (`audience`, a condition in the rule
     language, and optionally tiers of a policy), channel, capacity, schedule and the codes of the benefits it
     grants (codes of the benefit catalogue, GET /v1/benefits: a code not in it is a 422 naming it). A key in use is
     a 409."""
-    created = ActivityRead.model_validate(await service.create_activity(session, body))
-    await programme_routes.audit(session, request, service.ACTIVITY, "create", created.key, None, created)
-    return created
+    return ActivityRead.model_validate(await service.create_activity(session, body))
 
 
 @router.get(

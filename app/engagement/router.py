@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from app.audit import service as audit_service
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses
 from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
@@ -48,16 +49,15 @@ MAX_METRICS_WINDOW = timedelta(days=3660)
     "",
     summary="Create a community",
     location="/v1/communities/{key}",
+    audit=audit_service.created("community.create", "community", "key"),
     response_model=CommunityRead,
     dependencies=WRITE,
     responses=problem_responses(409, 422),
 )
-async def create_community(body: CommunityCreate, session: SessionDep, request: Request) -> CommunityRead:
+async def create_community(body: CommunityCreate, session: SessionDep) -> CommunityRead:
     """A community around a shared interest: who may be invited (`audience`, a condition in the rule language,
     and optionally tiers of a policy), its capacity and state (planned, open, closed). A key in use is a 409."""
-    created = CommunityRead.model_validate(await service.create_community(session, body))
-    await programme_routes.audit(session, request, service.COMMUNITY, "create", created.key, None, created)
-    return created
+    return CommunityRead.model_validate(await service.create_community(session, body))
 
 
 @router.get(
