@@ -5,12 +5,12 @@ service messages are untouched."""
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
 from app.recommendations.contact import DEFAULT_CONTACT_POLICY, load_default_contact_policy
+from tests.engagement.test_activities import activity_body
 from tests.recommendations.conftest import CATALOG
 from tests.recommendations.test_recommendations import make_customer, recommend
 
@@ -116,18 +116,7 @@ async def test_three_dismissals_in_a_category_in_90_days_rest_the_category(clien
 async def _invited_to_a_programme(client, as_role, external_id: str, key: str, answer: str | None = "decline") -> None:
     """An activity `key` (everyone its audience), the customer invited to it on mobile and, with `answer`, answering
     it."""
-    start = datetime.now(UTC) + timedelta(days=7)
-    activity = {
-        "key": key,
-        "name": "Salon",
-        "kind": "salon",
-        "owner_team": "wealth",
-        "audience": {"always": True},
-        "channel": "online",
-        "capacity": 10,
-        "starts_at": start.isoformat(),
-        "ends_at": (start + timedelta(hours=2)).isoformat(),
-    }
+    activity = activity_body(key=key, audience={"always": True}, benefit_codes=[])
     created = await client.post("/v1/activities", json=activity, headers=as_role("admin"))
     assert created.status_code == 201, created.text
     invited = await client.post(
