@@ -41,7 +41,7 @@ async def update_activity(session: AsyncSession, activity: Activity, body: Activ
     """Change fields: the schedule stays in order, the capacity not below the places given, the benefit codes in
     the benefit catalogue."""
     changes = body.model_dump(exclude_unset=True)
-    programmes.refuse_nulls(changes, changes)
+    programmes.refuse_nulls(changes, list(changes))  # every field may be left out, none nulled
     if changes.get("ends_at", activity.ends_at) <= changes.get("starts_at", activity.starts_at):
         raise InvalidInput("/ends_at", "must be after starts_at")
     if "capacity" in changes:
