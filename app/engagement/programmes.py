@@ -20,16 +20,16 @@ from app.engagement.schemas.common import AudienceFields
 
 @dataclass(frozen=True)
 class ProgrammeKind:
-    """A kind of programme: its table, its name (in errors and in contact-policy targets `<name>:<key>`) and its
+    """A kind of programme: its table, its name (in errors and in contact-policy targets `<name>:<id>`) and its
     not-found error."""
 
     model: type[Community] | type[Activity]
     name: str
     not_found: Callable[[str], NotFound]
 
-    def target(self, key: str) -> str:
+    def target(self, programme_id: int) -> str:
         """The programme as the contact policy names it (rules of scope `product` count per target)."""
-        return f"{self.name}:{key}"
+        return f"{self.name}:{programme_id}"
 
 
 async def get(session: AsyncSession, kind: ProgrammeKind, key: str, *, lock: bool = False):
@@ -118,7 +118,7 @@ async def invite(
         session,
         audience_check.Audience(programme.audience, programme.audience_policy_key, programme.audience_tiers),
         sorted(ids.values()),
-        kind.target(programme.key),
+        kind.target(programme.id),
     )
     admitted = sorted(cid for cid, (outcome, _) in screening.items() if outcome == "ok")
     params = {"programme_id": programme.id, "ids": admitted, "channel": channel, "now": datetime.now(UTC)}

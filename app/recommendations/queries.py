@@ -9,18 +9,20 @@ from typing import Any
 from app.core.db import driver_statement
 from app.engagement.audience import invitation_outcomes
 from app.managers.queries import contact_outcomes as manager_contact_outcomes
+from app.products.models import CATEGORIES
 from app.recommendations import offer_state
 
-_REQUESTED = "ARRAY(SELECT customer_id FROM requested_customer)"
+_REQUESTED = "requested_customer rc"
+_CATEGORIES = ", ".join(f"'{category}'" for category in CATEGORIES)  # every product category (a constant)
 
 # Contacts that offer no product, as the contact policy counts them against offers: programme invitations
 # (app/engagement/audience.py) and managers' declined contacts (app/managers/queries.py) count in every product
 # category (rules of scope `category`), and for no one product (rules of scope `product` skip them).
-_CONTACTS_BEYOND_OFFERS = f"""
+CONTACTS_BEYOND_OFFERS = f"""
     UNION ALL
     SELECT NULL, pc.category, o.channel, o.occurred_at, o.outcome
     FROM ({invitation_outcomes(_REQUESTED)} UNION ALL {manager_contact_outcomes(_REQUESTED)}) o
-    CROSS JOIN (SELECT DISTINCT category FROM product) pc
+    CROSS JOIN unnest(ARRAY[{_CATEGORIES}]::text[]) AS pc(category)
     WHERE o.outcome IS NOT NULL AND o.occurred_at > {{now}}::timestamptz - interval '400 days'"""
 
 
@@ -79,7 +81,7 @@ CANDIDATES = (
     JOIN product pr ON pr.code = e.product_code
     WHERE e.kind IN ('impression', 'dismiss') AND e.occurred_at > {now}::timestamptz - interval '400 days'
 """
-    + _CONTACTS_BEYOND_OFFERS
+    + CONTACTS_BEYOND_OFFERS
     + """
 ), fired AS (  -- each active rule whose threshold the outcomes reach, with the product or category it suppresses
     SELECT r.scope, CASE r.scope WHEN 'product' THEN o.product_code ELSE o.category END AS target,
