@@ -112,14 +112,7 @@ async def update_activity(
     """Change the name, owner team, capacity (not below the places given), schedule or benefit codes (each in the
     benefit catalogue, else a 422 naming it). With If-Match, only if nobody changed it since you read it (412)."""
     return await programme_routes.change(
-        session,
-        request,
-        conditional,
-        service.ACTIVITY,
-        key,
-        ActivityRead,
-        service.update_activity,
-        body,
+        session, request, conditional, service.ACTIVITY, key, ActivityRead, service.update_activity, body
     )
 
 
@@ -136,14 +129,7 @@ async def invite_to_activity(
     """Invite customers: only those the audience admits, who consent to marketing and whom the contact policy
     does not suppress (as for communities: an unanswered invitation is an ignored impression, a declined one a
     dismiss). Each customer's outcome is listed."""
-    return await programme_routes.invite(
-        session,
-        request,
-        service.ACTIVITY,
-        key,
-        body,
-        service.invite,
-    )
+    return await programme_routes.invite(session, request, service.ACTIVITY, key, body, service.invite)
 
 
 @router.post(

@@ -100,14 +100,7 @@ async def update_community(
     """Change fields of a community (omitted ones keep their values); open it (`{"state": "open"}`) to send
     invitations, close it to stop them. With If-Match, only if nobody changed it since you read it (412)."""
     return await programme_routes.change(
-        session,
-        request,
-        conditional,
-        service.COMMUNITY,
-        key,
-        CommunityRead,
-        service.update_community,
-        body,
+        session, request, conditional, service.COMMUNITY, key, CommunityRead, service.update_community, body
     )
 
 
@@ -126,14 +119,7 @@ async def invite_to_community(
     a contact, an unanswered one counts as an ignored impression and a declined one as a dismiss, per community
     (rules of scope `product`) and over every engagement programme (scope `category`). Each customer's outcome is
     listed; someone already invited or a member is not invited again (one who left or declined may be)."""
-    return await programme_routes.invite(
-        session,
-        request,
-        service.COMMUNITY,
-        key,
-        body,
-        service.invite,
-    )
+    return await programme_routes.invite(session, request, service.COMMUNITY, key, body, service.invite)
 
 
 def _membership_read(key: str, external_id: str, membership, history=()) -> MembershipRead:
