@@ -23,7 +23,7 @@ from app.webhooks import outbox
 HOLDS_A_PLACE = ("accepted", "attended", "no_show")
 
 
-ACTIVITY = programmes.ProgrammeKind(Activity, "activity", ActivityNotFound)
+ACTIVITY = programmes.ProgrammeKind(Activity, "activity", ActivityNotFound, ActivityParticipation)
 
 
 async def get_activity(session: AsyncSession, key: str, *, lock: bool = False) -> Activity:
@@ -206,16 +206,7 @@ async def record_attendance(
 async def list_participants(
     session: AsyncSession, activity: Activity, state: str | None, after: int | None, limit: int
 ) -> list:
-    query = (
-        select(ActivityParticipation, Customer.external_id)
-        .join(Customer, Customer.id == ActivityParticipation.customer_id)
-        .where(ActivityParticipation.activity_id == activity.id)
-    )
-    if state is not None:
-        query = query.where(ActivityParticipation.state == state)
-    if after is not None:
-        query = query.where(ActivityParticipation.id > after)
-    return list((await session.execute(query.order_by(ActivityParticipation.id).limit(limit + 1))).all())
+    return await programmes.list_taking_part(session, ACTIVITY, activity, state, after, limit)
 
 
 async def get_participation(session: AsyncSession, activity: Activity, external_id: str):

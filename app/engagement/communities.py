@@ -8,7 +8,6 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, InvalidInput
-from app.customers.models import Customer
 from app.engagement import audience as audience_check
 from app.engagement import programmes
 from app.engagement.errors import CommunityNotFound, InvalidMove, MembershipNotFound
@@ -22,7 +21,7 @@ MEMBERSHIP_MOVES = {
 }
 
 
-COMMUNITY = programmes.ProgrammeKind(Community, "community", CommunityNotFound)
+COMMUNITY = programmes.ProgrammeKind(Community, "community", CommunityNotFound, CommunityMembership)
 
 
 async def get_community(session: AsyncSession, key: str, *, lock: bool = False) -> Community:
@@ -183,16 +182,7 @@ async def get_membership(session: AsyncSession, community: Community, external_i
 async def list_members(
     session: AsyncSession, community: Community, state: str | None, after: int | None, limit: int
 ) -> list:
-    query = (
-        select(CommunityMembership, Customer.external_id)
-        .join(Customer, Customer.id == CommunityMembership.customer_id)
-        .where(CommunityMembership.community_id == community.id)
-    )
-    if state is not None:
-        query = query.where(CommunityMembership.state == state)
-    if after is not None:
-        query = query.where(CommunityMembership.id > after)
-    return list((await session.execute(query.order_by(CommunityMembership.id).limit(limit + 1))).all())
+    return await programmes.list_taking_part(session, COMMUNITY, community, state, after, limit)
 
 
 # A batch of member activity: stored once per (community, event_id), only for customers who were members when it

@@ -14,18 +14,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.customers.models import Customer
 from app.engagement import audience as audience_check
-from app.engagement.models import Activity, Community
+from app.engagement.models import Activity, ActivityParticipation, Community, CommunityMembership
 from app.engagement.schemas.common import AudienceFields
 
 
 @dataclass(frozen=True)
 class ProgrammeKind:
-    """A kind of programme: its table, its name (in errors and in contact-policy targets `<name>:<id>`) and its
-    not-found error."""
+    """A kind of programme: its table, its name (in errors and in contact-policy targets `<name>:<id>`), its
+    not-found error, and the table of who takes part (a row per customer, its programme in `<name>_id`)."""
 
     model: type[Community] | type[Activity]
     name: str
     not_found: Callable[[str], NotFound]
+    taking_part: type[CommunityMembership] | type[ActivityParticipation]
 
     def target(self, programme_id: int) -> str:
         """The programme as the contact policy names it (rules of scope `product` count per target)."""
@@ -90,6 +91,24 @@ async def list_page(
     if after is not None:
         query = query.where(kind.model.id > after)
     return list((await session.scalars(query.order_by(kind.model.id).limit(limit + 1))).all())
+
+
+async def list_taking_part(
+    session: AsyncSession, kind: ProgrammeKind, programme, state: str | None, after: int | None, limit: int
+) -> list:
+    """(row, customer's external id) of who takes part in the programme, in the order invited (one more than
+    `limit`, for the page), optionally in one state."""
+    rows = kind.taking_part
+    query = (
+        select(rows, Customer.external_id)
+        .join(Customer, Customer.id == rows.customer_id)
+        .where(getattr(rows, f"{kind.name}_id") == programme.id)
+    )
+    if state is not None:
+        query = query.where(rows.state == state)
+    if after is not None:
+        query = query.where(rows.id > after)
+    return list((await session.execute(query.order_by(rows.id).limit(limit + 1))).all())
 
 
 async def customer_ids(session: AsyncSession, external_ids: list[str]) -> dict[str, int]:
