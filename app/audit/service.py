@@ -26,6 +26,17 @@ async def record(
     return event
 
 
+def created(action: str, entity: str, key: str):
+    """The audit of a creating POST, for `@creates(..., audit=created("benefit.create", "benefit", "code"))`
+    (app/core/idempotency.py): the response body is the record's `after`, its field `key` the entity's key, and the
+    calling API key's name the actor."""
+
+    async def record_created(session: AsyncSession, request, body: dict[str, Any]) -> None:
+        await record(session, request.state.principal.name, action, entity, body[key], None, body)
+
+    return record_created
+
+
 async def list_events(
     session: AsyncSession,
     *,

@@ -67,6 +67,7 @@ async def _audit(session, request: Request, action: str, code: str, before, afte
     "",
     summary="Add a benefit",
     location="/v1/benefits/{code}",
+    audit=audit_service.created("benefit.create", "benefit", "code"),
     response_model=BenefitRead,
     dependencies=[require_scope(Scope.BENEFITS_WRITE)],
     responses=problem_responses(409, 422),
@@ -74,9 +75,7 @@ async def _audit(session, request: Request, action: str, code: str, before, afte
 async def create_benefit(body: BenefitCreate, session: SessionDep, request: Request) -> BenefitRead:
     """Add a benefit to the catalogue and attach it to tiers of policies (each optionally with an extra condition in
     the rule language, e.g. only in the birthday month). Texts are data per language. Revision 1 is kept."""
-    created = await service.create_benefit(session, body, request.state.principal.name)
-    await _audit(session, request, "benefit.create", created.code, None, created)
-    return created
+    return await service.create_benefit(session, body, request.state.principal.name)
 
 
 @router.get(

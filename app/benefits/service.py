@@ -13,7 +13,7 @@ from app.benefits.errors import BenefitCodeTaken, BenefitNotFound
 from app.benefits.models import Benefit, BenefitRevision
 from app.benefits.schemas import BenefitCreate, BenefitRead, BenefitUpdate
 from app.core.db import unique_or_raise
-from app.core.errors import InvalidInput
+from app.core.errors import InvalidFields, InvalidInput
 from app.core.pagination import PageRequest, keyset
 from app.rules import check_condition, dump_condition, load_catalog
 from app.tiering.models import TierPolicy, TierPolicyVersion
@@ -79,6 +79,19 @@ async def get_benefit(session: AsyncSession, code: str, *, lock: bool = False) -
     if benefit is None:
         raise BenefitNotFound(code)
     return benefit
+
+
+async def check_codes(session: AsyncSession, codes: list[str], pointer: str) -> None:
+    """For another domain that names benefits by code (an activity's granted benefits): a 422 naming each code
+    that is not in the catalogue, at `pointer`/<index>."""
+    known = set((await session.scalars(select(Benefit.code).where(Benefit.code.in_(set(codes))))).all())
+    unknown = [
+        {"location": "body", "pointer": f"{pointer}/{i}", "detail": f"no benefit '{code}' in the catalogue"}
+        for i, code in enumerate(codes)
+        if code not in known
+    ]
+    if unknown:
+        raise InvalidFields(unknown)
 
 
 async def _record_revision(session: AsyncSession, benefit: Benefit, actor: str) -> BenefitRead:

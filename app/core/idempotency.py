@@ -7,6 +7,10 @@ A route opts in by declaring itself with `creates` instead of `router.post`:
     async def create_webhook(body: WebhookCreate, session: SessionDep, ...) -> WebhookCreated:
         ...   # return an instance of the response model
 
+With `audit=` (app.audit.service.created(action, entity, key field)), the creation is audited by the calling key,
+with the response body as the record's `after`, in the request's transaction; a replay audits nothing (it writes
+nothing).
+
 The route gets an optional `Idempotency-Key` header (documented in OpenAPI), its 201 (or `status_code=202`)
 response a `Location` header made from the response body's fields, and this behaviour when a key is sent:
 
@@ -29,7 +33,7 @@ Stored responses are sealed (app/core/crypto.py): they can hold a secret shown o
 import hashlib
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import wraps
 from typing import Annotated, Any
@@ -77,6 +81,9 @@ IdempotencyKeyHeader = Annotated[
     ),
 ]
 
+AuditCreated = Callable[[AsyncSession, Request, dict[str, Any]], Awaitable[None]]
+"""Records what a POST created: given the session, the request and the response body (JSON-ready)."""
+
 LOCATION_HEADER = {"Location": {"description": "The URL of the created resource.", "schema": {"type": "string"}}}
 
 # Claim the key: a new key, or one that expired. A conflicting row another transaction is writing makes this wait
@@ -109,10 +116,12 @@ def creates(
     location: str,
     status_code: int = 201,
     responses: dict | None = None,
+    audit: AuditCreated | None = None,
     **route_kwargs: Any,
 ) -> Callable:
     """`router.post(path, ...)` for a POST that creates: Idempotency-Key honoured, Location on the 201/202.
-    `location` is formatted with the response body's top-level fields ("/v1/webhooks/{id}")."""
+    `location` is formatted with the response body's top-level fields ("/v1/webhooks/{id}"); `audit` records the
+    creation from the response body."""
     documented = {**(responses or {})}
     if status_code in (201, 202):  # a 200 (an action that records something, no new resource) has no Location
         declared = documented.get(status_code, {})
@@ -151,6 +160,8 @@ def creates(
             if isinstance(result, Response):
                 return result  # the endpoint answered itself (not a creation): nothing to add or store
             content = jsonable_encoder(result)
+            if audit is not None:
+                await audit(session, request, content)
             status = response.status_code or status_code
             if status in (201, 202):
                 response.headers["Location"] = location.format_map(content)

@@ -11,67 +11,50 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.benefits import service as benefits_service
 from app.core.errors import Conflict, InvalidInput
 from app.customers.models import Customer
-from app.engagement import audience as audience_check
+from app.engagement import programmes
 from app.engagement.errors import ActivityNotFound, InvalidMove, MembershipNotFound
 from app.engagement.models import Activity, ActivityParticipation
-from app.engagement.schemas import ActivityCreate, ActivityUpdate, AttendanceIn
+from app.engagement.schemas.activities import ActivityCreate, ActivityUpdate, AttendanceIn
 from app.webhooks import outbox
 
 HOLDS_A_PLACE = ("accepted", "attended", "no_show")
 
 
+ACTIVITY = programmes.ProgrammeKind(Activity, "activity", ActivityNotFound, ActivityParticipation)
+
+
 async def get_activity(session: AsyncSession, key: str, *, lock: bool = False) -> Activity:
-    query = select(Activity).where(Activity.key == key)
-    if lock:
-        query = query.with_for_update()
-    activity = await session.scalar(query)
-    if activity is None:
-        raise ActivityNotFound(key)
-    return activity
+    return await programmes.get(session, ACTIVITY, key, lock=lock)
 
 
 async def create_activity(session: AsyncSession, body: ActivityCreate) -> Activity:
-    if await session.scalar(select(Activity.id).where(Activity.key == body.key)) is not None:
-        raise Conflict(f"activity '{body.key}' exists")
-    values = body.model_dump(exclude={"audience"})
-    values["audience"] = await audience_check.checked_audience(
-        session, body.audience, body.audience_policy_key, body.audience_tiers
+    """A new activity; its benefit codes must be in the benefit catalogue (422 at /benefit_codes/<i>)."""
+    return await programmes.create(
+        session, ACTIVITY, body, lambda: benefits_service.check_codes(session, body.benefit_codes, "/benefit_codes")
     )
-    activity = Activity(**values)
-    session.add(activity)
-    await session.flush()
-    await session.refresh(activity)
-    return activity
 
 
 async def update_activity(session: AsyncSession, activity: Activity, body: ActivityUpdate) -> Activity:
+    """Change fields: the schedule stays in order, the capacity not below the places given, the benefit codes in
+    the benefit catalogue."""
     changes = body.model_dump(exclude_unset=True)
-    for name, value in changes.items():
-        if value is None:
-            raise InvalidInput(f"/{name}", "must not be null")
+    programmes.refuse_nulls(changes, list(changes))  # every field may be left out, none nulled
     if changes.get("ends_at", activity.ends_at) <= changes.get("starts_at", activity.starts_at):
         raise InvalidInput("/ends_at", "must be after starts_at")
     if "capacity" in changes:
         held = await _places_held(session, activity.id)
         if changes["capacity"] < held:
             raise InvalidInput("/capacity", f"{held} places are already given")
-    for name, value in changes.items():
-        setattr(activity, name, value)
-    activity.updated_at = datetime.now(UTC)
-    await session.flush()
-    await session.refresh(activity)
-    return activity
+    if "benefit_codes" in changes:
+        await benefits_service.check_codes(session, changes["benefit_codes"], "/benefit_codes")
+    return await programmes.apply_changes(session, activity, changes)
 
 
 async def list_activities(session: AsyncSession, kind: str | None, after: int | None, limit: int) -> list:
-    query = select(Activity)
-    if kind is not None:
-        query = query.where(Activity.kind == kind)
-    if after is not None:
-        query = query.where(Activity.id > after)
-    return list((await session.scalars(query.order_by(Activity.id).limit(limit + 1))).all())
+    return await programmes.list_page(session, ACTIVITY, "kind", kind, after, limit)
 
 
 async def _places_held(session: AsyncSession, activity_id: int) -> int:
@@ -84,7 +67,7 @@ async def _places_held(session: AsyncSession, activity_id: int) -> int:
 _INVITE = text(f"""
 WITH invited AS (
     INSERT INTO activity_participation (activity_id, customer_id, state, channel, invited_at)
-    SELECT :activity_id, id, 'invited', :channel, :now FROM unnest(CAST(:ids AS bigint[])) AS t(id) ORDER BY id
+    SELECT :programme_id, id, 'invited', :channel, :now FROM unnest(CAST(:ids AS bigint[])) AS t(id) ORDER BY id
     ON CONFLICT (activity_id, customer_id) DO NOTHING
     RETURNING customer_id
 ), events AS (
@@ -99,51 +82,11 @@ SELECT customer_id FROM invited
 
 
 async def invite(session: AsyncSession, activity: Activity, external_ids: list[str], channel: str) -> list[dict]:
-    """Invite customers the audience admits, who consent and whom the contact policy does not suppress."""
+    """Invite customers to an activity not over yet (app/engagement/programmes.py: screened, each customer's
+    outcome)."""
     if activity.ends_at <= datetime.now(UTC):
         raise Conflict(f"activity '{activity.key}' is over")
-    ids = dict(
-        (
-            await session.execute(
-                select(Customer.external_id, Customer.id).where(
-                    Customer.external_id.in_(list(dict.fromkeys(external_ids))), Customer.erased_at.is_(None)
-                )
-            )
-        ).all()
-    )
-    screening = await audience_check.screen(
-        session,
-        audience_check.Audience(activity.audience, activity.audience_policy_key, activity.audience_tiers),
-        sorted(ids.values()),
-        f"activity:{activity.key}",
-    )
-    admitted = sorted(cid for cid, (outcome, _) in screening.items() if outcome == "ok")
-    invited = set(
-        (
-            await session.scalars(
-                _INVITE,
-                {
-                    "activity_id": activity.id,
-                    "ids": admitted,
-                    "channel": channel,
-                    "now": datetime.now(UTC),
-                    "key": activity.key,
-                },
-            )
-        ).all()
-    )
-    results = []
-    for external_id in external_ids:
-        customer_id = ids.get(external_id)
-        if customer_id is None:
-            results.append({"customer_id": external_id, "outcome": "unknown_customer"})
-            continue
-        outcome, rule = screening[customer_id]
-        if outcome == "ok":
-            outcome = "invited" if customer_id in invited else "already_invited"
-            invited.discard(customer_id)
-        results.append({"customer_id": external_id, "outcome": outcome, "contact_rule": rule})
-    return results
+    return await programmes.invite(session, ACTIVITY, activity, external_ids, channel, _INVITE)
 
 
 async def _participation(
@@ -263,16 +206,7 @@ async def record_attendance(
 async def list_participants(
     session: AsyncSession, activity: Activity, state: str | None, after: int | None, limit: int
 ) -> list:
-    query = (
-        select(ActivityParticipation, Customer.external_id)
-        .join(Customer, Customer.id == ActivityParticipation.customer_id)
-        .where(ActivityParticipation.activity_id == activity.id)
-    )
-    if state is not None:
-        query = query.where(ActivityParticipation.state == state)
-    if after is not None:
-        query = query.where(ActivityParticipation.id > after)
-    return list((await session.execute(query.order_by(ActivityParticipation.id).limit(limit + 1))).all())
+    return await programmes.list_taking_part(session, ACTIVITY, activity, state, after, limit)
 
 
 async def get_participation(session: AsyncSession, activity: Activity, external_id: str):

@@ -16,8 +16,8 @@ from app.core.strict import ParamInteger
 from app.customers import flows as customer_flows
 from app.customers.schemas import ExternalIdPath
 from app.engagement import activities as service
-from app.engagement import results
-from app.engagement.schemas import (
+from app.engagement import programme_routes, results
+from app.engagement.schemas.activities import (
     ActivityCreate,
     ActivityKind,
     ActivityRead,
@@ -25,12 +25,11 @@ from app.engagement.schemas import (
     ActivityUpdate,
     AttendanceBatch,
     AttendanceResult,
-    InvitationBatch,
-    InvitationBatchResult,
     ParticipationRead,
     ParticipationState,
     RsvpIn,
 )
+from app.engagement.schemas.common import InvitationBatch, InvitationBatchResult
 
 router = APIRouter(prefix="/v1/activities", tags=["engagement"], responses=problem_responses(401, 403))
 
@@ -40,18 +39,6 @@ PARTICIPATE = [require_scope(Scope.PARTICIPATION_WRITE)]
 KeyPath = Annotated[
     str, Path(alias="activity_key", max_length=40, description="The activity's key.", examples=["pensions_explained"])
 ]
-
-
-async def _audit(session, request: Request, action: str, key: str, before, after) -> None:
-    await audit_service.record(
-        session,
-        request.state.principal.name,
-        action,
-        "activity",
-        key,
-        before.model_dump(mode="json") if before is not None else None,
-        after if isinstance(after, dict) or after is None else after.model_dump(mode="json"),
-    )
 
 
 def _participation_read(key: str, external_id: str, p) -> ParticipationRead:
@@ -72,17 +59,17 @@ def _participation_read(key: str, external_id: str, p) -> ParticipationRead:
     "",
     summary="Create an activity",
     location="/v1/activities/{key}",
+    audit=audit_service.created("activity.create", "activity", "key"),
     response_model=ActivityRead,
     dependencies=WRITE,
     responses=problem_responses(409, 422),
 )
-async def create_activity(body: ActivityCreate, session: SessionDep, request: Request) -> ActivityRead:
+async def create_activity(body: ActivityCreate, session: SessionDep) -> ActivityRead:
     """A salon, lecture, appreciation event or campaign: who may be invited (`audience`, a condition in the rule
     language, and optionally tiers of a policy), channel, capacity, schedule and the codes of the benefits it
-    grants (benefit catalogue codes). A key in use is a 409."""
-    created = ActivityRead.model_validate(await service.create_activity(session, body))
-    await _audit(session, request, "activity.create", created.key, None, created)
-    return created
+    grants (codes of the benefit catalogue, GET /v1/benefits: a code not in it is a 422 naming it). A key in use is
+    a 409."""
+    return ActivityRead.model_validate(await service.create_activity(session, body))
 
 
 @router.get(
@@ -122,14 +109,11 @@ async def get_activity(key: KeyPath, session: SessionDep, conditional: Condition
 async def update_activity(
     key: KeyPath, body: ActivityUpdate, session: SessionDep, request: Request, conditional: ConditionalWrite
 ) -> ActivityRead:
-    """Change the name, owner team, capacity (not below the places given), schedule or benefit codes. With
-    If-Match, only if nobody changed it since you read it (412)."""
-    activity = await service.get_activity(session, key, lock=True)
-    before = ActivityRead.model_validate(activity)
-    conditional.check(before)
-    updated = ActivityRead.model_validate(await service.update_activity(session, activity, body))
-    await _audit(session, request, "activity.update", key, before, updated)
-    return conditional.respond(updated)
+    """Change the name, owner team, capacity (not below the places given), schedule or benefit codes (each in the
+    benefit catalogue, else a 422 naming it). With If-Match, only if nobody changed it since you read it (412)."""
+    return await programme_routes.change(
+        session, request, conditional, service.ACTIVITY, key, ActivityRead, service.update_activity, body
+    )
 
 
 @router.post(
@@ -145,11 +129,7 @@ async def invite_to_activity(
     """Invite customers: only those the audience admits, who consent to marketing and whom the contact policy
     does not suppress (as for communities: an unanswered invitation is an ignored impression, a declined one a
     dismiss). Each customer's outcome is listed."""
-    activity = await service.get_activity(session, key)
-    outcomes = await service.invite(session, activity, body.customer_ids, body.channel)
-    invited = sum(1 for r in outcomes if r["outcome"] == "invited")
-    await _audit(session, request, "activity.invite", key, None, {"channel": body.channel, "invited": invited})
-    return InvitationBatchResult(invited=invited, skipped=len(outcomes) - invited, results=outcomes)
+    return await programme_routes.invite(session, request, service.ACTIVITY, key, body, service.invite)
 
 
 @router.post(
@@ -183,7 +163,9 @@ async def record_attendance(
     activity = await service.get_activity(session, key)
     result, changed = await service.record_attendance(session, activity, body.records)
     await customer_flows.customers_changed(session, changed)
-    await _audit(session, request, "activity.attendance", key, None, {k: result[k] for k in ("attended", "no_show")})
+    await programme_routes.audit(
+        session, request, service.ACTIVITY, "attendance", key, None, {k: result[k] for k in ("attended", "no_show")}
+    )
     return AttendanceResult(**result)
 
 

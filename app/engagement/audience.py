@@ -4,9 +4,10 @@ contact policy (the same contact_rule rows as recommendations).
 
 Invitations are contacts under that policy: an invitation a customer has not answered counts as an ignored
 impression, a declined one as a dismiss. A rule of scope `product` counts the outcomes of the same programme
-(its target is `community:<key>` or `activity:<key>`), a rule of scope `category` those of every engagement
+(its target is `community:<id>` or `activity:<id>`), a rule of scope `category` those of every engagement
 programme (the category `engagement`); a rule's channel, window, threshold and suppression days apply as they do
-to offers."""
+to offers. The other way round, the recommendations count invitations against offers: rules of scope `category`
+count each in every product category (app/recommendations/queries.py)."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -34,20 +35,25 @@ SELECT a.customer_id FROM tier_assignment a JOIN tier_policy p ON p.id = a.polic
 WHERE a.customer_id = ANY(:ids) AND p.key = :policy AND effective_tier(a) = ANY(:tiers)
 """)
 
-INVITATION_OUTCOMES = """
-    SELECT m.customer_id, 'community:' || c.key AS target, m.channel, m.invited_at AS occurred_at,
+
+def invitation_outcomes(customers: str) -> str:
+    """SQL: the programme invitations of the customers in `customers` (a FROM item `rc` with a column customer_id)
+    as the contact policy counts them: (customer_id, target, channel, occurred_at, outcome); an unanswered
+    invitation is an ignored impression, a declined one a dismiss, any other answer no outcome (null). The
+    recommendations count them too (app/recommendations/queries.py)."""
+    return f"""
+    SELECT m.customer_id, 'community:' || m.community_id AS target, m.channel, m.invited_at AS occurred_at,
            CASE m.state WHEN 'declined' THEN 'dismiss' WHEN 'invited' THEN 'ignored_impression' END AS outcome
-    FROM community_membership m JOIN community c ON c.id = m.community_id
-    WHERE m.customer_id = ANY(:ids)
+    FROM {customers} JOIN community_membership m ON m.customer_id = rc.customer_id
     UNION ALL
-    SELECT p.customer_id, 'activity:' || a.key, p.channel, p.invited_at,
+    SELECT p.customer_id, 'activity:' || p.activity_id, p.channel, p.invited_at,
            CASE p.state WHEN 'declined' THEN 'dismiss' WHEN 'invited' THEN 'ignored_impression' END
-    FROM activity_participation p JOIN activity a ON a.id = p.activity_id
-    WHERE p.customer_id = ANY(:ids)
+    FROM {customers} JOIN activity_participation p ON p.customer_id = rc.customer_id
 """
 
+
 _SUPPRESSED = text(f"""
-WITH outcomes AS ({INVITATION_OUTCOMES}
+WITH outcomes AS ({invitation_outcomes("unnest(CAST(:ids AS bigint[])) AS rc(customer_id)")}
 ), fired AS (
     SELECT o.customer_id, min(r.name) AS rule
     FROM contact_rule r

@@ -8,11 +8,11 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, InvalidInput
-from app.customers.models import Customer
 from app.engagement import audience as audience_check
+from app.engagement import programmes
 from app.engagement.errors import CommunityNotFound, InvalidMove, MembershipNotFound
 from app.engagement.models import Community, CommunityMembership, CommunityMembershipMove
-from app.engagement.schemas import CommunityCreate, CommunityUpdate, MemberActivityIn
+from app.engagement.schemas.communities import CommunityCreate, CommunityUpdate, MemberActivityIn
 from app.webhooks import outbox
 
 MEMBERSHIP_MOVES = {
@@ -21,35 +21,21 @@ MEMBERSHIP_MOVES = {
 }
 
 
+COMMUNITY = programmes.ProgrammeKind(Community, "community", CommunityNotFound, CommunityMembership)
+
+
 async def get_community(session: AsyncSession, key: str, *, lock: bool = False) -> Community:
-    query = select(Community).where(Community.key == key)
-    if lock:
-        query = query.with_for_update()
-    community = await session.scalar(query)
-    if community is None:
-        raise CommunityNotFound(key)
-    return community
+    return await programmes.get(session, COMMUNITY, key, lock=lock)
 
 
 async def create_community(session: AsyncSession, body: CommunityCreate) -> Community:
-    if await session.scalar(select(Community.id).where(Community.key == body.key)) is not None:
-        raise Conflict(f"community '{body.key}' exists")
-    values = body.model_dump(exclude={"audience"})
-    values["audience"] = await audience_check.checked_audience(
-        session, body.audience, body.audience_policy_key, body.audience_tiers
-    )
-    community = Community(**values)
-    session.add(community)
-    await session.flush()
-    await session.refresh(community)
-    return community
+    return await programmes.create(session, COMMUNITY, body)
 
 
 async def update_community(session: AsyncSession, community: Community, body: CommunityUpdate) -> Community:
+    """Change fields; the audience and its policy and tiers are replaced together."""
     changes = body.model_dump(exclude_unset=True)
-    for name in ("name", "owner_team", "state"):
-        if name in changes and changes[name] is None:
-            raise InvalidInput(f"/{name}", "must not be null")
+    programmes.refuse_nulls(changes, ("name", "owner_team", "state"))
     if "audience" in changes:
         if body.audience is None:
             raise InvalidInput("/audience", "must not be null")
@@ -60,30 +46,11 @@ async def update_community(session: AsyncSession, community: Community, body: Co
         changes["audience_policy_key"], changes["audience_tiers"] = policy, tiers
     elif "audience_policy_key" in changes or "audience_tiers" in changes:
         raise InvalidInput("/audience", "send the audience with its policy and tiers")
-    for name, value in changes.items():
-        setattr(community, name, value)
-    community.updated_at = datetime.now(UTC)
-    await session.flush()
-    await session.refresh(community)
-    return community
+    return await programmes.apply_changes(session, community, changes)
 
 
 async def list_communities(session: AsyncSession, state: str | None, after: int | None, limit: int) -> list:
-    query = select(Community)
-    if state is not None:
-        query = query.where(Community.state == state)
-    if after is not None:
-        query = query.where(Community.id > after)
-    return list((await session.scalars(query.order_by(Community.id).limit(limit + 1))).all())
-
-
-async def _customer_ids(session: AsyncSession, external_ids: list[str]) -> dict[str, int]:
-    rows = await session.execute(
-        select(Customer.external_id, Customer.id).where(
-            Customer.external_id.in_(external_ids), Customer.erased_at.is_(None)
-        )
-    )
-    return dict(rows.all())
+    return await programmes.list_page(session, COMMUNITY, "state", state, after, limit)
 
 
 def _invited_event(key_sql: str) -> str:
@@ -99,17 +66,17 @@ def _invited_event(key_sql: str) -> str:
 _INVITE = text(f"""
 WITH prior AS (
     SELECT customer_id, state FROM community_membership
-    WHERE community_id = :community_id AND customer_id = ANY(:ids)
+    WHERE community_id = :programme_id AND customer_id = ANY(:ids)
 ), invited AS (
     INSERT INTO community_membership AS m (community_id, customer_id, state, channel, invited_at)
-    SELECT :community_id, id, 'invited', :channel, :now FROM unnest(CAST(:ids AS bigint[])) AS t(id) ORDER BY id
+    SELECT :programme_id, id, 'invited', :channel, :now FROM unnest(CAST(:ids AS bigint[])) AS t(id) ORDER BY id
     ON CONFLICT (community_id, customer_id) DO UPDATE SET state = 'invited', channel = excluded.channel,
         invited_at = excluded.invited_at, joined_at = NULL, ended_at = NULL, updated_at = now()
     WHERE m.state IN ('left', 'declined')
     RETURNING id, customer_id
 ), moves AS (
     INSERT INTO community_membership_move (membership_id, community_id, from_state, to_state, channel, at)
-    SELECT i.id, :community_id, pr.state, 'invited', :channel, :now
+    SELECT i.id, :programme_id, pr.state, 'invited', :channel, :now
     FROM invited i LEFT JOIN prior pr USING (customer_id)
 ), events AS (
     {outbox.INSERT_SQL}
@@ -123,44 +90,10 @@ SELECT customer_id FROM invited
 async def invite(
     session: AsyncSession, community: Community, external_ids: list[str], channel: str
 ) -> list[dict[str, Any]]:
-    """Invite customers the audience admits, who consent and whom the contact policy does not suppress; each
-    customer's outcome, in the order given."""
+    """Invite customers to an open community (app/engagement/programmes.py: screened, each customer's outcome)."""
     if community.state != "open":
         raise Conflict(f"community '{community.key}' is {community.state}: invitations go out only when open")
-    ids = await _customer_ids(session, list(dict.fromkeys(external_ids)))
-    screening = await audience_check.screen(
-        session,
-        audience_check.Audience(community.audience, community.audience_policy_key, community.audience_tiers),
-        sorted(ids.values()),
-        f"community:{community.key}",
-    )
-    admitted = sorted(cid for cid, (outcome, _) in screening.items() if outcome == "ok")
-    invited = set(
-        (
-            await session.scalars(
-                _INVITE,
-                {
-                    "community_id": community.id,
-                    "ids": admitted,
-                    "channel": channel,
-                    "now": datetime.now(UTC),
-                    "key": community.key,
-                },
-            )
-        ).all()
-    )
-    results = []
-    for external_id in external_ids:
-        customer_id = ids.get(external_id)
-        if customer_id is None:
-            results.append({"customer_id": external_id, "outcome": "unknown_customer"})
-            continue
-        outcome, rule = screening[customer_id]
-        if outcome == "ok":
-            outcome = "invited" if customer_id in invited else "already_invited"
-            invited.discard(customer_id)  # a repeated id in the batch: invited once
-        results.append({"customer_id": external_id, "outcome": outcome, "contact_rule": rule})
-    return results
+    return await programmes.invite(session, COMMUNITY, community, external_ids, channel, _INVITE)
 
 
 async def move_membership(
@@ -168,7 +101,7 @@ async def move_membership(
 ) -> CommunityMembership:
     """Move a membership (invited -> joined/declined/removed, joined -> left/removed), with its history row and a
     webhook event. Joining a full or closed community is a 409 (the community row is locked: capacity holds)."""
-    customer_id = (await _customer_ids(session, [external_id])).get(external_id)
+    customer_id = (await programmes.customer_ids(session, [external_id])).get(external_id)
     if customer_id is None:
         raise MembershipNotFound(community.key)
     if to == "joined":
@@ -226,7 +159,7 @@ async def move_membership(
 
 
 async def get_membership(session: AsyncSession, community: Community, external_id: str) -> tuple:
-    customer_id = (await _customer_ids(session, [external_id])).get(external_id)
+    customer_id = (await programmes.customer_ids(session, [external_id])).get(external_id)
     membership = None
     if customer_id is not None:
         membership = await session.scalar(
@@ -249,16 +182,7 @@ async def get_membership(session: AsyncSession, community: Community, external_i
 async def list_members(
     session: AsyncSession, community: Community, state: str | None, after: int | None, limit: int
 ) -> list:
-    query = (
-        select(CommunityMembership, Customer.external_id)
-        .join(Customer, Customer.id == CommunityMembership.customer_id)
-        .where(CommunityMembership.community_id == community.id)
-    )
-    if state is not None:
-        query = query.where(CommunityMembership.state == state)
-    if after is not None:
-        query = query.where(CommunityMembership.id > after)
-    return list((await session.execute(query.order_by(CommunityMembership.id).limit(limit + 1))).all())
+    return await programmes.list_taking_part(session, COMMUNITY, community, state, after, limit)
 
 
 # A batch of member activity: stored once per (community, event_id), only for customers who were members when it

@@ -12,7 +12,7 @@ from app.core.errors import InvalidInput, NotFound
 from app.customers.models import Customer
 from app.engagement.errors import InvalidMove
 from app.engagement.models import Referral
-from app.engagement.schemas import ReferralIn, ReferralMoveIn
+from app.engagement.schemas.referrals import ReferralIn, ReferralMoveIn
 from app.webhooks import outbox
 
 NEXT = {"referred": "onboarded", "onboarded": "active"}

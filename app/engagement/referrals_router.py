@@ -14,7 +14,7 @@ from app.core.strict import BIGINT_MAX, ParamInteger
 from app.customers import flows as customer_flows
 from app.customers.schemas import ExternalId
 from app.engagement import referrals as service
-from app.engagement.schemas import ReferralIn, ReferralMoveIn, ReferralRead
+from app.engagement.schemas.referrals import ReferralIn, ReferralMoveIn, ReferralRead
 
 router = APIRouter(prefix="/v1/referrals", tags=["engagement"], responses=problem_responses(401, 403))
 

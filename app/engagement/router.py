@@ -17,15 +17,14 @@ from app.core.strict import Timestamp
 from app.customers import flows as customer_flows
 from app.customers.schemas import ExternalIdPath
 from app.engagement import communities as service
-from app.engagement import metrics
-from app.engagement.schemas import (
+from app.engagement import metrics, programme_routes
+from app.engagement.schemas.common import InvitationBatch, InvitationBatchResult
+from app.engagement.schemas.communities import (
     CommunityCreate,
     CommunityMetrics,
     CommunityRead,
     CommunityState,
     CommunityUpdate,
-    InvitationBatch,
-    InvitationBatchResult,
     MemberActivityBatch,
     MemberActivityResult,
     MembershipMoveIn,
@@ -45,33 +44,20 @@ KeyPath = Annotated[
 MAX_METRICS_WINDOW = timedelta(days=3660)
 
 
-async def _audit(session, request: Request, action: str, key: str, before, after) -> None:
-    await audit_service.record(
-        session,
-        request.state.principal.name,
-        action,
-        "community",
-        key,
-        before.model_dump(mode="json") if before is not None else None,
-        after if isinstance(after, dict) or after is None else after.model_dump(mode="json"),
-    )
-
-
 @creates(
     router,
     "",
     summary="Create a community",
     location="/v1/communities/{key}",
+    audit=audit_service.created("community.create", "community", "key"),
     response_model=CommunityRead,
     dependencies=WRITE,
     responses=problem_responses(409, 422),
 )
-async def create_community(body: CommunityCreate, session: SessionDep, request: Request) -> CommunityRead:
+async def create_community(body: CommunityCreate, session: SessionDep) -> CommunityRead:
     """A community around a shared interest: who may be invited (`audience`, a condition in the rule language,
     and optionally tiers of a policy), its capacity and state (planned, open, closed). A key in use is a 409."""
-    created = CommunityRead.model_validate(await service.create_community(session, body))
-    await _audit(session, request, "community.create", created.key, None, created)
-    return created
+    return CommunityRead.model_validate(await service.create_community(session, body))
 
 
 @router.get(
@@ -113,12 +99,9 @@ async def update_community(
 ) -> CommunityRead:
     """Change fields of a community (omitted ones keep their values); open it (`{"state": "open"}`) to send
     invitations, close it to stop them. With If-Match, only if nobody changed it since you read it (412)."""
-    community = await service.get_community(session, key, lock=True)
-    before = CommunityRead.model_validate(community)
-    conditional.check(before)
-    updated = CommunityRead.model_validate(await service.update_community(session, community, body))
-    await _audit(session, request, "community.update", key, before, updated)
-    return conditional.respond(updated)
+    return await programme_routes.change(
+        session, request, conditional, service.COMMUNITY, key, CommunityRead, service.update_community, body
+    )
 
 
 @router.post(
@@ -136,11 +119,7 @@ async def invite_to_community(
     a contact, an unanswered one counts as an ignored impression and a declined one as a dismiss, per community
     (rules of scope `product`) and over every engagement programme (scope `category`). Each customer's outcome is
     listed; someone already invited or a member is not invited again (one who left or declined may be)."""
-    community = await service.get_community(session, key)
-    results = await service.invite(session, community, body.customer_ids, body.channel)
-    invited = sum(1 for r in results if r["outcome"] == "invited")
-    await _audit(session, request, "community.invite", key, None, {"channel": body.channel, "invited": invited})
-    return InvitationBatchResult(invited=invited, skipped=len(results) - invited, results=results)
+    return await programme_routes.invite(session, request, service.COMMUNITY, key, body, service.invite)
 
 
 def _membership_read(key: str, external_id: str, membership, history=()) -> MembershipRead:
@@ -226,7 +205,9 @@ async def remove_member(
     community = await service.get_community(session, key)
     membership = await service.move_membership(session, community, customer_id, "removed", "bank", None)
     await customer_flows.customers_changed(session, [membership.customer_id])
-    await _audit(session, request, "community.remove_member", key, None, {"membership_id": membership.id})
+    await programme_routes.audit(
+        session, request, service.COMMUNITY, "remove_member", key, None, {"membership_id": membership.id}
+    )
     membership, history = await service.get_membership(session, community, customer_id)
     return _membership_read(key, customer_id, membership, history)
 

@@ -5,6 +5,19 @@ and none beyond it. Runs and manual reassignments are serialized by one transact
 
 from sqlalchemy import text
 
+
+def contact_outcomes(customers: str) -> str:
+    """SQL: the managers' contacts with the customers in `customers` (a FROM item `rc` with a column customer_id)
+    that the contact policy
+    counts, as (customer_id, target, channel, occurred_at, outcome): a contact the customer declined is a dismiss.
+    One that reached them (or a callback or follow-up they asked for) is engagement, and an unanswered call never
+    reached them: neither counts. The recommendations count these (app/recommendations/queries.py)."""
+    return f"""
+    SELECT mc.customer_id, 'manager' AS target, mc.channel, mc.contacted_at AS occurred_at, 'dismiss' AS outcome
+    FROM {customers} JOIN manager_contact mc ON mc.customer_id = rc.customer_id WHERE mc.outcome = 'declined'
+"""
+
+
 LOCK = text("SELECT pg_advisory_xact_lock(hashtext('tierwise.manager_assignment'))")
 
 # Still eligible: the customer holds (effective tier: grace and overrides included) a tier the manager serves.

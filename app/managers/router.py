@@ -64,16 +64,15 @@ async def _audit(session, request: Request, action: str, entity: str, key, befor
     "/relationship-managers",
     summary="Add a relationship manager",
     location="/v1/relationship-managers/{manager_id}",
+    audit=audit_service.created("manager.create", "relationship_manager", "manager_id"),
     response_model=ManagerRead,
     dependencies=[require_scope(Scope.MANAGERS_WRITE)],
     responses=problem_responses(409, 422),
 )
-async def create_manager(body: ManagerCreate, session: SessionDep, request: Request) -> ManagerRead:
+async def create_manager(body: ManagerCreate, session: SessionDep) -> ManagerRead:
     """A manager serving tiers of one policy (e.g. wealth: private, wealth) with a capacity in customers. The next
     assignment run gives them customers."""
-    created = await service.create_manager(session, body)
-    await _audit(session, request, "manager.create", "relationship_manager", created.manager_id, None, created)
-    return created
+    return await service.create_manager(session, body)
 
 
 @router.get(
@@ -147,6 +146,7 @@ async def list_manager_contacts(manager_id: ManagerIdPath, session: SessionDep, 
     "/manager-assignment-runs",
     summary="Run the assignment of customers to managers",
     location="/v1/manager-assignment-runs/{id}",
+    audit=audit_service.created("manager.assignment_run", "manager_assignment_run", "id"),
     response_model=AssignmentRunRead,
     dependencies=[require_scope(Scope.MANAGERS_WRITE)],
     responses=problem_responses(422),
@@ -156,9 +156,7 @@ async def run_assignment(body: AssignmentRunCreate, session: SessionDep, request
     (their effective tier, so only after the policy's downgrade grace) are released; the others keep their manager;
     customers in a served tier without a manager are given one with room, highest tiers first, filling managers
     evenly by capacity and never beyond it. The body may be `{}`."""
-    run = await service.run_assignment(session, request.state.principal.name)
-    await _audit(session, request, "manager.assignment_run", "manager_assignment_run", run.id, None, run)
-    return run
+    return await service.run_assignment(session, request.state.principal.name)
 
 
 @router.get(

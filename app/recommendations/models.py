@@ -158,7 +158,9 @@ class CoHoldingStat(Base):
 
 class ContactRule(Base):
     """After `threshold` outcomes of `outcome` within `window_days`, for the same product (or category), on the
-    channel (or any), suppress offers of it for `suppress_days`. Service products are exempt."""
+    channel (or any), suppress offers of it for `suppress_days`. Service products are exempt. Programme invitations and
+    managers' declined contacts are outcomes of no product: they count in every category (app/recommendations/
+    queries.py)."""
 
     __tablename__ = "contact_rule"
     __table_args__ = (

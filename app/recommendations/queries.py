@@ -7,7 +7,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.db import driver_statement
+from app.engagement.audience import invitation_outcomes
+from app.managers.queries import contact_outcomes as manager_contact_outcomes
+from app.products.models import CATEGORIES
 from app.recommendations import offer_state
+
+_REQUESTED = "requested_customer rc"
+_CATEGORIES = ", ".join(f"'{category}'" for category in CATEGORIES)  # every product category (a constant)
+
+# Contacts that offer no product, as the contact policy counts them against offers: programme invitations
+# (app/engagement/audience.py) and managers' declined contacts (app/managers/queries.py) count in every product
+# category (rules of scope `category`), and for no one product (rules of scope `product` skip them).
+CONTACTS_BEYOND_OFFERS = f"""
+    UNION ALL
+    SELECT NULL, pc.category, o.channel, o.occurred_at, o.outcome
+    FROM ({invitation_outcomes(_REQUESTED)} UNION ALL {manager_contact_outcomes(_REQUESTED)}) o
+    CROSS JOIN unnest(ARRAY[{_CATEGORIES}]::text[]) AS pc(category)
+    WHERE o.outcome IS NOT NULL AND o.occurred_at > {{now}}::timestamptz - interval '400 days'"""
 
 
 @dataclass(frozen=True)
@@ -48,7 +64,8 @@ class Statement:
 # After the customer's row (the CTE requested_customer: no row when there is no such customer), the candidates (when
 # explaining, every product with the first filter that removes it, NULL for a candidate), as arrays ordered by
 # product code, and the products held within the win-back window with the last day each was held.
-CANDIDATES = """
+CANDIDATES = (
+    """
 , tiers AS (  -- one row: the tier of the primary policy ('*': none) and the customer's tiers in every policy
     SELECT coalesce(max(t.tier) FILTER (WHERE t.key = {primary_policy}), '*') AS primary_tier,
            coalesce(array_agg(t.tier::text), '{{}}') AS codes
@@ -63,12 +80,15 @@ CANDIDATES = """
     FROM requested_customer rc JOIN feedback_event e ON e.customer_id = rc.customer_id
     JOIN product pr ON pr.code = e.product_code
     WHERE e.kind IN ('impression', 'dismiss') AND e.occurred_at > {now}::timestamptz - interval '400 days'
+"""
+    + CONTACTS_BEYOND_OFFERS
+    + """
 ), fired AS (  -- each active rule whose threshold the outcomes reach, with the product or category it suppresses
     SELECT r.scope, CASE r.scope WHEN 'product' THEN o.product_code ELSE o.category END AS target,
            min(r.name) AS rule
     FROM contact_rule r JOIN outcomes o ON o.outcome = r.outcome AND (r.channel IS NULL OR o.channel = r.channel)
          AND o.occurred_at > {now}::timestamptz - make_interval(days => r.window_days)
-    WHERE r.is_active
+    WHERE r.is_active AND (r.scope = 'category' OR o.product_code IS NOT NULL)
     GROUP BY r.id, r.scope, r.threshold, r.suppress_days, 2
     HAVING count(*) >= r.threshold
        AND max(o.occurred_at) > {now}::timestamptz - make_interval(days => r.suppress_days)
@@ -116,6 +136,7 @@ CROSS JOIN LATERAL (  -- one Agg reads the rows: its arrays are aligned
     FROM (SELECT * FROM products ORDER BY code) ordered
 ) c
 """
+)
 
 
 def reading() -> Statement:

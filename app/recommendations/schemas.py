@@ -303,11 +303,15 @@ class ContactRuleIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=100)
     outcome: ContactOutcome = Field(
-        description="ignored_impression: shown with no click, accept or conversion; dismiss: turned down."
+        description="ignored_impression: shown with no click, accept or conversion (a programme invitation not "
+        "answered); dismiss: turned down (an offer, a programme invitation, or a manager's contact declined)."
     )
     threshold: Integer(1, 100) = Field(description="N outcomes ...")
     window_days: Integer(1, 365) = Field(description="... within W days ...")
-    scope: ContactScope = Field(description="... for the same product or category ...")
+    scope: ContactScope = Field(
+        description="... for the same product or category (an invitation or a manager's contact offers no product: "
+        "it counts in every category) ..."
+    )
     channel: Channel | None = Field(None, description="... on this channel (null: any) ...")
     suppress_days: Integer(1, 365) = Field(description="... suppress offers for S days.")
     is_active: Boolean = True

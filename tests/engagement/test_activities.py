@@ -3,12 +3,21 @@ freed place promoting the first waiting, attendance, and results against a match
 
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 
+from app.benefits.service import load_default_benefits
 from app.recommendations.contact import load_default_contact_policy
 from tests.engagement.helpers import birth_for, make_customer
 
 SALON = "/v1/activities/salon"
+
+
+@pytest.fixture(autouse=True)
+async def benefit_catalogue(session):
+    """The shipped benefit catalogue: activities grant its benefits by code (airport-lounge)."""
+    await load_default_benefits(session)
+    await session.commit()
 
 
 def activity_body(**fields) -> dict:
@@ -186,3 +195,25 @@ async def test_erasure_removes_participations(client, as_role, session):
     assert await session.scalar(count, {"c": customer_id}) == 1
     assert (await client.delete("/v1/customers/E1", headers=as_role("admin"))).status_code == 204
     assert await session.scalar(count, {"c": customer_id}) == 0
+
+
+async def test_benefit_codes_must_be_in_the_benefit_catalogue(client, as_role):
+    admin = as_role("admin")
+    refused = await client.post(
+        "/v1/activities", json=activity_body(benefit_codes=["airport-lounge", "no-such-perk"]), headers=admin
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert [e["pointer"] for e in refused.json()["errors"]] == ["/benefit_codes/1"]
+    assert "no-such-perk" in refused.json()["errors"][0]["detail"]
+    assert (await client.get(SALON, headers=as_role("admin"))).status_code == 404  # nothing was created
+
+    created = await create(client, as_role, benefit_codes=["airport-lounge", "priority-line"])
+    assert created["benefit_codes"] == ["airport-lounge", "priority-line"]
+    changed = await client.patch(SALON, json={"benefit_codes": ["gone-perk", "priority-line", "x-perk"]}, headers=admin)
+    assert changed.status_code == 422, changed.text
+    assert [e["pointer"] for e in changed.json()["errors"]] == ["/benefit_codes/0", "/benefit_codes/2"]
+    kept = await client.get(SALON, headers=as_role("admin"))
+    assert kept.json()["benefit_codes"] == ["airport-lounge", "priority-line"]
+    changed = await client.patch(SALON, json={"benefit_codes": ["card-points-2x"]}, headers=admin)
+    assert changed.status_code == 200 and changed.json()["benefit_codes"] == ["card-points-2x"]

@@ -139,7 +139,7 @@ async def _engagement(session) -> None:
     from sqlalchemy import text
 
     from app.engagement import referrals
-    from app.engagement.schemas import ReferralIn
+    from app.engagement.schemas.referrals import ReferralIn
 
     for table, key, programme in (
         ("community_membership", "community", "young-families"),

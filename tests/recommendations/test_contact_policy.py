@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from app.recommendations.contact import DEFAULT_CONTACT_POLICY, load_default_contact_policy
+from tests.engagement.test_activities import activity_body
+from tests.recommendations.conftest import CATALOG
 from tests.recommendations.test_recommendations import make_customer, recommend
 
 
@@ -109,3 +111,85 @@ async def test_three_dismissals_in_a_category_in_90_days_rest_the_category(clien
     # another category, and a service message, are untouched
     offered = [item["product"]["product_code"] for item in (await recommend(client, as_role, "CF1"))["items"]]
     assert "savings_account" in offered or "term_deposit" in offered
+
+
+async def _invited_to_a_programme(client, as_role, external_id: str, key: str, answer: str | None = "decline") -> None:
+    """An activity `key` (everyone its audience), the customer invited to it on mobile and, with `answer`, answering
+    it."""
+    activity = activity_body(key=key, audience={"always": True}, benefit_codes=[])
+    created = await client.post("/v1/activities", json=activity, headers=as_role("admin"))
+    assert created.status_code == 201, created.text
+    invited = await client.post(
+        f"/v1/activities/{key}/invitations",
+        json={"customer_ids": [external_id], "channel": "mobile"},
+        headers=as_role("admin"),
+    )
+    assert invited.json()["invited"] == 1, invited.text
+    if answer is not None:
+        answered = await client.post(
+            f"/v1/activities/{key}/participants/{external_id}/rsvp",
+            json={"answer": answer, "channel": "mobile"},
+            headers=as_role("app"),
+        )
+        assert answered.status_code == 200, answered.text
+
+
+OFFERED_TO_RISK_5 = {code for code, _, _, _, eligibility, service in CATALOG if eligibility is None and not service}
+
+
+async def test_three_declined_programme_invitations_fatigue_every_category_of_offers(client, as_role, shipped):
+    """A declined invitation is a dismiss that offers no product: the shipped `category-fatigue` (three dismissals
+    in 90 days, scope category) counts it in every category; the per-product rules do not."""
+    await make_customer(client, as_role, "PI1", risk=5)
+    await _invited_to_a_programme(client, as_role, "PI1", "salon_1")
+    await _invited_to_a_programme(client, as_role, "PI1", "salon_2")
+    assert await _suppressed(client, as_role, "PI1") == {}  # two are not three
+    await _invited_to_a_programme(client, as_role, "PI1", "salon_3")
+    # every product the customer was offered before (not held, eligible, suitable) now rests; the service message
+    # does not
+    assert await _suppressed(client, as_role, "PI1") == {
+        code: "category-fatigue" for code in OFFERED_TO_RISK_5 - {"current_account"}
+    }
+    offered = [item["product"]["product_code"] for item in (await recommend(client, as_role, "PI1"))["items"]]
+    assert offered == ["maturity_notice"]
+    # accepting an invitation is engagement, not a contact outcome: another customer who accepted three is offered
+    await make_customer(client, as_role, "PI2", risk=5)
+    for n in (1, 2, 3):
+        await _invited_to_a_programme(client, as_role, "PI2", f"evening_{n}", answer="accept")
+    assert await _suppressed(client, as_role, "PI2") == {}
+
+
+async def test_unanswered_invitations_count_for_no_one_product(client, as_role, session, shipped):
+    """Three unanswered invitations are three ignored impressions of no product: the shipped `ignored-three-times`
+    (scope product) does not fire; a category rule of ignored impressions counts them in every category."""
+    await make_customer(client, as_role, "PI3", risk=5)
+    for n in (1, 2, 3):
+        await _invited_to_a_programme(client, as_role, "PI3", f"lecture_{n}", answer=None)
+    assert await _suppressed(client, as_role, "PI3") == {}
+    await session.execute(
+        text(
+            "INSERT INTO contact_rule (name, outcome, threshold, window_days, scope, channel, suppress_days) "
+            "VALUES ('unanswered-mobile', 'ignored_impression', 3, 30, 'category', 'mobile', 7), "
+            "('unanswered-email', 'ignored_impression', 1, 30, 'category', 'email', 7)"
+        )
+    )
+    await session.commit()
+    assert set((await _suppressed(client, as_role, "PI3")).values()) == {"unanswered-mobile"}
+
+
+async def test_a_declined_manager_contact_counts_like_a_dismissal(client, as_role, shipped):
+    """The managers' contact log: a contact the customer declined is a dismiss in every category (two declined
+    invitations and one declined call make the three of `category-fatigue`); a contact that reached them is not."""
+    await make_customer(client, as_role, "MC1", risk=5)
+    await _invited_to_a_programme(client, as_role, "MC1", "salon_1")
+    await _invited_to_a_programme(client, as_role, "MC1", "salon_2")
+    for outcome in ("reached", "no_answer", "declined"):
+        if outcome == "declined":
+            assert await _suppressed(client, as_role, "MC1") == {}
+        contact = await client.post(
+            "/v1/customers/MC1/contacts",
+            json={"kind": "call", "channel": "phone", "outcome": outcome},
+            headers=as_role("admin"),
+        )
+        assert contact.status_code == 201, contact.text
+    assert set((await _suppressed(client, as_role, "MC1")).values()) == {"category-fatigue"}
