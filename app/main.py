@@ -38,6 +38,7 @@ from app.engagement.referrals_router import router as referrals_router
 from app.engagement.router import router as communities_router
 from app.feedback.router import router as feedback_router
 from app.managers.router import router as managers_router
+from app.managers.rules_router import router as worklist_rules_router
 from app.products.router import router as products_router
 from app.recommendations.learned.router import router as ranker_models_router
 from app.recommendations.learned.scheduled import retrain_ranker
@@ -98,6 +99,7 @@ ROUTERS = [
     activities_router,
     referrals_router,
     managers_router,
+    worklist_rules_router,
     ranker_models_router,
 ]
 HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS, *BENEFIT_HOT_READS]
