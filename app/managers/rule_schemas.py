@@ -3,16 +3,16 @@ the care holiday calendar."""
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.core.strict import Boolean, Day, Integer
+from app.core.strict import Boolean, Day, Integer, Numeric
+from app.feedback.schemas import ComplaintCategory
 from app.managers.schemas import PolicyKey, TierCode
 
 HolidayKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{1,39}$")]
 HolidayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-ComplaintCategory = Literal["fees", "service", "app", "product", "fraud", "other"]
 
 
 class CareRule(BaseModel):
@@ -42,7 +42,7 @@ class ComplaintSlaRule(BaseModel):
 class NearMissRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    share: Annotated[Decimal, Field(gt=0, le=Decimal("0.5"), max_digits=5, decimal_places=4)] = Field(
+    share: Numeric(5, 4, gt=Decimal(0), le=Decimal("0.5")) = Field(
         description="A customer is near the next tier of their manager's policy when every condition still unmet "
         "on the cheapest way there (the benefits view's gap) is a number within this share of its threshold.",
         examples=["0.10"],

@@ -25,7 +25,7 @@ HolidayKeyPath = Annotated[
         alias="holiday_key",
         pattern=r"^[a-z0-9][a-z0-9_\-]{1,39}$",
         description="The bank's key for the holiday that year.",
-        examples=["spring-festival-2027"],
+        examples=["mid-autumn-2027"],
     ),
 ]
 
