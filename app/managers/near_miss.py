@@ -53,7 +53,7 @@ def reason_of(policy_key: str, tier: str, worst: Decimal, leaves: list[dict[str,
 async def generate(session: AsyncSession, manager_id: int, policy_key: str, share: Decimal, today: date) -> int:
     """Add the near-miss tasks of the manager's customers (once per target tier and month, none while one is
     open); how many were added."""
-    rows = (await session.execute(task_queries.NEAR_MISS_CANDIDATES, {"manager_id": manager_id})).all()
+    rows = (await session.execute(task_queries.NEAR_MISS_CANDIDATES, {"manager_id": manager_id, "today": today})).all()
     customer_ids, periods, reasons = [], [], []
     for row in rows:
         compiled = cached_explainer(row.version_id, row.version_updated_at)

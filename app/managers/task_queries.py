@@ -95,7 +95,7 @@ ON CONFLICT (customer_id, kind, period) DO NOTHING
 """)
 
 # Near-miss candidates: the manager's customers under the manager's policy below its top tier, with the facts of
-# their assignment (what the gap is computed from), and no near-miss task open.
+# their assignment (what the gap is computed from), and no near-miss task open nor any of this month's.
 NEAR_MISS_CANDIDATES = text("""
 SELECT ma.customer_id, a.version_id, v.updated_at AS version_updated_at, effective_tier(a) AS tier,
        effective_rank(a) AS rank, a.facts
@@ -107,7 +107,8 @@ WHERE ma.manager_id = :manager_id
   AND effective_rank(a) < (SELECT max((x ->> 'rank')::int) FROM jsonb_array_elements(v.tiers) x)
   AND NOT EXISTS (
       SELECT 1 FROM manager_task t
-      WHERE t.customer_id = ma.customer_id AND t.kind = 'near_miss_upgrade' AND t.state IN ('open', 'snoozed')
+      WHERE t.customer_id = ma.customer_id AND t.kind = 'near_miss_upgrade'
+        AND (t.state IN ('open', 'snoozed') OR t.period LIKE '%:' || to_char(CAST(:today AS date), 'YYYY-MM'))
   )
 ORDER BY ma.customer_id
 """)

@@ -192,6 +192,11 @@ async def test_a_worklist_shows_every_kind_with_reasons_once_and_done_records_th
     assert cadence["id"] not in {t["id"] for t in after}
     assert not [t for t in after if t["kind"] == "cadence_overdue"]
     assert len(after) == len(tasks) - 1
+    closed = await client.patch(
+        f"/v1/manager-tasks/{near['id']}", headers=admin, json={"state": "dismissed", "outcome": "Not interested."}
+    )
+    assert closed.status_code == 200 and closed.json()["contact_id"] is None
+    assert not [t for t in await worklist(client, as_role, "RM") if t["kind"] == "near_miss_upgrade"]  # this month
 
     # Erased: the customer's task reasons (a birthday, an age) and outcomes go; the tasks stay, anonymous.
     assert (await client.delete("/v1/customers/BDAY", headers=admin)).status_code == 204
