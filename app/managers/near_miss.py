@@ -73,4 +73,4 @@ async def generate(session: AsyncSession, manager_id: int, policy_key: str, shar
     if not customer_ids:
         return 0
     params = {"customer_ids": customer_ids, "periods": periods, "reasons": reasons, "today": today}
-    return (await session.execute(task_queries.NEAR_MISS_INSERT, params)).rowcount
+    return (await session.execute(task_queries.TASKS_INSERT, {**params, "kind": "near_miss_upgrade"})).rowcount

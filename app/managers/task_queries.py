@@ -53,11 +53,13 @@ ON CONFLICT (customer_id, kind, period) DO NOTHING
 COMPLAINT_TASKS = text("""
 INSERT INTO manager_task (customer_id, kind, period, reason, due_on)
 SELECT x.customer_id, 'complaint_overdue', 'complaint:' || x.id,
-       format('Complaint %s (%s) %s since %s: %s days, past its SLA of %s days.',
-              x.id, x.category, replace(x.status, '_', ' '), x.opened_on, CAST(:today AS date) - x.opened_on, x.sla),
+       format('Complaint %s (%s) %s since %s: %s day%s, past its SLA of %s day%s.',
+              x.id, x.category, replace(x.status, '_', ' '), x.opened_on,
+              x.elapsed, CASE WHEN x.elapsed = 1 THEN '' ELSE 's' END, x.sla, CASE WHEN x.sla = 1 THEN '' ELSE 's' END),
        x.opened_on + x.sla
 FROM (
     SELECT c.id, c.customer_id, c.category, c.status, (c.opened_at AT TIME ZONE 'UTC')::date AS opened_on,
+           CAST(:today AS date) - (c.opened_at AT TIME ZONE 'UTC')::date AS elapsed,
            coalesce((CAST(:by_category AS jsonb) ->> c.category)::int, CAST(:days AS integer)) AS sla
     FROM manager_assignment ma
     JOIN complaint c ON c.customer_id = ma.customer_id AND c.status IN ('open', 'in_progress')
@@ -67,21 +69,20 @@ WHERE x.opened_on + x.sla <= CAST(:today AS date)
 ON CONFLICT (customer_id, kind, period) DO NOTHING
 """)
 
-# A customer in a valuable tier whose lifecycle tier is a quiet one (declining, dormant): once per stay in it, and
-# not while a task of the kind is still open.
-GONE_QUIET_TASKS = text("""
-INSERT INTO manager_task (customer_id, kind, period, reason, due_on)
-SELECT ma.customer_id, 'gone_quiet', effective_tier(la) || ':' || (la.since AT TIME ZONE 'UTC')::date,
-       format('%s (%s) since %s, a %s customer: %s.',
-              effective_tier(la), lp.key, (la.since AT TIME ZONE 'UTC')::date, effective_tier(va),
-              CASE WHEN c.last_txn_at IS NULL THEN 'no transaction on record'
-                   ELSE format('last transaction %s days ago',
-                               CAST(:today AS date) - (c.last_txn_at AT TIME ZONE 'UTC')::date) END),
-       CAST(:today AS date)
+
+# Gone-quiet candidates: customers in a valuable tier whose lifecycle tier is a quiet one (declining, dormant),
+# with the facts of their lifecycle assignment (what says why); once per stay in it (the period), and none while a
+# task of the kind is still open.
+GONE_QUIET_CANDIDATES = text("""
+SELECT ma.customer_id, effective_tier(la) || ':' || (la.since AT TIME ZONE 'UTC')::date AS period,
+       effective_tier(la) AS tier, effective_rank(la) AS rank, (la.since AT TIME ZONE 'UTC')::date AS since,
+       effective_tier(va) AS valuable_tier, la.version_id, v.updated_at AS version_updated_at, la.facts,
+       CAST(:today AS date) - (c.last_txn_at AT TIME ZONE 'UTC')::date AS days_since_txn
 FROM manager_assignment ma
 JOIN customer c ON c.id = ma.customer_id AND c.erased_at IS NULL
 JOIN tier_policy lp ON lp.key = :lifecycle_policy_key
 JOIN tier_assignment la ON la.policy_id = lp.id AND la.customer_id = ma.customer_id
+JOIN tier_policy_version v ON v.id = la.version_id
 JOIN tier_policy vp ON vp.key = :valuable_policy_key
 JOIN tier_assignment va ON va.policy_id = vp.id AND va.customer_id = ma.customer_id
 WHERE ma.manager_id = :manager_id
@@ -89,9 +90,11 @@ WHERE ma.manager_id = :manager_id
   AND effective_tier(va) = ANY(CAST(:valuable_tiers AS text[]))
   AND NOT EXISTS (
       SELECT 1 FROM manager_task t
-      WHERE t.customer_id = ma.customer_id AND t.kind = 'gone_quiet' AND t.state IN ('open', 'snoozed')
+      WHERE t.customer_id = ma.customer_id AND t.kind = 'gone_quiet'
+        AND (t.state IN ('open', 'snoozed')
+             OR t.period = effective_tier(la) || ':' || (la.since AT TIME ZONE 'UTC')::date)
   )
-ON CONFLICT (customer_id, kind, period) DO NOTHING
+ORDER BY ma.customer_id
 """)
 
 # Near-miss candidates: the manager's customers under the manager's policy below its top tier, with the facts of
@@ -113,9 +116,10 @@ WHERE ma.manager_id = :manager_id
 ORDER BY ma.customer_id
 """)
 
-NEAR_MISS_INSERT = text("""
+# The tasks of one kind worked out in Python (near-miss upgrades, gone quiet), in one statement, due :today.
+TASKS_INSERT = text("""
 INSERT INTO manager_task (customer_id, kind, period, reason, due_on)
-SELECT customer_id, 'near_miss_upgrade', period, reason, CAST(:today AS date)
+SELECT customer_id, :kind, period, reason, CAST(:today AS date)
 FROM unnest(CAST(:customer_ids AS bigint[]), CAST(:periods AS text[]), CAST(:reasons AS text[]))
      AS n(customer_id, period, reason)
 ON CONFLICT (customer_id, kind, period) DO NOTHING

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.pagination import PageRequest, keyset
 from app.customers.models import Customer
-from app.managers import near_miss, queries, task_queries
+from app.managers import near_miss, queries, quiet, task_queries
 from app.managers.models import ContactCadence, ManagerAssignment, ManagerContact, ManagerTask
 from app.managers.rules import get_rules
 from app.managers.schemas import CadenceRead, ServedTiers, TaskRead, TaskUpdate
@@ -74,7 +74,7 @@ async def generate(session: AsyncSession, manager, today: date) -> None:
             task_queries.COMPLAINT_TASKS, {**params, "days": sla.days, "by_category": json.dumps(sla.days_by_category)}
         )
     if rules.gone_quiet is not None:
-        await session.execute(task_queries.GONE_QUIET_TASKS, {**params, **rules.gone_quiet.model_dump()})
+        await quiet.generate(session, manager.id, rules.gone_quiet, today)
     if rules.near_miss is not None:
         await near_miss.generate(session, manager.id, manager.policy_key, Decimal(rules.near_miss.share), today)
 
