@@ -35,7 +35,9 @@ class ComplaintSlaRule(BaseModel):
         "is past its SLA: a task to call the customer back.",
     )
     days_by_category: dict[ComplaintCategory, Integer(1, 365)] = Field(
-        default_factory=dict, description="An SLA per complaint category, in place of `days` for it.", examples=[{"fraud": 1}]
+        default_factory=dict,
+        description="An SLA per complaint category, in place of `days` for it.",
+        examples=[{"fraud": 1}],
     )
 
 
