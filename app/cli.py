@@ -118,6 +118,10 @@ async def _load_demo(settings: Settings, customers: int, seed: int) -> dict:
 
         counts["manager_assignment"] = await load_demo_managers(session)  # after the tier run: tiers to serve
     async with command_session(settings) as session:
+        from app.managers.demo import load_demo_worklists
+
+        counts["worklists"] = await load_demo_worklists(session)  # rules, holidays, stories for every task kind
+    async with command_session(settings) as session:
         counts["stats"] = await refresh_stats(session, settings.primary_policy)
     async with command_session(settings) as session:
         from app.reports.margins import load_demo_margins

@@ -45,6 +45,7 @@ from app.engagement.referrals_router import router as referrals_router
 from app.engagement.router import router as communities_router
 from app.feedback.router import router as feedback_router
 from app.managers.router import router as managers_router
+from app.managers.rules_router import router as worklist_rules_router
 from app.products.quota_router import router as quota_router
 from app.products.quota_router import usage_router as quota_usage_router
 from app.products.router import router as products_router
@@ -113,6 +114,7 @@ ROUTERS = [
     activities_router,
     referrals_router,
     managers_router,
+    worklist_rules_router,
     ranker_models_router,
 ]
 HOT_READS = [*TIER_HOT_READS, *RECOMMENDATION_HOT_READS, *BENEFIT_HOT_READS]

@@ -34,6 +34,7 @@ from app.feedback.models import (  # noqa: F401
     SurveyResponse,
 )
 from app.managers.models import (  # noqa: F401
+    CareHoliday,
     ContactCadence,
     ManagerAssignment,
     ManagerAssignmentChange,
@@ -41,6 +42,7 @@ from app.managers.models import (  # noqa: F401
     ManagerContact,
     ManagerTask,
     RelationshipManager,
+    WorklistRules,
 )
 from app.products.models import CatalogVersion, Product, ProductQuota, ProductQuotaConversion  # noqa: F401
 from app.recommendations.learned.models import RankerModel  # noqa: F401

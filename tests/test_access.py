@@ -421,18 +421,31 @@ def manager_calls(seed: dict) -> dict[tuple[str, str], Call]:
         ("PUT", "/v1/contact-cadences/{policy_key}/{tier}"): Call(
             200, "/v1/contact-cadences/wealth/gold", {"json": {"days": 30}}
         ),
+        ("GET", "/v1/worklist-rules"): Call(200),
+        ("PUT", "/v1/worklist-rules"): Call(200, kwargs={"json": {"near_miss": {"share": "0.1"}}}),
+        ("POST", "/v1/care-calendar/holidays"): Call(
+            201, kwargs={"json": {"holiday_key": "acc-new-year", "name": "New Year", "date": "2027-01-01"}}
+        ),
+        ("GET", "/v1/care-calendar/holidays"): Call(200),
+        ("GET", "/v1/care-calendar/holidays/{holiday_key}"): Call(200, "/v1/care-calendar/holidays/acc-holiday"),
+        ("PATCH", "/v1/care-calendar/holidays/{holiday_key}"): Call(
+            200, "/v1/care-calendar/holidays/acc-holiday", {"json": {"name": "Mid-Autumn"}}
+        ),
+        ("DELETE", "/v1/care-calendar/holidays/{holiday_key}"): Call(204, "/v1/care-calendar/holidays/acc-holiday"),
     }
 
 
 async def seed_managers(ok, client, admin, session) -> tuple[int, int, int]:
-    """Managers AC-RM1 and AC-RM2 serving every wealth tier, a run (its id) that gives AC1 one, a contact and an
-    open task of AC1's."""
+    """Managers AC-RM1 and AC-RM2 serving every wealth tier, a run (its id) that gives AC1 one, a contact, the
+    care calendar's holiday acc-holiday and an open task of AC1's."""
     for manager_id in ("AC-RM1", "AC-RM2"):
         body = {"manager_id": manager_id, "name": "RM", "team": "t", "serves": ALL_WEALTH_TIERS, "capacity": 5}
         await ok(client.post("/v1/relationship-managers", headers=admin, json=body), 201)
     run = await ok(client.post("/v1/manager-assignment-runs", headers=admin, json={}), 201)
     body = {"kind": "visit", "channel": "branch", "outcome": "reached"}
     contact = await ok(client.post("/v1/customers/AC1/contacts", headers=admin, json=body), 201)
+    holiday = {"holiday_key": "acc-holiday", "name": "Mid-Autumn Festival", "date": "2027-09-15"}
+    await ok(client.post("/v1/care-calendar/holidays", headers=admin, json=holiday), 201)
     task = await session.scalar(
         text(
             "INSERT INTO manager_task (customer_id, kind, period, reason, due_on) "

@@ -2,6 +2,7 @@
 manager, the history of assignments, assignment runs, and the contact log (notes erased with the customer)."""
 
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     ARRAY,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
@@ -126,7 +128,14 @@ class ManagerContact(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-TASK_KINDS = ("downgrade_at_risk", "cadence_overdue")
+TASK_KINDS = (
+    "downgrade_at_risk",
+    "cadence_overdue",
+    "care_date",
+    "complaint_overdue",
+    "near_miss_upgrade",
+    "gone_quiet",
+)
 TASK_STATES = ("open", "done", "snoozed", "dismissed")
 
 
@@ -157,7 +166,7 @@ class ManagerTask(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(20))
-    period: Mapped[str] = mapped_column(String(40))
+    period: Mapped[str] = mapped_column(String(60))
     reason: Mapped[str] = mapped_column(Text)
     due_on: Mapped[date] = mapped_column(Date)
     state: Mapped[str] = mapped_column(String(10), server_default=text("'open'"))
@@ -165,4 +174,37 @@ class ManagerTask(Base):
     outcome: Mapped[str | None] = mapped_column(Text)
     closed_by: Mapped[str | None] = mapped_column(String(200))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("manager_contact.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CareHoliday(Base):
+    """A holiday of the bank's care calendar (Spring Festival, Mid-Autumn ...) on its date that year: every
+    managed customer gets a care task the configured days before it."""
+
+    __tablename__ = "care_holiday"
+    __table_args__ = (Index("ix_care_holiday_day", "day"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    holiday_key: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    names: Mapped[dict[str, str]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    day: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WorklistRules(Base):
+    """The bank's worklist rules (one row, data the bank changes): each section the settings of one task kind,
+    null when the bank does not want it (care dates, complaints past their SLA, near-miss upgrades, high-value
+    customers gone quiet). Downgrades at risk are always on; contact cadences are per tier in contact_cadence."""
+
+    __tablename__ = "worklist_rules"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    care: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    complaint_sla: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    near_miss: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    gone_quiet: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -305,10 +305,14 @@ async def manager_coverage(session: SessionDep) -> CoverageReport:
     responses=problem_responses(404, 422),
 )
 async def get_worklist(manager_id: ManagerIdPath, session: SessionDep, page: PageParams) -> Page[TaskRead]:
-    """Today's tasks for the manager's customers, each with a reason and a due date, generated from data as it is
-    read (each once per customer, kind and period): a downgrade at risk (the customer qualifies for a lower tier;
-    due when the grace ends) and a contact cadence overdue (no contact within the tier's cadence, set at
-    /v1/contact-cadences). Open tasks and those whose snooze is over; a task moves with its customer."""
+    """Today's tasks for the manager's customers, each with a reason (quoting its numbers) and a due date,
+    generated from data as it is read (each once per customer, kind and period): a downgrade at risk (the customer
+    qualifies for a lower tier; due when the grace ends), a contact cadence overdue (no contact within the tier's
+    cadence, set at /v1/contact-cadences), and the kinds /v1/worklist-rules turns on: care dates (birthdays,
+    onboarding anniversaries and the holidays of /v1/care-calendar/holidays, due the configured days before),
+    complaints open past their SLA, near-miss upgrades (within a share of the next tier, by the gap the benefits
+    view shows) and valuable customers gone quiet (the lifecycle policy's quiet tiers). Open tasks and those whose
+    snooze is over; a task moves with its customer."""
     return Page[TaskRead].of(await worklist.worklist(session, manager_id, page), page)
 
 
@@ -325,8 +329,9 @@ async def update_task(
     session: SessionDep,
     request: Request,
 ) -> TaskRead:
-    """Done, dismissed (closed; 409 when closed already) or snoozed until a day, with an outcome. The same task is
-    not generated again."""
+    """Done, dismissed (closed; 409 when closed already) or snoozed until a day, with an outcome; done with the
+    `contact` that did it records that contact in the log (it counts toward the cadence). The same task is not
+    generated again."""
     before, after = await worklist.update_task(session, task_id, body, request.state.principal.name)
     await audit_service.record(
         session,

@@ -203,8 +203,19 @@ class ContactRead(BaseModel):
 TaskKind = TypeAliasType(
     "TaskKind",
     Annotated[
-        Literal["downgrade_at_risk", "cadence_overdue"],
-        Field(description="Why the task exists: a downgrade at risk (in its grace), or a contact cadence overdue."),
+        Literal[
+            "downgrade_at_risk",
+            "cadence_overdue",
+            "care_date",
+            "complaint_overdue",
+            "near_miss_upgrade",
+            "gone_quiet",
+        ],
+        Field(
+            description="Why the task exists: a downgrade at risk (in its grace), a contact cadence overdue, a care "
+            "date (birthday, anniversary, holiday), a complaint open past its SLA, a near-miss upgrade, a valuable "
+            "customer gone quiet."
+        ),
     ],
 )
 TaskClosing = TypeAliasType(
@@ -247,14 +258,36 @@ class TaskRead(BaseModel):
     outcome: str | None
     closed_by: str | None
     closed_at: datetime | None
+    contact_id: int | None = Field(None, description="The contact recorded when the task was done.")
+
+
+class TaskContact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ContactKind
+    channel: ContactChannel
+    outcome: ContactOutcome
 
 
 class TaskUpdate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"state": "done", "outcome": "Called; moving savings to a term deposit."}]},
+        json_schema_extra={
+            "examples": [
+                {
+                    "state": "done",
+                    "outcome": "Called; moving savings to a term deposit.",
+                    "contact": {"kind": "call", "channel": "phone", "outcome": "reached"},
+                }
+            ]
+        },
     )
 
     state: TaskClosing
     outcome: Reason = Field(description="What came of it (free text: erased with the customer).")
     snoozed_until: Day | None = Field(None, description="With `snoozed`: the day the task comes back.")
+    contact: TaskContact | None = Field(
+        None,
+        description="With `done`: the contact that did it, recorded in the contact log (counting toward the "
+        "cadence) by the customer's manager, now.",
+    )

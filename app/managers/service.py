@@ -47,6 +47,8 @@ from app.managers.schemas import (
 )
 from app.tiering.models import TierPolicy, TierPolicyVersion
 
+ERASED_REASON = "Erased with the customer."
+
 
 def read(manager: RelationshipManager) -> ManagerRead:
     return ManagerRead(
@@ -393,8 +395,9 @@ async def list_manager_contacts(session: AsyncSession, manager_id: str, page: Pa
 
 
 async def erase_customer_managers(session: AsyncSession, customer_id: int) -> None:
-    """Erasure: the customer leaves their manager; reassignment reasons and contact notes (free text that may
-    quote them) go. The history and contacts are kept, anonymous, for the managers' figures."""
+    """Erasure: the customer leaves their manager; reassignment reasons, contact notes and task outcomes (free
+    text that may quote them) and task reasons (which quote birthdays and balances) go. The history, contacts
+    and tasks are kept, anonymous, for the managers' figures."""
     await session.execute(delete(ManagerAssignment).where(ManagerAssignment.customer_id == customer_id))
     await session.execute(
         update(ManagerAssignmentChange)
@@ -406,10 +409,9 @@ async def erase_customer_managers(session: AsyncSession, customer_id: int) -> No
         .where(ManagerContact.customer_id == customer_id, ManagerContact.note.is_not(None))
         .values(note=None)
     )
+    # Task reasons quote personal values (a birthday, an age, balances): only the kind and dates are kept.
     await session.execute(
-        update(ManagerTask)
-        .where(ManagerTask.customer_id == customer_id, ManagerTask.outcome.is_not(None))
-        .values(outcome=None)
+        update(ManagerTask).where(ManagerTask.customer_id == customer_id).values(outcome=None, reason=ERASED_REASON)
     )
 
 

@@ -1,8 +1,12 @@
 """A manager's worklist: tasks generated from data (a downgrade at risk, a contact cadence overdue per the tier's
-cadence, stored as data), each once per customer, kind and period, worked (done, snoozed, dismissed) with an
-outcome; a task belongs to the customer, so it moves with them to their next manager. Contact cadences per tier."""
+cadence, and the kinds the worklist rules configure: care dates, complaints past their SLA, near-miss upgrades,
+valuable customers gone quiet), each once per customer, kind and period, worked (done, snoozed, dismissed) with an
+outcome, done with the contact that did it; a task belongs to the customer, so it moves with them to their next
+manager. Contact cadences per tier."""
 
+import json
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -11,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.pagination import PageRequest, keyset
 from app.customers.models import Customer
-from app.managers import queries
-from app.managers.models import ContactCadence, ManagerAssignment, ManagerTask
+from app.managers import near_miss, queries, quiet, task_queries
+from app.managers.models import ContactCadence, ManagerAssignment, ManagerContact, ManagerTask
+from app.managers.rules import get_rules
 from app.managers.schemas import CadenceRead, ServedTiers, TaskRead, TaskUpdate
 from app.managers.service import _check_serves, get_manager
 
@@ -39,7 +44,39 @@ def _read(task: ManagerTask, external_id: str) -> TaskRead:
         outcome=task.outcome,
         closed_by=task.closed_by,
         closed_at=task.closed_at,
+        contact_id=task.contact_id,
     )
+
+
+async def generate(session: AsyncSession, manager, today: date) -> None:
+    """Every kind's tasks for the manager's customers, set-based, each once (the kinds the rules leave off: none)."""
+    params = {"manager_id": manager.id, "today": today}
+    await session.execute(queries.AT_RISK_TASKS, {"manager_id": manager.id})
+    await session.execute(queries.CADENCE_TASKS, params)
+    rules = await get_rules(session)
+    if rules.care is not None:
+        care = rules.care
+        if care.birthdays or care.anniversaries:
+            await session.execute(
+                task_queries.CARE_DATE_TASKS,
+                {
+                    **params,
+                    "days_before": care.days_before,
+                    "birthdays": care.birthdays,
+                    "anniversaries": care.anniversaries,
+                },
+            )
+        if care.holidays:
+            await session.execute(task_queries.HOLIDAY_TASKS, {**params, "days_before": care.holiday_days_before})
+    if rules.complaint_sla is not None:
+        sla = rules.complaint_sla
+        await session.execute(
+            task_queries.COMPLAINT_TASKS, {**params, "days": sla.days, "by_category": json.dumps(sla.days_by_category)}
+        )
+    if rules.gone_quiet is not None:
+        await quiet.generate(session, manager.id, rules.gone_quiet, today)
+    if rules.near_miss is not None:
+        await near_miss.generate(session, manager.id, manager.policy_key, Decimal(rules.near_miss.share), today)
 
 
 async def worklist(session: AsyncSession, manager_id: str, page: PageRequest, today: date | None = None) -> list:
@@ -47,8 +84,7 @@ async def worklist(session: AsyncSession, manager_id: str, page: PageRequest, to
     snooze is over, oldest first."""
     manager = await get_manager(session, manager_id)
     today = today or datetime.now(UTC).date()
-    await session.execute(queries.AT_RISK_TASKS, {"manager_id": manager.id})
-    await session.execute(queries.CADENCE_TASKS, {"manager_id": manager.id, "today": today})
+    await generate(session, manager, today)
     query = (
         select(ManagerTask, Customer.external_id)
         .join(ManagerAssignment, ManagerAssignment.customer_id == ManagerTask.customer_id)
@@ -83,9 +119,28 @@ async def update_task(session: AsyncSession, task_id: int, body: TaskUpdate, act
             raise InvalidInput("/snoozed_until", "with snoozed: a day after today")
     elif body.snoozed_until is not None:
         raise InvalidInput("/snoozed_until", "only with snoozed")
+    if body.contact is not None and body.state != "done":
+        raise InvalidInput("/contact", "only with done")
     before = task.state
+    now = datetime.now(UTC)
     task.state, task.outcome, task.snoozed_until = body.state, body.outcome, body.snoozed_until
-    task.closed_by, task.closed_at = actor, datetime.now(UTC)
+    task.closed_by, task.closed_at = actor, now
+    if body.contact is not None:
+        manager_id = await session.scalar(
+            select(ManagerAssignment.manager_id).where(ManagerAssignment.customer_id == task.customer_id)
+        )
+        contact = ManagerContact(
+            customer_id=task.customer_id,
+            manager_id=manager_id,
+            kind=body.contact.kind,
+            channel=body.contact.channel,
+            outcome=body.contact.outcome,
+            contacted_at=now,
+            recorded_by=actor,
+        )
+        session.add(contact)
+        await session.flush()
+        task.contact_id = contact.id
     await session.flush()
     return before, _read(task, external_id)
 

@@ -529,6 +529,32 @@ async def exercise_managers(both, request, now: datetime) -> None:
         good={"json": {"state": "done", "outcome": FREE_TEXT}},
         bad={"json": {"state": "done", "outcome": FREE_TEXT + NUL}},
     )
+    await both(
+        "PUT /v1/worklist-rules",
+        "/v1/worklist-rules",
+        good={"json": {"care": {"days_before": 7}, "complaint_sla": {"days": 5}}},
+        bad={"json": {"complaint_sla": {"days": PHONE}}},
+    )
+    holiday = {"holiday_key": "quux-day", "name": f"{NAME}'s day", "date": (now + timedelta(days=3)).date().isoformat()}
+    await both(
+        "POST /v1/care-calendar/holidays",
+        "/v1/care-calendar/holidays",
+        good={"json": holiday},
+        bad={"json": {**holiday, "holiday_key": EMAIL}},
+    )
+    await both(
+        "PATCH /v1/care-calendar/holidays/{holiday_key}",
+        "/v1/care-calendar/holidays/quux-day",
+        good={"json": {"names": {"zh-CN": FREE_TEXT[:200]}}},
+        bad={"json": {"date": PHONE}},
+    )
+    assert (await request("GET", "/v1/relationship-managers/rm-2/worklist")).status_code == 200  # care tasks
+    await both(
+        "DELETE /v1/care-calendar/holidays/{holiday_key}",
+        "/v1/care-calendar/holidays/quux-day",
+        good={},
+        bad={"headers": {"X-API-Key": NAME}},
+    )
 
 
 async def exercise_engagement(both, now: datetime) -> None:

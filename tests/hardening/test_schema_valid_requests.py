@@ -109,7 +109,7 @@ async def _demo_bank(session) -> None:
 
 async def _managers(session) -> None:
     """Managers RM001 and RM002 (as the examples name them) serving the wealth tiers, run 1 giving C00000042 one,
-    a contact 1 with C00000042 and an open task 1 of theirs."""
+    a contact 1 with C00000042, an open task 1 of theirs and the care calendar's holiday mid-autumn-2027."""
     from sqlalchemy import text
 
     from app.managers import service as managers_service
@@ -129,6 +129,11 @@ async def _managers(session) -> None:
         )
     )
     await session.execute(text("SELECT setval(pg_get_serial_sequence('manager_task', 'id'), 1)"))
+    from app.managers import rules
+    from app.managers.rule_schemas import HolidayCreate
+
+    holiday = {"holiday_key": "mid-autumn-2027", "name": "Mid-Autumn Festival", "date": "2027-09-15"}
+    await rules.create_holiday(session, HolidayCreate.model_validate(holiday))  # as the path's example names it
 
 
 async def _engagement(session) -> None:
