@@ -12,7 +12,7 @@ from app.core.security import CurrentPrincipal, Scope, require_scope
 from app.core.strict import BIGINT_MAX, ParamInteger, Timestamp
 from app.customers import flows as customer_flows
 from app.customers.schemas import ExternalId
-from app.feedback import service
+from app.feedback import complaints, service
 from app.feedback.models import Complaint
 from app.feedback.schemas import (
     ComplaintCategory,
@@ -164,7 +164,7 @@ async def open_complaint(
 ) -> ComplaintDetail:
     """Open a complaint: 201 when new, 200 for a retry of the same `event_id`. Open complaints count in the
     customer's `open_complaints` attribute (rules use it) and the customer's tiers are evaluated again."""
-    complaint_id, customer_id, created = await service.open_complaint(session, body, principal.name)
+    complaint_id, customer_id, created = await complaints.open_complaint(session, body, principal.name)
     if created:
         await customer_flows.customers_changed(session, [customer_id])
     else:
@@ -173,7 +173,7 @@ async def open_complaint(
 
 
 async def _detail(session, complaint_id: int) -> ComplaintDetail:
-    complaint, external_id, history = await service.get_complaint(session, complaint_id)
+    complaint, external_id, history = await complaints.get_complaint(session, complaint_id)
     return ComplaintDetail(
         **_complaint_read(complaint, external_id), history=[ComplaintTransitionRead.model_validate(h) for h in history]
     )
@@ -198,7 +198,7 @@ async def list_complaints(
 ) -> Page[ComplaintRead]:
     """Complaints in the order opened, filtered by customer, status, category and opening time; follow
     `next_cursor` for the next page."""
-    rows = await service.list_complaints(
+    rows = await complaints.list_complaints(
         session,
         customer=customer,
         status=status_,
@@ -241,6 +241,6 @@ async def move_complaint(
 ) -> ComplaintDetail:
     """Move a complaint: open -> in_progress -> resolved -> closed, open -> resolved, and back to open (reopen)
     from in_progress, resolved or closed. Any other move is a 409. The actor is the API key's name."""
-    customer_id = await service.move_complaint(session, complaint_id, body.to_status, body.note, principal.name)
+    customer_id = await complaints.move_complaint(session, complaint_id, body.to_status, body.note, principal.name)
     await customer_flows.customers_changed(session, [customer_id])
     return await _detail(session, complaint_id)

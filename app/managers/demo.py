@@ -96,7 +96,7 @@ async def load_demo_worklists(session: AsyncSession) -> dict[str, int]:
     after load_demo_managers; a second run adds nothing twice."""
     from datetime import UTC, date, datetime, timedelta
 
-    from app.feedback import service as feedback_service
+    from app.feedback import complaints as feedback_complaints
     from app.feedback.schemas import ComplaintIn
     from app.managers import rules
     from app.managers.models import ManagerContact
@@ -148,7 +148,7 @@ async def load_demo_worklists(session: AsyncSession) -> dict[str, int]:
                 else "Demo complaint: a card payment not made by me.",
                 opened_at=now - timedelta(days=days),
             )
-            complaints += (await feedback_service.open_complaint(session, body, "demo"))[2]
+            complaints += (await feedback_complaints.open_complaint(session, body, "demo"))[2]
     # Moved out once: a second load finds them in their grace already (qualified lower) and leaves them be.
     first_time = list(
         await session.scalars(

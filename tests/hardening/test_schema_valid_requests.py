@@ -37,6 +37,7 @@ async def _demo_bank(session) -> None:
     from app.benefits.service import load_default_benefits
     from app.benefits.uses import record_use
     from app.demo import generate_demo_bank, load_default_products
+    from app.feedback import complaints as feedback_complaints
     from app.feedback import service as feedback_service
     from app.feedback.schemas import ComplaintIn, SurveyIn
     from app.rules import custom_attributes
@@ -76,7 +77,7 @@ async def _demo_bank(session) -> None:
     await feedback_service.record_survey(session, SurveyIn(**SurveyIn.model_json_schema()["examples"][0]))  # 7
     await session.execute(text("SELECT setval(pg_get_serial_sequence('complaint', 'id'), 41)"))
     complaint = ComplaintIn(**ComplaintIn.model_json_schema()["examples"][0])
-    await feedback_service.open_complaint(session, complaint, "seed")
+    await feedback_complaints.open_complaint(session, complaint, "seed")
     await session.execute(
         text(
             "INSERT INTO tier_run (id, requested_by, total, status, finished_at) "
