@@ -136,10 +136,10 @@ class PropensityModel:
         out[:, :, -1] += bias[: leaves.shape[1]].reshape(-1, classes).sum(axis=0)[:, None]
         return out.transpose(1, 0, 2)
 
-    def _paths(self, rounds: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per tree of the choice booster (its first `rounds` rounds) and leaf: the features split on along the
-        path to the leaf and each split's move of the expected score (trees x leaves x depth, padded with the
-        bias column and 0), and each tree's root score. Built once per model and number of rounds."""
+    def _paths(self, rounds: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Per tree of the choice booster (its first `rounds` rounds) and leaf: the contribution of each feature
+        along the path from the root to the leaf (trees x leaves x features + 1), and each tree's root score.
+        Built once per model and number of rounds."""
         cached = self._path_tables.get(rounds)
         if cached is not None:
             return cached

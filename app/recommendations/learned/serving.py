@@ -5,11 +5,11 @@ the request path reads them and runs no model.
 a version no longer serving), a chunk of customers at a time: one set-based features statement for the chunk
 (app/recommendations/learned/features.py, at the month of the last holdings report), one batch prediction of the
 calibrated propensities, the top feature contribution to each product's score (along the decision paths of the
-model's first rounds: PropensityModel.contributions) as its reason code,
-and one pipelined UPDATE that stores them only where the state is still the one that was read (same generation, and
-it holds): a write meanwhile makes the state stale, and a state computed again clears its scores
-(app/recommendations/offer_state.py). A product the model does not know (new: cold start) gets no score, and the
-rule-based propensity ranks it (app/recommendations/ranking.py).
+model's first rounds: PropensityModel.contributions) as its reason code, and one pipelined UPDATE that stores them
+only where the state is still the one that was read (same generation, and it holds): a write meanwhile makes the
+state stale, and a state computed again clears its scores (app/recommendations/offer_state.py). A product the model
+does not know (new: cold start) gets no score, and the rule-based propensity ranks it
+(app/recommendations/ranking.py).
 """
 
 import asyncio
