@@ -172,3 +172,21 @@ async def test_scheduled_retrain_trains_on_the_last_reported_months_and_serves(s
     assert (await registry.serving_model(session))[0] == done["version"]
     stored = await session.get(RankerModel, done["version"])
     assert stored.trained_by == "schedule" and stored.metrics["held_out_month"] == "2026-05-01"
+
+
+async def test_reason_contributions_follow_the_decision_paths_and_add_up_to_the_raw_score(session):
+    ids = await load_history(session)
+    spec, result = await _train(session)
+    model = result.model
+    rows = await fetch_rows(await driver_connection(session), spec, [date(2026, 5, 1)], TODAY, customer_ids=ids)
+    matrix = model.matrix(rows)
+    for rounds in (1, 5, None):
+        contributions = model.contributions(matrix, rounds)
+        assert contributions.shape == (len(rows), len(model.classes), len(spec.names()) + 1)
+        raw = model.choice.predict(matrix, raw_score=True, num_iteration=rounds).reshape(contributions.shape[:2])
+        assert np.allclose(contributions.sum(axis=2), raw)
+        # a feature no tree of those rounds splits on contributes nothing
+        used = {f for f, gain in enumerate(model.choice.feature_importance(iteration=rounds)) if gain}
+        unused = [f for f in range(len(spec.names())) if f not in used]
+        assert unused and not contributions[:, :, unused].any()
+        assert np.abs(contributions[:, :, sorted(used)]).sum() > 0

@@ -92,6 +92,7 @@ class PropensityModel:
     any_add: lightgbm.Booster
     calibration: Calibration
     params: dict[str, Any] = field(default_factory=dict)
+    _path_tables: dict[int | None, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def matrix(self, rows: FeatureRows) -> np.ndarray:
         return feature_matrix(rows, self.vocabularies)
@@ -114,12 +115,62 @@ class PropensityModel:
 
     def contributions(self, matrix: np.ndarray, rounds: int | None = None) -> np.ndarray:
         """Each feature's contribution to each known product's raw choice score (rows x classes x features + 1,
-        the last the bias): the top ones are the reasons of a decision."""
+        the last the bias), by the decision paths the rows take: along each tree's path from root to leaf, every
+        split moves the node's expected score to its child's, and that move is the split feature's contribution
+        (Saabas' attribution; summed over the trees of the first `rounds` boosting rounds, with the roots' scores
+        as the bias, it adds up to the raw score as LightGBM's SHAP values do). One leaf look-up per tree and row
+        (`pred_leaf`), then each leaf's path read from tables built once per model: a fraction of the cost of
+        pred_contrib's SHAP values, which weigh every subset of a path's features. The top ones are the reasons of
+        a decision."""
         width = len(self.spec.names()) + 1
+        n = len(matrix)
         if self.choice is None:
-            return np.zeros((len(matrix), 1, width))
-        raw = self.choice.predict(matrix, pred_contrib=True, num_iteration=rounds)
-        return np.asarray(raw).reshape(len(matrix), len(self.classes), width)
+            return np.zeros((n, 1, width))
+        classes = len(self.classes)
+        tables, bias = self._paths(rounds)
+        leaves = np.asarray(self.choice.predict(matrix, pred_leaf=True, num_iteration=rounds), dtype=np.intp)
+        leaves = leaves.reshape(n, -1)[:, : len(tables)]
+        out = np.zeros((classes, n, width))
+        for t in range(leaves.shape[1]):  # each tree: its leaves' path contributions, looked up per row
+            out[t % classes] += tables[t][leaves[:, t]]
+        out[:, :, -1] += bias[: leaves.shape[1]].reshape(-1, classes).sum(axis=0)[:, None]
+        return out.transpose(1, 0, 2)
+
+    def _paths(self, rounds: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Per tree of the choice booster (its first `rounds` rounds) and leaf: the contribution of each feature
+        along the path from the root to the leaf (trees x leaves x features + 1), and each tree's root score.
+        Built once per model and number of rounds."""
+        cached = self._path_tables.get(rounds)
+        if cached is not None:
+            return cached
+        classes, bias_column = len(self.classes), len(self.spec.names())
+        trees = self.choice.dump_model(num_iteration=rounds)["tree_info"]
+        trees = trees[: len(trees) - len(trees) % classes]
+        paths: list[list[list[tuple[int, float]]]] = []
+        roots = np.zeros(len(trees))
+        for t, tree in enumerate(trees):
+            root = tree["tree_structure"]
+            leaves: dict[int, list[tuple[int, float]]] = {}
+            roots[t] = root.get("internal_value", root.get("leaf_value", 0.0))
+            stack = [(root, [])]
+            while stack:
+                node, path = stack.pop()
+                if "leaf_index" in node or "split_feature" not in node:
+                    leaves[node.get("leaf_index", 0)] = path
+                    continue
+                value = node["internal_value"]
+                for child in (node["left_child"], node["right_child"]):
+                    child_value = child.get("internal_value", child.get("leaf_value"))
+                    stack.append((child, [*path, (node["split_feature"], child_value - value)]))
+            paths.append([leaves[i] for i in range(len(leaves))])
+        most = max(len(tree) for tree in paths)
+        tables = np.zeros((len(trees), most, bias_column + 1))
+        for t, tree in enumerate(paths):
+            for leaf, path in enumerate(tree):
+                for feature, move in path:
+                    tables[t, leaf, feature] += move
+        self._path_tables[rounds] = tables, roots
+        return tables, roots
 
     def to_bytes(self) -> bytes:
         """The whole model as bytes (deterministic: the same model gives the same bytes)."""

@@ -1,0 +1,99 @@
+"""Recomputing offer states with the learned ranker's scores against recomputing them alone, in the same run: every
+offer state made stale, then `Recommender.refresh_offer_states(everyone=True)` with the model retired (states
+alone) and with it serving (states, then every state scored: features, calibrated propensities, reasons); the two
+take turns for `--rounds` rounds. Also the scoring of one chunk step by step, in process CPU seconds.
+
+The database needs a demo bank (`tierwise demo`) and a trained model (`tierwise train-ranker --serve always`).
+
+Usage: python -m bench.bench_offer_refresh --dsn postgresql://...
+"""
+
+import argparse
+import asyncio
+import os
+import time
+
+import asyncpg
+
+from app.core.config import Settings
+from app.core.db import create_engine, create_sessionmaker, driver_connection
+from app.core.embedded import to_async_url
+from app.recommendations.learned import registry, serving
+from app.recommendations.learned.features import fetch_rows
+from app.recommendations.recommender import Recommender
+
+
+async def _admin(dsn: str, statement: str, *args) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(statement, *args)
+    finally:
+        await conn.close()
+
+
+async def _steps(sessionmaker, chunk: int) -> dict[str, float]:
+    """CPU seconds of each step of scoring one chunk (the first `chunk` customers)."""
+    async with sessionmaker() as session:
+        _, model = await registry.serving_model(session)
+        conn = await driver_connection(session)
+        today = await conn.fetchval("SELECT current_date")
+        last = await conn.fetchval("SELECT max(as_of) FROM holding_balance WHERE as_of <= $1", today)
+        ids = [r[0] for r in await conn.fetch("SELECT id FROM customer ORDER BY id LIMIT $1", chunk)]
+        started = time.perf_counter()
+        rows = await fetch_rows(conn, model.spec, [(last or today).replace(day=1)], today, customer_ids=ids)
+        steps = {"features_statement_wall_s": time.perf_counter() - started}
+    matrix = model.matrix(rows)
+    for name, step in (
+        ("propensities_cpu_s", lambda: model.propensities(rows, matrix)),
+        ("reasons_contributions_cpu_s", lambda: model.contributions(matrix, serving.REASON_ROUNDS)),
+        ("whole_chunk_cpu_s", lambda: serving._score_chunk(model, rows)),
+    ):
+        started = time.process_time()
+        step()
+        steps[name] = time.process_time() - started
+    return steps
+
+
+async def main_async(args) -> None:
+    settings = Settings(database_url=args.dsn)
+    engine = create_engine(to_async_url(args.dsn), settings)
+    sessionmaker = create_sessionmaker(engine)
+    version = await (await asyncpg.connect(args.dsn)).fetchval(
+        "SELECT max(version) FROM ranker_model WHERE status IN ('serving', 'retired')"
+    )
+    results: dict[str, list[float]] = {"states_alone": [], "states_and_scores": []}
+    try:
+        for _ in range(args.rounds):
+            for name, status in (("states_alone", "retired"), ("states_and_scores", "serving")):
+                await _admin(args.dsn, "UPDATE ranker_model SET status = $2 WHERE version = $1", version, status)
+                await _admin(args.dsn, "UPDATE customer_offer_state SET valid_until = '-infinity'")
+                started = time.perf_counter()
+                counts = await Recommender(settings, sessionmaker).refresh_offer_states(everyone=True)
+                results[name].append(time.perf_counter() - started)
+                print(f"{name}: {results[name][-1]:.2f} s {counts}", flush=True)
+        steps = await _steps(sessionmaker, args.chunk)
+    finally:
+        await _admin(args.dsn, "UPDATE ranker_model SET status = 'serving' WHERE version = $1", version)
+        await engine.dispose()
+    load = os.getloadavg()
+    print(f"rounds={args.rounds} load_average={load[0]:.1f},{load[1]:.1f},{load[2]:.1f}")
+    for name, times in results.items():
+        print(f"{name}_s={[round(t, 2) for t in times]}")
+    ratios = [b / a for a, b in zip(results["states_alone"], results["states_and_scores"], strict=True)]
+    print(
+        f"with_scores_over_alone={sum(results['states_and_scores']) / sum(results['states_alone']):.2f} "
+        f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
+    )
+    print("one chunk of", args.chunk, {k: round(v, 3) for k, v in steps.items()})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--chunk", type=int, default=5000)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
