@@ -26,9 +26,9 @@ HISTORIES = {
 }
 
 
-async def _setup(client, as_role, session) -> None:
+async def _setup(client, as_role, session, tiers=LIFECYCLE_TIERS) -> None:
     admin = as_role("admin")
-    body = {"policy_key": "lifecycle", "name": "Lifecycle", "tiers": LIFECYCLE_TIERS, "downgrade_grace_days": 0}
+    body = {"policy_key": "lifecycle", "name": "Lifecycle", "tiers": tiers, "downgrade_grace_days": 0}
     assert (await client.post("/v1/tier-policies", headers=admin, json=body)).status_code == 201
     assert (await client.post("/v1/tier-policies/lifecycle/versions/1/activate", headers=admin)).status_code == 200
     await add_manager(client, as_role, "RM", capacity=10)
@@ -103,3 +103,29 @@ async def test_customers_at_or_above_the_churn_threshold_get_a_task_once(client,
     await session.execute(text("DELETE FROM manager_task"))
     await session.commit()
     assert await worklist(client, as_role, "RM") == []
+
+
+async def test_a_quiet_customer_gets_one_task_and_each_manager_only_their_own(client, as_role, wealth, session):
+    low = {"attr": "aum", "op": "lt", "value": 600000}
+    quiet = {"code": "dormant", "label": "Dormant", "rank": 0, "condition": low}
+    await _setup(client, as_role, session, [quiet, LIFECYCLE_TIERS[1]])  # C1 (500000) is dormant
+    await add_manager(client, as_role, "RM2", capacity=10)
+    admin = as_role("admin")
+    for customer in ("C2", "C4"):  # to the other manager, by hand
+        moved = await client.put(
+            f"/v1/customers/{customer}/relationship-manager",
+            headers=admin,
+            json={"manager_id": "RM2", "reason": "Moved to the east team."},
+        )
+        assert moved.status_code == 200, moved.text
+    await fit_and_store(session, "test", horizon_months=1, decline_share=Decimal("0.15"), holdout_months=1)
+    await session.commit()
+    await _rules(client, as_role, "0")  # every valuable customer is at or above it
+
+    mine = {t["customer_id"]: t for t in await worklist(client, as_role, "RM")}
+    theirs = {t["customer_id"]: t for t in await worklist(client, as_role, "RM2")}
+    assert sorted(mine) == ["C1", "C3"] and sorted(theirs) == ["C2", "C4"]
+    assert mine["C1"]["reason"].startswith("dormant (lifecycle) since ")  # its quiet tier's task, not a second one
+    assert mine["C3"]["reason"].startswith("churn_risk ") and theirs["C2"]["reason"].startswith("churn_risk ")
+    kinds = "SELECT customer_id, count(*) FROM manager_task WHERE kind = 'gone_quiet' GROUP BY customer_id"
+    assert sorted(n for _, n in (await session.execute(text(kinds))).all()) == [1, 1, 1, 1]
