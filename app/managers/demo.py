@@ -61,6 +61,7 @@ DEMO_RULES = {
         "quiet_tiers": ["declining", "dormant"],
         "valuable_policy_key": "wealth",
         "valuable_tiers": ["private", "wealth"],
+        "min_churn_risk": None,  # the demo fits no churn model (`tierwise fit-churn` does): no churn-risk tasks
     },
 }
 DEMO_WEALTH_MANAGERS = ("RM001", "RM002", "RM003")

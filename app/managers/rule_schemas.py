@@ -58,6 +58,14 @@ class GoneQuietRule(BaseModel):
     quiet_tiers: list[TierCode] = Field(default_factory=lambda: ["declining", "dormant"], min_length=1, max_length=20)
     valuable_policy_key: PolicyKey = Field("wealth", description="The policy whose tiers say who is valuable.")
     valuable_tiers: list[TierCode] = Field(default_factory=lambda: ["private", "wealth"], min_length=1, max_length=20)
+    min_churn_risk: Numeric(5, 4, ge=Decimal(0), le=Decimal(1)) | None = Field(
+        None,
+        description="A valuable customer whose churn_risk (the features view's score by the newest churn model, "
+        "GET /v1/reports/churn-models) is at or above this probability gets a gone-quiet task too, its reason "
+        "quoting the probability and the model version; once a month, none while one is open. Null: off; with no "
+        "churn model fitted (`tierwise fit-churn`), none.",
+        examples=["0.70"],
+    )
 
 
 class WorklistRulesSet(BaseModel):
@@ -74,6 +82,7 @@ class WorklistRulesSet(BaseModel):
                         "quiet_tiers": ["declining", "dormant"],
                         "valuable_policy_key": "wealth",
                         "valuable_tiers": ["private", "wealth"],
+                        "min_churn_risk": "0.70",
                     },
                 }
             ]
@@ -83,7 +92,9 @@ class WorklistRulesSet(BaseModel):
     care: CareRule | None = Field(None, description="Care dates: birthdays, anniversaries, holidays. Null: none.")
     complaint_sla: ComplaintSlaRule | None = Field(None, description="Complaints open past an SLA. Null: none.")
     near_miss: NearMissRule | None = Field(None, description="Near-miss upgrades. Null: none.")
-    gone_quiet: GoneQuietRule | None = Field(None, description="Valuable customers gone quiet. Null: none.")
+    gone_quiet: GoneQuietRule | None = Field(
+        None, description="Valuable customers gone quiet (or at churn risk). Null: none."
+    )
 
 
 class WorklistRulesRead(WorklistRulesSet):

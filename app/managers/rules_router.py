@@ -70,7 +70,8 @@ async def set_worklist_rules(
     `complaint_sla`: a task for a complaint still open past its SLA (per category, or the default);
     `near_miss`: a task for a customer within `share` of the next tier of their manager's policy (the gap the
     benefits view shows); `gone_quiet`: a task for a customer in a valuable tier whose lifecycle tier is a quiet
-    one. Tasks already generated stay. With If-Match, only if unchanged; audited."""
+    one, and, with `min_churn_risk`, for one whose churn_risk (the newest churn model's score; none while no model is
+    fitted) is at or above it. Tasks already generated stay. With If-Match, only if unchanged; audited."""
     before = await rules.get_rules(session, lock=True)
     conditional.check(before)
     after = await rules.set_rules(session, body)

@@ -1,7 +1,8 @@
 """The set-based statements that generate the configurable worklist task kinds for one manager's customers, one
 statement per kind, each task once (the unique key on customer, kind and period): care dates (birthdays,
-anniversaries, the care calendar's holidays), complaints open past their SLA and valuable customers gone quiet.
-Near-miss upgrades are in app.managers.near_miss (they need the benefits view's gap computation)."""
+anniversaries, the care calendar's holidays), complaints open past their SLA and valuable customers gone quiet (by
+their lifecycle tier, or by their churn risk). Near-miss upgrades are in app.managers.near_miss (they need the
+benefits view's gap computation)."""
 
 from sqlalchemy import text
 
@@ -95,6 +96,36 @@ WHERE ma.manager_id = :manager_id
              OR t.period = effective_tier(la) || ':' || (la.since AT TIME ZONE 'UTC')::date)
   )
 ORDER BY ma.customer_id
+""")
+
+# Churn-risk candidates: customers in a valuable tier with no gone-quiet task open nor one of this period (a month),
+# whose churn_risk app.managers.quiet then reads from customer_features_for(their ids).
+CHURN_CANDIDATES = text("""
+SELECT ma.customer_id, effective_tier(va) AS valuable_tier
+FROM manager_assignment ma
+JOIN customer c ON c.id = ma.customer_id AND c.erased_at IS NULL
+JOIN tier_policy vp ON vp.key = :valuable_policy_key
+JOIN tier_assignment va ON va.policy_id = vp.id AND va.customer_id = ma.customer_id
+WHERE ma.manager_id = :manager_id
+  AND effective_tier(va) = ANY(CAST(:valuable_tiers AS text[]))
+  AND NOT EXISTS (
+      SELECT 1 FROM manager_task t
+      WHERE t.customer_id = ma.customer_id AND t.kind = 'gone_quiet'
+        AND (t.state IN ('open', 'snoozed') OR t.period = :period)
+  )
+ORDER BY ma.customer_id
+""")
+
+CHURN_MODEL_EXISTS = text("SELECT EXISTS (SELECT 1 FROM churn_model)")
+
+# The churn_risk of those customers at or above the threshold, as the features view scores it (the newest churn
+# model), with that model's version read in the same statement; nothing when no model is fitted.
+CHURN_SCORES = text("""
+SELECT f.customer_id, f.churn_risk, m.version
+FROM customer_features_for(CAST(:customer_ids AS bigint[])) f
+CROSS JOIN (SELECT version FROM churn_model ORDER BY version DESC LIMIT 1) m
+WHERE f.churn_risk >= CAST(:min_churn_risk AS numeric)
+ORDER BY f.customer_id
 """)
 
 # Near-miss candidates: the manager's customers under the manager's policy below its top tier, with the facts of

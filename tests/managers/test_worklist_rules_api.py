@@ -47,6 +47,8 @@ async def test_the_rules_are_read_replaced_with_if_match_validated_and_audited(c
             "/gone_quiet/valuable_tiers/1",
         ),
         ({"gone_quiet": {**RULES["gone_quiet"], "lifecycle_policy_key": "nosuch"}}, "/gone_quiet/lifecycle_policy_key"),
+        ({"gone_quiet": {**RULES["gone_quiet"], "min_churn_risk": "1.5"}}, "/gone_quiet/min_churn_risk"),
+        ({"gone_quiet": {**RULES["gone_quiet"], "min_churn_risk": -0.1}}, "/gone_quiet/min_churn_risk"),
         ({"care": {"sometimes": True}}, "/care/sometimes"),
     ]
     for body, pointer in bad:
