@@ -118,6 +118,11 @@ async def _load_demo(settings: Settings, customers: int, seed: int) -> dict:
 
         counts["manager_assignment"] = await load_demo_managers(session)  # after the tier run: tiers to serve
     async with command_session(settings) as session:
+        from app.reports.churn import fit_and_store
+
+        model = await fit_and_store(session, "demo")  # the churn_risk attribute, and the worklist's churn tasks
+        counts["churn_model_version"] = model.version if model is not None else None
+    async with command_session(settings) as session:
         from app.managers.demo import load_demo_worklists
 
         counts["worklists"] = await load_demo_worklists(session)  # rules, holidays, stories for every task kind

@@ -61,7 +61,7 @@ DEMO_RULES = {
         "quiet_tiers": ["declining", "dormant"],
         "valuable_policy_key": "wealth",
         "valuable_tiers": ["private", "wealth"],
-        "min_churn_risk": None,  # the demo fits no churn model (`tierwise fit-churn` does): no churn-risk tasks
+        "min_churn_risk": "0.20",  # `tierwise demo` fits a churn model: the few most at risk get a task
     },
 }
 DEMO_WEALTH_MANAGERS = ("RM001", "RM002", "RM003")

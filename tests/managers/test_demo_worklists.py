@@ -10,6 +10,7 @@ from app.core.pagination import PageRequest
 from app.demo import generate_demo_bank
 from app.managers import worklist
 from app.managers.demo import DEMO_WEALTH_MANAGERS, load_demo_managers, load_demo_worklists
+from app.reports.churn import fit_and_store
 from app.tiering.assignment.refresh import refresh_tiers
 from app.tiering.policies import load_default_policies
 
@@ -36,16 +37,20 @@ async def test_the_demo_wealth_managers_have_every_kind_of_task(client, as_role,
     ids = list(await session.scalars(text("SELECT id FROM customer ORDER BY id")))
     await refresh_tiers(session, ids, id_range=None)
     await load_demo_managers(session)
+    assert await fit_and_store(session, "demo") is not None  # as `tierwise demo` does
     first = await load_demo_worklists(session)
     await session.commit()
     assert first["holidays"] == 24 and first["complaints"] > 0 and first["contacted"] > 0 and first["moved_out"] > 0
 
     kinds: dict[str, set[str]] = {}
+    churn_reasons: list[str] = []
     for manager in DEMO_WEALTH_MANAGERS:
         tasks = await all_tasks(client, as_role, manager)
         assert all(task["reason"] and task["due_on"] for task in tasks)
         kinds[manager] = {task["kind"] for task in tasks}
+        churn_reasons += [task["reason"] for task in tasks if "by churn model version 1" in task["reason"]]
     union = set().union(*kinds.values())
+    assert churn_reasons, "no valuable customer at or above the demo's churn threshold got a task"
     assert union == KINDS, union
     for manager in DEMO_WEALTH_MANAGERS:  # each has its stories: at risk, cadence, complaints
         assert {"downgrade_at_risk", "cadence_overdue", "complaint_overdue"} <= kinds[manager], (manager, kinds)
