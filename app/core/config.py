@@ -114,6 +114,7 @@ class Settings(BaseSettings):
     # limits are counted there, shared by every instance, and per instance without one or while it is down.
     leader_interval_seconds: float = Field(5.0, gt=0, le=300)
     redis_url: str | None = None
+    redis_key_prefix: str = "tierwise:ratelimit:"  # deployments sharing one Redis each take a prefix of their own
     redis_timeout_s: float = Field(0.25, gt=0, le=10)  # one Redis call; past it the request is limited locally
 
     # Re-tiering after intake (app/customers/retier.py): activity events and the NDJSON import mark their customers,

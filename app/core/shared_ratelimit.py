@@ -96,5 +96,5 @@ class SharedRateLimiter:
 def rate_limiter(limits: dict[str, RateLimit], settings) -> RateLimiter | SharedRateLimiter:
     """The app's limiter: shared through Redis when TIERWISE_REDIS_URL is set, this process's own otherwise."""
     if settings.redis_url:
-        return SharedRateLimiter(limits, settings.redis_url, settings.redis_timeout_s)
+        return SharedRateLimiter(limits, settings.redis_url, settings.redis_timeout_s, settings.redis_key_prefix)
     return RateLimiter(limits)
