@@ -535,7 +535,9 @@ def serve(
     demo_customers: int = 2000,
     host: str | None = None,
     port: int | None = None,
-    workers: int = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (uvicorn's); scheduled jobs run in one of them.")
+    ] = 1,
 ) -> None:
     """Serve the API (Swagger at /docs)."""
     import uvicorn
@@ -545,7 +547,12 @@ def serve(
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
     if settings.database_url is None:
-        resolve_database_url(settings)  # this process holds the embedded Postgres, and stops it on every way out
+        # This process starts the embedded Postgres, holds it, and stops it on every way out; the workers are told
+        # its URL, so they connect to it and never start (or stop) one of their own.
+        from sqlalchemy.engine import make_url
+
+        embedded = make_url(resolve_database_url(settings)).set(drivername="postgresql")
+        os.environ["TIERWISE_DATABASE_URL"] = embedded.render_as_string(hide_password=False)
     if setup:
         from app.core.migrations import upgrade_to_head
 

@@ -28,14 +28,17 @@ from app.core.errors import install_error_handlers
 from app.core.etag import GZipWithCodedETags
 from app.core.health import router as health_router
 from app.core.hotpath import HotReads
+from app.core.invalidation import API_KEYS, RANKING_STATS, InvalidationListener
+from app.core.leader import Leadership, database_dsn
 from app.core.logging import configure_logging
 from app.core.metrics import process_exited
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, UnexpectedErrors
 from app.core.openapi import TAGS, install_openapi, operation_id
-from app.core.ratelimit import FailedAuthLimiter, RateLimit, RateLimiter, role_limits
+from app.core.ratelimit import FailedAuthLimiter, RateLimit, role_limits
 from app.core.replica_retry import ReplicaRetry
 from app.core.schedule import run_every
 from app.core.security import role_scopes
+from app.core.shared_ratelimit import rate_limiter
 from app.customers.imports_router import imports_router as holdings_imports_router
 from app.customers.retier import RetierWorker
 from app.customers.router import events_router
@@ -166,7 +169,18 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
                 "expired idempotency keys and delivered webhooks purged",
             )
         )
-        jobs = [asyncio.create_task(run_every(minutes, job, done)) for minutes, job, done in schedule if minutes]
+        # one process leads the scheduled jobs (app.core.leader); every one drops its caches on a NOTIFY
+        app.state.leader = Leadership(database_dsn(database_url), settings.leader_interval_seconds)
+        app.state.invalidation = InvalidationListener(
+            database_dsn(database_url),
+            {API_KEYS: app.state.principal_cache.clear, RANKING_STATS: recommender.invalidate_stats},
+        )
+        jobs = [asyncio.create_task(app.state.leader.run()), asyncio.create_task(app.state.invalidation.run())]
+        jobs += [
+            asyncio.create_task(run_every(minutes, job, done, app.state.leader))
+            for minutes, job, done in schedule
+            if minutes
+        ]
         if settings.webhook_worker:
             jobs.append(asyncio.create_task(DeliveryWorker(settings, app.state.sessionmaker).run()))
         if settings.retier_worker:
@@ -179,6 +193,7 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
             for job in jobs:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)  # the webhook worker lets sends in flight finish
+            await app.state.rate_limiter.close()
             if app.state.read_pool is not None:
                 await app.state.read_pool.close()
             await close_replicas(app.state.replicas)
@@ -196,7 +211,7 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.rate_limiter = RateLimiter(role_limits(settings))
+    app.state.rate_limiter = rate_limiter(role_limits(settings), settings)
     app.state.failed_auth = FailedAuthLimiter(RateLimit(settings.auth_failures_per_s, settings.auth_failures_burst))
     app.state.role_scopes = role_scopes(settings.role_grants)
     app.state.principal_cache = PrincipalCache(settings.api_key_cache_seconds)

@@ -6,6 +6,10 @@ as the scheduled refresh leaves it (the bench runs that refresh first). Then for
 hold, as after a write to their data: another sample, its states made stale before every round, so that a
 request computes its customer's state (and stores it; a customer asked for again in the round reads it).
 
+With `--workers N` (N > 1), the same reads are also served by N worker processes (as `tierwise serve --workers N`
+runs them: one uvicorn, metrics summed over the processes) beside the single worker, in the same rounds: `tiers_wN`
+and `recommendations_wN`, and their ratios to the single worker's.
+
 Usage: python -m bench.bench_reads --dsn postgresql://...   (a database loaded with `tierwise demo`)
 """
 
@@ -61,6 +65,19 @@ def serve_bare(dsn: str):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextmanager
+def serve_workers(dsn: str, workers: int):
+    """The app with `workers` processes (None when 1), counting metrics into a directory of its own."""
+    if workers <= 1:
+        yield None
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="tierwise-bench-metrics-") as metrics,
+        serve(dsn, workers=workers, env={"PROMETHEUS_MULTIPROC_DIR": metrics}) as base,
+    ):
+        yield base
 
 
 def wrk(url: str, ids_file: str, key: str, suffix: str, duration: int, connections: int, delay_ms: int = 0) -> dict:
@@ -179,6 +196,9 @@ def main() -> None:
         default=100_000,
         help="another sample, whose offer states are made stale before every round",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="also serve with this many worker processes, beside one (when > 1)"
+    )
     args = parser.parse_args()
 
     print(f"offer states refreshed: {asyncio.run(refresh_offer_states(args.dsn))}")
@@ -194,7 +214,12 @@ def main() -> None:
     slice_s = max(args.duration // args.rounds, 1)
     results: dict[str, list[dict]] = {"bare": [], "tiers": [], "recommendations": [], "recommendations_state_stale": []}
     states: dict[str, list[float]] = {"recommendations": [0, 0], "recommendations_state_stale": [0, 0]}
-    with serve_bare(args.dsn) as bare, serve(args.dsn) as base:
+    many = f"w{args.workers}"
+    with (
+        serve_bare(args.dsn) as bare,
+        serve(args.dsn) as base,
+        serve_workers(args.dsn, args.workers) as base_many,
+    ):
         recommendations = (base + "/v1/customers/", key, "/recommendations?explore=true")
         targets = {
             "bare": (bare + "/bare/", "-", "", "ids"),
@@ -202,6 +227,15 @@ def main() -> None:
             "recommendations": (*recommendations, "ids"),
             "recommendations_state_stale": (*recommendations, "stale"),
         }
+        if base_many is not None:
+            targets[f"tiers_{many}"] = (base_many + "/v1/customers/", key, "/tiers", "ids")
+            targets[f"recommendations_{many}"] = (
+                base_many + "/v1/customers/",
+                key,
+                "/recommendations?explore=true",
+                "ids",
+            )
+            results.update({f"tiers_{many}": [], f"recommendations_{many}": []})
         for url, api_key, suffix, sample in targets.values():  # warm-up, not recorded
             wrk(url, files[sample], api_key, suffix, 5, args.connections)
         for _ in range(args.rounds):
@@ -243,6 +277,14 @@ def main() -> None:
             f"(rounds: {', '.join(f'{ratio:.3f}' for ratio in per_round)})"
         )
     print(f"recommendations_p99_ms_at_half_rate={half_rate['p99_ms']} (at {half_rate['rps']:.0f} rps)")
+    for name in ("tiers", "recommendations"):
+        if f"{name}_{many}" in results:
+            per_round = [m["rps"] / o["rps"] for m, o in zip(results[f"{name}_{many}"], results[name], strict=True)]
+            print(
+                f"{name}_{many}_ratio_to_one_worker={rps[f'{name}_{many}'] / rps[name]:.3f} "
+                f"(rounds: {', '.join(f'{ratio:.3f}' for ratio in per_round)}) "
+                f"{name}_{many}_ratio_to_bare={rps[f'{name}_{many}'] / rps['bare']:.3f}"
+            )
 
 
 if __name__ == "__main__":

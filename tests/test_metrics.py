@@ -216,3 +216,17 @@ async def test_a_server_with_two_workers_reports_the_sum_of_both(scratch_databas
             answers = await scrapes()
         # Whichever worker answers, it reports every request both served, and both pools of 32 (the default).
         assert set(answers) == {(requests, 64.0)}
+
+        # One of the two workers leads the scheduled jobs (app/core/leader.py): the summed gauge is 1, not 2.
+        leading = ("tierwise_scheduler_leader", frozenset())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            async with httpx.AsyncClient(base_url=server.base, timeout=10) as fresh:
+                leaders = _samples((await fresh.get("/metrics")).text).get(leading)
+            if leaders == 1.0:
+                break
+            await asyncio.sleep(0.2)
+        assert leaders == 1.0
+        await asyncio.sleep(1.0)  # and stays 1 while the other keeps trying
+        async with httpx.AsyncClient(base_url=server.base, timeout=10) as fresh:
+            assert _samples((await fresh.get("/metrics")).text).get(leading) == 1.0

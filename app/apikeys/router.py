@@ -58,8 +58,8 @@ async def get_api_key(key_id: KeyIdPath, session: SessionDep, request: Request) 
 
 @router.delete("/{key_id}", summary="Revoke an API key", response_model=ApiKeyRead, responses=problem_responses(404))
 async def revoke_api_key(key_id: KeyIdPath, session: SessionDep, request: Request) -> ApiKeyRead:
-    """Revoke a key. It stops working at once on this instance and within `TIERWISE_API_KEY_CACHE_SECONDS`
-    (default 5) on every other one."""
+    """Revoke a key. It stops working at once on this instance and, told by a NOTIFY on commit, within moments on
+    every other one (within `TIERWISE_API_KEY_CACHE_SECONDS`, default 5, should an instance not be listening)."""
     row = await service.revoke_api_key(session, key_id)
     request.app.state.principal_cache.clear()
     await audit_service.record(

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apikeys.models import ApiKey
+from app.core import invalidation
 from app.core.db import driver_connection
 from app.core.errors import NotFound
 from app.core.pagination import PageRequest, keyset
@@ -49,13 +50,15 @@ async def revoke_api_key(session: AsyncSession, key_id: int) -> ApiKey:
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
         await session.flush()
+        await invalidation.notify(session, invalidation.API_KEYS)  # every instance drops its cached keys on commit
     return row
 
 
 class PrincipalCache:
     """Recently resolved keys, by their HMAC (never the key itself), for `ttl` seconds: most requests then
-    authenticate without a query. A revocation clears the cache of the instance that made it at once; other
-    instances see it within `ttl` seconds. Unknown keys are never cached. A ttl of 0 turns caching off."""
+    authenticate without a query. A revocation clears the cache of the instance that made it at once, and every
+    other instance's on its NOTIFY (app.core.invalidation), within moments; `ttl` bounds it when a listener is
+    down. Unknown keys are never cached. A ttl of 0 turns caching off."""
 
     def __init__(self, ttl: float, clock=time.monotonic, max_entries: int = 10_000) -> None:
         self.ttl, self.clock, self.max_entries = ttl, clock, max_entries

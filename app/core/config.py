@@ -122,6 +122,15 @@ class Settings(BaseSettings):
     idempotency_key_hours: float = Field(24.0, gt=0, le=24 * 30)
     purge_minutes: int = Field(10, ge=0)  # how often expired keys and old deliveries are purged (0: never)
 
+    # Many instances (app/core/leader.py, app/core/invalidation.py, app/core/shared_ratelimit.py): the scheduled
+    # jobs run in the one process holding the leader's advisory lock, tried and checked every interval (a dead
+    # leader is replaced within it); caches are dropped on a NOTIFY; with a Redis URL (redis://host:6379/0) rate
+    # limits are counted there, shared by every instance, and per instance without one or while it is down.
+    leader_interval_seconds: float = Field(5.0, gt=0, le=300)
+    redis_url: str | None = None
+    redis_key_prefix: str = "tierwise:ratelimit:"  # deployments sharing one Redis each take a prefix of their own
+    redis_timeout_s: float = Field(0.25, gt=0, le=10)  # one Redis call; past it the request is limited locally
+
     # Re-tiering after intake (app/customers/retier.py): activity events and the NDJSON import mark their customers,
     # and each instance's worker re-tiers them in batches of this size, every interval (a full batch: at once).
     retier_worker: bool = True

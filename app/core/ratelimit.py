@@ -2,8 +2,9 @@
 per client address for failed authentications (FailedAuthLimiter).
 
 The buckets live in the process: each instance enforces the limit on its own, so behind a load balancer with N
-instances a key may reach up to N times its configured rate. That bounds a runaway client per instance, which is
-the point; a fleet-wide quota belongs in the gateway.
+instances (or N worker processes) a key may reach up to N times its configured rate. With TIERWISE_REDIS_URL set,
+the keys' buckets live in Redis instead, shared by every process and instance (app.core.shared_ratelimit), and in
+the process again while Redis cannot be reached. Failed authentications are counted per process in either case.
 """
 
 import ipaddress
@@ -76,18 +77,32 @@ class RateLimiter:
         now = self.clock()
         tokens, at = self.buckets.get(key_id, (float(limit.burst), now))
         tokens = min(float(limit.burst), tokens + (now - at) * limit.per_second)
-        if tokens < 1.0:
-            self.buckets[key_id] = (tokens, now)
-            RATE_LIMITED.labels(role).inc()
-            retry_after = max(1, math.ceil((1.0 - tokens) / limit.per_second))
-            raise RateLimited(
-                f"This API key (role {role}) is limited to {limit.per_second:g} requests per second "
-                f"with bursts of {limit.burst}; retry in {retry_after} s.",
-                headers=limited_headers(limit.burst, retry_after),
-            )
-        tokens -= 1.0
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
         self.buckets[key_id] = (tokens, now)
-        return allowed_headers(limit.burst, int(tokens), math.ceil((limit.burst - tokens) / limit.per_second))
+        return answer(limit, role, allowed, tokens)
+
+    async def acquire(self, key_id: int, role: str) -> list[tuple[bytes, bytes]] | None:
+        """`check`, as the shared limiter's (app.core.shared_ratelimit) is called."""
+        return self.check(key_id, role)
+
+    async def close(self) -> None:
+        """Nothing to release (the shared limiter closes its Redis connections)."""
+
+
+def answer(limit: RateLimit, role: str, allowed: bool, tokens: float) -> list[tuple[bytes, bytes]]:
+    """The outcome of taking a token from a bucket that holds `tokens` after the take (before it when refused): the
+    RateLimit headers of an allowed request, or 429 with Retry-After (whole seconds until one is back)."""
+    if not allowed:
+        RATE_LIMITED.labels(role).inc()
+        retry_after = max(1, math.ceil((1.0 - tokens) / limit.per_second))
+        raise RateLimited(
+            f"This API key (role {role}) is limited to {limit.per_second:g} requests per second "
+            f"with bursts of {limit.burst}; retry in {retry_after} s.",
+            headers=limited_headers(limit.burst, retry_after),
+        )
+    return allowed_headers(limit.burst, int(tokens), math.ceil((limit.burst - tokens) / limit.per_second))
 
 
 def client_address(scope, trusted_proxies=()) -> str:

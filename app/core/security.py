@@ -150,7 +150,7 @@ async def authorize(state, session, key: str | None, scope: Scope, request_scope
         request_state["api_key_name"] = principal.name
     limiter = getattr(state, "rate_limiter", None)
     if limiter is not None:
-        headers = limiter.check(principal.key_id, principal.role)
+        headers = await limiter.acquire(principal.key_id, principal.role)
         if headers is not None and request_state is not None:  # sent on the answer, whatever it is
             request_state["rate_limit_headers"] = headers
     if scope not in principal.scopes:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import invalidation
+
 # Popularity of each product overall ('*') and within each tier of the primary policy.
 _REFRESH_HOLDING_STATS = text("""
 WITH live AS (
@@ -45,6 +47,7 @@ async def refresh_stats(session: AsyncSession, primary_policy: str) -> dict[str,
     holding = (await session.execute(_REFRESH_HOLDING_STATS, {"primary_policy": primary_policy})).rowcount
     await session.execute(text("DELETE FROM co_holding_stat"))
     co = (await session.execute(_REFRESH_CO_HOLDING)).rowcount
+    await invalidation.notify(session, invalidation.RANKING_STATS)  # every instance reads them again on commit
     return {"product_holding_stat": holding, "co_holding_stat": co}
 
 

@@ -28,7 +28,7 @@ def _postgres_of(pgdata: Path) -> list[psutil.Process]:
     return found
 
 
-def _serve(data_dir: Path, port: int) -> subprocess.Popen:
+def _serve(data_dir: Path, port: int, *args: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "TIERWISE_DATABASE_URL"}
     env.update(
         TIERWISE_DATA_DIR=str(data_dir),
@@ -38,7 +38,11 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen:
         TIERWISE_OFFER_STATES_REFRESH_MINUTES="0",
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "-m", "app.cli", "serve", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -88,6 +92,28 @@ def test_sigterm_then_ctrl_c_each_stop_the_embedded_postgres(data_dir):
     _wait_until_serving(server, port)
     assert _postgres_of(pgdata)
     _stop(server, signal.SIGINT)
+    assert _postgres_of(pgdata) == []
+
+
+def test_two_workers_share_the_one_embedded_postgres_the_serve_process_started(data_dir):
+    """`serve --workers 2`: one Postgres, registered by the serve process alone (the workers are given its URL and
+    start none), both workers answering with one scheduler leader between them; SIGTERM stops it all."""
+    pgdata = data_dir.resolve() / "pgdata"
+    port = free_port()
+    server = _serve(data_dir, port, "--workers", "2")
+    try:
+        _wait_until_serving(server, port)
+        assert len(_postgres_of(pgdata)) == 1  # one postmaster (backends' titles do not name the data folder)
+        assert json.loads((pgdata / ".handle_pids.json").read_text()) == [server.pid]
+        deadline, metrics = time.monotonic() + 60, ""
+        while time.monotonic() < deadline:
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            if 'tierwise_db_pool_size{pool="engine"} 64.0' in metrics and "tierwise_scheduler_leader 1.0" in metrics:
+                break  # both workers' pools of 32, one leader
+            time.sleep(0.3)
+        assert 'tierwise_db_pool_size{pool="engine"} 64.0' in metrics and "tierwise_scheduler_leader 1.0" in metrics
+    finally:
+        _stop(server, signal.SIGTERM)
     assert _postgres_of(pgdata) == []
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import defer
 
+from app.core import invalidation
 from app.core.db import driver_connection
 from app.core.errors import Conflict, NotFound
 from app.recommendations.learned.models import RankerModel
@@ -76,6 +77,7 @@ async def serve_version(session: AsyncSession, version: int) -> RankerModel:
             update(RankerModel).where(RankerModel.version == version).values(status="serving", served_at=text("now()"))
         )
         await session.refresh(row)
+        await invalidation.notify(session, invalidation.RANKING_STATS)  # every instance ranks with it on commit
     return row
 
 
