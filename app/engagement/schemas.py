@@ -12,13 +12,21 @@ from app.customers.schemas import ExternalId, _not_in_future
 from app.reports.schemas import Uplift
 from app.rules.schema import Condition
 
+
+def _not_null(value: Any) -> Any:
+    """For a PATCH field that may be left out but not set to null."""
+    if value is None:
+        raise ValueError("must not be null; omit the field to keep its current value")
+    return value
+
+
 ProgrammeKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{1,39}$")]
 # An activity's surveys carry the touchpoint `activity_<key>` (the feedback domain's touchpoint pattern).
 ActivityKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{1,30}$")]
 TierCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$")]
 PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,39}$")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Team = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=200)]
+Team = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=100)]
 ContactChannel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,19}$")]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 BenefitCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,59}$")]
@@ -60,8 +68,11 @@ ParticipationState = TypeAliasType(
 MembershipAnswer = TypeAliasType(
     "MembershipAnswer",
     Annotated[
-        Literal["joined", "declined", "left", "removed"],
-        Field(description="The move: joined or declined (from invited), left (from joined); removed is the bank's."),
+        Literal["joined", "declined", "left"],
+        Field(
+            description="The move: joined or declined (from invited), left (from joined). A removal is the bank's: "
+            "DELETE /v1/communities/{community_key}/members/{customer_id}."
+        ),
     ],
 )
 RsvpAnswer = TypeAliasType(
@@ -135,14 +146,20 @@ class CommunityUpdate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"state": "open"}, {"capacity": 800, "goal": "Grow"}]}
     )
 
-    name: Name | None = None
+    # name, owner_team, audience and state may be left out, not set to null (their types have no null)
+    name: Name = None
     goal: Annotated[str, Field(max_length=2000)] | None = None
-    owner_team: Team | None = None
-    audience: Condition | None = Field(None, description=AUDIENCE_DOC)
+    owner_team: Team = None
+    audience: Condition = Field(None, description=AUDIENCE_DOC)
     audience_policy_key: PolicyKey | None = None
     audience_tiers: Annotated[list[TierCode], Field(max_length=50)] | None = None
     capacity: Integer(1, 10_000_000) | None = None
-    state: CommunityState | None = None
+    state: CommunityState = None
+
+    @field_validator("name", "owner_team", "audience", "state", mode="before")
+    @classmethod
+    def not_null(cls, value: Any) -> Any:
+        return _not_null(value)
 
 
 class CommunityRead(BaseModel):
@@ -375,12 +392,18 @@ class ActivityUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"capacity": 60}]})
 
-    name: Name | None = None
-    owner_team: Team | None = None
-    capacity: Integer(1, 1_000_000) | None = None
-    starts_at: Timestamp | None = None
-    ends_at: Timestamp | None = None
-    benefit_codes: Annotated[list[BenefitCode], Field(max_length=20)] | None = None
+    # each may be left out, not set to null (their types have no null)
+    name: Name = None
+    owner_team: Team = None
+    capacity: Integer(1, 1_000_000) = None
+    starts_at: Timestamp = None
+    ends_at: Timestamp = None
+    benefit_codes: Annotated[list[BenefitCode], Field(max_length=20)] = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def not_null(cls, value: Any) -> Any:
+        return _not_null(value)
 
 
 class ActivityRead(BaseModel):

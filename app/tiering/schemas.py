@@ -14,8 +14,8 @@ from app.rules.schema import Condition, ConditionResult
 
 PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{1,39}$")]
 TierCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=100)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=200)]
 Description = Annotated[str, Field(max_length=2000)]
 GraceDays = Integer(0, 730)
 VersionStatus = TypeAliasType(
@@ -176,7 +176,12 @@ class TierPolicyVersionCreate(BaseModel):
                     "description": "Longer grace after customer feedback.",
                 },
                 {"copy_from": 1, "description": "Start from version 1 and edit the draft."},
-            ]
+            ],
+            # what tiers_or_copy enforces, published: tiers or copy_from, not null
+            "anyOf": [
+                {"required": ["tiers"], "properties": {"tiers": {"type": "array"}}},
+                {"required": ["copy_from"], "properties": {"copy_from": {"type": "integer"}}},
+            ],
         },
     )
 
@@ -522,7 +527,16 @@ class TierTransitionPage(BaseModel):
 
 
 class TierRunCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"policy_key": "wealth"}, {"all": True}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"policy_key": "wealth"}, {"all": True}],
+            "oneOf": [  # what one_target enforces, published
+                {"required": ["policy_key"], "properties": {"policy_key": {"type": "string"}, "all": {"const": False}}},
+                {"required": ["all"], "properties": {"all": {"const": True}, "policy_key": {"type": "null"}}},
+            ],
+        },
+    )
 
     policy_key: str | None = Field(None, max_length=40, description="One policy's key; or set `all`.")
     all: Boolean = Field(False, description="Every active policy.")
