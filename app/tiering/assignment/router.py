@@ -13,11 +13,11 @@ from app.core.hotpath import HotRead
 from app.core.i18n import RequestLanguage, language_headers
 from app.core.pagination import (
     DEFAULT_PAGE_SIZE,
-    CursorParam,
     LimitParam,
     Page,
     decode_key_cursor,
     encode_cursor,
+    key_cursor_param,
     page_of,
 )
 from app.core.security import Scope, require_scope
@@ -151,7 +151,7 @@ async def evaluate_customer_tiers(external_id: ExternalIdPath, session: SessionD
 async def get_customer_tier_history(
     external_id: ExternalIdPath,
     session: SessionDep,
-    cursor: CursorParam = None,
+    cursor: key_cursor_param(2) = None,
     limit: LimitParam = 100,
 ) -> TierTransitionPage:
     """Every tier change of this customer, oldest first; follow `next_cursor`."""
@@ -268,7 +268,7 @@ def _transition_page(rows, limit: int) -> TierTransitionPage:
 )
 async def list_tier_transitions(
     session: SessionDep,
-    cursor: CursorParam = None,
+    cursor: key_cursor_param(2) = None,
     policy: Annotated[
         str | None, Query(alias="policy_key", max_length=40, description="Only this policy's moves.")
     ] = None,
@@ -298,7 +298,7 @@ async def care_calendar(
     policy: Annotated[str, Query(alias="policy_key", max_length=40, description="The tier policy's key.")],
     tier: Annotated[str, Query(max_length=40)],
     days: Annotated[ParamInteger(0, 60), Query()] = 7,
-    cursor: CursorParam = None,
+    cursor: key_cursor_param(3) = None,
     limit: LimitParam = DEFAULT_PAGE_SIZE,
 ) -> Page[CareEntry]:
     """Customers of a tier whose birthday or customer anniversary falls within the next `days` days: the small
