@@ -177,11 +177,6 @@ class TierPolicyVersionCreate(BaseModel):
                 },
                 {"copy_from": 1, "description": "Start from version 1 and edit the draft."},
             ],
-            # what tiers_or_copy enforces, published: tiers or copy_from, not null
-            "anyOf": [
-                {"required": ["tiers"], "properties": {"tiers": {"type": "array"}}},
-                {"required": ["copy_from"], "properties": {"copy_from": {"type": "integer"}}},
-            ],
         },
     )
 
@@ -527,16 +522,7 @@ class TierTransitionPage(BaseModel):
 
 
 class TierRunCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"policy_key": "wealth"}, {"all": True}],
-            "oneOf": [  # what one_target enforces, published
-                {"required": ["policy_key"], "properties": {"policy_key": {"type": "string"}, "all": {"const": False}}},
-                {"required": ["all"], "properties": {"all": {"const": True}, "policy_key": {"type": "null"}}},
-            ],
-        },
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"policy_key": "wealth"}, {"all": True}]})
 
     policy_key: str | None = Field(None, max_length=40, description="One policy's key; or set `all`.")
     all: Boolean = Field(False, description="Every active policy.")
