@@ -64,10 +64,10 @@ def encode_cursor(*key: int) -> str:
     return ".".join(str(k) for k in key)
 
 
-def cursor_pattern(parts: int) -> str:
-    """The published form of a cursor of `parts` integers: what the schema says is exactly what is accepted."""
-    more = rf"(\.[0-9]{{1,18}}){{{parts - 1}}}" if parts > 1 else ""
-    return rf"^[0-9]{{1,18}}{more}$"
+def cursor_pattern(parts: int, digits: tuple[int, ...] | None = None) -> str:
+    """The published form of a cursor of `parts` integers (at most `digits` digits each, 18 by default: a bigint),
+    what the schema says being exactly what is accepted."""
+    return "^" + r"\.".join(f"[0-9]{{1,{width}}}" for width in digits or (18,) * parts) + "$"
 
 
 def _legacy_key(cursor: str) -> tuple[int, ...]:
@@ -102,7 +102,7 @@ def decode_cursor(cursor: str | None) -> int | None:
     return None if key is None else key[0]
 
 
-def key_cursor_param(parts: int) -> Any:
+def key_cursor_param(parts: int, digits: tuple[int, ...] | None = None) -> Any:
     """The `cursor` query parameter of a list sorted by `parts` integers (decode it with decode_key_cursor). The
     pattern is published, not checked by FastAPI, so that decode_key_cursor also takes the cursors of before."""
     return Annotated[
@@ -110,7 +110,7 @@ def key_cursor_param(parts: int) -> Any:
         Query(
             max_length=64,
             description="The `next_cursor` of the previous page.",
-            json_schema_extra={"pattern": cursor_pattern(parts)},
+            json_schema_extra={"pattern": cursor_pattern(parts, digits)},
         ),
     ]
 

@@ -298,7 +298,7 @@ async def care_calendar(
     policy: Annotated[str, Query(alias="policy_key", max_length=40, description="The tier policy's key.")],
     tier: Annotated[str, Query(max_length=40)],
     days: Annotated[ParamInteger(0, 60), Query()] = 7,
-    cursor: key_cursor_param(3) = None,
+    cursor: key_cursor_param(3, (9, 18, 9)) = None,  # a day and an occasion: int4
     limit: LimitParam = DEFAULT_PAGE_SIZE,
 ) -> Page[CareEntry]:
     """Customers of a tier whose birthday or customer anniversary falls within the next `days` days: the small
