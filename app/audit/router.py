@@ -16,18 +16,23 @@ router = APIRouter(
     prefix="/v1/audit", tags=["audit"], dependencies=[require_scope(Scope.ADMIN)], responses=problem_responses(401, 403)
 )
 
-Name = Annotated[str | None, Query(max_length=100)]
+NO_NUL = r"^[^\x00]*$"  # Postgres text cannot hold NUL: the filters say so rather than refuse it unannounced
+Name = Annotated[str | None, Query(max_length=100, pattern=NO_NUL)]
 
 
 @router.get("", summary="List audit events", response_model=Page[AuditEventRead], responses=problem_responses(422))
 async def list_audit_events(
     session: SessionDep,
-    action: Annotated[str | None, Query(max_length=40, description="e.g. `policy.activate`.")] = None,
+    action: Annotated[str | None, Query(max_length=40, pattern=NO_NUL, description="e.g. `policy.activate`.")] = None,
     entity: Annotated[
         str | None,
-        Query(alias="entity_type", max_length=40, description="policy, product, api_key, tier_override."),
+        Query(
+            alias="entity_type", max_length=40, pattern=NO_NUL, description="policy, product, api_key, tier_override."
+        ),
     ] = None,
-    entity_key: Annotated[str | None, Query(max_length=200, description="A product code, policy key, key id.")] = None,
+    entity_key: Annotated[
+        str | None, Query(max_length=200, pattern=NO_NUL, description="A product code, policy key, key id.")
+    ] = None,
     actor: Name = None,
     from_: Annotated[Timestamp | None, Query(alias="from", description="Events at or after this time.")] = None,
     to: Annotated[Timestamp | None, Query(description="Events before this time.")] = None,

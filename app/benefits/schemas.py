@@ -75,7 +75,7 @@ BenefitValue = decimal_string(
 class BenefitText(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=200)]
     description: Annotated[str, Field(max_length=2000)] = ""
 
 
@@ -86,6 +86,7 @@ Texts = Annotated[
         max_length=20,
         description='Texts per language tag, e.g. {"en": {...}, "zh-CN": {...}}: the customer\'s view picks one by '
         "Accept-Language (English, then the first, when none matches).",
+        json_schema_extra={"additionalProperties": False},  # keys are language tags, nothing else
     ),
 ]
 

@@ -1,7 +1,7 @@
 """Cursor pagination, the one style of every list: `?cursor=&limit=` in, `Page{items, next_cursor}` out.
 
-Cursors are opaque (the sort key of the last row seen), so pages are stable under inserts. A list adopts it in
-three lines:
+Cursors are the sort key of the last row seen (integers joined by '.', their pattern published), so pages are
+stable under inserts. A list adopts it in three lines:
 
     async def list_things(session: SessionDep, page: PageParams) -> Page[ThingRead]:        # router
         rows = await service.list_things(session, page)
@@ -16,6 +16,7 @@ encode_cursor / decode_key_cursor / page_of directly.
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
@@ -59,8 +60,24 @@ class Page(BaseModel, Generic[T]):
 
 
 def encode_cursor(*key: int) -> str:
-    """An opaque cursor for the sort key of the last row seen (one or more integers)."""
-    return base64.urlsafe_b64encode(("k:" + ",".join(str(k) for k in key)).encode()).decode().rstrip("=")
+    """The cursor for the sort key of the last row seen (one or more integers, joined by '.')."""
+    return ".".join(str(k) for k in key)
+
+
+def cursor_pattern(parts: int, digits: tuple[int, ...] | None = None) -> str:
+    """The published form of a cursor of `parts` integers (at most `digits` digits each, 18 by default: a bigint),
+    what the schema says being exactly what is accepted."""
+    return "^" + r"\.".join(f"[0-9]{{1,{width}}}" for width in digits or (18,) * parts) + "$"
+
+
+def _legacy_key(cursor: str) -> tuple[int, ...]:
+    """A cursor handed out before they were plain (base64 of 'k:' and the key), still honoured so that a change
+    feed's kept cursor survives the upgrade; not published."""
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    kind, _, value = raw.partition(":")
+    if kind != "k":
+        raise ValueError
+    return tuple(int(v) for v in value.split(","))
 
 
 def decode_key_cursor(cursor: str | None, parts: int, parameter: str = "cursor") -> tuple[int, ...] | None:
@@ -68,10 +85,11 @@ def decode_key_cursor(cursor: str | None, parts: int, parameter: str = "cursor")
     if cursor is None:
         return None
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = raw.partition(":")
-        key = tuple(int(v) for v in value.split(","))
-        if kind != "k" or len(key) != parts or any(not 0 <= k <= BIGINT_MAX for k in key):
+        if re.fullmatch(r"[0-9]+(\.[0-9]+)*", cursor):
+            key = tuple(int(v) for v in cursor.split("."))
+        else:
+            key = _legacy_key(cursor)
+        if len(key) != parts or any(not 0 <= k <= BIGINT_MAX for k in key):
             raise ValueError
         return key
     except (ValueError, binascii.Error, UnicodeDecodeError):
@@ -84,7 +102,20 @@ def decode_cursor(cursor: str | None) -> int | None:
     return None if key is None else key[0]
 
 
-CursorParam = Annotated[str | None, Query(max_length=64, description="Opaque cursor from the previous page.")]
+def key_cursor_param(parts: int, digits: tuple[int, ...] | None = None) -> Any:
+    """The `cursor` query parameter of a list sorted by `parts` integers (decode it with decode_key_cursor). The
+    pattern is published, not checked by FastAPI, so that decode_key_cursor also takes the cursors of before."""
+    return Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="The `next_cursor` of the previous page.",
+            json_schema_extra={"pattern": cursor_pattern(parts, digits)},
+        ),
+    ]
+
+
+CursorParam = key_cursor_param(1)
 LimitParam = Annotated[ParamInteger(1, MAX_PAGE_SIZE), Query(description="Page size.")]
 
 

@@ -180,10 +180,6 @@ async def move_member(
     """The customer's answer: invited -> joined or declined, joined -> left (`removed` is the bank's:
     DELETE the membership). Joining a full or closed community is a 409. Each move keeps its time and channel and
     is a `community.membership_changed` webhook event; the customer's tiers are evaluated again."""
-    if body.to_state == "removed":
-        raise InvalidInput(
-            "/to_state", "a removal is the bank's: DELETE /v1/communities/{community_key}/members/{customer_id}"
-        )
     community = await service.get_community(session, key)
     membership = await service.move_membership(session, community, customer_id, body.to_state, body.channel, body.at)
     await customer_flows.customers_changed(session, [membership.customer_id])

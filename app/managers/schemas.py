@@ -2,9 +2,9 @@
 runs, the coverage report and contacts."""
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from typing_extensions import TypeAliasType
 
 from app.core.strict import Boolean, Day, Integer, Timestamp
@@ -12,9 +12,9 @@ from app.core.strict import Boolean, Day, Integer, Timestamp
 ManagerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,39}$")]
 PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{1,39}$")]
 TierCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Team = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=200)]
+Team = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=100)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=1000)]
 Capacity = Integer(0, 100000, description="How many customers the manager can look after.")
 
 AssignmentSource = TypeAliasType(
@@ -81,11 +81,19 @@ class ManagerCreate(BaseModel):
 class ManagerUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"capacity": 180}]})
 
-    name: Name | None = None
-    team: Team | None = None
-    serves: ServedTiers | None = None
-    capacity: Capacity | None = None
-    is_active: Boolean | None = Field(None, description="false: no new customers; the next run releases theirs.")
+    # Each may be left out, not set to null: the schema says so (no null in their types) and null is refused.
+    name: Name = None
+    team: Team = None
+    serves: ServedTiers = None
+    capacity: Capacity = None
+    is_active: Boolean = Field(None, description="false: no new customers; the next run releases theirs.")
+
+    @field_validator("name", "team", "serves", "capacity", "is_active", mode="before")
+    @classmethod
+    def not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null; omit the field to keep its current value")
+        return value
 
 
 class ManagerRead(BaseModel):

@@ -121,12 +121,7 @@ async def create_manager(session: AsyncSession, body: ManagerCreate) -> ManagerR
 
 async def update_manager(session: AsyncSession, manager: RelationshipManager, body: ManagerUpdate) -> ManagerRead:
     changes = body.model_dump(exclude_unset=True)
-    for name in ("name", "team", "capacity", "is_active"):
-        if name in changes and changes[name] is None:
-            raise InvalidInput(f"/{name}", "may not be null")
-    if "serves" in changes:
-        if body.serves is None:
-            raise InvalidInput("/serves", "may not be null")
+    if "serves" in changes:  # null is refused by ManagerUpdate, as its schema says
         await _check_serves(session, body.serves, "/serves")
         manager.policy_key = body.serves.policy_key
         manager.tiers = list(body.serves.tiers)

@@ -14,8 +14,8 @@ from app.rules.schema import Condition, ConditionResult
 
 PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{1,39}$")]
 TierCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=100)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=200)]
 Description = Annotated[str, Field(max_length=2000)]
 GraceDays = Integer(0, 730)
 VersionStatus = TypeAliasType(
@@ -176,7 +176,7 @@ class TierPolicyVersionCreate(BaseModel):
                     "description": "Longer grace after customer feedback.",
                 },
                 {"copy_from": 1, "description": "Start from version 1 and edit the draft."},
-            ]
+            ],
         },
     )
 

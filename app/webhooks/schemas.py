@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import TypeAliasType
 
 from app.webhooks.events import EVENT_TYPES
@@ -46,22 +46,31 @@ def _check_url(url: str) -> str:
     return url
 
 
-def _check_event_types(types: list[str]) -> list[str]:
-    unknown = [t for t in types if t not in EVENT_TYPES]
-    if unknown:
-        raise ValueError(f"unknown event types {unknown}; see GET /v1/webhooks/event-types")
+def _distinct(types: list[str]) -> list[str]:
     return sorted(set(types))
+
+
+# The catalogue's names, published as an enum so the schema allows exactly what is accepted.
+WebhookEventType = TypeAliasType(
+    "WebhookEventType",
+    Annotated[Literal[tuple(EVENT_TYPES)], Field(description="An event type (GET /v1/webhooks/event-types).")],
+)
 
 
 WebhookUrl = Annotated[
     str,
-    Field(min_length=8, max_length=2048, description="Where events are POSTed: http or https, no credentials in it."),
+    Field(
+        min_length=8,
+        max_length=2048,
+        pattern=r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,4})?([/?][^#\s]*)?$",
+        description="Where events are POSTed: http or https, no credentials in it.",
+    ),
     AfterValidator(_check_url),
 ]
 EventTypes = Annotated[
-    list[Annotated[str, Field(max_length=60)]],
+    list[WebhookEventType],
     Field(min_length=1, max_length=50, description="The event types to receive (GET /v1/webhooks/event-types)."),
-    AfterValidator(_check_event_types),
+    AfterValidator(_distinct),
 ]
 
 
@@ -90,10 +99,18 @@ class WebhookUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "paused"}]})
 
-    url: WebhookUrl | None = None
-    event_types: EventTypes | None = None
+    # url, event_types and status may be left out but not set to null (their types have no null); description may
+    url: WebhookUrl = None
+    event_types: EventTypes = None
     description: str | None = Field(None, max_length=200)
-    status: SubscriptionStatus | None = Field(None, description="paused: events are kept and sent on resume.")
+    status: SubscriptionStatus = Field(None, description="paused: events are kept and sent on resume.")
+
+    @field_validator("url", "event_types", "status", mode="before")
+    @classmethod
+    def not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be left out but not null")
+        return value
 
 
 class WebhookRead(BaseModel):

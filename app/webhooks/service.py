@@ -79,9 +79,6 @@ async def update_subscription(
 ) -> WebhookSubscription:
     """Apply the fields sent (to a row read with lock=True)."""
     changes = body.model_dump(exclude_unset=True)
-    for name in ("url", "event_types", "status"):
-        if name in changes and changes[name] is None:
-            raise InvalidInput(f"/{name}", "may be left out but not null")
     if "url" in changes:
         _check_host(changes["url"], settings)
     if all(getattr(row, name) == value for name, value in changes.items()):

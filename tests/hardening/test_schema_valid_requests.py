@@ -24,6 +24,7 @@ CONFIG = schemathesis.Config.from_dict(
 )
 schema = schemathesis.openapi.from_dict(create_app(FUZZ_SETTINGS).openapi(), config=CONFIG)
 STATUSES: dict[str, list[int]] = defaultdict(list)
+REFUSALS: dict[str, list[str]] = defaultdict(list)  # the problem details of 400/422 answers, for the messages
 
 
 async def _demo_bank(session) -> None:
@@ -215,6 +216,8 @@ def test_schema_valid_request_is_answered(bank, case):
     _with_valid_data(bank, case)
     response = bank.request("admin", **_kwargs_for_httpx(case), with_key=True)
     STATUSES[f"{case.method.upper()} {case.path}"].append(response.status_code)
+    if response.status_code in (400, 422):
+        REFUSALS[f"{case.method.upper()} {case.path}"].append(response.text[:300])
     assert response.status_code < 500, response.text
 
 
@@ -240,3 +243,33 @@ def test_every_operation_serves_some_schema_valid_request():
         if all(400 <= status < 500 for status in statuses)
     }
     assert refused == {}
+
+
+# Operations whose every schema-valid request is well formed: any refusal names missing data or state (404, 409,
+# 412), never the request (400, 422): webhook subscriptions (event types an enum, the URL a pattern, PATCH fields not
+# nullable) and a community member's move (`removed` is not one).
+WELL_FORMED = {
+    "POST /v1/webhooks",
+    "PATCH /v1/webhooks/{webhook_id}",
+    "POST /v1/communities/{community_key}/members/{customer_id}/transitions",
+}
+
+
+def test_no_schema_valid_request_is_refused_as_malformed():
+    assert len(STATUSES) == len(list(schema.get_all_operations())), "run with the parametrized test above"
+    refused = {
+        operation: sorted(set(STATUSES[operation]))
+        for operation in WELL_FORMED
+        if any(status in (400, 422) for status in STATUSES[operation])
+    }
+    assert refused == {}, {operation: REFUSALS[operation][:3] for operation in refused}
+
+
+def test_no_list_refuses_a_cursor_its_pattern_allows():
+    """Every list publishes its cursor's pattern (app/core/pagination.py); none refuses one that matches it."""
+    lists = [operation for operation in STATUSES if "/v1/" in operation and operation.startswith("GET ")]
+    assert len(lists) > 25
+    refused = {
+        operation: [text for text in REFUSALS[operation] if '"parameter":"cursor"' in text] for operation in lists
+    }
+    assert {operation: texts for operation, texts in refused.items() if texts} == {}

@@ -36,7 +36,7 @@ async def test_bad_subscriptions_are_422_with_a_pointer(client, as_role):
         ({**HOOK, "url": "ftp://hooks.example/x"}, "/url"),
         ({**HOOK, "url": "https://user:pass@hooks.example/x"}, "/url"),
         ({**HOOK, "url": "https://hooks.example:99999/x"}, "/url"),
-        ({**HOOK, "event_types": ["tier.exploded"]}, "/event_types"),
+        ({**HOOK, "event_types": ["tier.exploded"]}, "/event_types/0"),
         ({**HOOK, "event_types": []}, "/event_types"),
         ({**HOOK, "status": "sleeping"}, "/status"),
     ]

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from typing_extensions import TypeAliasType
 
 from app.core.strict import Integer, Timestamp
@@ -16,6 +16,7 @@ from app.engagement.schemas.common import (
     Name,
     Satisfaction,
     Team,
+    not_null,
 )
 from app.reports.schemas import Uplift
 
@@ -95,12 +96,18 @@ class ActivityUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"capacity": 60}]})
 
-    name: Name | None = None
-    owner_team: Team | None = None
-    capacity: Integer(1, 1_000_000) | None = None
-    starts_at: Timestamp | None = None
-    ends_at: Timestamp | None = None
-    benefit_codes: Annotated[list[BenefitCode], Field(max_length=20)] | None = None
+    # each may be left out, not set to null (their types have no null)
+    name: Name = None
+    owner_team: Team = None
+    capacity: Integer(1, 1_000_000) = None
+    starts_at: Timestamp = None
+    ends_at: Timestamp = None
+    benefit_codes: Annotated[list[BenefitCode], Field(max_length=20)] = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def not_null(cls, value: Any) -> Any:
+        return not_null(value)
 
 
 class ActivityRead(BaseModel):

@@ -1,7 +1,7 @@
 """Engagement bodies every programme shares: names and keys, the audience, invitation batches, batch rejections
 and satisfaction (the communities' metrics and the activities' results)."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from typing_extensions import TypeAliasType
@@ -12,8 +12,8 @@ from app.rules.schema import Condition
 ProgrammeKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{1,39}$")]
 TierCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$")]
 PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,39}$")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Team = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=200)]
+Team = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=100)]
 ContactChannel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,19}$")]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 MAX_BATCH = 1000
@@ -98,3 +98,10 @@ class Satisfaction(BaseModel):
     nps: float | None = Field(description="% promoters - % detractors of the latest answer per customer in the window.")
     csat_responses: int
     csat_avg: float | None
+
+
+def not_null(value: Any) -> Any:
+    """For a PATCH field that may be left out but not set to null."""
+    if value is None:
+        raise ValueError("must not be null; omit the field to keep its current value")
+    return value

@@ -22,6 +22,7 @@ from app.engagement.schemas.common import (
     Satisfaction,
     Team,
     TierCode,
+    not_null,
 )
 from app.rules.schema import Condition
 
@@ -43,8 +44,11 @@ MemberActivityKind = TypeAliasType(
 MembershipAnswer = TypeAliasType(
     "MembershipAnswer",
     Annotated[
-        Literal["joined", "declined", "left", "removed"],
-        Field(description="The move: joined or declined (from invited), left (from joined); removed is the bank's."),
+        Literal["joined", "declined", "left"],
+        Field(
+            description="The move: joined or declined (from invited), left (from joined). A removal is the bank's: "
+            "DELETE /v1/communities/{community_key}/members/{customer_id}."
+        ),
     ],
 )
 
@@ -84,14 +88,20 @@ class CommunityUpdate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"state": "open"}, {"capacity": 800, "goal": "Grow"}]}
     )
 
-    name: Name | None = None
+    # name, owner_team, audience and state may be left out, not set to null (their types have no null)
+    name: Name = None
     goal: Annotated[str, Field(max_length=2000)] | None = None
-    owner_team: Team | None = None
-    audience: Condition | None = Field(None, description=AUDIENCE_DOC)
+    owner_team: Team = None
+    audience: Condition = Field(None, description=AUDIENCE_DOC)
     audience_policy_key: PolicyKey | None = None
     audience_tiers: Annotated[list[TierCode], Field(max_length=50)] | None = None
     capacity: Integer(1, 10_000_000) | None = None
-    state: CommunityState | None = None
+    state: CommunityState = None
+
+    @field_validator("name", "owner_team", "audience", "state", mode="before")
+    @classmethod
+    def not_null(cls, value: Any) -> Any:
+        return not_null(value)
 
 
 class CommunityRead(BaseModel):

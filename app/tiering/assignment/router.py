@@ -21,11 +21,11 @@ from app.core.hotpath import HotRead
 from app.core.i18n import RequestLanguage, language_headers
 from app.core.pagination import (
     DEFAULT_PAGE_SIZE,
-    CursorParam,
     LimitParam,
     Page,
     decode_key_cursor,
     encode_cursor,
+    key_cursor_param,
     page_of,
 )
 from app.core.security import Scope, require_scope
@@ -174,7 +174,7 @@ async def evaluate_customer_tiers(
 async def get_customer_tier_history(
     external_id: ExternalIdPath,
     session: SessionDep,
-    cursor: CursorParam = None,
+    cursor: key_cursor_param(2) = None,
     limit: LimitParam = 100,
 ) -> TierTransitionPage:
     """Every tier change of this customer, oldest first; follow `next_cursor`."""
@@ -356,7 +356,7 @@ def _transition_page(rows, limit: int) -> TierTransitionPage:
 )
 async def list_tier_transitions(
     session: SessionDep,
-    cursor: CursorParam = None,
+    cursor: key_cursor_param(2) = None,
     policy: Annotated[
         str | None, Query(alias="policy_key", max_length=40, description="Only this policy's moves.")
     ] = None,
@@ -386,7 +386,7 @@ async def care_calendar(
     policy: Annotated[str, Query(alias="policy_key", max_length=40, description="The tier policy's key.")],
     tier: Annotated[str, Query(max_length=40)],
     days: Annotated[ParamInteger(0, 60), Query()] = 7,
-    cursor: CursorParam = None,
+    cursor: key_cursor_param(3, (9, 18, 9)) = None,  # a day and an occasion: int4
     limit: LimitParam = DEFAULT_PAGE_SIZE,
 ) -> Page[CareEntry]:
     """Customers of a tier whose birthday or customer anniversary falls within the next `days` days: the small
