@@ -5,16 +5,24 @@ document; all taking turns in the same run, on the same sample of customers, wit
 Throughput is counted in customers answered per second: a single GET answers one, a bulk call 1,000 (distinct ids,
 all found). The single GETs are asked as lean as the bulk call (explain=false) and, beside that, full.
 
+The bulk call is also asked with `Accept-Encoding: gzip`, as an HTTP client library sends it (the server then
+spends its CPU compressing the large body). With --baseline DIR, a second server runs another checkout of the
+service (e.g. `git archive` of the branch before a change) and its single lean GET and bulk call take their turns in
+the same rounds, so that the two builds' ratios are measured side by side.
+
 Usage: python -m bench.bench_lean_tiers --dsn postgresql://...   (a database loaded with `tierwise demo`)
 """
 
 import argparse
 import asyncio
+import contextlib
+import gzip
 import os
 import random
 import re
 import subprocess
 import tempfile
+from pathlib import Path
 
 import httpx
 
@@ -60,6 +68,7 @@ def main() -> None:
     parser.add_argument("--bulk-connections", type=int, default=4, help="wrk connections for the bulk calls")
     parser.add_argument("--customers", type=int, default=20_000, help="customers sampled")
     parser.add_argument("--batch", type=int, default=1000, help="customers per bulk call")
+    parser.add_argument("--baseline", type=Path, help="another checkout of the service, measured side by side")
     args = parser.parse_args()
 
     ids = asyncio.run(sample_ids(args.dsn, args.customers))
@@ -69,35 +78,66 @@ def main() -> None:
         handle.write("\n".join(ids) + "\n")
     ids_file = handle.name
     slice_s = max(args.duration // args.rounds, 1)
-    with serve(args.dsn) as base:
+    with contextlib.ExitStack() as servers:
+        base = servers.enter_context(serve(args.dsn))
+        baseline = servers.enter_context(serve(args.dsn, root=args.baseline.resolve())) if args.baseline else None
         single = base + "/v1/customers/"
+        batch = args.batch
+        bulk_args = [ids_file, key, str(batch), "false"]
+        lean_args = [ids_file, key, "/tiers?explain=false", "0"]
         targets = {  # name: (url, script, its arguments, connections, customers per request)
             "single_full": (single, "random_ids.lua", [ids_file, key, "/tiers", "0"], args.connections, 1),
-            "single_lean": (
-                single,
-                "random_ids.lua",
-                [ids_file, key, "/tiers?explain=false", "0"],
-                args.connections,
-                1,
-            ),
-            "bulk_lean": (
+            "single_lean": (single, "random_ids.lua", lean_args, args.connections, 1),
+            "bulk_lean": (base + "/v1/customers/tiers:read", "bulk_ids.lua", bulk_args, args.bulk_connections, batch),
+            "bulk_lean_gzip": (
                 base + "/v1/customers/tiers:read",
                 "bulk_ids.lua",
-                [ids_file, key, str(args.batch), "false"],
+                [*bulk_args, "gzip"],
                 args.bulk_connections,
                 args.batch,
             ),
         }
+        if baseline:
+            targets["baseline_single_lean"] = (
+                baseline + "/v1/customers/",
+                "random_ids.lua",
+                lean_args,
+                args.connections,
+                1,
+            )
+            targets["baseline_bulk_lean"] = (
+                baseline + "/v1/customers/tiers:read",
+                "bulk_ids.lua",
+                bulk_args,
+                args.bulk_connections,
+                args.batch,
+            )
         headers = {"X-API-Key": key}
         sizes = {
             "full": len(httpx.get(f"{single}{ids[0]}/tiers", headers=headers).content),
             "lean": len(httpx.get(f"{single}{ids[0]}/tiers?explain=false", headers=headers).content),
         }
-        check = httpx.post(
-            base + "/v1/customers/tiers:read", headers=headers, json={"customer_ids": ids[: args.batch]}, timeout=60
+        documents = {}
+        for server in (base, baseline) if baseline else (base,):
+            check = httpx.post(
+                server + "/v1/customers/tiers:read",
+                headers={**headers, "Accept-Encoding": "identity"},
+                json={"customer_ids": ids[: args.batch]},
+                timeout=60,
+            )
+            assert check.status_code == 200 and all(item["found"] for item in check.json()["items"]), check.text[:500]
+            documents[server] = check.content
+        sizes["bulk"] = len(documents[base])
+        if baseline:  # the two builds answer the same bytes
+            assert documents[base] == documents[baseline], "the baseline answers another document"
+        zipped = httpx.post(
+            base + "/v1/customers/tiers:read",
+            headers={**headers, "Accept-Encoding": "gzip"},
+            json={"customer_ids": ids[: args.batch]},
+            timeout=60,
         )
-        assert check.status_code == 200 and all(item["found"] for item in check.json()["items"]), check.text[:500]
-        sizes["bulk"] = len(check.content)
+        assert zipped.headers.get("content-encoding") == "gzip" and zipped.content == documents[base]
+        sizes["bulk_gzip"] = len(gzip.compress(documents[base], 5))
         for url, script, script_args, connections, _ in targets.values():  # warm-up, not recorded
             wrk(url, script, script_args, 3, connections)
         results: dict[str, list[dict]] = {name: [] for name in targets}
@@ -111,7 +151,10 @@ def main() -> None:
         f"connections={args.connections} bulk_connections={args.bulk_connections} "
         f"load_average={load[0]:.1f},{load[1]:.1f},{load[2]:.1f}"
     )
-    print(f"bytes_per_customer: full={sizes['full']} lean={sizes['lean']} bulk={sizes['bulk'] / args.batch:.0f}")
+    print(
+        f"bytes_per_customer: full={sizes['full']} lean={sizes['lean']} bulk={sizes['bulk'] / args.batch:.0f} "
+        f"bulk_gzip={sizes['bulk_gzip'] / args.batch:.0f} (level 5, as the server's)"
+    )
     customers = {}
     for name, rounds in results.items():
         per_request = targets[name][4]
@@ -131,7 +174,12 @@ def main() -> None:
 
     print(f"bulk_vs_single_lean_customers_per_s={ratio('bulk_lean', 'single_lean')}")
     print(f"bulk_vs_single_full_customers_per_s={ratio('bulk_lean', 'single_full')}")
+    print(f"bulk_gzip_vs_single_lean_customers_per_s={ratio('bulk_lean_gzip', 'single_lean')}")
     print(f"single_lean_vs_single_full_requests_per_s={ratio('single_lean', 'single_full')}")
+    if args.baseline:
+        baseline_ratio = ratio("baseline_bulk_lean", "baseline_single_lean")
+        print(f"baseline_bulk_vs_baseline_single_lean_customers_per_s={baseline_ratio}")
+        print(f"bulk_vs_baseline_bulk_customers_per_s={ratio('bulk_lean', 'baseline_bulk_lean')}")
 
 
 if __name__ == "__main__":
