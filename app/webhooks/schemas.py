@@ -62,7 +62,7 @@ WebhookUrl = Annotated[
     Field(
         min_length=8,
         max_length=2048,
-        pattern=r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,4})?([/?][^#\s]*)?$",
+        pattern=r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?([/?][^#\s]*)?$",
         description="Where events are POSTed: http or https, no credentials in it.",
     ),
     AfterValidator(_check_url),

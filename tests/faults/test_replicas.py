@@ -36,6 +36,7 @@ async def replicated(cluster):
         TIERWISE_READ_DATABASE_URL=replica_dsn,
         TIERWISE_READ_MAX_LAG_SECONDS=60,
         TIERWISE_READ_MAX_LAG_BYTES=LAG_BOUND_BYTES,
+        TIERWISE_RATE_LIMIT_ADMIN_PER_S=0,  # the load below is ten loops of one admin key: no rate limit here
         **REPLICA_SETTINGS,
     ).start()
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:

@@ -10,6 +10,7 @@ import uuid
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from app.apikeys import service as apikeys_service
 from app.core.db import create_sessionmaker
@@ -127,13 +128,19 @@ async def test_two_apps_with_redis_share_a_keys_limit(engine, database_url, test
         }
     )
     apps = [create_app(settings), create_app(settings)]
-    async with apps[0].router.lifespan_context(apps[0]), apps[1].router.lifespan_context(apps[1]):
-        clients = [
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tierwise.test") for app in apps
-        ]
-        async with clients[0], clients[1]:
-            statuses = [
-                (await clients[n % 2].get("/v1/api-keys?limit=1", headers={"X-API-Key": key})).status_code
-                for n in range(9)
+    try:
+        async with apps[0].router.lifespan_context(apps[0]), apps[1].router.lifespan_context(apps[1]):
+            clients = [
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tierwise.test")
+                for app in apps
             ]
+            async with clients[0], clients[1]:
+                statuses = [
+                    (await clients[n % 2].get("/v1/api-keys?limit=1", headers={"X-API-Key": key})).status_code
+                    for n in range(9)
+                ]
+    finally:  # the key was committed: other tests list the keys
+        async with create_sessionmaker(engine)() as session:
+            await session.execute(text("DELETE FROM api_key WHERE name = :name"), {"name": f"rl-{tag}"})
+            await session.commit()
     assert statuses == [200] * 6 + [429] * 3
