@@ -61,6 +61,27 @@ _ERASE = text(
     "DELETE FROM retier_mark WHERE (customer_id, scope) IN "
     "(SELECT customer_id, scope FROM retier_mark WHERE customer_id = :id FOR UPDATE SKIP LOCKED)"
 )
+# The tables a batch reads and writes. An intake can fill them faster than autovacuum analyzes them (it looks once a
+# minute, and a table filled since is planned as nearly empty): a batch's features statement then nest-loops over
+# every rollup of its range once per customer, 2-3 s for 1,000 customers instead of 40 ms (bench/HISTORY.md). The
+# worker analyzes those changed by more than half the rows the planner believes they hold (and 1,000) first.
+STATISTICS_TABLES = (
+    "customer",
+    "customer_activity_daily",
+    "customer_event",
+    "customer_aum_daily",
+    "holding",
+    "tier_assignment",
+    "customer_offer_state",
+    "retier_mark",
+)
+_STALE_STATISTICS = text("""
+SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+WHERE s.schemaname = current_schema() AND s.relname = ANY(CAST(:tables AS text[]))
+  AND s.n_mod_since_analyze > greatest(1000, 0.5 * greatest(c.reltuples, 0))
+ORDER BY s.relname
+""")
+_STATISTICS_LOCK = text("SELECT pg_try_advisory_xact_lock(7312, 0)")  # one instance analyzes at a time
 _LAG = text("SELECT coalesce(extract(epoch FROM now() - min(marked_at)), 0), count(*) FROM retier_mark")
 
 
@@ -76,6 +97,17 @@ async def erase_marks(session: AsyncSession, customer_id: int) -> None:
     claimed are skipped, not waited for (that batch waits for this lock): the batch finds the customer erased once
     it has the lock, re-tiers nothing of theirs and deletes them."""
     await session.execute(_ERASE, {"id": customer_id})
+
+
+async def refresh_statistics(session: AsyncSession) -> list[str]:
+    """ANALYZE the batch's tables whose statistics an intake has made stale (see STATISTICS_TABLES), unless another
+    worker is doing so; in the caller's transaction (commit it after). The tables analyzed."""
+    stale = list((await session.scalars(_STALE_STATISTICS, {"tables": list(STATISTICS_TABLES)})).all())
+    if stale and await session.scalar(_STATISTICS_LOCK):
+        for table in stale:  # names from the fixed list above
+            await session.execute(text(f"ANALYZE {table}"))
+        return stale
+    return []
 
 
 async def run_batch(session: AsyncSession, limit: int, after: int = 0) -> int:
@@ -125,6 +157,8 @@ async def drain(sessionmaker, limit: int) -> int:
     total, after = 0, 0
     while True:
         async with sessionmaker() as session, session.begin():
+            await refresh_statistics(session)
+        async with sessionmaker() as session, session.begin():
             started = after
             taken, after = await claim_batch(session, limit, started)
         total += taken
@@ -149,7 +183,9 @@ class RetierWorker:
             taken, started = 0, after
             try:
                 async with self.sessionmaker() as session:
-                    await observe_lag(session)
+                    if await observe_lag(session) > 0:
+                        await refresh_statistics(session)
+                        await session.commit()
                 async with self.sessionmaker() as session, session.begin():
                     taken, last = await claim_batch(session, self.batch_size, started)
                 after = last if taken == self.batch_size else 0
