@@ -5,12 +5,13 @@ seconds (TIERWISE_RETIER_INTERVAL_SECONDS). Holdings and profile writes stay syn
 app sees the new tier after a deposit. The lag (the age of the oldest mark) is in /metrics.
 
 A batch is one transaction: claim the oldest marks (FOR UPDATE SKIP LOCKED: several workers and instances take
-disjoint customers), lock their customers as every writer does (app.customers.locks: an intake writing them
-commits first, and the batch's statements then read what it wrote), mark their offer states stale, run the batch
-tiering statement for them (app.tiering.assignment.refresh, with its transitions and tier.* webhook events), and
-delete the claimed marks. An intake that meets a claimed mark leaves it (ON CONFLICT DO NOTHING takes no lock, so
-it never waits on a batch while holding its customers): that batch locks the customers after the intake commits
-and sees its events; a mark the batch has deleted is inserted again once the batch commits."""
+disjoint customers), lock those of their customers that no other writer holds, as every writer locks them
+(app.customers.locks), mark their offer states stale, run the batch tiering statement for them
+(app.tiering.assignment.refresh, with its transitions and tier.* webhook events), and delete their marks. A
+customer an intake is writing is skipped, not waited for (a batch waiting for it would hold the customers it had
+locked so far, and other intakes would queue behind it): its mark stays for a later batch, which reads what the
+intake wrote. An intake that meets a claimed mark leaves it (ON CONFLICT DO NOTHING takes no lock); an intake that
+comes after the batch has locked the customer waits for the batch and then marks the customer again."""
 
 import asyncio
 import logging
@@ -123,24 +124,20 @@ async def claim_batch(session: AsyncSession, limit: int, after: int = 0) -> tupl
     if not claimed:
         return 0, after
     ids = sorted({row.customer_id for row in claimed})
-    id_range = tier_refresh.dense_range(ids)
-    if id_range is not None:  # the range's customers (erased ones are not evaluated: the features skip them)
-        await session.execute(_PLAN_FOR_EACH_RANGE)
-        await locks.lock_customer_range(session, *id_range)
-        live = set(ids)
-    else:
-        live = await locks.lock_customers(session, ids)
+    locked, live = await locks.lock_free_customers(session, ids)
     any_ids = sorted({row.customer_id for row in claimed if row.scope == ANY} & live)
     activity_ids = sorted({row.customer_id for row in claimed if row.scope == ACTIVITY} & live - set(any_ids))
     for scope_ids, changed in ((any_ids, None), (activity_ids, ACTIVITY_METRICS)):
         if scope_ids:
+            id_range = tier_refresh.dense_range(scope_ids)
+            if id_range is not None and id_range[1] - id_range[0] + 1 != len(scope_ids):
+                id_range = None  # a customer of the range is held by another writer: evaluated by id
+            if id_range is not None:
+                await session.execute(_PLAN_FOR_EACH_RANGE)
             await offer_state.mark_stale(session, scope_ids, changed)
-            await tier_refresh.refresh_tiers(
-                session, scope_ids, id_range=tier_refresh.dense_range(scope_ids), changed=changed
-            )
-    await session.execute(
-        _DELETE, {"ids": [row.customer_id for row in claimed], "scopes": [row.scope for row in claimed]}
-    )
+            await tier_refresh.refresh_tiers(session, scope_ids, id_range=id_range, changed=changed)
+    done = [row for row in claimed if row.customer_id in locked]  # the others' marks wait for a later batch
+    await session.execute(_DELETE, {"ids": [row.customer_id for row in done], "scopes": [row.scope for row in done]})
     return len(claimed), ids[-1]
 
 
