@@ -124,18 +124,21 @@ async def claim_batch(session: AsyncSession, limit: int, after: int = 0) -> tupl
     if not claimed:
         return 0, after
     ids = sorted({row.customer_id for row in claimed})
-    locked, live = await locks.lock_free_customers(session, ids)
+    id_range = tier_refresh.dense_range(ids)
+    whole_range = False
+    if id_range is not None:  # many close ids: the range locked, and evaluated as one unless a writer holds some
+        locked, live, whole_range = await locks.lock_free_range(session, *id_range)
+    else:
+        locked, live = await locks.lock_free_customers(session, ids)
     any_ids = sorted({row.customer_id for row in claimed if row.scope == ANY} & live)
     activity_ids = sorted({row.customer_id for row in claimed if row.scope == ACTIVITY} & live - set(any_ids))
+    if whole_range:
+        await session.execute(_PLAN_FOR_EACH_RANGE)
     for scope_ids, changed in ((any_ids, None), (activity_ids, ACTIVITY_METRICS)):
         if scope_ids:
-            id_range = tier_refresh.dense_range(scope_ids)
-            if id_range is not None and id_range[1] - id_range[0] + 1 != len(scope_ids):
-                id_range = None  # a customer of the range is held by another writer: evaluated by id
-            if id_range is not None:
-                await session.execute(_PLAN_FOR_EACH_RANGE)
+            scope_range = tier_refresh.dense_range(scope_ids) if whole_range else None
             await offer_state.mark_stale(session, scope_ids, changed)
-            await tier_refresh.refresh_tiers(session, scope_ids, id_range=id_range, changed=changed)
+            await tier_refresh.refresh_tiers(session, scope_ids, id_range=scope_range, changed=changed)
     done = [row for row in claimed if row.customer_id in locked]  # the others' marks wait for a later batch
     await session.execute(_DELETE, {"ids": [row.customer_id for row in done], "scopes": [row.scope for row in done]})
     return len(claimed), ids[-1]
