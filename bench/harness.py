@@ -35,7 +35,8 @@ def plain_dsn(url: str, database: str | None = None) -> str:
 @contextlib.contextmanager
 def scratch_database():
     """A new database on the benchmark server, migrated to head; dropped afterwards. Yields its plain DSN."""
-    url = create_database(server_url(), f"tierwise_bench_{uuid.uuid4().hex[:8]}")
+    prefix = os.environ.get("TIERWISE_BENCH_DB_PREFIX", "tierwise_bench")  # a helper's own scratch names
+    url = create_database(server_url(), f"{prefix}_{uuid.uuid4().hex[:8]}")
     try:
         upgrade_to_head(url)
         yield plain_dsn(url)

@@ -318,3 +318,68 @@ async def test_an_intake_during_a_batch_waits_for_it_and_marks_its_customer_agai
         async with engine.begin() as conn:
             await conn.execute(text("DELETE FROM customer WHERE external_id LIKE :tag"), {"tag": f"{tag}-%"})
             await conn.execute(text("DELETE FROM api_key WHERE id = :id"), {"id": made.id})
+
+
+async def test_a_batch_skips_a_customer_another_writer_holds_and_leaves_its_mark(engine):
+    """A writer holds one of the marked customers (its row locked, uncommitted): a batch does not wait for it; it
+    re-tiers the others and deletes their marks, and the held customer's mark stays for the batch after the writer
+    commits."""
+    tag = f"RTHELD-{uuid.uuid4().hex[:8]}"
+    ids = await _committed_customers(engine, tag, 4)
+    held = ids[1]
+    sessionmaker = create_sessionmaker(engine)
+    try:
+        async with engine.connect() as writer:
+            await writer.begin()
+            await writer.execute(text("SELECT id FROM customer WHERE id = :id FOR NO KEY UPDATE"), {"id": held})
+            async with sessionmaker() as batch, batch.begin():
+                await asyncio.wait_for(retier.run_batch(batch, 100), timeout=30)
+            async with engine.connect() as conn:
+                left = list(
+                    await conn.scalars(
+                        text("SELECT customer_id FROM retier_mark WHERE customer_id = ANY(:ids)"), {"ids": ids}
+                    )
+                )
+            assert left == [held]
+            await writer.commit()
+        async with sessionmaker() as batch, batch.begin():
+            assert await retier.run_batch(batch, 100) >= 1
+        async with engine.connect() as conn:
+            assert not await conn.scalar(
+                text("SELECT count(*) FROM retier_mark WHERE customer_id = ANY(:ids)"), {"ids": ids}
+            )
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM customer WHERE external_id LIKE :tag"), {"tag": f"{tag}-%"})
+
+
+async def test_the_worker_analyzes_a_table_an_intake_has_grown_past_its_statistics(engine):
+    """Many marks written since retier_mark was last analyzed: refresh_statistics analyzes it (the planner then
+    knows its size), and a second call finds nothing stale there."""
+    tag = f"RTSTAT-{uuid.uuid4().hex[:8]}"
+    sessionmaker = create_sessionmaker(engine)
+    async with sessionmaker() as session, session.begin():
+        await retier.refresh_statistics(session)  # whatever other tests left stale
+    try:
+        async with engine.begin() as conn:
+            planned = await conn.scalar(
+                text("SELECT greatest(reltuples, 0) FROM pg_class WHERE relname = 'retier_mark'")
+            )
+        await _committed_customers(engine, tag, int(max(1000, planned)) + 200)
+        stale: list[str] = []
+        deadline = time.monotonic() + 30
+        while "retier_mark" not in stale:  # the server reports the writes' counts within about a second
+            assert time.monotonic() < deadline, "retier_mark was not found stale"
+            async with sessionmaker() as session, session.begin():
+                await session.execute(text("SELECT pg_stat_clear_snapshot()"))
+                stale = await retier.refresh_statistics(session)
+            await asyncio.sleep(0.2)
+        async with engine.connect() as conn:
+            rows = await conn.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'retier_mark'"))
+        assert rows >= 1000
+        async with sessionmaker() as session, session.begin():
+            await session.execute(text("SELECT pg_stat_clear_snapshot()"))
+            assert "retier_mark" not in await retier.refresh_statistics(session)
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM customer WHERE external_id LIKE :tag"), {"tag": f"{tag}-%"})

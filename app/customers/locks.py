@@ -21,6 +21,15 @@ _LOCK_CUSTOMERS = text(
     "SELECT id, erased_at IS NULL AS live FROM customer WHERE id = ANY(CAST(:ids AS bigint[])) "
     f"AND {_spans_locked('pg_advisory_xact_lock_shared')} ORDER BY id FOR NO KEY UPDATE"
 )
+_LOCK_FREE_CUSTOMERS = text(
+    "SELECT id, erased_at IS NULL AS live FROM customer WHERE id = ANY(CAST(:ids AS bigint[])) "
+    f"AND {_spans_locked('pg_advisory_xact_lock_shared')} ORDER BY id FOR NO KEY UPDATE SKIP LOCKED"
+)
+_LOCK_FREE_RANGE = text(
+    "SELECT id, erased_at IS NULL AS live FROM customer WHERE id BETWEEN :id_from AND :id_to "
+    f"AND {_spans_locked('pg_advisory_xact_lock_shared')} ORDER BY id FOR NO KEY UPDATE SKIP LOCKED"
+)
+_COUNT_RANGE = text("SELECT count(*) FROM customer WHERE id BETWEEN :id_from AND :id_to")
 _LOCK_CUSTOMER_RANGE = text(
     "SELECT count(*) FILTER (WHERE live) FROM (SELECT erased_at IS NULL AS live FROM customer "
     f"WHERE id BETWEEN :id_from AND :id_to AND {_spans_locked('pg_advisory_xact_lock_shared')} "
@@ -48,6 +57,30 @@ async def lock_customers(session: AsyncSession, customer_ids) -> set[int]:
         return set()
     rows = await session.execute(_LOCK_CUSTOMERS, {"ids": ids, "spans": sorted({i // LOCK_SPAN for i in ids})})
     return {row.id for row in rows if row.live}
+
+
+async def lock_free_customers(session: AsyncSession, customer_ids) -> tuple[set[int], set[int]]:
+    """lock_customers for those of these customers no other writer holds now (the rest are skipped, not waited
+    for: a writer holding them keeps its lock until it commits, and a batch that waited for it would hold the
+    customers it has locked so far meanwhile, which other writers then queue behind). Returns (the ids locked, those
+    of them not erased); an id not locked is held by another writer, or its customer is gone."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return set(), set()
+    rows = (
+        await session.execute(_LOCK_FREE_CUSTOMERS, {"ids": ids, "spans": sorted({i // LOCK_SPAN for i in ids})})
+    ).all()
+    return {row.id for row in rows}, {row.id for row in rows if row.live}
+
+
+async def lock_free_range(session: AsyncSession, id_from: int, id_to: int) -> tuple[set[int], set[int], bool]:
+    """lock_free_customers for every customer with an id in [id_from, id_to]: (the ids locked, those of them not
+    erased, whether none of the range was skipped: it may then be evaluated as a range)."""
+    rows = (
+        await session.execute(_LOCK_FREE_RANGE, {"id_from": id_from, "id_to": id_to, "spans": _spans(id_from, id_to)})
+    ).all()
+    total = await session.scalar(_COUNT_RANGE, {"id_from": id_from, "id_to": id_to})
+    return {row.id for row in rows}, {row.id for row in rows if row.live}, len(rows) >= total
 
 
 async def lock_customer_range(session: AsyncSession, id_from: int, id_to: int) -> int:

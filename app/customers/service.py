@@ -360,7 +360,8 @@ async def erase_import_lines(session: AsyncSession, customer_id: int, external_i
 # ---- events ------------------------------------------------------------------------------------------------
 
 # One round trip: store new events (a retried event_id does nothing), roll the new ones up per customer and day,
-# and advance each customer's last transaction time. Only rows actually inserted reach the rollups.
+# and advance each customer's last transaction time (a row it would not move is not written). Only rows actually
+# inserted reach the rollups.
 _INGEST_EVENTS = text("""
 WITH incoming AS (
     SELECT * FROM unnest(
@@ -386,12 +387,18 @@ WITH incoming AS (
         txn_count = d.txn_count + excluded.txn_count, txn_amount = d.txn_amount + excluded.txn_amount,
         logins = d.logins + excluded.logins, referrals = d.referrals + excluded.referrals
 ), last_txn AS (
-    UPDATE customer c SET last_txn_at = greatest(c.last_txn_at, t.last_at)
+    UPDATE customer c SET last_txn_at = t.last_at
     FROM (SELECT customer_id, max(occurred_at) AS last_at FROM inserted WHERE kind = 'transaction' GROUP BY 1) t
-    WHERE c.id = t.customer_id
+    WHERE c.id = t.customer_id AND (c.last_txn_at IS NULL OR c.last_txn_at < t.last_at)
 )
 SELECT count(*) FROM inserted
 """)
+
+
+# One statement whatever the batch's size (an IN list of as many parameters is prepared anew for each size).
+_IDS_OF_EXTERNAL = text(
+    "SELECT external_id, id FROM customer WHERE external_id = ANY(CAST(:external_ids AS text[])) AND erased_at IS NULL"
+)
 
 
 def _refuse_unknown_customers(events: list, ids: dict[str, int]) -> None:
@@ -408,16 +415,8 @@ def _refuse_unknown_customers(events: list, ids: dict[str, int]) -> None:
 async def ingest_events(session: AsyncSession, events: list) -> tuple[int, set[int]]:
     """Store a batch of events for many customers; returns (how many were new, the customers touched).
     Unknown customers are a 422 naming each offending event; nothing is stored then."""
-    external_ids = {e.customer_id for e in events}
-    ids = dict(
-        (
-            await session.execute(
-                select(Customer.external_id, Customer.id).where(
-                    Customer.external_id.in_(external_ids), Customer.erased_at.is_(None)
-                )
-            )
-        ).all()
-    )
+    external_ids = sorted({e.customer_id for e in events})
+    ids = dict((await session.execute(_IDS_OF_EXTERNAL, {"external_ids": external_ids})).all())
     _refuse_unknown_customers(events, ids)
     # Lock the batch's customers in id order first: concurrent batches for the same customers then queue
     # instead of deadlocking on the rollup and last-transaction updates. A customer erased while the batch waited
