@@ -11,7 +11,8 @@ from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
 from app.core.strict import ParamInteger
 from app.tiering import policies, runs
-from app.tiering.schemas import TierRunCreate, TierRunRead, TierRunStatus
+from app.tiering.assignment.schemas import TierRunCreate, TierRunRead
+from app.tiering.schemas import TierRunStatus
 
 runs_router = APIRouter(prefix="/v1/tier-runs", tags=["tier-runs"], responses=problem_responses(401, 403))
 

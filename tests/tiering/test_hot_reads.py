@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from app.main import create_app
-from app.tiering.schemas import CustomerTiers
+from app.tiering.assignment.schemas import CustomerTiers
 from tests.tiering.test_assignment import make_customer, set_balance
 
 

@@ -15,8 +15,8 @@ from app.demo import generate_demo_bank
 from app.tiering.assignment import reads
 from app.tiering.assignment.lean_json import customers_tiers_lean_json
 from app.tiering.assignment.refresh import refresh_tiers
+from app.tiering.assignment.schemas import CustomerTiersBulk
 from app.tiering.policies import load_default_policies
-from app.tiering.schemas import CustomerTiersBulk
 
 
 async def _demo(session) -> list[str]:

@@ -3,7 +3,7 @@ tier labels in the customer's language; the hot path answers each exactly as the
 
 import pytest
 
-from app.tiering.schemas import CustomerTiers, CustomerTiersBulk
+from app.tiering.assignment.schemas import CustomerTiers, CustomerTiersBulk
 from tests.tiering.test_assignment import make_customer
 
 LOYALTY_TIERS = [

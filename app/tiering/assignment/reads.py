@@ -16,8 +16,8 @@ from app.customers.errors import CustomerNotFound
 from app.customers.models import Customer
 from app.tiering.assignment.compile import cached_explainer, explainer
 from app.tiering.assignment.lean_json import customers_tiers_lean_json
+from app.tiering.assignment.schemas import CustomerTier, CustomerTiers, CustomerTiersBulk, CustomerTiersItem
 from app.tiering.models import TierAssignment, TierPolicy, TierTransition, effective_tier
-from app.tiering.schemas import CustomerTier, CustomerTiers, CustomerTiersBulk, CustomerTiersItem
 
 # The hottest read of the service (GET /v1/customers/{id}/tiers, and its bulk form): one query, run on the driver,
 # for one customer or up to a thousand ($1, in order), of every policy or of some ($2: keys, or NULL), with the

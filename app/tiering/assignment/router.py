@@ -35,8 +35,7 @@ from app.customers import service as customers_service
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalIdPath
 from app.tiering import policies
 from app.tiering.assignment import overrides, reads
-from app.tiering.errors import NoOverride
-from app.tiering.schemas import (
+from app.tiering.assignment.schemas import (
     CareEntry,
     CustomerTiers,
     CustomerTiersBulk,
@@ -47,6 +46,7 @@ from app.tiering.schemas import (
     TierTransitionPage,
     TierTransitionRead,
 )
+from app.tiering.errors import NoOverride
 
 DEFAULT_QUERY = CustomerTiersQuery()
 
