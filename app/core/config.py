@@ -122,6 +122,14 @@ class Settings(BaseSettings):
     idempotency_key_hours: float = Field(24.0, gt=0, le=24 * 30)
     purge_minutes: int = Field(10, ge=0)  # how often expired keys and old deliveries are purged (0: never)
 
+    # Monthly partitions (app/core/partitions.py): how often the job runs (0: never), the months created ahead of
+    # this one, and the months each table keeps (older months are dropped with their rows).
+    partition_maintenance_minutes: int = Field(360, ge=0)
+    partitions_ahead_months: int = Field(3, ge=1, le=24)
+    retention_months_events: int = Field(13, ge=1)  # customer_event, feedback_event
+    retention_months_transitions: int = Field(84, ge=1)  # tier_transition: seven years
+    retention_months_audit: int = Field(120, ge=1)  # audit_event: ten years
+
     # Re-tiering after intake (app/customers/retier.py): activity events and the NDJSON import mark their customers,
     # and each instance's worker re-tiers them in batches of this size, every interval (a full batch: at once).
     retier_worker: bool = True

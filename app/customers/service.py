@@ -372,7 +372,7 @@ WITH incoming AS (
 ), inserted AS (
     INSERT INTO customer_event (customer_id, event_id, kind, occurred_at, amount, direction, channel)
     SELECT customer_id, event_id, kind, occurred_at, amount, direction, channel FROM incoming
-    ON CONFLICT (customer_id, event_id) DO NOTHING
+    ON CONFLICT (customer_id, event_id, occurred_at) DO NOTHING
     RETURNING customer_id, kind, occurred_at, amount
 ), rolled AS (
     INSERT INTO customer_activity_daily AS d (customer_id, day, txn_count, txn_amount, logins, referrals)

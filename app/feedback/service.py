@@ -64,7 +64,7 @@ WITH incoming AS (
     FROM checked
     WHERE item_customer = external_id AND (product_code IS NULL OR product_code = item_product)
     ORDER BY customer_id, event_id
-    ON CONFLICT (customer_id, event_id) DO NOTHING
+    ON CONFLICT (customer_id, event_id, occurred_at) DO NOTHING
     RETURNING customer_id, event_id, product_code, tier_code, kind, occurred_at
 ), converted AS (  -- the new conversions, each with its amount (the first of an event_id sent twice in the batch)
     SELECT DISTINCT ON (i.customer_id, i.event_id) i.customer_id, i.event_id, i.product_code, c.amount
