@@ -22,11 +22,6 @@ NOT_YET = {
     "survey_response",
     # keyed by (community, event): a community's activity spans customers; co-located by community instead
     "community_activity_event",
-    # partitioned by month later (issue 20), keyed (customer_id, id/recommendation_id, served_at) then
-    "recommendation_list",
-    "recommendation_item",
-    # feedback refers to the item by recommendation_id alone: the key gains customer_id with the item's
-    "feedback_event",
     # refers to manager_contact by its id alone
     "manager_task",
     # the outbox and its deliveries serve events of no customer as well (customer_id NULL): they stay on the

@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     # this one, and the months each table keeps (older months are dropped with their rows).
     partition_maintenance_minutes: int = Field(360, ge=0)
     partitions_ahead_months: int = Field(3, ge=1, le=24)
-    retention_months_events: int = Field(13, ge=1)  # customer_event, feedback_event
+    retention_months_events: int = Field(13, ge=1)  # customer_event, feedback_event, served lists and items
     retention_months_transitions: int = Field(84, ge=1)  # tier_transition: seven years
     retention_months_audit: int = Field(120, ge=1)  # audit_event: ten years
 

@@ -38,6 +38,8 @@ PARTITIONED = (
     PartitionedTable("feedback_event", "occurred_at", "retention_months_events"),
     PartitionedTable("tier_transition", "at", "retention_months_transitions"),
     PartitionedTable("audit_event", "at", "retention_months_audit"),
+    PartitionedTable("recommendation_list", "served_at", "retention_months_events"),
+    PartitionedTable("recommendation_item", "served_at", "retention_months_events"),
 )
 PARTITIONED_NAMES = frozenset(t.name for t in PARTITIONED)
 

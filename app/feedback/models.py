@@ -49,9 +49,10 @@ class FeedbackEvent(Base):
     id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(100))
-    recommendation_id: Mapped[Any] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("recommendation_item.recommendation_id", ondelete="CASCADE")
-    )
+    # the served item (recommendation_item.recommendation_id): checked by the intake statement, which stores only
+    # events of items it found (no foreign key: recommendation_item is partitioned, and a key must name its whole
+    # primary key)
+    recommendation_id: Mapped[Any] = mapped_column(UUID(as_uuid=True))
     product_code: Mapped[str] = mapped_column(String(40))
     tier_code: Mapped[str | None] = mapped_column(String(40))
     channel: Mapped[str] = mapped_column(String(20))

@@ -52,7 +52,7 @@ WITH incoming AS (
            l.channel AS list_channel, c.external_id AS item_customer
     FROM incoming i
     LEFT JOIN recommendation_item ri ON ri.recommendation_id = i.recommendation_id
-    LEFT JOIN recommendation_list l ON l.id = ri.list_id
+    LEFT JOIN recommendation_list l ON l.customer_id = ri.customer_id AND l.id = ri.list_id
     LEFT JOIN LATERAL (
         SELECT external_id FROM customer WHERE id = ri.customer_id AND erased_at IS NULL FOR KEY SHARE
     ) c ON true

@@ -4,21 +4,27 @@ Revision ID: f9c0ffee0030
 Revises: f1c0ffee0022
 Create Date: 2026-12-06
 
-customer_event and feedback_event (by occurred_at), tier_transition and audit_event (by at) become tables
+customer_event and feedback_event (by occurred_at), tier_transition and audit_event (by at), recommendation_list
+and recommendation_item (by served_at) become tables
 PARTITION BY RANGE on that time, one partition a month (<table>_pYYYYMM) and a DEFAULT partition
 (<table>_default) that catches a row outside the months created, so no write ever fails for want of a partition.
 The scheduled job (app/core/partitions.py) keeps the months ahead created and drops those past retention.
 
 A partitioned table's primary key and unique indexes must contain the partition column:
-- primary keys: customer_event, feedback_event and tier_transition (customer-keyed): (customer_id, id, <time>);
-  audit_event: (id, <time>). `id` still comes from the table's own sequence (now owned by the new table), so it
+- primary keys: customer_event, feedback_event, tier_transition and recommendation_list (customer-keyed):
+  (customer_id, id, <time>); recommendation_item: (customer_id, recommendation_id, served_at); audit_event:
+  (id, <time>). `id` still comes from the table's own sequence (now owned by the new table), so it
   stays unique without the database checking it across partitions.
 - uq_customer_event_customer_id_event_id and uq_feedback_event_customer_id_event_id become
   (customer_id, event_id, occurred_at): a retried event carries its own occurred_at, so a retry still changes
   nothing; the same event_id sent again with another occurred_at is now a second event (stated in the README).
-No foreign key refers to these four tables; their own keys (to customer, recommendation_item) refer to plain tables
-and are kept. recommendation_list/recommendation_item and webhook_delivery are not partitioned here (see README,
-"Scaling").
+- Postgres allows a foreign key to a partitioned table only on its whole primary key, so
+  fk_feedback_event_recommendation_id_recommendation_item is dropped (deliberately): the feedback intake statement
+  already looks each item up and stores only events of items it found for that customer (app/feedback/service.py),
+  and items are never deleted but by retention, which keeps them as long as feedback. A plain index
+  ix_recommendation_item_recommendation serves that lookup. The downgrade restores the key.
+The other foreign keys (to customer) refer to a plain table and are kept. webhook_delivery is not partitioned
+here (see README, "Scaling").
 
 Conversion: the old table is renamed aside, its indexes and keys dropped, the partitioned table created LIKE it
 (columns, defaults, checks), partitions from the first month of its rows to three months ahead, rows moved with
@@ -40,13 +46,16 @@ down_revision: str | None = "f1c0ffee0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# table -> (partition column, primary key once partitioned)
+# table -> (partition column, primary key once partitioned, primary key before)
 TABLES = {
-    "customer_event": ("occurred_at", ("customer_id", "id", "occurred_at")),
-    "feedback_event": ("occurred_at", ("customer_id", "id", "occurred_at")),
-    "tier_transition": ("at", ("customer_id", "id", "at")),
-    "audit_event": ("at", ("id", "at")),
+    "customer_event": ("occurred_at", ("customer_id", "id", "occurred_at"), ("id",)),
+    "feedback_event": ("occurred_at", ("customer_id", "id", "occurred_at"), ("id",)),
+    "tier_transition": ("at", ("customer_id", "id", "at"), ("id",)),
+    "audit_event": ("at", ("id", "at"), ("id",)),
+    "recommendation_list": ("served_at", ("customer_id", "id", "served_at"), ("id",)),
+    "recommendation_item": ("served_at", ("customer_id", "recommendation_id", "served_at"), ("recommendation_id",)),
 }
+FEEDBACK_ITEM_KEY = "fk_feedback_event_recommendation_id_recommendation_item"
 AHEAD_MONTHS = 3
 
 
@@ -77,7 +86,10 @@ def _set_aside(table: str) -> tuple[list[tuple[str, bool, str]], list[tuple[str,
         "WHERE conrelid = CAST(:t AS regclass) AND contype = 'f' ORDER BY conname",
         t=table,
     )
-    sequence = _scalar("SELECT pg_get_serial_sequence(:t, 'id')", t=table)
+    has_id = _scalar(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = CAST(:t AS regclass) AND attname = 'id'", t=table
+    )
+    sequence = _scalar("SELECT pg_get_serial_sequence(:t, 'id')", t=table) if has_id else None
     if sequence:
         op.execute(f"ALTER SEQUENCE {sequence} OWNED BY NONE")
     op.execute(f"ALTER TABLE {table} RENAME TO {table}_old")
@@ -116,8 +128,9 @@ def _without_last_column(sql: str) -> str:
 
 
 def upgrade() -> None:
+    op.execute(f"ALTER TABLE feedback_event DROP CONSTRAINT {FEEDBACK_ITEM_KEY}")
     this_month = _scalar("SELECT (now() AT TIME ZONE 'UTC')::date").replace(day=1)
-    for table, (column, key) in TABLES.items():
+    for table, (column, key, _before) in TABLES.items():
         indexes, foreign, sequence = _set_aside(table)
         op.execute(
             f"CREATE TABLE {table} (LIKE {table}_old INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE) "
@@ -134,13 +147,20 @@ def upgrade() -> None:
             month = _month(month, 1)
         op.execute(f"CREATE TABLE {table}_default PARTITION OF {table} DEFAULT")
         _finish(table, indexes, foreign, sequence, column)
+    # feedback finds its item by recommendation_id alone (the key was its index until now)
+    op.execute("CREATE INDEX ix_recommendation_item_recommendation ON recommendation_item (recommendation_id)")
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX ix_recommendation_item_recommendation")
     for table in reversed(TABLES):
         indexes, foreign, sequence = _set_aside(table)
         op.execute(
             f"CREATE TABLE {table} (LIKE {table}_old INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)"
         )
-        op.execute(f"ALTER TABLE {table} ADD CONSTRAINT pk_{table} PRIMARY KEY (id)")
+        op.execute(f"ALTER TABLE {table} ADD CONSTRAINT pk_{table} PRIMARY KEY ({', '.join(TABLES[table][2])})")
         _finish(table, indexes, foreign, sequence, None)
+    op.execute(
+        f"ALTER TABLE feedback_event ADD CONSTRAINT {FEEDBACK_ITEM_KEY} FOREIGN KEY (recommendation_id) "
+        "REFERENCES recommendation_item (recommendation_id) ON DELETE CASCADE"
+    )
