@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     retention_months_events: int = Field(13, ge=1)  # customer_event, feedback_event, served lists and items
     retention_months_transitions: int = Field(84, ge=1)  # tier_transition: seven years
     retention_months_audit: int = Field(120, ge=1)  # audit_event: ten years
+    # webhook_delivery, webhook_attempt: delivered ones go after TIERWISE_WEBHOOK_RETENTION_DAYS row by row; this
+    # drops whole months, dead and pending deliveries included
+    retention_months_webhooks: int = Field(3, ge=1)
 
     # Re-tiering after intake (app/customers/retier.py): activity events and the NDJSON import mark their customers,
     # and each instance's worker re-tiers them in batches of this size, every interval (a full batch: at once).

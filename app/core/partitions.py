@@ -40,6 +40,8 @@ PARTITIONED = (
     PartitionedTable("audit_event", "at", "retention_months_audit"),
     PartitionedTable("recommendation_list", "served_at", "retention_months_events"),
     PartitionedTable("recommendation_item", "served_at", "retention_months_events"),
+    PartitionedTable("webhook_delivery", "created_at", "retention_months_webhooks"),
+    PartitionedTable("webhook_attempt", "at", "retention_months_webhooks"),
 )
 PARTITIONED_NAMES = frozenset(t.name for t in PARTITIONED)
 

@@ -23,8 +23,13 @@ A partitioned table's primary key and unique indexes must contain the partition 
   already looks each item up and stores only events of items it found for that customer (app/feedback/service.py),
   and items are never deleted but by retention, which keeps them as long as feedback. A plain index
   ix_recommendation_item_recommendation serves that lookup. The downgrade restores the key.
-The other foreign keys (to customer) refer to a plain table and are kept. webhook_delivery is not partitioned
-here (see README, "Scaling").
+- webhook_delivery (by created_at, key (id, created_at)) and its log webhook_attempt (by at, key (id, at)):
+  fk_webhook_attempt_delivery_id_webhook_delivery is dropped (deliberately) for the same reason; an attempt is
+  recorded only while its delivery exists (the statement checks), and the purge of delivered deliveries now deletes
+  their attempts in the same statement instead of by cascade. uq_webhook_delivery_subscription_id_event_id gains
+  created_at: an event's deliveries are all made by the one fan-out that marks the event fanned out, under its row
+  lock, so they share a created_at and the pair stays unique in fact.
+The other foreign keys (to customer, webhook_event, webhook_subscription) refer to plain tables and are kept.
 
 Conversion: the old table is renamed aside, its indexes and keys dropped, the partitioned table created LIKE it
 (columns, defaults, checks), partitions from the first month of its rows to three months ahead, rows moved with
@@ -54,8 +59,20 @@ TABLES = {
     "audit_event": ("at", ("id", "at"), ("id",)),
     "recommendation_list": ("served_at", ("customer_id", "id", "served_at"), ("id",)),
     "recommendation_item": ("served_at", ("customer_id", "recommendation_id", "served_at"), ("recommendation_id",)),
+    "webhook_delivery": ("created_at", ("id", "created_at"), ("id",)),
+    "webhook_attempt": ("at", ("id", "at"), ("id",)),
 }
-FEEDBACK_ITEM_KEY = "fk_feedback_event_recommendation_id_recommendation_item"
+# keys to tables that become partitioned, dropped (a key must name a partitioned table's whole primary key)
+DROPPED_KEYS = {
+    "fk_feedback_event_recommendation_id_recommendation_item": (
+        "feedback_event",
+        "FOREIGN KEY (recommendation_id) REFERENCES recommendation_item (recommendation_id) ON DELETE CASCADE",
+    ),
+    "fk_webhook_attempt_delivery_id_webhook_delivery": (
+        "webhook_attempt",
+        "FOREIGN KEY (delivery_id) REFERENCES webhook_delivery (id) ON DELETE CASCADE",
+    ),
+}
 AHEAD_MONTHS = 3
 
 
@@ -128,7 +145,8 @@ def _without_last_column(sql: str) -> str:
 
 
 def upgrade() -> None:
-    op.execute(f"ALTER TABLE feedback_event DROP CONSTRAINT {FEEDBACK_ITEM_KEY}")
+    for name, (table, _definition) in DROPPED_KEYS.items():
+        op.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
     this_month = _scalar("SELECT (now() AT TIME ZONE 'UTC')::date").replace(day=1)
     for table, (column, key, _before) in TABLES.items():
         indexes, foreign, sequence = _set_aside(table)
@@ -160,7 +178,5 @@ def downgrade() -> None:
         )
         op.execute(f"ALTER TABLE {table} ADD CONSTRAINT pk_{table} PRIMARY KEY ({', '.join(TABLES[table][2])})")
         _finish(table, indexes, foreign, sequence, None)
-    op.execute(
-        f"ALTER TABLE feedback_event ADD CONSTRAINT {FEEDBACK_ITEM_KEY} FOREIGN KEY (recommendation_id) "
-        "REFERENCES recommendation_item (recommendation_id) ON DELETE CASCADE"
-    )
+    for name, (table, definition) in DROPPED_KEYS.items():
+        op.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")

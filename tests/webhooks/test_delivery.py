@@ -318,8 +318,22 @@ async def test_delivered_deliveries_are_purged_after_the_retention_period(commit
             text("UPDATE webhook_event SET fanned_out_at = now() - interval '8 days' WHERE event_id = :old"),
             {"old": old},
         )
+    attempts_of = (
+        "SELECT count(*) FROM webhook_attempt a JOIN webhook_delivery d ON d.id = a.delivery_id "
+        "JOIN webhook_event e ON e.id = d.event_id WHERE e.event_id = CAST(:event AS uuid)"
+    )
+    old_deliveries = await committed.scalar(
+        "SELECT array_agg(d.id) FROM webhook_delivery d JOIN webhook_event e ON e.id = d.event_id "
+        "WHERE e.event_id = CAST(:event AS uuid)",
+        event=old,
+    )
+    assert await committed.scalar(attempts_of, event=old) >= 1
     counts = await purge(committed.sessionmaker, committed.settings)
     assert counts["webhook_deliveries_purged"] >= 1 and counts["webhook_events_purged"] >= 1
+    # the purged deliveries' log went with them (no cascade: webhook_attempt has no key to the partitioned table)
+    orphans = "SELECT count(*) FROM webhook_attempt WHERE delivery_id = ANY(:ids)"
+    assert await committed.scalar(orphans, ids=old_deliveries) == 0
+    assert await committed.scalar(attempts_of, event=kept) >= 1
     remaining = await committed.scalar(
         "SELECT array_agg(event_id::text) FROM webhook_event WHERE event_id IN (CAST(:a AS uuid), CAST(:b AS uuid))",
         a=kept,
