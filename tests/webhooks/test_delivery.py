@@ -364,3 +364,21 @@ async def test_a_success_after_failures_makes_the_subscriptions_other_retries_du
     assert back.event_id == events[0] and await worker.deliver(back) == "delivered"
     rest = await worker.claim(5)
     assert sorted(claim.event_id for claim in rest) == sorted(events[1:])
+
+
+async def test_deleting_a_subscription_deletes_its_deliveries_log(committed, receiver):
+    hook = await committed.subscribe(receiver.url)
+    receiver.secret = hook["secret"]
+    await committed.emit(9_996_001, "open")
+    worker = committed.worker()
+    await worker.fan_out()
+    for claim in await worker.claim(5):
+        assert await worker.deliver(claim) == "delivered"
+    deliveries = await committed.scalar(
+        "SELECT array_agg(id) FROM webhook_delivery WHERE subscription_id = :id", id=hook["id"]
+    )
+    logged = "SELECT count(*) FROM webhook_attempt WHERE delivery_id = ANY(:ids)"
+    assert await committed.scalar(logged, ids=deliveries) >= 1
+    async with committed.client() as client:
+        assert (await client.delete(f"/v1/webhooks/{hook['id']}", headers=committed.headers)).status_code == 204
+    assert await committed.scalar(logged, ids=deliveries) == 0
