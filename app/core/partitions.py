@@ -10,6 +10,10 @@ partition stays empty; when it does hold rows of a month being created, they are
 month is detached and dropped (its rows are gone with it), and rows of the default partition older than the
 cutoff are deleted.
 
+The once-per-event rule of customer_event and feedback_event: their unique index is (customer_id, event_id,
+occurred_at), so the intake statements also skip an event whose event_id the customer already has within seven
+days of its occurred_at (a retry that stamped a new time), probing only the partitions of those days.
+
 Every instance runs the job on the schedule; a transaction-level advisory lock makes concurrent runs take turns,
 and each step is a no-op once done, so two instances never do the work twice."""
 

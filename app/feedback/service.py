@@ -59,11 +59,14 @@ WITH incoming AS (
 ), inserted AS (
     INSERT INTO feedback_event (customer_id, event_id, recommendation_id, product_code, tier_code, channel,
                                 strategy, kind, occurred_at)
-    SELECT customer_id, event_id, recommendation_id, item_product, tier_code, coalesce(channel, list_channel),
-           strategy, kind, occurred_at
-    FROM checked
+    SELECT DISTINCT ON (customer_id, event_id) customer_id, event_id, recommendation_id, item_product, tier_code,
+           coalesce(channel, list_channel), strategy, kind, occurred_at
+    FROM checked c
     WHERE item_customer = external_id AND (product_code IS NULL OR product_code = item_product)
-    ORDER BY customer_id, event_id
+      AND NOT EXISTS (  -- the same event_id sent again with another occurred_at (app/core/partitions.py)
+          SELECT 1 FROM feedback_event f WHERE f.customer_id = c.customer_id AND f.event_id = c.event_id
+            AND f.occurred_at BETWEEN c.occurred_at - interval '7 days' AND c.occurred_at + interval '7 days')
+    ORDER BY customer_id, event_id, idx
     ON CONFLICT (customer_id, event_id, occurred_at) DO NOTHING
     RETURNING customer_id, event_id, product_code, tier_code, kind, occurred_at
 ), converted AS (  -- the new conversions, each with its amount (the first of an event_id sent twice in the batch)

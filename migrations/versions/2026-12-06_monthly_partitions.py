@@ -16,8 +16,8 @@ A partitioned table's primary key and unique indexes must contain the partition 
   (id, <time>). `id` still comes from the table's own sequence (now owned by the new table), so it
   stays unique without the database checking it across partitions.
 - uq_customer_event_customer_id_event_id and uq_feedback_event_customer_id_event_id become
-  (customer_id, event_id, occurred_at): a retried event carries its own occurred_at, so a retry still changes
-  nothing; the same event_id sent again with another occurred_at is now a second event (stated in the README).
+  (customer_id, event_id, occurred_at); the intake statements also skip an event_id the customer already has
+  within seven days of its occurred_at, so a retry that stamped a new time still changes nothing (README).
 - Postgres allows a foreign key to a partitioned table only on its whole primary key, so
   fk_feedback_event_recommendation_id_recommendation_item is dropped (deliberately): the feedback intake statement
   already looks each item up and stores only events of items it found for that customer (app/feedback/service.py),
