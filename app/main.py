@@ -34,6 +34,7 @@ from app.core.logging import configure_logging
 from app.core.metrics import process_exited
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, UnexpectedErrors
 from app.core.openapi import TAGS, install_openapi, operation_id
+from app.core.partitions import run_partition_maintenance
 from app.core.ratelimit import FailedAuthLimiter, RateLimit, role_limits
 from app.core.replica_retry import ReplicaRetry
 from app.core.schedule import run_every
@@ -167,6 +168,13 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
                 settings.purge_minutes,
                 lambda: purge(app.state.sessionmaker, settings),
                 "expired idempotency keys and delivered webhooks purged",
+            )
+        )
+        schedule.append(
+            (
+                settings.partition_maintenance_minutes,
+                partial(run_partition_maintenance, app.state.sessionmaker, settings),
+                "partitions maintained",
             )
         )
         # one process leads the scheduled jobs (app.core.leader); every one drops its caches on a NOTIFY

@@ -178,6 +178,23 @@ async def test_retried_event_batch_changes_nothing(client, as_role):
     assert metrics["days_since_last_txn"] == 0
 
 
+async def test_an_event_retried_with_a_new_time_or_sent_twice_in_a_batch_counts_once(client, as_role):
+    # customer_event is partitioned by occurred_at, so its unique index carries it (app/core/partitions.py)
+    await put(client, as_role, "C10")
+    now = datetime.now(UTC)
+
+    def login(event_id: str, at: datetime) -> dict:
+        return {"type": "login", "event_id": event_id, "customer_id": "C10", "occurred_at": at.isoformat()}
+
+    first = await client.post("/v1/events", json={"events": [login("l1", now)]}, headers=as_role("integration"))
+    assert first.json()["recorded"] == 1
+    retried = [login("l1", now + timedelta(seconds=5)), login("l2", now), login("l2", now + timedelta(seconds=1))]
+    again = await client.post("/v1/events", json={"events": retried}, headers=as_role("integration"))
+    assert again.json() == {"received": 3, "recorded": 1, "duplicates": 2}
+    metrics = (await client.get("/v1/customers/C10", headers=as_role("app"))).json()["metrics"]
+    assert metrics["logins_30d"] == 2
+
+
 async def test_event_for_unknown_customer_refuses_the_batch(client, as_role, session):
     await put(client, as_role, "C10")
     now = datetime.now(UTC).isoformat()

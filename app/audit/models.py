@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, String, func
+from sqlalchemy import BigInteger, DateTime, Index, PrimaryKeyConstraint, String, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -11,14 +11,18 @@ from app.core.db import Base
 
 
 class AuditEvent(Base):
+    """Partitioned by month of `at` (app/core/partitions.py), so the key carries it."""
+
     __tablename__ = "audit_event"
     __table_args__ = (
+        PrimaryKeyConstraint("id", "at"),
         Index("ix_audit_event_at", "at"),
         Index("ix_audit_event_entity", "entity_type", "entity_key"),
         Index("ix_audit_event_action", "action"),
+        {"postgresql_partition_by": "RANGE (at)"},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(40))

@@ -130,6 +130,16 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_key_prefix: str = "tierwise:ratelimit:"  # deployments sharing one Redis each take a prefix of their own
     redis_timeout_s: float = Field(0.25, gt=0, le=10)  # one Redis call; past it the request is limited locally
+    # Monthly partitions (app/core/partitions.py): how often the job runs (0: never), the months created ahead of
+    # this one, and the months each table keeps (older months are dropped with their rows).
+    partition_maintenance_minutes: int = Field(360, ge=0)
+    partitions_ahead_months: int = Field(3, ge=1, le=24)
+    retention_months_events: int = Field(13, ge=1)  # customer_event, feedback_event, served lists and items
+    retention_months_transitions: int = Field(84, ge=1)  # tier_transition: seven years
+    retention_months_audit: int = Field(120, ge=1)  # audit_event: ten years
+    # webhook_delivery, webhook_attempt: delivered ones go after TIERWISE_WEBHOOK_RETENTION_DAYS row by row; this
+    # drops whole months, dead and pending deliveries included
+    retention_months_webhooks: int = Field(3, ge=1)
 
     # Re-tiering after intake (app/customers/retier.py): activity events and the NDJSON import mark their customers,
     # and each instance's worker re-tiers them in batches of this size, every interval (a full batch: at once).

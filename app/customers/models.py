@@ -14,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     func,
@@ -94,16 +95,20 @@ class CustomerAumDaily(Base):
 
 
 class CustomerEvent(Base):
-    """Raw activity: transactions, app logins and referrals, each once per client event_id."""
+    """Raw activity: transactions, app logins and referrals, each once per client event_id (and its occurred_at).
+
+    Partitioned by month of occurred_at (app/core/partitions.py): the key and the unique index carry it."""
 
     __tablename__ = "customer_event"
     __table_args__ = (
+        PrimaryKeyConstraint("customer_id", "id", "occurred_at"),
         CheckConstraint("kind IN ('transaction', 'login', 'referral')", name="kind"),
         CheckConstraint("direction IS NULL OR direction IN ('credit', 'debit')", name="direction"),
-        Index("uq_customer_event_customer_id_event_id", "customer_id", "event_id", unique=True),
+        Index("uq_customer_event_customer_id_event_id", "customer_id", "event_id", "occurred_at", unique=True),
+        {"postgresql_partition_by": "RANGE (occurred_at)"},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(20))

@@ -372,8 +372,13 @@ WITH incoming AS (
     ORDER BY customer_id, event_id
 ), inserted AS (
     INSERT INTO customer_event (customer_id, event_id, kind, occurred_at, amount, direction, channel)
-    SELECT customer_id, event_id, kind, occurred_at, amount, direction, channel FROM incoming
-    ON CONFLICT (customer_id, event_id) DO NOTHING
+    SELECT DISTINCT ON (customer_id, event_id) customer_id, event_id, kind, occurred_at, amount, direction, channel
+    FROM incoming i
+    WHERE NOT EXISTS (  -- the same event_id sent again with another occurred_at (app/core/partitions.py)
+        SELECT 1 FROM customer_event e WHERE e.customer_id = i.customer_id AND e.event_id = i.event_id
+          AND e.occurred_at BETWEEN i.occurred_at - interval '7 days' AND i.occurred_at + interval '7 days')
+    ORDER BY customer_id, event_id
+    ON CONFLICT (customer_id, event_id, occurred_at) DO NOTHING
     RETURNING customer_id, kind, occurred_at, amount
 ), rolled AS (
     INSERT INTO customer_activity_daily AS d (customer_id, day, txn_count, txn_amount, logins, referrals)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Text,
@@ -31,23 +32,27 @@ COMPLAINT_CATEGORIES = ("fees", "service", "app", "product", "fraud", "other")
 
 
 class FeedbackEvent(Base):
-    """What a customer did with a recommended product. Unique per (customer, event_id): a retry changes nothing."""
+    """What a customer did with a recommended product. Unique per (customer, event_id, occurred_at): a retry changes
+    nothing. Partitioned by month of occurred_at (app/core/partitions.py): the key and the unique index carry it."""
 
     __tablename__ = "feedback_event"
     __table_args__ = (
+        PrimaryKeyConstraint("customer_id", "id", "occurred_at"),
         CheckConstraint(f"kind IN {FEEDBACK_KINDS}", name="kind"),
-        Index("uq_feedback_event_customer_id_event_id", "customer_id", "event_id", unique=True),
+        Index("uq_feedback_event_customer_id_event_id", "customer_id", "event_id", "occurred_at", unique=True),
         Index("ix_feedback_event_contact", "customer_id", "product_code", "occurred_at"),
         Index("ix_feedback_event_recommendation", "recommendation_id"),
         Index("ix_feedback_event_occurred", "occurred_at"),
+        {"postgresql_partition_by": "RANGE (occurred_at)"},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(100))
-    recommendation_id: Mapped[Any] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("recommendation_item.recommendation_id", ondelete="CASCADE")
-    )
+    # the served item (recommendation_item.recommendation_id): checked by the intake statement, which stores only
+    # events of items it found (no foreign key: recommendation_item is partitioned, and a key must name its whole
+    # primary key)
+    recommendation_id: Mapped[Any] = mapped_column(UUID(as_uuid=True))
     product_code: Mapped[str] = mapped_column(String(40))
     tier_code: Mapped[str | None] = mapped_column(String(40))
     channel: Mapped[str] = mapped_column(String(20))

@@ -50,19 +50,22 @@ WITH incoming AS (
            l.channel AS list_channel, c.external_id AS item_customer
     FROM incoming i
     LEFT JOIN recommendation_item ri ON ri.recommendation_id = i.recommendation_id
-    LEFT JOIN recommendation_list l ON l.id = ri.list_id
+    LEFT JOIN recommendation_list l ON l.customer_id = ri.customer_id AND l.id = ri.list_id
     LEFT JOIN LATERAL (
         SELECT external_id FROM customer WHERE id = ri.customer_id AND erased_at IS NULL FOR KEY SHARE
     ) c ON true
 ), inserted AS (
     INSERT INTO feedback_event (customer_id, event_id, recommendation_id, product_code, tier_code, channel,
                                 strategy, kind, occurred_at)
-    SELECT customer_id, event_id, recommendation_id, item_product, tier_code, coalesce(channel, list_channel),
-           strategy, kind, occurred_at
-    FROM checked
+    SELECT DISTINCT ON (customer_id, event_id) customer_id, event_id, recommendation_id, item_product, tier_code,
+           coalesce(channel, list_channel), strategy, kind, occurred_at
+    FROM checked c
     WHERE item_customer = external_id AND (product_code IS NULL OR product_code = item_product)
-    ORDER BY customer_id, event_id
-    ON CONFLICT (customer_id, event_id) DO NOTHING
+      AND NOT EXISTS (  -- the same event_id sent again with another occurred_at (app/core/partitions.py)
+          SELECT 1 FROM feedback_event f WHERE f.customer_id = c.customer_id AND f.event_id = c.event_id
+            AND f.occurred_at BETWEEN c.occurred_at - interval '7 days' AND c.occurred_at + interval '7 days')
+    ORDER BY customer_id, event_id, idx
+    ON CONFLICT (customer_id, event_id, occurred_at) DO NOTHING
     RETURNING customer_id, event_id, product_code, tier_code, kind, occurred_at
 ), converted AS (  -- the new conversions, each with its amount (the first of an event_id sent twice in the batch)
     SELECT DISTINCT ON (i.customer_id, i.event_id) i.customer_id, i.event_id, i.product_code, c.amount

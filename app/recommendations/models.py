@@ -14,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Text,
@@ -32,15 +33,18 @@ class RecommendationList(Base):
     Written with its items by one statement (app/recommendations/served.py), which takes the customer's id from
     the request's own read; customers are never deleted (erasure anonymises the row) and neither are lists. So
     neither table has foreign keys: each checked nothing that statement could get wrong, and each locked a row
-    (the customer's, the new list's) on every list served."""
+    (the customer's, the new list's) on every list served. Partitioned by month of served_at
+    (app/core/partitions.py), so the key carries it."""
 
     __tablename__ = "recommendation_list"
     __table_args__ = (
+        PrimaryKeyConstraint("customer_id", "id", "served_at"),
         CheckConstraint("strategy IN ('personalised', 'holdout_popularity')", name="strategy"),
         Index("ix_recommendation_list_customer", "customer_id", "served_at"),
+        {"postgresql_partition_by": "RANGE (served_at)"},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     customer_id: Mapped[int] = mapped_column(BigInteger)
     channel: Mapped[str] = mapped_column(String(20))
     strategy: Mapped[str] = mapped_column(String(20))
@@ -49,14 +53,20 @@ class RecommendationList(Base):
 
 
 class RecommendationItem(Base):
-    """One product of a served list; feedback refers to it by recommendation_id (a foreign key: feedback comes
-    from outside). Written only with its list, in one statement; its product is a catalog code (products are
-    deactivated, never deleted)."""
+    """One product of a served list; feedback refers to it by recommendation_id, which the feedback statement looks
+    up (no foreign key: a key to a partitioned table must name its whole primary key). Written only with its list,
+    in one statement, with the list's served_at; its product is a catalog code (products are deactivated, never
+    deleted). Partitioned by month of served_at (app/core/partitions.py), so the key carries it."""
 
     __tablename__ = "recommendation_item"
-    __table_args__ = (Index("ix_recommendation_item_customer", "customer_id", "product_code"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("customer_id", "recommendation_id", "served_at"),
+        Index("ix_recommendation_item_customer", "customer_id", "product_code"),
+        Index("ix_recommendation_item_recommendation", "recommendation_id"),
+        {"postgresql_partition_by": "RANGE (served_at)"},
+    )
 
-    recommendation_id: Mapped[Any] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    recommendation_id: Mapped[Any] = mapped_column(UUID(as_uuid=True))
     list_id: Mapped[int] = mapped_column(BigInteger)
     customer_id: Mapped[int] = mapped_column(BigInteger)
     product_code: Mapped[str] = mapped_column(String(40))

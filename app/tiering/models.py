@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -146,16 +147,19 @@ def effective_rank(assignment: FromClause | type[TierAssignment] = TierAssignmen
 
 class TierTransition(Base):
     """The change feed: every tier change of every customer, in an order readers can follow with a cursor.
-    Append-only and high-volume, so, like tier_assignment, without foreign keys."""
+    Append-only and high-volume, so, like tier_assignment, without foreign keys; partitioned by month of `at`
+    (app/core/partitions.py), so the key carries it."""
 
     __tablename__ = "tier_transition"
     __table_args__ = (
+        PrimaryKeyConstraint("customer_id", "id", "at"),
         CheckConstraint("direction IN ('initial', 'upgrade', 'downgrade', 'lateral')", name="direction"),
         Index("ix_tier_transition_feed", "tx_id", "id"),
         Index("ix_tier_transition_customer", "customer_id", "id"),
+        {"postgresql_partition_by": "RANGE (at)"},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     # The writing transaction's id: the feed only shows rows of transactions older than every running one,
     # so a row can never appear behind a cursor a reader has already passed.
     tx_id: Mapped[int] = mapped_column(BigInteger, server_default=text("(pg_current_xact_id()::text)::bigint"))

@@ -67,7 +67,7 @@ WITH batch AS (
     SELECT s.id, b.id, b.customer_id, now() FROM batch b
     JOIN webhook_subscription s ON b.event_type = ANY(s.event_types) AND s.created_at <= b.created_at
     ORDER BY b.id, s.id
-    ON CONFLICT (subscription_id, event_id) DO NOTHING
+    ON CONFLICT (subscription_id, event_id, created_at) DO NOTHING
     RETURNING 1
 ), marked AS (
     UPDATE webhook_event e SET fanned_out_at = now() FROM batch b WHERE e.id = b.id RETURNING 1

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Text,
@@ -72,12 +73,17 @@ class WebhookEvent(Base):
 
 class WebhookDelivery(Base):
     """One event for one subscription: pending (due at next_attempt_at; leased_until while a worker sends it),
-    then delivered or dead (after the last attempt; a manual redeliver makes it pending again)."""
+    then delivered or dead (after the last attempt; a manual redeliver makes it pending again).
+
+    Partitioned by month of created_at (app/core/partitions.py), so the key and the unique index carry it: an
+    event's deliveries are all made by the one fan-out that marks it (under its row lock), so they share one
+    created_at and (subscription_id, event_id) stays unique in fact."""
 
     __tablename__ = "webhook_delivery"
     __table_args__ = (
+        PrimaryKeyConstraint("id", "created_at"),
         CheckConstraint(f"state IN {DELIVERY_STATES}", name="state"),
-        Index("uq_webhook_delivery_subscription_id_event_id", "subscription_id", "event_id", unique=True),
+        Index("uq_webhook_delivery_subscription_id_event_id", "subscription_id", "event_id", "created_at", unique=True),
         Index("ix_webhook_delivery_due", "next_attempt_at", postgresql_where=text("state = 'pending'")),
         Index("ix_webhook_delivery_pending", "id", postgresql_where=text("state = 'pending'")),  # the queue lag
         # the order rule: the earliest pending delivery of a (subscription, customer) goes first
@@ -91,9 +97,10 @@ class WebhookDelivery(Base):
         Index("ix_webhook_delivery_subscription", "subscription_id", "id"),
         Index("ix_webhook_delivery_event", "event_id"),
         Index("ix_webhook_delivery_finished", "finished_at", postgresql_where=text("state = 'delivered'")),
+        {"postgresql_partition_by": "RANGE (created_at)"},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscription.id", ondelete="CASCADE"))
     event_id: Mapped[int] = mapped_column(ForeignKey("webhook_event.id", ondelete="CASCADE"))
     customer_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -109,13 +116,19 @@ class WebhookDelivery(Base):
 
 class WebhookAttempt(Base):
     """The delivery log: each POST with its time, duration and HTTP status or error class (never a body, a
-    header or the secret)."""
+    header or the secret). Partitioned by month of `at` (app/core/partitions.py) with the deliveries' retention.
+    delivery_id is webhook_delivery.id without a foreign key (a key to a partitioned table must name its whole
+    primary key): an attempt is recorded only while its delivery exists, and purged with it."""
 
     __tablename__ = "webhook_attempt"
-    __table_args__ = (Index("ix_webhook_attempt_delivery", "delivery_id", "id"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("id", "at"),
+        Index("ix_webhook_attempt_delivery", "delivery_id", "id"),
+        {"postgresql_partition_by": "RANGE (at)"},
+    )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_delivery.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(BigInteger)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     duration_ms: Mapped[int] = mapped_column(Integer)
     status_code: Mapped[int | None] = mapped_column(SmallInteger)

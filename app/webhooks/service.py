@@ -92,7 +92,14 @@ async def update_subscription(
 
 
 async def delete_subscription(session: AsyncSession, row: WebhookSubscription) -> None:
-    """Delete a subscription with its deliveries and their log (events stay for other subscribers)."""
+    """Delete a subscription with its deliveries (by cascade) and their log (events stay for other subscribers)."""
+    await session.execute(
+        text(
+            "DELETE FROM webhook_attempt WHERE delivery_id IN "
+            "(SELECT id FROM webhook_delivery WHERE subscription_id = :subscription)"
+        ),
+        {"subscription": row.id},
+    )
     await session.delete(row)
     await session.flush()
 
@@ -183,16 +190,27 @@ async def redeliver_dead(session: AsyncSession, subscription_id: int) -> int:
     return updated.rowcount
 
 
+# With their log: webhook_attempt has no foreign key to the (partitioned) deliveries, so no cascade either.
 _PURGE_DELIVERED = text("""
-DELETE FROM webhook_delivery WHERE id = ANY(ARRAY(
-    SELECT id FROM webhook_delivery WHERE state = 'delivered' AND finished_at < now() - make_interval(secs => :keep)
-    LIMIT 10000))
+WITH gone AS (
+    DELETE FROM webhook_delivery WHERE id = ANY(ARRAY(
+        SELECT id FROM webhook_delivery
+        WHERE state = 'delivered' AND finished_at < now() - make_interval(secs => :keep) LIMIT 10000))
+    RETURNING id
+), logged AS (
+    DELETE FROM webhook_attempt WHERE delivery_id IN (SELECT id FROM gone)
+)
+SELECT count(*) FROM gone
 """)
 # Events no delivery refers to any more (all delivered and purged, or none was made), fanned out long enough ago.
 _PURGE_EVENTS = text("""
-DELETE FROM webhook_event e WHERE e.id = ANY(ARRAY(
-    SELECT id FROM webhook_event WHERE fanned_out_at < now() - make_interval(secs => :keep) LIMIT 10000))
-  AND NOT EXISTS (SELECT 1 FROM webhook_delivery d WHERE d.event_id = e.id)
+WITH gone AS (
+    DELETE FROM webhook_event e WHERE e.id = ANY(ARRAY(
+        SELECT id FROM webhook_event WHERE fanned_out_at < now() - make_interval(secs => :keep) LIMIT 10000))
+      AND NOT EXISTS (SELECT 1 FROM webhook_delivery d WHERE d.event_id = e.id)
+    RETURNING 1
+)
+SELECT count(*) FROM gone
 """)
 
 
@@ -202,7 +220,7 @@ async def purge_delivered(session: AsyncSession, settings: Settings) -> dict:
     keep = settings.webhook_retention_days * 86400
     counts = {"webhook_deliveries_purged": 0, "webhook_events_purged": 0}
     for statement, name in ((_PURGE_DELIVERED, "webhook_deliveries_purged"), (_PURGE_EVENTS, "webhook_events_purged")):
-        while (deleted := (await session.execute(statement, {"keep": keep})).rowcount) > 0:
+        while (deleted := await session.scalar(statement, {"keep": keep})) > 0:
             counts[name] += deleted
             if deleted < 10000:
                 break

@@ -94,6 +94,13 @@ async def committed(engine, fast):
     state = Committed(engine, fast, sessionmaker, key, row.id, tag)
     yield state
     async with engine.begin() as conn:
+        await conn.execute(  # the log has no foreign key to the (partitioned) deliveries, so no cascade
+            text(
+                "DELETE FROM webhook_attempt WHERE delivery_id IN "
+                "(SELECT id FROM webhook_delivery WHERE subscription_id = ANY(:ids))"
+            ),
+            {"ids": state.subscriptions},
+        )
         await conn.execute(text("DELETE FROM webhook_subscription WHERE id = ANY(:ids)"), {"ids": state.subscriptions})
         await conn.execute(text("DELETE FROM webhook_event WHERE id > :first"), {"first": first_event})
         await conn.execute(text("DELETE FROM idempotency_key WHERE api_key_id = :id"), {"id": row.id})

@@ -318,8 +318,22 @@ async def test_delivered_deliveries_are_purged_after_the_retention_period(commit
             text("UPDATE webhook_event SET fanned_out_at = now() - interval '8 days' WHERE event_id = :old"),
             {"old": old},
         )
+    attempts_of = (
+        "SELECT count(*) FROM webhook_attempt a JOIN webhook_delivery d ON d.id = a.delivery_id "
+        "JOIN webhook_event e ON e.id = d.event_id WHERE e.event_id = CAST(:event AS uuid)"
+    )
+    old_deliveries = await committed.scalar(
+        "SELECT array_agg(d.id) FROM webhook_delivery d JOIN webhook_event e ON e.id = d.event_id "
+        "WHERE e.event_id = CAST(:event AS uuid)",
+        event=old,
+    )
+    assert await committed.scalar(attempts_of, event=old) >= 1
     counts = await purge(committed.sessionmaker, committed.settings)
     assert counts["webhook_deliveries_purged"] >= 1 and counts["webhook_events_purged"] >= 1
+    # the purged deliveries' log went with them (no cascade: webhook_attempt has no key to the partitioned table)
+    orphans = "SELECT count(*) FROM webhook_attempt WHERE delivery_id = ANY(:ids)"
+    assert await committed.scalar(orphans, ids=old_deliveries) == 0
+    assert await committed.scalar(attempts_of, event=kept) >= 1
     remaining = await committed.scalar(
         "SELECT array_agg(event_id::text) FROM webhook_event WHERE event_id IN (CAST(:a AS uuid), CAST(:b AS uuid))",
         a=kept,
@@ -350,3 +364,21 @@ async def test_a_success_after_failures_makes_the_subscriptions_other_retries_du
     assert back.event_id == events[0] and await worker.deliver(back) == "delivered"
     rest = await worker.claim(5)
     assert sorted(claim.event_id for claim in rest) == sorted(events[1:])
+
+
+async def test_deleting_a_subscription_deletes_its_deliveries_log(committed, receiver):
+    hook = await committed.subscribe(receiver.url)
+    receiver.secret = hook["secret"]
+    await committed.emit(9_996_001, "open")
+    worker = committed.worker()
+    await worker.fan_out()
+    for claim in await worker.claim(5):
+        assert await worker.deliver(claim) == "delivered"
+    deliveries = await committed.scalar(
+        "SELECT array_agg(id) FROM webhook_delivery WHERE subscription_id = :id", id=hook["id"]
+    )
+    logged = "SELECT count(*) FROM webhook_attempt WHERE delivery_id = ANY(:ids)"
+    assert await committed.scalar(logged, ids=deliveries) >= 1
+    async with committed.client() as client:
+        assert (await client.delete(f"/v1/webhooks/{hook['id']}", headers=committed.headers)).status_code == 204
+    assert await committed.scalar(logged, ids=deliveries) == 0
