@@ -178,13 +178,16 @@ class RetentionReport(BaseModel):
     tiers: list[TierRetention] = Field(description="By the tier held at `from`, highest rank first.")
 
 
-class TierStickiness(BaseModel):
+class Stickiness(BaseModel):
+    customers: int
+    active_30d: int = Field(description="Customers who logged in on one of the 30 days ending on `on` (`to`'s day).")
+    stickiness: float | None = Field(description="active_30d / customers.")
+
+
+class TierStickiness(Stickiness):
     tier: str
     label: str | None
     rank: int
-    customers: int
-    active_30d: int = Field(description="Customers who logged in on one of the 30 days ending on `on`.")
-    stickiness: float | None = Field(description="active_30d / customers.")
 
 
 class StickinessReport(BaseModel):
@@ -196,15 +199,19 @@ class StickinessReport(BaseModel):
     tiers: list[TierStickiness] = Field(description="By effective tier now, highest rank first.")
 
 
-class TierContribution(BaseModel):
+class Contribution(BaseModel):
+    customers: int
+    contribution_monthly: Money = Field(
+        description="The sum of the customers' contribution_monthly attribute: the bank's own figure when it feeds "
+        "one, else derived from balances and the products' contribution margins."
+    )
+    per_customer: Money | None = Field(description="contribution_monthly / customers; null without customers.")
+
+
+class TierContribution(Contribution):
     tier: str
     label: str | None
     rank: int
-    customers: int
-    contribution_monthly: Money = Field(
-        description="The sum of the tier's customers' contribution_monthly attribute: the bank's own figure when "
-        "it feeds one, else derived from balances and the products' contribution margins."
-    )
     per_customer: Money
 
 
@@ -246,6 +253,8 @@ class ManagerPerformance(BaseModel):
     upgrades: int = Field(description="Tier upgrades of that portfolio in the range.")
     downgrades: int
     net_migration: int = Field(description="upgrades - downgrades.")
+    portfolio_stickiness: Stickiness = Field(description="Of the customers the manager serves now, at `to`.")
+    portfolio_contribution: Contribution = Field(description="Of the customers the manager serves now.")
 
 
 class ContributionMarginSet(BaseModel):

@@ -1,8 +1,8 @@
 """Retention and value reports: retention per tier (from the tier change feed), stickiness (from login activity),
 contribution per tier and its monthly trend, and per relationship manager: contacts, tasks done on time, their
-portfolio's retention and net tier migration. Each is one set-based statement."""
+portfolio's retention, net tier migration, stickiness and contribution. Each is one set-based statement."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -88,14 +88,17 @@ async def retention(session: AsyncSession, policy: str, from_: datetime, to: dat
 
 # ---- stickiness ---------------------------------------------------------------------------------------------
 
-# Active: logged in (a login event, rolled up per day) on one of the 30 days ending at `to`.
-_STICKINESS = text("""
-SELECT effective_tier(a) AS tier, max(effective_rank(a)) AS rank, count(*) AS customers,
-       count(*) FILTER (WHERE EXISTS (
+# Active: logged in (a login event, rolled up per day) on one of the 30 days ending on `:on`. `{customer}` is the
+# customer's id column.
+_ACTIVE_30D = """EXISTS (
            SELECT 1 FROM customer_activity_daily ad
-           WHERE ad.customer_id = a.customer_id AND ad.logins > 0
-             AND ad.day > CAST(:to AS date) - 30 AND ad.day <= CAST(:to AS date)
-       )) AS active_30d
+           WHERE ad.customer_id = {customer} AND ad.logins > 0
+             AND ad.day > CAST(:on AS date) - 30 AND ad.day <= CAST(:on AS date)
+       )"""
+
+_STICKINESS = text(f"""
+SELECT effective_tier(a) AS tier, max(effective_rank(a)) AS rank, count(*) AS customers,
+       count(*) FILTER (WHERE {_ACTIVE_30D.format(customer="a.customer_id")}) AS active_30d
 FROM tier_assignment a
 JOIN customer c ON c.id = a.customer_id AND c.erased_at IS NULL
 WHERE a.policy_id = :policy_id
@@ -104,26 +107,24 @@ ORDER BY 2 DESC, 1
 """)
 
 
-async def stickiness(session: AsyncSession, policy: str, to: datetime) -> dict[str, Any]:
-    """Per effective tier: customers, those who logged in on one of the 30 days ending on `to`'s day, the share."""
-    policy_id, labels = await policy_and_labels(session, policy)
-    rows = (await session.execute(_STICKINESS, {"policy_id": policy_id, "to": to.date()})).all()
-    customers, active = sum(r.customers for r in rows), sum(r.active_30d for r in rows)
+def _stickiness(active: int, customers: int) -> dict[str, Any]:
     return {
-        "policy_key": policy,
-        "on": to.date(),
         "customers": customers,
         "active_30d": active,
         "stickiness": round(active / customers, 4) if customers else None,
+    }
+
+
+async def stickiness(session: AsyncSession, policy: str, to: datetime) -> dict[str, Any]:
+    """Per effective tier: customers, those who logged in on one of the 30 days ending on `to`'s day, the share."""
+    policy_id, labels = await policy_and_labels(session, policy)
+    rows = (await session.execute(_STICKINESS, {"policy_id": policy_id, "on": to.date()})).all()
+    return {
+        "policy_key": policy,
+        "on": to.date(),
+        **_stickiness(sum(r.active_30d for r in rows), sum(r.customers for r in rows)),
         "tiers": [
-            {
-                "tier": r.tier,
-                "label": labels.get(r.tier),
-                "rank": r.rank,
-                "customers": r.customers,
-                "active_30d": r.active_30d,
-                "stickiness": round(r.active_30d / r.customers, 4) if r.customers else None,
-            }
+            {"tier": r.tier, "label": labels.get(r.tier), "rank": r.rank, **_stickiness(r.active_30d, r.customers)}
             for r in rows
         ],
     }
@@ -132,9 +133,9 @@ async def stickiness(session: AsyncSession, policy: str, to: datetime) -> dict[s
 # ---- contribution -------------------------------------------------------------------------------------------
 
 # Now: the built-in attribute (the bank's figure or derived from balances and margins), per effective tier.
-_CONTRIBUTION = text("""
-SELECT effective_tier(a) AS tier, max(effective_rank(a)) AS rank, count(*) AS customers,
-       coalesce(sum(f.contribution_monthly), 0) AS contribution_monthly
+_CONTRIBUTION_SUM = "coalesce(sum(f.contribution_monthly), 0) AS contribution_monthly"
+_CONTRIBUTION = text(f"""
+SELECT effective_tier(a) AS tier, max(effective_rank(a)) AS rank, count(*) AS customers, {_CONTRIBUTION_SUM}
 FROM tier_assignment a
 JOIN customer_features f ON f.customer_id = a.customer_id
 WHERE a.policy_id = :policy_id
@@ -162,6 +163,14 @@ ORDER BY b.month, 2
 """)
 
 
+def _contribution(total: Decimal, customers: int) -> dict[str, Any]:
+    return {
+        "customers": customers,
+        "contribution_monthly": total,
+        "per_customer": round(total / customers, 2) if customers else None,
+    }
+
+
 async def contribution(session: AsyncSession, policy: str, from_: datetime, to: datetime) -> dict[str, Any]:
     """Monthly contribution per effective tier now (total and per customer), and the derived contribution of each
     month in [from, to) by tier."""
@@ -184,9 +193,7 @@ async def contribution(session: AsyncSession, policy: str, from_: datetime, to: 
                 "tier": r.tier,
                 "label": labels.get(r.tier),
                 "rank": r.rank,
-                "customers": r.customers,
-                "contribution_monthly": r.contribution_monthly,
-                "per_customer": round(r.contribution_monthly / r.customers, 2),
+                **_contribution(r.contribution_monthly, r.customers),
             }
             for r in now
         ],
@@ -248,11 +255,16 @@ tasks AS (
     GROUP BY ma.manager_id
 ),
 load AS (
-    SELECT ma.manager_id, count(*) AS customers
+    -- the portfolio now (erased customers leave it): its stickiness and contribution as in those reports
+    SELECT ma.manager_id, count(*) AS customers,
+           count(*) FILTER (WHERE {_ACTIVE_30D.format(customer="ma.customer_id")}) AS active_30d,
+           {_CONTRIBUTION_SUM}
     FROM manager_assignment ma JOIN page ON page.id = ma.manager_id
+    LEFT JOIN customer_features f ON f.customer_id = ma.customer_id
     GROUP BY ma.manager_id
 )
 SELECT page.id, page.manager_id, page.name, page.team, coalesce(load.customers, 0) AS portfolio,
+       coalesce(load.active_30d, 0) AS active_30d, coalesce(load.contribution_monthly, 0) AS contribution_monthly,
        coalesce(contacts.contacts, 0) AS contacts, coalesce(tasks.done, 0) AS tasks_done,
        coalesce(tasks.done_on_time, 0) AS tasks_done_on_time,
        coalesce(r.customers, 0) AS customers, coalesce(r.retained, 0) AS retained,
@@ -272,13 +284,15 @@ async def managers(
     session: AsyncSession, policy: str, from_: datetime, to: datetime, team: str | None, page: PageRequest
 ) -> list[Any]:
     """Per manager of the policy (a page of them, by id): portfolio now; contacts made and tasks done (on time: by
-    their due date) in the range; the retention of the portfolio they had at `from`; its tier moves in the range."""
+    their due date) in the range; the retention of the portfolio they had at `from`; its tier moves in the range;
+    the stickiness (30 days ending on `to`'s day) and monthly contribution of the portfolio now."""
     policy_id, _ = await policy_and_labels(session, policy)
     params = {
         "policy_id": policy_id,
         "policy_key": policy,
         "from_": from_,
         "to": to,
+        "on": (to - timedelta(microseconds=1)).date(),
         "team": team,
         "after": page.after or 0,
         "limit": page.limit + 1,
@@ -298,6 +312,8 @@ async def managers(
             "upgrades": r.upgrades,
             "downgrades": r.downgrades,
             "net_migration": r.upgrades - r.downgrades,
+            "portfolio_stickiness": _stickiness(r.active_30d, r.portfolio),
+            "portfolio_contribution": _contribution(r.contribution_monthly, r.portfolio),
         }
         for r in (await session.execute(_MANAGERS, params)).all()
     ]

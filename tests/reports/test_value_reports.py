@@ -184,7 +184,9 @@ async def test_margins_are_validated_and_listed(client, as_role, wealth):
     ]
 
 
-async def test_manager_report_contacts_tasks_retention_and_net_migration(client, as_role, wealth, session):
+async def test_manager_report_contacts_tasks_retention_migration_stickiness_and_contribution(
+    client, as_role, wealth, session
+):
     for customer in ("M1", "M2", "M3"):
         await make_customer(client, as_role, customer, "60000.00")  # gold
     await add_manager(client, as_role, "RM1", "gold", capacity=5)
@@ -257,6 +259,29 @@ async def test_manager_report_contacts_tasks_retention_and_net_migration(client,
                 "at": datetime.fromisoformat(closed),
             },
         )
+    # logins: the window is the 30 days ending on `to`'s day, 2026-01-31: (2026-01-01, 2026-01-31]
+    for customer, day, logins in (
+        (rm1[0], "2026-01-31", 1),  # in (the last day)
+        (rm1[1], "2026-01-01", 3),  # out: 30 days before
+        (rm1[1], "2026-02-01", 1),  # out: after `to`
+        (rm1[1], "2026-01-20", 0),  # a day rolled up without a login
+        (rm2[0], "2026-01-02", 2),  # in (the first day)
+    ):
+        await session.execute(
+            text("INSERT INTO customer_activity_daily (customer_id, day, logins) VALUES (:c, :d, :n)"),
+            {"c": ids[customer], "d": date.fromisoformat(day), "n": logins},
+        )
+    # contribution: 60000 x 0.012 / 12 + 1.50 = 61.50 each, but the bank's own figure for rm1[1]
+    margin = await client.put(
+        "/v1/contribution-margins/savings_account",
+        headers=as_role("admin"),
+        json={"margin_rate": "0.012", "monthly_fee": "1.50"},
+    )
+    assert margin.status_code == 200, margin.text
+    await session.execute(
+        text("""UPDATE customer SET attributes = '{"bank_contribution_monthly": 99.5}' WHERE external_id = :c"""),
+        {"c": rm1[1]},
+    )
     body = await report(
         client, as_role, "relationship-managers", policy_key="wealth", **{"from": "2026-01-02", "to": "2026-01-31"}
     )
@@ -269,6 +294,10 @@ async def test_manager_report_contacts_tasks_retention_and_net_migration(client,
     assert (two["portfolio"], two["contacts"], two["tasks_done"]) == (1, 0, 0)
     assert (two["portfolio_retention"]["retained"], two["portfolio_retention"]["downgraded"]) == (0, 1)
     assert two["net_migration"] == -1
+    assert one["portfolio_stickiness"] == {"customers": 2, "active_30d": 1, "stickiness": 0.5}
+    assert two["portfolio_stickiness"] == {"customers": 1, "active_30d": 1, "stickiness": 1.0}
+    assert one["portfolio_contribution"] == {"customers": 2, "contribution_monthly": "161.00", "per_customer": "80.50"}
+    assert two["portfolio_contribution"] == {"customers": 1, "contribution_monthly": "61.50", "per_customer": "61.50"}
     # filters and pages: a team; one manager a page
     west = await report(client, as_role, "relationship-managers", team="wealth-west", **{"from": "2026-01-02"})
     assert [m["manager_id"] for m in west["items"]] == ["RM2"]
@@ -276,6 +305,11 @@ async def test_manager_report_contacts_tasks_retention_and_net_migration(client,
     assert len(first["items"]) == 1 and first["next_cursor"]
     second = await report(client, as_role, "relationship-managers", limit=1, cursor=first["next_cursor"])
     assert [m["manager_id"] for m in first["items"] + second["items"]] == ["RM1", "RM2"]
+    # a manager without customers: no share, no mean
+    await add_manager(client, as_role, "RM3", "gold", capacity=1, team="wealth-north")
+    (empty,) = (await report(client, as_role, "relationship-managers", team="wealth-north"))["items"]
+    assert empty["portfolio_stickiness"] == {"customers": 0, "active_30d": 0, "stickiness": None}
+    assert empty["portfolio_contribution"] == {"customers": 0, "contribution_monthly": "0.00", "per_customer": None}
 
 
 async def test_reports_name_an_unknown_policy(client, as_role, wealth):
