@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -88,11 +89,13 @@ class BenefitUse(Base):
 
     __tablename__ = "benefit_use"
     __table_args__ = (
-        Index("ix_benefit_use_customer", "customer_id", "id"),
+        # keyed by (customer_id, id) (README, "Scaling"), which also serves a customer's uses newest first; the
+        # API reads a use by customer and id
+        PrimaryKeyConstraint("customer_id", "id"),
         Index("ix_benefit_use_benefit_at", "benefit_id", "used_at"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     benefit_id: Mapped[int] = mapped_column(ForeignKey("benefit.id", ondelete="CASCADE"))
     policy_key: Mapped[str] = mapped_column(String(40))

@@ -75,8 +75,8 @@ WITH prior AS (
     WHERE m.state IN ('left', 'declined')
     RETURNING id, customer_id
 ), moves AS (
-    INSERT INTO community_membership_move (membership_id, community_id, from_state, to_state, channel, at)
-    SELECT i.id, :programme_id, pr.state, 'invited', :channel, :now
+    INSERT INTO community_membership_move (customer_id, membership_id, community_id, from_state, to_state, channel, at)
+    SELECT i.customer_id, i.id, :programme_id, pr.state, 'invited', :channel, :now
     FROM invited i LEFT JOIN prior pr USING (customer_id)
 ), events AS (
     {outbox.INSERT_SQL}
@@ -133,6 +133,7 @@ async def move_membership(
         membership.ended_at = at
     session.add(
         CommunityMembershipMove(
+            customer_id=membership.customer_id,
             membership_id=membership.id,
             community_id=community.id,
             from_state=from_state,
@@ -172,7 +173,10 @@ async def get_membership(session: AsyncSession, community: Community, external_i
     history = (
         await session.scalars(
             select(CommunityMembershipMove)
-            .where(CommunityMembershipMove.membership_id == membership.id)
+            .where(
+                CommunityMembershipMove.customer_id == membership.customer_id,
+                CommunityMembershipMove.membership_id == membership.id,
+            )
             .order_by(CommunityMembershipMove.id)
         )
     ).all()

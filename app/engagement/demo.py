@@ -93,11 +93,12 @@ WITH picked AS (
     FROM shaped ORDER BY community_id, customer_id
     RETURNING id, community_id, customer_id, state, invited_at, joined_at, ended_at
 ), moves AS (
-    INSERT INTO community_membership_move (membership_id, community_id, from_state, to_state, channel, at)
-    SELECT id, community_id, NULL, 'invited', 'mobile', invited_at FROM stored
-    UNION ALL SELECT id, community_id, 'invited', 'joined', 'mobile', joined_at FROM stored WHERE joined_at IS NOT NULL
-    UNION ALL SELECT id, community_id, 'joined', 'left', 'web', ended_at FROM stored WHERE ended_at IS NOT NULL
-    UNION ALL SELECT id, community_id, 'invited', 'declined', 'mobile', invited_at + interval '1 day'
+    INSERT INTO community_membership_move (customer_id, membership_id, community_id, from_state, to_state, channel, at)
+    SELECT customer_id, id, community_id, NULL, 'invited', 'mobile', invited_at FROM stored
+    UNION ALL SELECT customer_id, id, community_id, 'invited', 'joined', 'mobile', joined_at
+              FROM stored WHERE joined_at IS NOT NULL
+    UNION ALL SELECT customer_id, id, community_id, 'joined', 'left', 'web', ended_at FROM stored WHERE ended_at IS NOT NULL
+    UNION ALL SELECT customer_id, id, community_id, 'invited', 'declined', 'mobile', invited_at + interval '1 day'
               FROM stored WHERE state = 'declined'
 )
 INSERT INTO community_activity_event (community_id, customer_id, event_id, kind, occurred_at)

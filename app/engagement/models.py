@@ -4,7 +4,20 @@ and their participations (invitation, RSVP, waiting list, attendance)."""
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, func, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -45,12 +58,14 @@ class CommunityMembership(Base):
 
     __tablename__ = "community_membership"
     __table_args__ = (
+        # keyed by (customer_id, id): a customer's rows together, ready for distribution by customer_id (README,
+        # "Scaling"); id still comes from its own sequence, and the API finds a membership by community and customer
+        PrimaryKeyConstraint("customer_id", "id"),
         CheckConstraint(f"state IN {MEMBERSHIP_STATES}", name="state"),
         Index("uq_community_membership_community_customer", "community_id", "customer_id", unique=True),
-        Index("ix_community_membership_customer", "customer_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"))
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     state: Mapped[str] = mapped_column(String(10))
@@ -66,12 +81,19 @@ class CommunityMembershipMove(Base):
 
     __tablename__ = "community_membership_move"
     __table_args__ = (
+        PrimaryKeyConstraint("customer_id", "id"),  # the membership's customer: on its shard (README, "Scaling")
+        ForeignKeyConstraint(
+            ["customer_id", "membership_id"],
+            ["community_membership.customer_id", "community_membership.id"],
+            ondelete="CASCADE",
+        ),
         Index("ix_community_membership_move_membership", "membership_id", "id"),
         Index("ix_community_membership_move_community_at", "community_id", "at"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    membership_id: Mapped[int] = mapped_column(ForeignKey("community_membership.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(BigInteger)
+    membership_id: Mapped[int] = mapped_column(BigInteger)
     community_id: Mapped[int] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"))
     from_state: Mapped[str | None] = mapped_column(String(10))
     to_state: Mapped[str] = mapped_column(String(10))
@@ -134,9 +156,10 @@ class ActivityParticipation(Base):
 
     __tablename__ = "activity_participation"
     __table_args__ = (
+        # keyed by (customer_id, id) (README, "Scaling"); the API finds a participation by activity and customer
+        PrimaryKeyConstraint("customer_id", "id"),
         CheckConstraint(f"state IN {PARTICIPATION_STATES}", name="state"),
         Index("uq_activity_participation_activity_customer", "activity_id", "customer_id", unique=True),
-        Index("ix_activity_participation_customer", "customer_id"),
         Index(
             "ix_activity_participation_waitlist",
             "activity_id",
@@ -145,7 +168,7 @@ class ActivityParticipation(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"))
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     state: Mapped[str] = mapped_column(String(10))

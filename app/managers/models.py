@@ -12,8 +12,10 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -73,11 +75,12 @@ class ManagerAssignmentChange(Base):
 
     __tablename__ = "manager_assignment_change"
     __table_args__ = (
+        # keyed by (customer_id, id) (README, "Scaling"), which also serves a customer's history newest first
+        PrimaryKeyConstraint("customer_id", "id"),
         CheckConstraint(f"action IN {ACTIONS}", name="action"),
-        Index("ix_manager_assignment_change_customer", "customer_id", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     action: Mapped[str] = mapped_column(String(12))
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("relationship_manager.id", ondelete="SET NULL"))
@@ -112,11 +115,13 @@ class ManagerContact(Base):
         CheckConstraint(f"kind IN {CONTACT_KINDS}", name="kind"),
         CheckConstraint(f"channel IN {CONTACT_CHANNELS}", name="channel"),
         CheckConstraint(f"outcome IN {CONTACT_OUTCOMES}", name="outcome"),
-        Index("ix_manager_contact_customer", "customer_id", "id"),
+        # keyed by (customer_id, id) (README, "Scaling"), which also serves a customer's contacts newest first;
+        # the API reads a contact by customer and id
+        PrimaryKeyConstraint("customer_id", "id"),
         Index("ix_manager_contact_manager", "manager_id", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("relationship_manager.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(10))
@@ -161,6 +166,12 @@ class ManagerTask(Base):
         CheckConstraint(f"state IN {TASK_STATES}", name="state"),
         UniqueConstraint("customer_id", "kind", "period", name="uq_manager_task_once"),
         Index("ix_manager_task_customer_open", "customer_id", postgresql_where=text("state IN ('open', 'snoozed')")),
+        # the contact recorded when the task was done, always the task's customer's; deleting it clears contact_id
+        ForeignKeyConstraint(
+            ["customer_id", "contact_id"],
+            ["manager_contact.customer_id", "manager_contact.id"],
+            ondelete="SET NULL (contact_id)",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -174,7 +185,7 @@ class ManagerTask(Base):
     outcome: Mapped[str | None] = mapped_column(Text)
     closed_by: Mapped[str | None] = mapped_column(String(200))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    contact_id: Mapped[int | None] = mapped_column(ForeignKey("manager_contact.id", ondelete="SET NULL"))
+    contact_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
