@@ -97,7 +97,8 @@ WITH picked AS (
     SELECT customer_id, id, community_id, NULL, 'invited', 'mobile', invited_at FROM stored
     UNION ALL SELECT customer_id, id, community_id, 'invited', 'joined', 'mobile', joined_at
               FROM stored WHERE joined_at IS NOT NULL
-    UNION ALL SELECT customer_id, id, community_id, 'joined', 'left', 'web', ended_at FROM stored WHERE ended_at IS NOT NULL
+    UNION ALL SELECT customer_id, id, community_id, 'joined', 'left', 'web', ended_at
+              FROM stored WHERE ended_at IS NOT NULL
     UNION ALL SELECT customer_id, id, community_id, 'invited', 'declined', 'mobile', invited_at + interval '1 day'
               FROM stored WHERE state = 'declined'
 )
