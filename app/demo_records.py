@@ -1,47 +1,51 @@
-"""The demo bank's records: the default product catalog, and a reproducible synthetic population (customers,
-holdings, twelve months of month-end balance history with products added and dropped, daily activity, a sample of
-raw events) as rows for COPY (app/demo.py loads them).
+"""The demo bank's records: a reproducible synthetic population (customers, holdings, twelve months of month-end
+balance history with products added and dropped, daily activity, a sample of raw events) as rows for COPY
+(app/demo.py loads them).
 
 Record generation is a pure function of (seed, customer numbers, today): customer number n draws everything from
 its own random stream seeded with (seed, n), so the data does not depend on how the run is chunked, and a test can
-check it without a database. It is kept in one module, past 400 lines: one customer's draws are read in their order,
-top to bottom, and split across files their order would be harder to follow.
+check it without a database. One customer's draws are read here in their order, top to bottom; the shared pieces
+(the default product catalog, the calendar, the row tables) are in app/demo_base.py, the older monthly history and
+the raw events, drawn last, in app/demo_history.py.
 """
 
-import json
 import math
 import random
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 
 from app.customers.service import AUM_CATEGORIES
+from app.demo_base import (
+    COPY_COLUMNS,
+    DEFAULT_PRODUCTS_FILE,
+    HISTORY_MONTHS,
+    DemoCalendar,
+    DemoRecords,
+    credit_balance_cents,
+    customer_external_id,
+    default_products,
+    money_of_cents,
+)
+from app.demo_history import DROPPABLE, generate_events, monthly_history
 
-DEFAULT_PRODUCTS_FILE = Path(__file__).parent / "defaults" / "products.json"
-EXTERNAL_ID_PREFIX = "C"
-EXTERNAL_ID_DIGITS = 8
+__all__ = [  # importers' names: app/demo.py and the tests import them from here
+    "COPY_COLUMNS",
+    "DEFAULT_PRODUCTS_FILE",
+    "DROPPABLE",
+    "HISTORY_MONTHS",
+    "DemoProfile",
+    "DemoRecords",
+    "customer_external_id",
+    "default_products",
+    "draw_demo_profile",
+    "generate_demo_records",
+]
 
 RETAIL, SMALL_BUSINESS = "retail", "small_business"
 MAX_PRODUCTS_PER_CUSTOMER = 8
 ACTIVITY_WINDOW_DAYS = 89  # activity on days 1..89 before today: all inside the features view's 90-day window
-EVENT_WINDOW_DAYS = 7  # raw events are kept for the last week of a small share of customers
 EVENT_CUSTOMER_SHARE = 0.05
-HISTORY_MONTHS = 12  # month-end holdings reported for the last twelve months
-# Products some customers held once and dropped (or paused for a month and took back): cards, loans and insurance
-# without a balance, so that the AUM history stays what the holdings say.
-DROPPED_SHARE = 0.10
-PAUSED_SHARE = 0.06
-DROPPABLE = (
-    "credit_card_classic",
-    "credit_card_gold",
-    "personal_loan",
-    "auto_loan",
-    "travel_insurance",
-    "home_insurance",
-)
 HISTORY_SALT = 0x5EED_4157
 
 # Wealth: log-normal, median about 10k, so that about 75% hold < 50k, 20% 50k-500k, 5% 500k-10M and a few
@@ -70,50 +74,6 @@ BALANCE_WEIGHTS = {
     "travel_insurance": 0.0,
 }
 
-# Table, columns: what each COPY writes (in load order: customers before everything that refers to them).
-COPY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "customer": (
-        "id",
-        "external_id",
-        "segment",
-        "display_name",
-        "birth_date",
-        "onboarded_at",
-        "risk_level",
-        "risk_assessed_at",
-        "marketing_consent",
-        "last_txn_at",
-    ),
-    "holding": ("customer_id", "product_code", "opened_at", "balance", "as_of"),
-    "holding_balance": ("customer_id", "product_code", "as_of", "balance"),
-    "customer_aum_daily": ("customer_id", "day", "aum"),
-    "customer_activity_daily": ("customer_id", "day", "txn_count", "txn_amount", "logins", "referrals"),
-    "customer_event": ("customer_id", "event_id", "kind", "occurred_at", "amount", "direction", "channel"),
-}
-
-
-def default_products() -> list[dict[str, Any]]:
-    """The shipped product catalog (app/defaults/products.json) as product rows, money and weights as Decimal."""
-    rows = []
-    for item in json.loads(DEFAULT_PRODUCTS_FILE.read_text()):
-        rows.append(
-            {
-                "code": item["product_code"],
-                "name": item["name"],
-                "category": item["category"],
-                "risk_level": int(item["risk_level"]),
-                "min_amount": Decimal(item.get("min_amount", "0")),
-                "channels": list(item["channels"]),
-                "value_weight": Decimal(item.get("value_weight", "1")),
-                "lever": Decimal(item.get("lever", "1")),
-                "target_tiers": list(item.get("target_tiers", [])),
-                "eligibility": item.get("eligibility"),
-                "is_service": bool(item.get("is_service", False)),
-                "description": item.get("description", ""),
-            }
-        )
-    return rows
-
 
 @dataclass(slots=True)
 class DemoProfile:
@@ -127,60 +87,6 @@ class DemoProfile:
     marketing_consent: bool
     aum: float  # currency units today
     monthly_growth: float  # the AUM trend over the last months: > 0 growing, < 0 declining
-
-
-@dataclass(slots=True)
-class DemoRecords:
-    """Rows for each table, as tuples in COPY_COLUMNS order."""
-
-    customer: list[tuple] = field(default_factory=list)
-    holding: list[tuple] = field(default_factory=list)
-    holding_balance: list[tuple] = field(default_factory=list)
-    customer_aum_daily: list[tuple] = field(default_factory=list)
-    customer_activity_daily: list[tuple] = field(default_factory=list)
-    customer_event: list[tuple] = field(default_factory=list)
-
-    def tables(self) -> Iterator[tuple[str, tuple[str, ...], list[tuple]]]:
-        for table, columns in COPY_COLUMNS.items():
-            yield table, columns, getattr(self, table)
-
-    def counts(self) -> dict[str, int]:
-        return {table: len(rows) for table, _, rows in self.tables()}
-
-
-class _Calendar:
-    """Dates relative to `today`, built once per chunk and shared by every row (one date object per day)."""
-
-    def __init__(self, today: date) -> None:
-        self.today = today
-        self.midnight = datetime(today.year, today.month, today.day, tzinfo=UTC)
-        self._recent = [today - timedelta(days=n) for n in range(400)]
-        # The balance history: the last three month-ends; today's balances are the holdings themselves.
-        month_ends, cursor = [], today.replace(day=1)
-        for _ in range(3):
-            cursor -= timedelta(days=1)
-            month_ends.append(cursor)
-            cursor = cursor.replace(day=1)
-        self.snapshots = [(day, (today - day).days, (today - day).days / 30.44) for day in reversed(month_ends)]
-        # Older month-ends (4 .. HISTORY_MONTHS months back), oldest first: the monthly history a learned ranker
-        # trains on, drawn from a stream of its own so that the three months above stay as they were.
-        older = []
-        for _ in range(HISTORY_MONTHS - 3):
-            cursor -= timedelta(days=1)
-            older.append(cursor)
-            cursor = cursor.replace(day=1)
-        self.older_snapshots = [(day, (today - day).days) for day in reversed(older)]
-        self.month_ends = [day for day, _ in self.older_snapshots] + [day for day, _, _ in self.snapshots]
-
-    def day(self, days_ago: int) -> date:
-        return self._recent[days_ago] if days_ago < 400 else date.fromordinal(self.today.toordinal() - days_ago)
-
-    def moment(self, days_ago: int, second_of_day: int) -> datetime:
-        return self.midnight - timedelta(days=days_ago, seconds=-second_of_day)
-
-
-def customer_external_id(number: int) -> str:
-    return f"{EXTERNAL_ID_PREFIX}{number:0{EXTERNAL_ID_DIGITS}d}"
 
 
 def _seeded(rng: random.Random, seed: int, number: int) -> random.Random:
@@ -271,34 +177,12 @@ def _choose_products(rng: random.Random, profile: DemoProfile) -> list[str]:
     return codes[:MAX_PRODUCTS_PER_CUSTOMER]
 
 
-def _credit_balance_cents(rng: random.Random, code: str) -> int:
-    """Outstanding balance of a loan or card, in cents."""
-    r = rng.random
-    if code == "mortgage":
-        return max(1_000_000, int(rng.lognormvariate(math.log(160_000), 0.6) * 100))
-    if code == "personal_loan":
-        return int((1_000 + 29_000 * r()) * 100)
-    if code == "auto_loan":
-        return int((5_000 + 35_000 * r()) * 100)
-    if code == "sme_credit_line":
-        return int(250_000 * r() ** 2 * 100)
-    limit = {"credit_card_classic": 3_000, "credit_card_gold": 6_000, "credit_card_platinum": 15_000}[code]
-    return int(limit * r() ** 1.5 * 100)
-
-
-def _money(cents: int) -> Decimal:
-    return Decimal(cents).scaleb(-2)
-
-
-_TXN_CHANNELS = ("mobile", "mobile", "mobile", "card", "card", "web", "branch")
-
-
 def _generate_customer(
     rng: random.Random,
     number: int,
     customer_id: int,
     categories: dict[str, str],
-    calendar: _Calendar,
+    calendar: DemoCalendar,
     out: DemoRecords,
     history_rng: random.Random | None = None,
 ) -> None:
@@ -326,7 +210,7 @@ def _generate_customer(
     opened_days_ago = []
     for index, code in enumerate(codes):
         if categories[code] not in AUM_CATEGORIES:
-            balances[index] = _credit_balance_cents(rng, code)
+            balances[index] = credit_balance_cents(rng, code)
         primary = code in ("current_account", "business_account")
         opened_days_ago.append(onboarded_days_ago if primary else int(onboarded_days_ago * r() ** 0.6))
 
@@ -349,12 +233,12 @@ def _generate_customer(
                 past = int(cents * 1.006**months_back)
             else:
                 past = int(cents * (0.4 + 1.2 * r()))
-            history[code].append((customer_id, code, day, _money(past)))
-        out.customer_aum_daily.append((customer_id, day, _money(aum_then)))
-    out.customer_aum_daily.append((customer_id, today, _money(aum_cents)))
+            history[code].append((customer_id, code, day, money_of_cents(past)))
+        out.customer_aum_daily.append((customer_id, day, money_of_cents(aum_then)))
+    out.customer_aum_daily.append((customer_id, today, money_of_cents(aum_cents)))
 
     if history_rng is not None:
-        _monthly_history(
+        monthly_history(
             history_rng,
             customer_id,
             codes,
@@ -368,7 +252,7 @@ def _generate_customer(
 
     # Rows in primary-key order (ids ascend across customers), so index inserts append at the right edge.
     for code, opened, cents in sorted(zip(codes, opened_days_ago, balances, strict=True)):
-        balance = _money(cents)
+        balance = money_of_cents(cents)
         out.holding.append((customer_id, code, calendar.day(opened), balance, today))
         out.holding_balance.extend(history.pop(code))
         out.holding_balance.append((customer_id, code, today, balance))
@@ -419,11 +303,11 @@ def _generate_customer(
     for days_ago in sorted(activity, reverse=True):
         count, cents, logins, referrals = activity[days_ago]
         out.customer_activity_daily.append(
-            (customer_id, calendar.day(days_ago), count, _money(cents), logins, referrals)
+            (customer_id, calendar.day(days_ago), count, money_of_cents(cents), logins, referrals)
         )
 
     if r() < EVENT_CUSTOMER_SHARE:
-        _generate_events(rng, customer_id, activity, last_txn_days_ago, last_txn_at, calendar, out)
+        generate_events(rng, customer_id, activity, last_txn_days_ago, last_txn_at, calendar, out)
 
     out.customer.append(
         (
@@ -439,104 +323,6 @@ def _generate_customer(
             last_txn_at,
         )
     )
-
-
-def _monthly_history(
-    rng: random.Random,
-    customer_id: int,
-    codes: list[str],
-    opened_days_ago: list[int],
-    balances: list[int],
-    categories: dict[str, str],
-    calendar: _Calendar,
-    onboarded_days_ago: int,
-    history: dict[str, list[tuple]],
-) -> None:
-    """Extend `history` (product -> balance rows, oldest first) to HISTORY_MONTHS month-ends: the older months of
-    the products held today, a product held for a while and dropped, a card or loan paused for one month."""
-    for code, opened, cents in zip(codes, opened_days_ago, balances, strict=True):
-        older = [
-            (customer_id, code, day, _money(int(cents * (0.9 + 0.2 * rng.random()))))
-            for day, days_ago in calendar.older_snapshots
-            if days_ago <= min(opened, onboarded_days_ago)
-        ]
-        history[code][:0] = older
-    month_ends = calendar.month_ends  # oldest first; index -1 is last month's end
-    known = [i for i, day in enumerate(month_ends) if (calendar.today - day).days <= onboarded_days_ago]
-    candidates = [c for c in DROPPABLE if c not in codes]
-    if rng.random() < DROPPED_SHARE and len(known) >= 2 and candidates:
-        code = rng.choice(candidates)
-        first = rng.randint(known[0], known[-1] - 1)
-        last = rng.randint(first, known[-1] - 1)  # never held at last month's end or today: dropped
-        history[code] = [
-            (
-                customer_id,
-                code,
-                month_ends[i],
-                _money(_credit_balance_cents(rng, code) if categories[code] in ("loan", "card") else 0),
-            )
-            for i in range(first, last + 1)
-        ]
-    paused = [c for c in codes if categories[c] in ("card", "loan") and len(history[c]) >= 3]
-    if paused and rng.random() < PAUSED_SHARE:
-        code = rng.choice(paused)
-        rows = history[code]
-        del rows[rng.randint(1, len(rows) - 2)]  # a month-end without it, between two with it
-
-
-def _generate_events(
-    rng: random.Random,
-    customer_id: int,
-    activity: dict[int, list[int]],
-    last_txn_days_ago: int | None,
-    last_txn_at: datetime | None,
-    calendar: _Calendar,
-    out: DemoRecords,
-) -> None:
-    """Raw events for the last week, adding up to the daily rollups; the latest transaction is at last_txn_at."""
-    r = rng.random
-    serial = 0
-    for days_ago in sorted(activity):
-        if days_ago > EVENT_WINDOW_DAYS:
-            break
-        count, cents, logins, referrals = activity[days_ago]
-        if days_ago == last_txn_days_ago:  # the day's latest transaction is the customer's last one
-            latest = (last_txn_at - calendar.moment(days_ago, 0)).seconds
-        else:
-            latest = rng.randint(7 * 3600, 86_399)
-        amounts = []
-        if count:
-            cuts = sorted(rng.randint(0, cents - count) for _ in range(count - 1))
-            edges = [0, *cuts, cents - count]
-            amounts = [edges[i + 1] - edges[i] + 1 for i in range(count)]  # at least a cent each, summing to cents
-        for position, amount in enumerate(amounts):
-            second = latest if position == 0 else rng.randint(0, latest)
-            serial += 1
-            out.customer_event.append(
-                (
-                    customer_id,
-                    f"demo-{serial}",
-                    "transaction",
-                    calendar.moment(days_ago, second),
-                    _money(amount),
-                    "credit" if r() < 0.2 else "debit",
-                    _TXN_CHANNELS[int(r() * len(_TXN_CHANNELS))],
-                )
-            )
-        for kind, times in (("login", logins), ("referral", referrals)):
-            for _ in range(times):
-                serial += 1
-                out.customer_event.append(
-                    (
-                        customer_id,
-                        f"demo-{serial}",
-                        kind,
-                        calendar.moment(days_ago, rng.randint(0, 86_399)),
-                        None,
-                        None,
-                        "mobile" if kind == "referral" or r() < 0.8 else "web",
-                    )
-                )
 
 
 def generate_demo_records(
@@ -556,7 +342,7 @@ def generate_demo_records(
     if len(ids) != count:
         raise ValueError(f"{len(ids)} customer ids for {count} customers")
     categories = categories or {row["code"]: row["category"] for row in default_products()}
-    calendar, out, rng, history_rng = _Calendar(today), DemoRecords(), random.Random(), random.Random()
+    calendar, out, rng, history_rng = DemoCalendar(today), DemoRecords(), random.Random(), random.Random()
     for offset in range(count):
         number = first_number + offset
         _generate_customer(

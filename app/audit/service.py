@@ -4,6 +4,7 @@ rolls back with the write it describes. Callers pass snapshots that hold no secr
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +25,24 @@ async def record(
     session.add(event)
     await session.flush()
     return event
+
+
+async def record_change(
+    session: AsyncSession,
+    request,
+    action: str,
+    entity: str,
+    key: str | int,
+    before: BaseModel | dict[str, Any] | None,
+    after: BaseModel | dict[str, Any] | None,
+) -> AuditEvent:
+    """The audit event of an admin write by the calling API key: `before` and `after` are the documents the API
+    shows (as JSON) or snapshots already made, None where there is none (created, deleted)."""
+    return await record(session, request.state.principal.name, action, entity, key, _snapshot(before), _snapshot(after))
+
+
+def _snapshot(document: BaseModel | dict[str, Any] | None) -> dict[str, Any] | None:
+    return document.model_dump(mode="json") if isinstance(document, BaseModel) else document
 
 
 def created(action: str, entity: str, key: str):

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.audit import service as audit_service
+from app.audit.writes import AuditedWrite
 from app.benefits import service, uses
 from app.benefits.customer import customer_benefits
 from app.benefits.schemas import (
@@ -22,7 +23,7 @@ from app.benefits.schemas import (
 )
 from app.core.db import ReadSessionDep, SessionDep, driver_connection
 from app.core.errors import problem_responses
-from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet
 from app.core.hotpath import HotRead
 from app.core.i18n import RequestLanguage, language_headers
 from app.core.idempotency import creates
@@ -48,18 +49,6 @@ CodePath = Annotated[
     ),
 ]
 UseId = Annotated[ParamInteger(1, BIGINT_MAX), Path(description="The use's id.", examples=[1])]
-
-
-async def _audit(session, request: Request, action: str, code: str, before, after) -> None:
-    await audit_service.record(
-        session,
-        request.state.principal.name,
-        action,
-        "benefit",
-        code,
-        before.model_dump(mode="json") if before else None,
-        after.model_dump(mode="json") if after else None,
-    )
 
 
 @creates(
@@ -120,15 +109,15 @@ async def get_benefit(code: CodePath, session: SessionDep, conditional: Conditio
     responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(404, 422)},
 )
 async def update_benefit(
-    code: CodePath, body: BenefitUpdate, session: SessionDep, request: Request, conditional: ConditionalWrite
+    code: CodePath, body: BenefitUpdate, session: SessionDep, request: Request, write: AuditedWrite
 ) -> BenefitRead:
     """Change some fields; each change is a new revision (GET .../revisions). With If-Match, only if unchanged."""
     benefit = await service.get_benefit(session, code, lock=True)
     before = BenefitRead.model_validate(benefit)
-    conditional.check(before)
-    updated = await service.update_benefit(session, benefit, body, request.state.principal.name)
-    await _audit(session, request, "benefit.update", code, before, updated)
-    return conditional.respond(updated)
+    actor = request.state.principal.name
+    return await write.update(
+        "benefit.update", "benefit", code, before, lambda: service.update_benefit(session, benefit, body, actor)
+    )
 
 
 @router.delete(
@@ -138,16 +127,14 @@ async def update_benefit(
     dependencies=[require_scope(Scope.BENEFITS_WRITE)],
     responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(404)},
 )
-async def deactivate_benefit(
-    code: CodePath, session: SessionDep, request: Request, conditional: ConditionalWrite
-) -> BenefitRead:
+async def deactivate_benefit(code: CodePath, session: SessionDep, request: Request, write: AuditedWrite) -> BenefitRead:
     """Deactivate a benefit: no longer in force for anyone; kept, since uses refer to it. Idempotent."""
     benefit = await service.get_benefit(session, code, lock=True)
     before = BenefitRead.model_validate(benefit)
-    conditional.check(before)
-    after = await service.deactivate_benefit(session, benefit, request.state.principal.name)
-    await _audit(session, request, "benefit.deactivate", code, before, after)
-    return conditional.respond(after)
+    actor = request.state.principal.name
+    return await write.update(
+        "benefit.deactivate", "benefit", code, before, lambda: service.deactivate_benefit(session, benefit, actor)
+    )
 
 
 @router.get(

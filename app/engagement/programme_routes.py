@@ -9,8 +9,8 @@ from fastapi import Request
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit import service as audit_service
-from app.core.etag import ConditionalWrite
+from app.audit.service import record_change
+from app.audit.writes import AuditedWriteRequest
 from app.engagement import programmes
 from app.engagement.schemas.common import InvitationBatch, InvitationBatchResult
 
@@ -27,21 +27,12 @@ async def audit(
     after: BaseModel | dict[str, Any] | None,
 ) -> None:
     """One audit event of an admin write to a programme (action `<kind>.<action>`), by the calling key."""
-    await audit_service.record(
-        session,
-        request.state.principal.name,
-        f"{kind.name}.{action}",
-        kind.name,
-        key,
-        before.model_dump(mode="json") if before is not None else None,
-        after.model_dump(mode="json") if isinstance(after, BaseModel) else after,
-    )
+    await record_change(session, request, f"{kind.name}.{action}", kind.name, key, before, after)
 
 
 async def change(
     session: AsyncSession,
-    request: Request,
-    conditional: ConditionalWrite,
+    write: AuditedWriteRequest,
     kind: programmes.ProgrammeKind,
     key: str,
     read: type[Read],
@@ -51,11 +42,11 @@ async def change(
     """PATCH a programme: read it locked, check If-Match against it, `update` it with `body` (the kind's update),
     audit before and after."""
     programme = await programmes.get(session, kind, key, lock=True)
-    before = read.model_validate(programme)
-    conditional.check(before)
-    updated = read.model_validate(await update(session, programme, body))
-    await audit(session, request, kind, "update", key, before, updated)
-    return conditional.respond(updated)
+
+    async def apply() -> Read:
+        return read.model_validate(await update(session, programme, body))
+
+    return await write.update(f"{kind.name}.update", kind.name, key, read.model_validate(programme), apply)
 
 
 async def invite(

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from app.audit import service as audit_service
+from app.audit.writes import AuditedWrite
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses
-from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet
 from app.core.idempotency import creates
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
@@ -95,12 +96,12 @@ async def get_community(key: KeyPath, session: SessionDep, conditional: Conditio
     responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(404, 422)},
 )
 async def update_community(
-    key: KeyPath, body: CommunityUpdate, session: SessionDep, request: Request, conditional: ConditionalWrite
+    key: KeyPath, body: CommunityUpdate, session: SessionDep, write: AuditedWrite
 ) -> CommunityRead:
     """Change fields of a community (omitted ones keep their values); open it (`{"state": "open"}`) to send
     invitations, close it to stop them. With If-Match, only if nobody changed it since you read it (412)."""
     return await programme_routes.change(
-        session, request, conditional, service.COMMUNITY, key, CommunityRead, service.update_community, body
+        session, write, service.COMMUNITY, key, CommunityRead, service.update_community, body
     )
 
 

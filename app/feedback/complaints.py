@@ -8,11 +8,12 @@ from datetime import datetime
 from sqlalchemy import Row, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.pagination import PageRequest
 from app.customers.models import Customer
 from app.feedback.errors import ComplaintNotFound, InvalidComplaintTransition
 from app.feedback.models import Complaint, ComplaintTransition
 from app.feedback.schemas import ComplaintIn
-from app.feedback.service import locked_customer_id
+from app.feedback.service import locked_customer_id, rows_with_customer
 from app.webhooks import outbox
 
 ACTIVE_STATUSES = frozenset({"open", "in_progress"})
@@ -194,32 +195,22 @@ async def get_complaint(session: AsyncSession, complaint_id: int) -> tuple[Compl
 
 async def list_complaints(
     session: AsyncSession,
+    page: PageRequest,
     *,
     customer: str | None,
     status: str | None,
     category: str | None,
     opened_from: datetime | None,
     opened_to: datetime | None,
-    after_id: int | None,
-    limit: int,
 ) -> list[Row]:
-    """(complaint, external id) rows in id order, limit + 1 of them (for page_of)."""
-    query = (
-        select(Complaint, Customer.external_id)
-        .join(Customer, Customer.id == Complaint.customer_id)
-        .order_by(Complaint.id)
-        .limit(limit + 1)
-    )
-    if customer is not None:
-        query = query.where(Customer.external_id == customer)
+    """(complaint, external id) rows in id order, limit + 1 of them."""
+    conditions = []
     if status is not None:
-        query = query.where(Complaint.status == status)
+        conditions.append(Complaint.status == status)
     if category is not None:
-        query = query.where(Complaint.category == category)
+        conditions.append(Complaint.category == category)
     if opened_from is not None:
-        query = query.where(Complaint.opened_at >= opened_from)
+        conditions.append(Complaint.opened_at >= opened_from)
     if opened_to is not None:
-        query = query.where(Complaint.opened_at < opened_to)
-    if after_id is not None:
-        query = query.where(Complaint.id > after_id)
-    return list((await session.execute(query)).all())
+        conditions.append(Complaint.opened_at < opened_to)
+    return await rows_with_customer(session, Complaint, page, customer, *conditions)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response, 
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.idempotency import creates
-from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
+from app.core.pagination import CursorParam, LimitParam, Page, PageRequest, decode_cursor
 from app.core.security import CurrentPrincipal, Scope, require_scope
 from app.core.strict import BIGINT_MAX, ParamInteger, Timestamp
 from app.customers import flows as customer_flows
@@ -36,6 +36,12 @@ WRITE = [require_scope(Scope.FEEDBACK_WRITE)]
 READ = [require_scope(Scope.FEEDBACK_READ)]  # survey comments and complaints: the customers' own words
 SurveyId = Annotated[ParamInteger(1, BIGINT_MAX), Path(description="The survey answer's id.", examples=[7])]
 ComplaintId = Annotated[ParamInteger(1, BIGINT_MAX), Path(description="The complaint's id.", examples=[42])]
+CustomerFilter = Annotated[ExternalId | None, Query(alias="customer_id", description="The bank's customer id.")]
+
+
+def _by_row_id(row) -> tuple[int]:
+    """The page key of a (row, customer external id) pair the feedback lists fetch."""
+    return (row[0].id,)
 
 
 def _complaint_read(complaint: Complaint, external_id: str) -> dict:
@@ -127,15 +133,13 @@ async def list_surveys(
     session: SessionDep,
     cursor: CursorParam = None,
     limit: LimitParam = 50,
-    customer: Annotated[ExternalId | None, Query(alias="customer_id", description="The bank's customer id.")] = None,
+    customer: CustomerFilter = None,
     kind: SurveyKind | None = None,
 ) -> Page[SurveyRead]:
     """Survey answers with their comments, in the order received; follow `next_cursor`."""
-    rows = await service.list_surveys(
-        session, customer=customer, kind=kind, after_id=decode_cursor(cursor), limit=limit
-    )
-    items, next_cursor = page_of(rows, limit, key_of=lambda row: (row[0].id,))
-    return Page[SurveyRead](items=[_survey_read(s, external_id) for s, external_id in items], next_cursor=next_cursor)
+    page = PageRequest(decode_cursor(cursor), limit)
+    rows = await service.list_surveys(session, page, customer=customer, kind=kind)
+    return Page[SurveyRead].of(rows, page, lambda row: _survey_read(*row), key_of=_by_row_id)
 
 
 @router.get(
@@ -190,7 +194,7 @@ async def list_complaints(
     session: SessionDep,
     cursor: CursorParam = None,
     limit: LimitParam = 50,
-    customer: Annotated[ExternalId | None, Query(alias="customer_id", description="The bank's customer id.")] = None,
+    customer: CustomerFilter = None,
     status_: Annotated[ComplaintStatus | None, Query(alias="status")] = None,
     category: ComplaintCategory | None = None,
     opened_from: Annotated[Timestamp | None, Query(description="Opened at or after.")] = None,
@@ -198,20 +202,17 @@ async def list_complaints(
 ) -> Page[ComplaintRead]:
     """Complaints in the order opened, filtered by customer, status, category and opening time; follow
     `next_cursor` for the next page."""
+    page = PageRequest(decode_cursor(cursor), limit)
     rows = await complaints.list_complaints(
         session,
+        page,
         customer=customer,
         status=status_,
         category=category,
         opened_from=opened_from,
         opened_to=opened_to,
-        after_id=decode_cursor(cursor),
-        limit=limit,
     )
-    items, next_cursor = page_of(rows, limit, key_of=lambda row: (row[0].id,))
-    return Page[ComplaintRead](
-        items=[ComplaintRead(**_complaint_read(c, e)) for c, e in items], next_cursor=next_cursor
-    )
+    return Page[ComplaintRead].of(rows, page, lambda row: ComplaintRead(**_complaint_read(*row)), key_of=_by_row_id)
 
 
 @router.get(

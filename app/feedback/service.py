@@ -11,11 +11,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, select, text
+from sqlalchemy import ColumnElement, Row, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidInput
 from app.core.metrics import FEEDBACK_EVENTS, count_on_commit
+from app.core.pagination import PageRequest, keyset
 from app.customers import service as customers_service
 from app.customers.errors import CustomerNotFound
 from app.customers.locks import lock_customers
@@ -234,22 +235,23 @@ async def record_survey(session: AsyncSession, body: SurveyIn) -> tuple[SurveyRe
     return survey, customer_id, new_id is not None
 
 
-async def list_surveys(
-    session: AsyncSession, *, customer: str | None, kind: str | None, after_id: int | None, limit: int
+async def rows_with_customer(
+    session: AsyncSession, model, page: PageRequest, customer: str | None, *conditions: ColumnElement[bool]
 ) -> list[Row]:
-    query = (
-        select(SurveyResponse, Customer.external_id)
-        .join(Customer, Customer.id == SurveyResponse.customer_id)
-        .order_by(SurveyResponse.id)
-        .limit(limit + 1)
-    )
+    """One page of (row, customer external id) of a feedback table (survey answers, complaints) in id order (limit
+    + 1 rows, for Page.of), of one customer (its external id) or all, and matching every condition."""
+    query = select(model, Customer.external_id).join(Customer, Customer.id == model.customer_id).where(*conditions)
     if customer is not None:
         query = query.where(Customer.external_id == customer)
-    if kind is not None:
-        query = query.where(SurveyResponse.kind == kind)
-    if after_id is not None:
-        query = query.where(SurveyResponse.id > after_id)
-    return list((await session.execute(query)).all())
+    return list((await session.execute(keyset(query, model.id, page))).all())
+
+
+async def list_surveys(
+    session: AsyncSession, page: PageRequest, *, customer: str | None, kind: str | None
+) -> list[Row]:
+    """(survey answer, external id) rows in id order, limit + 1 of them."""
+    conditions = [] if kind is None else [SurveyResponse.kind == kind]
+    return await rows_with_customer(session, SurveyResponse, page, customer, *conditions)
 
 
 async def get_survey(session: AsyncSession, survey_id: int) -> Row:

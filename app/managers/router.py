@@ -6,9 +6,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from app.audit import service as audit_service
+from app.audit.writes import AuditedWrite
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
-from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet
 from app.core.idempotency import creates
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
@@ -45,18 +46,6 @@ ManagerIdPath = Annotated[
     ),
 ]
 RunId = Annotated[ParamInteger(1, BIGINT_MAX), Path(description="The run's id.", examples=[1])]
-
-
-async def _audit(session, request: Request, action: str, entity: str, key, before, after) -> None:
-    await audit_service.record(
-        session,
-        request.state.principal.name,
-        action,
-        entity,
-        key,
-        before.model_dump(mode="json") if before else None,
-        after.model_dump(mode="json") if after else None,
-    )
 
 
 @creates(
@@ -116,17 +105,19 @@ async def update_manager(
     manager_id: ManagerIdPath,
     body: ManagerUpdate,
     session: SessionDep,
-    request: Request,
-    conditional: ConditionalWrite,
+    write: AuditedWrite,
 ) -> ManagerRead:
     """Change some fields. Capacity below the current load is a 409; served tiers changed or `is_active: false`
     release, at the next run, the customers the manager no longer serves. With If-Match, only if unchanged."""
     manager = await service.get_manager(session, manager_id, lock=True)
     before = service.read(manager)
-    conditional.check(before)
-    after = await service.update_manager(session, manager, body)
-    await _audit(session, request, "manager.update", "relationship_manager", manager_id, before, after)
-    return conditional.respond(after)
+    return await write.update(
+        "manager.update",
+        "relationship_manager",
+        manager_id,
+        before,
+        lambda: service.update_manager(session, manager, body),
+    )
 
 
 @router.get(

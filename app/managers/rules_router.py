@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from app.audit import service as audit_service
+from app.audit.service import record_change
+from app.audit.writes import AuditedWrite
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
-from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet
 from app.core.idempotency import creates
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
@@ -28,18 +29,6 @@ HolidayKeyPath = Annotated[
         examples=["mid-autumn-2027"],
     ),
 ]
-
-
-async def _audit(session, request: Request, action: str, entity: str, key, before, after) -> None:
-    await audit_service.record(
-        session,
-        request.state.principal.name,
-        action,
-        entity,
-        key,
-        before.model_dump(mode="json") if before else None,
-        after.model_dump(mode="json") if after else None,
-    )
 
 
 @router.get(
@@ -62,9 +51,7 @@ async def get_worklist_rules(session: SessionDep, conditional: ConditionalGet) -
     dependencies=[require_scope(Scope.MANAGERS_WRITE)],
     responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(422)},
 )
-async def set_worklist_rules(
-    body: WorklistRulesSet, session: SessionDep, request: Request, conditional: ConditionalWrite
-) -> WorklistRulesRead:
+async def set_worklist_rules(body: WorklistRulesSet, session: SessionDep, write: AuditedWrite) -> WorklistRulesRead:
     """Replace the rules; a section left out or null turns its kind off. `care`: a task the given days before
     each customer's birthday and onboarding anniversary, and before each holiday of the care calendar;
     `complaint_sla`: a task for a complaint still open past its SLA (per category, or the default);
@@ -73,10 +60,7 @@ async def set_worklist_rules(
     one, and, with `min_churn_risk`, for one whose churn_risk (the newest churn model's score; none while no model is
     fitted) is at or above it. Tasks already generated stay. With If-Match, only if unchanged; audited."""
     before = await rules.get_rules(session, lock=True)
-    conditional.check(before)
-    after = await rules.set_rules(session, body)
-    await _audit(session, request, "worklist.rules", "worklist_rules", 1, before, after)
-    return conditional.respond(after)
+    return await write.update("worklist.rules", "worklist_rules", 1, before, lambda: rules.set_rules(session, body))
 
 
 @creates(
@@ -92,7 +76,7 @@ async def create_holiday(body: HolidayCreate, session: SessionDep, request: Requ
     """A holiday on its date that year (Spring Festival 2027: 2027-02-06): with the `care` rule's holidays on,
     every managed customer gets a greeting task `holiday_days_before` days before it. Audited."""
     created = await rules.create_holiday(session, body)
-    await _audit(session, request, "holiday.create", "care_holiday", created.holiday_key, None, created)
+    await record_change(session, request, "holiday.create", "care_holiday", created.holiday_key, None, created)
     return created
 
 
@@ -135,16 +119,14 @@ async def update_holiday(
     holiday_key: HolidayKeyPath,
     body: HolidayUpdate,
     session: SessionDep,
-    request: Request,
-    conditional: ConditionalWrite,
+    write: AuditedWrite,
 ) -> HolidayRead:
     """Change its name or date (tasks already generated for it stay). With If-Match, only if unchanged; audited."""
     row = await rules.get_holiday(session, holiday_key, lock=True)
     before = rules.holiday_read(row)
-    conditional.check(before)
-    after = await rules.update_holiday(session, row, body)
-    await _audit(session, request, "holiday.update", "care_holiday", holiday_key, before, after)
-    return conditional.respond(after)
+    return await write.update(
+        "holiday.update", "care_holiday", holiday_key, before, lambda: rules.update_holiday(session, row, body)
+    )
 
 
 @router.delete(
@@ -155,13 +137,10 @@ async def update_holiday(
     dependencies=[require_scope(Scope.MANAGERS_WRITE)],
     responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(404, 422)},
 )
-async def delete_holiday(
-    holiday_key: HolidayKeyPath, session: SessionDep, request: Request, conditional: ConditionalWrite
-) -> Response:
+async def delete_holiday(holiday_key: HolidayKeyPath, session: SessionDep, write: AuditedWrite) -> Response:
     """No more tasks for it (those generated stay). With If-Match, only if unchanged; audited."""
     row = await rules.get_holiday(session, holiday_key, lock=True)
     before = rules.holiday_read(row)
-    conditional.check(before)
-    await rules.delete_holiday(session, row)
-    await _audit(session, request, "holiday.delete", "care_holiday", holiday_key, before, None)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return await write.delete(
+        "holiday.delete", "care_holiday", holiday_key, before, lambda: rules.delete_holiday(session, row)
+    )

@@ -2,12 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Response
 
-from app.audit import service as audit_service
+from app.audit.writes import AuditedWrite
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
-from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
 from app.products import quotas
@@ -72,9 +72,7 @@ async def get_quota(code: ProductCodePath, session: SessionDep, conditional: Con
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
     responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(401, 403, 404, 422)},
 )
-async def put_quota(
-    code: ProductCodePath, body: QuotaIn, session: SessionDep, request: Request, conditional: ConditionalWrite
-) -> QuotaRead:
+async def put_quota(code: ProductCodePath, body: QuotaIn, session: SessionDep, write: AuditedWrite) -> QuotaRead:
     """Cap a product's conversions (feedback convert events and new holdings, each customer once per period) by
     count and/or amount, per month, quarter, year (UTC calendar) or lifetime (audited). When a cap is reached the
     product is left out of recommendations (filter `sold_out`) until the next period opens or the cap is raised;
@@ -84,22 +82,15 @@ async def put_quota(
         before = _read(await quotas.get_quota(session, code, lock=True))
     except QuotaNotFound:
         before = None
-    if before is not None:
-        conditional.check(before)
-    usage, _ = await quotas.put_quota(
-        session, code, period=body.period, cap_count=body.cap_count, cap_amount=body.cap_amount
-    )
-    after = _read(usage)
-    await audit_service.record(
-        session,
-        request.state.principal.name,
-        "product_quota.update" if before else "product_quota.create",
-        "product_quota",
-        code,
-        before.model_dump(mode="json") if before else None,
-        after.model_dump(mode="json"),
-    )
-    return conditional.respond(after)
+
+    async def put() -> QuotaRead:
+        usage, _ = await quotas.put_quota(
+            session, code, period=body.period, cap_count=body.cap_count, cap_amount=body.cap_amount
+        )
+        return _read(usage)
+
+    action = "product_quota.create" if before is None else "product_quota.update"
+    return await write.update(action, "product_quota", code, before, put)
 
 
 @router.delete(
@@ -109,24 +100,13 @@ async def put_quota(
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
     responses={**problem_responses(401, 403, 404, 412)},
 )
-async def delete_quota(
-    code: ProductCodePath, session: SessionDep, request: Request, conditional: ConditionalWrite
-) -> Response:
+async def delete_quota(code: ProductCodePath, session: SessionDep, write: AuditedWrite) -> Response:
     """The product is no longer capped (audited); what its quota counted goes with it. With If-Match, only if
     nobody changed the quota since you read it (412)."""
     before = _read(await quotas.get_quota(session, code, lock=True))
-    conditional.check(before)
-    await quotas.delete_quota(session, code)
-    await audit_service.record(
-        session,
-        request.state.principal.name,
-        "product_quota.delete",
-        "product_quota",
-        code,
-        before.model_dump(mode="json"),
-        None,
+    return await write.delete(
+        "product_quota.delete", "product_quota", code, before, lambda: quotas.delete_quota(session, code)
     )
-    return Response(status_code=204)
 
 
 @usage_router.get(

@@ -4,10 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from app.audit import service as audit_service
+from app.audit.service import record_change
+from app.audit.writes import AuditedWrite
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
-from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet
 from app.core.idempotency import creates
 from app.core.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam, Page, decode_cursor
 from app.core.security import Scope, require_scope
@@ -47,7 +48,7 @@ async def create_product(body: ProductCreate, session: SessionDep, request: Requ
     a timezone. A code already in the catalog, even on a deactivated product, is a 409.
     """
     created = ProductRead.model_validate(await service.create_product(session, body))
-    await _audit(session, request, "product.create", created.product_code, None, created)
+    await record_change(session, request, "product.create", "product", created.product_code, None, created)
     return created
 
 
@@ -104,7 +105,7 @@ async def get_product(code: ProductCodePath, session: SessionDep, conditional: C
     responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(401, 403, 404, 422)},
 )
 async def update_product(
-    code: ProductCodePath, body: ProductUpdate, session: SessionDep, request: Request, conditional: ConditionalWrite
+    code: ProductCodePath, body: ProductUpdate, session: SessionDep, write: AuditedWrite
 ) -> ProductRead:
     """Change some fields of a product; omitted fields keep their values.
 
@@ -114,10 +115,11 @@ async def update_product(
     If-Match, only if nobody changed the product since you read it (412).
     """
     before = ProductRead.model_validate(await service.get_product(session, code, lock=True))
-    conditional.check(before)
-    updated = ProductRead.model_validate(await service.update_product(session, code, body))
-    await _audit(session, request, "product.update", code, before, updated)
-    return conditional.respond(updated)
+
+    async def update() -> ProductRead:
+        return ProductRead.model_validate(await service.update_product(session, code, body))
+
+    return await write.update("product.update", "product", code, before, update)
 
 
 @router.delete(
@@ -127,30 +129,15 @@ async def update_product(
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
     responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(401, 403, 404)},
 )
-async def deactivate_product(
-    code: ProductCodePath, session: SessionDep, request: Request, conditional: ConditionalWrite
-) -> ProductRead:
+async def deactivate_product(code: ProductCodePath, session: SessionDep, write: AuditedWrite) -> ProductRead:
     """Deactivate a product: it is no longer recommended, but stays readable.
 
     Products are never deleted, since holdings and feedback refer to them. Deactivating twice is harmless
     and returns the product each time; reactivate with PATCH `{"is_active": true}`.
     """
     before = ProductRead.model_validate(await service.get_product(session, code, lock=True))
-    conditional.check(before)
-    deactivated = ProductRead.model_validate(await service.deactivate_product(session, code))
-    await _audit(session, request, "product.deactivate", code, before, deactivated)
-    return conditional.respond(deactivated)
 
+    async def deactivate() -> ProductRead:
+        return ProductRead.model_validate(await service.deactivate_product(session, code))
 
-async def _audit(
-    session, request: Request, action: str, code: str, before: ProductRead | None, after: ProductRead
-) -> None:
-    await audit_service.record(
-        session,
-        request.state.principal.name,
-        action,
-        "product",
-        code,
-        before.model_dump(mode="json") if before else None,
-        after.model_dump(mode="json"),
-    )
+    return await write.update("product.deactivate", "product", code, before, deactivate)

@@ -4,10 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from app.audit import service as audit_service
+from app.audit.writes import AuditedWrite
 from app.core.db import SessionDep, driver_connection
 from app.core.errors import problem_responses
-from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet
 from app.core.hotpath import HotRead
 from app.core.i18n import RequestLanguage, language_headers
 from app.core.metrics import RECOMMENDATION_LISTS
@@ -107,26 +107,17 @@ async def get_contact_policy(session: SessionDep, conditional: ConditionalGet) -
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
     responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(422)},
 )
-async def put_contact_policy(
-    body: ContactPolicy, session: SessionDep, request: Request, conditional: ConditionalWrite
-) -> ContactPolicy:
+async def put_contact_policy(body: ContactPolicy, session: SessionDep, write: AuditedWrite) -> ContactPolicy:
     """Replace the whole contact policy (audited). With If-Match, only if nobody changed it since you read it
     (412)."""
     await contact.lock_rules(session)
     before = ContactPolicy(rules=await contact.list_rules(session))
-    conditional.check(before)
-    await contact.replace_rules(session, body.rules)
-    after = ContactPolicy(rules=await contact.list_rules(session))
-    await audit_service.record(
-        session,
-        request.state.principal.name,
-        "contact_policy.update",
-        "contact_policy",
-        "rules",
-        before.model_dump(mode="json"),
-        after.model_dump(mode="json"),
-    )
-    return conditional.respond(after)
+
+    async def replace() -> ContactPolicy:
+        await contact.replace_rules(session, body.rules)
+        return ContactPolicy(rules=await contact.list_rules(session))
+
+    return await write.update("contact_policy.update", "contact_policy", "rules", before, replace)
 
 
 def _fallback_settings(row) -> FallbackSettings:
@@ -153,23 +144,14 @@ async def get_fallback(session: SessionDep, conditional: ConditionalGet) -> Fall
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
     responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(422)},
 )
-async def put_fallback(
-    body: FallbackSettings, session: SessionDep, request: Request, conditional: ConditionalWrite
-) -> FallbackSettings:
+async def put_fallback(body: FallbackSettings, session: SessionDep, write: AuditedWrite) -> FallbackSettings:
     """Switch the fallback on or off and set its words by language (audited): when every product is filtered out
     for a customer, the response carries this message, marked `fallback`, instead of an empty list alone. With
     If-Match, only if nobody changed it since you read it (412)."""
     before = _fallback_settings(await fallback.get_fallback(session, lock=True))
-    conditional.check(before)
-    await fallback.replace_fallback(session, enabled=body.enabled, code=body.code, texts=body.texts)
-    after = _fallback_settings(await fallback.get_fallback(session))
-    await audit_service.record(
-        session,
-        request.state.principal.name,
-        "recommendation_fallback.update",
-        "recommendation_fallback",
-        "fallback",
-        before.model_dump(mode="json"),
-        after.model_dump(mode="json"),
-    )
-    return conditional.respond(after)
+
+    async def replace() -> FallbackSettings:
+        await fallback.replace_fallback(session, enabled=body.enabled, code=body.code, texts=body.texts)
+        return _fallback_settings(await fallback.get_fallback(session))
+
+    return await write.update("recommendation_fallback.update", "recommendation_fallback", "fallback", before, replace)

@@ -4,16 +4,15 @@ redelivery. Every write is audited with the calling key's name; secrets never re
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
-from pydantic import BaseModel
 
-from app.audit import service as audit_service
+from app.audit.service import record_change
+from app.audit.writes import AuditedWrite
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.etag import (
     CONDITIONAL_GET_RESPONSES,
     CONDITIONAL_WRITE_RESPONSES,
     ConditionalGet,
-    ConditionalWrite,
     etag_of,
 )
 from app.core.idempotency import LOCATION_HEADER, creates
@@ -81,7 +80,7 @@ async def create_webhook(
     subscription's, for a later If-Match."""
     row, secret = await service.create_subscription(session, body, request.app.state.settings)
     created = WebhookRead.model_validate(row)
-    await _audit(session, request, "webhook.create", row.id, None, created)
+    await record_change(session, request, "webhook.create", "webhook", row.id, None, created)
     response.headers["ETag"] = etag_of(created)
     return WebhookCreated(**created.model_dump(), secret=secret)
 
@@ -113,18 +112,19 @@ async def get_webhook(webhook_id: WebhookId, session: SessionDep, conditional: C
     responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(404, 422)},
 )
 async def update_webhook(
-    webhook_id: WebhookId, body: WebhookUpdate, session: SessionDep, request: Request, conditional: ConditionalWrite
+    webhook_id: WebhookId, body: WebhookUpdate, session: SessionDep, request: Request, write: AuditedWrite
 ) -> WebhookRead:
     """Change the URL, the event types, the description, or pause (`{"status": "paused"}`: deliveries are kept
     and sent on resume) and resume. With If-Match, only if nobody changed it since you read it (412)."""
     row = await service.get_subscription(session, webhook_id, lock=True)
     before = WebhookRead.model_validate(row)
-    conditional.check(before)
-    updated = WebhookRead.model_validate(
-        await service.update_subscription(session, row, body, request.app.state.settings)
-    )
-    await _audit(session, request, "webhook.update", webhook_id, before, updated)
-    return conditional.respond(updated)
+
+    async def update() -> WebhookRead:
+        return WebhookRead.model_validate(
+            await service.update_subscription(session, row, body, request.app.state.settings)
+        )
+
+    return await write.update("webhook.update", "webhook", webhook_id, before, update)
 
 
 @router.delete(
@@ -134,16 +134,13 @@ async def update_webhook(
     response_class=Response,
     responses={**problem_responses(404, 412)},
 )
-async def delete_webhook(
-    webhook_id: WebhookId, session: SessionDep, request: Request, conditional: ConditionalWrite
-) -> Response:
+async def delete_webhook(webhook_id: WebhookId, session: SessionDep, write: AuditedWrite) -> Response:
     """Delete a subscription: its pending deliveries are dropped, and its delivery log with it."""
     row = await service.get_subscription(session, webhook_id, lock=True)
     before = WebhookRead.model_validate(row)
-    conditional.check(before)
-    await service.delete_subscription(session, row)
-    await _audit(session, request, "webhook.delete", webhook_id, before, None)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return await write.delete(
+        "webhook.delete", "webhook", webhook_id, before, lambda: service.delete_subscription(session, row)
+    )
 
 
 @router.post(
@@ -166,7 +163,7 @@ async def rotate_webhook_secret(
         session, row, body.overlap_hours if body else None, request.app.state.settings
     )
     rotated = WebhookRead.model_validate(row)
-    await _audit(session, request, "webhook.rotate_secret", webhook_id, before, rotated)
+    await record_change(session, request, "webhook.rotate_secret", "webhook", webhook_id, before, rotated)
     return WebhookCreated(**rotated.model_dump(), secret=secret)
 
 
@@ -214,9 +211,9 @@ async def redeliver(
     """Send one delivery again (dead, or delivered and lost by the receiver), due now with a fresh set of attempts,
     in its place in the customer's order. The same event id: receivers that saw it may drop it."""
     await service.redeliver(session, webhook_id, delivery_id)
-    await audit_service.record(
+    await record_change(
         session,
-        request.state.principal.name,
+        request,
         "webhook.redeliver",
         "webhook",
         webhook_id,
@@ -237,9 +234,9 @@ async def redeliver(
 async def redeliver_dead(webhook_id: WebhookId, session: SessionDep, request: Request) -> RedeliveredCount:
     """Make every dead delivery of the subscription pending again, due now, each with a fresh set of attempts."""
     requeued = await service.redeliver_dead(session, webhook_id)
-    await audit_service.record(
+    await record_change(
         session,
-        request.state.principal.name,
+        request,
         "webhook.redeliver_dead",
         "webhook",
         webhook_id,
@@ -247,17 +244,3 @@ async def redeliver_dead(webhook_id: WebhookId, session: SessionDep, request: Re
         {"requeued": requeued},
     )
     return RedeliveredCount(requeued=requeued)
-
-
-async def _audit(
-    session, request: Request, action: str, webhook_id: int, before: BaseModel | None, after: BaseModel | None
-) -> None:
-    await audit_service.record(
-        session,
-        request.state.principal.name,
-        action,
-        "webhook",
-        webhook_id,
-        before.model_dump(mode="json") if before else None,
-        after.model_dump(mode="json") if after else None,
-    )

@@ -95,9 +95,24 @@ async def test_admin_sets_reads_and_replaces_a_quota_with_etag_and_audit(client,
         )
     ).all()
     assert actions == ["product_quota.create", "product_quota.update", "product_quota.update"]
-    deleted = await client.delete("/v1/products/bond_fund/quota", headers=as_role(ADMIN))
+    stale_delete = await client.delete("/v1/products/bond_fund/quota", headers={**as_role(ADMIN), "If-Match": '"x"'})
+    assert stale_delete.status_code == 412
+    current = await client.get("/v1/products/bond_fund/quota", headers=as_role(ADMIN))
+    assert current.status_code == 200 and current.json()["cap_count"] == 9
+    deleted = await client.delete(
+        "/v1/products/bond_fund/quota", headers={**as_role(ADMIN), "If-Match": current.headers["etag"]}
+    )
     assert deleted.status_code == 204
     assert (await client.get("/v1/products/bond_fund/quota", headers=as_role(ADMIN))).status_code == 404
+    last = (
+        await session.execute(
+            text(
+                "SELECT action, before ->> 'cap_count', coalesce(after::text, 'null') FROM audit_event "
+                "WHERE entity_type = 'product_quota' AND entity_key = 'bond_fund' ORDER BY id"
+            )
+        )
+    ).all()
+    assert [tuple(row) for row in last[3:]] == [("product_quota.delete", "9", "null")]
 
 
 async def test_served_lists_do_not_drain_a_quota_conversions_do(client, as_role, bank, session):
