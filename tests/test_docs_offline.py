@@ -4,13 +4,14 @@ from a live uvicorn, every operation of the spec is rendered, and no request lef
 import asyncio
 import hashlib
 import json
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from app.core.config import Settings
-from app.core.docs import ASSETS_DIR
+from app.core.docs import ASSETS_DIR, REDOC_BADGE_URL
 from app.main import create_app
 from bench.harness import plain_dsn, serve
 from tests.browser import CHROMIUM, Browser
@@ -73,12 +74,13 @@ async def test_redoc_renders_every_operation_with_no_internet(live_server):
         count = "document.querySelectorAll('[data-section-id*=\"/operation/\"]').length"
         rendered = await page.wait_for(count, lambda n: n == OPERATIONS)
         assert rendered == OPERATIONS, f"{rendered} of {OPERATIONS} operations rendered"
+        # the sidebar's "API docs by Redocly" badge, drawn late: its words stay, its (empty) image is dropped
+        badge = "document.querySelectorAll('a[href=\"https://redocly.com/redoc/\"]').length"
+        assert await page.wait_for(badge, bool) == 1
+        await asyncio.sleep(0.5)
+        assert await page.evaluate("document.querySelectorAll('img[alt=\"redocly logo\"]').length") == 0
     assert any(url.endswith("/docs/assets/redoc.standalone.js") for url in page.requests)
-    # ReDoc's "API docs by Redocly" badge (an <img> in the sidebar's footer, drawn late: seen in some runs only)
-    # points at its CDN; without the network it shows no image and nothing else changes. Everything else is local.
-    # To do: serve the badge from app/static/docs and point ReDoc at it, then drop this exception.
-    badge = "https://cdn.redoc.ly/redoc/logo-mini.svg"
-    assert [url for url in _left_loopback(page.requests) if url != badge] == []
+    assert _left_loopback(page.requests) == []
 
 
 async def test_docs_pages_load_nothing_but_the_service_own_assets(client):
@@ -88,6 +90,17 @@ async def test_docs_pages_load_nothing_but_the_service_own_assets(client):
     for name in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon-32x32.png"):
         response = await client.get(f"/docs/assets/{name}")
         assert response.status_code == 200 and len(response.content) > 0
+
+
+async def test_redoc_is_served_without_its_cdn_badge(client):
+    """ReDoc's badge image points at its CDN (no option hides it): the served bundle points it at an empty image,
+    and nothing else in it is loaded from outside (the pinned file on disk is unchanged)."""
+    pinned = (ASSETS_DIR / "redoc.standalone.js").read_bytes()
+    assert REDOC_BADGE_URL.encode() in pinned  # a new release without it: drop the rewrite in app/core/docs.py
+    served = (await client.get("/docs/assets/redoc.standalone.js")).content
+    assert REDOC_BADGE_URL.encode() not in served and b'src:"data:,"' in served
+    assert re.findall(rb'src:"https?://[^"]*"|url\(https?://[^)]*\)', served) == []
+    assert len(served) == len(pinned) - len(REDOC_BADGE_URL) + len("data:,")
 
 
 def test_docs_assets_are_the_pinned_release_files():

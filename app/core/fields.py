@@ -9,16 +9,29 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 
-def decimal_string(*, digits: int, places: int, sign: str, description: str, example: str) -> Any:
+def decimal_string(
+    *, digits: int, places: int, sign: str, description: str, example: str, limit: int | None = None
+) -> Any:
     """A Decimal read from a string of at most `digits` integer digits and `places` decimals (a Decimal is also
     taken, from code), written as a string with exactly `places` decimals. sign: "any", "not negative" or
-    "positive" (the pattern then refuses every spelling of zero)."""
-    number = rf"[0-9]{{1,{digits}}}(\.[0-9]{{1,{places}}})?"
+    "positive" (the pattern then refuses every spelling of zero). limit, a power of ten: the magnitude is at most
+    this, stated by the pattern itself (no leading zeros then), so what is published is the bound enforced."""
+    fraction = rf"(\.[0-9]{{1,{places}}})?"
+    if limit is None:
+        nonzero = [rf"[1-9][0-9]{{0,{digits - 1}}}{fraction}"]  # an integer part of 1 or more
+        number = rf"[0-9]{{1,{digits}}}{fraction}"
+    else:
+        below = len(str(limit)) - 1
+        if str(limit) != "1" + "0" * below or below > digits:
+            raise ValueError("limit must be a power of ten that fits the digits")
+        # 1..limit-1 with any fraction, or limit itself with zero decimals only
+        nonzero = ([rf"[1-9][0-9]{{0,{below - 1}}}{fraction}"] if below else []) + [rf"{limit}(\.0{{1,{places}}})?"]
+        number = "(" + "|".join([rf"0{fraction}", *nonzero]) + ")"
     fractions = "|".join(rf"{'0' * k}[1-9][0-9]{{0,{places - 1 - k}}}" for k in range(places))  # 0.<not all 0>
     pattern = {
         "any": rf"^-?{number}$",
         "not negative": rf"^{number}$",
-        "positive": rf"^([1-9][0-9]{{0,{digits - 1}}}(\.[0-9]{{1,{places}}})?|0\.({fractions}))$",
+        "positive": "^(" + "|".join([*nonzero, rf"0\.({fractions})"]) + ")$",
     }[sign]
     matches, quantum = re.compile(pattern).fullmatch, Decimal(1).scaleb(-places)
     message = (
@@ -75,4 +88,5 @@ Multiplier = decimal_string(
     sign="positive",
     example="1.25",
     description="A ranking multiplier in (0, 100]: a decimal string, 4 decimals at most; 1 is neutral.",
+    limit=100,
 )

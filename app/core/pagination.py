@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
+import sqlalchemy as sa
 from fastapi import Depends, Query
 from pydantic import BaseModel, Field
 
@@ -146,5 +147,8 @@ PageParams = Annotated[PageRequest, Depends(page_request)]
 def keyset(query, column, page: PageRequest, *, descending: bool = False):
     """`query` restricted to the page: rows after the cursor in `column` order (an increasing integer), limit + 1."""
     if page.after is not None:
-        query = query.where(column < page.after if descending else column > page.after)
+        # The cursor as a bigint, whatever the column's type: every cursor the published pattern allows compares
+        # (an int4 column past its range is simply past every row), never a database range error.
+        after = sa.literal(page.after, sa.BigInteger)
+        query = query.where(column < after if descending else column > after)
     return query.order_by(column.desc() if descending else column).limit(page.limit + 1)

@@ -19,11 +19,15 @@ from pydantic_core import PydanticCustomError
 EARLIEST_YEAR, LATEST_YEAR = 1900, 2100
 YEARS = f"years {EARLIEST_YEAR}..{LATEST_YEAR}"
 YEAR_PATTERN = r"(19[0-9]{2}|20[0-9]{2}|2100)"  # EARLIEST_YEAR..LATEST_YEAR
-DAY_PATTERN = rf"^{YEAR_PATTERN}-[0-9]{{2}}-[0-9]{{2}}$"
+LEAP_YEAR_PATTERN = r"(19(0[48]|[2468][048]|[13579][26])|20([02468][048]|[13579][26]))"  # 2000 yes, 1900/2100 no
+_MONTH_DAY = r"((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+_DATE = rf"({YEAR_PATTERN}-{_MONTH_DAY}|{LEAP_YEAR_PATTERN}-02-29)"
+"""A calendar date that exists, exactly: what date.fromisoformat accepts within the years (no 02-30, no 1900-02-29)."""
+DAY_PATTERN = rf"^{_DATE}$"
 TIME_PATTERN = (
-    rf"^{YEAR_PATTERN}-[0-9]{{2}}-[0-9]{{2}}[Tt][0-9]{{2}}:[0-9]{{2}}(:[0-9]{{2}}(\.[0-9]{{1,6}})?)?"
-    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
-)  # RFC 3339, with its timezone
+    rf"^{_DATE}[Tt]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{{1,6}})?)?"
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)  # RFC 3339, with its timezone; every value it matches parses (hours 00..23, no leap second)
 SMALLINT_MAX, INT_MAX, BIGINT_MAX = 2**15 - 1, 2**31 - 1, 2**63 - 1
 NUMBER_LIMIT = 10**16
 """Numbers typed at run time (custom attributes) are finite and below this in size, as money is (NUMERIC(18, 2))."""
@@ -170,3 +174,37 @@ def Numeric(
         Field(max_digits=digits, decimal_places=places, allow_inf_nan=False, **lower, **upper),
         WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": pattern}]}),
     ]
+
+
+# Rules across fields, published beside the properties (a `not`, which generators of typed clients leave alone, where
+# an anyOf would turn the model into a union): the schema then refuses what the model validator refuses.
+_NULL = {"type": "null"}
+_SET = {"not": _NULL}
+
+
+def at_least_one_of(*names: str) -> dict[str, Any]:
+    """json_schema_extra of a body that needs one or more of `names` given, not null."""
+    return {"not": {"properties": dict.fromkeys(names, _NULL)}}
+
+
+def exactly_one_of(first: str, second: str, *, set_second: dict | None = None, unset_second: dict | None = None):
+    """json_schema_extra of a body that needs exactly one of two fields given, not null (a field whose "given" is
+    another value, such as `all: true`, says so by set_second and unset_second: its schema when given, and when not)."""
+    given = {first: _SET, second: set_second or _SET}
+    neither = {"properties": {first: _NULL, second: unset_second or _NULL}}
+    return {"not": {"anyOf": [neither, {"required": [first, second], "properties": given}]}}
+
+
+def both_or_neither(first: str, second: str, *, unset_first: dict | None = None, unset_second: dict | None = None):
+    """json_schema_extra of a body whose two fields are given together or not at all (unset_*: a field's schema when
+    it counts as not given, null by default; e.g. {"maxItems": 0} for an empty list)."""
+    unset = {first: unset_first or _NULL, second: unset_second or _NULL}
+    only = [
+        {"required": [a], "properties": {a: {"not": unset[a]}, b: unset[b]}}
+        for a, b in ((first, second), (second, first))
+    ]
+    return {"not": {"anyOf": only}}
+
+
+TEXT_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
+"""A name or a reason: some character other than whitespace, and no NUL (which Postgres text cannot store)."""

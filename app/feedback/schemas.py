@@ -20,6 +20,7 @@ from app.core.errors import validation_errors
 from app.core.fields import PositiveMoney
 from app.core.strict import Integer, Timestamp
 from app.customers.schemas import CLOCK_SKEW, ExternalId, _not_in_future
+from app.products.schemas import ProductCode
 
 FeedbackKind = TypeAliasType(
     "FeedbackEventType",
@@ -29,7 +30,7 @@ FeedbackKind = TypeAliasType(
     ],
 )
 Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,19}$")]
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]  # no NUL: text
 SurveyKind = TypeAliasType(
     "SurveyKind",
     Annotated[
@@ -68,7 +69,7 @@ class FeedbackEventIn(BaseModel):
         "late and out-of-order events count once."
     )
     channel: Channel | None = Field(None, description="Where it happened; default: the channel the list was served on.")
-    product_code: str | None = Field(None, max_length=40, description="Optional: checked against the item's product.")
+    product_code: ProductCode | None = Field(None, description="Optional: checked against the item's product.")
     amount: PositiveMoney | None = Field(
         None,
         description="A convert's amount (read for converts only): what the customer took, counted against the "

@@ -7,12 +7,18 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.core.strict import Boolean, Day, Integer, Numeric
+from app.core.strict import TEXT_PATTERN, Boolean, Day, Integer, Numeric
 from app.feedback.schemas import ComplaintCategory
 from app.managers.schemas import PolicyKey, TierCode
 
 HolidayKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{1,39}$")]
-HolidayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+HolidayName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=200)
+]
+HolidayNames = Annotated[
+    dict[Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")], HolidayName],
+    Field(max_length=20, json_schema_extra={"additionalProperties": False}),  # keys: language tags only
+]
 
 
 class CareRule(BaseModel):
@@ -120,8 +126,8 @@ class HolidayCreate(BaseModel):
         description="The bank's key for the holiday that year.", examples=["mid-autumn-2027"]
     )
     name: HolidayName = Field(examples=["Mid-Autumn Festival"])
-    names: dict[Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")], HolidayName] = Field(
-        default_factory=dict, max_length=20, description="The name per language.", examples=[{"zh-CN": "中秋节"}]
+    names: HolidayNames = Field(
+        default_factory=dict, description="The name per language.", examples=[{"zh-CN": "中秋节"}]
     )
     date: Day = Field(examples=["2027-09-15"])
 
@@ -129,11 +135,9 @@ class HolidayCreate(BaseModel):
 class HolidayUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"date": "2027-09-15"}]})
 
-    name: HolidayName | None = None
-    names: dict[Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")], HolidayName] | None = (
-        Field(None, max_length=20)
-    )
-    date: Day | None = None
+    name: HolidayName = None  # each may be left out, not set to null
+    names: HolidayNames = None
+    date: Day = None
 
 
 class HolidayRead(BaseModel):

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypeAliasType
 
 from app.core.fields import Money, PositiveMoney
-from app.core.strict import Integer
+from app.core.strict import Integer, at_least_one_of
 
 QuotaPeriod = TypeAliasType(
     "QuotaPeriod",
@@ -23,7 +23,10 @@ class QuotaIn(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"period": "month", "cap_count": 1000, "cap_amount": None}]},
+        json_schema_extra={
+            **at_least_one_of("cap_count", "cap_amount"),
+            "examples": [{"period": "month", "cap_count": 1000, "cap_amount": None}],
+        },
     )
 
     period: QuotaPeriod

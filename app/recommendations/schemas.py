@@ -209,6 +209,7 @@ class FallbackSettings(BaseModel):
         min_length=1,
         max_length=20,
         description="The message by language tag (en, zh-CN, ...): the response's language, else the default one.",
+        json_schema_extra={"additionalProperties": False},  # keys are language tags (patternProperties) only
     )
 
 

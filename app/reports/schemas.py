@@ -11,7 +11,12 @@ from app.core.fields import Money, NonNegativeMoney, decimal_string
 from app.recommendations.schemas import RecommendationStrategy
 
 MarginRate = decimal_string(
-    digits=1, places=6, sign="any", example="0.015", description="An annual rate: a decimal string, 6 decimals at most."
+    digits=1,
+    places=6,
+    sign="any",
+    example="0.015",
+    description="An annual rate in -1..1: a decimal string, 6 decimals at most.",
+    limit=1,
 )
 
 

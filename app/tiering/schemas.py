@@ -7,13 +7,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSc
 from typing_extensions import TypeAliasType
 
 from app.core.i18n import LanguageTag
-from app.core.strict import INT_MAX, Integer
+from app.core.strict import INT_MAX, TEXT_PATTERN, Integer, at_least_one_of
 from app.rules.schema import Condition, ConditionResult
 
-PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{1,39}$")]
-TierCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=100)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=200)]
+POLICY_KEY_PATTERN = r"^[a-z][a-z0-9_\-]{1,39}$"
+TIER_CODE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+PolicyKey = Annotated[str, StringConstraints(pattern=POLICY_KEY_PATTERN)]
+TierCode = Annotated[str, StringConstraints(pattern=TIER_CODE_PATTERN)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=100)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=200)]
 Description = Annotated[str, Field(max_length=2000)]
 GraceDays = Integer(0, 730)
 VersionStatus = TypeAliasType(
@@ -167,6 +169,7 @@ class TierPolicyVersionCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
+            **at_least_one_of("tiers", "copy_from"),
             "examples": [
                 {
                     "tiers": WEALTH_TIERS,

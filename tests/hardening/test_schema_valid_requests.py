@@ -255,14 +255,18 @@ WELL_FORMED = {
 }
 
 
+# Refusals relative to the clock, which no schema can state ("now" moves): a move's `at` in the future.
+RELATIVE_TO_NOW = ("must not be in the future",)
+
+
 def test_no_schema_valid_request_is_refused_as_malformed():
     assert len(STATUSES) == len(list(schema.get_all_operations())), "run with the parametrized test above"
     refused = {
-        operation: sorted(set(STATUSES[operation]))
+        operation: malformed
         for operation in WELL_FORMED
-        if any(status in (400, 422) for status in STATUSES[operation])
+        if (malformed := [text for text in REFUSALS[operation] if not any(rule in text for rule in RELATIVE_TO_NOW)])
     }
-    assert refused == {}, {operation: REFUSALS[operation][:3] for operation in refused}
+    assert refused == {}, {operation: texts[:3] for operation, texts in refused.items()}
 
 
 def test_no_list_refuses_a_cursor_its_pattern_allows():

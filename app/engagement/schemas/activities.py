@@ -9,6 +9,7 @@ from typing_extensions import TypeAliasType
 from app.core.strict import Integer, Timestamp
 from app.customers.schemas import ExternalId
 from app.engagement.schemas.common import (
+    AUDIENCE_RULE,
     MAX_BATCH,
     AudienceFields,
     BatchRejection,
@@ -50,6 +51,7 @@ class ActivityCreate(AudienceFields):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
+            **AUDIENCE_RULE,
             "examples": [
                 {
                     "key": "lecture_2027_01",
@@ -63,7 +65,7 @@ class ActivityCreate(AudienceFields):
                     "ends_at": "2026-12-18T19:00:00Z",
                     "benefit_codes": ["airport-lounge"],
                 }
-            ]
+            ],
         },
     )
 

@@ -6,16 +6,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from typing_extensions import TypeAliasType
 
+from app.core.strict import TEXT_PATTERN, both_or_neither
 from app.customers.schemas import ExternalId
 from app.rules.schema import Condition
 
 ProgrammeKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{1,39}$")]
 TierCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$")]
 PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,39}$")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=200)]
-Team = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S", max_length=100)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=200)]
+Team = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=100)]
 ContactChannel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,19}$")]
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]  # no NUL: text
 MAX_BATCH = 1000
 
 AUDIENCE_DOC = (
@@ -31,8 +32,14 @@ AUDIENCE_EXAMPLE = {
 }
 
 
+AUDIENCE_RULE = both_or_neither("audience_policy_key", "audience_tiers", unset_second={"maxItems": 0})
+"""The rule tiers_with_policy checks, published (json_schema_extra of each body with the audience fields)."""
+
+
 class AudienceFields(BaseModel):
     """The audience fields of a programme's create body."""
+
+    model_config = ConfigDict(json_schema_extra=AUDIENCE_RULE)  # a subclass with examples repeats it
 
     audience: Condition = Field(description=AUDIENCE_DOC)
     audience_policy_key: PolicyKey | None = Field(None, description="The tier policy `audience_tiers` name tiers of.")

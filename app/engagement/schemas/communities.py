@@ -11,6 +11,7 @@ from app.customers.schemas import ExternalId, _not_in_future
 from app.engagement.schemas.common import (
     AUDIENCE_DOC,
     AUDIENCE_EXAMPLE,
+    AUDIENCE_RULE,
     MAX_BATCH,
     AudienceFields,
     BatchRejection,
@@ -57,6 +58,7 @@ class CommunityCreate(AudienceFields):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
+            **AUDIENCE_RULE,
             "examples": [
                 {
                     "key": "young-families",
@@ -69,7 +71,7 @@ class CommunityCreate(AudienceFields):
                     "capacity": 500,
                     "state": "open",
                 }
-            ]
+            ],
         },
     )
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from typing_extensions import TypeAliasType
 
-from app.core.strict import Timestamp
+from app.core.strict import Timestamp, exactly_one_of
 from app.customers.schemas import ExternalId, _not_in_future
 from app.engagement.schemas.common import EventId
 
@@ -30,6 +30,7 @@ class ReferralIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
+            **exactly_one_of("referee_customer_id", "referral_code"),
             "examples": [
                 {
                     "event_id": "ref-000001",
@@ -37,7 +38,7 @@ class ReferralIn(BaseModel):
                     "referral_code": "FRIEND-7QX2",
                     "referred_at": "2026-11-22T08:14:03Z",
                 }
-            ]
+            ],
         },
     )
 

@@ -47,6 +47,7 @@ from app.tiering.assignment.schemas import (
     TierTransitionRead,
 )
 from app.tiering.errors import NoOverride
+from app.tiering.schemas import POLICY_KEY_PATTERN, TIER_CODE_PATTERN
 
 DEFAULT_QUERY = CustomerTiersQuery()
 
@@ -383,8 +384,10 @@ async def list_tier_transitions(
 )
 async def care_calendar(
     session: SessionDep,
-    policy: Annotated[str, Query(alias="policy_key", max_length=40, description="The tier policy's key.")],
-    tier: Annotated[str, Query(max_length=40)],
+    policy: Annotated[
+        str, Query(alias="policy_key", max_length=40, pattern=POLICY_KEY_PATTERN, description="The tier policy's key.")
+    ],
+    tier: Annotated[str, Query(max_length=40, pattern=TIER_CODE_PATTERN, description="A tier code of that policy.")],
     days: Annotated[ParamInteger(0, 60), Query()] = 7,
     cursor: key_cursor_param(3, (9, 18, 9)) = None,  # a day and an occasion: int4
     limit: LimitParam = DEFAULT_PAGE_SIZE,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from app.core.strict import Boolean, QueryBoolean, Timestamp
+from app.core.strict import Boolean, QueryBoolean, Timestamp, exactly_one_of
 from app.customers.schemas import ExternalId
 from app.tiering.schemas import (
     CareOccasion,
@@ -206,7 +206,13 @@ class TierTransitionPage(BaseModel):
 
 
 class TierRunCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"policy_key": "wealth"}, {"all": True}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            **exactly_one_of("policy_key", "all", set_second={"const": True}, unset_second={"const": False}),
+            "examples": [{"policy_key": "wealth"}, {"all": True}],
+        },
+    )
 
     policy_key: str | None = Field(None, max_length=40, description="One policy's key; or set `all`.")
     all: Boolean = Field(False, description="Every active policy.")
