@@ -1,7 +1,7 @@
 """A bounded soak on loopback: the API under uvicorn, a mixed workload (profile and tier reads,
 recommendations with feedback, event intake) from an asyncio + httpx load generator, for a fixed time and at most
 a fixed number of requests. Records error rate, p50/p99 latency per route, server memory at start and end, and
-connection pool use (scraped from /metrics).
+connection pool use (scraped from /metrics). Two instances with one killed mid-run: bench/soak_instances.py.
 
 Usage: python -m bench.soak [--duration 180] [--concurrency 16] [--customers 2000] [--max-requests 300000]
                             [--json results.json]

@@ -4,6 +4,8 @@ LISTEN/NOTIFY (app/core/invalidation.py). Each leader, listener and app here has
 separate processes would."""
 
 import asyncio
+import signal
+import sys
 import time
 import uuid
 
@@ -182,3 +184,59 @@ async def test_a_notify_reaches_the_listeners_on_commit_and_never_on_rollback(en
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+_LEADER_PROCESS = """
+import asyncio, sys
+from app.core.leader import Leadership
+
+async def main():
+    leader = Leadership(sys.argv[1], float(sys.argv[2]), (int(sys.argv[3]), int(sys.argv[4])))
+    task = asyncio.create_task(leader.run())
+    while not leader.is_leader:
+        await leader.changed()
+    print("leading", leader.connection.get_server_pid(), flush=True)
+    await task
+
+asyncio.run(main())
+"""
+
+
+async def test_a_leader_process_killed_with_sigkill_is_replaced(database_url):
+    """The leader is another process, killed with SIGKILL (no cleanup, no goodbye to the server): its session ends
+    as its socket closes, the lock goes with it, and this process's Leadership takes over within its interval."""
+    dsn, lock = database_dsn(database_url), _lock()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _LEADER_PROCESS, dsn, str(INTERVAL), *map(str, lock), stdout=asyncio.subprocess.PIPE
+    )
+    follower = Leadership(dsn, INTERVAL, lock)
+    task = None
+    try:
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().split()
+        assert line[0] == "leading", line
+        backend = int(line[1])
+        task = asyncio.create_task(follower.run())
+        await asyncio.sleep(3 * INTERVAL)  # the follower has tried several times: the other process leads
+        assert not follower.is_leader
+
+        process.send_signal(signal.SIGKILL)
+        assert await asyncio.wait_for(process.wait(), 10) == -signal.SIGKILL
+        took = await _until(lambda: follower.is_leader, 10, "the takeover after SIGKILL")
+        assert took < 2 * INTERVAL + 2.0
+        admin = await asyncpg.connect(dsn)
+        try:  # the killed process's session is gone, and the lock is held by the follower's
+            assert not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", backend)
+            holder = await admin.fetchval(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND granted",
+                *lock,
+            )
+            assert holder == follower.connection.get_server_pid()
+        finally:
+            await admin.close()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -148,14 +148,14 @@ def effective_rank(assignment: FromClause | type[TierAssignment] = TierAssignmen
 class TierTransition(Base):
     """The change feed: every tier change of every customer, in an order readers can follow with a cursor.
     Append-only and high-volume, so, like tier_assignment, without foreign keys; partitioned by month of `at`
-    (app/core/partitions.py), so the key carries it."""
+    (app/core/partitions.py), so the key carries it; the key, leading with (customer_id, id), also serves a
+    customer's transitions in id order."""
 
     __tablename__ = "tier_transition"
     __table_args__ = (
         PrimaryKeyConstraint("customer_id", "id", "at"),
         CheckConstraint("direction IN ('initial', 'upgrade', 'downgrade', 'lateral')", name="direction"),
         Index("ix_tier_transition_feed", "tx_id", "id"),
-        Index("ix_tier_transition_customer", "customer_id", "id"),
         {"postgresql_partition_by": "RANGE (at)"},
     )
 
