@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "a8c0ffee0035"
-down_revision: str | None = "f9c0ffee0030"
+down_revision: str | None = "a5c0ffee0032"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
