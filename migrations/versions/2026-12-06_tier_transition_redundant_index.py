@@ -2,7 +2,7 @@
 lookups (a customer's transitions in id order, from a cursor)
 
 Revision ID: a8c0ffee0035
-Revises: f9c0ffee0030
+Revises: a5c0ffee0032
 Create Date: 2026-12-06
 
 Since the table is partitioned by `at` its primary key leads with (customer_id, id), so the second index repeated
