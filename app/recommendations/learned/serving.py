@@ -1,15 +1,17 @@
 """The serving model's scores, computed in bulk and stored with the offer state (customer_offer_state.ranker_*):
 the request path reads them and runs no model.
 
-`score_states` takes the states that hold and were not scored by the serving version (computed since, or scored by
-a version no longer serving), a chunk of customers at a time: one set-based features statement for the chunk
-(app/recommendations/learned/features.py, at the month of the last holdings report), one batch prediction of the
-calibrated propensities, the top feature contribution to each product's score (along the decision paths of the
-model's first rounds: PropensityModel.contributions) as its reason code, and one pipelined UPDATE that stores them
-only where the state is still the one that was read (same generation, and it holds): a write meanwhile makes the
-state stale, and a state computed again clears its scores (app/recommendations/offer_state.py). A product the model
-does not know (new: cold start) gets no score, and the rule-based propensity ranks it
-(app/recommendations/ranking.py).
+The refresh of offer states scores each chunk of states it stored (`ScoringPipeline`: the model runs on one chunk
+in a worker thread while Postgres computes the next chunk's states and features), then `score_states` takes the
+states that hold and were not scored by the serving version (computed since, or scored by a version no longer
+serving), a chunk of customers at a time, the same way. Per chunk: one set-based features statement
+(app/recommendations/learned/features.py, at the month of the last holdings report; by id range when the chunk's
+ids are dense), one batch prediction of the calibrated propensities, the top feature contribution to each
+product's score (along the decision paths of the model's first rounds: PropensityModel.contributions) as its reason
+code, and one pipelined UPDATE that stores them only where the state is still the one that was read (same
+generation, and it holds): a write meanwhile makes the state stale, and a state computed again clears its scores
+(app/recommendations/offer_state.py). A product the model does not know (new: cold start) gets no score, and the
+rule-based propensity ranks it (app/recommendations/ranking.py).
 """
 
 import asyncio
@@ -172,6 +174,9 @@ async def _read(scorer: ServingScorer, sessionmaker, statement: str, *args) -> t
         if not states:
             return states, None
         ids = [r["customer_id"] for r in states]
+        if ids[-1] - ids[0] < 2 * len(ids):  # dense ids (a refresh's chunk): read by range, keep the chunk's rows
+            rows = await fetch_rows(conn, scorer.model.spec, [scorer.month], scorer.today, id_range=(ids[0], ids[-1]))
+            return states, rows.take(np.isin(rows.customer_ids, ids))
         return states, await fetch_rows(conn, scorer.model.spec, [scorer.month], scorer.today, customer_ids=ids)
 
 
