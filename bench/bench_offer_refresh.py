@@ -79,7 +79,8 @@ async def main_async(args) -> None:
         await engine.dispose()
     load = os.getloadavg()
     print(
-        f"rounds={args.rounds} refresh_chunk={args.refresh_chunk} load_average={load[0]:.1f},{load[1]:.1f},{load[2]:.1f}"
+        f"rounds={args.rounds} refresh_chunk={args.refresh_chunk} "
+        f"load_average={load[0]:.1f},{load[1]:.1f},{load[2]:.1f}"
     )
     for name, times in results.items():
         print(f"{name}_s={[round(t, 2) for t in times]}")
