@@ -56,6 +56,8 @@ async def _steps(sessionmaker, chunk: int) -> dict[str, float]:
 
 async def main_async(args) -> None:
     settings = Settings(database_url=args.dsn)
+    if args.predict_threads is not None:
+        serving.PREDICT_THREADS = args.predict_threads
     engine = create_engine(to_async_url(args.dsn), settings)
     sessionmaker = create_sessionmaker(engine)
     version = await (await asyncpg.connect(args.dsn)).fetchval(
@@ -97,6 +99,7 @@ def main() -> None:
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=5000, help="customers of the one chunk scored step by step")
+    parser.add_argument("--predict-threads", type=int, help="LightGBM threads of a chunk's prediction (serving)")
     parser.add_argument(
         "--refresh-chunk", type=int, default=5000, help="customers per statement of the refresh (both arms)"
     )
