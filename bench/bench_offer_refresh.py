@@ -56,6 +56,8 @@ async def _steps(sessionmaker, chunk: int) -> dict[str, float]:
 
 async def main_async(args) -> None:
     settings = Settings(database_url=args.dsn)
+    if args.predict_threads is not None:
+        serving.PREDICT_THREADS = args.predict_threads
     engine = create_engine(to_async_url(args.dsn), settings)
     sessionmaker = create_sessionmaker(engine)
     version = await (await asyncpg.connect(args.dsn)).fetchval(
@@ -68,7 +70,9 @@ async def main_async(args) -> None:
                 await _admin(args.dsn, "UPDATE ranker_model SET status = $2 WHERE version = $1", version, status)
                 await _admin(args.dsn, "UPDATE customer_offer_state SET valid_until = '-infinity'")
                 started = time.perf_counter()
-                counts = await Recommender(settings, sessionmaker).refresh_offer_states(everyone=True)
+                counts = await Recommender(settings, sessionmaker).refresh_offer_states(
+                    everyone=True, chunk=args.refresh_chunk
+                )
                 results[name].append(time.perf_counter() - started)
                 print(f"{name}: {results[name][-1]:.2f} s {counts}", flush=True)
         steps = await _steps(sessionmaker, args.chunk)
@@ -76,7 +80,10 @@ async def main_async(args) -> None:
         await _admin(args.dsn, "UPDATE ranker_model SET status = 'serving' WHERE version = $1", version)
         await engine.dispose()
     load = os.getloadavg()
-    print(f"rounds={args.rounds} load_average={load[0]:.1f},{load[1]:.1f},{load[2]:.1f}")
+    print(
+        f"rounds={args.rounds} refresh_chunk={args.refresh_chunk} "
+        f"load_average={load[0]:.1f},{load[1]:.1f},{load[2]:.1f}"
+    )
     for name, times in results.items():
         print(f"{name}_s={[round(t, 2) for t in times]}")
     ratios = [b / a for a, b in zip(results["states_alone"], results["states_and_scores"], strict=True)]
@@ -91,7 +98,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--chunk", type=int, default=5000)
+    parser.add_argument("--chunk", type=int, default=5000, help="customers of the one chunk scored step by step")
+    parser.add_argument("--predict-threads", type=int, help="LightGBM threads of a chunk's prediction (serving)")
+    parser.add_argument(
+        "--refresh-chunk", type=int, default=5000, help="customers per statement of the refresh (both arms)"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -127,7 +127,10 @@ CANDIDATES = (
     WHERE {explain}::boolean OR p.is_active
 )
 SELECT rc.*, t.primary_tier,
-       c.codes, c.filtered_by, c.contact_rules, pv.codes AS held_before, pv.last_held AS held_until
+       c.codes, c.filtered_by, c.contact_rules, pv.codes AS held_before, pv.last_held AS held_until,
+       CASE WHEN c.codes IS NULL THEN (  -- no candidate: the fallback message, when it is on (in this round trip)
+           SELECT ARRAY[f.code, f.texts::text] FROM recommendation_fallback f WHERE f.id = 1 AND f.enabled) END
+           AS fallback
 FROM requested_customer rc CROSS JOIN tiers t CROSS JOIN previously pv
 CROSS JOIN LATERAL (  -- one Agg reads the rows: its arrays are aligned
     SELECT array_agg(code) FILTER (WHERE {explain}::boolean OR filtered_by IS NULL) AS codes,

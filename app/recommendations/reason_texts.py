@@ -27,6 +27,12 @@ def reason_texts() -> dict[str, dict[str, str]]:
 def reason_text(code: str, language: str, default: str, **facts: Any) -> str:
     """The words of reason `code` in `language` (falling back zh-CN -> zh -> `default` -> en), its facts filled in
     (`str.format` fields: {share:.0%}, {date})."""
+    return _template(code, language, default).format(**facts)
+
+
+@cache
+def _template(code: str, language: str, default: str) -> str:
+    """The template of `code` in `language` (picked once per code and pair of languages: a request words several
+    reasons, and picking one walks the language's fallbacks)."""
     by_language = reason_texts()[code]
-    template = pick(by_language, language, default) or by_language[FALLBACK_LANGUAGE]
-    return template.format(**facts)
+    return pick(by_language, language, default) or by_language[FALLBACK_LANGUAGE]

@@ -66,25 +66,39 @@ class Recommender:
         """Compute again, set-based, the offer states that no longer hold of customers who ask for recommendations
         (after midnight, after writes), or with `everyone` of every customer; `chunk` customers per statement and
         transaction. Writes meanwhile are safe: a state is stored only at the generation it read. With a learned
-        ranker model serving, every holding state it has not scored is then scored in bulk, its propensities
-        stored with the state (app/recommendations/learned/serving.py; `offer_states_scored` in the counts)."""
+        ranker model serving, each chunk's states are scored in bulk once stored, the model running on one chunk
+        while Postgres computes the next one's states, and then every other holding state it has not scored; the
+        propensities are stored with the state (app/recommendations/learned/serving.py; `offer_states_scored` in
+        the counts)."""
         snapshot = await self._catalog()
-        stored, after = 0, 0
-        while True:
-            async with self._sessionmaker() as session:
-                ids = await offer_state.not_holding(session, after=after, limit=chunk, everyone=everyone)
-                if not ids:
-                    break
-                status = await (await driver_connection(session)).execute(*snapshot.refreshing.arguments(ids=ids))
-                await session.commit()
-            stored += int(status.rsplit(" ", 1)[1])
-            after = ids[-1]
-        counts = {"offer_states_stored": stored}
+        pipeline = None
         if await self._model_serving():
-            from app.recommendations.learned.serving import score_states  # LightGBM only where a model serves
+            from app.recommendations.learned import serving  # LightGBM only where a model serves
 
-            counts["offer_states_scored"] = await score_states(self._sessionmaker, chunk=chunk)
-            self.invalidate_stats()
+            scorer = await serving.serving_scorer(self._sessionmaker)
+            pipeline = serving.ScoringPipeline(scorer, self._sessionmaker) if scorer is not None else None
+        stored, after = 0, 0
+        try:
+            while True:
+                async with self._sessionmaker() as session:
+                    ids = await offer_state.not_holding(session, after=after, limit=chunk, everyone=everyone)
+                    if not ids:
+                        break
+                    status = await (await driver_connection(session)).execute(*snapshot.refreshing.arguments(ids=ids))
+                    await session.commit()
+                stored += int(status.rsplit(" ", 1)[1])
+                after = ids[-1]
+                if pipeline is not None:
+                    await pipeline.add_ids(ids)
+            counts = {"offer_states_stored": stored}
+            if pipeline is not None:
+                await pipeline.drain()
+                rest = await serving.score_states(self._sessionmaker, chunk=chunk, scorer=pipeline.scorer)
+                counts["offer_states_scored"] = pipeline.scored + rest
+                self.invalidate_stats()
+        finally:
+            if pipeline is not None:
+                pipeline.cancel()
         return counts
 
     async def _model_serving(self) -> bool:
@@ -178,8 +192,8 @@ class Recommender:
         if record and result.items:
             await self.served.write(connection, result, channel)
         elif not result.items:  # every product filtered out: the fallback message, when it is on
-            result.fallback = await served_fallback(
-                connection, language or settings.default_language, settings.default_language
+            result.fallback = served_fallback(
+                row["fallback"], language or settings.default_language, settings.default_language
             )
         return result
 

@@ -206,3 +206,38 @@ async def _reasons_stored(session, external_id):
         )
     ).one()
     return row[0] or [], row[1] or []
+
+
+async def test_a_refresh_in_many_chunks_scores_each_chunk_as_one_chunk_does(client, as_role, app, session):
+    # The refresh scores each chunk's states while it computes the next chunk's (one chunk behind), then sweeps up
+    # holding states it has not scored: the same scores and reasons as scoring every state at once.
+    version, _, _, counts = await _serving(session, _App(app, client, as_role))
+    whole = await _stored(session)
+    assert counts["offer_states_scored"] == len(whole)  # the states the refresh stored, and those that held
+    await session.execute(
+        text(
+            "UPDATE customer_offer_state SET valid_until = '-infinity', ranker_version = NULL, ranker_products = NULL,"
+            " ranker_propensities = NULL, ranker_reasons = NULL"
+        )
+    )
+    await session.commit()
+    counts = await app.state.recommender.refresh_offer_states(everyone=True, chunk=7)
+    assert counts == {"offer_states_stored": len(whole), "offer_states_scored": len(whole)}
+    chunked = await _stored(session)
+    assert chunked == whole and all(state["version"] == version for state in chunked.values())
+    assert sum(bool(state["scores"]) for state in chunked.values()) >= len(CUSTOMERS)
+
+    # a holding state that lost its scores (not in any refreshed chunk) is scored by the sweep after the chunks
+    await session.execute(
+        text(
+            "UPDATE customer_offer_state SET ranker_version = NULL, ranker_products = NULL, "
+            "ranker_propensities = NULL, ranker_reasons = NULL "
+            "WHERE customer_id = (SELECT id FROM customer WHERE external_id = 'R8')"
+        )
+    )
+    await session.commit()
+    assert await app.state.recommender.refresh_offer_states(chunk=7) == {
+        "offer_states_stored": 0,
+        "offer_states_scored": 1,
+    }
+    assert await _stored(session) == whole

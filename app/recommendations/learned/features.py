@@ -221,6 +221,20 @@ class FeatureRows:
     def __len__(self) -> int:
         return len(self.customer_ids)
 
+    def take(self, keep: np.ndarray) -> "FeatureRows":
+        """The rows where `keep` (bool) is true."""
+        if keep.all():
+            return self
+        index = np.flatnonzero(keep)
+        return FeatureRows(
+            self.customer_ids[index],
+            [self.months[i] for i in index],
+            self.masks[index],
+            self.accepted[index],
+            self.numbers[index],
+            [self.categories[i] for i in index],
+        )
+
     def held(self) -> np.ndarray:
         """Products held at the month's end (n x products, bool)."""
         return (self.masks & 2) != 0

@@ -97,9 +97,10 @@ class PropensityModel:
     def matrix(self, rows: FeatureRows) -> np.ndarray:
         return feature_matrix(rows, self.vocabularies)
 
-    def propensities(self, rows: FeatureRows, matrix: np.ndarray | None = None) -> np.ndarray:
+    def propensities(self, rows: FeatureRows, matrix: np.ndarray | None = None, threads: int = 0) -> np.ndarray:
         """Calibrated P(adds the product next month), rows x spec.products: 0 for a product held, NaN for one the
-        model does not know (new, or too rarely added to learn from)."""
+        model does not know (new, or too rarely added to learn from). `threads`: LightGBM's (0: its default, one per
+        core; the same numbers either way, a row is predicted by one thread)."""
         x = self.matrix(rows) if matrix is None else matrix
         n, held = len(rows), rows.held()
         share = np.full((n, len(self.spec.products)), np.nan)
@@ -107,8 +108,8 @@ class PropensityModel:
             return share
         position = {code: i for i, code in enumerate(self.spec.products)}
         columns = [position[c] for c in self.classes]
-        share[:, columns] = self.choice.predict(x).reshape(n, len(columns)) if self.choice else 1.0
-        p_any = self.calibration.apply(self.any_add.predict(x))
+        share[:, columns] = self.choice.predict(x, num_threads=threads).reshape(n, len(columns)) if self.choice else 1.0
+        p_any = self.calibration.apply(self.any_add.predict(x, num_threads=threads))
         out = p_any[:, None] * (1.0 - (1.0 - share) ** self.calibration.adds_per_adder)
         out[held] = 0.0
         return out
@@ -128,7 +129,9 @@ class PropensityModel:
             return np.zeros((n, 1, width))
         classes = len(self.classes)
         tables, bias = self._paths(rounds)
-        leaves = np.asarray(self.choice.predict(matrix, pred_leaf=True, num_iteration=rounds), dtype=np.intp)
+        leaves = np.asarray(
+            self.choice.predict(matrix, pred_leaf=True, num_iteration=rounds, num_threads=1), dtype=np.intp
+        )
         leaves = leaves.reshape(n, -1)[:, : len(tables)]
         out = np.zeros((classes, n, width))
         for t in range(leaves.shape[1]):  # each tree: its leaves' path contributions, looked up per row

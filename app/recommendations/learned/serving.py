@@ -1,19 +1,23 @@
 """The serving model's scores, computed in bulk and stored with the offer state (customer_offer_state.ranker_*):
 the request path reads them and runs no model.
 
-`score_states` takes the states that hold and were not scored by the serving version (computed since, or scored by
-a version no longer serving), a chunk of customers at a time: one set-based features statement for the chunk
-(app/recommendations/learned/features.py, at the month of the last holdings report), one batch prediction of the
-calibrated propensities, the top feature contribution to each product's score (along the decision paths of the
-model's first rounds: PropensityModel.contributions) as its reason code, and one pipelined UPDATE that stores them
-only where the state is still the one that was read (same generation, and it holds): a write meanwhile makes the
-state stale, and a state computed again clears its scores (app/recommendations/offer_state.py). A product the model
-does not know (new: cold start) gets no score, and the rule-based propensity ranks it
-(app/recommendations/ranking.py).
+The refresh of offer states scores each chunk of states it stored (`ScoringPipeline`: the model runs on one chunk
+in a worker thread while Postgres computes the next chunk's states and features), then `score_states` takes the
+states that hold and were not scored by the serving version (computed since, or scored by a version no longer
+serving), a chunk of customers at a time, the same way. Per chunk: one set-based features statement
+(app/recommendations/learned/features.py, at the month of the last holdings report; by id range when the chunk's
+ids are dense), one batch prediction of the calibrated propensities, the top feature contribution to each
+product's score (along the decision paths of the model's first rounds: PropensityModel.contributions) as its reason
+code, and one pipelined UPDATE that stores them only where the state is still the one that was read (same
+generation, and it holds): a write meanwhile makes the state stale, and a state computed again clears its scores
+(app/recommendations/offer_state.py). A product the model does not know (new: cold start) gets no score, and the
+rule-based propensity ranks it (app/recommendations/ranking.py).
 """
 
 import asyncio
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 
@@ -28,12 +32,22 @@ SELECT s.customer_id, s.generation FROM customer_offer_state s
 WHERE s.customer_id > $2 AND {HOLDS} AND s.ranker_version IS DISTINCT FROM $1::int
 ORDER BY s.customer_id LIMIT $3
 """
+# The holding states of these customers ($2) that the serving version ($1) has not scored.
+_UNSCORED_OF = f"""
+SELECT s.customer_id, s.generation FROM customer_offer_state s
+WHERE s.customer_id = ANY($2::bigint[]) AND {HOLDS} AND s.ranker_version IS DISTINCT FROM $1::int
+ORDER BY s.customer_id
+"""
 
 _STORE = f"""
 UPDATE customer_offer_state s SET ranker_version = $3, ranker_products = $4::text[],
     ranker_propensities = $5::float8[], ranker_reasons = $6::text[]
 WHERE s.customer_id = $1 AND s.generation = $2 AND {HOLDS}
 """
+
+PREDICT_THREADS = 0
+"""LightGBM's threads for a chunk's prediction (0: one per core). Measured beside 1 with the model running next to
+Postgres computing the next chunk: one per core was 8% faster on a quiet machine (bench/RESULTS.md)."""
 
 REASON_ROUNDS = 20
 """The reasons are the top contributions in the model's first boosting rounds (the strongest splits; the later
@@ -94,7 +108,7 @@ def _score_chunk(model, rows) -> list[tuple[int, list[str], list[float], list[st
     largest positive contribution to the product's score among the features whose reason is true of the
     customer)."""
     matrix = model.matrix(rows)
-    propensities = model.propensities(rows, matrix)
+    propensities = model.propensities(rows, matrix, threads=PREDICT_THREADS)
     names = model.spec.names()
     position = {code: i for i, code in enumerate(model.spec.products)}
     columns = [position[c] for c in model.classes]
@@ -134,10 +148,18 @@ def _score_chunk(model, rows) -> list[tuple[int, list[str], list[float], list[st
 _HELD_REASONS = ("RANKER_HELD_LAST_MONTH", "RANKER_HELD_RECENTLY")
 
 
-async def score_states(sessionmaker, *, chunk: int = 5000) -> int | None:
-    """Score with the serving model every holding offer state it has not scored, `chunk` customers per statement
-    and transaction (`sessionmaker`: a zero-argument callable giving an async session context). Returns how many
-    states were scored, or None when no model is serving."""
+@dataclass(frozen=True)
+class ServingScorer:
+    """The serving version and what scoring with it reads: the month of the last holdings report and today."""
+
+    version: int
+    model: Any
+    month: date
+    today: date
+
+
+async def serving_scorer(sessionmaker) -> ServingScorer | None:
+    """The serving model, ready to score states; None when no model serves."""
     async with sessionmaker() as session:
         serving = await registry.serving_model(session)
         if serving is None:
@@ -145,23 +167,96 @@ async def score_states(sessionmaker, *, chunk: int = 5000) -> int | None:
         conn = await driver_connection(session)
         today: date = await conn.fetchval("SELECT current_date")
         last_report = await conn.fetchval("SELECT max(as_of) FROM holding_balance WHERE as_of <= $1", today)
-    version, model = serving
-    month = (last_report or today).replace(day=1)
-    scored, after = 0, 0
-    while True:
-        async with sessionmaker() as session:
-            conn = await driver_connection(session)
-            states = await conn.fetch(_UNSCORED, version, after, chunk)
+    return ServingScorer(serving[0], serving[1], (last_report or today).replace(day=1), today)
+
+
+async def _read(scorer: ServingScorer, sessionmaker, statement: str, *args) -> tuple[list, Any]:
+    """The unscored holding states `statement` gives and their feature rows (one features statement)."""
+    async with sessionmaker() as session:
+        conn = await driver_connection(session)
+        states = await conn.fetch(statement, scorer.version, *args)
+        if not states:
+            return states, None
+        ids = [r["customer_id"] for r in states]
+        if ids[-1] - ids[0] < 2 * len(ids):  # dense ids (a refresh's chunk): read by range, keep the chunk's rows
+            rows = await fetch_rows(conn, scorer.model.spec, [scorer.month], scorer.today, id_range=(ids[0], ids[-1]))
+            return states, rows.take(np.isin(rows.customer_ids, ids))
+        return states, await fetch_rows(conn, scorer.model.spec, [scorer.month], scorer.today, customer_ids=ids)
+
+
+async def _store(scorer: ServingScorer, sessionmaker, states, found) -> int:
+    """Store a chunk's scores where the state is still the one read; a state without features (onboarded since)
+    gets none."""
+    generation = {r["customer_id"]: r["generation"] for r in states}
+    unread = generation.keys() - {cid for cid, *_ in found}
+    found = [*found, *((cid, [], [], []) for cid in sorted(unread))]
+    async with sessionmaker() as session:
+        await (await driver_connection(session)).executemany(
+            _STORE,
+            [(cid, generation[cid], scorer.version, products, scores, why) for cid, products, scores, why in found],
+        )
+        await session.commit()
+    return len(found)
+
+
+class ScoringPipeline:
+    """Chunks scored one behind the caller: `add` starts the model on a chunk in a worker thread and stores the
+    chunk before it, so that the caller has Postgres compute the next chunk's states and features while the model
+    scores this one. Statements run one at a time, in the caller's task."""
+
+    def __init__(self, scorer: ServingScorer, sessionmaker) -> None:
+        self.scorer, self._sessionmaker = scorer, sessionmaker
+        self._pending: tuple[list, asyncio.Future] | None = None
+        self.scored = 0
+
+    async def add_ids(self, ids: list[int]) -> None:
+        """Score the states of these customers that hold and the serving version has not scored."""
+        states, rows = await _read(self.scorer, self._sessionmaker, _UNSCORED_OF, ids)
+        if states:
+            await self.add(states, rows)
+
+    async def add(self, states, rows) -> None:
+        pending, self._pending = self._pending, None
+        found = await pending[1] if pending is not None else None  # one chunk in the model at a time
+        model = self.scorer.model
+        scoring = asyncio.ensure_future(asyncio.to_thread(_score_chunk, model, rows) if len(rows) else _none())
+        self._pending = (states, scoring)
+        if pending is not None:
+            self.scored += await _store(self.scorer, self._sessionmaker, pending[0], found)
+
+    async def drain(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.scored += await _store(self.scorer, self._sessionmaker, pending[0], await pending[1])
+
+    def cancel(self) -> None:
+        """Forget a chunk not stored (after an error): its states stay unscored for the next refresh."""
+        if self._pending is not None:
+            self._pending[1].cancel()
+            self._pending = None
+
+
+async def _none() -> list:
+    return []
+
+
+async def score_states(sessionmaker, *, chunk: int = 5000, scorer: ServingScorer | None = None) -> int | None:
+    """Score with the serving model (`scorer`, else the one serving now) every holding offer state it has not
+    scored, `chunk` customers per statement and transaction, the next chunk read while one is scored
+    (`sessionmaker`: a zero-argument callable giving an async session context). Returns how many states were
+    scored, or None when no model is serving."""
+    scorer = scorer or await serving_scorer(sessionmaker)
+    if scorer is None:
+        return None
+    pipeline, after = ScoringPipeline(scorer, sessionmaker), 0
+    try:
+        while True:
+            states, rows = await _read(scorer, sessionmaker, _UNSCORED, after, chunk)
             if not states:
-                return scored
-            generation = {r["customer_id"]: r["generation"] for r in states}
-            rows = await fetch_rows(conn, model.spec, [month], today, customer_ids=list(generation))
-            found = await asyncio.to_thread(_score_chunk, model, rows) if len(rows) else []
-            unread = generation.keys() - {cid for cid, *_ in found}  # no features (onboarded since): nothing scored
-            found += [(cid, [], [], []) for cid in sorted(unread)]
-            await conn.executemany(
-                _STORE, [(cid, generation[cid], version, products, scores, why) for cid, products, scores, why in found]
-            )
-            await session.commit()
-        scored += len(found)
-        after = states[-1]["customer_id"]
+                break
+            await pipeline.add(states, rows)
+            after = states[-1]["customer_id"]
+        await pipeline.drain()
+    finally:
+        pipeline.cancel()
+    return pipeline.scored
