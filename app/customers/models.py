@@ -191,6 +191,6 @@ class RetierMark(Base):
         Index("ix_retier_mark_marked_at", "marked_at"),
     )
 
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # no foreign key: app.customers.retier
     scope: Mapped[str] = mapped_column(String(10), primary_key=True)
     marked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

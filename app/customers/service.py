@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidFields, InvalidInput
 from app.customers.errors import CustomerNotFound
-from app.customers.locks import lock_customers
+from app.customers.locks import lock_customers, share_customers
 from app.customers.models import (
     Customer,
     CustomerActivityDaily,
@@ -361,7 +361,9 @@ async def erase_import_lines(session: AsyncSession, customer_id: int, external_i
 
 # One round trip: store new events (a retried event_id does nothing), roll the new ones up per customer and day,
 # and advance each customer's last transaction time (a row it would not move is not written). Only rows actually
-# inserted reach the rollups.
+# inserted reach the rollups. Concurrent intakes of the same customers (which share, not lock, the customer rows:
+# app.customers.locks) write each table in customer-id order, the rollups and last transaction times after the
+# events, so that they queue on the rows they both write and never deadlock.
 _INGEST_EVENTS = text("""
 WITH incoming AS (
     SELECT * FROM unnest(
@@ -391,10 +393,14 @@ WITH incoming AS (
     ON CONFLICT (customer_id, day) DO UPDATE SET
         txn_count = d.txn_count + excluded.txn_count, txn_amount = d.txn_amount + excluded.txn_amount,
         logins = d.logins + excluded.logins, referrals = d.referrals + excluded.referrals
+), moved AS (  -- the customers whose last transaction time moves, their rows locked in id order
+    SELECT c.id, t.last_at FROM customer c
+    JOIN (SELECT customer_id, max(occurred_at) AS last_at FROM inserted WHERE kind = 'transaction' GROUP BY 1) t
+      ON c.id = t.customer_id
+    WHERE c.last_txn_at IS NULL OR c.last_txn_at < t.last_at
+    ORDER BY c.id FOR NO KEY UPDATE OF c
 ), last_txn AS (
-    UPDATE customer c SET last_txn_at = t.last_at
-    FROM (SELECT customer_id, max(occurred_at) AS last_at FROM inserted WHERE kind = 'transaction' GROUP BY 1) t
-    WHERE c.id = t.customer_id AND (c.last_txn_at IS NULL OR c.last_txn_at < t.last_at)
+    UPDATE customer c SET last_txn_at = greatest(c.last_txn_at, m.last_at) FROM moved m WHERE c.id = m.id
 )
 SELECT count(*) FROM inserted
 """)
@@ -423,10 +429,10 @@ async def ingest_events(session: AsyncSession, events: list) -> tuple[int, set[i
     external_ids = sorted({e.customer_id for e in events})
     ids = dict((await session.execute(_IDS_OF_EXTERNAL, {"external_ids": external_ids})).all())
     _refuse_unknown_customers(events, ids)
-    # Lock the batch's customers in id order first: concurrent batches for the same customers then queue
-    # instead of deadlocking on the rollup and last-transaction updates. A customer erased while the batch waited
-    # for its lock is unknown now: nothing of the batch is stored (the erasure has taken what was stored before).
-    live = await lock_customers(session, ids.values())
+    # Share the batch's customers' rows in id order first (other intakes share them too; an erasure or a re-tiering
+    # batch holding one is waited for, and waits for this). A customer erased while the batch waited for it is
+    # unknown now: nothing of the batch is stored (the erasure has taken what was stored before).
+    live = await share_customers(session, ids.values())
     if len(live) < len(ids):
         _refuse_unknown_customers(events, {external_id: i for external_id, i in ids.items() if i in live})
     columns: dict[str, list] = defaultdict(list)
