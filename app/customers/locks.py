@@ -82,9 +82,10 @@ async def share_customers(session: AsyncSession, customer_ids) -> set[int]:
 
 async def lock_free_customers(session: AsyncSession, customer_ids) -> tuple[set[int], set[int]]:
     """lock_customers (FOR UPDATE: an intake's share excludes it too) for those of these customers no other writer
-    holds now (the rest are skipped, not waited for: a writer holding them keeps its lock until it commits, and a batch that waited for it would hold the
-    customers it has locked so far meanwhile, which other writers then queue behind). Returns (the ids locked, those
-    of them not erased); an id not locked is held by another writer, or its customer is gone."""
+    holds now (the rest are skipped, not waited for: a writer holding them keeps its lock until it commits, and a
+    batch that waited for it would hold the customers it has locked so far meanwhile, which other writers then queue
+    behind). Returns (the ids locked, those of them not erased); an id not locked is held by another writer, or its
+    customer is gone."""
     ids = sorted(set(customer_ids))
     if not ids:
         return set(), set()

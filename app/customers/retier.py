@@ -6,8 +6,9 @@ app sees the new tier after a deposit. The lag (the age of the oldest mark) is i
 
 A batch is one transaction: claim the oldest marks (FOR UPDATE SKIP LOCKED: several workers and instances take
 disjoint customers), lock those of their customers that no other writer holds (FOR UPDATE SKIP LOCKED, which an
-event intake's share of its customers' rows excludes too: app.customers.locks), mark their offer states stale, run the batch tiering statement for them
-(app.tiering.assignment.refresh, with its transitions and tier.* webhook events), and delete their marks. A
+event intake's share of its customers' rows excludes too: app.customers.locks), mark their offer states stale,
+run the batch tiering statement for them (app.tiering.assignment.refresh, with its transitions and tier.* webhook
+events), and delete their marks. A
 customer an intake is writing is skipped, not waited for (a batch waiting for it would hold the customers it had
 locked so far, and other intakes would queue behind it): its mark stays for a later batch, which reads what the
 intake wrote. An intake that meets a claimed mark leaves it (ON CONFLICT DO NOTHING takes no lock); an intake that

@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, delete, func, literal_column, select, text, up
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import driver_connection
 from app.core.errors import InvalidFields, InvalidInput
 from app.customers.errors import CustomerNotFound
 from app.customers.locks import lock_customers, share_customers
@@ -92,8 +93,9 @@ async def upsert_customer(session: AsyncSession, external_id: str, body: Custome
 async def import_customers(
     session: AsyncSession, lines: list[tuple[int, CustomerImportLine]]
 ) -> tuple[int, int, list[dict], list[int]]:
-    """Upsert validated import lines in chunks; returns (created, updated, rejections of attribute checks,
-    the ids of the customers written)."""
+    """Upsert validated import lines; returns (created, updated, rejections of attribute checks, the ids of the
+    customers written). The lines are copied (COPY) into the transaction's staging table, then merged into customer
+    in one statement, in external id order, as the holdings import does (app.customers.holdings_import)."""
     definitions = await attribute_types(session)
     rejections, latest = [], {}
     for line_no, line in lines:
@@ -101,31 +103,42 @@ async def import_customers(
             rejections.extend({"line": line_no, **e} for e in errors[:1])
         else:
             latest[line.customer_id] = line  # a later line for the same customer wins
-    created = updated = 0
-    ids: list[int] = []
-    items = list(latest.items())
-    for start in range(0, len(items), 5000):
-        columns: dict[str, list] = defaultdict(list)
-        for external_id, line in items[start : start + 5000]:
-            columns["external_ids"].append(external_id)
-            for field in PROFILE_FIELDS:
-                value = getattr(line, field)
-                columns[field].append(json.dumps(_clean_attributes(value)) if field == "attributes" else value)
-        rows = (await session.execute(_IMPORT_CUSTOMERS, dict(columns))).all()
-        ids.extend(row.id for row in rows)
-        created += sum(1 for row in rows if row.created)
-        updated += sum(1 for row in rows if not row.created)
-    return created, updated, rejections, ids
+    if not latest:
+        return 0, 0, rejections, []
+    records = [
+        (
+            external_id,
+            *(
+                json.dumps(_clean_attributes(line.attributes)) if field == "attributes" else getattr(line, field)
+                for field in PROFILE_FIELDS
+            ),
+        )
+        for external_id, line in latest.items()
+    ]
+    await session.execute(_CREATE_IMPORT_INCOMING)
+    driver = await driver_connection(session)
+    await driver.copy_records_to_table(_IMPORT_INCOMING, records=records, columns=["external_id", *PROFILE_FIELDS])
+    rows = (await session.execute(_MERGE_IMPORT_INCOMING)).all()
+    created = sum(1 for row in rows if row.created)
+    return created, len(rows) - created, rejections, [row.id for row in rows]
 
 
-# Set-based upsert of many profiles: one statement per chunk, columns passed as arrays.
-_IMPORT_CUSTOMERS = text("""
+# The transaction's staging of a customer import (dropped at its end); its columns as customer's.
+_IMPORT_INCOMING = "customer_import_incoming"
+_CREATE_IMPORT_INCOMING = text(f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS {_IMPORT_INCOMING} (external_id text, segment text, display_name text,
+    birth_date date, onboarded_at timestamptz, risk_level smallint, risk_assessed_at timestamptz,
+    marketing_consent boolean, attributes jsonb) ON COMMIT DROP
+""")
+# Set-based upsert of the staged profiles, in external id order (two imports of the same customers do not
+# deadlock), emptying the staging (a second import in the transaction finds it empty).
+_MERGE_IMPORT_INCOMING = text(f"""
+WITH staged AS (DELETE FROM {_IMPORT_INCOMING} RETURNING *)
 INSERT INTO customer AS c (external_id, segment, display_name, birth_date, onboarded_at, risk_level,
                            risk_assessed_at, marketing_consent, attributes)
-SELECT * FROM unnest(CAST(:external_ids AS text[]), CAST(:segment AS text[]), CAST(:display_name AS text[]),
-                     CAST(:birth_date AS date[]), CAST(:onboarded_at AS timestamptz[]),
-                     CAST(:risk_level AS smallint[]), CAST(:risk_assessed_at AS timestamptz[]),
-                     CAST(:marketing_consent AS boolean[]), CAST(:attributes AS jsonb[]))
+SELECT external_id, segment, display_name, birth_date, onboarded_at, risk_level, risk_assessed_at,
+       marketing_consent, attributes
+FROM staged ORDER BY external_id
 ON CONFLICT (external_id) DO UPDATE SET
     segment = excluded.segment, display_name = excluded.display_name, birth_date = excluded.birth_date,
     onboarded_at = excluded.onboarded_at, risk_level = excluded.risk_level,
