@@ -1,5 +1,6 @@
-"""retier marks without a foreign key: its check was a trigger call per new mark in every event intake (the intake
-holds the customers' rows, and the re-tiering batch drops the marks of customers that are gone)
+"""retier marks and daily activity rollups without a foreign key: each check was a trigger call per row in every
+event intake (the intake holds the customers' rows itself; erasure deletes both; the re-tiering batch drops the marks
+of customers that are gone)
 
 Revision ID: a6c0ffee0033
 Revises: f9c0ffee0030
@@ -18,9 +19,21 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.drop_constraint("fk_retier_mark_customer_id_customer", "retier_mark", type_="foreignkey")
+    op.drop_constraint("fk_customer_activity_daily_customer_id_customer", "customer_activity_daily", type_="foreignkey")
 
 
 def downgrade() -> None:
+    op.execute(
+        "DELETE FROM customer_activity_daily d WHERE NOT EXISTS (SELECT 1 FROM customer c WHERE c.id = d.customer_id)"
+    )
+    op.create_foreign_key(
+        "fk_customer_activity_daily_customer_id_customer",
+        "customer_activity_daily",
+        "customer",
+        ["customer_id"],
+        ["id"],
+        ondelete="CASCADE",
+    )
     op.execute("DELETE FROM retier_mark m WHERE NOT EXISTS (SELECT 1 FROM customer c WHERE c.id = m.customer_id)")
     op.create_foreign_key(
         "fk_retier_mark_customer_id_customer", "retier_mark", "customer", ["customer_id"], ["id"], ondelete="CASCADE"
