@@ -293,3 +293,48 @@ async def test_import_keeps_good_lines_and_reports_each_bad_one(client, as_role,
     assert [r["line"] for r in result["rejections"]] == [2, 3]
     assert result["rejections"][1]["pointer"] == "/segment"
     assert await session.scalar(text("SELECT count(*) FROM customer WHERE external_id IN ('I1','I3')")) == 2
+
+
+async def test_an_import_stores_each_field_as_a_put_would_and_a_later_line_of_a_customer_wins(client, as_role):
+    """The import stages its lines with COPY and merges them set-based: every field arrives as PUT stores it, an
+    existing customer is updated, a customer's later line wins, a line with an undeclared attribute is rejected."""
+    declared = await client.put("/v1/attributes/custom/income", json={"type": "number"}, headers=as_role("admin"))
+    assert declared.status_code == 200, declared.text
+    assert (await put(client, as_role, "IM1", segment="retail")).status_code == 201
+    assessed = "2026-01-02T03:04:05+00:00"
+    lines = [
+        json.dumps({"customer_id": "IM2", **customer_body(display_name="First")}),
+        json.dumps(
+            {
+                "customer_id": "IM1",
+                **customer_body(
+                    segment="small_business",
+                    display_name="Ann Example",
+                    birth_date="1971-02-03",
+                    risk_level=5,
+                    risk_assessed_at=assessed,
+                    marketing_consent=False,
+                    attributes={"income": 81000},
+                ),
+            }
+        ),
+        json.dumps({"customer_id": "IM3", **customer_body(attributes={"shoe_size": 42})}),
+        json.dumps({"customer_id": "IM2", **customer_body(display_name="Second", risk_level=None)}),
+    ]
+    response = await client.post(
+        "/v1/customers/import",
+        content="\n".join(lines).encode(),
+        headers={**as_role("integration"), "Content-Type": "application/x-ndjson"},
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["accepted"], result["created"], result["updated"], result["rejected"]) == (3, 1, 1, 1)
+    assert [(r["line"], r["pointer"]) for r in result["rejections"]] == [(3, "/attributes/shoe_size")]
+    updated = (await client.get("/v1/customers/IM1", headers=as_role("app"))).json()
+    assert updated["segment"] == "small_business" and updated["display_name"] == "Ann Example"
+    assert updated["birth_date"] == "1971-02-03" and updated["risk_level"] == 5
+    assert updated["marketing_consent"] is False and updated["attributes"] == {"income": 81000}
+    assert datetime.fromisoformat(updated["risk_assessed_at"]) == datetime.fromisoformat(assessed)
+    created = (await client.get("/v1/customers/IM2", headers=as_role("app"))).json()
+    assert created["display_name"] == "Second" and created["risk_level"] is None
+    assert (await client.get("/v1/customers/IM3", headers=as_role("app"))).status_code == 404

@@ -162,6 +162,15 @@ async def test_erasure_removes_the_customers_marks(client, as_role, session):
     )
 
 
+async def _drop_customers(conn, tag: str) -> None:
+    """Clean-up: the tagged customers and their marks (retier_mark has no foreign key to cascade)."""
+    await conn.execute(
+        text("DELETE FROM retier_mark WHERE customer_id IN (SELECT id FROM customer WHERE external_id LIKE :tag)"),
+        {"tag": f"{tag}-%"},
+    )
+    await conn.execute(text("DELETE FROM customer WHERE external_id LIKE :tag"), {"tag": f"{tag}-%"})
+
+
 async def _committed_customers(engine, tag: str, count: int) -> list[int]:
     async with engine.begin() as conn:
         ids = list(
@@ -209,7 +218,7 @@ async def test_two_workers_never_take_the_same_customer(engine):
                 )
     finally:
         async with engine.begin() as conn:
-            await conn.execute(text("DELETE FROM customer WHERE external_id LIKE :tag"), {"tag": f"{tag}-%"})
+            await _drop_customers(conn, tag)
 
 
 async def test_the_lifespan_worker_re_tiers_within_the_interval(engine, database_url, test_settings):
@@ -316,7 +325,7 @@ async def test_an_intake_during_a_batch_waits_for_it_and_marks_its_customer_agai
             assert await retier.run_batch(worker, 100) >= 1
     finally:
         async with engine.begin() as conn:
-            await conn.execute(text("DELETE FROM customer WHERE external_id LIKE :tag"), {"tag": f"{tag}-%"})
+            await _drop_customers(conn, tag)
             await conn.execute(text("DELETE FROM api_key WHERE id = :id"), {"id": made.id})
 
 
@@ -350,7 +359,7 @@ async def test_a_batch_skips_a_customer_another_writer_holds_and_leaves_its_mark
             )
     finally:
         async with engine.begin() as conn:
-            await conn.execute(text("DELETE FROM customer WHERE external_id LIKE :tag"), {"tag": f"{tag}-%"})
+            await _drop_customers(conn, tag)
 
 
 async def test_the_worker_analyzes_a_table_an_intake_has_grown_past_its_statistics(engine):
@@ -382,4 +391,4 @@ async def test_the_worker_analyzes_a_table_an_intake_has_grown_past_its_statisti
             assert "retier_mark" not in await retier.refresh_statistics(session)
     finally:
         async with engine.begin() as conn:
-            await conn.execute(text("DELETE FROM customer WHERE external_id LIKE :tag"), {"tag": f"{tag}-%"})
+            await _drop_customers(conn, tag)

@@ -122,7 +122,8 @@ async def import_holdings_chunk(session: AsyncSession, import_id: int, id_from: 
 
 
 async def ingest_events(session: AsyncSession, events: list) -> int:
-    """Store a batch of events for many customers (locked by service.ingest_events); how many were new. Their offer
+    """Store a batch of events for many customers (held by service.ingest_events: app.customers.locks); how many
+    were new. Their offer
     states are marked stale here; their tiers are re-tiered by the worker's next batch within the stated lag
     (app.customers.retier), which marks the offer states stale again with the new tiers."""
     recorded, customer_ids = await service.ingest_events(session, events)

@@ -8,6 +8,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 # writers of the same customer). A chunk thus writes nothing to its customers' rows: locking a row writes it, and a
 # run's row locks cost it much WAL (bench/HISTORY.md). Every holder of a span lock takes it before it waits for
 # anything a chunk could hold.
+#
+# Event intake shares its customers' rows (FOR KEY SHARE) instead of locking them: intakes of the same customers
+# then run side by side (they write the rollups, last_txn_at, offer-state generations and marks in customer-id
+# order, with upserts, and queue only on the rows they both write), and the writers that must not race an intake
+# still wait for it: erasure locks its customer FOR UPDATE, and the re-tiering batch locks its customers FOR UPDATE
+# SKIP LOCKED (it skips a customer an intake holds, whose mark then stays for a later batch: app.customers.retier).
 LOCK_SPAN = 50_000
 _SPAN_LOCKS = 7311  # the advisory locks' namespace (app/recommendations/ranking_stats.py holds 7310)
 
@@ -23,11 +29,15 @@ _LOCK_CUSTOMERS = text(
 )
 _LOCK_FREE_CUSTOMERS = text(
     "SELECT id, erased_at IS NULL AS live FROM customer WHERE id = ANY(CAST(:ids AS bigint[])) "
-    f"AND {_spans_locked('pg_advisory_xact_lock_shared')} ORDER BY id FOR NO KEY UPDATE SKIP LOCKED"
+    f"AND {_spans_locked('pg_advisory_xact_lock_shared')} ORDER BY id FOR UPDATE SKIP LOCKED"
+)
+_SHARE_CUSTOMERS = text(
+    "SELECT id, erased_at IS NULL AS live FROM customer WHERE id = ANY(CAST(:ids AS bigint[])) "
+    f"AND {_spans_locked('pg_advisory_xact_lock_shared')} ORDER BY id FOR KEY SHARE"
 )
 _LOCK_FREE_RANGE = text(
     "SELECT id, erased_at IS NULL AS live FROM customer WHERE id BETWEEN :id_from AND :id_to "
-    f"AND {_spans_locked('pg_advisory_xact_lock_shared')} ORDER BY id FOR NO KEY UPDATE SKIP LOCKED"
+    f"AND {_spans_locked('pg_advisory_xact_lock_shared')} ORDER BY id FOR UPDATE SKIP LOCKED"
 )
 _COUNT_RANGE = text("SELECT count(*) FROM customer WHERE id BETWEEN :id_from AND :id_to")
 _LOCK_CUSTOMER_RANGE = text(
@@ -59,11 +69,23 @@ async def lock_customers(session: AsyncSession, customer_ids) -> set[int]:
     return {row.id for row in rows if row.live}
 
 
+async def share_customers(session: AsyncSession, customer_ids) -> set[int]:
+    """Event intake's hold on its customers until the transaction ends: their spans shared (as lock_customers),
+    their rows FOR KEY SHARE in id order, which other intakes share and only erasure (FOR UPDATE) and a re-tiering
+    batch (FOR UPDATE SKIP LOCKED) exclude. Returns the ids of those not erased, as the rows are once held."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return set()
+    rows = await session.execute(_SHARE_CUSTOMERS, {"ids": ids, "spans": sorted({i // LOCK_SPAN for i in ids})})
+    return {row.id for row in rows if row.live}
+
+
 async def lock_free_customers(session: AsyncSession, customer_ids) -> tuple[set[int], set[int]]:
-    """lock_customers for those of these customers no other writer holds now (the rest are skipped, not waited
-    for: a writer holding them keeps its lock until it commits, and a batch that waited for it would hold the
-    customers it has locked so far meanwhile, which other writers then queue behind). Returns (the ids locked, those
-    of them not erased); an id not locked is held by another writer, or its customer is gone."""
+    """lock_customers (FOR UPDATE: an intake's share excludes it too) for those of these customers no other writer
+    holds now (the rest are skipped, not waited for: a writer holding them keeps its lock until it commits, and a
+    batch that waited for it would hold the customers it has locked so far meanwhile, which other writers then queue
+    behind). Returns (the ids locked, those of them not erased); an id not locked is held by another writer, or its
+    customer is gone."""
     ids = sorted(set(customer_ids))
     if not ids:
         return set(), set()

@@ -124,7 +124,9 @@ class CustomerActivityDaily(Base):
 
     __tablename__ = "customer_activity_daily"
 
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+    # No foreign key: its check was a trigger call per row in every event intake, which holds the customer's row
+    # itself (FOR KEY SHARE, app.customers.locks) while it writes; erasure deletes the rollups.
+    customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     txn_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     txn_amount: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))
@@ -191,6 +193,6 @@ class RetierMark(Base):
         Index("ix_retier_mark_marked_at", "marked_at"),
     )
 
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # no foreign key: app.customers.retier
     scope: Mapped[str] = mapped_column(String(10), primary_key=True)
     marked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

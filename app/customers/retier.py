@@ -5,9 +5,10 @@ seconds (TIERWISE_RETIER_INTERVAL_SECONDS). Holdings and profile writes stay syn
 app sees the new tier after a deposit. The lag (the age of the oldest mark) is in /metrics.
 
 A batch is one transaction: claim the oldest marks (FOR UPDATE SKIP LOCKED: several workers and instances take
-disjoint customers), lock those of their customers that no other writer holds, as every writer locks them
-(app.customers.locks), mark their offer states stale, run the batch tiering statement for them
-(app.tiering.assignment.refresh, with its transitions and tier.* webhook events), and delete their marks. A
+disjoint customers), lock those of their customers that no other writer holds (FOR UPDATE SKIP LOCKED, which an
+event intake's share of its customers' rows excludes too: app.customers.locks), mark their offer states stale,
+run the batch tiering statement for them (app.tiering.assignment.refresh, with its transitions and tier.* webhook
+events), and delete their marks. A
 customer an intake is writing is skipped, not waited for (a batch waiting for it would hold the customers it had
 locked so far, and other intakes would queue behind it): its mark stays for a later batch, which reads what the
 intake wrote. An intake that meets a claimed mark leaves it (ON CONFLICT DO NOTHING takes no lock); an intake that
@@ -58,6 +59,7 @@ _DELETE = text(
     "DELETE FROM retier_mark m USING unnest(CAST(:ids AS bigint[]), CAST(:scopes AS varchar[])) AS c(id, scope) "
     "WHERE m.customer_id = c.id AND m.scope = c.scope"
 )
+_EXISTING = text("SELECT id FROM customer WHERE id = ANY(CAST(:ids AS bigint[]))")
 _ERASE = text(
     "DELETE FROM retier_mark WHERE (customer_id, scope) IN "
     "(SELECT customer_id, scope FROM retier_mark WHERE customer_id = :id FOR UPDATE SKIP LOCKED)"
@@ -87,7 +89,9 @@ _LAG = text("SELECT coalesce(extract(epoch FROM now() - min(marked_at)), 0), cou
 
 
 async def mark(session: AsyncSession, customer_ids: Iterable[int], scope: str) -> None:
-    """In an intake's transaction (which has locked these customers): re-tier them in the worker's next batch."""
+    """In an intake's transaction (which holds these customers: app.customers.locks): re-tier them in the worker's
+    next batch. retier_mark has no foreign key (its check cost a trigger call per new mark): the intake holds the
+    customers' rows, and a batch drops the marks of customers that are gone."""
     ids = sorted(set(customer_ids))
     if ids:
         await session.execute(_MARK, {"ids": ids, "scope": scope})
@@ -139,6 +143,8 @@ async def claim_batch(session: AsyncSession, limit: int, after: int = 0) -> tupl
             scope_range = tier_refresh.dense_range(scope_ids) if whole_range else None
             await offer_state.mark_stale(session, scope_ids, changed)
             await tier_refresh.refresh_tiers(session, scope_ids, id_range=scope_range, changed=changed)
+    if skipped := [i for i in ids if i not in locked]:  # held by a writer, or gone (the marks have no foreign key)
+        locked |= set(ids) - set((await session.scalars(_EXISTING, {"ids": skipped})).all())
     done = [row for row in claimed if row.customer_id in locked]  # the others' marks wait for a later batch
     await session.execute(_DELETE, {"ids": [row.customer_id for row in done], "scopes": [row.scope for row in done]})
     return len(claimed), ids[-1]

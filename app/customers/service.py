@@ -14,9 +14,10 @@ from sqlalchemy import bindparam, delete, func, literal_column, select, text, up
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import driver_connection
 from app.core.errors import InvalidFields, InvalidInput
 from app.customers.errors import CustomerNotFound
-from app.customers.locks import lock_customers
+from app.customers.locks import lock_customers, share_customers
 from app.customers.models import (
     Customer,
     CustomerActivityDaily,
@@ -92,8 +93,9 @@ async def upsert_customer(session: AsyncSession, external_id: str, body: Custome
 async def import_customers(
     session: AsyncSession, lines: list[tuple[int, CustomerImportLine]]
 ) -> tuple[int, int, list[dict], list[int]]:
-    """Upsert validated import lines in chunks; returns (created, updated, rejections of attribute checks,
-    the ids of the customers written)."""
+    """Upsert validated import lines; returns (created, updated, rejections of attribute checks, the ids of the
+    customers written). The lines are copied (COPY) into the transaction's staging table, then merged into customer
+    in one statement, in external id order, as the holdings import does (app.customers.holdings_import)."""
     definitions = await attribute_types(session)
     rejections, latest = [], {}
     for line_no, line in lines:
@@ -101,31 +103,42 @@ async def import_customers(
             rejections.extend({"line": line_no, **e} for e in errors[:1])
         else:
             latest[line.customer_id] = line  # a later line for the same customer wins
-    created = updated = 0
-    ids: list[int] = []
-    items = list(latest.items())
-    for start in range(0, len(items), 5000):
-        columns: dict[str, list] = defaultdict(list)
-        for external_id, line in items[start : start + 5000]:
-            columns["external_ids"].append(external_id)
-            for field in PROFILE_FIELDS:
-                value = getattr(line, field)
-                columns[field].append(json.dumps(_clean_attributes(value)) if field == "attributes" else value)
-        rows = (await session.execute(_IMPORT_CUSTOMERS, dict(columns))).all()
-        ids.extend(row.id for row in rows)
-        created += sum(1 for row in rows if row.created)
-        updated += sum(1 for row in rows if not row.created)
-    return created, updated, rejections, ids
+    if not latest:
+        return 0, 0, rejections, []
+    records = [
+        (
+            external_id,
+            *(
+                json.dumps(_clean_attributes(line.attributes)) if field == "attributes" else getattr(line, field)
+                for field in PROFILE_FIELDS
+            ),
+        )
+        for external_id, line in latest.items()
+    ]
+    await session.execute(_CREATE_IMPORT_INCOMING)
+    driver = await driver_connection(session)
+    await driver.copy_records_to_table(_IMPORT_INCOMING, records=records, columns=["external_id", *PROFILE_FIELDS])
+    rows = (await session.execute(_MERGE_IMPORT_INCOMING)).all()
+    created = sum(1 for row in rows if row.created)
+    return created, len(rows) - created, rejections, [row.id for row in rows]
 
 
-# Set-based upsert of many profiles: one statement per chunk, columns passed as arrays.
-_IMPORT_CUSTOMERS = text("""
+# The transaction's staging of a customer import (dropped at its end); its columns as customer's.
+_IMPORT_INCOMING = "customer_import_incoming"
+_CREATE_IMPORT_INCOMING = text(f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS {_IMPORT_INCOMING} (external_id text, segment text, display_name text,
+    birth_date date, onboarded_at timestamptz, risk_level smallint, risk_assessed_at timestamptz,
+    marketing_consent boolean, attributes jsonb) ON COMMIT DROP
+""")
+# Set-based upsert of the staged profiles, in external id order (two imports of the same customers do not
+# deadlock), emptying the staging (a second import in the transaction finds it empty).
+_MERGE_IMPORT_INCOMING = text(f"""
+WITH staged AS (DELETE FROM {_IMPORT_INCOMING} RETURNING *)
 INSERT INTO customer AS c (external_id, segment, display_name, birth_date, onboarded_at, risk_level,
                            risk_assessed_at, marketing_consent, attributes)
-SELECT * FROM unnest(CAST(:external_ids AS text[]), CAST(:segment AS text[]), CAST(:display_name AS text[]),
-                     CAST(:birth_date AS date[]), CAST(:onboarded_at AS timestamptz[]),
-                     CAST(:risk_level AS smallint[]), CAST(:risk_assessed_at AS timestamptz[]),
-                     CAST(:marketing_consent AS boolean[]), CAST(:attributes AS jsonb[]))
+SELECT external_id, segment, display_name, birth_date, onboarded_at, risk_level, risk_assessed_at,
+       marketing_consent, attributes
+FROM staged ORDER BY external_id
 ON CONFLICT (external_id) DO UPDATE SET
     segment = excluded.segment, display_name = excluded.display_name, birth_date = excluded.birth_date,
     onboarded_at = excluded.onboarded_at, risk_level = excluded.risk_level,
@@ -361,7 +374,9 @@ async def erase_import_lines(session: AsyncSession, customer_id: int, external_i
 
 # One round trip: store new events (a retried event_id does nothing), roll the new ones up per customer and day,
 # and advance each customer's last transaction time (a row it would not move is not written). Only rows actually
-# inserted reach the rollups.
+# inserted reach the rollups. Concurrent intakes of the same customers (which share, not lock, the customer rows:
+# app.customers.locks) write each table in customer-id order, the rollups and last transaction times after the
+# events, so that they queue on the rows they both write and never deadlock.
 _INGEST_EVENTS = text("""
 WITH incoming AS (
     SELECT * FROM unnest(
@@ -391,10 +406,14 @@ WITH incoming AS (
     ON CONFLICT (customer_id, day) DO UPDATE SET
         txn_count = d.txn_count + excluded.txn_count, txn_amount = d.txn_amount + excluded.txn_amount,
         logins = d.logins + excluded.logins, referrals = d.referrals + excluded.referrals
+), moved AS (  -- the customers whose last transaction time moves, their rows locked in id order
+    SELECT c.id, t.last_at FROM customer c
+    JOIN (SELECT customer_id, max(occurred_at) AS last_at FROM inserted WHERE kind = 'transaction' GROUP BY 1) t
+      ON c.id = t.customer_id
+    WHERE c.last_txn_at IS NULL OR c.last_txn_at < t.last_at
+    ORDER BY c.id FOR NO KEY UPDATE OF c
 ), last_txn AS (
-    UPDATE customer c SET last_txn_at = t.last_at
-    FROM (SELECT customer_id, max(occurred_at) AS last_at FROM inserted WHERE kind = 'transaction' GROUP BY 1) t
-    WHERE c.id = t.customer_id AND (c.last_txn_at IS NULL OR c.last_txn_at < t.last_at)
+    UPDATE customer c SET last_txn_at = greatest(c.last_txn_at, m.last_at) FROM moved m WHERE c.id = m.id
 )
 SELECT count(*) FROM inserted
 """)
@@ -423,10 +442,10 @@ async def ingest_events(session: AsyncSession, events: list) -> tuple[int, set[i
     external_ids = sorted({e.customer_id for e in events})
     ids = dict((await session.execute(_IDS_OF_EXTERNAL, {"external_ids": external_ids})).all())
     _refuse_unknown_customers(events, ids)
-    # Lock the batch's customers in id order first: concurrent batches for the same customers then queue
-    # instead of deadlocking on the rollup and last-transaction updates. A customer erased while the batch waited
-    # for its lock is unknown now: nothing of the batch is stored (the erasure has taken what was stored before).
-    live = await lock_customers(session, ids.values())
+    # Share the batch's customers' rows in id order first (other intakes share them too; an erasure or a re-tiering
+    # batch holding one is waited for, and waits for this). A customer erased while the batch waited for it is
+    # unknown now: nothing of the batch is stored (the erasure has taken what was stored before).
+    live = await share_customers(session, ids.values())
     if len(live) < len(ids):
         _refuse_unknown_customers(events, {external_id: i for external_id, i in ids.items() if i in live})
     columns: dict[str, list] = defaultdict(list)

@@ -69,22 +69,38 @@ STORE_COMPUTED = """
         ranker_version = NULL, ranker_products = NULL, ranker_propensities = NULL, ranker_reasons = NULL
     WHERE s.generation = excluded.generation"""
 
-# A state that reads one of the attributes a write changed (:changed; null: any) no longer holds, and keeps nothing of
-# the customer's (what it reads stays: it names attributes, and marks a customer whose state was once computed).
-_CLEAR = text("""
-UPDATE customer_offer_state s SET valid_until = '-infinity', catalog_version = NULL, risk_valid_days = NULL,
-    held_products = NULL, risk_tolerance = NULL, marketing_consent = NULL, ineligible = NULL, explanation = NULL,
-    ranker_version = NULL, ranker_products = NULL, ranker_propensities = NULL, ranker_reasons = NULL
-WHERE customer_id = ANY(CAST(:ids AS bigint[]))
-  AND (CAST(:changed AS text[]) IS NULL OR s.reads && CAST(:changed AS text[]))
-""")
-
-# Every written customer's generation moves on; a customer without a state gets a stale one, at generation 1.
-_BUMP = text("""
-INSERT INTO customer_offer_state AS s (customer_id, generation, valid_until)
-SELECT id, 1, '-infinity' FROM unnest(CAST(:ids AS bigint[])) AS id ORDER BY id
-ON CONFLICT (customer_id) DO UPDATE SET generation = s.generation + 1
-""")
+# In one statement, in customer-id order: every written customer's generation moves on (a customer without a state
+# gets a stale one, at generation 1), and a state that reads one of the attributes the write changed (:changed;
+# null: any) no longer holds and keeps nothing of the customer's (what it reads stays: it names attributes, and
+# marks a customer whose state was once computed).
+_STALE = "(CAST(:changed AS text[]) IS NULL OR s.reads && CAST(:changed AS text[]))"
+_CLEARED = {
+    "valid_until": "'-infinity'",
+    **dict.fromkeys(
+        (
+            "catalog_version",
+            "risk_valid_days",
+            "held_products",
+            "risk_tolerance",
+            "marketing_consent",
+            "ineligible",
+            "explanation",
+            "ranker_version",
+            "ranker_products",
+            "ranker_propensities",
+            "ranker_reasons",
+        ),
+        "NULL",
+    ),
+}
+_MARK_STALE = text(
+    "INSERT INTO customer_offer_state AS s (customer_id, generation, valid_until) "
+    "SELECT id, 1, '-infinity' FROM unnest(CAST(:ids AS bigint[])) AS id ORDER BY id "
+    "ON CONFLICT (customer_id) DO UPDATE SET generation = s.generation + 1, "
+    + ", ".join(
+        f"{column} = CASE WHEN {_STALE} THEN {cleared} ELSE s.{column} END" for column, cleared in _CLEARED.items()
+    )
+)
 
 
 async def mark_stale(session: AsyncSession, customer_ids, changed: frozenset[str] | None = None) -> None:
@@ -94,8 +110,7 @@ async def mark_stale(session: AsyncSession, customer_ids, changed: frozenset[str
     longer holds and keeps nothing of the customer's."""
     ids = sorted(set(customer_ids))
     if ids:
-        await session.execute(_CLEAR, {"ids": ids, "changed": sorted(changed) if changed is not None else None})
-        await session.execute(_BUMP, {"ids": ids})
+        await session.execute(_MARK_STALE, {"ids": ids, "changed": sorted(changed) if changed is not None else None})
 
 
 # The next customers (by id, after :after) whose offer state does not hold: those whose state was once computed
