@@ -3,7 +3,7 @@ event intake (the intake holds the customers' rows itself; erasure deletes both;
 of customers that are gone)
 
 Revision ID: a6c0ffee0033
-Revises: f9c0ffee0030
+Revises: a8c0ffee0035
 Create Date: 2026-12-06 11:00:00.000000
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "a6c0ffee0033"
-down_revision: str | None = "f9c0ffee0030"
+down_revision: str | None = "a8c0ffee0035"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
