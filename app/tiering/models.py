@@ -117,9 +117,9 @@ class TierAssignment(Base):
     override_reason: Mapped[str | None] = mapped_column(Text)
     override_actor: Mapped[str | None] = mapped_column(String(200))
     override_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # The row's part of its lean JSON document, written by the trigger tier_assignment_lean on every insert and
-    # update (migrations/versions/2026-12-06_tier_assignment_lean_text.py; read by assignment/lean_json.py only).
-    lean_head: Mapped[str] = mapped_column(Text, deferred=True)
+    # The row's part of its lean JSON document (all but the head, the rank and whether the override shows),
+    # written by the trigger tier_assignment_lean on every insert and update
+    # (migrations/versions/2026-12-06_tier_assignment_lean_text.py; read by assignment/lean_json.py only).
     lean_tail: Mapped[str] = mapped_column(Text, deferred=True)
     lean_override: Mapped[str | None] = mapped_column(Text, deferred=True)
 
