@@ -25,7 +25,7 @@ async def _same_as_single_reads(session, external_ids) -> bytes:
         asked = reads.TiersAsked(None, False, language, "en")
         built = await customers_tiers_lean_json(connection, external_ids, None, language, "en")
         expected = await _single_reads(connection, session, external_ids, asked)
-        at = next((i for i, (a, b) in enumerate(zip(built, expected)) if a != b), None)
+        at = next((i for i, (a, b) in enumerate(zip(built, expected, strict=False)) if a != b), None)
         assert built == expected, (language, at and built[at - 300 : at + 80], at and expected[at - 300 : at + 80])
         documents += built
     stored = (await session.execute(text(_STORED))).all()
@@ -120,7 +120,8 @@ async def test_the_stored_text_follows_every_writer(client, as_role, session, se
         text(
             "UPDATE tier_policy_version v SET tiers = (SELECT jsonb_agg(jsonb_set(e, '{labels}', "
             """jsonb_build_object('en', 'Renamed ' || (e->>'code')))) FROM jsonb_array_elements(v.tiers) e), """
-            "downgrade_grace_days = 7, updated_at = clock_timestamp() FROM tier_policy p WHERE p.id = v.policy_id AND p.key = 'wealth' "
+            "downgrade_grace_days = 7, updated_at = clock_timestamp() "
+            "FROM tier_policy p WHERE p.id = v.policy_id AND p.key = 'wealth' "
             "AND v.status = 'active'"
         )
     )
