@@ -46,16 +46,22 @@ def _string(value: str) -> str:
     return f"coalesce(to_json(({value})::text)::text, 'null')"
 
 
+# Each assignment is one plain expression (no subquery in it), which PL/pgSQL evaluates without the executor's
+# per-statement start: 3-4 us a row rather than ~30. The grace is looked up only for a pending downgrade.
 FUNCTION = f"""
 CREATE FUNCTION tier_assignment_lean() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    grace_days integer;
 BEGIN
+    IF NEW.lower_since IS NOT NULL THEN
+        SELECT v.downgrade_grace_days INTO grace_days FROM tier_policy_version v WHERE v.id = NEW.version_id;
+    END IF;
     NEW.lean_tail := ',"since":' || {_timestamp("NEW.since")} || ',"evaluated_at":' || {_timestamp("NEW.evaluated_at")}
         || ',"qualified_tier":' || {_string("NEW.qualified_code")}
         || CASE WHEN NEW.lower_since IS NULL THEN ',"at_risk":false,"downgrade_to":null,"downgrade_on":null'
                 ELSE ',"at_risk":true,"downgrade_to":' || {_string("NEW.qualified_code")} || ',"downgrade_on":"'
-                     || to_char(((NEW.lower_since AT TIME ZONE 'UTC') + make_interval(days => coalesce(
-                            (SELECT v.downgrade_grace_days FROM tier_policy_version v WHERE v.id = NEW.version_id),
-                            0)))::date, 'YYYY-MM-DD') || '"' END
+                     || to_char(((NEW.lower_since AT TIME ZONE 'UTC')
+                                 + make_interval(days => coalesce(grace_days, 0)))::date, 'YYYY-MM-DD') || '"' END
         || ',"override":';
     NEW.lean_override := CASE WHEN NEW.override_code IS NOT NULL
         THEN '{{"tier":' || {_string("NEW.override_code")} || ',"reason":' || {_string("NEW.override_reason")}
