@@ -117,6 +117,11 @@ class TierAssignment(Base):
     override_reason: Mapped[str | None] = mapped_column(Text)
     override_actor: Mapped[str | None] = mapped_column(String(200))
     override_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The row's part of its lean JSON document (all but the head, the rank and whether the override shows),
+    # written by the trigger tier_assignment_lean on every insert and update
+    # (migrations/versions/2026-12-06_tier_assignment_lean_text.py; read by assignment/lean_json.py only).
+    lean_tail: Mapped[str] = mapped_column(Text, deferred=True)
+    lean_override: Mapped[str | None] = mapped_column(Text, deferred=True)
 
 
 # The tier a customer has under a policy: an unexpired override wins over the tier the rules (and grace) gave.
