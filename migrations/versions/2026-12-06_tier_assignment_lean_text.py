@@ -17,7 +17,7 @@ schema serializer's (app/tiering/assignment/lean_json.py; tests/tiering/test_lea
 byte-equal).
 
 Revision ID: a4c0ffee0031
-Revises: f9c0ffee0030
+Revises: a6c0ffee0033
 Create Date: 2026-12-06
 """
 
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "a4c0ffee0031"
-down_revision: str | None = "f9c0ffee0030"
+down_revision: str | None = "a6c0ffee0033"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
