@@ -3,6 +3,8 @@
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from sqlalchemy import text
+
 from app.products.models import Product
 
 PRODUCTS = [
@@ -72,3 +74,17 @@ WEALTH_TIERS = [
     {"code": "gold", "label": "Gold", "rank": 20, "condition": {"attr": "aum_avg_3m", "op": "gte", "value": 50000}},
     {"code": "mass", "label": "Everyday", "rank": 10, "condition": {"always": True}},
 ]
+
+
+# Customer-keyed tables the intake writes without a foreign key (a trigger call per row was the cost): deleting a
+# customer does not cascade into them, so tests that commit customers delete these rows first.
+WITHOUT_FOREIGN_KEY = ("retier_mark", "customer_activity_daily")
+
+
+async def delete_customers(conn, where: str, params: dict) -> None:
+    """Delete committed test customers matching `where` (SQL over customer's columns) with every row of theirs."""
+    for table in WITHOUT_FOREIGN_KEY:
+        await conn.execute(
+            text(f"DELETE FROM {table} WHERE customer_id IN (SELECT id FROM customer WHERE {where})"), params
+        )
+    await conn.execute(text(f"DELETE FROM customer WHERE {where}"), params)

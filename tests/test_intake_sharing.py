@@ -14,6 +14,7 @@ from app.core.db import create_sessionmaker
 from app.customers import flows, locks, retier
 from app.customers.intake_schemas import EventBatch
 from app.customers.service import erasure_token
+from tests.factories import delete_customers
 
 _WAITING_ON = text(
     "SELECT count(*) FROM pg_locks w JOIN pg_locks h ON h.pid = :pid AND h.granted "
@@ -60,7 +61,7 @@ async def _drop(engine, ids: list[int]) -> None:
     async with engine.begin() as conn:
         for table in ("retier_mark", "customer_offer_state", "customer_activity_daily", "customer_event"):
             await conn.execute(text(f"DELETE FROM {table} WHERE customer_id = ANY(:ids)"), {"ids": ids})
-        await conn.execute(text("DELETE FROM customer WHERE id = ANY(:ids)"), {"ids": ids})
+        await delete_customers(conn, "id = ANY(:ids)", {"ids": ids})
 
 
 async def test_an_intake_does_not_wait_for_another_holding_the_same_customers_and_a_batch_skips_them(engine):

@@ -15,7 +15,7 @@ from app.apikeys import service as apikeys_service
 from app.core.db import create_sessionmaker
 from app.customers import retier
 from app.main import create_app
-from tests.factories import customer_body
+from tests.factories import customer_body, delete_customers
 
 ACTIVITY_POLICY = {
     "name": "Activity",
@@ -163,12 +163,8 @@ async def test_erasure_removes_the_customers_marks(client, as_role, session):
 
 
 async def _drop_customers(conn, tag: str) -> None:
-    """Clean-up: the tagged customers and their marks (retier_mark has no foreign key to cascade)."""
-    await conn.execute(
-        text("DELETE FROM retier_mark WHERE customer_id IN (SELECT id FROM customer WHERE external_id LIKE :tag)"),
-        {"tag": f"{tag}-%"},
-    )
-    await conn.execute(text("DELETE FROM customer WHERE external_id LIKE :tag"), {"tag": f"{tag}-%"})
+    """Clean-up: the tagged customers with their marks and rollups (no foreign key cascades into those)."""
+    await delete_customers(conn, "external_id LIKE :tag", {"tag": f"{tag}-%"})
 
 
 async def _committed_customers(engine, tag: str, count: int) -> list[int]:
@@ -264,7 +260,7 @@ async def test_the_lifespan_worker_re_tiers_within_the_interval(engine, database
                     text(f"DELETE FROM {table} WHERE customer_id IN (SELECT id FROM customer WHERE external_id = :x)"),
                     {"x": external_id},
                 )
-            await conn.execute(text("DELETE FROM customer WHERE external_id = :x"), {"x": external_id})
+            await delete_customers(conn, "external_id = :x", {"x": external_id})
             await conn.execute(text("DELETE FROM tier_policy WHERE key = :k"), {"k": policy})
             await conn.execute(text("DELETE FROM audit_event WHERE actor LIKE :a"), {"a": f"rt-%-{tag}"})
             await conn.execute(

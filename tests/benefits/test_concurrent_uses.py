@@ -12,7 +12,7 @@ from sqlalchemy import text
 from app.apikeys import service as apikeys_service
 from app.core.db import create_sessionmaker
 from app.main import create_app
-from tests.factories import WEALTH_TIERS, customer_body
+from tests.factories import WEALTH_TIERS, customer_body, delete_customers
 
 RACERS = 6
 LIMIT = 3
@@ -46,7 +46,7 @@ async def committed(engine, test_settings):
         await conn.execute(text("DELETE FROM webhook_event WHERE customer_id = :id"), {"id": customer_id})
         await conn.execute(text("DELETE FROM tier_assignment WHERE customer_id = :id"), {"id": customer_id})
         await conn.execute(text("DELETE FROM tier_transition WHERE customer_id = :id"), {"id": customer_id})
-        await conn.execute(text("DELETE FROM customer WHERE id = :id"), {"id": customer_id})
+        await delete_customers(conn, "id = :id", {"id": customer_id})
         await conn.execute(text("DELETE FROM benefit WHERE code = :code"), {"code": state["benefit"]})
         await conn.execute(
             text("DELETE FROM tier_run WHERE policy_id IN (SELECT id FROM tier_policy WHERE key = :k)"),

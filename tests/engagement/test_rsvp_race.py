@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.apikeys import service as apikeys_service
 from app.core.db import create_sessionmaker, server_settings
 from app.main import create_app
-from tests.factories import customer_body
+from tests.factories import customer_body, delete_customers
 
 RACERS, PLACES = 20, 5
 
@@ -52,7 +52,7 @@ async def race(database_url, test_settings):
             text(f"DELETE FROM webhook_event WHERE customer_id IN ({ids.text})"), {"ids": state["customers"]}
         )
         await conn.execute(text("DELETE FROM activity WHERE key = :key"), {"key": state["activity"]})
-        await conn.execute(text("DELETE FROM customer WHERE external_id = ANY(:ids)"), {"ids": state["customers"]})
+        await delete_customers(conn, "external_id = ANY(:ids)", {"ids": state["customers"]})
         await conn.execute(text("DELETE FROM audit_event WHERE actor LIKE :actor"), {"actor": f"rsvp-%-{tag}"})
         await conn.execute(text("DELETE FROM api_key WHERE id = ANY(:ids)"), {"ids": [r.id for r, _ in keys.values()]})
     await engine.dispose()

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.feedback import service
 from app.feedback.schemas import FeedbackEventIn
-from tests.factories import add_products
+from tests.factories import add_products, delete_customers
 from tests.feedback.helpers import event, make_customer, serve_items
 
 
@@ -222,6 +222,6 @@ async def test_raced_retries_count_once(engine, session):
         assert tuple(counts) == (100, 100) and stored == 200
     finally:
         async with engine.begin() as conn:
-            await conn.execute(text("DELETE FROM customer WHERE id = :c"), {"c": customer_id})
+            await delete_customers(conn, "id = :c", {"c": customer_id})
             await conn.execute(text("DELETE FROM propensity_stat WHERE product_code = :p"), {"p": product})
             await conn.execute(text("DELETE FROM product WHERE code = :p"), {"p": product})

@@ -13,7 +13,7 @@ from app.apikeys import service as apikeys_service
 from app.core.db import create_sessionmaker
 from app.main import create_app
 from app.tiering.policies import default_policies
-from tests.factories import customer_body
+from tests.factories import customer_body, delete_customers
 
 CLIENTS = 8
 
@@ -41,7 +41,7 @@ async def committed(engine, test_settings):
     }
     yield state
     async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM customer WHERE external_id = ANY(:ids)"), {"ids": state["customers"]})
+        await delete_customers(conn, "external_id = ANY(:ids)", {"ids": state["customers"]})
         await conn.execute(text("DELETE FROM tier_policy WHERE key = ANY(:keys)"), {"keys": state["policies"]})
         await conn.execute(text("DELETE FROM audit_event WHERE actor LIKE :actor"), {"actor": f"race-%-{tag}"})
         await conn.execute(text("DELETE FROM api_key WHERE id = ANY(:ids)"), {"ids": [r.id for r, _ in made.values()]})

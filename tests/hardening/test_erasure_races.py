@@ -15,7 +15,7 @@ from app.apikeys import service as apikeys_service
 from app.core.db import create_sessionmaker
 from app.customers.service import erasure_token
 from app.main import create_app
-from tests.factories import customer_body
+from tests.factories import customer_body, delete_customers
 
 RACE_PRODUCT = "erase-race-product"
 
@@ -43,7 +43,7 @@ async def committed(engine, test_settings):
     }
     yield state
     async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM customer WHERE id = ANY(:ids)"), {"ids": state["customer_ids"]})
+        await delete_customers(conn, "id = ANY(:ids)", {"ids": state["customer_ids"]})
         for table in ("recommendation_item", "recommendation_list"):
             await conn.execute(
                 text(f"DELETE FROM {table} WHERE customer_id = ANY(:ids)"), {"ids": state["customer_ids"]}

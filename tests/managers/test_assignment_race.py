@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from app.core.db import create_sessionmaker
 from app.managers import service as managers_service
+from tests.factories import delete_customers
 
 CUSTOMERS, CAPACITY = 5, 3
 
@@ -63,7 +64,7 @@ async def population(engine):
         await conn.execute(text("DELETE FROM manager_assignment_change WHERE customer_id = ANY(:ids)"), {"ids": ids})
         await conn.execute(text("DELETE FROM manager_assignment_run WHERE actor LIKE :a"), {"a": f"race-{tag}-%"})
         await conn.execute(text("DELETE FROM tier_assignment WHERE customer_id = ANY(:ids)"), {"ids": ids})
-        await conn.execute(text("DELETE FROM customer WHERE id = ANY(:ids)"), {"ids": ids})
+        await delete_customers(conn, "id = ANY(:ids)", {"ids": ids})
         await conn.execute(text("DELETE FROM relationship_manager WHERE manager_id LIKE :m"), {"m": f"RACE-{tag}-%"})
         await conn.execute(text("DELETE FROM tier_policy WHERE key = :k"), {"k": key})
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from app.customers import flows
 from app.customers.schemas import HoldingIn
 from app.products import quotas
+from tests.factories import delete_customers
 
 
 async def _setup(engine, tag: str, customers: int) -> tuple[str, list[str], list[int]]:
@@ -41,7 +42,7 @@ async def _setup(engine, tag: str, customers: int) -> tuple[str, list[str], list
 async def _cleanup(engine, product: str, ids: list[int]) -> None:
     async with engine.begin() as conn:
         await conn.execute(text("DELETE FROM webhook_event WHERE payload->>'product_code' = :p"), {"p": product})
-        await conn.execute(text("DELETE FROM customer WHERE id = ANY(:ids)"), {"ids": ids})
+        await delete_customers(conn, "id = ANY(:ids)", {"ids": ids})
         await conn.execute(text("DELETE FROM product_quota WHERE product_code = :p"), {"p": product})
         await conn.execute(text("DELETE FROM product WHERE code = :p"), {"p": product})
 
