@@ -4,14 +4,18 @@ the request path reads them and runs no model.
 The refresh of offer states scores each chunk of states it stored (`ScoringPipeline`: the model runs on one chunk
 in a worker thread while Postgres computes the next chunk's states and features), then `score_states` takes the
 states that hold and were not scored by the serving version (computed since, or scored by a version no longer
-serving), a chunk of customers at a time, the same way. Per chunk: one set-based features statement
+serving), a chunk of customers at a time, the same way. The model spends nothing on what cannot be shown: a
+state's read gives which of the model's products are still candidates by what the state knows (not held,
+eligible, suitable, consented: `_CANDIDATES`). Per chunk: one set-based features statement
 (app/recommendations/learned/features.py, at the month of the last holdings report; by id range when the chunk's
-ids are dense), one batch prediction of the calibrated propensities, the top feature contribution to each
-product's score (along the decision paths of the model's first rounds: PropensityModel.contributions) as its reason
-code, and one pipelined UPDATE that stores them only where the state is still the one that was read (same
-generation, and it holds): a write meanwhile makes the state stale, and a state computed again clears its scores
-(app/recommendations/offer_state.py). A product the model does not know (new: cold start) gets no score, and the
-rule-based propensity ranks it (app/recommendations/ranking.py).
+ids are dense), one batch prediction of the calibrated propensities over the customers with a candidate (the
+choice booster is a softmax over every product: a customer's row runs every tree or none), the top feature
+contribution to the score of each customer's SHOWN_AT_MOST candidates of the highest score (along the decision
+paths of the model's first rounds: PropensityModel.contributions, over those pairs only) as its reason code, and
+one UPDATE over flat arrays that stores the candidates' scores only where the state is still the one that was
+read (same generation, and it holds): a write meanwhile makes the state stale, and a state computed again clears
+its scores (app/recommendations/offer_state.py). A product the model does not know (new: cold start) gets no score,
+and the rule-based propensity ranks it (app/recommendations/ranking.py).
 """
 
 import asyncio
@@ -68,7 +72,9 @@ WHERE s.customer_id = f.customer_id AND s.generation = f.generation AND {HOLDS}
 
 SHOWN_AT_MOST = LIMIT_MAX
 """The most items a list shows (the API's `limit`): reasons are computed for each customer's this many candidates
-of the highest score (propensity x value x lever, as a list without exploration ranks them), not for the rest."""
+of the highest score (propensity x value x lever, as a list without exploration ranks them), not for the rest. A
+lower candidate shown (drawn up by exploration, or when a request's own filters, e.g. `exclude`, channel, contact
+policy, remove higher ones) has its score but no model reason; its other reasons stay."""
 
 PREDICT_THREADS = 0
 """LightGBM's threads for a chunk's prediction (0: one per core). Measured beside 1 with the model running next to
