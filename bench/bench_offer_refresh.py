@@ -14,6 +14,7 @@ import os
 import time
 
 import asyncpg
+import numpy as np
 
 from app.core.config import Settings
 from app.core.db import create_engine, create_sessionmaker, driver_connection
@@ -42,11 +43,21 @@ async def _steps(sessionmaker, chunk: int) -> dict[str, float]:
         started = time.perf_counter()
         rows = await fetch_rows(conn, model.spec, [(last or today).replace(day=1)], today, customer_ids=ids)
         steps = {"features_statement_wall_s": time.perf_counter() - started}
+        states = await conn.fetch(  # the states' candidates, as the refresh reads them
+            f"SELECT s.customer_id, s.generation, {serving._CANDIDATES} AS candidates FROM customer_offer_state s "
+            "WHERE s.customer_id = ANY($3::bigint[]) AND $1::int IS NOT NULL ORDER BY s.customer_id",
+            0,
+            model.classes,
+            ids,
+        )
+    scorer = await serving.serving_scorer(sessionmaker)
+    rows = rows.take(np.isin(rows.customer_ids, [r["customer_id"] for r in states]))
     matrix = model.matrix(rows)
     for name, step in (
-        ("propensities_cpu_s", lambda: model.propensities(rows, matrix)),
-        ("reasons_contributions_cpu_s", lambda: model.contributions(matrix, serving.REASON_ROUNDS)),
-        ("whole_chunk_cpu_s", lambda: serving._score_chunk(model, rows)),
+        ("propensities_every_row_cpu_s", lambda: model.propensities(rows, matrix)),
+        ("reasons_every_pair_cpu_s", lambda: model.contributions(matrix, serving.REASON_ROUNDS)),
+        ("whole_chunk_every_product_cpu_s", lambda: serving._score_chunk(model, rows)),
+        ("whole_chunk_candidates_cpu_s", lambda: serving._score_states(scorer, states, rows)),
     ):
         started = time.process_time()
         step()

@@ -282,13 +282,17 @@ class RecommendationsRead(BaseModel):
     )
 
 
+LIMIT_MAX = 10
+"""The most items a list shows (`limit`)."""
+
+
 class RecommendationQuery(BaseModel):
     """The query parameters of GET .../recommendations (one model for the route and the hot path; frozen, as the
     hot path shares one instance among the requests with the same query string)."""
 
     model_config = ConfigDict(frozen=True)
 
-    limit: ParamInteger(1, 10) = 3
+    limit: ParamInteger(1, LIMIT_MAX) = 3
     channel: Channel = "mobile"
     exclude: list[ProductCode] = Field([], max_length=50, description="Codes of products already shown elsewhere.")
     explain: QueryBoolean = Field(False, description="Also list the products filtered out, and why.")

@@ -4,7 +4,7 @@ propensity for a product the model does not know and when no model serves, and e
 
 from sqlalchemy import text
 
-from app.recommendations.learned import registry
+from app.recommendations.learned import registry, serving
 from app.recommendations.reason_texts import reason_text
 from tests.recommendations.ranker_history import load_history
 from tests.recommendations.test_learned_ranker import _train
@@ -241,3 +241,51 @@ async def test_a_refresh_in_many_chunks_scores_each_chunk_as_one_chunk_does(clie
         "offer_states_scored": 1,
     }
     assert await _stored(session) == whole
+
+
+async def test_scoring_only_the_candidates_serves_what_scoring_every_product_serves(
+    client, as_role, app, session, monkeypatch
+):
+    # The refresh predicts only for the customers with a candidate the state knows of (not held, eligible,
+    # suitable, consented), stores only the candidates' scores, and computes reasons only for the candidates that
+    # can be shown (SHOWN_AT_MOST of the highest score): the lists served are those of scoring every product of
+    # every customer with every reason.
+    await _serving(session, _App(app, client, as_role))
+    unconsented = CUSTOMERS[:5]  # no marketing consent: no candidate but services, none of which the model knows
+    await session.execute(
+        text("UPDATE customer SET marketing_consent = false WHERE external_id = ANY(:ids)"), {"ids": unconsented}
+    )
+    await session.commit()
+
+    async def refresh_and_serve():
+        await session.execute(text("UPDATE customer_offer_state SET valid_until = '-infinity'"))
+        await session.commit()
+        await app.state.recommender.refresh_offer_states(everyone=True)
+        lists = {}
+        for external_id in CUSTOMERS:
+            for limit in (1, 10):
+                document = await _get(client, as_role, external_id, limit=limit)
+                for item in document["items"]:
+                    del item["recommendation_id"]
+                lists[external_id, limit] = document
+        return await _stored(session), lists
+
+    monkeypatch.setattr(serving, "SHOWN_AT_MOST", 1)  # reasons for the first item only: lists of one show them all
+    lean, lean_lists = await refresh_and_serve()
+    monkeypatch.setattr(serving, "_score_states", lambda scorer, states, rows: serving._score_chunk(scorer.model, rows))
+    full, full_lists = await refresh_and_serve()
+
+    assert sum(bool(full_lists[e, 1]["items"]) for e in CUSTOMERS) > len(CUSTOMERS) // 2
+    for external_id in CUSTOMERS:
+        assert lean_lists[external_id, 1] == full_lists[external_id, 1], external_id  # scores and reasons
+        lean_items, full_items = lean_lists[external_id, 10]["items"], full_lists[external_id, 10]["items"]
+        assert [(i["product"], i["score"], i["score_parts"]) for i in lean_items] == [
+            (i["product"], i["score"], i["score_parts"]) for i in full_items
+        ], external_id
+    # the same scores for the candidates; none for the customers without one, reasons only for the first
+    assert all(full[e]["scores"][code] == p for e in lean for code, p in lean[e]["scores"].items())
+    assert all(not lean[e]["scores"] and full[e]["scores"] for e in unconsented)
+    assert all(sum(bool(why) for why in state["reasons"] or ()) <= 1 for state in lean.values())
+    assert sum(bool(why) for state in lean.values() for why in state["reasons"] or ()) < sum(
+        bool(why) for state in full.values() for why in state["reasons"] or ()
+    )

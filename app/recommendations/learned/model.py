@@ -114,7 +114,7 @@ class PropensityModel:
         out[held] = 0.0
         return out
 
-    def contributions(self, matrix: np.ndarray, rounds: int | None = None) -> np.ndarray:
+    def contributions(self, matrix: np.ndarray, rounds: int | None = None, pairs=None) -> np.ndarray:
         """Each feature's contribution to each known product's raw choice score (rows x classes x features + 1,
         the last the bias), by the decision paths the rows take: along each tree's path from root to leaf, every
         split moves the node's expected score to its child's, and that move is the split feature's contribution
@@ -122,22 +122,36 @@ class PropensityModel:
         as the bias, it adds up to the raw score as LightGBM's SHAP values do). One leaf look-up per tree and row
         (`pred_leaf`), then each leaf's path read from tables built once per model: a fraction of the cost of
         pred_contrib's SHAP values, which weigh every subset of a path's features. The top ones are the reasons of
-        a decision."""
+        a decision. With `pairs` (row indices, class indices): only those (row, class) pairs, pairs x features + 1,
+        the same numbers (the rows' leaves looked up only in their class's trees)."""
         width = len(self.spec.names()) + 1
         n = len(matrix)
-        if self.choice is None:
-            return np.zeros((n, 1, width))
+        if pairs is None:
+            rows = np.repeat(np.arange(n), max(len(self.classes), 1))
+            pairs = rows, np.tile(np.arange(max(len(self.classes), 1)), n)
+            return self.contributions(matrix, rounds, pairs).reshape(n, -1, width)
+        at, of = (np.asarray(p, dtype=np.intp) for p in pairs)
+        out = np.zeros((len(at), width))
+        if self.choice is None or not len(at):
+            return out
         classes = len(self.classes)
         tables, bias = self._paths(rounds)
+        used = np.unique(at)  # the rows some pair needs, and each pair's row among them
         leaves = np.asarray(
-            self.choice.predict(matrix, pred_leaf=True, num_iteration=rounds, num_threads=1), dtype=np.intp
+            self.choice.predict(matrix[used], pred_leaf=True, num_iteration=rounds, num_threads=1), dtype=np.intp
         )
-        leaves = leaves.reshape(n, -1)[:, : len(tables)]
-        out = np.zeros((classes, n, width))
-        for t in range(leaves.shape[1]):  # each tree: its leaves' path contributions, looked up per row
-            out[t % classes] += tables[t][leaves[:, t]]
-        out[:, :, -1] += bias[: leaves.shape[1]].reshape(-1, classes).sum(axis=0)[:, None]
-        return out.transpose(1, 0, 2)
+        leaves = leaves.reshape(len(used), -1)[:, : len(tables)]
+        row_of = np.searchsorted(used, at)
+        for c in range(classes):  # each class's trees: their leaves' path contributions, looked up per pair
+            mine = np.flatnonzero(of == c)
+            if not len(mine):
+                continue
+            rows, total = row_of[mine], np.zeros((len(mine), width))
+            for t in range(c, leaves.shape[1], classes):
+                total += tables[t][leaves[rows, t]]
+            out[mine] = total
+        out[:, -1] += bias[: leaves.shape[1]].reshape(-1, classes).sum(axis=0)[of]
+        return out
 
     def _paths(self, rounds: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Per tree of the choice booster (its first `rounds` rounds) and leaf: the contribution of each feature

@@ -4,14 +4,18 @@ the request path reads them and runs no model.
 The refresh of offer states scores each chunk of states it stored (`ScoringPipeline`: the model runs on one chunk
 in a worker thread while Postgres computes the next chunk's states and features), then `score_states` takes the
 states that hold and were not scored by the serving version (computed since, or scored by a version no longer
-serving), a chunk of customers at a time, the same way. Per chunk: one set-based features statement
+serving), a chunk of customers at a time, the same way. The model spends nothing on what cannot be shown: a
+state's read gives which of the model's products are still candidates by what the state knows (not held,
+eligible, suitable, consented: `_CANDIDATES`). Per chunk: one set-based features statement
 (app/recommendations/learned/features.py, at the month of the last holdings report; by id range when the chunk's
-ids are dense), one batch prediction of the calibrated propensities, the top feature contribution to each
-product's score (along the decision paths of the model's first rounds: PropensityModel.contributions) as its reason
-code, and one pipelined UPDATE that stores them only where the state is still the one that was read (same
-generation, and it holds): a write meanwhile makes the state stale, and a state computed again clears its scores
-(app/recommendations/offer_state.py). A product the model does not know (new: cold start) gets no score, and the
-rule-based propensity ranks it (app/recommendations/ranking.py).
+ids are dense), one batch prediction of the calibrated propensities over the customers with a candidate (the
+choice booster is a softmax over every product: a customer's row runs every tree or none), the top feature
+contribution to the score of each customer's SHOWN_AT_MOST candidates of the highest score (along the decision
+paths of the model's first rounds: PropensityModel.contributions, over those pairs only) as its reason code, and
+one UPDATE over flat arrays that stores the candidates' scores only where the state is still the one that was
+read (same generation, and it holds): a write meanwhile makes the state stale, and a state computed again clears
+its scores (app/recommendations/offer_state.py). A product the model does not know (new: cold start) gets no score,
+and the rule-based propensity ranks it (app/recommendations/ranking.py).
 """
 
 import asyncio
@@ -25,25 +29,52 @@ from app.core.db import driver_connection
 from app.recommendations.learned import registry
 from app.recommendations.learned.features import COMMON, PER_PRODUCT, fetch_rows
 from app.recommendations.offer_state import HOLDS
+from app.recommendations.schemas import LIMIT_MAX
 
-# The next holding states (by customer id, after $2) that the serving version ($1) has not scored.
+# Per state: which of the model's products ($2, in the model's order) are still candidates by what the state knows
+# (not held, eligible, suitable to the risk tolerance, consented to, as app/recommendations/queries.py filters them),
+# as bits (bit k: the model's k-th product): the others are never shown, and the model spends nothing on them.
+_CANDIDATES = """(SELECT coalesce(sum(1::bigint << (k - 1)::int), 0)
+ FROM unnest($2::text[]) WITH ORDINALITY AS m(code, k) JOIN product p ON p.code = m.code
+ WHERE NOT coalesce(p.code = ANY(s.held_products), false) AND NOT coalesce(p.code = ANY(s.ineligible), false)
+   AND p.risk_level <= coalesce(s.risk_tolerance, 1) AND (coalesce(s.marketing_consent, false) OR p.is_service))"""
+# The next holding states (by customer id, after $3) that the serving version ($1) has not scored.
 _UNSCORED = f"""
-SELECT s.customer_id, s.generation FROM customer_offer_state s
-WHERE s.customer_id > $2 AND {HOLDS} AND s.ranker_version IS DISTINCT FROM $1::int
-ORDER BY s.customer_id LIMIT $3
+SELECT s.customer_id, s.generation, {_CANDIDATES} AS candidates FROM customer_offer_state s
+WHERE s.customer_id > $3 AND {HOLDS} AND s.ranker_version IS DISTINCT FROM $1::int
+ORDER BY s.customer_id LIMIT $4
 """
-# The holding states of these customers ($2) that the serving version ($1) has not scored.
+# The holding states of these customers ($3) that the serving version ($1) has not scored.
 _UNSCORED_OF = f"""
-SELECT s.customer_id, s.generation FROM customer_offer_state s
-WHERE s.customer_id = ANY($2::bigint[]) AND {HOLDS} AND s.ranker_version IS DISTINCT FROM $1::int
+SELECT s.customer_id, s.generation, {_CANDIDATES} AS candidates FROM customer_offer_state s
+WHERE s.customer_id = ANY($3::bigint[]) AND {HOLDS} AND s.ranker_version IS DISTINCT FROM $1::int
 ORDER BY s.customer_id
 """
 
+# One statement per chunk: the scores as flat arrays (customer, product, propensity, reason; in each customer's
+# order), gathered per customer; a state without scores ($1, $2: every state read) gets empty arrays.
 _STORE = f"""
-UPDATE customer_offer_state s SET ranker_version = $3, ranker_products = $4::text[],
-    ranker_propensities = $5::float8[], ranker_reasons = $6::text[]
-WHERE s.customer_id = $1 AND s.generation = $2 AND {HOLDS}
+WITH scored AS MATERIALIZED (  -- joined first, by hash: beside the UPDATE the planner would loop over the groups
+    SELECT r.customer_id, r.generation, f.products, f.propensities, f.reasons
+    FROM unnest($1::bigint[], $2::bigint[]) AS r(customer_id, generation)
+    LEFT JOIN (
+        SELECT customer_id, array_agg(product ORDER BY n) AS products,
+               array_agg(propensity ORDER BY n) AS propensities, array_agg(reason ORDER BY n) AS reasons
+        FROM unnest($4::bigint[], $5::text[], $6::float8[], $7::text[])
+             WITH ORDINALITY AS f(customer_id, product, propensity, reason, n)
+        GROUP BY customer_id) f ON f.customer_id = r.customer_id
+)
+UPDATE customer_offer_state s SET ranker_version = $3, ranker_products = coalesce(f.products, '{{}}'),
+    ranker_propensities = coalesce(f.propensities, '{{}}'), ranker_reasons = coalesce(f.reasons, '{{}}')
+FROM scored f
+WHERE s.customer_id = f.customer_id AND s.generation = f.generation AND {HOLDS}
 """
+
+SHOWN_AT_MOST = LIMIT_MAX
+"""The most items a list shows (the API's `limit`): reasons are computed for each customer's this many candidates
+of the highest score (propensity x value x lever, as a list without exploration ranks them), not for the rest. A
+lower candidate shown (drawn up by exploration, or when a request's own filters, e.g. `exclude`, channel, contact
+policy, remove higher ones) has its score but no model reason; its other reasons stay."""
 
 PREDICT_THREADS = 0
 """LightGBM's threads for a chunk's prediction (0: one per core). Measured beside 1 with the model running next to
@@ -84,65 +115,88 @@ def reason_code(feature: str, product: str) -> str:
     return _COMMON.get(kind, "RANKER_PROFILE")
 
 
-def _true_of(model, rows, matrix: np.ndarray, columns: list[int]) -> list[np.ndarray]:
-    """Per product at spec positions `columns`: which features' reasons are true of each customer (rows x
-    features): one about this product only when the customer held it in the months the features see, one about
-    another product only when the customer holds that one, products added or dropped only when there were some."""
+def _true_of(rows, matrix: np.ndarray, at: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Per (customer row `at`, product at spec position `columns`) pair: which features' reasons are true of the
+    customer (pairs x features): one about this product only when the customer held it in the months the features
+    see, one about another product only when the customer holds that one, products added or dropped only when there
+    were some."""
     held_now, held_ever = rows.held(), (rows.masks >> 1) != 0
-    common = np.repeat(held_now, len(PER_PRODUCT), axis=1)
+    width = len(PER_PRODUCT)
+    common = np.repeat(held_now, width, axis=1)
     rest = np.ones((len(rows), matrix.shape[1] - common.shape[1]), dtype=bool)
     for name in ("products_added", "products_dropped"):
         k = COMMON.index(name)
         rest[:, k] = matrix[:, common.shape[1] + k] > 0
-    common = np.concatenate([common, rest], axis=1)
-    out = []
-    for cj in columns:
-        mask = common.copy()
-        mask[:, cj * len(PER_PRODUCT) : (cj + 1) * len(PER_PRODUCT)] = held_ever[:, cj : cj + 1]
-        out.append(mask)
-    return out
+    mask = np.concatenate([common, rest], axis=1)[at]
+    own = columns[:, None] * width + np.arange(width)[None, :]  # the pair's product's own features
+    mask[np.arange(len(at))[:, None], own] = held_ever[at, columns][:, None]
+    return mask
 
 
-def _score_chunk(model, rows) -> list[tuple[int, list[str], list[float], list[str]]]:
-    """Per customer of `rows`: the products scored, their calibrated propensities and their reason codes (of the
-    largest positive contribution to the product's score among the features whose reason is true of the
-    customer)."""
+@dataclass(frozen=True)
+class Scored:
+    """A chunk's scores as flat arrays, one entry per (customer, product) scored, each customer's in the model's
+    order of products: the product codes, calibrated propensities and reason codes ("" when none)."""
+
+    customer_ids: np.ndarray
+    products: np.ndarray
+    propensities: np.ndarray
+    reasons: np.ndarray
+
+
+def _score_chunk(
+    model, rows, candidates: np.ndarray | None = None, worth: tuple | None = None, shown: int | None = None
+) -> Scored:
+    """The chunk's scores: per customer of `rows` and product of the model that is a candidate (`candidates`: rows
+    x model.classes, bool; None: every product), the calibrated propensity, and for the `shown` candidates of the
+    highest score (propensity x `worth`: per class, the value weights and the levers; None: every candidate) the
+    reason code of the largest positive contribution to the product's score among the features whose reason is
+    true of the customer. The model runs only on the customers with a candidate (a row's propensities do not
+    depend on the other rows: the same numbers as over the whole chunk), its reasons only on the pairs whose
+    reasons can be shown."""
+    n, classes = len(rows), np.array(model.classes, dtype=object)
+    candidates = np.ones((n, len(classes)), dtype=bool) if candidates is None else candidates
+    some = candidates.any(axis=1)
+    rows, candidates = rows.take(some), candidates[some]
+    if not len(rows):
+        return Scored(np.zeros(0, dtype=np.int64), classes[:0], np.zeros(0), np.zeros(0, dtype=object))
     matrix = model.matrix(rows)
-    propensities = model.propensities(rows, matrix, threads=PREDICT_THREADS)
-    names = model.spec.names()
     position = {code: i for i, code in enumerate(model.spec.products)}
-    columns = [position[c] for c in model.classes]
+    columns = np.array([position[c] for c in model.classes], dtype=np.intp)
+    scored = model.propensities(rows, matrix, threads=PREDICT_THREADS)[:, columns]
+    candidates = candidates & ~np.isnan(scored)
+    # the pairs whose reasons can be shown: each customer's `shown` candidates of the highest score, ties by code
+    explained = candidates.copy()
+    if shown is not None and worth is not None:
+        score = np.where(candidates, scored * worth[0] * worth[1], -np.inf)  # as ranking.py: p x value x lever
+        by_code = np.argsort(np.argsort(classes.astype(str)))
+        order = np.lexsort((np.broadcast_to(by_code, score.shape), -score), axis=1)
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(len(classes))[None, :], axis=1)
+        explained &= rank < shown
+    at, k = np.nonzero(explained)
+    names = model.spec.names()
     if model.choice is not None:
-        # rows x classes x features (bias left out): the decision paths' contributions in the first REASON_ROUNDS
-        # rounds (PropensityModel.contributions; LightGBM's pred_contrib SHAP values cost 50x as much)
-        contributions = model.contributions(matrix, REASON_ROUNDS)[:, :, :-1]
+        # pairs x features (bias left out): the decision paths' contributions in the first REASON_ROUNDS rounds
+        # (PropensityModel.contributions; LightGBM's pred_contrib SHAP values cost 50x as much)
+        contributions = model.contributions(matrix, REASON_ROUNDS, pairs=(at, k))[:, :-1]
     else:
-        raw = np.asarray(model.any_add.predict(matrix, pred_contrib=True))[:, None, :-1]
-        contributions = np.repeat(raw, len(columns), axis=1)
-    true_of = _true_of(model, rows, matrix, columns)
-    top = np.empty(contributions.shape[:2], dtype=np.intp)
-    positive = np.empty(contributions.shape[:2], dtype=bool)
-    for k in range(len(columns)):  # the largest contribution among the features whose reason is true
-        masked = np.where(true_of[k], contributions[:, k, :], -np.inf)
-        top[:, k] = masked.argmax(axis=1)
-        positive[:, k] = masked[np.arange(len(masked)), top[:, k]] > 0
+        contributions = np.asarray(model.any_add.predict(matrix, pred_contrib=True))[at, :-1]
+    masked = np.where(_true_of(rows, matrix, at, columns[k]), contributions, -np.inf)
+    top = masked.argmax(axis=1)  # the largest contribution among the features whose reason is true
+    positive = masked[np.arange(len(at)), top] > 0
     # each (product, feature)'s reason code, once per chunk; a reason about the product itself says which month
     codes = [[reason_code(name, code) for name in names] for code in model.classes]
-    held_reason = np.array([[c in _HELD_REASONS for c in row] for row in codes])
-    table = np.array(codes, dtype=object)
-    k_index = np.arange(len(columns))[None, :]
-    why = np.where(positive, table[k_index, top], "")
-    last_month = (((rows.masks & 4) != 0) & ~rows.held())[:, columns]  # held a month before the month's end
-    about_product = positive & held_reason[k_index, top]
+    held_reason = np.array([[c in _HELD_REASONS for c in row] for row in codes]).reshape(len(codes), len(names))
+    table = np.array(codes, dtype=object).reshape(len(codes), len(names))
+    last_month = (((rows.masks & 4) != 0) & ~rows.held())[at, columns[k]]  # held a month before the month's end
+    why = np.where(positive, table[k, top], "")
+    about_product = positive & held_reason[k, top]
     why = np.where(about_product, np.where(last_month, "RANKER_HELD_LAST_MONTH", "RANKER_HELD_RECENTLY"), why)
-    scored = propensities[:, columns]
-    known = ~np.isnan(scored)
-    classes = np.array(model.classes, dtype=object)
-    out = []
-    for i, customer_id in enumerate(rows.customer_ids):
-        keep = known[i]
-        out.append((int(customer_id), classes[keep].tolist(), scored[i, keep].tolist(), why[i, keep].tolist()))
-    return out
+    reasons = np.full(candidates.shape, "", dtype=object)
+    reasons[at, k] = why
+    i, j = np.nonzero(candidates)
+    return Scored(rows.customer_ids[i], classes[j], scored[i, j], reasons[i, j])
 
 
 _HELD_REASONS = ("RANKER_HELD_LAST_MONTH", "RANKER_HELD_RECENTLY")
@@ -150,12 +204,15 @@ _HELD_REASONS = ("RANKER_HELD_LAST_MONTH", "RANKER_HELD_RECENTLY")
 
 @dataclass(frozen=True)
 class ServingScorer:
-    """The serving version and what scoring with it reads: the month of the last holdings report and today."""
+    """The serving version and what scoring with it reads: the month of the last holdings report, today, and per
+    product of the model its value weight and lever (`worth`: the ranking's, for the candidates whose reasons can
+    be shown)."""
 
     version: int
     model: Any
     month: date
     today: date
+    worth: tuple[np.ndarray, np.ndarray]
 
 
 async def serving_scorer(sessionmaker) -> ServingScorer | None:
@@ -167,14 +224,21 @@ async def serving_scorer(sessionmaker) -> ServingScorer | None:
         conn = await driver_connection(session)
         today: date = await conn.fetchval("SELECT current_date")
         last_report = await conn.fetchval("SELECT max(as_of) FROM holding_balance WHERE as_of <= $1", today)
-    return ServingScorer(serving[0], serving[1], (last_report or today).replace(day=1), today)
+        worth = await conn.fetch(
+            "SELECT m.code, p.value_weight::float8 AS value, p.lever::float8 AS lever "
+            "FROM unnest($1::text[]) WITH ORDINALITY AS m(code, k) LEFT JOIN product p ON p.code = m.code ORDER BY m.k",
+            serving[1].classes,
+        )
+    value = np.array([r["value"] if r["value"] is not None else 0.0 for r in worth])
+    lever = np.array([r["lever"] if r["lever"] is not None else 0.0 for r in worth])
+    return ServingScorer(serving[0], serving[1], (last_report or today).replace(day=1), today, (value, lever))
 
 
 async def _read(scorer: ServingScorer, sessionmaker, statement: str, *args) -> tuple[list, Any]:
     """The unscored holding states `statement` gives and their feature rows (one features statement)."""
     async with sessionmaker() as session:
         conn = await driver_connection(session)
-        states = await conn.fetch(statement, scorer.version, *args)
+        states = await conn.fetch(statement, scorer.version, scorer.model.classes, *args)
         if not states:
             return states, None
         ids = [r["customer_id"] for r in states]
@@ -184,19 +248,35 @@ async def _read(scorer: ServingScorer, sessionmaker, statement: str, *args) -> t
         return states, await fetch_rows(conn, scorer.model.spec, [scorer.month], scorer.today, customer_ids=ids)
 
 
-async def _store(scorer: ServingScorer, sessionmaker, states, found) -> int:
-    """Store a chunk's scores where the state is still the one read; a state without features (onboarded since)
-    gets none."""
-    generation = {r["customer_id"]: r["generation"] for r in states}
-    unread = generation.keys() - {cid for cid, *_ in found}
-    found = [*found, *((cid, [], [], []) for cid in sorted(unread))]
+def _score_states(scorer: ServingScorer, states, rows) -> Scored:
+    """The scores of a chunk's states (their feature rows `rows`): only their candidates (the states' bits)."""
+    model = scorer.model
+    ids = np.array([r["customer_id"] for r in states], dtype=np.int64)
+    bits = np.array([r["candidates"] for r in states], dtype=np.int64)
+    bits = bits[np.searchsorted(ids, rows.customer_ids)]  # the states are in customer order
+    candidates = ((bits[:, None] >> np.arange(len(model.classes))[None, :]) & 1).astype(bool)
+    if len(model.classes) > 62:  # more than a bigint's bits: every product (the same scores, more work)
+        candidates = None
+    return _score_chunk(model, rows, candidates, scorer.worth, SHOWN_AT_MOST)
+
+
+async def _store(scorer: ServingScorer, sessionmaker, states, found: Scored | None) -> int:
+    """Store a chunk's scores where the state is still the one read, in one statement; a state without features
+    (onboarded since) or without candidates gets none."""
+    found = found or Scored(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object), np.zeros(0), np.zeros(0))
     async with sessionmaker() as session:
-        await (await driver_connection(session)).executemany(
+        await (await driver_connection(session)).execute(
             _STORE,
-            [(cid, generation[cid], scorer.version, products, scores, why) for cid, products, scores, why in found],
+            [r["customer_id"] for r in states],
+            [r["generation"] for r in states],
+            scorer.version,
+            found.customer_ids.tolist(),
+            found.products.tolist(),
+            found.propensities.tolist(),
+            found.reasons.tolist(),
         )
         await session.commit()
-    return len(found)
+    return len(states)
 
 
 class ScoringPipeline:
@@ -218,8 +298,9 @@ class ScoringPipeline:
     async def add(self, states, rows) -> None:
         pending, self._pending = self._pending, None
         found = await pending[1] if pending is not None else None  # one chunk in the model at a time
-        model = self.scorer.model
-        scoring = asyncio.ensure_future(asyncio.to_thread(_score_chunk, model, rows) if len(rows) else _none())
+        scoring = asyncio.ensure_future(
+            asyncio.to_thread(_score_states, self.scorer, states, rows) if len(rows) else _none()
+        )
         self._pending = (states, scoring)
         if pending is not None:
             self.scored += await _store(self.scorer, self._sessionmaker, pending[0], found)
@@ -236,8 +317,8 @@ class ScoringPipeline:
             self._pending = None
 
 
-async def _none() -> list:
-    return []
+async def _none() -> None:
+    return None
 
 
 async def score_states(sessionmaker, *, chunk: int = 5000, scorer: ServingScorer | None = None) -> int | None:
