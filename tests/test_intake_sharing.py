@@ -59,7 +59,7 @@ async def _customers(engine, tag: str, count: int) -> dict[str, int]:
 
 async def _drop(engine, ids: list[int]) -> None:
     async with engine.begin() as conn:
-        for table in ("retier_mark", "customer_offer_state", "customer_activity_daily", "customer_event"):
+        for table in ("customer_offer_state", "customer_event"):  # delete_customers takes the marks and rollups
             await conn.execute(text(f"DELETE FROM {table} WHERE customer_id = ANY(:ids)"), {"ids": ids})
         await delete_customers(conn, "id = ANY(:ids)", {"ids": ids})
 

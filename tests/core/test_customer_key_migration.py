@@ -6,12 +6,11 @@ import asyncio
 
 import pytest
 from alembic import command
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.migrations import alembic_config
 from app.models import metadata
+from tests.core.migration_sql import run_sql, table_counts
 
 BEFORE = "f9c0ffee0030"
 AFTER = "a5c0ffee0032"
@@ -53,26 +52,8 @@ WHERE c.conrelid = CAST(:table AS regclass) AND c.conname = :name
 """
 
 
-async def _run(url: str, statements: list[str], params: list[dict] | None = None) -> list:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            results = []
-            for sql, values in zip(statements, params or [{}] * len(statements), strict=True):
-                result = await connection.execute(text(sql), values)
-                results.append(result.all() if result.returns_rows else None)
-            return results
-    finally:
-        await engine.dispose()
-
-
-def _counts(url: str) -> dict[str, int]:
-    rows = asyncio.run(_run(url, [f"SELECT count(*) FROM {table}" for table in COUNTS]))
-    return {table: result[0][0] for table, result in zip(COUNTS, rows, strict=True)}
-
-
 def _keys(url: str, names: list[tuple[str, str]]) -> list[str | None]:
-    rows = asyncio.run(_run(url, [KEY_COLUMNS] * len(names), [{"table": t, "name": n} for t, n in names]))
+    rows = asyncio.run(run_sql(url, [KEY_COLUMNS] * len(names), [{"table": t, "name": n} for t, n in names]))
     return [result[0][0] for result in rows]
 
 
@@ -80,10 +61,10 @@ def test_rows_kept_keys_gain_customer_id_and_back(scratch_database):
     url = scratch_database()
     config = alembic_config(url)
     command.upgrade(config, BEFORE)
-    asyncio.run(_run(url, SEED))
+    asyncio.run(run_sql(url, SEED))
 
     command.upgrade(config, AFTER)
-    assert _counts(url) == COUNTS
+    assert table_counts(url, COUNTS) == COUNTS
     keyed = [t for t in COUNTS if t != "manager_task"]
     assert _keys(url, [(t, f"pk_{t}") for t in keyed]) == ["customer_id,id"] * len(keyed)
     for table in keyed:  # the models say the same (autogenerate does not compare primary keys)
@@ -96,9 +77,9 @@ def test_rows_kept_keys_gain_customer_id_and_back(scratch_database):
         ],
     ) == ["customer_id,membership_id", "customer_id,contact_id"]
     with pytest.raises(IntegrityError):  # a task may not name another customer's contact
-        asyncio.run(_run(url, ["UPDATE manager_task SET customer_id = 1"]))
+        asyncio.run(run_sql(url, ["UPDATE manager_task SET customer_id = 1"]))
     [moves, new_use, _, cleared] = asyncio.run(
-        _run(
+        run_sql(
             url,
             [
                 "SELECT membership_id, customer_id FROM community_membership_move ORDER BY id",
@@ -115,7 +96,7 @@ def test_rows_kept_keys_gain_customer_id_and_back(scratch_database):
 
     command.downgrade(config, BEFORE)
     expected = {**COUNTS, "benefit_use": 2, "manager_contact": 0}
-    assert _counts(url) == expected
+    assert table_counts(url, COUNTS) == expected
     assert _keys(url, [(t, f"pk_{t}") for t in keyed]) == ["id"] * len(keyed)
     assert _keys(
         url,
@@ -126,7 +107,7 @@ def test_rows_kept_keys_gain_customer_id_and_back(scratch_database):
         ],
     ) == ["membership_id", "contact_id", "customer_id"]
     [indexes, move_columns] = asyncio.run(
-        _run(
+        run_sql(
             url,
             [
                 "SELECT count(*) FROM pg_indexes WHERE indexname IN ('ix_activity_participation_customer', "
@@ -140,4 +121,4 @@ def test_rows_kept_keys_gain_customer_id_and_back(scratch_database):
     assert indexes == [(5,)]
     assert move_columns == [(0,)]
     command.upgrade(config, AFTER)
-    assert _counts(url) == expected
+    assert table_counts(url, COUNTS) == expected

@@ -5,10 +5,9 @@ import asyncio
 import uuid
 
 from alembic import command
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.migrations import alembic_config
+from tests.core.migration_sql import run_sql, table_counts
 
 BEFORE = "f1c0ffee0022"
 PARTITIONED = "f9c0ffee0030"
@@ -40,34 +39,16 @@ COUNTS = {
 }
 
 
-async def _run(url: str, statements: list[str]) -> list:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            results = []
-            for sql in statements:
-                result = await connection.execute(text(sql))
-                results.append(result.all() if result.returns_rows else None)
-            return results
-    finally:
-        await engine.dispose()
-
-
-def _counts(url: str) -> dict[str, int]:
-    rows = asyncio.run(_run(url, [f"SELECT count(*) FROM {table}" for table in COUNTS]))
-    return {table: result[0][0] for table, result in zip(COUNTS, rows, strict=True)}
-
-
 def test_existing_rows_move_into_their_months_and_back(scratch_database):
     url = scratch_database()
     config = alembic_config(url)
     command.upgrade(config, BEFORE)
-    asyncio.run(_run(url, SEED))
+    asyncio.run(run_sql(url, SEED))
 
     command.upgrade(config, PARTITIONED)
-    assert _counts(url) == COUNTS
+    assert table_counts(url, COUNTS) == COUNTS
     [old_event, kind, old_audit, months, default_rows] = asyncio.run(
-        _run(
+        run_sql(
             url,
             [
                 "SELECT count(*) FROM customer_event_p202403 WHERE event_id = 'e-old'",
@@ -83,7 +64,7 @@ def test_existing_rows_move_into_their_months_and_back(scratch_database):
     assert months[0][0] >= 19  # June 2025 to three months ahead of now, and the default partition
     # the sequence carries on in the new table, and a retried event is still refused
     [new_id, retried] = asyncio.run(
-        _run(
+        run_sql(
             url,
             [
                 "INSERT INTO audit_event (actor, action, entity_type, entity_key) "
@@ -97,9 +78,9 @@ def test_existing_rows_move_into_their_months_and_back(scratch_database):
     assert new_id[0][0] == 2 and retried == []
 
     command.downgrade(config, BEFORE)
-    assert _counts(url) == {**COUNTS, "audit_event": 2}
+    assert table_counts(url, COUNTS) == {**COUNTS, "audit_event": 2}
     [kind, key] = asyncio.run(
-        _run(
+        run_sql(
             url,
             [
                 "SELECT relkind::text FROM pg_class WHERE relname = 'recommendation_item'",
