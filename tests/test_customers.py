@@ -282,13 +282,7 @@ async def test_import_keeps_good_lines_and_reports_each_bad_one(client, as_role,
         "",
         json.dumps({"customer_id": "I3", **customer_body(risk_level=None, risk_assessed_at=None)}),
     ]
-    response = await client.post(
-        "/v1/customers/import",
-        content="\n".join(lines).encode(),
-        headers={**as_role("integration"), "Content-Type": "application/x-ndjson"},
-    )
-    assert response.status_code == 200, response.text
-    result = response.json()
+    result = await _import(client, as_role, lines)
     assert result["accepted"] == 2 and result["created"] == 2 and result["rejected"] == 2
     assert [r["line"] for r in result["rejections"]] == [2, 3]
     assert result["rejections"][1]["pointer"] == "/segment"
@@ -321,13 +315,7 @@ async def test_an_import_stores_each_field_as_a_put_would_and_a_later_line_of_a_
         json.dumps({"customer_id": "IM3", **customer_body(attributes={"shoe_size": 42})}),
         json.dumps({"customer_id": "IM2", **customer_body(display_name="Second", risk_level=None)}),
     ]
-    response = await client.post(
-        "/v1/customers/import",
-        content="\n".join(lines).encode(),
-        headers={**as_role("integration"), "Content-Type": "application/x-ndjson"},
-    )
-    assert response.status_code == 200, response.text
-    result = response.json()
+    result = await _import(client, as_role, lines)
     assert (result["accepted"], result["created"], result["updated"], result["rejected"]) == (3, 1, 1, 1)
     assert [(r["line"], r["pointer"]) for r in result["rejections"]] == [(3, "/attributes/shoe_size")]
     updated = (await client.get("/v1/customers/IM1", headers=as_role("app"))).json()
@@ -338,3 +326,14 @@ async def test_an_import_stores_each_field_as_a_put_would_and_a_later_line_of_a_
     created = (await client.get("/v1/customers/IM2", headers=as_role("app"))).json()
     assert created["display_name"] == "Second" and created["risk_level"] is None
     assert (await client.get("/v1/customers/IM3", headers=as_role("app"))).status_code == 404
+
+
+async def _import(client, as_role, lines: list[str]) -> dict:
+    """POST the lines as one NDJSON import; its 200 summary."""
+    response = await client.post(
+        "/v1/customers/import",
+        content="\n".join(lines).encode(),
+        headers={**as_role("integration"), "Content-Type": "application/x-ndjson"},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()

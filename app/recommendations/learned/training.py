@@ -203,15 +203,7 @@ def _split(
     rows: FeatureRows, matrix: np.ndarray, labels: np.ndarray, weights: np.ndarray, mask: np.ndarray
 ) -> TrainingData:
     index = np.nonzero(mask)[0]
-    part = FeatureRows(
-        rows.customer_ids[index],
-        [rows.months[i] for i in index],
-        rows.masks[index],
-        rows.accepted[index],
-        rows.numbers[index],
-        [rows.categories[i] for i in index],
-    )
-    return TrainingData(matrix[index], part, labels[index], weights[index])
+    return TrainingData(matrix[index], rows.take(mask), labels[index], weights[index])
 
 
 def train(rows: FeatureRows, keep_per_million: int, spec: FeatureSpec, options: TrainingOptions) -> TrainingResult:
