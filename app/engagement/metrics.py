@@ -73,7 +73,8 @@ def _satisfaction(row) -> dict:
     nps = None
     if row.nps_responses:
         nps = round(100.0 * (row.promoters - row.detractors) / row.nps_responses, 2)
-    csat = round(float(row.csat_total) / row.csat_responses, 3) if row.csat_responses else None
+    # sum() of integers is numeric (a Decimal): both sides as float, or Python refuses float / Decimal
+    csat = round(float(row.csat_total) / float(row.csat_responses), 3) if row.csat_responses else None
     return {
         "customers": row.customers,
         "nps_responses": row.nps_responses,

@@ -125,6 +125,17 @@ async def test_membership_lifecycle_capacity_activity_and_metrics(client, as_rol
             "occurred_at": ago(hours=2),
         }
         assert (await client.post("/v1/feedback/surveys", json=survey, headers=as_role("app"))).status_code == 201
+    for customer, score in (("M1", 5), ("M1", 4), ("N1", 2)):  # CSAT: sums of integers come back as numeric
+        survey = {
+            "event_id": f"csat-{customer}-{score}",
+            "customer_id": customer,
+            "kind": "csat",
+            "score": score,
+            "channel": "mobile",
+            "touchpoint": "app",
+            "occurred_at": ago(hours=1),
+        }
+        assert (await client.post("/v1/feedback/surveys", json=survey, headers=as_role("app"))).status_code == 201
 
     response = await client.get("/v1/communities/young-families/metrics", headers=as_role("admin"))
     assert response.status_code == 200, response.text
@@ -135,6 +146,8 @@ async def test_membership_lifecycle_capacity_activity_and_metrics(client, as_rol
     # non-members of the members' tier (casual): N1 (detractor), N2 (passive) and M2, who left (no answer)
     assert m["non_members_satisfaction"]["customers"] == 3
     assert m["non_members_satisfaction"]["nps"] == -50.0
+    assert (m["members_satisfaction"]["csat_responses"], m["members_satisfaction"]["csat_avg"]) == (2, 4.5)
+    assert (m["non_members_satisfaction"]["csat_responses"], m["non_members_satisfaction"]["csat_avg"]) == (1, 2.0)
 
     member_list = await client.get("/v1/communities/young-families/members?state=joined", headers=as_role("admin"))
     assert [i["customer_id"] for i in member_list.json()["items"]] == ["M1", "M3"]
