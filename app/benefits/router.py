@@ -30,7 +30,7 @@ from app.core.idempotency import creates
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
 from app.core.serializers import document_serializer
-from app.core.strict import BIGINT_MAX, ParamInteger, QueryBoolean
+from app.core.strict import BIGINT_MAX, NO_NUL_PATTERN, ParamInteger, QueryBoolean
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalIdPath
 from app.reports.router import FromParam, ToParam, time_range
 
@@ -257,7 +257,9 @@ async def benefit_take_up(
     from_: FromParam = None,
     to: ToParam = None,
     benefit_code: Annotated[str | None, Query(max_length=40, description="Only this benefit.")] = None,
-    policy_key: Annotated[str | None, Query(max_length=40, description="Only tiers of this policy.")] = None,
+    policy_key: Annotated[
+        str | None, Query(max_length=40, pattern=NO_NUL_PATTERN, description="Only tiers of this policy.")
+    ] = None,
 ) -> TakeUpReport:
     """Per benefit and tier it is attached to: customers holding the tier now, distinct customers who used it
     through that tier in [from, to), uses, and the take-up rate (users / holders)."""

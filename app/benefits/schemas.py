@@ -96,8 +96,8 @@ class Attachment(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    policy_key: PolicyKey
-    tier: TierCode
+    policy_key: PolicyKey = Field(examples=["loyalty"])
+    tier: TierCode = Field(examples=["iron_fan"])
     condition: Condition | None = Field(
         None,
         description="An extra condition in the rule language (e.g. the birthday month); null: always with the tier.",

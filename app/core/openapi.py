@@ -190,6 +190,10 @@ def install_openapi(app: FastAPI) -> None:
                         if operation.get("security") and status.startswith(RATE_LIMITED_ANSWER):
                             response["headers"] = {**response.get("headers", {}), **RATE_LIMIT_HEADER_REFS}
                     operation["responses"] = dict(sorted(responses.items()))
+                    if "428" in responses:  # If-Match is required where its absence is answered 428
+                        for parameter in operation.get("parameters", []):
+                            if parameter["in"] == "header" and parameter["name"].lower() == "if-match":
+                                parameter["required"] = True
             document.setdefault("components", {})["headers"] = dict(RATE_LIMIT_HEADERS)
             _document_consistency_token(document)
             schemas = document["components"].setdefault("schemas", {})

@@ -206,5 +206,8 @@ def both_or_neither(first: str, second: str, *, unset_first: dict | None = None,
     return {"not": {"anyOf": only}}
 
 
+NO_NUL_PATTERN = r"^[^\x00]*$"
+"""A key or filter that is looked up in the database: any text but NUL (which Postgres text cannot store)."""
+
 TEXT_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
 """A name or a reason: some character other than whitespace, and no NUL (which Postgres text cannot store)."""

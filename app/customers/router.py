@@ -18,7 +18,7 @@ from app.core.etag import (
 from app.core.idempotency import LOCATION_HEADER, creates
 from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from app.core.security import Scope, require_scope
-from app.core.strict import ParamInteger, QueryBoolean
+from app.core.strict import NO_NUL_PATTERN, ParamInteger, QueryBoolean
 from app.customers import flows, service
 from app.customers.intake_schemas import EventBatch, EventBatchResult, ImportResult
 from app.customers.schemas import (
@@ -61,7 +61,9 @@ async def list_customers(
     limit: LimitParam = 50,
     segment: Segment | None = None,
     risk_level: Annotated[ParamInteger(1, 5) | None, Query()] = None,
-    policy: Annotated[str | None, Query(alias="policy_key", max_length=40, description="Tier policy key.")] = None,
+    policy: Annotated[
+        str | None, Query(alias="policy_key", max_length=40, pattern=NO_NUL_PATTERN, description="Tier policy key.")
+    ] = None,
     tier: Annotated[str | None, Query(max_length=40, description="Tier under `policy_key`.")] = None,
     at_risk: Annotated[
         QueryBoolean | None, Query(description="Downgrade pending under `policy_key`: the retention list.")
@@ -217,6 +219,7 @@ async def patch_customer(
     """Change some profile fields; custom attributes are merged (null removes one). With If-Match, only if
     nobody changed the customer since you read it (412)."""
     if conditional.if_match is not None:
+        await service.customer_id_of(session, external_id)  # 404 first: RFC 9110 13.2.1, preconditions come after
         await _check_current(session, external_id, conditional)
     await flows.patch_customer(session, external_id, body)
     return conditional.respond(await _read(session, external_id))

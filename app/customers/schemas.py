@@ -38,7 +38,7 @@ LoginChannel = TypeAliasType(
     "LoginChannel", Annotated[Literal["mobile", "web"], Field(description="Which app the customer logged in to.")]
 )
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
-ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN)]
+ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN), Field(examples=["C00000042"])]
 CUSTOMER_ID_EXAMPLE = "C00000042"
 ExternalIdPath = Annotated[
     ExternalId, Path(alias="customer_id", description="The bank's own customer id.", examples=[CUSTOMER_ID_EXAMPLE])
@@ -128,7 +128,6 @@ class CustomerUpsert(CustomerFields):
                     "risk_level": 3,
                     "risk_assessed_at": "2026-02-10T14:00:00Z",
                     "marketing_consent": True,
-                    "attributes": {"employer_payroll": True},
                 }
             ],
         },
@@ -271,7 +270,7 @@ class CustomerRead(CustomerSummary):
 class HoldingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    product_code: str = Field(min_length=1, max_length=40)
+    product_code: str = Field(min_length=1, max_length=40, examples=["savings_account"])
     opened_at: Day | None = None
     balance: Money = Field(description="Balance in the configured currency; loans and cards as amounts owed.")
     as_of: Day = Field(description="The date the balance was taken.")

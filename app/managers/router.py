@@ -13,7 +13,7 @@ from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES
 from app.core.idempotency import creates
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
-from app.core.strict import BIGINT_MAX, ParamInteger
+from app.core.strict import BIGINT_MAX, NO_NUL_PATTERN, ParamInteger
 from app.customers.schemas import ExternalIdPath
 from app.managers import service, worklist
 from app.managers.schemas import (
@@ -74,8 +74,10 @@ async def create_manager(body: ManagerCreate, session: SessionDep) -> ManagerRea
 async def list_managers(
     session: SessionDep,
     page: PageParams,
-    team: Annotated[str | None, Query(max_length=100, description="Only this team.")] = None,
-    policy_key: Annotated[str | None, Query(max_length=40, description="Only managers serving this policy.")] = None,
+    team: Annotated[str | None, Query(max_length=100, pattern=NO_NUL_PATTERN, description="Only this team.")] = None,
+    policy_key: Annotated[
+        str | None, Query(max_length=40, pattern=NO_NUL_PATTERN, description="Only managers serving this policy.")
+    ] = None,
 ) -> Page[ManagerRead]:
     """Managers in creation order; follow `next_cursor`."""
     rows = await service.list_managers(session, page, team=team, policy_key=policy_key)

@@ -61,9 +61,16 @@ class GoneQuietRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lifecycle_policy_key: PolicyKey = Field("lifecycle", description="The policy whose tiers say who went quiet.")
-    quiet_tiers: list[TierCode] = Field(default_factory=lambda: ["declining", "dormant"], min_length=1, max_length=20)
+    quiet_tiers: list[TierCode] = Field(
+        default_factory=lambda: ["declining", "dormant"],
+        min_length=1,
+        max_length=20,
+        examples=[["declining", "dormant"]],
+    )
     valuable_policy_key: PolicyKey = Field("wealth", description="The policy whose tiers say who is valuable.")
-    valuable_tiers: list[TierCode] = Field(default_factory=lambda: ["private", "wealth"], min_length=1, max_length=20)
+    valuable_tiers: list[TierCode] = Field(
+        default_factory=lambda: ["private", "wealth"], min_length=1, max_length=20, examples=[["private", "wealth"]]
+    )
     min_churn_risk: Numeric(5, 4, ge=Decimal(0), le=Decimal(1)) | None = Field(
         None,
         description="A valuable customer whose churn_risk (the features view's score by the newest churn model, "

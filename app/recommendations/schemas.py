@@ -171,7 +171,7 @@ class FilteredProduct(BaseModel):
     detail: str
 
 
-FallbackText = Annotated[str, Field(min_length=1, max_length=500)]
+FallbackText = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00]+$")]  # no NUL: text
 
 
 class FallbackItem(BaseModel):

@@ -13,7 +13,7 @@ from app.core.db import ReadSessionDep, SessionDep
 from app.core.errors import InvalidInput, problem_responses
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
-from app.core.strict import DAY_PATTERN, TIME_PATTERN, YEARS, Timestamp
+from app.core.strict import DAY_PATTERN, NO_NUL_PATTERN, TIME_PATTERN, YEARS, Timestamp
 from app.reports import margins, service, value
 from app.reports.schemas import (
     ChurnModelRead,
@@ -37,7 +37,9 @@ router = APIRouter(
 )
 
 DEFAULT_RANGE = timedelta(days=30)
-PolicyParam = Annotated[str, Query(alias="policy_key", min_length=1, max_length=40, description="Tier policy key.")]
+PolicyParam = Annotated[
+    str, Query(alias="policy_key", min_length=1, max_length=40, pattern=NO_NUL_PATTERN, description="Tier policy key.")
+]  # no NUL: the database cannot hold it, so the schema says so rather than a 422 unannounced
 # A date or a date-time, years 1900..2100 as app.core.strict bounds every moment (a range never overflows).
 MOMENT_PATTERN = f"{DAY_PATTERN}|{TIME_PATTERN}"
 _MOMENT = TypeAdapter(Timestamp)
@@ -183,7 +185,9 @@ async def manager_performance(
     policy: PolicyParam = "wealth",
     from_: FromParam = None,
     to: ToParam = None,
-    team: Annotated[str | None, Query(min_length=1, max_length=100, description="Only this team.")] = None,
+    team: Annotated[
+        str | None, Query(min_length=1, max_length=100, pattern=NO_NUL_PATTERN, description="Only this team.")
+    ] = None,
 ) -> Page[ManagerPerformance]:
     """Per manager of a policy, by id: customers served now; contacts made and tasks closed done (and on time: by
     their due date) in [from, to); the retention of the portfolio they served at `from` (same tier or above at

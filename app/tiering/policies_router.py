@@ -11,7 +11,7 @@ from app.core.etag import CONDITIONAL_GET_RESPONSES, ConditionalGet, matches_if_
 from app.core.idempotency import creates
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
-from app.core.strict import INT_MAX, ParamInteger
+from app.core.strict import INT_MAX, NO_NUL_PATTERN, ParamInteger
 from app.tiering import policies, runs, simulation
 from app.tiering.models import TierPolicy, TierPolicyVersion
 from app.tiering.schemas import (
@@ -34,7 +34,14 @@ router = APIRouter(prefix="/v1/tier-policies", tags=["tier-policies"])
 READ = [require_scope(Scope.POLICIES_READ)]
 WRITE = [require_scope(Scope.POLICIES_WRITE)]
 KeyPath = Annotated[
-    str, Path(alias="policy_key", max_length=40, description="The policy key, e.g. `wealth`.", examples=["wealth"])
+    str,
+    Path(
+        alias="policy_key",
+        max_length=40,
+        pattern=NO_NUL_PATTERN,
+        description="The policy key, e.g. `wealth`.",
+        examples=["wealth"],
+    ),
 ]
 VersionPath = Annotated[ParamInteger(1, INT_MAX), Path(description="The version number.", examples=[1])]
 ETAG_HEADER = {

@@ -29,7 +29,7 @@ from app.core.pagination import (
     page_of,
 )
 from app.core.security import Scope, require_scope
-from app.core.strict import ParamInteger
+from app.core.strict import NO_NUL_PATTERN, ParamInteger
 from app.customers import flows as customer_flows
 from app.customers import service as customers_service
 from app.customers.schemas import EXTERNAL_ID_PATTERN, ExternalIdPath
@@ -58,7 +58,9 @@ transitions_router = APIRouter(prefix="/v1/tier-transitions", tags=["tiers"], re
 bulk_tiers_router = APIRouter(prefix="/v1/customers", tags=["tiers"], responses=problem_responses(401, 403))
 care_router = APIRouter(prefix="/v1/care-calendar", tags=["tiers"], responses=problem_responses(401, 403))
 
-PolicyKeyPath = Annotated[str, Path(max_length=40, description="The policy key, e.g. `wealth`.", examples=["wealth"])]
+PolicyKeyPath = Annotated[
+    str, Path(max_length=40, pattern=NO_NUL_PATTERN, description="The policy key, e.g. `wealth`.", examples=["wealth"])
+]
 
 
 ASKED_DEFAULT = reads.TiersAsked()
@@ -359,7 +361,8 @@ async def list_tier_transitions(
     session: SessionDep,
     cursor: key_cursor_param(2) = None,
     policy: Annotated[
-        str | None, Query(alias="policy_key", max_length=40, description="Only this policy's moves.")
+        str | None,
+        Query(alias="policy_key", max_length=40, pattern=NO_NUL_PATTERN, description="Only this policy's moves."),
     ] = None,
     limit: LimitParam = 100,
 ) -> TierTransitionPage:
