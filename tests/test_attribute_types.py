@@ -67,3 +67,15 @@ async def test_a_type_a_product_s_eligibility_compares_cannot_change(client, as_
     )
     assert patched.status_code == 200, patched.text
     assert (await _declare(client, as_role, "income", "string")).status_code == 409
+
+
+async def test_a_product_created_without_eligibility_holds_no_type(client, as_role):
+    """POST a product with eligibility: null stores JSON null, which is no condition (it was read as one: a 422
+    on every later type change, found by schemathesis)."""
+    assert (await _declare(client, as_role, "income", "number")).status_code == 200
+    product = {"product_code": "open-to-all", "name": "Open to all", "category": "deposit", "risk_level": 1}
+    created = await client.post(
+        "/v1/products", headers=as_role("admin"), json={**product, "channels": ["web"], "eligibility": None}
+    )
+    assert created.status_code == 201, created.text
+    assert (await _declare(client, as_role, "income", "string")).status_code == 200

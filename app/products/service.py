@@ -86,8 +86,10 @@ async def products_reading_attribute(session: AsyncSession, name: str) -> list[s
     rows = await session.execute(
         select(Product.code, Product.eligibility).where(Product.eligibility.is_not(None)).order_by(Product.code)
     )
-    return [
-        f"product {code}" for code, eligibility in rows if name in referenced_attributes(parse_condition(eligibility))
+    return [  # JSON null (a product created with eligibility: null) is no condition either
+        f"product {code}"
+        for code, eligibility in rows
+        if eligibility is not None and name in referenced_attributes(parse_condition(eligibility))
     ]
 
 
