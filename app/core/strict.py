@@ -149,14 +149,17 @@ def Numeric(
     ge: Decimal | None = None,
     gt: Decimal | None = None,  # noqa: N802
     le: Decimal | None = None,
+    pattern: str | None = None,
 ) -> Any:
     """A decimal for a NUMERIC(digits, places) column: a JSON number or a plain decimal string ("1250.50") with at
-    most `places` decimals, within the column (below 10^(digits - places) in size) and [ge or gt, le] when given."""
+    most `places` decimals, within the column (below 10^(digits - places) in size) and [ge or gt, le] when given.
+    `pattern`: the strings allowed, when the bounds are narrower than the column's (so the string form states them
+    as the number form does: a pattern the bounds refuse part of would publish values that are refused)."""
     column = Decimal(10) ** (digits - places)
     lower = {"ge": ge} if ge is not None else {"gt": gt if gt is not None else -column}
     upper = {"le": le} if le is not None else {"lt": column}
     sign = "-?" if (ge if ge is not None else lower["gt"]) < 0 else ""
-    pattern = rf"^{sign}[0-9]{{1,{digits - places}}}(\.[0-9]{{1,{places}}})?$"
+    pattern = pattern or rf"^{sign}[0-9]{{1,{digits - places}}}(\.[0-9]{{1,{places}}})?$"
     compiled = re.compile(pattern)
 
     def check(value: Any) -> Any:

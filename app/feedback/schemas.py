@@ -201,6 +201,11 @@ class SurveyIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
+            # score_fits_kind, published: a csat score is 1..5 (an nps one 0..10, as `score` says)
+            "not": {
+                "required": ["kind", "score"],
+                "properties": {"kind": {"const": "csat"}, "score": {"not": {"minimum": 1, "maximum": 5}}},
+            },
             "examples": [
                 {
                     "event_id": "srv-5521-88120",
@@ -221,7 +226,7 @@ class SurveyIn(BaseModel):
                     "touchpoint": "mortgage_appointment",
                     "occurred_at": "2026-11-21T15:00:00Z",
                 },
-            ]
+            ],
         },
     )
 

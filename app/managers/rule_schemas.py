@@ -21,6 +21,10 @@ HolidayNames = Annotated[
 ]
 
 
+SHARE_PATTERN = r"^0\.([1-4][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9]|50{0,3})$"  # (0, 0.5], 4 places
+PROBABILITY_PATTERN = r"^(0(\.[0-9]{1,4})?|1(\.0{1,4})?)$"  # [0, 1], 4 places
+
+
 class CareRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -50,7 +54,7 @@ class ComplaintSlaRule(BaseModel):
 class NearMissRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    share: Numeric(5, 4, gt=Decimal(0), le=Decimal("0.5")) = Field(
+    share: Numeric(5, 4, gt=Decimal(0), le=Decimal("0.5"), pattern=SHARE_PATTERN) = Field(
         description="A customer is near the next tier of their manager's policy when every condition still unmet "
         "on the cheapest way there (the benefits view's gap) is a number within this share of its threshold.",
         examples=["0.10"],
@@ -71,7 +75,7 @@ class GoneQuietRule(BaseModel):
     valuable_tiers: list[TierCode] = Field(
         default_factory=lambda: ["private", "wealth"], min_length=1, max_length=20, examples=[["private", "wealth"]]
     )
-    min_churn_risk: Numeric(5, 4, ge=Decimal(0), le=Decimal(1)) | None = Field(
+    min_churn_risk: Numeric(5, 4, ge=Decimal(0), le=Decimal(1), pattern=PROBABILITY_PATTERN) | None = Field(
         None,
         description="A valuable customer whose churn_risk (the features view's score by the newest churn model, "
         "GET /v1/reports/churn-models) is at or above this probability gets a gone-quiet task too, its reason "

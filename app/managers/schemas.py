@@ -281,13 +281,23 @@ class TaskUpdate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
+            # published as the route checks them: snoozed_until only with snoozed, contact only with done
+            "not": {
+                "anyOf": [
+                    {
+                        "required": [field],
+                        "properties": {field: {"not": {"type": "null"}}, "state": {"not": {"const": state}}},
+                    }
+                    for field, state in (("snoozed_until", "snoozed"), ("contact", "done"))
+                ]
+            },
             "examples": [
                 {
                     "state": "done",
                     "outcome": "Called; moving savings to a term deposit.",
                     "contact": {"kind": "call", "channel": "phone", "outcome": "reached"},
                 }
-            ]
+            ],
         },
     )
 

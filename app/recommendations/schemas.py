@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from typing_extensions import TypeAliasType
 
 from app.core.i18n import LanguageTag
-from app.core.strict import Boolean, Integer, ParamInteger, QueryBoolean
+from app.core.strict import NO_NUL_PATTERN, Boolean, Integer, ParamInteger, QueryBoolean
 from app.products.schemas import Channel, ProductCategory, ProductCode
 from app.rules.schema import ConditionResult
 
@@ -306,7 +306,7 @@ class ContactRuleIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NO_NUL_PATTERN)
     outcome: ContactOutcome = Field(
         description="ignored_impression: shown with no click, accept or conversion (a programme invitation not "
         "answered); dismiss: turned down (an offer, a programme invitation, or a manager's contact declined)."
