@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSc
 from typing_extensions import TypeAliasType
 
 from app.core.fields import decimal_string
-from app.core.strict import TEXT_PATTERN, Boolean, Integer, Timestamp
+from app.core.strict import TEXT_PATTERN, Boolean, Integer, Timestamp, both_or_neither
 from app.rules.schema import Condition, Operator
 
 BenefitKind = TypeAliasType(
@@ -127,7 +127,10 @@ LOUNGE_EXAMPLE = {
 class BenefitCreate(BaseModel):
     """A new benefit in the catalogue."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [LOUNGE_EXAMPLE]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [LOUNGE_EXAMPLE], **both_or_neither("usage_limit", "usage_period")},
+    )
 
     code: BenefitCode = Field(description="Stable identifier, lowercase: letters, digits, '_' and '-', 2..40.")
     kind: BenefitKind

@@ -68,6 +68,14 @@ Money = decimal_string(
     example="1234.50",
     description="An amount in the service currency: a decimal string, 2 decimals at most.",
 )
+MoneyTotal = decimal_string(
+    digits=30,
+    places=2,
+    sign="any",
+    example="1234567.50",
+    description="A total or average of amounts in the service currency (over customers or holdings, so beyond one "
+    "amount's 16 digits): a decimal string, 2 decimals at most.",
+)
 NonNegativeMoney = decimal_string(
     digits=16,
     places=2,

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import TypeAliasType
 
 from app.core.fields import PositiveMoney
-from app.core.strict import Timestamp
+from app.core.strict import NO_NUL_PATTERN, Timestamp
 from app.customers.schemas import (
     ExternalId,
     HoldingIn,
@@ -21,7 +21,9 @@ from app.customers.schemas import (
 class EventBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=100, description="The sender's id; a retried event is ignored.")
+    event_id: str = Field(
+        min_length=1, max_length=100, pattern=NO_NUL_PATTERN, description="The sender's id; a retried event is ignored."
+    )
     customer_id: ExternalId = Field(description="The bank's external id of the customer.")
     occurred_at: Timestamp
 

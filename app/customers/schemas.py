@@ -17,7 +17,7 @@ from pydantic import (
 )
 from typing_extensions import TypeAliasType
 
-from app.core.fields import Money
+from app.core.fields import Money, MoneyTotal
 from app.core.strict import Boolean, Day, Integer, Timestamp
 
 Segment = TypeAliasType(
@@ -74,6 +74,13 @@ def _not_in_future(value: datetime | None) -> datetime | None:
     return value
 
 
+RISK_LEVEL_WITHOUT_DATE = {
+    "required": ["risk_level"],
+    "properties": {"risk_level": {"not": {"type": "null"}}, "risk_assessed_at": {"type": "null"}},
+}
+"""A risk level without its assessment date (left out, or null): refused."""
+
+
 class CustomerFields(BaseModel):
     """Profile fields shared by upsert and patch."""
 
@@ -119,6 +126,7 @@ class CustomerUpsert(CustomerFields):
         extra="forbid",
         json_schema_extra={
             "dependentRequired": {"risk_level": ["risk_assessed_at"]},
+            "not": RISK_LEVEL_WITHOUT_DATE,  # nor null beside a risk level (risk_level_needs_assessment_date)
             "examples": [
                 {
                     "segment": "retail",
@@ -166,7 +174,9 @@ class CustomerPatch(CustomerFields):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"risk_level": 4, "risk_assessed_at": "2026-11-20T10:00:00Z"}, {"marketing_consent": False}]
+            "examples": [{"risk_level": 4, "risk_assessed_at": "2026-11-20T10:00:00Z"}, {"marketing_consent": False}],
+            # a risk level with the date cleared beside it (whether one left out is needed depends on the stored one)
+            "not": {**RISK_LEVEL_WITHOUT_DATE, "required": ["risk_level", "risk_assessed_at"]},
         },
     )
 
@@ -185,19 +195,19 @@ class CustomerPatch(CustomerFields):
 class CustomerMetrics(BaseModel):
     """Metrics derived from holdings and activity; the same values rules see."""
 
-    aum: Money = Field(description="Assets under management today: deposit, wealth, fund and insurance balances.")
-    aum_avg_3m: Money = Field(description="Daily-average AUM over the trailing three months, to the cent.")
+    aum: MoneyTotal = Field(description="Assets under management today: deposit, wealth, fund and insurance balances.")
+    aum_avg_3m: MoneyTotal = Field(description="Daily-average AUM over the trailing three months, to the cent.")
     aum_trend_3m: Decimal | None = Field(description="Today's AUM against that average: -0.25 is 25% below it.")
-    deposit_balance: Money
-    investment_balance: Money
-    loan_balance: Money
+    deposit_balance: MoneyTotal
+    investment_balance: MoneyTotal
+    loan_balance: MoneyTotal
     products_held_count: int
     held_products: list[str]
     held_categories: list[str]
     tenure_months: int
     age: int | None
     txn_count_90d: int
-    txn_amount_90d: Money
+    txn_amount_90d: MoneyTotal
     days_since_last_txn: int | None
     logins_30d: int
     referrals_12m: int

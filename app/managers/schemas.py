@@ -290,6 +290,12 @@ class TaskUpdate(BaseModel):
                     }
                     for field, state in (("snoozed_until", "snoozed"), ("contact", "done"))
                 ]
+                + [
+                    {
+                        "required": ["state"],
+                        "properties": {"state": {"const": "snoozed"}, "snoozed_until": {"type": "null"}},
+                    }
+                ]
             },
             "examples": [
                 {

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.core.fields import Money, NonNegativeMoney, decimal_string
+from app.core.fields import Money, MoneyTotal, NonNegativeMoney, decimal_string
 from app.recommendations.schemas import RecommendationStrategy
 
 MarginRate = decimal_string(
@@ -34,7 +34,7 @@ class TierDistributionEntry(BaseModel):
     label: str | None = Field(description="The tier's label in the active version; null for a tier it no longer has.")
     rank: int
     customers: int
-    aum: Money = Field(
+    aum: MoneyTotal = Field(
         description="Total assets under management of the tier's customers (deposit, wealth, fund "
         "and insurance balances)."
     )
@@ -65,7 +65,7 @@ class TierDistribution(BaseModel):
 
     policy_key: str
     customers: int
-    aum: Money
+    aum: MoneyTotal
     tiers: list[TierDistributionEntry] = Field(
         description="By effective tier (an unexpired override wins), highest rank first."
     )
@@ -206,29 +206,29 @@ class StickinessReport(BaseModel):
 
 class Contribution(BaseModel):
     customers: int
-    contribution_monthly: Money = Field(
+    contribution_monthly: MoneyTotal = Field(
         description="The sum of the customers' contribution_monthly attribute: the bank's own figure when it feeds "
         "one, else derived from balances and the products' contribution margins."
     )
-    per_customer: Money | None = Field(description="contribution_monthly / customers; null without customers.")
+    per_customer: MoneyTotal | None = Field(description="contribution_monthly / customers; null without customers.")
 
 
 class TierContribution(Contribution):
     tier: str
     label: str | None
     rank: int
-    per_customer: Money
+    per_customer: MoneyTotal
 
 
 class TrendTier(BaseModel):
     tier: str = Field(description="Effective tier now.")
     customers: int
-    contribution: Money
+    contribution: MoneyTotal
 
 
 class ContributionMonth(BaseModel):
     month: date = Field(description="The month's first day.")
-    contribution: Money = Field(
+    contribution: MoneyTotal = Field(
         description="Derived from each product's last balance of the month and its margin now (a figure the bank "
         "feeds has no history)."
     )
@@ -240,7 +240,7 @@ class ContributionReport(BaseModel):
     from_: datetime = Field(alias="from")
     to: datetime
     customers: int
-    contribution_monthly: Money
+    contribution_monthly: MoneyTotal
     tiers: list[TierContribution] = Field(description="By effective tier now, highest rank first.")
     trend: list[ContributionMonth] = Field(description="The months with balances in [from, to), oldest first.")
 

@@ -141,6 +141,7 @@ class SecretRotation(BaseModel):
 
     overlap_hours: float | None = Field(
         None,
+        strict=True,  # a number (an integer too), not true/false
         ge=0,
         le=24 * 7,
         description="How long the previous secret also "

@@ -60,7 +60,7 @@ async def test_the_config_names_what_the_demo_bank_has(session):
     assert named_customers <= customers and erased in customers
     assert erased not in named_customers  # the erasure's customer is no other operation's
 
-    assert set(_values("products")) <= set(await session.scalars(select(Product.code)))
+    assert set(_values("products")) | set(hooks.PRODUCTS) <= set(await session.scalars(select(Product.code)))
     assert set(_values("benefits")) <= set(await session.scalars(select(Benefit.code)))
 
     rows = await session.execute(select(TierPolicy.key, TierPolicyVersion.tiers).join(TierPolicyVersion))
@@ -72,8 +72,11 @@ async def test_the_config_names_what_the_demo_bank_has(session):
     assert _fixed("PUT /v1/contact-cadences/{policy_key}/{tier}")["path.policy_key"] == "wealth"
     served = _fixed("^(POST|PATCH) /v1/relationship-managers")
     assert set(served["body.serves.tiers"]) <= tiers[served["body.serves.policy_key"]]
-    audience = _fixed("^(POST|PATCH) /v1/(communities|activities)(/\\{[a-z_]+\\})?$")
-    assert set(audience["body.audience_tiers"]) <= tiers[audience["body.audience_policy_key"]]
+    audience = {"audience_policy_key": "x", "audience_tiers": ["a", "b", "c"]}
+    hooks._audience(audience)
+    assert set(audience["audience_tiers"]) <= tiers[audience["audience_policy_key"]]
+    override = _fixed("^(GET|PUT|DELETE) /v1/customers/\\{customer_id\\}/tiers/\\{policy_key\\}/override$")
+    assert override["path.policy_key"] == "wealth"
     quiet = _fixed("PUT /v1/worklist-rules")
     assert set(quiet["body.gone_quiet.quiet_tiers"]) <= tiers[quiet["body.gone_quiet.lifecycle_policy_key"]]
     assert set(quiet["body.gone_quiet.valuable_tiers"]) <= tiers[quiet["body.gone_quiet.valuable_policy_key"]]
@@ -81,6 +84,7 @@ async def test_the_config_names_what_the_demo_bank_has(session):
     attributes = {a.name: a for a in list_attributes(await load_catalog(session))}
     what_if = _fixed("POST /v1/tier-policies/{policy_key}/versions/{version}/evaluate")["body.attributes"]
     assert set(what_if) <= set(attributes)
-    for op, value in (("contains", "x"), ("is_null", True), ("eq", True), ("gt", 1), ("in", ["retail"])):
+    for op, value in (("contains", "x"), ("is_null", True), ("eq", True), ("between", [1, 2]), ("in", ["retail"])):
         attribute = attributes[hooks._attribute_for(op, value)]
         assert op in attribute.operators, (op, attribute)
+    assert hooks._attribute_for("lt", "2026-01-01") == hooks.DATE_ATTRIBUTE not in attributes  # the hooks declare it

@@ -30,6 +30,7 @@ def _moment(value: object, *, end: bool = False) -> datetime | None:
     """The instant a query or body time names, as the API reads it (a date `to` includes that whole day)."""
     if not isinstance(value, str):
         return None
+    value = value.upper()  # 2026-11-01t00:00z: the API takes T and Z in either case
     try:
         if len(value) == 10:
             day = datetime.fromisoformat(value).replace(tzinfo=UTC)
@@ -65,7 +66,16 @@ def _ordered(container: dict, start: str, end: str, *, max_window: timedelta | N
         container[start] = _iso(ends - timedelta(days=30))
 
 
-NOT_IN_FUTURE = {"occurred_at", "opened_at", "risk_assessed_at", "onboarded_at", "referred_at", "at", "as_of"}
+NOT_IN_FUTURE = {
+    "occurred_at",
+    "opened_at",
+    "risk_assessed_at",
+    "onboarded_at",
+    "referred_at",
+    "at",
+    "as_of",
+    "birth_date",
+}
 """Body fields the API refuses in the future (a report of something that happened)."""
 
 
@@ -90,7 +100,21 @@ def _not_in_future(value):
 SET_OPERATORS = {"contains", "contains_any", "contains_none"}
 
 
+ORDER_OPERATORS = {"lt", "lte", "gt", "gte", "between"}
+DATE_ATTRIBUTE = "fuzz_reviewed_on"  # a custom attribute of type date, declared once per run (_declare_date_attribute)
+_declared: list[bool] = []
+
+
+def _declare_date_attribute(case, kwargs: dict) -> None:
+    """Test data: the rule language orders dates, and the demo bank declares no date attribute."""
+    if not _declared:
+        _send(case, kwargs, "PUT", f"/v1/attributes/custom/{DATE_ATTRIBUTE}", {"type": "date"})
+        _declared.append(True)
+
+
 def _attribute_for(op: object, value: object) -> str:
+    """An attribute that takes `op` with a value of this type (a date by order: the date attribute the hooks declare,
+    DATE_ATTRIBUTE)."""
     values = value if isinstance(value, list) else [value]
     if op in SET_OPERATORS:
         return "held_products"
@@ -98,9 +122,9 @@ def _attribute_for(op: object, value: object) -> str:
         return "age"
     if all(isinstance(v, bool) for v in values):
         return "marketing_consent"
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        return "aum"
-    return "segment"
+    if all(isinstance(v, str) for v in values):
+        return DATE_ATTRIBUTE if op in ORDER_OPERATORS else "segment"
+    return "aum"
 
 
 def _known_attributes(value):
@@ -115,11 +139,15 @@ def _known_attributes(value):
     return copy
 
 
-def _get(case, kwargs: dict, path: str) -> requests.Response:
+def _send(case, kwargs: dict, method: str, path: str, body: dict | None = None) -> requests.Response:
     base = case.operation.schema.get_base_url().rstrip("/")
     sent = {**(kwargs.get("headers") or {}), **(case.headers or {})}  # the run's -H key is among the case's
     headers = {k: v for k, v in sent.items() if k.lower() == "x-api-key"}
-    return requests.get(base + path, headers=headers, timeout=30)
+    return requests.request(method, base + path, json=body, headers=headers, timeout=30)
+
+
+def _get(case, kwargs: dict, path: str) -> requests.Response:
+    return _send(case, kwargs, "GET", path)
 
 
 def _if_match_name(case) -> str | None:
@@ -134,9 +162,36 @@ def before_call(context, case, kwargs):
     if case.query:
         window = TEN_YEARS if path.endswith("/metrics") else None
         _ordered(case.query, "from", "to", max_window=window)
+        begins = _moment(case.query.get("from"))
+        if "to" not in case.query and begins is not None and begins >= datetime.now(UTC):
+            case.query["from"] = _iso(datetime.now(UTC) - timedelta(days=30))  # `to` is now: `from` before it
     if isinstance(case.body, dict):
+        _declare_date_attribute(case, kwargs)
         body = _known_attributes(_not_in_future(case.body))
-        _ordered(body, "starts_at", "ends_at")
+        for start, end in (("starts_at", "ends_at"), ("valid_from", "valid_to"), ("active_from", "active_to")):
+            _ordered(body, start, end)
+        _distinct(body.get("holdings"), "product_code", PRODUCTS)
+        if isinstance(body.get("benefit_codes"), list):
+            body["benefit_codes"] = list(dict.fromkeys(body["benefit_codes"]))
+        if path == "/v1/benefits/{benefit_code}":
+            _usage_pair(case, kwargs, body)
+        if isinstance(body.get("attachments"), list):  # a tier of a policy once
+            pairs = {}
+            for item in body["attachments"]:
+                key = (item.get("policy_key"), item.get("tier")) if isinstance(item, dict) else id(item)
+                pairs.setdefault(repr(key), item)
+            body["attachments"] = list(pairs.values())
+        _audience(body)
+        if path == "/v1/customers/{customer_id}/benefits/{benefit_code}/uses":
+            _benefit_channel(case, kwargs, body)
+        if path == "/v1/customers/{customer_id}" and case.method.upper() == "PATCH":
+            _risk_assessed(case, kwargs, body)
+        if path == "/v1/manager-tasks/{task_id}" and body.get("state") == "snoozed":
+            _after_today(body, "snoozed_until")
+        if case.method.upper() == "PATCH" and path == "/v1/products/{product_code}":
+            _ordered_with_stored(case, kwargs, body, "active_from", "active_to")
+        if isinstance(body.get("tiers"), list):
+            _catch_all_last(body["tiers"])
         _one_referral_per_pair(body)
         if path == "/v1/referrals/{referral_id}/transitions":
             _the_referrals_referee(case, kwargs, body)
@@ -150,6 +205,95 @@ def before_call(context, case, kwargs):
 
 
 REFEREES = ("C00000003", "C00000007")  # demo customers (tests/hardening/test_fuzz_data.py)
+PRODUCTS = (  # the demo catalogue
+    "current_account", "savings_account", "term_deposit_12m", "fx_account", "business_account", "money_market_fund",
+    "bond_fund", "balanced_fund", "equity_fund", "structured_note", "private_banking_portfolio", "pension_plan",
+    "life_insurance", "home_insurance", "travel_insurance", "mortgage", "personal_loan", "auto_loan",
+    "sme_credit_line", "credit_card_classic", "credit_card_gold", "credit_card_platinum",
+)  # fmt: skip
+
+
+def _distinct(items: object, field: str, known: tuple[str, ...]) -> None:
+    """Each item of a list names another product: a holding set has each product once."""
+    if not isinstance(items, list):
+        return
+    seen: set = set()
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get(field), str) and item[field] in seen:
+            item[field] = next((k for k in known if k not in seen), item[field])
+        if isinstance(item, dict) and isinstance(item.get(field), str):
+            seen.add(item[field])
+
+
+def _usage_pair(case, kwargs: dict, body: dict) -> None:
+    """usage_limit and usage_period go together in the benefit as changed: a client setting one of them on a
+    benefit that has neither sets both (a period of a month, a limit of one)."""
+    limit, period = body.get("usage_limit"), body.get("usage_period")
+    if (limit is None) == (period is None):
+        return
+    found = _get(case, kwargs, case.formatted_path)
+    if found.status_code != 200:
+        return
+    current = found.json()
+    if limit is not None and body.get("usage_period", current.get("usage_period")) is None:
+        body["usage_period"] = "month"
+    if period is not None and body.get("usage_limit", current.get("usage_limit")) is None:
+        body["usage_limit"] = 1
+
+
+def _audience(body: dict) -> None:
+    """An audience's policy is a demo policy and its tiers are that policy's (as many as were drawn, at most 3)."""
+    if isinstance(body.get("audience_policy_key"), str):
+        body["audience_policy_key"] = "loyalty"
+    tiers = body.get("audience_tiers")
+    if isinstance(tiers, list) and tiers and all(isinstance(t, str) for t in tiers):
+        body["audience_tiers"] = ["iron_fan", "core", "casual"][: len(tiers)]
+
+
+def _benefit_channel(case, kwargs: dict, body: dict) -> None:
+    """A use is taken on one of the benefit's channels: read them first."""
+    found = _get(case, kwargs, f"/v1/benefits/{case.path_parameters.get('benefit_code')}")
+    channels = found.json().get("channels") if found.status_code == 200 else None
+    if isinstance(body.get("channel"), str) and channels and body["channel"] not in channels:
+        body["channel"] = channels[0]
+
+
+def _risk_assessed(case, kwargs: dict, body: dict) -> None:
+    """A risk level goes with the date it was assessed, given or stored: a client setting one sends the date."""
+    if body.get("risk_level") is not None and "risk_assessed_at" not in body:
+        body["risk_assessed_at"] = _iso(datetime.now(UTC) - timedelta(days=1))
+    elif "risk_assessed_at" in body and body["risk_assessed_at"] is None and "risk_level" not in body:
+        found = _get(case, kwargs, case.formatted_path)
+        if found.status_code == 200 and found.json().get("risk_level") is not None:
+            body["risk_level"] = None  # clearing the date clears the level with it
+
+
+def _ordered_with_stored(case, kwargs: dict, body: dict, start: str, end: str) -> None:
+    """A change of one end of a range keeps it after (before) the stored other end."""
+    if (start in body) == (end in body):
+        return
+    found = _get(case, kwargs, case.formatted_path)
+    if found.status_code == 200:
+        merged = {start: found.json().get(start), end: found.json().get(end), **body}
+        _ordered(merged, start, end)
+        body.update({name: merged[name] for name in (start, end) if name in body})
+        if merged[start] is not None and merged[end] is not None and _moment(merged[start]) >= _moment(merged[end]):
+            body[end] = None  # the stored start is later still: the change clears the end
+
+
+def _catch_all_last(tiers: list) -> None:
+    """Tiers after an unconditional one (`{"always": true}`) could never match: a client ends with its catch-all."""
+    for index, tier in enumerate(tiers):
+        if isinstance(tier, dict) and tier.get("condition") == {"always": True}:
+            del tiers[index + 1 :]
+            return
+
+
+def _after_today(body: dict, field: str) -> None:
+    """A snooze ends after today."""
+    day = _moment(body.get(field))
+    if day is None or day.date() <= datetime.now(UTC).date():
+        body[field] = (datetime.now(UTC).date() + timedelta(days=7)).isoformat()
 
 
 def _one_referral_per_pair(body: dict) -> None:
@@ -164,5 +308,10 @@ def _the_referrals_referee(case, kwargs: dict, body: dict) -> None:
     if not isinstance(body.get("referee_customer_id"), str):
         return
     found = _get(case, kwargs, f"/v1/referrals/{case.path_parameters.get('referral_id')}")
-    if found.status_code == 200 and found.json().get("referee_customer_id"):
-        body["referee_customer_id"] = found.json()["referee_customer_id"]
+    if found.status_code != 200:
+        return
+    referral = found.json()
+    if referral.get("referee_customer_id"):
+        body["referee_customer_id"] = referral["referee_customer_id"]
+    elif body["referee_customer_id"] == referral.get("referrer_customer_id"):
+        body["referee_customer_id"] = next(r for r in REFEREES if r != body["referee_customer_id"])
