@@ -77,7 +77,8 @@ _NODE_CONFIG = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, se
 
 
 class AllCondition(BaseModel):
-    """True when every member is true."""
+    """True when every member is true. A condition nests at most 8 levels (all, any and not each add one)
+    and holds at most 200 nodes: deeper or larger is a 422 at the node."""
 
     model_config = ConfigDict(
         **_NODE_CONFIG,

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from app.benefits.models import Benefit
 from app.customers.models import Customer
 from app.demo import generate_demo_bank, load_demo_benefits
+from app.managers.demo import DEMO_MANAGERS
 from app.products.models import Product
 from app.rules.attributes import list_attributes, load_catalog
 from app.tiering.models import TierPolicy, TierPolicyVersion
@@ -66,7 +67,8 @@ async def test_the_config_names_what_the_demo_bank_has(session):
     rows = await session.execute(select(TierPolicy.key, TierPolicyVersion.tiers).join(TierPolicyVersion))
     tiers = {key: {tier["code"] for tier in version_tiers} for key, version_tiers in rows}
     assert set(_values("policies")) == set(tiers)
-    assert set(_values("loyalty_tiers")) <= tiers["loyalty"]
+    assert set(_values("loyalty_tiers")) | set(hooks.LOYALTY_TIERS) <= tiers["loyalty"]
+    assert set(_values("managers")) <= {manager[0] for manager in DEMO_MANAGERS}  # `tierwise demo` loads them
     assert set(_values("wealth_tiers")) <= tiers["wealth"]
     assert _fixed("GET /v1/customers")["query.policy_key"] == "loyalty"
     assert _fixed("PUT /v1/contact-cadences/{policy_key}/{tier}")["path.policy_key"] == "wealth"

@@ -87,7 +87,17 @@ class CommunityUpdate(BaseModel):
     """Fields to change; the audience's three fields are replaced together when `audience` is sent."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"state": "open"}, {"capacity": 800, "goal": "Grow"}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"state": "open"}, {"capacity": 800, "goal": "Grow"}],
+            # the audience's policy and tiers come only with the audience (update_community)
+            "not": {
+                "anyOf": [
+                    {"required": [field], "not": {"required": ["audience"]}}
+                    for field in ("audience_policy_key", "audience_tiers")
+                ]
+            },
+        },
     )
 
     # name, owner_team, audience and state may be left out, not set to null (their types have no null)

@@ -136,7 +136,44 @@ def _known_attributes(value):
     copy = {name: _known_attributes(item) for name, item in value.items()}
     if isinstance(copy.get("attr"), str) and "op" in copy:
         copy["attr"] = _attribute_for(copy["op"], copy.get("value"))
+        bounds = copy.get("value")
+        if copy["op"] == "between" and isinstance(bounds, list) and len(bounds) == 2:
+            if all(isinstance(v, int | float) and not isinstance(v, bool) for v in bounds) or all(
+                isinstance(v, str) for v in bounds
+            ):
+                copy["value"] = sorted(bounds)  # [low, high]
     return copy
+
+
+MAX_DEPTH = 8  # app.rules.schema.MAX_DEPTH: a condition nests at most 8 levels (documented)
+CONDITION_FIELDS = {"condition", "audience", "eligibility"}
+
+
+def _within_depth(node, depth: int = 1):
+    """A condition nested at most MAX_DEPTH levels: deeper nodes become `{"always": true}`, as a client keeps to
+    the documented depth."""
+    if not isinstance(node, dict):
+        return node
+    if depth >= MAX_DEPTH and any(combinator in node for combinator in ("all", "any", "not")):
+        return {"always": True}  # a leaf at the deepest level
+    node = dict(node)
+    for combinator in ("all", "any"):
+        if isinstance(node.get(combinator), list):
+            node[combinator] = [_within_depth(child, depth + 1) for child in node[combinator]]
+    if isinstance(node.get("not"), dict):
+        node["not"] = _within_depth(node["not"], depth + 1)
+    return node
+
+
+def _conditions_within_depth(value):
+    if isinstance(value, list):
+        return [_conditions_within_depth(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    return {
+        name: _within_depth(item) if name in CONDITION_FIELDS else _conditions_within_depth(item)
+        for name, item in value.items()
+    }
 
 
 def _send(case, kwargs: dict, method: str, path: str, body: dict | None = None) -> requests.Response:
@@ -162,22 +199,25 @@ def before_call(context, case, kwargs):
     if case.query:
         window = TEN_YEARS if path.endswith("/metrics") else None
         _ordered(case.query, "from", "to", max_window=window)
-        begins = _moment(case.query.get("from"))
-        if "to" not in case.query and begins is not None and begins >= datetime.now(UTC):
+        begins, now = _moment(case.query.get("from")), datetime.now(UTC)
+        if "to" not in case.query and begins is not None and (begins >= now or (window and now - begins > window)):
             case.query["from"] = _iso(datetime.now(UTC) - timedelta(days=30))  # `to` is now: `from` before it
     if isinstance(case.body, dict):
         _declare_date_attribute(case, kwargs)
-        body = _known_attributes(_not_in_future(case.body))
+        body = _conditions_within_depth(_known_attributes(_not_in_future(case.body)))
         for start, end in (("starts_at", "ends_at"), ("valid_from", "valid_to"), ("active_from", "active_to")):
             _ordered(body, start, end)
         _distinct(body.get("holdings"), "product_code", PRODUCTS)
-        if isinstance(body.get("benefit_codes"), list):
-            body["benefit_codes"] = list(dict.fromkeys(body["benefit_codes"]))
+        codes = body.get("benefit_codes")
+        if isinstance(codes, list) and all(isinstance(code, str) for code in codes):
+            body["benefit_codes"] = list(dict.fromkeys(codes))
         if path == "/v1/benefits/{benefit_code}":
             _usage_pair(case, kwargs, body)
-        if isinstance(body.get("attachments"), list):  # a tier of a policy once
+        if isinstance(body.get("attachments"), list):  # a tier of a policy once, a loyalty tier
             pairs = {}
             for item in body["attachments"]:
+                if isinstance(item, dict) and item.get("policy_key") == "loyalty" and isinstance(item.get("tier"), str):
+                    item["tier"] = item["tier"] if item["tier"] in LOYALTY_TIERS else LOYALTY_TIERS[0]
                 key = (item.get("policy_key"), item.get("tier")) if isinstance(item, dict) else id(item)
                 pairs.setdefault(repr(key), item)
             body["attachments"] = list(pairs.values())
@@ -192,6 +232,7 @@ def before_call(context, case, kwargs):
             _ordered_with_stored(case, kwargs, body, "active_from", "active_to")
         if isinstance(body.get("tiers"), list):
             _catch_all_last(body["tiers"])
+            _one_tier_per_code(body["tiers"])
         _one_referral_per_pair(body)
         if path == "/v1/referrals/{referral_id}/transitions":
             _the_referrals_referee(case, kwargs, body)
@@ -205,6 +246,7 @@ def before_call(context, case, kwargs):
 
 
 REFEREES = ("C00000003", "C00000007")  # demo customers (tests/hardening/test_fuzz_data.py)
+LOYALTY_TIERS = ("iron_fan", "core", "casual")
 PRODUCTS = (  # the demo catalogue
     "current_account", "savings_account", "term_deposit_12m", "fx_account", "business_account", "money_market_fund",
     "bond_fund", "balanced_fund", "equity_fund", "structured_note", "private_banking_portfolio", "pension_plan",
@@ -279,6 +321,17 @@ def _ordered_with_stored(case, kwargs: dict, body: dict, start: str, end: str) -
         body.update({name: merged[name] for name in (start, end) if name in body})
         if merged[start] is not None and merged[end] is not None and _moment(merged[start]) >= _moment(merged[end]):
             body[end] = None  # the stored start is later still: the change clears the end
+
+
+def _one_tier_per_code(tiers: list) -> None:
+    """A policy's tier codes differ: a client writing two tiers names them apart (later duplicates are left out)."""
+    seen: set[str] = set()
+    for tier in list(tiers):
+        code = tier.get("code") if isinstance(tier, dict) else None
+        if isinstance(code, str) and code in seen and len(tiers) > 1:
+            tiers.remove(tier)
+        elif isinstance(code, str):
+            seen.add(code)
 
 
 def _catch_all_last(tiers: list) -> None:
