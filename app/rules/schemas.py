@@ -5,6 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.strict import NO_NUL_PATTERN
 from app.rules.attributes import AttributeType
 
 
@@ -20,8 +21,8 @@ class AttributeDefinitionPut(BaseModel):
     )
 
     type: AttributeType
-    description: str = Field("", max_length=500)
-    unit: str | None = Field(None, max_length=20)
+    description: str = Field("", max_length=500, pattern=NO_NUL_PATTERN)
+    unit: str | None = Field(None, max_length=20, pattern=NO_NUL_PATTERN)
 
 
 class AttributeDefinitionRead(AttributeDefinitionPut):

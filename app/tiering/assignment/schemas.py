@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from app.core.strict import Boolean, QueryBoolean, Timestamp, exactly_one_of
+from app.core.strict import NO_NUL_PATTERN, Boolean, QueryBoolean, Timestamp, exactly_one_of
 from app.customers.schemas import ExternalId
 from app.tiering.schemas import (
     CareOccasion,
@@ -185,7 +185,7 @@ class TierOverridePut(BaseModel):
     )
 
     tier: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
-    reason: str = Field(min_length=3, max_length=1000)
+    reason: str = Field(min_length=3, max_length=1000, pattern=NO_NUL_PATTERN)
     expires_at: Timestamp | None = Field(None, description="When the override stops applying by itself.")
 
 
