@@ -2,6 +2,7 @@
 If-None-Match, 412 problem+json for a stale If-Match on PATCH and DELETE, and writes without If-Match applied."""
 
 from app.core.etag import coded_etag, etag_of, matches_if_match, matches_if_none_match
+from tests.factories import customer_body
 
 HOOK = {"url": "https://hooks.bank.example/tierwise", "event_types": ["tier.upgraded"]}
 
@@ -73,3 +74,16 @@ def test_the_gzip_form_of_a_tag_is_distinct_and_names_the_same_document():
     assert matches_if_match('"abc-gzip"', '"abc"') and matches_if_match('"x", "abc"', '"abc"')
     assert not matches_if_match('W/"abc-gzip"', '"abc"') and not matches_if_match('"abd-gzip"', '"abc"')
     assert not matches_if_none_match('"ab-gzip"', '"abc"') and not matches_if_match('"abc-gzip-gzip"', '"abc"')
+
+
+async def test_a_conditional_patch_of_a_customer_that_does_not_exist_is_a_404(client, as_role):
+    """RFC 9110 13.2.1: preconditions apply only where the answer would otherwise be 2xx, so If-Match (even `*`)
+    on a customer that does not exist is the 404 it is without it, not a 412; a PUT, which would create, is a 412."""
+    headers = {**as_role("integration"), "If-Match": "*"}
+    patched = await client.patch("/v1/customers/NOBODY-17", json={"marketing_consent": True}, headers=headers)
+    assert patched.status_code == 404, patched.text
+    assert (
+        await client.patch("/v1/customers/NOBODY-17", json={"marketing_consent": True}, headers=as_role("integration"))
+    ).status_code == 404
+    created = await client.put("/v1/customers/NOBODY-17", json=customer_body(), headers=headers)
+    assert created.status_code == 412, created.text  # If-Match: * means "only if it exists"
