@@ -2,7 +2,8 @@
 with every writer: the lean bulk read built from it is, byte for byte, the document of each customer's single lean
 read (the schema's serializer, from the row's columns) after a tier run, an override set and removed, the
 per-customer re-tier, the re-tier worker's micro-batch, a new version with other labels and grace, labels edited in
-place, a grace changed in place, and an erasure."""
+place, a grace changed in place, and an erasure; and the tier assignment statement, which writes lean_tail itself
+(tier_assignment_lean_tail, the trigger's function) and so skips the trigger, writes the trigger's bytes."""
 
 from datetime import UTC, datetime, timedelta
 
