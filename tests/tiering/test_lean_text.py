@@ -2,7 +2,8 @@
 with every writer: the lean bulk read built from it is, byte for byte, the document of each customer's single lean
 read (the schema's serializer, from the row's columns) after a tier run, an override set and removed, the
 per-customer re-tier, the re-tier worker's micro-batch, a new version with other labels and grace, labels edited in
-place, a grace changed in place, and an erasure."""
+place, a grace changed in place, and an erasure; and the tier assignment statement, which writes lean_tail itself
+(tier_assignment_lean_tail, the trigger's function) and so skips the trigger, writes the trigger's bytes."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,7 @@ from app.core.db import driver_connection
 from app.customers import retier
 from app.tiering.assignment import reads
 from app.tiering.assignment.lean_json import customers_tiers_lean_json
+from app.tiering.assignment.refresh import refresh_tiers
 from tests.tiering.test_lean_json import _demo, _single_reads
 
 # The stored text, and the text the trigger writes for the same row now (a no-op update, undone).
@@ -34,6 +36,62 @@ async def _same_as_single_reads(session, external_ids) -> bytes:
     assert (await session.execute(text(_STORED))).all() == stored  # nothing stale
     await savepoint.rollback()
     return documents
+
+
+async def _trigger_calls(session) -> int:
+    """How often this transaction entered the trigger function (needs track_functions = 'pl')."""
+    return await session.scalar(
+        text("SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions WHERE funcname = 'tier_assignment_lean'")
+    )
+
+
+async def test_the_assignment_statement_writes_the_text_itself(session):
+    """The tier assignment statement fills lean_tail in the row it writes (migration a7c0ffee0036), inserts and
+    updates alike, so the row trigger's WHEN keeps it out of PL/pgSQL; the text is the trigger's, byte for byte,
+    for new rows, moved tiers, rows entering or in their grace, and rows under an override."""
+    external_ids = await _demo(session)
+    await session.execute(text("SET LOCAL track_functions = 'pl'"))
+    assert await _trigger_calls(session) == 0
+    ids = list(await session.scalars(text("SELECT id FROM customer WHERE erased_at IS NULL ORDER BY id")))
+    # a third without any assignment (inserts), a fifth moved up or down (updates, downgrades into the grace)
+    await session.execute(text("DELETE FROM tier_assignment WHERE customer_id % 3 = 0"))
+    await session.execute(
+        text(
+            "UPDATE customer_aum_daily SET aum = CASE WHEN customer_id % 2 = 0 THEN aum * 40 ELSE aum / 40 END "
+            "WHERE customer_id % 5 = 1"
+        )
+    )
+    later = datetime.now(UTC) + timedelta(hours=5, microseconds=70)
+    expiring = await session.scalar(
+        text("SELECT count(*) FROM tier_assignment WHERE override_expires_at <= :later"), {"later": later}
+    )
+    counts = await refresh_tiers(session, ids, id_range=None, now=later)
+    assert counts.initial and counts.upgrades and counts.evaluated > counts.initial
+    # no row the statement wrote entered the trigger function; the overrides that expired were cleared by their
+    # own update (app.tiering.assignment.overrides), through the trigger
+    assert expiring and await _trigger_calls(session) == expiring
+    written = (
+        await session.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE customer_id % 3 = 0), count(*) FILTER (WHERE customer_id % 3 <> 0), "
+                "count(*) FILTER (WHERE lower_since IS NOT NULL), count(*) FILTER (WHERE override_code IS NOT NULL) "
+                "FROM tier_assignment WHERE evaluated_at = :later"
+            ),
+            {"later": later},
+        )
+    ).one()
+    assert all(written), written  # inserted, updated, in their grace, under an override
+    await _same_as_single_reads(session, external_ids)  # the stored text is what the trigger writes anew
+    assert await _trigger_calls(session) > 0  # which the no-op update there did, through the trigger
+    # any other update of a row still goes through the trigger: an override set by hand
+    await session.execute(
+        text(
+            "UPDATE tier_assignment SET override_code = 'gold', override_rank = 20, override_actor = 'rm-9' "
+            "WHERE customer_id % 3 = 1 AND override_code IS NULL"
+        )
+    )
+    assert await session.scalar(text("SELECT count(*) FROM tier_assignment WHERE lean_override LIKE '%rm-9%'"))
+    await _same_as_single_reads(session, external_ids)
 
 
 async def _wealth_version(session) -> int:

@@ -260,15 +260,24 @@ def assignment_statement(compiled: CompiledVersion):
         "lower_since": sa.case((keeps_tier, sa.func.coalesce(decided.c.old_lower_since, now)), else_=sa.null()),
         "facts": decided.c.facts,
     }
+    # The lean text of the row (migration a7c0ffee0036), written here so the row trigger does not fire for it:
+    # the function the trigger calls, so the same bytes; evaluated_at is :now, on insert and update alike.
+    lean_tail = sa.func.tier_assignment_lean_tail(
+        new_values["since"], now, new_values["qualified_code"], new_values["lower_since"], compiled.grace_days
+    )
     table = TierAssignment.__table__
     # A customer without an assignment gets one by a plain insert: the customers are locked, so no one else can
     # insert it meanwhile, and a plain insert costs less than an upsert (a first run writes a million).
     inserted = (
         insert(table)
         .from_select(
-            ["customer_id", "policy_id", *new_values, "evaluated_at"],
+            ["customer_id", "policy_id", *new_values, "evaluated_at", "lean_tail"],
             select(
-                decided.c.customer_id, sa.literal(compiled.policy_id, sa.BigInteger()), *new_values.values(), now
+                decided.c.customer_id,
+                sa.literal(compiled.policy_id, sa.BigInteger()),
+                *new_values.values(),
+                now,
+                lean_tail,
             ).where(decided.c.decision == "initial"),
         )
         .returning(table.c.customer_id)
@@ -285,7 +294,7 @@ def assignment_statement(compiled: CompiledVersion):
             decided.c.decision != "initial",
             sa.tuple_(*(table.c[name] for name in new_values)).is_distinct_from(sa.tuple_(*new_values.values())),
         )
-        .values(**new_values, evaluated_at=now)
+        .values(**new_values, evaluated_at=now, lean_tail=lean_tail)
         .returning(table.c.customer_id)
         .cte("updated")
     )
