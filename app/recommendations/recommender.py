@@ -74,8 +74,9 @@ class Recommender:
         pipeline = None
         if await self._model_serving():
             from app.recommendations.learned import serving  # LightGBM only where a model serves
+            from app.recommendations.learned.compiled import cache_dir
 
-            scorer = await serving.serving_scorer(self._sessionmaker)
+            scorer = await serving.serving_scorer(self._sessionmaker, cache_dir(self.settings))
             pipeline = serving.ScoringPipeline(scorer, self._sessionmaker) if scorer is not None else None
         stored, after = 0, 0
         try:

@@ -21,6 +21,7 @@ and the rule-based propensity ranks it (app/recommendations/ranking.py).
 import asyncio
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -215,12 +216,15 @@ class ServingScorer:
     worth: tuple[np.ndarray, np.ndarray]
 
 
-async def serving_scorer(sessionmaker) -> ServingScorer | None:
-    """The serving model, ready to score states; None when no model serves."""
+async def serving_scorer(sessionmaker, compiled_dir: Path | None = None) -> ServingScorer | None:
+    """The serving model, ready to score states; None when no model serves. With `compiled_dir`, its boosters
+    predict compiled to native code where they were compiled there (when trained: PropensityModel.compile)."""
     async with sessionmaker() as session:
         serving = await registry.serving_model(session)
         if serving is None:
             return None
+        if compiled_dir is not None:
+            await asyncio.to_thread(serving[1].compile, compiled_dir)
         conn = await driver_connection(session)
         today: date = await conn.fetchval("SELECT current_date")
         last_report = await conn.fetchval("SELECT max(as_of) FROM holding_balance WHERE as_of <= $1", today)
