@@ -85,12 +85,14 @@ class Recommender:
                     ids = await offer_state.not_holding(session, after=after, limit=chunk, everyone=everyone)
                     if not ids:
                         break
+                    # the chunk's features read on another connection while this one computes the states
+                    features = await pipeline.prefetch(ids) if pipeline is not None else None
                     status = await (await driver_connection(session)).execute(*snapshot.refreshing.arguments(ids=ids))
                     await session.commit()
                 stored += int(status.rsplit(" ", 1)[1])
                 after = ids[-1]
                 if pipeline is not None:
-                    await pipeline.add_ids(ids)
+                    await pipeline.add_ids(ids, await features)
             counts = {"offer_states_stored": stored}
             if pipeline is not None:
                 await pipeline.drain()
