@@ -113,6 +113,7 @@ def train_ranker(
     perhaps serve it; prints its held-out metrics."""
     from datetime import date
 
+    from app.recommendations.learned.compiled import cache_dir
     from app.recommendations.learned.registry import retrain
 
     if serve not in ("auto", "always", "never"):
@@ -135,6 +136,7 @@ def train_ranker(
                 serve=serve,
                 chunk_customers=chunk_customers,
                 max_negatives=max_negatives,
+                compiled_dir=cache_dir(settings),
             )
         finally:
             await engine.dispose()

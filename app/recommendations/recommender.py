@@ -74,8 +74,9 @@ class Recommender:
         pipeline = None
         if await self._model_serving():
             from app.recommendations.learned import serving  # LightGBM only where a model serves
+            from app.recommendations.learned.compiled import cache_dir
 
-            scorer = await serving.serving_scorer(self._sessionmaker)
+            scorer = await serving.serving_scorer(self._sessionmaker, cache_dir(self.settings))
             pipeline = serving.ScoringPipeline(scorer, self._sessionmaker) if scorer is not None else None
         stored, after = 0, 0
         try:
@@ -84,12 +85,14 @@ class Recommender:
                     ids = await offer_state.not_holding(session, after=after, limit=chunk, everyone=everyone)
                     if not ids:
                         break
+                    # the chunk's features read on another connection while this one computes the states
+                    features = await pipeline.prefetch(ids) if pipeline is not None else None
                     status = await (await driver_connection(session)).execute(*snapshot.refreshing.arguments(ids=ids))
                     await session.commit()
                 stored += int(status.rsplit(" ", 1)[1])
                 after = ids[-1]
                 if pipeline is not None:
-                    await pipeline.add_ids(ids)
+                    await pipeline.add_ids(ids, await features)
             counts = {"offer_states_stored": stored}
             if pipeline is not None:
                 await pipeline.drain()

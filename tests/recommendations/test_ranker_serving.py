@@ -289,3 +289,54 @@ async def test_scoring_only_the_candidates_serves_what_scoring_every_product_ser
     assert sum(bool(why) for state in lean.values() for why in state["reasons"] or ()) < sum(
         bool(why) for state in full.values() for why in state["reasons"] or ()
     )
+
+
+async def test_a_write_after_a_chunk_s_features_were_read_leaves_its_state_to_the_sweep(
+    client, as_role, app, session, monkeypatch
+):
+    # A chunk's features are read before its states are computed (on another connection, at the same time), and its
+    # scores stored at the generations read before them: a customer written meanwhile is not stored with features
+    # from before the write; the sweep after the chunks scores the state with the features after it.
+    from app.recommendations import offer_state
+
+    await _serving(session, _App(app, client, as_role))
+    before = await _stored(session)
+    written = (await session.execute(text("SELECT id FROM customer WHERE external_id = 'R8'"))).scalar_one()
+    read_features = serving.prefetch
+
+    async def features_then_a_write(scorer, sessionmaker, ids):
+        found = await read_features(scorer, sessionmaker, ids)
+        if written in ids:  # the customer's last report loses its holdings, and the write marks the state stale
+            async with sessionmaker() as other:
+                await other.execute(
+                    text(
+                        "DELETE FROM holding_balance WHERE customer_id = :id "
+                        "AND as_of = (SELECT max(as_of) FROM holding_balance WHERE customer_id = :id)"
+                    ),
+                    {"id": written},
+                )
+                await offer_state.mark_stale(other, [written])
+                await other.commit()
+        return found
+
+    monkeypatch.setattr(serving, "prefetch", features_then_a_write)
+    await session.execute(text("UPDATE customer_offer_state SET valid_until = '-infinity'"))
+    await session.commit()
+    await app.state.recommender.refresh_offer_states(everyone=True, chunk=7)
+    refreshed = await _stored(session)
+
+    await session.execute(  # R8 scored anew from what the database holds now
+        text(
+            "UPDATE customer_offer_state SET ranker_version = NULL, ranker_products = NULL, "
+            "ranker_propensities = NULL, ranker_reasons = NULL WHERE customer_id = :id"
+        ),
+        {"id": written},
+    )
+    await session.commit()
+    assert await app.state.recommender.refresh_offer_states(chunk=7) == {
+        "offer_states_stored": 0,
+        "offer_states_scored": 1,
+    }
+    again = await _stored(session)
+    assert refreshed["R8"] == again["R8"] and refreshed["R8"]["scores"] != before["R8"]["scores"]
+    assert {e: s for e, s in refreshed.items() if e != "R8"} == {e: s for e, s in before.items() if e != "R8"}

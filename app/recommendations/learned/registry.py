@@ -8,6 +8,7 @@ perhaps serve) the new version after a long read.
 import asyncio
 import hashlib
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import select, text, update
@@ -133,12 +134,14 @@ async def retrain(
     seed: int = 7,
     serve: ServePolicy = "auto",
     trained_by: str = "cli",
+    compiled_dir: Path | None = None,
     **options,
 ) -> dict:
     """Train on the `months` month pairs up to `until` (default: the last complete month with holdings reported),
     store the version,
-    and serve it (auto: when it is better than the serving one). Returns the version, whether it serves, and its
-    metrics."""
+    and serve it (auto: when it is better than the serving one). With `compiled_dir`, its boosters are compiled
+    to native code there for the refresh's scoring (app/recommendations/learned/compiled.py; `compiled` in the
+    result). Returns the version, whether it serves, and its metrics."""
     from app.recommendations.learned.features import add_months, feature_spec
     from app.recommendations.learned.training import TrainingOptions, train_from_database
 
@@ -164,10 +167,13 @@ async def retrain(
         if serves:
             await serve_version(session, row.version)
         await session.commit()
-        return {
-            "version": row.version,
-            "serving": serves,
-            "window_from": row.window_from.isoformat(),
-            "window_until": row.window_until.isoformat(),
-            **result.metrics,
-        }
+    out = {
+        "version": row.version,
+        "serving": serves,
+        "window_from": row.window_from.isoformat(),
+        "window_until": row.window_until.isoformat(),
+        **result.metrics,
+    }
+    if compiled_dir is not None:  # outside the transaction: compiling takes seconds
+        out["compiled"] = await asyncio.to_thread(result.model.compile, compiled_dir, compile_missing=True)
+    return out

@@ -9,6 +9,7 @@ from app.core.config import Settings
 async def retrain_ranker(sessionmaker: async_sessionmaker, settings: Settings) -> dict:
     """Train, store and (auto) serve; the counts and metrics it returns are what the schedule logs (no personal
     value: versions, months, metrics). LightGBM is imported here, not when the app starts."""
+    from app.recommendations.learned.compiled import cache_dir
     from app.recommendations.learned.registry import retrain
 
     result = await retrain(
@@ -18,5 +19,6 @@ async def retrain_ranker(sessionmaker: async_sessionmaker, settings: Settings) -
         seed=7,
         serve="auto",
         trained_by="schedule",
+        compiled_dir=cache_dir(settings),
     )
     return {key: result[key] for key in ("version", "serving", "window_from", "window_until", "map7", "ece")}

@@ -1,8 +1,9 @@
 """The serving model's scores, computed in bulk and stored with the offer state (customer_offer_state.ranker_*):
 the request path reads them and runs no model.
 
-The refresh of offer states scores each chunk of states it stored (`ScoringPipeline`: the model runs on one chunk
-in a worker thread while Postgres computes the next chunk's states and features), then `score_states` takes the
+The refresh of offer states scores each chunk of states it stored (`ScoringPipeline`: the chunk's features are
+read on a second connection while the first computes its states, and the model runs on one chunk in a worker
+thread while Postgres computes the next chunk's states and features), then `score_states` takes the
 states that hold and were not scored by the serving version (computed since, or scored by a version no longer
 serving), a chunk of customers at a time, the same way. The model spends nothing on what cannot be shown: a
 state's read gives which of the model's products are still candidates by what the state knows (not held,
@@ -21,9 +22,11 @@ and the rule-based propensity ranks it (app/recommendations/ranking.py).
 import asyncio
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.db import driver_connection
 from app.recommendations.learned import registry
@@ -215,12 +218,15 @@ class ServingScorer:
     worth: tuple[np.ndarray, np.ndarray]
 
 
-async def serving_scorer(sessionmaker) -> ServingScorer | None:
-    """The serving model, ready to score states; None when no model serves."""
+async def serving_scorer(sessionmaker, compiled_dir: Path | None = None) -> ServingScorer | None:
+    """The serving model, ready to score states; None when no model serves. With `compiled_dir`, its boosters
+    predict compiled to native code where they were compiled there (when trained: PropensityModel.compile)."""
     async with sessionmaker() as session:
         serving = await registry.serving_model(session)
         if serving is None:
             return None
+        if compiled_dir is not None:
+            await asyncio.to_thread(serving[1].compile, compiled_dir)
         conn = await driver_connection(session)
         today: date = await conn.fetchval("SELECT current_date")
         last_report = await conn.fetchval("SELECT max(as_of) FROM holding_balance WHERE as_of <= $1", today)
@@ -241,11 +247,29 @@ async def _read(scorer: ServingScorer, sessionmaker, statement: str, *args) -> t
         states = await conn.fetch(statement, scorer.version, scorer.model.classes, *args)
         if not states:
             return states, None
-        ids = [r["customer_id"] for r in states]
-        if ids[-1] - ids[0] < 2 * len(ids):  # dense ids (a refresh's chunk): read by range, keep the chunk's rows
-            rows = await fetch_rows(conn, scorer.model.spec, [scorer.month], scorer.today, id_range=(ids[0], ids[-1]))
-            return states, rows.take(np.isin(rows.customer_ids, ids))
-        return states, await fetch_rows(conn, scorer.model.spec, [scorer.month], scorer.today, customer_ids=ids)
+        return states, await _features(scorer, conn, [r["customer_id"] for r in states])
+
+
+async def _features(scorer: ServingScorer, conn, ids: list[int]):
+    """The feature rows of these customers (ascending ids): by id range when they are dense (a refresh's chunk)."""
+    if ids[-1] - ids[0] < 2 * len(ids):
+        rows = await fetch_rows(conn, scorer.model.spec, [scorer.month], scorer.today, id_range=(ids[0], ids[-1]))
+        return rows.take(np.isin(rows.customer_ids, ids))
+    return await fetch_rows(conn, scorer.model.spec, [scorer.month], scorer.today, customer_ids=ids)
+
+
+async def prefetch(scorer: ServingScorer, sessionmaker, ids: list[int]) -> tuple[dict[int, int], Any]:
+    """Before their states are computed (on another connection, at the same time): these customers' state
+    generations (0: no state yet), then their feature rows. A chunk's scores are stored at these generations: a
+    write after they were read moves a state's generation on, and that state is left to the sweep."""
+    async with sessionmaker() as session:
+        conn = await driver_connection(session)
+        generations = dict(
+            await conn.fetch(
+                "SELECT customer_id, generation FROM customer_offer_state WHERE customer_id = ANY($1::bigint[])", ids
+            )
+        )
+        return generations, await _features(scorer, conn, ids)
 
 
 def _score_states(scorer: ServingScorer, states, rows) -> Scored:
@@ -287,11 +311,34 @@ class ScoringPipeline:
     def __init__(self, scorer: ServingScorer, sessionmaker) -> None:
         self.scorer, self._sessionmaker = scorer, sessionmaker
         self._pending: tuple[list, asyncio.Future] | None = None
+        self._prefetching: asyncio.Future | None = None
         self.scored = 0
 
-    async def add_ids(self, ids: list[int]) -> None:
-        """Score the states of these customers that hold and the serving version has not scored."""
-        states, rows = await _read(self.scorer, self._sessionmaker, _UNSCORED_OF, ids)
+    async def prefetch(self, ids: list[int]) -> asyncio.Future:
+        """Start reading these customers' generations and features (`prefetch`) on a connection of the engine's
+        pool, for `add_ids` once their states are computed. A sessionmaker bound to one connection (the tests')
+        reads them now, before the states."""
+        reading = prefetch(self.scorer, self._sessionmaker, ids)
+        if not isinstance(getattr(self._sessionmaker, "kw", {}).get("bind"), AsyncEngine):
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(await reading)
+            return done
+        self._prefetching = asyncio.ensure_future(reading)
+        return self._prefetching
+
+    async def add_ids(self, ids: list[int], prefetched: tuple[dict[int, int], Any] | None = None) -> None:
+        """Score the states of these customers that hold and the serving version has not scored (with `prefetched`,
+        from `prefetch` before the states were computed: their features, and the generations to store at)."""
+        if prefetched is None:
+            states, rows = await _read(self.scorer, self._sessionmaker, _UNSCORED_OF, ids)
+        else:
+            generations, rows = prefetched
+            async with self._sessionmaker() as session:
+                found = await (await driver_connection(session)).fetch(
+                    _UNSCORED_OF, self.scorer.version, self.scorer.model.classes, ids
+                )
+            states = [{**r, "generation": generations.get(r["customer_id"], 0)} for r in found]
+            rows = rows.take(np.isin(rows.customer_ids, [r["customer_id"] for r in states])) if states else rows
         if states:
             await self.add(states, rows)
 
@@ -315,6 +362,8 @@ class ScoringPipeline:
         if self._pending is not None:
             self._pending[1].cancel()
             self._pending = None
+        if self._prefetching is not None and not self._prefetching.done():
+            self._prefetching.cancel()
 
 
 async def _none() -> None:
