@@ -46,6 +46,13 @@ class Statement:
         return [self.sql, *[values[name] if name in values else bound[name] for name in self.names]]
 
 
+FAST_PATH_LOCKS = 16
+"""Relations (tables and indexes) a backend locks through Postgres's per-backend fast path (FP_LOCK_SLOTS_PER_BACKEND
+in Postgres 15-17). A statement that locks more puts the rest in the shared lock table, under its partition locks,
+which concurrent requests contend for: the reading statement once locked 40 (every partition of feedback_event,
+twice, with the contact policy's outcomes counted inline) and served a third fewer recommendations a second
+(bench/RESULTS.md). tests/recommendations/test_contact_marks.py holds the reading statement within it."""
+
 # After the customer's row (the CTE requested_customer: no row when there is no such customer), the candidates (when
 # explaining, every product with the first filter that removes it, NULL for a candidate), as arrays ordered by
 # product code, and the products held within the win-back window with the last day each was held.
@@ -94,8 +101,9 @@ CANDIDATES = (
 )
 SELECT rc.*, t.primary_tier,
        c.codes, c.filtered_by, c.contact_rules, pv.codes AS held_before, pv.last_held AS held_until,
-       CASE WHEN c.codes IS NULL THEN (  -- no candidate: the fallback message, when it is on (in this round trip)
-           SELECT ARRAY[f.code, f.texts::text] FROM recommendation_fallback f WHERE f.id = 1 AND f.enabled) END
+       CASE WHEN c.codes IS NULL THEN (  -- no candidate: the fallback message, when it is on (in this round trip;
+           -- its one row, by its check, read without its primary key's index: FAST_PATH_LOCKS)
+           SELECT ARRAY[f.code, f.texts::text] FROM recommendation_fallback f WHERE f.enabled) END
            AS fallback
 FROM requested_customer rc CROSS JOIN tiers t CROSS JOIN previously pv
 CROSS JOIN LATERAL (  -- one Agg reads the rows: its arrays are aligned

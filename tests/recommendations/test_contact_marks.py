@@ -7,9 +7,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.core.db import create_sessionmaker
+from app.recommendations.catalog import build_snapshot
 from app.recommendations.contact_suppression import SUPPRESSION_SQL
+from app.recommendations.queries import FAST_PATH_LOCKS
 from tests.recommendations.test_contact_policy import _suppressed, shipped  # noqa: F401 (a fixture)
+from tests.recommendations.test_offer_state import _computed, _read, committed  # noqa: F401 F811 (a fixture)
 from tests.recommendations.test_recommendations import make_customer, recommend
 
 _MARK = text(
@@ -90,3 +95,28 @@ async def test_a_programme_invitation_and_a_manager_contact_mark_the_customer(se
     )
     assert await session.scalar(mark, {"c": customer_id}) == later
     await session.rollback()
+
+
+async def test_reading_a_state_locks_no_more_relations_than_the_fast_path_holds(committed):  # noqa: F811
+    """A request whose state holds, for a customer never contacted, locks each relation through the fast path:
+    none goes to the shared lock table that concurrent requests contend for (app/recommendations/queries.py)."""
+    url, pool = committed
+    engine = create_async_engine(url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            snapshot = await build_snapshot(session)
+    finally:
+        await engine.dispose()
+    assert await _computed(pool, snapshot, "RC1") is not None  # computes and stores the state
+    async with pool.acquire() as connection:
+        for _ in range(6):  # as a served connection runs it: its plan generic from the sixth execution on (a
+            await _read(connection, snapshot, "RC1")  # custom plan's planning locks every index of every table)
+        async with connection.transaction():  # its locks are the statement's
+            row = await _read(connection, snapshot, "RC1")
+            assert row is not None and row["codes"] == ["bond_fund"]  # the state was read, with its candidate
+            locked = await connection.fetch(
+                "SELECT relation::regclass::text AS name, fastpath FROM pg_locks "
+                "WHERE pid = pg_backend_pid() AND locktype = 'relation' AND relation <> 'pg_locks'::regclass"
+            )
+    assert len(locked) <= FAST_PATH_LOCKS, sorted(r["name"] for r in locked)
+    assert all(r["fastpath"] for r in locked)
