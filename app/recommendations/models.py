@@ -11,7 +11,6 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Float,
-    ForeignKey,
     Index,
     Integer,
     Numeric,
@@ -165,20 +164,6 @@ class CoHoldingStat(Base):
     holding_both: Mapped[int] = mapped_column(BigInteger)
     held_total: Mapped[int] = mapped_column(BigInteger)
     refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-class CustomerContactMark(Base):
-    """The latest time a customer was contacted in a way the contact policy counts (an offer's impression or
-    dismissal, a programme invitation, a manager's contact), kept by triggers on those tables in the writing
-    transaction; no row: never contacted. The recommendations count the policy's outcomes only for a customer
-    contacted within its horizon (app/recommendations/contact_suppression.py)."""
-
-    __tablename__ = "customer_contact_mark"
-
-    customer_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True
-    )
-    last_contact_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ContactRule(Base):

@@ -7,8 +7,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.db import driver_statement
+from app.engagement.audience import invitation_outcomes
+from app.managers.queries import contact_outcomes as manager_contact_outcomes
+from app.products.models import CATEGORIES
 from app.recommendations import offer_state
-from app.recommendations.contact_suppression import SUPPRESSED
+
+_REQUESTED = "requested_customer rc"
+_CATEGORIES = ", ".join(f"'{category}'" for category in CATEGORIES)  # every product category (a constant)
+
+# Contacts that offer no product, as the contact policy counts them against offers: programme invitations
+# (app/engagement/audience.py) and managers' declined contacts (app/managers/queries.py) count in every product
+# category (rules of scope `category`), and for no one product (rules of scope `product` skip them).
+CONTACTS_BEYOND_OFFERS = f"""
+    UNION ALL
+    SELECT NULL, pc.category, o.channel, o.occurred_at, o.outcome
+    FROM ({invitation_outcomes(_REQUESTED)} UNION ALL {manager_contact_outcomes(_REQUESTED)}) o
+    CROSS JOIN unnest(ARRAY[{_CATEGORIES}]::text[]) AS pc(category)
+    WHERE o.outcome IS NOT NULL AND o.occurred_at > {{now}}::timestamptz - interval '400 days'"""
 
 
 @dataclass(frozen=True)
@@ -46,13 +61,6 @@ class Statement:
         return [self.sql, *[values[name] if name in values else bound[name] for name in self.names]]
 
 
-FAST_PATH_LOCKS = 16
-"""Relations (tables and indexes) a backend locks through Postgres's per-backend fast path (FP_LOCK_SLOTS_PER_BACKEND
-in Postgres 15-17). A statement that locks more puts the rest in the shared lock table, under its partition locks,
-which concurrent requests contend for: the reading statement once locked 40 (every partition of feedback_event,
-twice, with the contact policy's outcomes counted inline) and served a third fewer recommendations a second
-(bench/RESULTS.md). tests/recommendations/test_contact_marks.py holds the reading statement within it."""
-
 # After the customer's row (the CTE requested_customer: no row when there is no such customer), the candidates (when
 # explaining, every product with the first filter that removes it, NULL for a candidate), as arrays ordered by
 # product code, and the products held within the win-back window with the last day each was held.
@@ -64,10 +72,29 @@ CANDIDATES = (
     FROM (SELECT p.key, effective_tier(a) AS tier
           FROM requested_customer rc JOIN tier_assignment a ON a.customer_id = rc.customer_id
           JOIN tier_policy p ON p.id = a.policy_id) t
-), suppressed AS (  -- one row: the products and categories the contact policy suppresses now, and a rule of each
+), outcomes AS (
+    SELECT e.product_code, pr.category, e.channel, e.occurred_at,
+           CASE WHEN e.kind = 'dismiss' THEN 'dismiss'
+                WHEN NOT EXISTS (SELECT 1 FROM feedback_event x WHERE x.recommendation_id = e.recommendation_id
+                                 AND x.kind IN ('click', 'accept', 'convert')) THEN 'ignored_impression' END AS outcome
+    FROM requested_customer rc JOIN feedback_event e ON e.customer_id = rc.customer_id
+    JOIN product pr ON pr.code = e.product_code
+    WHERE e.kind IN ('impression', 'dismiss') AND e.occurred_at > {now}::timestamptz - interval '400 days'
 """
-    + SUPPRESSED
+    + CONTACTS_BEYOND_OFFERS
     + """
+), fired AS (  -- each active rule whose threshold the outcomes reach, with the product or category it suppresses
+    SELECT r.scope, CASE r.scope WHEN 'product' THEN o.product_code ELSE o.category END AS target,
+           min(r.name) AS rule
+    FROM contact_rule r JOIN outcomes o ON o.outcome = r.outcome AND (r.channel IS NULL OR o.channel = r.channel)
+         AND o.occurred_at > {now}::timestamptz - make_interval(days => r.window_days)
+    WHERE r.is_active AND (r.scope = 'category' OR o.product_code IS NOT NULL)
+    GROUP BY r.id, r.scope, r.threshold, r.suppress_days, 2
+    HAVING count(*) >= r.threshold
+       AND max(o.occurred_at) > {now}::timestamptz - make_interval(days => r.suppress_days)
+), suppressed AS (  -- one row: 'product:<code>' or 'category:<name>', and the first rule (by name) for each
+    SELECT array_agg(f.scope || ':' || f.target) AS keys, array_agg(f.rule) AS rules
+    FROM (SELECT scope, target, min(rule) AS rule FROM fired GROUP BY scope, target) f
 ), previously AS (  -- products held within the win-back window, with the last day each was held
     SELECT array_agg(h.product_code) AS codes, array_agg(h.last_held) AS last_held FROM (
         SELECT b.product_code, max(b.as_of) AS last_held
@@ -101,9 +128,8 @@ CANDIDATES = (
 )
 SELECT rc.*, t.primary_tier,
        c.codes, c.filtered_by, c.contact_rules, pv.codes AS held_before, pv.last_held AS held_until,
-       CASE WHEN c.codes IS NULL THEN (  -- no candidate: the fallback message, when it is on (in this round trip;
-           -- its one row, by its check, read without its primary key's index: FAST_PATH_LOCKS)
-           SELECT ARRAY[f.code, f.texts::text] FROM recommendation_fallback f WHERE f.enabled) END
+       CASE WHEN c.codes IS NULL THEN (  -- no candidate: the fallback message, when it is on (in this round trip)
+           SELECT ARRAY[f.code, f.texts::text] FROM recommendation_fallback f WHERE f.id = 1 AND f.enabled) END
            AS fallback
 FROM requested_customer rc CROSS JOIN tiers t CROSS JOIN previously pv
 CROSS JOIN LATERAL (  -- one Agg reads the rows: its arrays are aligned
