@@ -184,3 +184,16 @@ async def test_a_file_postgres_cannot_copy_is_judged_by_the_model_line_by_line(c
     assert (result["accepted"], result["created"], result["rejected"]) == (1, 1, 3)
     expected = [(line_no, *_model_rejection(raw)) for line_no, raw in ((2, huge), (3, lines[2]), (4, lines[3]))]
     assert [(r["line"], r["pointer"], r["detail"]) for r in result["rejections"]] == expected
+
+
+async def test_a_file_whose_every_line_passes_is_merged_by_the_staging_statement(client, as_role, session):
+    """Every line passed in SQL: merged in the staging statement itself, an existing customer updated, a customer's
+    last line winning."""
+    first = await _import(client, as_role, [_line("SQ-W1", display_name="before")])
+    assert (first["accepted"], first["created"], first["updated"]) == (1, 1, 0)
+    lines = [_line("SQ-W1", display_name="after"), _line("SQ-W2", display_name="a"), _line("SQ-W2", display_name="b")]
+    result = await _import(client, as_role, lines)
+    assert (result["accepted"], result["created"], result["updated"], result["rejected"]) == (3, 1, 1, 0)
+    query = text("SELECT external_id, display_name FROM customer WHERE external_id LIKE 'SQ-W%'")
+    names = dict((await session.execute(query)).all())
+    assert names == {"SQ-W1": "after", "SQ-W2": "b"}
