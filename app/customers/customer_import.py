@@ -25,13 +25,15 @@ from app.customers.service import PROFILE_FIELDS, clean_attributes
 from app.rules.custom_attributes import attribute_errors, attribute_types
 
 LINE_FIELDS = ("customer_id", *PROFILE_FIELDS)
+# The staging tables: a connection's own, created on its first import and emptied at each commit (a table dropped
+# at commit would be created again by every import; dead rows of a table kept are never vacuumed).
 _RAW, _INCOMING = "customer_import_raw", "customer_import_incoming"
 _CREATE_STAGING = (
-    text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_RAW} (line integer, body jsonb)"),
+    text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_RAW} (line integer, body jsonb) ON COMMIT DELETE ROWS"),
     text(f"""
 CREATE TEMPORARY TABLE IF NOT EXISTS {_INCOMING} (line integer, external_id text, segment text, display_name text,
     birth_date date, onboarded_at timestamptz, risk_level smallint, risk_assessed_at timestamptz,
-    marketing_consent boolean, attributes jsonb)
+    marketing_consent boolean, attributes jsonb) ON COMMIT DELETE ROWS
 """),
 )
 
