@@ -197,3 +197,39 @@ async def test_a_file_whose_every_line_passes_is_merged_by_the_staging_statement
     query = text("SELECT external_id, display_name FROM customer WHERE external_id LIKE 'SQ-W%'")
     names = dict((await session.execute(query)).all())
     assert names == {"SQ-W1": "after", "SQ-W2": "b"}
+
+
+HOSTILE = [
+    b"\xff\xfe not utf-8",
+    b'{"customer_id": "SQ-H2", "segment": "retail", "onboarded_at": "2015-03-01T10:00:00Z", "display_name": "a\x00b"}',
+    _line("SQ-H3", display_name="lone \ud800 surrogate").replace("\\ud800", "\\uD800").encode(),
+    "\ufeff".encode() + _line("SQ-H4").encode(),
+    b'{"customer_id": "SQ-H5", "segment": "retail", "onboarded_at": "2015-03-01T10:00:00Z", "risk_level": NaN}',
+    ("[" * 300 + "]" * 300).encode(),
+    b"12345",
+    b"null",
+    _line("SQ-H6", attributes={"nested": {"deep": [1, 2, {"x": None}]}}).encode(),
+    _line("SQ-H7", onboarded_at="2015-03-01T10:00:00+15:59").encode(),
+    _line("SQ-H8", onboarded_at="2015-03-01T24:00:00Z").encode(),
+    _line("SQ-H9", onboarded_at="2015-03-01T23:59:60Z").encode(),
+    _line("SQ-H10", birth_date="2100-02-29").encode(),
+]
+
+
+async def test_hostile_lines_get_the_models_answer_and_never_a_server_error(client, as_role):
+    response = await client.post(
+        "/v1/customers/import",
+        content=b"\n".join(HOSTILE),
+        headers={**as_role("integration"), "Content-Type": "application/x-ndjson"},
+    )
+    assert response.status_code == 200, response.text
+    rejections = {r["line"]: (r["pointer"], r["detail"]) for r in response.json()["rejections"]}
+    for line_no, raw in enumerate(HOSTILE, start=1):
+        try:
+            line = CustomerImportLine.model_validate_json(raw)
+        except ValidationError:
+            assert rejections.get(line_no) == _model_rejection(raw), raw
+        else:  # no custom attribute is declared here: a line with one is rejected by it
+            pointer = rejections[line_no][0] if line.attributes else None
+            assert pointer == (f"/attributes/{next(iter(line.attributes))}" if line.attributes else None), raw
+            assert (line_no in rejections) == bool(line.attributes), raw
