@@ -236,9 +236,9 @@ async def _stage_checked(session: AsyncSession, driver: Any, lines: list[tuple[i
 
 async def import_lines(
     session: AsyncSession, lines: list[tuple[int, bytes]]
-) -> tuple[int, int, int, list[dict], list[int]]:
+) -> tuple[int, int, int, list[dict], list[tuple[int, bool]]]:
     """Validate and upsert an import's non-blank lines (line number, bytes): (accepted, created, updated,
-    rejections sorted by line, the ids of the customers written). A customer's last accepted line wins; a line
+    rejections sorted by line, (id, created) of each customer written). A customer's last accepted line wins; a line
     with an undeclared or mistyped custom attribute is rejected by its first one."""
     for statement in _CREATE_STAGING:  # through the session: the transaction has begun before the driver's COPY
         await session.execute(statement)
@@ -262,4 +262,4 @@ async def import_lines(
     rows = checked.merged or ((await session.execute(_MERGE)).all() if accepted else [])
     created = sum(1 for row in rows if row.created)
     rejections.sort(key=lambda r: r["line"])
-    return accepted, created, len(rows) - created, rejections, [row.id for row in rows]
+    return accepted, created, len(rows) - created, rejections, [(row.id, row.created) for row in rows]
