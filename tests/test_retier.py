@@ -139,6 +139,25 @@ async def test_the_ndjson_import_marks_its_customers_for_every_policy(client, as
     assert await _tier(client, as_role("app"), "RTI1", "activity") == "idle"
 
 
+async def test_the_ndjson_import_marks_offer_states_of_the_customers_it_updates_only(client, as_role, session):
+    integration = as_role("integration")
+    assert (await client.put("/v1/customers/RTO1", json=customer_body(), headers=integration)).status_code == 201
+    state = text(
+        "SELECT c.external_id, s.generation, s.valid_until = '-infinity' AS stale FROM customer c "
+        "LEFT JOIN customer_offer_state s ON s.customer_id = c.id WHERE c.external_id LIKE 'RTO%' ORDER BY 1"
+    )
+    assert (await session.execute(state)).all() == [("RTO1", 1, True)]
+    lines = "\n".join(json.dumps({"customer_id": f"RTO{i}", **customer_body()}) for i in (1, 2))
+    response = await client.post(
+        "/v1/customers/import", content=lines, headers={**integration, "Content-Type": "application/x-ndjson"}
+    )
+    assert (response.status_code, response.json()["created"], response.json()["updated"]) == (200, 1, 1)
+    # the updated customer's generation moves on; the created one has no state (nothing can have read it)
+    assert (await session.execute(state)).all() == [("RTO1", 2, True), ("RTO2", None, None)]
+    assert await _marks(session, "RTO1") == ["any"]
+    assert await _marks(session, "RTO2") == ["any"]
+
+
 async def test_a_rolled_back_intake_leaves_no_mark(client, as_role, session):
     integration = as_role("integration")
     assert (await client.put("/v1/customers/RT2", json=customer_body(), headers=integration)).status_code == 201

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit_service
 from app.benefits.uses import erase_uses
-from app.customers import import_queries, locks, retier, service
-from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
+from app.customers import customer_import, import_queries, locks, retier, service
+from app.customers.schemas import CustomerPatch, CustomerUpsert, HoldingIn
 from app.engagement.service import erase_customer_engagement
 from app.feedback import service as feedback_service
 from app.managers.service import erase_customer_managers
@@ -75,19 +75,19 @@ async def patch_customer(session: AsyncSession, external_id: str, body: Customer
     await customers_changed(session, [await service.patch_customer(session, external_id, body)])
 
 
-async def import_customers(
-    session: AsyncSession, lines: list[tuple[int, CustomerImportLine]]
-) -> tuple[int, int, list[dict]]:
-    """Upsert validated import lines: (created, updated, rejections of attribute checks). Their customers are
-    locked, their offer states marked stale, and they are re-tiered by the worker's next batches
-    (app.customers.retier), not in the request."""
-    created, updated, rejections, ids = await service.import_customers(session, lines)
-    ids = sorted(set(ids))
-    if ids:
-        await _lock(session, ids)
-        await offer_state.mark_stale(session, ids)
+async def import_customers(session: AsyncSession, lines: list[tuple[int, bytes]]) -> tuple[int, int, int, list[dict]]:
+    """Validate and upsert an NDJSON import's non-blank lines (app.customers.customer_import): (accepted, created,
+    updated, rejections). The upsert has locked the rows of the customers it wrote; their spans are shared after it
+    (app.customers.locks.share_spans), the offer states of those it updated marked stale (one it created has none,
+    and nothing can have read it before this transaction commits), and all are re-tiered by the worker's next
+    batches (app.customers.retier), not in the request."""
+    accepted, created, updated, rejections, written = await customer_import.import_lines(session, lines)
+    if written:
+        ids = sorted(customer_id for customer_id, _ in written)
+        await locks.share_spans(session, ids)
+        await offer_state.mark_stale(session, [customer_id for customer_id, new in written if not new])
         await retier.mark(session, ids, retier.ANY)
-    return created, updated, rejections
+    return accepted, created, updated, rejections
 
 
 async def replace_holdings(session: AsyncSession, external_id: str, holdings: list[HoldingIn]) -> list:

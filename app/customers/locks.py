@@ -45,6 +45,7 @@ _LOCK_CUSTOMER_RANGE = text(
     f"WHERE id BETWEEN :id_from AND :id_to AND {_spans_locked('pg_advisory_xact_lock_shared')} "
     "ORDER BY id FOR NO KEY UPDATE) locked"
 )
+_SHARE_SPANS = text(f"SELECT {_spans_locked('pg_advisory_xact_lock_shared')}")
 _HOLD_CHUNK = text(
     "SELECT count(*) FROM customer WHERE id BETWEEN :id_from AND :id_to AND erased_at IS NULL "
     f"AND {_spans_locked('pg_advisory_xact_lock')}"
@@ -111,6 +112,14 @@ async def lock_customer_range(session: AsyncSession, id_from: int, id_to: int) -
     return await session.scalar(
         _LOCK_CUSTOMER_RANGE, {"id_from": id_from, "id_to": id_to, "spans": _spans(id_from, id_to)}
     )
+
+
+async def share_spans(session: AsyncSession, customer_ids) -> None:
+    """The span half of lock_customers, for a writer whose statement has itself locked its customers' rows (an
+    import's upsert: a row it updated is locked, a row it inserted is its own until commit): their spans shared
+    until the transaction ends, so that no batch chunk over them runs meanwhile."""
+    if spans := sorted({i // LOCK_SPAN for i in customer_ids}):
+        await session.execute(_SHARE_SPANS, {"spans": spans})
 
 
 async def hold_chunk(session: AsyncSession, id_from: int, id_to: int) -> int:

@@ -4,10 +4,9 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import ValidationError
 
 from app.core.db import ReadSessionDep, SessionDep
-from app.core.errors import InvalidInput, PreconditionFailed, problem_responses, validation_errors
+from app.core.errors import InvalidInput, PreconditionFailed, problem_responses
 from app.core.etag import (
     CONDITIONAL_GET_RESPONSES,
     CONDITIONAL_WRITE_RESPONSES,
@@ -22,7 +21,6 @@ from app.core.strict import NO_NUL_PATTERN, ParamInteger, QueryBoolean
 from app.customers import flows, service
 from app.customers.intake_schemas import EventBatch, EventBatchResult, ImportResult
 from app.customers.schemas import (
-    CustomerImportLine,
     CustomerPatch,
     CustomerRead,
     CustomerSummary,
@@ -122,7 +120,7 @@ async def import_customers(request: Request, session: SessionDep) -> ImportResul
     validated; good lines are stored even when others are rejected, and each rejection names its line and field.
     With an Idempotency-Key, a retried import answers with the first import's counts."""
     limit = request.app.state.settings.max_import_lines
-    accepted, rejections = [], []
+    lines: list[tuple[int, bytes]] = []
     line_no = 0
     buffer = b""
 
@@ -131,29 +129,19 @@ async def import_customers(request: Request, session: SessionDep) -> ImportResul
         line_no += 1
         if line_no > limit:
             raise InvalidInput("body", f"at most {limit} lines per request")
-        if not raw.strip():
-            return
-        try:
-            accepted.append((line_no, CustomerImportLine.model_validate_json(raw)))
-        except ValidationError as exc:
-            first = validation_errors([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])[0]
-            rejections.append({"line": line_no, "pointer": first.get("pointer") or None, "detail": first["detail"]})
+        if raw.strip():
+            lines.append((line_no, raw))
 
     async for chunk in request.stream():
         buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for raw in lines:
+        *complete, buffer = buffer.split(b"\n")
+        for raw in complete:
             take(raw)
     if buffer.strip():
         take(buffer)
-    created, updated, attribute_rejections = await flows.import_customers(session, accepted)
-    rejections = sorted(rejections + attribute_rejections, key=lambda r: r["line"])
+    accepted, created, updated, rejections = await flows.import_customers(session, lines)
     return ImportResult(
-        accepted=len(accepted) - len(attribute_rejections),
-        created=created,
-        updated=updated,
-        rejected=len(rejections),
-        rejections=rejections,
+        accepted=accepted, created=created, updated=updated, rejected=len(rejections), rejections=rejections
     )
 
 

@@ -2,7 +2,6 @@
 
 import hashlib
 import hmac
-import json
 import secrets
 from collections import defaultdict
 from datetime import UTC, date, datetime
@@ -14,7 +13,6 @@ from sqlalchemy import bindparam, delete, func, literal_column, select, text, up
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import driver_connection
 from app.core.errors import InvalidFields, InvalidInput
 from app.customers.errors import CustomerNotFound
 from app.customers.locks import lock_customers, share_customers
@@ -28,7 +26,7 @@ from app.customers.models import (
     HoldingBalance,
     HoldingImportLine,
 )
-from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
+from app.customers.schemas import CustomerPatch, CustomerUpsert, HoldingIn
 from app.products.models import Product
 from app.rules import features_for_customers, features_sql
 from app.rules.custom_attributes import attribute_errors, attribute_types
@@ -71,7 +69,7 @@ PROFILE_FIELDS = (
 )
 
 
-def _clean_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+def clean_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attributes.items() if v is not None}
 
 
@@ -83,69 +81,11 @@ async def upsert_customer(session: AsyncSession, external_id: str, body: Custome
     if errors := attribute_errors(body.attributes, await attribute_types(session)):
         raise InvalidFields(errors)
     values = body.model_dump(include=set(PROFILE_FIELDS))
-    values["attributes"] = _clean_attributes(values["attributes"])
+    values["attributes"] = clean_attributes(values["attributes"])
     stmt = insert(Customer).values(external_id=external_id, **values)
     stmt = stmt.on_conflict_do_update(index_elements=["external_id"], set_={**values, "updated_at": func.now()})
     customer_id, created = (await session.execute(stmt.returning(Customer.id, literal_column("xmax = 0")))).one()
     return customer_id, bool(created)
-
-
-async def import_customers(
-    session: AsyncSession, lines: list[tuple[int, CustomerImportLine]]
-) -> tuple[int, int, list[dict], list[int]]:
-    """Upsert validated import lines; returns (created, updated, rejections of attribute checks, the ids of the
-    customers written). The lines are copied (COPY) into the transaction's staging table, then merged into customer
-    in one statement, in external id order, as the holdings import does (app.customers.holdings_import)."""
-    definitions = await attribute_types(session)
-    rejections, latest = [], {}
-    for line_no, line in lines:
-        if errors := attribute_errors(line.attributes, definitions):
-            rejections.extend({"line": line_no, **e} for e in errors[:1])
-        else:
-            latest[line.customer_id] = line  # a later line for the same customer wins
-    if not latest:
-        return 0, 0, rejections, []
-    records = [
-        (
-            external_id,
-            *(
-                json.dumps(_clean_attributes(line.attributes)) if field == "attributes" else getattr(line, field)
-                for field in PROFILE_FIELDS
-            ),
-        )
-        for external_id, line in latest.items()
-    ]
-    await session.execute(_CREATE_IMPORT_INCOMING)
-    driver = await driver_connection(session)
-    await driver.copy_records_to_table(_IMPORT_INCOMING, records=records, columns=["external_id", *PROFILE_FIELDS])
-    rows = (await session.execute(_MERGE_IMPORT_INCOMING)).all()
-    created = sum(1 for row in rows if row.created)
-    return created, len(rows) - created, rejections, [row.id for row in rows]
-
-
-# The transaction's staging of a customer import (dropped at its end); its columns as customer's.
-_IMPORT_INCOMING = "customer_import_incoming"
-_CREATE_IMPORT_INCOMING = text(f"""
-CREATE TEMPORARY TABLE IF NOT EXISTS {_IMPORT_INCOMING} (external_id text, segment text, display_name text,
-    birth_date date, onboarded_at timestamptz, risk_level smallint, risk_assessed_at timestamptz,
-    marketing_consent boolean, attributes jsonb) ON COMMIT DROP
-""")
-# Set-based upsert of the staged profiles, in external id order (two imports of the same customers do not
-# deadlock), emptying the staging (a second import in the transaction finds it empty).
-_MERGE_IMPORT_INCOMING = text(f"""
-WITH staged AS (DELETE FROM {_IMPORT_INCOMING} RETURNING *)
-INSERT INTO customer AS c (external_id, segment, display_name, birth_date, onboarded_at, risk_level,
-                           risk_assessed_at, marketing_consent, attributes)
-SELECT external_id, segment, display_name, birth_date, onboarded_at, risk_level, risk_assessed_at,
-       marketing_consent, attributes
-FROM staged ORDER BY external_id
-ON CONFLICT (external_id) DO UPDATE SET
-    segment = excluded.segment, display_name = excluded.display_name, birth_date = excluded.birth_date,
-    onboarded_at = excluded.onboarded_at, risk_level = excluded.risk_level,
-    risk_assessed_at = excluded.risk_assessed_at, marketing_consent = excluded.marketing_consent,
-    attributes = excluded.attributes, updated_at = now()
-RETURNING id, xmax = 0 AS created
-""")
 
 
 async def _customer_row(session: AsyncSession, external_id: str, *, for_update: bool = False) -> Customer:
@@ -201,7 +141,7 @@ async def patch_customer(session: AsyncSession, external_id: str, body: Customer
         attributes = changes["attributes"] or {}
         if errors := attribute_errors(attributes, await attribute_types(session)):
             raise InvalidFields(errors)
-        changes["attributes"] = _clean_attributes({**customer.attributes, **attributes})
+        changes["attributes"] = clean_attributes({**customer.attributes, **attributes})
     risk_level = changes.get("risk_level", customer.risk_level)
     if risk_level is not None and changes.get("risk_assessed_at", customer.risk_assessed_at) is None:
         raise InvalidInput("/risk_assessed_at", "is required when risk_level is set")
