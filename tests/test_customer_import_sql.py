@@ -13,6 +13,7 @@ from app.core.errors import validation_errors
 from app.customers.customer_import import _copyable
 from app.customers.schemas import CustomerImportLine
 from tests.factories import customer_body
+from tests.test_customers import _import
 
 NOW = datetime.now(UTC)
 TOMORROW = (date.today() + timedelta(days=1)).isoformat()
@@ -81,16 +82,6 @@ REJECTED = [
     ("/", _line(risk_assessed_at=None)),
     ("/", _line(drop=("risk_assessed_at",))),
 ]
-
-
-async def _import(client, as_role, lines: list[str]) -> dict:
-    response = await client.post(
-        "/v1/customers/import",
-        content="\n".join(lines).encode(),
-        headers={**as_role("integration"), "Content-Type": "application/x-ndjson"},
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 async def test_each_field_rejected_in_sql_as_the_model_rejects_it(client, as_role, session):

@@ -21,7 +21,9 @@ Revises: a4c0ffee0031
 Create Date: 2026-12-06
 """
 
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
@@ -32,18 +34,21 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _timestamp(value: str) -> str:
-    """The serializer's JSON of a timestamptz (not null): UTC, `Z`, six digits of fraction only when not zero."""
-    utc = f"({value} AT TIME ZONE 'UTC')"
-    return (
-        f"""'"' || to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS') """
-        f"""|| CASE WHEN date_part('microseconds', {utc})::bigint % 1000000 <> 0 """
-        f"""THEN to_char({utc}, '.US') ELSE '' END || 'Z"'"""
-    )
+def _previous():
+    """a4c0ffee0031's module: its JSON helpers, and its trigger function for the downgrade."""
+    path = Path(__file__).with_name("2026-12-06_tier_assignment_lean_text.py")
+    spec = importlib.util.spec_from_file_location("tier_assignment_lean_text_a4c0ffee0031", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _string(value: str) -> str:
-    return f"coalesce(to_json(({value})::text)::text, 'null')"
+_PREVIOUS = _previous()
+_timestamp, _string = _PREVIOUS._timestamp, _PREVIOUS._string
+
+
+def _sql(statement: str) -> sa.TextClause:
+    return sa.text(statement.replace(":", "\\:"))  # its JSON text holds `":false`, not bind parameters
 
 
 # A plain SQL function of one expression, neither strict nor volatile: the planner inlines it into the calling
@@ -82,36 +87,6 @@ END
 $$
 """
 
-# a4c0ffee0031's trigger function, for the downgrade
-OLD_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION tier_assignment_lean() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    grace_days integer;
-BEGIN
-    IF NEW.lower_since IS NOT NULL THEN
-        SELECT v.downgrade_grace_days INTO grace_days FROM tier_policy_version v WHERE v.id = NEW.version_id;
-    END IF;
-    NEW.lean_tail := ',"since":' || {_timestamp("NEW.since")} || ',"evaluated_at":' || {_timestamp("NEW.evaluated_at")}
-        || ',"qualified_tier":' || {_string("NEW.qualified_code")}
-        || CASE WHEN NEW.lower_since IS NULL THEN ',"at_risk":false,"downgrade_to":null,"downgrade_on":null'
-                ELSE ',"at_risk":true,"downgrade_to":' || {_string("NEW.qualified_code")} || ',"downgrade_on":"'
-                     || to_char(((NEW.lower_since AT TIME ZONE 'UTC')
-                                 + make_interval(days => coalesce(grace_days, 0)))::date, 'YYYY-MM-DD') || '"' END
-        || ',"override":';
-    NEW.lean_override := CASE WHEN NEW.override_code IS NOT NULL
-        THEN '{{"tier":' || {_string("NEW.override_code")} || ',"reason":' || {_string("NEW.override_reason")}
-             || ',"actor":' || {_string("NEW.override_actor")} || ',"expires_at":'
-             || coalesce({_timestamp("NEW.override_expires_at")}, 'null') || '}},"explanation":null}}'
-        END;
-    RETURN NEW;
-END
-$$
-"""
-
-
-def _sql(statement: str) -> sa.TextClause:
-    return sa.text(statement.replace(":", "\\:"))  # its JSON text holds `":false`, not bind parameters
-
 
 def upgrade() -> None:
     op.execute(_sql(LEAN_TAIL))
@@ -134,5 +109,5 @@ def downgrade() -> None:
         "CREATE TRIGGER tier_assignment_lean BEFORE INSERT OR UPDATE ON tier_assignment "
         "FOR EACH ROW EXECUTE FUNCTION tier_assignment_lean()"
     )
-    op.execute(_sql(OLD_FUNCTION))
+    op.execute(_sql(_PREVIOUS.FUNCTION.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)))
     op.execute("DROP FUNCTION tier_assignment_lean_tail(timestamptz, timestamptz, text, timestamptz, integer)")

@@ -114,26 +114,18 @@ async def test_membership_lifecycle_capacity_activity_and_metrics(client, as_rol
         ("joined", "left", "web"),
     ]
 
-    for customer, score in (("M1", 10), ("M3", 9), ("N1", 3), ("N2", 8)):
+    # NPS, then CSAT (sums of integers come back as numeric)
+    answers = [("nps", "M1", 10, 2), ("nps", "M3", 9, 2), ("nps", "N1", 3, 2), ("nps", "N2", 8, 2)]
+    answers += [("csat", "M1", 5, 1), ("csat", "M1", 4, 1), ("csat", "N1", 2, 1)]
+    for kind, customer, score, hours in answers:
         survey = {
-            "event_id": f"nps-{customer}",
+            "event_id": f"{kind}-{customer}-{score}",
             "customer_id": customer,
-            "kind": "nps",
+            "kind": kind,
             "score": score,
             "channel": "mobile",
             "touchpoint": "app",
-            "occurred_at": ago(hours=2),
-        }
-        assert (await client.post("/v1/feedback/surveys", json=survey, headers=as_role("app"))).status_code == 201
-    for customer, score in (("M1", 5), ("M1", 4), ("N1", 2)):  # CSAT: sums of integers come back as numeric
-        survey = {
-            "event_id": f"csat-{customer}-{score}",
-            "customer_id": customer,
-            "kind": "csat",
-            "score": score,
-            "channel": "mobile",
-            "touchpoint": "app",
-            "occurred_at": ago(hours=1),
+            "occurred_at": ago(hours=hours),
         }
         assert (await client.post("/v1/feedback/surveys", json=survey, headers=as_role("app"))).status_code == 201
 
