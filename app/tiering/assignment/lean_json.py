@@ -10,10 +10,10 @@ its `label`, else the tier code.
 
 Most of each tier's text is stored with its assignment (`lean_tail`, `lean_override`, written by the trigger
 tier_assignment_lean on every write that leaves `lean_tail` to it: migrations/versions/2026-12-06_tier_assignment_
-lean_text.py, which formats the same way; the tier assignment statement writes `lean_tail` itself with the function
-the trigger calls, tier_assignment_lean_tail: ..._lean_text_by_writer.py). What the statement writes is what can change while the row does not: each tier's head (policy key,
-version, tier and label), once per version, tier code and language at each call; then per row the rank and the
-override, or null, as of now (an override expires with time)."""
+lean_text.py, which formats the same way; the tier assignment statement writes `lean_tail` itself with the function the
+trigger calls, tier_assignment_lean_tail: ..._lean_text_by_writer.py). What the statement writes is what can change
+while the row does not: each tier's head (policy key, version, tier and label), once per version, tier code and language
+at each call; then per row the rank and the override, or null, as of now (an override expires with time)."""
 
 from app.core.i18n import _truncations
 
