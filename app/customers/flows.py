@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit_service
 from app.benefits.uses import erase_uses
+from app.customers import events as customer_events
 from app.customers import import_queries, locks, retier, service
 from app.customers.schemas import CustomerImportLine, CustomerPatch, CustomerUpsert, HoldingIn
 from app.engagement.service import erase_customer_engagement
@@ -122,14 +123,9 @@ async def import_holdings_chunk(session: AsyncSession, import_id: int, id_from: 
 
 
 async def ingest_events(session: AsyncSession, events: list) -> int:
-    """Store a batch of events for many customers (held by service.ingest_events: app.customers.locks); how many
-    were new. Their offer
-    states are marked stale here; their tiers are re-tiered by the worker's next batch within the stated lag
-    (app.customers.retier), which marks the offer states stale again with the new tiers."""
-    recorded, customer_ids = await service.ingest_events(session, events)
-    await offer_state.mark_stale(session, customer_ids, service.ACTIVITY_METRICS)
-    await retier.mark(session, customer_ids, retier.ACTIVITY)
-    return recorded
+    """Store a batch of events for many customers (app.customers.events: in one statement, with their offer states
+    marked stale and their customers marked for the re-tiering worker); how many were new."""
+    return await customer_events.ingest(session, events)
 
 
 async def erase_customer(session: AsyncSession, external_id: str, secret: str, actor: str) -> None:
