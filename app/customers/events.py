@@ -9,13 +9,12 @@ as short a time as the statement allows (with the offer states and marks as two 
 its customers' rows across two more round trips, and under four concurrent intakes most of a request's time was
 spent waiting for another's commit: bench/RESULTS.md)."""
 
-from collections import defaultdict
-
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidFields
 from app.customers import retier
+from app.customers.intake_schemas import EventBatch
 from app.customers.locks import share_customers
 from app.customers.service import ACTIVITY_METRICS
 from app.recommendations import offer_state
@@ -27,13 +26,15 @@ from app.recommendations import offer_state
 # final SELECT reads each data-modifying CTE in turn, which runs them in that order (one left unread would run
 # after the query, in an order Postgres does not promise).
 _INGEST_EVENTS = text(f"""
-WITH incoming AS (
-    SELECT * FROM unnest(
-        CAST(:customer_ids AS bigint[]), CAST(:event_ids AS text[]), CAST(:kinds AS text[]),
-        CAST(:occurred AS timestamptz[]), CAST(:amounts AS numeric[]), CAST(:directions AS text[]),
-        CAST(:channels AS text[])
-    ) AS t(customer_id, event_id, kind, occurred_at, amount, direction, channel)
-    ORDER BY customer_id, event_id
+WITH incoming AS (  -- the request's own JSON, validated already (app.customers.intake_schemas.EventBatch)
+    SELECT x.id AS customer_id, e.event_id, e.type AS kind, e.occurred_at, e.amount, e.direction,
+           CASE WHEN e.type = 'login' THEN coalesce(e.channel, 'mobile') ELSE e.channel END AS channel
+    FROM jsonb_to_recordset(CAST(:body AS jsonb) -> 'events') AS e(
+        event_id text, customer_id text, type text, occurred_at timestamptz, amount numeric, direction text,
+        channel text)
+    JOIN unnest(CAST(:external_ids AS text[]), CAST(:ids AS bigint[])) AS x(external_id, id)
+      ON x.external_id = e.customer_id
+    ORDER BY 1, 2
 ), inserted AS (
     INSERT INTO customer_event (customer_id, event_id, kind, occurred_at, amount, direction, channel)
     SELECT DISTINCT ON (customer_id, event_id) customer_id, event_id, kind, occurred_at, amount, direction, channel
@@ -94,7 +95,7 @@ def _refuse_unknown_customers(events: list, ids: dict[str, int]) -> None:
         raise InvalidFields(errors[:100])
 
 
-async def ingest(session: AsyncSession, events: list) -> int:
+async def ingest(session: AsyncSession, events: list, body: str | None = None) -> int:
     """Store a batch of events for many customers; how many were new. Unknown customers are a 422 naming each
     offending event; nothing is stored then. Every customer of the batch has their offer state marked stale and is
     re-tiered by the worker's next batch within the stated lag (app.customers.retier), which marks the offer states
@@ -108,15 +109,9 @@ async def ingest(session: AsyncSession, events: list) -> int:
     live = await share_customers(session, ids.values())
     if len(live) < len(ids):
         _refuse_unknown_customers(events, {external_id: i for external_id, i in ids.items() if i in live})
-    columns: dict[str, list] = defaultdict(list)
-    for e in events:
-        columns["customer_ids"].append(ids[e.customer_id])
-        columns["event_ids"].append(e.event_id)
-        columns["kinds"].append(e.type)
-        columns["occurred"].append(e.occurred_at)
-        columns["amounts"].append(getattr(e, "amount", None))
-        columns["directions"].append(getattr(e, "direction", None))
-        columns["channels"].append(getattr(e, "channel", None))
+    if body is None:  # called from code, not a request
+        body = EventBatch(events=events).model_dump_json()
+    known = {"external_ids": list(ids), "ids": list(ids.values())}
     marks = {"ids": sorted(live), "changed": sorted(ACTIVITY_METRICS), "scope": retier.ACTIVITY}
-    recorded = (await session.execute(_INGEST_EVENTS, {**columns, **marks})).scalar_one()
+    recorded = (await session.execute(_INGEST_EVENTS, {"body": body, **known, **marks})).scalar_one()
     return recorded or 0

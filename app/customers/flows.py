@@ -122,10 +122,11 @@ async def import_holdings_chunk(session: AsyncSession, import_id: int, id_from: 
     return len(ids)
 
 
-async def ingest_events(session: AsyncSession, events: list) -> int:
+async def ingest_events(session: AsyncSession, events: list, body: str | None = None) -> int:
     """Store a batch of events for many customers (app.customers.events: in one statement, with their offer states
-    marked stale and their customers marked for the re-tiering worker); how many were new."""
-    return await customer_events.ingest(session, events)
+    marked stale and their customers marked for the re-tiering worker); how many were new. body: the request's JSON,
+    which `events` were validated from, if any (the statement reads the events from it)."""
+    return await customer_events.ingest(session, events, body)
 
 
 async def erase_customer(session: AsyncSession, external_id: str, secret: str, actor: str) -> None:
