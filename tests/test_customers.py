@@ -213,6 +213,20 @@ async def test_event_for_unknown_customer_refuses_the_batch(client, as_role, ses
     assert await session.scalar(text("SELECT count(*) FROM customer_event")) == 0
 
 
+@pytest.mark.parametrize("event_id", ["a\\u0000b", "a\\ud800b"])
+async def test_an_event_id_the_database_cannot_hold_is_a_422(client, as_role, event_id):
+    # the statement reads the events from the request's JSON (app/customers/events.py): Postgres parses it there
+    await put(client, as_role, "C10")
+    now = datetime.now(UTC).isoformat()
+    body = (
+        f'{{"events": [{{"type": "login", "event_id": "{event_id}", "customer_id": "C10", "occurred_at": "{now}"}}]}}'
+    )
+    headers = {**as_role("integration"), "content-type": "application/json"}
+    response = await client.post("/v1/events", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
 async def test_bad_event_fields_are_named(client, as_role):
     response = await client.post(
         "/v1/events",

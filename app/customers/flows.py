@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import service as audit_service
 from app.benefits.uses import erase_uses
 from app.customers import customer_import, import_queries, locks, retier, service
+from app.customers import events as customer_events
 from app.customers.schemas import CustomerPatch, CustomerUpsert, HoldingIn
 from app.engagement.service import erase_customer_engagement
 from app.feedback import service as feedback_service
@@ -121,15 +122,11 @@ async def import_holdings_chunk(session: AsyncSession, import_id: int, id_from: 
     return len(ids)
 
 
-async def ingest_events(session: AsyncSession, events: list) -> int:
-    """Store a batch of events for many customers (held by service.ingest_events: app.customers.locks); how many
-    were new. Their offer
-    states are marked stale here; their tiers are re-tiered by the worker's next batch within the stated lag
-    (app.customers.retier), which marks the offer states stale again with the new tiers."""
-    recorded, customer_ids = await service.ingest_events(session, events)
-    await offer_state.mark_stale(session, customer_ids, service.ACTIVITY_METRICS)
-    await retier.mark(session, customer_ids, retier.ACTIVITY)
-    return recorded
+async def ingest_events(session: AsyncSession, events: list, body: str | None = None) -> int:
+    """Store a batch of events for many customers (app.customers.events: in one statement, with their offer states
+    marked stale and their customers marked for the re-tiering worker); how many were new. body: the request's JSON,
+    which `events` were validated from, if any (the statement reads the events from it)."""
+    return await customer_events.ingest(session, events, body)
 
 
 async def erase_customer(session: AsyncSession, external_id: str, secret: str, actor: str) -> None:

@@ -44,10 +44,12 @@ RETIER_PENDING = Gauge(
 
 # Plan each statement for the range it is given (as app.customers.flows does).
 _PLAN_FOR_EACH_RANGE = text("SET LOCAL plan_cache_mode = force_custom_plan")
-_MARK = text(
+MARK_SQL = (
     "INSERT INTO retier_mark (customer_id, scope) SELECT unnest(CAST(:ids AS bigint[])), CAST(:scope AS varchar) "
     "ORDER BY 1 ON CONFLICT DO NOTHING"
 )
+"""SQL of mark (:ids, :scope), for an intake that writes in one statement (app.customers.events)."""
+_MARK = text(MARK_SQL)
 # Claimed in id order from the worker's cursor (wrapping round at the end): a batch is then a dense id range when
 # many are marked (an import, a busy intake) and is evaluated as a range like a chunk of a tier run, far cheaper
 # than by a list of ids; every mark is reached within one sweep, so the lag is bounded by a sweep.

@@ -3,19 +3,18 @@
 import hashlib
 import hmac
 import secrets
-from collections import defaultdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import bindparam, delete, func, literal_column, select, text, update
+from sqlalchemy import bindparam, delete, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidFields, InvalidInput
 from app.customers.errors import CustomerNotFound
-from app.customers.locks import lock_customers, share_customers
+from app.customers.locks import lock_customers
 from app.customers.models import (
     Customer,
     CustomerActivityDaily,
@@ -308,94 +307,3 @@ async def erase_import_lines(session: AsyncSession, customer_id: int, external_i
             sa.or_(HoldingImportLine.customer_id == customer_id, HoldingImportLine.external_id == external_id)
         )
     )
-
-
-# ---- events ------------------------------------------------------------------------------------------------
-
-# One round trip: store new events (a retried event_id does nothing), roll the new ones up per customer and day,
-# and advance each customer's last transaction time (a row it would not move is not written). Only rows actually
-# inserted reach the rollups. Concurrent intakes of the same customers (which share, not lock, the customer rows:
-# app.customers.locks) write each table in customer-id order, the rollups and last transaction times after the
-# events, so that they queue on the rows they both write and never deadlock.
-_INGEST_EVENTS = text("""
-WITH incoming AS (
-    SELECT * FROM unnest(
-        CAST(:customer_ids AS bigint[]), CAST(:event_ids AS text[]), CAST(:kinds AS text[]),
-        CAST(:occurred AS timestamptz[]), CAST(:amounts AS numeric[]), CAST(:directions AS text[]),
-        CAST(:channels AS text[])
-    ) AS t(customer_id, event_id, kind, occurred_at, amount, direction, channel)
-    ORDER BY customer_id, event_id
-), inserted AS (
-    INSERT INTO customer_event (customer_id, event_id, kind, occurred_at, amount, direction, channel)
-    SELECT DISTINCT ON (customer_id, event_id) customer_id, event_id, kind, occurred_at, amount, direction, channel
-    FROM incoming i
-    WHERE NOT EXISTS (  -- the same event_id sent again with another occurred_at (app/core/partitions.py)
-        SELECT 1 FROM customer_event e WHERE e.customer_id = i.customer_id AND e.event_id = i.event_id
-          AND e.occurred_at BETWEEN i.occurred_at - interval '7 days' AND i.occurred_at + interval '7 days')
-    ORDER BY customer_id, event_id
-    ON CONFLICT (customer_id, event_id, occurred_at) DO NOTHING
-    RETURNING customer_id, kind, occurred_at, amount
-), rolled AS (
-    INSERT INTO customer_activity_daily AS d (customer_id, day, txn_count, txn_amount, logins, referrals)
-    SELECT customer_id, (occurred_at AT TIME ZONE 'UTC')::date,
-           count(*) FILTER (WHERE kind = 'transaction'),
-           coalesce(sum(amount) FILTER (WHERE kind = 'transaction'), 0),
-           count(*) FILTER (WHERE kind = 'login'),
-           count(*) FILTER (WHERE kind = 'referral')
-    FROM inserted GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (customer_id, day) DO UPDATE SET
-        txn_count = d.txn_count + excluded.txn_count, txn_amount = d.txn_amount + excluded.txn_amount,
-        logins = d.logins + excluded.logins, referrals = d.referrals + excluded.referrals
-), moved AS (  -- the customers whose last transaction time moves, their rows locked in id order
-    SELECT c.id, t.last_at FROM customer c
-    JOIN (SELECT customer_id, max(occurred_at) AS last_at FROM inserted WHERE kind = 'transaction' GROUP BY 1) t
-      ON c.id = t.customer_id
-    WHERE c.last_txn_at IS NULL OR c.last_txn_at < t.last_at
-    ORDER BY c.id FOR NO KEY UPDATE OF c
-), last_txn AS (
-    UPDATE customer c SET last_txn_at = greatest(c.last_txn_at, m.last_at) FROM moved m WHERE c.id = m.id
-)
-SELECT count(*) FROM inserted
-""")
-
-
-# One statement whatever the batch's size (an IN list of as many parameters is prepared anew for each size).
-_IDS_OF_EXTERNAL = text(
-    "SELECT external_id, id FROM customer WHERE external_id = ANY(CAST(:external_ids AS text[])) AND erased_at IS NULL"
-)
-
-
-def _refuse_unknown_customers(events: list, ids: dict[str, int]) -> None:
-    """422 naming each event whose customer is not in `ids` (external id -> id)."""
-    errors = [
-        {"pointer": f"/events/{i}/customer_id", "detail": f"unknown customer '{e.customer_id}'"}
-        for i, e in enumerate(events)
-        if e.customer_id not in ids
-    ]
-    if errors:
-        raise InvalidFields(errors[:100])
-
-
-async def ingest_events(session: AsyncSession, events: list) -> tuple[int, set[int]]:
-    """Store a batch of events for many customers; returns (how many were new, the customers touched).
-    Unknown customers are a 422 naming each offending event; nothing is stored then."""
-    external_ids = sorted({e.customer_id for e in events})
-    ids = dict((await session.execute(_IDS_OF_EXTERNAL, {"external_ids": external_ids})).all())
-    _refuse_unknown_customers(events, ids)
-    # Share the batch's customers' rows in id order first (other intakes share them too; an erasure or a re-tiering
-    # batch holding one is waited for, and waits for this). A customer erased while the batch waited for it is
-    # unknown now: nothing of the batch is stored (the erasure has taken what was stored before).
-    live = await share_customers(session, ids.values())
-    if len(live) < len(ids):
-        _refuse_unknown_customers(events, {external_id: i for external_id, i in ids.items() if i in live})
-    columns: dict[str, list] = defaultdict(list)
-    for e in events:
-        columns["customer_ids"].append(ids[e.customer_id])
-        columns["event_ids"].append(e.event_id)
-        columns["kinds"].append(e.type)
-        columns["occurred"].append(e.occurred_at)
-        columns["amounts"].append(getattr(e, "amount", None))
-        columns["directions"].append(getattr(e, "direction", None))
-        columns["channels"].append(getattr(e, "channel", None))
-    recorded = await session.scalar(_INGEST_EVENTS, dict(columns))
-    return recorded or 0, set(ids.values())

@@ -93,7 +93,7 @@ _CLEARED = {
         "NULL",
     ),
 }
-_MARK_STALE = text(
+MARK_STALE_SQL = (
     "INSERT INTO customer_offer_state AS s (customer_id, generation, valid_until) "
     "SELECT id, 1, '-infinity' FROM unnest(CAST(:ids AS bigint[])) AS id ORDER BY id "
     "ON CONFLICT (customer_id) DO UPDATE SET generation = s.generation + 1, "
@@ -101,6 +101,8 @@ _MARK_STALE = text(
         f"{column} = CASE WHEN {_STALE} THEN {cleared} ELSE s.{column} END" for column, cleared in _CLEARED.items()
     )
 )
+"""SQL of mark_stale (:ids, :changed), for an intake that writes in one statement (app.customers.events)."""
+_MARK_STALE = text(MARK_STALE_SQL)
 
 
 async def mark_stale(session: AsyncSession, customer_ids, changed: frozenset[str] | None = None) -> None:
