@@ -10,7 +10,7 @@ publish in the OpenAPI document the constraint they enforce:
 
 import re
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StrictBool, WithJsonSchema
@@ -142,6 +142,20 @@ def ParamInteger(ge: int = -BIGINT_MAX - 1, le: int = BIGINT_MAX) -> Any:  # noq
     return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_digits)]
 
 
+def _number_edges(places: int, bounds: dict[str, Decimal]) -> dict[str, float]:
+    """The JSON number form's bounds for a decimal whose numbers are rounded to `places` (half away from zero) before
+    its bounds are checked: each bound moved half a unit outwards, inclusive or not as the tie at that edge rounds
+    (away from zero: in, at a positive lower or a negative upper edge; out, at the others)."""
+    unit = Decimal(1).scaleb(-places)
+    half = unit / 2
+    low = bounds["ge"] if "ge" in bounds else bounds["gt"] + unit
+    high = bounds["le"] if "le" in bounds else bounds["lt"] - unit
+    return {
+        "minimum" if low > 0 else "exclusiveMinimum": float(low - half),
+        "exclusiveMaximum" if high >= 0 else "maximum": float(high + half),
+    }
+
+
 def Numeric(
     digits: int,
     places: int,
@@ -151,8 +165,10 @@ def Numeric(
     le: Decimal | None = None,
     pattern: str | None = None,
 ) -> Any:
-    """A decimal for a NUMERIC(digits, places) column: a JSON number or a plain decimal string ("1250.50") with at
-    most `places` decimals, within the column (below 10^(digits - places) in size) and [ge or gt, le] when given.
+    """A decimal for a NUMERIC(digits, places) column: a plain decimal string ("1250.50") with at most `places`
+    decimals, or a JSON number, which is rounded to `places` decimals (half away from zero, as Postgres rounds into
+    the column: a binary float has no exact decimal places), within the column (below 10^(digits - places) in size)
+    and [ge or gt, le] when given. The number form's published bounds are where rounding lands inside them.
     `pattern`: the strings allowed, when the bounds are narrower than the column's (so the string form states them
     as the number form does: a pattern the bounds refuse part of would publish values that are refused)."""
     column = Decimal(10) ** (digits - places)
@@ -161,21 +177,30 @@ def Numeric(
     sign = "-?" if (ge if ge is not None else lower["gt"]) < 0 else ""
     pattern = pattern or rf"^{sign}[0-9]{{1,{digits - places}}}(\.[0-9]{{1,{places}}})?$"
     compiled = re.compile(pattern)
+    unit = Decimal(1).scaleb(-places)
 
     def check(value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
             raise PydanticCustomError("decimal_type", 'must be a number or a decimal string such as "1250.50"')
-        if isinstance(value, str) and not compiled.match(value):
-            raise PydanticCustomError("decimal_text", f"must be a decimal string matching {pattern}")
-        return value
+        if isinstance(value, str):
+            if not compiled.match(value):
+                raise PydanticCustomError("decimal_text", f"must be a decimal string matching {pattern}")
+            return value
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        if not number.is_finite():
+            return value  # refused by the field (allow_inf_nan=False)
+        try:
+            rounded = number.quantize(unit, rounding=ROUND_HALF_UP)
+        except InvalidOperation:  # too large to hold `places` decimals: the column's bound refuses it
+            return number
+        return rounded.copy_abs() if rounded.is_zero() else rounded
 
-    names = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
-    number = {"type": "number", **{names[k]: float(v) for k, v in {**lower, **upper}.items()}}
+    number_schema = {"type": "number", **_number_edges(places, {**lower, **upper})}
     return Annotated[
         Decimal,
         BeforeValidator(check),
         Field(max_digits=digits, decimal_places=places, allow_inf_nan=False, **lower, **upper),
-        WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": pattern}]}),
+        WithJsonSchema({"anyOf": [number_schema, {"type": "string", "pattern": pattern}]}),
     ]
 
 

@@ -3,8 +3,10 @@ fixed without running it): every value a published pattern or rule allows is tak
 The ST202 answers that remain are state-dependent and listed in README ("Conventions an integrator can rely on")."""
 
 import itertools
+import math
 import re
 from datetime import date, timedelta
+from decimal import Decimal
 
 import jsonschema_rs
 import pytest
@@ -18,7 +20,7 @@ from app.core.strict import DAY_PATTERN, LATEST_YEAR, TEXT_PATTERN, Day, Timesta
 from app.engagement.schemas.communities import CommunityCreate
 from app.engagement.schemas.referrals import ReferralIn
 from app.main import create_app
-from app.managers.rule_schemas import HolidayName
+from app.managers.rule_schemas import GoneQuietRule, HolidayName, NearMissRule
 from app.products.quota_schemas import QuotaIn
 from app.products.schemas import ProductUpdate
 from app.reports.router import time_range
@@ -103,6 +105,35 @@ def test_published_decimal_bounds_are_the_enforced_ones(model: type[BaseModel], 
         assert not re.fullmatch(pattern, value), value
         with pytest.raises(ValidationError):
             model.model_validate({field: value})
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "base"),
+    [
+        (NearMissRule, "share", {}),
+        (GoneQuietRule, "min_churn_risk", {}),
+    ],
+)
+def test_published_decimal_numbers_are_the_enforced_ones(model: type[BaseModel], field: str, base: dict):
+    """A JSON number of any precision is rounded into its NUMERIC column (half away from zero), so the number form's
+    published bounds (half a unit outside the decimal bounds) are exactly the numbers taken: at the edges, around
+    them, and for floats drawn between."""
+    number = next(s for s in model.model_json_schema()["properties"][field]["anyOf"] if s.get("type") == "number")
+    validator = jsonschema_rs.validator_for(number)
+    edges = [number.get(k) for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")]
+    probes = [x for e in edges if e is not None for x in (e, math.nextafter(e, -1), math.nextafter(e, 2))]
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.floats(min_value=-0.01, max_value=1.01, allow_nan=False) | st.sampled_from(probes))
+    def same_answer(value: float):
+        taken = _accepted(TypeAdapter(model), {**base, field: value})
+        assert taken == validator.is_valid(value), (value, taken)
+        if taken:
+            stored = getattr(model.model_validate({**base, field: value}), field)
+            assert stored.as_tuple().exponent == -4 and abs(float(stored) - value) <= 0.00005 + 1e-12, stored
+
+    same_answer()
+    assert getattr(model.model_validate({**base, field: 0.46804632981436345}), field) == Decimal("0.4680")
 
 
 EXAMPLE_COMMUNITY = CommunityCreate.model_json_schema()["examples"][0]
