@@ -227,6 +227,24 @@ async def test_an_event_id_the_database_cannot_hold_is_a_422(client, as_role, ev
     assert response.headers["content-type"] == "application/problem+json"
 
 
+@pytest.mark.parametrize("offset", ["+20:20", "-23:59", "+15:59"])
+async def test_an_event_time_with_any_published_offset_is_stored_at_its_instant(client, as_role, session, offset):
+    # the statement reads the request's JSON, and Postgres reads offsets only to +-15:59: such times go in UTC
+    await put(client, as_role, "C10")
+    moment = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=0)
+    sign, hours, minutes = offset[0], int(offset[1:3]), int(offset[4:])
+    shift = timedelta(hours=hours, minutes=minutes) * (1 if sign == "+" else -1)
+    local = (moment + shift).replace(tzinfo=None).isoformat() + offset
+    events = [
+        {"type": "login", "event_id": "tz-1", "customer_id": "C10", "occurred_at": local},
+        {"type": "login", "event_id": "tz-2", "customer_id": "C10", "occurred_at": moment.isoformat()},
+    ]
+    response = await client.post("/v1/events", headers=as_role("integration"), json={"events": events})
+    assert response.status_code == 200, response.text
+    stored = await session.scalars(text("SELECT occurred_at FROM customer_event WHERE event_id LIKE 'tz-%'"))
+    assert list(stored) == [moment, moment]
+
+
 async def test_bad_event_fields_are_named(client, as_role):
     response = await client.post(
         "/v1/events",

@@ -9,6 +9,8 @@ as short a time as the statement allows (with the offer states and marks as two 
 its customers' rows across two more round trips, and under four concurrent intakes most of a request's time was
 spent waiting for another's commit: bench/RESULTS.md)."""
 
+from datetime import UTC, timedelta
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +20,9 @@ from app.customers.intake_schemas import EventBatch
 from app.customers.locks import share_customers
 from app.customers.service import ACTIVITY_METRICS
 from app.recommendations import offer_state
+
+# RFC 3339 (and the published pattern) allows offsets to +-23:59; Postgres reads them to +-15:59.
+_POSTGRES_OFFSETS = timedelta(hours=16)
 
 # One round trip: store new events (a retried event_id does nothing), roll the new ones up per customer and day,
 # advance each customer's last transaction time (a row it would not move is not written), then mark every
@@ -110,8 +115,10 @@ async def ingest(session: AsyncSession, events: list, body: str | None = None) -
     live = await share_customers(session, ids.values())
     if len(live) < len(ids):
         _refuse_unknown_customers(events, {external_id: i for external_id, i in ids.items() if i in live})
-    if body is None:  # called from code, not a request
-        body = EventBatch(events=events).model_dump_json()
+    if body is None or any(abs(e.occurred_at.utcoffset()) >= _POSTGRES_OFFSETS for e in events):
+        # called from code, or a time whose offset Postgres does not read: the JSON made from the events, in UTC
+        utc = [e.model_copy(update={"occurred_at": e.occurred_at.astimezone(UTC)}) for e in events]
+        body = EventBatch(events=utc).model_dump_json()
     known = {"external_ids": list(ids), "ids": list(ids.values())}
     marks = {"ids": sorted(live), "changed": sorted(ACTIVITY_METRICS), "scope": retier.ACTIVITY}
     recorded = (await session.execute(_INGEST_EVENTS, {"body": body, **known, **marks})).scalar_one()
