@@ -228,8 +228,8 @@ def before_call(context, case, kwargs):
             _risk_assessed(case, kwargs, body)
         if path == "/v1/manager-tasks/{task_id}" and body.get("state") == "snoozed":
             _after_today(body, "snoozed_until")
-        if case.method.upper() == "PATCH" and path == "/v1/products/{product_code}":
-            _ordered_with_stored(case, kwargs, body, "active_from", "active_to")
+        if case.method.upper() == "PATCH" and path in STORED_RANGES:
+            _ordered_with_stored(case, kwargs, body, *STORED_RANGES[path])
         if isinstance(body.get("tiers"), list):
             _catch_all_last(body["tiers"])
             _one_tier_per_code(body["tiers"])
@@ -308,6 +308,14 @@ def _risk_assessed(case, kwargs: dict, body: dict) -> None:
         found = _get(case, kwargs, case.formatted_path)
         if found.status_code == 200 and found.json().get("risk_level") is not None:
             body["risk_level"] = None  # clearing the date clears the level with it
+
+
+# The documents a PATCH may change one end of a range of, kept in order with the stored other end.
+STORED_RANGES = {
+    "/v1/products/{product_code}": ("active_from", "active_to"),
+    "/v1/activities/{activity_key}": ("starts_at", "ends_at"),
+    "/v1/benefits/{benefit_code}": ("valid_from", "valid_to"),
+}
 
 
 def _ordered_with_stored(case, kwargs: dict, body: dict, start: str, end: str) -> None:
