@@ -74,6 +74,7 @@ NOT_IN_FUTURE = {
     "referred_at",
     "at",
     "as_of",
+    "contacted_at",
     "birth_date",
 }
 """Body fields the API refuses in the future (a report of something that happened)."""
