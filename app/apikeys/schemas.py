@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypeAliasType
 
 from app.core.security import Scope
+from app.core.strict import NO_NUL_PATTERN
 
 Role = TypeAliasType(
     "Role",
@@ -25,7 +26,9 @@ class ApiKeyCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"name": "mobile-backend-prod", "role": "app"}]}
     )
 
-    name: str = Field(min_length=1, max_length=100, description="Who uses the key, e.g. the calling system.")
+    name: str = Field(
+        min_length=1, max_length=100, pattern=NO_NUL_PATTERN, description="Who uses the key, e.g. the calling system."
+    )
     role: Role = Field(description="A preset: app (mobile backend), integration (core-banking feeds) or admin.")
 
 

@@ -239,3 +239,18 @@ NO_NUL_PATTERN = r"^[^\x00]*$"
 
 TEXT_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
 """A name or a reason: some character other than whitespace, and no NUL (which Postgres text cannot store)."""
+
+
+Description = Annotated[str, Field(max_length=2000, pattern=NO_NUL_PATTERN)]
+"""Free text an admin writes about a document (a policy, a version, a product): anything but NUL."""
+
+ATTRIBUTE_VALUE_SCHEMA = {
+    "anyOf": [
+        {"type": "number"},
+        {"type": "string", "pattern": NO_NUL_PATTERN},
+        {"type": "boolean"},
+        {"type": "array", "items": {"type": "string", "pattern": NO_NUL_PATTERN}},
+        {"type": "null"},
+    ]
+}
+"""A custom attribute's value as a body sends it (its declared type is checked against the catalogue)."""

@@ -18,7 +18,7 @@ from pydantic import (
 from typing_extensions import TypeAliasType
 
 from app.core.fields import Money, MoneyTotal
-from app.core.strict import Boolean, Day, Integer, Timestamp
+from app.core.strict import ATTRIBUTE_VALUE_SCHEMA, NO_NUL_PATTERN, Boolean, Day, Integer, Timestamp
 
 Segment = TypeAliasType(
     "Segment", Annotated[Literal["retail", "small_business"], Field(description="The customer's banking segment.")]
@@ -43,21 +43,12 @@ CUSTOMER_ID_EXAMPLE = "C00000042"
 ExternalIdPath = Annotated[
     ExternalId, Path(alias="customer_id", description="The bank's own customer id.", examples=[CUSTOMER_ID_EXAMPLE])
 ]
-_ATTRIBUTE_VALUE = {
-    "anyOf": [
-        {"type": "number"},
-        {"type": "string"},
-        {"type": "boolean"},
-        {"type": "array", "items": {"type": "string"}},
-        {"type": "null"},
-    ]
-}
 CustomAttributes = Annotated[
     dict[str, Any],
     WithJsonSchema(
         {
             "type": "object",
-            "additionalProperties": _ATTRIBUTE_VALUE,
+            "additionalProperties": ATTRIBUTE_VALUE_SCHEMA,
             "maxProperties": 50,
             "description": "Values of custom attributes declared at /v1/attributes/custom, each of its declared type: "
             "a number, an integer, a string, a boolean, a date (YYYY-MM-DD) or a list of strings.",
@@ -87,7 +78,11 @@ class CustomerFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     display_name: str | None = Field(
-        None, min_length=1, max_length=200, description="Optional name for relationship managers; personal data."
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=NO_NUL_PATTERN,
+        description="Optional name for relationship managers; personal data.",
     )
     birth_date: Day | None = Field(None, description="Personal data; used for age and birthday care lists.")
     risk_level: Integer(1, 5) | None = Field(None, description="Assessed risk tolerance C1..C5 (1 = cautious).")
@@ -280,7 +275,7 @@ class CustomerRead(CustomerSummary):
 class HoldingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    product_code: str = Field(min_length=1, max_length=40, examples=["savings_account"])
+    product_code: str = Field(min_length=1, max_length=40, pattern=NO_NUL_PATTERN, examples=["savings_account"])
     opened_at: Day | None = None
     balance: Money = Field(description="Balance in the configured currency; loans and cards as amounts owed.")
     as_of: Day = Field(description="The date the balance was taken.")

@@ -18,7 +18,7 @@ from typing_extensions import TypeAliasType
 
 from app.core.errors import validation_errors
 from app.core.fields import PositiveMoney
-from app.core.strict import Integer, Timestamp
+from app.core.strict import NO_NUL_PATTERN, Integer, Timestamp
 from app.customers.schemas import CLOCK_SKEW, ExternalId, _not_in_future
 from app.products.schemas import ProductCode
 
@@ -234,7 +234,9 @@ class SurveyIn(BaseModel):
     customer_id: ExternalId
     kind: SurveyKind = Field(description="nps: 0..10 (would you recommend us); csat: 1..5 (how satisfied).")
     score: Integer(0, 10)
-    comment: str | None = Field(None, max_length=2000, description="Free text from the customer; never logged.")
+    comment: str | None = Field(
+        None, max_length=2000, pattern=NO_NUL_PATTERN, description="Free text from the customer; never logged."
+    )
     channel: Channel
     touchpoint: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")] = Field(
         description="What the survey was about, e.g. onboarding, branch_visit, app_rating_prompt."
@@ -294,7 +296,9 @@ class ComplaintIn(BaseModel):
     customer_id: ExternalId
     category: ComplaintCategory
     channel: Channel
-    description: str = Field(min_length=1, max_length=4000, description="Free text; never logged.")
+    description: str = Field(
+        min_length=1, max_length=4000, pattern=NO_NUL_PATTERN, description="Free text; never logged."
+    )
     opened_at: Timestamp | None = Field(None, description="When the customer complained; default: now.")
 
     @field_validator("opened_at")
@@ -318,7 +322,7 @@ class ComplaintTransitionIn(BaseModel):
     )
 
     to_status: ComplaintStatus = Field(description="The status to move the complaint to.")
-    note: str | None = Field(None, max_length=2000)
+    note: str | None = Field(None, max_length=2000, pattern=NO_NUL_PATTERN)
 
 
 class ComplaintTransitionRead(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from typing_extensions import TypeAliasType
 
-from app.core.strict import TEXT_PATTERN, Boolean, Day, Integer, Timestamp
+from app.core.strict import NO_NUL_PATTERN, TEXT_PATTERN, Boolean, Day, Integer, Timestamp
 
 ManagerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,39}$")]
 PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{1,39}$")]
@@ -189,7 +189,7 @@ class ContactCreate(BaseModel):
     kind: ContactKind
     channel: ContactChannel
     outcome: ContactOutcome
-    note: Annotated[str, Field(max_length=4000)] | None = Field(
+    note: Annotated[str, Field(max_length=4000, pattern=NO_NUL_PATTERN)] | None = Field(
         None, description="Free text (personal data: never logged, erased with the customer)."
     )
     manager_id: ManagerId | None = Field(None, description="Who made the contact; default: the customer's manager.")

@@ -8,7 +8,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstrain
 from typing_extensions import TypeAliasType
 
 from app.core.fields import Multiplier, NonNegativeMoney
-from app.core.strict import TEXT_PATTERN, Boolean, Integer, Timestamp
+from app.core.strict import TEXT_PATTERN, Boolean, Description, Integer, Timestamp
 from app.rules.schema import Condition
 
 ProductCategory = TypeAliasType(
@@ -32,7 +32,6 @@ ProductName = Annotated[
 ]
 RiskLevel = Integer(1, 5)
 RankingMultiplier = Annotated[Multiplier, Field(gt=0, le=100)]
-Description = Annotated[str, Field(max_length=2000)]
 Channels = Annotated[list[Channel], Field(min_length=1, max_length=4, json_schema_extra={"uniqueItems": True})]
 TargetTiers = Annotated[list[TierCode], Field(max_length=50, json_schema_extra={"uniqueItems": True})]
 # A condition in the rule language (app.rules); stored as given until that language's validator is wired in.

@@ -156,7 +156,9 @@ class Comparison(BaseModel):
         },
     )
 
-    attr: str = Field(min_length=1, max_length=64, description="An attribute name from GET /v1/attributes.")
+    attr: str = Field(
+        min_length=1, max_length=64, pattern=NO_NUL_PATTERN, description="An attribute name from GET /v1/attributes."
+    )
     op: Operator
     value: Annotated[Any, WithJsonSchema(_VALUE_SCHEMA)]
 
@@ -219,7 +221,9 @@ SetListOperator = TypeAliasType("SetListOperator", Literal["contains_any", "cont
 class _ComparisonOf(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    attr: str = Field(min_length=1, max_length=64, description="An attribute name from GET /v1/attributes.")
+    attr: str = Field(
+        min_length=1, max_length=64, pattern=NO_NUL_PATTERN, description="An attribute name from GET /v1/attributes."
+    )
 
 
 class ScalarComparison(_ComparisonOf):

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSc
 from typing_extensions import TypeAliasType
 
 from app.core.i18n import LanguageTag
-from app.core.strict import INT_MAX, TEXT_PATTERN, Integer, at_least_one_of
+from app.core.strict import ATTRIBUTE_VALUE_SCHEMA, INT_MAX, TEXT_PATTERN, Description, Integer, at_least_one_of
 from app.rules.schema import Condition, ConditionResult
 
 POLICY_KEY_PATTERN = r"^[a-z][a-z0-9_\-]{1,39}$"
@@ -16,7 +16,6 @@ PolicyKey = Annotated[str, StringConstraints(pattern=POLICY_KEY_PATTERN)]
 TierCode = Annotated[str, StringConstraints(pattern=TIER_CODE_PATTERN)]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=100)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=200)]
-Description = Annotated[str, Field(max_length=2000)]
 GraceDays = Integer(0, 730)
 VersionStatus = TypeAliasType(
     "VersionStatus",
@@ -59,15 +58,6 @@ CareOccasion = TypeAliasType(
         Literal["birthday", "anniversary"], Field(description="birthday, or the anniversary of becoming a customer.")
     ],
 )
-_ATTRIBUTE_VALUE = {
-    "anyOf": [
-        {"type": "number"},
-        {"type": "string"},
-        {"type": "boolean"},
-        {"type": "array", "items": {"type": "string"}},
-        {"type": "null"},
-    ]
-}
 MAX_TIERS = 20
 
 TIERS_DOC = (
@@ -287,7 +277,7 @@ class WhatIfRequest(BaseModel):
     )
 
     attributes: Annotated[
-        dict[str, Any], WithJsonSchema({"type": "object", "additionalProperties": _ATTRIBUTE_VALUE})
+        dict[str, Any], WithJsonSchema({"type": "object", "additionalProperties": ATTRIBUTE_VALUE_SCHEMA})
     ] = Field(
         description="{attribute name: value}, as GET /v1/attributes types them: "
         "numbers, strings, booleans, dates (YYYY-MM-DD), lists of strings."

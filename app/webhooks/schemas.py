@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import TypeAliasType
 
+from app.core.strict import NO_NUL_PATTERN
 from app.webhooks.events import EVENT_TYPES
 
 SubscriptionStatus = TypeAliasType(
@@ -91,7 +92,7 @@ class WebhookCreate(BaseModel):
 
     url: WebhookUrl
     event_types: EventTypes
-    description: str | None = Field(None, max_length=200)
+    description: str | None = Field(None, max_length=200, pattern=NO_NUL_PATTERN)
     status: SubscriptionStatus = Field("active", description="paused: events are kept and sent on resume.")
 
 
@@ -103,7 +104,7 @@ class WebhookUpdate(BaseModel):
     # url, event_types and status may be left out but not set to null (their types have no null); description may
     url: WebhookUrl = None
     event_types: EventTypes = None
-    description: str | None = Field(None, max_length=200)
+    description: str | None = Field(None, max_length=200, pattern=NO_NUL_PATTERN)
     status: SubscriptionStatus = Field(None, description="paused: events are kept and sent on resume.")
 
     @field_validator("url", "event_types", "status", mode="before")

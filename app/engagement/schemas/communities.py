@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import TypeAliasType
 
-from app.core.strict import Integer, Timestamp
+from app.core.strict import NO_NUL_PATTERN, Integer, Timestamp
 from app.customers.schemas import ExternalId, _not_in_future
 from app.engagement.schemas.common import (
     AUDIENCE_DOC,
@@ -77,7 +77,7 @@ class CommunityCreate(AudienceFields):
 
     key: ProgrammeKey = Field(description="Stable identifier: lowercase letters, digits, '_' and '-', 2..40.")
     name: Name
-    goal: Annotated[str, Field(max_length=2000)] | None = None
+    goal: Annotated[str, Field(max_length=2000, pattern=NO_NUL_PATTERN)] | None = None
     owner_team: Team
     capacity: Integer(1, 10_000_000) | None = Field(None, description="Most members at once; null: no limit.")
     state: CommunityState = "planned"
@@ -102,7 +102,7 @@ class CommunityUpdate(BaseModel):
 
     # name, owner_team, audience and state may be left out, not set to null (their types have no null)
     name: Name = None
-    goal: Annotated[str, Field(max_length=2000)] | None = None
+    goal: Annotated[str, Field(max_length=2000, pattern=NO_NUL_PATTERN)] | None = None
     owner_team: Team = None
     audience: Condition = Field(None, description=AUDIENCE_DOC)
     audience_policy_key: PolicyKey | None = None

@@ -214,7 +214,9 @@ class TierRunCreate(BaseModel):
         },
     )
 
-    policy_key: str | None = Field(None, max_length=40, description="One policy's key; or set `all`.")
+    policy_key: str | None = Field(
+        None, max_length=40, pattern=NO_NUL_PATTERN, description="One policy's key; or set `all`."
+    )
     all: Boolean = Field(False, description="Every active policy.")
 
     @model_validator(mode="after")
