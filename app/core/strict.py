@@ -237,7 +237,12 @@ def both_or_neither(first: str, second: str, *, unset_first: dict | None = None,
 NO_NUL_PATTERN = r"^[^\x00]*$"
 """A key or filter that is looked up in the database: any text but NUL (which Postgres text cannot store)."""
 
-TEXT_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
+WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+"""Whitespace spelt out for patterns: `\\s` is another set in Python, in pydantic-core's Rust regex and in the ECMA
+regex of JSON Schema validators (U+0085, U+001C-U+001F, U+FEFF), so a published pattern would allow what the
+server refuses."""
+
+TEXT_PATTERN = rf"^[^\x00]*[^{WHITESPACE}\x00][^\x00]*$"
 """A name or a reason: some character other than whitespace, and no NUL (which Postgres text cannot store)."""
 
 

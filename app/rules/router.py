@@ -38,7 +38,12 @@ async def list_rule_attributes(session: SessionDep, page: PageParams) -> Page[At
 
 
 AttributeName = Annotated[
-    str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="snake_case name", examples=["employer_payroll"])
+    str,
+    Path(
+        pattern=r"^[a-z][a-z0-9_]{0,63}$",
+        description="snake_case name, not one of the built-in attributes' (GET /v1/attributes)",
+        examples=["employer_payroll"],
+    ),
 ]
 
 

@@ -8,7 +8,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import TypeAliasType
 
-from app.core.strict import NO_NUL_PATTERN
+from app.core.strict import NO_NUL_PATTERN, WHITESPACE
 from app.webhooks.events import EVENT_TYPES
 
 SubscriptionStatus = TypeAliasType(
@@ -64,7 +64,7 @@ WebhookUrl = Annotated[
         min_length=8,
         max_length=2048,
         pattern=r"^https?://[A-Za-z0-9.\-]+(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?"
-        r"([/?][^#\s\x00]*)?$",  # a port within 0..65535; no NUL (Postgres text cannot hold it)
+        rf"([/?][^#{WHITESPACE}\x00]*)?$",  # a port within 0..65535; no NUL (Postgres text cannot hold it)
         description="Where events are POSTed: http or https, no credentials in it.",
     ),
     AfterValidator(_check_url),

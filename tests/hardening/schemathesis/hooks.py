@@ -203,6 +203,8 @@ def before_call(context, case, kwargs):
         begins, now = _moment(case.query.get("from")), datetime.now(UTC)
         if "to" not in case.query and begins is not None and (begins >= now or (window and now - begins > window)):
             case.query["from"] = _iso(datetime.now(UTC) - timedelta(days=30))  # `to` is now: `from` before it
+    if path == "/v1/attributes/custom/{name}" and (case.path_parameters or {}).get("name") == DATE_ATTRIBUTE:
+        case.path_parameters["name"] = f"{DATE_ATTRIBUTE}_other"  # the date attribute the hooks declare stays a date
     if isinstance(case.body, dict):
         _declare_date_attribute(case, kwargs)
         body = _conditions_within_depth(_known_attributes(_not_in_future(case.body)))
