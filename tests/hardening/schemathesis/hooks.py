@@ -368,13 +368,19 @@ def _one_referral_per_pair(body: dict) -> None:
 
 
 def _the_referrals_referee(case, kwargs: dict, body: dict) -> None:
-    """A move names the referral's own referee (when it has one): read it first, as a client would."""
-    if not isinstance(body.get("referee_customer_id"), str):
+    """A move names the referral's own referee (when it has one), and onboarding a code's referral names the customer
+    it brought in: read it first, as a client would."""
+    onboards = body.get("to_status") == "onboarded" and "referee_customer_id" not in body
+    if not isinstance(body.get("referee_customer_id"), str) and not onboards:
         return
     found = _get(case, kwargs, f"/v1/referrals/{case.path_parameters.get('referral_id')}")
     if found.status_code != 200:
         return
     referral = found.json()
+    if onboards:
+        if referral.get("referee_customer_id") is None:
+            body["referee_customer_id"] = next(r for r in REFEREES if r != referral.get("referrer_customer_id"))
+        return
     if referral.get("referee_customer_id"):
         body["referee_customer_id"] = referral["referee_customer_id"]
     elif body["referee_customer_id"] == referral.get("referrer_customer_id"):
