@@ -66,6 +66,8 @@ async def exercise_every_write_route(request: Callable[..., Awaitable[httpx.Resp
         response = await request(method, path, headers=headers, **kwargs)
         assert response.status_code < 500, (operation, response.text)
         ok = 200 <= response.status_code < 300
+        if ok and expect == "bad" and "/import" in path:  # an import refuses bad lines one by one, in a 200
+            ok = response.json().get("accepted") != 0 or not response.json().get("rejected")
         assert ok if expect == "good" else not ok, (operation, expect, response.status_code, response.text)
         done.add(operation)
         return response
