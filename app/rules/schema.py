@@ -9,8 +9,8 @@ A condition is a JSON document:
 offending node (or member of a node). The pydantic `Condition` type delegates to it, so a request body with a
 `Condition` field reports the same messages at the same pointers (e.g. /tiers/2/condition/all/1/op).
 Whether an attribute exists and whether a value fits its type is the catalog's business: see
-`app.rules.compile.check_condition`. The node models and the parser are one grammar, kept in one module at
-about 400 lines.
+`app.rules.compile.check_condition`. The node models and the parser are one grammar, kept in one module; the
+schema each operator's comparison publishes is in `app.rules.shapes`.
 """
 
 from __future__ import annotations
@@ -23,19 +23,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, WithJsonSchema, WrapValidator
 from pydantic_core import InitErrorDetails, PydanticCustomError
-from typing_extensions import TypeAliasType
 
 from app.core.errors import InvalidInput
-from app.core.strict import DAY_PATTERN, NO_NUL_PATTERN
+from app.core.strict import NO_NUL_PATTERN
+from app.rules.shapes import COMPARISON_SHAPES, MAX_LIST_VALUES, MAX_STRING_LENGTH
 
 MAX_DEPTH = 8
 """The deepest a node may sit: the root is at depth 1."""
 MAX_NODES = 200
 """The most nodes (all, any, not, always and comparisons) a condition document may hold."""
-MAX_LIST_VALUES = 1000
-"""The most values an in / not_in / contains_any / contains_none list may hold."""
-MAX_STRING_LENGTH = 500
-"""The longest string value a comparison may hold."""
 
 
 class Operator(StrEnum):
@@ -166,7 +162,7 @@ class Comparison(BaseModel):
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
         """One of the four shapes, by operator (defined below: they need nothing from this class)."""
         return {
-            "oneOf": [handler(shape.__pydantic_core_schema__) for shape in _COMPARISON_SHAPES],
+            "oneOf": [handler(shape.__pydantic_core_schema__) for shape in COMPARISON_SHAPES],
             "description": cls.__doc__,
         }
 
@@ -199,99 +195,6 @@ class ConditionResult(BaseModel):
         "as YYYY-MM-DD, a set as a list; null when the customer has no value."
     )
     result: bool | None = Field(description="Whether the comparison held; null when the value is missing.")
-
-
-# The JSON schema of a comparison, by operator: which value each operator takes (the parser's rules, stated for
-# clients and generators). Validation is `parse_condition`'s, with its pointers and messages.
-_SCALAR_VALUE = Annotated[
-    float | Annotated[str, Field(max_length=MAX_STRING_LENGTH, pattern=NO_NUL_PATTERN)] | bool,
-    Field(description="A number, a string, a boolean, or a date as YYYY-MM-DD."),
-]
-# What each operator can compare, whatever the attribute: order by numbers and dates, sets hold strings, and a list
-# holds one type (no attribute type takes a boolean by order, a number in a set, or a list of mixed values).
-_DATE = Annotated[str, Field(pattern=DAY_PATTERN, description="A date, YYYY-MM-DD.")]
-_ORDERED_VALUE = Annotated[float | _DATE, Field(description="A number, or a date as YYYY-MM-DD.")]
-_SET_MEMBER = Annotated[str, Field(max_length=MAX_STRING_LENGTH, pattern=NO_NUL_PATTERN)]
-ScalarOperator = TypeAliasType("ScalarOperator", Literal["eq", "ne"])
-OrderOperator = TypeAliasType("OrderOperator", Literal["lt", "lte", "gt", "gte"])
-ListOperator = TypeAliasType("ListOperator", Literal["in", "not_in"])
-SetListOperator = TypeAliasType("SetListOperator", Literal["contains_any", "contains_none"])
-
-
-class _ComparisonOf(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    attr: str = Field(
-        min_length=1, max_length=64, pattern=NO_NUL_PATTERN, description="An attribute name from GET /v1/attributes."
-    )
-
-
-class ScalarComparison(_ComparisonOf):
-    """Compare an attribute with one value: {"attr": "segment", "op": "eq", "value": "retail"}."""
-
-    op: ScalarOperator
-    value: _SCALAR_VALUE
-
-
-class OrderComparison(_ComparisonOf):
-    """Order a number or date attribute: {"attr": "aum_avg_3m", "op": "gte", "value": 500000}."""
-
-    op: OrderOperator
-    value: _ORDERED_VALUE
-
-
-class ContainsComparison(_ComparisonOf):
-    """Whether a set attribute holds a string: {"attr": "held_products", "op": "contains", "value": "mortgage"}."""
-
-    op: Literal["contains"]
-    value: _SET_MEMBER
-
-
-class ListComparison(_ComparisonOf):
-    """Test an attribute against a list of numbers or of strings: {"attr": "segment", "op": "in", "value":
-    ["retail"]}."""
-
-    op: ListOperator
-    value: (
-        Annotated[list[float], Field(min_length=1, max_length=MAX_LIST_VALUES)]
-        | Annotated[list[_SET_MEMBER], Field(min_length=1, max_length=MAX_LIST_VALUES)]
-    )
-
-
-class SetListComparison(_ComparisonOf):
-    """Test a set attribute against strings: {"attr": "held_categories", "op": "contains_none", "value":
-    ["loan"]}."""
-
-    op: SetListOperator
-    value: list[_SET_MEMBER] = Field(min_length=1, max_length=MAX_LIST_VALUES)
-
-
-class BetweenComparison(_ComparisonOf):
-    """Low <= attribute <= high: {"attr": "age", "op": "between", "value": [25, 40]}."""
-
-    op: Literal["between"]
-    value: (
-        Annotated[list[float], Field(min_length=2, max_length=2)]
-        | Annotated[list[_DATE], Field(min_length=2, max_length=2)]
-    ) = Field(description="[low, high], low <= high: two numbers or two dates.")
-
-
-class IsNullComparison(_ComparisonOf):
-    """Whether the customer has no value: {"attr": "days_since_last_txn", "op": "is_null", "value": true}."""
-
-    op: Literal["is_null"]
-    value: bool
-
-
-_COMPARISON_SHAPES = (
-    ScalarComparison,
-    OrderComparison,
-    ContainsComparison,
-    ListComparison,
-    SetListComparison,
-    BetweenComparison,
-    IsNullComparison,
-)
 
 
 def _validate_condition(value: Any, handler: Any) -> Any:
