@@ -1,32 +1,35 @@
 """The schema stays ready for Citus with customer_id as the distribution column (README, "Scaling"): every
-customer-keyed table (one with a customer_id column) has customer_id in its primary key and in every unique
-constraint and unique index, and every foreign key between two customer-keyed tables carries customer_id.
+customer-keyed table (one with a customer_id column) is distributed by it, and has customer_id in its primary key
+and in every unique constraint and unique index, and every foreign key between two customer-keyed tables carries
+customer_id.
+
+LOCAL names the customer-keyed tables that stay on the coordinator as local tables (each with why; the README's
+"Local to the coordinator" names the same): the key rules do not apply to them, but no foreign key may join one
+with a distributed table, either way (Citus has none between a local and a distributed table).
 
 NOT_YET lists the customer-keyed tables that break a rule today, each with why. It may only shrink: the test fails
 both when a table not listed breaks a rule and when a listed table has become ready (remove it then)."""
+
+import re
+from pathlib import Path
 
 from sqlalchemy import Index, Table, UniqueConstraint
 
 from app.models import metadata
 
-NOT_YET = {
-    # keyed by their own id alone because the API addresses them by id without the customer
-    # (GET /v1/feedback/complaints/{complaint_id} and its transitions, GET /v1/feedback/surveys/{survey_id},
-    # PATCH /v1/manager-tasks/{task_id}): the key becomes (customer_id, id) once those routes name the customer,
-    # or the lookups fan out to every shard; complaint_transition then gains customer_id as well
-    "complaint",
-    "survey_response",
-    "manager_task",
-    # an import's staged lines, keyed by (import_id, line): customer_id is the customer a line resolved to, NULL
-    # on a line rejected before it named one; staging, kept on the coordinator with its import header (local tables)
-    "holding_import_line",
-    # keyed by (community, event): a community's activity spans customers; co-located by community instead
-    "community_activity_event",
-    # the outbox and its deliveries serve events of no customer as well (customer_id NULL): they stay on the
-    # coordinator as local tables, or are split into per-customer and global outboxes
-    "webhook_event",
-    "webhook_delivery",
+LOCAL = {
+    "holding_import_line": "an import's staged lines, keyed by (import_id, line) with their import header "
+    "(holding_import, local): customer_id is the customer a line resolved to, NULL on a line rejected before it "
+    "named one; the merge reads them set-based on the coordinator (app/customers/holdings_import.py)",
+    "webhook_event": "the outbox has events of no customer (product.sold_out: customer_id NULL) and is dispatched "
+    "in order across customers; split into a distributed per-customer outbox and a local one to distribute it",
+    "webhook_delivery": "the outbox's deliveries, with their events and subscriptions (local)",
 }
+
+NOT_YET: dict[str, str] = {}
+"""Customer-keyed, distributed tables not ready yet: none today."""
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _customer_keyed(table: Table) -> bool:
@@ -52,8 +55,12 @@ def _problems(table: Table) -> list[str]:
     return problems
 
 
+def _distributed(table: Table) -> bool:
+    return table.name == "customer" or (_customer_keyed(table) and table.name not in LOCAL)
+
+
 def _not_ready() -> dict[str, list[str]]:
-    tables = [t for t in metadata.sorted_tables if _customer_keyed(t)]
+    tables = [t for t in metadata.sorted_tables if _customer_keyed(t) and t.name not in LOCAL]
     return {t.name: p for t in tables if (p := _problems(t))}
 
 
@@ -66,6 +73,29 @@ def test_customer_keyed_tables_carry_customer_id_in_keys_and_unique_indexes():
 def test_not_yet_only_lists_tables_still_not_ready():
     ready_now = sorted(name for name in NOT_YET if name not in _not_ready())
     assert ready_now == [], "these tables are ready now: remove them from NOT_YET"
+
+
+def test_local_tables_are_customer_keyed_and_joined_to_no_distributed_table():
+    tables = metadata.tables
+    assert sorted(name for name in LOCAL if name not in tables or not _customer_keyed(tables[name])) == []
+    joins = [
+        f"{table.name}.{key.name} -> {key.referred_table.name}"
+        for table in metadata.sorted_tables
+        for key in table.foreign_key_constraints
+        if (table.name in LOCAL and _distributed(key.referred_table))
+        or (_distributed(table) and key.referred_table.name in LOCAL)
+    ]
+    assert joins == [], "foreign keys between a local and a distributed table"
+
+
+def test_readme_names_the_local_tables():
+    text = README.read_text()
+    section = re.search(r"^- \*Local to the coordinator\*:(.*?)(?=^- \*)", text, re.MULTILINE | re.DOTALL)
+    assert section is not None, "README: the 'Local to the coordinator' item of 'Past one database'"
+    named = set(re.findall(r"`([a-z_]+)`", section.group(1)))
+    assert sorted(set(LOCAL) - named) == []
+    distributed = [name for name in named if name in metadata.tables and _distributed(metadata.tables[name])]
+    assert distributed == [], "README names distributed tables as local"
 
 
 def test_the_rules_catch_what_they_are_for():

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Header, Request
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -38,6 +38,13 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+async def customer_of(session: AsyncSession, model, row_id: int) -> int | None:
+    """The customer of a customer-keyed row (primary key (customer_id, id)) that a route names by its id alone,
+    found by the plain index on id (under Citus, a lookup on every shard: README, "Scaling"), so that what follows
+    (a lock, a write) names (customer_id, id) and stays on the customer's shard. None when there is no such row."""
+    return await session.scalar(select(model.customer_id).where(model.id == row_id))
 
 
 def create_engine(

@@ -189,8 +189,8 @@ async def list_members(
     return await programmes.list_taking_part(session, COMMUNITY, community, state, after, limit)
 
 
-# A batch of member activity: stored once per (community, event_id), only for customers who were members when it
-# happened; the rest reported by index.
+# A batch of member activity: stored once per (customer, community, event_id), only for customers who were members
+# when it happened; the rest reported by index.
 _ACTIVITY = text("""
 WITH incoming AS (
     SELECT * FROM unnest(CAST(:idx AS int[]), CAST(:external_ids AS text[]), CAST(:event_ids AS text[]),
@@ -207,7 +207,7 @@ WITH incoming AS (
     INSERT INTO community_activity_event (community_id, customer_id, event_id, kind, occurred_at)
     SELECT :community_id, customer_id, event_id, kind, occurred_at FROM checked
     WHERE was_member ORDER BY event_id
-    ON CONFLICT (community_id, event_id) DO NOTHING
+    ON CONFLICT (customer_id, community_id, event_id) DO NOTHING
     RETURNING customer_id
 )
 SELECT (SELECT count(*) FROM inserted) AS accepted,

@@ -102,17 +102,19 @@ class CommunityMembershipMove(Base):
 
 
 class CommunityActivityEvent(Base):
-    """A member's post, reply, attended meeting or share, once per (community, event_id)."""
+    """A member's post, reply, attended meeting or share, once per (customer, community, event_id): a retried event
+    changes nothing. Kept with its customer (README, "Scaling": distributed by customer_id), whose tiering reads it."""
 
     __tablename__ = "community_activity_event"
     __table_args__ = (
+        PrimaryKeyConstraint("customer_id", "id"),
         CheckConstraint(f"kind IN {MEMBER_ACTIVITY_KINDS}", name="kind"),
-        Index("uq_community_activity_event_community_event", "community_id", "event_id", unique=True),
+        Index("uq_community_activity_event_event", "customer_id", "community_id", "event_id", unique=True),
         Index("ix_community_activity_event_customer", "customer_id", "occurred_at"),
         Index("ix_community_activity_event_community_at", "community_id", "occurred_at"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"))
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(100))

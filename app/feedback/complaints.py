@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Row, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import customer_of
 from app.core.pagination import PageRequest
 from app.customers.models import Customer
 from app.feedback.errors import ComplaintNotFound, InvalidComplaintTransition
@@ -34,8 +35,8 @@ WITH inserted AS (
     ON CONFLICT (customer_id, event_id) DO NOTHING
     RETURNING id, customer_id, opened_at
 ), history AS (
-    INSERT INTO complaint_transition (complaint_id, from_status, to_status, actor, note, at)
-    SELECT id, NULL, 'open', CAST(:actor AS text), NULL, opened_at FROM inserted
+    INSERT INTO complaint_transition (customer_id, complaint_id, from_status, to_status, actor, note, at)
+    SELECT customer_id, id, NULL, 'open', CAST(:actor AS text), NULL, opened_at FROM inserted
 ), summary AS (
     INSERT INTO customer_satisfaction AS cs (customer_id, open_complaints)
     SELECT customer_id, 1 FROM inserted
@@ -51,12 +52,12 @@ WITH moved AS (
     UPDATE complaint SET status = CAST(:to_status AS text), updated_at = now(),
         resolved_at = CASE WHEN CAST(:to_status AS text) = 'resolved' THEN now()
                            WHEN CAST(:to_status AS text) = 'open' THEN NULL ELSE resolved_at END
-    WHERE id = :complaint_id
-    RETURNING id
+    WHERE customer_id = :customer_id AND id = :complaint_id
+    RETURNING customer_id, id
 ), history AS (
-    INSERT INTO complaint_transition (complaint_id, from_status, to_status, actor, note, at)
-    SELECT id, CAST(:from_status AS text), CAST(:to_status AS text), CAST(:actor AS text), CAST(:note AS text),
-           now()
+    INSERT INTO complaint_transition (customer_id, complaint_id, from_status, to_status, actor, note, at)
+    SELECT customer_id, id, CAST(:from_status AS text), CAST(:to_status AS text), CAST(:actor AS text),
+           CAST(:note AS text), now()
     FROM moved
 )
 INSERT INTO customer_satisfaction AS cs (customer_id, open_complaints, resolved_count, resolve_days_sum)
@@ -96,6 +97,7 @@ async def open_complaint(session: AsyncSession, body: ComplaintIn, actor: str) -
 
 async def move_complaint(session: AsyncSession, complaint_id: int, to_status: str, note: str | None, actor: str) -> int:
     """Move a complaint to another status (409 when the lifecycle does not allow it); returns its customer id."""
+    customer_id = await customer_of(session, Complaint, complaint_id)
     complaint = (
         await session.execute(
             select(
@@ -107,7 +109,7 @@ async def move_complaint(session: AsyncSession, complaint_id: int, to_status: st
                 Customer.external_id,
             )
             .join(Customer, Customer.id == Complaint.customer_id)
-            .where(Complaint.id == complaint_id)
+            .where(Complaint.customer_id == customer_id, Complaint.id == complaint_id)
             .with_for_update(of=Complaint)
         )
     ).one_or_none()
@@ -186,7 +188,10 @@ async def get_complaint(session: AsyncSession, complaint_id: int) -> tuple[Compl
     history = list(
         await session.scalars(
             select(ComplaintTransition)
-            .where(ComplaintTransition.complaint_id == complaint_id)
+            .where(
+                ComplaintTransition.customer_id == row[0].customer_id,
+                ComplaintTransition.complaint_id == complaint_id,
+            )
             .order_by(ComplaintTransition.id)
         )
     )

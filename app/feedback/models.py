@@ -10,6 +10,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     Numeric,
@@ -68,6 +69,10 @@ class SurveyResponse(Base):
 
     __tablename__ = "survey_response"
     __table_args__ = (
+        # keyed by customer (README, "Scaling": distributed by customer_id); `id` is unique by its sequence, and the
+        # plain index on it serves GET /v1/feedback/surveys/{survey_id} (under Citus, a lookup on every shard)
+        PrimaryKeyConstraint("customer_id", "id"),
+        Index("ix_survey_response_id", "id"),
         CheckConstraint(f"kind IN {SURVEY_KINDS}", name="kind"),
         CheckConstraint(
             "(kind = 'nps' AND score BETWEEN 0 AND 10) OR (kind = 'csat' AND score BETWEEN 1 AND 5)", name="score"
@@ -77,7 +82,7 @@ class SurveyResponse(Base):
         Index("ix_survey_response_kind_occurred", "kind", "occurred_at", postgresql_include=["customer_id", "score"]),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(4))
@@ -95,15 +100,18 @@ class Complaint(Base):
 
     __tablename__ = "complaint"
     __table_args__ = (
+        # keyed by customer, as survey_response: the plain index on id serves the routes that name a complaint by
+        # id alone (GET /v1/feedback/complaints/{complaint_id} and its transitions)
+        PrimaryKeyConstraint("customer_id", "id"),
+        Index("ix_complaint_id", "id"),
         CheckConstraint(f"status IN {COMPLAINT_STATUSES}", name="status"),
         CheckConstraint(f"category IN {COMPLAINT_CATEGORIES}", name="category"),
         Index("uq_complaint_customer_id_event_id", "customer_id", "event_id", unique=True),
-        Index("ix_complaint_customer", "customer_id", "id"),
         Index("ix_complaint_status", "status", "id"),
         Index("ix_complaint_opened", "opened_at"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(100))
     category: Mapped[str] = mapped_column(String(20))
@@ -116,13 +124,21 @@ class Complaint(Base):
 
 
 class ComplaintTransition(Base):
-    """The history of a complaint: every move with who made it, why and when."""
+    """The history of a complaint: every move with who made it, why and when. Carries the complaint's customer,
+    with whom it is kept (and refers to the complaint by (customer_id, complaint_id))."""
 
     __tablename__ = "complaint_transition"
-    __table_args__ = (Index("ix_complaint_transition_complaint", "complaint_id", "id"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("customer_id", "id"),
+        ForeignKeyConstraint(
+            ["customer_id", "complaint_id"], ["complaint.customer_id", "complaint.id"], ondelete="CASCADE"
+        ),
+        Index("ix_complaint_transition_complaint", "customer_id", "complaint_id", "id"),
+    )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    complaint_id: Mapped[int] = mapped_column(ForeignKey("complaint.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(BigInteger)
+    complaint_id: Mapped[int] = mapped_column(BigInteger)
     from_status: Mapped[str | None] = mapped_column(String(12))
     to_status: Mapped[str] = mapped_column(String(12))
     actor: Mapped[str] = mapped_column(String(200))

@@ -296,10 +296,7 @@ async def erase_customer_words(session: AsyncSession, customer_id: int, secret: 
         {"id": customer_id, "redacted": REDACTED},
     )
     await session.execute(
-        text(
-            "UPDATE complaint_transition SET note = NULL WHERE note IS NOT NULL "
-            "AND complaint_id IN (SELECT id FROM complaint WHERE customer_id = :id)"
-        ),
+        text("UPDATE complaint_transition SET note = NULL WHERE customer_id = :id AND note IS NOT NULL"),
         {"id": customer_id},
     )
     for table in _EVENT_ID_TABLES:
@@ -309,7 +306,11 @@ async def erase_customer_words(session: AsyncSession, customer_id: int, secret: 
             await session.execute(
                 text(
                     f"UPDATE {table} t SET event_id = h.event_id FROM unnest(CAST(:ids AS bigint[]), "
-                    "CAST(:event_ids AS text[])) AS h(id, event_id) WHERE t.id = h.id"
+                    "CAST(:event_ids AS text[])) AS h(id, event_id) WHERE t.customer_id = :customer_id AND t.id = h.id"
                 ),
-                {"ids": [row.id for row in rows], "event_ids": [erased_event_id(row.event_id, secret) for row in rows]},
+                {
+                    "customer_id": customer_id,
+                    "ids": [row.id for row in rows],
+                    "event_ids": [erased_event_id(row.event_id, secret) for row in rows],
+                },
             )

@@ -162,6 +162,9 @@ class ManagerTask(Base):
 
     __tablename__ = "manager_task"
     __table_args__ = (
+        # keyed by customer (README, "Scaling"); the plain index on id serves PATCH /v1/manager-tasks/{task_id}
+        PrimaryKeyConstraint("customer_id", "id"),
+        Index("ix_manager_task_id", "id"),
         CheckConstraint(f"kind IN {TASK_KINDS}", name="kind"),
         CheckConstraint(f"state IN {TASK_STATES}", name="state"),
         UniqueConstraint("customer_id", "kind", "period", name="uq_manager_task_once"),
@@ -174,7 +177,7 @@ class ManagerTask(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(20))
     period: Mapped[str] = mapped_column(String(60))

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import customer_of
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.pagination import PageRequest, keyset
 from app.customers.models import Customer
@@ -100,11 +101,12 @@ async def worklist(session: AsyncSession, manager_id: str, page: PageRequest, to
 
 async def update_task(session: AsyncSession, task_id: int, body: TaskUpdate, actor: str) -> tuple[str, TaskRead]:
     """Close or snooze a task; its state before and the task after."""
+    customer_id = await customer_of(session, ManagerTask, task_id)
     row = (
         await session.execute(
             select(ManagerTask, Customer.external_id)
             .join(Customer, Customer.id == ManagerTask.customer_id)
-            .where(ManagerTask.id == task_id)
+            .where(ManagerTask.customer_id == customer_id, ManagerTask.id == task_id)
             .with_for_update(of=ManagerTask)
         )
     ).first()

@@ -25,3 +25,17 @@ def table_counts(url: str, tables) -> dict[str, int]:
     tables = list(tables)
     rows = asyncio.run(run_sql(url, [f"SELECT count(*) FROM {table}" for table in tables]))
     return {table: result[0][0] for table, result in zip(tables, rows, strict=True)}
+
+
+KEY_COLUMNS = """
+SELECT string_agg(a.attname, ',' ORDER BY k.n) FROM pg_constraint c
+CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, n)
+JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+WHERE c.conrelid = CAST(:table AS regclass) AND c.conname = :name
+"""
+
+
+def key_columns(url: str, names: list[tuple[str, str]]) -> list[str | None]:
+    """The columns of each (table, constraint name), comma-separated in the constraint's order (None: no such)."""
+    rows = asyncio.run(run_sql(url, [KEY_COLUMNS] * len(names), [{"table": t, "name": n} for t, n in names]))
+    return [result[0][0] for result in rows]

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.core.migrations import alembic_config
 from app.models import metadata
+from tests.core.migration_sql import key_columns as _keys
 from tests.core.migration_sql import run_sql, table_counts
 
 BEFORE = "f9c0ffee0030"
@@ -44,17 +45,6 @@ COUNTS = {
     "manager_contact": 1,
     "manager_task": 1,
 }
-KEY_COLUMNS = """
-SELECT string_agg(a.attname, ',' ORDER BY k.n) FROM pg_constraint c
-CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, n)
-JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
-WHERE c.conrelid = CAST(:table AS regclass) AND c.conname = :name
-"""
-
-
-def _keys(url: str, names: list[tuple[str, str]]) -> list[str | None]:
-    rows = asyncio.run(run_sql(url, [KEY_COLUMNS] * len(names), [{"table": t, "name": n} for t, n in names]))
-    return [result[0][0] for result in rows]
 
 
 def test_rows_kept_keys_gain_customer_id_and_back(scratch_database):
