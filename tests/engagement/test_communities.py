@@ -103,6 +103,10 @@ async def test_membership_lifecycle_capacity_activity_and_metrics(client, as_rol
     assert recorded.json()["accepted"] == 2 and [r["index"] for r in recorded.json()["rejections"]] == [2, 3]
     retried = await client.post("/v1/communities/young-families/activity-events", json=events, headers=as_role("app"))
     assert retried.json()["accepted"] == 0 and retried.json()["duplicates"] == 2
+    # events are kept once per customer: another member's event under the same id is that member's own
+    other = {"events": [{"event_id": "p1", "customer_id": "M2", "kind": "share", "occurred_at": ago(days=1)}]}
+    shared = await client.post("/v1/communities/young-families/activity-events", json=other, headers=as_role("app"))
+    assert (shared.json()["accepted"], shared.json()["duplicates"]) == (1, 0)
 
     # M2 leaves: a place frees and M3 can join.
     assert (await _move(client, as_role, "young-families", "M2", "left", channel="web")).status_code == 200
