@@ -20,6 +20,19 @@ async def run_sql(url: str, statements: list[str], params: list[dict] | None = N
         await engine.dispose()
 
 
+def upgraded_with_rows(url: str, before: str, seed: list[str], after: str):
+    """Migrate the database to `before`, run the seed statements, then migrate to `after`; the Alembic config."""
+    from alembic import command
+
+    from app.core.migrations import alembic_config
+
+    config = alembic_config(url)
+    command.upgrade(config, before)
+    asyncio.run(run_sql(url, seed))
+    command.upgrade(config, after)
+    return config
+
+
 def table_counts(url: str, tables) -> dict[str, int]:
     """The row count of each table."""
     tables = list(tables)

@@ -8,10 +8,9 @@ import pytest
 from alembic import command
 from sqlalchemy.exc import IntegrityError
 
-from app.core.migrations import alembic_config
 from app.models import metadata
 from tests.core.migration_sql import key_columns as _keys
-from tests.core.migration_sql import run_sql, table_counts
+from tests.core.migration_sql import run_sql, table_counts, upgraded_with_rows
 
 BEFORE = "a7c0ffee0036"
 AFTER = "b4c0ffee0044"
@@ -52,11 +51,7 @@ ORDER BY indexname
 
 def test_rows_kept_keys_gain_customer_id_and_back(scratch_database):
     url = scratch_database()
-    config = alembic_config(url)
-    command.upgrade(config, BEFORE)
-    asyncio.run(run_sql(url, SEED))
-
-    command.upgrade(config, AFTER)
+    config = upgraded_with_rows(url, BEFORE, SEED, AFTER)
     assert table_counts(url, COUNTS) == COUNTS
     assert _keys(url, [(t, f"pk_{t}") for t in KEYED]) == ["customer_id,id"] * len(KEYED)
     for table in KEYED:  # the models say the same (autogenerate does not compare primary keys)

@@ -8,10 +8,9 @@ import pytest
 from alembic import command
 from sqlalchemy.exc import IntegrityError
 
-from app.core.migrations import alembic_config
 from app.models import metadata
 from tests.core.migration_sql import key_columns as _keys
-from tests.core.migration_sql import run_sql, table_counts
+from tests.core.migration_sql import run_sql, table_counts, upgraded_with_rows
 
 BEFORE = "f9c0ffee0030"
 AFTER = "a5c0ffee0032"
@@ -49,11 +48,7 @@ COUNTS = {
 
 def test_rows_kept_keys_gain_customer_id_and_back(scratch_database):
     url = scratch_database()
-    config = alembic_config(url)
-    command.upgrade(config, BEFORE)
-    asyncio.run(run_sql(url, SEED))
-
-    command.upgrade(config, AFTER)
+    config = upgraded_with_rows(url, BEFORE, SEED, AFTER)
     assert table_counts(url, COUNTS) == COUNTS
     keyed = [t for t in COUNTS if t != "manager_task"]
     assert _keys(url, [(t, f"pk_{t}") for t in keyed]) == ["customer_id,id"] * len(keyed)
