@@ -50,6 +50,18 @@ MARK_SQL = (
 )
 """SQL of mark (:ids, :scope), for an intake that writes in one statement (app.customers.events)."""
 _MARK = text(MARK_SQL)
+
+
+def mark_written_sql(written: str) -> str:
+    """SQL of a data-modifying CTE marking for every policy the customers a statement's `written` CTE returns (its
+    `id` column): the NDJSON import marks them in its merge statement (app.customers.customer_import), not in a
+    statement of its own."""
+    return (
+        f"INSERT INTO retier_mark (customer_id, scope) SELECT id, '{ANY}' FROM {written} ORDER BY 1 "
+        "ON CONFLICT DO NOTHING"
+    )
+
+
 # Claimed in id order from the worker's cursor (wrapping round at the end): a batch is then a dense id range when
 # many are marked (an import, a busy intake) and is evaluated as a range like a chunk of a tier run, far cheaper
 # than by a list of ids; every mark is reached within one sweep, so the lag is bounded by a sweep.
