@@ -8,23 +8,12 @@ from sqlalchemy import text
 
 from app.customers import retier
 from tests.factories import customer_body
+from tests.test_retier import ACTIVITY_POLICY
 
 COUNT = 130  # above staged.MIN_CUSTOMERS: the import's batch stages the features
 
 POLICIES = {
-    "eq-activity": {
-        "name": "Activity",
-        "downgrade_grace_days": 0,
-        "tiers": [
-            {
-                "code": "active",
-                "label": "Active",
-                "rank": 2,
-                "condition": {"attr": "txn_count_90d", "op": "gte", "value": 2},
-            },
-            {"code": "idle", "label": "Idle", "rank": 1, "condition": {"always": True}},
-        ],
-    },
+    "eq-activity": ACTIVITY_POLICY,
     "eq-profile": {
         "name": "Profile",
         "downgrade_grace_days": 30,
