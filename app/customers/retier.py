@@ -125,7 +125,8 @@ async def erase_marks(session: AsyncSession, customer_id: int) -> None:
 
 async def refresh_statistics(session: AsyncSession) -> list[str]:
     """ANALYZE the batch's tables whose statistics an intake has made stale (see STATISTICS_TABLES), unless another
-    worker is doing so; in the caller's transaction (commit it after). The tables analyzed."""
+    worker is doing so, with a small sample (_SMALL_SAMPLE); in the caller's transaction (commit it after). The
+    tables analyzed."""
     stale = list((await session.scalars(_STALE_STATISTICS, {"tables": list(STATISTICS_TABLES)})).all())
     if stale and await session.scalar(_STATISTICS_LOCK):
         await session.execute(_SMALL_SAMPLE)
