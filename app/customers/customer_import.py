@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import driver_connection
 from app.core.errors import validation_errors
+from app.customers.retier import mark_written_sql
 from app.customers.schemas import CLOCK_SKEW, CustomerImportLine
 from app.customers.service import PROFILE_FIELDS, clean_attributes
 from app.rules.custom_attributes import attribute_errors, attribute_types
@@ -45,14 +46,17 @@ ON CONFLICT (external_id) DO UPDATE SET
     risk_assessed_at = excluded.risk_assessed_at, marketing_consent = excluded.marketing_consent,
     attributes = excluded.attributes, updated_at = now()
 RETURNING id, xmax = 0 AS created"""
+# Every customer merged is marked for the re-tiering worker (app.customers.retier) by the same statement.
 _MERGE = text(f"""
-WITH staged AS (DELETE FROM {_INCOMING} RETURNING *)
-INSERT INTO customer AS c (external_id, segment, display_name, birth_date, onboarded_at, risk_level,
-                           risk_assessed_at, marketing_consent, attributes)
-SELECT DISTINCT ON (external_id) external_id, segment, display_name, birth_date, onboarded_at, risk_level,
-       risk_assessed_at, marketing_consent, attributes
-FROM staged ORDER BY external_id, line DESC
-{_UPSERT}
+WITH staged AS (DELETE FROM {_INCOMING} RETURNING *), merged AS (
+    INSERT INTO customer AS c (external_id, segment, display_name, birth_date, onboarded_at, risk_level,
+                               risk_assessed_at, marketing_consent, attributes)
+    SELECT DISTINCT ON (external_id) external_id, segment, display_name, birth_date, onboarded_at, risk_level,
+           risk_assessed_at, marketing_consent, attributes
+    FROM staged ORDER BY external_id, line DESC
+    {_UPSERT}
+), marked AS ({mark_written_sql("merged")})
+SELECT id, created FROM merged
 """)
 
 # What the staging statement passes of dates and moments, checked by their digits (Postgres' regular expressions
@@ -154,6 +158,7 @@ WITH lines AS (
            risk_assessed_at, marketing_consent, attributes
     FROM typed WHERE :whole AND NOT EXISTS (SELECT FROM flagged) ORDER BY external_id, line DESC
     {_UPSERT}
+), marked AS ({mark_written_sql("merged")}
 ), staged AS (  -- else staged, to be merged with the lines the model passes
     INSERT INTO {_INCOMING} SELECT * FROM typed WHERE NOT (:whole AND NOT EXISTS (SELECT FROM flagged))
 )

@@ -34,6 +34,7 @@ from app.rules import (
     parse_condition,
 )
 from app.rules.facts import facts_expression
+from app.tiering.assignment.staged import staged_features
 from app.tiering.models import TierAssignment, TierPolicy, TierPolicyVersion, TierTransition
 from app.tiering.policies import tier_case
 from app.tiering.schemas import TierExplanation
@@ -149,8 +150,11 @@ ID_FROM, ID_TO = bindparam("id_from", type_=sa.BigInteger()), bindparam("id_to",
 
 
 def scoped_features(scope: str):
-    """The features an evaluation reads: of the customers in :customer_ids (one, or an intake batch), or of the
-    id range [:id_from, :id_to] (a chunk of a batch run). Same columns, same SELECT underneath."""
+    """The features an evaluation reads: of the customers in :customer_ids (one, or an intake batch), of the
+    id range [:id_from, :id_to] (a chunk of a batch run), or ("staged") those staged for every policy of a refresh,
+    of customers within [:id_from, :id_to] (app.tiering.assignment.staged). Same columns, same SELECT underneath."""
+    if scope == "staged":
+        return staged_features()
     return features_for_customers(CUSTOMER_IDS) if scope == "ids" else features_between(ID_FROM, ID_TO)
 
 
@@ -193,7 +197,7 @@ def compile_version(
 def _in_scope(customer_id: ColumnElement[int], scope: str) -> ColumnElement[bool]:
     """The statement's customers, said outright on a stored assignment: without it the planner, whose statistics
     may not know a policy's rows yet (a first run), can read every assignment of the policy for each chunk."""
-    return customer_id.between(ID_FROM, ID_TO) if scope == "range" else customer_id == sa.func.any(CUSTOMER_IDS)
+    return customer_id == sa.func.any(CUSTOMER_IDS) if scope == "ids" else customer_id.between(ID_FROM, ID_TO)
 
 
 def assignment_statement(compiled: CompiledVersion):

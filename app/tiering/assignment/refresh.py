@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.metrics import TIER_TRANSITIONS, count_on_commit
 from app.core.tracing import current_traceparent
+from app.tiering.assignment import staged
 from app.tiering.assignment.compile import AssignmentCounts, assign, compiled_active_versions
 from app.tiering.models import TierAssignment
 from app.webhooks import outbox
@@ -38,15 +39,25 @@ async def refresh_tiers(
     if not ids:
         return totals
     now = now or await session.scalar(select(func.now()))
-    versions = await compiled_active_versions(session, policy_ids, "range" if id_range else "ids")
+    scope = "range" if id_range else "ids"
+    versions = [
+        compiled
+        for compiled in await compiled_active_versions(session, policy_ids, scope)
+        if changed is None or compiled.attributes & changed
+    ]
+    if len(versions) > 1 and len(ids) >= staged.MIN_CUSTOMERS:  # the features computed once, for every policy
+        await staged.stage(session, ids, id_range)
+        versions = await compiled_active_versions(session, [v.policy_id for v in versions], "staged")
     for compiled in versions:
-        if changed is not None and not compiled.attributes & changed:
-            continue
-        if id_range:
+        if compiled.scope == "staged":
+            totals.add(await assign(session, compiled, now, id_range=(ids[0], ids[-1])))
+        elif id_range:
             totals.add(await assign(session, compiled, now, id_range=id_range))
-            await expire_overrides(session, compiled.policy_id, now, *id_range)
         else:
             totals.add(await assign(session, compiled, now, customer_ids=ids))
+        if id_range:
+            await expire_overrides(session, compiled.policy_id, now, *id_range)
+        else:
             await expire_overrides(session, compiled.policy_id, now, ids[0], ids[-1], ids)
     count_transitions(session, totals)
     return totals
