@@ -345,6 +345,17 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     reset is a round trip of four statements per request, as long as a hot read's own query."""
 
 
+# The hot pools' series by label, each looked up once (a label lookup costs more than the observation, per request)
+_POOL_SERIES: dict[str, tuple] = {}
+
+
+def _pool_series(label: str) -> tuple:
+    series = _POOL_SERIES.get(label)
+    if series is None:
+        series = _POOL_SERIES[label] = (POOL_WAIT.labels(label), POOL_CHECKED_OUT.labels(label))
+    return series
+
+
 @asynccontextmanager
 async def read_connection(state, replica: Replica | None = None):
     """A driver connection for a hot read: from the read pool of `replica`, or of the primary (app.state.read_pool);
@@ -353,6 +364,7 @@ async def read_connection(state, replica: Replica | None = None):
     pool = replica.pool if replica is not None else state.read_pool
     if pool is not None:
         label = "replica" if replica is not None else "read"
+        wait, in_use = _pool_series(label)
         started = time.perf_counter()
         try:
             connection = await pool.acquire(timeout=state.settings.db_pool_timeout_s)
@@ -361,8 +373,7 @@ async def read_connection(state, replica: Replica | None = None):
                 POOL_TIMEOUTS.labels(label).inc()
             raise (ReplicaUnavailable() if replica is not None else database_unavailable()) from exc
         finally:
-            POOL_WAIT.labels(label).observe(time.perf_counter() - started)
-        in_use = POOL_CHECKED_OUT.labels(label)
+            wait.observe(time.perf_counter() - started)
         in_use.inc()
         try:
             yield connection

@@ -4,7 +4,6 @@ import asyncio
 import os
 import time
 import uuid
-from decimal import Decimal
 from typing import Any
 
 from pydantic_core import to_json
@@ -15,10 +14,13 @@ from app.recommendations.models import RecommendationItem
 from app.recommendations.ranking import RecommendationResult
 
 # Served lists and their items in one statement: a list per element of $1..$4, its items in $5..$11 (n: the
-# list's position in $1..$4). One statement, so it is atomic also on a connection without a transaction.
+# list's position in $1..$4). One statement, so it is atomic also on a connection without a transaction. The list
+# ids' sequence is looked up once per statement (an InitPlan), not once per list (pg_get_serial_sequence reads the
+# catalog); scores and propensities come as their exact decimal text (numeric parses it: the same values as
+# Decimals, without building one per item), reasons as JSON text.
 _RECORD = """
 WITH lists AS (
-    SELECT nextval(pg_get_serial_sequence('recommendation_list', 'id')) AS id, l.*
+    SELECT nextval((SELECT pg_get_serial_sequence('recommendation_list', 'id'))::regclass) AS id, l.*
     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
          WITH ORDINALITY AS l(customer_id, channel, strategy, tier_code, n)
 ), served AS (
@@ -29,7 +31,8 @@ INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, produc
                                  propensity, strategy, reasons)
 SELECT i.recommendation_id, lists.id, lists.customer_id, i.product_code, lists.tier_code, i.rank, i.score,
        i.propensity, lists.strategy, i.reasons
-FROM unnest($5::bigint[], $6::uuid[], $7::text[], $8::smallint[], $9::numeric[], $10::numeric[], $11::jsonb[])
+FROM unnest($5::bigint[], $6::uuid[], $7::text[], $8::smallint[], $9::text[]::numeric[], $10::text[]::numeric[],
+            $11::text[]::jsonb[])
      AS i(n, recommendation_id, product_code, rank, score, propensity, reasons)
 JOIN lists ON lists.n = i.n
 """
@@ -73,8 +76,8 @@ async def insert_served(connection, lists: list[tuple[RecommendationResult, str]
                     rid,
                     item.product.code,
                     rank,
-                    Decimal(f"{item.score:.6f}"),
-                    Decimal(f"{min(item.propensity, 0.999999):.6f}"),
+                    f"{item.score:.6f}",
+                    f"{min(item.propensity, 0.999999):.6f}",
                     to_json(item.reasons).decode(),
                 ),
                 strict=True,

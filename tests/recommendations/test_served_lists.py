@@ -3,8 +3,10 @@ its own list is stored, and one list that cannot be stored fails only its own re
 without a transaction, as the hot path's pool gives them, so on a database of its own (the lists are committed)."""
 
 import asyncio
+import json
 import time
 import uuid
+from decimal import Decimal
 
 import asyncpg
 import pytest
@@ -98,3 +100,33 @@ def test_recommendation_ids_are_uuid7_in_time_order():
     assert {u.version for u in earlier} == {7} and {u.variant for u in earlier} == {uuid.RFC_4122}
     assert len(set(earlier)) == 1000 and later > max(earlier)
     assert abs((earlier[0].int >> 80) - time.time_ns() // 1_000_000) < 60_000  # its first 48 bits: Unix ms
+
+
+async def test_stored_scores_propensities_and_reasons_are_those_served(pool):
+    """What a list stores of each item: its score and propensity rounded half-even to 6 decimals as Python prints
+    them (the propensity kept below 1), its reasons as served, in the list it was served in."""
+    customer_id = await pool.fetchval("SELECT id FROM customer WHERE external_id = 'W1'")
+    writer = ServedLists()
+    first, second = served(customer_id, "bond_fund", "savings_account"), served(customer_id, "savings_account")
+    first.items[0].score, first.items[0].propensity = 1.2345675, 1.0
+    first.items[1].score, first.items[1].propensity = 0.0000004, 0.1234565
+    first.items[1].reasons = [{"code": "WIN_BACK", "text": "held until 2026-11-30 \u00e9", "value": "2026-11-30"}]
+    second.items[0].score, second.items[0].propensity = 7.25, 0.5
+    assert await _write_all(pool, writer, [first, second]) == [None, None]
+    rows = {
+        r["recommendation_id"]: r
+        for r in await pool.fetch(
+            "SELECT recommendation_id, list_id, score, propensity, reasons FROM recommendation_item"
+        )
+    }
+    for result in (first, second):
+        for rid, item in zip(result.recommendation_ids, result.items, strict=True):
+            row = rows[rid]
+            assert row["score"] == Decimal(f"{item.score:.6f}")
+            assert row["propensity"] == Decimal(f"{min(item.propensity, 0.999999):.6f}")
+            assert json.loads(row["reasons"]) == item.reasons
+    assert [str(rows[rid]["score"]) for rid in first.recommendation_ids] == ["1.234568", "0.000000"]
+    assert str(rows[first.recommendation_ids[0]]["propensity"]) == "0.999999"
+    lists = {rows[rid]["list_id"] for rid in first.recommendation_ids}
+    assert len(lists) == 1 and rows[second.recommendation_ids[0]]["list_id"] not in lists
+    assert await pool.fetchval("SELECT count(*) FROM recommendation_list WHERE id = ANY($1::bigint[])", [*lists]) == 1
