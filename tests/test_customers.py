@@ -195,6 +195,36 @@ async def test_an_event_retried_with_a_new_time_or_sent_twice_in_a_batch_counts_
     assert metrics["logins_30d"] == 2
 
 
+async def test_events_of_several_customers_are_stored_for_each_whatever_the_order_of_their_ids(
+    client, as_role, session
+):
+    # the statement pairs external ids with internal ids (app/customers/events.py), whatever order the lookup
+    # returns them in: ids created in the reverse order of the external ids
+    for external_id in ("C-Z", "C-M", "C-A"):
+        assert (await put(client, as_role, external_id)).status_code == 201
+    # and C-Z's row written again: its new version comes after the others' in the table (a scan reads C-M, C-A, C-Z)
+    assert (await put(client, as_role, "C-Z", segment="small_business")).status_code == 200
+    now = datetime.now(UTC).isoformat()
+    counts = {"C-Z": 1, "C-M": 2, "C-A": 3}
+    events = [
+        {"type": "login", "event_id": f"{external_id}-{n}", "customer_id": external_id, "occurred_at": now}
+        for external_id, count in counts.items()
+        for n in range(count)
+    ]
+    response = await client.post("/v1/events", json={"events": events}, headers=as_role("integration"))
+    assert response.json() == {"received": 6, "recorded": 6, "duplicates": 0}
+    stored = await session.execute(
+        text(
+            "SELECT c.external_id, count(*) FROM customer_event e JOIN customer c ON c.id = e.customer_id "
+            "WHERE e.event_id LIKE c.external_id || '-%' GROUP BY 1"
+        )
+    )
+    assert dict(stored.all()) == counts
+    for external_id, count in counts.items():
+        metrics = (await client.get(f"/v1/customers/{external_id}", headers=as_role("app"))).json()["metrics"]
+        assert metrics["logins_30d"] == count
+
+
 async def test_event_for_unknown_customer_refuses_the_batch(client, as_role, session):
     await put(client, as_role, "C10")
     now = datetime.now(UTC).isoformat()

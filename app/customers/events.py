@@ -37,7 +37,7 @@ WITH incoming AS (  -- the request's own JSON, validated already (app.customers.
     FROM jsonb_to_recordset(CAST(:body AS jsonb) -> 'events') AS e(
         event_id text, customer_id text, type text, occurred_at timestamptz, amount numeric, direction text,
         channel text)
-    JOIN unnest(CAST(:external_ids AS text[]), CAST(:ids AS bigint[])) AS x(external_id, id)
+    JOIN unnest(CAST(:external_ids AS text[]), CAST(:known_ids AS bigint[])) AS x(external_id, id)
       ON x.external_id = e.customer_id
     ORDER BY 1, 2
 ), inserted AS (
@@ -119,7 +119,8 @@ async def ingest(session: AsyncSession, events: list, body: str | None = None) -
         # called from code, or a time whose offset Postgres does not read: the JSON made from the events, in UTC
         utc = [e.model_copy(update={"occurred_at": e.occurred_at.astimezone(UTC)}) for e in events]
         body = EventBatch(events=utc).model_dump_json()
-    known = {"external_ids": list(ids), "ids": list(ids.values())}
+    # :known_ids pairs with :external_ids; :ids (the marks' customers) is another parameter of the statement
+    known = {"external_ids": list(ids), "known_ids": list(ids.values())}
     marks = {"ids": sorted(live), "changed": sorted(ACTIVITY_METRICS), "scope": retier.ACTIVITY}
     recorded = (await session.execute(_INGEST_EVENTS, {"body": body, **known, **marks})).scalar_one()
     return recorded or 0
