@@ -82,8 +82,6 @@ class CatalogSnapshot:
     """Reads the customer's offer state when one holds (else no row), then gives the candidates."""
     refreshing: Statement
     """Computes and stores the offer states of many customers (their ids)."""
-    refreshing_scored: Statement
-    """The same, with the learned ranker's scores stored in the same rows (queries.refreshing_scored)."""
     version: int
 
     def query(self, external_id: str, **candidates: Any) -> list[Any]:
@@ -224,6 +222,5 @@ async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
         computing=queries.computing(customer),
         reading=queries.reading(),
         refreshing=queries.refreshing(many_customers),
-        refreshing_scored=queries.refreshing_scored(many_customers),
         version=version,
     )

@@ -69,68 +69,6 @@ STORE_COMPUTED = """
         ranker_version = NULL, ranker_products = NULL, ranker_propensities = NULL, ranker_reasons = NULL
     WHERE s.generation = excluded.generation"""
 
-CANDIDATE = (
-    "NOT coalesce(p.code = ANY(s.held_products), false) AND NOT coalesce(p.code = ANY(s.ineligible), false) "
-    "AND p.risk_level <= coalesce(s.risk_tolerance, 1) AND (coalesce(s.marketing_consent, false) OR p.is_service)"
-)
-"""SQL: whether product `p` is a candidate by what offer state `s` knows (not held, eligible, suitable to the risk
-tolerance, consented to), as app/recommendations/queries.py filters them."""
-
-# The states the CTE `computed` found stored as STORE_COMPUTED stores them, with the learned ranker's scores in the
-# same row version (a refresh with a model serving: app/recommendations/learned/serving.py). {scored_*}: per
-# (customer, product) the model scored, every product it knows of every customer (in each customer's model order):
-# the calibrated propensity, the reason code of its top contribution ('' when none) and the score the ranking
-# orders by (propensity x value x lever). A state keeps its candidates' (CANDIDATE), and the reasons of its {shown}
-# candidates of the highest score (ties by code), as the scoring of its candidates alone gives them. The scores
-# are stored only where the state's generation is the one read before the features ({read_customers},
-# {read_generations}: 0 for no state); elsewhere a write came in between and the state is left unscored, for the
-# sweep. Gives how many states were stored, and how many with scores.
-STORE_SCORED = (
-    """
-), scored AS (
-    SELECT f.customer_id, array_agg(f.product ORDER BY f.n) AS products,
-           array_agg(f.propensity ORDER BY f.n) AS propensities,
-           array_agg(CASE WHEN f.rank <= {shown}::int THEN f.reason ELSE '' END ORDER BY f.n) AS reasons
-    FROM (SELECT f.customer_id, f.product, f.propensity, f.reason, f.n,
-                 row_number() OVER (PARTITION BY f.customer_id ORDER BY f.worth DESC, f.product COLLATE "C") AS rank
-          FROM unnest({scored_customers}::bigint[], {scored_products}::text[], {scored_propensities}::float8[],
-                      {scored_reasons}::text[], {scored_worth}::float8[]) WITH ORDINALITY
-               AS f(customer_id, product, propensity, reason, worth, n)
-          JOIN computed s ON s.customer_id = f.customer_id JOIN product p ON p.code = f.product
-          WHERE """
-    + CANDIDATE
-    + """) f
-    GROUP BY f.customer_id
-), read_at AS MATERIALIZED (  -- joined to the scores first: beside `computed` (estimated at a few rows) a loop
-    SELECT r.customer_id, r.generation, f.products, f.propensities, f.reasons
-    FROM unnest({read_customers}::bigint[], {read_generations}::bigint[]) AS r(customer_id, generation)
-    LEFT JOIN scored f ON f.customer_id = r.customer_id
-), stored AS (
-    INSERT INTO customer_offer_state AS s (customer_id, generation, valid_until, catalog_version, risk_valid_days,
-                                           held_products, risk_tolerance, marketing_consent, ineligible, explanation,
-                                           reads, ranker_version, ranker_products, ranker_propensities, ranker_reasons)
-    SELECT c.customer_id, coalesce(c.offer_generation, 0), c.offer_valid_until, c.offer_catalog_version,
-           c.offer_risk_valid_days, c.held_products, c.risk_tolerance, c.marketing_consent, c.ineligible,
-           c.explanation, c.offer_reads, CASE WHEN r.customer_id IS NOT NULL THEN {ranker_version}::int END,
-           CASE WHEN r.customer_id IS NOT NULL THEN coalesce(r.products, '{{}}') END,
-           CASE WHEN r.customer_id IS NOT NULL THEN coalesce(r.propensities, '{{}}') END,
-           CASE WHEN r.customer_id IS NOT NULL THEN coalesce(r.reasons, '{{}}') END
-    FROM computed c
-    LEFT JOIN read_at r ON r.customer_id = c.customer_id AND r.generation = coalesce(c.offer_generation, 0)
-    WHERE c.offer_catalog_version = c.catalog_version
-    ON CONFLICT (customer_id) DO UPDATE SET
-        valid_until = excluded.valid_until, catalog_version = excluded.catalog_version,
-        risk_valid_days = excluded.risk_valid_days, held_products = excluded.held_products,
-        risk_tolerance = excluded.risk_tolerance, marketing_consent = excluded.marketing_consent,
-        ineligible = excluded.ineligible, explanation = excluded.explanation, reads = excluded.reads,
-        ranker_version = excluded.ranker_version, ranker_products = excluded.ranker_products,
-        ranker_propensities = excluded.ranker_propensities, ranker_reasons = excluded.ranker_reasons
-    WHERE s.generation = excluded.generation
-    RETURNING s.ranker_version
-)
-SELECT count(*) AS stored, count(ranker_version) AS scored FROM stored"""
-)
-
 # In one statement, in customer-id order: every written customer's generation moves on (a customer without a state
 # gets a stale one, at generation 1), and a state that reads one of the attributes the write changed (:changed;
 # null: any) no longer holds and keeps nothing of the customer's (what it reads stays: it names attributes, and

@@ -164,9 +164,3 @@ def refreshing(customers: Statement) -> Statement:
     """The offer states of many customers computed (`customers`: the catalog's statement over the customers in
     {ids}, after "WITH computed AS ("), and stored."""
     return customers.then(f"){offer_state.STORE_COMPUTED}")
-
-
-def refreshing_scored(customers: Statement) -> Statement:
-    """As `refreshing`, with the learned ranker's scores stored in the states' own rows (offer_state.STORE_SCORED;
-    one row: how many states were stored, and how many with scores)."""
-    return customers.then(offer_state.STORE_SCORED)

@@ -71,30 +71,38 @@ class Recommender:
         propensities are stored with the state (app/recommendations/learned/serving.py; `offer_states_scored` in
         the counts)."""
         snapshot = await self._catalog()
-        scorer = None
+        pipeline = None
         if await self._model_serving():
             from app.recommendations.learned import serving  # LightGBM only where a model serves
             from app.recommendations.learned.compiled import cache_dir
 
             scorer = await serving.serving_scorer(self._sessionmaker, cache_dir(self.settings))
-        if scorer is not None:
-            stored, scored = await serving.refresh_scored(
-                self._sessionmaker, snapshot.refreshing_scored, scorer, everyone=everyone, chunk=chunk
-            )
-            rest = await serving.score_states(self._sessionmaker, chunk=chunk, scorer=scorer)
-            self.invalidate_stats()
-            return {"offer_states_stored": stored, "offer_states_scored": scored + rest}
+            pipeline = serving.ScoringPipeline(scorer, self._sessionmaker) if scorer is not None else None
         stored, after = 0, 0
-        while True:
-            async with self._sessionmaker() as session:
-                ids = await offer_state.not_holding(session, after=after, limit=chunk, everyone=everyone)
-                if not ids:
-                    break
-                status = await (await driver_connection(session)).execute(*snapshot.refreshing.arguments(ids=ids))
-                await session.commit()
-            stored += int(status.rsplit(" ", 1)[1])
-            after = ids[-1]
-        return {"offer_states_stored": stored}
+        try:
+            while True:
+                async with self._sessionmaker() as session:
+                    ids = await offer_state.not_holding(session, after=after, limit=chunk, everyone=everyone)
+                    if not ids:
+                        break
+                    # the chunk's features read on another connection while this one computes the states
+                    features = await pipeline.prefetch(ids) if pipeline is not None else None
+                    status = await (await driver_connection(session)).execute(*snapshot.refreshing.arguments(ids=ids))
+                    await session.commit()
+                stored += int(status.rsplit(" ", 1)[1])
+                after = ids[-1]
+                if pipeline is not None:
+                    await pipeline.add_ids(ids, await features)
+            counts = {"offer_states_stored": stored}
+            if pipeline is not None:
+                await pipeline.drain()
+                rest = await serving.score_states(self._sessionmaker, chunk=chunk, scorer=pipeline.scorer)
+                counts["offer_states_scored"] = pipeline.scored + rest
+                self.invalidate_stats()
+        finally:
+            if pipeline is not None:
+                pipeline.cancel()
+        return counts
 
     async def _model_serving(self) -> bool:
         async with self._sessionmaker() as session:

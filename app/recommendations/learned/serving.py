@@ -29,17 +29,18 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.db import driver_connection
-from app.recommendations import offer_state
 from app.recommendations.learned import registry
 from app.recommendations.learned.features import COMMON, PER_PRODUCT, fetch_rows
-from app.recommendations.offer_state import CANDIDATE, HOLDS
+from app.recommendations.offer_state import HOLDS
 from app.recommendations.schemas import LIMIT_MAX
 
 # Per state: which of the model's products ($2, in the model's order) are still candidates by what the state knows
 # (not held, eligible, suitable to the risk tolerance, consented to, as app/recommendations/queries.py filters them),
 # as bits (bit k: the model's k-th product): the others are never shown, and the model spends nothing on them.
-_CANDIDATES = f"""(SELECT coalesce(sum(1::bigint << (k - 1)::int), 0)
- FROM unnest($2::text[]) WITH ORDINALITY AS m(code, k) JOIN product p ON p.code = m.code WHERE {CANDIDATE})"""
+_CANDIDATES = """(SELECT coalesce(sum(1::bigint << (k - 1)::int), 0)
+ FROM unnest($2::text[]) WITH ORDINALITY AS m(code, k) JOIN product p ON p.code = m.code
+ WHERE NOT coalesce(p.code = ANY(s.held_products), false) AND NOT coalesce(p.code = ANY(s.ineligible), false)
+   AND p.risk_level <= coalesce(s.risk_tolerance, 1) AND (coalesce(s.marketing_consent, false) OR p.is_service))"""
 # The next holding states (by customer id, after $3) that the serving version ($1) has not scored.
 _UNSCORED = f"""
 SELECT s.customer_id, s.generation, {_CANDIDATES} AS candidates FROM customer_offer_state s
@@ -302,73 +303,6 @@ async def _store(scorer: ServingScorer, sessionmaker, states, found: Scored | No
     return len(states)
 
 
-def _score_rows(scorer: ServingScorer, rows) -> tuple[Scored, np.ndarray]:
-    """Every known product's score of every customer of `rows`, each with its reason, and the score the ranking
-    orders by (propensity x value x lever, as `_score_chunk` ranks the candidates): the statement that stores the
-    states keeps the candidates' and the reasons of those that can be shown (offer_state.STORE_SCORED)."""
-    found = _score_chunk(scorer.model, rows)
-    position = {code: k for k, code in enumerate(scorer.model.classes)}
-    k = np.fromiter((position[code] for code in found.products), dtype=np.intp, count=len(found.products))
-    return found, found.propensities * scorer.worth[0][k] * scorer.worth[1][k]
-
-
-async def _chunk_scores(scorer: ServingScorer, sessionmaker, ids: list[int]) -> dict[str, Any]:
-    """The arguments of offer_state.STORE_SCORED for these customers: their state generations and features read
-    (`prefetch`), then every known product of theirs scored (in a worker thread)."""
-    generations, rows = await prefetch(scorer, sessionmaker, ids)
-    found, worth = (
-        await asyncio.to_thread(_score_rows, scorer, rows)
-        if len(rows)
-        else (Scored(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object), np.zeros(0), np.zeros(0)), np.zeros(0))
-    )
-    return {
-        "read_customers": ids,
-        "read_generations": [generations.get(i, 0) for i in ids],
-        "ranker_version": scorer.version,
-        "shown": SHOWN_AT_MOST,
-        "scored_customers": found.customer_ids.tolist(),
-        "scored_products": found.products.tolist(),
-        "scored_propensities": found.propensities.tolist(),
-        "scored_reasons": found.reasons.tolist(),
-        "scored_worth": worth.tolist(),
-    }
-
-
-async def refresh_scored(
-    sessionmaker, statement, scorer: ServingScorer, *, everyone: bool, chunk: int
-) -> tuple[int, int]:
-    """The refresh of offer states with a model serving (`statement`: CatalogSnapshot.refreshing_scored): per
-    chunk of customers whose state does not hold, their generations and features read and every product they may
-    be offered scored, then the states computed and stored with their candidates' scores in one statement. The
-    next chunk is read and scored (on another connection, the model in a worker thread) while Postgres computes
-    this one's states; a sessionmaker bound to one connection (the tests') does it before. Returns how many
-    states were stored, and how many of them with scores (a state written after its generation was read is
-    stored without: `score_states` scores it)."""
-    concurrent = isinstance(getattr(sessionmaker, "kw", {}).get("bind"), AsyncEngine)
-    stored = scored = 0
-    async with sessionmaker() as session:
-        ids = await offer_state.not_holding(session, after=0, limit=chunk, everyone=everyone)
-    ahead = asyncio.ensure_future(_chunk_scores(scorer, sessionmaker, ids)) if ids else None
-    try:
-        while ids:
-            scores = await ahead
-            async with sessionmaker() as session:
-                following = await offer_state.not_holding(session, after=ids[-1], limit=chunk, everyone=everyone)
-                ahead = asyncio.ensure_future(_chunk_scores(scorer, sessionmaker, following)) if following else None
-                if ahead is not None and not concurrent:
-                    await asyncio.wait([ahead])
-                conn = await driver_connection(session)
-                # planned for each chunk: a generic plan knows nothing of the arrays' lengths, and loops over them
-                await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-                row = await conn.fetchrow(*statement.arguments(ids=ids, **scores))
-                await session.commit()
-            stored, scored, ids = stored + row["stored"], scored + row["scored"], following
-    finally:
-        if ahead is not None and not ahead.done():
-            ahead.cancel()
-    return stored, scored
-
-
 class ScoringPipeline:
     """Chunks scored one behind the caller: `add` starts the model on a chunk in a worker thread and stores the
     chunk before it, so that the caller has Postgres compute the next chunk's states and features while the model
@@ -377,7 +311,36 @@ class ScoringPipeline:
     def __init__(self, scorer: ServingScorer, sessionmaker) -> None:
         self.scorer, self._sessionmaker = scorer, sessionmaker
         self._pending: tuple[list, asyncio.Future] | None = None
+        self._prefetching: asyncio.Future | None = None
         self.scored = 0
+
+    async def prefetch(self, ids: list[int]) -> asyncio.Future:
+        """Start reading these customers' generations and features (`prefetch`) on a connection of the engine's
+        pool, for `add_ids` once their states are computed. A sessionmaker bound to one connection (the tests')
+        reads them now, before the states."""
+        reading = prefetch(self.scorer, self._sessionmaker, ids)
+        if not isinstance(getattr(self._sessionmaker, "kw", {}).get("bind"), AsyncEngine):
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(await reading)
+            return done
+        self._prefetching = asyncio.ensure_future(reading)
+        return self._prefetching
+
+    async def add_ids(self, ids: list[int], prefetched: tuple[dict[int, int], Any] | None = None) -> None:
+        """Score the states of these customers that hold and the serving version has not scored (with `prefetched`,
+        from `prefetch` before the states were computed: their features, and the generations to store at)."""
+        if prefetched is None:
+            states, rows = await _read(self.scorer, self._sessionmaker, _UNSCORED_OF, ids)
+        else:
+            generations, rows = prefetched
+            async with self._sessionmaker() as session:
+                found = await (await driver_connection(session)).fetch(
+                    _UNSCORED_OF, self.scorer.version, self.scorer.model.classes, ids
+                )
+            states = [{**r, "generation": generations.get(r["customer_id"], 0)} for r in found]
+            rows = rows.take(np.isin(rows.customer_ids, [r["customer_id"] for r in states])) if states else rows
+        if states:
+            await self.add(states, rows)
 
     async def add(self, states, rows) -> None:
         pending, self._pending = self._pending, None
@@ -399,6 +362,8 @@ class ScoringPipeline:
         if self._pending is not None:
             self._pending[1].cancel()
             self._pending = None
+        if self._prefetching is not None and not self._prefetching.done():
+            self._prefetching.cancel()
 
 
 async def _none() -> None:
