@@ -81,7 +81,8 @@ WHERE import_id = :import_id AND detail IS NULL AND customer_id BETWEEN :id_from
 
 # What PUT .../holdings does for one customer, for every customer of the chunk at once, in one statement that reads
 # the chunk's staged lines once: products left out are closed, the others upserted, every balance recorded in the
-# history, the day's AUM snapshot written, the customers marked updated; then the merged lines are dropped.
+# history, the day's AUM snapshot written, the customers marked updated; then the merged lines are dropped. A row
+# the feed sends as it is stored is not rewritten (the same balances sent again the same day write no new version).
 _MERGE_CHUNK = text(f"""
 WITH staged AS MATERIALIZED (
     SELECT customer_id, product_code, opened_at, balance, as_of FROM holding_import_line
@@ -95,16 +96,18 @@ WITH staged AS MATERIALIZED (
     SELECT * FROM staged ORDER BY customer_id, product_code
     ON CONFLICT (customer_id, product_code) DO UPDATE SET
         opened_at = excluded.opened_at, balance = excluded.balance, as_of = excluded.as_of
+    WHERE (h.opened_at, h.balance, h.as_of) IS DISTINCT FROM (excluded.opened_at, excluded.balance, excluded.as_of)
 ), history AS (
     INSERT INTO holding_balance AS b (customer_id, product_code, as_of, balance)
     SELECT customer_id, product_code, as_of, balance FROM staged ORDER BY customer_id, product_code
     ON CONFLICT (customer_id, product_code, as_of) DO UPDATE SET balance = excluded.balance
+    WHERE b.balance IS DISTINCT FROM excluded.balance
 ), snapshot AS (
     INSERT INTO customer_aum_daily AS d (customer_id, day, aum)
     SELECT s.customer_id, max(s.as_of), coalesce(sum(s.balance) FILTER (WHERE p.category IN ({_AUM})), 0)
     FROM staged s JOIN product p ON p.code = s.product_code
     GROUP BY s.customer_id ORDER BY s.customer_id
-    ON CONFLICT (customer_id, day) DO UPDATE SET aum = excluded.aum
+    ON CONFLICT (customer_id, day) DO UPDATE SET aum = excluded.aum WHERE d.aum IS DISTINCT FROM excluded.aum
 ), touched AS (
     UPDATE customer SET updated_at = now() WHERE id IN (SELECT customer_id FROM staged)
 ), merged AS (
