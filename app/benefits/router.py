@@ -23,7 +23,7 @@ from app.benefits.schemas import (
 )
 from app.core.db import ReadSessionDep, SessionDep, driver_connection
 from app.core.errors import problem_responses
-from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, PATCH_RESPONSES, ConditionalGet
 from app.core.hotpath import HotRead
 from app.core.i18n import RequestLanguage, language_headers
 from app.core.idempotency import creates
@@ -106,7 +106,7 @@ async def get_benefit(code: CodePath, session: SessionDep, conditional: Conditio
     summary="Change a benefit",
     response_model=BenefitRead,
     dependencies=[require_scope(Scope.BENEFITS_WRITE)],
-    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(404, 422)},
+    responses={**PATCH_RESPONSES, **problem_responses(404, 422)},
 )
 async def update_benefit(
     code: CodePath, body: BenefitUpdate, session: SessionDep, request: Request, write: AuditedWrite

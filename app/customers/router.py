@@ -11,6 +11,7 @@ from app.core.etag import (
     CONDITIONAL_GET_RESPONSES,
     CONDITIONAL_WRITE_RESPONSES,
     ETAG_HEADER,
+    PATCH_RESPONSES,
     ConditionalGet,
     ConditionalWrite,
 )
@@ -199,7 +200,7 @@ async def get_customer(external_id: ExternalIdPath, session: SessionDep, conditi
     summary="Change some profile fields",
     response_model=CustomerRead,
     dependencies=WRITE,
-    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(404, 422)},
+    responses={**PATCH_RESPONSES, **problem_responses(404, 422)},
 )
 async def patch_customer(
     external_id: ExternalIdPath, body: CustomerPatch, session: SessionDep, conditional: ConditionalWrite
