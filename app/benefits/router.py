@@ -111,7 +111,9 @@ async def get_benefit(code: CodePath, session: SessionDep, conditional: Conditio
 async def update_benefit(
     code: CodePath, body: BenefitUpdate, session: SessionDep, request: Request, write: AuditedWrite
 ) -> BenefitRead:
-    """Change some fields; each change is a new revision (GET .../revisions). With If-Match, only if unchanged."""
+    """Change some fields; each change is a new revision (GET .../revisions). A field that breaks a rule with the
+    stored ones (`valid_to` before the stored `valid_from`, `usage_limit` without a stored `usage_period`) is a 409
+    naming it. With If-Match, only if unchanged."""
     benefit = await service.get_benefit(session, code, lock=True)
     before = BenefitRead.model_validate(benefit)
     actor = request.state.principal.name

@@ -108,8 +108,9 @@ async def get_activity(key: KeyPath, session: SessionDep, conditional: Condition
     responses={**PATCH_RESPONSES, **problem_responses(404, 422)},
 )
 async def update_activity(key: KeyPath, body: ActivityUpdate, session: SessionDep, write: AuditedWrite) -> ActivityRead:
-    """Change the name, owner team, capacity (not below the places given), schedule or benefit codes (each in the
-    benefit catalogue, else a 422 naming it). With If-Match, only if nobody changed it since you read it (412)."""
+    """Change the name, owner team, capacity (below the places given: a 409 naming it), schedule (an end before
+    the stored start: a 409) or benefit codes (each in the benefit catalogue, else a 422 naming it). With
+    If-Match, only if nobody changed it since you read it (412)."""
     return await programme_routes.change(
         session, write, service.ACTIVITY, key, ActivityRead, service.update_activity, body
     )
