@@ -109,10 +109,10 @@ async def update_product(
 ) -> ProductRead:
     """Change some fields of a product; omitted fields keep their values.
 
-    The same rules as on creation apply, and the sales window is checked against the stored values
-    (moving `active_to` before the stored `active_from` is a 409 naming `/active_to`; both sent out of order, a
-    422). Send null to clear `active_from`, `active_to` or `eligibility`; the code cannot change. `{"is_active": true}` reactivates a product. With
-    If-Match, only if nobody changed the product since you read it (412).
+    The same rules as on creation apply, and the sales window is checked against the stored values (moving
+    `active_to` before the stored `active_from` is a 409 naming `/active_to`; both sent out of order, a 422). Send
+    null to clear `active_from`, `active_to` or `eligibility`; the code cannot change. `{"is_active": true}`
+    reactivates a product. With If-Match, only if nobody changed the product since you read it (412).
     """
     before = ProductRead.model_validate(await service.get_product(session, code, lock=True))
 
