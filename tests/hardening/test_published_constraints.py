@@ -235,6 +235,10 @@ def _unbounded_strings(schema: dict, where: str, seen: set[str]) -> list[str]:
     for key, suffix in (("items", "[]"), ("additionalProperties", "{}")):
         if isinstance(schema.get(key), dict):
             found += _unbounded_strings(schema[key], where + suffix, seen)
+    for pattern, part in schema.get("patternProperties", {}).items():  # maps keyed by language tags
+        found += _unbounded_strings(part, f"{where}{{{pattern}}}", seen)
+    for i, part in enumerate(schema.get("prefixItems", [])):
+        found += _unbounded_strings(part, f"{where}[{i}]", seen)
     return found
 
 

@@ -235,7 +235,9 @@ def before_call(context, case, kwargs):
             _ordered_with_stored(case, kwargs, body, *STORED_RANGES[path])
         if isinstance(body.get("tiers"), list):
             _catch_all_last(body["tiers"])
-            _one_tier_per_code(body["tiers"])
+            _one_per(body["tiers"], "code")
+        if path == "/v1/contact-policy" and isinstance(body.get("rules"), list):
+            _one_per(body["rules"], "name")
         _one_referral_per_pair(body)
         if path == "/v1/referrals/{referral_id}/transitions":
             _the_referrals_referee(case, kwargs, body)
@@ -334,15 +336,16 @@ def _ordered_with_stored(case, kwargs: dict, body: dict, start: str, end: str) -
             body[end] = None  # the stored start is later still: the change clears the end
 
 
-def _one_tier_per_code(tiers: list) -> None:
-    """A policy's tier codes differ: a client writing two tiers names them apart (later duplicates are left out)."""
+def _one_per(items: list, field: str) -> None:
+    """Items named by `field` differ (a policy's tier codes, the contact policy's rule names): a client writing two
+    names them apart (later duplicates are left out)."""
     seen: set[str] = set()
-    for tier in list(tiers):
-        code = tier.get("code") if isinstance(tier, dict) else None
-        if isinstance(code, str) and code in seen and len(tiers) > 1:
-            tiers.remove(tier)
-        elif isinstance(code, str):
-            seen.add(code)
+    for item in list(items):
+        name = item.get(field) if isinstance(item, dict) else None
+        if isinstance(name, str) and name in seen and len(items) > 1:
+            items.remove(item)
+        elif isinstance(name, str):
+            seen.add(name)
 
 
 def _catch_all_last(tiers: list) -> None:
