@@ -332,7 +332,8 @@ def _ordered_with_stored(case, kwargs: dict, body: dict, start: str, end: str) -
         merged = {start: found.json().get(start), end: found.json().get(end), **body}
         _ordered(merged, start, end)
         body.update({name: merged[name] for name in (start, end) if name in body})
-        if merged[start] is not None and merged[end] is not None and _moment(merged[start]) >= _moment(merged[end]):
+        begins, ends = _moment(merged[start]), _moment(merged[end])  # None: not a time this reads (left as drawn)
+        if begins is not None and ends is not None and begins >= ends:
             body[end] = None  # the stored start is later still: the change clears the end
 
 
