@@ -261,13 +261,17 @@ PRODUCTS = (  # the demo catalogue
 
 
 def _distinct(items: object, field: str, known: tuple[str, ...]) -> None:
-    """Each item of a list names another product: a holding set has each product once."""
+    """Each item of a list names another product: a holding set has each product once (a list longer than the
+    catalogue keeps one holding per product: a client holds no product twice)."""
     if not isinstance(items, list):
         return
     seen: set = set()
-    for item in items:
+    for item in list(items):
         if isinstance(item, dict) and isinstance(item.get(field), str) and item[field] in seen:
             item[field] = next((k for k in known if k not in seen), item[field])
+            if item[field] in seen:
+                items.remove(item)
+                continue
         if isinstance(item, dict) and isinstance(item.get(field), str):
             seen.add(item[field])
 
