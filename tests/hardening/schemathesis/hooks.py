@@ -270,7 +270,7 @@ def _distinct(items: object, field: str, known: tuple[str, ...]) -> None:
         if isinstance(item, dict) and isinstance(item.get(field), str) and item[field] in seen:
             item[field] = next((k for k in known if k not in seen), item[field])
             if item[field] in seen:
-                items.remove(item)
+                del items[next(i for i, other in enumerate(items) if other is item)]  # this one, not an equal one
                 continue
         if isinstance(item, dict) and isinstance(item.get(field), str):
             seen.add(item[field])
