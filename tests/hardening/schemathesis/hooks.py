@@ -166,13 +166,40 @@ def _within_depth(node, depth: int = 1):
     return node
 
 
+def _within_size(node):
+    """A condition of at most 200 nodes (app/rules/schema.py MAX_NODES), as a client keeps to the documented size:
+    once MAX_NODES - MAX_DEPTH nodes are kept, the rest of each open all/any is left out (one `{"always": true}`
+    where a list would be empty: at most one per open level, so MAX_DEPTH more)."""
+    left = [200 - MAX_DEPTH]
+
+    def visit(item):
+        if not isinstance(item, dict):
+            return item
+        left[0] -= 1
+        item = dict(item)
+        for combinator in ("all", "any"):
+            if isinstance(item.get(combinator), list) and item[combinator]:
+                kept = []
+                for child in item[combinator]:
+                    if left[0] <= 0:
+                        kept = kept or [{"always": True}]
+                        break
+                    kept.append(visit(child))
+                item[combinator] = kept
+        if isinstance(item.get("not"), dict):
+            item["not"] = visit(item["not"]) if left[0] > 0 else {"always": True}
+        return item
+
+    return visit(node)
+
+
 def _conditions_within_depth(value):
     if isinstance(value, list):
         return [_conditions_within_depth(item) for item in value]
     if not isinstance(value, dict):
         return value
     return {
-        name: _within_depth(item) if name in CONDITION_FIELDS else _conditions_within_depth(item)
+        name: _within_size(_within_depth(item)) if name in CONDITION_FIELDS else _conditions_within_depth(item)
         for name, item in value.items()
     }
 
