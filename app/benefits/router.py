@@ -258,7 +258,9 @@ async def benefit_take_up(
     session: ReadSessionDep,
     from_: FromParam = None,
     to: ToParam = None,
-    benefit_code: Annotated[str | None, Query(max_length=40, description="Only this benefit.")] = None,
+    benefit_code: Annotated[
+        str | None, Query(max_length=40, pattern=NO_NUL_PATTERN, description="Only this benefit.")
+    ] = None,
     policy_key: Annotated[
         str | None, Query(max_length=40, pattern=NO_NUL_PATTERN, description="Only tiers of this policy.")
     ] = None,

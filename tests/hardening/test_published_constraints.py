@@ -266,3 +266,11 @@ def test_a_body_integer_bound_is_one_a_double_holds():
     assert not jsonschema_rs.validator_for({"maximum": maximum}).is_valid(2.0**63)
     with pytest.raises(ValidationError):
         QuotaIn.model_validate({"period": "month", "cap_count": 2.0**63})
+
+
+def test_the_take_up_reports_benefit_code_publishes_that_nul_is_refused():
+    """schemathesis sent a NUL in `benefit_code` (its schema allowed it) and the database refused the whole request
+    (st17c run 15): it publishes NO_NUL_PATTERN like its `policy_key` beside it."""
+    parameters = SPEC["paths"]["/v1/reports/benefit-take-up"]["get"]["parameters"]
+    code = next(p for p in parameters if p["name"] == "benefit_code")["schema"]
+    assert not jsonschema_rs.validator_for(code).is_valid("a\x00b") and jsonschema_rs.validator_for(code).is_valid("x")
