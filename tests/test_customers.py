@@ -2,6 +2,7 @@
 
 import json
 from datetime import UTC, date, datetime, timedelta
+from unittest.mock import ANY
 
 import pytest
 from sqlalchemy import text
@@ -79,8 +80,13 @@ async def test_custom_attributes_are_checked_against_definitions(client, as_role
     assert wrong_type.status_code == 422 and "number" in wrong_type.json()["errors"][0]["detail"]
     ok = await put(client, as_role, "C6", attributes={"income": 52000})
     assert ok.status_code == 201 and ok.json()["attributes"] == {"income": 52000}
+    # a built-in's name is taken, as a duplicate name is: 409 naming the path parameter
     builtin = await client.put("/v1/attributes/custom/aum", json={"type": "number"}, headers=as_role("admin"))
-    assert builtin.status_code == 422
+    assert builtin.status_code == 409 and builtin.headers["content-type"] == "application/problem+json"
+    assert builtin.json()["errors"][0] == {"location": "path", "parameter": "name", "detail": ANY}
+    # so is an existing custom name under another type while a customer carries it: 409 naming /type
+    retyped = await client.put("/v1/attributes/custom/income", json={"type": "string"}, headers=as_role("admin"))
+    assert retyped.status_code == 409 and retyped.json()["errors"][0]["pointer"] == "/type"
 
 
 async def test_holdings_drive_metrics_and_keep_history(client, as_role, products, session):

@@ -178,8 +178,12 @@ async def test_patch_null_clears_window_and_eligibility_but_not_required_fields(
 
 async def test_patch_checks_the_window_against_stored_values(client, admin, create_product):
     await create_product("ins-travel", category="insurance", active_from="2026-03-01T00:00:00Z")
+    # each field valid alone, the window broken with the stored start: 409 (app/core/patching.py)
     response = await client.patch("/v1/products/ins-travel", json={"active_to": "2026-02-01T00:00:00Z"}, headers=admin)
-    assert_problem(response, 422, pointer="/active_to")
+    assert_problem(response, 409, pointer="/active_to")
+    # both ends sent and out of order: the PATCH alone is wrong, 422
+    both = {"active_from": "2026-03-01T00:00:00Z", "active_to": "2026-02-01T00:00:00Z"}
+    assert_problem(await client.patch("/v1/products/ins-travel", json=both, headers=admin), 422, pointer="/active_to")
     for invalid, pointer in (
         ({"risk_level": 0}, "/risk_level"),
         ({"product_code": "renamed"}, "/product_code"),

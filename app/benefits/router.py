@@ -23,7 +23,7 @@ from app.benefits.schemas import (
 )
 from app.core.db import ReadSessionDep, SessionDep, driver_connection
 from app.core.errors import problem_responses
-from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, PATCH_RESPONSES, ConditionalGet
 from app.core.hotpath import HotRead
 from app.core.i18n import RequestLanguage, language_headers
 from app.core.idempotency import creates
@@ -106,12 +106,14 @@ async def get_benefit(code: CodePath, session: SessionDep, conditional: Conditio
     summary="Change a benefit",
     response_model=BenefitRead,
     dependencies=[require_scope(Scope.BENEFITS_WRITE)],
-    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(404, 422)},
+    responses={**PATCH_RESPONSES, **problem_responses(404, 422)},
 )
 async def update_benefit(
     code: CodePath, body: BenefitUpdate, session: SessionDep, request: Request, write: AuditedWrite
 ) -> BenefitRead:
-    """Change some fields; each change is a new revision (GET .../revisions). With If-Match, only if unchanged."""
+    """Change some fields; each change is a new revision (GET .../revisions). A field that breaks a rule with the
+    stored ones (`valid_to` before the stored `valid_from`, `usage_limit` without a stored `usage_period`) is a 409
+    naming it. With If-Match, only if unchanged."""
     benefit = await service.get_benefit(session, code, lock=True)
     before = BenefitRead.model_validate(benefit)
     actor = request.state.principal.name
@@ -256,7 +258,9 @@ async def benefit_take_up(
     session: ReadSessionDep,
     from_: FromParam = None,
     to: ToParam = None,
-    benefit_code: Annotated[str | None, Query(max_length=40, description="Only this benefit.")] = None,
+    benefit_code: Annotated[
+        str | None, Query(max_length=40, pattern=NO_NUL_PATTERN, description="Only this benefit.")
+    ] = None,
     policy_key: Annotated[
         str | None, Query(max_length=40, pattern=NO_NUL_PATTERN, description="Only tiers of this policy.")
     ] = None,

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSc
 from typing_extensions import TypeAliasType
 
 from app.core.fields import decimal_string
-from app.core.strict import TEXT_PATTERN, Boolean, Integer, Timestamp, both_or_neither
+from app.core.strict import TEXT_PATTERN, Boolean, Description, Integer, Timestamp, both_or_neither
 from app.rules.schema import Condition, Operator
 
 BenefitKind = TypeAliasType(
@@ -76,7 +76,7 @@ class BenefitText(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=200)]
-    description: Annotated[str, Field(max_length=2000)] = ""
+    description: Description = ""  # any text but NUL (Postgres text cannot store it)
 
 
 Texts = Annotated[

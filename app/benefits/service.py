@@ -15,22 +15,22 @@ from app.benefits.schemas import BenefitCreate, BenefitRead, BenefitUpdate
 from app.core.db import unique_or_raise
 from app.core.errors import InvalidFields, InvalidInput
 from app.core.pagination import PageRequest, keyset
+from app.core.patching import Patch, refusal
 from app.rules import check_condition, dump_condition, load_catalog
 from app.tiering.models import TierPolicy, TierPolicyVersion
 
 DEFAULT_BENEFITS_FILE = Path(__file__).resolve().parent.parent / "defaults" / "benefits.json"
 
 
-def _check_window(valid_from: datetime | None, valid_to: datetime | None) -> None:
+def _check_window(valid_from: datetime | None, valid_to: datetime | None, patch: Patch | None = None) -> None:
     if valid_from is not None and valid_to is not None and valid_to <= valid_from:
-        raise InvalidInput("/valid_to", "must be after valid_from")
+        raise refusal(patch, "/valid_to", "must be after valid_from", reads=("valid_from", "valid_to"))
 
 
-def _check_limit(limit: int | None, period: str | None) -> None:
+def _check_limit(limit: int | None, period: str | None, patch: Patch | None = None) -> None:
     if (limit is None) != (period is None):
-        raise InvalidInput(
-            "/usage_period" if period is None else "/usage_limit", "usage_limit and usage_period go together"
-        )
+        pointer = "/usage_period" if period is None else "/usage_limit"
+        raise refusal(patch, pointer, "usage_limit and usage_period go together", reads=("usage_limit", "usage_period"))
 
 
 async def _checked_attachments(session: AsyncSession, attachments: list) -> list[dict[str, Any]]:
@@ -123,11 +123,12 @@ async def create_benefit(session: AsyncSession, fields: BenefitCreate, actor: st
 
 
 async def update_benefit(session: AsyncSession, benefit: Benefit, changes: BenefitUpdate, actor: str) -> BenefitRead:
-    updates = changes.model_dump(exclude_unset=True)
+    patch = Patch.of(benefit, changes)
+    updates = patch.changes
     if not updates:
         return BenefitRead.model_validate(benefit)
-    _check_window(updates.get("valid_from", benefit.valid_from), updates.get("valid_to", benefit.valid_to))
-    _check_limit(updates.get("usage_limit", benefit.usage_limit), updates.get("usage_period", benefit.usage_period))
+    _check_window(patch["valid_from"], patch["valid_to"], patch)
+    _check_limit(patch["usage_limit"], patch["usage_period"], patch)
     if "texts" in updates:
         updates["texts"] = {tag: text.model_dump() for tag, text in changes.texts.items()}
     if "attachments" in updates:

@@ -3,17 +3,21 @@
 import json
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import DBAPIError, InterfaceError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core.database_errors import (
+    concurrent_change,
+    constraint_name,
+    database_unavailable,
+    sqlstate,
+    unstorable_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -286,74 +290,27 @@ async def handle_http_exception(request: Request, exc: StarletteHTTPException) -
     )
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """exc and the errors it wraps: SQLAlchemy's DBAPIError over the adapted driver error over asyncpg's own
-    (`orig`, `driver_exception`, `__cause__`). The hot reads raise asyncpg's errors unwrapped."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = getattr(current, "orig", None) or getattr(current, "driver_exception", None) or current.__cause__
-
-
-def _sqlstate(exc: BaseException) -> str | None:
-    for error in _chain(exc):
-        state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
-        if isinstance(state, str):
-            return state
-    return None
-
-
-# Postgres error classes that say the database is away, not that the request is wrong: connection exceptions
-# (08), insufficient resources (53, e.g. too many connections), operator intervention (57: shutting down,
-# "the database system is shutting down", terminated by an administrator, a cancelled or timed-out statement)
-# and system errors (58, e.g. I/O).
-UNAVAILABLE_STATE_CLASSES = ("08", "53", "57", "58")
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether exc means the database cannot serve now (a 503 to retry), whatever layer raised it."""
-    for error in _chain(exc):
-        if isinstance(error, (PoolTimeoutError, InterfaceError, ConnectionError, OSError)):
-            return True  # OSError covers TimeoutError: the driver's command timeout
-        if isinstance(error, DBAPIError) and error.connection_invalidated:
-            return True
-        if isinstance(error, asyncpg.InterfaceError):
-            return True  # the driver's connection is closed
-    state = _sqlstate(exc)
-    return state is not None and state.startswith(UNAVAILABLE_STATE_CLASSES)
-
-
-# Postgres data exceptions that only a value from the request can cause: a NUL character in text or JSON, a number
-# or date out of the column's range, a string longer than its column, text that is not of the column's type, and
-# the driver's own refusal of an argument it cannot send ("invalid input for query argument", 22000).
-UNSTORABLE_VALUE_STATES = {
-    "22000": "a value out of range for the database",
-    "22021": "a character the database cannot store (such as NUL, \\u0000)",
-    "22P05": "a character the database cannot store (such as NUL, \\u0000)",
-    "22003": "a number out of range",
-    "22008": "a date or time out of range",
-    "22001": "a string longer than allowed",
-    "22P02": "a value of the wrong form",
-}
-
-
-def unstorable_value(exc: BaseException) -> str | None:
-    """What the database (or the driver, before sending it) refused in a value of the request, or None."""
-    return UNSTORABLE_VALUE_STATES.get(_sqlstate(exc) or "")
-
-
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    """Any other exception: a 422 for a value the database refuses, a 503 while it is away, else a 500 that says
+    """Any other exception: a 422 for a value the database refuses, a 409 for a change another request made under
+    this one (CONCURRENT_CHANGE_STATES), a 503 while it is away, else a 500 that says
     nothing of the internals. Logged without the exception's text (app.core.logging), which quotes values."""
     if (what := unstorable_value(exc)) is not None:
-        log.warning("unstorable value refused", extra={"error": type(exc).__name__, "sqlstate": _sqlstate(exc)})
+        log.warning("unstorable value refused", extra={"error": type(exc).__name__, "sqlstate": sqlstate(exc)})
         return problem(
             422, "Validation failed", f"The request contains {what}.", "validation-failed", instance=request.url.path
         )
+    if (what := concurrent_change(exc)) is not None:
+        extra = {"error": type(exc).__name__, "sqlstate": sqlstate(exc), "constraint": constraint_name(exc)}
+        log.warning("concurrent change refused", extra=extra)  # the constraint: where a domain check is missing
+        return problem(
+            409,
+            "Conflict",
+            f"The request conflicts: {what}; read again and retry.",
+            "conflict",
+            instance=request.url.path,
+        )
     if database_unavailable(exc):
-        log.warning("database unavailable", extra={"error": type(exc).__name__, "sqlstate": _sqlstate(exc)})
+        log.warning("database unavailable", extra={"error": type(exc).__name__, "sqlstate": sqlstate(exc)})
         return problem(
             503,
             "Service unavailable",

@@ -52,6 +52,16 @@ CONDITIONAL_GET_RESPONSES: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified: the document still has the tag sent in If-None-Match.", "headers": ETAG_HEADER},
 }
 CONDITIONAL_WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"headers": ETAG_HEADER}, **problem_responses(412)}
+PATCH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **CONDITIONAL_WRITE_RESPONSES,
+    409: {
+        **problem_responses(409)[409],
+        "description": "The PATCH is valid alone but conflicts with the stored document (a rule between a field "
+        "sent and one stored, or state the document keeps): `errors` names the field. Read it again "
+        "(app/core/patching.py).",
+    },
+}
+"""A PATCH's responses where a rule reads stored fields: 412 for a stale If-Match, 409 for a conflict with them."""
 
 
 def etag_of(document: BaseModel | dict | list) -> str:

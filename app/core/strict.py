@@ -8,6 +8,7 @@ publish in the OpenAPI document the constraint they enforce:
 - decimals: a JSON number or a plain decimal string ("1250.50") that fits the NUMERIC column.
 """
 
+import math
 import re
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -124,9 +125,21 @@ def _json_integer(value: Any) -> Any:
     raise PydanticCustomError("int_json", "must be a JSON integer (not a string, a boolean or a fraction)")
 
 
+def _in_doubles(bound: int, toward: float) -> int:
+    """The bound itself when a double holds it, else the nearest double inside it: a JSON number past 2**53 is read
+    as a double by many validators and generators (RFC 8259 section 6), and 2**63 - 1 as a double is 2**63, which
+    bigint cannot hold (schemathesis sent 9223372036854776000 as within `maximum: 9223372036854775807`)."""
+    double = float(bound)
+    if int(double) == bound:
+        return bound
+    return int(math.nextafter(double, toward)) if (int(double) > bound) == (toward < 0) else int(double)
+
+
 def Integer(ge: int = -BIGINT_MAX - 1, le: int = BIGINT_MAX, **field: Any) -> Any:  # noqa: N802 (a type factory)
-    """A body's integer: a JSON integer (not "5", true or 5.5) within [ge, le] (default: bigint)."""
-    return Annotated[int, Field(ge=ge, le=le, **field), BeforeValidator(_json_integer)]
+    """A body's integer: a JSON integer (not "5", true or 5.5) within [ge, le] (default: bigint), the bounds those
+    a double holds (`_in_doubles`: bigint's top is 2**63 - 1024 in a body)."""
+    low, high = _in_doubles(ge, math.inf), _in_doubles(le, -math.inf)
+    return Annotated[int, Field(ge=low, le=high, **field), BeforeValidator(_json_integer)]
 
 
 def _digits(value: Any) -> Any:

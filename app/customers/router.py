@@ -11,6 +11,7 @@ from app.core.etag import (
     CONDITIONAL_GET_RESPONSES,
     CONDITIONAL_WRITE_RESPONSES,
     ETAG_HEADER,
+    PATCH_RESPONSES,
     ConditionalGet,
     ConditionalWrite,
 )
@@ -199,13 +200,14 @@ async def get_customer(external_id: ExternalIdPath, session: SessionDep, conditi
     summary="Change some profile fields",
     response_model=CustomerRead,
     dependencies=WRITE,
-    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(404, 422)},
+    responses={**PATCH_RESPONSES, **problem_responses(404, 422)},
 )
 async def patch_customer(
     external_id: ExternalIdPath, body: CustomerPatch, session: SessionDep, conditional: ConditionalWrite
 ) -> CustomerRead:
-    """Change some profile fields; custom attributes are merged (null removes one). With If-Match, only if
-    nobody changed the customer since you read it (412)."""
+    """Change some profile fields; custom attributes are merged (null removes one). A `risk_level` without an
+    assessment date, sent or stored, is a 409 naming `/risk_assessed_at` when the date is the stored one. With
+    If-Match, only if nobody changed the customer since you read it (412)."""
     if conditional.if_match is not None:
         await service.customer_id_of(session, external_id)  # 404 first: RFC 9110 13.2.1, preconditions come after
         await _check_current(session, external_id, conditional)

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidFields, InvalidInput
+from app.core.patching import Patch
 from app.customers.errors import CustomerNotFound
 from app.customers.locks import lock_customers
 from app.customers.models import (
@@ -132,7 +133,8 @@ async def get_customer(session: AsyncSession, external_id: str) -> tuple[Custome
 
 async def patch_customer(session: AsyncSession, external_id: str, body: CustomerPatch) -> int:
     customer = await _customer_row(session, external_id, for_update=True)
-    changes = body.model_dump(exclude_unset=True)
+    patch = Patch.of(customer, body)
+    changes = patch.changes
     for required in ("segment", "onboarded_at", "marketing_consent"):
         if required in changes and changes[required] is None:
             raise InvalidInput(f"/{required}", "may not be null")
@@ -141,9 +143,9 @@ async def patch_customer(session: AsyncSession, external_id: str, body: Customer
         if errors := attribute_errors(attributes, await attribute_types(session)):
             raise InvalidFields(errors)
         changes["attributes"] = clean_attributes({**customer.attributes, **attributes})
-    risk_level = changes.get("risk_level", customer.risk_level)
-    if risk_level is not None and changes.get("risk_assessed_at", customer.risk_assessed_at) is None:
-        raise InvalidInput("/risk_assessed_at", "is required when risk_level is set")
+    if patch["risk_level"] is not None and patch["risk_assessed_at"] is None:
+        reads = ("risk_level", "risk_assessed_at")
+        raise patch.refusal("/risk_assessed_at", "is required when risk_level is set", reads=reads)
     for field, value in changes.items():
         setattr(customer, field, value)
     customer.updated_at = datetime.now(UTC)

@@ -12,7 +12,8 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.benefits import service as benefits_service
-from app.core.errors import Conflict, InvalidInput
+from app.core.errors import Conflict
+from app.core.patching import Patch
 from app.customers.models import Customer
 from app.engagement import programmes
 from app.engagement.errors import ActivityNotFound, InvalidMove, MembershipNotFound
@@ -40,14 +41,15 @@ async def create_activity(session: AsyncSession, body: ActivityCreate) -> Activi
 async def update_activity(session: AsyncSession, activity: Activity, body: ActivityUpdate) -> Activity:
     """Change fields: the schedule stays in order, the capacity not below the places given, the benefit codes in
     the benefit catalogue."""
-    changes = body.model_dump(exclude_unset=True)
+    patch = Patch.of(activity, body)
+    changes = patch.changes
     programmes.refuse_nulls(changes, list(changes))  # every field may be left out, none nulled
-    if changes.get("ends_at", activity.ends_at) <= changes.get("starts_at", activity.starts_at):
-        raise InvalidInput("/ends_at", "must be after starts_at")
+    if patch["ends_at"] <= patch["starts_at"]:
+        raise patch.refusal("/ends_at", "must be after starts_at", reads=("starts_at", "ends_at"))
     if "capacity" in changes:
         held = await _places_held(session, activity.id)
-        if changes["capacity"] < held:
-            raise InvalidInput("/capacity", f"{held} places are already given")
+        if changes["capacity"] < held:  # the places given are stored state: a 409
+            raise patch.refusal("/capacity", f"{held} places are already given")
     if "benefit_codes" in changes:
         await benefits_service.check_codes(session, changes["benefit_codes"], "/benefit_codes")
     return await programmes.apply_changes(session, activity, changes)

@@ -9,7 +9,7 @@ from app.audit import service as audit_service
 from app.audit.writes import AuditedWrite
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
-from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet
+from app.core.etag import CONDITIONAL_GET_RESPONSES, PATCH_RESPONSES, ConditionalGet
 from app.core.idempotency import creates
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
@@ -105,11 +105,12 @@ async def get_activity(key: KeyPath, session: SessionDep, conditional: Condition
     summary="Change an activity",
     response_model=ActivityRead,
     dependencies=WRITE,
-    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(404, 422)},
+    responses={**PATCH_RESPONSES, **problem_responses(404, 422)},
 )
 async def update_activity(key: KeyPath, body: ActivityUpdate, session: SessionDep, write: AuditedWrite) -> ActivityRead:
-    """Change the name, owner team, capacity (not below the places given), schedule or benefit codes (each in the
-    benefit catalogue, else a 422 naming it). With If-Match, only if nobody changed it since you read it (412)."""
+    """Change the name, owner team, capacity (below the places given: a 409 naming it), schedule (an end before
+    the stored start: a 409) or benefit codes (each in the benefit catalogue, else a 422 naming it). With
+    If-Match, only if nobody changed it since you read it (412)."""
     return await programme_routes.change(
         session, write, service.ACTIVITY, key, ActivityRead, service.update_activity, body
     )

@@ -11,11 +11,14 @@ from typing import Any
 from sqlalchemy import TextClause, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import unique_or_raise
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.customers.models import Customer
 from app.engagement import audience as audience_check
 from app.engagement.models import Activity, ActivityParticipation, Community, CommunityMembership
 from app.engagement.schemas.common import AudienceFields
+
+_KEY_TAKEN = {"location": "body", "pointer": "/key", "detail": "in use"}
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,9 @@ async def create(
 ):
     """A new programme from its create body, after its audience (and `check`, the kind's own) is checked; a key in
     use is a 409."""
+    taken = Conflict(f"{kind.name} '{body.key}' exists", errors=[_KEY_TAKEN])
     if await session.scalar(select(kind.model.id).where(kind.model.key == body.key)) is not None:
-        raise Conflict(f"{kind.name} '{body.key}' exists")
+        raise taken
     values = body.model_dump(exclude={"audience"})
     values["audience"] = await audience_check.checked_audience(
         session, body.audience, body.audience_policy_key, body.audience_tiers
@@ -58,8 +62,9 @@ async def create(
     if check is not None:
         await check()
     programme = kind.model(**values)
-    session.add(programme)
-    await session.flush()
+    async with unique_or_raise(session, taken):  # another creation of the key may commit between check and insert
+        session.add(programme)
+        await session.flush()
     await session.refresh(programme)
     return programme
 

@@ -1,6 +1,7 @@
 """Errors of the managers domain; rendered as problem+json by the one handler in app.core.errors."""
 
 from app.core.errors import Conflict, NotFound
+from app.core.patching import ConflictsWithStored
 
 
 class ManagerNotFound(NotFound):
@@ -23,9 +24,12 @@ class ContactNotFound(NotFound):
         super().__init__(f"No contact with id {contact_id} for this customer.", contact_id=contact_id)
 
 
-class CapacityBelowLoad(Conflict):
+class CapacityBelowLoad(ConflictsWithStored):
+    """A PATCH's capacity below the customers the manager serves now (stored state: app/core/patching.py)."""
+
     def __init__(self, manager_id: str, load: int) -> None:
         super().__init__(
+            "/capacity",
             f"Manager '{manager_id}' serves {load} customers now: capacity cannot go below that.",
             code="capacity_below_load",
             load=load,

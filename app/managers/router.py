@@ -9,7 +9,7 @@ from app.audit import service as audit_service
 from app.audit.writes import AuditedWrite
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
-from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet
+from app.core.etag import CONDITIONAL_GET_RESPONSES, PATCH_RESPONSES, ConditionalGet
 from app.core.idempotency import creates
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
@@ -101,7 +101,7 @@ async def get_manager(manager_id: ManagerIdPath, session: SessionDep, conditiona
     summary="Change a relationship manager",
     response_model=ManagerRead,
     dependencies=[require_scope(Scope.MANAGERS_WRITE)],
-    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(404, 409, 422)},
+    responses={**PATCH_RESPONSES, **problem_responses(404, 422)},
 )
 async def update_manager(
     manager_id: ManagerIdPath,

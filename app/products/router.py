@@ -8,7 +8,7 @@ from app.audit.service import record_change
 from app.audit.writes import AuditedWrite
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
-from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet
+from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, PATCH_RESPONSES, ConditionalGet
 from app.core.idempotency import creates
 from app.core.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam, Page, decode_cursor
 from app.core.security import Scope, require_scope
@@ -102,17 +102,17 @@ async def get_product(code: ProductCodePath, session: SessionDep, conditional: C
     summary="Change a product",
     response_model=ProductRead,
     dependencies=[require_scope(Scope.PRODUCTS_WRITE)],
-    responses={**CONDITIONAL_WRITE_RESPONSES, **problem_responses(401, 403, 404, 422)},
+    responses={**PATCH_RESPONSES, **problem_responses(401, 403, 404, 422)},
 )
 async def update_product(
     code: ProductCodePath, body: ProductUpdate, session: SessionDep, write: AuditedWrite
 ) -> ProductRead:
     """Change some fields of a product; omitted fields keep their values.
 
-    The same rules as on creation apply, and the sales window is checked against the stored values
-    (moving `active_to` before the stored `active_from` is a 422). Send null to clear `active_from`,
-    `active_to` or `eligibility`; the code cannot change. `{"is_active": true}` reactivates a product. With
-    If-Match, only if nobody changed the product since you read it (412).
+    The same rules as on creation apply, and the sales window is checked against the stored values (moving
+    `active_to` before the stored `active_from` is a 409 naming `/active_to`; both sent out of order, a 422). Send
+    null to clear `active_from`, `active_to` or `eligibility`; the code cannot change. `{"is_active": true}`
+    reactivates a product. With If-Match, only if nobody changed the product since you read it (412).
     """
     before = ProductRead.model_validate(await service.get_product(session, code, lock=True))
 

@@ -6,18 +6,19 @@ from sqlalchemy import any_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import unique_or_raise
-from app.core.errors import InvalidInput
 from app.core.pagination import page_of
+from app.core.patching import Patch, refusal
 from app.products.errors import ProductCodeTaken, ProductNotFound
 from app.products.models import Product
 from app.products.schemas import ProductCreate, ProductUpdate
 from app.rules import Condition, check_condition, dump_condition, load_catalog, parse_condition, referenced_attributes
 
 
-def ensure_active_window(active_from: datetime | None, active_to: datetime | None) -> None:
-    """422 at /active_to unless the sales window ends after it starts."""
+def ensure_active_window(active_from: datetime | None, active_to: datetime | None, patch: Patch | None = None) -> None:
+    """At /active_to unless the sales window ends after it starts: 422, or 409 when a PATCH moved one end past the
+    stored other (app/core/patching.py)."""
     if active_from is not None and active_to is not None and active_to <= active_from:
-        raise InvalidInput("/active_to", "must be after active_from")
+        raise refusal(patch, "/active_to", "must be after active_from", reads=("active_from", "active_to"))
 
 
 async def checked_eligibility(session: AsyncSession, condition: Condition | None) -> dict | None:
@@ -57,10 +58,11 @@ async def create_product(session: AsyncSession, fields: ProductCreate) -> Produc
 
 async def update_product(session: AsyncSession, code: str, changes: ProductUpdate) -> Product:
     product = await get_product(session, code)
-    updates = changes.model_dump(exclude_unset=True)
+    patch = Patch.of(product, changes)
+    updates = patch.changes
     if not updates:
         return product
-    ensure_active_window(updates.get("active_from", product.active_from), updates.get("active_to", product.active_to))
+    ensure_active_window(patch["active_from"], patch["active_to"], patch)
     if "eligibility" in updates:
         updates["eligibility"] = await checked_eligibility(session, changes.eligibility)
     for field, value in updates.items():

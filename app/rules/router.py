@@ -7,13 +7,14 @@ from fastapi import APIRouter, Path, Request
 
 from app.audit import service as audit_service
 from app.core.db import SessionDep
-from app.core.errors import InvalidInput, NotFound, PreconditionFailed, problem_responses
+from app.core.errors import NotFound, PreconditionFailed, problem_responses
 from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet, ConditionalWrite
 from app.core.pagination import Page, PageParams
 from app.core.security import Scope, require_scope
 from app.products import service as products_service
 from app.rules import custom_attributes
 from app.rules.attributes import AttributeRead, is_builtin_attribute, list_attributes, load_catalog
+from app.rules.errors import AttributeNameTaken
 from app.rules.schemas import AttributeDefinitionPut, AttributeDefinitionRead
 from app.tiering import policies
 
@@ -41,7 +42,7 @@ AttributeName = Annotated[
     str,
     Path(
         pattern=r"^[a-z][a-z0-9_]{0,63}$",
-        description="snake_case name, not one of the built-in attributes' (GET /v1/attributes)",
+        description="snake_case name; a built-in attribute's name (GET /v1/attributes) is taken: 409",
         examples=["employer_payroll"],
     ),
 ]
@@ -98,7 +99,7 @@ async def put_attribute_definition(
     If-Match, only if it exists and nobody changed it since you read it (412 otherwise). Audited
     (custom_attribute.create or .update, type, description and unit before and after)."""
     if is_builtin_attribute(name):
-        raise InvalidInput("name", f"'{name}' is a built-in attribute", location="path")
+        raise AttributeNameTaken(name)
     if conditional.if_match is not None:
         current = await custom_attributes.get_attribute_definition(session, name, lock=True)
         if current is None:

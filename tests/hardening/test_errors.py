@@ -66,8 +66,8 @@ async def test_a_nul_character_in_excluded_products_is_a_422_on_both_paths(clien
 
 async def _real_errors(server_url: str) -> dict[str, BaseException]:
     """Errors as the driver raises them, on a real server: a NUL in text, an integer beyond bigint (refused by the
-    driver itself), a session an administrator terminated, a duplicate key whose DETAIL quotes the value, and a
-    statement on a table that does not exist (a bug: a 500)."""
+    driver itself), a session an administrator terminated, a duplicate key whose DETAIL quotes the value (a 409:
+    another request took the key first), and a statement on a table that does not exist (a bug: a 500)."""
     errors: dict[str, BaseException] = {}
     connection = await asyncpg.connect(server_url)
     victim = await asyncpg.connect(server_url)
@@ -127,7 +127,7 @@ async def test_driver_errors_are_classified_bare_and_wrapped(engine, database_ur
         "nul": 422,
         "bigint": 422,
         "bug": 500,
-        "duplicate": 500,
+        "duplicate": 409,  # another request committed the key first: a conflict with the state, not a bug
         "terminated": 503,
         "wrapped nul": 422,
         "wrapped bigint": 422,

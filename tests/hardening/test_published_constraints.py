@@ -235,6 +235,10 @@ def _unbounded_strings(schema: dict, where: str, seen: set[str]) -> list[str]:
     for key, suffix in (("items", "[]"), ("additionalProperties", "{}")):
         if isinstance(schema.get(key), dict):
             found += _unbounded_strings(schema[key], where + suffix, seen)
+    for pattern, part in schema.get("patternProperties", {}).items():  # maps keyed by language tags
+        found += _unbounded_strings(part, f"{where}{{{pattern}}}", seen)
+    for i, part in enumerate(schema.get("prefixItems", [])):
+        found += _unbounded_strings(part, f"{where}[{i}]", seen)
     return found
 
 
@@ -249,3 +253,24 @@ def test_every_string_a_request_body_takes_states_what_it_takes():
             for content in operation.get("requestBody", {}).get("content", {}).values():
                 found += _unbounded_strings(content.get("schema", {}), f"{method} {path}", seen)
     assert found == []
+
+
+def test_a_body_integer_bound_is_one_a_double_holds():
+    """bigint's top (2**63 - 1) read as a double is 2**63, past bigint: schemathesis sent 9223372036854776000 as
+    within it and was refused. The published and enforced bound is the nearest double inside (2**63 - 1024): every
+    number at or below it, read either way, is taken, and the double just past it is refused."""
+    maximum = SCHEMAS["QuotaIn"]["properties"]["cap_count"]["anyOf"][0]["maximum"]
+    assert maximum == 2**63 - 1024 and float(maximum) == maximum
+    QuotaIn.model_validate({"period": "month", "cap_count": maximum})
+    QuotaIn.model_validate({"period": "month", "cap_count": float(maximum)})
+    assert not jsonschema_rs.validator_for({"maximum": maximum}).is_valid(2.0**63)
+    with pytest.raises(ValidationError):
+        QuotaIn.model_validate({"period": "month", "cap_count": 2.0**63})
+
+
+def test_the_take_up_reports_benefit_code_publishes_that_nul_is_refused():
+    """schemathesis sent a NUL in `benefit_code` (its schema allowed it) and the database refused the whole request
+    (st17c run 15): it publishes NO_NUL_PATTERN like its `policy_key` beside it."""
+    parameters = SPEC["paths"]["/v1/reports/benefit-take-up"]["get"]["parameters"]
+    code = next(p for p in parameters if p["name"] == "benefit_code")["schema"]
+    assert not jsonschema_rs.validator_for(code).is_valid("a\x00b") and jsonschema_rs.validator_for(code).is_valid("x")

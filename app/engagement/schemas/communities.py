@@ -83,6 +83,9 @@ class CommunityCreate(AudienceFields):
     state: CommunityState = "planned"
 
 
+_POLICY_AND_TIERS = ("audience_policy_key", "audience_tiers")
+
+
 class CommunityUpdate(BaseModel):
     """Fields to change; the audience's three fields are replaced together when `audience` is sent."""
 
@@ -90,11 +93,11 @@ class CommunityUpdate(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [{"state": "open"}, {"capacity": 800, "goal": "Grow"}],
-            # the audience's policy and tiers come only with the audience (update_community)
+            # the audience's policy and tiers come only with the audience, and together (update_community)
             "not": {
                 "anyOf": [
-                    {"required": [field], "not": {"required": ["audience"]}}
-                    for field in ("audience_policy_key", "audience_tiers")
+                    *({"required": [field], "not": {"required": ["audience"]}} for field in _POLICY_AND_TIERS),
+                    *AUDIENCE_RULE["not"]["anyOf"],
                 ]
             },
         },

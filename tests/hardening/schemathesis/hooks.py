@@ -166,13 +166,40 @@ def _within_depth(node, depth: int = 1):
     return node
 
 
+def _within_size(node):
+    """A condition of at most 200 nodes (app/rules/schema.py MAX_NODES), as a client keeps to the documented size:
+    once MAX_NODES - MAX_DEPTH nodes are kept, the rest of each open all/any is left out (one `{"always": true}`
+    where a list would be empty: at most one per open level, so MAX_DEPTH more)."""
+    left = [200 - MAX_DEPTH]
+
+    def visit(item):
+        if not isinstance(item, dict):
+            return item
+        left[0] -= 1
+        item = dict(item)
+        for combinator in ("all", "any"):
+            if isinstance(item.get(combinator), list) and item[combinator]:
+                kept = []
+                for child in item[combinator]:
+                    if left[0] <= 0:
+                        kept = kept or [{"always": True}]
+                        break
+                    kept.append(visit(child))
+                item[combinator] = kept
+        if isinstance(item.get("not"), dict):
+            item["not"] = visit(item["not"]) if left[0] > 0 else {"always": True}
+        return item
+
+    return visit(node)
+
+
 def _conditions_within_depth(value):
     if isinstance(value, list):
         return [_conditions_within_depth(item) for item in value]
     if not isinstance(value, dict):
         return value
     return {
-        name: _within_depth(item) if name in CONDITION_FIELDS else _conditions_within_depth(item)
+        name: _within_size(_within_depth(item)) if name in CONDITION_FIELDS else _conditions_within_depth(item)
         for name, item in value.items()
     }
 
@@ -235,7 +262,9 @@ def before_call(context, case, kwargs):
             _ordered_with_stored(case, kwargs, body, *STORED_RANGES[path])
         if isinstance(body.get("tiers"), list):
             _catch_all_last(body["tiers"])
-            _one_tier_per_code(body["tiers"])
+            _one_per(body["tiers"], "code")
+        if path == "/v1/contact-policy" and isinstance(body.get("rules"), list):
+            _one_per(body["rules"], "name")
         _one_referral_per_pair(body)
         if path == "/v1/referrals/{referral_id}/transitions":
             _the_referrals_referee(case, kwargs, body)
@@ -259,13 +288,17 @@ PRODUCTS = (  # the demo catalogue
 
 
 def _distinct(items: object, field: str, known: tuple[str, ...]) -> None:
-    """Each item of a list names another product: a holding set has each product once."""
+    """Each item of a list names another product: a holding set has each product once (a list longer than the
+    catalogue keeps one holding per product: a client holds no product twice)."""
     if not isinstance(items, list):
         return
     seen: set = set()
-    for item in items:
+    for item in list(items):
         if isinstance(item, dict) and isinstance(item.get(field), str) and item[field] in seen:
             item[field] = next((k for k in known if k not in seen), item[field])
+            if item[field] in seen:
+                del items[next(i for i, other in enumerate(items) if other is item)]  # this one, not an equal one
+                continue
         if isinstance(item, dict) and isinstance(item.get(field), str):
             seen.add(item[field])
 
@@ -330,19 +363,21 @@ def _ordered_with_stored(case, kwargs: dict, body: dict, start: str, end: str) -
         merged = {start: found.json().get(start), end: found.json().get(end), **body}
         _ordered(merged, start, end)
         body.update({name: merged[name] for name in (start, end) if name in body})
-        if merged[start] is not None and merged[end] is not None and _moment(merged[start]) >= _moment(merged[end]):
+        begins, ends = _moment(merged[start]), _moment(merged[end])  # None: not a time this reads (left as drawn)
+        if begins is not None and ends is not None and begins >= ends:
             body[end] = None  # the stored start is later still: the change clears the end
 
 
-def _one_tier_per_code(tiers: list) -> None:
-    """A policy's tier codes differ: a client writing two tiers names them apart (later duplicates are left out)."""
+def _one_per(items: list, field: str) -> None:
+    """Items named by `field` differ (a policy's tier codes, the contact policy's rule names): a client writing two
+    names them apart (later duplicates are left out)."""
     seen: set[str] = set()
-    for tier in list(tiers):
-        code = tier.get("code") if isinstance(tier, dict) else None
-        if isinstance(code, str) and code in seen and len(tiers) > 1:
-            tiers.remove(tier)
-        elif isinstance(code, str):
-            seen.add(code)
+    for item in list(items):
+        name = item.get(field) if isinstance(item, dict) else None
+        if isinstance(name, str) and name in seen and len(items) > 1:
+            items.remove(item)
+        elif isinstance(name, str):
+            seen.add(name)
 
 
 def _catch_all_last(tiers: list) -> None:
