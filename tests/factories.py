@@ -88,3 +88,35 @@ async def delete_customers(conn, where: str, params: dict) -> None:
             text(f"DELETE FROM {table} WHERE customer_id IN (SELECT id FROM customer WHERE {where})"), params
         )
     await conn.execute(text(f"DELETE FROM customer WHERE {where}"), params)
+
+
+def state_query(name: str) -> str:
+    """One part of a customer's (`c`) state, for state_of."""
+    return {
+        "holdings": "SELECT h.product_code, h.opened_at, h.balance, h.as_of FROM holding h WHERE h.customer_id = c.id",
+        "history": "SELECT b.product_code, b.as_of, b.balance FROM holding_balance b WHERE b.customer_id = c.id",
+        "aum": "SELECT d.day, d.aum FROM customer_aum_daily d WHERE d.customer_id = c.id",
+        "tiers": "SELECT p.key, a.tier_code, a.qualified_code, a.lower_since IS NULL, a.facts::text, a.lean_tail "
+        "IS NOT NULL FROM tier_assignment a JOIN tier_policy p ON p.id = a.policy_id WHERE a.customer_id = c.id",
+        "transitions": "SELECT p.key, t.from_code, t.to_code, t.direction, t.reason FROM tier_transition t "
+        "JOIN tier_policy p ON p.id = t.policy_id WHERE t.customer_id = c.id",
+    }[name]
+
+
+async def state_of(session, prefix: str, names=("holdings", "history", "aum", "tiers", "transitions")) -> dict:
+    """Per customer whose external id is the prefix then a number (keyed by the number): each named part of their
+    state as sorted row texts, without times, so that two paths to the same data compare equal."""
+    out = {}
+    for name in names:
+        rows = await session.execute(
+            text(
+                f"SELECT substr(c.external_id, {len(prefix) + 1})::int, "
+                "array_agg(row(x.*)::text ORDER BY row(x.*)::text) "
+                f"FROM customer c CROSS JOIN LATERAL ({state_query(name)}) x "
+                "WHERE c.external_id LIKE :prefix GROUP BY 1"
+            ),
+            {"prefix": f"{prefix}%"},
+        )
+        for number, values in rows.all():
+            out.setdefault(number, {})[name] = values
+    return out

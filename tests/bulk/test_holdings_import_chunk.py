@@ -14,6 +14,7 @@ from app.customers import flows, holdings_import
 from app.customers.schemas import HoldingIn
 from app.demo import load_default_products
 from app.tiering.policies import load_default_policies
+from tests.factories import state_of
 
 CUSTOMERS = 150  # more than app.tiering.assignment.refresh.dense_range's 100: the chunk is evaluated as a range
 TODAY = date.today()
@@ -36,34 +37,6 @@ def night(i: int, second: bool) -> list[tuple[str, Decimal, date]]:
         for k in range(count)
         for day in [TODAY if second else EARLIER]
     ]
-
-
-def state_query(name: str) -> str:
-    return {
-        "holdings": "SELECT h.product_code, h.opened_at, h.balance, h.as_of FROM holding h WHERE h.customer_id = c.id",
-        "history": "SELECT b.product_code, b.as_of, b.balance FROM holding_balance b WHERE b.customer_id = c.id",
-        "aum": "SELECT d.day, d.aum FROM customer_aum_daily d WHERE d.customer_id = c.id",
-        "tiers": "SELECT p.key, a.tier_code, a.qualified_code, a.lower_since IS NULL, a.facts::text, a.lean_tail "
-        "IS NOT NULL FROM tier_assignment a JOIN tier_policy p ON p.id = a.policy_id WHERE a.customer_id = c.id",
-        "transitions": "SELECT p.key, t.from_code, t.to_code, t.direction, t.reason FROM tier_transition t "
-        "JOIN tier_policy p ON p.id = t.policy_id WHERE t.customer_id = c.id",
-    }[name]
-
-
-async def state_of(session, prefix: str) -> dict:
-    out = {}
-    for name in ("holdings", "history", "aum", "tiers", "transitions"):
-        rows = await session.execute(
-            text(
-                f"SELECT substr(c.external_id, 2)::int, array_agg(row(x.*)::text ORDER BY row(x.*)::text) "
-                f"FROM customer c CROSS JOIN LATERAL ({state_query(name)}) x "
-                "WHERE c.external_id LIKE :prefix GROUP BY 1"
-            ),
-            {"prefix": f"{prefix}%"},
-        )
-        for number, values in rows.all():
-            out.setdefault(number, {})[name] = values
-    return out
 
 
 async def test_a_chunk_under_four_policies_gives_what_puts_give(scratch_database):
