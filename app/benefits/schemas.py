@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSc
 from typing_extensions import TypeAliasType
 
 from app.core.fields import decimal_string
-from app.core.strict import TEXT_PATTERN, Boolean, Description, Integer, Timestamp, both_or_neither
+from app.core.strict import Boolean, Description, Integer, Text, Timestamp, both_or_neither
 from app.rules.schema import Condition, Operator
 
 BenefitKind = TypeAliasType(
@@ -75,7 +75,7 @@ BenefitValue = decimal_string(
 class BenefitText(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=200)]
+    name: Text(200)
     description: Description = ""  # any text but NUL (Postgres text cannot store it)
 
 

@@ -14,7 +14,15 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StrictBool, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StringConstraints,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
 EARLIEST_YEAR, LATEST_YEAR = 1900, 2100
@@ -257,6 +265,14 @@ server refuses."""
 
 TEXT_PATTERN = rf"^[^\x00]*[^{WHITESPACE}\x00][^\x00]*$"
 """A name or a reason: some character other than whitespace, and no NUL (which Postgres text cannot store)."""
+
+
+def Text(max_length: int) -> Any:  # noqa: N802 (a type factory)
+    """A name, label or reason: checked as sent against what the spec publishes (TEXT_PATTERN, 1 to max_length
+    characters), then stored without the whitespace around it. Stripping before the check (pydantic's
+    strip_whitespace) would accept a text past maxLength that the published schema refuses."""
+    sent = StringConstraints(min_length=1, max_length=max_length, pattern=TEXT_PATTERN)
+    return Annotated[str, sent, AfterValidator(str.strip)]
 
 
 Description = Annotated[str, Field(max_length=2000, pattern=NO_NUL_PATTERN)]

@@ -7,14 +7,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.core.strict import TEXT_PATTERN, Boolean, Day, Integer, Numeric
+from app.core.strict import Boolean, Day, Integer, Numeric, Text
 from app.feedback.schemas import ComplaintCategory
 from app.managers.schemas import PolicyKey, TierCode
 
 HolidayKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{1,39}$")]
-HolidayName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=200)
-]
+HolidayName = Text(200)
 HolidayNames = Annotated[
     dict[Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")], HolidayName],
     Field(max_length=20, json_schema_extra={"additionalProperties": False}),  # keys: language tags only

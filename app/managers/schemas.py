@@ -7,14 +7,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from typing_extensions import TypeAliasType
 
-from app.core.strict import NO_NUL_PATTERN, TEXT_PATTERN, Boolean, Day, Integer, Timestamp
+from app.core.strict import NO_NUL_PATTERN, Boolean, Day, Integer, Text, Timestamp
 
 ManagerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,39}$")]
 PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{1,39}$")]
 TierCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=200)]
-Team = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=100)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=1000)]
+Name = Text(200)
+Team = Text(100)
+Reason = Text(1000)
 Capacity = Integer(0, 100000, description="How many customers the manager can look after.")
 
 AssignmentSource = TypeAliasType(

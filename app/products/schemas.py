@@ -8,7 +8,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstrain
 from typing_extensions import TypeAliasType
 
 from app.core.fields import Multiplier, NonNegativeMoney
-from app.core.strict import TEXT_PATTERN, Boolean, Description, Integer, Timestamp
+from app.core.strict import Boolean, Description, Integer, Text, Timestamp
 from app.rules.schema import Condition
 
 ProductCategory = TypeAliasType(
@@ -27,9 +27,7 @@ Channel = TypeAliasType(
 
 ProductCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{1,39}$")]
 TierCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$")]
-ProductName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=200)
-]
+ProductName = Text(200)
 RiskLevel = Integer(1, 5)
 RankingMultiplier = Annotated[Multiplier, Field(gt=0, le=100)]
 Channels = Annotated[list[Channel], Field(min_length=1, max_length=4, json_schema_extra={"uniqueItems": True})]

@@ -7,15 +7,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSc
 from typing_extensions import TypeAliasType
 
 from app.core.i18n import LanguageTag
-from app.core.strict import ATTRIBUTE_VALUE_SCHEMA, INT_MAX, TEXT_PATTERN, Description, Integer, at_least_one_of
+from app.core.strict import ATTRIBUTE_VALUE_SCHEMA, INT_MAX, Description, Integer, Text, at_least_one_of
 from app.rules.schema import Condition, ConditionResult
 
 POLICY_KEY_PATTERN = r"^[a-z][a-z0-9_\-]{1,39}$"
 TIER_CODE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 PolicyKey = Annotated[str, StringConstraints(pattern=POLICY_KEY_PATTERN)]
 TierCode = Annotated[str, StringConstraints(pattern=TIER_CODE_PATTERN)]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=100)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN, max_length=200)]
+Label = Text(100)
+Name = Text(200)
 GraceDays = Integer(0, 730)
 VersionStatus = TypeAliasType(
     "VersionStatus",
