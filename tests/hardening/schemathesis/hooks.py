@@ -294,19 +294,23 @@ PRODUCTS = (  # the demo catalogue
 
 
 def _distinct(items: object, field: str, known: tuple[str, ...]) -> None:
-    """Each item of a list names another product: a holding set has each product once (a list longer than the
-    catalogue keeps one holding per product: a client holds no product twice)."""
+    """Each item of a list names another product of the catalogue: a holding set has each product once (a list
+    longer than the catalogue keeps one holding per product: a client holds no product twice), and a code the
+    generator drew beside the config's dictionary (it mixes both) becomes a product the bank has."""
     if not isinstance(items, list):
         return
     seen: set = set()
     for item in list(items):
-        if isinstance(item, dict) and isinstance(item.get(field), str) and item[field] in seen:
-            item[field] = next((k for k in known if k not in seen), item[field])
-            if item[field] in seen:
+        code = item.get(field) if isinstance(item, dict) else None
+        if not isinstance(code, str):
+            continue
+        if code in seen or code not in known:
+            code = next((k for k in known if k not in seen), None)
+            if code is None:  # every product named already
                 del items[next(i for i, other in enumerate(items) if other is item)]  # this one, not an equal one
                 continue
-        if isinstance(item, dict) and isinstance(item.get(field), str):
-            seen.add(item[field])
+            item[field] = code
+        seen.add(code)
 
 
 def _usage_pair(case, kwargs: dict, body: dict) -> None:
