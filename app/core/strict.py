@@ -8,7 +8,6 @@ publish in the OpenAPI document the constraint they enforce:
 - decimals: a JSON number or a plain decimal string ("1250.50") that fits the NUMERIC column.
 """
 
-import math
 import re
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -133,20 +132,23 @@ def _json_integer(value: Any) -> Any:
     raise PydanticCustomError("int_json", "must be a JSON integer (not a string, a boolean or a fraction)")
 
 
-def _in_doubles(bound: int, toward: float) -> int:
-    """The bound itself when a double holds it, else the nearest double inside it: a JSON number past 2**53 is read
-    as a double by many validators and generators (RFC 8259 section 6), and 2**63 - 1 as a double is 2**63, which
-    bigint cannot hold (schemathesis sent 9223372036854776000 as within `maximum: 9223372036854775807`)."""
-    double = float(bound)
-    if int(double) == bound:
+def _in_doubles(bound: int) -> int:
+    """The bound itself up to 2**53, past it the bound with one significant digit, toward zero (bigint's 2**63 - 1 is
+    9 * 10**18). A JSON number past 2**53 is read as a double by many validators and generators (RFC 8259 section
+    6) and written back as its shortest decimal: 2**63 - 1 as a double is 2**63, past bigint (schemathesis sent
+    9223372036854776000 as within `maximum: 9223372036854775807`), and the double 2**63 - 1024 is written
+    9223372036854775000, past itself (it sent that as within `maximum: 9223372036854774784`). 9 * 10**18 is a
+    double written exactly, and every double below it is written below it (within half of its 1,024 spacing)."""
+    if abs(bound) <= 2**53:
         return bound
-    return int(math.nextafter(double, toward)) if (int(double) > bound) == (toward < 0) else int(double)
+    step = 10 ** (len(str(abs(bound))) - 1)
+    return (abs(bound) // step) * step * (1 if bound > 0 else -1)
 
 
 def Integer(ge: int = -BIGINT_MAX - 1, le: int = BIGINT_MAX, **field: Any) -> Any:  # noqa: N802 (a type factory)
     """A body's integer: a JSON integer (not "5", true or 5.5) within [ge, le] (default: bigint), the bounds those
-    a double holds (`_in_doubles`: bigint's top is 2**63 - 1024 in a body)."""
-    low, high = _in_doubles(ge, math.inf), _in_doubles(le, -math.inf)
+    a double holds and writes back within them (`_in_doubles`: bigint's range is +-9 * 10**18 in a body)."""
+    low, high = _in_doubles(ge), _in_doubles(le)
     return Annotated[int, Field(ge=low, le=high, **field), BeforeValidator(_json_integer)]
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.core.db import Base
 
 Money = Numeric(18, 2)
+MoneyTotal = Numeric(30, 2)  # a sum of amounts (a day's AUM, a day's transactions): core.fields.MoneyTotal's digits
 
 
 class Customer(Base):
@@ -91,7 +92,7 @@ class CustomerAumDaily(Base):
 
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    aum: Mapped[Decimal] = mapped_column(Money)
+    aum: Mapped[Decimal] = mapped_column(MoneyTotal)
 
 
 class CustomerEvent(Base):
@@ -129,7 +130,7 @@ class CustomerActivityDaily(Base):
     customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     txn_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    txn_amount: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))
+    txn_amount: Mapped[Decimal] = mapped_column(MoneyTotal, server_default=text("0"))
     logins: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     referrals: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 

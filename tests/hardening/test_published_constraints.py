@@ -3,6 +3,7 @@ fixed without running it): every value a published pattern or rule allows is tak
 The ST202 answers that remain are state-dependent and listed in README ("Conventions an integrator can rely on")."""
 
 import itertools
+import json
 import math
 import re
 from datetime import date, timedelta
@@ -267,17 +268,21 @@ def test_every_string_a_request_body_takes_states_what_it_takes():
     assert found == []
 
 
-def test_a_body_integer_bound_is_one_a_double_holds():
-    """bigint's top (2**63 - 1) read as a double is 2**63, past bigint: schemathesis sent 9223372036854776000 as
-    within it and was refused. The published and enforced bound is the nearest double inside (2**63 - 1024): every
-    number at or below it, read either way, is taken, and the double just past it is refused."""
-    maximum = SCHEMAS["QuotaIn"]["properties"]["cap_count"]["anyOf"][0]["maximum"]
-    assert maximum == 2**63 - 1024 and float(maximum) == maximum
-    QuotaIn.model_validate({"period": "month", "cap_count": maximum})
-    QuotaIn.model_validate({"period": "month", "cap_count": float(maximum)})
-    assert not jsonschema_rs.validator_for({"maximum": maximum}).is_valid(2.0**63)
-    with pytest.raises(ValidationError):
-        QuotaIn.model_validate({"period": "month", "cap_count": 2.0**63})
+def test_a_body_integer_bound_is_one_a_double_holds_and_writes_back():
+    """bigint's top (2**63 - 1) read as a double is 2**63, past bigint; the double 2**63 - 1024 is written back as
+    9223372036854775000, past itself: schemathesis sent both as within the bound then published, and was refused.
+    The bound is 9 * 10**18: a double written exactly, every double at or below it is taken read either way (as
+    written by a generator's shortest repr, or as the double), and the doubles past it are refused."""
+    published = SCHEMAS["QuotaIn"]["properties"]["cap_count"]["anyOf"][0]["maximum"]
+    maximum = int(published)
+    assert published == maximum == 9 * 10**18 and float(maximum) == maximum and repr(float(maximum)) == "9e+18"
+    below = math.nextafter(float(maximum), 0.0)
+    for taken in (maximum, float(maximum), below, int(float(repr(below))), json.loads(json.dumps(below))):
+        QuotaIn.model_validate({"period": "month", "cap_count": taken})
+    for refused in (maximum + 1, math.nextafter(float(maximum), math.inf), 2.0**63):
+        assert not jsonschema_rs.validator_for({"maximum": maximum}).is_valid(refused)
+        with pytest.raises(ValidationError):
+            QuotaIn.model_validate({"period": "month", "cap_count": refused})
 
 
 def test_the_take_up_reports_benefit_code_publishes_that_nul_is_refused():

@@ -198,3 +198,34 @@ async def test_a_survey_keeps_its_timezone_and_year_zero_one_is_refused(client, 
         assert datetime.fromisoformat(answer["occurred_at"]) == datetime(1899, 12, 31, 23, 0, tzinfo=UTC)
     count = await session.scalar(text("SELECT count(*) FROM survey_response"))
     assert count == 1
+
+
+async def test_totals_of_amounts_at_their_bound_are_stored(client, as_role, session):
+    """Each balance and amount within its 16 digits, their sums past them: a day's AUM and a day's transactions are
+    stored as totals (30 digits, as MoneyTotal publishes), not refused as "a number out of range" (schemathesis
+    found a holdings PUT refused so)."""
+    await add_products(session)
+    admin = as_role("admin")
+    assert (await client.put("/v1/customers/SV-5", json=customer_body(), headers=admin)).status_code == 201
+    top = "9999999999999999.99"
+    body = {"holdings": [{"product_code": code, "balance": top, "as_of": TODAY} for code in ("savings_account",
+            "term_deposit_12m", "equity_fund")]}  # fmt: skip
+    stored = await client.put("/v1/customers/SV-5/holdings", json=body, headers=admin)
+    assert stored.status_code == 200, stored.text
+    yesterday = date.fromordinal(date.today().toordinal() - 1).isoformat()  # one day, none of it in the future
+    sent = [event(customer_id="SV-5", amount=top, event_id=f"sum-{i}")["events"][0] for i in range(3)]
+    events = [{**one, "occurred_at": f"{yesterday}T0{i}:00:00Z"} for i, one in enumerate(sent)]
+    accepted = await client.post("/v1/events", json={"events": events}, headers=admin)
+    assert accepted.status_code in (200, 202), accepted.text
+    aum, txn = (
+        await session.execute(
+            text(
+                "SELECT (SELECT aum FROM customer_aum_daily d WHERE d.customer_id = c.id), "
+                "(SELECT sum(txn_amount) FROM customer_activity_daily a WHERE a.customer_id = c.id) "
+                "FROM customer c WHERE c.external_id = 'SV-5'"
+            )
+        )
+    ).one()
+    assert str(aum) == "29999999999999999.97" and str(txn) == "29999999999999999.97"
+    metrics = (await client.get("/v1/customers/SV-5", headers=admin)).json()["metrics"]
+    assert metrics["aum"] == "29999999999999999.97"
