@@ -34,13 +34,16 @@ def migrate() -> None:
 def demo(
     customers: Annotated[int, typer.Option("--customers", "-n", min=1)] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bank.")] = 7,
+    ranker: Annotated[
+        bool, typer.Option(help="Train the learned ranker on the bank's history and serve it (about a minute).")
+    ] = True,
 ) -> None:
     """Generate a reproducible synthetic bank: products, customers, holdings, balances and 90 days of activity;
-    then the default tier policies, activated, and a tier run over everyone."""
-    typer.echo(json.dumps(asyncio.run(_load_demo(get_settings(), customers, seed)), default=str))
+    then the default tier policies, activated, a tier run over everyone, and the learned ranker trained."""
+    typer.echo(json.dumps(asyncio.run(_load_demo(get_settings(), customers, seed, ranker)), default=str))
 
 
-async def _load_demo(settings: Settings, customers: int, seed: int) -> dict:
+async def _load_demo(settings: Settings, customers: int, seed: int, ranker: bool = True) -> dict:
     from app.demo import generate_demo_bank
     from app.recommendations.contact import load_default_contact_policy
     from app.recommendations.ranking_stats import refresh_stats
@@ -79,6 +82,15 @@ async def _load_demo(settings: Settings, customers: int, seed: int) -> dict:
         from app.reports.margins import load_demo_margins
 
         counts["contribution_margins"] = await load_demo_margins(session)
+    if ranker:  # last: it learns from the history above; the offer states pick its scores up as they refresh
+        from app.commands.learning import train_and_register
+        from app.recommendations.learned.training import NotEnoughHistory
+
+        try:
+            model = await train_and_register(settings, seed=seed, serve="always")
+            counts["ranker_model"] = {key: model[key] for key in ("version", "serving", "map7", "compiled")}
+        except NotEnoughHistory as error:  # a bank of a few customers: the rules rank, as before any model
+            counts["ranker_model"] = {"version": None, "skipped": str(error)}
     return counts
 
 
@@ -284,7 +296,7 @@ async def _prepare(settings: Settings, demo_customers: int) -> str:
     async with command_session(settings) as session:
         empty = not await session.scalar(select(func.count()).select_from(Customer))
     if empty:
-        typer.echo(f"loading demo data: {demo_customers} customers, default tier policies, a tier run ...")
+        typer.echo(f"loading demo data: {demo_customers} customers, default tier policies, a tier run, the ranker ...")
         await _load_demo(settings, demo_customers, seed=7)
     async with command_session(settings) as session:
         if key_file.exists():

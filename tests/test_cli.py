@@ -21,14 +21,14 @@ def _plain(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-@pytest.fixture(scope="module")
-def tierwise(scratch_database):
-    """tierwise(*args) -> CompletedProcess, on an empty database of the test server."""
+def _command(scratch_database, data_dir: Path):
+    """tierwise(*args) -> CompletedProcess, on an empty, migrated database of the test server."""
     env = {
         **os.environ,
         "TIERWISE_DATABASE_URL": _plain(scratch_database()),
         "TIERWISE_API_KEY_PEPPER": PEPPER,
         "TIERWISE_LOG_LEVEL": "WARNING",
+        "TIERWISE_DATA_DIR": str(data_dir),
     }
 
     def run(*args: str) -> subprocess.CompletedProcess:
@@ -37,6 +37,11 @@ def tierwise(scratch_database):
     run.dsn = env["TIERWISE_DATABASE_URL"]
     run.migrated = _ok(run("migrate"))
     return run
+
+
+@pytest.fixture(scope="module")
+def tierwise(scratch_database, tmp_path_factory):
+    return _command(scratch_database, tmp_path_factory.mktemp("tierwise-data"))
 
 
 def _ok(result: subprocess.CompletedProcess) -> str:
@@ -50,6 +55,17 @@ async def test_migrate_then_a_demo_bank_tiered_and_refreshed(tierwise):
     assert demo["tier_run"]["status"] == "succeeded" and demo["tier_run"]["processed"] == CUSTOMERS
     assert set(demo["policies_created"]) == {"wealth", "lifecycle", "loyalty", "needs"}
     assert demo["benefits_created"] >= 10 and 0 < demo["benefit_uses"] <= CUSTOMERS
+    # 25 customers add too few products to learn from: no version, the rules rank; said as such, no traceback
+    assert demo["ranker_model"] == {
+        "version": None,
+        "skipped": "too few products added in the training window to learn from",
+    }
+    untrained = tierwise("train-ranker")
+    assert untrained.returncode == 1 and "Traceback" not in untrained.stderr
+    assert (
+        untrained.stderr.splitlines()[0]
+        == "tierwise: no model trained: too few products added in the training window to learn from"
+    )
     run = json.loads(_ok(tierwise("tier-run", "--all")))
     assert (run["status"], run["processed"], run["total"]) == ("succeeded", CUSTOMERS, CUSTOMERS)
     one = json.loads(_ok(tierwise("tier-run", "--policy", "wealth")))
@@ -89,3 +105,23 @@ def test_openapi_writes_the_exported_spec(tierwise, tmp_path):
     target = tmp_path / "spec.json"
     _ok(tierwise("openapi", "--output", str(target)))
     assert target.read_text() == (ROOT / "openapi" / "openapi.json").read_text()
+
+
+async def test_the_demo_bank_trains_and_serves_the_learned_ranker(scratch_database, tmp_path):
+    """The demo bank's history is enough to learn from: /docs' ranker operations and the scored offer states have
+    a model to show, with no `tierwise train-ranker` first."""
+    tierwise = _command(scratch_database, tmp_path)
+    demo = json.loads(_ok(tierwise("demo", "--customers", "150", "--seed", "3")))
+    assert demo["ranker_model"]["version"] == 1 and demo["ranker_model"]["serving"] is True
+    assert 0 < demo["ranker_model"]["map7"] <= 1
+    assert "\tserving\t" in _ok(tierwise("ranker-models", "list"))
+    assert json.loads(_ok(tierwise("refresh-offer-states", "--everyone")))["offer_states_stored"] == 150
+    connection = await asyncpg.connect(tierwise.dsn)
+    try:
+        scored = await connection.fetchval(
+            "SELECT count(*) FROM customer_offer_state WHERE ranker_version = 1 AND cardinality(ranker_products) > 0"
+        )
+    finally:
+        await connection.close()
+    assert scored > 0
+    assert "ranker_model" not in json.loads(_ok(tierwise("demo", "--customers", "5", "--no-ranker")))

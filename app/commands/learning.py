@@ -113,35 +113,42 @@ def train_ranker(
     perhaps serve it; prints its held-out metrics."""
     from datetime import date
 
-    from app.recommendations.learned.compiled import cache_dir
-    from app.recommendations.learned.registry import retrain
-
     if serve not in ("auto", "always", "never"):
         raise typer.BadParameter("serve must be auto, always or never")
     try:
         month = date.fromisoformat(f"{until}-01") if until else None
     except ValueError:
         raise typer.BadParameter("until must be YYYY-MM") from None
-    settings = get_settings()
+    result = train_and_register(
+        get_settings(),
+        until=month,
+        months=months,
+        seed=seed,
+        serve=serve,
+        chunk_customers=chunk_customers,
+        max_negatives=max_negatives,
+    )
+    from app.recommendations.learned.training import NotEnoughHistory
 
-    async def run() -> dict:
-        engine = create_engine(resolve_database_url(settings), settings)
-        try:
-            return await retrain(
-                create_sessionmaker(engine),
-                settings.primary_policy,
-                until=month,
-                months=months,
-                seed=seed,
-                serve=serve,
-                chunk_customers=chunk_customers,
-                max_negatives=max_negatives,
-                compiled_dir=cache_dir(settings),
-            )
-        finally:
-            await engine.dispose()
+    try:
+        typer.echo(json.dumps(asyncio.run(result), default=str))
+    except NotEnoughHistory as error:
+        _fail(f"no model trained: {error}")
 
-    typer.echo(json.dumps(asyncio.run(run()), default=str))
+
+async def train_and_register(settings, **options) -> dict:
+    """Train the learned ranker on the bank's history, store the version (serving it as `serve` says) and compile
+    its boosters into the data folder: `tierwise train-ranker` and the demo bank."""
+    from app.recommendations.learned.compiled import cache_dir
+    from app.recommendations.learned.registry import retrain
+
+    engine = create_engine(resolve_database_url(settings), settings)
+    try:
+        return await retrain(
+            create_sessionmaker(engine), settings.primary_policy, compiled_dir=cache_dir(settings), **options
+        )
+    finally:
+        await engine.dispose()
 
 
 @ranker_cli.command("list")

@@ -52,7 +52,7 @@ async def test_a_killed_import_resumes_to_the_same_end(scratch_database, tmp_pat
     killed_env, reference_env = _env(dsns[0]), _env(dsns[1])
     for env in (killed_env, reference_env):
         _run(env, "migrate")
-        _run(env, "demo", "--customers", str(CUSTOMERS), "--seed", "5")
+        _run(env, "demo", "--customers", str(CUSTOMERS), "--seed", "5", "--no-ranker")
     connection = await asyncpg.connect(dsns[0])
     try:
         customers = [row["external_id"] for row in await connection.fetch("SELECT external_id FROM customer")]

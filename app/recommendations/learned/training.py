@@ -28,6 +28,10 @@ from app.recommendations.learned.model import Calibration, PropensityModel, fit_
 K = 7
 
 
+class NotEnoughHistory(ValueError):
+    """The bank's history holds too little to learn from: no version is stored, the rules keep ranking."""
+
+
 @dataclass
 class TrainingOptions:
     until: date
@@ -86,7 +90,7 @@ async def collect_rows(
         "SELECT min(id), max(id), count(*) FROM customer WHERE erased_at IS NULL"
     )
     if not customers:
-        raise ValueError("no customers to train on")
+        raise NotEnoughHistory("no customers to train on")
     keep = min(ALL, max(1, options.max_negatives * ALL // (customers * len(months))))
     parts = []
     for start in range(low, high + 1, options.chunk_customers):
@@ -221,7 +225,7 @@ def train(rows: FeatureRows, keep_per_million: int, spec: FeatureSpec, options: 
     adds = fit_part.labels.sum(axis=0)
     classes = [int(p) for p in np.nonzero(adds >= options.min_adds)[0]]
     if not classes or not held_out.labels.any() or not fit_part.labels.any():
-        raise ValueError("too few products added in the training window to learn from")
+        raise NotEnoughHistory("too few products added in the training window to learn from")
     adders = fit_part.labels.any(axis=1)
     calibration = Calibration(adds_per_adder=float(fit_part.labels[adders].sum() / adders.sum()))
 
