@@ -83,6 +83,10 @@ WITHOUT_FOREIGN_KEY = ("retier_mark", "customer_activity_daily")
 
 async def delete_customers(conn, where: str, params: dict) -> None:
     """Delete committed test customers matching `where` (SQL over customer's columns) with every row of theirs."""
+    await conn.execute(  # a referral names its referee with no foreign key (the referee's erasure clears it)
+        text(f"UPDATE referral SET referee_id = NULL WHERE referee_id IN (SELECT id FROM customer WHERE {where})"),
+        params,
+    )
     for table in WITHOUT_FOREIGN_KEY:
         await conn.execute(
             text(f"DELETE FROM {table} WHERE customer_id IN (SELECT id FROM customer WHERE {where})"), params

@@ -35,9 +35,6 @@ NOT_YET = {
     "hold the distribution column, and a lookup by external_id runs on every shard. To distribute: a table "
     "customer_external_id (external_id primary key, customer_id) distributed by external_id, read first by "
     "every route (a single-shard lookup), the unique index on customer.external_id dropped",
-    "referral": "keyed by its own id (GET /v1/referrals/{referral_id} and its transitions name it alone), and its "
-    "referee_id refers to customer (another customer: another shard). To distribute: key (referrer_id, id) with a "
-    "plain index on id, as complaint; the referee's foreign key dropped (checked by the statement that links it)",
 }
 """Distributed tables not ready yet, each with why and what it takes."""
 

@@ -40,11 +40,12 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-async def customer_of(session: AsyncSession, model, row_id: int) -> int | None:
-    """The customer of a customer-keyed row (primary key (customer_id, id)) that a route names by its id alone,
-    found by the plain index on id (under Citus, a lookup on every shard: README, "Scaling"), so that what follows
-    (a lock, a write) names (customer_id, id) and stays on the customer's shard. None when there is no such row."""
-    return await session.scalar(select(model.customer_id).where(model.id == row_id))
+async def customer_of(session: AsyncSession, model, row_id: int, column=None) -> int | None:
+    """The customer of a customer-keyed row (primary key (customer_id, id), or (`column`, id)) that a route names by
+    its id alone, found by the plain index on id (under Citus, a lookup on every shard: README, "Scaling"), so that
+    what follows (a lock, a write) names (customer_id, id) and stays on the customer's shard. None when there is no
+    such row."""
+    return await session.scalar(select(model.customer_id if column is None else column).where(model.id == row_id))
 
 
 def create_engine(

@@ -189,10 +189,16 @@ class Referral(Base):
     """A customer's referral of a friend: the referee is another customer (referee_id) or, until they become one,
     a pending referral code; it moves referred -> onboarded -> active, and only an active (converted) referral
     counts in the referrer's advocacy. Once per (referrer, event_id). The referrer's erasure deletes it; the
-    referee's erasure clears the referee and the code."""
+    referee's erasure clears the referee and the code.
+
+    Kept with its referrer (README, "Scaling"): keyed (referrer_id, id), the plain index on id serving the routes
+    that name a referral alone; referee_id has no foreign key (the referee is another customer, on another shard
+    under Citus): the statements that set it name a customer they have just found (app/engagement/referrals.py)."""
 
     __tablename__ = "referral"
     __table_args__ = (
+        PrimaryKeyConstraint("referrer_id", "id"),
+        Index("ix_referral_id", "id"),
         CheckConstraint(f"status IN {REFERRAL_STATUSES}", name="status"),
         Index("uq_referral_referrer_event", "referrer_id", "event_id", unique=True),
         Index("ix_referral_referrer_activated", "referrer_id", "activated_at"),
@@ -200,10 +206,10 @@ class Referral(Base):
         Index("ix_referral_code", "referral_code"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     referrer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(100))
-    referee_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id", ondelete="SET NULL"))
+    referee_id: Mapped[int | None] = mapped_column(BigInteger)
     referral_code: Mapped[str | None] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(10), server_default=text("'referred'"))
     referred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -8,6 +8,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from app.core.db import customer_of
 from app.core.errors import InvalidInput, NotFound
 from app.customers.models import Customer
 from app.engagement.errors import InvalidMove
@@ -84,7 +85,10 @@ async def record_referral(session: AsyncSession, body: ReferralIn) -> tuple[int,
 
 async def move_referral(session: AsyncSession, referral_id: int, body: ReferralMoveIn) -> int:
     """referred -> onboarded -> active; the referrer's customer id (whose advocacy it moves)."""
-    referral = await session.scalar(select(Referral).where(Referral.id == referral_id).with_for_update())
+    referrer_id = await customer_of(session, Referral, referral_id, Referral.referrer_id)
+    referral = await session.scalar(
+        select(Referral).where(Referral.referrer_id == referrer_id, Referral.id == referral_id).with_for_update()
+    )
     if referral is None:
         raise NotFound(f"no referral {referral_id}")
     if NEXT.get(referral.status) != body.to_status:
