@@ -11,7 +11,8 @@ serving version (app/recommendations/learned/serving.py; read here, no model run
 Platt scaling on a held-out month (app/recommendations/learned/model.py), and explored by Thompson sampling from
 Beta(p x n, (1 - p) x n), n the held-out customers with adds the calibration was fitted on
 (ranking_stats.ServingRanker). A product the model does not know (new: cold start), a state not yet scored, or
-scores of a version no longer serving fall back to the rule-based propensity above.
+scores of a version no longer serving fall back to the rule-based propensity above; beside products the model knows,
+a cold-start product's rule-based propensity is put on the model's scale (`_cold_start_on_the_model_scale`).
 """
 
 import hashlib
@@ -107,6 +108,15 @@ def rank(
             ranked.append(_learned_score(product, *learned[code], stats.ranker.strength, rng, explore))
             continue
         ranked.append(_score(product, last_held_of.get(code), stats, settings, strategy, rng, explore, held, tier))
+    if learned and strategy != "holdout_popularity":
+        _cold_start_on_the_model_scale(
+            ranked,
+            lambda item: (
+                _score(
+                    item.product, last_held_of.get(item.product.code), stats, settings, strategy, rng, False, held, tier
+                ).propensity
+            ),
+        )
     ranked.sort(key=lambda r: (-r.score, r.product.code))
     languages = (language or settings.default_language, settings.default_language)
     for item in ranked[:limit]:
@@ -148,6 +158,27 @@ def _learned_score(
     return Ranked(
         product, propensity * value * lever, propensity, value, lever, {"model": p, "model_reason": why or None}
     )
+
+
+def _cold_start_on_the_model_scale(ranked: list[Ranked], rule_propensity) -> None:
+    """Put the products the model does not know (cold start: ranked by the rules) on the learned propensities'
+    scale. The rules' propensity is a chance of holding the product (its popularity in the tier times the
+    co-holding lift), the model's a calibrated chance of adding it next month, often a hundred times smaller: side
+    by side, an unknown product would top every list. Each rule-based propensity is multiplied by the customer's
+    own ratio of the two over the candidates the model knows (the sum of the model's over the sum of the rules'
+    mean propensities for the same products). Nothing changes when every candidate is known or none is."""
+    known = [item for item in ranked if "model" in item.evidence]
+    cold = [item for item in ranked if "model" not in item.evidence]
+    if not known or not cold:
+        return
+    rules = sum(rule_propensity(item) for item in known)
+    if rules <= 0:
+        return
+    scale = sum(item.evidence["model"] for item in known) / rules
+    for item in cold:
+        item.propensity *= scale
+        item.score *= scale
+        item.evidence["model_scale"] = scale
 
 
 def _score(

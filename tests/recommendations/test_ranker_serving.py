@@ -2,6 +2,9 @@
 when states are refreshed and stored with them; a request reads them (no model runs), falls back to the rule-based
 propensity for a product the model does not know and when no model serves, and explores by Thompson sampling."""
 
+from types import SimpleNamespace
+
+import pytest
 from sqlalchemy import text
 
 from app.recommendations.learned import registry, serving
@@ -71,19 +74,26 @@ async def test_recommendations_follow_the_stored_model_propensities(client, as_r
     assert all(stored[e]["version"] == version for e in CUSTOMERS)
     known = set(model.classes)
     assert "credit_card_gold" in known and "term_deposit_12m" not in known  # never added in the history: new
-    differs = 0
+    differs = scaled = 0
     for external_id in CUSTOMERS:
         document = await _get(client, as_role, external_id)
         scores = stored[external_id]["scores"]
         propensities = _propensities(document)
+        rules = _propensities(rule_based[external_id])
+        cold = sorted((rules[code], p) for code, p in propensities.items() if code not in known and code in rules)
         for code, propensity in propensities.items():
             if code in known:  # the model's calibrated propensity, as stored with the state
                 assert propensity == round(scores[code], 6), (external_id, code)
-            else:  # cold start: the rule-based propensity, as when no model served
-                assert propensity == _propensities(rule_based[external_id])[code], (external_id, code)
+        # cold start: the rule-based propensity as when no model served, times one scale per customer (the model's
+        # over the rules' propensities of the products the model knows), which puts it on the model's scale
+        if cold:
+            rule, model_scaled = cold[-1]
+            scale = model_scaled / rule
+            assert all(abs(p - r * scale) <= 2e-6 for r, p in cold), (external_id, cold)
+            scaled += scale < 0.5
         assert [i["score"] for i in document["items"]] == sorted((i["score"] for i in document["items"]), reverse=True)
         differs += _order(document) != _order(rule_based[external_id])
-    assert differs > 0
+    assert differs > 0 and scaled > 0
 
     # The request reads the stored scores and runs no model: reversed stored scores reverse the learned order.
     await session.execute(
@@ -340,3 +350,28 @@ async def test_a_write_after_a_chunk_s_features_were_read_leaves_its_state_to_th
     again = await _stored(session)
     assert refreshed["R8"] == again["R8"] and refreshed["R8"]["scores"] != before["R8"]["scores"]
     assert {e: s for e, s in refreshed.items() if e != "R8"} == {e: s for e, s in before.items() if e != "R8"}
+
+
+def test_a_cold_start_product_is_put_on_the_model_scale():
+    """The rules' propensity (a chance of holding) beside the model's (a chance of adding next month): each
+    cold-start product is scaled by the customer's ratio of the model's to the rules' propensities over the products
+    the model knows, so that a product no one added in the training window does not top every list."""
+    from app.recommendations.ranking import Ranked, _cold_start_on_the_model_scale
+
+    def item(code, propensity, model=None, value=2.0):
+        evidence = {} if model is None else {"model": model}
+        return Ranked(SimpleNamespace(code=code), propensity * value, propensity, value, 1.0, evidence)
+
+    rules = {"card": 0.30, "fund": 0.10, "new": 0.20}
+    ranked = [item("card", 0.006, model=0.006), item("fund", 0.002, model=0.002), item("new", rules["new"])]
+    _cold_start_on_the_model_scale(ranked, lambda i: rules[i.product.code])
+    new = ranked[2]
+    assert new.propensity == pytest.approx(0.20 * 0.008 / 0.40) and new.score == pytest.approx(new.propensity * 2.0)
+    assert new.evidence["model_scale"] == pytest.approx(0.02)
+    assert sorted(ranked, key=lambda r: -r.score)[0].product.code == "card"  # was "new", 33 times the card's score
+    assert [r.propensity for r in ranked[:2]] == [0.006, 0.002]  # the model's own are as stored
+
+    for alone in ([item("card", 0.006, model=0.006)], [item("new", 0.2)]):  # all known, or none: unchanged
+        before = [(r.score, r.propensity) for r in alone]
+        _cold_start_on_the_model_scale(alone, lambda i: rules[i.product.code])
+        assert [(r.score, r.propensity) for r in alone] == before
