@@ -174,6 +174,16 @@ async def test_scheduled_retrain_trains_on_the_last_reported_months_and_serves(s
     assert stored.trained_by == "schedule" and stored.metrics["held_out_month"] == "2026-05-01"
 
 
+async def test_a_scheduled_retrain_on_a_thin_history_stores_nothing_and_says_so(session, sessionmaker, test_settings):
+    from app.recommendations.learned.scheduled import retrain_ranker
+
+    await load_history(session, customers=3)  # a handful of customers: too few adds to learn a product from
+    await session.flush()
+    done = await retrain_ranker(sessionmaker, test_settings.model_copy(update={"ranker_months": 5}))
+    assert done == {"version": None, "skipped": "too few products added in the training window to learn from"}
+    assert await session.scalar(text("SELECT count(*) FROM ranker_model")) == 0
+
+
 async def test_reason_contributions_follow_the_decision_paths_and_add_up_to_the_raw_score(session):
     ids = await load_history(session)
     spec, result = await _train(session)
