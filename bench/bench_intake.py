@@ -194,6 +194,15 @@ async def copy_events(dsn: str, events: list[dict]) -> float:
         await conn.close()
 
 
+async def mark_all(dsn: str) -> None:
+    """Every customer marked for re-tiering under every policy, as the NDJSON import marks those it writes."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("INSERT INTO retier_mark (customer_id, scope) SELECT id, 'any' FROM customer")
+    finally:
+        await conn.close()
+
+
 async def activate_default_policies(dsn: str) -> None:
     from app.core.config import Settings
     from app.core.db import create_engine, create_sessionmaker
@@ -217,6 +226,12 @@ def main() -> None:
     parser.add_argument("--event-batch", type=int, default=2_000)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument(
+        "--events-only",
+        action="store_true",
+        help="skip the customer import's API and COPY timings: the customers are copied in and (with policies) "
+        "re-tiered by the server's worker before the events are posted, as after an import",
+    )
+    parser.add_argument(
         "--with-policies",
         action="store_true",
         help="activate the four default tier policies first: every write then re-tiers its customers",
@@ -238,31 +253,42 @@ def main() -> None:
         if args.with_policies:
             asyncio.run(activate_default_policies(dsn))
         lag = LagSampler(dsn)
+        if args.events_only:
+            asyncio.run(copy_customers(dsn, customers))
+            asyncio.run(mark_all(dsn))
         with serve(dsn) as base:
-            api_import = asyncio.run(
-                lag.during(post_all(base, key, "/v1/customers/import", ndjson, 2, "application/x-ndjson"))
-            )
-            import_drain = asyncio.run(lag.drained())
+            if args.events_only:  # the copied customers re-tiered by the worker, as the import's are
+                asyncio.run(lag.drained())
+                lag.worst = 0.0
+            else:
+                api_import = asyncio.run(
+                    lag.during(post_all(base, key, "/v1/customers/import", ndjson, 2, "application/x-ndjson"))
+                )
+                import_drain = asyncio.run(lag.drained())
             api_events = asyncio.run(
                 lag.during(post_all(base, key, "/v1/events", batches, args.concurrency, "application/json"))
             )
             events_drain = asyncio.run(lag.drained())
         raw_events = asyncio.run(copy_events(dsn, events))
-        raw_import = asyncio.run(copy_customers(dsn, customers))
+        if not args.events_only:
+            raw_import = asyncio.run(copy_customers(dsn, customers))
     n, e = args.customers, args.events
     print(
         f"customers={n} events={e} import_chunk={args.import_chunk} event_batch={args.event_batch} "
-        f"concurrency={args.concurrency} with_policies={args.with_policies}"
+        f"concurrency={args.concurrency} with_policies={args.with_policies} events_only={args.events_only}"
     )
-    print(f"import_api_customers_per_s={n / api_import:.0f}")
-    print(f"import_copy_customers_per_s={n / raw_import:.0f}")
-    print(f"import_ratio_api_to_copy={raw_import / api_import:.3f}")
+    if not args.events_only:
+        print(f"import_api_customers_per_s={n / api_import:.0f}")
+        print(f"import_copy_customers_per_s={n / raw_import:.0f}")
+        print(f"import_ratio_api_to_copy={raw_import / api_import:.3f}")
     print(f"events_api_per_s={e / api_events:.0f}")
     print(f"events_copy_per_s={e / raw_events:.0f}")
     print(f"events_ratio_api_to_copy={raw_events / api_events:.3f}")
-    print(f"import_marks_drained_after_s={import_drain:.1f} events_marks_drained_after_s={events_drain:.1f}")
+    if not args.events_only:
+        print(f"import_marks_drained_after_s={import_drain:.1f}")
+        print(f"import_ratio_until_re_tiered={raw_import / (api_import + import_drain):.3f}")
+    print(f"events_marks_drained_after_s={events_drain:.1f}")
     print(f"retier_lag_worst_s={lag.worst:.1f} (sampled {lag.samples} times, every {lag.every} s)")
-    print(f"import_ratio_until_re_tiered={raw_import / (api_import + import_drain):.3f}")
     print(f"events_ratio_until_re_tiered={raw_events / (api_events + events_drain):.3f}")
 
 

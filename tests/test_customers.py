@@ -304,6 +304,84 @@ async def test_bad_event_fields_are_named(client, as_role):
     assert "/events/0/transaction/amount" in pointers and "/events/0/transaction/direction" in pointers
 
 
+async def test_an_event_in_the_future_is_named_among_good_ones(client, as_role):
+    # the batch's fast check (intake_schemas.checked_event_batch) finds it and hands the batch to EventBatch's 422
+    await put(client, as_role, "C10")
+    now = datetime.now(UTC)
+    events = [
+        {"type": "login", "event_id": f"f-{i}", "customer_id": "C10", "occurred_at": when.isoformat()}
+        for i, when in enumerate([now - timedelta(days=30), now + timedelta(hours=1), now - timedelta(minutes=1)])
+    ]
+    response = await client.post("/v1/events", headers=as_role("integration"), json={"events": events})
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert [e["pointer"] for e in errors] == ["/events/1/login/occurred_at"]
+    assert "future" in errors[0]["detail"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"occurred_at": "2026-11-22t08:14:03z"},
+        {"occurred_at": "2026-11-22T08:14:03.123456-15:59"},
+        {"occurred_at": "2026-11-22T08:14:03+16:00"},
+        {"occurred_at": "2026-11-22T08:14:03Z\n"},
+        {"occurred_at": "1899-12-31T23:59:59Z"},
+        {"occurred_at": "2100-12-31T23:59:59Z"},
+        {"occurred_at": 1764000000},
+        {"amount": "054.90"},
+        {"amount": "0.00"},
+        {"amount": 54.9},
+        {"amount": "54.901"},
+        {"channel": "atm", "direction": "credit"},
+        {"customer_id": "-C1"},
+        {"event_id": ""},
+        {"event_id": "a\x00b"},
+        {"type": "referral"},
+        {"type": "login", "channel": "web"},
+        {"type": "login", "channel": "card"},
+        {"extra": 1},
+    ],
+)
+def test_the_fast_event_check_accepts_only_what_event_batch_accepts(change):
+    from typing import Annotated
+
+    from pydantic import TypeAdapter, ValidationError, WrapValidator
+
+    from app.customers.intake_schemas import CheckedEventBatch, EventBatch, checked_event_batch
+
+    event = {
+        "type": "transaction",
+        "event_id": "e1",
+        "customer_id": "C1",
+        "occurred_at": "2026-11-22T08:14:03Z",
+        "amount": "54.90",
+        "direction": "debit",
+        "channel": "card",
+    }
+    event.update(change)
+    if event["type"] != "transaction":
+        for field in ("amount", "direction", "channel")[: 3 if event["type"] == "referral" else 2]:
+            event.pop(field, None)
+    body = json.loads(json.dumps({"events": [event]}))
+    wrapped, full = TypeAdapter(Annotated[EventBatch, WrapValidator(checked_event_batch)]), TypeAdapter(EventBatch)
+    try:
+        expected = full.validate_python(body)
+    except ValidationError as refused:
+        with pytest.raises(ValidationError) as caught:
+            wrapped.validate_python(body)
+        assert caught.value.errors(include_context=False) == refused.errors(include_context=False)
+        return
+    got = wrapped.validate_python(body)
+    assert isinstance(got, CheckedEventBatch) or change  # an ordinary batch takes the fast check
+    if isinstance(got, CheckedEventBatch):  # the texts as sent, what EventBatch read from them
+        assert got.events[0].customer_id == expected.events[0].customer_id
+        assert datetime.fromisoformat(got.events[0].occurred_at.upper()) == expected.events[0].occurred_at
+    else:
+        assert got == expected
+
+
 async def test_erasure_removes_personal_data_and_is_idempotent(client, as_role, products, session):
     await put(client, as_role, "C11", display_name="Erika Mustermann")
     await client.put(

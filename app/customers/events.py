@@ -83,6 +83,11 @@ SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM rolled), (SELECT c
 """)
 
 
+def _read_by_postgres(event) -> bool:
+    """Whether Postgres reads the event's time as sent: a CheckedEventBatch's texts were checked for it."""
+    return isinstance(event.occurred_at, str) or abs(event.occurred_at.utcoffset()) < _POSTGRES_OFFSETS
+
+
 # One statement whatever the batch's size (an IN list of as many parameters is prepared anew for each size).
 _IDS_OF_EXTERNAL = text(
     "SELECT external_id, id FROM customer WHERE external_id = ANY(CAST(:external_ids AS text[])) AND erased_at IS NULL"
@@ -115,7 +120,7 @@ async def ingest(session: AsyncSession, events: list, body: str | None = None) -
     live = await share_customers(session, ids.values())
     if len(live) < len(ids):
         _refuse_unknown_customers(events, {external_id: i for external_id, i in ids.items() if i in live})
-    if body is None or any(abs(e.occurred_at.utcoffset()) >= _POSTGRES_OFFSETS for e in events):
+    if body is None or not all(map(_read_by_postgres, events)):
         # called from code, or a time whose offset Postgres does not read: the JSON made from the events, in UTC
         utc = [e.model_copy(update={"occurred_at": e.occurred_at.astimezone(UTC)}) for e in events]
         body = EventBatch(events=utc).model_dump_json()

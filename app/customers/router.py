@@ -4,6 +4,7 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import WrapValidator
 
 from app.core.db import ReadSessionDep, SessionDep
 from app.core.errors import InvalidInput, PreconditionFailed, problem_responses
@@ -20,7 +21,7 @@ from app.core.pagination import CursorParam, LimitParam, Page, decode_cursor, pa
 from app.core.security import Scope, require_scope
 from app.core.strict import NO_NUL_PATTERN, ParamInteger, QueryBoolean
 from app.customers import flows, service
-from app.customers.intake_schemas import EventBatch, EventBatchResult, ImportResult
+from app.customers.intake_schemas import EventBatch, EventBatchResult, ImportResult, checked_event_batch
 from app.customers.schemas import (
     CustomerPatch,
     CustomerRead,
@@ -266,9 +267,12 @@ async def replace_holdings(external_id: ExternalIdPath, body: HoldingsPut, sessi
     dependencies=[require_scope(Scope.EVENTS_WRITE)],
     responses=problem_responses(413, 422),
 )
-async def ingest_events(body: EventBatch, session: SessionDep, request: Request) -> EventBatchResult:
+async def ingest_events(
+    body: Annotated[EventBatch, WrapValidator(checked_event_batch)], session: SessionDep, request: Request
+) -> EventBatchResult:
     """Record transactions, app logins and referrals for many customers. Each event carries your `event_id`:
     a retried batch changes nothing. A batch with any unknown customer is refused whole (422 naming each)."""
-    # The body was read and validated already; the statement reads the events from its JSON (app.customers.events).
+    # The body was read and validated already (checked without per-event Python when it can be: a
+    # CheckedEventBatch); the statement reads the events from its JSON (app.customers.events).
     recorded = await flows.ingest_events(session, body.events, (await request.body()).decode())
     return EventBatchResult(received=len(body.events), recorded=recorded, duplicates=len(body.events) - recorded)
