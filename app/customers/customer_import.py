@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import validation_errors
 from app.core.strict import EARLIEST_YEAR, LATEST_YEAR
+from app.customers.locks import share_spans_sql
 from app.customers.retier import mark_written_sql
 from app.customers.schemas import CLOCK_SKEW, CustomerImportLine
 from app.customers.service import PROFILE_FIELDS, clean_attributes
@@ -31,7 +32,9 @@ LINE_FIELDS = ("customer_id", *PROFILE_FIELDS)
 _COLUMNS = ("line", "external_id", *PROFILE_FIELDS)
 _TYPES = ("int", "text", "text", "text", "date", "timestamptz", "smallint", "timestamptz", "boolean", "jsonb")
 _UNNEST = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in zip(_COLUMNS, _TYPES, strict=True))
-# Every customer merged is marked for the re-tiering worker (app.customers.retier) by the same statement; a
+# Every customer merged is marked for the re-tiering worker (app.customers.retier) and its span shared
+# (app.customers.locks.share_spans: the upsert has locked the rows it updated, a row it inserted is its own until
+# commit) by the same statement, which returns counts and the ids of those updated, not a row a customer. A
 # customer's last line wins; in external id order (two imports of the same customers do not deadlock).
 _MERGE = text(f"""
 WITH merged AS (
@@ -47,8 +50,11 @@ WITH merged AS (
         risk_assessed_at = excluded.risk_assessed_at, marketing_consent = excluded.marketing_consent,
         attributes = excluded.attributes, updated_at = now()
     RETURNING id, xmax = 0 AS created
-), marked AS ({mark_written_sql("merged")})
-SELECT id, created FROM merged
+), marked AS ({mark_written_sql("merged")}
+), spans AS ({share_spans_sql("merged")})
+SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS updated,
+       coalesce(array_agg(id) FILTER (WHERE NOT created), '{{}}') AS updated_ids, (SELECT * FROM spans) AS spans
+FROM merged
 """)
 
 # What the check passes of dates and moments, told by their digits' shape (app.core.strict.DAY_PATTERN and
@@ -142,9 +148,10 @@ def _model_line(line_no: int, raw: bytes, definitions: dict, rejections: list[di
 
 async def import_lines(
     session: AsyncSession, lines: list[tuple[int, bytes]]
-) -> tuple[int, int, int, list[dict], list[tuple[int, bool]]]:
-    """Validate and upsert an import's non-blank lines (line number, bytes): (accepted, created, updated,
-    rejections sorted by line, (id, created) of each customer written). A customer's last accepted line wins; a line
+) -> tuple[int, int, int, list[dict], list[int]]:
+    """Validate and upsert an import's non-blank lines (line number, bytes), marking the customers for the
+    re-tiering worker and sharing their spans: (accepted, created, updated, rejections sorted by line, the ids of
+    the customers updated). A customer's last accepted line wins; a line
     with an undeclared or mistyped custom attribute is rejected by its first one."""
     today, latest = date.today().isoformat(), datetime.now(UTC) + CLOCK_SKEW
     records, to_model, rejections = [], [], []
@@ -158,10 +165,9 @@ async def import_lines(
         for line_no, raw in to_model:
             if (values := _model_line(line_no, raw, definitions, rejections)) is not None:
                 records.append((line_no, *values))
-    rows = []
-    if records:
-        columns = dict(zip(_COLUMNS, (list(column) for column in zip(*records, strict=True)), strict=True))
-        rows = (await session.execute(_MERGE, columns)).all()
-    created = sum(1 for row in rows if row.created)
     rejections.sort(key=lambda r: r["line"])
-    return len(records), created, len(rows) - created, rejections, [(row.id, row.created) for row in rows]
+    if not records:
+        return 0, 0, 0, rejections, []
+    columns = dict(zip(_COLUMNS, (list(column) for column in zip(*records, strict=True)), strict=True))
+    merged = (await session.execute(_MERGE, columns)).one()
+    return len(records), merged.created, merged.updated, rejections, merged.updated_ids
