@@ -236,7 +236,12 @@ def main() -> None:
         action="store_true",
         help="activate the four default tier policies first: every write then re-tiers its customers",
     )
+    parser.add_argument(
+        "--only-import", action="store_true", help="the NDJSON import and its COPY only (no event intake)"
+    )
     args = parser.parse_args()
+    if args.events_only and args.only_import:
+        parser.error("--events-only and --only-import exclude each other")
 
     customers = customer_lines(args.customers)
     events = event_rows(args.customers, args.events)
@@ -265,11 +270,13 @@ def main() -> None:
                     lag.during(post_all(base, key, "/v1/customers/import", ndjson, 2, "application/x-ndjson"))
                 )
                 import_drain = asyncio.run(lag.drained())
-            api_events = asyncio.run(
-                lag.during(post_all(base, key, "/v1/events", batches, args.concurrency, "application/json"))
-            )
-            events_drain = asyncio.run(lag.drained())
-        raw_events = asyncio.run(copy_events(dsn, events))
+            if not args.only_import:
+                api_events = asyncio.run(
+                    lag.during(post_all(base, key, "/v1/events", batches, args.concurrency, "application/json"))
+                )
+                events_drain = asyncio.run(lag.drained())
+        if not args.only_import:
+            raw_events = asyncio.run(copy_events(dsn, events))
         if not args.events_only:
             raw_import = asyncio.run(copy_customers(dsn, customers))
     n, e = args.customers, args.events
@@ -281,6 +288,10 @@ def main() -> None:
         print(f"import_api_customers_per_s={n / api_import:.0f}")
         print(f"import_copy_customers_per_s={n / raw_import:.0f}")
         print(f"import_ratio_api_to_copy={raw_import / api_import:.3f}")
+    if args.only_import:
+        print(f"import_marks_drained_after_s={import_drain:.1f} retier_lag_worst_s={lag.worst:.1f}")
+        print(f"import_ratio_until_re_tiered={raw_import / (api_import + import_drain):.3f}")
+        return
     print(f"events_api_per_s={e / api_events:.0f}")
     print(f"events_copy_per_s={e / raw_events:.0f}")
     print(f"events_ratio_api_to_copy={raw_events / api_events:.3f}")

@@ -1,6 +1,6 @@
-"""The NDJSON customer import checks its lines set-based in SQL (app.customers.customer_import): every rejection
-the statement flags is the one CustomerImportLine gives (line, pointer, message), and every line it passes is stored
-as the model reads it. Lines the statement cannot judge go to the model."""
+"""The NDJSON customer import checks its lines with a per-field check (app.customers.customer_import.fast_line):
+every line it does not pass goes to CustomerImportLine, whose rejection (line, pointer, message) is the answer, and
+every line it passes is stored as the model reads it. Lines the check cannot judge go to the model."""
 
 import json
 from datetime import UTC, date, datetime, timedelta
@@ -10,8 +10,9 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from app.core.errors import validation_errors
-from app.customers.customer_import import _copyable
-from app.customers.schemas import CustomerImportLine
+from app.customers.customer_import import fast_line
+from app.customers.schemas import CLOCK_SKEW, CustomerImportLine
+from app.customers.service import PROFILE_FIELDS
 from tests.factories import customer_body
 from tests.test_customers import _import
 
@@ -84,10 +85,15 @@ REJECTED = [
 ]
 
 
-async def test_each_field_rejected_in_sql_as_the_model_rejects_it(client, as_role, session):
+def _fast(raw: str | bytes) -> tuple | None:
+    return fast_line(raw.encode() if isinstance(raw, str) else raw, date.today().isoformat(), NOW + CLOCK_SKEW)
+
+
+async def test_each_field_rejected_as_the_model_rejects_it(client, as_role, session):
     lines = [_line("SQ-GOOD")] + [raw for _, raw in REJECTED]
+    assert _fast(lines[0]) is not None
     for _, raw in REJECTED:
-        assert _copyable(raw.encode()) is not None, raw  # judged by the staging statement, not sent to the model
+        assert _fast(raw) is None, raw  # not passed by the check: the model gives the rejection
     result = await _import(client, as_role, lines)
     assert (result["accepted"], result["created"], result["rejected"]) == (1, 1, len(REJECTED))
     for (pointer, raw), rejection in zip(REJECTED, result["rejections"], strict=True):
@@ -100,24 +106,28 @@ async def test_each_field_rejected_in_sql_as_the_model_rejects_it(client, as_rol
 
 PASSED = [
     _line("SQ-A"),
-    _line("SQ-B", risk_level=4.0, onboarded_at="2015-03-01T10:00:00.123456+05:30", display_name="Ren\u00e9e"),
+    _line("SQ-B", risk_level=4, onboarded_at="2015-03-01T10:00:00.123456+05:30", display_name="Ren\u00e9e"),
     _line("SQ-C", drop=("display_name", "birth_date", "risk_level", "risk_assessed_at", "marketing_consent")),
     _line("SQ-D", display_name=None, birth_date=None, risk_level=None, risk_assessed_at=None, attributes={}),
-    _line("SQ-E", risk_level=1e0, onboarded_at="2000-02-29T23:59:59-14:00", segment="small_business"),
+    _line("SQ-E", risk_level=1, onboarded_at="2000-02-29T23:59:59-14:00", segment="small_business"),
     _line("SQ:F.g-h", display_name="x" * 200, birth_date="1900-01-01", marketing_consent=False),
-]
-# Lines the statement leaves to the model (forms it does not read, escapes Postgres refuses): the model takes them.
-TO_THE_MODEL = [
-    _line("SQ-M1", onboarded_at="2015-03-01t10:00z"),
     _line("SQ-M2", onboarded_at="2015-03-01T10:00:00+20:00"),
-    _line("SQ-M3", display_name="smile \U0001f600"),
+    _line("SQ-G", display_name="smile \U0001f600 Ren\u00e9e", onboarded_at="2015-03-01T10:00:00.5+23:59"),
+]
+# Lines the check leaves to the model (forms it does not read): the model takes them.
+TO_THE_MODEL = [
+    _line("SQ-M0", risk_level=4.0),
+    _line("SQ-M5", risk_level=1e0),
+    _line("SQ-M1", onboarded_at="2015-03-01t10:00z"),
     _line("SQ-M4", risk_level=2.0000000000000000001),
 ]
 
 
-async def test_lines_passed_in_sql_are_stored_as_the_model_reads_them(client, as_role, session):
+async def test_lines_passed_by_the_check_are_stored_as_the_model_reads_them(client, as_role, session):
     for raw in PASSED:
-        assert _copyable(raw.encode()) is not None, raw
+        assert _fast(raw) is not None, raw
+    for raw in TO_THE_MODEL:
+        assert _fast(raw) is None, raw
     lines = PASSED + TO_THE_MODEL
     result = await _import(client, as_role, lines)
     assert (result["accepted"], result["created"], result["rejected"]) == (len(lines), len(lines), 0), result
@@ -167,8 +177,9 @@ async def test_a_customer_twice_in_one_file_keeps_its_last_accepted_line(client,
     assert names == {"SQ-DUP1": "last", "SQ-DUP2": "kept", "SQ-DUP3": "two"}
 
 
-async def test_a_file_postgres_cannot_copy_is_judged_by_the_model_line_by_line(client, as_role, session):
-    """A number too large for Postgres' numeric: the copy is refused, and every line is validated by the model."""
+async def test_lines_the_check_cannot_read_are_judged_by_the_model_line_by_line(client, as_role, session):
+    """A number too large for Postgres' numeric, a line that is not JSON: each is validated by the model, the
+    others merged."""
     huge = _line("SQ-HUGE").replace('"risk_level": 3', '"risk_level": 1e999999')
     lines = [_line("SQ-OK1"), huge, _line("SQ-OK2", segment="martian"), "{not json"]
     result = await _import(client, as_role, lines)
@@ -178,7 +189,7 @@ async def test_a_file_postgres_cannot_copy_is_judged_by_the_model_line_by_line(c
 
 
 async def test_a_file_whose_every_line_passes_is_merged_by_the_staging_statement(client, as_role, session):
-    """Every line passed in SQL: merged in the staging statement itself, an existing customer updated, a customer's
+    """Every line passed by the check: merged by the one statement, an existing customer updated, a customer's
     last line winning."""
     first = await _import(client, as_role, [_line("SQ-W1", display_name="before")])
     assert (first["accepted"], first["created"], first["updated"]) == (1, 1, 0)
@@ -224,3 +235,20 @@ async def test_hostile_lines_get_the_models_answer_and_never_a_server_error(clie
             pointer = rejections[line_no][0] if line.attributes else None
             assert pointer == (f"/attributes/{next(iter(line.attributes))}" if line.attributes else None), raw
             assert (line_no in rejections) == bool(line.attributes), raw
+
+
+def test_the_check_passes_a_line_only_with_the_models_values():
+    """Whatever the line, the check passes it only when the model takes it, with the same values."""
+    lines = [raw for _, raw in REJECTED] + PASSED + TO_THE_MODEL + HOSTILE
+    lines += [_line("SQ-X", onboarded_at=v) for v in ("2015-03-01T10:00:00+05:60", "2015-03-01T10:00:00+24:00")]
+    lines += [_line("SQ-X", birth_date=v) for v in ("1900-02-29", "2000-02-29", "2023-02-29", "2100-01-01")]
+    lines += [_line("SQ-X", risk_level=v) for v in (10**30, -1, None)] + ['{"customer_id": "SQ-X"}', "{}"]
+    passed = 0
+    for raw in lines:
+        if (values := _fast(raw)) is None:
+            continue
+        passed += 1
+        model = CustomerImportLine.model_validate_json(raw)
+        expected = (model.customer_id, *(getattr(model, f) for f in PROFILE_FIELDS[:-1]), json.dumps(model.attributes))
+        assert values == expected, raw
+    assert passed >= len(PASSED) + 2

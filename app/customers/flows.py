@@ -79,14 +79,13 @@ async def patch_customer(session: AsyncSession, external_id: str, body: Customer
 async def import_customers(session: AsyncSession, lines: list[tuple[int, bytes]]) -> tuple[int, int, int, list[dict]]:
     """Validate and upsert an NDJSON import's non-blank lines (app.customers.customer_import): (accepted, created,
     updated, rejections). The upsert has locked the rows of the customers it wrote; their spans are shared after it
-    (app.customers.locks.share_spans), the offer states of those it updated marked stale (one it created has none,
-    and nothing can have read it before this transaction commits), and all, marked by the merge statement
-    itself, are re-tiered by the worker's next batches (app.customers.retier), not in the request."""
-    accepted, created, updated, rejections, written = await customer_import.import_lines(session, lines)
-    if written:
-        ids = sorted(customer_id for customer_id, _ in written)
-        await locks.share_spans(session, ids)
-        await offer_state.mark_stale(session, [customer_id for customer_id, new in written if not new])
+    by the merge statement itself (app.customers.locks.share_spans_sql), which also marks them all for the
+    re-tiering worker's next batches (app.customers.retier), not re-tiered in the request; the offer states of those
+    it updated are marked stale here (one it created has none, and nothing can have read it before this transaction
+    commits)."""
+    accepted, created, updated, rejections, updated_ids = await customer_import.import_lines(session, lines)
+    if updated_ids:
+        await offer_state.mark_stale(session, sorted(updated_ids))
     return accepted, created, updated, rejections
 
 

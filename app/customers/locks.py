@@ -122,6 +122,16 @@ async def share_spans(session: AsyncSession, customer_ids) -> None:
         await session.execute(_SHARE_SPANS, {"spans": spans})
 
 
+def share_spans_sql(written: str) -> str:
+    """SQL of share_spans for the customers a statement's `written` CTE returns (its `id` column): a query giving
+    how many spans it shared, for a statement that writes and then shares its customers' spans (the NDJSON import's
+    merge: app.customers.customer_import)."""
+    return (
+        f"SELECT count(pg_advisory_xact_lock_shared({_SPAN_LOCKS}, s)) FROM "
+        f"(SELECT DISTINCT (id / {LOCK_SPAN})::int AS s FROM {written} ORDER BY 1) spans"
+    )
+
+
 async def hold_chunk(session: AsyncSession, id_from: int, id_to: int) -> int:
     """A batch chunk's lock on the customers with ids in [id_from, id_to]: their spans, exclusively, until the
     transaction ends (writers of those customers wait for it; it waits for those already writing). Returns how
