@@ -5,18 +5,18 @@ The refresh of offer states scores each chunk of states it stored (`ScoringPipel
 read on a second connection while the first computes its states, and the model runs on one chunk in a worker
 thread while Postgres computes the next chunk's states and features), then `score_states` takes the
 states that hold and were not scored by the serving version (computed since, or scored by a version no longer
-serving), a chunk of customers at a time, the same way. The model spends nothing on what cannot be shown: a
-state's read gives which of the model's products are still candidates by what the state knows (not held,
-eligible, suitable, consented: `_CANDIDATES`). Per chunk: one set-based features statement
-(app/recommendations/learned/features.py, at the month of the last holdings report; by id range when the chunk's
-ids are dense), one batch prediction of the calibrated propensities over the customers with a candidate (the
-choice booster is a softmax over every product: a customer's row runs every tree or none), the top feature
-contribution to the score of each customer's SHOWN_AT_MOST candidates of the highest score (along the decision
-paths of the model's first rounds: PropensityModel.contributions, over those pairs only) as its reason code, and
-one UPDATE over flat arrays that stores the candidates' scores only where the state is still the one that was
-read (same generation, and it holds): a write meanwhile makes the state stale, and a state computed again clears
-its scores (app/recommendations/offer_state.py). A product the model does not know (new: cold start) gets no score,
-and the rule-based propensity ranks it (app/recommendations/ranking.py).
+serving), a chunk of customers at a time, the same way. The model spends nothing on what cannot be shown: a state's
+read gives which of the model's products are still candidates by what the state knows (not held, eligible, suitable,
+consented: `_CANDIDATES`). Per chunk: one set-based features statement (app/recommendations/learned/features.py,
+fetch_current_rows: at the month of the last holdings report; by id range when the chunk's ids are dense), one batch
+prediction of the calibrated propensities over the customers with a candidate (the choice booster is a softmax over
+every product: a customer's row runs every tree or none), the top feature contribution to the score of each
+customer's SHOWN_AT_MOST candidates of the highest score (along the decision paths of the model's first rounds:
+PropensityModel.contributions, over those pairs only) as its reason code, and one UPDATE over flat arrays that
+stores the candidates' scores only where the state is still the one that was read (same generation, and it holds): a
+write meanwhile makes the state stale, and a state computed again clears its scores
+(app/recommendations/offer_state.py). A product the model does not know (new: cold start) gets no score, and the
+rule-based propensity ranks it (app/recommendations/ranking.py).
 """
 
 import asyncio
@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.db import driver_connection
 from app.recommendations.learned import registry
-from app.recommendations.learned.features import COMMON, PER_PRODUCT, fetch_rows
+from app.recommendations.learned.features import COMMON, PER_PRODUCT, fetch_current_rows
 from app.recommendations.offer_state import HOLDS
 from app.recommendations.schemas import LIMIT_MAX
 
@@ -252,10 +252,11 @@ async def _read(scorer: ServingScorer, sessionmaker, statement: str, *args) -> t
 
 async def _features(scorer: ServingScorer, conn, ids: list[int]):
     """The feature rows of these customers (ascending ids): by id range when they are dense (a refresh's chunk)."""
+    spec = scorer.model.spec
     if ids[-1] - ids[0] < 2 * len(ids):
-        rows = await fetch_rows(conn, scorer.model.spec, [scorer.month], scorer.today, id_range=(ids[0], ids[-1]))
+        rows = await fetch_current_rows(conn, spec, scorer.month, scorer.today, id_range=(ids[0], ids[-1]))
         return rows.take(np.isin(rows.customer_ids, ids))
-    return await fetch_rows(conn, scorer.model.spec, [scorer.month], scorer.today, customer_ids=ids)
+    return await fetch_current_rows(conn, spec, scorer.month, scorer.today, customer_ids=ids)
 
 
 async def prefetch(scorer: ServingScorer, sessionmaker, ids: list[int]) -> tuple[dict[int, int], Any]:
