@@ -10,6 +10,7 @@ from app.recommendations.learned.features import (
     FeatureSpec,
     feature_matrix,
     feature_spec,
+    fetch_current_rows,
     fetch_rows,
     learn_vocabularies,
 )
@@ -91,6 +92,52 @@ async def test_features_read_month_end_holdings_adds_drops_and_months_back(sessi
     assert april["attribute:income"] == 52000 and april["attribute:entry_channel"] == 0  # "KAT": the first code
     assert np.isnan(april["tier"])  # no tier run under the policy
     assert await conn.fetchval("SELECT current_setting('enable_nestloop')") == "on"  # the caller's planner is back
+
+
+async def test_serving_s_statement_gives_training_s_features_of_its_month(session):
+    """fetch_current_rows (the refresh's) against fetch_rows (training's) at one month: the same rows and features,
+    the month after left out; over reports mid-month, months without one, AUM-only days (an emptied set), a report
+    before the months the features see, one only after the month, and none."""
+    await add_products(session)
+    histories = {
+        "gaps": {"2026-01-31": ["current_account", "savings_account"], "2026-03-10": ["mortgage"], "2026-03-31": []},
+        "emptied": {"2026-02-28": ["savings_account"], "2026-04-15": ["current_account"]},
+        "old": {"2025-06-30": ["mortgage"], "2026-04-30": ["savings_account", "mortgage"]},
+        "later": {"2026-05-31": ["current_account"]},
+        "none": {},
+    }
+    ids = {}
+    for name, reports in histories.items():
+        ids[name] = await _customer(session, name, income=1000 + len(name), entry_channel=name)
+        await _reports(session, ids[name], {day: held for day, held in reports.items() if held})
+        for day, held in reports.items():
+            if not held or name == "emptied":  # a day with only an AUM snapshot (and one beside holdings)
+                await session.execute(
+                    text("INSERT INTO customer_aum_daily (customer_id, day, aum) VALUES (:c, :d, 0)"),
+                    {"c": ids[name], "d": date.fromisoformat(day)},
+                )
+    await session.execute(
+        text(
+            "INSERT INTO customer_activity_daily (customer_id, day, txn_count, txn_amount, logins) "
+            "VALUES (:c, :d, 4, 9, 1)"
+        ),
+        {"c": ids["gaps"], "d": date(2026, 4, 2)},
+    )
+    conn = await driver_connection(session)
+    for month, today in ((date(2026, 4, 1), date(2026, 6, 15)), (date(2026, 4, 1), date(2026, 4, 20))):
+        ours = await fetch_current_rows(conn, SPEC, month, today, customer_ids=sorted(ids.values()))
+        by_range = await fetch_current_rows(conn, SPEC, month, today, id_range=(min(ids.values()), max(ids.values())))
+        theirs = await fetch_rows(conn, SPEC, [month], today, customer_ids=sorted(ids.values()))
+        assert ours.customer_ids.tolist() == by_range.customer_ids.tolist() == theirs.customer_ids.tolist()
+        assert ours.masks.tolist() == by_range.masks.tolist() == (theirs.masks & ~1).tolist()
+        assert (theirs.masks & 1).any()  # "later" adds in May: the month after, which serving does not read
+        assert ours.masks[list(ids).index("gaps")].tolist() == [0b11000, 0, 0b11000]  # emptied by March's end
+        assert ours.masks[list(ids).index("emptied")].tolist() == [0b10, 0, 0b1100]
+        assert ours.categories == theirs.categories and ours.months == theirs.months
+        assert np.array_equal(ours.numbers, theirs.numbers, equal_nan=True)
+        vocabularies = learn_vocabularies(theirs.categories, 3)
+        assert np.array_equal(feature_matrix(ours, vocabularies), feature_matrix(theirs, vocabularies), equal_nan=True)
+    assert await conn.fetchval("SELECT current_setting('enable_nestloop')") == "on"
 
 
 async def test_accepted_offers_label_the_month_after_and_sampling_keeps_every_labelled_row(session):

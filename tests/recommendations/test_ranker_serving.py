@@ -375,3 +375,30 @@ def test_a_cold_start_product_is_put_on_the_model_scale():
         before = [(r.score, r.propensity) for r in alone]
         _cold_start_on_the_model_scale(alone, lambda i: rules[i.product.code])
         assert [(r.score, r.propensity) for r in alone] == before
+
+
+async def test_the_scores_literals_read_back_as_the_same_codes_and_floats(session):
+    import numpy as np
+
+    from app.core.db import driver_connection
+
+    floats = [0.1 + 0.2, 1 / 3, 5e-324, 1e-300, 0.999999999999999, 2.5e-05]
+    codes = ["a", 'q"uote', "back\\slash", "com,ma", "{brace}", "", "NULL"]
+    found = serving.Scored(
+        np.array([7] * 3 + [9] * 3),
+        np.array(codes[:6], dtype=object),
+        np.array(floats),
+        np.array(codes[1:], dtype=object),
+    )
+    states = [{"customer_id": 5}, {"customer_id": 7}, {"customer_id": 9}]
+    products, propensities, reasons = serving._literals(states, found)
+    conn = await driver_connection(session)
+    read = [
+        await conn.fetchrow("SELECT $1::text::text[] AS p, $2::text::float8[] AS f, $3::text::text[] AS r", *row)
+        for row in zip(products, propensities, reasons, strict=True)
+    ]
+    assert [(r["p"], r["f"], r["r"]) for r in read] == [
+        ([], [], []),
+        (codes[:3], floats[:3], codes[1:4]),
+        (codes[3:6], floats[3:], codes[4:]),
+    ]

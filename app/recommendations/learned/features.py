@@ -136,6 +136,85 @@ def _statement(by_range: bool) -> str:
 FEATURES_BY_RANGE = _statement(by_range=True)
 FEATURES_BY_IDS = _statement(by_range=False)
 
+# Serving's one month ($1, its first day): the same columns, without what only training reads (the month after,
+# the accepted offers: no label, `holdings[1]` 0). A month's end holdings are the products of the customer's last
+# report before the next month's first day, among the reports from $6 on: one aggregate per customer and month back
+# (the greatest (day, products) pair, an AUM-only day's products 0 below a holdings report's of the same day)
+# instead of training's months series and windows. $2-$5 as above, $6 the history's start, $7 today, then the chunk.
+_CURRENT = """
+WITH product AS (
+    SELECT code, (idx - 1)::int AS idx FROM unnest($2::text[]) WITH ORDINALITY AS p(code, idx)
+), report AS (
+    SELECT b.customer_id, b.as_of AS day, coalesce(bit_or(1::bigint << p.idx), 0) AS products
+    FROM holding_balance b LEFT JOIN product p ON p.code = b.product_code
+    WHERE {chunk_b} AND b.as_of >= $6::date AND b.as_of < ($1::date + interval '1 month')::date
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT u.customer_id, u.day, 0 FROM customer_aum_daily u
+    WHERE {chunk_u} AND u.day >= $6::date AND u.day < ($1::date + interval '1 month')::date
+), holdings AS (
+    SELECT customer_id, ARRAY[0, {ends}] AS products FROM report GROUP BY 1
+), activity AS (  -- the 30 and 90 days before the month's end (or today's end, in the current month)
+    SELECT d.customer_id,
+           coalesce(sum(d.txn_count) FILTER (WHERE d.day >= u.until - 30), 0)::float8 AS txn_count_30d,
+           coalesce(sum(d.txn_amount) FILTER (WHERE d.day >= u.until - 30), 0)::float8 AS txn_amount_30d,
+           coalesce(sum(d.logins) FILTER (WHERE d.day >= u.until - 30), 0)::float8 AS logins_30d,
+           sum(d.txn_count)::float8 AS txn_count_90d
+    FROM customer_activity_daily d
+    CROSS JOIN (SELECT least(($1::date + interval '1 month')::date, $7::date + 1) AS until) u
+    WHERE {chunk_d} AND d.day >= u.until - 90 AND d.day < u.until
+    GROUP BY 1
+), tier AS (
+    SELECT a.customer_id, effective_tier(a) AS code
+    FROM tier_assignment a JOIN tier_policy p ON p.id = a.policy_id
+    WHERE {chunk_a} AND p.key = $5::text
+)
+SELECT c.id AS customer_id, $1::date AS month,
+       coalesce(h.products, '{{0,0,0,0,0,0,0}}') AS holdings, '{{}}'::int[] AS accepted,
+       date_part('year', age(u.until, c.birth_date))::float8 AS age,
+       (date_part('year', age(u.until, c.onboarded_at)) * 12 + date_part('month', age(u.until, c.onboarded_at)))
+           ::float8 AS tenure_months,
+       coalesce(a.txn_count_30d, 0) AS txn_count_30d, coalesce(a.txn_amount_30d, 0) AS txn_amount_30d,
+       coalesce(a.logins_30d, 0) AS logins_30d, coalesce(a.txn_count_90d, 0) AS txn_count_90d,
+       c.segment, tr.code AS tier,
+       ARRAY(SELECT CASE jsonb_typeof(c.attributes -> n) WHEN 'number' THEN (c.attributes ->> n)::float8
+                    WHEN 'boolean' THEN ((c.attributes ->> n)::boolean)::int::float8 END
+             FROM unnest($3::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i) AS numbers,
+       ARRAY(SELECT CASE jsonb_typeof(c.attributes -> n) WHEN 'string' THEN c.attributes ->> n END
+             FROM unnest($4::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i) AS strings
+FROM customer c
+CROSS JOIN (SELECT least(($1::date + interval '1 month')::date, $7::date + 1) AS until) u
+LEFT JOIN holdings h ON h.customer_id = c.id
+LEFT JOIN activity a ON a.customer_id = c.id
+LEFT JOIN tier tr ON tr.customer_id = c.id
+WHERE {chunk_c} AND c.erased_at IS NULL AND c.onboarded_at < $1::date + interval '2 months'
+ORDER BY c.id
+"""
+
+
+def _current_statement(by_range: bool) -> str:
+    """Serving's features statement for a chunk given as an id range ($8, $9) or as an id array ($8)."""
+
+    def chunk(column: str) -> str:
+        return f"{column} BETWEEN $8::bigint AND $9::bigint" if by_range else f"{column} = ANY($8::bigint[])"
+
+    return _CURRENT.format(
+        chunk_b=chunk("b.customer_id"),
+        chunk_u=chunk("u.customer_id"),
+        chunk_d=chunk("d.customer_id"),
+        chunk_a=chunk("a.customer_id"),
+        chunk_c=chunk("c.id"),
+        ends=", ".join(
+            f"coalesce((max(ARRAY[day - $6::date, products]) FILTER (WHERE day < ($1::date - interval '{k - 1} "
+            "month')::date))[2], 0)"
+            for k in range(LOOKBACK_MONTHS)
+        ),
+    )
+
+
+CURRENT_BY_RANGE = _current_statement(by_range=True)
+CURRENT_BY_IDS = _current_statement(by_range=False)
+
 PER_PRODUCT = ("held", "held_1m_ago", "held_2m_ago", "months_since_held")
 COMMON = (
     "products_held",
@@ -289,6 +368,34 @@ async def fetch_rows(
     statement, chunk = (
         (FEATURES_BY_RANGE, list(id_range)) if id_range is not None else (FEATURES_BY_IDS, [list(customer_ids or ())])
     )
+    records = await _fetch(conn, statement, *args, *chunk)
+    if len(records) > 10_000:  # a training chunk: decoded off the event loop (the schedule runs in the server)
+        return await asyncio.to_thread(_to_rows, records, spec)
+    return _to_rows(records, spec)
+
+
+async def fetch_current_rows(
+    conn,
+    spec: FeatureSpec,
+    month: date,
+    today: date,
+    *,
+    id_range: tuple[int, int] | None = None,
+    customer_ids: Sequence[int] | None = None,
+) -> FeatureRows:
+    """Serving's feature rows of a chunk of customers at one month (its first day): fetch_rows' for that month
+    (the same features, `masks` without the month after), in a statement that reads only what serving needs."""
+    if len(spec.products) > MAX_PRODUCTS:
+        raise ValueError(f"the learned ranker reads at most {MAX_PRODUCTS} products (one bigint of bits a month)")
+    args = [month, list(spec.products), list(spec.numeric_attributes), list(spec.string_attributes)]
+    args += [spec.primary_policy, add_months(month, -(LOOKBACK_MONTHS - 1)), today]
+    statement, chunk = (
+        (CURRENT_BY_RANGE, list(id_range)) if id_range is not None else (CURRENT_BY_IDS, [list(customer_ids or ())])
+    )
+    return _to_rows(await _fetch(conn, statement, *args, *chunk), spec)
+
+
+async def _fetch(conn, statement: str, *args) -> list:
     # Hash joins only: with statistics that miss fresh rows (a bulk load, a test) the planner would re-aggregate
     # the holdings once per customer and month in a nested loop. And no JIT: the costs that turns up would have
     # it compile the statement for seconds. SET LOCAL inside a savepoint of the caller's transaction (or a
@@ -298,14 +405,12 @@ async def fetch_rows(
             "SELECT current_setting('enable_nestloop') = 'on' AS nestloop, current_setting('jit') = 'on' AS jit"
         )
         await conn.execute("SET LOCAL enable_nestloop = off; SET LOCAL jit = off")
-        records = await conn.fetch(statement, *args, *chunk, timeout=TIMEOUT_S)
+        records = await conn.fetch(statement, *args, timeout=TIMEOUT_S)
         await conn.execute(
             f"SET LOCAL enable_nestloop = {'on' if previous['nestloop'] else 'off'}; "
             f"SET LOCAL jit = {'on' if previous['jit'] else 'off'}"
         )
-    if len(records) > 10_000:  # a training chunk: decoded off the event loop (the schedule runs in the server)
-        return await asyncio.to_thread(_to_rows, records, spec)
-    return _to_rows(records, spec)
+    return records
 
 
 def _to_rows(records, spec: FeatureSpec) -> FeatureRows:

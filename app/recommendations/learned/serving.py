@@ -5,18 +5,18 @@ The refresh of offer states scores each chunk of states it stored (`ScoringPipel
 read on a second connection while the first computes its states, and the model runs on one chunk in a worker
 thread while Postgres computes the next chunk's states and features), then `score_states` takes the
 states that hold and were not scored by the serving version (computed since, or scored by a version no longer
-serving), a chunk of customers at a time, the same way. The model spends nothing on what cannot be shown: a
-state's read gives which of the model's products are still candidates by what the state knows (not held,
-eligible, suitable, consented: `_CANDIDATES`). Per chunk: one set-based features statement
-(app/recommendations/learned/features.py, at the month of the last holdings report; by id range when the chunk's
-ids are dense), one batch prediction of the calibrated propensities over the customers with a candidate (the
-choice booster is a softmax over every product: a customer's row runs every tree or none), the top feature
-contribution to the score of each customer's SHOWN_AT_MOST candidates of the highest score (along the decision
-paths of the model's first rounds: PropensityModel.contributions, over those pairs only) as its reason code, and
-one UPDATE over flat arrays that stores the candidates' scores only where the state is still the one that was
-read (same generation, and it holds): a write meanwhile makes the state stale, and a state computed again clears
-its scores (app/recommendations/offer_state.py). A product the model does not know (new: cold start) gets no score,
-and the rule-based propensity ranks it (app/recommendations/ranking.py).
+serving), a chunk of customers at a time, the same way. The model spends nothing on what cannot be shown: a state's
+read gives which of the model's products are still candidates by what the state knows (not held, eligible, suitable,
+consented: `_CANDIDATES`). Per chunk: one set-based features statement (app/recommendations/learned/features.py,
+fetch_current_rows: at the month of the last holdings report; by id range when the chunk's ids are dense), one batch
+prediction of the calibrated propensities over the customers with a candidate (the choice booster is a softmax over
+every product: a customer's row runs every tree or none), the top feature contribution to the score of each
+customer's SHOWN_AT_MOST candidates of the highest score (along the decision paths of the model's first rounds:
+PropensityModel.contributions, over those pairs only) as its reason code, and one UPDATE over flat arrays that
+stores the candidates' scores only where the state is still the one that was read (same generation, and it holds): a
+write meanwhile makes the state stale, and a state computed again clears its scores
+(app/recommendations/offer_state.py). A product the model does not know (new: cold start) gets no score, and the
+rule-based propensity ranks it (app/recommendations/ranking.py).
 """
 
 import asyncio
@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.db import driver_connection
 from app.recommendations.learned import registry
-from app.recommendations.learned.features import COMMON, PER_PRODUCT, fetch_rows
+from app.recommendations.learned.features import COMMON, PER_PRODUCT, fetch_current_rows
 from app.recommendations.offer_state import HOLDS
 from app.recommendations.schemas import LIMIT_MAX
 
@@ -54,24 +54,16 @@ WHERE s.customer_id = ANY($3::bigint[]) AND {HOLDS} AND s.ranker_version IS DIST
 ORDER BY s.customer_id
 """
 
-# One statement per chunk: the scores as flat arrays (customer, product, propensity, reason; in each customer's
-# order), gathered per customer; a state without scores ($1, $2: every state read) gets empty arrays.
+# One statement per chunk: per state read ($1, $2), its scores as array literals (`_literals`: the products,
+# propensities and reasons in the model's order; '{}' for none), parsed per row: no grouping of flat arrays.
 _STORE = f"""
-WITH scored AS MATERIALIZED (  -- joined first, by hash: beside the UPDATE the planner would loop over the groups
-    SELECT r.customer_id, r.generation, f.products, f.propensities, f.reasons
-    FROM unnest($1::bigint[], $2::bigint[]) AS r(customer_id, generation)
-    LEFT JOIN (
-        SELECT customer_id, array_agg(product ORDER BY n) AS products,
-               array_agg(propensity ORDER BY n) AS propensities, array_agg(reason ORDER BY n) AS reasons
-        FROM unnest($4::bigint[], $5::text[], $6::float8[], $7::text[])
-             WITH ORDINALITY AS f(customer_id, product, propensity, reason, n)
-        GROUP BY customer_id) f ON f.customer_id = r.customer_id
-)
-UPDATE customer_offer_state s SET ranker_version = $3, ranker_products = coalesce(f.products, '{{}}'),
-    ranker_propensities = coalesce(f.propensities, '{{}}'), ranker_reasons = coalesce(f.reasons, '{{}}')
-FROM scored f
+UPDATE customer_offer_state s SET ranker_version = $3, ranker_products = f.products::text[],
+    ranker_propensities = f.propensities::float8[], ranker_reasons = f.reasons::text[]
+FROM unnest($1::bigint[], $2::bigint[], $4::text[], $5::text[], $6::text[])
+     AS f(customer_id, generation, products, propensities, reasons)
 WHERE s.customer_id = f.customer_id AND s.generation = f.generation AND {HOLDS}
 """
+
 
 SHOWN_AT_MOST = LIMIT_MAX
 """The most items a list shows (the API's `limit`): reasons are computed for each customer's this many candidates
@@ -252,10 +244,11 @@ async def _read(scorer: ServingScorer, sessionmaker, statement: str, *args) -> t
 
 async def _features(scorer: ServingScorer, conn, ids: list[int]):
     """The feature rows of these customers (ascending ids): by id range when they are dense (a refresh's chunk)."""
+    spec = scorer.model.spec
     if ids[-1] - ids[0] < 2 * len(ids):
-        rows = await fetch_rows(conn, scorer.model.spec, [scorer.month], scorer.today, id_range=(ids[0], ids[-1]))
+        rows = await fetch_current_rows(conn, spec, scorer.month, scorer.today, id_range=(ids[0], ids[-1]))
         return rows.take(np.isin(rows.customer_ids, ids))
-    return await fetch_rows(conn, scorer.model.spec, [scorer.month], scorer.today, customer_ids=ids)
+    return await fetch_current_rows(conn, spec, scorer.month, scorer.today, customer_ids=ids)
 
 
 async def prefetch(scorer: ServingScorer, sessionmaker, ids: list[int]) -> tuple[dict[int, int], Any]:
@@ -284,20 +277,42 @@ def _score_states(scorer: ServingScorer, states, rows) -> Scored:
     return _score_chunk(model, rows, candidates, scorer.worth, SHOWN_AT_MOST)
 
 
+def _quoted(values) -> str:
+    """An array literal of text values, every element quoted (so "" is an empty string, not a syntax error)."""
+    return "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
+def _literals(states, found: Scored | None) -> tuple[list[str], list[str], list[str]]:
+    """Per state read (in its order), its scores as three array literals: products, propensities (repr: the
+    shortest text that reads back as the same float8) and reasons; '{}' where it has none."""
+    empty = ["{}"] * len(states)
+    products, propensities, reasons = list(empty), list(empty), list(empty)
+    if found is None or not len(found.customer_ids):
+        return products, propensities, reasons
+    at = {r["customer_id"]: i for i, r in enumerate(states)}
+    starts = np.flatnonzero(np.r_[True, found.customer_ids[1:] != found.customer_ids[:-1]])
+    ends = np.r_[starts[1:], len(found.customer_ids)]
+    values = found.propensities.tolist()
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        i = at.get(int(found.customer_ids[start]))
+        if i is None:
+            continue
+        products[i] = _quoted(found.products[start:end])
+        propensities[i] = "{" + ",".join(repr(v) for v in values[start:end]) + "}"
+        reasons[i] = _quoted(found.reasons[start:end])
+    return products, propensities, reasons
+
+
 async def _store(scorer: ServingScorer, sessionmaker, states, found: Scored | None) -> int:
     """Store a chunk's scores where the state is still the one read, in one statement; a state without features
     (onboarded since) or without candidates gets none."""
-    found = found or Scored(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object), np.zeros(0), np.zeros(0))
     async with sessionmaker() as session:
         await (await driver_connection(session)).execute(
             _STORE,
             [r["customer_id"] for r in states],
             [r["generation"] for r in states],
             scorer.version,
-            found.customer_ids.tolist(),
-            found.products.tolist(),
-            found.propensities.tolist(),
-            found.reasons.tolist(),
+            *_literals(states, found),
         )
         await session.commit()
     return len(states)
