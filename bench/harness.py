@@ -95,6 +95,8 @@ def serve(
             "warning",
             "--loop",
             "uvloop",
+            "--http",  # as `tierwise serve` runs it (app/cli.py)
+            "app.core.server:ProblemHttpProtocol",
         ],
         env={**env, "PYTHONPATH": str(root)},
         cwd=root,
