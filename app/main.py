@@ -1,7 +1,6 @@
 """The application factory: routers, middleware, error handlers and the database lifespan."""
 
 import asyncio
-import gc
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -196,10 +195,6 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
             jobs.append(asyncio.create_task(RetierWorker(settings, app.state.sessionmaker).run()))
         if app.state.replicas is not None:
             jobs.append(asyncio.create_task(app.state.replicas.run()))
-        # what the process has made by now (modules, the app, its caches) lives as long as it: out of the garbage
-        # collector's sight, so that a collection walks only what requests make (4% of the server's CPU on GET
-        # recommendations, bench/RESULTS.md serve21c)
-        gc.freeze()
         try:
             yield
         finally:
