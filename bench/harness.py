@@ -95,8 +95,6 @@ def serve(
             "warning",
             "--loop",
             "uvloop",
-            "--http",  # as `tierwise serve` runs it (app/cli.py)
-            "app.core.server:ProblemHttpProtocol",
         ],
         env={**env, "PYTHONPATH": str(root)},
         cwd=root,
