@@ -40,7 +40,6 @@ class RecommendationList(Base):
     __table_args__ = (
         PrimaryKeyConstraint("customer_id", "id", "served_at"),
         CheckConstraint("strategy IN ('personalised', 'holdout_popularity')", name="strategy"),
-        Index("ix_recommendation_list_customer", "customer_id", "served_at"),
         {"postgresql_partition_by": "RANGE (served_at)"},
     )
 
@@ -56,12 +55,13 @@ class RecommendationItem(Base):
     """One product of a served list; feedback refers to it by recommendation_id, which the feedback statement looks
     up (no foreign key: a key to a partitioned table must name its whole primary key). Written only with its list,
     in one statement, with the list's served_at; its product is a catalog code (products are deactivated, never
-    deleted). Partitioned by month of served_at (app/core/partitions.py), so the key carries it."""
+    deleted). Partitioned by month of served_at (app/core/partitions.py), so the key carries it. Two B-trees, each
+    paid by every item served: the key (a customer's items: erasure) and the feedback's look-up by
+    recommendation_id; nothing reads a customer's items by product."""
 
     __tablename__ = "recommendation_item"
     __table_args__ = (
         PrimaryKeyConstraint("customer_id", "recommendation_id", "served_at"),
-        Index("ix_recommendation_item_customer", "customer_id", "product_code"),
         Index("ix_recommendation_item_recommendation", "recommendation_id"),
         {"postgresql_partition_by": "RANGE (served_at)"},
     )
