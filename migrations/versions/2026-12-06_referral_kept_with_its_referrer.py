@@ -2,7 +2,7 @@
 referee
 
 Revision ID: c6c0ffee0051
-Revises: b5c0ffee0045
+Revises: c1c0ffee0046
 Create Date: 2026-12-06
 
 Ready for distribution by the customer's id (README, "Scaling"; tests/test_citus_ready.py), as b4c0ffee0044 did
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "c6c0ffee0051"
-down_revision: str | None = "b5c0ffee0045"
+down_revision: str | None = "c1c0ffee0046"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -9,7 +9,7 @@ from alembic import command
 from app.models import metadata
 from tests.core.migration_sql import key_columns, run_sql, table_counts, upgraded_with_rows
 
-BEFORE = "b5c0ffee0045"
+BEFORE = "c1c0ffee0046"
 AFTER = "c6c0ffee0051"
 REFEREE_KEY = "SELECT count(*) FROM pg_constraint WHERE conname = 'fk_referral_referee_id_customer'"
 
