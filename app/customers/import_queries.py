@@ -81,8 +81,9 @@ WHERE import_id = :import_id AND detail IS NULL AND customer_id BETWEEN :id_from
 
 # What PUT .../holdings does for one customer, for every customer of the chunk at once, in one statement that reads
 # the chunk's staged lines once: products left out are closed, the others upserted, every balance recorded in the
-# history, the day's AUM snapshot written, the customers marked updated; then the merged lines are dropped. A row
-# the feed sends as it is stored is not rewritten (the same balances sent again the same day write no new version).
+# history, the day's AUM snapshot written; then the merged lines are dropped. A row the feed sends as it is stored
+# is not rewritten (the same balances sent again the same day write no new version). The customer row is not
+# written: its updated_at is the profile's (app.customers.service.replace_holdings).
 _MERGE_CHUNK = text(f"""
 WITH staged AS MATERIALIZED (
     SELECT customer_id, product_code, opened_at, balance, as_of FROM holding_import_line
@@ -108,8 +109,6 @@ WITH staged AS MATERIALIZED (
     FROM staged s JOIN product p ON p.code = s.product_code
     GROUP BY s.customer_id ORDER BY s.customer_id
     ON CONFLICT (customer_id, day) DO UPDATE SET aum = excluded.aum WHERE d.aum IS DISTINCT FROM excluded.aum
-), touched AS (
-    UPDATE customer SET updated_at = now() WHERE id IN (SELECT customer_id FROM staged)
 ), merged AS (
     DELETE FROM holding_import_line WHERE import_id = :import_id AND detail IS NULL
       AND customer_id BETWEEN :id_from AND :id_to

@@ -288,7 +288,8 @@ async def replace_holdings(
     aum = sum((h.balance for h in holdings if categories[h.product_code] in AUM_CATEGORIES), Decimal("0"))
     snapshot = insert(CustomerAumDaily).values(customer_id=customer.id, day=day, aum=aum)
     await session.execute(snapshot.on_conflict_do_update(index_elements=["customer_id", "day"], set_={"aum": aum}))
-    customer.updated_at = datetime.now(UTC)
+    # The customer row is left as it is: updated_at is the profile's last change (what PUT/PATCH /v1/customers/{id}
+    # write). Holdings carry their own as_of; GET /v1/customers/{id}'s metrics (and so its ETag) follow them.
     await session.flush()
     opened = [h for h in holdings if h.product_code not in held_before]
     return (

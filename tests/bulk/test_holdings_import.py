@@ -240,3 +240,31 @@ async def test_erasure_removes_the_customers_staged_lines(client, as_role, wealt
 async def test_an_unknown_import_is_a_404(client, as_role):
     missing = await client.get("/v1/holdings/imports/999999", headers=as_role("integration"))
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+
+
+async def test_holdings_move_the_customers_metrics_and_etag_not_their_profiles_updated_at(client, as_role, wealth):
+    """updated_at is the profile's last change; a holdings write, per customer or by import, leaves it, while
+    GET /v1/customers/{id} shows the new metrics under a new ETag (its representation changed)."""
+    await create_customers(client, as_role, "U")
+    headers = as_role("integration")
+    before = {n: await client.get(f"/v1/customers/U{n}", headers=headers) for n in (1, 2)}
+    put = await client.put(
+        "/v1/customers/U1/holdings",
+        headers=headers,
+        json={"holdings": [{"product_code": "current_account", "balance": "20000.00", "as_of": str(TODAY)}]},
+    )
+    assert put.status_code == 200, put.text
+    line = {"customer_id": "U2", "product_code": "current_account", "balance": "20000.00", "as_of": str(TODAY)}
+    imported = await client.post("/v1/holdings/import", content=json.dumps(line) + "\n", headers={**NDJSON, **headers})
+    assert imported.status_code == 201 and imported.json()["customers_done"] == 1, imported.text
+    for n in (1, 2):
+        after = await client.get(f"/v1/customers/U{n}", headers=headers)
+        assert after.json()["updated_at"] == before[n].json()["updated_at"]
+        deposits = (before[n].json()["metrics"]["deposit_balance"], after.json()["metrics"]["deposit_balance"])
+        assert deposits[1] == "20000.00" != deposits[0]
+        assert after.headers["etag"] != before[n].headers["etag"]
+        same = {**headers, "If-None-Match": after.headers["etag"]}
+        unchanged = await client.get(f"/v1/customers/U{n}", headers=same)
+        assert unchanged.status_code == 304
+    patched = await client.patch("/v1/customers/U1", json={"risk_level": 2}, headers=headers)
+    assert patched.status_code == 200 and patched.json()["updated_at"] > before[1].json()["updated_at"]

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.db import create_sessionmaker
 from app.core.migrations import upgrade_to_head
-from app.customers import flows, holdings_import
+from app.customers import flows, holdings_import, service
 from app.customers.schemas import HoldingIn
 from app.demo import load_default_products
 from app.tiering.policies import load_default_policies
@@ -85,5 +85,10 @@ async def test_a_chunk_under_four_policies_gives_what_puts_give(scratch_database
         assert set(directions) >= {"initial", "upgrade"}
         moved = {t for customer in by_put.values() for t in customer["transitions"] if "initial" not in t}
         assert len({t.split(",")[0] for t in moved}) >= 2  # the second night moved tiers under several policies
+        async with sessionmaker() as session:  # a dense range's statements run without nested loops, and only they
+            ids = list(await session.scalars(text("SELECT id FROM customer WHERE external_id LIKE 'B%' ORDER BY id")))
+            await flows.customers_changed(session, ids, service.HOLDING_METRICS)
+            assert await session.scalar(text("SELECT current_setting('enable_nestloop')")) == "on"
+            await session.rollback()
     finally:
         await engine.dispose()

@@ -15,6 +15,13 @@ from app.tiering.assignment.compile import AssignmentCounts, assign, compiled_ac
 from app.tiering.models import TierAssignment
 from app.webhooks import outbox
 
+# A dense range's staged features are joined to its stored assignments by hash: planned for what the statistics say,
+# the join nest-looped over a scan of tier_assignment, which they said empty on the first night while the earlier
+# policies' statements of the same transaction had filled it (25 s instead of 0.5 s for a chunk of 50,000;
+# bench/RESULTS.md, feed20d). Scattered ids keep nested loops: a hash join would read their whole id span.
+_NESTED_LOOPS = sa.text("SELECT current_setting('enable_nestloop')")
+_SET_NESTED_LOOPS = sa.text("SELECT set_config('enable_nestloop', :value, true)")
+
 
 def dense_range(ids: Sequence[int]) -> tuple[int, int] | None:
     """Many customers with close ids (an import; `ids` sorted and distinct) are locked and evaluated as their id
@@ -48,9 +55,15 @@ async def refresh_tiers(
     if len(versions) > 1 and len(ids) >= staged.MIN_CUSTOMERS:  # the features computed once, for every policy
         await staged.stage(session, ids, id_range)
         versions = await compiled_active_versions(session, [v.policy_id for v in versions], "staged")
+    hash_joins = id_range is not None and any(compiled.scope == "staged" for compiled in versions)
+    nested_loops = await session.scalar(_NESTED_LOOPS) if hash_joins else None
     for compiled in versions:
         if compiled.scope == "staged":
+            if hash_joins:
+                await session.execute(_SET_NESTED_LOOPS, {"value": "off"})
             totals.add(await assign(session, compiled, now, id_range=(ids[0], ids[-1])))
+            if hash_joins:
+                await session.execute(_SET_NESTED_LOOPS, {"value": nested_loops})
         elif id_range:
             totals.add(await assign(session, compiled, now, id_range=id_range))
         else:
