@@ -32,6 +32,21 @@ TIMEOUT_S = 3600.0
 # $5 primary policy, $6 history start, $7 history end (exclusive), $8 today, $9 keep per million negatives,
 # $10 seed, $11 only customers with a report by the month's end, then the chunk ($12, $13: an id range; or $12: an
 # id array).
+# The declared custom attributes ($3: numbers and booleans, $4: strings), in the spec's order: both statements'.
+_ATTRIBUTES = """ARRAY(SELECT CASE jsonb_typeof(c.attributes -> n) WHEN 'number' THEN (c.attributes ->> n)::float8
+                    WHEN 'boolean' THEN ((c.attributes ->> n)::boolean)::int::float8 END
+             FROM unnest($3::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i) AS numbers,
+       ARRAY(SELECT CASE jsonb_typeof(c.attributes -> n) WHEN 'string' THEN c.attributes ->> n END
+             FROM unnest($4::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i) AS strings"""
+
+
+def _chunk(column: str, first: int, by_range: bool) -> str:
+    """A chunk's filter on `column`: an id range ($first, $first + 1) or an id array ($first)."""
+    if by_range:
+        return f"{column} BETWEEN ${first}::bigint AND ${first + 1}::bigint"
+    return f"{column} = ANY(${first}::bigint[])"
+
+
 _FEATURES = """
 WITH target AS (
     SELECT t::date AS month, (date_part('year', t) * 12 + date_part('month', t))::int AS n,
@@ -95,11 +110,7 @@ SELECT c.id AS customer_id, t.month,
        coalesce(a.txn_count_30d, 0) AS txn_count_30d, coalesce(a.txn_amount_30d, 0) AS txn_amount_30d,
        coalesce(a.logins_30d, 0) AS logins_30d, coalesce(a.txn_count_90d, 0) AS txn_count_90d,
        c.segment, tr.code AS tier,
-       ARRAY(SELECT CASE jsonb_typeof(c.attributes -> n) WHEN 'number' THEN (c.attributes ->> n)::float8
-                    WHEN 'boolean' THEN ((c.attributes ->> n)::boolean)::int::float8 END
-             FROM unnest($3::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i) AS numbers,
-       ARRAY(SELECT CASE jsonb_typeof(c.attributes -> n) WHEN 'string' THEN c.attributes ->> n END
-             FROM unnest($4::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i) AS strings
+       {attributes}
 FROM customer c CROSS JOIN target t
 LEFT JOIN holdings h ON h.customer_id = c.id AND h.n = t.n
 LEFT JOIN accepted x ON x.customer_id = c.id AND x.month = t.month
@@ -118,9 +129,10 @@ def _statement(by_range: bool) -> str:
     """The features statement for a chunk given as an id range ($12, $13) or as an id array ($12)."""
 
     def chunk(column: str) -> str:
-        return f"{column} BETWEEN $12::bigint AND $13::bigint" if by_range else f"{column} = ANY($12::bigint[])"
+        return _chunk(column, 12, by_range)
 
     return _FEATURES.format(
+        attributes=_ATTRIBUTES,
         chunk_b=chunk("b.customer_id"),
         chunk_u=chunk("u.customer_id"),
         chunk_e=chunk("e.customer_id"),
@@ -177,11 +189,7 @@ SELECT c.id AS customer_id, $1::date AS month,
        coalesce(a.txn_count_30d, 0) AS txn_count_30d, coalesce(a.txn_amount_30d, 0) AS txn_amount_30d,
        coalesce(a.logins_30d, 0) AS logins_30d, coalesce(a.txn_count_90d, 0) AS txn_count_90d,
        c.segment, tr.code AS tier,
-       ARRAY(SELECT CASE jsonb_typeof(c.attributes -> n) WHEN 'number' THEN (c.attributes ->> n)::float8
-                    WHEN 'boolean' THEN ((c.attributes ->> n)::boolean)::int::float8 END
-             FROM unnest($3::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i) AS numbers,
-       ARRAY(SELECT CASE jsonb_typeof(c.attributes -> n) WHEN 'string' THEN c.attributes ->> n END
-             FROM unnest($4::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i) AS strings
+       {attributes}
 FROM customer c
 CROSS JOIN (SELECT least(($1::date + interval '1 month')::date, $7::date + 1) AS until) u
 LEFT JOIN holdings h ON h.customer_id = c.id
@@ -196,9 +204,10 @@ def _current_statement(by_range: bool) -> str:
     """Serving's features statement for a chunk given as an id range ($8, $9) or as an id array ($8)."""
 
     def chunk(column: str) -> str:
-        return f"{column} BETWEEN $8::bigint AND $9::bigint" if by_range else f"{column} = ANY($8::bigint[])"
+        return _chunk(column, 8, by_range)
 
     return _CURRENT.format(
+        attributes=_ATTRIBUTES,
         chunk_b=chunk("b.customer_id"),
         chunk_u=chunk("u.customer_id"),
         chunk_d=chunk("d.customer_id"),
