@@ -119,19 +119,12 @@ def train_ranker(
         month = date.fromisoformat(f"{until}-01") if until else None
     except ValueError:
         raise typer.BadParameter("until must be YYYY-MM") from None
-    result = train_and_register(
-        get_settings(),
-        until=month,
-        months=months,
-        seed=seed,
-        serve=serve,
-        chunk_customers=chunk_customers,
-        max_negatives=max_negatives,
-    )
     from app.recommendations.learned.training import NotEnoughHistory
 
+    options = {"until": month, "months": months, "seed": seed, "serve": serve}
+    options |= {"chunk_customers": chunk_customers, "max_negatives": max_negatives}
     try:
-        typer.echo(json.dumps(asyncio.run(result), default=str))
+        typer.echo(json.dumps(asyncio.run(train_and_register(get_settings(), **options)), default=str))
     except NotEnoughHistory as error:
         _fail(f"no model trained: {error}")
 
