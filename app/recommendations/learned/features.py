@@ -40,11 +40,17 @@ _ATTRIBUTES = """ARRAY(SELECT CASE jsonb_typeof(c.attributes -> n) WHEN 'number'
              FROM unnest($4::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i) AS strings"""
 
 
-def _chunk(column: str, first: int, by_range: bool) -> str:
-    """A chunk's filter on `column`: an id range ($first, $first + 1) or an id array ($first)."""
+# The statements' aliases whose rows are a customer's, with the column holding the customer's id.
+_ALIASES = (("b", "customer_id"), ("u", "customer_id"), ("e", "customer_id"), ("d", "customer_id"))
+_ALIASES += (("a", "customer_id"), ("c", "id"))
+
+
+def _chunks(first: int, by_range: bool) -> dict[str, str]:
+    """A chunk's filter on each alias's customer column (`chunk_b` ... `chunk_c` in a statement): an id range
+    ($first, $first + 1) or an id array ($first)."""
     if by_range:
-        return f"{column} BETWEEN ${first}::bigint AND ${first + 1}::bigint"
-    return f"{column} = ANY(${first}::bigint[])"
+        return {f"chunk_{a}": f"{a}.{c} BETWEEN ${first}::bigint AND ${first + 1}::bigint" for a, c in _ALIASES}
+    return {f"chunk_{a}": f"{a}.{c} = ANY(${first}::bigint[])" for a, c in _ALIASES}
 
 
 _FEATURES = """
@@ -128,17 +134,9 @@ ORDER BY c.id, t.month
 def _statement(by_range: bool) -> str:
     """The features statement for a chunk given as an id range ($12, $13) or as an id array ($12)."""
 
-    def chunk(column: str) -> str:
-        return _chunk(column, 12, by_range)
-
     return _FEATURES.format(
         attributes=_ATTRIBUTES,
-        chunk_b=chunk("b.customer_id"),
-        chunk_u=chunk("u.customer_id"),
-        chunk_e=chunk("e.customer_id"),
-        chunk_d=chunk("d.customer_id"),
-        chunk_a=chunk("a.customer_id"),
-        chunk_c=chunk("c.id"),
+        **_chunks(12, by_range),
         all=ALL,
         lookback_before=LOOKBACK_MONTHS - 1,
         lags=", ".join(f"coalesce(lag(products, {k}) OVER w, 0)" for k in range(1, LOOKBACK_MONTHS)),
@@ -203,16 +201,9 @@ ORDER BY c.id
 def _current_statement(by_range: bool) -> str:
     """Serving's features statement for a chunk given as an id range ($8, $9) or as an id array ($8)."""
 
-    def chunk(column: str) -> str:
-        return _chunk(column, 8, by_range)
-
     return _CURRENT.format(
         attributes=_ATTRIBUTES,
-        chunk_b=chunk("b.customer_id"),
-        chunk_u=chunk("u.customer_id"),
-        chunk_d=chunk("d.customer_id"),
-        chunk_a=chunk("a.customer_id"),
-        chunk_c=chunk("c.id"),
+        **_chunks(8, by_range),
         ends=", ".join(
             f"coalesce((max(ARRAY[day - $6::date, products]) FILTER (WHERE day < ($1::date - interval '{k - 1} "
             "month')::date))[2], 0)"
