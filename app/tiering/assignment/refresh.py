@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.metrics import TIER_TRANSITIONS, count_on_commit
 from app.core.tracing import current_traceparent
+from app.rules import load_catalog
 from app.tiering.assignment import staged
-from app.tiering.assignment.compile import AssignmentCounts, assign, compiled_active_versions
+from app.tiering.assignment.compile import AssignmentCounts, active_versions, assign, compile_version
 from app.tiering.models import TierAssignment
 from app.webhooks import outbox
 
@@ -47,14 +48,13 @@ async def refresh_tiers(
         return totals
     now = now or await session.scalar(select(func.now()))
     scope = "range" if id_range else "ids"
-    versions = [
-        compiled
-        for compiled in await compiled_active_versions(session, policy_ids, scope)
-        if changed is None or compiled.attributes & changed
-    ]
-    if len(versions) > 1 and len(ids) >= staged.MIN_CUSTOMERS:  # the features computed once, for every policy
+    pairs = await active_versions(session, policy_ids)
+    catalog = await load_catalog(session) if pairs else None
+    pairs = [pair for pair in pairs if changed is None or compile_version(*pair, catalog, scope).attributes & changed]
+    if len(pairs) > 1 and len(ids) >= staged.MIN_CUSTOMERS:  # the features computed once, for every policy
         await staged.stage(session, ids, id_range)
-        versions = await compiled_active_versions(session, [v.policy_id for v in versions], "staged")
+        scope = "staged"
+    versions = [compile_version(*pair, catalog, scope) for pair in pairs]  # compiled once per scope (cached)
     hash_joins = id_range is not None and any(compiled.scope == "staged" for compiled in versions)
     nested_loops = await session.scalar(_NESTED_LOOPS) if hash_joins else None
     for compiled in versions:
