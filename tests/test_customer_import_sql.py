@@ -113,8 +113,10 @@ PASSED = [
     _line("SQ-D", display_name=None, birth_date=None, risk_level=None, risk_assessed_at=None, attributes={}),
     _line("SQ-E", risk_level=1, onboarded_at="2000-02-29T23:59:59-14:00", segment="small_business"),
     _line("SQ:F.g-h", display_name="x" * 200, birth_date="1900-01-01", marketing_consent=False),
-    _line("SQ-M2", onboarded_at="2015-03-01T10:00:00+20:00"),
-    _line("SQ-G", display_name="smile \U0001f600 Ren\u00e9e", onboarded_at="2015-03-01T10:00:00.5+23:59"),
+    _line("SQ-G", display_name="smile \U0001f600 Ren\u00e9e", onboarded_at="2015-03-01T10:00:00.5+15:59"),
+    # a key given twice (its last value counts), a key written with an escape
+    '{"customer_id": "SQ-K1", "segment": "martian", "segment": "retail", "onboarded_at": "2015-03-01T10:00:00Z"}',
+    '{"customer_id": "SQ-K2", "segm\\u0065nt": "retail", "onboarded_at": "2015-03-01T10:00:00Z"}',
 ]
 # Lines the check leaves to the model (forms it does not read): the model takes them.
 TO_THE_MODEL = [
@@ -122,6 +124,10 @@ TO_THE_MODEL = [
     _line("SQ-M5", risk_level=1e0),
     _line("SQ-M1", onboarded_at="2015-03-01t10:00z"),
     _line("SQ-M4", risk_level=2.0000000000000000001),
+    # offsets past Postgres' 15:59, which the model takes (and the import sends in UTC)
+    _line("SQ-M2", onboarded_at="2015-03-01T10:00:00+20:00"),
+    _line("SQ-M6", display_name="smile \U0001f600", onboarded_at="2015-03-01T10:00:00.5+23:59"),
+    _line("SQ-M7", risk_assessed_at="2020-01-01T00:00:00-16:00"),
 ]
 
 
