@@ -35,16 +35,24 @@ _UNNEST = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in zip(_COLUMNS,
 # Every customer merged is marked for the re-tiering worker (app.customers.retier) and its span shared
 # (app.customers.locks.share_spans: the upsert has locked the rows it updated, a row it inserted is its own until
 # commit) by the same statement, which returns counts and the ids of those updated, not a row a customer. A
-# customer's last line wins; in external id order (two imports of the same customers do not deadlock).
+# customer's last line wins; in external id order (two imports of the same customers do not deadlock). Each
+# external id is claimed first in customer_external_id, as app.customers.service._claimed_id claims one (the map
+# holds external ids unique): a new customer id from the sequence, in external id order, or the one it names.
 _MERGE = text(f"""
-WITH merged AS (
-    INSERT INTO customer AS c (external_id, segment, display_name, birth_date, onboarded_at, risk_level,
+WITH claimed AS (
+    INSERT INTO customer_external_id AS m (external_id, customer_id)
+    SELECT external_id, nextval(pg_get_serial_sequence('customer', 'id'))
+    FROM (SELECT DISTINCT external_id FROM unnest(CAST(:external_id AS text[])) AS e(external_id) ORDER BY 1) AS e
+    ON CONFLICT (external_id) DO UPDATE SET customer_id = m.customer_id
+    RETURNING external_id, customer_id
+), merged AS (
+    INSERT INTO customer AS c (id, external_id, segment, display_name, birth_date, onboarded_at, risk_level,
                                risk_assessed_at, marketing_consent, attributes)
-    SELECT DISTINCT ON (external_id) external_id, segment, display_name, birth_date, onboarded_at, risk_level,
-           risk_assessed_at, marketing_consent, attributes
-    FROM unnest({_UNNEST}) AS incoming({", ".join(_COLUMNS)})
+    SELECT DISTINCT ON (external_id) customer_id, external_id, segment, display_name, birth_date, onboarded_at,
+           risk_level, risk_assessed_at, marketing_consent, attributes
+    FROM unnest({_UNNEST}) AS incoming({", ".join(_COLUMNS)}) JOIN claimed USING (external_id)
     ORDER BY external_id, line DESC
-    ON CONFLICT (external_id) DO UPDATE SET
+    ON CONFLICT (id) DO UPDATE SET
         segment = excluded.segment, display_name = excluded.display_name, birth_date = excluded.birth_date,
         onboarded_at = excluded.onboarded_at, risk_level = excluded.risk_level,
         risk_assessed_at = excluded.risk_assessed_at, marketing_consent = excluded.marketing_consent,
