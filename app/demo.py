@@ -78,9 +78,14 @@ async def _reserve_customer_ids(driver: asyncpg.Connection, count: int) -> list[
 
 
 async def _copy_records(driver: asyncpg.Connection, records: DemoRecords) -> None:
+    """The chunk's rows, and its customers' external ids in customer_external_id (what holds them unique)."""
     for table, columns, rows in records.tables():
         if rows:
             await driver.copy_records_to_table(table, records=rows, columns=columns, timeout=COPY_TIMEOUT_S)
+    external_ids = [(external_id, customer_id) for customer_id, external_id, *_ in records.customer]
+    await driver.copy_records_to_table(
+        "customer_external_id", records=external_ids, columns=("external_id", "customer_id"), timeout=COPY_TIMEOUT_S
+    )
 
 
 async def load_demo_benefits(session: AsyncSession) -> int:
@@ -165,7 +170,7 @@ async def generate_demo_bank(session: AsyncSession, customers: int, seed: int = 
             await asyncio.wait([pending])
             if not pending.cancelled():
                 pending.exception()
-    for table in COPY_COLUMNS:  # fresh statistics, so the first tier run after a big load plans well
+    for table in (*COPY_COLUMNS, "customer_external_id"):  # fresh statistics: the first tier run plans well
         await session.execute(text(f"ANALYZE {table}"))
     engagement = await load_demo_engagement(session, seed)  # communities, activities, referrals (app/engagement)
     return {

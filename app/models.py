@@ -11,6 +11,7 @@ from app.customers.models import (  # noqa: F401
     CustomerAumDaily,
     CustomerErasure,
     CustomerEvent,
+    CustomerExternalId,
     Holding,
     HoldingBalance,
     HoldingImport,

@@ -54,7 +54,12 @@ async def seed_items(
             columns=["external_id", "segment", "onboarded_at"],
             records=[(f"FB{i:08d}", "retail", now - timedelta(days=rng.randint(30, 5000))) for i in range(customers)],
         )
-        ids = dict(await conn.fetch("SELECT external_id, id FROM customer"))
+        ids = dict(  # their external ids held unique, as every writer of customers does
+            await conn.fetch(
+                "INSERT INTO customer_external_id (external_id, customer_id) SELECT external_id, id FROM customer "
+                "RETURNING external_id, customer_id"
+            )
+        )
         lists = [
             (
                 ids[f"FB{i:08d}"],

@@ -88,6 +88,9 @@ async def build(dsn: str, customers: int) -> None:
             columns=["id", "external_id", "segment", "onboarded_at", "risk_level", "risk_assessed_at"],
         )
         await conn.execute("SELECT setval(pg_get_serial_sequence('customer', 'id'), $1)", customers)
+        await conn.execute(  # their external ids held unique, as every writer of customers does
+            "INSERT INTO customer_external_id (external_id, customer_id) SELECT external_id, id FROM customer"
+        )
     finally:
         await conn.close()
     from app.core.config import Settings

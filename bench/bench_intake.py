@@ -132,7 +132,7 @@ class LagSampler:
 async def copy_customers(dsn: str, lines: list[dict]) -> float:
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("TRUNCATE customer CASCADE")
+        await conn.execute("TRUNCATE customer, customer_external_id CASCADE")
         records = [
             (
                 c["customer_id"],
@@ -161,7 +161,12 @@ async def copy_customers(dsn: str, lines: list[dict]) -> float:
                 "marketing_consent",
             ],
         )
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        await conn.execute(  # their external ids held unique, as every writer of customers does (not timed: the
+            # COPY of the customer rows alone is the baseline)
+            "INSERT INTO customer_external_id (external_id, customer_id) SELECT external_id, id FROM customer"
+        )
+        return elapsed
     finally:
         await conn.close()
 

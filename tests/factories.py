@@ -76,9 +76,34 @@ WEALTH_TIERS = [
 ]
 
 
-# Customer-keyed tables the intake writes without a foreign key (a trigger call per row was the cost): deleting a
-# customer does not cascade into them, so tests that commit customers delete these rows first.
-WITHOUT_FOREIGN_KEY = ("retier_mark", "customer_activity_daily")
+# Tables that name a customer without a foreign key (the intake's: a trigger call per row was the cost; the map of
+# external ids: not co-located with customer under Citus): deleting a customer does not cascade into them, so
+# tests that commit customers delete these rows first.
+WITHOUT_FOREIGN_KEY = ("retier_mark", "customer_activity_daily", "customer_external_id")
+
+
+def inserting_customers(insert: str, returning: str = "id") -> str:
+    """An `INSERT INTO customer ...` statement (without RETURNING) that also writes each new row's external id to
+    customer_external_id, as every writer of customers does (the map holds external ids unique); it returns
+    `returning` of the new rows, in the order inserted."""
+    return (
+        f"WITH c AS ({insert} RETURNING *), m AS (INSERT INTO customer_external_id (external_id, customer_id) "
+        f"SELECT external_id, id FROM c) SELECT {returning} FROM c"
+    )
+
+
+async def external_id_map_errors(session, customer_ids) -> list[int]:
+    """The customers among `customer_ids` whose row and customer_external_id disagree (no row there, another
+    external id, or a second row naming the customer): [] when the map is true for them."""
+    rows = await session.scalars(
+        text(
+            "SELECT coalesce(c.id, m.customer_id) FROM customer c FULL JOIN customer_external_id m "
+            "ON m.customer_id = c.id AND m.external_id = c.external_id "
+            "WHERE (c.id = ANY(:ids) OR m.customer_id = ANY(:ids)) AND (c.id IS NULL OR m.customer_id IS NULL)"
+        ),
+        {"ids": list(customer_ids)},
+    )
+    return sorted(rows.all())
 
 
 async def delete_customers(conn, where: str, params: dict) -> None:

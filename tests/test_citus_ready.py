@@ -1,14 +1,16 @@
 """The schema stays ready for Citus with customer_id as the distribution column (README, "Scaling"): every
 customer-keyed table (one with a customer_id column, or named in DISTRIBUTION_COLUMN with its column holding a
-customer's id) is distributed by it, and has that column in its primary key and in every unique constraint and
-unique index, and every foreign key between two distributed tables pairs their distribution columns.
+customer's id) is distributed by it, co-located with customer, and has that column in its primary key and in every
+unique constraint and unique index, and every foreign key between two distributed tables pairs their distribution
+columns within one co-location group.
+
+DISTRIBUTED_BY_OTHER names the tables that hold a customer's id but are distributed by another column (each with
+why): the key rules apply to them with that column, and no foreign key joins one with a table of another
+co-location group (Citus has none), customer's included.
 
 LOCAL names the customer-keyed tables that stay on the coordinator as local tables (each with why; the README's
 "Local to the coordinator" names the same): the key rules do not apply to them, but no foreign key may join one
-with a distributed table, either way (Citus has none between a local and a distributed table).
-
-NOT_YET lists the customer-keyed tables that break a rule today, each with why. It may only shrink: the test fails
-both when a table not listed breaks a rule and when a listed table has become ready (remove it then)."""
+with a distributed table, either way (Citus has none between a local and a distributed table)."""
 
 import re
 from pathlib import Path
@@ -30,28 +32,38 @@ DISTRIBUTION_COLUMN = {"customer": "id", "referral": "referrer_id"}
 """Distributed tables whose distribution column (a customer's id) is not named customer_id: the customer itself,
 and a referral, kept with its referrer."""
 
-NOT_YET = {
-    "customer": "external_id is unique, and every route names a customer by it: under Citus a unique index must "
-    "hold the distribution column, and a lookup by external_id runs on every shard. To distribute: a table "
-    "customer_external_id (external_id primary key, customer_id) distributed by external_id, read first by "
-    "every route (a single-shard lookup), the unique index on customer.external_id dropped",
+DISTRIBUTED_BY_OTHER = {
+    "customer_external_id": (
+        "external_id",
+        "holds external ids unique (a unique index on customer must hold customer.id): the external id a route "
+        "names is looked up on one shard, which gives the customer's id (customer_id), and the customer's shard",
+    ),
 }
-"""Distributed tables not ready yet, each with why and what it takes."""
+"""Distributed tables holding a customer's id (customer_id) that are distributed by another column: their column,
+and why. Each is its own co-location group."""
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _customer_keyed(table: Table) -> bool:
-    return "customer_id" in table.columns or table.name in DISTRIBUTION_COLUMN
+    customer_id = "customer_id" in table.columns or table.name in DISTRIBUTION_COLUMN
+    return customer_id and table.name not in DISTRIBUTED_BY_OTHER
 
 
 def _column(table: Table) -> str:
-    """The table's distribution column: a customer's id."""
+    """The table's distribution column: a customer's id, but for the tables distributed by another column."""
+    if table.name in DISTRIBUTED_BY_OTHER:
+        return DISTRIBUTED_BY_OTHER[table.name][0]
     return DISTRIBUTION_COLUMN.get(table.name, "customer_id")
 
 
 def _distributed(table: Table) -> bool:
-    return _customer_keyed(table) and table.name not in LOCAL
+    return (_customer_keyed(table) and table.name not in LOCAL) or table.name in DISTRIBUTED_BY_OTHER
+
+
+def _group(table: Table) -> str:
+    """The table's co-location group: customer's, or its own."""
+    return table.name if table.name in DISTRIBUTED_BY_OTHER else "customer"
 
 
 def _problems(table: Table) -> list[str]:
@@ -70,7 +82,9 @@ def _problems(table: Table) -> list[str]:
     for key in table.foreign_key_constraints:
         referred = key.referred_table
         pairs = {(element.parent.name, element.column.name) for element in key.elements}
-        if _distributed(referred) and (column_name, _column(referred)) not in pairs:
+        if _distributed(referred) and _group(referred) != _group(table):
+            problems.append(f"foreign key {key.name} to {referred.name} of another co-location group")
+        elif _distributed(referred) and (column_name, _column(referred)) not in pairs:
             problems.append(f"foreign key {key.name} to {referred.name} without {column_name} = {_column(referred)}")
     return problems
 
@@ -80,15 +94,14 @@ def _not_ready() -> dict[str, list[str]]:
     return {t.name: p for t in tables if (p := _problems(t))}
 
 
-def test_customer_keyed_tables_carry_customer_id_in_keys_and_unique_indexes():
-    not_ready = _not_ready()
-    unexpected = {name: problems for name, problems in not_ready.items() if name not in NOT_YET}
-    assert unexpected == {}, "customer-keyed tables not ready for distribution by customer_id"
+def test_distributed_tables_carry_their_distribution_column_in_keys_and_unique_indexes():
+    assert _not_ready() == {}, "distributed tables not ready for Citus"
 
 
-def test_not_yet_only_lists_tables_still_not_ready():
-    ready_now = sorted(name for name in NOT_YET if name not in _not_ready())
-    assert ready_now == [], "these tables are ready now: remove them from NOT_YET"
+def test_tables_distributed_by_another_column_hold_a_customers_id():
+    tables = metadata.tables
+    assert sorted(name for name in DISTRIBUTED_BY_OTHER if "customer_id" not in tables[name].columns) == []
+    assert sorted(set(DISTRIBUTED_BY_OTHER) & (set(LOCAL) | set(DISTRIBUTION_COLUMN))) == []
 
 
 def test_local_tables_are_customer_keyed_and_joined_to_no_distributed_table():
@@ -113,14 +126,17 @@ def _readme_item(title: str) -> set[str]:
 
 
 def test_readme_names_the_distributed_and_the_local_tables():
-    distributed = {t.name for t in metadata.sorted_tables if _distributed(t)}
-    in_distributed, in_local = (
+    colocated = {t.name for t in metadata.sorted_tables if _distributed(t) and _group(t) == "customer"}
+    in_colocated, in_other, in_local = (
         _readme_item("Distributed, co-located with `customer`"),
+        _readme_item("Distributed by another column"),
         _readme_item("Local to the coordinator"),
     )
-    assert sorted(distributed - in_distributed) == []
+    assert sorted(colocated - in_colocated) == []
+    assert sorted(set(DISTRIBUTED_BY_OTHER) - in_other) == []
     assert sorted(set(LOCAL) - in_local) == []
-    assert sorted(in_local & distributed) == [] and sorted(in_distributed & set(LOCAL)) == []
+    assert sorted(in_local & colocated) == []
+    assert sorted(in_colocated & (set(LOCAL) | set(DISTRIBUTED_BY_OTHER))) == []
 
 
 def test_the_rules_catch_what_they_are_for():
@@ -157,3 +173,21 @@ def test_the_rules_catch_what_they_are_for():
         ForeignKeyConstraint(["other_id", "customer_id"], ["parent.customer_id", "parent.id"], name="fk_crossed"),
     )
     assert _problems(crossed) == ["foreign key fk_crossed to parent without customer_id = customer_id"]
+
+
+def test_a_table_distributed_by_another_column_is_held_to_it_and_joined_to_no_other_group(monkeypatch):
+    from sqlalchemy import BigInteger, Column, ForeignKeyConstraint, MetaData, String
+
+    scratch = MetaData()
+    Table("customer", scratch, Column("id", BigInteger, primary_key=True))
+    by_code = Table(
+        "by_code",
+        scratch,
+        Column("code", String, primary_key=True),
+        Column("customer_id", BigInteger, unique=True),
+        ForeignKeyConstraint(["customer_id"], ["customer.id"], name="fk_by_code_customer"),
+    )
+    monkeypatch.setitem(DISTRIBUTED_BY_OTHER, "by_code", ("code", "a scratch table"))
+    problems = _problems(by_code)
+    assert "unique column customer_id without code" in problems
+    assert "foreign key fk_by_code_customer to customer of another co-location group" in problems

@@ -7,7 +7,8 @@ from unittest.mock import ANY
 import pytest
 from sqlalchemy import text
 
-from tests.factories import add_products, customer_body
+from app.demo import generate_demo_bank
+from tests.factories import add_products, customer_body, external_id_map_errors
 
 
 @pytest.fixture
@@ -472,6 +473,33 @@ async def test_an_import_stores_each_field_as_a_put_would_and_a_later_line_of_a_
     created = (await client.get("/v1/customers/IM2", headers=as_role("app"))).json()
     assert created["display_name"] == "Second" and created["risk_level"] is None
     assert (await client.get("/v1/customers/IM3", headers=as_role("app"))).status_code == 404
+
+
+async def test_every_writer_of_an_external_id_keeps_its_map_true(client, as_role, session):
+    """customer_external_id holds external ids unique (customer.external_id has a plain index): PUT, the import
+    (and its re-run, which changes nothing), erasure and a creation again under the erased id, and the demo bank
+    each leave one row there per customer row, naming its external id."""
+    assert (await put(client, as_role, "MAP1")).status_code == 201
+    assert (await put(client, as_role, "MAP1", segment="small_business")).status_code == 200
+    lines = [json.dumps({"customer_id": f"MAP{n}", **customer_body()}) for n in (1, 2, 3)]
+    assert (await _import(client, as_role, lines))["created"] == 2
+    ids = "SELECT external_id, id FROM customer WHERE external_id LIKE 'MAP%' ORDER BY 1"
+    before = (await session.execute(text(ids))).all()
+    rerun = await _import(client, as_role, lines)
+    assert (rerun["created"], rerun["updated"]) == (0, 3) and (await session.execute(text(ids))).all() == before
+    erased_id = dict(before)["MAP2"]
+    assert (await client.delete("/v1/customers/MAP2", headers=as_role("admin"))).status_code == 204
+    assert (await put(client, as_role, "MAP2")).status_code == 201  # a new customer, under the erased id
+    await generate_demo_bank(session, customers=20, seed=3)
+    written = "SELECT id FROM customer WHERE external_id LIKE 'MAP%' OR external_id ~ '^C[0-9]{8}$' OR id = :erased"
+    customers = (await session.scalars(text(written), {"erased": erased_id})).all()
+    assert len(customers) == 3 + 1 + 20
+    assert await external_id_map_errors(session, customers) == []
+    mapped = "SELECT external_id, customer_id FROM customer_external_id WHERE external_id LIKE 'MAP%' ORDER BY 1"
+    now = (await session.execute(text(ids))).all()
+    assert (await session.execute(text(mapped))).all() == now and dict(now)["MAP2"] != erased_id
+    await session.execute(text("DELETE FROM customer_external_id WHERE external_id = 'MAP3'"))  # the check can fail
+    assert await external_id_map_errors(session, customers) == [dict(now)["MAP3"]]
 
 
 async def _import(client, as_role, lines: list[str]) -> dict:

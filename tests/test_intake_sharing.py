@@ -14,7 +14,7 @@ from app.core.db import create_sessionmaker
 from app.customers import flows, locks, retier
 from app.customers.intake_schemas import EventBatch
 from app.customers.service import erasure_token
-from tests.factories import delete_customers
+from tests.factories import delete_customers, inserting_customers
 
 _WAITING_ON = text(
     "SELECT count(*) FROM pg_locks w JOIN pg_locks h ON h.pid = :pid AND h.granted "
@@ -49,8 +49,11 @@ async def _customers(engine, tag: str, count: int) -> dict[str, int]:
     async with engine.begin() as conn:
         rows = await conn.execute(
             text(
-                "INSERT INTO customer (external_id, segment, onboarded_at) "
-                "SELECT :tag || '-' || g, 'retail', now() FROM generate_series(1, :n) g RETURNING external_id, id"
+                inserting_customers(
+                    "INSERT INTO customer (external_id, segment, onboarded_at) "
+                    "SELECT :tag || '-' || g, 'retail', now() FROM generate_series(1, :n) g",
+                    returning="external_id, id",
+                )
             ),
             {"tag": tag, "n": count},
         )

@@ -15,7 +15,7 @@ from app.apikeys import service as apikeys_service
 from app.core.db import create_sessionmaker
 from app.customers import retier
 from app.main import create_app
-from tests.factories import customer_body, delete_customers
+from tests.factories import customer_body, delete_customers, inserting_customers
 
 ACTIVITY_POLICY = {
     "name": "Activity",
@@ -191,8 +191,10 @@ async def _committed_customers(engine, tag: str, count: int) -> list[int]:
         ids = list(
             await conn.scalars(
                 text(
-                    "INSERT INTO customer (external_id, segment, onboarded_at) "
-                    "SELECT :tag || '-' || g, 'retail', now() FROM generate_series(1, :n) g RETURNING id"
+                    inserting_customers(
+                        "INSERT INTO customer (external_id, segment, onboarded_at) "
+                        "SELECT :tag || '-' || g, 'retail', now() FROM generate_series(1, :n) g"
+                    )
                 ),
                 {"tag": tag, "n": count},
             )

@@ -42,16 +42,32 @@ INCOMING_SQL = (
 # Every customer merged is marked for the re-tiering worker (app.customers.retier) and its span shared
 # (app.customers.locks.share_spans: the upsert has locked the rows it updated, a row it inserted is its own until
 # commit) by the same statement, which returns counts and the ids of those updated, not a row a customer. A
-# customer's last line wins; in external id order (two imports of the same customers do not deadlock).
+# customer's last line wins; in external id order (two imports of the same customers do not deadlock). Each
+# external id is claimed first in customer_external_id (the map holds external ids unique), as
+# app.customers.service._claimed_id claims one: the ids it names already are locked (an erasure deletes its row
+# first: one erased meanwhile is not found, and is claimed anew); the others get a new customer id from the
+# sequence, or the one a concurrent import has just claimed. Known ids are only locked, so a re-run writes no new
+# row version of the map and draws no id from the sequence.
 _MERGE = text(f"""
-WITH merged AS (
-    INSERT INTO customer AS c (external_id, segment, display_name, birth_date, onboarded_at, risk_level,
+WITH lines AS (
+    SELECT DISTINCT ON (external_id) * FROM {INCOMING_SQL} ORDER BY external_id, line DESC
+), known AS (
+    SELECT external_id, customer_id FROM customer_external_id
+    WHERE external_id IN (SELECT external_id FROM lines) ORDER BY external_id FOR UPDATE
+), claimed AS (
+    INSERT INTO customer_external_id AS m (external_id, customer_id)
+    SELECT external_id, nextval(pg_get_serial_sequence('customer', 'id')) FROM lines
+    WHERE external_id NOT IN (SELECT external_id FROM known) ORDER BY external_id
+    ON CONFLICT (external_id) DO UPDATE SET customer_id = m.customer_id
+    RETURNING external_id, customer_id
+), merged AS (
+    INSERT INTO customer AS c (id, external_id, segment, display_name, birth_date, onboarded_at, risk_level,
                                risk_assessed_at, marketing_consent, attributes)
-    SELECT DISTINCT ON (external_id) external_id, segment, display_name, birth_date, onboarded_at, risk_level,
+    SELECT customer_id, external_id, segment, display_name, birth_date, onboarded_at, risk_level,
            risk_assessed_at, coalesce(marketing_consent, false), coalesce(attributes, '{{}}')
-    FROM {INCOMING_SQL}
-    ORDER BY external_id, line DESC
-    ON CONFLICT (external_id) DO UPDATE SET
+    FROM lines JOIN (SELECT * FROM known UNION ALL SELECT * FROM claimed) AS ids USING (external_id)
+    ORDER BY external_id
+    ON CONFLICT (id) DO UPDATE SET
         segment = excluded.segment, display_name = excluded.display_name, birth_date = excluded.birth_date,
         onboarded_at = excluded.onboarded_at, risk_level = excluded.risk_level,
         risk_assessed_at = excluded.risk_assessed_at, marketing_consent = excluded.marketing_consent,

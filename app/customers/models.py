@@ -37,7 +37,7 @@ class Customer(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    external_id: Mapped[str] = mapped_column(String(64), index=True)  # unique by customer_external_id
     segment: Mapped[str] = mapped_column(String(20))
     display_name: Mapped[str | None] = mapped_column(String(200))
     birth_date: Mapped[date | None] = mapped_column(Date)
@@ -50,6 +50,19 @@ class Customer(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CustomerExternalId(Base):
+    """Every customer row's external id (an erased row's random one too) and its id: what holds external ids unique,
+    so that customer's keys need only its id (distributed by it under Citus, where this table is distributed by
+    external_id: README, "Scaling"). Written in the same statement or transaction as the customer's row by every
+    writer of an external id (app.customers.service, the NDJSON import, erasure, the demo bank). No foreign key: it
+    is not co-located with customer, and Citus has none across co-location groups."""
+
+    __tablename__ = "customer_external_id"
+
+    external_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigInteger)
 
 
 class CustomerErasure(Base):

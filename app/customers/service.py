@@ -22,6 +22,7 @@ from app.customers.models import (
     CustomerAumDaily,
     CustomerErasure,
     CustomerEvent,
+    CustomerExternalId,
     Holding,
     HoldingBalance,
     HoldingImportLine,
@@ -82,10 +83,23 @@ async def upsert_customer(session: AsyncSession, external_id: str, body: Custome
         raise InvalidFields(errors)
     values = body.model_dump(include=set(PROFILE_FIELDS))
     values["attributes"] = clean_attributes(values["attributes"])
-    stmt = insert(Customer).values(external_id=external_id, **values)
-    stmt = stmt.on_conflict_do_update(index_elements=["external_id"], set_={**values, "updated_at": func.now()})
+    stmt = insert(Customer).values(id=_claimed_id(external_id), external_id=external_id, **values)
+    stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={**values, "updated_at": func.now()})
     customer_id, created = (await session.execute(stmt.returning(Customer.id, literal_column("xmax = 0")))).one()
     return customer_id, bool(created)
+
+
+def _claimed_id(external_id: str):
+    """The customer id of an external id, claimed in customer_external_id (what holds external ids unique): a new
+    id from customer's sequence, or the one it names already, its row then locked until commit (a concurrent
+    creation of the same id waits for this one and gets the same customer)."""
+    claim = insert(CustomerExternalId).values(
+        external_id=external_id, customer_id=func.nextval(func.pg_get_serial_sequence("customer", "id"))
+    )
+    claim = claim.on_conflict_do_update(
+        index_elements=["external_id"], set_={"customer_id": CustomerExternalId.customer_id}
+    )
+    return select(claim.returning(CustomerExternalId.customer_id).cte("claimed").c.customer_id).scalar_subquery()
 
 
 async def _customer_row(session: AsyncSession, external_id: str, *, for_update: bool = False) -> Customer:
@@ -171,8 +185,10 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str) -
     erased before (erasing again succeeds, also after the id was created and erased again any number of times).
     What other domains hold of it: app.customers.flows.erase_customer."""
     token = erasure_token(external_id, secret)
+    mapped = select(CustomerExternalId.customer_id).where(CustomerExternalId.external_id == external_id)
+    customer_id = await session.scalar(mapped.with_for_update())  # first, as its creators lock it
     customer = await session.scalar(
-        select(Customer).where(Customer.external_id == external_id, Customer.erased_at.is_(None)).with_for_update()
+        select(Customer).where(Customer.id == customer_id, Customer.erased_at.is_(None)).with_for_update()
     )
     if customer is None:
         if await session.scalar(select(CustomerErasure.token).where(CustomerErasure.token == token)) is None:
@@ -181,11 +197,14 @@ async def erase_customer(session: AsyncSession, external_id: str, secret: str) -
     await lock_customers(session, [customer.id])  # a batch chunk evaluating this customer finishes first
     for model in (Holding, HoldingBalance, CustomerAumDaily, CustomerActivityDaily, CustomerEvent):
         await session.execute(delete(model).where(model.customer_id == customer.id))
+    erased_id = erased_external_id()
+    await session.execute(delete(CustomerExternalId).where(CustomerExternalId.external_id == external_id))
+    await session.execute(insert(CustomerExternalId).values(external_id=erased_id, customer_id=customer.id))
     await session.execute(
         update(Customer)
         .where(Customer.id == customer.id)
         .values(
-            external_id=erased_external_id(),
+            external_id=erased_id,
             display_name=None,
             birth_date=None,
             attributes={},

@@ -159,7 +159,13 @@ async def load_snapshots(session: AsyncSession, data: Snapshots, current: str) -
             for c in customers
         ],
     )
-    ids = dict(await conn.fetch("SELECT external_id, id FROM customer"))
+    ids = dict(
+        await conn.fetch(  # each copied customer's external id held unique, as every writer of customers does
+            "INSERT INTO customer_external_id (external_id, customer_id) SELECT external_id, id FROM customer "
+            "WHERE external_id = ANY($1::text[]) RETURNING external_id, customer_id",
+            customers,
+        )
+    )
     month_dates = {m: date.fromisoformat(m) for m in data.months}
     await conn.copy_records_to_table(
         "holding",

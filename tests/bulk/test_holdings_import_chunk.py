@@ -14,7 +14,7 @@ from app.customers import flows, holdings_import, service
 from app.customers.schemas import HoldingIn
 from app.demo import load_default_products
 from app.tiering.policies import load_default_policies
-from tests.factories import state_of
+from tests.factories import inserting_customers, state_of
 
 CUSTOMERS = 150  # more than app.tiering.assignment.refresh.dense_range's 100: the chunk is evaluated as a range
 TODAY = date.today()
@@ -51,9 +51,11 @@ async def test_a_chunk_under_four_policies_gives_what_puts_give(scratch_database
             for prefix in ("P", "B"):  # P1..P150, then B1..B150: the B customers' ids are dense
                 await session.execute(
                     text(
-                        "INSERT INTO customer (external_id, segment, onboarded_at) SELECT :prefix || i, "
-                        "CASE WHEN i % 7 = 0 THEN 'small_business' ELSE 'retail' END, "
-                        "now() - make_interval(days => 30 * (i % 60)) FROM generate_series(1, :n) i ORDER BY i"
+                        inserting_customers(
+                            "INSERT INTO customer (external_id, segment, onboarded_at) SELECT :prefix || i, "
+                            "CASE WHEN i % 7 = 0 THEN 'small_business' ELSE 'retail' END, "
+                            "now() - make_interval(days => 30 * (i % 60)) FROM generate_series(1, :n) i ORDER BY i"
+                        )
                     ),
                     {"prefix": prefix, "n": CUSTOMERS},
                 )

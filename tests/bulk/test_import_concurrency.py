@@ -12,6 +12,7 @@ from app.core.migrations import upgrade_to_head
 from app.customers import holdings_import
 from app.demo import load_default_products
 from app.tiering.policies import load_default_policies
+from tests.factories import inserting_customers
 
 CUSTOMERS = 60
 
@@ -27,8 +28,10 @@ async def test_the_same_file_twice_at_once_is_one_import_merged_once(scratch_dat
             await load_default_policies(session, "test")
             await session.execute(
                 text(
-                    "INSERT INTO customer (external_id, segment, onboarded_at) "
-                    "SELECT 'Q' || i, 'retail', now() - interval '3 years' FROM generate_series(1, :n) i"
+                    inserting_customers(
+                        "INSERT INTO customer (external_id, segment, onboarded_at) "
+                        "SELECT 'Q' || i, 'retail', now() - interval '3 years' FROM generate_series(1, :n) i"
+                    )
                 ),
                 {"n": CUSTOMERS},
             )

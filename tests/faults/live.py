@@ -21,7 +21,7 @@ from app.core.embedded import create_database, to_async_url
 from app.core.migrations import upgrade_to_head
 from app.tiering.policies import load_default_policies
 from bench.harness import free_port
-from tests.factories import ENCRYPTION_KEY
+from tests.factories import ENCRYPTION_KEY, inserting_customers
 
 ROOT = Path(__file__).resolve().parents[2]
 PEPPER = "faults-pepper-0123456789"
@@ -57,8 +57,10 @@ async def prepare_database(server_url: str, customers: int = 30) -> tuple[str, s
             await session.commit()
         async with engine.begin() as connection:
             await connection.exec_driver_sql(
-                "INSERT INTO customer (external_id, segment, onboarded_at) SELECT 'P' || i, 'retail', "
-                f"now() - interval '400 days' FROM generate_series(1, {customers}) i"
+                inserting_customers(
+                    "INSERT INTO customer (external_id, segment, onboarded_at) SELECT 'P' || i, 'retail', "
+                    f"now() - interval '400 days' FROM generate_series(1, {customers}) i"
+                )
             )
     finally:
         await engine.dispose()

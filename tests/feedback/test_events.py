@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.feedback import service
 from app.feedback.schemas import FeedbackEventIn
-from tests.factories import add_products, delete_customers
+from tests.factories import add_products, delete_customers, inserting_customers
 from tests.feedback.helpers import event, make_customer, serve_items
 
 
@@ -165,7 +165,11 @@ async def test_raced_retries_count_once(engine, session):
             {"p": product},
         )
         customer_id = await conn.scalar(
-            text("INSERT INTO customer (external_id, segment, onboarded_at) VALUES (:e, 'retail', now()) RETURNING id"),
+            text(
+                inserting_customers(
+                    "INSERT INTO customer (external_id, segment, onboarded_at) VALUES (:e, 'retail', now())"
+                )
+            ),
             {"e": external_id},
         )
         list_id = await conn.scalar(

@@ -1,8 +1,10 @@
-"""Erasure racing other writers of the same customer, run truly in parallel: separate connections from the suite's
-engine, each request its own committed transaction. Each side is held where the race is decided, and the test waits
-for it there on pg_stat_activity (never on a delay). Each test removes the rows it made, by their ids."""
+"""Erasure racing other writers of the same customer, and two creations of one external id racing each other, run
+truly in parallel: separate connections from the suite's engine, each request its own committed transaction. Each
+side is held where the race is decided, and the test waits for it there on pg_stat_activity (never on a delay).
+Each test removes the rows it made, by their ids."""
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
@@ -15,7 +17,7 @@ from app.apikeys import service as apikeys_service
 from app.core.db import create_sessionmaker
 from app.customers.service import erasure_token
 from app.main import create_app
-from tests.factories import customer_body, delete_customers
+from tests.factories import customer_body, delete_customers, external_id_map_errors
 
 RACE_PRODUCT = "erase-race-product"
 
@@ -250,3 +252,113 @@ async def test_recommendation_feedback_in_flight_for_a_customer_being_erased_is_
             text("SELECT count(*) FROM propensity_stat WHERE product_code = :p"), {"p": RACE_PRODUCT}
         )
     assert counted == 0
+
+
+async def test_two_creations_of_one_external_id_end_as_one_customer(committed):
+    """Two PUTs of a new external id in flight together, both held on its row of customer_external_id (the test
+    inserts it and holds it), then let go: one creates the customer (201), the other waits for it and updates it
+    (200); one customer, and the map names it."""
+    external_id = f"CREATE-RACE-{committed['tag']}"
+    app, sessionmaker, headers = committed["app"], committed["sessionmaker"], committed["headers"]["integration"]
+    async with sessionmaker() as holder, _client(app) as first, _client(app) as second:
+        holder_pid = await holder.scalar(text("SELECT pg_backend_pid()"))
+        await holder.execute(
+            text("INSERT INTO customer_external_id (external_id, customer_id) VALUES (:e, 0)"), {"e": external_id}
+        )
+        puts = [
+            asyncio.ensure_future(
+                client.put(f"/v1/customers/{external_id}", json=customer_body(display_name=name), headers=headers)
+            )
+            for client, name in ((first, "First Racer"), (second, "Second Racer"))
+        ]
+        await _backends_waiting_on_a_lock(sessionmaker, 2, besides=holder_pid, pending=puts)
+        await holder.rollback()
+        responses = [await put for put in puts]
+    async with sessionmaker() as probe:
+        ids = (await probe.scalars(text("SELECT id FROM customer WHERE external_id = :e"), {"e": external_id})).all()
+        committed["customer_ids"].extend(ids)
+        assert sorted(response.status_code for response in responses) == [200, 201], [r.text for r in responses]
+        assert len(ids) == 1 and await external_id_map_errors(probe, ids) == []
+
+
+async def test_a_creation_of_an_external_id_being_erased_makes_a_new_customer_after_the_erasure(
+    committed, test_settings
+):
+    """A PUT of the external id an erasure is taking waits for it (on the id's row of customer_external_id, which
+    the erasure locks first, as creations do: no deadlock), then creates a new customer under it (201)."""
+    external_id = f"ERASE-PUT-{committed['tag']}"
+    customer_id = await _customer(committed, test_settings, external_id)
+    headers = committed["headers"]["integration"]
+    erased, created = await _write_while_erasing(
+        committed,
+        test_settings,
+        external_id,
+        lambda client: client.put(f"/v1/customers/{external_id}", json=customer_body(), headers=headers),
+    )
+
+    assert erased.status_code == 204, erased.text
+    assert created.status_code == 201, created.text
+    async with committed["sessionmaker"]() as probe:
+        new_id = await probe.scalar(text("SELECT id FROM customer WHERE external_id = :e"), {"e": external_id})
+        committed["customer_ids"].append(new_id)
+        assert new_id != customer_id and await external_id_map_errors(probe, [customer_id, new_id]) == []
+
+
+async def test_two_imports_creating_the_same_external_ids_end_as_one_customer_each(committed):
+    """The same race for two NDJSON imports of the same new customers (each claims them in external id order, so
+    neither deadlocks the other): every customer created once, by one import or the other, and updated by the
+    other."""
+    external_ids = [f"IMPORT-RACE-{committed['tag']}-{n}" for n in range(3)]
+    body = "\n".join(json.dumps({"customer_id": e, **customer_body()}) for e in reversed(external_ids)).encode()
+    app, sessionmaker = committed["app"], committed["sessionmaker"]
+    headers = {**committed["headers"]["integration"], "Content-Type": "application/x-ndjson"}
+    async with sessionmaker() as holder, _client(app) as first, _client(app) as second:
+        holder_pid = await holder.scalar(text("SELECT pg_backend_pid()"))
+        await holder.execute(
+            text("INSERT INTO customer_external_id (external_id, customer_id) SELECT unnest(CAST(:e AS text[])), 0"),
+            {"e": external_ids[1:]},
+        )
+        imports = [
+            asyncio.ensure_future(c.post("/v1/customers/import", content=body, headers=headers))
+            for c in (first, second)
+        ]
+        await _backends_waiting_on_a_lock(sessionmaker, 2, besides=holder_pid, pending=imports)
+        await holder.rollback()
+        responses = [await posted for posted in imports]
+    async with sessionmaker() as probe:
+        ids = (
+            await probe.scalars(text("SELECT id FROM customer WHERE external_id = ANY(:e)"), {"e": external_ids})
+        ).all()
+        committed["customer_ids"].extend(ids)
+        assert [response.status_code for response in responses] == [200, 200], [r.text for r in responses]
+        summaries = [response.json() for response in responses]
+        assert sum(summary["created"] for summary in summaries) == 3
+        assert sum(summary["updated"] for summary in summaries) == 3
+        assert len(ids) == 3 and await external_id_map_errors(probe, ids) == []
+
+
+async def test_an_import_of_an_external_id_being_erased_makes_a_new_customer_after_the_erasure(
+    committed, test_settings
+):
+    """The same race for an NDJSON import: its claim finds the id's row of customer_external_id locked by the
+    erasure, and once the erasure has deleted it, claims the id anew: a new customer, created (not the erased row
+    updated with the line's profile)."""
+    external_id = f"ERASE-IMPORT-{committed['tag']}"
+    customer_id = await _customer(committed, test_settings, external_id)
+    headers = {**committed["headers"]["integration"], "Content-Type": "application/x-ndjson"}
+    body = json.dumps({"customer_id": external_id, **customer_body(display_name="After Erasure")}).encode()
+    erased, imported = await _write_while_erasing(
+        committed,
+        test_settings,
+        external_id,
+        lambda client: client.post("/v1/customers/import", content=body, headers=headers),
+    )
+
+    assert erased.status_code == 204, erased.text
+    assert imported.status_code == 200 and imported.json()["created"] == 1, imported.text
+    async with committed["sessionmaker"]() as probe:
+        new_id = await probe.scalar(text("SELECT id FROM customer WHERE external_id = :e"), {"e": external_id})
+        committed["customer_ids"].append(new_id)
+        assert new_id != customer_id and await external_id_map_errors(probe, [customer_id, new_id]) == []
+        old_name = await probe.scalar(text("SELECT display_name FROM customer WHERE id = :id"), {"id": customer_id})
+        assert old_name is None  # the erased row kept nothing of the line

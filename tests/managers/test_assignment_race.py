@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from app.core.db import create_sessionmaker
 from app.managers import service as managers_service
-from tests.factories import delete_customers
+from tests.factories import delete_customers, inserting_customers
 
 CUSTOMERS, CAPACITY = 5, 3
 
@@ -37,8 +37,9 @@ async def population(engine):
             ids.append(
                 await conn.scalar(
                     text(
-                        "INSERT INTO customer (external_id, segment, onboarded_at) "
-                        "VALUES (:e, 'retail', now()) RETURNING id"
+                        inserting_customers(
+                            "INSERT INTO customer (external_id, segment, onboarded_at) VALUES (:e, 'retail', now())"
+                        )
                     ),
                     {"e": f"RACE-{tag}-{n}"},
                 )

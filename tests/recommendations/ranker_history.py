@@ -6,7 +6,7 @@ import random
 from datetime import UTC, date, datetime
 
 from app.core.db import driver_connection
-from tests.factories import add_products
+from tests.factories import add_products, inserting_customers
 
 MONTHS = [date(2026, m, 28) for m in range(1, 7)]  # January .. June 2026
 
@@ -44,9 +44,11 @@ async def load_history(session, customers: int = 300, seed: int = 5) -> list[int
     ids = [
         r[0]
         for r in await conn.fetch(
-            "INSERT INTO customer (external_id, segment, birth_date, onboarded_at, marketing_consent, attributes) "
-            "SELECT 'R' || i, 'retail', date '1970-01-01' + i * 30, $1::timestamptz, true, a::jsonb "
-            "FROM unnest($2::int[], $3::text[]) AS t(i, a) ORDER BY i RETURNING id",
+            inserting_customers(
+                "INSERT INTO customer (external_id, segment, birth_date, onboarded_at, marketing_consent, attributes) "
+                "SELECT 'R' || i, 'retail', date '1970-01-01' + i * 30, $1::timestamptz, true, a::jsonb "
+                "FROM unnest($2::int[], $3::text[]) AS t(i, a) ORDER BY i"
+            ),
             datetime(2020, 1, 1, tzinfo=UTC),
             list(range(customers)),
             [json.dumps(profiles[i]) for i in range(customers)],

@@ -14,7 +14,7 @@ from app.recommendations.learned.features import (
     fetch_rows,
     learn_vocabularies,
 )
-from tests.factories import add_products
+from tests.factories import add_products, inserting_customers
 
 SPEC = FeatureSpec(("current_account", "mortgage", "savings_account"), ("income",), ("entry_channel",), "wealth")
 
@@ -22,8 +22,10 @@ SPEC = FeatureSpec(("current_account", "mortgage", "savings_account"), ("income"
 async def _customer(session, external_id: str, **attributes) -> int:
     return await session.scalar(
         text(
-            "INSERT INTO customer (external_id, segment, birth_date, onboarded_at, marketing_consent, attributes) "
-            "VALUES (:e, 'retail', '1980-06-15', '2015-01-10T00:00:00Z', true, CAST(:a AS jsonb)) RETURNING id"
+            inserting_customers(
+                "INSERT INTO customer (external_id, segment, birth_date, onboarded_at, marketing_consent, attributes) "
+                "VALUES (:e, 'retail', '1980-06-15', '2015-01-10T00:00:00Z', true, CAST(:a AS jsonb))"
+            )
         ),
         {"e": external_id, "a": __import__("json").dumps(attributes)},
     )

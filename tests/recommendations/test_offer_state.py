@@ -26,6 +26,7 @@ from app.customers.models import Customer
 from app.recommendations import offer_state
 from app.recommendations.catalog import build_snapshot
 from app.rules.attributes import features_for_customers, features_stable_until
+from tests.factories import inserting_customers
 from tests.recommendations.conftest import CATALOG
 from tests.recommendations.test_recommendations import make_customer, recommend
 
@@ -138,10 +139,12 @@ async def test_the_next_month_of_tenure_is_never_later_than_the_features_see_it(
     it: not at now, not one microsecond before it."""
     await session.execute(
         text(
-            "INSERT INTO customer (external_id, segment, onboarded_at) "
-            "SELECT 'TN' || n, 'retail', "
-            "timestamptz '2019-12-01 00:00:00+00' + make_interval(days => n, hours => n % 24) "
-            "FROM generate_series(0, 800) n"
+            inserting_customers(
+                "INSERT INTO customer (external_id, segment, onboarded_at) "
+                "SELECT 'TN' || n, 'retail', "
+                "timestamptz '2019-12-01 00:00:00+00' + make_interval(days => n, hours => n % 24) "
+                "FROM generate_series(0, 800) n"
+            )
         )
     )
     customer = Customer.__table__
@@ -340,8 +343,10 @@ async def committed(scratch_database, test_settings):
         "('bond_fund', 'Bond fund', 'fund', 2, '{mobile}')"
     )
     await pool.execute(
-        "INSERT INTO customer (external_id, segment, onboarded_at, risk_level, risk_assessed_at, "
-        "marketing_consent) VALUES ('RC1', 'retail', now(), 3, now(), true)"
+        inserting_customers(
+            "INSERT INTO customer (external_id, segment, onboarded_at, risk_level, risk_assessed_at, "
+            "marketing_consent) VALUES ('RC1', 'retail', now(), 3, now(), true)"
+        )
     )
     yield url, pool
     await pool.close()

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from app.customers import flows
 from app.customers.schemas import HoldingIn
 from app.products import quotas
-from tests.factories import delete_customers
+from tests.factories import delete_customers, inserting_customers
 
 
 async def _setup(engine, tag: str, customers: int) -> tuple[str, list[str], list[int]]:
@@ -29,8 +29,9 @@ async def _setup(engine, tag: str, customers: int) -> tuple[str, list[str], list
         ids = [
             await conn.scalar(
                 text(
-                    "INSERT INTO customer (external_id, segment, onboarded_at) "
-                    "VALUES (:e, 'retail', now()) RETURNING id"
+                    inserting_customers(
+                        "INSERT INTO customer (external_id, segment, onboarded_at) VALUES (:e, 'retail', now())"
+                    )
                 ),
                 {"e": external},
             )

@@ -16,6 +16,7 @@ from app.core.migrations import upgrade_to_head
 from app.recommendations.catalog import CatalogProduct
 from app.recommendations.ranking import Ranked, RecommendationResult
 from app.recommendations.served import ServedLists, time_ordered_uuid
+from tests.factories import inserting_customers
 
 
 @pytest.fixture
@@ -30,7 +31,9 @@ async def pool(scratch_database):
         "('bond_fund', 'Bond fund', 'fund', 2, '{mobile}'), "
         "('savings_account', 'Savings', 'deposit', 1, '{mobile}')"
     )
-    await pool.execute("INSERT INTO customer (external_id, segment, onboarded_at) VALUES ('W1', 'retail', now())")
+    await pool.execute(
+        inserting_customers("INSERT INTO customer (external_id, segment, onboarded_at) VALUES ('W1', 'retail', now())")
+    )
     yield pool
     await pool.close()
 

@@ -19,6 +19,7 @@ from app.rules.compile import (
     what_if_features,
 )
 from app.rules.schema import parse_condition
+from tests.factories import inserting_customers
 
 CUSTOM = [
     ("score", "number"),
@@ -283,9 +284,12 @@ async def population(session) -> None:
     for external_id, segment, birth, onboarded, risk, assessed, consent, attributes, last_txn, erased in customers:
         ids[external_id] = await session.scalar(
             text(
-                "INSERT INTO customer (external_id, segment, birth_date, onboarded_at, risk_level, risk_assessed_at, "
-                "marketing_consent, attributes, last_txn_at, erased_at) VALUES (:external_id, :segment, :birth, "
-                ":onboarded, :risk, :assessed, :consent, CAST(:attributes AS jsonb), :last_txn, :erased) RETURNING id"
+                inserting_customers(
+                    "INSERT INTO customer (external_id, segment, birth_date, onboarded_at, risk_level, "
+                    "risk_assessed_at, marketing_consent, attributes, last_txn_at, erased_at) VALUES (:external_id, "
+                    ":segment, :birth, :onboarded, :risk, :assessed, :consent, CAST(:attributes AS jsonb), :last_txn, "
+                    ":erased)"
+                )
             ),
             {
                 "external_id": external_id,

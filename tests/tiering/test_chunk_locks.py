@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from app.core.migrations import upgrade_to_head
 from app.customers.locks import LOCK_SPAN, hold_chunk, lock_customer_range, lock_customers
+from tests.factories import inserting_customers
 
 
 @pytest.fixture
@@ -21,7 +22,12 @@ async def sessionmaker(scratch_database):
     async with engine.begin() as connection:
         for customer_id in (1, 2, LOCK_SPAN + 1):
             await connection.execute(
-                text("INSERT INTO customer (id, external_id, segment, onboarded_at) VALUES (:id, :e, 'retail', now())"),
+                text(
+                    inserting_customers(
+                        "INSERT INTO customer (id, external_id, segment, onboarded_at) "
+                        "VALUES (:id, :e, 'retail', now())"
+                    )
+                ),
                 {"id": customer_id, "e": f"S{customer_id}"},
             )
     yield async_sessionmaker(engine, expire_on_commit=False)

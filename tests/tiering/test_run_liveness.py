@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.core.db import create_sessionmaker
 from app.core.migrations import upgrade_to_head
 from app.tiering import runs as batch
+from tests.factories import inserting_customers
 from tests.tiering.test_assignment import make_customer
 
 
@@ -134,8 +135,10 @@ async def test_the_lock_stays_on_a_connection_of_its_own_for_the_whole_run_and_n
         async with sessionmaker() as s:
             await s.execute(
                 text(
-                    "INSERT INTO customer (external_id, segment, onboarded_at) "
-                    "SELECT 'L' || i, 'retail', now() FROM generate_series(1, 4) i"
+                    inserting_customers(
+                        "INSERT INTO customer (external_id, segment, onboarded_at) "
+                        "SELECT 'L' || i, 'retail', now() FROM generate_series(1, 4) i"
+                    )
                 )
             )
             run = await batch.start_run(s, None, "cron")
