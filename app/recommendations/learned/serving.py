@@ -321,7 +321,7 @@ class ScoringPipeline:
 
     async def prefetch(self, ids: list[int]) -> asyncio.Future:
         """Start reading these customers' generations and features (`prefetch`) on a connection of the engine's
-        pool, for `add_ids` once their states are computed. A sessionmaker bound to one connection (the tests')
+        pool, for `add_stored` once their states are computed. A sessionmaker bound to one connection (the tests')
         reads them now, before the states."""
         reading = prefetch(self.scorer, self._sessionmaker, ids)
         if not isinstance(getattr(self._sessionmaker, "kw", {}).get("bind"), AsyncEngine):
