@@ -267,9 +267,18 @@ def _score_states(scorer: ServingScorer, states, rows) -> Scored:
     return _score_chunk(model, rows, candidates, scorer.worth, SHOWN_AT_MOST)
 
 
-def _quoted(values) -> str:
-    """An array literal of text values, every element quoted (so "" is an empty string, not a syntax error)."""
-    return "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+class _Quoted(dict):
+    """Each text as an array literal's element, quoted (so "" is an empty string, not a syntax error): computed once
+    per distinct text (a chunk's product and reason codes are a few dozen)."""
+
+    def __missing__(self, value) -> str:
+        self[value] = quoted = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return quoted
+
+
+def _quoted(values, texts: _Quoted) -> str:
+    """An array literal of text values, every element quoted."""
+    return "{" + ",".join(map(texts.__getitem__, values)) + "}"
 
 
 def _literals(states, found: Scored | None) -> tuple[list[str], list[str], list[str]]:
@@ -282,14 +291,14 @@ def _literals(states, found: Scored | None) -> tuple[list[str], list[str], list[
     at = {r["customer_id"]: i for i, r in enumerate(states)}
     starts = np.flatnonzero(np.r_[True, found.customer_ids[1:] != found.customer_ids[:-1]])
     ends = np.r_[starts[1:], len(found.customer_ids)]
-    values = found.propensities.tolist()
+    values, codes, why, texts = found.propensities.tolist(), found.products.tolist(), found.reasons.tolist(), _Quoted()
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         i = at.get(int(found.customer_ids[start]))
         if i is None:
             continue
-        products[i] = _quoted(found.products[start:end])
-        propensities[i] = "{" + ",".join(repr(v) for v in values[start:end]) + "}"
-        reasons[i] = _quoted(found.reasons[start:end])
+        products[i] = _quoted(codes[start:end], texts)
+        propensities[i] = "{" + ",".join(map(repr, values[start:end])) + "}"
+        reasons[i] = _quoted(why[start:end], texts)
     return products, propensities, reasons
 
 
