@@ -91,6 +91,7 @@ class HoldingBalance(Base):
     """Every balance reported for a holding, by date: the history averages are computed from."""
 
     __tablename__ = "holding_balance"
+    __table_args__ = (Index("ix_holding_balance_as_of", "as_of"),)  # the last report's day, read by the ranker
 
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
     product_code: Mapped[str] = mapped_column(String(40), primary_key=True)

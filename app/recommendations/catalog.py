@@ -82,6 +82,8 @@ class CatalogSnapshot:
     """Reads the customer's offer state when one holds (else no row), then gives the candidates."""
     refreshing: Statement
     """Computes and stores the offer states of many customers (their ids)."""
+    refreshing_for_ranker: Statement
+    """`refreshing`, giving the states stored and their candidates among the learned ranker's products."""
     version: int
 
     def query(self, external_id: str, **candidates: Any) -> list[Any]:
@@ -222,5 +224,6 @@ async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
         computing=queries.computing(customer),
         reading=queries.reading(),
         refreshing=queries.refreshing(many_customers),
+        refreshing_for_ranker=queries.refreshing_for_ranker(many_customers),
         version=version,
     )

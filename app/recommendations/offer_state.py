@@ -39,6 +39,15 @@ HOLDS = (
 )
 """SQL: whether the offer state `s` holds now."""
 
+CANDIDATE_BITS = """(SELECT coalesce(sum(1::bigint << (k - 1)::int), 0)
+ FROM unnest({model_products}::text[]) WITH ORDINALITY AS m(code, k) JOIN product p ON p.code = m.code
+ WHERE NOT coalesce(p.code = ANY(s.held_products), false) AND NOT coalesce(p.code = ANY(s.ineligible), false)
+   AND p.risk_level <= coalesce(s.risk_tolerance, 1) AND (coalesce(s.marketing_consent, false) OR p.is_service))"""
+"""SQL template: which of the learned ranker's products ({model_products}, in the model's order) are still
+candidates of the offer state `s` by what it knows (not held, eligible, suitable to the risk tolerance, consented
+to, as app/recommendations/queries.py filters them), as bits (bit k: the model's k-th product): the others are
+never shown, and the model spends nothing on them."""
+
 # The customer's offer state, when it holds, in the columns the computing statement gives: a template of
 # app/recommendations/queries.py ({external_id}: the customer's external id).
 STATE_OF_CUSTOMER = f"""

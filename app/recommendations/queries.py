@@ -164,3 +164,11 @@ def refreshing(customers: Statement) -> Statement:
     """The offer states of many customers computed (`customers`: the catalog's statement over the customers in
     {ids}, after "WITH computed AS ("), and stored."""
     return customers.then(f"){offer_state.STORE_COMPUTED}")
+
+
+def refreshing_for_ranker(customers: Statement) -> Statement:
+    """`refreshing`, giving each state it stored (a row per customer) and its candidates among the learned ranker's
+    products ({model_products}) as bits (offer_state.CANDIDATE_BITS): what the ranker's scoring reads of them."""
+    return customers.then(
+        f"){offer_state.STORE_COMPUTED}\nRETURNING s.customer_id, {offer_state.CANDIDATE_BITS} AS candidates"
+    )

@@ -87,12 +87,21 @@ class Recommender:
                         break
                     # the chunk's features read on another connection while this one computes the states
                     features = await pipeline.prefetch(ids) if pipeline is not None else None
-                    status = await (await driver_connection(session)).execute(*snapshot.refreshing.arguments(ids=ids))
+                    conn = await driver_connection(session)
+                    if pipeline is None:
+                        status = await conn.execute(*snapshot.refreshing.arguments(ids=ids))
+                        stored += int(status.rsplit(" ", 1)[1])
+                    else:  # the states stored, with their candidates among the model's products
+                        states = await conn.fetch(
+                            *snapshot.refreshing_for_ranker.arguments(
+                                ids=ids, model_products=pipeline.scorer.model.classes
+                            )
+                        )
+                        stored += len(states)
                     await session.commit()
-                stored += int(status.rsplit(" ", 1)[1])
                 after = ids[-1]
                 if pipeline is not None:
-                    await pipeline.add_ids(ids, await features)
+                    await pipeline.add_stored(states, await features)
             counts = {"offer_states_stored": stored}
             if pipeline is not None:
                 await pipeline.drain()

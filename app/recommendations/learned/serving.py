@@ -5,9 +5,10 @@ The refresh of offer states scores each chunk of states it stored (`ScoringPipel
 read on a second connection while the first computes its states, and the model runs on one chunk in a worker
 thread while Postgres computes the next chunk's states and features), then `score_states` takes the
 states that hold and were not scored by the serving version (computed since, or scored by a version no longer
-serving), a chunk of customers at a time, the same way. The model spends nothing on what cannot be shown: a state's
-read gives which of the model's products are still candidates by what the state knows (not held, eligible, suitable,
-consented: `_CANDIDATES`). Per chunk: one set-based features statement (app/recommendations/learned/features.py,
+serving), a chunk of customers at a time, the same way. The model spends nothing on what cannot be shown: the
+statement that stores a refreshed state, and the sweep's read of a state, give which of the model's products are
+still candidates by what the state knows (not held, eligible, suitable, consented: offer_state.CANDIDATE_BITS). Per
+chunk: one set-based features statement (app/recommendations/learned/features.py,
 fetch_current_rows: at the month of the last holdings report; by id range when the chunk's ids are dense), one batch
 prediction of the calibrated propensities over the customers with a candidate (the choice booster is a softmax over
 every product: a customer's row runs every tree or none), the top feature contribution to the score of each
@@ -31,27 +32,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.db import driver_connection
 from app.recommendations.learned import registry
 from app.recommendations.learned.features import COMMON, PER_PRODUCT, fetch_current_rows
-from app.recommendations.offer_state import HOLDS
+from app.recommendations.offer_state import CANDIDATE_BITS, HOLDS
 from app.recommendations.schemas import LIMIT_MAX
 
-# Per state: which of the model's products ($2, in the model's order) are still candidates by what the state knows
-# (not held, eligible, suitable to the risk tolerance, consented to, as app/recommendations/queries.py filters them),
-# as bits (bit k: the model's k-th product): the others are never shown, and the model spends nothing on them.
-_CANDIDATES = """(SELECT coalesce(sum(1::bigint << (k - 1)::int), 0)
- FROM unnest($2::text[]) WITH ORDINALITY AS m(code, k) JOIN product p ON p.code = m.code
- WHERE NOT coalesce(p.code = ANY(s.held_products), false) AND NOT coalesce(p.code = ANY(s.ineligible), false)
-   AND p.risk_level <= coalesce(s.risk_tolerance, 1) AND (coalesce(s.marketing_consent, false) OR p.is_service))"""
+# Per state: which of the model's products ($2, in the model's order) are still candidates, as bits.
+_CANDIDATES = CANDIDATE_BITS.format(model_products="$2")
 # The next holding states (by customer id, after $3) that the serving version ($1) has not scored.
 _UNSCORED = f"""
 SELECT s.customer_id, s.generation, {_CANDIDATES} AS candidates FROM customer_offer_state s
 WHERE s.customer_id > $3 AND {HOLDS} AND s.ranker_version IS DISTINCT FROM $1::int
 ORDER BY s.customer_id LIMIT $4
-"""
-# The holding states of these customers ($3) that the serving version ($1) has not scored.
-_UNSCORED_OF = f"""
-SELECT s.customer_id, s.generation, {_CANDIDATES} AS candidates FROM customer_offer_state s
-WHERE s.customer_id = ANY($3::bigint[]) AND {HOLDS} AND s.ranker_version IS DISTINCT FROM $1::int
-ORDER BY s.customer_id
 """
 
 # One statement per chunk: per state read ($1, $2), its scores as array literals (`_literals`: the products,
@@ -277,9 +267,18 @@ def _score_states(scorer: ServingScorer, states, rows) -> Scored:
     return _score_chunk(model, rows, candidates, scorer.worth, SHOWN_AT_MOST)
 
 
-def _quoted(values) -> str:
-    """An array literal of text values, every element quoted (so "" is an empty string, not a syntax error)."""
-    return "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+class _Quoted(dict):
+    """Each text as an array literal's element, quoted (so "" is an empty string, not a syntax error): computed once
+    per distinct text (a chunk's product and reason codes are a few dozen)."""
+
+    def __missing__(self, value) -> str:
+        self[value] = quoted = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return quoted
+
+
+def _quoted(values, texts: _Quoted) -> str:
+    """An array literal of text values, every element quoted."""
+    return "{" + ",".join(map(texts.__getitem__, values)) + "}"
 
 
 def _literals(states, found: Scored | None) -> tuple[list[str], list[str], list[str]]:
@@ -292,14 +291,14 @@ def _literals(states, found: Scored | None) -> tuple[list[str], list[str], list[
     at = {r["customer_id"]: i for i, r in enumerate(states)}
     starts = np.flatnonzero(np.r_[True, found.customer_ids[1:] != found.customer_ids[:-1]])
     ends = np.r_[starts[1:], len(found.customer_ids)]
-    values = found.propensities.tolist()
+    values, codes, why, texts = found.propensities.tolist(), found.products.tolist(), found.reasons.tolist(), _Quoted()
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         i = at.get(int(found.customer_ids[start]))
         if i is None:
             continue
-        products[i] = _quoted(found.products[start:end])
-        propensities[i] = "{" + ",".join(repr(v) for v in values[start:end]) + "}"
-        reasons[i] = _quoted(found.reasons[start:end])
+        products[i] = _quoted(codes[start:end], texts)
+        propensities[i] = "{" + ",".join(map(repr, values[start:end])) + "}"
+        reasons[i] = _quoted(why[start:end], texts)
     return products, propensities, reasons
 
 
@@ -331,7 +330,7 @@ class ScoringPipeline:
 
     async def prefetch(self, ids: list[int]) -> asyncio.Future:
         """Start reading these customers' generations and features (`prefetch`) on a connection of the engine's
-        pool, for `add_ids` once their states are computed. A sessionmaker bound to one connection (the tests')
+        pool, for `add_stored` once their states are computed. A sessionmaker bound to one connection (the tests')
         reads them now, before the states."""
         reading = prefetch(self.scorer, self._sessionmaker, ids)
         if not isinstance(getattr(self._sessionmaker, "kw", {}).get("bind"), AsyncEngine):
@@ -341,21 +340,17 @@ class ScoringPipeline:
         self._prefetching = asyncio.ensure_future(reading)
         return self._prefetching
 
-    async def add_ids(self, ids: list[int], prefetched: tuple[dict[int, int], Any] | None = None) -> None:
-        """Score the states of these customers that hold and the serving version has not scored (with `prefetched`,
-        from `prefetch` before the states were computed: their features, and the generations to store at)."""
-        if prefetched is None:
-            states, rows = await _read(self.scorer, self._sessionmaker, _UNSCORED_OF, ids)
-        else:
-            generations, rows = prefetched
-            async with self._sessionmaker() as session:
-                found = await (await driver_connection(session)).fetch(
-                    _UNSCORED_OF, self.scorer.version, self.scorer.model.classes, ids
-                )
-            states = [{**r, "generation": generations.get(r["customer_id"], 0)} for r in found]
-            rows = rows.take(np.isin(rows.customer_ids, [r["customer_id"] for r in states])) if states else rows
+    async def add_stored(self, stored, prefetched: tuple[dict[int, int], Any]) -> None:
+        """Score the states a chunk's refresh just stored (`stored`: each one's customer_id and candidate bits, as
+        the catalog's `refreshing_for_ranker` gives them) from `prefetched` (`prefetch`, before the states were
+        computed: their features, and the generations to store the scores at)."""
+        generations, rows = prefetched
+        states = [
+            {**r, "generation": generations.get(r["customer_id"], 0)}
+            for r in sorted(stored, key=lambda r: r["customer_id"])
+        ]
         if states:
-            await self.add(states, rows)
+            await self.add(states, rows.take(np.isin(rows.customer_ids, [r["customer_id"] for r in states])))
 
     async def add(self, states, rows) -> None:
         pending, self._pending = self._pending, None
