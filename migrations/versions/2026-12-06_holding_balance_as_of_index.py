@@ -2,7 +2,7 @@
 scoring and training read) from the index's end instead of a scan of every balance
 
 Revision ID: cac0ffee0055
-Revises: c6c0ffee0051
+Revises: c7c0ffee0052
 Create Date: 2026-12-06 23:40:00
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "cac0ffee0055"
-down_revision: str | None = "c6c0ffee0051"
+down_revision: str | None = "c7c0ffee0052"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -7,7 +7,7 @@ from alembic import command
 
 from tests.core.migration_sql import run_sql, table_counts, upgraded_with_rows
 
-BEFORE = "c6c0ffee0051"
+BEFORE = "c7c0ffee0052"
 AFTER = "cac0ffee0055"
 INDEX = "SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_holding_balance_as_of'"
 LAST_REPORT = "SELECT max(as_of) FROM holding_balance WHERE as_of <= DATE '2026-12-01'"
