@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from app.core.migrations import upgrade_to_head
 from app.core.hotpath import Answer, answered
+from app.core.migrations import upgrade_to_head
 from app.recommendations.catalog import CatalogProduct
 from app.recommendations.ranking import Ranked, RecommendationResult
 from app.recommendations.served import ServedLists, time_ordered_uuid
