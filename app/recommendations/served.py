@@ -167,5 +167,9 @@ class ServedLists:
 
 def _settle(done: asyncio.Future, error: BaseException | None = None) -> None:
     """A list's outcome, unless its request stopped waiting (a client gone: the future cancelled)."""
-    if not done.done():
-        done.set_result(None) if error is None else done.set_exception(error)
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)

@@ -106,6 +106,17 @@ async def test_requests_waiting_for_their_lists_hold_no_connection(pool):
     assert await pool.fetchval("SELECT count(*) FROM recommendation_list") == 12
 
 
+async def test_a_request_gone_before_its_commit_leaves_the_others_answered(pool):
+    """A client that goes away while its list waits (its future cancelled): the list is still written, and the
+    requests grouped with it get their answers."""
+    customer_id = await pool.fetchval("SELECT id FROM customer WHERE external_id = 'W1'")
+    writer = ServedLists(pool.acquire)
+    gone, staying = served(customer_id, "bond_fund"), served(customer_id, "savings_account")
+    writer.submit(gone, "mobile").cancel()
+    assert await asyncio.wait_for(writer.submit(staying, "mobile"), 30) is None
+    assert await pool.fetchval("SELECT count(*) FROM recommendation_list") == 2
+
+
 def test_recommendation_ids_are_uuid7_in_time_order():
     """Served items' ids are UUID version 7: unique, and later ids sort after earlier ones (their index grows at
     its right edge)."""
