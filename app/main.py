@@ -22,6 +22,7 @@ from app.core.db import (
     create_read_pool,
     create_sessionmaker,
     open_replicas,
+    read_connection,
 )
 from app.core.docs import install_docs
 from app.core.embedded import resolve_database_url
@@ -235,7 +236,7 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         cache=app.state.principal_cache,
         role_scopes=app.state.role_scopes,
     )
-    app.state.recommender = Recommender(settings, lambda: app.state.sessionmaker())
+    app.state.recommender = Recommender(settings, lambda: app.state.sessionmaker(), lambda: read_connection(app.state))
     app.state.read_pool = (
         None  # opened by the lifespan with the engine; without one, hot reads use the bound connection
     )

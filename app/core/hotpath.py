@@ -35,10 +35,29 @@ QUERY_STRINGS_KEPT, QUERY_STRING_KEPT_BYTES = 1024, 512
 
 
 @dataclass(frozen=True)
+class Answer:
+    """A hot read's document, sent once `ready` is done: what the read still waits for needs no connection (the
+    grouped commit of a served list, app/recommendations/served.py), so its connection goes back to the pool first
+    and a request waiting for a commit holds none."""
+
+    body: bytes
+    ready: Awaitable[None]
+
+
+async def answered(rendered: "bytes | Answer") -> bytes:
+    """The document of a render, once it is ready."""
+    if isinstance(rendered, Answer):
+        await rendered.ready
+        return rendered.body
+    return rendered
+
+
+@dataclass(frozen=True)
 class HotRead:
-    """A GET route served by `render(connection, state, **path_params)` -> JSON bytes (plus `query=` an instance of
-    `query` when the route takes query parameters), where `connection` is an asyncpg connection of the hot pool
-    (app.core.db.read_connection: committed data, no ORM session, no transaction: a write is one statement).
+    """A GET route served by `render(connection, state, **path_params)` -> JSON bytes or an `Answer` (plus `query=`
+    an instance of `query` when the route takes query parameters), where `connection` is an asyncpg connection of
+    the hot pool (app.core.db.read_connection: committed data, no ORM session, no transaction: a write is one
+    statement).
 
     path: the route's template, e.g. /v1/customers/{customer_id}/tiers; params: a regular expression for each
     path parameter (the same constraint the route's type declares); query: the pydantic model the route declares
@@ -51,7 +70,7 @@ class HotRead:
     path: str
     scope: ApiScope
     params: dict[str, str]
-    render: Callable[..., Awaitable[bytes]]
+    render: Callable[..., Awaitable[bytes | Answer]]
     query: type[BaseModel] | None = None
     language: bool = False
     replica: bool = True
@@ -148,7 +167,8 @@ class HotReads:
                 if principal is None:
                     raise Unauthorized("The API key is unknown here.")  # retried on the primary, which counts it
             await authorize(state, connection, key, read.scope, scope)
-            return await read.render(connection, state, **arguments)
+            rendered = await read.render(connection, state, **arguments)
+        return await answered(rendered)
 
     async def _serve(
         self, read: HotRead, arguments: dict[str, Any], scope: Scope, receive: Receive, send: Send

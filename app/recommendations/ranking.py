@@ -15,6 +15,7 @@ scores of a version no longer serving fall back to the rule-based propensity abo
 a cold-start product's rule-based propensity is put on the model's scale (`_cold_start_on_the_model_scale`).
 """
 
+import asyncio
 import hashlib
 import random
 import uuid
@@ -56,6 +57,8 @@ class RecommendationResult:
     recommendation_ids: list[uuid.UUID] = field(default_factory=list)
     fallback: dict[str, Any] | None = None
     """The service message served instead of an empty list (app/recommendations/fallback.py), when it is on."""
+    stored: asyncio.Future | None = None
+    """On the hot path: done once the served list is committed (app/recommendations/served.py: `submit`)."""
 
 
 def in_holdout(external_id: str, share: float) -> bool:

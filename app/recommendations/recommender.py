@@ -6,9 +6,10 @@ A request is one prepared statement on a driver connection: the customer's offer
 offer_state.py) and the candidates (with explain, every product with the first filter that removes it). When no
 state holds, a second statement computes it (the customer's features and every product's eligibility), stores it
 and gives the candidates (app/recommendations/catalog.py compiles both). Then comes the request's share of one
-insert of served lists (`ServedLists`: concurrent requests' lists are committed together). The population-wide
-statistics that rank (app/recommendations/ranking_stats.py: a few hundred rows, refreshed by a job or by feedback)
-are read once per `ranking_stats_seconds` per instance, not per request.
+insert of served lists (`ServedLists`: concurrent requests' lists are committed together, awaited by a hot read once
+its connection is back in the pool). The population-wide statistics that rank (app/recommendations/ranking_stats.py:
+a few hundred rows, refreshed by a job or by feedback) are read once per `ranking_stats_seconds` per instance, not
+per request.
 """
 
 import time
@@ -39,17 +40,22 @@ class Recommender:
     instance and a statistics refresh drop them at once).
 
     sessionmaker: a zero-argument callable returning an async context manager of a session, used to compile the
-    catalog when it has changed."""
+    catalog when it has changed; connect: the same for a connection of the hot path's pool
+    (app.core.db.read_connection), on which its requests' served lists are written, grouped (app/recommendations/
+    served.py)."""
 
     def __init__(
-        self, settings: Settings, sessionmaker: Callable[[], AbstractAsyncContextManager[AsyncSession]]
+        self,
+        settings: Settings,
+        sessionmaker: Callable[[], AbstractAsyncContextManager[AsyncSession]],
+        connect: Callable[[], AbstractAsyncContextManager] | None = None,
     ) -> None:
         self.settings = settings
         self._sessionmaker = sessionmaker
         self._snapshot: CatalogSnapshot | None = None
         self._stats: RankingStats | None = None
         self._stats_expire_at = 0.0
-        self.served = ServedLists()
+        self.served = ServedLists(connect)
 
     def invalidate_stats(self) -> None:
         self._stats = None
@@ -202,7 +208,10 @@ class Recommender:
             language=language,
         )
         if record and result.items:
-            await self.served.write(connection, result, channel)
+            if connection.is_in_transaction():
+                await self.served.write(connection, result, channel)
+            else:  # the hot path's pool: grouped, awaited once the connection is back (app/core/hotpath.py)
+                result.stored = self.served.submit(result, channel)
         elif not result.items:  # every product filtered out: the fallback message, when it is on
             result.fallback = served_fallback(
                 row["fallback"], language or settings.default_language, settings.default_language

@@ -8,7 +8,7 @@ from app.audit.writes import AuditedWrite
 from app.core.db import SessionDep, driver_connection
 from app.core.errors import problem_responses
 from app.core.etag import CONDITIONAL_GET_RESPONSES, CONDITIONAL_WRITE_RESPONSES, ConditionalGet
-from app.core.hotpath import HotRead
+from app.core.hotpath import Answer, HotRead, answered
 from app.core.i18n import RequestLanguage, language_headers
 from app.core.metrics import RECOMMENDATION_LISTS
 from app.core.security import Scope, require_scope
@@ -29,9 +29,10 @@ fallback_router = APIRouter(
 
 async def render_recommendations(
     connection, state, customer_id: str, query: RecommendationQuery, language: str | None = None
-) -> bytes:
-    """The RecommendationsRead document of the customer with this external id, the served list stored on
-    `connection`, its reasons in `language`."""
+) -> bytes | Answer:
+    """The RecommendationsRead document of the customer with this external id, its reasons in `language`; the served
+    list stored in `connection`'s transaction, or (on the hot path's pool) grouped with others: then an `Answer`
+    ready once it is committed."""
     result = await state.recommender.recommend(
         connection,
         customer_id,
@@ -43,8 +44,16 @@ async def render_recommendations(
         explore=query.explore,
         language=language,
     )
+    document = recommender.recommendations_json(result, query.explain)
+    if result.stored is not None:
+        return Answer(document, _counted(result.stored, query.channel))
     RECOMMENDATION_LISTS.labels(query.channel).inc()
-    return recommender.recommendations_json(result, query.explain)
+    return document
+
+
+async def _counted(stored, channel: str) -> None:
+    await stored
+    RECOMMENDATION_LISTS.labels(channel).inc()
 
 
 @router.get(
@@ -65,8 +74,8 @@ async def get_recommendations(
     Each item has a `recommendation_id` to report feedback on, and the reasons behind it. The served list is
     stored, so feedback is attributed to what was shown. The reasons' words are in the customer's language
     (Accept-Language; Content-Language says which)."""
-    document = await render_recommendations(
-        await driver_connection(session), request.app.state, external_id, query, language
+    document = await answered(
+        await render_recommendations(await driver_connection(session), request.app.state, external_id, query, language)
     )
     return Response(document, media_type="application/json", headers=language_headers(language))
 

@@ -4,6 +4,8 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from pydantic_core import to_json
@@ -60,14 +62,18 @@ def time_ordered_uuid() -> uuid.UUID:
     )
 
 
+def assign_ids(result: RecommendationResult) -> None:
+    """Each served item's recommendation_id, given when the list is rendered (before it is written)."""
+    result.recommendation_ids = [time_ordered_uuid() for _ in result.items]
+
+
 async def insert_served(connection, lists: list[tuple[RecommendationResult, str]]) -> None:
-    """Store served lists (result, channel) in one statement; each item gets its recommendation_id here."""
+    """Store served lists (result, channel), their ids assigned, in one statement."""
     columns: list[list[Any]] = [[] for _ in range(11)]
     for n, (result, channel) in enumerate(lists, 1):
         list_values = (result.customer_id, channel, result.strategy, result.tier)
         for column, value in zip(columns[:4], list_values, strict=True):
             column.append(value)
-        result.recommendation_ids = [time_ordered_uuid() for _ in result.items]
         for rank, (rid, item) in enumerate(zip(result.recommendation_ids, result.items, strict=True), 1):
             for column, value in zip(
                 columns[4:],
@@ -90,44 +96,53 @@ class ServedLists:
     """Stores what was served, so that feedback is attributed to what the customer actually saw; a request is
     answered only once its list is committed.
 
-    On a connection inside a transaction (a FastAPI route's session) the list is written in that transaction.
-    On a connection without one (the hot path's pool) writes are grouped: a request that finds no write under
-    way writes every list waiting at that moment, its own included, in one statement on its own connection; the
-    others wait for the write that holds theirs, then answer. Under load one statement commits many lists.
-    If a grouped write fails, its lists are written one by one, so one bad list fails only its own request."""
+    `write`: on a connection inside a transaction (a FastAPI route's session), in that transaction.
+    `submit`: on the hot path, grouped. The list is queued and the request gets a future, which it awaits after
+    giving its read's connection back to the pool (app/core/hotpath.py: `Answer`), so that a request waiting for
+    a commit holds no connection. One writer at a time takes a connection from `connect` (a zero-argument callable
+    returning an async context manager of a connection without a transaction) and writes every list waiting at
+    that moment in one statement, then the next group while lists keep coming; under load one statement commits
+    many lists. If a grouped write fails, its lists are written one by one, so one bad list fails only its own
+    request."""
 
-    def __init__(self) -> None:
+    def __init__(self, connect: Callable[[], AbstractAsyncContextManager] | None = None) -> None:
+        self._connect = connect
         self._waiting: list[tuple[tuple[RecommendationResult, str], asyncio.Future]] = []
-        self._writing: asyncio.Future | None = None
+        self._writer: asyncio.Task | None = None
         self.statements = 0
 
     async def write(self, connection, result: RecommendationResult, channel: str) -> None:
-        if connection.is_in_transaction():
-            self.statements += 1
-            await insert_served(connection, [(result, channel)])
-            return
+        assign_ids(result)
+        self.statements += 1
+        await insert_served(connection, [(result, channel)])
+
+    def submit(self, result: RecommendationResult, channel: str) -> asyncio.Future:
+        """Queue a list for the next grouped write, its ids assigned; the future is done once it is committed."""
+        assign_ids(result)
         done = asyncio.get_running_loop().create_future()
         self._waiting.append(((result, channel), done))
-        while not done.done():
-            if self._writing is None:
-                await self._lead(connection)
-            else:
-                await asyncio.shield(self._writing)
-        done.result()  # this list's own error, if its write failed
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_waiting())
+        return done
 
-    async def _lead(self, connection) -> None:
-        batch, self._waiting = self._waiting, []
-        self._writing = asyncio.get_running_loop().create_future()
+    async def _write_waiting(self) -> None:
+        batch: list = []
         try:
-            await self._write(connection, batch)
-        except BaseException:  # cancelled mid-write: whether these lists were committed is unknown
-            for _, done in batch:
-                if not done.done():
-                    done.set_exception(RuntimeError("the write of the served list was interrupted"))
-            raise
+            while self._waiting:
+                async with self._connect() as connection:
+                    while self._waiting:
+                        batch, self._waiting = self._waiting, []
+                        await self._write(connection, batch)
+                        batch = []
+        except BaseException as exc:  # no connection, or cancelled mid-write: whether `batch` was committed is unknown
+            failed, self._waiting = [*batch, *self._waiting], []
+            error = exc if isinstance(exc, Exception) else RuntimeError("the write of the served list was interrupted")
+            for _, done in failed:
+                _settle(done, error)
+            if not isinstance(exc, Exception):
+                raise
         finally:
-            writing, self._writing = self._writing, None
-            writing.set_result(None)
+            self._writer = None
 
     async def _write(self, connection, batch) -> None:
         try:
@@ -135,16 +150,26 @@ class ServedLists:
             await insert_served(connection, [entry for entry, _ in batch])
         except Exception as exc:
             if len(batch) == 1:
-                batch[0][1].set_exception(exc)
+                _settle(batch[0][1], exc)
                 return
             for entry, done in batch:
                 try:
                     self.statements += 1
                     await insert_served(connection, [entry])
                 except Exception as one:
-                    done.set_exception(one)
+                    _settle(done, one)
                 else:
-                    done.set_result(None)
+                    _settle(done)
         else:
             for _, done in batch:
-                done.set_result(None)
+                _settle(done)
+
+
+def _settle(done: asyncio.Future, error: BaseException | None = None) -> None:
+    """A list's outcome, unless its request stopped waiting (a client gone: the future cancelled)."""
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)

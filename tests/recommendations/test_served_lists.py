@@ -1,6 +1,7 @@
 """Served lists on the hot path: concurrent requests' lists are committed together, each request answers only once
-its own list is stored, and one list that cannot be stored fails only its own request. Run on connections
-without a transaction, as the hot path's pool gives them, so on a database of its own (the lists are committed)."""
+its own list is stored (waiting with no connection of its own), and one list that cannot be stored fails only its
+own request. Run on connections without a transaction, as the hot path's pool gives them, so on a database of its
+own (the lists are committed)."""
 
 import asyncio
 import json
@@ -12,6 +13,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from app.core.hotpath import Answer, answered
 from app.core.migrations import upgrade_to_head
 from app.recommendations.catalog import CatalogProduct
 from app.recommendations.ranking import Ranked, RecommendationResult
@@ -57,16 +59,20 @@ def served(customer_id: int, *codes: str) -> RecommendationResult:
 
 
 async def _write_all(pool, writer: ServedLists, results: list[RecommendationResult]) -> list:
+    """Each result as a hot read serves it: read on a connection of the pool, given back, then the list awaited."""
+
     async def one(result):
         async with pool.acquire() as connection:
-            await writer.write(connection, result, "mobile")
+            await connection.fetchval("SELECT 1")
+            rendered = Answer(b"{}", writer.submit(result, "mobile"))
+        await answered(rendered)
 
     return await asyncio.gather(*(one(r) for r in results), return_exceptions=True)
 
 
 async def test_concurrent_lists_are_committed_together(pool):
     customer_id = await pool.fetchval("SELECT id FROM customer WHERE external_id = 'W1'")
-    writer = ServedLists()
+    writer = ServedLists(pool.acquire)
     results = [served(customer_id, "bond_fund", "savings_account") for _ in range(30)]
     assert await _write_all(pool, writer, results) == [None] * 30
     assert writer.statements < 30  # grouped: fewer statements than lists
@@ -83,15 +89,35 @@ async def test_concurrent_lists_are_committed_together(pool):
 
 async def test_a_list_that_cannot_be_stored_fails_only_its_own_request(pool):
     customer_id = await pool.fetchval("SELECT id FROM customer WHERE external_id = 'W1'")
-    writer = ServedLists()
+    writer = ServedLists(pool.acquire)
     results = [served(customer_id, "bond_fund") for _ in range(12)]
-    results[5] = served(customer_id, "bond_fund")
     results[5].strategy = "unknown"  # the list's check constraint refuses it
     outcomes = await _write_all(pool, writer, results)
     assert isinstance(outcomes[5], asyncpg.CheckViolationError)
     assert outcomes[:5] + outcomes[6:] == [None] * 11
     assert await pool.fetchval("SELECT count(*) FROM recommendation_list") == 11
     assert await pool.fetchval("SELECT count(*) FROM recommendation_item WHERE product_code = 'bond_fund'") == 11
+
+
+async def test_requests_waiting_for_their_lists_hold_no_connection(pool):
+    """With every connection of the pool taken by a request, the lists are still written: a request gives its
+    connection back before it waits for its list's commit, so the writer gets one."""
+    customer_id = await pool.fetchval("SELECT id FROM customer WHERE external_id = 'W1'")
+    writer = ServedLists(pool.acquire)
+    results = [served(customer_id, "bond_fund") for _ in range(12)]  # 12 requests on a pool of 4 connections
+    assert await asyncio.wait_for(_write_all(pool, writer, results), 30) == [None] * 12
+    assert await pool.fetchval("SELECT count(*) FROM recommendation_list") == 12
+
+
+async def test_a_request_gone_before_its_commit_leaves_the_others_answered(pool):
+    """A client that goes away while its list waits (its future cancelled): the list is still written, and the
+    requests grouped with it get their answers."""
+    customer_id = await pool.fetchval("SELECT id FROM customer WHERE external_id = 'W1'")
+    writer = ServedLists(pool.acquire)
+    gone, staying = served(customer_id, "bond_fund"), served(customer_id, "savings_account")
+    writer.submit(gone, "mobile").cancel()
+    assert await asyncio.wait_for(writer.submit(staying, "mobile"), 30) is None
+    assert await pool.fetchval("SELECT count(*) FROM recommendation_list") == 2
 
 
 def test_recommendation_ids_are_uuid7_in_time_order():
@@ -109,7 +135,7 @@ async def test_stored_scores_propensities_and_reasons_are_those_served(pool):
     """What a list stores of each item: its score and propensity rounded half-even to 6 decimals as Python prints
     them (the propensity kept below 1), its reasons as served, in the list it was served in."""
     customer_id = await pool.fetchval("SELECT id FROM customer WHERE external_id = 'W1'")
-    writer = ServedLists()
+    writer = ServedLists(pool.acquire)
     first, second = served(customer_id, "bond_fund", "savings_account"), served(customer_id, "savings_account")
     first.items[0].score, first.items[0].propensity = 1.2345675, 1.0
     first.items[1].score, first.items[1].propensity = 0.0000004, 0.1234565
