@@ -281,27 +281,43 @@ async def test_two_creations_of_one_external_id_end_as_one_customer(committed):
         assert len(ids) == 1 and await external_id_map_errors(probe, ids) == []
 
 
+def _create(client, via: str, external_id: str, headers: dict):
+    """A creation of the customer by PUT or by a one-line NDJSON import, its profile named "After Erasure"."""
+    body = customer_body(display_name="After Erasure")
+    if via == "put":
+        return client.put(f"/v1/customers/{external_id}", json=body, headers=headers)
+    line = json.dumps({"customer_id": external_id, **body}).encode()
+    return client.post(
+        "/v1/customers/import", content=line, headers={**headers, "Content-Type": "application/x-ndjson"}
+    )
+
+
+@pytest.mark.parametrize("via", ["put", "import"])
 async def test_a_creation_of_an_external_id_being_erased_makes_a_new_customer_after_the_erasure(
-    committed, test_settings
+    committed, test_settings, via
 ):
-    """A PUT of the external id an erasure is taking waits for it (on the id's row of customer_external_id, which
-    the erasure locks first, as creations do: no deadlock), then creates a new customer under it (201)."""
-    external_id = f"ERASE-PUT-{committed['tag']}"
+    """A PUT or an import of the external id an erasure is taking waits for it (on the id's row of
+    customer_external_id, which the erasure locks first, as creations do: no deadlock), then creates a new customer
+    under it (201; the import's claim finds the row gone and claims the id anew, created 1), not the erased row
+    updated with the new profile."""
+    external_id = f"ERASE-{via.upper()}-{committed['tag']}"
     customer_id = await _customer(committed, test_settings, external_id)
     headers = committed["headers"]["integration"]
     erased, created = await _write_while_erasing(
-        committed,
-        test_settings,
-        external_id,
-        lambda client: client.put(f"/v1/customers/{external_id}", json=customer_body(), headers=headers),
+        committed, test_settings, external_id, lambda client: _create(client, via, external_id, headers)
     )
 
     assert erased.status_code == 204, erased.text
-    assert created.status_code == 201, created.text
+    if via == "put":
+        assert created.status_code == 201, created.text
+    else:
+        assert created.status_code == 200 and created.json()["created"] == 1, created.text
     async with committed["sessionmaker"]() as probe:
         new_id = await probe.scalar(text("SELECT id FROM customer WHERE external_id = :e"), {"e": external_id})
         committed["customer_ids"].append(new_id)
         assert new_id != customer_id and await external_id_map_errors(probe, [customer_id, new_id]) == []
+        old_name = await probe.scalar(text("SELECT display_name FROM customer WHERE id = :id"), {"id": customer_id})
+        assert old_name is None  # the erased row kept nothing of the new profile
 
 
 async def test_two_imports_creating_the_same_external_ids_end_as_one_customer_each(committed):
@@ -335,30 +351,3 @@ async def test_two_imports_creating_the_same_external_ids_end_as_one_customer_ea
         assert sum(summary["created"] for summary in summaries) == 3
         assert sum(summary["updated"] for summary in summaries) == 3
         assert len(ids) == 3 and await external_id_map_errors(probe, ids) == []
-
-
-async def test_an_import_of_an_external_id_being_erased_makes_a_new_customer_after_the_erasure(
-    committed, test_settings
-):
-    """The same race for an NDJSON import: its claim finds the id's row of customer_external_id locked by the
-    erasure, and once the erasure has deleted it, claims the id anew: a new customer, created (not the erased row
-    updated with the line's profile)."""
-    external_id = f"ERASE-IMPORT-{committed['tag']}"
-    customer_id = await _customer(committed, test_settings, external_id)
-    headers = {**committed["headers"]["integration"], "Content-Type": "application/x-ndjson"}
-    body = json.dumps({"customer_id": external_id, **customer_body(display_name="After Erasure")}).encode()
-    erased, imported = await _write_while_erasing(
-        committed,
-        test_settings,
-        external_id,
-        lambda client: client.post("/v1/customers/import", content=body, headers=headers),
-    )
-
-    assert erased.status_code == 204, erased.text
-    assert imported.status_code == 200 and imported.json()["created"] == 1, imported.text
-    async with committed["sessionmaker"]() as probe:
-        new_id = await probe.scalar(text("SELECT id FROM customer WHERE external_id = :e"), {"e": external_id})
-        committed["customer_ids"].append(new_id)
-        assert new_id != customer_id and await external_id_map_errors(probe, [customer_id, new_id]) == []
-        old_name = await probe.scalar(text("SELECT display_name FROM customer WHERE id = :id"), {"id": customer_id})
-        assert old_name is None  # the erased row kept nothing of the line
