@@ -476,11 +476,14 @@ async def test_an_import_stores_each_field_as_a_put_would_and_a_later_line_of_a_
 
 
 async def test_every_writer_of_an_external_id_keeps_its_map_true(client, as_role, session):
-    """customer_external_id holds external ids unique (customer.external_id has a plain index): PUT, the import
-    (and its re-run, which changes nothing), erasure and a creation again under the erased id, and the demo bank
-    each leave one row there per customer row, naming its external id."""
+    """customer_external_id holds external ids unique (customer.external_id has a plain index): PUT (again: no id
+    drawn), the import (and its re-run, which changes nothing), erasure and a creation again under the erased id,
+    and the demo bank each leave one row there per customer row, naming its external id."""
     assert (await put(client, as_role, "MAP1")).status_code == 201
+    drawn = "SELECT last_value FROM customer_id_seq"
+    last_id = await session.scalar(text(drawn))
     assert (await put(client, as_role, "MAP1", segment="small_business")).status_code == 200
+    assert await session.scalar(text(drawn)) == last_id  # a known id draws no new one from the sequence
     lines = [json.dumps({"customer_id": f"MAP{n}", **customer_body()}) for n in (1, 2, 3)]
     assert (await _import(client, as_role, lines))["created"] == 2
     ids = "SELECT external_id, id FROM customer WHERE external_id LIKE 'MAP%' ORDER BY 1"

@@ -90,16 +90,27 @@ async def upsert_customer(session: AsyncSession, external_id: str, body: Custome
 
 
 def _claimed_id(external_id: str):
-    """The customer id of an external id, claimed in customer_external_id (what holds external ids unique): a new
-    id from customer's sequence, or the one it names already, its row then locked until commit (a concurrent
-    creation of the same id waits for this one and gets the same customer)."""
-    claim = insert(CustomerExternalId).values(
-        external_id=external_id, customer_id=func.nextval(func.pg_get_serial_sequence("customer", "id"))
+    """The customer id of an external id, claimed in customer_external_id (what holds external ids unique): the id
+    it names already, its row then locked until commit (an erasure deletes the row first: one erased meanwhile is
+    not found, and is claimed anew), else a new id from customer's sequence (a concurrent creation of the same id
+    waits for this one and gets the same customer). A known id draws nothing from the sequence: the insert's row is
+    filtered out before its `nextval` is evaluated."""
+    known = (
+        select(CustomerExternalId.customer_id)
+        .where(CustomerExternalId.external_id == external_id)
+        .with_for_update()
+        .cte("known")
+    )
+    new_id = func.nextval(func.pg_get_serial_sequence("customer", "id"))
+    claim = insert(CustomerExternalId).from_select(
+        ["external_id", "customer_id"],
+        select(sa.literal(external_id), new_id).where(~select(known.c.customer_id).exists()),
     )
     claim = claim.on_conflict_do_update(
         index_elements=["external_id"], set_={"customer_id": CustomerExternalId.customer_id}
     )
-    return select(claim.returning(CustomerExternalId.customer_id).cte("claimed").c.customer_id).scalar_subquery()
+    claimed = claim.returning(CustomerExternalId.customer_id).cte("claimed")
+    return sa.union_all(select(known.c.customer_id), select(claimed.c.customer_id)).scalar_subquery()
 
 
 async def _customer_row(session: AsyncSession, external_id: str, *, for_update: bool = False) -> Customer:
