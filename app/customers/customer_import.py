@@ -46,8 +46,9 @@ INCOMING_SQL = (
 # Each external id is claimed first in customer_external_id (the map holds external ids unique), as
 # app.customers.service._claimed_id claims one: the ids it names already are locked (an erasure deletes its row
 # first: one erased meanwhile is not found, and is claimed anew); the others get a new customer id from the
-# sequence, or the one a concurrent import has just claimed. Known ids are only locked, so a re-run writes no new
-# row version of the map and draws no id from the sequence.
+# sequence (looked up once, an InitPlan: pg_get_serial_sequence per row cost more than the map's insert), or the one
+# a concurrent import has just claimed. Known ids are only locked, so a re-run writes no new row version of the map
+# and draws no id from the sequence.
 _MERGE = text(f"""
 WITH lines AS (
     SELECT DISTINCT ON (external_id) * FROM {INCOMING_SQL} ORDER BY external_id, line DESC
@@ -56,7 +57,7 @@ WITH lines AS (
     WHERE external_id IN (SELECT external_id FROM lines) ORDER BY external_id FOR UPDATE
 ), claimed AS (
     INSERT INTO customer_external_id AS m (external_id, customer_id)
-    SELECT external_id, nextval(pg_get_serial_sequence('customer', 'id')) FROM lines
+    SELECT external_id, nextval((SELECT pg_get_serial_sequence('customer', 'id'))::regclass) FROM lines
     WHERE external_id NOT IN (SELECT external_id FROM known) ORDER BY external_id
     ON CONFLICT (external_id) DO UPDATE SET customer_id = m.customer_id
     RETURNING external_id, customer_id
