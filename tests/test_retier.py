@@ -487,3 +487,18 @@ async def test_a_mark_set_is_lost_by_no_crash_and_expanded_by_one_worker(engine)
         async with engine.begin() as conn:
             await conn.execute(text("DELETE FROM retier_mark_set WHERE customer_ids && :ids"), {"ids": ids})
             await _drop_customers(conn, tag)
+
+
+async def test_erasure_removes_the_customer_from_the_imports_mark_sets(client, as_role, session):
+    integration = as_role("integration")
+    lines = "\n".join(json.dumps({"customer_id": f"RTE{i}", **customer_body()}) for i in (1, 2))
+    response = await client.post(
+        "/v1/customers/import", content=lines, headers={**integration, "Content-Type": "application/x-ndjson"}
+    )
+    assert response.status_code == 200, response.text
+    tagged = text("SELECT external_id, id FROM customer WHERE external_id LIKE 'RTE%'")
+    ids = dict((await session.execute(tagged)).all())
+    assert await _marks(session, "RTE1") == ["any"]
+    assert (await client.delete("/v1/customers/RTE1", headers=as_role("admin"))).status_code == 204
+    sets = list(await session.scalars(text("SELECT customer_ids FROM retier_mark_set")))
+    assert sets == [[ids["RTE2"]]]

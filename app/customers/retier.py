@@ -99,6 +99,10 @@ _ERASE = text(
     "DELETE FROM retier_mark WHERE (customer_id, scope) IN "
     "(SELECT customer_id, scope FROM retier_mark WHERE customer_id = :id FOR UPDATE SKIP LOCKED)"
 )
+_ERASE_FROM_SETS = text(
+    "UPDATE retier_mark_set SET customer_ids = array_remove(customer_ids, CAST(:id AS bigint)) WHERE id IN "
+    "(SELECT id FROM retier_mark_set WHERE customer_ids @> ARRAY[CAST(:id AS bigint)] FOR UPDATE SKIP LOCKED)"
+)
 # The tables a batch reads and writes. An intake can fill them faster than autovacuum analyzes them (it looks once a
 # minute, and a table filled since is planned as nearly empty): a batch's features statement then nest-loops over
 # every rollup of its range once per customer, 2-3 s for 1,000 customers instead of 40 ms (bench/HISTORY.md). The
@@ -149,11 +153,12 @@ async def expand_sets(session: AsyncSession) -> int:
 
 
 async def erase_marks(session: AsyncSession, customer_id: int) -> None:
-    """Erasure (which holds the customer's lock): the customer waits for nothing any more (a mark set of an import
-    may still name their internal id: expanded, its mark finds them erased, as below). Marks a batch has
-    claimed are skipped, not waited for (that batch waits for this lock): the batch finds the customer erased once
-    it has the lock, re-tiers nothing of theirs and deletes them."""
+    """Erasure (which holds the customer's lock): the customer waits for nothing any more, their id gone from the
+    import's mark sets too (a set a worker is expanding is skipped: the mark it writes finds them erased, as
+    below). Marks a batch has claimed are skipped, not waited for (that batch waits for this lock): the batch finds
+    the customer erased once it has the lock, re-tiers nothing of theirs and deletes them."""
     await session.execute(_ERASE, {"id": customer_id})
+    await session.execute(_ERASE_FROM_SETS, {"id": customer_id})
 
 
 async def refresh_statistics(session: AsyncSession) -> list[str]:
