@@ -17,6 +17,7 @@ from app.customers.models import (  # noqa: F401
     HoldingImport,
     HoldingImportLine,
     RetierMark,
+    RetierMarkSet,
 )
 from app.engagement.models import (  # noqa: F401
     Activity,

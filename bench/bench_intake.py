@@ -97,7 +97,9 @@ class LagSampler:
 
     async def sample(self, conn) -> tuple[float, int]:
         lag, pending = await conn.fetchrow(
-            "SELECT coalesce(extract(epoch FROM now() - min(marked_at)), 0)::float8, count(*) FROM retier_mark"
+            "SELECT coalesce(extract(epoch FROM now() - least((SELECT min(marked_at) FROM retier_mark), "
+            "(SELECT min(marked_at) FROM retier_mark_set))), 0)::float8, (SELECT count(*) FROM retier_mark) "
+            "+ (SELECT coalesce(sum(cardinality(customer_ids)), 0) FROM retier_mark_set)"
         )
         self.worst = max(self.worst, lag)
         self.samples += 1

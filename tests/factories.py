@@ -116,6 +116,15 @@ async def delete_customers(conn, where: str, params: dict) -> None:
         await conn.execute(
             text(f"DELETE FROM {table} WHERE customer_id IN (SELECT id FROM customer WHERE {where})"), params
         )
+    await conn.execute(  # the import's mark sets name customers by id, with no foreign key
+        text(
+            "UPDATE retier_mark_set SET customer_ids = ARRAY(SELECT i FROM unnest(customer_ids) i "
+            f"WHERE i NOT IN (SELECT id FROM customer WHERE {where})) "
+            f"WHERE customer_ids && ARRAY(SELECT id FROM customer WHERE {where})"
+        ),
+        params,
+    )
+    await conn.execute(text("DELETE FROM retier_mark_set WHERE cardinality(customer_ids) = 0"))
     await conn.execute(text(f"DELETE FROM customer WHERE {where}"), params)
 
 

@@ -64,9 +64,11 @@ async def _tier(client, headers: dict, external_id: str, policy: str) -> str:
 
 
 async def _marks(session, external_id: str) -> list[str]:
+    """The customer's marks: a row each, or in a mark set (an import's, until the worker expands it)."""
     rows = await session.scalars(
         text(
-            "SELECT m.scope FROM retier_mark m JOIN customer c ON c.id = m.customer_id "
+            "SELECT m.scope FROM (SELECT customer_id, scope FROM retier_mark UNION ALL "
+            "SELECT unnest(customer_ids), scope FROM retier_mark_set) m JOIN customer c ON c.id = m.customer_id "
             "WHERE c.external_id = :x ORDER BY m.scope"
         ),
         {"x": external_id},
@@ -409,3 +411,94 @@ async def test_the_worker_analyzes_a_table_an_intake_has_grown_past_its_statisti
     finally:
         async with engine.begin() as conn:
             await _drop_customers(conn, tag)
+
+
+async def test_an_import_marks_exactly_its_customers_as_one_set_which_the_worker_expands(
+    client, as_role, session, sessionmaker
+):
+    """The import's statement writes one mark set (its customers' ids), no row a customer; the worker re-tiers
+    exactly those customers: not one the import did not write."""
+    await _activate(client, as_role("admin"), "activity")
+    integration = as_role("integration")
+    assert (await client.put("/v1/customers/RTS1", json=customer_body(), headers=integration)).status_code == 201
+    unmarked = "INSERT INTO customer (external_id, segment, onboarded_at) VALUES ('RTSX', 'retail', now())"
+    await session.execute(text(inserting_customers(unmarked)))  # no mark
+    lines = "\n".join(json.dumps({"customer_id": f"RTS{i}", **customer_body()}) for i in (1, 2, 3))
+    response = await client.post(
+        "/v1/customers/import", content=lines, headers={**integration, "Content-Type": "application/x-ndjson"}
+    )
+    assert (response.status_code, response.json()["created"], response.json()["updated"]) == (200, 2, 1)
+    tagged = text("SELECT external_id, id FROM customer WHERE external_id LIKE 'RTS%'")
+    ids = dict((await session.execute(tagged)).all())
+    imported = sorted(ids[f"RTS{i}"] for i in (1, 2, 3))
+    sets = (await session.execute(text("SELECT customer_ids, scope FROM retier_mark_set"))).all()
+    assert [tuple(row) for row in sets] == [(imported, "any")]
+    marked = text("SELECT count(*) FROM retier_mark WHERE customer_id = ANY(:ids)")
+    assert await session.scalar(marked, {"ids": list(ids.values())}) == 0
+    assert (await session.execute(retier._LAG)).one()[1] >= 3  # the lag and the pending count see the set
+    assigned = text(
+        "SELECT c.external_id FROM tier_assignment a JOIN customer c ON c.id = a.customer_id "
+        "JOIN tier_policy p ON p.id = a.policy_id AND p.key = 'activity' WHERE c.external_id LIKE 'RTS%' ORDER BY 1"
+    )
+    assert list(await session.scalars(assigned)) == ["RTS1"]  # the PUT's own, synchronous
+    await session.execute(text("DELETE FROM tier_assignment WHERE customer_id = :id"), {"id": ids["RTS1"]})
+    assert await retier.drain(sessionmaker, 100) >= 3
+    assert list(await session.scalars(assigned)) == ["RTS1", "RTS2", "RTS3"]  # not RTSX, which no one marked
+    assert await session.scalar(text("SELECT count(*) FROM retier_mark_set")) == 0
+    assert await session.scalar(marked, {"ids": list(ids.values())}) == 0
+
+
+async def test_a_mark_set_is_lost_by_no_crash_and_expanded_by_one_worker(engine):
+    """A worker that dies before its expansion commits leaves the set; one that dies after it leaves the marks, a
+    row each with the set's time; a second worker skips a set being expanded, without waiting for it."""
+    from app.customers.customer_import import import_lines
+
+    tag = f"RTX-{uuid.uuid4().hex[:8]}"
+    sessionmaker = create_sessionmaker(engine)
+    lines = [(n + 1, json.dumps({"customer_id": f"{tag}-{n}", **customer_body()}).encode()) for n in range(4)]
+    try:
+        async with sessionmaker() as session, session.begin():
+            assert (await import_lines(session, lines))[:3] == (4, 4, 0)
+        async with engine.connect() as conn:
+            tagged = text("SELECT id FROM customer WHERE external_id LIKE :t")
+            ids = sorted(await conn.scalars(tagged, {"t": f"{tag}-%"}))
+            the_set = text("SELECT customer_ids, marked_at FROM retier_mark_set WHERE customer_ids && :ids")
+            (set_ids, set_time), *others = (await conn.execute(the_set, {"ids": ids})).all()
+        assert (set_ids, others) == (ids, [])
+        marks = text("SELECT customer_id, scope, marked_at FROM retier_mark WHERE customer_id = ANY(:ids) ORDER BY 1")
+        async with sessionmaker() as first, sessionmaker() as second:
+            await first.begin()
+            assert await retier.expand_sets(first) >= 1
+            async with second.begin():
+                assert await asyncio.wait_for(retier.expand_sets(second), timeout=30) == 0
+            await first.rollback()  # the worker died before its commit
+        async with engine.connect() as conn:
+            assert len((await conn.execute(the_set, {"ids": ids})).all()) == 1
+            assert (await conn.execute(marks, {"ids": ids})).all() == []
+        async with sessionmaker() as worker, worker.begin():
+            assert await retier.expand_sets(worker) >= 1
+        # the worker died after its commit, before any batch: the marks wait for the next one
+        async with engine.connect() as conn:
+            assert (await conn.execute(the_set, {"ids": ids})).all() == []
+            assert [tuple(row) for row in (await conn.execute(marks, {"ids": ids})).all()] == [
+                (i, "any", set_time) for i in ids
+            ]
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM retier_mark_set WHERE customer_ids && :ids"), {"ids": ids})
+            await _drop_customers(conn, tag)
+
+
+async def test_erasure_removes_the_customer_from_the_imports_mark_sets(client, as_role, session):
+    integration = as_role("integration")
+    lines = "\n".join(json.dumps({"customer_id": f"RTE{i}", **customer_body()}) for i in (1, 2))
+    response = await client.post(
+        "/v1/customers/import", content=lines, headers={**integration, "Content-Type": "application/x-ndjson"}
+    )
+    assert response.status_code == 200, response.text
+    tagged = text("SELECT external_id, id FROM customer WHERE external_id LIKE 'RTE%'")
+    ids = dict((await session.execute(tagged)).all())
+    assert await _marks(session, "RTE1") == ["any"]
+    assert (await client.delete("/v1/customers/RTE1", headers=as_role("admin"))).status_code == 204
+    sets = list(await session.scalars(text("SELECT customer_ids FROM retier_mark_set")))
+    assert sets == [[ids["RTE2"]]]

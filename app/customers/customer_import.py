@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import validation_errors
 from app.core.strict import EARLIEST_YEAR, LATEST_YEAR
 from app.customers.locks import share_spans_sql
-from app.customers.retier import mark_written_sql
+from app.customers.retier import mark_set_written_sql
 from app.customers.schemas import CLOCK_SKEW, CustomerImportLine
 from app.customers.service import PROFILE_FIELDS, clean_attributes
 from app.rules.custom_attributes import attribute_errors, attribute_types
@@ -39,15 +39,16 @@ INCOMING_SQL = (
     + ", ".join(f"{name} {kind}" for name, kind in zip(LINE_FIELDS, _TYPES, strict=True))
     + f")) WITH ORDINALITY AS incoming(external_id, {', '.join(PROFILE_FIELDS)}, line)"
 )
-# Every customer merged is marked for the re-tiering worker (app.customers.retier) and its span shared
-# (app.customers.locks.share_spans: the upsert has locked the rows it updated, a row it inserted is its own until
-# commit) by the same statement, which returns counts and the ids of those updated, not a row a customer. A
-# customer's last line wins; in external id order (two imports of the same customers do not deadlock). Each
-# external id is claimed first in customer_external_id (the map holds external ids unique), as
+# Every customer merged is marked for the re-tiering worker (app.customers.retier: one mark set holding their ids)
+# and its span shared (app.customers.locks.share_spans: the upsert has locked the rows it updated, a row it inserted
+# is its own until commit) by the same statement, which returns counts and the ids of those updated, not a row a
+# customer. A customer's last line wins; in external id order (two imports of the same customers do not deadlock).
+# Each external id is claimed first in customer_external_id (the map holds external ids unique), as
 # app.customers.service._claimed_id claims one: the ids it names already are locked (an erasure deletes its row
 # first: one erased meanwhile is not found, and is claimed anew); the others get a new customer id from the
-# sequence, or the one a concurrent import has just claimed. Known ids are only locked, so a re-run writes no new
-# row version of the map and draws no id from the sequence.
+# sequence (looked up once, an InitPlan: pg_get_serial_sequence per row cost more than the map's insert), or the one
+# a concurrent import has just claimed. Known ids are only locked, so a re-run writes no new row version of the map
+# and draws no id from the sequence.
 _MERGE = text(f"""
 WITH lines AS (
     SELECT DISTINCT ON (external_id) * FROM {INCOMING_SQL} ORDER BY external_id, line DESC
@@ -56,7 +57,7 @@ WITH lines AS (
     WHERE external_id IN (SELECT external_id FROM lines) ORDER BY external_id FOR UPDATE
 ), claimed AS (
     INSERT INTO customer_external_id AS m (external_id, customer_id)
-    SELECT external_id, nextval(pg_get_serial_sequence('customer', 'id')) FROM lines
+    SELECT external_id, nextval((SELECT pg_get_serial_sequence('customer', 'id'))::regclass) FROM lines
     WHERE external_id NOT IN (SELECT external_id FROM known) ORDER BY external_id
     ON CONFLICT (external_id) DO UPDATE SET customer_id = m.customer_id
     RETURNING external_id, customer_id
@@ -73,7 +74,7 @@ WITH lines AS (
         risk_assessed_at = excluded.risk_assessed_at, marketing_consent = excluded.marketing_consent,
         attributes = excluded.attributes, updated_at = now()
     RETURNING id, xmax = 0 AS created
-), marked AS ({mark_written_sql("merged")}
+), marked AS ({mark_set_written_sql("merged")}
 ), spans AS ({share_spans_sql("merged")})
 SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS updated,
        coalesce(array_agg(id) FILTER (WHERE NOT created), '{{}}') AS updated_ids, (SELECT * FROM spans) AS spans

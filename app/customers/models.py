@@ -20,7 +20,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
@@ -210,4 +210,18 @@ class RetierMark(Base):
 
     customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # no foreign key: app.customers.retier
     scope: Mapped[str] = mapped_column(String(10), primary_key=True)
+    marked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RetierMarkSet(Base):
+    """The customers one NDJSON import statement wrote, marked for the re-tiering worker as one row (their ids, in
+    order) instead of a retier_mark row each: the worker expands it into retier_mark rows in a transaction of its
+    own (app.customers.retier.expand_sets), which deletes it, so that a crash loses no mark."""
+
+    __tablename__ = "retier_mark_set"
+    __table_args__ = (CheckConstraint("scope IN ('activity', 'any')", name="scope"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    customer_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
+    scope: Mapped[str] = mapped_column(String(10))
     marked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

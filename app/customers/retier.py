@@ -1,6 +1,7 @@
 """Re-tiering in micro-batches: activity events and the NDJSON customer import mark their customers (a row in
-retier_mark, in the intake's transaction: a rolled-back intake leaves none) instead of re-tiering them in the
-request; the worker of each instance re-tiers the marked customers set-based, a batch at a time, within a few
+retier_mark, or for an import statement one retier_mark_set row holding its customers' ids, which the worker expands
+into retier_mark rows; in the intake's transaction: a rolled-back intake leaves none) instead of re-tiering them in
+the request; the worker of each instance re-tiers the marked customers set-based, a batch at a time, within a few
 seconds (TIERWISE_RETIER_INTERVAL_SECONDS). Holdings and profile writes stay synchronous (app.customers.flows): the
 app sees the new tier after a deposit. The lag (the age of the oldest mark) is in /metrics.
 
@@ -52,14 +53,34 @@ MARK_SQL = (
 _MARK = text(MARK_SQL)
 
 
-def mark_written_sql(written: str) -> str:
+def mark_set_written_sql(written: str) -> str:
     """SQL of a data-modifying CTE marking for every policy the customers a statement's `written` CTE returns (its
-    `id` column): the NDJSON import marks them in its merge statement (app.customers.customer_import), not in a
-    statement of its own."""
+    `id` column) as one retier_mark_set row (their ids in order; none when it returns none): the NDJSON import marks
+    them in its merge statement (app.customers.customer_import). A row a customer cost the import's statement a
+    third of its time (the mark table's heap and two indexes); the worker expands the set (expand_sets)."""
     return (
-        f"INSERT INTO retier_mark (customer_id, scope) SELECT id, '{ANY}' FROM {written} ORDER BY 1 "
-        "ON CONFLICT DO NOTHING"
+        f"INSERT INTO retier_mark_set (customer_ids, scope) SELECT array_agg(id ORDER BY id), '{ANY}' "
+        f"FROM {written} HAVING count(*) > 0"
     )
+
+
+# The sets committed so far expanded into retier_mark rows and deleted, in one transaction (a crash before its commit
+# leaves the sets, after it the marks: none is lost). Sets another worker is expanding are skipped. A customer marked
+# already keeps that mark (ON CONFLICT DO NOTHING, as an intake's mark: a batch that has claimed it reads what the
+# import wrote, or has locked the customer first and the import's set came after its commit); in customer order, as
+# every writer of marks, so that expansions and intakes wait for each other without deadlock.
+_EXPAND_SETS = text("""
+WITH taken AS (
+    DELETE FROM retier_mark_set WHERE id IN (SELECT id FROM retier_mark_set ORDER BY id FOR UPDATE SKIP LOCKED)
+    RETURNING customer_ids, scope, marked_at
+), expanded AS (
+    INSERT INTO retier_mark (customer_id, scope, marked_at)
+    SELECT DISTINCT ON (customer_id, scope) customer_id, scope, marked_at
+    FROM taken, unnest(customer_ids) AS customer_id ORDER BY customer_id, scope, marked_at
+    ON CONFLICT DO NOTHING
+)
+SELECT count(*) FROM taken
+""")
 
 
 # Claimed in id order from the worker's cursor (wrapping round at the end): a batch is then a dense id range when
@@ -77,6 +98,10 @@ _EXISTING = text("SELECT id FROM customer WHERE id = ANY(CAST(:ids AS bigint[]))
 _ERASE = text(
     "DELETE FROM retier_mark WHERE (customer_id, scope) IN "
     "(SELECT customer_id, scope FROM retier_mark WHERE customer_id = :id FOR UPDATE SKIP LOCKED)"
+)
+_ERASE_FROM_SETS = text(
+    "UPDATE retier_mark_set SET customer_ids = array_remove(customer_ids, CAST(:id AS bigint)) WHERE id IN "
+    "(SELECT id FROM retier_mark_set WHERE customer_ids @> ARRAY[CAST(:id AS bigint)] FOR UPDATE SKIP LOCKED)"
 )
 # The tables a batch reads and writes. An intake can fill them faster than autovacuum analyzes them (it looks once a
 # minute, and a table filled since is planned as nearly empty): a batch's features statement then nest-loops over
@@ -104,7 +129,11 @@ _STATISTICS_LOCK = text("SELECT pg_try_advisory_xact_lock(7312, 0)")  # one inst
 # 750 ms (bench/RESULTS.md, issue 20's import follow-up), and an import's batches analyze it several times as it
 # grows. Autovacuum analyzes the tables again with the server's target later.
 _SMALL_SAMPLE = text("SET LOCAL default_statistics_target = 10")
-_LAG = text("SELECT coalesce(extract(epoch FROM now() - min(marked_at)), 0), count(*) FROM retier_mark")
+_LAG = text("""
+SELECT coalesce(extract(epoch FROM now() - least((SELECT min(marked_at) FROM retier_mark),
+                                                 (SELECT min(marked_at) FROM retier_mark_set))), 0),
+       (SELECT count(*) FROM retier_mark) + (SELECT coalesce(sum(cardinality(customer_ids)), 0) FROM retier_mark_set)
+""")
 
 
 async def mark(session: AsyncSession, customer_ids: Iterable[int], scope: str) -> None:
@@ -116,11 +145,20 @@ async def mark(session: AsyncSession, customer_ids: Iterable[int], scope: str) -
         await session.execute(_MARK, {"ids": ids, "scope": scope})
 
 
+async def expand_sets(session: AsyncSession) -> int:
+    """In a transaction of its own (commit it at once: the marks it writes would hold intakes that mark the same
+    customers until it commits): every mark set not being expanded by another worker turned into retier_mark rows,
+    and deleted. How many sets it expanded."""
+    return await session.scalar(_EXPAND_SETS)
+
+
 async def erase_marks(session: AsyncSession, customer_id: int) -> None:
-    """Erasure (which holds the customer's lock): the customer waits for nothing any more. Marks a batch has
-    claimed are skipped, not waited for (that batch waits for this lock): the batch finds the customer erased once
-    it has the lock, re-tiers nothing of theirs and deletes them."""
+    """Erasure (which holds the customer's lock): the customer waits for nothing any more, their id gone from the
+    import's mark sets too (a set a worker is expanding is skipped: the mark it writes finds them erased, as
+    below). Marks a batch has claimed are skipped, not waited for (that batch waits for this lock): the batch finds
+    the customer erased once it has the lock, re-tiers nothing of theirs and deletes them."""
     await session.execute(_ERASE, {"id": customer_id})
+    await session.execute(_ERASE_FROM_SETS, {"id": customer_id})
 
 
 async def refresh_statistics(session: AsyncSession) -> list[str]:
@@ -184,6 +222,8 @@ async def drain(sessionmaker, limit: int) -> int:
     total, after = 0, 0
     while True:
         async with sessionmaker() as session, session.begin():
+            await expand_sets(session)
+        async with sessionmaker() as session, session.begin():
             await refresh_statistics(session)
         async with sessionmaker() as session, session.begin():
             started = after
@@ -211,6 +251,9 @@ class RetierWorker:
             try:
                 async with self.sessionmaker() as session:
                     if await observe_lag(session) > 0:
+                        await session.commit()
+                        await expand_sets(session)
+                        await session.commit()
                         await refresh_statistics(session)
                         await session.commit()
                 async with self.sessionmaker() as session, session.begin():

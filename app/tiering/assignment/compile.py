@@ -204,9 +204,17 @@ def assignment_statement(compiled: CompiledVersion):
     """The one statement: evaluate, apply grace, upsert assignments, append transitions; returns per-direction
     counts. It covers the customers in :customer_ids (one, a list, or a chunk); :now is the evaluation time."""
     now = bindparam("now", type_=sa.DateTime(timezone=True))
-    tiers = sa.values(sa.column("code", sa.Text()), sa.column("rank", sa.Integer()), name="tiers").data(
-        [(tier["code"], tier["rank"]) for tier in compiled.tiers]
-    )
+    # the tiers' (code, rank) as a UNION ALL of one-row SELECTs, not VALUES: SQLAlchemy cannot cache a statement
+    # holding a VALUES with data, and compiled this statement anew at each execution (13-34 ms of the event loop's
+    # time per policy and batch, beside the requests the same loop serves)
+    tiers = sa.union_all(
+        *(
+            select(
+                sa.literal(tier["code"], sa.Text()).label("code"), sa.literal(tier["rank"], sa.Integer()).label("rank")
+            )
+            for tier in compiled.tiers
+        )
+    ).subquery("tiers")
     qualified = (
         select(compiled.features.c.customer_id, compiled.tier_code.label("q_code"), compiled.facts.label("facts"))
         .select_from(compiled.features)
