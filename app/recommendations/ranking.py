@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from app.core.config import Settings
@@ -242,7 +243,7 @@ def _reasons(
     """The reasons for a shown item, in words (`language`: the customer's, and the default), each with the fact
     behind it (`explanation`: the offer state's)."""
     product, evidence = item.product, item.evidence
-    tier_name = tier or reason_text("ALL_TIERS", *language)
+    tier_name = tier or _worded("ALL_TIERS", *language)
     if strategy == "holdout_popularity":
         popularity = evidence["tier_popularity"]
         return [
@@ -305,7 +306,7 @@ def _reasons(
         reasons.append(
             {
                 "code": "TIER_TARGET",
-                "text": reason_text("TIER_TARGET", *language, tiers=", ".join(product.target_tiers)),
+                "text": _worded("TIER_TARGET", *language, tiers=", ".join(product.target_tiers)),
                 "value": list(product.target_tiers),
             }
         )
@@ -317,7 +318,7 @@ def _model_reason(item: Ranked, snapshot: CatalogSnapshot, language: tuple[str, 
     in words."""
     factor, _, related = item.evidence["model_reason"].partition(":")
     related_product = snapshot.products.get(related) if related else None
-    words = reason_text(
+    words = _worded(
         factor,
         *language,
         product=item.product.name,
@@ -325,13 +326,21 @@ def _model_reason(item: Ranked, snapshot: CatalogSnapshot, language: tuple[str, 
     )
     return {
         "code": "MODEL_PROPENSITY",
-        "text": reason_text("MODEL_PROPENSITY", *language, reason=words),
+        "text": _worded("MODEL_PROPENSITY", *language, reason=words),
         "value": {
             "factor": factor,
             "related_product_code": related or None,
             "propensity": round(item.evidence["model"], 6),
         },
     }
+
+
+@lru_cache(maxsize=4096)
+def _worded(code: str, language: str, default: str, **facts: Any) -> str:
+    """`reason_text` of a reason whose facts have few values (a product's risk level, name or tiers, a risk
+    tolerance, the model's reason code): worded once per process, not once per item served. The texts are read
+    once per process too (reason_texts.reason_texts)."""
+    return reason_text(code, language, default, **facts)
 
 
 _OPS = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<", "eq": "=", "ne": "!=", "between": "between", "in": "in"}
@@ -369,9 +378,9 @@ def _eligibility_facts(
 def _suitability(product: CatalogProduct, row, language: tuple[str, str]) -> list[dict[str, Any]]:
     tolerance = row["risk_tolerance"]
     text_ = (
-        reason_text("SUITABLE", *language, product_risk=product.risk_level, risk_tolerance=tolerance)
+        _worded("SUITABLE", *language, product_risk=product.risk_level, risk_tolerance=tolerance)
         if tolerance is not None
-        else reason_text("SUITABLE_UNASSESSED", *language, product_risk=product.risk_level)
+        else _worded("SUITABLE_UNASSESSED", *language, product_risk=product.risk_level)
     )
     return [
         {"code": "SUITABLE", "text": text_, "value": {"product_risk": product.risk_level, "risk_tolerance": tolerance}}
