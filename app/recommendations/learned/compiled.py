@@ -10,6 +10,10 @@ of offer states loads it from there (a fraction of a second). A refresh that fin
 elsewhere, or rolled back to on a machine that never compiled it) scores with LightGBM, the same numbers; so does
 one where lleaves or LLVM is not available, or compiling failed. A refresh never compiles: one refresh predicts
 with one predictor throughout.
+
+The reasons' leaves are compiled the same way (`leaf_model_text`: the choice booster's first rounds, each tree a
+class of its own whose leaves' values are their indices: LightGBM's `pred_leaf`, several times faster); compiled
+beside the boosters when a model is trained, or LightGBM's `pred_leaf` where there is none.
 """
 
 import hashlib

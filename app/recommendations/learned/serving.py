@@ -13,7 +13,7 @@ fetch_current_rows: at the month of the last holdings report; by id range when t
 prediction of the calibrated propensities over the customers with a candidate (the choice booster is a softmax over
 every product: a customer's row runs every tree or none), the top feature contribution to the score of each
 customer's SHOWN_AT_MOST candidates of the highest score (along the decision paths of the model's first rounds:
-PropensityModel.contributions, over those pairs only) as its reason code, and one UPDATE over flat arrays that
+PropensityModel.top_contributions, over those pairs only) as its reason code, and one UPDATE over flat arrays that
 stores the candidates' scores only where the state is still the one that was read (same generation, and it holds): a
 write meanwhile makes the state stale, and a state computed again clears its scores
 (app/recommendations/offer_state.py). A product the model does not know (new: cold start) gets no score, and the
