@@ -200,3 +200,61 @@ async def test_reason_contributions_follow_the_decision_paths_and_add_up_to_the_
         unused = [f for f in range(len(spec.names())) if f not in used]
         assert unused and not contributions[:, :, unused].any()
         assert np.abs(contributions[:, :, sorted(used)]).sum() > 0
+
+
+def _main_s_reasons(model, matrix, rows, at, k, columns, rounds):
+    """The reasons' features as the refresh found them before `top_contributions` (main at c17e4e7): every
+    feature's path contribution summed, masked by the reasons true of the customer, argmax."""
+    from app.recommendations.learned.serving import _true_of
+
+    contributions = model.contributions(matrix, rounds, pairs=(at, k))[:, :-1]
+    masked = np.where(_true_of(rows, matrix, at, columns[k]), contributions, -np.inf)
+    top = masked.argmax(axis=1)
+    return top, masked[np.arange(len(at)), top] > 0
+
+
+async def test_the_top_contributions_and_the_stored_scores_are_main_s_to_the_bit(session, monkeypatch):
+    # The refresh's reasons sum only the features a class's trees split on: the same feature and sign as summing
+    # every feature (main's), for every pair, also with missing values, zeros and allowed masks at random; and a
+    # chunk's scores (products, propensities, reasons) are main's exactly.
+    from app.recommendations.learned import serving
+    from app.recommendations.learned.serving import _score_chunk, _true_of
+
+    ids = await load_history(session)
+    _, result = await _train(session)
+    model = result.model
+    rows = await fetch_rows(await driver_connection(session), model.spec, [date(2026, 5, 1)], TODAY, customer_ids=ids)
+    position = {code: i for i, code in enumerate(model.spec.products)}
+    columns = np.array([position[c] for c in model.classes], dtype=np.intp)
+    rng = np.random.default_rng(5)
+    base = model.matrix(rows)
+    damaged = base.copy()
+    damaged[rng.random(base.shape) < 0.2] = np.nan
+    damaged[rng.random(base.shape) < 0.1] = 0.0
+    at, k = np.nonzero(np.ones((len(rows), len(model.classes)), dtype=bool))
+    for matrix in (base, damaged):
+        for rounds in (1, 5, serving.REASON_ROUNDS, None):
+            true = _true_of(rows, matrix, at, columns[k])
+            for allowed in (true, true & (rng.random(true.shape) < 0.5), np.ones_like(true)):
+                top, positive = model.top_contributions(matrix, rounds, (at, k), allowed)
+                contributions = model.contributions(matrix, rounds, pairs=(at, k))[:, :-1]
+                masked = np.where(allowed, contributions, -np.inf)
+                expected = masked.argmax(axis=1)
+                expected_positive = masked[np.arange(len(at)), expected] > 0
+                assert positive.any() and (positive == expected_positive).all()
+                assert (top[positive] == expected[positive]).all()
+
+    worth = (rng.random(len(model.classes)) + 0.5, rng.random(len(model.classes)) + 0.5)
+    candidates = rng.random((len(rows), len(model.classes))) < 0.7
+    ours = _score_chunk(model, rows, candidates, worth, serving.SHOWN_AT_MOST)
+    monkeypatch.setattr(
+        type(model),
+        "top_contributions",
+        lambda self, matrix, rounds, pairs, allowed: _main_s_reasons(
+            self, matrix, rows.take(candidates.any(axis=1)), *pairs, columns, rounds
+        ),
+    )
+    theirs = _score_chunk(model, rows, candidates, worth, serving.SHOWN_AT_MOST)
+    assert sum(bool(r) for r in ours.reasons) > len(rows)
+    for name in ("customer_ids", "products", "propensities", "reasons"):
+        assert getattr(ours, name).tolist() == getattr(theirs, name).tolist(), name

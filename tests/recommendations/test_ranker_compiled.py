@@ -56,6 +56,22 @@ def test_the_compiled_booster_predicts_what_lightgbm_does_and_is_cached(tmp_path
     assert cached.exists()
 
 
+def test_the_compiled_leaves_are_lightgbm_s_pred_leaf(tmp_path):
+    # The reasons' leaves: the booster's first rounds' trees compiled as one class each, leaf values their
+    # indices; the leaves LightGBM's pred_leaf gives, missing values and categories included.
+    booster, x = _booster()
+    x[::7, 4] = 9  # a category no split has seen
+    for rounds in (1, 5, None):
+        text = compiled.leaf_model_text(booster.model_to_string(num_iteration=rounds))
+        predict = compiled.predictor(text, tmp_path, compile_missing=True, raw_score=True)
+        expected = booster.predict(x, pred_leaf=True, num_iteration=rounds)
+        assert expected.shape[1] == 3 * (rounds or 15) and len(np.unique(expected)) > 3
+        for matrix in (x, x.astype(np.float32)):
+            leaves = predict(matrix, 1)
+            assert leaves.shape == expected.shape and (leaves == expected).all()
+    assert compiled.cache_key(text, raw_score=True) != compiled.cache_key(text)
+
+
 async def test_compiled_propensities_and_stored_scores_equal_lightgbm_ones(
     client, as_role, app, session, tmp_path, monkeypatch
 ):
@@ -88,4 +104,5 @@ async def test_compiled_propensities_and_stored_scores_equal_lightgbm_ones(
         assert state["scores"].keys() == theirs["scores"].keys(), customer
         for code, p in state["scores"].items():
             assert p == pytest.approx(theirs["scores"][code], rel=1e-12, abs=1e-15), (customer, code)
-    assert set(registry._loaded[version]._compiled) == {"choice", "any_add"}  # the refresh predicted compiled
+    # the refresh predicted compiled, the reasons' leaves too
+    assert set(registry._loaded[version]._compiled) == {"choice", "any_add", "leaves"}

@@ -10,6 +10,10 @@ of offer states loads it from there (a fraction of a second). A refresh that fin
 elsewhere, or rolled back to on a machine that never compiled it) scores with LightGBM, the same numbers; so does
 one where lleaves or LLVM is not available, or compiling failed. A refresh never compiles: one refresh predicts
 with one predictor throughout.
+
+The reasons' leaves are compiled the same way (`leaf_model_text`: the choice booster's first rounds, each tree a
+class of its own whose leaves' values are their indices: LightGBM's `pred_leaf`, several times faster); compiled
+beside the boosters when a model is trained, or LightGBM's `pred_leaf` where there is none.
 """
 
 import hashlib
@@ -56,14 +60,15 @@ def cache_dir(settings) -> Path:
     return Path(settings.data_dir) / DIRECTORY
 
 
-def cache_key(model_text: str) -> str | None:
+def cache_key(model_text: str, raw_score: bool = False) -> str | None:
     toolchain = _toolchain()
     if toolchain is None:
         return None
-    return hashlib.sha256("\n".join([*toolchain, model_text]).encode()).hexdigest()[:32]
+    parts = [*toolchain, *(["raw_score"] if raw_score else []), model_text]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
-def _compile(model_text: str, target: Path | None) -> Predict:
+def _compile(model_text: str, target: Path | None, raw_score: bool = False) -> Predict:
     """Compile the model text, or load it from `target` where it was cached: a file of the object code after its
     SHA-256 (LLVM aborts the process on a damaged object file, so one whose digest does not match is dropped and
     the model compiled again). With `target`, newly compiled code is cached there (atomically: written to a
@@ -77,7 +82,7 @@ def _compile(model_text: str, target: Path | None) -> Predict:
         if cached is not None:
             object_file.write_bytes(cached)
         model = lleaves.Model(model_file=str(text_file))
-        model.compile(cache=str(object_file), finline=False)
+        model.compile(cache=str(object_file), finline=False, raw_score=raw_score)
         if cached is None and target is not None:
             code = object_file.read_bytes()
             try:
@@ -110,11 +115,14 @@ def _read_cached(target: Path | None) -> bytes | None:
     return code
 
 
-def predictor(model_text: str, cache_dir: Path | None, *, compile_missing: bool = False) -> Predict | None:
+def predictor(
+    model_text: str, cache_dir: Path | None, *, compile_missing: bool = False, raw_score: bool = False
+) -> Predict | None:
     """The compiled predictor of a booster's model text: this process' own, else loaded from `cache_dir` where it
     was compiled before, else (`compile_missing`) compiled now and cached there. None where there is none (not
-    compiled on this machine yet, no lleaves or LLVM, a failed compile: logged): LightGBM predicts."""
-    key = cache_key(model_text)
+    compiled on this machine yet, no lleaves or LLVM, a failed compile: logged): LightGBM predicts. `raw_score`:
+    the trees' sums, without the objective's transformation (LightGBM's `predict(raw_score=True)`)."""
+    key = cache_key(model_text, raw_score)
     if key is None:
         return None
     if key in _ready:
@@ -123,10 +131,29 @@ def predictor(model_text: str, cache_dir: Path | None, *, compile_missing: bool 
     if not compile_missing and (target is None or _read_cached(target) is None):
         return None
     try:
-        return _keep(key, _compile(model_text, target))
+        return _keep(key, _compile(model_text, target, raw_score))
     except Exception:  # noqa: BLE001 - LightGBM predicts instead
         log.exception("ranker: the model %s could not be compiled; LightGBM predicts", key)
         return None
+
+
+def leaf_model_text(model_text: str) -> str:
+    """A booster's model text (LightGBM's) made a model whose raw prediction is the leaf each tree reaches, as
+    LightGBM's `predict(pred_leaf=True)` gives it: every tree a class of its own (one round), its leaves' values
+    their indices. The same trees, so the same decisions (missing values and categories included); the indices
+    are small integers, exact in float64."""
+    lines = model_text.split("\n")
+    trees, leaves, header, out = sum(line.startswith("Tree=") for line in lines), 0, True, []
+    for line in lines:
+        header = header and not line.startswith("Tree=")
+        if header and line.startswith(("num_class=", "num_tree_per_iteration=")):
+            line = f"{line.split('=', 1)[0]}={trees}"
+        elif not header and line.startswith("num_leaves="):
+            leaves = int(line.split("=", 1)[1])
+        elif not header and line.startswith("leaf_value="):
+            line = "leaf_value=" + " ".join(map(str, range(leaves)))
+        out.append(line)
+    return "\n".join(out)
 
 
 def _keep(key: str, predict: Predict) -> Predict:

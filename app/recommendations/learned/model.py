@@ -29,6 +29,11 @@ from app.recommendations.learned.features import FeatureRows, FeatureSpec, featu
 
 FORMAT = 1
 
+REASON_ROUNDS = 20
+"""The reasons are the top contributions in the model's first boosting rounds (the strongest splits; the later
+rounds refine), which bounds their cost (0.35 s of CPU for 5,000 customers x 18 products against 1.8 s over all
+100 rounds); the propensities use every round."""
+
 
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-7, 1 - 1e-7)
@@ -106,6 +111,11 @@ class PropensityModel:
                 found = compiled.predictor(booster.model_to_string(), cache_dir, compile_missing=compile_missing)
                 if found is not None:
                     self._compiled[name] = found
+        if self.choice is not None and "leaves" not in self._compiled:  # the reasons' leaves (`_leaves`)
+            text = compiled.leaf_model_text(self.choice.model_to_string(num_iteration=REASON_ROUNDS))
+            found = compiled.predictor(text, cache_dir, compile_missing=compile_missing, raw_score=True)
+            if found is not None:
+                self._compiled["leaves"] = found
         return all(b is None or n in self._compiled for n, b in (("choice", self.choice), ("any_add", self.any_add)))
 
     def _predict(self, name: str, booster: lightgbm.Booster, x: np.ndarray, threads: int) -> np.ndarray:
@@ -172,6 +182,63 @@ class PropensityModel:
                 total += tables[t][leaves[rows, t]]
             out[mine] = total
         out[:, -1] += bias[: leaves.shape[1]].reshape(-1, classes).sum(axis=0)[of]
+        return out
+
+    def top_contributions(
+        self, matrix: np.ndarray, rounds: int | None, pairs, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per (row, class) pair of `pairs`: the feature of the largest contribution (`contributions`) among those
+        `allowed` (pairs x features, bool), and whether it is positive; the first such feature on a tie, as
+        `np.argmax` over `contributions` masked with -inf gives it. The same features, at a fraction of the cost:
+        only the features a class's trees split on are summed (the others contribute exactly nothing, so they
+        are never a positive largest one), each in the same order of trees, so to the same bits."""
+        at, of = (np.asarray(p, dtype=np.intp) for p in pairs)
+        top, positive = np.zeros(len(at), dtype=np.intp), np.zeros(len(at), dtype=bool)
+        if self.choice is None or not len(at):
+            return top, positive
+        per_class = self._class_paths(rounds)
+        used = np.unique(at)
+        leaves = self._leaves(matrix[used], rounds, len(self._paths(rounds)[0]))
+        row_of = np.searchsorted(used, at)
+        for c, (features, tables, trees) in enumerate(per_class):
+            mine = np.flatnonzero(of == c)
+            if not len(mine) or not len(features):
+                continue
+            rows, total = row_of[mine], np.zeros((len(mine), len(features)))
+            for table, t in zip(tables, trees, strict=True):
+                total += table[leaves[rows, t]]
+            masked = np.where(allowed[mine][:, features], total, -np.inf)
+            best = masked.argmax(axis=1)
+            top[mine] = features[best]
+            positive[mine] = masked[np.arange(len(mine)), best] > 0
+        return top, positive
+
+    def _leaves(self, x: np.ndarray, rounds: int | None, trees: int) -> np.ndarray:
+        """The leaf each row reaches in each of the choice booster's first `trees` trees (its first `rounds`
+        rounds): rows x trees, LightGBM's `pred_leaf`; from the compiled leaves' model (`compile`: the
+        first REASON_ROUNDS rounds' trees, the same leaves) where there is one."""
+        found = self._compiled.get("leaves") if rounds == REASON_ROUNDS else None
+        if found is not None and len(x):
+            leaves = found(x, 1)
+        else:
+            leaves = self.choice.predict(x, pred_leaf=True, num_iteration=rounds, num_threads=1)
+        return np.asarray(leaves, dtype=np.intp).reshape(len(x), -1)[:, :trees]
+
+    def _class_paths(self, rounds: int | None) -> list[tuple[np.ndarray, np.ndarray, list[int]]]:
+        """Per class of the choice booster: the features its trees of the first `rounds` rounds split on
+        (ascending), its trees' path tables over those features only (`_paths`: trees x leaves x features), and
+        those trees' positions among the booster's."""
+        key = ("class", rounds)
+        cached = self._path_tables.get(key)
+        if cached is not None:
+            return cached
+        tables, _ = self._paths(rounds)
+        classes, out = len(self.classes), []
+        for c in range(classes):
+            trees = list(range(c, len(tables), classes))
+            features = np.flatnonzero(np.any(tables[trees][:, :, :-1] != 0, axis=(0, 1)))
+            out.append((features, np.ascontiguousarray(tables[trees][:, :, features]), trees))
+        self._path_tables[key] = out
         return out
 
     def _paths(self, rounds: int | None) -> tuple[np.ndarray, np.ndarray]:

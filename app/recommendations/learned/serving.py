@@ -13,7 +13,7 @@ fetch_current_rows: at the month of the last holdings report; by id range when t
 prediction of the calibrated propensities over the customers with a candidate (the choice booster is a softmax over
 every product: a customer's row runs every tree or none), the top feature contribution to the score of each
 customer's SHOWN_AT_MOST candidates of the highest score (along the decision paths of the model's first rounds:
-PropensityModel.contributions, over those pairs only) as its reason code, and one UPDATE over flat arrays that
+PropensityModel.top_contributions, over those pairs only) as its reason code, and one UPDATE over flat arrays that
 stores the candidates' scores only where the state is still the one that was read (same generation, and it holds): a
 write meanwhile makes the state stale, and a state computed again clears its scores
 (app/recommendations/offer_state.py). A product the model does not know (new: cold start) gets no score, and the
@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.db import driver_connection
 from app.recommendations.learned import registry
 from app.recommendations.learned.features import COMMON, PER_PRODUCT, fetch_current_rows
+from app.recommendations.learned.model import REASON_ROUNDS
 from app.recommendations.offer_state import CANDIDATE_BITS, HOLDS
 from app.recommendations.schemas import LIMIT_MAX
 
@@ -65,10 +66,6 @@ PREDICT_THREADS = 0
 """LightGBM's threads for a chunk's prediction (0: one per core). Measured beside 1 with the model running next to
 Postgres computing the next chunk: one per core was 8% faster on a quiet machine (bench/RESULTS.md)."""
 
-REASON_ROUNDS = 20
-"""The reasons are the top contributions in the model's first boosting rounds (the strongest splits; the later
-rounds refine), which bounds their cost (0.35 s of CPU for 5,000 customers x 18 products against 1.8 s over all
-100 rounds); the propensities use every round."""
 
 _SAME = {"held_1m_ago": "RANKER_HELD_LAST_MONTH", "held_2m_ago": "RANKER_HELD_RECENTLY"}
 _COMMON = {
@@ -161,15 +158,17 @@ def _score_chunk(
         explained &= rank < shown
     at, k = np.nonzero(explained)
     names = model.spec.names()
+    true = _true_of(rows, matrix, at, columns[k])
     if model.choice is not None:
-        # pairs x features (bias left out): the decision paths' contributions in the first REASON_ROUNDS rounds
-        # (PropensityModel.contributions; LightGBM's pred_contrib SHAP values cost 50x as much)
-        contributions = model.contributions(matrix, REASON_ROUNDS, pairs=(at, k))[:, :-1]
+        # the largest of the decision paths' contributions in the first REASON_ROUNDS rounds among the features
+        # whose reason is true (PropensityModel.top_contributions; LightGBM's pred_contrib SHAP values cost 50x as
+        # much)
+        top, positive = model.top_contributions(matrix, REASON_ROUNDS, (at, k), true)
     else:
         contributions = np.asarray(model.any_add.predict(matrix, pred_contrib=True))[at, :-1]
-    masked = np.where(_true_of(rows, matrix, at, columns[k]), contributions, -np.inf)
-    top = masked.argmax(axis=1)  # the largest contribution among the features whose reason is true
-    positive = masked[np.arange(len(at)), top] > 0
+        masked = np.where(true, contributions, -np.inf)
+        top = masked.argmax(axis=1)  # the largest contribution among the features whose reason is true
+        positive = masked[np.arange(len(at)), top] > 0
     # each (product, feature)'s reason code, once per chunk; a reason about the product itself says which month
     codes = [[reason_code(name, code) for name in names] for code in model.classes]
     held_reason = np.array([[c in _HELD_REASONS for c in row] for row in codes]).reshape(len(codes), len(names))
@@ -283,7 +282,8 @@ def _quoted(values, texts: _Quoted) -> str:
 
 def _literals(states, found: Scored | None) -> tuple[list[str], list[str], list[str]]:
     """Per state read (in its order), its scores as three array literals: products, propensities (repr: the
-    shortest text that reads back as the same float8) and reasons; '{}' where it has none."""
+    shortest text that reads back as the same float8; a list's repr, which is each float's, costs half as much as
+    joining them) and reasons; '{}' where it has none."""
     empty = ["{}"] * len(states)
     products, propensities, reasons = list(empty), list(empty), list(empty)
     if found is None or not len(found.customer_ids):
@@ -297,7 +297,7 @@ def _literals(states, found: Scored | None) -> tuple[list[str], list[str], list[
         if i is None:
             continue
         products[i] = _quoted(codes[start:end], texts)
-        propensities[i] = "{" + ",".join(map(repr, values[start:end])) + "}"
+        propensities[i] = "{" + repr(values[start:end])[1:-1] + "}"  # each float's repr, ", " between
         reasons[i] = _quoted(why[start:end], texts)
     return products, propensities, reasons
 
