@@ -14,7 +14,7 @@ import asyncpg
 
 from app.core.config import Settings
 from app.core.embedded import to_async_url
-from app.recommendations.served import item_ids
+from app.recommendations.served import item_ids, new_list_id
 from bench.bench_intake import post_all
 from bench.harness import create_key, scratch_database, serve
 
@@ -65,7 +65,7 @@ async def seed_items(
         external = {v: k for k, v in ids.items()}
         lists, out = [], []
         for i in range(customers):  # one row a list, its items in arrays (app/recommendations/served.py)
-            customer_id, list_id = ids[f"FB{i:08d}"], uuid.UUID(int=rng.getrandbits(128) & ~0xF, version=7)
+            customer_id, list_id = ids[f"FB{i:08d}"], new_list_id()
             codes = rng.sample(products, items_per_customer)
             lists.append(
                 (
