@@ -55,7 +55,6 @@ from app.recommendations.models import (  # noqa: F401
     ProductHoldingStat,
     PropensityStat,
     RecommendationFallback,
-    RecommendationItem,
     RecommendationList,
 )
 from app.reports import models as reports_models  # noqa: F401  (report indexes, contribution margins, churn models)

@@ -8,11 +8,13 @@ import random
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import asyncpg
 
 from app.core.config import Settings
 from app.core.embedded import to_async_url
+from app.recommendations.served import item_ids, new_list_id
 from bench.bench_intake import post_all
 from bench.harness import create_key, scratch_database, serve
 
@@ -60,43 +62,39 @@ async def seed_items(
                 "RETURNING external_id, customer_id"
             )
         )
-        lists = [
-            (
-                ids[f"FB{i:08d}"],
-                "mobile",
-                "personalised" if rng.random() < 0.9 else "holdout_popularity",
-                rng.choice(TIERS),
-            )
-            for i in range(customers)
-        ]
-        await conn.copy_records_to_table(
-            "recommendation_list", columns=["customer_id", "channel", "strategy", "tier_code"], records=lists
-        )
-        list_rows = await conn.fetch("SELECT id, customer_id, strategy, tier_code FROM recommendation_list")
         external = {v: k for k, v in ids.items()}
-        items, out = [], []
-        for row in list_rows:
-            for rank, code in enumerate(rng.sample(products, items_per_customer), start=1):
-                rid = uuid.UUID(int=rng.getrandbits(128), version=4)
-                items.append(
-                    (rid, row["id"], row["customer_id"], code, row["tier_code"], rank, 0.5, 0.1, row["strategy"], "[]")
+        lists, out = [], []
+        for i in range(customers):  # one row a list, its items in arrays (app/recommendations/served.py)
+            customer_id, list_id = ids[f"FB{i:08d}"], new_list_id()
+            codes = rng.sample(products, items_per_customer)
+            lists.append(
+                (
+                    list_id,
+                    customer_id,
+                    "mobile",
+                    "personalised" if rng.random() < 0.9 else "holdout_popularity",
+                    rng.choice(TIERS),
+                    codes,
+                    [Decimal("0.5")] * len(codes),
+                    [Decimal("0.1")] * len(codes),
+                    json.dumps([[] for _ in codes]),
                 )
-                out.append((external[row["customer_id"]], rid))
+            )
+            out.extend((external[customer_id], rid) for rid in item_ids(list_id, len(codes)))
         await conn.copy_records_to_table(
-            "recommendation_item",
+            "recommendation_list",
             columns=[
-                "recommendation_id",
-                "list_id",
+                "id",
                 "customer_id",
-                "product_code",
-                "tier_code",
-                "rank",
-                "score",
-                "propensity",
+                "channel",
                 "strategy",
+                "tier_code",
+                "product_codes",
+                "scores",
+                "propensities",
                 "reasons",
             ],
-            records=items,
+            records=lists,
         )
         return out
     finally:
@@ -130,7 +128,8 @@ async def copy_feedback(dsn: str, events: list[dict]) -> float:
             r["recommendation_id"]: r
             for r in await conn.fetch(
                 "SELECT ri.recommendation_id, ri.customer_id, ri.product_code, ri.tier_code, ri.strategy, l.channel "
-                "FROM recommendation_item ri JOIN recommendation_list l ON l.id = ri.list_id"
+                "FROM recommendation_item ri JOIN recommendation_list l ON l.customer_id = ri.customer_id "
+                "AND l.id = ri.list_id"
             )
         }
         await conn.execute("TRUNCATE feedback_event")

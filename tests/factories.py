@@ -1,11 +1,13 @@
-"""Test data builders: products and customers added through the session or the API."""
+"""Test data builders: products and customers added through the session or the API, and served lists."""
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import text
 
 from app.products.models import Product
+from app.recommendations.served import item_ids, new_list_id
 
 PRODUCTS = [
     ("current_account", "deposit", 1),
@@ -158,3 +160,47 @@ async def state_of(session, prefix: str, names=("holdings", "history", "aum", "t
         for number, values in rows.all():
             out.setdefault(number, {})[name] = values
     return out
+
+
+_SERVE_LIST = text("""
+INSERT INTO recommendation_list (id, customer_id, channel, strategy, tier_code, served_at, product_codes, scores,
+                                 propensities, reasons)
+VALUES (:id, :customer_id, :channel, :strategy, :tier_code, coalesce(CAST(:served_at AS timestamptz), now()),
+        CAST(:products AS text[]), CAST(:scores AS numeric[]), CAST(:propensities AS numeric[]),
+        CAST(:reasons AS jsonb))
+""")
+
+
+async def serve_list(
+    conn,
+    customer_id: int,
+    products: list[str],
+    *,
+    channel: str = "mobile",
+    strategy: str = "personalised",
+    tier_code: str | None = None,
+    score: str = "0.5",
+    propensity: str = "0.1",
+    reasons: list | None = None,
+    served_at: datetime | None = None,
+) -> list:
+    """A list served to the customer, one item per product, written as the service writes it (one recommendation_list
+    row, its items in arrays: app/recommendations/served.py); returns the items' recommendation ids, by rank.
+    `conn`: a session or a connection (the caller commits)."""
+    list_id = new_list_id()
+    await conn.execute(
+        _SERVE_LIST,
+        {
+            "id": list_id,
+            "customer_id": customer_id,
+            "channel": channel,
+            "strategy": strategy,
+            "tier_code": tier_code,
+            "served_at": served_at,
+            "products": products,
+            "scores": [Decimal(score)] * len(products),
+            "propensities": [Decimal(propensity)] * len(products),
+            "reasons": json.dumps([reasons or [] for _ in products]),
+        },
+    )
+    return item_ids(list_id, len(products))

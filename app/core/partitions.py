@@ -43,7 +43,6 @@ PARTITIONED = (
     PartitionedTable("tier_transition", "at", "retention_months_transitions"),
     PartitionedTable("audit_event", "at", "retention_months_audit"),
     PartitionedTable("recommendation_list", "served_at", "retention_months_events"),
-    PartitionedTable("recommendation_item", "served_at", "retention_months_events"),
     PartitionedTable("webhook_delivery", "created_at", "retention_months_webhooks"),
     PartitionedTable("webhook_attempt", "at", "retention_months_webhooks"),
 )

@@ -50,9 +50,9 @@ class FeedbackEvent(Base):
     id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(100))
-    # the served item (recommendation_item.recommendation_id): checked by the intake statement, which stores only
-    # events of items it found (no foreign key: recommendation_item is partitioned, and a key must name its whole
-    # primary key)
+    # the served item (its list's id with its rank in the low bits: app/recommendations/models.py
+    # RecommendationList): checked by the intake statement, which stores only events of items it found (no foreign
+    # key: an item is no row of its own)
     recommendation_id: Mapped[Any] = mapped_column(UUID(as_uuid=True))
     product_code: Mapped[str] = mapped_column(String(40))
     tier_code: Mapped[str | None] = mapped_column(String(40))

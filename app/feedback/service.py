@@ -25,6 +25,7 @@ from app.feedback.errors import SurveyNotFound
 from app.feedback.models import SurveyResponse
 from app.feedback.schemas import FeedbackEventIn, SurveyIn
 from app.products.quotas import Conversion
+from app.recommendations.served import LIST_OF, RANK_OF
 
 PROPENSITY_SHARDS = 16
 NO_TIER = "-"
@@ -48,10 +49,22 @@ WITH incoming AS (
     ) AS t(idx, external_id, event_id, recommendation_id, kind, occurred_at, channel, product_code, amount)
 ), checked AS (
     SELECT i.*, ri.customer_id, ri.product_code AS item_product, ri.tier_code, ri.strategy,
-           l.channel AS list_channel, c.external_id AS item_customer
+           ri.channel AS list_channel, c.external_id AS item_customer
     FROM incoming i
-    LEFT JOIN recommendation_item ri ON ri.recommendation_id = i.recommendation_id
-    LEFT JOIN recommendation_list l ON l.customer_id = ri.customer_id AND l.id = ri.list_id
+    LEFT JOIN LATERAL (  -- the served item: in the list its id names, at the rank its low bits hold; or by its own
+                         -- id in a list converted from the former row-per-item store (app/recommendations/models.py)
+        SELECT l.customer_id, l.product_codes[r.rank] AS product_code, l.tier_code, l.strategy, l.channel
+        FROM (SELECT {LIST_OF.format(rid="i.recommendation_id")} AS id,
+                     {RANK_OF.format(rid="i.recommendation_id")} AS rank) r
+        JOIN recommendation_list l ON l.id = r.id
+        WHERE l.product_codes[r.rank] IS NOT NULL
+        UNION ALL
+        SELECT l.customer_id, l.product_codes[array_position(l.legacy_ids, i.recommendation_id)], l.tier_code,
+               l.strategy, l.channel
+        FROM recommendation_list l
+        WHERE l.legacy_ids @> ARRAY[i.recommendation_id] AND l.legacy_ids IS NOT NULL
+        LIMIT 1
+    ) ri ON true
     LEFT JOIN LATERAL (
         SELECT external_id FROM customer WHERE id = ri.customer_id AND erased_at IS NULL FOR KEY SHARE
     ) c ON true

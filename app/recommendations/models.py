@@ -1,4 +1,4 @@
-"""Recommendation tables: served lists and their items, propensity statistics, co-holding statistics and the
+"""Recommendation tables: served lists (their items in arrays), propensity statistics, co-holding statistics and the
 contact policy."""
 
 from datetime import datetime
@@ -28,55 +28,49 @@ from app.core.db import Base
 
 
 class RecommendationList(Base):
-    """One served list: what a customer was shown, when, on which channel and by which strategy.
+    """One served list and its items: what a customer was shown, when, on which channel and by which strategy, each
+    item's product, score, propensity and reasons in arrays by rank (rank 1 first). One row a list, so a list costs
+    the database one heap tuple and two B-tree insertions (the key and `id`), where a row per item cost about 11.
 
-    Written with its items by one statement (app/recommendations/served.py), which takes the customer's id from
-    the request's own read; customers are never deleted (erasure anonymises the row) and neither are lists. So
-    neither table has foreign keys: each checked nothing that statement could get wrong, and each locked a row
-    (the customer's, the new list's) on every list served. Partitioned by month of served_at
-    (app/core/partitions.py), so the key carries it."""
+    `id` is a UUID version 7 with its last 4 bits zero; the recommendation_id of the item at rank r (1..15) is `id`
+    with r in those bits (app/recommendations/served.py: `item_ids`), so the feedback intake finds an item's list by
+    the id with those bits cleared (one index) and the item by the rank they hold. Lists converted from the former
+    row-per-item store keep their items' own ids, by rank, in `legacy_ids` (NULL for every list served since), found
+    by a partial GIN index that new lists do not pay. The view recommendation_item shows a row per item, as the
+    former table did, for readers (not written).
+
+    Written by one statement (app/recommendations/served.py), which takes the customer's id from the request's own
+    read; customers are never deleted (erasure anonymises the row and clears the reasons) and neither are lists, so
+    no foreign keys (each checked nothing that statement could get wrong, and locked a row on every list served).
+    Partitioned by month of served_at (app/core/partitions.py), so the key carries it."""
 
     __tablename__ = "recommendation_list"
     __table_args__ = (
         PrimaryKeyConstraint("customer_id", "id", "served_at"),
         CheckConstraint("strategy IN ('personalised', 'holdout_popularity')", name="strategy"),
+        Index("ix_recommendation_list_id", "id"),
+        Index(
+            "ix_recommendation_list_legacy_ids",
+            "legacy_ids",
+            postgresql_using="gin",
+            postgresql_where=text("legacy_ids IS NOT NULL"),
+        ),
         {"postgresql_partition_by": "RANGE (served_at)"},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
+    id: Mapped[Any] = mapped_column(UUID(as_uuid=True))
     customer_id: Mapped[int] = mapped_column(BigInteger)
     channel: Mapped[str] = mapped_column(String(20))
     strategy: Mapped[str] = mapped_column(String(20))
     tier_code: Mapped[str | None] = mapped_column(String(40))
     served_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-class RecommendationItem(Base):
-    """One product of a served list; feedback refers to it by recommendation_id, which the feedback statement looks
-    up (no foreign key: a key to a partitioned table must name its whole primary key). Written only with its list,
-    in one statement, with the list's served_at; its product is a catalog code (products are deactivated, never
-    deleted). Partitioned by month of served_at (app/core/partitions.py), so the key carries it. Two B-trees, each
-    paid by every item served: the key (a customer's items: erasure) and the feedback's look-up by
-    recommendation_id; nothing reads a customer's items by product."""
-
-    __tablename__ = "recommendation_item"
-    __table_args__ = (
-        PrimaryKeyConstraint("customer_id", "recommendation_id", "served_at"),
-        Index("ix_recommendation_item_recommendation", "recommendation_id"),
-        {"postgresql_partition_by": "RANGE (served_at)"},
-    )
-
-    recommendation_id: Mapped[Any] = mapped_column(UUID(as_uuid=True))
-    list_id: Mapped[int] = mapped_column(BigInteger)
-    customer_id: Mapped[int] = mapped_column(BigInteger)
-    product_code: Mapped[str] = mapped_column(String(40))
-    tier_code: Mapped[str | None] = mapped_column(String(40))
-    rank: Mapped[int] = mapped_column(SmallInteger)
-    score: Mapped[Decimal] = mapped_column(Numeric(12, 6))
-    propensity: Mapped[Decimal] = mapped_column(Numeric(8, 6))
-    strategy: Mapped[str] = mapped_column(String(20))
-    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
-    served_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    product_codes: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    """The items' products (catalog codes: products are deactivated, never deleted), by rank."""
+    scores: Mapped[list[Decimal]] = mapped_column(ARRAY(Numeric(12, 6)))
+    propensities: Mapped[list[Decimal]] = mapped_column(ARRAY(Numeric(8, 6)))
+    reasons: Mapped[list[list[dict[str, Any]]]] = mapped_column(JSONB)
+    """A JSON array: each item's reasons (a JSON array), by rank; an erasure empties each."""
+    legacy_ids: Mapped[list[Any] | None] = mapped_column(ARRAY(UUID(as_uuid=True)))
 
 
 class CustomerOfferState(Base):

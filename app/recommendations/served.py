@@ -9,48 +9,57 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from pydantic_core import to_json
-from sqlalchemy import update
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.recommendations.models import RecommendationItem
 from app.recommendations.ranking import RecommendationResult
+from app.recommendations.schemas import LIMIT_MAX
 
-# Served lists and their items in one statement: a list per element of $1..$4, its items in $5..$11 (n: the
-# list's position in $1..$4). One statement, so it is atomic also on a connection without a transaction. The list
-# ids' sequence is looked up once per statement (an InitPlan), not once per list (pg_get_serial_sequence reads the
-# catalog); scores and propensities come as their exact decimal text (numeric parses it: the same values as
-# Decimals, without building one per item), reasons as JSON text.
+RANK_BITS = 4
+"""A served item's recommendation_id is its list's id with the item's rank (1..15) in these low bits."""
+RANK_MASK = (1 << RANK_BITS) - 1
+assert LIMIT_MAX <= RANK_MASK
+
+# Served lists in one statement: a row per list, its items as arrays by rank. Product codes, scores and
+# propensities come as the text of an array (scores and propensities their exact decimal text: numeric parses it,
+# the same values as Decimals, without building one per item), reasons as one JSON array of each item's reasons.
+# One statement, so atomic also on a connection without a transaction.
 _RECORD = """
-WITH lists AS (
-    SELECT nextval((SELECT pg_get_serial_sequence('recommendation_list', 'id'))::regclass) AS id, l.*
-    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
-         WITH ORDINALITY AS l(customer_id, channel, strategy, tier_code, n)
-), served AS (
-    INSERT INTO recommendation_list (id, customer_id, channel, strategy, tier_code)
-    SELECT id, customer_id, channel, strategy, tier_code FROM lists
-)
-INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, tier_code, rank, score,
-                                 propensity, strategy, reasons)
-SELECT i.recommendation_id, lists.id, lists.customer_id, i.product_code, lists.tier_code, i.rank, i.score,
-       i.propensity, lists.strategy, i.reasons
-FROM unnest($5::bigint[], $6::uuid[], $7::text[], $8::smallint[], $9::text[]::numeric[], $10::text[]::numeric[],
-            $11::text[]::jsonb[])
-     AS i(n, recommendation_id, product_code, rank, score, propensity, reasons)
-JOIN lists ON lists.n = i.n
+INSERT INTO recommendation_list (id, customer_id, channel, strategy, tier_code, product_codes, scores, propensities,
+                                 reasons)
+SELECT id, customer_id, channel, strategy, tier_code, product_codes::text[], scores::numeric[],
+       propensities::numeric[], reasons::jsonb
+FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::text[])
+     AS l(id, customer_id, channel, strategy, tier_code, product_codes, scores, propensities, reasons)
 """
+
+# SQL expressions of a recommendation_id (`rid`): the id of its list, and its rank (0 and above the list's length:
+# no item). Readers: the feedback intake (app/feedback/service.py) and the view recommendation_item (migration
+# d0c0ffee0056).
+LIST_OF = (
+    "encode(set_byte(uuid_send({rid}), 15, get_byte(uuid_send({rid}), 15) & "
+    + str(0xFF ^ RANK_MASK)
+    + "), 'hex')::uuid"
+)
+RANK_OF = "(get_byte(uuid_send({rid}), 15) & " + str(RANK_MASK) + ")"
+
+_ERASE_REASONS = text("""
+UPDATE recommendation_list
+SET reasons = (SELECT coalesce(jsonb_agg('[]'::jsonb), '[]'::jsonb) FROM jsonb_array_elements(reasons))
+WHERE customer_id = :customer_id
+""")
 
 
 async def erase_served_reasons(session: AsyncSession, customer_id: int) -> None:
     """Erasure: the reasons of the lists served to a customer quote their values (balances, age, risk tolerance);
-    the items stay, so that feedback and its counts do not change."""
-    await session.execute(
-        update(RecommendationItem).where(RecommendationItem.customer_id == customer_id).values(reasons=[])
-    )
+    each item's reasons become empty, the items stay, so that feedback and its counts do not change."""
+    await session.execute(_ERASE_REASONS, {"customer_id": customer_id})
 
 
 def time_ordered_uuid() -> uuid.UUID:
-    """A UUID version 7 (RFC 9562): the Unix time in milliseconds, then 74 random bits. Served items' ids are
-    allocated in time order, so their primary key grows at its right edge instead of touching a random page of an
+    """A UUID version 7 (RFC 9562): the Unix time in milliseconds, then 74 random bits. Served lists' ids are
+    allocated in time order, so their index grows at its right edge instead of touching a random page of an
     index that grows with every list served."""
     random_bits = int.from_bytes(os.urandom(10), "big") >> 6  # 74 bits: 12 before the variant, 62 after it
     return uuid.UUID(
@@ -62,33 +71,52 @@ def time_ordered_uuid() -> uuid.UUID:
     )
 
 
+def new_list_id() -> uuid.UUID:
+    """A served list's id: a UUIDv7 with its rank bits zero (70 random bits left)."""
+    return uuid.UUID(int=time_ordered_uuid().int & ~RANK_MASK)
+
+
+def item_ids(list_id: uuid.UUID, count: int) -> list[uuid.UUID]:
+    """The recommendation_ids of a list's items, by rank (1..count)."""
+    if count > RANK_MASK:
+        raise ValueError(f"a served list holds at most {RANK_MASK} items")
+    return [uuid.UUID(int=list_id.int | rank) for rank in range(1, count + 1)]
+
+
+def list_id_of(recommendation_id: uuid.UUID) -> uuid.UUID:
+    return uuid.UUID(int=recommendation_id.int & ~RANK_MASK)
+
+
 def assign_ids(result: RecommendationResult) -> None:
     """Each served item's recommendation_id, given when the list is rendered (before it is written)."""
-    result.recommendation_ids = [time_ordered_uuid() for _ in result.items]
+    result.recommendation_ids = item_ids(new_list_id(), len(result.items))
+
+
+def _array(values) -> str:
+    """The text of a Postgres array of strings, each quoted."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
 async def insert_served(connection, lists: list[tuple[RecommendationResult, str]]) -> None:
     """Store served lists (result, channel), their ids assigned, in one statement."""
-    columns: list[list[Any]] = [[] for _ in range(11)]
-    for n, (result, channel) in enumerate(lists, 1):
-        list_values = (result.customer_id, channel, result.strategy, result.tier)
-        for column, value in zip(columns[:4], list_values, strict=True):
+    columns: list[list[Any]] = [[] for _ in range(9)]
+    for result, channel in lists:
+        ids, items = result.recommendation_ids, result.items
+        if len(ids) != len(items):
+            raise ValueError("a served list's ids are not assigned")
+        values = (
+            list_id_of(ids[0]) if ids else new_list_id(),
+            result.customer_id,
+            channel,
+            result.strategy,
+            result.tier,
+            _array([item.product.code for item in items]),
+            "{" + ",".join([f"{item.score:.6f}" for item in items]) + "}",
+            "{" + ",".join([f"{min(item.propensity, 0.999999):.6f}" for item in items]) + "}",
+            to_json([item.reasons for item in items]).decode(),
+        )
+        for column, value in zip(columns, values, strict=True):
             column.append(value)
-        for rank, (rid, item) in enumerate(zip(result.recommendation_ids, result.items, strict=True), 1):
-            for column, value in zip(
-                columns[4:],
-                (
-                    n,
-                    rid,
-                    item.product.code,
-                    rank,
-                    f"{item.score:.6f}",
-                    f"{min(item.propensity, 0.999999):.6f}",
-                    to_json(item.reasons).decode(),
-                ),
-                strict=True,
-            ):
-                column.append(value)
     await connection.execute(_RECORD, *columns)
 
 

@@ -1,15 +1,13 @@
-"""Test helpers for feedback: customers through the API, and served recommendation items written directly (the
-recommender that serves them lives in another domain)."""
+"""Test helpers for feedback: customers through the API, and served lists written directly (the recommender
+that serves them lives in another domain)."""
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 
 from sqlalchemy import select
 
 from app.customers.models import Customer
-from app.recommendations.models import RecommendationItem, RecommendationList
-from tests.factories import customer_body
+from tests.factories import customer_body, serve_list
 
 
 async def make_customer(client, as_role, external_id: str, balance: str | None = None, **profile) -> None:
@@ -39,25 +37,7 @@ async def serve_items(
 ) -> list[uuid.UUID]:
     """A served list for the customer with one item per product; returns the items' recommendation ids."""
     customer_id = await session.scalar(select(Customer.id).where(Customer.external_id == external_id))
-    served = RecommendationList(customer_id=customer_id, channel=channel, strategy=strategy, tier_code=tier_code)
-    session.add(served)
-    await session.flush()
-    ids = [uuid.uuid4() for _ in products]
-    session.add_all(
-        RecommendationItem(
-            recommendation_id=rid,
-            list_id=served.id,
-            customer_id=customer_id,
-            product_code=code,
-            tier_code=tier_code,
-            rank=rank,
-            score=Decimal("0.5"),
-            propensity=Decimal("0.1"),
-            strategy=strategy,
-            reasons=[],
-        )
-        for rank, (rid, code) in enumerate(zip(ids, products, strict=True), start=1)
-    )
+    ids = await serve_list(session, customer_id, products, channel=channel, strategy=strategy, tier_code=tier_code)
     await session.commit()
     return ids
 

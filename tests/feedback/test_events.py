@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.feedback import service
 from app.feedback.schemas import FeedbackEventIn
-from tests.factories import add_products, delete_customers, inserting_customers
+from tests.factories import add_products, delete_customers, inserting_customers, serve_list
 from tests.feedback.helpers import event, make_customer, serve_items
 
 
@@ -99,6 +99,25 @@ async def test_bad_events_are_reported_one_by_one_and_good_ones_kept(client, as_
     assert channel == "web"
 
 
+async def test_an_id_that_names_no_item_of_a_served_list_is_unknown(client, as_role, session, customers):
+    """An item's id is its list's id with its rank in the low bits: the second item of a list is attributed to its
+    own product; the list's id itself (rank 0) and a rank past the list's end name no item."""
+    first, second = await serve_items(session, "F1", ["balanced_fund", "life_insurance"])
+    list_id = uuid.UUID(int=first.int & ~0xF)
+    batch = [
+        event("rank-2", second, "F1", "click"),
+        event("rank-0", list_id, "F1", "click"),
+        event("rank-3", uuid.UUID(int=list_id.int | 3), "F1", "click"),
+        event("rank-15", uuid.UUID(int=list_id.int | 15), "F1", "click"),
+    ]
+    result = await post(client, as_role, batch)
+    assert (result["accepted"], result["rejected"]) == (1, 3)
+    assert all("no recommendation" in r["detail"] for r in result["rejections"])
+    assert await session.scalar(text("SELECT product_code FROM feedback_event WHERE event_id = 'rank-2'")) == (
+        "life_insurance"
+    )
+
+
 async def test_a_batch_of_wrong_shape_is_refused_whole(client, as_role, customers):
     for body in ({"events": []}, {"events": "x"}, {"events": [{}] * 1001}, {"other": 1}):
         response = await client.post("/v1/feedback/events", json=body, headers=as_role("app"))
@@ -155,7 +174,7 @@ async def test_a_conversion_records_the_holding_once_and_refreshes_tiers(client,
 async def test_raced_retries_count_once(engine, session):
     """Two requests carrying the same events, on separate connections that really commit."""
     tag = uuid.uuid4().hex[:8]
-    product, external_id, recommendation = f"race_{tag}", f"RACE{tag}", uuid.uuid4()
+    product, external_id = f"race_{tag}", f"RACE{tag}"
     async with engine.begin() as conn:
         await conn.execute(
             text(
@@ -172,22 +191,7 @@ async def test_raced_retries_count_once(engine, session):
             ),
             {"e": external_id},
         )
-        list_id = await conn.scalar(
-            text(
-                "INSERT INTO recommendation_list (customer_id, channel, strategy, tier_code) "
-                "VALUES (:c, 'mobile', 'personalised', 'race') RETURNING id"
-            ),
-            {"c": customer_id},
-        )
-        await conn.execute(
-            text(
-                "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, tier_code,"
-                " rank,"
-                " score, propensity, strategy, reasons) VALUES (:r, :l, :c, :p, 'race', 1, 0.5, 0.1, 'personalised',"
-                " '[]')"
-            ),
-            {"r": recommendation, "l": list_id, "c": customer_id, "p": product},
-        )
+        [recommendation] = await serve_list(conn, customer_id, [product], tier_code="race")
     now = datetime.now(UTC)
     events = [
         (

@@ -7,7 +7,6 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
 
 import httpx
 import pytest
@@ -17,7 +16,7 @@ from app.apikeys import service as apikeys_service
 from app.core.db import create_sessionmaker
 from app.customers.service import erasure_token
 from app.main import create_app
-from tests.factories import customer_body, delete_customers, external_id_map_errors
+from tests.factories import customer_body, delete_customers, external_id_map_errors, serve_list
 
 RACE_PRODUCT = "erase-race-product"
 
@@ -46,7 +45,7 @@ async def committed(engine, test_settings):
     yield state
     async with engine.begin() as conn:
         await delete_customers(conn, "id = ANY(:ids)", {"ids": state["customer_ids"]})
-        for table in ("recommendation_item", "recommendation_list"):
+        for table in ("recommendation_list",):
             await conn.execute(
                 text(f"DELETE FROM {table} WHERE customer_id = ANY(:ids)"), {"ids": state["customer_ids"]}
             )
@@ -204,23 +203,8 @@ async def test_recommendation_feedback_in_flight_for_a_customer_being_erased_is_
     no propensity."""
     external_id = f"ERASE-FB-{committed['tag']}"
     customer_id = await _customer(committed, test_settings, external_id)
-    recommendation_id = uuid4()
     async with committed["sessionmaker"]() as session:  # a list served to the customer, as the ranker writes it
-        list_id = await session.scalar(
-            text(
-                "INSERT INTO recommendation_list (customer_id, channel, strategy, tier_code) "
-                "VALUES (:c, 'mobile', 'personalised', NULL) RETURNING id"
-            ),
-            {"c": customer_id},
-        )
-        await session.execute(
-            text(
-                "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, tier_code, "
-                "rank, score, propensity, strategy, reasons) "
-                "VALUES (:r, :l, :c, :p, NULL, 1, 0.5, 0.1, 'personalised', '[]')"
-            ),
-            {"r": recommendation_id, "l": list_id, "c": customer_id, "p": RACE_PRODUCT},
-        )
+        [recommendation_id] = await serve_list(session, customer_id, [RACE_PRODUCT])
         await session.commit()
     event_id = f"fb-{external_id}-1"
     batch = {

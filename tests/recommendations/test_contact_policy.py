@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from app.recommendations.contact import DEFAULT_CONTACT_POLICY, load_default_contact_policy
 from tests.engagement.test_activities import activity_body
+from tests.factories import serve_list
 from tests.recommendations.conftest import CATALOG
 from tests.recommendations.test_recommendations import make_customer, recommend
 
@@ -24,21 +25,7 @@ async def shipped(session, bank):  # noqa: F811
 async def _shown(session, external_id: str, product_code: str, days_ago: float, *then: str) -> None:
     """The product shown to the customer `days_ago` days ago (an impression), and what the customer did then."""
     customer_id = await session.scalar(text("SELECT id FROM customer WHERE external_id = :e"), {"e": external_id})
-    list_id = await session.scalar(
-        text(
-            "INSERT INTO recommendation_list (customer_id, channel, strategy) "
-            "VALUES (:c, 'mobile', 'personalised') RETURNING id"
-        ),
-        {"c": customer_id},
-    )
-    rid = uuid.uuid4()
-    await session.execute(
-        text(
-            "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, rank, score, "
-            "propensity, strategy, reasons) VALUES (:r, :l, :c, :p, 1, 0, 0, 'personalised', '[]')"
-        ),
-        {"r": rid, "l": list_id, "c": customer_id, "p": product_code},
-    )
+    [rid] = await serve_list(session, customer_id, [product_code], score="0", propensity="0")
     for offset, kind in enumerate(("impression", *then)):
         await session.execute(
             text(

@@ -14,7 +14,7 @@ from app.recommendations.learned.features import (
     fetch_rows,
     learn_vocabularies,
 )
-from tests.factories import add_products, inserting_customers
+from tests.factories import add_products, inserting_customers, serve_list
 
 SPEC = FeatureSpec(("current_account", "mortgage", "savings_account"), ("income",), ("entry_channel",), "wealth")
 
@@ -147,21 +147,13 @@ async def test_accepted_offers_label_the_month_after_and_sampling_keeps_every_la
     ids = [await _customer(session, f"c{i}") for i in range(40)]
     for customer_id in ids:
         await _reports(session, customer_id, {"2026-02-28": ["current_account"], "2026-03-31": ["current_account"]})
-    await session.execute(
-        text(
-            "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, rank, score, "
-            "propensity, strategy, reasons) VALUES ('00000000-0000-0000-0000-000000000001', 1, :c, 'mortgage', 1, 1, "
-            "0.1, 'personalised', '[]')"
-        ),
-        {"c": ids[7]},
-    )
+    [rid] = await serve_list(session, ids[7], ["mortgage"], channel="web", score="1")
     await session.execute(
         text(
             "INSERT INTO feedback_event (customer_id, event_id, recommendation_id, product_code, channel, strategy, "
-            "kind, occurred_at) VALUES (:c, 'e1', '00000000-0000-0000-0000-000000000001', 'mortgage', 'web', "
-            "'personalised', 'accept', :at)"
+            "kind, occurred_at) VALUES (:c, 'e1', :r, 'mortgage', 'web', 'personalised', 'accept', :at)"
         ),
-        {"c": ids[7], "at": datetime(2026, 3, 12, tzinfo=UTC)},
+        {"c": ids[7], "r": rid, "at": datetime(2026, 3, 12, tzinfo=UTC)},
     )
     conn = await driver_connection(session)
     every = await fetch_rows(conn, SPEC, [date(2026, 2, 1)], date(2026, 6, 1), id_range=(ids[0], ids[-1]))

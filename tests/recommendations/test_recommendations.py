@@ -12,7 +12,7 @@ from sqlalchemy import text
 from app.main import create_app
 from app.recommendations import ranking_stats
 from app.recommendations.ranking import in_holdout
-from tests.factories import WEALTH_TIERS
+from tests.factories import WEALTH_TIERS, serve_list
 from tests.recommendations.conftest import CATALOG
 
 
@@ -114,8 +114,8 @@ async def test_items_carry_ids_reasons_and_the_served_list_is_stored(client, as_
     assert "bond_fund" not in [item["product"]["product_code"] for item in platinum["items"]]
     stored = await session.scalar(
         text(
-            "SELECT count(*) FROM recommendation_item i JOIN customer c "
-            "ON c.id = i.customer_id WHERE c.external_id = 'R1'"
+            "SELECT sum(cardinality(l.product_codes)) FROM recommendation_list l JOIN customer c "
+            "ON c.id = l.customer_id WHERE c.external_id = 'R1'"
         )
     )
     assert stored == 3 + len(platinum["items"])
@@ -141,21 +141,7 @@ async def test_explain_names_the_filter_of_each_product(client, as_role, bank):
 
 async def add_feedback(session, external_id, product_code, kind, days_ago=1, channel="mobile"):
     customer_id = await session.scalar(text("SELECT id FROM customer WHERE external_id = :e"), {"e": external_id})
-    list_id = await session.scalar(
-        text(
-            "INSERT INTO recommendation_list (customer_id, channel, strategy) VALUES (:c, :ch, 'personalised') "
-            "RETURNING id"
-        ),
-        {"c": customer_id, "ch": channel},
-    )
-    rid = uuid.uuid4()
-    await session.execute(
-        text(
-            "INSERT INTO recommendation_item (recommendation_id, list_id, customer_id, product_code, rank, score, "
-            "propensity, strategy, reasons) VALUES (:r, :l, :c, :p, 1, 0, 0, 'personalised', '[]')"
-        ),
-        {"r": rid, "l": list_id, "c": customer_id, "p": product_code},
-    )
+    [rid] = await serve_list(session, customer_id, [product_code], channel=channel, score="0", propensity="0")
     await session.execute(
         text(
             "INSERT INTO feedback_event (customer_id, event_id, recommendation_id, product_code, channel, strategy, "

@@ -17,7 +17,7 @@ from app.core.hotpath import Answer, answered
 from app.core.migrations import upgrade_to_head
 from app.recommendations.catalog import CatalogProduct
 from app.recommendations.ranking import Ranked, RecommendationResult
-from app.recommendations.served import ServedLists, time_ordered_uuid
+from app.recommendations.served import ServedLists, item_ids, time_ordered_uuid
 from tests.factories import inserting_customers
 
 
@@ -158,4 +158,25 @@ async def test_stored_scores_propensities_and_reasons_are_those_served(pool):
     assert str(rows[first.recommendation_ids[0]]["propensity"]) == "0.999999"
     lists = {rows[rid]["list_id"] for rid in first.recommendation_ids}
     assert len(lists) == 1 and rows[second.recommendation_ids[0]]["list_id"] not in lists
-    assert await pool.fetchval("SELECT count(*) FROM recommendation_list WHERE id = ANY($1::bigint[])", [*lists]) == 1
+    assert await pool.fetchval("SELECT count(*) FROM recommendation_list WHERE id = ANY($1::uuid[])", [*lists]) == 1
+
+
+async def test_a_list_is_one_row_and_its_items_ids_carry_their_rank(pool):
+    """One row a list, its items in arrays by rank; each item's id is the list's id with its rank in the low 4
+    bits; a list with no item is stored too (what was served, and when)."""
+    customer_id = await pool.fetchval("SELECT id FROM customer WHERE external_id = 'W1'")
+    writer = ServedLists(pool.acquire)
+    three, empty = served(customer_id, "bond_fund", "savings_account", "bond_fund"), served(customer_id)
+    assert await _write_all(pool, writer, [three, empty]) == [None, None]
+    rows = await pool.fetch(
+        "SELECT id, product_codes, cardinality(scores), jsonb_array_length(reasons), legacy_ids "
+        "FROM recommendation_list ORDER BY cardinality(product_codes) DESC"
+    )
+    assert [tuple(r)[1:] for r in rows] == [
+        (["bond_fund", "savings_account", "bond_fund"], 3, 3, None),
+        ([], 0, 0, None),
+    ]
+    assert three.recommendation_ids == [uuid.UUID(int=rows[0]["id"].int | rank) for rank in (1, 2, 3)]
+    assert rows[0]["id"].int & 0xF == 0 and rows[0]["id"].version == 7 and empty.recommendation_ids == []
+    with pytest.raises(ValueError):
+        item_ids(rows[0]["id"], 16)
