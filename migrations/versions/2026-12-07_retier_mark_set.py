@@ -2,7 +2,7 @@
 (their ids) instead of a retier_mark row each; the worker expands a set into retier_mark rows
 
 Revision ID: d1c0ffee0057
-Revises: cac0ffee0055
+Revises: d0c0ffee0056
 Create Date: 2026-12-07 02:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "d1c0ffee0057"
-down_revision: str | None = "cac0ffee0055"
+down_revision: str | None = "d0c0ffee0056"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
