@@ -8,7 +8,7 @@ A version's compiled form also reads its assignments back (`explainer`: the expl
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -85,6 +85,7 @@ class ExplanationTemplate:
     labels: dict[str, str]
     localized: dict[str, dict[str, str]]  # tier -> {language tag: label}, for the tiers that have any
     by_match: dict[str | None, tuple[tuple[str, ...], tuple[int, ...]]]  # matched tier -> (JSON parts, fact positions)
+    by_language: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict, compare=False)  # labels_in
 
     @classmethod
     def of(cls, compiled: "CompiledVersion") -> "ExplanationTemplate":
@@ -130,9 +131,15 @@ class ExplanationTemplate:
             by_match=by_match,
         )
 
-    def label(self, tier: str, language: str, default: str) -> str:
-        """The tier's label in `language` (app/core/i18n.py's fallbacks), else its `label`, else its code."""
-        return pick(self.localized.get(tier), language, default) or self.labels.get(tier, tier)
+    def labels_in(self, language: str, default: str) -> dict[str, str]:
+        """Each tier's label in `language` (app/core/i18n.py's fallbacks), else its `label`; picked once per language
+        asked (the configured few), not on every read."""
+        labels = self.by_language.get((language, default))
+        if labels is None:
+            labels = self.by_language[(language, default)] = {
+                tier: pick(self.localized.get(tier), language, default) or label for tier, label in self.labels.items()
+            }
+        return labels
 
     def render(self, facts: list[str], matched: str | None) -> str:
         """The explanation of an assignment as JSON: `facts` are the stored facts, each element as JSON text."""

@@ -124,27 +124,11 @@ async def _customers_tiers(
             if compiled is None:
                 async with sessionmaker() as session:
                     compiled = await explainer(session, *key)
-            labels = _labels(key, compiled.explanation, asked.language, asked.default_language)
+            labels = compiled.explanation.labels_in(asked.language, asked.default_language)
             version = versions[key] = (compiled, labels, timedelta(days=compiled.grace_days))
         tier = _tier(columns, version[1], version[2], explain)
         tiers.append((tier, _explanation(columns, version[0])) if explain else tier)
     return customers
-
-
-_LABELS: dict[tuple, dict[str, str]] = {}  # (version id, its updated_at, language, default language) -> labels
-_LABELS_KEPT = 1024
-
-
-def _labels(version: tuple, template, language: str, default: str) -> dict[str, str]:
-    """A version's tier labels in a language, picked once per process (app.core.i18n.pick, a tier at a time, was a
-    tenth of a GET tiers' Python): a version is immutable under its (id, updated_at)."""
-    key = (*version, language, default)
-    labels = _LABELS.get(key)
-    if labels is None:
-        if len(_LABELS) >= _LABELS_KEPT:
-            _LABELS.clear()
-        labels = _LABELS[key] = {code: template.label(code, language, default) for code in template.labels}
-    return labels
 
 
 def _tier(columns: list[Any], labels: dict[str, str], grace: timedelta, explain: bool) -> dict[str, Any]:
