@@ -168,10 +168,7 @@ class PropensityModel:
         classes = len(self.classes)
         tables, bias = self._paths(rounds)
         used = np.unique(at)  # the rows some pair needs, and each pair's row among them
-        leaves = np.asarray(
-            self.choice.predict(matrix[used], pred_leaf=True, num_iteration=rounds, num_threads=1), dtype=np.intp
-        )
-        leaves = leaves.reshape(len(used), -1)[:, : len(tables)]
+        leaves = self._leaves(matrix[used], rounds, len(tables))
         row_of = np.searchsorted(used, at)
         for c in range(classes):  # each class's trees: their leaves' path contributions, looked up per pair
             mine = np.flatnonzero(of == c)
