@@ -4,8 +4,6 @@ transaction. An operation that refuses every such request, with validation error
 one whose schema promises more than the service accepts: what `schemathesis run` reports as a schema validation
 mismatch. Refusals that only name missing data (404: no such customer, policy or complaint) are not that."""
 
-from collections import defaultdict
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
@@ -23,8 +21,6 @@ CONFIG = schemathesis.Config.from_dict(
     }
 )
 schema = schemathesis.openapi.from_dict(create_app(FUZZ_SETTINGS).openapi(), config=CONFIG)
-STATUSES: dict[str, list[int]] = defaultdict(list)
-REFUSALS: dict[str, list[str]] = defaultdict(list)  # the problem details of 400/422 answers, for the messages
 
 
 async def _demo_bank(session) -> None:
@@ -203,48 +199,6 @@ def bank(scratch_database):
     target.close()
 
 
-@schema.parametrize()
-@settings(
-    max_examples=EXAMPLES_PER_OPERATION,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
-def test_schema_valid_request_is_answered(bank, case):
-    _with_valid_data(bank, case)
-    response = bank.request("admin", **_kwargs_for_httpx(case), with_key=True)
-    STATUSES[f"{case.method.upper()} {case.path}"].append(response.status_code)
-    if response.status_code in (400, 422):
-        REFUSALS[f"{case.method.upper()} {case.path}"].append(response.text[:300])
-    assert response.status_code < 500, response.text
-
-
-def test_no_operation_refuses_everything_its_schema_allows():
-    assert len(STATUSES) == len(list(schema.get_all_operations())), "run with the parametrized test above"
-    mismatched = {
-        operation: sorted(set(statuses))
-        for operation, statuses in STATUSES.items()
-        if all(400 <= status < 500 for status in statuses)
-        and sum(status in (400, 422) for status in statuses) >= 0.1 * len(statuses)
-    }
-    assert mismatched == {}
-
-
-def test_every_operation_serves_some_schema_valid_request():
-    """Neither of schemathesis's data warnings: an operation that refuses every request its schema allows, whether
-    with 404s (`missing test data`: the examples name nothing that exists) or with other client errors (`schema
-    validation mismatch`, a 409 or 428 included)."""
-    assert len(STATUSES) == len(list(schema.get_all_operations())), "run with the parametrized test above"
-    refused = {
-        operation: sorted(set(statuses))
-        for operation, statuses in STATUSES.items()
-        if all(400 <= status < 500 for status in statuses)
-    }
-    assert refused == {}
-
-
 # Operations whose every schema-valid request is well formed: any refusal names missing data or state (404, 409,
 # 412), never the request (400, 422): webhook subscriptions (event types an enum, the URL a pattern, PATCH fields not
 # nullable) and a community member's move (`removed` is not one).
@@ -259,21 +213,66 @@ WELL_FORMED = {
 RELATIVE_TO_NOW = ("must not be in the future",)
 
 
-def test_no_schema_valid_request_is_refused_as_malformed():
-    assert len(STATUSES) == len(list(schema.get_all_operations())), "run with the parametrized test above"
-    refused = {
-        operation: malformed
-        for operation in WELL_FORMED
-        if (malformed := [text for text in REFUSALS[operation] if not any(rule in text for rule in RELATIVE_TO_NOW)])
-    }
-    assert refused == {}, {operation: texts[:3] for operation, texts in refused.items()}
+def refusals_of(operation: str, answers: list[tuple[int, str]]) -> list[str]:
+    """What is wrong with one operation's answers to every request generated for it (empty when nothing is):
+    - it refuses them all, with validation errors (400/422) among a tenth or more of the refusals: what
+      `schemathesis run` reports as a schema validation mismatch (its schema promises more than it accepts);
+    - it refuses them all in any way: schemathesis's `missing test data` (the examples name nothing that exists)
+      or a mismatch (a 409 or 428 included);
+    - a well-formed operation (WELL_FORMED) refuses one as malformed (400/422);
+    - a list refuses a cursor its published pattern allows (app/core/pagination.py)."""
+    statuses = [status for status, _ in answers]
+    malformed = [text for status, text in answers if status in (400, 422)]
+    wrong = []
+    if all(400 <= status < 500 for status in statuses):
+        wrong.append(f"refuses every schema-valid request: {sorted(set(statuses))}")
+        if len(malformed) >= 0.1 * len(statuses):
+            wrong.append("with validation errors: its schema promises more than it accepts")
+    if operation in WELL_FORMED:
+        wrong += [text for text in malformed if not any(rule in text for rule in RELATIVE_TO_NOW)][:3]
+    if operation.startswith("GET /v1/"):
+        wrong += [text for text in malformed if '"parameter":"cursor"' in text][:3]
+    return wrong
 
 
-def test_no_list_refuses_a_cursor_its_pattern_allows():
-    """Every list publishes its cursor's pattern (app/core/pagination.py); none refuses one that matches it."""
-    lists = [operation for operation in STATUSES if "/v1/" in operation and operation.startswith("GET ")]
+@pytest.fixture
+def answers(request):
+    """The status and problem details of each answer to one operation's generated requests, checked once all of them
+    are sent (the check fails the operation's test at teardown). Each operation's test carries its own checks, so the
+    suite can run over several pytest-xdist workers."""
+    answered: list[tuple[int, str]] = []
+    yield answered
+    operation = request.node.name.partition("[")[2].removesuffix("]")
+    wrong = refusals_of(operation, answered)
+    assert not wrong, f"{operation}: {wrong}"
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+def test_schema_valid_request_is_answered(bank, answers, case):
+    _with_valid_data(bank, case)
+    response = bank.request("admin", **_kwargs_for_httpx(case), with_key=True)
+    answers.append((response.status_code, response.text[:300] if response.status_code in (400, 422) else ""))
+    assert response.status_code < 500, response.text
+
+
+def test_the_checks_see_what_they_check():
+    """The operations' checks above are not vacuous: every list is checked for its cursor, and each rule flags the
+    answers it exists for."""
+    lists = [op.ok().label for op in schema.get_all_operations() if op.ok().label.startswith("GET /v1/")]
     assert len(lists) > 25
-    refused = {
-        operation: [text for text in REFUSALS[operation] if '"parameter":"cursor"' in text] for operation in lists
-    }
-    assert {operation: texts for operation, texts in refused.items() if texts} == {}
+    cursor = (422, '{"parameter":"cursor","detail":"not a cursor"}')
+    assert refusals_of("GET /v1/customers", [(200, ""), cursor]) == [cursor[1]]
+    assert refusals_of("GET /v1/customers", [(200, ""), (404, "")]) == []
+    assert len(refusals_of("POST /v1/products", [(404, ""), (422, "bad")])) == 2
+    assert len(refusals_of("POST /v1/products", [(404, "")] * 10)) == 1
+    assert refusals_of("POST /v1/webhooks", [(201, ""), (422, "url")]) == ["url"]
+    assert refusals_of("POST /v1/webhooks", [(201, ""), (422, "at must not be in the future")]) == []
+    assert refusals_of("POST /v1/products", []) != []  # an operation none of whose requests was sent
