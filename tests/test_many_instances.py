@@ -227,7 +227,9 @@ async def test_a_leader_process_killed_with_sigkill_is_replaced(database_url):
         try:  # the killed process's session is gone, and the lock is held by the follower's
             assert not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", backend)
             holder = await admin.fetchval(
-                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND granted",
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND classid = $1 AND objid = $2 AND granted",
                 *lock,
             )
             assert holder == follower.connection.get_server_pid()

@@ -116,7 +116,10 @@ async def test_the_worker_releases_its_lock_when_the_run_ends(wealth, sessionmak
         await s.commit()
     await batch.execute_run(sessionmaker, run.id)
     held = await session.scalar(
-        text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns AND objid = :id"),
+        text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database()) AND classid = :ns AND objid = :id"
+        ),
         {"ns": batch.RUN_LOCKS, "id": run.id},
     )
     assert held == 0
@@ -152,7 +155,9 @@ async def test_the_lock_stays_on_a_connection_of_its_own_for_the_whole_run_and_n
                         await s.execute(
                             text(
                                 "SELECT pg_backend_pid(), (SELECT array_agg(pid) FROM pg_locks "
-                                "WHERE locktype = 'advisory' AND classid = :ns AND objid = :id AND granted)"
+                                "WHERE locktype = 'advisory' AND database = "
+                                "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+                                "AND classid = :ns AND objid = :id AND granted)"
                             ),
                             {"ns": batch.RUN_LOCKS, "id": run.id},
                         )
@@ -169,7 +174,10 @@ async def test_the_lock_stays_on_a_connection_of_its_own_for_the_whole_run_and_n
             assert (await s.scalar(text("SELECT status FROM tier_run WHERE id = :id"), {"id": run.id})) == "succeeded"
             assert (
                 await s.scalar(
-                    text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns"),
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                        "(SELECT oid FROM pg_database WHERE datname = current_database()) AND classid = :ns"
+                    ),
                     {"ns": batch.RUN_LOCKS},
                 )
                 == 0
