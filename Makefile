@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_CUSTOMERS ?= 2000
+TEST_WORKERS ?= 2
 
 .PHONY: install run test lint openapi lock clean
 
@@ -17,11 +18,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 run: install
 	$(BIN)/tierwise serve --setup --demo-customers $(DEMO_CUSTOMERS)
 
-# The suite under coverage (async code and subprocesses included, see pyproject.toml), then a summary; the
-# suite's own exit status is the target's.
+# The suite under coverage (async code and subprocesses included, see pyproject.toml) over TEST_WORKERS
+# pytest-xdist workers (each with a database of its own), then a summary; the suite's own exit status is the target's.
 test: install
 	$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest; status=$$?; \
+	$(BIN)/coverage run -m pytest -n $(TEST_WORKERS); status=$$?; \
 	$(BIN)/coverage combine -q || true; $(BIN)/coverage report --skip-covered || true; exit $$status
 
 # Lint (pycodestyle, pyflakes, import order, bugbear, pyupgrade) and format, as configured in pyproject.toml.
