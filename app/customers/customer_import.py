@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import from_json
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.errors import validation_errors
 from app.core.strict import EARLIEST_YEAR, LATEST_YEAR
@@ -203,3 +203,10 @@ async def import_lines(
     document = b"[" + b",".join(raw for _, raw in accepted) + b"]"
     merged = (await session.execute(_MERGE, {"lines": document.decode()})).one()
     return len(accepted), merged.created, merged.updated, rejections, merged.updated_ids
+
+
+async def warm_up(conn: AsyncConnection) -> None:
+    """The merge statement run on nothing (no line: it writes no row, draws no id), in the caller's transaction, to
+    be rolled back: the connection has it prepared and the server its tables' catalog entries cached before an
+    import's first request (app.core.db.warm_pool)."""
+    await conn.execute(_MERGE, {"lines": "[]"})
