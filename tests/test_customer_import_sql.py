@@ -278,3 +278,20 @@ def test_moments_near_now_pass_exactly_when_the_model_takes_them():
                 except ValidationError:
                     taken = False
                 assert (_fast(raw) is not None) == taken, raw
+
+
+async def test_a_file_past_the_line_limit_is_refused_whole_blank_lines_counted(app, client, as_role, session):
+    app.state.settings = app.state.settings.model_copy(update={"max_import_lines": 4})
+    at_limit = [_line("SQ-L1"), "", _line("SQ-L2"), _line("SQ-L3", segment="martian")]
+    result = await _import(client, as_role, at_limit)
+    assert (result["accepted"], result["created"], [r["line"] for r in result["rejections"]]) == (2, 2, [4])
+    for over in (at_limit + [_line("SQ-L4")], ["", "", "", "", _line("SQ-L4")], [_line("SQ-L4")] * 5 + [""]):
+        response = await client.post(
+            "/v1/customers/import",
+            content="\n".join(over).encode(),
+            headers={**as_role("integration"), "Content-Type": "application/x-ndjson"},
+        )
+        assert response.status_code == 422, over
+        assert "at most 4 lines" in response.json()["detail"]
+    created = text("SELECT count(*) FROM customer WHERE external_id = 'SQ-L4'")
+    assert await session.scalar(created) == 0
