@@ -23,6 +23,7 @@ from app.core.db import (
     create_sessionmaker,
     open_replicas,
     read_connection,
+    warm_pool,
 )
 from app.core.docs import install_docs
 from app.core.embedded import resolve_database_url
@@ -42,6 +43,7 @@ from app.core.replica_retry import ReplicaRetry
 from app.core.schedule import run_every
 from app.core.security import role_scopes
 from app.core.shared_ratelimit import rate_limiter
+from app.customers import customer_import
 from app.customers.imports_router import imports_router as holdings_imports_router
 from app.customers.retier import RetierWorker
 from app.customers.router import events_router
@@ -148,6 +150,7 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         engine = create_engine(database_url, settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        await warm_pool(engine, settings.db_pool_warm, [customer_import.warm_up])
         app.state.read_pool = await create_read_pool(engine, settings) if settings.hot_reads else None
         app.state.replicas = await open_replicas(settings, database_url)
         recommender = app.state.recommender

@@ -1,4 +1,4 @@
-"""The NDJSON customer import checks its lines with a per-field check (app.customers.customer_import.fast_line):
+"""The NDJSON customer import checks its lines (app.customers.customer_import._checked; its values: fast_line):
 every line it does not pass goes to CustomerImportLine, whose rejection (line, pointer, message) is the answer, and
 every line it passes is stored as the model reads it. Lines the check cannot judge go to the model."""
 
@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from app.core.errors import validation_errors
 from app.customers.customer_import import fast_line
-from app.customers.schemas import CLOCK_SKEW, CustomerImportLine
+from app.customers.schemas import CustomerImportLine
 from app.customers.service import PROFILE_FIELDS
 from tests.factories import customer_body
 from tests.test_customers import _import
@@ -87,9 +87,7 @@ REJECTED = [
 
 
 def _fast(raw: str | bytes) -> tuple | None:
-    # now as the route reads it, at the call: the suite may reach this test minutes after NOW was taken
-    latest = datetime.now(UTC) + CLOCK_SKEW
-    return fast_line(raw.encode() if isinstance(raw, str) else raw, date.today().isoformat(), latest)
+    return fast_line(raw.encode() if isinstance(raw, str) else raw)  # now as the route reads it, at the call
 
 
 async def test_each_field_rejected_as_the_model_rejects_it(client, as_role, session):
@@ -261,3 +259,39 @@ def test_the_check_passes_a_line_only_with_the_models_values():
         expected = (model.customer_id, *(getattr(model, f) for f in PROFILE_FIELDS[:-1]), json.dumps(model.attributes))
         assert values == expected, raw
     assert passed >= len(PASSED) + 2
+
+
+def test_moments_near_now_pass_exactly_when_the_model_takes_them():
+    """The check reads a moment whose written day is two days before now's or earlier as past without parsing it
+    (an offset is under 16 hours); nearer ones it parses: whatever the offset, it passes one only if the model takes
+    it (not after now + CLOCK_SKEW), and takes the ones the model takes (within the offsets it reads)."""
+    now = datetime.now(UTC)
+    for hours in range(-80, 30):
+        for offset in ("Z", "+15:59", "-15:59", "+05:30", "-00:00"):
+            zone = UTC if offset == "Z" else datetime.strptime(offset, "%z").tzinfo
+            written = (now + timedelta(hours=hours)).astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S")
+            for field in ("onboarded_at", "risk_assessed_at"):
+                raw = _line("SQ-T", **{field: written + offset})
+                try:
+                    CustomerImportLine.model_validate_json(raw)
+                    taken = True
+                except ValidationError:
+                    taken = False
+                assert (_fast(raw) is not None) == taken, raw
+
+
+async def test_a_file_past_the_line_limit_is_refused_whole_blank_lines_counted(app, client, as_role, session):
+    app.state.settings = app.state.settings.model_copy(update={"max_import_lines": 4})
+    at_limit = [_line("SQ-L1"), "", _line("SQ-L2"), _line("SQ-L3", segment="martian")]
+    result = await _import(client, as_role, at_limit)
+    assert (result["accepted"], result["created"], [r["line"] for r in result["rejections"]]) == (2, 2, [4])
+    for over in (at_limit + [_line("SQ-L4")], ["", "", "", "", _line("SQ-L4")], [_line("SQ-L4")] * 5 + [""]):
+        response = await client.post(
+            "/v1/customers/import",
+            content="\n".join(over).encode(),
+            headers={**as_role("integration"), "Content-Type": "application/x-ndjson"},
+        )
+        assert response.status_code == 422, over
+        assert "at most 4 lines" in response.json()["detail"]
+    created = text("SELECT count(*) FROM customer WHERE external_id = 'SQ-L4'")
+    assert await session.scalar(created) == 0

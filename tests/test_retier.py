@@ -502,3 +502,15 @@ async def test_erasure_removes_the_customer_from_the_imports_mark_sets(client, a
     assert (await client.delete("/v1/customers/RTE1", headers=as_role("admin"))).status_code == 204
     sets = list(await session.scalars(text("SELECT customer_ids FROM retier_mark_set")))
     assert sets == [[ids["RTE2"]]]
+
+
+async def test_a_mark_set_is_stored_uncompressed(session):
+    """A chunk's set (5,000 ids, 40 kB) is stored out of line as it is (migration d4c0ffee0060): compressing it cost
+    the import's statement more than the set's whole insert (bench/RESULTS.md, import22)."""
+    written = f"""WITH merged AS (SELECT generate_series(900000001, 900005000)::bigint AS id),
+    marked AS ({retier.mark_set_written_sql("merged")} RETURNING id) SELECT id FROM marked"""
+    set_id = await session.scalar(text(written))
+    stored = text(
+        "SELECT cardinality(customer_ids), pg_column_compression(customer_ids) FROM retier_mark_set WHERE id = :id"
+    )
+    assert tuple((await session.execute(stored, {"id": set_id})).one()) == (5000, None)

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(32, ge=1)
     db_max_overflow: int = Field(8, ge=0)
     db_pool_timeout_s: float = Field(5.0, gt=0)
+    db_pool_warm: int = Field(4, ge=0)  # connections opened and warmed at startup (app.core.db.warm_pool)
     # A server that accepts and never answers (hung, frozen, a half-open network path) must not hold a request
     # longer than these: a new connection gives up after db_connect_timeout_s, a statement of a request after
     # db_command_timeout_s, a hot read's after read_timeout_s; the request then gets 503. Batch commands of the

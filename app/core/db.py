@@ -2,6 +2,7 @@
 writes, and reads that must see them) and `ReadSessionDep` (a read replica in rotation when one is configured,
 app/core/replicas.py, else the primary). Both open their session and its transaction the same way."""
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -74,6 +75,27 @@ def create_engine(
     event.listen(engine.sync_engine, "handle_error", _drop_connection_on_timeout)
     watch_engine_pool(engine, pool_label)
     return engine
+
+
+async def warm_pool(engine: AsyncEngine, count: int, warm_ups) -> int:
+    """Open `count` of the engine's connections at startup and leave them in its pool, each made ready by `warm_ups`
+    (coroutines given the connection, which run the statements a request would, in a transaction rolled back): the
+    first requests after a start then find connections with their types introspected, their statements prepared and
+    the server's catalog caches for those tables filled, instead of paying that in the request (a 5,000-line import
+    on a fresh connection: bench/RESULTS.md, import22). Best effort: a server down at start keeps no instance from
+    starting. How many connections it warmed."""
+
+    async def one() -> bool:
+        try:
+            async with engine.connect() as conn:
+                for warm_up in warm_ups:
+                    await warm_up(conn)
+                await conn.rollback()
+            return True
+        except (OSError, DBAPIError, TimeoutError):
+            return False
+
+    return sum(await asyncio.gather(*(one() for _ in range(count))))
 
 
 def _drop_connection_on_timeout(context) -> None:

@@ -29,11 +29,11 @@ YEARS = f"years {EARLIEST_YEAR}..{LATEST_YEAR}"
 YEAR_PATTERN = r"(19[0-9]{2}|20[0-9]{2}|2100)"  # EARLIEST_YEAR..LATEST_YEAR
 LEAP_YEAR_PATTERN = r"(19(0[48]|[2468][048]|[13579][26])|20([02468][048]|[13579][26]))"  # 2000 yes, 1900/2100 no
 _MONTH_DAY = r"((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
-_DATE = rf"({YEAR_PATTERN}-{_MONTH_DAY}|{LEAP_YEAR_PATTERN}-02-29)"
+DAY = rf"({YEAR_PATTERN}-{_MONTH_DAY}|{LEAP_YEAR_PATTERN}-02-29)"
 """A calendar date that exists, exactly: what date.fromisoformat accepts within the years (no 02-30, no 1900-02-29)."""
-DAY_PATTERN = rf"^{_DATE}$"
+DAY_PATTERN = rf"^{DAY}$"
 TIME_PATTERN = (
-    rf"^{_DATE}[Tt]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{{1,6}})?)?"
+    rf"^{DAY}[Tt]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{{1,6}})?)?"
     r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )  # RFC 3339, with its timezone; every value it matches parses (hours 00..23, no leap second)
 SMALLINT_MAX, INT_MAX, BIGINT_MAX = 2**15 - 1, 2**31 - 1, 2**63 - 1

@@ -216,7 +216,8 @@ class RetierMark(Base):
 class RetierMarkSet(Base):
     """The customers one NDJSON import statement wrote, marked for the re-tiering worker as one row (their ids, in
     order) instead of a retier_mark row each: the worker expands it into retier_mark rows in a transaction of its
-    own (app.customers.retier.expand_sets), which deletes it, so that a crash loses no mark."""
+    own (app.customers.retier.expand_sets), which deletes it, so that a crash loses no mark. Its ids are stored
+    uncompressed (STORAGE EXTERNAL, migration d4c0ffee0060): pglz cost a 5,000-id set 13 ms, stored as is 0.4 ms."""
 
     __tablename__ = "retier_mark_set"
     __table_args__ = (CheckConstraint("scope IN ('activity', 'any')", name="scope"),)

@@ -122,25 +122,23 @@ async def import_customers(request: Request, session: SessionDep) -> ImportResul
     validated; good lines are stored even when others are rejected, and each rejection names its line and field.
     With an Idempotency-Key, a retried import answers with the first import's counts."""
     limit = request.app.state.settings.max_import_lines
-    lines: list[tuple[int, bytes]] = []
+    lines: list[tuple[int, bytes]] = []  # (line number, bytes) of the non-blank lines
     line_no = 0
     buffer = b""
 
-    def take(raw: bytes) -> None:
+    def take(complete: list[bytes]) -> None:
         nonlocal line_no
-        line_no += 1
-        if line_no > limit:
+        if line_no + len(complete) > limit:
             raise InvalidInput("body", f"at most {limit} lines per request")
-        if raw.strip():
-            lines.append((line_no, raw))
+        lines.extend((n, raw) for n, raw in enumerate(complete, line_no + 1) if raw.strip())
+        line_no += len(complete)
 
     async for chunk in request.stream():
         buffer += chunk
         *complete, buffer = buffer.split(b"\n")
-        for raw in complete:
-            take(raw)
+        take(complete)
     if buffer.strip():
-        take(buffer)
+        take([buffer])
     accepted, created, updated, rejections = await flows.import_customers(session, lines)
     return ImportResult(
         accepted=accepted, created=created, updated=updated, rejected=len(rejections), rejections=rejections
