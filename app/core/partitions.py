@@ -109,6 +109,9 @@ async def drop_month(session: AsyncSession, table: PartitionedTable, month: date
     await session.execute(text(f"DROP TABLE {name}"))
 
 
+_CONTACT_POLICY_CHANGED = text("UPDATE contact_policy_version SET version = nextval('contact_policy_version_seq')")
+
+
 async def maintain_partitions(session: AsyncSession, settings: Settings, today: date | None = None) -> dict:
     """Create this month and the months ahead of every partitioned table, drop the months past its retention and
     delete the default partition's rows older than the cutoff. Returns the counts. Flushes, never commits."""
@@ -125,15 +128,21 @@ async def maintain_partitions(session: AsyncSession, settings: Settings, today: 
                 await create_month(session, table, month)
                 counts["partitions_created"] += 1
         cutoff = add_months(this_month, -getattr(settings, table.retention))
+        dropped = False
         for month in sorted(have):
             if add_months(month, 1) <= cutoff:
                 await drop_month(session, table, month)
                 counts["partitions_dropped"] += 1
+                dropped = True
         deleted = await session.execute(
             text(f"DELETE FROM {table.name}_default WHERE {table.column} < :cutoff"),
             {"cutoff": datetime.fromisoformat(_bound(cutoff))},
         )
         counts["default_rows_deleted"] += deleted.rowcount
+        if table.name == "feedback_event" and (dropped or deleted.rowcount):
+            # feedback the contact policy may count went without a trigger firing: every outcome stored with an
+            # offer state is counted again (app/recommendations/queries.py)
+            await session.execute(_CONTACT_POLICY_CHANGED)
     return counts
 
 

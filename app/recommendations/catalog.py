@@ -79,7 +79,10 @@ class CatalogSnapshot:
     """Computes the customer's offer state and stores it, then gives the candidates (app/recommendations/
     queries.py); its parameters: the customer's external_id, the conditions' thresholds (bound), the candidates'."""
     reading: Statement
-    """Reads the customer's offer state when one holds (else no row), then gives the candidates."""
+    """Reads the customer's offer state when one holds (else no row), then gives the candidates with the contact
+    outcome stored with the state, if that holds (the row's `contact_known`)."""
+    reading_contact: Statement
+    """`reading`, counting the contact policy's outcomes and storing them with the state."""
     refreshing: Statement
     """Computes and stores the offer states of many customers (their ids)."""
     refreshing_for_ranker: Statement
@@ -93,6 +96,10 @@ class CatalogSnapshot:
     def state_query(self, external_id: str, **candidates: Any) -> list[Any]:
         """`reading` with its arguments."""
         return self.reading.arguments(external_id=external_id, **candidates)
+
+    def contact_query(self, external_id: str, **candidates: Any) -> list[Any]:
+        """`reading_contact` with its arguments."""
+        return self.reading_contact.arguments(external_id=external_id, **candidates)
 
     def explanation(self, document: str) -> "Explanation":
         """The offer state's explanation, from its JSON array (`explained_attributes`' values, then the facts of
@@ -223,6 +230,7 @@ async def build_snapshot(session: AsyncSession) -> CatalogSnapshot:
         with_facts=one.with_facts,
         computing=queries.computing(customer),
         reading=queries.reading(),
+        reading_contact=queries.reading_contact(),
         refreshing=queries.refreshing(many_customers),
         refreshing_for_ranker=queries.refreshing_for_ranker(many_customers),
         version=version,

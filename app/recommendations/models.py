@@ -118,6 +118,20 @@ class CustomerOfferState(Base):
     """The model's calibrated P(adds the product next month), per product of ranker_products."""
     ranker_reasons: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     """The reason code of each product's top feature contribution (app/defaults/reason_texts.json)."""
+    contact_generation: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Moved on, and the contact outcome below cleared, by every write to what the contact policy counts of the
+    customer (feedback, programme invitations, managers' contacts: statement triggers, migration d3c0ffee0059),
+    in the writing transaction: an outcome is stored only at the generation its count read."""
+    contact_policy: Mapped[int | None] = mapped_column(BigInteger)
+    """The contact policy's version (`ContactPolicyVersion`) the stored outcome was counted under."""
+    contact_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    contact_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """The stored contact outcome holds for a request's `now` in [contact_from, contact_until): counted at
+    contact_from, until the first counted outcome leaves a rule's window or its rest ends (NULL: none stored)."""
+    contact_keys: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    """What the contact policy suppresses: 'product:<code>' or 'category:<name>' (NULL: nothing)."""
+    contact_rules: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    """The first rule (by name) suppressing each of contact_keys."""
 
 
 class PropensityStat(Base):
@@ -182,6 +196,18 @@ class ContactRule(Base):
     suppress_days: Mapped[int] = mapped_column(Integer)
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ContactPolicyVersion(Base):
+    """One row: the contact policy's version. A statement trigger on contact_rule (and a TRUNCATE of what the policy
+    counts, or the retention dropping feedback) sets it from a sequence in the writing transaction (migration
+    d3c0ffee0059): a contact outcome stored with an offer state under another version no longer holds."""
+
+    __tablename__ = "contact_policy_version"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
 
 
 class RecommendationFallback(Base):

@@ -48,12 +48,21 @@ candidates of the offer state `s` by what it knows (not held, eligible, suitable
 to, as app/recommendations/queries.py filters them), as bits (bit k: the model's k-th product): the others are
 never shown, and the model spends nothing on them."""
 
-# The customer's offer state, when it holds, in the columns the computing statement gives: a template of
-# app/recommendations/queries.py ({external_id}: the customer's external id).
+CONTACT_HOLDS = (
+    "coalesce(s.contact_policy = (SELECT version FROM contact_policy_version) "
+    "AND s.contact_from <= {now}::timestamptz AND {now}::timestamptz < s.contact_until, false)"
+)
+"""SQL template: whether the contact outcome stored with the offer state `s` holds at {now} (app/recommendations/
+queries.py: counted under the current contact policy, and no write to what it counts since, which clears it)."""
+
+# The customer's offer state, when it holds, in the columns the computing statement gives, then its stored contact
+# outcome and whether that holds: a template of app/recommendations/queries.py ({external_id}: the customer's
+# external id; {now}: the request's time).
 STATE_OF_CUSTOMER = f"""
 SELECT c.id AS customer_id, c.external_id, s.held_products, s.risk_tolerance, s.marketing_consent, s.ineligible,
        s.explanation::text AS explanation, s.catalog_version,
-       s.ranker_version, s.ranker_products, s.ranker_propensities, s.ranker_reasons
+       s.ranker_version, s.ranker_products, s.ranker_propensities, s.ranker_reasons,
+       s.contact_generation, s.contact_keys, s.contact_rules, {CONTACT_HOLDS} AS contact_known
 FROM customer c JOIN customer_offer_state s ON s.customer_id = c.id
 WHERE c.external_id = {{external_id}} AND c.erased_at IS NULL AND {HOLDS}
 """

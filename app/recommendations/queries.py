@@ -61,17 +61,24 @@ class Statement:
         return [self.sql, *[values[name] if name in values else bound[name] for name in self.names]]
 
 
-# After the customer's row (the CTE requested_customer: no row when there is no such customer), the candidates (when
-# explaining, every product with the first filter that removes it, NULL for a candidate), as arrays ordered by
-# product code, and the products held within the win-back window with the last day each was held.
-CANDIDATES = (
-    """
+# The candidate part, after the customer's row (the CTE requested_customer: no row when there is no such customer):
+# the customer's tiers, what the contact policy suppresses (one of the CONTACT_ parts below: the CTE `suppressed`,
+# one row of two aligned arrays), then the candidates (when explaining, every product with the first filter that
+# removes it, NULL for a candidate), as arrays ordered by product code, and the products held within the win-back
+# window with the last day each was held.
+_TIERS = """
 , tiers AS (  -- one row: the tier of the primary policy ('*': none) and the customer's tiers in every policy
     SELECT coalesce(max(t.tier) FILTER (WHERE t.key = {primary_policy}), '*') AS primary_tier,
            coalesce(array_agg(t.tier::text), '{{}}') AS codes
     FROM (SELECT p.key, effective_tier(a) AS tier
           FROM requested_customer rc JOIN tier_assignment a ON a.customer_id = rc.customer_id
           JOIN tier_policy p ON p.id = a.policy_id) t
+"""
+
+# The contact policy's outcomes counted over what it counts: impressions and dismissals of offers (feedback_event),
+# programme invitations and managers' contacts, within 400 days.
+CONTACT_COUNTED = (
+    """
 ), outcomes AS (
     SELECT e.product_code, pr.category, e.channel, e.occurred_at,
            CASE WHEN e.kind = 'dismiss' THEN 'dismiss'
@@ -95,6 +102,40 @@ CANDIDATES = (
 ), suppressed AS (  -- one row: 'product:<code>' or 'category:<name>', and the first rule (by name) for each
     SELECT array_agg(f.scope || ':' || f.target) AS keys, array_agg(f.rule) AS rules
     FROM (SELECT scope, target, min(rule) AS rule FROM fired GROUP BY scope, target) f
+"""
+)
+
+# The outcome stored with the offer state (requested_customer's contact_keys and contact_rules: STATE_OF_CUSTOMER),
+# when it holds (its contact_known): one row read, none of the counting's plan nodes started.
+CONTACT_STORED = """
+), suppressed AS (SELECT rc.contact_keys AS keys, rc.contact_rules AS rules FROM requested_customer rc
+"""
+
+# The outcome counted, and stored with the offer state for the requests that follow: at the contact generation the
+# state was read at (a write to what the policy counts since moves it on, and stores nothing), under the policy's
+# version the rules were read at, from {now} until the first instant at which an outcome counted could leave a
+# rule's window, its rest or the 400 days (an hour earlier: days are added in the session's time zone).
+CONTACT_STORING = (
+    CONTACT_COUNTED
+    + """
+), contact_changes AS (
+    SELECT coalesce(min(b.at), 'infinity') - interval '1 hour' AS until FROM (
+        SELECT o.occurred_at + make_interval(days => d.days) AS at
+        FROM outcomes o JOIN contact_rule r ON r.is_active AND o.outcome = r.outcome
+        CROSS JOIN LATERAL (VALUES (r.window_days), (r.suppress_days)) AS d(days)
+        UNION ALL
+        SELECT o.occurred_at + interval '400 days' FROM outcomes o) b
+    WHERE b.at > {now}::timestamptz
+), contact_stored AS (
+    UPDATE customer_offer_state s
+    SET contact_keys = su.keys, contact_rules = su.rules, contact_from = {now}::timestamptz,
+        contact_until = cc.until, contact_policy = (SELECT version FROM contact_policy_version)
+    FROM requested_customer rc, suppressed su, contact_changes cc
+    WHERE s.customer_id = rc.customer_id AND s.contact_generation = rc.contact_generation
+"""
+)
+
+_CANDIDATES = """
 ), previously AS (  -- products held within the win-back window, with the last day each was held
     SELECT array_agg(h.product_code) AS codes, array_agg(h.last_held) AS last_held FROM (
         SELECT b.product_code, max(b.as_of) AS last_held
@@ -139,12 +180,28 @@ CROSS JOIN LATERAL (  -- one Agg reads the rows: its arrays are aligned
     FROM (SELECT * FROM products ORDER BY code) ordered
 ) c
 """
-)
+
+
+def candidates(contact: str) -> str:
+    """The candidate part (a template) with one of the contact parts."""
+    return _TIERS + contact + _CANDIDATES
+
+
+CANDIDATES = candidates(CONTACT_COUNTED)
+"""The candidate part counting the contact policy's outcomes."""
 
 
 def reading() -> Statement:
-    """The customer's offer state when one holds ({external_id}; no row when none does), then the candidates."""
-    return Statement().then(f"WITH requested_customer AS ({offer_state.STATE_OF_CUSTOMER}){CANDIDATES}")
+    """The customer's offer state when one holds ({external_id}; no row when none does), then the candidates with
+    the contact outcome stored with it (valid only where the row's contact_known is true)."""
+    return Statement().then(f"WITH requested_customer AS ({offer_state.STATE_OF_CUSTOMER}){candidates(CONTACT_STORED)}")
+
+
+def reading_contact() -> Statement:
+    """`reading`, the contact outcome counted and stored with the state (for a state whose stored one does not hold)."""
+    return Statement().then(
+        f"WITH requested_customer AS ({offer_state.STATE_OF_CUSTOMER}){candidates(CONTACT_STORING)}"
+    )
 
 
 def computing(customer: Statement) -> Statement:

@@ -3,7 +3,9 @@ consent, contact policy), ranked by propensity x value x lever (app/recommendati
 reasons; served lists are stored (app/recommendations/served.py).
 
 A request is one prepared statement on a driver connection: the customer's offer state (app/recommendations/
-offer_state.py) and the candidates (with explain, every product with the first filter that removes it). When no
+offer_state.py), with the contact policy's outcome stored with it, and the candidates (with explain, every product
+with the first filter that removes it). When the stored contact outcome does not hold (a write to what the policy
+counts cleared it, or time ended it), a second statement counts it and stores it with the state. When no
 state holds, a second statement computes it (the customer's features and every product's eligibility), stores it
 and gives the candidates (app/recommendations/catalog.py compiles both). Then comes the request's share of one
 insert of served lists (`ServedLists`: concurrent requests' lists are committed together, awaited by a hot read once
@@ -179,6 +181,10 @@ class Recommender:
         snapshot, row = await self._customer_row(
             connection, snapshot, CatalogSnapshot.state_query, external_id, arguments
         )
+        if row is not None and not row["contact_known"]:  # the contact outcome counted, and stored with the state
+            snapshot, row = await self._customer_row(
+                connection, snapshot, CatalogSnapshot.contact_query, external_id, arguments
+            )
         if row is not None:
             offer_state.READ.inc()
         else:  # no state holds (or there is no such customer): compute it and store it, for the next request too

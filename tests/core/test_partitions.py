@@ -100,3 +100,20 @@ async def test_a_time_filter_scans_only_the_partitions_of_its_months(session, te
         everything = await session.scalar(text(f"EXPLAIN (FORMAT JSON) SELECT * FROM {table.name}"))
         everything = everything if isinstance(everything, list) else json.loads(everything)
         assert len(_relations(everything[0]["Plan"])) > len(expected) + 1  # without the filter: every partition
+
+
+async def test_feedback_dropped_past_retention_ends_the_contact_outcomes_stored_with_offer_states(
+    session, test_settings
+):
+    """Feedback the contact policy may count (13 months of retention is within its 400 days) goes without a trigger
+    firing: the policy's version moves on, so every stored outcome is counted again (app/recommendations/queries.py)."""
+    this_month = date.today().replace(day=1)
+    feedback = next(t for t in PARTITIONED if t.name == "feedback_event")
+    await maintain_partitions(session, test_settings, today=this_month)
+    version = await session.scalar(text("SELECT version FROM contact_policy_version"))
+    await maintain_partitions(session, test_settings, today=this_month)  # nothing of feedback's dropped
+    assert await session.scalar(text("SELECT version FROM contact_policy_version")) == version
+    await create_month(session, feedback, add_months(this_month, -30))
+    counts = await maintain_partitions(session, test_settings, today=this_month)
+    assert counts["partitions_dropped"] >= 1
+    assert await session.scalar(text("SELECT version FROM contact_policy_version")) > version
