@@ -3,7 +3,7 @@ on every insert, 13 ms of the import's statement a chunk against 0.4 ms stored o
 until the worker expands it
 
 Revision ID: d4c0ffee0060
-Revises: d1c0ffee0057
+Revises: d3c0ffee0059
 Create Date: 2026-12-07 06:00:00
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "d4c0ffee0060"
-down_revision: str | None = "d1c0ffee0057"
+down_revision: str | None = "d3c0ffee0059"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
