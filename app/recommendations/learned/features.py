@@ -212,8 +212,34 @@ def _current_statement(by_range: bool) -> str:
     )
 
 
-CURRENT_BY_RANGE = _current_statement(by_range=True)
-CURRENT_BY_IDS = _current_statement(by_range=False)
+# Serving's rows as one row of a few values (the refresh decodes a chunk's features on its event loop, beside the
+# statements of the next chunk): the ids, the holdings' masks and the numbers each as one bytea of big-endian
+# int8 / float8 values (`int8send`, `float8send`: no per-value Python object; a missing number as NaN, which the
+# rows' decoding gives None), the categories as arrays. Every aggregate reads the rows in the same order, so the
+# i-th value of each is the same customer's.
+_NUMBERS = ("age", "tenure_months", "txn_count_30d", "txn_amount_30d", "logins_30d", "txn_count_90d")
+_PACKED = """
+SELECT count(*)::int AS n, string_agg(int8send(customer_id), ''::bytea) AS customer_ids,
+       string_agg({holdings}, ''::bytea) AS holdings,
+       string_agg({numbers}, ''::bytea) AS numbers,
+       array_agg(segment) AS segments, array_agg(tier) AS tiers,
+       array_agg(strings) FILTER (WHERE cardinality(strings) > 0) AS strings
+FROM ({current}) f
+"""
+
+
+def _packed_statement(by_range: bool) -> str:
+    return _PACKED.format(
+        current=_current_statement(by_range),
+        holdings=" || ".join(f"int8send(holdings[{k + 1}])" for k in range(LOOKBACK_MONTHS + 1)),
+        numbers=" || ".join(f"float8send(coalesce({c}, 'NaN'))" for c in _NUMBERS)
+        + " || coalesce((SELECT string_agg(float8send(coalesce(v, 'NaN')), ''::bytea ORDER BY i)"
+        " FROM unnest(numbers) WITH ORDINALITY AS u(v, i)), ''::bytea)",
+    )
+
+
+PACKED_BY_RANGE = _packed_statement(by_range=True)
+PACKED_BY_IDS = _packed_statement(by_range=False)
 
 PER_PRODUCT = ("held", "held_1m_ago", "held_2m_ago", "months_since_held")
 COMMON = (
@@ -390,9 +416,10 @@ async def fetch_current_rows(
     args = [month, list(spec.products), list(spec.numeric_attributes), list(spec.string_attributes)]
     args += [spec.primary_policy, add_months(month, -(LOOKBACK_MONTHS - 1)), today]
     statement, chunk = (
-        (CURRENT_BY_RANGE, list(id_range)) if id_range is not None else (CURRENT_BY_IDS, [list(customer_ids or ())])
+        (PACKED_BY_RANGE, list(id_range)) if id_range is not None else (PACKED_BY_IDS, [list(customer_ids or ())])
     )
-    return _to_rows(await _fetch(conn, statement, *args, *chunk), spec)
+    [packed] = await _fetch(conn, statement, *args, *chunk)
+    return _from_packed(packed, spec, month)
 
 
 async def _fetch(conn, statement: str, *args) -> list:
@@ -413,19 +440,43 @@ async def _fetch(conn, statement: str, *args) -> list:
     return records
 
 
+def _masks(holdings: np.ndarray, products: int) -> np.ndarray:
+    """Per row and product, the months held as bits (bit k: the k-th of the row's holdings bitmasks)."""
+    bits = (holdings[:, :, None] >> np.arange(products, dtype=np.int64)) & 1  # rows x months x products
+    return (bits << np.arange(LOOKBACK_MONTHS + 1, dtype=np.int64)[None, :, None]).sum(axis=1).astype(np.int32)
+
+
+def _from_packed(packed, spec: FeatureSpec, month: date) -> FeatureRows:
+    """Serving's rows from their one packed row (`_PACKED`), in customer order: `_to_rows`' arrays, the same
+    values."""
+    n, p = packed["n"], len(spec.products)
+    ids = np.frombuffer(packed["customer_ids"] or b"", dtype=">i8").astype(np.int64)
+    holdings = np.frombuffer(packed["holdings"] or b"", dtype=">i8").astype(np.int64).reshape(n, LOOKBACK_MONTHS + 1)
+    width = len(_NUMBERS) + len(spec.numeric_attributes)
+    numbers = np.frombuffer(packed["numbers"] or b"", dtype=">f8").astype(np.float64).reshape(n, width)
+    strings = packed["strings"] or [()] * n
+    categories = list(zip(packed["segments"] or (), packed["tiers"] or (), strict=True))
+    categories = [(*c, *s) for c, s in zip(categories, strings, strict=True)]
+    order = np.argsort(ids, kind="stable")
+    if (order != np.arange(n)).any():  # (aggregated in the statement's order, which is by customer)
+        ids, holdings, numbers = ids[order], holdings[order], numbers[order]
+        categories = [categories[i] for i in order]
+    return FeatureRows(
+        ids, [month] * n, _masks(holdings, p), np.zeros((n, p), dtype=bool), numbers.astype(np.float32), categories
+    )
+
+
 def _to_rows(records, spec: FeatureSpec) -> FeatureRows:
     n, p = len(records), len(spec.products)
     holdings = np.array([r["holdings"] for r in records], dtype=np.int64).reshape(n, LOOKBACK_MONTHS + 1)
-    bits = (holdings[:, :, None] >> np.arange(p, dtype=np.int64)) & 1  # rows x months x products
-    masks = (bits << np.arange(LOOKBACK_MONTHS + 1, dtype=np.int64)[None, :, None]).sum(axis=1).astype(np.int32)
+    masks = _masks(holdings, p)
     accepted = np.zeros((n, p), dtype=bool)
     for i, r in enumerate(records):
         if r["accepted"]:
             accepted[i, r["accepted"]] = True
-    scalar = ("age", "tenure_months", "txn_count_30d", "txn_amount_30d", "logins_30d", "txn_count_90d")
-    width = len(scalar) + len(spec.numeric_attributes)
+    width = len(_NUMBERS) + len(spec.numeric_attributes)
     numbers = (
-        np.array([[r[c] for c in scalar] + list(r["numbers"]) for r in records], dtype=np.float64)
+        np.array([[r[c] for c in _NUMBERS] + list(r["numbers"]) for r in records], dtype=np.float64)
         .reshape(n, width)
         .astype(np.float32)
     )
