@@ -6,11 +6,11 @@ import numpy as np
 from sqlalchemy import text
 
 from app.core.db import driver_connection
+from app.recommendations.learned.current import fetch_current_rows
 from app.recommendations.learned.features import (
     FeatureSpec,
     feature_matrix,
     feature_spec,
-    fetch_current_rows,
     fetch_rows,
     learn_vocabularies,
 )

@@ -8,10 +8,10 @@ states that hold and were not scored by the serving version (computed since, or 
 serving), a chunk of customers at a time, the same way. The model spends nothing on what cannot be shown: the
 statement that stores a refreshed state, and the sweep's read of a state, give which of the model's products are
 still candidates by what the state knows (not held, eligible, suitable, consented: offer_state.CANDIDATE_BITS). Per
-chunk: one set-based features statement (app/recommendations/learned/features.py,
-fetch_current_rows: at the month of the last holdings report; by id range when the chunk's ids are dense), one batch
-prediction of the calibrated propensities over the customers with a candidate (the choice booster is a softmax over
-every product: a customer's row runs every tree or none), the top feature contribution to the score of each
+chunk: one set-based features statement (app/recommendations/learned/current.py, fetch_current_rows, one packed
+row: at the month of the last holdings report; by id range when the chunk's ids are dense), one batch prediction
+of the calibrated propensities over the customers with a candidate (the choice booster is a softmax over every
+product: a customer's row runs every tree or none), the top feature contribution to the score of each
 customer's SHOWN_AT_MOST candidates of the highest score (along the decision paths of the model's first rounds:
 PropensityModel.top_contributions, over those pairs only) as its reason code, and one UPDATE over flat arrays that
 stores the candidates' scores only where the state is still the one that was read (same generation, and it holds): a
@@ -31,7 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.db import driver_connection
 from app.recommendations.learned import registry
-from app.recommendations.learned.features import COMMON, PER_PRODUCT, fetch_current_rows
+from app.recommendations.learned.current import fetch_current_rows
+from app.recommendations.learned.features import COMMON, PER_PRODUCT
 from app.recommendations.learned.model import REASON_ROUNDS
 from app.recommendations.offer_state import CANDIDATE_BITS, HOLDS
 from app.recommendations.schemas import LIMIT_MAX
