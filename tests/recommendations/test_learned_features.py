@@ -6,11 +6,11 @@ import numpy as np
 from sqlalchemy import text
 
 from app.core.db import driver_connection
+from app.recommendations.learned.current import fetch_current_rows
 from app.recommendations.learned.features import (
     FeatureSpec,
     feature_matrix,
     feature_spec,
-    fetch_current_rows,
     fetch_rows,
     learn_vocabularies,
 )
@@ -118,6 +118,7 @@ async def test_serving_s_statement_gives_training_s_features_of_its_month(sessio
                     text("INSERT INTO customer_aum_daily (customer_id, day, aum) VALUES (:c, :d, 0)"),
                     {"c": ids[name], "d": date.fromisoformat(day)},
                 )
+    ids["bare"] = await _customer(session, "bare")  # no attribute: a missing number and a missing category
     await session.execute(
         text(
             "INSERT INTO customer_activity_daily (customer_id, day, txn_count, txn_amount, logins) "
@@ -126,6 +127,7 @@ async def test_serving_s_statement_gives_training_s_features_of_its_month(sessio
         {"c": ids["gaps"], "d": date(2026, 4, 2)},
     )
     conn = await driver_connection(session)
+    assert not len(await fetch_current_rows(conn, SPEC, date(2026, 4, 1), date(2026, 6, 15), customer_ids=[]))
     for month, today in ((date(2026, 4, 1), date(2026, 6, 15)), (date(2026, 4, 1), date(2026, 4, 20))):
         ours = await fetch_current_rows(conn, SPEC, month, today, customer_ids=sorted(ids.values()))
         by_range = await fetch_current_rows(conn, SPEC, month, today, id_range=(min(ids.values()), max(ids.values())))
@@ -137,6 +139,9 @@ async def test_serving_s_statement_gives_training_s_features_of_its_month(sessio
         assert ours.masks[list(ids).index("emptied")].tolist() == [0b10, 0, 0b1100]
         assert ours.categories == theirs.categories and ours.months == theirs.months
         assert np.array_equal(ours.numbers, theirs.numbers, equal_nan=True)
+        assert ours.numbers.dtype == theirs.numbers.dtype and not ours.accepted.any()
+        assert np.isnan(ours.numbers[list(ids).index("bare"), -1]) and ours.categories[-1][-1] is None
+        assert ours.numbers[list(ids).index("gaps"), 2:6].tolist() == [4, 9, 1, 4]  # April's activity, packed
         vocabularies = learn_vocabularies(theirs.categories, 3)
         assert np.array_equal(feature_matrix(ours, vocabularies), feature_matrix(theirs, vocabularies), equal_nan=True)
     assert await conn.fetchval("SELECT current_setting('enable_nestloop')") == "on"

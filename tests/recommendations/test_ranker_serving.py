@@ -402,3 +402,10 @@ async def test_the_scores_literals_read_back_as_the_same_codes_and_floats(sessio
         (codes[:3], floats[:3], codes[1:4]),
         (codes[3:6], floats[3:], codes[4:]),
     ]
+    # 17 significant digits read back as the same float8, whatever the double (propensities, and any bits)
+    any_bits = np.frombuffer(np.random.default_rng(8).bytes(4000), dtype=np.float64)
+    many = np.concatenate([np.random.default_rng(7).random(500) ** 3, any_bits[np.isfinite(any_bits)]])
+    names = np.array(["a"] * len(many), dtype=object)
+    found = serving.Scored(np.zeros(len(many), dtype=np.int64), names, many, names)
+    _, [literal], _ = serving._literals([{"customer_id": 0}], found)
+    assert await conn.fetchval("SELECT $1::text::float8[]", literal) == many.tolist()

@@ -146,74 +146,7 @@ def _statement(by_range: bool) -> str:
 FEATURES_BY_RANGE = _statement(by_range=True)
 FEATURES_BY_IDS = _statement(by_range=False)
 
-# Serving's one month ($1, its first day): the same columns, without what only training reads (the month after,
-# the accepted offers: no label, `holdings[1]` 0). A month's end holdings are the products of the customer's last
-# report before the next month's first day, among the reports from $6 on: one aggregate per customer and month back
-# (the greatest (day, products) pair, an AUM-only day's products 0 below a holdings report's of the same day)
-# instead of training's months series and windows. $2-$5 as above, $6 the history's start, $7 today, then the chunk.
-_CURRENT = """
-WITH product AS (
-    SELECT code, (idx - 1)::int AS idx FROM unnest($2::text[]) WITH ORDINALITY AS p(code, idx)
-), report AS (
-    SELECT b.customer_id, b.as_of AS day, coalesce(bit_or(1::bigint << p.idx), 0) AS products
-    FROM holding_balance b LEFT JOIN product p ON p.code = b.product_code
-    WHERE {chunk_b} AND b.as_of >= $6::date AND b.as_of < ($1::date + interval '1 month')::date
-    GROUP BY 1, 2
-    UNION ALL
-    SELECT u.customer_id, u.day, 0 FROM customer_aum_daily u
-    WHERE {chunk_u} AND u.day >= $6::date AND u.day < ($1::date + interval '1 month')::date
-), holdings AS (
-    SELECT customer_id, ARRAY[0, {ends}] AS products FROM report GROUP BY 1
-), activity AS (  -- the 30 and 90 days before the month's end (or today's end, in the current month)
-    SELECT d.customer_id,
-           coalesce(sum(d.txn_count) FILTER (WHERE d.day >= u.until - 30), 0)::float8 AS txn_count_30d,
-           coalesce(sum(d.txn_amount) FILTER (WHERE d.day >= u.until - 30), 0)::float8 AS txn_amount_30d,
-           coalesce(sum(d.logins) FILTER (WHERE d.day >= u.until - 30), 0)::float8 AS logins_30d,
-           sum(d.txn_count)::float8 AS txn_count_90d
-    FROM customer_activity_daily d
-    CROSS JOIN (SELECT least(($1::date + interval '1 month')::date, $7::date + 1) AS until) u
-    WHERE {chunk_d} AND d.day >= u.until - 90 AND d.day < u.until
-    GROUP BY 1
-), tier AS (
-    SELECT a.customer_id, effective_tier(a) AS code
-    FROM tier_assignment a JOIN tier_policy p ON p.id = a.policy_id
-    WHERE {chunk_a} AND p.key = $5::text
-)
-SELECT c.id AS customer_id, $1::date AS month,
-       coalesce(h.products, '{{0,0,0,0,0,0,0}}') AS holdings, '{{}}'::int[] AS accepted,
-       date_part('year', age(u.until, c.birth_date))::float8 AS age,
-       (date_part('year', age(u.until, c.onboarded_at)) * 12 + date_part('month', age(u.until, c.onboarded_at)))
-           ::float8 AS tenure_months,
-       coalesce(a.txn_count_30d, 0) AS txn_count_30d, coalesce(a.txn_amount_30d, 0) AS txn_amount_30d,
-       coalesce(a.logins_30d, 0) AS logins_30d, coalesce(a.txn_count_90d, 0) AS txn_count_90d,
-       c.segment, tr.code AS tier,
-       {attributes}
-FROM customer c
-CROSS JOIN (SELECT least(($1::date + interval '1 month')::date, $7::date + 1) AS until) u
-LEFT JOIN holdings h ON h.customer_id = c.id
-LEFT JOIN activity a ON a.customer_id = c.id
-LEFT JOIN tier tr ON tr.customer_id = c.id
-WHERE {chunk_c} AND c.erased_at IS NULL AND c.onboarded_at < $1::date + interval '2 months'
-ORDER BY c.id
-"""
-
-
-def _current_statement(by_range: bool) -> str:
-    """Serving's features statement for a chunk given as an id range ($8, $9) or as an id array ($8)."""
-
-    return _CURRENT.format(
-        attributes=_ATTRIBUTES,
-        **_chunks(8, by_range),
-        ends=", ".join(
-            f"coalesce((max(ARRAY[day - $6::date, products]) FILTER (WHERE day < ($1::date - interval '{k - 1} "
-            "month')::date))[2], 0)"
-            for k in range(LOOKBACK_MONTHS)
-        ),
-    )
-
-
-CURRENT_BY_RANGE = _current_statement(by_range=True)
-CURRENT_BY_IDS = _current_statement(by_range=False)
+_NUMBERS = ("age", "tenure_months", "txn_count_30d", "txn_amount_30d", "logins_30d", "txn_count_90d")
 
 PER_PRODUCT = ("held", "held_1m_ago", "held_2m_ago", "months_since_held")
 COMMON = (
@@ -374,27 +307,6 @@ async def fetch_rows(
     return _to_rows(records, spec)
 
 
-async def fetch_current_rows(
-    conn,
-    spec: FeatureSpec,
-    month: date,
-    today: date,
-    *,
-    id_range: tuple[int, int] | None = None,
-    customer_ids: Sequence[int] | None = None,
-) -> FeatureRows:
-    """Serving's feature rows of a chunk of customers at one month (its first day): fetch_rows' for that month
-    (the same features, `masks` without the month after), in a statement that reads only what serving needs."""
-    if len(spec.products) > MAX_PRODUCTS:
-        raise ValueError(f"the learned ranker reads at most {MAX_PRODUCTS} products (one bigint of bits a month)")
-    args = [month, list(spec.products), list(spec.numeric_attributes), list(spec.string_attributes)]
-    args += [spec.primary_policy, add_months(month, -(LOOKBACK_MONTHS - 1)), today]
-    statement, chunk = (
-        (CURRENT_BY_RANGE, list(id_range)) if id_range is not None else (CURRENT_BY_IDS, [list(customer_ids or ())])
-    )
-    return _to_rows(await _fetch(conn, statement, *args, *chunk), spec)
-
-
 async def _fetch(conn, statement: str, *args) -> list:
     # Hash joins only: with statistics that miss fresh rows (a bulk load, a test) the planner would re-aggregate
     # the holdings once per customer and month in a nested loop. And no JIT: the costs that turns up would have
@@ -413,19 +325,23 @@ async def _fetch(conn, statement: str, *args) -> list:
     return records
 
 
+def _masks(holdings: np.ndarray, products: int) -> np.ndarray:
+    """Per row and product, the months held as bits (bit k: the k-th of the row's holdings bitmasks)."""
+    bits = (holdings[:, :, None] >> np.arange(products, dtype=np.int64)) & 1  # rows x months x products
+    return (bits << np.arange(LOOKBACK_MONTHS + 1, dtype=np.int64)[None, :, None]).sum(axis=1).astype(np.int32)
+
+
 def _to_rows(records, spec: FeatureSpec) -> FeatureRows:
     n, p = len(records), len(spec.products)
     holdings = np.array([r["holdings"] for r in records], dtype=np.int64).reshape(n, LOOKBACK_MONTHS + 1)
-    bits = (holdings[:, :, None] >> np.arange(p, dtype=np.int64)) & 1  # rows x months x products
-    masks = (bits << np.arange(LOOKBACK_MONTHS + 1, dtype=np.int64)[None, :, None]).sum(axis=1).astype(np.int32)
+    masks = _masks(holdings, p)
     accepted = np.zeros((n, p), dtype=bool)
     for i, r in enumerate(records):
         if r["accepted"]:
             accepted[i, r["accepted"]] = True
-    scalar = ("age", "tenure_months", "txn_count_30d", "txn_amount_30d", "logins_30d", "txn_count_90d")
-    width = len(scalar) + len(spec.numeric_attributes)
+    width = len(_NUMBERS) + len(spec.numeric_attributes)
     numbers = (
-        np.array([[r[c] for c in scalar] + list(r["numbers"]) for r in records], dtype=np.float64)
+        np.array([[r[c] for c in _NUMBERS] + list(r["numbers"]) for r in records], dtype=np.float64)
         .reshape(n, width)
         .astype(np.float32)
     )

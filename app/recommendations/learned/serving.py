@@ -8,10 +8,10 @@ states that hold and were not scored by the serving version (computed since, or 
 serving), a chunk of customers at a time, the same way. The model spends nothing on what cannot be shown: the
 statement that stores a refreshed state, and the sweep's read of a state, give which of the model's products are
 still candidates by what the state knows (not held, eligible, suitable, consented: offer_state.CANDIDATE_BITS). Per
-chunk: one set-based features statement (app/recommendations/learned/features.py,
-fetch_current_rows: at the month of the last holdings report; by id range when the chunk's ids are dense), one batch
-prediction of the calibrated propensities over the customers with a candidate (the choice booster is a softmax over
-every product: a customer's row runs every tree or none), the top feature contribution to the score of each
+chunk: one set-based features statement (app/recommendations/learned/current.py, fetch_current_rows, one packed
+row: at the month of the last holdings report; by id range when the chunk's ids are dense), one batch prediction
+of the calibrated propensities over the customers with a candidate (the choice booster is a softmax over every
+product: a customer's row runs every tree or none), the top feature contribution to the score of each
 customer's SHOWN_AT_MOST candidates of the highest score (along the decision paths of the model's first rounds:
 PropensityModel.top_contributions, over those pairs only) as its reason code, and one UPDATE over flat arrays that
 stores the candidates' scores only where the state is still the one that was read (same generation, and it holds): a
@@ -31,7 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.db import driver_connection
 from app.recommendations.learned import registry
-from app.recommendations.learned.features import COMMON, PER_PRODUCT, fetch_current_rows
+from app.recommendations.learned.current import fetch_current_rows
+from app.recommendations.learned.features import COMMON, PER_PRODUCT
 from app.recommendations.learned.model import REASON_ROUNDS
 from app.recommendations.offer_state import CANDIDATE_BITS, HOLDS
 from app.recommendations.schemas import LIMIT_MAX
@@ -275,15 +276,24 @@ class _Quoted(dict):
         return quoted
 
 
+class _Formats(dict):
+    """Per count of floats, the format of their array literal, each float with 17 significant digits."""
+
+    def __missing__(self, count: int) -> str:
+        self[count] = text = "{" + ",".join(["%.17g"] * count) + "}"
+        return text
+
+
 def _quoted(values, texts: _Quoted) -> str:
     """An array literal of text values, every element quoted."""
     return "{" + ",".join(map(texts.__getitem__, values)) + "}"
 
 
 def _literals(states, found: Scored | None) -> tuple[list[str], list[str], list[str]]:
-    """Per state read (in its order), its scores as three array literals: products, propensities (repr: the
-    shortest text that reads back as the same float8; a list's repr, which is each float's, costs half as much as
-    joining them) and reasons; '{}' where it has none."""
+    """Per state read (in its order), its scores as three array literals: products, propensities and reasons;
+    '{}' where it has none. A propensity is written with 17 significant digits, which read back as the same float8
+    (any double's 17 digits do: IEEE 754) and cost a third less than its shortest text (repr): one format per
+    number of scores, applied to the state's tuple of floats."""
     empty = ["{}"] * len(states)
     products, propensities, reasons = list(empty), list(empty), list(empty)
     if found is None or not len(found.customer_ids):
@@ -292,12 +302,13 @@ def _literals(states, found: Scored | None) -> tuple[list[str], list[str], list[
     starts = np.flatnonzero(np.r_[True, found.customer_ids[1:] != found.customer_ids[:-1]])
     ends = np.r_[starts[1:], len(found.customer_ids)]
     values, codes, why, texts = found.propensities.tolist(), found.products.tolist(), found.reasons.tolist(), _Quoted()
+    formats = _Formats()
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         i = at.get(int(found.customer_ids[start]))
         if i is None:
             continue
         products[i] = _quoted(codes[start:end], texts)
-        propensities[i] = "{" + repr(values[start:end])[1:-1] + "}"  # each float's repr, ", " between
+        propensities[i] = formats[end - start] % tuple(values[start:end])
         reasons[i] = _quoted(why[start:end], texts)
     return products, propensities, reasons
 
