@@ -223,6 +223,9 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         generate_unique_id_function=operation_id,
         docs_url=None,
         redoc_url=None,
+        # The service's own request ids, W3C trace context and Prometheus metrics (app/core/middleware.py) say
+        # what it does; FastAPI's OpenTelemetry hooks, off, cost no look-up of the providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.rate_limiter = rate_limiter(role_limits(settings), settings)
