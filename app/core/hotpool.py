@@ -59,7 +59,7 @@ class HotPool:
             except BaseException:
                 if waiter.done() and not waiter.cancelled():  # handed one just as the wait ended: pass it on
                     self._hand(waiter.result())
-                else:
+                elif waiter in self._waiters:  # (a cancelled one may have been passed over by _hand already)
                     self._waiters.remove(waiter)
                 raise
             if connection is None:  # a place freed by a discarded connection

@@ -89,3 +89,16 @@ async def test_waiters_get_released_connections_in_turn_and_a_long_wait_is_a_503
     release.set()
     await asyncio.gather(*holders)
     assert await _backend(hot)  # the timed-out waiter left nothing behind: the pool serves again
+
+
+async def test_a_waiter_cancelled_as_a_connection_is_released_leaves_the_pool_whole(hot):
+    pool = hot.read_pool
+    held = [await pool.acquire(1), await pool.acquire(1)]
+    waiting = asyncio.create_task(pool.acquire(1))
+    await asyncio.sleep(0.05)
+    waiting.cancel()  # its wait is cancelled at once, the task resumes later:
+    pool.release(held.pop())  # the release passes the cancelled waiter over
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    pool.release(held.pop())
+    assert await _backend(hot) and pool.get_size() == 2
