@@ -35,7 +35,7 @@ from app.core.invalidation import API_KEYS, RANKING_STATS, InvalidationListener
 from app.core.leader import Leadership, database_dsn
 from app.core.logging import configure_logging
 from app.core.metrics import process_exited
-from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, UnexpectedErrors
+from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.openapi import TAGS, install_openapi, operation_id
 from app.core.partitions import run_partition_maintenance
 from app.core.ratelimit import FailedAuthLimiter, RateLimit, role_limits
@@ -226,6 +226,9 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         generate_unique_id_function=operation_id,
         docs_url=None,
         redoc_url=None,
+        # The service's own request ids, W3C trace context and Prometheus metrics (app/core/middleware.py) say
+        # what it does; FastAPI's OpenTelemetry hooks, off, cost no look-up of the providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.rate_limiter = rate_limiter(role_limits(settings), settings)
@@ -253,13 +256,12 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         app.include_router(router)
     install_openapi(app)
     # Middleware, innermost first: gzip for the router's large answers (lists, reports; a strong ETag becomes the
-    # gzip representation's own), the hot reads in front of it (their small documents skip it), the answer to
-    # unexpected errors around everything but the request id and access log, outermost (they see every request and
-    # its status).
+    # gzip representation's own), a routed read run again on the primary when its replica failed under it, the
+    # body size limit (not for a GET), the hot reads in front of those (GETs with small documents, which retry on
+    # the primary themselves), and outermost the request id, access log, metrics and the answer to unexpected
+    # errors (they see every request and its status).
     app.add_middleware(GZipWithCodedETags, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL)
-    if settings.hot_reads:
-        app.add_middleware(HotReads, reads=HOT_READS, routes=_routes_of(HOT_READS))
-    app.add_middleware(ReplicaRetry)  # a routed read whose replica failed under it, again on the primary
+    app.add_middleware(ReplicaRetry)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,
@@ -268,7 +270,8 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
             "/v1/events": settings.max_import_body_bytes,
         },
     )
-    app.add_middleware(UnexpectedErrors)
+    if settings.hot_reads:
+        app.add_middleware(HotReads, reads=HOT_READS, routes=_routes_of(HOT_READS))
     app.add_middleware(RequestContextMiddleware)
     return app
 

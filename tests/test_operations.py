@@ -81,6 +81,31 @@ async def test_unexpected_error_is_500_without_internals(client, as_role, monkey
     assert "hunter2" not in response.text and "RuntimeError" not in response.text
 
 
+@pytest.mark.parametrize("path", ["hot", "routed"])
+async def test_an_unexpected_error_is_answered_with_the_request_id_and_counted_as_a_500(
+    client, routed, as_role, monkeypatch, path
+):
+    """The answer to an exception no handler took and the request's id, trace and metrics are one middleware
+    (app.core.middleware.RequestContextMiddleware): the 500 is problem+json, carries the request's id and trace,
+    and is counted under its route with status 500, on the hot path and through the router alike."""
+    from app.core.middleware import REQUESTS
+    from app.tiering.assignment import reads
+
+    async def explode(*args, **kwargs):
+        raise RuntimeError("password=hunter2")
+
+    monkeypatch.setattr(reads, "customer_tiers_json", explode)
+    counted = REQUESTS.labels("GET", "/v1/customers/{customer_id}/tiers", "500")
+    before = counted._value.get()
+    headers = {**as_role("app"), "X-Request-ID": "req-500-check"}
+    response = await (client if path == "hot" else routed).get("/v1/customers/C1/tiers", headers=headers)
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == 500 and "hunter2" not in response.text
+    assert response.headers["x-request-id"] == "req-500-check" and response.headers["traceparent"]
+    assert counted._value.get() == before + 1
+
+
 async def test_readyz_is_503_when_migrations_are_not_at_head(scratch_database, test_settings):
     import httpx
     from sqlalchemy.ext.asyncio import create_async_engine

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Annotated, Any
 
 import asyncpg
@@ -18,6 +19,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from app.core.config import Settings
 from app.core.errors import ServiceUnavailable
+from app.core.hotpool import HotPool
 from app.core.metrics import (
     POOL_CHECKED_OUT,
     POOL_SIZE,
@@ -329,43 +331,29 @@ class ReplicaConnection(asyncpg.Connection):
     replica = True
 
 
-async def create_read_pool(engine: AsyncEngine, settings: Settings, *, replica: bool = False) -> asyncpg.Pool:
-    """The hot reads' own small asyncpg pool (app/core/hotpath.py), on the engine's server and with its
-    per-connection settings. A checkout through SQLAlchemy's AsyncConnection is a measurable share of such a read
-    (bench/HISTORY.md); these reads use no ORM and begin no transaction, so each statement reads committed data.
+async def create_read_pool(engine: AsyncEngine, settings: Settings, *, replica: bool = False) -> HotPool:
+    """The hot reads' own small pool (app/core/hotpool.py), on the engine's server and with its per-connection
+    settings. A checkout through SQLAlchemy's AsyncConnection is a measurable share of such a read, and so is one
+    through asyncpg's pool (bench/HISTORY.md, bench/RESULTS.md); these reads use no ORM and begin no transaction,
+    so each statement reads committed data. Each statement gives up after settings.read_timeout_s. A replica's pool
+    opens its connections as used: a replica that is down at start keeps no instance from starting.
 
     Its sessions plan without hash and merge joins (HOT_PLANNER_SETTINGS): every statement on it reads one
     customer's rows (or writes a few served lists), where a nested loop over index scans is the best plan, but
     the planner, estimating rows for an average customer, built a hash table of the product catalog on every
     recommendation (bench/HISTORY.md)."""
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    if replica:  # opened as used: a replica that is down at start keeps no instance from starting
-        return await asyncpg.create_pool(
-            dsn,
-            min_size=0,
-            max_size=settings.read_pool_size,
-            server_settings={**server_settings(settings), **HOT_PLANNER_SETTINGS},
-            timeout=settings.db_connect_timeout_s,
-            command_timeout=settings.read_timeout_s,
-            reset=_keep_session,
-            connection_class=ReplicaConnection,
-        )
+    options = {
+        "server_settings": {**server_settings(settings), **HOT_PLANNER_SETTINGS},
+        "timeout": settings.db_connect_timeout_s,
+        "command_timeout": settings.read_timeout_s,
+        "connection_class": ReplicaConnection if replica else asyncpg.Connection,
+    }
+    pool = HotPool(partial(asyncpg.connect, dsn, **options), settings.read_pool_size)
+    if replica:
+        return pool
     POOL_SIZE.labels("read").set(settings.read_pool_size)
-    return await asyncpg.create_pool(
-        dsn,
-        min_size=settings.read_pool_size,
-        max_size=settings.read_pool_size,
-        server_settings={**server_settings(settings), **HOT_PLANNER_SETTINGS},
-        timeout=settings.db_connect_timeout_s,
-        command_timeout=settings.read_timeout_s,
-        reset=_keep_session,
-    )
-
-
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """The hot pool's reset on release: nothing to send. Hot reads change no session state (no SET, LISTEN,
-    cursor or advisory lock), and asyncpg rolls back a transaction left open before calling this; its default
-    reset is a round trip of four statements per request, as long as a hot read's own query."""
+    return await pool.open(settings.read_pool_size)
 
 
 # The hot pools' series by label, each looked up once (a label lookup costs more than the observation, per request)
@@ -383,35 +371,42 @@ def _pool_series(label: str) -> tuple:
 async def read_connection(state, replica: Replica | None = None):
     """A driver connection for a hot read: from the read pool of `replica`, or of the primary (app.state.read_pool);
     or, when the app was given a sessionmaker bound to a connection (as tests bind it, to see their uncommitted
-    data), that connection. On a replica, a connection that cannot be had or is lost raises ReplicaUnavailable."""
+    data), that connection. On a replica, a connection that cannot be had or is lost raises ReplicaUnavailable.
+    A connection lost, or whose statement timed out or was cancelled, is not used again."""
     pool = replica.pool if replica is not None else state.read_pool
-    if pool is not None:
-        label = "replica" if replica is not None else "read"
-        wait, in_use = _pool_series(label)
-        started = time.perf_counter()
-        try:
-            connection = await pool.acquire(timeout=state.settings.db_pool_timeout_s)
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:  # no connection free, or none to be made
-            if isinstance(exc, TimeoutError):
-                POOL_TIMEOUTS.labels(label).inc()
-            raise (ReplicaUnavailable() if replica is not None else database_unavailable()) from exc
-        finally:
-            wait.observe(time.perf_counter() - started)
-        in_use.inc()
-        try:
-            yield connection
-        except Exception as exc:
-            if connection_lost(exc) or (replica is not None and isinstance(exc, TimeoutError)):
-                connection.terminate()  # closed, or waiting on a server that may never answer: not reused
-                raise (ReplicaUnavailable() if replica is not None else database_unavailable()) from exc
-            if replica is not None and replica_failure(exc):
-                raise ReplicaUnavailable() from exc
-            raise
-        finally:
-            in_use.dec()
-            await pool.release(connection)
-    else:
+    if pool is None:
         yield (await state.sessionmaker.kw["bind"].get_raw_connection()).driver_connection
+        return
+    label = "replica" if replica is not None else "read"
+    wait, in_use = _pool_series(label)
+    started = time.perf_counter()
+    try:
+        connection = await pool.acquire(state.settings.db_pool_timeout_s)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:  # no connection free, or none to be made
+        if isinstance(exc, TimeoutError):
+            POOL_TIMEOUTS.labels(label).inc()
+        raise (ReplicaUnavailable() if replica is not None else database_unavailable()) from exc
+    finally:
+        wait.observe(time.perf_counter() - started)
+    in_use.inc()
+    try:
+        yield connection
+    except Exception as exc:
+        if connection_lost(exc) or isinstance(exc, TimeoutError):
+            pool.discard(connection)  # closed, or its statement cancelled: not reused
+            connection = None
+            raise (ReplicaUnavailable() if replica is not None else database_unavailable()) from exc
+        if replica is not None and replica_failure(exc):
+            raise ReplicaUnavailable() from exc
+        raise
+    except BaseException:  # cancelled mid-statement: the connection may still be busy with it
+        pool.discard(connection)
+        connection = None
+        raise
+    finally:
+        in_use.dec()
+        if connection is not None:
+            pool.release(connection)
 
 
 async def open_replicas(settings: Settings, primary_url: str) -> ReplicaSet | None:

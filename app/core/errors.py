@@ -327,7 +327,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """The handlers of the errors a route raises. Every other exception is answered by handle_unexpected in
-    app.core.middleware.UnexpectedErrors, not by a handler for Exception here: Starlette runs that one in its
+    app.core.middleware.RequestContextMiddleware, not by a handler for Exception here: Starlette runs that one in its
     outermost middleware, which re-raises after answering, and the server then drops the client's connection."""
     app.add_exception_handler(AppError, handle_app_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)

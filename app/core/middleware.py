@@ -45,7 +45,13 @@ def _new_request_id() -> str:
 class RequestContextMiddleware:
     """Gives every request an id (X-Request-ID, echoed back) and a trace context (W3C traceparent: the caller's
     trace continued, or a new one; sent back), adds the calling key's RateLimit headers to the answer, logs it once
-    with the calling key's name and counts it by route template."""
+    with the calling key's name and counts it by route template.
+
+    It also answers an exception no handler took (a value the database refuses, the database away, a bug) with
+    app.core.errors.handle_unexpected, and keeps the client's connection: Starlette's own last resort answers, then
+    re-raises, and the server closes the connection the answer went out on. An exception after a complete response
+    (a background task) is logged; one in the middle of a response is raised, as the server must then close. One
+    layer for both, one wrapper of `send` (each layer and wrapper is paid on every request: bench/RESULTS.md)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -66,87 +72,66 @@ class RequestContextMiddleware:
         token, trace_token = request_id_var.set(request_id), tracing.trace_var.set(trace)
         state = scope.setdefault("state", {})  # request.state: authorize() notes the calling key's name in it
         started = time.perf_counter()
-        status_holder = [500]
+        status, complete = 0, False  # the response's status once started; whether its last body part went out
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status, complete
             if message["type"] == "http.response.start":
-                status_holder[0] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [
-                    *message["headers"],
+                status = message["status"]
+                headers = [
+                    *message.get("headers", ()),
                     (b"x-request-id", request_id.encode()),
                     (b"traceparent", trace.traceparent.encode()),
-                    # the calling key's RateLimit fields (app.core.security.authorize), on whatever it is answered;
-                    # a 429 carries its own
-                    *(state.get("rate_limit_headers", ()) if message["status"] != 429 else ()),
                 ]
+                if status != 429:  # the calling key's RateLimit fields (app.core.security.authorize); a 429 has its own
+                    headers += state.get("rate_limit_headers", ())
                 consistency = state.get("consistency_token")  # a write's, with replicas (app/core/db.py)
                 if consistency is not None:
-                    message["headers"].append((CONSISTENCY_HEADER_BYTES, consistency.encode()))
+                    headers.append((CONSISTENCY_HEADER_BYTES, consistency.encode()))
+                message["headers"] = headers
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                complete = True
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            key = (scope["method"], template, status_holder[0])
-            series = self.series.get(key)
-            if series is None:  # label lookups cost more than the counting: once per (method, route, status)
-                series = self.series[key] = (
-                    REQUESTS.labels(key[0], template, str(key[2])),
-                    LATENCY.labels(key[0], template),
-                )
-            series[0].inc()
-            series[1].observe(elapsed)
-            if log.isEnabledFor(logging.INFO):
-                log.info(
-                    "request",
-                    extra={
-                        "method": scope["method"],
-                        "route": template,
-                        "status": status_holder[0],
-                        "duration_ms": round(elapsed * 1000, 2),
-                        "api_key": state.get("api_key_name"),  # the key's name, never the key
-                        "trace_id": trace.trace_id,
-                    },
-                )
-            request_id_var.reset(token)
-            tracing.trace_var.reset(trace_token)
-
-
-class UnexpectedErrors:
-    """Answers an exception no handler took (a value the database refuses, the database away, a bug) with
-    app.core.errors.handle_unexpected, and keeps the client's connection: Starlette's own last resort answers, then
-    re-raises, and the server closes the connection the answer went out on. An exception after a complete response
-    (a background task) is logged; one in the middle of a response is raised, as the server must then close."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        progress = {"started": False, "complete": False}
-
-        async def tracking_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                progress["started"] = True
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                progress["complete"] = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            if not progress["started"]:
-                await (await handle_unexpected(Request(scope), exc))(scope, receive, send)
-            elif progress["complete"]:
+            if not status:
+                await (await handle_unexpected(Request(scope), exc))(scope, receive, send_with_id)
+            elif complete:
                 error_log.exception("error after the response was sent", extra={"error": type(exc).__name__})
             else:
                 raise
+        finally:
+            self._count(scope, status or 500, time.perf_counter() - started, state, trace)
+            request_id_var.reset(token)
+            tracing.trace_var.reset(trace_token)
+
+    def _count(self, scope: Scope, status: int, elapsed: float, state: dict, trace) -> None:
+        """The request counted and timed by (method, route template, status), and its access log line."""
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        key = (scope["method"], template, status)
+        series = self.series.get(key)
+        if series is None:  # label lookups cost more than the counting: once per (method, route, status)
+            series = self.series[key] = (
+                REQUESTS.labels(key[0], template, str(status)),
+                LATENCY.labels(key[0], template),
+            )
+        series[0].inc()
+        series[1].observe(elapsed)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "api_key": state.get("api_key_name"),  # the key's name, never the key
+                    "trace_id": trace.trace_id,
+                },
+            )
 
 
 class BodySizeLimitMiddleware:

@@ -30,6 +30,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
+from app.core.hotpool import HotPool
 
 logger = logging.getLogger("tierwise.replicas")
 
@@ -99,7 +100,7 @@ class Replica:
     dsn: str  # plain postgresql:// URL
     engine: object = None
     sessionmaker: object = None
-    pool: asyncpg.Pool | None = None
+    pool: HotPool | None = None
     in_rotation: bool = False
     replay_lsn: int = 0
     lag_seconds: float | None = None

@@ -3,6 +3,7 @@ the same ranking in the same document, held to the RecommendationsRead schema, e
 same problem+json for every error; a query it cannot read as the route would goes on to FastAPI."""
 
 import re
+from types import SimpleNamespace
 
 import pytest
 from pydantic import ValidationError
@@ -270,11 +271,12 @@ async def test_ranking_statistics_counted_elsewhere_arrive_within_their_age(
 async def test_the_hot_pool_plans_without_hash_and_merge_joins(engine, test_settings):
     """The hot reads' pool (one customer's rows per statement) plans nested loops over index scans; the app's
     other connections keep the planner's defaults."""
-    from app.core.db import create_read_pool
+    from app.core.db import create_read_pool, read_connection
 
-    pool = await create_read_pool(engine, test_settings.model_copy(update={"read_pool_size": 1}))
+    settings = test_settings.model_copy(update={"read_pool_size": 1})
+    pool = await create_read_pool(engine, settings)
     try:
-        async with pool.acquire() as hot:
+        async with read_connection(SimpleNamespace(read_pool=pool, settings=settings)) as hot:
             assert [await hot.fetchval(f"SHOW {name}") for name in ("enable_hashjoin", "enable_mergejoin")] == [
                 "off",
                 "off",
