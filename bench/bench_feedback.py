@@ -44,9 +44,11 @@ async def load_catalog_and_policies(dsn: str) -> list[str]:
 
 
 async def seed_items(
-    dsn: str, customers: int, items_per_customer: int, products: list[str], seed: int = 5
+    dsn: str, customers: int, items_per_customer: int, products: list[str], seed: int = 5, offer_states: bool = False
 ) -> list[tuple[str, uuid.UUID]]:
-    """Customers, one served list each and its items, with COPY; returns (external id, recommendation id)."""
+    """Customers, one served list each and its items, with COPY; returns (external id, recommendation id). With
+    `offer_states`, each customer also has an offer state, as a customer served a list through the API has: what
+    a feedback event's statement then also touches (the stored contact outcome it ends)."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
     conn = await asyncpg.connect(dsn)
@@ -96,6 +98,11 @@ async def seed_items(
             ],
             records=lists,
         )
+        if offer_states:
+            await conn.execute(
+                "INSERT INTO customer_offer_state (customer_id, generation, valid_until) "
+                "SELECT id, 1, now() + interval '1 day' FROM customer"
+            )
         return out
     finally:
         await conn.close()
@@ -190,11 +197,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--offer-states", action="store_true", help="give every customer an offer state")
     args = parser.parse_args()
 
     with scratch_database() as dsn:
         products = asyncio.run(load_catalog_and_policies(dsn))
-        items = asyncio.run(seed_items(dsn, args.customers, args.items_per_customer, products))
+        items = asyncio.run(
+            seed_items(dsn, args.customers, args.items_per_customer, products, offer_states=args.offer_states)
+        )
         events = feedback_events(items, args.events)
         batches = [
             json.dumps({"events": events[i : i + args.batch]}).encode() for i in range(0, len(events), args.batch)
