@@ -81,15 +81,21 @@ def _kwargs_for_httpx(case) -> dict:
     return kwargs
 
 
+def generated(examples: int) -> settings:
+    """Hypothesis' settings for a schemathesis test: `examples` per operation, the documented examples first, the
+    same cases on every run (derandomized, no example database), no deadline or health check."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+
+
 @schema.parametrize()
-@settings(
-    max_examples=EXAMPLES_PER_OPERATION,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+@generated(EXAMPLES_PER_OPERATION)
 def test_api_survives_generated_requests(fuzz_app, case):
     STATS["operations"].add(f"{case.method} {case.path}")
     STATS["cases"] += 1

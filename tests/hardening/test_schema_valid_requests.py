@@ -6,12 +6,11 @@ mismatch. Refusals that only name missing data (404: no such customer, policy or
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, settings
 
 from app.core.migrations import upgrade_to_head
 from app.main import create_app
 from tests.hardening.loop_app import RolledBackApp
-from tests.hardening.test_fuzz import FUZZ_SETTINGS, _kwargs_for_httpx
+from tests.hardening.test_fuzz import FUZZ_SETTINGS, _kwargs_for_httpx, generated
 
 EXAMPLES_PER_OPERATION = 15
 CONFIG = schemathesis.Config.from_dict(
@@ -248,14 +247,7 @@ def answers(request):
 
 
 @schema.parametrize()
-@settings(
-    max_examples=EXAMPLES_PER_OPERATION,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+@generated(EXAMPLES_PER_OPERATION)
 def test_schema_valid_request_is_answered(bank, answers, case):
     _with_valid_data(bank, case)
     response = bank.request("admin", **_kwargs_for_httpx(case), with_key=True)
