@@ -35,11 +35,16 @@ class PartitionedTable:
     name: str
     column: str  # the time the table is partitioned by
     retention: str  # the Settings field: months kept
+    after_removal: str | None = None  # SQL run once rows went past retention (dropped or deleted: no trigger fires)
 
+
+# Feedback the contact policy may count went without its triggers firing: every contact outcome stored with an offer
+# state is counted again (app/recommendations/queries.py).
+_CONTACT_POLICY_CHANGED = "UPDATE contact_policy_version SET version = nextval('contact_policy_version_seq')"
 
 PARTITIONED = (
     PartitionedTable("customer_event", "occurred_at", "retention_months_events"),
-    PartitionedTable("feedback_event", "occurred_at", "retention_months_events"),
+    PartitionedTable("feedback_event", "occurred_at", "retention_months_events", _CONTACT_POLICY_CHANGED),
     PartitionedTable("tier_transition", "at", "retention_months_transitions"),
     PartitionedTable("audit_event", "at", "retention_months_audit"),
     PartitionedTable("recommendation_list", "served_at", "retention_months_events"),
@@ -109,9 +114,6 @@ async def drop_month(session: AsyncSession, table: PartitionedTable, month: date
     await session.execute(text(f"DROP TABLE {name}"))
 
 
-_CONTACT_POLICY_CHANGED = text("UPDATE contact_policy_version SET version = nextval('contact_policy_version_seq')")
-
-
 async def maintain_partitions(session: AsyncSession, settings: Settings, today: date | None = None) -> dict:
     """Create this month and the months ahead of every partitioned table, drop the months past its retention and
     delete the default partition's rows older than the cutoff. Returns the counts. Flushes, never commits."""
@@ -139,10 +141,8 @@ async def maintain_partitions(session: AsyncSession, settings: Settings, today: 
             {"cutoff": datetime.fromisoformat(_bound(cutoff))},
         )
         counts["default_rows_deleted"] += deleted.rowcount
-        if table.name == "feedback_event" and (dropped or deleted.rowcount):
-            # feedback the contact policy may count went without a trigger firing: every outcome stored with an
-            # offer state is counted again (app/recommendations/queries.py)
-            await session.execute(_CONTACT_POLICY_CHANGED)
+        if table.after_removal and (dropped or deleted.rowcount):
+            await session.execute(text(table.after_removal))
     return counts
 
 
