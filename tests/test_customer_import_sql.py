@@ -10,10 +10,10 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from app.core.errors import validation_errors
-from app.customers.customer_import import fast_line
+from app.customers.customer_import import _MERGE, _MERGE_NEW, fast_line
 from app.customers.schemas import CustomerImportLine
 from app.customers.service import PROFILE_FIELDS
-from tests.factories import customer_body
+from tests.factories import customer_body, external_id_map_errors
 from tests.test_customers import _import
 
 NOW = datetime.now(UTC)
@@ -206,6 +206,37 @@ async def test_a_file_whose_every_line_passes_is_merged_by_the_staging_statement
     query = text("SELECT external_id, display_name FROM customer WHERE external_id LIKE 'SQ-W%'")
     names = dict((await session.execute(query)).all())
     assert names == {"SQ-W1": "after", "SQ-W2": "b"}
+
+
+async def test_the_claims_fallback_stores_what_the_plain_inserts_store(session):
+    """_MERGE_NEW (new external ids inserted into the map and customer without ON CONFLICT) and _MERGE (the claim
+    with ON CONFLICT, which import_lines runs when another transaction claims one of the new ids meanwhile) store
+    the same customers, map and mark sets from the same lines: new customers, then known and new ones together."""
+    stored = {}
+    for merge, prefix in ((_MERGE_NEW, "SQ-MN"), (_MERGE, "SQ-MO")):
+        counts = []
+        for run, numbers in (("first", range(4)), ("second", range(2, 6))):
+            lines = [_line(f"{prefix}{n}", display_name=f"{run} {n}", risk_level=n % 5 + 1) for n in numbers]
+            lines.append(_line(f"{prefix}3", drop=("display_name", "marketing_consent", "birth_date")))  # wins
+            merged = (await session.execute(merge, {"lines": "[" + ",".join(lines) + "]"})).one()
+            counts.append((merged.created, merged.updated, len(merged.updated_ids)))
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT substr(external_id, 6), segment, display_name, birth_date, onboarded_at, risk_level, "
+                    "risk_assessed_at, marketing_consent, attributes, created_at = updated_at, "
+                    "id IN (SELECT unnest(customer_ids) FROM retier_mark_set) FROM customer "
+                    "WHERE external_id LIKE :p ORDER BY external_id"
+                ),
+                {"p": f"{prefix}%"},
+            )
+        ).all()
+        query = text("SELECT id FROM customer WHERE external_id LIKE :p")
+        ids = (await session.scalars(query, {"p": f"{prefix}%"})).all()
+        assert len(ids) == 6 and await external_id_map_errors(session, ids) == []
+        stored[prefix] = (counts, [tuple(row) for row in rows])
+    assert stored["SQ-MN"] == stored["SQ-MO"]
+    assert stored["SQ-MN"][0] == [(4, 0, 0), (2, 2, 2)]
 
 
 HOSTILE = [

@@ -335,3 +335,49 @@ async def test_two_imports_creating_the_same_external_ids_end_as_one_customer_ea
         assert sum(summary["created"] for summary in summaries) == 3
         assert sum(summary["updated"] for summary in summaries) == 3
         assert len(ids) == 3 and await external_id_map_errors(probe, ids) == []
+
+
+async def test_an_import_whose_new_external_id_another_writer_claims_meanwhile_updates_that_customer(committed):
+    """An import of two new external ids, one of which another transaction (a creation, as PUT writes it: the map's
+    row and the customer's) has claimed and holds uncommitted: the import's insert of it waits, the other commits,
+    and the import claims its ids again as a lone claim does (app.customers.customer_import: _MERGE after _MERGE_NEW
+    lost the race), updating that customer and creating the other; each external id one customer, the map true."""
+    taken, fresh = (f"IMPORT-CLAIMED-{committed['tag']}-{n}" for n in range(2))
+    body = "\n".join(
+        json.dumps({"customer_id": e, **customer_body(display_name="Imported")}) for e in (fresh, taken)
+    ).encode()
+    app, sessionmaker = committed["app"], committed["sessionmaker"]
+    headers = {**committed["headers"]["integration"], "Content-Type": "application/x-ndjson"}
+    async with sessionmaker() as holder, _client(app) as client:
+        holder_pid = await holder.scalar(text("SELECT pg_backend_pid()"))
+        holder_id = await holder.scalar(
+            text(
+                "WITH m AS (INSERT INTO customer_external_id (external_id, customer_id) "
+                "VALUES (:e, nextval('customer_id_seq')) RETURNING customer_id) "
+                "INSERT INTO customer (id, external_id, segment, onboarded_at, display_name) "
+                "SELECT customer_id, :e, 'retail', now(), 'Created Meanwhile' FROM m RETURNING id"
+            ),
+            {"e": taken},
+        )
+        committed["customer_ids"].append(holder_id)
+        posted = asyncio.ensure_future(client.post("/v1/customers/import", content=body, headers=headers))
+        await _backends_waiting_on_a_lock(sessionmaker, 1, besides=holder_pid, pending=[posted])
+        await holder.commit()
+        response = await posted
+    async with sessionmaker() as probe:
+        rows = dict(
+            (
+                await probe.execute(
+                    text("SELECT external_id, id FROM customer WHERE external_id IN (:a, :b)"), {"a": taken, "b": fresh}
+                )
+            ).all()
+        )
+        committed["customer_ids"].extend(rows.values())
+        assert response.status_code == 200, response.text
+        assert (response.json()["created"], response.json()["updated"]) == (1, 1)
+        assert rows[taken] == holder_id and len(rows) == 2
+        assert await external_id_map_errors(probe, rows.values()) == []
+        names = await probe.scalars(
+            text("SELECT display_name FROM customer WHERE id = ANY(:ids)"), {"ids": list(rows.values())}
+        )
+        assert set(names.all()) == {"Imported"}
