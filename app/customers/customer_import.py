@@ -87,19 +87,22 @@ _MERGE = text(f"""{_LINES_AND_KNOWN}, claimed AS (
     FROM lines JOIN (SELECT * FROM known UNION ALL SELECT * FROM claimed) AS ids USING (external_id)
     ORDER BY external_id{_UPSERT}{_MARKED_AND_COUNTED}""")
 # The same merge when no other transaction claims one of the same new external ids meanwhile (every import but one
-# racing another for them, or an erasure committing between the lookup and the insert): the new ids inserted into the
-# map, and their customers into customer, as plain inserts, without ON CONFLICT's speculative insertion (a pre-check
-# of the unique index and a confirmation a row, in both tables: 5,000 new customers 65 ms against 85 ms,
-# bench/RESULTS.md). Only the known ids' customers are upserted, as _MERGE upserts them. A new external id another
-# transaction has inserted into the map after this statement's snapshot (or holds uncommitted, then commits) fails
-# it with a unique violation: import_lines then runs _MERGE instead, from a savepoint taken before it, which takes
-# the other's customer id as a lone claim does. A customer id drawn from the sequence is new: the plain insert into
-# customer meets no row.
-_MERGE_NEW = text(f"""{_LINES_AND_KNOWN}, claimed AS (
-    INSERT INTO customer_external_id (external_id, customer_id){_NEW_IDS}
-    RETURNING external_id, customer_id
+# racing another for them, or an erasure committing between the lookup and the insert): the new ids drawn their
+# customer ids once (`new`, materialized: a CTE read twice), in external id order, and inserted into the map and their
+# customers into customer as plain inserts, without ON CONFLICT's speculative insertion (a pre-check of the unique
+# index and a confirmation a row, in both tables), RETURNING and a join back to the lines: 5,000 new customers 57-61 ms
+# against 76-85 ms (bench/RESULTS.md, import23). Only the known ids' customers are upserted, as _MERGE upserts them. A
+# new external id another transaction has inserted into the map after this statement's snapshot (or holds
+# uncommitted, then commits) fails it with a unique violation: import_lines then runs _MERGE instead, from a
+# savepoint taken before it, which takes the other's customer id as a lone claim does. A customer id drawn from the
+# sequence is new: the plain insert into customer meets no row.
+_MERGE_NEW = text(f"""{_LINES_AND_KNOWN}, new AS (
+    SELECT lines.*, nextval((SELECT pg_get_serial_sequence('customer', 'id'))::regclass) AS customer_id FROM lines
+    WHERE external_id NOT IN (SELECT external_id FROM known) ORDER BY external_id
+), claimed AS (
+    INSERT INTO customer_external_id (external_id, customer_id) SELECT external_id, customer_id FROM new
 ), created AS ({_INTO_CUSTOMER}
-    FROM lines JOIN claimed USING (external_id) ORDER BY external_id
+    FROM new
     RETURNING id, true AS created
 ), updated AS ({_INTO_CUSTOMER}
     FROM lines JOIN known USING (external_id) ORDER BY external_id{_UPSERT}
