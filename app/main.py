@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 
 from app.apikeys.router import router as apikeys_router
 from app.apikeys.service import PrincipalCache, resolve_principal
@@ -151,6 +152,11 @@ def create_app(settings: Settings | None = None, *, sessionmaker=None) -> FastAP
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         await warm_pool(engine, settings.db_pool_warm, [customer_import.warm_up])
+        # FastAPI enters a request's generator dependencies (its session) in an anyio cancel scope, and anyio imports
+        # its asyncio backend at its first use: some 10 ms (more on a busy machine) of the first request after a
+        # start, on the event loop that serves the others too (bench/RESULTS.md, import23). Imported here instead,
+        # through FastAPI's own use of anyio.
+        await run_in_threadpool(int)
         app.state.read_pool = await create_read_pool(engine, settings) if settings.hot_reads else None
         app.state.replicas = await open_replicas(settings, database_url)
         recommender = app.state.recommender

@@ -46,3 +46,18 @@ async def test_a_warm_up_that_fails_is_skipped(database_url, test_settings):
             assert (await conn.execute(text("SELECT 1"))).scalar() == 1
     finally:
         await engine.dispose()
+
+
+async def test_both_merge_statements_of_the_import_are_prepared_by_the_warm_up(database_url, test_settings):
+    """The import's plain-insert merge and the claim it falls back to (app.customers.customer_import): a race that
+    needs the fallback does not pay its preparation either."""
+    engine = create_engine(database_url, test_settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))
+    try:
+        assert await warm_pool(engine, 1, [customer_import.warm_up]) == 1
+        async with engine.connect() as conn:
+            prepared = (await conn.execute(text("SELECT statement FROM pg_prepared_statements"))).scalars().all()
+        merges = [statement for statement in prepared if "INSERT INTO customer_external_id" in statement]
+        assert len(merges) == 2
+        assert sum("ON CONFLICT (external_id)" in statement for statement in merges) == 1
+    finally:
+        await engine.dispose()
