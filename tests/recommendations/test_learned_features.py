@@ -99,14 +99,15 @@ async def test_features_read_month_end_holdings_adds_drops_and_months_back(sessi
 
 async def _histories(session) -> dict[str, int]:
     """Customers with holdings reports mid-month, months without one, AUM-only days (an emptied set, and one beside
-    a report), a report before the months the features see, one on their first and last days, one only after
-    April, none, and no attribute ("bare", last)."""
+    a report), a report before the months the features see, one on their first and last days, one of products the
+    features do not read (a report all the same), one only after April, none, and no attribute ("bare", last)."""
     await add_products(session)
     histories = {
         "gaps": {"2026-01-31": ["current_account", "savings_account"], "2026-03-10": ["mortgage"], "2026-03-31": []},
         "emptied": {"2026-02-28": ["savings_account"], "2026-04-15": ["current_account"]},
         "old": {"2025-06-30": ["mortgage"], "2026-04-30": ["savings_account", "mortgage"]},
         "edges": {"2025-11-01": ["mortgage", "savings_account"], "2026-04-30": ["current_account"]},
+        "unread": {"2026-02-28": ["current_account"], "2026-03-31": ["equity_fund"]},  # a product the spec lacks
         "later": {"2026-05-31": ["current_account"]},
         "none": {},
     }
@@ -173,6 +174,7 @@ async def test_month_ends_as_packed_integers_are_the_arrays_ones(session, monkey
     assert packed.masks.tolist() == packed_by_range.masks.tolist() == arrays.masks.tolist()
     assert arrays.masks.tolist() == arrays_by_range.masks.tolist()
     assert packed.masks[list(ids).index("edges")].tolist() == [0b10, 0b1111100, 0b1111100]  # November-March, then April
+    assert packed.masks[list(ids).index("unread")].tolist() == [0b1000, 0, 0]  # February's end only
     assert packed.customer_ids.tolist() == arrays.customer_ids.tolist() and packed.categories == arrays.categories
     assert np.array_equal(packed.numbers, arrays.numbers, equal_nan=True)
 

@@ -27,11 +27,10 @@ from app.recommendations.learned.features import (
 # (the greatest (day, products) pair, an AUM-only day's products 0 below a holdings report's of the same day)
 # instead of training's months series and windows. $2-$5 as above, $6 the history's start, $7 today, then the chunk.
 _CURRENT = """
-WITH product AS (
-    SELECT code, (idx - 1)::int AS idx FROM unnest($2::text[]) WITH ORDINALITY AS p(code, idx)
-), report AS (
-    SELECT b.customer_id, b.as_of AS day, coalesce(bit_or(1::bigint << p.idx), 0) AS products
-    FROM holding_balance b LEFT JOIN product p ON p.code = b.product_code
+WITH report AS (  -- a product's bit: its position in $2 (none for a product the model does not read)
+    SELECT b.customer_id, b.as_of AS day,
+           coalesce(bit_or(1::bigint << (array_position($2::text[], b.product_code::text) - 1)), 0) AS products
+    FROM holding_balance b
     WHERE {chunk_b} AND b.as_of >= $6::date AND b.as_of < ($1::date + interval '1 month')::date
     GROUP BY 1, 2
     UNION ALL
