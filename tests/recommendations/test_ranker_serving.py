@@ -364,9 +364,7 @@ async def test_a_chunk_s_generations_are_read_by_range_and_by_ids_alike(client, 
     await offer_state.mark_stale(session, ids[3:5])  # two generations moved on
     await session.execute(text("DELETE FROM customer_offer_state WHERE customer_id = :id"), {"id": ids[7]})
     await session.commit()
-    expected = dict(
-        (await session.execute(text("SELECT customer_id, generation FROM customer_offer_state"))).tuples().all()
-    )
+    expected = dict((await session.execute(text("SELECT customer_id, generation FROM customer_offer_state"))).all())
     conn = await driver_connection(session)
     by_range = await conn.fetchrow(serving._GENERATIONS_BY_RANGE, ids[0], ids[-1])
     by_ids = await conn.fetchrow(serving._GENERATIONS_BY_IDS, ids[::3])
