@@ -6,6 +6,7 @@ import numpy as np
 from sqlalchemy import text
 
 from app.core.db import driver_connection
+from app.recommendations.learned import current
 from app.recommendations.learned.current import fetch_current_rows
 from app.recommendations.learned.features import (
     FeatureSpec,
@@ -96,15 +97,17 @@ async def test_features_read_month_end_holdings_adds_drops_and_months_back(sessi
     assert await conn.fetchval("SELECT current_setting('enable_nestloop')") == "on"  # the caller's planner is back
 
 
-async def test_serving_s_statement_gives_training_s_features_of_its_month(session):
-    """fetch_current_rows (the refresh's) against fetch_rows (training's) at one month: the same rows and features,
-    the month after left out; over reports mid-month, months without one, AUM-only days (an emptied set), a report
-    before the months the features see, one only after the month, and none."""
+async def _histories(session) -> dict[str, int]:
+    """Customers with holdings reports mid-month, months without one, AUM-only days (an emptied set, and one beside
+    a report), a report before the months the features see, one on their first and last days, one of products the
+    features do not read (a report all the same), one only after April, none, and no attribute ("bare", last)."""
     await add_products(session)
     histories = {
         "gaps": {"2026-01-31": ["current_account", "savings_account"], "2026-03-10": ["mortgage"], "2026-03-31": []},
         "emptied": {"2026-02-28": ["savings_account"], "2026-04-15": ["current_account"]},
         "old": {"2025-06-30": ["mortgage"], "2026-04-30": ["savings_account", "mortgage"]},
+        "edges": {"2025-11-01": ["mortgage", "savings_account"], "2026-04-30": ["current_account"]},
+        "unread": {"2026-02-28": ["current_account"], "2026-03-31": ["equity_fund"]},  # a product the spec lacks
         "later": {"2026-05-31": ["current_account"]},
         "none": {},
     }
@@ -126,6 +129,13 @@ async def test_serving_s_statement_gives_training_s_features_of_its_month(sessio
         ),
         {"c": ids["gaps"], "d": date(2026, 4, 2)},
     )
+    return ids
+
+
+async def test_serving_s_statement_gives_training_s_features_of_its_month(session):
+    """fetch_current_rows (the refresh's) against fetch_rows (training's) at one month: the same rows and features,
+    the month after left out (`_histories`)."""
+    ids = await _histories(session)
     conn = await driver_connection(session)
     assert not len(await fetch_current_rows(conn, SPEC, date(2026, 4, 1), date(2026, 6, 15), customer_ids=[]))
     for month, today in ((date(2026, 4, 1), date(2026, 6, 15)), (date(2026, 4, 1), date(2026, 4, 20))):
@@ -145,6 +155,28 @@ async def test_serving_s_statement_gives_training_s_features_of_its_month(sessio
         vocabularies = learn_vocabularies(theirs.categories, 3)
         assert np.array_equal(feature_matrix(ours, vocabularies), feature_matrix(theirs, vocabularies), equal_nan=True)
     assert await conn.fetchval("SELECT current_setting('enable_nestloop')") == "on"
+    assert await conn.fetchval("SELECT current_setting('plan_cache_mode')") == "auto"  # the caller's planning is back
+
+
+async def test_month_ends_as_packed_integers_are_the_arrays_ones(session, monkeypatch):
+    """Serving's month-end holdings from the greatest bigint (day << products | products) equal those from the
+    greatest (day, products) array, by id range and by ids, through the days furthest apart the features read
+    (a report on the history's first day and on the month's last) and an AUM-only day beside a report."""
+    ids = await _histories(session)
+    conn = await driver_connection(session)
+    month, today, chunk = date(2026, 4, 1), date(2026, 6, 15), sorted(ids.values())
+    packed = await fetch_current_rows(conn, SPEC, month, today, customer_ids=chunk)
+    packed_by_range = await fetch_current_rows(conn, SPEC, month, today, id_range=(chunk[0], chunk[-1]))
+    monkeypatch.setattr(current, "PACKED_DAY_PRODUCTS_AT_MOST", len(SPEC.products) - 1)  # as with 56 products or more
+    arrays = await fetch_current_rows(conn, SPEC, month, today, customer_ids=chunk)
+    arrays_by_range = await fetch_current_rows(conn, SPEC, month, today, id_range=(chunk[0], chunk[-1]))
+    assert current.packed_statement.cache_info().currsize == 4  # both forms, both chunk kinds
+    assert packed.masks.tolist() == packed_by_range.masks.tolist() == arrays.masks.tolist()
+    assert arrays.masks.tolist() == arrays_by_range.masks.tolist()
+    assert packed.masks[list(ids).index("edges")].tolist() == [0b10, 0b1111100, 0b1111100]  # November-March, then April
+    assert packed.masks[list(ids).index("unread")].tolist() == [0b1000, 0, 0]  # February's end only
+    assert packed.customer_ids.tolist() == arrays.customer_ids.tolist() and packed.categories == arrays.categories
+    assert np.array_equal(packed.numbers, arrays.numbers, equal_nan=True)
 
 
 async def test_accepted_offers_label_the_month_after_and_sampling_keeps_every_labelled_row(session):

@@ -4,6 +4,7 @@ propensity for a product the model does not know and when no model serves, and e
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from sqlalchemy import text
 
@@ -350,6 +351,33 @@ async def test_a_write_after_a_chunk_s_features_were_read_leaves_its_state_to_th
     again = await _stored(session)
     assert refreshed["R8"] == again["R8"] and refreshed["R8"]["scores"] != before["R8"]["scores"]
     assert {e: s for e, s in refreshed.items() if e != "R8"} == {e: s for e, s in before.items() if e != "R8"}
+
+
+async def test_a_chunk_s_generations_are_read_by_range_and_by_ids_alike(client, as_role, app, session):
+    # prefetch reads a chunk's state generations as two arrays: by id range when the ids are dense (a refresh's
+    # chunk), by ids otherwise; a customer without a state is at generation 0.
+    from app.core.db import driver_connection
+    from app.recommendations import offer_state
+
+    await _serving(session, _App(app, client, as_role))
+    ids = list((await session.execute(text("SELECT id FROM customer ORDER BY id LIMIT 40"))).scalars())
+    await offer_state.mark_stale(session, ids[3:5])  # two generations moved on
+    await session.execute(text("DELETE FROM customer_offer_state WHERE customer_id = :id"), {"id": ids[7]})
+    await session.commit()
+    expected = dict((await session.execute(text("SELECT customer_id, generation FROM customer_offer_state"))).all())
+    conn = await driver_connection(session)
+    by_range = await conn.fetchrow(serving._GENERATIONS_BY_RANGE, ids[0], ids[-1])
+    by_ids = await conn.fetchrow(serving._GENERATIONS_BY_IDS, ids[::3])
+    wanted = [*ids, -1, ids[-1] + 10**9]  # and two customers the read did not find
+    for found in (by_range, by_ids):
+        generations = serving.Generations(np.array(found["ids"]), np.array(found["generations"]))
+        assert generations.of(wanted) == [expected.get(i, 0) if i in found["ids"] else 0 for i in wanted]
+    assert serving.Generations(np.array(by_range["ids"]), np.array(by_range["generations"])).of(ids) == [
+        expected.get(i, 0) for i in ids
+    ]
+    assert expected[ids[3]] == expected[ids[4]] == expected[ids[0]] + 1 and ids[7] not in expected
+    empty = await conn.fetchrow(serving._GENERATIONS_BY_IDS, [])
+    assert serving.Generations(np.array(empty["ids"]), np.array(empty["generations"])).of(ids[:2]) == [0, 0]
 
 
 def test_a_cold_start_product_is_put_on_the_model_scale():

@@ -2,6 +2,7 @@
 (app/recommendations/learned/features.py) in a statement that reads only what serving needs, and given as one
 packed row a chunk (a few values instead of a record per customer: the refresh decodes them on its event loop)."""
 
+import functools
 from collections.abc import Sequence
 from datetime import date
 
@@ -26,11 +27,10 @@ from app.recommendations.learned.features import (
 # (the greatest (day, products) pair, an AUM-only day's products 0 below a holdings report's of the same day)
 # instead of training's months series and windows. $2-$5 as above, $6 the history's start, $7 today, then the chunk.
 _CURRENT = """
-WITH product AS (
-    SELECT code, (idx - 1)::int AS idx FROM unnest($2::text[]) WITH ORDINALITY AS p(code, idx)
-), report AS (
-    SELECT b.customer_id, b.as_of AS day, coalesce(bit_or(1::bigint << p.idx), 0) AS products
-    FROM holding_balance b LEFT JOIN product p ON p.code = b.product_code
+WITH report AS (  -- a product's bit: its position in $2 (none for a product the model does not read)
+    SELECT b.customer_id, b.as_of AS day,
+           coalesce(bit_or(1::bigint << (array_position($2::text[], b.product_code::text) - 1)), 0) AS products
+    FROM holding_balance b
     WHERE {chunk_b} AND b.as_of >= $6::date AND b.as_of < ($1::date + interval '1 month')::date
     GROUP BY 1, 2
     UNION ALL
@@ -72,17 +72,28 @@ ORDER BY c.id
 """
 
 
-def _current_statement(by_range: bool) -> str:
-    """Serving's features statement for a chunk given as an id range ($8, $9) or as an id array ($8)."""
+DAY_BITS = 8
+"""A report's day as days after the history's start ($6): the reports read are within LOOKBACK_MONTHS months of it
+(under 190 days), so under 2^8."""
+PACKED_DAY_PRODUCTS_AT_MOST = 63 - DAY_BITS
+"""Up to this many products, a report's (day, products) pair packs into one non-negative bigint."""
 
+
+def _current_statement(by_range: bool, products: int, days_packed: bool) -> str:
+    """Serving's features statement for a chunk given as an id range ($8, $9) or as an id array ($8). Each month's
+    end is the greatest (day, products) pair of the reports before it: `days_packed` (up to
+    PACKED_DAY_PRODUCTS_AT_MOST products), as the greatest bigint day << products | products (the same order, the
+    products' bits below 2^products): integers compared instead of arrays built and compared, a tenth of the
+    statement's CPU; else as arrays."""
+    before = "FILTER (WHERE day < ($1::date - interval '{back} month')::date)"
+    if days_packed:
+        end = f"coalesce(max(((day - $6::date)::bigint << {products}) | products) {before} & {(1 << products) - 1}, 0)"
+    else:
+        end = f"coalesce((max(ARRAY[day - $6::date, products]) {before})[2], 0)"
     return _CURRENT.format(
         attributes=_ATTRIBUTES,
         **_chunks(8, by_range),
-        ends=", ".join(
-            f"coalesce((max(ARRAY[day - $6::date, products]) FILTER (WHERE day < ($1::date - interval '{k - 1} "
-            "month')::date))[2], 0)"
-            for k in range(LOOKBACK_MONTHS)
-        ),
+        ends=", ".join(end.format(back=k - 1) for k in range(LOOKBACK_MONTHS)),
     )
 
 
@@ -101,18 +112,16 @@ FROM ({current}) f
 """
 
 
-def _packed_statement(by_range: bool) -> str:
+@functools.cache
+def packed_statement(by_range: bool, products: int, days_packed: bool) -> str:
+    """Serving's statement as one packed row (`_PACKED`): `_current_statement`'s."""
     return _PACKED.format(
-        current=_current_statement(by_range),
+        current=_current_statement(by_range, products, days_packed),
         holdings=" || ".join(f"int8send(holdings[{k + 1}])" for k in range(LOOKBACK_MONTHS + 1)),
         numbers=" || ".join(f"float8send(coalesce({c}, 'NaN'))" for c in _NUMBERS)
         + " || coalesce((SELECT string_agg(float8send(coalesce(v, 'NaN')), ''::bytea ORDER BY i)"
         " FROM unnest(numbers) WITH ORDINALITY AS u(v, i)), ''::bytea)",
     )
-
-
-PACKED_BY_RANGE = _packed_statement(by_range=True)
-PACKED_BY_IDS = _packed_statement(by_range=False)
 
 
 async def fetch_current_rows(
@@ -130,9 +139,9 @@ async def fetch_current_rows(
         raise ValueError(f"the learned ranker reads at most {MAX_PRODUCTS} products (one bigint of bits a month)")
     args = [month, list(spec.products), list(spec.numeric_attributes), list(spec.string_attributes)]
     args += [spec.primary_policy, add_months(month, -(LOOKBACK_MONTHS - 1)), today]
-    statement, chunk = (
-        (PACKED_BY_RANGE, list(id_range)) if id_range is not None else (PACKED_BY_IDS, [list(customer_ids or ())])
-    )
+    chunk = list(id_range) if id_range is not None else [list(customer_ids or ())]
+    products = len(spec.products)
+    statement = packed_statement(id_range is not None, products, products <= PACKED_DAY_PRODUCTS_AT_MOST)
     [packed] = await _fetch(conn, statement, *args, *chunk)
     return _from_packed(packed, spec, month)
 

@@ -312,15 +312,22 @@ async def _fetch(conn, statement: str, *args) -> list:
     # the holdings once per customer and month in a nested loop. And no JIT: the costs that turns up would have
     # it compile the statement for seconds. SET LOCAL inside a savepoint of the caller's transaction (or a
     # transaction of its own), restored after.
+    # Planned for each chunk's own values: asyncpg prepares a statement once, and from the sixth execution Postgres
+    # may keep a generic plan, which knows nothing of a chunk's id range (serving's statement took twice the CPU
+    # of the plan for the chunk's values, a third more: bench/RESULTS.md, refresh23).
     async with conn.transaction():
-        previous = await conn.fetchrow(
-            "SELECT current_setting('enable_nestloop') = 'on' AS nestloop, current_setting('jit') = 'on' AS jit"
+        previous = await conn.fetchval(
+            "SELECT ARRAY[current_setting('enable_nestloop'), current_setting('jit'), "
+            "current_setting('plan_cache_mode')]"
         )
-        await conn.execute("SET LOCAL enable_nestloop = off; SET LOCAL jit = off")
+        await conn.execute(
+            "SET LOCAL enable_nestloop = off; SET LOCAL jit = off; SET LOCAL plan_cache_mode = force_custom_plan"
+        )
         records = await conn.fetch(statement, *args, timeout=TIMEOUT_S)
         await conn.execute(
-            f"SET LOCAL enable_nestloop = {'on' if previous['nestloop'] else 'off'}; "
-            f"SET LOCAL jit = {'on' if previous['jit'] else 'off'}"
+            "SELECT set_config('enable_nestloop', ($1::text[])[1], true), set_config('jit', ($1::text[])[2], true), "
+            "set_config('plan_cache_mode', ($1::text[])[3], true)",
+            previous,
         )
     return records
 

@@ -105,7 +105,9 @@ class PropensityModel:
     def compile(self, cache_dir: Path | None, *, compile_missing: bool = False) -> bool:
         """Predict with the boosters compiled to native code (app/recommendations/learned/compiled.py: the same
         numbers, several times faster): loaded from `cache_dir`, else (`compile_missing`) compiled now and cached
-        there. Returns whether both are; where not, LightGBM predicts."""
+        there. Returns whether both are; where not, LightGBM predicts. The reasons' path tables are built here too
+        (`_class_paths`: half a second for the demo's model, once per model and process), with the rest of what
+        readies the model to score, not by the first chunk a refresh scores."""
         for name, booster in (("choice", self.choice), ("any_add", self.any_add)):
             if booster is not None and name not in self._compiled:
                 found = compiled.predictor(booster.model_to_string(), cache_dir, compile_missing=compile_missing)
@@ -116,6 +118,8 @@ class PropensityModel:
             found = compiled.predictor(text, cache_dir, compile_missing=compile_missing, raw_score=True)
             if found is not None:
                 self._compiled["leaves"] = found
+        if self.choice is not None:
+            self._class_paths(REASON_ROUNDS)
         return all(b is None or n in self._compiled for n, b in (("choice", self.choice), ("any_add", self.any_add)))
 
     def _predict(self, name: str, booster: lightgbm.Booster, x: np.ndarray, threads: int) -> np.ndarray:

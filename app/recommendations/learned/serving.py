@@ -21,6 +21,7 @@ rule-based propensity ranks it (app/recommendations/ranking.py).
 """
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -170,10 +171,8 @@ def _score_chunk(
         masked = np.where(true, contributions, -np.inf)
         top = masked.argmax(axis=1)  # the largest contribution among the features whose reason is true
         positive = masked[np.arange(len(at)), top] > 0
-    # each (product, feature)'s reason code, once per chunk; a reason about the product itself says which month
-    codes = [[reason_code(name, code) for name in names] for code in model.classes]
-    held_reason = np.array([[c in _HELD_REASONS for c in row] for row in codes]).reshape(len(codes), len(names))
-    table = np.array(codes, dtype=object).reshape(len(codes), len(names))
+    # each (product, feature)'s reason code; a reason about the product itself says which month
+    table, held_reason = _reason_table(tuple(model.classes), tuple(names))
     last_month = (((rows.masks & 4) != 0) & ~rows.held())[at, columns[k]]  # held a month before the month's end
     why = np.where(positive, table[k, top], "")
     about_product = positive & held_reason[k, top]
@@ -185,6 +184,15 @@ def _score_chunk(
 
 
 _HELD_REASONS = ("RANKER_HELD_LAST_MONTH", "RANKER_HELD_RECENTLY")
+
+
+@functools.lru_cache(maxsize=4)
+def _reason_table(classes: tuple[str, ...], names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per (product, feature) of a model: the reason code (`reason_code`), and whether it is one about the product
+    itself (which the month it was held decides); built once per model, not per chunk."""
+    codes = [[reason_code(name, code) for name in names] for code in classes]
+    held = np.array([[c in _HELD_REASONS for c in row] for row in codes], dtype=bool).reshape(len(codes), len(names))
+    return np.array(codes, dtype=object).reshape(len(codes), len(names)), held
 
 
 @dataclass(frozen=True)
@@ -241,17 +249,43 @@ async def _features(scorer: ServingScorer, conn, ids: list[int]):
     return await fetch_current_rows(conn, spec, scorer.month, scorer.today, customer_ids=ids)
 
 
-async def prefetch(scorer: ServingScorer, sessionmaker, ids: list[int]) -> tuple[dict[int, int], Any]:
+# The state generations of a chunk's customers, as two arrays in customer order: by id range ($1, $2; a refresh's
+# chunk, whose ids are dense: the range's other states are read too, and not used) or by ids ($1).
+_GENERATIONS = """
+SELECT coalesce(array_agg(customer_id ORDER BY customer_id), '{{}}') AS ids,
+       coalesce(array_agg(generation ORDER BY customer_id), '{{}}') AS generations
+FROM customer_offer_state WHERE {chunk}
+"""
+_GENERATIONS_BY_RANGE = _GENERATIONS.format(chunk="customer_id BETWEEN $1::bigint AND $2::bigint")
+_GENERATIONS_BY_IDS = _GENERATIONS.format(chunk="customer_id = ANY($1::bigint[])")
+
+
+@dataclass(frozen=True)
+class Generations:
+    """State generations by customer (`ids` ascending); 0 for a customer without a state."""
+
+    ids: np.ndarray
+    generations: np.ndarray
+
+    def of(self, customer_ids: list[int]) -> list[int]:
+        """The generations of these customers, in their order."""
+        if not len(self.ids):
+            return [0] * len(customer_ids)
+        at = np.searchsorted(self.ids, customer_ids).clip(max=len(self.ids) - 1)
+        return np.where(self.ids[at] == np.asarray(customer_ids, dtype=np.int64), self.generations[at], 0).tolist()
+
+
+async def prefetch(scorer: ServingScorer, sessionmaker, ids: list[int]) -> tuple[Generations, Any]:
     """Before their states are computed (on another connection, at the same time): these customers' state
     generations (0: no state yet), then their feature rows. A chunk's scores are stored at these generations: a
     write after they were read moves a state's generation on, and that state is left to the sweep."""
     async with sessionmaker() as session:
         conn = await driver_connection(session)
-        generations = dict(
-            await conn.fetch(
-                "SELECT customer_id, generation FROM customer_offer_state WHERE customer_id = ANY($1::bigint[])", ids
-            )
-        )
+        if ids and ids[-1] - ids[0] < 2 * len(ids):
+            found = await conn.fetchrow(_GENERATIONS_BY_RANGE, ids[0], ids[-1])
+        else:
+            found = await conn.fetchrow(_GENERATIONS_BY_IDS, ids)
+        generations = Generations(np.array(found["ids"], dtype=np.int64), np.array(found["generations"], np.int64))
         return generations, await _features(scorer, conn, ids)
 
 
@@ -313,16 +347,12 @@ def _literals(states, found: Scored | None) -> tuple[list[str], list[str], list[
     return products, propensities, reasons
 
 
-async def _store(scorer: ServingScorer, sessionmaker, states, found: Scored | None) -> int:
-    """Store a chunk's scores where the state is still the one read, in one statement; a state without features
-    (onboarded since) or without candidates gets none."""
+async def _store(scorer: ServingScorer, sessionmaker, states, generations: list[int], found: Scored | None) -> int:
+    """Store a chunk's scores where the state is still the one read (at `generations`, one per state), in one
+    statement; a state without features (onboarded since) or without candidates gets none."""
     async with sessionmaker() as session:
         await (await driver_connection(session)).execute(
-            _STORE,
-            [r["customer_id"] for r in states],
-            [r["generation"] for r in states],
-            scorer.version,
-            *_literals(states, found),
+            _STORE, [r["customer_id"] for r in states], generations, scorer.version, *_literals(states, found)
         )
         await session.commit()
     return len(states)
@@ -335,7 +365,7 @@ class ScoringPipeline:
 
     def __init__(self, scorer: ServingScorer, sessionmaker) -> None:
         self.scorer, self._sessionmaker = scorer, sessionmaker
-        self._pending: tuple[list, asyncio.Future] | None = None
+        self._pending: tuple[list, list[int], asyncio.Future] | None = None
         self._prefetching: asyncio.Future | None = None
         self.scored = 0
 
@@ -351,37 +381,37 @@ class ScoringPipeline:
         self._prefetching = asyncio.ensure_future(reading)
         return self._prefetching
 
-    async def add_stored(self, stored, prefetched: tuple[dict[int, int], Any]) -> None:
+    async def add_stored(self, stored, prefetched: tuple[Generations, Any]) -> None:
         """Score the states a chunk's refresh just stored (`stored`: each one's customer_id and candidate bits, as
         the catalog's `refreshing_for_ranker` gives them) from `prefetched` (`prefetch`, before the states were
-        computed: their features, and the generations to store the scores at)."""
+        computed: the generations to store the scores at, and their features)."""
         generations, rows = prefetched
-        states = [
-            {**r, "generation": generations.get(r["customer_id"], 0)}
-            for r in sorted(stored, key=lambda r: r["customer_id"])
-        ]
+        states = sorted(stored, key=lambda r: r["customer_id"])
         if states:
-            await self.add(states, rows.take(np.isin(rows.customer_ids, [r["customer_id"] for r in states])))
+            ids = [r["customer_id"] for r in states]
+            await self.add(states, rows.take(np.isin(rows.customer_ids, ids)), generations.of(ids))
 
-    async def add(self, states, rows) -> None:
+    async def add(self, states, rows, generations: list[int] | None = None) -> None:
+        """Start the model on these states (their feature rows `rows`; stored at `generations`, else each state's
+        own "generation"), and store the chunk before them."""
         pending, self._pending = self._pending, None
-        found = await pending[1] if pending is not None else None  # one chunk in the model at a time
+        found = await pending[2] if pending is not None else None  # one chunk in the model at a time
         scoring = asyncio.ensure_future(
             asyncio.to_thread(_score_states, self.scorer, states, rows) if len(rows) else _none()
         )
-        self._pending = (states, scoring)
+        self._pending = (states, [r["generation"] for r in states] if generations is None else generations, scoring)
         if pending is not None:
-            self.scored += await _store(self.scorer, self._sessionmaker, pending[0], found)
+            self.scored += await _store(self.scorer, self._sessionmaker, pending[0], pending[1], found)
 
     async def drain(self) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
-            self.scored += await _store(self.scorer, self._sessionmaker, pending[0], await pending[1])
+            self.scored += await _store(self.scorer, self._sessionmaker, pending[0], pending[1], await pending[2])
 
     def cancel(self) -> None:
         """Forget a chunk not stored (after an error): its states stay unscored for the next refresh."""
         if self._pending is not None:
-            self._pending[1].cancel()
+            self._pending[2].cancel()
             self._pending = None
         if self._prefetching is not None and not self._prefetching.done():
             self._prefetching.cancel()
