@@ -367,14 +367,21 @@ class ScoringPipeline:
         self.scorer, self._sessionmaker = scorer, sessionmaker
         self._pending: tuple[list, list[int], asyncio.Future] | None = None
         self._prefetching: asyncio.Future | None = None
+        self._storing: asyncio.Future | None = None
         self.scored = 0
+
+    @property
+    def _own_connections(self) -> bool:
+        """Whether the sessionmaker opens a connection of the engine's pool per session (the service's), so that
+        statements may run at the same time; one bound to a single connection (the tests') runs them in turn."""
+        return isinstance(getattr(self._sessionmaker, "kw", {}).get("bind"), AsyncEngine)
 
     async def prefetch(self, ids: list[int]) -> asyncio.Future:
         """Start reading these customers' generations and features (`prefetch`) on a connection of the engine's
         pool, for `add_stored` once their states are computed. A sessionmaker bound to one connection (the tests')
         reads them now, before the states."""
         reading = prefetch(self.scorer, self._sessionmaker, ids)
-        if not isinstance(getattr(self._sessionmaker, "kw", {}).get("bind"), AsyncEngine):
+        if not self._own_connections:
             done = asyncio.get_running_loop().create_future()
             done.set_result(await reading)
             return done
@@ -401,18 +408,37 @@ class ScoringPipeline:
         )
         self._pending = (states, [r["generation"] for r in states] if generations is None else generations, scoring)
         if pending is not None:
-            self.scored += await _store(self.scorer, self._sessionmaker, pending[0], pending[1], found)
+            await self._store(pending[0], pending[1], found, at_once=False)
+
+    async def _store(self, states, generations: list[int], found: Scored | None, *, at_once: bool) -> None:
+        """Store a chunk's scores after the chunk before it is stored: on a connection of its own while the caller
+        goes on to the next chunk's states (its statement off the caller's chain of statements), unless `at_once`
+        or the sessionmaker has one connection."""
+        if self._storing is not None:
+            storing, self._storing = self._storing, None
+            self.scored += await storing
+        storing = _store(self.scorer, self._sessionmaker, states, generations, found)
+        if at_once or not self._own_connections:
+            self.scored += await storing
+        else:
+            self._storing = asyncio.ensure_future(storing)
 
     async def drain(self) -> None:
+        """Store every chunk scored or being scored; none is left in flight."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            self.scored += await _store(self.scorer, self._sessionmaker, pending[0], pending[1], await pending[2])
+            await self._store(pending[0], pending[1], await pending[2], at_once=True)
+        elif self._storing is not None:
+            storing, self._storing = self._storing, None
+            self.scored += await storing
 
     def cancel(self) -> None:
         """Forget a chunk not stored (after an error): its states stay unscored for the next refresh."""
         if self._pending is not None:
             self._pending[2].cancel()
             self._pending = None
+        if self._storing is not None and not self._storing.done():
+            self._storing.cancel()
         if self._prefetching is not None and not self._prefetching.done():
             self._prefetching.cancel()
 
