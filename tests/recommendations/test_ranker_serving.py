@@ -2,11 +2,13 @@
 when states are refreshed and stored with them; a request reads them (no model runs), falls back to the rule-based
 propensity for a product the model does not know and when no model serves, and explores by Thompson sampling."""
 
+import asyncio
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from app.recommendations.learned import registry, serving
 from app.recommendations.reason_texts import reason_text
@@ -437,3 +439,79 @@ async def test_the_scores_literals_read_back_as_the_same_codes_and_floats(sessio
     found = serving.Scored(np.zeros(len(many), dtype=np.int64), names, many, names)
     _, [literal], _ = serving._literals([{"customer_id": 0}], found)
     assert await conn.fetchval("SELECT $1::text::float8[]", literal) == many.tolist()
+
+
+async def test_on_the_engine_s_connections_a_chunk_s_scores_are_stored_beside_the_next_chunk(
+    scratch_database, test_settings, monkeypatch
+):
+    # The service's sessionmaker opens a connection a session: a chunk's scores are stored on a connection of their
+    # own while the refresh goes on to the next chunk (at most one store in flight, none left when it returns, so
+    # the sweep after the chunks finds only what no chunk scored); what is stored is what a refresh on one
+    # connection, statement after statement, stores.
+    from app.core.db import create_sessionmaker, server_settings
+    from app.core.migrations import upgrade_to_head
+    from app.main import create_app
+    from app.recommendations import offer_state
+
+    url = scratch_database()
+    await asyncio.to_thread(upgrade_to_head, url)
+    engine = create_async_engine(url, pool_size=5, connect_args={"server_settings": server_settings(test_settings)})
+    try:
+        sessionmaker = create_sessionmaker(engine)
+        async with sessionmaker() as session:
+            await load_history(session, customers=300)
+            _, result = await _train(session)
+            row = await registry.store_model(session, result, "test")
+            await registry.serve_version(session, row.version)
+            await session.commit()
+
+        in_flight, seen, store, not_holding = 0, [], serving._store, offer_state.not_holding
+
+        def counted(*args):  # in flight from the call on (a store the refresh leaves to a task of its own)
+            nonlocal in_flight
+            in_flight += 1
+
+            async def storing():
+                nonlocal in_flight
+                try:
+                    return await store(*args)
+                finally:
+                    in_flight -= 1
+
+            return storing()
+
+        async def noted(*args, **kwargs):  # a chunk's first statement: is the chunk before it being stored?
+            seen.append(in_flight)
+            return await not_holding(*args, **kwargs)
+
+        monkeypatch.setattr(serving, "_store", counted)
+        monkeypatch.setattr(offer_state, "not_holding", noted)
+
+        async def refresh(sessionmaker):
+            counts = await create_app(test_settings, sessionmaker=sessionmaker).state.recommender.refresh_offer_states(
+                everyone=True, chunk=7
+            )
+            assert in_flight == 0
+            async with sessionmaker() as session:
+                stored = await _stored(session)
+                await session.execute(
+                    text(
+                        "UPDATE customer_offer_state SET valid_until = '-infinity', ranker_version = NULL, "
+                        "ranker_products = NULL, ranker_propensities = NULL, ranker_reasons = NULL"
+                    )
+                )
+                await session.commit()
+            return counts, stored
+
+        beside, stored_beside = await refresh(sessionmaker)
+        assert max(seen) == 1 and seen.count(1) > 10  # stores ran beside the next chunks, one at a time
+        seen.clear()
+        async with engine.connect() as conn:
+            in_turn, stored_in_turn = await refresh(async_sessionmaker(bind=conn, expire_on_commit=False))
+        assert max(seen) == 0
+        assert beside == in_turn == {"offer_states_stored": 300, "offer_states_scored": 300}
+        assert stored_beside == stored_in_turn
+        assert sum(bool(state["scores"]) for state in stored_beside.values()) > 200
+        assert all(state["version"] == row.version for state in stored_beside.values())
+    finally:
+        await engine.dispose()

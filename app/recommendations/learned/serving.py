@@ -361,27 +361,31 @@ async def _store(scorer: ServingScorer, sessionmaker, states, generations: list[
 class ScoringPipeline:
     """Chunks scored one behind the caller: `add` starts the model on a chunk in a worker thread and stores the
     chunk before it, so that the caller has Postgres compute the next chunk's states and features while the model
-    scores this one. Statements run one at a time, in the caller's task."""
+    scores this one. A chunk's features and its scores' store run on connections of their own beside the caller's
+    statements (one of each at a time), where sessions have connections of their own."""
 
     def __init__(self, scorer: ServingScorer, sessionmaker) -> None:
         self.scorer, self._sessionmaker = scorer, sessionmaker
         self._pending: tuple[list, list[int], asyncio.Future] | None = None
         self._prefetching: asyncio.Future | None = None
         self._storing: asyncio.Future | None = None
+        self._separate: bool | None = None
         self.scored = 0
 
-    @property
-    def _own_connections(self) -> bool:
-        """Whether the sessionmaker opens a connection of the engine's pool per session (the service's), so that
-        statements may run at the same time; one bound to a single connection (the tests') runs them in turn."""
-        return isinstance(getattr(self._sessionmaker, "kw", {}).get("bind"), AsyncEngine)
+    async def _own_connections(self) -> bool:
+        """Whether each session is a connection of the engine's pool (the service's, the command line's), so that
+        statements may run at the same time; sessions on one connection (the tests') run them in turn."""
+        if self._separate is None:
+            async with self._sessionmaker() as session:  # no connection is taken until a statement runs
+                self._separate = isinstance(session.bind, AsyncEngine)
+        return self._separate
 
     async def prefetch(self, ids: list[int]) -> asyncio.Future:
         """Start reading these customers' generations and features (`prefetch`) on a connection of the engine's
-        pool, for `add_stored` once their states are computed. A sessionmaker bound to one connection (the tests')
-        reads them now, before the states."""
+        pool, for `add_stored` once their states are computed. Sessions on one connection (the tests') read them
+        now, before the states."""
         reading = prefetch(self.scorer, self._sessionmaker, ids)
-        if not self._own_connections:
+        if not await self._own_connections():
             done = asyncio.get_running_loop().create_future()
             done.set_result(await reading)
             return done
@@ -418,7 +422,7 @@ class ScoringPipeline:
             storing, self._storing = self._storing, None
             self.scored += await storing
         storing = _store(self.scorer, self._sessionmaker, states, generations, found)
-        if at_once or not self._own_connections:
+        if at_once or not await self._own_connections():
             self.scored += await storing
         else:
             self._storing = asyncio.ensure_future(storing)
