@@ -441,8 +441,12 @@ class ScoringPipeline:
         if self._pending is not None:
             self._pending[2].cancel()
             self._pending = None
-        if self._storing is not None and not self._storing.done():
-            self._storing.cancel()
+        if self._storing is not None:  # a store in flight is rolled back; a failed one's error is the caller's
+            if not self._storing.done():
+                self._storing.cancel()
+            elif not self._storing.cancelled():
+                self._storing.exception()  # retrieved: not logged again by asyncio when the task is collected
+            self._storing = None
         if self._prefetching is not None and not self._prefetching.done():
             self._prefetching.cancel()
 
