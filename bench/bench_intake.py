@@ -22,7 +22,7 @@ from decimal import Decimal
 import asyncpg
 import httpx
 
-from bench.harness import create_key, scratch_database, serve
+from bench.harness import create_key, execute, scratch_database, serve
 
 
 def customer_lines(count: int, seed: int = 1) -> list[dict]:
@@ -209,20 +209,12 @@ async def copy_events(dsn: str, events: list[dict]) -> float:
 
 async def clear_customers(dsn: str) -> None:
     """No customer left (and none marked): a later round of the import starts from the same empty table."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("TRUNCATE customer, customer_external_id, retier_mark, retier_mark_set CASCADE")
-    finally:
-        await conn.close()
+    await execute(dsn, "TRUNCATE customer, customer_external_id, retier_mark, retier_mark_set CASCADE")
 
 
 async def mark_all(dsn: str) -> None:
     """Every customer marked for re-tiering under every policy, as the NDJSON import marks those it writes."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("INSERT INTO retier_mark (customer_id, scope) SELECT id, 'any' FROM customer")
-    finally:
-        await conn.close()
+    await execute(dsn, "INSERT INTO retier_mark (customer_id, scope) SELECT id, 'any' FROM customer")
 
 
 async def activate_default_policies(dsn: str) -> None:

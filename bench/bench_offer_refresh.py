@@ -13,8 +13,8 @@ import asyncio
 import os
 import time
 
-import asyncpg
 import numpy as np
+from sqlalchemy import text
 
 from app.core.config import Settings
 from app.core.db import create_engine, create_sessionmaker, driver_connection
@@ -22,19 +22,12 @@ from app.core.embedded import to_async_url
 from app.recommendations.learned import registry, serving
 from app.recommendations.learned.features import fetch_rows
 from app.recommendations.recommender import Recommender
+from bench.harness import execute
 
 try:  # the compiled predictor (a tree before it has none: LightGBM predicts)
     from app.recommendations.learned import compiled
 except ImportError:
     compiled = None
-
-
-async def _admin(dsn: str, statement: str, *args) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(statement, *args)
-    finally:
-        await conn.close()
 
 
 async def _steps(sessionmaker, chunk: int) -> dict[str, float]:
@@ -76,9 +69,10 @@ async def main_async(args) -> None:
         serving.PREDICT_THREADS = args.predict_threads
     engine = create_engine(to_async_url(args.dsn), settings)
     sessionmaker = create_sessionmaker(engine)
-    version = await (await asyncpg.connect(args.dsn)).fetchval(
-        "SELECT max(version) FROM ranker_model WHERE status IN ('serving', 'retired')"
-    )
+    async with sessionmaker() as session:
+        version = await session.scalar(
+            text("SELECT max(version) FROM ranker_model WHERE status IN ('serving', 'retired')")
+        )
     if compiled is not None and args.no_compile:
         compiled.cache_key = lambda model_text: None  # as where lleaves cannot run: LightGBM predicts
     elif compiled is not None:  # compiled (or loaded from the cache) before the clock starts
@@ -92,8 +86,8 @@ async def main_async(args) -> None:
     try:
         for _ in range(args.rounds):
             for name, status in (("states_alone", "retired"), ("states_and_scores", "serving")):
-                await _admin(args.dsn, "UPDATE ranker_model SET status = $2 WHERE version = $1", version, status)
-                await _admin(args.dsn, "UPDATE customer_offer_state SET valid_until = '-infinity'")
+                await execute(args.dsn, "UPDATE ranker_model SET status = $2 WHERE version = $1", version, status)
+                await execute(args.dsn, "UPDATE customer_offer_state SET valid_until = '-infinity'")
                 started = time.perf_counter()
                 counts = await Recommender(settings, sessionmaker).refresh_offer_states(
                     everyone=True, chunk=args.refresh_chunk
@@ -102,7 +96,7 @@ async def main_async(args) -> None:
                 print(f"{name}: {results[name][-1]:.2f} s {counts}", flush=True)
         steps = await _steps(sessionmaker, args.chunk)
     finally:
-        await _admin(args.dsn, "UPDATE ranker_model SET status = 'serving' WHERE version = $1", version)
+        await execute(args.dsn, "UPDATE ranker_model SET status = 'serving' WHERE version = $1", version)
         await engine.dispose()
     load = os.getloadavg()
     print(

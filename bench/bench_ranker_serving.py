@@ -20,17 +20,12 @@ import time
 import asyncpg
 
 from bench.bench_reads import refresh_offer_states, sample_ids, serve_bare, wrk
-from bench.harness import create_key, serve
+from bench.harness import create_key, execute, serve
 
 
 async def _set_serving(dsn: str, version: int, serving: bool) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(
-            "UPDATE ranker_model SET status = $2 WHERE version = $1", version, "serving" if serving else "retired"
-        )
-    finally:
-        await conn.close()
+    status = "serving" if serving else "retired"
+    await execute(dsn, "UPDATE ranker_model SET status = $2 WHERE version = $1", version, status)
 
 
 async def _serving_version(dsn: str) -> int:

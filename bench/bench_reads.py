@@ -28,7 +28,7 @@ import asyncpg
 import httpx
 
 from app.core.config import Settings
-from bench.harness import ROOT, create_key, free_port, serve
+from bench.harness import ROOT, create_key, execute, free_port, serve
 
 
 @contextmanager
@@ -132,15 +132,12 @@ async def refresh_offer_states(dsn: str) -> dict:
 
 async def make_states_stale(dsn: str, ids: list[str]) -> None:
     """As a write to these customers would: their offer states no longer hold."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(
-            "UPDATE customer_offer_state s SET valid_until = '-infinity' FROM customer c "
-            "WHERE c.id = s.customer_id AND c.external_id = ANY($1)",
-            ids,
-        )
-    finally:
-        await conn.close()
+    await execute(
+        dsn,
+        "UPDATE customer_offer_state s SET valid_until = '-infinity' FROM customer c "
+        "WHERE c.id = s.customer_id AND c.external_id = ANY($1)",
+        ids,
+    )
 
 
 def offer_states(base: str) -> tuple[float, float]:

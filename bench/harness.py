@@ -9,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
+import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
@@ -114,6 +115,15 @@ def serve(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+async def execute(dsn: str, statement: str, *args) -> None:
+    """One statement on a connection of its own (set-up and clean-up between timed phases)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(statement, *args)
+    finally:
+        await conn.close()
 
 
 async def create_key(dsn: str, role: str = "admin") -> str:

@@ -213,11 +213,15 @@ async def test_the_claims_fallback_stores_what_the_plain_inserts_store(session):
     with ON CONFLICT, which import_lines runs when another transaction claims one of the new ids meanwhile) store
     the same customers, map and mark sets from the same lines: new customers, then known and new ones together."""
     stored = {}
+    assessed = {"risk_assessed_at": "2026-01-05T09:30:00+00:00"}  # one moment: both runs compare equal across a second
     for merge, prefix in ((_MERGE_NEW, "SQ-MN"), (_MERGE, "SQ-MO")):
         counts = []
         for run, numbers in (("first", range(4)), ("second", range(2, 6))):
-            lines = [_line(f"{prefix}{n}", display_name=f"{run} {n}", risk_level=n % 5 + 1) for n in numbers]
-            lines.append(_line(f"{prefix}3", drop=("display_name", "marketing_consent", "birth_date")))  # wins
+            lines = [
+                _line(f"{prefix}{n}", display_name=f"{run} {n}", risk_level=n % 5 + 1, **assessed) for n in numbers
+            ]
+            # the later line of the same id wins
+            lines.append(_line(f"{prefix}3", drop=("display_name", "marketing_consent", "birth_date"), **assessed))
             merged = (await session.execute(merge, {"lines": "[" + ",".join(lines) + "]"})).one()
             counts.append((merged.created, merged.updated, len(merged.updated_ids)))
         rows = (
