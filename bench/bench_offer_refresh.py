@@ -88,6 +88,9 @@ async def main_async(args) -> None:
             for name, status in (("states_alone", "retired"), ("states_and_scores", "serving")):
                 await execute(args.dsn, "UPDATE ranker_model SET status = $2 WHERE version = $1", version, status)
                 await execute(args.dsn, "UPDATE customer_offer_state SET valid_until = '-infinity'")
+                if args.settle:  # what autovacuum and the checkpointer would do between a bank's refreshes
+                    await execute(args.dsn, "VACUUM customer_offer_state")
+                    await execute(args.dsn, "CHECKPOINT")
                 started = time.perf_counter()
                 counts = await Recommender(settings, sessionmaker).refresh_offer_states(
                     everyone=True, chunk=args.refresh_chunk
@@ -100,7 +103,7 @@ async def main_async(args) -> None:
         await engine.dispose()
     load = os.getloadavg()
     print(
-        f"rounds={args.rounds} refresh_chunk={args.refresh_chunk} "
+        f"rounds={args.rounds} refresh_chunk={args.refresh_chunk} settle={args.settle} "
         f"load_average={load[0]:.1f},{load[1]:.1f},{load[2]:.1f}"
     )
     for name, times in results.items():
@@ -120,6 +123,11 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=5000, help="customers of the one chunk scored step by step")
     parser.add_argument("--no-compile", action="store_true", help="LightGBM predicts (no compiled predictor)")
     parser.add_argument("--predict-threads", type=int, help="LightGBM threads of a chunk's prediction (serving)")
+    parser.add_argument(
+        "--settle",
+        action="store_true",
+        help="vacuum the offer states and take a checkpoint before each refresh, off the clock",
+    )
     parser.add_argument(
         "--refresh-chunk", type=int, default=5000, help="customers per statement of the refresh (both arms)"
     )
