@@ -1,7 +1,7 @@
 """Test data builders: products and customers added through the session or the API, and served lists."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import text
@@ -49,6 +49,13 @@ def customer_body(**overrides) -> dict:
     }
     body.update(overrides)
     return body
+
+
+def day_in(days: int) -> date:
+    """The day `days` after today, or the day after that when it is 29 February: care-calendar tests write it into
+    other years (birth dates, onboarding days), most of which have no 29 February."""
+    day = date.today() + timedelta(days=days)
+    return day + timedelta(days=1) if (day.month, day.day) == (2, 29) else day
 
 
 WEALTH_GRACE_DAYS = 90

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from tests.factories import WEALTH_TIERS, customer_body
+from tests.factories import WEALTH_TIERS, customer_body, day_in
 
 AGO = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0).isoformat()
 SURVEY = {
@@ -178,7 +178,7 @@ async def test_the_former_bare_lists_walk_page_by_page_to_the_whole_list(client,
 
 
 async def test_the_care_calendar_pages_in_date_order(client, as_role, wealth):
-    soon = (datetime.now(UTC) + timedelta(days=2)).date()
+    soon = day_in(2)
     for n in range(3):  # each customer: a birthday and an anniversary on the same day
         body = customer_body(
             birth_date=soon.replace(year=1980 + n).isoformat(),

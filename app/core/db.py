@@ -111,8 +111,14 @@ def _drop_connection_on_timeout(context) -> None:
 
 
 def server_settings(settings: Settings) -> dict[str, str]:
-    """Per-connection Postgres settings; the features view reads tierwise.risk_valid_days."""
-    return {"application_name": "tierwise", "tierwise.risk_valid_days": str(settings.risk_assessment_valid_days)}
+    """Per-connection Postgres settings; the features view reads tierwise.risk_valid_days. TimeZone is UTC: the
+    service's days are UTC days (stored days are `AT TIME ZONE 'UTC'`, partitions and quotas UTC), so current_date
+    is too, whatever zone the server is configured with."""
+    return {
+        "application_name": "tierwise",
+        "TimeZone": "UTC",
+        "tierwise.risk_valid_days": str(settings.risk_assessment_valid_days),
+    }
 
 
 def create_sessionmaker(bind) -> async_sessionmaker[AsyncSession]:

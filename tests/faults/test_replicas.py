@@ -170,6 +170,11 @@ async def test_a_replica_stopped_under_load_leaves_the_reads_to_the_primary(repl
         stopped_at = time.monotonic()
         await asyncio.to_thread(standby.stop, "fast")  # its sessions are terminated, new ones refused
         await asyncio.sleep(2.0)
+
+        async def every_kind_answered_since() -> bool:  # waited for: a loaded machine answers some later
+            return {path for at, path, _ in answered if at > stopped_at + 0.5} == set(paths)
+
+        await _until(every_kind_answered_since, "every kind of read answered after the replica stopped", 30)
     finally:
         stop.set()
         await asyncio.gather(*tasks)

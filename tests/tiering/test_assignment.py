@@ -10,7 +10,7 @@ from app.customers import retier
 from app.tiering import runs
 from app.tiering.assignment.compile import assign
 from tests.factories import WEALTH_GRACE_DAYS as GRACE
-from tests.factories import customer_body
+from tests.factories import customer_body, day_in
 
 
 async def make_customer(client, as_role, external_id: str, balance: str, **profile) -> None:
@@ -271,7 +271,7 @@ async def test_customers_listed_by_tier(client, as_role, wealth):
 
 
 async def test_care_calendar_lists_birthdays_and_anniversaries_of_a_tier(client, as_role, wealth):
-    soon = date.today() + timedelta(days=3)
+    soon = day_in(3)
     await make_customer(client, as_role, "C1", "60000.00", birth_date=soon.replace(year=1980).isoformat())
     await make_customer(
         client,
