@@ -140,7 +140,7 @@ _read_line = TypeAdapter(_Line).validate_json
 
 
 def _checked(raw: bytes, today: str, latest: datetime, surely_past: str) -> dict | None:
-    """A line as the check reads it (its fields as written), if it passes; else None. `today`: date.today() in ISO
+    """A line as the check reads it (its fields as written), if it passes; else None. `today`: the UTC day in ISO
     form; `latest`: now + CLOCK_SKEW; `surely_past`: the day two days before latest's, in ISO form: a moment whose
     written day is not after it is before `latest` whatever its offset (under 16 hours), without parsing it."""
     try:
@@ -164,7 +164,7 @@ def _in_past(moment: str, latest: datetime, surely_past: str) -> bool:
 def _bounds() -> tuple[str, datetime, str]:
     """(today, latest, surely_past) for _checked, now."""
     latest = datetime.now(UTC) + CLOCK_SKEW
-    return date.today().isoformat(), latest, (latest.date() - timedelta(days=2)).isoformat()
+    return datetime.now(UTC).date().isoformat(), latest, (latest.date() - timedelta(days=2)).isoformat()
 
 
 def fast_line(raw: bytes) -> tuple | None:

@@ -97,7 +97,7 @@ class CustomerFields(BaseModel):
     @field_validator("birth_date")
     @classmethod
     def birth_date_is_plausible(cls, value: date | None) -> date | None:
-        if value is not None and not (date(1900, 1, 1) <= value <= date.today()):
+        if value is not None and not (date(1900, 1, 1) <= value <= datetime.now(UTC).date()):
             raise ValueError("must be between 1900-01-01 and today")
         return value
 
@@ -283,7 +283,7 @@ class HoldingIn(BaseModel):
     @field_validator("as_of")
     @classmethod
     def as_of_not_in_future(cls, value: date) -> date:
-        if value > date.today() + timedelta(days=1):
+        if value > datetime.now(UTC).date() + timedelta(days=1):
             raise ValueError("must not be in the future")
         return value
 

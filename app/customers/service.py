@@ -3,7 +3,7 @@
 import hashlib
 import hmac
 import secrets
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -314,7 +314,7 @@ async def replace_holdings(
                 index_elements=["customer_id", "product_code", "as_of"], set_={"balance": history.excluded.balance}
             )
         )
-    day = max((h.as_of for h in holdings), default=date.today())
+    day = max((h.as_of for h in holdings), default=datetime.now(UTC).date())
     aum = sum((h.balance for h in holdings if categories[h.product_code] in AUM_CATEGORIES), Decimal("0"))
     snapshot = insert(CustomerAumDaily).values(customer_id=customer.id, day=day, aum=aum)
     await session.execute(snapshot.on_conflict_do_update(index_elements=["customer_id", "day"], set_={"aum": aum}))
