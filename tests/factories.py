@@ -52,9 +52,9 @@ def customer_body(**overrides) -> dict:
 
 
 def day_in(days: int) -> date:
-    """The day `days` after today, or the day after that when it is 29 February: care-calendar tests write it into
-    other years (birth dates, onboarding days), most of which have no 29 February."""
-    day = date.today() + timedelta(days=days)
+    """The UTC day `days` after today (the service's days are UTC days), or the day after it when that is
+    29 February: care-calendar tests write it into other years (birth dates, onboarding days), most without one."""
+    day = datetime.now(UTC).date() + timedelta(days=days)
     return day + timedelta(days=1) if (day.month, day.day) == (2, 29) else day
 
 
