@@ -163,8 +163,9 @@ def _in_past(moment: str, latest: datetime, surely_past: str) -> bool:
 
 def _bounds() -> tuple[str, datetime, str]:
     """(today, latest, surely_past) for _checked, now."""
-    latest = datetime.now(UTC) + CLOCK_SKEW
-    return datetime.now(UTC).date().isoformat(), latest, (latest.date() - timedelta(days=2)).isoformat()
+    now = datetime.now(UTC)
+    latest = now + CLOCK_SKEW
+    return now.date().isoformat(), latest, (latest.date() - timedelta(days=2)).isoformat()
 
 
 def fast_line(raw: bytes) -> tuple | None:
